@@ -1,0 +1,40 @@
+/*
+ * alloc.h — checked allocation. Every allocation in Strata goes through these wrappers.
+ *
+ * They never return NULL for a non-zero size: out-of-memory and size overflow abort the process with
+ * a message (there is no sensible recovery from either in a server). Free with plain free().
+ * Thread-safe.
+ */
+#ifndef STRATA_BASE_ALLOC_H
+#define STRATA_BASE_ALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t size);
+void *xcalloc(size_t n, size_t size);           /* zeroed; n * size overflow-checked */
+void *xrealloc(void *p, size_t size);
+void *xreallocarray(void *p, size_t n, size_t size); /* n * size overflow-checked */
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);        /* always NUL-terminated */
+void *xmemdup(const void *p, size_t n);
+
+/* Overflow-checked size arithmetic: abort on overflow. */
+size_t st_mult(size_t a, size_t b);
+size_t st_add(size_t a, size_t b);
+
+/* Growth policy for arrays: returns a capacity >= need (at least doubling). */
+size_t alloc_grow_cap(size_t cap, size_t need);
+
+/* Abort with a formatted message on stderr (for broken invariants and OOM). */
+_Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#define BUG_ON(cond)                                                                                     \
+	do {                                                                                             \
+		if (__builtin_expect(!!(cond), 0))                                                       \
+			die("BUG: %s:%d: %s", __FILE__, __LINE__, #cond);                              \
+	} while (0)
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * arena.h — region allocator for request- and query-scoped memory.
+ *
+ * Allocations are bump-pointer from chunks that grow geometrically; everything is freed at once by
+ * arena_release() (or recycled by arena_reset(), which keeps the first chunk). Cleanup hooks run in
+ * reverse order of registration on reset/release, for resources (fds, mmaps, refcounts) whose lifetime
+ * is the arena's. An optional byte limit makes allocation fail softly (arena_try_alloc returns NULL)
+ * so queries can enforce a memory budget; arena_alloc itself aborts only on system OOM.
+ * Not thread-safe: one arena per request/query/thread.
+ */
+#ifndef STRATA_BASE_ARENA_H
+#define STRATA_BASE_ARENA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct arena_chunk arena_chunk_t;
+typedef struct arena_cleanup arena_cleanup_t;
+
+typedef struct arena {
+	arena_chunk_t *head;   /* current chunk */
+	size_t chunk_size;     /* size of the next chunk to allocate */
+	size_t allocated;      /* bytes obtained from the system */
+	size_t used;           /* bytes handed out */
+	size_t limit;          /* 0 = unlimited; arena_try_alloc fails past this */
+	arena_cleanup_t *cleanups;
+} arena_t;
+
+void arena_init(arena_t *a, size_t first_chunk);  /* first_chunk 0 = 4 KiB */
+void arena_release(arena_t *a);                   /* runs cleanups, frees all chunks */
+void arena_reset(arena_t *a);                     /* runs cleanups, keeps one chunk for reuse */
+void arena_set_limit(arena_t *a, size_t limit_bytes);
+
+void *arena_alloc(arena_t *a, size_t size);       /* 16-byte aligned, uninitialised */
+void *arena_zalloc(arena_t *a, size_t size);
+void *arena_calloc(arena_t *a, size_t n, size_t size);
+/* NULL if the limit would be exceeded (memory budget); never NULL without a limit. */
+void *arena_try_alloc(arena_t *a, size_t size);
+/* Grow the last allocation in place when possible, else copy. old may be NULL. */
+void *arena_realloc(arena_t *a, void *old, size_t old_size, size_t new_size);
+char *arena_strdup(arena_t *a, const char *s);
+char *arena_strndup(arena_t *a, const char *s, size_t n);
+void *arena_memdup(arena_t *a, const void *p, size_t n);
+char *arena_printf(arena_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Register fn(arg) to run when the arena is reset or released. */
+void arena_on_release(arena_t *a, void (*fn)(void *), void *arg);
+
+#define ARENA_NEW(a, T) ((T *)arena_zalloc((a), sizeof(T)))
+#define ARENA_NEW_ARRAY(a, T, n) ((T *)arena_calloc((a), (n), sizeof(T)))
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * fmt.h — number formatting exactly as Go (and therefore Prometheus) prints it.
+ *
+ * buf_put_float(b, v, 'f'|'e'|'g') is strconv.FormatFloat(v, fmt, -1, 64): the shortest decimal that
+ * round-trips, in Go's layout ("1e-07", "1e+21", "0.30000000000000004", "NaN", "+Inf", "-Inf", "-0").
+ * Note Go's 'g' with shortest precision switches to exponent form when exp < -4 || exp >= 21.
+ */
+#ifndef STRATA_BASE_FMT_H
+#define STRATA_BASE_FMT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/str.h"
+
+void buf_put_float(buf_t *b, double v, char fmt);
+/* Sample value in API vectors/matrices: 'e' if v != 0 and (|v| < 1e-6 or |v| >= 1e21), else 'f'. */
+void buf_put_prom_value(buf_t *b, double v);
+/* Vector/matrix timestamp: seconds, and if ms != 0 a '.' and exactly 3 digits ("1.500", "-1.500"). */
+void buf_put_prom_ts(buf_t *b, int64_t ms);
+/* Go encoding/json float64 of ms/1000 (scalar/string results): "1700000600.5". */
+void buf_put_json_seconds(buf_t *b, int64_t ms);
+/* Shortest decimal digits of |v| (finite, non-zero): digits into d (no dot, >= 18 bytes), returns
+ * count; *dp is the decimal point position (value = 0.d * 10^dp). */
+int float_shortest_digits(double v, char *d, int *dp);
+
+#endif
