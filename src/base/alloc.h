@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h> /* free() */
 
 void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);           /* zeroed; n * size overflow-checked */

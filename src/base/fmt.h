@@ -3,7 +3,7 @@
  *
  * buf_put_float(b, v, 'f'|'e'|'g') is strconv.FormatFloat(v, fmt, -1, 64): the shortest decimal that
  * round-trips, in Go's layout ("1e-07", "1e+21", "0.30000000000000004", "NaN", "+Inf", "-Inf", "-0").
- * Note Go's 'g' with shortest precision switches to exponent form when exp < -4 || exp >= 21.
+ * Go's 'g' with shortest precision uses exponent form when exp < -4 || exp >= 6 ("1e+06", "123456").
  */
 #ifndef STRATA_BASE_FMT_H
 #define STRATA_BASE_FMT_H

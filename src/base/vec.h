@@ -11,6 +11,8 @@
 #ifndef STRATA_BASE_VEC_H
 #define STRATA_BASE_VEC_H
 
+#include <string.h>
+
 #include "base/alloc.h"
 
 #define VEC(T)                                                                                           \

@@ -1,0 +1,172 @@
+/* workers.c — fixed-size thread pool with a FIFO job queue; see workers.h. */
+#include "base/workers.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+
+typedef struct job {
+	struct job *next;
+	void (*fn)(void *);
+	void *arg;
+} job_t;
+
+struct workers {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	job_t *head, *tail;
+	size_t queued;
+	bool stopping;
+	int n;
+	pthread_t *threads;
+};
+
+static void *worker_main(void *arg)
+{
+	workers_t *w = arg;
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->head && !w->stopping)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->head)
+			break;
+		job_t *j = w->head;
+		w->head = j->next;
+		if (!w->head)
+			w->tail = NULL;
+		w->queued--;
+		pthread_mutex_unlock(&w->mu);
+		j->fn(j->arg);
+		free(j);
+		pthread_mutex_lock(&w->mu);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+workers_t *workers_new(int nthreads)
+{
+	if (nthreads <= 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+		nthreads = c > 0 ? (int)c : 1;
+	}
+	workers_t *w = xcalloc(1, sizeof *w);
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->n = nthreads;
+	w->threads = xcalloc((size_t)nthreads, sizeof *w->threads);
+	for (int i = 0; i < nthreads; i++)
+		if (pthread_create(&w->threads[i], NULL, worker_main, w))
+			die("workers: cannot create thread");
+	return w;
+}
+
+void workers_free(workers_t *w)
+{
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->stopping = true;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	for (int i = 0; i < w->n; i++)
+		pthread_join(w->threads[i], NULL);
+	pthread_mutex_destroy(&w->mu);
+	pthread_cond_destroy(&w->cv);
+	free(w->threads);
+	free(w);
+}
+
+void workers_submit(workers_t *w, void (*fn)(void *), void *arg)
+{
+	job_t *j = xmalloc(sizeof *j);
+	j->next = NULL;
+	j->fn = fn;
+	j->arg = arg;
+	pthread_mutex_lock(&w->mu);
+	if (w->tail)
+		w->tail->next = j;
+	else
+		w->head = j;
+	w->tail = j;
+	w->queued++;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+int workers_count(const workers_t *w)
+{
+	return w->n;
+}
+
+size_t workers_queued(workers_t *w)
+{
+	pthread_mutex_lock(&w->mu);
+	size_t q = w->queued;
+	pthread_mutex_unlock(&w->mu);
+	return q;
+}
+
+typedef struct pfor {
+	void (*fn)(void *, size_t);
+	void *arg;
+	size_t n;
+	atomic_size_t next;
+	atomic_size_t done;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	atomic_int helpers_left;
+} pfor_t;
+
+static void pfor_run(pfor_t *p)
+{
+	for (;;) {
+		size_t i = atomic_fetch_add(&p->next, 1);
+		if (i >= p->n)
+			break;
+		p->fn(p->arg, i);
+		atomic_fetch_add(&p->done, 1);
+	}
+}
+
+static void pfor_helper(void *arg)
+{
+	pfor_t *p = arg;
+	pfor_run(p);
+	pthread_mutex_lock(&p->mu);
+	atomic_fetch_sub(&p->helpers_left, 1);
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+}
+
+void workers_parallel_for(workers_t *w, size_t n, void (*fn)(void *, size_t), void *arg)
+{
+	if (n == 0)
+		return;
+	if (!w || n == 1 || w->n <= 1) {
+		for (size_t i = 0; i < n; i++)
+			fn(arg, i);
+		return;
+	}
+	pfor_t p = {.fn = fn, .arg = arg, .n = n};
+	atomic_init(&p.next, 0);
+	atomic_init(&p.done, 0);
+	pthread_mutex_init(&p.mu, NULL);
+	pthread_cond_init(&p.cv, NULL);
+	int helpers = w->n < (int)(n - 1) ? w->n : (int)(n - 1);
+	atomic_init(&p.helpers_left, helpers);
+	for (int i = 0; i < helpers; i++)
+		workers_submit(w, pfor_helper, &p);
+	pfor_run(&p);
+	/* Wait for the helpers to leave (they reference p on our stack). */
+	pthread_mutex_lock(&p.mu);
+	while (atomic_load(&p.helpers_left) > 0)
+		pthread_cond_wait(&p.cv, &p.mu);
+	pthread_mutex_unlock(&p.mu);
+	pthread_mutex_destroy(&p.mu);
+	pthread_cond_destroy(&p.cv);
+}
