@@ -1,0 +1,19 @@
+/*
+ * fs.h — FILESYSTEM bucket: objects are files under a root directory (Thanos `type: FILESYSTEM`).
+ *
+ * Object "a/b/c" is <root>/a/b/c. Puts write a temp file next to the target (".<base>.strata-tmp-*"),
+ * fsync it, rename it over the target and fsync the directory, so readers see the old or the whole new
+ * object. Parent directories are created as needed and removed again when a delete leaves them empty.
+ * Iteration hides temp files. Names with "." / ".." segments or a leading '/' are rejected
+ * (bucket_check_name), so no name can reach outside the root. Thread-safe.
+ */
+#ifndef STRATA_OBJSTORE_FS_H
+#define STRATA_OBJSTORE_FS_H
+
+#include "objstore/bucket.h"
+
+/* Creates the directory if missing. ERR_INVALID for an empty path, ERR_IO/ERR_ACCESS if it cannot be
+ * created or is not a directory. */
+int fs_bucket_new(const char *dir, bucket_t **out, err_t *err);
+
+#endif
