@@ -37,6 +37,11 @@ str_t labels_get(const labels_t *ls, str_t name, bool *found);
 labels_t labels_copy(arena_t *a, const labels_t *ls);
 /* {__name__="x", a="b"} printed as Prometheus does: name{a="b", c="d"} (values Go-quoted). */
 void labels_format(buf_t *b, const labels_t *ls);
+/* Prometheus labels.Labels.String(): {__name__="x", a="b"} — every label inside the braces (what
+ * `promtool tsdb dump` prints). */
+void labels_format_full(buf_t *b, const labels_t *ls);
+/* Go strconv.Quote of s (printable UTF-8 kept, control/invalid bytes escaped). */
+void labels_quote(buf_t *b, str_t s);
 /* Sort by name and check validity: names non-empty, unique. Empty values are dropped. */
 int labels_normalize(labels_t *ls);
 

@@ -90,6 +90,8 @@ static inline void series_set_close(series_set_t *s)
 
 /* An empty series set (static, close is a no-op). */
 series_set_t *series_set_empty(void);
+/* An iterator without samples (static). */
+sample_iter_t *sample_iter_empty(void);
 
 /* Hints a consumer passes to select() so sources can prune or push down work. */
 typedef struct select_hints {

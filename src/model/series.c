@@ -1,0 +1,65 @@
+/*
+ * series.c — the empty series set.
+ */
+#include "model/series.h"
+
+#include <stddef.h>
+
+static int empty_next(series_set_t *s, err_t *err)
+{
+	(void)s, (void)err;
+	return 0;
+}
+
+static const labels_t *empty_labels(series_set_t *s)
+{
+	static const labels_t none = {NULL, 0};
+	(void)s;
+	return &none;
+}
+
+static int empty_iter_next(sample_iter_t *it, int64_t *t, double *v, int cap, err_t *err)
+{
+	(void)it, (void)t, (void)v, (void)cap, (void)err;
+	return 0;
+}
+
+static int empty_iter_seek(sample_iter_t *it, int64_t t, err_t *err)
+{
+	(void)it, (void)t, (void)err;
+	return 0;
+}
+
+static const struct sample_iter_ops empty_iter_ops = {empty_iter_next, empty_iter_seek};
+static sample_iter_t empty_iter = {&empty_iter_ops};
+
+static sample_iter_t *empty_samples(series_set_t *s)
+{
+	(void)s;
+	return &empty_iter;
+}
+
+static void empty_close(series_set_t *s)
+{
+	(void)s;
+}
+
+static const struct series_set_ops empty_ops = {
+	.next = empty_next,
+	.labels = empty_labels,
+	.samples = empty_samples,
+	.chunks = NULL,
+	.warnings = NULL,
+	.close = empty_close,
+};
+static series_set_t empty_set = {&empty_ops};
+
+series_set_t *series_set_empty(void)
+{
+	return &empty_set;
+}
+
+sample_iter_t *sample_iter_empty(void)
+{
+	return &empty_iter;
+}
