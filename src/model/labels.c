@@ -15,6 +15,8 @@ uint64_t labels_hash(const labels_t *ls)
 	/* Prometheus hashes name 0xff value 0xff ... with xxhash64 seed 0 over one contiguous buffer. */
 	uint8_t stack[1024];
 	size_t need = 0;
+	if (ls->n == 0)
+		return hash_bytes("", 0);
 	for (size_t i = 0; i < ls->n; i++)
 		need += ls->v[i].name.n + ls->v[i].value.n + 2;
 	uint8_t *b = need <= sizeof stack ? stack : xmalloc(need);
