@@ -15,7 +15,8 @@ int float_shortest_digits(double v, char *d, int *dp)
 {
 	char tmp[40];
 	double a = fabs(v);
-	for (int prec = 15; prec <= 17; prec++) {
+	/* Subnormals have fewer significant bits, so short decimals are no longer sparse: search all. */
+	for (int prec = a < 2.2250738585072014e-308 ? 1 : 15; prec <= 17; prec++) {
 		snprintf(tmp, sizeof tmp, "%.*e", prec - 1, a);
 		if (prec < 17 && strtod(tmp, NULL) != a)
 			continue;

@@ -36,8 +36,13 @@
 		(vec)->v[(vec)->n++] = (x);                                                              \
 	} while (0)
 
-/* Pointer to a new zeroed element at the end. */
-#define VEC_ADD(vec) (VEC_RESERVE((vec), (vec)->n + 1), memset(&(vec)->v[(vec)->n], 0, sizeof(*(vec)->v)), &(vec)->v[(vec)->n++])
+/* Pointer to a new zeroed element at the end (an expression). */
+#define VEC_ADD(vec)                                                                                     \
+	((vec)->n + 1 > (vec)->cap                                                                       \
+		 ? (void)((vec)->cap = alloc_grow_cap((vec)->cap, (vec)->n + 1),                         \
+			  (vec)->v = xreallocarray((vec)->v, (vec)->cap, sizeof(*(vec)->v)))             \
+		 : (void)0,                                                                              \
+	 memset(&(vec)->v[(vec)->n], 0, sizeof(*(vec)->v)), &(vec)->v[(vec)->n++])
 
 #define VEC_POP(vec) ((vec)->v[--(vec)->n])
 #define VEC_LAST(vec) ((vec)->v[(vec)->n - 1])
