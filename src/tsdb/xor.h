@@ -1,0 +1,89 @@
+/*
+ * xor.h — Prometheus XOR ("Gorilla" with millisecond timestamps) chunk encoding, bit-exact with
+ * Prometheus 2.42 (reference prometheus.md §1.5).
+ *
+ * xor_enc_t appends samples (strictly increasing timestamps are the caller's job) and exposes the
+ * chunk bytes at any point (header count included, last byte zero-padded). xor_dec_t decodes one
+ * chunk with bounds checks: corrupt data yields ERR_CORRUPT naming the bit offset, never a read past
+ * the end. xor_iter_t is a sample_iter_t over a list of chunks (sorted by mint), trimmed to
+ * [mint, maxt]; its seek skips whole chunks by their maxt without decoding them.
+ * Stale NaN markers (and every other NaN payload) round-trip bit-exactly.
+ */
+#ifndef STRATA_TSDB_XOR_H
+#define STRATA_TSDB_XOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "model/series.h"
+
+/* Samples per chunk Prometheus' head aims for, and the hard cap (2x). */
+#define XOR_SAMPLES_PER_CHUNK 120
+
+/* Prometheus' staleness marker: a NaN with this exact bit pattern. */
+#define STALE_NAN_BITS 0x7ff0000000000002ull
+bool value_is_stale_nan(double v);
+double stale_nan(void);
+
+typedef struct xor_enc {
+	uint8_t *p;
+	size_t n, cap;   /* bytes committed (header + full bytes) */
+	uint64_t acc;    /* pending bits (low nacc bits, oldest first) */
+	int nacc;        /* 0..7 between calls */
+	uint16_t num;
+	int64_t t, tdelta;
+	uint64_t v;
+	uint8_t leading, trailing;
+} xor_enc_t;
+
+void xor_enc_init(xor_enc_t *e);
+void xor_enc_release(xor_enc_t *e);
+void xor_enc_reset(xor_enc_t *e); /* empty chunk, keeps memory */
+void xor_enc_append(xor_enc_t *e, int64_t t, double v);
+/* The chunk bytes so far (valid until the next append/reset/release). */
+const uint8_t *xor_enc_bytes(xor_enc_t *e, size_t *len);
+static inline uint16_t xor_enc_count(const xor_enc_t *e)
+{
+	return e->num;
+}
+
+typedef struct xor_dec {
+	const uint8_t *p;
+	size_t len;
+	uint64_t pos; /* bit position */
+	uint16_t total, read;
+	int64_t t, tdelta;
+	uint64_t v;
+	uint8_t leading, trailing;
+} xor_dec_t;
+
+/* ERR_CORRUPT if len < 2. */
+int xor_dec_init(xor_dec_t *d, const uint8_t *p, size_t len, err_t *err);
+/* 1 = sample stored in t and v, 0 = end, <0 error. */
+int xor_dec_next(xor_dec_t *d, int64_t *t, double *v, err_t *err);
+/* Number of samples the header claims. */
+static inline uint16_t xor_dec_count(const xor_dec_t *d)
+{
+	return d->total;
+}
+
+typedef struct xor_iter {
+	sample_iter_t base;
+	const chunk_t *chunks;
+	size_t nchunks, ci;
+	int64_t mint, maxt;
+	bool active; /* dec is positioned in chunks[ci] */
+	bool done;
+	xor_dec_t dec;
+	bool have_pending; /* a decoded sample (pt, pv) not yet returned */
+	int64_t pt;
+	double pv;
+} xor_iter_t;
+
+/* Iterate the samples of chunks[0..n) within [mint, maxt]. The chunks array and the data must
+ * outlive the iterator. Non-XOR chunks fail in next_batch with ERR_CORRUPT/ERR_INVALID. */
+void xor_iter_init(xor_iter_t *it, const chunk_t *chunks, size_t n, int64_t mint, int64_t maxt);
+
+#endif
