@@ -1,0 +1,42 @@
+/*
+ * response.h — the Prometheus HTTP API v1 envelope:
+ *   {"status":"success","data":<data>[,"warnings":[...]]}
+ *   {"status":"error","errorType":"bad_data","error":"<msg>"[,"warnings":[...]]}
+ * with Prometheus 2.42's HTTP status per error type (bad_data 400, execution 422, timeout 503,
+ * canceled 503, internal 500, unavailable 500, not_found 404) and Content-Type application/json.
+ */
+#ifndef STRATA_API_RESPONSE_H
+#define STRATA_API_RESPONSE_H
+
+#include <stddef.h>
+
+#include "base/err.h"
+#include "base/str.h"
+#include "net/http.h"
+
+typedef enum api_error_type {
+	API_ERR_BAD_DATA,
+	API_ERR_EXECUTION,
+	API_ERR_TIMEOUT,
+	API_ERR_CANCELED,
+	API_ERR_INTERNAL,
+	API_ERR_UNAVAILABLE,
+	API_ERR_NOT_FOUND,
+} api_error_type_t;
+
+const char *api_error_type_name(api_error_type_t t);
+int api_error_status(api_error_type_t t);
+/* Map an ERR_* code to the API error type a query failure gets (ERR_INVALID → bad_data, ERR_TIMEOUT →
+ * timeout, ERR_CANCELED → canceled, ERR_LIMIT → execution, storage failures → internal ...). */
+api_error_type_t api_error_type_for(int err_code);
+
+/* Build the envelope into out. data_json is raw JSON (may be NULL for no data). */
+void api_envelope_success(buf_t *out, str_t data_json, const char *const *warnings, size_t nwarnings);
+void api_envelope_error(buf_t *out, api_error_type_t t, const char *msg, const char *const *warnings,
+			size_t nwarnings);
+
+/* Send them (the request's response). */
+void api_respond_success(http_req_t *r, str_t data_json, const char *const *warnings, size_t nwarnings);
+void api_respond_error(http_req_t *r, api_error_type_t t, const char *msg);
+
+#endif
