@@ -1,0 +1,95 @@
+/*
+ * cmd.h — the `strata` command table and helpers shared by subcommands.
+ *
+ * Every subcommand is one line in the static table in main.c:
+ *
+ *     {"query", "Query node exposing PromQL over StoreAPI endpoints.", cmd_query},
+ *     {"tools bucket ls", "List all blocks in the bucket.", cmd_tools_bucket_ls},
+ *
+ * The name is a space-separated path, so nesting needs no extra code: `strata tools bucket ls ...`
+ * runs the entry with the longest name matching the leading words; `strata tools --help` (or just
+ * `strata tools`) lists the entries under "tools". An entry may also own a whole group and dispatch
+ * its own sub-subcommands ({"tools block", ..., cmd_tools_block} receives "dump ..." as argv[1..]).
+ * Groups appear only when they contain an entry, so commands that do not exist are simply absent.
+ *
+ * run(argc, argv): argv[0] is the full command ("strata tools bucket ls"), argv[1..argc-1] are the
+ * remaining arguments (pass argc - 1, argv + 1 to flags_parse). Return the process exit code:
+ * 0 success, 1 runtime failure, 2 usage error (unknown flag, bad value — print a message naming it).
+ */
+#ifndef STRATA_CMD_CMD_H
+#define STRATA_CMD_CMD_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base/err.h"
+#include "base/flags.h"
+#include "base/log.h"
+
+typedef struct cmd {
+	const char *name;
+	const char *summary;
+	int (*run)(int argc, char **argv);
+} cmd_t;
+
+/* Subcommand entry points (one per src/cmd/<name>.c) are declared here, one line each. */
+
+/* ---- flags common to server components (Thanos names and defaults) ---- */
+
+typedef struct cmd_server_flags {
+	char *http_address;
+	int64_t http_grace_ms;
+	char *log_level;
+	char *log_format;
+} cmd_server_flags_t;
+
+/* Expand inside a flag_def_t array: flag_def_t defs[] = { CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"), ... }; */
+#define CMD_SERVER_FLAGS(sf, default_http_address)                                                       \
+	{"http-address", FLAG_STRING, &(sf)->http_address, (default_http_address),                       \
+	 "Listen host:port for HTTP endpoints."},                                                        \
+	{"http-grace-period", FLAG_DURATION, &(sf)->http_grace_ms, "2m",                                 \
+	 "Time to wait after an interrupt received for HTTP Server."},                                   \
+	{"log.level", FLAG_ENUM, &(sf)->log_level, "info", "Log filtering level.", "debug|info|warn|error"}, \
+	{"log.format", FLAG_ENUM, &(sf)->log_format, "logfmt", "Log format to use.", "logfmt|json"}
+
+/* Parse a subcommand's flags: prints usage and returns 0 with *exit_now set for --help; prints
+ * "strata <cmd>: <message naming the flag>" and returns 2 (with *exit_now set) for bad flags;
+ * otherwise 0, and the caller frees res->pos when done with the positional arguments. */
+static inline int cmd_parse_flags(const char *cmdline, const char *summary, const flag_def_t *defs, size_t n,
+				  int argc, char **argv, flags_result_t *res, int *exit_now)
+{
+	err_t err = {0};
+	*exit_now = 0;
+	if (flags_parse(defs, n, argc - 1, argv + 1, res, &err)) {
+		fprintf(stderr, "%s: %s\n", cmdline, err.msg);
+		fprintf(stderr, "Try '%s --help'.\n", cmdline);
+		free(res->pos);
+		res->pos = NULL;
+		*exit_now = 1;
+		return 2;
+	}
+	if (res->help) {
+		char usage[256];
+		snprintf(usage, sizeof usage, "%s [<flags>]", cmdline);
+		flags_usage(stdout, usage, summary, defs, n);
+		free(res->pos);
+		res->pos = NULL;
+		*exit_now = 1;
+		return 0;
+	}
+	return 0;
+}
+
+/* Apply --log.level / --log.format. Returns 0, or 2 after printing the error. */
+static inline int cmd_server_setup_logging(const char *cmdline, const cmd_server_flags_t *sf)
+{
+	err_t err = {0};
+	if (log_setup(sf->log_level, sf->log_format, &err)) {
+		fprintf(stderr, "%s: %s\n", cmdline, err.msg);
+		return 2;
+	}
+	return 0;
+}
+
+#endif
