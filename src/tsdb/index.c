@@ -1,0 +1,977 @@
+/*
+ * index.c — index v2 writer and mmap reader.
+ */
+#include "tsdb/index.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "base/crc32c.h"
+#include "base/varint.h"
+#include "base/vec.h"
+
+#define SAMPLE_EVERY 32
+
+/* ================================ writer ================================ */
+
+typedef VEC(uint32_t) u32vec_t;
+
+typedef struct pair {
+	uint32_t name, value; /* symbol indices */
+	u32vec_t ids;
+} pair_t;
+
+struct index_writer {
+	char *path;
+	int fd;
+	uint64_t pos; /* file position including buffered bytes */
+	buf_t out;    /* pending bytes */
+	buf_t tmp;
+	arena_t arena; /* symbol copies */
+	hmap_t sym;    /* symbol -> index+1 */
+	uint32_t nsym;
+	bool have_symbols;
+	imap_t pair_idx; /* (name<<32|value) -> index in pairs */
+	VEC(pair_t) pairs;
+	u32vec_t all;
+	labels_t last;
+	arena_t last_arena;
+	bool have_last;
+	uint64_t toc[6];
+};
+
+static int w_flush(index_writer_t *w, err_t *err)
+{
+	const char *p = w->out.p;
+	size_t n = w->out.n;
+	while (n) {
+		ssize_t k = write(w->fd, p, n);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return err_errno(err, "write %s", w->path);
+		}
+		p += k, n -= (size_t)k;
+	}
+	buf_reset(&w->out);
+	return 0;
+}
+
+static int w_write(index_writer_t *w, const void *p, size_t n, err_t *err)
+{
+	buf_append(&w->out, p, n);
+	w->pos += n;
+	if (w->out.n >= (1u << 20))
+		return w_flush(w, err);
+	return 0;
+}
+
+static int w_pad(index_writer_t *w, unsigned align, err_t *err)
+{
+	static const uint8_t zeros[16];
+	size_t pad = (size_t)((align - w->pos % align) % align);
+	return pad ? w_write(w, zeros, pad, err) : 0;
+}
+
+/* Write len BE32 + body (tmp) + CRC32C(body). */
+static int w_section(index_writer_t *w, const buf_t *body, err_t *err)
+{
+	uint8_t b[4];
+	be32_put(b, (uint32_t)body->n);
+	int rc = w_write(w, b, 4, err);
+	if (!rc)
+		rc = w_write(w, body->p, body->n, err);
+	be32_put(b, crc32c(0, body->p, body->n));
+	if (!rc)
+		rc = w_write(w, b, 4, err);
+	return rc;
+}
+
+int index_writer_open(index_writer_t **wp, const char *path, err_t *err)
+{
+	index_writer_t *w = xcalloc(1, sizeof *w);
+	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (w->fd < 0) {
+		int rc = err_errno(err, "create %s", path);
+		free(w);
+		return rc;
+	}
+	w->path = xstrdup(path);
+	buf_init(&w->out);
+	buf_init(&w->tmp);
+	arena_init(&w->arena, 0);
+	arena_init(&w->last_arena, 0);
+	hmap_init(&w->sym, 0);
+	imap_init(&w->pair_idx, 0);
+	uint8_t hdr[5];
+	be32_put(hdr, INDEX_MAGIC);
+	hdr[4] = 2;
+	*wp = w;
+	return w_write(w, hdr, 5, err);
+}
+
+static void w_free(index_writer_t *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	buf_release(&w->out);
+	buf_release(&w->tmp);
+	arena_release(&w->arena);
+	arena_release(&w->last_arena);
+	hmap_release(&w->sym);
+	imap_release(&w->pair_idx);
+	for (size_t i = 0; i < w->pairs.n; i++)
+		VEC_FREE(&w->pairs.v[i].ids);
+	VEC_FREE(&w->pairs);
+	VEC_FREE(&w->all);
+	free(w->path);
+	free(w);
+}
+
+void index_writer_abort(index_writer_t *w)
+{
+	if (w)
+		w_free(w);
+}
+
+int index_writer_add_symbols(index_writer_t *w, const str_t *syms, size_t n, err_t *err)
+{
+	if (w->have_symbols)
+		return err_set(err, ERR_INVALID, "index %s: symbols already written", w->path);
+	w->have_symbols = true;
+	w->toc[0] = w->pos;
+	buf_t *b = &w->tmp;
+	buf_reset(b);
+	buf_put_be32(b, 0); /* count, patched below */
+	uint32_t count = 0;
+	bool first_empty = n > 0 && syms[0].n == 0;
+	if (!first_empty) {
+		buf_put_uvarint(b, 0);
+		hmap_put(&w->sym, STR_NULL, (void *)(uintptr_t)1);
+		count = 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && str_cmp(syms[i - 1], syms[i]) >= 0)
+			return err_set(err, ERR_INVALID, "index %s: symbols not sorted/unique at %zu (\"%.*s\")", w->path, i,
+				       STR_ARG(syms[i]));
+		char *c = arena_memdup(&w->arena, syms[i].n ? syms[i].p : "", syms[i].n);
+		hmap_put(&w->sym, str_from(c, syms[i].n), (void *)(uintptr_t)(count + 1));
+		buf_put_uvarint(b, syms[i].n);
+		buf_append(b, syms[i].p, syms[i].n);
+		count++;
+	}
+	be32_put((uint8_t *)b->p, count);
+	w->nsym = count;
+	int rc = w_section(w, b, err);
+	w->toc[1] = w->pos;
+	return rc;
+}
+
+static int sym_of(index_writer_t *w, str_t s, uint32_t *out, err_t *err)
+{
+	void *v = hmap_get(&w->sym, s);
+	if (!v)
+		return err_set(err, ERR_INVALID, "index %s: label string \"%.*s\" is not in the symbol table", w->path,
+			       STR_ARG(s));
+	*out = (uint32_t)((uintptr_t)v - 1);
+	return 0;
+}
+
+int index_writer_add_series(index_writer_t *w, const labels_t *ls, const chunk_meta_t *chks, size_t n, err_t *err)
+{
+	if (!w->have_symbols)
+		return err_set(err, ERR_INVALID, "index %s: series before symbols", w->path);
+	if (w->have_last && labels_cmp(&w->last, ls) >= 0)
+		return err_set(err, ERR_INVALID, "index %s: series added out of order or twice", w->path);
+	int rc = w_pad(w, 16, err);
+	if (rc)
+		return rc;
+	if (w->pos / 16 > UINT32_MAX)
+		return err_set(err, ERR_LIMIT, "index %s: series section exceeds 64 GiB", w->path);
+	uint32_t id = (uint32_t)(w->pos / 16);
+	buf_t *b = &w->tmp;
+	buf_reset(b);
+	buf_put_uvarint(b, ls->n);
+	for (size_t i = 0; i < ls->n; i++) {
+		uint32_t ns, vs;
+		if ((rc = sym_of(w, ls->v[i].name, &ns, err)) || (rc = sym_of(w, ls->v[i].value, &vs, err)))
+			return rc;
+		buf_put_uvarint(b, ns);
+		buf_put_uvarint(b, vs);
+		uint64_t key = ((uint64_t)ns << 32) | vs, idx;
+		if (!imap_get(&w->pair_idx, key, &idx)) {
+			idx = w->pairs.n;
+			VEC_RESERVE(&w->pairs, w->pairs.n + 1);
+			w->pairs.v[w->pairs.n++] = (pair_t){ns, vs, {0}};
+			imap_put(&w->pair_idx, key, idx);
+		}
+		VEC_PUSH(&w->pairs.v[idx].ids, id);
+	}
+	buf_put_uvarint(b, n);
+	for (size_t i = 0; i < n; i++) {
+		if (i == 0) {
+			buf_put_varint(b, chks[0].mint);
+			buf_put_uvarint(b, (uint64_t)(chks[0].maxt - chks[0].mint));
+			buf_put_uvarint(b, chks[0].ref);
+		} else {
+			buf_put_uvarint(b, (uint64_t)(chks[i].mint - chks[i - 1].maxt));
+			buf_put_uvarint(b, (uint64_t)(chks[i].maxt - chks[i].mint));
+			buf_put_varint(b, (int64_t)(chks[i].ref - chks[i - 1].ref));
+		}
+	}
+	uint8_t hdr[VARINT_MAX_LEN], crc[4];
+	size_t hl = uvarint_put(hdr, b->n);
+	be32_put(crc, crc32c(0, b->p, b->n));
+	if ((rc = w_write(w, hdr, hl, err)) || (rc = w_write(w, b->p, b->n, err)) || (rc = w_write(w, crc, 4, err)))
+		return rc;
+	VEC_PUSH(&w->all, id);
+	arena_reset(&w->last_arena);
+	w->last = labels_copy(&w->last_arena, ls);
+	w->have_last = true;
+	return 0;
+}
+
+static int pair_cmp(const void *a, const void *b)
+{
+	const pair_t *x = a, *y = b;
+	if (x->name != y->name)
+		return x->name < y->name ? -1 : 1;
+	return x->value < y->value ? -1 : x->value > y->value;
+}
+
+static int write_postings(index_writer_t *w, const u32vec_t *ids, err_t *err)
+{
+	buf_t *b = &w->tmp;
+	buf_reset(b);
+	buf_put_be32(b, (uint32_t)ids->n);
+	for (size_t i = 0; i < ids->n; i++)
+		buf_put_be32(b, ids->v[i]);
+	return w_section(w, b, err);
+}
+
+int index_writer_close(index_writer_t *w, err_t *err)
+{
+	int rc = 0;
+	if (!w->have_symbols)
+		rc = index_writer_add_symbols(w, NULL, 0, err);
+	/* symbols by index, for the offset tables */
+	str_t *syms = xcalloc(w->nsym ? w->nsym : 1, sizeof(str_t));
+	hmap_entry_t *e;
+	for (size_t it = 0; hmap_next(&w->sym, &it, &e);)
+		syms[(uintptr_t)e->val - 1] = e->key;
+	if (w->pairs.n)
+		qsort(w->pairs.v, w->pairs.n, sizeof(pair_t), pair_cmp);
+	uint64_t *li_off = xcalloc(w->pairs.n + 1, sizeof(uint64_t)); /* label index offset per name start */
+	uint64_t *po_off = xcalloc(w->pairs.n + 1, sizeof(uint64_t));
+	buf_t *b = &w->tmp;
+
+	/* Label indices (legacy): one per name, values sorted. */
+	w->toc[2] = w->pos;
+	for (size_t i = 0; !rc && i < w->pairs.n;) {
+		size_t j = i;
+		while (j < w->pairs.n && w->pairs.v[j].name == w->pairs.v[i].name)
+			j++;
+		if ((rc = w_pad(w, 4, err)))
+			break;
+		li_off[i] = w->pos;
+		buf_reset(b);
+		buf_put_be32(b, 1);
+		buf_put_be32(b, (uint32_t)(j - i));
+		for (size_t k = i; k < j; k++)
+			buf_put_be32(b, w->pairs.v[k].value);
+		rc = w_section(w, b, err);
+		i = j;
+	}
+	/* Postings: all-postings first, then per (name, value). */
+	w->toc[4] = w->pos;
+	uint64_t all_off = 0;
+	if (!rc && !(rc = w_pad(w, 4, err))) {
+		all_off = w->pos;
+		rc = write_postings(w, &w->all, err);
+	}
+	for (size_t i = 0; !rc && i < w->pairs.n; i++) {
+		if ((rc = w_pad(w, 4, err)))
+			break;
+		po_off[i] = w->pos;
+		rc = write_postings(w, &w->pairs.v[i].ids, err);
+	}
+	/* Label offset table. */
+	w->toc[3] = w->pos;
+	if (!rc) {
+		buf_reset(b);
+		uint32_t cnt = 0;
+		buf_put_be32(b, 0);
+		for (size_t i = 0; i < w->pairs.n; i++) {
+			if (i > 0 && w->pairs.v[i].name == w->pairs.v[i - 1].name)
+				continue;
+			str_t name = syms[w->pairs.v[i].name];
+			buf_putc(b, 1);
+			buf_put_uvarint(b, name.n);
+			buf_append_str(b, name);
+			buf_put_uvarint(b, li_off[i]);
+			cnt++;
+		}
+		be32_put((uint8_t *)b->p, cnt);
+		rc = w_section(w, b, err);
+	}
+	/* Postings offset table. */
+	w->toc[5] = w->pos;
+	if (!rc) {
+		buf_reset(b);
+		buf_put_be32(b, (uint32_t)(w->pairs.n + 1));
+		buf_putc(b, 2);
+		buf_put_uvarint(b, 0);
+		buf_put_uvarint(b, 0);
+		buf_put_uvarint(b, all_off);
+		for (size_t i = 0; i < w->pairs.n; i++) {
+			str_t name = syms[w->pairs.v[i].name], value = syms[w->pairs.v[i].value];
+			buf_putc(b, 2);
+			buf_put_uvarint(b, name.n);
+			buf_append_str(b, name);
+			buf_put_uvarint(b, value.n);
+			buf_append_str(b, value);
+			buf_put_uvarint(b, po_off[i]);
+		}
+		rc = w_section(w, b, err);
+	}
+	if (!rc) {
+		uint8_t toc[52];
+		for (int i = 0; i < 6; i++)
+			be64_put(toc + 8 * i, w->toc[i]);
+		be32_put(toc + 48, crc32c(0, toc, 48));
+		rc = w_write(w, toc, 52, err);
+	}
+	if (!rc)
+		rc = w_flush(w, err);
+	if (!rc && fsync(w->fd) != 0)
+		rc = err_errno(err, "fsync %s", w->path);
+	free(syms);
+	free(li_off);
+	free(po_off);
+	w_free(w);
+	return rc;
+}
+
+/* ================================ reader ================================ */
+
+typedef struct value_sample {
+	str_t value;
+	uint32_t pos; /* byte offset of the entry within the table */
+} value_sample_t;
+
+struct index_name {
+	str_t name;
+	uint32_t first, end; /* byte range of this name's entries in the postings offset table */
+	uint32_t nvalues;
+	value_sample_t *samples;
+	size_t nsamples;
+};
+
+static int rcorrupt(const index_reader_t *r, err_t *err, uint64_t off, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static int rcorrupt(const index_reader_t *r, err_t *err, uint64_t off, const char *fmt, ...)
+{
+	char msg[320];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	return err_set(err, ERR_CORRUPT, "index: %s: offset %llu: %s", r->path, (unsigned long long)off, msg);
+}
+
+#define RCORRUPT(r, off, ...) rcorrupt((r), err, (off), __VA_ARGS__)
+
+int index_reader_open(index_reader_t *r, const char *path, err_t *err)
+{
+	memset(r, 0, sizeof *r);
+	r->path = xstrdup(path);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		int rc = err_errno(err, "open %s", path);
+		index_reader_close(r);
+		return rc;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int rc = err_errno(err, "stat %s", path);
+		close(fd);
+		index_reader_close(r);
+		return rc;
+	}
+	r->len = (size_t)st.st_size;
+	int rc = 0;
+	if (r->len < 5 + 52) {
+		close(fd);
+		rc = RCORRUPT(r, 0, "file of %zu bytes is too short for header and TOC", r->len);
+		index_reader_close(r);
+		return rc;
+	}
+	void *m = mmap(NULL, r->len, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED) {
+		rc = err_errno(err, "mmap %s", path);
+		index_reader_close(r);
+		return rc;
+	}
+	r->p = m;
+	if (be32_get(r->p) != INDEX_MAGIC)
+		rc = RCORRUPT(r, 0, "bad magic 0x%08x", be32_get(r->p));
+	else if (r->p[4] != 2)
+		rc = RCORRUPT(r, 4, "unsupported index version %u", r->p[4]);
+	if (!rc) {
+		const uint8_t *toc = r->p + r->len - 52;
+		if (crc32c(0, toc, 48) != be32_get(toc + 48))
+			rc = RCORRUPT(r, r->len - 52, "bad TOC CRC32C");
+		uint64_t v[6];
+		for (int i = 0; !rc && i < 6; i++) {
+			v[i] = be64_get(toc + 8 * i);
+			if (v[i] > r->len - 52)
+				rc = RCORRUPT(r, r->len - 52 + 8 * (size_t)i, "TOC entry %d (%llu) points past the end", i,
+					      (unsigned long long)v[i]);
+		}
+		if (!rc) {
+			r->toc_symbols = v[0], r->toc_series = v[1], r->toc_label_indices = v[2];
+			r->toc_label_offsets = v[3], r->toc_postings = v[4], r->toc_postings_offsets = v[5];
+		}
+	}
+	if (rc)
+		index_reader_close(r);
+	return rc;
+}
+
+void index_reader_close(index_reader_t *r)
+{
+	if (r->p)
+		munmap((void *)r->p, r->len);
+	for (size_t i = 0; i < r->nnames; i++)
+		free(r->names[i].samples);
+	free(r->names);
+	free(r->sym_sample);
+	free(r->path);
+	memset(r, 0, sizeof *r);
+}
+
+/* A len BE32 + body + CRC section at off: returns body pointer/len after checks. */
+static int read_section(index_reader_t *r, uint64_t off, const uint8_t **body, size_t *blen, const char *what,
+			err_t *err)
+{
+	if (off + 4 > r->len)
+		return RCORRUPT(r, off, "%s: length field past end of file", what);
+	uint32_t l = be32_get(r->p + off);
+	if ((uint64_t)l + 8 + off > r->len)
+		return RCORRUPT(r, off, "%s: length %u runs past end of file (%zu bytes)", what, l, r->len);
+	const uint8_t *b = r->p + off + 4;
+	if (crc32c(0, b, l) != be32_get(b + l))
+		return RCORRUPT(r, off, "%s: bad CRC32C", what);
+	*body = b;
+	*blen = l;
+	return 0;
+}
+
+static int read_str(const uint8_t **pp, const uint8_t *end, str_t *out)
+{
+	uint64_t l;
+	int k = uvarint_get(*pp, end, &l);
+	if (k <= 0 || l > (uint64_t)(end - *pp - k))
+		return -1;
+	*out = str_from((const char *)*pp + k, (size_t)l);
+	*pp += k + (size_t)l;
+	return 0;
+}
+
+int index_reader_load(index_reader_t *r, err_t *err)
+{
+	if (r->loaded)
+		return 0;
+	const uint8_t *b;
+	size_t bl;
+	int rc;
+	/* symbols */
+	if (r->toc_symbols) {
+		if ((rc = read_section(r, r->toc_symbols, &b, &bl, "symbol table", err)))
+			return rc;
+		if (bl < 4)
+			return RCORRUPT(r, r->toc_symbols, "symbol table too short");
+		r->nsym = be32_get(b);
+		r->sym_p = b + 4;
+		r->sym_end = b + bl;
+		if (r->nsym > bl)
+			return RCORRUPT(r, r->toc_symbols, "absurd symbol count %u", r->nsym);
+		r->sym_sample = xcalloc(r->nsym / SAMPLE_EVERY + 1, sizeof(uint32_t));
+		const uint8_t *p = r->sym_p;
+		for (uint32_t i = 0; i < r->nsym; i++) {
+			if (i % SAMPLE_EVERY == 0)
+				r->sym_sample[i / SAMPLE_EVERY] = (uint32_t)(p - r->sym_p);
+			str_t s;
+			if (read_str(&p, r->sym_end, &s))
+				return RCORRUPT(r, (uint64_t)(p - r->p), "symbol %u runs past the symbol table", i);
+		}
+	}
+	/* postings offset table */
+	if (r->toc_postings_offsets) {
+		if ((rc = read_section(r, r->toc_postings_offsets, &b, &bl, "postings offset table", err)))
+			return rc;
+		if (bl < 4)
+			return RCORRUPT(r, r->toc_postings_offsets, "postings offset table too short");
+		uint32_t cnt = be32_get(b);
+		const uint8_t *p = b + 4, *end = b + bl;
+		size_t cap = 0;
+		for (uint32_t i = 0; i < cnt; i++) {
+			const uint8_t *ent = p;
+			str_t name, value;
+			uint64_t off;
+			int k;
+			if (p >= end || *p != 2 || (p++, read_str(&p, end, &name)) || read_str(&p, end, &value) ||
+			    (k = uvarint_get(p, end, &off)) <= 0)
+				return RCORRUPT(r, (uint64_t)(ent - r->p), "malformed postings offset table entry %u", i);
+			p += k;
+			if (off >= r->len)
+				return RCORRUPT(r, (uint64_t)(ent - r->p), "postings offset %llu past end of file",
+						(unsigned long long)off);
+			index_name_t *nm = r->nnames ? &r->names[r->nnames - 1] : NULL;
+			if (!nm || !str_eq(nm->name, name)) {
+				if (nm && str_cmp(nm->name, name) > 0)
+					return RCORRUPT(r, (uint64_t)(ent - r->p), "postings offset table not sorted");
+				if (r->nnames == cap) {
+					cap = alloc_grow_cap(cap, r->nnames + 1);
+					r->names = xreallocarray(r->names, cap, sizeof *r->names);
+				}
+				nm = &r->names[r->nnames++];
+				memset(nm, 0, sizeof *nm);
+				nm->name = name;
+				nm->first = (uint32_t)(ent - b);
+			}
+			if (nm->nvalues % SAMPLE_EVERY == 0) {
+				nm->samples = xreallocarray(nm->samples, nm->nsamples + 1, sizeof *nm->samples);
+				nm->samples[nm->nsamples++] = (value_sample_t){value, (uint32_t)(ent - b)};
+			}
+			nm->nvalues++;
+			nm->end = (uint32_t)(p - b);
+		}
+	}
+	r->loaded = true;
+	return 0;
+}
+
+int index_reader_symbol(index_reader_t *r, uint32_t idx, str_t *out, err_t *err)
+{
+	int rc = index_reader_load(r, err);
+	if (rc)
+		return rc;
+	if (idx >= r->nsym)
+		return err_set(err, ERR_CORRUPT, "index: %s: symbol reference %u out of range (%u symbols)", r->path, idx,
+			       r->nsym);
+	const uint8_t *p = r->sym_p + r->sym_sample[idx / SAMPLE_EVERY];
+	for (uint32_t k = idx % SAMPLE_EVERY; k > 0; k--)
+		read_str(&p, r->sym_end, out); /* validated at load */
+	read_str(&p, r->sym_end, out);
+	return 0;
+}
+
+int index_reader_symbol_index(index_reader_t *r, str_t s, uint32_t *idx, err_t *err)
+{
+	int rc = index_reader_load(r, err);
+	if (rc)
+		return rc;
+	size_t ns = r->nsym ? (r->nsym - 1) / SAMPLE_EVERY + 1 : 0;
+	size_t lo = 0, hi = ns;
+	while (lo < hi) { /* last sample <= s */
+		size_t mid = lo + (hi - lo) / 2;
+		const uint8_t *p = r->sym_p + r->sym_sample[mid];
+		str_t v;
+		read_str(&p, r->sym_end, &v);
+		if (str_cmp(v, s) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return ERR_NOT_FOUND;
+	size_t blk = lo - 1;
+	const uint8_t *p = r->sym_p + r->sym_sample[blk];
+	for (uint32_t i = (uint32_t)blk * SAMPLE_EVERY; i < r->nsym && i < (blk + 1) * SAMPLE_EVERY; i++) {
+		str_t v;
+		read_str(&p, r->sym_end, &v);
+		int c = str_cmp(v, s);
+		if (c == 0) {
+			*idx = i;
+			return 0;
+		}
+		if (c > 0)
+			break;
+	}
+	return ERR_NOT_FOUND;
+}
+
+static index_name_t *find_name(index_reader_t *r, str_t name)
+{
+	size_t lo = 0, hi = r->nnames;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = str_cmp(r->names[mid].name, name);
+		if (c == 0)
+			return &r->names[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* Parse the postings offset table entry at table-relative pos (validated at load). */
+static const uint8_t *ptab_entry(const index_reader_t *r, uint32_t pos, str_t *value, uint64_t *off)
+{
+	const uint8_t *b = r->p + r->toc_postings_offsets + 4;
+	const uint8_t *end = b + be32_get(r->p + r->toc_postings_offsets);
+	const uint8_t *p = b + pos + 1;
+	str_t name;
+	read_str(&p, end, &name);
+	read_str(&p, end, value);
+	p += uvarint_get(p, end, off);
+	return p;
+}
+
+static int read_postings(index_reader_t *r, arena_t *a, uint64_t off, postings_t *out, err_t *err)
+{
+	const uint8_t *b;
+	size_t bl;
+	int rc = read_section(r, off, &b, &bl, "postings list", err);
+	if (rc)
+		return rc;
+	if (bl < 4)
+		return RCORRUPT(r, off, "postings list too short");
+	uint32_t n = be32_get(b);
+	if ((uint64_t)n * 4 + 4 != bl)
+		return RCORRUPT(r, off, "postings list: %u entries do not fit its length %zu", n, bl);
+	out->v = arena_alloc(a, (size_t)n * 4 + 4);
+	out->n = n;
+	const uint8_t *e = b + 4;
+	for (uint32_t i = 0; i < n; i++)
+		out->v[i] = be32_get(e + 4 * (size_t)i);
+	for (uint32_t i = 1; i < n; i++)
+		if (out->v[i] <= out->v[i - 1])
+			return RCORRUPT(r, off, "postings list not strictly ascending at entry %u", i);
+	return 0;
+}
+
+int index_reader_postings(index_reader_t *r, arena_t *a, str_t name, str_t value, postings_t *out, err_t *err)
+{
+	int rc = index_reader_load(r, err);
+	if (rc)
+		return rc;
+	out->v = NULL, out->n = 0;
+	index_name_t *nm = find_name(r, name);
+	if (!nm)
+		return 0;
+	size_t lo = 0, hi = nm->nsamples;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (str_cmp(nm->samples[mid].value, value) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return 0;
+	uint32_t pos = nm->samples[lo - 1].pos;
+	const uint8_t *base = r->p + r->toc_postings_offsets + 4;
+	while (pos < nm->end) {
+		str_t v;
+		uint64_t off;
+		const uint8_t *next = ptab_entry(r, pos, &v, &off);
+		int c = str_cmp(v, value);
+		if (c == 0)
+			return read_postings(r, a, off, out, err);
+		if (c > 0)
+			break;
+		pos = (uint32_t)(next - base);
+	}
+	return 0;
+}
+
+/* Union of postings of every value of name for which match(value) == want. */
+static int postings_for_values(index_reader_t *r, arena_t *a, const matcher_t *m, bool want, postings_t *out,
+			       err_t *err)
+{
+	out->v = NULL, out->n = 0;
+	index_name_t *nm = find_name(r, m->name);
+	if (!nm)
+		return 0;
+	const str_t *lits;
+	int nl = want ? matcher_literal_values(m, &lits) : -1;
+	VEC(postings_t) lists = {0};
+	int rc = 0;
+	if (nl >= 0) {
+		for (int i = 0; i < nl && !rc; i++) {
+			postings_t p;
+			rc = index_reader_postings(r, a, m->name, lits[i], &p, err);
+			if (!rc && p.n)
+				VEC_PUSH(&lists, p);
+		}
+	} else {
+		const uint8_t *base = r->p + r->toc_postings_offsets + 4;
+		uint32_t pos = nm->first;
+		while (pos < nm->end && !rc) {
+			str_t v;
+			uint64_t off;
+			const uint8_t *next = ptab_entry(r, pos, &v, &off);
+			if (matcher_matches(m, v) == want) {
+				postings_t p;
+				rc = read_postings(r, a, off, &p, err);
+				if (!rc)
+					VEC_PUSH(&lists, p);
+			}
+			pos = (uint32_t)(next - base);
+		}
+	}
+	if (!rc)
+		*out = postings_merge(a, lists.v, lists.n);
+	VEC_FREE(&lists);
+	return rc;
+}
+
+int index_reader_postings_for_matchers(index_reader_t *r, arena_t *a, const matcher_t *ms, size_t n, postings_t *out,
+				       err_t *err)
+{
+	int rc = index_reader_load(r, err);
+	if (rc)
+		return rc;
+	postings_t acc = {NULL, 0}, neg = {NULL, 0};
+	bool have_pos = false, have_neg = false;
+	/* Positive (non-empty-matching) matchers first so negatives subtract from a small set. */
+	for (size_t i = 0; i < n; i++) {
+		const matcher_t *m = &ms[i];
+		if (matcher_matches_empty(m))
+			continue;
+		postings_t p;
+		if ((rc = postings_for_values(r, a, m, true, &p, err)))
+			return rc;
+		acc = have_pos ? postings_intersect(a, acc, p) : p;
+		have_pos = true;
+		if (!acc.n) {
+			*out = acc;
+			return 0;
+		}
+	}
+	if (!have_pos) {
+		if ((rc = index_reader_postings(r, a, STR_NULL, STR_NULL, &acc, err)))
+			return rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const matcher_t *m = &ms[i];
+		if (!matcher_matches_empty(m))
+			continue;
+		/* Matches "": series lacking the label match, so remove series whose value does not match. */
+		postings_t p;
+		if ((rc = postings_for_values(r, a, m, false, &p, err)))
+			return rc;
+		if (p.n) {
+			postings_t two[2] = {neg, p};
+			neg = have_neg ? postings_merge(a, two, 2) : p;
+			have_neg = true;
+		}
+	}
+	*out = have_neg ? postings_subtract(a, acc, neg) : acc;
+	return 0;
+}
+
+int index_reader_series(index_reader_t *r, arena_t *a, uint32_t id, labels_t *ls, chunk_meta_t **chks, size_t *nchks,
+			err_t *err)
+{
+	int rc = index_reader_load(r, err);
+	if (rc)
+		return rc;
+	uint64_t off = (uint64_t)id * 16;
+	if (off < 5 || off >= r->len)
+		return RCORRUPT(r, off, "series %u: reference past end of file", id);
+	const uint8_t *end = r->p + r->len;
+	uint64_t blen;
+	int k = uvarint_get(r->p + off, end, &blen);
+	if (k <= 0 || blen + 4 > (uint64_t)(end - (r->p + off + (size_t)k)))
+		return RCORRUPT(r, off, "series %u: length runs past end of file", id);
+	const uint8_t *p = r->p + off + k, *be = p + blen;
+	if (crc32c(0, p, (size_t)blen) != be32_get(be))
+		return RCORRUPT(r, off, "series %u: bad CRC32C", id);
+	uint64_t nl;
+	if ((k = uvarint_get(p, be, &nl)) <= 0 || nl > blen)
+		return RCORRUPT(r, off, "series %u: bad label count", id);
+	p += k;
+	ls->n = (size_t)nl;
+	ls->v = arena_alloc(a, (size_t)nl * sizeof(label_t) + 1);
+	for (uint64_t i = 0; i < nl; i++) {
+		uint64_t ns, vs;
+		if ((k = uvarint_get(p, be, &ns)) <= 0)
+			return RCORRUPT(r, off, "series %u: bad label name ref", id);
+		p += k;
+		if ((k = uvarint_get(p, be, &vs)) <= 0)
+			return RCORRUPT(r, off, "series %u: bad label value ref", id);
+		p += k;
+		if (ns > UINT32_MAX || vs > UINT32_MAX)
+			return RCORRUPT(r, off, "series %u: symbol ref out of range", id);
+		if ((rc = index_reader_symbol(r, (uint32_t)ns, &ls->v[i].name, err)) ||
+		    (rc = index_reader_symbol(r, (uint32_t)vs, &ls->v[i].value, err)))
+			return err_wrap(err, "index: %s: offset %llu: series %u", r->path, (unsigned long long)off, id);
+	}
+	uint64_t nc;
+	if ((k = uvarint_get(p, be, &nc)) <= 0 || nc > blen)
+		return RCORRUPT(r, off, "series %u: bad chunk count", id);
+	p += k;
+	chunk_meta_t *c = arena_alloc(a, (size_t)nc * sizeof(chunk_meta_t) + 1);
+	for (uint64_t i = 0; i < nc; i++) {
+		int64_t mint;
+		uint64_t d, dur, ref;
+		if (i == 0) {
+			if ((k = varint_get(p, be, &mint)) <= 0)
+				goto bad;
+			p += k;
+			if ((k = uvarint_get(p, be, &dur)) <= 0)
+				goto bad;
+			p += k;
+			if ((k = uvarint_get(p, be, &ref)) <= 0)
+				goto bad;
+			p += k;
+			c[0].mint = mint;
+			c[0].maxt = (int64_t)((uint64_t)mint + dur);
+			c[0].ref = ref;
+		} else {
+			int64_t dref;
+			if ((k = uvarint_get(p, be, &d)) <= 0)
+				goto bad;
+			p += k;
+			if ((k = uvarint_get(p, be, &dur)) <= 0)
+				goto bad;
+			p += k;
+			if ((k = varint_get(p, be, &dref)) <= 0)
+				goto bad;
+			p += k;
+			c[i].mint = (int64_t)((uint64_t)c[i - 1].maxt + d);
+			c[i].maxt = (int64_t)((uint64_t)c[i].mint + dur);
+			c[i].ref = c[i - 1].ref + (uint64_t)dref;
+		}
+	}
+	*chks = c;
+	*nchks = (size_t)nc;
+	return 0;
+bad:
+	return RCORRUPT(r, off, "series %u: malformed chunk metadata", id);
+}
+
+static int str_cmp_q(const void *a, const void *b)
+{
+	return str_cmp(*(const str_t *)a, *(const str_t *)b);
+}
+
+static void sort_uniq(str_t *v, size_t *n)
+{
+	if (*n < 2)
+		return;
+	qsort(v, *n, sizeof(str_t), str_cmp_q);
+	size_t w = 1;
+	for (size_t i = 1; i < *n; i++)
+		if (!str_eq(v[i], v[w - 1]))
+			v[w++] = v[i];
+	*n = w;
+}
+
+int index_reader_label_names(index_reader_t *r, arena_t *a, const matcher_t *ms, size_t n, str_t **out, size_t *nout,
+			     err_t *err)
+{
+	int rc = index_reader_load(r, err);
+	if (rc)
+		return rc;
+	if (n == 0) {
+		*out = arena_alloc(a, (r->nnames + 1) * sizeof(str_t));
+		*nout = 0;
+		for (size_t i = 0; i < r->nnames; i++)
+			if (r->names[i].name.n)
+				(*out)[(*nout)++] = r->names[i].name;
+		return 0;
+	}
+	postings_t p;
+	if ((rc = index_reader_postings_for_matchers(r, a, ms, n, &p, err)))
+		return rc;
+	VEC(str_t) names = {0};
+	for (size_t i = 0; i < p.n && !rc; i++) {
+		labels_t ls;
+		chunk_meta_t *c;
+		size_t nc;
+		if ((rc = index_reader_series(r, a, p.v[i], &ls, &c, &nc, err)))
+			break;
+		for (size_t k = 0; k < ls.n; k++)
+			VEC_PUSH(&names, ls.v[k].name);
+	}
+	if (!rc) {
+		sort_uniq(names.v, &names.n);
+		*out = arena_memdup(a, names.v ? (void *)names.v : (void *)"", names.n * sizeof(str_t));
+		*nout = names.n;
+	}
+	VEC_FREE(&names);
+	return rc;
+}
+
+int index_reader_label_values(index_reader_t *r, arena_t *a, str_t name, const matcher_t *ms, size_t n, str_t **out,
+			      size_t *nout, err_t *err)
+{
+	int rc = index_reader_load(r, err);
+	if (rc)
+		return rc;
+	*nout = 0;
+	*out = NULL;
+	index_name_t *nm = find_name(r, name);
+	if (!nm)
+		return 0;
+	if (n == 0) {
+		*out = arena_alloc(a, ((size_t)nm->nvalues + 1) * sizeof(str_t));
+		const uint8_t *base = r->p + r->toc_postings_offsets + 4;
+		uint32_t pos = nm->first;
+		while (pos < nm->end) {
+			uint64_t off;
+			const uint8_t *next = ptab_entry(r, pos, &(*out)[*nout], &off);
+			(*nout)++;
+			pos = (uint32_t)(next - base);
+		}
+		return 0;
+	}
+	postings_t p;
+	if ((rc = index_reader_postings_for_matchers(r, a, ms, n, &p, err)))
+		return rc;
+	VEC(str_t) vals = {0};
+	for (size_t i = 0; i < p.n && !rc; i++) {
+		labels_t ls;
+		chunk_meta_t *c;
+		size_t nc;
+		if ((rc = index_reader_series(r, a, p.v[i], &ls, &c, &nc, err)))
+			break;
+		bool found;
+		str_t v = labels_get(&ls, name, &found);
+		if (found)
+			VEC_PUSH(&vals, v);
+	}
+	if (!rc) {
+		sort_uniq(vals.v, &vals.n);
+		*out = arena_memdup(a, vals.v ? (void *)vals.v : (void *)"", vals.n * sizeof(str_t));
+		*nout = vals.n;
+	}
+	VEC_FREE(&vals);
+	return rc;
+}
+
+int index_reader_each_name(index_reader_t *r, void (*fn)(void *arg, str_t name, size_t nvalues), void *arg, err_t *err)
+{
+	int rc = index_reader_load(r, err);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < r->nnames; i++)
+		if (r->names[i].name.n)
+			fn(arg, r->names[i].name, r->names[i].nvalues);
+	return 0;
+}

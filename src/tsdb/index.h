@@ -1,0 +1,85 @@
+/*
+ * index.h — Prometheus TSDB index format v2, reader and writer (reference prometheus.md §1.7).
+ *
+ * Writer: index_writer_open, then index_writer_add_symbols (every label name and value, sorted,
+ * unique; "" is added as symbol 0 like Prometheus), then index_writer_add_series in labels_cmp order,
+ * then index_writer_close (label indices, postings, offset tables, TOC, fsync). Memory: the symbol
+ * table plus one 4-byte series ID per (series, label) for the postings; samples never pass through.
+ *
+ * Reader: mmaps the file. index_reader_open checks only the header and the TOC (constant time); the
+ * symbol table and the postings offset table are CRC-checked and sampled (every 32nd entry) on first
+ * use. Series and postings are CRC-checked on every read. Every error names the file and offset.
+ * A reader is not thread-safe until index_reader_load has been called once; after that lookups only
+ * read shared state.
+ */
+#ifndef STRATA_TSDB_INDEX_H
+#define STRATA_TSDB_INDEX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/arena.h"
+#include "base/err.h"
+#include "base/hmap.h"
+#include "base/str.h"
+#include "model/labels.h"
+#include "model/matcher.h"
+#include "tsdb/postings.h"
+
+#define INDEX_MAGIC 0xBAAAD700u
+
+typedef struct chunk_meta {
+	int64_t mint, maxt; /* inclusive */
+	uint64_t ref;
+} chunk_meta_t;
+
+typedef struct index_writer index_writer_t;
+
+int index_writer_open(index_writer_t **w, const char *path, err_t *err);
+int index_writer_add_symbols(index_writer_t *w, const str_t *syms, size_t n, err_t *err);
+int index_writer_add_series(index_writer_t *w, const labels_t *ls, const chunk_meta_t *chks, size_t n, err_t *err);
+int index_writer_close(index_writer_t *w, err_t *err); /* frees w */
+void index_writer_abort(index_writer_t *w);           /* frees w, leaves the partial file */
+
+typedef struct index_name index_name_t;
+
+typedef struct index_reader {
+	char *path;
+	const uint8_t *p;
+	size_t len;
+	uint64_t toc_symbols, toc_series, toc_label_indices, toc_label_offsets, toc_postings, toc_postings_offsets;
+	bool loaded;
+	/* symbols */
+	const uint8_t *sym_p, *sym_end;
+	uint32_t nsym;
+	uint32_t *sym_sample; /* byte offset (from sym_p) of symbols 0, 32, 64, ... */
+	/* postings offset table, grouped by name */
+	index_name_t *names;
+	size_t nnames;
+	uint32_t nseries_hint;
+} index_reader_t;
+
+int index_reader_open(index_reader_t *r, const char *path, err_t *err);
+void index_reader_close(index_reader_t *r);
+int index_reader_load(index_reader_t *r, err_t *err);
+int index_reader_symbol(index_reader_t *r, uint32_t idx, str_t *out, err_t *err);
+/* ERR_NOT_FOUND if absent. */
+int index_reader_symbol_index(index_reader_t *r, str_t s, uint32_t *idx, err_t *err);
+/* Postings for name=value (empty if absent). */
+int index_reader_postings(index_reader_t *r, arena_t *a, str_t name, str_t value, postings_t *out, err_t *err);
+/* Postings for a conjunction of matchers (Prometheus semantics for negative/empty-matching ones). */
+int index_reader_postings_for_matchers(index_reader_t *r, arena_t *a, const matcher_t *ms, size_t n,
+				       postings_t *out, err_t *err);
+/* Series id (offset/16): labels (pointing into the mmap) and chunk metas (arena). */
+int index_reader_series(index_reader_t *r, arena_t *a, uint32_t id, labels_t *ls, chunk_meta_t **chks, size_t *nchks,
+			err_t *err);
+/* Sorted label names (excluding ""), of series matching ms (all names when n == 0). */
+int index_reader_label_names(index_reader_t *r, arena_t *a, const matcher_t *ms, size_t n, str_t **out, size_t *nout,
+			     err_t *err);
+int index_reader_label_values(index_reader_t *r, arena_t *a, str_t name, const matcher_t *ms, size_t n, str_t **out,
+			      size_t *nout, err_t *err);
+/* Number of distinct values per name, for inspect: callback per name. */
+int index_reader_each_name(index_reader_t *r, void (*fn)(void *arg, str_t name, size_t nvalues), void *arg, err_t *err);
+
+#endif

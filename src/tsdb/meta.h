@@ -1,0 +1,69 @@
+/*
+ * meta.h — block meta.json (Prometheus BlockMeta + Thanos "thanos" section), ULIDs, tombstones.
+ *
+ * meta_write produces Go json.MarshalIndent(meta, "", "\t") layout: fields in Go struct order, zero
+ * stats omitted, no trailing newline; written to meta.json.tmp, fsynced, renamed. meta_read accepts
+ * any field order (jansson) and rejects version != 1.
+ */
+#ifndef STRATA_TSDB_META_H
+#define STRATA_TSDB_META_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "base/str.h"
+
+#define ULID_LEN 26
+
+typedef struct block_parent {
+	char ulid[ULID_LEN + 1];
+	int64_t mint, maxt;
+} block_parent_t;
+
+typedef struct meta_file {
+	char *rel_path;
+	int64_t size_bytes; /* 0 = omitted */
+} meta_file_t;
+
+typedef struct block_meta {
+	char ulid[ULID_LEN + 1];
+	int64_t mint, maxt; /* [mint, maxt) */
+	uint64_t num_samples, num_series, num_chunks, num_tombstones;
+	int level;
+	char (*sources)[ULID_LEN + 1];
+	size_t nsources;
+	block_parent_t *parents;
+	size_t nparents;
+	/* thanos section */
+	bool has_thanos;
+	char **labels; /* name, value, name, value ... (sorted by name) */
+	size_t nlabels;
+	int64_t resolution;
+	char *source;
+	char **segment_files;
+	size_t nsegment_files;
+	meta_file_t *files;
+	size_t nfiles;
+} block_meta_t;
+
+void meta_release(block_meta_t *m);
+int meta_read(block_meta_t *m, const char *block_dir, err_t *err);
+int meta_parse(block_meta_t *m, const char *json, size_t len, const char *what, err_t *err);
+void meta_format(buf_t *b, const block_meta_t *m);
+int meta_write(const block_meta_t *m, const char *block_dir, err_t *err);
+void meta_add_source(block_meta_t *m, const char *ulid);
+void meta_set_label(block_meta_t *m, const char *name, const char *value);
+
+/* New ULID for time ms (crypto-random entropy). out has ULID_LEN + 1 bytes. */
+void ulid_new(char *out, int64_t ms);
+bool ulid_valid(const char *s);
+/* Timestamp (ms) encoded in a valid ULID. */
+int64_t ulid_time(const char *s);
+
+/* tombstones: count of intervals (0 for an empty file); ERR_CORRUPT naming the offset. */
+int tombstones_read(const char *block_dir, uint64_t *nintervals, err_t *err);
+int tombstones_write_empty(const char *block_dir, err_t *err);
+
+#endif
