@@ -540,9 +540,15 @@ bucket_t *bucket_with_prefix(bucket_t *b, const char *prefix)
 	return &p->base;
 }
 
+bucket_t *bucket_unwrap(bucket_t *b)
+{
+	while (b->ops == &prefix_ops)
+		b = ((prefix_bucket_t *)b)->inner;
+	return b;
+}
+
 const char *bucket_type(const bucket_t *b)
 {
-	while (b->ops == &prefix_ops) /* a prefix is not a backend: report the wrapped one */
-		b = ((const prefix_bucket_t *)b)->inner;
-	return b->ops->type;
+	/* A prefix is not a backend: report the wrapped one. */
+	return bucket_unwrap((bucket_t *)b)->ops->type;
 }

@@ -147,6 +147,9 @@ void bucket_free(bucket_t *b); /* NULL ok */
  * An empty prefix returns b itself. */
 bucket_t *bucket_with_prefix(bucket_t *b, const char *prefix);
 
+/* The backend under any prefix wrappers. */
+bucket_t *bucket_unwrap(bucket_t *b);
+
 /* Validate an object name: non-empty, relative, no "." or ".." segments, no empty segments except a
  * trailing '/', no NUL. ERR_INVALID naming it otherwise. */
 int bucket_check_name(const char *name, err_t *err);
