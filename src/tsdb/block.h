@@ -1,0 +1,58 @@
+/*
+ * block.h — persisted TSDB blocks: writer (series + samples in, complete block dir out) and reader
+ * (a queryable_t over one block).
+ *
+ * Writer: block_writer_new creates <parent>/<ULID>.tmp-for-creation/; block_writer_add_series takes
+ * one series' samples (ascending timestamps), cuts XOR chunks exactly as Prometheus' head does
+ * (120-sample target estimated at the 30th sample, 240 cap, never across a chunk_range-aligned
+ * boundary) and streams them to chunks/. Series may come in any order but sorted input gives chunk
+ * files byte-identical to Prometheus'. block_writer_finish writes index, meta.json, tombstones,
+ * fsyncs and renames to <parent>/<ULID>/. Memory: labels + chunk metas per series, no samples.
+ *
+ * Reader: block_open mmaps index and chunks (no full read). The queryable's select returns series
+ * sorted by labels, chunks overlapping [mint, maxt] and samples trimmed to it. A block is read-only
+ * after open; one series set per thread.
+ */
+#ifndef STRATA_TSDB_BLOCK_H
+#define STRATA_TSDB_BLOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "model/labels.h"
+#include "model/series.h"
+#include "tsdb/chunkfile.h"
+#include "tsdb/index.h"
+#include "tsdb/meta.h"
+
+#define BLOCK_DEFAULT_DURATION (2 * 3600 * 1000ll)
+
+typedef struct block_writer block_writer_t;
+
+typedef struct block_writer_opts {
+	int64_t chunk_range;   /* ms; chunk cut boundary (Prometheus head chunk range); 0 = 2h */
+	uint64_t segment_size; /* 0 = 512 MiB */
+} block_writer_opts_t;
+
+int block_writer_new(block_writer_t **bw, const char *parent_dir, const block_writer_opts_t *opts, err_t *err);
+/* Samples must have strictly increasing timestamps; n may be 0 (series skipped). */
+int block_writer_add_series(block_writer_t *bw, const labels_t *ls, const int64_t *t, const double *v, size_t n,
+			    err_t *err);
+/* Writes the block. meta_in (may be NULL) supplies the thanos section and compaction info; ulid, times,
+ * stats are computed. On success out_dir (if not NULL, >= 4096 bytes) gets the final path. Frees bw. */
+int block_writer_finish(block_writer_t *bw, const block_meta_t *meta_in, char *out_dir, err_t *err);
+void block_writer_abort(block_writer_t *bw); /* removes the temp dir, frees bw */
+
+typedef struct block {
+	queryable_t q;
+	char *dir;
+	block_meta_t meta;
+	index_reader_t ix;
+	chunkfile_reader_t cf;
+} block_t;
+
+int block_open(block_t **b, const char *dir, err_t *err);
+void block_close(block_t *b);
+
+#endif
