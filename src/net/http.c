@@ -480,6 +480,19 @@ static int on_header_value(http_parser *hp, const char *at, size_t n)
 	return 0;
 }
 
+/* RFC 9110 token: the parser is lenient about header names ("Bad Name: v"); we are not. */
+static bool is_token(str_t s)
+{
+	if (s.n == 0)
+		return false;
+	for (size_t i = 0; i < s.n; i++) {
+		unsigned char c = (unsigned char)s.p[i];
+		if (c <= 32 || c >= 127 || strchr("\"(),/:;<=>?@[\\]{}", c))
+			return false;
+	}
+	return true;
+}
+
 static int on_headers_complete(http_parser *hp)
 {
 	http_conn_t *hc = hp->data;
@@ -488,6 +501,12 @@ static int on_headers_complete(http_parser *hp)
 	if (hc->in_value || hc->hfield.n)
 		push_header(hc);
 	hc->in_value = false;
+	for (size_t i = 0; i < r->nheaders; i++) {
+		if (!is_token(r->headers[i].name)) {
+			hc->err_status = 400;
+			return -1;
+		}
+	}
 	r->method = str_c(http_method_str((enum http_method)hp->method));
 	r->method_bit = http_method_bit(r->method);
 	r->http_minor = hp->http_major == 1 ? hp->http_minor : 1;
@@ -675,6 +694,7 @@ static void process_input(http_conn_t *hc)
 			const char *msg = status == 431   ? "request header fields too large"
 					  : status == 413 ? "request body too large"
 					  : status == 417 ? "unsupported Expect header"
+					  : hc->err_status == 400 ? "malformed header field name"
 							  : http_errno_description(e);
 			log_debug("bad request", "peer", c->peer, "err", http_errno_name(e));
 			if (hc->cur) {
