@@ -1,0 +1,629 @@
+/*
+ * proxy.c — fan-out, k-way merge, replica dedup and partial response over N stores (see proxy.h).
+ */
+#include "store/proxy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "store/dedup.h"
+#include "tsdb/xor.h"
+
+struct proxy_store {
+	store_t base;
+	store_t **stores;
+	size_t n, cap;
+};
+
+/* One source's contribution to a merged series: encoded chunks, or a live series set's samples. */
+typedef struct member {
+	series_set_t *src; /* lazy streams: samples come from here when nchunks < 0 */
+	const chunk_t *chunks;
+	int nchunks;       /* -1: no encoded chunks */
+} member_t;
+
+/* A buffered (re-sorted) series: stripped labels and one member per replica. */
+typedef struct bentry {
+	labels_t ls;
+	member_t m;
+} bentry_t;
+
+typedef struct stream {
+	store_t *store;
+	series_set_t *set;
+	bool done;
+	bool buffered;
+	bentry_t *entries; /* buffered streams */
+	size_t nentries, pos;
+	labels_t head;     /* current labels (stripped when deduplicating) */
+	member_t m;
+} stream_t;
+
+typedef struct proxy_set {
+	series_set_t base;
+	arena_t *a;
+	const store_series_req_t *req;
+	stream_t *streams;
+	size_t nstreams;
+	bool dedup, counter, abort;
+	int64_t returned;
+	const char **warnings;
+	size_t nwarnings, capwarnings;
+	/* current merged series */
+	labels_t cur;
+	member_t *members;
+	size_t nmembers, capmembers;
+	chunk_t *chunks; /* concatenated chunks when several members have them */
+	size_t capchunks;
+	xor_iter_t *xits;
+	sample_iter_t **its;
+	dedup_cursor_t *cursors;
+	size_t capits;
+	dedup_iter_t dd;
+} proxy_set_t;
+
+static void add_warning(proxy_set_t *ps, const char *store, const char *msg)
+{
+	if (ps->nwarnings == ps->capwarnings) {
+		size_t cap = ps->capwarnings ? 2 * ps->capwarnings : 4;
+		ps->warnings = arena_realloc(ps->a, ps->warnings, ps->capwarnings * sizeof *ps->warnings,
+					     cap * sizeof *ps->warnings);
+		ps->capwarnings = cap;
+	}
+	/* Store implementations usually name themselves already. */
+	const char *w = arena_printf(ps->a, "store %s: ", store);
+	if (strncmp(msg, w, strlen(w)) != 0)
+		w = arena_printf(ps->a, "%s%s", w, msg);
+	else
+		w = arena_strdup(ps->a, msg);
+	ps->warnings[ps->nwarnings++] = w;
+}
+
+/* A store failed: warning (returns 0) or, with abort, the error naming the store. */
+static int store_failed(proxy_set_t *ps, stream_t *st, int rc, err_t *err)
+{
+	st->done = true;
+	if (ps->abort) {
+		if (!strstr(err->msg, st->store->name))
+			err_wrap(err, "store %s", st->store->name);
+		return rc;
+	}
+	add_warning(ps, st->store->name, err->msg);
+	err_clear(err);
+	return 0;
+}
+
+static void collect_set_warnings(proxy_set_t *ps, stream_t *st)
+{
+	if (!st->set || !st->set->ops->warnings)
+		return;
+	const char *const *w;
+	size_t n = st->set->ops->warnings(st->set, &w);
+	for (size_t i = 0; i < n; i++)
+		add_warning(ps, st->store->name, w[i]);
+}
+
+static labels_t strip_replicas(arena_t *a, const labels_t *ls, const str_t *names, size_t n, bool copy)
+{
+	labels_t out = {copy ? ARENA_NEW_ARRAY(a, label_t, ls->n + 1) : ls->v, 0};
+	if (!copy) {
+		bool any = false;
+		for (size_t i = 0; i < ls->n && !any; i++)
+			for (size_t j = 0; j < n && !any; j++)
+				any = str_eq(ls->v[i].name, names[j]);
+		if (!any)
+			return *ls;
+		out.v = ARENA_NEW_ARRAY(a, label_t, ls->n);
+	}
+	for (size_t i = 0; i < ls->n; i++) {
+		bool drop = false;
+		for (size_t j = 0; j < n && !drop; j++)
+			drop = str_eq(ls->v[i].name, names[j]);
+		if (!drop)
+			out.v[out.n++] = ls->v[i];
+	}
+	if (copy)
+		out = labels_copy(a, &out);
+	return out;
+}
+
+static int series_chunks(series_set_t *s, const chunk_t **out)
+{
+	if (!s->ops->chunks)
+		return -1;
+	return s->ops->chunks(s, out);
+}
+
+/* Copy the current series' chunks into the arena, encoding samples when the source has none. */
+static int copy_chunks(proxy_set_t *ps, series_set_t *s, member_t *m, err_t *err)
+{
+	const chunk_t *cs;
+	int n = ps->req->skip_chunks ? 0 : series_chunks(s, &cs);
+	if (n >= 0) {
+		chunk_t *c = n ? ARENA_NEW_ARRAY(ps->a, chunk_t, (size_t)n) : NULL;
+		for (int i = 0; i < n; i++) {
+			c[i] = cs[i];
+			c[i].data = arena_memdup(ps->a, cs[i].data, cs[i].len);
+		}
+		m->chunks = c;
+		m->nchunks = n;
+		return 0;
+	}
+	size_t cap = 4, nc = 0;
+	chunk_t *c = ARENA_NEW_ARRAY(ps->a, chunk_t, cap);
+	sample_iter_t *it = series_set_samples(s);
+	xor_enc_t e;
+	xor_enc_init(&e);
+	int64_t t[128], first = 0, last = 0;
+	double v[128];
+	int k, rc = 0;
+	while ((k = sample_iter_next_batch(it, t, v, 128, err)) > 0) {
+		for (int i = 0; i < k; i++) {
+			if (xor_enc_count(&e) == 0)
+				first = t[i];
+			xor_enc_append(&e, t[i], v[i]);
+			last = t[i];
+			if (xor_enc_count(&e) == XOR_SAMPLES_PER_CHUNK) {
+				if (nc == cap) {
+					c = arena_realloc(ps->a, c, cap * sizeof *c, 2 * cap * sizeof *c);
+					cap *= 2;
+				}
+				size_t len;
+				const uint8_t *p = xor_enc_bytes(&e, &len);
+				c[nc++] = (chunk_t){first, last, CHUNK_ENC_XOR, arena_memdup(ps->a, p, len), len};
+				xor_enc_reset(&e);
+			}
+		}
+	}
+	if (k < 0)
+		rc = k;
+	if (rc == 0 && xor_enc_count(&e) > 0) {
+		if (nc == cap) {
+			c = arena_realloc(ps->a, c, cap * sizeof *c, 2 * cap * sizeof *c);
+			cap *= 2;
+		}
+		size_t len;
+		const uint8_t *p = xor_enc_bytes(&e, &len);
+		c[nc++] = (chunk_t){first, last, CHUNK_ENC_XOR, arena_memdup(ps->a, p, len), len};
+	}
+	xor_enc_release(&e);
+	m->chunks = c;
+	m->nchunks = (int)nc;
+	return rc;
+}
+
+static int bentry_cmp(const void *a, const void *b)
+{
+	const bentry_t *x = a, *y = b;
+	int c = labels_cmp(&x->ls, &y->ls);
+	if (c)
+		return c;
+	return x < y ? -1 : x > y; /* keep arrival order (stable) */
+}
+
+/* Read a whole store response, strip replica labels, re-sort. Returns 0 or a store failure. */
+static int buffer_stream(proxy_set_t *ps, stream_t *st, err_t *err)
+{
+	size_t cap = 64;
+	st->entries = ARENA_NEW_ARRAY(ps->a, bentry_t, cap);
+	for (;;) {
+		int rc = series_set_next(st->set, err);
+		if (rc < 0)
+			return store_failed(ps, st, rc, err);
+		if (rc == 0)
+			break;
+		if (st->nentries == cap) {
+			st->entries = arena_realloc(ps->a, st->entries, cap * sizeof *st->entries,
+						    2 * cap * sizeof *st->entries);
+			cap *= 2;
+		}
+		bentry_t *e = &st->entries[st->nentries++];
+		e->ls = strip_replicas(ps->a, series_set_labels(st->set), ps->req->replica_labels,
+				       ps->req->nreplica_labels, true);
+		e->m.src = NULL;
+		rc = copy_chunks(ps, st->set, &e->m, err);
+		if (rc < 0)
+			return store_failed(ps, st, rc, err);
+	}
+	/* Stable by construction: ties compare by position. */
+	qsort(st->entries, st->nentries, sizeof *st->entries, bentry_cmp);
+	return 0;
+}
+
+/* Move stream to its next series (head/m), or mark done. */
+static int stream_advance(proxy_set_t *ps, stream_t *st, err_t *err)
+{
+	if (st->done)
+		return 0;
+	if (st->buffered) {
+		if (st->pos == st->nentries) {
+			st->done = true;
+			return 0;
+		}
+		st->head = st->entries[st->pos].ls;
+		st->m = st->entries[st->pos].m;
+		st->pos++;
+		return 1;
+	}
+	int rc = series_set_next(st->set, err);
+	if (rc < 0)
+		return store_failed(ps, st, rc, err);
+	if (rc == 0) {
+		st->done = true;
+		collect_set_warnings(ps, st);
+		return 0;
+	}
+	st->head = *series_set_labels(st->set);
+	st->m.src = st->set;
+	if (ps->req->skip_chunks) {
+		st->m.chunks = NULL;
+		st->m.nchunks = 0;
+	} else {
+		st->m.nchunks = series_chunks(st->set, &st->m.chunks);
+	}
+	return 1;
+}
+
+static void push_member(proxy_set_t *ps, const member_t *m)
+{
+	if (ps->nmembers == ps->capmembers) {
+		size_t cap = ps->capmembers ? 2 * ps->capmembers : 8;
+		ps->members = arena_realloc(ps->a, ps->members, ps->capmembers * sizeof *ps->members,
+					    cap * sizeof *ps->members);
+		ps->capmembers = cap;
+	}
+	ps->members[ps->nmembers++] = *m;
+}
+
+static int pset_next(series_set_t *base, err_t *err)
+{
+	proxy_set_t *ps = (proxy_set_t *)base;
+	if (ps->req->limit > 0 && ps->returned >= ps->req->limit)
+		return 0;
+	/* Streams whose series were consumed last time advance now (their data stayed valid until here). */
+	for (size_t i = 0; i < ps->nstreams; i++) {
+		stream_t *st = &ps->streams[i];
+		if (st->done || st->m.nchunks != -2)
+			continue;
+		int rc = stream_advance(ps, st, err);
+		if (rc < 0)
+			return rc;
+	}
+	/* Minimum head; every stream with that head contributes (buffered ones possibly several times). */
+	const labels_t *min = NULL;
+	for (size_t i = 0; i < ps->nstreams; i++) {
+		stream_t *st = &ps->streams[i];
+		if (!st->done && (!min || labels_cmp(&st->head, min) < 0))
+			min = &st->head;
+	}
+	if (!min)
+		return 0;
+	labels_t cur = *min;
+	ps->nmembers = 0;
+	for (size_t i = 0; i < ps->nstreams; i++) {
+		stream_t *st = &ps->streams[i];
+		if (st->done || !labels_eq(&st->head, &cur))
+			continue;
+		push_member(ps, &st->m);
+		if (st->buffered) {
+			/* Further replicas of the same series from this store follow directly. */
+			while (st->pos < st->nentries && labels_eq(&st->entries[st->pos].ls, &cur))
+				push_member(ps, &st->entries[st->pos++].m);
+		}
+		st->m.nchunks = -2; /* consumed: advance on the next call */
+	}
+	ps->cur = cur;
+	ps->returned++;
+	return 1;
+}
+
+static const labels_t *pset_labels(series_set_t *base)
+{
+	return &((proxy_set_t *)base)->cur;
+}
+
+static void ensure_its(proxy_set_t *ps, size_t n)
+{
+	if (n <= ps->capits)
+		return;
+	size_t cap = n < 8 ? 8 : 2 * n;
+	ps->xits = ARENA_NEW_ARRAY(ps->a, xor_iter_t, cap);
+	ps->its = ARENA_NEW_ARRAY(ps->a, sample_iter_t *, cap);
+	ps->cursors = ARENA_NEW_ARRAY(ps->a, dedup_cursor_t, cap);
+	ps->capits = cap;
+}
+
+static sample_iter_t *member_samples(proxy_set_t *ps, const member_t *m, size_t i)
+{
+	if (m->src)
+		return series_set_samples(m->src);
+	xor_iter_init(&ps->xits[i], m->chunks, (size_t)(m->nchunks > 0 ? m->nchunks : 0), ps->req->mint,
+		      ps->req->maxt);
+	return &ps->xits[i].base;
+}
+
+static sample_iter_t *pset_samples(series_set_t *base)
+{
+	proxy_set_t *ps = (proxy_set_t *)base;
+	if (ps->req->skip_chunks)
+		return sample_iter_empty();
+	ensure_its(ps, ps->nmembers);
+	if (ps->nmembers == 1)
+		return member_samples(ps, &ps->members[0], 0);
+	for (size_t i = 0; i < ps->nmembers; i++)
+		ps->its[i] = member_samples(ps, &ps->members[i], i);
+	dedup_iter_init(&ps->dd, ps->cursors, ps->its, ps->nmembers, ps->dedup ? DEDUP_PENALTY : DEDUP_CHAIN,
+			ps->counter);
+	return &ps->dd.base;
+}
+
+static int chunk_cmp(const void *a, const void *b)
+{
+	const chunk_t *x = a, *y = b;
+	if (x->mint != y->mint)
+		return x->mint < y->mint ? -1 : 1;
+	if (x->maxt != y->maxt)
+		return x->maxt < y->maxt ? -1 : 1;
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->data, y->data, x->len);
+}
+
+static int pset_chunks(series_set_t *base, const chunk_t **out)
+{
+	proxy_set_t *ps = (proxy_set_t *)base;
+	if (ps->req->skip_chunks) {
+		*out = NULL;
+		return 0;
+	}
+	if (ps->nmembers == 1) {
+		*out = ps->members[0].chunks;
+		return ps->members[0].nchunks;
+	}
+	/* Replicas must go through the dedup iterator; so must sources without encoded chunks. */
+	if (ps->dedup)
+		return -1;
+	size_t total = 0;
+	for (size_t i = 0; i < ps->nmembers; i++) {
+		if (ps->members[i].nchunks < 0)
+			return -1;
+		total += (size_t)ps->members[i].nchunks;
+	}
+	if (total > ps->capchunks) {
+		ps->capchunks = 2 * total;
+		ps->chunks = ARENA_NEW_ARRAY(ps->a, chunk_t, ps->capchunks);
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < ps->nmembers; i++)
+		for (int j = 0; j < ps->members[i].nchunks; j++)
+			ps->chunks[n++] = ps->members[i].chunks[j];
+	qsort(ps->chunks, n, sizeof *ps->chunks, chunk_cmp);
+	size_t w = 0;
+	for (size_t i = 0; i < n; i++)
+		if (w == 0 || chunk_cmp(&ps->chunks[w - 1], &ps->chunks[i]) != 0)
+			ps->chunks[w++] = ps->chunks[i];
+	*out = ps->chunks;
+	return (int)w;
+}
+
+static size_t pset_warnings(series_set_t *base, const char *const **out)
+{
+	proxy_set_t *ps = (proxy_set_t *)base;
+	*out = ps->warnings;
+	return ps->nwarnings;
+}
+
+static void pset_close(series_set_t *base)
+{
+	proxy_set_t *ps = (proxy_set_t *)base;
+	for (size_t i = 0; i < ps->nstreams; i++) {
+		series_set_close(ps->streams[i].set);
+		ps->streams[i].set = NULL;
+	}
+}
+
+static const struct series_set_ops proxy_set_ops = {
+	.next = pset_next,
+	.labels = pset_labels,
+	.samples = pset_samples,
+	.chunks = pset_chunks,
+	.warnings = pset_warnings,
+	.close = pset_close,
+};
+
+/* Should store s be asked? Fills *selected; a failing info() is a store failure. */
+static int select_store(proxy_set_t *ps, store_t *s, int64_t mint, int64_t maxt, const matcher_t *ms, size_t nms,
+			bool *selected, err_t *err)
+{
+	store_info_t info;
+	*selected = false;
+	int rc = store_info(s, ps->a, &info, err);
+	if (rc < 0) {
+		stream_t tmp = {.store = s};
+		return store_failed(ps, &tmp, rc, err);
+	}
+	if (info.mint > maxt || info.maxt < mint)
+		return 0;
+	*selected = store_labelsets_compatible(info.label_sets, info.nlabel_sets, ms, nms);
+	return 0;
+}
+
+static int proxy_series(store_t *base, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
+{
+	proxy_store_t *p = (proxy_store_t *)base;
+	proxy_set_t *ps = ARENA_NEW(a, proxy_set_t);
+	ps->base.ops = &proxy_set_ops;
+	ps->a = a;
+	ps->req = arena_memdup(a, req, sizeof *req);
+	ps->dedup = req->nreplica_labels > 0;
+	ps->counter = store_func_is_counter(req->func);
+	ps->abort = req->abort_on_error;
+	ps->streams = ARENA_NEW_ARRAY(a, stream_t, p->n ? p->n : 1);
+	store_series_req_t sub = *req;
+	sub.limit = ps->dedup ? 0 : req->limit; /* dedup merges series: the limit applies after it */
+	for (size_t i = 0; i < p->n; i++) {
+		bool sel;
+		int rc = select_store(ps, p->stores[i], req->mint, req->maxt, req->ms, req->nms, &sel, err);
+		if (rc < 0)
+			goto fail;
+		if (!sel)
+			continue;
+		stream_t *st = &ps->streams[ps->nstreams++];
+		st->store = p->stores[i];
+		rc = store_series(st->store, a, &sub, &st->set, err);
+		if (rc < 0) {
+			st->set = NULL;
+			if ((rc = store_failed(ps, st, rc, err)) < 0)
+				goto fail;
+			continue;
+		}
+		if (ps->dedup) {
+			st->buffered = true;
+			if ((rc = buffer_stream(ps, st, err)) < 0)
+				goto fail;
+			collect_set_warnings(ps, st);
+			series_set_close(st->set);
+			st->set = NULL;
+			if (st->done)
+				continue;
+		}
+		if ((rc = stream_advance(ps, st, err)) < 0)
+			goto fail;
+	}
+	*out = &ps->base;
+	return 0;
+fail:
+	pset_close(&ps->base);
+	return err->code ? err->code : ERR_INTERNAL;
+}
+
+static int proxy_labels(store_t *base, arena_t *a, const store_label_req_t *req, bool names, store_strings_t *out,
+			err_t *err)
+{
+	proxy_store_t *p = (proxy_store_t *)base;
+	proxy_set_t ps = {.a = a, .abort = req->abort_on_error};
+	size_t cap = 64, n = 0;
+	str_t *v = ARENA_NEW_ARRAY(a, str_t, cap);
+	memset(out, 0, sizeof *out);
+	for (size_t i = 0; i < p->n; i++) {
+		bool sel;
+		int rc = select_store(&ps, p->stores[i], req->mint, req->maxt, req->ms, req->nms, &sel, err);
+		if (rc < 0)
+			return rc;
+		if (!sel)
+			continue;
+		store_strings_t r;
+		stream_t st = {.store = p->stores[i]};
+		rc = names ? store_label_names(st.store, a, req, &r, err) : store_label_values(st.store, a, req, &r, err);
+		if (rc < 0) {
+			if ((rc = store_failed(&ps, &st, rc, err)) < 0)
+				return rc;
+			continue;
+		}
+		for (size_t j = 0; j < r.nwarnings; j++)
+			add_warning(&ps, st.store->name, r.warnings[j]);
+		if (n + r.n > cap) {
+			size_t ncap = 2 * (n + r.n);
+			v = arena_realloc(a, v, cap * sizeof *v, ncap * sizeof *v);
+			cap = ncap;
+		}
+		memcpy(v + n, r.v, r.n * sizeof *v);
+		n += r.n;
+	}
+	n = store_strings_sort_unique(v, n);
+	if (req->limit > 0 && (int64_t)n > req->limit)
+		n = (size_t)req->limit;
+	out->v = v;
+	out->n = n;
+	out->warnings = ps.warnings;
+	out->nwarnings = ps.nwarnings;
+	return 0;
+}
+
+static int proxy_label_names(store_t *base, arena_t *a, const store_label_req_t *req, store_strings_t *out,
+			     err_t *err)
+{
+	return proxy_labels(base, a, req, true, out, err);
+}
+
+static int proxy_label_values(store_t *base, arena_t *a, const store_label_req_t *req, store_strings_t *out,
+			      err_t *err)
+{
+	return proxy_labels(base, a, req, false, out, err);
+}
+
+/* Union of the stores' label sets and time ranges; failing stores are left out. */
+static int proxy_info(store_t *base, arena_t *a, store_info_t *out, err_t *err)
+{
+	proxy_store_t *p = (proxy_store_t *)base;
+	size_t cap = 8, n = 0;
+	labels_t *sets = ARENA_NEW_ARRAY(a, labels_t, cap);
+	out->mint = INT64_MAX;
+	out->maxt = INT64_MIN;
+	for (size_t i = 0; i < p->n; i++) {
+		store_info_t si;
+		err_t e = {0};
+		if (store_info(p->stores[i], a, &si, &e) < 0)
+			continue;
+		if (si.mint < out->mint)
+			out->mint = si.mint;
+		if (si.maxt > out->maxt)
+			out->maxt = si.maxt;
+		if (n + si.nlabel_sets > cap) {
+			size_t ncap = 2 * (n + si.nlabel_sets);
+			sets = arena_realloc(a, sets, cap * sizeof *sets, ncap * sizeof *sets);
+			cap = ncap;
+		}
+		for (size_t j = 0; j < si.nlabel_sets; j++)
+			sets[n++] = si.label_sets[j];
+	}
+	(void)err;
+	out->label_sets = sets;
+	out->nlabel_sets = n;
+	return 0;
+}
+
+static void proxy_free_base(store_t *base)
+{
+	proxy_store_free((proxy_store_t *)base);
+}
+
+static const struct store_ops proxy_ops = {
+	.series = proxy_series,
+	.label_names = proxy_label_names,
+	.label_values = proxy_label_values,
+	.info = proxy_info,
+	.free = proxy_free_base,
+};
+
+proxy_store_t *proxy_store_new(const char *name)
+{
+	proxy_store_t *p = xcalloc(1, sizeof *p);
+	p->base.ops = &proxy_ops;
+	p->base.name = xstrdup(name);
+	return p;
+}
+
+void proxy_store_add(proxy_store_t *p, store_t *s)
+{
+	if (p->n == p->cap) {
+		p->cap = alloc_grow_cap(p->cap, p->n + 1);
+		p->stores = xreallocarray(p->stores, p->cap, sizeof *p->stores);
+	}
+	p->stores[p->n++] = s;
+}
+
+store_t *proxy_store_base(proxy_store_t *p)
+{
+	return &p->base;
+}
+
+void proxy_store_free(proxy_store_t *p)
+{
+	if (!p)
+		return;
+	free((char *)p->base.name);
+	free(p->stores);
+	free(p);
+}

@@ -1,0 +1,30 @@
+/*
+ * proxy.h — the proxy store: one store_t over N stores (reference thanos.md §6.2–§6.5).
+ *
+ * series(): asks every store's info() and fans out only to stores whose time range overlaps the
+ * request and whose external label sets are compatible with the matchers; k-way merges the sorted
+ * streams; series with identical labels from several stores become one series (their chunks are
+ * concatenated with identical chunks dropped, their samples chain-merged). With replica labels in the
+ * request, those labels are removed and the now-identical replicas are deduplicated with the penalty
+ * algorithm (store/dedup.h; counter-adjusted when req->func is a counter function). Replica removal
+ * can reorder a store's series, so with dedup each store's response is collected and re-sorted (as
+ * Thanos does for stores without without_replica_labels support); without dedup nothing is buffered:
+ * one series per store is held at a time.
+ * Partial response: a store that fails (at the call, or mid-stream) becomes a warning
+ * "store <name>: <error>" on the returned set and the others continue; with req->abort_on_error the
+ * call fails with ERR_UNAVAILABLE (or the store's code) naming the store.
+ * The stores are not owned; they must outlive the proxy. Single-threaded like every store.
+ */
+#ifndef STRATA_STORE_PROXY_H
+#define STRATA_STORE_PROXY_H
+
+#include "store/store.h"
+
+typedef struct proxy_store proxy_store_t;
+
+proxy_store_t *proxy_store_new(const char *name);
+void proxy_store_add(proxy_store_t *p, store_t *s);
+store_t *proxy_store_base(proxy_store_t *p);
+void proxy_store_free(proxy_store_t *p);
+
+#endif

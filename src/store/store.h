@@ -1,0 +1,122 @@
+/*
+ * store.h — the in-process StoreAPI: what every data source (in-memory, block, head, Prometheus
+ * remote read, another querier over gRPC, the proxy itself) implements, and what the gRPC server
+ * exposes as thanos.Store + thanos.info.Info (ARCHITECTURE.md; reference thanos.md §2.5, §2.6).
+ *
+ * Semantics every implementation honours:
+ *   - series() returns series sorted by labels (labels_cmp), with the store's external labels merged
+ *     in (external value wins on a name clash). Matchers on external-label names are evaluated
+ *     against the external labels: a mismatch yields an empty set, a match drops the matcher before
+ *     the local lookup (store_match_external() does this for implementations).
+ *   - Samples are trimmed to [mint, maxt] (inclusive, ms) by the sample iterators; encoded chunks
+ *     (series_set ops chunks()) may extend beyond that range (the consumer trims).
+ *   - skip_chunks: labels only; sample iterators may be empty and chunks() may return 0 chunks.
+ *   - Everything returned is allocated from the arena passed in (or owned by the store and valid
+ *     while the arena lives); the series set must be closed before the arena is released.
+ *   - Errors are negative ERR_* with err naming the store and what failed.
+ * A store is used from one thread at a time unless its implementation says otherwise.
+ */
+#ifndef STRATA_STORE_STORE_H
+#define STRATA_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/arena.h"
+#include "base/err.h"
+#include "base/str.h"
+#include "model/labels.h"
+#include "model/matcher.h"
+#include "model/series.h"
+
+/* Function names whose input is a counter: the proxy's dedup then applies counter adjustment. */
+bool store_func_is_counter(const char *func);
+
+typedef struct store_series_req {
+	int64_t mint, maxt;     /* inclusive, ms */
+	const matcher_t *ms;    /* all must match */
+	size_t nms;
+	bool skip_chunks;
+	int64_t limit;          /* max series returned, 0 = unlimited */
+	bool abort_on_error;    /* partial response off (ABORT); otherwise failing sub-stores become warnings */
+	const str_t *replica_labels; /* dedup by these labels (proxy); 0 = no dedup */
+	size_t nreplica_labels;
+	const char *func;       /* enclosing PromQL function (hint), NULL if none */
+} store_series_req_t;
+
+typedef struct store_label_req {
+	int64_t mint, maxt;
+	const matcher_t *ms;
+	size_t nms;
+	str_t name;             /* label_values only */
+	int64_t limit;          /* 0 = unlimited */
+	bool abort_on_error;
+} store_label_req_t;
+
+/* Sorted unique strings plus warnings (partial response). */
+typedef struct store_strings {
+	str_t *v;
+	size_t n;
+	const char **warnings;
+	size_t nwarnings;
+} store_strings_t;
+
+typedef struct store_info {
+	const labels_t *label_sets; /* external label sets (may be 0 sets) */
+	size_t nlabel_sets;
+	int64_t mint, maxt;         /* data time range, ms */
+} store_info_t;
+
+typedef struct store store_t;
+struct store_ops {
+	int (*series)(store_t *s, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err);
+	int (*label_names)(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err);
+	int (*label_values)(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err);
+	/* Current info; pointers valid until the arena is released. */
+	int (*info)(store_t *s, arena_t *a, store_info_t *out, err_t *err);
+	void (*free)(store_t *s);
+};
+struct store {
+	const struct store_ops *ops;
+	const char *name; /* for warnings/errors, e.g. "127.0.0.1:10901" or "mem" */
+};
+
+static inline int store_series(store_t *s, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
+{
+	return s->ops->series(s, a, req, out, err);
+}
+static inline int store_label_names(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out,
+				    err_t *err)
+{
+	return s->ops->label_names(s, a, req, out, err);
+}
+static inline int store_label_values(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out,
+				     err_t *err)
+{
+	return s->ops->label_values(s, a, req, out, err);
+}
+static inline int store_info(store_t *s, arena_t *a, store_info_t *out, err_t *err)
+{
+	return s->ops->info(s, a, out, err);
+}
+static inline void store_free(store_t *s)
+{
+	if (s)
+		s->ops->free(s);
+}
+
+/* Evaluate matchers against one external label set: false if some matcher on an external label name
+ * does not match (the store has nothing); else the remaining matchers (those on other names) are
+ * copied to *rest (arena array) with their count in *nrest. */
+bool store_match_external(arena_t *a, const labels_t *ext, const matcher_t *ms, size_t nms, const matcher_t **rest,
+			  size_t *nrest);
+/* Proxy store selection: can a store with these external label sets hold series matching ms? True if
+ * it has no label sets, or if in at least one set every matcher whose name is present matches. */
+bool store_labelsets_compatible(const labels_t *sets, size_t nsets, const matcher_t *ms, size_t nms);
+/* Labels ls with ext merged in (ext wins), sorted; allocated in a. */
+labels_t store_merge_external(arena_t *a, const labels_t *ls, const labels_t *ext);
+/* Sort and deduplicate n strings in place; returns the new count. */
+size_t store_strings_sort_unique(str_t *v, size_t n);
+
+#endif
