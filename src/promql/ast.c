@@ -1,0 +1,342 @@
+/*
+ * ast.c — PromQL function table, node types and the printer (Prometheus String() layout).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/duration.h"
+#include "base/fmt.h"
+#include "promql/ast.h"
+
+#define S PROMQL_TYPE_SCALAR
+#define V PROMQL_TYPE_VECTOR
+#define M PROMQL_TYPE_MATRIX
+#define STRT PROMQL_TYPE_STRING
+
+/* The 70 functions of Prometheus 2.42, sorted by name. */
+static const promql_func_t funcs[] = {
+	{"abs", {V}, 1, 0, V},
+	{"absent", {V}, 1, 0, V},
+	{"absent_over_time", {M}, 1, 0, V},
+	{"acos", {V}, 1, 0, V},
+	{"acosh", {V}, 1, 0, V},
+	{"asin", {V}, 1, 0, V},
+	{"asinh", {V}, 1, 0, V},
+	{"atan", {V}, 1, 0, V},
+	{"atanh", {V}, 1, 0, V},
+	{"avg_over_time", {M}, 1, 0, V},
+	{"ceil", {V}, 1, 0, V},
+	{"changes", {M}, 1, 0, V},
+	{"clamp", {V, S, S}, 3, 0, V},
+	{"clamp_max", {V, S}, 2, 0, V},
+	{"clamp_min", {V, S}, 2, 0, V},
+	{"cos", {V}, 1, 0, V},
+	{"cosh", {V}, 1, 0, V},
+	{"count_over_time", {M}, 1, 0, V},
+	{"day_of_month", {V}, 1, 1, V},
+	{"day_of_week", {V}, 1, 1, V},
+	{"day_of_year", {V}, 1, 1, V},
+	{"days_in_month", {V}, 1, 1, V},
+	{"deg", {V}, 1, 0, V},
+	{"delta", {M}, 1, 0, V},
+	{"deriv", {M}, 1, 0, V},
+	{"exp", {V}, 1, 0, V},
+	{"floor", {V}, 1, 0, V},
+	{"histogram_count", {V}, 1, 0, V},
+	{"histogram_fraction", {S, S, V}, 3, 0, V},
+	{"histogram_quantile", {S, V}, 2, 0, V},
+	{"histogram_sum", {V}, 1, 0, V},
+	{"holt_winters", {M, S, S}, 3, 0, V},
+	{"hour", {V}, 1, 1, V},
+	{"idelta", {M}, 1, 0, V},
+	{"increase", {M}, 1, 0, V},
+	{"irate", {M}, 1, 0, V},
+	{"label_join", {V, STRT, STRT, STRT}, 4, -1, V},
+	{"label_replace", {V, STRT, STRT, STRT, STRT}, 5, 0, V},
+	{"last_over_time", {M}, 1, 0, V},
+	{"ln", {V}, 1, 0, V},
+	{"log10", {V}, 1, 0, V},
+	{"log2", {V}, 1, 0, V},
+	{"max_over_time", {M}, 1, 0, V},
+	{"min_over_time", {M}, 1, 0, V},
+	{"minute", {V}, 1, 1, V},
+	{"month", {V}, 1, 1, V},
+	{"pi", {0}, 0, 0, S},
+	{"predict_linear", {M, S}, 2, 0, V},
+	{"present_over_time", {M}, 1, 0, V},
+	{"quantile_over_time", {S, M}, 2, 0, V},
+	{"rad", {V}, 1, 0, V},
+	{"rate", {M}, 1, 0, V},
+	{"resets", {M}, 1, 0, V},
+	{"round", {V, S}, 2, 1, V},
+	{"scalar", {V}, 1, 0, S},
+	{"sgn", {V}, 1, 0, V},
+	{"sin", {V}, 1, 0, V},
+	{"sinh", {V}, 1, 0, V},
+	{"sort", {V}, 1, 0, V},
+	{"sort_desc", {V}, 1, 0, V},
+	{"sqrt", {V}, 1, 0, V},
+	{"stddev_over_time", {M}, 1, 0, V},
+	{"stdvar_over_time", {M}, 1, 0, V},
+	{"sum_over_time", {M}, 1, 0, V},
+	{"tan", {V}, 1, 0, V},
+	{"tanh", {V}, 1, 0, V},
+	{"time", {0}, 0, 0, S},
+	{"timestamp", {V}, 1, 0, V},
+	{"vector", {S}, 1, 0, V},
+	{"year", {V}, 1, 1, V},
+};
+
+const promql_func_t *promql_func_lookup(str_t name)
+{
+	size_t lo = 0, hi = ARRAY_LEN(funcs);
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = str_cmp(name, str_c(funcs[mid].name));
+		if (c == 0)
+			return &funcs[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* round(v) has 1 required arg: nargs counts the required args + 1 for variadic functions
+ * (Prometheus's ArgTypes), which the table above follows; day_of_* take 0 or 1 args. */
+
+const char *promql_type_name(promql_type_t t)
+{
+	switch (t) {
+	case PROMQL_TYPE_SCALAR: return "scalar";
+	case PROMQL_TYPE_VECTOR: return "instant vector";
+	case PROMQL_TYPE_MATRIX: return "range vector";
+	case PROMQL_TYPE_STRING: return "string";
+	default: return "none";
+	}
+}
+
+const char *promql_op_str(promql_op_t op)
+{
+	static const char *const s[] = {"", "+", "-", "*", "/", "%", "^", "atan2", "==", "!=", "<=", "<", ">=", ">",
+					"and", "or", "unless"};
+	return s[op];
+}
+
+const char *promql_aggr_str(promql_aggr_op_t op)
+{
+	static const char *const s[] = {"sum", "avg", "count", "min", "max", "group", "stddev", "stdvar",
+					"topk", "bottomk", "quantile", "count_values"};
+	return s[op];
+}
+
+bool promql_op_is_comparison(promql_op_t op)
+{
+	return op >= PROMQL_OP_EQLC && op <= PROMQL_OP_GTR;
+}
+
+bool promql_op_is_set(promql_op_t op)
+{
+	return op >= PROMQL_OP_AND && op <= PROMQL_OP_UNLESS;
+}
+
+promql_type_t promql_expr_type(const promql_expr_t *e)
+{
+	switch (e->kind) {
+	case PROMQL_NUMBER: return PROMQL_TYPE_SCALAR;
+	case PROMQL_STRING: return PROMQL_TYPE_STRING;
+	case PROMQL_VECTOR_SEL: return PROMQL_TYPE_VECTOR;
+	case PROMQL_MATRIX_SEL: return PROMQL_TYPE_MATRIX;
+	case PROMQL_SUBQUERY: return PROMQL_TYPE_MATRIX;
+	case PROMQL_PAREN: return promql_expr_type(e->u.paren.expr);
+	case PROMQL_UNARY: return promql_expr_type(e->u.unary.expr);
+	case PROMQL_BINARY:
+		return promql_expr_type(e->u.bin.lhs) == PROMQL_TYPE_SCALAR && promql_expr_type(e->u.bin.rhs) == PROMQL_TYPE_SCALAR
+			       ? PROMQL_TYPE_SCALAR
+			       : PROMQL_TYPE_VECTOR;
+	case PROMQL_CALL: return e->u.call.func->ret;
+	case PROMQL_AGGR: return PROMQL_TYPE_VECTOR;
+	}
+	return PROMQL_TYPE_NONE;
+}
+
+/* Go strconv.Quote (ASCII-printable and valid UTF-8 kept, the rest escaped). */
+static void put_quoted(buf_t *b, str_t s)
+{
+	buf_putc(b, '"');
+	for (size_t i = 0; i < s.n; i++) {
+		unsigned char c = (unsigned char)s.p[i];
+		switch (c) {
+		case '\a': buf_puts(b, "\\a"); break;
+		case '\b': buf_puts(b, "\\b"); break;
+		case '\f': buf_puts(b, "\\f"); break;
+		case '\n': buf_puts(b, "\\n"); break;
+		case '\r': buf_puts(b, "\\r"); break;
+		case '\t': buf_puts(b, "\\t"); break;
+		case '\v': buf_puts(b, "\\v"); break;
+		case '\\': buf_puts(b, "\\\\"); break;
+		case '"': buf_puts(b, "\\\""); break;
+		default:
+			if (c < 0x20 || c == 0x7f)
+				buf_printf(b, "\\x%02x", c);
+			else
+				buf_putc(b, (char)c);
+		}
+	}
+	buf_putc(b, '"');
+}
+
+static void put_labels(buf_t *b, const str_t *l, size_t n)
+{
+	buf_putc(b, '(');
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			buf_puts(b, ", ");
+		buf_append_str(b, l[i]);
+	}
+	buf_putc(b, ')');
+}
+
+static void put_mods(buf_t *b, const promql_mods_t *m)
+{
+	if (m->at_kind == PROMQL_AT_TS) {
+		int64_t a = m->at;
+		buf_printf(b, " @ %s%lld.%03lld", a < 0 ? "-" : "", (long long)(a < 0 ? -(a / 1000) : a / 1000),
+			   (long long)(a < 0 ? -(a % 1000) : a % 1000));
+	} else if (m->at_kind == PROMQL_AT_START) {
+		buf_puts(b, " @ start()");
+	} else if (m->at_kind == PROMQL_AT_END) {
+		buf_puts(b, " @ end()");
+	}
+	if (m->offset > 0) {
+		buf_puts(b, " offset ");
+		duration_format(b, m->offset);
+	} else if (m->offset < 0) {
+		buf_puts(b, " offset -");
+		duration_format(b, -m->offset);
+	}
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void put_selector(buf_t *b, const promql_expr_t *e)
+{
+	buf_append_str(b, e->u.vs.name);
+	size_t n = 0;
+	char *parts[64];
+	for (size_t i = 0; i < e->u.vs.nms && n < ARRAY_LEN(parts); i++) {
+		const matcher_t *m = &e->u.vs.ms[i];
+		if (e->u.vs.name.n && m->type == MATCH_EQ && str_eq_c(m->name, LABEL_METRIC_NAME) && str_eq(m->value, e->u.vs.name))
+			continue;
+		buf_t t;
+		buf_init(&t);
+		buf_append_str(&t, m->name);
+		buf_puts(&t, match_type_str(m->type));
+		put_quoted(&t, m->value);
+		parts[n++] = buf_detach(&t, NULL);
+	}
+	if (n) {
+		qsort(parts, n, sizeof parts[0], cmp_strp);
+		buf_putc(b, '{');
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				buf_putc(b, ',');
+			buf_puts(b, parts[i]);
+			free(parts[i]);
+		}
+		buf_putc(b, '}');
+	}
+}
+
+void promql_expr_format(buf_t *b, const promql_expr_t *e)
+{
+	switch (e->kind) {
+	case PROMQL_NUMBER:
+		buf_put_float(b, e->u.number, 'g');
+		break;
+	case PROMQL_STRING:
+		put_quoted(b, e->u.string);
+		break;
+	case PROMQL_VECTOR_SEL:
+		put_selector(b, e);
+		put_mods(b, &e->u.vs.mods);
+		break;
+	case PROMQL_MATRIX_SEL:
+		put_selector(b, e->u.ms.vs);
+		buf_putc(b, '[');
+		duration_format(b, e->u.ms.range);
+		buf_putc(b, ']');
+		put_mods(b, &e->u.ms.vs->u.vs.mods);
+		break;
+	case PROMQL_SUBQUERY:
+		promql_expr_format(b, e->u.sq.expr);
+		buf_putc(b, '[');
+		duration_format(b, e->u.sq.range);
+		buf_putc(b, ':');
+		if (e->u.sq.step)
+			duration_format(b, e->u.sq.step);
+		buf_putc(b, ']');
+		put_mods(b, &e->u.sq.mods);
+		break;
+	case PROMQL_PAREN:
+		buf_putc(b, '(');
+		promql_expr_format(b, e->u.paren.expr);
+		buf_putc(b, ')');
+		break;
+	case PROMQL_UNARY:
+		buf_puts(b, promql_op_str(e->u.unary.op));
+		promql_expr_format(b, e->u.unary.expr);
+		break;
+	case PROMQL_BINARY:
+		promql_expr_format(b, e->u.bin.lhs);
+		buf_putc(b, ' ');
+		buf_puts(b, promql_op_str(e->u.bin.op));
+		if (e->u.bin.return_bool)
+			buf_puts(b, " bool");
+		if (e->u.bin.has_matching && (e->u.bin.nlabels > 0 || e->u.bin.on)) {
+			buf_puts(b, e->u.bin.on ? " on " : " ignoring ");
+			put_labels(b, e->u.bin.labels, e->u.bin.nlabels);
+			if (e->u.bin.card == PROMQL_CARD_MANY_TO_ONE || e->u.bin.card == PROMQL_CARD_ONE_TO_MANY) {
+				buf_puts(b, e->u.bin.card == PROMQL_CARD_MANY_TO_ONE ? " group_left " : " group_right ");
+				put_labels(b, e->u.bin.include, e->u.bin.ninclude);
+			}
+		}
+		buf_putc(b, ' ');
+		promql_expr_format(b, e->u.bin.rhs);
+		break;
+	case PROMQL_CALL:
+		buf_puts(b, e->u.call.func->name);
+		buf_putc(b, '(');
+		for (size_t i = 0; i < e->u.call.nargs; i++) {
+			if (i)
+				buf_puts(b, ", ");
+			promql_expr_format(b, e->u.call.args[i]);
+		}
+		buf_putc(b, ')');
+		break;
+	case PROMQL_AGGR:
+		buf_puts(b, promql_aggr_str(e->u.aggr.op));
+		if (e->u.aggr.without) {
+			buf_puts(b, " without ");
+			put_labels(b, e->u.aggr.grouping, e->u.aggr.ngrouping);
+			buf_putc(b, ' ');
+		} else if (e->u.aggr.ngrouping > 0) {
+			buf_puts(b, " by ");
+			put_labels(b, e->u.aggr.grouping, e->u.aggr.ngrouping);
+			buf_putc(b, ' ');
+		}
+		buf_putc(b, '(');
+		if (e->u.aggr.param) {
+			promql_expr_format(b, e->u.aggr.param);
+			buf_puts(b, ", ");
+		}
+		promql_expr_format(b, e->u.aggr.expr);
+		buf_putc(b, ')');
+		break;
+	}
+}

@@ -1,0 +1,1282 @@
+/*
+ * engine.c — PromQL evaluator core: query entry, selectors, subqueries, binary operators,
+ * aggregations, output building and limits. Functions live in functions.c.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/fmt.h"
+#include "promql/engine_int.h"
+
+/* ------------------------------------------------------------------------------ basics */
+
+void ev_fail(ev_t *ev, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	err_setv(ev->err, code, fmt, ap);
+	va_end(ap);
+	ev->rc = code;
+	longjmp(*ev->jmp, 1);
+}
+
+static void ev_fail_err(ev_t *ev, int code)
+{
+	ev->rc = code ? code : ERR_INTERNAL;
+	longjmp(*ev->jmp, 1);
+}
+
+void ev_check(ev_t *ev)
+{
+	if (ev->o->cancel && *ev->o->cancel) {
+		ev->error_type = "canceled";
+		ev_fail(ev, ERR_CANCELED, "query was canceled");
+	}
+	if (ev->deadline_ms && (++ev->checks & 63) == 0 && clock_mono_ms() > (uint64_t)ev->deadline_ms) {
+		ev->error_type = "timeout";
+		ev_fail(ev, ERR_TIMEOUT, "query timed out in query execution");
+	}
+}
+
+void *ev_alloc(ev_t *ev, size_t n)
+{
+	void *p = arena_try_alloc(ev->a, n ? n : 1);
+	if (!p) {
+		ev->error_type = "execution";
+		ev_fail(ev, ERR_LIMIT, "query processing would exceed the per-query memory budget of %zu bytes",
+			ev->o->max_memory);
+	}
+	return p;
+}
+
+void *ev_zalloc(ev_t *ev, size_t n)
+{
+	void *p = ev_alloc(ev, n);
+	memset(p, 0, n ? n : 1);
+	return p;
+}
+
+void ev_add_samples(ev_t *ev, int64_t n)
+{
+	ev->cur_samples += n;
+	if (ev->cur_samples > ev->peak_samples)
+		ev->peak_samples = ev->cur_samples;
+	if (ev->cur_samples > ev->max_samples) {
+		ev->error_type = "execution";
+		ev_fail(ev, ERR_LIMIT, "query processing would load too many samples into memory in query execution");
+	}
+}
+
+static int64_t val_points(ev_t *ev, const val_t *v)
+{
+	int64_t n = 0;
+	if (v->type == PROMQL_TYPE_VECTOR)
+		for (size_t i = 0; i < v->n; i++)
+			for (size_t j = 0; j < ev->nsteps; j++)
+				n += v->s[i].ok[j];
+	return n;
+}
+
+static void ev_release_val(ev_t *ev, const val_t *v)
+{
+	ev->cur_samples -= val_points(ev, v);
+	if (ev->cur_samples < 0)
+		ev->cur_samples = 0;
+}
+
+bool value_is_stale(double v)
+{
+	uint64_t b;
+	memcpy(&b, &v, 8);
+	return b == 0x7ff0000000000002ull;
+}
+
+double go_max(double x, double y)
+{
+	if (isinf(x) && x > 0)
+		return x;
+	if (isinf(y) && y > 0)
+		return y;
+	if (isnan(x) || isnan(y))
+		return NAN;
+	if (x == 0 && x == y)
+		return signbit(x) ? y : x;
+	return x > y ? x : y;
+}
+
+double go_min(double x, double y)
+{
+	if (isinf(x) && x < 0)
+		return x;
+	if (isinf(y) && y < 0)
+		return y;
+	if (isnan(x) || isnan(y))
+		return NAN;
+	if (x == 0 && x == y)
+		return signbit(x) ? x : y;
+	return x < y ? x : y;
+}
+
+void kahan_inc(double inc, double *sum, double *c)
+{
+	double t = *sum + inc;
+	if (fabs(*sum) >= fabs(inc))
+		*c += (*sum - t) + inc;
+	else
+		*c += (inc - t) + *sum;
+	*sum = t;
+}
+
+static int cmp_nan_first(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	if (isnan(x))
+		return isnan(y) ? 0 : -1;
+	if (isnan(y))
+		return 1;
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+double quantile_sorted(double q, double *vals, size_t n)
+{
+	if (n == 0)
+		return NAN;
+	if (q < 0)
+		return -INFINITY;
+	if (q > 1)
+		return INFINITY;
+	if (isnan(q))
+		return NAN;
+	qsort(vals, n, sizeof *vals, cmp_nan_first);
+	double fn = (double)n;
+	double rank = q * (fn - 1);
+	double lo = go_max(0, floor(rank));
+	double hi = go_min(fn - 1, lo + 1);
+	double w = rank - floor(rank);
+	return vals[(size_t)lo] * (1 - w) + vals[(size_t)hi] * w;
+}
+
+/* ------------------------------------------------------------------------------ labels */
+
+labels_t lb_drop_name(ev_t *ev, labels_t ls)
+{
+	for (size_t i = 0; i < ls.n; i++) {
+		if (str_eq_c(ls.v[i].name, LABEL_METRIC_NAME)) {
+			labels_t r = {ev_alloc(ev, ls.n * sizeof(label_t)), ls.n - 1};
+			memcpy(r.v, ls.v, i * sizeof(label_t));
+			memcpy(r.v + i, ls.v + i + 1, (ls.n - i - 1) * sizeof(label_t));
+			return r;
+		}
+	}
+	return ls;
+}
+
+labels_t lb_set(ev_t *ev, labels_t ls, str_t name, str_t value)
+{
+	labels_t r = {ev_alloc(ev, (ls.n + 1) * sizeof(label_t)), 0};
+	bool done = false;
+	char *vcopy = NULL;
+	if (value.n) {
+		vcopy = ev_alloc(ev, value.n);
+		memcpy(vcopy, value.p, value.n);
+	}
+	char *ncopy = ev_alloc(ev, name.n);
+	memcpy(ncopy, name.p, name.n);
+	for (size_t i = 0; i < ls.n; i++) {
+		int c = str_cmp(ls.v[i].name, name);
+		if (!done && c >= 0) {
+			if (value.n)
+				r.v[r.n++] = (label_t){{ncopy, name.n}, {vcopy, value.n}};
+			done = true;
+			if (c == 0)
+				continue;
+		}
+		r.v[r.n++] = ls.v[i];
+	}
+	if (!done && value.n)
+		r.v[r.n++] = (label_t){{ncopy, name.n}, {vcopy, value.n}};
+	return r;
+}
+
+str_t lb_key(ev_t *ev, labels_t ls)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < ls.n; i++)
+		n += ls.v[i].name.n + ls.v[i].value.n + 2;
+	char *p = ev_alloc(ev, n);
+	size_t k = 0;
+	for (size_t i = 0; i < ls.n; i++) {
+		memcpy(p + k, ls.v[i].name.p, ls.v[i].name.n);
+		k += ls.v[i].name.n;
+		p[k++] = '\xff';
+		memcpy(p + k, ls.v[i].value.p, ls.v[i].value.n);
+		k += ls.v[i].value.n;
+		p[k++] = '\xfe';
+	}
+	return (str_t){p, n};
+}
+
+static bool name_in(str_t name, const str_t *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (str_eq(name, names[i]))
+			return true;
+	return false;
+}
+
+/* keep=true: only labels in names; keep=false: all but names (and __name__ when drop_name). */
+static labels_t lb_filter(ev_t *ev, labels_t ls, const str_t *names, size_t nn, bool keep, bool drop_name)
+{
+	labels_t r = {ev_alloc(ev, (ls.n ? ls.n : 1) * sizeof(label_t)), 0};
+	for (size_t i = 0; i < ls.n; i++) {
+		bool in = name_in(ls.v[i].name, names, nn);
+		if (keep ? in : (!in && !(drop_name && str_eq_c(ls.v[i].name, LABEL_METRIC_NAME))))
+			r.v[r.n++] = ls.v[i];
+	}
+	return r;
+}
+
+/* ------------------------------------------------------------------------------ output builder */
+
+static void ob_cleanup(void *arg)
+{
+	obuild_t *ob = arg;
+	hmap_release(&ob->map);
+	memset(&ob->map, 0, sizeof ob->map);
+}
+
+obuild_t *ob_new(ev_t *ev)
+{
+	obuild_t *ob = ev_zalloc(ev, sizeof *ob);
+	hmap_init(&ob->map, 16);
+	arena_on_release(ev->a, ob_cleanup, ob);
+	return ob;
+}
+
+size_t ob_get(ev_t *ev, obuild_t *ob, labels_t ls)
+{
+	str_t key = lb_key(ev, ls);
+	bool found;
+	void **slot = hmap_slot(&ob->map, key, &found);
+	if (found)
+		return (size_t)(uintptr_t)*slot - 1;
+	if (ob->n == ob->cap) {
+		size_t ncap = ob->cap ? ob->cap * 2 : 16;
+		vseries_t *ns = ev_alloc(ev, ncap * sizeof(vseries_t));
+		if (ob->n)
+			memcpy(ns, ob->s, ob->n * sizeof(vseries_t));
+		ob->s = ns;
+		ob->cap = ncap;
+	}
+	*slot = (void *)(uintptr_t)(ob->n + 1);
+	vseries_t *s = &ob->s[ob->n];
+	s->ls = ls;
+	s->v = ev_alloc(ev, ev->nsteps * sizeof(double));
+	s->ok = ev_zalloc(ev, ev->nsteps);
+	return ob->n++;
+}
+
+void ob_set(ev_t *ev, obuild_t *ob, size_t idx, size_t step, double v)
+{
+	vseries_t *s = &ob->s[idx];
+	if (s->ok[step]) {
+		ev->error_type = "execution";
+		ev_fail(ev, ERR_INVALID, "vector cannot contain metrics with the same labelset");
+	}
+	s->ok[step] = 1;
+	s->v[step] = v;
+}
+
+void ob_finish(ev_t *ev, obuild_t *ob, val_t *out)
+{
+	out->type = PROMQL_TYPE_VECTOR;
+	out->s = ob->s;
+	out->n = ob->n;
+	ob_cleanup(ob);
+	ev_add_samples(ev, val_points(ev, out));
+}
+
+/* ------------------------------------------------------------------------------ selectors */
+
+static void scratch_free(void *arg)
+{
+	ev_t *ev = arg;
+	free(ev->scratch_t);
+	free(ev->scratch_v);
+	ev->scratch_t = NULL;
+	ev->scratch_v = NULL;
+	ev->scratch_cap = 0;
+}
+
+/* Decode the current series' samples within [mint, maxt] into the scratch arrays. */
+static size_t load_samples(ev_t *ev, series_set_t *set, int64_t mint, int64_t maxt, bool drop_stale)
+{
+	sample_iter_t *it = series_set_samples(set);
+	if (sample_iter_seek(it, mint, ev->err))
+		ev_fail_err(ev, ev->err->code);
+	size_t n = 0;
+	for (;;) {
+		if (ev->scratch_cap - n < 256) {
+			size_t ncap = ev->scratch_cap ? ev->scratch_cap * 2 : 1024;
+			if (!ev->scratch_t)
+				arena_on_release(ev->a, scratch_free, ev);
+			ev->scratch_t = xreallocarray(ev->scratch_t, ncap, sizeof(int64_t));
+			ev->scratch_v = xreallocarray(ev->scratch_v, ncap, sizeof(double));
+			ev->scratch_cap = ncap;
+		}
+		int cap = (int)(ev->scratch_cap - n > 1 << 20 ? 1 << 20 : ev->scratch_cap - n);
+		int got = sample_iter_next_batch(it, ev->scratch_t + n, ev->scratch_v + n, cap, ev->err);
+		if (got < 0)
+			ev_fail_err(ev, ev->err->code);
+		if (got == 0)
+			break;
+		size_t k = n, end = n + (size_t)got;
+		bool past = false;
+		for (size_t j = n; j < end; j++) {
+			int64_t t = ev->scratch_t[j];
+			if (t < mint)
+				continue;
+			if (t > maxt) {
+				past = true;
+				break;
+			}
+			if (drop_stale && value_is_stale(ev->scratch_v[j]))
+				continue;
+			ev->scratch_t[k] = t;
+			ev->scratch_v[k] = ev->scratch_v[j];
+			k++;
+		}
+		n = k;
+		if (past)
+			break;
+	}
+	return n;
+}
+
+static void ref_times(ev_t *ev, const promql_mods_t *m, int64_t *ref)
+{
+	for (size_t i = 0; i < ev->nsteps; i++) {
+		int64_t base = ev_ts(ev, i);
+		if (m->at_kind == PROMQL_AT_TS)
+			base = m->at;
+		else if (m->at_kind == PROMQL_AT_START)
+			base = ev->qstart;
+		else if (m->at_kind == PROMQL_AT_END)
+			base = ev->qend;
+		ref[i] = base - m->offset;
+	}
+}
+
+static series_set_t *do_select(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range,
+			       const char *func)
+{
+	select_hints_t h = {.start = mint, .end = maxt, .step = ev->step, .range = range, .func = func};
+	series_set_t *set = NULL;
+	if (ev->q->ops->select(ev->q, ev->a, vs->u.vs.ms, vs->u.vs.nms, mint, maxt, &h, &set, ev->err)) {
+		ev->error_type = "internal";
+		ev_fail_err(ev, ev->err->code);
+	}
+	ev->open_set = set;
+	return set;
+}
+
+static void close_set(ev_t *ev, series_set_t *set)
+{
+	ev->open_set = NULL;
+	series_set_close(set);
+}
+
+static void eval_vs(ev_t *ev, const promql_expr_t *e, val_t *out, bool ts_mode)
+{
+	out->type = PROMQL_TYPE_VECTOR;
+	out->n = 0;
+	size_t ns = ev->nsteps;
+	if (ns == 0)
+		return;
+	int64_t *ref = ev_alloc(ev, ns * sizeof(int64_t));
+	ref_times(ev, &e->u.vs.mods, ref);
+	int64_t mn = ref[0], mx = ref[0];
+	for (size_t i = 1; i < ns; i++) {
+		if (ref[i] < mn)
+			mn = ref[i];
+		if (ref[i] > mx)
+			mx = ref[i];
+	}
+	int64_t mint = mn - ev->lookback, maxt = mx;
+	series_set_t *set = do_select(ev, e, mint, maxt, 0, NULL);
+	size_t cap = 0;
+	vseries_t *arr = NULL;
+	int r;
+	while ((r = series_set_next(set, ev->err)) > 0) {
+		ev_check(ev);
+		size_t n = load_samples(ev, set, mint, maxt, false);
+		if (n == 0)
+			continue;
+		const int64_t *t = ev->scratch_t;
+		const double *v = ev->scratch_v;
+		double *ov = ev_alloc(ev, ns * sizeof(double));
+		uint8_t *ok = ev_alloc(ev, ns);
+		size_t j = 0, cnt = 0;
+		for (size_t i = 0; i < ns; i++) {
+			int64_t rt = ref[i];
+			if (i > 0 && rt < ref[i - 1])
+				j = 0;
+			while (j < n && t[j] <= rt)
+				j++;
+			ok[i] = 0;
+			if (j > 0 && t[j - 1] >= rt - ev->lookback && !value_is_stale(v[j - 1])) {
+				ok[i] = 1;
+				ov[i] = ts_mode ? (double)t[j - 1] / 1000.0 : v[j - 1];
+				cnt++;
+			}
+		}
+		if (!cnt)
+			continue;
+		if (out->n == cap) {
+			size_t ncap = cap ? cap * 2 : 16;
+			vseries_t *na = ev_alloc(ev, ncap * sizeof(vseries_t));
+			if (out->n)
+				memcpy(na, arr, out->n * sizeof(vseries_t));
+			arr = na;
+			cap = ncap;
+		}
+		arr[out->n++] = (vseries_t){labels_copy(ev->a, series_set_labels(set)), ov, ok};
+		ev_add_samples(ev, (int64_t)cnt);
+	}
+	if (r < 0)
+		ev_fail_err(ev, ev->err->code);
+	close_set(ev, set);
+	out->s = arr;
+}
+
+void eval_vector_selector_ts(ev_t *ev, const promql_expr_t *vs, val_t *out)
+{
+	eval_vs(ev, vs, out, true);
+}
+
+static const promql_expr_t *unparen(const promql_expr_t *e)
+{
+	while (e->kind == PROMQL_PAREN)
+		e = e->u.paren.expr;
+	return e;
+}
+
+void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_series_fn fn, void *ctx,
+		    int64_t *range, int64_t *ref)
+{
+	m = unparen(m);
+	size_t ns = ev->nsteps;
+	if (m->kind == PROMQL_MATRIX_SEL) {
+		const promql_expr_t *vs = m->u.ms.vs;
+		*range = m->u.ms.range;
+		ref_times(ev, &vs->u.vs.mods, ref);
+		if (ns == 0)
+			return;
+		int64_t mn = ref[0], mx = ref[0];
+		for (size_t i = 1; i < ns; i++) {
+			if (ref[i] < mn)
+				mn = ref[i];
+			if (ref[i] > mx)
+				mx = ref[i];
+		}
+		int64_t mint = mn - *range, maxt = mx;
+		series_set_t *set = do_select(ev, vs, mint, maxt, *range, func);
+		int r;
+		while ((r = series_set_next(set, ev->err)) > 0) {
+			ev_check(ev);
+			size_t n = load_samples(ev, set, mint, maxt, true);
+			fn(ev, ctx, series_set_labels(set), ev->scratch_t, ev->scratch_v, n);
+		}
+		if (r < 0)
+			ev_fail_err(ev, ev->err->code);
+		close_set(ev, set);
+		return;
+	}
+	if (m->kind != PROMQL_SUBQUERY)
+		ev_fail(ev, ERR_INTERNAL, "expected range vector expression");
+	*range = m->u.sq.range;
+	ref_times(ev, &m->u.sq.mods, ref);
+	if (ns == 0)
+		return;
+	int64_t mn = ref[0], mx = ref[0];
+	for (size_t i = 1; i < ns; i++) {
+		if (ref[i] < mn)
+			mn = ref[i];
+		if (ref[i] > mx)
+			mx = ref[i];
+	}
+	int64_t step = m->u.sq.step ? m->u.sq.step : ev->o->subquery_step_ms ? ev->o->subquery_step_ms : PROMQL_DEFAULT_SUBQUERY_STEP_MS;
+	int64_t lo = mn - *range;
+	int64_t start = step * (lo / step);
+	if (start < lo)
+		start += step;
+	ev_t sub = *ev;
+	sub.start = start;
+	sub.end = mx;
+	sub.step = step;
+	sub.nsteps = start <= mx ? (size_t)((mx - start) / step) + 1 : 0;
+	val_t inner = {0};
+	eval_expr(&sub, m->u.sq.expr, &inner);
+	ev->cur_samples = sub.cur_samples;
+	ev->peak_samples = sub.peak_samples;
+	ev->checks = sub.checks;
+	ev->scratch_t = sub.scratch_t;
+	ev->scratch_v = sub.scratch_v;
+	ev->scratch_cap = sub.scratch_cap;
+	int64_t *t = ev_alloc(ev, (sub.nsteps ? sub.nsteps : 1) * sizeof(int64_t));
+	double *v = ev_alloc(ev, (sub.nsteps ? sub.nsteps : 1) * sizeof(double));
+	for (size_t s = 0; s < inner.n; s++) {
+		size_t n = 0;
+		for (size_t i = 0; i < sub.nsteps; i++)
+			if (inner.s[s].ok[i]) {
+				t[n] = start + (int64_t)i * step;
+				v[n] = inner.s[s].v[i];
+				n++;
+			}
+		fn(ev, ctx, &inner.s[s].ls, t, v, n);
+	}
+}
+
+/* Top-level instant evaluation of a range vector: the samples in the window at the one step. */
+typedef struct mat_ctx {
+	int64_t *ref, *range;
+	rseries_t *rs;
+	size_t n, cap;
+} mat_ctx_t;
+
+static void mat_collect(ev_t *ev, void *arg, const labels_t *ls, const int64_t *t, const double *v, size_t n)
+{
+	mat_ctx_t *c = arg;
+	int64_t hi = c->ref[0], lo = hi - *c->range;
+	size_t a = 0;
+	while (a < n && t[a] < lo)
+		a++;
+	size_t b = a;
+	while (b < n && t[b] <= hi)
+		b++;
+	if (b == a)
+		return;
+	if (c->n == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 16;
+		rseries_t *na = ev_alloc(ev, ncap * sizeof(rseries_t));
+		if (c->n)
+			memcpy(na, c->rs, c->n * sizeof(rseries_t));
+		c->rs = na;
+		c->cap = ncap;
+	}
+	rseries_t *r = &c->rs[c->n++];
+	r->ls = labels_copy(ev->a, ls);
+	r->n = b - a;
+	r->t = ev_alloc(ev, r->n * sizeof(int64_t));
+	r->v = ev_alloc(ev, r->n * sizeof(double));
+	memcpy(r->t, t + a, r->n * sizeof(int64_t));
+	memcpy(r->v, v + a, r->n * sizeof(double));
+	ev_add_samples(ev, (int64_t)r->n);
+}
+
+static void eval_matrix_top(ev_t *ev, const promql_expr_t *e, val_t *out)
+{
+	if (ev->nsteps != 1)
+		ev_fail(ev, ERR_INVALID, "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector");
+	int64_t range = 0;
+	int64_t ref[1];
+	mat_ctx_t c = {.ref = ref, .range = &range};
+	eval_range_arg(ev, e, NULL, mat_collect, &c, &range, ref);
+	out->type = PROMQL_TYPE_MATRIX;
+	out->rs = c.rs;
+	out->nrs = c.n;
+}
+
+/* ------------------------------------------------------------------------------ binary ops */
+
+static double binop(promql_op_t op, double l, double r, bool *keep)
+{
+	*keep = true;
+	switch (op) {
+	case PROMQL_OP_ADD: return l + r;
+	case PROMQL_OP_SUB: return l - r;
+	case PROMQL_OP_MUL: return l * r;
+	case PROMQL_OP_DIV: return l / r;
+	case PROMQL_OP_POW: return pow(l, r);
+	case PROMQL_OP_MOD: return fmod(l, r);
+	case PROMQL_OP_ATAN2: return atan2(l, r);
+	case PROMQL_OP_EQLC: *keep = l == r; return l;
+	case PROMQL_OP_NEQ: *keep = l != r; return l;
+	case PROMQL_OP_GTR: *keep = l > r; return l;
+	case PROMQL_OP_LSS: *keep = l < r; return l;
+	case PROMQL_OP_GTE: *keep = l >= r; return l;
+	case PROMQL_OP_LTE: *keep = l <= r; return l;
+	default: return NAN;
+	}
+}
+
+static bool op_drops_name(promql_op_t op)
+{
+	return op == PROMQL_OP_ADD || op == PROMQL_OP_SUB || op == PROMQL_OP_MUL || op == PROMQL_OP_DIV ||
+	       op == PROMQL_OP_POW || op == PROMQL_OP_MOD;
+}
+
+static void eval_vector_scalar(ev_t *ev, const promql_expr_t *e, const val_t *vec, const double *sc, bool swap, val_t *out)
+{
+	promql_op_t op = e->u.bin.op;
+	bool rb = e->u.bin.return_bool, cmp = promql_op_is_comparison(op);
+	obuild_t *ob = ob_new(ev);
+	for (size_t s = 0; s < vec->n; s++) {
+		const vseries_t *in = &vec->s[s];
+		size_t idx = (size_t)-1;
+		for (size_t i = 0; i < ev->nsteps; i++) {
+			if (!in->ok[i])
+				continue;
+			double lv = in->v[i], rv = sc[i];
+			if (swap) {
+				double tmp = lv;
+				lv = rv;
+				rv = tmp;
+			}
+			bool keep;
+			double val = binop(op, lv, rv, &keep);
+			if (cmp && swap)
+				val = rv;
+			if (rb) {
+				val = keep ? 1 : 0;
+				keep = true;
+			}
+			if (!keep)
+				continue;
+			if (idx == (size_t)-1)
+				idx = ob_get(ev, ob, (op_drops_name(op) || rb) ? lb_drop_name(ev, in->ls) : in->ls);
+			ob_set(ev, ob, idx, i, val);
+		}
+	}
+	ob_finish(ev, ob, out);
+}
+
+/* Signature keys of every series of both sides, mapped to small integer ids. */
+static void match_sigs(ev_t *ev, const promql_expr_t *e, const val_t *l, const val_t *r, uint32_t *lsig, uint32_t *rsig, size_t *nsig)
+{
+	hmap_t m;
+	hmap_init(&m, l->n + r->n);
+	size_t n = 0;
+	for (int side = 0; side < 2; side++) {
+		const val_t *v = side ? r : l;
+		uint32_t *out = side ? rsig : lsig;
+		for (size_t s = 0; s < v->n; s++) {
+			labels_t k = lb_filter(ev, v->s[s].ls, e->u.bin.labels, e->u.bin.nlabels, e->u.bin.on, true);
+			str_t key = lb_key(ev, k);
+			bool found;
+			void **slot = hmap_slot(&m, key, &found);
+			if (!found)
+				*slot = (void *)(uintptr_t)(++n);
+			out[s] = (uint32_t)((uintptr_t)*slot - 1);
+		}
+	}
+	hmap_release(&m);
+	*nsig = n;
+}
+
+static labels_t result_metric(ev_t *ev, const promql_expr_t *e, labels_t l, labels_t r)
+{
+	labels_t out = l;
+	if (op_drops_name(e->u.bin.op))
+		out = lb_drop_name(ev, out);
+	if (e->u.bin.card == PROMQL_CARD_ONE_TO_ONE) {
+		if (e->u.bin.on)
+			out = lb_filter(ev, out, e->u.bin.labels, e->u.bin.nlabels, true, false);
+		else
+			out = lb_filter(ev, out, e->u.bin.labels, e->u.bin.nlabels, false, false);
+	}
+	for (size_t i = 0; i < e->u.bin.ninclude; i++) {
+		bool found;
+		str_t v = labels_get(&r, e->u.bin.include[i], &found);
+		out = lb_set(ev, out, e->u.bin.include[i], found ? v : STR_NULL);
+	}
+	if (e->u.bin.return_bool)
+		out = lb_drop_name(ev, out);
+	return out;
+}
+
+static void fmt_labels(buf_t *b, const labels_t *ls)
+{
+	buf_putc(b, '{');
+	for (size_t i = 0; i < ls->n; i++) {
+		if (i)
+			buf_puts(b, ", ");
+		buf_append_str(b, ls->v[i].name);
+		buf_puts(b, "=\"");
+		buf_append_str(b, ls->v[i].value);
+		buf_putc(b, '"');
+	}
+	buf_putc(b, '}');
+}
+
+static void eval_vector_vector(ev_t *ev, const promql_expr_t *e, const val_t *lv, const val_t *rv, val_t *out)
+{
+	promql_op_t op = e->u.bin.op;
+	size_t ns = ev->nsteps;
+	uint32_t *lsig = ev_alloc(ev, (lv->n + 1) * sizeof(uint32_t));
+	uint32_t *rsig = ev_alloc(ev, (rv->n + 1) * sizeof(uint32_t));
+	size_t nsig;
+	match_sigs(ev, e, lv, rv, lsig, rsig, &nsig);
+	uint32_t *stamp = ev_zalloc(ev, (nsig + 1) * sizeof(uint32_t));  /* "one"-side present at step+1 */
+	uint32_t *stamp2 = ev_zalloc(ev, (nsig + 1) * sizeof(uint32_t)); /* matched at step+1 */
+	uint32_t *who = ev_alloc(ev, (nsig + 1) * sizeof(uint32_t));
+	obuild_t *ob = ob_new(ev);
+	if (promql_op_is_set(op)) {
+		for (size_t i = 0; i < ns; i++) {
+			uint32_t st = (uint32_t)i + 1;
+			ev_check(ev);
+			if (op == PROMQL_OP_OR) {
+				for (size_t s = 0; s < lv->n; s++)
+					if (lv->s[s].ok[i]) {
+						stamp[lsig[s]] = st;
+						ob_set(ev, ob, ob_get(ev, ob, lv->s[s].ls), i, lv->s[s].v[i]);
+					}
+				for (size_t s = 0; s < rv->n; s++)
+					if (rv->s[s].ok[i] && stamp[rsig[s]] != st)
+						ob_set(ev, ob, ob_get(ev, ob, rv->s[s].ls), i, rv->s[s].v[i]);
+				continue;
+			}
+			for (size_t s = 0; s < rv->n; s++)
+				if (rv->s[s].ok[i])
+					stamp[rsig[s]] = st;
+			for (size_t s = 0; s < lv->n; s++) {
+				if (!lv->s[s].ok[i])
+					continue;
+				bool in = stamp[lsig[s]] == st;
+				if ((op == PROMQL_OP_AND) == in)
+					ob_set(ev, ob, ob_get(ev, ob, lv->s[s].ls), i, lv->s[s].v[i]);
+			}
+		}
+		ob_finish(ev, ob, out);
+		return;
+	}
+	/* one-to-one / many-to-one; one-to-many swaps sides. */
+	bool swap = e->u.bin.card == PROMQL_CARD_ONE_TO_MANY;
+	const val_t *L = swap ? rv : lv, *R = swap ? lv : rv;
+	uint32_t *Ls = swap ? rsig : lsig, *Rs = swap ? lsig : rsig;
+	imap_t cache;
+	imap_init(&cache, 16);
+	for (size_t i = 0; i < ns; i++) {
+		uint32_t st = (uint32_t)i + 1;
+		ev_check(ev);
+		for (size_t s = 0; s < R->n; s++) {
+			if (!R->s[s].ok[i])
+				continue;
+			uint32_t sig = Rs[s];
+			if (stamp[sig] == st) {
+				buf_t b;
+				buf_init(&b);
+				labels_t ml = lb_filter(ev, R->s[s].ls, e->u.bin.labels, e->u.bin.nlabels, e->u.bin.on, true);
+				fmt_labels(&b, &ml);
+				buf_puts(&b, " on the ");
+				buf_puts(&b, swap ? "left" : "right");
+				buf_puts(&b, " hand-side of the operation: [");
+				labels_format(&b, &R->s[s].ls);
+				buf_puts(&b, ", ");
+				labels_format(&b, &R->s[who[sig]].ls);
+				buf_puts(&b, "];many-to-many matching not allowed: matching labels must be unique on one side");
+				char msg[ERR_MSG_MAX];
+				snprintf(msg, sizeof msg, "%s", b.p);
+				buf_release(&b);
+				imap_release(&cache);
+				ev->error_type = "execution";
+				ev_fail(ev, ERR_INVALID, "found duplicate series for the match group %s", msg);
+			}
+			stamp[sig] = st;
+			who[sig] = (uint32_t)s;
+		}
+		for (size_t s = 0; s < L->n; s++) {
+			if (!L->s[s].ok[i])
+				continue;
+			uint32_t sig = Ls[s];
+			if (stamp[sig] != st)
+				continue;
+			size_t r = who[sig];
+			double a = L->s[s].v[i], b = R->s[r].v[i];
+			if (swap) {
+				double tmp = a;
+				a = b;
+				b = tmp;
+			}
+			bool keep;
+			double val = binop(op, a, b, &keep);
+			if (e->u.bin.return_bool) {
+				val = keep ? 1 : 0;
+			} else if (!keep) {
+				continue;
+			}
+			if (e->u.bin.card == PROMQL_CARD_ONE_TO_ONE) {
+				if (stamp2[sig] == st) {
+					imap_release(&cache);
+					ev->error_type = "execution";
+					ev_fail(ev, ERR_INVALID, "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+				}
+				stamp2[sig] = st;
+			}
+			uint64_t ck = (uint64_t)s * (R->n + 1) + r, oi;
+			if (!imap_get(&cache, ck, &oi)) {
+				oi = ob_get(ev, ob, result_metric(ev, e, L->s[s].ls, R->s[r].ls));
+				imap_put(&cache, ck, oi);
+			}
+			if (ob->s[oi].ok[i] && e->u.bin.card != PROMQL_CARD_ONE_TO_ONE) {
+				imap_release(&cache);
+				ev->error_type = "execution";
+				ev_fail(ev, ERR_INVALID, "multiple matches for labels: grouping labels must ensure unique matches");
+			}
+			ob_set(ev, ob, oi, i, val);
+		}
+	}
+	imap_release(&cache);
+	ob_finish(ev, ob, out);
+}
+
+static void eval_binary(ev_t *ev, const promql_expr_t *e, val_t *out)
+{
+	val_t l = {0}, r = {0};
+	eval_expr(ev, e->u.bin.lhs, &l);
+	eval_expr(ev, e->u.bin.rhs, &r);
+	if (l.type == PROMQL_TYPE_SCALAR && r.type == PROMQL_TYPE_SCALAR) {
+		out->type = PROMQL_TYPE_SCALAR;
+		out->sc = ev_alloc(ev, (ev->nsteps ? ev->nsteps : 1) * sizeof(double));
+		for (size_t i = 0; i < ev->nsteps; i++) {
+			bool keep;
+			double v = binop(e->u.bin.op, l.sc[i], r.sc[i], &keep);
+			if (e->u.bin.return_bool)
+				v = keep ? 1 : 0;
+			out->sc[i] = v;
+		}
+		return;
+	}
+	if (l.type == PROMQL_TYPE_VECTOR && r.type == PROMQL_TYPE_SCALAR)
+		eval_vector_scalar(ev, e, &l, r.sc, false, out);
+	else if (l.type == PROMQL_TYPE_SCALAR && r.type == PROMQL_TYPE_VECTOR)
+		eval_vector_scalar(ev, e, &r, l.sc, true, out);
+	else
+		eval_vector_vector(ev, e, &l, &r, out);
+	ev_release_val(ev, &l);
+	ev_release_val(ev, &r);
+}
+
+/* ------------------------------------------------------------------------------ aggregations */
+
+typedef struct agg_item {
+	double v;
+	size_t idx; /* input series */
+} agg_item_t;
+
+static int cmp_item_desc(const void *a, const void *b)
+{
+	const agg_item_t *x = a, *y = b;
+	bool xn = isnan(x->v), yn = isnan(y->v);
+	if (xn != yn)
+		return xn ? 1 : -1;
+	if (!xn && x->v != y->v)
+		return x->v > y->v ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int cmp_item_asc(const void *a, const void *b)
+{
+	const agg_item_t *x = a, *y = b;
+	bool xn = isnan(x->v), yn = isnan(y->v);
+	if (xn != yn)
+		return xn ? 1 : -1;
+	if (!xn && x->v != y->v)
+		return x->v < y->v ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
+{
+	promql_aggr_op_t op = e->u.aggr.op;
+	val_t param = {0}, in = {0};
+	if (e->u.aggr.param)
+		eval_expr(ev, e->u.aggr.param, &param);
+	eval_expr(ev, e->u.aggr.expr, &in);
+	size_t ns = ev->nsteps;
+	if (op == PROMQL_AGG_COUNT_VALUES && !label_name_valid(param.str)) {
+		ev->error_type = "execution";
+		ev_fail(ev, ERR_INVALID, "invalid label name \"%.*s\"", STR_ARG(param.str));
+	}
+	/* Group every input series. */
+	hmap_t gm;
+	hmap_init(&gm, 16);
+	size_t *grp = ev_alloc(ev, (in.n + 1) * sizeof(size_t));
+	labels_t *glabels = ev_alloc(ev, (in.n + 1) * sizeof(labels_t));
+	size_t ng = 0;
+	for (size_t s = 0; s < in.n; s++) {
+		labels_t g = e->u.aggr.without
+				     ? lb_filter(ev, in.s[s].ls, e->u.aggr.grouping, e->u.aggr.ngrouping, false, true)
+				     : lb_filter(ev, in.s[s].ls, e->u.aggr.grouping, e->u.aggr.ngrouping, true, false);
+		str_t key = lb_key(ev, g);
+		bool found;
+		void **slot = hmap_slot(&gm, key, &found);
+		if (!found) {
+			*slot = (void *)(uintptr_t)(ng + 1);
+			glabels[ng++] = g;
+		}
+		grp[s] = (size_t)(uintptr_t)*slot - 1;
+	}
+	hmap_release(&gm);
+	obuild_t *ob = ob_new(ev);
+	if (op == PROMQL_AGG_TOPK || op == PROMQL_AGG_BOTTOMK || op == PROMQL_AGG_QUANTILE || op == PROMQL_AGG_COUNT_VALUES) {
+		/* Per step: gather the items of every group. */
+		agg_item_t *items = ev_alloc(ev, (in.n + 1) * sizeof(agg_item_t));
+		size_t *gstart = ev_alloc(ev, (ng + 2) * sizeof(size_t));
+		size_t *gfill = ev_alloc(ev, (ng + 1) * sizeof(size_t));
+		size_t *gcount = ev_alloc(ev, (ng + 1) * sizeof(size_t));
+		double *qv = ev_alloc(ev, (in.n + 1) * sizeof(double));
+		size_t *cv_idx = NULL;
+		for (size_t i = 0; i < ns; i++) {
+			ev_check(ev);
+			memset(gcount, 0, (ng + 1) * sizeof(size_t));
+			for (size_t s = 0; s < in.n; s++)
+				if (in.s[s].ok[i])
+					gcount[grp[s]]++;
+			gstart[0] = 0;
+			for (size_t g = 0; g < ng; g++) {
+				gstart[g + 1] = gstart[g] + gcount[g];
+				gfill[g] = gstart[g];
+			}
+			for (size_t s = 0; s < in.n; s++)
+				if (in.s[s].ok[i])
+					items[gfill[grp[s]]++] = (agg_item_t){in.s[s].v[i], s};
+			for (size_t g = 0; g < ng; g++) {
+				size_t n = gcount[g];
+				if (!n)
+					continue;
+				agg_item_t *it = items + gstart[g];
+				if (op == PROMQL_AGG_TOPK || op == PROMQL_AGG_BOTTOMK) {
+					double kf = param.sc[i];
+					if (!(kf <= 9.2233720368547758e18 && kf >= -9.2233720368547758e18)) {
+						ev->error_type = "execution";
+						ev_fail(ev, ERR_INVALID, "Scalar value %s overflows int64", isnan(kf) ? "NaN" : "Inf");
+					}
+					int64_t k = (int64_t)kf;
+					if (k < 1)
+						continue;
+					qsort(it, n, sizeof *it, op == PROMQL_AGG_TOPK ? cmp_item_desc : cmp_item_asc);
+					size_t take = (uint64_t)k < n ? (size_t)k : n;
+					for (size_t j = 0; j < take; j++)
+						ob_set(ev, ob, ob_get(ev, ob, in.s[it[j].idx].ls), i, it[j].v);
+				} else if (op == PROMQL_AGG_QUANTILE) {
+					for (size_t j = 0; j < n; j++)
+						qv[j] = it[j].v;
+					ob_set(ev, ob, ob_get(ev, ob, glabels[g]), i, quantile_sorted(param.sc[i], qv, n));
+				} else {
+					/* count_values: one output per distinct value string. */
+					(void)cv_idx;
+					for (size_t j = 0; j < n; j++) {
+						buf_t b;
+						buf_init(&b);
+						buf_put_float(&b, it[j].v, 'f');
+						str_t vs = {arena_strndup(ev->a, b.p, b.n), b.n};
+						buf_release(&b);
+						labels_t ol = lb_set(ev, glabels[g], param.str, vs);
+						size_t oi = ob_get(ev, ob, ol);
+						if (ob->s[oi].ok[i])
+							ob->s[oi].v[i] += 1;
+						else
+							ob_set(ev, ob, oi, i, 1);
+					}
+				}
+			}
+		}
+		ob_finish(ev, ob, out);
+		ev_release_val(ev, &in);
+		return;
+	}
+	/* Streaming aggregations: per group accumulators over all steps. */
+	size_t *oidx = ev_alloc(ev, (ng + 1) * sizeof(size_t));
+	for (size_t g = 0; g < ng; g++)
+		oidx[g] = (size_t)-1;
+	/* First-seen group order: create output series in input order of first presence. */
+	double *acc = ev_zalloc(ev, (ng + 1) * (ns ? ns : 1) * sizeof(double));
+	double *acc2 = ev_zalloc(ev, (ng + 1) * (ns ? ns : 1) * sizeof(double));
+	double *cnt = ev_zalloc(ev, (ng + 1) * (ns ? ns : 1) * sizeof(double));
+	for (size_t s = 0; s < in.n; s++) {
+		size_t g = grp[s];
+		const vseries_t *is = &in.s[s];
+		double *A = acc + g * ns, *A2 = acc2 + g * ns, *C = cnt + g * ns;
+		bool any = false;
+		for (size_t i = 0; i < ns; i++) {
+			if (!is->ok[i])
+				continue;
+			any = true;
+			double v = is->v[i];
+			if (C[i] == 0) {
+				C[i] = 1;
+				switch (op) {
+				case PROMQL_AGG_SUM: case PROMQL_AGG_MIN: case PROMQL_AGG_MAX: case PROMQL_AGG_AVG:
+					A[i] = v;
+					break;
+				case PROMQL_AGG_STDDEV: case PROMQL_AGG_STDVAR:
+					A[i] = v; /* mean */
+					A2[i] = 0;
+					break;
+				default:
+					break;
+				}
+				continue;
+			}
+			C[i] += 1;
+			switch (op) {
+			case PROMQL_AGG_SUM: A[i] += v; break;
+			case PROMQL_AGG_MAX: if (A[i] < v || isnan(A[i])) A[i] = v; break;
+			case PROMQL_AGG_MIN: if (A[i] > v || isnan(A[i])) A[i] = v; break;
+			case PROMQL_AGG_AVG: {
+				double mean = A[i];
+				if (isinf(mean)) {
+					if (isinf(v) && (mean > 0) == (v > 0))
+						break;
+					if (!isinf(v) && !isnan(v))
+						break;
+				}
+				A[i] = mean + v / C[i] - mean / C[i];
+				break;
+			}
+			case PROMQL_AGG_STDDEV: case PROMQL_AGG_STDVAR: {
+				double delta = v - A[i];
+				A[i] += delta / C[i];
+				A2[i] += delta * (v - A[i]);
+				break;
+			}
+			default:
+				break;
+			}
+		}
+		if (any && oidx[g] == (size_t)-1)
+			oidx[g] = ob_get(ev, ob, glabels[g]);
+		if ((s & 1023) == 0)
+			ev_check(ev);
+	}
+	for (size_t g = 0; g < ng; g++) {
+		if (oidx[g] == (size_t)-1)
+			continue;
+		vseries_t *os = &ob->s[oidx[g]];
+		double *A = acc + g * ns, *A2 = acc2 + g * ns, *C = cnt + g * ns;
+		for (size_t i = 0; i < ns; i++) {
+			if (C[i] == 0)
+				continue;
+			double v;
+			switch (op) {
+			case PROMQL_AGG_COUNT: v = C[i]; break;
+			case PROMQL_AGG_GROUP: v = 1; break;
+			case PROMQL_AGG_STDVAR: v = A2[i] / C[i]; break;
+			case PROMQL_AGG_STDDEV: v = sqrt(A2[i] / C[i]); break;
+			default: v = A[i]; break;
+			}
+			os->ok[i] = 1;
+			os->v[i] = v;
+		}
+	}
+	ob_finish(ev, ob, out);
+	ev_release_val(ev, &in);
+}
+
+/* ------------------------------------------------------------------------------ dispatch */
+
+void eval_expr(ev_t *ev, const promql_expr_t *e, val_t *out)
+{
+	ev_check(ev);
+	memset(out, 0, sizeof *out);
+	size_t ns = ev->nsteps;
+	switch (e->kind) {
+	case PROMQL_NUMBER:
+		out->type = PROMQL_TYPE_SCALAR;
+		out->sc = ev_alloc(ev, (ns ? ns : 1) * sizeof(double));
+		for (size_t i = 0; i < ns; i++)
+			out->sc[i] = e->u.number;
+		return;
+	case PROMQL_STRING:
+		out->type = PROMQL_TYPE_STRING;
+		out->str = e->u.string;
+		return;
+	case PROMQL_PAREN:
+		eval_expr(ev, e->u.paren.expr, out);
+		return;
+	case PROMQL_VECTOR_SEL:
+		eval_vs(ev, e, out, false);
+		return;
+	case PROMQL_MATRIX_SEL:
+	case PROMQL_SUBQUERY:
+		eval_matrix_top(ev, e, out);
+		return;
+	case PROMQL_UNARY: {
+		eval_expr(ev, e->u.unary.expr, out);
+		if (e->u.unary.op != PROMQL_OP_SUB)
+			return;
+		if (out->type == PROMQL_TYPE_SCALAR) {
+			for (size_t i = 0; i < ns; i++)
+				out->sc[i] = -out->sc[i];
+			return;
+		}
+		obuild_t *ob = ob_new(ev);
+		for (size_t s = 0; s < out->n; s++) {
+			size_t idx = ob_get(ev, ob, lb_drop_name(ev, out->s[s].ls));
+			for (size_t i = 0; i < ns; i++)
+				if (out->s[s].ok[i])
+					ob_set(ev, ob, idx, i, -out->s[s].v[i]);
+		}
+		ev_release_val(ev, out);
+		ob_finish(ev, ob, out);
+		return;
+	}
+	case PROMQL_BINARY:
+		eval_binary(ev, e, out);
+		return;
+	case PROMQL_CALL:
+		eval_call(ev, e, out);
+		return;
+	case PROMQL_AGGR:
+		eval_aggr(ev, e, out);
+		return;
+	}
+}
+
+/* ------------------------------------------------------------------------------ entry */
+
+static int cmp_rseries(const void *a, const void *b)
+{
+	return labels_cmp(&((const promql_series_t *)a)->ls, &((const promql_series_t *)b)->ls);
+}
+
+int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql_expr_t *e, int64_t start,
+		int64_t end, int64_t step, promql_result_t *res, err_t *err)
+{
+	memset(res, 0, sizeof *res);
+	static _Thread_local err_t local;
+	if (!err)
+		return promql_eval(o, q, a, e, start, end, step, res, &local);
+	bool instant = step == 0;
+	if (instant && start != end)
+		return res->error_type = "bad_data", err_set(err, ERR_INVALID, "instant query needs start == end");
+	if (!instant && end < start)
+		return res->error_type = "bad_data", err_set(err, ERR_INVALID, "end timestamp must not be before start time");
+	promql_type_t ty = promql_expr_type(e);
+	if (!instant && ty != PROMQL_TYPE_SCALAR && ty != PROMQL_TYPE_VECTOR)
+		return res->error_type = "bad_data",
+		       err_set(err, ERR_INVALID, "invalid expression type \"%s\" for range query, must be Scalar or instant Vector",
+			       ty == PROMQL_TYPE_MATRIX ? "range vector" : promql_type_name(ty));
+	jmp_buf jb;
+	ev_t *ev = ARENA_NEW(a, ev_t);
+	ev->a = a;
+	ev->q = q;
+	ev->o = o;
+	ev->start = start;
+	ev->end = end;
+	ev->step = instant ? 1 : step;
+	ev->nsteps = instant ? 1 : (size_t)((end - start) / step) + 1;
+	ev->qstart = start;
+	ev->qend = end;
+	ev->lookback = o->lookback_ms > 0 ? o->lookback_ms : PROMQL_DEFAULT_LOOKBACK_MS;
+	ev->max_samples = o->max_samples > 0 ? o->max_samples : PROMQL_DEFAULT_MAX_SAMPLES;
+	ev->deadline_ms = o->timeout_ms > 0 ? (int64_t)clock_mono_ms() + o->timeout_ms : 0;
+	ev->err = err;
+	ev->jmp = &jb;
+	size_t old_limit = a->limit;
+	if (o->max_memory)
+		arena_set_limit(a, a->used + o->max_memory);
+	val_t v = {0};
+	if (setjmp(jb)) {
+		if (ev->open_set)
+			series_set_close(ev->open_set);
+		arena_set_limit(a, old_limit);
+		res->error_type = ev->error_type ? ev->error_type : "execution";
+		if (ev->rc == ERR_TIMEOUT)
+			res->error_type = "timeout";
+		else if (ev->rc == ERR_CANCELED)
+			res->error_type = "canceled";
+		if (!ev->err->code)
+			ev->err->code = ev->rc;
+		return ev->rc;
+	}
+	eval_expr(ev, e, &v);
+	arena_set_limit(a, old_limit);
+	res->samples_peak = ev->peak_samples;
+	res->ts = start;
+	switch (v.type) {
+	case PROMQL_TYPE_SCALAR:
+		if (instant) {
+			res->type = PROMQL_TYPE_SCALAR;
+			res->scalar = v.sc[0];
+			return 0;
+		}
+		res->type = PROMQL_TYPE_MATRIX;
+		res->nseries = 1;
+		res->series = ARENA_NEW_ARRAY(a, promql_series_t, 1);
+		res->series[0].n = ev->nsteps;
+		res->series[0].t = ARENA_NEW_ARRAY(a, int64_t, ev->nsteps);
+		res->series[0].v = v.sc;
+		for (size_t i = 0; i < ev->nsteps; i++)
+			res->series[0].t[i] = ev_ts(ev, i);
+		return 0;
+	case PROMQL_TYPE_STRING:
+		res->type = PROMQL_TYPE_STRING;
+		res->string = v.str;
+		return 0;
+	case PROMQL_TYPE_MATRIX:
+		res->type = PROMQL_TYPE_MATRIX;
+		res->nseries = v.nrs;
+		res->series = ARENA_NEW_ARRAY(a, promql_series_t, v.nrs ? v.nrs : 1);
+		for (size_t i = 0; i < v.nrs; i++)
+			res->series[i] = (promql_series_t){v.rs[i].ls, v.rs[i].t, v.rs[i].v, v.rs[i].n};
+		qsort(res->series, res->nseries, sizeof *res->series, cmp_rseries);
+		return 0;
+	case PROMQL_TYPE_VECTOR:
+	default:
+		break;
+	}
+	res->series = ARENA_NEW_ARRAY(a, promql_series_t, v.n ? v.n : 1);
+	if (instant) {
+		res->type = PROMQL_TYPE_VECTOR;
+		for (size_t s = 0; s < v.n; s++) {
+			if (!v.s[s].ok[0])
+				continue;
+			promql_series_t *o2 = &res->series[res->nseries++];
+			o2->ls = v.s[s].ls;
+			o2->n = 1;
+			o2->t = ARENA_NEW(a, int64_t);
+			o2->t[0] = start;
+			o2->v = v.s[s].v;
+		}
+		return 0;
+	}
+	res->type = PROMQL_TYPE_MATRIX;
+	for (size_t s = 0; s < v.n; s++) {
+		size_t n = 0;
+		for (size_t i = 0; i < ev->nsteps; i++)
+			n += v.s[s].ok[i];
+		if (!n)
+			continue;
+		promql_series_t *o2 = &res->series[res->nseries++];
+		o2->ls = v.s[s].ls;
+		o2->t = ARENA_NEW_ARRAY(a, int64_t, n);
+		o2->v = ARENA_NEW_ARRAY(a, double, n);
+		for (size_t i = 0; i < ev->nsteps; i++)
+			if (v.s[s].ok[i]) {
+				o2->t[o2->n] = ev_ts(ev, i);
+				o2->v[o2->n++] = v.s[s].v[i];
+			}
+	}
+	qsort(res->series, res->nseries, sizeof *res->series, cmp_rseries);
+	return 0;
+}
+
+int promql_query(const promql_opts_t *o, queryable_t *q, arena_t *a, str_t query, int64_t start, int64_t end,
+		 int64_t step, promql_result_t *res, err_t *err)
+{
+	promql_expr_t *e;
+	memset(res, 0, sizeof *res);
+	int rc = promql_parse(a, query.p, query.n, &e, err);
+	if (rc) {
+		res->error_type = "bad_data";
+		return rc;
+	}
+	return promql_eval(o, q, a, e, start, end, step, res, err);
+}

@@ -1,0 +1,69 @@
+/*
+ * engine.h — PromQL evaluation (Prometheus 2.42 semantics) over any queryable_t.
+ *
+ * A query is evaluated step by step over a range [start, end] with a step (an instant query is
+ * start == end, step 0). Intermediate instant vectors are dense per-step arrays allocated in the
+ * query arena; range-vector functions stream series by series through flat sample arrays, so a
+ * selector's raw samples are never all held at once. Everything a query allocates lives in the
+ * arena the caller passes in; results point into it.
+ *
+ * Limits: max_samples (Prometheus's wording when exceeded), a deadline checked during evaluation, an
+ * optional cancel flag polled at the same points, and a memory budget enforced through the arena's
+ * limit. On error the return value is negative and err/res->error_type say what happened
+ * ("bad_data" for parse errors, "execution", "timeout", "canceled", "internal").
+ * Thread-safety: a query runs on the calling thread; distinct queries may run concurrently.
+ */
+#ifndef STRATA_PROMQL_ENGINE_H
+#define STRATA_PROMQL_ENGINE_H
+
+#include <stdint.h>
+
+#include "base/arena.h"
+#include "base/err.h"
+#include "model/series.h"
+#include "promql/ast.h"
+
+#define PROMQL_DEFAULT_LOOKBACK_MS (5 * 60 * 1000)
+#define PROMQL_DEFAULT_MAX_SAMPLES 50000000
+#define PROMQL_DEFAULT_SUBQUERY_STEP_MS (60 * 1000)
+
+typedef struct promql_opts {
+	int64_t lookback_ms;     /* 0 = 5m */
+	int64_t max_samples;     /* 0 = 50,000,000 */
+	int64_t timeout_ms;      /* 0 = no deadline */
+	size_t max_memory;       /* bytes of query arena, 0 = unlimited */
+	int64_t subquery_step_ms; /* default subquery resolution, 0 = 1m */
+	const volatile int *cancel; /* non-zero = cancel as soon as possible; may be NULL */
+} promql_opts_t;
+
+typedef struct promql_series {
+	labels_t ls;
+	int64_t *t; /* ms */
+	double *v;
+	size_t n;
+} promql_series_t;
+
+typedef struct promql_result {
+	promql_type_t type; /* SCALAR, VECTOR, MATRIX or STRING */
+	promql_series_t *series; /* VECTOR: one point each (t = eval time); MATRIX: sorted by labels */
+	size_t nseries;
+	double scalar; /* SCALAR */
+	str_t string;  /* STRING */
+	int64_t ts;    /* SCALAR/STRING evaluation time */
+	const char *error_type; /* on error */
+	int64_t samples_peak;   /* statistics */
+} promql_result_t;
+
+/* Parse and evaluate. Instant query: start == end and step == 0. A range query must have step > 0
+ * and an expression of type scalar or instant vector. */
+int promql_query(const promql_opts_t *o, queryable_t *q, arena_t *a, str_t query, int64_t start, int64_t end,
+		 int64_t step, promql_result_t *res, err_t *err);
+/* Evaluate an already parsed expression (same rules). */
+int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql_expr_t *e, int64_t start,
+		int64_t end, int64_t step, promql_result_t *res, err_t *err);
+
+/* Append the Prometheus HTTP API "data" object for a result:
+ * {"resultType":"vector","result":[...]} with Prometheus's number and timestamp formatting. */
+void promql_result_json(buf_t *b, const promql_result_t *res);
+
+#endif

@@ -1,0 +1,105 @@
+/*
+ * engine_int.h — internals shared by engine.c and functions.c (not a public interface).
+ *
+ * Values during evaluation: scalars are per-step arrays; instant vectors are lists of series, each
+ * with a dense per-step value array and presence flags; range vectors appear only as function
+ * arguments (streamed) or as a top-level instant result. Runtime errors longjmp back to the query
+ * entry point; every allocation is in the query arena, so nothing leaks on that path.
+ */
+#ifndef STRATA_PROMQL_ENGINE_INT_H
+#define STRATA_PROMQL_ENGINE_INT_H
+
+#include <setjmp.h>
+
+#include "base/hmap.h"
+#include "promql/engine.h"
+
+typedef struct vseries {
+	labels_t ls;
+	double *v;
+	uint8_t *ok;
+} vseries_t;
+
+/* A series of raw samples (range vector member). */
+typedef struct rseries {
+	labels_t ls;
+	int64_t *t;
+	double *v;
+	size_t n;
+} rseries_t;
+
+typedef struct val {
+	promql_type_t type;
+	double *sc;    /* SCALAR: per step */
+	vseries_t *s;  /* VECTOR */
+	size_t n;
+	str_t str;     /* STRING */
+	rseries_t *rs; /* MATRIX (top-level only) */
+	size_t nrs;
+} val_t;
+
+typedef struct ev {
+	arena_t *a;
+	queryable_t *q;
+	const promql_opts_t *o;
+	int64_t start, end, step; /* this evaluator's range */
+	size_t nsteps;
+	int64_t qstart, qend;     /* top-level query range for @ start()/end() */
+	int64_t lookback, max_samples, deadline_ms;
+	int64_t cur_samples, peak_samples;
+	uint64_t checks;
+	err_t *err;
+	jmp_buf *jmp;
+	int rc;
+	const char *error_type;
+	series_set_t *open_set;
+	int64_t *scratch_t; /* grown in the arena */
+	double *scratch_v;
+	size_t scratch_cap;
+} ev_t;
+
+_Noreturn void ev_fail(ev_t *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void ev_check(ev_t *ev); /* deadline / cancellation */
+void *ev_alloc(ev_t *ev, size_t n);
+void *ev_zalloc(ev_t *ev, size_t n);
+void ev_add_samples(ev_t *ev, int64_t n);
+static inline int64_t ev_ts(const ev_t *ev, size_t i)
+{
+	return ev->start + (int64_t)i * ev->step;
+}
+
+/* Output builder: series keyed by label set, each with dense per-step values. */
+typedef struct obuild {
+	hmap_t map;
+	vseries_t *s;
+	size_t n, cap;
+} obuild_t;
+
+obuild_t *ob_new(ev_t *ev);
+size_t ob_get(ev_t *ev, obuild_t *ob, labels_t ls); /* ls must live in the arena */
+void ob_set(ev_t *ev, obuild_t *ob, size_t idx, size_t step, double v);
+void ob_finish(ev_t *ev, obuild_t *ob, val_t *out);
+
+/* Labels helpers (results in the arena). */
+labels_t lb_drop_name(ev_t *ev, labels_t ls);
+labels_t lb_set(ev_t *ev, labels_t ls, str_t name, str_t value); /* empty value deletes */
+str_t lb_key(ev_t *ev, labels_t ls);
+
+void eval_expr(ev_t *ev, const promql_expr_t *e, val_t *out);
+void eval_call(ev_t *ev, const promql_expr_t *e, val_t *out);
+
+/* Range-vector argument streaming: calls fn for every series of the matrix expression m (a matrix
+ * selector or a subquery), with its samples (stale markers removed) and per-step window reference
+ * times ref[i] (window = [ref[i] - range, ref[i]]). */
+typedef void (*range_series_fn)(ev_t *ev, void *ctx, const labels_t *ls, const int64_t *t, const double *v, size_t n);
+void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_series_fn fn, void *ctx,
+		    int64_t *range, int64_t *ref);
+void eval_vector_selector_ts(ev_t *ev, const promql_expr_t *vs, val_t *out); /* values = sample timestamps (s) */
+
+bool value_is_stale(double v);
+double go_max(double a, double b);
+double go_min(double a, double b);
+void kahan_inc(double inc, double *sum, double *c);
+double quantile_sorted(double q, double *vals, size_t n); /* sorts vals */
+
+#endif

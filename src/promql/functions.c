@@ -1,0 +1,974 @@
+/*
+ * functions.c — the 70 PromQL functions of Prometheus 2.42 (float samples; native-histogram-only
+ * functions return nothing since Strata stores no native histograms yet).
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <ctype.h>
+#include <math.h>
+#include <pcre2.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "promql/engine_int.h"
+
+enum fkind {
+	F_RATE, F_INCREASE, F_DELTA, F_IRATE, F_IDELTA, F_DERIV, F_PREDICT_LINEAR, F_HOLT_WINTERS, F_RESETS, F_CHANGES,
+	F_AVG_OT, F_SUM_OT, F_MIN_OT, F_MAX_OT, F_COUNT_OT, F_STDDEV_OT, F_STDVAR_OT, F_LAST_OT, F_PRESENT_OT,
+	F_QUANTILE_OT, F_ABSENT_OT,
+};
+
+static const struct {
+	const char *name;
+	enum fkind k;
+} range_funcs[] = {
+	{"rate", F_RATE}, {"increase", F_INCREASE}, {"delta", F_DELTA}, {"irate", F_IRATE}, {"idelta", F_IDELTA},
+	{"deriv", F_DERIV}, {"predict_linear", F_PREDICT_LINEAR}, {"holt_winters", F_HOLT_WINTERS},
+	{"resets", F_RESETS}, {"changes", F_CHANGES}, {"avg_over_time", F_AVG_OT}, {"sum_over_time", F_SUM_OT},
+	{"min_over_time", F_MIN_OT}, {"max_over_time", F_MAX_OT}, {"count_over_time", F_COUNT_OT},
+	{"stddev_over_time", F_STDDEV_OT}, {"stdvar_over_time", F_STDVAR_OT}, {"last_over_time", F_LAST_OT},
+	{"present_over_time", F_PRESENT_OT}, {"quantile_over_time", F_QUANTILE_OT},
+	{"absent_over_time", F_ABSENT_OT},
+};
+
+/* ------------------------------------------------------------------------------ range kernels */
+
+static bool extrapolated_rate(const int64_t *t, const double *v, size_t n, int64_t rstart, int64_t rend, int64_t range,
+			      bool counter, bool rate, double *out)
+{
+	if (n < 2)
+		return false;
+	double result = v[n - 1] - v[0];
+	if (counter) {
+		double prev = v[0];
+		for (size_t i = 1; i < n; i++) {
+			if (v[i] < prev)
+				result += prev;
+			prev = v[i];
+		}
+	}
+	double to_start = (double)(t[0] - rstart) / 1000;
+	double to_end = (double)(rend - t[n - 1]) / 1000;
+	double sampled = (double)(t[n - 1] - t[0]) / 1000;
+	double avg = sampled / (double)(n - 1);
+	if (counter && result > 0 && v[0] >= 0) {
+		double to_zero = sampled * (v[0] / result);
+		if (to_zero < to_start)
+			to_start = to_zero;
+	}
+	double thr = avg * 1.1;
+	double ext = sampled;
+	ext += to_start < thr ? to_start : avg / 2;
+	ext += to_end < thr ? to_end : avg / 2;
+	double factor = ext / sampled;
+	if (rate)
+		factor /= (double)range / 1000;
+	*out = result * factor;
+	return true;
+}
+
+static void linreg(const int64_t *t, const double *v, size_t n, int64_t icept, double *slope, double *intercept)
+{
+	double cn = 0, sx = 0, cx = 0, sy = 0, cy = 0, sxy = 0, cxy = 0, sx2 = 0, cx2 = 0;
+	double inity = v[0];
+	bool consty = true;
+	for (size_t i = 0; i < n; i++) {
+		if (consty && i > 0 && v[i] != inity)
+			consty = false;
+		cn += 1;
+		double x = (double)(t[i] - icept) / 1e3;
+		kahan_inc(x, &sx, &cx);
+		kahan_inc(v[i], &sy, &cy);
+		kahan_inc(x * v[i], &sxy, &cxy);
+		kahan_inc(x * x, &sx2, &cx2);
+	}
+	if (consty) {
+		if (isinf(inity)) {
+			*slope = NAN;
+			*intercept = NAN;
+			return;
+		}
+		*slope = 0;
+		*intercept = inity;
+		return;
+	}
+	sx += cx;
+	sy += cy;
+	sxy += cxy;
+	sx2 += cx2;
+	double cov = sxy - sx * sy / cn;
+	double var = sx2 - sx * sx / cn;
+	*slope = cov / var;
+	*intercept = sy / cn - *slope * sx / cn;
+}
+
+typedef struct rctx {
+	enum fkind k;
+	const char *fname;
+	int64_t range;
+	int64_t *ref;
+	double *p1, *p2; /* scalar params per step */
+	obuild_t *ob;
+	uint8_t *seen; /* absent_over_time */
+	double *qbuf;
+	size_t qcap;
+} rctx_t;
+
+static bool range_kernel(ev_t *ev, rctx_t *c, size_t step, const int64_t *t, const double *v, size_t n, double *out)
+{
+	int64_t rend = c->ref[step], rstart = rend - c->range;
+	switch (c->k) {
+	case F_RATE: return extrapolated_rate(t, v, n, rstart, rend, c->range, true, true, out);
+	case F_INCREASE: return extrapolated_rate(t, v, n, rstart, rend, c->range, true, false, out);
+	case F_DELTA: return extrapolated_rate(t, v, n, rstart, rend, c->range, false, false, out);
+	case F_IRATE:
+	case F_IDELTA: {
+		if (n < 2)
+			return false;
+		double last = v[n - 1], prev = v[n - 2];
+		double r = (c->k == F_IRATE && last < prev) ? last : last - prev;
+		int64_t dt = t[n - 1] - t[n - 2];
+		if (dt == 0)
+			return false;
+		if (c->k == F_IRATE)
+			r /= (double)dt / 1000;
+		*out = r;
+		return true;
+	}
+	case F_DERIV: {
+		if (n < 2)
+			return false;
+		double s, i;
+		linreg(t, v, n, t[0], &s, &i);
+		*out = s;
+		return true;
+	}
+	case F_PREDICT_LINEAR: {
+		if (n < 2)
+			return false;
+		double s, i;
+		linreg(t, v, n, ev_ts(ev, step), &s, &i);
+		*out = s * c->p1[step] + i;
+		return true;
+	}
+	case F_HOLT_WINTERS: {
+		double sf = c->p1[step], tf = c->p2[step];
+		if (sf <= 0 || sf >= 1) {
+			ev->error_type = "execution";
+			ev_fail(ev, ERR_INVALID, "invalid smoothing factor. Expected: 0 < sf < 1, got: %f", sf);
+		}
+		if (tf <= 0 || tf >= 1) {
+			ev->error_type = "execution";
+			ev_fail(ev, ERR_INVALID, "invalid trend factor. Expected: 0 < tf < 1, got: %f", tf);
+		}
+		if (n < 2)
+			return false;
+		double s0 = 0, s1 = v[0], b = v[1] - v[0];
+		for (size_t i = 1; i < n; i++) {
+			double x = sf * v[i];
+			if (i - 1 != 0)
+				b = tf * (s1 - s0) + (1 - tf) * b;
+			double y = (1 - sf) * (s1 + b);
+			s0 = s1;
+			s1 = x + y;
+		}
+		*out = s1;
+		return true;
+	}
+	case F_RESETS:
+	case F_CHANGES: {
+		if (n == 0)
+			return false;
+		double cnt = 0, prev = v[0];
+		for (size_t i = 1; i < n; i++) {
+			double cur = v[i];
+			if (c->k == F_RESETS ? cur < prev : (cur != prev && !(isnan(cur) && isnan(prev))))
+				cnt++;
+			prev = cur;
+		}
+		*out = cnt;
+		return true;
+	}
+	default:
+		break;
+	}
+	if (n == 0)
+		return false;
+	switch (c->k) {
+	case F_AVG_OT: {
+		double mean = 0, comp = 0, cnt = 0;
+		for (size_t i = 0; i < n; i++) {
+			cnt++;
+			if (isinf(mean)) {
+				if (isinf(v[i]) && (mean > 0) == (v[i] > 0))
+					continue;
+				if (!isinf(v[i]) && !isnan(v[i]))
+					continue;
+			}
+			kahan_inc(v[i] / cnt - mean / cnt, &mean, &comp);
+		}
+		*out = isinf(mean) ? mean : mean + comp;
+		return true;
+	}
+	case F_SUM_OT: {
+		double sum = 0, comp = 0;
+		for (size_t i = 0; i < n; i++)
+			kahan_inc(v[i], &sum, &comp);
+		*out = isinf(sum) ? sum : sum + comp;
+		return true;
+	}
+	case F_MIN_OT:
+	case F_MAX_OT: {
+		double m = v[0];
+		for (size_t i = 1; i < n; i++)
+			if ((c->k == F_MAX_OT ? v[i] > m : v[i] < m) || isnan(m))
+				m = v[i];
+		*out = m;
+		return true;
+	}
+	case F_COUNT_OT: *out = (double)n; return true;
+	case F_PRESENT_OT: *out = 1; return true;
+	case F_LAST_OT: *out = v[n - 1]; return true;
+	case F_STDDEV_OT:
+	case F_STDVAR_OT: {
+		double cnt = 0, mean = 0, cmean = 0, aux = 0, caux = 0;
+		for (size_t i = 0; i < n; i++) {
+			cnt++;
+			double delta = v[i] - (mean + cmean);
+			kahan_inc(delta / cnt, &mean, &cmean);
+			kahan_inc(delta * (v[i] - (mean + cmean)), &aux, &caux);
+		}
+		double var = (aux + caux) / cnt;
+		*out = c->k == F_STDDEV_OT ? sqrt(var) : var;
+		return true;
+	}
+	case F_QUANTILE_OT: {
+		if (c->qcap < n) {
+			c->qcap = n * 2;
+			c->qbuf = ev_alloc(ev, c->qcap * sizeof(double));
+		}
+		memcpy(c->qbuf, v, n * sizeof(double));
+		*out = quantile_sorted(c->p1[step], c->qbuf, n);
+		return true;
+	}
+	default:
+		return false;
+	}
+}
+
+static void range_series(ev_t *ev, void *arg, const labels_t *ls, const int64_t *t, const double *v, size_t n)
+{
+	rctx_t *c = arg;
+	size_t idx = (size_t)-1, lo = 0, hi = 0, maxwin = 0;
+	for (size_t i = 0; i < ev->nsteps; i++) {
+		int64_t rend = c->ref[i], rstart = rend - c->range;
+		if (i > 0 && rend < c->ref[i - 1])
+			lo = hi = 0;
+		while (hi < n && t[hi] <= rend)
+			hi++;
+		while (lo < hi && t[lo] < rstart)
+			lo++;
+		if (hi - lo > maxwin)
+			maxwin = hi - lo;
+		if (c->k == F_ABSENT_OT) {
+			if (hi > lo)
+				c->seen[i] = 1;
+			continue;
+		}
+		double out;
+		if (!range_kernel(ev, c, i, t + lo, v + lo, hi - lo, &out))
+			continue;
+		if (idx == (size_t)-1) {
+			labels_t ol = c->k == F_LAST_OT ? labels_copy(ev->a, ls) : lb_drop_name(ev, labels_copy(ev->a, ls));
+			idx = ob_get(ev, c->ob, ol);
+		}
+		ob_set(ev, c->ob, idx, i, out);
+	}
+	/* Count the window as loaded samples (transiently, like Prometheus's per-step accounting). */
+	ev_add_samples(ev, (int64_t)maxwin);
+	ev->cur_samples -= (int64_t)maxwin;
+}
+
+/* Labels absent() / absent_over_time() report: equality matchers of a plain selector argument. */
+static labels_t absent_labels(ev_t *ev, const promql_expr_t *arg)
+{
+	while (arg->kind == PROMQL_PAREN)
+		arg = arg->u.paren.expr;
+	const promql_expr_t *vs = NULL;
+	if (arg->kind == PROMQL_VECTOR_SEL)
+		vs = arg;
+	else if (arg->kind == PROMQL_MATRIX_SEL)
+		vs = arg->u.ms.vs;
+	labels_t ls = {NULL, 0};
+	if (!vs)
+		return ls;
+	str_t empty[64];
+	size_t nempty = 0;
+	for (size_t i = 0; i < vs->u.vs.nms; i++) {
+		const matcher_t *m = &vs->u.vs.ms[i];
+		if (str_eq_c(m->name, LABEL_METRIC_NAME))
+			continue;
+		bool has;
+		labels_get(&ls, m->name, &has);
+		if (m->type == MATCH_EQ && !has)
+			ls = lb_set(ev, ls, m->name, m->value);
+		else if (nempty < 64)
+			empty[nempty++] = m->name;
+	}
+	for (size_t i = 0; i < nempty; i++)
+		ls = lb_set(ev, ls, empty[i], STR_NULL);
+	return ls;
+}
+
+static double *scalar_arg(ev_t *ev, const promql_expr_t *e)
+{
+	val_t v;
+	eval_expr(ev, e, &v);
+	return v.sc;
+}
+
+static void eval_range_func(ev_t *ev, const promql_expr_t *e, enum fkind k, val_t *out)
+{
+	rctx_t c = {.k = k, .fname = e->u.call.func->name};
+	size_t mi = 0;
+	if (k == F_QUANTILE_OT) {
+		c.p1 = scalar_arg(ev, e->u.call.args[0]);
+		mi = 1;
+	} else if (k == F_PREDICT_LINEAR) {
+		c.p1 = scalar_arg(ev, e->u.call.args[1]);
+	} else if (k == F_HOLT_WINTERS) {
+		c.p1 = scalar_arg(ev, e->u.call.args[1]);
+		c.p2 = scalar_arg(ev, e->u.call.args[2]);
+	}
+	c.ref = ev_alloc(ev, (ev->nsteps + 1) * sizeof(int64_t));
+	c.ob = ob_new(ev);
+	if (k == F_ABSENT_OT)
+		c.seen = ev_zalloc(ev, ev->nsteps + 1);
+	eval_range_arg(ev, e->u.call.args[mi], c.fname, range_series, &c, &c.range, c.ref);
+	if (k == F_ABSENT_OT) {
+		labels_t ls = absent_labels(ev, e->u.call.args[0]);
+		size_t idx = (size_t)-1;
+		for (size_t i = 0; i < ev->nsteps; i++) {
+			if (c.seen[i])
+				continue;
+			if (idx == (size_t)-1)
+				idx = ob_get(ev, c.ob, ls);
+			ob_set(ev, c.ob, idx, i, 1);
+		}
+	}
+	ob_finish(ev, c.ob, out);
+}
+
+/* ------------------------------------------------------------------------------ elementwise */
+
+static double go_round(double v, double to_nearest)
+{
+	double inv = 1.0 / to_nearest;
+	return floor(v * inv + 0.5) / inv;
+}
+
+static void civil(double v, int *year, int *month, int *day, int *yday, int *wday, int *hour, int *minute)
+{
+	int64_t secs = (int64_t)v;
+	int64_t days = secs / 86400, rem = secs % 86400;
+	if (rem < 0) {
+		rem += 86400;
+		days--;
+	}
+	*hour = (int)(rem / 3600);
+	*minute = (int)(rem % 3600 / 60);
+	int64_t w = (days + 4) % 7; /* 1970-01-01 was a Thursday */
+	*wday = (int)(w < 0 ? w + 7 : w);
+	int64_t z = days + 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	int64_t doe = z - era * 146097;
+	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64_t y = yoe + era * 400;
+	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	int64_t mp = (5 * doy + 2) / 153;
+	int64_t d = doy - (153 * mp + 2) / 5 + 1;
+	int64_t m = mp < 10 ? mp + 3 : mp - 9;
+	if (m <= 2)
+		y++;
+	*year = (int)y;
+	*month = (int)m;
+	*day = (int)d;
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	static const int cum[] = {0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334};
+	*yday = cum[m - 1] + (int)d + (leap && m > 2 ? 1 : 0);
+}
+
+static int days_in_month(int y, int m)
+{
+	static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return m == 2 && leap ? 29 : dm[m - 1];
+}
+
+enum efunc {
+	E_ABS, E_CEIL, E_FLOOR, E_EXP, E_SQRT, E_LN, E_LOG2, E_LOG10, E_SGN, E_SIN, E_COS, E_TAN, E_ASIN, E_ACOS,
+	E_ATAN, E_SINH, E_COSH, E_TANH, E_ASINH, E_ACOSH, E_ATANH, E_DEG, E_RAD, E_ROUND, E_CLAMP, E_CLAMP_MIN,
+	E_CLAMP_MAX, E_DOM, E_DOW, E_DOY, E_DIM, E_HOUR, E_MINUTE, E_MONTH, E_YEAR, E_TIMESTAMP,
+};
+
+static const struct {
+	const char *name;
+	enum efunc f;
+} elem_funcs[] = {
+	{"abs", E_ABS}, {"ceil", E_CEIL}, {"floor", E_FLOOR}, {"exp", E_EXP}, {"sqrt", E_SQRT}, {"ln", E_LN},
+	{"log2", E_LOG2}, {"log10", E_LOG10}, {"sgn", E_SGN}, {"sin", E_SIN}, {"cos", E_COS}, {"tan", E_TAN},
+	{"asin", E_ASIN}, {"acos", E_ACOS}, {"atan", E_ATAN}, {"sinh", E_SINH}, {"cosh", E_COSH}, {"tanh", E_TANH},
+	{"asinh", E_ASINH}, {"acosh", E_ACOSH}, {"atanh", E_ATANH}, {"deg", E_DEG}, {"rad", E_RAD},
+	{"round", E_ROUND}, {"clamp", E_CLAMP}, {"clamp_min", E_CLAMP_MIN}, {"clamp_max", E_CLAMP_MAX},
+	{"day_of_month", E_DOM}, {"day_of_week", E_DOW}, {"day_of_year", E_DOY}, {"days_in_month", E_DIM},
+	{"hour", E_HOUR}, {"minute", E_MINUTE}, {"month", E_MONTH}, {"year", E_YEAR}, {"timestamp", E_TIMESTAMP},
+};
+
+static double elem(enum efunc f, double v, double a, double b)
+{
+	switch (f) {
+	case E_ABS: return fabs(v);
+	case E_CEIL: return ceil(v);
+	case E_FLOOR: return floor(v);
+	case E_EXP: return exp(v);
+	case E_SQRT: return sqrt(v);
+	case E_LN: return log(v);
+	case E_LOG2: return log2(v);
+	case E_LOG10: return log10(v);
+	case E_SGN: return v < 0 ? -1 : v > 0 ? 1 : v;
+	case E_SIN: return sin(v);
+	case E_COS: return cos(v);
+	case E_TAN: return tan(v);
+	case E_ASIN: return asin(v);
+	case E_ACOS: return acos(v);
+	case E_ATAN: return atan(v);
+	case E_SINH: return sinh(v);
+	case E_COSH: return cosh(v);
+	case E_TANH: return tanh(v);
+	case E_ASINH: return asinh(v);
+	case E_ACOSH: return acosh(v);
+	case E_ATANH: return atanh(v);
+	case E_DEG: return v * 180 / M_PI;
+	case E_RAD: return v * M_PI / 180;
+	case E_ROUND: return go_round(v, a);
+	case E_CLAMP: return go_max(a, go_min(b, v));
+	case E_CLAMP_MIN: return go_max(a, v);
+	case E_CLAMP_MAX: return go_min(a, v);
+	case E_TIMESTAMP: return v;
+	default: break;
+	}
+	int y, m, d, yd, wd, h, mi;
+	civil(v, &y, &m, &d, &yd, &wd, &h, &mi);
+	switch (f) {
+	case E_DOM: return d;
+	case E_DOW: return wd;
+	case E_DOY: return yd;
+	case E_DIM: return days_in_month(y, m);
+	case E_HOUR: return h;
+	case E_MINUTE: return mi;
+	case E_MONTH: return m;
+	case E_YEAR: return y;
+	default: return NAN;
+	}
+}
+
+static void eval_elem(ev_t *ev, const promql_expr_t *e, enum efunc f, val_t *out)
+{
+	val_t in;
+	size_t ns = ev->nsteps;
+	double *a = NULL, *b = NULL;
+	if (e->u.call.nargs == 0) {
+		/* date functions default to vector(time()) */
+		in.type = PROMQL_TYPE_VECTOR;
+		in.n = 1;
+		in.s = ev_alloc(ev, sizeof(vseries_t));
+		in.s[0].ls = (labels_t){NULL, 0};
+		in.s[0].v = ev_alloc(ev, (ns + 1) * sizeof(double));
+		in.s[0].ok = ev_alloc(ev, ns + 1);
+		for (size_t i = 0; i < ns; i++) {
+			in.s[0].v[i] = (double)ev_ts(ev, i) / 1000;
+			in.s[0].ok[i] = 1;
+		}
+	} else if (f == E_TIMESTAMP) {
+		const promql_expr_t *arg = e->u.call.args[0];
+		while (arg->kind == PROMQL_PAREN)
+			arg = arg->u.paren.expr;
+		if (arg->kind == PROMQL_VECTOR_SEL) {
+			eval_vector_selector_ts(ev, arg, &in);
+		} else {
+			eval_expr(ev, arg, &in);
+			for (size_t s = 0; s < in.n; s++)
+				for (size_t i = 0; i < ns; i++)
+					in.s[s].v[i] = (double)ev_ts(ev, i) / 1000;
+		}
+	} else {
+		eval_expr(ev, e->u.call.args[0], &in);
+	}
+	if (f == E_ROUND && e->u.call.nargs > 1)
+		a = scalar_arg(ev, e->u.call.args[1]);
+	if ((f == E_CLAMP || f == E_CLAMP_MIN || f == E_CLAMP_MAX))
+		a = scalar_arg(ev, e->u.call.args[1]);
+	if (f == E_CLAMP)
+		b = scalar_arg(ev, e->u.call.args[2]);
+	obuild_t *ob = ob_new(ev);
+	for (size_t s = 0; s < in.n; s++) {
+		size_t idx = (size_t)-1;
+		for (size_t i = 0; i < ns; i++) {
+			if (!in.s[s].ok[i])
+				continue;
+			double pa = a ? a[i] : 1, pb = b ? b[i] : 0;
+			if (f == E_CLAMP && pb < pa)
+				continue;
+			if (idx == (size_t)-1)
+				idx = ob_get(ev, ob, lb_drop_name(ev, in.s[s].ls));
+			ob_set(ev, ob, idx, i, elem(f, in.s[s].v[i], pa, pb));
+		}
+	}
+	ob_finish(ev, ob, out);
+}
+
+/* ------------------------------------------------------------------------------ others */
+
+typedef struct bucket {
+	double upper, count;
+} bucket_t;
+
+static int cmp_bucket(const void *a, const void *b)
+{
+	double x = ((const bucket_t *)a)->upper, y = ((const bucket_t *)b)->upper;
+	return x < y ? -1 : x > y ? 1 : 0;
+}
+
+static double bucket_quantile(double q, bucket_t *b, size_t n)
+{
+	if (isnan(q))
+		return NAN;
+	if (q < 0)
+		return -INFINITY;
+	if (q > 1)
+		return INFINITY;
+	qsort(b, n, sizeof *b, cmp_bucket);
+	if (!(isinf(b[n - 1].upper) && b[n - 1].upper > 0))
+		return NAN;
+	/* coalesce equal bounds */
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (k > 0 && b[k - 1].upper == b[i].upper)
+			b[k - 1].count += b[i].count;
+		else
+			b[k++] = b[i];
+	}
+	n = k;
+	double max = -INFINITY;
+	for (size_t i = 0; i < n; i++) {
+		if (b[i].count > max)
+			max = b[i].count;
+		else if (b[i].count < max)
+			b[i].count = max;
+	}
+	if (n < 2)
+		return NAN;
+	double obs = b[n - 1].count;
+	if (obs == 0)
+		return NAN;
+	double rank = q * obs;
+	/* sort.Search over [0, n-1) */
+	size_t lo = 0, hi = n - 1;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (!(b[mid].count >= rank))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	size_t bi = lo;
+	if (bi == n - 1)
+		return b[n - 2].upper;
+	if (bi == 0 && b[0].upper <= 0)
+		return b[0].upper;
+	double start = 0, end = b[bi].upper, count = b[bi].count;
+	if (bi > 0) {
+		start = b[bi - 1].upper;
+		count -= b[bi - 1].count;
+		rank -= b[bi - 1].count;
+	}
+	return start + (end - start) * (rank / count);
+}
+
+static void eval_histogram_quantile(ev_t *ev, const promql_expr_t *e, val_t *out)
+{
+	double *q = scalar_arg(ev, e->u.call.args[0]);
+	val_t in;
+	eval_expr(ev, e->u.call.args[1], &in);
+	size_t ns = ev->nsteps;
+	hmap_t gm;
+	hmap_init(&gm, 16);
+	size_t *grp = ev_alloc(ev, (in.n + 1) * sizeof(size_t));
+	double *upper = ev_alloc(ev, (in.n + 1) * sizeof(double));
+	labels_t *gl = ev_alloc(ev, (in.n + 1) * sizeof(labels_t));
+	size_t ng = 0;
+	static const str_t drop[] = {{"le", 2}};
+	for (size_t s = 0; s < in.n; s++) {
+		bool found;
+		str_t le = labels_get(&in.s[s].ls, STR("le"), &found);
+		if (!found || !str_to_double(le, &upper[s])) {
+			grp[s] = (size_t)-1;
+			continue;
+		}
+		labels_t g = lb_drop_name(ev, in.s[s].ls);
+		labels_t g2 = {ev_alloc(ev, (g.n + 1) * sizeof(label_t)), 0};
+		for (size_t j = 0; j < g.n; j++)
+			if (!str_eq(g.v[j].name, drop[0]))
+				g2.v[g2.n++] = g.v[j];
+		bool f2;
+		void **slot = hmap_slot(&gm, lb_key(ev, g2), &f2);
+		if (!f2) {
+			*slot = (void *)(uintptr_t)(ng + 1);
+			gl[ng++] = g2;
+		}
+		grp[s] = (size_t)(uintptr_t)*slot - 1;
+	}
+	hmap_release(&gm);
+	bucket_t *bk = ev_alloc(ev, (in.n + 1) * sizeof(bucket_t));
+	size_t *gcount = ev_alloc(ev, (ng + 1) * sizeof(size_t));
+	size_t *gstart = ev_alloc(ev, (ng + 2) * sizeof(size_t));
+	size_t *gfill = ev_alloc(ev, (ng + 1) * sizeof(size_t));
+	size_t *oidx = ev_alloc(ev, (ng + 1) * sizeof(size_t));
+	for (size_t g = 0; g < ng; g++)
+		oidx[g] = (size_t)-1;
+	obuild_t *ob = ob_new(ev);
+	for (size_t i = 0; i < ns; i++) {
+		memset(gcount, 0, (ng + 1) * sizeof(size_t));
+		for (size_t s = 0; s < in.n; s++)
+			if (grp[s] != (size_t)-1 && in.s[s].ok[i])
+				gcount[grp[s]]++;
+		gstart[0] = 0;
+		for (size_t g = 0; g < ng; g++) {
+			gstart[g + 1] = gstart[g] + gcount[g];
+			gfill[g] = gstart[g];
+		}
+		for (size_t s = 0; s < in.n; s++)
+			if (grp[s] != (size_t)-1 && in.s[s].ok[i])
+				bk[gfill[grp[s]]++] = (bucket_t){upper[s], in.s[s].v[i]};
+		for (size_t g = 0; g < ng; g++) {
+			if (!gcount[g])
+				continue;
+			if (oidx[g] == (size_t)-1)
+				oidx[g] = ob_get(ev, ob, gl[g]);
+			ob_set(ev, ob, oidx[g], i, bucket_quantile(q[i], bk + gstart[g], gcount[g]));
+		}
+	}
+	ob_finish(ev, ob, out);
+}
+
+/* Go regexp.Expand of template against src with PCRE2 ovector. */
+static void expand(buf_t *b, str_t tmpl, str_t src, const PCRE2_SIZE *ov, int ngroups, const pcre2_code *code)
+{
+	for (size_t i = 0; i < tmpl.n; i++) {
+		char c = tmpl.p[i];
+		if (c != '$' || i + 1 >= tmpl.n) {
+			buf_putc(b, c);
+			continue;
+		}
+		if (tmpl.p[i + 1] == '$') {
+			buf_putc(b, '$');
+			i++;
+			continue;
+		}
+		size_t j = i + 1;
+		str_t name;
+		bool brace = tmpl.p[j] == '{';
+		if (brace) {
+			size_t k = j + 1;
+			while (k < tmpl.n && (isalnum((unsigned char)tmpl.p[k]) || tmpl.p[k] == '_'))
+				k++;
+			if (k >= tmpl.n || tmpl.p[k] != '}' || k == j + 1) {
+				buf_putc(b, c);
+				continue;
+			}
+			name = (str_t){tmpl.p + j + 1, k - j - 1};
+			i = k;
+		} else {
+			size_t k = j;
+			while (k < tmpl.n && (isalnum((unsigned char)tmpl.p[k]) || tmpl.p[k] == '_'))
+				k++;
+			if (k == j) {
+				buf_putc(b, c);
+				continue;
+			}
+			name = (str_t){tmpl.p + j, k - j};
+			i = k - 1;
+		}
+		int64_t num;
+		int gi = -1;
+		bool isnum = true;
+		for (size_t k = 0; k < name.n; k++)
+			if (!isdigit((unsigned char)name.p[k]))
+				isnum = false;
+		if (isnum) {
+			if (name.n < 10 && str_to_i64(name, &num) && num < ngroups)
+				gi = (int)num;
+		} else {
+			char nb[128];
+			if (name.n < sizeof nb) {
+				memcpy(nb, name.p, name.n);
+				nb[name.n] = 0;
+				int r = pcre2_substring_number_from_name(code, (PCRE2_SPTR)nb);
+				if (r >= 0 && r < ngroups)
+					gi = r;
+			}
+		}
+		if (gi >= 0 && ov[2 * gi] != PCRE2_UNSET)
+			buf_append(b, src.p + ov[2 * gi], ov[2 * gi + 1] - ov[2 * gi]);
+	}
+}
+
+static void re_cleanup(void *arg)
+{
+	pcre2_code_free(arg);
+}
+
+static void eval_label_replace(ev_t *ev, const promql_expr_t *e, val_t *out)
+{
+	val_t in, dst, repl, src, rx;
+	eval_expr(ev, e->u.call.args[1], &dst);
+	eval_expr(ev, e->u.call.args[2], &repl);
+	eval_expr(ev, e->u.call.args[3], &src);
+	eval_expr(ev, e->u.call.args[4], &rx);
+	matcher_t m;
+	err_t merr = {0};
+	if (matcher_init(&m, MATCH_RE, STR("x"), rx.str, &merr)) {
+		ev->error_type = "execution";
+		ev_fail(ev, ERR_INVALID, "invalid regular expression in label_replace(): %.*s", STR_ARG(rx.str));
+	}
+	matcher_release(&m);
+	buf_t pat;
+	buf_init(&pat);
+	buf_puts(&pat, "^(?:");
+	buf_append_str(&pat, rx.str);
+	buf_puts(&pat, ")$");
+	int ecode;
+	PCRE2_SIZE eoff;
+	pcre2_code *code = pcre2_compile((PCRE2_SPTR)pat.p, pat.n, PCRE2_DOLLAR_ENDONLY | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ecode, &eoff, NULL);
+	buf_release(&pat);
+	if (!code) {
+		ev->error_type = "execution";
+		ev_fail(ev, ERR_INVALID, "invalid regular expression in label_replace(): %.*s", STR_ARG(rx.str));
+	}
+	arena_on_release(ev->a, re_cleanup, code);
+	if (!label_name_valid(dst.str)) {
+		ev->error_type = "execution";
+		ev_fail(ev, ERR_INVALID, "invalid destination label name in label_replace(): %.*s", STR_ARG(dst.str));
+	}
+	eval_expr(ev, e->u.call.args[0], &in);
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(code, NULL);
+	arena_on_release(ev->a, (void (*)(void *))pcre2_match_data_free, md);
+	uint32_t ncap = 0;
+	pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &ncap);
+	obuild_t *ob = ob_new(ev);
+	for (size_t s = 0; s < in.n; s++) {
+		bool found;
+		str_t sv = labels_get(&in.s[s].ls, src.str, &found);
+		labels_t ol = in.s[s].ls;
+		int rc = pcre2_match(code, (PCRE2_SPTR)(sv.n ? sv.p : ""), sv.n, 0, 0, md, NULL);
+		if (rc >= 0) {
+			buf_t b;
+			buf_init(&b);
+			expand(&b, repl.str, sv, pcre2_get_ovector_pointer(md), (int)ncap + 1, code);
+			str_t res = {arena_strndup(ev->a, b.p, b.n), b.n};
+			buf_release(&b);
+			ol = lb_set(ev, ol, dst.str, res);
+		}
+		size_t idx = (size_t)-1;
+		for (size_t i = 0; i < ev->nsteps; i++) {
+			if (!in.s[s].ok[i])
+				continue;
+			if (idx == (size_t)-1)
+				idx = ob_get(ev, ob, ol);
+			ob_set(ev, ob, idx, i, in.s[s].v[i]);
+		}
+	}
+	ob_finish(ev, ob, out);
+}
+
+static void eval_label_join(ev_t *ev, const promql_expr_t *e, val_t *out)
+{
+	val_t in, dst, sep;
+	eval_expr(ev, e->u.call.args[1], &dst);
+	eval_expr(ev, e->u.call.args[2], &sep);
+	size_t nsrc = e->u.call.nargs - 3;
+	str_t *srcs = ev_alloc(ev, (nsrc + 1) * sizeof(str_t));
+	for (size_t k = 0; k < nsrc; k++) {
+		val_t sv;
+		eval_expr(ev, e->u.call.args[3 + k], &sv);
+		srcs[k] = sv.str;
+		if (!label_name_valid(srcs[k])) {
+			ev->error_type = "execution";
+			ev_fail(ev, ERR_INVALID, "invalid source label name in label_join(): %.*s", STR_ARG(srcs[k]));
+		}
+	}
+	if (!label_name_valid(dst.str)) {
+		ev->error_type = "execution";
+		ev_fail(ev, ERR_INVALID, "invalid destination label name in label_join(): %.*s", STR_ARG(dst.str));
+	}
+	eval_expr(ev, e->u.call.args[0], &in);
+	obuild_t *ob = ob_new(ev);
+	for (size_t s = 0; s < in.n; s++) {
+		buf_t b;
+		buf_init(&b);
+		for (size_t k = 0; k < nsrc; k++) {
+			if (k)
+				buf_append_str(&b, sep.str);
+			bool found;
+			buf_append_str(&b, labels_get(&in.s[s].ls, srcs[k], &found));
+		}
+		str_t res = {arena_strndup(ev->a, b.p, b.n), b.n};
+		buf_release(&b);
+		labels_t ol = lb_set(ev, in.s[s].ls, dst.str, res);
+		size_t idx = (size_t)-1;
+		for (size_t i = 0; i < ev->nsteps; i++) {
+			if (!in.s[s].ok[i])
+				continue;
+			if (idx == (size_t)-1)
+				idx = ob_get(ev, ob, ol);
+			ob_set(ev, ob, idx, i, in.s[s].v[i]);
+		}
+	}
+	ob_finish(ev, ob, out);
+}
+
+typedef struct sort_item {
+	double v;
+	size_t idx;
+} sort_item_t;
+
+static int cmp_sort_asc(const void *a, const void *b)
+{
+	const sort_item_t *x = a, *y = b;
+	bool xn = isnan(x->v), yn = isnan(y->v);
+	if (xn != yn)
+		return xn ? 1 : -1;
+	if (!xn && x->v != y->v)
+		return x->v < y->v ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int cmp_sort_desc(const void *a, const void *b)
+{
+	const sort_item_t *x = a, *y = b;
+	bool xn = isnan(x->v), yn = isnan(y->v);
+	if (xn != yn)
+		return xn ? 1 : -1;
+	if (!xn && x->v != y->v)
+		return x->v > y->v ? -1 : 1;
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+void eval_call(ev_t *ev, const promql_expr_t *e, val_t *out)
+{
+	const char *name = e->u.call.func->name;
+	size_t ns = ev->nsteps;
+	for (size_t k = 0; k < ARRAY_LEN(range_funcs); k++)
+		if (!strcmp(name, range_funcs[k].name)) {
+			eval_range_func(ev, e, range_funcs[k].k, out);
+			return;
+		}
+	for (size_t k = 0; k < ARRAY_LEN(elem_funcs); k++)
+		if (!strcmp(name, elem_funcs[k].name)) {
+			eval_elem(ev, e, elem_funcs[k].f, out);
+			return;
+		}
+	if (!strcmp(name, "time") || !strcmp(name, "pi")) {
+		out->type = PROMQL_TYPE_SCALAR;
+		out->sc = ev_alloc(ev, (ns + 1) * sizeof(double));
+		for (size_t i = 0; i < ns; i++)
+			out->sc[i] = name[0] == 't' ? (double)ev_ts(ev, i) / 1000 : M_PI;
+		return;
+	}
+	if (!strcmp(name, "vector")) {
+		double *sc = scalar_arg(ev, e->u.call.args[0]);
+		obuild_t *ob = ob_new(ev);
+		size_t idx = ob_get(ev, ob, (labels_t){NULL, 0});
+		for (size_t i = 0; i < ns; i++)
+			ob_set(ev, ob, idx, i, sc[i]);
+		ob_finish(ev, ob, out);
+		return;
+	}
+	if (!strcmp(name, "scalar")) {
+		val_t in;
+		eval_expr(ev, e->u.call.args[0], &in);
+		out->type = PROMQL_TYPE_SCALAR;
+		out->sc = ev_alloc(ev, (ns + 1) * sizeof(double));
+		for (size_t i = 0; i < ns; i++) {
+			size_t cnt = 0;
+			double v = NAN;
+			for (size_t s = 0; s < in.n; s++)
+				if (in.s[s].ok[i]) {
+					cnt++;
+					v = in.s[s].v[i];
+				}
+			out->sc[i] = cnt == 1 ? v : NAN;
+		}
+		return;
+	}
+	if (!strcmp(name, "absent")) {
+		val_t in;
+		eval_expr(ev, e->u.call.args[0], &in);
+		labels_t ls = absent_labels(ev, e->u.call.args[0]);
+		obuild_t *ob = ob_new(ev);
+		size_t idx = (size_t)-1;
+		for (size_t i = 0; i < ns; i++) {
+			bool any = false;
+			for (size_t s = 0; s < in.n && !any; s++)
+				any = in.s[s].ok[i];
+			if (any)
+				continue;
+			if (idx == (size_t)-1)
+				idx = ob_get(ev, ob, ls);
+			ob_set(ev, ob, idx, i, 1);
+		}
+		ob_finish(ev, ob, out);
+		return;
+	}
+	if (!strcmp(name, "sort") || !strcmp(name, "sort_desc")) {
+		eval_expr(ev, e->u.call.args[0], out);
+		if (ns != 1 || out->n < 2)
+			return;
+		sort_item_t *it = ev_alloc(ev, out->n * sizeof(sort_item_t));
+		size_t n = 0;
+		for (size_t s = 0; s < out->n; s++)
+			if (out->s[s].ok[0])
+				it[n++] = (sort_item_t){out->s[s].v[0], s};
+		qsort(it, n, sizeof *it, name[4] ? cmp_sort_desc : cmp_sort_asc);
+		vseries_t *ns2 = ev_alloc(ev, (n + 1) * sizeof(vseries_t));
+		for (size_t k = 0; k < n; k++)
+			ns2[k] = out->s[it[k].idx];
+		out->s = ns2;
+		out->n = n;
+		return;
+	}
+	if (!strcmp(name, "histogram_quantile")) {
+		eval_histogram_quantile(ev, e, out);
+		return;
+	}
+	if (!strcmp(name, "label_replace")) {
+		eval_label_replace(ev, e, out);
+		return;
+	}
+	if (!strcmp(name, "label_join")) {
+		eval_label_join(ev, e, out);
+		return;
+	}
+	if (!strcmp(name, "histogram_count") || !strcmp(name, "histogram_sum") || !strcmp(name, "histogram_fraction")) {
+		/* Only native histograms have these; float samples yield nothing. Evaluate args for errors. */
+		for (size_t k = 0; k < e->u.call.nargs; k++) {
+			val_t tmp;
+			eval_expr(ev, e->u.call.args[k], &tmp);
+		}
+		out->type = PROMQL_TYPE_VECTOR;
+		out->n = 0;
+		return;
+	}
+	ev->error_type = "internal";
+	ev_fail(ev, ERR_INTERNAL, "function %s not implemented", name);
+}
