@@ -12,6 +12,8 @@
 
 /* One line per command; names are space-separated paths ("tools bucket ls"). Keep sorted. */
 static const cmd_t commands[] = {
+	{"tools block", "Dump, inspect and write TSDB blocks.", cmd_tools_block},
+	{"tools bucket", "Bucket tools: ls, inspect, verify, upload-blocks.", cmd_tools_bucket},
 	{NULL, NULL, NULL},
 };
 

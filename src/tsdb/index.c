@@ -201,7 +201,7 @@ int index_writer_add_series(index_writer_t *w, const labels_t *ls, const chunk_m
 	buf_reset(b);
 	buf_put_uvarint(b, ls->n);
 	for (size_t i = 0; i < ls->n; i++) {
-		uint32_t ns, vs;
+		uint32_t ns = 0, vs = 0;
 		if ((rc = sym_of(w, ls->v[i].name, &ns, err)) || (rc = sym_of(w, ls->v[i].value, &vs, err)))
 			return rc;
 		buf_put_uvarint(b, ns);

@@ -73,6 +73,7 @@ void xor_enc_reset(xor_enc_t *e)
 	e->v = 0;
 	e->leading = 0xff;
 	e->trailing = 0;
+	e->last_bytewise = false;
 }
 
 /* Append the low nb (<= 32) bits of v. */
@@ -110,6 +111,7 @@ static void put_value(xor_enc_t *e, uint64_t vb)
 	uint64_t delta = vb ^ e->v;
 	if (delta == 0) {
 		put_bits(e, 0, 1);
+		e->last_bytewise = false;
 		return;
 	}
 	uint8_t lead = (uint8_t)__builtin_clzll(delta);
@@ -119,6 +121,7 @@ static void put_value(xor_enc_t *e, uint64_t vb)
 	if (e->leading != 0xff && lead >= e->leading && trail >= e->trailing) {
 		put_bits(e, 2, 2); /* 10 */
 		put_bits64(e, delta >> e->trailing, 64 - e->leading - e->trailing);
+		e->last_bytewise = (64 - e->leading - e->trailing) % 8 == 0;
 		return;
 	}
 	e->leading = lead;
@@ -127,6 +130,7 @@ static void put_value(xor_enc_t *e, uint64_t vb)
 	/* 11, 5 bits leading, 6 bits sig (64 -> 0): 13 bits */
 	put_bits(e, (3u << 11) | ((uint64_t)lead << 6) | ((uint64_t)sig & 63), 13);
 	put_bits64(e, delta >> trail, sig);
+	e->last_bytewise = sig % 8 == 0;
 }
 
 void xor_enc_append(xor_enc_t *e, int64_t t, double v)
@@ -136,6 +140,7 @@ void xor_enc_append(xor_enc_t *e, int64_t t, double v)
 	if (e->num == 0) {
 		put_bytes(e, tmp, varint_put(tmp, t));
 		put_bits64(e, vb, 64);
+		e->last_bytewise = true;
 	} else if (e->num == 1) {
 		int64_t td = t - e->t;
 		put_bytes(e, tmp, uvarint_put(tmp, (uint64_t)td));
@@ -170,6 +175,11 @@ const uint8_t *xor_enc_bytes(xor_enc_t *e, size_t *len)
 	if (e->nacc) {
 		enc_grow(e, 1);
 		e->p[e->n] = (uint8_t)(e->acc << (8 - e->nacc));
+		*len = e->n + 1;
+	} else if (e->num > 0 && e->last_bytewise) {
+		/* Prometheus' bstream.writeByte leaves an empty trailing byte when it ends byte-aligned. */
+		enc_grow(e, 1);
+		e->p[e->n] = 0;
 		*len = e->n + 1;
 	} else {
 		*len = e->n;

@@ -36,6 +36,7 @@ typedef struct xor_enc {
 	int64_t t, tdelta;
 	uint64_t v;
 	uint8_t leading, trailing;
+	bool last_bytewise; /* last Prometheus writeBits call was whole bytes (see xor_enc_bytes) */
 } xor_enc_t;
 
 void xor_enc_init(xor_enc_t *e);
