@@ -33,11 +33,11 @@ TEST(timers_fire_in_order)
 	loop_t *l;
 	CHECK_EQ_INT(loop_new(&l, NULL), 0);
 	memset(&R, 0, sizeof R);
+	uint64_t t0 = clock_mono_ms(); /* before adding: deadlines are relative to the add time */
 	loop_add_timer(l, 30, record, (void *)3);
 	loop_add_timer(l, 10, record, (void *)1);
 	loop_add_timer(l, 20, record, (void *)2);
 	loop_add_timer(l, 0, record, (void *)0);
-	uint64_t t0 = clock_mono_ms();
 	run_until(l, &R.n, 4, 2000);
 	CHECK_EQ_INT(R.n, 4);
 	for (int i = 0; i < 4; i++)
