@@ -305,12 +305,10 @@ void ob_finish(ev_t *ev, obuild_t *ob, val_t *out)
 
 static void scratch_free(void *arg)
 {
-	ev_t *ev = arg;
-	free(ev->scratch_t);
-	free(ev->scratch_v);
-	ev->scratch_t = NULL;
-	ev->scratch_v = NULL;
-	ev->scratch_cap = 0;
+	ev_scratch_t *s = arg;
+	free(s->t);
+	free(s->v);
+	memset(s, 0, sizeof *s);
 }
 
 /* Decode the current series' samples within [mint, maxt] into the scratch arrays. */
@@ -321,16 +319,17 @@ static size_t load_samples(ev_t *ev, series_set_t *set, int64_t mint, int64_t ma
 		ev_fail_err(ev, ev->err->code);
 	size_t n = 0;
 	for (;;) {
-		if (ev->scratch_cap - n < 256) {
-			size_t ncap = ev->scratch_cap ? ev->scratch_cap * 2 : 1024;
-			if (!ev->scratch_t)
-				arena_on_release(ev->a, scratch_free, ev);
-			ev->scratch_t = xreallocarray(ev->scratch_t, ncap, sizeof(int64_t));
-			ev->scratch_v = xreallocarray(ev->scratch_v, ncap, sizeof(double));
-			ev->scratch_cap = ncap;
+		ev_scratch_t *sc = ev->scr;
+		if (sc->cap - n < 256) {
+			size_t ncap = sc->cap ? sc->cap * 2 : 1024;
+			if (!sc->t)
+				arena_on_release(ev->a, scratch_free, sc);
+			sc->t = xreallocarray(sc->t, ncap, sizeof(int64_t));
+			sc->v = xreallocarray(sc->v, ncap, sizeof(double));
+			sc->cap = ncap;
 		}
-		int cap = (int)(ev->scratch_cap - n > 1 << 20 ? 1 << 20 : ev->scratch_cap - n);
-		int got = sample_iter_next_batch(it, ev->scratch_t + n, ev->scratch_v + n, cap, ev->err);
+		int cap = (int)(ev->scr->cap - n > 1 << 20 ? 1 << 20 : ev->scr->cap - n);
+		int got = sample_iter_next_batch(it, ev->scr->t + n, ev->scr->v + n, cap, ev->err);
 		if (got < 0)
 			ev_fail_err(ev, ev->err->code);
 		if (got == 0)
@@ -338,17 +337,17 @@ static size_t load_samples(ev_t *ev, series_set_t *set, int64_t mint, int64_t ma
 		size_t k = n, end = n + (size_t)got;
 		bool past = false;
 		for (size_t j = n; j < end; j++) {
-			int64_t t = ev->scratch_t[j];
+			int64_t t = ev->scr->t[j];
 			if (t < mint)
 				continue;
 			if (t > maxt) {
 				past = true;
 				break;
 			}
-			if (drop_stale && value_is_stale(ev->scratch_v[j]))
+			if (drop_stale && value_is_stale(ev->scr->v[j]))
 				continue;
-			ev->scratch_t[k] = t;
-			ev->scratch_v[k] = ev->scratch_v[j];
+			ev->scr->t[k] = t;
+			ev->scr->v[k] = ev->scr->v[j];
 			k++;
 		}
 		n = k;
@@ -417,8 +416,8 @@ static void eval_vs(ev_t *ev, const promql_expr_t *e, val_t *out, bool ts_mode)
 		size_t n = load_samples(ev, set, mint, maxt, false);
 		if (n == 0)
 			continue;
-		const int64_t *t = ev->scratch_t;
-		const double *v = ev->scratch_v;
+		const int64_t *t = ev->scr->t;
+		const double *v = ev->scr->v;
 		double *ov = ev_alloc(ev, ns * sizeof(double));
 		uint8_t *ok = ev_alloc(ev, ns);
 		size_t j = 0, cnt = 0;
@@ -490,7 +489,7 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 		while ((r = series_set_next(set, ev->err)) > 0) {
 			ev_check(ev);
 			size_t n = load_samples(ev, set, mint, maxt, true);
-			fn(ev, ctx, series_set_labels(set), ev->scratch_t, ev->scratch_v, n);
+			fn(ev, ctx, series_set_labels(set), ev->scr->t, ev->scr->v, n);
 		}
 		if (r < 0)
 			ev_fail_err(ev, ev->err->code);
@@ -525,9 +524,6 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 	ev->cur_samples = sub.cur_samples;
 	ev->peak_samples = sub.peak_samples;
 	ev->checks = sub.checks;
-	ev->scratch_t = sub.scratch_t;
-	ev->scratch_v = sub.scratch_v;
-	ev->scratch_cap = sub.scratch_cap;
 	int64_t *t = ev_alloc(ev, (sub.nsteps ? sub.nsteps : 1) * sizeof(int64_t));
 	double *v = ev_alloc(ev, (sub.nsteps ? sub.nsteps : 1) * sizeof(double));
 	for (size_t s = 0; s < inner.n; s++) {
@@ -1037,7 +1033,7 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 					if (!isinf(v) && !isnan(v))
 						break;
 				}
-				A[i] = mean + v / C[i] - mean / C[i];
+				A[i] = mean + (v / C[i] - mean / C[i]);
 				break;
 			}
 			case PROMQL_AGG_STDDEV: case PROMQL_AGG_STDVAR: {
@@ -1179,6 +1175,7 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 	ev->deadline_ms = o->timeout_ms > 0 ? (int64_t)clock_mono_ms() + o->timeout_ms : 0;
 	ev->err = err;
 	ev->jmp = &jb;
+	ev->scr = ARENA_NEW(a, ev_scratch_t);
 	size_t old_limit = a->limit;
 	if (o->max_memory)
 		arena_set_limit(a, a->used + o->max_memory);

@@ -53,10 +53,14 @@ typedef struct ev {
 	int rc;
 	const char *error_type;
 	series_set_t *open_set;
-	int64_t *scratch_t; /* grown in the arena */
-	double *scratch_v;
-	size_t scratch_cap;
+	struct ev_scratch *scr; /* shared with sub-evaluators; heap arrays freed by an arena hook */
 } ev_t;
+
+typedef struct ev_scratch {
+	int64_t *t;
+	double *v;
+	size_t cap;
+} ev_scratch_t;
 
 _Noreturn void ev_fail(ev_t *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void ev_check(ev_t *ev); /* deadline / cancellation */

@@ -615,7 +615,9 @@ static void eval_histogram_quantile(ev_t *ev, const promql_expr_t *e, val_t *out
 			grp[s] = (size_t)-1;
 			continue;
 		}
-		labels_t g = lb_drop_name(ev, in.s[s].ls);
+		/* Grouped by all labels but le (so __name__ still separates histograms); the output drops
+		 * __name__ too, which makes two same-labelled histograms a duplicate-labelset error. */
+		labels_t g = in.s[s].ls;
 		labels_t g2 = {ev_alloc(ev, (g.n + 1) * sizeof(label_t)), 0};
 		for (size_t j = 0; j < g.n; j++)
 			if (!str_eq(g.v[j].name, drop[0]))
@@ -624,7 +626,7 @@ static void eval_histogram_quantile(ev_t *ev, const promql_expr_t *e, val_t *out
 		void **slot = hmap_slot(&gm, lb_key(ev, g2), &f2);
 		if (!f2) {
 			*slot = (void *)(uintptr_t)(ng + 1);
-			gl[ng++] = g2;
+			gl[ng++] = lb_drop_name(ev, g2);
 		}
 		grp[s] = (size_t)(uintptr_t)*slot - 1;
 	}

@@ -320,7 +320,7 @@ static int lex(parser_t *p)
 				j = k + (size_t)ul;
 				nparts++;
 			}
-			if (isdur && nparts > 0 && (j >= n || !is_ident_char((unsigned char)q[j]))) {
+			if (isdur && nparts > 0 && (j >= n || q[j] == ':' || !is_ident_char((unsigned char)q[j]))) {
 				err_t derr = {0};
 				if (duration_parse((str_t){q + i, j - i}, &total, &derr))
 					return perr(p, pos, "bad duration syntax: %.*s", (int)(j - i), q + i);
@@ -354,7 +354,7 @@ static int lex(parser_t *p)
 					}
 				}
 			}
-			if (j < n && is_ident_char((unsigned char)q[j]))
+			if (j < n && q[j] != ':' && is_ident_char((unsigned char)q[j]))
 				return perr(p, pos, "bad number or duration syntax: \"%.*s\"", (int)(j + 1 - i), q + i);
 			bool ok;
 			double v = parse_number_text(q + i, j - i, &ok);
@@ -365,7 +365,7 @@ static int lex(parser_t *p)
 			i = j;
 			continue;
 		}
-		if (is_ident_start(c)) {
+		if (is_ident_start(c) && !(c == ':' && depth_bracket > 0)) {
 			size_t j = i;
 			while (j < n && is_ident_char((unsigned char)q[j]))
 				j++;
