@@ -516,11 +516,11 @@ int main(int argc, char **argv)
 		name = name ? name + 1 : paths[i];
 		int p = 0, f = 0;
 		run_file(paths[i], name, &p, &f);
-		fprintf(stderr, "%-24s %4d/%d passed\n", name, p, p + f);
+		printf("%-24s %4d/%d passed\n", name, p, p + f);
 		tp += p;
 		tf += f;
 		free(paths[i]);
 	}
-	fprintf(stderr, "total: %d/%d eval statements passed\n", tp, tp + tf);
+	printf("total: %d/%d eval statements passed\n", tp, tp + tf);
 	return tf ? 1 : 0;
 }
