@@ -292,6 +292,14 @@ bool loop_del_timer(loop_t *l, uint64_t id)
 	return true;
 }
 
+uint64_t loop_timer_due(const loop_t *l, uint64_t id)
+{
+	uint64_t v;
+	if (!imap_get(&l->timers, id, &v))
+		return 0;
+	return ((const loop_timer_t *)(uintptr_t)v)->when;
+}
+
 size_t loop_timer_count(const loop_t *l)
 {
 	return l->nheap;

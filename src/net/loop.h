@@ -54,6 +54,8 @@ uint64_t loop_add_timer(loop_t *l, int64_t delay_ms, loop_timer_fn fn, void *arg
 /* Cancel; false if no such timer (already fired and done). Safe inside the timer's own callback. */
 bool loop_del_timer(loop_t *l, uint64_t id);
 size_t loop_timer_count(const loop_t *l);
+/* Monotonic ms at which the timer is due, 0 if there is no such timer. */
+uint64_t loop_timer_due(const loop_t *l, uint64_t id);
 
 void loop_set_before_sleep(loop_t *l, loop_hook_fn fn, void *arg);
 
