@@ -364,6 +364,11 @@ static int om_line(om_input_t *in, str_t s, size_t lineno, err_t *err)
 	double v, tsec;
 	if (!str_to_double(vs, &v))
 		return om_err(err, lineno, "bad sample value");
+	if (isnan(v)) {
+		/* Go's ParseFloat("NaN") is math.NaN(), bits 0x7FF8000000000001: keep chunks byte-identical. */
+		uint64_t go_nan = 0x7FF8000000000001ull;
+		memcpy(&v, &go_nan, 8);
+	}
 	if (!str_to_double(str_trim(tss), &tsec) || isnan(tsec) || isinf(tsec))
 		return om_err(err, lineno, "bad timestamp");
 	int64_t t = (int64_t)(tsec * 1000);
