@@ -36,6 +36,7 @@ typedef struct cmd {
 /* Subcommand entry points (one per src/cmd/<name>.c) are declared here, one line each. */
 int cmd_tools_block(int argc, char **argv);
 int cmd_tools_bucket(int argc, char **argv);
+int cmd_tools_query(int argc, char **argv);
 
 /* ---- flags common to server components (Thanos names and defaults) ---- */
 

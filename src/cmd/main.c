@@ -14,6 +14,7 @@
 static const cmd_t commands[] = {
 	{"tools block", "Dump, inspect and write TSDB blocks.", cmd_tools_block},
 	{"tools bucket", "Bucket tools: ls, inspect, verify, upload-blocks.", cmd_tools_bucket},
+	{"tools query", "Evaluate a PromQL expression over the blocks in a local directory.", cmd_tools_query},
 	{NULL, NULL, NULL},
 };
 
