@@ -93,8 +93,8 @@ static inline int test_main_(int argc, char **argv, const char *file)
 {
 	const char *base = strrchr(file, '/');
 	base = base ? base + 1 : file;
-	int failed = 0, passed = 0;
-	for (int i = 0; i < test_ncases_; i++) {
+	volatile int failed = 0, passed = 0;
+	for (volatile int i = 0; i < test_ncases_; i++) {
 		if (argc > 1 && !strstr(test_cases_[i].name, argv[1]))
 			continue;
 		test_msg_[0] = 0;
