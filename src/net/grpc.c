@@ -1,0 +1,593 @@
+/*
+ * grpc.c — gRPC server on nghttp2 over conn_t (see grpc.h).
+ *
+ * Output path: handlers/producers append framed messages to call->out; nghttp2 pulls them through
+ * the data provider (call_read) as the stream's flow-control window allows, and h2_pump moves
+ * nghttp2's frames into the connection while the socket keeps up (at most H2_CONN_HIGH queued).
+ * When call->out runs dry the data provider defers; call_resume() wakes it when there is more.
+ */
+#include "net/grpc.h"
+
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/log.h"
+
+#define H2_CONN_HIGH (256u * 1024)
+
+typedef struct grpc_method {
+	char *path;
+	grpc_handler_fn fn;
+	void *arg;
+} grpc_method_t;
+
+struct grpc_server {
+	loop_t *loop;
+	grpc_method_t *methods;
+	size_t nmethods;
+	size_t max_recv;
+	uint32_t max_streams;
+};
+
+typedef struct h2_conn h2_conn_t;
+
+struct grpc_call {
+	h2_conn_t *hc;
+	int32_t stream_id;
+	arena_t arena;
+	char path[256];
+	bool grpc_ct;       /* content-type application/grpc[+...] */
+	int64_t timeout_ms; /* -1 = none */
+	uint64_t deadline;
+	uint64_t timer;
+	buf_t req;
+	bool too_large;
+	buf_t out;
+	size_t out_off;
+	bool responded;     /* response HEADERS submitted */
+	bool finished;      /* status decided; trailers go out when out is drained */
+	bool deferred;      /* data provider returned DEFERRED */
+	bool cancelled;
+	bool done_called;
+	int status;
+	char *status_msg;
+	grpc_produce_fn produce;
+	grpc_done_fn done;
+	void *parg;
+	grpc_call_t *prev, *next;
+};
+
+struct h2_conn {
+	grpc_server_t *srv;
+	conn_t *c;
+	nghttp2_session *session;
+	grpc_call_t *calls;
+	bool in_nghttp2; /* inside an nghttp2 callback: do not re-enter the session */
+	bool dead;
+};
+
+static void h2_pump(h2_conn_t *hc);
+
+int grpc_status_from_err(int code)
+{
+	switch (code) {
+	case ERR_INVALID:
+		return GRPC_INVALID_ARGUMENT;
+	case ERR_NOT_FOUND:
+		return GRPC_NOT_FOUND;
+	case ERR_LIMIT:
+		return GRPC_RESOURCE_EXHAUSTED;
+	case ERR_TIMEOUT:
+		return GRPC_DEADLINE_EXCEEDED;
+	case ERR_CANCELED:
+		return GRPC_CANCELLED;
+	case ERR_UNAVAILABLE:
+	case ERR_TRANSIENT:
+		return GRPC_UNAVAILABLE;
+	case ERR_CORRUPT:
+	case ERR_INTERNAL:
+		return GRPC_INTERNAL;
+	default:
+		return GRPC_UNKNOWN;
+	}
+}
+
+/* ---- calls ---- */
+
+static grpc_call_t *call_new(h2_conn_t *hc, int32_t id)
+{
+	grpc_call_t *call = xcalloc(1, sizeof *call);
+	call->hc = hc;
+	call->stream_id = id;
+	call->timeout_ms = -1;
+	arena_init(&call->arena, 0);
+	buf_init(&call->req);
+	buf_init(&call->out);
+	call->next = hc->calls;
+	if (hc->calls)
+		hc->calls->prev = call;
+	hc->calls = call;
+	return call;
+}
+
+static void call_run_done(grpc_call_t *call)
+{
+	if (call->done_called)
+		return;
+	call->done_called = true;
+	if (call->done)
+		call->done(call, call->parg);
+}
+
+static void call_free(grpc_call_t *call)
+{
+	h2_conn_t *hc = call->hc;
+	call_run_done(call);
+	if (call->timer)
+		loop_del_timer(hc->srv->loop, call->timer);
+	if (call->prev)
+		call->prev->next = call->next;
+	else
+		hc->calls = call->next;
+	if (call->next)
+		call->next->prev = call->prev;
+	buf_release(&call->req);
+	buf_release(&call->out);
+	arena_release(&call->arena);
+	free(call);
+}
+
+arena_t *grpc_call_arena(grpc_call_t *call)
+{
+	return &call->arena;
+}
+
+const char *grpc_call_path(const grpc_call_t *call)
+{
+	return call->path;
+}
+
+uint64_t grpc_call_deadline(const grpc_call_t *call)
+{
+	return call->deadline;
+}
+
+bool grpc_call_cancelled(const grpc_call_t *call)
+{
+	return call->cancelled;
+}
+
+size_t grpc_call_pending(const grpc_call_t *call)
+{
+	return call->out.n - call->out_off;
+}
+
+/* Let nghttp2 pull again (from outside its callbacks) and push frames out. */
+static void call_resume(grpc_call_t *call)
+{
+	h2_conn_t *hc = call->hc;
+	if (!call->responded || !call->deferred)
+		return;
+	call->deferred = false;
+	nghttp2_session_resume_data(hc->session, call->stream_id);
+	if (!hc->in_nghttp2)
+		h2_pump(hc);
+}
+
+uint8_t *grpc_call_reserve(grpc_call_t *call, size_t len)
+{
+	if (call->out_off > 0 && call->out_off == call->out.n) {
+		buf_reset(&call->out);
+		call->out_off = 0;
+	}
+	uint8_t *p = (uint8_t *)buf_extend(&call->out, 5 + len);
+	p[0] = 0;
+	p[1] = (uint8_t)(len >> 24);
+	p[2] = (uint8_t)(len >> 16);
+	p[3] = (uint8_t)(len >> 8);
+	p[4] = (uint8_t)len;
+	call_resume(call);
+	return p + 5;
+}
+
+void grpc_call_send(grpc_call_t *call, const void *msg, size_t len)
+{
+	if (call->finished || call->cancelled)
+		return;
+	uint8_t *p = grpc_call_reserve(call, len);
+	if (len)
+		memcpy(p, msg, len);
+}
+
+void grpc_call_finish(grpc_call_t *call, int status, const char *message)
+{
+	if (call->finished)
+		return;
+	call->finished = true;
+	call->status = status;
+	call->status_msg = message ? arena_strdup(&call->arena, message) : NULL;
+	call_resume(call);
+}
+
+void grpc_call_set_producer(grpc_call_t *call, grpc_produce_fn produce, grpc_done_fn done, void *arg)
+{
+	call->produce = produce;
+	call->done = done;
+	call->parg = arg;
+	call_resume(call);
+}
+
+/* grpc-message is percent-encoded: bytes outside 0x20..0x7e and '%'. */
+static const char *percent_encode(arena_t *a, const char *s)
+{
+	size_t n = strlen(s);
+	char *out = arena_alloc(a, 3 * n + 1), *w = out;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch < 0x20 || ch > 0x7e || ch == '%')
+			w += sprintf(w, "%%%02X", ch);
+		else
+			*w++ = (char)ch;
+	}
+	*w = 0;
+	return out;
+}
+
+#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME}
+
+static void submit_trailers(grpc_call_t *call)
+{
+	char code[16];
+	snprintf(code, sizeof code, "%d", call->status);
+	const char *msg = call->status_msg ? percent_encode(&call->arena, call->status_msg) : "";
+	char *codep = arena_strdup(&call->arena, code);
+	nghttp2_nv nva[2] = {NV("grpc-status", codep), NV("grpc-message", msg)};
+	nghttp2_submit_trailer(call->hc->session, call->stream_id, nva, msg[0] ? 2 : 1);
+}
+
+static ssize_t call_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
+			 uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+	grpc_call_t *call = source->ptr;
+	(void)session, (void)stream_id, (void)user_data;
+	if (!call->finished && call->produce && !call->cancelled && grpc_call_pending(call) < GRPC_OUT_LOW)
+		call->produce(call, call->parg);
+	size_t avail = grpc_call_pending(call);
+	if (avail == 0) {
+		if (call->finished) {
+			*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+			submit_trailers(call);
+			return 0;
+		}
+		call->deferred = true;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	size_t n = avail < length ? avail : length;
+	memcpy(buf, call->out.p + call->out_off, n);
+	call->out_off += n;
+	return (ssize_t)n;
+}
+
+static void call_respond_headers(grpc_call_t *call, const char *http_status)
+{
+	nghttp2_nv nva[2] = {NV(":status", http_status), NV("content-type", "application/grpc")};
+	nghttp2_data_provider prd = {.source.ptr = call, .read_callback = call_read};
+	call->responded = true;
+	nghttp2_submit_response(call->hc->session, call->stream_id, nva, 2, &prd);
+}
+
+static int64_t call_deadline_fired(loop_t *l, uint64_t id, void *arg)
+{
+	grpc_call_t *call = arg;
+	(void)l, (void)id;
+	call->timer = 0;
+	if (!call->finished) {
+		call->cancelled = true;
+		/* Drop what is queued: the status must go out now. */
+		buf_reset(&call->out);
+		call->out_off = 0;
+		grpc_call_finish(call, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
+		call_run_done(call);
+	}
+	return LOOP_TIMER_DONE;
+}
+
+/* grpc-timeout: 1-8 digits and a unit H M S m u n. */
+static int64_t parse_timeout(const uint8_t *v, size_t n)
+{
+	if (n < 2 || n > 9)
+		return -1;
+	int64_t x = 0;
+	for (size_t i = 0; i + 1 < n; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		x = x * 10 + (v[i] - '0');
+	}
+	switch (v[n - 1]) {
+	case 'H':
+		return x * 3600000;
+	case 'M':
+		return x * 60000;
+	case 'S':
+		return x * 1000;
+	case 'm':
+		return x;
+	case 'u':
+		return (x + 999) / 1000;
+	case 'n':
+		return (x + 999999) / 1000000;
+	default:
+		return -1;
+	}
+}
+
+/* The request is complete: validate, dispatch. */
+static void call_dispatch(grpc_call_t *call)
+{
+	grpc_server_t *srv = call->hc->srv;
+	if (!call->grpc_ct) {
+		nghttp2_nv nva[1] = {NV(":status", "415")};
+		call->responded = true;
+		call->finished = true;
+		nghttp2_submit_response(call->hc->session, call->stream_id, nva, 1, NULL);
+		return;
+	}
+	call_respond_headers(call, "200");
+	if (call->timeout_ms >= 0) {
+		call->deadline = loop_now_ms(srv->loop) + (uint64_t)call->timeout_ms;
+		call->timer = loop_add_timer(srv->loop, call->timeout_ms, call_deadline_fired, call);
+	}
+	if (call->too_large) {
+		grpc_call_finish(call, GRPC_RESOURCE_EXHAUSTED,
+				 arena_printf(&call->arena, "request message larger than max (%zu)", srv->max_recv));
+		return;
+	}
+	const grpc_method_t *m = NULL;
+	for (size_t i = 0; i < srv->nmethods && !m; i++)
+		if (strcmp(srv->methods[i].path, call->path) == 0)
+			m = &srv->methods[i];
+	if (!m) {
+		grpc_call_finish(call, GRPC_UNIMPLEMENTED, arena_printf(&call->arena, "unknown method %s", call->path));
+		return;
+	}
+	const uint8_t *p = (const uint8_t *)call->req.p;
+	size_t n = call->req.n;
+	if (n < 5) {
+		grpc_call_finish(call, GRPC_INTERNAL, "request: truncated gRPC message frame");
+		return;
+	}
+	if (p[0] != 0) {
+		grpc_call_finish(call, GRPC_UNIMPLEMENTED, "request: compressed messages are not supported");
+		return;
+	}
+	size_t len = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) | ((size_t)p[3] << 8) | p[4];
+	if (len != n - 5) {
+		grpc_call_finish(call, GRPC_INTERNAL,
+				 arena_printf(&call->arena, "request: message frame says %zu bytes, got %zu", len, n - 5));
+		return;
+	}
+	m->fn(call, (str_t){(const char *)p + 5, len}, m->arg);
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+	h2_conn_t *hc = user_data;
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	grpc_call_t *call = call_new(hc, frame->hd.stream_id);
+	nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
+	return 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+		     const uint8_t *value, size_t valuelen, uint8_t flags, void *user_data)
+{
+	(void)flags, (void)user_data;
+	if (frame->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	grpc_call_t *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	if (!call)
+		return 0;
+	if (namelen == 5 && memcmp(name, ":path", 5) == 0) {
+		size_t n = valuelen < sizeof call->path - 1 ? valuelen : sizeof call->path - 1;
+		memcpy(call->path, value, n);
+		call->path[n] = 0;
+	} else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
+		call->grpc_ct = valuelen >= 16 && memcmp(value, "application/grpc", 16) == 0 &&
+				(valuelen == 16 || value[16] == '+' || value[16] == ';');
+	} else if (namelen == 12 && memcmp(name, "grpc-timeout", 12) == 0) {
+		call->timeout_ms = parse_timeout(value, valuelen);
+	}
+	return 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream_id, const uint8_t *data, size_t len,
+			 void *user_data)
+{
+	h2_conn_t *hc = user_data;
+	(void)flags;
+	grpc_call_t *call = nghttp2_session_get_stream_user_data(session, stream_id);
+	if (!call)
+		return 0;
+	if (call->too_large || call->req.n + len > hc->srv->max_recv + 5) {
+		call->too_large = true;
+		return 0;
+	}
+	buf_append(&call->req, data, len);
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+	(void)user_data;
+	if ((frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) ||
+	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	grpc_call_t *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+	if (call && !call->responded)
+		call_dispatch(call);
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code, void *user_data)
+{
+	(void)error_code, (void)user_data;
+	grpc_call_t *call = nghttp2_session_get_stream_user_data(session, stream_id);
+	if (!call)
+		return 0;
+	nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+	if (!call->finished || grpc_call_pending(call) > 0)
+		call->cancelled = true;
+	call_free(call);
+	return 0;
+}
+
+/* ---- connection protocol ---- */
+
+static void h2_destroy(h2_conn_t *hc)
+{
+	while (hc->calls) {
+		hc->calls->cancelled = true;
+		call_free(hc->calls);
+	}
+	nghttp2_session_del(hc->session);
+	free(hc);
+}
+
+static void h2_pump(h2_conn_t *hc)
+{
+	if (hc->dead)
+		return;
+	hc->in_nghttp2 = true;
+	while (conn_pending_out(hc->c) < H2_CONN_HIGH) {
+		const uint8_t *data;
+		ssize_t n = nghttp2_session_mem_send(hc->session, &data);
+		if (n < 0) {
+			log_warn("grpc: http2 send failed", "peer", hc->c->peer, "err", nghttp2_strerror((int)n));
+			hc->in_nghttp2 = false;
+			hc->dead = true;
+			conn_close(hc->c);
+			return;
+		}
+		if (n == 0)
+			break;
+		conn_write(hc->c, data, (size_t)n);
+	}
+	hc->in_nghttp2 = false;
+	if (!nghttp2_session_want_read(hc->session) && !nghttp2_session_want_write(hc->session)) {
+		hc->dead = true;
+		conn_close_after_flush(hc->c);
+		return;
+	}
+	conn_flush(hc->c);
+}
+
+static void h2_on_data(conn_t *c)
+{
+	h2_conn_t *hc = c->proto_data;
+	if (hc->dead)
+		return;
+	str_t in = conn_input(c);
+	if (in.n) {
+		hc->in_nghttp2 = true;
+		ssize_t n = nghttp2_session_mem_recv(hc->session, (const uint8_t *)in.p, in.n);
+		hc->in_nghttp2 = false;
+		if (n < 0) {
+			log_warn("grpc: bad http2 input", "peer", c->peer, "err", nghttp2_strerror((int)n));
+			hc->dead = true;
+			conn_close(c);
+			return;
+		}
+		conn_consume(c, (size_t)n);
+	}
+	if (c->peer_eof) {
+		hc->dead = true;
+		conn_close_after_flush(c);
+		return;
+	}
+	h2_pump(hc);
+}
+
+static void h2_on_drained(conn_t *c)
+{
+	h2_pump(c->proto_data);
+}
+
+static void h2_on_close(conn_t *c)
+{
+	h2_conn_t *hc = c->proto_data;
+	c->proto_data = NULL;
+	if (hc)
+		h2_destroy(hc);
+}
+
+static const conn_proto_t h2_proto = {
+	.name = "h2c-grpc",
+	.on_data = h2_on_data,
+	.on_drained = h2_on_drained,
+	.on_timeout = NULL,
+	.on_close = h2_on_close,
+};
+
+void grpc_server_on_accept(listener_t *ls, conn_t *c, void *arg)
+{
+	grpc_server_t *srv = arg;
+	(void)ls;
+	h2_conn_t *hc = xcalloc(1, sizeof *hc);
+	hc->srv = srv;
+	hc->c = c;
+	nghttp2_session_callbacks *cb;
+	if (nghttp2_session_callbacks_new(&cb) != 0)
+		die("nghttp2_session_callbacks_new: out of memory");
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+	if (nghttp2_session_server_new(&hc->session, cb, hc) != 0)
+		die("nghttp2_session_server_new: out of memory");
+	nghttp2_session_callbacks_del(cb);
+	nghttp2_settings_entry iv[] = {
+		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, srv->max_streams},
+		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1u << 20},
+	};
+	nghttp2_submit_settings(hc->session, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
+	conn_set_proto(c, &h2_proto, hc);
+	h2_pump(hc);
+}
+
+grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg)
+{
+	grpc_server_t *s = xcalloc(1, sizeof *s);
+	s->loop = loop;
+	s->max_recv = cfg && cfg->max_recv_msg ? cfg->max_recv_msg : GRPC_DEFAULT_MAX_RECV;
+	s->max_streams = cfg && cfg->max_concurrent_streams ? cfg->max_concurrent_streams : 100;
+	return s;
+}
+
+void grpc_server_free(grpc_server_t *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->nmethods; i++)
+		free(s->methods[i].path);
+	free(s->methods);
+	free(s);
+}
+
+void grpc_server_register(grpc_server_t *s, const char *path, grpc_handler_fn fn, void *arg)
+{
+	s->methods = xreallocarray(s->methods, s->nmethods + 1, sizeof *s->methods);
+	s->methods[s->nmethods++] = (grpc_method_t){xstrdup(path), fn, arg};
+}
+
+int grpc_server_listen(grpc_server_t *s, const char *address, listener_t **out, err_t *err)
+{
+	listener_config_t cfg = {.address = address, .on_accept = grpc_server_on_accept, .arg = s};
+	return listener_new(out, s->loop, &cfg, err);
+}

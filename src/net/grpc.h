@@ -1,0 +1,97 @@
+/*
+ * grpc.h — gRPC server over HTTP/2 cleartext (h2c, prior knowledge) on the event loop, with nghttp2
+ * doing HTTP/2 and this module doing gRPC: 5-byte message framing, content-type application/grpc,
+ * grpc-status / grpc-message trailers, unary and server-streaming calls, grpc-timeout deadlines,
+ * cancellation (RST_STREAM from the peer), a maximum request size and flow-control back-pressure.
+ *
+ * Back-pressure: a streaming handler never writes a whole response. It installs a producer, which the
+ * server calls only when the call's outgoing buffer has drained below GRPC_OUT_LOW and HTTP/2 flow
+ * control lets data through; the producer appends messages until grpc_call_pending() reaches
+ * GRPC_OUT_HIGH (or it has nothing more) and returns. A peer that stops granting window therefore
+ * stops production; memory per call stays around GRPC_OUT_HIGH plus one message.
+ *
+ * Lifetime: a call lives from its request to the end of its stream. Whatever ends it (finish sent,
+ * peer reset, deadline, connection closed) the done callback runs exactly once (if installed), after
+ * which the call and its arena are freed. Everything runs on the loop thread; handlers must not block.
+ * Messages are sent uncompressed; a compressed request is rejected with UNIMPLEMENTED.
+ * TLS is the listener's concern (a later seam): this module only sees bytes through conn_t.
+ */
+#ifndef STRATA_NET_GRPC_H
+#define STRATA_NET_GRPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/arena.h"
+#include "base/err.h"
+#include "base/str.h"
+#include "net/conn.h"
+#include "net/loop.h"
+
+/* gRPC status codes. */
+enum {
+	GRPC_OK = 0,
+	GRPC_CANCELLED = 1,
+	GRPC_UNKNOWN = 2,
+	GRPC_INVALID_ARGUMENT = 3,
+	GRPC_DEADLINE_EXCEEDED = 4,
+	GRPC_NOT_FOUND = 5,
+	GRPC_RESOURCE_EXHAUSTED = 8,
+	GRPC_ABORTED = 10,
+	GRPC_UNIMPLEMENTED = 12,
+	GRPC_INTERNAL = 13,
+	GRPC_UNAVAILABLE = 14,
+};
+
+#define GRPC_OUT_LOW (32u * 1024)
+#define GRPC_OUT_HIGH (64u * 1024)
+#define GRPC_DEFAULT_MAX_RECV (4u * 1024 * 1024)
+
+typedef struct grpc_server grpc_server_t;
+typedef struct grpc_call grpc_call_t;
+
+/* The request message (unframed) has arrived. The handler answers with grpc_call_send/finish now, or
+ * installs a producer. msg lives in the call's arena until the call ends. */
+typedef void (*grpc_handler_fn)(grpc_call_t *call, str_t msg, void *arg);
+/* The call can take more output: send messages and/or finish. */
+typedef void (*grpc_produce_fn)(grpc_call_t *call, void *arg);
+/* The call is over (finished, cancelled, deadline, connection lost): release what arg holds. */
+typedef void (*grpc_done_fn)(grpc_call_t *call, void *arg);
+
+typedef struct grpc_server_config {
+	size_t max_recv_msg; /* 0 = GRPC_DEFAULT_MAX_RECV; larger requests get RESOURCE_EXHAUSTED */
+	uint32_t max_concurrent_streams; /* 0 = 100 */
+} grpc_server_config_t;
+
+grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg);
+/* Frees the server; its listeners must be freed first (their connections hold it). */
+void grpc_server_free(grpc_server_t *s);
+/* path is the full method, e.g. "/thanos.Store/Series" (copied). */
+void grpc_server_register(grpc_server_t *s, const char *path, grpc_handler_fn fn, void *arg);
+/* Use as listener_config_t.on_accept with arg = the server: speaks h2c on the connection. */
+void grpc_server_on_accept(listener_t *ls, conn_t *c, void *arg);
+/* Convenience: a listener on address serving this server. */
+int grpc_server_listen(grpc_server_t *s, const char *address, listener_t **out, err_t *err);
+
+arena_t *grpc_call_arena(grpc_call_t *call);
+const char *grpc_call_path(const grpc_call_t *call);
+/* Deadline from grpc-timeout as a loop monotonic ms, 0 = none. */
+uint64_t grpc_call_deadline(const grpc_call_t *call);
+/* Peer reset the stream, the deadline passed or the connection went away. */
+bool grpc_call_cancelled(const grpc_call_t *call);
+/* Bytes queued on this call and not yet handed to HTTP/2. */
+size_t grpc_call_pending(const grpc_call_t *call);
+/* Queue one message (framed here). Ignored after finish/cancel. */
+void grpc_call_send(grpc_call_t *call, const void *msg, size_t len);
+/* Reserve a framed message of len bytes and return where to write its body (valid until the next
+ * send/reserve): lets protobuf-c pack straight into the output. */
+uint8_t *grpc_call_reserve(grpc_call_t *call, size_t len);
+/* End the call with a status (message may be NULL; it is percent-encoded into grpc-message). */
+void grpc_call_finish(grpc_call_t *call, int status, const char *message);
+void grpc_call_set_producer(grpc_call_t *call, grpc_produce_fn produce, grpc_done_fn done, void *arg);
+
+/* Map a negative ERR_* code to a gRPC status. */
+int grpc_status_from_err(int code);
+
+#endif
