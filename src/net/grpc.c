@@ -286,11 +286,12 @@ static int64_t call_deadline_fired(loop_t *l, uint64_t id, void *arg)
 	call->timer = 0;
 	if (!call->finished) {
 		call->cancelled = true;
-		/* Drop what is queued: the status must go out now. */
+		/* Drop what is queued: the status must go out now. done runs first: finishing may end the
+		 * stream and free the call. */
 		buf_reset(&call->out);
 		call->out_off = 0;
-		grpc_call_finish(call, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 		call_run_done(call);
+		grpc_call_finish(call, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 	}
 	return LOOP_TIMER_DONE;
 }

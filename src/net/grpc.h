@@ -87,7 +87,9 @@ void grpc_call_send(grpc_call_t *call, const void *msg, size_t len);
 /* Reserve a framed message of len bytes and return where to write its body (valid until the next
  * send/reserve): lets protobuf-c pack straight into the output. */
 uint8_t *grpc_call_reserve(grpc_call_t *call, size_t len);
-/* End the call with a status (message may be NULL; it is percent-encoded into grpc-message). */
+/* End the call with a status (message may be NULL; it is percent-encoded into grpc-message).
+ * Called from outside the call's handler/producer (e.g. a timer or a worker's completion), this may
+ * complete the stream at once and free the call: do not touch it afterwards. */
 void grpc_call_finish(grpc_call_t *call, int status, const char *message);
 void grpc_call_set_producer(grpc_call_t *call, grpc_produce_fn produce, grpc_done_fn done, void *arg);
 
