@@ -3,10 +3,13 @@
 # against Prometheus 2.42's own /-/healthy, on the same machine in the same run, with wrk on
 # keep-alive connections. Reports both rates and the ratio strata/prometheus.
 #
-# Knobs: BENCH_DURATION (default 10s), BENCH_CONNS (64), BENCH_THREADS (2).
+# The machine is shared, so the two servers are measured alternately for BENCH_ROUNDS rounds and
+# the median of each is reported.
+# Knobs: BENCH_DURATION (default 5s per run), BENCH_ROUNDS (3), BENCH_CONNS (64), BENCH_THREADS (2).
 . "$(dirname "$0")/../tests/integration/lib.sh"
 
-DUR=${BENCH_DURATION:-10s}
+DUR=${BENCH_DURATION:-5s}
+ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNS:-64}
 THREADS=${BENCH_THREADS:-2}
 SRV=$STRATA_TEST_BIN/http_testserver
@@ -33,12 +36,19 @@ rps() { # url -> requests/s
 # Warm both up briefly, then measure alternately (strata, prometheus) to share any machine noise.
 wrk -t1 -c4 -d1s "http://127.0.0.1:$sport/-/healthy" >/dev/null 2>&1
 wrk -t1 -c4 -d1s "http://127.0.0.1:$pport/-/healthy" >/dev/null 2>&1
-echo "--- strata /-/healthy"
-s=$(rps "http://127.0.0.1:$sport/-/healthy")
-echo "--- prometheus 2.42 /-/healthy"
-p=$(rps "http://127.0.0.1:$pport/-/healthy")
+ss=() ps=()
+for ((i = 1; i <= ROUNDS; i++)); do
+	echo "--- round $i: strata /-/healthy"
+	ss+=("$(rps "http://127.0.0.1:$sport/-/healthy")")
+	echo "--- round $i: prometheus 2.42 /-/healthy"
+	ps+=("$(rps "http://127.0.0.1:$pport/-/healthy")")
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+echo "strata rounds: ${ss[*]}; prometheus rounds: ${ps[*]}"
+s=$(median "${ss[@]}")
+p=$(median "${ps[@]}")
 [ -n "$s" ] && [ -n "$p" ] || { echo "could not parse wrk output"; exit 1; }
 ratio=$("$PY" -c "print('%.2f' % ($s / $p))")
-echo "RESULT http_healthy_strata_rps $s req/s (wrk -t$THREADS -c$CONNS -d$DUR, keep-alive)"
+echo "RESULT http_healthy_strata_rps $s req/s (median of $ROUNDS, wrk -t$THREADS -c$CONNS -d$DUR, keep-alive)"
 echo "RESULT http_healthy_prometheus_rps $p req/s (Prometheus $(prometheus --version 2>&1 | awk 'NR==1{print $3}'))"
 echo "RESULT http_healthy_ratio $ratio x (strata / prometheus, same machine, same run)"
