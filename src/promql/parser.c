@@ -976,8 +976,9 @@ static int parse_primary(parser_t *p, promql_expr_t **out)
 				return p->rc;
 			break;
 		}
-		static const char *const kws[] = {"by", "without", "bool", "on", "ignoring", "group_left", "group_right",
-						  "offset", "and", "or", "unless", "atan2"};
+		/* Keywords Prometheus's grammar does not accept as metric names (by, without, offset, and,
+		 * or, unless are accepted). */
+		static const char *const kws[] = {"bool", "on", "ignoring", "group_left", "group_right", "atan2"};
 		for (size_t k = 0; k < ARRAY_LEN(kws); k++)
 			if (tok_is_kw(p, t, kws[k]))
 				return unexpected(p, "expression", NULL);
