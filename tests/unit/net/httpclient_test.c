@@ -1,0 +1,267 @@
+/*
+ * httpclient_test.c — the HTTP client against Strata's own HTTP server running on a thread.
+ */
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "net/http.h"
+#include "net/httpclient.h"
+#include "test.h"
+
+typedef struct srv {
+	loop_t *loop;
+	http_server_t *http;
+	pthread_t thr;
+	char base[64];
+} srv_t;
+
+static void *srv_main(void *arg)
+{
+	srv_t *s = arg;
+	loop_run(s->loop);
+	return NULL;
+}
+
+static void h_hello(http_req_t *r, void *arg)
+{
+	(void)arg;
+	http_respond(r, 200, "text/plain", "hello", 5);
+}
+
+static void h_echo(http_req_t *r, void *arg)
+{
+	(void)arg;
+	str_t ct = STR_NULL;
+	http_req_header(r, "X-Test", &ct);
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "%.*s|" STR_FMT "|" STR_FMT, (int)r->method.n, r->method.p, STR_ARG(ct), STR_ARG(r->body));
+	http_respond(r, 201, "application/x-echo", b.p, b.n);
+	buf_release(&b);
+}
+
+static void h_missing(http_req_t *r, void *arg)
+{
+	(void)arg;
+	http_error(r, 404, "no such thing");
+}
+
+static int64_t slow_fire(loop_t *l, uint64_t id, void *arg)
+{
+	(void)l, (void)id;
+	http_respond(arg, 200, "text/plain", "late", 4);
+	return LOOP_TIMER_DONE;
+}
+
+static void h_slow(http_req_t *r, void *arg)
+{
+	(void)arg;
+	loop_add_timer(http_req_loop(r), 1500, slow_fire, r);
+}
+
+static void h_big(http_req_t *r, void *arg)
+{
+	(void)arg;
+	char *p = xmalloc(300000);
+	memset(p, 'x', 300000);
+	http_respond(r, 200, "application/octet-stream", p, 300000);
+	free(p);
+}
+
+static void h_stream(http_req_t *r, void *arg)
+{
+	(void)arg;
+	http_stream_begin(r, 200, "application/x-streamed");
+	for (int i = 0; i < 50; i++) {
+		char line[32];
+		int n = snprintf(line, sizeof line, "part%02d;", i);
+		http_stream_write(r, line, (size_t)n);
+	}
+	http_stream_end(r);
+}
+
+static void srv_start(srv_t *s)
+{
+	err_t err = {0};
+	memset(s, 0, sizeof *s);
+	if (loop_new(&s->loop, &err))
+		TEST_FAILF("loop: %s", err.msg);
+	http_server_config_t cfg = {.address = "127.0.0.1:0", .worker_threads = -1};
+	if (http_server_new(&s->http, s->loop, &cfg, &err))
+		TEST_FAILF("server: %s", err.msg);
+	http_handle(s->http, HTTP_M_GET, "/hello", h_hello, NULL);
+	http_handle(s->http, HTTP_M_GET | HTTP_M_POST | HTTP_M_PUT, "/echo", h_echo, NULL);
+	http_handle(s->http, HTTP_M_GET, "/missing", h_missing, NULL);
+	http_handle(s->http, HTTP_M_GET, "/slow", h_slow, NULL);
+	http_handle(s->http, HTTP_M_GET, "/big", h_big, NULL);
+	http_handle(s->http, HTTP_M_GET, "/stream", h_stream, NULL);
+	snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", http_server_port(s->http));
+	pthread_create(&s->thr, NULL, srv_main, s);
+}
+
+static void srv_stop(srv_t *s)
+{
+	loop_stop(s->loop);
+	pthread_join(s->thr, NULL);
+	http_server_free(s->http);
+	loop_free(s->loop);
+}
+
+TEST(get_body_status_content_type)
+{
+	srv_t s;
+	srv_start(&s);
+	char url[128];
+	snprintf(url, sizeof url, "%s/hello", s.base);
+	httpc_resp_t resp;
+	httpc_resp_init(&resp);
+	err_t err = {0};
+	httpc_req_t req = {.url = url, .timeout_ms = 5000};
+	int rc = httpc_do(&req, &resp, &err);
+	int status = (int)resp.status;
+	char body[32] = {0}, ct[64] = {0};
+	snprintf(body, sizeof body, "%s", resp.body.p);
+	snprintf(ct, sizeof ct, "%s", resp.content_type ? resp.content_type : "");
+	snprintf(url, sizeof url, "%s/missing", s.base);
+	int rc2 = httpc_do(&req, &resp, &err);
+	int status2 = (int)resp.status;
+	httpc_resp_release(&resp);
+	srv_stop(&s);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(status, 200);
+	CHECK_STR(body, "hello");
+	CHECK_STR(ct, "text/plain");
+	CHECK_EQ_INT(rc2, 0); /* a 404 is an answer, not a transport error */
+	CHECK_EQ_INT(status2, 404);
+}
+
+TEST(post_and_put_with_headers)
+{
+	srv_t s;
+	srv_start(&s);
+	char url[128];
+	snprintf(url, sizeof url, "%s/echo", s.base);
+	const char *hdrs[] = {"X-Test: yes"};
+	httpc_resp_t resp;
+	httpc_resp_init(&resp);
+	err_t err = {0};
+	httpc_req_t req = {.method = "POST", .url = url, .headers = hdrs, .nheaders = 1, .body = "a=b", .body_len = 3,
+			   .timeout_ms = 5000};
+	int rc = httpc_do(&req, &resp, &err);
+	char body[64] = {0};
+	snprintf(body, sizeof body, "%s", resp.body.p);
+	req.method = "PUT";
+	int rc2 = httpc_do(&req, &resp, &err);
+	char body2[64] = {0};
+	snprintf(body2, sizeof body2, "%s", resp.body.p);
+	int status = (int)resp.status;
+	httpc_resp_release(&resp);
+	srv_stop(&s);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_STR(body, "POST|yes|a=b");
+	CHECK_EQ_INT(rc2, 0);
+	CHECK_STR(body2, "PUT|yes|a=b");
+	CHECK_EQ_INT(status, 201);
+}
+
+TEST(connection_refused_names_url)
+{
+	/* Grab a free port, close it, then connect to it. */
+	srv_t s;
+	srv_start(&s);
+	char url[128];
+	snprintf(url, sizeof url, "%s/hello", s.base);
+	srv_stop(&s);
+	httpc_resp_t resp;
+	httpc_resp_init(&resp);
+	err_t err = {0};
+	httpc_req_t req = {.url = url, .timeout_ms = 2000};
+	int rc = httpc_do(&req, &resp, &err);
+	httpc_resp_release(&resp);
+	CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+	CHECK(strstr(err.msg, url) != NULL);
+	CHECK(strstr(err.msg, "GET") != NULL);
+}
+
+TEST(timeout_and_body_limit)
+{
+	srv_t s;
+	srv_start(&s);
+	char url[128];
+	snprintf(url, sizeof url, "%s/slow", s.base);
+	httpc_resp_t resp;
+	httpc_resp_init(&resp);
+	err_t err = {0}, err2 = {0};
+	httpc_req_t req = {.url = url, .timeout_ms = 300};
+	int rc = httpc_do(&req, &resp, &err);
+	char url2[128];
+	snprintf(url2, sizeof url2, "%s/big", s.base);
+	httpc_req_t req2 = {.url = url2, .timeout_ms = 5000, .max_body = 100000};
+	int rc2 = httpc_do(&req2, &resp, &err2);
+	req2.max_body = 0;
+	int rc3 = httpc_do(&req2, &resp, &err2);
+	size_t n3 = resp.body.n;
+	httpc_resp_release(&resp);
+	usleep(1400 * 1000); /* let the slow handler answer its (abandoned) request before stopping */
+	srv_stop(&s);
+	CHECK_EQ_INT(rc, ERR_TIMEOUT);
+	CHECK(strstr(err.msg, "/slow") != NULL);
+	CHECK_EQ_INT(rc2, ERR_LIMIT);
+	CHECK_EQ_INT(rc3, 0);
+	CHECK_EQ_INT(n3, 300000);
+}
+
+TEST(stream_pulls_on_demand)
+{
+	srv_t s;
+	srv_start(&s);
+	char url[128];
+	snprintf(url, sizeof url, "%s/stream", s.base);
+	err_t err = {0};
+	httpc_req_t req = {.url = url, .timeout_ms = 5000};
+	httpc_stream_t *st = NULL;
+	int rc = httpc_stream_open(&st, &req, &err);
+	long status = rc ? 0 : httpc_stream_status(st);
+	char ct[64] = {0};
+	if (!rc && httpc_stream_content_type(st))
+		snprintf(ct, sizeof ct, "%s", httpc_stream_content_type(st));
+	buf_t all = BUF_INIT;
+	int parts = 0;
+	while (!rc) {
+		rc = httpc_stream_fill(st, 7, &err);
+		if (rc)
+			break;
+		str_t b = httpc_stream_buf(st);
+		if (b.n < 7)
+			break;
+		buf_append(&all, b.p, 7);
+		httpc_stream_consume(st, 7);
+		parts++;
+	}
+	bool eof = st && httpc_stream_eof(st);
+	httpc_stream_free(st);
+	srv_stop(&s);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(status, 200);
+	CHECK_STR(ct, "application/x-streamed");
+	CHECK_EQ_INT(parts, 50);
+	CHECK(eof);
+	CHECK(!memcmp(all.p, "part00;part01;", 14));
+	CHECK(!memcmp(all.p + 49 * 7, "part49;", 7));
+	buf_release(&all);
+}
+
+TEST(bad_url_is_invalid)
+{
+	httpc_resp_t resp;
+	httpc_resp_init(&resp);
+	err_t err = {0};
+	httpc_req_t req = {.url = "ftp://127.0.0.1:1/x", .timeout_ms = 1000};
+	int rc = httpc_do(&req, &resp, &err);
+	httpc_resp_release(&resp);
+	CHECK_EQ_INT(rc, ERR_INVALID);
+	CHECK(strstr(err.msg, "ftp://127.0.0.1:1/x") != NULL);
+}
+
+TEST_MAIN()
