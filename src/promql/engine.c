@@ -21,24 +21,24 @@ void ev_fail(ev_t *ev, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	err_setv(ev->err, code, fmt, ap);
 	va_end(ap);
-	ev->rc = code;
+	ev->scr->rc = code;
 	longjmp(*ev->jmp, 1);
 }
 
 static void ev_fail_err(ev_t *ev, int code)
 {
-	ev->rc = code ? code : ERR_INTERNAL;
+	ev->scr->rc = code ? code : ERR_INTERNAL;
 	longjmp(*ev->jmp, 1);
 }
 
 void ev_check(ev_t *ev)
 {
 	if (ev->o->cancel && *ev->o->cancel) {
-		ev->error_type = "canceled";
+		ev->scr->error_type = "canceled";
 		ev_fail(ev, ERR_CANCELED, "query was canceled");
 	}
 	if (ev->deadline_ms && (++ev->checks & 63) == 0 && clock_mono_ms() > (uint64_t)ev->deadline_ms) {
-		ev->error_type = "timeout";
+		ev->scr->error_type = "timeout";
 		ev_fail(ev, ERR_TIMEOUT, "query timed out in query execution");
 	}
 }
@@ -47,7 +47,7 @@ void *ev_alloc(ev_t *ev, size_t n)
 {
 	void *p = arena_try_alloc(ev->a, n ? n : 1);
 	if (!p) {
-		ev->error_type = "execution";
+		ev->scr->error_type = "execution";
 		ev_fail(ev, ERR_LIMIT, "query processing would exceed the per-query memory budget of %zu bytes",
 			ev->o->max_memory);
 	}
@@ -67,7 +67,7 @@ void ev_add_samples(ev_t *ev, int64_t n)
 	if (ev->cur_samples > ev->peak_samples)
 		ev->peak_samples = ev->cur_samples;
 	if (ev->cur_samples > ev->max_samples) {
-		ev->error_type = "execution";
+		ev->scr->error_type = "execution";
 		ev_fail(ev, ERR_LIMIT, "query processing would load too many samples into memory in query execution");
 	}
 }
@@ -285,7 +285,7 @@ void ob_set(ev_t *ev, obuild_t *ob, size_t idx, size_t step, double v)
 {
 	vseries_t *s = &ob->s[idx];
 	if (s->ok[step]) {
-		ev->error_type = "execution";
+		ev->scr->error_type = "execution";
 		ev_fail(ev, ERR_INVALID, "vector cannot contain metrics with the same labelset");
 	}
 	s->ok[step] = 1;
@@ -308,7 +308,9 @@ static void scratch_free(void *arg)
 	ev_scratch_t *s = arg;
 	free(s->t);
 	free(s->v);
-	memset(s, 0, sizeof *s);
+	s->t = NULL;
+	s->v = NULL;
+	s->cap = 0;
 }
 
 /* Decode the current series' samples within [mint, maxt] into the scratch arrays. */
@@ -377,16 +379,16 @@ static series_set_t *do_select(ev_t *ev, const promql_expr_t *vs, int64_t mint, 
 	select_hints_t h = {.start = mint, .end = maxt, .step = ev->step, .range = range, .func = func};
 	series_set_t *set = NULL;
 	if (ev->q->ops->select(ev->q, ev->a, vs->u.vs.ms, vs->u.vs.nms, mint, maxt, &h, &set, ev->err)) {
-		ev->error_type = "internal";
+		ev->scr->error_type = "internal";
 		ev_fail_err(ev, ev->err->code);
 	}
-	ev->open_set = set;
+	ev->scr->open_set = set;
 	return set;
 }
 
 static void close_set(ev_t *ev, series_set_t *set)
 {
-	ev->open_set = NULL;
+	ev->scr->open_set = NULL;
 	series_set_close(set);
 }
 
@@ -422,6 +424,8 @@ static void eval_vs(ev_t *ev, const promql_expr_t *e, val_t *out, bool ts_mode)
 		uint8_t *ok = ev_alloc(ev, ns);
 		size_t j = 0, cnt = 0;
 		for (size_t i = 0; i < ns; i++) {
+			if ((i & 4095) == 4095)
+				ev_check(ev);
 			int64_t rt = ref[i];
 			if (i > 0 && rt < ref[i - 1])
 				j = 0;
@@ -780,7 +784,7 @@ static void eval_vector_vector(ev_t *ev, const promql_expr_t *e, const val_t *lv
 				snprintf(msg, sizeof msg, "%s", b.p);
 				buf_release(&b);
 				imap_release(&cache);
-				ev->error_type = "execution";
+				ev->scr->error_type = "execution";
 				ev_fail(ev, ERR_INVALID, "found duplicate series for the match group %s", msg);
 			}
 			stamp[sig] = st;
@@ -809,7 +813,7 @@ static void eval_vector_vector(ev_t *ev, const promql_expr_t *e, const val_t *lv
 			if (e->u.bin.card == PROMQL_CARD_ONE_TO_ONE) {
 				if (stamp2[sig] == st) {
 					imap_release(&cache);
-					ev->error_type = "execution";
+					ev->scr->error_type = "execution";
 					ev_fail(ev, ERR_INVALID, "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
 				}
 				stamp2[sig] = st;
@@ -821,7 +825,7 @@ static void eval_vector_vector(ev_t *ev, const promql_expr_t *e, const val_t *lv
 			}
 			if (ob->s[oi].ok[i] && e->u.bin.card != PROMQL_CARD_ONE_TO_ONE) {
 				imap_release(&cache);
-				ev->error_type = "execution";
+				ev->scr->error_type = "execution";
 				ev_fail(ev, ERR_INVALID, "multiple matches for labels: grouping labels must ensure unique matches");
 			}
 			ob_set(ev, ob, oi, i, val);
@@ -896,7 +900,7 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 	eval_expr(ev, e->u.aggr.expr, &in);
 	size_t ns = ev->nsteps;
 	if (op == PROMQL_AGG_COUNT_VALUES && !label_name_valid(param.str)) {
-		ev->error_type = "execution";
+		ev->scr->error_type = "execution";
 		ev_fail(ev, ERR_INVALID, "invalid label name \"%.*s\"", STR_ARG(param.str));
 	}
 	/* Group every input series. */
@@ -950,7 +954,7 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 				if (op == PROMQL_AGG_TOPK || op == PROMQL_AGG_BOTTOMK) {
 					double kf = param.sc[i];
 					if (!(kf <= 9.2233720368547758e18 && kf >= -9.2233720368547758e18)) {
-						ev->error_type = "execution";
+						ev->scr->error_type = "execution";
 						ev_fail(ev, ERR_INVALID, "Scalar value %s overflows int64", isnan(kf) ? "NaN" : "Inf");
 					}
 					int64_t k = (int64_t)kf;
@@ -1181,17 +1185,17 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 		arena_set_limit(a, a->used + o->max_memory);
 	val_t v = {0};
 	if (setjmp(jb)) {
-		if (ev->open_set)
-			series_set_close(ev->open_set);
+		if (ev->scr->open_set)
+			series_set_close(ev->scr->open_set);
 		arena_set_limit(a, old_limit);
-		res->error_type = ev->error_type ? ev->error_type : "execution";
-		if (ev->rc == ERR_TIMEOUT)
+		res->error_type = ev->scr->error_type ? ev->scr->error_type : "execution";
+		if (ev->scr->rc == ERR_TIMEOUT)
 			res->error_type = "timeout";
-		else if (ev->rc == ERR_CANCELED)
+		else if (ev->scr->rc == ERR_CANCELED)
 			res->error_type = "canceled";
 		if (!ev->err->code)
-			ev->err->code = ev->rc;
-		return ev->rc;
+			ev->err->code = ev->scr->rc;
+		return ev->scr->rc;
 	}
 	eval_expr(ev, e, &v);
 	arena_set_limit(a, old_limit);

@@ -50,16 +50,17 @@ typedef struct ev {
 	uint64_t checks;
 	err_t *err;
 	jmp_buf *jmp;
-	int rc;
-	const char *error_type;
-	series_set_t *open_set;
 	struct ev_scratch *scr; /* shared with sub-evaluators; heap arrays freed by an arena hook */
 } ev_t;
 
+/* State shared by a query's evaluator and its subquery evaluators (which are copies). */
 typedef struct ev_scratch {
 	int64_t *t;
 	double *v;
 	size_t cap;
+	int rc;
+	const char *error_type;
+	series_set_t *open_set;
 } ev_scratch_t;
 
 _Noreturn void ev_fail(ev_t *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

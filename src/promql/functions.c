@@ -154,11 +154,11 @@ static bool range_kernel(ev_t *ev, rctx_t *c, size_t step, const int64_t *t, con
 	case F_HOLT_WINTERS: {
 		double sf = c->p1[step], tf = c->p2[step];
 		if (sf <= 0 || sf >= 1) {
-			ev->error_type = "execution";
+			ev->scr->error_type = "execution";
 			ev_fail(ev, ERR_INVALID, "invalid smoothing factor. Expected: 0 < sf < 1, got: %f", sf);
 		}
 		if (tf <= 0 || tf >= 1) {
-			ev->error_type = "execution";
+			ev->scr->error_type = "execution";
 			ev_fail(ev, ERR_INVALID, "invalid trend factor. Expected: 0 < tf < 1, got: %f", tf);
 		}
 		if (n < 2)
@@ -261,6 +261,8 @@ static void range_series(ev_t *ev, void *arg, const labels_t *ls, const int64_t 
 	rctx_t *c = arg;
 	size_t idx = (size_t)-1, lo = 0, hi = 0, maxwin = 0;
 	for (size_t i = 0; i < ev->nsteps; i++) {
+		if ((i & 4095) == 4095)
+			ev_check(ev);
 		int64_t rend = c->ref[i], rstart = rend - c->range;
 		if (i > 0 && rend < c->ref[i - 1])
 			lo = hi = 0;
@@ -740,7 +742,7 @@ static void eval_label_replace(ev_t *ev, const promql_expr_t *e, val_t *out)
 	matcher_t m;
 	err_t merr = {0};
 	if (matcher_init(&m, MATCH_RE, STR("x"), rx.str, &merr)) {
-		ev->error_type = "execution";
+		ev->scr->error_type = "execution";
 		ev_fail(ev, ERR_INVALID, "invalid regular expression in label_replace(): %.*s", STR_ARG(rx.str));
 	}
 	matcher_release(&m);
@@ -754,12 +756,12 @@ static void eval_label_replace(ev_t *ev, const promql_expr_t *e, val_t *out)
 	pcre2_code *code = pcre2_compile((PCRE2_SPTR)pat.p, pat.n, PCRE2_DOLLAR_ENDONLY | PCRE2_UTF | PCRE2_MATCH_INVALID_UTF, &ecode, &eoff, NULL);
 	buf_release(&pat);
 	if (!code) {
-		ev->error_type = "execution";
+		ev->scr->error_type = "execution";
 		ev_fail(ev, ERR_INVALID, "invalid regular expression in label_replace(): %.*s", STR_ARG(rx.str));
 	}
 	arena_on_release(ev->a, re_cleanup, code);
 	if (!label_name_valid(dst.str)) {
-		ev->error_type = "execution";
+		ev->scr->error_type = "execution";
 		ev_fail(ev, ERR_INVALID, "invalid destination label name in label_replace(): %.*s", STR_ARG(dst.str));
 	}
 	eval_expr(ev, e->u.call.args[0], &in);
@@ -805,12 +807,12 @@ static void eval_label_join(ev_t *ev, const promql_expr_t *e, val_t *out)
 		eval_expr(ev, e->u.call.args[3 + k], &sv);
 		srcs[k] = sv.str;
 		if (!label_name_valid(srcs[k])) {
-			ev->error_type = "execution";
+			ev->scr->error_type = "execution";
 			ev_fail(ev, ERR_INVALID, "invalid source label name in label_join(): %.*s", STR_ARG(srcs[k]));
 		}
 	}
 	if (!label_name_valid(dst.str)) {
-		ev->error_type = "execution";
+		ev->scr->error_type = "execution";
 		ev_fail(ev, ERR_INVALID, "invalid destination label name in label_join(): %.*s", STR_ARG(dst.str));
 	}
 	eval_expr(ev, e->u.call.args[0], &in);
@@ -971,6 +973,6 @@ void eval_call(ev_t *ev, const promql_expr_t *e, val_t *out)
 		out->n = 0;
 		return;
 	}
-	ev->error_type = "internal";
+	ev->scr->error_type = "internal";
 	ev_fail(ev, ERR_INTERNAL, "function %s not implemented", name);
 }

@@ -1,0 +1,231 @@
+/* Unit tests for the PromQL engine: function edge cases, limits, result JSON. */
+#include "test.h"
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "model/memstore.h"
+#include "promql/engine.h"
+
+static memstore_t *store;
+
+static void add(const char *name, const char *lname, const char *lval, int64_t t, double v)
+{
+	label_t l[2] = {{STR_NULL, STR_NULL}, {STR_NULL, STR_NULL}};
+	labels_t ls = {l, 0};
+	l[ls.n++] = (label_t){STR(LABEL_METRIC_NAME), str_c(name)};
+	if (lname)
+		l[ls.n++] = (label_t){str_c(lname), str_c(lval)};
+	labels_normalize(&ls);
+	memstore_add(store, &ls, t, v);
+}
+
+static void setup(void)
+{
+	if (store)
+		memstore_clear(store);
+	else
+		store = memstore_new();
+	for (int i = 0; i <= 20; i++) {
+		add("c", "i", "a", i * 15000, i * 10.0);
+		add("c", "i", "b", i * 15000, i < 10 ? i * 5.0 : (i - 10) * 5.0); /* reset at i=10 */
+		add("g", NULL, NULL, i * 15000, i % 2 ? 1.0 : -1.0);
+	}
+}
+
+/* Instant query returning the JSON data object. */
+static int q_json(const char *expr, int64_t t, const promql_opts_t *o, char *out, size_t n, const char **etype)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	promql_result_t r;
+	err_t err = {0};
+	promql_opts_t def = {0};
+	int rc = promql_query(o ? o : &def, memstore_queryable(store), &a, str_c(expr), t, t, 0, &r, &err);
+	if (rc) {
+		snprintf(out, n, "%s", err.msg);
+		if (etype)
+			*etype = r.error_type;
+	} else {
+		buf_t b = BUF_INIT;
+		promql_result_json(&b, &r);
+		snprintf(out, n, "%s", b.p);
+		buf_release(&b);
+	}
+	arena_release(&a);
+	return rc;
+}
+
+#define CHECK_Q(expr, t, want)                                                                           \
+	do {                                                                                             \
+		char got_[4096];                                                                         \
+		int rc_ = q_json((expr), (t), NULL, got_, sizeof got_, NULL);                            \
+		if (rc_ || strcmp(got_, (want)))                                                         \
+			TEST_FAILF("%s: got %s (rc %d) want %s", (expr), got_, rc_, (want));            \
+	} while (0)
+
+TEST(rate_with_reset_and_extrapolation)
+{
+	setup();
+	/* a: 10 per 15s -> 0.666.. per second; window [240s, 300s] holds samples at 240..300 */
+	CHECK_Q("rate(c{i=\"a\"}[1m])", 300000,
+		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[300,\"0.6666666666666666\"]}]}");
+	/* b resets at 150s: increase over [120s,180s] = (45 - 40) + 45 ... counter-corrected */
+	CHECK_Q("increase(c{i=\"b\"}[1m])", 180000,
+		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"b\"},\"value\":[180,\"15\"]}]}");
+	CHECK_Q("resets(c[5m])", 300000,
+		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[300,\"0\"]},{\"metric\":{\"i\":\"b\"},\"value\":[300,\"1\"]}]}");
+	/* a single sample in the window: no rate */
+	CHECK_Q("rate(c{i=\"a\"}[10s])", 300000, "{\"resultType\":\"vector\",\"result\":[]}");
+}
+
+TEST(scalar_and_string_results)
+{
+	setup();
+	CHECK_Q("1e-7", 1500, "{\"resultType\":\"scalar\",\"result\":[1.5,\"0.0000001\"]}");
+	CHECK_Q("\"hi\"", 2000, "{\"resultType\":\"string\",\"result\":[2,\"hi\"]}");
+	CHECK_Q("scalar(g)", 30000, "{\"resultType\":\"scalar\",\"result\":[30,\"-1\"]}");
+	CHECK_Q("scalar(c)", 30000, "{\"resultType\":\"scalar\",\"result\":[30,\"NaN\"]}");
+	CHECK_Q("vector(1e21)", 1, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0.001,\"1e+21\"]}]}");
+}
+
+TEST(math_edge_cases)
+{
+	setup();
+	CHECK_Q("sgn(g)", 15000, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[15,\"1\"]}]}");
+	CHECK_Q("clamp(g, 2, 1)", 15000, "{\"resultType\":\"vector\",\"result\":[]}");
+	CHECK_Q("clamp_min(g, 0)", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"0\"]}]}");
+	CHECK_Q("sqrt(g)", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"NaN\"]}]}");
+	CHECK_Q("ln(g - g)", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"-Inf\"]}]}");
+	CHECK_Q("round(vector(2.5))", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"3\"]}]}");
+	CHECK_Q("round(vector(-2.5))", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"-2\"]}]}");
+	CHECK_Q("vector(1) % 0", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"NaN\"]}]}");
+	CHECK_Q("vector(-1) / 0", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"-Inf\"]}]}");
+	CHECK_Q("days_in_month(vector(951782400))", 0,
+		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"29\"]}]}"); /* Feb 2000 */
+	CHECK_Q("day_of_week(vector(-86400))", 0,
+		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"3\"]}]}"); /* 1969-12-31 */
+}
+
+TEST(histogram_quantile_edges)
+{
+	setup();
+	label_t l[2];
+	const char *les[] = {"0.1", "1", "+Inf"};
+	double cnt[] = {5, 4, 10}; /* non-monotonic: 4 is raised to 5 */
+	for (int k = 0; k < 3; k++) {
+		l[0] = (label_t){STR(LABEL_METRIC_NAME), STR("h_bucket")};
+		l[1] = (label_t){STR("le"), str_c(les[k])};
+		labels_t ls = {l, 2};
+		memstore_add(store, &ls, 0, cnt[k]);
+	}
+	CHECK_Q("histogram_quantile(0.5, h_bucket)", 0,
+		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"0.1\"]}]}");
+	CHECK_Q("histogram_quantile(0.75, h_bucket)", 0,
+		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"1\"]}]}");
+	CHECK_Q("histogram_quantile(-1, h_bucket)", 0,
+		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"-Inf\"]}]}");
+	CHECK_Q("histogram_quantile(NaN, h_bucket)", 0,
+		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"NaN\"]}]}");
+}
+
+TEST(label_functions_validate)
+{
+	setup();
+	char out[1024];
+	const char *et = NULL;
+	CHECK(q_json("label_replace(g, \"1bad\", \"x\", \"\", \".*\")", 0, NULL, out, sizeof out, &et) != 0);
+	CHECK_STR(out, "invalid destination label name in label_replace(): 1bad");
+	CHECK_STR(et, "execution");
+	CHECK(q_json("label_replace(g, \"a\", \"x\", \"\", \"(\")", 0, NULL, out, sizeof out, &et) != 0);
+	CHECK_STR(out, "invalid regular expression in label_replace(): (");
+	CHECK(q_json("label_join(g, \"a\", \",\", \"b-c\")", 0, NULL, out, sizeof out, &et) != 0);
+	CHECK_STR(out, "invalid source label name in label_join(): b-c");
+	CHECK_Q("label_replace(g, \"dst\", \"<$1$$>${1}\", \"__name__\", \"(.)\")", 0,
+		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"__name__\":\"g\",\"dst\":\"\\u003cg$\\u003eg\"},\"value\":[0,\"-1\"]}]}");
+	/* dropping the name makes two series collide */
+	CHECK(q_json("c{i=\"a\"} * 1 or label_replace(c{i=\"a\"}, \"__name__\", \"\", \"\", \"\")", 0, NULL, out, sizeof out, &et) == 0);
+	CHECK(q_json("label_replace(c, \"i\", \"same\", \"\", \"\")", 0, NULL, out, sizeof out, &et) != 0);
+	CHECK_STR(out, "vector cannot contain metrics with the same labelset");
+}
+
+TEST(matching_errors)
+{
+	setup();
+	char out[1024];
+	const char *et = NULL;
+	CHECK(q_json("c + on() g", 0, NULL, out, sizeof out, &et) != 0);
+	CHECK_STR(out, "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+	CHECK(q_json("g + on() c", 0, NULL, out, sizeof out, &et) != 0);
+	CHECK(strstr(out, "found duplicate series for the match group {} on the right hand-side") != NULL);
+	CHECK_Q("c * on() group_left g", 0,
+		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[0,\"-0\"]},{\"metric\":{\"i\":\"b\"},\"value\":[0,\"-0\"]}]}");
+}
+
+TEST(limits_samples_timeout_cancel_memory)
+{
+	setup();
+	char out[1024];
+	const char *et = NULL;
+	promql_opts_t o = {.max_samples = 5};
+	CHECK(q_json("c[5m]", 300000, &o, out, sizeof out, &et) != 0);
+	CHECK_STR(out, "query processing would load too many samples into memory in query execution");
+	CHECK_STR(et, "execution");
+	volatile int cancel = 1;
+	promql_opts_t oc = {.cancel = &cancel};
+	CHECK(q_json("sum(c)", 0, &oc, out, sizeof out, &et) == ERR_CANCELED);
+	CHECK_STR(et, "canceled");
+	promql_opts_t om = {.max_memory = 4096};
+	int mrc = q_json("sum_over_time(c[10m:1s])", 300000, &om, out, sizeof out, &et);
+	if (mrc != ERR_LIMIT)
+		TEST_FAILF("memory budget: rc %d %s", mrc, out);
+	CHECK(strstr(out, "memory budget") != NULL);
+	/* A deadline in the past: the evaluation stops at a check point. */
+	promql_opts_t ot = {.timeout_ms = 1};
+	arena_t a;
+	arena_init(&a, 0);
+	promql_result_t r;
+	err_t err = {0};
+	uint64_t spin = clock_mono_ms();
+	int rc = 0;
+	for (int i = 0; i < 200 && rc == 0; i++) {
+		while (clock_mono_ms() == spin)
+			;
+		rc = promql_query(&ot, memstore_queryable(store), &a, STR("max_over_time(c[10m:1ms])"), 0, 600000, 60000, &r, &err);
+		arena_reset(&a);
+	}
+	arena_release(&a);
+	CHECK_EQ_INT(rc, ERR_TIMEOUT);
+	CHECK_STR(err.msg, "query timed out in query execution");
+}
+
+TEST(range_query_shape)
+{
+	setup();
+	arena_t a;
+	arena_init(&a, 0);
+	promql_result_t r;
+	err_t err = {0};
+	promql_opts_t o = {0};
+	CHECK(promql_query(&o, memstore_queryable(store), &a, STR("1"), 0, 60000, 30000, &r, &err) == 0);
+	buf_t b = BUF_INIT;
+	promql_result_json(&b, &r);
+	CHECK_STR(b.p, "{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},\"values\":[[0,\"1\"],[30,\"1\"],[60,\"1\"]]}]}");
+	buf_reset(&b);
+	CHECK(promql_query(&o, memstore_queryable(store), &a, STR("foo[5m]"), 0, 60000, 30000, &r, &err) != 0);
+	CHECK_STR(r.error_type, "bad_data");
+	/* staleness: a stale marker hides the series from the next step on */
+	uint64_t bits = 0x7ff0000000000002ull;
+	double stale;
+	memcpy(&stale, &bits, 8);
+	add("s", NULL, NULL, 0, 1);
+	add("s", NULL, NULL, 20000, stale);
+	CHECK(promql_query(&o, memstore_queryable(store), &a, STR("s"), 0, 40000, 10000, &r, &err) == 0);
+	promql_result_json(&b, &r);
+	CHECK_STR(b.p, "{\"resultType\":\"matrix\",\"result\":[{\"metric\":{\"__name__\":\"s\"},\"values\":[[0,\"1\"],[10,\"1\"]]}]}");
+	buf_release(&b);
+	arena_release(&a);
+	memstore_free(store);
+	store = NULL;
+}
+
+TEST_MAIN()
