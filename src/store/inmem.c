@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/hmap.h"
 #include "tsdb/xor.h"
 
 typedef struct inmem_series {
@@ -22,6 +23,7 @@ struct inmem_store {
 	inmem_series_t *series;
 	size_t n, cap;
 	bool sorted;
+	imap_t by_hash; /* labels_hash -> index + 1, for duplicate detection */
 	int fail_after;
 	int64_t mint, maxt;
 };
@@ -36,6 +38,7 @@ typedef struct inmem_set {
 	bool skip_chunks;
 	size_t idx; /* next series to look at */
 	labels_t cur;
+	size_t curcap; /* cur.v is reused across series (valid until the next call) */
 	const chunk_t *chunks;
 	size_t nchunks;
 	xor_iter_t it;
@@ -52,6 +55,23 @@ static void ensure_sorted(inmem_store_t *s)
 		qsort(s->series, s->n, sizeof *s->series, series_cmp);
 		s->sorted = true;
 	}
+}
+
+/* store_merge_external into a caller buffer of at least ls->n + ext->n labels. */
+static size_t merge_into(label_t *out, const labels_t *ls, const labels_t *ext)
+{
+	size_t i = 0, j = 0, n = 0;
+	while (i < ls->n || j < ext->n) {
+		int c = i == ls->n ? 1 : j == ext->n ? -1 : str_cmp(ls->v[i].name, ext->v[j].name);
+		if (c < 0)
+			out[n++] = ls->v[i++];
+		else {
+			if (c == 0)
+				i++;
+			out[n++] = ext->v[j++];
+		}
+	}
+	return n;
 }
 
 static int set_next(series_set_t *base, err_t *err)
@@ -79,7 +99,11 @@ static int set_next(series_set_t *base, err_t *err)
 			hi++;
 		if (hi == lo)
 			continue;
-		set->cur = store_merge_external(set->a, &se->ls, &st->ext);
+		if (se->ls.n + st->ext.n > set->curcap) {
+			set->curcap = 2 * (se->ls.n + st->ext.n);
+			set->cur.v = ARENA_NEW_ARRAY(set->a, label_t, set->curcap);
+		}
+		set->cur.n = merge_into(set->cur.v, &se->ls, &st->ext);
 		set->chunks = se->chunks + lo;
 		set->nchunks = hi - lo;
 		set->returned++;
@@ -241,6 +265,7 @@ inmem_store_t *inmem_store_new(const char *name, const labels_t *ext)
 	s->mint = INT64_MAX;
 	s->maxt = INT64_MIN;
 	s->sorted = true;
+	imap_init(&s->by_hash, 0);
 	return s;
 }
 
@@ -254,6 +279,7 @@ void inmem_store_free(inmem_store_t *s)
 	if (!s)
 		return;
 	arena_release(&s->arena);
+	imap_release(&s->by_hash);
 	free(s->series);
 	free(s);
 }
@@ -264,9 +290,14 @@ int inmem_store_add(inmem_store_t *s, const labels_t *ls, const int64_t *t, cons
 		if (t[i] <= t[i - 1])
 			return err_set(err, ERR_INVALID, "inmem store %s: sample %zu: timestamp %lld not after %lld",
 				       s->base.name, i, (long long)t[i], (long long)t[i - 1]);
-	for (size_t i = 0; i < s->n; i++)
-		if (labels_eq(&s->series[i].ls, ls))
-			return err_set(err, ERR_INVALID, "inmem store %s: duplicate series", s->base.name);
+	uint64_t h = labels_hash(ls), idx;
+	bool collision = false;
+	if (imap_get(&s->by_hash, h, &idx)) {
+		collision = true;
+		for (size_t i = 0; i < s->n; i++) /* rare: same hash; series may have been re-sorted */
+			if (labels_eq(&s->series[i].ls, ls))
+				return err_set(err, ERR_INVALID, "inmem store %s: duplicate series", s->base.name);
+	}
 	if (s->n == s->cap) {
 		s->cap = alloc_grow_cap(s->cap, s->n + 1);
 		s->series = xreallocarray(s->series, s->cap, sizeof *s->series);
@@ -296,6 +327,8 @@ int inmem_store_add(inmem_store_t *s, const labels_t *ls, const int64_t *t, cons
 		if (t[n - 1] > s->maxt)
 			s->maxt = t[n - 1];
 	}
+	if (!collision)
+		imap_put(&s->by_hash, h, s->n);
 	s->sorted = s->n < 2 || (s->sorted && labels_cmp(&s->series[s->n - 2].ls, &se->ls) < 0);
 	return 0;
 }
