@@ -1,6 +1,7 @@
 /*
  * ast.c — PromQL function table, node types and the printer (Prometheus String() layout).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -293,7 +294,12 @@ void promql_expr_format(buf_t *b, const promql_expr_t *e)
 		promql_expr_format(b, e->u.unary.expr);
 		break;
 	case PROMQL_BINARY:
-		promql_expr_format(b, e->u.bin.lhs);
+		/* "+Inf ^ x" would re-parse as +(Inf ^ x): print the literal without its sign there. */
+		if (e->u.bin.op == PROMQL_OP_POW && e->u.bin.lhs->kind == PROMQL_NUMBER && isinf(e->u.bin.lhs->u.number) &&
+		    e->u.bin.lhs->u.number > 0)
+			buf_puts(b, "Inf");
+		else
+			promql_expr_format(b, e->u.bin.lhs);
 		buf_putc(b, ' ');
 		buf_puts(b, promql_op_str(e->u.bin.op));
 		if (e->u.bin.return_bool)

@@ -39,7 +39,10 @@ typedef struct parser {
 	size_t ntoks, cap, i;
 	err_t *err;
 	int rc;
+	int depth; /* recursion depth, bounded so hostile input cannot overflow the stack */
 } parser_t;
+
+#define PARSER_MAX_DEPTH 200
 
 static int perr(parser_t *p, int pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -1028,7 +1031,18 @@ static int parse_unary(parser_t *p, promql_expr_t **out)
 	return parse_primary(p, out);
 }
 
+static int parse_expr_inner(parser_t *p, int min_prec, promql_expr_t **out);
+
 static int parse_expr(parser_t *p, int min_prec, promql_expr_t **out)
+{
+	if (++p->depth > PARSER_MAX_DEPTH)
+		return perr(p, peek(p)->pos, "expression nesting too deep (more than %d levels)", PARSER_MAX_DEPTH);
+	int rc = parse_expr_inner(p, min_prec, out);
+	p->depth--;
+	return rc;
+}
+
+static int parse_expr_inner(parser_t *p, int min_prec, promql_expr_t **out)
 {
 	promql_expr_t *lhs = NULL;
 	if (parse_unary(p, &lhs))
