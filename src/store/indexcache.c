@@ -28,7 +28,7 @@ struct indexcache {
 	size_t bytes, items, max_size, max_item;
 };
 
-static metric_t *m_req, *m_hit, *m_added, *m_evicted;
+static metric_t *m_req, *m_hit, *m_added, *m_evicted, *m_items, *m_size;
 static const char *const type_names[] = {"Postings", "Series"};
 
 static void init_metrics(void)
@@ -39,17 +39,11 @@ static void init_metrics(void)
 				"item_type");
 	m_added = metrics_counter("thanos_store_index_cache_items_added_total",
 				  "Total number of items that were added to the index cache.", "item_type");
+	m_items = metrics_gauge("thanos_store_index_cache_items", "Current number of items in the index cache.", NULL);
+	m_size = metrics_gauge("thanos_store_index_cache_total_size_bytes", "Current byte size of items in the index cache.",
+			       NULL);
 	m_evicted = metrics_counter("thanos_store_index_cache_items_evicted_total",
 				    "Total number of items that were evicted from the index cache.", "item_type");
-}
-
-static double g_items(void *arg)
-{
-	return (double)indexcache_items(arg);
-}
-static double g_bytes(void *arg)
-{
-	return (double)indexcache_bytes(arg);
 }
 
 indexcache_t *indexcache_new(size_t max_size, size_t max_item_size)
@@ -60,9 +54,6 @@ indexcache_t *indexcache_new(size_t max_size, size_t max_item_size)
 	c->max_size = max_size;
 	c->max_item = max_item_size ? max_item_size : max_size / 2;
 	init_metrics();
-	metrics_gauge_func("thanos_store_index_cache_items", "Current number of items in the index cache.", g_items, c);
-	metrics_gauge_func("thanos_store_index_cache_total_size_bytes", "Current byte size of items in the index cache.",
-			   g_bytes, c);
 	return c;
 }
 
@@ -183,6 +174,8 @@ void indexcache_put(indexcache_t *c, const char *block, indexcache_item_t type, 
 	push_front(c, e);
 	c->bytes += cost;
 	c->items++;
+	metric_set(metric_with(m_items), (double)c->items);
+	metric_set(metric_with(m_size), (double)c->bytes);
 	pthread_mutex_unlock(&c->mu);
 	metric_inc(metric_with(m_added, type_names[type]));
 }

@@ -1,0 +1,76 @@
+/*
+ * bucket_store.h — the store gateway: a store_t over every block in a bucket (reference thanos.md
+ * §1.5, §3.5, §6.6). Blocks are found by bucket_store_sync (list, meta.json, filters, deletion
+ * marks); each gets a local index-header under data_dir/<ULID>/ (built from range reads, reused across
+ * restarts, mmapped lazily on first use and unmapped when idle). A Series call resolves matchers to
+ * postings with merged range reads of the remote index, fetches the series entries the same way,
+ * then fetches only the chunks overlapping the request — lazily, in batches of series, with parallel
+ * range GETs — so memory per call is the series metadata plus one batch of chunk bytes.
+ *
+ * Blocks are reference-counted: a sync that drops a block never disturbs a call in flight (the call's
+ * arena holds references until it is released). Only raw-resolution blocks are served (Series has no
+ * resolution hints yet); downsampled blocks are skipped at sync with a log line.
+ *
+ * Threading: bucket_store_sync and bucket_store_unload_idle may run on one background thread while
+ * the store_t operations run on another (each call then uses blocking bucket I/O on its thread).
+ * Errors name the block and what failed; limits are ERR_LIMIT with the limit in the message.
+ */
+#ifndef STRATA_STORE_BUCKET_STORE_H
+#define STRATA_STORE_BUCKET_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/err.h"
+#include "model/labels.h"
+#include "objstore/bucket.h"
+#include "store/store.h"
+
+/* Block selection by external labels (--selector.relabel-config); ext includes __block_id. */
+typedef bool (*bucket_store_select_fn)(void *arg, const labels_t *ext);
+
+typedef struct bucket_store_config {
+	bucket_t *bkt;                  /* not owned; must outlive the store */
+	const char *data_dir;           /* created if missing */
+	int64_t min_time, max_time;     /* blocks overlapping [min_time, max_time] (ms) are served */
+	size_t index_cache_size;        /* bytes; 0 = no index cache */
+	size_t index_cache_item_size;   /* 0 = index_cache_size / 2 */
+	int64_t series_sample_limit;    /* per Series call, estimated as chunks x 120; 0 = unlimited */
+	int64_t series_touched_limit;   /* per call, series after postings; 0 = unlimited */
+	int64_t bytes_limit;            /* per call, bytes downloaded; 0 = unlimited */
+	int64_t chunk_pool_size;        /* bytes of chunk batches held at once by all calls; 0 = unlimited */
+	int series_max_concurrency;     /* open Series calls at once; 0 = 20 */
+	int block_sync_concurrency;     /* parallel block loads at sync; 0 = 20 */
+	int64_t ignore_deletion_marks_delay_ms;
+	int64_t header_idle_timeout_ms; /* unmap headers unused this long; 0 = never */
+	bucket_store_select_fn select;  /* NULL = every block */
+	void *select_arg;
+} bucket_store_config_t;
+
+typedef struct bucket_store bucket_store_t;
+
+/* The config is copied (strings too). */
+int bucket_store_new(bucket_store_t **out, const bucket_store_config_t *cfg, err_t *err);
+store_t *bucket_store_base(bucket_store_t *s);
+/* Frees the store; no call may be in flight. store_free() on the base does the same. */
+void bucket_store_free(bucket_store_t *s);
+
+/* One sync: list, read new metas, apply filters and marks, load new blocks, drop gone ones. Returns 0
+ * when the listing worked (individual block failures are logged and counted, not returned). */
+int bucket_store_sync(bucket_store_t *s, err_t *err);
+/* Unmap index-headers idle for longer than the configured timeout (no call holding the block). */
+void bucket_store_unload_idle(bucket_store_t *s);
+
+typedef struct bucket_store_stats {
+	size_t blocks;          /* loaded */
+	size_t headers_open;    /* mmapped index-headers */
+	size_t header_builds;   /* index-headers built from the bucket since start */
+	size_t load_failures;
+} bucket_store_stats_t;
+void bucket_store_stats(bucket_store_t *s, bucket_store_stats_t *out);
+
+/* ULIDs of loaded blocks (sorted), allocated in a. */
+size_t bucket_store_block_ids(bucket_store_t *s, arena_t *a, const char ***out);
+
+#endif
