@@ -1,0 +1,52 @@
+/*
+ * queryable.h — a store_t (typically the proxy over the endpoint set) seen as a model/series.h
+ * queryable_t, so the PromQL engine and the metadata API can read from StoreAPI sources.
+ *
+ * select() turns the engine's hints into a store_series_req_t: the time range, the enclosing
+ * function (so the proxy's dedup applies counter adjustment under rate/increase/...), skip_chunks
+ * for metadata-only selects (func "series"), plus the per-query options fixed at init: replica
+ * labels (dedup) and partial response (abort_on_error = !partial_response).
+ * Warnings are collected per query: from every series set when it is closed and from label
+ * name/value responses; identical warnings are kept once, in arrival order.
+ *
+ * Lifetime: a store_queryable_t lives for one query; its arena (the query arena) holds the
+ * warnings and must outlive it. Single-threaded like the store it wraps.
+ */
+#ifndef STRATA_STORE_QUERYABLE_H
+#define STRATA_STORE_QUERYABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "base/arena.h"
+#include "model/series.h"
+#include "store/store.h"
+
+typedef struct store_queryable_opts {
+	bool partial_response;          /* false: a failing store fails the query (naming the store) */
+	const str_t *replica_labels;    /* dedup by these labels; none = no dedup */
+	size_t nreplica_labels;
+	int64_t series_limit;           /* 0 = unlimited (per select) */
+} store_queryable_opts_t;
+
+typedef struct store_queryable {
+	queryable_t base;
+	store_t *store;
+	arena_t *a;
+	store_queryable_opts_t o;
+	const char **warnings;
+	size_t nwarnings, capwarnings;
+} store_queryable_t;
+
+/* o is copied (replica_labels must stay valid for the query). */
+void store_queryable_init(store_queryable_t *q, store_t *s, arena_t *a, const store_queryable_opts_t *o);
+static inline queryable_t *store_queryable_base(store_queryable_t *q)
+{
+	return &q->base;
+}
+/* Add a warning (copied into the arena unless already present). */
+void store_queryable_warn(store_queryable_t *q, const char *w);
+/* Warnings gathered so far (valid while the arena lives). */
+size_t store_queryable_warnings(const store_queryable_t *q, const char *const **out);
+
+#endif
