@@ -1,0 +1,487 @@
+/*
+ * bucket_store_test.c — the store gateway over a FILESYSTEM bucket of blocks written by tsdb's block
+ * writer: index-header build/reuse against the index reader, Series (matchers, external labels,
+ * trimming, chunks merged across blocks, skip_chunks, limits), label calls, Info, and sync
+ * (partial uploads, deletion marks, corrupt index, block removal while a call is in flight, warm
+ * restart without header rebuilds).
+ */
+#include "test.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/arena.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/varint.h"
+#include "objstore/config.h"
+#include "store/bucket_store.h"
+#include "store/indexheader.h"
+#include "tsdb/block.h"
+#include "tsdb/index.h"
+
+#define H2 (2 * 3600 * 1000ll)
+#define STEP 15000
+
+static char tmp[256], bdir[300], ddir[300];
+static char ulids[4][ULID_LEN + 1];
+
+static labels_t L(arena_t *a, const char *spec)
+{
+	labels_t ls = {ARENA_NEW_ARRAY(a, label_t, 16), 0};
+	char *s = arena_strdup(a, spec), *save = NULL;
+	for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		*eq = 0;
+		ls.v[ls.n++] = (label_t){str_c(tok), str_c(eq + 1)};
+	}
+	labels_normalize(&ls);
+	return ls;
+}
+
+/* Block over [from, from+2h) with up{job=J,inst=I} for the given jobs, 50 instances each; value =
+ * t/1000 + inst. Returns its ULID in out. */
+static void write_block(int64_t from, const char *region, const char *const *jobs, size_t njobs, char *out)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	err_t err = {0};
+	block_writer_t *bw;
+	BUG_ON(block_writer_new(&bw, bdir, NULL, &err));
+	size_t n = (size_t)(H2 / STEP);
+	int64_t *t = ARENA_NEW_ARRAY(&a, int64_t, n);
+	double *v = ARENA_NEW_ARRAY(&a, double, n);
+	for (size_t j = 0; j < njobs; j++)
+		for (int inst = 0; inst < 50; inst++) {
+			char spec[128];
+			snprintf(spec, sizeof spec, "__name__=up,inst=%02d,job=%s", inst, jobs[j]);
+			labels_t ls = L(&a, spec);
+			for (size_t i = 0; i < n; i++) {
+				t[i] = from + (int64_t)i * STEP;
+				v[i] = (double)t[i] / 1000 + inst;
+			}
+			BUG_ON(block_writer_add_series(bw, &ls, t, v, n, &err));
+		}
+	block_meta_t m = {0};
+	meta_set_label(&m, "region", region);
+	m.source = xstrdup("test");
+	char dir[4096];
+	if (block_writer_finish(bw, &m, dir, &err))
+		die("%s", err.msg);
+	meta_release(&m);
+	strcpy(out, dir + strlen(dir) - ULID_LEN);
+	arena_release(&a);
+}
+
+static bucket_t *open_bucket(void)
+{
+	char yaml[512];
+	snprintf(yaml, sizeof yaml, "type: FILESYSTEM\nconfig: {directory: %s}", bdir);
+	bucket_t *b;
+	err_t err = {0};
+	if (objstore_from_config(yaml, strlen(yaml), &b, &err))
+		die("%s", err.msg);
+	return b;
+}
+
+static void setup(void)
+{
+	if (tmp[0])
+		return;
+	snprintf(tmp, sizeof tmp, "/tmp/strata-bstore.XXXXXX");
+	BUG_ON(!mkdtemp(tmp));
+	snprintf(bdir, sizeof bdir, "%s/bucket", tmp);
+	snprintf(ddir, sizeof ddir, "%s/data", tmp);
+	mkdir(bdir, 0755);
+	static const char *const ab[] = {"a", "b"}, *const c[] = {"c"};
+	write_block(0, "eu", ab, 2, ulids[0]);
+	write_block(H2, "eu", ab, 2, ulids[1]);
+	write_block(0, "us", c, 1, ulids[2]);
+}
+
+static bucket_store_t *new_store(bucket_t *b, bucket_store_config_t *over)
+{
+	bucket_store_config_t cfg = {.bkt = b, .data_dir = ddir, .min_time = INT64_MIN, .max_time = INT64_MAX,
+				     .index_cache_size = 1 << 20};
+	if (over) {
+		cfg = *over;
+		cfg.bkt = b;
+		cfg.data_dir = ddir;
+	}
+	bucket_store_t *s;
+	err_t err = {0};
+	BUG_ON(bucket_store_new(&s, &cfg, &err));
+	if (bucket_store_sync(s, &err))
+		die("%s", err.msg);
+	return s;
+}
+
+typedef struct result {
+	size_t series, samples, chunks;
+	double sum;
+	int64_t tmin, tmax;
+	char first[256];
+	bool sorted;
+	int rc;
+	char err[512];
+} result_t;
+
+static result_t run(store_t *st, const char *const *mspec, size_t nm, int64_t mint, int64_t maxt, bool skip)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	result_t r = {.tmin = INT64_MAX, .tmax = INT64_MIN, .sorted = true};
+	matcher_t ms[8];
+	err_t err = {0};
+	for (size_t i = 0; i < nm; i++) {
+		/* "name<op>value" with op one of = != =~ !~ */
+		const char *s = mspec[i];
+		size_t nl = strcspn(s, "=!");
+		match_type_t ty = MATCH_EQ;
+		const char *val = s + nl + 1;
+		if (s[nl] == '!')
+			ty = s[nl + 1] == '~' ? MATCH_NRE : MATCH_NEQ, val = s + nl + 2;
+		else if (s[nl + 1] == '~')
+			ty = MATCH_RE, val = s + nl + 2;
+		BUG_ON(matcher_init(&ms[i], ty, str_from(s, nl), str_c(val), &err));
+	}
+	store_series_req_t req = {.mint = mint, .maxt = maxt, .ms = ms, .nms = nm, .skip_chunks = skip};
+	series_set_t *set;
+	r.rc = store_series(st, &a, &req, &set, &err);
+	if (!r.rc) {
+		labels_t prev = {0};
+		int k;
+		while ((k = series_set_next(set, &err)) == 1) {
+			const labels_t *ls = series_set_labels(set);
+			if (r.series && labels_cmp(&prev, ls) >= 0)
+				r.sorted = false;
+			prev = labels_copy(&a, ls);
+			if (!r.series) {
+				buf_t b = BUF_INIT;
+				labels_format_full(&b, ls);
+				snprintf(r.first, sizeof r.first, "%s", b.p);
+				buf_release(&b);
+			}
+			r.series++;
+			const chunk_t *cs;
+			int nc = set->ops->chunks(set, &cs);
+			r.chunks += nc > 0 ? (size_t)nc : 0;
+			sample_iter_t *it = series_set_samples(set);
+			int64_t t[256];
+			double v[256];
+			int n;
+			while ((n = sample_iter_next_batch(it, t, v, 256, &err)) > 0)
+				for (int i = 0; i < n; i++) {
+					r.samples++;
+					r.sum += v[i];
+					r.tmin = t[i] < r.tmin ? t[i] : r.tmin;
+					r.tmax = t[i] > r.tmax ? t[i] : r.tmax;
+				}
+			if (n < 0) {
+				r.rc = n;
+				break;
+			}
+		}
+		if (k < 0)
+			r.rc = k;
+		series_set_close(set);
+	}
+	snprintf(r.err, sizeof r.err, "%s", err.msg);
+	for (size_t i = 0; i < nm; i++)
+		matcher_release(&ms[i]);
+	arena_release(&a);
+	return r;
+}
+
+TEST(indexheader_matches_index_reader)
+{
+	setup();
+	bucket_t *b = open_bucket();
+	char name[64], path[512], ipath[512];
+	snprintf(name, sizeof name, "%s/index", ulids[0]);
+	snprintf(path, sizeof path, "%s/ih-test", tmp);
+	snprintf(ipath, sizeof ipath, "%s/%s/index", bdir, ulids[0]);
+	err_t err = {0};
+	CHECK_EQ_INT(indexheader_build(b, name, -1, path, &err), 0);
+	indexheader_t *h;
+	CHECK_EQ_INT(indexheader_open(&h, path, &err), 0);
+	index_reader_t r;
+	CHECK_EQ_INT(index_reader_open(&r, ipath, &err), 0);
+	CHECK_EQ_INT(index_reader_load(&r, &err), 0);
+	CHECK_EQ_INT(indexheader_nsymbols(h), r.nsym);
+	for (uint32_t i = 0; i < r.nsym; i++) {
+		str_t x, y;
+		CHECK_EQ_INT(indexheader_symbol(h, i, &x, &err), 0);
+		CHECK_EQ_INT(index_reader_symbol(&r, i, &y, &err), 0);
+		CHECK(str_eq(x, y));
+	}
+	CHECK(indexheader_size(h) < r.len);
+	/* Every postings range decodes to the reader's list. */
+	arena_t a;
+	arena_init(&a, 0);
+	const char *const vals[] = {"00", "17", "49"};
+	for (size_t i = 0; i < 3; i++) {
+		int64_t s, e;
+		CHECK(indexheader_postings_range(h, STR("inst"), str_c(vals[i]), &s, &e));
+		CHECK(e > s + 8);
+		postings_t p;
+		CHECK_EQ_INT(index_reader_postings(&r, &a, STR("inst"), str_c(vals[i]), &p, &err), 0);
+		CHECK_EQ_U64(be32_get(r.p + s), 4 + 4 * p.n);
+		CHECK_EQ_U64(be32_get(r.p + s + 8), p.v[0]);
+	}
+	int64_t s, e;
+	CHECK(!indexheader_postings_range(h, STR("inst"), STR("50"), &s, &e));
+	CHECK(!indexheader_postings_range(h, STR("nope"), STR("x"), &s, &e));
+	str_t *names;
+	size_t nn;
+	indexheader_label_names(h, &a, &names, &nn);
+	CHECK_EQ_INT(nn, 3);
+	CHECK_SLICE(names[0], "__name__");
+	CHECK_SLICE(names[2], "job");
+	indexheader_close(h);
+	/* A corrupt header is rejected with the file and offset. */
+	int fd = open(path, O_RDWR);
+	CHECK(pwrite(fd, "\xff", 1, 20) == 1);
+	close(fd);
+	CHECK_EQ_INT(indexheader_open(&h, path, &err), ERR_CORRUPT);
+	CHECK(strstr(err.msg, "ih-test") && strstr(err.msg, "offset"));
+	arena_release(&a);
+	index_reader_close(&r);
+	bucket_free(b);
+}
+
+TEST(series_matchers_external_labels_and_merge_across_blocks)
+{
+	setup();
+	bucket_t *b = open_bucket();
+	bucket_store_t *bs = new_store(b, NULL);
+	store_t *st = bucket_store_base(bs);
+	bucket_store_stats_t stats;
+	bucket_store_stats(bs, &stats);
+	CHECK_EQ_INT(stats.blocks, 3);
+	CHECK_EQ_INT(stats.headers_open, 0); /* lazy */
+
+	const char *m1[] = {"job=a", "inst=07"};
+	result_t r = run(st, m1, 2, 0, 2 * H2, false);
+	CHECK_EQ_INT(r.rc, 0);
+	CHECK_EQ_INT(r.series, 1); /* both eu blocks merged into one series */
+	CHECK_STR(r.first, "{__name__=\"up\", inst=\"07\", job=\"a\", region=\"eu\"}");
+	CHECK_EQ_INT(r.samples, 2 * H2 / STEP);
+	CHECK_EQ_INT(r.tmin, 0);
+	CHECK_EQ_INT(r.tmax, 2 * H2 - STEP);
+	bucket_store_stats(bs, &stats);
+	CHECK_EQ_INT(stats.headers_open, 3);
+	const char *m0[] = {"region=eu"};
+	run(st, m0, 1, 0, 2 * H2, true);
+
+	/* trimming to [1h, 1h+59s] */
+	r = run(st, m1, 2, 3600000, 3600000 + 59999, false);
+	CHECK_EQ_INT(r.samples, 4);
+	CHECK_DBL(r.sum, 4 * 7 + 3600 + 3615 + 3630 + 3645);
+
+	const char *m2[] = {"__name__=up", "job=~a|c"};
+	r = run(st, m2, 2, 0, 2 * H2, false);
+	CHECK_EQ_INT(r.series, 100);
+	CHECK(r.sorted);
+	const char *m3[] = {"__name__=up", "region=us"};
+	r = run(st, m3, 2, 0, 2 * H2, false);
+	CHECK_EQ_INT(r.series, 50);
+	CHECK_EQ_INT(r.samples, 50 * H2 / STEP);
+	const char *m4[] = {"region=eu", "inst!~0.|1.|2.|3.", "job!=b"};
+	r = run(st, m4, 3, 0, 2 * H2, false);
+	CHECK_EQ_INT(r.series, 10);
+	const char *m5[] = {"job=~.+", "nope=", "inst=~4[5-9]"};
+	r = run(st, m5, 3, H2, H2, true);
+	CHECK_EQ_INT(r.series, 10); /* only the second eu block overlaps [2h, 2h]: jobs a, b x 5 */
+	const char *m6[] = {"job=zzz"};
+	r = run(st, m6, 1, 0, 2 * H2, false);
+	CHECK_EQ_INT(r.rc, 0);
+	CHECK_EQ_INT(r.series, 0);
+	const char *m7[] = {"region=asia"};
+	r = run(st, m7, 1, 0, 2 * H2, false);
+	CHECK_EQ_INT(r.series, 0);
+	/* second run hits the index cache and gives the same answer */
+	r = run(st, m2, 2, 0, 2 * H2, false);
+	CHECK_EQ_INT(r.series, 100);
+	CHECK_EQ_INT(r.samples, 100 * H2 / STEP + 50 * H2 / STEP);
+	bucket_store_free(bs);
+	bucket_free(b);
+}
+
+TEST(label_names_values_and_info)
+{
+	setup();
+	bucket_t *b = open_bucket();
+	bucket_store_t *bs = new_store(b, NULL);
+	store_t *st = bucket_store_base(bs);
+	arena_t a;
+	arena_init(&a, 0);
+	err_t err = {0};
+	store_label_req_t lr = {.mint = 0, .maxt = 2 * H2};
+	store_strings_t out;
+	CHECK_EQ_INT(store_label_names(st, &a, &lr, &out, &err), 0);
+	CHECK_EQ_INT(out.n, 4);
+	CHECK_SLICE(out.v[3], "region");
+	lr.name = STR("job");
+	CHECK_EQ_INT(store_label_values(st, &a, &lr, &out, &err), 0);
+	CHECK_EQ_INT(out.n, 3);
+	lr.name = STR("region");
+	CHECK_EQ_INT(store_label_values(st, &a, &lr, &out, &err), 0);
+	CHECK_EQ_INT(out.n, 2);
+	matcher_t m;
+	CHECK_EQ_INT(matcher_init(&m, MATCH_EQ, STR("job"), STR("c"), &err), 0);
+	lr.ms = &m;
+	lr.nms = 1;
+	CHECK_EQ_INT(store_label_values(st, &a, &lr, &out, &err), 0);
+	CHECK_EQ_INT(out.n, 1);
+	CHECK_SLICE(out.v[0], "us");
+	lr.name = STR("inst");
+	CHECK_EQ_INT(store_label_values(st, &a, &lr, &out, &err), 0);
+	CHECK_EQ_INT(out.n, 50);
+	matcher_release(&m);
+	store_info_t info;
+	CHECK_EQ_INT(store_info(st, &a, &info, &err), 0);
+	CHECK_EQ_INT(info.nlabel_sets, 2);
+	CHECK_EQ_INT(info.mint, 0);
+	CHECK_EQ_INT(info.maxt, 2 * H2 - STEP); /* meta maxt is exclusive: last sample + 1 */
+	arena_release(&a);
+	bucket_store_free(bs);
+	bucket_free(b);
+}
+
+TEST(limits_fail_fast)
+{
+	setup();
+	bucket_t *b = open_bucket();
+	bucket_store_config_t cfg = {.min_time = INT64_MIN, .max_time = INT64_MAX, .series_sample_limit = 1000};
+	bucket_store_t *bs = new_store(b, &cfg);
+	const char *m[] = {"__name__=up"};
+	result_t r = run(bucket_store_base(bs), m, 1, 0, 2 * H2, false);
+	CHECK_EQ_INT(r.rc, ERR_LIMIT);
+	CHECK(strstr(r.err, "samples limit"));
+	const char *m1[] = {"inst=01", "job=a"};
+	r = run(bucket_store_base(bs), m1, 2, 0, H2 - 1, false);
+	CHECK_EQ_INT(r.rc, 0);
+	bucket_store_free(bs);
+	cfg = (bucket_store_config_t){.min_time = INT64_MIN, .max_time = INT64_MAX, .bytes_limit = 2000};
+	bs = new_store(b, &cfg);
+	r = run(bucket_store_base(bs), m, 1, 0, 2 * H2, false);
+	CHECK_EQ_INT(r.rc, ERR_LIMIT);
+	CHECK(strstr(r.err, "bytes limit"));
+	bucket_store_free(bs);
+	cfg = (bucket_store_config_t){.min_time = H2, .max_time = INT64_MAX};
+	bs = new_store(b, &cfg);
+	bucket_store_stats_t stats;
+	bucket_store_stats(bs, &stats);
+	CHECK_EQ_INT(stats.blocks, 1); /* --min-time excludes the first two blocks */
+	bucket_store_free(bs);
+	bucket_free(b);
+}
+
+static void write_file(const char *path, const char *s)
+{
+	FILE *f = fopen(path, "w");
+	BUG_ON(!f);
+	fputs(s, f);
+	fclose(f);
+}
+
+TEST(sync_partial_marked_corrupt_inflight_and_warm_restart)
+{
+	setup();
+	bucket_t *b = open_bucket();
+	bucket_store_t *bs = new_store(b, NULL);
+	store_t *st = bucket_store_base(bs);
+	bucket_store_stats_t stats;
+	bucket_store_stats(bs, &stats);
+	size_t builds0 = stats.header_builds;
+
+	/* a partial upload (no meta.json) and a block with a corrupt index */
+	char path[512], id[ULID_LEN + 1];
+	ulid_new(id, clock_now_ms());
+	snprintf(path, sizeof path, "%s/%s", bdir, id);
+	mkdir(path, 0755);
+	snprintf(path, sizeof path, "%s/%s/index", bdir, id);
+	write_file(path, "partial");
+	static const char *const d[] = {"d"};
+	write_block(2 * H2, "eu", d, 1, ulids[3]);
+	snprintf(path, sizeof path, "%s/%s/index", bdir, ulids[3]);
+	int fd = open(path, O_RDWR);
+	CHECK(pwrite(fd, "\x7f\x7f", 2, 12) == 2); /* inside the symbol table */
+	close(fd);
+	err_t err = {0};
+	CHECK_EQ_INT(bucket_store_sync(bs, &err), 0);
+	bucket_store_stats(bs, &stats);
+	CHECK_EQ_INT(stats.blocks, 3);
+	CHECK_EQ_INT(stats.load_failures, 1);
+
+	/* a call in flight keeps its blocks when a deletion mark drops one */
+	arena_t a;
+	arena_init(&a, 0);
+	matcher_t m;
+	CHECK_EQ_INT(matcher_init(&m, MATCH_EQ, STR("job"), STR("a"), &err), 0);
+	store_series_req_t req = {.mint = 0, .maxt = 2 * H2, .ms = &m, .nms = 1};
+	series_set_t *set;
+	CHECK_EQ_INT(store_series(st, &a, &req, &set, &err), 0);
+	char mark[256];
+	snprintf(mark, sizeof mark, "{\"id\":\"%s\",\"version\":1,\"deletion_time\":%lld}", ulids[0],
+		 (long long)(clock_now_ms() / 1000 - 60));
+	snprintf(path, sizeof path, "%s/%s/deletion-mark.json", bdir, ulids[0]);
+	write_file(path, mark);
+	CHECK_EQ_INT(bucket_store_sync(bs, &err), 0); /* delay 0: dropped now */
+	bucket_store_stats(bs, &stats);
+	CHECK_EQ_INT(stats.blocks, 2);
+	size_t n = 0, samples = 0;
+	int k;
+	while ((k = series_set_next(set, &err)) == 1) {
+		n++;
+		const chunk_t *cs;
+		int nc = set->ops->chunks(set, &cs);
+		for (int i = 0; i < nc; i++)
+			samples += (size_t)(cs[i].data[0] << 8 | cs[i].data[1]);
+	}
+	CHECK_EQ_INT(k, 0);
+	CHECK_EQ_INT(n, 50);
+	CHECK_EQ_INT(samples, 50 * 2 * H2 / STEP);
+	series_set_close(set);
+	arena_release(&a);
+	matcher_release(&m);
+	const char *m1[] = {"job=a"};
+	result_t r = run(st, m1, 1, 0, 2 * H2, false);
+	CHECK_EQ_INT(r.series, 50);
+	CHECK_EQ_INT(r.samples, 50 * H2 / STEP); /* only the second block is left */
+	bucket_store_free(bs);
+
+	/* warm restart: no header is built again */
+	bs = new_store(b, NULL);
+	bucket_store_stats(bs, &stats);
+	CHECK_EQ_INT(stats.blocks, 2);
+	CHECK_EQ_INT(stats.header_builds, 0);
+	(void)builds0;
+	r = run(bucket_store_base(bs), m1, 1, 0, 2 * H2, false);
+	CHECK_EQ_INT(r.series, 50);
+	/* a damaged local header is rebuilt on first use */
+	snprintf(path, sizeof path, "%s/%s/%s", ddir, ulids[1], INDEXHEADER_FILE);
+	bucket_store_free(bs);
+	fd = open(path, O_RDWR);
+	CHECK(pwrite(fd, "\x00\x00\x00\x00", 4, 0) == 4);
+	close(fd);
+	bs = new_store(b, NULL);
+	r = run(bucket_store_base(bs), m1, 1, 0, 2 * H2, false);
+	CHECK_EQ_INT(r.rc, 0);
+	CHECK_EQ_INT(r.series, 50);
+	bucket_store_stats(bs, &stats);
+	CHECK_EQ_INT(stats.header_builds, 1);
+	bucket_store_free(bs);
+	bucket_free(b);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+	CHECK(system(cmd) == 0);
+}
+
+TEST_MAIN()
