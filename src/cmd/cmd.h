@@ -34,9 +34,11 @@ typedef struct cmd {
 } cmd_t;
 
 /* Subcommand entry points (one per src/cmd/<name>.c) are declared here, one line each. */
+int cmd_sidecar(int argc, char **argv);
 int cmd_tools_block(int argc, char **argv);
 int cmd_tools_bucket(int argc, char **argv);
 int cmd_tools_query(int argc, char **argv);
+int cmd_store(int argc, char **argv);
 
 /* ---- flags common to server components (Thanos names and defaults) ---- */
 

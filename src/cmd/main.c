@@ -12,6 +12,8 @@
 
 /* One line per command; names are space-separated paths ("tools bucket ls"). Keep sorted. */
 static const cmd_t commands[] = {
+	{"sidecar", "Sidecar for Prometheus server: StoreAPI over remote read, block shipping, reloader.", cmd_sidecar},
+	{"store", "Store gateway: StoreAPI over every block in an object storage bucket.", cmd_store},
 	{"tools block", "Dump, inspect and write TSDB blocks.", cmd_tools_block},
 	{"tools bucket", "Bucket tools: ls, inspect, verify, upload-blocks.", cmd_tools_bucket},
 	{"tools query", "Evaluate a PromQL expression over the blocks in a local directory.", cmd_tools_query},

@@ -1,0 +1,276 @@
+/*
+ * store.c — `strata store`: the store gateway. Flags as Thanos's (reference thanos.md §1.5); serves
+ * thanos.Store + thanos.info.Info over gRPC and /metrics, /-/healthy, /-/ready over HTTP. A background
+ * thread syncs the bucket every --sync-block-duration (the first sync right away; ready after it)
+ * and unmaps idle index-headers.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/duration.h"
+#include "base/metrics.h"
+#include "cmd/cmd.h"
+#include "net/grpc.h"
+#include "net/http.h"
+#include "objstore/config.h"
+#include "store/bucket_relabel.h"
+#include "store/bucket_store.h"
+#include "store/grpc_server.h"
+#include "store/indexcache.h"
+
+static const char summary[] = "Store node giving access to blocks in a bucket provider.";
+
+/* Thanos TimeOrDuration: RFC 3339, or a duration relative to now ("-2w", "1d"). */
+static int parse_time_or_duration(const char *flag, const char *s, int64_t *out)
+{
+	int64_t ms;
+	if (rfc3339_parse_ms(str_c(s), &ms)) {
+		*out = ms;
+		return 0;
+	}
+	bool neg = s[0] == '-';
+	err_t err = {0};
+	if (duration_parse(str_c(s + neg), &ms, &err)) {
+		fprintf(stderr, "strata store: --%s: %s is neither an RFC 3339 time nor a duration\n", flag, s);
+		return 2;
+	}
+	*out = clock_now_ms() + (neg ? -ms : ms);
+	return 0;
+}
+
+/* Inline YAML wins over the file; returns 0 with *out NULL when neither is set. */
+static int read_config(const char *inline_yaml, const char *file, char **out, size_t *len, const char **what)
+{
+	*out = NULL;
+	*len = 0;
+	if (inline_yaml && *inline_yaml) {
+		*out = xstrdup(inline_yaml);
+		*len = strlen(inline_yaml);
+		*what = "<inline>";
+		return 0;
+	}
+	if (!file || !*file)
+		return 0;
+	FILE *f = fopen(file, "rb");
+	if (!f) {
+		fprintf(stderr, "strata store: cannot read %s\n", file);
+		return 1;
+	}
+	buf_t b = BUF_INIT;
+	char tmp[4096];
+	size_t n;
+	while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
+		buf_append(&b, tmp, n);
+	fclose(f);
+	*out = buf_detach(&b, len);
+	*what = file;
+	return 0;
+}
+
+typedef struct syncer {
+	bucket_store_t *bs;
+	http_server_t *http;
+	int64_t interval_ms;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+} syncer_t;
+
+static void *sync_main(void *arg)
+{
+	syncer_t *s = arg;
+	bool first = true;
+	pthread_mutex_lock(&s->mu);
+	while (!s->stop) {
+		pthread_mutex_unlock(&s->mu);
+		err_t err = {0};
+		uint64_t t0 = clock_mono_ns();
+		if (bucket_store_sync(s->bs, &err)) {
+			log_error("bucket sync failed", "err", err.msg);
+		} else {
+			bucket_store_stats_t st;
+			bucket_store_stats(s->bs, &st);
+			char nb[32], el[32];
+			snprintf(nb, sizeof nb, "%zu", st.blocks);
+			snprintf(el, sizeof el, "%.3fs", clock_since_s(t0));
+			log_info("bucket store synced", "blocks", nb, "elapsed", el);
+			if (first) {
+				http_server_set_ready(s->http, true);
+				first = false;
+			}
+		}
+		bucket_store_unload_idle(s->bs);
+		/* Retry a failed first sync sooner. */
+		int64_t wait = first ? 5000 : s->interval_ms;
+		if (wait > 60000 && !first)
+			wait = s->interval_ms;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		int64_t ns = (int64_t)ts.tv_nsec + (wait % 1000) * 1000000;
+		ts.tv_sec += wait / 1000 + ns / 1000000000;
+		ts.tv_nsec = ns % 1000000000;
+		pthread_mutex_lock(&s->mu);
+		if (!s->stop)
+			pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+int cmd_store(int argc, char **argv)
+{
+	static cmd_server_flags_t sf;
+	static char *objcfg, *objcfg_file, *data_dir, *min_time_s, *max_time_s, *ic_cfg, *ic_cfg_file, *relabel,
+		*relabel_file, *grpc_address;
+	static int64_t sync_ms, ic_size, chunk_pool, sample_limit, touched_limit, bytes_limit, max_conc, sync_conc,
+		del_delay_ms, idle_ms;
+	flag_def_t defs[] = {
+		CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"),
+		{"grpc-address", FLAG_STRING, &grpc_address, "0.0.0.0:10901", "Listen ip:port address for gRPC endpoints (StoreAPI)."},
+		{"objstore.config", FLAG_STRING, &objcfg, NULL, "Alternative to 'objstore.config-file': object store configuration in YAML."},
+		{"objstore.config-file", FLAG_STRING, &objcfg_file, NULL, "Path to YAML file that contains object store configuration."},
+		{"data-dir", FLAG_STRING, &data_dir, "./data", "Local data directory used for caching purposes (index-header, meta.json)."},
+		{"sync-block-duration", FLAG_DURATION, &sync_ms, "15m", "Repeat interval for syncing the blocks between local and remote view."},
+		{"min-time", FLAG_STRING, &min_time_s, "0000-01-01T00:00:00Z",
+		 "Start of time range limit to serve: RFC3339 or a duration relative to now (e.g. -2w)."},
+		{"max-time", FLAG_STRING, &max_time_s, "9999-12-31T23:59:59Z",
+		 "End of time range limit to serve: RFC3339 or a duration relative to now."},
+		{"index-cache-size", FLAG_BYTES, &ic_size, "250MB", "Maximum size of items held in the in-memory index cache."},
+		{"index-cache.config", FLAG_STRING, &ic_cfg, NULL, "Alternative to 'index-cache.config-file': index cache configuration in YAML."},
+		{"index-cache.config-file", FLAG_STRING, &ic_cfg_file, NULL, "Path to YAML file that contains index cache configuration (IN-MEMORY)."},
+		{"chunk-pool-size", FLAG_BYTES, &chunk_pool, "2GB", "Maximum size of concurrently fetched chunk bytes."},
+		{"store.grpc.series-sample-limit", FLAG_INT, &sample_limit, "0",
+		 "Maximum samples a single Series call may touch (estimated as chunks x 120); 0 = no limit."},
+		{"store.grpc.touched-series-limit", FLAG_INT, &touched_limit, "0",
+		 "Maximum series a single Series call may touch; 0 = no limit."},
+		{"store.grpc.downloaded-bytes-limit", FLAG_BYTES, &bytes_limit, "0",
+		 "Maximum bytes a single Series call may download from the bucket; 0 = no limit."},
+		{"store.grpc.series-max-concurrency", FLAG_INT, &max_conc, "20", "Maximum number of concurrent Series calls."},
+		{"block-sync-concurrency", FLAG_INT, &sync_conc, "20", "Number of goroutines to use when constructing index-cache.json blocks from object storage."},
+		{"selector.relabel-config", FLAG_STRING, &relabel, NULL, "Alternative to 'selector.relabel-config-file'."},
+		{"selector.relabel-config-file", FLAG_STRING, &relabel_file, NULL,
+		 "Path to YAML file with relabeling configuration (keep/drop) that selects blocks by external labels."},
+		{"ignore-deletion-marks-delay", FLAG_DURATION, &del_delay_ms, "24h",
+		 "Duration after which blocks marked for deletion are filtered out while fetching blocks."},
+		{"store.index-header-lazy-reader-idle-timeout", FLAG_DURATION, &idle_ms, "5m",
+		 "Unmap an index-header after it was idle for this long (0 disables).", NULL, true},
+	};
+	flags_result_t res = {0};
+	int exit_now;
+	int rc = cmd_parse_flags("strata store", summary, defs, ARRAY_LEN(defs), argc, argv, &res, &exit_now);
+	if (exit_now)
+		return rc;
+	free(res.pos);
+	if ((rc = cmd_server_setup_logging("strata store", &sf)))
+		return rc;
+	bucket_store_config_t cfg = {.data_dir = data_dir, .index_cache_size = (size_t)ic_size,
+				     .series_sample_limit = sample_limit, .series_touched_limit = touched_limit,
+				     .bytes_limit = bytes_limit, .chunk_pool_size = chunk_pool,
+				     .series_max_concurrency = (int)max_conc, .block_sync_concurrency = (int)sync_conc,
+				     .ignore_deletion_marks_delay_ms = del_delay_ms, .header_idle_timeout_ms = idle_ms};
+	if (parse_time_or_duration("min-time", min_time_s, &cfg.min_time) ||
+	    parse_time_or_duration("max-time", max_time_s, &cfg.max_time))
+		return 2;
+	if (cfg.min_time > cfg.max_time) {
+		fprintf(stderr, "strata store: --min-time is after --max-time\n");
+		return 2;
+	}
+	err_t err = {0};
+	char *text;
+	size_t len;
+	const char *what = NULL;
+	if (read_config(ic_cfg, ic_cfg_file, &text, &len, &what))
+		return 1;
+	if (text) {
+		rc = indexcache_parse_config(text, len, what, &cfg.index_cache_size, &cfg.index_cache_item_size, &err);
+		free(text);
+		if (rc) {
+			fprintf(stderr, "strata store: --index-cache.config: %s\n", err.msg);
+			return 2;
+		}
+	}
+	bucket_relabel_t *sel = NULL;
+	if (read_config(relabel, relabel_file, &text, &len, &what))
+		return 1;
+	if (text) {
+		rc = bucket_relabel_parse(text, len, what, &sel, &err);
+		free(text);
+		if (rc) {
+			fprintf(stderr, "strata store: --selector.relabel-config: %s\n", err.msg);
+			return 2;
+		}
+		cfg.select = bucket_relabel_keep;
+		cfg.select_arg = sel;
+	}
+	bucket_t *bkt;
+	if (objstore_from_flags(objcfg, objcfg_file, &bkt, &err)) {
+		fprintf(stderr, "strata store: %s\n", err.msg);
+		bucket_relabel_free(sel);
+		return 2;
+	}
+	cfg.bkt = bkt;
+	bucket_store_t *bs;
+	if (bucket_store_new(&bs, &cfg, &err)) {
+		fprintf(stderr, "strata store: %s\n", err.msg);
+		bucket_free(bkt);
+		bucket_relabel_free(sel);
+		return 1;
+	}
+	loop_t *loop;
+	http_server_t *http = NULL;
+	grpc_server_t *grpc = NULL;
+	listener_t *gl = NULL;
+	store_service_t *svc = NULL;
+	rc = 1;
+	if (loop_new(&loop, &err)) {
+		fprintf(stderr, "strata store: %s\n", err.msg);
+		goto out_store;
+	}
+	http_server_config_t hc = {.address = sf.http_address, .component = "store"};
+	if (http_server_new(&http, loop, &hc, &err)) {
+		fprintf(stderr, "strata store: %s\n", err.msg);
+		goto out_loop;
+	}
+	grpc = grpc_server_new(loop, NULL);
+	svc = store_grpc_register(grpc, bucket_store_base(bs), "store");
+	if (grpc_server_listen(grpc, grpc_address, &gl, &err)) {
+		fprintf(stderr, "strata store: %s\n", err.msg);
+		goto out_servers;
+	}
+	log_info("starting store gateway", "grpc", grpc_address, "http", sf.http_address, "bucket", bucket_name(bkt),
+		 "data_dir", data_dir);
+	syncer_t sy = {.bs = bs, .http = http, .interval_ms = sync_ms > 0 ? sync_ms : 900000};
+	pthread_mutex_init(&sy.mu, NULL);
+	pthread_cond_init(&sy.cv, NULL);
+	pthread_t th;
+	if (pthread_create(&th, NULL, sync_main, &sy) != 0)
+		die("strata store: cannot start the sync thread");
+	rc = http_server_run(http, sf.http_grace_ms, &err) ? 1 : 0;
+	if (rc)
+		log_error("server failed", "err", err.msg);
+	pthread_mutex_lock(&sy.mu);
+	sy.stop = true;
+	pthread_cond_signal(&sy.cv);
+	pthread_mutex_unlock(&sy.mu);
+	pthread_join(th, NULL);
+	pthread_cond_destroy(&sy.cv);
+	pthread_mutex_destroy(&sy.mu);
+	log_info("store gateway stopped");
+out_servers:
+	listener_free(gl);
+	http_server_free(http);
+	store_grpc_service_free(svc);
+	grpc_server_free(grpc);
+out_loop:
+	loop_free(loop);
+out_store:
+	bucket_store_free(bs);
+	bucket_free(bkt);
+	bucket_relabel_free(sel);
+	return rc;
+}
