@@ -3,7 +3,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 CMAKE_ARGS ?=
 
-.PHONY: all strata asan test unit demo bench fuzz clean deps format
+.PHONY: all strata asan test unit demo demo-stop demo-clean bench fuzz clean deps format
 
 all strata: $(BUILD)/build.ninja
 	@ninja -C $(BUILD)
@@ -34,8 +34,16 @@ unit: $(BUILD_ASAN)/build.ninja
 	@ninja -C $(BUILD_ASAN)
 	@STRATA_BUILD=$(BUILD) STRATA_BUILD_ASAN=$(BUILD_ASAN) tests/run --unit-only
 
+# make demo: the HA demo stack on 127.0.0.1 under ./demo-data (ports: DEMO_*_PORT, see scripts/demo).
 demo: deps all
-	@scripts/demo
+	@STRATA_BIN=$(CURDIR)/$(BUILD)/strata scripts/demo start
+
+# make demo-stop: stop exactly what the demo started (PID files); data stays. demo-clean: also delete it.
+demo-stop:
+	@scripts/demo stop
+
+demo-clean:
+	@scripts/demo clean
 
 bench: deps all
 	@bench/run
