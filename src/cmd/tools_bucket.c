@@ -20,6 +20,7 @@
 #include "cmd/cmd.h"
 #include "objstore/bucket.h"
 #include "objstore/config.h"
+#include "store/shipper.h"
 #include "tsdb/meta.h"
 
 typedef struct bucket_flags {
@@ -413,72 +414,25 @@ static int list_files(const char *dir, paths_t *out)
 	return 0;
 }
 
+/* --label name="value" flags as external labels; the upload itself is store/shipper.h's (shared with
+ * the sidecar's shipper). */
 static int upload_block(bucket_t *b, const char *dir, const char *ulid, const strlist_t *labels, err_t *err)
 {
-	char path[4096], name[128];
-	block_meta_t m;
-	memset(&m, 0, sizeof m);
-	snprintf(path, sizeof path, "%s/%s", dir, ulid);
-	int rc = meta_read(&m, path, err);
-	if (rc)
-		return rc;
-	m.has_thanos = true;
+	label_t *ls = xcalloc(labels->n ? labels->n : 1, sizeof *ls);
 	for (size_t i = 0; i < labels->n; i++) {
-		const char *kv = labels->v[i];
-		const char *eq = strchr(kv, '=');
-		char *k = xstrndup(kv, (size_t)(eq - kv));
-		char *v = xstrdup(eq + 1);
+		const char *kv = labels->v[i], *eq = strchr(kv, '=');
+		const char *v = eq + 1;
 		size_t vn = strlen(v);
 		if (vn >= 2 && v[0] == '"' && v[vn - 1] == '"') {
-			memmove(v, v + 1, vn - 2);
-			v[vn - 2] = 0;
+			v++;
+			vn -= 2;
 		}
-		meta_set_label(&m, k, v);
-		free(k);
-		free(v);
+		ls[i] = (label_t){str_from(kv, (size_t)(eq - kv)), str_from(v, vn)};
 	}
-	if (!m.source || !*m.source) {
-		free(m.source);
-		m.source = xstrdup("bucket.upload");
-	}
-	/* Files: chunk segments, then index, sizes recorded in thanos.files; meta.json last. */
-	paths_t chunks = {0};
-	snprintf(path, sizeof path, "%s/%s/chunks", dir, ulid);
-	list_files(path, &chunks);
-	for (size_t i = 0; i < m.nfiles; i++)
-		free(m.files[i].rel_path);
-	free(m.files);
-	m.nfiles = 0;
-	m.files = xcalloc(chunks.n + 2, sizeof(meta_file_t));
-	for (size_t i = 0; rc == 0 && i <= chunks.n; i++) {
-		char rel[300];
-		if (i < chunks.n)
-			snprintf(rel, sizeof rel, "chunks/%s", chunks.v[i]);
-		else
-			snprintf(rel, sizeof rel, "index");
-		snprintf(path, sizeof path, "%s/%s/%s", dir, ulid, rel);
-		snprintf(name, sizeof name, "%s/%s", ulid, rel);
-		struct stat st;
-		if (stat(path, &st) != 0) {
-			rc = err_errno(err, "upload %s: stat %s", ulid, path);
-			break;
-		}
-		m.files[m.nfiles].rel_path = xstrdup(rel);
-		m.files[m.nfiles].size_bytes = st.st_size;
-		m.nfiles++;
-		rc = bucket_upload(b, name, path, err);
-	}
-	if (rc == 0) {
-		m.files[m.nfiles].rel_path = xstrdup("meta.json");
-		m.nfiles++;
-		buf_t j = BUF_INIT;
-		meta_format(&j, &m);
-		snprintf(name, sizeof name, "%s/meta.json", ulid);
-		rc = bucket_put(b, name, j.p, j.n, err);
-		buf_release(&j);
-	}
-	free_paths(&chunks);
-	meta_release(&m);
+	labels_t ext = {ls, labels->n};
+	block_upload_opts_t o = {.labels = &ext, .source = "bucket.upload", .keep_source = true};
+	int rc = shipper_upload_block(b, dir, ulid, &o, err);
+	free(ls);
 	return rc;
 }
 
