@@ -6,6 +6,7 @@
 #include "model/matcher.h"
 
 #include <pcre2.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,19 @@ struct matcher_re {
 };
 
 static _Thread_local pcre2_match_data *tl_md;
+/* Frees a thread's match data when the thread exits (worker pools come and go). */
+static pthread_key_t md_key;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void md_free(void *p)
+{
+	pcre2_match_data_free(p);
+}
+
+static void md_key_init(void)
+{
+	pthread_key_create(&md_key, md_free);
+}
 
 static bool is_meta(char c)
 {
@@ -407,8 +421,11 @@ static bool re_match(const matcher_re_t *re, str_t v)
 				return true;
 		return false;
 	}
-	if (!tl_md)
+	if (!tl_md) {
 		tl_md = pcre2_match_data_create(1, NULL);
+		pthread_once(&md_once, md_key_init);
+		pthread_setspecific(md_key, tl_md);
+	}
 	int rc = pcre2_match(re->code, (PCRE2_SPTR)(v.n ? v.p : ""), v.n, 0, 0, tl_md, re->mctx);
 	if (rc == PCRE2_ERROR_NOMATCH && !utf8_valid(v)) {
 		/* Go's regexp reads each invalid byte as U+FFFD; do the same on a repaired copy. */

@@ -1,0 +1,803 @@
+/*
+ * api.c — Prometheus HTTP API v1 for the querier (see api.h).
+ */
+#include "api/api.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/params.h"
+#include "api/response.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/flags.h"
+#include "base/log.h"
+#include "base/vec.h"
+#include "promql/ast.h"
+#include "promql/engine.h"
+#include "store/queryable.h"
+
+#define API_DEFAULT_TIMEOUT_MS (2 * 60 * 1000)
+#define API_DEFAULT_MAX_CONCURRENT 20
+#define CANCEL_POLL_MS 100
+
+enum qkind { Q_INSTANT, Q_RANGE, Q_SERIES, Q_LABELS, Q_VALUES };
+
+typedef struct qctx qctx_t;
+
+struct api {
+	http_server_t *srv;
+	loop_t *loop;
+	endpoint_set_t *es;
+	strlist_t replica;
+	bool partial;
+	int64_t timeout_ms, lookback_ms, max_samples, eval_ms;
+	int max_conc;
+	strlist_t flag_names, flag_values;
+	atomic_bool ready;
+	size_t running;           /* loop thread */
+	VEC(qctx_t *) queue;      /* FIFO from qhead */
+	size_t qhead;
+};
+
+/* Per request; heap, freed by the completion posted from the worker (or on the loop if never run). */
+struct qctx {
+	api_t *api;
+	http_req_t *r;
+	enum qkind kind;
+	bool limited;        /* counts against max_concurrent */
+	uint64_t arrival_ms; /* monotonic */
+	volatile int cancel;
+	atomic_int done;
+	uint64_t timer;
+};
+
+/* ------------------------------------------------------------------ responses */
+
+static void common_headers(http_req_t *r)
+{
+	http_add_header(r, "Access-Control-Allow-Origin", "*");
+	http_add_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+	http_add_header(r, "Access-Control-Allow-Headers", "Accept, Authorization, Content-Type, Origin");
+	http_add_header(r, "Access-Control-Expose-Headers", "Date");
+}
+
+static void reply_ok(http_req_t *r, str_t data, const char *const *w, size_t nw)
+{
+	buf_t b = BUF_INIT;
+	api_envelope_success(&b, data, w, nw);
+	common_headers(r);
+	if (nw)
+		http_add_header(r, "Cache-Control", "no-store");
+	http_respond_buf(r, 200, "application/json", &b);
+	buf_release(&b);
+}
+
+static void reply_err(http_req_t *r, api_error_type_t t, const char *msg, const char *const *w, size_t nw)
+{
+	buf_t b = BUF_INIT;
+	api_envelope_error(&b, t, msg, w, nw);
+	common_headers(r);
+	http_add_header(r, "Cache-Control", "no-store");
+	http_respond_buf(r, api_error_status(t), "application/json", &b);
+	buf_release(&b);
+}
+
+static void reply_bad(http_req_t *r, const char *msg)
+{
+	reply_err(r, API_ERR_BAD_DATA, msg, NULL, 0);
+}
+
+static api_error_type_t type_from_name(const char *name, int code)
+{
+	static const struct {
+		const char *n;
+		api_error_type_t t;
+	} m[] = {{"bad_data", API_ERR_BAD_DATA}, {"execution", API_ERR_EXECUTION}, {"timeout", API_ERR_TIMEOUT},
+		 {"canceled", API_ERR_CANCELED}, {"internal", API_ERR_INTERNAL}};
+	for (size_t i = 0; name && i < ARRAY_LEN(m); i++)
+		if (strcmp(name, m[i].n) == 0)
+			return m[i].t;
+	return api_error_type_for(code);
+}
+
+/* ------------------------------------------------------------------ parameters */
+
+/* Go strconv.ParseBool. */
+static bool parse_bool(str_t s, bool *out)
+{
+	static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
+	static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
+	for (size_t i = 0; i < ARRAY_LEN(t); i++) {
+		if (str_eq_c(s, t[i]))
+			return *out = true, true;
+		if (str_eq_c(s, f[i]))
+			return *out = false, true;
+	}
+	return false;
+}
+
+static int bool_param(http_req_t *r, const char *name, bool def, bool *out, err_t *err)
+{
+	str_t v;
+	*out = def;
+	if (!http_req_param(r, name, &v) || v.n == 0)
+		return 0;
+	if (!parse_bool(v, out))
+		return err_set(err, ERR_INVALID, "'%s' parameter: strconv.ParseBool: parsing \"%.*s\": invalid syntax",
+			       name, STR_ARG(v));
+	return 0;
+}
+
+/* A series selector (match[], storeMatch[]) parsed with PromQL's parser into arena matchers. */
+static int parse_selector(arena_t *a, str_t s, const matcher_t **ms, size_t *nms, err_t *err)
+{
+	promql_expr_t *e;
+	if (promql_parse(a, s.p, s.n, &e, err)) {
+		if (strstr(err->msg, "vector selector must contain at least one non-empty matcher"))
+			return err_set(err, ERR_INVALID, "match[] must contain at least one non-empty matcher");
+		return err->code;
+	}
+	if (e->kind != PROMQL_VECTOR_SEL || e->u.vs.mods.offset || e->u.vs.mods.at_kind)
+		return err_set(err, ERR_INVALID, "1:1: parse error: expected a series selector, got %s",
+			       e->kind == PROMQL_MATRIX_SEL ? "a range selector" : "an expression");
+	*ms = e->u.vs.ms;
+	*nms = e->u.vs.nms;
+	return 0;
+}
+
+typedef struct selectors {
+	const matcher_t **sets;
+	size_t *nsets;
+	size_t n;
+} selectors_t;
+
+static int parse_selectors(http_req_t *r, const char *key, selectors_t *out, err_t *err)
+{
+	size_t n = url_params_all(&r->form, key, NULL, 0);
+	str_t *v = ARENA_NEW_ARRAY(&r->arena, str_t, n ? n : 1);
+	url_params_all(&r->form, key, v, n);
+	out->sets = ARENA_NEW_ARRAY(&r->arena, const matcher_t *, n ? n : 1);
+	out->nsets = ARENA_NEW_ARRAY(&r->arena, size_t, n ? n : 1);
+	out->n = n;
+	for (size_t i = 0; i < n; i++)
+		if (parse_selector(&r->arena, v[i], &out->sets[i], &out->nsets[i], err))
+			return err->code;
+	return 0;
+}
+
+/* Thanos's per-request parameters. */
+typedef struct common {
+	bool partial;
+	const str_t *replica;
+	size_t nreplica;
+	selectors_t store_match;
+} common_t;
+
+static int parse_common(api_t *api, http_req_t *r, bool range, int64_t step, common_t *c, err_t *err)
+{
+	bool dedup;
+	memset(c, 0, sizeof *c);
+	if (bool_param(r, "dedup", true, &dedup, err) || bool_param(r, "partial_response", api->partial, &c->partial, err))
+		return err->code;
+	size_t nrl = url_params_all(&r->form, "replicaLabels[]", NULL, 0);
+	str_t *rl = ARENA_NEW_ARRAY(&r->arena, str_t, (nrl ? nrl : 1) + api->replica.n);
+	if (nrl) {
+		url_params_all(&r->form, "replicaLabels[]", rl, nrl);
+	} else {
+		for (size_t i = 0; i < api->replica.n; i++)
+			rl[i] = str_c(api->replica.v[i]);
+		nrl = api->replica.n;
+	}
+	if (dedup) {
+		c->replica = rl;
+		c->nreplica = nrl;
+	}
+	str_t msr;
+	if (http_req_param(r, "max_source_resolution", &msr) && msr.n && !str_eq_c(msr, "auto")) {
+		int64_t ms;
+		if (api_parse_duration(msr, &ms, err))
+			return err_wrap(err, "'max_source_resolution' parameter");
+		if (ms < 0)
+			return err_set(err, ERR_INVALID,
+				       "negative 'max_source_resolution' is not accepted. Try a positive integer");
+	}
+	(void)range, (void)step;
+	if (parse_selectors(r, "storeMatch[]", &c->store_match, err))
+		return err->code;
+	return 0;
+}
+
+static store_t *query_store(api_t *api, http_req_t *r, const common_t *c)
+{
+	return endpoint_set_store(api->es, &r->arena, c->store_match.sets, c->store_match.nsets, c->store_match.n);
+}
+
+/* ------------------------------------------------------------------ PromQL */
+
+static void run_query(qctx_t *q)
+{
+	api_t *api = q->api;
+	http_req_t *r = q->r;
+	err_t err = {0};
+	str_t qs = STR(""), ts = STR(""), tos = STR("");
+	http_req_param(r, "query", &qs);
+	http_req_param(r, "timeout", &tos);
+	int64_t start, end, step = 0;
+	if (q->kind == Q_INSTANT) {
+		http_req_param(r, "time", &ts);
+		if (api_param_time(ts, "time", clock_now_ms(), &start, &err))
+			return reply_bad(r, err.msg);
+		end = start;
+	} else {
+		str_t s = STR(""), e = STR(""), st = STR("");
+		http_req_param(r, "start", &s);
+		http_req_param(r, "end", &e);
+		http_req_param(r, "step", &st);
+		if (api_range_params(s, e, st, &start, &end, &step, &err))
+			return reply_bad(r, err.msg);
+	}
+	int64_t timeout = api->timeout_ms;
+	if (tos.n) {
+		int64_t t;
+		if (api_parse_duration(tos, &t, &err)) {
+			err_wrap(&err, "invalid parameter \"timeout\"");
+			return reply_bad(r, err.msg);
+		}
+		if (t > 0 && t < timeout)
+			timeout = t;
+	}
+	int64_t lookback = api->lookback_ms;
+	str_t lbs;
+	if (http_req_param(r, "lookback_delta", &lbs) && lbs.n) {
+		if (api_parse_duration(lbs, &lookback, &err)) {
+			err_wrap(&err, "invalid parameter \"lookback_delta\"");
+			return reply_bad(r, err.msg);
+		}
+	}
+	common_t c;
+	if (parse_common(api, r, q->kind == Q_RANGE, step, &c, &err))
+		return reply_bad(r, err.msg);
+	promql_expr_t *expr;
+	if (promql_parse(&r->arena, qs.p, qs.n, &expr, &err)) {
+		err_wrap(&err, "invalid parameter \"query\"");
+		return reply_bad(r, err.msg);
+	}
+	if (q->kind == Q_RANGE) {
+		promql_type_t ty = promql_expr_type(expr);
+		if (ty != PROMQL_TYPE_SCALAR && ty != PROMQL_TYPE_VECTOR) {
+			err_set(&err, ERR_INVALID,
+				"invalid parameter \"query\": invalid expression type \"%s\" for range query, must be "
+				"Scalar or instant Vector",
+				ty == PROMQL_TYPE_MATRIX ? "range vector" : promql_type_name(ty));
+			return reply_bad(r, err.msg);
+		}
+	}
+	int64_t left = timeout - (int64_t)(clock_mono_ms() - q->arrival_ms);
+	if (left <= 0)
+		return reply_err(r, API_ERR_TIMEOUT, "query timed out in query queue", NULL, 0);
+	store_queryable_t sq;
+	store_queryable_opts_t so = {.partial_response = c.partial, .replica_labels = c.replica,
+				     .nreplica_labels = c.nreplica};
+	store_queryable_init(&sq, query_store(api, r, &c), &r->arena, &so);
+	promql_opts_t o = {
+		.lookback_ms = lookback,
+		.max_samples = api->max_samples,
+		.timeout_ms = left,
+		.subquery_step_ms = api->eval_ms,
+		.cancel = &q->cancel,
+	};
+	promql_result_t res;
+	int rc = promql_eval(&o, store_queryable_base(&sq), &r->arena, expr, start, end, step, &res, &err);
+	const char *const *w;
+	size_t nw = store_queryable_warnings(&sq, &w);
+	if (rc < 0)
+		return reply_err(r, type_from_name(res.error_type, rc), err.msg, w, nw);
+	buf_t b = BUF_INIT;
+	promql_result_json(&b, &res);
+	reply_ok(r, buf_str(&b), w, nw);
+	buf_release(&b);
+}
+
+/* ------------------------------------------------------------------ metadata */
+
+static int time_range(http_req_t *r, int64_t *start, int64_t *end, err_t *err)
+{
+	str_t s = STR(""), e = STR("");
+	http_req_param(r, "start", &s);
+	http_req_param(r, "end", &e);
+	if (api_param_time(s, "start", API_MIN_TIME_MS, start, err) || api_param_time(e, "end", API_MAX_TIME_MS, end, err))
+		return err->code;
+	return 0;
+}
+
+typedef VEC(const char *) warnvec_t;
+
+static void add_warns(arena_t *a, warnvec_t *w, const char *const *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		bool dup = false;
+		for (size_t j = 0; j < w->n && !dup; j++)
+			dup = strcmp(w->v[j], v[i]) == 0;
+		if (!dup)
+			VEC_PUSH(w, arena_strdup(a, v[i]));
+	}
+}
+
+static int labels_ptr_cmp(const void *a, const void *b)
+{
+	return labels_cmp(*(const labels_t *const *)a, *(const labels_t *const *)b);
+}
+
+static void put_labels_json(buf_t *b, const labels_t *ls)
+{
+	buf_putc(b, '{');
+	for (size_t i = 0; i < ls->n; i++) {
+		if (i)
+			buf_putc(b, ',');
+		buf_json_str(b, ls->v[i].name);
+		buf_putc(b, ':');
+		buf_json_str(b, ls->v[i].value);
+	}
+	buf_putc(b, '}');
+}
+
+static void run_series(qctx_t *q)
+{
+	api_t *api = q->api;
+	http_req_t *r = q->r;
+	err_t err = {0};
+	if (url_params_all(&r->form, "match[]", NULL, 0) == 0)
+		return reply_bad(r, "no match[] parameter provided");
+	int64_t start, end;
+	if (time_range(r, &start, &end, &err))
+		return reply_bad(r, err.msg);
+	selectors_t sel;
+	common_t c;
+	if (parse_selectors(r, "match[]", &sel, &err) || parse_common(api, r, false, 0, &c, &err))
+		return reply_bad(r, err.msg);
+	store_t *s = query_store(api, r, &c);
+	VEC(labels_t *) all = {0};
+	warnvec_t w = {0};
+	int rc = 0;
+	for (size_t i = 0; i < sel.n && rc == 0; i++) {
+		store_series_req_t req = {.mint = start, .maxt = end, .ms = sel.sets[i], .nms = sel.nsets[i],
+					  .skip_chunks = true, .abort_on_error = !c.partial, .replica_labels = c.replica,
+					  .nreplica_labels = c.nreplica, .func = "series"};
+		series_set_t *set;
+		if ((rc = store_series(s, &r->arena, &req, &set, &err)) < 0)
+			break;
+		while ((rc = series_set_next(set, &err)) > 0) {
+			labels_t *ls = ARENA_NEW(&r->arena, labels_t);
+			*ls = labels_copy(&r->arena, series_set_labels(set));
+			VEC_PUSH(&all, ls);
+		}
+		if (set->ops->warnings) {
+			const char *const *v;
+			size_t n = set->ops->warnings(set, &v);
+			add_warns(&r->arena, &w, v, n);
+		}
+		series_set_close(set);
+	}
+	if (rc < 0) {
+		reply_err(r, API_ERR_INTERNAL, err.msg, w.v, w.n);
+	} else {
+		qsort(all.v, all.n, sizeof *all.v, labels_ptr_cmp);
+		buf_t b = BUF_INIT;
+		buf_putc(&b, '[');
+		size_t k = 0;
+		for (size_t i = 0; i < all.n; i++) {
+			if (i && labels_eq(all.v[i], all.v[i - 1]))
+				continue;
+			if (k++)
+				buf_putc(&b, ',');
+			put_labels_json(&b, all.v[i]);
+		}
+		buf_putc(&b, ']');
+		reply_ok(r, buf_str(&b), w.v, w.n);
+		buf_release(&b);
+	}
+	VEC_FREE(&all);
+	VEC_FREE(&w);
+}
+
+static void run_labels(qctx_t *q, str_t name)
+{
+	api_t *api = q->api;
+	http_req_t *r = q->r;
+	err_t err = {0};
+	int64_t start, end;
+	if (time_range(r, &start, &end, &err))
+		return reply_bad(r, err.msg);
+	selectors_t sel;
+	common_t c;
+	if (parse_selectors(r, "match[]", &sel, &err) || parse_common(api, r, false, 0, &c, &err))
+		return reply_bad(r, err.msg);
+	store_t *s = query_store(api, r, &c);
+	VEC(str_t) all = {0};
+	warnvec_t w = {0};
+	int rc = 0;
+	size_t rounds = sel.n ? sel.n : 1;
+	for (size_t i = 0; i < rounds && rc == 0; i++) {
+		store_label_req_t req = {.mint = start, .maxt = end, .ms = sel.n ? sel.sets[i] : NULL,
+					 .nms = sel.n ? sel.nsets[i] : 0, .name = name, .abort_on_error = !c.partial};
+		store_strings_t out;
+		rc = q->kind == Q_LABELS ? store_label_names(s, &r->arena, &req, &out, &err)
+					 : store_label_values(s, &r->arena, &req, &out, &err);
+		if (rc < 0)
+			break;
+		for (size_t j = 0; j < out.n; j++)
+			VEC_PUSH(&all, out.v[j]);
+		add_warns(&r->arena, &w, out.warnings, out.nwarnings);
+	}
+	if (rc < 0) {
+		reply_err(r, API_ERR_INTERNAL, err.msg, w.v, w.n);
+	} else {
+		size_t n = store_strings_sort_unique(all.v, all.n);
+		buf_t b = BUF_INIT;
+		buf_putc(&b, '[');
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				buf_putc(&b, ',');
+			buf_json_str(&b, all.v[i]);
+		}
+		buf_putc(&b, ']');
+		reply_ok(r, buf_str(&b), w.v, w.n);
+		buf_release(&b);
+	}
+	VEC_FREE(&all);
+	VEC_FREE(&w);
+}
+
+/* ------------------------------------------------------------------ dispatch and the queue */
+
+static str_t values_name(http_req_t *r)
+{
+	static const str_t pre = STR("/api/v1/label/"), suf = STR("/values");
+	return str_sub(r->path, pre.n, r->path.n - suf.n);
+}
+
+static void q_finished(void *arg);
+
+static void work(http_req_t *r, void *arg)
+{
+	qctx_t *q = arg;
+	switch (q->kind) {
+	case Q_INSTANT:
+	case Q_RANGE: run_query(q); break;
+	case Q_SERIES: run_series(q); break;
+	case Q_LABELS: run_labels(q, STR("")); break;
+	case Q_VALUES: run_labels(q, values_name(r)); break;
+	}
+	atomic_store(&q->done, 1);
+	loop_post(q->api->loop, q_finished, q);
+}
+
+static int64_t cancel_poll(loop_t *l, uint64_t id, void *arg)
+{
+	(void)l, (void)id;
+	qctx_t *q = arg;
+	if (atomic_load(&q->done))
+		return q->timer = 0, LOOP_TIMER_DONE;
+	if (!http_req_connected(q->r)) {
+		q->cancel = 1;
+		return q->timer = 0, LOOP_TIMER_DONE;
+	}
+	return CANCEL_POLL_MS;
+}
+
+static void start(qctx_t *q)
+{
+	if (q->limited) {
+		q->api->running++;
+		q->timer = loop_add_timer(q->api->loop, CANCEL_POLL_MS, cancel_poll, q);
+	}
+	http_run_on_worker(q->r, work, q);
+}
+
+static void q_finished(void *arg)
+{
+	qctx_t *q = arg;
+	api_t *api = q->api;
+	if (q->timer)
+		loop_del_timer(api->loop, q->timer);
+	if (q->limited) {
+		api->running--;
+		while (api->qhead < api->queue.n && (int)api->running < api->max_conc) {
+			qctx_t *next = api->queue.v[api->qhead++];
+			start(next);
+		}
+		if (api->qhead == api->queue.n)
+			api->queue.n = api->qhead = 0;
+	}
+	free(q);
+}
+
+static bool not_ready(api_t *api, http_req_t *r)
+{
+	if (atomic_load(&api->ready))
+		return false;
+	http_respond(r, 503, "text/plain; charset=utf-8", "Service Unavailable", 19);
+	return true;
+}
+
+static void submit(api_t *api, http_req_t *r, enum qkind kind)
+{
+	if (not_ready(api, r))
+		return;
+	qctx_t *q = xcalloc(1, sizeof *q);
+	q->api = api;
+	q->r = r;
+	q->kind = kind;
+	q->limited = kind == Q_INSTANT || kind == Q_RANGE;
+	q->arrival_ms = clock_mono_ms();
+	atomic_init(&q->done, 0);
+	if (q->limited && (int)api->running >= api->max_conc) {
+		VEC_PUSH(&api->queue, q);
+		return;
+	}
+	start(q);
+}
+
+static void h_query(http_req_t *r, void *arg)
+{
+	submit(arg, r, Q_INSTANT);
+}
+
+static void h_query_range(http_req_t *r, void *arg)
+{
+	submit(arg, r, Q_RANGE);
+}
+
+static void h_series(http_req_t *r, void *arg)
+{
+	submit(arg, r, Q_SERIES);
+}
+
+static void h_labels(http_req_t *r, void *arg)
+{
+	submit(arg, r, Q_LABELS);
+}
+
+static void h_label_values(http_req_t *r, void *arg)
+{
+	api_t *api = arg;
+	if (not_ready(api, r))
+		return;
+	if (!str_has_suffix(r->path, STR("/values")) || r->path.n <= strlen("/api/v1/label/") + strlen("/values")) {
+		http_error(r, 404, "404 page not found");
+		return;
+	}
+	str_t name = values_name(r);
+	if (!label_name_valid(name)) {
+		buf_t b = BUF_INIT;
+		buf_puts(&b, "invalid label name: ");
+		buf_json_str(&b, name);
+		reply_bad(r, b.p);
+		buf_release(&b);
+		return;
+	}
+	submit(api, r, Q_VALUES);
+}
+
+/* ------------------------------------------------------------------ small endpoints */
+
+static void h_format_query(http_req_t *r, void *arg)
+{
+	if (not_ready(arg, r))
+		return;
+	str_t qs = STR("");
+	http_req_param(r, "query", &qs);
+	promql_expr_t *e;
+	err_t err = {0};
+	if (promql_parse(&r->arena, qs.p, qs.n, &e, &err)) {
+		err_wrap(&err, "invalid parameter \"query\"");
+		return reply_bad(r, err.msg);
+	}
+	buf_t s = BUF_INIT, b = BUF_INIT;
+	promql_expr_format(&s, e);
+	buf_json_str(&b, buf_str(&s));
+	reply_ok(r, buf_str(&b), NULL, 0);
+	buf_release(&s);
+	buf_release(&b);
+}
+
+static void h_buildinfo(http_req_t *r, void *arg)
+{
+	if (not_ready(arg, r))
+		return;
+	reply_ok(r,
+		 STR("{\"version\":\"" STRATA_VERSION "\",\"revision\":\"unknown\",\"branch\":\"unknown\","
+		     "\"buildUser\":\"unknown\",\"buildDate\":\"unknown\",\"goVersion\":\"none (strata is C11)\"}"),
+		 NULL, 0);
+}
+
+static void h_flags(http_req_t *r, void *arg)
+{
+	api_t *api = arg;
+	if (not_ready(api, r))
+		return;
+	/* JSON object keys sorted, as Go's encoder does for maps. */
+	size_t n = api->flag_names.n;
+	size_t *idx = ARENA_NEW_ARRAY(&r->arena, size_t, n ? n : 1);
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && strcmp(api->flag_names.v[idx[j - 1]], api->flag_names.v[idx[j]]) > 0; j--) {
+			size_t t = idx[j];
+			idx[j] = idx[j - 1];
+			idx[j - 1] = t;
+		}
+	buf_t b = BUF_INIT;
+	buf_putc(&b, '{');
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			buf_putc(&b, ',');
+		buf_json_str(&b, str_c(api->flag_names.v[idx[i]]));
+		buf_putc(&b, ':');
+		buf_json_str(&b, str_c(api->flag_values.v[idx[i]]));
+	}
+	buf_putc(&b, '}');
+	reply_ok(r, buf_str(&b), NULL, 0);
+	buf_release(&b);
+}
+
+static void h_metadata(http_req_t *r, void *arg)
+{
+	if (not_ready(arg, r))
+		return;
+	str_t lim;
+	if (http_req_param(r, "limit", &lim) && lim.n) {
+		int64_t v;
+		if (!str_to_i64(lim, &v))
+			return reply_bad(r, "limit must be a number");
+	}
+	const char *w = "metadata is not available: the configured stores do not provide metric metadata yet";
+	reply_ok(r, STR("{}"), &w, 1);
+}
+
+static void put_time_go(buf_t *b, int64_t ms)
+{
+	if (ms == 0) {
+		buf_puts(b, "\"0001-01-01T00:00:00Z\"");
+		return;
+	}
+	buf_putc(b, '"');
+	buf_put_rfc3339_ms(b, ms);
+	buf_putc(b, '"');
+}
+
+static void h_stores(http_req_t *r, void *arg)
+{
+	api_t *api = arg;
+	if (not_ready(api, r))
+		return;
+	endpoint_status_t *st;
+	size_t n = endpoint_set_status(api->es, &r->arena, &st);
+	buf_t b = BUF_INIT;
+	buf_putc(&b, '{');
+	/* Group by component type (few types: quadratic is fine), types in sorted order. */
+	const char *done_types[8];
+	size_t ndone = 0;
+	for (;;) {
+		const char *type = NULL;
+		for (size_t i = 0; i < n; i++) {
+			bool seen = false;
+			for (size_t k = 0; k < ndone && !seen; k++)
+				seen = strcmp(done_types[k], st[i].component) == 0;
+			if (!seen && (!type || strcmp(st[i].component, type) < 0))
+				type = st[i].component;
+		}
+		if (!type || ndone == ARRAY_LEN(done_types))
+			break;
+		if (ndone)
+			buf_putc(&b, ',');
+		done_types[ndone++] = type;
+		buf_json_str(&b, str_c(type));
+		buf_puts(&b, ":[");
+		bool first = true;
+		for (size_t i = 0; i < n; i++) {
+			if (strcmp(st[i].component, type) != 0)
+				continue;
+			if (!first)
+				buf_putc(&b, ',');
+			first = false;
+			buf_puts(&b, "{\"name\":");
+			buf_json_str(&b, str_c(st[i].address));
+			buf_puts(&b, ",\"lastCheck\":");
+			put_time_go(&b, st[i].last_check_ms);
+			buf_puts(&b, ",\"lastError\":");
+			if (st[i].last_error)
+				buf_json_str(&b, str_c(st[i].last_error));
+			else
+				buf_puts(&b, "null");
+			buf_puts(&b, ",\"labelSets\":[");
+			for (size_t j = 0; j < st[i].nlabel_sets; j++) {
+				if (j)
+					buf_putc(&b, ',');
+				put_labels_json(&b, &st[i].label_sets[j]);
+			}
+			buf_puts(&b, "],\"minTime\":");
+			buf_put_i64(&b, st[i].mint);
+			buf_puts(&b, ",\"maxTime\":");
+			buf_put_i64(&b, st[i].maxt);
+			buf_putc(&b, '}');
+		}
+		buf_putc(&b, ']');
+	}
+	buf_putc(&b, '}');
+	reply_ok(r, buf_str(&b), NULL, 0);
+	buf_release(&b);
+}
+
+static void h_options(http_req_t *r, void *arg)
+{
+	(void)arg;
+	common_headers(r);
+	http_respond(r, 200, NULL, "", 0);
+}
+
+/* ------------------------------------------------------------------ lifecycle */
+
+api_t *api_new(http_server_t *srv, const api_config_t *cfg)
+{
+	api_t *api = xcalloc(1, sizeof *api);
+	api->srv = srv;
+	api->loop = http_server_loop(srv);
+	api->es = cfg->endpoints;
+	for (size_t i = 0; i < cfg->nreplica_labels; i++)
+		strlist_push(&api->replica, cfg->replica_labels[i]);
+	api->partial = cfg->partial_response;
+	api->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : API_DEFAULT_TIMEOUT_MS;
+	api->lookback_ms = cfg->lookback_ms;
+	api->max_samples = cfg->max_samples;
+	api->eval_ms = cfg->default_eval_interval_ms;
+	api->max_conc = cfg->max_concurrent > 0 ? cfg->max_concurrent : API_DEFAULT_MAX_CONCURRENT;
+	for (size_t i = 0; i < cfg->nflags; i++) {
+		strlist_push(&api->flag_names, cfg->flag_names[i]);
+		strlist_push(&api->flag_values, cfg->flag_values[i]);
+	}
+	atomic_init(&api->ready, false);
+	const unsigned gp = HTTP_M_GET | HTTP_M_POST;
+	http_handle(srv, gp, "/api/v1/query", h_query, api);
+	http_handle(srv, gp, "/api/v1/query_range", h_query_range, api);
+	http_handle(srv, gp, "/api/v1/series", h_series, api);
+	http_handle(srv, gp, "/api/v1/labels", h_labels, api);
+	http_handle(srv, HTTP_M_GET, "/api/v1/label/*", h_label_values, api);
+	http_handle(srv, gp, "/api/v1/format_query", h_format_query, api);
+	http_handle(srv, HTTP_M_GET, "/api/v1/metadata", h_metadata, api);
+	http_handle(srv, HTTP_M_GET, "/api/v1/status/buildinfo", h_buildinfo, api);
+	http_handle(srv, HTTP_M_GET, "/api/v1/status/flags", h_flags, api);
+	http_handle(srv, HTTP_M_GET, "/api/v1/stores", h_stores, api);
+	http_handle(srv, HTTP_M_OPTIONS, "/api/v1/*", h_options, api);
+	return api;
+}
+
+void api_free(api_t *api)
+{
+	if (!api)
+		return;
+	for (size_t i = api->qhead; i < api->queue.n; i++)
+		free(api->queue.v[i]);
+	VEC_FREE(&api->queue);
+	strlist_free(&api->replica);
+	strlist_free(&api->flag_names);
+	strlist_free(&api->flag_values);
+	free(api);
+}
+
+void api_set_ready(api_t *api, bool ready)
+{
+	atomic_store(&api->ready, ready);
+}
+
+size_t api_queries_running(const api_t *api)
+{
+	return api->running;
+}
+
+size_t api_queries_queued(const api_t *api)
+{
+	return api->queue.n - api->qhead;
+}

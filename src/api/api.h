@@ -1,0 +1,61 @@
+/*
+ * api.h — the querier's Prometheus HTTP API v1 (reference prometheus.md §5, thanos.md §11.2) over an
+ * endpoint set (store/endpoints.h):
+ *
+ *   /api/v1/query, /api/v1/query_range       PromQL (GET, POST form), evaluated on the worker pool
+ *   /api/v1/series, /api/v1/labels           (GET, POST), /api/v1/label/<name>/values (GET)
+ *   /api/v1/metadata                         empty, with a warning (sources do not provide metadata yet)
+ *   /api/v1/format_query                     (GET, POST)
+ *   /api/v1/status/buildinfo, /status/flags, /api/v1/stores (Thanos)
+ *
+ * Thanos parameters: dedup (default true; dedup needs replica labels), partial_response (default
+ * from the config), replicaLabels[] (overrides the configured replica labels), max_source_resolution
+ * (validated, no effect until downsampled data exists), storeMatch[] (selectors over __address__).
+ * Booleans are Go ParseBool values; bad values get Thanos's "'<param>' parameter: ..." errors.
+ *
+ * Every response uses Prometheus's envelope, error types and status codes (api/response.h); errors
+ * and responses with warnings carry Cache-Control: no-store; CORS headers are set on every API
+ * response and OPTIONS is answered. Until api_set_ready(true), API routes answer a plain-text 503.
+ *
+ * Queries: at most max_concurrent evaluate at once; the rest wait in a FIFO queue. The query timeout
+ * (min of --query.timeout and the request's timeout parameter) counts from the request's arrival,
+ * so time spent queued counts ("query timed out in query queue"). A client that disconnects cancels
+ * its query. Everything except the evaluation itself runs on the loop thread.
+ */
+#ifndef STRATA_API_API_H
+#define STRATA_API_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net/http.h"
+#include "store/endpoints.h"
+
+typedef struct api_config {
+	endpoint_set_t *endpoints;
+	const char *const *replica_labels; /* --query.replica-label */
+	size_t nreplica_labels;
+	bool partial_response;       /* default of partial_response */
+	int64_t timeout_ms;          /* --query.timeout; 0 = 2m */
+	int64_t lookback_ms;         /* --query.lookback-delta; 0 = 5m */
+	int64_t max_samples;         /* --query.max-samples; 0 = 50,000,000 */
+	int64_t default_eval_interval_ms; /* subquery default step; 0 = 1m */
+	int max_concurrent;          /* --query.max-concurrent; 0 = 20 */
+	const char *const *flag_names; /* /api/v1/status/flags */
+	const char *const *flag_values;
+	size_t nflags;
+} api_config_t;
+
+typedef struct api api_t;
+
+/* Registers the routes on srv. cfg and its arrays are copied. */
+api_t *api_new(http_server_t *srv, const api_config_t *cfg);
+/* After the server is freed (no request in flight). */
+void api_free(api_t *api);
+void api_set_ready(api_t *api, bool ready);
+/* Queries evaluating / waiting (loop thread). */
+size_t api_queries_running(const api_t *api);
+size_t api_queries_queued(const api_t *api);
+
+#endif
