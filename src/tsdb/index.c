@@ -389,6 +389,33 @@ static int rcorrupt(const index_reader_t *r, err_t *err, uint64_t off, const cha
 
 #define RCORRUPT(r, off, ...) rcorrupt((r), err, (off), __VA_ARGS__)
 
+/* Header and TOC checks shared by both openers; r->p/len are set. */
+static int check_header_toc(index_reader_t *r, err_t *err)
+{
+	int rc = 0;
+	if (r->len < 5 + 52)
+		return RCORRUPT(r, 0, "file of %zu bytes is too short for header and TOC", r->len);
+	if (be32_get(r->p) != INDEX_MAGIC)
+		return RCORRUPT(r, 0, "bad magic 0x%08x", be32_get(r->p));
+	if (r->p[4] != 2)
+		return RCORRUPT(r, 4, "unsupported index version %u", r->p[4]);
+	const uint8_t *toc = r->p + r->len - 52;
+	if (crc32c(0, toc, 48) != be32_get(toc + 48))
+		return RCORRUPT(r, r->len - 52, "bad TOC CRC32C");
+	uint64_t v[6];
+	for (int i = 0; !rc && i < 6; i++) {
+		v[i] = be64_get(toc + 8 * i);
+		if (v[i] > r->len - 52)
+			rc = RCORRUPT(r, r->len - 52 + 8 * (size_t)i, "TOC entry %d (%llu) points past the end", i,
+				      (unsigned long long)v[i]);
+	}
+	if (!rc) {
+		r->toc_symbols = v[0], r->toc_series = v[1], r->toc_label_indices = v[2];
+		r->toc_label_offsets = v[3], r->toc_postings = v[4], r->toc_postings_offsets = v[5];
+	}
+	return rc;
+}
+
 int index_reader_open(index_reader_t *r, const char *path, err_t *err)
 {
 	memset(r, 0, sizeof *r);
@@ -422,26 +449,20 @@ int index_reader_open(index_reader_t *r, const char *path, err_t *err)
 		return rc;
 	}
 	r->p = m;
-	if (be32_get(r->p) != INDEX_MAGIC)
-		rc = RCORRUPT(r, 0, "bad magic 0x%08x", be32_get(r->p));
-	else if (r->p[4] != 2)
-		rc = RCORRUPT(r, 4, "unsupported index version %u", r->p[4]);
-	if (!rc) {
-		const uint8_t *toc = r->p + r->len - 52;
-		if (crc32c(0, toc, 48) != be32_get(toc + 48))
-			rc = RCORRUPT(r, r->len - 52, "bad TOC CRC32C");
-		uint64_t v[6];
-		for (int i = 0; !rc && i < 6; i++) {
-			v[i] = be64_get(toc + 8 * i);
-			if (v[i] > r->len - 52)
-				rc = RCORRUPT(r, r->len - 52 + 8 * (size_t)i, "TOC entry %d (%llu) points past the end", i,
-					      (unsigned long long)v[i]);
-		}
-		if (!rc) {
-			r->toc_symbols = v[0], r->toc_series = v[1], r->toc_label_indices = v[2];
-			r->toc_label_offsets = v[3], r->toc_postings = v[4], r->toc_postings_offsets = v[5];
-		}
-	}
+	r->mapped = true;
+	rc = check_header_toc(r, err);
+	if (rc)
+		index_reader_close(r);
+	return rc;
+}
+
+int index_reader_open_mem(index_reader_t *r, const char *name, const uint8_t *p, size_t len, err_t *err)
+{
+	memset(r, 0, sizeof *r);
+	r->path = xstrdup(name);
+	r->p = p;
+	r->len = len;
+	int rc = check_header_toc(r, err);
 	if (rc)
 		index_reader_close(r);
 	return rc;
@@ -449,7 +470,7 @@ int index_reader_open(index_reader_t *r, const char *path, err_t *err)
 
 void index_reader_close(index_reader_t *r)
 {
-	if (r->p)
+	if (r->p && r->mapped)
 		munmap((void *)r->p, r->len);
 	for (size_t i = 0; i < r->nnames; i++)
 		free(r->names[i].samples);

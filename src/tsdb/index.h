@@ -48,6 +48,7 @@ typedef struct index_reader {
 	char *path;
 	const uint8_t *p;
 	size_t len;
+	bool mapped; /* p is our mmap (else borrowed, see index_reader_open_mem) */
 	uint64_t toc_symbols, toc_series, toc_label_indices, toc_label_offsets, toc_postings, toc_postings_offsets;
 	bool loaded;
 	/* symbols */
@@ -61,6 +62,8 @@ typedef struct index_reader {
 } index_reader_t;
 
 int index_reader_open(index_reader_t *r, const char *path, err_t *err);
+/* Same over bytes the caller owns (must outlive the reader); name is used in error messages. */
+int index_reader_open_mem(index_reader_t *r, const char *name, const uint8_t *p, size_t len, err_t *err);
 void index_reader_close(index_reader_t *r);
 int index_reader_load(index_reader_t *r, err_t *err);
 int index_reader_symbol(index_reader_t *r, uint32_t idx, str_t *out, err_t *err);

@@ -189,6 +189,17 @@ const uint8_t *xor_enc_bytes(xor_enc_t *e, size_t *len)
 
 /* ---- decoder ---- */
 
+/*
+ * The hot path (xor_dec_batch) keeps the decoder state in locals and reads the bit stream with one
+ * unaligned big-endian 64-bit load per field: ld() returns the 64 bits starting at any bit position.
+ * A sample is at most 4+64 timestamp bits and 13+64 value bits; its loads reach at most
+ * XOR_SAMPLE_MAX_READ bytes past the byte it starts in. While a sample starts at least that far
+ * from the end of the chunk no bounds are checked at all; the last few samples are decoded from a
+ * zero-padded copy of the chunk's tail, checking after each sample that it ended inside the data.
+ */
+#define XOR_SAMPLE_MAX_READ 32
+#define XOR_TAIL_BUF 64
+
 int xor_dec_init(xor_dec_t *d, const uint8_t *p, size_t len, err_t *err)
 {
 	memset(d, 0, sizeof *d);
@@ -203,94 +214,161 @@ int xor_dec_init(xor_dec_t *d, const uint8_t *p, size_t len, err_t *err)
 	return 0;
 }
 
-/* The 64 bits starting at bit pos, zero-filled past the end. */
+/* The 64 bits starting at bit pos of b; b must hold 9 bytes from pos/8 on. */
+static inline uint64_t ld(const uint8_t *b, uint64_t pos)
+{
+	const uint8_t *q = b + (pos >> 3);
+	uint64_t w;
+	memcpy(&w, q, 8);
+	w = __builtin_bswap64(w);
+	unsigned sh = (unsigned)(pos & 7);
+	/* sh == 0: q[8] >> 8 == 0, so no branch */
+	return (w << sh) | (uint64_t)(q[8] >> (8 - sh));
+}
+
+/* The 64 bits starting at bit pos, zero-filled past the end (slow path for the first samples). */
 static inline uint64_t peek64(const xor_dec_t *d)
 {
 	size_t byte = (size_t)(d->pos >> 3);
-	unsigned sh = (unsigned)(d->pos & 7);
-	uint64_t w;
-	if (byte + 9 <= d->len) {
-		w = be64_get(d->p + byte);
-		if (sh)
-			w = (w << sh) | (d->p[byte + 8] >> (8 - sh));
-		return w;
-	}
-	w = 0;
-	for (size_t k = 0; k < 9; k++) {
-		uint64_t b = byte + k < d->len ? d->p[byte + k] : 0;
-		if (k < 8)
-			w = (w << 8) | b;
-		else if (sh)
-			w = (w << sh) | (b >> (8 - sh));
-		if (k == 7 && sh == 0)
-			break;
-	}
-	return w;
+	if (byte + 9 <= d->len)
+		return ld(d->p, d->pos);
+	uint8_t tmp[9] = {0};
+	for (size_t k = 0; k < 9 && byte + k < d->len; k++)
+		tmp[k] = d->p[byte + k];
+	return ld(tmp, d->pos & 7);
 }
 
 static inline uint64_t read_bits(xor_dec_t *d, int n)
 {
-	if (n == 0)
-		return 0;
-	uint64_t w = peek64(d) >> (64 - n);
+	uint64_t w = peek64(d) >> (64 - n); /* 1 <= n <= 64 */
 	d->pos += (uint64_t)n;
 	return w;
 }
 
-static int dec_corrupt(const xor_dec_t *d, err_t *err)
+static int dec_corrupt(const xor_dec_t *d, uint64_t pos, err_t *err)
 {
 	return err_set(err, ERR_CORRUPT, "xor chunk: sample %u of %u: data ends at bit %llu of %zu", d->read + 1,
-		       d->total, (unsigned long long)d->pos, d->len * 8);
+		       d->total, (unsigned long long)pos, d->len * 8);
 }
 
-static inline int read_value(xor_dec_t *d, err_t *err)
+static int bad_window(uint64_t pos, unsigned lead, unsigned sig, err_t *err)
+{
+	return err_set(err, ERR_CORRUPT, "xor chunk: bit %llu: leading %u + significant %u bits > 64",
+		       (unsigned long long)pos, lead, sig);
+}
+
+/* Decoder state in registers while a batch runs. */
+typedef struct dstate {
+	uint64_t pos;
+	int64_t t, td;
+	uint64_t v;
+	unsigned lead, trail;
+} dstate_t;
+
+static inline uint64_t be64_load(const uint8_t *q)
+{
+	uint64_t w;
+	memcpy(&w, q, 8);
+	return __builtin_bswap64(w);
+}
+
+/* At least 121 valid bits starting at bit pos (two loads, 16 bytes from pos/8). */
+static inline unsigned __int128 window(const uint8_t *b, uint64_t pos)
+{
+	const uint8_t *q = b + (pos >> 3);
+	return (((unsigned __int128)be64_load(q) << 64) | be64_load(q + 8)) << (pos & 7);
+}
+
+/*
+ * Decode one sample (not one of the first two) at s->pos of b. Returns 0 or ERR_CORRUPT for a value
+ * window wider than 64 bits (pos_base + s->pos names the bit in the message).
+ *
+ * Both fields come out of one 128-bit window: the timestamp's dod (at most 24 bits unless it is the
+ * rare 64-bit form) and the value (at most 13 + 64 bits). The value's three forms ('0', '10', '11')
+ * are decoded without branches, since real data mixes them unpredictably.
+ */
+static inline __attribute__((always_inline)) int dec_one(const uint8_t *b, dstate_t *s, uint64_t pos_base,
+							   err_t *err)
+{
+	uint64_t pos = s->pos;
+	unsigned __int128 win = window(b, pos);
+	uint64_t top = (uint64_t)(win >> 64);
+	/* dod: '0', '10'+14 bits, '110'+17, '1110'+20, '1111'+64: count leading ones (at most 4) */
+	unsigned k = (unsigned)__builtin_clzll(~top | (1ull << 59));
+	int64_t dod;
+	unsigned adv;
+	if (__builtin_expect(k < 4, 1)) {
+		unsigned nb = 11 + 3 * k; /* 14, 17, 20 for k = 1..3 */
+		uint64_t u = (top << (k + 1)) >> (64 - nb);
+		u &= -(uint64_t)(k != 0);
+		uint64_t half = 1ull << (nb - 1);
+		/* Prometheus: values above 2^(n-1) are negative */
+		dod = (int64_t)(u - (u > half ? half << 1 : 0));
+		adv = k ? 2 + 11 + 3 * k + k - 1 : 1; /* k + 1 prefix bits + nb */
+		win <<= adv;
+	} else {
+		dod = (int64_t)(uint64_t)(window(b, pos + 4) >> 64);
+		adv = 68;
+		win = window(b, pos + 68);
+	}
+	s->td = (int64_t)((uint64_t)s->td + (uint64_t)dod);
+	s->t = (int64_t)((uint64_t)s->t + (uint64_t)s->td);
+	top = (uint64_t)(win >> 64);
+	uint64_t c0 = top >> 63, c1 = (top >> 62) & c0; /* changed; new window */
+	unsigned hl = (unsigned)(top >> 57) & 31;         /* 11 lllll ssssss */
+	unsigned hs = (((unsigned)(top >> 51) - 1) & 63) + 1; /* 0 means 64 */
+	if (__builtin_expect(c1 && hl + hs > 64, 0))
+		return bad_window(pos_base + pos + adv, hl, hs, err);
+	unsigned lead = c1 ? hl : s->lead, trail = c1 ? 64 - hl - hs : s->trail;
+	unsigned hdr = 1 + (unsigned)c0 + 11 * (unsigned)c1;
+	unsigned sig = 64 - lead - trail; /* 1..64 */
+	uint64_t x = ((uint64_t)((win << hdr) >> 64) >> (64 - sig)) << trail;
+	s->v ^= x & -c0;
+	s->lead = lead;
+	s->trail = trail;
+	s->pos = pos + adv + hdr + (sig & -(unsigned)c0);
+	return 0;
+}
+
+static int dec_value_slow(xor_dec_t *d, err_t *err)
 {
 	uint64_t w = peek64(d);
 	if (!(w >> 63)) {
 		d->pos += 1;
-	} else if (!((w >> 62) & 1)) {
-		d->pos += 2;
-		int sig = 64 - d->leading - d->trailing;
-		if (sig <= 0)
-			return err_set(err, ERR_CORRUPT, "xor chunk: bit %llu: value window reused before it was set",
-				       (unsigned long long)d->pos);
-		uint64_t x = read_bits(d, sig);
-		d->v ^= x << d->trailing;
-	} else {
-		uint32_t hdr = (uint32_t)(w >> (64 - 13)); /* 11 lllll ssssss */
-		d->pos += 13;
-		unsigned lead = (hdr >> 6) & 31;
-		unsigned sig = hdr & 63;
+		return 0;
+	}
+	if ((w >> 62) & 1) {
+		unsigned lead = (unsigned)(w >> 57) & 31;
+		unsigned sig = (unsigned)(w >> 51) & 63;
 		if (sig == 0)
 			sig = 64;
 		if (lead + sig > 64)
-			return err_set(err, ERR_CORRUPT, "xor chunk: bit %llu: leading %u + significant %u bits > 64",
-				       (unsigned long long)d->pos, lead, sig);
+			return bad_window(d->pos, lead, sig, err);
 		d->leading = (uint8_t)lead;
 		d->trailing = (uint8_t)(64 - lead - sig);
-		uint64_t x = read_bits(d, (int)sig);
-		d->v ^= x << d->trailing;
+		d->pos += 13;
+	} else {
+		d->pos += 2;
 	}
+	int sig = 64 - d->leading - d->trailing;
+	d->v ^= read_bits(d, sig) << d->trailing;
 	return 0;
 }
 
-int xor_dec_next(xor_dec_t *d, int64_t *t, double *v, err_t *err)
+/* The first two samples: varint timestamp + raw value, uvarint delta + XOR value. */
+static int dec_head(xor_dec_t *d, int64_t *t, double *v, err_t *err)
 {
-	if (d->read >= d->total)
-		return 0;
-	uint64_t bits = (uint64_t)d->len * 8;
+	size_t off = (size_t)(d->pos >> 3);
 	if (d->read == 0) {
 		int64_t t0;
-		size_t off = (size_t)(d->pos >> 3);
 		int k = varint_get(d->p + off, d->p + d->len, &t0);
 		if (k <= 0)
 			return err_set(err, ERR_CORRUPT, "xor chunk: byte %zu: bad first timestamp varint", off);
 		d->pos += (uint64_t)k * 8;
 		d->t = t0;
 		d->v = read_bits(d, 64);
-	} else if (d->read == 1) {
+	} else {
 		uint64_t td;
-		size_t off = (size_t)(d->pos >> 3);
 		if (d->pos & 7)
 			return err_set(err, ERR_CORRUPT, "xor chunk: misaligned second timestamp");
 		int k = uvarint_get(d->p + off, d->p + d->len, &td);
@@ -298,44 +376,88 @@ int xor_dec_next(xor_dec_t *d, int64_t *t, double *v, err_t *err)
 			return err_set(err, ERR_CORRUPT, "xor chunk: byte %zu: bad timestamp delta uvarint", off);
 		d->pos += (uint64_t)k * 8;
 		d->tdelta = (int64_t)td;
-		d->t += d->tdelta;
-		int rc = read_value(d, err);
-		if (rc)
-			return rc;
-	} else {
-		uint64_t w = peek64(d);
-		int64_t dod;
-		if (!(w >> 63)) {
-			d->pos += 1;
-			dod = 0;
-		} else if (!((w >> 62) & 1)) {
-			uint64_t u = (w >> 48) & 0x3fff;
-			d->pos += 16;
-			dod = u > 8192 ? (int64_t)u - 16384 : (int64_t)u;
-		} else if (!((w >> 61) & 1)) {
-			uint64_t u = (w >> 44) & 0x1ffff;
-			d->pos += 20;
-			dod = u > 65536 ? (int64_t)u - 131072 : (int64_t)u;
-		} else if (!((w >> 60) & 1)) {
-			uint64_t u = (w >> 40) & 0xfffff;
-			d->pos += 24;
-			dod = u > 524288 ? (int64_t)u - 1048576 : (int64_t)u;
-		} else {
-			d->pos += 4;
-			dod = (int64_t)read_bits(d, 64);
-		}
-		d->tdelta = (int64_t)((uint64_t)d->tdelta + (uint64_t)dod);
-		d->t = (int64_t)((uint64_t)d->t + (uint64_t)d->tdelta);
-		int rc = read_value(d, err);
+		d->t = (int64_t)((uint64_t)d->t + td);
+		int rc = dec_value_slow(d, err);
 		if (rc)
 			return rc;
 	}
-	if (d->pos > bits)
-		return dec_corrupt(d, err);
+	if (d->pos > (uint64_t)d->len * 8)
+		return dec_corrupt(d, d->pos, err);
 	d->read++;
 	*t = d->t;
 	*v = u2f(d->v);
-	return 1;
+	return 0;
+}
+
+int xor_dec_batch(xor_dec_t *d, int64_t *ts, double *vs, int cap, err_t *err)
+{
+	int n = 0;
+	while (n < cap && d->read < 2 && d->read < d->total) {
+		int rc = dec_head(d, &ts[n], &vs[n], err);
+		if (rc)
+			return rc;
+		n++;
+	}
+	const int n0 = n; /* samples of the fast loops are counted into d->read at the end */
+	int left = d->total - d->read;
+	if (left > cap - n)
+		left = cap - n;
+	if (left <= 0)
+		return n;
+	dstate_t s = {d->pos, d->t, d->tdelta, d->v, d->leading, d->trailing};
+	const uint64_t limit = (uint64_t)d->len * 8;
+	int rc = 0;
+	/* fast region: the sample starts XOR_SAMPLE_MAX_READ bytes or more before the end */
+	if (d->len >= XOR_SAMPLE_MAX_READ) {
+		const uint64_t fast_end = (uint64_t)(d->len - XOR_SAMPLE_MAX_READ) * 8;
+		while (left > 0 && s.pos <= fast_end) {
+			if ((rc = dec_one(d->p, &s, 0, err)))
+				goto out;
+			ts[n] = s.t;
+			vs[n] = u2f(s.v);
+			n++, left--;
+		}
+	}
+	if (left > 0) {
+		/* tail: a zero-padded copy; the checks after each sample keep s.pos within the data, so
+		 * every load stays inside the copy */
+		uint8_t tail[XOR_TAIL_BUF] = {0};
+		size_t start = (size_t)(s.pos >> 3);
+		memcpy(tail, d->p + start, d->len - start);
+		uint64_t base = (uint64_t)start * 8;
+		s.pos -= base;
+		while (left > 0) {
+			if ((rc = dec_one(tail, &s, base, err)))
+				break;
+			if (s.pos + base > limit) {
+				d->read = (uint16_t)(d->read + (n - n0));
+				rc = dec_corrupt(d, s.pos + base, err);
+				break;
+			}
+			ts[n] = s.t;
+			vs[n] = u2f(s.v);
+			n++, left--;
+		}
+		s.pos += base;
+	}
+out:
+	if (rc)
+		return rc;
+	d->read = (uint16_t)(d->read + (n - n0));
+	d->pos = s.pos;
+	d->t = s.t;
+	d->tdelta = s.td;
+	d->v = s.v;
+	d->leading = (uint8_t)s.lead;
+	d->trailing = (uint8_t)s.trail;
+	return n;
+}
+
+int xor_dec_next(xor_dec_t *d, int64_t *t, double *v, err_t *err)
+{
+	if (d->read >= d->total)
+		return 0;
+	return xor_dec_batch(d, t, v, 1, err); /* 1 sample, or an error */
 }
 
 /* ---- chunk list iterator ---- */
@@ -365,6 +487,20 @@ static int iter_open_next_chunk(xor_iter_t *it, err_t *err)
 	return 0;
 }
 
+/* First index in t[0..n) with t[i] > x (n if none). */
+static int upper_bound(const int64_t *t, int n, int64_t x)
+{
+	int lo = 0, hi = n;
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		if (t[mid] <= x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 static int xor_iter_next_batch(sample_iter_t *base, int64_t *t, double *v, int cap, err_t *err)
 {
 	xor_iter_t *it = (xor_iter_t *)base;
@@ -384,24 +520,28 @@ static int xor_iter_next_batch(sample_iter_t *base, int64_t *t, double *v, int c
 				return rc;
 			continue;
 		}
-		xor_dec_t *d = &it->dec;
-		while (n < cap) {
-			int rc = xor_dec_next(d, &t[n], &v[n], err);
-			if (rc < 0)
-				return rc;
-			if (rc == 0) {
-				it->active = false;
-				it->ci++;
-				break;
-			}
-			if (t[n] < it->mint)
-				continue;
-			if (t[n] > it->maxt) {
-				it->done = true;
-				break;
-			}
-			n++;
+		int k = xor_dec_batch(&it->dec, t + n, v + n, cap - n, err);
+		if (k < 0)
+			return k;
+		if (k == 0) {
+			it->active = false;
+			it->ci++;
+			continue;
 		}
+		if (t[n] < it->mint) {
+			/* only in the chunk the range (or a seek) starts in */
+			int skip = upper_bound(t + n, k, it->mint - 1);
+			memmove(t + n, t + n + skip, (size_t)(k - skip) * sizeof *t);
+			memmove(v + n, v + n + skip, (size_t)(k - skip) * sizeof *v);
+			k -= skip;
+			if (k == 0)
+				continue;
+		}
+		if (t[n + k - 1] > it->maxt) {
+			k = upper_bound(t + n, k, it->maxt);
+			it->done = true;
+		}
+		n += k;
 	}
 	return n;
 }

@@ -64,6 +64,9 @@ typedef struct xor_dec {
 int xor_dec_init(xor_dec_t *d, const uint8_t *p, size_t len, err_t *err);
 /* 1 = sample stored in t and v, 0 = end, <0 error. */
 int xor_dec_next(xor_dec_t *d, int64_t *t, double *v, err_t *err);
+/* Decode up to cap samples into t[]/v[]: the count (0 at the end), <0 on error. The fast path:
+ * no per-sample calls or bounds checks except near the end of the chunk. */
+int xor_dec_batch(xor_dec_t *d, int64_t *t, double *v, int cap, err_t *err);
 /* Number of samples the header claims. */
 static inline uint16_t xor_dec_count(const xor_dec_t *d)
 {

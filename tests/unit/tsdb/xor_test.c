@@ -174,6 +174,55 @@ TEST(xor_corrupt_header_and_window)
 	CHECK_EQ_INT(xor_dec_next(&d, &t, &v, &err), ERR_CORRUPT);
 }
 
+/* Batches of every size give the same samples as one-by-one decoding, and truncated chunks fail
+ * in batch mode too (the fast loop must hand over to the checked tail before the data ends). */
+TEST(xor_batch_decode_matches)
+{
+	static int64_t ts[240];
+	static double vs[240];
+	int64_t t = 1700000000000;
+	for (int i = 0; i < 240; i++) {
+		t += (i % 7 == 0) ? (int64_t)(xr() % 10000000) : 15000;
+		ts[i] = t;
+		vs[i] = (i % 3) ? (double)(int64_t)xr() : (double)i;
+	}
+	xor_enc_t e;
+	xor_enc_init(&e);
+	for (int i = 0; i < 240; i++)
+		xor_enc_append(&e, ts[i], vs[i]);
+	size_t len;
+	const uint8_t *p = xor_enc_bytes(&e, &len);
+	for (int cap = 1; cap <= 241; cap += (cap < 10 ? 1 : 37)) {
+		xor_dec_t d;
+		CHECK_EQ_INT(xor_dec_init(&d, p, len, NULL), 0);
+		int64_t bt[241];
+		double bv[241];
+		int got = 0, k;
+		while ((k = xor_dec_batch(&d, bt + got, bv + got, cap, NULL)) > 0)
+			got += k;
+		CHECK_EQ_INT(k, 0);
+		CHECK_EQ_INT(got, 240);
+		for (int i = 0; i < 240; i++) {
+			CHECK_EQ_INT(bt[i], ts[i]);
+			CHECK_EQ_U64(bits_of(bv[i]), bits_of(vs[i]));
+		}
+	}
+	for (size_t cut = 2; cut + 1 < len; cut++) {
+		uint8_t *c = malloc(cut);
+		memcpy(c, p, cut);
+		xor_dec_t d;
+		err_t err = {0};
+		CHECK_EQ_INT(xor_dec_init(&d, c, cut, &err), 0);
+		int64_t bt[240];
+		double bv[240];
+		int k = xor_dec_batch(&d, bt, bv, 240, &err);
+		free(c);
+		CHECK_EQ_INT(k, ERR_CORRUPT);
+		CHECK(strstr(err.msg, "xor chunk") != NULL);
+	}
+	xor_enc_release(&e);
+}
+
 static void make_chunk(xor_enc_t *e, chunk_t *c, int64_t from, int n, int64_t step)
 {
 	xor_enc_init(e);
