@@ -429,12 +429,11 @@ int cmd_sidecar(int argc, char **argv)
 	prom_store_set_data_min_time(sc.store, shipper_min_time(sc.shipper, sc.tsdb_path));
 	sc.reload_hash = reloader_hash(&sc);
 
-	/* Signals go to the HTTP loop (signalfd): block them before any thread starts. */
+	/* SIGTERM/SIGINT are for the HTTP loop on this thread: the threads started below block them. */
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	loop_t *http_loop = NULL;
 	http_server_t *http = NULL;
@@ -460,10 +459,12 @@ int cmd_sidecar(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	pthread_create(&sc.grpc_thr, NULL, grpc_main, &sc);
 	grpc_started = true;
 	pthread_create(&sc.bg_thr, NULL, bg_main, &sc);
 	bg_started = true;
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	log_info("sidecar listening", "http", sc.sf.http_address, "grpc", sc.grpc_address);
 	http_server_set_ready(http, true);
 	if (http_server_run(http, sc.sf.http_grace_ms, &err) != 0) {
