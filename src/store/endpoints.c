@@ -106,11 +106,18 @@ static int ep_info(store_t *base, arena_t *a, store_info_t *out, err_t *err)
 	endpoint_t *e = (endpoint_t *)base;
 	int rc = 0;
 	pthread_mutex_lock(&e->mu);
-	if (e->have_info)
+	if (e->have_info) {
 		copy_info(a, &e->info, out);
-	else
-		rc = err_set(err, ERR_UNAVAILABLE, "store %s: no Info received yet%s%s", e->address,
-			     e->last_error ? ": " : "", e->last_error ? e->last_error : "");
+	} else {
+		/* The cause usually names the endpoint already. */
+		const char *cause = e->last_error ? e->last_error : "";
+		size_t pre = strlen("store ") + strlen(e->address) + 2;
+		if (strncmp(cause, "store ", 6) == 0 && strncmp(cause + 6, e->address, strlen(e->address)) == 0 &&
+		    strncmp(cause + pre - 2, ": ", 2) == 0)
+			cause += pre;
+		rc = err_set(err, ERR_UNAVAILABLE, "store %s: no Info received yet%s%s", e->address, *cause ? ": " : "",
+			     cause);
+	}
 	pthread_mutex_unlock(&e->mu);
 	return rc;
 }

@@ -1,0 +1,280 @@
+/*
+ * query.c — `strata query`: the querier. Flags as Thanos's (reference thanos.md §1.6). Discovers
+ * StoreAPI endpoints (store/endpoints.h), serves the Prometheus HTTP API v1 (api/api.h) and the
+ * proxy as thanos.Store + thanos.info.Info on gRPC so queriers can be layered.
+ *
+ * Threads: the HTTP loop (main thread) with its worker pool evaluating queries; the endpoint refresh
+ * thread (DNS, file SD, Info every 5s); the gRPC server's own loop thread, because proxy calls block
+ * on remote endpoints (the StoreAPI client is a blocking facade) and must not stall HTTP. Ready once
+ * both listeners are up and the first endpoint refresh round has finished.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "base/alloc.h"
+#include "base/duration.h"
+#include "cmd/cmd.h"
+#include "net/grpc.h"
+#include "net/http.h"
+#include "store/endpoints.h"
+#include "store/grpc_server.h"
+#if __has_include("store/grpc_client.h")
+#include "store/grpc_client.h"
+#define HAVE_STORE_CLIENT 1
+#endif
+
+static const char summary[] = "Query node exposing PromQL enabled Query API with data retrieved from multiple store nodes.";
+
+/* Remote endpoints: a StoreAPI client per address. */
+static store_t *dial_remote(const char *address, void *arg, err_t *err)
+{
+#ifdef HAVE_STORE_CLIENT
+	const int64_t *info_timeout = arg;
+	store_grpc_client_config_t cfg = {.info_timeout_ms = *info_timeout};
+	store_t *s;
+	if (store_grpc_client_new(&s, address, &cfg, err))
+		return NULL;
+	return s;
+#else
+	(void)arg;
+	err_set(err, ERR_UNAVAILABLE, "store %s: this build has no StoreAPI gRPC client", address);
+	return NULL;
+#endif
+}
+
+/* "a,b" values of a repeatable flag split into one list. */
+static void split_commas(const strlist_t *in, strlist_t *out)
+{
+	for (size_t i = 0; i < in->n; i++) {
+		const char *p = in->v[i];
+		while (*p) {
+			size_t n = strcspn(p, ",");
+			if (n) {
+				char *s = xstrndup(p, n);
+				strlist_push(out, s);
+				free(s);
+			}
+			p += n + (p[n] == ',');
+		}
+	}
+}
+
+static char *flag_value(const flag_def_t *d)
+{
+	buf_t b = BUF_INIT;
+	switch (d->type) {
+	case FLAG_STRING:
+	case FLAG_ENUM: {
+		const char *s = *(char **)d->dst;
+		buf_puts(&b, s ? s : "");
+		break;
+	}
+	case FLAG_BOOL: buf_puts(&b, *(bool *)d->dst ? "true" : "false"); break;
+	case FLAG_INT:
+	case FLAG_BYTES: buf_put_i64(&b, *(int64_t *)d->dst); break;
+	case FLAG_FLOAT: buf_printf(&b, "%g", *(double *)d->dst); break;
+	case FLAG_DURATION: duration_format(&b, *(int64_t *)d->dst); break;
+	case FLAG_STRINGS: {
+		const strlist_t *l = d->dst;
+		for (size_t i = 0; i < l->n; i++) {
+			if (i)
+				buf_putc(&b, ',');
+			buf_puts(&b, l->v[i]);
+		}
+		break;
+	}
+	}
+	size_t n;
+	char *s = buf_detach(&b, &n);
+	return s ? s : xstrdup("");
+}
+
+typedef struct ready_check {
+	endpoint_set_t *es;
+	http_server_t *http;
+	api_t *api;
+} ready_check_t;
+
+static int64_t check_ready(loop_t *l, uint64_t id, void *arg)
+{
+	(void)l, (void)id;
+	ready_check_t *rc = arg;
+	if (endpoint_set_rounds(rc->es) == 0)
+		return 50;
+	api_set_ready(rc->api, true);
+	http_server_set_ready(rc->http, true);
+	log_info("querier ready");
+	return LOOP_TIMER_DONE;
+}
+
+static void *grpc_loop_main(void *arg)
+{
+	loop_run(arg);
+	return NULL;
+}
+
+int cmd_query(int argc, char **argv)
+{
+	static cmd_server_flags_t sf;
+	static char *grpc_address;
+	static strlist_t endpoints, stores, sd_files, store_sd_files, replica_flags;
+	static int64_t grpc_grace_ms, timeout_ms, max_conc, lookback_ms, max_samples, eval_ms, default_step_ms,
+		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms;
+	static bool partial;
+	flag_def_t defs[] = {
+		CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"),
+		{"grpc-address", FLAG_STRING, &grpc_address, "0.0.0.0:10901",
+		 "Listen ip:port address for gRPC endpoints (StoreAPI: the proxy over all endpoints)."},
+		{"grpc-grace-period", FLAG_DURATION, &grpc_grace_ms, "2m", "Time to wait after an interrupt received for GRPC Server."},
+		{"endpoint", FLAG_STRINGS, &endpoints, NULL,
+		 "Addresses of statically configured StoreAPI endpoints (repeatable). The scheme may be prefixed with "
+		 "'dns+' or 'dnssrv+' to detect endpoints through respective DNS lookups."},
+		{"store", FLAG_STRINGS, &stores, NULL, "Deprecated alias of --endpoint.", NULL, true},
+		{"endpoint.sd-files", FLAG_STRINGS, &sd_files, NULL,
+		 "Path to files (globs allowed) that contain addresses of endpoints in Prometheus file_sd format "
+		 "(JSON or YAML). Re-read on change."},
+		{"store.sd-files", FLAG_STRINGS, &store_sd_files, NULL, "Deprecated alias of --endpoint.sd-files.", NULL, true},
+		{"store.sd-interval", FLAG_DURATION, &sd_interval_ms, "5m", "Refresh interval to re-read file SD files."},
+		{"store.sd-dns-interval", FLAG_DURATION, &dns_interval_ms, "30s", "Interval between DNS resolutions."},
+		{"endpoint.info-timeout", FLAG_DURATION, &info_timeout_ms, "5s", "Timeout of gRPC Info requests.", NULL, true},
+		{"query.replica-label", FLAG_STRINGS, &replica_flags, NULL,
+		 "Labels to treat as a replica indicator along which data is deduplicated (repeatable or comma "
+		 "separated)."},
+		{"query.timeout", FLAG_DURATION, &timeout_ms, "2m", "Maximum time to process query by query node."},
+		{"query.max-concurrent", FLAG_INT, &max_conc, "20",
+		 "Maximum number of queries processed concurrently by query node; the rest wait in a queue."},
+		{"query.lookback-delta", FLAG_DURATION, &lookback_ms, "5m",
+		 "The maximum lookback duration for retrieving metrics during expression evaluations."},
+		{"query.max-samples", FLAG_INT, &max_samples, "50000000",
+		 "Maximum number of samples a single query can load into memory."},
+		{"query.partial-response", FLAG_BOOL, &partial, "true",
+		 "Enable partial response for queries if no partial_response param is specified. "
+		 "--no-query.partial-response for disabling."},
+		{"query.default-evaluation-interval", FLAG_DURATION, &eval_ms, "1m",
+		 "Set default evaluation interval for sub queries."},
+		{"query.default-step", FLAG_DURATION, &default_step_ms, "1s",
+		 "Set default step for range queries (used by the UI; the API requires step)."},
+		{"query.metadata.default-time-range", FLAG_DURATION, &meta_range_ms, "0s",
+		 "Accepted for compatibility; labels and series default to all time.", NULL, true},
+	};
+	flags_result_t res = {0};
+	int exit_now;
+	int rc = cmd_parse_flags("strata query", summary, defs, ARRAY_LEN(defs), argc, argv, &res, &exit_now);
+	if (exit_now)
+		return rc;
+	if (res.npos) {
+		fprintf(stderr, "strata query: unexpected argument %s\n", res.pos[0]);
+		free(res.pos);
+		return 2;
+	}
+	free(res.pos);
+	if ((rc = cmd_server_setup_logging("strata query", &sf)))
+		return rc;
+	if (max_conc <= 0) {
+		fprintf(stderr, "strata query: --query.max-concurrent must be positive\n");
+		return 2;
+	}
+	strlist_t specs = {0}, files = {0}, replica = {0};
+	for (size_t i = 0; i < endpoints.n; i++)
+		strlist_push(&specs, endpoints.v[i]);
+	for (size_t i = 0; i < stores.n; i++)
+		strlist_push(&specs, stores.v[i]);
+	for (size_t i = 0; i < sd_files.n; i++)
+		strlist_push(&files, sd_files.v[i]);
+	for (size_t i = 0; i < store_sd_files.n; i++)
+		strlist_push(&files, store_sd_files.v[i]);
+	split_commas(&replica_flags, &replica);
+
+	err_t err = {0};
+	endpoint_set_t *es = NULL;
+	endpoint_set_config_t ec = {.specs = (const char *const *)specs.v, .nspecs = specs.n,
+				    .sd_files = (const char *const *)files.v, .nsd_files = files.n,
+				    .dial = dial_remote, .dial_arg = &info_timeout_ms,
+				    .sd_interval_ms = sd_interval_ms, .dns_interval_ms = dns_interval_ms};
+	rc = 2;
+	char **fnames = xcalloc(ARRAY_LEN(defs), sizeof *fnames), **fvalues = xcalloc(ARRAY_LEN(defs), sizeof *fvalues);
+	size_t nflags = 0;
+	loop_t *loop = NULL, *gloop = NULL;
+	http_server_t *http = NULL;
+	grpc_server_t *grpc = NULL;
+	listener_t *gl = NULL;
+	store_service_t *svc = NULL;
+	api_t *api = NULL;
+	bool gthread = false;
+	pthread_t gth;
+	if (endpoint_set_new(&es, &ec, &err)) {
+		fprintf(stderr, "strata query: %s\n", err.msg);
+		goto out;
+	}
+	for (size_t i = 0; i < ARRAY_LEN(defs); i++) {
+		if (defs[i].hidden)
+			continue;
+		fnames[nflags] = xstrdup(defs[i].name);
+		fvalues[nflags++] = flag_value(&defs[i]);
+	}
+	rc = 1;
+	if (loop_new(&loop, &err) || loop_new(&gloop, &err)) {
+		fprintf(stderr, "strata query: %s\n", err.msg);
+		goto out;
+	}
+	http_server_config_t hc = {.address = sf.http_address, .component = "query"};
+	if (http_server_new(&http, loop, &hc, &err)) {
+		fprintf(stderr, "strata query: %s\n", err.msg);
+		goto out;
+	}
+	api_config_t ac = {.endpoints = es, .replica_labels = (const char *const *)replica.v,
+			   .nreplica_labels = replica.n, .partial_response = partial, .timeout_ms = timeout_ms,
+			   .lookback_ms = lookback_ms, .max_samples = max_samples, .default_eval_interval_ms = eval_ms,
+			   .max_concurrent = (int)max_conc, .flag_names = (const char *const *)fnames,
+			   .flag_values = (const char *const *)fvalues, .nflags = nflags};
+	api = api_new(http, &ac);
+	grpc = grpc_server_new(gloop, NULL);
+	svc = store_grpc_register(grpc, endpoint_set_proxy(es), "query");
+	if (grpc_server_listen(grpc, grpc_address, &gl, &err)) {
+		fprintf(stderr, "strata query: %s\n", err.msg);
+		goto out;
+	}
+	if (pthread_create(&gth, NULL, grpc_loop_main, gloop) != 0)
+		die("strata query: cannot start the gRPC thread");
+	gthread = true;
+	if (endpoint_set_start(es, &err)) {
+		fprintf(stderr, "strata query: %s\n", err.msg);
+		goto out;
+	}
+	ready_check_t ready = {.es = es, .http = http, .api = api};
+	loop_add_timer(loop, 0, check_ready, &ready);
+	log_info("starting query node", "http", sf.http_address, "grpc", grpc_address);
+	rc = http_server_run(http, sf.http_grace_ms, &err) ? 1 : 0;
+	if (rc)
+		log_error("server failed", "err", err.msg);
+	log_info("query node stopped");
+out:
+	if (gthread) {
+		loop_stop(gloop);
+		pthread_join(gth, NULL);
+	}
+	listener_free(gl);
+	http_server_free(http);
+	api_free(api);
+	store_grpc_service_free(svc);
+	if (grpc)
+		grpc_server_free(grpc);
+	endpoint_set_free(es);
+	if (gloop)
+		loop_free(gloop);
+	if (loop)
+		loop_free(loop);
+	for (size_t i = 0; i < nflags; i++) {
+		free(fnames[i]);
+		free(fvalues[i]);
+	}
+	free(fnames);
+	free(fvalues);
+	strlist_free(&specs);
+	strlist_free(&files);
+	strlist_free(&replica);
+	return rc;
+}
