@@ -327,6 +327,45 @@ fail:
 
 /* ================================ reader ================================ */
 
+/* Sample iterator that skips samples inside deleted intervals (sorted by mint). */
+typedef struct tomb_iter {
+	sample_iter_t base;
+	sample_iter_t *in;
+	const tomb_interval_t *iv;
+	size_t n;
+} tomb_iter_t;
+
+static bool deleted(const tomb_iter_t *ti, int64_t t)
+{
+	for (size_t i = 0; i < ti->n && ti->iv[i].mint <= t; i++)
+		if (t <= ti->iv[i].maxt)
+			return true;
+	return false;
+}
+
+static int tomb_next_batch(sample_iter_t *base, int64_t *t, double *v, int cap, err_t *err)
+{
+	tomb_iter_t *ti = (tomb_iter_t *)base;
+	for (;;) {
+		int k = sample_iter_next_batch(ti->in, t, v, cap, err);
+		if (k <= 0)
+			return k;
+		int w = 0;
+		for (int i = 0; i < k; i++)
+			if (!deleted(ti, t[i]))
+				t[w] = t[i], v[w] = v[i], w++;
+		if (w > 0)
+			return w;
+	}
+}
+
+static int tomb_seek(sample_iter_t *base, int64_t t, err_t *err)
+{
+	return sample_iter_seek(((tomb_iter_t *)base)->in, t, err);
+}
+
+static const struct sample_iter_ops tomb_iter_ops = {tomb_next_batch, tomb_seek};
+
 typedef struct block_set {
 	series_set_t base;
 	block_t *b;
@@ -338,7 +377,19 @@ typedef struct block_set {
 	chunk_t *chks;
 	size_t nchks;
 	xor_iter_t it;
+	const tomb_interval_t *del; /* deleted intervals overlapping the series' chunks */
+	size_t ndel;
+	tomb_iter_t ti;
 } block_set_t;
+
+/* Is [mint, maxt] inside one deleted interval? (Prometheus keeps intervals merged.) */
+static bool covered(const tomb_interval_t *iv, size_t n, int64_t mint, int64_t maxt)
+{
+	for (size_t i = 0; i < n; i++)
+		if (iv[i].mint <= mint && maxt <= iv[i].maxt)
+			return true;
+	return false;
+}
 
 static int bs_next(series_set_t *s, err_t *err)
 {
@@ -353,8 +404,12 @@ static int bs_next(series_set_t *s, err_t *err)
 			return rc;
 		bs->chks = arena_alloc(&bs->tmp, (nc + 1) * sizeof(chunk_t));
 		bs->nchks = 0;
+		size_t ndel = 0;
+		const tomb_interval_t *del = tombstones_of(&bs->b->tomb, id, &ndel);
 		for (size_t k = 0; k < nc; k++) {
 			if (cm[k].maxt < bs->mint || cm[k].mint > bs->maxt)
+				continue;
+			if (ndel && covered(del, ndel, cm[k].mint, cm[k].maxt))
 				continue;
 			chunk_t *c = &bs->chks[bs->nchks];
 			c->mint = cm[k].mint;
@@ -365,6 +420,12 @@ static int bs_next(series_set_t *s, err_t *err)
 		}
 		if (bs->nchks == 0)
 			continue;
+		bs->del = NULL, bs->ndel = 0;
+		for (size_t k = 0; k < ndel; k++)
+			if (del[k].maxt >= bs->chks[0].mint && del[k].mint <= bs->chks[bs->nchks - 1].maxt) {
+				bs->del = del, bs->ndel = ndel;
+				break;
+			}
 		xor_iter_init(&bs->it, bs->chks, bs->nchks, bs->mint, bs->maxt);
 		return 1;
 	}
@@ -380,12 +441,19 @@ static sample_iter_t *bs_samples(series_set_t *s)
 {
 	block_set_t *bs = (block_set_t *)s;
 	xor_iter_init(&bs->it, bs->chks, bs->nchks, bs->mint, bs->maxt);
-	return &bs->it.base;
+	if (!bs->ndel)
+		return &bs->it.base;
+	bs->ti = (tomb_iter_t){{&tomb_iter_ops}, &bs->it.base, bs->del, bs->ndel};
+	return &bs->ti.base;
 }
 
 static int bs_chunks(series_set_t *s, const chunk_t **out)
 {
 	block_set_t *bs = (block_set_t *)s;
+	if (bs->ndel) {
+		*out = NULL;
+		return -1; /* raw chunks would resurrect deleted samples */
+	}
 	*out = bs->chks;
 	return (int)bs->nchks;
 }
@@ -459,6 +527,8 @@ int block_open(block_t **out, const char *dir, err_t *err)
 		} else {
 			path_join(path, sizeof path, dir, "chunks");
 			rc = chunkfile_reader_open(&b->cf, path, err);
+			if (!rc && (rc = tombstones_load(dir, &b->tomb, err)))
+				chunkfile_reader_close(&b->cf);
 			if (rc) {
 				index_reader_close(&b->ix);
 				meta_release(&b->meta);
@@ -480,6 +550,7 @@ void block_close(block_t *b)
 		return;
 	chunkfile_reader_close(&b->cf);
 	index_reader_close(&b->ix);
+	tombstones_release(&b->tomb);
 	meta_release(&b->meta);
 	free(b->dir);
 	free(b);

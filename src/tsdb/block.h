@@ -10,7 +10,10 @@
  * fsyncs and renames to <parent>/<ULID>/. Memory: labels + chunk metas per series, no samples.
  *
  * Reader: block_open mmaps index and chunks (no full read). The queryable's select returns series
- * sorted by labels, chunks overlapping [mint, maxt] and samples trimmed to it. A block is read-only
+ * sorted by labels, chunks overlapping [mint, maxt] and samples trimmed to it. Tombstones are
+ * applied: chunks wholly inside a deleted interval are dropped (and series left without chunks),
+ * samples in deleted intervals are skipped, and a series with deletions inside its remaining
+ * chunks reports no raw chunks (chunks() = -1) so consumers read its samples. A block is read-only
  * after open; one series set per thread.
  */
 #ifndef STRATA_TSDB_BLOCK_H
@@ -50,6 +53,7 @@ typedef struct block {
 	block_meta_t meta;
 	index_reader_t ix;
 	chunkfile_reader_t cf;
+	tombstones_t tomb; /* deleted intervals, applied by select */
 } block_t;
 
 int block_open(block_t **b, const char *dir, err_t *err);

@@ -464,11 +464,19 @@ int tombstones_write_empty(const char *block_dir, err_t *err)
 	return write_file_sync(path, b, sizeof b, err);
 }
 
-int tombstones_read(const char *block_dir, uint64_t *nintervals, err_t *err)
+static int tomb_cmp(const void *a, const void *b)
+{
+	const tomb_interval_t *x = a, *y = b;
+	if (x->ref != y->ref)
+		return x->ref < y->ref ? -1 : 1;
+	return x->mint < y->mint ? -1 : x->mint > y->mint;
+}
+
+int tombstones_load(const char *block_dir, tombstones_t *t, err_t *err)
 {
 	char path[4096];
 	snprintf(path, sizeof path, "%s/tombstones", block_dir);
-	*nintervals = 0;
+	memset(t, 0, sizeof *t);
 	FILE *f = fopen(path, "rb");
 	if (!f) {
 		if (errno == ENOENT)
@@ -480,10 +488,14 @@ int tombstones_read(const char *block_dir, uint64_t *nintervals, err_t *err)
 	size_t k;
 	while ((k = fread(tmp, 1, sizeof tmp, f)) > 0)
 		buf_append(&b, tmp, k);
+	int ioerr = ferror(f);
 	fclose(f);
 	const uint8_t *p = (const uint8_t *)b.p;
 	int rc = 0;
-	if (b.n < 9)
+	size_t cap = 0;
+	if (ioerr)
+		rc = err_set(err, ERR_IO, "read %s failed", path);
+	else if (b.n < 9)
 		rc = err_set(err, ERR_CORRUPT, "tombstones: %s: offset 0: file of %zu bytes is too short", path, b.n);
 	else if (be32_get(p) != TOMBSTONES_MAGIC)
 		rc = err_set(err, ERR_CORRUPT, "tombstones: %s: offset 0: bad magic 0x%08x", path, be32_get(p));
@@ -505,9 +517,76 @@ int tombstones_read(const char *block_dir, uint64_t *nintervals, err_t *err)
 				break;
 			}
 			q += a1 + a2 + a3;
-			(*nintervals)++;
+			if (t->n == cap) {
+				cap = alloc_grow_cap(cap, t->n + 1);
+				t->v = xreallocarray(t->v, cap, sizeof *t->v);
+			}
+			t->v[t->n++] = (tomb_interval_t){ref, mint, maxt};
 		}
 	}
 	buf_release(&b);
+	if (rc)
+		tombstones_release(t);
+	else if (t->n > 1)
+		qsort(t->v, t->n, sizeof *t->v, tomb_cmp);
+	return rc;
+}
+
+void tombstones_release(tombstones_t *t)
+{
+	free(t->v);
+	memset(t, 0, sizeof *t);
+}
+
+const tomb_interval_t *tombstones_of(const tombstones_t *t, uint64_t ref, size_t *n)
+{
+	size_t lo = 0, hi = t->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (t->v[mid].ref < ref)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	size_t e = lo;
+	while (e < t->n && t->v[e].ref == ref)
+		e++;
+	*n = e - lo;
+	return e > lo ? &t->v[lo] : NULL;
+}
+
+int tombstones_read(const char *block_dir, uint64_t *nintervals, err_t *err)
+{
+	tombstones_t t;
+	int rc = tombstones_load(block_dir, &t, err);
+	*nintervals = rc ? 0 : t.n;
+	tombstones_release(&t);
+	return rc;
+}
+
+int tombstones_write(const char *block_dir, const tomb_interval_t *v, size_t n, err_t *err)
+{
+	tomb_interval_t *s = xcalloc(n ? n : 1, sizeof *s);
+	if (n)
+		memcpy(s, v, n * sizeof *s);
+	if (n > 1)
+		qsort(s, n, sizeof *s, tomb_cmp);
+	buf_t b = BUF_INIT;
+	buf_put_be32(&b, TOMBSTONES_MAGIC);
+	buf_putc(&b, 1);
+	for (size_t i = 0; i < n; i++) {
+		buf_put_uvarint(&b, s[i].ref);
+		buf_put_varint(&b, s[i].mint);
+		buf_put_varint(&b, s[i].maxt);
+	}
+	buf_put_be32(&b, crc32c(0, b.p + 5, b.n - 5));
+	free(s);
+	char tmp[4096], dst[4096];
+	snprintf(tmp, sizeof tmp, "%s/tombstones.tmp", block_dir);
+	snprintf(dst, sizeof dst, "%s/tombstones", block_dir);
+	int rc = write_file_sync(tmp, b.p, b.n, err);
+	buf_release(&b);
+	if (!rc && rename(tmp, dst) != 0)
+		rc = err_errno(err, "rename %s", tmp);
 	return rc;
 }

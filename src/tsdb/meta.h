@@ -64,6 +64,25 @@ int64_t ulid_time(const char *s);
 
 /* tombstones: count of intervals (0 for an empty file); ERR_CORRUPT naming the offset. */
 int tombstones_read(const char *block_dir, uint64_t *nintervals, err_t *err);
+
+/* Deleted intervals (inclusive) per series reference (the index series ID), sorted by ref then
+ * mint; an absent file means none. */
+typedef struct tomb_interval {
+	uint64_t ref;
+	int64_t mint, maxt;
+} tomb_interval_t;
+
+typedef struct tombstones {
+	tomb_interval_t *v;
+	size_t n;
+} tombstones_t;
+
+int tombstones_load(const char *block_dir, tombstones_t *t, err_t *err);
+void tombstones_release(tombstones_t *t);
+/* The intervals of ref (count in *n, pointer into t), NULL if none. */
+const tomb_interval_t *tombstones_of(const tombstones_t *t, uint64_t ref, size_t *n);
+/* Write intervals (any order) as a tombstones file (atomically, via a temp file). */
+int tombstones_write(const char *block_dir, const tomb_interval_t *v, size_t n, err_t *err);
 int tombstones_write_empty(const char *block_dir, err_t *err);
 
 #endif

@@ -178,6 +178,63 @@ TEST(block_writer_chunk_cutting)
 	tu_rm_rf(parent);
 }
 
+TEST(block_tombstones_applied)
+{
+	char parent[4096], dir[4096];
+	tu_tmpdir(parent);
+	write_block(parent, dir);
+	block_t *b;
+	err_t err = {0};
+	CHECK_EQ_INT(block_open(&b, dir, &err), 0);
+	arena_t a;
+	arena_init(&a, 0);
+	postings_t p1, p3;
+	CHECK_EQ_INT(index_reader_postings(&b->ix, &a, STR("i"), STR("1"), &p1, &err), 0);
+	CHECK_EQ_INT(index_reader_postings(&b->ix, &a, STR("i"), STR("3"), &p3, &err), 0);
+	CHECK(p1.n == 1 && p3.n == 1);
+	block_close(b);
+	/* series 1: samples 150..160 deleted (and 490.. by a second interval); series 3: everything */
+	tomb_interval_t iv[] = {{p3.v[0], INT64_MIN, INT64_MAX},
+				{p1.v[0], ts_of(1, 490), ts_of(1, 10000)},
+				{p1.v[0], ts_of(1, 150), ts_of(1, 160)}};
+	CHECK_EQ_INT(tombstones_write(dir, iv, 3, &err), 0);
+	CHECK_EQ_INT(block_open(&b, dir, &err), 0);
+	CHECK_EQ_INT(b->tomb.n, 3);
+	matcher_t m;
+	CHECK_EQ_INT(matcher_init(&m, MATCH_RE, STR("i"), STR("1|3|4"), &err), 0);
+	series_set_t *ss;
+	CHECK_EQ_INT(b->q.ops->select(&b->q, &a, &m, 1, INT64_MIN, INT64_MAX, NULL, &ss, &err), 0);
+	CHECK_EQ_INT(series_set_next(ss, &err), 1);
+	bool found;
+	CHECK_SLICE(labels_get(series_set_labels(ss), STR("i"), &found), "1");
+	const chunk_t *chks;
+	CHECK_EQ_INT(ss->ops->chunks(ss, &chks), -1); /* raw chunks would show deleted samples */
+	sample_iter_t *it = series_set_samples(ss);
+	int64_t t[64];
+	double v[64];
+	int n, k = 0, total = 0;
+	while ((n = sample_iter_next_batch(it, t, v, 64, &err)) > 0) {
+		for (int i = 0; i < n; i++, k++) {
+			if (k == 150)
+				k = 161;
+			CHECK_EQ_INT(t[i], ts_of(1, k));
+		}
+		total += n;
+	}
+	CHECK_EQ_INT(n, 0);
+	CHECK_EQ_INT(total, 490 - 11);
+	/* series 3 is gone, series 4 is untouched and keeps its chunks */
+	CHECK_EQ_INT(series_set_next(ss, &err), 1);
+	CHECK_SLICE(labels_get(series_set_labels(ss), STR("i"), &found), "4");
+	CHECK(ss->ops->chunks(ss, &chks) > 0);
+	CHECK_EQ_INT(series_set_next(ss, &err), 0);
+	series_set_close(ss);
+	matcher_release(&m);
+	arena_release(&a);
+	block_close(b);
+	tu_rm_rf(parent);
+}
+
 static void corrupt_byte(const char *path, long off, uint8_t x)
 {
 	size_t len;
@@ -241,6 +298,12 @@ TEST(block_corrupt_files)
 	CHECK_EQ_INT(block_open(&b, dir, &err), ERR_CORRUPT);
 	CHECK(strstr(err.msg, path) != NULL);
 	corrupt_byte(path, 0, 0x20);
+	/* tombstones */
+	snprintf(path, sizeof path, "%s/tombstones", dir);
+	corrupt_byte(path, -1, 0x01);
+	CHECK_EQ_INT(block_open(&b, dir, &err), ERR_CORRUPT);
+	CHECK_ERR_WHERE(err, path);
+	corrupt_byte(path, -1, 0x01);
 	/* missing files */
 	snprintf(path, sizeof path, "%s/chunks/000001", dir);
 	size_t len;
