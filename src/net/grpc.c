@@ -9,11 +9,13 @@
 #include "net/grpc.h"
 
 #include <nghttp2/nghttp2.h>
+#include <snappy-c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/crc32c.h"
 #include "base/log.h"
 
 #define H2_CONN_HIGH (256u * 1024)
@@ -30,6 +32,7 @@ struct grpc_server {
 	size_t nmethods;
 	size_t max_recv;
 	uint32_t max_streams;
+	bool compress;
 };
 
 typedef struct h2_conn h2_conn_t;
@@ -47,6 +50,12 @@ struct grpc_call {
 	bool too_large;
 	buf_t out;
 	size_t out_off;
+	bool req_snappy;    /* grpc-encoding: snappy */
+	bool req_other_enc; /* another grpc-encoding (not identity) */
+	bool accepts_snappy;
+	bool compress;      /* responses are snappy-compressed */
+	bool staged;        /* a reserved message sits in stage, not yet compressed into out */
+	buf_t stage;
 	bool responded;     /* response HEADERS submitted */
 	bool finished;      /* status decided; trailers go out when out is drained */
 	bool deferred;      /* data provider returned DEFERRED */
@@ -106,6 +115,7 @@ static grpc_call_t *call_new(h2_conn_t *hc, int32_t id)
 	arena_init(&call->arena, 0);
 	buf_init(&call->req);
 	buf_init(&call->out);
+	buf_init(&call->stage);
 	call->next = hc->calls;
 	if (hc->calls)
 		hc->calls->prev = call;
@@ -136,6 +146,7 @@ static void call_free(grpc_call_t *call)
 		call->next->prev = call->prev;
 	buf_release(&call->req);
 	buf_release(&call->out);
+	buf_release(&call->stage);
 	arena_release(&call->arena);
 	free(call);
 }
@@ -162,7 +173,33 @@ bool grpc_call_cancelled(const grpc_call_t *call)
 
 size_t grpc_call_pending(const grpc_call_t *call)
 {
-	return call->out.n - call->out_off;
+	return call->out.n - call->out_off + (call->staged ? call->stage.n : 0);
+}
+
+static void put_frame_header(uint8_t *p, uint8_t flag, size_t len)
+{
+	p[0] = flag;
+	p[1] = (uint8_t)(len >> 24);
+	p[2] = (uint8_t)(len >> 16);
+	p[3] = (uint8_t)(len >> 8);
+	p[4] = (uint8_t)len;
+}
+
+/* Compress the staged message into out as one framed message. */
+static void call_commit(grpc_call_t *call)
+{
+	if (!call->staged)
+		return;
+	call->staged = false;
+	if (call->out_off > 0 && call->out_off == call->out.n) {
+		buf_reset(&call->out);
+		call->out_off = 0;
+	}
+	size_t at = call->out.n;
+	buf_extend(&call->out, 5);
+	grpc_snappy_encode(&call->out, call->stage.p, call->stage.n);
+	put_frame_header((uint8_t *)call->out.p + at, 1, call->out.n - at - 5);
+	buf_reset(&call->stage);
 }
 
 /* Let nghttp2 pull again (from outside its callbacks) and push frames out. */
@@ -179,16 +216,19 @@ static void call_resume(grpc_call_t *call)
 
 uint8_t *grpc_call_reserve(grpc_call_t *call, size_t len)
 {
+	if (call->compress) {
+		call_commit(call);
+		call->staged = true;
+		uint8_t *p = (uint8_t *)buf_extend(&call->stage, len);
+		call_resume(call);
+		return p;
+	}
 	if (call->out_off > 0 && call->out_off == call->out.n) {
 		buf_reset(&call->out);
 		call->out_off = 0;
 	}
 	uint8_t *p = (uint8_t *)buf_extend(&call->out, 5 + len);
-	p[0] = 0;
-	p[1] = (uint8_t)(len >> 24);
-	p[2] = (uint8_t)(len >> 16);
-	p[3] = (uint8_t)(len >> 8);
-	p[4] = (uint8_t)len;
+	put_frame_header(p, 0, len);
 	call_resume(call);
 	return p + 5;
 }
@@ -206,6 +246,7 @@ void grpc_call_finish(grpc_call_t *call, int status, const char *message)
 {
 	if (call->finished)
 		return;
+	call_commit(call);
 	call->finished = true;
 	call->status = status;
 	call->status_msg = message ? arena_strdup(&call->arena, message) : NULL;
@@ -255,6 +296,7 @@ static ssize_t call_read(nghttp2_session *session, int32_t stream_id, uint8_t *b
 	(void)session, (void)stream_id, (void)user_data;
 	if (!call->finished && call->produce && !call->cancelled && grpc_call_pending(call) < GRPC_OUT_LOW)
 		call->produce(call, call->parg);
+	call_commit(call);
 	size_t avail = grpc_call_pending(call);
 	if (avail == 0) {
 		if (call->finished) {
@@ -273,10 +315,11 @@ static ssize_t call_read(nghttp2_session *session, int32_t stream_id, uint8_t *b
 
 static void call_respond_headers(grpc_call_t *call, const char *http_status)
 {
-	nghttp2_nv nva[2] = {NV(":status", http_status), NV("content-type", "application/grpc")};
+	nghttp2_nv nva[3] = {NV(":status", http_status), NV("content-type", "application/grpc"),
+			     NV("grpc-encoding", "snappy")};
 	nghttp2_data_provider prd = {.source.ptr = call, .read_callback = call_read};
 	call->responded = true;
-	nghttp2_submit_response(call->hc->session, call->stream_id, nva, 2, &prd);
+	nghttp2_submit_response(call->hc->session, call->stream_id, nva, call->compress ? 3 : 2, &prd);
 }
 
 static int64_t call_deadline_fired(loop_t *l, uint64_t id, void *arg)
@@ -290,6 +333,8 @@ static int64_t call_deadline_fired(loop_t *l, uint64_t id, void *arg)
 		 * stream and free the call. */
 		buf_reset(&call->out);
 		call->out_off = 0;
+		call->staged = false;
+		buf_reset(&call->stage);
 		call_run_done(call);
 		grpc_call_finish(call, GRPC_DEADLINE_EXCEEDED, "deadline exceeded");
 	}
@@ -336,6 +381,7 @@ static void call_dispatch(grpc_call_t *call)
 		nghttp2_submit_response(call->hc->session, call->stream_id, nva, 1, NULL);
 		return;
 	}
+	call->compress = call->req_snappy || (srv->compress && call->accepts_snappy);
 	call_respond_headers(call, "200");
 	if (call->timeout_ms >= 0) {
 		call->deadline = loop_now_ms(srv->loop) + (uint64_t)call->timeout_ms;
@@ -360,8 +406,14 @@ static void call_dispatch(grpc_call_t *call)
 		grpc_call_finish(call, GRPC_INTERNAL, "request: truncated gRPC message frame");
 		return;
 	}
-	if (p[0] != 0) {
-		grpc_call_finish(call, GRPC_UNIMPLEMENTED, "request: compressed messages are not supported");
+	if (p[0] > 1) {
+		grpc_call_finish(call, GRPC_INTERNAL, "request: bad message flag byte");
+		return;
+	}
+	if (p[0] == 1 && !call->req_snappy) {
+		grpc_call_finish(call, GRPC_UNIMPLEMENTED,
+				 call->req_other_enc ? "request: unsupported grpc-encoding (only snappy)"
+						     : "request: compressed message without grpc-encoding");
 		return;
 	}
 	size_t len = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) | ((size_t)p[3] << 8) | p[4];
@@ -370,7 +422,21 @@ static void call_dispatch(grpc_call_t *call)
 				 arena_printf(&call->arena, "request: message frame says %zu bytes, got %zu", len, n - 5));
 		return;
 	}
-	m->fn(call, (str_t){(const char *)p + 5, len}, m->arg);
+	str_t msg = {(const char *)p + 5, len};
+	if (p[0] == 1) {
+		buf_t plain = BUF_INIT;
+		err_t err = {0};
+		int rc = grpc_snappy_decode(&plain, msg.p, msg.n, srv->max_recv, &err);
+		if (rc) {
+			buf_release(&plain);
+			grpc_call_finish(call, rc == ERR_LIMIT ? GRPC_RESOURCE_EXHAUSTED : GRPC_INTERNAL,
+					 arena_printf(&call->arena, "request: snappy: %s", err.msg));
+			return;
+		}
+		msg = (str_t){arena_memdup(&call->arena, plain.p, plain.n ? plain.n : 1), plain.n};
+		buf_release(&plain);
+	}
+	m->fn(call, msg, m->arg);
 }
 
 /* ---- nghttp2 callbacks ---- */
@@ -403,6 +469,14 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 				(valuelen == 16 || value[16] == '+' || value[16] == ';');
 	} else if (namelen == 12 && memcmp(name, "grpc-timeout", 12) == 0) {
 		call->timeout_ms = parse_timeout(value, valuelen);
+	} else if (namelen == 13 && memcmp(name, "grpc-encoding", 13) == 0) {
+		call->req_snappy = valuelen == 6 && memcmp(value, "snappy", 6) == 0;
+		call->req_other_enc = !call->req_snappy && !(valuelen == 8 && memcmp(value, "identity", 8) == 0);
+	} else if (namelen == 20 && memcmp(name, "grpc-accept-encoding", 20) == 0) {
+		for (size_t i = 0; i + 6 <= valuelen; i++)
+			if (memcmp(value + i, "snappy", 6) == 0 && (i == 0 || value[i - 1] == ',' || value[i - 1] == ' ') &&
+			    (i + 6 == valuelen || value[i + 6] == ',' || value[i + 6] == ' '))
+				call->accepts_snappy = true;
 	}
 	return 0;
 }
@@ -464,28 +538,38 @@ static void h2_pump(h2_conn_t *hc)
 {
 	if (hc->dead)
 		return;
-	hc->in_nghttp2 = true;
-	while (conn_pending_out(hc->c) < H2_CONN_HIGH) {
-		const uint8_t *data;
-		ssize_t n = nghttp2_session_mem_send(hc->session, &data);
-		if (n < 0) {
-			log_warn("grpc: http2 send failed", "peer", hc->c->peer, "err", nghttp2_strerror((int)n));
-			hc->in_nghttp2 = false;
+	/* Fill up to H2_CONN_HIGH, flush; if the socket took it all and nghttp2 has more, go again (no
+	 * write-readiness event would come to resume us, and the peer may be silent). */
+	bool more = true;
+	while (more) {
+		more = false;
+		hc->in_nghttp2 = true;
+		while (conn_pending_out(hc->c) < H2_CONN_HIGH) {
+			const uint8_t *data;
+			ssize_t n = nghttp2_session_mem_send(hc->session, &data);
+			if (n < 0) {
+				log_warn("grpc: http2 send failed", "peer", hc->c->peer, "err", nghttp2_strerror((int)n));
+				hc->in_nghttp2 = false;
+				hc->dead = true;
+				conn_close(hc->c);
+				return;
+			}
+			if (n == 0)
+				break;
+			conn_write(hc->c, data, (size_t)n);
+			more = conn_pending_out(hc->c) >= H2_CONN_HIGH;
+		}
+		hc->in_nghttp2 = false;
+		if (!nghttp2_session_want_read(hc->session) && !nghttp2_session_want_write(hc->session)) {
 			hc->dead = true;
-			conn_close(hc->c);
+			conn_close_after_flush(hc->c);
 			return;
 		}
-		if (n == 0)
-			break;
-		conn_write(hc->c, data, (size_t)n);
+		conn_t *c = hc->c; /* conn_flush may close it, freeing hc (c itself is freed later) */
+		conn_flush(c);
+		if (c->closed || conn_pending_out(c) > 0)
+			return;
 	}
-	hc->in_nghttp2 = false;
-	if (!nghttp2_session_want_read(hc->session) && !nghttp2_session_want_write(hc->session)) {
-		hc->dead = true;
-		conn_close_after_flush(hc->c);
-		return;
-	}
-	conn_flush(hc->c);
 }
 
 static void h2_on_data(conn_t *c)
@@ -568,6 +652,7 @@ grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg)
 	s->loop = loop;
 	s->max_recv = cfg && cfg->max_recv_msg ? cfg->max_recv_msg : GRPC_DEFAULT_MAX_RECV;
 	s->max_streams = cfg && cfg->max_concurrent_streams ? cfg->max_concurrent_streams : 100;
+	s->compress = cfg && cfg->compress;
 	return s;
 }
 
@@ -591,4 +676,142 @@ int grpc_server_listen(grpc_server_t *s, const char *address, listener_t **out, 
 {
 	listener_config_t cfg = {.address = address, .on_accept = grpc_server_on_accept, .arg = s};
 	return listener_new(out, s->loop, &cfg, err);
+}
+
+/* ---- status names and mapping ---- */
+
+int grpc_err_from_status(int status)
+{
+	switch (status) {
+	case GRPC_OK:
+		return 0;
+	case GRPC_CANCELLED:
+		return ERR_CANCELED;
+	case GRPC_INVALID_ARGUMENT:
+		return ERR_INVALID;
+	case GRPC_DEADLINE_EXCEEDED:
+		return ERR_TIMEOUT;
+	case GRPC_NOT_FOUND:
+		return ERR_NOT_FOUND;
+	case GRPC_RESOURCE_EXHAUSTED:
+		return ERR_LIMIT;
+	case GRPC_UNAVAILABLE:
+		return ERR_UNAVAILABLE;
+	case 7:  /* PERMISSION_DENIED */
+	case 16: /* UNAUTHENTICATED */
+		return ERR_ACCESS;
+	default:
+		return ERR_INTERNAL;
+	}
+}
+
+const char *grpc_status_name(int status)
+{
+	static const char *names[] = {"OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound",
+				      "AlreadyExists", "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+				      "Aborted", "OutOfRange", "Unimplemented", "Internal", "Unavailable", "DataLoss",
+				      "Unauthenticated"};
+	if (status >= 0 && (size_t)status < sizeof names / sizeof names[0])
+		return names[status];
+	return "Code(?)";
+}
+
+/* ---- snappy framing format ---- */
+
+#define SNAPPY_BLOCK 65536
+static const uint8_t snappy_stream_id[10] = {0xff, 6, 0, 0, 's', 'N', 'a', 'P', 'p', 'Y'};
+
+static uint32_t snappy_mask(uint32_t crc)
+{
+	return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+}
+
+static void put_le24(uint8_t *p, size_t v)
+{
+	p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
+}
+
+void grpc_snappy_encode(buf_t *out, const void *p, size_t n)
+{
+	const char *in = p;
+	if (n == 0)
+		return;
+	buf_append(out, snappy_stream_id, sizeof snappy_stream_id);
+	size_t maxc = snappy_max_compressed_length(SNAPPY_BLOCK);
+	for (size_t off = 0; off < n; off += SNAPPY_BLOCK) {
+		size_t bn = n - off < SNAPPY_BLOCK ? n - off : SNAPPY_BLOCK;
+		size_t at = out->n;
+		uint8_t *h = (uint8_t *)buf_extend(out, 8 + maxc);
+		size_t clen = maxc;
+		uint32_t crc = snappy_mask(crc32c(0, in + off, bn));
+		if (snappy_compress(in + off, bn, (char *)h + 8, &clen) == SNAPPY_OK && clen < bn - bn / 8) {
+			h[0] = 0x00;
+			put_le24(h + 1, 4 + clen);
+			put_le32(h + 4, crc);
+			buf_truncate(out, at + 8 + clen);
+		} else {
+			h[0] = 0x01;
+			put_le24(h + 1, 4 + bn);
+			put_le32(h + 4, crc);
+			memcpy(h + 8, in + off, bn);
+			buf_truncate(out, at + 8 + bn);
+		}
+	}
+}
+
+int grpc_snappy_decode(buf_t *out, const void *p, size_t n, size_t max, err_t *err)
+{
+	const uint8_t *in = p;
+	size_t off = 0, start = out->n;
+	bool seen_id = false;
+	while (off < n) {
+		if (n - off < 4)
+			return err_set(err, ERR_CORRUPT, "snappy frame: offset %zu: truncated chunk header", off);
+		uint8_t type = in[off];
+		size_t len = (size_t)in[off + 1] | (size_t)in[off + 2] << 8 | (size_t)in[off + 3] << 16;
+		if (len > n - off - 4)
+			return err_set(err, ERR_CORRUPT, "snappy frame: offset %zu: chunk of %zu bytes, %zu left", off, len,
+				       n - off - 4);
+		const uint8_t *body = in + off + 4;
+		if (type == 0xff) {
+			if (len != 6 || memcmp(body, "sNaPpY", 6) != 0)
+				return err_set(err, ERR_CORRUPT, "snappy frame: offset %zu: bad stream identifier", off);
+			seen_id = true;
+		} else if (!seen_id) {
+			return err_set(err, ERR_CORRUPT, "snappy frame: offset %zu: missing stream identifier", off);
+		} else if (type == 0x00 || type == 0x01) {
+			if (len < 4)
+				return err_set(err, ERR_CORRUPT, "snappy frame: offset %zu: chunk too short", off);
+			uint32_t want = (uint32_t)body[0] | (uint32_t)body[1] << 8 | (uint32_t)body[2] << 16 |
+					(uint32_t)body[3] << 24;
+			size_t ulen = len - 4;
+			if (type == 0x00 && snappy_uncompressed_length((const char *)body + 4, len - 4, &ulen) != SNAPPY_OK)
+				return err_set(err, ERR_CORRUPT, "snappy frame: offset %zu: bad compressed chunk", off);
+			if (ulen > SNAPPY_BLOCK)
+				return err_set(err, ERR_CORRUPT, "snappy frame: offset %zu: chunk of %zu uncompressed bytes",
+					       off, ulen);
+			if (out->n - start + ulen > max)
+				return err_set(err, ERR_LIMIT, "snappy frame: message larger than max (%zu)", max);
+			char *dst = buf_extend(out, ulen);
+			if (type == 0x00) {
+				size_t got = ulen;
+				if (snappy_uncompress((const char *)body + 4, len - 4, dst, &got) != SNAPPY_OK || got != ulen)
+					return err_set(err, ERR_CORRUPT, "snappy frame: offset %zu: bad compressed chunk", off);
+			} else {
+				memcpy(dst, body + 4, ulen);
+			}
+			if (snappy_mask(crc32c(0, dst, ulen)) != want)
+				return err_set(err, ERR_CORRUPT, "snappy frame: offset %zu: checksum mismatch", off);
+		} else if (type <= 0x7f) {
+			return err_set(err, ERR_CORRUPT, "snappy frame: offset %zu: reserved unskippable chunk type 0x%02x",
+				       off, type);
+		} /* 0x80..0xfe: padding / skippable */
+		off += 4 + len;
+	}
+	return 0;
 }

@@ -13,7 +13,10 @@
  * Lifetime: a call lives from its request to the end of its stream. Whatever ends it (finish sent,
  * peer reset, deadline, connection closed) the done callback runs exactly once (if installed), after
  * which the call and its arena are freed. Everything runs on the loop thread; handlers must not block.
- * Messages are sent uncompressed; a compressed request is rejected with UNIMPLEMENTED.
+ * Compression: requests compressed with grpc-encoding "snappy" (the snappy framing format, as grpc-go's
+ * and Thanos's "snappy" compressor) are decompressed (within the max request size); other encodings
+ * get UNIMPLEMENTED. Responses are snappy-compressed when the request was, or when the server is
+ * configured with compress and the client's grpc-accept-encoding lists snappy.
  * TLS is the listener's concern (a later seam): this module only sees bytes through conn_t.
  */
 #ifndef STRATA_NET_GRPC_H
@@ -62,6 +65,7 @@ typedef void (*grpc_done_fn)(grpc_call_t *call, void *arg);
 typedef struct grpc_server_config {
 	size_t max_recv_msg; /* 0 = GRPC_DEFAULT_MAX_RECV; larger requests get RESOURCE_EXHAUSTED */
 	uint32_t max_concurrent_streams; /* 0 = 100 */
+	bool compress;                   /* snappy responses to clients that accept it */
 } grpc_server_config_t;
 
 grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg);
@@ -95,5 +99,17 @@ void grpc_call_set_producer(grpc_call_t *call, grpc_produce_fn produce, grpc_don
 
 /* Map a negative ERR_* code to a gRPC status. */
 int grpc_status_from_err(int code);
+/* Map a gRPC status to a negative ERR_* code (GRPC_OK -> 0). */
+int grpc_err_from_status(int status);
+/* "OK", "Cancelled", "DeadlineExceeded", ... (Go's codes.Code String()); "Code(n)" for unknown ones. */
+const char *grpc_status_name(int status);
+
+/* Snappy framing format (github.com/google/snappy framing_format.txt), the "snappy" gRPC encoding:
+ * a stream identifier chunk, then chunks of at most 65536 uncompressed bytes, each compressed (or
+ * stored when compression does not pay) with a masked CRC-32C of its uncompressed bytes. An empty
+ * input encodes to nothing. encode appends to out. decode appends to out; ERR_CORRUPT naming the
+ * offset for bad chunk types, lengths or checksums, ERR_LIMIT if the output would exceed max. */
+void grpc_snappy_encode(buf_t *out, const void *p, size_t n);
+int grpc_snappy_decode(buf_t *out, const void *p, size_t n, size_t max, err_t *err);
 
 #endif

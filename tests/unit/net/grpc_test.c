@@ -13,7 +13,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "net/grpc.h"
+#include "net/grpc_client.h"
+#include "base/crc32c.h"
 
 typedef struct client {
 	int fd;
@@ -297,6 +302,460 @@ TEST(flow_control_stops_the_producer_and_cancel_releases)
 		loop_run_once(e.loop, 5);
 	CHECK_EQ_INT(e.st.done, 2);
 	env_release(&e);
+}
+
+/* ---- the client (net/grpc_client.h) against the server running on its own thread ---- */
+
+typedef struct srv_env {
+	loop_t *loop;
+	grpc_server_t *srv;
+	listener_t *ls;
+	pthread_t th;
+	int port;
+	atomic_size_t produced;
+	atomic_int done;
+	atomic_int limit; /* messages a Count stream sends, 0 = unbounded */
+} srv_env_t;
+
+typedef struct count_state {
+	srv_env_t *e;
+	int sent, limit;
+	size_t size;
+} count_state_t;
+
+static void c_produce(grpc_call_t *call, void *arg)
+{
+	count_state_t *st = arg;
+	static char payload[8192];
+	while (grpc_call_pending(call) < GRPC_OUT_HIGH) {
+		if (st->limit && st->sent == st->limit) {
+			grpc_call_finish(call, GRPC_OK, NULL);
+			return;
+		}
+		memset(payload, 'a' + st->sent % 26, st->size);
+		snprintf(payload, 16, "%08d", st->sent);
+		grpc_call_send(call, payload, st->size);
+		st->sent++;
+		atomic_fetch_add(&st->e->produced, st->size);
+	}
+}
+
+static void c_done(grpc_call_t *call, void *arg)
+{
+	count_state_t *st = arg;
+	atomic_fetch_add(&st->e->done, 1);
+}
+
+/* Count: streams messages "%08d" padded to the size given in the request (text), limit from env. */
+static void h_count(grpc_call_t *call, str_t msg, void *arg)
+{
+	srv_env_t *e = arg;
+	count_state_t *st = ARENA_NEW(grpc_call_arena(call), count_state_t);
+	st->e = e;
+	st->limit = atomic_load(&e->limit);
+	st->size = msg.n ? (size_t)atoi(arena_strndup(grpc_call_arena(call), msg.p, msg.n)) : 16;
+	if (st->size < 16 || st->size > 8192)
+		st->size = 16;
+	grpc_call_set_producer(call, c_produce, c_done, st);
+}
+
+static void h_fail(grpc_call_t *call, str_t msg, void *arg)
+{
+	grpc_call_finish(call, GRPC_NOT_FOUND, "no such thing: 100% gone");
+}
+
+static void h_big(grpc_call_t *call, str_t msg, void *arg)
+{
+	uint8_t *p = grpc_call_reserve(call, 100000);
+	memset(p, 'x', 100000);
+	grpc_call_finish(call, GRPC_OK, NULL);
+}
+
+static void h_hang2(grpc_call_t *call, str_t msg, void *arg)
+{
+	srv_env_t *e = arg;
+	count_state_t *st = ARENA_NEW(grpc_call_arena(call), count_state_t);
+	st->e = e;
+	grpc_call_set_producer(call, NULL, c_done, st);
+}
+
+static void *srv_thread(void *arg)
+{
+	loop_run(((srv_env_t *)arg)->loop);
+	return NULL;
+}
+
+static void srv_listen(srv_env_t *e, const char *addr)
+{
+	err_t err = {0};
+	if (grpc_server_listen(e->srv, addr, &e->ls, &err))
+		TEST_FAILF("listen: %s", err.msg);
+	e->port = listener_port(e->ls);
+}
+
+static void srv_start(srv_env_t *e, bool compress)
+{
+	memset(e, 0, sizeof *e);
+	err_t err = {0};
+	if (loop_new(&e->loop, &err))
+		TEST_FAILF("loop: %s", err.msg);
+	grpc_server_config_t cfg = {.compress = compress};
+	e->srv = grpc_server_new(e->loop, &cfg);
+	grpc_server_register(e->srv, "/t.S/Echo", h_echo, NULL);
+	grpc_server_register(e->srv, "/t.S/Count", h_count, e);
+	grpc_server_register(e->srv, "/t.S/Fail", h_fail, NULL);
+	grpc_server_register(e->srv, "/t.S/Big", h_big, NULL);
+	grpc_server_register(e->srv, "/t.S/Hang", h_hang2, e);
+	srv_listen(e, "127.0.0.1:0");
+	pthread_create(&e->th, NULL, srv_thread, e);
+}
+
+static void srv_stop_thread(srv_env_t *e)
+{
+	loop_stop(e->loop);
+	loop_wakeup(e->loop);
+	pthread_join(e->th, NULL);
+}
+
+static void srv_free(srv_env_t *e)
+{
+	srv_stop_thread(e);
+	listener_free(e->ls);
+	grpc_server_free(e->srv);
+	loop_free(e->loop);
+}
+
+static grpc_channel_t *chan(int port, const grpc_channel_config_t *cfg)
+{
+	char target[64];
+	snprintf(target, sizeof target, "127.0.0.1:%d", port);
+	grpc_channel_t *ch;
+	err_t err = {0};
+	if (grpc_channel_new(&ch, NULL, target, cfg, &err))
+		TEST_FAILF("channel: %s", err.msg);
+	return ch;
+}
+
+static int drain(grpc_stream_t *st, int *n, err_t *err)
+{
+	const uint8_t *m;
+	size_t len;
+	int rc;
+	*n = 0;
+	while ((rc = grpc_stream_recv(st, &m, &len, err)) == 1)
+		(*n)++;
+	return rc;
+}
+
+static int wait_for(atomic_int *v, int want)
+{
+	for (int i = 0; i < 400 && atomic_load(v) < want; i++)
+		usleep(5000);
+	return atomic_load(v);
+}
+
+TEST(client_unary_stream_and_reuse)
+{
+	srv_env_t e;
+	srv_start(&e, false);
+	grpc_channel_t *ch = chan(e.port, NULL);
+	arena_t a;
+	arena_init(&a, 0);
+	err_t err = {0};
+	uint8_t *resp;
+	size_t n;
+	volatile int rc = grpc_channel_unary(ch, "/t.S/Echo", "hi", 2, 5000, &a, &resp, &n, &err);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(n, 7);
+	CHECK(memcmp(resp, "echo:hi", 7) == 0);
+	/* a stream of 1000 messages of 100 bytes, in order */
+	atomic_store(&e.limit, 1000);
+	grpc_stream_t *st = grpc_channel_call(ch, "/t.S/Count", "100", 3, 5000);
+	const uint8_t *m;
+	size_t len;
+	int got = 0;
+	while ((rc = grpc_stream_recv(st, &m, &len, &err)) == 1) {
+		char want[16];
+		snprintf(want, sizeof want, "%08d", got++);
+		CHECK_EQ_INT(len, 100);
+		CHECK(memcmp(m, want, 8) == 0);
+	}
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(got, 1000);
+	/* end is sticky */
+	CHECK_EQ_INT(grpc_stream_recv(st, &m, &len, &err), 0);
+	grpc_stream_free(st);
+	/* status and percent-decoded message */
+	rc = grpc_channel_unary(ch, "/t.S/Fail", "", 0, 5000, &a, &resp, &n, &err);
+	CHECK_EQ_INT(rc, ERR_NOT_FOUND);
+	CHECK(strstr(err.msg, "NotFound: no such thing: 100% gone") != NULL);
+	CHECK(strstr(err.msg, "/t.S/Fail") != NULL);
+	rc = grpc_channel_unary(ch, "/t.S/Nope", "", 0, 5000, &a, &resp, &n, &err);
+	CHECK_EQ_INT(rc, ERR_INTERNAL);
+	CHECK(strstr(err.msg, "Unimplemented") != NULL);
+	/* several streams at once on one connection */
+	grpc_stream_t *sts[8];
+	for (int i = 0; i < 8; i++)
+		sts[i] = grpc_channel_call(ch, "/t.S/Count", "1000", 4, 5000);
+	for (int i = 0; i < 8; i++) {
+		int k;
+		CHECK_EQ_INT(drain(sts[i], &k, &err), 0);
+		CHECK_EQ_INT(k, 1000);
+		grpc_stream_free(sts[i]);
+	}
+	CHECK_EQ_INT(grpc_channel_connects(ch), 1);
+	arena_release(&a);
+	grpc_channel_free(ch);
+	srv_free(&e);
+}
+
+TEST(client_deadline_cancel_and_max_message)
+{
+	srv_env_t e;
+	srv_start(&e, false);
+	grpc_channel_config_t cfg = {.max_recv_msg = 50000};
+	grpc_channel_t *ch = chan(e.port, &cfg);
+	err_t err = {0};
+	/* deadline: the hanging call ends on both sides */
+	grpc_stream_t *st = grpc_channel_call(ch, "/t.S/Hang", "", 0, 100);
+	int k;
+	volatile int rc = drain(st, &k, &err);
+	CHECK_EQ_INT(rc, ERR_TIMEOUT);
+	CHECK(strstr(err.msg, "DeadlineExceeded") != NULL);
+	grpc_stream_free(st);
+	CHECK_EQ_INT(wait_for(&e.done, 1), 1);
+	/* cancel in the middle of an endless stream */
+	atomic_store(&e.limit, 0);
+	st = grpc_channel_call(ch, "/t.S/Count", "64", 2, 0);
+	const uint8_t *m;
+	size_t len;
+	for (int i = 0; i < 10; i++)
+		CHECK_EQ_INT(grpc_stream_recv(st, &m, &len, &err), 1);
+	grpc_stream_cancel(st);
+	while ((rc = grpc_stream_recv(st, &m, &len, &err)) == 1)
+		;
+	CHECK_EQ_INT(rc, ERR_CANCELED);
+	grpc_stream_free(st);
+	CHECK_EQ_INT(wait_for(&e.done, 2), 2);
+	/* freeing an unfinished stream cancels it too */
+	st = grpc_channel_call(ch, "/t.S/Count", "64", 2, 0);
+	CHECK_EQ_INT(grpc_stream_recv(st, &m, &len, &err), 1);
+	grpc_stream_free(st);
+	CHECK_EQ_INT(wait_for(&e.done, 3), 3);
+	/* a message over max_recv_msg */
+	arena_t a;
+	arena_init(&a, 0);
+	uint8_t *resp;
+	rc = grpc_channel_unary(ch, "/t.S/Big", "", 0, 5000, &a, &resp, &len, &err);
+	CHECK_EQ_INT(rc, ERR_LIMIT);
+	CHECK(strstr(err.msg, "larger than max") != NULL);
+	/* the connection still works */
+	CHECK_EQ_INT(grpc_channel_unary(ch, "/t.S/Echo", "x", 1, 5000, &a, &resp, &len, &err), 0);
+	CHECK_EQ_INT(grpc_channel_connects(ch), 1);
+	arena_release(&a);
+	grpc_channel_free(ch);
+	srv_free(&e);
+}
+
+TEST(client_flow_control_bounds_memory)
+{
+	srv_env_t e;
+	srv_start(&e, false);
+	grpc_channel_config_t cfg = {.stream_buffer = 64 * 1024};
+	grpc_channel_t *ch = chan(e.port, &cfg);
+	err_t err = {0};
+	atomic_store(&e.limit, 0);
+	grpc_stream_t *st = grpc_channel_call(ch, "/t.S/Count", "8192", 4, 0);
+	const uint8_t *m;
+	size_t len;
+	CHECK_EQ_INT(grpc_stream_recv(st, &m, &len, &err), 1);
+	usleep(300000); /* a slow consumer */
+	size_t p1 = atomic_load(&e.produced);
+	usleep(200000);
+	size_t p2 = atomic_load(&e.produced);
+	/* the server stopped: stream window (1 MiB) + our buffer + its own buffer, not unbounded */
+	CHECK_EQ_INT(p1, p2);
+	CHECK(p2 < (1u << 20) + 64 * 1024 + 2 * GRPC_OUT_HIGH + 4 * 8192);
+	CHECK(grpc_stream_buffered(st) < (1u << 20) + 64 * 1024 + 8192 + 5);
+	/* consuming lets it continue */
+	for (int i = 0; i < 1000; i++)
+		CHECK_EQ_INT(grpc_stream_recv(st, &m, &len, &err), 1);
+	CHECK(atomic_load(&e.produced) > p2);
+	grpc_stream_free(st);
+	CHECK_EQ_INT(wait_for(&e.done, 1), 1);
+	grpc_channel_free(ch);
+	srv_free(&e);
+}
+
+TEST(client_snappy_both_ways)
+{
+	srv_env_t e;
+	srv_start(&e, true);
+	grpc_channel_config_t cfg = {.compress = true};
+	grpc_channel_t *ch = chan(e.port, &cfg);
+	arena_t a;
+	arena_init(&a, 0);
+	err_t err = {0};
+	uint8_t *resp;
+	size_t n;
+	volatile int rc = grpc_channel_unary(ch, "/t.S/Echo", "hello", 5, 5000, &a, &resp, &n, &err);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(n, 10);
+	CHECK(memcmp(resp, "echo:hello", 10) == 0);
+	atomic_store(&e.limit, 300);
+	grpc_stream_t *st = grpc_channel_call(ch, "/t.S/Count", "8000", 4, 5000);
+	const uint8_t *m;
+	size_t len;
+	int got = 0;
+	while ((rc = grpc_stream_recv(st, &m, &len, &err)) == 1) {
+		CHECK_EQ_INT(len, 8000);
+		CHECK(m[7999] == 'a' + got % 26);
+		got++;
+	}
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(got, 300);
+	grpc_stream_free(st);
+	arena_release(&a);
+	grpc_channel_free(ch);
+	srv_free(&e);
+}
+
+TEST(snappy_framing_codec)
+{
+	buf_t enc = BUF_INIT, dec = BUF_INIT;
+	err_t err = {0};
+	static char big[200000];
+	for (size_t i = 0; i < sizeof big; i++)
+		big[i] = (char)(i % 251 < 100 ? 'z' : i % 7);
+	grpc_snappy_encode(&enc, big, sizeof big);
+	CHECK(memcmp(enc.p, "\xff\x06\x00\x00sNaPpY", 10) == 0);
+	CHECK(enc.n < sizeof big);
+	CHECK_EQ_INT(grpc_snappy_decode(&dec, enc.p, enc.n, sizeof big, &err), 0);
+	CHECK_EQ_INT(dec.n, sizeof big);
+	CHECK(memcmp(dec.p, big, sizeof big) == 0);
+	/* max */
+	buf_reset(&dec);
+	CHECK_EQ_INT(grpc_snappy_decode(&dec, enc.p, enc.n, 1000, &err), ERR_LIMIT);
+	/* an uncompressed chunk written by hand: type 1, len, masked crc32c, data */
+	uint8_t hand[64] = {0xff, 6, 0, 0, 's', 'N', 'a', 'P', 'p', 'Y', 0x01, 4 + 3, 0, 0};
+	uint32_t c = crc32c(0, "abc", 3);
+	c = ((c >> 15) | (c << 17)) + 0xa282ead8u;
+	hand[14] = (uint8_t)c, hand[15] = (uint8_t)(c >> 8), hand[16] = (uint8_t)(c >> 16), hand[17] = (uint8_t)(c >> 24);
+	memcpy(hand + 18, "abc", 3);
+	/* plus a padding chunk, skipped */
+	hand[21] = 0xfe, hand[22] = 2, hand[23] = 0, hand[24] = 0;
+	buf_reset(&dec);
+	CHECK_EQ_INT(grpc_snappy_decode(&dec, hand, 27, 100, &err), 0);
+	CHECK_SLICE(buf_str(&dec), "abc");
+	/* corruptions: checksum, missing identifier, truncation, reserved type */
+	hand[18] = 'x';
+	CHECK_EQ_INT(grpc_snappy_decode(&dec, hand, 21, 100, &err), ERR_CORRUPT);
+	CHECK(strstr(err.msg, "checksum") != NULL);
+	hand[18] = 'a';
+	CHECK_EQ_INT(grpc_snappy_decode(&dec, hand + 10, 11, 100, &err), ERR_CORRUPT);
+	CHECK_EQ_INT(grpc_snappy_decode(&dec, hand, 20, 100, &err), ERR_CORRUPT);
+	hand[10] = 0x05;
+	CHECK_EQ_INT(grpc_snappy_decode(&dec, hand, 21, 100, &err), ERR_CORRUPT);
+	CHECK(strstr(err.msg, "unskippable") != NULL);
+	/* empty */
+	buf_reset(&enc);
+	grpc_snappy_encode(&enc, "", 0);
+	CHECK_EQ_INT(enc.n, 0);
+	buf_release(&enc);
+	buf_release(&dec);
+}
+
+static void post_stop_listening(void *arg)
+{
+	srv_env_t *e = arg;
+	listener_free(e->ls);
+	e->ls = NULL;
+}
+
+static void post_listen_again(void *arg)
+{
+	srv_env_t *e = arg;
+	char addr[64];
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", e->port);
+	err_t err = {0};
+	if (grpc_server_listen(e->srv, addr, &e->ls, &err))
+		e->ls = NULL;
+}
+
+TEST(client_reconnects_with_backoff)
+{
+	srv_env_t e;
+	srv_start(&e, false);
+	grpc_channel_config_t cfg = {.backoff_initial_ms = 50, .backoff_max_ms = 200};
+	grpc_channel_t *ch = chan(e.port, &cfg);
+	arena_t a;
+	arena_init(&a, 0);
+	err_t err = {0};
+	uint8_t *resp;
+	size_t n;
+	CHECK_EQ_INT(grpc_channel_unary(ch, "/t.S/Echo", "a", 1, 5000, &a, &resp, &n, &err), 0);
+	/* a stream in flight when the server goes away fails with UNAVAILABLE */
+	atomic_store(&e.limit, 0);
+	grpc_stream_t *st = grpc_channel_call(ch, "/t.S/Count", "64", 2, 0);
+	const uint8_t *m;
+	size_t len;
+	CHECK_EQ_INT(grpc_stream_recv(st, &m, &len, &err), 1);
+	loop_post(e.loop, post_stop_listening, &e);
+	int k;
+	volatile int rc = drain(st, &k, &err);
+	CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+	CHECK(strstr(err.msg, "connection lost") != NULL);
+	grpc_stream_free(st);
+	/* nothing listens: connect refused, then fail-fast during the backoff */
+	rc = grpc_channel_unary(ch, "/t.S/Echo", "a", 1, 5000, &a, &resp, &n, &err);
+	CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+	CHECK(strstr(err.msg, "connect") != NULL);
+	rc = grpc_channel_unary(ch, "/t.S/Echo", "a", 1, 5000, &a, &resp, &n, &err);
+	CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+	/* back: within a few backoffs the channel reconnects */
+	loop_post(e.loop, post_listen_again, &e);
+	for (int i = 0; i < 100; i++) {
+		rc = grpc_channel_unary(ch, "/t.S/Echo", "b", 1, 5000, &a, &resp, &n, &err);
+		if (rc == 0)
+			break;
+		usleep(20000);
+	}
+	CHECK_EQ_INT(rc, 0);
+	CHECK(memcmp(resp, "echo:b", 6) == 0);
+	CHECK_EQ_INT(grpc_channel_connects(ch), 2);
+	arena_release(&a);
+	grpc_channel_free(ch);
+	srv_free(&e);
+}
+
+static void junk_accept(listener_t *ls, conn_t *c, void *arg)
+{
+	static const char junk[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\nthis is not http/2 at all";
+	conn_write(c, junk, sizeof junk - 1);
+	conn_close_after_flush(c);
+}
+
+TEST(client_survives_a_non_grpc_peer)
+{
+	loop_t *l;
+	err_t err = {0};
+	CHECK_EQ_INT(loop_new(&l, &err), 0);
+	listener_t *ls;
+	listener_config_t lc = {.address = "127.0.0.1:0", .on_accept = junk_accept};
+	CHECK_EQ_INT(listener_new(&ls, l, &lc, &err), 0);
+	srv_env_t e = {.loop = l};
+	pthread_create(&e.th, NULL, srv_thread, &e);
+	grpc_channel_t *ch = chan(listener_port(ls), NULL);
+	grpc_stream_t *st = grpc_channel_call(ch, "/t.S/Echo", "x", 1, 2000);
+	int k;
+	volatile int rc = drain(st, &k, &err);
+	CHECK(rc == ERR_UNAVAILABLE);
+	CHECK(strstr(err.msg, "127.0.0.1:") != NULL);
+	grpc_stream_free(st);
+	grpc_channel_free(ch);
+	srv_stop_thread(&e);
+	listener_free(ls);
+	loop_free(l);
 }
 
 TEST_MAIN()
