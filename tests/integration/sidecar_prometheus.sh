@@ -392,4 +392,6 @@ assert m['ulid']=='$HIST_ULID' and m['thanos']['labels']=={'cluster':'c1','repli
 else
 	fail s3_start "start-s3 failed: $(tail -3 "$TEST_TMP/s3start.log" | tr '\n' ' ')"
 fi
+for n in sidecar sidecar2 s3 garbage; do [ -n "${BG_PID_OF[$n]:-}" ] && stop_pid "${BG_PID_OF[$n]}" 10; done
+check no_sanitizer_reports test -z "$(grep -l 'Sanitizer\|runtime error' "$TEST_TMP"/*.log)"
 finish
