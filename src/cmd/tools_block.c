@@ -1,7 +1,8 @@
 /*
  * tools_block.c — `strata tools block {dump,inspect,write}`: look at and make TSDB blocks.
  *
- * dump prints every sample as `promtool tsdb dump` does ({labels} value ts_ms, value in Go %g);
+ * dump prints every sample as `promtool tsdb dump` does ({labels} value ts_ms, value in Go %g),
+ * series merged across the blocks of a directory (overlapping blocks deduplicated by timestamp);
  * inspect prints meta, counts and label cardinality; write turns OpenMetrics text (timestamps in
  * seconds, `# EOF`) into blocks like `promtool tsdb create-blocks-from openmetrics`: one block per
  * --max-block-duration window, chunks cut with a chunk range of twice that (as promtool does).
@@ -21,6 +22,7 @@
 #include "base/vec.h"
 #include "cmd/cmd.h"
 #include "model/selector.h"
+#include "promql/merge.h"
 #include "tsdb/block.h"
 
 
@@ -144,61 +146,77 @@ static int dump(int argc, char **argv)
 		selector_free(ms, nms);
 		return 1;
 	}
-	buf_t out = BUF_INIT;
-	int64_t ts[256];
-	double vs[256];
+	/* Like promtool over a data directory: one querier over every block, series with the same labels
+	 * merged across (overlapping) blocks in time order, identical timestamps taken once. */
+	block_t **bl = xcalloc(blocks.n ? blocks.n : 1, sizeof *bl);
+	queryable_t **qs = xcalloc(blocks.n ? blocks.n : 1, sizeof *qs);
+	size_t nb = 0;
 	rc = 0;
-	for (size_t bi = 0; bi < blocks.n && !rc; bi++) {
-		block_t *b;
-		if (block_open(&b, blocks.v[bi], &err)) {
+	for (size_t bi = 0; bi < blocks.n; bi++) {
+		if (block_open(&bl[nb], blocks.v[bi], &err)) {
 			fprintf(stderr, "strata tools block dump: %s\n", err.msg);
 			rc = 1;
 			break;
 		}
-		arena_t a;
-		arena_init(&a, 0);
-		series_set_t *ss;
-		if (b->q.ops->select(&b->q, &a, ms, nms, mint, maxt, NULL, &ss, &err)) {
+		qs[nb] = &bl[nb]->q;
+		nb++;
+	}
+	buf_t out = BUF_INIT;
+	int64_t ts[256];
+	double vs[256];
+	promql_merge_t *m = rc ? NULL : promql_merge_new(qs, nb);
+	arena_t a;
+	arena_init(&a, 0);
+	series_set_t *ss = NULL;
+	if (m && promql_merge_queryable(m)->ops->select(promql_merge_queryable(m), &a, ms, nms, mint, maxt, NULL, &ss,
+							  &err)) {
+		fprintf(stderr, "strata tools block dump: %s\n", err.msg);
+		rc = 1;
+		ss = NULL;
+	}
+	if (ss) {
+		int k;
+		buf_t lb = BUF_INIT;
+		while ((k = series_set_next(ss, &err)) > 0) {
+			buf_reset(&lb);
+			labels_format_full(&lb, series_set_labels(ss));
+			sample_iter_t *it = series_set_samples(ss);
+			int n;
+			while ((n = sample_iter_next_batch(it, ts, vs, 256, &err)) > 0) {
+				for (int i = 0; i < n; i++) {
+					buf_append(&out, lb.p, lb.n);
+					buf_putc(&out, ' ');
+					put_go_g(&out, vs[i]);
+					buf_putc(&out, ' ');
+					buf_put_i64(&out, ts[i]);
+					buf_putc(&out, '\n');
+				}
+				if (out.n > (1 << 20)) {
+					fwrite(out.p, 1, out.n, stdout);
+					buf_reset(&out);
+				}
+			}
+			if (n < 0) {
+				k = n;
+				break;
+			}
+		}
+		buf_release(&lb);
+		if (k < 0) {
 			fprintf(stderr, "strata tools block dump: %s\n", err.msg);
 			rc = 1;
-		} else {
-			int k;
-			while (!rc && (k = series_set_next(ss, &err)) > 0) {
-				buf_t lb = BUF_INIT;
-				labels_format_full(&lb, series_set_labels(ss));
-				sample_iter_t *it = series_set_samples(ss);
-				int n;
-				while ((n = sample_iter_next_batch(it, ts, vs, 256, &err)) > 0) {
-					for (int i = 0; i < n; i++) {
-						buf_append(&out, lb.p, lb.n);
-						buf_putc(&out, ' ');
-						put_go_g(&out, vs[i]);
-						buf_putc(&out, ' ');
-						buf_put_i64(&out, ts[i]);
-						buf_putc(&out, '\n');
-					}
-					if (out.n > (1 << 20)) {
-						fwrite(out.p, 1, out.n, stdout);
-						buf_reset(&out);
-					}
-				}
-				buf_release(&lb);
-				if (n < 0)
-					k = n;
-				if (k < 0)
-					break;
-			}
-			if (k < 0) {
-				fprintf(stderr, "strata tools block dump: %s\n", err.msg);
-				rc = 1;
-			}
-			series_set_close(ss);
 		}
-		arena_release(&a);
-		block_close(b);
+		series_set_close(ss);
 	}
 	fwrite(out.p, 1, out.n, stdout);
 	buf_release(&out);
+	arena_release(&a);
+	if (m)
+		promql_merge_free(m);
+	for (size_t i = 0; i < nb; i++)
+		block_close(bl[i]);
+	free(bl);
+	free(qs);
 	strlist_free(&blocks);
 	selector_free(ms, nms);
 	return rc;

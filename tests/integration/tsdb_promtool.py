@@ -5,7 +5,8 @@ Prometheus -> Strata: blocks from `promtool tsdb create-blocks-from openmetrics`
 with `strata tools block dump` and `promtool tsdb dump`. Strata -> Prometheus: blocks from
 `strata tools block write` (same input) dump identically with promtool, pass `tsdb analyze`, are
 listed by `tsdb list`, and a real Prometheus over them answers queries with the exact samples.
-Byte identity: chunk files AND index files are identical for the same input. (Index identity holds
+Overlapping blocks dump merged like promtool's DB querier; tombstones written by Prometheus' admin
+API (delete_series) are applied by Strata's reader. Byte identity: chunk files AND index files are identical for the same input. (Index identity holds
 because both writers emit the "" symbol first, the all-postings list first, the legacy label indices
 and offset tables, and the same padding; meta.json differs only in the ULID.)
 """
@@ -100,6 +101,89 @@ def free_port():
     return p
 
 
+def wait_ready(base, secs=60):
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(base + "/-/ready", timeout=2).status == 200:
+                return True
+        except Exception:
+            time.sleep(0.3)
+    return False
+
+
+def overlapping_blocks(work):
+    """Two promtool blocks over the same time range (same series, some identical samples): both
+    dumps merge the series and take each timestamp once, in the same order."""
+    d = os.path.join(work, "overlap")
+    ins = []
+    for name, rng, extra in (("a", range(0, 200), "only_a"), ("b", range(100, 300), "only_b")):
+        lines = []
+        for i in rng:
+            lines.append(f'm{{s="x"}} {i} {1700000000 + i * 15}')
+            lines.append(f'm{{s="{extra}"}} {i * 3} {1700000000 + i * 15 + 7}')
+        lines.sort(key=lambda l: (l.split(" ")[0], int(l.split(" ")[2])))
+        path = os.path.join(work, f"ov{name}.om")
+        open(path, "w").write("# TYPE m gauge\n" + "\n".join(lines) + "\n# EOF\n")
+        ins.append(path)
+    for path in ins:
+        r = run([PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", path, d])
+        if r.returncode:
+            result("overlapping_blocks_dump_merged", False, "promtool: " + r.stderr[-300:])
+            return
+    c = os.path.join(work, "ovcopy")
+    shutil.copytree(d, c)
+    os.makedirs(os.path.join(c, "wal"))
+    r1 = run([PROMTOOL, "tsdb", "dump", c])
+    r2 = run([STRATA, "tools", "block", "dump", d])
+    xs = [l for l in r2.stdout.splitlines() if 's="x"' in l]
+    result("overlapping_blocks_dump_merged", r1.returncode == 0 and r2.returncode == 0 and len(blocks(d)) == 2
+           and r1.stdout == r2.stdout and len(xs) == 300,
+           f"rc {r1.returncode}/{r2.returncode} lines {len(r1.stdout.splitlines())}/{len(r2.stdout.splitlines())} "
+           f"x samples {len(xs)} {r2.stderr[-200:]}")
+
+
+def tombstones_from_prometheus(work, pdir):
+    """Prometheus' admin API writes tombstones into persisted blocks; both dumps then agree."""
+    data = os.path.join(work, "tombdata")
+    shutil.copytree(pdir, data)
+    port = free_port()
+    cfg = os.path.join(work, "prometheus-tomb.yml")
+    open(cfg, "w").write("global:\n  scrape_interval: 1h\n")
+    proc = subprocess.Popen([PROMETHEUS, f"--config.file={cfg}", f"--storage.tsdb.path={data}",
+                             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=100y",
+                             "--web.enable-admin-api"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    why = ""
+    try:
+        base = f"http://127.0.0.1:{port}"
+        if not wait_ready(base):
+            why = "prometheus not ready"
+        for q in ({"match[]": 'http_requests_total{job="api"}', "start": "1700003000", "end": "1700005000"},
+                  {"match[]": 'temp{room="r3"}'}):
+            if why:
+                break
+            req = urllib.request.Request(base + "/api/v1/admin/tsdb/delete_series?" + urllib.parse.urlencode(q),
+                                         method="POST")
+            st = urllib.request.urlopen(req, timeout=60).status
+            if st != 204:
+                why = f"delete_series: HTTP {st}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    tomb = [b for b in blocks(data).values() if os.path.getsize(os.path.join(b, "tombstones")) > 9]
+    if not why and not tomb:
+        why = "no block has tombstones after delete_series"
+    rc1, pd, e1 = promtool_dump(data, work)
+    rc2, sd, e2 = strata_dump(data)
+    gone = [l for l in sd if l.startswith('{__name__="temp", room="r3"}')]
+    result("tombstones_from_prometheus_applied", not why and rc1 == 0 and rc2 == 0 and pd == sd and not gone,
+           why or f"rc {rc1}/{rc2} lines {len(pd)}/{len(sd)} deleted series lines {len(gone)} {e1[-200:]} {e2[-200:]}"
+           + next((f" first diff {a!r} vs {b!r}" for a, b in zip(pd, sd) if a != b), ""))
+
+
 def main():
     work = tempfile.mkdtemp(prefix="strata-tsdb-")
     try:
@@ -135,6 +219,9 @@ def main():
         rc5, sd5, e5 = strata_dump(pdir, *sel)
         result("dump_match_and_time_range", r1.returncode == 0 and rc5 == 0 and sorted(r1.stdout.splitlines()) == sd5
                and len(sd5) > 1000, f"{len(r1.stdout.splitlines())}/{len(sd5)} {e5[-200:]}")
+
+        overlapping_blocks(work)
+        tombstones_from_prometheus(work, pdir)
 
         pb, sb = blocks(pdir), blocks(sdir)
         same = sorted(pb) == sorted(sb) and len(pb) >= 2
