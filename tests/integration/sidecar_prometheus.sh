@@ -242,6 +242,14 @@ check ship_fs_local_untouched "$PY" -c "
 import json; m=json.load(open('$DATA/$HIST_ULID/meta.json')); assert 'thanos' not in m, m"
 "$S" tools bucket verify --objstore.config="$FS_CFG" >"$TEST_TMP/verify_fs.out" 2>&1
 check ship_fs_verify grep -q "verified 1 blocks: 0 issues" "$TEST_TMP/verify_fs.out"
+# The uploaded block reads the same as the original for Prometheus's own tooling.
+mkdir -p "$TEST_TMP/orig/wal" "$TEST_TMP/dl/wal" # promtool dump wants a wal dir
+cp -r "$DATA/$HIST_ULID" "$TEST_TMP/orig/"
+cp -r "$FS_BUCKET/$HIST_ULID" "$TEST_TMP/dl/"
+promtool tsdb dump "$TEST_TMP/orig" >"$TEST_TMP/dump_orig.txt" 2>/dev/null
+promtool tsdb dump "$TEST_TMP/dl" >"$TEST_TMP/dump_dl.txt" 2>/dev/null
+check ship_fs_promtool_dump_equal test -s "$TEST_TMP/dump_dl.txt" -a "$(wc -l <"$TEST_TMP/dump_dl.txt")" = 900 -a \
+	-z "$(cmp "$TEST_TMP/dump_orig.txt" "$TEST_TMP/dump_dl.txt" 2>&1)"
 sleep 2
 check ship_fs_uploads_metric test "$(metric $SC thanos_shipper_uploads_total)" = 1
 check prometheus_up_metric test "$(metric $SC thanos_sidecar_prometheus_up)" = 1
