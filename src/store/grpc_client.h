@@ -17,6 +17,9 @@
  * mapped to the TSDB encoding numbering, sorted by mint; aggregate-only chunks are skipped); samples()
  * decodes XOR chunks trimmed to [mint, maxt] (tsdb/xor.h). Warning frames are collected and returned
  * by the set's warnings(); hints frames are ignored.
+ * series() does not wait for the server: the call starts and the set's first next() waits for the
+ * first frame, so a caller fanning out to several stores runs their calls in parallel; an unreachable
+ * store or a refused request is therefore reported by next(). Closing the set early cancels the call.
  * label_names(), label_values(), info(): unary calls; info uses info_timeout_ms.
  *
  * Errors name the endpoint: "store <address>: Series: ..." — a failed call, a garbage frame (cannot
