@@ -226,7 +226,8 @@ static void *bg_main(void *arg)
 		}
 		if ((sc->reloader_config || sc->reloader_rule_dirs.n) && now >= next_reload) {
 			uint64_t h = reloader_hash(sc);
-			next_reload = now + 1000;
+			/* Polling stands in for Thanos's fsnotify: at least every second. */
+			next_reload = now + (uint64_t)(sc->reloader_watch_ms < 1000 ? sc->reloader_watch_ms : 1000);
 			if (h != sc->reload_hash || sc->reload_pending) {
 				err_t err = {0};
 				if (prometheus_reload(sc, &err) == 0) {
@@ -349,7 +350,7 @@ int cmd_sidecar(int argc, char **argv)
 		{"reloader.rule-dir", FLAG_STRINGS, &sc.reloader_rule_dirs, NULL,
 		 "Rule directories for the reloader to refresh (repeated field)."},
 		{"reloader.watch-interval", FLAG_DURATION, &sc.reloader_watch_ms, "3m",
-		 "Controls how often reloader re-reads config and rules."},
+		 "Controls how often reloader re-reads config and rules (at least every second, which stands in for file-change notifications)."},
 		{"reloader.retry-interval", FLAG_DURATION, &sc.reloader_retry_ms, "5s",
 		 "Controls how often reloader retries config reload in case of error."},
 	};
