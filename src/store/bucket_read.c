@@ -1,0 +1,906 @@
+/*
+ * bucket_read.c — the store gateway's read path (see bucket_store.h): matchers resolved to postings
+ * through the index-header's postings offset table and merged range reads of the remote index (with
+ * the index cache in front), intersected; series entries fetched the same way; then a series set that
+ * fetches only the chunks overlapping the request, lazily in batches of series with parallel range
+ * GETs, under the per-call limits and the shared chunk pool. Label names/values from the header.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/crc32c.h"
+#include "base/varint.h"
+#include "base/vec.h"
+#include "store/bucket_block.h"
+#include "tsdb/index.h"
+#include "tsdb/postings.h"
+#include "tsdb/xor.h"
+
+#define POSTINGS_MERGE_GAP (512 * 1024) /* as Thanos: ranges closer than this are read as one */
+#define SERIES_MERGE_GAP (64 * 1024)
+#define SERIES_EST 4096                 /* bytes read per series entry when its end is unknown */
+#define CHUNK_MERGE_GAP (16 * 1024)
+#define CHUNK_EST 16000                 /* bytes read per chunk when its end is unknown */
+#define BATCH_SERIES 1024
+#define BATCH_BYTES (8u << 20)
+#define FETCH_CONCURRENCY 16
+
+/* ================================ per-call context ================================ */
+
+typedef struct call {
+	bucket_store_t *st;
+	arena_t *a;
+	int64_t bytes;      /* downloaded so far */
+	err_t *err;
+} call_t;
+
+static int charge(call_t *c, int64_t n, const char *what)
+{
+	c->bytes += n;
+	if (c->st->cfg.bytes_limit > 0 && c->bytes > c->st->cfg.bytes_limit) {
+		metric_inc(metric_with(bucket_metrics.dropped, "bytes"));
+		return err_set(c->err, ERR_LIMIT,
+			       "bucket store: exceeded bytes limit while fetching %s: %lld bytes downloaded, limit %lld",
+			       what, (long long)c->bytes, (long long)c->st->cfg.bytes_limit);
+	}
+	return 0;
+}
+
+/* One merged range read: [off, off+len) of object name. */
+typedef struct span {
+	int64_t off, end;
+	char *data;
+	int64_t got;
+} span_t;
+
+/* Items to read: each has a start and an estimated end; spans are merged when closer than gap. */
+typedef struct want {
+	int64_t start, end;
+	size_t span; /* filled */
+	size_t idx;  /* caller's index */
+} want_t;
+
+static int want_cmp(const void *a, const void *b)
+{
+	const want_t *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Sort wants, merge into spans and fetch them in parallel (one object). */
+static int fetch_spans(call_t *c, const char *name, want_t *w, size_t n, int64_t gap, const char *what, span_t **out,
+		       size_t *nout)
+{
+	qsort(w, n, sizeof *w, want_cmp);
+	span_t *sp = ARENA_NEW_ARRAY(c->a, span_t, n + 1);
+	size_t ns = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (ns && w[i].start <= sp[ns - 1].end + gap) {
+			if (w[i].end > sp[ns - 1].end)
+				sp[ns - 1].end = w[i].end;
+		} else {
+			sp[ns++] = (span_t){w[i].start, w[i].end, NULL, 0};
+		}
+		w[i].span = ns - 1;
+	}
+	int64_t total = 0;
+	for (size_t i = 0; i < ns; i++)
+		total += sp[i].end - sp[i].off;
+	int rc = charge(c, total, what);
+	if (rc)
+		return rc;
+	bucket_range_t *r = ARENA_NEW_ARRAY(c->a, bucket_range_t, ns + 1);
+	for (size_t i = 0; i < ns; i++) {
+		sp[i].data = arena_alloc(c->a, (size_t)(sp[i].end - sp[i].off) + 1);
+		r[i] = (bucket_range_t){.name = name, .off = sp[i].off, .len = sp[i].end - sp[i].off, .dst = sp[i].data};
+	}
+	if (ns && (rc = bucket_get_ranges(c->st->cfg.bkt, r, ns, FETCH_CONCURRENCY, c->err)))
+		return rc;
+	for (size_t i = 0; i < ns; i++)
+		sp[i].got = r[i].got;
+	metric_add(metric_with(bucket_metrics.fetched_bytes, what), (double)total);
+	*out = sp;
+	*nout = ns;
+	return 0;
+}
+
+/* ================================ postings ================================ */
+
+typedef struct pkey {
+	str_t name, value;
+	int64_t start, end;
+	postings_t p;
+} pkey_t;
+
+typedef struct keylist {
+	call_t *c;
+	VEC(pkey_t) keys;
+	const matcher_t *m;
+	bool want;
+	str_t name;
+} keylist_t;
+
+static bool add_matching(void *arg, str_t value, int64_t start, int64_t end)
+{
+	keylist_t *kl = arg;
+	if (matcher_matches(kl->m, value) == kl->want)
+		VEC_PUSH(&kl->keys, ((pkey_t){kl->name, value, start, end, {NULL, 0}}));
+	return true;
+}
+
+/* Keys of one matcher (values for which match == want). */
+static void matcher_keys(const indexheader_t *h, keylist_t *kl, const matcher_t *m, bool want)
+{
+	kl->m = m;
+	kl->want = want;
+	kl->name = m->name;
+	const str_t *lits;
+	int nl = want ? matcher_literal_values(m, &lits) : -1;
+	if (nl >= 0) {
+		for (int i = 0; i < nl; i++) {
+			int64_t s, e;
+			if (indexheader_postings_range(h, m->name, lits[i], &s, &e))
+				VEC_PUSH(&kl->keys, ((pkey_t){m->name, lits[i], s, e, {NULL, 0}}));
+		}
+		return;
+	}
+	indexheader_each_value(h, m->name, add_matching, kl);
+}
+
+static str_t pkey_cache_key(arena_t *a, const pkey_t *k)
+{
+	char *p = arena_alloc(a, k->name.n + k->value.n + 1);
+	memcpy(p, k->name.p, k->name.n);
+	p[k->name.n] = '\xff';
+	memcpy(p + k->name.n + 1, k->value.p, k->value.n);
+	return str_from(p, k->name.n + k->value.n + 1);
+}
+
+/* Decode a postings body (count + ids) into p. */
+static int decode_postings(call_t *c, bucket_block_t *b, const uint8_t *body, size_t bl, int64_t off, postings_t *p)
+{
+	uint32_t n = be32_get(body);
+	if ((uint64_t)n * 4 + 4 != bl)
+		return err_set(c->err, ERR_CORRUPT, "block %s: index: offset %lld: postings list of %u entries does not fit its length %zu",
+			       b->ulid, (long long)off, n, bl);
+	p->v = arena_alloc(c->a, (size_t)n * 4 + 4);
+	p->n = n;
+	for (uint32_t i = 0; i < n; i++) {
+		p->v[i] = be32_get(body + 4 + 4 * (size_t)i);
+		if (i && p->v[i] <= p->v[i - 1])
+			return err_set(c->err, ERR_CORRUPT, "block %s: index: offset %lld: postings not ascending at entry %u",
+				       b->ulid, (long long)off, i);
+	}
+	return 0;
+}
+
+/* Fill every key's postings: index cache first, then merged range reads. */
+static int fetch_postings(call_t *c, bucket_block_t *b, pkey_t *keys, size_t n)
+{
+	want_t *w = ARENA_NEW_ARRAY(c->a, want_t, n + 1);
+	str_t *ck = ARENA_NEW_ARRAY(c->a, str_t, n + 1);
+	size_t nw = 0;
+	int rc;
+	for (size_t i = 0; i < n; i++) {
+		ck[i] = pkey_cache_key(c->a, &keys[i]);
+		str_t v;
+		if (indexcache_get(c->st->cache, b->ulid, INDEXCACHE_POSTINGS, ck[i], c->a, &v)) {
+			if ((rc = decode_postings(c, b, (const uint8_t *)v.p, v.n, keys[i].start, &keys[i].p)))
+				return rc;
+			continue;
+		}
+		w[nw++] = (want_t){keys[i].start, keys[i].end, 0, i};
+	}
+	if (!nw)
+		return 0;
+	char name[64];
+	snprintf(name, sizeof name, "%s/index", b->ulid);
+	span_t *sp;
+	size_t ns;
+	if ((rc = fetch_spans(c, name, w, nw, POSTINGS_MERGE_GAP, "postings", &sp, &ns)))
+		return err_wrap(c->err, "block %s", b->ulid);
+	metric_add(metric_with(bucket_metrics.fetched, "postings"), (double)nw);
+	for (size_t i = 0; i < nw; i++) {
+		pkey_t *k = &keys[w[i].idx];
+		span_t *s = &sp[w[i].span];
+		int64_t rel = k->start - s->off;
+		const uint8_t *p = (const uint8_t *)s->data + rel;
+		int64_t avail = s->got - rel;
+		uint32_t l = avail >= 4 ? be32_get(p) : 0;
+		if (avail < 8 || (int64_t)l + 8 > avail || l < 4)
+			return err_set(c->err, ERR_CORRUPT, "block %s: index: offset %lld: postings list runs past its range",
+				       b->ulid, (long long)k->start);
+		if (crc32c(0, p + 4, l) != be32_get(p + 4 + l))
+			return err_set(c->err, ERR_CORRUPT, "block %s: index: offset %lld: postings list: bad CRC32C",
+				       b->ulid, (long long)k->start);
+		if ((rc = decode_postings(c, b, p + 4, l, k->start, &k->p)))
+			return rc;
+		indexcache_put(c->st->cache, b->ulid, INDEXCACHE_POSTINGS, ck[w[i].idx], p + 4, l);
+	}
+	return 0;
+}
+
+/* Matchers (external ones already removed) to series IDs, like index_reader_postings_for_matchers. */
+static int block_postings(call_t *c, bucket_block_t *b, const indexheader_t *h, const matcher_t *ms, size_t nms,
+			  postings_t *out)
+{
+	out->v = NULL, out->n = 0;
+	/* groups[i] = key range of matcher i; all keys fetched in one go. */
+	keylist_t kl = {.c = c};
+	size_t *gfirst = ARENA_NEW_ARRAY(c->a, size_t, nms + 2), *gend = ARENA_NEW_ARRAY(c->a, size_t, nms + 2);
+	bool have_pos = false;
+	for (size_t i = 0; i < nms; i++) {
+		bool pos = !matcher_matches_empty(&ms[i]);
+		gfirst[i] = kl.keys.n;
+		matcher_keys(h, &kl, &ms[i], pos);
+		gend[i] = kl.keys.n;
+		if (pos) {
+			have_pos = true;
+			if (gend[i] == gfirst[i]) { /* a positive matcher without values: nothing matches */
+				VEC_FREE(&kl.keys);
+				return 0;
+			}
+		}
+	}
+	gfirst[nms] = kl.keys.n;
+	if (!have_pos) {
+		int64_t s, e;
+		if (!indexheader_postings_range(h, STR_NULL, STR_NULL, &s, &e)) {
+			VEC_FREE(&kl.keys);
+			return err_set(c->err, ERR_CORRUPT, "block %s: index has no all-postings list", b->ulid);
+		}
+		VEC_PUSH(&kl.keys, ((pkey_t){STR_NULL, STR_NULL, s, e, {NULL, 0}}));
+	}
+	gend[nms] = kl.keys.n;
+	pkey_t *keys = arena_memdup(c->a, kl.keys.v ? (void *)kl.keys.v : (void *)"", kl.keys.n * sizeof(pkey_t) + 1);
+	size_t nkeys = kl.keys.n;
+	VEC_FREE(&kl.keys);
+	int rc = fetch_postings(c, b, keys, nkeys);
+	if (rc)
+		return rc;
+	postings_t acc = {NULL, 0}, neg = {NULL, 0};
+	bool have_acc = false, have_neg = false;
+	if (!have_pos) {
+		acc = keys[gfirst[nms]].p;
+		have_acc = true;
+	}
+	for (size_t i = 0; i < nms; i++) {
+		size_t cnt = gend[i] - gfirst[i];
+		postings_t *lists = ARENA_NEW_ARRAY(c->a, postings_t, cnt + 1);
+		for (size_t k = 0; k < cnt; k++)
+			lists[k] = keys[gfirst[i] + k].p;
+		postings_t u = postings_merge(c->a, lists, cnt);
+		if (!matcher_matches_empty(&ms[i])) {
+			acc = have_acc ? postings_intersect(c->a, acc, u) : u;
+			have_acc = true;
+		} else if (u.n) {
+			postings_t two[2] = {neg, u};
+			neg = have_neg ? postings_merge(c->a, two, 2) : u;
+			have_neg = true;
+		}
+	}
+	*out = have_neg ? postings_subtract(c->a, acc, neg) : acc;
+	return 0;
+}
+
+/* ================================ series entries ================================ */
+
+typedef struct sentry {
+	labels_t ls;
+	chunk_meta_t *chks;
+	size_t nchks;
+} sentry_t;
+
+static int decode_series(call_t *c, bucket_block_t *b, const indexheader_t *h, uint32_t id, const uint8_t *p, size_t bl,
+			 sentry_t *out)
+{
+	const uint8_t *be = p + bl;
+	uint64_t off = (uint64_t)id * 16;
+	int k;
+	uint64_t nl;
+#define SBAD(what) err_set(c->err, ERR_CORRUPT, "block %s: index: offset %llu: series %u: %s", b->ulid, \
+			   (unsigned long long)off, id, what)
+	if ((k = uvarint_get(p, be, &nl)) <= 0 || nl > bl)
+		return SBAD("bad label count");
+	p += k;
+	out->ls.n = (size_t)nl;
+	out->ls.v = arena_alloc(c->a, (size_t)nl * sizeof(label_t) + 1);
+	for (uint64_t i = 0; i < nl; i++) {
+		uint64_t ns, vs;
+		if ((k = uvarint_get(p, be, &ns)) <= 0)
+			return SBAD("bad label name ref");
+		p += k;
+		if ((k = uvarint_get(p, be, &vs)) <= 0)
+			return SBAD("bad label value ref");
+		p += k;
+		if (ns > UINT32_MAX || vs > UINT32_MAX || indexheader_symbol(h, (uint32_t)ns, &out->ls.v[i].name, NULL) ||
+		    indexheader_symbol(h, (uint32_t)vs, &out->ls.v[i].value, NULL))
+			return SBAD("symbol reference out of range");
+	}
+	uint64_t nc;
+	if ((k = uvarint_get(p, be, &nc)) <= 0 || nc > bl)
+		return SBAD("bad chunk count");
+	p += k;
+	chunk_meta_t *cm = arena_alloc(c->a, (size_t)nc * sizeof *cm + 1);
+	for (uint64_t i = 0; i < nc; i++) {
+		if (i == 0) {
+			int64_t mint;
+			uint64_t dur, ref;
+			if ((k = varint_get(p, be, &mint)) <= 0 || (p += k, (k = uvarint_get(p, be, &dur)) <= 0) ||
+			    (p += k, (k = uvarint_get(p, be, &ref)) <= 0))
+				return SBAD("malformed chunk metadata");
+			p += k;
+			cm[0] = (chunk_meta_t){mint, (int64_t)((uint64_t)mint + dur), ref};
+		} else {
+			uint64_t d, dur;
+			int64_t dref;
+			if ((k = uvarint_get(p, be, &d)) <= 0 || (p += k, (k = uvarint_get(p, be, &dur)) <= 0) ||
+			    (p += k, (k = varint_get(p, be, &dref)) <= 0))
+				return SBAD("malformed chunk metadata");
+			p += k;
+			cm[i].mint = (int64_t)((uint64_t)cm[i - 1].maxt + d);
+			cm[i].maxt = (int64_t)((uint64_t)cm[i].mint + dur);
+			cm[i].ref = cm[i - 1].ref + (uint64_t)dref;
+		}
+	}
+#undef SBAD
+	out->chks = cm;
+	out->nchks = (size_t)nc;
+	return 0;
+}
+
+/* Entry at p[0..avail): body pointer/length after checks; 1 = needs more bytes (*need total). */
+static int frame_series(call_t *c, bucket_block_t *b, uint32_t id, const uint8_t *p, int64_t avail, const uint8_t **body,
+			size_t *bl, int64_t *need)
+{
+	uint64_t len;
+	int k = uvarint_get(p, p + (avail > 0 ? avail : 0), &len);
+	if (k == 0) {
+		*need = 16;
+		return avail >= 16 ? err_set(c->err, ERR_CORRUPT, "block %s: series %u: bad length", b->ulid, id) : 1;
+	}
+	if (k < 0 || len > (1u << 30))
+		return err_set(c->err, ERR_CORRUPT, "block %s: index: offset %llu: series %u: bad length", b->ulid,
+			       (unsigned long long)id * 16, id);
+	*need = k + (int64_t)len + 4;
+	if (*need > avail)
+		return 1;
+	if (crc32c(0, p + k, (size_t)len) != be32_get(p + k + len))
+		return err_set(c->err, ERR_CORRUPT, "block %s: index: offset %llu: series %u: bad CRC32C", b->ulid,
+			       (unsigned long long)id * 16, id);
+	*body = p + k;
+	*bl = (size_t)len;
+	return 0;
+}
+
+static int fetch_series(call_t *c, bucket_block_t *b, const indexheader_t *h, postings_t ids, sentry_t *out)
+{
+	want_t *w = ARENA_NEW_ARRAY(c->a, want_t, ids.n + 1);
+	size_t nw = 0;
+	int rc;
+	for (size_t i = 0; i < ids.n; i++) {
+		str_t v;
+		uint32_t id = ids.v[i];
+		if (indexcache_get(c->st->cache, b->ulid, INDEXCACHE_SERIES, str_from((const char *)&id, 4), c->a, &v)) {
+			if ((rc = decode_series(c, b, h, id, (const uint8_t *)v.p, v.n, &out[i])))
+				return rc;
+			continue;
+		}
+		int64_t s = (int64_t)id * 16, e = s + SERIES_EST;
+		if (i + 1 < ids.n && (int64_t)ids.v[i + 1] * 16 < e)
+			e = (int64_t)ids.v[i + 1] * 16;
+		w[nw++] = (want_t){s, e, 0, i};
+	}
+	if (!nw)
+		return 0;
+	char name[64];
+	snprintf(name, sizeof name, "%s/index", b->ulid);
+	span_t *sp;
+	size_t ns;
+	if ((rc = fetch_spans(c, name, w, nw, SERIES_MERGE_GAP, "series", &sp, &ns)))
+		return err_wrap(c->err, "block %s", b->ulid);
+	metric_add(metric_with(bucket_metrics.fetched, "series"), (double)nw);
+	for (size_t i = 0; i < nw; i++) {
+		uint32_t id = ids.v[w[i].idx];
+		span_t *s = &sp[w[i].span];
+		int64_t rel = w[i].start - s->off;
+		const uint8_t *body;
+		size_t bl;
+		int64_t need;
+		rc = frame_series(c, b, id, (const uint8_t *)s->data + rel, s->got - rel, &body, &bl, &need);
+		if (rc == 1) { /* longer than estimated: read it exactly */
+			buf_t d = BUF_INIT;
+			if (!(rc = charge(c, need, "series")))
+				rc = bucket_get_range(c->st->cfg.bkt, name, w[i].start, need, &d, c->err);
+			if (!rc) {
+				char *cp = arena_memdup(c->a, d.p, d.n + 1);
+				rc = frame_series(c, b, id, (const uint8_t *)cp, (int64_t)d.n, &body, &bl, &need);
+				if (rc == 1)
+					rc = err_set(c->err, ERR_CORRUPT, "block %s: series %u runs past the end of the index",
+						     b->ulid, id);
+			}
+			buf_release(&d);
+		}
+		if (rc)
+			return rc;
+		if ((rc = decode_series(c, b, h, id, body, bl, &out[w[i].idx])))
+			return rc;
+		indexcache_put(c->st->cache, b->ulid, INDEXCACHE_SERIES, str_from((const char *)&id, 4), body, bl);
+	}
+	return 0;
+}
+
+/* ================================ series set ================================ */
+
+typedef struct cref {
+	bucket_block_t *b;
+	chunk_meta_t m;
+} cref_t;
+
+typedef struct oseries {
+	labels_t ls;
+	cref_t *refs;
+	size_t nrefs;
+	int64_t bmint; /* block mint, for ordering equal label sets */
+	chunk_t *chunks; /* filled per batch */
+} oseries_t;
+
+typedef struct bs_set {
+	series_set_t base;
+	bucket_store_t *st;
+	call_t c;
+	err_t cerr;
+	oseries_t *v;
+	size_t n, pos;   /* pos = next series to return */
+	size_t bend;     /* series [pos, bend) have chunks fetched */
+	bool skip_chunks;
+	int64_t mint, maxt;
+	arena_t batch;   /* chunk bytes of the current batch */
+	int64_t pool_held;
+	oseries_t *cur;
+	xor_iter_t it;
+	bool counted;    /* holds an open_sets slot */
+} bs_set_t;
+
+static void pool_release(bs_set_t *s)
+{
+	if (s->pool_held) {
+		atomic_fetch_sub(&s->st->pool_used, s->pool_held);
+		s->pool_held = 0;
+	}
+}
+
+typedef struct cwant {
+	bucket_block_t *b;
+	uint32_t seg;
+	int64_t off, end;
+	size_t si, ci; /* series index, chunk index */
+} cwant_t;
+
+static int cwant_cmp(const void *a, const void *b)
+{
+	const cwant_t *x = a, *y = b;
+	if (x->b != y->b)
+		return x->b < y->b ? -1 : 1;
+	if (x->seg != y->seg)
+		return x->seg < y->seg ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Parse a chunk record at p[0..avail): 1 = needs *need bytes. */
+static int frame_chunk(bs_set_t *s, const cwant_t *w, const uint8_t *p, int64_t avail, chunk_t *out, int64_t *need)
+{
+	uint64_t len;
+	int k = uvarint_get(p, p + (avail > 0 ? avail : 0), &len);
+	if (k == 0) {
+		*need = 16;
+		return avail >= 16 ? -1 : 1;
+	}
+	if (k < 0 || len > (1u << 24))
+		return -1;
+	*need = k + 1 + (int64_t)len + 4;
+	if (*need > avail)
+		return 1;
+	if (crc32c(0, p + k, (size_t)len + 1) != be32_get(p + k + 1 + len))
+		return -2;
+	out->enc = p[k];
+	out->data = p + k + 1;
+	out->len = (size_t)len;
+	(void)s;
+	return 0;
+}
+
+/* Fetch the chunks of series [pos, ...) up to the batch bounds. */
+static int fetch_batch(bs_set_t *s, err_t *err)
+{
+	arena_reset(&s->batch);
+	pool_release(s);
+	size_t from = s->pos, to = from, nchunks = 0;
+	int64_t est = 0;
+	while (to < s->n && (to == from || (to - from < BATCH_SERIES && est < (int64_t)BATCH_BYTES))) {
+		for (size_t k = 0; k < s->v[to].nrefs; k++)
+			est += 200; /* typical XOR chunk; only for batch sizing */
+		nchunks += s->v[to].nrefs;
+		to++;
+	}
+	cwant_t *w = ARENA_NEW_ARRAY(&s->batch, cwant_t, nchunks + 1);
+	size_t nw = 0;
+	for (size_t i = from; i < to; i++) {
+		s->v[i].chunks = ARENA_NEW_ARRAY(&s->batch, chunk_t, s->v[i].nrefs + 1);
+		for (size_t k = 0; k < s->v[i].nrefs; k++) {
+			cref_t *r = &s->v[i].refs[k];
+			w[nw++] = (cwant_t){r->b, (uint32_t)(r->m.ref >> 32), (int64_t)(r->m.ref & 0xffffffffu), 0, i, k};
+		}
+	}
+	qsort(w, nw, sizeof *w, cwant_cmp);
+	for (size_t i = 0; i < nw; i++) {
+		w[i].end = w[i].off + CHUNK_EST;
+		if (i + 1 < nw && w[i + 1].b == w[i].b && w[i + 1].seg == w[i].seg && w[i + 1].off > w[i].off &&
+		    w[i + 1].off < w[i].end)
+			w[i].end = w[i + 1].off;
+	}
+	/* Merge into ranges per (block, segment). */
+	bucket_range_t *r = ARENA_NEW_ARRAY(&s->batch, bucket_range_t, nw + 1);
+	size_t *rof = ARENA_NEW_ARRAY(&s->batch, size_t, nw + 1);
+	size_t nr = 0;
+	for (size_t i = 0; i < nw; i++) {
+		bucket_range_t *last = nr ? &r[nr - 1] : NULL;
+		if (last && w[i - 1].b == w[i].b && w[i - 1].seg == w[i].seg && w[i].off <= last->off + last->len + CHUNK_MERGE_GAP) {
+			if (w[i].end > last->off + last->len)
+				last->len = w[i].end - last->off;
+		} else {
+			r[nr++] = (bucket_range_t){.name = bucket_block_segment_name(w[i].b, &s->batch, w[i].seg), .off = w[i].off,
+						   .len = w[i].end - w[i].off};
+		}
+		rof[i] = nr - 1;
+	}
+	int64_t total = 0;
+	for (size_t i = 0; i < nr; i++)
+		total += r[i].len;
+	int rc;
+	s->c.err = err;
+	if ((rc = charge(&s->c, total, "chunks")))
+		return rc;
+	if (s->st->cfg.chunk_pool_size > 0) {
+		int64_t used = atomic_fetch_add(&s->st->pool_used, total) + total;
+		s->pool_held = total;
+		if (used > s->st->cfg.chunk_pool_size) {
+			metric_inc(metric_with(bucket_metrics.dropped, "chunk_pool"));
+			return err_set(err, ERR_LIMIT,
+				       "bucket store: chunk pool exhausted: %lld bytes of chunks in flight, --chunk-pool-size %lld",
+				       (long long)used, (long long)s->st->cfg.chunk_pool_size);
+		}
+	}
+	for (size_t i = 0; i < nr; i++)
+		r[i].dst = arena_alloc(&s->batch, (size_t)r[i].len + 1);
+	if (nr && (rc = bucket_get_ranges(s->st->cfg.bkt, r, nr, FETCH_CONCURRENCY, err)))
+		return err_wrap(err, "fetching chunks");
+	metric_add(metric_with(bucket_metrics.fetched, "chunks"), (double)nw);
+	metric_add(metric_with(bucket_metrics.fetched_bytes, "chunks"), (double)total);
+	for (size_t i = 0; i < nw; i++) {
+		bucket_range_t *rr = &r[rof[i]];
+		int64_t rel = w[i].off - rr->off;
+		chunk_t *ch = &s->v[w[i].si].chunks[w[i].ci];
+		int64_t need;
+		const char *seg = rr->name;
+		int f = frame_chunk(s, &w[i], (const uint8_t *)rr->dst + rel, rr->got - rel, ch, &need);
+		if (f == 1) {
+			buf_t d = BUF_INIT;
+			if (!(rc = charge(&s->c, need, "chunks")))
+				rc = bucket_get_range(s->st->cfg.bkt, seg, w[i].off, need, &d, err);
+			if (!rc) {
+				char *cp = arena_memdup(&s->batch, d.p, d.n + 1);
+				f = frame_chunk(s, &w[i], (const uint8_t *)cp, (int64_t)d.n, ch, &need);
+			}
+			buf_release(&d);
+			if (rc)
+				return rc;
+		}
+		if (f)
+			return err_set(err, ERR_CORRUPT, "block %s: %s: offset %lld: %s", w[i].b->ulid, seg,
+				       (long long)w[i].off,
+				       f == -2 ? "chunk: bad CRC32C" : f == 1 ? "chunk runs past the end of the segment"
+									       : "chunk: bad length");
+		cref_t *cr = &s->v[w[i].si].refs[w[i].ci];
+		ch->mint = cr->m.mint;
+		ch->maxt = cr->m.maxt;
+	}
+	s->bend = to;
+	return 0;
+}
+
+static int set_next(series_set_t *base, err_t *err)
+{
+	bs_set_t *s = (bs_set_t *)base;
+	if (s->pos >= s->n) {
+		s->cur = NULL;
+		return 0;
+	}
+	if (!s->skip_chunks && s->pos >= s->bend) {
+		int rc = fetch_batch(s, err);
+		if (rc)
+			return rc;
+	}
+	s->cur = &s->v[s->pos++];
+	return 1;
+}
+
+static const labels_t *set_labels(series_set_t *base)
+{
+	return &((bs_set_t *)base)->cur->ls;
+}
+
+static sample_iter_t *set_samples(series_set_t *base)
+{
+	bs_set_t *s = (bs_set_t *)base;
+	if (s->skip_chunks)
+		return sample_iter_empty();
+	xor_iter_init(&s->it, s->cur->chunks, s->cur->nrefs, s->mint, s->maxt);
+	return &s->it.base;
+}
+
+static int set_chunks(series_set_t *base, const chunk_t **out)
+{
+	bs_set_t *s = (bs_set_t *)base;
+	if (s->skip_chunks) {
+		*out = NULL;
+		return 0;
+	}
+	*out = s->cur->chunks;
+	return (int)s->cur->nrefs;
+}
+
+static void set_close(series_set_t *base)
+{
+	bs_set_t *s = (bs_set_t *)base;
+	pool_release(s);
+	arena_release(&s->batch);
+	if (s->counted) {
+		atomic_fetch_sub(&s->st->open_sets, 1);
+		s->counted = false;
+	}
+	s->n = s->pos = 0;
+}
+
+static const struct series_set_ops bs_set_ops = {
+	.next = set_next,
+	.labels = set_labels,
+	.samples = set_samples,
+	.chunks = set_chunks,
+	.warnings = NULL,
+	.close = set_close,
+};
+
+static void set_cleanup(void *arg)
+{
+	set_close(arg); /* idempotent; covers callers that release the arena without closing */
+}
+
+static int oseries_cmp(const void *a, const void *b)
+{
+	const oseries_t *x = a, *y = b;
+	int c = labels_cmp(&x->ls, &y->ls);
+	if (c)
+		return c;
+	return x->bmint < y->bmint ? -1 : x->bmint > y->bmint;
+}
+
+typedef VEC(oseries_t) ovec_t;
+
+/* Postings of a block for the request's matchers (external labels applied); *skip when the block
+ * cannot match. */
+static int block_ids(call_t *c, bucket_block_t *b, const matcher_t *ms, size_t nms, const indexheader_t **hp,
+		     postings_t *ids, bool *skip)
+{
+	const matcher_t *rest;
+	size_t nrest;
+	*skip = false;
+	ids->n = 0;
+	if (!store_match_external(c->a, &b->ext, ms, nms, &rest, &nrest)) {
+		*skip = true;
+		return 0;
+	}
+	indexheader_t *h;
+	int rc = bucket_block_header(b, &h, c->err);
+	if (rc)
+		return rc;
+	*hp = h;
+	return block_postings(c, b, h, rest, nrest, ids);
+}
+
+/* Series of one block matching the request, appended to out (labels merged with the block's). */
+static int block_series(call_t *c, bucket_block_t *b, const store_series_req_t *req, ovec_t *out, size_t *touched)
+{
+	const indexheader_t *h = NULL;
+	postings_t ids;
+	bool skip;
+	int rc = block_ids(c, b, req->ms, req->nms, &h, &ids, &skip);
+	if (rc || skip || !ids.n)
+		return rc;
+	*touched += ids.n;
+	if (c->st->cfg.series_touched_limit > 0 && (int64_t)*touched > c->st->cfg.series_touched_limit) {
+		metric_inc(metric_with(bucket_metrics.dropped, "series"));
+		return err_set(c->err, ERR_LIMIT, "bucket store: exceeded series limit: %zu series touched, limit %lld",
+			       *touched, (long long)c->st->cfg.series_touched_limit);
+	}
+	sentry_t *se = ARENA_NEW_ARRAY(c->a, sentry_t, ids.n + 1);
+	if ((rc = fetch_series(c, b, h, ids, se)))
+		return rc;
+	for (size_t i = 0; i < ids.n; i++) {
+		size_t lo = 0, hi;
+		while (lo < se[i].nchks && se[i].chks[lo].maxt < req->mint)
+			lo++;
+		hi = lo;
+		while (hi < se[i].nchks && se[i].chks[hi].mint <= req->maxt)
+			hi++;
+		if (hi == lo)
+			continue;
+		oseries_t *o = VEC_ADD(out);
+		o->ls = store_merge_external(c->a, &se[i].ls, &b->ext);
+		o->nrefs = hi - lo;
+		o->refs = ARENA_NEW_ARRAY(c->a, cref_t, o->nrefs);
+		for (size_t k = lo; k < hi; k++)
+			o->refs[k - lo] = (cref_t){b, se[i].chks[k]};
+		o->bmint = b->meta.mint;
+	}
+	return 0;
+}
+
+int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
+{
+	bucket_store_t *st = (bucket_store_t *)base;
+	uint64_t t0 = clock_mono_ns();
+	int maxc = st->cfg.series_max_concurrency > 0 ? st->cfg.series_max_concurrency : 20;
+	if (atomic_fetch_add(&st->open_sets, 1) >= maxc) {
+		atomic_fetch_sub(&st->open_sets, 1);
+		metric_inc(metric_with(bucket_metrics.dropped, "concurrency"));
+		return err_set(err, ERR_LIMIT, "bucket store: too many concurrent Series calls (limit %d)", maxc);
+	}
+	bs_set_t *s = ARENA_NEW(a, bs_set_t);
+	s->base.ops = &bs_set_ops;
+	s->st = st;
+	s->counted = true;
+	s->skip_chunks = req->skip_chunks;
+	s->mint = req->mint;
+	s->maxt = req->maxt;
+	arena_init(&s->batch, 64 * 1024);
+	arena_on_release(a, set_cleanup, s);
+	s->c = (call_t){st, a, 0, err};
+
+	bucket_block_t **blocks;
+	size_t nb = bucket_store_acquire_blocks(st, a, req->mint, req->maxt, &blocks);
+	ovec_t all = {0};
+	size_t touched = 0;
+	int rc = 0;
+	for (size_t i = 0; i < nb && !rc; i++)
+		rc = block_series(&s->c, blocks[i], req, &all, &touched);
+	if (rc) {
+		VEC_FREE(&all);
+		set_close(&s->base);
+		return rc;
+	}
+	if (all.n > 1)
+		qsort(all.v, all.n, sizeof *all.v, oseries_cmp);
+	/* Same labels from several blocks (consecutive time ranges): one series, chunks in time order. */
+	size_t w = 0, nchunks = 0;
+	for (size_t i = 0; i < all.n; i++) {
+		if (w && labels_eq(&all.v[w - 1].ls, &all.v[i].ls)) {
+			oseries_t *o = &all.v[w - 1];
+			cref_t *r = ARENA_NEW_ARRAY(a, cref_t, o->nrefs + all.v[i].nrefs);
+			memcpy(r, o->refs, o->nrefs * sizeof *r);
+			memcpy(r + o->nrefs, all.v[i].refs, all.v[i].nrefs * sizeof *r);
+			o->refs = r;
+			o->nrefs += all.v[i].nrefs;
+		} else {
+			all.v[w++] = all.v[i];
+		}
+		nchunks += all.v[i].nrefs;
+	}
+	if (req->limit > 0 && (int64_t)w > req->limit)
+		w = (size_t)req->limit;
+	if (!req->skip_chunks && st->cfg.series_sample_limit > 0 &&
+	    (int64_t)nchunks * XOR_SAMPLES_PER_CHUNK > st->cfg.series_sample_limit) {
+		VEC_FREE(&all);
+		set_close(&s->base);
+		metric_inc(metric_with(bucket_metrics.dropped, "samples"));
+		return err_set(err, ERR_LIMIT,
+			       "bucket store: exceeded samples limit: %zu chunks (~%zu samples) requested, limit %lld",
+			       nchunks, nchunks * XOR_SAMPLES_PER_CHUNK, (long long)st->cfg.series_sample_limit);
+	}
+	s->v = arena_memdup(a, all.v ? (void *)all.v : (void *)"", w * sizeof(oseries_t) + 1);
+	s->n = w;
+	VEC_FREE(&all);
+	metric_observe(metric_with(bucket_metrics.get_all), clock_since_s(t0));
+	metric_observe(metric_with(bucket_metrics.blocks_queried), (double)nb);
+	metric_observe(metric_with(bucket_metrics.result_series), (double)w);
+	*out = &s->base;
+	return 0;
+}
+
+/* ================================ labels ================================ */
+
+typedef VEC(str_t) strvec_t;
+
+static bool push_value(void *arg, str_t value, int64_t start, int64_t end)
+{
+	(void)start, (void)end;
+	VEC_PUSH((strvec_t *)arg, value);
+	return true;
+}
+
+static int label_call(bucket_store_t *st, arena_t *a, const store_label_req_t *req, bool names, store_strings_t *out,
+		      err_t *err)
+{
+	memset(out, 0, sizeof *out);
+	bucket_block_t **blocks;
+	size_t nb = bucket_store_acquire_blocks(st, a, req->mint, req->maxt, &blocks);
+	call_t c = {st, a, 0, err};
+	strvec_t acc = {0};
+	int rc = 0;
+	for (size_t i = 0; i < nb && !rc; i++) {
+		bucket_block_t *b = blocks[i];
+		const matcher_t *rest;
+		size_t nrest;
+		if (!store_match_external(a, &b->ext, req->ms, req->nms, &rest, &nrest))
+			continue;
+		bool ext_found;
+		str_t ext_val = names ? STR_NULL : labels_get(&b->ext, req->name, &ext_found);
+		if (!names && ext_found && !nrest) {
+			VEC_PUSH(&acc, ext_val);
+			continue;
+		}
+		indexheader_t *h;
+		if ((rc = bucket_block_header(b, &h, err)))
+			break;
+		if (!nrest) { /* straight from the index-header */
+			if (names) {
+				str_t *v;
+				size_t n;
+				indexheader_label_names(h, a, &v, &n);
+				for (size_t k = 0; k < n; k++)
+					VEC_PUSH(&acc, v[k]);
+				for (size_t k = 0; k < b->ext.n; k++)
+					VEC_PUSH(&acc, b->ext.v[k].name);
+			} else {
+				indexheader_each_value(h, req->name, push_value, &acc);
+			}
+			continue;
+		}
+		postings_t ids;
+		if ((rc = block_postings(&c, b, h, rest, nrest, &ids)))
+			break;
+		sentry_t *se = ARENA_NEW_ARRAY(a, sentry_t, ids.n + 1);
+		if ((rc = fetch_series(&c, b, h, ids, se)))
+			break;
+		for (size_t k = 0; k < ids.n; k++) {
+			labels_t ls = store_merge_external(a, &se[k].ls, &b->ext);
+			for (size_t j = 0; j < ls.n; j++) {
+				if (names)
+					VEC_PUSH(&acc, ls.v[j].name);
+				else if (str_eq(ls.v[j].name, req->name))
+					VEC_PUSH(&acc, ls.v[j].value);
+			}
+		}
+	}
+	if (!rc) {
+		size_t n = store_strings_sort_unique(acc.v, acc.n);
+		if (req->limit > 0 && (int64_t)n > req->limit)
+			n = (size_t)req->limit;
+		out->v = arena_memdup(a, acc.v ? (void *)acc.v : (void *)"", n * sizeof(str_t) + 1);
+		out->n = n;
+	}
+	VEC_FREE(&acc);
+	return rc;
+}
+
+int bucket_read_label_names(store_t *base, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err)
+{
+	return label_call((bucket_store_t *)base, a, req, true, out, err);
+}
+
+int bucket_read_label_values(store_t *base, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err)
+{
+	return label_call((bucket_store_t *)base, a, req, false, out, err);
+}
