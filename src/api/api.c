@@ -163,7 +163,7 @@ static int parse_selectors(http_req_t *r, const char *key, selectors_t *out, err
 	out->n = n;
 	for (size_t i = 0; i < n; i++)
 		if (parse_selector(&r->arena, v[i], &out->sets[i], &out->nsets[i], err))
-			return err->code;
+			return err_wrap(err, "invalid parameter \"%s\"", key);
 	return 0;
 }
 
@@ -267,9 +267,9 @@ static void run_query(qctx_t *q)
 	if (q->kind == Q_RANGE) {
 		promql_type_t ty = promql_expr_type(expr);
 		if (ty != PROMQL_TYPE_SCALAR && ty != PROMQL_TYPE_VECTOR) {
+			/* Prometheus 2.42 reports this one without the parameter prefix. */
 			err_set(&err, ERR_INVALID,
-				"invalid parameter \"query\": invalid expression type \"%s\" for range query, must be "
-				"Scalar or instant Vector",
+				"invalid expression type \"%s\" for range query, must be Scalar or instant Vector",
 				ty == PROMQL_TYPE_MATRIX ? "range vector" : promql_type_name(ty));
 			return reply_bad(r, err.msg);
 		}

@@ -329,15 +329,15 @@ TEST(errors_match_prometheus)
 		  "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"invalid parameter \\\"end\\\": end "
 		  "timestamp must not be before start time\"}");
 	CHECK_REQ("/api/v1/query_range?query=up%5B5m%5D&start=0&end=5&step=1", NULL, 400,
-		  "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"invalid parameter \\\"query\\\": invalid "
+		  "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"invalid "
 		  "expression type \\\"range vector\\\" for range query, must be Scalar or instant Vector\"}");
 	CHECK_REQ("/api/v1/label/1bad/values", NULL, 400,
 		  "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"invalid label name: \\\"1bad\\\"\"}");
 	CHECK_REQ("/api/v1/series", NULL, 400,
 		  "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"no match[] parameter provided\"}");
 	CHECK_REQ("/api/v1/series?match[]=%7Bfoo%3D%22%22%7D", NULL, 400,
-		  "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"match[] must contain at least one "
-		  "non-empty matcher\"}");
+		  "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"invalid parameter \\\"match[]\\\": "
+		  "match[] must contain at least one non-empty matcher\"}");
 	CHECK_REQ("/api/v1/query?query=up&dedup=maybe", NULL, 400,
 		  "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"'dedup' parameter: strconv.ParseBool: "
 		  "parsing \\\"maybe\\\": invalid syntax\"}");
