@@ -324,6 +324,33 @@ def main():
                 assert len(s["labelSets"]) == 1 and "replica" in s["labelSets"][0], s
         check("stores_endpoint", t_stores)
 
+        # ---- layering: a second querier whose only endpoint is the first one's gRPC StoreAPI
+        def t_layered():
+            q2port, q2grpc = free_port(), free_port()
+            q2 = start(tmp, "query2", [STRATA, "query", f"--http-address=127.0.0.1:{q2port}",
+                                       f"--grpc-address=127.0.0.1:{q2grpc}", "--query.replica-label=replica",
+                                       "--http-grace-period=1s", f"--endpoint=127.0.0.1:{qgrpc}"])
+            try:
+                wait_ready(q2port, q2, "layered strata query")
+                # ha_total without dedup: which replica the penalty algorithm picks at a switch depends on
+                # the replicas' order when their timestamps tie (store order vs label order here).
+                for expr, extra in [("sum by (job) (rate(http_requests_total[5m]))", {}), ("up", {}),
+                                    ("ha_total", {"dedup": "false"})]:
+                    params = {"query": expr, "start": t_a, "end": t_b, "step": 120, **extra}
+                    a = get(qport, "/api/v1/query_range", params)
+                    b = get(q2port, "/api/v1/query_range", params)
+                    if a != b:
+                        da, db = json.loads(a[1])["data"]["result"], json.loads(b[1])["data"]["result"]
+                        diff = [(x, y) for ra, rb in zip(da, db) for x, y in zip(ra["values"], rb["values"]) if x != y]
+                        assert False, f"{expr}: {len(da)} vs {len(db)} series, differing points {diff[:6]}"
+                st, body = get(q2port, "/api/v1/stores")
+                data = json.loads(body)["data"]["store"]
+                assert len(data) == 1 and data[0]["lastError"] is None, body
+                assert len(data[0]["labelSets"]) == 4, body
+            finally:
+                stop(q2)
+        check("layered_querier_same_results", t_layered)
+
         # ---- (c) partial response: kill store P
         stop(stores["p"][0])
         paddr = f"127.0.0.1:{stores['p'][1]}"
