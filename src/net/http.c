@@ -258,7 +258,7 @@ void http_respond_buf(http_req_t *r, int status, const char *ctype, buf_t *body)
 		return;
 	}
 	respond_now(r, status, ctype, body->p, body->n);
-	buf_reset(body);
+	buf_release(body); /* as documented: the body is given away (here: copied, then freed) */
 }
 
 void http_error(http_req_t *r, int status, const char *fmt, ...)
