@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -15,6 +16,30 @@
 #include "promql/engine.h"
 #include "promql/merge.h"
 #include "tsdb/block.h"
+#include "tsdb/xor.h"
+
+/* promql_opts_t.decode_chunks: XOR chunks of one series into a growable buffer (thread-safe). */
+static int64_t decode_chunks(const chunk_t *chks, size_t n, int64_t mint, int64_t maxt, int64_t **t, double **v,
+			     size_t *cap, err_t *err)
+{
+	xor_iter_t it;
+	xor_iter_init(&it, chks, n, mint, maxt);
+	size_t k = 0;
+	for (;;) {
+		if (*cap - k < 256) {
+			size_t nc = *cap ? *cap * 2 : 4096;
+			*t = xreallocarray(*t, nc, sizeof(int64_t));
+			*v = xreallocarray(*v, nc, sizeof(double));
+			*cap = nc;
+		}
+		int got = sample_iter_next_batch(&it.base, *t + k, *v + k, (int)(*cap - k), err);
+		if (got < 0)
+			return got;
+		if (got == 0)
+			return (int64_t)k;
+		k += (size_t)got;
+	}
+}
 
 /* Float seconds (rounded to ms) or RFC 3339, like the HTTP API's time parameters. */
 static bool parse_time(const char *s, int64_t *ms)
@@ -127,7 +152,13 @@ int cmd_tools_query(int argc, char **argv)
 	closedir(d);
 	if (ret == 0) {
 		promql_merge_t *m = promql_merge_new(qs, nb);
-		promql_opts_t o = {.lookback_ms = lookback, .timeout_ms = timeout, .max_samples = max_samples};
+		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+		workers_t *w = ncpu > 1 ? workers_new((int)ncpu - 1) : NULL; /* + this thread */
+		promql_opts_t o = {.lookback_ms = lookback,
+				   .timeout_ms = timeout,
+				   .max_samples = max_samples,
+				   .workers = w,
+				   .decode_chunks = decode_chunks};
 		arena_t a;
 		arena_init(&a, 1 << 16);
 		promql_result_t r;
@@ -144,6 +175,8 @@ int cmd_tools_query(int argc, char **argv)
 			buf_release(&b);
 		}
 		arena_release(&a);
+		if (w)
+			workers_free(w);
 		promql_merge_free(m);
 	}
 	for (size_t i = 0; i < nb; i++)

@@ -542,6 +542,218 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 	}
 }
 
+/* ------------------------------------------------------------------------------ batched range functions */
+
+/* One series of a batch: labels (batch arena), then either encoded chunks (decoded by a worker through
+ * opts->decode_chunks) or samples already decoded on the evaluating thread. */
+typedef struct rb_item {
+	labels_t ls;
+	const chunk_t *chks;
+	size_t nchks;
+	const int64_t *t;
+	const double *v;
+	size_t n;
+	size_t npts, maxwin;
+} rb_item_t;
+
+typedef struct rb_scratch {
+	int64_t *t;
+	double *v;
+	size_t cap;
+	err_t err;
+	int rc;
+} rb_scratch_t;
+
+typedef struct rb {
+	ev_t *ev;
+	const promql_opts_t *o;
+	range_kernel_fn kfn;
+	const void *kctx;
+	int64_t mint, maxt;
+	rb_item_t *items;
+	size_t n, cap;
+	double *out;   /* cap x nsteps */
+	uint8_t *ok;   /* cap x nsteps */
+	size_t ntasks;
+	rb_scratch_t *scr; /* ntasks */
+	arena_t ba;        /* per-batch labels, chunk lists and pre-decoded samples */
+	size_t bbytes;
+} rb_t;
+
+static void rb_cleanup(void *arg)
+{
+	rb_t *b = arg;
+	for (size_t i = 0; i < b->ntasks; i++) {
+		free(b->scr[i].t);
+		free(b->scr[i].v);
+	}
+	free(b->scr);
+	free(b->items);
+	free(b->out);
+	free(b->ok);
+	arena_release(&b->ba);
+	b->scr = NULL;
+	b->items = NULL;
+	b->out = NULL;
+	b->ok = NULL;
+	b->ntasks = 0;
+}
+
+static void *rb_dup(arena_t *a, const void *p, size_t n)
+{
+	void *d = arena_alloc(a, n + 1);
+	if (n)
+		memcpy(d, p, n);
+	return d;
+}
+
+/* Keep in-range, non-stale samples (in place). */
+static size_t rb_trim(int64_t *t, double *v, size_t n, int64_t mint, int64_t maxt)
+{
+	size_t k = 0, j = 0;
+	while (j < n && t[j] >= mint && t[j] <= maxt && !value_is_stale(v[j]))
+		j++; /* the common case: nothing to drop, nothing to move */
+	k = j;
+	for (; j < n; j++) {
+		if (t[j] < mint || t[j] > maxt || value_is_stale(v[j]))
+			continue;
+		t[k] = t[j];
+		v[k] = v[j];
+		k++;
+	}
+	return k;
+}
+
+static void rb_task(void *arg, size_t ti)
+{
+	rb_t *b = arg;
+	rb_scratch_t *sc = &b->scr[ti];
+	size_t ns = b->ev->nsteps;
+	size_t lo = b->n * ti / b->ntasks, hi = b->n * (ti + 1) / b->ntasks;
+	for (size_t i = lo; i < hi && !sc->rc; i++) {
+		rb_item_t *it = &b->items[i];
+		const int64_t *t = it->t;
+		const double *v = it->v;
+		size_t n = it->n;
+		if (it->chks) {
+			int64_t got = b->o->decode_chunks(it->chks, it->nchks, b->mint, b->maxt, &sc->t, &sc->v, &sc->cap,
+							  &sc->err);
+			if (got < 0) {
+				sc->rc = (int)got;
+				return;
+			}
+			n = rb_trim(sc->t, sc->v, (size_t)got, b->mint, b->maxt);
+			t = sc->t;
+			v = sc->v;
+		}
+		it->maxwin = b->kfn(b->kctx, t, v, n, b->out + i * ns, b->ok + i * ns, &it->npts);
+	}
+}
+
+static void rb_flush(rb_t *b, range_sink_fn sink, void *sctx)
+{
+	ev_t *ev = b->ev;
+	if (!b->n)
+		return;
+	ev_check(ev);
+	for (size_t i = 0; i < b->ntasks; i++)
+		b->scr[i].rc = 0;
+	if (b->o->workers && b->ntasks > 1)
+		workers_parallel_for(b->o->workers, b->ntasks, rb_task, b);
+	else
+		for (size_t i = 0; i < b->ntasks; i++)
+			rb_task(b, i);
+	for (size_t i = 0; i < b->ntasks; i++)
+		if (b->scr[i].rc) {
+			*ev->err = b->scr[i].err;
+			ev->scr->error_type = "internal";
+			ev_fail_err(ev, b->scr[i].rc);
+		}
+	size_t ns = ev->nsteps;
+	for (size_t i = 0; i < b->n; i++) {
+		rb_item_t *it = &b->items[i];
+		/* the window counts as loaded samples while the series is evaluated */
+		ev_add_samples(ev, (int64_t)it->maxwin);
+		ev->cur_samples -= (int64_t)it->maxwin;
+		if (it->npts)
+			sink(ev, sctx, &it->ls, b->out + i * ns, b->ok + i * ns, it->npts);
+	}
+	b->n = 0;
+	b->bbytes = 0;
+	arena_reset(&b->ba);
+}
+
+void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, range_kernel_fn kfn, const void *kctx,
+			range_sink_fn sink, void *sctx, int64_t *range, int64_t *ref)
+{
+	m = unparen(m);
+	if (m->kind != PROMQL_MATRIX_SEL)
+		ev_fail(ev, ERR_INTERNAL, "batched range evaluation needs a matrix selector");
+	const promql_expr_t *vs = m->u.ms.vs;
+	size_t ns = ev->nsteps;
+	*range = m->u.ms.range;
+	ref_times(ev, &vs->u.vs.mods, ref);
+	if (ns == 0)
+		return;
+	int64_t mn = ref[0], mx = ref[0];
+	for (size_t i = 1; i < ns; i++) {
+		if (ref[i] < mn)
+			mn = ref[i];
+		if (ref[i] > mx)
+			mx = ref[i];
+	}
+	rb_t *b = ev_zalloc(ev, sizeof *b);
+	b->ev = ev;
+	b->o = ev->o;
+	b->kfn = kfn;
+	b->kctx = kctx;
+	b->mint = mn - *range;
+	b->maxt = mx;
+	/* a batch holds at most ~2M output cells and 256 series */
+	b->cap = (size_t)(2u << 20) / ns;
+	if (b->cap > 256)
+		b->cap = 256;
+	if (b->cap < 1)
+		b->cap = 1;
+	int nw = ev->o->workers ? workers_count(ev->o->workers) + 1 : 1;
+	b->ntasks = (size_t)nw * 4;
+	if (b->ntasks > b->cap)
+		b->ntasks = b->cap;
+	arena_init(&b->ba, 1 << 16);
+	arena_on_release(ev->a, rb_cleanup, b);
+	b->items = xcalloc(b->cap, sizeof *b->items);
+	b->out = xreallocarray(NULL, b->cap * ns, sizeof(double));
+	b->ok = xreallocarray(NULL, b->cap, ns);
+	b->scr = xcalloc(b->ntasks, sizeof *b->scr);
+	series_set_t *set = do_select(ev, vs, b->mint, b->maxt, *range, func);
+	bool chunked = ev->o->decode_chunks && set->ops->chunks;
+	int r;
+	while ((r = series_set_next(set, ev->err)) > 0) {
+		rb_item_t *it = &b->items[b->n];
+		memset(it, 0, sizeof *it);
+		const chunk_t *chks;
+		int nc = chunked ? set->ops->chunks(set, &chks) : -1;
+		if (nc >= 0) {
+			it->chks = rb_dup(&b->ba, chks, (size_t)nc * sizeof(chunk_t));
+			it->nchks = (size_t)nc;
+			b->bbytes += 64 * (size_t)nc;
+		} else {
+			size_t n = load_samples(ev, set, b->mint, b->maxt, true);
+			it->t = rb_dup(&b->ba, ev->scr->t, n * sizeof(int64_t));
+			it->v = rb_dup(&b->ba, ev->scr->v, n * sizeof(double));
+			it->n = n;
+			b->bbytes += 16 * n;
+		}
+		it->ls = labels_copy(&b->ba, series_set_labels(set));
+		if (++b->n == b->cap || b->bbytes > (16u << 20))
+			rb_flush(b, sink, sctx);
+	}
+	if (r < 0)
+		ev_fail_err(ev, ev->err->code);
+	rb_flush(b, sink, sctx);
+	close_set(ev, set);
+}
+
 /* Top-level instant evaluation of a range vector: the samples in the window at the one step. */
 typedef struct mat_ctx {
 	int64_t *ref, *range;
@@ -891,10 +1103,220 @@ static int cmp_item_asc(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
+/* Accumulating aggregations (sum, min, max, avg, count, group, stddev, stdvar): one accumulator row
+ * per group, fed series by series in input order — from a materialised vector or straight from a
+ * batched range function, so e.g. sum(rate(x[5m])) never holds rate's output. */
+typedef struct agrp {
+	labels_t ls;
+	double *A, *A2, *C;
+	size_t oidx;
+} agrp_t;
+
+typedef struct aggst {
+	const promql_expr_t *e;
+	hmap_t gm; /* group key -> index + 1 */
+	agrp_t *g;
+	size_t ng, gcap;
+	obuild_t *ob;
+	int64_t points; /* input points fed (accounted while the aggregation runs) */
+	buf_t kb;       /* group key scratch */
+} aggst_t;
+
+static void agg_cleanup(void *arg)
+{
+	aggst_t *st = arg;
+	hmap_release(&st->gm);
+	memset(&st->gm, 0, sizeof st->gm);
+	buf_release(&st->kb);
+}
+
+static bool agg_accumulating(promql_aggr_op_t op)
+{
+	return op == PROMQL_AGG_SUM || op == PROMQL_AGG_MIN || op == PROMQL_AGG_MAX || op == PROMQL_AGG_AVG ||
+	       op == PROMQL_AGG_COUNT || op == PROMQL_AGG_GROUP || op == PROMQL_AGG_STDDEV || op == PROMQL_AGG_STDVAR;
+}
+
+static aggst_t *agg_new(ev_t *ev, const promql_expr_t *e)
+{
+	aggst_t *st = ev_zalloc(ev, sizeof *st);
+	st->e = e;
+	hmap_init(&st->gm, 16);
+	buf_init(&st->kb);
+	arena_on_release(ev->a, agg_cleanup, st);
+	st->ob = ob_new(ev);
+	return st;
+}
+
+/* Grouping labels of ls (by: only the listed names; without: all others, never __name__). */
+static labels_t agg_group_labels(ev_t *ev, const promql_expr_t *e, labels_t ls)
+{
+	return e->u.aggr.without ? lb_filter(ev, ls, e->u.aggr.grouping, e->u.aggr.ngrouping, false, true)
+				 : lb_filter(ev, ls, e->u.aggr.grouping, e->u.aggr.ngrouping, true, false);
+}
+
+/* Does label name n belong to the group key (by: listed; without: not listed and not __name__)? */
+static bool agg_keeps(const promql_expr_t *e, str_t n)
+{
+	bool in = name_in(n, e->u.aggr.grouping, e->u.aggr.ngrouping);
+	return e->u.aggr.without ? !in && !str_eq_c(n, LABEL_METRIC_NAME) : in;
+}
+
+/* Feed one input series (drop_name: its labels still carry the __name__ the input drops). */
+static void agg_add(ev_t *ev, aggst_t *st, labels_t ls, bool drop_name, const double *vals, const uint8_t *ok)
+{
+	promql_aggr_op_t op = st->e->u.aggr.op;
+	size_t ns = ev->nsteps;
+	buf_t *kb = &st->kb;
+	buf_reset(kb);
+	for (size_t i = 0; i < ls.n; i++) {
+		if ((drop_name && str_eq_c(ls.v[i].name, LABEL_METRIC_NAME)) || !agg_keeps(st->e, ls.v[i].name))
+			continue;
+		buf_append_str(kb, ls.v[i].name);
+		buf_putc(kb, '\xff');
+		buf_append_str(kb, ls.v[i].value);
+		buf_putc(kb, '\xfe');
+	}
+	bool found;
+	void **slot = hmap_slot(&st->gm, (str_t){kb->p, kb->n}, &found);
+	if (!found) {
+		if (drop_name)
+			ls = lb_filter(ev, ls, NULL, 0, false, true);
+		labels_t gl = agg_group_labels(ev, st->e, ls);
+		/* the map keeps the key's memory: move it to the arena */
+		hmap_del(&st->gm, (str_t){kb->p, kb->n});
+		char *key = ev_alloc(ev, kb->n + 1);
+		memcpy(key, kb->p, kb->n);
+		slot = hmap_slot(&st->gm, (str_t){key, kb->n}, &found);
+		if (st->ng == st->gcap) {
+			size_t nc = st->gcap ? st->gcap * 2 : 16;
+			agrp_t *ng = ev_alloc(ev, nc * sizeof(agrp_t));
+			if (st->ng)
+				memcpy(ng, st->g, st->ng * sizeof(agrp_t));
+			st->g = ng;
+			st->gcap = nc;
+		}
+		agrp_t *g = &st->g[st->ng];
+		g->ls = labels_copy(ev->a, &gl);
+		g->A = ev_zalloc(ev, (ns ? ns : 1) * sizeof(double));
+		g->A2 = ev_zalloc(ev, (ns ? ns : 1) * sizeof(double));
+		g->C = ev_zalloc(ev, (ns ? ns : 1) * sizeof(double));
+		g->oidx = (size_t)-1;
+		*slot = (void *)(uintptr_t)(++st->ng);
+	}
+	agrp_t *g = &st->g[(size_t)(uintptr_t)*slot - 1];
+	double *A = g->A, *A2 = g->A2, *C = g->C;
+	bool any = false;
+	for (size_t i = 0; i < ns; i++) {
+		if (!ok[i])
+			continue;
+		any = true;
+		st->points++;
+		double v = vals[i];
+		if (C[i] == 0) {
+			C[i] = 1;
+			switch (op) {
+			case PROMQL_AGG_SUM: case PROMQL_AGG_MIN: case PROMQL_AGG_MAX: case PROMQL_AGG_AVG:
+				A[i] = v;
+				break;
+			case PROMQL_AGG_STDDEV: case PROMQL_AGG_STDVAR:
+				A[i] = v; /* mean */
+				A2[i] = 0;
+				break;
+			default:
+				break;
+			}
+			continue;
+		}
+		C[i] += 1;
+		switch (op) {
+		case PROMQL_AGG_SUM: A[i] += v; break;
+		case PROMQL_AGG_MAX: if (A[i] < v || isnan(A[i])) A[i] = v; break;
+		case PROMQL_AGG_MIN: if (A[i] > v || isnan(A[i])) A[i] = v; break;
+		case PROMQL_AGG_AVG: {
+			double mean = A[i];
+			if (isinf(mean)) {
+				if (isinf(v) && (mean > 0) == (v > 0))
+					break;
+				if (!isinf(v) && !isnan(v))
+					break;
+			}
+			A[i] = mean + (v / C[i] - mean / C[i]);
+			break;
+		}
+		case PROMQL_AGG_STDDEV: case PROMQL_AGG_STDVAR: {
+			double delta = v - A[i];
+			A[i] += delta / C[i];
+			A2[i] += delta * (v - A[i]);
+			break;
+		}
+		default:
+			break;
+		}
+	}
+	if (any && g->oidx == (size_t)-1)
+		g->oidx = ob_get(ev, st->ob, g->ls);
+}
+
+static void agg_finish(ev_t *ev, aggst_t *st, val_t *out)
+{
+	promql_aggr_op_t op = st->e->u.aggr.op;
+	for (size_t k = 0; k < st->ng; k++) {
+		agrp_t *g = &st->g[k];
+		if (g->oidx == (size_t)-1)
+			continue;
+		vseries_t *os = &st->ob->s[g->oidx];
+		for (size_t i = 0; i < ev->nsteps; i++) {
+			if (g->C[i] == 0)
+				continue;
+			double v;
+			switch (op) {
+			case PROMQL_AGG_COUNT: v = g->C[i]; break;
+			case PROMQL_AGG_GROUP: v = 1; break;
+			case PROMQL_AGG_STDVAR: v = g->A2[i] / g->C[i]; break;
+			case PROMQL_AGG_STDDEV: v = sqrt(g->A2[i] / g->C[i]); break;
+			default: v = g->A[i]; break;
+			}
+			os->ok[i] = 1;
+			os->v[i] = v;
+		}
+	}
+	agg_cleanup(st);
+	ob_finish(ev, st->ob, out);
+}
+
+static void agg_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts)
+{
+	aggst_t *st = sctx;
+	/* the function's output, which is what is aggregated, counts as loaded like a vector would */
+	ev_add_samples(ev, (int64_t)npts);
+	agg_add(ev, st, *ls, true, v, ok);
+	if ((st->ng & 1023) == 0)
+		ev_check(ev);
+}
+
 static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 {
 	promql_aggr_op_t op = e->u.aggr.op;
 	val_t param = {0}, in = {0};
+	if (agg_accumulating(op)) {
+		aggst_t *st = agg_new(ev, e);
+		if (eval_range_call_streamed(ev, unparen(e->u.aggr.expr), true, agg_sink, st)) {
+			agg_finish(ev, st, out);
+			ev->cur_samples -= st->points;
+			if (ev->cur_samples < 0)
+				ev->cur_samples = 0;
+			return;
+		}
+		eval_expr(ev, e->u.aggr.expr, &in);
+		for (size_t s = 0; s < in.n; s++) {
+			agg_add(ev, st, in.s[s].ls, false, in.s[s].v, in.s[s].ok);
+			if ((s & 1023) == 0)
+				ev_check(ev);
+		}
+		agg_finish(ev, st, out);
+		ev_release_val(ev, &in);
+		return;
+	}
 	if (e->u.aggr.param)
 		eval_expr(ev, e->u.aggr.param, &param);
 	eval_expr(ev, e->u.aggr.expr, &in);
@@ -991,92 +1413,7 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 		ev_release_val(ev, &in);
 		return;
 	}
-	/* Streaming aggregations: per group accumulators over all steps. */
-	size_t *oidx = ev_alloc(ev, (ng + 1) * sizeof(size_t));
-	for (size_t g = 0; g < ng; g++)
-		oidx[g] = (size_t)-1;
-	/* First-seen group order: create output series in input order of first presence. */
-	double *acc = ev_zalloc(ev, (ng + 1) * (ns ? ns : 1) * sizeof(double));
-	double *acc2 = ev_zalloc(ev, (ng + 1) * (ns ? ns : 1) * sizeof(double));
-	double *cnt = ev_zalloc(ev, (ng + 1) * (ns ? ns : 1) * sizeof(double));
-	for (size_t s = 0; s < in.n; s++) {
-		size_t g = grp[s];
-		const vseries_t *is = &in.s[s];
-		double *A = acc + g * ns, *A2 = acc2 + g * ns, *C = cnt + g * ns;
-		bool any = false;
-		for (size_t i = 0; i < ns; i++) {
-			if (!is->ok[i])
-				continue;
-			any = true;
-			double v = is->v[i];
-			if (C[i] == 0) {
-				C[i] = 1;
-				switch (op) {
-				case PROMQL_AGG_SUM: case PROMQL_AGG_MIN: case PROMQL_AGG_MAX: case PROMQL_AGG_AVG:
-					A[i] = v;
-					break;
-				case PROMQL_AGG_STDDEV: case PROMQL_AGG_STDVAR:
-					A[i] = v; /* mean */
-					A2[i] = 0;
-					break;
-				default:
-					break;
-				}
-				continue;
-			}
-			C[i] += 1;
-			switch (op) {
-			case PROMQL_AGG_SUM: A[i] += v; break;
-			case PROMQL_AGG_MAX: if (A[i] < v || isnan(A[i])) A[i] = v; break;
-			case PROMQL_AGG_MIN: if (A[i] > v || isnan(A[i])) A[i] = v; break;
-			case PROMQL_AGG_AVG: {
-				double mean = A[i];
-				if (isinf(mean)) {
-					if (isinf(v) && (mean > 0) == (v > 0))
-						break;
-					if (!isinf(v) && !isnan(v))
-						break;
-				}
-				A[i] = mean + (v / C[i] - mean / C[i]);
-				break;
-			}
-			case PROMQL_AGG_STDDEV: case PROMQL_AGG_STDVAR: {
-				double delta = v - A[i];
-				A[i] += delta / C[i];
-				A2[i] += delta * (v - A[i]);
-				break;
-			}
-			default:
-				break;
-			}
-		}
-		if (any && oidx[g] == (size_t)-1)
-			oidx[g] = ob_get(ev, ob, glabels[g]);
-		if ((s & 1023) == 0)
-			ev_check(ev);
-	}
-	for (size_t g = 0; g < ng; g++) {
-		if (oidx[g] == (size_t)-1)
-			continue;
-		vseries_t *os = &ob->s[oidx[g]];
-		double *A = acc + g * ns, *A2 = acc2 + g * ns, *C = cnt + g * ns;
-		for (size_t i = 0; i < ns; i++) {
-			if (C[i] == 0)
-				continue;
-			double v;
-			switch (op) {
-			case PROMQL_AGG_COUNT: v = C[i]; break;
-			case PROMQL_AGG_GROUP: v = 1; break;
-			case PROMQL_AGG_STDVAR: v = A2[i] / C[i]; break;
-			case PROMQL_AGG_STDDEV: v = sqrt(A2[i] / C[i]); break;
-			default: v = A[i]; break;
-			}
-			os->ok[i] = 1;
-			os->v[i] = v;
-		}
-	}
-	ob_finish(ev, ob, out);
-	ev_release_val(ev, &in);
+	ev_fail(ev, ERR_INTERNAL, "aggregation %d not handled", (int)op);
 }
 
 /* ------------------------------------------------------------------------------ dispatch */

@@ -20,6 +20,7 @@
 
 #include "base/arena.h"
 #include "base/err.h"
+#include "base/workers.h"
 #include "model/series.h"
 #include "promql/ast.h"
 
@@ -34,6 +35,16 @@ typedef struct promql_opts {
 	size_t max_memory;       /* bytes of query arena, 0 = unlimited */
 	int64_t subquery_step_ms; /* default subquery resolution, 0 = 1m */
 	const volatile int *cancel; /* non-zero = cancel as soon as possible; may be NULL */
+	/* Pool for parallel decoding and evaluation of independent series; NULL = calling thread only.
+	 * promql_query must then be called from outside the pool (workers_parallel_for's rule). */
+	workers_t *workers;
+	/* Optional: decode one series' encoded chunks (as a series set's chunks() returns them) into
+	 * t/v, keeping samples in [mint, maxt]; t/v/cap are a growable heap buffer the engine owns
+	 * (grow with xreallocarray). Returns the sample count or <0 with err filled. Must be
+	 * thread-safe: with it, worker threads decode series in parallel; without it, the evaluating
+	 * thread decodes through the series set's sample iterator. */
+	int64_t (*decode_chunks)(const chunk_t *chks, size_t n, int64_t mint, int64_t maxt, int64_t **t, double **v,
+				 size_t *cap, err_t *err);
 } promql_opts_t;
 
 typedef struct promql_series {

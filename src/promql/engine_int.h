@@ -101,6 +101,23 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 		    int64_t *range, int64_t *ref);
 void eval_vector_selector_ts(ev_t *ev, const promql_expr_t *vs, val_t *out); /* values = sample timestamps (s) */
 
+/* Batched (and, with opts->workers, parallel) evaluation of a range function over a matrix selector.
+ * The kernel computes one series' per-step outputs from its samples (stale markers removed); it runs
+ * on worker threads, so it must only read kctx and write out/ok (never ev). It returns the largest
+ * window it saw (for sample accounting) and stores the number of steps with a value in *npts.
+ * The sink is then called on the evaluating thread in series order for series with npts > 0. */
+typedef size_t (*range_kernel_fn)(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
+				  uint8_t *ok, size_t *npts);
+typedef void (*range_sink_fn)(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok,
+			      size_t npts);
+void eval_range_batched(ev_t *ev, const promql_expr_t *ms, const char *func, range_kernel_fn kfn, const void *kctx,
+			range_sink_fn sink, void *sctx, int64_t *range, int64_t *ref);
+/* If call is a range function that the batched path can evaluate (thread-safe kernel, plain matrix
+ * selector argument; with need_unique_names also one that cannot produce two equal output label sets),
+ * evaluate it into sink and return true; otherwise return false without doing anything. */
+bool eval_range_call_streamed(ev_t *ev, const promql_expr_t *call, bool need_unique_names, range_sink_fn sink,
+			      void *sctx);
+
 bool value_is_stale(double v);
 double go_max(double a, double b);
 double go_min(double a, double b);

@@ -33,13 +33,14 @@ static const struct {
 
 /* ------------------------------------------------------------------------------ range kernels */
 
+/* resets_known: the caller knows the window holds no counter reset (skips the scan; same result). */
 static bool extrapolated_rate(const int64_t *t, const double *v, size_t n, int64_t rstart, int64_t rend, int64_t range,
-			      bool counter, bool rate, double *out)
+			      bool counter, bool rate, double *out, bool no_resets)
 {
 	if (n < 2)
 		return false;
 	double result = v[n - 1] - v[0];
-	if (counter) {
+	if (counter && !no_resets) {
 		double prev = v[0];
 		for (size_t i = 1; i < n; i++) {
 			if (v[i] < prev)
@@ -112,15 +113,18 @@ typedef struct rctx {
 	uint8_t *seen; /* absent_over_time */
 	double *qbuf;
 	size_t qcap;
+	size_t nsteps;          /* evaluator's steps (batched kernels) */
+	int64_t tstart, tstep;  /* evaluator's time range (predict_linear) */
+	bool no_resets;         /* per window: known to hold no counter reset (rate/increase) */
 } rctx_t;
 
 static bool range_kernel(ev_t *ev, rctx_t *c, size_t step, const int64_t *t, const double *v, size_t n, double *out)
 {
 	int64_t rend = c->ref[step], rstart = rend - c->range;
 	switch (c->k) {
-	case F_RATE: return extrapolated_rate(t, v, n, rstart, rend, c->range, true, true, out);
-	case F_INCREASE: return extrapolated_rate(t, v, n, rstart, rend, c->range, true, false, out);
-	case F_DELTA: return extrapolated_rate(t, v, n, rstart, rend, c->range, false, false, out);
+	case F_RATE: return extrapolated_rate(t, v, n, rstart, rend, c->range, true, true, out, c->no_resets);
+	case F_INCREASE: return extrapolated_rate(t, v, n, rstart, rend, c->range, true, false, out, c->no_resets);
+	case F_DELTA: return extrapolated_rate(t, v, n, rstart, rend, c->range, false, false, out, true);
 	case F_IRATE:
 	case F_IDELTA: {
 		if (n < 2)
@@ -147,7 +151,7 @@ static bool range_kernel(ev_t *ev, rctx_t *c, size_t step, const int64_t *t, con
 		if (n < 2)
 			return false;
 		double s, i;
-		linreg(t, v, n, ev_ts(ev, step), &s, &i);
+		linreg(t, v, n, c->tstart + (int64_t)step * c->tstep, &s, &i);
 		*out = s * c->p1[step] + i;
 		return true;
 	}
@@ -329,9 +333,129 @@ static double *scalar_arg(ev_t *ev, const promql_expr_t *e)
 	return v.sc;
 }
 
+/* ------------------------------------------------------------------------------ batched path */
+
+/* Kernels that only read their context (no errors, no allocation) can run on worker threads. */
+static bool kind_batchable(enum fkind k)
+{
+	return k != F_HOLT_WINTERS && k != F_QUANTILE_OT && k != F_ABSENT_OT;
+}
+
+static size_t range_kernel_steps(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
+				 uint8_t *ok, size_t *npts)
+{
+	/* batchable kinds only read the context; a local copy carries the per-window reset flag */
+	rctx_t c = *(const rctx_t *)kctx;
+	bool counter = c.k == F_RATE || c.k == F_INCREASE;
+	size_t lo = 0, hi = 0, maxwin = 0, cnt = 0, resets = 0; /* resets: j in (lo, hi) with v[j] < v[j-1] */
+	for (size_t i = 0; i < c.nsteps; i++) {
+		int64_t rend = c.ref[i], rstart = rend - c.range;
+		if (i > 0 && rend < c.ref[i - 1])
+			lo = hi = resets = 0;
+		while (hi < n && t[hi] <= rend) {
+			if (counter && hi > lo && v[hi] < v[hi - 1])
+				resets++;
+			hi++;
+		}
+		while (lo < hi && t[lo] < rstart) {
+			if (counter && lo + 1 < hi && v[lo + 1] < v[lo])
+				resets--;
+			lo++;
+		}
+		if (hi - lo > maxwin)
+			maxwin = hi - lo;
+		c.no_resets = resets == 0;
+		ok[i] = range_kernel(NULL, &c, i, t + lo, v + lo, hi - lo, &out[i]);
+		cnt += ok[i];
+	}
+	*npts = cnt;
+	return maxwin;
+}
+
+static void range_sink_ob(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts)
+{
+	rctx_t *c = sctx;
+	(void)npts;
+	labels_t ol = c->k == F_LAST_OT ? labels_copy(ev->a, ls) : lb_drop_name(ev, labels_copy(ev->a, ls));
+	size_t idx = ob_get(ev, c->ob, ol);
+	for (size_t i = 0; i < ev->nsteps; i++)
+		if (ok[i])
+			ob_set(ev, c->ob, idx, i, v[i]);
+}
+
+static const promql_expr_t *unparen_f(const promql_expr_t *e)
+{
+	while (e->kind == PROMQL_PAREN)
+		e = e->u.paren.expr;
+	return e;
+}
+
+static bool name_pinned(const promql_expr_t *vs)
+{
+	for (size_t i = 0; i < vs->u.vs.nms; i++)
+		if (vs->u.vs.ms[i].type == MATCH_EQ && str_eq_c(vs->u.vs.ms[i].name, LABEL_METRIC_NAME))
+			return true;
+	return false;
+}
+
+static bool range_kind_of(const promql_expr_t *e, enum fkind *k)
+{
+	if (e->kind != PROMQL_CALL)
+		return false;
+	for (size_t i = 0; i < ARRAY_LEN(range_funcs); i++)
+		if (!strcmp(e->u.call.func->name, range_funcs[i].name)) {
+			*k = range_funcs[i].k;
+			return true;
+		}
+	return false;
+}
+
+/* The matrix selector argument of a batchable range function call, or NULL. */
+static const promql_expr_t *batchable_arg(const promql_expr_t *e, enum fkind *k)
+{
+	if (!range_kind_of(e, k) || !kind_batchable(*k))
+		return NULL;
+	const promql_expr_t *m = unparen_f(e->u.call.args[0]);
+	return m->kind == PROMQL_MATRIX_SEL ? m : NULL;
+}
+
+static void run_batched(ev_t *ev, const promql_expr_t *e, enum fkind k, const promql_expr_t *m, rctx_t *c,
+			range_sink_fn sink, void *sctx)
+{
+	c->k = k;
+	c->fname = e->u.call.func->name;
+	if (k == F_PREDICT_LINEAR)
+		c->p1 = scalar_arg(ev, e->u.call.args[1]);
+	c->ref = ev_alloc(ev, (ev->nsteps + 1) * sizeof(int64_t));
+	c->nsteps = ev->nsteps;
+	c->tstart = ev->start;
+	c->tstep = ev->step;
+	eval_range_batched(ev, m, c->fname, range_kernel_steps, c, sink, sctx, &c->range, c->ref);
+}
+
+bool eval_range_call_streamed(ev_t *ev, const promql_expr_t *call, bool need_unique_names, range_sink_fn sink,
+			      void *sctx)
+{
+	enum fkind k;
+	const promql_expr_t *m = batchable_arg(call, &k);
+	if (!m || (need_unique_names && k != F_LAST_OT && !name_pinned(m->u.ms.vs)))
+		return false;
+	rctx_t *c = ev_zalloc(ev, sizeof *c);
+	run_batched(ev, call, k, m, c, sink, sctx);
+	return true;
+}
+
 static void eval_range_func(ev_t *ev, const promql_expr_t *e, enum fkind k, val_t *out)
 {
-	rctx_t c = {.k = k, .fname = e->u.call.func->name};
+	const promql_expr_t *bm = batchable_arg(e, &k);
+	if (bm) {
+		rctx_t *bc = ev_zalloc(ev, sizeof *bc);
+		bc->ob = ob_new(ev);
+		run_batched(ev, e, k, bm, bc, range_sink_ob, bc);
+		ob_finish(ev, bc->ob, out);
+		return;
+	}
+	rctx_t c = {.k = k, .fname = e->u.call.func->name, .tstart = ev->start, .tstep = ev->step};
 	size_t mi = 0;
 	if (k == F_QUANTILE_OT) {
 		c.p1 = scalar_arg(ev, e->u.call.args[0]);

@@ -212,6 +212,8 @@ static int merge_select(queryable_t *q, arena_t *a, const matcher_t *ms, size_t 
 			const select_hints_t *hints, series_set_t **out, err_t *err)
 {
 	promql_merge_t *pm = (promql_merge_t *)q;
+	if (pm->n == 1) /* nothing to merge: the source's own set (keeps its chunks() and lazy decoding) */
+		return pm->srcs[0]->ops->select(pm->srcs[0], a, ms, nms, mint, maxt, hints, out, err);
 	mset_t *m = ARENA_NEW(a, mset_t);
 	m->set.ops = &mset_ops;
 	m->a = a;

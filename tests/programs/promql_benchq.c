@@ -1,0 +1,213 @@
+/*
+ * promql_benchq — in-process PromQL benchmark over the blocks of a directory (used by
+ * bench/promql_bench.sh so process start-up and block opening do not count).
+ *
+ *   promql_benchq DATA_DIR QUERY_FILE RUNS THREADS [RESULT_DIR]
+ *
+ * QUERY_FILE: one query per line, "name<TAB>start_ms<TAB>end_ms<TAB>step_ms<TAB>expr" (step 0 =
+ * instant). Each query runs once to warm up (page cache, mmaps), then RUNS times; per query one line
+ *   Q name wall_ms_median cpu_ms_median mem_peak_kb series points
+ * where cpu is process CPU time (all threads) and mem_peak_kb is the growth of the process's peak
+ * RSS during the last run over the RSS before it (VmHWM reset through /proc/self/clear_refs).
+ * With RESULT_DIR, the warm-up result is written there as <name>.json (the API "data" object).
+ */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "base/alloc.h"
+#include "base/workers.h"
+#include "promql/engine.h"
+#include "promql/merge.h"
+#include "tsdb/block.h"
+#include "tsdb/xor.h"
+
+/* promql_opts_t.decode_chunks over XOR chunks (what `strata tools query` uses too). */
+static int64_t decode_chunks(const chunk_t *chks, size_t n, int64_t mint, int64_t maxt, int64_t **t, double **v,
+			     size_t *cap, err_t *err)
+{
+	xor_iter_t it;
+	xor_iter_init(&it, chks, n, mint, maxt);
+	size_t k = 0;
+	for (;;) {
+		if (*cap - k < 256) {
+			size_t nc = *cap ? *cap * 2 : 4096;
+			*t = xreallocarray(*t, nc, sizeof(int64_t));
+			*v = xreallocarray(*v, nc, sizeof(double));
+			*cap = nc;
+		}
+		int got = sample_iter_next_batch(&it.base, *t + k, *v + k, (int)(*cap - k), err);
+		if (got < 0)
+			return got;
+		if (got == 0)
+			return (int64_t)k;
+		k += (size_t)got;
+	}
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static double cpu_ms(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+static long status_kb(const char *key)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return -1;
+	char line[256];
+	long v = -1;
+	size_t kl = strlen(key);
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, key, kl) && line[kl] == ':')
+			v = atol(line + kl + 1);
+	fclose(f);
+	return v;
+}
+
+static void reset_hwm(void)
+{
+	FILE *f = fopen("/proc/self/clear_refs", "w");
+	if (f) {
+		fputs("5", f);
+		fclose(f);
+	}
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 5) {
+		fprintf(stderr, "usage: %s DATA_DIR QUERY_FILE RUNS THREADS [RESULT_DIR]\n", argv[0]);
+		return 2;
+	}
+	int runs = atoi(argv[3]), threads = atoi(argv[4]);
+	const char *resdir = argc > 5 ? argv[5] : NULL;
+	if (runs < 1)
+		runs = 1;
+	DIR *d = opendir(argv[1]);
+	if (!d) {
+		perror(argv[1]);
+		return 1;
+	}
+	block_t *blocks[256];
+	queryable_t *qs[256];
+	size_t nb = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) && nb < 256) {
+		char dir[4096], meta[4200];
+		struct stat st;
+		snprintf(dir, sizeof dir, "%s/%s", argv[1], de->d_name);
+		snprintf(meta, sizeof meta, "%s/meta.json", dir);
+		if (de->d_name[0] == '.' || stat(meta, &st))
+			continue;
+		err_t err = {0};
+		if (block_open(&blocks[nb], dir, &err)) {
+			fprintf(stderr, "%s\n", err.msg);
+			return 1;
+		}
+		qs[nb] = &blocks[nb]->q;
+		nb++;
+	}
+	closedir(d);
+	promql_merge_t *m = promql_merge_new(qs, nb);
+	workers_t *w = threads > 1 ? workers_new(threads - 1) : NULL; /* + the calling thread */
+	FILE *qf = fopen(argv[2], "r");
+	if (!qf) {
+		perror(argv[2]);
+		return 1;
+	}
+	char line[8192];
+	int ret = 0;
+	double *wall = xcalloc((size_t)runs, sizeof(double)), *cpu = xcalloc((size_t)runs, sizeof(double));
+	while (fgets(line, sizeof line, qf)) {
+		line[strcspn(line, "\n")] = 0;
+		char *f[5];
+		int nf = 0;
+		for (char *p = line, *tok; nf < 5 && (tok = strsep(&p, "\t"));)
+			f[nf++] = tok;
+		if (nf != 5 || line[0] == '#')
+			continue;
+		int64_t start = atoll(f[1]), end = atoll(f[2]), step = atoll(f[3]);
+		promql_opts_t o = {.timeout_ms = 600000, .workers = w, .decode_chunks = decode_chunks};
+		long mem = 0;
+		size_t nser = 0, npts = 0;
+		for (int r = -1; r < runs; r++) {
+			arena_t a;
+			arena_init(&a, 1 << 16);
+			promql_result_t res;
+			err_t err = {0};
+			long rss0 = 0;
+			if (r == runs - 1) {
+				reset_hwm();
+				rss0 = status_kb("VmRSS");
+			}
+			double w0 = now_ms(), c0 = cpu_ms();
+			int rc = promql_query(&o, promql_merge_queryable(m), &a, str_c(f[4]), start, end, step, &res, &err);
+			double w1 = now_ms(), c1 = cpu_ms();
+			if (r == runs - 1)
+				mem = status_kb("VmHWM") - rss0;
+			if (rc) {
+				fprintf(stderr, "%s: %s: %s\n", f[0], res.error_type, err.msg);
+				ret = 1;
+				arena_release(&a);
+				break;
+			}
+			if (r < 0) {
+				nser = res.nseries;
+				npts = 0;
+				for (size_t i = 0; i < res.nseries; i++)
+					npts += res.series[i].n;
+				if (resdir) {
+					char path[4096];
+					snprintf(path, sizeof path, "%s/%s.json", resdir, f[0]);
+					FILE *o2 = fopen(path, "w");
+					if (o2) {
+						buf_t b;
+						buf_init(&b);
+						promql_result_json(&b, &res);
+						fwrite(b.p, 1, b.n, o2);
+						buf_release(&b);
+						fclose(o2);
+					}
+				}
+			} else {
+				wall[r] = w1 - w0;
+				cpu[r] = c1 - c0;
+			}
+			arena_release(&a);
+		}
+		qsort(wall, (size_t)runs, sizeof *wall, cmp_d);
+		qsort(cpu, (size_t)runs, sizeof *cpu, cmp_d);
+		printf("Q %s %.2f %.2f %ld %zu %zu\n", f[0], wall[runs / 2], cpu[runs / 2], mem, nser, npts);
+		fflush(stdout);
+	}
+	fclose(qf);
+	free(wall);
+	free(cpu);
+	if (w)
+		workers_free(w);
+	promql_merge_free(m);
+	for (size_t i = 0; i < nb; i++)
+		block_close(blocks[i]);
+	return ret;
+}
