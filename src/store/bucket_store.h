@@ -14,6 +14,12 @@
  * Threading: bucket_store_sync and bucket_store_unload_idle may run on one background thread while
  * the store_t operations run on another (each call then uses blocking bucket I/O on its thread).
  * Errors name the block and what failed; limits are ERR_LIMIT with the limit in the message.
+ * Concurrency: more than series_max_concurrency open Series calls are rejected (ERR_LIMIT), not
+ * queued: the gRPC server runs handlers and producers on its loop thread, so a call cannot wait here
+ * for a slot without blocking the calls that would free it.
+ *
+ * Implementation: bucket_store.c (store object, blocks, Info), bucket_sync.c (sync), bucket_read.c
+ * (Series and label paths); shared internals in bucket_block.h.
  */
 #ifndef STRATA_STORE_BUCKET_STORE_H
 #define STRATA_STORE_BUCKET_STORE_H
