@@ -2,11 +2,14 @@
  * query_proxy — latency a query pays for the querier's proxy path, against evaluating PromQL directly
  * on the store in-process. The same data (N series "bench_total{i}" of 240 samples, 15s apart, two
  * replicas replica="a"/"b") is queried three ways:
- *   direct   PromQL over the replica-a store through store/queryable.h (no proxy);
- *   proxy    PromQL over an endpoint-set snapshot (store/endpoints.h + store/proxy.h) of both replica
- *            stores in-process, with penalty dedup by replica (what `strata query` does minus gRPC);
- *   grpc     as proxy, but each store is reached through the StoreAPI gRPC server and client over
- *            127.0.0.1 (only when the build has the StoreAPI client, store/grpc_client.h).
+ *   direct       PromQL over the replica-a store through store/queryable.h (no proxy);
+ *   proxy        PromQL over an endpoint-set snapshot (store/endpoints.h + store/proxy.h) of the
+ *                replica-a store in-process: the cost of the proxy layer alone;
+ *   grpc         as proxy, but the store is reached through the StoreAPI gRPC server and client over
+ *                127.0.0.1: the cost of the network hop (encode, HTTP/2, decode);
+ *   proxy_dedup / grpc_dedup   both replicas, penalty dedup by replica (what `strata query` does
+ *                for an HA pair; twice the data of the modes above).
+ * The grpc modes need the StoreAPI client (store/grpc_client.h).
  * Usage: query_proxy [series] [runs]  (default 2000 series, 15 runs). Prints the median latency per
  * query and mode as RESULT lines.
  */
@@ -173,6 +176,13 @@ int main(int argc, char **argv)
 	endpoint_set_refresh(es);
 	measure("proxy_dedup", src_endpoints, es, true, runs);
 	endpoint_set_free(es);
+	ec.nspecs = 1;
+	d.stores[0] = inmem_store_base(make_store("a"));
+	if (endpoint_set_new(&es, &ec, &err))
+		die("query_proxy: %s", err.msg);
+	endpoint_set_refresh(es);
+	measure("proxy", src_endpoints, es, false, runs);
+	endpoint_set_free(es);
 
 #ifdef HAVE_STORE_CLIENT
 	/* Both replicas behind a gRPC server on its own loop thread. */
@@ -197,6 +207,12 @@ int main(int argc, char **argv)
 		die("query_proxy: %s", err.msg);
 	endpoint_set_refresh(es);
 	measure("grpc_dedup", src_endpoints, es, true, runs);
+	endpoint_set_free(es);
+	gc.nspecs = 1;
+	if (endpoint_set_new(&es, &gc, &err))
+		die("query_proxy: %s", err.msg);
+	endpoint_set_refresh(es);
+	measure("grpc", src_endpoints, es, false, runs);
 	endpoint_set_free(es);
 	loop_stop(loop);
 	pthread_join(th, NULL);
