@@ -7,11 +7,13 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "test.h"
 
 #include "api/api.h"
 #include "base/alloc.h"
+#include "base/clock.h"
 #include "net/httpclient.h"
 #include "store/inmem.h"
 
@@ -68,6 +70,8 @@ static void *run_loop(void *arg)
 	return NULL;
 }
 
+static int setup_max_conc = 2;
+
 static void setup(void)
 {
 	memset(&F, 0, sizeof F);
@@ -97,7 +101,7 @@ static void setup(void)
 	const char *fn[] = {"query.timeout", "endpoint"}, *fv[] = {"2m", "mem-0:1"};
 	const char *replica[] = {"replica"};
 	api_config_t ac = {.endpoints = F.es, .replica_labels = replica, .nreplica_labels = 1, .partial_response = true,
-			   .max_concurrent = 2, .flag_names = fn, .flag_values = fv, .nflags = 2};
+			   .max_concurrent = setup_max_conc, .flag_names = fn, .flag_values = fv, .nflags = 2};
 	F.api = api_new(F.srv, &ac);
 	snprintf(F.base, sizeof F.base, "http://127.0.0.1:%d", http_server_port(F.srv));
 	pthread_create(&F.th, NULL, run_loop, F.loop);
@@ -363,6 +367,70 @@ TEST(timeout_and_limits)
 	CHECK_STR(b.p, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"invalid parameter \\\"timeout\\\": "
 		       "cannot parse \\\"x\\\" to a valid duration\"}");
 	buf_release(&b);
+	teardown();
+}
+
+/* A query that keeps a worker busy for a second or more: a quantile over 1.8M subquery points at each
+ * of 201 steps, for 2 series. (The engine polls deadline and cancel flag only every 4096 steps of a
+ * range function, so this query is not interruptible: it is only used to occupy the query slot.) */
+#define SLOW_QUERY "/api/v1/query_range?query=quantile_over_time(0.5,up%5B30m:1ms%5D)&start=0&end=200&step=1"
+
+typedef struct bg_req {
+	pthread_t th;
+	const char *path;
+	long status;
+	buf_t body;
+} bg_req_t;
+
+static void *bg_main(void *arg)
+{
+	bg_req_t *b = arg;
+	char url[4096];
+	snprintf(url, sizeof url, "%s%s", F.base, b->path);
+	httpc_req_t r = {.url = url, .timeout_ms = 60000};
+	httpc_resp_t resp;
+	httpc_resp_init(&resp);
+	err_t err = {0};
+	b->status = httpc_do(&r, &resp, &err) ? -1 : resp.status;
+	buf_init(&b->body);
+	buf_append(&b->body, resp.body.p, resp.body.n);
+	buf_putc(&b->body, 0);
+	httpc_resp_release(&resp);
+	return NULL;
+}
+
+TEST(concurrency_limit_queue_and_timeouts)
+{
+	setup_max_conc = 1;
+	setup();
+	setup_max_conc = 2;
+	api_set_ready(F.api, true);
+	/* The slow query takes the only slot; a query with a 300ms budget waits in the queue behind it
+	 * and its budget runs out there; one with the default budget waits and succeeds. */
+	bg_req_t slow = {.path = SLOW_QUERY};
+	bg_req_t queued = {.path = "/api/v1/query?query=up&time=600&timeout=300ms"};
+	bg_req_t patient = {.path = "/api/v1/query?query=count(up)&time=600"};
+	uint64_t t0 = clock_mono_ms();
+	pthread_create(&slow.th, NULL, bg_main, &slow);
+	usleep(100000);
+	pthread_create(&queued.th, NULL, bg_main, &queued);
+	pthread_create(&patient.th, NULL, bg_main, &patient);
+	usleep(100000);
+	CHECK_EQ_INT(http_server_inflight(F.srv), 3);
+	pthread_join(slow.th, NULL);
+	pthread_join(queued.th, NULL);
+	pthread_join(patient.th, NULL);
+	CHECK(clock_mono_ms() - t0 > 400); /* or the slow query was not slow and nothing was queued */
+	CHECK_EQ_INT(slow.status, 200);
+	CHECK_EQ_INT(queued.status, 503);
+	CHECK_STR(queued.body.p, "{\"status\":\"error\",\"errorType\":\"timeout\",\"error\":\"query timed out in "
+				 "query queue\"}");
+	CHECK_EQ_INT(patient.status, 200);
+	CHECK_STR(patient.body.p, "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":"
+				  "[{\"metric\":{},\"value\":[600,\"2\"]}]}}");
+	buf_release(&slow.body);
+	buf_release(&queued.body);
+	buf_release(&patient.body);
 	teardown();
 }
 
