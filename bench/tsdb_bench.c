@@ -4,8 +4,8 @@
  *   - XOR encode/decode on 120-sample chunks, two data sets: "scrape" (15s scrapes with occasional
  *     jitter; a mix of counters, constant and wandering gauges, like node_exporter) and "jitter"
  *     (every timestamp jittered, every value changed: the hard case for the bit-serial format);
- *   - block writing incl. index (samples/s) and its peak RSS for 10x more samples per series (forked
- *     children, so each has its own high-water mark);
+ *   - block writing incl. index (samples/s) and its peak RSS for 10x more samples per series and for
+ *     10x more series (forked children, so each has its own high-water mark);
  *   - block open time (mmap; meta.json, index header/TOC, chunk segment headers) and the first
  *     query's one-off index load;
  *   - postings for 2-matcher selectors over 1M series.
@@ -239,6 +239,9 @@ int main(int argc, char **argv)
 		die("rm failed");
 	double r1 = child_peak_rss(parent, 20000, 120), r2 = child_peak_rss(parent, 20000, 1200);
 	printf("RESULT block_write_peak_rss %.1f MiB (20k series x 120 samples) vs %.1f MiB (x 1200 samples)\n", r1, r2);
+	double r3 = child_peak_rss(parent, 200000, 120);
+	printf("RESULT block_write_peak_rss_series %.1f MiB (20k series x 120 samples) vs %.1f MiB (200k series x 120)\n",
+	       r1, r3);
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'/*", parent);
 	if (system(cmd) != 0)
 		die("rm failed");

@@ -17,17 +17,38 @@
 #include "base/crc32c.h"
 #include "base/varint.h"
 #include "base/vec.h"
+#include "tsdb/spill.h"
 
 #define SAMPLE_EVERY 32
 
 /* ================================ writer ================================ */
 
+/*
+ * Postings are collected in runs. A run is the (label pair -> series IDs) lists of a stretch of
+ * consecutive series, held in memory until they reach mem_limit bytes, then appended to an unlinked
+ * temp file next to the index as
+ *     u32 n, n IDs                      (all-postings of the run)
+ *     { u32 name, u32 value, u32 n, n IDs }   per label pair present, pairs in (name, value) order
+ * (host byte order; symbol indices are final, so their order is the output order). Series IDs grow
+ * with every series, so a pair's full list is its lists in run 1, 2, ... K concatenated: the merge
+ * walks all pairs in order and copies each run's group for it, one sequential cursor per run, no
+ * comparisons. More than MERGE_FANIN runs are first merged MERGE_FANIN at a time into longer runs
+ * (same format, appended to the temp file), so merge memory stays MERGE_FANIN cursor buffers. The
+ * last run never leaves memory.
+ */
+#define MERGE_FANIN 16
+#define MERGE_BUF (64u << 10)
+
 typedef VEC(uint32_t) u32vec_t;
 
 typedef struct pair {
 	uint32_t name, value; /* symbol indices */
-	u32vec_t ids;
+	u32vec_t ids;         /* series IDs of the current in-memory run */
 } pair_t;
+
+typedef struct run {
+	uint64_t off, end; /* byte range in the temp file */
+} run_t;
 
 struct index_writer {
 	char *path;
@@ -46,6 +67,12 @@ struct index_writer {
 	arena_t last_arena;
 	bool have_last;
 	uint64_t toc[6];
+	size_t mem_limit; /* bytes of series IDs held in memory before a run is spilled */
+	size_t held;      /* series IDs held (pairs' and all) */
+	spill_t spill;
+	VEC(run_t) runs;
+	u32vec_t order; /* scratch: pair indices of a run, sorted */
+	VEC(uint64_t) keys; /* scratch: the series' (name<<32|value) symbol pairs */
 };
 
 static int w_flush(index_writer_t *w, err_t *err)
@@ -111,11 +138,23 @@ int index_writer_open(index_writer_t **wp, const char *path, err_t *err)
 	arena_init(&w->last_arena, 0);
 	hmap_init(&w->sym, 0);
 	imap_init(&w->pair_idx, 0);
+	spill_init(&w->spill);
+	w->mem_limit = INDEX_WRITER_MEM_DEFAULT;
 	uint8_t hdr[5];
 	be32_put(hdr, INDEX_MAGIC);
 	hdr[4] = 2;
 	*wp = w;
 	return w_write(w, hdr, 5, err);
+}
+
+void index_writer_set_mem_limit(index_writer_t *w, size_t bytes)
+{
+	w->mem_limit = bytes ? bytes : INDEX_WRITER_MEM_DEFAULT;
+}
+
+size_t index_writer_spilled_runs(const index_writer_t *w)
+{
+	return w->runs.n;
 }
 
 static void w_free(index_writer_t *w)
@@ -132,6 +171,10 @@ static void w_free(index_writer_t *w)
 		VEC_FREE(&w->pairs.v[i].ids);
 	VEC_FREE(&w->pairs);
 	VEC_FREE(&w->all);
+	spill_close(&w->spill);
+	VEC_FREE(&w->runs);
+	VEC_FREE(&w->order);
+	VEC_FREE(&w->keys);
 	free(w->path);
 	free(w);
 }
@@ -185,6 +228,55 @@ static int sym_of(index_writer_t *w, str_t s, uint32_t *out, err_t *err)
 	return 0;
 }
 
+static int pair_cmp(const void *a, const void *b)
+{
+	const pair_t *x = a, *y = b;
+	if (x->name != y->name)
+		return x->name < y->name ? -1 : 1;
+	return x->value < y->value ? -1 : x->value > y->value;
+}
+
+static const pair_t *sort_pairs_;
+static int pair_idx_cmp(const void *a, const void *b)
+{
+	return pair_cmp(&sort_pairs_[*(const uint32_t *)a], &sort_pairs_[*(const uint32_t *)b]);
+}
+
+static int spill_u32s(index_writer_t *w, const uint32_t *v, size_t n, err_t *err)
+{
+	return spill_append(&w->spill, v, n * sizeof(uint32_t), err);
+}
+
+/* Appends the in-memory run to the temp file and frees its lists. */
+static int spill_run(index_writer_t *w, err_t *err)
+{
+	int rc = 0;
+	if (!spill_is_open(&w->spill) && (rc = spill_open(&w->spill, w->path, err)))
+		return rc;
+	VEC_CLEAR(&w->order);
+	for (size_t i = 0; i < w->pairs.n; i++)
+		if (w->pairs.v[i].ids.n)
+			VEC_PUSH(&w->order, (uint32_t)i);
+	sort_pairs_ = w->pairs.v; /* the writer is single-threaded; qsort has no context argument in C11 */
+	qsort(w->order.v, w->order.n, sizeof(uint32_t), pair_idx_cmp);
+	run_t run = {w->spill.end, 0};
+	uint32_t nall = (uint32_t)w->all.n;
+	if ((rc = spill_u32s(w, &nall, 1, err)) || (rc = spill_u32s(w, w->all.v, w->all.n, err)))
+		return rc;
+	for (size_t k = 0; k < w->order.n; k++) {
+		pair_t *p = &w->pairs.v[w->order.v[k]];
+		uint32_t hdr[3] = {p->name, p->value, (uint32_t)p->ids.n};
+		if ((rc = spill_u32s(w, hdr, 3, err)) || (rc = spill_u32s(w, p->ids.v, p->ids.n, err)))
+			return rc;
+		VEC_FREE(&p->ids);
+	}
+	run.end = w->spill.end;
+	VEC_PUSH(&w->runs, run);
+	VEC_CLEAR(&w->all);
+	w->held = 0;
+	return 0;
+}
+
 int index_writer_add_series(index_writer_t *w, const labels_t *ls, const chunk_meta_t *chks, size_t n, err_t *err)
 {
 	if (!w->have_symbols)
@@ -200,20 +292,14 @@ int index_writer_add_series(index_writer_t *w, const labels_t *ls, const chunk_m
 	buf_t *b = &w->tmp;
 	buf_reset(b);
 	buf_put_uvarint(b, ls->n);
+	VEC_RESERVE(&w->keys, ls->n);
 	for (size_t i = 0; i < ls->n; i++) {
 		uint32_t ns = 0, vs = 0;
 		if ((rc = sym_of(w, ls->v[i].name, &ns, err)) || (rc = sym_of(w, ls->v[i].value, &vs, err)))
 			return rc;
 		buf_put_uvarint(b, ns);
 		buf_put_uvarint(b, vs);
-		uint64_t key = ((uint64_t)ns << 32) | vs, idx;
-		if (!imap_get(&w->pair_idx, key, &idx)) {
-			idx = w->pairs.n;
-			VEC_RESERVE(&w->pairs, w->pairs.n + 1);
-			w->pairs.v[w->pairs.n++] = (pair_t){ns, vs, {0}};
-			imap_put(&w->pair_idx, key, idx);
-		}
-		VEC_PUSH(&w->pairs.v[idx].ids, id);
+		w->keys.v[i] = ((uint64_t)ns << 32) | vs;
 	}
 	buf_put_uvarint(b, n);
 	for (size_t i = 0; i < n; i++) {
@@ -232,29 +318,207 @@ int index_writer_add_series(index_writer_t *w, const labels_t *ls, const chunk_m
 	be32_put(crc, crc32c(0, b->p, b->n));
 	if ((rc = w_write(w, hdr, hl, err)) || (rc = w_write(w, b->p, b->n, err)) || (rc = w_write(w, crc, 4, err)))
 		return rc;
+	/* postings: only after the series is written, so a failed series leaves none behind */
+	for (size_t i = 0; i < ls->n; i++) {
+		uint64_t key = w->keys.v[i], idx;
+		if (!imap_get(&w->pair_idx, key, &idx)) {
+			idx = w->pairs.n;
+			VEC_RESERVE(&w->pairs, w->pairs.n + 1);
+			w->pairs.v[w->pairs.n++] = (pair_t){(uint32_t)(key >> 32), (uint32_t)key, {0}};
+			imap_put(&w->pair_idx, key, idx);
+		}
+		VEC_PUSH(&w->pairs.v[idx].ids, id);
+	}
 	VEC_PUSH(&w->all, id);
+	w->held += ls->n + 1;
 	arena_reset(&w->last_arena);
 	w->last = labels_copy(&w->last_arena, ls);
 	w->have_last = true;
+	if (w->held * sizeof(uint32_t) >= w->mem_limit)
+		return spill_run(w, err);
 	return 0;
 }
 
-static int pair_cmp(const void *a, const void *b)
+/* A sequential cursor over one spilled run. */
+typedef struct cursor {
+	spill_reader_t rd;
+	bool done;            /* no group left */
+	uint32_t name, value; /* the current group's pair */
+	uint32_t left;        /* IDs left in the current group (first: in the run's all-postings) */
+} cursor_t;
+
+static int cur_u32s(cursor_t *c, uint32_t *out, size_t n, err_t *err)
 {
-	const pair_t *x = a, *y = b;
-	if (x->name != y->name)
-		return x->name < y->name ? -1 : 1;
-	return x->value < y->value ? -1 : x->value > y->value;
+	const uint8_t *p;
+	int rc = spill_reader_need(&c->rd, n * sizeof(uint32_t), &p, err);
+	if (rc)
+		return rc;
+	memcpy(out, p, n * sizeof(uint32_t));
+	spill_reader_skip(&c->rd, n * sizeof(uint32_t));
+	return 0;
 }
 
-static int write_postings(index_writer_t *w, const u32vec_t *ids, err_t *err)
+static int cur_next_group(cursor_t *c, err_t *err)
 {
-	buf_t *b = &w->tmp;
-	buf_reset(b);
-	buf_put_be32(b, (uint32_t)ids->n);
-	for (size_t i = 0; i < ids->n; i++)
-		buf_put_be32(b, ids->v[i]);
-	return w_section(w, b, err);
+	if (spill_reader_left(&c->rd) == 0) {
+		c->done = true;
+		return 0;
+	}
+	uint32_t h[3];
+	int rc = cur_u32s(c, h, 3, err);
+	if (!rc)
+		c->name = h[0], c->value = h[1], c->left = h[2];
+	return rc;
+}
+
+/* Where merged postings go: the index file (length, count, BE32 IDs, CRC32C, 4-byte aligned) or a
+ * new run in the temp file. */
+typedef struct sink {
+	index_writer_t *w;
+	bool to_index;
+	uint32_t crc;
+} sink_t;
+
+static int sink_begin(sink_t *k, const pair_t *p, uint64_t count, uint64_t *off, err_t *err)
+{
+	index_writer_t *w = k->w;
+	if (!k->to_index) {
+		uint32_t hdr[3] = {p ? p->name : 0, p ? p->value : 0, (uint32_t)count};
+		return p ? spill_u32s(w, hdr, 3, err) : spill_u32s(w, &hdr[2], 1, err);
+	}
+	if (count > (UINT32_MAX - 4) / 4)
+		return err_set(err, ERR_LIMIT, "index %s: a postings list of %llu series exceeds 4 GiB", w->path,
+			       (unsigned long long)count);
+	int rc = w_pad(w, 4, err);
+	if (rc)
+		return rc;
+	*off = w->pos;
+	uint8_t b[8];
+	be32_put(b, (uint32_t)(4 + 4 * count));
+	be32_put(b + 4, (uint32_t)count);
+	k->crc = crc32c(0, b + 4, 4);
+	return w_write(w, b, 8, err);
+}
+
+static int sink_ids(sink_t *k, const uint32_t *ids, size_t n, err_t *err)
+{
+	if (!k->to_index)
+		return spill_u32s(k->w, ids, n, err);
+	uint8_t be[4096];
+	while (n) {
+		size_t m = n < sizeof be / 4 ? n : sizeof be / 4;
+		for (size_t i = 0; i < m; i++)
+			be32_put(be + 4 * i, ids[i]);
+		k->crc = crc32c(k->crc, be, 4 * m);
+		int rc = w_write(k->w, be, 4 * m, err);
+		if (rc)
+			return rc;
+		ids += m, n -= m;
+	}
+	return 0;
+}
+
+static int sink_end(sink_t *k, err_t *err)
+{
+	if (!k->to_index)
+		return 0;
+	uint8_t b[4];
+	be32_put(b, k->crc);
+	return w_write(k->w, b, 4, err);
+}
+
+static int cur_copy(cursor_t *c, sink_t *k, err_t *err)
+{
+	uint32_t ids[1024];
+	while (c->left) {
+		size_t m = c->left < ARRAY_LEN(ids) ? c->left : ARRAY_LEN(ids);
+		int rc = cur_u32s(c, ids, m, err);
+		if (!rc)
+			rc = sink_ids(k, ids, m, err);
+		if (rc)
+			return rc;
+		c->left -= (uint32_t)m;
+	}
+	return 0;
+}
+
+/* Merges runs (chronological), then the in-memory run when mem, into k: the all-postings, then
+ * every label pair in order (w->pairs sorted). Offsets of the lists go to all_off / po_off (index
+ * only). */
+static int merge_runs(index_writer_t *w, const run_t *runs, size_t nruns, bool mem, sink_t *k, uint64_t *all_off,
+		      uint64_t *po_off, err_t *err)
+{
+	cursor_t *cs = xcalloc(nruns ? nruns : 1, sizeof *cs);
+	for (size_t i = 0; i < nruns; i++)
+		spill_reader_init(&cs[i].rd, &w->spill, runs[i].off, runs[i].end, MERGE_BUF);
+	int rc = 0;
+	uint64_t total = mem ? w->all.n : 0, off = 0;
+	for (size_t i = 0; !rc && i < nruns; i++)
+		if (!(rc = cur_u32s(&cs[i], &cs[i].left, 1, err)))
+			total += cs[i].left;
+	if (!rc)
+		rc = sink_begin(k, NULL, total, &off, err);
+	for (size_t i = 0; !rc && i < nruns; i++)
+		rc = cur_copy(&cs[i], k, err);
+	if (!rc && mem)
+		rc = sink_ids(k, w->all.v, w->all.n, err);
+	if (!rc)
+		rc = sink_end(k, err);
+	if (all_off)
+		*all_off = off;
+	for (size_t i = 0; !rc && i < nruns; i++)
+		rc = cur_next_group(&cs[i], err);
+	for (size_t p = 0; !rc && p < w->pairs.n; p++) {
+		const pair_t *pr = &w->pairs.v[p];
+		total = mem ? pr->ids.n : 0;
+		for (size_t i = 0; i < nruns; i++)
+			if (!cs[i].done && cs[i].name == pr->name && cs[i].value == pr->value)
+				total += cs[i].left;
+		if (!total)
+			continue;
+		rc = sink_begin(k, pr, total, &off, err);
+		for (size_t i = 0; !rc && i < nruns; i++)
+			if (!cs[i].done && cs[i].name == pr->name && cs[i].value == pr->value &&
+			    !(rc = cur_copy(&cs[i], k, err)))
+				rc = cur_next_group(&cs[i], err);
+		if (!rc && mem)
+			rc = sink_ids(k, pr->ids.v, pr->ids.n, err);
+		if (!rc)
+			rc = sink_end(k, err);
+		if (po_off)
+			po_off[p] = off;
+	}
+	for (size_t i = 0; !rc && i < nruns; i++)
+		if (!cs[i].done)
+			rc = err_set(err, ERR_INTERNAL, "index %s: temp file %s: run %zu holds postings of an unknown label pair",
+				     w->path, w->spill.path, i);
+	for (size_t i = 0; i < nruns; i++)
+		spill_reader_release(&cs[i].rd);
+	free(cs);
+	return rc;
+}
+
+/* Merges spilled runs MERGE_FANIN at a time until at most MERGE_FANIN are left. */
+static int reduce_runs(index_writer_t *w, err_t *err)
+{
+	while (w->runs.n > MERGE_FANIN) {
+		size_t out = 0;
+		for (size_t a = 0; a < w->runs.n; a += MERGE_FANIN) {
+			size_t b = a + MERGE_FANIN < w->runs.n ? a + MERGE_FANIN : w->runs.n;
+			run_t r = w->runs.v[a];
+			if (b - a > 1) {
+				sink_t k = {w, false, 0};
+				r.off = w->spill.end;
+				int rc = merge_runs(w, w->runs.v + a, b - a, false, &k, NULL, NULL, err);
+				if (rc)
+					return rc;
+				r.end = w->spill.end;
+			}
+			w->runs.v[out++] = r; /* out <= a: runs not yet merged are not overwritten */
+		}
+		w->runs.n = out;
+	}
+	return 0;
 }
 
 int index_writer_close(index_writer_t *w, err_t *err)
@@ -269,6 +533,8 @@ int index_writer_close(index_writer_t *w, err_t *err)
 		syms[(uintptr_t)e->val - 1] = e->key;
 	if (w->pairs.n)
 		qsort(w->pairs.v, w->pairs.n, sizeof(pair_t), pair_cmp);
+	if (!rc)
+		rc = reduce_runs(w, err);
 	uint64_t *li_off = xcalloc(w->pairs.n + 1, sizeof(uint64_t)); /* label index offset per name start */
 	uint64_t *po_off = xcalloc(w->pairs.n + 1, sizeof(uint64_t));
 	buf_t *b = &w->tmp;
@@ -290,18 +556,12 @@ int index_writer_close(index_writer_t *w, err_t *err)
 		rc = w_section(w, b, err);
 		i = j;
 	}
-	/* Postings: all-postings first, then per (name, value). */
+	/* Postings: all-postings first, then per (name, value): the spilled runs and the in-memory one. */
 	w->toc[4] = w->pos;
 	uint64_t all_off = 0;
-	if (!rc && !(rc = w_pad(w, 4, err))) {
-		all_off = w->pos;
-		rc = write_postings(w, &w->all, err);
-	}
-	for (size_t i = 0; !rc && i < w->pairs.n; i++) {
-		if ((rc = w_pad(w, 4, err)))
-			break;
-		po_off[i] = w->pos;
-		rc = write_postings(w, &w->pairs.v[i].ids, err);
+	if (!rc) {
+		sink_t k = {w, true, 0};
+		rc = merge_runs(w, w->runs.v, w->runs.n, true, &k, &all_off, po_off, err);
 	}
 	/* Label offset table. */
 	w->toc[3] = w->pos;

@@ -3,8 +3,13 @@
  *
  * Writer: index_writer_open, then index_writer_add_symbols (every label name and value, sorted,
  * unique; "" is added as symbol 0 like Prometheus), then index_writer_add_series in labels_cmp order,
- * then index_writer_close (label indices, postings, offset tables, TOC, fsync). Memory: the symbol
- * table plus one 4-byte series ID per (series, label) for the postings; samples never pass through.
+ * then index_writer_close (label indices, postings, offset tables, TOC, fsync). Memory is bounded
+ * by the number of distinct symbols and label pairs, not by series or samples: the symbol table,
+ * the label pairs, and at most mem_limit bytes of postings (a 4-byte series ID per series and label);
+ * beyond that the postings collected so far are sorted by label pair and appended as a run to an
+ * unlinked temp file next to the index (index.spill-XXXXXX, gone on close, abort and crash), and
+ * close merges the runs (at most 16 at a time, 64 KiB read buffer each) into the postings section.
+ * The output does not depend on mem_limit. Samples never pass through.
  *
  * Reader: mmaps the file. index_reader_open checks only the header and the TOC (constant time); the
  * symbol table and the postings offset table are CRC-checked and sampled (every 32nd entry) on first
@@ -28,6 +33,7 @@
 #include "tsdb/postings.h"
 
 #define INDEX_MAGIC 0xBAAAD700u
+#define INDEX_WRITER_MEM_DEFAULT (4u << 20)
 
 typedef struct chunk_meta {
 	int64_t mint, maxt; /* inclusive */
@@ -39,6 +45,11 @@ typedef struct index_writer index_writer_t;
 int index_writer_open(index_writer_t **w, const char *path, err_t *err);
 int index_writer_add_symbols(index_writer_t *w, const str_t *syms, size_t n, err_t *err);
 int index_writer_add_series(index_writer_t *w, const labels_t *ls, const chunk_meta_t *chks, size_t n, err_t *err);
+/* Bytes of postings held in memory before spilling a run (0 = INDEX_WRITER_MEM_DEFAULT); set
+ * before adding series. */
+void index_writer_set_mem_limit(index_writer_t *w, size_t bytes);
+/* Runs spilled to the temp file so far (for tests and benchmarks). */
+size_t index_writer_spilled_runs(const index_writer_t *w);
 int index_writer_close(index_writer_t *w, err_t *err); /* frees w */
 void index_writer_abort(index_writer_t *w);           /* frees w, leaves the partial file */
 

@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <string.h>
 
 #include "base/arena.h"
@@ -200,6 +201,137 @@ TEST(index_writer_rejects_misuse)
 	CHECK_EQ_INT(index_writer_add_series(w, &ls, NULL, 0, &err), ERR_INVALID); /* "b" is no symbol */
 	index_writer_abort(w);
 	tu_rm_rf(dir);
+}
+
+/* Writes NBIG series (unique "id", shared "job", "zone" on every third one, chunk metas) with
+ * mem_limit (0 = default) into dir/index; returns the bytes and the number of spilled runs. */
+#define NBIG 3000
+static uint8_t *write_big(const char *dir, size_t mem_limit, size_t *len, size_t *runs)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/index", dir);
+	arena_t a;
+	arena_init(&a, 0);
+	str_t *syms = arena_alloc(&a, (NBIG + 16) * sizeof(str_t));
+	size_t ns = 0;
+	const char *fixed[] = {"__name__", "id", "j0", "j1", "j2", "job", "m", "z0", "z1", "zone"};
+	for (size_t i = 0; i < ARRAY_LEN(fixed); i++)
+		syms[ns++] = str_c(fixed[i]);
+	for (int i = 0; i < NBIG; i++)
+		syms[ns++] = str_c(arena_printf(&a, "%05d", i));
+	qsort(syms, ns, sizeof(str_t), str_cmp_q);
+	index_writer_t *w;
+	err_t err = {0};
+	if (index_writer_open(&w, path, &err))
+		TEST_FAILF("%s", err.msg);
+	index_writer_set_mem_limit(w, mem_limit);
+	if (index_writer_add_symbols(w, syms, ns, &err))
+		TEST_FAILF("%s", err.msg);
+	for (int i = 0; i < NBIG; i++) {
+		label_t l[4];
+		size_t n = 0;
+		l[n++] = (label_t){STR("__name__"), STR("m")};
+		l[n++] = (label_t){STR("id"), str_c(arena_printf(&a, "%05d", i))};
+		l[n++] = (label_t){STR("job"), str_c(fixed[2 + i % 3])};
+		if (i % 3 == 0)
+			l[n++] = (label_t){STR("zone"), str_c(fixed[7 + (i / 3) % 2])};
+		labels_t ls = {l, n};
+		chunk_meta_t c[2] = {{i, i + 10, 8 + 40 * (uint64_t)i}, {i + 20, i + 30, 28 + 40 * (uint64_t)i}};
+		if (index_writer_add_series(w, &ls, c, (size_t)(i % 3), &err))
+			TEST_FAILF("%s", err.msg);
+	}
+	*runs = index_writer_spilled_runs(w);
+	if (index_writer_close(w, &err))
+		TEST_FAILF("%s", err.msg);
+	arena_release(&a);
+	return tu_read_file(path, len);
+}
+
+/* Entries of dir other than "index" (temp files left behind). */
+static int stray_files(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "index"))
+			n++;
+	closedir(d);
+	return n;
+}
+
+TEST(index_spilled_postings_are_identical)
+{
+	char dir[4096];
+	tu_tmpdir(dir);
+	size_t len0, runs0;
+	uint8_t *ref = write_big(dir, 0, &len0, &runs0);
+	CHECK_EQ_INT(runs0, 0); /* 10k IDs fit the default 4 MiB */
+	/* 4 KiB runs: a few runs merged at once; 64 bytes: 16 IDs a run, ~640 runs merged in 3 levels */
+	size_t limits[] = {4096, 64, 1};
+	for (size_t k = 0; k < ARRAY_LEN(limits); k++) {
+		size_t len, runs;
+		uint8_t *got = write_big(dir, limits[k], &len, &runs);
+		CHECK(runs > (k == 0 ? 5u : 256u));
+		CHECK_EQ_U64(len, len0);
+		CHECK(len == len0 && memcmp(got, ref, len) == 0);
+		CHECK_EQ_INT(stray_files(dir), 0);
+		free(got);
+	}
+	/* and it reads back */
+	char path[4096];
+	snprintf(path, sizeof path, "%s/index", dir);
+	index_reader_t r;
+	err_t err = {0};
+	CHECK_EQ_INT(index_reader_open(&r, path, &err), 0);
+	arena_t a;
+	arena_init(&a, 0);
+	postings_t p;
+	CHECK_EQ_INT(index_reader_postings(&r, &a, STR("job"), STR("j1"), &p, &err), 0);
+	CHECK_EQ_INT(p.n, NBIG / 3);
+	CHECK_EQ_INT(index_reader_postings(&r, &a, STR("zone"), STR("z1"), &p, &err), 0);
+	CHECK_EQ_INT(p.n, NBIG / 6);
+	CHECK_EQ_INT(index_reader_postings(&r, &a, STR_NULL, STR_NULL, &p, &err), 0);
+	CHECK_EQ_INT(p.n, NBIG);
+	for (size_t i = 1; i < p.n; i++)
+		CHECK(p.v[i - 1] < p.v[i]);
+	arena_release(&a);
+	index_reader_close(&r);
+	free(ref);
+	tu_rm_rf(dir);
+}
+
+TEST(index_spill_errors_and_abort)
+{
+	char dir[4096], path[4096];
+	tu_tmpdir(dir);
+	snprintf(path, sizeof path, "%s/index", dir);
+	str_t syms[] = {STR("a"), STR("b"), STR("c")};
+	labels_t l1 = {(label_t[]){{STR("a"), STR("b")}}, 1}, l2 = {(label_t[]){{STR("a"), STR("c")}}, 1};
+	index_writer_t *w;
+	err_t err = {0};
+	/* aborting after spills leaves no temp file (they are unlinked when created) */
+	CHECK_EQ_INT(index_writer_open(&w, path, &err), 0);
+	index_writer_set_mem_limit(w, 1);
+	CHECK_EQ_INT(index_writer_add_symbols(w, syms, 3, &err), 0);
+	CHECK_EQ_INT(index_writer_add_series(w, &l1, NULL, 0, &err), 0);
+	CHECK_EQ_INT(index_writer_add_series(w, &l2, NULL, 0, &err), 0);
+	CHECK_EQ_INT(index_writer_spilled_runs(w), 2);
+	CHECK_EQ_INT(stray_files(dir), 0);
+	index_writer_abort(w);
+	CHECK_EQ_INT(stray_files(dir), 0);
+	/* the temp file cannot be created (the directory is gone): the error names it */
+	CHECK_EQ_INT(index_writer_open(&w, path, &err), 0);
+	index_writer_set_mem_limit(w, 1);
+	CHECK_EQ_INT(index_writer_add_symbols(w, syms, 3, &err), 0);
+	CHECK_EQ_INT(unlink(path), 0);
+	CHECK_EQ_INT(rmdir(dir), 0);
+	CHECK_EQ_INT(index_writer_add_series(w, &l1, NULL, 0, &err), ERR_NOT_FOUND);
+	CHECK(strstr(err.msg, "index.spill-") != NULL);
+	CHECK(strstr(err.msg, dir) != NULL);
+	index_writer_abort(w);
 }
 
 /* Reads everything a query could touch; returns the first error. */
