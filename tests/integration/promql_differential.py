@@ -7,128 +7,12 @@ copy, and runs every query (instant and range) through both. Results must agree:
 timestamps, values equal (or within the last ulp). Error cases must fail in both.
 Prints "PASS promqldiff:<n>" / "FAIL promqldiff:<n>: why" per query.
 """
-import json, math, os, random, shutil, socket, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+import json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+
+# dataset, query set and comparison are shared with storegw_differential.py
+from lib_promql_queries import QUERIES, T0, compare, free_port, gen, prom_query
 
 STRATA = os.environ.get("STRATA_BIN", "build/strata")
-T0 = 1700000000
-N = 480  # samples per series at 15s -> 2h
-
-def gen(path):
-    rnd = random.Random(42)
-    out = []
-    def fam(name, typ):
-        out.append(f"# TYPE {name} {typ}")
-    fam("http_requests", "counter")
-    for job in ("api", "web"):
-        for inst in range(3):
-            v = 0.0
-            for i in range(N):
-                v += rnd.randint(0, 10)
-                if i in (150, 333) and inst == 1:
-                    v = rnd.randint(0, 5)
-                out.append(f'http_requests_total{{job="{job}",instance="{inst}"}} {v} {T0 + i * 15}')
-    fam("temperature", "gauge")
-    for room in ("a", "b", "c"):
-        for i in range(N):
-            if room == "b" and 200 <= i < 260:
-                continue  # gap
-            out.append(f'temperature{{room="{room}"}} {20 + 5 * math.sin(i / 20.0) + rnd.random():.3f} {T0 + i * 15}')
-    fam("latency_seconds", "histogram")
-    bounds = ["0.05", "0.1", "0.25", "0.5", "1", "+Inf"]
-    for svc in ("x", "y"):
-        counts = [0] * len(bounds)
-        total = 0.0
-        for i in range(N):
-            for _ in range(rnd.randint(0, 6)):
-                obs = rnd.random() * 1.2
-                total += obs
-                for k, b in enumerate(bounds):
-                    if b == "+Inf" or obs <= float(b):
-                        counts[k] += 1
-            for k, b in enumerate(bounds):
-                out.append(f'latency_seconds_bucket{{svc="{svc}",le="{b}"}} {counts[k]} {T0 + i * 15}')
-            out.append(f'latency_seconds_count{{svc="{svc}"}} {counts[-1]} {T0 + i * 15}')
-            out.append(f'latency_seconds_sum{{svc="{svc}"}} {total:.4f} {T0 + i * 15}')
-    fam("churn", "gauge")
-    for pod in range(6):
-        lo, hi = pod * 60, pod * 60 + 150
-        for i in range(lo, min(hi, N)):
-            out.append(f'churn{{pod="p{pod}"}} {pod + i % 7} {T0 + i * 15}')
-    out.append("# EOF")
-    with open(path, "w") as f:
-        f.write("\n".join(out) + "\n")
-
-QUERIES = []
-def q(expr, fail=False):
-    QUERIES.append((expr, fail))
-
-sel = ["http_requests_total", 'http_requests_total{job="api"}', "temperature", "churn"]
-for f in ["rate", "increase", "delta", "irate", "idelta", "deriv", "resets", "changes", "avg_over_time",
-          "sum_over_time", "min_over_time", "max_over_time", "count_over_time", "stddev_over_time",
-          "stdvar_over_time", "last_over_time", "present_over_time", "absent_over_time"]:
-    for s in sel[:3]:
-        q(f"{f}({s}[5m])")
-    q(f"{f}(churn[2m] offset 1m)")
-for f in ["abs", "ceil", "floor", "exp", "sqrt", "ln", "log2", "log10", "sgn", "sin", "cos", "tan", "asin", "acos",
-          "atan", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh", "deg", "rad", "timestamp", "day_of_month",
-          "day_of_week", "day_of_year", "days_in_month", "hour", "minute", "month", "year", "sort", "sort_desc",
-          "absent"]:
-    q(f"{f}(temperature)")
-for a in ["sum", "avg", "min", "max", "count", "group", "stddev", "stdvar"]:
-    q(f"{a}(rate(http_requests_total[5m]))")
-    q(f"{a} by (job) (rate(http_requests_total[5m]))")
-    q(f"{a}(temperature) without (room)")
-for e in [
-    "topk(2, temperature)", "bottomk(1, rate(http_requests_total[5m]))", "topk by (job) (1, http_requests_total)",
-    "quantile(0.9, temperature)", "quantile by (job) (0.5, rate(http_requests_total[5m]))",
-    'count_values("v", ceil(temperature))', "histogram_quantile(0.9, rate(latency_seconds_bucket[5m]))",
-    "histogram_quantile(0.5, sum by (le) (rate(latency_seconds_bucket[5m])))",
-    "histogram_quantile(0.99, sum by (le, svc) (rate(latency_seconds_bucket[10m])))",
-    "rate(latency_seconds_sum[5m]) / rate(latency_seconds_count[5m])",
-    "predict_linear(temperature[10m], 3600)", "holt_winters(temperature[10m], 0.5, 0.5)",
-    "quantile_over_time(0.75, temperature[10m])", "clamp(temperature, 21, 23)", "clamp_min(temperature, 22)",
-    "clamp_max(temperature, 22)", "round(temperature)", "round(temperature, 0.5)",
-    'label_replace(temperature, "r2", "room-$1", "room", "(.*)")', 'label_join(temperature, "j", "-", "room", "__name__")',
-    "scalar(sum(temperature))", "vector(1)", "time()", "pi()", "temperature > 22", "temperature > bool 22",
-    "22 < temperature", "temperature + 1", "2 * temperature", "temperature ^ 2", "temperature % 3", "-temperature",
-    "temperature atan2 temperature", "http_requests_total / on(job, instance) http_requests_total",
-    "http_requests_total * ignoring(instance) group_left sum by (job) (http_requests_total)",
-    "sum by (job) (http_requests_total) / ignoring(instance) group_right http_requests_total",
-    "temperature and churn", "temperature or churn", "churn unless churn{pod=\"p1\"}",
-    'http_requests_total{job=~"a.*"}', 'http_requests_total{instance!="1"}', 'http_requests_total{job!~"w.*"}',
-    "http_requests_total offset 5m", "http_requests_total offset -5m", f"http_requests_total @ {T0 + 3600}",
-    f"rate(http_requests_total[5m] @ {T0 + 3600})", "rate(http_requests_total[5m] @ end())", "temperature @ start()",
-    "max_over_time(temperature[10m:1m])", "rate(http_requests_total[5m:30s])",
-    "avg_over_time(rate(http_requests_total[1m])[10m:])", "max_over_time(deriv(temperature[5m])[30m:2m] offset 1m)",
-    "sum(rate(http_requests_total[5m])) by (job) > 1", "count(churn)", "absent(nonexistent{job=\"x\"})",
-    "absent_over_time(nonexistent[5m])", "sum(churn) / count(churn)", "1 + 2 * 3", "2 ^ 3 ^ 2", "(1 + 2) * 3",
-    "sgn(-temperature)", "changes(churn[10m])", "resets(http_requests_total[30m])", "irate(http_requests_total[1m])",
-    "delta(temperature[2m])", "idelta(temperature[1m])", "sum(http_requests_total) by (instance)",
-    "sum without (instance) (http_requests_total)", "count by (job) (http_requests_total > 500)",
-    "stddev by (job) (http_requests_total)", "topk(2, avg_over_time(temperature[5m]))",
-    "max by (room) (temperature) - min by (room) (temperature)", "sort_desc(sum by (job) (http_requests_total))",
-    "timestamp(temperature offset 1m)", "minute(vector(time()))", "year()", "hour()",
-]:
-    q(e)
-for e in ["rate(temperature)", "sum(", "temperature[5m] + 1", "foo{", "1 +", "http_requests_total / on(job) http_requests_total",
-          "label_replace(temperature, \"1x\", \"a\", \"room\", \"(.*)\")", "topk(2, 3)", "{__name__=~\".*\"}", "sum by (job"]:
-    q(e, fail=True)
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-def prom_query(port, expr, params):
-    data = urllib.parse.urlencode(dict(params, query=expr)).encode()
-    path = "/api/v1/query_range" if "step" in params else "/api/v1/query"
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", data=data, timeout=30) as r:
-            return json.load(r)
-    except urllib.error.HTTPError as e:
-        return json.load(e)
 
 def strata_query(data, expr, params):
     args = [STRATA, "tools", "query", f"--data-dir={data}"]
@@ -140,41 +24,6 @@ def strata_query(data, expr, params):
     if p.returncode != 0:
         return {"status": "error", "error": p.stderr.strip()}
     return {"status": "success", "data": json.loads(p.stdout)}
-
-def close(a, b):
-    if a == b:
-        return True
-    try:
-        x, y = float(a), float(b)
-    except ValueError:
-        return False
-    if math.isnan(x) and math.isnan(y):
-        return True
-    return abs(x - y) <= 4 * sys.float_info.epsilon * max(abs(x), abs(y))
-
-def compare(p, s):
-    if p["status"] != "success" or s["status"] != "success":
-        return f"status prometheus={p.get('status')} {p.get('error', '')} strata={s.get('status')} {s.get('error', '')}"
-    pd, sd = p["data"], s["data"]
-    if pd["resultType"] != sd["resultType"]:
-        return f"resultType {pd['resultType']} vs {sd['resultType']}"
-    if pd["resultType"] == "scalar":
-        pr, sr = pd["result"], sd["result"]
-        return None if pr[0] == sr[0] and close(pr[1], sr[1]) else f"scalar {pr} vs {sr}"
-    key = lambda r: json.dumps(r["metric"], sort_keys=True)
-    pm = {key(r): r for r in pd["result"]}
-    sm = {key(r): r for r in sd["result"]}
-    if set(pm) != set(sm):
-        return f"series differ: only prometheus {sorted(set(pm) - set(sm))[:3]}, only strata {sorted(set(sm) - set(pm))[:3]}"
-    for k in pm:
-        pv = pm[k].get("values") or [pm[k].get("value")]
-        sv = sm[k].get("values") or [sm[k].get("value")]
-        if len(pv) != len(sv):
-            return f"{k}: {len(pv)} points vs {len(sv)}"
-        for a, b in zip(pv, sv):
-            if a[0] != b[0] or not close(a[1], b[1]):
-                return f"{k}: point {a} vs {b}"
-    return None
 
 def main():
     tmp = tempfile.mkdtemp(prefix="promqldiff.")
