@@ -11,7 +11,8 @@
 #include "tsdb/xor.h"
 
 typedef struct inmem_series {
-	labels_t ls;
+	labels_t ls;  /* local labels: what the remaining matchers see */
+	labels_t out; /* with the external labels merged in: what is served, and the sort key */
 	chunk_t *chunks;
 	size_t nchunks;
 } inmem_series_t;
@@ -38,7 +39,6 @@ typedef struct inmem_set {
 	bool skip_chunks;
 	size_t idx; /* next series to look at */
 	labels_t cur;
-	size_t curcap; /* cur.v is reused across series (valid until the next call) */
 	const chunk_t *chunks;
 	size_t nchunks;
 	xor_iter_t it;
@@ -46,7 +46,9 @@ typedef struct inmem_set {
 
 static int series_cmp(const void *a, const void *b)
 {
-	return labels_cmp(&((const inmem_series_t *)a)->ls, &((const inmem_series_t *)b)->ls);
+	/* By the served labels: merging external labels in can reorder series ({a} < {a,b} locally, but
+	 * {a,z} > {a,b,z} with z external). */
+	return labels_cmp(&((const inmem_series_t *)a)->out, &((const inmem_series_t *)b)->out);
 }
 
 static void ensure_sorted(inmem_store_t *s)
@@ -55,23 +57,6 @@ static void ensure_sorted(inmem_store_t *s)
 		qsort(s->series, s->n, sizeof *s->series, series_cmp);
 		s->sorted = true;
 	}
-}
-
-/* store_merge_external into a caller buffer of at least ls->n + ext->n labels. */
-static size_t merge_into(label_t *out, const labels_t *ls, const labels_t *ext)
-{
-	size_t i = 0, j = 0, n = 0;
-	while (i < ls->n || j < ext->n) {
-		int c = i == ls->n ? 1 : j == ext->n ? -1 : str_cmp(ls->v[i].name, ext->v[j].name);
-		if (c < 0)
-			out[n++] = ls->v[i++];
-		else {
-			if (c == 0)
-				i++;
-			out[n++] = ext->v[j++];
-		}
-	}
-	return n;
 }
 
 static int set_next(series_set_t *base, err_t *err)
@@ -99,11 +84,7 @@ static int set_next(series_set_t *base, err_t *err)
 			hi++;
 		if (hi == lo)
 			continue;
-		if (se->ls.n + st->ext.n > set->curcap) {
-			set->curcap = 2 * (se->ls.n + st->ext.n);
-			set->cur.v = ARENA_NEW_ARRAY(set->a, label_t, set->curcap);
-		}
-		set->cur.n = merge_into(set->cur.v, &se->ls, &st->ext);
+		set->cur = se->out;
 		set->chunks = se->chunks + lo;
 		set->nchunks = hi - lo;
 		set->returned++;
@@ -198,7 +179,7 @@ static int label_scan(inmem_store_t *st, arena_t *a, const store_label_req_t *re
 			ok = matcher_matches_labels(&rest[j], &se->ls);
 		if (!ok)
 			continue;
-		labels_t ls = store_merge_external(a, &se->ls, &st->ext);
+		const labels_t ls = se->out;
 		for (size_t j = 0; j < ls.n; j++) {
 			if (!names && !str_eq(ls.v[j].name, req->name))
 				continue;
@@ -304,6 +285,7 @@ int inmem_store_add(inmem_store_t *s, const labels_t *ls, const int64_t *t, cons
 	}
 	inmem_series_t *se = &s->series[s->n++];
 	se->ls = labels_copy(&s->arena, ls);
+	se->out = store_merge_external(&s->arena, &se->ls, &s->ext);
 	se->nchunks = (n + XOR_SAMPLES_PER_CHUNK - 1) / XOR_SAMPLES_PER_CHUNK;
 	se->chunks = ARENA_NEW_ARRAY(&s->arena, chunk_t, se->nchunks ? se->nchunks : 1);
 	xor_enc_t e;
@@ -329,7 +311,7 @@ int inmem_store_add(inmem_store_t *s, const labels_t *ls, const int64_t *t, cons
 	}
 	if (!collision)
 		imap_put(&s->by_hash, h, s->n);
-	s->sorted = s->n < 2 || (s->sorted && labels_cmp(&s->series[s->n - 2].ls, &se->ls) < 0);
+	s->sorted = s->n < 2 || (s->sorted && labels_cmp(&s->series[s->n - 2].out, &se->out) < 0);
 	return 0;
 }
 
