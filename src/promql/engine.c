@@ -33,11 +33,16 @@ static void ev_fail_err(ev_t *ev, int code)
 
 void ev_check(ev_t *ev)
 {
+	ev_check_clock(ev, (++ev->checks & 63) == 0);
+}
+
+void ev_check_clock(ev_t *ev, bool read_clock)
+{
 	if (ev->o->cancel && *ev->o->cancel) {
 		ev->scr->error_type = "canceled";
 		ev_fail(ev, ERR_CANCELED, "query was canceled");
 	}
-	if (ev->deadline_ms && (++ev->checks & 63) == 0 && clock_mono_ms() > (uint64_t)ev->deadline_ms) {
+	if (ev->deadline_ms && read_clock && clock_mono_ms() > (uint64_t)ev->deadline_ms) {
 		ev->scr->error_type = "timeout";
 		ev_fail(ev, ERR_TIMEOUT, "query timed out in query execution");
 	}
@@ -122,15 +127,6 @@ double go_min(double x, double y)
 	return x < y ? x : y;
 }
 
-void kahan_inc(double inc, double *sum, double *c)
-{
-	double t = *sum + inc;
-	if (fabs(*sum) >= fabs(inc))
-		*c += (*sum - t) + inc;
-	else
-		*c += (inc - t) + *sum;
-	*sum = t;
-}
 
 static int cmp_nan_first(const void *a, const void *b)
 {
@@ -250,6 +246,8 @@ static void ob_cleanup(void *arg)
 	memset(&ob->map, 0, sizeof ob->map);
 }
 
+static size_t ob_add(ev_t *ev, obuild_t *ob, labels_t ls, void **slot);
+
 obuild_t *ob_new(ev_t *ev)
 {
 	obuild_t *ob = ev_zalloc(ev, sizeof *ob);
@@ -265,6 +263,23 @@ size_t ob_get(ev_t *ev, obuild_t *ob, labels_t ls)
 	void **slot = hmap_slot(&ob->map, key, &found);
 	if (found)
 		return (size_t)(uintptr_t)*slot - 1;
+	return ob_add(ev, ob, ls, slot);
+}
+
+size_t ob_get_unique(ev_t *ev, obuild_t *ob, labels_t ls)
+{
+	str_t key = lb_key(ev, ls);
+	bool found;
+	void **slot = hmap_slot(&ob->map, key, &found);
+	if (found) {
+		ev->scr->error_type = "execution";
+		ev_fail(ev, ERR_INVALID, "vector cannot contain metrics with the same labelset");
+	}
+	return ob_add(ev, ob, ls, slot);
+}
+
+static size_t ob_add(ev_t *ev, obuild_t *ob, labels_t ls, void **slot)
+{
 	if (ob->n == ob->cap) {
 		size_t ncap = ob->cap ? ob->cap * 2 : 16;
 		vseries_t *ns = ev_alloc(ev, ncap * sizeof(vseries_t));
@@ -392,69 +407,21 @@ static void close_set(ev_t *ev, series_set_t *set)
 	series_set_close(set);
 }
 
+typedef struct vs_collect vs_collect_t;
+static void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, range_sink_fn sink, void *sctx);
+static void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts);
+struct vs_collect {
+	vseries_t *arr;
+	size_t n, cap;
+};
+
 static void eval_vs(ev_t *ev, const promql_expr_t *e, val_t *out, bool ts_mode)
 {
+	vs_collect_t c = {0};
+	eval_vs_into(ev, e, ts_mode, vs_collect_sink, &c);
 	out->type = PROMQL_TYPE_VECTOR;
-	out->n = 0;
-	size_t ns = ev->nsteps;
-	if (ns == 0)
-		return;
-	int64_t *ref = ev_alloc(ev, ns * sizeof(int64_t));
-	ref_times(ev, &e->u.vs.mods, ref);
-	int64_t mn = ref[0], mx = ref[0];
-	for (size_t i = 1; i < ns; i++) {
-		if (ref[i] < mn)
-			mn = ref[i];
-		if (ref[i] > mx)
-			mx = ref[i];
-	}
-	int64_t mint = mn - ev->lookback, maxt = mx;
-	series_set_t *set = do_select(ev, e, mint, maxt, 0, NULL);
-	size_t cap = 0;
-	vseries_t *arr = NULL;
-	int r;
-	while ((r = series_set_next(set, ev->err)) > 0) {
-		ev_check(ev);
-		size_t n = load_samples(ev, set, mint, maxt, false);
-		if (n == 0)
-			continue;
-		const int64_t *t = ev->scr->t;
-		const double *v = ev->scr->v;
-		double *ov = ev_alloc(ev, ns * sizeof(double));
-		uint8_t *ok = ev_alloc(ev, ns);
-		size_t j = 0, cnt = 0;
-		for (size_t i = 0; i < ns; i++) {
-			if ((i & 4095) == 4095)
-				ev_check(ev);
-			int64_t rt = ref[i];
-			if (i > 0 && rt < ref[i - 1])
-				j = 0;
-			while (j < n && t[j] <= rt)
-				j++;
-			ok[i] = 0;
-			if (j > 0 && t[j - 1] >= rt - ev->lookback && !value_is_stale(v[j - 1])) {
-				ok[i] = 1;
-				ov[i] = ts_mode ? (double)t[j - 1] / 1000.0 : v[j - 1];
-				cnt++;
-			}
-		}
-		if (!cnt)
-			continue;
-		if (out->n == cap) {
-			size_t ncap = cap ? cap * 2 : 16;
-			vseries_t *na = ev_alloc(ev, ncap * sizeof(vseries_t));
-			if (out->n)
-				memcpy(na, arr, out->n * sizeof(vseries_t));
-			arr = na;
-			cap = ncap;
-		}
-		arr[out->n++] = (vseries_t){labels_copy(ev->a, series_set_labels(set)), ov, ok};
-		ev_add_samples(ev, (int64_t)cnt);
-	}
-	if (r < 0)
-		ev_fail_err(ev, ev->err->code);
-	close_set(ev, set);
-	out->s = arr;
+	out->s = c.arr;
+	out->n = c.n;
 }
 
 void eval_vector_selector_ts(ev_t *ev, const promql_expr_t *vs, val_t *out)
@@ -578,6 +545,8 @@ typedef struct rb {
 	rb_scratch_t *scr; /* ntasks */
 	arena_t ba;        /* per-batch labels, chunk lists and pre-decoded samples */
 	size_t bbytes;
+	size_t work;       /* estimated samples to decode in the batch */
+	bool drop_stale;   /* range selectors drop stale markers; instant selectors need them */
 } rb_t;
 
 static void rb_cleanup(void *arg)
@@ -607,15 +576,15 @@ static void *rb_dup(arena_t *a, const void *p, size_t n)
 	return d;
 }
 
-/* Keep in-range, non-stale samples (in place). */
-static size_t rb_trim(int64_t *t, double *v, size_t n, int64_t mint, int64_t maxt)
+/* Keep in-range (and, with drop_stale, non-stale) samples in place. */
+static size_t rb_trim(int64_t *t, double *v, size_t n, int64_t mint, int64_t maxt, bool drop_stale)
 {
 	size_t k = 0, j = 0;
-	while (j < n && t[j] >= mint && t[j] <= maxt && !value_is_stale(v[j]))
+	while (j < n && t[j] >= mint && t[j] <= maxt && !(drop_stale && value_is_stale(v[j])))
 		j++; /* the common case: nothing to drop, nothing to move */
 	k = j;
 	for (; j < n; j++) {
-		if (t[j] < mint || t[j] > maxt || value_is_stale(v[j]))
+		if (t[j] < mint || t[j] > maxt || (drop_stale && value_is_stale(v[j])))
 			continue;
 		t[k] = t[j];
 		v[k] = v[j];
@@ -642,7 +611,7 @@ static void rb_task(void *arg, size_t ti)
 				sc->rc = (int)got;
 				return;
 			}
-			n = rb_trim(sc->t, sc->v, (size_t)got, b->mint, b->maxt);
+			n = rb_trim(sc->t, sc->v, (size_t)got, b->mint, b->maxt, b->drop_stale);
 			t = sc->t;
 			v = sc->v;
 		}
@@ -655,10 +624,11 @@ static void rb_flush(rb_t *b, range_sink_fn sink, void *sctx)
 	ev_t *ev = b->ev;
 	if (!b->n)
 		return;
-	ev_check(ev);
+	ev_check_clock(ev, true); /* a batch is a lot of work: always read the clock */
 	for (size_t i = 0; i < b->ntasks; i++)
 		b->scr[i].rc = 0;
-	if (b->o->workers && b->ntasks > 1)
+	/* hand small batches to the pool only when the work outweighs waking it */
+	if (b->o->workers && b->ntasks > 1 && b->work >= 65536)
 		workers_parallel_for(b->o->workers, b->ntasks, rb_task, b);
 	else
 		for (size_t i = 0; i < b->ntasks; i++)
@@ -680,7 +650,67 @@ static void rb_flush(rb_t *b, range_sink_fn sink, void *sctx)
 	}
 	b->n = 0;
 	b->bbytes = 0;
+	b->work = 0;
 	arena_reset(&b->ba);
+}
+
+/* Select vs over [mint, maxt] and run kfn over every series in batches, feeding sink in order. */
+static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range, const char *func,
+		   bool drop_stale, range_kernel_fn kfn, const void *kctx, range_sink_fn sink, void *sctx)
+{
+	size_t ns = ev->nsteps;
+	rb_t *b = ev_zalloc(ev, sizeof *b);
+	b->ev = ev;
+	b->o = ev->o;
+	b->kfn = kfn;
+	b->kctx = kctx;
+	b->mint = mint;
+	b->maxt = maxt;
+	b->drop_stale = drop_stale;
+	/* a batch holds at most ~2M output cells and 256 series */
+	b->cap = (size_t)(2u << 20) / ns;
+	if (b->cap > 256)
+		b->cap = 256;
+	if (b->cap < 1)
+		b->cap = 1;
+	int nw = ev->o->workers ? workers_count(ev->o->workers) + 1 : 1;
+	b->ntasks = (size_t)nw * 4;
+	if (b->ntasks > b->cap)
+		b->ntasks = b->cap;
+	arena_init(&b->ba, 1 << 16);
+	arena_on_release(ev->a, rb_cleanup, b);
+	b->items = xcalloc(b->cap, sizeof *b->items);
+	b->out = xreallocarray(NULL, b->cap * ns, sizeof(double));
+	b->ok = xreallocarray(NULL, b->cap, ns);
+	b->scr = xcalloc(b->ntasks, sizeof *b->scr);
+	series_set_t *set = do_select(ev, vs, b->mint, b->maxt, range, func);
+	bool chunked = ev->o->decode_chunks && set->ops->chunks;
+	int r;
+	while ((r = series_set_next(set, ev->err)) > 0) {
+		rb_item_t *it = &b->items[b->n];
+		memset(it, 0, sizeof *it);
+		const chunk_t *chks;
+		int nc = chunked ? set->ops->chunks(set, &chks) : -1;
+		if (nc >= 0) {
+			it->chks = rb_dup(&b->ba, chks, (size_t)nc * sizeof(chunk_t));
+			it->nchks = (size_t)nc;
+			b->bbytes += 64 * (size_t)nc;
+			b->work += 120 * (size_t)nc;
+		} else {
+			size_t n = load_samples(ev, set, b->mint, b->maxt, drop_stale);
+			it->t = rb_dup(&b->ba, ev->scr->t, n * sizeof(int64_t));
+			it->v = rb_dup(&b->ba, ev->scr->v, n * sizeof(double));
+			it->n = n;
+			b->bbytes += 16 * n;
+		}
+		it->ls = labels_copy(&b->ba, series_set_labels(set));
+		if (++b->n == b->cap || b->bbytes > (16u << 20))
+			rb_flush(b, sink, sctx);
+	}
+	if (r < 0)
+		ev_fail_err(ev, ev->err->code);
+	rb_flush(b, sink, sctx);
+	close_set(ev, set);
 }
 
 void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, range_kernel_fn kfn, const void *kctx,
@@ -702,56 +732,77 @@ void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, rang
 		if (ref[i] > mx)
 			mx = ref[i];
 	}
-	rb_t *b = ev_zalloc(ev, sizeof *b);
-	b->ev = ev;
-	b->o = ev->o;
-	b->kfn = kfn;
-	b->kctx = kctx;
-	b->mint = mn - *range;
-	b->maxt = mx;
-	/* a batch holds at most ~2M output cells and 256 series */
-	b->cap = (size_t)(2u << 20) / ns;
-	if (b->cap > 256)
-		b->cap = 256;
-	if (b->cap < 1)
-		b->cap = 1;
-	int nw = ev->o->workers ? workers_count(ev->o->workers) + 1 : 1;
-	b->ntasks = (size_t)nw * 4;
-	if (b->ntasks > b->cap)
-		b->ntasks = b->cap;
-	arena_init(&b->ba, 1 << 16);
-	arena_on_release(ev->a, rb_cleanup, b);
-	b->items = xcalloc(b->cap, sizeof *b->items);
-	b->out = xreallocarray(NULL, b->cap * ns, sizeof(double));
-	b->ok = xreallocarray(NULL, b->cap, ns);
-	b->scr = xcalloc(b->ntasks, sizeof *b->scr);
-	series_set_t *set = do_select(ev, vs, b->mint, b->maxt, *range, func);
-	bool chunked = ev->o->decode_chunks && set->ops->chunks;
-	int r;
-	while ((r = series_set_next(set, ev->err)) > 0) {
-		rb_item_t *it = &b->items[b->n];
-		memset(it, 0, sizeof *it);
-		const chunk_t *chks;
-		int nc = chunked ? set->ops->chunks(set, &chks) : -1;
-		if (nc >= 0) {
-			it->chks = rb_dup(&b->ba, chks, (size_t)nc * sizeof(chunk_t));
-			it->nchks = (size_t)nc;
-			b->bbytes += 64 * (size_t)nc;
-		} else {
-			size_t n = load_samples(ev, set, b->mint, b->maxt, true);
-			it->t = rb_dup(&b->ba, ev->scr->t, n * sizeof(int64_t));
-			it->v = rb_dup(&b->ba, ev->scr->v, n * sizeof(double));
-			it->n = n;
-			b->bbytes += 16 * n;
+	rb_run(ev, vs, mn - *range, mx, *range, func, true, kfn, kctx, sink, sctx);
+}
+
+/* Instant selector kernel: per step the newest sample within the lookback window, absent if stale. */
+typedef struct vs_kctx {
+	const int64_t *ref;
+	size_t nsteps;
+	int64_t lookback;
+	bool ts_mode; /* values = sample timestamps in seconds (timestamp()) */
+} vs_kctx_t;
+
+static size_t vs_kernel(const void *kctx, const int64_t *t, const double *v, size_t n, double *out, uint8_t *ok,
+			size_t *npts)
+{
+	const vs_kctx_t *c = kctx;
+	size_t j = 0, cnt = 0;
+	for (size_t i = 0; i < c->nsteps; i++) {
+		int64_t rt = c->ref[i];
+		if (i > 0 && rt < c->ref[i - 1])
+			j = 0;
+		while (j < n && t[j] <= rt)
+			j++;
+		ok[i] = 0;
+		if (j > 0 && t[j - 1] >= rt - c->lookback && !value_is_stale(v[j - 1])) {
+			ok[i] = 1;
+			out[i] = c->ts_mode ? (double)t[j - 1] / 1000.0 : v[j - 1];
+			cnt++;
 		}
-		it->ls = labels_copy(&b->ba, series_set_labels(set));
-		if (++b->n == b->cap || b->bbytes > (16u << 20))
-			rb_flush(b, sink, sctx);
 	}
-	if (r < 0)
-		ev_fail_err(ev, ev->err->code);
-	rb_flush(b, sink, sctx);
-	close_set(ev, set);
+	*npts = cnt;
+	return 0;
+}
+
+/* Evaluate instant selector e into sink (series with at least one point, in storage order). */
+static void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, range_sink_fn sink, void *sctx)
+{
+	size_t ns = ev->nsteps;
+	if (ns == 0)
+		return;
+	int64_t *ref = ev_alloc(ev, ns * sizeof(int64_t));
+	ref_times(ev, &e->u.vs.mods, ref);
+	int64_t mn = ref[0], mx = ref[0];
+	for (size_t i = 1; i < ns; i++) {
+		if (ref[i] < mn)
+			mn = ref[i];
+		if (ref[i] > mx)
+			mx = ref[i];
+	}
+	vs_kctx_t *c = ev_zalloc(ev, sizeof *c);
+	*c = (vs_kctx_t){ref, ns, ev->lookback, ts_mode};
+	rb_run(ev, e, mn - ev->lookback, mx, 0, NULL, false, vs_kernel, c, sink, sctx);
+}
+
+static void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts)
+{
+	vs_collect_t *c = sctx;
+	size_t ns = ev->nsteps;
+	if (c->n == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 16;
+		vseries_t *na = ev_alloc(ev, ncap * sizeof(vseries_t));
+		if (c->n)
+			memcpy(na, c->arr, c->n * sizeof(vseries_t));
+		c->arr = na;
+		c->cap = ncap;
+	}
+	double *ov = ev_alloc(ev, ns * sizeof(double));
+	uint8_t *ook = ev_alloc(ev, ns);
+	memcpy(ov, v, ns * sizeof(double));
+	memcpy(ook, ok, ns);
+	c->arr[c->n++] = (vseries_t){labels_copy(ev->a, ls), ov, ook};
+	ev_add_samples(ev, (int64_t)npts);
 }
 
 /* Top-level instant evaluation of a range vector: the samples in the window at the one step. */
@@ -1120,6 +1171,7 @@ typedef struct aggst {
 	obuild_t *ob;
 	int64_t points; /* input points fed (accounted while the aggregation runs) */
 	buf_t kb;       /* group key scratch */
+	bool sink_drop_name; /* agg_sink: the fed labels still carry a __name__ the input drops */
 } aggst_t;
 
 static void agg_cleanup(void *arg)
@@ -1289,9 +1341,8 @@ static void agg_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, 
 	aggst_t *st = sctx;
 	/* the function's output, which is what is aggregated, counts as loaded like a vector would */
 	ev_add_samples(ev, (int64_t)npts);
-	agg_add(ev, st, *ls, true, v, ok);
-	if ((st->ng & 1023) == 0)
-		ev_check(ev);
+	agg_add(ev, st, *ls, st->sink_drop_name, v, ok);
+	ev_check(ev);
 }
 
 static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
@@ -1300,7 +1351,17 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 	val_t param = {0}, in = {0};
 	if (agg_accumulating(op)) {
 		aggst_t *st = agg_new(ev, e);
-		if (eval_range_call_streamed(ev, unparen(e->u.aggr.expr), true, agg_sink, st)) {
+		const promql_expr_t *inner = unparen(e->u.aggr.expr);
+		st->sink_drop_name = inner->kind != PROMQL_VECTOR_SEL;
+		if (inner->kind == PROMQL_VECTOR_SEL) {
+			eval_vs_into(ev, inner, false, agg_sink, st);
+			agg_finish(ev, st, out);
+			ev->cur_samples -= st->points;
+			if (ev->cur_samples < 0)
+				ev->cur_samples = 0;
+			return;
+		}
+		if (eval_range_call_streamed(ev, inner, true, agg_sink, st)) {
 			agg_finish(ev, st, out);
 			ev->cur_samples -= st->points;
 			if (ev->cur_samples < 0)
@@ -1453,9 +1514,10 @@ void eval_expr(ev_t *ev, const promql_expr_t *e, val_t *out)
 				out->sc[i] = -out->sc[i];
 			return;
 		}
+		/* like 2.42, equal label sets after dropping the name are an error even at distinct steps */
 		obuild_t *ob = ob_new(ev);
 		for (size_t s = 0; s < out->n; s++) {
-			size_t idx = ob_get(ev, ob, lb_drop_name(ev, out->s[s].ls));
+			size_t idx = ob_get_unique(ev, ob, lb_drop_name(ev, out->s[s].ls));
 			for (size_t i = 0; i < ns; i++)
 				if (out->s[s].ok[i])
 					ob_set(ev, ob, idx, i, -out->s[s].v[i]);

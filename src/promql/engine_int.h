@@ -9,6 +9,7 @@
 #ifndef STRATA_PROMQL_ENGINE_INT_H
 #define STRATA_PROMQL_ENGINE_INT_H
 
+#include <math.h>
 #include <setjmp.h>
 
 #include "base/hmap.h"
@@ -64,7 +65,8 @@ typedef struct ev_scratch {
 } ev_scratch_t;
 
 _Noreturn void ev_fail(ev_t *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void ev_check(ev_t *ev); /* deadline / cancellation */
+void ev_check(ev_t *ev); /* deadline / cancellation (the clock is read at every 64th call) */
+void ev_check_clock(ev_t *ev, bool read_clock);
 void *ev_alloc(ev_t *ev, size_t n);
 void *ev_zalloc(ev_t *ev, size_t n);
 void ev_add_samples(ev_t *ev, int64_t n);
@@ -82,6 +84,9 @@ typedef struct obuild {
 
 obuild_t *ob_new(ev_t *ev);
 size_t ob_get(ev_t *ev, obuild_t *ob, labels_t ls); /* ls must live in the arena */
+/* A new series; an existing equal label set is the "same labelset" execution error (2.42 checks the
+ * whole matrix of a range-vector function or unary minus, not step by step). */
+size_t ob_get_unique(ev_t *ev, obuild_t *ob, labels_t ls);
 void ob_set(ev_t *ev, obuild_t *ob, size_t idx, size_t step, double v);
 void ob_finish(ev_t *ev, obuild_t *ob, val_t *out);
 
@@ -121,7 +126,16 @@ bool eval_range_call_streamed(ev_t *ev, const promql_expr_t *call, bool need_uni
 bool value_is_stale(double v);
 double go_max(double a, double b);
 double go_min(double a, double b);
-void kahan_inc(double inc, double *sum, double *c);
+/* Kahan-Babuska step, as Prometheus's kahanSumInc (inline: it is the inner loop of *_over_time). */
+static inline void kahan_inc(double inc, double *sum, double *c)
+{
+	double t = *sum + inc;
+	if (fabs(*sum) >= fabs(inc))
+		*c += (*sum - t) + inc;
+	else
+		*c += (inc - t) + *sum;
+	*sum = t;
+}
 double quantile_sorted(double q, double *vals, size_t n); /* sorts vals */
 
 #endif

@@ -286,7 +286,7 @@ static void range_series(ev_t *ev, void *arg, const labels_t *ls, const int64_t 
 			continue;
 		if (idx == (size_t)-1) {
 			labels_t ol = c->k == F_LAST_OT ? labels_copy(ev->a, ls) : lb_drop_name(ev, labels_copy(ev->a, ls));
-			idx = ob_get(ev, c->ob, ol);
+			idx = ob_get_unique(ev, c->ob, ol);
 		}
 		ob_set(ev, c->ob, idx, i, out);
 	}
@@ -377,7 +377,7 @@ static void range_sink_ob(ev_t *ev, void *sctx, const labels_t *ls, const double
 	rctx_t *c = sctx;
 	(void)npts;
 	labels_t ol = c->k == F_LAST_OT ? labels_copy(ev->a, ls) : lb_drop_name(ev, labels_copy(ev->a, ls));
-	size_t idx = ob_get(ev, c->ob, ol);
+	size_t idx = ob_get_unique(ev, c->ob, ol);
 	for (size_t i = 0; i < ev->nsteps; i++)
 		if (ok[i])
 			ob_set(ev, c->ob, idx, i, v[i]);

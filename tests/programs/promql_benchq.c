@@ -2,14 +2,15 @@
  * promql_benchq — in-process PromQL benchmark over the blocks of a directory (used by
  * bench/promql_bench.sh so process start-up and block opening do not count).
  *
- *   promql_benchq DATA_DIR QUERY_FILE RUNS THREADS [RESULT_DIR]
+ *   promql_benchq DATA_DIR QUERY_FILE RUNS THREADS WARMUP [RESULT_DIR]
  *
  * QUERY_FILE: one query per line, "name<TAB>start_ms<TAB>end_ms<TAB>step_ms<TAB>expr" (step 0 =
- * instant). Each query runs once to warm up (page cache, mmaps), then RUNS times; per query one line
+ * instant). With WARMUP=1 each query first runs once untimed (page cache, mmaps), then RUNS times;
+ * THREADS is the number of threads evaluating (the caller + THREADS-1 pool workers); per query one line
  *   Q name wall_ms_median cpu_ms_median mem_peak_kb series points
  * where cpu is process CPU time (all threads) and mem_peak_kb is the growth of the process's peak
  * RSS during the last run over the RSS before it (VmHWM reset through /proc/self/clear_refs).
- * With RESULT_DIR, the warm-up result is written there as <name>.json (the API "data" object).
+ * With RESULT_DIR, the first result is written there as <name>.json (the API "data" object).
  */
 #include <dirent.h>
 #include <stdio.h>
@@ -96,12 +97,12 @@ static int cmp_d(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-	if (argc < 5) {
-		fprintf(stderr, "usage: %s DATA_DIR QUERY_FILE RUNS THREADS [RESULT_DIR]\n", argv[0]);
+	if (argc < 6) {
+		fprintf(stderr, "usage: %s DATA_DIR QUERY_FILE RUNS THREADS WARMUP [RESULT_DIR]\n", argv[0]);
 		return 2;
 	}
-	int runs = atoi(argv[3]), threads = atoi(argv[4]);
-	const char *resdir = argc > 5 ? argv[5] : NULL;
+	int runs = atoi(argv[3]), threads = atoi(argv[4]), warm = atoi(argv[5]);
+	const char *resdir = argc > 6 ? argv[6] : NULL;
 	if (runs < 1)
 		runs = 1;
 	DIR *d = opendir(argv[1]);
@@ -151,7 +152,7 @@ int main(int argc, char **argv)
 		promql_opts_t o = {.timeout_ms = 600000, .workers = w, .decode_chunks = decode_chunks};
 		long mem = 0;
 		size_t nser = 0, npts = 0;
-		for (int r = -1; r < runs; r++) {
+		for (int r = warm ? -1 : 0; r < runs; r++) {
 			arena_t a;
 			arena_init(&a, 1 << 16);
 			promql_result_t res;
@@ -172,7 +173,7 @@ int main(int argc, char **argv)
 				arena_release(&a);
 				break;
 			}
-			if (r < 0) {
+			if (r == (warm ? -1 : 0)) {
 				nser = res.nseries;
 				npts = 0;
 				for (size_t i = 0; i < res.nseries; i++)
@@ -190,7 +191,8 @@ int main(int argc, char **argv)
 						fclose(o2);
 					}
 				}
-			} else {
+			}
+			if (r >= 0) {
 				wall[r] = w1 - w0;
 				cpu[r] = c1 - c0;
 			}
