@@ -139,6 +139,8 @@ typedef struct s3_call {
 	int64_t off, len;  /* len < 0: to the end */
 	bucket_sink_fn sink; /* 2xx GET body; NULL collects into resp */
 	void *sink_arg;
+	const char *payload_sha; /* precomputed hex SHA-256 of body (NULL: computed by call_setup) */
+	const char *content_md5; /* precomputed base64 MD5 of body (NULL: computed by call_setup) */
 	/* state */
 	CURL *h;
 	struct curl_slist *hdrs;
@@ -314,6 +316,8 @@ static void call_setup(s3_bucket_t *s, s3_call_t *c)
 		snprintf(payload, sizeof payload, "%s", SIGV4_EMPTY_SHA256);
 	else if (s->https)
 		snprintf(payload, sizeof payload, "%s", SIGV4_UNSIGNED); /* TLS protects the body */
+	else if (c->payload_sha)
+		snprintf(payload, sizeof payload, "%s", c->payload_sha);
 	else
 		sigv4_sha256_hex(c->body, c->body_n, payload);
 
@@ -332,7 +336,10 @@ static void call_setup(s3_bucket_t *s, s3_call_t *c)
 		hs[nh++] = (sigv4_kv_t){"range", range};
 	}
 	if (c->body && c->body_n && s->send_md5) {
-		sigv4_md5_base64(c->body, c->body_n, md5);
+		if (c->content_md5)
+			snprintf(md5, sizeof md5, "%s", c->content_md5);
+		else
+			sigv4_md5_base64(c->body, c->body_n, md5);
 		hs[nh++] = (sigv4_kv_t){"content-md5", md5};
 	}
 	if (c->content_type)
@@ -479,21 +486,27 @@ static int call_finish(s3_bucket_t *s, s3_call_t *c, CURLcode cc, int *rc, err_t
 	return out;
 }
 
-static void backoff_sleep(s3_bucket_t *s, int attempt)
+/* Delay before retry number `attempt` (1-based): exponential from retry_base_ms, capped at 5 s, with
+ * jitter in [d/2, d]. */
+static int64_t backoff_ms(s3_bucket_t *s, int attempt)
 {
 	int64_t d = s->retry_base_ms;
 	for (int i = 1; i < attempt && d < 5000; i++)
 		d *= 2;
 	if (d > 5000)
 		d = 5000;
-	/* Full jitter in [d/2, d]. */
 	static _Thread_local uint64_t seed;
 	if (!seed)
 		seed = clock_mono_ns() ^ (uint64_t)(uintptr_t)&seed;
 	seed ^= seed << 13;
 	seed ^= seed >> 7;
 	seed ^= seed << 17;
-	int64_t ms = d / 2 + (int64_t)(seed % (uint64_t)(d / 2 + 1));
+	return d / 2 + (int64_t)(seed % (uint64_t)(d / 2 + 1));
+}
+
+static void backoff_sleep(s3_bucket_t *s, int attempt)
+{
+	int64_t ms = backoff_ms(s, attempt);
 	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
@@ -610,6 +623,223 @@ static void abort_multipart(s3_bucket_t *s, const char *name, const char *upload
 	call_release(&c);
 }
 
+/*
+ * Multipart upload, pipelined: a preparer thread reads each part (file sources) and hashes it (SHA-256
+ * for the signature on plain HTTP, MD5 for Content-MD5) into one of UPLOAD_SLOTS slots, while this
+ * thread sends prepared parts on a curl multi handle. So at most UPLOAD_SLOTS parts are in memory
+ * (prepared or on the wire), several parts upload at once, and hashing part N+1 overlaps sending
+ * part N. A part that fails in a retryable way is re-sent (same bytes, same hashes) after a backoff;
+ * any final failure stops the preparer, drops the transfers in flight and aborts the upload.
+ */
+#define UPLOAD_SLOTS 4
+
+static void copy_err(err_t *dst, const err_t *src)
+{
+	if (dst)
+		*dst = *src;
+}
+
+enum { SLOT_FREE, SLOT_PREPARING, SLOT_READY, SLOT_SENDING };
+
+typedef struct up_slot {
+	int state;
+	int64_t idx; /* 0-based part index */
+	buf_t data;  /* the part's bytes for file sources */
+	const char *p;
+	size_t n;
+	char sha[65], md5[25];
+	char num[24];
+	int attempts;
+	uint64_t ready_at; /* monotonic ns; retries wait until then */
+	s3_call_t c;
+} up_slot_t;
+
+typedef struct upload {
+	s3_bucket_t *s;
+	const char *name;
+	const bucket_src_t *src;
+	int64_t size, nparts;
+	CURLM *m;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	up_slot_t slot[UPLOAD_SLOTS];
+	int64_t next; /* next part the preparer takes */
+	bool stop;
+	int prep_rc;
+	err_t prep_err;
+} upload_t;
+
+static void *upload_preparer(void *arg)
+{
+	upload_t *u = arg;
+	for (;;) {
+		pthread_mutex_lock(&u->mu);
+		up_slot_t *sl = NULL;
+		while (!u->stop && u->next < u->nparts) {
+			for (int k = 0; k < UPLOAD_SLOTS && !sl; k++)
+				if (u->slot[k].state == SLOT_FREE)
+					sl = &u->slot[k];
+			if (sl)
+				break;
+			pthread_cond_wait(&u->cv, &u->mu);
+		}
+		if (!sl) {
+			pthread_mutex_unlock(&u->mu);
+			break;
+		}
+		sl->state = SLOT_PREPARING;
+		sl->idx = u->next++;
+		pthread_mutex_unlock(&u->mu);
+
+		int64_t off = sl->idx * u->s->part_size;
+		int64_t n = u->size - off < u->s->part_size ? u->size - off : u->s->part_size;
+		int rc = 0;
+		err_t e = {0};
+		if (u->src->fd >= 0) {
+			rc = read_part(u->src, off, n, &sl->data, u->name, &e);
+			sl->p = sl->data.p;
+		} else {
+			sl->p = (const char *)u->src->p + off;
+		}
+		sl->n = (size_t)n;
+		sl->sha[0] = sl->md5[0] = 0;
+		if (rc == 0 && !u->s->https)
+			sigv4_sha256_hex(sl->p, sl->n, sl->sha);
+		if (rc == 0 && u->s->send_md5)
+			sigv4_md5_base64(sl->p, sl->n, sl->md5);
+		snprintf(sl->num, sizeof sl->num, "%lld", (long long)(sl->idx + 1));
+		sl->attempts = 0;
+		sl->ready_at = 0;
+
+		pthread_mutex_lock(&u->mu);
+		if (rc) {
+			sl->state = SLOT_FREE;
+			u->prep_rc = rc;
+			copy_err(&u->prep_err, &e);
+			u->stop = true;
+		} else {
+			sl->state = SLOT_READY;
+		}
+		pthread_mutex_unlock(&u->mu);
+		err_clear(&e);
+		curl_multi_wakeup(u->m);
+		if (rc)
+			break;
+	}
+	return NULL;
+}
+
+/* Sends every part; fills etags[i] (malloc'd). Returns 0 or the first failure. */
+static int upload_parts(upload_t *u, const char *upload_id, char **etags, err_t *err)
+{
+	s3_bucket_t *s = u->s;
+	int64_t done = 0;
+	int active = 0, rc = 0;
+	while (done < u->nparts && rc == 0) {
+		uint64_t now = clock_mono_ns(), wait_ns = 0;
+		up_slot_t *start[UPLOAD_SLOTS];
+		int nstart = 0;
+		pthread_mutex_lock(&u->mu);
+		if (u->prep_rc) {
+			rc = u->prep_rc;
+			copy_err(err, &u->prep_err);
+		}
+		for (int k = 0; k < UPLOAD_SLOTS && rc == 0; k++) {
+			up_slot_t *sl = &u->slot[k];
+			if (sl->state != SLOT_READY)
+				continue;
+			if (sl->ready_at > now) {
+				if (!wait_ns || sl->ready_at - now < wait_ns)
+					wait_ns = sl->ready_at - now;
+				continue;
+			}
+			sl->state = SLOT_SENDING;
+			start[nstart++] = sl;
+		}
+		pthread_mutex_unlock(&u->mu);
+		if (rc)
+			break;
+		for (int k = 0; k < nstart; k++) {
+			up_slot_t *sl = start[k];
+			s3_call_t *c = &sl->c;
+			call_init(c, "PUT", u->name);
+			c->q[c->nq++] = (sigv4_kv_t){"partNumber", sl->num};
+			c->q[c->nq++] = (sigv4_kv_t){"uploadId", upload_id};
+			c->body = sl->p;
+			c->body_n = sl->n;
+			c->payload_sha = sl->sha[0] ? sl->sha : NULL;
+			c->content_md5 = sl->md5[0] ? sl->md5 : NULL;
+			c->attempts = sl->attempts;
+			c->h = easy_get(s);
+			call_setup(s, c);
+			curl_easy_setopt(c->h, CURLOPT_PRIVATE, sl);
+			curl_multi_add_handle(u->m, c->h);
+			active++;
+		}
+		int running = 0;
+		curl_multi_perform(u->m, &running);
+		CURLMsg *msg;
+		int left;
+		while ((msg = curl_multi_info_read(u->m, &left)) != NULL) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			up_slot_t *sl = NULL;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
+			CURLcode cc = msg->data.result;
+			s3_call_t *c = &sl->c;
+			curl_multi_remove_handle(u->m, c->h);
+			active--;
+			int prc = 0;
+			err_t e = {0};
+			int out = call_finish(s, c, cc, &prc, &e);
+			sl->attempts = c->attempts;
+			int next_state = SLOT_FREE;
+			if (out == OUTCOME_OK && !c->etag[0]) {
+				prc = err_set(&e, ERR_CORRUPT, "s3: upload %s: part %s: no ETag in the response", u->name,
+					      sl->num);
+				out = OUTCOME_FAIL;
+			}
+			if (out == OUTCOME_OK) {
+				etags[sl->idx] = xstrdup(c->etag);
+				done++;
+			} else if (out == OUTCOME_RETRY && sl->attempts <= s->max_retries) {
+				sl->ready_at = clock_mono_ns() + (uint64_t)backoff_ms(s, sl->attempts) * 1000000u;
+				next_state = SLOT_READY;
+			} else if (rc == 0) {
+				if (out == OUTCOME_RETRY)
+					err_wrap(&e, "after %d attempts", sl->attempts);
+				rc = prc;
+				copy_err(err, &e);
+			}
+			err_clear(&e);
+			easy_put(s, c->h);
+			c->h = NULL;
+			call_release(c);
+			pthread_mutex_lock(&u->mu);
+			sl->state = next_state;
+			pthread_cond_broadcast(&u->cv);
+			pthread_mutex_unlock(&u->mu);
+		}
+		if (rc || done >= u->nparts)
+			break;
+		int timeout_ms = 1000;
+		if (wait_ns && (int64_t)(wait_ns / 1000000u) + 1 < timeout_ms)
+			timeout_ms = (int)(wait_ns / 1000000u) + 1;
+		curl_multi_poll(u->m, NULL, 0, timeout_ms, NULL); /* the preparer wakes us when a part is ready */
+	}
+	/* Drop transfers still on the wire after a failure. */
+	for (int k = 0; k < UPLOAD_SLOTS; k++) {
+		up_slot_t *sl = &u->slot[k];
+		if (sl->state == SLOT_SENDING && sl->c.h) {
+			curl_multi_remove_handle(u->m, sl->c.h);
+			easy_put(s, sl->c.h);
+			sl->c.h = NULL;
+			call_release(&sl->c);
+		}
+	}
+	return rc;
+}
+
 static int put_multipart(s3_bucket_t *s, const char *name, const bucket_src_t *src, int64_t size, err_t *err)
 {
 	s3_call_t c;
@@ -626,38 +856,48 @@ static int put_multipart(s3_bucket_t *s, const char *name, const bucket_src_t *s
 		buf_release(&upload_id);
 		return rc;
 	}
-	buf_t part = BUF_INIT, xml = BUF_INIT;
+
+	upload_t *u = xcalloc(1, sizeof(*u));
+	u->s = s;
+	u->name = name;
+	u->src = src;
+	u->size = size;
+	u->nparts = (size + s->part_size - 1) / s->part_size;
+	u->m = multi_get(s);
+	pthread_mutex_init(&u->mu, NULL);
+	pthread_cond_init(&u->cv, NULL);
+	for (int k = 0; k < UPLOAD_SLOTS; k++)
+		buf_init(&u->slot[k].data);
+	char **etags = xcalloc((size_t)u->nparts, sizeof(char *));
+	pthread_t th;
+	if (pthread_create(&th, NULL, upload_preparer, u) != 0)
+		die("objstore: s3: cannot start the upload preparer thread");
+	rc = upload_parts(u, upload_id.p, etags, err);
+	pthread_mutex_lock(&u->mu);
+	u->stop = true;
+	pthread_cond_broadcast(&u->cv);
+	pthread_mutex_unlock(&u->mu);
+	pthread_join(th, NULL);
+	multi_put(s, u->m);
+
+	buf_t xml = BUF_INIT;
 	buf_puts(&xml, "<CompleteMultipartUpload>");
-	int64_t nparts = (size + s->part_size - 1) / s->part_size;
-	for (int64_t i = 0; i < nparts && rc == 0; i++) {
-		int64_t off = i * s->part_size, n = size - off < s->part_size ? size - off : s->part_size;
-		const char *p;
-		if (src->fd >= 0) {
-			rc = read_part(src, off, n, &part, name, err);
-			p = part.p;
-		} else {
-			p = (const char *)src->p + off;
-		}
-		if (rc)
-			break;
-		char num[24];
-		snprintf(num, sizeof num, "%lld", (long long)(i + 1));
-		call_init(&c, "PUT", name);
-		c.q[c.nq++] = (sigv4_kv_t){"partNumber", num};
-		c.q[c.nq++] = (sigv4_kv_t){"uploadId", upload_id.p};
-		c.body = p;
-		c.body_n = (size_t)n;
-		rc = s3_do(s, &c, err);
-		if (rc == 0 && !c.etag[0])
-			rc = err_set(err, ERR_CORRUPT, "s3: upload %s: part %s: no ETag in the response", name, num);
-		if (rc == 0) {
-			buf_printf(&xml, "<Part><PartNumber>%s</PartNumber><ETag>", num);
-			s3xml_escape(&xml, c.etag);
-			buf_puts(&xml, "</ETag></Part>");
-		}
-		call_release(&c);
+	for (int64_t i = 0; rc == 0 && i < u->nparts; i++) {
+		buf_printf(&xml, "<Part><PartNumber>%lld</PartNumber><ETag>", (long long)(i + 1));
+		s3xml_escape(&xml, etags[i]);
+		buf_puts(&xml, "</ETag></Part>");
 	}
 	buf_puts(&xml, "</CompleteMultipartUpload>");
+	for (int64_t i = 0; i < u->nparts; i++)
+		free(etags[i]);
+	free(etags);
+	for (int k = 0; k < UPLOAD_SLOTS; k++)
+		buf_release(&u->slot[k].data);
+	err_clear(&u->prep_err);
+	pthread_cond_destroy(&u->cv);
+	pthread_mutex_destroy(&u->mu);
+	free(u);
+
 	if (rc == 0) {
 		call_init(&c, "POST", name);
 		c.q[c.nq++] = (sigv4_kv_t){"uploadId", upload_id.p};
@@ -678,7 +918,6 @@ static int put_multipart(s3_bucket_t *s, const char *name, const bucket_src_t *s
 	}
 	if (rc)
 		abort_multipart(s, name, upload_id.p);
-	buf_release(&part);
 	buf_release(&xml);
 	buf_release(&upload_id);
 	return rc;
