@@ -21,28 +21,19 @@
 #include "net/http.h"
 #include "store/endpoints.h"
 #include "store/grpc_server.h"
-#if __has_include("store/grpc_client.h")
 #include "store/grpc_client.h"
-#define HAVE_STORE_CLIENT 1
-#endif
 
 static const char summary[] = "Query node exposing PromQL enabled Query API with data retrieved from multiple store nodes.";
 
 /* Remote endpoints: a StoreAPI client per address. */
 static store_t *dial_remote(const char *address, void *arg, err_t *err)
 {
-#ifdef HAVE_STORE_CLIENT
 	const int64_t *info_timeout = arg;
 	store_grpc_client_config_t cfg = {.info_timeout_ms = *info_timeout};
 	store_t *s;
 	if (store_grpc_client_new(&s, address, &cfg, err))
 		return NULL;
 	return s;
-#else
-	(void)arg;
-	err_set(err, ERR_UNAVAILABLE, "store %s: this build has no StoreAPI gRPC client", address);
-	return NULL;
-#endif
 }
 
 /* "a,b" values of a repeatable flag split into one list. */
