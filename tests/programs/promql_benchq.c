@@ -8,11 +8,15 @@
  * instant). With WARMUP=1 each query first runs once untimed (page cache, mmaps), then RUNS times;
  * THREADS is the number of threads evaluating (the caller + THREADS-1 pool workers); per query one line
  *   Q name wall_ms_median cpu_ms_median mem_peak_kb series points
- * where cpu is process CPU time (all threads) and mem_peak_kb is the growth of the process's peak
- * RSS during the last run over the RSS before it (VmHWM reset through /proc/self/clear_refs).
+ * where cpu is process CPU time (all threads) and mem_peak_kb is the growth of the process's anonymous
+ * memory (resident minus file-backed pages, sampled every millisecond from /proc/self/statm) during
+ * the last run over its level before it: what the engine allocates, not the block pages it maps.
  * With RESULT_DIR, the first result is written there as <name>.json (the API "data" object).
  */
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,28 +69,32 @@ static double cpu_ms(void)
 	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
 
-static long status_kb(const char *key)
+/* Anonymous resident memory in KiB (resident - shared pages). */
+static long anon_kb(void)
 {
-	FILE *f = fopen("/proc/self/status", "r");
+	FILE *f = fopen("/proc/self/statm", "r");
 	if (!f)
-		return -1;
-	char line[256];
-	long v = -1;
-	size_t kl = strlen(key);
-	while (fgets(line, sizeof line, f))
-		if (!strncmp(line, key, kl) && line[kl] == ':')
-			v = atol(line + kl + 1);
+		return 0;
+	long size, res = 0, shared = 0;
+	if (fscanf(f, "%ld %ld %ld", &size, &res, &shared) != 3)
+		res = shared = 0;
 	fclose(f);
-	return v;
+	return (res - shared) * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-static void reset_hwm(void)
+static atomic_int sampling;
+static atomic_long anon_peak;
+
+static void *sampler(void *arg)
 {
-	FILE *f = fopen("/proc/self/clear_refs", "w");
-	if (f) {
-		fputs("5", f);
-		fclose(f);
+	(void)arg;
+	while (atomic_load(&sampling)) {
+		long k = anon_kb();
+		if (k > atomic_load(&anon_peak))
+			atomic_store(&anon_peak, k);
+		usleep(1000);
 	}
+	return NULL;
 }
 
 static int cmp_d(const void *a, const void *b)
@@ -158,15 +166,24 @@ int main(int argc, char **argv)
 			promql_result_t res;
 			err_t err = {0};
 			long rss0 = 0;
-			if (r == runs - 1) {
-				reset_hwm();
-				rss0 = status_kb("VmRSS");
+			pthread_t th;
+			bool sampled = r == runs - 1;
+			if (sampled) {
+				rss0 = anon_kb();
+				atomic_store(&anon_peak, rss0);
+				atomic_store(&sampling, 1);
+				if (pthread_create(&th, NULL, sampler, NULL))
+					sampled = false;
 			}
 			double w0 = now_ms(), c0 = cpu_ms();
 			int rc = promql_query(&o, promql_merge_queryable(m), &a, str_c(f[4]), start, end, step, &res, &err);
 			double w1 = now_ms(), c1 = cpu_ms();
-			if (r == runs - 1)
-				mem = status_kb("VmHWM") - rss0;
+			if (sampled) {
+				atomic_store(&sampling, 0);
+				pthread_join(th, NULL);
+				long last = anon_kb();
+				mem = (last > atomic_load(&anon_peak) ? last : atomic_load(&anon_peak)) - rss0;
+			}
 			if (rc) {
 				fprintf(stderr, "%s: %s: %s\n", f[0], res.error_type, err.msg);
 				ret = 1;

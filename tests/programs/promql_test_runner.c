@@ -6,7 +6,9 @@
  * for every eval statement and a per-file summary; exits 1 if anything failed.
  *
  * Like Prometheus's harness, every instant eval is also run as a range query over [t-1m, t+1m] with a
- * 1m step and the point at t compared (except eval_ordered).
+ * 1m step and the point at t compared (except eval_ordered), and, unless the expression calls a function
+ * whose result depends on the evaluation time, again with "@ t" pinned on its selectors and subqueries
+ * at evaluation times -10t, 0, t/5, t and 10t (0, 10, 100, 1000, 10000 ms when t is 0).
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -309,6 +311,165 @@ static int compare(const promql_result_t *r, bool is_scalar_result, double scala
 	return 0;
 }
 
+/* The expression's selectors and subqueries (outside subqueries) pinned with "@ ts", as 2.42's
+ * atModifierTestCases does; start()/end() are replaced too. */
+static void pin_at(promql_expr_t *e, int64_t ts)
+{
+	switch (e->kind) {
+	case PROMQL_VECTOR_SEL:
+		if (e->u.vs.mods.at_kind != PROMQL_AT_TS)
+			e->u.vs.mods = (promql_mods_t){e->u.vs.mods.offset, PROMQL_AT_TS, ts};
+		break;
+	case PROMQL_MATRIX_SEL:
+		pin_at(e->u.ms.vs, ts);
+		break;
+	case PROMQL_SUBQUERY: /* its inner selectors stay as they are */
+		if (e->u.sq.mods.at_kind != PROMQL_AT_TS)
+			e->u.sq.mods = (promql_mods_t){e->u.sq.mods.offset, PROMQL_AT_TS, ts};
+		break;
+	case PROMQL_PAREN:
+		pin_at(e->u.paren.expr, ts);
+		break;
+	case PROMQL_UNARY:
+		pin_at(e->u.unary.expr, ts);
+		break;
+	case PROMQL_BINARY:
+		pin_at(e->u.bin.lhs, ts);
+		pin_at(e->u.bin.rhs, ts);
+		break;
+	case PROMQL_CALL:
+		for (size_t i = 0; i < e->u.call.nargs; i++)
+			pin_at(e->u.call.args[i], ts);
+		break;
+	case PROMQL_AGGR:
+		if (e->u.aggr.param)
+			pin_at(e->u.aggr.param, ts);
+		pin_at(e->u.aggr.expr, ts);
+		break;
+	default:
+		break;
+	}
+}
+
+/* 2.42's AtModifierUnsafeFunctions: results depend on the evaluation time even with every selector
+ * pinned, so the harness generates no @ variants for expressions calling them. */
+static bool has_unsafe(const promql_expr_t *e)
+{
+	static const char *const unsafe[] = {"days_in_month", "day_of_month", "day_of_week", "day_of_year", "hour",
+					     "minute", "month", "year", "predict_linear", "time", "timestamp"};
+	switch (e->kind) {
+	case PROMQL_MATRIX_SEL:
+		return false;
+	case PROMQL_SUBQUERY:
+		return has_unsafe(e->u.sq.expr);
+	case PROMQL_PAREN:
+		return has_unsafe(e->u.paren.expr);
+	case PROMQL_UNARY:
+		return has_unsafe(e->u.unary.expr);
+	case PROMQL_BINARY:
+		return has_unsafe(e->u.bin.lhs) || has_unsafe(e->u.bin.rhs);
+	case PROMQL_CALL:
+		for (size_t i = 0; i < ARRAY_LEN(unsafe); i++)
+			if (!strcmp(e->u.call.func->name, unsafe[i]))
+				return true;
+		for (size_t i = 0; i < e->u.call.nargs; i++)
+			if (has_unsafe(e->u.call.args[i]))
+				return true;
+		return false;
+	case PROMQL_AGGR:
+		return (e->u.aggr.param && has_unsafe(e->u.aggr.param)) || has_unsafe(e->u.aggr.expr);
+	default:
+		return false;
+	}
+}
+
+static bool pinnable(const char *expr)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	promql_expr_t *e;
+	err_t err = {0};
+	/* a parse error has no variants (2.42 returns the parse error before generating any) */
+	bool ok = promql_parse(&a, expr, strlen(expr), &e, &err) == 0 && !has_unsafe(e);
+	arena_release(&a);
+	return ok;
+}
+
+/* One instant evaluation at `at` (with pin, of the expression pinned to "@ pin_ts") and its range-mode
+ * cross-check over [at-1m, at+1m]. Returns 0 when the result matches the expectations. */
+static int run_variant(memstore_t *m, const promql_opts_t *opts_in, const char *expr, bool pin, int64_t pin_ts,
+		       int64_t at, bool fail,
+		       bool ordered, expect_t *ex, size_t nex, bool has_scalar, double sexp, char *why, size_t whyn)
+{
+	promql_opts_t opts = *opts_in;
+	promql_expr_t *pe = NULL;
+	arena_t qa;
+	arena_init(&qa, 0);
+	promql_result_t res;
+	err_t qerr = {0};
+	int rc;
+	if (pin) {
+		rc = promql_parse(&qa, expr, strlen(expr), &pe, &qerr);
+		if (rc == 0) {
+			pin_at(pe, pin_ts);
+			rc = promql_eval(&opts, memstore_queryable(m), &qa, pe, at, at, 0, &res, &qerr);
+		}
+	} else {
+		rc = promql_query(&opts, memstore_queryable(m), &qa, str_c(expr), at, at, 0, &res, &qerr);
+	}
+	int ok = 0;
+	if (fail) {
+		if (rc == 0) {
+			snprintf(why, whyn, "expected error evaluating query %s but got none", expr);
+			ok = -1;
+		}
+	} else if (rc) {
+		snprintf(why, whyn, "error evaluating query %s: %s", expr, qerr.msg);
+		ok = -1;
+	} else if (res.type == PROMQL_TYPE_MATRIX || res.type == PROMQL_TYPE_STRING) {
+		snprintf(why, whyn, "received range result on instant evaluation");
+		ok = -1;
+	} else {
+		ok = compare(&res, res.type == PROMQL_TYPE_SCALAR, res.scalar, ex, nex, has_scalar, sexp, ordered, why, whyn);
+		if (ok == 0 && !ordered) {
+			/* range mode: [t-1m, t+1m] step 1m, compare the point at t */
+			arena_t ra;
+			arena_init(&ra, 0);
+			promql_result_t rr;
+			err_t rerr = {0};
+			int rc2 = pin ? promql_eval(&opts, memstore_queryable(m), &ra, pe, at - 60000, at + 60000, 60000, &rr, &rerr)
+				      : promql_query(&opts, memstore_queryable(m), &ra, str_c(expr), at - 60000, at + 60000,
+						     60000, &rr, &rerr);
+			if (rc2) {
+				snprintf(why, whyn, "error evaluating query %s in range mode: %s", expr, rerr.msg);
+				ok = -1;
+			} else {
+				promql_result_t vec = {.type = PROMQL_TYPE_VECTOR};
+				vec.series = ARENA_NEW_ARRAY(&ra, promql_series_t, rr.nseries + 1);
+				for (size_t s = 0; s < rr.nseries; s++)
+					for (size_t k = 0; k < rr.series[s].n; k++)
+						if (rr.series[s].t[k] == at) {
+							promql_series_t *o = &vec.series[vec.nseries++];
+							*o = rr.series[s];
+							o->t = rr.series[s].t + k;
+							o->v = rr.series[s].v + k;
+							o->n = 1;
+							break;
+						}
+				if (res.type == PROMQL_TYPE_SCALAR)
+					ok = compare(&vec, true, vec.nseries ? vec.series[0].v[0] : NAN, ex, nex, has_scalar, sexp, false, why, whyn);
+				else
+					ok = compare(&vec, false, 0, ex, nex, has_scalar, sexp, false, why, whyn);
+				if (ok)
+					strncat(why, " (range mode)", whyn - strlen(why) - 1);
+			}
+			arena_release(&ra);
+		}
+	}
+	arena_release(&qa);
+	return ok;
+}
+
 static int run_file(const char *path, const char *name, int *npass, int *nfail)
 {
 	size_t n;
@@ -408,59 +569,26 @@ static int run_file(const char *path, const char *name, int *npass, int *nfail)
 			(*nfail)++;
 			continue;
 		}
-		arena_t qa;
-		arena_init(&qa, 0);
-		promql_result_t res;
-		err_t qerr = {0};
-		int rc = promql_query(&opts, memstore_queryable(m), &qa, str_c(expr), at, at, 0, &res, &qerr);
-		int ok = 0;
-		if (fail) {
-			if (rc == 0) {
-				snprintf(why, sizeof why, "expected error evaluating query %s but got none", expr);
-				ok = -1;
+		int ok = run_variant(m, &opts, expr, false, 0, at, fail, ordered, ex, nex, has_scalar, sexp, why, sizeof why);
+		/* Then, like 2.42's harness, the @-pinned variants: every selector and subquery not inside a
+		 * subquery gets "@ <t>" and the same result is expected at eval times -10t, 0, t/5, t, 10t. */
+		if (ok == 0 && pinnable(expr)) {
+			int64_t ets[5] = {-10 * at, 0, at / 5, at, 10 * at};
+			if (at == 0) {
+				int64_t z[5] = {0, 10, 100, 1000, 10000};
+				memcpy(ets, z, sizeof ets);
 			}
-		} else if (rc) {
-			snprintf(why, sizeof why, "error evaluating query %s: %s", expr, qerr.msg);
-			ok = -1;
-		} else if (res.type == PROMQL_TYPE_MATRIX || res.type == PROMQL_TYPE_STRING) {
-			snprintf(why, sizeof why, "received range result on instant evaluation");
-			ok = -1;
-		} else {
-			ok = compare(&res, res.type == PROMQL_TYPE_SCALAR, res.scalar, ex, nex, has_scalar, sexp, ordered, why, sizeof why);
-			if (ok == 0 && !ordered) {
-				/* range mode: [t-1m, t+1m] step 1m, compare the point at t */
-				arena_t ra;
-				arena_init(&ra, 0);
-				promql_result_t rr;
-				err_t rerr = {0};
-				int rc2 = promql_query(&opts, memstore_queryable(m), &ra, str_c(expr), at - 60000, at + 60000, 60000, &rr, &rerr);
-				if (rc2) {
-					snprintf(why, sizeof why, "error evaluating query %s in range mode: %s", expr, rerr.msg);
-					ok = -1;
-				} else {
-					promql_result_t vec = {.type = PROMQL_TYPE_VECTOR};
-					vec.series = ARENA_NEW_ARRAY(&ra, promql_series_t, rr.nseries + 1);
-					for (size_t s = 0; s < rr.nseries; s++)
-						for (size_t k = 0; k < rr.series[s].n; k++)
-							if (rr.series[s].t[k] == at) {
-								promql_series_t *o = &vec.series[vec.nseries++];
-								*o = rr.series[s];
-								o->t = rr.series[s].t + k;
-								o->v = rr.series[s].v + k;
-								o->n = 1;
-								break;
-							}
-					if (res.type == PROMQL_TYPE_SCALAR)
-						ok = compare(&vec, true, vec.nseries ? vec.series[0].v[0] : NAN, ex, nex, has_scalar, sexp, false, why, sizeof why);
-					else
-						ok = compare(&vec, false, 0, ex, nex, has_scalar, sexp, false, why, sizeof why);
-					if (ok)
-						strncat(why, " (range mode)", sizeof why - strlen(why) - 1);
+			for (int k = 0; k < 5 && ok == 0; k++) {
+				ok = run_variant(m, &opts, expr, true, at, ets[k], fail, ordered, ex, nex, has_scalar, sexp, why,
+						 sizeof why);
+				if (ok) {
+					char tmp[sizeof why];
+					snprintf(tmp, sizeof tmp, "%s (@ %lld pinned, evaluated at %lld)", why, (long long)at,
+						 (long long)ets[k]);
+					memcpy(why, tmp, sizeof why);
 				}
-				arena_release(&ra);
 			}
 		}
-		arena_release(&qa);
 		if (ok == 0) {
 			printf("PASS promqltest:%s:%zu\n", name, line_no);
 			(*npass)++;
