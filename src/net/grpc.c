@@ -10,6 +10,7 @@
 
 #include <nghttp2/nghttp2.h>
 #include <snappy-c.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,9 @@ struct grpc_server {
 typedef struct h2_conn h2_conn_t;
 
 struct grpc_call {
-	h2_conn_t *hc;
+	h2_conn_t *hc;      /* NULL once the stream has ended (the call is detached, kept by holds) */
+	loop_t *loop;
+	atomic_int refs;    /* 1 for the stream while attached + one per grpc_call_hold/grpc_call_post */
 	int32_t stream_id;
 	arena_t arena;
 	char path[256];
@@ -59,7 +62,7 @@ struct grpc_call {
 	bool responded;     /* response HEADERS submitted */
 	bool finished;      /* status decided; trailers go out when out is drained */
 	bool deferred;      /* data provider returned DEFERRED */
-	bool cancelled;
+	atomic_bool cancelled; /* read by worker threads (grpc_call_cancelled) */
 	bool done_called;
 	int status;
 	char *status_msg;
@@ -110,6 +113,9 @@ static grpc_call_t *call_new(h2_conn_t *hc, int32_t id)
 {
 	grpc_call_t *call = xcalloc(1, sizeof *call);
 	call->hc = hc;
+	call->loop = hc->srv->loop;
+	atomic_init(&call->refs, 1);
+	atomic_init(&call->cancelled, false);
 	call->stream_id = id;
 	call->timeout_ms = -1;
 	arena_init(&call->arena, 0);
@@ -132,23 +138,79 @@ static void call_run_done(grpc_call_t *call)
 		call->done(call, call->parg);
 }
 
+/* Memory only: by now nothing on the loop refers to the call. Any thread. */
+static void call_unref(grpc_call_t *call)
+{
+	if (atomic_fetch_sub_explicit(&call->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	buf_release(&call->req);
+	buf_release(&call->out);
+	buf_release(&call->stage);
+	free(call->status_msg);
+	arena_release(&call->arena);
+	free(call);
+}
+
+/* The stream is over: run done, unlink from the connection, drop the stream's reference (holders
+ * keep the memory). Loop thread. */
 static void call_free(grpc_call_t *call)
 {
 	h2_conn_t *hc = call->hc;
 	call_run_done(call);
 	if (call->timer)
-		loop_del_timer(hc->srv->loop, call->timer);
+		loop_del_timer(call->loop, call->timer);
+	call->timer = 0;
 	if (call->prev)
 		call->prev->next = call->next;
 	else
 		hc->calls = call->next;
 	if (call->next)
 		call->next->prev = call->prev;
-	buf_release(&call->req);
-	buf_release(&call->out);
-	buf_release(&call->stage);
-	arena_release(&call->arena);
-	free(call);
+	call->prev = call->next = NULL;
+	call->hc = NULL;
+	call->produce = NULL;
+	call->done = NULL;
+	call_unref(call);
+}
+
+void grpc_call_hold(grpc_call_t *call)
+{
+	atomic_fetch_add_explicit(&call->refs, 1, memory_order_relaxed);
+}
+
+void grpc_call_release(grpc_call_t *call)
+{
+	call_unref(call);
+}
+
+typedef struct call_post {
+	grpc_call_t *call;
+	grpc_post_fn fn, drop;
+	void *arg;
+} call_post_t;
+
+static void call_post_run(void *p)
+{
+	call_post_t cp = *(call_post_t *)p;
+	free(p);
+	if (cp.call->hc && !atomic_load(&cp.call->cancelled) && !cp.call->finished)
+		cp.fn(cp.call, cp.arg);
+	else if (cp.drop)
+		cp.drop(cp.call, cp.arg);
+	call_unref(cp.call);
+}
+
+void grpc_call_post(grpc_call_t *call, grpc_post_fn fn, grpc_post_fn drop, void *arg)
+{
+	call_post_t *cp = xmalloc(sizeof *cp);
+	*cp = (call_post_t){call, fn, drop, arg};
+	grpc_call_hold(call);
+	loop_post(call->loop, call_post_run, cp);
+}
+
+bool grpc_call_compresses(const grpc_call_t *call)
+{
+	return call->compress;
 }
 
 arena_t *grpc_call_arena(grpc_call_t *call)
@@ -168,7 +230,7 @@ uint64_t grpc_call_deadline(const grpc_call_t *call)
 
 bool grpc_call_cancelled(const grpc_call_t *call)
 {
-	return call->cancelled;
+	return atomic_load(&call->cancelled);
 }
 
 size_t grpc_call_pending(const grpc_call_t *call)
@@ -206,7 +268,7 @@ static void call_commit(grpc_call_t *call)
 static void call_resume(grpc_call_t *call)
 {
 	h2_conn_t *hc = call->hc;
-	if (!call->responded || !call->deferred)
+	if (!hc || !call->responded || !call->deferred)
 		return;
 	call->deferred = false;
 	nghttp2_session_resume_data(hc->session, call->stream_id);
@@ -235,21 +297,46 @@ uint8_t *grpc_call_reserve(grpc_call_t *call, size_t len)
 
 void grpc_call_send(grpc_call_t *call, const void *msg, size_t len)
 {
-	if (call->finished || call->cancelled)
+	if (call->finished || grpc_call_cancelled(call))
 		return;
 	uint8_t *p = grpc_call_reserve(call, len);
 	if (len)
 		memcpy(p, msg, len);
 }
 
+void grpc_call_send_framed(grpc_call_t *call, const void *p, size_t n)
+{
+	if (call->finished || grpc_call_cancelled(call) || !call->hc || n == 0)
+		return;
+	call_commit(call);
+	if (call->out_off > 0 && call->out_off == call->out.n) {
+		buf_reset(&call->out);
+		call->out_off = 0;
+	}
+	buf_append(&call->out, p, n);
+	call_resume(call);
+}
+
+void grpc_frame_append(buf_t *out, bool compress, const void *msg, size_t len)
+{
+	size_t at = out->n;
+	buf_extend(out, 5);
+	if (compress)
+		grpc_snappy_encode(out, msg, len);
+	else if (len)
+		buf_append(out, msg, len);
+	put_frame_header((uint8_t *)out->p + at, compress ? 1 : 0, out->n - at - 5);
+}
+
 void grpc_call_finish(grpc_call_t *call, int status, const char *message)
 {
-	if (call->finished)
+	if (call->finished || !call->hc)
 		return;
 	call_commit(call);
 	call->finished = true;
 	call->status = status;
-	call->status_msg = message ? arena_strdup(&call->arena, message) : NULL;
+	/* Not the arena: after dispatch a worker may be allocating from it. */
+	call->status_msg = message ? xstrdup(message) : NULL;
 	call_resume(call);
 }
 
@@ -262,10 +349,10 @@ void grpc_call_set_producer(grpc_call_t *call, grpc_produce_fn produce, grpc_don
 }
 
 /* grpc-message is percent-encoded: bytes outside 0x20..0x7e and '%'. */
-static const char *percent_encode(arena_t *a, const char *s)
+static char *percent_encode(const char *s)
 {
 	size_t n = strlen(s);
-	char *out = arena_alloc(a, 3 * n + 1), *w = out;
+	char *out = xmalloc(3 * n + 1), *w = out;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)s[i];
 		if (ch < 0x20 || ch > 0x7e || ch == '%')
@@ -281,12 +368,14 @@ static const char *percent_encode(arena_t *a, const char *s)
 
 static void submit_trailers(grpc_call_t *call)
 {
+	/* nghttp2 copies values (only names are NO_COPY): temporaries are fine, and the call's arena is
+	 * off limits here (a worker may be using it). */
 	char code[16];
 	snprintf(code, sizeof code, "%d", call->status);
-	const char *msg = call->status_msg ? percent_encode(&call->arena, call->status_msg) : "";
-	char *codep = arena_strdup(&call->arena, code);
-	nghttp2_nv nva[2] = {NV("grpc-status", codep), NV("grpc-message", msg)};
+	char *msg = percent_encode(call->status_msg ? call->status_msg : "");
+	nghttp2_nv nva[2] = {NV("grpc-status", code), NV("grpc-message", msg)};
 	nghttp2_submit_trailer(call->hc->session, call->stream_id, nva, msg[0] ? 2 : 1);
+	free(msg);
 }
 
 static ssize_t call_read(nghttp2_session *session, int32_t stream_id, uint8_t *buf, size_t length,
@@ -294,7 +383,7 @@ static ssize_t call_read(nghttp2_session *session, int32_t stream_id, uint8_t *b
 {
 	grpc_call_t *call = source->ptr;
 	(void)session, (void)stream_id, (void)user_data;
-	if (!call->finished && call->produce && !call->cancelled && grpc_call_pending(call) < GRPC_OUT_LOW)
+	if (!call->finished && call->produce && !grpc_call_cancelled(call) && grpc_call_pending(call) < GRPC_OUT_LOW)
 		call->produce(call, call->parg);
 	call_commit(call);
 	size_t avail = grpc_call_pending(call);
@@ -328,7 +417,7 @@ static int64_t call_deadline_fired(loop_t *l, uint64_t id, void *arg)
 	(void)l, (void)id;
 	call->timer = 0;
 	if (!call->finished) {
-		call->cancelled = true;
+		atomic_store(&call->cancelled, true);
 		/* Drop what is queued: the status must go out now. done runs first: finishing may end the
 		 * stream and free the call. */
 		buf_reset(&call->out);
@@ -517,7 +606,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 		return 0;
 	nghttp2_session_set_stream_user_data(session, stream_id, NULL);
 	if (!call->finished || grpc_call_pending(call) > 0)
-		call->cancelled = true;
+		atomic_store(&call->cancelled, true);
 	call_free(call);
 	return 0;
 }
@@ -527,7 +616,7 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 static void h2_destroy(h2_conn_t *hc)
 {
 	while (hc->calls) {
-		hc->calls->cancelled = true;
+		atomic_store(&hc->calls->cancelled, true);
 		call_free(hc->calls);
 	}
 	nghttp2_session_del(hc->session);
@@ -654,6 +743,11 @@ grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg)
 	s->max_streams = cfg && cfg->max_concurrent_streams ? cfg->max_concurrent_streams : 100;
 	s->compress = cfg && cfg->compress;
 	return s;
+}
+
+loop_t *grpc_server_loop(const grpc_server_t *s)
+{
+	return s->loop;
 }
 
 void grpc_server_free(grpc_server_t *s)

@@ -12,7 +12,16 @@
  *
  * Lifetime: a call lives from its request to the end of its stream. Whatever ends it (finish sent,
  * peer reset, deadline, connection closed) the done callback runs exactly once (if installed), after
- * which the call and its arena are freed. Everything runs on the loop thread; handlers must not block.
+ * which the call and its arena are freed — unless the call is held (grpc_call_hold): then it is only
+ * detached (cancelled if it had not finished; sends and finish are ignored) and freed by the last
+ * grpc_call_release. Everything runs on the loop thread; handlers must not block.
+ *
+ * Worker threads: to serve a call off the loop, the handler holds it and hands it to a worker. The
+ * worker may read the request and use the call's arena (the loop no longer allocates from it once the
+ * handler has run), poll grpc_call_cancelled/grpc_call_deadline/grpc_call_compresses, frame messages
+ * into its own buffer with grpc_frame_append, and hand results back with grpc_call_post, whose
+ * callback runs on the loop thread and may send (grpc_call_send_framed) and finish. Nothing else
+ * may be called off the loop thread.
  * Compression: requests compressed with grpc-encoding "snappy" (the snappy framing format, as grpc-go's
  * and Thanos's "snappy" compressor) are decompressed (within the max request size); other encodings
  * get UNIMPLEMENTED. Responses are snappy-compressed when the request was, or when the server is
@@ -69,6 +78,8 @@ typedef struct grpc_server_config {
 } grpc_server_config_t;
 
 grpc_server_t *grpc_server_new(loop_t *loop, const grpc_server_config_t *cfg);
+/* The loop the server runs on. */
+loop_t *grpc_server_loop(const grpc_server_t *s);
 /* Frees the server; its listeners must be freed first (their connections hold it). */
 void grpc_server_free(grpc_server_t *s);
 /* path is the full method, e.g. "/thanos.Store/Series" (copied). */
@@ -96,6 +107,25 @@ uint8_t *grpc_call_reserve(grpc_call_t *call, size_t len);
  * complete the stream at once and free the call: do not touch it afterwards. */
 void grpc_call_finish(grpc_call_t *call, int status, const char *message);
 void grpc_call_set_producer(grpc_call_t *call, grpc_produce_fn produce, grpc_done_fn done, void *arg);
+
+/* Keep the call's memory (struct, arena, request) past the end of its stream; every hold needs one
+ * grpc_call_release. hold: loop thread, or any thread that already owns a hold. release: any thread;
+ * the last one frees the call (running its arena's cleanup hooks on that thread). */
+void grpc_call_hold(grpc_call_t *call);
+void grpc_call_release(grpc_call_t *call);
+typedef void (*grpc_post_fn)(grpc_call_t *call, void *arg);
+/* Thread-safe (the caller must own a hold): run fn(call, arg) on the call's loop thread soon, if the
+ * call is then still live (stream open, not cancelled, not finished); otherwise run drop (if not
+ * NULL) there instead. Exactly one of them runs, even if the loop is being freed. The call is held
+ * until then. */
+void grpc_call_post(grpc_call_t *call, grpc_post_fn fn, grpc_post_fn drop, void *arg);
+/* Whether response messages must be snappy-compressed (fixed once the handler runs; thread-safe). */
+bool grpc_call_compresses(const grpc_call_t *call);
+/* Append one framed message (5-byte prefix, snappy-compressed if compress) to out. Thread-safe. */
+void grpc_frame_append(buf_t *out, bool compress, const void *msg, size_t len);
+/* Queue whole framed messages (from grpc_frame_append with grpc_call_compresses). Loop thread;
+ * ignored after finish/cancel. */
+void grpc_call_send_framed(grpc_call_t *call, const void *p, size_t n);
 
 /* Map a negative ERR_* code to a gRPC status. */
 int grpc_status_from_err(int code);

@@ -3,26 +3,76 @@
  */
 #include "store/grpc_server.h"
 
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
+#include "base/workers.h"
 #include "info.pb-c.h"
 #include "storepb_rpc.pb-c.h"
 #include "tsdb/xor.h"
 
-struct store_service {
-	store_t *store;
-	const char *component;
-};
+/* Where encoded responses go: straight into the call (loop mode) or into a worker's batch of framed
+ * messages (pool mode). */
+typedef struct sink {
+	grpc_call_t *call; /* loop mode */
+	buf_t *out;        /* pool mode */
+	bool compress;
+	buf_t tmp;         /* pool mode with compression: the body before framing */
+} sink_t;
+
+static uint8_t *sink_reserve(sink_t *k, size_t len)
+{
+	if (!k->out)
+		return grpc_call_reserve(k->call, len);
+	if (k->compress) {
+		buf_reset(&k->tmp);
+		return (uint8_t *)buf_extend(&k->tmp, len);
+	}
+	uint8_t *p = (uint8_t *)buf_extend(k->out, 5 + len);
+	p[0] = 0;
+	p[1] = (uint8_t)(len >> 24), p[2] = (uint8_t)(len >> 16), p[3] = (uint8_t)(len >> 8), p[4] = (uint8_t)len;
+	return p + 5;
+}
+
+/* The reserved message is complete. */
+static void sink_commit(sink_t *k)
+{
+	if (k->out && k->compress)
+		grpc_frame_append(k->out, true, k->tmp.p, k->tmp.n);
+}
+
+static size_t sink_size(const sink_t *k)
+{
+	return k->out ? k->out->n : grpc_call_pending(k->call);
+}
 
 typedef struct series_stream {
-	store_t *store;
 	series_set_t *set;
 	bool skip_chunks;
 	arena_t scratch; /* one series' message */
 	xor_enc_t enc;
 } series_stream_t;
+
+/* How a call ended: a gRPC status and a message (empty = none). */
+typedef struct result {
+	int status;
+	err_t err;
+} result_t;
+
+static void result_set(result_t *r, int status, const char *msg)
+{
+	r->status = status;
+	snprintf(r->err.msg, sizeof r->err.msg, "%s", msg ? msg : "");
+}
+
+static void result_err(result_t *r, int code, const err_t *err)
+{
+	result_set(r, grpc_status_from_err(code), err->msg);
+}
 
 static void *pb_alloc(void *data, size_t size)
 {
@@ -53,11 +103,6 @@ static int convert_matchers(arena_t *a, Thanos__LabelMatcher **in, size_t n, mat
 	}
 	*out = ms;
 	return 0;
-}
-
-static void finish_err(grpc_call_t *call, int code, const err_t *err)
-{
-	grpc_call_finish(call, grpc_status_from_err(code), err->msg);
 }
 
 static Thanos__AggrChunk *make_chunk(arena_t *a, int64_t mint, int64_t maxt, uint8_t enc, const uint8_t *p,
@@ -121,7 +166,7 @@ static int encode_samples(series_stream_t *st, Thanos__Series *s, err_t *err)
 	}
 }
 
-static int send_series(grpc_call_t *call, series_stream_t *st, err_t *err)
+static int send_series(sink_t *k, series_stream_t *st, err_t *err)
 {
 	arena_t *a = &st->scratch;
 	arena_reset(a);
@@ -155,19 +200,25 @@ static int send_series(grpc_call_t *call, series_stream_t *st, err_t *err)
 	resp.result_case = THANOS__SERIES_RESPONSE__RESULT_SERIES;
 	resp.series = s;
 	size_t len = thanos__series_response__get_packed_size(&resp);
-	thanos__series_response__pack(&resp, grpc_call_reserve(call, len));
+	thanos__series_response__pack(&resp, sink_reserve(k, len));
+	sink_commit(k);
 	return 0;
 }
 
-static void series_produce(grpc_call_t *call, void *arg)
+/* Send series until the sink holds limit bytes (false: more to come), or the stream ends (true, with
+ * the status in r): the last series, then the set's warnings, or an error. */
+static bool series_fill(series_stream_t *st, grpc_call_t *call, sink_t *k, size_t limit, result_t *r)
 {
-	series_stream_t *st = arg;
 	err_t err = {0};
-	while (grpc_call_pending(call) < GRPC_OUT_HIGH && !grpc_call_cancelled(call)) {
+	while (sink_size(k) < limit) {
+		if (grpc_call_cancelled(call)) {
+			result_set(r, GRPC_CANCELLED, "call cancelled");
+			return true;
+		}
 		int rc = series_set_next(st->set, &err);
 		if (rc < 0) {
-			finish_err(call, rc, &err);
-			return;
+			result_err(r, rc, &err);
+			return true;
 		}
 		if (rc == 0) {
 			const char *const *w = NULL;
@@ -177,48 +228,51 @@ static void series_produce(grpc_call_t *call, void *arg)
 				resp.result_case = THANOS__SERIES_RESPONSE__RESULT_WARNING;
 				resp.warning = (char *)w[i];
 				size_t len = thanos__series_response__get_packed_size(&resp);
-				thanos__series_response__pack(&resp, grpc_call_reserve(call, len));
+				thanos__series_response__pack(&resp, sink_reserve(k, len));
+				sink_commit(k);
 			}
-			grpc_call_finish(call, GRPC_OK, NULL);
-			return;
+			result_set(r, GRPC_OK, NULL);
+			return true;
 		}
-		if ((rc = send_series(call, st, &err)) < 0) {
-			finish_err(call, rc, &err);
-			return;
+		if ((rc = send_series(k, st, &err)) < 0) {
+			result_err(r, rc, &err);
+			return true;
 		}
 	}
+	return false;
 }
 
-static void series_done(grpc_call_t *call, void *arg)
+static void series_close(series_stream_t *st)
 {
-	series_stream_t *st = arg;
-	(void)call;
+	if (!st->set)
+		return;
 	series_set_close(st->set);
 	st->set = NULL;
 	xor_enc_release(&st->enc);
 	arena_release(&st->scratch);
 }
 
-static void handle_series(grpc_call_t *call, str_t msg, void *arg)
+/* Decode the request and open the series set (st->set) in the call's arena; false with r set if
+ * the call is already over. */
+static bool series_open(store_t *store, grpc_call_t *call, str_t msg, series_stream_t *st, result_t *r)
 {
-	store_service_t *svc = arg;
 	arena_t *a = grpc_call_arena(call);
 	ProtobufCAllocator al = {pb_alloc, pb_free, a};
 	Thanos__SeriesRequest *req = thanos__series_request__unpack(&al, msg.n, (const uint8_t *)msg.p);
 	if (!req) {
-		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "Series: cannot decode SeriesRequest");
-		return;
+		result_set(r, GRPC_INVALID_ARGUMENT, "Series: cannot decode SeriesRequest");
+		return false;
 	}
 	err_t err = {0};
 	matcher_t *ms;
 	int rc = convert_matchers(a, req->matchers, req->n_matchers, &ms, &err);
 	if (rc) {
-		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, err.msg);
-		return;
+		result_set(r, GRPC_INVALID_ARGUMENT, err.msg);
+		return false;
 	}
 	if (req->n_matchers == 0) {
-		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "no matchers specified (excluding selector labels)");
-		return;
+		result_set(r, GRPC_INVALID_ARGUMENT, "no matchers specified (excluding selector labels)");
+		return false;
 	}
 	store_series_req_t sr = {
 		.mint = req->min_time,
@@ -231,20 +285,19 @@ static void handle_series(grpc_call_t *call, str_t msg, void *arg)
 				  req->partial_response_strategy == THANOS__PARTIAL_RESPONSE_STRATEGY__ABORT,
 		.func = req->query_hints && req->query_hints->func ? req->query_hints->func->name : NULL,
 	};
-	series_stream_t *st = ARENA_NEW(a, series_stream_t);
-	st->store = svc->store;
 	st->skip_chunks = req->skip_chunks;
-	rc = store_series(svc->store, a, &sr, &st->set, &err);
+	rc = store_series(store, a, &sr, &st->set, &err);
 	if (rc < 0) {
-		finish_err(call, rc, &err);
-		return;
+		st->set = NULL;
+		result_err(r, rc, &err);
+		return false;
 	}
 	arena_init(&st->scratch, 16 * 1024);
 	xor_enc_init(&st->enc);
-	grpc_call_set_producer(call, series_produce, series_done, st);
+	return true;
 }
 
-static void send_strings(grpc_call_t *call, bool names, const store_strings_t *r)
+static void send_strings(grpc_call_t *call, sink_t *k, bool names, const store_strings_t *r)
 {
 	arena_t *a = grpc_call_arena(call);
 	char **v = ARENA_NEW_ARRAY(a, char *, r->n ? r->n : 1);
@@ -258,17 +311,17 @@ static void send_strings(grpc_call_t *call, bool names, const store_strings_t *r
 		Thanos__LabelNamesResponse resp = THANOS__LABEL_NAMES_RESPONSE__INIT;
 		resp.n_names = r->n, resp.names = v, resp.n_warnings = r->nwarnings, resp.warnings = w;
 		len = thanos__label_names_response__get_packed_size(&resp);
-		thanos__label_names_response__pack(&resp, grpc_call_reserve(call, len));
+		thanos__label_names_response__pack(&resp, sink_reserve(k, len));
 	} else {
 		Thanos__LabelValuesResponse resp = THANOS__LABEL_VALUES_RESPONSE__INIT;
 		resp.n_values = r->n, resp.values = v, resp.n_warnings = r->nwarnings, resp.warnings = w;
 		len = thanos__label_values_response__get_packed_size(&resp);
-		thanos__label_values_response__pack(&resp, grpc_call_reserve(call, len));
+		thanos__label_values_response__pack(&resp, sink_reserve(k, len));
 	}
-	grpc_call_finish(call, GRPC_OK, NULL);
+	sink_commit(k);
 }
 
-static void handle_labels(grpc_call_t *call, str_t msg, store_service_t *svc, bool names)
+static void run_labels(store_t *store, grpc_call_t *call, str_t msg, sink_t *k, bool names, result_t *res)
 {
 	arena_t *a = grpc_call_arena(call);
 	ProtobufCAllocator al = {pb_alloc, pb_free, a};
@@ -279,7 +332,7 @@ static void handle_labels(grpc_call_t *call, str_t msg, store_service_t *svc, bo
 	if (names) {
 		Thanos__LabelNamesRequest *req = thanos__label_names_request__unpack(&al, msg.n, (const uint8_t *)msg.p);
 		if (!req) {
-			grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "LabelNames: cannot decode LabelNamesRequest");
+			result_set(res, GRPC_INVALID_ARGUMENT, "LabelNames: cannot decode LabelNamesRequest");
 			return;
 		}
 		lr.mint = req->start, lr.maxt = req->end, lr.limit = req->limit;
@@ -290,11 +343,11 @@ static void handle_labels(grpc_call_t *call, str_t msg, store_service_t *svc, bo
 		Thanos__LabelValuesRequest *req =
 			thanos__label_values_request__unpack(&al, msg.n, (const uint8_t *)msg.p);
 		if (!req) {
-			grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "LabelValues: cannot decode LabelValuesRequest");
+			result_set(res, GRPC_INVALID_ARGUMENT, "LabelValues: cannot decode LabelValuesRequest");
 			return;
 		}
 		if (!req->label[0]) {
-			grpc_call_finish(call, GRPC_INVALID_ARGUMENT, "label name parameter cannot be empty");
+			result_set(res, GRPC_INVALID_ARGUMENT, "label name parameter cannot be empty");
 			return;
 		}
 		lr.mint = req->start, lr.maxt = req->end, lr.limit = req->limit;
@@ -306,43 +359,32 @@ static void handle_labels(grpc_call_t *call, str_t msg, store_service_t *svc, bo
 	err_t err = {0};
 	matcher_t *ms;
 	if (convert_matchers(a, pm, npm, &ms, &err)) {
-		grpc_call_finish(call, GRPC_INVALID_ARGUMENT, err.msg);
+		result_set(res, GRPC_INVALID_ARGUMENT, err.msg);
 		return;
 	}
 	lr.ms = ms, lr.nms = npm, lr.abort_on_error = abort_on_error;
 	store_strings_t r;
-	int rc = names ? store_label_names(svc->store, a, &lr, &r, &err) : store_label_values(svc->store, a, &lr, &r, &err);
+	int rc = names ? store_label_names(store, a, &lr, &r, &err) : store_label_values(store, a, &lr, &r, &err);
 	if (rc < 0) {
-		finish_err(call, rc, &err);
+		result_err(res, rc, &err);
 		return;
 	}
-	send_strings(call, names, &r);
+	send_strings(call, k, names, &r);
+	result_set(res, GRPC_OK, NULL);
 }
 
-static void handle_label_names(grpc_call_t *call, str_t msg, void *arg)
+static void run_info(store_t *store, const char *component, grpc_call_t *call, sink_t *k, result_t *res)
 {
-	handle_labels(call, msg, arg, true);
-}
-
-static void handle_label_values(grpc_call_t *call, str_t msg, void *arg)
-{
-	handle_labels(call, msg, arg, false);
-}
-
-static void handle_info(grpc_call_t *call, str_t msg, void *arg)
-{
-	store_service_t *svc = arg;
 	arena_t *a = grpc_call_arena(call);
-	(void)msg; /* InfoRequest is empty */
 	store_info_t info;
 	err_t err = {0};
-	int rc = store_info(svc->store, a, &info, &err);
+	int rc = store_info(store, a, &info, &err);
 	if (rc < 0) {
-		finish_err(call, rc, &err);
+		result_err(res, rc, &err);
 		return;
 	}
 	Thanos__Info__InfoResponse resp = THANOS__INFO__INFO_RESPONSE__INIT;
-	resp.componenttype = (char *)svc->component;
+	resp.componenttype = (char *)component;
 	resp.n_label_sets = info.nlabel_sets;
 	resp.label_sets = ARENA_NEW_ARRAY(a, Thanos__ZLabelSet *, info.nlabel_sets ? info.nlabel_sets : 1);
 	for (size_t i = 0; i < info.nlabel_sets; i++) {
@@ -365,26 +407,365 @@ static void handle_info(grpc_call_t *call, str_t msg, void *arg)
 	si.max_time = info.maxt;
 	resp.store = &si;
 	size_t len = thanos__info__info_response__get_packed_size(&resp);
-	thanos__info__info_response__pack(&resp, grpc_call_reserve(call, len));
-	grpc_call_finish(call, GRPC_OK, NULL);
+	thanos__info__info_response__pack(&resp, sink_reserve(k, len));
+	sink_commit(k);
+	result_set(res, GRPC_OK, NULL);
 }
 
-store_service_t *store_grpc_register(grpc_server_t *srv, store_t *store, const char *component_type)
+/* ---- the service ---- */
+
+enum { K_SERIES, K_LABEL_NAMES, K_LABEL_VALUES, K_INFO, NKINDS };
+enum { CLS_SERIES, CLS_LABELS, CLS_INFO, NCLS };
+#define INFO_SLOTS 2
+
+typedef struct job job_t;
+typedef struct pool pool_t;
+
+struct store_service {
+	store_t *store;
+	const char *component;
+	pool_t *pool; /* NULL: loop mode */
+	struct binding {
+		store_service_t *svc;
+		int kind;
+	} bind[NKINDS];
+};
+
+/* ---- loop mode: handlers and producers on the loop thread ---- */
+
+static void finish_result(grpc_call_t *call, const result_t *r)
+{
+	grpc_call_finish(call, r->status, r->err.msg[0] ? r->err.msg : NULL);
+}
+
+static void loop_series_produce(grpc_call_t *call, void *arg)
+{
+	series_stream_t *st = arg;
+	sink_t k = {.call = call};
+	result_t r;
+	if (series_fill(st, call, &k, GRPC_OUT_HIGH, &r) && !grpc_call_cancelled(call))
+		finish_result(call, &r);
+}
+
+static void loop_series_done(grpc_call_t *call, void *arg)
+{
+	(void)call;
+	series_close(arg);
+}
+
+static void loop_handle(grpc_call_t *call, str_t msg, void *arg)
+{
+	struct binding *b = arg;
+	store_service_t *svc = b->svc;
+	sink_t k = {.call = call};
+	result_t r;
+	switch (b->kind) {
+	case K_SERIES: {
+		series_stream_t *st = ARENA_NEW(grpc_call_arena(call), series_stream_t);
+		if (!series_open(svc->store, call, msg, st, &r)) {
+			finish_result(call, &r);
+			return;
+		}
+		grpc_call_set_producer(call, loop_series_produce, loop_series_done, st);
+		return;
+	}
+	case K_LABEL_NAMES:
+	case K_LABEL_VALUES:
+		run_labels(svc->store, call, msg, &k, b->kind == K_LABEL_NAMES, &r);
+		break;
+	default:
+		run_info(svc->store, svc->component, call, &k, &r);
+		break;
+	}
+	finish_result(call, &r);
+}
+
+/* ---- pool mode: every call runs on a worker, its output handed to the loop in batches ----
+ *
+ * A job is one call. Loop-thread fields: queued/busy and the queue links. A worker runs the job only
+ * while busy is set (set on the loop before workers_submit, cleared by the loop when the worker's
+ * grpc_call_post arrives), so the job's worker fields (stream, out, result, closed) are touched by
+ * one thread at a time, handed over through the pool's and the loop's queues. */
+struct job {
+	store_service_t *svc;
+	grpc_call_t *call; /* held until job_end */
+	int kind, cls;
+	str_t msg;         /* the request, in the call's arena */
+	/* loop thread */
+	bool queued, busy;
+	job_t *prev, *next;
+	/* set by the loop before submitting: stop and release (the call is gone) */
+	bool abandon;
+	/* worker */
+	bool started, closed; /* closed: nothing open any more, result final */
+	series_stream_t st;
+	sink_t sink;
+	buf_t out;
+	result_t res;
+};
+
+struct pool {
+	workers_t *workers;
+	loop_t *loop;
+	size_t batch;
+	size_t njobs; /* loop thread */
+	struct cls {
+		int slots, running;
+		job_t *head, *tail;
+		atomic_int nrunning, nqueued; /* mirrors for store_grpc_stats */
+	} cls[NCLS];
+};
+
+static void job_submit(job_t *j);
+static void job_deliver(grpc_call_t *call, void *arg);
+static void job_dropped(grpc_call_t *call, void *arg);
+
+static void job_work(void *arg)
+{
+	job_t *j = arg;
+	grpc_call_t *call = j->call;
+	buf_reset(&j->out);
+	if (j->abandon || grpc_call_cancelled(call)) {
+		series_close(&j->st);
+		result_set(&j->res, GRPC_CANCELLED, "call cancelled");
+		j->closed = true;
+	} else if (!j->started) {
+		j->started = true;
+		j->sink = (sink_t){.out = &j->out, .compress = grpc_call_compresses(call), .tmp = BUF_INIT};
+		store_t *store = j->svc->store;
+		switch (j->kind) {
+		case K_SERIES:
+			if (!series_open(store, call, j->msg, &j->st, &j->res))
+				j->closed = true;
+			break;
+		case K_LABEL_NAMES:
+		case K_LABEL_VALUES:
+			run_labels(store, call, j->msg, &j->sink, j->kind == K_LABEL_NAMES, &j->res);
+			j->closed = true;
+			break;
+		default:
+			run_info(store, j->svc->component, call, &j->sink, &j->res);
+			j->closed = true;
+			break;
+		}
+	}
+	if (!j->closed && series_fill(&j->st, call, &j->sink, j->svc->pool->batch, &j->res)) {
+		series_close(&j->st);
+		j->closed = true;
+	}
+	if (j->closed)
+		buf_release(&j->sink.tmp);
+	grpc_call_post(call, job_deliver, job_dropped, j);
+}
+
+static void job_submit(job_t *j)
+{
+	j->busy = true;
+	workers_submit(j->svc->pool->workers, job_work, j);
+}
+
+static void job_start(job_t *j)
+{
+	struct cls *c = &j->svc->pool->cls[j->cls];
+	c->running++;
+	atomic_store(&c->nrunning, c->running);
+	job_submit(j);
+}
+
+static void queue_remove(struct cls *c, job_t *j)
+{
+	if (j->prev)
+		j->prev->next = j->next;
+	else
+		c->head = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	else
+		c->tail = j->prev;
+	j->prev = j->next = NULL;
+	j->queued = false;
+	atomic_fetch_sub(&c->nqueued, 1);
+}
+
+/* The job is over (its worker is done with it): release the call and, if it held a slot, give the
+ * slot to the oldest queued call of its class. */
+static void job_end(job_t *j, bool had_slot)
+{
+	pool_t *p = j->svc->pool;
+	struct cls *c = &p->cls[j->cls];
+	grpc_call_release(j->call);
+	buf_release(&j->out);
+	free(j);
+	p->njobs--;
+	if (!had_slot)
+		return;
+	c->running--;
+	atomic_store(&c->nrunning, c->running);
+	if (c->head) {
+		job_t *next = c->head;
+		queue_remove(c, next);
+		job_start(next);
+	}
+}
+
+/* Loop thread, the call is live: send the worker's batch; finish, or wait for the output to drain. */
+static void job_deliver(grpc_call_t *call, void *arg)
+{
+	job_t *j = arg;
+	j->busy = false;
+	grpc_call_send_framed(call, j->out.p, j->out.n);
+	if (j->closed) {
+		/* finishing may end the stream and run done at once: detach the job first */
+		grpc_call_set_producer(call, NULL, NULL, NULL);
+		finish_result(call, &j->res);
+		job_end(j, true);
+		return;
+	}
+	if (grpc_call_pending(call) < GRPC_OUT_LOW)
+		job_submit(j);
+}
+
+/* Loop thread, the call ended while the worker ran: release, or let the worker close the stream. */
+static void job_dropped(grpc_call_t *call, void *arg)
+{
+	job_t *j = arg;
+	(void)call;
+	j->busy = false;
+	if (j->closed) {
+		job_end(j, true);
+		return;
+	}
+	j->abandon = true;
+	job_submit(j);
+}
+
+/* Producer: the call's output drained below the low-water mark. */
+static void job_produce(grpc_call_t *call, void *arg)
+{
+	job_t *j = arg;
+	(void)call;
+	if (!j->queued && !j->busy && !j->closed)
+		job_submit(j);
+}
+
+/* The call ended (peer reset, deadline, connection gone) before the job did. */
+static void job_done(grpc_call_t *call, void *arg)
+{
+	job_t *j = arg;
+	(void)call;
+	if (j->queued) {
+		queue_remove(&j->svc->pool->cls[j->cls], j);
+		job_end(j, false);
+		return;
+	}
+	if (j->busy)
+		return; /* its post will be dropped: job_dropped */
+	j->abandon = true;
+	job_submit(j);
+}
+
+static void pool_handle(grpc_call_t *call, str_t msg, void *arg)
+{
+	struct binding *b = arg;
+	store_service_t *svc = b->svc;
+	pool_t *p = svc->pool;
+	job_t *j = xcalloc(1, sizeof *j);
+	j->svc = svc;
+	j->call = call;
+	j->kind = b->kind;
+	j->cls = b->kind == K_SERIES ? CLS_SERIES : b->kind == K_INFO ? CLS_INFO : CLS_LABELS;
+	j->msg = msg;
+	buf_init(&j->out);
+	grpc_call_hold(call);
+	grpc_call_set_producer(call, job_produce, job_done, j);
+	p->njobs++;
+	struct cls *c = &p->cls[j->cls];
+	if (c->running < c->slots) {
+		job_start(j);
+		return;
+	}
+	j->queued = true;
+	j->prev = c->tail;
+	if (c->tail)
+		c->tail->next = j;
+	else
+		c->head = j;
+	c->tail = j;
+	atomic_fetch_add(&c->nqueued, 1);
+}
+
+/* ---- registration ---- */
+
+static store_service_t *service_new(grpc_server_t *srv, store_t *store, const char *component_type,
+				    grpc_handler_fn handler)
 {
 	store_service_t *svc = xcalloc(1, sizeof *svc);
 	svc->store = store;
 	svc->component = xstrdup(component_type);
-	grpc_server_register(srv, "/thanos.Store/Series", handle_series, svc);
-	grpc_server_register(srv, "/thanos.Store/LabelNames", handle_label_names, svc);
-	grpc_server_register(srv, "/thanos.Store/LabelValues", handle_label_values, svc);
-	grpc_server_register(srv, "/thanos.info.Info/Info", handle_info, svc);
+	for (int k = 0; k < NKINDS; k++)
+		svc->bind[k] = (struct binding){svc, k};
+	grpc_server_register(srv, "/thanos.Store/Series", handler, &svc->bind[K_SERIES]);
+	grpc_server_register(srv, "/thanos.Store/LabelNames", handler, &svc->bind[K_LABEL_NAMES]);
+	grpc_server_register(srv, "/thanos.Store/LabelValues", handler, &svc->bind[K_LABEL_VALUES]);
+	grpc_server_register(srv, "/thanos.info.Info/Info", handler, &svc->bind[K_INFO]);
 	return svc;
+}
+
+store_service_t *store_grpc_register(grpc_server_t *srv, store_t *store, const char *component_type)
+{
+	return service_new(srv, store, component_type, loop_handle);
+}
+
+store_service_t *store_grpc_register_pool(grpc_server_t *srv, store_t *store, const char *component_type,
+					  const store_grpc_config_t *cfg)
+{
+	store_service_t *svc = service_new(srv, store, component_type, pool_handle);
+	pool_t *p = xcalloc(1, sizeof *p);
+	p->loop = grpc_server_loop(srv);
+	p->batch = cfg && cfg->batch_bytes ? cfg->batch_bytes : GRPC_OUT_HIGH;
+	p->cls[CLS_SERIES].slots = cfg && cfg->series_concurrency > 0 ? cfg->series_concurrency : 20;
+	p->cls[CLS_LABELS].slots = cfg && cfg->label_concurrency > 0 ? cfg->label_concurrency : 4;
+	p->cls[CLS_INFO].slots = INFO_SLOTS;
+	int threads = 0;
+	for (int i = 0; i < NCLS; i++) {
+		atomic_init(&p->cls[i].nrunning, 0);
+		atomic_init(&p->cls[i].nqueued, 0);
+		threads += p->cls[i].slots;
+	}
+	/* One thread per slot: a started job never waits for a thread, so slow calls of one class
+	 * (blocking bucket or remote reads) cannot delay another class. */
+	p->workers = workers_new(threads);
+	svc->pool = p;
+	return svc;
+}
+
+void store_grpc_stats(store_service_t *svc, store_grpc_stats_t *out)
+{
+	*out = (store_grpc_stats_t){0};
+	if (!svc->pool)
+		return;
+	out->series_running = atomic_load(&svc->pool->cls[CLS_SERIES].nrunning);
+	out->series_queued = atomic_load(&svc->pool->cls[CLS_SERIES].nqueued);
+	out->labels_running = atomic_load(&svc->pool->cls[CLS_LABELS].nrunning);
+	out->labels_queued = atomic_load(&svc->pool->cls[CLS_LABELS].nqueued);
+	out->info_running = atomic_load(&svc->pool->cls[CLS_INFO].nrunning);
+	out->info_queued = atomic_load(&svc->pool->cls[CLS_INFO].nqueued);
 }
 
 void store_grpc_service_free(store_service_t *svc)
 {
 	if (!svc)
 		return;
+	pool_t *p = svc->pool;
+	if (p) {
+		/* Every call has ended (listeners freed); collect the workers' last posts so each job
+		 * releases its call. Abandoned jobs finish as soon as their store call returns. */
+		while (p->njobs > 0)
+			if (!loop_run_posts(p->loop))
+				usleep(1000);
+		workers_free(p->workers);
+		free(p);
+	}
 	free((char *)svc->component);
 	free(svc);
 }

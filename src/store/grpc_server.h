@@ -9,8 +9,24 @@
  * series, so memory does not grow with the response. Set warnings are sent as warning frames after
  * the last series. Errors: no matchers / bad regex / undecodable request → INVALID_ARGUMENT; store
  * errors map through grpc_status_from_err with the store's message.
- * Requests run on the loop thread (the store must be quick or stream lazily); the store must
- * outlive the server.
+ * The store must outlive the server.
+ *
+ * Two ways to run:
+ *   - store_grpc_register: handlers and producers run on the loop thread, so the store must be quick
+ *     (in-memory stores, tests).
+ *   - store_grpc_register_pool: every call runs on the service's own worker threads, so the store may
+ *     block (bucket reads, remote read, the proxy waiting on remote stores) and must accept calls from
+ *     several threads at once. Series calls take one of series_concurrency slots; above that they
+ *     wait in a FIFO queue (a queued call that is cancelled or reaches its deadline leaves the queue
+ *     and answers CANCELLED/DEADLINE_EXCEEDED). LabelNames/LabelValues have label_concurrency slots
+ *     and Info 2, queued the same way, so slow Series calls never delay Info. The service has one
+ *     thread per slot, so a started call never waits for a thread. A worker encodes up to
+ *     batch_bytes (plus one message) of framed responses and posts them to the loop, which sends them
+ *     and asks for the next batch only when the call's output drains below GRPC_OUT_LOW: a slow
+ *     client stops production and memory per call stays around GRPC_OUT_HIGH + 2 batches. When a
+ *     call ends (finished, reset, deadline, connection lost) while its worker is inside the store,
+ *     the worker notices at the next series (grpc_call_cancelled), closes the set and the call is
+ *     released then — the call's arena stays valid until that moment.
  */
 #ifndef STRATA_STORE_GRPC_SERVER_H
 #define STRATA_STORE_GRPC_SERVER_H
@@ -20,9 +36,31 @@
 
 typedef struct store_service store_service_t;
 
-/* Register the four methods for store; component_type is Info's ComponentType ("store", "sidecar",
- * "query", "receive", "rule"). Free the returned service after the server's listeners are gone. */
+/* Register the four methods for store (loop mode); component_type is Info's ComponentType ("store",
+ * "sidecar", "query", "receive", "rule"). Free the returned service after the server's listeners are
+ * gone. */
 store_service_t *store_grpc_register(grpc_server_t *srv, store_t *store, const char *component_type);
+
+typedef struct store_grpc_config {
+	int series_concurrency; /* Series calls running at once, the rest queue (FIFO); 0 = 20 */
+	int label_concurrency;  /* LabelNames/LabelValues running at once; 0 = 4 */
+	size_t batch_bytes;     /* encoded bytes a worker hands to the loop at a time; 0 = GRPC_OUT_HIGH */
+} store_grpc_config_t;
+
+/* Like store_grpc_register, serving calls on worker threads (see above). cfg may be NULL. */
+store_service_t *store_grpc_register_pool(grpc_server_t *srv, store_t *store, const char *component_type,
+					  const store_grpc_config_t *cfg);
+
+/* Calls running / waiting for a slot (pool mode; zeros in loop mode). Thread-safe. */
+typedef struct store_grpc_stats {
+	int series_running, series_queued;
+	int labels_running, labels_queued;
+	int info_running, info_queued;
+} store_grpc_stats_t;
+void store_grpc_stats(store_service_t *svc, store_grpc_stats_t *out);
+
+/* After the server's listeners are freed (every call has ended), with the loop no longer running
+ * (or on its thread): waits for workers still inside the store, then frees. */
 void store_grpc_service_free(store_service_t *svc);
 
 #endif
