@@ -33,11 +33,21 @@ typedef struct stream {
 	store_t *store;
 	series_set_t *set;
 	bool done;
-	bool buffered;
+	bool buffered;     /* dedup, replica labels vary per series: collected and re-sorted */
+	bool strip;        /* dedup, replica labels constant (external): streamed, stripped on the fly */
+	bool misordered;   /* strip: a series came out of order once stripped (warned once) */
 	bentry_t *entries; /* buffered streams */
 	size_t nentries, pos;
 	labels_t head;     /* current labels (stripped when deduplicating) */
 	member_t m;
+	/* strip streams: the stripped head (label slices into the set's memory) and a copy of the
+	 * previous one for the order check; grow-only, so bounded by the largest label set. */
+	label_t *sv, *pv;
+	size_t svcap, pvcap;
+	char *pbytes;
+	size_t pbytescap;
+	labels_t prev;
+	bool have_prev;
 } stream_t;
 
 typedef struct proxy_set {
@@ -46,6 +56,10 @@ typedef struct proxy_set {
 	const store_series_req_t *req;
 	stream_t *streams;
 	size_t nstreams;
+	size_t *heap;     /* min-heap of stream indices by (head, index) */
+	size_t nheap;
+	size_t *consumed; /* streams whose head went into the current series: advanced on the next call */
+	size_t nconsumed;
 	bool dedup, counter, abort;
 	int64_t returned;
 	const char **warnings;
@@ -231,6 +245,105 @@ static int buffer_stream(proxy_set_t *ps, stream_t *st, err_t *err)
 	return 0;
 }
 
+/* strip stream: head = the set's labels without the replica labels, into the stream's buffer; a
+ * series that sorts at or before the previous one (possible only when a stripped label set is a
+ * prefix of an earlier one's: {a, r} > {a, b, r} but {a} < {a, b}) is warned about once. */
+static void strip_head(proxy_set_t *ps, stream_t *st)
+{
+	const labels_t *ls = series_set_labels(st->set);
+	if (ls->n > st->svcap) {
+		st->svcap = 2 * ls->n;
+		st->sv = ARENA_NEW_ARRAY(ps->a, label_t, st->svcap);
+	}
+	labels_t out = {st->sv, 0};
+	for (size_t i = 0; i < ls->n; i++) {
+		bool drop = false;
+		for (size_t j = 0; j < ps->req->nreplica_labels && !drop; j++)
+			drop = str_eq(ls->v[i].name, ps->req->replica_labels[j]);
+		if (!drop)
+			out.v[out.n++] = ls->v[i];
+	}
+	st->head = out;
+	if (st->have_prev && !st->misordered && labels_cmp(&st->prev, &out) >= 0) {
+		st->misordered = true;
+		buf_t b = BUF_INIT;
+		labels_format(&b, &out);
+		const char *msg = arena_printf(ps->a,
+					       "series %s sorts before the previous one once the replica labels are "
+					       "removed; its replicas may not be merged",
+					       b.p);
+		buf_release(&b);
+		add_warning(ps, st->store->name, msg);
+	}
+	/* keep a copy for the next check */
+	size_t bytes = 0;
+	for (size_t i = 0; i < out.n; i++)
+		bytes += out.v[i].name.n + out.v[i].value.n;
+	if (out.n > st->pvcap) {
+		st->pvcap = 2 * out.n;
+		st->pv = ARENA_NEW_ARRAY(ps->a, label_t, st->pvcap);
+	}
+	if (bytes > st->pbytescap) {
+		st->pbytescap = 2 * bytes;
+		st->pbytes = arena_alloc(ps->a, st->pbytescap);
+	}
+	char *p = st->pbytes;
+	for (size_t i = 0; i < out.n; i++) {
+		memcpy(p, out.v[i].name.p, out.v[i].name.n);
+		st->pv[i].name = str_from(p, out.v[i].name.n);
+		p += out.v[i].name.n;
+		memcpy(p, out.v[i].value.p, out.v[i].value.n);
+		st->pv[i].value = str_from(p, out.v[i].value.n);
+		p += out.v[i].value.n;
+	}
+	st->prev = (labels_t){st->pv, out.n};
+	st->have_prev = true;
+}
+
+/* Min-heap of streams by (head labels, index): equal heads pop in index order, so the first
+ * store added wins ties in the chain merge and the dedup. */
+static bool heap_less(const proxy_set_t *ps, size_t a, size_t b)
+{
+	int c = labels_cmp(&ps->streams[a].head, &ps->streams[b].head);
+	return c < 0 || (c == 0 && a < b);
+}
+
+static void heap_push(proxy_set_t *ps, size_t idx)
+{
+	size_t i = ps->nheap++;
+	ps->heap[i] = idx;
+	while (i > 0) {
+		size_t up = (i - 1) / 2;
+		if (!heap_less(ps, ps->heap[i], ps->heap[up]))
+			break;
+		size_t t = ps->heap[i];
+		ps->heap[i] = ps->heap[up];
+		ps->heap[up] = t;
+		i = up;
+	}
+}
+
+static size_t heap_pop(proxy_set_t *ps)
+{
+	size_t top = ps->heap[0];
+	ps->heap[0] = ps->heap[--ps->nheap];
+	size_t i = 0;
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < ps->nheap && heap_less(ps, ps->heap[l], ps->heap[m]))
+			m = l;
+		if (r < ps->nheap && heap_less(ps, ps->heap[r], ps->heap[m]))
+			m = r;
+		if (m == i)
+			break;
+		size_t t = ps->heap[i];
+		ps->heap[i] = ps->heap[m];
+		ps->heap[m] = t;
+		i = m;
+	}
+	return top;
+}
+
 /* Move stream to its next series (head/m), or mark done. */
 static int stream_advance(proxy_set_t *ps, stream_t *st, err_t *err)
 {
@@ -254,7 +367,10 @@ static int stream_advance(proxy_set_t *ps, stream_t *st, err_t *err)
 		collect_set_warnings(ps, st);
 		return 0;
 	}
-	st->head = *series_set_labels(st->set);
+	if (st->strip)
+		strip_head(ps, st);
+	else
+		st->head = *series_set_labels(st->set);
 	st->m.src = st->set;
 	if (ps->req->skip_chunks) {
 		st->m.chunks = NULL;
@@ -282,36 +398,29 @@ static int pset_next(series_set_t *base, err_t *err)
 	if (ps->req->limit > 0 && ps->returned >= ps->req->limit)
 		return 0;
 	/* Streams whose series were consumed last time advance now (their data stayed valid until here). */
-	for (size_t i = 0; i < ps->nstreams; i++) {
-		stream_t *st = &ps->streams[i];
-		if (st->done || st->m.nchunks != -2)
-			continue;
+	for (size_t k = 0; k < ps->nconsumed; k++) {
+		stream_t *st = &ps->streams[ps->consumed[k]];
 		int rc = stream_advance(ps, st, err);
 		if (rc < 0)
 			return rc;
+		if (rc == 1)
+			heap_push(ps, ps->consumed[k]);
 	}
-	/* Minimum head; every stream with that head contributes (buffered ones possibly several times). */
-	const labels_t *min = NULL;
-	for (size_t i = 0; i < ps->nstreams; i++) {
-		stream_t *st = &ps->streams[i];
-		if (!st->done && (!min || labels_cmp(&st->head, min) < 0))
-			min = &st->head;
-	}
-	if (!min)
+	ps->nconsumed = 0;
+	if (ps->nheap == 0)
 		return 0;
-	labels_t cur = *min;
+	/* The minimum head; every stream with that head contributes (buffered ones possibly several
+	 * times: one store's replicas of the series follow each other after the re-sort). */
+	labels_t cur = ps->streams[ps->heap[0]].head;
 	ps->nmembers = 0;
-	for (size_t i = 0; i < ps->nstreams; i++) {
+	while (ps->nheap > 0 && labels_eq(&ps->streams[ps->heap[0]].head, &cur)) {
+		size_t i = heap_pop(ps);
 		stream_t *st = &ps->streams[i];
-		if (st->done || !labels_eq(&st->head, &cur))
-			continue;
 		push_member(ps, &st->m);
-		if (st->buffered) {
-			/* Further replicas of the same series from this store follow directly. */
+		if (st->buffered)
 			while (st->pos < st->nentries && labels_eq(&st->entries[st->pos].ls, &cur))
 				push_member(ps, &st->entries[st->pos++].m);
-		}
-		st->m.nchunks = -2; /* consumed: advance on the next call */
+		ps->consumed[ps->nconsumed++] = i;
 	}
 	ps->cur = cur;
 	ps->returned++;
@@ -432,12 +541,35 @@ static const struct series_set_ops proxy_set_ops = {
 	.close = pset_close,
 };
 
-/* Should store s be asked? Fills *selected; a failing info() is a store failure. */
+/* Is each replica label an external label of the store with one value in all its label sets, i.e.
+ * constant over all its series? Then removing them keeps its stream sorted (up to the prefix case
+ * strip_head warns about) and it can be streamed. */
+static bool replicas_constant(const store_info_t *info, const str_t *names, size_t n)
+{
+	if (info->nlabel_sets == 0)
+		return false;
+	for (size_t j = 0; j < n; j++) {
+		str_t v0 = {0};
+		for (size_t s = 0; s < info->nlabel_sets; s++) {
+			bool found = false;
+			str_t v = labels_get(&info->label_sets[s], names[j], &found);
+			if (!found || (s > 0 && !str_eq(v, v0)))
+				return false;
+			v0 = v;
+		}
+	}
+	return true;
+}
+
+/* Should store s be asked? Fills *selected (and *constant: replicas_constant); a failing info() is a
+ * store failure. */
 static int select_store(proxy_set_t *ps, store_t *s, int64_t mint, int64_t maxt, const matcher_t *ms, size_t nms,
-			bool *selected, err_t *err)
+			bool *selected, bool *constant, err_t *err)
 {
 	store_info_t info;
 	*selected = false;
+	if (constant)
+		*constant = false;
 	int rc = store_info(s, ps->a, &info, err);
 	if (rc < 0) {
 		stream_t tmp = {.store = s};
@@ -446,6 +578,8 @@ static int select_store(proxy_set_t *ps, store_t *s, int64_t mint, int64_t maxt,
 	if (info.mint > maxt || info.maxt < mint)
 		return 0;
 	*selected = store_labelsets_compatible(info.label_sets, info.nlabel_sets, ms, nms);
+	if (constant && ps->req->nreplica_labels)
+		*constant = replicas_constant(&info, ps->req->replica_labels, ps->req->nreplica_labels);
 	return 0;
 }
 
@@ -460,11 +594,13 @@ static int proxy_series(store_t *base, arena_t *a, const store_series_req_t *req
 	ps->counter = store_func_is_counter(req->func);
 	ps->abort = req->abort_on_error;
 	ps->streams = ARENA_NEW_ARRAY(a, stream_t, p->n ? p->n : 1);
+	ps->heap = ARENA_NEW_ARRAY(a, size_t, p->n ? p->n : 1);
+	ps->consumed = ARENA_NEW_ARRAY(a, size_t, p->n ? p->n : 1);
 	store_series_req_t sub = *req;
 	sub.limit = ps->dedup ? 0 : req->limit; /* dedup merges series: the limit applies after it */
 	for (size_t i = 0; i < p->n; i++) {
-		bool sel;
-		int rc = select_store(ps, p->stores[i], req->mint, req->maxt, req->ms, req->nms, &sel, err);
+		bool sel, constant;
+		int rc = select_store(ps, p->stores[i], req->mint, req->maxt, req->ms, req->nms, &sel, &constant, err);
 		if (rc < 0)
 			goto fail;
 		if (!sel)
@@ -478,7 +614,9 @@ static int proxy_series(store_t *base, arena_t *a, const store_series_req_t *req
 				goto fail;
 			continue;
 		}
-		if (ps->dedup) {
+		if (ps->dedup && constant) {
+			st->strip = true;
+		} else if (ps->dedup) {
 			st->buffered = true;
 			if ((rc = buffer_stream(ps, st, err)) < 0)
 				goto fail;
@@ -490,6 +628,8 @@ static int proxy_series(store_t *base, arena_t *a, const store_series_req_t *req
 		}
 		if ((rc = stream_advance(ps, st, err)) < 0)
 			goto fail;
+		if (rc == 1)
+			heap_push(ps, (size_t)(st - ps->streams));
 	}
 	*out = &ps->base;
 	return 0;
@@ -508,7 +648,7 @@ static int proxy_labels(store_t *base, arena_t *a, const store_label_req_t *req,
 	memset(out, 0, sizeof *out);
 	for (size_t i = 0; i < p->n; i++) {
 		bool sel;
-		int rc = select_store(&ps, p->stores[i], req->mint, req->maxt, req->ms, req->nms, &sel, err);
+		int rc = select_store(&ps, p->stores[i], req->mint, req->maxt, req->ms, req->nms, &sel, NULL, err);
 		if (rc < 0)
 			return rc;
 		if (!sel)

@@ -2,14 +2,21 @@
  * proxy.h — the proxy store: one store_t over N stores (reference thanos.md §6.2–§6.5).
  *
  * series(): asks every store's info() and fans out only to stores whose time range overlaps the
- * request and whose external label sets are compatible with the matchers; k-way merges the sorted
- * streams; series with identical labels from several stores become one series (their chunks are
+ * request and whose external label sets are compatible with the matchers; merges the sorted streams
+ * with a min-heap keyed by labels (O(log k) per series for k stores, ties in the order the stores
+ * were added); series with identical labels from several stores become one series (their chunks are
  * concatenated with identical chunks dropped, their samples chain-merged). With replica labels in the
  * request, those labels are removed and the now-identical replicas are deduplicated with the penalty
- * algorithm (store/dedup.h; counter-adjusted when req->func is a counter function). Replica removal
- * can reorder a store's series, so with dedup each store's response is collected and re-sorted (as
- * Thanos does for stores without without_replica_labels support); without dedup nothing is buffered:
- * one series per store is held at a time.
+ * algorithm (store/dedup.h; counter-adjusted when req->func is a counter function).
+ * Memory: a store whose Info has every replica label as an external label with one value in all its
+ * label sets (so constant over its series) is streamed: its labels are stripped on the fly and one
+ * series per store is held at a time, with or without dedup. Only a store where a replica label can
+ * vary per series (absent from its Info, or with several values) has its response collected and
+ * re-sorted after the removal (as Thanos does for stores without without_replica_labels support).
+ * Caveat of streaming: removing a constant label keeps the order except when a stripped label set is
+ * a strict prefix of an earlier one's ({a, r} sorts after {a, b, r}, but {a} before {a, b}); such a
+ * series is still returned, after its successor, with a warning naming the store and the series
+ * (its replicas on other stores may then come out as a separate series).
  * Partial response: a store that fails (at the call, or mid-stream) becomes a warning
  * "store <name>: <error>" on the returned set and the others continue; with req->abort_on_error the
  * call fails with ERR_UNAVAILABLE (or the store's code) naming the store.

@@ -3,6 +3,7 @@
  */
 #include "test.h"
 
+#include "base/alloc.h"
 #include "base/arena.h"
 #include "store/dedup.h"
 #include "store/inmem.h"
@@ -456,6 +457,137 @@ TEST(proxy_partial_response_warns_or_aborts)
 	for (int i = 0; i < 3; i++)
 		inmem_store_free(s[i]);
 	arena_release(&a);
+}
+
+/* Dedup where the replica label is a series label (not external): the stores' responses are
+ * collected and re-sorted; mixed with a store whose replica label is external (streamed). */
+TEST(proxy_dedup_buffers_only_stores_whose_replica_label_varies)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	/* "local" holds both replicas itself; stripped, x=1 sorts before x=2 although replica=a's x=2
+	 * comes first in its own order. */
+	inmem_store_t *loc = mk_store(&a, "local", "");
+	add_series(&a, loc, "__name__=c,replica=a,x=2", 0, 60000, 15000, 0, 0);
+	add_series(&a, loc, "__name__=c,replica=b,x=1", 0, 60000, 15000, 30000, 60000);
+	add_series(&a, loc, "__name__=c,replica=b,x=3", 0, 60000, 15000, 0, 0);
+	inmem_store_t *ext = mk_store(&a, "ext", "replica=c");
+	add_series(&a, ext, "__name__=c,x=1", 0, 60000, 15000, 0, 30000);
+	add_series(&a, ext, "__name__=c,x=2", 0, 60000, 15000, 0, 0);
+	proxy_store_t *p = proxy_store_new("p");
+	proxy_store_add(p, inmem_store_base(loc));
+	proxy_store_add(p, inmem_store_base(ext));
+	matcher_t m = M(MATCH_EQ, "__name__", "c");
+	str_t rl = STR("replica");
+	store_series_req_t req = {.mint = 0, .maxt = 60000, .ms = &m, .nms = 1, .replica_labels = &rl,
+				  .nreplica_labels = 1};
+	err_t err = {0};
+	int rc;
+	/* x=1: b has 0 and 15s, c has 30..60s: after b ends, c's penalty (2 x 15s) skips its 30s and 45s
+	 * samples (Thanos semantics); x=2 from both, x=3 from b alone (its chunks pass through) */
+	CHECK_STR(run(proxy_store_base(p), &a, &req, &err, &rc), "{__name__=\"c\", x=\"1\"} n=3 c=-1 0..60000\n"
+								 "{__name__=\"c\", x=\"2\"} n=5 c=-1 0..60000\n"
+								 "{__name__=\"c\", x=\"3\"} n=5 c=1 0..60000\n");
+	CHECK_EQ_INT(rc, 0);
+	/* a store failing mid-stream while streamed: a warning, the rest still deduplicated */
+	inmem_store_set_fail(ext, 1);
+	const char *out = run(proxy_store_base(p), &a, &req, &err, &rc);
+	CHECK_EQ_INT(rc, 0);
+	CHECK(strstr(out, "{__name__=\"c\", x=\"3\"} n=5") != NULL);
+	CHECK(strstr(out, "W:store ext: injected failure after 1 series\n") != NULL);
+	req.abort_on_error = true;
+	run(proxy_store_base(p), &a, &req, &err, &rc);
+	CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+	CHECK(strstr(err.msg, "ext") != NULL);
+	matcher_release(&m);
+	proxy_store_free(p);
+	inmem_store_free(loc);
+	inmem_store_free(ext);
+	arena_release(&a);
+}
+
+/* Removing an external replica label can reorder a store's series when a stripped label set is a
+ * prefix of another: {job=a, replica=r} sorts after {job=a, path=x, replica=r}. Streamed, that is
+ * detected and warned about (with the series still returned). */
+TEST(proxy_dedup_streamed_store_out_of_order_is_a_warning)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	inmem_store_t *ra = mk_store(&a, "ra", "replica=a");
+	add_series(&a, ra, "__name__=up,job=a", 0, 30000, 15000, 0, 0);
+	add_series(&a, ra, "__name__=up,job=a,path=x", 0, 30000, 15000, 0, 0);
+	proxy_store_t *p = proxy_store_new("p");
+	proxy_store_add(p, inmem_store_base(ra));
+	matcher_t m = M(MATCH_EQ, "__name__", "up");
+	str_t rl = STR("replica");
+	store_series_req_t req = {.mint = 0, .maxt = 30000, .ms = &m, .nms = 1, .replica_labels = &rl,
+				  .nreplica_labels = 1};
+	err_t err = {0};
+	int rc;
+	CHECK_STR(run(proxy_store_base(p), &a, &req, &err, &rc),
+		  "{__name__=\"up\", job=\"a\", path=\"x\"} n=3 c=1 0..30000\n"
+		  "{__name__=\"up\", job=\"a\"} n=3 c=1 0..30000\n"
+		  "W:store ra: series up{job=\"a\"} sorts before the previous one once the replica labels are removed; "
+		  "its replicas may not be merged\n");
+	CHECK_EQ_INT(rc, 0);
+	matcher_release(&m);
+	proxy_store_free(p);
+	inmem_store_free(ra);
+	arena_release(&a);
+}
+
+/* With dedup over stores whose replica label is external, nothing is buffered: the request arena
+ * stays the same size whether 1,000 or 20,000 series stream through. */
+static size_t dedup_arena_bytes(int nseries)
+{
+	arena_t a, d;
+	arena_init(&a, 0);
+	arena_init(&d, 0);
+	inmem_store_t *ra = mk_store(&a, "ra", "replica=a"), *rb = mk_store(&a, "rb", "replica=b");
+	for (int i = 0; i < nseries; i++) {
+		char ls[64];
+		snprintf(ls, sizeof ls, "__name__=m,i=%06d", i);
+		add_series(&d, ra, ls, 0, 150000, 15000, 0, 0);
+		add_series(&d, rb, ls, 0, 150000, 15000, 60000, 90000);
+		arena_reset(&d);
+	}
+	proxy_store_t *p = proxy_store_new("p");
+	proxy_store_add(p, inmem_store_base(ra));
+	proxy_store_add(p, inmem_store_base(rb));
+	matcher_t m = M(MATCH_EQ, "__name__", "m");
+	str_t rl = STR("replica");
+	store_series_req_t req = {.mint = 0, .maxt = 150000, .ms = &m, .nms = 1, .replica_labels = &rl,
+				  .nreplica_labels = 1, .func = "rate"};
+	arena_t q;
+	arena_init(&q, 0);
+	err_t err = {0};
+	series_set_t *set;
+	BUG_ON(store_series(proxy_store_base(p), &q, &req, &set, &err));
+	int rc, n = 0;
+	int64_t t[32];
+	double v[32];
+	while ((rc = series_set_next(set, &err)) == 1) {
+		n++;
+		BUG_ON(sample_iter_next_batch(series_set_samples(set), t, v, 32, &err) != 11);
+	}
+	BUG_ON(rc != 0 || n != nseries);
+	series_set_close(set);
+	size_t bytes = q.allocated;
+	arena_release(&q);
+	matcher_release(&m);
+	proxy_store_free(p);
+	inmem_store_free(ra);
+	inmem_store_free(rb);
+	arena_release(&d);
+	arena_release(&a);
+	return bytes;
+}
+
+TEST(proxy_dedup_memory_flat_in_series)
+{
+	size_t small = dedup_arena_bytes(1000), big = dedup_arena_bytes(20000);
+	CHECK(big <= small);
+	CHECK(big < 64 * 1024);
 }
 
 TEST_MAIN()
