@@ -6,6 +6,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,13 +15,17 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/crc32c.h"
 #include "base/duration.h"
 #include "base/str.h"
+#include "base/varint.h"
 #include "base/vec.h"
 #include "cmd/cmd.h"
 #include "objstore/bucket.h"
 #include "objstore/config.h"
 #include "store/shipper.h"
+#include "tsdb/chunkfile.h"
+#include "tsdb/index.h"
 #include "tsdb/meta.h"
 
 typedef struct bucket_flags {
@@ -274,13 +279,350 @@ static int cmd_inspect(int argc, char **argv)
 
 /* ---- verify ---- */
 
+/* Chunk-level issues are printed for the first VERIFY_SHOW occurrences of a kind in a block, then
+ * summed up in one line, so a badly broken block does not print millions of lines. */
+#define VERIFY_SHOW 5
+#define CHUNK_RECORD_MAX (64u << 20) /* a record longer than this is a corrupt length */
+
+typedef struct vkind {
+	const char *kind;
+	size_t n;
+} vkind_t;
+
+typedef struct vreport {
+	const char *ulid;
+	int issues; /* over all blocks */
+	vkind_t kinds[16];
+	size_t nkinds;
+} vreport_t;
+
+static void vissue(vreport_t *r, const char *kind, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void vissue(vreport_t *r, const char *kind, const char *fmt, ...)
+{
+	size_t k = 0;
+	while (k < r->nkinds && strcmp(r->kinds[k].kind, kind) != 0)
+		k++;
+	if (k == r->nkinds && k < ARRAY_LEN(r->kinds))
+		r->kinds[r->nkinds++] = (vkind_t){kind, 0};
+	size_t n = k < r->nkinds ? ++r->kinds[k].n : 1;
+	r->issues++;
+	if (n > VERIFY_SHOW)
+		return;
+	printf("issue=%s block=%s ", kind, r->ulid);
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+static void vreport_block_done(vreport_t *r)
+{
+	for (size_t k = 0; k < r->nkinds; k++)
+		if (r->kinds[k].n > VERIFY_SHOW)
+			printf("issue=%s block=%s count=%zu msg=\"%zu more not shown\"\n", r->kinds[k].kind, r->ulid,
+			       r->kinds[k].n, r->kinds[k].n - VERIFY_SHOW);
+	r->nkinds = 0;
+}
+
+typedef struct segment {
+	char name[32]; /* "000001" */
+	int64_t size;
+} segment_t;
+
+typedef VEC(segment_t) segments_t;
+
+typedef struct seg_list {
+	segments_t *segs;
+	size_t prefix_len; /* "<ulid>/chunks/" */
+} seg_list_t;
+
+static int collect_segment(void *arg, const char *name)
+{
+	seg_list_t *l = arg;
+	const char *base = name + l->prefix_len;
+	size_t n = strlen(base);
+	if (n == 0 || n >= sizeof(((segment_t *)0)->name) || strspn(base, "0123456789") != n)
+		return 0; /* sub-directories and stray files are not segments */
+	segment_t *s = VEC_ADD(l->segs);
+	memcpy(s->name, base, n + 1);
+	s->size = -1;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Streaming parser of one chunk segment: checks the header, every record's length and CRC32C, and
+ * that every chunk reference of the index into this segment starts a record. */
+typedef struct seg_scan {
+	vreport_t *rep;
+	const char *file; /* "chunks/000001" */
+	uint32_t seg;
+	buf_t carry;      /* bytes of an incomplete record */
+	int64_t pos;      /* segment offset of carry.p[0] */
+	bool header_done, broken;
+	const uint64_t *refs; /* sorted refs of this segment */
+	size_t nrefs, ri;
+	size_t records;
+} seg_scan_t;
+
+static void scan_record_at(seg_scan_t *s, int64_t off)
+{
+	/* References before this record point at no record start. */
+	while (s->ri < s->nrefs && (int64_t)(s->refs[s->ri] & 0xffffffffu) < off) {
+		vissue(s->rep, "chunk_ref_bad", "file=%s ref=%llu msg=\"offset %llu is not the start of a chunk record\"",
+		       s->file, (unsigned long long)s->refs[s->ri], (unsigned long long)(s->refs[s->ri] & 0xffffffffu));
+		s->ri++;
+	}
+	if (s->ri < s->nrefs && (int64_t)(s->refs[s->ri] & 0xffffffffu) == off)
+		s->ri++;
+}
+
+static int scan_sink(void *arg, const void *p, size_t n)
+{
+	seg_scan_t *s = arg;
+	if (s->broken)
+		return 0;
+	buf_append(&s->carry, p, n);
+	const uint8_t *b = (const uint8_t *)s->carry.p, *end = b + s->carry.n, *cur = b;
+	if (!s->header_done) {
+		if (s->carry.n < CHUNKFILE_HEADER_SIZE)
+			return 0;
+		if (be32_get(b) != CHUNKFILE_MAGIC || b[4] != 1) {
+			vissue(s->rep, "chunk_file_corrupt", "file=%s msg=\"bad header: magic %08x version %u\"", s->file,
+			       be32_get(b), b[4]);
+			s->broken = true;
+			return 0;
+		}
+		s->header_done = true;
+		cur += CHUNKFILE_HEADER_SIZE;
+	}
+	for (;;) {
+		uint64_t len;
+		int vn = uvarint_get(cur, end, &len);
+		if (vn == 0)
+			break; /* need more bytes */
+		int64_t off = s->pos + (cur - b);
+		if (vn < 0 || len > CHUNK_RECORD_MAX) {
+			vissue(s->rep, "chunk_file_corrupt", "file=%s offset=%lld msg=\"bad chunk record length\"", s->file,
+			       (long long)off);
+			s->broken = true;
+			return 0;
+		}
+		size_t rec = (size_t)vn + 1 + (size_t)len + 4;
+		if ((size_t)(end - cur) < rec)
+			break;
+		scan_record_at(s, off);
+		const uint8_t *enc = cur + vn;
+		uint32_t want = be32_get(enc + 1 + len), got = crc32c(0, enc, 1 + (size_t)len);
+		if (want != got)
+			vissue(s->rep, "chunk_crc_mismatch", "file=%s offset=%lld msg=\"CRC32C %08x, record says %08x\"",
+			       s->file, (long long)off, got, want);
+		s->records++;
+		cur += rec;
+	}
+	size_t used = (size_t)(cur - b);
+	s->pos += (int64_t)used;
+	memmove(s->carry.p, s->carry.p + used, s->carry.n - used);
+	s->carry.n -= used;
+	return 0;
+}
+
+/* Index and chunk checks of one block; issues go to rep. Bucket errors are issues too (the report goes
+ * on with the next block). */
+static void verify_block_data(bucket_t *b, const block_entry_t *e, bool check_chunks, vreport_t *rep)
+{
+	const block_meta_t *m = &e->meta;
+	err_t err = {0};
+	char name[600];
+
+	/* Chunk segments and their sizes. */
+	segments_t segs = {0};
+	snprintf(name, sizeof name, "%s/chunks/", e->ulid);
+	seg_list_t sl = {&segs, strlen(name)};
+	if (bucket_iter(b, name, 0, collect_segment, &sl, &err) != 0) {
+		vissue(rep, "bucket_error", "file=chunks msg=\"%s\"", err.msg);
+		VEC_FREE(&segs);
+		return;
+	}
+	for (size_t i = 0; i < segs.n; i++) {
+		bucket_attrs_t a;
+		snprintf(name, sizeof name, "%s/chunks/%s", e->ulid, segs.v[i].name);
+		if (bucket_attributes(b, name, &a, &err) == 0)
+			segs.v[i].size = a.size;
+		else
+			vissue(rep, "bucket_error", "file=chunks/%s msg=\"%s\"", segs.v[i].name, err.msg);
+	}
+
+	/* The index: every series in order, its labels and chunk references. */
+	buf_t ix = BUF_INIT;
+	snprintf(name, sizeof name, "%s/index", e->ulid);
+	int rc = bucket_get(b, name, &ix, &err);
+	if (rc == ERR_NOT_FOUND) { /* reported as missing_file already */
+		buf_release(&ix);
+		VEC_FREE(&segs);
+		return;
+	}
+	if (rc) {
+		vissue(rep, "bucket_error", "file=index msg=\"%s\"", err.msg);
+		buf_release(&ix);
+		VEC_FREE(&segs);
+		return;
+	}
+	index_reader_t r;
+	arena_t a;
+	arena_init(&a, 0);
+	postings_t all = {0};
+	bool opened = false;
+	rc = index_reader_open_mem(&r, name, (const uint8_t *)ix.p, ix.n, &err);
+	if (rc == 0) {
+		opened = true;
+		rc = index_reader_load(&r, &err);
+	}
+	if (rc == 0)
+		rc = index_reader_postings(&r, &a, STR_NULL, STR_NULL, &all, &err);
+	if (rc)
+		vissue(rep, "index_corrupt", "file=index msg=\"%s\"", err.msg);
+	VEC(uint64_t) refs = {0};
+	uint64_t nseries = 0, nchunks = 0;
+	labels_t prev = {0};
+	arena_t sa[2]; /* the current series and the one before it (its labels array lives in the arena) */
+	arena_init(&sa[0], 0);
+	arena_init(&sa[1], 0);
+	buf_t l1 = BUF_INIT, l2 = BUF_INIT;
+	for (size_t i = 0; rc == 0 && i < all.n; i++) {
+		labels_t ls;
+		chunk_meta_t *chks;
+		size_t n;
+		arena_reset(&sa[i % 2]);
+		if ((rc = index_reader_series(&r, &sa[i % 2], all.v[i], &ls, &chks, &n, &err)) != 0) {
+			vissue(rep, "index_corrupt", "file=index msg=\"%s\"", err.msg);
+			break;
+		}
+		nseries++;
+		buf_reset(&l1);
+		labels_format(&l1, &ls);
+		for (size_t k = 1; k < ls.n; k++)
+			if (str_cmp(ls.v[k - 1].name, ls.v[k].name) >= 0) {
+				vissue(rep, "labels_out_of_order", "series=%s msg=\"label names not sorted and unique\"", l1.p);
+				break;
+			}
+		if (i > 0) {
+			int c = labels_cmp(&prev, &ls);
+			if (c == 0) {
+				vissue(rep, "duplicate_series", "series=%s msg=\"same labels as the series before it\"", l1.p);
+			} else if (c > 0) {
+				buf_reset(&l2);
+				labels_format(&l2, &prev);
+				vissue(rep, "series_out_of_order", "series=%s previous=%s msg=\"series not sorted by labels\"",
+				       l1.p, l2.p);
+			}
+		}
+		prev = ls;
+		for (size_t k = 0; k < n; k++) {
+			const chunk_meta_t *c = &chks[k];
+			nchunks++;
+			if (c->mint > c->maxt)
+				vissue(rep, "chunk_bad_time_range", "series=%s msg=\"chunk [%lld,%lld]: minTime > maxTime\"",
+				       l1.p, (long long)c->mint, (long long)c->maxt);
+			else if (k > 0 && c->mint <= chks[k - 1].maxt)
+				vissue(rep, "chunks_out_of_order",
+				       "series=%s msg=\"chunk [%lld,%lld] starts before the previous one ends (%lld)\"", l1.p,
+				       (long long)c->mint, (long long)c->maxt, (long long)chks[k - 1].maxt);
+			if (c->mint < m->mint || c->maxt >= m->maxt)
+				vissue(rep, "chunk_outside_block",
+				       "series=%s msg=\"chunk [%lld,%lld] outside the block's [minTime %lld, maxTime %lld)\"",
+				       l1.p, (long long)c->mint, (long long)c->maxt, (long long)m->mint, (long long)m->maxt);
+			uint64_t seg = c->ref >> 32, off = c->ref & 0xffffffffu;
+			if (seg >= segs.n) {
+				vissue(rep, "chunk_ref_bad", "series=%s ref=%llu msg=\"segment %llu does not exist (%zu segment files)\"",
+				       l1.p, (unsigned long long)c->ref, (unsigned long long)seg + 1, segs.n);
+			} else if (segs.v[seg].size >= 0 &&
+				   (off < CHUNKFILE_HEADER_SIZE || (int64_t)off >= segs.v[seg].size)) {
+				vissue(rep, "chunk_ref_out_of_bounds",
+				       "series=%s ref=%llu file=chunks/%s msg=\"offset %llu is outside the file (%lld bytes)\"",
+				       l1.p, (unsigned long long)c->ref, segs.v[seg].name, (unsigned long long)off,
+				       (long long)segs.v[seg].size);
+			} else if (check_chunks) {
+				VEC_PUSH(&refs, c->ref);
+			}
+		}
+	}
+	if (rc == 0) {
+		if (nseries != m->num_series)
+			vissue(rep, "stats_mismatch", "msg=\"meta.json numSeries %llu, index has %llu series\"",
+			       (unsigned long long)m->num_series, (unsigned long long)nseries);
+		if (nchunks != m->num_chunks)
+			vissue(rep, "stats_mismatch", "msg=\"meta.json numChunks %llu, index has %llu chunks\"",
+			       (unsigned long long)m->num_chunks, (unsigned long long)nchunks);
+	}
+
+	/* Chunk records: stream every segment, check CRCs and that references start records. */
+	if (rc == 0 && check_chunks) {
+		if (refs.n)
+			qsort(refs.v, refs.n, sizeof(uint64_t), cmp_u64);
+		size_t ri = 0;
+		for (size_t sgi = 0; sgi < segs.n; sgi++) {
+			size_t r0 = ri;
+			while (ri < refs.n && refs.v[ri] >> 32 == sgi)
+				ri++;
+			char file[64];
+			snprintf(file, sizeof file, "chunks/%s", segs.v[sgi].name);
+			seg_scan_t sc = {.rep = rep, .file = file, .seg = (uint32_t)sgi, .refs = refs.v + r0, .nrefs = ri - r0};
+			buf_init(&sc.carry);
+			snprintf(name, sizeof name, "%s/%s", e->ulid, file);
+			int grc = bucket_get_stream(b, name, 0, -1, scan_sink, &sc, &err);
+			if (grc)
+				vissue(rep, "bucket_error", "file=%s msg=\"%s\"", file, err.msg);
+			else if (!sc.broken && !sc.header_done)
+				vissue(rep, "chunk_file_corrupt", "file=%s msg=\"shorter than its header\"", file);
+			else if (!sc.broken && sc.carry.n)
+				vissue(rep, "chunk_file_corrupt", "file=%s offset=%lld msg=\"truncated chunk record at the end\"",
+				       file, (long long)sc.pos);
+			if (grc == 0 && !sc.broken)
+				scan_record_at(&sc, INT64_MAX); /* references past the last record */
+			buf_release(&sc.carry);
+		}
+	}
+	buf_release(&l1);
+	buf_release(&l2);
+	VEC_FREE(&refs);
+	arena_release(&sa[0]);
+	arena_release(&sa[1]);
+	arena_release(&a);
+	if (opened)
+		index_reader_close(&r);
+	buf_release(&ix);
+	VEC_FREE(&segs);
+}
+
+static bool id_selected(const strlist_t *ids, const char *ulid)
+{
+	if (ids->n == 0)
+		return true;
+	for (size_t i = 0; i < ids->n; i++)
+		if (!strcmp(ids->v[i], ulid))
+			return true;
+	return false;
+}
+
 static int cmd_verify(int argc, char **argv)
 {
 	static bucket_flags_t bf;
-	static bool repair;
+	static bool repair, check_chunks;
+	static strlist_t ids;
 	flag_def_t defs[] = {
 		OBJSTORE_FLAGS(&bf),
-		{"repair", FLAG_BOOL, &repair, "false", "Attempt to repair blocks for which issues were detected."},
+		{"repair", FLAG_BOOL, &repair, "false",
+		 "Attempt to repair blocks for which issues were detected (not supported: verify only reports)."},
+		{"id", FLAG_STRINGS, &ids, NULL, "Block IDs to verify (repeated); all blocks when none are given."},
+		{"verify.chunks", FLAG_BOOL, &check_chunks, "true",
+		 "Stream every chunk segment file and check each record's CRC32C and that every chunk reference of "
+		 "the index starts a record (--no-verify.chunks: index, sizes and references only)."},
 	};
 	flags_result_t res = {0};
 	int exit_now, rc = cmd_parse_flags(argv[0], "Verify all blocks in the bucket against specified issues.",
@@ -289,41 +631,54 @@ static int cmd_verify(int argc, char **argv)
 		return rc;
 	free(res.pos);
 	if (repair) {
-		fprintf(stderr, "%s: --repair is not supported yet; run without it to get the report\n", argv[0]);
+		fprintf(stderr, "%s: --repair is not supported: verify only reports issues and never changes the bucket; "
+				"run it without --repair\n", argv[0]);
 		return 2;
 	}
+	for (size_t i = 0; i < ids.n; i++)
+		if (!ulid_valid(ids.v[i])) {
+			fprintf(stderr, "%s: --id \"%s\" is not a block ULID\n", argv[0], ids.v[i]);
+			return 2;
+		}
 	bucket_t *b;
 	if ((rc = open_bucket(argv[0], &bf, &b)) != 0)
 		return rc;
 	blocks_t bs = {0};
 	rc = load_blocks(argv[0], b, &bs, true);
-	int issues = 0;
+	for (size_t i = 0; rc == 0 && i < ids.n; i++) {
+		bool found = false;
+		for (size_t k = 0; k < bs.n && !found; k++)
+			found = !strcmp(bs.v[k].ulid, ids.v[i]);
+		if (!found) {
+			fprintf(stderr, "%s: --id %s: no such block in bucket %s\n", argv[0], ids.v[i], bucket_name(b));
+			rc = 1;
+		}
+	}
+	vreport_t rep = {0};
 	err_t err = {0};
+	size_t nverified = 0;
 	for (size_t i = 0; rc == 0 && i < bs.n; i++) {
 		block_entry_t *e = &bs.v[i];
+		if (!id_selected(&ids, e->ulid))
+			continue;
+		nverified++;
+		rep.ulid = e->ulid;
 		if (!e->has_meta) {
-			printf("issue=partial_block block=%s msg=\"no meta.json (partial or in-progress upload)\"\n", e->ulid);
-			issues++;
+			vissue(&rep, "partial_block", "msg=\"no meta.json (partial or in-progress upload)\"");
 			continue;
 		}
 		const block_meta_t *m = &e->meta;
-		if (strcmp(m->ulid, e->ulid) != 0) {
-			printf("issue=meta_mismatch block=%s msg=\"meta.json ulid is %s\"\n", e->ulid, m->ulid);
-			issues++;
-		}
-		if (m->mint >= m->maxt) {
-			printf("issue=bad_time_range block=%s msg=\"minTime %lld >= maxTime %lld\"\n", e->ulid,
-			       (long long)m->mint, (long long)m->maxt);
-			issues++;
-		}
+		if (strcmp(m->ulid, e->ulid) != 0)
+			vissue(&rep, "meta_mismatch", "msg=\"meta.json ulid is %s\"", m->ulid);
+		if (m->mint >= m->maxt)
+			vissue(&rep, "bad_time_range", "msg=\"minTime %lld >= maxTime %lld\"", (long long)m->mint,
+			       (long long)m->maxt);
 		/* index present; every file listed in thanos.files present with its size. */
 		char name[600];
 		bucket_attrs_t a;
 		snprintf(name, sizeof name, "%s/index", e->ulid);
-		if (bucket_attributes(b, name, &a, &err) != 0) {
-			printf("issue=missing_file block=%s file=index msg=\"%s\"\n", e->ulid, err.msg);
-			issues++;
-		}
+		if (bucket_attributes(b, name, &a, &err) != 0)
+			vissue(&rep, "missing_file", "file=index msg=\"%s\"", err.msg);
 		bool has_chunks = false;
 		for (size_t f = 0; f < m->nfiles; f++) {
 			const meta_file_t *mf = &m->files[f];
@@ -332,25 +687,23 @@ static int cmd_verify(int argc, char **argv)
 			if (!strncmp(mf->rel_path, "chunks/", 7))
 				has_chunks = true;
 			snprintf(name, sizeof name, "%s/%s", e->ulid, mf->rel_path);
-			if (bucket_attributes(b, name, &a, &err) != 0) {
-				printf("issue=missing_file block=%s file=%s msg=\"%s\"\n", e->ulid, mf->rel_path, err.msg);
-				issues++;
-			} else if (mf->size_bytes && a.size != mf->size_bytes) {
-				printf("issue=size_mismatch block=%s file=%s size=%lld meta_size=%lld\n", e->ulid,
-				       mf->rel_path, (long long)a.size, (long long)mf->size_bytes);
-				issues++;
-			}
+			if (bucket_attributes(b, name, &a, &err) != 0)
+				vissue(&rep, "missing_file", "file=%s msg=\"%s\"", mf->rel_path, err.msg);
+			else if (mf->size_bytes && a.size != mf->size_bytes)
+				vissue(&rep, "size_mismatch", "file=%s size=%lld meta_size=%lld", mf->rel_path,
+				       (long long)a.size, (long long)mf->size_bytes);
 		}
-		if (m->nfiles && !has_chunks && m->num_chunks) {
-			printf("issue=missing_file block=%s file=chunks msg=\"meta.json lists no chunk segment\"\n",
-			       e->ulid);
-			issues++;
-		}
+		if (m->nfiles && !has_chunks && m->num_chunks)
+			vissue(&rep, "missing_file", "file=chunks msg=\"meta.json lists no chunk segment\"");
+		verify_block_data(b, e, check_chunks, &rep);
+		vreport_block_done(&rep);
 	}
 	/* Overlaps and duplicates within a stream (same external labels and resolution). */
 	for (size_t i = 0; rc == 0 && i < bs.n; i++) {
 		for (size_t j = i + 1; j < bs.n; j++) {
 			block_entry_t *x = &bs.v[i], *y = &bs.v[j];
+			if (!id_selected(&ids, x->ulid) && !id_selected(&ids, y->ulid))
+				continue;
 			if (!x->has_meta || !y->has_meta || x->meta.resolution != y->meta.resolution ||
 			    x->meta.nlabels != y->meta.nlabels)
 				continue;
@@ -364,20 +717,20 @@ static int cmd_verify(int argc, char **argv)
 				dup = !strcmp(x->meta.sources[k], y->meta.sources[k]);
 			if (dup) {
 				printf("issue=duplicated_compaction blocks=%s,%s msg=\"same sources\"\n", x->ulid, y->ulid);
-				issues++;
+				rep.issues++;
 			} else if (x->meta.mint < y->meta.maxt && y->meta.mint < x->meta.maxt) {
 				printf("issue=overlapped_blocks blocks=%s,%s msg=\"[%lld,%lld) overlaps [%lld,%lld)\"\n",
 				       x->ulid, y->ulid, (long long)x->meta.mint, (long long)x->meta.maxt,
 				       (long long)y->meta.mint, (long long)y->meta.maxt);
-				issues++;
+				rep.issues++;
 			}
 		}
 	}
 	if (rc == 0)
-		printf("verified %zu blocks: %d issues\n", bs.n, issues);
+		printf("verified %zu blocks: %d issues\n", nverified, rep.issues);
 	blocks_free(&bs);
 	bucket_free(b);
-	return rc ? rc : issues ? 1 : 0;
+	return rc ? rc : rep.issues ? 1 : 0;
 }
 
 /* ---- upload-blocks ---- */
