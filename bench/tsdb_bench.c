@@ -135,9 +135,20 @@ static void bench_xor(const char *kind)
 }
 
 /* Series i: __name__=m<i%100>, instance=i<i/100>, job=j<(i/100)%10>: 100 names x 10k series,
- * 10 jobs x 100k series. */
+ * 10 jobs x 100k series. With ninstances set, instance=i<(i/100)%ninstances>,job=j<i/100> instead:
+ * the same number of series over a fixed set of instances (but a new job every 100 series). */
+static size_t ninstances;
 static labels_t series_labels(arena_t *a, size_t i)
 {
+	if (ninstances) {
+		labels_t ls;
+		ls.v = arena_alloc(a, 3 * sizeof(label_t));
+		ls.n = 3;
+		ls.v[0] = (label_t){STR("__name__"), str_c(arena_printf(a, "m%zu", i % 100))};
+		ls.v[1] = (label_t){STR("instance"), str_c(arena_printf(a, "i%zu", (i / 100) % ninstances))};
+		ls.v[2] = (label_t){STR("job"), str_c(arena_printf(a, "j%zu", i / 100 / ninstances))};
+		return ls;
+	}
 	labels_t ls;
 	ls.v = arena_alloc(a, 3 * sizeof(label_t));
 	ls.n = 3;
@@ -147,8 +158,9 @@ static labels_t series_labels(arena_t *a, size_t i)
 	return ls;
 }
 
-/* Writes a block of nseries x nsamp (15s scrapes); returns CPU seconds, dir in out. */
-static double write_block(const char *parent, size_t nseries, int nsamp, char *out)
+/* Writes a block of nseries x nsamp (15s scrapes) with the writer's mem_limit (0 = default);
+ * returns CPU seconds, dir in out. */
+static double write_block(const char *parent, size_t nseries, int nsamp, size_t mem_limit, char *out)
 {
 	int64_t *t = xcalloc((size_t)nsamp, sizeof *t);
 	double *v = xcalloc((size_t)nsamp, sizeof *v);
@@ -157,7 +169,8 @@ static double write_block(const char *parent, size_t nseries, int nsamp, char *o
 	block_writer_t *bw;
 	err_t err = {0};
 	double t0 = cpu_now();
-	if (block_writer_new(&bw, parent, NULL, &err))
+	block_writer_opts_t opts = {.mem_limit = mem_limit};
+	if (block_writer_new(&bw, parent, &opts, &err))
 		die("%s", err.msg);
 	for (size_t s = 0; s < nseries; s++) {
 		labels_t ls = series_labels(&a, s);
@@ -181,16 +194,17 @@ static double write_block(const char *parent, size_t nseries, int nsamp, char *o
 	return s;
 }
 
-/* Peak RSS (MiB) of a child writing nseries x nsamp. */
-static double child_peak_rss(const char *parent, size_t nseries, int nsamp)
+/* Peak RSS (MiB) of a child writing nseries x nsamp; removes the block. */
+static double child_peak_rss(const char *parent, size_t nseries, int nsamp, size_t mem_limit)
 {
 	pid_t pid = fork();
 	if (pid < 0)
 		die("fork failed");
 	if (pid == 0) {
-		char dir[4096];
-		write_block(parent, nseries, nsamp, dir);
-		_exit(0);
+		char dir[4096], cmd[4200];
+		write_block(parent, nseries, nsamp, mem_limit, dir);
+		snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+		_exit(system(cmd) == 0 ? 0 : 1);
 	}
 	int st;
 	struct rusage ru;
@@ -230,25 +244,38 @@ int main(int argc, char **argv)
 		die("mkdtemp failed");
 
 	/* write throughput: 100k series x 120 samples (12M samples) */
-	double ws = write_block(parent, 100000, 120, dir);
+	double ws = write_block(parent, 100000, 120, 0, dir);
 	printf("RESULT block_write %.1f Msamples/s (100k series x 120 samples, incl. index, CPU time)\n",
 	       12e6 / ws / 1e6);
 	char cmd[8300];
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		die("rm failed");
-	double r1 = child_peak_rss(parent, 20000, 120), r2 = child_peak_rss(parent, 20000, 1200);
+	double r1 = child_peak_rss(parent, 20000, 120, 0), r2 = child_peak_rss(parent, 20000, 1200, 0);
 	printf("RESULT block_write_peak_rss %.1f MiB (20k series x 120 samples) vs %.1f MiB (x 1200 samples)\n", r1, r2);
-	double r3 = child_peak_rss(parent, 200000, 120);
-	printf("RESULT block_write_peak_rss_series %.1f MiB (20k series x 120 samples) vs %.1f MiB (200k series x 120)\n",
-	       r1, r3);
+	/* 10x and 100x more series; the symbol table grows too (an instance per 100 series) */
+	double r3 = child_peak_rss(parent, 200000, 120, 0), r4 = child_peak_rss(parent, 2000000, 120, 0);
+	printf("RESULT block_write_peak_rss_series %.1f MiB (20k series x 120 samples) vs %.1f MiB (200k) vs %.1f MiB "
+	       "(2M), mem_limit 4 MiB\n", r1, r3, r4);
+	ninstances = 2000; /* symbol table fixed at ~2.1k strings; 12 samples a series to keep it quick */
+	double f1 = child_peak_rss(parent, 200000, 12, 0), f2 = child_peak_rss(parent, 1000000, 12, 0),
+	       f3 = child_peak_rss(parent, 4000000, 12, 0);
+	ninstances = 0;
+	printf("RESULT block_write_peak_rss_series_fixed_symbols %.1f MiB (200k series x 12 samples) vs %.1f MiB (1M) vs "
+	       "%.1f MiB (4M), mem_limit 4 MiB\n", f1, f2, f3);
+	double r5 = child_peak_rss(parent, 20000, 120, 1 << 20), r6 = child_peak_rss(parent, 200000, 120, 1 << 20);
+	printf("RESULT block_write_peak_rss_series_1mib %.1f MiB (20k series x 120 samples) vs %.1f MiB (200k), "
+	       "mem_limit 1 MiB\n", r5, r6);
+	double w1 = write_block(parent, 100000, 120, 1 << 20, dir);
+	printf("RESULT block_write_1mib %.1f Msamples/s (100k series x 120 samples, mem_limit 1 MiB: spills)\n",
+	       12e6 / w1 / 1e6);
 	snprintf(cmd, sizeof cmd, "rm -rf '%s'/*", parent);
 	if (system(cmd) != 0)
 		die("rm failed");
 
 	/* the big block: nseries x 4 samples, then open and query it */
 	double w0 = wall_now();
-	write_block(parent, nseries, 4, dir);
+	write_block(parent, nseries, 4, 0, dir);
 	printf("wrote %zu-series block in %.1fs\n", nseries, wall_now() - w0);
 	block_t *b;
 	err_t err = {0};

@@ -15,13 +15,29 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/hmap.h"
+#include "base/varint.h"
 #include "base/vec.h"
+#include "tsdb/spill.h"
 #include "tsdb/xor.h"
 
 /* ================================ writer ================================ */
 
+/*
+ * Series are kept in a run: label arrays (pointing at interned strings) and chunk metas, until the
+ * run holds mem_limit bytes; then it is sorted by labels and appended to an unlinked temp file in
+ * the block's temp dir as records
+ *     u32 len, then: uvarint nlabels, nlabels x (uvarint name id, uvarint value id),
+ *                    uvarint nchunks, nchunks x (varint mint, uvarint maxt - mint, uvarint ref)
+ * (ids index the interned strings). finish merges the runs and the last, in-memory one by labels
+ * straight into the index writer (MERGE_FANIN runs at a time; more are first merged into longer
+ * runs). Sorted input needs no sorting at all: each run is already in order.
+ */
+#define MERGE_FANIN 16
+#define MERGE_BUF (64u << 10)
+
 typedef struct series_rec {
 	labels_t ls;
+	uint32_t *ids; /* name, value interned ids per label */
 	size_t meta_off, nmeta;
 } series_rec_t;
 
@@ -30,21 +46,36 @@ typedef struct pending_chunk {
 	size_t off, len;
 } pending_chunk_t;
 
+typedef struct run {
+	uint64_t off, end; /* byte range in the temp file */
+} run_t;
+
 struct block_writer {
 	char *parent, *tmpdir;
 	char ulid[ULID_LEN + 1];
 	block_writer_opts_t opts;
 	chunkfile_writer_t cw;
-	arena_t arena;
+	/* every distinct label name and value: bounded by the symbol table */
+	arena_t sym_arena;
+	hmap_t sym; /* string -> id + 1 */
+	VEC(str_t) syms;
+	/* the in-memory run */
+	arena_t arena; /* label arrays and ids */
 	VEC(series_rec_t) series;
 	VEC(chunk_meta_t) metas;
+	bool run_sorted;
+	/* spilled runs */
+	spill_t spill;
+	VEC(run_t) runs;
+	buf_t rec; /* scratch: one encoded record */
+	/* the current series */
 	xor_enc_t enc;
 	buf_t data;                   /* encoded chunks of the current series */
 	VEC(pending_chunk_t) pending; /* their bounds */
 	VEC(chunk_t) chunks;
 	VEC(uint64_t) refs;
 	int64_t mint, maxt;
-	uint64_t nsamples, nchunks;
+	uint64_t nseries, nsamples, nchunks;
 };
 
 static void path_join(char *out, size_t n, const char *a, const char *b)
@@ -59,12 +90,19 @@ int block_writer_new(block_writer_t **out, const char *parent_dir, const block_w
 		bw->opts = *opts;
 	if (bw->opts.chunk_range <= 0)
 		bw->opts.chunk_range = BLOCK_DEFAULT_DURATION;
+	if (bw->opts.mem_limit == 0)
+		bw->opts.mem_limit = BLOCK_WRITER_MEM_DEFAULT;
 	ulid_new(bw->ulid, clock_now_ms());
 	bw->parent = xstrdup(parent_dir);
 	size_t n = strlen(parent_dir) + ULID_LEN + 32;
 	bw->tmpdir = xmalloc(n);
 	snprintf(bw->tmpdir, n, "%s/%s.tmp-for-creation", parent_dir, bw->ulid);
+	arena_init(&bw->sym_arena, 0);
+	hmap_init(&bw->sym, 0);
 	arena_init(&bw->arena, 0);
+	bw->run_sorted = true;
+	spill_init(&bw->spill);
+	buf_init(&bw->rec);
 	xor_enc_init(&bw->enc);
 	buf_init(&bw->data);
 	bw->mint = INT64_MAX;
@@ -87,13 +125,24 @@ int block_writer_new(block_writer_t **out, const char *parent_dir, const block_w
 	return 0;
 }
 
+size_t block_writer_spilled_runs(const block_writer_t *bw)
+{
+	return bw->runs.n;
+}
+
 static void free_writer(block_writer_t *bw)
 {
+	arena_release(&bw->sym_arena);
+	hmap_release(&bw->sym);
+	VEC_FREE(&bw->syms);
 	arena_release(&bw->arena);
-	xor_enc_release(&bw->enc);
-	buf_release(&bw->data);
 	VEC_FREE(&bw->series);
 	VEC_FREE(&bw->metas);
+	spill_close(&bw->spill);
+	VEC_FREE(&bw->runs);
+	buf_release(&bw->rec);
+	xor_enc_release(&bw->enc);
+	buf_release(&bw->data);
 	VEC_FREE(&bw->pending);
 	VEC_FREE(&bw->chunks);
 	VEC_FREE(&bw->refs);
@@ -153,6 +202,90 @@ static int64_t chunk_end_time(int64_t start, int64_t cur, int64_t max)
 	return start + (max - start) / n;
 }
 
+/* The interned copy of s and its id. */
+static str_t intern(block_writer_t *bw, str_t s, uint32_t *id)
+{
+	void *v = hmap_get(&bw->sym, s);
+	if (v) {
+		*id = (uint32_t)((uintptr_t)v - 1);
+		return bw->syms.v[*id];
+	}
+	BUG_ON(bw->syms.n >= UINT32_MAX);
+	str_t c = str_from(arena_memdup(&bw->sym_arena, s.n ? s.p : "", s.n), s.n);
+	*id = (uint32_t)bw->syms.n;
+	VEC_PUSH(&bw->syms, c);
+	hmap_put(&bw->sym, c, (void *)(uintptr_t)(*id + 1));
+	return c;
+}
+
+static size_t run_bytes(const block_writer_t *bw)
+{
+	return bw->arena.used + bw->series.n * sizeof(series_rec_t) + bw->metas.n * sizeof(chunk_meta_t);
+}
+
+static int series_cmp(const void *a, const void *b)
+{
+	return labels_cmp(&((const series_rec_t *)a)->ls, &((const series_rec_t *)b)->ls);
+}
+
+/* A series as the merge sees it. */
+typedef struct srec {
+	labels_t ls;
+	const uint32_t *ids;
+	const chunk_meta_t *metas;
+	size_t nmeta;
+} srec_t;
+
+static int spill_record(block_writer_t *bw, const srec_t *r, err_t *err)
+{
+	buf_t *b = &bw->rec;
+	buf_reset(b);
+	buf_put_be32(b, 0); /* length, patched below */
+	buf_put_uvarint(b, r->ls.n);
+	for (size_t i = 0; i < 2 * r->ls.n; i++)
+		buf_put_uvarint(b, r->ids[i]);
+	buf_put_uvarint(b, r->nmeta);
+	for (size_t i = 0; i < r->nmeta; i++) {
+		buf_put_varint(b, r->metas[i].mint);
+		buf_put_uvarint(b, (uint64_t)(r->metas[i].maxt - r->metas[i].mint));
+		buf_put_uvarint(b, r->metas[i].ref);
+	}
+	if (b->n - 4 > UINT32_MAX)
+		return err_set(err, ERR_LIMIT, "block writer %s: a series of %zu chunks is too large", bw->tmpdir,
+			       r->nmeta);
+	be32_put((uint8_t *)b->p, (uint32_t)(b->n - 4));
+	return spill_append(&bw->spill, b->p, b->n, err);
+}
+
+/* Sorts the in-memory run, appends it to the temp file and empties it. */
+static int spill_run(block_writer_t *bw, err_t *err)
+{
+	int rc = 0;
+	if (!spill_is_open(&bw->spill)) {
+		char prefix[4096];
+		path_join(prefix, sizeof prefix, bw->tmpdir, "series");
+		if ((rc = spill_open(&bw->spill, prefix, err)))
+			return rc;
+	}
+	if (!bw->run_sorted)
+		qsort(bw->series.v, bw->series.n, sizeof(series_rec_t), series_cmp);
+	run_t run = {bw->spill.end, 0};
+	for (size_t i = 0; !rc && i < bw->series.n; i++) {
+		const series_rec_t *s = &bw->series.v[i];
+		srec_t r = {s->ls, s->ids, bw->metas.v + s->meta_off, s->nmeta};
+		rc = spill_record(bw, &r, err);
+	}
+	if (rc)
+		return rc;
+	run.end = bw->spill.end;
+	VEC_PUSH(&bw->runs, run);
+	arena_reset(&bw->arena);
+	VEC_CLEAR(&bw->series);
+	VEC_CLEAR(&bw->metas);
+	bw->run_sorted = true;
+	return 0;
+}
+
 int block_writer_add_series(block_writer_t *bw, const labels_t *ls, const int64_t *t, const double *v, size_t n,
 			    err_t *err)
 {
@@ -197,7 +330,15 @@ int block_writer_add_series(block_writer_t *bw, const labels_t *ls, const int64_
 		return rc;
 	VEC_RESERVE(&bw->series, bw->series.n + 1);
 	series_rec_t *s = &bw->series.v[bw->series.n++];
-	s->ls = labels_copy(&bw->arena, ls);
+	s->ls.n = ls->n;
+	s->ls.v = arena_alloc(&bw->arena, (ls->n ? ls->n : 1) * sizeof(label_t));
+	s->ids = arena_alloc(&bw->arena, (ls->n ? 2 * ls->n : 1) * sizeof(uint32_t));
+	for (size_t i = 0; i < ls->n; i++) {
+		s->ls.v[i].name = intern(bw, ls->v[i].name, &s->ids[2 * i]);
+		s->ls.v[i].value = intern(bw, ls->v[i].value, &s->ids[2 * i + 1]);
+	}
+	if (bw->series.n > 1 && bw->run_sorted && labels_cmp(&s[-1].ls, &s->ls) > 0)
+		bw->run_sorted = false;
 	s->meta_off = bw->metas.n;
 	s->nmeta = bw->pending.n;
 	VEC_RESERVE(&bw->metas, bw->metas.n + bw->pending.n);
@@ -207,14 +348,173 @@ int block_writer_add_series(block_writer_t *bw, const labels_t *ls, const int64_
 		bw->mint = t[0];
 	if (t[n - 1] > bw->maxt)
 		bw->maxt = t[n - 1];
+	bw->nseries++;
 	bw->nsamples += n;
 	bw->nchunks += bw->pending.n;
+	if (run_bytes(bw) >= bw->opts.mem_limit)
+		return spill_run(bw, err);
 	return 0;
 }
 
-static int series_cmp(const void *a, const void *b)
+/* ---- merging runs ---- */
+
+/* A cursor over a spilled run (rd) or over the sorted in-memory run (mem). */
+typedef struct cursor {
+	bool mem, done;
+	size_t i; /* mem: next series */
+	spill_reader_t rd;
+	srec_t cur;
+	VEC(label_t) ls;
+	VEC(uint32_t) ids;
+	VEC(chunk_meta_t) metas;
+} cursor_t;
+
+static int cur_corrupt(block_writer_t *bw, cursor_t *c, err_t *err, const char *what)
 {
-	return labels_cmp(&((const series_rec_t *)a)->ls, &((const series_rec_t *)b)->ls);
+	return err_set(err, ERR_CORRUPT, "block writer: temp file %s: offset %llu: %s", bw->spill.path,
+		       (unsigned long long)(c->rd.end - spill_reader_left(&c->rd)), what);
+}
+
+static int cur_next(block_writer_t *bw, cursor_t *c, err_t *err)
+{
+	if (c->mem) {
+		if (c->i >= bw->series.n) {
+			c->done = true;
+			return 0;
+		}
+		const series_rec_t *s = &bw->series.v[c->i++];
+		c->cur = (srec_t){s->ls, s->ids, bw->metas.v + s->meta_off, s->nmeta};
+		return 0;
+	}
+	if (spill_reader_left(&c->rd) == 0) {
+		c->done = true;
+		return 0;
+	}
+	const uint8_t *p;
+	int rc = spill_reader_need(&c->rd, 4, &p, err);
+	if (rc)
+		return rc;
+	size_t len = be32_get(p);
+	if ((rc = spill_reader_need(&c->rd, 4 + len, &p, err)))
+		return rc;
+	const uint8_t *q = p + 4, *end = p + 4 + len;
+	uint64_t nl, nm, x;
+	int k;
+	if ((k = uvarint_get(q, end, &nl)) <= 0 || nl > len)
+		return cur_corrupt(bw, c, err, "bad label count");
+	q += k;
+	VEC_RESERVE(&c->ls, nl ? nl : 1);
+	VEC_RESERVE(&c->ids, 2 * nl + 1);
+	for (size_t i = 0; i < 2 * nl; i++) {
+		if ((k = uvarint_get(q, end, &x)) <= 0 || x >= bw->syms.n)
+			return cur_corrupt(bw, c, err, "bad symbol id");
+		q += k;
+		c->ids.v[i] = (uint32_t)x;
+		if (i % 2)
+			c->ls.v[i / 2].value = bw->syms.v[x];
+		else
+			c->ls.v[i / 2].name = bw->syms.v[x];
+	}
+	if ((k = uvarint_get(q, end, &nm)) <= 0 || nm > len)
+		return cur_corrupt(bw, c, err, "bad chunk count");
+	q += k;
+	VEC_RESERVE(&c->metas, nm ? nm : 1);
+	for (size_t i = 0; i < nm; i++) {
+		int64_t mint;
+		uint64_t d, ref;
+		int k1 = varint_get(q, end, &mint), k2 = k1 > 0 ? uvarint_get(q + k1, end, &d) : 0,
+		    k3 = k2 > 0 ? uvarint_get(q + k1 + k2, end, &ref) : 0;
+		if (k3 <= 0)
+			return cur_corrupt(bw, c, err, "bad chunk meta");
+		q += k1 + k2 + k3;
+		c->metas.v[i] = (chunk_meta_t){mint, (int64_t)((uint64_t)mint + d), ref};
+	}
+	if (q != end)
+		return cur_corrupt(bw, c, err, "record length mismatch");
+	spill_reader_skip(&c->rd, 4 + len);
+	c->cur = (srec_t){{c->ls.v, nl}, c->ids.v, c->metas.v, nm};
+	return 0;
+}
+
+static void cur_release(cursor_t *c)
+{
+	if (!c->mem)
+		spill_reader_release(&c->rd);
+	VEC_FREE(&c->ls);
+	VEC_FREE(&c->ids);
+	VEC_FREE(&c->metas);
+}
+
+/* Merges runs (and the in-memory run when mem) by labels: into iw when set (rejecting duplicates),
+ * else as a new run appended to the temp file. */
+static int merge_runs(block_writer_t *bw, const run_t *runs, size_t nruns, bool mem, index_writer_t *iw, err_t *err)
+{
+	size_t nc = nruns + (mem ? 1 : 0);
+	cursor_t *cs = xcalloc(nc ? nc : 1, sizeof *cs);
+	for (size_t i = 0; i < nruns; i++)
+		spill_reader_init(&cs[i].rd, &bw->spill, runs[i].off, runs[i].end, MERGE_BUF);
+	if (mem)
+		cs[nruns].mem = true;
+	int rc = 0;
+	for (size_t i = 0; !rc && i < nc; i++)
+		rc = cur_next(bw, &cs[i], err);
+	VEC(label_t) prev = {0};
+	bool have_prev = false;
+	while (!rc) {
+		cursor_t *min = NULL;
+		for (size_t i = 0; i < nc; i++)
+			if (!cs[i].done && (!min || labels_cmp(&cs[i].cur.ls, &min->cur.ls) < 0))
+				min = &cs[i];
+		if (!min)
+			break;
+		const srec_t *r = &min->cur;
+		if (iw) {
+			labels_t pl = {prev.v, prev.n};
+			if (have_prev && labels_cmp(&pl, &r->ls) == 0) {
+				buf_t lb = BUF_INIT;
+				labels_format_full(&lb, &r->ls);
+				rc = err_set(err, ERR_INVALID, "block writer: series %s added twice", lb.p);
+				buf_release(&lb);
+				break;
+			}
+			VEC_RESERVE(&prev, r->ls.n);
+			memcpy(prev.v, r->ls.v, r->ls.n * sizeof(label_t)); /* interned strings: stable */
+			prev.n = r->ls.n;
+			have_prev = true;
+			rc = index_writer_add_series(iw, &r->ls, r->metas, r->nmeta, err);
+		} else {
+			rc = spill_record(bw, r, err);
+		}
+		if (!rc)
+			rc = cur_next(bw, min, err);
+	}
+	VEC_FREE(&prev);
+	for (size_t i = 0; i < nc; i++)
+		cur_release(&cs[i]);
+	free(cs);
+	return rc;
+}
+
+/* Merges spilled runs MERGE_FANIN at a time until at most MERGE_FANIN are left. */
+static int reduce_runs(block_writer_t *bw, err_t *err)
+{
+	while (bw->runs.n > MERGE_FANIN) {
+		size_t out = 0;
+		for (size_t a = 0; a < bw->runs.n; a += MERGE_FANIN) {
+			size_t b = a + MERGE_FANIN < bw->runs.n ? a + MERGE_FANIN : bw->runs.n;
+			run_t r = bw->runs.v[a];
+			if (b - a > 1) {
+				r.off = bw->spill.end;
+				int rc = merge_runs(bw, bw->runs.v + a, b - a, false, NULL, err);
+				if (rc)
+					return rc;
+				r.end = bw->spill.end;
+			}
+			bw->runs.v[out++] = r; /* out <= a: runs not yet merged are not overwritten */
+		}
+		bw->runs.n = out;
+	}
+	return 0;
 }
 
 static int str_cmp_q(const void *a, const void *b)
@@ -232,67 +532,51 @@ static int fsync_dir(const char *dir, err_t *err)
 	return rc;
 }
 
-int block_writer_finish(block_writer_t *bw, const block_meta_t *meta_in, char *out_dir, err_t *err)
+/* Writes the index: every interned string as a symbol, then the series merged in label order. */
+static int write_index(block_writer_t *bw, err_t *err)
 {
-	int rc = chunkfile_writer_close(&bw->cw, err);
-	if (rc)
-		goto fail;
-	if (bw->series.n > 1)
+	if (!bw->run_sorted && bw->series.n > 1)
 		qsort(bw->series.v, bw->series.n, sizeof(series_rec_t), series_cmp);
-	for (size_t i = 1; i < bw->series.n; i++)
-		if (labels_cmp(&bw->series.v[i - 1].ls, &bw->series.v[i].ls) == 0) {
-			buf_t lb = BUF_INIT;
-			labels_format_full(&lb, &bw->series.v[i].ls);
-			rc = err_set(err, ERR_INVALID, "block writer: series %s added twice", lb.p);
-			buf_release(&lb);
-			goto fail;
-		}
-	/* Symbols: every name and value, sorted and unique. */
-	hmap_t set;
-	hmap_init(&set, 0);
-	VEC(str_t) syms = {0};
-	for (size_t i = 0; i < bw->series.n; i++) {
-		const labels_t *ls = &bw->series.v[i].ls;
-		for (size_t k = 0; k < ls->n; k++) {
-			str_t s2[2] = {ls->v[k].name, ls->v[k].value};
-			for (int j = 0; j < 2; j++) {
-				bool found;
-				hmap_slot(&set, s2[j], &found);
-				if (!found)
-					VEC_PUSH(&syms, s2[j]);
-			}
-		}
-	}
-	hmap_release(&set);
-	if (syms.n > 1)
-		qsort(syms.v, syms.n, sizeof(str_t), str_cmp_q);
+	int rc = reduce_runs(bw, err);
+	if (rc)
+		return rc;
+	str_t *syms = xcalloc(bw->syms.n ? bw->syms.n : 1, sizeof(str_t));
+	memcpy(syms, bw->syms.v, bw->syms.n * sizeof(str_t));
+	if (bw->syms.n > 1)
+		qsort(syms, bw->syms.n, sizeof(str_t), str_cmp_q);
 	char path[4096];
 	path_join(path, sizeof path, bw->tmpdir, "index");
 	index_writer_t *iw;
 	rc = index_writer_open(&iw, path, err);
 	if (!rc) {
-		rc = index_writer_add_symbols(iw, syms.v, syms.n, err);
-		for (size_t i = 0; !rc && i < bw->series.n; i++) {
-			series_rec_t *s = &bw->series.v[i];
-			rc = index_writer_add_series(iw, &s->ls, bw->metas.v + s->meta_off, s->nmeta, err);
-		}
+		index_writer_set_mem_limit(iw, bw->opts.mem_limit);
+		rc = index_writer_add_symbols(iw, syms, bw->syms.n, err);
+		if (!rc)
+			rc = merge_runs(bw, bw->runs.v, bw->runs.n, true, iw, err);
 		if (rc)
 			index_writer_abort(iw);
 		else
 			rc = index_writer_close(iw, err);
 	}
-	VEC_FREE(&syms);
-	if (rc)
+	free(syms);
+	return rc;
+}
+
+int block_writer_finish(block_writer_t *bw, const block_meta_t *meta_in, char *out_dir, err_t *err)
+{
+	int rc = chunkfile_writer_close(&bw->cw, err);
+	if (rc || (rc = write_index(bw, err)))
 		goto fail;
+	spill_close(&bw->spill);
 	block_meta_t m = {0};
 	if (meta_in) {
 		m = *meta_in; /* shallow: only read below */
 	}
 	snprintf(m.ulid, sizeof m.ulid, "%s", bw->ulid);
-	m.mint = bw->series.n ? bw->mint : 0;
-	m.maxt = bw->series.n ? bw->maxt + 1 : 0;
+	m.mint = bw->nseries ? bw->mint : 0;
+	m.maxt = bw->nseries ? bw->maxt + 1 : 0;
 	m.num_samples = bw->nsamples;
-	m.num_series = bw->series.n;
+	m.num_series = bw->nseries;
 	m.num_chunks = bw->nchunks;
 	m.num_tombstones = 0;
 	char self_src[1][ULID_LEN + 1];

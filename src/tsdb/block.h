@@ -7,7 +7,13 @@
  * (120-sample target estimated at the 30th sample, 240 cap, never across a chunk_range-aligned
  * boundary) and streams them to chunks/. Series may come in any order but sorted input gives chunk
  * files byte-identical to Prometheus'. block_writer_finish writes index, meta.json, tombstones,
- * fsyncs and renames to <parent>/<ULID>/. Memory: labels + chunk metas per series, no samples.
+ * fsyncs and renames to <parent>/<ULID>/.
+ * Memory is independent of the number of samples and series: one series' chunks while it is
+ * encoded, the distinct label names and values (the index's symbol table), and at most mem_limit
+ * bytes of series (labels + chunk metas); beyond that they are sorted and spilled as a run to an
+ * unlinked temp file in the temp dir (series.spill-XXXXXX: it has no name, so nothing is left
+ * behind on success, failure or crash) and finish merges the runs into the index writer, which
+ * bounds its postings the same way (index.h). The output does not depend on mem_limit.
  *
  * Reader: block_open mmaps index and chunks (no full read). The queryable's select returns series
  * sorted by labels, chunks overlapping [mint, maxt] and samples trimmed to it. Tombstones are
@@ -36,7 +42,10 @@ typedef struct block_writer block_writer_t;
 typedef struct block_writer_opts {
 	int64_t chunk_range;   /* ms; chunk cut boundary (Prometheus head chunk range); 0 = 2h */
 	uint64_t segment_size; /* 0 = 512 MiB */
+	size_t mem_limit;      /* bytes of series and of postings held before spilling; 0 = 4 MiB */
 } block_writer_opts_t;
+
+#define BLOCK_WRITER_MEM_DEFAULT (4u << 20)
 
 int block_writer_new(block_writer_t **bw, const char *parent_dir, const block_writer_opts_t *opts, err_t *err);
 /* Samples must have strictly increasing timestamps; n may be 0 (series skipped). */
@@ -46,6 +55,8 @@ int block_writer_add_series(block_writer_t *bw, const labels_t *ls, const int64_
  * stats are computed. On success out_dir (if not NULL, >= 4096 bytes) gets the final path. Frees bw. */
 int block_writer_finish(block_writer_t *bw, const block_meta_t *meta_in, char *out_dir, err_t *err);
 void block_writer_abort(block_writer_t *bw); /* removes the temp dir, frees bw */
+/* Runs of series spilled to the temp file so far (for tests and benchmarks). */
+size_t block_writer_spilled_runs(const block_writer_t *bw);
 
 typedef struct block {
 	queryable_t q;

@@ -50,6 +50,11 @@ typedef struct run {
 	uint64_t off, end; /* byte range in the temp file */
 } run_t;
 
+typedef struct pair_key {
+	uint64_t key; /* name << 32 | value: sorts like pair_cmp */
+	size_t idx;   /* in pairs */
+} pair_key_t;
+
 struct index_writer {
 	char *path;
 	int fd;
@@ -71,7 +76,7 @@ struct index_writer {
 	size_t held;      /* series IDs held (pairs' and all) */
 	spill_t spill;
 	VEC(run_t) runs;
-	u32vec_t order; /* scratch: pair indices of a run, sorted */
+	VEC(pair_key_t) order; /* scratch: the pairs of a run, sorted */
 	VEC(uint64_t) keys; /* scratch: the series' (name<<32|value) symbol pairs */
 };
 
@@ -236,10 +241,10 @@ static int pair_cmp(const void *a, const void *b)
 	return x->value < y->value ? -1 : x->value > y->value;
 }
 
-static const pair_t *sort_pairs_;
-static int pair_idx_cmp(const void *a, const void *b)
+static int key_cmp(const void *a, const void *b)
 {
-	return pair_cmp(&sort_pairs_[*(const uint32_t *)a], &sort_pairs_[*(const uint32_t *)b]);
+	const pair_key_t *x = a, *y = b;
+	return x->key < y->key ? -1 : x->key > y->key;
 }
 
 static int spill_u32s(index_writer_t *w, const uint32_t *v, size_t n, err_t *err)
@@ -256,15 +261,14 @@ static int spill_run(index_writer_t *w, err_t *err)
 	VEC_CLEAR(&w->order);
 	for (size_t i = 0; i < w->pairs.n; i++)
 		if (w->pairs.v[i].ids.n)
-			VEC_PUSH(&w->order, (uint32_t)i);
-	sort_pairs_ = w->pairs.v; /* the writer is single-threaded; qsort has no context argument in C11 */
-	qsort(w->order.v, w->order.n, sizeof(uint32_t), pair_idx_cmp);
+			VEC_PUSH(&w->order, ((pair_key_t){((uint64_t)w->pairs.v[i].name << 32) | w->pairs.v[i].value, i}));
+	qsort(w->order.v, w->order.n, sizeof(pair_key_t), key_cmp);
 	run_t run = {w->spill.end, 0};
 	uint32_t nall = (uint32_t)w->all.n;
 	if ((rc = spill_u32s(w, &nall, 1, err)) || (rc = spill_u32s(w, w->all.v, w->all.n, err)))
 		return rc;
 	for (size_t k = 0; k < w->order.n; k++) {
-		pair_t *p = &w->pairs.v[w->order.v[k]];
+		pair_t *p = &w->pairs.v[w->order.v[k].idx];
 		uint32_t hdr[3] = {p->name, p->value, (uint32_t)p->ids.n};
 		if ((rc = spill_u32s(w, hdr, 3, err)) || (rc = spill_u32s(w, p->ids.v, p->ids.n, err)))
 			return rc;

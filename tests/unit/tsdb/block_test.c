@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <string.h>
 
 #include "test.h"
@@ -175,6 +176,122 @@ TEST(block_writer_chunk_cutting)
 	CHECK_EQ_INT(block_writer_add_series(bw, &ls, t, v, 10, &err), 0);
 	CHECK_EQ_INT(block_writer_finish(bw, NULL, dir, &err), ERR_INVALID);
 	CHECK(strstr(err.msg, "added twice") != NULL);
+	tu_rm_rf(parent);
+}
+
+/* NSP series in a scrambled order (__name__ of 5, unique id, "odd" on half of them), 3 samples
+ * each, with the given mem_limit (0 = default); returns the block dir in out. */
+#define NSP 2000
+static void write_spill_block(const char *parent, size_t mem_limit, bool dup, char *out, size_t *runs, int *rc_out,
+			      err_t *err)
+{
+	block_writer_opts_t o = {.mem_limit = mem_limit};
+	block_writer_t *bw;
+	if (block_writer_new(&bw, parent, &o, err))
+		TEST_FAILF("%s", err->msg);
+	arena_t a;
+	arena_init(&a, 0);
+	for (int k = 0; k < NSP; k++) {
+		int i = dup && k == NSP - 1 ? 0 : (k * 7919) % NSP; /* 7919 is prime: a permutation */
+		label_t l[3];
+		size_t n = 0;
+		l[n++] = (label_t){STR("__name__"), str_c(arena_printf(&a, "m%d", i % 5))};
+		l[n++] = (label_t){STR("id"), str_c(arena_printf(&a, "%d", i))};
+		if (i % 2)
+			l[n++] = (label_t){STR("odd"), STR("yes")};
+		labels_t ls = {l, n};
+		int64_t t[3] = {1000 + i, 2000 + i, 3000 + i};
+		double v[3] = {i, i + 1, i + 2};
+		if (block_writer_add_series(bw, &ls, t, v, 3, err))
+			TEST_FAILF("%s", err->msg);
+		arena_reset(&a);
+	}
+	arena_release(&a);
+	*runs = block_writer_spilled_runs(bw);
+	*rc_out = block_writer_finish(bw, NULL, out, err);
+}
+
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(d)))
+		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+static void check_same_file(const char *d1, const char *d2, const char *name)
+{
+	char p1[4200], p2[4200];
+	snprintf(p1, sizeof p1, "%s/%s", d1, name);
+	snprintf(p2, sizeof p2, "%s/%s", d2, name);
+	size_t l1, l2;
+	uint8_t *b1 = tu_read_file(p1, &l1), *b2 = tu_read_file(p2, &l2);
+	CHECK_EQ_U64(l1, l2);
+	CHECK(l1 == l2 && memcmp(b1, b2, l1) == 0);
+	free(b1);
+	free(b2);
+}
+
+TEST(block_writer_spilled_runs_give_identical_blocks)
+{
+	char parent[4096], ref[4096], dir[4096];
+	tu_tmpdir(parent);
+	err_t err = {0};
+	size_t runs;
+	int rc;
+	write_spill_block(parent, 0, false, ref, &runs, &rc, &err);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(runs, 0);
+	/* 4 KiB: tens of runs; 1 byte: a run per series, merged in three levels (2000 -> 125 -> 8) */
+	size_t limits[] = {4096, 1};
+	for (size_t k = 0; k < ARRAY_LEN(limits); k++) {
+		write_spill_block(parent, limits[k], false, dir, &runs, &rc, &err);
+		CHECK_EQ_INT(rc, 0);
+		CHECK(runs > (k == 0 ? 16u : NSP - 1u));
+		check_same_file(ref, dir, "index");
+		check_same_file(ref, dir, "chunks/000001");
+		CHECK_EQ_INT(count_entries(dir), 4); /* chunks, index, meta.json, tombstones: no temp files */
+		block_t *b;
+		CHECK_EQ_INT(block_open(&b, dir, &err), 0);
+		CHECK_EQ_U64(b->meta.num_series, NSP);
+		CHECK_EQ_U64(b->meta.num_samples, 3 * NSP);
+		arena_t a;
+		arena_init(&a, 0);
+		matcher_t m;
+		CHECK_EQ_INT(matcher_init(&m, MATCH_EQ, STR("odd"), STR("yes"), &err), 0);
+		series_set_t *ss;
+		CHECK_EQ_INT(b->q.ops->select(&b->q, &a, &m, 1, INT64_MIN, INT64_MAX, NULL, &ss, &err), 0);
+		int n = 0;
+		while ((rc = series_set_next(ss, &err)) == 1) {
+			bool found;
+			int id = atoi(labels_get(series_set_labels(ss), STR("id"), &found).p);
+			int64_t t[4];
+			double v[4];
+			CHECK_EQ_INT(sample_iter_next_batch(series_set_samples(ss), t, v, 4, &err), 3);
+			CHECK(id % 2 == 1 && t[0] == 1000 + id && v[2] == id + 2);
+			n++;
+		}
+		CHECK_EQ_INT(rc, 0);
+		CHECK_EQ_INT(n, NSP / 2);
+		series_set_close(ss);
+		matcher_release(&m);
+		arena_release(&a);
+		block_close(b);
+		tu_rm_rf(dir);
+	}
+	/* a duplicate in another run than its twin fails at finish; nothing is left behind */
+	tu_rm_rf(ref);
+	CHECK_EQ_INT(count_entries(parent), 0);
+	write_spill_block(parent, 4096, true, dir, &runs, &rc, &err);
+	CHECK_EQ_INT(rc, ERR_INVALID);
+	CHECK(strstr(err.msg, "added twice") != NULL);
+	CHECK(strstr(err.msg, "id=\"0\"") != NULL);
+	CHECK_EQ_INT(count_entries(parent), 0);
 	tu_rm_rf(parent);
 }
 
