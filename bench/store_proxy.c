@@ -1,11 +1,21 @@
 /*
- * store_proxy — in-process throughput of the proxy store: N series spread over 2 replica stores
- * (replica="a"/"b", 120 samples each), merged without dedup (chunks passed through) and with
- * penalty dedup (samples decoded and merged). Usage: store_proxy [series]  (default 100000)
- * Prints series/s and samples/s for each mode.
+ * store_proxy — in-process throughput and memory of the proxy store: N series spread over 2 replica
+ * stores (120 samples each; a third of the series in both replicas), read through the proxy:
+ *   merge, chunks only      no dedup, chunks passed through
+ *   merge, decode samples   no dedup, every sample decoded
+ *   dedup, replica external penalty dedup by "replica", which is each store's external label
+ *                           (Info): the stores are streamed with the label stripped on the fly
+ *   dedup, replica in series the same data with "replica" as a series label and no external labels:
+ *                           the proxy must collect and re-sort each store's response (the contrast)
+ *   merge, 64 stores        no dedup, the series spread over 64 stores (external label zone), chunks
+ *                           only: the k-way merge's cost per series
+ * Memory per mode: the request arena's size and the peak RSS growth during the query (VmHWM after
+ * the query minus VmRSS before it, with the peak reset through /proc/self/clear_refs).
+ * Usage: store_proxy [series ...]  (default: 10000 100000). Prints a table and RESULT lines.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/clock.h"
 #include "store/inmem.h"
@@ -13,19 +23,51 @@
 
 static double now_s(void)
 {
-	return (double)clock_mono_ms() / 1000.0;
+	return (double)clock_mono_ns() / 1e9;
 }
 
-static void run(store_t *p, const char *mode, bool dedup, bool decode)
+/* kB value of a /proc/self/status field, or -1. */
+static long status_kb(const char *field)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return -1;
+	char line[256];
+	long v = -1;
+	size_t n = strlen(field);
+	while (fgets(line, sizeof line, f))
+		if (strncmp(line, field, n) == 0 && line[n] == ':') {
+			v = strtol(line + n + 1, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
+}
+
+static void reset_peak(void)
+{
+	FILE *f = fopen("/proc/self/clear_refs", "w");
+	if (f) {
+		fputs("5", f);
+		fclose(f);
+	}
+}
+
+static void run(store_t *p, long nseries, const char *mode, const char *key, bool dedup, bool decode)
 {
 	arena_t a;
-	arena_init(&a, 1 << 20);
+	arena_init(&a, 64 * 1024);
 	matcher_t m;
 	err_t err = {0};
-	matcher_init(&m, MATCH_EQ, STR("__name__"), STR("bench"), &err);
+	if (matcher_init(&m, MATCH_EQ, STR("__name__"), STR("bench"), &err)) {
+		fprintf(stderr, "matcher: %s\n", err.msg);
+		exit(1);
+	}
 	str_t rl = STR("replica");
 	store_series_req_t req = {.mint = 0, .maxt = INT64_MAX, .ms = &m, .nms = 1, .replica_labels = &rl,
 				  .nreplica_labels = dedup ? 1 : 0};
+	reset_peak();
+	long rss0 = status_kb("VmRSS");
 	double t0 = now_s();
 	series_set_t *set;
 	if (store_series(p, &a, &req, &set, &err)) {
@@ -47,43 +89,128 @@ static void run(store_t *p, const char *mode, bool dedup, bool decode)
 			int k;
 			while ((k = sample_iter_next_batch(it, t, v, 256, &err)) > 0)
 				nsamp += k;
+			if (k < 0)
+				rc = k;
 		}
+		if (rc < 0)
+			break;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "%s: %s\n", mode, err.msg);
+		exit(1);
 	}
 	double dt = now_s() - t0;
-	printf("%-28s %8ld series %10ld samples %8ld chunks  %6.3fs  %10.0f series/s %12.0f samples/s  arena %zu KiB\n",
-	       mode, ns, nsamp, nchunks, dt, ns / dt, nsamp / dt, a.allocated / 1024);
+	long peak = status_kb("VmHWM");
 	series_set_close(set);
+	long grow = peak >= 0 && rss0 >= 0 ? peak - rss0 : -1;
+	printf("%-24s %7ld series %9ld samples %7ld chunks %7.3fs %9.0f series/s %11.0f samples/s  arena %6zu KiB  "
+	       "peak RSS +%ld KiB\n",
+	       mode, ns, nsamp, nchunks, dt, ns / dt, nsamp / dt, a.allocated / 1024, grow);
+	printf("RESULT store_proxy_%s_%ld_series_per_s %.0f series/s\n", key, nseries, ns / dt);
+	printf("RESULT store_proxy_%s_%ld_arena %zu KiB\n", key, nseries, a.allocated / 1024);
+	printf("RESULT store_proxy_%s_%ld_peak_rss_growth %ld KiB\n", key, nseries, grow);
 	matcher_release(&m);
 	arena_release(&a);
 }
 
-int main(int argc, char **argv)
+/* The two replicas; with ext the replica label is external, else a label of every series. */
+static void build(long n, bool ext, inmem_store_t **pa, inmem_store_t **pb)
 {
-	long n = argc > 1 ? strtol(argv[1], NULL, 10) : 100000;
 	label_t ea[] = {{STR("replica"), STR("a")}}, eb[] = {{STR("replica"), STR("b")}};
-	labels_t la = {ea, 1}, lb = {eb, 1};
-	inmem_store_t *sa = inmem_store_new("a", &la), *sb = inmem_store_new("b", &lb);
+	labels_t la = {ea, 1}, lb = {eb, 1}, none = {NULL, 0};
+	inmem_store_t *sa = inmem_store_new("a", ext ? &la : &none), *sb = inmem_store_new("b", ext ? &lb : &none);
 	int64_t t[120];
 	double v[120];
 	char num[32];
 	for (long i = 0; i < n; i++) {
 		snprintf(num, sizeof num, "%08ld", i);
-		label_t l[] = {{STR("__name__"), STR("bench")}, {STR("i"), str_c(num)}};
-		labels_t ls = {l, 2};
 		for (int j = 0; j < 120; j++)
 			t[j] = j * 15000 + (i % 7), v[j] = (double)(i + j);
-		inmem_store_add(i % 2 ? sb : sa, &ls, t, v, 120, NULL);
-		if (i % 3 == 0) /* a third of the series exist in both replicas */
-			inmem_store_add(i % 2 ? sa : sb, &ls, t, v, 120, NULL);
+		for (int r = 0; r < 2; r++) {
+			/* every series in replica i%2; a third of them in the other one too */
+			bool in_b = r == 0 ? i % 2 : !(i % 2);
+			if (r == 1 && i % 3 != 0)
+				break;
+			label_t l[] = {{STR("__name__"), STR("bench")}, {STR("i"), str_c(num)},
+				       {STR("replica"), in_b ? STR("b") : STR("a")}};
+			labels_t ls = {l, ext ? 2 : 3};
+			err_t err = {0};
+			if (inmem_store_add(in_b ? sb : sa, &ls, t, v, 120, &err)) {
+				fprintf(stderr, "add: %s\n", err.msg);
+				exit(1);
+			}
+		}
 	}
+	*pa = sa;
+	*pb = sb;
+}
+
+/* n series spread round-robin over k stores with external label zone=<store>, no replica overlap. */
+static void bench_many(long n, int k)
+{
+	inmem_store_t **st = calloc((size_t)k, sizeof *st);
+	proxy_store_t *p = proxy_store_new("proxy");
+	char zone[16], num[32];
+	for (int s = 0; s < k; s++) {
+		snprintf(zone, sizeof zone, "%02d", s);
+		label_t e[] = {{STR("zone"), str_c(zone)}};
+		labels_t el = {e, 1};
+		st[s] = inmem_store_new(zone, &el);
+		proxy_store_add(p, inmem_store_base(st[s]));
+	}
+	int64_t t[120];
+	double v[120];
+	for (int j = 0; j < 120; j++)
+		t[j] = j * 15000, v[j] = j;
+	for (long i = 0; i < n; i++) {
+		snprintf(num, sizeof num, "%08ld", i / k);
+		label_t l[] = {{STR("__name__"), STR("bench")}, {STR("i"), str_c(num)}};
+		labels_t ls = {l, 2};
+		err_t err = {0};
+		if (inmem_store_add(st[i % k], &ls, t, v, 120, &err)) {
+			fprintf(stderr, "add: %s\n", err.msg);
+			exit(1);
+		}
+	}
+	run(proxy_store_base(p), n, "merge, 64 stores", "merge_64_stores", false, false);
+	proxy_store_free(p);
+	for (int s = 0; s < k; s++)
+		inmem_store_free(st[s]);
+	free(st);
+}
+
+static void bench(long n)
+{
+	inmem_store_t *sa, *sb;
+	build(n, true, &sa, &sb);
 	proxy_store_t *p = proxy_store_new("proxy");
 	proxy_store_add(p, inmem_store_base(sa));
 	proxy_store_add(p, inmem_store_base(sb));
-	run(proxy_store_base(p), "merge, chunks only", false, false);
-	run(proxy_store_base(p), "merge, decode samples", false, true);
-	run(proxy_store_base(p), "dedup, decode samples", true, true);
+	run(proxy_store_base(p), n, "merge, chunks only", "merge_chunks", false, false);
+	run(proxy_store_base(p), n, "merge, decode samples", "merge_decode", false, true);
+	run(proxy_store_base(p), n, "dedup, replica external", "dedup_streamed", true, true);
 	proxy_store_free(p);
 	inmem_store_free(sa);
 	inmem_store_free(sb);
+	build(n, false, &sa, &sb);
+	p = proxy_store_new("proxy");
+	proxy_store_add(p, inmem_store_base(sa));
+	proxy_store_add(p, inmem_store_base(sb));
+	run(proxy_store_base(p), n, "dedup, replica in series", "dedup_buffered", true, true);
+	proxy_store_free(p);
+	inmem_store_free(sa);
+	inmem_store_free(sb);
+	bench_many(n, 64);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1) {
+		for (int i = 1; i < argc; i++)
+			bench(strtol(argv[i], NULL, 10));
+	} else {
+		bench(10000);
+		bench(100000);
+	}
 	return 0;
 }
