@@ -560,6 +560,7 @@ static void job_work(void *arg)
 
 static void job_submit(job_t *j)
 {
+	BUG_ON(j->busy); /* one worker per job at a time */
 	j->busy = true;
 	workers_submit(j->svc->pool->workers, job_work, j);
 }
@@ -612,8 +613,10 @@ static void job_end(job_t *j, bool had_slot)
 static void job_deliver(grpc_call_t *call, void *arg)
 {
 	job_t *j = arg;
-	j->busy = false;
+	/* Sending pumps the connection, which may call job_produce: busy stays set until the batch is
+	 * out of j->out, so that cannot start a second worker on the job. */
 	grpc_call_send_framed(call, j->out.p, j->out.n);
+	j->busy = false;
 	if (j->closed) {
 		/* finishing may end the stream and run done at once: detach the job first */
 		grpc_call_set_producer(call, NULL, NULL, NULL);
