@@ -223,7 +223,7 @@ int cmd_query(int argc, char **argv)
 			   .flag_values = (const char *const *)fvalues, .nflags = nflags};
 	api = api_new(http, &ac);
 	grpc = grpc_server_new(gloop, NULL);
-	svc = store_grpc_register(grpc, endpoint_set_proxy(es), "query");
+	svc = store_grpc_register_pool(grpc, endpoint_set_proxy(es), "query", NULL);
 	if (grpc_server_listen(grpc, grpc_address, &gl, &err)) {
 		fprintf(stderr, "strata query: %s\n", err.msg);
 		goto out;

@@ -454,7 +454,7 @@ int cmd_sidecar(int argc, char **argv)
 		goto out;
 	}
 	grpc = grpc_server_new(sc.grpc_loop, NULL);
-	svc = store_grpc_register(grpc, prom_store_base(sc.store), "sidecar");
+	svc = store_grpc_register_pool(grpc, prom_store_base(sc.store), "sidecar", NULL);
 	if (grpc_server_listen(grpc, sc.grpc_address, &gls, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		rc = 1;

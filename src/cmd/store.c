@@ -237,7 +237,7 @@ int cmd_store(int argc, char **argv)
 		goto out_loop;
 	}
 	grpc = grpc_server_new(loop, NULL);
-	svc = store_grpc_register(grpc, bucket_store_base(bs), "store");
+	svc = store_grpc_register_pool(grpc, bucket_store_base(bs), "store", &(store_grpc_config_t){.series_concurrency = (int)max_conc});
 	if (grpc_server_listen(grpc, grpc_address, &gl, &err)) {
 		fprintf(stderr, "strata store: %s\n", err.msg);
 		goto out_servers;
