@@ -180,11 +180,71 @@ static void h_hang(grpc_call_t *call, str_t msg, void *arg)
 	grpc_call_set_producer(call, NULL, p_done, arg);
 }
 
+/* Held: the handler holds the call and leaves it to a "worker" thread (held_worker), which frames a
+ * message and posts it back; held_fn sends it and finishes, held_drop runs if the call is gone. */
+typedef struct held {
+	grpc_call_t *call;
+	int done, fn_runs, drops;
+	bool cancelled_seen;
+	buf_t frames;
+} held_t;
+
+static void held_done(grpc_call_t *call, void *arg)
+{
+	((held_t *)arg)->done++;
+}
+
+static void h_held(grpc_call_t *call, str_t msg, void *arg)
+{
+	held_t *h = arg;
+	grpc_call_hold(call);
+	h->call = call;
+	grpc_call_set_producer(call, NULL, held_done, h);
+}
+
+static void held_fn(grpc_call_t *call, void *arg)
+{
+	held_t *h = arg;
+	h->fn_runs++;
+	grpc_call_send_framed(call, h->frames.p, h->frames.n);
+	buf_release(&h->frames);
+	grpc_call_finish(call, GRPC_OK, NULL);
+}
+
+static void held_drop(grpc_call_t *call, void *arg)
+{
+	held_t *h = arg;
+	h->drops++;
+	buf_release(&h->frames);
+}
+
+static void *held_worker(void *arg)
+{
+	held_t *h = arg;
+	h->cancelled_seen = grpc_call_cancelled(h->call);
+	/* the request is still readable in the call's arena */
+	char *p = arena_alloc(grpc_call_arena(h->call), 16);
+	memcpy(p, "late", 5);
+	buf_init(&h->frames);
+	grpc_frame_append(&h->frames, grpc_call_compresses(h->call), p, 4);
+	grpc_call_post(h->call, held_fn, held_drop, h);
+	grpc_call_release(h->call);
+	return NULL;
+}
+
+static void run_held_worker(held_t *h)
+{
+	pthread_t th;
+	pthread_create(&th, NULL, held_worker, h);
+	pthread_join(th, NULL);
+}
+
 typedef struct env {
 	loop_t *loop;
 	grpc_server_t *srv;
 	listener_t *ls;
 	prod_state_t st;
+	held_t held;
 } env_t;
 
 static void env_init(env_t *e)
@@ -198,6 +258,7 @@ static void env_init(env_t *e)
 	grpc_server_register(e->srv, "/t.S/Echo", h_echo, NULL);
 	grpc_server_register(e->srv, "/t.S/Stream", h_stream, &e->st);
 	grpc_server_register(e->srv, "/t.S/Hang", h_hang, &e->st);
+	grpc_server_register(e->srv, "/t.S/Held", h_held, &e->held);
 	if (grpc_server_listen(e->srv, "127.0.0.1:0", &e->ls, &err))
 		TEST_FAILF("listen: %s", err.msg);
 }
@@ -302,6 +363,68 @@ TEST(flow_control_stops_the_producer_and_cancel_releases)
 		loop_run_once(e.loop, 5);
 	CHECK_EQ_INT(e.st.done, 2);
 	env_release(&e);
+}
+
+TEST(held_call_answered_from_another_thread_or_dropped_once_gone)
+{
+	env_t e;
+	env_init(&e);
+	uint8_t body[8];
+	frame(body, "", 0, 0);
+	client_t c;
+	client_init(&c, listener_port(e.ls), true);
+	/* live: the worker's post sends and finishes */
+	client_call(&c, "/t.S/Held", body, 5, NULL);
+	pump(&c, e.loop, 10, true);
+	CHECK(e.held.call != NULL);
+	CHECK_EQ_INT(c.status, -1);
+	run_held_worker(&e.held);
+	CHECK(!e.held.cancelled_seen);
+	pump(&c, e.loop, 10, true);
+	CHECK_EQ_INT(e.held.fn_runs, 1);
+	CHECK_EQ_INT(e.held.drops, 0);
+	CHECK_EQ_INT(c.status, GRPC_OK);
+	CHECK_EQ_INT(c.body, 5 + 4);
+	CHECK_EQ_INT(e.held.done, 1);
+	/* the peer resets first: done runs at once, the held call stays readable, the post is dropped */
+	e.held.call = NULL;
+	c.status = -1;
+	client_call(&c, "/t.S/Held", body, 5, NULL);
+	pump(&c, e.loop, 10, true);
+	CHECK(e.held.call != NULL);
+	nghttp2_submit_rst_stream(c.s, NGHTTP2_FLAG_NONE, c.sid, NGHTTP2_CANCEL);
+	pump(&c, e.loop, 10, true);
+	CHECK_EQ_INT(e.held.done, 2);
+	run_held_worker(&e.held);
+	CHECK(e.held.cancelled_seen);
+	pump(&c, e.loop, 5, true);
+	CHECK_EQ_INT(e.held.fn_runs, 1);
+	CHECK_EQ_INT(e.held.drops, 1);
+	/* the connection goes away under a held call */
+	e.held.call = NULL;
+	client_call(&c, "/t.S/Held", body, 5, NULL);
+	pump(&c, e.loop, 10, true);
+	CHECK(e.held.call != NULL);
+	client_free(&c);
+	for (int i = 0; i < 20 && e.held.done < 3; i++)
+		loop_run_once(e.loop, 5);
+	CHECK_EQ_INT(e.held.done, 3);
+	run_held_worker(&e.held);
+	CHECK(e.held.cancelled_seen);
+	loop_run_once(e.loop, 5);
+	CHECK_EQ_INT(e.held.drops, 2);
+	/* a post still queued when the loop is freed: drop runs then */
+	client_init(&c, listener_port(e.ls), true);
+	e.held.call = NULL;
+	client_call(&c, "/t.S/Held", body, 5, NULL);
+	pump(&c, e.loop, 10, true);
+	CHECK(e.held.call != NULL);
+	client_free(&c);
+	listener_free(e.ls);
+	run_held_worker(&e.held);
+	grpc_server_free(e.srv);
+	loop_free(e.loop);
+	CHECK_EQ_INT(e.held.drops, 3);
 }
 
 /* ---- the client (net/grpc_client.h) against the server running on its own thread ---- */
