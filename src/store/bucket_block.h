@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 
 #include "base/metrics.h"
+#include "base/workers.h"
 #include "store/bucket_store.h"
 #include "store/indexcache.h"
 #include "store/indexheader.h"
@@ -51,6 +52,7 @@ struct bucket_store {
 	bool synced_once;
 	atomic_int open_sets;
 	atomic_llong pool_used;
+	workers_t *pool; /* read pool of Series calls (read_concurrency - 1 threads) */
 	atomic_size_t header_builds, load_failures;
 };
 
@@ -72,6 +74,8 @@ int bucket_block_header(bucket_block_t *b, indexheader_t **out, err_t *err);
 /* Object name of the chunk segment at position pos (from meta.json, else Prometheus numbering). */
 const char *bucket_block_segment_name(bucket_block_t *b, arena_t *a, uint32_t pos);
 /* Snapshot of the loaded blocks overlapping [mint, maxt], each referenced until a is released. */
+/* Threads a Series call reads its blocks on (read_concurrency, the caller included). */
+int bucket_store_read_lanes(const bucket_store_t *st);
 size_t bucket_store_acquire_blocks(bucket_store_t *st, arena_t *a, int64_t mint, int64_t maxt, bucket_block_t ***out);
 
 /* ---- bucket_sync.c ---- */

@@ -23,28 +23,31 @@
 #define SERIES_MERGE_GAP (64 * 1024)
 #define SERIES_EST 4096                 /* bytes read per series entry when its end is unknown */
 #define CHUNK_MERGE_GAP (16 * 1024)
-#define CHUNK_EST 16000                 /* bytes read per chunk when its end is unknown */
+#define CHUNK_EST 2048                  /* bytes read per chunk when its end is unknown: a 120-sample XOR
+					 * chunk is ~0.2-1.5 KiB; longer ones are re-read exactly in one batch */
 #define BATCH_SERIES 1024
 #define BATCH_BYTES (8u << 20)
 #define FETCH_CONCURRENCY 16
 
 /* ================================ per-call context ================================ */
 
+/* One thread's view of a call: blocks of one call are read on several threads (see scan_t), each
+ * with its own arena and error, sharing the byte counter. */
 typedef struct call {
 	bucket_store_t *st;
 	arena_t *a;
-	int64_t bytes;      /* downloaded so far */
+	atomic_llong *bytes; /* downloaded so far by the whole call */
 	err_t *err;
 } call_t;
 
 static int charge(call_t *c, int64_t n, const char *what)
 {
-	c->bytes += n;
-	if (c->st->cfg.bytes_limit > 0 && c->bytes > c->st->cfg.bytes_limit) {
+	long long total = atomic_fetch_add(c->bytes, n) + n;
+	if (c->st->cfg.bytes_limit > 0 && total > c->st->cfg.bytes_limit) {
 		metric_inc(metric_with(bucket_metrics.dropped, "bytes"));
 		return err_set(c->err, ERR_LIMIT,
 			       "bucket store: exceeded bytes limit while fetching %s: %lld bytes downloaded, limit %lld",
-			       what, (long long)c->bytes, (long long)c->st->cfg.bytes_limit);
+			       what, total, (long long)c->st->cfg.bytes_limit);
 	}
 	return 0;
 }
@@ -402,32 +405,56 @@ static int fetch_series(call_t *c, bucket_block_t *b, const indexheader_t *h, po
 	if ((rc = fetch_spans(c, name, w, nw, SERIES_MERGE_GAP, "series", &sp, &ns)))
 		return err_wrap(c->err, "block %s", b->ulid);
 	metric_add(metric_with(bucket_metrics.fetched, "series"), (double)nw);
-	for (size_t i = 0; i < nw; i++) {
-		uint32_t id = ids.v[w[i].idx];
-		span_t *s = &sp[w[i].span];
-		int64_t rel = w[i].start - s->off;
-		const uint8_t *body;
-		size_t bl;
-		int64_t need;
-		rc = frame_series(c, b, id, (const uint8_t *)s->data + rel, s->got - rel, &body, &bl, &need);
-		if (rc == 1) { /* longer than estimated: read it exactly */
-			buf_t d = BUF_INIT;
-			if (!(rc = charge(c, need, "series")))
-				rc = bucket_get_range(c->st->cfg.bkt, name, w[i].start, need, &d, c->err);
-			if (!rc) {
-				char *cp = arena_memdup(c->a, d.p, d.n + 1);
-				rc = frame_series(c, b, id, (const uint8_t *)cp, (int64_t)d.n, &body, &bl, &need);
-				if (rc == 1)
-					rc = err_set(c->err, ERR_CORRUPT, "block %s: series %u runs past the end of the index",
-						     b->ulid, id);
-			}
-			buf_release(&d);
+	/* Entries longer than estimated are re-read exactly, all in one batch after the first pass. */
+	bucket_range_t *again = ARENA_NEW_ARRAY(c->a, bucket_range_t, nw + 1);
+	size_t *again_w = ARENA_NEW_ARRAY(c->a, size_t, nw + 1);
+	size_t nagain = 0;
+	int64_t again_bytes = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			if (!nagain)
+				break;
+			if ((rc = charge(c, again_bytes, "series")))
+				return rc;
+			for (size_t k = 0; k < nagain; k++)
+				again[k].dst = arena_alloc(c->a, (size_t)again[k].len + 1);
+			if ((rc = bucket_get_ranges(c->st->cfg.bkt, again, nagain, FETCH_CONCURRENCY, c->err)))
+				return err_wrap(c->err, "block %s", b->ulid);
 		}
-		if (rc)
-			return rc;
-		if ((rc = decode_series(c, b, h, id, body, bl, &out[w[i].idx])))
-			return rc;
-		indexcache_put(c->st->cache, b->ulid, INDEXCACHE_SERIES, str_from((const char *)&id, 4), body, bl);
+		size_t nloop = pass ? nagain : nw;
+		for (size_t j = 0; j < nloop; j++) {
+			size_t i = pass ? again_w[j] : j;
+			uint32_t id = ids.v[w[i].idx];
+			const uint8_t *p;
+			int64_t avail;
+			if (pass) {
+				p = (const uint8_t *)again[j].dst;
+				avail = again[j].got;
+			} else {
+				span_t *s = &sp[w[i].span];
+				int64_t rel = w[i].start - s->off;
+				p = (const uint8_t *)s->data + rel;
+				avail = s->got - rel;
+			}
+			const uint8_t *body = NULL; /* set by frame_series when it returns 0 (gcc -O2 cannot tell) */
+			size_t bl = 0;
+			int64_t need = 0;
+			rc = frame_series(c, b, id, p, avail, &body, &bl, &need);
+			if (rc == 1 && !pass) { /* longer than estimated: read it exactly in the second pass */
+				again[nagain] = (bucket_range_t){.name = name, .off = w[i].start, .len = need};
+				again_w[nagain++] = i;
+				again_bytes += need;
+				continue;
+			}
+			if (rc == 1)
+				rc = err_set(c->err, ERR_CORRUPT, "block %s: series %u runs past the end of the index", b->ulid,
+					     id);
+			if (rc)
+				return rc;
+			if ((rc = decode_series(c, b, h, id, body, bl, &out[w[i].idx])))
+				return rc;
+			indexcache_put(c->st->cache, b->ulid, INDEXCACHE_SERIES, str_from((const char *)&id, 4), body, bl);
+		}
 	}
 	return 0;
 }
@@ -451,7 +478,7 @@ typedef struct bs_set {
 	series_set_t base;
 	bucket_store_t *st;
 	call_t c;
-	err_t cerr;
+	atomic_llong bytes; /* downloaded by the whole call */
 	oseries_t *v;
 	size_t n, pos;   /* pos = next series to return */
 	size_t bend;     /* series [pos, bend) have chunks fetched */
@@ -577,36 +604,55 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 		r[i].dst = arena_alloc(&s->batch, (size_t)r[i].len + 1);
 	if (nr && (rc = bucket_get_ranges(s->st->cfg.bkt, r, nr, FETCH_CONCURRENCY, err)))
 		return err_wrap(err, "fetching chunks");
+	/* Chunks longer than estimated are re-read exactly, all in one batch after the first pass. */
+	bucket_range_t *again = ARENA_NEW_ARRAY(&s->batch, bucket_range_t, nw + 1);
+	size_t *again_w = ARENA_NEW_ARRAY(&s->batch, size_t, nw + 1);
+	size_t nagain = 0;
+	int64_t again_bytes = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			if (!nagain)
+				break;
+			if ((rc = charge(&s->c, again_bytes, "chunks")))
+				return rc;
+			if (s->st->cfg.chunk_pool_size > 0) {
+				atomic_fetch_add(&s->st->pool_used, again_bytes);
+				s->pool_held += again_bytes;
+			}
+			for (size_t k = 0; k < nagain; k++)
+				again[k].dst = arena_alloc(&s->batch, (size_t)again[k].len + 1);
+			if ((rc = bucket_get_ranges(s->st->cfg.bkt, again, nagain, FETCH_CONCURRENCY, err)))
+				return err_wrap(err, "fetching chunks");
+			total += again_bytes;
+		}
+		size_t nloop = pass ? nagain : nw;
+		for (size_t j = 0; j < nloop; j++) {
+			size_t i = pass ? again_w[j] : j;
+			bucket_range_t *rr = pass ? &again[j] : &r[rof[i]];
+			int64_t rel = w[i].off - rr->off;
+			chunk_t *ch = &s->v[w[i].si].chunks[w[i].ci];
+			int64_t need;
+			const char *seg = rr->name;
+			int f = frame_chunk(s, &w[i], (const uint8_t *)rr->dst + rel, rr->got - rel, ch, &need);
+			if (f == 1 && !pass) {
+				again[nagain] = (bucket_range_t){.name = seg, .off = w[i].off, .len = need};
+				again_w[nagain++] = i;
+				again_bytes += need;
+				continue;
+			}
+			if (f)
+				return err_set(err, ERR_CORRUPT, "block %s: %s: offset %lld: %s", w[i].b->ulid, seg,
+					       (long long)w[i].off,
+					       f == -2 ? "chunk: bad CRC32C"
+					       : f == 1 ? "chunk runs past the end of the segment"
+							: "chunk: bad length");
+			cref_t *cr = &s->v[w[i].si].refs[w[i].ci];
+			ch->mint = cr->m.mint;
+			ch->maxt = cr->m.maxt;
+		}
+	}
 	metric_add(metric_with(bucket_metrics.fetched, "chunks"), (double)nw);
 	metric_add(metric_with(bucket_metrics.fetched_bytes, "chunks"), (double)total);
-	for (size_t i = 0; i < nw; i++) {
-		bucket_range_t *rr = &r[rof[i]];
-		int64_t rel = w[i].off - rr->off;
-		chunk_t *ch = &s->v[w[i].si].chunks[w[i].ci];
-		int64_t need;
-		const char *seg = rr->name;
-		int f = frame_chunk(s, &w[i], (const uint8_t *)rr->dst + rel, rr->got - rel, ch, &need);
-		if (f == 1) {
-			buf_t d = BUF_INIT;
-			if (!(rc = charge(&s->c, need, "chunks")))
-				rc = bucket_get_range(s->st->cfg.bkt, seg, w[i].off, need, &d, err);
-			if (!rc) {
-				char *cp = arena_memdup(&s->batch, d.p, d.n + 1);
-				f = frame_chunk(s, &w[i], (const uint8_t *)cp, (int64_t)d.n, ch, &need);
-			}
-			buf_release(&d);
-			if (rc)
-				return rc;
-		}
-		if (f)
-			return err_set(err, ERR_CORRUPT, "block %s: %s: offset %lld: %s", w[i].b->ulid, seg,
-				       (long long)w[i].off,
-				       f == -2 ? "chunk: bad CRC32C" : f == 1 ? "chunk runs past the end of the segment"
-									       : "chunk: bad length");
-		cref_t *cr = &s->v[w[i].si].refs[w[i].ci];
-		ch->mint = cr->m.mint;
-		ch->maxt = cr->m.maxt;
-	}
 	s->bend = to;
 	return 0;
 }
@@ -684,7 +730,10 @@ static int oseries_cmp(const void *a, const void *b)
 	int c = labels_cmp(&x->ls, &y->ls);
 	if (c)
 		return c;
-	return x->bmint < y->bmint ? -1 : x->bmint > y->bmint;
+	if (x->bmint != y->bmint)
+		return x->bmint < y->bmint ? -1 : 1;
+	/* overlapping blocks with the same start: by ULID, so the output does not depend on read order */
+	return x->nrefs && y->nrefs ? strcmp(x->refs[0].b->ulid, y->refs[0].b->ulid) : 0;
 }
 
 typedef VEC(oseries_t) ovec_t;
@@ -710,8 +759,11 @@ static int block_ids(call_t *c, bucket_block_t *b, const matcher_t *ms, size_t n
 	return block_postings(c, b, h, rest, nrest, ids);
 }
 
-/* Series of one block matching the request, appended to out (labels merged with the block's). */
-static int block_series(call_t *c, bucket_block_t *b, const store_series_req_t *req, ovec_t *out, size_t *touched)
+/* Series of one block matching the request, appended to out (labels merged with the block's). The
+ * block's postings and series entries are read into c->a (scratch); what outlives the block (label
+ * sets, chunk refs) goes to keep. */
+static int block_series(call_t *c, arena_t *keep, bucket_block_t *b, const store_series_req_t *req, ovec_t *out,
+			atomic_llong *touched)
 {
 	const indexheader_t *h = NULL;
 	postings_t ids;
@@ -719,11 +771,11 @@ static int block_series(call_t *c, bucket_block_t *b, const store_series_req_t *
 	int rc = block_ids(c, b, req->ms, req->nms, &h, &ids, &skip);
 	if (rc || skip || !ids.n)
 		return rc;
-	*touched += ids.n;
-	if (c->st->cfg.series_touched_limit > 0 && (int64_t)*touched > c->st->cfg.series_touched_limit) {
+	long long t = atomic_fetch_add(touched, (long long)ids.n) + (long long)ids.n;
+	if (c->st->cfg.series_touched_limit > 0 && t > c->st->cfg.series_touched_limit) {
 		metric_inc(metric_with(bucket_metrics.dropped, "series"));
-		return err_set(c->err, ERR_LIMIT, "bucket store: exceeded series limit: %zu series touched, limit %lld",
-			       *touched, (long long)c->st->cfg.series_touched_limit);
+		return err_set(c->err, ERR_LIMIT, "bucket store: exceeded series limit: %lld series touched, limit %lld", t,
+			       (long long)c->st->cfg.series_touched_limit);
 	}
 	sentry_t *se = ARENA_NEW_ARRAY(c->a, sentry_t, ids.n + 1);
 	if ((rc = fetch_series(c, b, h, ids, se)))
@@ -738,14 +790,69 @@ static int block_series(call_t *c, bucket_block_t *b, const store_series_req_t *
 		if (hi == lo)
 			continue;
 		oseries_t *o = VEC_ADD(out);
-		o->ls = store_merge_external(c->a, &se[i].ls, &b->ext);
+		o->ls = store_merge_external(keep, &se[i].ls, &b->ext);
 		o->nrefs = hi - lo;
-		o->refs = ARENA_NEW_ARRAY(c->a, cref_t, o->nrefs);
+		o->refs = ARENA_NEW_ARRAY(keep, cref_t, o->nrefs);
 		for (size_t k = lo; k < hi; k++)
 			o->refs[k - lo] = (cref_t){b, se[i].chks[k]};
 		o->bmint = b->meta.mint;
+		o->chunks = NULL;
 	}
 	return 0;
+}
+
+/* ---- the per-block phase of a Series call, on the store's read pool ----
+ * Blocks are independent until their series are merged, so a call reads them on up to
+ * read_concurrency lanes at once: each lane takes the next unread block, resolves its postings and
+ * series entries with its own scratch arena (reset after every block, so memory is one block's
+ * index reads per lane) and appends the block's series to its own vector, kept in its own arena
+ * until the call ends. Chunks are fetched later, lazily and batched across blocks (fetch_batch). */
+typedef struct lane {
+	arena_t keep, scratch;
+	err_t err;
+	int rc;
+	size_t failed_block;
+	ovec_t out;
+} lane_t;
+
+typedef struct scan {
+	bucket_store_t *st;
+	const store_series_req_t *req;
+	bucket_block_t **blocks;
+	size_t nb;
+	lane_t *lanes;
+	atomic_llong *bytes;
+	atomic_llong touched;
+	atomic_size_t next;
+	atomic_bool stop;
+} scan_t;
+
+static void scan_lane(void *arg, size_t li)
+{
+	scan_t *sc = arg;
+	lane_t *l = &sc->lanes[li];
+	call_t c = {sc->st, &l->scratch, sc->bytes, &l->err};
+	while (!atomic_load(&sc->stop)) {
+		size_t i = atomic_fetch_add(&sc->next, 1);
+		if (i >= sc->nb)
+			break;
+		int rc = block_series(&c, &l->keep, sc->blocks[i], sc->req, &l->out, &sc->touched);
+		arena_reset(&l->scratch);
+		if (rc) {
+			l->rc = rc;
+			l->failed_block = i;
+			atomic_store(&sc->stop, true);
+			break;
+		}
+	}
+}
+
+static void lane_release(void *arg)
+{
+	lane_t *l = arg;
+	arena_release(&l->keep);
+	arena_release(&l->scratch);
+	VEC_FREE(&l->out);
 }
 
 int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
@@ -759,6 +866,7 @@ int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req,
 		return err_set(err, ERR_LIMIT, "bucket store: too many concurrent Series calls (limit %d)", maxc);
 	}
 	bs_set_t *s = ARENA_NEW(a, bs_set_t);
+	atomic_init(&s->bytes, 0);
 	s->base.ops = &bs_set_ops;
 	s->st = st;
 	s->counted = true;
@@ -767,36 +875,60 @@ int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req,
 	s->maxt = req->maxt;
 	arena_init(&s->batch, 64 * 1024);
 	arena_on_release(a, set_cleanup, s);
-	s->c = (call_t){st, a, 0, err};
+	s->c = (call_t){st, a, &s->bytes, err};
 
 	bucket_block_t **blocks;
 	size_t nb = bucket_store_acquire_blocks(st, a, req->mint, req->maxt, &blocks);
-	ovec_t all = {0};
-	size_t touched = 0;
-	int rc = 0;
-	for (size_t i = 0; i < nb && !rc; i++)
-		rc = block_series(&s->c, blocks[i], req, &all, &touched);
-	if (rc) {
-		VEC_FREE(&all);
+	size_t nlanes = (size_t)bucket_store_read_lanes(st);
+	if (nlanes > nb)
+		nlanes = nb ? nb : 1;
+	scan_t sc = {.st = st, .req = req, .blocks = blocks, .nb = nb, .bytes = &s->bytes};
+	atomic_init(&sc.touched, 0);
+	atomic_init(&sc.next, 0);
+	atomic_init(&sc.stop, false);
+	sc.lanes = ARENA_NEW_ARRAY(a, lane_t, nlanes);
+	for (size_t i = 0; i < nlanes; i++) {
+		arena_init(&sc.lanes[i].keep, 16 * 1024);
+		arena_init(&sc.lanes[i].scratch, 64 * 1024);
+		arena_on_release(a, lane_release, &sc.lanes[i]);
+	}
+	workers_parallel_for(st->pool, nlanes, scan_lane, &sc);
+	/* The error of the first failing block (in block order), as a sequential walk would report. */
+	lane_t *bad = NULL;
+	for (size_t i = 0; i < nlanes; i++)
+		if (sc.lanes[i].rc && (!bad || sc.lanes[i].failed_block < bad->failed_block))
+			bad = &sc.lanes[i];
+	if (bad) {
+		*err = bad->err;
 		set_close(&s->base);
-		return rc;
+		return bad->rc;
+	}
+	ovec_t all = {0};
+	for (size_t i = 0; i < nlanes; i++) {
+		lane_t *l = &sc.lanes[i];
+		for (size_t k = 0; k < l->out.n; k++)
+			VEC_PUSH(&all, l->out.v[k]);
+		VEC_FREE(&l->out);
 	}
 	if (all.n > 1)
 		qsort(all.v, all.n, sizeof *all.v, oseries_cmp);
 	/* Same labels from several blocks (consecutive time ranges): one series, chunks in time order. */
 	size_t w = 0, nchunks = 0;
-	for (size_t i = 0; i < all.n; i++) {
-		if (w && labels_eq(&all.v[w - 1].ls, &all.v[i].ls)) {
-			oseries_t *o = &all.v[w - 1];
-			cref_t *r = ARENA_NEW_ARRAY(a, cref_t, o->nrefs + all.v[i].nrefs);
-			memcpy(r, o->refs, o->nrefs * sizeof *r);
-			memcpy(r + o->nrefs, all.v[i].refs, all.v[i].nrefs * sizeof *r);
-			o->refs = r;
-			o->nrefs += all.v[i].nrefs;
-		} else {
-			all.v[w++] = all.v[i];
+	for (size_t i = 0, j; i < all.n; i = j) {
+		size_t run = all.v[i].nrefs;
+		for (j = i + 1; j < all.n && labels_eq(&all.v[i].ls, &all.v[j].ls); j++)
+			run += all.v[j].nrefs;
+		oseries_t o = all.v[i];
+		if (j - i > 1) { /* one allocation per merged series, not one per block */
+			o.refs = ARENA_NEW_ARRAY(a, cref_t, run);
+			o.nrefs = 0;
+			for (size_t k = i; k < j; k++) {
+				memcpy(o.refs + o.nrefs, all.v[k].refs, all.v[k].nrefs * sizeof *o.refs);
+				o.nrefs += all.v[k].nrefs;
+			}
 		}
-		nchunks += all.v[i].nrefs;
+		all.v[w++] = o;
+		nchunks += run;
 	}
 	if (req->limit > 0 && (int64_t)w > req->limit)
 		w = (size_t)req->limit;
@@ -836,7 +968,9 @@ static int label_call(bucket_store_t *st, arena_t *a, const store_label_req_t *r
 	memset(out, 0, sizeof *out);
 	bucket_block_t **blocks;
 	size_t nb = bucket_store_acquire_blocks(st, a, req->mint, req->maxt, &blocks);
-	call_t c = {st, a, 0, err};
+	atomic_llong bytes;
+	atomic_init(&bytes, 0);
+	call_t c = {st, a, &bytes, err};
 	strvec_t acc = {0};
 	int rc = 0;
 	for (size_t i = 0; i < nb && !rc; i++) {

@@ -165,6 +165,11 @@ static const struct store_ops bs_ops = {
 	.free = bs_free_base,
 };
 
+int bucket_store_read_lanes(const bucket_store_t *st)
+{
+	return st->cfg.read_concurrency > 0 ? st->cfg.read_concurrency : 4;
+}
+
 int bucket_store_new(bucket_store_t **out, const bucket_store_config_t *cfg, err_t *err)
 {
 	*out = NULL;
@@ -184,6 +189,8 @@ int bucket_store_new(bucket_store_t **out, const bucket_store_config_t *cfg, err
 	st->cache = indexcache_new(cfg->index_cache_size, cfg->index_cache_item_size);
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_mutex_init(&st->sync_mu, NULL);
+	if (bucket_store_read_lanes(st) > 1)
+		st->pool = workers_new(bucket_store_read_lanes(st) - 1);
 	*out = st;
 	return 0;
 }
@@ -197,6 +204,7 @@ void bucket_store_free(bucket_store_t *st)
 {
 	if (!st)
 		return;
+	workers_free(st->pool);
 	for (size_t i = 0; i < st->nblocks; i++)
 		bucket_block_unref(st->blocks[i]);
 	free(st->blocks);

@@ -14,6 +14,9 @@
  * Threading: bucket_store_sync and bucket_store_unload_idle may run on one background thread while
  * the store_t operations run on another (each call then uses blocking bucket I/O on its thread).
  * Errors name the block and what failed; limits are ERR_LIMIT with the limit in the message.
+ * A Series call reads the postings and series entries of its blocks on up to read_concurrency threads
+ * (the store's read pool plus the calling thread), then fetches chunks lazily in batches that span
+ * blocks; the series come out merged and in label order whatever the read order.
  * Concurrency: more than series_max_concurrency open Series calls are rejected (ERR_LIMIT), not
  * queued: the gRPC server runs handlers and producers on its loop thread, so a call cannot wait here
  * for a slot without blocking the calls that would free it.
@@ -48,6 +51,8 @@ typedef struct bucket_store_config {
 	int64_t chunk_pool_size;        /* bytes of chunk batches held at once by all calls; 0 = unlimited */
 	int series_max_concurrency;     /* open Series calls at once; 0 = 20 */
 	int block_sync_concurrency;     /* parallel block loads at sync; 0 = 20 */
+	int read_concurrency;           /* blocks a Series call reads at once (threads of the store's read
+					 * pool, shared by all calls; each call's own thread reads too); 0 = 4 */
 	int64_t ignore_deletion_marks_delay_ms;
 	int64_t header_idle_timeout_ms; /* unmap headers unused this long; 0 = never */
 	bucket_store_select_fn select;  /* NULL = every block */

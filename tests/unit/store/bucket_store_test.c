@@ -3,7 +3,8 @@
  * writer: index-header build/reuse against the index reader, Series (matchers, external labels,
  * trimming, chunks merged across blocks, skip_chunks, limits), label calls, Info, and sync
  * (partial uploads, deletion marks, corrupt index, block removal while a call is in flight, warm
- * restart without header rebuilds).
+ * restart without header rebuilds), and blocks read on several threads answering exactly as one
+ * thread does (chunks and series entries longer than the first read's estimate included).
  */
 #include "test.h"
 
@@ -122,7 +123,7 @@ static bucket_store_t *new_store(bucket_t *b, bucket_store_config_t *over)
 }
 
 typedef struct result {
-	size_t series, samples, chunks;
+	size_t series, samples, chunks, maxchunk;
 	double sum;
 	int64_t tmin, tmax;
 	char first[256];
@@ -171,6 +172,8 @@ static result_t run(store_t *st, const char *const *mspec, size_t nm, int64_t mi
 			const chunk_t *cs;
 			int nc = set->ops->chunks(set, &cs);
 			r.chunks += nc > 0 ? (size_t)nc : 0;
+			for (int i = 0; i < nc; i++)
+				r.maxchunk = cs[i].len > r.maxchunk ? cs[i].len : r.maxchunk;
 			sample_iter_t *it = series_set_samples(set);
 			int64_t t[256];
 			double v[256];
@@ -481,6 +484,144 @@ TEST(sync_partial_marked_corrupt_inflight_and_warm_restart)
 	bucket_free(b);
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+	CHECK(system(cmd) == 0);
+}
+
+/* Block at from with one series name{} of n samples, t = from + i*step and value i; or when noisy,
+ * samples ever closer together (each gap 1.5% shorter, from step) with random values of random
+ * sign: hardly compressible, and as the writer sizes a chunk from the rate of its first samples, a
+ * chunk holds up to 240 of them (> 2 KiB). Returns its ULID in out. */
+static void write_one_series_block(int64_t from, const char *name, size_t n, int64_t step, bool noisy, char *out)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	err_t err = {0};
+	block_writer_t *bw;
+	block_writer_opts_t opts = {.chunk_range = noisy ? INT64_MAX / 4 : 0};
+	BUG_ON(block_writer_new(&bw, bdir, &opts, &err));
+	int64_t *t = ARENA_NEW_ARRAY(&a, int64_t, n);
+	double *v = ARENA_NEW_ARRAY(&a, double, n);
+	uint64_t x = 88172645463325252ull;
+	double gap = (double)step;
+	int64_t at = from;
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		t[i] = noisy ? at : from + (int64_t)i * step;
+		at += (int64_t)gap;
+		gap *= 0.985;
+		double r;
+		uint64_t bits = (x & 0x800fffffffffffffull) | ((0x3f0ull + ((x >> 58) & 31)) << 52); /* finite */
+		memcpy(&r, &bits, sizeof r);
+		v[i] = noisy ? r : (double)i;
+	}
+	char spec[64];
+	snprintf(spec, sizeof spec, "__name__=%s", name);
+	labels_t ls = L(&a, spec);
+	BUG_ON(block_writer_add_series(bw, &ls, t, v, n, &err));
+	block_meta_t m = {0};
+	meta_set_label(&m, "region", "eu");
+	m.source = xstrdup("test");
+	char dir[4096];
+	if (block_writer_finish(bw, &m, dir, &err))
+		die("%s", err.msg);
+	meta_release(&m);
+	strcpy(out, dir + strlen(dir) - ULID_LEN);
+	arena_release(&a);
+}
+
+static bool same_result(const result_t *x, const result_t *y)
+{
+	return x->rc == y->rc && x->series == y->series && x->samples == y->samples && x->chunks == y->chunks &&
+	       x->sum == y->sum && x->tmin == y->tmin && x->tmax == y->tmax && !strcmp(x->first, y->first) &&
+	       x->sorted == y->sorted && !strcmp(x->err, y->err);
+}
+
+/* Blocks read on several threads answer exactly as one thread does (series merged across 16 blocks,
+ * in order); chunks longer than the first read's estimate and a series entry longer than its
+ * estimate are re-read exactly; with two corrupt blocks the error names the first in block order
+ * whatever thread hit it. Uses a directory of its own (the helpers' bdir/ddir point there). */
+TEST(parallel_block_reads_equal_sequential_and_long_entries)
+{
+	char own[256];
+	snprintf(own, sizeof own, "/tmp/strata-bstore-par.XXXXXX");
+	BUG_ON(!mkdtemp(own));
+	snprintf(bdir, sizeof bdir, "%s/bucket", own);
+	snprintf(ddir, sizeof ddir, "%s/data", own);
+	mkdir(bdir, 0755);
+	static const char *const ab[] = {"a", "b"};
+	char ids[16][ULID_LEN + 1], noisy[ULID_LEN + 1], lng[ULID_LEN + 1];
+	for (int i = 0; i < 16; i++)
+		write_block((int64_t)i * H2, "eu", ab, 2, ids[i]);
+	write_one_series_block(16 * H2, "noisy", 240, 1000000000, true, noisy);
+	write_one_series_block(17 * H2, "long", 200000, 30, false, lng);
+
+	bucket_t *b = open_bucket();
+	bucket_store_config_t c1 = {.min_time = INT64_MIN, .max_time = INT64_MAX, .read_concurrency = 1};
+	bucket_store_config_t c4 = {.min_time = INT64_MIN, .max_time = INT64_MAX, .read_concurrency = 4};
+	bucket_store_t *seq = new_store(b, &c1), *par = new_store(b, &c4);
+	bucket_store_stats_t stats;
+	bucket_store_stats(par, &stats);
+	CHECK_EQ_INT(stats.blocks, 18);
+
+	const char *up[] = {"__name__=up"}, *some[] = {"inst=~0[0-4]", "job!=b"}, *nz[] = {"__name__=noisy"},
+		   *lg[] = {"__name__=long"};
+	struct {
+		const char *const *m;
+		size_t nm;
+		int64_t mint, maxt;
+	} qs[] = {{up, 1, 0, 16 * H2}, {some, 2, H2 + 1000, 9 * H2 + 5}, {nz, 1, 0, INT64_MAX}, {lg, 1, 0, INT64_MAX}};
+	result_t want[4];
+	for (size_t i = 0; i < 4; i++) {
+		want[i] = run(bucket_store_base(seq), qs[i].m, qs[i].nm, qs[i].mint, qs[i].maxt, false);
+		result_t got = run(bucket_store_base(par), qs[i].m, qs[i].nm, qs[i].mint, qs[i].maxt, false);
+		CHECK_EQ_INT(want[i].rc, 0);
+		CHECK(same_result(&want[i], &got));
+		CHECK(got.sorted);
+	}
+	/* up: 100 series, each one series over all 16 blocks */
+	CHECK_EQ_INT(want[0].series, 100);
+	CHECK_EQ_INT(want[0].samples, 100 * 16 * (size_t)(H2 / STEP));
+	CHECK_EQ_INT(want[1].series, 5);
+	CHECK_EQ_INT(want[2].samples, 240);
+	CHECK(want[2].maxchunk > 2048); /* longer than the store's first read of a chunk */
+	CHECK_EQ_INT(want[3].samples, 200000);
+	CHECK(want[3].sum == 200000.0 * 199999.0 / 2);
+	CHECK(want[3].chunks > 800); /* its index entry is longer than the first read */
+
+	/* Corrupt one postings list (inst=07) in blocks 3 and 9 of the bucket. */
+	for (int k = 0; k < 2; k++) {
+		const char *id = ids[k ? 9 : 3];
+		char name[64], hpath[512], ipath[512];
+		snprintf(name, sizeof name, "%s/index", id);
+		snprintf(hpath, sizeof hpath, "%s/ih-%d", own, k);
+		snprintf(ipath, sizeof ipath, "%s/%s/index", bdir, id);
+		err_t err = {0};
+		CHECK_EQ_INT(indexheader_build(b, name, -1, hpath, &err), 0);
+		indexheader_t *h;
+		CHECK_EQ_INT(indexheader_open(&h, hpath, &err), 0);
+		int64_t s, e;
+		CHECK(indexheader_postings_range(h, STR("inst"), STR("07"), &s, &e));
+		indexheader_close(h);
+		int fd = open(ipath, O_RDWR);
+		CHECK(pwrite(fd, "\x7f", 1, s + 9) == 1);
+		close(fd);
+	}
+	const char *seven[] = {"inst=07"};
+	result_t e1 = run(bucket_store_base(seq), seven, 1, 0, INT64_MAX, false);
+	result_t e4 = run(bucket_store_base(par), seven, 1, 0, INT64_MAX, false);
+	CHECK_EQ_INT(e1.rc, ERR_CORRUPT);
+	CHECK(same_result(&e1, &e4));
+	CHECK(strstr(e4.err, ids[3]) && strstr(e4.err, "CRC32C"));
+	/* blocks that are fine keep answering */
+	result_t ok = run(bucket_store_base(par), seven, 1, 10 * H2, 16 * H2, false);
+	CHECK_EQ_INT(ok.rc, 0);
+	CHECK_EQ_INT(ok.series, 2);
+
+	bucket_store_free(seq);
+	bucket_store_free(par);
+	bucket_free(b);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", own);
 	CHECK(system(cmd) == 0);
 }
 
