@@ -67,6 +67,7 @@ int cmd_tools_query(int argc, char **argv)
 {
 	static char *data_dir, *time_s, *start_s, *end_s, *step_s;
 	static int64_t lookback, timeout, max_samples;
+	static bool stats;
 	flag_def_t defs[] = {
 		{"data-dir", FLAG_STRING, &data_dir, NULL, "Directory holding TSDB blocks (<ULID>/meta.json)."},
 		{"time", FLAG_STRING, &time_s, NULL, "Instant query evaluation time (unix seconds or RFC 3339); default now."},
@@ -76,6 +77,7 @@ int cmd_tools_query(int argc, char **argv)
 		{"query.lookback-delta", FLAG_DURATION, &lookback, "5m", "Maximum lookback for instant selectors."},
 		{"query.timeout", FLAG_DURATION, &timeout, "2m", "Maximum time to evaluate the query."},
 		{"query.max-samples", FLAG_INT, &max_samples, "50000000", "Maximum samples loaded into memory at once."},
+		{"stats", FLAG_BOOL, &stats, "false", "Print the peak number of samples in memory (as Prometheus's stats=all peakSamples) on stderr."},
 	};
 	flags_result_t res = {0};
 	int exit_now;
@@ -173,6 +175,8 @@ int cmd_tools_query(int argc, char **argv)
 			buf_putc(&b, '\n');
 			fwrite(b.p, 1, b.n, stdout);
 			buf_release(&b);
+			if (stats)
+				fprintf(stderr, "peakSamples %lld\n", (long long)r.samples_peak);
 		}
 		arena_release(&a);
 		if (w)

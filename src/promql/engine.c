@@ -77,21 +77,65 @@ void ev_add_samples(ev_t *ev, int64_t n)
 	}
 }
 
-static int64_t val_points(ev_t *ev, const val_t *v)
+void acct_set(ev_t *ev, int64_t cur)
 {
-	int64_t n = 0;
-	if (v->type == PROMQL_TYPE_VECTOR)
-		for (size_t i = 0; i < v->n; i++)
-			for (size_t j = 0; j < ev->nsteps; j++)
-				n += v->s[i].ok[j];
-	return n;
+	ev->cur_samples = cur;
+	if (cur > ev->peak_samples)
+		ev->peak_samples = cur;
+	if (cur > ev->max_samples) {
+		ev->scr->error_type = "execution";
+		ev_fail(ev, ERR_LIMIT, "query processing would load too many samples into memory in query execution");
+	}
 }
 
-static void ev_release_val(ev_t *ev, const val_t *v)
+void acct_series(ev_t *ev, const rk_out_t *ro)
 {
-	ev->cur_samples -= val_points(ev, v);
-	if (ev->cur_samples < 0)
-		ev->cur_samples = 0;
+	int64_t c = ev->cur_samples;
+	if (ro->maxwin)
+		acct_set(ev, c + (int64_t)ro->maxwin); /* the window, while the series is evaluated */
+	if (ro->npts)
+		acct_set(ev, c + (int64_t)ro->lastwin + (int64_t)ro->npts); /* output appended, last window held */
+	ev->cur_samples = c + (int64_t)ro->npts;
+}
+
+/* Per-step point counts of a value (a scalar has one point per step; strings none). */
+static int64_t *val_step_counts(ev_t *ev, const val_t *v)
+{
+	size_t ns = ev->nsteps;
+	int64_t *c = ev_zalloc(ev, (ns ? ns : 1) * sizeof(int64_t));
+	if (v->type == PROMQL_TYPE_SCALAR) {
+		for (size_t i = 0; i < ns; i++)
+			c[i] = 1;
+	} else if (v->type == PROMQL_TYPE_VECTOR) {
+		for (size_t s = 0; s < v->n; s++)
+			for (size_t i = 0; i < ns; i++)
+				c[i] += v->s[s].ok[i];
+	}
+	return c;
+}
+
+void argrec_add(ev_t *ev, argrec_t *r, const int64_t *cnt)
+{
+	if (r->n == ARRAY_LEN(r->cnt))
+		ev_fail(ev, ERR_INTERNAL, "too many arguments to account");
+	r->cnt[r->n++] = cnt;
+}
+
+/* 2.42's rangeEval arithmetic over a finished node (see engine_int.h). */
+static void acct_range_eval(ev_t *ev, int64_t orig, const argrec_t *r, const val_t *out)
+{
+	int64_t *oc = val_step_counts(ev, out);
+	int64_t temp = ev->cur_samples, total = 0;
+	for (size_t i = 0; i < ev->nsteps; i++) {
+		int64_t in = 0;
+		for (size_t k = 0; k < r->n; k++)
+			in += r->cnt[k][i];
+		acct_set(ev, temp + in);
+		acct_set(ev, temp + in + oc[i]);
+		temp += oc[i];
+		total += oc[i];
+	}
+	acct_set(ev, orig + total);
 }
 
 bool value_is_stale(double v)
@@ -313,7 +357,6 @@ void ob_finish(ev_t *ev, obuild_t *ob, val_t *out)
 	out->s = ob->s;
 	out->n = ob->n;
 	ob_cleanup(ob);
-	ev_add_samples(ev, val_points(ev, out));
 }
 
 /* ------------------------------------------------------------------------------ selectors */
@@ -374,16 +417,28 @@ static size_t load_samples(ev_t *ev, series_set_t *set, int64_t mint, int64_t ma
 	return n;
 }
 
+/* The @ time of m (false without @). */
+static bool at_time(const ev_t *ev, const promql_mods_t *m, int64_t *at)
+{
+	switch (m->at_kind) {
+	case PROMQL_AT_TS: *at = m->at; return true;
+	case PROMQL_AT_START: *at = ev->qstart; return true;
+	case PROMQL_AT_END: *at = ev->qend; return true;
+	default: return false;
+	}
+}
+
+/* Window end (selector reference time) per step. With ev->at_shift (the range argument of a function
+ * that is not step-invariant, i.e. predict_linear) 2.42 turns "@ T" into an offset of (start - T), so
+ * the window moves with the steps from T on. */
 static void ref_times(ev_t *ev, const promql_mods_t *m, int64_t *ref)
 {
+	int64_t at;
+	bool has_at = at_time(ev, m, &at);
 	for (size_t i = 0; i < ev->nsteps; i++) {
 		int64_t base = ev_ts(ev, i);
-		if (m->at_kind == PROMQL_AT_TS)
-			base = m->at;
-		else if (m->at_kind == PROMQL_AT_START)
-			base = ev->qstart;
-		else if (m->at_kind == PROMQL_AT_END)
-			base = ev->qend;
+		if (has_at)
+			base = ev->at_shift ? at + (base - ev->start) : at;
 		ref[i] = base - m->offset;
 	}
 }
@@ -426,7 +481,14 @@ static void eval_vs(ev_t *ev, const promql_expr_t *e, val_t *out, bool ts_mode)
 
 void eval_vector_selector_ts(ev_t *ev, const promql_expr_t *vs, val_t *out)
 {
+	/* 2.42 reads the selector step by step inside timestamp()'s rangeEval: its points count only as
+	 * that step's input, never all at once */
+	int64_t cur = ev->cur_samples, peak = ev->peak_samples;
 	eval_vs(ev, vs, out, true);
+	ev->cur_samples = cur;
+	ev->peak_samples = peak;
+	if (ev->argrec && ev->argrec->depth == ev->depth)
+		argrec_add(ev, ev->argrec, val_step_counts(ev, out));
 }
 
 static const promql_expr_t *unparen(const promql_expr_t *e)
@@ -454,7 +516,11 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 			if (ref[i] > mx)
 				mx = ref[i];
 		}
-		int64_t mint = mn - *range, maxt = mx;
+		int64_t mint = mn - *range, maxt = mx, at;
+		if (ev->at_shift && at_time(ev, &vs->u.vs.mods, &at)) { /* 2.42 selects only around T */
+			mint = at - vs->u.vs.mods.offset - *range;
+			maxt = at - vs->u.vs.mods.offset;
+		}
 		series_set_t *set = do_select(ev, vs, mint, maxt, *range, func);
 		int r;
 		while ((r = series_set_next(set, ev->err)) > 0) {
@@ -480,6 +546,13 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 		if (ref[i] > mx)
 			mx = ref[i];
 	}
+	/* 2.42 runs the inner evaluation up to the evaluator's end (the query's end parameter, not its last
+	 * step): the extra inner steps are never in a window but are counted as samples */
+	int64_t sq_at;
+	if (m->u.sq.mods.at_kind == PROMQL_AT_NONE && ev->end - m->u.sq.mods.offset > mx)
+		mx = ev->end - m->u.sq.mods.offset;
+	else if (ev->at_shift && at_time(ev, &m->u.sq.mods, &sq_at))
+		mx = sq_at + (ev->end - ev->start) - m->u.sq.mods.offset;
 	int64_t step = m->u.sq.step ? m->u.sq.step : ev->o->subquery_step_ms ? ev->o->subquery_step_ms : PROMQL_DEFAULT_SUBQUERY_STEP_MS;
 	int64_t lo = mn - *range;
 	int64_t start = step * (lo / step);
@@ -490,11 +563,15 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 	sub.end = mx;
 	sub.step = step;
 	sub.nsteps = start <= mx ? (size_t)((mx - start) / step) + 1 : 0;
+	sub.argrec = NULL;
+	sub.at_shift = false;
 	val_t inner = {0};
+	int64_t before = ev->cur_samples;
 	eval_expr(&sub, m->u.sq.expr, &inner);
 	ev->cur_samples = sub.cur_samples;
 	ev->peak_samples = sub.peak_samples;
 	ev->checks = sub.checks;
+	int64_t sub_samples = ev->cur_samples - before; /* held until the function is done */
 	int64_t *t = ev_alloc(ev, (sub.nsteps ? sub.nsteps : 1) * sizeof(int64_t));
 	double *v = ev_alloc(ev, (sub.nsteps ? sub.nsteps : 1) * sizeof(double));
 	for (size_t s = 0; s < inner.n; s++) {
@@ -507,6 +584,7 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 			}
 		fn(ev, ctx, &inner.s[s].ls, t, v, n);
 	}
+	ev->cur_samples -= sub_samples;
 }
 
 /* ------------------------------------------------------------------------------ batched range functions */
@@ -520,7 +598,7 @@ typedef struct rb_item {
 	const int64_t *t;
 	const double *v;
 	size_t n;
-	size_t npts, maxwin;
+	rk_out_t ro;
 } rb_item_t;
 
 typedef struct rb_scratch {
@@ -615,7 +693,7 @@ static void rb_task(void *arg, size_t ti)
 			t = sc->t;
 			v = sc->v;
 		}
-		it->maxwin = b->kfn(b->kctx, t, v, n, b->out + i * ns, b->ok + i * ns, &it->npts);
+		b->kfn(b->kctx, t, v, n, b->out + i * ns, b->ok + i * ns, &it->ro);
 	}
 }
 
@@ -642,11 +720,9 @@ static void rb_flush(rb_t *b, range_sink_fn sink, void *sctx)
 	size_t ns = ev->nsteps;
 	for (size_t i = 0; i < b->n; i++) {
 		rb_item_t *it = &b->items[i];
-		/* the window counts as loaded samples while the series is evaluated */
-		ev_add_samples(ev, (int64_t)it->maxwin);
-		ev->cur_samples -= (int64_t)it->maxwin;
-		if (it->npts)
-			sink(ev, sctx, &it->ls, b->out + i * ns, b->ok + i * ns, it->npts);
+		acct_series(ev, &it->ro);
+		if (it->ro.npts)
+			sink(ev, sctx, &it->ls, b->out + i * ns, b->ok + i * ns, it->ro.npts);
 	}
 	b->n = 0;
 	b->bbytes = 0;
@@ -732,7 +808,12 @@ void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, rang
 		if (ref[i] > mx)
 			mx = ref[i];
 	}
-	rb_run(ev, vs, mn - *range, mx, *range, func, true, kfn, kctx, sink, sctx);
+	int64_t mint = mn - *range, maxt = mx, at;
+	if (ev->at_shift && at_time(ev, &vs->u.vs.mods, &at)) { /* 2.42 selects only around T */
+		mint = at - vs->u.vs.mods.offset - *range;
+		maxt = at - vs->u.vs.mods.offset;
+	}
+	rb_run(ev, vs, mint, maxt, *range, func, true, kfn, kctx, sink, sctx);
 }
 
 /* Instant selector kernel: per step the newest sample within the lookback window, absent if stale. */
@@ -743,8 +824,8 @@ typedef struct vs_kctx {
 	bool ts_mode; /* values = sample timestamps in seconds (timestamp()) */
 } vs_kctx_t;
 
-static size_t vs_kernel(const void *kctx, const int64_t *t, const double *v, size_t n, double *out, uint8_t *ok,
-			size_t *npts)
+static void vs_kernel(const void *kctx, const int64_t *t, const double *v, size_t n, double *out, uint8_t *ok,
+		      rk_out_t *ro)
 {
 	const vs_kctx_t *c = kctx;
 	size_t j = 0, cnt = 0;
@@ -761,8 +842,7 @@ static size_t vs_kernel(const void *kctx, const int64_t *t, const double *v, siz
 			cnt++;
 		}
 	}
-	*npts = cnt;
-	return 0;
+	*ro = (rk_out_t){cnt, 0, 0};
 }
 
 /* Evaluate instant selector e into sink (series with at least one point, in storage order). */
@@ -802,14 +882,15 @@ static void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const doub
 	memcpy(ov, v, ns * sizeof(double));
 	memcpy(ook, ok, ns);
 	c->arr[c->n++] = (vseries_t){labels_copy(ev->a, ls), ov, ook};
-	ev_add_samples(ev, (int64_t)npts);
 }
 
 /* Top-level instant evaluation of a range vector: the samples in the window at the one step. */
 typedef struct mat_ctx {
 	int64_t *ref, *range;
+	const promql_expr_t *e;
 	rseries_t *rs;
 	size_t n, cap;
+	int64_t total; /* samples collected */
 } mat_ctx_t;
 
 static void mat_collect(ev_t *ev, void *arg, const labels_t *ls, const int64_t *t, const double *v, size_t n)
@@ -839,7 +920,9 @@ static void mat_collect(ev_t *ev, void *arg, const labels_t *ls, const int64_t *
 	r->v = ev_alloc(ev, r->n * sizeof(double));
 	memcpy(r->t, t + a, r->n * sizeof(int64_t));
 	memcpy(r->v, v + a, r->n * sizeof(double));
-	ev_add_samples(ev, (int64_t)r->n);
+	c->total += (int64_t)r->n;
+	if (unparen(c->e)->kind == PROMQL_MATRIX_SEL) /* 2.42 counts a selector's points as it loads them */
+		ev_add_samples(ev, (int64_t)r->n);
 }
 
 static void eval_matrix_top(ev_t *ev, const promql_expr_t *e, val_t *out)
@@ -848,8 +931,10 @@ static void eval_matrix_top(ev_t *ev, const promql_expr_t *e, val_t *out)
 		ev_fail(ev, ERR_INVALID, "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector");
 	int64_t range = 0;
 	int64_t ref[1];
-	mat_ctx_t c = {.ref = ref, .range = &range};
+	mat_ctx_t c = {.ref = ref, .range = &range, .e = e};
 	eval_range_arg(ev, e, NULL, mat_collect, &c, &range, ref);
+	if (unparen(e)->kind == PROMQL_SUBQUERY) /* the subquery's result is the query's result */
+		ev_add_samples(ev, c.total);
 	out->type = PROMQL_TYPE_MATRIX;
 	out->rs = c.rs;
 	out->nrs = c.n;
@@ -1121,8 +1206,6 @@ static void eval_binary(ev_t *ev, const promql_expr_t *e, val_t *out)
 		eval_vector_scalar(ev, e, &r, l.sc, true, out);
 	else
 		eval_vector_vector(ev, e, &l, &r, out);
-	ev_release_val(ev, &l);
-	ev_release_val(ev, &r);
 }
 
 /* ------------------------------------------------------------------------------ aggregations */
@@ -1169,7 +1252,8 @@ typedef struct aggst {
 	agrp_t *g;
 	size_t ng, gcap;
 	obuild_t *ob;
-	int64_t points; /* input points fed (accounted while the aggregation runs) */
+	int64_t points; /* input points fed */
+	int64_t *in_cnt; /* streamed input: points per step (accounting) */
 	buf_t kb;       /* group key scratch */
 	bool sink_drop_name; /* agg_sink: the fed labels still carry a __name__ the input drops */
 } aggst_t;
@@ -1263,6 +1347,8 @@ static void agg_add(ev_t *ev, aggst_t *st, labels_t ls, bool drop_name, const do
 			continue;
 		any = true;
 		st->points++;
+		if (st->in_cnt)
+			st->in_cnt[i]++;
 		double v = vals[i];
 		if (C[i] == 0) {
 			C[i] = 1;
@@ -1339,8 +1425,6 @@ static void agg_finish(ev_t *ev, aggst_t *st, val_t *out)
 static void agg_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts)
 {
 	aggst_t *st = sctx;
-	/* the function's output, which is what is aggregated, counts as loaded like a vector would */
-	ev_add_samples(ev, (int64_t)npts);
 	agg_add(ev, st, *ls, st->sink_drop_name, v, ok);
 	ev_check(ev);
 }
@@ -1353,19 +1437,16 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 		aggst_t *st = agg_new(ev, e);
 		const promql_expr_t *inner = unparen(e->u.aggr.expr);
 		st->sink_drop_name = inner->kind != PROMQL_VECTOR_SEL;
-		if (inner->kind == PROMQL_VECTOR_SEL) {
-			eval_vs_into(ev, inner, false, agg_sink, st);
+		if (inner->kind == PROMQL_VECTOR_SEL || range_call_streamable(inner, true)) {
+			/* the input never materialises; its per-step counts stand in for it in the accounting */
+			st->in_cnt = ev_zalloc(ev, (ev->nsteps ? ev->nsteps : 1) * sizeof(int64_t));
+			if (inner->kind == PROMQL_VECTOR_SEL)
+				eval_vs_into(ev, inner, false, agg_sink, st);
+			else
+				eval_range_call_streamed(ev, inner, true, agg_sink, st);
+			if (ev->argrec && ev->argrec->depth == ev->depth)
+				argrec_add(ev, ev->argrec, st->in_cnt);
 			agg_finish(ev, st, out);
-			ev->cur_samples -= st->points;
-			if (ev->cur_samples < 0)
-				ev->cur_samples = 0;
-			return;
-		}
-		if (eval_range_call_streamed(ev, inner, true, agg_sink, st)) {
-			agg_finish(ev, st, out);
-			ev->cur_samples -= st->points;
-			if (ev->cur_samples < 0)
-				ev->cur_samples = 0;
 			return;
 		}
 		eval_expr(ev, e->u.aggr.expr, &in);
@@ -1375,7 +1456,6 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 				ev_check(ev);
 		}
 		agg_finish(ev, st, out);
-		ev_release_val(ev, &in);
 		return;
 	}
 	if (e->u.aggr.param)
@@ -1471,7 +1551,6 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 			}
 		}
 		ob_finish(ev, ob, out);
-		ev_release_val(ev, &in);
 		return;
 	}
 	ev_fail(ev, ERR_INTERNAL, "aggregation %d not handled", (int)op);
@@ -1479,10 +1558,8 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 
 /* ------------------------------------------------------------------------------ dispatch */
 
-void eval_expr(ev_t *ev, const promql_expr_t *e, val_t *out)
+static void eval_node(ev_t *ev, const promql_expr_t *e, val_t *out)
 {
-	ev_check(ev);
-	memset(out, 0, sizeof *out);
 	size_t ns = ev->nsteps;
 	switch (e->kind) {
 	case PROMQL_NUMBER:
@@ -1490,6 +1567,7 @@ void eval_expr(ev_t *ev, const promql_expr_t *e, val_t *out)
 		out->sc = ev_alloc(ev, (ns ? ns : 1) * sizeof(double));
 		for (size_t i = 0; i < ns; i++)
 			out->sc[i] = e->u.number;
+		ev_add_samples(ev, (int64_t)ns); /* 2.42 evaluates a literal into one point per step */
 		return;
 	case PROMQL_STRING:
 		out->type = PROMQL_TYPE_STRING;
@@ -1522,21 +1600,158 @@ void eval_expr(ev_t *ev, const promql_expr_t *e, val_t *out)
 				if (out->s[s].ok[i])
 					ob_set(ev, ob, idx, i, -out->s[s].v[i]);
 		}
-		ev_release_val(ev, out);
 		ob_finish(ev, ob, out);
 		return;
 	}
 	case PROMQL_BINARY:
-		eval_binary(ev, e, out);
-		return;
 	case PROMQL_CALL:
-		eval_call(ev, e, out);
-		return;
-	case PROMQL_AGGR:
-		eval_aggr(ev, e, out);
+	case PROMQL_AGGR: {
+		/* 2.42's rangeEval nodes (all but the range-vector functions): record the arguments' points */
+		bool range_eval = !(e->kind == PROMQL_CALL && is_range_function(e));
+		argrec_t rec = {.depth = ev->depth};
+		argrec_t *saved = ev->argrec;
+		int64_t orig = ev->cur_samples;
+		ev->argrec = range_eval ? &rec : NULL;
+		if (e->kind == PROMQL_BINARY)
+			eval_binary(ev, e, out);
+		else if (e->kind == PROMQL_CALL)
+			eval_call(ev, e, out);
+		else
+			eval_aggr(ev, e, out);
+		ev->argrec = saved;
+		if (range_eval)
+			acct_range_eval(ev, orig, &rec, out);
 		return;
 	}
+	}
 }
+
+/* A step-invariant subexpression (2.42's StepInvariantExpr): evaluated once at the first step, then
+ * every series copied to all steps (each copy counted as a sample). */
+static void eval_invariant(ev_t *ev, const promql_expr_t *e, val_t *out)
+{
+	ev_t sub = *ev;
+	sub.end = sub.start;
+	sub.nsteps = 1;
+	sub.argrec = NULL;
+	val_t one = {0};
+	eval_node(&sub, e, &one);
+	ev->cur_samples = sub.cur_samples;
+	ev->peak_samples = sub.peak_samples;
+	ev->checks = sub.checks;
+	size_t ns = ev->nsteps;
+	*out = one;
+	if (one.type == PROMQL_TYPE_SCALAR) {
+		out->sc = ev_alloc(ev, ns * sizeof(double));
+		for (size_t i = 0; i < ns; i++)
+			out->sc[i] = one.sc[0];
+		ev_add_samples(ev, (int64_t)ns - 1);
+		return;
+	}
+	if (one.type != PROMQL_TYPE_VECTOR)
+		return;
+	out->s = ev_alloc(ev, (one.n ? one.n : 1) * sizeof(vseries_t));
+	out->n = 0;
+	for (size_t k = 0; k < one.n; k++) {
+		if (!one.s[k].ok[0])
+			continue;
+		vseries_t *o = &out->s[out->n++];
+		o->ls = one.s[k].ls;
+		o->v = ev_alloc(ev, ns * sizeof(double));
+		o->ok = ev_alloc(ev, ns);
+		for (size_t i = 0; i < ns; i++)
+			o->v[i] = one.s[k].v[0];
+		memset(o->ok, 1, ns);
+		ev_add_samples(ev, (int64_t)ns - 1);
+	}
+}
+
+void eval_expr(ev_t *ev, const promql_expr_t *e, val_t *out)
+{
+	ev_check(ev);
+	memset(out, 0, sizeof *out);
+	ev->depth++;
+	uint64_t mark;
+	if (ev->nsteps > 1 && ev->invariant && e->kind != PROMQL_NUMBER && e->kind != PROMQL_STRING &&
+	    e->kind != PROMQL_MATRIX_SEL && e->kind != PROMQL_SUBQUERY && imap_get(ev->invariant, (uintptr_t)e, &mark))
+		eval_invariant(ev, e, out);
+	else
+		eval_node(ev, e, out);
+	ev->depth--;
+	if (ev->argrec && ev->argrec->depth == ev->depth &&
+	    (out->type == PROMQL_TYPE_SCALAR || out->type == PROMQL_TYPE_VECTOR))
+		argrec_add(ev, ev->argrec, val_step_counts(ev, out));
+}
+
+/* 2.42's PreprocessExpr: which subexpressions are step-invariant (every selector pinned with @, no
+ * time-dependent function) and where it wraps them. Returns whether e is invariant. */
+static bool mark_invariant(imap_t *m, const promql_expr_t *e);
+
+static void wrap(imap_t *m, const promql_expr_t *e)
+{
+	imap_put(m, (uintptr_t)unparen(e), 1);
+}
+
+static bool mark_invariant(imap_t *m, const promql_expr_t *e)
+{
+	static const char *const unsafe[] = {"days_in_month", "day_of_month", "day_of_week", "day_of_year", "hour",
+					     "minute", "month", "year", "predict_linear", "time", "timestamp"};
+	switch (e->kind) {
+	case PROMQL_NUMBER:
+	case PROMQL_STRING:
+		return true;
+	case PROMQL_VECTOR_SEL:
+		return e->u.vs.mods.at_kind != PROMQL_AT_NONE;
+	case PROMQL_MATRIX_SEL:
+		return e->u.ms.vs->u.vs.mods.at_kind != PROMQL_AT_NONE;
+	case PROMQL_SUBQUERY:
+		if (mark_invariant(m, e->u.sq.expr))
+			wrap(m, e->u.sq.expr);
+		return e->u.sq.mods.at_kind != PROMQL_AT_NONE;
+	case PROMQL_PAREN:
+		return mark_invariant(m, e->u.paren.expr);
+	case PROMQL_UNARY:
+		return mark_invariant(m, e->u.unary.expr);
+	case PROMQL_AGGR:
+		return mark_invariant(m, e->u.aggr.expr); /* 2.42 does not look at the parameter */
+	case PROMQL_BINARY: {
+		bool l = mark_invariant(m, e->u.bin.lhs), r = mark_invariant(m, e->u.bin.rhs);
+		if (l && r)
+			return true;
+		if (l)
+			wrap(m, e->u.bin.lhs);
+		if (r)
+			wrap(m, e->u.bin.rhs);
+		return false;
+	}
+	case PROMQL_CALL: {
+		bool inv = true, arg[16] = {false};
+		for (size_t i = 0; i < ARRAY_LEN(unsafe); i++)
+			if (!strcmp(e->u.call.func->name, unsafe[i]))
+				inv = false;
+		for (size_t i = 0; i < e->u.call.nargs; i++) {
+			bool a = mark_invariant(m, e->u.call.args[i]);
+			if (i < ARRAY_LEN(arg))
+				arg[i] = a;
+			inv = inv && a;
+		}
+		if (inv)
+			return true;
+		for (size_t i = 0; i < e->u.call.nargs && i < ARRAY_LEN(arg); i++)
+			if (arg[i])
+				wrap(m, e->u.call.args[i]);
+		return false;
+	}
+	}
+	return false;
+}
+
+static void invariant_free(void *arg)
+{
+	imap_release(arg);
+}
+
+
 
 /* ------------------------------------------------------------------------------ entry */
 
@@ -1579,6 +1794,14 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 	ev->err = err;
 	ev->jmp = &jb;
 	ev->scr = ARENA_NEW(a, ev_scratch_t);
+	if (!instant) {
+		imap_t *inv = ARENA_NEW(a, imap_t);
+		imap_init(inv, 16);
+		arena_on_release(a, invariant_free, inv);
+		if (mark_invariant(inv, e))
+			wrap(inv, e);
+		ev->invariant = inv;
+	}
 	size_t old_limit = a->limit;
 	if (o->max_memory)
 		arena_set_limit(a, a->used + o->max_memory);

@@ -15,6 +15,19 @@
 #include "base/hmap.h"
 #include "promql/engine.h"
 
+typedef struct rk_out {
+	size_t npts;    /* steps with a value */
+	size_t maxwin;  /* largest window */
+	size_t lastwin; /* window at the last step */
+} rk_out_t;
+
+/* Per-step point counts of the arguments of the node being evaluated (see eval_expr). */
+typedef struct argrec {
+	int depth;
+	const int64_t *cnt[8];
+	size_t n;
+} argrec_t;
+
 typedef struct vseries {
 	labels_t ls;
 	double *v;
@@ -49,6 +62,10 @@ typedef struct ev {
 	int64_t lookback, max_samples, deadline_ms;
 	int64_t cur_samples, peak_samples;
 	uint64_t checks;
+	int depth;                 /* eval_expr nesting */
+	argrec_t *argrec;          /* argument recorder of the rangeEval-like node being evaluated */
+	const imap_t *invariant;   /* step-invariant subexpressions (node address -> 1), as 2.42 wraps them */
+	bool at_shift;             /* evaluating predict_linear's range argument (see ref_times) */
 	err_t *err;
 	jmp_buf *jmp;
 	struct ev_scratch *scr; /* shared with sub-evaluators; heap arrays freed by an arena hook */
@@ -69,7 +86,19 @@ void ev_check(ev_t *ev); /* deadline / cancellation (the clock is read at every 
 void ev_check_clock(ev_t *ev, bool read_clock);
 void *ev_alloc(ev_t *ev, size_t n);
 void *ev_zalloc(ev_t *ev, size_t n);
+/* Samples "in memory" as Prometheus 2.42's engine counts them (currentSamples; --query.max-samples is
+ * checked against it and its peak is reported):
+ *  - an instant selector adds its points; a number literal (or any scalar) one point per step;
+ *  - a range-vector function adds, per input series, its window while evaluating it, then its output
+ *    points (acct_series); a subquery argument's points stay counted until the function is done;
+ *  - every other node (operators, aggregations, other functions) is 2.42's rangeEval: its arguments
+ *    stay counted, each step adds that step's input points again plus the outputs so far, and when it
+ *    is done only its own output remains (acct_range_eval);
+ *  - a step-invariant subexpression is evaluated once and then copied to every step. */
 void ev_add_samples(ev_t *ev, int64_t n);
+void acct_set(ev_t *ev, int64_t cur); /* cur becomes the count (peak and limit checked) */
+void acct_series(ev_t *ev, const rk_out_t *ro);
+void argrec_add(ev_t *ev, argrec_t *r, const int64_t *cnt);
 static inline int64_t ev_ts(const ev_t *ev, size_t i)
 {
 	return ev->start + (int64_t)i * ev->step;
@@ -108,11 +137,11 @@ void eval_vector_selector_ts(ev_t *ev, const promql_expr_t *vs, val_t *out); /* 
 
 /* Batched (and, with opts->workers, parallel) evaluation of a range function over a matrix selector.
  * The kernel computes one series' per-step outputs from its samples (stale markers removed); it runs
- * on worker threads, so it must only read kctx and write out/ok (never ev). It returns the largest
- * window it saw (for sample accounting) and stores the number of steps with a value in *npts.
+ * on worker threads, so it must only read kctx and write out/ok (never ev); *ro says how many steps got
+ * a value and the window sizes (for sample accounting).
  * The sink is then called on the evaluating thread in series order for series with npts > 0. */
-typedef size_t (*range_kernel_fn)(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
-				  uint8_t *ok, size_t *npts);
+typedef void (*range_kernel_fn)(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
+				uint8_t *ok, rk_out_t *ro);
 typedef void (*range_sink_fn)(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok,
 			      size_t npts);
 void eval_range_batched(ev_t *ev, const promql_expr_t *ms, const char *func, range_kernel_fn kfn, const void *kctx,
@@ -120,6 +149,8 @@ void eval_range_batched(ev_t *ev, const promql_expr_t *ms, const char *func, ran
 /* If call is a range function that the batched path can evaluate (thread-safe kernel, plain matrix
  * selector argument; with need_unique_names also one that cannot produce two equal output label sets),
  * evaluate it into sink and return true; otherwise return false without doing anything. */
+bool range_call_streamable(const promql_expr_t *call, bool need_unique_names);
+bool is_range_function(const promql_expr_t *call); /* a call taking a range vector */
 bool eval_range_call_streamed(ev_t *ev, const promql_expr_t *call, bool need_unique_names, range_sink_fn sink,
 			      void *sctx);
 

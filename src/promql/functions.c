@@ -263,7 +263,7 @@ static bool range_kernel(ev_t *ev, rctx_t *c, size_t step, const int64_t *t, con
 static void range_series(ev_t *ev, void *arg, const labels_t *ls, const int64_t *t, const double *v, size_t n)
 {
 	rctx_t *c = arg;
-	size_t idx = (size_t)-1, lo = 0, hi = 0, maxwin = 0;
+	size_t idx = (size_t)-1, lo = 0, hi = 0, maxwin = 0, lastwin = 0, npts = 0;
 	for (size_t i = 0; i < ev->nsteps; i++) {
 		if ((i & 4095) == 4095)
 			ev_check(ev);
@@ -276,9 +276,13 @@ static void range_series(ev_t *ev, void *arg, const labels_t *ls, const int64_t 
 			lo++;
 		if (hi - lo > maxwin)
 			maxwin = hi - lo;
+		lastwin = hi - lo;
 		if (c->k == F_ABSENT_OT) {
-			if (hi > lo)
+			/* 2.42 produces a 1 per non-empty window and per series before building the result */
+			if (hi > lo) {
 				c->seen[i] = 1;
+				npts++;
+			}
 			continue;
 		}
 		double out;
@@ -289,10 +293,10 @@ static void range_series(ev_t *ev, void *arg, const labels_t *ls, const int64_t 
 			idx = ob_get_unique(ev, c->ob, ol);
 		}
 		ob_set(ev, c->ob, idx, i, out);
+		npts++;
 	}
-	/* Count the window as loaded samples (transiently, like Prometheus's per-step accounting). */
-	ev_add_samples(ev, (int64_t)maxwin);
-	ev->cur_samples -= (int64_t)maxwin;
+	rk_out_t ro = {npts, maxwin, lastwin};
+	acct_series(ev, &ro);
 }
 
 /* Labels absent() / absent_over_time() report: equality matchers of a plain selector argument. */
@@ -341,13 +345,14 @@ static bool kind_batchable(enum fkind k)
 	return k != F_HOLT_WINTERS && k != F_QUANTILE_OT && k != F_ABSENT_OT;
 }
 
-static size_t range_kernel_steps(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
-				 uint8_t *ok, size_t *npts)
+static void range_kernel_steps(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
+			       uint8_t *ok, rk_out_t *ro)
 {
 	/* batchable kinds only read the context; a local copy carries the per-window reset flag */
 	rctx_t c = *(const rctx_t *)kctx;
 	bool counter = c.k == F_RATE || c.k == F_INCREASE;
-	size_t lo = 0, hi = 0, maxwin = 0, cnt = 0, resets = 0; /* resets: j in (lo, hi) with v[j] < v[j-1] */
+	size_t lo = 0, hi = 0, maxwin = 0, cnt = 0, resets = 0;
+	ro->lastwin = 0; /* resets: j in (lo, hi) with v[j] < v[j-1] */
 	for (size_t i = 0; i < c.nsteps; i++) {
 		int64_t rend = c.ref[i], rstart = rend - c.range;
 		if (i > 0 && rend < c.ref[i - 1])
@@ -364,12 +369,13 @@ static size_t range_kernel_steps(const void *kctx, const int64_t *t, const doubl
 		}
 		if (hi - lo > maxwin)
 			maxwin = hi - lo;
+		ro->lastwin = hi - lo;
 		c.no_resets = resets == 0;
 		ok[i] = range_kernel(NULL, &c, i, t + lo, v + lo, hi - lo, &out[i]);
 		cnt += ok[i];
 	}
-	*npts = cnt;
-	return maxwin;
+	ro->npts = cnt;
+	ro->maxwin = maxwin;
 }
 
 static void range_sink_ob(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts)
@@ -430,7 +436,22 @@ static void run_batched(ev_t *ev, const promql_expr_t *e, enum fkind k, const pr
 	c->nsteps = ev->nsteps;
 	c->tstart = ev->start;
 	c->tstep = ev->step;
+	ev->at_shift = k == F_PREDICT_LINEAR;
 	eval_range_batched(ev, m, c->fname, range_kernel_steps, c, sink, sctx, &c->range, c->ref);
+	ev->at_shift = false;
+}
+
+bool is_range_function(const promql_expr_t *call)
+{
+	enum fkind k;
+	return range_kind_of(call, &k);
+}
+
+bool range_call_streamable(const promql_expr_t *call, bool need_unique_names)
+{
+	enum fkind k;
+	const promql_expr_t *m = batchable_arg(call, &k);
+	return m && !(need_unique_names && k != F_LAST_OT && !name_pinned(m->u.ms.vs));
 }
 
 bool eval_range_call_streamed(ev_t *ev, const promql_expr_t *call, bool need_unique_names, range_sink_fn sink,
@@ -438,7 +459,7 @@ bool eval_range_call_streamed(ev_t *ev, const promql_expr_t *call, bool need_uni
 {
 	enum fkind k;
 	const promql_expr_t *m = batchable_arg(call, &k);
-	if (!m || (need_unique_names && k != F_LAST_OT && !name_pinned(m->u.ms.vs)))
+	if (!range_call_streamable(call, need_unique_names))
 		return false;
 	rctx_t *c = ev_zalloc(ev, sizeof *c);
 	run_batched(ev, call, k, m, c, sink, sctx);
@@ -470,7 +491,9 @@ static void eval_range_func(ev_t *ev, const promql_expr_t *e, enum fkind k, val_
 	c.ob = ob_new(ev);
 	if (k == F_ABSENT_OT)
 		c.seen = ev_zalloc(ev, ev->nsteps + 1);
+	ev->at_shift = k == F_PREDICT_LINEAR;
 	eval_range_arg(ev, e->u.call.args[mi], c.fname, range_series, &c, &c.range, c.ref);
+	ev->at_shift = false;
 	if (k == F_ABSENT_OT) {
 		labels_t ls = absent_labels(ev, e->u.call.args[0]);
 		size_t idx = (size_t)-1;
