@@ -198,6 +198,59 @@ TEST(limits_samples_timeout_cancel_memory)
 	CHECK_STR(err.msg, "query timed out in query execution");
 }
 
+/* Range query over [0, 300s] step 30s (11 steps); returns rc, fills *peak on success. */
+static int q_range_peak(const char *expr, int64_t max_samples, int64_t *peak)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	promql_result_t r;
+	err_t err = {0};
+	promql_opts_t o = {.max_samples = max_samples};
+	int rc = promql_query(&o, memstore_queryable(store), &a, str_c(expr), 0, 300000, 30000, &r, &err);
+	if (rc == 0 && peak)
+		*peak = r.samples_peak;
+	arena_release(&a);
+	return rc;
+}
+
+TEST(max_samples_accounting_as_2_42)
+{
+	setup();
+	/* Hand-computed with 2.42's rules (c: 2 series, 21 samples each 15s apart; 11 steps):
+	 * c: 11 points per series -> 22; sum(c): 22 held + per step 2 inputs + outputs so far + 1
+	 *   -> last step 22 + 2 + 10 + 1 = 35; 2: a literal is one point per step -> 11;
+	 * sum(rate(c[1m])): rate has 10 outputs per series (the step at 0 sees one sample) after windows of
+	 *   <= 5 samples (2nd series: the 1st's 10 + last window 5 + its 10 = 25), then sum's rangeEval over
+	 *   those 20: last step 20 + 2 inputs + 9 earlier outputs + 1 = 32. */
+	int64_t peak = 0;
+	CHECK_EQ_INT(q_range_peak("c", 0, &peak), 0);
+	CHECK_EQ_INT(peak, 22);
+	CHECK_EQ_INT(q_range_peak("sum(c)", 0, &peak), 0);
+	CHECK_EQ_INT(peak, 35);
+	CHECK_EQ_INT(q_range_peak("2", 0, &peak), 0);
+	CHECK_EQ_INT(peak, 11);
+	CHECK_EQ_INT(q_range_peak("sum(rate(c[1m]))", 0, &peak), 0);
+	CHECK_EQ_INT(peak, 32);
+	/* @: evaluated once (instant: 2 points + 2 inputs + 1 output = 5, leaving the 1 output), then 10
+	 * copies of it for the other steps -> 11 */
+	CHECK_EQ_INT(q_range_peak("sum(c @ 150)", 0, &peak), 0);
+	CHECK_EQ_INT(peak, 11);
+	/* The limit fails exactly above the peak, for every kind of node. */
+	static const char *const qs[] = {"c", "sum(c)", "sum(rate(c[1m]))", "rate(c[1m])", "c + on(i) c", "-c",
+					 "topk(1, c)", "max_over_time(c[2m:30s])", "abs(c) * 2", "sum by (i) (c @ 150)",
+					 "count_values(\"v\", c)", "histogram_quantile(0.5, c)", "absent_over_time(c[1m])",
+					 "timestamp(c)", "predict_linear(c[1m], 60)", "quantile_over_time(0.5, c[1m])"};
+	for (size_t i = 0; i < ARRAY_LEN(qs); i++) {
+		int64_t p = 0;
+		if (q_range_peak(qs[i], 0, &p) != 0)
+			TEST_FAILF("%s failed without a limit", qs[i]);
+		if (q_range_peak(qs[i], p, NULL) != 0)
+			TEST_FAILF("%s failed at max-samples = its peak %lld", qs[i], (long long)p);
+		if (p > 1 && q_range_peak(qs[i], p - 1, NULL) != ERR_LIMIT)
+			TEST_FAILF("%s did not fail at max-samples = peak - 1 (%lld)", qs[i], (long long)(p - 1));
+	}
+}
+
 TEST(range_query_shape)
 {
 	setup();
