@@ -133,6 +133,8 @@ typedef struct s3_call {
 	size_t nq;
 	const char *body; /* PUT/POST body (may be NULL with body_n 0) */
 	size_t body_n;
+	int body_fd;       /* >= 0: PUT body is body_n bytes of this file from body_off (pread as sent) */
+	int64_t body_off;
 	const char *content_type;
 	bool sse;          /* add server-side-encryption headers */
 	bool ranged;       /* GET with off/len */
@@ -154,6 +156,8 @@ typedef struct s3_call {
 	char etag[256];
 	int64_t content_length;
 	int64_t last_modified_ms;
+	int read_rc;       /* body_fd read failure (the transfer was aborted) */
+	err_t read_err;
 	char errbuf[CURL_ERROR_SIZE];
 } s3_call_t;
 
@@ -164,6 +168,7 @@ static void call_init(s3_call_t *c, const char *method, const char *key)
 	c->key = key;
 	c->len = -1;
 	c->content_length = -1;
+	c->body_fd = -1;
 	buf_init(&c->resp);
 }
 
@@ -220,7 +225,21 @@ static size_t read_cb(char *p, size_t sz, size_t nm, void *arg)
 	size_t n = sz * nm, left = c->body_n - c->body_pos;
 	if (n > left)
 		n = left;
-	memcpy(p, c->body + c->body_pos, n);
+	if (c->body_fd >= 0 && n > 0) {
+		int64_t at = c->body_off + (int64_t)c->body_pos;
+		ssize_t r;
+		do
+			r = pread(c->body_fd, p, n, at);
+		while (r < 0 && errno == EINTR);
+		if (r <= 0) {
+			c->read_rc = r < 0 ? err_errno(&c->read_err, "read source at offset %lld", (long long)at)
+					   : err_set(&c->read_err, ERR_IO, "source ended at offset %lld", (long long)at);
+			return CURL_READFUNC_ABORT;
+		}
+		n = (size_t)r;
+	} else {
+		memcpy(p, c->body + c->body_pos, n);
+	}
 	c->body_pos += n;
 	return n;
 }
@@ -303,6 +322,7 @@ static void call_setup(s3_bucket_t *s, s3_call_t *c)
 	c->hdrs = NULL;
 	c->status = 0;
 	c->body_pos = 0;
+	c->read_rc = 0;
 	c->skip = -1;
 	c->sink_rc = 0;
 	c->etag[0] = 0;
@@ -312,7 +332,8 @@ static void call_setup(s3_bucket_t *s, s3_call_t *c)
 	buf_reset(&c->resp);
 
 	char payload[65];
-	if (!c->body || c->body_n == 0)
+	BUG_ON(c->body_fd >= 0 && ((!s->https && !c->payload_sha) || (s->send_md5 && !c->content_md5)));
+	if (c->body_n == 0)
 		snprintf(payload, sizeof payload, "%s", SIGV4_EMPTY_SHA256);
 	else if (s->https)
 		snprintf(payload, sizeof payload, "%s", SIGV4_UNSIGNED); /* TLS protects the body */
@@ -335,7 +356,7 @@ static void call_setup(s3_bucket_t *s, s3_call_t *c)
 			snprintf(range, sizeof range, "bytes=%lld-", (long long)start);
 		hs[nh++] = (sigv4_kv_t){"range", range};
 	}
-	if (c->body && c->body_n && s->send_md5) {
+	if (c->body_n && s->send_md5) {
 		if (c->content_md5)
 			snprintf(md5, sizeof md5, "%s", c->content_md5);
 		else
@@ -437,7 +458,10 @@ static int call_finish(s3_bucket_t *s, s3_call_t *c, CURLcode cc, int *rc, err_t
 	*rc = 0;
 	if (c->status == 0)
 		curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &c->status);
-	if (cc == CURLE_WRITE_ERROR && c->sink_rc) {
+	if (cc == CURLE_ABORTED_BY_CALLBACK && c->read_rc) {
+		*rc = err_set(err, c->read_rc, "%s: %s", w.p, c->read_err.msg);
+		out = OUTCOME_FAIL;
+	} else if (cc == CURLE_WRITE_ERROR && c->sink_rc) {
 		*rc = c->sink_rc == ERR_LIMIT
 			      ? err_set(err, ERR_LIMIT, "%s: response larger than %d bytes", w.p, LIST_BODY_MAX)
 			      : c->sink_rc;
@@ -581,24 +605,61 @@ static int s3_del(bucket_t *b, const char *name, err_t *err)
 	return rc;
 }
 
-static int read_part(const bucket_src_t *src, int64_t off, int64_t n, buf_t *out, const char *name, err_t *err)
+#define UPLOAD_READ_PIECE (1u << 20)
+
+/* SHA-256 (plain HTTP only) and MD5 (send_content_md5 only) of src's bytes [off, off+n), file sources
+ * read in UPLOAD_READ_PIECE pieces through buf; "" for a digest not needed. */
+static int hash_range(s3_bucket_t *s, const bucket_src_t *src, int64_t off, size_t n, char *buf, const char *name,
+		      char sha[65], char md5[25], err_t *err)
 {
-	buf_reset(out);
-	char *dst = buf_extend(out, (size_t)n);
-	int64_t got = 0;
-	while (got < n) {
-		ssize_t r = pread(src->fd, dst + got, (size_t)(n - got), off + got);
-		if (r < 0) {
-			if (errno == EINTR)
+	sigv4_hasher_t h;
+	sigv4_hasher_init(&h, !s->https, s->send_md5);
+	int rc = 0;
+	if (src->fd < 0) {
+		sigv4_hasher_update(&h, (const char *)src->p + off, n);
+	} else {
+		for (size_t done = 0; done < n && rc == 0;) {
+			size_t want = n - done < UPLOAD_READ_PIECE ? n - done : UPLOAD_READ_PIECE;
+			ssize_t r = pread(src->fd, buf, want, off + (int64_t)done);
+			if (r < 0 && errno == EINTR)
 				continue;
-			return err_errno(err, "s3: upload %s: read source at offset %lld", name, (long long)(off + got));
+			if (r < 0)
+				rc = err_errno(err, "s3: upload %s: read source at offset %lld", name,
+					       (long long)(off + (int64_t)done));
+			else if (r == 0)
+				rc = err_set(err, ERR_IO, "s3: upload %s: source ended at %lld, expected %lld bytes", name,
+					     (long long)(off + (int64_t)done), (long long)src->size);
+			else {
+				sigv4_hasher_update(&h, buf, (size_t)r);
+				done += (size_t)r;
+			}
 		}
-		if (r == 0)
-			return err_set(err, ERR_IO, "s3: upload %s: source ended at %lld, expected %lld bytes", name,
-				       (long long)(off + got), (long long)src->size);
-		got += r;
 	}
-	return 0;
+	sigv4_hasher_final(&h, sha, md5);
+	return rc;
+}
+
+/* One PUT of a whole file, hashed in a first pass and read again as curl sends it (never held in
+ * memory). */
+static int put_single_fd(s3_bucket_t *s, const char *name, const bucket_src_t *src, int64_t size, err_t *err)
+{
+	char sha[65], md5[25];
+	char *buf = xmalloc(UPLOAD_READ_PIECE);
+	int rc = hash_range(s, src, 0, (size_t)size, buf, name, sha, md5, err);
+	free(buf);
+	if (rc)
+		return rc;
+	s3_call_t c;
+	call_init(&c, "PUT", name);
+	c.body_fd = src->fd;
+	c.body_off = 0;
+	c.body_n = (size_t)size;
+	c.payload_sha = sha[0] ? sha : NULL;
+	c.content_md5 = md5[0] ? md5 : NULL;
+	c.sse = true;
+	rc = s3_do(s, &c, err);
+	call_release(&c);
+	return rc;
 }
 
 static int put_single(s3_bucket_t *s, const char *name, const char *p, size_t n, err_t *err)
@@ -624,11 +685,11 @@ static void abort_multipart(s3_bucket_t *s, const char *name, const char *upload
 }
 
 /*
- * Multipart upload, pipelined: a preparer thread reads each part (file sources) and hashes it (SHA-256
- * for the signature on plain HTTP, MD5 for Content-MD5) into one of UPLOAD_SLOTS slots, while this
- * thread sends prepared parts on a curl multi handle. So at most UPLOAD_SLOTS parts are in memory
- * (prepared or on the wire), several parts upload at once, and hashing part N+1 overlaps sending
- * part N. A part that fails in a retryable way is re-sent (same bytes, same hashes) after a backoff;
+ * Multipart upload, pipelined: a preparer thread hashes each part (SHA-256 for the signature on plain
+ * HTTP, MD5 for Content-MD5; file parts are read in 1 MiB pieces for that) into one of UPLOAD_SLOTS
+ * slots, while this thread sends prepared parts on a curl multi handle (file parts are read again with
+ * pread as curl sends them, so no part is ever held in memory). So at most UPLOAD_SLOTS parts are
+ * prepared or on the wire, several parts upload at once, and hashing part N+1 overlaps sending part N. A part that fails in a retryable way is re-sent (same bytes, same hashes) after a backoff;
  * any final failure stops the preparer, drops the transfers in flight and aborts the upload.
  */
 #define UPLOAD_SLOTS 4
@@ -643,9 +704,9 @@ enum { SLOT_FREE, SLOT_PREPARING, SLOT_READY, SLOT_SENDING };
 
 typedef struct up_slot {
 	int state;
-	int64_t idx; /* 0-based part index */
-	buf_t data;  /* the part's bytes for file sources */
-	const char *p;
+	int64_t idx;    /* 0-based part index */
+	int64_t off;    /* in the source */
+	const char *p;  /* memory sources */
 	size_t n;
 	char sha[65], md5[25];
 	char num[24];
@@ -667,7 +728,9 @@ typedef struct upload {
 	bool stop;
 	int prep_rc;
 	err_t prep_err;
+	char *readbuf; /* the preparer's */
 } upload_t;
+
 
 static void *upload_preparer(void *arg)
 {
@@ -693,20 +756,11 @@ static void *upload_preparer(void *arg)
 
 		int64_t off = sl->idx * u->s->part_size;
 		int64_t n = u->size - off < u->s->part_size ? u->size - off : u->s->part_size;
-		int rc = 0;
 		err_t e = {0};
-		if (u->src->fd >= 0) {
-			rc = read_part(u->src, off, n, &sl->data, u->name, &e);
-			sl->p = sl->data.p;
-		} else {
-			sl->p = (const char *)u->src->p + off;
-		}
+		sl->off = off;
+		sl->p = u->src->fd < 0 ? (const char *)u->src->p + off : NULL;
 		sl->n = (size_t)n;
-		sl->sha[0] = sl->md5[0] = 0;
-		if (rc == 0 && !u->s->https)
-			sigv4_sha256_hex(sl->p, sl->n, sl->sha);
-		if (rc == 0 && u->s->send_md5)
-			sigv4_md5_base64(sl->p, sl->n, sl->md5);
+		int rc = hash_range(u->s, u->src, off, (size_t)n, u->readbuf, u->name, sl->sha, sl->md5, &e);
 		snprintf(sl->num, sizeof sl->num, "%lld", (long long)(sl->idx + 1));
 		sl->attempts = 0;
 		sl->ready_at = 0;
@@ -767,6 +821,10 @@ static int upload_parts(upload_t *u, const char *upload_id, char **etags, err_t 
 			c->q[c->nq++] = (sigv4_kv_t){"uploadId", upload_id};
 			c->body = sl->p;
 			c->body_n = sl->n;
+			if (u->src->fd >= 0) {
+				c->body_fd = u->src->fd;
+				c->body_off = sl->off;
+			}
 			c->payload_sha = sl->sha[0] ? sl->sha : NULL;
 			c->content_md5 = sl->md5[0] ? sl->md5 : NULL;
 			c->attempts = sl->attempts;
@@ -866,8 +924,7 @@ static int put_multipart(s3_bucket_t *s, const char *name, const bucket_src_t *s
 	u->m = multi_get(s);
 	pthread_mutex_init(&u->mu, NULL);
 	pthread_cond_init(&u->cv, NULL);
-	for (int k = 0; k < UPLOAD_SLOTS; k++)
-		buf_init(&u->slot[k].data);
+	u->readbuf = xmalloc(UPLOAD_READ_PIECE);
 	char **etags = xcalloc((size_t)u->nparts, sizeof(char *));
 	pthread_t th;
 	if (pthread_create(&th, NULL, upload_preparer, u) != 0)
@@ -891,8 +948,7 @@ static int put_multipart(s3_bucket_t *s, const char *name, const bucket_src_t *s
 	for (int64_t i = 0; i < u->nparts; i++)
 		free(etags[i]);
 	free(etags);
-	for (int k = 0; k < UPLOAD_SLOTS; k++)
-		buf_release(&u->slot[k].data);
+	free(u->readbuf);
 	err_clear(&u->prep_err);
 	pthread_cond_destroy(&u->cv);
 	pthread_mutex_destroy(&u->mu);
@@ -931,12 +987,9 @@ static int s3_put(bucket_t *b, const char *name, const bucket_src_t *src, err_t 
 		return put_multipart(s, name, src, size, err);
 	if (src->fd < 0)
 		return put_single(s, name, src->p, src->n, err);
-	buf_t data = BUF_INIT;
-	int rc = read_part(src, 0, size, &data, name, err);
-	if (rc == 0)
-		rc = put_single(s, name, data.p, data.n, err);
-	buf_release(&data);
-	return rc;
+	if (size == 0)
+		return put_single(s, name, "", 0, err);
+	return put_single_fd(s, name, src, size, err);
 }
 
 typedef VEC(char *) names_t;

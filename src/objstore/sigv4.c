@@ -80,6 +80,46 @@ void sigv4_md5_base64(const void *p, size_t n, char out[25])
 	EVP_EncodeBlock((unsigned char *)out, d, (int)dn);
 }
 
+static void *md_new(const EVP_MD *md)
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	if (!c || EVP_DigestInit_ex(c, md, NULL) != 1)
+		die("objstore: sigv4: cannot initialise a digest");
+	return c;
+}
+
+void sigv4_hasher_init(sigv4_hasher_t *h, int sha256, int md5)
+{
+	h->sha256 = sha256 ? md_new(EVP_sha256()) : NULL;
+	h->md5 = md5 ? md_new(EVP_md5()) : NULL;
+}
+
+void sigv4_hasher_update(sigv4_hasher_t *h, const void *p, size_t n)
+{
+	if (h->sha256)
+		EVP_DigestUpdate(h->sha256, p, n);
+	if (h->md5)
+		EVP_DigestUpdate(h->md5, p, n);
+}
+
+void sigv4_hasher_final(sigv4_hasher_t *h, char sha256_hex[65], char md5_base64[25])
+{
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int dn = 0;
+	sha256_hex[0] = md5_base64[0] = 0;
+	if (h->sha256) {
+		EVP_DigestFinal_ex(h->sha256, d, &dn);
+		hex(d, dn, sha256_hex);
+		EVP_MD_CTX_free(h->sha256);
+	}
+	if (h->md5) {
+		EVP_DigestFinal_ex(h->md5, d, &dn);
+		EVP_EncodeBlock((unsigned char *)md5_base64, d, (int)dn);
+		EVP_MD_CTX_free(h->md5);
+	}
+	h->sha256 = h->md5 = NULL;
+}
+
 static void hmac(const void *key, size_t klen, const void *msg, size_t mlen, unsigned char out[32])
 {
 	unsigned int n = 32;

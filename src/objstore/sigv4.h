@@ -69,4 +69,14 @@ void sigv4_sha256_hex(const void *p, size_t n, char out[65]);
 /* Base64 of the MD5 of p[0..n) into out (25 bytes incl. NUL), for Content-MD5. */
 void sigv4_md5_base64(const void *p, size_t n, char out[25]);
 
+/* The same two digests over a body fed piecewise (one pass, e.g. a file part read in small pieces).
+ * Either digest may be skipped; final writes "" for a skipped one and releases the hasher. */
+typedef struct sigv4_hasher {
+	void *sha256, *md5; /* EVP_MD_CTX */
+} sigv4_hasher_t;
+
+void sigv4_hasher_init(sigv4_hasher_t *h, int sha256, int md5);
+void sigv4_hasher_update(sigv4_hasher_t *h, const void *p, size_t n);
+void sigv4_hasher_final(sigv4_hasher_t *h, char sha256_hex[65], char md5_base64[25]);
+
 #endif
