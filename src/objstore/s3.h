@@ -2,7 +2,8 @@
  * s3.h — S3 bucket over libcurl with our own SigV4 signer (Thanos `type: S3`).
  *
  * Requests: GetObject (whole / Range), PutObject, multipart upload above part_size (create, parts,
- * complete; abort on any failure), HeadObject, DeleteObject, ListObjectsV2 with continuation (V1 with
+ * complete; abort on any failure; up to 4 parts hashed ahead and sent concurrently, file parts read with
+ * pread as they are sent, never buffered), HeadObject, DeleteObject, ListObjectsV2 with continuation (V1 with
  * list_objects_version: v1). Batched range reads run on a curl multi handle (connections reused across
  * calls). Retries: 5xx, 429, S3 RequestTimeout/SlowDown and connection/timeout errors are retried up to
  * max_retries times with exponential backoff and full jitter; 403 and other 4xx are never retried.
