@@ -803,10 +803,15 @@ static int block_series(call_t *c, arena_t *keep, bucket_block_t *b, const store
 
 /* ---- the per-block phase of a Series call, on the store's read pool ----
  * Blocks are independent until their series are merged, so a call reads them on up to
- * read_concurrency lanes at once: each lane takes the next unread block, resolves its postings and
- * series entries with its own scratch arena (reset after every block, so memory is one block's
- * index reads per lane) and appends the block's series to its own vector, kept in its own arena
- * until the call ends. Chunks are fetched later, lazily and batched across blocks (fetch_batch). */
+ * read_concurrency lanes at once: its own thread plus helper jobs on the store's pool. Each lane
+ * claims the next unread block, resolves its postings and series entries with its own scratch arena
+ * (reset after every block, so memory is one block's index reads per lane) and appends the block's
+ * series to its own vector, kept in its own arena until the call ends. Chunks are fetched later,
+ * lazily and batched across blocks (fetch_batch).
+ * The caller waits only for blocks claimed by helpers, never for helpers to start: a helper that
+ * runs late (pool busy with other calls) finds nothing left and only drops its reference to the
+ * scan, which is therefore on the heap and freed by whoever leaves it last. A helper touches the
+ * call's memory (lanes, request, blocks) only while it holds a claimed block. */
 typedef struct lane {
 	arena_t keep, scratch;
 	err_t err;
@@ -816,6 +821,12 @@ typedef struct lane {
 } lane_t;
 
 typedef struct scan {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int refs;             /* caller + helper jobs not yet finished; under mu */
+	size_t next, inflight; /* under mu */
+	bool stop;            /* under mu: a block failed, claim nothing more */
+	atomic_size_t lanes_used;
 	bucket_store_t *st;
 	const store_series_req_t *req;
 	bucket_block_t **blocks;
@@ -823,28 +834,70 @@ typedef struct scan {
 	lane_t *lanes;
 	atomic_llong *bytes;
 	atomic_llong touched;
-	atomic_size_t next;
-	atomic_bool stop;
 } scan_t;
 
-static void scan_lane(void *arg, size_t li)
+static void scan_unref(scan_t *sc)
 {
-	scan_t *sc = arg;
-	lane_t *l = &sc->lanes[li];
-	call_t c = {sc->st, &l->scratch, sc->bytes, &l->err};
-	while (!atomic_load(&sc->stop)) {
-		size_t i = atomic_fetch_add(&sc->next, 1);
-		if (i >= sc->nb)
-			break;
+	pthread_mutex_lock(&sc->mu);
+	bool last = --sc->refs == 0;
+	pthread_mutex_unlock(&sc->mu);
+	if (last) {
+		pthread_mutex_destroy(&sc->mu);
+		pthread_cond_destroy(&sc->cv);
+		free(sc);
+	}
+}
+
+/* Claim the next block; SIZE_MAX when none is left (or the scan stopped). */
+static size_t scan_claim(scan_t *sc)
+{
+	size_t i = SIZE_MAX;
+	pthread_mutex_lock(&sc->mu);
+	if (!sc->stop && sc->next < sc->nb) {
+		i = sc->next++;
+		sc->inflight++;
+	}
+	pthread_mutex_unlock(&sc->mu);
+	return i;
+}
+
+static void scan_finish(scan_t *sc, int rc)
+{
+	pthread_mutex_lock(&sc->mu);
+	sc->inflight--;
+	if (rc)
+		sc->stop = true;
+	if (!sc->inflight)
+		pthread_cond_broadcast(&sc->cv);
+	pthread_mutex_unlock(&sc->mu);
+}
+
+/* Read blocks until none is left; lane li (or a fresh one on the first claim when li == SIZE_MAX). */
+static void scan_run(scan_t *sc, size_t li)
+{
+	size_t i;
+	while ((i = scan_claim(sc)) != SIZE_MAX) {
+		if (li == SIZE_MAX)
+			li = atomic_fetch_add(&sc->lanes_used, 1);
+		lane_t *l = &sc->lanes[li];
+		call_t c = {sc->st, &l->scratch, sc->bytes, &l->err};
 		int rc = block_series(&c, &l->keep, sc->blocks[i], sc->req, &l->out, &sc->touched);
 		arena_reset(&l->scratch);
 		if (rc) {
 			l->rc = rc;
 			l->failed_block = i;
-			atomic_store(&sc->stop, true);
-			break;
 		}
+		scan_finish(sc, rc);
+		if (rc)
+			break;
 	}
+}
+
+static void scan_helper(void *arg)
+{
+	scan_t *sc = arg;
+	scan_run(sc, SIZE_MAX);
+	scan_unref(sc);
 }
 
 static void lane_release(void *arg)
@@ -853,6 +906,54 @@ static void lane_release(void *arg)
 	arena_release(&l->keep);
 	arena_release(&l->scratch);
 	VEC_FREE(&l->out);
+}
+
+/* Blocks per helper: below this a block's reads are cheaper than waking a thread. */
+#define BLOCKS_PER_HELPER 4
+
+/* Read every block's series into the lanes (returned in *lanes_out / *nlanes_out, in a). */
+static int scan_blocks(bucket_store_t *st, arena_t *a, const store_series_req_t *req, bucket_block_t **blocks,
+		       size_t nb, atomic_llong *bytes, lane_t **lanes_out, size_t *nlanes_out, err_t *err)
+{
+	size_t helpers = (size_t)bucket_store_read_lanes(st) - 1;
+	if (!st->pool)
+		helpers = 0;
+	if (helpers > nb / BLOCKS_PER_HELPER)
+		helpers = nb / BLOCKS_PER_HELPER;
+	lane_t *lanes = ARENA_NEW_ARRAY(a, lane_t, helpers + 1);
+	for (size_t i = 0; i < helpers + 1; i++) {
+		arena_init(&lanes[i].keep, 16 * 1024);
+		arena_init(&lanes[i].scratch, 64 * 1024);
+		arena_on_release(a, lane_release, &lanes[i]);
+	}
+	scan_t *sc = xcalloc(1, sizeof *sc);
+	pthread_mutex_init(&sc->mu, NULL);
+	pthread_cond_init(&sc->cv, NULL);
+	sc->refs = 1 + (int)helpers;
+	atomic_init(&sc->lanes_used, 1); /* lane 0 is the caller's */
+	sc->st = st, sc->req = req, sc->blocks = blocks, sc->nb = nb, sc->lanes = lanes, sc->bytes = bytes;
+	atomic_init(&sc->touched, 0);
+	for (size_t i = 0; i < helpers; i++)
+		workers_submit(st->pool, scan_helper, sc);
+	scan_run(sc, 0);
+	pthread_mutex_lock(&sc->mu);
+	while (sc->inflight)
+		pthread_cond_wait(&sc->cv, &sc->mu);
+	sc->stop = true; /* late helpers claim nothing */
+	pthread_mutex_unlock(&sc->mu);
+	scan_unref(sc);
+	/* The error of the first failing block (in block order), as a sequential walk would report. */
+	lane_t *bad = NULL;
+	for (size_t i = 0; i < helpers + 1; i++)
+		if (lanes[i].rc && (!bad || lanes[i].failed_block < bad->failed_block))
+			bad = &lanes[i];
+	if (bad) {
+		*err = bad->err;
+		return bad->rc;
+	}
+	*lanes_out = lanes;
+	*nlanes_out = helpers + 1;
+	return 0;
 }
 
 int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
@@ -879,33 +980,16 @@ int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req,
 
 	bucket_block_t **blocks;
 	size_t nb = bucket_store_acquire_blocks(st, a, req->mint, req->maxt, &blocks);
-	size_t nlanes = (size_t)bucket_store_read_lanes(st);
-	if (nlanes > nb)
-		nlanes = nb ? nb : 1;
-	scan_t sc = {.st = st, .req = req, .blocks = blocks, .nb = nb, .bytes = &s->bytes};
-	atomic_init(&sc.touched, 0);
-	atomic_init(&sc.next, 0);
-	atomic_init(&sc.stop, false);
-	sc.lanes = ARENA_NEW_ARRAY(a, lane_t, nlanes);
-	for (size_t i = 0; i < nlanes; i++) {
-		arena_init(&sc.lanes[i].keep, 16 * 1024);
-		arena_init(&sc.lanes[i].scratch, 64 * 1024);
-		arena_on_release(a, lane_release, &sc.lanes[i]);
-	}
-	workers_parallel_for(st->pool, nlanes, scan_lane, &sc);
-	/* The error of the first failing block (in block order), as a sequential walk would report. */
-	lane_t *bad = NULL;
-	for (size_t i = 0; i < nlanes; i++)
-		if (sc.lanes[i].rc && (!bad || sc.lanes[i].failed_block < bad->failed_block))
-			bad = &sc.lanes[i];
-	if (bad) {
-		*err = bad->err;
+	lane_t *lanes = NULL;
+	size_t nlanes = 0;
+	int rc = scan_blocks(st, a, req, blocks, nb, &s->bytes, &lanes, &nlanes, err);
+	if (rc) {
 		set_close(&s->base);
-		return bad->rc;
+		return rc;
 	}
 	ovec_t all = {0};
 	for (size_t i = 0; i < nlanes; i++) {
-		lane_t *l = &sc.lanes[i];
+		lane_t *l = &lanes[i];
 		for (size_t k = 0; k < l->out.n; k++)
 			VEC_PUSH(&all, l->out.v[k]);
 		VEC_FREE(&l->out);
