@@ -10,9 +10,14 @@
    blocks, compaction and retention off). Both answer the same matchers and time ranges; series counts
    are checked equal. Reports median latency per query and overall, and RSS (idle after ready and peak
    while serving, sampled every 20 ms from /proc) of both. Target: strata RSS <= 0.25x Prometheus's.
+3. The issue's latency target, through store + query: PromQL range queries over the same 7 selections
+   sent to `strata query --endpoint=<the store>` and to Prometheus's own /api/v1/query_range (same
+   expression, start, end, step; series and point counts checked equal). Median per query and the
+   ratio of the medians. Target: <= 0.5x Prometheus's.
 Prints RESULT lines.
 """
-import os, shutil, socket, statistics, struct, subprocess, sys, tempfile, threading, time, urllib.request
+import json, os, shutil, socket, statistics, struct, subprocess, sys, tempfile, threading, time, urllib.parse, \
+    urllib.request
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), ".."))
 STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
@@ -264,9 +269,70 @@ def main():
             print(f"RESULT storegw_series_{qname}_ms {ms_s:.1f} ms (prometheus remote read {ms_p:.1f} ms, "
                   f"median of {ROUNDS})")
             sys.stdout.flush()
+        # ---- PromQL through strata query over the store vs Prometheus's own query API ----
+        qg, qh = free_port(), free_port()
+        qlog = open(os.path.join(tmp, "query.log"), "w")
+        qp = subprocess.Popen([STRATA, "query", f"--endpoint=127.0.0.1:{st.grpc_port}", f"--http-address=127.0.0.1:{qh}",
+                               f"--grpc-address=127.0.0.1:{qg}", "--http-grace-period=1s", "--grpc-grace-period=1s",
+                               "--store.sd-dns-interval=1s", "--log.level=warn"], stdout=qlog, stderr=subprocess.STDOUT)
+        procs.append(qp)
+
+        def api(port, expr, start, stop_, step):
+            data = urllib.parse.urlencode({"query": expr, "start": start, "end": stop_, "step": step}).encode()
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query_range", data=data, timeout=120) as r:
+                res = json.load(r)
+            if res.get("status") != "success":
+                raise AssertionError(f"{expr}: {res}")
+            return len(res["data"]["result"]), sum(len(x["values"]) for x in res["data"]["result"])
+
+        t0 = time.time()
+        while True:  # ready once the querier has discovered the store
+            try:
+                if api(qh, "count(bench_metric)", end / 1000 - 3600, end / 1000 - 60, 60)[0]:
+                    break
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            if time.time() - t0 > 30:
+                raise RuntimeError("strata query did not see the store")
+            time.sleep(0.2)
+        promql = [  # (name, expression, range in blocks back from end, step s)
+            ("one_series_all", 'rate(bench_metric{a="a1",b="b2",c="c00007"}[5m])', NBLOCKS, NBLOCKS * 7200 // 250),
+            ("one_series_30d", 'bench_metric{a="a3",b="b4",c="c00011"}', 360, 3600),
+            ("20_series_1d", 'sum(rate(bench_metric{a="a5",b="b6"}[5m]))', 12, 300),
+            ("200_series_6h", 'sum by (a) (rate(bench_metric{b="b3"}[5m]))', 3, 60),
+            ("regex_50_series_2d", 'max(bench_metric{a=~"a[0-4]",b="b0",c=~"c0000[0-9]"})', 24, 600),
+            ("neq_9_series_7d", 'avg_over_time(bench_metric{a!="a0",b="b5",c="c00010"}[1h])', 84, 1800),
+            ("all_2000_series_2h", "sum(rate(bench_metric[5m]))", 1, 60),
+        ]
+        qlat = {"strata": [], "prometheus": []}
+        for qname, expr, nb, step in promql:
+            start, stop_ = (end - nb * H2) / 1000 + 300, (end - 1) / 1000
+            ts, tp = [], []
+            for _ in range(ROUNDS):
+                t0 = time.perf_counter()
+                cs = api(qh, expr, start, stop_, step)
+                ts.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                cp = api(pport, expr, start, stop_, step)
+                tp.append(time.perf_counter() - t0)
+                if cs != cp:
+                    raise AssertionError(f"{qname}: strata query {cs} (series, points), prometheus {cp}")
+            ms_s, ms_p = statistics.median(ts) * 1000, statistics.median(tp) * 1000
+            qlat["strata"].append(ms_s)
+            qlat["prometheus"].append(ms_p)
+            print(f"  promql {qname}: {cs[0]} series, {cs[1]} points; median strata query+store {ms_s:.1f} ms, "
+                  f"prometheus {ms_p:.1f} ms")
+            print(f"RESULT storegw_promql_{qname}_ms {ms_s:.1f} ms (prometheus {ms_p:.1f} ms, median of {ROUNDS})")
+            sys.stdout.flush()
+        stop(qp)
+        qlog.close()
         sampling = False
         th.join()
         ch.close()
+        qs, qp_ = statistics.median(qlat["strata"]), statistics.median(qlat["prometheus"])
+        print(f"RESULT storegw_promql_median_ms {qs:.1f} ms (strata query + store; prometheus {qp_:.1f} ms)")
+        print(f"RESULT storegw_promql_latency_ratio {qs / qp_:.2f} x (median over the {len(promql)} PromQL queries' "
+              f"medians, strata query over the store / prometheus; target <= 0.5)")
         ms_s, ms_p = statistics.median(lat["strata"]), statistics.median(lat["prometheus"])
         print(f"RESULT storegw_series_median_ms {ms_s:.1f} ms (median over the {len(queries)} queries' medians)")
         print(f"RESULT storegw_prometheus_remote_read_median_ms {ms_p:.1f} ms")
