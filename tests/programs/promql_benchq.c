@@ -14,6 +14,7 @@
  * With RESULT_DIR, the first result is written there as <name>.json (the API "data" object).
  */
 #include <dirent.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -169,6 +170,7 @@ int main(int argc, char **argv)
 			pthread_t th;
 			bool sampled = r == runs - 1;
 			if (sampled) {
+				malloc_trim(0); /* freed memory of earlier queries would hide this one's growth */
 				rss0 = anon_kb();
 				atomic_store(&anon_peak, rss0);
 				atomic_store(&sampling, 1);
