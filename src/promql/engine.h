@@ -3,13 +3,18 @@
  *
  * A query is evaluated step by step over a range [start, end] with a step (an instant query is
  * start == end, step 0). Intermediate instant vectors are dense per-step arrays allocated in the
- * query arena; range-vector functions stream series by series through flat sample arrays, so a
- * selector's raw samples are never all held at once. Everything a query allocates lives in the
- * arena the caller passes in; results point into it.
+ * query arena. Selectors are evaluated in batches of series (batch.c): chunks are decoded and range
+ * functions / lookback computed per series on the worker pool (opts.workers, opts.decode_chunks), one
+ * decoded series at a time per thread with a sliding window over it; accumulating aggregations of a
+ * range function or selector (sum(rate(x[5m])), count by (job) (x), ...) are fed series by series and
+ * never hold their input. Step-invariant parts (every selector pinned with @) are evaluated once.
+ * Results are bit-identical to a sequential evaluation (series are combined in storage order).
+ * Everything a query allocates lives in the arena the caller passes in; results point into it.
  *
- * Limits: max_samples (Prometheus's wording when exceeded), a deadline checked during evaluation, an
- * optional cancel flag polled at the same points, and a memory budget enforced through the arena's
- * limit. On error the return value is negative and err/res->error_type say what happened
+ * Limits: max_samples (Prometheus's wording when exceeded; samples counted exactly as 2.42 counts
+ * them, so the same queries fail, and samples_peak equals its stats=all peakSamples), a deadline
+ * checked during evaluation, an optional cancel flag polled at the same points, and a memory budget
+ * enforced through the arena's limit. On error the return value is negative and err/res->error_type say what happened
  * ("bad_data" for parse errors, "execution", "timeout", "canceled", "internal").
  * Thread-safety: a query runs on the calling thread; distinct queries may run concurrently.
  */

@@ -82,6 +82,7 @@ typedef struct ev_scratch {
 } ev_scratch_t;
 
 _Noreturn void ev_fail(ev_t *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+_Noreturn void ev_fail_err(ev_t *ev, int code); /* err already filled */
 void ev_check(ev_t *ev); /* deadline / cancellation (the clock is read at every 64th call) */
 void ev_check_clock(ev_t *ev, bool read_clock);
 void *ev_alloc(ev_t *ev, size_t n);
@@ -124,6 +125,15 @@ labels_t lb_drop_name(ev_t *ev, labels_t ls);
 labels_t lb_set(ev_t *ev, labels_t ls, str_t name, str_t value); /* empty value deletes */
 str_t lb_key(ev_t *ev, labels_t ls);
 
+/* Selector plumbing (engine.c). */
+const promql_expr_t *expr_unparen(const promql_expr_t *e);
+bool ev_at_time(const ev_t *ev, const promql_mods_t *m, int64_t *at); /* false without @ */
+void ev_ref_times(ev_t *ev, const promql_mods_t *m, int64_t *ref);  /* window end per step */
+series_set_t *ev_select(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range, const char *func);
+void ev_close_set(ev_t *ev, series_set_t *set);
+/* The current series' samples in [mint, maxt] into ev->scr->t/v (valid until the next call). */
+size_t ev_load_samples(ev_t *ev, series_set_t *set, int64_t mint, int64_t maxt, bool drop_stale);
+
 void eval_expr(ev_t *ev, const promql_expr_t *e, val_t *out);
 void eval_call(ev_t *ev, const promql_expr_t *e, val_t *out);
 
@@ -144,6 +154,15 @@ typedef void (*range_kernel_fn)(const void *kctx, const int64_t *t, const double
 				uint8_t *ok, rk_out_t *ro);
 typedef void (*range_sink_fn)(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok,
 			      size_t npts);
+/* Instant selector e into sink (series with a point, in storage order); ts_mode: values are the
+ * samples' timestamps in seconds (timestamp()). */
+void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, range_sink_fn sink, void *sctx);
+/* A sink collecting into a vector (sctx: vs_collect_t, zero-initialised). */
+typedef struct vs_collect {
+	vseries_t *arr;
+	size_t n, cap;
+} vs_collect_t;
+void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts);
 void eval_range_batched(ev_t *ev, const promql_expr_t *ms, const char *func, range_kernel_fn kfn, const void *kctx,
 			range_sink_fn sink, void *sctx, int64_t *range, int64_t *ref);
 /* If call is a range function that the batched path can evaluate (thread-safe kernel, plain matrix

@@ -1,0 +1,308 @@
+/*
+ * batch.c — selectors evaluated in batches of series: the evaluating thread walks the series set and
+ * collects each series' encoded chunks (or, without opts->decode_chunks, its decoded samples); the
+ * batch's series are then decoded and run through a per-series kernel on the worker pool
+ * (opts->workers, when the batch is big enough to be worth waking it) or inline; finally the sink
+ * gets every series in storage order on the evaluating thread. Range functions (functions.c) and
+ * instant selectors (the lookback kernel here) both go through it, so decoding is parallel and no
+ * per-sample work happens on the evaluating thread.
+ */
+#include <string.h>
+
+#include "base/alloc.h"
+#include "promql/engine_int.h"
+
+/* One series of a batch: labels (batch arena), then either encoded chunks (decoded by a worker through
+ * opts->decode_chunks) or samples already decoded on the evaluating thread. */
+typedef struct rb_item {
+	labels_t ls;
+	const chunk_t *chks;
+	size_t nchks;
+	const int64_t *t;
+	const double *v;
+	size_t n;
+	rk_out_t ro;
+} rb_item_t;
+
+typedef struct rb_scratch {
+	int64_t *t;
+	double *v;
+	size_t cap;
+	err_t err;
+	int rc;
+} rb_scratch_t;
+
+typedef struct rb {
+	ev_t *ev;
+	const promql_opts_t *o;
+	range_kernel_fn kfn;
+	const void *kctx;
+	int64_t mint, maxt;
+	rb_item_t *items;
+	size_t n, cap;
+	double *out;   /* cap x nsteps */
+	uint8_t *ok;   /* cap x nsteps */
+	size_t ntasks;
+	rb_scratch_t *scr; /* ntasks */
+	arena_t ba;        /* per-batch labels, chunk lists and pre-decoded samples */
+	size_t bbytes;
+	size_t work;       /* estimated samples to decode in the batch */
+	bool drop_stale;   /* range selectors drop stale markers; instant selectors need them */
+} rb_t;
+
+static void rb_cleanup(void *arg)
+{
+	rb_t *b = arg;
+	for (size_t i = 0; i < b->ntasks; i++) {
+		free(b->scr[i].t);
+		free(b->scr[i].v);
+	}
+	free(b->scr);
+	free(b->items);
+	free(b->out);
+	free(b->ok);
+	arena_release(&b->ba);
+	b->scr = NULL;
+	b->items = NULL;
+	b->out = NULL;
+	b->ok = NULL;
+	b->ntasks = 0;
+}
+
+static void *rb_dup(arena_t *a, const void *p, size_t n)
+{
+	void *d = arena_alloc(a, n + 1);
+	if (n)
+		memcpy(d, p, n);
+	return d;
+}
+
+/* Keep in-range (and, with drop_stale, non-stale) samples in place. */
+static size_t rb_trim(int64_t *t, double *v, size_t n, int64_t mint, int64_t maxt, bool drop_stale)
+{
+	size_t k = 0, j = 0;
+	while (j < n && t[j] >= mint && t[j] <= maxt && !(drop_stale && value_is_stale(v[j])))
+		j++; /* the common case: nothing to drop, nothing to move */
+	k = j;
+	for (; j < n; j++) {
+		if (t[j] < mint || t[j] > maxt || (drop_stale && value_is_stale(v[j])))
+			continue;
+		t[k] = t[j];
+		v[k] = v[j];
+		k++;
+	}
+	return k;
+}
+
+static void rb_task(void *arg, size_t ti)
+{
+	rb_t *b = arg;
+	rb_scratch_t *sc = &b->scr[ti];
+	size_t ns = b->ev->nsteps;
+	size_t lo = b->n * ti / b->ntasks, hi = b->n * (ti + 1) / b->ntasks;
+	for (size_t i = lo; i < hi && !sc->rc; i++) {
+		rb_item_t *it = &b->items[i];
+		const int64_t *t = it->t;
+		const double *v = it->v;
+		size_t n = it->n;
+		if (it->chks) {
+			int64_t got = b->o->decode_chunks(it->chks, it->nchks, b->mint, b->maxt, &sc->t, &sc->v, &sc->cap,
+							  &sc->err);
+			if (got < 0) {
+				sc->rc = (int)got;
+				return;
+			}
+			n = rb_trim(sc->t, sc->v, (size_t)got, b->mint, b->maxt, b->drop_stale);
+			t = sc->t;
+			v = sc->v;
+		}
+		b->kfn(b->kctx, t, v, n, b->out + i * ns, b->ok + i * ns, &it->ro);
+	}
+}
+
+static void rb_flush(rb_t *b, range_sink_fn sink, void *sctx)
+{
+	ev_t *ev = b->ev;
+	if (!b->n)
+		return;
+	ev_check_clock(ev, true); /* a batch is a lot of work: always read the clock */
+	for (size_t i = 0; i < b->ntasks; i++)
+		b->scr[i].rc = 0;
+	/* hand small batches to the pool only when the work outweighs waking it */
+	if (b->o->workers && b->ntasks > 1 && b->work >= 65536)
+		workers_parallel_for(b->o->workers, b->ntasks, rb_task, b);
+	else
+		for (size_t i = 0; i < b->ntasks; i++)
+			rb_task(b, i);
+	for (size_t i = 0; i < b->ntasks; i++)
+		if (b->scr[i].rc) {
+			*ev->err = b->scr[i].err;
+			ev->scr->error_type = "internal";
+			ev_fail_err(ev, b->scr[i].rc);
+		}
+	size_t ns = ev->nsteps;
+	for (size_t i = 0; i < b->n; i++) {
+		rb_item_t *it = &b->items[i];
+		acct_series(ev, &it->ro);
+		if (it->ro.npts)
+			sink(ev, sctx, &it->ls, b->out + i * ns, b->ok + i * ns, it->ro.npts);
+	}
+	b->n = 0;
+	b->bbytes = 0;
+	b->work = 0;
+	arena_reset(&b->ba);
+}
+
+/* Select vs over [mint, maxt] and run kfn over every series in batches, feeding sink in order. */
+static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range, const char *func,
+		   bool drop_stale, range_kernel_fn kfn, const void *kctx, range_sink_fn sink, void *sctx)
+{
+	size_t ns = ev->nsteps;
+	rb_t *b = ev_zalloc(ev, sizeof *b);
+	b->ev = ev;
+	b->o = ev->o;
+	b->kfn = kfn;
+	b->kctx = kctx;
+	b->mint = mint;
+	b->maxt = maxt;
+	b->drop_stale = drop_stale;
+	/* a batch holds at most ~2M output cells and 256 series */
+	b->cap = (size_t)(2u << 20) / ns;
+	if (b->cap > 256)
+		b->cap = 256;
+	if (b->cap < 1)
+		b->cap = 1;
+	int nw = ev->o->workers ? workers_count(ev->o->workers) + 1 : 1;
+	b->ntasks = (size_t)nw * 4;
+	if (b->ntasks > b->cap)
+		b->ntasks = b->cap;
+	arena_init(&b->ba, 1 << 16);
+	arena_on_release(ev->a, rb_cleanup, b);
+	b->items = xcalloc(b->cap, sizeof *b->items);
+	b->out = xreallocarray(NULL, b->cap * ns, sizeof(double));
+	b->ok = xreallocarray(NULL, b->cap, ns);
+	b->scr = xcalloc(b->ntasks, sizeof *b->scr);
+	series_set_t *set = ev_select(ev, vs, b->mint, b->maxt, range, func);
+	bool chunked = ev->o->decode_chunks && set->ops->chunks;
+	int r;
+	while ((r = series_set_next(set, ev->err)) > 0) {
+		rb_item_t *it = &b->items[b->n];
+		memset(it, 0, sizeof *it);
+		const chunk_t *chks;
+		int nc = chunked ? set->ops->chunks(set, &chks) : -1;
+		if (nc >= 0) {
+			it->chks = rb_dup(&b->ba, chks, (size_t)nc * sizeof(chunk_t));
+			it->nchks = (size_t)nc;
+			b->bbytes += 64 * (size_t)nc;
+			b->work += 120 * (size_t)nc;
+		} else {
+			size_t n = ev_load_samples(ev, set, b->mint, b->maxt, drop_stale);
+			it->t = rb_dup(&b->ba, ev->scr->t, n * sizeof(int64_t));
+			it->v = rb_dup(&b->ba, ev->scr->v, n * sizeof(double));
+			it->n = n;
+			b->bbytes += 16 * n;
+		}
+		it->ls = labels_copy(&b->ba, series_set_labels(set));
+		if (++b->n == b->cap || b->bbytes > (16u << 20))
+			rb_flush(b, sink, sctx);
+	}
+	if (r < 0)
+		ev_fail_err(ev, ev->err->code);
+	rb_flush(b, sink, sctx);
+	ev_close_set(ev, set);
+}
+
+void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, range_kernel_fn kfn, const void *kctx,
+			range_sink_fn sink, void *sctx, int64_t *range, int64_t *ref)
+{
+	m = expr_unparen(m);
+	if (m->kind != PROMQL_MATRIX_SEL)
+		ev_fail(ev, ERR_INTERNAL, "batched range evaluation needs a matrix selector");
+	const promql_expr_t *vs = m->u.ms.vs;
+	size_t ns = ev->nsteps;
+	*range = m->u.ms.range;
+	ev_ref_times(ev, &vs->u.vs.mods, ref);
+	if (ns == 0)
+		return;
+	int64_t mn = ref[0], mx = ref[0];
+	for (size_t i = 1; i < ns; i++) {
+		if (ref[i] < mn)
+			mn = ref[i];
+		if (ref[i] > mx)
+			mx = ref[i];
+	}
+	int64_t mint = mn - *range, maxt = mx, at;
+	if (ev->at_shift && ev_at_time(ev, &vs->u.vs.mods, &at)) { /* 2.42 selects only around T */
+		mint = at - vs->u.vs.mods.offset - *range;
+		maxt = at - vs->u.vs.mods.offset;
+	}
+	rb_run(ev, vs, mint, maxt, *range, func, true, kfn, kctx, sink, sctx);
+}
+
+/* Instant selector kernel: per step the newest sample within the lookback window, absent if stale. */
+typedef struct vs_kctx {
+	const int64_t *ref;
+	size_t nsteps;
+	int64_t lookback;
+	bool ts_mode; /* values = sample timestamps in seconds (timestamp()) */
+} vs_kctx_t;
+
+static void vs_kernel(const void *kctx, const int64_t *t, const double *v, size_t n, double *out, uint8_t *ok,
+		      rk_out_t *ro)
+{
+	const vs_kctx_t *c = kctx;
+	size_t j = 0, cnt = 0;
+	for (size_t i = 0; i < c->nsteps; i++) {
+		int64_t rt = c->ref[i];
+		if (i > 0 && rt < c->ref[i - 1])
+			j = 0;
+		while (j < n && t[j] <= rt)
+			j++;
+		ok[i] = 0;
+		if (j > 0 && t[j - 1] >= rt - c->lookback && !value_is_stale(v[j - 1])) {
+			ok[i] = 1;
+			out[i] = c->ts_mode ? (double)t[j - 1] / 1000.0 : v[j - 1];
+			cnt++;
+		}
+	}
+	*ro = (rk_out_t){cnt, 0, 0};
+}
+
+/* Evaluate instant selector e into sink (series with at least one point, in storage order). */
+void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, range_sink_fn sink, void *sctx)
+{
+	size_t ns = ev->nsteps;
+	if (ns == 0)
+		return;
+	int64_t *ref = ev_alloc(ev, ns * sizeof(int64_t));
+	ev_ref_times(ev, &e->u.vs.mods, ref);
+	int64_t mn = ref[0], mx = ref[0];
+	for (size_t i = 1; i < ns; i++) {
+		if (ref[i] < mn)
+			mn = ref[i];
+		if (ref[i] > mx)
+			mx = ref[i];
+	}
+	vs_kctx_t *c = ev_zalloc(ev, sizeof *c);
+	*c = (vs_kctx_t){ref, ns, ev->lookback, ts_mode};
+	rb_run(ev, e, mn - ev->lookback, mx, 0, NULL, false, vs_kernel, c, sink, sctx);
+}
+
+void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts)
+{
+	vs_collect_t *c = sctx;
+	size_t ns = ev->nsteps;
+	if (c->n == c->cap) {
+		size_t ncap = c->cap ? c->cap * 2 : 16;
+		vseries_t *na = ev_alloc(ev, ncap * sizeof(vseries_t));
+		if (c->n)
+			memcpy(na, c->arr, c->n * sizeof(vseries_t));
+		c->arr = na;
+		c->cap = ncap;
+	}
+	double *ov = ev_alloc(ev, ns * sizeof(double));
+	uint8_t *ook = ev_alloc(ev, ns);
+	memcpy(ov, v, ns * sizeof(double));
+	memcpy(ook, ok, ns);
+	c->arr[c->n++] = (vseries_t){labels_copy(ev->a, ls), ov, ook};
+}
