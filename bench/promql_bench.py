@@ -212,6 +212,8 @@ def same(a, b):
 
 
 def main():
+    # bench/run's timeout sends SIGTERM: unwind so Prometheus is stopped and its copy removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     os.makedirs(OUT, exist_ok=True)
     for f in ("promql_blockgen", "promql_benchq"):
         if not os.access(os.path.join(TBIN, f), os.X_OK):

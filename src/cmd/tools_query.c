@@ -155,7 +155,9 @@ int cmd_tools_query(int argc, char **argv)
 	if (ret == 0) {
 		promql_merge_t *m = promql_merge_new(qs, nb);
 		long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-		workers_t *w = ncpu > 1 ? workers_new((int)ncpu - 1) : NULL; /* + this thread */
+		/* one worker per core (workers_parallel_for runs inline on a 1-thread pool; this thread
+		 * claims work too) */
+		workers_t *w = ncpu > 1 ? workers_new((int)ncpu) : NULL;
 		promql_opts_t o = {.lookback_ms = lookback,
 				   .timeout_ms = timeout,
 				   .max_samples = max_samples,

@@ -6,7 +6,7 @@
  *
  * QUERY_FILE: one query per line, "name<TAB>start_ms<TAB>end_ms<TAB>step_ms<TAB>expr" (step 0 =
  * instant). With WARMUP=1 each query first runs once untimed (page cache, mmaps), then RUNS times;
- * THREADS is the number of threads evaluating (the caller + THREADS-1 pool workers); per query one line
+ * THREADS > 1 gives the engine a pool of THREADS workers (the caller claims work too); per query one line
  *   Q name wall_ms_median cpu_ms_median mem_peak_kb series points
  * where cpu is process CPU time (all threads) and mem_peak_kb is the growth of the process's anonymous
  * memory (resident minus file-backed pages, sampled every millisecond from /proc/self/statm) during
@@ -140,7 +140,9 @@ int main(int argc, char **argv)
 	}
 	closedir(d);
 	promql_merge_t *m = promql_merge_new(qs, nb);
-	workers_t *w = threads > 1 ? workers_new(threads - 1) : NULL; /* + the calling thread */
+	/* workers_parallel_for runs inline with a 1-thread pool, so the pool gets THREADS workers (the
+	 * calling thread claims tasks too) */
+	workers_t *w = threads > 1 ? workers_new(threads) : NULL;
 	FILE *qf = fopen(argv[2], "r");
 	if (!qf) {
 		perror(argv[2]);
