@@ -668,6 +668,14 @@ static void put_time_go(buf_t *b, int64_t ms)
 	buf_putc(b, '"');
 }
 
+/* Component type, then address (endpoint_set_status returns them sorted by address). */
+static int status_cmp(const void *x, const void *y)
+{
+	const endpoint_status_t *a = x, *b = y;
+	int c = strcmp(a->component, b->component);
+	return c ? c : strcmp(a->address, b->address);
+}
+
 static void h_stores(http_req_t *r, void *arg)
 {
 	api_t *api = arg;
@@ -675,57 +683,43 @@ static void h_stores(http_req_t *r, void *arg)
 		return;
 	endpoint_status_t *st;
 	size_t n = endpoint_set_status(api->es, &r->arena, &st);
+	/* Grouped by the component type each endpoint's Info named, as Thanos: {"<type>": [...], ...}. */
+	qsort(st, n, sizeof *st, status_cmp);
 	buf_t b = BUF_INIT;
 	buf_putc(&b, '{');
-	/* Group by component type (few types: quadratic is fine), types in sorted order. */
-	const char *done_types[8];
-	size_t ndone = 0;
-	for (;;) {
-		const char *type = NULL;
-		for (size_t i = 0; i < n; i++) {
-			bool seen = false;
-			for (size_t k = 0; k < ndone && !seen; k++)
-				seen = strcmp(done_types[k], st[i].component) == 0;
-			if (!seen && (!type || strcmp(st[i].component, type) < 0))
-				type = st[i].component;
-		}
-		if (!type || ndone == ARRAY_LEN(done_types))
-			break;
-		if (ndone)
+	for (size_t i = 0; i < n; i++) {
+		bool first = i == 0 || strcmp(st[i - 1].component, st[i].component) != 0;
+		if (first) {
+			if (i)
+				buf_puts(&b, "],");
+			buf_json_str(&b, str_c(st[i].component));
+			buf_puts(&b, ":[");
+		} else {
 			buf_putc(&b, ',');
-		done_types[ndone++] = type;
-		buf_json_str(&b, str_c(type));
-		buf_puts(&b, ":[");
-		bool first = true;
-		for (size_t i = 0; i < n; i++) {
-			if (strcmp(st[i].component, type) != 0)
-				continue;
-			if (!first)
-				buf_putc(&b, ',');
-			first = false;
-			buf_puts(&b, "{\"name\":");
-			buf_json_str(&b, str_c(st[i].address));
-			buf_puts(&b, ",\"lastCheck\":");
-			put_time_go(&b, st[i].last_check_ms);
-			buf_puts(&b, ",\"lastError\":");
-			if (st[i].last_error)
-				buf_json_str(&b, str_c(st[i].last_error));
-			else
-				buf_puts(&b, "null");
-			buf_puts(&b, ",\"labelSets\":[");
-			for (size_t j = 0; j < st[i].nlabel_sets; j++) {
-				if (j)
-					buf_putc(&b, ',');
-				put_labels_json(&b, &st[i].label_sets[j]);
-			}
-			buf_puts(&b, "],\"minTime\":");
-			buf_put_i64(&b, st[i].mint);
-			buf_puts(&b, ",\"maxTime\":");
-			buf_put_i64(&b, st[i].maxt);
-			buf_putc(&b, '}');
 		}
-		buf_putc(&b, ']');
+		buf_puts(&b, "{\"name\":");
+		buf_json_str(&b, str_c(st[i].address));
+		buf_puts(&b, ",\"lastCheck\":");
+		put_time_go(&b, st[i].last_check_ms);
+		buf_puts(&b, ",\"lastError\":");
+		if (st[i].last_error)
+			buf_json_str(&b, str_c(st[i].last_error));
+		else
+			buf_puts(&b, "null");
+		buf_puts(&b, ",\"labelSets\":[");
+		for (size_t j = 0; j < st[i].nlabel_sets; j++) {
+			if (j)
+				buf_putc(&b, ',');
+			put_labels_json(&b, &st[i].label_sets[j]);
+		}
+		buf_puts(&b, "],\"minTime\":");
+		buf_put_i64(&b, st[i].mint);
+		buf_puts(&b, ",\"maxTime\":");
+		buf_put_i64(&b, st[i].maxt);
+		buf_putc(&b, '}');
 	}
+	if (n)
+		buf_putc(&b, ']');
 	buf_putc(&b, '}');
 	reply_ok(r, buf_str(&b), NULL, 0);
 	buf_release(&b);

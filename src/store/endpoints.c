@@ -98,6 +98,7 @@ static void copy_info(arena_t *a, const store_info_t *in, store_info_t *out)
 	out->nlabel_sets = in->nlabel_sets;
 	out->mint = in->mint;
 	out->maxt = in->maxt;
+	out->component_type = in->component_type ? arena_strdup(a, in->component_type) : NULL;
 }
 
 /* Cached Info; an endpoint that never answered fails (a partial-response warning naming it). */
@@ -796,6 +797,18 @@ store_t *endpoint_set_proxy(endpoint_set_t *es)
 	return &es->proxy;
 }
 
+/* The component type the endpoint's last good Info named, if it is one Thanos knows; else the set's
+ * fallback (Thanos lists such endpoints as "unknown-store-api"). Caller holds e->mu. */
+static const char *status_component(const endpoint_set_t *es, const endpoint_t *e)
+{
+	static const char *const known[] = {"query", "rule", "sidecar", "store", "receive", "debug", "parquet-gateway"};
+	const char *t = e->have_info ? e->info.component_type : NULL;
+	for (size_t i = 0; t && i < ARRAY_LEN(known); i++)
+		if (strcmp(t, known[i]) == 0)
+			return known[i];
+	return es->component;
+}
+
 size_t endpoint_set_status(endpoint_set_t *es, arena_t *a, endpoint_status_t **out)
 {
 	pthread_mutex_lock(&es->mu);
@@ -805,7 +818,7 @@ size_t endpoint_set_status(endpoint_set_t *es, arena_t *a, endpoint_status_t **o
 		endpoint_t *e = es->eps.v[i];
 		pthread_mutex_lock(&e->mu);
 		v[i].address = arena_strdup(a, e->address);
-		v[i].component = es->component;
+		v[i].component = status_component(es, e);
 		v[i].last_check_ms = e->last_check_ms;
 		v[i].last_error = e->last_error ? arena_strdup(a, e->last_error) : NULL;
 		if (e->have_info) {
@@ -841,7 +854,7 @@ int endpoint_set_new(endpoint_set_t **out, const endpoint_set_config_t *cfg, err
 		es->cfg.dns_interval_ms = ENDPOINT_DNS_INTERVAL_MS;
 	if (!es->cfg.sd_interval_ms)
 		es->cfg.sd_interval_ms = ENDPOINT_SD_INTERVAL_MS;
-	es->component = xstrdup(cfg->component ? cfg->component : "store");
+	es->component = xstrdup(cfg->component ? cfg->component : "unknown-store-api");
 	pthread_mutex_init(&es->mu, NULL);
 	pthread_mutex_init(&es->refresh_mu, NULL);
 	pthread_cond_init(&es->cond, NULL);

@@ -12,8 +12,8 @@
  * DNS names are re-resolved every dns_interval; a failed lookup keeps the previous addresses.
  *
  * Every refresh (default every 5s, on a background thread once started) calls Info on each endpoint
- * and caches its external label sets and time range; the time of the check and the last error are
- * kept for /api/v1/stores. Health decides nothing about membership: every configured endpoint takes
+ * and caches its external label sets, time range and component type; the time of the check and the
+ * last error are kept for /api/v1/stores, which groups endpoints by component type. Health decides nothing about membership: every configured endpoint takes
  * part in queries, selected by its last good Info (or always, if it never answered), so an endpoint
  * that is down shows up as a partial-response warning (or an error naming it) instead of silently
  * missing data.
@@ -56,7 +56,9 @@ typedef struct endpoint_set_config {
 	size_t nsd_files;
 	endpoint_dial_fn dial;
 	void *dial_arg;
-	const char *component;     /* component type shown in /api/v1/stores ("store" if NULL) */
+	const char *component;     /* type shown in /api/v1/stores for an endpoint whose last good Info
+				    * named no known component type (or that never answered);
+				    * NULL = "unknown-store-api" as Thanos */
 	int64_t info_interval_ms;  /* 0 = ENDPOINT_INFO_INTERVAL_MS */
 	int64_t dns_interval_ms;   /* 0 = ENDPOINT_DNS_INTERVAL_MS */
 	int64_t sd_interval_ms;    /* 0 = ENDPOINT_SD_INTERVAL_MS */
@@ -88,7 +90,7 @@ store_t *endpoint_set_proxy(endpoint_set_t *es);
 
 typedef struct endpoint_status {
 	const char *address;
-	const char *component;
+	const char *component;  /* from the last good Info: "store", "sidecar", "query", ... (see cfg) */
 	int64_t last_check_ms;  /* wall clock, 0 = never checked */
 	const char *last_error; /* NULL when the last Info succeeded */
 	const labels_t *label_sets;

@@ -471,6 +471,7 @@ static int gs_info(store_t *s, arena_t *a, store_info_t *out, err_t *err)
 	}
 	out->label_sets = sets;
 	out->nlabel_sets = p->n_label_sets;
+	out->component_type = p->componenttype && p->componenttype[0] ? p->componenttype : NULL; /* in a */
 	if (p->store) {
 		out->mint = p->store->min_time;
 		out->maxt = p->store->max_time;

@@ -20,7 +20,8 @@
  * series() does not wait for the server: the call starts and the set's first next() waits for the
  * first frame, so a caller fanning out to several stores runs their calls in parallel; an unreachable
  * store or a refused request is therefore reported by next(). Closing the set early cancels the call.
- * label_names(), label_values(), info(): unary calls; info uses info_timeout_ms.
+ * label_names(), label_values(), info(): unary calls; info uses info_timeout_ms and reports the
+ * endpoint's external label sets, StoreInfo time range and ComponentType (NULL if empty).
  *
  * Errors name the endpoint: "store <address>: Series: ..." — a failed call, a garbage frame (cannot
  * decode), a stream cut mid-way (truncated, connection lost, reset) or the server's status and

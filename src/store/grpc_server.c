@@ -384,7 +384,8 @@ static void run_info(store_t *store, const char *component, grpc_call_t *call, s
 		return;
 	}
 	Thanos__Info__InfoResponse resp = THANOS__INFO__INFO_RESPONSE__INIT;
-	resp.componenttype = (char *)component;
+	/* The type the service was registered with names the serving process; else the store's own. */
+	resp.componenttype = (char *)(component ? component : info.component_type ? info.component_type : "");
 	resp.n_label_sets = info.nlabel_sets;
 	resp.label_sets = ARENA_NEW_ARRAY(a, Thanos__ZLabelSet *, info.nlabel_sets ? info.nlabel_sets : 1);
 	for (size_t i = 0; i < info.nlabel_sets; i++) {
@@ -704,7 +705,7 @@ static store_service_t *service_new(grpc_server_t *srv, store_t *store, const ch
 {
 	store_service_t *svc = xcalloc(1, sizeof *svc);
 	svc->store = store;
-	svc->component = xstrdup(component_type);
+	svc->component = component_type ? xstrdup(component_type) : NULL;
 	for (int k = 0; k < NKINDS; k++)
 		svc->bind[k] = (struct binding){svc, k};
 	grpc_server_register(srv, "/thanos.Store/Series", handler, &svc->bind[K_SERIES]);

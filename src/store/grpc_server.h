@@ -37,8 +37,8 @@
 typedef struct store_service store_service_t;
 
 /* Register the four methods for store (loop mode); component_type is Info's ComponentType ("store",
- * "sidecar", "query", "receive", "rule"). Free the returned service after the server's listeners are
- * gone. */
+ * "sidecar", "query", "receive", "rule"), copied; NULL sends the store's own info().component_type
+ * (empty if that is NULL too). Free the returned service after the server's listeners are gone. */
 store_service_t *store_grpc_register(grpc_server_t *srv, store_t *store, const char *component_type);
 
 typedef struct store_grpc_config {

@@ -27,6 +27,7 @@ struct inmem_store {
 	imap_t by_hash; /* labels_hash -> index + 1, for duplicate detection */
 	int fail_after;
 	int64_t mint, maxt;
+	const char *component; /* Info ComponentType, NULL = not set */
 };
 
 typedef struct inmem_set {
@@ -218,6 +219,7 @@ static int inmem_info(store_t *base, arena_t *a, store_info_t *out, err_t *err)
 	out->nlabel_sets = st->ext.n ? 1 : 0;
 	out->mint = st->mint;
 	out->maxt = st->maxt;
+	out->component_type = st->component;
 	return 0;
 }
 
@@ -233,6 +235,11 @@ static const struct store_ops inmem_ops = {
 	.info = inmem_info,
 	.free = inmem_free_base,
 };
+
+void inmem_store_set_component(inmem_store_t *s, const char *component_type)
+{
+	s->component = component_type ? arena_strdup(&s->arena, component_type) : NULL;
+}
 
 inmem_store_t *inmem_store_new(const char *name, const labels_t *ext)
 {

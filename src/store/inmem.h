@@ -23,6 +23,8 @@ void inmem_store_free(inmem_store_t *s);
 /* Add a series (labels sorted; copied) with samples in strictly increasing time order.
  * ERR_INVALID if a series with the same labels exists or timestamps are not increasing. */
 int inmem_store_add(inmem_store_t *s, const labels_t *ls, const int64_t *t, const double *v, size_t n, err_t *err);
+/* The component type info() reports (copied; NULL = none, the default). */
+void inmem_store_set_component(inmem_store_t *s, const char *component_type);
 /* fail_after < 0: healthy. 0: calls fail at once. n > 0: series sets fail after n series. */
 void inmem_store_set_fail(inmem_store_t *s, int fail_after);
 size_t inmem_store_series_count(const inmem_store_t *s);

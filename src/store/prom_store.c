@@ -695,6 +695,7 @@ static int prom_info(store_t *base, arena_t *a, store_info_t *out, err_t *err)
 	out->nlabel_sets = ext->n ? 1 : 0;
 	out->mint = max64(dmint, st->min_time);
 	out->maxt = INT64_MAX;
+	out->component_type = "sidecar";
 	return 0;
 }
 

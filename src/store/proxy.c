@@ -721,6 +721,7 @@ static int proxy_info(store_t *base, arena_t *a, store_info_t *out, err_t *err)
 	(void)err;
 	out->label_sets = sets;
 	out->nlabel_sets = n;
+	out->component_type = "query"; /* a proxy over stores is what a querier serves */
 	return 0;
 }
 

@@ -66,6 +66,10 @@ typedef struct store_info {
 	const labels_t *label_sets; /* external label sets (may be 0 sets) */
 	size_t nlabel_sets;
 	int64_t mint, maxt;         /* data time range, ms */
+	/* Info's ComponentType (thanos.md §2.6): "store", "sidecar", "query", "rule", "receive", "debug";
+	 * NULL when the store does not know what serves it (the gRPC server then sends the type it was
+	 * registered with, grpc_server.h). A static string or allocated like the rest. */
+	const char *component_type;
 } store_info_t;
 
 typedef struct store store_t;
@@ -73,7 +77,8 @@ struct store_ops {
 	int (*series)(store_t *s, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err);
 	int (*label_names)(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err);
 	int (*label_values)(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err);
-	/* Current info; pointers valid until the arena is released. */
+	/* Current info; pointers valid until the arena is released. *out is zeroed by store_info()
+	 * before the call, so fields an implementation does not know stay 0/NULL. */
 	int (*info)(store_t *s, arena_t *a, store_info_t *out, err_t *err);
 	void (*free)(store_t *s);
 };
@@ -98,6 +103,7 @@ static inline int store_label_values(store_t *s, arena_t *a, const store_label_r
 }
 static inline int store_info(store_t *s, arena_t *a, store_info_t *out, err_t *err)
 {
+	*out = (store_info_t){0};
 	return s->ops->info(s, a, out, err);
 }
 static inline void store_free(store_t *s)

@@ -204,7 +204,7 @@ def main():
     try:
         def t_info():
             out, _ = run(addr, "info")
-            assert out == ['labelset {cluster="py", replica="0"}', f"range 0 {299 * STEP}"], out
+            assert out == ['labelset {cluster="py", replica="0"}', f"range 0 {299 * STEP}", "component sidecar"], out
 
         def t_series():
             out, _ = run(addr, "series", '{__name__="up"}')

@@ -316,7 +316,10 @@ def main():
         def t_stores():
             st, body = get(qport, "/api/v1/stores")
             assert st == 200, body
-            data = json.loads(body)["data"]["store"]
+            groups = json.loads(body)["data"]
+            # Grouped by the component type each endpoint's Info names: all four are store gateways.
+            assert list(groups) == ["store"], list(groups)
+            data = groups["store"]
             names = sorted(s["name"] for s in data)
             assert names == sorted(f"127.0.0.1:{gp}" for (_, gp, _) in stores.values()), names
             for s in data:
@@ -344,7 +347,10 @@ def main():
                         diff = [(x, y) for ra, rb in zip(da, db) for x, y in zip(ra["values"], rb["values"]) if x != y]
                         assert False, f"{expr}: {len(da)} vs {len(db)} series, differing points {diff[:6]}"
                 st, body = get(q2port, "/api/v1/stores")
-                data = json.loads(body)["data"]["store"]
+                groups = json.loads(body)["data"]
+                # The first querier's Info says "query": listed under that type, as Thanos does.
+                assert list(groups) == ["query"], body
+                data = groups["query"]
                 assert len(data) == 1 and data[0]["lastError"] is None, body
                 assert len(data[0]["labelSets"]) == 4, body
             finally:

@@ -72,6 +72,7 @@ int main(int argc, char **argv)
 			printf("labelset %s\n", b.p);
 		}
 		printf("range %lld %lld\n", (long long)info.mint, (long long)info.maxt);
+		printf("component %s\n", info.component_type ? info.component_type : "-");
 	} else if (strcmp(cmd, "series") == 0 && nrest >= 1) {
 		if (selector_parse(str_c(rest[0]), &ms, &nms, &err)) {
 			status = fail(&err);

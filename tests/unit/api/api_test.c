@@ -89,6 +89,11 @@ static void setup(void)
 	add(F.st[3], "ha_total", "job", "ha", 0, 3600000, 15000, 0, 0, 1);
 	F.st[4] = inmem_store_new("mem-4", &none);
 	add(F.st[4], "up", "job", "db", 0, 3600000, 15000, 0, 0, 0);
+	/* Info component types for /api/v1/stores; mem-4 names none. */
+	inmem_store_set_component(F.st[0], "sidecar");
+	inmem_store_set_component(F.st[1], "store");
+	inmem_store_set_component(F.st[2], "store");
+	inmem_store_set_component(F.st[3], "query");
 
 	err_t err = {0};
 	CHECK(loop_new(&F.loop, &err) == 0);
@@ -309,6 +314,42 @@ TEST(metadata_endpoints)
 	      NULL);
 	CHECK_EQ_INT(req("/api/v1/status/buildinfo", NULL, &b), 200);
 	CHECK(strstr(b.p, "\"version\":\"" STRATA_VERSION "\"") != NULL);
+	buf_release(&b);
+	teardown();
+}
+
+/* Endpoints grouped by the component type their Info named (types and names sorted); one that named none
+ * is listed as "unknown-store-api", as Thanos does. */
+TEST(stores_grouped_by_component_type)
+{
+	setup();
+	api_set_ready(F.api, true);
+	buf_t b = BUF_INIT;
+	CHECK_EQ_INT(req("/api/v1/stores", NULL, &b), 200);
+	/* Drop the lastCheck values (wall clock) and compare the rest exactly. */
+	buf_t s = BUF_INIT;
+	for (const char *p = b.p; *p;) {
+		const char *lc = strstr(p, "\"lastCheck\":\"");
+		if (!lc) {
+			buf_puts(&s, p);
+			break;
+		}
+		lc += strlen("\"lastCheck\":\"");
+		buf_append(&s, p, (size_t)(lc - p));
+		p = strchr(lc, '"');
+		CHECK(p != NULL);
+	}
+#define EP(name, sets, maxt)                                                                              \
+	"{\"name\":\"" name "\",\"lastCheck\":\"\",\"lastError\":null,\"labelSets\":[" sets "],\"minTime\":0,"    \
+	"\"maxTime\":" maxt "}"
+	CHECK_STR(s.p, "{\"status\":\"success\",\"data\":{"
+		       "\"query\":[" EP("mem-3:1", "", "3600000") "],"
+		       "\"sidecar\":[" EP("mem-0:1", "", "3600000") "],"
+		       "\"store\":[" EP("mem-1:1", "{\"replica\":\"a\"}", "3600000") ","
+					EP("mem-2:1", "{\"replica\":\"b\"}", "3600000") "],"
+		       "\"unknown-store-api\":[" EP("mem-4:1", "", "3600000") "]}}");
+#undef EP
+	buf_release(&s);
 	buf_release(&b);
 	teardown();
 }

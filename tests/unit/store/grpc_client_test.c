@@ -124,7 +124,9 @@ static void *loop_thread(void *arg)
 	return NULL;
 }
 
-static void env_start(env_t *e, int nseries, bool fake)
+/* The server over the in-memory store is registered with component type reg (NULL: the store's own),
+ * the store reporting mem_type. */
+static void env_start_typed(env_t *e, int nseries, bool fake, const char *reg, const char *mem_type)
 {
 	memset(e, 0, sizeof *e);
 	err_t err = {0};
@@ -145,13 +147,19 @@ static void env_start(env_t *e, int nseries, bool fake)
 			snprintf(inst, sizeof inst, "%06d", i);
 			add(e->mem, "load", inst, 240, 15000);
 		}
-		e->svc = store_grpc_register(e->srv, inmem_store_base(e->mem), "store");
+		inmem_store_set_component(e->mem, mem_type);
+		e->svc = store_grpc_register(e->srv, inmem_store_base(e->mem), reg);
 	}
 	if (grpc_server_listen(e->srv, "127.0.0.1:0", &e->ls, &err))
 		TEST_FAILF("listen: %s", err.msg);
 	e->port = listener_port(e->ls);
 	snprintf(e->addr, sizeof e->addr, "127.0.0.1:%d", e->port);
 	pthread_create(&e->th, NULL, loop_thread, e);
+}
+
+static void env_start(env_t *e, int nseries, bool fake)
+{
+	env_start_typed(e, nseries, fake, "store", NULL);
 }
 
 static void env_stop(env_t *e)
@@ -268,6 +276,8 @@ TEST(series_labels_info_equal_the_store_itself)
 	CHECK_SLICE(info.label_sets[0].v[0].value, "eu");
 	CHECK_EQ_INT(info.mint, 0);
 	CHECK_EQ_INT(info.maxt, 299 * 15000);
+	CHECK(info.component_type != NULL);
+	CHECK_STR(info.component_type, "store");
 	CHECK_EQ_INT(grpc_channel_connects(store_grpc_client_channel(s)), 1);
 	arena_release(&a);
 	for (int i = 0; i < 3; i++)
@@ -275,6 +285,36 @@ TEST(series_labels_info_equal_the_store_itself)
 	matcher_release(&ext_no);
 	store_free(s);
 	env_stop(&e);
+}
+
+/* Info's ComponentType: the type the service was registered with wins over the store's own; with none
+ * registered the store's own is sent; with neither the field is empty and the client reports NULL. */
+TEST(info_component_type_round_trip)
+{
+	const char *reg[] = {"sidecar", NULL, NULL, "query"};
+	const char *mem[] = {"rule", "receive", NULL, NULL};
+	const char *want[] = {"sidecar", "receive", NULL, "query"};
+	for (int i = 0; i < 4; i++) {
+		env_t e;
+		env_start_typed(&e, 0, false, reg[i], mem[i]);
+		store_t *s = client(&e, 2000);
+		arena_t a;
+		arena_init(&a, 0);
+		err_t err = {0};
+		store_info_t info;
+		CHECK_EQ_INT(store_info(s, &a, &info, &err), 0);
+		if (want[i]) {
+			CHECK(info.component_type != NULL);
+			CHECK_STR(info.component_type, want[i]);
+		} else {
+			CHECK(info.component_type == NULL);
+		}
+		CHECK_EQ_INT(info.nlabel_sets, 1); /* the rest of Info is unchanged */
+		CHECK_EQ_INT(info.maxt, 299 * 15000);
+		arena_release(&a);
+		store_free(s);
+		env_stop(&e);
+	}
 }
 
 TEST(misbehaving_servers_become_errors_naming_the_store)
