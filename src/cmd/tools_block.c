@@ -27,55 +27,6 @@
 
 
 
-/* Go fmt %g of a float64 (what promtool tsdb dump prints): shortest round-trip digits, exponent
- * form when the decimal exponent is < -4 or >= 6 (strconv 'g' with precision -1). Checked against
- * promtool output by tests/integration/tsdb_promtool.py. */
-static void put_go_g(buf_t *b, double v)
-{
-	if (isnan(v)) {
-		buf_puts(b, "NaN");
-		return;
-	}
-	if (isinf(v)) {
-		buf_puts(b, v > 0 ? "+Inf" : "-Inf");
-		return;
-	}
-	if (v == 0) {
-		buf_puts(b, signbit(v) ? "-0" : "0");
-		return;
-	}
-	char d[40];
-	int dp;
-	int nd = float_shortest_digits(v, d, &dp);
-	if (v < 0)
-		buf_putc(b, '-');
-	int exp = dp - 1;
-	int eprec = 6;
-	if (exp < -4 || exp >= eprec) {
-		buf_putc(b, d[0]);
-		if (nd > 1) {
-			buf_putc(b, '.');
-			buf_append(b, d + 1, (size_t)nd - 1);
-		}
-		buf_printf(b, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
-		return;
-	}
-	if (dp <= 0) {
-		buf_puts(b, "0.");
-		for (int i = 0; i < -dp; i++)
-			buf_putc(b, '0');
-		buf_append(b, d, (size_t)nd);
-	} else if (dp >= nd) {
-		buf_append(b, d, (size_t)nd);
-		for (int i = nd; i < dp; i++)
-			buf_putc(b, '0');
-	} else {
-		buf_append(b, d, (size_t)dp);
-		buf_putc(b, '.');
-		buf_append(b, d + dp, (size_t)(nd - dp));
-	}
-}
-
 static int cmp_cstr(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -186,7 +137,7 @@ static int dump(int argc, char **argv)
 				for (int i = 0; i < n; i++) {
 					buf_append(&out, lb.p, lb.n);
 					buf_putc(&out, ' ');
-					put_go_g(&out, vs[i]);
+					buf_put_float(&out, vs[i], 'g'); /* Go %g, as promtool tsdb dump */
 					buf_putc(&out, ' ');
 					buf_put_i64(&out, ts[i]);
 					buf_putc(&out, '\n');
