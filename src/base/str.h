@@ -44,6 +44,17 @@ bool str_to_i64(str_t s, int64_t *out);
 bool str_to_u64(str_t s, uint64_t *out);
 /* Go ParseFloat-compatible: decimal, hex float, Inf/+Inf/-Inf/NaN (case-insensitive), underscores not allowed. */
 bool str_to_double(str_t s, double *out);
+/* Value of a hexadecimal digit (0-9, a-f, A-F), or -1 for any other character (negative chars too). */
+static inline int str_hex_digit(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
 
 typedef struct buf {
 	char *p;

@@ -9,17 +9,6 @@
 #include "base/alloc.h"
 #include "base/vec.h"
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static void put_utf8(buf_t *b, uint32_t r)
 {
 	char o[4];
@@ -80,7 +69,7 @@ long selector_unquote(str_t s, buf_t *b, err_t *err)
 			if (i + (size_t)nd > s.n)
 				return err_set(err, ERR_INVALID, "invalid escape sequence in string"), -1;
 			for (int k = 0; k < nd; k++) {
-				int h = hexval(s.p[i + (size_t)k]);
+				int h = str_hex_digit(s.p[i + (size_t)k]);
 				if (h < 0)
 					return err_set(err, ERR_INVALID, "invalid escape sequence in string"), -1;
 				r = r * 16 + (uint32_t)h;

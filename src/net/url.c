@@ -5,17 +5,6 @@
 
 #include <string.h>
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int url_unescape(arena_t *a, str_t s, bool plus_as_space, str_t *out, err_t *err)
 {
 	char *d = arena_alloc(a, s.n + 1);
@@ -23,8 +12,8 @@ int url_unescape(arena_t *a, str_t s, bool plus_as_space, str_t *out, err_t *err
 	for (size_t i = 0; i < s.n; i++) {
 		char c = s.p[i];
 		if (c == '%') {
-			int hi = i + 1 < s.n ? hexval(s.p[i + 1]) : -1;
-			int lo = i + 2 < s.n ? hexval(s.p[i + 2]) : -1;
+			int hi = i + 1 < s.n ? str_hex_digit(s.p[i + 1]) : -1;
+			int lo = i + 2 < s.n ? str_hex_digit(s.p[i + 2]) : -1;
 			if (hi < 0 || lo < 0) {
 				size_t end = i + 3 < s.n ? i + 3 : s.n;
 				return err_set(err, ERR_INVALID, "invalid URL escape \"%.*s\" at offset %zu",

@@ -82,6 +82,22 @@ TEST(buffers)
 	buf_release(&b);
 }
 
+TEST(hex_digits)
+{
+	const char *digits = "0123456789abcdef", *upper = "ABCDEF";
+	for (int i = 0; i < 16; i++)
+		CHECK_EQ_INT(str_hex_digit(digits[i]), i);
+	for (int i = 0; i < 6; i++)
+		CHECK_EQ_INT(str_hex_digit(upper[i]), 10 + i);
+	int nhex = 0;
+	for (int c = -128; c < 256; c++)
+		nhex += str_hex_digit(c) >= 0;
+	CHECK_EQ_INT(nhex, 22);
+	CHECK_EQ_INT(str_hex_digit('g'), -1);
+	CHECK_EQ_INT(str_hex_digit('/'), -1);
+	CHECK_EQ_INT(str_hex_digit((char)0xc3), -1);
+}
+
 TEST(json_strings_escape_like_go)
 {
 	buf_t b = BUF_INIT;
