@@ -201,6 +201,7 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 			it->v = rb_dup(&b->ba, ev->scr->v, n * sizeof(double));
 			it->n = n;
 			b->bbytes += 16 * n;
+			b->work += n;
 		}
 		it->ls = labels_copy(&b->ba, series_set_labels(set));
 		if (++b->n == b->cap || b->bbytes > (16u << 20))

@@ -3,6 +3,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/workers.h"
 #include "model/memstore.h"
 #include "promql/engine.h"
 
@@ -249,6 +250,58 @@ TEST(max_samples_accounting_as_2_42)
 		if (p > 1 && q_range_peak(qs[i], p - 1, NULL) != ERR_LIMIT)
 			TEST_FAILF("%s did not fail at max-samples = peak - 1 (%lld)", qs[i], (long long)(p - 1));
 	}
+}
+
+/* Whole JSON of a range query over [0, 3000s] step 20s. */
+static void q_range_json(const char *expr, const promql_opts_t *o, buf_t *out)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	promql_result_t r;
+	err_t err = {0};
+	buf_reset(out);
+	if (promql_query(o, memstore_queryable(store), &a, str_c(expr), 0, 3000000, 20000, &r, &err))
+		buf_printf(out, "error: %s", err.msg);
+	else
+		promql_result_json(out, &r);
+	arena_release(&a);
+}
+
+TEST(parallel_batches_equal_sequential)
+{
+	/* Enough series and samples that batches go to the pool; results must be byte-identical. */
+	setup();
+	char name[16];
+	for (int s = 0; s < 300; s++) {
+		snprintf(name, sizeof name, "s%03d", s);
+		double v = s;
+		for (int i = 0; i < 3300; i++) { /* 1s apart: a batch is ~800k samples of work */
+			v += (i * 7 + s) % 11;
+			if (s % 17 == 0 && i == 1000)
+				v = 1; /* a reset */
+			add("big", "s", name, i * 1000 + s, v);
+		}
+	}
+	workers_t *w = workers_new(2);
+	promql_opts_t seq = {0}, par = {.workers = w};
+	buf_t a = BUF_INIT, b = BUF_INIT;
+	static const char *const qs[] = {"sum(rate(big[5m]))", "rate(big[1m])", "sum by (s) (increase(big[2m]))",
+					 "count(big)", "big", "max_over_time(big[10m])", "avg(deriv(big[5m]))",
+					 "predict_linear(big[5m], 60)", "timestamp(big)"};
+	char why[256] = "";
+	for (size_t i = 0; i < ARRAY_LEN(qs) && !why[0]; i++) {
+		q_range_json(qs[i], &seq, &a);
+		q_range_json(qs[i], &par, &b);
+		if (a.n < 100 || strncmp(a.p, "error", 5) == 0)
+			snprintf(why, sizeof why, "%s: unexpected result %.80s", qs[i], a.p);
+		else if (a.n != b.n || memcmp(a.p, b.p, a.n) != 0)
+			snprintf(why, sizeof why, "%s: parallel result differs from sequential", qs[i]);
+	}
+	buf_release(&a);
+	buf_release(&b);
+	workers_free(w);
+	if (why[0])
+		TEST_FAILF("%s", why);
 }
 
 TEST(range_query_shape)
