@@ -280,6 +280,21 @@ static void key(buf_t *b, int depth, const char *k, bool *first)
 	buf_puts(b, ": ");
 }
 
+/* Layout of Go's json.MarshalIndent (tabs): an array element on its own line at depth, comma-separated. */
+static void elem(buf_t *b, int depth, size_t i)
+{
+	if (i)
+		buf_putc(b, ',');
+	ind(b, depth);
+}
+
+/* The closing ']' or '}' of a non-empty array or object whose key is at depth, on its own line. */
+static void close_at(buf_t *b, int depth, char c)
+{
+	ind(b, depth);
+	buf_putc(b, c);
+}
+
 void meta_format(buf_t *b, const block_meta_t *m)
 {
 	bool f0 = true;
@@ -316,21 +331,16 @@ void meta_format(buf_t *b, const block_meta_t *m)
 			key(b, 2, "sources", &f);
 			buf_putc(b, '[');
 			for (size_t i = 0; i < m->nsources; i++) {
-				if (i)
-					buf_putc(b, ',');
-				ind(b, 3);
+				elem(b, 3, i);
 				buf_json_str(b, str_c(m->sources[i]));
 			}
-			ind(b, 2);
-			buf_putc(b, ']');
+			close_at(b, 2, ']');
 		}
 		if (m->nparents) {
 			key(b, 2, "parents", &f);
 			buf_putc(b, '[');
 			for (size_t i = 0; i < m->nparents; i++) {
-				if (i)
-					buf_putc(b, ',');
-				ind(b, 3);
+				elem(b, 3, i);
 				bool fp = true;
 				buf_putc(b, '{');
 				key(b, 4, "ulid", &fp);
@@ -339,14 +349,11 @@ void meta_format(buf_t *b, const block_meta_t *m)
 				buf_put_i64(b, m->parents[i].mint);
 				key(b, 4, "maxTime", &fp);
 				buf_put_i64(b, m->parents[i].maxt);
-				ind(b, 3);
-				buf_putc(b, '}');
+				close_at(b, 3, '}');
 			}
-			ind(b, 2);
-			buf_putc(b, ']');
+			close_at(b, 2, ']');
 		}
-		ind(b, 1);
-		buf_putc(b, '}');
+		close_at(b, 1, '}');
 	}
 	key(b, 1, "version", &f0);
 	buf_putc(b, '1');
@@ -369,29 +376,23 @@ void meta_format(buf_t *b, const block_meta_t *m)
 		ind(b, 3);
 		buf_puts(b, "\"resolution\": ");
 		buf_put_i64(b, m->resolution);
-		ind(b, 2);
-		buf_putc(b, '}');
+		close_at(b, 2, '}');
 		key(b, 2, "source", &f);
 		buf_json_str(b, str_c(m->source ? m->source : ""));
 		if (m->nsegment_files) {
 			key(b, 2, "segment_files", &f);
 			buf_putc(b, '[');
 			for (size_t i = 0; i < m->nsegment_files; i++) {
-				if (i)
-					buf_putc(b, ',');
-				ind(b, 3);
+				elem(b, 3, i);
 				buf_json_str(b, str_c(m->segment_files[i]));
 			}
-			ind(b, 2);
-			buf_putc(b, ']');
+			close_at(b, 2, ']');
 		}
 		if (m->nfiles) {
 			key(b, 2, "files", &f);
 			buf_putc(b, '[');
 			for (size_t i = 0; i < m->nfiles; i++) {
-				if (i)
-					buf_putc(b, ',');
-				ind(b, 3);
+				elem(b, 3, i);
 				bool ff = true;
 				buf_putc(b, '{');
 				key(b, 4, "rel_path", &ff);
@@ -400,17 +401,13 @@ void meta_format(buf_t *b, const block_meta_t *m)
 					key(b, 4, "size_bytes", &ff);
 					buf_put_i64(b, m->files[i].size_bytes);
 				}
-				ind(b, 3);
-				buf_putc(b, '}');
+				close_at(b, 3, '}');
 			}
-			ind(b, 2);
-			buf_putc(b, ']');
+			close_at(b, 2, ']');
 		}
-		ind(b, 1);
-		buf_putc(b, '}');
+		close_at(b, 1, '}');
 	}
-	ind(b, 0);
-	buf_putc(b, '}');
+	close_at(b, 0, '}');
 }
 
 static int write_file_sync(const char *path, const void *p, size_t n, err_t *err)
