@@ -735,38 +735,6 @@ static int cmd_verify(int argc, char **argv)
 
 /* ---- upload-blocks ---- */
 
-typedef VEC(char *) paths_t;
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void free_paths(paths_t *p)
-{
-	for (size_t i = 0; i < p->n; i++)
-		free(p->v[i]);
-	VEC_FREE(p);
-}
-
-/* Sorted regular-file names in dir (non-recursive). */
-static int list_files(const char *dir, paths_t *out)
-{
-	DIR *d = opendir(dir);
-	if (!d)
-		return errno == ENOENT ? 0 : -1;
-	struct dirent *de;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.')
-			continue;
-		VEC_PUSH(out, xstrdup(de->d_name));
-	}
-	closedir(d);
-	if (out->n)
-		qsort(out->v, out->n, sizeof(char *), cmp_str);
-	return 0;
-}
-
 /* --label name="value" flags as external labels; the upload itself is store/shipper.h's (shared with
  * the sidecar's shipper). */
 static int upload_block(bucket_t *b, const char *dir, const char *ulid, const strlist_t *labels, err_t *err)
@@ -820,41 +788,36 @@ static int cmd_upload_blocks(int argc, char **argv)
 	bucket_t *b;
 	if ((rc = open_bucket(argv[0], &bf, &b)) != 0)
 		return rc;
-	paths_t dirs = {0};
-	if (list_files(path, &dirs) != 0) {
-		fprintf(stderr, "%s: --path %s: %s\n", argv[0], path, strerror(errno));
+	char **blocks;
+	size_t nblocks;
+	err_t lerr = {0};
+	if (shipper_finished_blocks(path, &blocks, &nblocks, &lerr) != 0) {
+		fprintf(stderr, "%s: --path %s: %s\n", argv[0], path, lerr.msg);
 		bucket_free(b);
 		return 1;
 	}
 	int uploaded = 0, skipped = 0;
-	for (size_t i = 0; rc == 0 && i < dirs.n; i++) {
-		if (!ulid_valid(dirs.v[i]))
-			continue;
-		char meta[4096];
-		snprintf(meta, sizeof meta, "%s/%s/meta.json", path, dirs.v[i]);
-		struct stat st;
-		if (stat(meta, &st) != 0)
-			continue; /* not a finished block */
+	for (size_t i = 0; rc == 0 && i < nblocks; i++) {
 		char name[64];
-		snprintf(name, sizeof name, "%s/meta.json", dirs.v[i]);
+		snprintf(name, sizeof name, "%s/meta.json", blocks[i]);
 		bool exists = false;
 		err_t err = {0};
 		if (bucket_exists(b, name, &exists, &err) == 0 && exists) {
-			log_info("block already in the bucket, skipping", "block", dirs.v[i]);
+			log_info("block already in the bucket, skipping", "block", blocks[i]);
 			skipped++;
 			continue;
 		}
-		if (upload_block(b, path, dirs.v[i], &labels, &err) != 0) {
-			fprintf(stderr, "%s: block %s: %s\n", argv[0], dirs.v[i], err.msg);
+		if (upload_block(b, path, blocks[i], &labels, &err) != 0) {
+			fprintf(stderr, "%s: block %s: %s\n", argv[0], blocks[i], err.msg);
 			rc = 1;
 			break;
 		}
-		log_info("uploaded block", "block", dirs.v[i]);
+		log_info("uploaded block", "block", blocks[i]);
 		uploaded++;
 	}
 	if (rc == 0)
 		printf("uploaded %d blocks, %d already present\n", uploaded, skipped);
-	free_paths(&dirs);
+	shipper_ulids_free(blocks, nblocks);
 	bucket_free(b);
 	return rc;
 }

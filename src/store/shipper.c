@@ -286,6 +286,19 @@ static int finished_blocks(const char *dir, strvec_t *out, err_t *err)
 	return rc;
 }
 
+int shipper_finished_blocks(const char *dir, char ***ulids, size_t *n, err_t *err)
+{
+	strvec_t v = {0};
+	int rc = finished_blocks(dir, &v, err);
+	if (rc) {
+		strvec_free(&v);
+		*ulids = NULL, *n = 0;
+		return rc;
+	}
+	*ulids = v.v, *n = v.n;
+	return 0;
+}
+
 int shipper_sync(shipper_t *s, const labels_t *ext, shipper_stats_t *stats, err_t *err)
 {
 	memset(stats, 0, sizeof *stats);

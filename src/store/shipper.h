@@ -76,6 +76,11 @@ int shipper_sync(shipper_t *s, const labels_t *ext, shipper_stats_t *stats, err_
  * uploaded (their meta.json read from the bucket once and cached). INT64_MIN when there are none. */
 int64_t shipper_min_time(shipper_t *s, const char *dir);
 
+/* Finished blocks in dir: ULID-named directories holding a regular meta.json, sorted by name (oldest
+ * first). *ulids is a heap array of heap strings (free with shipper_ulids_free); a missing dir gives 0
+ * entries; an unreadable one is ERR_IO naming it. */
+int shipper_finished_blocks(const char *dir, char ***ulids, size_t *n, err_t *err);
+
 /* Read/write thanos.shipper.json in dir. read: *ulids is a heap array of heap strings (free with
  * shipper_ulids_free); a missing file gives 0 entries; a corrupt one is ERR_CORRUPT naming it. */
 int shipper_meta_read(const char *dir, char ***ulids, size_t *n, err_t *err);

@@ -292,4 +292,41 @@ TEST(refuses_empty_external_labels_and_bad_meta_file)
 	CHECK(up3);
 }
 
+/* Finished blocks (shared with tools bucket upload-blocks): ULID dirs with a regular meta.json, sorted;
+ * a missing dir is empty, an unreadable path an error naming it. */
+TEST(finished_blocks_listed_sorted)
+{
+	env_t e;
+	env_init(&e, false);
+	make_block(e.tsdb, "01ARZ3NDEKTSV4RRFFQ69G5FB0", 1, 7200000);
+	make_block(e.tsdb, "01ARZ3NDEKTSV4RRFFQ69G5FA0", 1, 0);
+	char p[1024];
+	snprintf(p, sizeof p, "%s/01ARZ3NDEKTSV4RRFFQ69G5FC0", e.tsdb); /* no meta.json: in progress */
+	mkdir(p, 0755);
+	snprintf(p, sizeof p, "%s/01ARZ3NDEKTSV4RRFFQ69G5FD0", e.tsdb); /* meta.json not a file */
+	mkdir(p, 0755);
+	snprintf(p, sizeof p, "%s/01ARZ3NDEKTSV4RRFFQ69G5FD0/meta.json", e.tsdb);
+	mkdir(p, 0755);
+	make_block(e.tsdb, "not-a-ulid", 1, 0);
+	snprintf(p, sizeof p, "%s/wal", e.tsdb);
+	mkdir(p, 0755);
+	char **v;
+	size_t n;
+	err_t err = {0};
+	CHECK_EQ_INT(shipper_finished_blocks(e.tsdb, &v, &n, &err), 0);
+	CHECK_EQ_INT(n, 2);
+	CHECK_STR(v[0], "01ARZ3NDEKTSV4RRFFQ69G5FA0");
+	CHECK_STR(v[1], "01ARZ3NDEKTSV4RRFFQ69G5FB0");
+	shipper_ulids_free(v, n);
+	snprintf(p, sizeof p, "%s/missing", e.root);
+	CHECK_EQ_INT(shipper_finished_blocks(p, &v, &n, &err), 0);
+	CHECK_EQ_INT(n, 0);
+	shipper_ulids_free(v, n);
+	snprintf(p, sizeof p, "%s/tsdb/01ARZ3NDEKTSV4RRFFQ69G5FA0/index", e.root); /* a file, not a dir */
+	CHECK(shipper_finished_blocks(p, &v, &n, &err) < 0);
+	CHECK(strstr(err.msg, p) != NULL);
+	CHECK(v == NULL && n == 0);
+	env_free(&e);
+}
+
 TEST_MAIN()
