@@ -41,7 +41,7 @@ struct metric {
 	hmap_t children; /* key -> child */
 	metric_child_t **list;
 	size_t nlist, caplist;
-	metric_child_t *solo; /* the child of a family without labels */
+	_Atomic(metric_child_t *) solo; /* the child of a family without labels (read without the lock) */
 };
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -162,8 +162,9 @@ void metrics_counter_func(const char *name, const char *help, double (*fn)(void 
 
 metric_child_t *metric_withv(metric_t *m, const char *const *values)
 {
-	if (m->nlabels == 0 && m->solo)
-		return m->solo;
+	metric_child_t *solo = atomic_load_explicit(&m->solo, memory_order_acquire);
+	if (solo)
+		return solo;
 	buf_t key = BUF_INIT;
 	for (size_t i = 0; i < m->nlabels; i++) {
 		if (i)
@@ -188,7 +189,7 @@ metric_child_t *metric_withv(metric_t *m, const char *const *values)
 		}
 		m->list[m->nlist++] = c;
 		if (m->nlabels == 0)
-			m->solo = c;
+			atomic_store_explicit(&m->solo, c, memory_order_release);
 	}
 	pthread_mutex_unlock(&m->mu);
 	buf_release(&key);
