@@ -343,21 +343,32 @@ static void put_labels_json(buf_t *b, const labels_t *ls)
 	buf_putc(b, '}');
 }
 
+/* What series and label calls share: start/end, the match[] selectors, the common options and the store
+ * to ask. NULL after answering a bad request. */
+static store_t *metadata_call(qctx_t *q, int64_t *start, int64_t *end, selectors_t *sel, common_t *c)
+{
+	http_req_t *r = q->r;
+	err_t err = {0};
+	if (time_range(r, start, end, &err) || parse_selectors(r, "match[]", sel, &err) ||
+	    parse_common(q->api, r, false, 0, c, &err)) {
+		reply_bad(r, err.msg);
+		return NULL;
+	}
+	return query_store(q->api, r, c);
+}
+
 static void run_series(qctx_t *q)
 {
-	api_t *api = q->api;
 	http_req_t *r = q->r;
 	err_t err = {0};
 	if (url_params_all(&r->form, "match[]", NULL, 0) == 0)
 		return reply_bad(r, "no match[] parameter provided");
 	int64_t start, end;
-	if (time_range(r, &start, &end, &err))
-		return reply_bad(r, err.msg);
 	selectors_t sel;
 	common_t c;
-	if (parse_selectors(r, "match[]", &sel, &err) || parse_common(api, r, false, 0, &c, &err))
-		return reply_bad(r, err.msg);
-	store_t *s = query_store(api, r, &c);
+	store_t *s = metadata_call(q, &start, &end, &sel, &c);
+	if (!s)
+		return;
 	VEC(labels_t *) all = {0};
 	warnvec_t w = {0};
 	int rc = 0;
@@ -404,17 +415,14 @@ static void run_series(qctx_t *q)
 
 static void run_labels(qctx_t *q, str_t name)
 {
-	api_t *api = q->api;
 	http_req_t *r = q->r;
 	err_t err = {0};
 	int64_t start, end;
-	if (time_range(r, &start, &end, &err))
-		return reply_bad(r, err.msg);
 	selectors_t sel;
 	common_t c;
-	if (parse_selectors(r, "match[]", &sel, &err) || parse_common(api, r, false, 0, &c, &err))
-		return reply_bad(r, err.msg);
-	store_t *s = query_store(api, r, &c);
+	store_t *s = metadata_call(q, &start, &end, &sel, &c);
+	if (!s)
+		return;
 	VEC(str_t) all = {0};
 	warnvec_t w = {0};
 	int rc = 0;
