@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/compress.h"
 #include "api/params.h"
 #include "api/response.h"
 #include "base/alloc.h"
@@ -70,7 +71,7 @@ static void reply_ok(http_req_t *r, str_t data, const char *const *w, size_t nw)
 	common_headers(r);
 	if (nw)
 		http_add_header(r, "Cache-Control", "no-store");
-	http_respond_buf(r, 200, "application/json", &b);
+	api_respond_json(r, 200, &b);
 	buf_release(&b);
 }
 
@@ -80,7 +81,7 @@ static void reply_err(http_req_t *r, api_error_type_t t, const char *msg, const 
 	api_envelope_error(&b, t, msg, w, nw);
 	common_headers(r);
 	http_add_header(r, "Cache-Control", "no-store");
-	http_respond_buf(r, api_error_status(t), "application/json", &b);
+	api_respond_json(r, api_error_status(t), &b);
 	buf_release(&b);
 }
 

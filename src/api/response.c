@@ -1,6 +1,8 @@
 /* response.c — Prometheus API envelopes; see response.h. */
 #include "api/response.h"
 
+#include "api/compress.h"
+
 static const struct {
 	const char *name;
 	int status;
@@ -73,7 +75,7 @@ void api_respond_success(http_req_t *r, str_t data_json, const char *const *warn
 {
 	buf_t b = BUF_INIT;
 	api_envelope_success(&b, data_json, warnings, nwarnings);
-	http_respond_buf(r, 200, "application/json", &b);
+	api_respond_json(r, 200, &b);
 	buf_release(&b);
 }
 
@@ -81,6 +83,6 @@ void api_respond_error(http_req_t *r, api_error_type_t t, const char *msg)
 {
 	buf_t b = BUF_INIT;
 	api_envelope_error(&b, t, msg, NULL, 0);
-	http_respond_buf(r, types[t].status, "application/json", &b);
+	api_respond_json(r, types[t].status, &b);
 	buf_release(&b);
 }

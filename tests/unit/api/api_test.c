@@ -8,10 +8,16 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <zlib.h>
 
 #include "test.h"
 
 #include "api/api.h"
+#include "api/compress.h"
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "net/httpclient.h"
@@ -472,6 +478,124 @@ TEST(concurrency_limit_queue_and_timeouts)
 	buf_release(&slow.body);
 	buf_release(&queued.body);
 	buf_release(&patient.body);
+	teardown();
+}
+
+/* A raw HTTP/1.1 exchange (the libcurl client hides response headers and would decode the body):
+ * sends GET path with the given Accept-Encoding (NULL: none), reads until the server closes. Returns
+ * the status; head gets the header block, body the raw body bytes. */
+static long raw_get(const char *path, const char *accept, buf_t *head, buf_t *body)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	CHECK(fd >= 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)http_server_port(F.srv))};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+	struct timeval tv = {.tv_sec = 10};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	buf_t rq = BUF_INIT;
+	buf_printf(&rq, "GET %s HTTP/1.1\r\nHost: test\r\n", path);
+	if (accept)
+		buf_printf(&rq, "Accept-Encoding: %s\r\n", accept);
+	buf_puts(&rq, "Connection: close\r\n\r\n");
+	CHECK(write(fd, rq.p, rq.n) == (ssize_t)rq.n);
+	buf_release(&rq);
+	buf_t all = BUF_INIT;
+	for (;;) {
+		buf_reserve(&all, 65536);
+		ssize_t k = read(fd, all.p + all.n, all.cap - all.n - 1);
+		if (k <= 0)
+			break;
+		all.n += (size_t)k;
+		all.p[all.n] = 0;
+	}
+	close(fd);
+	const char *sep = strstr(all.p, "\r\n\r\n");
+	long st = -1;
+	if (sep) {
+		buf_append(head, all.p, (size_t)(sep - all.p) + 2);
+		buf_append(body, sep + 4, all.n - (size_t)(sep + 4 - all.p));
+		sscanf(all.p, "HTTP/1.1 %ld", &st);
+	}
+	buf_release(&all);
+	return st;
+}
+
+static bool has_header(const buf_t *head, const char *line)
+{
+	char want[256];
+	snprintf(want, sizeof want, "\r\n%s\r\n", line);
+	return strcasestr(head->p, want) != NULL;
+}
+
+static void inflate_into(const buf_t *z, buf_t *out)
+{
+	z_stream zs = {0};
+	CHECK(inflateInit2(&zs, 15 + 32) == Z_OK);
+	zs.next_in = (Bytef *)z->p;
+	zs.avail_in = (uInt)z->n;
+	int rc;
+	do {
+		buf_reserve(out, 65536);
+		zs.next_out = (Bytef *)out->p + out->n;
+		uInt room = (uInt)(out->cap - out->n - 1);
+		zs.avail_out = room;
+		rc = inflate(&zs, Z_NO_FLUSH);
+		out->n += room - zs.avail_out;
+		out->p[out->n] = 0;
+	} while (rc == Z_OK);
+	inflateEnd(&zs);
+	CHECK_EQ_INT(rc, Z_STREAM_END);
+}
+
+#define BIG_RANGE "/api/v1/query_range?query=up&start=0&end=3600&step=15"
+
+TEST(responses_compressed_when_accepted)
+{
+	setup();
+	api_set_ready(F.api, true);
+	buf_t plain = BUF_INIT, h = BUF_INIT, b = BUF_INIT, d = BUF_INIT;
+	CHECK_EQ_INT(req(BIG_RANGE, NULL, &plain), 200);
+	CHECK(plain.n >= API_COMPRESS_MIN_BYTES);
+	/* gzip, deflate (zlib stream), chosen as the header allows; the body inflates to exactly the
+	 * uncompressed response. */
+	static const struct {
+		const char *accept, *coding;
+	} cases[] = {{"gzip", "gzip"}, {"deflate", "deflate"}, {"gzip, deflate, br", "gzip"},
+		     {"gzip;q=0.2, deflate", "deflate"}};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		buf_reset(&h), buf_reset(&b), buf_reset(&d);
+		CHECK_EQ_INT(raw_get(BIG_RANGE, cases[i].accept, &h, &b), 200);
+		char want[64];
+		snprintf(want, sizeof want, "Content-Encoding: %s", cases[i].coding);
+		if (!has_header(&h, want))
+			TEST_FAILF("%s: no \"%s\" in\n%s", cases[i].accept, want, h.p);
+		CHECK(has_header(&h, "Vary: Accept-Encoding"));
+		CHECK(has_header(&h, "Content-Type: application/json"));
+		CHECK(b.n < plain.n / 4);
+		inflate_into(&b, &d);
+		CHECK_EQ_U64(d.n, plain.n);
+		CHECK(memcmp(d.p, plain.p, plain.n) == 0);
+	}
+	/* Not accepted, refused with q=0, or no header: identity, still with Vary. */
+	const char *ident[] = {NULL, "identity", "gzip;q=0", "br"};
+	for (size_t i = 0; i < sizeof ident / sizeof ident[0]; i++) {
+		buf_reset(&h), buf_reset(&b);
+		CHECK_EQ_INT(raw_get(BIG_RANGE, ident[i], &h, &b), 200);
+		CHECK(!strcasestr(h.p, "Content-Encoding"));
+		CHECK(has_header(&h, "Vary: Accept-Encoding"));
+		CHECK_EQ_U64(b.n, plain.n);
+		CHECK(memcmp(b.p, plain.p, plain.n) == 0);
+	}
+	/* Small responses (and errors) stay uncompressed. */
+	buf_reset(&h), buf_reset(&b);
+	CHECK_EQ_INT(raw_get("/api/v1/query?query=up&time=600", "gzip", &h, &b), 200);
+	CHECK(!strcasestr(h.p, "Content-Encoding"));
+	CHECK(b.n < API_COMPRESS_MIN_BYTES && b.p[0] == '{');
+	buf_reset(&h), buf_reset(&b);
+	CHECK_EQ_INT(raw_get("/api/v1/query?query=up(", "gzip", &h, &b), 400);
+	CHECK(!strcasestr(h.p, "Content-Encoding") && b.p[0] == '{');
+	buf_release(&plain), buf_release(&h), buf_release(&b), buf_release(&d);
 	teardown();
 }
 

@@ -1,0 +1,53 @@
+/*
+ * compress.h — HTTP response compression for the API (reference prometheus.md §5.1: responses are
+ * gzip/deflate-compressed when the client's Accept-Encoding allows it).
+ *
+ *     api_respond_json(r, 200, &body);   // negotiates, compresses, sets the headers, responds
+ *
+ * Negotiation (RFC 9110 §12.5.3): the Accept-Encoding list is read with q-values; "gzip" (or
+ * "x-gzip") and "deflate" are the codings we produce, "*" stands for any coding not listed, q=0
+ * refuses a coding. The coding with the highest q wins; gzip wins ties (the more widely decoded one,
+ * and what Prometheus picks first). No header, or nothing acceptable → identity. "deflate" is the
+ * zlib format (RFC 1950), as HTTP defines it and Go's compress/zlib writes it for Prometheus.
+ *
+ * Bodies shorter than API_COMPRESS_MIN_BYTES are sent as they are: below about one packet,
+ * compression saves nothing on the wire and costs CPU (gzip's own header and trailer are 18 bytes).
+ * Every response sent through api_respond_json carries "Vary: Accept-Encoding", compressed or not,
+ * so caches keep the variants apart.
+ *
+ * Thread-safety: all functions are reentrant; api_respond_json may run on a worker (the HTTP layer
+ * hands the body to the loop), which keeps compression CPU off the event loop for query results.
+ */
+#ifndef STRATA_API_COMPRESS_H
+#define STRATA_API_COMPRESS_H
+
+#include <stddef.h>
+
+#include "base/err.h"
+#include "base/str.h"
+#include "net/http.h"
+
+#define API_COMPRESS_MIN_BYTES 1024
+
+typedef enum api_encoding {
+	API_ENC_IDENTITY,
+	API_ENC_GZIP,
+	API_ENC_DEFLATE,
+} api_encoding_t;
+
+/* The coding to use for an Accept-Encoding header value (see above). */
+api_encoding_t api_encoding_negotiate(str_t accept_encoding);
+/* "gzip", "deflate" or "identity". */
+const char *api_encoding_name(api_encoding_t e);
+
+/* Append the compressed form of in[0..n) to out (gzip: RFC 1952, deflate: RFC 1950 zlib stream).
+ * API_ENC_IDENTITY appends in unchanged. Returns 0, or ERR_INTERNAL if zlib fails (out is then left
+ * as it was). */
+int api_compress(api_encoding_t e, const void *in, size_t n, buf_t *out, err_t *err);
+
+/* Respond with body (JSON, "application/json"), compressed as the request's Accept-Encoding allows,
+ * with Content-Encoding and Vary headers. Takes body's memory like http_respond_buf. If compression
+ * fails the body goes out uncompressed (logged). */
+void api_respond_json(http_req_t *r, int status, buf_t *body);
+
+#endif
