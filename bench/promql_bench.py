@@ -3,8 +3,9 @@
 
 Dataset: 102,700 series (100,000 of them the counter `x`) x 1 day at 15s, one 24h block written by
 tests/programs/promql_blockgen, cached under bench/out/promql/data. Prometheus runs over a hardlinked
-copy (127.0.0.1, free port). For ROUNDS rounds, alternating, every query runs once on each side:
-  Strata:     tests/programs/promql_benchq (in process: blocks opened once, 2 threads)
+copy (127.0.0.1, free port). For ROUNDS rounds, every query runs once on each side, alternating query by query:
+  Strata:     tests/programs/promql_benchq (one process for the run: blocks opened and mapped once, as in
+              a server; engine with a pool of THREADS workers)
   Prometheus: /api/v1/query_range (CPU time from /proc/<pid>/stat, peak memory from VmHWM)
 plus `strata tools query` for the two big queries (a process per query: start-up, block open).
 Medians over rounds. Peak memory = peak anonymous resident memory (resident minus file-backed pages,
@@ -165,20 +166,24 @@ class Prom:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def strata_round(data, queries, resdir):
-    """One run of every query in process; returns {name: (wall_ms, cpu_ms, mem_kb)}."""
-    qf = os.path.join(resdir, "queries.tsv")
-    with open(qf, "w") as f:
-        for name, expr, start, end, step in queries:
-            f.write(f"{name}\t{start * 1000}\t{end * 1000}\t{step * 1000}\t{expr}\n")
-    out = subprocess.run([os.path.join(TBIN, "promql_benchq"), data, qf, "1", str(THREADS), "0", resdir],
-                         check=True, capture_output=True, text=True).stdout
-    res = {}
-    for line in out.splitlines():
-        p = line.split()
-        if p and p[0] == "Q":
-            res[p[1]] = (float(p[2]), float(p[3]), int(p[4]))
-    return res
+class StrataBench:
+    """One promql_benchq process for the whole run (blocks opened and mapped once, like a server)."""
+    def __init__(self, data, resdir):
+        self.p = subprocess.Popen([os.path.join(TBIN, "promql_benchq"), data, "-", "1", str(THREADS), "0", resdir],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def run(self, name, expr, start, end, step):
+        """Returns (wall_ms, cpu_ms, mem_kb)."""
+        self.p.stdin.write(f"{name}\t{start * 1000}\t{end * 1000}\t{step * 1000}\t{expr}\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline().split()
+        if not line or line[0] != "Q" or line[1] != name:
+            raise RuntimeError(f"promql_benchq failed on {name}: {line}")
+        return float(line[2]), float(line[3]), int(line[4])
+
+    def stop(self):
+        self.p.stdin.close()
+        self.p.wait(60)
 
 
 def tools_query(data, expr, start, end, step):
@@ -225,6 +230,7 @@ def main():
     queries = [(n, e, BIG_START, END, BIG_STEP) for n, e in BIG] + [(n, e, D_START, END, D_STEP) for n, e in DASH]
     resdir = tempfile.mkdtemp(prefix="res-", dir=OUT)
     prom = Prom(data)
+    strata = StrataBench(data, resdir)
     S, P, T = {}, {}, {}
     mismatches = []
     try:
@@ -236,9 +242,8 @@ def main():
         log(f"big queries decode {big_samples} stored samples of x")
         for r in range(ROUNDS):
             log(f"--- round {r + 1}/{ROUNDS}")
-            for name, v in strata_round(data, queries, resdir).items():
-                S.setdefault(name, []).append(v)
             for name, expr, start, end, step in queries:
+                S.setdefault(name, []).append(strata.run(name, expr, start, end, step))
                 w, c, m, d = prom.query(expr, start, end, step)
                 P.setdefault(name, []).append((w, c, m))
                 if r == 0:
@@ -251,6 +256,7 @@ def main():
             for name, expr, start, end, step in queries[:len(BIG)]:
                 T.setdefault(name, []).append(tools_query(data, expr, start, end, step))
     finally:
+        strata.stop()
         prom.stop()
         shutil.rmtree(resdir, ignore_errors=True)
 

@@ -191,10 +191,21 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 		const chunk_t *chks;
 		int nc = chunked ? set->ops->chunks(set, &chks) : -1;
 		if (nc >= 0) {
-			it->chks = rb_dup(&b->ba, chks, (size_t)nc * sizeof(chunk_t));
-			it->nchks = (size_t)nc;
-			b->bbytes += 64 * (size_t)nc;
-			b->work += 120 * (size_t)nc;
+			/* the series set's pointers (chunk bytes included) are only valid until its next
+			 * next(): the batch keeps its own copy of the chunks overlapping the range */
+			chunk_t *cc = arena_alloc(&b->ba, ((size_t)nc + 1) * sizeof(chunk_t));
+			size_t k = 0;
+			for (int j = 0; j < nc; j++) {
+				if (chks[j].maxt < b->mint || chks[j].mint > b->maxt)
+					continue;
+				cc[k] = chks[j];
+				cc[k].data = rb_dup(&b->ba, chks[j].data, chks[j].len);
+				b->bbytes += chks[j].len + sizeof(chunk_t);
+				k++;
+			}
+			it->chks = cc;
+			it->nchks = k;
+			b->work += 120 * k;
 		} else {
 			size_t n = ev_load_samples(ev, set, b->mint, b->maxt, drop_stale);
 			it->t = rb_dup(&b->ba, ev->scr->t, n * sizeof(int64_t));

@@ -4,7 +4,9 @@
  *
  *   promql_benchq DATA_DIR QUERY_FILE RUNS THREADS WARMUP [RESULT_DIR]
  *
- * QUERY_FILE: one query per line, "name<TAB>start_ms<TAB>end_ms<TAB>step_ms<TAB>expr" (step 0 =
+ * QUERY_FILE ("-" = stdin, read as the queries come, so a driver can keep one process and its block
+ * mappings across rounds the way a server would):
+ * one query per line, "name<TAB>start_ms<TAB>end_ms<TAB>step_ms<TAB>expr" (step 0 =
  * instant). With WARMUP=1 each query first runs once untimed (page cache, mmaps), then RUNS times;
  * THREADS > 1 gives the engine a pool of THREADS workers (the caller claims work too); per query one line
  *   Q name wall_ms_median cpu_ms_median mem_peak_kb series points
@@ -143,7 +145,7 @@ int main(int argc, char **argv)
 	/* workers_parallel_for runs inline with a 1-thread pool, so the pool gets THREADS workers (the
 	 * calling thread claims tasks too) */
 	workers_t *w = threads > 1 ? workers_new(threads) : NULL;
-	FILE *qf = fopen(argv[2], "r");
+	FILE *qf = strcmp(argv[2], "-") ? fopen(argv[2], "r") : stdin;
 	if (!qf) {
 		perror(argv[2]);
 		return 1;
@@ -224,7 +226,8 @@ int main(int argc, char **argv)
 		printf("Q %s %.2f %.2f %ld %zu %zu\n", f[0], wall[runs / 2], cpu[runs / 2], mem, nser, npts);
 		fflush(stdout);
 	}
-	fclose(qf);
+	if (qf != stdin)
+		fclose(qf);
 	free(wall);
 	free(cpu);
 	if (w)
