@@ -49,6 +49,7 @@ struct qctx {
 	enum qkind kind;
 	bool limited;        /* counts against max_concurrent */
 	uint64_t arrival_ms; /* monotonic */
+	uint64_t arrival_ns, start_ns; /* monotonic: submitted, taken by a worker (query stats) */
 	volatile int cancel;
 	atomic_int done;
 	uint64_t timer;
@@ -217,6 +218,58 @@ static store_t *query_store(api_t *api, http_req_t *r, const common_t *c)
 
 /* ------------------------------------------------------------------ PromQL */
 
+/* A queryable that measures the time spent in select() (the engine's calls to storage: Prometheus's
+ * queryPreparationTime is its Select calls). Selects may come from pool threads, hence the atomic. */
+typedef struct timed_queryable {
+	queryable_t base;
+	queryable_t *inner;
+	atomic_uint_fast64_t select_ns;
+} timed_queryable_t;
+
+static int timed_select(queryable_t *q, arena_t *a, const matcher_t *ms, size_t nms, int64_t mint, int64_t maxt,
+			const select_hints_t *hints, series_set_t **out, err_t *err)
+{
+	timed_queryable_t *t = (timed_queryable_t *)q;
+	uint64_t t0 = clock_mono_ns();
+	int rc = t->inner->ops->select(t->inner, a, ms, nms, mint, maxt, hints, out, err);
+	atomic_fetch_add(&t->select_ns, clock_mono_ns() - t0);
+	return rc;
+}
+
+static int timed_label_names(queryable_t *q, arena_t *a, const matcher_t *ms, size_t nms, int64_t mint, int64_t maxt,
+			     str_t **out, size_t *n, err_t *err)
+{
+	queryable_t *in = ((timed_queryable_t *)q)->inner;
+	return in->ops->label_names(in, a, ms, nms, mint, maxt, out, n, err);
+}
+
+static int timed_label_values(queryable_t *q, arena_t *a, str_t name, const matcher_t *ms, size_t nms, int64_t mint,
+			      int64_t maxt, str_t **out, size_t *n, err_t *err)
+{
+	queryable_t *in = ((timed_queryable_t *)q)->inner;
+	return in->ops->label_values(in, a, name, ms, nms, mint, maxt, out, n, err);
+}
+
+static const struct queryable_ops timed_ops = {timed_select, timed_label_names, timed_label_values};
+
+/* Append ,"stats":{...} inside the data object promql_result_json wrote into b. */
+static void add_stats(buf_t *b, const qctx_t *q, uint64_t eval_ns, uint64_t select_ns, const promql_result_t *res)
+{
+	BUG_ON(b->n == 0 || b->p[b->n - 1] != '}');
+	buf_truncate(b, b->n - 1);
+	uint64_t queue_ns = q->start_ns - q->arrival_ns;
+	if (select_ns > eval_ns)
+		select_ns = eval_ns;
+	/* The engine sorts results inside its evaluation: resultSortTime is part of innerEvalTime. The
+	 * engine does not count totalQueryableSamples (or per step) yet: 0, see api.h. */
+	api_query_stats_t st = {.eval_total_ns = eval_ns, .preparation_ns = select_ns, .inner_eval_ns = eval_ns - select_ns,
+				.queue_ns = queue_ns, .exec_total_ns = queue_ns + eval_ns,
+				.peak_samples = res->samples_peak};
+	buf_puts(b, ",\"stats\":");
+	api_query_stats_json(b, &st);
+	buf_putc(b, '}');
+}
+
 static void run_query(qctx_t *q)
 {
 	api_t *api = q->api;
@@ -282,6 +335,8 @@ static void run_query(qctx_t *q)
 	store_queryable_opts_t so = {.partial_response = c.partial, .replica_labels = c.replica,
 				     .nreplica_labels = c.nreplica};
 	store_queryable_init(&sq, query_store(api, r, &c), &r->arena, &so);
+	timed_queryable_t tq = {.base = {&timed_ops}, .inner = store_queryable_base(&sq)};
+	atomic_init(&tq.select_ns, 0);
 	promql_opts_t o = {
 		.lookback_ms = lookback,
 		.max_samples = api->max_samples,
@@ -290,13 +345,18 @@ static void run_query(qctx_t *q)
 		.cancel = &q->cancel,
 	};
 	promql_result_t res;
-	int rc = promql_eval(&o, store_queryable_base(&sq), &r->arena, expr, start, end, step, &res, &err);
+	uint64_t t_eval = clock_mono_ns();
+	int rc = promql_eval(&o, &tq.base, &r->arena, expr, start, end, step, &res, &err);
+	uint64_t eval_ns = clock_mono_ns() - t_eval;
 	const char *const *w;
 	size_t nw = store_queryable_warnings(&sq, &w);
 	if (rc < 0)
 		return reply_err(r, type_from_name(res.error_type, rc), err.msg, w, nw);
 	buf_t b = BUF_INIT;
 	promql_result_json(&b, &res);
+	str_t stats;
+	if (http_req_param(r, "stats", &stats) && stats.n)
+		add_stats(&b, q, eval_ns, atomic_load(&tq.select_ns), &res);
 	reply_ok(r, buf_str(&b), w, nw);
 	buf_release(&b);
 }
@@ -472,6 +532,7 @@ static void q_finished(void *arg);
 static void work(http_req_t *r, void *arg)
 {
 	qctx_t *q = arg;
+	q->start_ns = clock_mono_ns();
 	switch (q->kind) {
 	case Q_INSTANT:
 	case Q_RANGE: run_query(q); break;
@@ -540,7 +601,8 @@ static void submit(api_t *api, http_req_t *r, enum qkind kind)
 	q->r = r;
 	q->kind = kind;
 	q->limited = kind == Q_INSTANT || kind == Q_RANGE;
-	q->arrival_ms = clock_mono_ms();
+	q->arrival_ns = clock_mono_ns();
+	q->arrival_ms = q->arrival_ns / 1000000;
 	atomic_init(&q->done, 0);
 	if (q->limited && (int)api->running >= api->max_conc) {
 		VEC_PUSH(&api->queue, q);

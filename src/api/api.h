@@ -13,6 +13,18 @@
  * (validated, no effect until downsampled data exists), storeMatch[] (selectors over __address__).
  * Booleans are Go ParseBool values; bad values get Thanos's "'<param>' parameter: ..." errors.
  *
+ * query/query_range with a non-empty `stats` parameter add Prometheus 2.42's data.stats (same field
+ * names and nesting, api_query_stats_json): execQueueTime = waiting for a query slot and a worker,
+ * evalTotalTime = the engine's evaluation, queryPreparationTime = time inside the engine's select()
+ * calls to the stores, innerEvalTime = the rest, execTotalTime = queue + evaluation, peakSamples =
+ * the engine's 2.42-exact peak. Not available from the engine yet, so reported as 0:
+ * resultSortTime (sorting happens inside the evaluation and is counted in innerEvalTime) and
+ * totalQueryableSamples; stats=all gives the same as stats=1 (Prometheus 2.42 too, unless started
+ * with --enable-feature=promql-per-step-stats).
+ *
+ * Bodies of 1 KiB and more are gzip- or deflate-compressed as the request's Accept-Encoding allows
+ * (api/compress.h), on the worker that built them.
+ *
  * Every response uses Prometheus's envelope, error types and status codes (api/response.h); errors
  * and responses with warnings carry Cache-Control: no-store; CORS headers are set on every API
  * response and OPTIONS is answered. Until api_set_ready(true), API routes answer a plain-text 503.

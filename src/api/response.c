@@ -2,6 +2,7 @@
 #include "api/response.h"
 
 #include "api/compress.h"
+#include "base/fmt.h"
 
 static const struct {
 	const char *name;
@@ -85,4 +86,41 @@ void api_respond_error(http_req_t *r, api_error_type_t t, const char *msg)
 	api_envelope_error(&b, t, msg, NULL, 0);
 	api_respond_json(r, types[t].status, &b);
 	buf_release(&b);
+}
+
+/* A time.Duration as Go's JSON encoder prints float64(d)/1e9 (jsoniter: 'e' below 1e-6, no exponent
+ * clean-up, the same rule as sample values). */
+static void put_seconds(buf_t *b, uint64_t ns)
+{
+	buf_put_prom_value(b, (double)ns / 1e9);
+}
+
+void api_query_stats_json(buf_t *out, const api_query_stats_t *s)
+{
+	static const char *const names[] = {"evalTotalTime", "resultSortTime", "queryPreparationTime",
+					    "innerEvalTime", "execQueueTime", "execTotalTime"};
+	const uint64_t v[] = {s->eval_total_ns, s->result_sort_ns, s->preparation_ns,
+			      s->inner_eval_ns, s->queue_ns,       s->exec_total_ns};
+	buf_puts(out, "{\"timings\":{");
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		buf_printf(out, "%s\"%s\":", i ? "," : "", names[i]);
+		put_seconds(out, v[i]);
+	}
+	buf_puts(out, "},\"samples\":{");
+	if (s->per_step && s->nsteps) {
+		buf_puts(out, "\"totalQueryableSamplesPerStep\":[");
+		for (size_t i = 0; i < s->nsteps; i++) {
+			buf_puts(out, i ? ",[" : "[");
+			buf_put_json_seconds(out, s->per_step_t[i]);
+			buf_putc(out, ',');
+			buf_put_i64(out, s->per_step[i]);
+			buf_putc(out, ']');
+		}
+		buf_puts(out, "],");
+	}
+	buf_puts(out, "\"totalQueryableSamples\":");
+	buf_put_i64(out, s->total_samples);
+	buf_puts(out, ",\"peakSamples\":");
+	buf_put_i64(out, s->peak_samples);
+	buf_puts(out, "}}");
 }

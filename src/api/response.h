@@ -9,6 +9,7 @@
 #define STRATA_API_RESPONSE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/err.h"
 #include "base/str.h"
@@ -34,6 +35,22 @@ api_error_type_t api_error_type_for(int err_code);
 void api_envelope_success(buf_t *out, str_t data_json, const char *const *warnings, size_t nwarnings);
 void api_envelope_error(buf_t *out, api_error_type_t t, const char *msg, const char *const *warnings,
 			size_t nwarnings);
+
+/* The "stats" member of a query's data (Prometheus 2.42's stats.BuiltinStats, shown when the request's
+ * stats parameter is non-empty), field names and order as Prometheus encodes them:
+ *   {"timings":{"evalTotalTime":s,"resultSortTime":s,"queryPreparationTime":s,"innerEvalTime":s,
+ *               "execQueueTime":s,"execTotalTime":s},
+ *    "samples":{["totalQueryableSamplesPerStep":[[t,n],...],]"totalQueryableSamples":n,"peakSamples":n}}
+ * Times are seconds as Go's JSON encoder prints a float64 of the duration; per-step entries only when
+ * per_step is non-NULL (Prometheus: stats=all with --enable-feature=promql-per-step-stats). */
+typedef struct api_query_stats {
+	uint64_t eval_total_ns, result_sort_ns, preparation_ns, inner_eval_ns, queue_ns, exec_total_ns;
+	int64_t total_samples, peak_samples;
+	const int64_t *per_step_t, *per_step; /* ms timestamps and sample counts, nsteps each; may be NULL */
+	size_t nsteps;
+} api_query_stats_t;
+
+void api_query_stats_json(buf_t *out, const api_query_stats_t *s);
 
 /* Send them (the request's response). */
 void api_respond_success(http_req_t *r, str_t data_json, const char *const *warnings, size_t nwarnings);

@@ -13,12 +13,14 @@ replica label and P/REF answer with Prometheus's label sets. A Prometheus 2.42 r
 blocks. Everything binds 127.0.0.1 on free ports and is stopped by PID.
 
   (a) promtool query instant|range|series|labels print the same against both servers;
-  (d) malformed requests get byte-identical error JSON and status codes from both servers;
+  (d) malformed requests get byte-identical error JSON and status codes from both servers; stats=1|all
+      give the same data.stats shape (keys, order, nesting) and peakSamples as Prometheus; gzip and
+      deflate responses decode to the plain response;
   (b) dedup: A+B with dedup answer like REF (see dedup_close below), without dedup show both replicas;
   (c) partial response: with store P killed, a query over A and B returns their data plus a warning
       naming P; with partial_response=false the query fails naming P.
 """
-import json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.parse, urllib.request
+import gzip, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.parse, urllib.request, zlib
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
@@ -245,6 +247,59 @@ def main():
                 assert ps >= 400, f"prometheus answered {ps}: {pb}"
                 assert (ss, sb) == (ps, pb), f"strata {ss} {sb}\nprometheus {ps} {pb}"
             check("error_" + name, t)
+
+        # ---- stats: the same JSON shape (keys, their order and nesting, value kinds) as Prometheus 2.42
+        def shape(x):
+            if isinstance(x, dict):
+                return [(k, shape(v)) for k, v in x.items()]
+            if isinstance(x, list):
+                return [shape(x[0])] if x else []
+            return "number" if isinstance(x, (int, float)) else type(x).__name__
+
+        for name, path, params in [
+            ("instant", "/api/v1/query", {"query": "sum by (job) (rate(http_requests_total[5m]))", "time": t_mid}),
+            ("range", "/api/v1/query_range", {"query": "up", "start": t_a, "end": t_a + 600, "step": 60}),
+            ("scalar", "/api/v1/query", {"query": "scalar(sum(up))", "time": t_mid}),
+        ]:
+            for stats in ["1", "all"]:
+                def t(path=path, params=params, stats=stats):
+                    ss, sb = get(qport, path, {**params, "stats": stats})
+                    ps, pb = get(prom_port, path, {**params, "stats": stats})
+                    assert ss == ps == 200, (ss, sb, ps, pb)
+                    sj, pj = json.loads(sb), json.loads(pb)
+                    assert shape(sj) == shape(pj), f"strata {shape(sj)}\nprometheus {shape(pj)}"
+                    assert sj["data"]["result"] == pj["data"]["result"], (sb, pb)
+                    samples = sj["data"]["stats"]["samples"]
+                    assert samples["peakSamples"] == pj["data"]["stats"]["samples"]["peakSamples"], (sb, pb)
+                    t = sj["data"]["stats"]["timings"]
+                    assert all(v >= 0 for v in t.values()) and t["evalTotalTime"] > 0, t
+                check(f"stats_{name}_{stats}", t)
+
+        def t_no_stats():
+            st, body = get(qport, "/api/v1/query", {"query": "up", "time": t_mid})
+            assert st == 200 and "stats" not in json.loads(body)["data"], body
+        check("stats_absent_without_param", t_no_stats)
+
+        # ---- compression: Go's client (promtool above) asks for gzip; curl-style deflate too
+        def t_compression():
+            params = urllib.parse.urlencode({"query": "up", "start": t_a, "end": t_b, "step": 15})
+            plain = get(qport, "/api/v1/query_range?" + params)
+            assert plain[0] == 200 and len(plain[1]) > 10000, plain[0]
+            for port, who in [(qport, "strata"), (prom_port, "prometheus")]:
+                for enc, dec in [("gzip", lambda b: gzip.decompress(b)), ("deflate", lambda b: zlib.decompress(b))]:
+                    rq = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/query_range?{params}",
+                                                headers={"Accept-Encoding": enc})
+                    with urllib.request.urlopen(rq, timeout=30) as r:
+                        assert r.headers.get("Content-Encoding") == enc, (who, enc, dict(r.headers))
+                        raw = r.read()
+                    body = dec(raw).decode()
+                    assert len(raw) * 4 < len(body), (who, enc, len(raw), len(body))
+                    if who == "strata":
+                        assert r.headers.get("Vary") == "Accept-Encoding", dict(r.headers)
+                        assert body == plain[1], (who, enc)
+                    else:
+                        assert json.loads(body)["data"] == json.loads(plain[1])["data"], "results differ"
+        check("compression_gzip_deflate", t_compression)
 
         def t_many_to_many():
             # Same status and errorType; the message prints the series like labels.String() in Prometheus

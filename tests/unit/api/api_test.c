@@ -599,4 +599,43 @@ TEST(responses_compressed_when_accepted)
 	teardown();
 }
 
+/* stats: Prometheus 2.42's data.stats shape (query_api.py compares it with a real 2.42); the peak is the
+ * engine's (pinned by its own tests), timings are non-negative seconds and the parts add up. */
+TEST(query_stats)
+{
+	setup();
+	api_set_ready(F.api, true);
+	buf_t b = BUF_INIT;
+	CHECK_EQ_INT(req("/api/v1/query_range?query=sum(up)&start=0&end=30&step=15&stats=1", NULL, &b), 200);
+	const char *st = strstr(b.p, ",\"stats\":{\"timings\":{\"evalTotalTime\":");
+	CHECK(st != NULL);
+	CHECK(strncmp(b.p, "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},"
+			   "\"values\":[[0,\"2\"],[15,\"2\"],[30,\"2\"]]}],\"stats\":",
+		      (size_t)(st - b.p) + 9) == 0);
+	double ev, sort, prep, inner, queue, total;
+	long long tot_samples, peak;
+	int n = sscanf(st, ",\"stats\":{\"timings\":{\"evalTotalTime\":%lf,\"resultSortTime\":%lf,"
+			   "\"queryPreparationTime\":%lf,\"innerEvalTime\":%lf,\"execQueueTime\":%lf,"
+			   "\"execTotalTime\":%lf},\"samples\":{\"totalQueryableSamples\":%lld,\"peakSamples\":%lld}}}}",
+		       &ev, &sort, &prep, &inner, &queue, &total, &tot_samples, &peak);
+	if (n != 8)
+		TEST_FAILF("stats shape (%d fields): %s", n, st);
+	CHECK(ev > 0 && ev < 5 && sort == 0 && prep > 0 && prep <= ev && inner >= 0 && queue >= 0);
+	CHECK(fabs(prep + inner - ev) < 1e-6 && fabs(queue + ev - total) < 1e-6);
+	CHECK(peak > 0);
+	/* stats=all: same shape (no per-step counts from the engine); instant queries too. */
+	CHECK_EQ_INT(req("/api/v1/query?query=up&time=600&stats=all", NULL, &b), 200);
+	CHECK(strstr(b.p, "]}],\"stats\":{\"timings\":{\"evalTotalTime\":") != NULL);
+	CHECK(strstr(b.p, ",\"samples\":{\"totalQueryableSamples\":0,\"peakSamples\":") != NULL);
+	/* Without the parameter, or empty: no stats. Errors never carry stats. */
+	CHECK_EQ_INT(req("/api/v1/query?query=up&time=600&stats=", NULL, &b), 200);
+	CHECK(strstr(b.p, "stats") == NULL);
+	CHECK_EQ_INT(req("/api/v1/query", "query=up&time=600", &b), 200);
+	CHECK(strstr(b.p, "stats") == NULL);
+	CHECK_EQ_INT(req("/api/v1/query?query=up%2B&stats=1", NULL, &b), 400);
+	CHECK(strstr(b.p, "stats") == NULL);
+	buf_release(&b);
+	teardown();
+}
+
 TEST_MAIN()
