@@ -46,6 +46,8 @@ typedef struct remote_set {
 	grpc_store_t *gs;
 	arena_t *a; /* the caller's: warnings */
 	grpc_stream_t *st;
+	const str_t *mem; /* instead of st: messages in memory (store_grpc_decode_series) */
+	size_t nmem, mem_i;
 	int64_t mint, maxt;
 	arena_t msg;       /* the frame being converted (and a batch being consumed) */
 	arena_t ar[2];     /* cur and look-ahead series */
@@ -150,9 +152,15 @@ static int read_series(remote_set_t *rs, arena_t *a, rseries_t *out, err_t *err)
 				*err = rs->end_err;
 			return rs->end_rc;
 		}
-		const uint8_t *m;
-		size_t len;
-		int rc = grpc_stream_recv(rs->st, &m, &len, &rs->end_err);
+		const uint8_t *m = NULL;
+		size_t len = 0;
+		int rc;
+		if (rs->st) {
+			rc = grpc_stream_recv(rs->st, &m, &len, &rs->end_err);
+		} else if ((rc = rs->mem_i < rs->nmem) != 0) {
+			m = (const uint8_t *)rs->mem[rs->mem_i].p;
+			len = rs->mem[rs->mem_i++].n;
+		}
 		if (rc <= 0) {
 			rs->eof = true;
 			rs->end_rc = rc;
@@ -357,6 +365,25 @@ static int gs_series(store_t *s, arena_t *a, const store_series_req_t *req, seri
 	rs->st = grpc_channel_call(gs->ch, "/thanos.Store/Series", buf, len, gs->timeout_ms);
 	/* The call runs from here on; the first next() waits for its first frame. Failures (unreachable,
 	 * refused) surface there, so calls to several stores proceed in parallel. */
+	*out = &rs->base;
+	return 0;
+}
+
+int store_grpc_decode_series(arena_t *a, const str_t *msgs, size_t n, int64_t mint, int64_t maxt, series_set_t **out)
+{
+	grpc_store_t *gs = ARENA_NEW(a, grpc_store_t);
+	gs->name = arena_strdup(a, "(memory)");
+	remote_set_t *rs = ARENA_NEW(a, remote_set_t);
+	rs->base.ops = &remote_set_ops;
+	rs->gs = gs;
+	rs->a = a;
+	rs->mint = mint;
+	rs->maxt = maxt;
+	rs->mem = msgs;
+	rs->nmem = n;
+	arena_init(&rs->msg, 16 * 1024);
+	arena_init(&rs->ar[0], 16 * 1024);
+	arena_init(&rs->ar[1], 16 * 1024);
 	*out = &rs->base;
 	return 0;
 }

@@ -55,4 +55,9 @@ int store_grpc_client_new(store_t **out, const char *address, const store_grpc_c
 /* The channel under the store (e.g. for tests: connection counts). */
 grpc_channel_t *store_grpc_client_channel(store_t *s);
 
+/* The Series response decoding of series() over SeriesResponse messages already received (unframed,
+ * uncompressed; msgs must outlive the set), for tests and fuzzing: same merging, ordering checks,
+ * warnings and errors, with "(memory)" as the endpoint. Samples are trimmed to [mint, maxt]. */
+int store_grpc_decode_series(arena_t *a, const str_t *msgs, size_t n, int64_t mint, int64_t maxt, series_set_t **out);
+
 #endif

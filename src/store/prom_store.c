@@ -124,6 +124,7 @@ typedef struct prom_set {
 	bool done;
 	/* streamed mode */
 	httpc_stream_t *stream;
+	str_t mem; /* instead of stream: the whole response in memory (prom_store_decode) */
 	httpc_req_t req;
 	char *url;
 	const char *hdrs[3];
@@ -153,6 +154,25 @@ static void chunk_push(arena_t *a, chunk_vec_t *cv, chunk_t c)
 	cv->v[cv->n++] = c;
 }
 
+/* The response body: the HTTP stream, or set->mem for responses decoded from memory. */
+static int src_fill(prom_set_t *set, size_t want, err_t *err)
+{
+	return set->stream ? httpc_stream_fill(set->stream, want, err) : 0;
+}
+
+static str_t src_buf(const prom_set_t *set)
+{
+	return set->stream ? httpc_stream_buf(set->stream) : set->mem;
+}
+
+static void src_consume(prom_set_t *set, size_t n)
+{
+	if (set->stream)
+		httpc_stream_consume(set->stream, n);
+	else
+		set->mem = str_sub(set->mem, n, set->mem.n);
+}
+
 /* Read the next frame into set->frame (NULL at the end of the stream). */
 static int read_frame(prom_set_t *set, err_t *err)
 {
@@ -161,15 +181,15 @@ static int read_frame(prom_set_t *set, err_t *err)
 		set->frame = NULL;
 	}
 	set->fidx = 0;
-	int rc = httpc_stream_fill(set->stream, 1, err);
+	int rc = src_fill(set, 1, err);
 	if (rc)
 		return err_wrap(err, "remote read");
-	str_t b = httpc_stream_buf(set->stream);
+	str_t b = src_buf(set);
 	if (b.n == 0)
 		return 0; /* clean end */
-	if ((rc = httpc_stream_fill(set->stream, VARINT_MAX_LEN, err)) != 0)
+	if ((rc = src_fill(set, VARINT_MAX_LEN, err)) != 0)
 		return err_wrap(err, "remote read");
-	b = httpc_stream_buf(set->stream);
+	b = src_buf(set);
 	uint64_t len;
 	int hl = uvarint_get((const uint8_t *)b.p, (const uint8_t *)b.p + b.n, &len);
 	if (hl <= 0)
@@ -179,9 +199,9 @@ static int read_frame(prom_set_t *set, err_t *err)
 		return err_set(err, ERR_CORRUPT, "remote read %s: offset %llu: frame of %llu bytes exceeds %u",
 			       set->url, (unsigned long long)set->offset, (unsigned long long)len, PROM_MAX_FRAME);
 	size_t total = (size_t)hl + 4 + (size_t)len;
-	if ((rc = httpc_stream_fill(set->stream, total, err)) != 0)
+	if ((rc = src_fill(set, total, err)) != 0)
 		return err_wrap(err, "remote read");
-	b = httpc_stream_buf(set->stream);
+	b = src_buf(set);
 	if (b.n < total)
 		return err_set(err, ERR_CORRUPT, "remote read %s: offset %llu: truncated frame (%zu of %zu bytes)",
 			       set->url, (unsigned long long)set->offset, b.n, total);
@@ -197,7 +217,7 @@ static int read_frame(prom_set_t *set, err_t *err)
 	if (set->frame->query_index != 0)
 		return err_set(err, ERR_CORRUPT, "remote read %s: offset %llu: query_index %lld, only 0 was asked",
 			       set->url, (unsigned long long)set->offset, (long long)set->frame->query_index);
-	httpc_stream_consume(set->stream, total);
+	src_consume(set, total);
 	set->offset += total;
 	return 0;
 }
@@ -552,6 +572,29 @@ static int prom_series(store_t *base, arena_t *a, const store_series_req_t *req,
 	rc = err_set(err, ERR_CORRUPT, "remote read %s: unexpected content type \"%s\"", set->url, ct ? ct : "(none)");
 	set_close(&set->base);
 	return rc;
+}
+
+int prom_store_decode(arena_t *a, const void *body, size_t n, bool streamed, const labels_t *ext, int64_t mint,
+		      int64_t maxt, series_set_t **out, err_t *err)
+{
+	prom_set_t *set = ARENA_NEW(a, prom_set_t);
+	set->base.ops = &prom_set_ops;
+	set->ext = ext ? *ext : (labels_t){0};
+	set->mint = mint;
+	set->maxt = maxt;
+	arena_init(&set->scratch, 0);
+	buf_init(&set->body);
+	set->url = "(memory)";
+	set->mem = str_from(body, n);
+	if (!streamed) {
+		int rc = decode_samples(set, a, body, n, err);
+		if (rc) {
+			set_close(&set->base);
+			return rc;
+		}
+	}
+	*out = &set->base;
+	return 0;
 }
 
 /* Time as Prometheus API seconds, or false when the bound is open (outside year 0..9999). */

@@ -51,6 +51,13 @@ labels_t prom_store_external_labels(prom_store_t *s, arena_t *a);
 /* Lower bound of the data Prometheus holds (oldest block's minTime, or the bucket's). Thread-safe. */
 void prom_store_set_data_min_time(prom_store_t *s, int64_t mint);
 
+/* Decode a remote-read response body held in memory (tests, fuzzing): streamed = STREAMED_XOR_CHUNKS
+ * frames (read lazily by the set, as from Prometheus), else a snappy SAMPLES ReadResponse (decoded
+ * now). ext (may be NULL) is attached as external labels; samples are trimmed to [mint, maxt]. body
+ * must outlive the set. Errors as series() (ERR_CORRUPT naming the offset), "(memory)" as the URL. */
+int prom_store_decode(arena_t *a, const void *body, size_t n, bool streamed, const labels_t *ext, int64_t mint,
+		      int64_t maxt, series_set_t **out, err_t *err);
+
 /* ---- Prometheus HTTP API helpers (blocking; thread-safe) ---- */
 
 /* GET <url>/-/ready: 0 if 200, ERR_UNAVAILABLE (down or not ready, with the reason) otherwise. */

@@ -488,4 +488,86 @@ TEST(concurrent_callers_share_one_connection)
 	env_stop(&e);
 }
 
+/* One packed SeriesResponse (series {__name__="fake", instance=inst} with one XOR chunk, or a warning). */
+static str_t pack_response(arena_t *a, const char *inst, int64_t from, int nsamples, const char *warning)
+{
+	Thanos__Label l1 = THANOS__LABEL__INIT, l2 = THANOS__LABEL__INIT;
+	l1.name = "__name__", l1.value = "fake";
+	l2.name = "instance", l2.value = (char *)inst;
+	Thanos__Label *lp[] = {&l1, &l2};
+	Thanos__Series s = THANOS__SERIES__INIT;
+	s.labels = lp, s.n_labels = 2;
+	xor_enc_t e;
+	xor_enc_init(&e);
+	for (int i = 0; i < nsamples; i++)
+		xor_enc_append(&e, from + i * 1000, 1);
+	size_t len;
+	const uint8_t *p = xor_enc_bytes(&e, &len);
+	Thanos__Chunk raw = THANOS__CHUNK__INIT;
+	raw.type = THANOS__CHUNK__ENCODING__XOR;
+	raw.data.data = arena_memdup(a, p, len), raw.data.len = len;
+	xor_enc_release(&e);
+	Thanos__AggrChunk ac = THANOS__AGGR_CHUNK__INIT;
+	ac.min_time = from, ac.max_time = from + (nsamples - 1) * 1000, ac.raw = &raw;
+	Thanos__AggrChunk *acp[] = {&ac};
+	s.chunks = acp, s.n_chunks = 1;
+	Thanos__SeriesResponse r = THANOS__SERIES_RESPONSE__INIT;
+	if (warning) {
+		r.result_case = THANOS__SERIES_RESPONSE__RESULT_WARNING;
+		r.warning = (char *)warning;
+	} else {
+		r.result_case = THANOS__SERIES_RESPONSE__RESULT_SERIES;
+		r.series = &s;
+	}
+	size_t n = thanos__series_response__get_packed_size(&r);
+	uint8_t *out = arena_alloc(a, n ? n : 1);
+	thanos__series_response__pack(&r, out);
+	return (str_t){(const char *)out, n};
+}
+
+TEST(decode_series_from_memory)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	str_t msgs[5];
+	msgs[0] = pack_response(&a, "a", 0, 10, NULL);
+	msgs[1] = pack_response(&a, NULL, 0, 0, "partial data");
+	msgs[2] = pack_response(&a, "a", 10000, 5, NULL); /* continues series a */
+	msgs[3] = pack_response(&a, "b", 0, 3, NULL);
+	msgs[4] = (str_t){"\xff\xff", 2}; /* garbage */
+	series_set_t *set;
+	err_t err = {0};
+	CHECK_EQ_INT(store_grpc_decode_series(&a, msgs, 4, INT64_MIN, INT64_MAX, &set), 0);
+	int64_t t[64];
+	double v[64];
+	int counts[2] = {0, 0}, nser = 0, rc;
+	while ((rc = series_set_next(set, &err)) > 0 && nser < 2) {
+		sample_iter_t *it = series_set_samples(set);
+		int n;
+		while ((n = sample_iter_next_batch(it, t, v, 64, &err)) > 0)
+			counts[nser] += n;
+		nser++;
+	}
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(nser, 2);
+	CHECK_EQ_INT(counts[0], 15);
+	CHECK_EQ_INT(counts[1], 3);
+	const char *const *w;
+	CHECK_EQ_INT((int)set->ops->warnings(set, &w), 1);
+	CHECK(strstr(w[0], "partial data") != NULL);
+	series_set_close(set);
+	/* out of order (b then a) and garbage are errors naming the frame */
+	str_t bad[] = {msgs[3], msgs[0]};
+	CHECK_EQ_INT(store_grpc_decode_series(&a, bad, 2, INT64_MIN, INT64_MAX, &set), 0);
+	CHECK_EQ_INT(series_set_next(set, &err), 1);
+	CHECK_EQ_INT(series_set_next(set, &err), ERR_CORRUPT);
+	CHECK(strstr(err.msg, "out of order") != NULL);
+	series_set_close(set);
+	CHECK_EQ_INT(store_grpc_decode_series(&a, msgs + 4, 1, INT64_MIN, INT64_MAX, &set), 0);
+	CHECK_EQ_INT(series_set_next(set, &err), ERR_CORRUPT);
+	CHECK(strstr(err.msg, "store (memory): Series: frame 1: cannot decode") != NULL);
+	series_set_close(set);
+	arena_release(&a);
+}
+
 TEST_MAIN()

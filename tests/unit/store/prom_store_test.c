@@ -563,4 +563,53 @@ TEST(external_labels_and_flags_from_prometheus)
 	arena_release(&a);
 }
 
+/* Count series and samples of a set (closing it); rc of the failing next() or 0. */
+static int count_set(series_set_t *set, size_t *nser, size_t *nsamp, err_t *err)
+{
+	int rc;
+	int64_t t[128];
+	double v[128];
+	*nser = *nsamp = 0;
+	while ((rc = series_set_next(set, err)) > 0) {
+		(*nser)++;
+		sample_iter_t *it = series_set_samples(set);
+		int n;
+		while ((n = sample_iter_next_batch(it, t, v, 128, err)) > 0)
+			*nsamp += (size_t)n;
+	}
+	series_set_close(set);
+	return rc;
+}
+
+TEST(decode_from_memory_streamed_and_samples)
+{
+	init_labels();
+	arena_t a;
+	arena_init(&a, 0);
+	err_t err = {0};
+	size_t ns, nsamp;
+	series_set_t *set;
+	buf_t body = BUF_INIT;
+	streamed_body(&body, false);
+	CHECK_EQ_INT(prom_store_decode(&a, body.p, body.n, true, NULL, INT64_MIN, INT64_MAX, &set, &err), 0);
+	CHECK_EQ_INT(count_set(set, &ns, &nsamp, &err), 0);
+	CHECK_EQ_INT((int)ns, 2); /* b's two frames joined */
+	CHECK_EQ_INT((int)nsamp, 300 + 120 + 50);
+	/* cut in the second frame: the first series still comes, then a truncation error with an offset */
+	CHECK_EQ_INT(prom_store_decode(&a, body.p, body.n - 3, true, NULL, INT64_MIN, INT64_MAX, &set, &err), 0);
+	CHECK_EQ_INT(count_set(set, &ns, &nsamp, &err), ERR_CORRUPT);
+	CHECK(strstr(err.msg, "(memory): offset") != NULL);
+	CHECK(strstr(err.msg, "truncated") != NULL);
+	buf_reset(&body);
+	samples_body(&body);
+	CHECK_EQ_INT(prom_store_decode(&a, body.p, body.n, false, NULL, INT64_MIN, INT64_MAX, &set, &err), 0);
+	CHECK_EQ_INT(count_set(set, &ns, &nsamp, &err), 0);
+	CHECK_EQ_INT((int)ns, 2);
+	CHECK_EQ_INT((int)nsamp, 310);
+	CHECK_EQ_INT(prom_store_decode(&a, body.p, body.n / 2, false, NULL, INT64_MIN, INT64_MAX, &set, &err),
+		     ERR_CORRUPT);
+	buf_release(&body);
+	arena_release(&a);
+}
+
 TEST_MAIN()
