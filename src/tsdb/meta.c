@@ -163,10 +163,20 @@ int meta_parse(block_meta_t *m, const char *json, size_t len, const char *what, 
 	}
 	json_t *st = json_object_get(root, "stats");
 	if (json_is_object(st)) {
-		tmp = 0, get_i64(st, "numSamples", &tmp, false, what, NULL), m->num_samples = (uint64_t)tmp;
-		tmp = 0, get_i64(st, "numSeries", &tmp, false, what, NULL), m->num_series = (uint64_t)tmp;
-		tmp = 0, get_i64(st, "numChunks", &tmp, false, what, NULL), m->num_chunks = (uint64_t)tmp;
-		tmp = 0, get_i64(st, "numTombstones", &tmp, false, what, NULL), m->num_tombstones = (uint64_t)tmp;
+		/* Counts are uint64 in Prometheus: a negative one is corrupt (it would be written back as a
+		 * number above INT64_MAX that no JSON reader here or in Go's int64 paths accepts). */
+		const char *names[] = {"numSamples", "numSeries", "numChunks", "numTombstones"};
+		uint64_t *dst[] = {&m->num_samples, &m->num_series, &m->num_chunks, &m->num_tombstones};
+		for (int i = 0; i < 4; i++) {
+			tmp = 0;
+			get_i64(st, names[i], &tmp, false, what, NULL);
+			if (tmp < 0) {
+				rc = err_set(err, ERR_CORRUPT, "meta: %s: stats.%s is negative (%lld)", what, names[i],
+					     (long long)tmp);
+				goto out;
+			}
+			*dst[i] = (uint64_t)tmp;
+		}
 	}
 	json_t *c = json_object_get(root, "compaction");
 	if (json_is_object(c)) {

@@ -95,6 +95,10 @@ TEST(meta_parse_errors)
 		   "\"minTime\" is not an integer");
 	expect_bad("{\"ulid\": \"01ARZ3NDEKTSV4RRFFQ69G5FAV\", \"minTime\": 1, \"maxTime\": 2, \"version\": 2}",
 		   "unsupported meta version 2");
+	/* found by meta_fuzz: a negative count was kept as a huge uint64 and written back unreadable */
+	expect_bad("{\"ulid\": \"01ARZ3NDEKTSV4RRFFQ69G5FAV\", \"minTime\": 1, \"maxTime\": 2, \"version\": 1,"
+		   " \"stats\": {\"numSeries\": -2}}",
+		   "stats.numSeries is negative (-2)");
 	/* unknown fields and wrong-typed optional sections are tolerated */
 	const char *ok = "{\"ulid\": \"01ARZ3NDEKTSV4RRFFQ69G5FAV\", \"minTime\": 1, \"maxTime\": 2, \"version\": 1,"
 			 " \"x\": [], \"stats\": 3, \"compaction\": {\"level\": 1, \"sources\": [1, \"bad\"]},"
