@@ -1,5 +1,11 @@
 /*
  * merge.c — k-way merge of series sets from several queryables.
+ *
+ * Lazy: next() only finds the sources holding the smallest label set; their samples are merged when
+ * samples() is asked for, and chunks() hands out the sources' chunks (concatenated, sorted by time)
+ * when they do not overlap in time — blocks of a data directory never do — so callers can decode them
+ * in parallel. Overlapping chunks (or a source without chunks) make chunks() return -1 and callers
+ * use samples(), which resolves equal timestamps in favour of the earlier source.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +37,14 @@ typedef struct mset {
 	int64_t *t, *tt; /* merged samples, scratch */
 	double *v, *vv;
 	size_t ns, cap;
+	size_t *cur_src; /* children holding the current series, in source order */
+	size_t ncur;
+	bool pending;  /* the cur_src children still have to be advanced */
+	bool absorbed; /* t/v hold the current series' merged samples */
+	int rc;        /* error while merging samples (reported by the iterator) */
+	err_t err;
+	chunk_t *chks;
+	size_t nchks, chkcap;
 	struct msit {
 		sample_iter_t it;
 		struct mset *m;
@@ -41,6 +55,10 @@ typedef struct mset {
 static int msit_next(sample_iter_t *it, int64_t *t, double *v, int cap, err_t *err)
 {
 	struct msit *s = (struct msit *)it;
+	if (s->m->rc) {
+		*err = s->m->err;
+		return s->m->rc;
+	}
 	int k = 0;
 	while (k < cap && s->i < s->m->ns) {
 		t[k] = s->m->t[s->i];
@@ -145,6 +163,16 @@ static void copy_labels(mset_t *m, const labels_t *ls)
 static int mset_next(series_set_t *ss, err_t *err)
 {
 	mset_t *m = (mset_t *)ss;
+	if (m->pending) {
+		for (size_t k = 0; k < m->ncur; k++) {
+			child_t *c = &m->c[m->cur_src[k]];
+			int rc = series_set_next(c->set, err);
+			if (rc < 0)
+				return rc;
+			c->state = rc;
+		}
+		m->pending = false;
+	}
 	/* pick the smallest current labels */
 	ssize_t best = -1;
 	for (size_t i = 0; i < m->n; i++) {
@@ -156,19 +184,13 @@ static int mset_next(series_set_t *ss, err_t *err)
 	if (best < 0)
 		return 0;
 	copy_labels(m, series_set_labels(m->c[best].set));
-	bool first = true;
-	for (size_t i = 0; i < m->n; i++) {
-		if (!m->c[i].state || !labels_eq(series_set_labels(m->c[i].set), &m->cur))
-			continue;
-		int rc = absorb(m, m->c[i].set, first, err);
-		if (rc)
-			return rc;
-		first = false;
-		rc = series_set_next(m->c[i].set, err);
-		if (rc < 0)
-			return rc;
-		m->c[i].state = rc;
-	}
+	m->ncur = 0;
+	for (size_t i = 0; i < m->n; i++)
+		if (m->c[i].state && labels_eq(series_set_labels(m->c[i].set), &m->cur))
+			m->cur_src[m->ncur++] = i;
+	m->pending = true;
+	m->absorbed = false;
+	m->rc = 0;
 	m->it.i = 0;
 	return 1;
 }
@@ -181,10 +203,48 @@ static const labels_t *mset_labels(series_set_t *ss)
 static sample_iter_t *mset_samples(series_set_t *ss)
 {
 	mset_t *m = (mset_t *)ss;
+	if (!m->absorbed) {
+		m->absorbed = true;
+		for (size_t k = 0; k < m->ncur && !m->rc; k++)
+			m->rc = absorb(m, m->c[m->cur_src[k]].set, k == 0, &m->err);
+	}
 	m->it.it.ops = &msit_ops;
 	m->it.m = m;
 	m->it.i = 0;
 	return &m->it.it;
+}
+
+static int cmp_chunk_mint(const void *a, const void *b)
+{
+	const chunk_t *x = a, *y = b;
+	return x->mint < y->mint ? -1 : x->mint > y->mint;
+}
+
+static int mset_chunks(series_set_t *ss, const chunk_t **out)
+{
+	mset_t *m = (mset_t *)ss;
+	m->nchks = 0;
+	for (size_t k = 0; k < m->ncur; k++) {
+		series_set_t *cs = m->c[m->cur_src[k]].set;
+		const chunk_t *c;
+		int n = cs->ops->chunks ? cs->ops->chunks(cs, &c) : -1;
+		if (n < 0)
+			return -1;
+		if (m->nchks + (size_t)n > m->chkcap) {
+			m->chkcap = alloc_grow_cap(m->chkcap, m->nchks + (size_t)n);
+			m->chks = xreallocarray(m->chks, m->chkcap, sizeof(chunk_t));
+		}
+		if (n)
+			memcpy(m->chks + m->nchks, c, (size_t)n * sizeof(chunk_t));
+		m->nchks += (size_t)n;
+	}
+	if (m->ncur > 1)
+		qsort(m->chks, m->nchks, sizeof(chunk_t), cmp_chunk_mint);
+	for (size_t i = 1; i < m->nchks; i++)
+		if (m->chks[i].mint <= m->chks[i - 1].maxt)
+			return -1; /* overlapping sources: samples() deduplicates */
+	*out = m->chks;
+	return (int)m->nchks;
 }
 
 static void mset_close(series_set_t *ss)
@@ -199,6 +259,9 @@ static void mset_close(series_set_t *ss)
 	free(m->v);
 	free(m->tt);
 	free(m->vv);
+	free(m->chks);
+	m->chks = NULL;
+	m->nchks = m->chkcap = 0;
 	m->lbuf = NULL;
 	m->sbuf = NULL;
 	m->t = m->tt = NULL;
@@ -206,7 +269,7 @@ static void mset_close(series_set_t *ss)
 }
 
 static const struct series_set_ops mset_ops = {
-	.next = mset_next, .labels = mset_labels, .samples = mset_samples, .close = mset_close};
+	.next = mset_next, .labels = mset_labels, .samples = mset_samples, .chunks = mset_chunks, .close = mset_close};
 
 static int merge_select(queryable_t *q, arena_t *a, const matcher_t *ms, size_t nms, int64_t mint, int64_t maxt,
 			const select_hints_t *hints, series_set_t **out, err_t *err)
@@ -218,6 +281,7 @@ static int merge_select(queryable_t *q, arena_t *a, const matcher_t *ms, size_t 
 	m->set.ops = &mset_ops;
 	m->a = a;
 	m->c = ARENA_NEW_ARRAY(a, child_t, pm->n ? pm->n : 1);
+	m->cur_src = ARENA_NEW_ARRAY(a, size_t, pm->n ? pm->n : 1);
 	for (size_t i = 0; i < pm->n; i++) {
 		series_set_t *s = NULL;
 		int rc = pm->srcs[i]->ops->select(pm->srcs[i], a, ms, nms, mint, maxt, hints, &s, err);
