@@ -9,7 +9,9 @@
  * range function or selector (sum(rate(x[5m])), count by (job) (x), ...) are fed series by series and
  * never hold their input. Step-invariant parts (every selector pinned with @) are evaluated once.
  * Results are bit-identical to a sequential evaluation (series are combined in storage order).
- * Everything a query allocates lives in the arena the caller passes in; results point into it.
+ * Everything a query allocates lives in the arena the caller passes in (results point into it), except
+ * the batch scratch (at most ~256 series: their chunk copies up to 16 MiB, 2 M output cells, one
+ * decode buffer per task), which is heap memory freed with the arena and not part of max_memory.
  *
  * Limits: max_samples (Prometheus's wording when exceeded; samples counted exactly as 2.42 counts
  * them, so the same queries fail, and samples_peak equals its stats=all peakSamples), a deadline
