@@ -138,12 +138,6 @@ static void acct_range_eval(ev_t *ev, int64_t orig, const argrec_t *r, const val
 	acct_set(ev, orig + total);
 }
 
-bool value_is_stale(double v)
-{
-	uint64_t b;
-	memcpy(&b, &v, 8);
-	return b == 0x7ff0000000000002ull;
-}
 
 double go_max(double x, double y)
 {

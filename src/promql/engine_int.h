@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <setjmp.h>
+#include <string.h>
 
 #include "base/hmap.h"
 #include "promql/engine.h"
@@ -173,7 +174,13 @@ bool is_range_function(const promql_expr_t *call); /* a call taking a range vect
 bool eval_range_call_streamed(ev_t *ev, const promql_expr_t *call, bool need_unique_names, range_sink_fn sink,
 			      void *sctx);
 
-bool value_is_stale(double v);
+/* Prometheus's staleness marker (inline: checked for every decoded sample). */
+static inline bool value_is_stale(double v)
+{
+	uint64_t b;
+	memcpy(&b, &v, 8);
+	return b == 0x7ff0000000000002ull;
+}
 double go_max(double a, double b);
 double go_min(double a, double b);
 /* Kahan-Babuska step, as Prometheus's kahanSumInc (inline: it is the inner loop of *_over_time). */
