@@ -550,7 +550,8 @@ static int64_t cancel_poll(loop_t *l, uint64_t id, void *arg)
 	qctx_t *q = arg;
 	if (atomic_load(&q->done))
 		return q->timer = 0, LOOP_TIMER_DONE;
-	if (!http_req_connected(q->r)) {
+	/* Gone, or EOF on its side: like Prometheus (Go's net/http cancels the request context on EOF). */
+	if (!http_req_connected(q->r) || http_req_peer_eof(q->r)) {
 		q->cancel = 1;
 		return q->timer = 0, LOOP_TIMER_DONE;
 	}

@@ -31,8 +31,11 @@
  *
  * Queries: at most max_concurrent evaluate at once; the rest wait in a FIFO queue. The query timeout
  * (min of --query.timeout and the request's timeout parameter) counts from the request's arrival,
- * so time spent queued counts ("query timed out in query queue"). A client that disconnects cancels
- * its query. Everything except the evaluation itself runs on the loop thread.
+ * so time spent queued counts ("query timed out in query queue"). A client that disconnects, or shuts
+ * down its sending side (EOF: Go's net/http and so Prometheus take that as gone too), cancels its
+ * query: the connection is polled every 100 ms and the engine sees the flag at its next check (once
+ * per batch of up to 256 series for range functions over selectors). Everything except the
+ * evaluation itself runs on the loop thread.
  */
 #ifndef STRATA_API_API_H
 #define STRATA_API_API_H

@@ -338,6 +338,11 @@ bool http_req_connected(const http_req_t *r)
 	return r->priv->hc != NULL && !r->priv->hc->closed;
 }
 
+bool http_req_peer_eof(const http_req_t *r)
+{
+	return r->priv->hc != NULL && r->priv->hc->c->peer_eof;
+}
+
 /* ---- worker hand-off ---- */
 
 static void worker_done(void *arg)

@@ -140,6 +140,11 @@ void http_stream_end(http_req_t *r);
 size_t http_stream_pending(const http_req_t *r);
 /* Whether the client is still connected (a streaming producer stops early when false). */
 bool http_req_connected(const http_req_t *r);
+/* Whether the client has shut down its sending side (EOF: a full close or a half-close) while this
+ * request is in flight. The server still answers a half-closed client (HTTP allows it to read the
+ * response), but a handler of long work may take EOF as the client going away, as Go's net/http does
+ * (it cancels the request's context on EOF; Prometheus's queries stop then). */
+bool http_req_peer_eof(const http_req_t *r);
 
 /* Run work(r, arg) on the server's worker pool, then send its response from the loop thread. The
  * work function may read r and allocate from r->arena, and must respond with http_respond,
