@@ -115,8 +115,10 @@ static int add_chunks(remote_set_t *rs, arena_t *a, rseries_t *out, const Thanos
 			out->chunks = arena_realloc(a, out->chunks, out->cap * sizeof *out->chunks, cap * sizeof *out->chunks);
 			out->cap = cap;
 		}
+		/* an empty chunk arrives with data NULL (protobuf-c): copy from "" (seriesresp_fuzz) */
 		out->chunks[out->n++] = (chunk_t){ac->min_time, ac->max_time, (uint8_t)enc,
-						  arena_memdup(a, ac->raw->data.data, ac->raw->data.len ? ac->raw->data.len : 1),
+						  arena_memdup(a, ac->raw->data.len ? ac->raw->data.data : (const uint8_t *)"",
+							       ac->raw->data.len ? ac->raw->data.len : 1),
 						  ac->raw->data.len};
 	}
 	return 0;

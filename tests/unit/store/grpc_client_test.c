@@ -570,4 +570,38 @@ TEST(decode_series_from_memory)
 	arena_release(&a);
 }
 
+/* Found by seriesresp_fuzz: a raw chunk with empty data (NULL in protobuf-c) was copied from NULL. */
+TEST(decode_series_empty_chunk_data)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	Thanos__Label l1 = THANOS__LABEL__INIT;
+	l1.name = "__name__", l1.value = "x";
+	Thanos__Label *lp[] = {&l1};
+	Thanos__Chunk raw = THANOS__CHUNK__INIT;
+	raw.type = THANOS__CHUNK__ENCODING__XOR;
+	Thanos__AggrChunk ac = THANOS__AGGR_CHUNK__INIT;
+	ac.min_time = 1, ac.max_time = 2, ac.raw = &raw;
+	Thanos__AggrChunk *acp[] = {&ac};
+	Thanos__Series s = THANOS__SERIES__INIT;
+	s.labels = lp, s.n_labels = 1, s.chunks = acp, s.n_chunks = 1;
+	Thanos__SeriesResponse r = THANOS__SERIES_RESPONSE__INIT;
+	r.result_case = THANOS__SERIES_RESPONSE__RESULT_SERIES;
+	r.series = &s;
+	size_t n = thanos__series_response__get_packed_size(&r);
+	uint8_t *buf = arena_alloc(&a, n);
+	thanos__series_response__pack(&r, buf);
+	str_t msg = {(const char *)buf, n};
+	series_set_t *set;
+	err_t err = {0};
+	CHECK_EQ_INT(store_grpc_decode_series(&a, &msg, 1, INT64_MIN, INT64_MAX, &set), 0);
+	CHECK_EQ_INT(series_set_next(set, &err), 1);
+	const chunk_t *cs;
+	CHECK_EQ_INT(set->ops->chunks(set, &cs), 1);
+	CHECK_EQ_INT((int)cs[0].len, 0);
+	CHECK(cs[0].data != NULL);
+	series_set_close(set);
+	arena_release(&a);
+}
+
 TEST_MAIN()
