@@ -30,6 +30,7 @@ typedef struct rb_scratch {
 	size_t cap;
 	err_t err;
 	int rc;
+	size_t bad; /* item that failed */
 } rb_scratch_t;
 
 typedef struct rb {
@@ -110,6 +111,7 @@ static void rb_task(void *arg, size_t ti)
 							  &sc->err);
 			if (got < 0) {
 				sc->rc = (int)got;
+				sc->bad = i;
 				return;
 			}
 			n = rb_trim(sc->t, sc->v, (size_t)got, b->mint, b->maxt, b->drop_stale);
@@ -137,6 +139,10 @@ static void rb_flush(rb_t *b, range_sink_fn sink, void *sctx)
 	for (size_t i = 0; i < b->ntasks; i++)
 		if (b->scr[i].rc) {
 			*ev->err = b->scr[i].err;
+			buf_t lb = BUF_INIT;
+			labels_format(&lb, &b->items[b->scr[i].bad].ls);
+			err_wrap(ev->err, "decoding series %s", lb.p);
+			buf_release(&lb);
 			ev->scr->error_type = "internal";
 			ev_fail_err(ev, b->scr[i].rc);
 		}

@@ -941,7 +941,6 @@ typedef struct aggst {
 	agrp_t *g;
 	size_t ng, gcap;
 	obuild_t *ob;
-	int64_t points; /* input points fed */
 	int64_t *in_cnt; /* streamed input: points per step (accounting) */
 	buf_t kb;       /* group key scratch */
 	bool sink_drop_name; /* agg_sink: the fed labels still carry a __name__ the input drops */
@@ -1035,7 +1034,6 @@ static void agg_add(ev_t *ev, aggst_t *st, labels_t ls, bool drop_name, const do
 		if (!ok[i])
 			continue;
 		any = true;
-		st->points++;
 		if (st->in_cnt)
 			st->in_cnt[i]++;
 		double v = vals[i];
