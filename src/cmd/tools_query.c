@@ -18,29 +18,6 @@
 #include "tsdb/block.h"
 #include "tsdb/xor.h"
 
-/* promql_opts_t.decode_chunks: XOR chunks of one series into a growable buffer (thread-safe). */
-static int64_t decode_chunks(const chunk_t *chks, size_t n, int64_t mint, int64_t maxt, int64_t **t, double **v,
-			     size_t *cap, err_t *err)
-{
-	xor_iter_t it;
-	xor_iter_init(&it, chks, n, mint, maxt);
-	size_t k = 0;
-	for (;;) {
-		if (*cap - k < 256) {
-			size_t nc = *cap ? *cap * 2 : 4096;
-			*t = xreallocarray(*t, nc, sizeof(int64_t));
-			*v = xreallocarray(*v, nc, sizeof(double));
-			*cap = nc;
-		}
-		int got = sample_iter_next_batch(&it.base, *t + k, *v + k, (int)(*cap - k), err);
-		if (got < 0)
-			return got;
-		if (got == 0)
-			return (int64_t)k;
-		k += (size_t)got;
-	}
-}
-
 /* Float seconds (rounded to ms) or RFC 3339, like the HTTP API's time parameters. */
 static bool parse_time(const char *s, int64_t *ms)
 {
@@ -162,7 +139,7 @@ int cmd_tools_query(int argc, char **argv)
 				   .timeout_ms = timeout,
 				   .max_samples = max_samples,
 				   .workers = w,
-				   .decode_chunks = decode_chunks};
+				   .decode_chunks = xor_decode_chunks};
 		arena_t a;
 		arena_init(&a, 1 << 16);
 		promql_result_t r;

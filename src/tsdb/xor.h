@@ -90,4 +90,10 @@ typedef struct xor_iter {
  * outlive the iterator. Non-XOR chunks fail in next_batch with ERR_CORRUPT/ERR_INVALID. */
 void xor_iter_init(xor_iter_t *it, const chunk_t *chunks, size_t n, int64_t mint, int64_t maxt);
 
+/* Decode chunks[0..n) within [mint, maxt] into the growable heap arrays *t / *v (capacity *cap,
+ * grown with xreallocarray; the caller owns and frees them). Returns the sample count or <0 with err
+ * filled. Thread-safe; this is the PromQL engine's promql_opts_t.decode_chunks for XOR data. */
+int64_t xor_decode_chunks(const chunk_t *chunks, size_t n, int64_t mint, int64_t maxt, int64_t **t, double **v,
+			  size_t *cap, err_t *err);
+
 #endif

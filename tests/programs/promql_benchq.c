@@ -34,29 +34,6 @@
 #include "tsdb/block.h"
 #include "tsdb/xor.h"
 
-/* promql_opts_t.decode_chunks over XOR chunks (what `strata tools query` uses too). */
-static int64_t decode_chunks(const chunk_t *chks, size_t n, int64_t mint, int64_t maxt, int64_t **t, double **v,
-			     size_t *cap, err_t *err)
-{
-	xor_iter_t it;
-	xor_iter_init(&it, chks, n, mint, maxt);
-	size_t k = 0;
-	for (;;) {
-		if (*cap - k < 256) {
-			size_t nc = *cap ? *cap * 2 : 4096;
-			*t = xreallocarray(*t, nc, sizeof(int64_t));
-			*v = xreallocarray(*v, nc, sizeof(double));
-			*cap = nc;
-		}
-		int got = sample_iter_next_batch(&it.base, *t + k, *v + k, (int)(*cap - k), err);
-		if (got < 0)
-			return got;
-		if (got == 0)
-			return (int64_t)k;
-		k += (size_t)got;
-	}
-}
-
 static double now_ms(void)
 {
 	struct timespec ts;
@@ -162,7 +139,7 @@ int main(int argc, char **argv)
 		if (nf != 5 || line[0] == '#')
 			continue;
 		int64_t start = atoll(f[1]), end = atoll(f[2]), step = atoll(f[3]);
-		promql_opts_t o = {.timeout_ms = 600000, .workers = w, .decode_chunks = decode_chunks};
+		promql_opts_t o = {.timeout_ms = 600000, .workers = w, .decode_chunks = xor_decode_chunks};
 		long mem = 0;
 		size_t nser = 0, npts = 0;
 		for (int r = warm ? -1 : 0; r < runs; r++) {
