@@ -147,7 +147,7 @@ void workers_parallel_for(workers_t *w, size_t n, void (*fn)(void *, size_t), vo
 {
 	if (n == 0)
 		return;
-	if (!w || n == 1 || w->n <= 1) {
+	if (!w || n == 1) {
 		for (size_t i = 0; i < n; i++)
 			fn(arg, i);
 		return;
