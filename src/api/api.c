@@ -15,9 +15,11 @@
 #include "base/flags.h"
 #include "base/log.h"
 #include "base/vec.h"
+#include "base/workers.h"
 #include "promql/ast.h"
 #include "promql/engine.h"
 #include "store/queryable.h"
+#include "tsdb/xor.h"
 
 #define API_DEFAULT_TIMEOUT_MS (2 * 60 * 1000)
 #define API_DEFAULT_MAX_CONCURRENT 20
@@ -35,6 +37,7 @@ struct api {
 	bool partial;
 	int64_t timeout_ms, lookback_ms, max_samples, eval_ms;
 	int max_conc;
+	workers_t *engine_pool; /* shared by all queries: promql_opts_t.workers */
 	strlist_t flag_names, flag_values;
 	atomic_bool ready;
 	size_t running;           /* loop thread */
@@ -343,6 +346,8 @@ static void run_query(qctx_t *q)
 		.timeout_ms = left,
 		.subquery_step_ms = api->eval_ms,
 		.cancel = &q->cancel,
+		.workers = api->engine_pool,
+		.decode_chunks = xor_decode_chunks,
 	};
 	promql_result_t res;
 	uint64_t t_eval = clock_mono_ns();
@@ -820,6 +825,8 @@ api_t *api_new(http_server_t *srv, const api_config_t *cfg)
 	api->max_samples = cfg->max_samples;
 	api->eval_ms = cfg->default_eval_interval_ms;
 	api->max_conc = cfg->max_concurrent > 0 ? cfg->max_concurrent : API_DEFAULT_MAX_CONCURRENT;
+	if (cfg->engine_threads >= 0)
+		api->engine_pool = workers_new(cfg->engine_threads);
 	for (size_t i = 0; i < cfg->nflags; i++) {
 		strlist_push(&api->flag_names, cfg->flag_names[i]);
 		strlist_push(&api->flag_values, cfg->flag_values[i]);
@@ -847,6 +854,7 @@ void api_free(api_t *api)
 	for (size_t i = api->qhead; i < api->queue.n; i++)
 		free(api->queue.v[i]);
 	VEC_FREE(&api->queue);
+	workers_free(api->engine_pool);
 	strlist_free(&api->replica);
 	strlist_free(&api->flag_names);
 	strlist_free(&api->flag_values);

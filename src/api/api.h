@@ -57,6 +57,8 @@ typedef struct api_config {
 	int64_t max_samples;         /* --query.max-samples; 0 = 50,000,000 */
 	int64_t default_eval_interval_ms; /* subquery default step; 0 = 1m */
 	int max_concurrent;          /* --query.max-concurrent; 0 = 20 */
+	int engine_threads;          /* pool decoding/evaluating series of one query in parallel: 0 = one
+				      * per CPU, < 0 = none (each query on its own worker thread only) */
 	const char *const *flag_names; /* /api/v1/status/flags */
 	const char *const *flag_values;
 	size_t nflags;
