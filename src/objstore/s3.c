@@ -332,11 +332,11 @@ static void call_setup(s3_bucket_t *s, s3_call_t *c)
 	buf_reset(&c->resp);
 
 	char payload[65];
-	BUG_ON(c->body_fd >= 0 && ((!s->https && !c->payload_sha) || (s->send_md5 && !c->content_md5)));
-	if (c->body_n == 0)
-		snprintf(payload, sizeof payload, "%s", SIGV4_EMPTY_SHA256);
-	else if (s->https)
-		snprintf(payload, sizeof payload, "%s", SIGV4_UNSIGNED); /* TLS protects the body */
+	/* Over TLS, or with a signed Content-MD5, the body is not hashed into the signature (see sigv4.h). */
+	const char *mode = sigv4_payload_hash_mode(c->body_n, s->https, s->send_md5);
+	BUG_ON(c->body_fd >= 0 && ((!mode && !c->payload_sha) || (s->send_md5 && !c->content_md5)));
+	if (mode)
+		snprintf(payload, sizeof payload, "%s", mode);
 	else if (c->payload_sha)
 		snprintf(payload, sizeof payload, "%s", c->payload_sha);
 	else
@@ -607,13 +607,14 @@ static int s3_del(bucket_t *b, const char *name, err_t *err)
 
 #define UPLOAD_READ_PIECE (1u << 20)
 
-/* SHA-256 (plain HTTP only) and MD5 (send_content_md5 only) of src's bytes [off, off+n), file sources
- * read in UPLOAD_READ_PIECE pieces through buf; "" for a digest not needed. */
+/* The digests a PUT of src's bytes [off, off+n) needs: MD5 for Content-MD5 (send_content_md5), SHA-256
+ * only when the signature must cover the body (plain HTTP without Content-MD5, see call_setup); file
+ * sources read in UPLOAD_READ_PIECE pieces through buf; "" for a digest not needed. */
 static int hash_range(s3_bucket_t *s, const bucket_src_t *src, int64_t off, size_t n, char *buf, const char *name,
 		      char sha[65], char md5[25], err_t *err)
 {
 	sigv4_hasher_t h;
-	sigv4_hasher_init(&h, !s->https, s->send_md5);
+	sigv4_hasher_init(&h, sigv4_payload_hash_mode(n, s->https, s->send_md5) == NULL, s->send_md5);
 	int rc = 0;
 	if (src->fd < 0) {
 		sigv4_hasher_update(&h, (const char *)src->p + off, n);
@@ -685,14 +686,45 @@ static void abort_multipart(s3_bucket_t *s, const char *name, const char *upload
 }
 
 /*
- * Multipart upload, pipelined: a preparer thread hashes each part (SHA-256 for the signature on plain
- * HTTP, MD5 for Content-MD5; file parts are read in 1 MiB pieces for that) into one of UPLOAD_SLOTS
- * slots, while this thread sends prepared parts on a curl multi handle (file parts are read again with
- * pread as curl sends them, so no part is ever held in memory). So at most UPLOAD_SLOTS parts are
- * prepared or on the wire, several parts upload at once, and hashing part N+1 overlaps sending part N. A part that fails in a retryable way is re-sent (same bytes, same hashes) after a backoff;
- * any final failure stops the preparer, drops the transfers in flight and aborts the upload.
+ * Multipart upload, pipelined: UPLOAD_HASHERS preparer threads hash parts (MD5 for Content-MD5, and
+ * SHA-256 only when the signature must cover the body, see hash_range; file parts are read in 1 MiB
+ * pieces for that) into UPLOAD_SLOTS slots, while this thread sends prepared parts on a curl multi handle
+ * (file parts are read again with pread as curl sends them, so no part is ever held in memory). So at
+ * most UPLOAD_SLOTS parts are prepared or on the wire, several parts upload at once, two parts are hashed
+ * at once, and hashing runs ahead of sending. The first parts are smaller (upload_layout), so the first
+ * bytes go out after hashing a fraction of a part. A part that fails in a retryable way is re-sent
+ * (same bytes, same hashes) after a backoff; any final failure stops the preparers, drops the transfers
+ * in flight and aborts the upload.
  */
 #define UPLOAD_SLOTS 4
+#define UPLOAD_HASHERS 2
+
+/* Part boundaries of a multipart upload of size bytes: *out gets the offset of every part plus size at the
+ * end; returns the number of parts. Parts are part_size bytes, except that the first ones ramp up from
+ * part_size/8 (at least S3's 5 MiB minimum for all but the last part), doubling: a part's Content-MD5
+ * must be known before its first byte is sent, so a full-size first part would keep the connection idle
+ * for the whole hash of part_size bytes, while a small one starts the transfer after a fraction of it and
+ * the larger ones are hashed as it goes out. At most 3 parts more than fixed-size parts. */
+static int64_t upload_layout(int64_t size, int64_t part_size, int64_t **out)
+{
+	int64_t len = part_size / 8 < MIN_PART_SIZE ? MIN_PART_SIZE : part_size / 8;
+	if (len > part_size)
+		len = part_size;
+	size_t cap = 8, n = 0;
+	int64_t *off = xmalloc(cap * sizeof(*off));
+	for (int64_t at = 0; at < size;) {
+		if (n + 2 > cap) {
+			cap *= 2;
+			off = xrealloc(off, cap * sizeof(*off));
+		}
+		off[n++] = at;
+		at += len < size - at ? len : size - at;
+		len = len > part_size / 2 ? part_size : len * 2;
+	}
+	off[n] = size;
+	*out = off;
+	return (int64_t)n;
+}
 
 static void copy_err(err_t *dst, const err_t *src)
 {
@@ -720,6 +752,7 @@ typedef struct upload {
 	const char *name;
 	const bucket_src_t *src;
 	int64_t size, nparts;
+	int64_t *part_off; /* nparts + 1 boundaries (upload_layout) */
 	CURLM *m;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -728,13 +761,13 @@ typedef struct upload {
 	bool stop;
 	int prep_rc;
 	err_t prep_err;
-	char *readbuf; /* the preparer's */
 } upload_t;
 
 
 static void *upload_preparer(void *arg)
 {
 	upload_t *u = arg;
+	char *readbuf = u->src->fd >= 0 ? xmalloc(UPLOAD_READ_PIECE) : NULL;
 	for (;;) {
 		pthread_mutex_lock(&u->mu);
 		up_slot_t *sl = NULL;
@@ -754,13 +787,13 @@ static void *upload_preparer(void *arg)
 		sl->idx = u->next++;
 		pthread_mutex_unlock(&u->mu);
 
-		int64_t off = sl->idx * u->s->part_size;
-		int64_t n = u->size - off < u->s->part_size ? u->size - off : u->s->part_size;
+		int64_t off = u->part_off[sl->idx];
+		int64_t n = u->part_off[sl->idx + 1] - off;
 		err_t e = {0};
 		sl->off = off;
 		sl->p = u->src->fd < 0 ? (const char *)u->src->p + off : NULL;
 		sl->n = (size_t)n;
-		int rc = hash_range(u->s, u->src, off, (size_t)n, u->readbuf, u->name, sl->sha, sl->md5, &e);
+		int rc = hash_range(u->s, u->src, off, (size_t)n, readbuf, u->name, sl->sha, sl->md5, &e);
 		snprintf(sl->num, sizeof sl->num, "%lld", (long long)(sl->idx + 1));
 		sl->attempts = 0;
 		sl->ready_at = 0;
@@ -780,6 +813,7 @@ static void *upload_preparer(void *arg)
 		if (rc)
 			break;
 	}
+	free(readbuf);
 	return NULL;
 }
 
@@ -920,21 +954,23 @@ static int put_multipart(s3_bucket_t *s, const char *name, const bucket_src_t *s
 	u->name = name;
 	u->src = src;
 	u->size = size;
-	u->nparts = (size + s->part_size - 1) / s->part_size;
+	u->nparts = upload_layout(size, s->part_size, &u->part_off);
 	u->m = multi_get(s);
 	pthread_mutex_init(&u->mu, NULL);
 	pthread_cond_init(&u->cv, NULL);
-	u->readbuf = xmalloc(UPLOAD_READ_PIECE);
 	char **etags = xcalloc((size_t)u->nparts, sizeof(char *));
-	pthread_t th;
-	if (pthread_create(&th, NULL, upload_preparer, u) != 0)
-		die("objstore: s3: cannot start the upload preparer thread");
+	pthread_t th[UPLOAD_HASHERS];
+	int nth = u->nparts < UPLOAD_HASHERS ? (int)u->nparts : UPLOAD_HASHERS;
+	for (int k = 0; k < nth; k++)
+		if (pthread_create(&th[k], NULL, upload_preparer, u) != 0)
+			die("objstore: s3: cannot start an upload preparer thread");
 	rc = upload_parts(u, upload_id.p, etags, err);
 	pthread_mutex_lock(&u->mu);
 	u->stop = true;
 	pthread_cond_broadcast(&u->cv);
 	pthread_mutex_unlock(&u->mu);
-	pthread_join(th, NULL);
+	for (int k = 0; k < nth; k++)
+		pthread_join(th[k], NULL);
 	multi_put(s, u->m);
 
 	buf_t xml = BUF_INIT;
@@ -948,7 +984,7 @@ static int put_multipart(s3_bucket_t *s, const char *name, const bucket_src_t *s
 	for (int64_t i = 0; i < u->nparts; i++)
 		free(etags[i]);
 	free(etags);
-	free(u->readbuf);
+	free(u->part_off);
 	err_clear(&u->prep_err);
 	pthread_cond_destroy(&u->cv);
 	pthread_mutex_destroy(&u->mu);

@@ -72,6 +72,15 @@ void sigv4_sha256_hex(const void *p, size_t n, char out[65])
 	hex(d, sizeof d, out);
 }
 
+const char *sigv4_payload_hash_mode(size_t n, int tls, int content_md5)
+{
+	if (n == 0)
+		return SIGV4_EMPTY_SHA256;
+	if (tls || content_md5)
+		return SIGV4_UNSIGNED;
+	return NULL;
+}
+
 void sigv4_md5_base64(const void *p, size_t n, char out[25])
 {
 	unsigned char d[EVP_MAX_MD_SIZE];

@@ -61,6 +61,17 @@ void sigv4_result_release(sigv4_result_t *r);
 /* now_s: seconds since the Unix epoch. */
 void sigv4_sign(const sigv4_creds_t *c, const sigv4_req_t *req, int64_t now_s, sigv4_result_t *out);
 
+/* The x-amz-content-sha256 value a request with an n-byte body signs, or NULL when it must sign the hex
+ * SHA-256 of the body (the caller computes it):
+ *   - n == 0: SIGV4_EMPTY_SHA256;
+ *   - over TLS (tls != 0): SIGV4_UNSIGNED, TLS protects the body;
+ *   - when a Content-MD5 header is sent and signed (content_md5 != 0): SIGV4_UNSIGNED. The server still
+ *     rejects a body whose MD5 differs (BadDigest), and since the MD5 is part of the signature a body
+ *     swapped in transit would need an MD5 second preimage. S3 allows UNSIGNED-PAYLOAD over plain HTTP
+ *     too; it saves hashing every uploaded byte with SHA-256 besides MD5 before it can be sent;
+ *   - otherwise NULL. */
+const char *sigv4_payload_hash_mode(size_t n, int tls, int content_md5);
+
 /* RFC 3986 URI encoding (A-Z a-z 0-9 - . _ ~ kept, everything else %XX upper-case); '/' kept when
  * keep_slash. */
 void sigv4_uri_encode(buf_t *b, const char *s, size_t n, int keep_slash);

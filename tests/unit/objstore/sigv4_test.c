@@ -5,9 +5,11 @@
  *     get-unreserved, get-utf8, get-space, post-x-www-form-urlencoded, get-header-value-trim;
  *   - the S3 developer guide examples (AKIAIOSFODNN7EXAMPLE, 2013-05-24T00:00:00Z, service "s3"):
  *     GET object with Range and empty-payload hash, PUT object with a body, ListObjects query.
- *   - UNSIGNED-PAYLOAD: the S3 GET example signed with x-amz-content-sha256: UNSIGNED-PAYLOAD; the
- *     expected value was computed with an independent implementation (Python hmac/hashlib) that
- *     reproduces every published S3 value above.
+ *   - UNSIGNED-PAYLOAD: the S3 GET example signed with x-amz-content-sha256: UNSIGNED-PAYLOAD, and a
+ *     multipart part PUT (partNumber/uploadId query, signed Content-MD5, UNSIGNED-PAYLOAD) as s3.c sends
+ *     it when send_content_md5 is on; the expected values were computed with an independent
+ *     implementation (Python hmac/hashlib) that reproduces every published S3 value above.
+ *   - sigv4_payload_hash_mode: which payload hash a request with a body signs.
  */
 #include "test.h"
 
@@ -143,6 +145,46 @@ TEST(s3_get_object_unsigned_payload)
 				       {"x-amz-content-sha256", SIGV4_UNSIGNED}};
 	check_sig(&s3doc, "GET", "/test.txt", NULL, 0, h, 3, SIGV4_UNSIGNED, S3DOC_TIME,
 		  "edacce68e5445863e1f916719fac26d3be9c1581fccd7878ade0879597fc0dc1", NULL);
+}
+
+TEST(payload_hash_mode)
+{
+	/* No body: the empty hash, whatever the transport. */
+	CHECK_STR(sigv4_payload_hash_mode(0, 0, 0), SIGV4_EMPTY_SHA256);
+	CHECK_STR(sigv4_payload_hash_mode(0, 1, 1), SIGV4_EMPTY_SHA256);
+	/* Plain HTTP without Content-MD5: the signature must cover the body (NULL: caller hashes it). */
+	CHECK(sigv4_payload_hash_mode(5, 0, 0) == NULL);
+	/* A signed Content-MD5 or TLS protects the body. */
+	CHECK_STR(sigv4_payload_hash_mode(5, 0, 1), SIGV4_UNSIGNED);
+	CHECK_STR(sigv4_payload_hash_mode(5, 1, 0), SIGV4_UNSIGNED);
+	CHECK_STR(sigv4_payload_hash_mode((size_t)64 << 20, 1, 1), SIGV4_UNSIGNED);
+}
+
+TEST(s3_upload_part_unsigned_payload_with_content_md5)
+{
+	char md5[25];
+	sigv4_md5_base64("hello", 5, md5);
+	CHECK_STR(md5, "XUFAKrxLKna5cZ2REBfFkg==");
+	const char *ph = sigv4_payload_hash_mode(5, 0, 1);
+	static const sigv4_kv_t q[] = {{"uploadId", "VXBsb2FkIElE+="}, {"partNumber", "2"}};
+	const sigv4_kv_t h[] = {{"host", "examplebucket.s3.amazonaws.com"},
+				{"x-amz-content-sha256", ph},
+				{"content-md5", md5}};
+	sigv4_req_t req = {"PUT", "/my object", q, 2, h, 3, ph};
+	sigv4_result_t r;
+	sigv4_result_init(&r);
+	sigv4_sign(&s3doc, &req, S3DOC_TIME, &r);
+	int ok_c = strcmp(r.canonical.p, "PUT\n/my%20object\npartNumber=2&uploadId=VXBsb2FkIElE%2B%3D\n"
+					 "content-md5:XUFAKrxLKna5cZ2REBfFkg==\nhost:examplebucket.s3.amazonaws.com\n"
+					 "x-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:20130524T000000Z\n\n"
+					 "content-md5;host;x-amz-content-sha256;x-amz-date\nUNSIGNED-PAYLOAD") == 0;
+	int ok_pq = strcmp(r.path_query.p, "/my%20object?partNumber=2&uploadId=VXBsb2FkIElE%2B%3D") == 0;
+	char sig[65];
+	snprintf(sig, sizeof sig, "%s", r.signature);
+	sigv4_result_release(&r);
+	CHECK(ok_c);
+	CHECK(ok_pq);
+	CHECK_STR(sig, "a0b74edfea788b5ac93aab5445c426bbb5f812d17d5e375605f5d3a69a37ae99");
 }
 
 TEST(s3_put_object_with_body)
