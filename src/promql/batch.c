@@ -30,7 +30,8 @@ typedef struct rb_scratch {
 	size_t cap;
 	err_t err;
 	int rc;
-	size_t bad; /* item that failed */
+	size_t bad;   /* item that failed */
+	bool stopped; /* cancelled or past the deadline (ev_stop_requested): the batch is incomplete */
 } rb_scratch_t;
 
 typedef struct rb {
@@ -101,7 +102,15 @@ static void rb_task(void *arg, size_t ti)
 	rb_scratch_t *sc = &b->scr[ti];
 	size_t ns = b->ev->nsteps;
 	size_t lo = b->n * ti / b->ntasks, hi = b->n * (ti + 1) / b->ntasks;
+	size_t work = 0;
 	for (size_t i = lo; i < hi && !sc->rc; i++) {
+		if (work >= EV_POLL_WORK) {
+			work = 0;
+			if (ev_stop_requested(b->ev)) {
+				sc->stopped = true;
+				return;
+			}
+		}
 		rb_item_t *it = &b->items[i];
 		const int64_t *t = it->t;
 		const double *v = it->v;
@@ -119,6 +128,11 @@ static void rb_task(void *arg, size_t ti)
 			v = sc->v;
 		}
 		b->kfn(b->kctx, t, v, n, b->out + i * ns, b->ok + i * ns, &it->ro);
+		if (it->ro.stopped) {
+			sc->stopped = true;
+			return;
+		}
+		work += n + ns;
 	}
 }
 
@@ -128,14 +142,22 @@ static void rb_flush(rb_t *b, range_sink_fn sink, void *sctx)
 	if (!b->n)
 		return;
 	ev_check_clock(ev, true); /* a batch is a lot of work: always read the clock */
-	for (size_t i = 0; i < b->ntasks; i++)
+	for (size_t i = 0; i < b->ntasks; i++) {
 		b->scr[i].rc = 0;
+		b->scr[i].stopped = false;
+	}
 	/* hand small batches to the pool only when the work outweighs waking it */
 	if (b->o->workers && b->ntasks > 1 && b->work >= 65536)
 		workers_parallel_for(b->o->workers, b->ntasks, rb_task, b);
 	else
 		for (size_t i = 0; i < b->ntasks; i++)
 			rb_task(b, i);
+	for (size_t i = 0; i < b->ntasks; i++)
+		if (b->scr[i].stopped) {
+			ev_check_clock(ev, true); /* the timeout or cancel error */
+			ev->scr->error_type = "internal";
+			ev_fail(ev, ERR_INTERNAL, "batch stopped without a cancel or deadline");
+		}
 	for (size_t i = 0; i < b->ntasks; i++)
 		if (b->scr[i].rc) {
 			*ev->err = b->scr[i].err;

@@ -40,12 +40,18 @@ void ev_check_clock(ev_t *ev, bool read_clock)
 {
 	if (ev->o->cancel && *ev->o->cancel) {
 		ev->scr->error_type = "canceled";
-		ev_fail(ev, ERR_CANCELED, "query was canceled");
+		ev_fail(ev, ERR_CANCELED, "query was canceled in query execution"); /* 2.42: ErrQueryCanceled */
 	}
 	if (ev->deadline_ms && read_clock && clock_mono_ms() > (uint64_t)ev->deadline_ms) {
 		ev->scr->error_type = "timeout";
 		ev_fail(ev, ERR_TIMEOUT, "query timed out in query execution");
 	}
+}
+
+bool ev_stop_requested(const ev_t *ev)
+{
+	return (ev->o->cancel && *ev->o->cancel) ||
+	       (ev->deadline_ms && clock_mono_ms() > (uint64_t)ev->deadline_ms);
 }
 
 void *ev_alloc(ev_t *ev, size_t n)
@@ -557,10 +563,12 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 	ev->cur_samples = sub.cur_samples;
 	ev->peak_samples = sub.peak_samples;
 	ev->checks = sub.checks;
+	ev->work = sub.work;
 	int64_t sub_samples = ev->cur_samples - before; /* held until the function is done */
 	int64_t *t = ev_alloc(ev, (sub.nsteps ? sub.nsteps : 1) * sizeof(int64_t));
 	double *v = ev_alloc(ev, (sub.nsteps ? sub.nsteps : 1) * sizeof(double));
 	for (size_t s = 0; s < inner.n; s++) {
+		ev_check_work(ev, sub.nsteps);
 		size_t n = 0;
 		for (size_t i = 0; i < sub.nsteps; i++)
 			if (inner.s[s].ok[i]) {
@@ -1326,6 +1334,7 @@ static void eval_invariant(ev_t *ev, const promql_expr_t *e, val_t *out)
 	ev->cur_samples = sub.cur_samples;
 	ev->peak_samples = sub.peak_samples;
 	ev->checks = sub.checks;
+	ev->work = sub.work;
 	size_t ns = ev->nsteps;
 	*out = one;
 	if (one.type == PROMQL_TYPE_SCALAR) {

@@ -20,6 +20,7 @@ typedef struct rk_out {
 	size_t npts;    /* steps with a value */
 	size_t maxwin;  /* largest window */
 	size_t lastwin; /* window at the last step */
+	bool stopped;   /* the kernel gave up early (ev_stop_requested): its output is incomplete */
 } rk_out_t;
 
 /* Per-step point counts of the arguments of the node being evaluated (see eval_expr). */
@@ -63,6 +64,7 @@ typedef struct ev {
 	int64_t lookback, max_samples, deadline_ms;
 	int64_t cur_samples, peak_samples;
 	uint64_t checks;
+	uint64_t work;             /* units of work since the clock was last read (ev_check_work) */
 	int depth;                 /* eval_expr nesting */
 	argrec_t *argrec;          /* argument recorder of the rangeEval-like node being evaluated */
 	const imap_t *invariant;   /* step-invariant subexpressions (node address -> 1), as 2.42 wraps them */
@@ -86,6 +88,22 @@ _Noreturn void ev_fail(ev_t *ev, int code, const char *fmt, ...) __attribute__((
 _Noreturn void ev_fail_err(ev_t *ev, int code); /* err already filled */
 void ev_check(ev_t *ev); /* deadline / cancellation (the clock is read at every 64th call) */
 void ev_check_clock(ev_t *ev, bool read_clock);
+/* Work-based check for loops whose iterations cost very different amounts (a step of a range function
+ * over a 30m:1ms subquery window sorts 1.8M points): add the units just done (window samples, steps,
+ * series points); the cancel flag and the clock are read once per EV_POLL_WORK units. */
+#define EV_POLL_WORK 65536
+static inline void ev_check_work(ev_t *ev, size_t units)
+{
+	ev->work += units;
+	if (ev->work >= EV_POLL_WORK) {
+		ev->work = 0;
+		ev_check_clock(ev, true);
+	}
+}
+/* Whether the query is cancelled or past its deadline. Reads only what is fixed for the query's life,
+ * so worker threads may poll it; a kernel that stops marks rk_out_t.stopped and the evaluating thread
+ * then fails with the timeout/cancel error (ev_check_clock). */
+bool ev_stop_requested(const ev_t *ev);
 void *ev_alloc(ev_t *ev, size_t n);
 void *ev_zalloc(ev_t *ev, size_t n);
 /* Samples "in memory" as Prometheus 2.42's engine counts them (currentSamples; --query.max-samples is

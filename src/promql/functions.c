@@ -116,6 +116,7 @@ typedef struct rctx {
 	size_t nsteps;          /* evaluator's steps (batched kernels) */
 	int64_t tstart, tstep;  /* evaluator's time range (predict_linear) */
 	bool no_resets;         /* per window: known to hold no counter reset (rate/increase) */
+	const ev_t *poll;       /* batched kernels: polled with ev_stop_requested (read only) */
 } rctx_t;
 
 static bool range_kernel(ev_t *ev, rctx_t *c, size_t step, const int64_t *t, const double *v, size_t n, double *out)
@@ -265,8 +266,6 @@ static void range_series(ev_t *ev, void *arg, const labels_t *ls, const int64_t 
 	rctx_t *c = arg;
 	size_t idx = (size_t)-1, lo = 0, hi = 0, maxwin = 0, lastwin = 0, npts = 0;
 	for (size_t i = 0; i < ev->nsteps; i++) {
-		if ((i & 4095) == 4095)
-			ev_check(ev);
 		int64_t rend = c->ref[i], rstart = rend - c->range;
 		if (i > 0 && rend < c->ref[i - 1])
 			lo = hi = 0;
@@ -274,6 +273,8 @@ static void range_series(ev_t *ev, void *arg, const labels_t *ls, const int64_t 
 			hi++;
 		while (lo < hi && t[lo] < rstart)
 			lo++;
+		/* the kernels cost O(window) per step: check by samples processed, not by steps */
+		ev_check_work(ev, hi - lo + 1);
 		if (hi - lo > maxwin)
 			maxwin = hi - lo;
 		lastwin = hi - lo;
@@ -353,6 +354,8 @@ static void range_kernel_steps(const void *kctx, const int64_t *t, const double 
 	bool counter = c.k == F_RATE || c.k == F_INCREASE;
 	size_t lo = 0, hi = 0, maxwin = 0, cnt = 0, resets = 0;
 	ro->lastwin = 0; /* resets: j in (lo, hi) with v[j] < v[j-1] */
+	ro->stopped = false;
+	size_t work = 0;
 	for (size_t i = 0; i < c.nsteps; i++) {
 		int64_t rend = c.ref[i], rstart = rend - c.range;
 		if (i > 0 && rend < c.ref[i - 1])
@@ -370,6 +373,15 @@ static void range_kernel_steps(const void *kctx, const int64_t *t, const double 
 		if (hi - lo > maxwin)
 			maxwin = hi - lo;
 		ro->lastwin = hi - lo;
+		work += hi - lo + 1;
+		if (work >= EV_POLL_WORK) { /* huge windows: a series alone can take long */
+			work = 0;
+			if (c.poll && ev_stop_requested(c.poll)) {
+				memset(ok + i, 0, c.nsteps - i);
+				ro->stopped = true;
+				break;
+			}
+		}
 		c.no_resets = resets == 0;
 		ok[i] = range_kernel(NULL, &c, i, t + lo, v + lo, hi - lo, &out[i]);
 		cnt += ok[i];
@@ -436,6 +448,7 @@ static void run_batched(ev_t *ev, const promql_expr_t *e, enum fkind k, const pr
 	c->nsteps = ev->nsteps;
 	c->tstart = ev->start;
 	c->tstep = ev->step;
+	c->poll = ev;
 	ev->at_shift = k == F_PREDICT_LINEAR;
 	eval_range_batched(ev, m, c->fname, range_kernel_steps, c, sink, sctx, &c->range, c->ref);
 	ev->at_shift = false;

@@ -1,6 +1,9 @@
 /* Unit tests for the PromQL engine: function edge cases, limits, result JSON. */
 #include "test.h"
 
+#include <pthread.h>
+#include <time.h>
+
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/workers.h"
@@ -302,6 +305,76 @@ TEST(parallel_batches_equal_sequential)
 	workers_free(w);
 	if (why[0])
 		TEST_FAILF("%s", why);
+}
+
+/* A query that must stop: its rc, error and how long it ran. cancel_after_ms >= 0 sets the cancel flag
+ * from another thread after that long. */
+typedef struct stopq {
+	volatile int cancel;
+	int64_t after_ms;
+} stopq_t;
+
+static void *cancel_later(void *arg)
+{
+	stopq_t *s = arg;
+	struct timespec ts = {(time_t)(s->after_ms / 1000), (long)(s->after_ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+	s->cancel = 1;
+	return NULL;
+}
+
+static int q_stop(const char *expr, int64_t start, int64_t end, int64_t step, int64_t timeout_ms,
+		  int64_t cancel_after_ms, workers_t *w, err_t *err, uint64_t *took_ms)
+{
+	stopq_t s = {0, cancel_after_ms};
+	promql_opts_t o = {.timeout_ms = timeout_ms, .workers = w};
+	pthread_t th;
+	if (cancel_after_ms >= 0) {
+		o.cancel = &s.cancel;
+		CHECK(pthread_create(&th, NULL, cancel_later, &s) == 0);
+	}
+	arena_t a;
+	arena_init(&a, 0);
+	promql_result_t r;
+	uint64_t t0 = clock_mono_ms();
+	int rc = promql_query(&o, memstore_queryable(store), &a, str_c(expr), start, end, step, &r, err);
+	*took_ms = clock_mono_ms() - t0;
+	if (cancel_after_ms >= 0)
+		pthread_join(th, NULL);
+	arena_release(&a);
+	return rc;
+}
+
+#define CHECK_STOPS(expr, start, end, step, timeout, cancel_after, w, want_rc, want_msg)                    \
+	do {                                                                                              \
+		err_t e_ = {0};                                                                           \
+		uint64_t took_ = 0;                                                                       \
+		int rc_ = q_stop((expr), (start), (end), (step), (timeout), (cancel_after), (w), &e_, &took_); \
+		if (rc_ != (want_rc) || strcmp(e_.msg, (want_msg)) || took_ > 1000)                        \
+			TEST_FAILF("%s: rc %d (%s) after %llu ms, want rc %d (%s) within 1 s", (expr), rc_,     \
+				   e_.msg, (unsigned long long)took_, (want_rc), (want_msg));                    \
+	} while (0)
+
+TEST(huge_windows_honour_deadline_and_cancel)
+{
+	/* Few steps, huge windows: quantile_over_time over a 10m:1ms subquery copies and sorts 600k points
+	 * per step (1001 steps: about a minute of work), a plain range function over a dense raw series
+	 * sums 300k samples per step. Both must stop soon after the deadline or the cancel flag. */
+	setup();
+	for (int i = 0; i < 300000; i++)
+		add("dense", NULL, NULL, i, (double)(i % 97));
+	const char *tmo = "query timed out in query execution", *cnl = "query was canceled in query execution";
+	const char *sq = "quantile_over_time(0.5, c{i=\"a\"}[10m:1ms])";
+	CHECK_STOPS(sq, 0, 1000000, 1000, 200, -1, NULL, ERR_TIMEOUT, tmo);
+	CHECK_STOPS(sq, 0, 1000000, 1000, 0, 200, NULL, ERR_CANCELED, cnl);
+	/* the batched kernels (worker threads when given a pool) */
+	workers_t *w = workers_new(2);
+	const char *rq = "sum_over_time(dense[5m])";
+	CHECK_STOPS(rq, 300000, 3000000, 100, 200, -1, NULL, ERR_TIMEOUT, tmo);
+	CHECK_STOPS(rq, 300000, 3000000, 100, 200, -1, w, ERR_TIMEOUT, tmo);
+	CHECK_STOPS(rq, 300000, 3000000, 100, 0, 200, w, ERR_CANCELED, cnl);
+	CHECK_STOPS("max_over_time(dense[5m:1ms])", 300000, 1300000, 1000, 200, -1, w, ERR_TIMEOUT, tmo);
+	workers_free(w);
 }
 
 TEST(range_query_shape)
