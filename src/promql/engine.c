@@ -745,20 +745,6 @@ static labels_t result_metric(ev_t *ev, const promql_expr_t *e, labels_t l, labe
 	return out;
 }
 
-static void fmt_labels(buf_t *b, const labels_t *ls)
-{
-	buf_putc(b, '{');
-	for (size_t i = 0; i < ls->n; i++) {
-		if (i)
-			buf_puts(b, ", ");
-		buf_append_str(b, ls->v[i].name);
-		buf_puts(b, "=\"");
-		buf_append_str(b, ls->v[i].value);
-		buf_putc(b, '"');
-	}
-	buf_putc(b, '}');
-}
-
 static void eval_vector_vector(ev_t *ev, const promql_expr_t *e, const val_t *lv, const val_t *rv, val_t *out)
 {
 	promql_op_t op = e->u.bin.op;
@@ -817,13 +803,14 @@ static void eval_vector_vector(ev_t *ev, const promql_expr_t *e, const val_t *lv
 				buf_t b;
 				buf_init(&b);
 				labels_t ml = lb_filter(ev, R->s[s].ls, e->u.bin.labels, e->u.bin.nlabels, e->u.bin.on, true);
-				fmt_labels(&b, &ml);
+				/* label sets as 2.42's Labels.String(): {__name__="up", job="x"}, values quoted */
+				labels_format_full(&b, &ml);
 				buf_puts(&b, " on the ");
 				buf_puts(&b, swap ? "left" : "right");
 				buf_puts(&b, " hand-side of the operation: [");
-				labels_format(&b, &R->s[s].ls);
+				labels_format_full(&b, &R->s[s].ls);
 				buf_puts(&b, ", ");
-				labels_format(&b, &R->s[who[sig]].ls);
+				labels_format_full(&b, &R->s[who[sig]].ls);
 				buf_puts(&b, "];many-to-many matching not allowed: matching labels must be unique on one side");
 				char msg[ERR_MSG_MAX];
 				snprintf(msg, sizeof msg, "%s", b.p);

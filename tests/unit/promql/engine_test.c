@@ -160,7 +160,19 @@ TEST(matching_errors)
 	CHECK(q_json("c + on() g", 0, NULL, out, sizeof out, &et) != 0);
 	CHECK_STR(out, "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
 	CHECK(q_json("g + on() c", 0, NULL, out, sizeof out, &et) != 0);
-	CHECK(strstr(out, "found duplicate series for the match group {} on the right hand-side") != NULL);
+	/* label sets as 2.42's Labels.String(): every label (the name too) as name="strconv.Quote(value)" */
+	CHECK_STR(out, "found duplicate series for the match group {} on the right hand-side of the operation: "
+		       "[{__name__=\"c\", i=\"b\"}, {__name__=\"c\", i=\"a\"}];many-to-many matching not allowed: "
+		       "matching labels must be unique on one side");
+	add("d", "i", "x\"y\n", 0, 1);
+	add("e", "i", "x\"y\n", 0, 2);
+	CHECK(q_json("c + on(i) {__name__=~\"d|e\"}", 0, NULL, out, sizeof out, &et) != 0);
+	CHECK_STR(out, "found duplicate series for the match group {i=\"x\\\"y\\n\"} on the right hand-side of the "
+		       "operation: [{__name__=\"e\", i=\"x\\\"y\\n\"}, {__name__=\"d\", i=\"x\\\"y\\n\"}];many-to-many "
+		       "matching not allowed: matching labels must be unique on one side");
+	CHECK_STR(et, "execution");
+	CHECK(q_json("{__name__=~\"d|e\"} + on(i) group_right c", 0, NULL, out, sizeof out, &et) != 0);
+	CHECK(strstr(out, "found duplicate series for the match group {i=\"x\\\"y\\n\"} on the left hand-side of the operation: [{__name__=\"e\"") == out);
 	CHECK_Q("c * on() group_left g", 0,
 		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[0,\"-0\"]},{\"metric\":{\"i\":\"b\"},\"value\":[0,\"-0\"]}]}");
 }
