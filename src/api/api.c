@@ -396,19 +396,6 @@ static int labels_ptr_cmp(const void *a, const void *b)
 	return labels_cmp(*(const labels_t *const *)a, *(const labels_t *const *)b);
 }
 
-static void put_labels_json(buf_t *b, const labels_t *ls)
-{
-	buf_putc(b, '{');
-	for (size_t i = 0; i < ls->n; i++) {
-		if (i)
-			buf_putc(b, ',');
-		buf_json_str(b, ls->v[i].name);
-		buf_putc(b, ':');
-		buf_json_str(b, ls->v[i].value);
-	}
-	buf_putc(b, '}');
-}
-
 /* What series and label calls share: start/end, the match[] selectors, the common options and the store
  * to ask. NULL after answering a bad request. */
 static store_t *metadata_call(qctx_t *q, int64_t *start, int64_t *end, selectors_t *sel, common_t *c)
@@ -469,7 +456,7 @@ static void run_series(qctx_t *q)
 				continue;
 			if (k++)
 				buf_putc(&b, ',');
-			put_labels_json(&b, all.v[i]);
+			promql_labels_json(&b, all.v[i]);
 		}
 		buf_putc(&b, ']');
 		reply_ok(r, buf_str(&b), w.v, w.n);
@@ -787,7 +774,7 @@ static void h_stores(http_req_t *r, void *arg)
 		for (size_t j = 0; j < st[i].nlabel_sets; j++) {
 			if (j)
 				buf_putc(&b, ',');
-			put_labels_json(&b, &st[i].label_sets[j]);
+			promql_labels_json(&b, &st[i].label_sets[j]);
 		}
 		buf_puts(&b, "],\"minTime\":");
 		buf_put_i64(&b, st[i].mint);

@@ -4,9 +4,9 @@
 #include "base/fmt.h"
 #include "promql/engine.h"
 
-static void put_metric(buf_t *b, const labels_t *ls)
+void promql_labels_json(buf_t *b, const labels_t *ls)
 {
-	buf_puts(b, "{\"metric\":{");
+	buf_putc(b, '{');
 	for (size_t i = 0; i < ls->n; i++) {
 		if (i)
 			buf_putc(b, ',');
@@ -14,7 +14,14 @@ static void put_metric(buf_t *b, const labels_t *ls)
 		buf_putc(b, ':');
 		buf_json_str(b, ls->v[i].value);
 	}
-	buf_puts(b, "},");
+	buf_putc(b, '}');
+}
+
+static void put_metric(buf_t *b, const labels_t *ls)
+{
+	buf_puts(b, "{\"metric\":");
+	promql_labels_json(b, ls);
+	buf_putc(b, ',');
 }
 
 static void put_point(buf_t *b, int64_t t, double v)
