@@ -8,6 +8,7 @@
 # 2. Upload of one UPLOAD_MIB file (default 256 MiB, not 1 GiB, to keep disk and time small on the shared
 #    machine): Strata's bucket_upload (multipart with the default 64 MiB parts) vs a single curl PUT of
 #    the same file (the server's own write rate for one stream; its sha256 computed before timing).
+#    Strata signs parts UNSIGNED-PAYLOAD with Content-MD5 (send_content_md5 default), so it hashes MD5 only.
 #    2 alternating rounds, medians.
 # Prints RESULT lines for bench/run. Env: OBJSTORE_BENCH_COUNT (default 3000), OBJSTORE_BENCH_UPLOAD_MIB.
 set -euo pipefail
@@ -113,6 +114,6 @@ for round in 1 2; do
 done
 tc=$(median <"$TMP/curl.t")
 ts=$(median <"$TMP/strata.t")
-printf 'RESULT objstore_upload_%dMiB_strata %.2f s (%.0f MiB/s, multipart 64 MiB parts)\n' "$UPLOAD_MIB" "$ts" "$(echo "$UPLOAD_MIB / $ts" | bc -l)"
+printf 'RESULT objstore_upload_%dMiB_strata %.2f s (%.0f MiB/s, multipart, part_size 64 MiB)\n' "$UPLOAD_MIB" "$ts" "$(echo "$UPLOAD_MIB / $ts" | bc -l)"
 printf 'RESULT objstore_upload_%dMiB_curl_put %.2f s (%.0f MiB/s, one PUT: server write rate)\n' "$UPLOAD_MIB" "$tc" "$(echo "$UPLOAD_MIB / $tc" | bc -l)"
 printf 'RESULT objstore_upload_time_ratio %.2f x (strata / curl PUT, target <= 1.2)\n' "$(echo "$ts / $tc" | bc -l)"
