@@ -8,12 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/crc32c.h"
+#include "base/mapfile.h"
 #include "base/varint.h"
 
 #define SAMPLE_EVERY 32
@@ -320,36 +319,19 @@ int indexheader_open(indexheader_t **out, const char *path, err_t *err)
 	indexheader_t *h = xcalloc(1, sizeof *h);
 	h->path = xstrdup(path);
 	h->mem = sizeof *h;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int rc = err_errno(err, "index-header: open %s", path);
+	int rc = mapfile_map(path, HDR_PREFIX + HDR_TOC + 16, &h->p, &h->len, err);
+	if (rc) {
+		if (err)
+			err_wrap(err, "index-header");
 		indexheader_close(h);
 		return rc;
 	}
-	struct stat st;
-	if (fstat(fd, &st) != 0) {
-		int rc = err_errno(err, "index-header: stat %s", path);
-		close(fd);
+	if (!h->p) {
+		rc = hcorrupt(h, err, 0, "file too short");
 		indexheader_close(h);
 		return rc;
 	}
-	h->len = (size_t)st.st_size;
-	if (h->len < HDR_PREFIX + HDR_TOC + 16) {
-		close(fd);
-		int rc = hcorrupt(h, err, 0, "file too short");
-		indexheader_close(h);
-		return rc;
-	}
-	void *m = mmap(NULL, h->len, PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
-	if (m == MAP_FAILED) {
-		int rc = err_errno(err, "index-header: mmap %s", path);
-		h->len = 0;
-		indexheader_close(h);
-		return rc;
-	}
-	h->p = m;
-	int rc = h_load(h, err);
+	rc = h_load(h, err);
 	if (rc) {
 		indexheader_close(h);
 		return rc;
@@ -362,8 +344,7 @@ void indexheader_close(indexheader_t *h)
 {
 	if (!h)
 		return;
-	if (h->p)
-		munmap((void *)h->p, h->len);
+	mapfile_unmap(h->p, h->len);
 	for (size_t i = 0; i < h->nnames; i++)
 		free(h->names[i].samples);
 	free(h->names);

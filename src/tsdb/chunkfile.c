@@ -9,12 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/crc32c.h"
+#include "base/mapfile.h"
 #include "base/varint.h"
 
 #define MAX_LEN_FIELD 5
@@ -218,31 +218,13 @@ int chunkfile_reader_open(chunkfile_reader_t *r, const char *dir, err_t *err)
 		s->path = xmalloc(pl);
 		snprintf(s->path, pl, "%s/%06llu", dir, (unsigned long long)nums[i]);
 		r->nseg = i + 1;
-		int fd = open(s->path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			rc = err_errno(err, "open %s", s->path);
+		if ((rc = mapfile_map(s->path, CHUNKFILE_HEADER_SIZE, &s->p, &s->len, err)))
 			break;
-		}
-		struct stat st;
-		if (fstat(fd, &st) != 0) {
-			rc = err_errno(err, "stat %s", s->path);
-			close(fd);
-			break;
-		}
-		s->len = (size_t)st.st_size;
-		if (s->len < CHUNKFILE_HEADER_SIZE) {
-			close(fd);
+		if (!s->p) {
 			rc = err_set(err, ERR_CORRUPT, "chunks: %s: offset 0: file of %zu bytes is shorter than its header",
 				     s->path, s->len);
 			break;
 		}
-		void *m = mmap(NULL, s->len, PROT_READ, MAP_SHARED, fd, 0);
-		close(fd);
-		if (m == MAP_FAILED) {
-			rc = err_errno(err, "mmap %s", s->path);
-			break;
-		}
-		s->p = m;
 		r->total_bytes += s->len;
 		if (be32_get(s->p) != CHUNKFILE_MAGIC) {
 			rc = err_set(err, ERR_CORRUPT, "chunks: %s: offset 0: bad magic 0x%08x", s->path, be32_get(s->p));
@@ -262,8 +244,7 @@ int chunkfile_reader_open(chunkfile_reader_t *r, const char *dir, err_t *err)
 void chunkfile_reader_close(chunkfile_reader_t *r)
 {
 	for (size_t i = 0; i < r->nseg; i++) {
-		if (r->seg[i].p)
-			munmap((void *)r->seg[i].p, r->seg[i].len);
+		mapfile_unmap(r->seg[i].p, r->seg[i].len);
 		free(r->seg[i].path);
 	}
 	free(r->seg);

@@ -9,12 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/crc32c.h"
+#include "base/mapfile.h"
 #include "base/varint.h"
 #include "base/vec.h"
 #include "tsdb/spill.h"
@@ -684,37 +683,12 @@ int index_reader_open(index_reader_t *r, const char *path, err_t *err)
 {
 	memset(r, 0, sizeof *r);
 	r->path = xstrdup(path);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		int rc = err_errno(err, "open %s", path);
-		index_reader_close(r);
-		return rc;
+	/* A file too short for header and TOC is left unmapped; check_header_toc reports it. */
+	int rc = mapfile_map(path, 5 + 52, &r->p, &r->len, err);
+	if (!rc) {
+		r->mapped = true;
+		rc = check_header_toc(r, err);
 	}
-	struct stat st;
-	if (fstat(fd, &st) != 0) {
-		int rc = err_errno(err, "stat %s", path);
-		close(fd);
-		index_reader_close(r);
-		return rc;
-	}
-	r->len = (size_t)st.st_size;
-	int rc = 0;
-	if (r->len < 5 + 52) {
-		close(fd);
-		rc = RCORRUPT(r, 0, "file of %zu bytes is too short for header and TOC", r->len);
-		index_reader_close(r);
-		return rc;
-	}
-	void *m = mmap(NULL, r->len, PROT_READ, MAP_SHARED, fd, 0);
-	close(fd);
-	if (m == MAP_FAILED) {
-		rc = err_errno(err, "mmap %s", path);
-		index_reader_close(r);
-		return rc;
-	}
-	r->p = m;
-	r->mapped = true;
-	rc = check_header_toc(r, err);
 	if (rc)
 		index_reader_close(r);
 	return rc;
@@ -734,8 +708,8 @@ int index_reader_open_mem(index_reader_t *r, const char *name, const uint8_t *p,
 
 void index_reader_close(index_reader_t *r)
 {
-	if (r->p && r->mapped)
-		munmap((void *)r->p, r->len);
+	if (r->mapped)
+		mapfile_unmap(r->p, r->len);
 	for (size_t i = 0; i < r->nnames; i++)
 		free(r->names[i].samples);
 	free(r->names);

@@ -253,6 +253,16 @@ TEST(indexheader_matches_index_reader)
 	close(fd);
 	CHECK_EQ_INT(indexheader_open(&h, path, &err), ERR_CORRUPT);
 	CHECK(strstr(err.msg, "ih-test") && strstr(err.msg, "offset"));
+	/* A truncated file is corrupt at offset 0; a missing one names the path. */
+	CHECK(truncate(path, 10) == 0);
+	CHECK_EQ_INT(indexheader_open(&h, path, &err), ERR_CORRUPT);
+	char want[600];
+	snprintf(want, sizeof want, "index-header: %s: offset 0: file too short", path);
+	CHECK_STR(err.msg, want);
+	CHECK(unlink(path) == 0);
+	CHECK_EQ_INT(indexheader_open(&h, path, &err), ERR_NOT_FOUND);
+	snprintf(want, sizeof want, "index-header: open %s: No such file or directory", path);
+	CHECK_STR(err.msg, want);
 	arena_release(&a);
 	index_reader_close(&r);
 	bucket_free(b);
