@@ -1141,6 +1141,41 @@ static void sort_uniq(str_t *v, size_t *n)
 	*n = w;
 }
 
+/* The label names (name == NULL) or the values of label *name of the series matching ms[0..n), sorted
+ * and unique; *out is allocated in a and set only on success. */
+static int series_strings(index_reader_t *r, arena_t *a, const matcher_t *ms, size_t n, const str_t *name,
+			  str_t **out, size_t *nout, err_t *err)
+{
+	postings_t p;
+	int rc = index_reader_postings_for_matchers(r, a, ms, n, &p, err);
+	if (rc)
+		return rc;
+	VEC(str_t) strs = {0};
+	for (size_t i = 0; i < p.n && !rc; i++) {
+		labels_t ls;
+		chunk_meta_t *c;
+		size_t nc;
+		if ((rc = index_reader_series(r, a, p.v[i], &ls, &c, &nc, err)))
+			break;
+		if (!name) {
+			for (size_t k = 0; k < ls.n; k++)
+				VEC_PUSH(&strs, ls.v[k].name);
+			continue;
+		}
+		bool found;
+		str_t v = labels_get(&ls, *name, &found);
+		if (found)
+			VEC_PUSH(&strs, v);
+	}
+	if (!rc) {
+		sort_uniq(strs.v, &strs.n);
+		*out = arena_memdup(a, strs.v ? (void *)strs.v : (void *)"", strs.n * sizeof(str_t));
+		*nout = strs.n;
+	}
+	VEC_FREE(&strs);
+	return rc;
+}
+
 int index_reader_label_names(index_reader_t *r, arena_t *a, const matcher_t *ms, size_t n, str_t **out, size_t *nout,
 			     err_t *err)
 {
@@ -1155,26 +1190,7 @@ int index_reader_label_names(index_reader_t *r, arena_t *a, const matcher_t *ms,
 				(*out)[(*nout)++] = r->names[i].name;
 		return 0;
 	}
-	postings_t p;
-	if ((rc = index_reader_postings_for_matchers(r, a, ms, n, &p, err)))
-		return rc;
-	VEC(str_t) names = {0};
-	for (size_t i = 0; i < p.n && !rc; i++) {
-		labels_t ls;
-		chunk_meta_t *c;
-		size_t nc;
-		if ((rc = index_reader_series(r, a, p.v[i], &ls, &c, &nc, err)))
-			break;
-		for (size_t k = 0; k < ls.n; k++)
-			VEC_PUSH(&names, ls.v[k].name);
-	}
-	if (!rc) {
-		sort_uniq(names.v, &names.n);
-		*out = arena_memdup(a, names.v ? (void *)names.v : (void *)"", names.n * sizeof(str_t));
-		*nout = names.n;
-	}
-	VEC_FREE(&names);
-	return rc;
+	return series_strings(r, a, ms, n, NULL, out, nout, err);
 }
 
 int index_reader_label_values(index_reader_t *r, arena_t *a, str_t name, const matcher_t *ms, size_t n, str_t **out,
@@ -1200,28 +1216,7 @@ int index_reader_label_values(index_reader_t *r, arena_t *a, str_t name, const m
 		}
 		return 0;
 	}
-	postings_t p;
-	if ((rc = index_reader_postings_for_matchers(r, a, ms, n, &p, err)))
-		return rc;
-	VEC(str_t) vals = {0};
-	for (size_t i = 0; i < p.n && !rc; i++) {
-		labels_t ls;
-		chunk_meta_t *c;
-		size_t nc;
-		if ((rc = index_reader_series(r, a, p.v[i], &ls, &c, &nc, err)))
-			break;
-		bool found;
-		str_t v = labels_get(&ls, name, &found);
-		if (found)
-			VEC_PUSH(&vals, v);
-	}
-	if (!rc) {
-		sort_uniq(vals.v, &vals.n);
-		*out = arena_memdup(a, vals.v ? (void *)vals.v : (void *)"", vals.n * sizeof(str_t));
-		*nout = vals.n;
-	}
-	VEC_FREE(&vals);
-	return rc;
+	return series_strings(r, a, ms, n, &name, out, nout, err);
 }
 
 int index_reader_each_name(index_reader_t *r, void (*fn)(void *arg, str_t name, size_t nvalues), void *arg, err_t *err)
