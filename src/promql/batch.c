@@ -258,25 +258,10 @@ void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, rang
 	m = expr_unparen(m);
 	if (m->kind != PROMQL_MATRIX_SEL)
 		ev_fail(ev, ERR_INTERNAL, "batched range evaluation needs a matrix selector");
-	const promql_expr_t *vs = m->u.ms.vs;
-	size_t ns = ev->nsteps;
-	*range = m->u.ms.range;
-	ev_ref_times(ev, &vs->u.vs.mods, ref);
-	if (ns == 0)
+	int64_t mint, maxt;
+	if (!ev_matrix_window(ev, m, range, ref, &mint, &maxt))
 		return;
-	int64_t mn = ref[0], mx = ref[0];
-	for (size_t i = 1; i < ns; i++) {
-		if (ref[i] < mn)
-			mn = ref[i];
-		if (ref[i] > mx)
-			mx = ref[i];
-	}
-	int64_t mint = mn - *range, maxt = mx, at;
-	if (ev->at_shift && ev_at_time(ev, &vs->u.vs.mods, &at)) { /* 2.42 selects only around T */
-		mint = at - vs->u.vs.mods.offset - *range;
-		maxt = at - vs->u.vs.mods.offset;
-	}
-	rb_run(ev, vs, mint, maxt, *range, func, true, kfn, kctx, sink, sctx);
+	rb_run(ev, m->u.ms.vs, mint, maxt, *range, func, true, kfn, kctx, sink, sctx);
 }
 
 /* Instant selector kernel: per step the newest sample within the lookback window, absent if stale. */

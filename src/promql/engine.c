@@ -443,6 +443,30 @@ void ev_ref_times(ev_t *ev, const promql_mods_t *m, int64_t *ref)
 	}
 }
 
+bool ev_matrix_window(ev_t *ev, const promql_expr_t *m, int64_t *range, int64_t *ref, int64_t *mint, int64_t *maxt)
+{
+	const promql_expr_t *vs = m->u.ms.vs;
+	size_t ns = ev->nsteps;
+	*range = m->u.ms.range;
+	ev_ref_times(ev, &vs->u.vs.mods, ref);
+	if (ns == 0)
+		return false;
+	int64_t mn = ref[0], mx = ref[0];
+	for (size_t i = 1; i < ns; i++) {
+		if (ref[i] < mn)
+			mn = ref[i];
+		if (ref[i] > mx)
+			mx = ref[i];
+	}
+	*mint = mn - *range, *maxt = mx;
+	int64_t at;
+	if (ev->at_shift && ev_at_time(ev, &vs->u.vs.mods, &at)) { /* 2.42 selects only around T */
+		*mint = at - vs->u.vs.mods.offset - *range;
+		*maxt = at - vs->u.vs.mods.offset;
+	}
+	return true;
+}
+
 series_set_t *ev_select(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range,
 			       const char *func)
 {
@@ -497,22 +521,9 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 	size_t ns = ev->nsteps;
 	if (m->kind == PROMQL_MATRIX_SEL) {
 		const promql_expr_t *vs = m->u.ms.vs;
-		*range = m->u.ms.range;
-		ev_ref_times(ev, &vs->u.vs.mods, ref);
-		if (ns == 0)
+		int64_t mint, maxt;
+		if (!ev_matrix_window(ev, m, range, ref, &mint, &maxt))
 			return;
-		int64_t mn = ref[0], mx = ref[0];
-		for (size_t i = 1; i < ns; i++) {
-			if (ref[i] < mn)
-				mn = ref[i];
-			if (ref[i] > mx)
-				mx = ref[i];
-		}
-		int64_t mint = mn - *range, maxt = mx, at;
-		if (ev->at_shift && ev_at_time(ev, &vs->u.vs.mods, &at)) { /* 2.42 selects only around T */
-			mint = at - vs->u.vs.mods.offset - *range;
-			maxt = at - vs->u.vs.mods.offset;
-		}
 		series_set_t *set = ev_select(ev, vs, mint, maxt, *range, func);
 		int r;
 		while ((r = series_set_next(set, ev->err)) > 0) {

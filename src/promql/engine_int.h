@@ -148,6 +148,10 @@ str_t lb_key(ev_t *ev, labels_t ls);
 const promql_expr_t *expr_unparen(const promql_expr_t *e);
 bool ev_at_time(const ev_t *ev, const promql_mods_t *m, int64_t *at); /* false without @ */
 void ev_ref_times(ev_t *ev, const promql_mods_t *m, int64_t *ref);  /* window end per step */
+/* Matrix selector m (unparenthesised): sets *range, the per-step window ends ref[] and the
+ * [*mint, *maxt] to select for all windows (with @ under at_shift only around T, as 2.42 does).
+ * Returns false when the query has no steps: nothing to select, mint/maxt unset. */
+bool ev_matrix_window(ev_t *ev, const promql_expr_t *m, int64_t *range, int64_t *ref, int64_t *mint, int64_t *maxt);
 series_set_t *ev_select(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range, const char *func);
 void ev_close_set(ev_t *ev, series_set_t *set);
 /* The current series' samples in [mint, maxt] into ev->scr->t/v (valid until the next call). */
