@@ -905,14 +905,9 @@ static void eval_binary(ev_t *ev, const promql_expr_t *e, val_t *out)
 
 /* ------------------------------------------------------------------------------ aggregations */
 
-typedef struct agg_item {
-	double v;
-	size_t idx; /* input series */
-} agg_item_t;
-
-static int cmp_item_desc(const void *a, const void *b)
+int val_idx_cmp_desc(const void *a, const void *b)
 {
-	const agg_item_t *x = a, *y = b;
+	const val_idx_t *x = a, *y = b;
 	bool xn = isnan(x->v), yn = isnan(y->v);
 	if (xn != yn)
 		return xn ? 1 : -1;
@@ -921,9 +916,9 @@ static int cmp_item_desc(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static int cmp_item_asc(const void *a, const void *b)
+int val_idx_cmp_asc(const void *a, const void *b)
 {
-	const agg_item_t *x = a, *y = b;
+	const val_idx_t *x = a, *y = b;
 	bool xn = isnan(x->v), yn = isnan(y->v);
 	if (xn != yn)
 		return xn ? 1 : -1;
@@ -1182,7 +1177,7 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 	obuild_t *ob = ob_new(ev);
 	if (op == PROMQL_AGG_TOPK || op == PROMQL_AGG_BOTTOMK || op == PROMQL_AGG_QUANTILE || op == PROMQL_AGG_COUNT_VALUES) {
 		/* Per step: gather the items of every group. */
-		agg_item_t *items = ev_alloc(ev, (in.n + 1) * sizeof(agg_item_t));
+		val_idx_t *items = ev_alloc(ev, (in.n + 1) * sizeof(val_idx_t));
 		size_t *gstart = ev_alloc(ev, (ng + 2) * sizeof(size_t));
 		size_t *gfill = ev_alloc(ev, (ng + 1) * sizeof(size_t));
 		size_t *gcount = ev_alloc(ev, (ng + 1) * sizeof(size_t));
@@ -1201,12 +1196,12 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 			}
 			for (size_t s = 0; s < in.n; s++)
 				if (in.s[s].ok[i])
-					items[gfill[grp[s]]++] = (agg_item_t){in.s[s].v[i], s};
+					items[gfill[grp[s]]++] = (val_idx_t){in.s[s].v[i], s};
 			for (size_t g = 0; g < ng; g++) {
 				size_t n = gcount[g];
 				if (!n)
 					continue;
-				agg_item_t *it = items + gstart[g];
+				val_idx_t *it = items + gstart[g];
 				if (op == PROMQL_AGG_TOPK || op == PROMQL_AGG_BOTTOMK) {
 					double kf = param.sc[i];
 					if (!(kf <= 9.2233720368547758e18 && kf >= -9.2233720368547758e18)) {
@@ -1216,7 +1211,7 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 					int64_t k = (int64_t)kf;
 					if (k < 1)
 						continue;
-					qsort(it, n, sizeof *it, op == PROMQL_AGG_TOPK ? cmp_item_desc : cmp_item_asc);
+					qsort(it, n, sizeof *it, op == PROMQL_AGG_TOPK ? val_idx_cmp_desc : val_idx_cmp_asc);
 					size_t take = (uint64_t)k < n ? (size_t)k : n;
 					for (size_t j = 0; j < take; j++)
 						ob_set(ev, ob, ob_get(ev, ob, in.s[it[j].idx].ls), i, it[j].v);

@@ -1001,33 +1001,6 @@ static void eval_label_join(ev_t *ev, const promql_expr_t *e, val_t *out)
 	ob_finish(ev, ob, out);
 }
 
-typedef struct sort_item {
-	double v;
-	size_t idx;
-} sort_item_t;
-
-static int cmp_sort_asc(const void *a, const void *b)
-{
-	const sort_item_t *x = a, *y = b;
-	bool xn = isnan(x->v), yn = isnan(y->v);
-	if (xn != yn)
-		return xn ? 1 : -1;
-	if (!xn && x->v != y->v)
-		return x->v < y->v ? -1 : 1;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-static int cmp_sort_desc(const void *a, const void *b)
-{
-	const sort_item_t *x = a, *y = b;
-	bool xn = isnan(x->v), yn = isnan(y->v);
-	if (xn != yn)
-		return xn ? 1 : -1;
-	if (!xn && x->v != y->v)
-		return x->v > y->v ? -1 : 1;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
 void eval_call(ev_t *ev, const promql_expr_t *e, val_t *out)
 {
 	const char *name = e->u.call.func->name;
@@ -1098,12 +1071,12 @@ void eval_call(ev_t *ev, const promql_expr_t *e, val_t *out)
 		eval_expr(ev, e->u.call.args[0], out);
 		if (ns != 1 || out->n < 2)
 			return;
-		sort_item_t *it = ev_alloc(ev, out->n * sizeof(sort_item_t));
+		val_idx_t *it = ev_alloc(ev, out->n * sizeof(val_idx_t));
 		size_t n = 0;
 		for (size_t s = 0; s < out->n; s++)
 			if (out->s[s].ok[0])
-				it[n++] = (sort_item_t){out->s[s].v[0], s};
-		qsort(it, n, sizeof *it, name[4] ? cmp_sort_desc : cmp_sort_asc);
+				it[n++] = (val_idx_t){out->s[s].v[0], s};
+		qsort(it, n, sizeof *it, name[4] ? val_idx_cmp_desc : val_idx_cmp_asc);
 		vseries_t *ns2 = ev_alloc(ev, (n + 1) * sizeof(vseries_t));
 		for (size_t k = 0; k < n; k++)
 			ns2[k] = out->s[it[k].idx];
