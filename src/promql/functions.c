@@ -892,6 +892,19 @@ static void re_cleanup(void *arg)
 	pcre2_code_free(arg);
 }
 
+/* src's points into ob under labels ls (ls enters ob only when src has a point). */
+static void ob_copy_points(ev_t *ev, obuild_t *ob, labels_t ls, const vseries_t *src)
+{
+	size_t idx = (size_t)-1;
+	for (size_t i = 0; i < ev->nsteps; i++) {
+		if (!src->ok[i])
+			continue;
+		if (idx == (size_t)-1)
+			idx = ob_get(ev, ob, ls);
+		ob_set(ev, ob, idx, i, src->v[i]);
+	}
+}
+
 static void eval_label_replace(ev_t *ev, const promql_expr_t *e, val_t *out)
 {
 	val_t in, dst, repl, src, rx;
@@ -943,14 +956,7 @@ static void eval_label_replace(ev_t *ev, const promql_expr_t *e, val_t *out)
 			buf_release(&b);
 			ol = lb_set(ev, ol, dst.str, res);
 		}
-		size_t idx = (size_t)-1;
-		for (size_t i = 0; i < ev->nsteps; i++) {
-			if (!in.s[s].ok[i])
-				continue;
-			if (idx == (size_t)-1)
-				idx = ob_get(ev, ob, ol);
-			ob_set(ev, ob, idx, i, in.s[s].v[i]);
-		}
+		ob_copy_points(ev, ob, ol, &in.s[s]);
 	}
 	ob_finish(ev, ob, out);
 }
@@ -989,14 +995,7 @@ static void eval_label_join(ev_t *ev, const promql_expr_t *e, val_t *out)
 		str_t res = {arena_strndup(ev->a, b.p, b.n), b.n};
 		buf_release(&b);
 		labels_t ol = lb_set(ev, in.s[s].ls, dst.str, res);
-		size_t idx = (size_t)-1;
-		for (size_t i = 0; i < ev->nsteps; i++) {
-			if (!in.s[s].ok[i])
-				continue;
-			if (idx == (size_t)-1)
-				idx = ob_get(ev, ob, ol);
-			ob_set(ev, ob, idx, i, in.s[s].v[i]);
-		}
+		ob_copy_points(ev, ob, ol, &in.s[s]);
 	}
 	ob_finish(ev, ob, out);
 }
