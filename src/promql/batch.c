@@ -317,14 +317,8 @@ void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, 
 {
 	vs_collect_t *c = sctx;
 	size_t ns = ev->nsteps;
-	if (c->n == c->cap) {
-		size_t ncap = c->cap ? c->cap * 2 : 16;
-		vseries_t *na = ev_alloc(ev, ncap * sizeof(vseries_t));
-		if (c->n)
-			memcpy(na, c->arr, c->n * sizeof(vseries_t));
-		c->arr = na;
-		c->cap = ncap;
-	}
+	if (c->n == c->cap)
+		c->arr = ev_grow(ev, c->arr, c->n, &c->cap, sizeof *c->arr);
 	double *ov = ev_alloc(ev, ns * sizeof(double));
 	uint8_t *ook = ev_alloc(ev, ns);
 	memcpy(ov, v, ns * sizeof(double));

@@ -72,6 +72,16 @@ void *ev_zalloc(ev_t *ev, size_t n)
 	return p;
 }
 
+void *ev_grow(ev_t *ev, const void *v, size_t n, size_t *cap, size_t sz)
+{
+	size_t ncap = *cap ? *cap * 2 : 16;
+	void *nv = ev_alloc(ev, ncap * sz);
+	if (n)
+		memcpy(nv, v, n * sz);
+	*cap = ncap;
+	return nv;
+}
+
 void ev_add_samples(ev_t *ev, int64_t n)
 {
 	ev->cur_samples += n;
@@ -324,14 +334,8 @@ size_t ob_get_unique(ev_t *ev, obuild_t *ob, labels_t ls)
 
 static size_t ob_add(ev_t *ev, obuild_t *ob, labels_t ls, void **slot)
 {
-	if (ob->n == ob->cap) {
-		size_t ncap = ob->cap ? ob->cap * 2 : 16;
-		vseries_t *ns = ev_alloc(ev, ncap * sizeof(vseries_t));
-		if (ob->n)
-			memcpy(ns, ob->s, ob->n * sizeof(vseries_t));
-		ob->s = ns;
-		ob->cap = ncap;
-	}
+	if (ob->n == ob->cap)
+		ob->s = ev_grow(ev, ob->s, ob->n, &ob->cap, sizeof *ob->s);
 	*slot = (void *)(uintptr_t)(ob->n + 1);
 	vseries_t *s = &ob->s[ob->n];
 	s->ls = ls;
@@ -613,14 +617,8 @@ static void mat_collect(ev_t *ev, void *arg, const labels_t *ls, const int64_t *
 		b++;
 	if (b == a)
 		return;
-	if (c->n == c->cap) {
-		size_t ncap = c->cap ? c->cap * 2 : 16;
-		rseries_t *na = ev_alloc(ev, ncap * sizeof(rseries_t));
-		if (c->n)
-			memcpy(na, c->rs, c->n * sizeof(rseries_t));
-		c->rs = na;
-		c->cap = ncap;
-	}
+	if (c->n == c->cap)
+		c->rs = ev_grow(ev, c->rs, c->n, &c->cap, sizeof *c->rs);
 	rseries_t *r = &c->rs[c->n++];
 	r->ls = labels_copy(ev->a, ls);
 	r->n = b - a;
@@ -1012,14 +1010,8 @@ static void agg_add(ev_t *ev, aggst_t *st, labels_t ls, bool drop_name, const do
 		char *key = ev_alloc(ev, kb->n + 1);
 		memcpy(key, kb->p, kb->n);
 		slot = hmap_slot(&st->gm, (str_t){key, kb->n}, &found);
-		if (st->ng == st->gcap) {
-			size_t nc = st->gcap ? st->gcap * 2 : 16;
-			agrp_t *ng = ev_alloc(ev, nc * sizeof(agrp_t));
-			if (st->ng)
-				memcpy(ng, st->g, st->ng * sizeof(agrp_t));
-			st->g = ng;
-			st->gcap = nc;
-		}
+		if (st->ng == st->gcap)
+			st->g = ev_grow(ev, st->g, st->ng, &st->gcap, sizeof *st->g);
 		agrp_t *g = &st->g[st->ng];
 		g->ls = labels_copy(ev->a, &gl);
 		g->A = ev_zalloc(ev, (ns ? ns : 1) * sizeof(double));

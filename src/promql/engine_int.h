@@ -106,6 +106,9 @@ static inline void ev_check_work(ev_t *ev, size_t units)
 bool ev_stop_requested(const ev_t *ev);
 void *ev_alloc(ev_t *ev, size_t n);
 void *ev_zalloc(ev_t *ev, size_t n);
+/* Growth of an arena array of elements of size sz holding n of *cap: returns a new array of twice
+ * *cap (16 when 0) with the n elements copied, and sets *cap. The old array stays in the arena. */
+void *ev_grow(ev_t *ev, const void *v, size_t n, size_t *cap, size_t sz);
 /* Samples "in memory" as Prometheus 2.42's engine counts them (currentSamples; --query.max-samples is
  * checked against it and its peak is reported):
  *  - an instant selector adds its points; a number literal (or any scalar) one point per step;
