@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -292,6 +293,31 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t n)
 	}
 }
 
+/* Make a conn_t of a connected non-blocking socket and hand it to on_accept; closes fd on failure. */
+static int conn_register(listener_t *ls, int fd, const char *peer, err_t *err)
+{
+	conn_t *c = xcalloc(1, sizeof *c);
+	c->fd = fd;
+	c->loop = ls->loop;
+	c->listener = ls;
+	buf_init(&c->in);
+	buf_init(&c->out);
+	snprintf(c->peer, sizeof c->peer, "%s", peer);
+	int rc = loop_add_fd(ls->loop, fd, LOOP_READ, conn_on_event, c, err);
+	if (rc) {
+		close(fd);
+		free(c);
+		return rc;
+	}
+	c->next = ls->conns;
+	if (ls->conns)
+		ls->conns->prev = c;
+	ls->conns = c;
+	ls->nconns++;
+	ls->on_accept(ls, c, ls->arg);
+	return 0;
+}
+
 static void on_accept(loop_t *l, int fd, int events, void *arg)
 {
 	listener_t *ls = arg;
@@ -317,24 +343,9 @@ static void on_accept(loop_t *l, int fd, int events, void *arg)
 		}
 		int one = 1;
 		setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		conn_t *c = xcalloc(1, sizeof *c);
-		c->fd = cfd;
-		c->loop = l;
-		c->listener = ls;
-		buf_init(&c->in);
-		buf_init(&c->out);
-		format_peer(&ss, c->peer, sizeof c->peer);
-		if (loop_add_fd(l, cfd, LOOP_READ, conn_on_event, c, NULL)) {
-			close(cfd);
-			free(c);
-			continue;
-		}
-		c->next = ls->conns;
-		if (ls->conns)
-			ls->conns->prev = c;
-		ls->conns = c;
-		ls->nconns++;
-		ls->on_accept(ls, c, ls->arg);
+		char peer[64];
+		format_peer(&ss, peer, sizeof peer);
+		(void)conn_register(ls, cfd, peer, NULL);
 	}
 	(void)events;
 }
@@ -462,4 +473,15 @@ size_t listener_conn_count(const listener_t *ls)
 conn_t *listener_first(listener_t *ls)
 {
 	return ls->conns;
+}
+
+int listener_adopt(listener_t *ls, int fd, const char *peer, err_t *err)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+		int rc = err_errno(err, "adopt connection %s: fd %d", peer ? peer : "unknown", fd);
+		close(fd);
+		return rc;
+	}
+	return conn_register(ls, fd, peer ? peer : "unknown", err);
 }

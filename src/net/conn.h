@@ -82,6 +82,10 @@ int listener_port(const listener_t *ls);
 size_t listener_conn_count(const listener_t *ls);
 /* Iterate live connections: for (conn_t *c = listener_first(ls); c; c = c->next) */
 conn_t *listener_first(listener_t *ls);
+/* Serve an already-connected stream socket (a socketpair end, an inherited fd) as if it had been
+ * accepted: made non-blocking, counted, handed to on_accept. Not subject to max_conns. Takes fd over:
+ * on failure (ERR_IO, message names peer) it is closed. peer may be NULL ("unknown"). */
+int listener_adopt(listener_t *ls, int fd, const char *peer, err_t *err);
 
 void conn_set_proto(conn_t *c, const conn_proto_t *proto, void *data);
 /* Drop n bytes from the front of the unconsumed input. */

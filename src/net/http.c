@@ -907,6 +907,16 @@ loop_t *http_server_loop(const http_server_t *srv)
 	return srv->loop;
 }
 
+int http_server_adopt(http_server_t *srv, int fd, const char *peer, err_t *err)
+{
+	return listener_adopt(srv->listener, fd, peer, err);
+}
+
+size_t http_server_conn_count(const http_server_t *srv)
+{
+	return listener_conn_count(srv->listener);
+}
+
 size_t http_server_inflight(const http_server_t *srv)
 {
 	return srv->inflight;

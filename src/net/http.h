@@ -99,6 +99,11 @@ void http_handle(http_server_t *srv, unsigned methods, const char *pattern, http
 void http_server_set_ready(http_server_t *srv, bool ready); /* thread-safe */
 int http_server_port(const http_server_t *srv);
 loop_t *http_server_loop(const http_server_t *srv);
+/* Serve an already-connected stream socket (socketpair end, inherited fd) like an accepted one;
+ * takes fd over (closed on failure). See listener_adopt. */
+int http_server_adopt(http_server_t *srv, int fd, const char *peer, err_t *err);
+/* Open connections (accepted or adopted). */
+size_t http_server_conn_count(const http_server_t *srv);
 /* Requests currently being handled (dispatched and not yet responded). */
 size_t http_server_inflight(const http_server_t *srv);
 
