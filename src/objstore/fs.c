@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,13 +15,34 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "base/hmap.h"
 #include "base/vec.h"
 
 #define TMP_MARK ".strata-tmp-"
 
+/* Read fds kept open per bucket. Each read still stat()s the path (one syscall instead of
+ * open+fstat+close) and only uses a cached fd whose inode matches, so an object replaced by rename —
+ * by this process or another — is never served from the old file. */
+#define FD_CACHE_SIZE 64
+
+/* An open read-only fd of one object. Shared by the cache slot (one reference while cached) and by the
+ * readers using it; the fd is closed when the last reference goes. */
+typedef struct fd_ent {
+	char *name;
+	uint64_t hash;
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	int refs;      /* under fs_bucket.mu */
+	uint64_t used; /* LRU tick, under fs_bucket.mu */
+} fd_ent_t;
+
 typedef struct fs_bucket {
 	bucket_t base;
 	char *root; /* no trailing '/' */
+	pthread_mutex_t mu;
+	uint64_t tick;
+	fd_ent_t *slots[FD_CACHE_SIZE]; /* NULL = free */
 } fs_bucket_t;
 
 #define FB(b) ((fs_bucket_t *)(b))
@@ -59,27 +81,150 @@ static int mkdirs_for(const char *root, char *path, const char *name, err_t *err
 	return 0;
 }
 
+static void fd_ent_unref_locked(fd_ent_t *e)
+{
+	BUG_ON(e->refs <= 0);
+	if (--e->refs == 0) {
+		close(e->fd);
+		free(e->name);
+		free(e);
+	}
+}
+
+static void fd_ent_release(fs_bucket_t *fb, fd_ent_t *e)
+{
+	pthread_mutex_lock(&fb->mu);
+	fd_ent_unref_locked(e);
+	pthread_mutex_unlock(&fb->mu);
+}
+
+/* Slot index of name's cached entry or -1. Caller holds mu. */
+static int fd_cache_find_locked(fs_bucket_t *fb, const char *name, uint64_t h)
+{
+	for (int i = 0; i < FD_CACHE_SIZE; i++) {
+		fd_ent_t *e = fb->slots[i];
+		if (e && e->hash == h && strcmp(e->name, name) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/* Drop name's entry from the cache (after a put or delete in this process, or a stale inode). */
+static void fd_cache_invalidate(fs_bucket_t *fb, const char *name)
+{
+	uint64_t h = hash_bytes(name, strlen(name));
+	pthread_mutex_lock(&fb->mu);
+	int i = fd_cache_find_locked(fb, name, h);
+	if (i >= 0) {
+		fd_ent_unref_locked(fb->slots[i]);
+		fb->slots[i] = NULL;
+	}
+	pthread_mutex_unlock(&fb->mu);
+}
+
+/* A referenced entry for name whose inode is (dev, ino), or NULL (a stale entry is dropped). */
+static fd_ent_t *fd_cache_get(fs_bucket_t *fb, const char *name, uint64_t h, dev_t dev, ino_t ino)
+{
+	fd_ent_t *e = NULL;
+	pthread_mutex_lock(&fb->mu);
+	int i = fd_cache_find_locked(fb, name, h);
+	if (i >= 0) {
+		e = fb->slots[i];
+		if (e->dev == dev && e->ino == ino) {
+			e->refs++;
+			e->used = ++fb->tick;
+		} else {
+			fd_ent_unref_locked(e);
+			fb->slots[i] = NULL;
+			e = NULL;
+		}
+	}
+	pthread_mutex_unlock(&fb->mu);
+	return e;
+}
+
+/* Cache e (the caller keeps its own reference): replaces name's entry if another reader cached one
+ * meanwhile, else takes a free slot or evicts the least recently used one. */
+static void fd_cache_put(fs_bucket_t *fb, fd_ent_t *e)
+{
+	pthread_mutex_lock(&fb->mu);
+	int i = fd_cache_find_locked(fb, e->name, e->hash);
+	if (i < 0) {
+		uint64_t oldest = UINT64_MAX;
+		for (int j = 0; j < FD_CACHE_SIZE; j++) {
+			if (!fb->slots[j]) {
+				i = j;
+				break;
+			}
+			if (fb->slots[j]->used < oldest) {
+				oldest = fb->slots[j]->used;
+				i = j;
+			}
+		}
+	}
+	if (fb->slots[i])
+		fd_ent_unref_locked(fb->slots[i]);
+	e->refs++;
+	e->used = ++fb->tick;
+	fb->slots[i] = e;
+	pthread_mutex_unlock(&fb->mu);
+}
+
 static int fs_get(bucket_t *b, const char *name, int64_t off, int64_t len, bucket_sink_fn sink, void *arg,
 		  err_t *err)
 {
+	fs_bucket_t *fb = FB(b);
 	char *path = fs_path(b, name);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	free(path);
-	if (fd < 0) {
-		if (errno == ENOENT || errno == ENOTDIR)
-			return err_set(err, ERR_NOT_FOUND, "objstore: %s: object not found", name);
-		return err_errno(err, "objstore: %s: open", name);
-	}
 	struct stat st;
-	int rc = 0;
-	if (fstat(fd, &st) != 0) {
-		rc = err_errno(err, "objstore: %s: fstat", name);
-		goto out;
+	if (stat(path, &st) != 0) {
+		int e = errno;
+		free(path);
+		fd_cache_invalidate(fb, name);
+		if (e == ENOENT || e == ENOTDIR)
+			return err_set(err, ERR_NOT_FOUND, "objstore: %s: object not found", name);
+		errno = e;
+		return err_errno(err, "objstore: %s: stat", name);
 	}
 	if (S_ISDIR(st.st_mode)) {
-		rc = err_set(err, ERR_NOT_FOUND, "objstore: %s: object not found (a directory)", name);
-		goto out;
+		free(path);
+		return err_set(err, ERR_NOT_FOUND, "objstore: %s: object not found (a directory)", name);
 	}
+	uint64_t h = hash_bytes(name, strlen(name));
+	fd_ent_t *ent = S_ISREG(st.st_mode) ? fd_cache_get(fb, name, h, st.st_dev, st.st_ino) : NULL;
+	if (!ent) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			int e = errno;
+			free(path);
+			if (e == ENOENT || e == ENOTDIR)
+				return err_set(err, ERR_NOT_FOUND, "objstore: %s: object not found", name);
+			errno = e;
+			return err_errno(err, "objstore: %s: open", name);
+		}
+		/* The path may have been replaced between stat and open: the fd's own inode is what we read. */
+		if (fstat(fd, &st) != 0) {
+			int rc = err_errno(err, "objstore: %s: fstat", name);
+			close(fd);
+			free(path);
+			return rc;
+		}
+		if (S_ISDIR(st.st_mode)) {
+			close(fd);
+			free(path);
+			return err_set(err, ERR_NOT_FOUND, "objstore: %s: object not found (a directory)", name);
+		}
+		ent = xcalloc(1, sizeof(*ent));
+		ent->name = xstrdup(name);
+		ent->hash = h;
+		ent->fd = fd;
+		ent->dev = st.st_dev;
+		ent->ino = st.st_ino;
+		ent->refs = 1;
+		if (S_ISREG(st.st_mode)) /* FIFOs and devices are read once, never cached */
+			fd_cache_put(fb, ent);
+	}
+	free(path);
+	int rc = 0;
 	if (off >= st.st_size && !(off == 0 && len < 0)) {
 		rc = err_set(err, ERR_INVALID, "objstore: %s: range start %lld is beyond the object's size %lld", name,
 			     (long long)off, (long long)st.st_size);
@@ -89,7 +234,7 @@ static int fs_get(bucket_t *b, const char *name, int64_t off, int64_t len, bucke
 	char chunk[64 * 1024];
 	while (off < end) {
 		size_t want = (size_t)(end - off) < sizeof chunk ? (size_t)(end - off) : sizeof chunk;
-		ssize_t r = pread(fd, chunk, want, off);
+		ssize_t r = pread(ent->fd, chunk, want, off);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -104,7 +249,7 @@ static int fs_get(bucket_t *b, const char *name, int64_t off, int64_t len, bucke
 		off += r;
 	}
 out:
-	close(fd);
+	fd_ent_release(fb, ent);
 	return rc;
 }
 
@@ -191,6 +336,7 @@ static int fs_put(bucket_t *b, const char *name, const bucket_src_t *src, err_t 
 		unlink(tmp.p);
 		goto out;
 	}
+	fd_cache_invalidate(FB(b), name);
 	if (fsync_dir_of(path) != 0)
 		rc = err_errno(err, "objstore: %s: fsync directory", name);
 out:
@@ -225,6 +371,7 @@ static int fs_del(bucket_t *b, const char *name, err_t *err)
 		free(path);
 		return err_set(err, ERR_NOT_FOUND, "objstore: %s: object not found (a directory)", name);
 	}
+	fd_cache_invalidate(FB(b), name);
 	if (unlink(path) != 0) {
 		int e = errno;
 		free(path);
@@ -314,7 +461,12 @@ static int fs_iter(bucket_t *b, const char *dir, int flags, bucket_iter_fn fn, v
 
 static void fs_free(bucket_t *b)
 {
-	free(FB(b)->root);
+	fs_bucket_t *fb = FB(b);
+	for (int i = 0; i < FD_CACHE_SIZE; i++)
+		if (fb->slots[i])
+			fd_ent_unref_locked(fb->slots[i]); /* no readers left: bucket_free is not concurrent */
+	pthread_mutex_destroy(&fb->mu);
+	free(fb->root);
 	free(b->name);
 	free(b);
 }
@@ -364,6 +516,7 @@ int fs_bucket_new(const char *dir, bucket_t **out, err_t *err)
 	fs_bucket_t *b = xcalloc(1, sizeof(*b));
 	b->base.ops = &fs_ops;
 	b->root = root;
+	pthread_mutex_init(&b->mu, NULL);
 	b->base.name = xstrdup(root);
 	*out = &b->base;
 	return 0;

@@ -6,6 +6,13 @@
  * object. Parent directories are created as needed and removed again when a delete leaves them empty.
  * Iteration hides temp files. Names with "." / ".." segments or a leading '/' are rejected
  * (bucket_check_name), so no name can reach outside the root. Thread-safe.
+ *
+ * Reads keep up to 64 read-only fds open (LRU by object name) and use pread, so a range read costs a
+ * stat of the path instead of open+fstat+close. A cached fd is used only while the path still names the
+ * same inode (dev, ino), so an object replaced by rename from any process is read from the new file;
+ * puts and deletes through this bucket drop the name's fd at once; bucket_free closes them all. An fd of
+ * an object deleted by another process stays open (at most 64 of them) until it is next looked up or
+ * evicted.
  */
 #ifndef STRATA_OBJSTORE_FS_H
 #define STRATA_OBJSTORE_FS_H
