@@ -33,6 +33,8 @@ typedef struct fd_ent {
 	int fd;
 	dev_t dev;
 	ino_t ino;
+	nlink_t nlink;         /* link count and ctime when last checked against the path; under mu */
+	struct timespec ctime;
 	int refs;      /* under fs_bucket.mu */
 	uint64_t used; /* LRU tick, under fs_bucket.mu */
 } fd_ent_t;
@@ -122,25 +124,51 @@ static void fd_cache_invalidate(fs_bucket_t *fb, const char *name)
 	pthread_mutex_unlock(&fb->mu);
 }
 
-/* A referenced entry for name whose inode is (dev, ino), or NULL (a stale entry is dropped). */
-static fd_ent_t *fd_cache_get(fs_bucket_t *fb, const char *name, uint64_t h, dev_t dev, ino_t ino)
+/* A referenced entry for name, or NULL. */
+static fd_ent_t *fd_cache_ref(fs_bucket_t *fb, const char *name, uint64_t h)
 {
 	fd_ent_t *e = NULL;
 	pthread_mutex_lock(&fb->mu);
 	int i = fd_cache_find_locked(fb, name, h);
 	if (i >= 0) {
 		e = fb->slots[i];
-		if (e->dev == dev && e->ino == ino) {
-			e->refs++;
-			e->used = ++fb->tick;
-		} else {
-			fd_ent_unref_locked(e);
-			fb->slots[i] = NULL;
-			e = NULL;
-		}
+		e->refs++;
+		e->used = ++fb->tick;
 	}
 	pthread_mutex_unlock(&fb->mu);
 	return e;
+}
+
+/* Whether the inode behind e's fd had no link change since e was (re)validated: renaming a file over
+ * the object's path, or deleting it, drops a link of the old inode, which changes its link count and
+ * ctime. (In-place writes change ctime too: they only cost a re-check.) */
+static bool fd_ent_unchanged(fs_bucket_t *fb, fd_ent_t *e, const struct stat *st)
+{
+	pthread_mutex_lock(&fb->mu);
+	bool same = st->st_nlink == e->nlink && st->st_ctim.tv_sec == e->ctime.tv_sec &&
+		    st->st_ctim.tv_nsec == e->ctime.tv_nsec;
+	pthread_mutex_unlock(&fb->mu);
+	return same;
+}
+
+static void fd_ent_note(fs_bucket_t *fb, fd_ent_t *e, const struct stat *st)
+{
+	pthread_mutex_lock(&fb->mu);
+	e->nlink = st->st_nlink;
+	e->ctime = st->st_ctim;
+	pthread_mutex_unlock(&fb->mu);
+}
+
+/* Remove e from the cache if it is still cached (the caller keeps its own reference). */
+static void fd_cache_drop(fs_bucket_t *fb, fd_ent_t *e)
+{
+	pthread_mutex_lock(&fb->mu);
+	int i = fd_cache_find_locked(fb, e->name, e->hash);
+	if (i >= 0 && fb->slots[i] == e) {
+		fd_ent_unref_locked(e);
+		fb->slots[i] = NULL;
+	}
+	pthread_mutex_unlock(&fb->mu);
 }
 
 /* Cache e (the caller keeps its own reference): replaces name's entry if another reader cached one
@@ -176,21 +204,20 @@ static int fs_get(bucket_t *b, const char *name, int64_t off, int64_t len, bucke
 	fs_bucket_t *fb = FB(b);
 	char *path = fs_path(b, name);
 	struct stat st;
-	if (stat(path, &st) != 0) {
-		int e = errno;
-		free(path);
-		fd_cache_invalidate(fb, name);
-		if (e == ENOENT || e == ENOTDIR)
-			return err_set(err, ERR_NOT_FOUND, "objstore: %s: object not found", name);
-		errno = e;
-		return err_errno(err, "objstore: %s: stat", name);
-	}
-	if (S_ISDIR(st.st_mode)) {
-		free(path);
-		return err_set(err, ERR_NOT_FOUND, "objstore: %s: object not found (a directory)", name);
-	}
 	uint64_t h = hash_bytes(name, strlen(name));
-	fd_ent_t *ent = S_ISREG(st.st_mode) ? fd_cache_get(fb, name, h, st.st_dev, st.st_ino) : NULL;
+	fd_ent_t *ent = fd_cache_ref(fb, name, h);
+	if (ent && (fstat(ent->fd, &st) != 0 || !fd_ent_unchanged(fb, ent, &st))) {
+		/* Links changed: keep the fd only if the path still names its inode. */
+		struct stat pst;
+		if (stat(path, &pst) == 0 && pst.st_dev == ent->dev && pst.st_ino == ent->ino) {
+			fd_ent_note(fb, ent, &pst);
+			st = pst;
+		} else {
+			fd_cache_drop(fb, ent);
+			fd_ent_release(fb, ent);
+			ent = NULL;
+		}
+	}
 	if (!ent) {
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
@@ -201,7 +228,6 @@ static int fs_get(bucket_t *b, const char *name, int64_t off, int64_t len, bucke
 			errno = e;
 			return err_errno(err, "objstore: %s: open", name);
 		}
-		/* The path may have been replaced between stat and open: the fd's own inode is what we read. */
 		if (fstat(fd, &st) != 0) {
 			int rc = err_errno(err, "objstore: %s: fstat", name);
 			close(fd);
@@ -219,6 +245,8 @@ static int fs_get(bucket_t *b, const char *name, int64_t off, int64_t len, bucke
 		ent->fd = fd;
 		ent->dev = st.st_dev;
 		ent->ino = st.st_ino;
+		ent->nlink = st.st_nlink;
+		ent->ctime = st.st_ctim;
 		ent->refs = 1;
 		if (S_ISREG(st.st_mode)) /* FIFOs and devices are read once, never cached */
 			fd_cache_put(fb, ent);

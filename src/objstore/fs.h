@@ -7,12 +7,13 @@
  * Iteration hides temp files. Names with "." / ".." segments or a leading '/' are rejected
  * (bucket_check_name), so no name can reach outside the root. Thread-safe.
  *
- * Reads keep up to 64 read-only fds open (LRU by object name) and use pread, so a range read costs a
- * stat of the path instead of open+fstat+close. A cached fd is used only while the path still names the
- * same inode (dev, ino), so an object replaced by rename from any process is read from the new file;
- * puts and deletes through this bucket drop the name's fd at once; bucket_free closes them all. An fd of
- * an object deleted by another process stays open (at most 64 of them) until it is next looked up or
- * evicted.
+ * Reads keep up to 64 read-only fds open (LRU by object name) and use pread, so a range read of a cached
+ * object costs an fstat of the fd instead of open+fstat+close (no path lookup). Renaming a file over the
+ * object's path or deleting it drops a link of the old inode (its link count and ctime change); the
+ * fstat sees that, and the fd is used again only if the path still names the same inode, else the path
+ * is re-opened. So an object replaced by rename from any process is read from the new file. Puts and
+ * deletes through this bucket drop the name's fd at once; bucket_free closes them all. An fd of an
+ * object deleted by another process stays open (at most 64 of them) until it is next read or evicted.
  */
 #ifndef STRATA_OBJSTORE_FS_H
 #define STRATA_OBJSTORE_FS_H

@@ -90,6 +90,17 @@ TEST(fs_fdcache_replace_by_rename_from_another_writer)
 	CHECK_EQ_INT(bucket_get_range(b, "blk/index", 14, 4, &out, &err), ERR_INVALID);
 	CHECK(strstr(err.msg, "blk/index") != NULL);
 	CHECK(range_is(b, "blk/index", 0, -1, "4th"));
+	/* Hard-linked elsewhere (as Prometheus's copy of a block is), then replaced: the old inode keeps a
+	 * link, but its count changes. */
+	char other[600], path[600];
+	snprintf(path, sizeof path, "%s/blk/index", dir);
+	snprintf(other, sizeof other, "%s/elsewhere", dir);
+	CHECK_EQ_INT(link(path, other), 0);
+	CHECK(range_is(b, "blk/index", 0, -1, "4th"));
+	CHECK_EQ_INT(replace_outside(dir, "blk/index", "5th"), 0);
+	CHECK(range_is(b, "blk/index", 0, -1, "5th"));
+	CHECK_EQ_INT(unlink(other), 0); /* a link change of the cached inode only re-checks the path */
+	CHECK(range_is(b, "blk/index", 0, -1, "5th"));
 	/* A put through this bucket replaces it as well. */
 	CHECK_EQ_INT(bucket_put(b, "blk/index", "fifth", 5, &err), 0);
 	CHECK(range_is(b, "blk/index", 0, -1, "fifth"));
