@@ -28,7 +28,7 @@ enum {
 	ERR_INTERNAL = -11,   /* anything else */
 };
 
-#define ERR_MSG_MAX 512
+#define ERR_MSG_MAX 2048 /* room for PromQL errors that quote two whole label sets */
 
 typedef struct err {
 	int code;
