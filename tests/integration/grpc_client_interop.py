@@ -11,28 +11,12 @@ compressed request the server cannot decode (clean error), and an unreachable en
 """
 import os, struct, subprocess, sys, tempfile, threading, time
 from concurrent import futures
+from lib_harness import Harness
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 TEST_BIN = os.environ.get("STRATA_TEST_BIN", os.path.join(ROOT, "build", "tests"))
-failed = 0
-
-
-def result(name, ok, why=""):
-    global failed
-    if ok:
-        print(f"PASS grpc_client_interop:{name}")
-    else:
-        failed += 1
-        print(f"FAIL grpc_client_interop:{name}: {why}")
-    sys.stdout.flush()
-
-
-def check(name, fn):
-    try:
-        fn()
-        result(name, True)
-    except Exception as e:  # noqa: BLE001 - any failure is a test failure with its message
-        result(name, False, f"{type(e).__name__}: {e}")
+harness = Harness("grpc_client_interop")
+result, check = harness.result, harness.check
 
 
 class BitWriter:
@@ -269,7 +253,7 @@ def main():
             check(name, fn)
     finally:
         server.stop(grace=None)
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if harness.failed else 0)
 
 
 if __name__ == "__main__":

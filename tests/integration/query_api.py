@@ -20,39 +20,15 @@ blocks. Everything binds 127.0.0.1 on free ports and is stopped by PID.
   (c) partial response: with store P killed, a query over A and B returns their data plus a warning
       naming P; with partial_response=false the query fails naming P.
 """
-import gzip, json, os, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.parse, urllib.request, zlib
+import gzip, json, os, shutil, subprocess, sys, tempfile, time, urllib.error, urllib.parse, urllib.request, zlib
+from lib_harness import Harness, free_port, stop
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
 NAME = "query_api"
-failed = 0
+harness = Harness(NAME)
+result, check = harness.result, harness.check
 procs = []
-
-
-def result(name, ok, why=""):
-    global failed
-    if ok:
-        print(f"PASS {NAME}:{name}")
-    else:
-        failed += 1
-        print(f"FAIL {NAME}:{name}: {why}")
-    sys.stdout.flush()
-
-
-def check(name, fn):
-    try:
-        fn()
-        result(name, True)
-    except Exception as e:  # noqa: BLE001 - any failure is a test failure with its message
-        result(name, False, f"{type(e).__name__}: {e}")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def start(tmp, name, argv):
@@ -60,16 +36,6 @@ def start(tmp, name, argv):
     p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     procs.append((p, log))
     return p
-
-
-def stop(p):
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def wait_ready(port, p, what, limit=30):
@@ -452,12 +418,12 @@ def main():
         for p, log in procs:
             stop(p)
             log.close()
-        if failed or keep:
+        if harness.failed or keep:
             print(f"logs kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{NAME}: {failed} failed")
-    return 1 if failed else 0
+    print(f"{NAME}: {harness.failed} failed")
+    return 1 if harness.failed else 0
 
 
 if __name__ == "__main__":

@@ -15,50 +15,16 @@ window, about 9 s on an idle 2-core machine.
 Everything binds 127.0.0.1 on free ports; processes are stopped by PID.
 """
 import json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.parse, urllib.request
+from lib_harness import Harness, free_port, stop
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
 TEST_BIN = os.environ.get("STRATA_TEST_BIN", os.path.join(ROOT, "build", "tests"))
 NAME = "query_cancel"
 SLOW = {"query": "sum(quantile_over_time(0.5, load_series[5m]))", "start": "0", "end": "3600", "step": "1"}
-failed = 0
+harness = Harness(NAME)
+result, check = harness.result, harness.check
 procs = []
-
-
-def result(name, ok, why=""):
-    global failed
-    if ok:
-        print(f"PASS {NAME}:{name}")
-    else:
-        failed += 1
-        print(f"FAIL {NAME}:{name}: {why}")
-    sys.stdout.flush()
-
-
-def check(name, fn):
-    try:
-        fn()
-        result(name, True)
-    except Exception as e:  # noqa: BLE001 - any failure is a test failure with its message
-        result(name, False, f"{type(e).__name__}: {e}")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def stop(p):
-    if p.poll() is None:
-        p.terminate()
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def get(port, path, params=None, timeout=60):
@@ -154,12 +120,12 @@ def main():
         for p, f in procs:
             stop(p)
             f.close()
-        if failed or keep:
+        if harness.failed or keep:
             print(f"logs kept in {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    print(f"{NAME}: {failed} failed")
-    return 1 if failed else 0
+    print(f"{NAME}: {harness.failed} failed")
+    return 1 if harness.failed else 0
 
 
 if __name__ == "__main__":

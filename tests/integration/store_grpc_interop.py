@@ -9,28 +9,12 @@ their header, trimming, skip_chunks), errors (no matchers, bad regex, unknown me
 stream read slowly (HTTP/2 flow control) and cancelled midway.
 """
 import os, subprocess, sys, tempfile, time
+from lib_harness import Harness
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 TEST_BIN = os.environ.get("STRATA_TEST_BIN", os.path.join(ROOT, "build", "tests"))
-failed = 0
-
-
-def result(name, ok, why=""):
-    global failed
-    if ok:
-        print(f"PASS store_grpc_interop:{name}")
-    else:
-        failed += 1
-        print(f"FAIL store_grpc_interop:{name}: {why}")
-    sys.stdout.flush()
-
-
-def check(name, fn):
-    try:
-        fn()
-        result(name, True)
-    except Exception as e:  # noqa: BLE001 - any failure is a test failure with its message
-        result(name, False, f"{type(e).__name__}: {e}")
+harness = Harness("store_grpc_interop")
+result, check = harness.result, harness.check
 
 
 def main():
@@ -229,7 +213,7 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
                 result("server_exit", False, "store_testserver did not stop on SIGTERM")
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if harness.failed else 0)
 
 
 if __name__ == "__main__":

@@ -10,38 +10,14 @@ appears after a sync, a deletion-marked block disappears, a partial upload is ig
 a corrupt index fails to load while the rest keeps serving, and a warm restart builds no
 index-header again (objstore get_range operations stay 0).
 """
-import os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import os, re, shutil, subprocess, sys, tempfile, time, urllib.request
+from lib_harness import Harness, free_port
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
 SHARED = os.environ.get("STRATA_SHARED", "/work/shared")
-failed = 0
-
-
-def result(name, ok, why=""):
-    global failed
-    if ok:
-        print(f"PASS storegw_promtool:{name}")
-    else:
-        failed += 1
-        print(f"FAIL storegw_promtool:{name}: {why}")
-    sys.stdout.flush()
-
-
-def check(name, fn):
-    try:
-        fn()
-        result(name, True)
-    except Exception as e:  # noqa: BLE001 - any failure is a test failure with its message
-        result(name, False, f"{type(e).__name__}: {e}")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+harness = Harness("storegw_promtool")
+result, check = harness.result, harness.check
 
 
 def promtool_blocks(tmp, windows, name):
@@ -315,4 +291,4 @@ if __name__ == "__main__":
         main()
     except Exception as e:  # noqa: BLE001
         result("setup", False, f"{type(e).__name__}: {e}")
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if harness.failed else 0)
