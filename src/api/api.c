@@ -660,7 +660,7 @@ static void h_format_query(http_req_t *r, void *arg)
 		return reply_bad(r, err.msg);
 	}
 	buf_t s = BUF_INIT, b = BUF_INIT;
-	promql_expr_format(&s, e);
+	promql_expr_pretty(&s, e);
 	buf_json_str(&b, buf_str(&s));
 	reply_ok(r, buf_str(&b), NULL, 0);
 	buf_release(&s);

@@ -254,7 +254,55 @@ static void put_selector(buf_t *b, const promql_expr_t *e)
 	}
 }
 
-void promql_expr_format(buf_t *b, const promql_expr_t *e)
+/* The operator of a binary expression with its modifiers: "/ on (job) group_left ()", "> bool". */
+static void put_binop(buf_t *b, const promql_expr_t *e)
+{
+	buf_puts(b, promql_op_str(e->u.bin.op));
+	if (e->u.bin.return_bool)
+		buf_puts(b, " bool");
+	if (e->u.bin.has_matching && (e->u.bin.nlabels > 0 || e->u.bin.on)) {
+		buf_puts(b, e->u.bin.on ? " on " : " ignoring ");
+		put_labels(b, e->u.bin.labels, e->u.bin.nlabels);
+		if (e->u.bin.card == PROMQL_CARD_MANY_TO_ONE || e->u.bin.card == PROMQL_CARD_ONE_TO_MANY) {
+			buf_puts(b, e->u.bin.card == PROMQL_CARD_MANY_TO_ONE ? " group_left " : " group_right ");
+			put_labels(b, e->u.bin.include, e->u.bin.ninclude);
+		}
+	}
+}
+
+/* An aggregation up to its opening parenthesis: "sum(", "sum by (job) (", "sum without () (" (an
+ * empty "by ()" is not printed). */
+static void put_aggr_open(buf_t *b, const promql_expr_t *e)
+{
+	buf_puts(b, promql_aggr_str(e->u.aggr.op));
+	if (e->u.aggr.without) {
+		buf_puts(b, " without ");
+		put_labels(b, e->u.aggr.grouping, e->u.aggr.ngrouping);
+		buf_putc(b, ' ');
+	} else if (e->u.aggr.ngrouping > 0) {
+		buf_puts(b, " by ");
+		put_labels(b, e->u.aggr.grouping, e->u.aggr.ngrouping);
+		buf_putc(b, ' ');
+	}
+	buf_putc(b, '(');
+}
+
+/* A subquery's suffix: "[5m:1m] offset 1h". */
+static void put_subquery_suffix(buf_t *b, const promql_expr_t *e)
+{
+	buf_putc(b, '[');
+	duration_format(b, e->u.sq.range);
+	buf_putc(b, ':');
+	if (e->u.sq.step)
+		duration_format(b, e->u.sq.step);
+	buf_putc(b, ']');
+	put_mods(b, &e->u.sq.mods);
+}
+
+/* String() layout. prom: exactly as Prometheus 2.42 prints (format_query); otherwise "+Inf ^ x" prints
+ * its literal as "Inf" so that the output re-parses to the same tree (Prometheus's "+Inf ^ x" is
+ * +(Inf ^ x)). */
+static void fmt_expr(buf_t *b, const promql_expr_t *e, bool prom)
 {
 	switch (e->kind) {
 	case PROMQL_NUMBER:
@@ -275,45 +323,28 @@ void promql_expr_format(buf_t *b, const promql_expr_t *e)
 		put_mods(b, &e->u.ms.vs->u.vs.mods);
 		break;
 	case PROMQL_SUBQUERY:
-		promql_expr_format(b, e->u.sq.expr);
-		buf_putc(b, '[');
-		duration_format(b, e->u.sq.range);
-		buf_putc(b, ':');
-		if (e->u.sq.step)
-			duration_format(b, e->u.sq.step);
-		buf_putc(b, ']');
-		put_mods(b, &e->u.sq.mods);
+		fmt_expr(b, e->u.sq.expr, prom);
+		put_subquery_suffix(b, e);
 		break;
 	case PROMQL_PAREN:
 		buf_putc(b, '(');
-		promql_expr_format(b, e->u.paren.expr);
+		fmt_expr(b, e->u.paren.expr, prom);
 		buf_putc(b, ')');
 		break;
 	case PROMQL_UNARY:
 		buf_puts(b, promql_op_str(e->u.unary.op));
-		promql_expr_format(b, e->u.unary.expr);
+		fmt_expr(b, e->u.unary.expr, prom);
 		break;
 	case PROMQL_BINARY:
-		/* "+Inf ^ x" would re-parse as +(Inf ^ x): print the literal without its sign there. */
-		if (e->u.bin.op == PROMQL_OP_POW && e->u.bin.lhs->kind == PROMQL_NUMBER && isinf(e->u.bin.lhs->u.number) &&
-		    e->u.bin.lhs->u.number > 0)
+		if (!prom && e->u.bin.op == PROMQL_OP_POW && e->u.bin.lhs->kind == PROMQL_NUMBER &&
+		    isinf(e->u.bin.lhs->u.number) && e->u.bin.lhs->u.number > 0)
 			buf_puts(b, "Inf");
 		else
-			promql_expr_format(b, e->u.bin.lhs);
+			fmt_expr(b, e->u.bin.lhs, prom);
 		buf_putc(b, ' ');
-		buf_puts(b, promql_op_str(e->u.bin.op));
-		if (e->u.bin.return_bool)
-			buf_puts(b, " bool");
-		if (e->u.bin.has_matching && (e->u.bin.nlabels > 0 || e->u.bin.on)) {
-			buf_puts(b, e->u.bin.on ? " on " : " ignoring ");
-			put_labels(b, e->u.bin.labels, e->u.bin.nlabels);
-			if (e->u.bin.card == PROMQL_CARD_MANY_TO_ONE || e->u.bin.card == PROMQL_CARD_ONE_TO_MANY) {
-				buf_puts(b, e->u.bin.card == PROMQL_CARD_MANY_TO_ONE ? " group_left " : " group_right ");
-				put_labels(b, e->u.bin.include, e->u.bin.ninclude);
-			}
-		}
+		put_binop(b, e);
 		buf_putc(b, ' ');
-		promql_expr_format(b, e->u.bin.rhs);
+		fmt_expr(b, e->u.bin.rhs, prom);
 		break;
 	case PROMQL_CALL:
 		buf_puts(b, e->u.call.func->name);
@@ -321,28 +352,150 @@ void promql_expr_format(buf_t *b, const promql_expr_t *e)
 		for (size_t i = 0; i < e->u.call.nargs; i++) {
 			if (i)
 				buf_puts(b, ", ");
-			promql_expr_format(b, e->u.call.args[i]);
+			fmt_expr(b, e->u.call.args[i], prom);
 		}
 		buf_putc(b, ')');
 		break;
 	case PROMQL_AGGR:
-		buf_puts(b, promql_aggr_str(e->u.aggr.op));
-		if (e->u.aggr.without) {
-			buf_puts(b, " without ");
-			put_labels(b, e->u.aggr.grouping, e->u.aggr.ngrouping);
-			buf_putc(b, ' ');
-		} else if (e->u.aggr.ngrouping > 0) {
-			buf_puts(b, " by ");
-			put_labels(b, e->u.aggr.grouping, e->u.aggr.ngrouping);
-			buf_putc(b, ' ');
-		}
-		buf_putc(b, '(');
+		put_aggr_open(b, e);
 		if (e->u.aggr.param) {
-			promql_expr_format(b, e->u.aggr.param);
+			fmt_expr(b, e->u.aggr.param, prom);
 			buf_puts(b, ", ");
 		}
-		promql_expr_format(b, e->u.aggr.expr);
+		fmt_expr(b, e->u.aggr.expr, prom);
 		buf_putc(b, ')');
 		break;
 	}
+}
+
+void promql_expr_format(buf_t *b, const promql_expr_t *e)
+{
+	fmt_expr(b, e, false);
+}
+
+/* ------------------------------------------------------------------ pretty printing (format_query) */
+
+#define PRETTY_MAX_LINE 100
+
+static void put_indent(buf_t *b, int level)
+{
+	for (int i = 0; i < level; i++)
+		buf_puts(b, "  ");
+}
+
+/* Whether a node is split over lines: its one-line form (without indentation) is longer than 100
+ * bytes. */
+static bool pretty_split(const promql_expr_t *e)
+{
+	buf_t t = BUF_INIT;
+	fmt_expr(&t, e, true);
+	bool split = t.n > PRETTY_MAX_LINE;
+	buf_release(&t);
+	return split;
+}
+
+static void pretty(buf_t *b, const promql_expr_t *e, int level);
+
+static bool is_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* A node's pretty form with leading and trailing white space removed (what a unary operator prefixes). */
+static void pretty_trimmed(buf_t *b, const promql_expr_t *e, int level)
+{
+	buf_t t = BUF_INIT;
+	pretty(&t, e, level);
+	size_t lo = 0, hi = t.n;
+	while (lo < hi && is_space(t.p[lo]))
+		lo++;
+	while (hi > lo && is_space(t.p[hi - 1]))
+		hi--;
+	buf_append(b, t.p + lo, hi - lo);
+	buf_release(&t);
+}
+
+static void pretty(buf_t *b, const promql_expr_t *e, int level)
+{
+	switch (e->kind) {
+	case PROMQL_SUBQUERY:
+		/* Not indented when it fits on a line (Prometheus 2.42 does the same). */
+		if (!pretty_split(e)) {
+			fmt_expr(b, e, true);
+		} else {
+			pretty(b, e->u.sq.expr, level);
+			put_subquery_suffix(b, e);
+		}
+		return;
+	case PROMQL_UNARY:
+		put_indent(b, level);
+		buf_puts(b, promql_op_str(e->u.unary.op));
+		pretty_trimmed(b, e->u.unary.expr, level);
+		return;
+	case PROMQL_NUMBER:
+	case PROMQL_STRING:
+	case PROMQL_VECTOR_SEL:
+	case PROMQL_MATRIX_SEL:
+		put_indent(b, level);
+		fmt_expr(b, e, true);
+		return;
+	default:
+		break;
+	}
+	if (!pretty_split(e)) {
+		put_indent(b, level);
+		fmt_expr(b, e, true);
+		return;
+	}
+	switch (e->kind) {
+	case PROMQL_PAREN:
+		put_indent(b, level);
+		buf_puts(b, "(\n");
+		pretty(b, e->u.paren.expr, level + 1);
+		buf_putc(b, '\n');
+		put_indent(b, level);
+		buf_putc(b, ')');
+		break;
+	case PROMQL_BINARY:
+		pretty(b, e->u.bin.lhs, level + 1);
+		buf_putc(b, '\n');
+		put_indent(b, level);
+		put_binop(b, e);
+		buf_putc(b, '\n');
+		pretty(b, e->u.bin.rhs, level + 1);
+		break;
+	case PROMQL_CALL:
+		put_indent(b, level);
+		buf_puts(b, e->u.call.func->name);
+		buf_puts(b, "(\n");
+		for (size_t i = 0; i < e->u.call.nargs; i++) {
+			if (i)
+				buf_puts(b, ",\n");
+			pretty(b, e->u.call.args[i], level + 1);
+		}
+		buf_putc(b, '\n');
+		put_indent(b, level);
+		buf_putc(b, ')');
+		break;
+	case PROMQL_AGGR:
+		put_indent(b, level);
+		put_aggr_open(b, e);
+		buf_putc(b, '\n');
+		if (e->u.aggr.param) {
+			pretty(b, e->u.aggr.param, level + 1);
+			buf_puts(b, ",\n");
+		}
+		pretty(b, e->u.aggr.expr, level + 1);
+		buf_putc(b, '\n');
+		put_indent(b, level);
+		buf_putc(b, ')');
+		break;
+	default:
+		BUG_ON(1); /* leaves, unary and subqueries are handled above */
+	}
+}
+
+void promql_expr_pretty(buf_t *b, const promql_expr_t *e)
+{
+	pretty(b, e, 0);
 }

@@ -6,7 +6,7 @@
  * "1:5: parse error: unclosed left parenthesis". The tree is type-checked (function arguments,
  * aggregation parameters, binary operand types) exactly like Prometheus's parser does.
  * promql_expr_format() prints a tree the way Prometheus's String() does; parsing the output yields an
- * equal tree (round trip). Not thread-safe while parsing; a finished tree is read-only and shareable.
+ * equal tree (round trip); promql_expr_pretty() is format_query's multi-line layout. Not thread-safe while parsing; a finished tree is read-only and shareable.
  */
 #ifndef STRATA_PROMQL_AST_H
 #define STRATA_PROMQL_AST_H
@@ -137,6 +137,15 @@ struct promql_expr {
 int promql_parse(arena_t *a, const char *query, size_t len, promql_expr_t **out, err_t *err);
 promql_type_t promql_expr_type(const promql_expr_t *e);
 void promql_expr_format(buf_t *b, const promql_expr_t *e);
+/* Append e as Prometheus 2.42's format_query prints it (its Prettify): a node whose one-line form is
+ * longer than 100 bytes is split over lines, two spaces of indentation per level: an aggregation or
+ * call as "op(" / its arguments one per line, comma-separated, one level deeper / ")"; parentheses
+ * likewise; a binary expression as its operands one level deeper around a line holding the operator
+ * and its bool/on/ignoring/group_left/group_right modifiers; a unary operator is glued to its operand's
+ * form; a subquery appends its "[range:step] @ offset" to its inner expression's form and, like 2.42,
+ * is not indented when it fits on one line. Selectors and literals are never split. The one-line forms
+ * are Prometheus's String() exactly (also where promql_expr_format deviates to keep round trips). */
+void promql_expr_pretty(buf_t *b, const promql_expr_t *e);
 const char *promql_type_name(promql_type_t t); /* "scalar", "instant vector", "range vector", "string" */
 const char *promql_op_str(promql_op_t op);
 const char *promql_aggr_str(promql_aggr_op_t op);

@@ -80,6 +80,62 @@ static bool is_ident_char(int c)
 	return isalnum(c) || c == '_' || c == ':';
 }
 
+static bool in_set(const char *set, char c)
+{
+	return c && strchr(set, c);
+}
+
+/* How much of a malformed number Prometheus's lexer has consumed when it reports "bad number or
+ * duration syntax" (the text it quotes): the number's digits, fraction and exponent, then as much of
+ * a duration as matches, and when a unit matched, one more character (a whole UTF-8 sequence). */
+static size_t bad_number_len(const char *q, size_t n, size_t i)
+{
+	size_t j = i;
+	bool hex = false;
+	if (j < n && q[j] == '0') {
+		j++;
+		if (j < n && (q[j] == 'x' || q[j] == 'X')) {
+			j++;
+			hex = true;
+		}
+	}
+	while (j < n && (hex ? isxdigit((unsigned char)q[j]) : isdigit((unsigned char)q[j])))
+		j++;
+	if (j < n && q[j] == '.') {
+		j++;
+		while (j < n && (hex ? isxdigit((unsigned char)q[j]) : isdigit((unsigned char)q[j])))
+			j++;
+	}
+	if (j < n && (q[j] == 'e' || q[j] == 'E')) {
+		j++;
+		if (j < n && (q[j] == '+' || q[j] == '-'))
+			j++;
+		while (j < n && isdigit((unsigned char)q[j]))
+			j++;
+	}
+	if (j >= n || !in_set("smhdwy", q[j]))
+		return j - i;
+	j++;
+	if (j < n && q[j] == 's')
+		j++;
+	while (j < n && isdigit((unsigned char)q[j])) {
+		while (j < n && isdigit((unsigned char)q[j]))
+			j++;
+		if (j >= n || !in_set("smhdw", q[j]))
+			return j - i;
+		j++;
+		if (j < n && q[j] == 's')
+			j++;
+	}
+	if (j < n) {
+		unsigned char c = (unsigned char)q[j++];
+		if (c >= 0xc0)
+			while (j < n && ((unsigned char)q[j] & 0xc0) == 0x80)
+				j++;
+	}
+	return j - i;
+}
+
 static tok_t *push_tok(parser_t *p, enum tok_type t, int pos, int len)
 {
 	if (p->ntoks == p->cap) {
@@ -358,7 +414,7 @@ static int lex(parser_t *p)
 				}
 			}
 			if (j < n && q[j] != ':' && is_ident_char((unsigned char)q[j]))
-				return perr(p, pos, "bad number or duration syntax: \"%.*s\"", (int)(j + 1 - i), q + i);
+				return perr(p, pos, "bad number or duration syntax: \"%.*s\"", (int)bad_number_len(q, n, i), q + i);
 			bool ok;
 			double v = parse_number_text(q + i, j - i, &ok);
 			if (!ok)

@@ -191,7 +191,12 @@ TEST(errors_with_positions)
 	parse_error("-\"a\"", "1:1: parse error: unary expression only allowed on expressions of type scalar or instant vector, got \"string\"");
 	parse_error("foo{a=~\"(\"}", "1:5: parse error: error parsing regexp: missing closing ): `(`");
 	parse_error("a\n+ )", "2:3: parse error: unexpected right parenthesis ')'");
-	parse_error("1a", "1:1: parse error: bad number or duration syntax: \"1a\"");
+	/* What Prometheus 2.42 quotes: the number it scanned, plus one character after a unit. */
+	parse_error("1a", "1:1: parse error: bad number or duration syntax: \"1\"");
+	parse_error("1_000", "1:1: parse error: bad number or duration syntax: \"1\"");
+	parse_error("0x1g", "1:1: parse error: bad number or duration syntax: \"0x1\"");
+	parse_error("5m3x", "1:1: parse error: bad number or duration syntax: \"5m3\"");
+	parse_error("5mx", "1:1: parse error: bad number or duration syntax: \"5mx\"");
 }
 
 TEST(types)
