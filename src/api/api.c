@@ -256,18 +256,26 @@ static int timed_label_values(queryable_t *q, arena_t *a, str_t name, const matc
 static const struct queryable_ops timed_ops = {timed_select, timed_label_names, timed_label_values};
 
 /* Append ,"stats":{...} inside the data object promql_result_json wrote into b. */
-static void add_stats(buf_t *b, const qctx_t *q, uint64_t eval_ns, uint64_t select_ns, const promql_result_t *res)
+static void add_stats(buf_t *b, const qctx_t *q, uint64_t eval_ns, uint64_t select_ns, const promql_result_t *res,
+		      int64_t start, int64_t step)
 {
 	BUG_ON(b->n == 0 || b->p[b->n - 1] != '}');
 	buf_truncate(b, b->n - 1);
 	uint64_t queue_ns = q->start_ns - q->arrival_ns;
 	if (select_ns > eval_ns)
 		select_ns = eval_ns;
-	/* The engine sorts results inside its evaluation: resultSortTime is part of innerEvalTime. The
-	 * engine does not count totalQueryableSamples (or per step) yet: 0, see api.h. */
+	/* The engine sorts results inside its evaluation: resultSortTime is part of innerEvalTime. */
 	api_query_stats_t st = {.eval_total_ns = eval_ns, .preparation_ns = select_ns, .inner_eval_ns = eval_ns - select_ns,
 				.queue_ns = queue_ns, .exec_total_ns = queue_ns + eval_ns,
-				.peak_samples = res->samples_peak};
+				.peak_samples = res->samples_peak, .total_samples = res->samples_total};
+	if (res->samples_per_step && res->nsteps) {
+		int64_t *ts = arena_alloc(&q->r->arena, res->nsteps * sizeof(int64_t));
+		for (size_t i = 0; i < res->nsteps; i++)
+			ts[i] = start + (int64_t)i * step;
+		st.per_step_t = ts;
+		st.per_step = res->samples_per_step;
+		st.nsteps = res->nsteps;
+	}
 	buf_puts(b, ",\"stats\":");
 	api_query_stats_json(b, &st);
 	buf_putc(b, '}');
@@ -318,7 +326,9 @@ static void run_query(qctx_t *q)
 		return reply_bad(r, err.msg);
 	promql_expr_t *expr;
 	if (promql_parse(&r->arena, qs.p, qs.n, &expr, &err)) {
-		err_wrap(&err, "invalid parameter \"query\"");
+		/* Prometheus 2.42 names the parameter for instant queries only */
+		if (q->kind == Q_INSTANT)
+			err_wrap(&err, "invalid parameter \"query\"");
 		return reply_bad(r, err.msg);
 	}
 	if (q->kind == Q_RANGE) {
@@ -349,6 +359,9 @@ static void run_query(qctx_t *q)
 		.workers = api->engine_pool,
 		.decode_chunks = xor_decode_chunks,
 	};
+	str_t stats;
+	if (http_req_param(r, "stats", &stats) && stats.n)
+		o.stats = str_eq_c(stats, "all") ? PROMQL_STATS_PER_STEP : PROMQL_STATS_TOTAL;
 	promql_result_t res;
 	uint64_t t_eval = clock_mono_ns();
 	int rc = promql_eval(&o, &tq.base, &r->arena, expr, start, end, step, &res, &err);
@@ -359,9 +372,8 @@ static void run_query(qctx_t *q)
 		return reply_err(r, type_from_name(res.error_type, rc), err.msg, w, nw);
 	buf_t b = BUF_INIT;
 	promql_result_json(&b, &res);
-	str_t stats;
-	if (http_req_param(r, "stats", &stats) && stats.n)
-		add_stats(&b, q, eval_ns, atomic_load(&tq.select_ns), &res);
+	if (o.stats)
+		add_stats(&b, q, eval_ns, atomic_load(&tq.select_ns), &res, start, step);
 	reply_ok(r, buf_str(&b), w, nw);
 	buf_release(&b);
 }

@@ -17,10 +17,10 @@
  * names and nesting, api_query_stats_json): execQueueTime = waiting for a query slot and a worker,
  * evalTotalTime = the engine's evaluation, queryPreparationTime = time inside the engine's select()
  * calls to the stores, innerEvalTime = the rest, execTotalTime = queue + evaluation, peakSamples =
- * the engine's 2.42-exact peak. Not available from the engine yet, so reported as 0:
- * resultSortTime (sorting happens inside the evaluation and is counted in innerEvalTime) and
- * totalQueryableSamples; stats=all gives the same as stats=1 (Prometheus 2.42 too, unless started
- * with --enable-feature=promql-per-step-stats).
+ * the engine's 2.42-exact peak, totalQueryableSamples = the samples the engine read, counted as 2.42
+ * counts them (promql_result_t.samples_total); stats=all adds totalQueryableSamplesPerStep ([t, n]
+ * per step), as Prometheus 2.42 does with --enable-feature=promql-per-step-stats. resultSortTime is
+ * 0: sorting happens inside the evaluation and is counted in innerEvalTime.
  *
  * Bodies of 1 KiB and more are gzip- or deflate-compressed as the request's Accept-Encoding allows
  * (api/compress.h), on the worker that built them.

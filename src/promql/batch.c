@@ -32,6 +32,8 @@ typedef struct rb_scratch {
 	int rc;
 	size_t bad;   /* item that failed */
 	bool stopped; /* cancelled or past the deadline (ev_stop_requested): the batch is incomplete */
+	int64_t wtotal;  /* stats: window samples of this task's series */
+	int64_t *wsteps; /* stats: the same per step (when counted per step) */
 } rb_scratch_t;
 
 typedef struct rb {
@@ -50,6 +52,9 @@ typedef struct rb {
 	size_t bbytes;
 	size_t work;       /* estimated samples to decode in the batch */
 	bool drop_stale;   /* range selectors drop stale markers; instant selectors need them */
+	const int64_t *wref; /* stats for a range function: window ends per step (NULL: instant selector) */
+	int64_t wrange;
+	bool count;          /* ev->qs is set: count samples read */
 } rb_t;
 
 static void rb_cleanup(void *arg)
@@ -58,6 +63,7 @@ static void rb_cleanup(void *arg)
 	for (size_t i = 0; i < b->ntasks; i++) {
 		free(b->scr[i].t);
 		free(b->scr[i].v);
+		free(b->scr[i].wsteps);
 	}
 	free(b->scr);
 	free(b->items);
@@ -96,6 +102,25 @@ static size_t rb_trim(int64_t *t, double *v, size_t n, int64_t mint, int64_t max
 	return k;
 }
 
+/* Stats: the samples in each window [ref - range, ref] of one series (2.42 counts every window's
+ * samples, whether or not the function returns a value there). */
+static void rb_count_windows(const rb_t *b, rb_scratch_t *sc, const int64_t *t, size_t n)
+{
+	size_t lo = 0, hi = 0, ns = b->ev->nsteps;
+	for (size_t i = 0; i < ns; i++) {
+		int64_t rend = b->wref[i], rstart = rend - b->wrange;
+		if (i > 0 && rend < b->wref[i - 1])
+			lo = hi = 0;
+		while (hi < n && t[hi] <= rend)
+			hi++;
+		while (lo < hi && t[lo] < rstart)
+			lo++;
+		sc->wtotal += (int64_t)(hi - lo);
+		if (sc->wsteps)
+			sc->wsteps[i] += (int64_t)(hi - lo);
+	}
+}
+
 static void rb_task(void *arg, size_t ti)
 {
 	rb_t *b = arg;
@@ -128,11 +153,42 @@ static void rb_task(void *arg, size_t ti)
 			v = sc->v;
 		}
 		b->kfn(b->kctx, t, v, n, b->out + i * ns, b->ok + i * ns, &it->ro);
+		if (b->count && b->wref)
+			rb_count_windows(b, sc, t, n);
 		if (it->ro.stopped) {
 			sc->stopped = true;
 			return;
 		}
 		work += n + ns;
+	}
+}
+
+/* Stats of a finished batch into ev->qs: the tasks' window counts (range functions) or the points
+ * found (instant selectors: one per series and step with a value). */
+static void rb_count_flush(rb_t *b)
+{
+	ev_t *ev = b->ev;
+	size_t ns = ev->nsteps;
+	if (b->wref) {
+		for (size_t k = 0; k < b->ntasks; k++) {
+			rb_scratch_t *sc = &b->scr[k];
+			ev->qs->total += sc->wtotal;
+			sc->wtotal = 0;
+			if (sc->wsteps && ev->qs->per_step)
+				for (size_t i = 0; i < ns; i++) {
+					ev->qs->per_step[i] += sc->wsteps[i];
+					sc->wsteps[i] = 0;
+				}
+		}
+		return;
+	}
+	for (size_t j = 0; j < b->n; j++) {
+		ev->qs->total += (int64_t)b->items[j].ro.npts;
+		if (ev->qs->per_step && b->items[j].ro.npts) {
+			const uint8_t *ok = b->ok + j * ns;
+			for (size_t i = 0; i < ns; i++)
+				ev->qs->per_step[i] += ok[i];
+		}
 	}
 }
 
@@ -169,6 +225,8 @@ static void rb_flush(rb_t *b, range_sink_fn sink, void *sctx)
 			ev_fail_err(ev, b->scr[i].rc);
 		}
 	size_t ns = ev->nsteps;
+	if (b->count)
+		rb_count_flush(b);
 	for (size_t i = 0; i < b->n; i++) {
 		rb_item_t *it = &b->items[i];
 		acct_series(ev, &it->ro);
@@ -181,9 +239,11 @@ static void rb_flush(rb_t *b, range_sink_fn sink, void *sctx)
 	arena_reset(&b->ba);
 }
 
-/* Select vs over [mint, maxt] and run kfn over every series in batches, feeding sink in order. */
-static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range, const char *func,
-		   bool drop_stale, range_kernel_fn kfn, const void *kctx, range_sink_fn sink, void *sctx)
+/* Select vs over [mint, maxt] and run kfn over every series in batches, feeding sink in order. wref: a
+ * range function's window ends per step (its windows are counted for stats), NULL for an instant
+ * selector. */
+static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range, const int64_t *wref,
+		   const char *func, bool drop_stale, range_kernel_fn kfn, const void *kctx, range_sink_fn sink, void *sctx)
 {
 	size_t ns = ev->nsteps;
 	rb_t *b = ev_zalloc(ev, sizeof *b);
@@ -194,6 +254,9 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 	b->mint = mint;
 	b->maxt = maxt;
 	b->drop_stale = drop_stale;
+	b->wref = wref;
+	b->wrange = range;
+	b->count = ev->qs != NULL;
 	/* a batch holds at most ~2M output cells and 256 series */
 	b->cap = (size_t)(2u << 20) / ns;
 	if (b->cap > 256)
@@ -210,6 +273,9 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 	b->out = xreallocarray(NULL, b->cap * ns, sizeof(double));
 	b->ok = xreallocarray(NULL, b->cap, ns);
 	b->scr = xcalloc(b->ntasks, sizeof *b->scr);
+	if (b->count && wref && ev->qs->per_step)
+		for (size_t i = 0; i < b->ntasks; i++)
+			b->scr[i].wsteps = xcalloc(ns, sizeof(int64_t));
 	series_set_t *set = ev_select(ev, vs, b->mint, b->maxt, range, func);
 	bool chunked = ev->o->decode_chunks && set->ops->chunks;
 	int r;
@@ -261,7 +327,7 @@ void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, rang
 	int64_t mint, maxt;
 	if (!ev_matrix_window(ev, m, range, ref, &mint, &maxt))
 		return;
-	rb_run(ev, m->u.ms.vs, mint, maxt, *range, func, true, kfn, kctx, sink, sctx);
+	rb_run(ev, m->u.ms.vs, mint, maxt, *range, ref, func, true, kfn, kctx, sink, sctx);
 }
 
 /* Instant selector kernel: per step the newest sample within the lookback window, absent if stale. */
@@ -310,7 +376,7 @@ void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, range_sink_fn 
 	}
 	vs_kctx_t *c = ev_zalloc(ev, sizeof *c);
 	*c = (vs_kctx_t){ref, ns, ev->lookback, ts_mode};
-	rb_run(ev, e, mn - ev->lookback, mx, 0, NULL, false, vs_kernel, c, sink, sctx);
+	rb_run(ev, e, mn - ev->lookback, mx, 0, NULL, NULL, false, vs_kernel, c, sink, sctx);
 }
 
 void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts)

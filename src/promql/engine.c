@@ -518,6 +518,8 @@ const promql_expr_t *expr_unparen(const promql_expr_t *e)
 	return e;
 }
 
+static void mat_collect(ev_t *ev, void *arg, const labels_t *ls, const int64_t *t, const double *v, size_t n);
+
 void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_series_fn fn, void *ctx,
 		    int64_t *range, int64_t *ref)
 {
@@ -572,9 +574,17 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 	sub.nsteps = start <= mx ? (size_t)((mx - start) / step) + 1 : 0;
 	sub.argrec = NULL;
 	sub.at_shift = false;
+	/* stats: 2.42 counts a top-level subquery's reads at the (one) step; a function's subquery
+	 * argument counts as the points in its windows (the function does that), its reads not at all */
+	qstats_t sub_qs = {0};
+	bool top = fn == mat_collect;
+	sub.qs = ev->qs && top ? &sub_qs : NULL;
 	val_t inner = {0};
 	int64_t before = ev->cur_samples;
 	eval_expr(&sub, m->u.sq.expr, &inner);
+	if (ev->qs && top)
+		for (size_t i = 0; i < ns; i++)
+			qs_add(ev, i, sub_qs.total);
 	ev->cur_samples = sub.cur_samples;
 	ev->peak_samples = sub.peak_samples;
 	ev->checks = sub.checks;
@@ -627,8 +637,11 @@ static void mat_collect(ev_t *ev, void *arg, const labels_t *ls, const int64_t *
 	memcpy(r->t, t + a, r->n * sizeof(int64_t));
 	memcpy(r->v, v + a, r->n * sizeof(double));
 	c->total += (int64_t)r->n;
-	if (expr_unparen(c->e)->kind == PROMQL_MATRIX_SEL) /* 2.42 counts a selector's points as it loads them */
+	if (expr_unparen(c->e)->kind == PROMQL_MATRIX_SEL) { /* 2.42 counts a selector's points as it loads them */
 		ev_add_samples(ev, (int64_t)r->n);
+		if (ev->qs)
+			qs_add(ev, 0, (int64_t)r->n);
+	}
 }
 
 static void eval_matrix_top(ev_t *ev, const promql_expr_t *e, val_t *out)
@@ -1314,8 +1327,13 @@ static void eval_invariant(ev_t *ev, const promql_expr_t *e, val_t *out)
 	sub.end = sub.start;
 	sub.nsteps = 1;
 	sub.argrec = NULL;
+	qstats_t sub_qs = {0}; /* its reads count at every step */
+	sub.qs = ev->qs ? &sub_qs : NULL;
 	val_t one = {0};
 	eval_node(&sub, e, &one);
+	if (ev->qs)
+		for (size_t i = 0; i < ev->nsteps; i++)
+			qs_add(ev, i, sub_qs.total);
 	ev->cur_samples = sub.cur_samples;
 	ev->peak_samples = sub.peak_samples;
 	ev->checks = sub.checks;
@@ -1475,6 +1493,11 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 	ev->err = err;
 	ev->jmp = &jb;
 	ev->scr = ARENA_NEW(a, ev_scratch_t);
+	if (o->stats) {
+		ev->qs = ARENA_NEW(a, qstats_t);
+		if (o->stats == PROMQL_STATS_PER_STEP)
+			ev->qs->per_step = ARENA_NEW_ARRAY(a, int64_t, ev->nsteps);
+	}
 	if (!instant) {
 		imap_t *inv = ARENA_NEW(a, imap_t);
 		imap_init(inv, 16);
@@ -1503,6 +1526,11 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 	eval_expr(ev, e, &v);
 	arena_set_limit(a, old_limit);
 	res->samples_peak = ev->peak_samples;
+	if (ev->qs) {
+		res->samples_total = ev->qs->total;
+		res->samples_per_step = ev->qs->per_step;
+		res->nsteps = ev->qs->per_step ? ev->nsteps : 0;
+	}
 	res->ts = start;
 	switch (v.type) {
 	case PROMQL_TYPE_SCALAR:

@@ -13,6 +13,8 @@
  * the batch scratch (at most ~256 series: their chunk copies up to 16 MiB, 2 M output cells, one
  * decode buffer per task), which is heap memory freed with the arena and not part of max_memory.
  *
+ * Statistics: samples_peak always; with opts.stats also the samples read, counted like 2.42 does
+ * (promql_result_t.samples_total), which costs a sweep over each series' windows on the workers.
  * Limits: max_samples (Prometheus's wording when exceeded; samples counted exactly as 2.42 counts
  * them, so the same queries fail, and samples_peak equals its stats=all peakSamples), a deadline
  * checked during evaluation, an optional cancel flag polled at the same points, and a memory budget
@@ -52,7 +54,13 @@ typedef struct promql_opts {
 	 * thread decodes through the series set's sample iterator. */
 	int64_t (*decode_chunks)(const chunk_t *chks, size_t n, int64_t mint, int64_t maxt, int64_t **t, double **v,
 				 size_t *cap, err_t *err);
+	/* Count the samples the query reads as Prometheus 2.42's stats do (totalQueryableSamples):
+	 * PROMQL_STATS_TOTAL the total, PROMQL_STATS_PER_STEP also per step (stats=all with 2.42's
+	 * promql-per-step-stats). 0 = not counted (no cost). */
+	int stats;
 } promql_opts_t;
+
+enum { PROMQL_STATS_NONE = 0, PROMQL_STATS_TOTAL = 1, PROMQL_STATS_PER_STEP = 2 };
 
 typedef struct promql_series {
 	labels_t ls;
@@ -70,6 +78,16 @@ typedef struct promql_result {
 	int64_t ts;    /* SCALAR/STRING evaluation time */
 	const char *error_type; /* on error */
 	int64_t samples_peak;   /* statistics */
+	/* With opts.stats: samples read (2.42's totalQueryableSamples) and, with PROMQL_STATS_PER_STEP,
+	 * per step (nsteps entries for steps start, start + step, ...; one for an instant query). What
+	 * counts: an instant selector's points (one per series and step with a value in the lookback
+	 * window), the samples in each window of a range function's argument (a matrix selector's, or the
+	 * points of a subquery's result: the subquery's own reads are not counted), a top-level matrix
+	 * selector's samples or top-level subquery's reads; a step-invariant part (@) counts its single
+	 * evaluation at every step. Operators, aggregations and other functions add nothing. */
+	int64_t samples_total;
+	int64_t *samples_per_step;
+	size_t nsteps;
 } promql_result_t;
 
 /* Parse and evaluate. Instant query: start == end and step == 0. A range query must have step > 0

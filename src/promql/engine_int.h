@@ -54,6 +54,14 @@ typedef struct val {
 	size_t nrs;
 } val_t;
 
+/* Samples read, as 2.42's query stats count them (totalQueryableSamples; see promql_result_t). A
+ * sub-evaluator whose reads 2.42 counts separately (a step-invariant part, a top-level subquery) gets
+ * its own, totals only; one whose reads it drops (a subquery argument of a function) gets none. */
+typedef struct qstats {
+	int64_t total;
+	int64_t *per_step; /* the evaluator's steps, or NULL: totals only */
+} qstats_t;
+
 typedef struct ev {
 	arena_t *a;
 	queryable_t *q;
@@ -68,6 +76,7 @@ typedef struct ev {
 	int depth;                 /* eval_expr nesting */
 	argrec_t *argrec;          /* argument recorder of the rangeEval-like node being evaluated */
 	const imap_t *invariant;   /* step-invariant subexpressions (node address -> 1), as 2.42 wraps them */
+	qstats_t *qs;              /* samples read; NULL = not counted */
 	bool at_shift;             /* evaluating predict_linear's range argument (see ref_times) */
 	err_t *err;
 	jmp_buf *jmp;
@@ -119,6 +128,13 @@ void *ev_grow(ev_t *ev, const void *v, size_t n, size_t *cap, size_t sz);
  *    is done only its own output remains (acct_range_eval);
  *  - a step-invariant subexpression is evaluated once and then copied to every step. */
 void ev_add_samples(ev_t *ev, int64_t n);
+/* n samples read at step `step` (ev->qs must be set). */
+static inline void qs_add(ev_t *ev, size_t step, int64_t n)
+{
+	ev->qs->total += n;
+	if (ev->qs->per_step)
+		ev->qs->per_step[step] += n;
+}
 void acct_set(ev_t *ev, int64_t cur); /* cur becomes the count (peak and limit checked) */
 void acct_series(ev_t *ev, const rk_out_t *ro);
 void argrec_add(ev_t *ev, argrec_t *r, const int64_t *cnt);

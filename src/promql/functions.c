@@ -275,6 +275,8 @@ static void range_series(ev_t *ev, void *arg, const labels_t *ls, const int64_t 
 			lo++;
 		/* the kernels cost O(window) per step: check by samples processed, not by steps */
 		ev_check_work(ev, hi - lo + 1);
+		if (ev->qs)
+			qs_add(ev, i, (int64_t)(hi - lo));
 		if (hi - lo > maxwin)
 			maxwin = hi - lo;
 		lastwin = hi - lo;

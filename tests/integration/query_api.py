@@ -143,7 +143,9 @@ def main():
         prom_port = free_port()
         prom = start(tmp, "prometheus", ["prometheus", "--config.file=" + os.path.join(tmp, "prometheus.yml"),
                                          "--storage.tsdb.path=" + prom_dir, "--storage.tsdb.retention.time=100y",
-                                         f"--web.listen-address=127.0.0.1:{prom_port}"])
+                                         f"--web.listen-address=127.0.0.1:{prom_port}",
+                                         # stats=all with per-step sample counts, as strata query reports them
+                                         "--enable-feature=promql-per-step-stats"])
         qport, qgrpc = free_port(), free_port()
         q = start(tmp, "query", [STRATA, "query", f"--http-address=127.0.0.1:{qport}",
                                  f"--grpc-address=127.0.0.1:{qgrpc}", "--query.replica-label=replica",

@@ -623,10 +623,15 @@ TEST(query_stats)
 	CHECK(ev > 0 && ev < 5 && sort == 0 && prep > 0 && prep <= ev && inner >= 0 && queue >= 0);
 	CHECK(fabs(prep + inner - ev) < 1e-6 && fabs(queue + ev - total) < 1e-6);
 	CHECK(peak > 0);
-	/* stats=all: same shape (no per-step counts from the engine); instant queries too. */
+	CHECK_EQ_INT(tot_samples, 6); /* two up series, three steps */
+	/* stats=all: the samples read per step too (2.42 with promql-per-step-stats); instant queries too. */
 	CHECK_EQ_INT(req("/api/v1/query?query=up&time=600&stats=all", NULL, &b), 200);
 	CHECK(strstr(b.p, "]}],\"stats\":{\"timings\":{\"evalTotalTime\":") != NULL);
-	CHECK(strstr(b.p, ",\"samples\":{\"totalQueryableSamples\":0,\"peakSamples\":") != NULL);
+	CHECK(strstr(b.p, ",\"samples\":{\"totalQueryableSamplesPerStep\":[[600,2]],\"totalQueryableSamples\":2,"
+			  "\"peakSamples\":2}}") != NULL);
+	CHECK_EQ_INT(req("/api/v1/query_range?query=up&start=0&end=30.5&step=15&stats=all", NULL, &b), 200);
+	CHECK(strstr(b.p, ",\"samples\":{\"totalQueryableSamplesPerStep\":[[0,2],[15,2],[30,2]],"
+			  "\"totalQueryableSamples\":6,\"peakSamples\":6}}") != NULL);
 	/* Without the parameter, or empty: no stats. Errors never carry stats. */
 	CHECK_EQ_INT(req("/api/v1/query?query=up&time=600&stats=", NULL, &b), 200);
 	CHECK(strstr(b.p, "stats") == NULL);
