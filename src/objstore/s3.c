@@ -23,6 +23,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/vec.h"
+#include "objstore/md5mb.h"
 #include "objstore/s3xml.h"
 #include "objstore/sigv4.h"
 
@@ -607,33 +608,46 @@ static int s3_del(bucket_t *b, const char *name, err_t *err)
 
 #define UPLOAD_READ_PIECE (1u << 20)
 
+/* Reads exactly n bytes of the source file at off into buf. */
+static int read_src(const bucket_src_t *src, void *buf, size_t n, int64_t off, const char *name, err_t *err)
+{
+	for (size_t done = 0; done < n;) {
+		ssize_t r = pread(src->fd, (char *)buf + done, n - done, off + (int64_t)done);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return err_errno(err, "s3: upload %s: read source at offset %lld", name,
+					 (long long)(off + (int64_t)done));
+		if (r == 0)
+			return err_set(err, ERR_IO, "s3: upload %s: source ended at %lld, expected %lld bytes", name,
+				       (long long)(off + (int64_t)done), (long long)src->size);
+		done += (size_t)r;
+	}
+	return 0;
+}
+
 /* The digests a PUT of src's bytes [off, off+n) needs: MD5 for Content-MD5 (send_content_md5), SHA-256
  * only when the signature must cover the body (plain HTTP without Content-MD5, see call_setup); file
  * sources read in UPLOAD_READ_PIECE pieces through buf; "" for a digest not needed. */
 static int hash_range(s3_bucket_t *s, const bucket_src_t *src, int64_t off, size_t n, char *buf, const char *name,
 		      char sha[65], char md5[25], err_t *err)
 {
+	bool want_sha = sigv4_payload_hash_mode(n, s->https, s->send_md5) == NULL;
+	sha[0] = md5[0] = 0;
+	if (!want_sha && !s->send_md5)
+		return 0;
 	sigv4_hasher_t h;
-	sigv4_hasher_init(&h, sigv4_payload_hash_mode(n, s->https, s->send_md5) == NULL, s->send_md5);
+	sigv4_hasher_init(&h, want_sha, s->send_md5);
 	int rc = 0;
 	if (src->fd < 0) {
 		sigv4_hasher_update(&h, (const char *)src->p + off, n);
 	} else {
 		for (size_t done = 0; done < n && rc == 0;) {
 			size_t want = n - done < UPLOAD_READ_PIECE ? n - done : UPLOAD_READ_PIECE;
-			ssize_t r = pread(src->fd, buf, want, off + (int64_t)done);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r < 0)
-				rc = err_errno(err, "s3: upload %s: read source at offset %lld", name,
-					       (long long)(off + (int64_t)done));
-			else if (r == 0)
-				rc = err_set(err, ERR_IO, "s3: upload %s: source ended at %lld, expected %lld bytes", name,
-					     (long long)(off + (int64_t)done), (long long)src->size);
-			else {
-				sigv4_hasher_update(&h, buf, (size_t)r);
-				done += (size_t)r;
-			}
+			rc = read_src(src, buf, want, off + (int64_t)done, name, err);
+			if (rc == 0)
+				sigv4_hasher_update(&h, buf, want);
+			done += want;
 		}
 	}
 	sigv4_hasher_final(&h, sha, md5);
@@ -686,18 +700,25 @@ static void abort_multipart(s3_bucket_t *s, const char *name, const char *upload
 }
 
 /*
- * Multipart upload, pipelined: UPLOAD_HASHERS preparer threads hash parts (MD5 for Content-MD5, and
- * SHA-256 only when the signature must cover the body, see hash_range; file parts are read in 1 MiB
- * pieces for that) into UPLOAD_SLOTS slots, while this thread sends prepared parts on a curl multi handle
- * (file parts are read again with pread as curl sends them, so no part is ever held in memory). So at
- * most UPLOAD_SLOTS parts are prepared or on the wire, several parts upload at once, two parts are hashed
- * at once, and hashing runs ahead of sending. The first parts are smaller (upload_layout), so the first
- * bytes go out after hashing a fraction of a part. A part that fails in a retryable way is re-sent
- * (same bytes, same hashes) after a backoff; any final failure stops the preparers, drops the transfers
- * in flight and aborts the upload.
+ * Multipart upload, pipelined: parts are hashed ahead of sending into UPLOAD_SLOTS slots while this
+ * thread sends hashed parts, UPLOAD_SENDS at a time and lowest part first, on a curl multi handle (file
+ * parts are read again with pread as curl sends them, so no part is ever held in memory).
+ *
+ * Hashing: with Content-MD5 (send_content_md5, the default) parts are signed UNSIGNED-PAYLOAD and need
+ * only their MD5; one thread computes up to UPLOAD_LANES of them at once with the multi-buffer MD5
+ * (md5mb.h: about 6x the CPU efficiency of one MD5 at a time on AVX-512, 4x on AVX2), reading every part
+ * in UPLOAD_LANE_PIECE pieces. Otherwise UPLOAD_HASHERS threads compute each part's SHA-256 for the
+ * signature (plain HTTP), or nothing (TLS). The first parts are smaller (upload_layout), so the first
+ * bytes go out after hashing a fraction of a part.
+ *
+ * A part that fails in a retryable way is re-sent (same bytes, same digests) after a backoff; any final
+ * failure stops the hashing, drops the transfers in flight and aborts the upload.
  */
-#define UPLOAD_SLOTS 4
+#define UPLOAD_SENDS 4
+#define UPLOAD_LANES 8
+#define UPLOAD_SLOTS (UPLOAD_SENDS + UPLOAD_LANES + UPLOAD_LANES / 2)
 #define UPLOAD_HASHERS 2
+#define UPLOAD_LANE_PIECE (64u << 10)
 
 /* Part boundaries of a multipart upload of size bytes: *out gets the offset of every part plus size at the
  * end; returns the number of parts. Parts are part_size bytes, except that the first ones ramp up from
@@ -757,63 +778,180 @@ typedef struct upload {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	up_slot_t slot[UPLOAD_SLOTS];
-	int64_t next; /* next part the preparer takes */
+	int64_t next; /* next part to hash */
 	bool stop;
 	int prep_rc;
 	err_t prep_err;
 } upload_t;
 
+/* Under u->mu: a free slot set up for the next part and marked PREPARING; NULL when every part is
+ * taken or the upload stops, or (wait 0) when no slot is free. wait > 0 first waits until that many
+ * slots are free (fewer if fewer parts are left). */
+static up_slot_t *take_part(upload_t *u, int wait)
+{
+	for (;;) {
+		if (u->stop || u->next >= u->nparts)
+			return NULL;
+		int nfree = 0;
+		for (int k = 0; k < UPLOAD_SLOTS; k++)
+			nfree += u->slot[k].state == SLOT_FREE;
+		if (wait > u->nparts - u->next)
+			wait = (int)(u->nparts - u->next);
+		if (nfree < (wait > 1 ? wait : 1)) {
+			if (!wait)
+				return NULL;
+			pthread_cond_wait(&u->cv, &u->mu);
+			continue;
+		}
+		for (int k = 0; k < UPLOAD_SLOTS; k++) {
+			up_slot_t *sl = &u->slot[k];
+			if (sl->state != SLOT_FREE)
+				continue;
+			sl->state = SLOT_PREPARING;
+			sl->idx = u->next++;
+			sl->off = u->part_off[sl->idx];
+			sl->n = (size_t)(u->part_off[sl->idx + 1] - sl->off);
+			sl->p = u->src->fd < 0 ? (const char *)u->src->p + sl->off : NULL;
+			snprintf(sl->num, sizeof sl->num, "%lld", (long long)(sl->idx + 1));
+			sl->attempts = 0;
+			sl->ready_at = 0;
+			return sl;
+		}
+	}
+}
 
+/* A part's digests are done (rc 0: the slot goes to the sender) or failed (rc, e: the upload stops). */
+static void part_prepared(upload_t *u, up_slot_t *sl, int rc, const err_t *e)
+{
+	pthread_mutex_lock(&u->mu);
+	sl->state = rc ? SLOT_FREE : SLOT_READY;
+	if (rc) {
+		if (!u->prep_rc) {
+			u->prep_rc = rc;
+			copy_err(&u->prep_err, e);
+		}
+		u->stop = true;
+		pthread_cond_broadcast(&u->cv);
+	}
+	pthread_mutex_unlock(&u->mu);
+	curl_multi_wakeup(u->m);
+}
+
+/* SHA-256 (or no digest): one part at a time per thread. */
 static void *upload_preparer(void *arg)
 {
 	upload_t *u = arg;
 	char *readbuf = u->src->fd >= 0 ? xmalloc(UPLOAD_READ_PIECE) : NULL;
 	for (;;) {
 		pthread_mutex_lock(&u->mu);
-		up_slot_t *sl = NULL;
-		while (!u->stop && u->next < u->nparts) {
-			for (int k = 0; k < UPLOAD_SLOTS && !sl; k++)
-				if (u->slot[k].state == SLOT_FREE)
-					sl = &u->slot[k];
-			if (sl)
-				break;
-			pthread_cond_wait(&u->cv, &u->mu);
-		}
-		if (!sl) {
-			pthread_mutex_unlock(&u->mu);
+		up_slot_t *sl = take_part(u, 1);
+		pthread_mutex_unlock(&u->mu);
+		if (!sl)
 			break;
-		}
-		sl->state = SLOT_PREPARING;
-		sl->idx = u->next++;
-		pthread_mutex_unlock(&u->mu);
-
-		int64_t off = u->part_off[sl->idx];
-		int64_t n = u->part_off[sl->idx + 1] - off;
 		err_t e = {0};
-		sl->off = off;
-		sl->p = u->src->fd < 0 ? (const char *)u->src->p + off : NULL;
-		sl->n = (size_t)n;
-		int rc = hash_range(u->s, u->src, off, (size_t)n, readbuf, u->name, sl->sha, sl->md5, &e);
-		snprintf(sl->num, sizeof sl->num, "%lld", (long long)(sl->idx + 1));
-		sl->attempts = 0;
-		sl->ready_at = 0;
-
-		pthread_mutex_lock(&u->mu);
-		if (rc) {
-			sl->state = SLOT_FREE;
-			u->prep_rc = rc;
-			copy_err(&u->prep_err, &e);
-			u->stop = true;
-		} else {
-			sl->state = SLOT_READY;
-		}
-		pthread_mutex_unlock(&u->mu);
+		int rc = hash_range(u->s, u->src, sl->off, sl->n, readbuf, u->name, sl->sha, sl->md5, &e);
+		part_prepared(u, sl, rc, &e);
 		err_clear(&e);
-		curl_multi_wakeup(u->m);
 		if (rc)
 			break;
 	}
 	free(readbuf);
+	return NULL;
+}
+
+/* MD5 only: up to UPLOAD_LANES parts at once in the lanes of one md5mb_t. A lane holds bytes read but
+ * not yet hashed (at p, avail); pieces are whole blocks except a part's last < 64 bytes. */
+typedef struct md5_lane {
+	up_slot_t *sl; /* NULL: idle */
+	size_t hashed;
+	const unsigned char *p;
+	size_t avail;
+} md5_lane_t;
+
+static void *upload_md5_lanes(void *arg)
+{
+	upload_t *u = arg;
+	bool file = u->src->fd >= 0;
+	unsigned char *bufs = file ? xmalloc((size_t)UPLOAD_LANES * UPLOAD_LANE_PIECE) : NULL;
+	md5mb_t m;
+	md5_lane_t lane[UPLOAD_LANES] = {0};
+	int busy = 0, rc = 0;
+	err_t e = {0};
+	up_slot_t *failed = NULL;
+	for (;;) {
+		pthread_mutex_lock(&u->mu);
+		for (int l = 0; l < UPLOAD_LANES; l++) {
+			if (lane[l].sl)
+				continue;
+			/* With nothing to hash, sleep until a whole batch of parts can start together: lanes
+			 * cost the same busy or idle. */
+			up_slot_t *sl = take_part(u, busy == 0 ? UPLOAD_LANES : 0);
+			if (!sl)
+				break;
+			lane[l] = (md5_lane_t){.sl = sl};
+			md5mb_init(&m, l);
+			busy++;
+		}
+		bool stop = u->stop;
+		pthread_mutex_unlock(&u->mu);
+		if (busy == 0 || stop)
+			break;
+
+		size_t nb = UPLOAD_LANE_PIECE / MD5MB_BLOCK; /* a step's blocks: the fewest any lane has */
+		for (int l = 0; l < UPLOAD_LANES && rc == 0; l++) {
+			md5_lane_t *ln = &lane[l];
+			if (!ln->sl)
+				continue;
+			size_t left = ln->sl->n - ln->hashed;
+			if (ln->avail == 0 && file) {
+				ln->avail = left < UPLOAD_LANE_PIECE ? left : UPLOAD_LANE_PIECE;
+				ln->p = bufs + (size_t)l * UPLOAD_LANE_PIECE;
+				rc = read_src(u->src, bufs + (size_t)l * UPLOAD_LANE_PIECE, ln->avail,
+					      ln->sl->off + (int64_t)ln->hashed, u->name, &e);
+				if (rc)
+					failed = ln->sl;
+			} else if (ln->avail == 0) {
+				ln->p = (const unsigned char *)ln->sl->p + ln->hashed;
+				ln->avail = left;
+			}
+			if (ln->avail >= MD5MB_BLOCK && ln->avail / MD5MB_BLOCK < nb)
+				nb = ln->avail / MD5MB_BLOCK;
+		}
+		if (rc)
+			break;
+		const unsigned char *q[MD5MB_LANES] = {0};
+		for (int l = 0; l < UPLOAD_LANES; l++)
+			if (lane[l].sl && lane[l].avail >= MD5MB_BLOCK)
+				q[l] = lane[l].p;
+		md5mb_blocks(&m, q, nb);
+		for (int l = 0; l < UPLOAD_LANES; l++) {
+			md5_lane_t *ln = &lane[l];
+			if (q[l]) {
+				ln->p += nb * MD5MB_BLOCK;
+				ln->avail -= nb * MD5MB_BLOCK;
+				ln->hashed += nb * MD5MB_BLOCK;
+			}
+			if (!ln->sl || ln->avail >= MD5MB_BLOCK || ln->hashed + ln->avail < ln->sl->n)
+				continue;
+			unsigned char d[16];
+			md5mb_final(&m, l, ln->p, ln->avail, ln->sl->n, d);
+			sigv4_md5_digest_base64(d, ln->sl->md5);
+			ln->sl->sha[0] = 0;
+			part_prepared(u, ln->sl, 0, NULL);
+			ln->sl = NULL;
+			busy--;
+		}
+	}
+	/* Stopped: parts still in lanes are dropped (the upload is ending). */
+	pthread_mutex_lock(&u->mu);
+	for (int l = 0; l < UPLOAD_LANES; l++)
+		if (lane[l].sl && lane[l].sl != failed)
+			lane[l].sl->state = SLOT_FREE;
+	pthread_mutex_unlock(&u->mu);
+	if (failed)
+		part_prepared(u, failed, rc, &e);
+	err_clear(&e);
+	free(bufs);
 	return NULL;
 }
 
@@ -832,17 +970,24 @@ static int upload_parts(upload_t *u, const char *upload_id, char **etags, err_t 
 			rc = u->prep_rc;
 			copy_err(err, &u->prep_err);
 		}
-		for (int k = 0; k < UPLOAD_SLOTS && rc == 0; k++) {
-			up_slot_t *sl = &u->slot[k];
-			if (sl->state != SLOT_READY)
-				continue;
-			if (sl->ready_at > now) {
-				if (!wait_ns || sl->ready_at - now < wait_ns)
-					wait_ns = sl->ready_at - now;
-				continue;
+		while (rc == 0 && active + nstart < UPLOAD_SENDS) { /* lowest ready part first */
+			up_slot_t *first = NULL;
+			for (int k = 0; k < UPLOAD_SLOTS; k++) {
+				up_slot_t *sl = &u->slot[k];
+				if (sl->state != SLOT_READY)
+					continue;
+				if (sl->ready_at > now) {
+					if (!wait_ns || sl->ready_at - now < wait_ns)
+						wait_ns = sl->ready_at - now;
+					continue;
+				}
+				if (!first || sl->idx < first->idx)
+					first = sl;
 			}
-			sl->state = SLOT_SENDING;
-			start[nstart++] = sl;
+			if (!first)
+				break;
+			first->state = SLOT_SENDING;
+			start[nstart++] = first;
 		}
 		pthread_mutex_unlock(&u->mu);
 		if (rc)
@@ -872,9 +1017,11 @@ static int upload_parts(upload_t *u, const char *upload_id, char **etags, err_t 
 		curl_multi_perform(u->m, &running);
 		CURLMsg *msg;
 		int left;
+		bool finished = false; /* a slot was freed or a part ended: start the next one without waiting */
 		while ((msg = curl_multi_info_read(u->m, &left)) != NULL) {
 			if (msg->msg != CURLMSG_DONE)
 				continue;
+			finished = true;
 			up_slot_t *sl = NULL;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
 			CURLcode cc = msg->data.result;
@@ -914,6 +1061,8 @@ static int upload_parts(upload_t *u, const char *upload_id, char **etags, err_t 
 		}
 		if (rc || done >= u->nparts)
 			break;
+		if (finished)
+			continue;
 		int timeout_ms = 1000;
 		if (wait_ns && (int64_t)(wait_ns / 1000000u) + 1 < timeout_ms)
 			timeout_ms = (int)(wait_ns / 1000000u) + 1;
@@ -960,10 +1109,10 @@ static int put_multipart(s3_bucket_t *s, const char *name, const bucket_src_t *s
 	pthread_cond_init(&u->cv, NULL);
 	char **etags = xcalloc((size_t)u->nparts, sizeof(char *));
 	pthread_t th[UPLOAD_HASHERS];
-	int nth = u->nparts < UPLOAD_HASHERS ? (int)u->nparts : UPLOAD_HASHERS;
+	int nth = s->send_md5 ? 1 : u->nparts < UPLOAD_HASHERS ? (int)u->nparts : UPLOAD_HASHERS;
 	for (int k = 0; k < nth; k++)
-		if (pthread_create(&th[k], NULL, upload_preparer, u) != 0)
-			die("objstore: s3: cannot start an upload preparer thread");
+		if (pthread_create(&th[k], NULL, s->send_md5 ? upload_md5_lanes : upload_preparer, u) != 0)
+			die("objstore: s3: cannot start an upload hashing thread");
 	rc = upload_parts(u, upload_id.p, etags, err);
 	pthread_mutex_lock(&u->mu);
 	u->stop = true;

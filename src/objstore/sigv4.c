@@ -89,6 +89,11 @@ void sigv4_md5_base64(const void *p, size_t n, char out[25])
 	EVP_EncodeBlock((unsigned char *)out, d, (int)dn);
 }
 
+void sigv4_md5_digest_base64(const unsigned char d[16], char out[25])
+{
+	EVP_EncodeBlock((unsigned char *)out, d, 16);
+}
+
 static void *md_new(const EVP_MD *md)
 {
 	EVP_MD_CTX *c = EVP_MD_CTX_new();

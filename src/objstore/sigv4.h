@@ -79,6 +79,8 @@ void sigv4_uri_encode(buf_t *b, const char *s, size_t n, int keep_slash);
 void sigv4_sha256_hex(const void *p, size_t n, char out[65]);
 /* Base64 of the MD5 of p[0..n) into out (25 bytes incl. NUL), for Content-MD5. */
 void sigv4_md5_base64(const void *p, size_t n, char out[25]);
+/* The Content-MD5 header value (base64) of an MD5 digest computed elsewhere. */
+void sigv4_md5_digest_base64(const unsigned char d[16], char out[25]);
 
 /* The same two digests over a body fed piecewise (one pass, e.g. a file part read in small pieces).
  * Either digest may be skipped; final writes "" for a skipped one and releases the hasher. */
