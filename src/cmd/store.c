@@ -142,7 +142,7 @@ int cmd_store(int argc, char **argv)
 		 "End of time range limit to serve: RFC3339 or a duration relative to now."},
 		{"index-cache-size", FLAG_BYTES, &ic_size, "250MB", "Maximum size of items held in the in-memory index cache."},
 		{"index-cache.config", FLAG_STRING, &ic_cfg, NULL, "Alternative to 'index-cache.config-file': index cache configuration in YAML."},
-		{"index-cache.config-file", FLAG_STRING, &ic_cfg_file, NULL, "Path to YAML file that contains index cache configuration (IN-MEMORY)."},
+		{"index-cache.config-file", FLAG_STRING, &ic_cfg_file, NULL, "Path to YAML file that contains index cache configuration (IN-MEMORY or MEMCACHED)."},
 		{"chunk-pool-size", FLAG_BYTES, &chunk_pool, "2GB", "Maximum size of concurrently fetched chunk bytes."},
 		{"store.grpc.series-sample-limit", FLAG_INT, &sample_limit, "0",
 		 "Maximum samples a single Series call may touch (estimated as chunks x 120); 0 = no limit."},
@@ -184,16 +184,6 @@ int cmd_store(int argc, char **argv)
 	char *text;
 	size_t len;
 	const char *what = NULL;
-	if (read_config(ic_cfg, ic_cfg_file, &text, &len, &what))
-		return 1;
-	if (text) {
-		rc = indexcache_parse_config(text, len, what, &cfg.index_cache_size, &cfg.index_cache_item_size, &err);
-		free(text);
-		if (rc) {
-			fprintf(stderr, "strata store: --index-cache.config: %s\n", err.msg);
-			return 2;
-		}
-	}
 	bucket_relabel_t *sel = NULL;
 	if (read_config(relabel, relabel_file, &text, &len, &what))
 		return 1;
@@ -214,6 +204,27 @@ int cmd_store(int argc, char **argv)
 		return 2;
 	}
 	cfg.bkt = bkt;
+	/* The index cache last: a MEMCACHED one starts threads, and the bucket store owns it from here on. */
+	if (read_config(ic_cfg, ic_cfg_file, &text, &len, &what)) {
+		bucket_free(bkt);
+		bucket_relabel_free(sel);
+		return 1;
+	}
+	if (text) {
+		indexcache_config_t icc;
+		indexcache_config_init(&icc, cfg.index_cache_size, cfg.index_cache_item_size);
+		rc = indexcache_config_parse(text, len, what, &icc, &err);
+		free(text);
+		if (!rc)
+			rc = indexcache_new_from_config(&cfg.index_cache, &icc, &err);
+		indexcache_config_release(&icc);
+		if (rc) {
+			fprintf(stderr, "strata store: --index-cache.config: %s\n", err.msg);
+			bucket_free(bkt);
+			bucket_relabel_free(sel);
+			return 2;
+		}
+	}
 	bucket_store_t *bs;
 	if (bucket_store_new(&bs, &cfg, &err)) {
 		fprintf(stderr, "strata store: %s\n", err.msg);

@@ -184,13 +184,16 @@ static int fetch_postings(call_t *c, bucket_block_t *b, pkey_t *keys, size_t n)
 {
 	want_t *w = ARENA_NEW_ARRAY(c->a, want_t, n + 1);
 	str_t *ck = ARENA_NEW_ARRAY(c->a, str_t, n + 1);
+	str_t *cv = ARENA_NEW_ARRAY(c->a, str_t, n + 1);
+	bool *hit = ARENA_NEW_ARRAY(c->a, bool, n + 1);
 	size_t nw = 0;
 	int rc;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		ck[i] = pkey_cache_key(c->a, &keys[i]);
-		str_t v;
-		if (indexcache_get(c->st->cache, b->ulid, INDEXCACHE_POSTINGS, ck[i], c->a, &v)) {
-			if ((rc = decode_postings(c, b, (const uint8_t *)v.p, v.n, keys[i].start, &keys[i].p)))
+	indexcache_get_multi(c->st->cache, b->ulid, INDEXCACHE_POSTINGS, ck, n, c->a, cv, hit); /* one round trip */
+	for (size_t i = 0; i < n; i++) {
+		if (hit[i]) {
+			if ((rc = decode_postings(c, b, (const uint8_t *)cv[i].p, cv[i].n, keys[i].start, &keys[i].p)))
 				return rc;
 			continue;
 		}
@@ -381,13 +384,17 @@ static int frame_series(call_t *c, bucket_block_t *b, uint32_t id, const uint8_t
 static int fetch_series(call_t *c, bucket_block_t *b, const indexheader_t *h, postings_t ids, sentry_t *out)
 {
 	want_t *w = ARENA_NEW_ARRAY(c->a, want_t, ids.n + 1);
+	str_t *ck = ARENA_NEW_ARRAY(c->a, str_t, ids.n + 1), *cv = ARENA_NEW_ARRAY(c->a, str_t, ids.n + 1);
+	bool *hit = ARENA_NEW_ARRAY(c->a, bool, ids.n + 1);
 	size_t nw = 0;
 	int rc;
+	for (size_t i = 0; i < ids.n; i++)
+		ck[i] = str_from((const char *)&ids.v[i], 4);
+	indexcache_get_multi(c->st->cache, b->ulid, INDEXCACHE_SERIES, ck, ids.n, c->a, cv, hit); /* one round trip */
 	for (size_t i = 0; i < ids.n; i++) {
-		str_t v;
 		uint32_t id = ids.v[i];
-		if (indexcache_get(c->st->cache, b->ulid, INDEXCACHE_SERIES, str_from((const char *)&id, 4), c->a, &v)) {
-			if ((rc = decode_series(c, b, h, id, (const uint8_t *)v.p, v.n, &out[i])))
+		if (hit[i]) {
+			if ((rc = decode_series(c, b, h, id, (const uint8_t *)cv[i].p, cv[i].n, &out[i])))
 				return rc;
 			continue;
 		}

@@ -173,11 +173,15 @@ int bucket_store_read_lanes(const bucket_store_t *st)
 int bucket_store_new(bucket_store_t **out, const bucket_store_config_t *cfg, err_t *err)
 {
 	*out = NULL;
-	if (!cfg->bkt || !cfg->data_dir || !*cfg->data_dir)
+	if (!cfg->bkt || !cfg->data_dir || !*cfg->data_dir) {
+		indexcache_free(cfg->index_cache);
 		return err_set(err, ERR_INVALID, "bucket store: a bucket and a data directory are required");
+	}
 	int rc = bucket_mkdir_p(cfg->data_dir, err);
-	if (rc)
+	if (rc) {
+		indexcache_free(cfg->index_cache);
 		return err_wrap(err, "bucket store: data dir");
+	}
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, init_metrics);
 	bucket_store_t *st = xcalloc(1, sizeof *st);
@@ -186,7 +190,7 @@ int bucket_store_new(bucket_store_t **out, const bucket_store_config_t *cfg, err
 	st->cfg = *cfg;
 	st->data_dir = xstrdup(cfg->data_dir);
 	st->cfg.data_dir = st->data_dir;
-	st->cache = indexcache_new(cfg->index_cache_size, cfg->index_cache_item_size);
+	st->cache = cfg->index_cache ? cfg->index_cache : indexcache_new(cfg->index_cache_size, cfg->index_cache_item_size);
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_mutex_init(&st->sync_mu, NULL);
 	if (bucket_store_read_lanes(st) > 1)

@@ -45,6 +45,8 @@ typedef struct bucket_store_config {
 	int64_t min_time, max_time;     /* blocks overlapping [min_time, max_time] (ms) are served */
 	size_t index_cache_size;        /* bytes; 0 = no index cache */
 	size_t index_cache_item_size;   /* 0 = index_cache_size / 2 */
+	struct indexcache *index_cache; /* if set, used instead of the sizes above (e.g. MEMCACHED); the
+					 * store owns it from bucket_store_new on (even when that fails) */
 	int64_t series_sample_limit;    /* per Series call, estimated as chunks x 120; 0 = unlimited */
 	int64_t series_touched_limit;   /* per call, series after postings; 0 = unlimited */
 	int64_t bytes_limit;            /* per call, bytes downloaded; 0 = unlimited */

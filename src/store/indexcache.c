@@ -1,5 +1,6 @@
 /*
- * indexcache.c — size-bounded LRU of postings and series bytes (see indexcache.h).
+ * indexcache.c — the index cache: a size-bounded LRU of postings and series bytes, or memcached
+ * (see indexcache.h).
  */
 #include "store/indexcache.h"
 
@@ -9,9 +10,12 @@
 #include <yaml.h>
 
 #include "base/alloc.h"
+#include "base/crc32c.h"
+#include "base/duration.h"
 #include "base/flags.h"
 #include "base/hmap.h"
 #include "base/metrics.h"
+#include "base/varint.h"
 
 typedef struct ic_entry ic_entry_t;
 struct ic_entry {
@@ -26,6 +30,9 @@ struct indexcache {
 	hmap_t map; /* key -> entry */
 	ic_entry_t *head, *tail;
 	size_t bytes, items, max_size, max_item;
+	unsigned enabled; /* bit per item type */
+	memcache_t *mc;   /* MEMCACHED backend when set (the LRU above is then unused) */
+	int64_t ttl_s;
 };
 
 static metric_t *m_req, *m_hit, *m_added, *m_evicted, *m_items, *m_size;
@@ -53,8 +60,14 @@ indexcache_t *indexcache_new(size_t max_size, size_t max_item_size)
 	hmap_init(&c->map, 1024);
 	c->max_size = max_size;
 	c->max_item = max_item_size ? max_item_size : max_size / 2;
+	c->enabled = ~0u;
 	init_metrics();
 	return c;
+}
+
+static bool enabled(const indexcache_t *c, indexcache_item_t type)
+{
+	return c && (c->enabled & (1u << type)) && (c->mc || c->max_size);
 }
 
 void indexcache_free(indexcache_t *c)
@@ -67,6 +80,7 @@ void indexcache_free(indexcache_t *c)
 	}
 	hmap_release(&c->map);
 	pthread_mutex_destroy(&c->mu);
+	memcache_free(c->mc);
 	free(c);
 }
 
@@ -121,10 +135,18 @@ static void remove_entry(indexcache_t *c, ic_entry_t *e, bool evicted)
 	free(e);
 }
 
+static size_t mc_get_multi(indexcache_t *c, const char *block, indexcache_item_t type, const str_t *keys, size_t n,
+			   arena_t *a, str_t *vals, bool *hit);
+static void mc_put(indexcache_t *c, const char *block, indexcache_item_t type, str_t key, const void *val, size_t n);
+
 bool indexcache_get(indexcache_t *c, const char *block, indexcache_item_t type, str_t key, arena_t *a, str_t *out)
 {
+	if (c && c->mc) {
+		bool hit;
+		return indexcache_get_multi(c, block, type, &key, 1, a, out, &hit) == 1;
+	}
 	metric_inc(metric_with(m_req, type_names[type]));
-	if (!c || !c->max_size)
+	if (!enabled(c, type))
 		return false;
 	buf_t kb = BUF_INIT;
 	str_t k = make_key(&kb, block, type, key);
@@ -146,10 +168,32 @@ bool indexcache_get(indexcache_t *c, const char *block, indexcache_item_t type, 
 	return hit;
 }
 
+size_t indexcache_get_multi(indexcache_t *c, const char *block, indexcache_item_t type, const str_t *keys, size_t n,
+			    arena_t *a, str_t *vals, bool *hit)
+{
+	if (!c || !c->mc) {
+		size_t hits = 0;
+		for (size_t i = 0; i < n; i++)
+			hits += hit[i] = indexcache_get(c, block, type, keys[i], a, &vals[i]);
+		return hits;
+	}
+	metric_add(metric_with(m_req, type_names[type]), (double)n);
+	if (!enabled(c, type)) {
+		for (size_t i = 0; i < n; i++)
+			hit[i] = false;
+		return 0;
+	}
+	size_t hits = mc_get_multi(c, block, type, keys, n, a, vals, hit);
+	metric_add(metric_with(m_hit, type_names[type]), (double)hits);
+	return hits;
+}
+
 void indexcache_put(indexcache_t *c, const char *block, indexcache_item_t type, str_t key, const void *val, size_t n)
 {
-	if (!c || !c->max_size)
+	if (!enabled(c, type))
 		return;
+	if (c->mc)
+		return mc_put(c, block, type, key, val, n);
 	buf_t kb = BUF_INIT;
 	str_t k = make_key(&kb, block, type, key);
 	ic_entry_t *e = xmalloc(st_add(sizeof *e, st_add(k.n, n)));
@@ -182,7 +226,7 @@ void indexcache_put(indexcache_t *c, const char *block, indexcache_item_t type, 
 
 void indexcache_drop_block(indexcache_t *c, const char *block)
 {
-	if (!c)
+	if (!c || c->mc) /* memcached entries are shared with other stores and expire by ttl */
 		return;
 	size_t bl = strlen(block);
 	pthread_mutex_lock(&c->mu);
@@ -210,6 +254,93 @@ size_t indexcache_items(indexcache_t *c)
 	return n;
 }
 
+void indexcache_flush(indexcache_t *c)
+{
+	if (c && c->mc)
+		memcache_wait_async(c->mc);
+}
+
+/* ---- memcached backend ---- */
+
+#define MC_VALUE_VERSION 1
+
+/* "strata:P:<ulid>:<16 hex>" / "strata:S:<ulid>:<id>" into kb. */
+static str_t mc_key(buf_t *kb, const char *block, indexcache_item_t type, str_t key)
+{
+	buf_reset(kb);
+	if (type == INDEXCACHE_SERIES && key.n == 4) {
+		uint32_t id;
+		memcpy(&id, key.p, 4);
+		buf_printf(kb, "strata:S:%s:%u", block, id);
+	} else {
+		buf_printf(kb, "strata:%c:%s:%016llx", type == INDEXCACHE_SERIES ? 'S' : 'P', block,
+			   (unsigned long long)hash_bytes(key.p, key.n));
+	}
+	return buf_str(kb);
+}
+
+static uint32_t mc_crc(str_t key, const void *val, size_t n)
+{
+	return crc32c(crc32c(0, key.p, key.n), val, n);
+}
+
+static void mc_put(indexcache_t *c, const char *block, indexcache_item_t type, str_t key, const void *val, size_t n)
+{
+	buf_t kb = BUF_INIT, vb = BUF_INIT;
+	str_t k = mc_key(&kb, block, type, key);
+	buf_putc(&vb, MC_VALUE_VERSION);
+	buf_put_uvarint(&vb, key.n);
+	buf_append_str(&vb, key);
+	be32_put((uint8_t *)buf_extend(&vb, 4), mc_crc(key, val, n));
+	buf_append(&vb, val, n);
+	if (memcache_set_async(c->mc, k, vb.p, vb.n, c->ttl_s))
+		metric_inc(metric_with(m_added, type_names[type]));
+	buf_release(&vb);
+	buf_release(&kb);
+}
+
+/* Check a memcached value against the key it should hold; the payload on success. */
+static bool mc_unwrap(str_t v, str_t key, str_t *payload)
+{
+	const uint8_t *p = (const uint8_t *)v.p, *end = p + v.n;
+	if (v.n < 1 || p[0] != MC_VALUE_VERSION)
+		return false;
+	p++;
+	uint64_t kl;
+	int used = uvarint_get(p, end, &kl);
+	if (used <= 0 || kl != key.n || (size_t)(end - p - used) < kl + 4)
+		return false;
+	p += used;
+	if (memcmp(p, key.p, key.n) != 0)
+		return false;
+	p += kl;
+	uint32_t crc = be32_get(p);
+	p += 4;
+	*payload = str_from((const char *)p, (size_t)(end - p));
+	return mc_crc(key, payload->p, payload->n) == crc;
+}
+
+static size_t mc_get_multi(indexcache_t *c, const char *block, indexcache_item_t type, const str_t *keys, size_t n,
+			   arena_t *a, str_t *vals, bool *hit)
+{
+	str_t *mk = xcalloc(n + 1, sizeof *mk);
+	buf_t kb = BUF_INIT;
+	for (size_t i = 0; i < n; i++) {
+		str_t k = mc_key(&kb, block, type, keys[i]);
+		mk[i] = str_from(arena_memdup(a, k.p, k.n), k.n);
+	}
+	buf_release(&kb);
+	memcache_get_multi(c->mc, mk, n, a, vals, hit);
+	size_t hits = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (hit[i] && !mc_unwrap(vals[i], keys[i], &vals[i]))
+			hit[i] = false;
+		hits += hit[i];
+	}
+	free(mk);
+	return hits;
+}
+
 /* ---- config ---- */
 
 static const char *scalar(yaml_node_t *n)
@@ -223,8 +354,95 @@ static int at(err_t *err, const char *what, yaml_node_t *n, const char *msg, con
 		       n ? n->start_mark.column + 1 : 1, msg, key ? ": " : "", key ? key : "");
 }
 
-int indexcache_parse_config(const char *yaml, size_t len, const char *what, size_t *max_size, size_t *max_item_size,
-			    err_t *err)
+void indexcache_config_init(indexcache_config_t *c, size_t max_size, size_t max_item_size)
+{
+	*c = (indexcache_config_t){.backend = INDEXCACHE_IN_MEMORY, .max_size = max_size, .max_item_size = max_item_size};
+	memcache_config_init(&c->memcached, "index-cache");
+}
+
+void indexcache_config_release(indexcache_config_t *c)
+{
+	memcache_config_release(&c->memcached);
+}
+
+static int parse_inmemory(yaml_document_t *doc, yaml_node_t *cfg, const char *what, indexcache_config_t *c, err_t *err)
+{
+	int rc = 0;
+	for (yaml_node_pair_t *pr = cfg->data.mapping.pairs.start; pr < cfg->data.mapping.pairs.top && !rc; pr++) {
+		yaml_node_t *k = yaml_document_get_node(doc, pr->key), *v = yaml_document_get_node(doc, pr->value);
+		const char *ks = scalar(k), *vs = scalar(v);
+		int64_t n;
+		err_t e2 = {0};
+		if (!ks || (strcmp(ks, "max_size") != 0 && strcmp(ks, "max_item_size") != 0))
+			rc = at(err, what, k, "unknown key", ks ? ks : "?");
+		else if (!vs || bytes_parse(vs, &n, &e2) || n < 0)
+			rc = at(err, what, v, "bad size", vs ? vs : "?");
+		else if (strcmp(ks, "max_size") == 0)
+			c->max_size = (size_t)n;
+		else
+			c->max_item_size = (size_t)n;
+	}
+	return rc;
+}
+
+static const char *const breaker_keys[] = {"enabled",	   "half_open_max_requests", "open_duration",
+					   "min_requests", "consecutive_failures",   "failure_percent"};
+
+static int parse_memcached(yaml_document_t *doc, yaml_node_t *cfg, const char *what, indexcache_config_t *c,
+			   err_t *err)
+{
+	int rc = 0;
+	memcache_config_t *mc = &c->memcached;
+	for (yaml_node_pair_t *pr = cfg->data.mapping.pairs.start; pr < cfg->data.mapping.pairs.top && !rc; pr++) {
+		yaml_node_t *k = yaml_document_get_node(doc, pr->key), *v = yaml_document_get_node(doc, pr->value);
+		const char *ks = scalar(k), *vs = scalar(v);
+		if (!ks) {
+			rc = at(err, what, k, "expected a key", NULL);
+		} else if (strcmp(ks, "addresses") == 0) {
+			if (v->type != YAML_SEQUENCE_NODE)
+				rc = at(err, what, v, "addresses must be a list of host:port", NULL);
+			for (yaml_node_item_t *it = rc ? NULL : v->data.sequence.items.start;
+			     it && it < v->data.sequence.items.top && !rc; it++) {
+				yaml_node_t *a = yaml_document_get_node(doc, *it);
+				if (!scalar(a) || !*scalar(a))
+					rc = at(err, what, a, "addresses: expected host:port", NULL);
+				else
+					memcache_config_add_address(mc, scalar(a));
+			}
+		} else if (strcmp(ks, "set_async_circuit_breaker_config") == 0) {
+			if (v->type != YAML_MAPPING_NODE) {
+				rc = at(err, what, v, "set_async_circuit_breaker_config must be a mapping", NULL);
+				break;
+			}
+			for (yaml_node_pair_t *bp = v->data.mapping.pairs.start; bp < v->data.mapping.pairs.top && !rc; bp++) {
+				yaml_node_t *bk = yaml_document_get_node(doc, bp->key), *bv = yaml_document_get_node(doc, bp->value);
+				const char *bks = scalar(bk);
+				bool known = false;
+				for (size_t i = 0; bks && i < sizeof breaker_keys / sizeof *breaker_keys; i++)
+					known |= strcmp(bks, breaker_keys[i]) == 0;
+				if (!known)
+					rc = at(err, what, bk, "unknown key", bks ? bks : "?");
+				else if (strcmp(bks, "enabled") == 0 && (!scalar(bv) || strcmp(scalar(bv), "false") != 0))
+					rc = at(err, what, bv, "set_async_circuit_breaker_config: only enabled: false is supported",
+						NULL);
+			}
+		} else if (!vs) {
+			rc = at(err, what, v, "expected a scalar value for", ks);
+		} else {
+			err_t e2 = {0};
+			int r = memcache_config_set(mc, ks, vs, &e2);
+			if (r == ERR_NOT_FOUND)
+				rc = at(err, what, k, "unknown key", ks);
+			else if (r)
+				rc = at(err, what, v, e2.msg, NULL);
+		}
+	}
+	if (!rc && !mc->naddresses)
+		rc = at(err, what, cfg, "MEMCACHED: addresses must list at least one host:port", NULL);
+	return rc;
+}
+
+int indexcache_config_parse(const char *yaml, size_t len, const char *what, indexcache_config_t *c, err_t *err)
 {
 	yaml_parser_t p;
 	yaml_document_t doc;
@@ -247,44 +465,109 @@ int indexcache_parse_config(const char *yaml, size_t len, const char *what, size
 	}
 	for (yaml_node_pair_t *pr = root->data.mapping.pairs.start; pr < root->data.mapping.pairs.top && !rc; pr++) {
 		yaml_node_t *k = yaml_document_get_node(&doc, pr->key), *v = yaml_document_get_node(&doc, pr->value);
-		const char *ks = scalar(k);
-		if (ks && strcmp(ks, "type") == 0 && scalar(v))
-			type = scalar(v);
-		else if (ks && strcmp(ks, "config") == 0)
+		const char *ks = scalar(k), *vs = scalar(v);
+		if (ks && strcmp(ks, "type") == 0 && vs) {
+			type = vs;
+		} else if (ks && strcmp(ks, "config") == 0) {
 			cfg = v;
-		else if (ks && (strcmp(ks, "enabled_items") == 0 || strcmp(ks, "ttl") == 0))
-			; /* accepted; every item type is cached */
-		else
+		} else if (ks && strcmp(ks, "ttl") == 0) {
+			err_t e2 = {0};
+			if (!vs || duration_parse(str_c(vs), &c->ttl_ms, &e2) || c->ttl_ms < 0)
+				rc = at(err, what, v, "ttl: bad duration", vs ? vs : "?");
+		} else if (ks && strcmp(ks, "enabled_items") == 0) {
+			if (v->type == YAML_SCALAR_NODE && !*vs)
+				continue; /* enabled_items: (empty) = all */
+			if (v->type != YAML_SEQUENCE_NODE) {
+				rc = at(err, what, v, "enabled_items must be a list", NULL);
+				break;
+			}
+			c->enabled_items = 0;
+			bool any = false;
+			for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top && !rc; it++) {
+				yaml_node_t *e = yaml_document_get_node(&doc, *it);
+				const char *es = scalar(e);
+				any = true;
+				if (es && strcmp(es, "Postings") == 0)
+					c->enabled_items |= 1u << INDEXCACHE_POSTINGS;
+				else if (es && strcmp(es, "Series") == 0)
+					c->enabled_items |= 1u << INDEXCACHE_SERIES;
+				else if (es && strcmp(es, "ExpandedPostings") == 0)
+					c->enabled_items |= 1u << 8; /* Thanos's expanded-postings item; Strata has none */
+				else
+					rc = at(err, what, e, "enabled_items: unknown item type (Postings, Series, ExpandedPostings)",
+						es ? es : "?");
+			}
+			if (!any)
+				c->enabled_items = 0;
+		} else {
 			rc = at(err, what, k, "unknown key", ks ? ks : "?");
+		}
 	}
 	if (rc)
 		goto out;
-	if (!type || strcasecmp(type, "IN-MEMORY") != 0) {
-		rc = at(err, what, root, type ? "index cache type not supported yet (only IN-MEMORY)" : "missing type",
-			type);
+	if (!type) {
+		rc = at(err, what, root, "missing type", NULL);
 		goto out;
 	}
-	if (cfg && cfg->type == YAML_MAPPING_NODE) {
-		for (yaml_node_pair_t *pr = cfg->data.mapping.pairs.start; pr < cfg->data.mapping.pairs.top && !rc; pr++) {
-			yaml_node_t *k = yaml_document_get_node(&doc, pr->key), *v = yaml_document_get_node(&doc, pr->value);
-			const char *ks = scalar(k), *vs = scalar(v);
-			int64_t n;
-			err_t e2 = {0};
-			if (!ks || (strcmp(ks, "max_size") != 0 && strcmp(ks, "max_item_size") != 0)) {
-				rc = at(err, what, k, "unknown key", ks ? ks : "?");
-			} else if (!vs || bytes_parse(vs, &n, &e2) || n < 0) {
-				rc = at(err, what, v, "bad size", vs ? vs : "?");
-			} else if (strcmp(ks, "max_size") == 0) {
-				*max_size = (size_t)n;
-			} else {
-				*max_item_size = (size_t)n;
-			}
-		}
-	} else if (cfg && !(cfg->type == YAML_SCALAR_NODE && !*scalar(cfg))) {
+	bool empty_cfg = !cfg || (cfg->type == YAML_SCALAR_NODE && !*scalar(cfg));
+	if (!empty_cfg && cfg->type != YAML_MAPPING_NODE) {
 		rc = at(err, what, cfg, "config must be a mapping", NULL);
+		goto out;
+	}
+	if (strcasecmp(type, "IN-MEMORY") == 0) {
+		c->backend = INDEXCACHE_IN_MEMORY;
+		if (!empty_cfg)
+			rc = parse_inmemory(&doc, cfg, what, c, err);
+	} else if (strcasecmp(type, "MEMCACHED") == 0) {
+		c->backend = INDEXCACHE_MEMCACHED;
+		if (empty_cfg)
+			rc = at(err, what, root, "MEMCACHED: config with addresses is required", NULL);
+		else
+			rc = parse_memcached(&doc, cfg, what, c, err);
+	} else {
+		rc = at(err, what, root, "unsupported index cache type (IN-MEMORY or MEMCACHED)", type);
 	}
 out:
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&p);
 	return rc;
+}
+
+int indexcache_parse_config(const char *yaml, size_t len, const char *what, size_t *max_size, size_t *max_item_size,
+			    err_t *err)
+{
+	indexcache_config_t c;
+	indexcache_config_init(&c, *max_size, *max_item_size);
+	int rc = indexcache_config_parse(yaml, len, what, &c, err);
+	if (!rc && c.backend != INDEXCACHE_IN_MEMORY)
+		rc = err_set(err, ERR_INVALID, "%s: only an IN-MEMORY index cache is accepted here", what);
+	if (!rc) {
+		*max_size = c.max_size;
+		*max_item_size = c.max_item_size;
+	}
+	indexcache_config_release(&c);
+	return rc;
+}
+
+int indexcache_new_from_config(indexcache_t **out, const indexcache_config_t *c, err_t *err)
+{
+	*out = NULL;
+	indexcache_t *ic;
+	if (c->backend == INDEXCACHE_MEMCACHED) {
+		memcache_t *mc;
+		int rc = memcache_new(&mc, &c->memcached, err);
+		if (rc)
+			return rc;
+		ic = indexcache_new(0, 0);
+		ic->mc = mc;
+		ic->ttl_s = (c->ttl_ms ? c->ttl_ms : 24 * 3600 * 1000) / 1000;
+		if (!ic->ttl_s)
+			ic->ttl_s = 1; /* a sub-second ttl would mean "never expires" to memcached */
+	} else {
+		ic = indexcache_new(c->max_size, c->max_item_size);
+	}
+	if (c->enabled_items)
+		ic->enabled = c->enabled_items;
+	*out = ic;
+	return 0;
 }

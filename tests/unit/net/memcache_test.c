@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -326,6 +327,7 @@ static pid_t start_memcached(int port)
 	snprintf(p, sizeof p, "%d", port);
 	pid_t pid = fork();
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test, even when a CHECK bails out */
 		/* memcached refuses to run as root without -u */
 		execl("/usr/bin/memcached", "memcached", "-l", "127.0.0.1", "-p", p, "-U", "0", "-m", "16", "-t", "1",
 		      getuid() == 0 ? "-u" : (char *)NULL, "nobody", (char *)NULL);
