@@ -251,6 +251,42 @@ TEST(bad_keys_are_skipped)
 	arena_release(&a);
 }
 
+TEST(full_async_buffer_drops_sets)
+{
+	fake_t f; /* never answers: the one set thread is stuck in its first set until the timeout */
+	fake_start(&f, NULL, 0, false);
+	memcache_config_t cfg;
+	memcache_config_init(&cfg, "t-full");
+	char addr[64];
+	snprintf(addr, sizeof addr, "127.0.0.1:%d", f.port);
+	memcache_config_add_address(&cfg, addr);
+	cfg.timeout_ms = 300;
+	cfg.max_async_concurrency = 1;
+	cfg.max_async_buffer_size = 2;
+	cfg.max_item_size = 10;
+	memcache_t *m;
+	err_t err = {0};
+	CHECK(memcache_new(&m, &cfg, &err) == 0);
+	memcache_config_release(&cfg);
+	metric_t *skip = metrics_counter("thanos_memcached_operation_skipped_total",
+					 "Total number of operations against memcached that have been skipped.",
+					 "name,operation,reason");
+	CHECK(memcache_set_async(m, str_c("a"), "1", 1, 0));
+	usleep(50000); /* the thread takes "a" and waits for a reply */
+	uint64_t t0 = clock_mono_ms();
+	CHECK(memcache_set_async(m, str_c("b"), "1", 1, 0));
+	CHECK(memcache_set_async(m, str_c("c"), "1", 1, 0));
+	CHECK(!memcache_set_async(m, str_c("d"), "1", 1, 0)); /* buffer full: dropped, not blocked */
+	CHECK(!memcache_set_async(m, str_c("e"), "01234567890", 11, 0)); /* over max_item_size */
+	CHECK(clock_mono_ms() - t0 < 100);
+	CHECK(metric_value(metric_with(skip, "t-full", "set", "async-buffer-full")) == 1);
+	CHECK(metric_value(metric_with(skip, "t-full", "set", "max-item-size")) == 1);
+	memcache_wait_async(m);
+	CHECK(failures("t-full", "set", "timeout") == 3);
+	memcache_free(m);
+	fake_stop(&f);
+}
+
 TEST(config_keys)
 {
 	memcache_config_t c;
