@@ -28,6 +28,7 @@
 #include "objstore/sigv4.h"
 
 #define MIN_PART_SIZE (5 * 1024 * 1024)
+#define MAX_PART_SIZE (5LL * 1024 * 1024 * 1024) /* S3's limits */
 #define ERR_BODY_MAX (64 * 1024)
 #define LIST_BODY_MAX (64 * 1024 * 1024)
 
@@ -725,7 +726,9 @@ static void abort_multipart(s3_bucket_t *s, const char *name, const char *upload
  * part_size/8 (at least S3's 5 MiB minimum for all but the last part), doubling: a part's Content-MD5
  * must be known before its first byte is sent, so a full-size first part would keep the connection idle
  * for the whole hash of part_size bytes, while a small one starts the transfer after a fraction of it and
- * the larger ones are hashed as it goes out. At most 3 parts more than fixed-size parts. */
+ * the larger ones are hashed as it goes out. A remainder under a quarter of the part before it is
+ * folded into that part (256 MiB at 64 MiB: 8, 16, 32, 64, 64, 72 MiB). At most 3 parts more than
+ * fixed-size parts. */
 static int64_t upload_layout(int64_t size, int64_t part_size, int64_t **out)
 {
 	int64_t len = part_size / 8 < MIN_PART_SIZE ? MIN_PART_SIZE : part_size / 8;
@@ -739,6 +742,8 @@ static int64_t upload_layout(int64_t size, int64_t part_size, int64_t **out)
 			off = xrealloc(off, cap * sizeof(*off));
 		}
 		off[n++] = at;
+		if (size - at - len < len / 4 && size - at <= MAX_PART_SIZE) /* a short last part: fold it in */
+			len = size - at;
 		at += len < size - at ? len : size - at;
 		len = len > part_size / 2 ? part_size : len * 2;
 	}
@@ -1466,6 +1471,9 @@ int s3_bucket_new(const s3_config_t *c, bucket_t **out, err_t *err)
 						 "SSE-KMS)", sse);
 	if (c->part_size != 0 && c->part_size < MIN_PART_SIZE)
 		return err_set(err, ERR_INVALID, "objstore: S3: part_size %lld is below S3's minimum of 5 MiB",
+			       (long long)c->part_size);
+	if (c->part_size > MAX_PART_SIZE)
+		return err_set(err, ERR_INVALID, "objstore: S3: part_size %lld is above S3's maximum of 5 GiB",
 			       (long long)c->part_size);
 	if (c->max_retries < 0)
 		return err_set(err, ERR_INVALID, "objstore: S3: max_retries must not be negative");

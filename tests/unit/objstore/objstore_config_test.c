@@ -116,6 +116,10 @@ TEST(s3_config_validation)
 		     ERR_INVALID);
 	CHECK(strstr(err.msg, "part_size"));
 	CHECK_EQ_INT(load("type: S3\nconfig: {bucket: b, endpoint: 'h:1', access_key: a, secret_key: s,\n"
+			  "  part_size: 6442450944}", &b, &err),
+		     ERR_INVALID);
+	CHECK(strstr(err.msg, "part_size 6442450944 is above S3's maximum of 5 GiB"));
+	CHECK_EQ_INT(load("type: S3\nconfig: {bucket: b, endpoint: 'h:1', access_key: a, secret_key: s,\n"
 			  "  sse_config: {type: SSE-C}}", &b, &err),
 		     ERR_INVALID);
 	CHECK(strstr(err.msg, "SSE-C"));
