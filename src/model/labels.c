@@ -125,17 +125,23 @@ static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *r)
 	return len;
 }
 
-/* Approximation of Go's unicode.IsPrint for non-ASCII runes: everything except C1 controls, format
- * characters commonly met (soft hyphen, zero-width and bidi marks, line/paragraph separators, BOM),
- * private use and noncharacters. */
+/* Approximation of Go's unicode.IsPrint for non-ASCII runes: everything except C1 controls, spaces
+ * other than U+0020 (Zs, Zl, Zp), format characters (Cf, Unicode 13 as in Go 1.19), private use and
+ * noncharacters. Unassigned code points (also not printable in Go) are not known here. */
 static bool rune_printable(uint32_t r)
 {
-	if (r < 0xa0)
-		return false;
-	if (r == 0xa0 || r == 0xad || (r >= 0x200b && r <= 0x200f) || (r >= 0x2028 && r <= 0x202e) ||
-	    (r >= 0x2060 && r <= 0x206f) || r == 0xfeff || (r >= 0xfff9 && r <= 0xfffb) || (r >= 0xe000 && r <= 0xf8ff) ||
-	    (r & 0xfffe) == 0xfffe || (r >= 0xfdd0 && r <= 0xfdef) || r >= 0xf0000)
-		return false;
+	static const uint32_t np[][2] = {
+		{0x80, 0xa0}, {0xad, 0xad}, {0x600, 0x605}, {0x61c, 0x61c}, {0x6dd, 0x6dd}, {0x70f, 0x70f},
+		{0x8e2, 0x8e2}, {0x1680, 0x1680}, {0x180e, 0x180e}, {0x2000, 0x200f}, {0x2028, 0x202f},
+		{0x205f, 0x2064}, {0x2066, 0x206f}, {0x3000, 0x3000}, {0xe000, 0xf8ff}, {0xfdd0, 0xfdef},
+		{0xfeff, 0xfeff}, {0xfff9, 0xfffb}, {0x110bd, 0x110bd}, {0x110cd, 0x110cd}, {0x13430, 0x13438},
+		{0x1bca0, 0x1bca3}, {0x1d173, 0x1d17a}, {0xe0001, 0xe0001}, {0xe0020, 0xe007f},
+	};
+	if (r < 0x80 || (r & 0xfffe) == 0xfffe || r >= 0xf0000)
+		return r >= 0x20 && r < 0x7f;
+	for (size_t i = 0; i < sizeof np / sizeof np[0]; i++)
+		if (r >= np[i][0] && r <= np[i][1])
+			return false;
 	return true;
 }
 

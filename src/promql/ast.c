@@ -163,30 +163,10 @@ promql_type_t promql_expr_type(const promql_expr_t *e)
 	return PROMQL_TYPE_NONE;
 }
 
-/* Go strconv.Quote (ASCII-printable and valid UTF-8 kept, the rest escaped). */
+/* Go strconv.Quote, as Prometheus prints strings and matcher values. */
 static void put_quoted(buf_t *b, str_t s)
 {
-	buf_putc(b, '"');
-	for (size_t i = 0; i < s.n; i++) {
-		unsigned char c = (unsigned char)s.p[i];
-		switch (c) {
-		case '\a': buf_puts(b, "\\a"); break;
-		case '\b': buf_puts(b, "\\b"); break;
-		case '\f': buf_puts(b, "\\f"); break;
-		case '\n': buf_puts(b, "\\n"); break;
-		case '\r': buf_puts(b, "\\r"); break;
-		case '\t': buf_puts(b, "\\t"); break;
-		case '\v': buf_puts(b, "\\v"); break;
-		case '\\': buf_puts(b, "\\\\"); break;
-		case '"': buf_puts(b, "\\\""); break;
-		default:
-			if (c < 0x20 || c == 0x7f)
-				buf_printf(b, "\\x%02x", c);
-			else
-				buf_putc(b, (char)c);
-		}
-	}
-	buf_putc(b, '"');
+	labels_quote(b, s);
 }
 
 static void put_labels(buf_t *b, const str_t *l, size_t n)

@@ -40,6 +40,7 @@ typedef struct parser {
 	err_t *err;
 	int rc;
 	int depth; /* recursion depth, bounded so hostile input cannot overflow the stack */
+	int in_aggr; /* parsing inside an aggregation's parentheses (2.42 names that context in errors) */
 } parser_t;
 
 #define PARSER_MAX_DEPTH 200
@@ -181,12 +182,52 @@ static int hexval(int c)
 	return -1;
 }
 
+/* The character at q[i] as 2.42 names it in escape errors: U+0067 'g' (Go's %U %q of the rune). */
+static const char *rune_desc(const char *q, size_t n, size_t i, char *buf, size_t bn)
+{
+	if (i >= n)
+		return snprintf(buf, bn, "U+FFFD '\xef\xbf\xbd'"), buf;
+	unsigned char c = (unsigned char)q[i];
+	uint32_t r = c;
+	size_t len = 1;
+	if (c >= 0xc0) { /* the rune's bytes as they are (a valid sequence is printed raw by Go) */
+		int extra = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : 1;
+		r = c & (0x3f >> extra);
+		while (extra-- && len < n - i && ((unsigned char)q[i + len] & 0xc0) == 0x80)
+			r = (r << 6) | ((unsigned char)q[i + len++] & 0x3f);
+	}
+	const char *esc = NULL;
+	char tmp[8];
+	switch (c) {
+	case '\a': esc = "\\a"; break;
+	case '\b': esc = "\\b"; break;
+	case '\f': esc = "\\f"; break;
+	case '\n': esc = "\\n"; break;
+	case '\r': esc = "\\r"; break;
+	case '\t': esc = "\\t"; break;
+	case '\v': esc = "\\v"; break;
+	case '\\': esc = "\\\\"; break;
+	case '\'': esc = "\\'"; break;
+	default:
+		if (c < 0x20 || c == 0x7f) {
+			snprintf(tmp, sizeof tmp, "\\x%02x", c);
+			esc = tmp;
+		}
+	}
+	if (esc)
+		snprintf(buf, bn, "U+%04X '%s'", (unsigned)r, esc);
+	else
+		snprintf(buf, bn, "U+%04X '%.*s'", (unsigned)r, (int)len, q + i);
+	return buf;
+}
+
 /* Lex a quoted string starting at q[i] (the quote). Returns the index after the closing quote or -1. */
 static int lex_string(parser_t *p, size_t i, str_t *out)
 {
 	const char *q = p->q;
 	char quote = q[i];
 	size_t start = i++;
+	char rd[32];
 	buf_t b;
 	buf_init(&b);
 	if (quote == '`') {
@@ -233,7 +274,8 @@ static int lex_string(parser_t *p, size_t i, str_t *out)
 		case '"': case '\'':
 			if (c != quote) {
 				buf_release(&b);
-				return perr(p, (int)i - 2, "unknown escape sequence %c", c), -1;
+				return perr(p, (int)start, "unknown escape sequence %s", rune_desc(q, p->qlen, i - 1, rd, sizeof rd)),
+				       -1;
 			}
 			buf_putc(&b, c);
 			break;
@@ -244,7 +286,9 @@ static int lex_string(parser_t *p, size_t i, str_t *out)
 				int h = i < p->qlen ? hexval((unsigned char)q[i]) : -1;
 				if (h < 0) {
 					buf_release(&b);
-					return perr(p, (int)i, "illegal character %c in escape sequence", i < p->qlen ? q[i] : ' '), -1;
+					return perr(p, (int)start, "illegal character %s in escape sequence",
+						    rune_desc(q, p->qlen, i, rd, sizeof rd)),
+					       -1;
 				}
 				v = v * 16 + (uint32_t)h;
 				i++;
@@ -254,7 +298,7 @@ static int lex_string(parser_t *p, size_t i, str_t *out)
 			else {
 				if (v > 0x10FFFF || (v >= 0xD800 && v < 0xE000)) {
 					buf_release(&b);
-					return perr(p, (int)i, "escape sequence is an invalid Unicode code point"), -1;
+					return perr(p, (int)start, "escape sequence is an invalid Unicode code point"), -1;
 				}
 				utf8_put(&b, v);
 			}
@@ -266,19 +310,21 @@ static int lex_string(parser_t *p, size_t i, str_t *out)
 				for (int k = 0; k < 2; k++) {
 					if (i >= p->qlen || q[i] < '0' || q[i] > '7') {
 						buf_release(&b);
-						return perr(p, (int)i, "illegal character in escape sequence"), -1;
+						return perr(p, (int)start, "illegal character %s in escape sequence",
+							    rune_desc(q, p->qlen, i, rd, sizeof rd)),
+						       -1;
 					}
 					v = v * 8 + (uint32_t)(q[i++] - '0');
 				}
-				if (v > 255) {
+				if (v > 255) { /* 2.42's wording */
 					buf_release(&b);
-					return perr(p, (int)i, "octal escape value > 255: %u", v), -1;
+					return perr(p, (int)start, "escape sequence is an invalid Unicode code point"), -1;
 				}
 				buf_putc(&b, (char)v);
 				break;
 			}
 			buf_release(&b);
-			return perr(p, (int)i - 2, "unknown escape sequence %c", c), -1;
+			return perr(p, (int)start, "unknown escape sequence %s", rune_desc(q, p->qlen, i - 1, rd, sizeof rd)), -1;
 		}
 	}
 	*out = (str_t){arena_strndup(p->a, b.p, b.n), b.n};
@@ -504,7 +550,13 @@ static int lex(parser_t *p)
 			if (c2 == '=') { t = T_GTE; len = 2; } else t = T_GTR;
 			break;
 		default:
-			return perr(p, pos, "unexpected character: '%c'", c);
+		{
+			/* the whole UTF-8 sequence, as 2.42 prints the rune */
+			size_t rl = 1;
+			while (c >= 0xc0 && i + rl < n && ((unsigned char)q[i + rl] & 0xc0) == 0x80 && rl < 4)
+				rl++;
+			return perr(p, pos, "unexpected character: '%.*s'", (int)rl, q + i);
+		}
 		}
 		push_tok(p, t, pos, len);
 		i += (size_t)len;
@@ -545,14 +597,55 @@ static bool tok_is_kw(parser_t *p, const tok_t *t, const char *kw)
 	return t->type == T_IDENT && (size_t)t->len == strlen(kw) && strncasecmp(p->q + t->pos, kw, (size_t)t->len) == 0;
 }
 
+static const char *const aggr_names[12];
+
+/* "kind" followed by the token text Go-quoted, cut to its first 10 characters (UTF-8 runes) and
+ * "..." after a longer one: how 2.42 names a string, number or duration it did not expect. */
+static const char *desc_quoted(parser_t *p, const tok_t *t, const char *kind, char *buf, size_t n)
+{
+	str_t text = tok_text(p, t);
+	size_t len = 0, runes = 0;
+	while (len < text.n && runes < 10) {
+		len++;
+		while (len < text.n && ((unsigned char)text.p[len] & 0xc0) == 0x80)
+			len++;
+		runes++;
+	}
+	buf_t b = BUF_INIT;
+	buf_printf(&b, "%s ", kind);
+	labels_quote(&b, (str_t){text.p, len});
+	if (len < text.n)
+		buf_puts(&b, "...");
+	snprintf(buf, n, "%s", b.p);
+	buf_release(&b);
+	return buf;
+}
+
 static const char *tok_desc(parser_t *p, const tok_t *t, char *buf, size_t n)
 {
+	static const char *const kws[] = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset"};
+	static const char *const ops[] = {"and", "or", "unless", "atan2"};
 	switch (t->type) {
 	case T_EOF: return "end of input";
-	case T_IDENT: snprintf(buf, n, "identifier \"%.*s\"", t->len, p->q + t->pos); return buf;
-	case T_NUMBER: snprintf(buf, n, "number \"%.*s\"", t->len, p->q + t->pos); return buf;
-	case T_STRING: snprintf(buf, n, "string \"%.*s\"", t->len, p->q + t->pos); return buf;
-	case T_DURATION: snprintf(buf, n, "duration \"%.*s\"", t->len, p->q + t->pos); return buf;
+	case T_IDENT:
+		/* 2.42's keywords: <aggr:sum>, <op:and>, <by>; start/end only quoted */
+		for (size_t k = 0; k < ARRAY_LEN(aggr_names); k++)
+			if (tok_is_kw(p, t, aggr_names[k]))
+				return snprintf(buf, n, "<aggr:%.*s>", t->len, p->q + t->pos), buf;
+		for (size_t k = 0; k < ARRAY_LEN(ops); k++)
+			if (tok_is_kw(p, t, ops[k]))
+				return snprintf(buf, n, "<op:%.*s>", t->len, p->q + t->pos), buf;
+		for (size_t k = 0; k < ARRAY_LEN(kws); k++)
+			if (tok_is_kw(p, t, kws[k]))
+				return snprintf(buf, n, "<%.*s>", t->len, p->q + t->pos), buf;
+		if (tok_is_kw(p, t, "start") || tok_is_kw(p, t, "end"))
+			return snprintf(buf, n, "\"%.*s\"", t->len, p->q + t->pos), buf;
+		snprintf(buf, n, "%s \"%.*s\"", memchr(p->q + t->pos, ':', (size_t)t->len) ? "metric identifier" : "identifier",
+			 t->len, p->q + t->pos);
+		return buf;
+	case T_NUMBER: return desc_quoted(p, t, "number", buf, n);
+	case T_STRING: return desc_quoted(p, t, "string", buf, n);
+	case T_DURATION: return desc_quoted(p, t, "duration", buf, n);
 	case T_LPAREN: return "\"(\"";
 	case T_RPAREN: return "\")\"";
 	case T_LBRACE: return "\"{\"";
@@ -570,6 +663,8 @@ static int unexpected(parser_t *p, const char *ctx, const char *expected)
 {
 	char b[128];
 	tok_t *t = peek(p);
+	if (!ctx)
+		return perr(p, t->pos, "unexpected %s", tok_desc(p, t, b, sizeof b));
 	if (expected)
 		return perr(p, t->pos, "unexpected %s in %s, expected %s", tok_desc(p, t, b, sizeof b), ctx, expected);
 	return perr(p, t->pos, "unexpected %s in %s", tok_desc(p, t, b, sizeof b), ctx);
@@ -591,7 +686,7 @@ static promql_expr_t *new_node(parser_t *p, promql_node_kind_t k, int pos)
 	return e;
 }
 
-static const char *const aggr_names[] = {"sum", "avg", "count", "min", "max", "group", "stddev", "stdvar",
+static const char *const aggr_names[12] = {"sum", "avg", "count", "min", "max", "group", "stddev", "stdvar",
 					 "topk", "bottomk", "quantile", "count_values"};
 
 static int aggr_lookup(parser_t *p, const tok_t *t)
@@ -840,7 +935,10 @@ static int parse_aggr(parser_t *p, int op, promql_expr_t **out)
 	size_t nargs = 0;
 	while (peek(p)->type != T_RPAREN) {
 		promql_expr_t *a = NULL;
-		if (parse_expr(p, 0, &a))
+		p->in_aggr++;
+		int rc = parse_expr(p, 0, &a);
+		p->in_aggr--;
+		if (rc)
 			return p->rc;
 		if (nargs < 2)
 			args[nargs] = a;
@@ -890,6 +988,16 @@ static promql_mods_t *mods_of(promql_expr_t *e)
 	return NULL;
 }
 
+/* The duration token at the current position (the caller checked its type); like 2.42, zero is an error. */
+static int take_duration(parser_t *p, int64_t *out)
+{
+	tok_t *t = next(p);
+	if (t->dur == 0)
+		return perr(p, t->pos, "duration must be greater than 0");
+	*out = t->dur;
+	return 0;
+}
+
 static int parse_postfix(parser_t *p, promql_expr_t **io)
 {
 	promql_expr_t *e = *io;
@@ -899,7 +1007,9 @@ static int parse_postfix(parser_t *p, promql_expr_t **io)
 			next(p);
 			if (peek(p)->type != T_DURATION)
 				return unexpected(p, "range", "duration") , p->rc;
-			int64_t range = next(p)->dur;
+			int64_t range = 0;
+			if (take_duration(p, &range))
+				return p->rc;
 			if (peek(p)->type == T_RBRACKET) {
 				next(p);
 				if (e->kind != PROMQL_VECTOR_SEL)
@@ -918,8 +1028,8 @@ static int parse_postfix(parser_t *p, promql_expr_t **io)
 				return unexpected(p, "subquery or range", "\":\" or \"]\"");
 			next(p);
 			int64_t step = 0;
-			if (peek(p)->type == T_DURATION)
-				step = next(p)->dur;
+			if (peek(p)->type == T_DURATION && take_duration(p, &step))
+				return p->rc;
 			if (expect(p, T_RBRACKET, "subquery selector", "\"]\""))
 				return p->rc;
 			promql_type_t ty = promql_expr_type(e);
@@ -942,7 +1052,10 @@ static int parse_postfix(parser_t *p, promql_expr_t **io)
 			}
 			if (peek(p)->type != T_DURATION)
 				return unexpected(p, "offset", "duration");
-			int64_t off = next(p)->dur * sign;
+			int64_t off = 0;
+			if (take_duration(p, &off))
+				return p->rc;
+			off *= sign;
 			promql_mods_t *m = mods_of(e);
 			if (!m)
 				return perr(p, t->pos, "offset modifier must be preceded by an instant vector selector or range vector selector or a subquery");
@@ -1040,7 +1153,7 @@ static int parse_primary(parser_t *p, promql_expr_t **out)
 		static const char *const kws[] = {"bool", "on", "ignoring", "group_left", "group_right", "atan2"};
 		for (size_t k = 0; k < ARRAY_LEN(kws); k++)
 			if (tok_is_kw(p, t, kws[k]))
-				return unexpected(p, "expression", NULL);
+				return unexpected(p, p->in_aggr ? "aggregation" : NULL, NULL);
 		if (ag >= 0)
 			return perr(p, peek2(p)->pos, "unexpected %s in aggregation, expected \"(\"",
 				    peek2(p)->type == T_EOF ? "end of input" : "token");
@@ -1050,8 +1163,8 @@ static int parse_primary(parser_t *p, promql_expr_t **out)
 	}
 	case T_EOF:
 		return perr(p, t->pos, "unexpected end of input");
-	default:
-		return unexpected(p, "expression", NULL);
+	default: /* 2.42 names no context, except inside an aggregation */
+		return unexpected(p, p->in_aggr ? "aggregation" : NULL, NULL);
 	}
 	if (parse_postfix(p, &e))
 		return p->rc;

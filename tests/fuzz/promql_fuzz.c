@@ -1,5 +1,5 @@
 /* libFuzzer target for the PromQL parser and printer: no crash, no hang, and every expression that
- * parses prints to a string that parses again to the same string. */
+ * parses prints to a string that parses again to the same string; its pretty (format_query) form parses. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +29,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		promql_expr_format(&b2, e2);
 		if (strcmp(b.p, b2.p) != 0) {
 			fprintf(stderr, "round trip differs: %s vs %s\n", b.p, b2.p);
+			abort();
+		}
+		/* format_query's multi-line form parses too */
+		buf_reset(&b2);
+		promql_expr_pretty(&b2, e);
+		if (promql_parse(&a, b2.p, b2.n, &e2, &err) != 0) {
+			fprintf(stderr, "pretty form does not parse: %s: %s\n", b2.p, err.msg);
 			abort();
 		}
 		buf_release(&b);

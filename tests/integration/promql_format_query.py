@@ -91,12 +91,17 @@ LONG = [
     f"count_values by (x) (\"v\", {A})", f"topk without (x) (scalar(sum({A})), {A})",
     f"sort_desc(sum without (instance) (rate({A}[5m])) / ignoring (code) group_left sum without (instance, code) (rate({A}[5m])))",
     f"absent_over_time(nonexistent{{job=\"{A}\"}}[5m])", f"time() + pi() * {'1' * 95}", f"day_of_week() + scalar({A})",
+    # Go strconv.Quote of values: non-printable runes and invalid UTF-8 escaped, the rest kept
+    'foo{a="é😀\u3042"}', 'foo{a="\u00a0x\u2028\u00ad\u0085\ufeff\u3000\ue000"}', 'foo{a="\xff\xed\xa0\x80\xc0"}',
+    'foo{a="\U0010ffff\U000e0001\ufdd0"}', "foo{a='single\"quote'}", 'foo{a=`raw\\n`}', 'foo{a="\a\b\f\v\x01\x7f"}',
+    'label_replace(foo, "\u200b", "\u2066", "b", "(.*)")', "foo # a comment\n + bar",
 ]
 BAD = ["", " ", "sum(", "foo{", "1 +", "foo[5m] + 1", "rate(foo)", "topk(2, 3)", "sum by (job", "{__name__=~\".*\"}",
        "foo offset", "foo @ bar", "1a", "1_000", "5mx", "0x1g",
        "foo[5m:1m:1m]", "-\"a\"", "\"abc", "foo{a=~\"(\"}", "a and on(x) group_left b", "nonexistent_function(x)",
        "foo[5m] offset", "sum without", ")", "x{", "x}", "a b", "count_values(1, x)", "quantile(\"a\", x)",
-       "0x" + "f" * 30]
+       "0x" + "f" * 30, "foo offset 0s", "foo[0m]", "foo[5m:0s]", "rate(foo[0s])", "sum(,)", "foo{a=\"\\q\"}",
+       "foo{a=\"\\x4g\"}", "foo{a=\"\\777\"}", "foo bool", "foo \"abcdefghijklmnop\"", "on", "é"]
 
 
 def gen_corpus(n, seed=7):

@@ -83,7 +83,14 @@ TEST(roundtrip_selectors)
 	roundtrip("foo[1m] @ end()", NULL);
 	roundtrip("by{on=\"x\"}", NULL);
 	roundtrip("offset offset 1m", NULL);
-	parse_error("on", "1:1: parse error: unexpected identifier \"on\" in expression");
+	parse_error("on", "1:1: parse error: unexpected <on>");
+	parse_error("sum(,)", "1:5: parse error: unexpected \",\" in aggregation");
+	parse_error("abs(,)", "1:5: parse error: unexpected \",\"");
+	parse_error("foo \"abcdefghijklmnop\"", "1:5: parse error: unexpected string \"\\\"abcdefghi\"...");
+	parse_error("foo{a=\"\\x4g\"}", "1:7: parse error: illegal character U+0067 'g' in escape sequence");
+	parse_error("foo{a=\"\\q\"}", "1:7: parse error: unknown escape sequence U+0071 'q'");
+	parse_error("foo offset 0s", "1:12: parse error: duration must be greater than 0");
+	parse_error("foo[5m:0s]", "1:8: parse error: duration must be greater than 0");
 }
 
 TEST(roundtrip_subquery_and_calls)
