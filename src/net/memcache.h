@@ -85,7 +85,8 @@ typedef struct memcache memcache_t;
  * A plain address that does not resolve is ERR_INVALID; a dns+ name that does not resolve yet only
  * logs a warning (it is retried every dns_update_interval). Starts the set threads. */
 int memcache_new(memcache_t **out, const memcache_config_t *cfg, err_t *err);
-/* Stops the threads (queued sets not yet sent are dropped) and closes every socket. NULL ok. */
+/* Stops the threads (queued sets not yet sent are dropped) and closes every socket. No get or set
+ * may be in flight. NULL ok. */
 void memcache_free(memcache_t *m);
 
 /* Look up n keys. For each hit found[i] = true and vals[i] = a copy of the value in a; misses and

@@ -447,6 +447,23 @@ TEST(real_memcached_two_servers)
 	}
 	CHECK(!found[N]);
 	CHECK(servers_hit[0] > 5 && servers_hit[1] > 5);
+	/* one unbatched `get` of 3000 keys (a 100 KB request line) per server */
+	enum { BIG = 3000 };
+	str_t *bk = arena_alloc(&a, BIG * sizeof *bk), *bv = arena_alloc(&a, BIG * sizeof *bv);
+	bool *bf = arena_alloc(&a, BIG);
+	for (int i = 0; i < BIG; i++)
+		bk[i] = i < N ? keys[i] : str_c(arena_printf(&a, "a-rather-long-key-that-is-not-there-%08d", i));
+	memcache_config_t one;
+	memcache_config_init(&one, "t-real-big");
+	memcache_config_add_address(&one, a1);
+	memcache_config_add_address(&one, a2);
+	memcache_t *mb;
+	CHECK(memcache_new(&mb, &one, &err) == 0);
+	memcache_config_release(&one);
+	size_t bh = memcache_get_multi(mb, bk, BIG, &a, bv, bf);
+	memcache_free(mb);
+	CHECK(bh == N / 2);
+	CHECK(failures("t-real-big", "getmulti", "other") == 0 && failures("t-real-big", "getmulti", "network-error") == 0);
 	/* one server dies: its keys miss, the other's still hit, nothing hangs. Servers are sorted by
 	 * address, so m1 is bucket 0 iff its address sorts first. */
 	int live = strcmp(a1, a2) < 0 ? 0 : 1;
