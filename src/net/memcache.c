@@ -25,19 +25,24 @@
 #include "base/log.h"
 #include "base/metrics.h"
 
-#define MC_MAX_VALUE ((size_t)1 << 30) /* a VALUE bigger than this is a protocol error */
-#define MC_MAX_LINE 2048               /* a reply line without CRLF this long is garbage */
+#define MC_MAX_VALUE   ((size_t)1 << 30) /* a VALUE bigger than this is a protocol error */
+#define MC_MAX_LINE    2048              /* a reply line without CRLF this long is garbage */
 #define MC_MAX_SETTERS 64
-#define MC_30_DAYS 2592000
+#define MC_30_DAYS     2592000
 
 /* ================================ config ================================ */
 
 void memcache_config_init(memcache_config_t *c, const char *name)
 {
-	*c = (memcache_config_t){.name = xstrdup(name ? name : ""), .timeout_ms = 500, .max_idle_connections = 100,
-				 .max_async_concurrency = 10, .max_async_buffer_size = 10000,
-				 .max_get_multi_concurrency = 100, .max_get_multi_batch_size = 0,
-				 .max_item_size = (size_t)1 << 20, .dns_update_interval_ms = 10000};
+	*c = (memcache_config_t){.name = xstrdup(name ? name : ""),
+	                         .timeout_ms = 500,
+	                         .max_idle_connections = 100,
+	                         .max_async_concurrency = 10,
+	                         .max_async_buffer_size = 10000,
+	                         .max_get_multi_concurrency = 100,
+	                         .max_get_multi_batch_size = 0,
+	                         .max_item_size = (size_t)1 << 20,
+	                         .dns_update_interval_ms = 10000};
 }
 
 void memcache_config_release(memcache_config_t *c)
@@ -61,7 +66,8 @@ static int set_int(int *dst, const char *key, const char *v, int64_t min, err_t 
 {
 	int64_t n;
 	if (!str_to_i64(str_c(v), &n) || n < min || n > (1 << 30))
-		return err_set(err, ERR_INVALID, "%s: invalid value \"%s\" (an integer >= %lld)", key, v, (long long)min);
+		return err_set(err, ERR_INVALID, "%s: invalid value \"%s\" (an integer >= %lld)", key, v,
+		               (long long)min);
 	*dst = (int)n;
 	return 0;
 }
@@ -103,8 +109,9 @@ int memcache_config_set(memcache_config_t *c, const char *key, const char *v, er
 	if (strcmp(key, "auto_discovery") == 0) {
 		if (strcmp(v, "false") == 0)
 			return 0;
-		return err_set(err, ERR_INVALID, "%s: only false is supported (memcached auto discovery is not implemented)",
-			       key);
+		return err_set(err, ERR_INVALID,
+		               "%s: only false is supported (memcached auto discovery is not implemented)",
+		               key);
 	}
 	return err_set(err, ERR_NOT_FOUND, "unknown key: %s", key);
 }
@@ -199,7 +206,8 @@ static int resolve_one(const char *spec, bool all, resolved_t **out, size_t *n, 
 	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
 		char ip[INET6_ADDRSTRLEN + 1], sv[16];
 		if (ai->ai_addrlen > sizeof(struct sockaddr_storage) ||
-		    getnameinfo(ai->ai_addr, ai->ai_addrlen, ip, sizeof ip, sv, sizeof sv, NI_NUMERICHOST | NI_NUMERICSERV))
+		    getnameinfo(ai->ai_addr, ai->ai_addrlen, ip, sizeof ip, sv, sizeof sv,
+		                NI_NUMERICHOST | NI_NUMERICSERV))
 			continue;
 		*out = xrealloc(*out, st_mult(*n + 1, sizeof **out));
 		resolved_t *r = &(*out)[(*n)++];
@@ -242,12 +250,14 @@ static int refresh_servers(memcache_t *m, bool initial, err_t *err)
 				return err_set(err, e2.code, "%s", e2.msg);
 			}
 			if (!initial) {
-				log_warn("memcached: address resolution failed; keeping the previous server list", "name",
-					 m->cfg.name, "err", e2.msg);
+				log_warn(
+				    "memcached: address resolution failed; keeping the previous server list",
+				    "name", m->cfg.name, "err", e2.msg);
 				free(rs);
 				return 0;
 			}
-			log_warn("memcached: address does not resolve yet", "name", m->cfg.name, "err", e2.msg);
+			log_warn("memcached: address does not resolve yet", "name", m->cfg.name, "err",
+			         e2.msg);
 		}
 	}
 	if (nr)
@@ -472,7 +482,7 @@ static void parse_get(memcache_t *m, mc_op_t *op, get_ctx_t *g)
 		}
 		if (!line_starts(line, "VALUE ")) {
 			bool srv = line_is(line, "ERROR") || line_starts(line, "CLIENT_ERROR") ||
-				   line_starts(line, "SERVER_ERROR");
+			           line_starts(line, "SERVER_ERROR");
 			return op_fail(op, srv ? "server-error" : "other");
 		}
 		/* VALUE <key> <flags> <bytes> [<cas>] */
@@ -491,7 +501,8 @@ static void parse_get(memcache_t *m, mc_op_t *op, get_ctx_t *g)
 			return op_fail(op, "other");
 		size_t hit = SIZE_MAX;
 		for (size_t pass = 0; pass < 2 && hit == SIZE_MAX; pass++)
-			for (size_t j = pass ? 0 : op->next_match; j < (pass ? op->next_match : op->nidx); j++)
+			for (size_t j = pass ? 0 : op->next_match; j < (pass ? op->next_match : op->nidx);
+			     j++)
 				if (str_eq(g->keys[op->idx[j]], key) && !g->found[op->idx[j]]) {
 					hit = j;
 					break;
@@ -522,8 +533,8 @@ static void parse_set(mc_op_t *op)
 	op->in_off = after;
 	if (line_is(line, "STORED"))
 		op->state = ST_DONE;
-	else if (line_is(line, "ERROR") || line_starts(line, "CLIENT_ERROR") || line_starts(line, "SERVER_ERROR") ||
-		 line_is(line, "NOT_STORED"))
+	else if (line_is(line, "ERROR") || line_starts(line, "CLIENT_ERROR") ||
+	         line_starts(line, "SERVER_ERROR") || line_is(line, "NOT_STORED"))
 		op_fail(op, "server-error");
 	else
 		op_fail(op, "other");
@@ -542,7 +553,8 @@ static void op_io(memcache_t *m, mc_op_t *op, short rev, get_ctx_t *g)
 	}
 	if (op->state == ST_WRITING) {
 		while (op->out_off < op->out.n) {
-			ssize_t w = send(op->fd, op->out.p + op->out_off, op->out.n - op->out_off, MSG_NOSIGNAL);
+			ssize_t w =
+			    send(op->fd, op->out.p + op->out_off, op->out.n - op->out_off, MSG_NOSIGNAL);
 			if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				return;
 			if (w < 0 && errno == EINTR)
@@ -614,8 +626,8 @@ static void run_ops(memcache_t *m, mc_op_t *ops, size_t n, size_t conc, get_ctx_
 			mc_op_t *op = &ops[act[i]];
 			if (op->deadline_ms < first)
 				first = op->deadline_ms;
-			pfd[i] = (struct pollfd){.fd = op->fd,
-						 .events = (short)(op->state == ST_READING ? POLLIN : POLLOUT)};
+			pfd[i] = (struct pollfd){
+			    .fd = op->fd, .events = (short)(op->state == ST_READING ? POLLIN : POLLOUT)};
 		}
 		int tmo = first <= now ? 0 : (int)(first - now > 60000 ? 60000 : first - now);
 		int pr = poll(pfd, nact, tmo);
@@ -627,7 +639,8 @@ static void run_ops(memcache_t *m, mc_op_t *ops, size_t n, size_t conc, get_ctx_
 			mc_op_t *op = &ops[act[i]];
 			if (pr > 0 && pfd[i].revents)
 				op_io(m, op, pfd[i].revents, g);
-			if ((op->state == ST_READING || op->state == ST_WRITING || op->state == ST_CONNECTING) &&
+			if ((op->state == ST_READING || op->state == ST_WRITING ||
+			     op->state == ST_CONNECTING) &&
 			    now >= op->deadline_ms)
 				op_fail(op, "timeout");
 			if (op->state == ST_DONE || op->state == ST_FAILED)
@@ -699,8 +712,12 @@ size_t memcache_get_multi(memcache_t *m, const str_t *keys, size_t n, arena_t *a
 	for (size_t s = 0; s < ns; s++) {
 		for (size_t b = cnt[s]; b < cnt[s + 1]; b += bs) {
 			mc_op_t *op = &ops[nops++];
-			*op = (mc_op_t){.srv = srv[s], .kind = OPN_GET, .idx = order + b,
-					.nidx = cnt[s + 1] - b < bs ? cnt[s + 1] - b : bs, .out = BUF_INIT, .in = BUF_INIT};
+			*op = (mc_op_t){.srv = srv[s],
+			                .kind = OPN_GET,
+			                .idx = order + b,
+			                .nidx = cnt[s + 1] - b < bs ? cnt[s + 1] - b : bs,
+			                .out = BUF_INIT,
+			                .in = BUF_INIT};
 			buf_puts(&op->out, "get");
 			for (size_t j = 0; j < op->nidx; j++) {
 				buf_putc(&op->out, ' ');
@@ -710,7 +727,8 @@ size_t memcache_get_multi(memcache_t *m, const str_t *keys, size_t n, arena_t *a
 		}
 	}
 	get_ctx_t g = {.keys = keys, .vals = vals, .found = found, .a = a};
-	run_ops(m, ops, nops, m->cfg.max_get_multi_concurrency > 0 ? (size_t)m->cfg.max_get_multi_concurrency : 0, &g);
+	run_ops(m, ops, nops,
+	        m->cfg.max_get_multi_concurrency > 0 ? (size_t)m->cfg.max_get_multi_concurrency : 0, &g);
 	for (size_t i = 0; i < nops; i++)
 		op_release(&ops[i]);
 	free(ops);
@@ -735,8 +753,10 @@ static int do_set(memcache_t *m, str_t key, const void *val, size_t n, int64_t e
 	}
 	if (exptime > MC_30_DAYS)
 		exptime += clock_now_ms() / 1000; /* memcached reads a larger exptime as a Unix time */
-	mc_op_t op = {.srv = srv[memcache_jump_hash(hash_bytes(key.p, key.n), (int)ns)], .kind = OPN_SET,
-		      .out = BUF_INIT, .in = BUF_INIT};
+	mc_op_t op = {.srv = srv[memcache_jump_hash(hash_bytes(key.p, key.n), (int)ns)],
+	              .kind = OPN_SET,
+	              .out = BUF_INIT,
+	              .in = BUF_INIT};
 	buf_puts(&op.out, "set ");
 	buf_append_str(&op.out, key);
 	buf_printf(&op.out, " 0 %lld %zu\r\n", (long long)(exptime < 0 ? 0 : exptime), n);
@@ -745,10 +765,11 @@ static int do_set(memcache_t *m, str_t key, const void *val, size_t n, int64_t e
 	run_ops(m, &op, 1, 1, NULL);
 	int rc = 0;
 	if (op.state != ST_DONE) {
-		int code = strcmp(op.reason, "timeout") == 0 ? ERR_TIMEOUT
-			   : strcmp(op.reason, "network-error") == 0 ? ERR_UNAVAILABLE
-								       : ERR_CORRUPT;
-		rc = err_set(err, code, "memcached %s: set %.*s: %s", op.srv->addr, (int)key.n, key.p, op.reason);
+		int code = strcmp(op.reason, "timeout") == 0         ? ERR_TIMEOUT
+		           : strcmp(op.reason, "network-error") == 0 ? ERR_UNAVAILABLE
+		                                                     : ERR_CORRUPT;
+		rc = err_set(err, code, "memcached %s: set %.*s: %s", op.srv->addr, (int)key.n, key.p,
+		             op.reason);
 	}
 	op_release(&op);
 	free(srv);
@@ -759,13 +780,14 @@ static int set_check(memcache_t *m, str_t key, size_t n, err_t *err)
 {
 	if (!key_ok(key)) {
 		count_failure(m, OPN_SET, "malformed-key");
-		return err_set(err, ERR_INVALID, "memcached: invalid key (1..%d bytes, no spaces or control characters)",
-			       MEMCACHE_MAX_KEY);
+		return err_set(err, ERR_INVALID,
+		               "memcached: invalid key (1..%d bytes, no spaces or control characters)",
+		               MEMCACHE_MAX_KEY);
 	}
 	if (m->cfg.max_item_size && n > m->cfg.max_item_size) {
 		metric_inc(m->skip_size);
 		return err_set(err, ERR_INVALID, "memcached: item of %zu bytes is over max_item_size %zu", n,
-			       m->cfg.max_item_size);
+		               m->cfg.max_item_size);
 	}
 	return 0;
 }
@@ -856,15 +878,16 @@ static void init_metrics(memcache_t *m)
 {
 	static const double buckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 3, 6, 10};
 	metric_t *ops = metrics_counter("thanos_memcached_operations_total",
-					"Total number of operations against memcached.", "name,operation");
+	                                "Total number of operations against memcached.", "name,operation");
 	m->m_fail = metrics_counter("thanos_memcached_operation_failures_total",
-				    "Total number of operations against memcached that failed.", "name,operation,reason");
-	metric_t *skip = metrics_counter("thanos_memcached_operation_skipped_total",
-					 "Total number of operations against memcached that have been skipped.",
-					 "name,operation,reason");
+	                            "Total number of operations against memcached that failed.",
+	                            "name,operation,reason");
+	metric_t *skip = metrics_counter(
+	    "thanos_memcached_operation_skipped_total",
+	    "Total number of operations against memcached that have been skipped.", "name,operation,reason");
 	metric_t *dur = metrics_histogram("thanos_memcached_operation_duration_seconds",
-					  "Duration of operations against memcached.", "name,operation", buckets,
-					  sizeof buckets / sizeof buckets[0]);
+	                                  "Duration of operations against memcached.", "name,operation",
+	                                  buckets, sizeof buckets / sizeof buckets[0]);
 	const char *nm = m->cfg.name;
 	m->ops_get = metric_with(ops, nm, op_names[OPN_GET]);
 	m->ops_set = metric_with(ops, nm, op_names[OPN_SET]);
@@ -882,13 +905,17 @@ int memcache_new(memcache_t **out, const memcache_config_t *cfg, err_t *err)
 	for (size_t i = 0; i < cfg->naddresses; i++) {
 		const char *a = cfg->addresses[i];
 		if (strncmp(a, "dnssrv+", 7) == 0 || strncmp(a, "dnssrvnoa+", 10) == 0)
-			return err_set(err, ERR_INVALID, "memcached address \"%s\": DNS SRV discovery is not supported (use host:port or dns+host:port)", a);
+			return err_set(err, ERR_INVALID,
+			               "memcached address \"%s\": DNS SRV discovery is not supported (use "
+			               "host:port or dns+host:port)",
+			               a);
 	}
 	if (cfg->timeout_ms <= 0)
 		return err_set(err, ERR_INVALID, "memcached: timeout must be positive");
 	if (cfg->max_async_concurrency < 1 || cfg->max_async_buffer_size < 1 || cfg->max_idle_connections < 0)
-		return err_set(err, ERR_INVALID,
-			       "memcached: max_async_concurrency and max_async_buffer_size must be at least 1");
+		return err_set(
+		    err, ERR_INVALID,
+		    "memcached: max_async_concurrency and max_async_buffer_size must be at least 1");
 	memcache_t *m = xcalloc(1, sizeof *m);
 	m->cfg = *cfg;
 	m->cfg.name = xstrdup(cfg->name ? cfg->name : "");
@@ -908,7 +935,8 @@ int memcache_new(memcache_t **out, const memcache_config_t *cfg, err_t *err)
 		memcache_free(m);
 		return rc;
 	}
-	m->nsetters = cfg->max_async_concurrency < MC_MAX_SETTERS ? cfg->max_async_concurrency : MC_MAX_SETTERS;
+	m->nsetters =
+	    cfg->max_async_concurrency < MC_MAX_SETTERS ? cfg->max_async_concurrency : MC_MAX_SETTERS;
 	m->setters = xcalloc((size_t)m->nsetters, sizeof *m->setters);
 	for (int i = 0; i < m->nsetters; i++)
 		if (pthread_create(&m->setters[i], NULL, setter_main, m))

@@ -57,15 +57,15 @@
 typedef struct memcache_config {
 	char **addresses; /* owned copies */
 	size_t naddresses;
-	char *name;                      /* metrics label `name`; owned copy */
-	int64_t timeout_ms;              /* 500ms */
-	int max_idle_connections;        /* per server; 100 */
-	int max_async_concurrency;       /* set threads; 10 (at most 64 are started) */
-	int max_async_buffer_size;       /* queued sets; 10000 */
-	int max_get_multi_concurrency;   /* batches in flight per get_multi; 100 */
-	int max_get_multi_batch_size;    /* keys per `get`; 0 = unlimited */
-	size_t max_item_size;            /* bytes; 1 MiB; 0 = unlimited */
-	int64_t dns_update_interval_ms;  /* 10s */
+	char *name;                     /* metrics label `name`; owned copy */
+	int64_t timeout_ms;             /* 500ms */
+	int max_idle_connections;       /* per server; 100 */
+	int max_async_concurrency;      /* set threads; 10 (at most 64 are started) */
+	int max_async_buffer_size;      /* queued sets; 10000 */
+	int max_get_multi_concurrency;  /* batches in flight per get_multi; 100 */
+	int max_get_multi_batch_size;   /* keys per `get`; 0 = unlimited */
+	size_t max_item_size;           /* bytes; 1 MiB; 0 = unlimited */
+	int64_t dns_update_interval_ms; /* 10s */
 } memcache_config_t;
 
 /* Thanos's defaults; name is copied. */

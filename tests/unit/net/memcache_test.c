@@ -109,13 +109,14 @@ static memcache_t *client_for(int port, int64_t timeout_ms, const char *name)
 static double failures(const char *name, const char *op, const char *reason)
 {
 	metric_t *f = metrics_counter("thanos_memcached_operation_failures_total",
-				      "Total number of operations against memcached that failed.", "name,operation,reason");
+	                              "Total number of operations against memcached that failed.",
+	                              "name,operation,reason");
 	return metric_value(metric_with(f, name, op, reason));
 }
 
 /* One get of "k" against a fake answering `reply`; returns whether it hit and the failure delta. */
 static bool fake_get(const char *reply, size_t len, bool close_after, int64_t timeout_ms, const char *name,
-		     const char *reason, double *fail_delta, str_t *val, arena_t *a)
+                     const char *reason, double *fail_delta, str_t *val, arena_t *a)
 {
 	fake_t f;
 	fake_start(&f, reply, len, close_after);
@@ -268,9 +269,9 @@ TEST(full_async_buffer_drops_sets)
 	err_t err = {0};
 	CHECK(memcache_new(&m, &cfg, &err) == 0);
 	memcache_config_release(&cfg);
-	metric_t *skip = metrics_counter("thanos_memcached_operation_skipped_total",
-					 "Total number of operations against memcached that have been skipped.",
-					 "name,operation,reason");
+	metric_t *skip = metrics_counter(
+	    "thanos_memcached_operation_skipped_total",
+	    "Total number of operations against memcached that have been skipped.", "name,operation,reason");
 	CHECK(memcache_set_async(m, str_c("a"), "1", 1, 0));
 	usleep(50000); /* the thread takes "a" and waits for a reply */
 	uint64_t t0 = clock_mono_ms();
@@ -295,7 +296,8 @@ TEST(config_keys)
 	CHECK(c.timeout_ms == 500 && c.max_idle_connections == 100 && c.max_item_size == (1u << 20));
 	CHECK(memcache_config_set(&c, "timeout", "2s", &err) == 0 && c.timeout_ms == 2000);
 	CHECK(memcache_config_set(&c, "max_item_size", "2MiB", &err) == 0 && c.max_item_size == (2u << 20));
-	CHECK(memcache_config_set(&c, "max_get_multi_batch_size", "7", &err) == 0 && c.max_get_multi_batch_size == 7);
+	CHECK(memcache_config_set(&c, "max_get_multi_batch_size", "7", &err) == 0 &&
+	      c.max_get_multi_batch_size == 7);
 	CHECK(memcache_config_set(&c, "dns_provider_update_interval", "1m", &err) == 0 &&
 	      c.dns_update_interval_ms == 60000);
 	CHECK(memcache_config_set(&c, "auto_discovery", "false", &err) == 0);
@@ -365,14 +367,15 @@ static pid_t start_memcached(int port)
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test, even when a CHECK bails out */
 		/* memcached refuses to run as root without -u */
-		execl("/usr/bin/memcached", "memcached", "-l", "127.0.0.1", "-p", p, "-U", "0", "-m", "16", "-t", "1",
-		      getuid() == 0 ? "-u" : (char *)NULL, "nobody", (char *)NULL);
+		execl("/usr/bin/memcached", "memcached", "-l", "127.0.0.1", "-p", p, "-U", "0", "-m", "16",
+		      "-t", "1", getuid() == 0 ? "-u" : (char *)NULL, "nobody", (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 200; i++) { /* up to 2 s for it to listen */
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+		                         .sin_port = htons((uint16_t)port),
+		                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
 		close(fd);
 		if (ok)
@@ -452,7 +455,8 @@ TEST(real_memcached_two_servers)
 	str_t *bk = arena_alloc(&a, BIG * sizeof *bk), *bv = arena_alloc(&a, BIG * sizeof *bv);
 	bool *bf = arena_alloc(&a, BIG);
 	for (int i = 0; i < BIG; i++)
-		bk[i] = i < N ? keys[i] : str_c(arena_printf(&a, "a-rather-long-key-that-is-not-there-%08d", i));
+		bk[i] =
+		    i < N ? keys[i] : str_c(arena_printf(&a, "a-rather-long-key-that-is-not-there-%08d", i));
 	memcache_config_t one;
 	memcache_config_init(&one, "t-real-big");
 	memcache_config_add_address(&one, a1);
@@ -463,7 +467,8 @@ TEST(real_memcached_two_servers)
 	size_t bh = memcache_get_multi(mb, bk, BIG, &a, bv, bf);
 	memcache_free(mb);
 	CHECK(bh == N / 2);
-	CHECK(failures("t-real-big", "getmulti", "other") == 0 && failures("t-real-big", "getmulti", "network-error") == 0);
+	CHECK(failures("t-real-big", "getmulti", "other") == 0 &&
+	      failures("t-real-big", "getmulti", "network-error") == 0);
 	/* one server dies: its keys miss, the other's still hit, nothing hangs. Servers are sorted by
 	 * address, so m1 is bucket 0 iff its address sorts first. */
 	int live = strcmp(a1, a2) < 0 ? 0 : 1;

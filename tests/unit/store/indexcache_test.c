@@ -49,20 +49,20 @@ TEST(config_memcached)
 	indexcache_config_t c;
 	err_t err = {0};
 	const char *y = "type: MEMCACHED\n"
-			"config:\n"
-			"  addresses: [\"127.0.0.1:11211\", \"dns+localhost:11212\"]\n"
-			"  timeout: 1s\n"
-			"  max_idle_connections: 5\n"
-			"  max_async_concurrency: 2\n"
-			"  max_async_buffer_size: 50\n"
-			"  max_get_multi_concurrency: 4\n"
-			"  max_get_multi_batch_size: 3\n"
-			"  max_item_size: 2MiB\n"
-			"  dns_provider_update_interval: 30s\n"
-			"  auto_discovery: false\n"
-			"  set_async_circuit_breaker_config: {enabled: false, open_duration: 5s}\n"
-			"enabled_items: [Series]\n"
-			"ttl: 2h\n";
+	                "config:\n"
+	                "  addresses: [\"127.0.0.1:11211\", \"dns+localhost:11212\"]\n"
+	                "  timeout: 1s\n"
+	                "  max_idle_connections: 5\n"
+	                "  max_async_concurrency: 2\n"
+	                "  max_async_buffer_size: 50\n"
+	                "  max_get_multi_concurrency: 4\n"
+	                "  max_get_multi_batch_size: 3\n"
+	                "  max_item_size: 2MiB\n"
+	                "  dns_provider_update_interval: 30s\n"
+	                "  auto_discovery: false\n"
+	                "  set_async_circuit_breaker_config: {enabled: false, open_duration: 5s}\n"
+	                "enabled_items: [Series]\n"
+	                "ttl: 2h\n";
 	CHECK(parse(y, &c, &err) == 0);
 	CHECK(c.backend == INDEXCACHE_MEMCACHED);
 	CHECK(c.memcached.naddresses == 2 && strcmp(c.memcached.addresses[1], "dns+localhost:11212") == 0);
@@ -76,21 +76,29 @@ TEST(config_memcached)
 	struct {
 		const char *yaml, *want;
 	} bad[] = {
-		{"type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  timeot: 1s\n", "cache.yaml:4:3: unknown key: timeot"},
-		{"type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  timeout: soon\n", "cache.yaml:4:12: timeout: invalid duration \"soon\""},
-		{"type: MEMCACHED\nconfig:\n  timeout: 1s\n", "cache.yaml:3:3: MEMCACHED: addresses must list at least one host:port"},
-		{"type: MEMCACHED\n", "cache.yaml:1:1: MEMCACHED: config with addresses is required"},
-		{"type: MEMCACHED\nconfig:\n  addresses: a:1\n", "cache.yaml:3:14: addresses must be a list of host:port"},
-		{"type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  auto_discovery: true\n",
-		 "cache.yaml:4:19: auto_discovery: only false is supported (memcached auto discovery is not implemented)"},
-		{"type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  set_async_circuit_breaker_config: {enabled: true}\n",
-		 "cache.yaml:4:47: set_async_circuit_breaker_config: only enabled: false is supported"},
-		{"type: REDIS\nconfig: {addr: x}\n", "cache.yaml:1:1: unsupported index cache type (IN-MEMORY or MEMCACHED): REDIS"},
-		{"type: IN-MEMORY\nenabled_items: [Postings, Chunks]\n",
-		 "cache.yaml:2:27: enabled_items: unknown item type (Postings, Series, ExpandedPostings): Chunks"},
-		{"type: IN-MEMORY\nttl: forever\n", "cache.yaml:2:6: ttl: bad duration: forever"},
-		{"type: IN-MEMORY\nextra: 1\n", "cache.yaml:2:1: unknown key: extra"},
-		{"type: [x\n", NULL},
+	    {"type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  timeot: 1s\n",
+	     "cache.yaml:4:3: unknown key: timeot"},
+	    {"type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  timeout: soon\n",
+	     "cache.yaml:4:12: timeout: invalid duration \"soon\""},
+	    {"type: MEMCACHED\nconfig:\n  timeout: 1s\n",
+	     "cache.yaml:3:3: MEMCACHED: addresses must list at least one host:port"},
+	    {"type: MEMCACHED\n", "cache.yaml:1:1: MEMCACHED: config with addresses is required"},
+	    {"type: MEMCACHED\nconfig:\n  addresses: a:1\n",
+	     "cache.yaml:3:14: addresses must be a list of host:port"},
+	    {"type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  auto_discovery: true\n",
+	     "cache.yaml:4:19: auto_discovery: only false is supported (memcached auto discovery is not "
+	     "implemented)"},
+	    {"type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  set_async_circuit_breaker_config: {enabled: "
+	     "true}\n",
+	     "cache.yaml:4:47: set_async_circuit_breaker_config: only enabled: false is supported"},
+	    {"type: REDIS\nconfig: {addr: x}\n",
+	     "cache.yaml:1:1: unsupported index cache type (IN-MEMORY or MEMCACHED): REDIS"},
+	    {"type: IN-MEMORY\nenabled_items: [Postings, Chunks]\n",
+	     "cache.yaml:2:27: enabled_items: unknown item type (Postings, Series, ExpandedPostings): "
+	     "Chunks"},
+	    {"type: IN-MEMORY\nttl: forever\n", "cache.yaml:2:6: ttl: bad duration: forever"},
+	    {"type: IN-MEMORY\nextra: 1\n", "cache.yaml:2:1: unknown key: extra"},
+	    {"type: [x\n", NULL},
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		int rc = parse(bad[i].yaml, &c, &err);
@@ -101,7 +109,8 @@ TEST(config_memcached)
 		CHECK(strncmp(err.msg, "cache.yaml:", 11) == 0);
 	}
 	/* dnssrv is refused when the cache is built */
-	CHECK(parse("type: MEMCACHED\nconfig: {addresses: [\"dnssrv+_mc._tcp.example.com\"]}\n", &c, &err) == 0);
+	CHECK(parse("type: MEMCACHED\nconfig: {addresses: [\"dnssrv+_mc._tcp.example.com\"]}\n", &c, &err) ==
+	      0);
 	indexcache_t *ic;
 	CHECK(indexcache_new_from_config(&ic, &c, &err) == ERR_INVALID);
 	CHECK(strstr(err.msg, "dnssrv+_mc._tcp.example.com") != NULL);
@@ -125,7 +134,8 @@ TEST(in_memory_lru)
 	bool hit[3];
 	CHECK(indexcache_get_multi(c, "B1", INDEXCACHE_POSTINGS, keys, 3, &a, vals, hit) == 2);
 	CHECK(hit[0] && !hit[1] && hit[2] && vals[0].n == sizeof v);
-	CHECK(!indexcache_get(c, "B1", INDEXCACHE_SERIES, str_c("k19"), &a, &vals[0])); /* type is part of the key */
+	CHECK(!indexcache_get(c, "B1", INDEXCACHE_SERIES, str_c("k19"), &a,
+	                      &vals[0])); /* type is part of the key */
 	indexcache_drop_block(c, "B1");
 	CHECK(indexcache_items(c) == 0);
 	indexcache_free(c);
@@ -152,14 +162,15 @@ static pid_t start_memcached(int port)
 	pid_t pid = fork();
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test, even when a CHECK bails out */
-		execl("/usr/bin/memcached", "memcached", "-l", "127.0.0.1", "-p", p, "-U", "0", "-m", "16", "-t", "1",
-		      getuid() == 0 ? "-u" : (char *)NULL, "nobody", (char *)NULL);
+		execl("/usr/bin/memcached", "memcached", "-l", "127.0.0.1", "-p", p, "-U", "0", "-m", "16",
+		      "-t", "1", getuid() == 0 ? "-u" : (char *)NULL, "nobody", (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 200; i++) {
 		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+		                         .sin_port = htons((uint16_t)port),
+		                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
 		close(fd);
 		if (ok)
@@ -174,8 +185,9 @@ static pid_t start_memcached(int port)
 static indexcache_t *mc_cache(int port, const char *extra)
 {
 	char y[512];
-	snprintf(y, sizeof y, "type: MEMCACHED\nconfig: {addresses: [\"127.0.0.1:%d\"], max_get_multi_batch_size: 2}\n%s",
-		 port, extra);
+	snprintf(y, sizeof y,
+	         "type: MEMCACHED\nconfig: {addresses: [\"127.0.0.1:%d\"], max_get_multi_batch_size: 2}\n%s",
+	         port, extra);
 	indexcache_config_t c;
 	err_t err = {0};
 	indexcache_t *ic = NULL;
@@ -187,8 +199,9 @@ static indexcache_t *mc_cache(int port, const char *extra)
 
 static double hits_total(const char *type)
 {
-	metric_t *m = metrics_counter("thanos_store_index_cache_hits_total",
-				      "Total number of items requests to the cache that were a hit.", "item_type");
+	metric_t *m =
+	    metrics_counter("thanos_store_index_cache_hits_total",
+	                    "Total number of items requests to the cache that were a hit.", "item_type");
 	return metric_value(metric_with(m, type));
 }
 
@@ -206,24 +219,33 @@ TEST(memcached_backend)
 		TEST_FAILF("no cache");
 	}
 	/* postings keys with bytes memcached could not take in a key; series keys are 4-byte ids */
-	const char lv[] = "job\xff" "a value with spaces\r\n and a very long tail ..........................................."
-			  "...................................................................................................."
-			  "....................................................................................................";
+	const char lv[] =
+	    "job\xff"
+	    "a value with spaces\r\n and a very long tail ..........................................."
+	    "................................................................................................"
+	    "...."
+	    "................................................................................................"
+	    "....";
 	uint32_t id = 12345;
-	indexcache_put(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_POSTINGS, str_from(lv, sizeof lv - 1), "\0\0\0\1\0\0\0\7", 8);
-	indexcache_put(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_SERIES, str_from((const char *)&id, 4), "series", 6);
+	indexcache_put(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_POSTINGS, str_from(lv, sizeof lv - 1),
+	               "\0\0\0\1\0\0\0\7", 8);
+	indexcache_put(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_SERIES, str_from((const char *)&id, 4),
+	               "series", 6);
 	indexcache_flush(c);
 	double h0 = hits_total("Postings");
 	str_t keys[3] = {str_from(lv, sizeof lv - 1), str_c("job\xffother"), str_c("x")}, vals[3];
 	bool hit[3];
-	CHECK(indexcache_get_multi(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_POSTINGS, keys, 3, &a, vals, hit) == 1);
+	CHECK(indexcache_get_multi(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_POSTINGS, keys, 3, &a, vals,
+	                           hit) == 1);
 	CHECK(hit[0] && !hit[1] && !hit[2]);
 	CHECK(vals[0].n == 8 && memcmp(vals[0].p, "\0\0\0\1\0\0\0\7", 8) == 0);
 	CHECK(hits_total("Postings") - h0 == 1);
 	str_t v;
-	CHECK(indexcache_get(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_SERIES, str_from((const char *)&id, 4), &a, &v));
+	CHECK(indexcache_get(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_SERIES,
+	                     str_from((const char *)&id, 4), &a, &v));
 	CHECK(str_eq_c(v, "series"));
-	CHECK(!indexcache_get(c, "01BX5ZZKBKACTAV9WEVGEMMVRZ", INDEXCACHE_SERIES, str_from((const char *)&id, 4), &a, &v));
+	CHECK(!indexcache_get(c, "01BX5ZZKBKACTAV9WEVGEMMVRZ", INDEXCACHE_SERIES,
+	                      str_from((const char *)&id, 4), &a, &v));
 
 	/* A foreign value (a Thanos store, damage) under our key is a miss, not an error. */
 	memcache_config_t mcfg;
@@ -238,17 +260,24 @@ TEST(memcached_backend)
 	char mk[64];
 	snprintf(mk, sizeof mk, "strata:S:01ARZ3NDEKTSV4RRFFQ69G5FAV:%u", id);
 	CHECK(memcache_set(raw, str_c(mk), "\x01\x04garbage-garbage", 17, 60, &err) == 0);
-	CHECK(!indexcache_get(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_SERIES, str_from((const char *)&id, 4), &a, &v));
+	CHECK(!indexcache_get(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_SERIES,
+	                      str_from((const char *)&id, 4), &a, &v));
 	memcache_free(raw);
 	indexcache_free(c);
 
 	/* enabled_items: [Series] — postings are neither stored nor looked up */
 	c = mc_cache(port, "enabled_items: [Series]\n");
 	CHECK(c != NULL);
-	indexcache_put(c, "01ARZ3NDEKTSV4RRFFQ69G5FAW", INDEXCACHE_POSTINGS, str_c("a\xff" "b"), "pp", 2);
+	indexcache_put(c, "01ARZ3NDEKTSV4RRFFQ69G5FAW", INDEXCACHE_POSTINGS,
+	               str_c("a\xff"
+	                     "b"),
+	               "pp", 2);
 	indexcache_put(c, "01ARZ3NDEKTSV4RRFFQ69G5FAW", INDEXCACHE_SERIES, str_c("abcd"), "ss", 2);
 	indexcache_flush(c);
-	CHECK(!indexcache_get(c, "01ARZ3NDEKTSV4RRFFQ69G5FAW", INDEXCACHE_POSTINGS, str_c("a\xff" "b"), &a, &v));
+	CHECK(!indexcache_get(c, "01ARZ3NDEKTSV4RRFFQ69G5FAW", INDEXCACHE_POSTINGS,
+	                      str_c("a\xff"
+	                            "b"),
+	                      &a, &v));
 	CHECK(indexcache_get(c, "01ARZ3NDEKTSV4RRFFQ69G5FAW", INDEXCACHE_SERIES, str_c("abcd"), &a, &v));
 	indexcache_free(c);
 
@@ -257,7 +286,8 @@ TEST(memcached_backend)
 	waitpid(pid, NULL, 0);
 	c = mc_cache(port, "");
 	CHECK(c != NULL);
-	CHECK(indexcache_get_multi(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_POSTINGS, keys, 3, &a, vals, hit) == 0);
+	CHECK(indexcache_get_multi(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_POSTINGS, keys, 3, &a, vals,
+	                           hit) == 0);
 	indexcache_put(c, "01ARZ3NDEKTSV4RRFFQ69G5FAV", INDEXCACHE_SERIES, str_c("abcd"), "ss", 2);
 	indexcache_flush(c);
 	indexcache_free(c);
