@@ -11,7 +11,7 @@ memcached is killed the answers stay the same, failures are counted and the othe
 serves hits; bad cache YAML makes `strata store` exit non-zero with a message naming line:column.
 Every process we start is stopped by PID on exit.
 """
-import json, os, shutil, signal, socket, subprocess, tempfile, time, urllib.parse, urllib.request
+import ctypes, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.parse, urllib.request
 from lib_harness import Harness, free_port, stop
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -40,8 +40,12 @@ def promtool_blocks(tmp):
     return out, base
 
 
+def die_with_parent():
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: no orphan even if we are killed
+
+
 def start(args, log):
-    p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     procs.append(p)
     return p
 
@@ -217,6 +221,7 @@ def main():
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # tests/run's timeout: still stop what we started
     t0 = time.time()
     try:
         main()
