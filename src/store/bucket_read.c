@@ -769,6 +769,18 @@ static int block_ids(call_t *c, bucket_block_t *b, const matcher_t *ms, size_t n
 /* Series of one block matching the request, appended to out (labels merged with the block's). The
  * block's postings and series entries are read into c->a (scratch); what outlives the block (label
  * sets, chunk refs) goes to keep. */
+/* Count n more series touched by the call against series_touched_limit. */
+static int touch(call_t *c, atomic_llong *touched, size_t n)
+{
+	long long t = atomic_fetch_add(touched, (long long)n) + (long long)n;
+	if (c->st->cfg.series_touched_limit > 0 && t > c->st->cfg.series_touched_limit) {
+		metric_inc(metric_with(bucket_metrics.dropped, "series"));
+		return err_set(c->err, ERR_LIMIT, "bucket store: exceeded series limit: %lld series touched, limit %lld", t,
+			       (long long)c->st->cfg.series_touched_limit);
+	}
+	return 0;
+}
+
 static int block_series(call_t *c, arena_t *keep, bucket_block_t *b, const store_series_req_t *req, ovec_t *out,
 			atomic_llong *touched)
 {
@@ -778,12 +790,8 @@ static int block_series(call_t *c, arena_t *keep, bucket_block_t *b, const store
 	int rc = block_ids(c, b, req->ms, req->nms, &h, &ids, &skip);
 	if (rc || skip || !ids.n)
 		return rc;
-	long long t = atomic_fetch_add(touched, (long long)ids.n) + (long long)ids.n;
-	if (c->st->cfg.series_touched_limit > 0 && t > c->st->cfg.series_touched_limit) {
-		metric_inc(metric_with(bucket_metrics.dropped, "series"));
-		return err_set(c->err, ERR_LIMIT, "bucket store: exceeded series limit: %lld series touched, limit %lld", t,
-			       (long long)c->st->cfg.series_touched_limit);
-	}
+	if ((rc = touch(c, touched, ids.n)))
+		return rc;
 	sentry_t *se = ARENA_NEW_ARRAY(c->a, sentry_t, ids.n + 1);
 	if ((rc = fetch_series(c, b, h, ids, se)))
 		return rc;
@@ -808,24 +816,31 @@ static int block_series(call_t *c, arena_t *keep, bucket_block_t *b, const store
 	return 0;
 }
 
-/* ---- the per-block phase of a Series call, on the store's read pool ----
- * Blocks are independent until their series are merged, so a call reads them on up to
+/* ---- the per-block phase of a call (Series, and label calls with matchers), on the store's read pool ----
+ * Blocks are independent until their results are merged, so a call reads them on up to
  * read_concurrency lanes at once: its own thread plus helper jobs on the store's pool. Each lane
- * claims the next unread block, resolves its postings and series entries with its own scratch arena
+ * claims the next unread block, runs the call's block function on it with its own scratch arena
  * (reset after every block, so memory is one block's index reads per lane) and appends the block's
- * series to its own vector, kept in its own arena until the call ends. Chunks are fetched later,
- * lazily and batched across blocks (fetch_batch).
+ * result to its own vectors: Series' series (kept in the lane's arena until the call ends; chunks are
+ * fetched later, lazily and batched across blocks, by fetch_batch), or a label call's strings (which
+ * point into the block's index-header or external labels, both alive while the call holds the block).
  * The caller waits only for blocks claimed by helpers, never for helpers to start: a helper that
  * runs late (pool busy with other calls) finds nothing left and only drops its reference to the
  * scan, which is therefore on the heap and freed by whoever leaves it last. A helper touches the
  * call's memory (lanes, request, blocks) only while it holds a claimed block. */
+typedef VEC(str_t) strvec_t;
+
 typedef struct lane {
 	arena_t keep, scratch;
 	err_t err;
 	int rc;
 	size_t failed_block;
-	ovec_t out;
+	ovec_t out;    /* Series */
+	strvec_t strs; /* label calls: per block sorted and unique, blocks appended */
 } lane_t;
+
+/* What a call does with one block, on lane l; arg is the call's request. */
+typedef int (*scan_fn)(call_t *c, lane_t *l, bucket_block_t *b, const void *arg, atomic_llong *touched);
 
 typedef struct scan {
 	pthread_mutex_t mu;
@@ -835,7 +850,8 @@ typedef struct scan {
 	bool stop;            /* under mu: a block failed, claim nothing more */
 	atomic_size_t lanes_used;
 	bucket_store_t *st;
-	const store_series_req_t *req;
+	scan_fn fn;
+	const void *arg;
 	bucket_block_t **blocks;
 	size_t nb;
 	lane_t *lanes;
@@ -888,7 +904,7 @@ static void scan_run(scan_t *sc, size_t li)
 			li = atomic_fetch_add(&sc->lanes_used, 1);
 		lane_t *l = &sc->lanes[li];
 		call_t c = {sc->st, &l->scratch, sc->bytes, &l->err};
-		int rc = block_series(&c, &l->keep, sc->blocks[i], sc->req, &l->out, &sc->touched);
+		int rc = sc->fn(&c, l, sc->blocks[i], sc->arg, &sc->touched);
 		arena_reset(&l->scratch);
 		if (rc) {
 			l->rc = rc;
@@ -913,17 +929,21 @@ static void lane_release(void *arg)
 	arena_release(&l->keep);
 	arena_release(&l->scratch);
 	VEC_FREE(&l->out);
+	VEC_FREE(&l->strs);
 }
 
 /* Blocks per helper: below this a block's reads are cheaper than waking a thread. */
 #define BLOCKS_PER_HELPER 4
 
-/* Read every block's series into the lanes (returned in *lanes_out / *nlanes_out, in a). */
-static int scan_blocks(bucket_store_t *st, arena_t *a, const store_series_req_t *req, bucket_block_t **blocks,
-		       size_t nb, atomic_llong *bytes, lane_t **lanes_out, size_t *nlanes_out, err_t *err)
+/* Run fn(arg) on every block, on up to read_concurrency lanes (one when !parallel); the lanes are
+ * returned in *lanes_out / *nlanes_out, in a. On failure, the error of the first failing block in
+ * block order (as a sequential walk would report it); blocks not yet claimed are not read. */
+static int scan_blocks(bucket_store_t *st, arena_t *a, scan_fn fn, const void *arg, bool parallel,
+		       bucket_block_t **blocks, size_t nb, atomic_llong *bytes, lane_t **lanes_out, size_t *nlanes_out,
+		       err_t *err)
 {
 	size_t helpers = (size_t)bucket_store_read_lanes(st) - 1;
-	if (!st->pool)
+	if (!st->pool || !parallel)
 		helpers = 0;
 	if (helpers > nb / BLOCKS_PER_HELPER)
 		helpers = nb / BLOCKS_PER_HELPER;
@@ -938,7 +958,7 @@ static int scan_blocks(bucket_store_t *st, arena_t *a, const store_series_req_t 
 	pthread_cond_init(&sc->cv, NULL);
 	sc->refs = 1 + (int)helpers;
 	atomic_init(&sc->lanes_used, 1); /* lane 0 is the caller's */
-	sc->st = st, sc->req = req, sc->blocks = blocks, sc->nb = nb, sc->lanes = lanes, sc->bytes = bytes;
+	sc->st = st, sc->fn = fn, sc->arg = arg, sc->blocks = blocks, sc->nb = nb, sc->lanes = lanes, sc->bytes = bytes;
 	atomic_init(&sc->touched, 0);
 	for (size_t i = 0; i < helpers; i++)
 		workers_submit(st->pool, scan_helper, sc);
@@ -949,7 +969,7 @@ static int scan_blocks(bucket_store_t *st, arena_t *a, const store_series_req_t 
 	sc->stop = true; /* late helpers claim nothing */
 	pthread_mutex_unlock(&sc->mu);
 	scan_unref(sc);
-	/* The error of the first failing block (in block order), as a sequential walk would report. */
+	/* The error of the first failing block (in block order). */
 	lane_t *bad = NULL;
 	for (size_t i = 0; i < helpers + 1; i++)
 		if (lanes[i].rc && (!bad || lanes[i].failed_block < bad->failed_block))
@@ -961,6 +981,11 @@ static int scan_blocks(bucket_store_t *st, arena_t *a, const store_series_req_t 
 	*lanes_out = lanes;
 	*nlanes_out = helpers + 1;
 	return 0;
+}
+
+static int series_block(call_t *c, lane_t *l, bucket_block_t *b, const void *arg, atomic_llong *touched)
+{
+	return block_series(c, &l->keep, b, arg, &l->out, touched);
 }
 
 int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
@@ -989,7 +1014,7 @@ int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req,
 	size_t nb = bucket_store_acquire_blocks(st, a, req->mint, req->maxt, &blocks);
 	lane_t *lanes = NULL;
 	size_t nlanes = 0;
-	int rc = scan_blocks(st, a, req, blocks, nb, &s->bytes, &lanes, &nlanes, err);
+	int rc = scan_blocks(st, a, series_block, req, true, blocks, nb, &s->bytes, &lanes, &nlanes, err);
 	if (rc) {
 		set_close(&s->base);
 		return rc;
@@ -1044,13 +1069,91 @@ int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req,
 
 /* ================================ labels ================================ */
 
-typedef VEC(str_t) strvec_t;
+/* A label call reads each block like Series does (scan_blocks): straight from the index-header when no
+ * matcher is left after the block's external labels, else through postings and series entries; each
+ * block's strings are sorted and deduplicated on its lane, and the lanes' strings merged at the end,
+ * so the answer does not depend on which lane read which block. */
+typedef struct label_scan {
+	const store_label_req_t *req;
+	bool names;
+} label_scan_t;
 
 static bool push_value(void *arg, str_t value, int64_t start, int64_t end)
 {
 	(void)start, (void)end;
 	VEC_PUSH((strvec_t *)arg, value);
 	return true;
+}
+
+/* The block's names or values (unsorted, may repeat) appended to out. */
+static int label_block_strings(call_t *c, bucket_block_t *b, const label_scan_t *ls, strvec_t *out,
+			       atomic_llong *touched)
+{
+	const store_label_req_t *req = ls->req;
+	const matcher_t *rest;
+	size_t nrest;
+	if (!store_match_external(c->a, &b->ext, req->ms, req->nms, &rest, &nrest))
+		return 0;
+	bool ext_found = false;
+	str_t ext_val = ls->names ? STR_NULL : labels_get(&b->ext, req->name, &ext_found);
+	if (!ls->names && ext_found && !nrest) {
+		VEC_PUSH(out, ext_val);
+		return 0;
+	}
+	indexheader_t *h;
+	int rc = bucket_block_header(b, &h, c->err);
+	if (rc)
+		return rc;
+	if (!nrest) { /* straight from the index-header */
+		if (ls->names) {
+			str_t *v;
+			size_t n;
+			indexheader_label_names(h, c->a, &v, &n);
+			for (size_t k = 0; k < n; k++)
+				VEC_PUSH(out, v[k]);
+			for (size_t k = 0; k < b->ext.n; k++)
+				VEC_PUSH(out, b->ext.v[k].name);
+		} else {
+			indexheader_each_value(h, req->name, push_value, out);
+		}
+		return 0;
+	}
+	postings_t ids;
+	if ((rc = block_postings(c, b, h, rest, nrest, &ids)) || !ids.n)
+		return rc;
+	if ((rc = touch(c, touched, ids.n)))
+		return rc;
+	sentry_t *se = ARENA_NEW_ARRAY(c->a, sentry_t, ids.n + 1);
+	if ((rc = fetch_series(c, b, h, ids, se)))
+		return rc;
+	/* A series' labels merged with the block's external ones (which win): for names the union, for
+	 * values the external value when the block has one. */
+	if (ls->names) {
+		for (size_t k = 0; k < b->ext.n; k++)
+			VEC_PUSH(out, b->ext.v[k].name);
+		for (size_t k = 0; k < ids.n; k++)
+			for (size_t j = 0; j < se[k].ls.n; j++)
+				VEC_PUSH(out, se[k].ls.v[j].name);
+	} else if (ext_found) {
+		VEC_PUSH(out, ext_val);
+	} else {
+		for (size_t k = 0; k < ids.n; k++) {
+			bool found;
+			str_t v = labels_get(&se[k].ls, req->name, &found);
+			if (found)
+				VEC_PUSH(out, v);
+		}
+	}
+	return 0;
+}
+
+static int label_block(call_t *c, lane_t *l, bucket_block_t *b, const void *arg, atomic_llong *touched)
+{
+	size_t from = l->strs.n;
+	int rc = label_block_strings(c, b, arg, &l->strs, touched);
+	if (!rc)
+		l->strs.n = from + store_strings_sort_unique(l->strs.v + from, l->strs.n - from);
+	return rc;
 }
 
 static int label_call(bucket_store_t *st, arena_t *a, const store_label_req_t *req, bool names, store_strings_t *out,
@@ -1061,63 +1164,28 @@ static int label_call(bucket_store_t *st, arena_t *a, const store_label_req_t *r
 	size_t nb = bucket_store_acquire_blocks(st, a, req->mint, req->maxt, &blocks);
 	atomic_llong bytes;
 	atomic_init(&bytes, 0);
-	call_t c = {st, a, &bytes, err};
+	label_scan_t ls = {req, names};
+	lane_t *lanes;
+	size_t nlanes;
+	/* Without matchers every block is a walk of its index-header's tables: microseconds, cheaper on
+	 * one thread than waking helpers. */
+	int rc = scan_blocks(st, a, label_block, &ls, req->nms > 0, blocks, nb, &bytes, &lanes, &nlanes, err);
+	if (rc)
+		return rc;
 	strvec_t acc = {0};
-	int rc = 0;
-	for (size_t i = 0; i < nb && !rc; i++) {
-		bucket_block_t *b = blocks[i];
-		const matcher_t *rest;
-		size_t nrest;
-		if (!store_match_external(a, &b->ext, req->ms, req->nms, &rest, &nrest))
-			continue;
-		bool ext_found;
-		str_t ext_val = names ? STR_NULL : labels_get(&b->ext, req->name, &ext_found);
-		if (!names && ext_found && !nrest) {
-			VEC_PUSH(&acc, ext_val);
-			continue;
-		}
-		indexheader_t *h;
-		if ((rc = bucket_block_header(b, &h, err)))
-			break;
-		if (!nrest) { /* straight from the index-header */
-			if (names) {
-				str_t *v;
-				size_t n;
-				indexheader_label_names(h, a, &v, &n);
-				for (size_t k = 0; k < n; k++)
-					VEC_PUSH(&acc, v[k]);
-				for (size_t k = 0; k < b->ext.n; k++)
-					VEC_PUSH(&acc, b->ext.v[k].name);
-			} else {
-				indexheader_each_value(h, req->name, push_value, &acc);
-			}
-			continue;
-		}
-		postings_t ids;
-		if ((rc = block_postings(&c, b, h, rest, nrest, &ids)))
-			break;
-		sentry_t *se = ARENA_NEW_ARRAY(a, sentry_t, ids.n + 1);
-		if ((rc = fetch_series(&c, b, h, ids, se)))
-			break;
-		for (size_t k = 0; k < ids.n; k++) {
-			labels_t ls = store_merge_external(a, &se[k].ls, &b->ext);
-			for (size_t j = 0; j < ls.n; j++) {
-				if (names)
-					VEC_PUSH(&acc, ls.v[j].name);
-				else if (str_eq(ls.v[j].name, req->name))
-					VEC_PUSH(&acc, ls.v[j].value);
-			}
-		}
+	for (size_t i = 0; i < nlanes; i++) {
+		VEC_RESERVE(&acc, acc.n + lanes[i].strs.n);
+		if (lanes[i].strs.n)
+			memcpy(acc.v + acc.n, lanes[i].strs.v, lanes[i].strs.n * sizeof *acc.v);
+		acc.n += lanes[i].strs.n;
 	}
-	if (!rc) {
-		size_t n = store_strings_sort_unique(acc.v, acc.n);
-		if (req->limit > 0 && (int64_t)n > req->limit)
-			n = (size_t)req->limit;
-		out->v = arena_memdup(a, acc.v ? (void *)acc.v : (void *)"", n * sizeof(str_t) + 1);
-		out->n = n;
-	}
+	size_t n = store_strings_sort_unique(acc.v, acc.n);
+	if (req->limit > 0 && (int64_t)n > req->limit)
+		n = (size_t)req->limit;
+	out->v = arena_memdup(a, acc.v ? (void *)acc.v : (void *)"", n * sizeof(str_t) + 1);
+	out->n = n;
 	VEC_FREE(&acc);
-	return rc;
+	return 0;
 }
 
 int bucket_read_label_names(store_t *base, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err)

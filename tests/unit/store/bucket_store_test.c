@@ -132,15 +132,11 @@ typedef struct result {
 	char err[512];
 } result_t;
 
-static result_t run(store_t *st, const char *const *mspec, size_t nm, int64_t mint, int64_t maxt, bool skip)
+/* "name<op>value" with op one of = != =~ !~ */
+static void parse_matchers(matcher_t *ms, const char *const *mspec, size_t nm)
 {
-	arena_t a;
-	arena_init(&a, 0);
-	result_t r = {.tmin = INT64_MAX, .tmax = INT64_MIN, .sorted = true};
-	matcher_t ms[8];
 	err_t err = {0};
 	for (size_t i = 0; i < nm; i++) {
-		/* "name<op>value" with op one of = != =~ !~ */
 		const char *s = mspec[i];
 		size_t nl = strcspn(s, "=!");
 		match_type_t ty = MATCH_EQ;
@@ -151,6 +147,16 @@ static result_t run(store_t *st, const char *const *mspec, size_t nm, int64_t mi
 			ty = MATCH_RE, val = s + nl + 2;
 		BUG_ON(matcher_init(&ms[i], ty, str_from(s, nl), str_c(val), &err));
 	}
+}
+
+static result_t run(store_t *st, const char *const *mspec, size_t nm, int64_t mint, int64_t maxt, bool skip)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	result_t r = {.tmin = INT64_MAX, .tmax = INT64_MIN, .sorted = true};
+	matcher_t ms[8];
+	err_t err = {0};
+	parse_matchers(ms, mspec, nm);
 	store_series_req_t req = {.mint = mint, .maxt = maxt, .ms = ms, .nms = nm, .skip_chunks = skip};
 	series_set_t *set;
 	r.rc = store_series(st, &a, &req, &set, &err);
@@ -627,6 +633,190 @@ TEST(parallel_block_reads_equal_sequential_and_long_entries)
 	CHECK_EQ_INT(ok.rc, 0);
 	CHECK_EQ_INT(ok.series, 2);
 
+	bucket_store_free(seq);
+	bucket_store_free(par);
+	bucket_free(b);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", own);
+	CHECK(system(cmd) == 0);
+}
+
+/* Block i of the label test: [i*2h, i*2h+4min), region us when i % 3 == 0 else eu, job j<i%5>;
+ * up{inst=i<i>k<k>} for k < 10 and down{zone=z<k>} for k < 3, 4 samples each. */
+static void write_label_block(int i, char *out)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	err_t err = {0};
+	block_writer_t *bw;
+	BUG_ON(block_writer_new(&bw, bdir, NULL, &err));
+	int64_t t[4];
+	double v[4];
+	for (int k = 0; k < 4; k++)
+		t[k] = (int64_t)i * H2 + k * 60000, v[k] = k;
+	for (int k = 0; k < 13; k++) {
+		char spec[128];
+		if (k < 10)
+			snprintf(spec, sizeof spec, "__name__=up,inst=i%02dk%d,job=j%d", i, k, i % 5);
+		else
+			snprintf(spec, sizeof spec, "__name__=down,zone=z%d,job=j%d", k - 10, i % 5);
+		labels_t ls = L(&a, spec);
+		BUG_ON(block_writer_add_series(bw, &ls, t, v, 4, &err));
+	}
+	block_meta_t m = {0};
+	meta_set_label(&m, "region", i % 3 ? "eu" : "us");
+	m.source = xstrdup("test");
+	char dir[4096];
+	if (block_writer_finish(bw, &m, dir, &err))
+		die("%s", err.msg);
+	meta_release(&m);
+	strcpy(out, dir + strlen(dir) - ULID_LEN);
+	arena_release(&a);
+}
+
+/* A label call's answer joined with ',' (or "error <rc>: <msg>") into out. */
+static void labels_answer(store_t *st, const char *name, const char *const *mspec, size_t nm, int64_t mint,
+			  int64_t maxt, int64_t limit, buf_t *out)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	matcher_t ms[8];
+	parse_matchers(ms, mspec, nm);
+	err_t err = {0};
+	store_label_req_t lr = {.mint = mint, .maxt = maxt, .ms = ms, .nms = nm, .limit = limit};
+	store_strings_t r;
+	int rc;
+	if (name) {
+		lr.name = str_c(name);
+		rc = store_label_values(st, &a, &lr, &r, &err);
+	} else {
+		rc = store_label_names(st, &a, &lr, &r, &err);
+	}
+	buf_reset(out);
+	if (rc) {
+		buf_printf(out, "error %d: %s", rc, err.msg);
+	} else {
+		for (size_t i = 0; i < r.n; i++) {
+			if (i)
+				buf_putc(out, ',');
+			buf_append_str(out, r.v[i]);
+			if (i && str_cmp(r.v[i - 1], r.v[i]) >= 0)
+				buf_puts(out, "<-UNSORTED");
+		}
+	}
+	for (size_t i = 0; i < nm; i++)
+		matcher_release(&ms[i]);
+	arena_release(&a);
+}
+
+/* Label names/values with matchers read 40 blocks on 4 lanes and answer exactly as one lane does
+ * (sorted, deduplicated across blocks, external labels merged, limit applied after the merge), and
+ * as the data says; the series limit applies; with two corrupt blocks the error names the first in
+ * block order on both. Uses a directory of its own. */
+TEST(label_calls_parallel_equal_sequential)
+{
+	char own[256];
+	snprintf(own, sizeof own, "/tmp/strata-bstore-lbl.XXXXXX");
+	BUG_ON(!mkdtemp(own));
+	snprintf(bdir, sizeof bdir, "%s/bucket", own);
+	snprintf(ddir, sizeof ddir, "%s/data", own);
+	mkdir(bdir, 0755);
+	enum { NB = 40 };
+	char ids[NB][ULID_LEN + 1];
+	for (int i = 0; i < NB; i++)
+		write_label_block(i, ids[i]);
+	bucket_t *b = open_bucket();
+	bucket_store_config_t c1 = {.min_time = INT64_MIN, .max_time = INT64_MAX, .read_concurrency = 1};
+	bucket_store_config_t c4 = {.min_time = INT64_MIN, .max_time = INT64_MAX, .read_concurrency = 4};
+	bucket_store_t *seq = new_store(b, &c1), *par = new_store(b, &c4);
+
+	const char *down[] = {"__name__=down"}, *j2[] = {"job=j2"}, *up[] = {"__name__=up"}, *us[] = {"region=us"},
+		   *re[] = {"inst=~i1.k[0-2]"}, *jz[] = {"job=~j[13]", "zone!="}, *none[] = {"__name__=nope"},
+		   *usj[] = {"region=us", "job=j4"};
+	struct {
+		const char *name; /* NULL: label names */
+		const char *const *m;
+		size_t nm;
+		int64_t mint, maxt, limit;
+		const char *want; /* NULL: only compared between the stores */
+	} qs[] = {
+		{NULL, down, 1, INT64_MIN, INT64_MAX, 0, "__name__,job,region,zone"},
+		{"inst", j2, 1, INT64_MIN, INT64_MAX, 0, NULL},
+		{"region", up, 1, INT64_MIN, INT64_MAX, 0, "eu,us"},
+		{"job", us, 1, INT64_MIN, INT64_MAX, 0, "j0,j1,j2,j3,j4"},
+		{"inst", re, 1, INT64_MIN, INT64_MAX, 5, "i10k0,i10k1,i10k2,i11k0,i11k1"},
+		{NULL, jz, 2, INT64_MIN, INT64_MAX, 0, "__name__,job,region,zone"},
+		{"zone", down, 1, 10 * H2, 20 * H2 - 1, 0, "z0,z1,z2"},
+		{"job", up, 1, 10 * H2, 12 * H2 - 1, 0, "j0,j1"},
+		{"inst", none, 1, INT64_MIN, INT64_MAX, 0, ""},
+		{"inst", usj, 2, INT64_MIN, INT64_MAX, 0, NULL},
+		{"__name__", up, 1, INT64_MIN, INT64_MAX, 0, "up"},
+		{NULL, NULL, 0, INT64_MIN, INT64_MAX, 0, "__name__,inst,job,region,zone"},
+	};
+	buf_t w = BUF_INIT, g = BUF_INIT;
+	for (size_t i = 0; i < sizeof qs / sizeof *qs; i++) {
+		labels_answer(bucket_store_base(seq), qs[i].name, qs[i].m, qs[i].nm, qs[i].mint, qs[i].maxt, qs[i].limit,
+			      &w);
+		labels_answer(bucket_store_base(par), qs[i].name, qs[i].m, qs[i].nm, qs[i].mint, qs[i].maxt, qs[i].limit,
+			      &g);
+		if (strcmp(w.p, g.p) || (qs[i].want && strcmp(w.p, qs[i].want)))
+			fprintf(stderr, "query %zu: sequential '%s', parallel '%s', want '%s'\n", i, w.p, g.p,
+				qs[i].want ? qs[i].want : "(same)");
+		CHECK_STR(w.p, g.p);
+		if (qs[i].want)
+			CHECK_STR(w.p, qs[i].want);
+	}
+	/* inst values of job j2 (blocks 2, 7, ..., 37): 80 in all, in order */
+	labels_answer(bucket_store_base(par), "inst", j2, 1, INT64_MIN, INT64_MAX, 0, &g);
+	buf_t exp = BUF_INIT;
+	for (int i = 2; i < NB; i += 5)
+		for (int k = 0; k < 10; k++)
+			buf_printf(&exp, "%si%02dk%d", exp.n ? "," : "", i, k);
+	CHECK_STR(g.p, exp.p);
+	/* us blocks (i % 3 == 0) with job j4 (i % 5 == 4): 9, 24, 39 */
+	labels_answer(bucket_store_base(par), "inst", usj, 2, INT64_MIN, INT64_MAX, 0, &g);
+	CHECK(!strncmp(g.p, "i09k0,", 6) && strstr(g.p, ",i24k9,i39k0,") && strlen(g.p) == 30 * 6 - 1);
+
+	/* the series limit counts the series a label call reads */
+	bucket_store_config_t cl = {.min_time = INT64_MIN, .max_time = INT64_MAX, .read_concurrency = 4,
+				    .series_touched_limit = 100};
+	bucket_store_t *lim = new_store(b, &cl);
+	labels_answer(bucket_store_base(lim), NULL, up, 1, INT64_MIN, INT64_MAX, 0, &g);
+	CHECK(strstr(g.p, "error") && strstr(g.p, "series limit"));
+	labels_answer(bucket_store_base(lim), "job", down, 1, 0, 10 * H2 - 1, 0, &g); /* 30 series */
+	CHECK_STR(g.p, "j0,j1,j2,j3,j4");
+	bucket_store_free(lim);
+
+	/* Corrupt the postings of job=j2 in blocks 7 and 22. */
+	for (int k = 0; k < 2; k++) {
+		const char *id = ids[k ? 22 : 7];
+		char name[64], hpath[512], ipath[512];
+		snprintf(name, sizeof name, "%s/index", id);
+		snprintf(hpath, sizeof hpath, "%s/ih-%d", own, k);
+		snprintf(ipath, sizeof ipath, "%s/%s/index", bdir, id);
+		err_t err = {0};
+		CHECK_EQ_INT(indexheader_build(b, name, -1, hpath, &err), 0);
+		indexheader_t *h;
+		CHECK_EQ_INT(indexheader_open(&h, hpath, &err), 0);
+		int64_t s, e;
+		CHECK(indexheader_postings_range(h, STR("job"), STR("j2"), &s, &e));
+		indexheader_close(h);
+		int fd = open(ipath, O_RDWR);
+		CHECK(pwrite(fd, "\x7f", 1, s + 9) == 1);
+		close(fd);
+	}
+	labels_answer(bucket_store_base(seq), "inst", j2, 1, INT64_MIN, INT64_MAX, 0, &w);
+	labels_answer(bucket_store_base(par), "inst", j2, 1, INT64_MIN, INT64_MAX, 0, &g);
+	CHECK_STR(w.p, g.p);
+	CHECK(strstr(g.p, "error") && strstr(g.p, ids[7]) && strstr(g.p, "CRC32C"));
+	labels_answer(bucket_store_base(par), NULL, j2, 1, 8 * H2, INT64_MAX, 0, &g);
+	CHECK(strstr(g.p, ids[22]));
+	labels_answer(bucket_store_base(par), "inst", j2, 1, 23 * H2, INT64_MAX, 0, &g); /* 27, 32, 37 */
+	CHECK(!strncmp(g.p, "i27k0,", 6) && strlen(g.p) == 30 * 6 - 1);
+
+	buf_release(&w);
+	buf_release(&g);
+	buf_release(&exp);
 	bucket_store_free(seq);
 	bucket_store_free(par);
 	bucket_free(b);
