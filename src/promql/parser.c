@@ -28,6 +28,7 @@ typedef struct tok {
 	int pos, len;
 	double num;   /* T_NUMBER */
 	int64_t dur;  /* T_DURATION */
+	bool bad_dur; /* T_DURATION lexically fine but not a valid duration ("1m1h", ".5m") */
 	str_t str;    /* T_STRING: unquoted value */
 } tok_t;
 
@@ -86,10 +87,14 @@ static bool in_set(const char *set, char c)
 	return c && strchr(set, c);
 }
 
-/* How much of a malformed number Prometheus's lexer has consumed when it reports "bad number or
- * duration syntax" (the text it quotes): the number's digits, fraction and exponent, then as much of
- * a duration as matches, and when a unit matched, one more character (a whole UTF-8 sequence). */
-static size_t bad_number_len(const char *q, size_t n, size_t i)
+static bool is_alnum_(char c)
+{
+	return isalnum((unsigned char)c) || c == '_';
+}
+
+/* Prometheus's lexer scans a number from q[i] as: "0x" and hex digits or digits, a fraction, an
+ * exponent with optional sign (digits optional: "1e" is scanned and fails to parse). Returns the end. */
+static size_t scan_number(const char *q, size_t n, size_t i)
 {
 	size_t j = i;
 	bool hex = false;
@@ -114,27 +119,41 @@ static size_t bad_number_len(const char *q, size_t n, size_t i)
 		while (j < n && isdigit((unsigned char)q[j]))
 			j++;
 	}
+	return j;
+}
+
+/* The rest of a duration after a scanned number at q[j] (units in any order, as the lexer accepts
+ * them; the parser validates). True with *end after the duration when what follows is not
+ * alphanumeric; false with *end after what was consumed (up to and including one offending
+ * character, a whole UTF-8 sequence, after the units): the text 2.42 quotes in its error. */
+static bool scan_duration_rest(const char *q, size_t n, size_t j, size_t *end)
+{
+	*end = j;
 	if (j >= n || !in_set("smhdwy", q[j]))
-		return j - i;
+		return false;
 	j++;
 	if (j < n && q[j] == 's')
 		j++;
 	while (j < n && isdigit((unsigned char)q[j])) {
 		while (j < n && isdigit((unsigned char)q[j]))
 			j++;
-		if (j >= n || !in_set("smhdw", q[j]))
-			return j - i;
+		if (j >= n || !in_set("smhdw", q[j])) {
+			*end = j;
+			return false;
+		}
 		j++;
 		if (j < n && q[j] == 's')
 			j++;
 	}
-	if (j < n) {
-		unsigned char c = (unsigned char)q[j++];
-		if (c >= 0xc0)
-			while (j < n && ((unsigned char)q[j] & 0xc0) == 0x80)
-				j++;
-	}
-	return j - i;
+	*end = j;
+	if (j >= n || !is_alnum_(q[j]))
+		return true;
+	unsigned char c = (unsigned char)q[j++];
+	if (c >= 0xc0)
+		while (j < n && ((unsigned char)q[j] & 0xc0) == 0x80)
+			j++;
+	*end = j;
+	return false;
 }
 
 static tok_t *push_tok(parser_t *p, enum tok_type t, int pos, int len)
@@ -332,15 +351,6 @@ static int lex_string(parser_t *p, size_t i, str_t *out)
 	return (int)i;
 }
 
-static int dur_unit_len(const char *s, size_t n)
-{
-	if (n >= 2 && s[0] == 'm' && s[1] == 's')
-		return 2;
-	if (n >= 1 && strchr("smhdwy", s[0]) && s[0])
-		return 1;
-	return 0;
-}
-
 static double parse_number_text(const char *s, size_t n, bool *ok)
 {
 	char tmp[128];
@@ -408,66 +418,35 @@ static int lex(parser_t *p)
 		}
 		int pos = (int)i;
 		if (isdigit(c) || (c == '.' && i + 1 < n && isdigit((unsigned char)q[i + 1]))) {
-			/* duration: (\d+unit)+ not followed by an identifier character */
-			size_t j = i;
-			bool isdur = true;
-			int64_t total = 0;
-			size_t nparts = 0;
-			while (j < n && isdigit((unsigned char)q[j])) {
-				size_t k = j;
-				while (k < n && isdigit((unsigned char)q[k]))
-					k++;
-				int ul = dur_unit_len(q + k, n - k);
-				if (!ul) {
-					isdur = false;
-					break;
-				}
-				j = k + (size_t)ul;
-				nparts++;
-			}
-			if (isdur && nparts > 0 && (j >= n || q[j] == ':' || !is_ident_char((unsigned char)q[j]))) {
-				err_t derr = {0};
-				if (duration_parse((str_t){q + i, j - i}, &total, &derr))
-					return perr(p, pos, "bad duration syntax: %.*s", (int)(j - i), q + i);
-				tok_t *k = push_tok(p, T_DURATION, pos, (int)(j - i));
-				k->dur = total;
+			/* As 2.42 lexes: a number not followed by a letter, digit or "_" is a number (or,
+			 * first thing in brackets, a duration missing its unit); otherwise a duration whose
+			 * units the parser validates when it uses it. */
+			bool range_start = p->ntoks > 0 && p->toks[p->ntoks - 1].type == T_LBRACKET;
+			size_t j = scan_number(q, n, i);
+			if (j >= n || !is_alnum_(q[j])) {
+				if (range_start)
+					return perr(p, pos, "missing unit character in duration");
+				bool ok;
+				double v = parse_number_text(q + i, j - i, &ok);
+				if (!ok)
+					return perr(p, pos, "error parsing number: strconv.ParseFloat: parsing \"%.*s\": invalid syntax",
+						    (int)(j - i), q + i);
+				tok_t *k = push_tok(p, T_NUMBER, pos, (int)(j - i));
+				k->num = v;
 				i = j;
 				continue;
 			}
-			/* number */
-			j = i;
-			if (q[j] == '0' && j + 1 < n && (q[j + 1] == 'x' || q[j + 1] == 'X')) {
-				j += 2;
-				while (j < n && isxdigit((unsigned char)q[j]))
-					j++;
-			} else {
-				while (j < n && isdigit((unsigned char)q[j]))
-					j++;
-				if (j < n && q[j] == '.') {
-					j++;
-					while (j < n && isdigit((unsigned char)q[j]))
-						j++;
-				}
-				if (j < n && (q[j] == 'e' || q[j] == 'E')) {
-					size_t k = j + 1;
-					if (k < n && (q[k] == '+' || q[k] == '-'))
-						k++;
-					if (k < n && isdigit((unsigned char)q[k])) {
-						while (k < n && isdigit((unsigned char)q[k]))
-							k++;
-						j = k;
-					}
-				}
-			}
-			if (j < n && q[j] != ':' && is_ident_char((unsigned char)q[j]))
-				return perr(p, pos, "bad number or duration syntax: \"%.*s\"", (int)bad_number_len(q, n, i), q + i);
-			bool ok;
-			double v = parse_number_text(q + i, j - i, &ok);
-			if (!ok)
-				return perr(p, pos, "bad number syntax: \"%.*s\"", (int)(j - i), q + i);
-			tok_t *k = push_tok(p, T_NUMBER, pos, (int)(j - i));
-			k->num = v;
-			i = j;
+			size_t end;
+			if (!scan_duration_rest(q, n, j, &end))
+				return perr(p, pos, range_start ? "bad duration syntax: \"%.*s\"" : "bad number or duration syntax: \"%.*s\"",
+					    (int)(end - i), q + i);
+			tok_t *k = push_tok(p, T_DURATION, pos, (int)(end - i));
+			err_t derr = {0};
+			int64_t total = 0;
+			if (duration_parse((str_t){q + i, end - i}, &total, &derr))
+				k->bad_dur = true;
+			k->dur = total;
+			i = end;
 			continue;
 		}
 		if (is_ident_start(c) && !(c == ':' && depth_bracket > 0)) {
@@ -992,6 +971,8 @@ static promql_mods_t *mods_of(promql_expr_t *e)
 static int take_duration(parser_t *p, int64_t *out)
 {
 	tok_t *t = next(p);
+	if (t->bad_dur)
+		return perr(p, t->pos, "not a valid duration string: \"%.*s\"", t->len, p->q + t->pos);
 	if (t->dur == 0)
 		return perr(p, t->pos, "duration must be greater than 0");
 	*out = t->dur;

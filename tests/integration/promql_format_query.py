@@ -101,7 +101,8 @@ BAD = ["", " ", "sum(", "foo{", "1 +", "foo[5m] + 1", "rate(foo)", "topk(2, 3)",
        "foo[5m:1m:1m]", "-\"a\"", "\"abc", "foo{a=~\"(\"}", "a and on(x) group_left b", "nonexistent_function(x)",
        "foo[5m] offset", "sum without", ")", "x{", "x}", "a b", "count_values(1, x)", "quantile(\"a\", x)",
        "0x" + "f" * 30, "foo offset 0s", "foo[0m]", "foo[5m:0s]", "rate(foo[0s])", "sum(,)", "foo{a=\"\\q\"}",
-       "foo{a=\"\\x4g\"}", "foo{a=\"\\777\"}", "foo bool", "foo \"abcdefghijklmnop\"", "on", "é"]
+       "foo{a=\"\\x4g\"}", "foo{a=\"\\777\"}", "foo bool", "foo \"abcdefghijklmnop\"", "on", "é",
+       "foo[5]", "foo[1m1h]", "foo[1y2y]", "foo[.5m]", "1m1h", "1e", "0x", "foo offset 5x", "foo[5m:5x]"]
 
 
 def gen_corpus(n, seed=7):

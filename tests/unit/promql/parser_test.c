@@ -204,6 +204,12 @@ TEST(errors_with_positions)
 	parse_error("0x1g", "1:1: parse error: bad number or duration syntax: \"0x1\"");
 	parse_error("5m3x", "1:1: parse error: bad number or duration syntax: \"5m3\"");
 	parse_error("5mx", "1:1: parse error: bad number or duration syntax: \"5mx\"");
+	parse_error("foo[5]", "1:5: parse error: missing unit character in duration");
+	parse_error("foo[1y2y]", "1:5: parse error: bad duration syntax: \"1y2\"");
+	parse_error("foo[1m1h]", "1:5: parse error: not a valid duration string: \"1m1h\"");
+	parse_error("foo offset .5m", "1:12: parse error: not a valid duration string: \".5m\"");
+	parse_error("1m1h", "1:1: parse error: unexpected duration \"1m1h\"");
+	parse_error("1e", "1:1: parse error: error parsing number: strconv.ParseFloat: parsing \"1e\": invalid syntax");
 }
 
 TEST(types)
