@@ -9,7 +9,7 @@ two frames merged, warnings, label names/values, the server's error status and m
 aborted mid-way by the server, a deadline against a slow server, a large stream (flow control), a
 compressed request the server cannot decode (clean error), and an unreachable endpoint.
 """
-import os, struct, subprocess, sys, tempfile, threading, time
+import os, struct, subprocess, sys, tempfile, time
 from concurrent import futures
 from lib_harness import Harness
 

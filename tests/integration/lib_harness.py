@@ -39,7 +39,8 @@ def free_port():
 
 
 def stop(p):
-    if p.poll() is None:
+    """TERM, then KILL after 10 s, a process we started (None or an exited one: nothing to do)."""
+    if p is not None and p.poll() is None:
         p.terminate()
         try:
             p.wait(10)

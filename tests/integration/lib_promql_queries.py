@@ -8,7 +8,9 @@ query set ((expr, must_fail) pairs), compare() decides whether two Prometheus-AP
 (same series, same timestamps, values equal or within a few ulp). Not a test itself: tests/run skips
 lib* files.
 """
-import json, math, os, random, socket, subprocess, sys, time, urllib.error, urllib.parse, urllib.request
+import json, math, os, random, subprocess, sys, time, urllib.error, urllib.parse, urllib.request
+
+from lib_harness import free_port, stop  # noqa: F401 - re-exported for the tests that import them from here
 
 T0 = 1700000000
 N = 480  # samples per series at 15s -> 2h
@@ -135,14 +137,6 @@ for e in ["rate(temperature)", "sum(", "temperature[5m] + 1", "foo{", "1 +", "ht
     q(e, fail=True)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def prom_query(port, expr, params):
     """POST to a Prometheus-compatible HTTP API (query_range when params has a step); the JSON answer."""
     data = urllib.parse.urlencode(dict(params, query=expr)).encode()
@@ -173,16 +167,6 @@ def start_prometheus(tmp, tsdb_dir, timeout=20):
             time.sleep(0.2)
     stop(proc)
     raise RuntimeError("prometheus did not become ready")
-
-
-def stop(proc):
-    if proc and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def close(a, b):

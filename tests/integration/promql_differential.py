@@ -28,7 +28,7 @@ EXTRA = [(e, None) for e in [
 EXTRA += [(e, False) for e in [
     f"sum by (job) (rate(http_requests_total[5m] @ {T0 + 3600})) / on(job) group_left sum by (job) (http_requests_total)",
     f"predict_linear(temperature[10m] @ {T0 + 3600}, 60)", f"max_over_time(temperature[10m:1m] @ {T0 + 3600})",
-    f"topk(2, temperature @ {T0 + 3000}) * 2", f"-(temperature @ end()) + temperature", "scalar(churn{pod=\"p2\"}) * temperature",
+    f"topk(2, temperature @ {T0 + 3000}) * 2", "-(temperature @ end()) + temperature", "scalar(churn{pod=\"p2\"}) * temperature",
     f"timestamp(temperature @ {T0 + 3600})", f"avg_over_time((temperature @ {T0 + 3600})[5m:1m])",
     "round(temperature, 0.25) + vector(1)", "count_values(\"t\", round(temperature))"]]
 

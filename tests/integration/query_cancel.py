@@ -14,7 +14,7 @@ window, about 9 s on an idle 2-core machine.
       the close (it queues behind the slow one for the single slot) is answered within 2.5 s.
 Everything binds 127.0.0.1 on free ports; processes are stopped by PID.
 """
-import json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.parse, urllib.request
+import os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.parse, urllib.request
 from lib_harness import Harness, free_port, stop
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))

@@ -127,7 +127,7 @@ def main():
         subprocess.run([STRATA, "tools", "bucket", "upload-blocks", "--objstore.config=" + objcfg, "--path=" + blocks,
                         '--label=cluster="eu1"'], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         mlog = open(os.path.join(tmp, "memcached.log"), "w")
-        (m1, p1), (m2, p2) = memcached(mlog), memcached(mlog)
+        (_, p1), (m2, p2) = memcached(mlog), memcached(mlog)
         cache = (f"type: MEMCACHED\nconfig:\n  addresses: [\"127.0.0.1:{p1}\", \"127.0.0.1:{p2}\"]\n"
                  "  timeout: 500ms\n  max_get_multi_batch_size: 20\n  max_get_multi_concurrency: 4\n"
                  "  max_async_concurrency: 4\nttl: 1h\n")

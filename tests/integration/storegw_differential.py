@@ -18,6 +18,7 @@ Prints "PASS storegwdiff:<backend>:<query> <params>" / "FAIL ...: why".
 """
 import os, re, shutil, subprocess, sys, tempfile, time
 
+from lib_harness import Harness
 from lib_promql_queries import QUERIES, T0, compare, free_port, gen, prom_query, start_prometheus, stop
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -39,17 +40,12 @@ BULK_QUERIES = [
 ]
 PARAMS = ({"time": BOUNDARY + 100}, {"time": BOUNDARY + 14400.5},
           {"start": T0 + 1800, "end": T0 + 4 * 7200 - 600, "step": 97})
-failed = 0
+harness = Harness("storegwdiff")
 
 
 def result(name, why):
-    global failed
-    if why:
-        failed += 1
-        print(f"FAIL storegwdiff:{name}: {why}")
-    else:
-        print(f"PASS storegwdiff:{name}")
-    sys.stdout.flush()
+    """PASS when why is empty, else FAIL with it."""
+    harness.result(name, not why, why or "")
 
 
 def wait_http(url_ok, proc, what, timeout=30):
@@ -161,4 +157,4 @@ if __name__ == "__main__":
         main()
     except Exception as e:  # noqa: BLE001 - any failure is a test failure with its message
         result("setup", f"{type(e).__name__}: {e}")
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if harness.failed else 0)

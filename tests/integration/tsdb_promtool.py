@@ -10,22 +10,15 @@ API (delete_series) are applied by Strata's reader. Byte identity: chunk files A
 because both writers emit the "" symbol first, the all-postings list first, the legacy label indices
 and offset tables, and the same padding; meta.json differs only in the ULID.)
 """
-import json, os, random, shutil, socket, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+import json, os, random, shutil, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+
+from lib_harness import Harness, free_port
 
 STRATA = os.environ.get("STRATA_BIN", "build/strata")
 PROMTOOL = "/usr/bin/promtool"
 PROMETHEUS = "/usr/bin/prometheus"
-failed = 0
-
-
-def result(name, ok, why=""):
-    global failed
-    if ok:
-        print(f"PASS tsdb_promtool:{name}")
-    else:
-        failed += 1
-        print(f"FAIL tsdb_promtool:{name}: {why}")
-    sys.stdout.flush()
+harness = Harness("tsdb_promtool")
+result = harness.result
 
 
 def gen(path, seed=7, nser=1000, n=300, step=30):
@@ -91,14 +84,6 @@ def blocks(d):
         if os.path.exists(mp):
             out[json.load(open(mp))["minTime"]] = os.path.join(d, b)
     return out
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def wait_ready(base, secs=60):
@@ -311,4 +296,4 @@ def main():
 
 
 main()
-sys.exit(1 if failed else 0)
+sys.exit(1 if harness.failed else 0)
