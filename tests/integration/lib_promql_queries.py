@@ -137,6 +137,36 @@ for e in ["rate(temperature)", "sum(", "temperature[5m] + 1", "foo{", "1 +", "ht
     q(e, fail=True)
 
 
+# More queries, with the expected outcome of each (fail=None: both fail or both agree; False: both succeed;
+# True: both fail, and promql_differential.py also compares matching errors' messages byte for byte).
+# Mode-dependent errors (fail=None: both fail or both agree). Label sets that become equal once
+# __name__ is dropped: 2.42 rejects a range-vector function's or unary minus's whole matrix, so range
+# queries fail even when the two series never share a step, while an instant query sees only one.
+SPLIT = f"((latency_seconds_count and on() (vector(time()) < {T0 + 4000})) or " \
+        f"(latency_seconds_sum and on() (vector(time()) >= {T0 + 4000})))"
+EXTRA = [(e, None) for e in [
+    f"-{SPLIT}", f"rate({SPLIT}[10m:1m])", f"abs({SPLIT})", f"sum by (svc) ({SPLIT})",
+    'rate({__name__=~"latency_seconds_(count|sum)"}[5m])', '-{__name__=~"latency_seconds_(count|sum)"}',
+    'last_over_time({__name__=~"latency_seconds_(count|sum)"}[5m])']]
+# Step-invariant parts (@) are evaluated once and copied to every step, as 2.42 does; the peak-samples
+# check below holds them to its accounting.
+EXTRA += [(e, False) for e in [
+    f"sum by (job) (rate(http_requests_total[5m] @ {T0 + 3600})) / on(job) group_left sum by (job) (http_requests_total)",
+    f"predict_linear(temperature[10m] @ {T0 + 3600}, 60)", f"max_over_time(temperature[10m:1m] @ {T0 + 3600})",
+    f"topk(2, temperature @ {T0 + 3000}) * 2", "-(temperature @ end()) + temperature", "scalar(churn{pod=\"p2\"}) * temperature",
+    f"timestamp(temperature @ {T0 + 3600})", f"avg_over_time((temperature @ {T0 + 3600})[5m:1m])",
+    "round(temperature, 0.25) + vector(1)", "count_values(\"t\", round(temperature))"]]
+
+# Matching errors: both fail and Strata's message is Prometheus's, byte for byte (label sets printed
+# as labels.String(): {__name__="x", job="y"}). Checked for these and for every fail=True query whose
+# Prometheus error is one of them. The duplicate side is a selector: which pair 2.42 names for an
+# aggregation's output depends on Go's random map order.
+EXTRA += [(e, True) for e in [
+    "http_requests_total * on(job) group_left http_requests_total",
+    "http_requests_total * on(job) group_right http_requests_total",
+    "http_requests_total + on(job) sum by (job) (http_requests_total)"]]
+
+
 def prom_query(port, expr, params):
     """POST to a Prometheus-compatible HTTP API (query_range when params has a step); the JSON answer."""
     data = urllib.parse.urlencode(dict(params, query=expr)).encode()

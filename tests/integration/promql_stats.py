@@ -5,7 +5,7 @@ promtool-built blocks.
 
 The PromQL differential dataset (lib_promql_queries.gen, 2h of counters, gauges with gaps, histograms,
 churning series) plus 600 `bulk_total` series sampled every 15s (batches of 256 series that go to the
-engine's worker pool). Every query of lib_promql_queries.QUERIES and of promql_differential.EXTRA (@,
+engine's worker pool). Every query of lib_promql_queries.QUERIES and of lib_promql_queries.EXTRA (@,
 subqueries, timestamp(), ...) plus a few over the bulk series runs with stats=all as instant queries
 at two times and as range queries with two steps (one not dividing the range, starting before the
 data); data.stats.samples must agree exactly: totalQueryableSamples, totalQueryableSamplesPerStep
@@ -15,7 +15,7 @@ Prints "PASS promql_stats:<group>" / "FAIL ...: why" (the first differing querie
 import json, os, shutil, subprocess, sys, tempfile, time, urllib.error, urllib.parse, urllib.request
 
 from lib_harness import Harness, free_port, stop
-from lib_promql_queries import QUERIES, T0, gen
+from lib_promql_queries import EXTRA, QUERIES, T0, gen
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
@@ -28,14 +28,6 @@ BULK_QUERIES = ["sum(rate(bulk_total[5m]))", "bulk_total", "count_over_time(bulk
                 "sum by (shard) (increase(bulk_total[1h]))", 'timestamp(bulk_total{shard="s1"})',
                 "max_over_time(bulk_total[10m:1m])", "quantile_over_time(0.5, bulk_total[5m])",
                 f"rate(bulk_total[5m] @ {T0 + 3600})", "count(bulk_total) + sum(bulk_total offset 1h)"]
-
-
-def extra_queries():
-    """promql_differential.EXTRA (its module runs a test when imported: read only the list)."""
-    src = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "promql_differential.py")).read()
-    ns = {}
-    exec(src.split("def strata_query")[0], ns)  # the imports and the EXTRA/SPLIT definitions
-    return [e for e, _ in ns["EXTRA"]]
 
 
 def query(port, expr, params):
@@ -113,7 +105,7 @@ def main():
         wait(lambda: query(qh, "count(bulk_total)", {"time": T0 + 3600})[1]["data"]["result"], qp,
              "strata query over the store")
 
-        groups = [("lib_queries", [e for e, _ in QUERIES]), ("differential_extra", extra_queries()),
+        groups = [("lib_queries", [e for e, _ in QUERIES]), ("differential_extra", [e for e, _ in EXTRA]),
                   ("bulk", BULK_QUERIES)]
         for name, exprs in groups:
             bad, n, nonzero = [], 0, 0
