@@ -54,7 +54,7 @@ int cmd_tools_query(int argc, char **argv)
 		{"query.lookback-delta", FLAG_DURATION, &lookback, "5m", "Maximum lookback for instant selectors."},
 		{"query.timeout", FLAG_DURATION, &timeout, "2m", "Maximum time to evaluate the query."},
 		{"query.max-samples", FLAG_INT, &max_samples, "50000000", "Maximum samples loaded into memory at once."},
-		{"stats", FLAG_BOOL, &stats, "false", "Print the peak number of samples in memory (as Prometheus's stats=all peakSamples) on stderr."},
+		{"stats", FLAG_BOOL, &stats, "false", "Print query statistics on stderr as Prometheus's stats=all names them: peakSamples (in memory at once) and totalQueryableSamples (read)."},
 	};
 	flags_result_t res = {0};
 	int exit_now;
@@ -139,7 +139,8 @@ int cmd_tools_query(int argc, char **argv)
 				   .timeout_ms = timeout,
 				   .max_samples = max_samples,
 				   .workers = w,
-				   .decode_chunks = xor_decode_chunks};
+				   .decode_chunks = xor_decode_chunks,
+				   .stats = stats ? PROMQL_STATS_TOTAL : PROMQL_STATS_NONE};
 		arena_t a;
 		arena_init(&a, 1 << 16);
 		promql_result_t r;
@@ -155,7 +156,8 @@ int cmd_tools_query(int argc, char **argv)
 			fwrite(b.p, 1, b.n, stdout);
 			buf_release(&b);
 			if (stats)
-				fprintf(stderr, "peakSamples %lld\n", (long long)r.samples_peak);
+				fprintf(stderr, "peakSamples %lld\ntotalQueryableSamples %lld\n", (long long)r.samples_peak,
+					(long long)r.samples_total);
 		}
 		arena_release(&a);
 		if (w)

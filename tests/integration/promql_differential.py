@@ -25,8 +25,9 @@ def strata_query(data, expr, params):
     p = subprocess.run(args + ["--", expr], capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
         return {"status": "error", "error": p.stderr.strip()}
-    peak = [int(l.split()[1]) for l in p.stderr.splitlines() if l.startswith("peakSamples ")]
-    return {"status": "success", "data": json.loads(p.stdout), "peak": peak[0] if peak else None}
+    st = dict(l.split() for l in p.stderr.splitlines() if l.startswith(("peakSamples ", "totalQueryableSamples ")))
+    return {"status": "success", "data": json.loads(p.stdout), "peak": int(st["peakSamples"]) if st else None,
+            "total": int(st["totalQueryableSamples"]) if st else None}
 
 def main():
     tmp = tempfile.mkdtemp(prefix="promqldiff.")
@@ -84,6 +85,10 @@ def main():
                     pp = p.get("data", {}).get("stats", {}).get("samples", {}).get("peakSamples")
                     if not why and pp is not None and pp != s.get("peak"):
                         why = f"peak samples: prometheus {pp}, strata {s.get('peak')}"
+                    # and `tools query --stats` reads as many samples as Prometheus says it did
+                    pt = p.get("data", {}).get("stats", {}).get("samples", {}).get("totalQueryableSamples")
+                    if not why and pt is not None and pt != s.get("total"):
+                        why = f"totalQueryableSamples: prometheus {pt}, strata {s.get('total')}"
                 if why:
                     failed += 1
                     print(f"FAIL {name}: {why}")
