@@ -14,62 +14,30 @@
 #include "base/crc32c.h"
 #include "base/mapfile.h"
 #include "base/varint.h"
+#include "tsdb/indextoc.h"
 
-#define SAMPLE_EVERY 32
 #define HDR_PREFIX 14 /* magic, version, index version, BE64 postings offset table ref */
 #define HDR_TOC 20
-
-typedef struct ih_sample {
-	str_t value;
-	uint32_t pos; /* entry position relative to pt_p */
-} ih_sample_t;
-
-typedef struct ih_name {
-	str_t name;
-	uint32_t first, end; /* entry byte range relative to pt_p */
-	uint32_t nvalues;
-	ih_sample_t *samples;
-	size_t nsamples;
-} ih_name_t;
 
 struct indexheader {
 	char *path;
 	const uint8_t *p;
 	size_t len;
-	const uint8_t *sym_p, *sym_end;
-	uint32_t nsym;
-	uint32_t *sym_sample;
-	const uint8_t *pt_p, *pt_end; /* entries (after the count) */
-	uint64_t pt_index_off;        /* postings offset table position in the remote index */
-	ih_name_t *names;
-	size_t nnames;
+	indextoc_symbols_t syms;
+	indextoc_ptab_t ptab;
+	uint64_t pt_index_off; /* postings offset table position in the remote index */
 	size_t mem;
 };
-
-static int read_str(const uint8_t **pp, const uint8_t *end, str_t *out)
-{
-	uint64_t l;
-	int k = uvarint_get(*pp, end, &l);
-	if (k <= 0 || l > (uint64_t)(end - *pp - k))
-		return -1;
-	*out = str_from((const char *)*pp + k, (size_t)l);
-	*pp += k + (size_t)l;
-	return 0;
-}
 
 /* ================================ build ================================ */
 
 /* Section [len BE32 | body | CRC] at the start of p[0..n): total bytes, or 0 if malformed. */
 static size_t section_len(const uint8_t *p, size_t n)
 {
-	if (n < 8)
-		return 0;
-	uint32_t l = be32_get(p);
-	if ((uint64_t)l + 8 > n || l < 4)
-		return 0;
-	if (crc32c(0, p + 4, l) != be32_get(p + 4 + l))
-		return 0;
-	return (size_t)l + 8;
+	const uint8_t *body;
+	size_t bl;
+	indextoc_fault_t f;
+	return indextoc_section(p, n, 0, 4, &body, &bl, &f) ? 0 : bl + 8;
 }
 
 static int write_all(int fd, const void *p, size_t n)
@@ -109,19 +77,19 @@ int indexheader_build(bucket_t *b, const char *index_name, int64_t index_size, c
 		goto out_toc;
 	}
 	const uint8_t *t = (const uint8_t *)toc.p;
-	if (crc32c(0, t, 48) != be32_get(t + 48)) {
+	uint64_t v[6];
+	indextoc_fault_t f;
+	switch (indextoc_toc(t, (uint64_t)index_size - 52, v, &f)) {
+	case INDEXTOC_OK:
+		break;
+	case INDEXTOC_TOC_CRC:
 		rc = err_set(err, ERR_CORRUPT, "index: %s: offset %lld: bad TOC CRC32C", index_name,
 			     (long long)(index_size - 52));
 		goto out_toc;
-	}
-	uint64_t v[6];
-	for (int i = 0; i < 6; i++) {
-		v[i] = be64_get(t + 8 * i);
-		if (v[i] > (uint64_t)index_size - 52) {
-			rc = err_set(err, ERR_CORRUPT, "index: %s: offset %lld: TOC entry %d (%llu) points past the end",
-				     index_name, (long long)(index_size - 52 + 8 * i), i, (unsigned long long)v[i]);
-			goto out_toc;
-		}
+	default:
+		rc = err_set(err, ERR_CORRUPT, "index: %s: offset %lld: TOC entry %u (%llu) points past the end",
+			     index_name, (long long)(index_size - 52 + (f.at - t)), f.entry, (unsigned long long)f.value);
+		goto out_toc;
 	}
 	uint64_t sym = v[0], ptab = v[5];
 	if (!sym || !ptab) {
@@ -217,22 +185,19 @@ static int hcorrupt(const indexheader_t *h, err_t *err, uint64_t off, const char
 static int h_section(indexheader_t *h, uint64_t off, const uint8_t **body, size_t *blen, const char *what, err_t *err)
 {
 	char msg[128];
-	if (off < HDR_PREFIX || off + 8 > h->len - HDR_TOC) {
+	indextoc_fault_t f;
+	indextoc_err_t e = off < HDR_PREFIX || off + 8 > h->len - HDR_TOC
+				   ? INDEXTOC_SEC_NOLEN
+				   : indextoc_section(h->p, h->len - HDR_TOC, off, 4, body, blen, &f);
+	if (e == INDEXTOC_OK)
+		return 0;
+	if (e == INDEXTOC_SEC_NOLEN)
 		snprintf(msg, sizeof msg, "%s: reference out of range", what);
-		return hcorrupt(h, err, off, msg);
-	}
-	uint32_t l = be32_get(h->p + off);
-	if ((uint64_t)l + 8 + off > h->len - HDR_TOC || l < 4) {
-		snprintf(msg, sizeof msg, "%s: length %u runs past its end", what, l);
-		return hcorrupt(h, err, off, msg);
-	}
-	if (crc32c(0, h->p + off + 4, l) != be32_get(h->p + off + 4 + l)) {
+	else if (e == INDEXTOC_SEC_LEN)
+		snprintf(msg, sizeof msg, "%s: length %u runs past its end", what, (uint32_t)f.value);
+	else
 		snprintf(msg, sizeof msg, "%s: bad CRC32C", what);
-		return hcorrupt(h, err, off, msg);
-	}
-	*body = h->p + off + 4;
-	*blen = l;
-	return 0;
+	return hcorrupt(h, err, off, msg);
 }
 
 static int h_load(indexheader_t *h, err_t *err)
@@ -249,67 +214,27 @@ static int h_load(indexheader_t *h, err_t *err)
 		return hcorrupt(h, err, h->len - HDR_TOC, "bad TOC CRC32C");
 	const uint8_t *b;
 	size_t bl;
+	indextoc_fault_t f;
 	int rc;
 	if ((rc = h_section(h, be64_get(toc), &b, &bl, "symbol table", err)))
 		return rc;
-	h->nsym = be32_get(b);
-	h->sym_p = b + 4;
-	h->sym_end = b + bl;
-	if (h->nsym > bl)
+	indextoc_err_t e = indextoc_symbols_init(&h->syms, b, bl, &f);
+	h->mem += indextoc_symbols_mem(&h->syms);
+	if (e == INDEXTOC_SYM_COUNT)
 		return hcorrupt(h, err, be64_get(toc), "absurd symbol count");
-	h->sym_sample = xcalloc(h->nsym / SAMPLE_EVERY + 1, sizeof(uint32_t));
-	h->mem += (h->nsym / SAMPLE_EVERY + 1) * sizeof(uint32_t);
-	const uint8_t *p = h->sym_p;
-	for (uint32_t i = 0; i < h->nsym; i++) {
-		if (i % SAMPLE_EVERY == 0)
-			h->sym_sample[i / SAMPLE_EVERY] = (uint32_t)(p - h->sym_p);
-		str_t s;
-		if (read_str(&p, h->sym_end, &s))
-			return hcorrupt(h, err, (uint64_t)(p - h->p), "symbol runs past the symbol table");
-	}
+	if (e)
+		return hcorrupt(h, err, (uint64_t)(f.at - h->p), "symbol runs past the symbol table");
 	uint64_t ptoff = be64_get(toc + 8);
 	if ((rc = h_section(h, ptoff, &b, &bl, "postings offset table", err)))
 		return rc;
-	uint32_t cnt = be32_get(b);
-	h->pt_p = b + 4;
-	h->pt_end = b + bl;
-	p = h->pt_p;
-	size_t cap = 0;
-	uint64_t prev_off = 0;
-	for (uint32_t i = 0; i < cnt; i++) {
-		const uint8_t *ent = p;
-		str_t name, value;
-		uint64_t off;
-		int k;
-		if (p >= h->pt_end || *p != 2 || (p++, read_str(&p, h->pt_end, &name)) || read_str(&p, h->pt_end, &value) ||
-		    (k = uvarint_get(p, h->pt_end, &off)) <= 0)
-			return hcorrupt(h, err, (uint64_t)(ent - h->p), "malformed postings offset table entry");
-		p += k;
-		if (off >= h->pt_index_off || off < prev_off)
-			return hcorrupt(h, err, (uint64_t)(ent - h->p), "postings offset out of order or out of range");
-		prev_off = off;
-		ih_name_t *nm = h->nnames ? &h->names[h->nnames - 1] : NULL;
-		if (!nm || !str_eq(nm->name, name)) {
-			if (nm && str_cmp(nm->name, name) > 0)
-				return hcorrupt(h, err, (uint64_t)(ent - h->p), "postings offset table not sorted");
-			if (h->nnames == cap) {
-				cap = alloc_grow_cap(cap, h->nnames + 1);
-				h->names = xreallocarray(h->names, cap, sizeof *h->names);
-			}
-			nm = &h->names[h->nnames++];
-			memset(nm, 0, sizeof *nm);
-			nm->name = name;
-			nm->first = (uint32_t)(ent - h->pt_p);
-		}
-		if (nm->nvalues % SAMPLE_EVERY == 0) {
-			nm->samples = xreallocarray(nm->samples, nm->nsamples + 1, sizeof *nm->samples);
-			nm->samples[nm->nsamples++] = (ih_sample_t){value, (uint32_t)(ent - h->pt_p)};
-			h->mem += sizeof(ih_sample_t);
-		}
-		nm->nvalues++;
-		nm->end = (uint32_t)(p - h->pt_p);
-	}
-	h->mem += cap * sizeof(ih_name_t);
+	e = indextoc_ptab_init(&h->ptab, b, bl, h->pt_index_off, true, &f);
+	h->mem += indextoc_ptab_mem(&h->ptab);
+	if (e == INDEXTOC_PT_ENTRY)
+		return hcorrupt(h, err, (uint64_t)(f.at - h->p), "malformed postings offset table entry");
+	if (e == INDEXTOC_PT_OFFSET)
+		return hcorrupt(h, err, (uint64_t)(f.at - h->p), "postings offset out of order or out of range");
+	if (e)
+		return hcorrupt(h, err, (uint64_t)(f.at - h->p), "postings offset table not sorted");
 	return 0;
 }
 
@@ -345,10 +270,8 @@ void indexheader_close(indexheader_t *h)
 	if (!h)
 		return;
 	mapfile_unmap(h->p, h->len);
-	for (size_t i = 0; i < h->nnames; i++)
-		free(h->names[i].samples);
-	free(h->names);
-	free(h->sym_sample);
+	indextoc_symbols_release(&h->syms);
+	indextoc_ptab_release(&h->ptab);
 	free(h->path);
 	free(h);
 }
@@ -365,102 +288,52 @@ size_t indexheader_mem(const indexheader_t *h)
 
 uint32_t indexheader_nsymbols(const indexheader_t *h)
 {
-	return h->nsym;
+	return h->syms.n;
 }
 
 int indexheader_symbol(const indexheader_t *h, uint32_t idx, str_t *out, err_t *err)
 {
-	if (idx >= h->nsym)
+	if (idx >= h->syms.n)
 		return err_set(err, ERR_CORRUPT, "index-header: %s: symbol reference %u out of range (%u symbols)",
-			       h->path, idx, h->nsym);
-	const uint8_t *p = h->sym_p + h->sym_sample[idx / SAMPLE_EVERY];
-	for (uint32_t k = idx % SAMPLE_EVERY; k > 0; k--)
-		read_str(&p, h->sym_end, out); /* validated at open */
-	read_str(&p, h->sym_end, out);
+			       h->path, idx, h->syms.n);
+	*out = indextoc_symbol(&h->syms, idx);
 	return 0;
 }
 
-static const ih_name_t *find_name(const indexheader_t *h, str_t name)
+/* End of the postings list whose entry precedes next: the next entry's offset, or the postings
+ * offset table's position after the last entry. */
+static int64_t range_end(const indexheader_t *h, uint32_t next)
 {
-	size_t lo = 0, hi = h->nnames;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = str_cmp(h->names[mid].name, name);
-		if (c == 0)
-			return &h->names[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-/* Entry at pos (validated at open): value and offset; returns the next entry's position. */
-static uint32_t entry_at(const indexheader_t *h, uint32_t pos, str_t *value, uint64_t *off)
-{
-	const uint8_t *p = h->pt_p + pos + 1;
-	str_t name;
-	read_str(&p, h->pt_end, &name);
-	read_str(&p, h->pt_end, value);
-	p += uvarint_get(p, h->pt_end, off);
-	return (uint32_t)(p - h->pt_p);
-}
-
-/* End of the postings list starting at the entry before next_pos: the next entry's offset. */
-static int64_t range_end(const indexheader_t *h, uint32_t next_pos)
-{
-	if (h->pt_p + next_pos >= h->pt_end)
+	if (h->ptab.p + next >= h->ptab.end)
 		return (int64_t)h->pt_index_off;
 	str_t v;
 	uint64_t off;
-	entry_at(h, next_pos, &v, &off);
+	indextoc_ptab_entry(&h->ptab, next, &v, &off);
 	return (int64_t)off;
 }
 
 bool indexheader_postings_range(const indexheader_t *h, str_t name, str_t value, int64_t *start, int64_t *end)
 {
-	const ih_name_t *nm = find_name(h, name);
-	if (!nm)
+	const indextoc_name_t *nm = indextoc_ptab_name(&h->ptab, name);
+	uint64_t off;
+	uint32_t next;
+	if (!nm || !indextoc_ptab_find(&h->ptab, nm, value, &off, &next))
 		return false;
-	size_t lo = 0, hi = nm->nsamples;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (str_cmp(nm->samples[mid].value, value) <= 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == 0)
-		return false;
-	uint32_t pos = nm->samples[lo - 1].pos;
-	while (pos < nm->end) {
-		str_t v;
-		uint64_t off;
-		uint32_t next = entry_at(h, pos, &v, &off);
-		int c = str_cmp(v, value);
-		if (c == 0) {
-			*start = (int64_t)off;
-			*end = range_end(h, next);
-			return true;
-		}
-		if (c > 0)
-			break;
-		pos = next;
-	}
-	return false;
+	*start = (int64_t)off;
+	*end = range_end(h, next);
+	return true;
 }
 
 bool indexheader_each_value(const indexheader_t *h, str_t name, indexheader_value_fn fn, void *arg)
 {
-	const ih_name_t *nm = find_name(h, name);
+	const indextoc_name_t *nm = indextoc_ptab_name(&h->ptab, name);
 	if (!nm)
 		return false;
 	uint32_t pos = nm->first;
 	while (pos < nm->end) {
 		str_t v;
 		uint64_t off;
-		uint32_t next = entry_at(h, pos, &v, &off);
+		uint32_t next = indextoc_ptab_entry(&h->ptab, pos, &v, &off);
 		if (!fn(arg, v, (int64_t)off, range_end(h, next)))
 			break;
 		pos = next;
@@ -470,9 +343,9 @@ bool indexheader_each_value(const indexheader_t *h, str_t name, indexheader_valu
 
 void indexheader_label_names(const indexheader_t *h, arena_t *a, str_t **out, size_t *n)
 {
-	*out = ARENA_NEW_ARRAY(a, str_t, h->nnames + 1);
+	*out = ARENA_NEW_ARRAY(a, str_t, h->ptab.nnames + 1);
 	*n = 0;
-	for (size_t i = 0; i < h->nnames; i++)
-		if (h->names[i].name.n)
-			(*out)[(*n)++] = h->names[i].name;
+	for (size_t i = 0; i < h->ptab.nnames; i++)
+		if (h->ptab.names[i].name.n)
+			(*out)[(*n)++] = h->ptab.names[i].name;
 }

@@ -16,9 +16,9 @@
 #include "base/mapfile.h"
 #include "base/varint.h"
 #include "base/vec.h"
+#include "tsdb/indextoc.h"
 #include "tsdb/spill.h"
 
-#define SAMPLE_EVERY 32
 
 /* ================================ writer ================================ */
 
@@ -625,19 +625,6 @@ int index_writer_close(index_writer_t *w, err_t *err)
 
 /* ================================ reader ================================ */
 
-typedef struct value_sample {
-	str_t value;
-	uint32_t pos; /* byte offset of the entry within the table */
-} value_sample_t;
-
-struct index_name {
-	str_t name;
-	uint32_t first, end; /* byte range of this name's entries in the postings offset table */
-	uint32_t nvalues;
-	value_sample_t *samples;
-	size_t nsamples;
-};
-
 static int rcorrupt(const index_reader_t *r, err_t *err, uint64_t off, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 static int rcorrupt(const index_reader_t *r, err_t *err, uint64_t off, const char *fmt, ...)
@@ -655,28 +642,26 @@ static int rcorrupt(const index_reader_t *r, err_t *err, uint64_t off, const cha
 /* Header and TOC checks shared by both openers; r->p/len are set. */
 static int check_header_toc(index_reader_t *r, err_t *err)
 {
-	int rc = 0;
 	if (r->len < 5 + 52)
 		return RCORRUPT(r, 0, "file of %zu bytes is too short for header and TOC", r->len);
 	if (be32_get(r->p) != INDEX_MAGIC)
 		return RCORRUPT(r, 0, "bad magic 0x%08x", be32_get(r->p));
 	if (r->p[4] != 2)
 		return RCORRUPT(r, 4, "unsupported index version %u", r->p[4]);
-	const uint8_t *toc = r->p + r->len - 52;
-	if (crc32c(0, toc, 48) != be32_get(toc + 48))
-		return RCORRUPT(r, r->len - 52, "bad TOC CRC32C");
 	uint64_t v[6];
-	for (int i = 0; !rc && i < 6; i++) {
-		v[i] = be64_get(toc + 8 * i);
-		if (v[i] > r->len - 52)
-			rc = RCORRUPT(r, r->len - 52 + 8 * (size_t)i, "TOC entry %d (%llu) points past the end", i,
-				      (unsigned long long)v[i]);
+	indextoc_fault_t f;
+	switch (indextoc_toc(r->p + r->len - INDEXTOC_TOC_LEN, r->len - INDEXTOC_TOC_LEN, v, &f)) {
+	case INDEXTOC_OK:
+		break;
+	case INDEXTOC_TOC_CRC:
+		return RCORRUPT(r, r->len - 52, "bad TOC CRC32C");
+	default:
+		return RCORRUPT(r, (uint64_t)(f.at - r->p), "TOC entry %u (%llu) points past the end", f.entry,
+				(unsigned long long)f.value);
 	}
-	if (!rc) {
-		r->toc_symbols = v[0], r->toc_series = v[1], r->toc_label_indices = v[2];
-		r->toc_label_offsets = v[3], r->toc_postings = v[4], r->toc_postings_offsets = v[5];
-	}
-	return rc;
+	r->toc_symbols = v[0], r->toc_series = v[1], r->toc_label_indices = v[2];
+	r->toc_label_offsets = v[3], r->toc_postings = v[4], r->toc_postings_offsets = v[5];
+	return 0;
 }
 
 int index_reader_open(index_reader_t *r, const char *path, err_t *err)
@@ -710,10 +695,8 @@ void index_reader_close(index_reader_t *r)
 {
 	if (r->mapped)
 		mapfile_unmap(r->p, r->len);
-	for (size_t i = 0; i < r->nnames; i++)
-		free(r->names[i].samples);
-	free(r->names);
-	free(r->sym_sample);
+	indextoc_symbols_release(&r->syms);
+	indextoc_ptab_release(&r->ptab);
 	free(r->path);
 	memset(r, 0, sizeof *r);
 }
@@ -722,28 +705,18 @@ void index_reader_close(index_reader_t *r)
 static int read_section(index_reader_t *r, uint64_t off, const uint8_t **body, size_t *blen, const char *what,
 			err_t *err)
 {
-	if (off + 4 > r->len)
+	indextoc_fault_t f;
+	switch (indextoc_section(r->p, r->len, off, 0, body, blen, &f)) {
+	case INDEXTOC_OK:
+		return 0;
+	case INDEXTOC_SEC_NOLEN:
 		return RCORRUPT(r, off, "%s: length field past end of file", what);
-	uint32_t l = be32_get(r->p + off);
-	if ((uint64_t)l + 8 + off > r->len)
-		return RCORRUPT(r, off, "%s: length %u runs past end of file (%zu bytes)", what, l, r->len);
-	const uint8_t *b = r->p + off + 4;
-	if (crc32c(0, b, l) != be32_get(b + l))
+	case INDEXTOC_SEC_LEN:
+		return RCORRUPT(r, off, "%s: length %u runs past end of file (%zu bytes)", what, (uint32_t)f.value,
+				r->len);
+	default:
 		return RCORRUPT(r, off, "%s: bad CRC32C", what);
-	*body = b;
-	*blen = l;
-	return 0;
-}
-
-static int read_str(const uint8_t **pp, const uint8_t *end, str_t *out)
-{
-	uint64_t l;
-	int k = uvarint_get(*pp, end, &l);
-	if (k <= 0 || l > (uint64_t)(end - *pp - k))
-		return -1;
-	*out = str_from((const char *)*pp + k, (size_t)l);
-	*pp += k + (size_t)l;
-	return 0;
+	}
 }
 
 int index_reader_load(index_reader_t *r, err_t *err)
@@ -752,68 +725,40 @@ int index_reader_load(index_reader_t *r, err_t *err)
 		return 0;
 	const uint8_t *b;
 	size_t bl;
+	indextoc_fault_t f;
 	int rc;
-	/* symbols */
+	/* what a failed earlier load left */
+	indextoc_symbols_release(&r->syms);
+	indextoc_ptab_release(&r->ptab);
 	if (r->toc_symbols) {
 		if ((rc = read_section(r, r->toc_symbols, &b, &bl, "symbol table", err)))
 			return rc;
-		if (bl < 4)
+		switch (indextoc_symbols_init(&r->syms, b, bl, &f)) {
+		case INDEXTOC_OK:
+			break;
+		case INDEXTOC_SHORT:
 			return RCORRUPT(r, r->toc_symbols, "symbol table too short");
-		r->nsym = be32_get(b);
-		r->sym_p = b + 4;
-		r->sym_end = b + bl;
-		if (r->nsym > bl)
-			return RCORRUPT(r, r->toc_symbols, "absurd symbol count %u", r->nsym);
-		r->sym_sample = xcalloc(r->nsym / SAMPLE_EVERY + 1, sizeof(uint32_t));
-		const uint8_t *p = r->sym_p;
-		for (uint32_t i = 0; i < r->nsym; i++) {
-			if (i % SAMPLE_EVERY == 0)
-				r->sym_sample[i / SAMPLE_EVERY] = (uint32_t)(p - r->sym_p);
-			str_t s;
-			if (read_str(&p, r->sym_end, &s))
-				return RCORRUPT(r, (uint64_t)(p - r->p), "symbol %u runs past the symbol table", i);
+		case INDEXTOC_SYM_COUNT:
+			return RCORRUPT(r, r->toc_symbols, "absurd symbol count %u", r->syms.n);
+		default:
+			return RCORRUPT(r, (uint64_t)(f.at - r->p), "symbol %u runs past the symbol table", f.entry);
 		}
 	}
-	/* postings offset table */
 	if (r->toc_postings_offsets) {
 		if ((rc = read_section(r, r->toc_postings_offsets, &b, &bl, "postings offset table", err)))
 			return rc;
-		if (bl < 4)
+		switch (indextoc_ptab_init(&r->ptab, b, bl, r->len, false, &f)) {
+		case INDEXTOC_OK:
+			break;
+		case INDEXTOC_SHORT:
 			return RCORRUPT(r, r->toc_postings_offsets, "postings offset table too short");
-		uint32_t cnt = be32_get(b);
-		const uint8_t *p = b + 4, *end = b + bl;
-		size_t cap = 0;
-		for (uint32_t i = 0; i < cnt; i++) {
-			const uint8_t *ent = p;
-			str_t name, value;
-			uint64_t off;
-			int k;
-			if (p >= end || *p != 2 || (p++, read_str(&p, end, &name)) || read_str(&p, end, &value) ||
-			    (k = uvarint_get(p, end, &off)) <= 0)
-				return RCORRUPT(r, (uint64_t)(ent - r->p), "malformed postings offset table entry %u", i);
-			p += k;
-			if (off >= r->len)
-				return RCORRUPT(r, (uint64_t)(ent - r->p), "postings offset %llu past end of file",
-						(unsigned long long)off);
-			index_name_t *nm = r->nnames ? &r->names[r->nnames - 1] : NULL;
-			if (!nm || !str_eq(nm->name, name)) {
-				if (nm && str_cmp(nm->name, name) > 0)
-					return RCORRUPT(r, (uint64_t)(ent - r->p), "postings offset table not sorted");
-				if (r->nnames == cap) {
-					cap = alloc_grow_cap(cap, r->nnames + 1);
-					r->names = xreallocarray(r->names, cap, sizeof *r->names);
-				}
-				nm = &r->names[r->nnames++];
-				memset(nm, 0, sizeof *nm);
-				nm->name = name;
-				nm->first = (uint32_t)(ent - b);
-			}
-			if (nm->nvalues % SAMPLE_EVERY == 0) {
-				nm->samples = xreallocarray(nm->samples, nm->nsamples + 1, sizeof *nm->samples);
-				nm->samples[nm->nsamples++] = (value_sample_t){value, (uint32_t)(ent - b)};
-			}
-			nm->nvalues++;
-			nm->end = (uint32_t)(p - b);
+		case INDEXTOC_PT_ENTRY:
+			return RCORRUPT(r, (uint64_t)(f.at - r->p), "malformed postings offset table entry %u", f.entry);
+		case INDEXTOC_PT_OFFSET:
+			return RCORRUPT(r, (uint64_t)(f.at - r->p), "postings offset %llu past end of file",
+					(unsigned long long)f.value);
+		default:
+			return RCORRUPT(r, (uint64_t)(f.at - r->p), "postings offset table not sorted");
 		}
 	}
 	r->loaded = true;
@@ -825,13 +770,10 @@ int index_reader_symbol(index_reader_t *r, uint32_t idx, str_t *out, err_t *err)
 	int rc = index_reader_load(r, err);
 	if (rc)
 		return rc;
-	if (idx >= r->nsym)
+	if (idx >= r->syms.n)
 		return err_set(err, ERR_CORRUPT, "index: %s: symbol reference %u out of range (%u symbols)", r->path, idx,
-			       r->nsym);
-	const uint8_t *p = r->sym_p + r->sym_sample[idx / SAMPLE_EVERY];
-	for (uint32_t k = idx % SAMPLE_EVERY; k > 0; k--)
-		read_str(&p, r->sym_end, out); /* validated at load */
-	read_str(&p, r->sym_end, out);
+			       r->syms.n);
+	*out = indextoc_symbol(&r->syms, idx);
 	return 0;
 }
 
@@ -840,63 +782,7 @@ int index_reader_symbol_index(index_reader_t *r, str_t s, uint32_t *idx, err_t *
 	int rc = index_reader_load(r, err);
 	if (rc)
 		return rc;
-	size_t ns = r->nsym ? (r->nsym - 1) / SAMPLE_EVERY + 1 : 0;
-	size_t lo = 0, hi = ns;
-	while (lo < hi) { /* last sample <= s */
-		size_t mid = lo + (hi - lo) / 2;
-		const uint8_t *p = r->sym_p + r->sym_sample[mid];
-		str_t v;
-		read_str(&p, r->sym_end, &v);
-		if (str_cmp(v, s) <= 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == 0)
-		return ERR_NOT_FOUND;
-	size_t blk = lo - 1;
-	const uint8_t *p = r->sym_p + r->sym_sample[blk];
-	for (uint32_t i = (uint32_t)blk * SAMPLE_EVERY; i < r->nsym && i < (blk + 1) * SAMPLE_EVERY; i++) {
-		str_t v;
-		read_str(&p, r->sym_end, &v);
-		int c = str_cmp(v, s);
-		if (c == 0) {
-			*idx = i;
-			return 0;
-		}
-		if (c > 0)
-			break;
-	}
-	return ERR_NOT_FOUND;
-}
-
-static index_name_t *find_name(index_reader_t *r, str_t name)
-{
-	size_t lo = 0, hi = r->nnames;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = str_cmp(r->names[mid].name, name);
-		if (c == 0)
-			return &r->names[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
-}
-
-/* Parse the postings offset table entry at table-relative pos (validated at load). */
-static const uint8_t *ptab_entry(const index_reader_t *r, uint32_t pos, str_t *value, uint64_t *off)
-{
-	const uint8_t *b = r->p + r->toc_postings_offsets + 4;
-	const uint8_t *end = b + be32_get(r->p + r->toc_postings_offsets);
-	const uint8_t *p = b + pos + 1;
-	str_t name;
-	read_str(&p, end, &name);
-	read_str(&p, end, value);
-	p += uvarint_get(p, end, off);
-	return p;
+	return indextoc_symbol_find(&r->syms, s, idx) ? 0 : ERR_NOT_FOUND;
 }
 
 static int read_postings(index_reader_t *r, arena_t *a, uint64_t off, postings_t *out, err_t *err)
@@ -928,33 +814,12 @@ int index_reader_postings(index_reader_t *r, arena_t *a, str_t name, str_t value
 	if (rc)
 		return rc;
 	out->v = NULL, out->n = 0;
-	index_name_t *nm = find_name(r, name);
-	if (!nm)
+	const indextoc_name_t *nm = indextoc_ptab_name(&r->ptab, name);
+	uint64_t off;
+	uint32_t next;
+	if (!nm || !indextoc_ptab_find(&r->ptab, nm, value, &off, &next))
 		return 0;
-	size_t lo = 0, hi = nm->nsamples;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (str_cmp(nm->samples[mid].value, value) <= 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	if (lo == 0)
-		return 0;
-	uint32_t pos = nm->samples[lo - 1].pos;
-	const uint8_t *base = r->p + r->toc_postings_offsets + 4;
-	while (pos < nm->end) {
-		str_t v;
-		uint64_t off;
-		const uint8_t *next = ptab_entry(r, pos, &v, &off);
-		int c = str_cmp(v, value);
-		if (c == 0)
-			return read_postings(r, a, off, out, err);
-		if (c > 0)
-			break;
-		pos = (uint32_t)(next - base);
-	}
-	return 0;
+	return read_postings(r, a, off, out, err);
 }
 
 /* Union of postings of every value of name for which match(value) == want. */
@@ -962,7 +827,7 @@ static int postings_for_values(index_reader_t *r, arena_t *a, const matcher_t *m
 			       err_t *err)
 {
 	out->v = NULL, out->n = 0;
-	index_name_t *nm = find_name(r, m->name);
+	const indextoc_name_t *nm = indextoc_ptab_name(&r->ptab, m->name);
 	if (!nm)
 		return 0;
 	const str_t *lits;
@@ -977,19 +842,17 @@ static int postings_for_values(index_reader_t *r, arena_t *a, const matcher_t *m
 				VEC_PUSH(&lists, p);
 		}
 	} else {
-		const uint8_t *base = r->p + r->toc_postings_offsets + 4;
 		uint32_t pos = nm->first;
 		while (pos < nm->end && !rc) {
 			str_t v;
 			uint64_t off;
-			const uint8_t *next = ptab_entry(r, pos, &v, &off);
+			pos = indextoc_ptab_entry(&r->ptab, pos, &v, &off);
 			if (matcher_matches(m, v) == want) {
 				postings_t p;
 				rc = read_postings(r, a, off, &p, err);
 				if (!rc)
 					VEC_PUSH(&lists, p);
 			}
-			pos = (uint32_t)(next - base);
 		}
 	}
 	if (!rc)
@@ -1183,11 +1046,11 @@ int index_reader_label_names(index_reader_t *r, arena_t *a, const matcher_t *ms,
 	if (rc)
 		return rc;
 	if (n == 0) {
-		*out = arena_alloc(a, (r->nnames + 1) * sizeof(str_t));
+		*out = arena_alloc(a, (r->ptab.nnames + 1) * sizeof(str_t));
 		*nout = 0;
-		for (size_t i = 0; i < r->nnames; i++)
-			if (r->names[i].name.n)
-				(*out)[(*nout)++] = r->names[i].name;
+		for (size_t i = 0; i < r->ptab.nnames; i++)
+			if (r->ptab.names[i].name.n)
+				(*out)[(*nout)++] = r->ptab.names[i].name;
 		return 0;
 	}
 	return series_strings(r, a, ms, n, NULL, out, nout, err);
@@ -1201,19 +1064,14 @@ int index_reader_label_values(index_reader_t *r, arena_t *a, str_t name, const m
 		return rc;
 	*nout = 0;
 	*out = NULL;
-	index_name_t *nm = find_name(r, name);
+	const indextoc_name_t *nm = indextoc_ptab_name(&r->ptab, name);
 	if (!nm)
 		return 0;
 	if (n == 0) {
 		*out = arena_alloc(a, ((size_t)nm->nvalues + 1) * sizeof(str_t));
-		const uint8_t *base = r->p + r->toc_postings_offsets + 4;
-		uint32_t pos = nm->first;
-		while (pos < nm->end) {
-			uint64_t off;
-			const uint8_t *next = ptab_entry(r, pos, &(*out)[*nout], &off);
-			(*nout)++;
-			pos = (uint32_t)(next - base);
-		}
+		uint64_t off;
+		for (uint32_t pos = nm->first; pos < nm->end; (*nout)++)
+			pos = indextoc_ptab_entry(&r->ptab, pos, &(*out)[*nout], &off);
 		return 0;
 	}
 	return series_strings(r, a, ms, n, &name, out, nout, err);
@@ -1224,8 +1082,8 @@ int index_reader_each_name(index_reader_t *r, void (*fn)(void *arg, str_t name, 
 	int rc = index_reader_load(r, err);
 	if (rc)
 		return rc;
-	for (size_t i = 0; i < r->nnames; i++)
-		if (r->names[i].name.n)
-			fn(arg, r->names[i].name, r->names[i].nvalues);
+	for (size_t i = 0; i < r->ptab.nnames; i++)
+		if (r->ptab.names[i].name.n)
+			fn(arg, r->ptab.names[i].name, r->ptab.names[i].nvalues);
 	return 0;
 }

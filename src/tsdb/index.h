@@ -30,6 +30,7 @@
 #include "base/str.h"
 #include "model/labels.h"
 #include "model/matcher.h"
+#include "tsdb/indextoc.h"
 #include "tsdb/postings.h"
 
 #define INDEX_MAGIC 0xBAAAD700u
@@ -53,8 +54,6 @@ size_t index_writer_spilled_runs(const index_writer_t *w);
 int index_writer_close(index_writer_t *w, err_t *err); /* frees w */
 void index_writer_abort(index_writer_t *w);           /* frees w, leaves the partial file */
 
-typedef struct index_name index_name_t;
-
 typedef struct index_reader {
 	char *path;
 	const uint8_t *p;
@@ -62,13 +61,8 @@ typedef struct index_reader {
 	bool mapped; /* p is our mmap (else borrowed, see index_reader_open_mem) */
 	uint64_t toc_symbols, toc_series, toc_label_indices, toc_label_offsets, toc_postings, toc_postings_offsets;
 	bool loaded;
-	/* symbols */
-	const uint8_t *sym_p, *sym_end;
-	uint32_t nsym;
-	uint32_t *sym_sample; /* byte offset (from sym_p) of symbols 0, 32, 64, ... */
-	/* postings offset table, grouped by name */
-	index_name_t *names;
-	size_t nnames;
+	indextoc_symbols_t syms; /* symbol table, sampled */
+	indextoc_ptab_t ptab;    /* postings offset table, grouped by name */
 	uint32_t nseries_hint;
 } index_reader_t;
 

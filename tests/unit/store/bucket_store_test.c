@@ -222,8 +222,8 @@ TEST(indexheader_matches_index_reader)
 	index_reader_t r;
 	CHECK_EQ_INT(index_reader_open(&r, ipath, &err), 0);
 	CHECK_EQ_INT(index_reader_load(&r, &err), 0);
-	CHECK_EQ_INT(indexheader_nsymbols(h), r.nsym);
-	for (uint32_t i = 0; i < r.nsym; i++) {
+	CHECK_EQ_INT(indexheader_nsymbols(h), r.syms.n);
+	for (uint32_t i = 0; i < r.syms.n; i++) {
 		str_t x, y;
 		CHECK_EQ_INT(indexheader_symbol(h, i, &x, &err), 0);
 		CHECK_EQ_INT(index_reader_symbol(&r, i, &y, &err), 0);

@@ -524,6 +524,37 @@ TEST(index_corrupt_sections)
 	fixture_release(&f);
 }
 
+/* A load that failed part-way through the postings offset table fails again the same way when
+ * retried (every lookup retries it), without keeping the first attempt's half-built tables. */
+TEST(index_failed_load_retried_same_error)
+{
+	fixture_t f;
+	build_index(&f);
+	uint8_t *b = xmalloc(f.len);
+	memcpy(b, f.bytes, f.len);
+	uint64_t pot = toc_at(f.bytes, f.len, 5);
+	uint32_t cnt = be32_get(b + pot + 4);
+	be32_put(b + pot + 4, cnt + 1); /* one entry more than the table holds */
+	fix_section_crc(b, pot);
+	tu_write_file(f.path, b, f.len);
+	index_reader_t r;
+	err_t err = {0};
+	CHECK_EQ_INT(index_reader_open(&r, f.path, &err), 0);
+	char want[64];
+	snprintf(want, sizeof want, "malformed postings offset table entry %u", cnt);
+	for (int i = 0; i < 2; i++) {
+		CHECK_EQ_INT(index_reader_load(&r, &err), ERR_CORRUPT);
+		if (!strstr(err.msg, want))
+			TEST_FAILF("attempt %d: want \"%s\" in: %s", i + 1, want, err.msg);
+	}
+	str_t s;
+	CHECK_EQ_INT(index_reader_symbol(&r, 0, &s, &err), ERR_CORRUPT);
+	CHECK(strstr(err.msg, want));
+	index_reader_close(&r);
+	free(b);
+	fixture_release(&f);
+}
+
 /* CRC-protected regions of the fixture (body start, length, CRC position), from the TOC and writer
  * layout, so that mutations can keep the CRCs valid and reach the parsers behind them. */
 typedef struct region {
