@@ -9,8 +9,10 @@
  *   - block open time (mmap; meta.json, index header/TOC, chunk segment headers) and the first
  *     query's one-off index load;
  *   - postings for 2-matcher selectors over 1M series.
- * Usage: tsdb_bench [series (default 1000000)]. Works in $TMPDIR (default /tmp). Prints RESULT lines.
+ * Usage: tsdb_bench [series (default 1000000)] | tsdb_bench xor (only the XOR part, a few seconds).
+ * Works in $TMPDIR (default /tmp). Prints RESULT lines.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,9 +235,12 @@ static void bench_postings(block_t *b, const char *what, const matcher_t *ms, si
 
 int main(int argc, char **argv)
 {
-	size_t nseries = argc > 1 ? (size_t)strtoull(argv[1], NULL, 10) : 1000000;
+	bool xor_only = argc > 1 && !strcmp(argv[1], "xor");
+	size_t nseries = argc > 1 && !xor_only ? (size_t)strtoull(argv[1], NULL, 10) : 1000000;
 	bench_xor("scrape");
 	bench_xor("jitter");
+	if (xor_only)
+		return 0;
 
 	const char *tmp = getenv("TMPDIR");
 	char parent[4096], dir[4096];

@@ -190,12 +190,13 @@ const uint8_t *xor_enc_bytes(xor_enc_t *e, size_t *len)
 /* ---- decoder ---- */
 
 /*
- * The hot path (xor_dec_batch) keeps the decoder state in locals and reads the bit stream with one
- * unaligned big-endian 64-bit load per field: ld() returns the 64 bits starting at any bit position.
- * A sample is at most 4+64 timestamp bits and 13+64 value bits; its loads reach at most
- * XOR_SAMPLE_MAX_READ bytes past the byte it starts in. While a sample starts at least that far
- * from the end of the chunk no bounds are checked at all; the last few samples are decoded from a
- * zero-padded copy of the chunk's tail, checking after each sample that it ended inside the data.
+ * The hot path (xor_dec_batch → dec_run) keeps the decoder state in locals and reads the bit stream
+ * with unaligned big-endian 8-byte loads at any bit position: one for a sample's control bits and
+ * timestamp, one for its value bits. A sample reads at most XOR_SAMPLE_MAX_READ bytes from the byte
+ * it starts in (see dec_run). While a sample starts at least that far from the end of the chunk no
+ * bounds are checked at all; the last samples are decoded from a zero-padded copy of the chunk's
+ * tail (XOR_TAIL_BUF bytes: at most XOR_SAMPLE_MAX_READ of data plus one sample's reads), checking
+ * after them that the data did not end early.
  */
 #define XOR_SAMPLE_MAX_READ 32
 #define XOR_TAIL_BUF 64
@@ -214,16 +215,27 @@ int xor_dec_init(xor_dec_t *d, const uint8_t *p, size_t len, err_t *err)
 	return 0;
 }
 
+static inline uint64_t be64_load(const uint8_t *q)
+{
+	uint64_t w;
+	memcpy(&w, q, 8);
+	return __builtin_bswap64(w);
+}
+
 /* The 64 bits starting at bit pos of b; b must hold 9 bytes from pos/8 on. */
 static inline uint64_t ld(const uint8_t *b, uint64_t pos)
 {
 	const uint8_t *q = b + (pos >> 3);
-	uint64_t w;
-	memcpy(&w, q, 8);
-	w = __builtin_bswap64(w);
 	unsigned sh = (unsigned)(pos & 7);
 	/* sh == 0: q[8] >> 8 == 0, so no branch */
-	return (w << sh) | (uint64_t)(q[8] >> (8 - sh));
+	return (be64_load(q) << sh) | (uint64_t)(q[8] >> (8 - sh));
+}
+
+/* The bits starting at bit pos of b, of which the first 57 are valid (the rest are zero); one
+ * 8-byte load from pos/8. */
+static inline uint64_t ld57(const uint8_t *b, uint64_t pos)
+{
+	return be64_load(b + (pos >> 3)) << (pos & 7);
 }
 
 /* The 64 bits starting at bit pos, zero-filled past the end (slow path for the first samples). */
@@ -245,9 +257,9 @@ static inline uint64_t read_bits(xor_dec_t *d, int n)
 	return w;
 }
 
-static int dec_corrupt(const xor_dec_t *d, uint64_t pos, err_t *err)
+static int dec_corrupt(const xor_dec_t *d, unsigned sample, uint64_t pos, err_t *err)
 {
-	return err_set(err, ERR_CORRUPT, "xor chunk: sample %u of %u: data ends at bit %llu of %zu", d->read + 1,
+	return err_set(err, ERR_CORRUPT, "xor chunk: sample %u of %u: data ends at bit %llu of %zu", sample,
 		       d->total, (unsigned long long)pos, d->len * 8);
 }
 
@@ -262,94 +274,110 @@ typedef struct dstate {
 	uint64_t pos;
 	int64_t t, td;
 	uint64_t v;
-	unsigned lead, trail;
+	unsigned trail, sig; /* the value window: sig (1..64) significant bits above trail zero bits */
 } dstate_t;
 
-static inline uint64_t be64_load(const uint8_t *q)
-{
-	uint64_t w;
-	memcpy(&w, q, 8);
-	return __builtin_bswap64(w);
-}
-
-/* 121 or more valid bits starting at bit pos, as two words (loads 16 bytes from pos/8). */
-typedef struct win {
-	uint64_t hi, lo;
-} win_t;
-
-static inline win_t window(const uint8_t *b, uint64_t pos)
-{
-	const uint8_t *q = b + (pos >> 3);
-	uint64_t x = be64_load(q), y = be64_load(q + 8);
-	unsigned sh = (unsigned)(pos & 7);
-	return (win_t){(x << sh) | ((y >> 1) >> (63 - sh)), y << sh};
-}
-
-/* The 64 bits at offset c (0..63) of the window. */
-static inline uint64_t win_at(win_t w, unsigned c)
-{
-	return (w.hi << c) | ((w.lo >> 1) >> (63 - c));
-}
-
 /*
- * Decode one sample (not one of the first two) at s->pos of b. Returns 0 or ERR_CORRUPT for a value
- * window wider than 64 bits (pos_base + s->pos names the bit in the message).
+ * Decode samples (not the first two) from b into ot[]/ov[] while fewer than cap are decoded and the
+ * next one starts at or before bit stop. Returns the number decoded, or ERR_CORRUPT for a value
+ * window wider than 64 bits (pos_base + its position names the bit in the message).
  *
- * Both fields come out of one 128-bit window: the timestamp's dod (at most 24 bits unless it is the
- * rare 64-bit form) and the value (at most 13 + 64 bits). Branches on the common forms (dod 0, value
- * unchanged, value window reused) are deliberate: when predicted, the next sample's bit position is
- * known before this sample's bits have even been loaded, which beats branch-free decoding by 1.5-2x
- * on real data (measured with bench/tsdb_bench).
+ * Bits read: the 8-byte load at the sample's start covers the timestamp (at most 24 bits) and the
+ * value's control bits (at most 13) except in the rare 64-bit dod form, which reloads at +4 and +68;
+ * the value bits (at most 64) are one more load at most 81 bits on. So a sample reads at most 20
+ * bytes from the byte it starts in (< XOR_SAMPLE_MAX_READ).
+ *
+ * Speed comes from the next sample's bit position, the loop's only long dependency chain. Each common
+ * form has its own branch with a width known in advance: dod 0 (1 bit), dod in '10'+14 bits (16 bits,
+ * jittered scrapes), value unchanged (1 bit), value in the previous window (2 + sig bits). When these
+ * branches are predicted, the next position is known before this sample's bits have been loaded, and
+ * samples decode in parallel. Computing widths arithmetically from the loaded bits instead (branch
+ * free) makes every sample wait for its load: measured 1.5-2x slower with bench/tsdb_bench.
  */
-static inline __attribute__((always_inline)) int dec_one(const uint8_t *b, dstate_t *s, uint64_t pos_base,
+static inline __attribute__((always_inline)) int dec_run(const uint8_t *b, uint64_t stop, dstate_t *st,
+							   int64_t *ot, double *ov, int cap, uint64_t pos_base,
 							   err_t *err)
 {
-	uint64_t pos = s->pos;
-	win_t w = window(b, pos);
-	unsigned c; /* bits of w consumed */
-	if (!(w.hi >> 63)) {
-		c = 1; /* dod 0, the common case for regular scrapes */
-	} else {
-		/* '10'+14 bits, '110'+17, '1110'+20, '1111'+64: count leading ones (at most 4) */
-		unsigned k = (unsigned)__builtin_clzll(~w.hi | (1ull << 59));
-		int64_t dod;
-		if (__builtin_expect(k < 4, 1)) {
-			unsigned nb = 11 + 3 * k; /* 14, 17, 20 for k = 1..3 */
-			uint64_t u = (w.hi << (k + 1)) >> (64 - nb);
-			uint64_t half = 1ull << (nb - 1);
-			/* Prometheus: values above 2^(n-1) are negative */
-			dod = (int64_t)(u - (u > half ? half << 1 : 0));
-			c = k + 1 + nb;
+	uint64_t pos = st->pos, v = st->v;
+	int64_t t = st->t, td = st->td;
+	unsigned trail = st->trail, sig = st->sig;
+	int n = 0;
+	while (n < cap && pos <= stop) {
+		uint64_t w = ld57(b, pos);
+		unsigned c; /* bits of w consumed */
+		if (!(w >> 62)) {
+			/* '0' '0' pairs: dod 0 and value unchanged (constant series). Up to 28 pairs come from
+			 * the 57 valid bits; the run is cut where a sample would start after stop. */
+			unsigned run = (unsigned)__builtin_clzll(w | 0x80) / 2;
+			uint64_t room = (stop - pos) / 2 + 1;
+			if (run > room)
+				run = (unsigned)room;
+			if (run > (unsigned)(cap - n))
+				run = (unsigned)(cap - n);
+			double vf = u2f(v);
+			for (unsigned i = 0; i < run; i++) {
+				t = (int64_t)((uint64_t)t + (uint64_t)td);
+				ot[n] = t;
+				ov[n] = vf;
+				n++;
+			}
+			pos += 2 * (uint64_t)run;
+			continue;
+		}
+		if (!(w >> 63)) {
+			c = 1; /* dod 0, the common case for regular scrapes */
+		} else if ((w >> 62) == 2) {
+			/* '10' + 14 bits, the common case for jittered scrapes. Prometheus reads an n-bit dod
+			 * above 2^(n-1) as negative. */
+			uint64_t u = (w << 2) >> 50;
+			td = (int64_t)((uint64_t)td + u - (u > 8192 ? 16384 : 0));
+			c = 16;
 		} else {
-			dod = (int64_t)window(b, pos + 4).hi;
-			pos += 68;
-			w = window(b, pos);
-			c = 0;
+			/* '110' + 17 bits, '1110' + 20, '1111' + 64 */
+			unsigned k = (unsigned)__builtin_clzll(~w | (1ull << 59)); /* leading ones: 2..4 */
+			uint64_t dod;
+			if (k < 4) {
+				unsigned nb = 11 + 3 * k; /* 17, 20 */
+				uint64_t u = (w << (k + 1)) >> (64 - nb), half = 1ull << (nb - 1);
+				dod = u - (u > half ? half << 1 : 0);
+				c = k + 1 + nb;
+			} else {
+				dod = ld(b, pos + 4);
+				pos += 68;
+				w = ld57(b, pos);
+				c = 0;
+			}
+			td = (int64_t)((uint64_t)td + dod);
 		}
-		s->td = (int64_t)((uint64_t)s->td + (uint64_t)dod);
-	}
-	s->t = (int64_t)((uint64_t)s->t + (uint64_t)s->td);
-	uint64_t top = win_at(w, c);
-	if (!(top >> 63)) {
-		c += 1; /* value unchanged */
-	} else {
-		unsigned hdr = 2;
-		if (top & (1ull << 62)) {
-			unsigned hl = (unsigned)(top >> 57) & 31; /* 11 lllll ssssss */
-			unsigned hs = (((unsigned)(top >> 51) - 1) & 63) + 1; /* 0 means 64 */
-			if (__builtin_expect(hl + hs > 64, 0))
-				return bad_window(pos_base + pos + c, hl, hs, err);
-			s->lead = hl;
-			s->trail = 64 - hl - hs;
-			hdr = 13;
+		t = (int64_t)((uint64_t)t + (uint64_t)td);
+		uint64_t ctl = w << c; /* at least 33 valid bits */
+		if (!(ctl >> 63)) {
+			c += 1; /* value unchanged */
+		} else {
+			if (ctl & (1ull << 62)) {
+				/* '11' lllll ssssss: a new window; sig 0 means 64 */
+				unsigned lead = (unsigned)(ctl >> 57) & 31;
+				sig = (((unsigned)(ctl >> 51) - 1) & 63) + 1;
+				if (__builtin_expect(lead + sig > 64, 0)) {
+					int rc = bad_window(pos_base + pos + c, lead, sig, err);
+					st->pos = pos;
+					return rc;
+				}
+				trail = 64 - lead - sig;
+				c += 13;
+			} else {
+				c += 2; /* '10': the previous window, width known before the bits arrive */
+			}
+			v ^= (ld(b, pos + c) >> (64 - sig)) << trail;
+			c += sig;
 		}
-		/* '10' reuses the window: its width is known before the bits arrive */
-		unsigned sig = 64 - s->lead - s->trail; /* 1..64 */
-		s->v ^= (win_at(w, c + hdr) >> (64 - sig)) << s->trail;
-		c += hdr + sig;
+		pos += c;
+		ot[n] = t;
+		ov[n] = u2f(v);
+		n++;
 	}
-	s->pos = pos + c;
-	return 0;
+	*st = (dstate_t){pos, t, td, v, trail, sig};
+	return n;
 }
 
 static int dec_value_slow(xor_dec_t *d, err_t *err)
@@ -404,7 +432,7 @@ static int dec_head(xor_dec_t *d, int64_t *t, double *v, err_t *err)
 			return rc;
 	}
 	if (d->pos > (uint64_t)d->len * 8)
-		return dec_corrupt(d, d->pos, err);
+		return dec_corrupt(d, d->read + 1u, d->pos, err);
 	d->read++;
 	*t = d->t;
 	*v = u2f(d->v);
@@ -420,75 +448,45 @@ int xor_dec_batch(xor_dec_t *d, int64_t *ts, double *vs, int cap, err_t *err)
 			return rc;
 		n++;
 	}
-	const int n0 = n; /* samples of the fast loops are counted into d->read at the end */
 	int left = d->total - d->read;
 	if (left > cap - n)
 		left = cap - n;
 	if (left <= 0)
 		return n;
-	dstate_t s = {d->pos, d->t, d->tdelta, d->v, d->leading, d->trailing};
+	dstate_t s = {d->pos, d->t, d->tdelta, d->v, d->trailing, 64u - d->leading - d->trailing};
 	const uint64_t limit = (uint64_t)d->len * 8;
-	int rc = 0;
-	/* fast region: the sample starts XOR_SAMPLE_MAX_READ bytes or more before the end */
+	int k = 0;
+	/* fast region: samples that start XOR_SAMPLE_MAX_READ bytes or more before the end */
 	if (d->len >= XOR_SAMPLE_MAX_READ) {
-		const uint64_t fast_end = (uint64_t)(d->len - XOR_SAMPLE_MAX_READ) * 8;
-		while (left > 0 && s.pos <= fast_end) {
-			/* a run of '0' '0' pairs: dod 0 and value unchanged (constant gauges) */
-			uint64_t top = window(d->p, s.pos).hi;
-			int run = __builtin_clzll(top | 1) / 2;
-			if (run > 1) {
-				if (run > left)
-					run = left;
-				double vf = u2f(s.v);
-				for (int i = 0; i < run; i++) {
-					s.t = (int64_t)((uint64_t)s.t + (uint64_t)s.td);
-					ts[n + i] = s.t;
-					vs[n + i] = vf;
-				}
-				n += run, left -= run;
-				s.pos += 2 * (uint64_t)run;
-				continue;
-			}
-			if ((rc = dec_one(d->p, &s, 0, err)))
-				goto out;
-			ts[n] = s.t;
-			vs[n] = u2f(s.v);
-			n++, left--;
-		}
+		k = dec_run(d->p, (uint64_t)(d->len - XOR_SAMPLE_MAX_READ) * 8, &s, ts + n, vs + n, left, 0, err);
+		if (k < 0)
+			return k;
 	}
-	if (left > 0) {
-		/* tail: a zero-padded copy; the checks after each sample keep s.pos within the data, so
-		 * every load stays inside the copy */
+	if (k < left) {
+		/* tail: a zero-padded copy. Samples start at most at the end of the data, so their reads
+		 * stay inside the copy; the first one that runs past the data is the last decoded. */
 		uint8_t tail[XOR_TAIL_BUF] = {0};
 		size_t start = (size_t)(s.pos >> 3);
 		memcpy(tail, d->p + start, d->len - start);
 		uint64_t base = (uint64_t)start * 8;
 		s.pos -= base;
-		while (left > 0) {
-			if ((rc = dec_one(tail, &s, base, err)))
-				break;
-			if (s.pos + base > limit) {
-				d->read = (uint16_t)(d->read + (n - n0));
-				rc = dec_corrupt(d, s.pos + base, err);
-				break;
-			}
-			ts[n] = s.t;
-			vs[n] = u2f(s.v);
-			n++, left--;
-		}
+		int kt = dec_run(tail, limit - base, &s, ts + n + k, vs + n + k, left - k, base, err);
+		if (kt < 0)
+			return kt;
 		s.pos += base;
+		k += kt;
+		if (s.pos > limit)
+			return dec_corrupt(d, d->read + (unsigned)k, s.pos, err);
+		/* otherwise dec_run stopped at left samples: it only stops early after passing the end */
 	}
-out:
-	if (rc)
-		return rc;
-	d->read = (uint16_t)(d->read + (n - n0));
+	d->read = (uint16_t)(d->read + k);
 	d->pos = s.pos;
 	d->t = s.t;
 	d->tdelta = s.td;
 	d->v = s.v;
-	d->leading = (uint8_t)s.lead;
+	d->leading = (uint8_t)(64 - s.sig - s.trail);
 	d->trailing = (uint8_t)s.trail;
-	return n;
+	return n + k;
 }
 
 int xor_dec_next(xor_dec_t *d, int64_t *t, double *v, err_t *err)
