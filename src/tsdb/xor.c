@@ -368,7 +368,9 @@ static inline __attribute__((always_inline)) int dec_run(const uint8_t *b, uint6
 			} else {
 				c += 2; /* '10': the previous window, width known before the bits arrive */
 			}
-			v ^= (ld(b, pos + c) >> (64 - sig)) << trail;
+			/* one 8-byte load holds 57 bits; wider windows (rare) need a ninth byte */
+			uint64_t x = sig <= 57 ? ld57(b, pos + c) : ld(b, pos + c);
+			v ^= (x >> (64 - sig)) << trail;
 			c += sig;
 		}
 		pos += c;
