@@ -2,8 +2,9 @@
  * tsdb_bench — TSDB block performance, per core (CPU time of the measuring thread, so numbers hold on
  * a shared machine):
  *   - XOR encode/decode on 120-sample chunks, two data sets: "scrape" (15s scrapes with occasional
- *     jitter; a mix of counters, constant and wandering gauges, like node_exporter) and "jitter"
- *     (every timestamp jittered, every value changed: the hard case for the bit-serial format);
+ *     jitter; a mix of counters, constant and wandering gauges, like node_exporter), "jitter"
+ *     (every timestamp jittered, every value changed: the hard case for the bit-serial format) and
+ *     "query" (the counters bench/promql_bench.sh's sum(rate) decodes, as promql_blockgen writes them);
  *   - block writing incl. index (samples/s) and its peak RSS for 10x more samples per series and for
  *     10x more series (forked children, so each has its own high-water mark);
  *   - block open time (mmap; meta.json, index header/TOC, chunk segment headers) and the first
@@ -55,7 +56,15 @@ static void gen(const char *kind, int c, int64_t *t, double *v)
 	double val = (double)c;
 	int64_t ts = 1700000000000ll;
 	for (int i = 0; i < N; i++) {
-		if (!strcmp(kind, "jitter")) {
+		if (!strcmp(kind, "query")) {
+			/* promql_blockgen's counter x (bench/promql_bench.sh's sum(rate)): 0-3 ms jitter on every
+			 * scrape, increments 0..5 for most series, up to 0..200 for a few */
+			double scale = c % 10 < 3 ? 20.0 / (c % 20 + 1) : 0.5;
+			if (i == 0)
+				val = (double)(rnd() % 100000);
+			ts = 1700000000000ll + i * 15000 + (int64_t)(rnd() & 3);
+			val += (double)(rnd() % (uint64_t)(scale * 10 + 1));
+		} else if (!strcmp(kind, "jitter")) {
 			ts = 1700000000000ll + i * 15000 + (int64_t)(rnd() % 16);
 			val += (double)(rnd() % 64);
 		} else {
@@ -239,6 +248,7 @@ int main(int argc, char **argv)
 	size_t nseries = argc > 1 && !xor_only ? (size_t)strtoull(argv[1], NULL, 10) : 1000000;
 	bench_xor("scrape");
 	bench_xor("jitter");
+	bench_xor("query");
 	if (xor_only)
 		return 0;
 
