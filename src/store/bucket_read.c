@@ -475,6 +475,7 @@ typedef struct cref {
 
 typedef struct oseries {
 	labels_t ls;
+	labels_t rkey; /* without_replica_labels: the replica labels removed from ls (else empty) */
 	cref_t *refs;
 	size_t nrefs;
 	int64_t bmint; /* block mint, for ordering equal label sets */
@@ -737,6 +738,8 @@ static int oseries_cmp(const void *a, const void *b)
 	int c = labels_cmp(&x->ls, &y->ls);
 	if (c)
 		return c;
+	if ((c = labels_cmp(&x->rkey, &y->rkey)) != 0) /* replicas: consecutive, in replica label order */
+		return c;
 	if (x->bmint != y->bmint)
 		return x->bmint < y->bmint ? -1 : 1;
 	/* overlapping blocks with the same start: by ULID, so the output does not depend on read order */
@@ -781,6 +784,27 @@ static int touch(call_t *c, atomic_llong *touched, size_t n)
 	return 0;
 }
 
+/* without_replica_labels: move the labels named in names[0..n) from *ls (in place, order kept) to *rkey
+ * (allocated in a when there are any). Whether they came from the block's external labels (constant
+ * per block) or the series' own, the series of one replica keep their relative order. */
+static void split_replicas(arena_t *a, labels_t *ls, labels_t *rkey, const str_t *names, size_t n)
+{
+	size_t w = 0;
+	for (size_t i = 0; i < ls->n; i++) {
+		bool drop = false;
+		for (size_t j = 0; j < n && !drop; j++)
+			drop = str_eq(ls->v[i].name, names[j]);
+		if (!drop) {
+			ls->v[w++] = ls->v[i];
+			continue;
+		}
+		if (!rkey->v)
+			rkey->v = ARENA_NEW_ARRAY(a, label_t, n);
+		rkey->v[rkey->n++] = ls->v[i];
+	}
+	ls->n = w;
+}
+
 static int block_series(call_t *c, arena_t *keep, bucket_block_t *b, const store_series_req_t *req, ovec_t *out,
 			atomic_llong *touched)
 {
@@ -806,6 +830,9 @@ static int block_series(call_t *c, arena_t *keep, bucket_block_t *b, const store
 			continue;
 		oseries_t *o = VEC_ADD(out);
 		o->ls = store_merge_external(keep, &se[i].ls, &b->ext);
+		o->rkey = (labels_t){0};
+		if (req->without_replica_labels && req->nreplica_labels)
+			split_replicas(keep, &o->ls, &o->rkey, req->replica_labels, req->nreplica_labels);
 		o->nrefs = hi - lo;
 		o->refs = ARENA_NEW_ARRAY(keep, cref_t, o->nrefs);
 		for (size_t k = lo; k < hi; k++)
@@ -836,7 +863,7 @@ typedef struct lane {
 	int rc;
 	size_t failed_block;
 	ovec_t out;    /* Series */
-	strvec_t strs; /* label calls: per block sorted and unique, blocks appended */
+	strvec_t strs; /* label calls: the blocks' names or values */
 } lane_t;
 
 /* What a call does with one block, on lane l; arg is the call's request. */
@@ -1028,11 +1055,15 @@ int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req,
 	}
 	if (all.n > 1)
 		qsort(all.v, all.n, sizeof *all.v, oseries_cmp);
-	/* Same labels from several blocks (consecutive time ranges): one series, chunks in time order. */
+	/* Same labels from several blocks (consecutive time ranges): one series, chunks in time order.
+	 * Without replica labels, only blocks of one replica (equal rkey) merge: the replicas of a series
+	 * stay separate consecutive series for the caller's dedup. */
 	size_t w = 0, nchunks = 0;
 	for (size_t i = 0, j; i < all.n; i = j) {
 		size_t run = all.v[i].nrefs;
-		for (j = i + 1; j < all.n && labels_eq(&all.v[i].ls, &all.v[j].ls); j++)
+		for (j = i + 1; j < all.n && labels_eq(&all.v[i].ls, &all.v[j].ls) &&
+				labels_eq(&all.v[i].rkey, &all.v[j].rkey);
+		     j++)
 			run += all.v[j].nrefs;
 		oseries_t o = all.v[i];
 		if (j - i > 1) { /* one allocation per merged series, not one per block */
@@ -1070,9 +1101,9 @@ int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req,
 /* ================================ labels ================================ */
 
 /* A label call reads each block like Series does (scan_blocks): straight from the index-header when no
- * matcher is left after the block's external labels, else through postings and series entries; each
- * block's strings are sorted and deduplicated on its lane, and the lanes' strings merged at the end,
- * so the answer does not depend on which lane read which block. */
+ * matcher is left after the block's external labels, else through postings and series entries (whose
+ * strings are deduplicated per block on its lane); the lanes' strings are sorted and deduplicated at
+ * the end, so the answer does not depend on which lane read which block. */
 typedef struct label_scan {
 	const store_label_req_t *req;
 	bool names;
@@ -1085,8 +1116,8 @@ static bool push_value(void *arg, str_t value, int64_t start, int64_t end)
 	return true;
 }
 
-/* The block's names or values (unsorted, may repeat) appended to out. */
-static int label_block_strings(call_t *c, bucket_block_t *b, const label_scan_t *ls, strvec_t *out,
+/* The block's names or values appended to out; *repeats when they may repeat (read from series). */
+static int label_block_strings(call_t *c, bucket_block_t *b, const label_scan_t *ls, strvec_t *out, bool *repeats,
 			       atomic_llong *touched)
 {
 	const store_label_req_t *req = ls->req;
@@ -1126,6 +1157,7 @@ static int label_block_strings(call_t *c, bucket_block_t *b, const label_scan_t 
 	sentry_t *se = ARENA_NEW_ARRAY(c->a, sentry_t, ids.n + 1);
 	if ((rc = fetch_series(c, b, h, ids, se)))
 		return rc;
+	*repeats = true;
 	/* A series' labels merged with the block's external ones (which win): for names the union, for
 	 * values the external value when the block has one. */
 	if (ls->names) {
@@ -1150,8 +1182,9 @@ static int label_block_strings(call_t *c, bucket_block_t *b, const label_scan_t 
 static int label_block(call_t *c, lane_t *l, bucket_block_t *b, const void *arg, atomic_llong *touched)
 {
 	size_t from = l->strs.n;
-	int rc = label_block_strings(c, b, arg, &l->strs, touched);
-	if (!rc)
+	bool repeats = false;
+	int rc = label_block_strings(c, b, arg, &l->strs, &repeats, touched);
+	if (!rc && repeats) /* one copy per block of what its series repeat */
 		l->strs.n = from + store_strings_sort_unique(l->strs.v + from, l->strs.n - from);
 	return rc;
 }
