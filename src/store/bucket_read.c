@@ -38,6 +38,10 @@ typedef struct call {
 	arena_t *a;
 	atomic_llong *bytes; /* downloaded so far by the whole call */
 	err_t *err;
+	/* Label calls need only some of a series' symbols (decode_series leaves the others STR_NULL):
+	 * names_only, or the names and only the value of *only_name. Neither: all of them. */
+	bool names_only;
+	const str_t *only_name;
 } call_t;
 
 static int charge(call_t *c, int64_t n, const char *what)
@@ -321,9 +325,13 @@ static int decode_series(call_t *c, bucket_block_t *b, const indexheader_t *h, u
 		if ((k = uvarint_get(p, be, &vs)) <= 0)
 			return SBAD("bad label value ref");
 		p += k;
-		if (ns > UINT32_MAX || vs > UINT32_MAX || indexheader_symbol(h, (uint32_t)ns, &out->ls.v[i].name, NULL) ||
-		    indexheader_symbol(h, (uint32_t)vs, &out->ls.v[i].value, NULL))
+		if (ns >= indexheader_nsymbols(h) || vs >= indexheader_nsymbols(h))
 			return SBAD("symbol reference out of range");
+		label_t *l = &out->ls.v[i];
+		indexheader_symbol(h, (uint32_t)ns, &l->name, NULL);
+		l->value = STR_NULL;
+		if (!c->names_only && (!c->only_name || str_eq(l->name, *c->only_name)))
+			indexheader_symbol(h, (uint32_t)vs, &l->value, NULL);
 	}
 	uint64_t nc;
 	if ((k = uvarint_get(p, be, &nc)) <= 0 || nc > bl)
@@ -1155,7 +1163,10 @@ static int label_block_strings(call_t *c, bucket_block_t *b, const label_scan_t 
 	if ((rc = touch(c, touched, ids.n)))
 		return rc;
 	sentry_t *se = ARENA_NEW_ARRAY(c->a, sentry_t, ids.n + 1);
-	if ((rc = fetch_series(c, b, h, ids, se)))
+	call_t lc = *c; /* resolves only the symbols used below */
+	lc.names_only = ls->names;
+	lc.only_name = ls->names ? NULL : &req->name;
+	if ((rc = fetch_series(&lc, b, h, ids, se)))
 		return rc;
 	*repeats = true;
 	/* A series' labels merged with the block's external ones (which win): for names the union, for
