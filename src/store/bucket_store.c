@@ -149,6 +149,7 @@ static int bs_info(store_t *base, arena_t *a, store_info_t *out, err_t *err)
 	out->nlabel_sets = ns;
 	out->mint = mint;
 	out->maxt = maxt;
+	out->supports_without_replica_labels = true; /* bucket_read_series */
 	return 0;
 }
 

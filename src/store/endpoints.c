@@ -99,6 +99,7 @@ static void copy_info(arena_t *a, const store_info_t *in, store_info_t *out)
 	out->mint = in->mint;
 	out->maxt = in->maxt;
 	out->component_type = in->component_type ? arena_strdup(a, in->component_type) : NULL;
+	out->supports_without_replica_labels = in->supports_without_replica_labels;
 }
 
 /* Cached Info; an endpoint that never answered fails (a partial-response warning naming it). */

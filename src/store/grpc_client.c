@@ -345,6 +345,13 @@ static int gs_series(store_t *s, arena_t *a, const store_series_req_t *req, seri
 	r.partial_response_strategy =
 		req->abort_on_error ? THANOS__PARTIAL_RESPONSE_STRATEGY__ABORT : THANOS__PARTIAL_RESPONSE_STRATEGY__WARN;
 	r.partial_response_disabled = req->abort_on_error;
+	if (req->without_replica_labels && req->nreplica_labels) {
+		r.n_without_replica_labels = req->nreplica_labels;
+		r.without_replica_labels = ARENA_NEW_ARRAY(a, char *, req->nreplica_labels);
+		for (size_t i = 0; i < req->nreplica_labels; i++)
+			r.without_replica_labels[i] =
+				arena_strndup(a, req->replica_labels[i].p, req->replica_labels[i].n);
+	}
 	Thanos__QueryHints qh = THANOS__QUERY_HINTS__INIT;
 	Thanos__Func fn = THANOS__FUNC__INIT;
 	if (req->func) {
@@ -504,6 +511,7 @@ static int gs_info(store_t *s, arena_t *a, store_info_t *out, err_t *err)
 	if (p->store) {
 		out->mint = p->store->min_time;
 		out->maxt = p->store->max_time;
+		out->supports_without_replica_labels = p->store->supports_without_replica_labels;
 	} else { /* no StoreAPI served: an empty range, so the proxy never selects it */
 		out->mint = INT64_MAX;
 		out->maxt = INT64_MIN;

@@ -285,6 +285,15 @@ static bool series_open(store_t *store, grpc_call_t *call, str_t msg, series_str
 				  req->partial_response_strategy == THANOS__PARTIAL_RESPONSE_STRATEGY__ABORT,
 		.func = req->query_hints && req->query_hints->func ? req->query_hints->func->name : NULL,
 	};
+	if (req->n_without_replica_labels) {
+		/* passed on as asked; a store without support ignores it (store.h) */
+		str_t *rl = ARENA_NEW_ARRAY(a, str_t, req->n_without_replica_labels);
+		for (size_t i = 0; i < req->n_without_replica_labels; i++)
+			rl[i] = str_c(req->without_replica_labels[i]);
+		sr.replica_labels = rl;
+		sr.nreplica_labels = req->n_without_replica_labels;
+		sr.without_replica_labels = true;
+	}
 	st->skip_chunks = req->skip_chunks;
 	rc = store_series(store, a, &sr, &st->set, &err);
 	if (rc < 0) {
@@ -406,6 +415,7 @@ static void run_info(store_t *store, const char *component, grpc_call_t *call, s
 	Thanos__Info__StoreInfo si = THANOS__INFO__STORE_INFO__INIT;
 	si.min_time = info.mint;
 	si.max_time = info.maxt;
+	si.supports_without_replica_labels = info.supports_without_replica_labels;
 	resp.store = &si;
 	size_t len = thanos__info__info_response__get_packed_size(&resp);
 	thanos__info__info_response__pack(&resp, sink_reserve(k, len));

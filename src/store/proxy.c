@@ -35,6 +35,8 @@ typedef struct stream {
 	bool done;
 	bool buffered;     /* dedup, replica labels vary per series: collected and re-sorted */
 	bool strip;        /* dedup, replica labels constant (external): streamed, stripped on the fly */
+	bool wrl;          /* dedup, store asked without_replica_labels: streamed (with strip set), its
+			    * replicas arrive as consecutive series with equal labels */
 	bool misordered;   /* strip: a series came out of order once stripped (warned once) */
 	bentry_t *entries; /* buffered streams */
 	size_t nentries, pos;
@@ -75,6 +77,10 @@ typedef struct proxy_set {
 	dedup_cursor_t *cursors;
 	size_t capits;
 	dedup_iter_t dd;
+	/* the current series' copies (members of wrl streams, their labels) and overlap-split chunk
+	 * arrays: reset on every next(), so bounded by one series group */
+	arena_t grp;
+	bool have_wrl;
 } proxy_set_t;
 
 static void add_warning(proxy_set_t *ps, const char *store, const char *msg)
@@ -150,22 +156,22 @@ static int series_chunks(series_set_t *s, const chunk_t **out)
 }
 
 /* Copy the current series' chunks into the arena, encoding samples when the source has none. */
-static int copy_chunks(proxy_set_t *ps, series_set_t *s, member_t *m, err_t *err)
+static int copy_chunks(proxy_set_t *ps, arena_t *a, series_set_t *s, member_t *m, err_t *err)
 {
 	const chunk_t *cs;
 	int n = ps->req->skip_chunks ? 0 : series_chunks(s, &cs);
 	if (n >= 0) {
-		chunk_t *c = n ? ARENA_NEW_ARRAY(ps->a, chunk_t, (size_t)n) : NULL;
+		chunk_t *c = n ? ARENA_NEW_ARRAY(a, chunk_t, (size_t)n) : NULL;
 		for (int i = 0; i < n; i++) {
 			c[i] = cs[i];
-			c[i].data = arena_memdup(ps->a, cs[i].data, cs[i].len);
+			c[i].data = arena_memdup(a, cs[i].data, cs[i].len);
 		}
 		m->chunks = c;
 		m->nchunks = n;
 		return 0;
 	}
 	size_t cap = 4, nc = 0;
-	chunk_t *c = ARENA_NEW_ARRAY(ps->a, chunk_t, cap);
+	chunk_t *c = ARENA_NEW_ARRAY(a, chunk_t, cap);
 	sample_iter_t *it = series_set_samples(s);
 	xor_enc_t e;
 	xor_enc_init(&e);
@@ -180,12 +186,12 @@ static int copy_chunks(proxy_set_t *ps, series_set_t *s, member_t *m, err_t *err
 			last = t[i];
 			if (xor_enc_count(&e) == XOR_SAMPLES_PER_CHUNK) {
 				if (nc == cap) {
-					c = arena_realloc(ps->a, c, cap * sizeof *c, 2 * cap * sizeof *c);
+					c = arena_realloc(a, c, cap * sizeof *c, 2 * cap * sizeof *c);
 					cap *= 2;
 				}
 				size_t len;
 				const uint8_t *p = xor_enc_bytes(&e, &len);
-				c[nc++] = (chunk_t){first, last, CHUNK_ENC_XOR, arena_memdup(ps->a, p, len), len};
+				c[nc++] = (chunk_t){first, last, CHUNK_ENC_XOR, arena_memdup(a, p, len), len};
 				xor_enc_reset(&e);
 			}
 		}
@@ -194,12 +200,12 @@ static int copy_chunks(proxy_set_t *ps, series_set_t *s, member_t *m, err_t *err
 		rc = k;
 	if (rc == 0 && xor_enc_count(&e) > 0) {
 		if (nc == cap) {
-			c = arena_realloc(ps->a, c, cap * sizeof *c, 2 * cap * sizeof *c);
+			c = arena_realloc(a, c, cap * sizeof *c, 2 * cap * sizeof *c);
 			cap *= 2;
 		}
 		size_t len;
 		const uint8_t *p = xor_enc_bytes(&e, &len);
-		c[nc++] = (chunk_t){first, last, CHUNK_ENC_XOR, arena_memdup(ps->a, p, len), len};
+		c[nc++] = (chunk_t){first, last, CHUNK_ENC_XOR, arena_memdup(a, p, len), len};
 	}
 	xor_enc_release(&e);
 	m->chunks = c;
@@ -236,7 +242,7 @@ static int buffer_stream(proxy_set_t *ps, stream_t *st, err_t *err)
 		e->ls = strip_replicas(ps->a, series_set_labels(st->set), ps->req->replica_labels,
 				       ps->req->nreplica_labels, true);
 		e->m.src = NULL;
-		rc = copy_chunks(ps, st->set, &e->m, err);
+		rc = copy_chunks(ps, ps->a, st->set, &e->m, err);
 		if (rc < 0)
 			return store_failed(ps, st, rc, err);
 	}
@@ -264,7 +270,8 @@ static void strip_head(proxy_set_t *ps, stream_t *st)
 			out.v[out.n++] = ls->v[i];
 	}
 	st->head = out;
-	if (st->have_prev && !st->misordered && labels_cmp(&st->prev, &out) >= 0) {
+	/* wrl: a store's replicas of one series follow each other with equal labels */
+	if (st->have_prev && !st->misordered && labels_cmp(&st->prev, &out) >= (st->wrl ? 1 : 0)) {
 		st->misordered = true;
 		buf_t b = BUF_INIT;
 		labels_format(&b, &out);
@@ -392,11 +399,92 @@ static void push_member(proxy_set_t *ps, const member_t *m)
 	ps->members[ps->nmembers++] = *m;
 }
 
+/* Chunks of one member overlap in time (sorted by mint or not)? */
+static bool chunks_overlap(const chunk_t *c, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (c[i].mint <= c[i - 1].maxt || c[i].mint < c[i - 1].mint)
+			return true;
+	return false;
+}
+
+static int chunk_mint_cmp(const void *a, const void *b)
+{
+	const chunk_t *x = a, *y = b;
+	if (x->mint != y->mint)
+		return x->mint < y->mint ? -1 : 1;
+	return x < y ? -1 : x > y; /* stable */
+}
+
+/* Overlap split (thanos.md §6.3): a member whose encoded chunks overlap in time holds several replicas
+ * (a peer returned them as one series, or gRPC frames with equal labels were joined). In mint order,
+ * each chunk goes to the first replica whose last chunk ends before it starts, else to a new one;
+ * the first replica stays in the member's place, the others are appended as members. */
+static void split_overlaps(proxy_set_t *ps)
+{
+	size_t n0 = ps->nmembers;
+	for (size_t i = 0; i < n0; i++) {
+		member_t m = ps->members[i];
+		if (m.nchunks < 2 || !chunks_overlap(m.chunks, (size_t)m.nchunks))
+			continue;
+		size_t n = (size_t)m.nchunks, nr = 0;
+		chunk_t *cs = arena_memdup(&ps->grp, m.chunks, n * sizeof *cs);
+		qsort(cs, n, sizeof *cs, chunk_mint_cmp);
+		size_t *asg = ARENA_NEW_ARRAY(&ps->grp, size_t, n);
+		size_t *cnt = ARENA_NEW_ARRAY(&ps->grp, size_t, n);
+		int64_t *last = ARENA_NEW_ARRAY(&ps->grp, int64_t, n);
+		for (size_t k = 0; k < n; k++) {
+			size_t r = 0;
+			while (r < nr && last[r] >= cs[k].mint)
+				r++;
+			if (r == nr)
+				cnt[nr++] = 0;
+			last[r] = cs[k].maxt;
+			cnt[r]++;
+			asg[k] = r;
+		}
+		chunk_t *out = ARENA_NEW_ARRAY(&ps->grp, chunk_t, n);
+		size_t off = 0;
+		for (size_t r = 0; r < nr; r++) {
+			member_t sm = {NULL, out + off, (int)cnt[r]};
+			for (size_t k = 0; k < n; k++)
+				if (asg[k] == r)
+					out[off++] = cs[k];
+			if (r == 0)
+				ps->members[i] = sm;
+			else
+				push_member(ps, &sm);
+		}
+	}
+}
+
+/* A wrl stream's series with labels cur, and the ones after it with the same labels (its replicas),
+ * become members: each is copied into ps->grp before the stream moves on; the stream is left on its
+ * next different series (back in the heap) or done. */
+static int take_wrl(proxy_set_t *ps, size_t idx, const labels_t *cur, err_t *err)
+{
+	stream_t *st = &ps->streams[idx];
+	for (;;) {
+		member_t m = {0};
+		int rc = copy_chunks(ps, &ps->grp, st->set, &m, err);
+		if (rc < 0)
+			return store_failed(ps, st, rc, err);
+		push_member(ps, &m);
+		if ((rc = stream_advance(ps, st, err)) <= 0)
+			return rc;
+		if (!labels_eq(&st->head, cur)) {
+			heap_push(ps, idx);
+			return 0;
+		}
+	}
+}
+
 static int pset_next(series_set_t *base, err_t *err)
 {
 	proxy_set_t *ps = (proxy_set_t *)base;
 	if (ps->req->limit > 0 && ps->returned >= ps->req->limit)
 		return 0;
+	arena_reset(&ps->grp); /* the previous series' copies and split arrays */
 	/* Streams whose series were consumed last time advance now (their data stayed valid until here). */
 	for (size_t k = 0; k < ps->nconsumed; k++) {
 		stream_t *st = &ps->streams[ps->consumed[k]];
@@ -412,16 +500,26 @@ static int pset_next(series_set_t *base, err_t *err)
 	/* The minimum head; every stream with that head contributes (buffered ones possibly several
 	 * times: one store's replicas of the series follow each other after the re-sort). */
 	labels_t cur = ps->streams[ps->heap[0]].head;
+	if (ps->have_wrl) /* a wrl stream's head changes below */
+		cur = labels_copy(&ps->grp, &cur);
 	ps->nmembers = 0;
 	while (ps->nheap > 0 && labels_eq(&ps->streams[ps->heap[0]].head, &cur)) {
 		size_t i = heap_pop(ps);
 		stream_t *st = &ps->streams[i];
+		if (st->wrl) {
+			int rc = take_wrl(ps, i, &cur, err);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
 		push_member(ps, &st->m);
 		if (st->buffered)
 			while (st->pos < st->nentries && labels_eq(&st->entries[st->pos].ls, &cur))
 				push_member(ps, &st->entries[st->pos++].m);
 		ps->consumed[ps->nconsumed++] = i;
 	}
+	if (ps->dedup && !ps->req->skip_chunks)
+		split_overlaps(ps);
 	ps->cur = cur;
 	ps->returned++;
 	return 1;
@@ -530,6 +628,12 @@ static void pset_close(series_set_t *base)
 		series_set_close(ps->streams[i].set);
 		ps->streams[i].set = NULL;
 	}
+	arena_release(&ps->grp);
+}
+
+static void pset_cleanup(void *arg)
+{
+	arena_release(&((proxy_set_t *)arg)->grp); /* idempotent; callers that release without closing */
 }
 
 static const struct series_set_ops proxy_set_ops = {
@@ -564,12 +668,14 @@ static bool replicas_constant(const store_info_t *info, const str_t *names, size
 /* Should store s be asked? Fills *selected (and *constant: replicas_constant); a failing info() is a
  * store failure. */
 static int select_store(proxy_set_t *ps, store_t *s, int64_t mint, int64_t maxt, const matcher_t *ms, size_t nms,
-			bool *selected, bool *constant, err_t *err)
+			bool *selected, bool *constant, bool *wrl, err_t *err)
 {
 	store_info_t info;
 	*selected = false;
 	if (constant)
 		*constant = false;
+	if (wrl)
+		*wrl = false;
 	int rc = store_info(s, ps->a, &info, err);
 	if (rc < 0) {
 		stream_t tmp = {.store = s};
@@ -580,6 +686,8 @@ static int select_store(proxy_set_t *ps, store_t *s, int64_t mint, int64_t maxt,
 	*selected = store_labelsets_compatible(info.label_sets, info.nlabel_sets, ms, nms);
 	if (constant && ps->req->nreplica_labels)
 		*constant = replicas_constant(&info, ps->req->replica_labels, ps->req->nreplica_labels);
+	if (wrl)
+		*wrl = info.supports_without_replica_labels;
 	return 0;
 }
 
@@ -589,32 +697,52 @@ static int proxy_series(store_t *base, arena_t *a, const store_series_req_t *req
 	proxy_set_t *ps = ARENA_NEW(a, proxy_set_t);
 	ps->base.ops = &proxy_set_ops;
 	ps->a = a;
-	ps->req = arena_memdup(a, req, sizeof *req);
+	store_series_req_t *r = arena_memdup(a, req, sizeof *req);
+	if (r->without_replica_labels) {
+		/* asked to drop the replica labels without deduplicating: not supported (proxy_info does not
+		 * announce it), so ignored like any store without support does (store.h) */
+		r->replica_labels = NULL;
+		r->nreplica_labels = 0;
+		r->without_replica_labels = false;
+	}
+	req = ps->req = r;
 	ps->dedup = req->nreplica_labels > 0;
 	ps->counter = store_func_is_counter(req->func);
 	ps->abort = req->abort_on_error;
 	ps->streams = ARENA_NEW_ARRAY(a, stream_t, p->n ? p->n : 1);
 	ps->heap = ARENA_NEW_ARRAY(a, size_t, p->n ? p->n : 1);
 	ps->consumed = ARENA_NEW_ARRAY(a, size_t, p->n ? p->n : 1);
-	store_series_req_t sub = *req;
-	sub.limit = ps->dedup ? 0 : req->limit; /* dedup merges series: the limit applies after it */
+	arena_init(&ps->grp, 16 * 1024);
+	arena_on_release(a, pset_cleanup, ps);
+	store_series_req_t *sub = ARENA_NEW_ARRAY(a, store_series_req_t, 2);
+	sub[0] = *req;
+	sub[0].limit = ps->dedup ? 0 : req->limit; /* dedup merges series: the limit applies after it */
+	sub[1] = sub[0];
+	sub[1].without_replica_labels = ps->dedup; /* for stores that support it */
 	for (size_t i = 0; i < p->n; i++) {
-		bool sel, constant;
-		int rc = select_store(ps, p->stores[i], req->mint, req->maxt, req->ms, req->nms, &sel, &constant, err);
+		bool sel, constant, wrl;
+		int rc = select_store(ps, p->stores[i], req->mint, req->maxt, req->ms, req->nms, &sel, &constant, &wrl,
+				      err);
 		if (rc < 0)
 			goto fail;
 		if (!sel)
 			continue;
 		stream_t *st = &ps->streams[ps->nstreams++];
 		st->store = p->stores[i];
-		rc = store_series(st->store, a, &sub, &st->set, err);
+		wrl = wrl && ps->dedup;
+		rc = store_series(st->store, a, &sub[wrl], &st->set, err);
 		if (rc < 0) {
 			st->set = NULL;
 			if ((rc = store_failed(ps, st, rc, err)) < 0)
 				goto fail;
 			continue;
 		}
-		if (ps->dedup && constant) {
+		if (wrl) {
+			/* sorted without the replica labels by the store, replicas as consecutive series;
+			 * strip still removes any it left (and checks the order) */
+			st->strip = st->wrl = true;
+			ps->have_wrl = true;
+		} else if (ps->dedup && constant) {
 			st->strip = true;
 		} else if (ps->dedup) {
 			st->buffered = true;
@@ -648,7 +776,7 @@ static int proxy_labels(store_t *base, arena_t *a, const store_label_req_t *req,
 	memset(out, 0, sizeof *out);
 	for (size_t i = 0; i < p->n; i++) {
 		bool sel;
-		int rc = select_store(&ps, p->stores[i], req->mint, req->maxt, req->ms, req->nms, &sel, NULL, err);
+		int rc = select_store(&ps, p->stores[i], req->mint, req->maxt, req->ms, req->nms, &sel, NULL, NULL, err);
 		if (rc < 0)
 			return rc;
 		if (!sel)

@@ -10,13 +10,24 @@
  * algorithm (store/dedup.h; counter-adjusted when req->func is a counter function).
  * Memory: a store whose Info has every replica label as an external label with one value in all its
  * label sets (so constant over its series) is streamed: its labels are stripped on the fly and one
- * series per store is held at a time, with or without dedup. Only a store where a replica label can
- * vary per series (absent from its Info, or with several values) has its response collected and
- * re-sorted after the removal (as Thanos does for stores without without_replica_labels support).
+ * series per store is held at a time, with or without dedup. Only a store without
+ * without_replica_labels support (below) where a replica label can vary per series (absent from its
+ * Info, or with several values) has its response collected and re-sorted after the removal (as
+ * Thanos does for such stores).
  * Caveat of streaming: removing a constant label keeps the order except when a stripped label set is
  * a strict prefix of an earlier one's ({a, r} sorts after {a, b, r}, but {a} before {a, b}); such a
  * series is still returned, after its successor, with a warning naming the store and the series
  * (its replicas on other stores may then come out as a separate series).
+ * Stores whose Info announces supports_without_replica_labels (the bucket store, a Thanos store
+ * gateway or sidecar over gRPC) are asked without_replica_labels under dedup and streamed: they
+ * return the series sorted without the replica labels, a series' replicas as consecutive series with
+ * equal labels; each of those is copied (one series group at a time, into memory reset on every
+ * next()) and becomes a dedup member. Before the dedup, a member whose encoded chunks overlap in time
+ * is split into non-overlapping replica members (thanos.md §6.3 "overlap split": a peer returning
+ * both replicas as one series, or gRPC frames of equal labels joined by the client).
+ * The proxy itself does not announce that support (its Info says false) and ignores a request with
+ * without_replica_labels (no stripping, no dedup), as store.h asks of stores without support; dedup
+ * stays with the querier that asked for it.
  * Partial response: a store that fails (at the call, or mid-stream) becomes a warning
  * "store <name>: <error>" on the returned set and the others continue; with req->abort_on_error the
  * call fails with ERR_UNAVAILABLE (or the store's code) naming the store.

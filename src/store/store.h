@@ -42,6 +42,14 @@ typedef struct store_series_req {
 	bool abort_on_error;    /* partial response off (ABORT); otherwise failing sub-stores become warnings */
 	const str_t *replica_labels; /* dedup by these labels (proxy); 0 = no dedup */
 	size_t nreplica_labels;
+	/* SeriesRequest.without_replica_labels (thanos.md §2.5 field 14, §6.3): not a dedup request but
+	 * "drop replica_labels from every series and sort without them". A store whose info() announces
+	 * supports_without_replica_labels then returns series without those labels, sorted by the rest;
+	 * series that differ only in them (the replicas) come out as consecutive separate series with
+	 * identical labels (each replica's own series, never merged), in a deterministic order. Stores
+	 * without support ignore the flag and the replica labels (the proxy then does not deduplicate:
+	 * dedup is the caller's job). */
+	bool without_replica_labels;
 	const char *func;       /* enclosing PromQL function (hint), NULL if none */
 } store_series_req_t;
 
@@ -70,6 +78,8 @@ typedef struct store_info {
 	 * NULL when the store does not know what serves it (the gRPC server then sends the type it was
 	 * registered with, grpc_server.h). A static string or allocated like the rest. */
 	const char *component_type;
+	/* StoreInfo.supports_without_replica_labels (field 5): series() honours without_replica_labels. */
+	bool supports_without_replica_labels;
 } store_info_t;
 
 typedef struct store store_t;

@@ -3,6 +3,9 @@
  */
 #include "test.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "base/alloc.h"
 #include "base/arena.h"
 #include "store/dedup.h"
@@ -588,6 +591,407 @@ TEST(proxy_dedup_memory_flat_in_series)
 	size_t small = dedup_arena_bytes(1000), big = dedup_arena_bytes(20000);
 	CHECK(big <= small);
 	CHECK(big < 64 * 1024);
+}
+
+/* ---- without_replica_labels: a store that supports it, as a test double over another store ----
+ * Asked without_replica_labels, it reads its inner store's whole answer, drops the replica labels
+ * from every series and sorts by the rest (then the removed labels, so a series' replicas follow each
+ * other in replica order) — what store.h asks of a supporting store. With join, series with equal
+ * labels are joined into one with all their chunks in mint order, as a peer (or the gRPC client
+ * joining frames of equal labels) hands both replicas over as one series. */
+typedef struct wseries {
+	labels_t ls, rkey;
+	chunk_t *chunks;
+	int nchunks;
+	size_t seq;
+} wseries_t;
+
+typedef struct wset {
+	series_set_t base;
+	wseries_t *v;
+	size_t n, pos;
+	int64_t mint, maxt;
+	xor_iter_t it;
+} wset_t;
+
+static int wset_next(series_set_t *b, err_t *err)
+{
+	wset_t *w = (wset_t *)b;
+	(void)err;
+	return w->pos < w->n ? (w->pos++, 1) : 0;
+}
+static const labels_t *wset_labels(series_set_t *b)
+{
+	wset_t *w = (wset_t *)b;
+	return &w->v[w->pos - 1].ls;
+}
+static sample_iter_t *wset_samples(series_set_t *b)
+{
+	wset_t *w = (wset_t *)b;
+	xor_iter_init(&w->it, w->v[w->pos - 1].chunks, (size_t)w->v[w->pos - 1].nchunks, w->mint, w->maxt);
+	return &w->it.base;
+}
+static int wset_chunks(series_set_t *b, const chunk_t **out)
+{
+	wset_t *w = (wset_t *)b;
+	*out = w->v[w->pos - 1].chunks;
+	return w->v[w->pos - 1].nchunks;
+}
+static void wset_close(series_set_t *b)
+{
+	(void)b;
+}
+static const struct series_set_ops wset_ops = {wset_next, wset_labels, wset_samples, wset_chunks, NULL, wset_close};
+
+typedef struct wstore {
+	store_t base;
+	store_t *inner;
+	bool join;
+	int wrl_calls; /* series calls that asked without_replica_labels */
+} wstore_t;
+
+static int wseries_cmp(const void *a, const void *b)
+{
+	const wseries_t *x = a, *y = b;
+	int c = labels_cmp(&x->ls, &y->ls);
+	if (!c)
+		c = labels_cmp(&x->rkey, &y->rkey);
+	return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+static int chunk_by_mint(const void *a, const void *b)
+{
+	const chunk_t *x = a, *y = b;
+	return (x->mint > y->mint) - (x->mint < y->mint);
+}
+
+static int ws_series(store_t *base, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
+{
+	wstore_t *ws = (wstore_t *)base;
+	if (!req->without_replica_labels)
+		return store_series(ws->inner, a, req, out, err);
+	ws->wrl_calls++;
+	store_series_req_t r = *req;
+	r.replica_labels = NULL, r.nreplica_labels = 0, r.without_replica_labels = false;
+	series_set_t *in;
+	int rc = store_series(ws->inner, a, &r, &in, err);
+	if (rc)
+		return rc;
+	size_t cap = 16, n = 0;
+	wseries_t *v = ARENA_NEW_ARRAY(a, wseries_t, cap);
+	while ((rc = series_set_next(in, err)) == 1) {
+		if (n == cap) {
+			v = arena_realloc(a, v, cap * sizeof *v, 2 * cap * sizeof *v);
+			cap *= 2;
+		}
+		const labels_t *ls = series_set_labels(in);
+		wseries_t *w = &v[n];
+		w->seq = n++;
+		w->ls = (labels_t){ARENA_NEW_ARRAY(a, label_t, ls->n + 1), 0};
+		w->rkey = (labels_t){ARENA_NEW_ARRAY(a, label_t, ls->n + 1), 0};
+		for (size_t i = 0; i < ls->n; i++) {
+			bool drop = false;
+			for (size_t j = 0; j < req->nreplica_labels; j++)
+				drop = drop || str_eq(ls->v[i].name, req->replica_labels[j]);
+			labels_t *to = drop ? &w->rkey : &w->ls;
+			to->v[to->n++] = ls->v[i];
+		}
+		w->ls = labels_copy(a, &w->ls);
+		w->rkey = labels_copy(a, &w->rkey);
+		const chunk_t *cs;
+		w->nchunks = in->ops->chunks(in, &cs);
+		BUG_ON(w->nchunks < 0);
+		w->chunks = ARENA_NEW_ARRAY(a, chunk_t, (size_t)w->nchunks + 1);
+		for (int i = 0; i < w->nchunks; i++) {
+			w->chunks[i] = cs[i];
+			w->chunks[i].data = arena_memdup(a, cs[i].data, cs[i].len);
+		}
+	}
+	series_set_close(in);
+	if (rc < 0)
+		return rc;
+	qsort(v, n, sizeof *v, wseries_cmp);
+	if (ws->join) {
+		size_t w = 0;
+		for (size_t i = 0, j; i < n; i = j) {
+			wseries_t o = v[i];
+			size_t total = 0;
+			for (j = i; j < n && labels_eq(&v[j].ls, &o.ls); j++)
+				total += (size_t)v[j].nchunks;
+			o.chunks = ARENA_NEW_ARRAY(a, chunk_t, total + 1);
+			o.nchunks = 0;
+			for (size_t k = i; k < j; k++)
+				for (int c = 0; c < v[k].nchunks; c++)
+					o.chunks[o.nchunks++] = v[k].chunks[c];
+			/* stable in mint order, like the gRPC client sorts a joined series' chunks */
+			for (int c = 1; c < o.nchunks; c++)
+				for (int d = c; d > 0 && chunk_by_mint(&o.chunks[d - 1], &o.chunks[d]) > 0; d--) {
+					chunk_t t = o.chunks[d];
+					o.chunks[d] = o.chunks[d - 1];
+					o.chunks[d - 1] = t;
+				}
+			v[w++] = o;
+		}
+		n = w;
+	}
+	wset_t *set = ARENA_NEW(a, wset_t);
+	set->base.ops = &wset_ops;
+	set->v = v, set->n = n, set->mint = req->mint, set->maxt = req->maxt;
+	*out = &set->base;
+	return 0;
+}
+static int ws_label_names(store_t *base, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err)
+{
+	return store_label_names(((wstore_t *)base)->inner, a, req, out, err);
+}
+static int ws_label_values(store_t *base, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err)
+{
+	return store_label_values(((wstore_t *)base)->inner, a, req, out, err);
+}
+static int ws_info(store_t *base, arena_t *a, store_info_t *out, err_t *err)
+{
+	int rc = store_info(((wstore_t *)base)->inner, a, out, err);
+	out->supports_without_replica_labels = true;
+	return rc;
+}
+static void ws_free(store_t *base)
+{
+	(void)base;
+}
+static const struct store_ops ws_ops = {ws_series, ws_label_names, ws_label_values, ws_info, ws_free};
+
+/* Every sample of every series: labels, chunk count (-1 = samples only), samples "t:v" summarised as
+ * count, sum of t and a position-weighted sum of v (so a reordering shows), warnings. */
+static const char *render_all(store_t *s, arena_t *a, const store_series_req_t *req)
+{
+	series_set_t *set;
+	err_t err = {0};
+	buf_t b = BUF_INIT;
+	if (store_series(s, a, req, &set, &err))
+		TEST_FAILF("series: %s", err.msg);
+	int rc;
+	while ((rc = series_set_next(set, &err)) == 1) {
+		labels_format_full(&b, series_set_labels(set));
+		const chunk_t *cs;
+		int nc = set->ops->chunks ? set->ops->chunks(set, &cs) : -1;
+		int64_t t[64];
+		double v[64], ws = 0;
+		long long n = 0, ts = 0;
+		int k;
+		sample_iter_t *it = series_set_samples(set);
+		while ((k = sample_iter_next_batch(it, t, v, 64, &err)) > 0)
+			for (int i = 0; i < k; i++, n++)
+				ts += t[i], ws += v[i] * (double)(n % 7 + 1);
+		if (k < 0)
+			TEST_FAILF("samples: %s", err.msg);
+		buf_printf(&b, " c=%d n=%lld t=%lld v=%.17g\n", nc, n, ts, ws);
+	}
+	if (rc < 0)
+		TEST_FAILF("next: %s", err.msg);
+	const char *const *w;
+	size_t nw = set->ops->warnings ? set->ops->warnings(set, &w) : 0;
+	for (size_t i = 0; i < nw; i++)
+		buf_printf(&b, "W:%s\n", w[i]);
+	series_set_close(set);
+	const char *r = arena_strdup(a, b.p ? b.p : "");
+	buf_release(&b);
+	return r;
+}
+
+/* Samples of one replica: every 15 s from start to end (+ jitter ms), a counter with a reset, skipping
+ * [gap_from, gap_to). */
+static void add_replica(arena_t *a, inmem_store_t *s, const char *ls, int64_t start, int64_t end, int64_t jitter,
+			int64_t gap_from, int64_t gap_to)
+{
+	size_t cap = (size_t)((end - start) / 15000 + 2), n = 0;
+	int64_t *t = ARENA_NEW_ARRAY(a, int64_t, cap);
+	double *v = ARENA_NEW_ARRAY(a, double, cap);
+	double val = (double)(start % 97);
+	for (int64_t x = start; x <= end; x += 15000) {
+		val += (double)((x / 15000) % 5);
+		if ((x / 15000) % 173 == 100)
+			val = 1; /* a counter reset */
+		if (x >= gap_from && x < gap_to)
+			continue;
+		t[n] = x + jitter;
+		v[n++] = val;
+	}
+	labels_t l = L(a, ls);
+	err_t err = {0};
+	if (n && inmem_store_add(s, &l, t, v, n, &err))
+		TEST_FAILF("add: %s", err.msg);
+}
+
+/* Random HA data: "loc" holds replicas a and b of each series as a series label (so, without support,
+ * the proxy buffers and re-sorts it), "ext" is replica c as an external label (streamed). gaps: the
+ * replicas have random ranges and holes; else the replicas of a series scrape the same range (jitter
+ * apart) without holes, so their chunks overlap pairwise (the join case). */
+static void random_replicas(arena_t *a, unsigned seed, bool gaps, inmem_store_t *loc, inmem_store_t *ext)
+{
+	srand(seed);
+	for (int i = 0; i < 40; i++) {
+		const char *reps[] = {"a", "b", "c"};
+		int have = 0;
+		int64_t s0 = (rand() % 60) * 15000, e0 = s0 + (rand() % 900 + 10) * 15000;
+		if (((e0 - s0) / 15000 + 1) % 120 == 1)
+			e0 += 15000; /* no one-sample last chunks: they would not overlap the other replica's */
+		for (int r = 0; r < 3; r++) {
+			if (rand() % 5 == 0 && (r < 2 || have))
+				continue;
+			have++;
+			char ls[96];
+			/* pairs {i=N, path=x} and {i=N}: the stripped label sets sort the other way round than
+			 * with the replica label (the prefix case) */
+			snprintf(ls, sizeof ls, "__name__=m,i=%02d%s%s%s", i / 2, i % 2 ? "" : ",path=x",
+				 r < 2 ? ",replica=" : "", r < 2 ? reps[r] : "");
+			int64_t start = (rand() % 60) * 15000, end = start + (rand() % 900 + 10) * 15000;
+			if (!gaps)
+				start = s0, end = e0;
+			int64_t gf = 0, gt = 0;
+			if (gaps && rand() % 2) {
+				gf = start + (rand() % 400) * 15000;
+				gt = gf + (rand() % 30 + 1) * 15000;
+			}
+			add_replica(a, r < 2 ? loc : ext, ls, start, end, r * 3 + 1, gf, gt);
+		}
+	}
+}
+
+/* A store announcing without_replica_labels is streamed: it is asked with the flag, and the answers
+ * equal those of the buffered path (the same data from a store without support), over random
+ * replicas with gaps and resets, plain and counter-adjusted, samples and skip_chunks, partial
+ * ranges. */
+TEST(proxy_dedup_supporting_store_streamed_equals_buffered)
+{
+	for (unsigned seed = 1; seed <= 6; seed++) {
+		arena_t a;
+		arena_init(&a, 0);
+		inmem_store_t *loc = mk_store(&a, "loc", ""), *ext = mk_store(&a, "ext", "replica=c");
+		random_replicas(&a, seed, true, loc, ext);
+		wstore_t ws = {{&ws_ops, "wloc"}, inmem_store_base(loc), false, 0};
+		proxy_store_t *pb = proxy_store_new("buffered"), *pw = proxy_store_new("streamed");
+		proxy_store_add(pb, inmem_store_base(loc));
+		proxy_store_add(pb, inmem_store_base(ext));
+		proxy_store_add(pw, &ws.base);
+		proxy_store_add(pw, inmem_store_base(ext));
+		matcher_t m = M(MATCH_RE, "__name__", "m.*");
+		str_t rl = STR("replica");
+		const char *funcs[] = {NULL, "rate"};
+		int64_t ranges[][2] = {{0, 20000000}, {3000000, 7000000}};
+		for (int f = 0; f < 2; f++)
+			for (int r = 0; r < 2; r++)
+				for (int skip = 0; skip < 2; skip++) {
+					store_series_req_t req = {.mint = ranges[r][0], .maxt = ranges[r][1], .ms = &m,
+								  .nms = 1, .replica_labels = &rl, .nreplica_labels = 1,
+								  .func = funcs[f], .skip_chunks = skip};
+					int calls = ws.wrl_calls;
+					const char *want = render_all(proxy_store_base(pb), &a, &req);
+					const char *got = render_all(proxy_store_base(pw), &a, &req);
+					CHECK_EQ_INT(ws.wrl_calls, calls + 1);
+					CHECK(strlen(want) > 100);
+					if (strcmp(want, got) != 0) {
+						fprintf(stderr, "buffered:\n%s\nstreamed:\n%s", want, got);
+						TEST_FAILF("seed %u func %s range %d skip %d: streamed differs (above)", seed,
+							   funcs[f] ? funcs[f] : "-", r, skip);
+					}
+				}
+		/* no dedup: the flag is not sent, every replica shows */
+		store_series_req_t req = {.mint = 0, .maxt = 20000000, .ms = &m, .nms = 1};
+		int calls = ws.wrl_calls;
+		CHECK_STR(render_all(proxy_store_base(pw), &a, &req), render_all(proxy_store_base(pb), &a, &req));
+		CHECK_EQ_INT(ws.wrl_calls, calls);
+		/* the proxy does not support the flag itself: asked with it, it neither strips nor dedups */
+		store_info_t info;
+		err_t err = {0};
+		CHECK_EQ_INT(store_info(proxy_store_base(pw), &a, &info, &err), 0);
+		CHECK(!info.supports_without_replica_labels);
+		store_series_req_t wreq = req;
+		wreq.replica_labels = &rl, wreq.nreplica_labels = 1, wreq.without_replica_labels = true;
+		CHECK_STR(render_all(proxy_store_base(pw), &a, &wreq), render_all(proxy_store_base(pb), &a, &req));
+		matcher_release(&m);
+		proxy_store_free(pb);
+		proxy_store_free(pw);
+		inmem_store_free(loc);
+		inmem_store_free(ext);
+		arena_release(&a);
+	}
+}
+
+/* Overlap split: a store handing both replicas of a series over as one series (chunks of a and b
+ * interleaved in time) gives the same deduplicated answer as separate replicas, because the member is
+ * split into non-overlapping replica members first. (That holds while each replica's chunks overlap
+ * the others': chunks that overlap nothing, e.g. one-sample chunks, may land in another replica's
+ * member, as in Thanos.) */
+TEST(proxy_dedup_overlap_split_of_joined_replicas)
+{
+	for (unsigned seed = 11; seed <= 14; seed++) {
+		arena_t a;
+		arena_init(&a, 0);
+		inmem_store_t *loc = mk_store(&a, "loc", ""), *ext = mk_store(&a, "ext", "replica=c");
+		random_replicas(&a, seed, false, loc, ext);
+		wstore_t ws = {{&ws_ops, "joined"}, inmem_store_base(loc), true, 0};
+		proxy_store_t *pb = proxy_store_new("buffered"), *pw = proxy_store_new("joined");
+		proxy_store_add(pb, inmem_store_base(loc));
+		proxy_store_add(pb, inmem_store_base(ext));
+		proxy_store_add(pw, &ws.base);
+		proxy_store_add(pw, inmem_store_base(ext));
+		matcher_t m = M(MATCH_RE, "__name__", "m.*");
+		str_t rl = STR("replica");
+		for (int f = 0; f < 2; f++) {
+			store_series_req_t req = {.mint = 0, .maxt = 20000000, .ms = &m, .nms = 1, .replica_labels = &rl,
+						  .nreplica_labels = 1, .func = f ? "rate" : NULL};
+			const char *want = render_all(proxy_store_base(pb), &a, &req);
+			const char *got = render_all(proxy_store_base(pw), &a, &req);
+			if (strcmp(want, got) != 0) {
+				fprintf(stderr, "separate:\n%s\njoined:\n%s", want, got);
+				TEST_FAILF("seed %u func %d: joined replicas differ (both printed above)", seed, f);
+			}
+		}
+		matcher_release(&m);
+		proxy_store_free(pb);
+		proxy_store_free(pw);
+		inmem_store_free(loc);
+		inmem_store_free(ext);
+		arena_release(&a);
+	}
+	/* by hand: one series whose chunks are a0 b0 a1 b1 (b 1 ms later, b missing [600s, 900s)): the
+	 * penalty dedup of the split sticks to a, so the answer is a's samples exactly */
+	arena_t a;
+	arena_init(&a, 0);
+	inmem_store_t *loc = mk_store(&a, "loc", ""), *ref = mk_store(&a, "ref", "");
+	add_replica(&a, loc, "__name__=j,replica=a", 0, 3585000, 0, 0, 0);
+	add_replica(&a, loc, "__name__=j,replica=b", 0, 3585000, 1, 600000, 900000);
+	add_replica(&a, ref, "__name__=j", 0, 3585000, 0, 0, 0);
+	wstore_t ws = {{&ws_ops, "joined"}, inmem_store_base(loc), true, 0};
+	proxy_store_t *p = proxy_store_new("p");
+	proxy_store_add(p, &ws.base);
+	matcher_t m = M(MATCH_EQ, "__name__", "j");
+	str_t rl = STR("replica");
+	store_series_req_t req = {.mint = 0, .maxt = 3600000, .ms = &m, .nms = 1, .replica_labels = &rl,
+				  .nreplica_labels = 1, .without_replica_labels = true};
+	/* what the proxy gets: one series with 4 interleaved chunks */
+	err_t err = {0};
+	series_set_t *set;
+	CHECK_EQ_INT(store_series(&ws.base, &a, &req, &set, &err), 0);
+	CHECK_EQ_INT(series_set_next(set, &err), 1);
+	const chunk_t *cs;
+	CHECK_EQ_INT(set->ops->chunks(set, &cs), 4);
+	CHECK(cs[1].mint == 1 && cs[1].mint < cs[0].maxt && cs[2].mint < cs[1].maxt);
+	CHECK_EQ_INT(series_set_next(set, &err), 0);
+	req.without_replica_labels = false;
+	store_series_req_t rreq = {.mint = 0, .maxt = 3600000, .ms = &m, .nms = 1};
+	const char *got = render_all(proxy_store_base(p), &a, &req);
+	const char *want = strstr(render_all(inmem_store_base(ref), &a, &rreq), " n=240 ");
+	CHECK(want != NULL);
+	const char *head = "{__name__=\"j\"} c=-1 n=240 "; /* deduplicated: samples only */
+	if (strncmp(got, head, strlen(head)) != 0)
+		TEST_FAILF("got %s (want %s)", got, want);
+	CHECK_STR(strstr(got, " n="), want);
+	matcher_release(&m);
+	proxy_store_free(p);
+	inmem_store_free(loc);
+	inmem_store_free(ref);
+	arena_release(&a);
 }
 
 TEST_MAIN()
