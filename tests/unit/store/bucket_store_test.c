@@ -23,6 +23,7 @@
 #include "objstore/config.h"
 #include "store/bucket_store.h"
 #include "store/indexheader.h"
+#include "store/proxy.h"
 #include "tsdb/block.h"
 #include "tsdb/index.h"
 
@@ -46,7 +47,8 @@ static labels_t L(arena_t *a, const char *spec)
 }
 
 /* Block over [from, from+2h) with up{job=J,inst=I} for the given jobs, 50 instances each; value =
- * t/1000 + inst. Returns its ULID in out. */
+ * t/1000 + inst; external label region (or the labels "a=1,b=2" when it has a '='). Returns its ULID
+ * in out. */
 static void write_block(int64_t from, const char *region, const char *const *jobs, size_t njobs, char *out)
 {
 	arena_t a;
@@ -69,7 +71,14 @@ static void write_block(int64_t from, const char *region, const char *const *job
 			BUG_ON(block_writer_add_series(bw, &ls, t, v, n, &err));
 		}
 	block_meta_t m = {0};
-	meta_set_label(&m, "region", region);
+	if (strchr(region, '=')) { /* external labels "a=1,b=2" */
+		labels_t el = L(&a, region);
+		for (size_t i = 0; i < el.n; i++)
+			meta_set_label(&m, arena_strndup(&a, el.v[i].name.p, el.v[i].name.n),
+				       arena_strndup(&a, el.v[i].value.p, el.v[i].value.n));
+	} else {
+		meta_set_label(&m, "region", region);
+	}
 	m.source = xstrdup("test");
 	char dir[4096];
 	if (block_writer_finish(bw, &m, dir, &err))
@@ -368,6 +377,7 @@ TEST(label_names_values_and_info)
 	CHECK_EQ_INT(info.nlabel_sets, 2);
 	CHECK_EQ_INT(info.mint, 0);
 	CHECK_EQ_INT(info.maxt, 2 * H2 - STEP); /* meta maxt is exclusive: last sample + 1 */
+	CHECK(info.supports_without_replica_labels);
 	arena_release(&a);
 	bucket_store_free(bs);
 	bucket_free(b);
@@ -819,6 +829,136 @@ TEST(label_calls_parallel_equal_sequential)
 	buf_release(&exp);
 	bucket_store_free(seq);
 	bucket_store_free(par);
+	bucket_free(b);
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", own);
+	CHECK(system(cmd) == 0);
+}
+
+/* One line per series: labels, chunks and samples. */
+static const char *replica_answer(store_t *st, arena_t *a, const char *const *mspec, size_t nm, bool wrl, bool skip)
+{
+	matcher_t ms[4];
+	parse_matchers(ms, mspec, nm);
+	str_t rl[] = {STR("replica"), STR("rule_replica")};
+	store_series_req_t req = {.mint = 0, .maxt = 2 * H2, .ms = ms, .nms = nm, .skip_chunks = skip,
+				  .replica_labels = rl, .nreplica_labels = 2, .without_replica_labels = wrl};
+	err_t err = {0};
+	series_set_t *set;
+	buf_t b = BUF_INIT;
+	if (store_series(st, a, &req, &set, &err))
+		TEST_FAILF("series: %s", err.msg);
+	int rc;
+	while ((rc = series_set_next(set, &err)) == 1) {
+		labels_format_full(&b, series_set_labels(set));
+		const chunk_t *cs;
+		int nc = set->ops->chunks(set, &cs), n, k = 0;
+		int64_t t[256];
+		double v[256];
+		sample_iter_t *it = series_set_samples(set);
+		while ((n = sample_iter_next_batch(it, t, v, 256, &err)) > 0)
+			k += n;
+		CHECK(n == 0);
+		buf_printf(&b, " c=%d n=%d\n", nc, k);
+	}
+	CHECK_EQ_INT(rc, 0);
+	series_set_close(set);
+	for (size_t i = 0; i < nm; i++)
+		matcher_release(&ms[i]);
+	const char *r = arena_strdup(a, b.p ? b.p : "");
+	buf_release(&b);
+	return r;
+}
+
+/* The same store without the support announced: the proxy then buffers and re-sorts its answer. */
+typedef struct hide {
+	store_t base;
+	store_t *in;
+} hide_t;
+static int hide_series(store_t *s, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
+{
+	store_series_req_t r = *req;
+	CHECK(!r.without_replica_labels); /* not announced: not asked */
+	return store_series(((hide_t *)s)->in, a, &r, out, err);
+}
+static int hide_names(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err)
+{
+	return store_label_names(((hide_t *)s)->in, a, req, out, err);
+}
+static int hide_values(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err)
+{
+	return store_label_values(((hide_t *)s)->in, a, req, out, err);
+}
+static int hide_info(store_t *s, arena_t *a, store_info_t *out, err_t *err)
+{
+	int rc = store_info(((hide_t *)s)->in, a, out, err);
+	out->supports_without_replica_labels = false;
+	return rc;
+}
+static void hide_free(store_t *s)
+{
+	(void)s;
+}
+static const struct store_ops hide_ops = {hide_series, hide_names, hide_values, hide_info, hide_free};
+
+/* A bucket with both HA replicas' blocks (replica A over two consecutive blocks, B over one with an
+ * extra job): asked without_replica_labels, the store drops the replica label, sorts by the rest and
+ * returns each series' replicas as consecutive series (A's two blocks still merged into one, never
+ * merged with B's), A before B; without the flag the labels stay. Uses a directory of its own. */
+TEST(series_without_replica_labels_keeps_replicas_apart)
+{
+	char own[256];
+	snprintf(own, sizeof own, "/tmp/strata-bstore-wrl.XXXXXX");
+	BUG_ON(!mkdtemp(own));
+	snprintf(bdir, sizeof bdir, "%s/bucket", own);
+	snprintf(ddir, sizeof ddir, "%s/data", own);
+	mkdir(bdir, 0755);
+	static const char *const ja[] = {"a"}, *const jab[] = {"a", "b"};
+	char ids[3][ULID_LEN + 1];
+	write_block(0, "region=eu,replica=B", jab, 2, ids[0]); /* written first: order is not what sorts */
+	write_block(H2, "region=eu,replica=A", ja, 1, ids[1]);
+	write_block(0, "region=eu,replica=A", ja, 1, ids[2]);
+	bucket_t *b = open_bucket();
+	bucket_store_t *bs = new_store(b, NULL);
+	store_t *st = bucket_store_base(bs);
+	arena_t a;
+	arena_init(&a, 0);
+	const char *m[] = {"job=~a|b", "inst=~0[01]"};
+	/* A: two blocks of 480 samples in 4 chunks each, B one block */
+	CHECK_STR(replica_answer(st, &a, m, 2, true, false),
+		  "{__name__=\"up\", inst=\"00\", job=\"a\", region=\"eu\"} c=8 n=960\n"
+		  "{__name__=\"up\", inst=\"00\", job=\"a\", region=\"eu\"} c=4 n=480\n"
+		  "{__name__=\"up\", inst=\"00\", job=\"b\", region=\"eu\"} c=4 n=480\n"
+		  "{__name__=\"up\", inst=\"01\", job=\"a\", region=\"eu\"} c=8 n=960\n"
+		  "{__name__=\"up\", inst=\"01\", job=\"a\", region=\"eu\"} c=4 n=480\n"
+		  "{__name__=\"up\", inst=\"01\", job=\"b\", region=\"eu\"} c=4 n=480\n");
+	CHECK_STR(replica_answer(st, &a, m, 2, false, false),
+		  "{__name__=\"up\", inst=\"00\", job=\"a\", region=\"eu\", replica=\"A\"} c=8 n=960\n"
+		  "{__name__=\"up\", inst=\"00\", job=\"a\", region=\"eu\", replica=\"B\"} c=4 n=480\n"
+		  "{__name__=\"up\", inst=\"00\", job=\"b\", region=\"eu\", replica=\"B\"} c=4 n=480\n"
+		  "{__name__=\"up\", inst=\"01\", job=\"a\", region=\"eu\", replica=\"A\"} c=8 n=960\n"
+		  "{__name__=\"up\", inst=\"01\", job=\"a\", region=\"eu\", replica=\"B\"} c=4 n=480\n"
+		  "{__name__=\"up\", inst=\"01\", job=\"b\", region=\"eu\", replica=\"B\"} c=4 n=480\n");
+	/* a matcher on the replica label still selects blocks; labels only */
+	const char *mb[] = {"job=a", "inst=00", "replica=B"};
+	CHECK_STR(replica_answer(st, &a, mb, 3, true, true),
+		  "{__name__=\"up\", inst=\"00\", job=\"a\", region=\"eu\"} c=0 n=0\n");
+	/* through the proxy with dedup: streamed (asked with the flag) = buffered (store hidden) */
+	hide_t h = {{&hide_ops, "hidden"}, st};
+	proxy_store_t *pw = proxy_store_new("streamed"), *pb = proxy_store_new("buffered");
+	proxy_store_add(pw, st);
+	proxy_store_add(pb, &h.base);
+	const char *all[] = {"__name__=up"};
+	const char *want = replica_answer(proxy_store_base(pb), &a, all, 1, false, false);
+	CHECK_STR(replica_answer(proxy_store_base(pw), &a, all, 1, false, false), want);
+	const char *head = "{__name__=\"up\", inst=\"00\", job=\"a\", region=\"eu\"} c=-1 n=960\n"
+			   "{__name__=\"up\", inst=\"00\", job=\"b\", region=\"eu\"} c=4 n=480\n";
+	if (strncmp(want, head, strlen(head)) != 0)
+		TEST_FAILF("deduplicated: %.300s", want);
+	proxy_store_free(pw);
+	proxy_store_free(pb);
+	arena_release(&a);
+	bucket_store_free(bs);
 	bucket_free(b);
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", own);
