@@ -15,6 +15,7 @@
 #include "store/grpc_client.h"
 #include "store/grpc_server.h"
 #include "store/inmem.h"
+#include "store/proxy.h"
 #include "storepb_rpc.pb-c.h"
 #include "tsdb/xor.h"
 
@@ -602,6 +603,95 @@ TEST(decode_series_empty_chunk_data)
 	CHECK(cs[0].data != NULL);
 	series_set_close(set);
 	arena_release(&a);
+}
+
+/* ---- without_replica_labels over gRPC: SeriesRequest field 14 and Info field 5 ---- */
+typedef struct rec_store {
+	store_t base;
+	bool supports;
+	int calls;
+	bool wrl;
+	char names[128]; /* the replica label names the store was asked with, comma-separated */
+} rec_store_t;
+
+static int rec_series(store_t *s, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
+{
+	rec_store_t *r = (rec_store_t *)s;
+	(void)a, (void)err;
+	r->calls++;
+	r->wrl = req->without_replica_labels;
+	r->names[0] = 0;
+	for (size_t i = 0; i < req->nreplica_labels; i++)
+		snprintf(r->names + strlen(r->names), sizeof r->names - strlen(r->names), "%s%.*s", i ? "," : "",
+			 (int)req->replica_labels[i].n, req->replica_labels[i].p);
+	*out = series_set_empty();
+	return 0;
+}
+static int rec_strings(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err)
+{
+	(void)s, (void)a, (void)req, (void)err;
+	memset(out, 0, sizeof *out);
+	return 0;
+}
+static int rec_info(store_t *s, arena_t *a, store_info_t *out, err_t *err)
+{
+	(void)a, (void)err;
+	out->mint = 0, out->maxt = 1000;
+	out->supports_without_replica_labels = ((rec_store_t *)s)->supports;
+	return 0;
+}
+static void rec_free(store_t *s)
+{
+	(void)s;
+}
+static const struct store_ops rec_ops = {rec_series, rec_strings, rec_strings, rec_info, rec_free};
+
+TEST(without_replica_labels_round_trip)
+{
+	for (int sup = 0; sup < 2; sup++) {
+		env_t e;
+		memset(&e, 0, sizeof e);
+		err_t err = {0};
+		CHECK_EQ_INT(loop_new(&e.loop, &err), 0);
+		e.srv = grpc_server_new(e.loop, NULL);
+		rec_store_t rec = {{&rec_ops, "rec"}, sup, 0, false, ""};
+		e.svc = store_grpc_register(e.srv, &rec.base, "store");
+		CHECK_EQ_INT(grpc_server_listen(e.srv, "127.0.0.1:0", &e.ls, &err), 0);
+		snprintf(e.addr, sizeof e.addr, "127.0.0.1:%d", listener_port(e.ls));
+		pthread_create(&e.th, NULL, loop_thread, &e);
+		store_t *s = client(&e, 2000);
+		arena_t a;
+		arena_init(&a, 0);
+		store_info_t info;
+		CHECK_EQ_INT(store_info(s, &a, &info, &err), 0);
+		CHECK_EQ_INT(info.supports_without_replica_labels, sup); /* field 5 */
+		matcher_t m = M(MATCH_EQ, "__name__", "up");
+		str_t rl[] = {STR("replica"), STR("rule_replica")};
+		store_series_req_t req = {.mint = 0, .maxt = 1000, .ms = &m, .nms = 1, .replica_labels = rl,
+					  .nreplica_labels = 2, .without_replica_labels = true};
+		buf_t out = BUF_INIT;
+		CHECK_EQ_INT(dump(s, &a, &req, &out, &err), 0);
+		CHECK_EQ_INT(rec.calls, 1);
+		CHECK(rec.wrl); /* field 14, passed on whether or not the store supports it (it then ignores it) */
+		CHECK_STR(rec.names, "replica,rule_replica");
+		req.without_replica_labels = false; /* replica labels alone (a dedup request) are not sent */
+		CHECK_EQ_INT(dump(s, &a, &req, &out, &err), 0);
+		CHECK(!rec.wrl);
+		CHECK_STR(rec.names, "");
+		/* a deduplicating proxy over the client asks with the flag exactly when Info announced it */
+		proxy_store_t *p = proxy_store_new("p");
+		proxy_store_add(p, s);
+		CHECK_EQ_INT(dump(proxy_store_base(p), &a, &req, &out, &err), 0);
+		CHECK_EQ_INT(rec.calls, 3);
+		CHECK_EQ_INT(rec.wrl, sup);
+		CHECK_STR(rec.names, sup ? "replica,rule_replica" : "");
+		proxy_store_free(p);
+		buf_release(&out);
+		matcher_release(&m);
+		arena_release(&a);
+		store_free(s);
+		env_stop(&e);
+	}
 }
 
 TEST_MAIN()
