@@ -63,6 +63,8 @@ def main():
             assert [(l.name, l.value) for l in r.label_sets[0].labels] == [("region", "eu")], r.label_sets
             assert r.HasField("store")
             assert r.store.min_time == 0 and r.store.max_time == 299 * 15000, r.store
+            # the in-memory store does not drop replica labels: field 5 false
+            assert not r.store.supports_without_replica_labels, r.store
 
         def collect(req, timeout=10):
             out, warns = [], []
@@ -101,6 +103,10 @@ def main():
             assert [chunk_count(c) for c in up_a.chunks] == [120, 120, 60]
             assert up_a.chunks[0].min_time == 0 and up_a.chunks[0].max_time == 119 * 15000
             assert up_a.chunks[2].max_time == 299 * 15000
+            # without_replica_labels (field 14) to a store without support: ignored, same answer
+            ss2, _ = collect(rpc.SeriesRequest(min_time=0, max_time=10**13, without_replica_labels=["region"],
+                                               matchers=[M(type=M.RE, name="__name__", value=".+")]))
+            assert [lbls(s) for s in ss2] == got, [lbls(s) for s in ss2]
 
         def t_series_matchers_and_trim():
             req = rpc.SeriesRequest(min_time=2000 * 1000, max_time=2100 * 1000,
