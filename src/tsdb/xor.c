@@ -584,6 +584,8 @@ static int xor_iter_next_batch(sample_iter_t *base, int64_t *t, double *v, int c
 	return n;
 }
 
+#define XOR_SEEK_BATCH 16
+
 static int xor_iter_seek(sample_iter_t *base, int64_t t, err_t *err)
 {
 	xor_iter_t *it = (xor_iter_t *)base;
@@ -594,6 +596,7 @@ static int xor_iter_seek(sample_iter_t *base, int64_t t, err_t *err)
 	}
 	if (t > it->mint)
 		it->mint = t;
+	t = it->mint; /* never land before the range: a seek below mint goes to mint */
 	/* Skip whole chunks that end before t without decoding them. */
 	if (it->active && it->chunks[it->ci].maxt < t) {
 		it->active = false;
@@ -606,21 +609,31 @@ static int xor_iter_seek(sample_iter_t *base, int64_t t, err_t *err)
 				return rc;
 			continue;
 		}
-		int64_t st;
-		double sv;
-		int rc = xor_dec_next(&it->dec, &st, &sv, err);
-		if (rc < 0)
-			return rc;
-		if (rc == 0) {
+		/* Decode in batches; the batch that reaches t is decoded again from a copy of the decoder
+		 * state up to its first sample >= t (in decode order), which becomes the pending one. Twice
+		 * a batch is cheaper than sample by sample. */
+		int64_t bt[XOR_SEEK_BATCH];
+		double bv[XOR_SEEK_BATCH];
+		xor_dec_t saved = it->dec;
+		int k = xor_dec_batch(&it->dec, bt, bv, XOR_SEEK_BATCH, err);
+		if (k < 0)
+			return k;
+		if (k == 0) {
 			it->active = false;
 			it->ci++;
 			continue;
 		}
-		if (st >= t) {
-			it->have_pending = true;
-			it->pt = st, it->pv = sv;
-			return 0;
-		}
+		int i = 0;
+		while (i < k && bt[i] < t)
+			i++;
+		if (i == k)
+			continue;
+		it->dec = saved;
+		k = xor_dec_batch(&it->dec, bt, bv, i + 1, err);
+		BUG_ON(k != i + 1); /* the same bytes decode the same way */
+		it->have_pending = true;
+		it->pt = bt[i], it->pv = bv[i];
+		return 0;
 	}
 	return 0;
 }

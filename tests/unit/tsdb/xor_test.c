@@ -732,4 +732,77 @@ TEST(xor_claims_more_than_it_holds)
 	}
 }
 
+/* Seek (batch decode, then the batch that reaches t decoded again up to it) lands where a scan of
+ * all samples says: random chunk lists, ranges, reads before the seek, seeks forward and backward. */
+TEST(xor_iter_seek_matches_scan)
+{
+	enum { NC = 4, PER = 130 };
+	xor_enc_t e[NC];
+	chunk_t c[NC];
+	static int64_t all_t[NC * PER];
+	static double all_v[NC * PER];
+	for (int round = 0; round < 200; round++) {
+		int nc = 1 + (int)(xr() % NC), n = 0;
+		int64_t t = (int64_t)(xr() % 1000000) - 500000;
+		for (int k = 0; k < nc; k++) {
+			int per = 1 + (int)(xr() % PER);
+			xor_enc_init(&e[k]);
+			for (int i = 0; i < per; i++) {
+				t += 1 + (int64_t)(xr() % 20000);
+				all_t[n] = t, all_v[n] = (double)(xr() % 1000);
+				xor_enc_append(&e[k], all_t[n], all_v[n]);
+				n++;
+			}
+			size_t len;
+			c[k].data = xor_enc_bytes(&e[k], &len);
+			c[k].len = len;
+			c[k].enc = CHUNK_ENC_XOR;
+			c[k].mint = all_t[n - per];
+			c[k].maxt = all_t[n - 1];
+		}
+		int64_t lo = all_t[0] - 10, hi = all_t[n - 1] + 10;
+		int64_t mint = xr() % 4 ? INT64_MIN : lo + (int64_t)(xr() % (uint64_t)(hi - lo));
+		int64_t maxt = xr() % 4 ? INT64_MAX : lo + (int64_t)(xr() % (uint64_t)(hi - lo));
+		xor_iter_t it;
+		xor_iter_init(&it, c, (size_t)nc, mint, maxt);
+		int64_t bt[64];
+		double bv[64];
+		int at = 0; /* index in all_t of the next sample the scan expects */
+		while (at < n && all_t[at] < mint)
+			at++;
+		int pre = (int)(xr() % 3); /* read a little before seeking */
+		if (pre) {
+			int k = sample_iter_next_batch(&it.base, bt, bv, pre, NULL);
+			CHECK(k >= 0);
+			for (int i = 0; i < k; i++, at++)
+				CHECK_EQ_INT(bt[i], all_t[at]);
+		}
+		for (int s = 0; s < 3; s++) {
+			int64_t target = xr() % 2 ? all_t[xr() % (uint64_t)n] : lo + (int64_t)(xr() % (uint64_t)(hi - lo));
+			CHECK_EQ_INT(sample_iter_seek(&it.base, target, NULL), 0);
+			while (at < n && all_t[at] < target)
+				at++; /* a backward seek is a no-op */
+			int k = sample_iter_next_batch(&it.base, bt, bv, 1 + (int)(xr() % 5), NULL);
+			CHECK(k >= 0);
+			for (int i = 0; i < k; i++, at++) {
+				CHECK(at < n && all_t[at] <= maxt);
+				CHECK_EQ_INT(bt[i], all_t[at]);
+				CHECK(bv[i] == all_v[at]);
+			}
+			if (k == 0)
+				CHECK(at >= n || all_t[at] > maxt);
+		}
+		int k;
+		while ((k = sample_iter_next_batch(&it.base, bt, bv, 64, NULL)) > 0)
+			for (int i = 0; i < k; i++, at++) {
+				CHECK_EQ_INT(bt[i], all_t[at]);
+				CHECK(bv[i] == all_v[at]);
+			}
+		CHECK_EQ_INT(k, 0);
+		CHECK(at >= n || all_t[at] > maxt);
+		for (int k2 = 0; k2 < nc; k2++)
+			xor_enc_release(&e[k2]);
+	}
+}
+
 TEST_MAIN()
