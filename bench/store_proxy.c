@@ -9,17 +9,31 @@
  *                           the proxy must collect and re-sort each store's response (the contrast)
  *   merge, 64 stores        no dedup, the series spread over 64 stores (external label zone), chunks
  *                           only: the k-way merge's cost per series
- * Memory per mode: the request arena's size and the peak RSS growth during the query (VmHWM after
- * the query minus VmRSS before it, with the peak reset through /proc/self/clear_refs).
+ *   gateway A+B, streamed   penalty dedup over a store gateway (bucket store on a FILESYSTEM bucket)
+ *                           holding one block of each replica (external labels replica=A / B, all
+ *                           series in both): the store announces without_replica_labels, so the
+ *                           proxy asks with it and streams the store's answer
+ *   gateway A+B, buffered   the same store with the announcement hidden: the proxy reads its whole
+ *                           answer (chunk bytes included), strips and re-sorts — what it did for such
+ *                           a store before without_replica_labels (the "before" of that change)
+ * Memory per mode: the request arena's size, the peak RSS growth during the query (VmHWM after the
+ * query minus VmRSS before it, with the peak reset through /proc/self/clear_refs) and the RSS growth
+ * still held when the last series has been read (before the set is closed).
  * Usage: store_proxy [series ...]  (default: 10000 100000). Prints a table and RESULT lines.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "base/clock.h"
+#include "objstore/config.h"
+#include "store/bucket_store.h"
 #include "store/inmem.h"
 #include "store/proxy.h"
+#include "tsdb/block.h"
 
 static double now_s(void)
 {
@@ -100,15 +114,16 @@ static void run(store_t *p, long nseries, const char *mode, const char *key, boo
 		exit(1);
 	}
 	double dt = now_s() - t0;
-	long peak = status_kb("VmHWM");
+	long peak = status_kb("VmHWM"), end = status_kb("VmRSS");
 	series_set_close(set);
-	long grow = peak >= 0 && rss0 >= 0 ? peak - rss0 : -1;
+	long grow = peak >= 0 && rss0 >= 0 ? peak - rss0 : -1, held = end >= 0 && rss0 >= 0 ? end - rss0 : -1;
 	printf("%-24s %7ld series %9ld samples %7ld chunks %7.3fs %9.0f series/s %11.0f samples/s  arena %6zu KiB  "
-	       "peak RSS +%ld KiB\n",
-	       mode, ns, nsamp, nchunks, dt, ns / dt, nsamp / dt, a.allocated / 1024, grow);
+	       "peak RSS +%ld KiB  RSS at end +%ld KiB\n",
+	       mode, ns, nsamp, nchunks, dt, ns / dt, nsamp / dt, a.allocated / 1024, grow, held);
 	printf("RESULT store_proxy_%s_%ld_series_per_s %.0f series/s\n", key, nseries, ns / dt);
 	printf("RESULT store_proxy_%s_%ld_arena %zu KiB\n", key, nseries, a.allocated / 1024);
 	printf("RESULT store_proxy_%s_%ld_peak_rss_growth %ld KiB\n", key, nseries, grow);
+	printf("RESULT store_proxy_%s_%ld_end_rss_growth %ld KiB\n", key, nseries, held);
 	matcher_release(&m);
 	arena_release(&a);
 }
@@ -179,6 +194,107 @@ static void bench_many(long n, int k)
 	free(st);
 }
 
+/* A store forwarding to another with supports_without_replica_labels hidden (the old proxy path). */
+typedef struct hide {
+	store_t base;
+	store_t *in;
+} hide_t;
+static int hide_series(store_t *s, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
+{
+	return store_series(((hide_t *)s)->in, a, req, out, err);
+}
+static int hide_names(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err)
+{
+	return store_label_names(((hide_t *)s)->in, a, req, out, err);
+}
+static int hide_values(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out, err_t *err)
+{
+	return store_label_values(((hide_t *)s)->in, a, req, out, err);
+}
+static int hide_info(store_t *s, arena_t *a, store_info_t *out, err_t *err)
+{
+	int rc = store_info(((hide_t *)s)->in, a, out, err);
+	out->supports_without_replica_labels = false;
+	return rc;
+}
+static void hide_free(store_t *s)
+{
+	(void)s;
+}
+static const struct store_ops hide_ops = {hide_series, hide_names, hide_values, hide_info, hide_free};
+
+static void die_err(const char *what, const err_t *err)
+{
+	fprintf(stderr, "%s: %s\n", what, err->msg);
+	exit(1);
+}
+
+/* n series bench{i} x 120 samples in one block per replica (A, B 3 ms later), in a FILESYSTEM bucket
+ * under a temporary directory; both proxies read the same bucket store. */
+static void bench_gateway(long n)
+{
+	char tmp[64], bdir[128], ddir[128];
+	snprintf(tmp, sizeof tmp, "/tmp/strata-bench-sgw.XXXXXX");
+	if (!mkdtemp(tmp)) {
+		perror("mkdtemp");
+		exit(1);
+	}
+	snprintf(bdir, sizeof bdir, "%s/bucket", tmp);
+	snprintf(ddir, sizeof ddir, "%s/data", tmp);
+	mkdir(bdir, 0755);
+	err_t err = {0};
+	int64_t t[120];
+	double v[120];
+	char num[32];
+	for (int r = 0; r < 2; r++) {
+		block_writer_t *bw;
+		if (block_writer_new(&bw, bdir, NULL, &err))
+			die_err("block writer", &err);
+		for (long i = 0; i < n; i++) {
+			snprintf(num, sizeof num, "%08ld", i);
+			for (int j = 0; j < 120; j++)
+				t[j] = j * 15000 + 3 * r, v[j] = (double)(i + j);
+			label_t l[] = {{STR("__name__"), STR("bench")}, {STR("i"), str_c(num)}};
+			labels_t ls = {l, 2};
+			if (block_writer_add_series(bw, &ls, t, v, 120, &err))
+				die_err("add", &err);
+		}
+		block_meta_t m = {0};
+		meta_set_label(&m, "replica", r ? "B" : "A");
+		char dir[4096];
+		if (block_writer_finish(bw, &m, dir, &err))
+			die_err("block", &err);
+		meta_release(&m);
+	}
+	char yaml[256];
+	snprintf(yaml, sizeof yaml, "type: FILESYSTEM\nconfig: {directory: %s}", bdir);
+	bucket_t *bkt;
+	if (objstore_from_config(yaml, strlen(yaml), &bkt, &err))
+		die_err("bucket", &err);
+	bucket_store_config_t cfg = {.bkt = bkt, .data_dir = ddir, .min_time = INT64_MIN, .max_time = INT64_MAX};
+	bucket_store_t *bs;
+	if (bucket_store_new(&bs, &cfg, &err) || bucket_store_sync(bs, &err))
+		die_err("bucket store", &err);
+	hide_t h = {{&hide_ops, "hidden"}, bucket_store_base(bs)};
+	proxy_store_t *ps = proxy_store_new("streamed"), *pb = proxy_store_new("buffered");
+	proxy_store_add(ps, bucket_store_base(bs));
+	proxy_store_add(pb, &h.base);
+	/* warm-up: index-headers built, files in the page cache */
+	run(proxy_store_base(ps), n, "(warm-up)", "sgw_warmup", true, true);
+	run(proxy_store_base(ps), n, "gateway A+B, streamed", "sgw_dedup_streamed", true, true);
+	run(proxy_store_base(pb), n, "gateway A+B, buffered", "sgw_dedup_buffered", true, true);
+	run(proxy_store_base(ps), n, "gateway A+B, streamed", "sgw_dedup_streamed", true, true);
+	run(proxy_store_base(pb), n, "gateway A+B, buffered", "sgw_dedup_buffered", true, true);
+	proxy_store_free(ps);
+	proxy_store_free(pb);
+	bucket_store_free(bs);
+	bucket_free(bkt);
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+	if (system(cmd) != 0)
+		fprintf(stderr, "could not remove %s\n", tmp);
+}
+
 static void bench(long n)
 {
 	inmem_store_t *sa, *sb;
@@ -201,6 +317,7 @@ static void bench(long n)
 	inmem_store_free(sa);
 	inmem_store_free(sb);
 	bench_many(n, 64);
+	bench_gateway(n);
 }
 
 int main(int argc, char **argv)
