@@ -52,7 +52,7 @@ struct bucket_store {
 	bool synced_once;
 	atomic_int open_sets;
 	atomic_llong pool_used;
-	workers_t *pool; /* read pool of Series calls (read_concurrency - 1 threads) */
+	workers_t *pool; /* read pool of Series and label calls (read_concurrency - 1 threads) */
 	atomic_size_t header_builds, load_failures;
 };
 

@@ -16,7 +16,9 @@
  * Errors name the block and what failed; limits are ERR_LIMIT with the limit in the message.
  * A Series call reads the postings and series entries of its blocks on up to read_concurrency threads
  * (the store's read pool plus the calling thread), then fetches chunks lazily in batches that span
- * blocks; the series come out merged and in label order whatever the read order.
+ * blocks; the series come out merged and in label order whatever the read order. LabelNames and
+ * LabelValues with matchers read their blocks the same way (answers sorted and unique whatever the
+ * read order; the bytes and series-touched limits apply to them too).
  * Concurrency: more than series_max_concurrency open Series calls are rejected (ERR_LIMIT), not
  * queued: the gRPC server runs handlers and producers on its loop thread, so a call cannot wait here
  * for a slot without blocking the calls that would free it.
