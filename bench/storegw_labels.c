@@ -88,10 +88,10 @@ typedef struct req {
 } req_t;
 
 static const req_t reqs[] = {
-	{"names_match_one_a", NULL, {"a"}, {"a1"}, 1},
-	{"values_c_match_a_b", "c", {"a", "b"}, {"a1", "b2"}, 2},
-	{"values_b_match_metric", "b", {"__name__"}, {"bench_metric"}, 1},
-	{"names_no_match", NULL, {0}, {0}, 0},
+    {"names_match_one_a", NULL, {"a"}, {"a1"}, 1},
+    {"values_c_match_a_b", "c", {"a", "b"}, {"a1", "b2"}, 2},
+    {"values_b_match_metric", "b", {"__name__"}, {"bench_metric"}, 1},
+    {"names_no_match", NULL, {0}, {0}, 0},
 };
 #define NREQ (sizeof reqs / sizeof *reqs)
 
@@ -159,8 +159,12 @@ int main(int argc, char **argv)
 	const int conc[NS] = {1, 4, 1, 4};
 	const char *const kind[NS] = {"", "", "_nocache", "_nocache"};
 	for (int i = 0; i < NS; i++) {
-		bucket_store_config_t cfg = {.bkt = b, .data_dir = ddir, .min_time = INT64_MIN, .max_time = INT64_MAX,
-					     .index_cache_size = i < 2 ? 250u << 20 : 0, .read_concurrency = conc[i]};
+		bucket_store_config_t cfg = {.bkt = b,
+		                             .data_dir = ddir,
+		                             .min_time = INT64_MIN,
+		                             .max_time = INT64_MAX,
+		                             .index_cache_size = i < 2 ? 250u << 20 : 0,
+		                             .read_concurrency = conc[i]};
 		if (bucket_store_new(&bs[i], &cfg, &err) || bucket_store_sync(bs[i], &err))
 			die("storegw_labels: %s", err.msg);
 	}
@@ -187,7 +191,9 @@ int main(int argc, char **argv)
 		for (size_t k = 1; same && k < out[0].n; k++)
 			same = str_cmp(out[0].v[k - 1], out[0].v[k]) < 0;
 		if (!same) {
-			fprintf(stderr, "storegw_labels: %s: the stores disagree or the answer is not sorted\n", reqs[q].name);
+			fprintf(stderr,
+			        "storegw_labels: %s: the stores disagree or the answer is not sorted\n",
+			        reqs[q].name);
 			bad = 1;
 		}
 		size_t n = out[0].n;
@@ -205,7 +211,8 @@ int main(int argc, char **argv)
 				arena_release(&ra);
 			}
 			qsort(ms, (size_t)runs, sizeof *ms, dbl_cmp);
-			printf("RESULT storegw_labels_%s_conc%d%s %.2f ms (%ld blocks, %zu strings, median of %d)\n",
+			printf("RESULT storegw_labels_%s_conc%d%s %.2f ms (%ld blocks, %zu strings, median "
+			       "of %d)\n",
 			       reqs[q].name, conc[i], kind[i], ms[runs / 2], nblocks, n, runs);
 		}
 	}

@@ -26,8 +26,8 @@ indextoc_err_t indextoc_toc(const uint8_t *toc, uint64_t limit, uint64_t v[6], i
 	return INDEXTOC_OK;
 }
 
-indextoc_err_t indextoc_section(const uint8_t *p, size_t n, uint64_t off, uint32_t min_len, const uint8_t **body,
-				size_t *blen, indextoc_fault_t *f)
+indextoc_err_t indextoc_section(const uint8_t *p, size_t n, uint64_t off, uint32_t min_len,
+                                const uint8_t **body, size_t *blen, indextoc_fault_t *f)
 {
 	if (off + 4 > n)
 		return INDEXTOC_SEC_NOLEN;
@@ -45,7 +45,8 @@ indextoc_err_t indextoc_section(const uint8_t *p, size_t n, uint64_t off, uint32
 
 /* ================================ symbols ================================ */
 
-indextoc_err_t indextoc_symbols_init(indextoc_symbols_t *s, const uint8_t *body, size_t blen, indextoc_fault_t *f)
+indextoc_err_t indextoc_symbols_init(indextoc_symbols_t *s, const uint8_t *body, size_t blen,
+                                     indextoc_fault_t *f)
 {
 	memset(s, 0, sizeof *s);
 	if (blen < 4)
@@ -127,7 +128,7 @@ bool indextoc_symbol_find(const indextoc_symbols_t *s, str_t v, uint32_t *idx)
 /* ================================ postings offset table ================================ */
 
 indextoc_err_t indextoc_ptab_init(indextoc_ptab_t *t, const uint8_t *body, size_t blen, uint64_t max_off,
-				  bool ascending, indextoc_fault_t *f)
+                                  bool ascending, indextoc_fault_t *f)
 {
 	memset(t, 0, sizeof *t);
 	if (blen < 4)
@@ -143,8 +144,8 @@ indextoc_err_t indextoc_ptab_init(indextoc_ptab_t *t, const uint8_t *body, size_
 		uint64_t off;
 		int k;
 		*f = (indextoc_fault_t){ent, i, 0};
-		if (p >= t->end || *p != 2 || (p++, indextoc_str(&p, t->end, &name)) || indextoc_str(&p, t->end, &value) ||
-		    (k = uvarint_get(p, t->end, &off)) <= 0)
+		if (p >= t->end || *p != 2 || (p++, indextoc_str(&p, t->end, &name)) ||
+		    indextoc_str(&p, t->end, &value) || (k = uvarint_get(p, t->end, &off)) <= 0)
 			return INDEXTOC_PT_ENTRY;
 		p += k;
 		f->value = off;
@@ -217,7 +218,7 @@ uint32_t indextoc_ptab_entry(const indextoc_ptab_t *t, uint32_t pos, str_t *valu
 }
 
 bool indextoc_ptab_find(const indextoc_ptab_t *t, const indextoc_name_t *nm, str_t value, uint64_t *off,
-			uint32_t *next)
+                        uint32_t *next)
 {
 	size_t lo = 0, hi = nm->nsamples;
 	while (lo < hi) { /* last sample <= value */

@@ -24,14 +24,14 @@
 #include "base/varint.h"
 
 #define INDEXTOC_SAMPLE_EVERY 32
-#define INDEXTOC_TOC_LEN 52
+#define INDEXTOC_TOC_LEN      52
 
 typedef enum indextoc_err {
 	INDEXTOC_OK = 0,
 	INDEXTOC_TOC_CRC,     /* TOC: bad CRC32C */
 	INDEXTOC_TOC_RANGE,   /* TOC: entry fault.entry (fault.value) points past the limit */
 	INDEXTOC_SEC_NOLEN,   /* section: its length field lies past the end */
-	INDEXTOC_SEC_LEN,     /* section: body + CRC run past the end (fault.value = length), or body too short */
+	INDEXTOC_SEC_LEN,     /* section: body + CRC past the end, or body too short (fault.value = length) */
 	INDEXTOC_SEC_CRC,     /* section: bad CRC32C */
 	INDEXTOC_SHORT,       /* table body shorter than its count */
 	INDEXTOC_SYM_COUNT,   /* symbol table: count (fault.value) larger than the body */
@@ -69,8 +69,8 @@ static inline int indextoc_str(const uint8_t **pp, const uint8_t *end, str_t *ou
 indextoc_err_t indextoc_toc(const uint8_t *toc, uint64_t limit, uint64_t v[6], indextoc_fault_t *f);
 
 /* The section at p[off..n): body and its length after bounds, minimum body length and CRC checks. */
-indextoc_err_t indextoc_section(const uint8_t *p, size_t n, uint64_t off, uint32_t min_len, const uint8_t **body,
-				size_t *blen, indextoc_fault_t *f);
+indextoc_err_t indextoc_section(const uint8_t *p, size_t n, uint64_t off, uint32_t min_len,
+                                const uint8_t **body, size_t *blen, indextoc_fault_t *f);
 
 typedef struct indextoc_symbols {
 	const uint8_t *p, *end; /* entries (after the count) */
@@ -79,7 +79,8 @@ typedef struct indextoc_symbols {
 } indextoc_symbols_t;
 
 /* Decode a symbol table body; on failure s holds what was allocated (release it either way). */
-indextoc_err_t indextoc_symbols_init(indextoc_symbols_t *s, const uint8_t *body, size_t blen, indextoc_fault_t *f);
+indextoc_err_t indextoc_symbols_init(indextoc_symbols_t *s, const uint8_t *body, size_t blen,
+                                     indextoc_fault_t *f);
 void indextoc_symbols_release(indextoc_symbols_t *s);
 size_t indextoc_symbols_mem(const indextoc_symbols_t *s); /* bytes of the samples */
 /* Symbol idx (callers check idx < s->n). */
@@ -109,7 +110,7 @@ typedef struct indextoc_ptab {
 /* Decode a postings offset table body: every postings offset must be < max_off, and ascending too
  * when asked. On failure t holds what was allocated (release it either way). */
 indextoc_err_t indextoc_ptab_init(indextoc_ptab_t *t, const uint8_t *body, size_t blen, uint64_t max_off,
-				  bool ascending, indextoc_fault_t *f);
+                                  bool ascending, indextoc_fault_t *f);
 void indextoc_ptab_release(indextoc_ptab_t *t);
 size_t indextoc_ptab_mem(const indextoc_ptab_t *t); /* bytes of names and samples */
 /* The name's group, NULL if absent. */
@@ -119,6 +120,6 @@ uint32_t indextoc_ptab_entry(const indextoc_ptab_t *t, uint32_t pos, str_t *valu
 /* The entry of value in nm's group: its postings offset and the next entry's position (t->end - t->p
  * after the table's last entry); false if absent. */
 bool indextoc_ptab_find(const indextoc_ptab_t *t, const indextoc_name_t *nm, str_t value, uint64_t *off,
-			uint32_t *next);
+                        uint32_t *next);
 
 #endif

@@ -237,7 +237,7 @@ TEST(str_fast_and_slow_lengths)
 	CHECK(p == b);
 	p = b;
 	CHECK_EQ_INT(indextoc_str(&p, b, &s), -1); /* empty input */
-	b[0] = 0x80 | 10, b[1] = 1;               /* 138 */
+	b[0] = 0x80 | 10, b[1] = 1;                /* 138 */
 	memset(b + 2, 'y', 138);
 	p = b;
 	CHECK_EQ_INT(indextoc_str(&p, b + 140, &s), 0);
