@@ -777,9 +777,6 @@ static int block_ids(call_t *c, bucket_block_t *b, const matcher_t *ms, size_t n
 	return block_postings(c, b, h, rest, nrest, ids);
 }
 
-/* Series of one block matching the request, appended to out (labels merged with the block's). The
- * block's postings and series entries are read into c->a (scratch); what outlives the block (label
- * sets, chunk refs) goes to keep. */
 /* Count n more series touched by the call against series_touched_limit. */
 static int touch(call_t *c, atomic_llong *touched, size_t n)
 {
@@ -813,6 +810,9 @@ static void split_replicas(arena_t *a, labels_t *ls, labels_t *rkey, const str_t
 	ls->n = w;
 }
 
+/* Series of one block matching the request, appended to out (labels merged with the block's). The
+ * block's postings and series entries are read into c->a (scratch); what outlives the block (label
+ * sets, chunk refs) goes to keep. */
 static int block_series(call_t *c, arena_t *keep, bucket_block_t *b, const store_series_req_t *req, ovec_t *out,
 			atomic_llong *touched)
 {
