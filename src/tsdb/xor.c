@@ -200,6 +200,8 @@ const uint8_t *xor_enc_bytes(xor_enc_t *e, size_t *len)
  */
 #define XOR_SAMPLE_MAX_READ 32
 #define XOR_TAIL_BUF 64
+/* the tail copy holds at most XOR_SAMPLE_MAX_READ bytes, and a sample starting at its end reads 20 */
+_Static_assert(XOR_TAIL_BUF >= XOR_SAMPLE_MAX_READ + 20, "xor tail buffer too small");
 
 int xor_dec_init(xor_dec_t *d, const uint8_t *p, size_t len, err_t *err)
 {
@@ -359,9 +361,7 @@ static inline __attribute__((always_inline)) int dec_run(const uint8_t *b, uint6
 				unsigned lead = (unsigned)(ctl >> 57) & 31;
 				sig = (((unsigned)(ctl >> 51) - 1) & 63) + 1;
 				if (__builtin_expect(lead + sig > 64, 0)) {
-					int rc = bad_window(pos_base + pos + c, lead, sig, err);
-					st->pos = pos;
-					return rc;
+					return bad_window(pos_base + pos + c, lead, sig, err);
 				}
 				trail = 64 - lead - sig;
 				c += 13;
