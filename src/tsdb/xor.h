@@ -6,7 +6,8 @@
  * chunk bytes at any point (header count included, last byte zero-padded). xor_dec_t decodes one
  * chunk with bounds checks: corrupt data yields ERR_CORRUPT naming the bit offset, never a read past
  * the end. xor_iter_t is a sample_iter_t over a list of chunks (sorted by mint), trimmed to
- * [mint, maxt]; its seek skips whole chunks by their maxt without decoding them.
+ * [mint, maxt]; its seek(t) goes to the first sample at or after both t and mint (never backwards),
+ * skipping whole chunks by their maxt without decoding them.
  * Stale NaN markers (and every other NaN payload) round-trip bit-exactly.
  */
 #ifndef STRATA_TSDB_XOR_H
