@@ -562,6 +562,42 @@ static bool same_result(const result_t *x, const result_t *y)
 	       x->sorted == y->sorted && !strcmp(x->err, y->err);
 }
 
+/* A directory of the test's own in own (the helpers' bdir/ddir point there). */
+static void own_dir(char *own, size_t n, const char *prefix)
+{
+	snprintf(own, n, "/tmp/%s.XXXXXX", prefix);
+	BUG_ON(!mkdtemp(own));
+	snprintf(bdir, sizeof bdir, "%s/bucket", own);
+	snprintf(ddir, sizeof ddir, "%s/data", own);
+	mkdir(bdir, 0755);
+}
+
+static void own_dir_remove(const char *own)
+{
+	char cmd[600];
+	snprintf(cmd, sizeof cmd, "rm -rf %s", own);
+	BUG_ON(system(cmd) != 0);
+}
+
+/* Flip a byte inside the postings list of name=value in block id's index in the bucket (found with
+ * an index-header built at own/ih-<id>), so that reading it fails its CRC. */
+static void corrupt_postings(bucket_t *b, const char *own, const char *id, str_t name, str_t value)
+{
+	char obj[64], hpath[512], ipath[512];
+	snprintf(obj, sizeof obj, "%s/index", id);
+	snprintf(hpath, sizeof hpath, "%s/ih-%s", own, id);
+	snprintf(ipath, sizeof ipath, "%s/%s/index", bdir, id);
+	err_t err = {0};
+	indexheader_t *h;
+	BUG_ON(indexheader_build(b, obj, -1, hpath, &err) || indexheader_open(&h, hpath, &err));
+	int64_t s, e;
+	BUG_ON(!indexheader_postings_range(h, name, value, &s, &e));
+	indexheader_close(h);
+	int fd = open(ipath, O_RDWR);
+	BUG_ON(fd < 0 || pwrite(fd, "\x7f", 1, s + 9) != 1);
+	close(fd);
+}
+
 /* Blocks read on several threads answer exactly as one thread does (series merged across 16 blocks,
  * in order); chunks longer than the first read's estimate and a series entry longer than its
  * estimate are re-read exactly; with two corrupt blocks the error names the first in block order
@@ -569,11 +605,7 @@ static bool same_result(const result_t *x, const result_t *y)
 TEST(parallel_block_reads_equal_sequential_and_long_entries)
 {
 	char own[256];
-	snprintf(own, sizeof own, "/tmp/strata-bstore-par.XXXXXX");
-	BUG_ON(!mkdtemp(own));
-	snprintf(bdir, sizeof bdir, "%s/bucket", own);
-	snprintf(ddir, sizeof ddir, "%s/data", own);
-	mkdir(bdir, 0755);
+	own_dir(own, sizeof own, "strata-bstore-par");
 	static const char *const ab[] = {"a", "b"};
 	char ids[16][ULID_LEN + 1], noisy[ULID_LEN + 1], lng[ULID_LEN + 1];
 	for (int i = 0; i < 16; i++)
@@ -615,23 +647,8 @@ TEST(parallel_block_reads_equal_sequential_and_long_entries)
 	CHECK(want[3].chunks > 800); /* its index entry is longer than the first read */
 
 	/* Corrupt one postings list (inst=07) in blocks 3 and 9 of the bucket. */
-	for (int k = 0; k < 2; k++) {
-		const char *id = ids[k ? 9 : 3];
-		char name[64], hpath[512], ipath[512];
-		snprintf(name, sizeof name, "%s/index", id);
-		snprintf(hpath, sizeof hpath, "%s/ih-%d", own, k);
-		snprintf(ipath, sizeof ipath, "%s/%s/index", bdir, id);
-		err_t err = {0};
-		CHECK_EQ_INT(indexheader_build(b, name, -1, hpath, &err), 0);
-		indexheader_t *h;
-		CHECK_EQ_INT(indexheader_open(&h, hpath, &err), 0);
-		int64_t s, e;
-		CHECK(indexheader_postings_range(h, STR("inst"), STR("07"), &s, &e));
-		indexheader_close(h);
-		int fd = open(ipath, O_RDWR);
-		CHECK(pwrite(fd, "\x7f", 1, s + 9) == 1);
-		close(fd);
-	}
+	corrupt_postings(b, own, ids[3], STR("inst"), STR("07"));
+	corrupt_postings(b, own, ids[9], STR("inst"), STR("07"));
 	const char *seven[] = {"inst=07"};
 	result_t e1 = run(bucket_store_base(seq), seven, 1, 0, INT64_MAX, false);
 	result_t e4 = run(bucket_store_base(par), seven, 1, 0, INT64_MAX, false);
@@ -646,9 +663,7 @@ TEST(parallel_block_reads_equal_sequential_and_long_entries)
 	bucket_store_free(seq);
 	bucket_store_free(par);
 	bucket_free(b);
-	char cmd[600];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", own);
-	CHECK(system(cmd) == 0);
+	own_dir_remove(own);
 }
 
 /* Block i of the label test: [i*2h, i*2h+4min), region us when i % 3 == 0 else eu, job j<i%5>;
@@ -726,11 +741,7 @@ static void labels_answer(store_t *st, const char *name, const char *const *mspe
 TEST(label_calls_parallel_equal_sequential)
 {
 	char own[256];
-	snprintf(own, sizeof own, "/tmp/strata-bstore-lbl.XXXXXX");
-	BUG_ON(!mkdtemp(own));
-	snprintf(bdir, sizeof bdir, "%s/bucket", own);
-	snprintf(ddir, sizeof ddir, "%s/data", own);
-	mkdir(bdir, 0755);
+	own_dir(own, sizeof own, "strata-bstore-lbl");
 	enum { NB = 40 };
 	char ids[NB][ULID_LEN + 1];
 	for (int i = 0; i < NB; i++)
@@ -798,23 +809,8 @@ TEST(label_calls_parallel_equal_sequential)
 	bucket_store_free(lim);
 
 	/* Corrupt the postings of job=j2 in blocks 7 and 22. */
-	for (int k = 0; k < 2; k++) {
-		const char *id = ids[k ? 22 : 7];
-		char name[64], hpath[512], ipath[512];
-		snprintf(name, sizeof name, "%s/index", id);
-		snprintf(hpath, sizeof hpath, "%s/ih-%d", own, k);
-		snprintf(ipath, sizeof ipath, "%s/%s/index", bdir, id);
-		err_t err = {0};
-		CHECK_EQ_INT(indexheader_build(b, name, -1, hpath, &err), 0);
-		indexheader_t *h;
-		CHECK_EQ_INT(indexheader_open(&h, hpath, &err), 0);
-		int64_t s, e;
-		CHECK(indexheader_postings_range(h, STR("job"), STR("j2"), &s, &e));
-		indexheader_close(h);
-		int fd = open(ipath, O_RDWR);
-		CHECK(pwrite(fd, "\x7f", 1, s + 9) == 1);
-		close(fd);
-	}
+	corrupt_postings(b, own, ids[7], STR("job"), STR("j2"));
+	corrupt_postings(b, own, ids[22], STR("job"), STR("j2"));
 	labels_answer(bucket_store_base(seq), "inst", j2, 1, INT64_MIN, INT64_MAX, 0, &w);
 	labels_answer(bucket_store_base(par), "inst", j2, 1, INT64_MIN, INT64_MAX, 0, &g);
 	CHECK_STR(w.p, g.p);
@@ -830,9 +826,7 @@ TEST(label_calls_parallel_equal_sequential)
 	bucket_store_free(seq);
 	bucket_store_free(par);
 	bucket_free(b);
-	char cmd[600];
-	snprintf(cmd, sizeof cmd, "rm -rf %s", own);
-	CHECK(system(cmd) == 0);
+	own_dir_remove(own);
 }
 
 /* One line per series: labels, chunks and samples. */
