@@ -420,9 +420,12 @@ static int fetch_series(call_t *c, bucket_block_t *b, const indexheader_t *h, po
 	if ((rc = fetch_spans(c, name, w, nw, SERIES_MERGE_GAP, "series", &sp, &ns)))
 		return err_wrap(c->err, "block %s", b->ulid);
 	metric_add(metric_with(bucket_metrics.fetched, "series"), (double)nw);
-	/* Entries longer than estimated are re-read exactly, all in one batch after the first pass. */
-	bucket_range_t *again = ARENA_NEW_ARRAY(c->a, bucket_range_t, nw + 1);
+	/* Entries longer than estimated are re-read exactly, all in one batch after the first pass.
+	 * The ranges (bucket_range_t holds an err_t, ~1 KiB) are allocated only for those: one per entry up
+	 * front was the largest allocation of a Series call (~1.6 KiB per series, zeroed). */
+	bucket_range_t *again = NULL;
 	size_t *again_w = ARENA_NEW_ARRAY(c->a, size_t, nw + 1);
+	int64_t *again_need = ARENA_NEW_ARRAY(c->a, int64_t, nw + 1);
 	size_t nagain = 0;
 	int64_t again_bytes = 0;
 	for (int pass = 0; pass < 2; pass++) {
@@ -431,8 +434,11 @@ static int fetch_series(call_t *c, bucket_block_t *b, const indexheader_t *h, po
 				break;
 			if ((rc = charge(c, again_bytes, "series")))
 				return rc;
-			for (size_t k = 0; k < nagain; k++)
+			again = ARENA_NEW_ARRAY(c->a, bucket_range_t, nagain);
+			for (size_t k = 0; k < nagain; k++) {
+				again[k] = (bucket_range_t){.name = name, .off = w[again_w[k]].start, .len = again_need[k]};
 				again[k].dst = arena_alloc(c->a, (size_t)again[k].len + 1);
+			}
 			if ((rc = bucket_get_ranges(c->st->cfg.bkt, again, nagain, FETCH_CONCURRENCY, c->err)))
 				return err_wrap(c->err, "block %s", b->ulid);
 		}
@@ -456,7 +462,7 @@ static int fetch_series(call_t *c, bucket_block_t *b, const indexheader_t *h, po
 			int64_t need = 0;
 			rc = frame_series(c, b, id, p, avail, &body, &bl, &need);
 			if (rc == 1 && !pass) { /* longer than estimated: read it exactly in the second pass */
-				again[nagain] = (bucket_range_t){.name = name, .off = w[i].start, .len = need};
+				again_need[nagain] = need;
 				again_w[nagain++] = i;
 				again_bytes += need;
 				continue;
@@ -584,20 +590,28 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 		    w[i + 1].off < w[i].end)
 			w[i].end = w[i + 1].off;
 	}
-	/* Merge into ranges per (block, segment). */
-	bucket_range_t *r = ARENA_NEW_ARRAY(&s->batch, bucket_range_t, nw + 1);
+	/* Merge into ranges per (block, segment): counted first, as a bucket_range_t holds an err_t (~1 KiB). */
 	size_t *rof = ARENA_NEW_ARRAY(&s->batch, size_t, nw + 1);
 	size_t nr = 0;
+	int64_t lend = 0;
 	for (size_t i = 0; i < nw; i++) {
-		bucket_range_t *last = nr ? &r[nr - 1] : NULL;
-		if (last && w[i - 1].b == w[i].b && w[i - 1].seg == w[i].seg && w[i].off <= last->off + last->len + CHUNK_MERGE_GAP) {
-			if (w[i].end > last->off + last->len)
-				last->len = w[i].end - last->off;
+		if (nr && w[i - 1].b == w[i].b && w[i - 1].seg == w[i].seg && w[i].off <= lend + CHUNK_MERGE_GAP) {
+			if (w[i].end > lend)
+				lend = w[i].end;
 		} else {
-			r[nr++] = (bucket_range_t){.name = bucket_block_segment_name(w[i].b, &s->batch, w[i].seg), .off = w[i].off,
-						   .len = w[i].end - w[i].off};
+			nr++;
+			lend = w[i].end;
 		}
 		rof[i] = nr - 1;
+	}
+	bucket_range_t *r = ARENA_NEW_ARRAY(&s->batch, bucket_range_t, nr + 1);
+	for (size_t i = 0; i < nw; i++) {
+		bucket_range_t *x = &r[rof[i]];
+		if (i == 0 || rof[i] != rof[i - 1])
+			*x = (bucket_range_t){.name = bucket_block_segment_name(w[i].b, &s->batch, w[i].seg), .off = w[i].off,
+					      .len = w[i].end - w[i].off};
+		else if (w[i].end > x->off + x->len)
+			x->len = w[i].end - x->off;
 	}
 	int64_t total = 0;
 	for (size_t i = 0; i < nr; i++)
@@ -620,9 +634,11 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 		r[i].dst = arena_alloc(&s->batch, (size_t)r[i].len + 1);
 	if (nr && (rc = bucket_get_ranges(s->st->cfg.bkt, r, nr, FETCH_CONCURRENCY, err)))
 		return err_wrap(err, "fetching chunks");
-	/* Chunks longer than estimated are re-read exactly, all in one batch after the first pass. */
-	bucket_range_t *again = ARENA_NEW_ARRAY(&s->batch, bucket_range_t, nw + 1);
+	/* Chunks longer than estimated are re-read exactly, all in one batch after the first pass.
+	 * Their ranges are allocated only then (a bucket_range_t holds an err_t, ~1 KiB). */
+	bucket_range_t *again = NULL;
 	size_t *again_w = ARENA_NEW_ARRAY(&s->batch, size_t, nw + 1);
+	int64_t *again_need = ARENA_NEW_ARRAY(&s->batch, int64_t, nw + 1);
 	size_t nagain = 0;
 	int64_t again_bytes = 0;
 	for (int pass = 0; pass < 2; pass++) {
@@ -635,8 +651,12 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 				atomic_fetch_add(&s->st->pool_used, again_bytes);
 				s->pool_held += again_bytes;
 			}
-			for (size_t k = 0; k < nagain; k++)
+			again = ARENA_NEW_ARRAY(&s->batch, bucket_range_t, nagain);
+			for (size_t k = 0; k < nagain; k++) {
+				size_t i = again_w[k];
+				again[k] = (bucket_range_t){.name = r[rof[i]].name, .off = w[i].off, .len = again_need[k]};
 				again[k].dst = arena_alloc(&s->batch, (size_t)again[k].len + 1);
+			}
 			if ((rc = bucket_get_ranges(s->st->cfg.bkt, again, nagain, FETCH_CONCURRENCY, err)))
 				return err_wrap(err, "fetching chunks");
 			total += again_bytes;
@@ -651,7 +671,7 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 			const char *seg = rr->name;
 			int f = frame_chunk(s, &w[i], (const uint8_t *)rr->dst + rel, rr->got - rel, ch, &need);
 			if (f == 1 && !pass) {
-				again[nagain] = (bucket_range_t){.name = seg, .off = w[i].off, .len = need};
+				again_need[nagain] = need;
 				again_w[nagain++] = i;
 				again_bytes += need;
 				continue;
