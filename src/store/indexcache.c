@@ -35,11 +35,13 @@ struct indexcache {
 	int64_t ttl_s;
 };
 
-static metric_t *m_req, *m_hit, *m_added, *m_evicted, *m_items, *m_size;
 static const char *const type_names[] = {"Postings", "Series"};
+/* Resolved once: metric_with builds a key and takes the family's lock, too slow for every lookup. */
+static metric_child_t *c_req[2], *c_hit[2], *c_added[2], *c_evicted[2], *c_items, *c_size;
 
 static void init_metrics(void)
 {
+	metric_t *m_req, *m_hit, *m_added, *m_evicted, *m_items, *m_size;
 	m_req = metrics_counter("thanos_store_index_cache_requests_total", "Total number of items requests to the cache.",
 				"item_type");
 	m_hit = metrics_counter("thanos_store_index_cache_hits_total", "Total number of items requests to the cache that were a hit.",
@@ -51,6 +53,14 @@ static void init_metrics(void)
 			       NULL);
 	m_evicted = metrics_counter("thanos_store_index_cache_items_evicted_total",
 				    "Total number of items that were evicted from the index cache.", "item_type");
+	for (int t = 0; t < 2; t++) {
+		c_req[t] = metric_with(m_req, type_names[t]);
+		c_hit[t] = metric_with(m_hit, type_names[t]);
+		c_added[t] = metric_with(m_added, type_names[t]);
+		c_evicted[t] = metric_with(m_evicted, type_names[t]);
+	}
+	c_items = metric_with(m_items);
+	c_size = metric_with(m_size);
 }
 
 indexcache_t *indexcache_new(size_t max_size, size_t max_item_size)
@@ -131,7 +141,7 @@ static void remove_entry(indexcache_t *c, ic_entry_t *e, bool evicted)
 	c->bytes -= entry_cost(e);
 	c->items--;
 	if (evicted)
-		metric_inc(metric_with(m_evicted, type_names[e->type]));
+		metric_inc(c_evicted[e->type]);
 	free(e);
 }
 
@@ -139,52 +149,49 @@ static size_t mc_get_multi(indexcache_t *c, const char *block, indexcache_item_t
 			   arena_t *a, str_t *vals, bool *hit);
 static void mc_put(indexcache_t *c, const char *block, indexcache_item_t type, str_t key, const void *val, size_t n);
 
-bool indexcache_get(indexcache_t *c, const char *block, indexcache_item_t type, str_t key, arena_t *a, str_t *out)
+/* In-memory lookups of n keys of one block under one acquisition of the lock. */
+static size_t lru_get_multi(indexcache_t *c, const char *block, indexcache_item_t type, const str_t *keys, size_t n,
+			    arena_t *a, str_t *vals, bool *hit)
 {
-	if (c && c->mc) {
-		bool hit;
-		return indexcache_get_multi(c, block, type, &key, 1, a, out, &hit) == 1;
-	}
-	metric_inc(metric_with(m_req, type_names[type]));
-	if (!enabled(c, type))
-		return false;
 	buf_t kb = BUF_INIT;
-	str_t k = make_key(&kb, block, type, key);
-	bool hit = false;
+	size_t hits = 0;
 	pthread_mutex_lock(&c->mu);
-	ic_entry_t *e = hmap_get(&c->map, k);
-	if (e) {
+	for (size_t i = 0; i < n; i++) {
+		ic_entry_t *e = hmap_get(&c->map, make_key(&kb, block, type, keys[i]));
+		hit[i] = e != NULL;
+		if (!e)
+			continue;
 		unlink_entry(c, e);
 		push_front(c, e);
 		char *v = arena_alloc(a, e->vlen + 1);
 		memcpy(v, e->data + e->klen, e->vlen);
-		*out = str_from(v, e->vlen);
-		hit = true;
+		vals[i] = str_from(v, e->vlen);
+		hits++;
 	}
 	pthread_mutex_unlock(&c->mu);
 	buf_release(&kb);
-	if (hit)
-		metric_inc(metric_with(m_hit, type_names[type]));
-	return hit;
+	return hits;
+}
+
+bool indexcache_get(indexcache_t *c, const char *block, indexcache_item_t type, str_t key, arena_t *a, str_t *out)
+{
+	bool hit;
+	return indexcache_get_multi(c, block, type, &key, 1, a, out, &hit) == 1;
 }
 
 size_t indexcache_get_multi(indexcache_t *c, const char *block, indexcache_item_t type, const str_t *keys, size_t n,
 			    arena_t *a, str_t *vals, bool *hit)
 {
-	if (!c || !c->mc) {
-		size_t hits = 0;
-		for (size_t i = 0; i < n; i++)
-			hits += hit[i] = indexcache_get(c, block, type, keys[i], a, &vals[i]);
-		return hits;
-	}
-	metric_add(metric_with(m_req, type_names[type]), (double)n);
-	if (!enabled(c, type)) {
-		for (size_t i = 0; i < n; i++)
-			hit[i] = false;
+	for (size_t i = 0; i < n; i++)
+		hit[i] = false;
+	if (!c)
 		return 0;
-	}
-	size_t hits = mc_get_multi(c, block, type, keys, n, a, vals, hit);
-	metric_add(metric_with(m_hit, type_names[type]), (double)hits);
+	metric_add(c_req[type], (double)n);
+	if (!enabled(c, type))
+		return 0;
+	size_t hits = c->mc ? mc_get_multi(c, block, type, keys, n, a, vals, hit)
+			    : lru_get_multi(c, block, type, keys, n, a, vals, hit);
+	metric_add(c_hit[type], (double)hits);
 	return hits;
 }
 
@@ -218,10 +225,10 @@ void indexcache_put(indexcache_t *c, const char *block, indexcache_item_t type, 
 	push_front(c, e);
 	c->bytes += cost;
 	c->items++;
-	metric_set(metric_with(m_items), (double)c->items);
-	metric_set(metric_with(m_size), (double)c->bytes);
+	metric_set(c_items, (double)c->items);
+	metric_set(c_size, (double)c->bytes);
 	pthread_mutex_unlock(&c->mu);
-	metric_inc(metric_with(m_added, type_names[type]));
+	metric_inc(c_added[type]);
 }
 
 void indexcache_drop_block(indexcache_t *c, const char *block)
@@ -294,7 +301,7 @@ static void mc_put(indexcache_t *c, const char *block, indexcache_item_t type, s
 	be32_put((uint8_t *)buf_extend(&vb, 4), mc_crc(key, val, n));
 	buf_append(&vb, val, n);
 	if (memcache_set_async(c->mc, k, vb.p, vb.n, c->ttl_s))
-		metric_inc(metric_with(m_added, type_names[type]));
+		metric_inc(c_added[type]);
 	buf_release(&vb);
 	buf_release(&kb);
 }
