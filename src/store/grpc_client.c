@@ -49,6 +49,7 @@ typedef struct remote_set {
 	const str_t *mem; /* instead of st: messages in memory (store_grpc_decode_series) */
 	size_t nmem, mem_i;
 	int64_t mint, maxt;
+	bool arrival_order; /* without_replica_labels asked: joined frames' chunks keep their order */
 	arena_t msg;       /* the frame being converted (and a batch being consumed) */
 	arena_t ar[2];     /* cur and look-ahead series */
 	int cur_i;
@@ -261,8 +262,10 @@ static int rs_next(series_set_t *s, err_t *err)
 		rs->have_ahead = true;
 		break;
 	}
-	/* chunks sorted by mint (frames of one series may come in any order): insertion sort, stable */
-	for (size_t i = 1; i < rs->cur.n; i++) {
+	/* chunks sorted by mint (frames of one series may come in any order): insertion sort, stable;
+	 * not for without_replica_labels, where frames with equal labels may be different replicas and
+	 * their order tells them apart (the proxy's overlap split) */
+	for (size_t i = 1; i < rs->cur.n && !rs->arrival_order; i++) {
 		chunk_t x = rs->cur.chunks[i];
 		size_t j = i;
 		while (j > 0 && rs->cur.chunks[j - 1].mint > x.mint) {
@@ -368,6 +371,7 @@ static int gs_series(store_t *s, arena_t *a, const store_series_req_t *req, seri
 	rs->a = a;
 	rs->mint = req->mint;
 	rs->maxt = req->maxt;
+	rs->arrival_order = r.n_without_replica_labels > 0;
 	arena_init(&rs->msg, 16 * 1024);
 	arena_init(&rs->ar[0], 16 * 1024);
 	arena_init(&rs->ar[1], 16 * 1024);

@@ -17,6 +17,11 @@
  * mapped to the TSDB encoding numbering, sorted by mint; aggregate-only chunks are skipped); samples()
  * decodes XOR chunks trimmed to [mint, maxt] (tsdb/xor.h). Warning frames are collected and returned
  * by the set's warnings(); hints frames are ignored.
+ * With req->without_replica_labels (sent as SeriesRequest field 14, with the replica label names),
+ * frames with equal labels are still joined into one series, but its chunks keep their arrival order
+ * instead of being sorted by mint: consecutive frames may be different replicas, and that order is
+ * what lets the proxy's overlap split (store/proxy.h) tell them apart. Such a set is meant for a
+ * chunks() reader; samples() decodes the chunks in that order.
  * series() does not wait for the server: the call starts and the set's first next() waits for the
  * first frame, so a caller fanning out to several stores runs their calls in parallel; an unreachable
  * store or a refused request is therefore reported by next(). Closing the set early cancels the call.

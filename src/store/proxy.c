@@ -63,6 +63,8 @@ typedef struct proxy_set {
 	size_t *consumed; /* streams whose head went into the current series: advanced on the next call */
 	size_t nconsumed;
 	bool dedup, counter, abort;
+	bool wrl_out;     /* asked without_replica_labels: stripped, sorted, each member its own series */
+	size_t emit;      /* wrl_out: the member of the current group being returned */
 	int64_t returned;
 	const char **warnings;
 	size_t nwarnings, capwarnings;
@@ -408,18 +410,29 @@ static bool chunks_overlap(const chunk_t *c, size_t n)
 	return false;
 }
 
-static int chunk_mint_cmp(const void *a, const void *b)
+/* A run of a member's chunks (arrival order) placed as one piece by the overlap split. */
+typedef struct unit {
+	size_t from, n, seq;
+	int64_t mint, maxt;
+} unit_t;
+
+static int unit_cmp(const void *a, const void *b)
 {
-	const chunk_t *x = a, *y = b;
+	const unit_t *x = a, *y = b;
 	if (x->mint != y->mint)
 		return x->mint < y->mint ? -1 : 1;
-	return x < y ? -1 : x > y; /* stable */
+	return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
 /* Overlap split (thanos.md §6.3): a member whose encoded chunks overlap in time holds several replicas
- * (a peer returned them as one series, or gRPC frames with equal labels were joined). In mint order,
- * each chunk goes to the first replica whose last chunk ends before it starts, else to a new one;
- * the first replica stays in the member's place, the others are appended as members. */
+ * (a peer returned them as one series, or gRPC frames with equal labels were joined). The pieces are
+ * placed in mint order, each into the first replica whose last chunk ends before the piece starts,
+ * else into a new one (first fit, as Thanos). A piece is one chunk when the chunks arrive in mint
+ * order (a peer's interleaved replicas); when they do not, it is each run of chunks following each
+ * other in time as they arrived: the gRPC client keeps joined frames in arrival order for
+ * without_replica_labels requests, so a replica sent as one series stays one piece even where a
+ * chunk of it falls into a gap of another replica (grpc_client.h). The first replica stays in the
+ * member's place, the others are appended as members; each has its chunks in mint order. */
 static void split_overlaps(proxy_set_t *ps)
 {
 	size_t n0 = ps->nmembers;
@@ -427,29 +440,44 @@ static void split_overlaps(proxy_set_t *ps)
 		member_t m = ps->members[i];
 		if (m.nchunks < 2 || !chunks_overlap(m.chunks, (size_t)m.nchunks))
 			continue;
-		size_t n = (size_t)m.nchunks, nr = 0;
-		chunk_t *cs = arena_memdup(&ps->grp, m.chunks, n * sizeof *cs);
-		qsort(cs, n, sizeof *cs, chunk_mint_cmp);
-		size_t *asg = ARENA_NEW_ARRAY(&ps->grp, size_t, n);
-		size_t *cnt = ARENA_NEW_ARRAY(&ps->grp, size_t, n);
-		int64_t *last = ARENA_NEW_ARRAY(&ps->grp, int64_t, n);
+		size_t n = (size_t)m.nchunks, nu = 0, nr = 0;
+		const chunk_t *c = m.chunks;
+		bool sorted = true;
+		for (size_t k = 1; k < n && sorted; k++)
+			sorted = c[k].mint >= c[k - 1].mint;
+		unit_t *u = ARENA_NEW_ARRAY(&ps->grp, unit_t, n);
 		for (size_t k = 0; k < n; k++) {
+			if (sorted || k == 0 || c[k].mint <= c[k - 1].maxt) {
+				u[nu] = (unit_t){k, 0, nu, c[k].mint, c[k].maxt};
+				nu++;
+			}
+			unit_t *cu = &u[nu - 1];
+			cu->n++;
+			if (c[k].maxt > cu->maxt)
+				cu->maxt = c[k].maxt;
+		}
+		qsort(u, nu, sizeof *u, unit_cmp);
+		size_t *asg = ARENA_NEW_ARRAY(&ps->grp, size_t, nu);
+		size_t *cnt = ARENA_NEW_ARRAY(&ps->grp, size_t, nu);
+		int64_t *last = ARENA_NEW_ARRAY(&ps->grp, int64_t, nu);
+		for (size_t k = 0; k < nu; k++) {
 			size_t r = 0;
-			while (r < nr && last[r] >= cs[k].mint)
+			while (r < nr && last[r] >= u[k].mint)
 				r++;
 			if (r == nr)
 				cnt[nr++] = 0;
-			last[r] = cs[k].maxt;
-			cnt[r]++;
+			last[r] = u[k].maxt;
+			cnt[r] += u[k].n;
 			asg[k] = r;
 		}
 		chunk_t *out = ARENA_NEW_ARRAY(&ps->grp, chunk_t, n);
 		size_t off = 0;
 		for (size_t r = 0; r < nr; r++) {
 			member_t sm = {NULL, out + off, (int)cnt[r]};
-			for (size_t k = 0; k < n; k++)
+			for (size_t k = 0; k < nu; k++)
 				if (asg[k] == r)
-					out[off++] = cs[k];
+					for (size_t j = 0; j < u[k].n; j++)
+						out[off++] = c[u[k].from + j];
 			if (r == 0)
 				ps->members[i] = sm;
 			else
@@ -484,6 +512,11 @@ static int pset_next(series_set_t *base, err_t *err)
 	proxy_set_t *ps = (proxy_set_t *)base;
 	if (ps->req->limit > 0 && ps->returned >= ps->req->limit)
 		return 0;
+	if (ps->wrl_out && ps->emit + 1 < ps->nmembers) { /* the group's next replica, same labels */
+		ps->emit++;
+		ps->returned++;
+		return 1;
+	}
 	arena_reset(&ps->grp); /* the previous series' copies and split arrays */
 	/* Streams whose series were consumed last time advance now (their data stayed valid until here). */
 	for (size_t k = 0; k < ps->nconsumed; k++) {
@@ -520,6 +553,7 @@ static int pset_next(series_set_t *base, err_t *err)
 	}
 	if (ps->dedup && !ps->req->skip_chunks)
 		split_overlaps(ps);
+	ps->emit = 0;
 	ps->cur = cur;
 	ps->returned++;
 	return 1;
@@ -556,6 +590,8 @@ static sample_iter_t *pset_samples(series_set_t *base)
 	if (ps->req->skip_chunks)
 		return sample_iter_empty();
 	ensure_its(ps, ps->nmembers);
+	if (ps->wrl_out)
+		return member_samples(ps, &ps->members[ps->emit], 0);
 	if (ps->nmembers == 1)
 		return member_samples(ps, &ps->members[0], 0);
 	for (size_t i = 0; i < ps->nmembers; i++)
@@ -584,9 +620,9 @@ static int pset_chunks(series_set_t *base, const chunk_t **out)
 		*out = NULL;
 		return 0;
 	}
-	if (ps->nmembers == 1) {
-		*out = ps->members[0].chunks;
-		return ps->members[0].nchunks;
+	if (ps->nmembers == 1 || ps->wrl_out) {
+		*out = ps->members[ps->emit].chunks;
+		return ps->members[ps->emit].nchunks;
 	}
 	/* Replicas must go through the dedup iterator; so must sources without encoded chunks. */
 	if (ps->dedup)
@@ -698,15 +734,14 @@ static int proxy_series(store_t *base, arena_t *a, const store_series_req_t *req
 	ps->base.ops = &proxy_set_ops;
 	ps->a = a;
 	store_series_req_t *r = arena_memdup(a, req, sizeof *req);
-	if (r->without_replica_labels) {
-		/* asked to drop the replica labels without deduplicating: not supported (proxy_info does not
-		 * announce it), so ignored like any store without support does (store.h) */
-		r->replica_labels = NULL;
-		r->nreplica_labels = 0;
+	if (r->without_replica_labels && r->nreplica_labels == 0)
 		r->without_replica_labels = false;
-	}
 	req = ps->req = r;
-	ps->dedup = req->nreplica_labels > 0;
+	/* without_replica_labels (proxy_info announces it): the streams are stripped as for dedup, and
+	 * every member of a group is returned as a series of its own (the asker deduplicates) */
+	ps->wrl_out = req->without_replica_labels;
+	ps->dedup = req->nreplica_labels > 0 && !ps->wrl_out;
+	bool strip = ps->dedup || ps->wrl_out;
 	ps->counter = store_func_is_counter(req->func);
 	ps->abort = req->abort_on_error;
 	ps->streams = ARENA_NEW_ARRAY(a, stream_t, p->n ? p->n : 1);
@@ -716,9 +751,10 @@ static int proxy_series(store_t *base, arena_t *a, const store_series_req_t *req
 	arena_on_release(a, pset_cleanup, ps);
 	store_series_req_t *sub = ARENA_NEW_ARRAY(a, store_series_req_t, 2);
 	sub[0] = *req;
-	sub[0].limit = ps->dedup ? 0 : req->limit; /* dedup merges series: the limit applies after it */
+	sub[0].limit = strip ? 0 : req->limit; /* dedup merges and re-sorts series: the limit applies after */
+	sub[0].without_replica_labels = false;
 	sub[1] = sub[0];
-	sub[1].without_replica_labels = ps->dedup; /* for stores that support it */
+	sub[1].without_replica_labels = strip; /* for stores that support it */
 	for (size_t i = 0; i < p->n; i++) {
 		bool sel, constant, wrl;
 		int rc = select_store(ps, p->stores[i], req->mint, req->maxt, req->ms, req->nms, &sel, &constant, &wrl,
@@ -729,7 +765,7 @@ static int proxy_series(store_t *base, arena_t *a, const store_series_req_t *req
 			continue;
 		stream_t *st = &ps->streams[ps->nstreams++];
 		st->store = p->stores[i];
-		wrl = wrl && ps->dedup;
+		wrl = wrl && strip;
 		rc = store_series(st->store, a, &sub[wrl], &st->set, err);
 		if (rc < 0) {
 			st->set = NULL;
@@ -742,9 +778,9 @@ static int proxy_series(store_t *base, arena_t *a, const store_series_req_t *req
 			 * strip still removes any it left (and checks the order) */
 			st->strip = st->wrl = true;
 			ps->have_wrl = true;
-		} else if (ps->dedup && constant) {
+		} else if (strip && constant) {
 			st->strip = true;
-		} else if (ps->dedup) {
+		} else if (strip) {
 			st->buffered = true;
 			if ((rc = buffer_stream(ps, st, err)) < 0)
 				goto fail;
@@ -850,6 +886,7 @@ static int proxy_info(store_t *base, arena_t *a, store_info_t *out, err_t *err)
 	out->label_sets = sets;
 	out->nlabel_sets = n;
 	out->component_type = "query"; /* a proxy over stores is what a querier serves */
+	out->supports_without_replica_labels = true; /* proxy_series */
 	return 0;
 }
 

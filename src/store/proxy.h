@@ -25,9 +25,11 @@
  * next()) and becomes a dedup member. Before the dedup, a member whose encoded chunks overlap in time
  * is split into non-overlapping replica members (thanos.md §6.3 "overlap split": a peer returning
  * both replicas as one series, or gRPC frames of equal labels joined by the client).
- * The proxy itself does not announce that support (its Info says false) and ignores a request with
- * without_replica_labels (no stripping, no dedup), as store.h asks of stores without support; dedup
- * stays with the querier that asked for it.
+ * The proxy announces that support itself (a querier served over gRPC to another querier): asked
+ * without_replica_labels, it strips its streams the same way but does not deduplicate; every member
+ * of a group (a store's replica, or a store's series) comes out as a series of its own, consecutive,
+ * with the same labels, and the asking querier deduplicates them (in process, or over gRPC where the
+ * client joins the frames and the overlap split separates the replicas again).
  * Partial response: a store that fails (at the call, or mid-stream) becomes a warning
  * "store <name>: <error>" on the returned set and the others continue; with req->abort_on_error the
  * call fails with ERR_UNAVAILABLE (or the store's code) naming the store.

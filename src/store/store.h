@@ -46,9 +46,9 @@ typedef struct store_series_req {
 	 * "drop replica_labels from every series and sort without them". A store whose info() announces
 	 * supports_without_replica_labels then returns series without those labels, sorted by the rest;
 	 * series that differ only in them (the replicas) come out as consecutive separate series with
-	 * identical labels (each replica's own series, never merged), in a deterministic order. Stores
-	 * without support ignore the flag and the replica labels (the proxy then does not deduplicate:
-	 * dedup is the caller's job). */
+	 * identical labels (each replica's own series, never merged), in a deterministic order; no
+	 * deduplication (that is the caller's job; the proxy deduplicates only when replica_labels come
+	 * without this flag). Stores without support ignore the flag and the replica labels. */
 	bool without_replica_labels;
 	const char *func;       /* enclosing PromQL function (hint), NULL if none */
 } store_series_req_t;

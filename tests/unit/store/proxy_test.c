@@ -646,7 +646,8 @@ static const struct series_set_ops wset_ops = {wset_next, wset_labels, wset_samp
 typedef struct wstore {
 	store_t base;
 	store_t *inner;
-	bool join;
+	int join;      /* 1: joined replicas' chunks in mint order; 2: in arrival order (one replica after
+			* the other, as the gRPC client keeps them for without_replica_labels) */
 	int wrl_calls; /* series calls that asked without_replica_labels */
 } wstore_t;
 
@@ -724,7 +725,7 @@ static int ws_series(store_t *base, arena_t *a, const store_series_req_t *req, s
 				for (int c = 0; c < v[k].nchunks; c++)
 					o.chunks[o.nchunks++] = v[k].chunks[c];
 			/* stable in mint order, like the gRPC client sorts a joined series' chunks */
-			for (int c = 1; c < o.nchunks; c++)
+			for (int c = 1; c < o.nchunks && ws->join == 1; c++)
 				for (int d = c; d > 0 && chunk_by_mint(&o.chunks[d - 1], &o.chunks[d]) > 0; d--) {
 					chunk_t t = o.chunks[d];
 					o.chunks[d] = o.chunks[d - 1];
@@ -798,6 +799,22 @@ static const char *render_all(store_t *s, arena_t *a, const store_series_req_t *
 	return r;
 }
 
+/* The series lines of a rendering (warnings dropped), in a. */
+static const char *series_lines(arena_t *a, const char *r)
+{
+	buf_t b = BUF_INIT;
+	for (const char *p = r; *p;) {
+		const char *e = strchr(p, '\n');
+		size_t n = e ? (size_t)(e - p) + 1 : strlen(p);
+		if (strncmp(p, "W:", 2) != 0)
+			buf_append(&b, p, n);
+		p += n;
+	}
+	const char *out = arena_strdup(a, b.p ? b.p : "");
+	buf_release(&b);
+	return out;
+}
+
 /* Samples of one replica: every 15 s from start to end (+ jitter ms), a counter with a reset, skipping
  * [gap_from, gap_to). */
 static void add_replica(arena_t *a, inmem_store_t *s, const char *ls, int64_t start, int64_t end, int64_t jitter,
@@ -823,16 +840,18 @@ static void add_replica(arena_t *a, inmem_store_t *s, const char *ls, int64_t st
 }
 
 /* Random HA data: "loc" holds replicas a and b of each series as a series label (so, without support,
- * the proxy buffers and re-sorts it), "ext" is replica c as an external label (streamed). gaps: the
- * replicas have random ranges and holes; else the replicas of a series scrape the same range (jitter
- * apart) without holes, so their chunks overlap pairwise (the join case). */
-static void random_replicas(arena_t *a, unsigned seed, bool gaps, inmem_store_t *loc, inmem_store_t *ext)
+ * the proxy buffers and re-sorts it), "ext" is replica c as an external label (streamed). mode 0: the
+ * replicas have random ranges and holes; 1: the replicas of a series scrape the same range (jitter
+ * apart) without holes, so their chunks overlap pairwise (the join case); 2: the same range, and half
+ * of the replicas miss 130-300 scrapes, longer than a chunk, so another replica's chunk can fall
+ * entirely into the hole. */
+static void random_replicas(arena_t *a, unsigned seed, int mode, inmem_store_t *loc, inmem_store_t *ext)
 {
 	srand(seed);
 	for (int i = 0; i < 40; i++) {
 		const char *reps[] = {"a", "b", "c"};
 		int have = 0;
-		int64_t s0 = (rand() % 60) * 15000, e0 = s0 + (rand() % 900 + 10) * 15000;
+		int64_t s0 = (rand() % 60) * 15000, e0 = s0 + (rand() % 900 + (mode == 2 ? 400 : 10)) * 15000;
 		if (((e0 - s0) / 15000 + 1) % 120 == 1)
 			e0 += 15000; /* no one-sample last chunks: they would not overlap the other replica's */
 		for (int r = 0; r < 3; r++) {
@@ -845,12 +864,16 @@ static void random_replicas(arena_t *a, unsigned seed, bool gaps, inmem_store_t 
 			snprintf(ls, sizeof ls, "__name__=m,i=%02d%s%s%s", i / 2, i % 2 ? "" : ",path=x",
 				 r < 2 ? ",replica=" : "", r < 2 ? reps[r] : "");
 			int64_t start = (rand() % 60) * 15000, end = start + (rand() % 900 + 10) * 15000;
-			if (!gaps)
+			if (mode)
 				start = s0, end = e0;
 			int64_t gf = 0, gt = 0;
-			if (gaps && rand() % 2) {
+			if (mode == 0 && rand() % 2) {
 				gf = start + (rand() % 400) * 15000;
 				gt = gf + (rand() % 30 + 1) * 15000;
+			}
+			if (mode == 2 && rand() % 2) {
+				gf = s0 + (rand() % 100) * 15000;
+				gt = gf + (rand() % 170 + 130) * 15000;
 			}
 			add_replica(a, r < 2 ? loc : ext, ls, start, end, r * 3 + 1, gf, gt);
 		}
@@ -867,8 +890,8 @@ TEST(proxy_dedup_supporting_store_streamed_equals_buffered)
 		arena_t a;
 		arena_init(&a, 0);
 		inmem_store_t *loc = mk_store(&a, "loc", ""), *ext = mk_store(&a, "ext", "replica=c");
-		random_replicas(&a, seed, true, loc, ext);
-		wstore_t ws = {{&ws_ops, "wloc"}, inmem_store_base(loc), false, 0};
+		random_replicas(&a, seed, 0, loc, ext);
+		wstore_t ws = {{&ws_ops, "wloc"}, inmem_store_base(loc), 0, 0};
 		proxy_store_t *pb = proxy_store_new("buffered"), *pw = proxy_store_new("streamed");
 		proxy_store_add(pb, inmem_store_base(loc));
 		proxy_store_add(pb, inmem_store_base(ext));
@@ -900,14 +923,37 @@ TEST(proxy_dedup_supporting_store_streamed_equals_buffered)
 		int calls = ws.wrl_calls;
 		CHECK_STR(render_all(proxy_store_base(pw), &a, &req), render_all(proxy_store_base(pb), &a, &req));
 		CHECK_EQ_INT(ws.wrl_calls, calls);
-		/* the proxy does not support the flag itself: asked with it, it neither strips nor dedups */
+		/* the proxy supports the flag itself (a querier served over gRPC to another one): asked with it,
+		 * it strips, sorts and returns every replica as a series of its own, without dedup */
 		store_info_t info;
 		err_t err = {0};
 		CHECK_EQ_INT(store_info(proxy_store_base(pw), &a, &info, &err), 0);
-		CHECK(!info.supports_without_replica_labels);
+		CHECK(info.supports_without_replica_labels);
 		store_series_req_t wreq = req;
 		wreq.replica_labels = &rl, wreq.nreplica_labels = 1, wreq.without_replica_labels = true;
-		CHECK_STR(render_all(proxy_store_base(pw), &a, &wreq), render_all(proxy_store_base(pb), &a, &req));
+		const char *stripped = series_lines(&a, render_all(proxy_store_base(pw), &a, &wreq));
+		CHECK(strstr(stripped, "replica") == NULL);
+		size_t lines = 0, all_lines = 0;
+		for (const char *q = stripped; (q = strstr(q, "} c=")) != NULL; q++)
+			lines++;
+		for (const char *q = render_all(proxy_store_base(pb), &a, &req); (q = strstr(q, "} c=")) != NULL; q++)
+			all_lines++;
+		CHECK_EQ_INT(lines, all_lines); /* every replica's series, none merged */
+		/* ... so a deduplicating proxy over it (layered queriers) answers as the flat one, series for
+		 * series (warnings name the extra hop) */
+		proxy_store_t *top = proxy_store_new("top");
+		proxy_store_add(top, proxy_store_base(pw));
+		for (int f = 0; f < 2; f++) {
+			store_series_req_t dreq = {.mint = 0, .maxt = 20000000, .ms = &m, .nms = 1, .replica_labels = &rl,
+						   .nreplica_labels = 1, .func = funcs[f]};
+			const char *want = series_lines(&a, render_all(proxy_store_base(pb), &a, &dreq));
+			const char *got = series_lines(&a, render_all(proxy_store_base(top), &a, &dreq));
+			if (strcmp(want, got) != 0) {
+				fprintf(stderr, "flat:\n%s\nlayered:\n%s", want, got);
+				TEST_FAILF("seed %u func %d: layered dedup differs (above)", seed, f);
+			}
+		}
+		proxy_store_free(top);
 		matcher_release(&m);
 		proxy_store_free(pb);
 		proxy_store_free(pw);
@@ -928,8 +974,8 @@ TEST(proxy_dedup_overlap_split_of_joined_replicas)
 		arena_t a;
 		arena_init(&a, 0);
 		inmem_store_t *loc = mk_store(&a, "loc", ""), *ext = mk_store(&a, "ext", "replica=c");
-		random_replicas(&a, seed, false, loc, ext);
-		wstore_t ws = {{&ws_ops, "joined"}, inmem_store_base(loc), true, 0};
+		random_replicas(&a, seed, 1, loc, ext);
+		wstore_t ws = {{&ws_ops, "joined"}, inmem_store_base(loc), 1, 0};
 		proxy_store_t *pb = proxy_store_new("buffered"), *pw = proxy_store_new("joined");
 		proxy_store_add(pb, inmem_store_base(loc));
 		proxy_store_add(pb, inmem_store_base(ext));
@@ -962,7 +1008,7 @@ TEST(proxy_dedup_overlap_split_of_joined_replicas)
 	add_replica(&a, loc, "__name__=j,replica=a", 0, 3585000, 0, 0, 0);
 	add_replica(&a, loc, "__name__=j,replica=b", 0, 3585000, 1, 600000, 900000);
 	add_replica(&a, ref, "__name__=j", 0, 3585000, 0, 0, 0);
-	wstore_t ws = {{&ws_ops, "joined"}, inmem_store_base(loc), true, 0};
+	wstore_t ws = {{&ws_ops, "joined"}, inmem_store_base(loc), 1, 0};
 	proxy_store_t *p = proxy_store_new("p");
 	proxy_store_add(p, &ws.base);
 	matcher_t m = M(MATCH_EQ, "__name__", "j");
@@ -992,6 +1038,45 @@ TEST(proxy_dedup_overlap_split_of_joined_replicas)
 	inmem_store_free(loc);
 	inmem_store_free(ref);
 	arena_release(&a);
+}
+
+/* Joined replicas whose chunks keep their arrival order (replica a's, then b's: how the gRPC client
+ * hands over frames of equal labels for without_replica_labels, e.g. from a Strata querier below):
+ * the split takes each run as one piece, so even where a chunk of one replica falls entirely into a
+ * hole of the other (which splitting chunk by chunk in mint order gets wrong), they deduplicate
+ * exactly as separate replicas. (Replicas over disjoint ranges would join one piece, as in Thanos.) */
+TEST(proxy_dedup_overlap_split_arrival_order_runs)
+{
+	for (unsigned seed = 21; seed <= 26; seed++) {
+		arena_t a;
+		arena_init(&a, 0);
+		inmem_store_t *loc = mk_store(&a, "loc", ""), *ext = mk_store(&a, "ext", "replica=c");
+		random_replicas(&a, seed, 2, loc, ext);
+		wstore_t ws = {{&ws_ops, "joined"}, inmem_store_base(loc), 2, 0};
+		proxy_store_t *pb = proxy_store_new("buffered"), *pw = proxy_store_new("joined");
+		proxy_store_add(pb, inmem_store_base(loc));
+		proxy_store_add(pb, inmem_store_base(ext));
+		proxy_store_add(pw, &ws.base);
+		proxy_store_add(pw, inmem_store_base(ext));
+		matcher_t m = M(MATCH_RE, "__name__", "m.*");
+		str_t rl = STR("replica");
+		for (int f = 0; f < 2; f++) {
+			store_series_req_t req = {.mint = 0, .maxt = 20000000, .ms = &m, .nms = 1, .replica_labels = &rl,
+						  .nreplica_labels = 1, .func = f ? "rate" : NULL};
+			const char *want = render_all(proxy_store_base(pb), &a, &req);
+			const char *got = render_all(proxy_store_base(pw), &a, &req);
+			if (strcmp(want, got) != 0) {
+				fprintf(stderr, "separate:\n%s\njoined:\n%s", want, got);
+				TEST_FAILF("seed %u func %d: joined replicas differ (both printed above)", seed, f);
+			}
+		}
+		matcher_release(&m);
+		proxy_store_free(pb);
+		proxy_store_free(pw);
+		inmem_store_free(loc);
+		inmem_store_free(ext);
+		arena_release(&a);
+	}
 }
 
 TEST_MAIN()
