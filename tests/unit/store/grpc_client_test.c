@@ -692,6 +692,32 @@ TEST(without_replica_labels_round_trip)
 		store_free(s);
 		env_stop(&e);
 	}
+	/* frames with equal labels are joined either way; asked without_replica_labels, their chunks keep
+	 * the arrival order (they may be different replicas), else they are sorted by mint */
+	env_t e;
+	env_start(&e, 0, true);
+	store_t *s = client(&e, 2000);
+	arena_t a;
+	arena_init(&a, 0);
+	err_t err = {0};
+	matcher_t m = M(MATCH_EQ, "mode", "split");
+	str_t rl = STR("replica");
+	for (int wrl = 0; wrl < 2; wrl++) {
+		store_series_req_t req = {.mint = 0, .maxt = 100000, .ms = &m, .nms = 1, .replica_labels = &rl,
+					  .nreplica_labels = 1, .without_replica_labels = wrl};
+		series_set_t *set;
+		CHECK_EQ_INT(store_series(s, &a, &req, &set, &err), 0);
+		CHECK_EQ_INT(series_set_next(set, &err), 1);
+		const chunk_t *cs;
+		CHECK_EQ_INT(set->ops->chunks(set, &cs), 2);
+		CHECK_EQ_INT(cs[0].mint, wrl ? 20000 : 0);
+		CHECK_EQ_INT(cs[1].mint, wrl ? 0 : 20000);
+		series_set_close(set);
+	}
+	matcher_release(&m);
+	arena_release(&a);
+	store_free(s);
+	env_stop(&e);
 }
 
 TEST_MAIN()
