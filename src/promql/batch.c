@@ -85,12 +85,30 @@ static void *rb_dup(arena_t *a, const void *p, size_t n)
 	return d;
 }
 
+static inline uint64_t rb_bits(double v)
+{
+	uint64_t b;
+	memcpy(&b, &v, 8);
+	return b;
+}
+
 /* Keep in-range (and, with drop_stale, non-stale) samples in place. */
 static size_t rb_trim(int64_t *t, double *v, size_t n, int64_t mint, int64_t maxt, bool drop_stale)
 {
 	size_t k = 0, j = 0;
+	/* the common case, nothing to drop and nothing to move, checked 8 samples per branch: t in
+	 * [mint, maxt] as one unsigned comparison of t - mint, stale markers by their bits */
+	if (mint <= maxt) {
+		uint64_t span = (uint64_t)maxt - (uint64_t)mint, um = (uint64_t)mint;
+		uint64_t ds = drop_stale;
+#define RB_BAD(e) (((uint64_t)t[j + (e)] - um > span) | ((rb_bits(v[j + (e)]) == STALE_NAN_BITS) & ds))
+		for (; j + 8 <= n; j += 8)
+			if ((RB_BAD(0) | RB_BAD(1) | RB_BAD(2) | RB_BAD(3)) | (RB_BAD(4) | RB_BAD(5) | RB_BAD(6) | RB_BAD(7)))
+				break;
+#undef RB_BAD
+	}
 	while (j < n && t[j] >= mint && t[j] <= maxt && !(drop_stale && value_is_stale(v[j])))
-		j++; /* the common case: nothing to drop, nothing to move */
+		j++;
 	k = j;
 	for (; j < n; j++) {
 		if (t[j] < mint || t[j] > maxt || (drop_stale && value_is_stale(v[j])))

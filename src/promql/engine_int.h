@@ -225,11 +225,12 @@ bool eval_range_call_streamed(ev_t *ev, const promql_expr_t *call, bool need_uni
 			      void *sctx);
 
 /* Prometheus's staleness marker (inline: checked for every decoded sample). */
+#define STALE_NAN_BITS 0x7ff0000000000002ull
 static inline bool value_is_stale(double v)
 {
 	uint64_t b;
 	memcpy(&b, &v, 8);
-	return b == 0x7ff0000000000002ull;
+	return b == STALE_NAN_BITS;
 }
 double go_max(double a, double b);
 double go_min(double a, double b);

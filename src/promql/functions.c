@@ -392,6 +392,131 @@ static void range_kernel_steps(const void *kctx, const int64_t *t, const double 
 	ro->maxwin = maxwin;
 }
 
+/* rate / increase / delta over every step of one series, in two phases per block of RK_BLOCK steps:
+ * first the sliding window (indices only), then extrapolated_rate's arithmetic for the block's
+ * windows side by side in 2-lane vectors. The arithmetic is extrapolated_rate's, operation for
+ * operation (same divisions, same order, selects instead of branches), so results are bit-identical;
+ * what changes is that the windows' division chains no longer wait for each other (one window's
+ * chain is ~7 dependent divisions and a compare) and each division instruction serves two windows.
+ * Resets: a window holds one iff the newest reset j (v[j] < v[j-1]) at or before its last sample
+ * has j > lo, so only the window's leading edge looks at values. */
+#define RK_BLOCK 64
+typedef double rk_v2d __attribute__((vector_size(16)));
+typedef int64_t rk_v2i __attribute__((vector_size(16)));
+
+static inline rk_v2d rk_sel(rk_v2i m, rk_v2d a, rk_v2d b)
+{
+	return (rk_v2d)((m & (rk_v2i)a) | (~m & (rk_v2i)b));
+}
+
+static void rate_kernel_steps(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
+			      uint8_t *ok, rk_out_t *ro)
+{
+	const rctx_t *c = kctx;
+	bool counter = c->k == F_RATE || c->k == F_INCREASE, rate = c->k == F_RATE;
+	size_t lo = 0, hi = 0, maxwin = 0, cnt = 0, last_reset = 0, work = 0;
+	double rsec = (double)c->range / 1000; /* extrapolated_rate's divisor, the same value every window */
+	ro->lastwin = 0;
+	ro->stopped = false;
+	/* per block, the windows with >= 2 samples ("lanes"), padded to an even count */
+	double a_st[RK_BLOCK + 1], a_en[RK_BLOCK + 1], a_sm[RK_BLOCK + 1], a_n1[RK_BLOCK + 1], a_v0[RK_BLOCK + 1],
+		a_res[RK_BLOCK + 1];
+	size_t a_idx[RK_BLOCK + 1];
+	for (size_t b0 = 0; b0 < c->nsteps; b0 += RK_BLOCK) {
+		size_t b1 = b0 + RK_BLOCK < c->nsteps ? b0 + RK_BLOCK : c->nsteps, nl = 0;
+		for (size_t i = b0; i < b1; i++) {
+			int64_t rend = c->ref[i], rstart = rend - c->range;
+			if (i > 0 && rend < c->ref[i - 1])
+				lo = hi = last_reset = 0;
+			if (counter) {
+				while (hi < n && t[hi] <= rend) {
+					if (hi > 0 && v[hi] < v[hi - 1])
+						last_reset = hi;
+					hi++;
+				}
+			} else {
+				while (hi < n && t[hi] <= rend)
+					hi++;
+			}
+			while (lo < hi && t[lo] < rstart)
+				lo++;
+			size_t w = hi - lo;
+			if (w > maxwin)
+				maxwin = w;
+			ro->lastwin = w;
+			work += w + 1;
+			if (work >= EV_POLL_WORK) { /* huge windows: a series alone can take long */
+				work = 0;
+				if (c->poll && ev_stop_requested(c->poll)) {
+					memset(ok + i, 0, c->nsteps - i);
+					b1 = i;
+					ro->stopped = true;
+					break;
+				}
+			}
+			ok[i] = 0;
+			if (w < 2)
+				continue;
+			double result = v[hi - 1] - v[lo];
+			if (counter && last_reset > lo) {
+				double prev = v[lo];
+				for (size_t j = lo + 1; j < hi; j++) {
+					if (v[j] < prev)
+						result += prev;
+					prev = v[j];
+				}
+			}
+			a_idx[nl] = i;
+			a_st[nl] = (double)(t[lo] - rstart);
+			a_en[nl] = (double)(rend - t[hi - 1]);
+			a_sm[nl] = (double)(t[hi - 1] - t[lo]);
+			a_n1[nl] = (double)(w - 1);
+			a_v0[nl] = v[lo];
+			a_res[nl] = result;
+			nl++;
+		}
+		if (nl & 1) { /* pad with a copy of lane 0 (computed, never stored) */
+			a_st[nl] = a_st[0], a_en[nl] = a_en[0], a_sm[nl] = a_sm[0], a_n1[nl] = a_n1[0];
+			a_v0[nl] = a_v0[0], a_res[nl] = a_res[0];
+		}
+		const rk_v2d k1000 = {1000, 1000}, k11 = {1.1, 1.1}, k2 = {2, 2}, kr = {rsec, rsec}, zero = {0, 0};
+		const rk_v2i kcounter = {-(int64_t)counter, -(int64_t)counter};
+		for (size_t k = 0; k < nl; k += 2) {
+			rk_v2d st, en, sm, n1, v0, res, o;
+			memcpy(&st, a_st + k, 16);
+			memcpy(&en, a_en + k, 16);
+			memcpy(&sm, a_sm + k, 16);
+			memcpy(&n1, a_n1 + k, 16);
+			memcpy(&v0, a_v0 + k, 16);
+			memcpy(&res, a_res + k, 16);
+			rk_v2d to_start = st / k1000, to_end = en / k1000, sampled = sm / k1000;
+			rk_v2d avg = sampled / n1;
+			rk_v2d to_zero = sampled * (v0 / res);
+			rk_v2i zm = kcounter & (res > zero) & (v0 >= zero) & (to_zero < to_start);
+			to_start = rk_sel(zm, to_zero, to_start);
+			rk_v2d thr = avg * k11, half = avg / k2;
+			rk_v2d ext = sampled;
+			ext += rk_sel(to_start < thr, to_start, half);
+			ext += rk_sel(to_end < thr, to_end, half);
+			rk_v2d factor = ext / sampled;
+			if (rate)
+				factor /= kr;
+			o = res * factor;
+			out[a_idx[k]] = o[0];
+			ok[a_idx[k]] = 1;
+			if (k + 1 < nl) {
+				out[a_idx[k + 1]] = o[1];
+				ok[a_idx[k + 1]] = 1;
+			}
+		}
+		cnt += nl;
+		if (ro->stopped)
+			break;
+	}
+	ro->npts = cnt;
+	ro->maxwin = maxwin;
+}
+
 static void range_sink_ob(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts)
 {
 	rctx_t *c = sctx;
@@ -452,7 +577,8 @@ static void run_batched(ev_t *ev, const promql_expr_t *e, enum fkind k, const pr
 	c->tstep = ev->step;
 	c->poll = ev;
 	ev->at_shift = k == F_PREDICT_LINEAR;
-	eval_range_batched(ev, m, c->fname, range_kernel_steps, c, sink, sctx, &c->range, c->ref);
+	range_kernel_fn kfn = k == F_RATE || k == F_INCREASE || k == F_DELTA ? rate_kernel_steps : range_kernel_steps;
+	eval_range_batched(ev, m, c->fname, kfn, c, sink, sctx, &c->range, c->ref);
 	ev->at_shift = false;
 }
 

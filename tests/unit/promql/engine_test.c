@@ -319,6 +319,131 @@ TEST(parallel_batches_equal_sequential)
 		TEST_FAILF("%s", why);
 }
 
+/* Prometheus 2.42's extrapolatedRate for one window of stale-free samples, written from its definition
+ * (the oracle for the engine's blocked, 2-lane version of the same arithmetic). */
+static bool ref_extrapolated(const int64_t *t, const double *v, size_t n, int64_t rstart, int64_t rend, int64_t range,
+			     bool counter, bool rate, double *out)
+{
+	if (n < 2)
+		return false;
+	double result = v[n - 1] - v[0];
+	if (counter)
+		for (size_t i = 1; i < n; i++)
+			if (v[i] < v[i - 1])
+				result += v[i - 1];
+	double to_start = (double)(t[0] - rstart) / 1000, to_end = (double)(rend - t[n - 1]) / 1000;
+	double sampled = (double)(t[n - 1] - t[0]) / 1000, avg = sampled / (double)(n - 1);
+	if (counter && result > 0 && v[0] >= 0) {
+		double to_zero = sampled * (v[0] / result);
+		if (to_zero < to_start)
+			to_start = to_zero;
+	}
+	double thr = avg * 1.1, ext = sampled;
+	ext += to_start < thr ? to_start : avg / 2;
+	ext += to_end < thr ? to_end : avg / 2;
+	double factor = ext / sampled;
+	if (rate)
+		factor /= (double)range / 1000;
+	*out = result * factor;
+	return true;
+}
+
+TEST(rate_increase_delta_bit_identical_to_reference)
+{
+	/* Counters with jitter, gaps (windows of 0 and 1 samples), resets (none, one, and more than the
+	 * kernel tracks up front), negative starts, NaN and stale markers; 203 steps so the kernel's
+	 * blocks of 64 and its odd lane counts are both crossed. Every point is compared bit for bit. */
+	setup();
+	enum { NS = 12, NPT = 900 };
+	static int64_t ts[NS][NPT];
+	static double vs[NS][NPT];
+	static size_t nv[NS];
+	uint64_t seed = 12345;
+	char name[16];
+	for (int s = 0; s < NS; s++) {
+		snprintf(name, sizeof name, "r%02d", s);
+		double v = s == 3 ? -50 : s * 3.5;
+		int64_t t = s * 777;
+		nv[s] = 0;
+		for (int i = 0; i < NPT; i++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			uint32_t r = (uint32_t)(seed >> 33);
+			t += 5000 + (int64_t)(r % 7000);
+			if (s == 4 && i % 50 < 20)
+				t += 30000; /* sparse stretches */
+			v += (double)(r % 13) * 0.37;
+			if ((s == 5 && r % 10 == 0) || (s == 6 && i == 400) || (s == 7 && r % 97 == 0))
+				v = (double)(r % 5); /* resets: many, one, a few */
+			double sv = v;
+			if (s == 8 && i == 300)
+				sv = NAN;
+			add("rc", "s", name, t, sv);
+			ts[s][nv[s]] = t, vs[s][nv[s]] = sv, nv[s]++;
+			if (s == 9 && i % 100 == 50) {
+				union { uint64_t b; double d; } st = {0x7ff0000000000002ull};
+				add("rc", "s", name, t + 1, st.d); /* a stale marker: dropped from windows */
+				t += 1;
+			}
+		}
+	}
+	static const char *const fn[] = {"rate", "increase", "delta"};
+	static const int64_t ranges[] = {20000, 60000, 300000};
+	int64_t start = 30000, step = 23000, nsteps = 203;
+	char why[512] = "";
+	for (size_t f = 0; f < ARRAY_LEN(fn) && !why[0]; f++)
+		for (size_t ri = 0; ri < ARRAY_LEN(ranges) && !why[0]; ri++) {
+			char expr[64];
+			snprintf(expr, sizeof expr, "%s(rc[%llds])", fn[f], (long long)(ranges[ri] / 1000));
+			arena_t a;
+			arena_init(&a, 0);
+			promql_result_t r;
+			err_t err = {0};
+			promql_opts_t o = {0};
+			int rc = promql_query(&o, memstore_queryable(store), &a, str_c(expr), start,
+					      start + (nsteps - 1) * step, step, &r, &err);
+			size_t checked = 0;
+			if (rc)
+				snprintf(why, sizeof why, "%s: %s", expr, err.msg);
+			for (size_t k = 0; !why[0] && k < r.nseries; k++) {
+				bool found = false;
+				str_t sv = labels_get(&r.series[k].ls, STR("s"), &found);
+				if (!found || sv.n != 3) {
+					snprintf(why, sizeof why, "%s: unexpected series", expr);
+					break;
+				}
+				int s = (sv.p[1] - '0') * 10 + (sv.p[2] - '0');
+				size_t j = 0;
+				for (int64_t i = 0; i < nsteps && !why[0]; i++) {
+					int64_t rend = start + i * step, rstart = rend - ranges[ri];
+					size_t lo = 0, hi = 0;
+					while (lo < nv[s] && ts[s][lo] < rstart)
+						lo++;
+					hi = lo;
+					while (hi < nv[s] && ts[s][hi] <= rend)
+						hi++;
+					double want;
+					bool has = ref_extrapolated(ts[s] + lo, vs[s] + lo, hi - lo, rstart, rend, ranges[ri], f < 2,
+								    f == 0, &want);
+					bool got = j < r.series[k].n && r.series[k].t[j] == rend;
+					if (has != got)
+						snprintf(why, sizeof why, "%s s=%d step %lld: point %s, reference %s", expr, s,
+							 (long long)i, got ? "present" : "absent", has ? "present" : "absent");
+					else if (got && memcmp(&want, &r.series[k].v[j], sizeof want) &&
+						 !(isnan(want) && isnan(r.series[k].v[j])))
+						snprintf(why, sizeof why, "%s s=%d step %lld: %.17g, reference %.17g", expr, s,
+							 (long long)i, r.series[k].v[j], want);
+					if (got)
+						j++, checked++;
+				}
+			}
+			if (!why[0] && (r.nseries != (size_t)NS || checked < 1000))
+				snprintf(why, sizeof why, "%s: %zu series, %zu points checked", expr, r.nseries, checked);
+			arena_release(&a);
+		}
+	if (why[0])
+		TEST_FAILF("%s", why);
+}
+
 /* A query that must stop: its rc, error and how long it ran. cancel_after_ms >= 0 sets the cancel flag
  * from another thread after that long. */
 typedef struct stopq {
