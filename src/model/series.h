@@ -12,6 +12,7 @@
 #ifndef STRATA_MODEL_SERIES_H
 #define STRATA_MODEL_SERIES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,6 +66,10 @@ struct series_set_ops {
 	/* Non-fatal warnings gathered so far (e.g. a partial response); may be NULL in the ops table. */
 	size_t (*warnings)(series_set_t *s, const char *const **out);
 	void (*close)(series_set_t *s);
+	/* Optional (NULL = false): whether the bytes of the chunks chunks() returns (chunk_t.data, not
+	 * the array) stay valid until close(), so a consumer may keep them across next() without a copy
+	 * (e.g. a block reader's mapped chunk files). */
+	bool (*chunk_data_stable)(series_set_t *s);
 };
 struct series_set {
 	const struct series_set_ops *ops;

@@ -296,6 +296,8 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 			b->scr[i].wsteps = xcalloc(ns, sizeof(int64_t));
 	series_set_t *set = ev_select(ev, vs, b->mint, b->maxt, range, func);
 	bool chunked = ev->o->decode_chunks && set->ops->chunks;
+	/* chunk bytes that stay valid until the set is closed (mapped block files) are not copied */
+	bool stable = chunked && set->ops->chunk_data_stable && set->ops->chunk_data_stable(set);
 	int r;
 	while ((r = series_set_next(set, ev->err)) > 0) {
 		rb_item_t *it = &b->items[b->n];
@@ -303,16 +305,20 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 		const chunk_t *chks;
 		int nc = chunked ? set->ops->chunks(set, &chks) : -1;
 		if (nc >= 0) {
-			/* the series set's pointers (chunk bytes included) are only valid until its next
-			 * next(): the batch keeps its own copy of the chunks overlapping the range */
+			/* the series set's pointers are only valid until its next next(): the batch keeps
+			 * its own copy of the chunks overlapping the range (and of their bytes, unless the
+			 * set keeps those until it is closed, which is after the last flush) */
 			chunk_t *cc = arena_alloc(&b->ba, ((size_t)nc + 1) * sizeof(chunk_t));
 			size_t k = 0;
 			for (int j = 0; j < nc; j++) {
 				if (chks[j].maxt < b->mint || chks[j].mint > b->maxt)
 					continue;
 				cc[k] = chks[j];
-				cc[k].data = rb_dup(&b->ba, chks[j].data, chks[j].len);
-				b->bbytes += chks[j].len + sizeof(chunk_t);
+				if (!stable) {
+					cc[k].data = rb_dup(&b->ba, chks[j].data, chks[j].len);
+					b->bbytes += chks[j].len;
+				}
+				b->bbytes += sizeof(chunk_t);
 				k++;
 			}
 			it->chks = cc;

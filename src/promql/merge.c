@@ -247,6 +247,17 @@ static int mset_chunks(series_set_t *ss, const chunk_t **out)
 	return (int)m->nchks;
 }
 
+static bool mset_chunk_data_stable(series_set_t *ss)
+{
+	mset_t *m = (mset_t *)ss;
+	for (size_t i = 0; i < m->n; i++) {
+		series_set_t *cs = m->c[i].set;
+		if (!cs->ops->chunk_data_stable || !cs->ops->chunk_data_stable(cs))
+			return false;
+	}
+	return true;
+}
+
 static void mset_close(series_set_t *ss)
 {
 	mset_t *m = (mset_t *)ss;
@@ -269,7 +280,8 @@ static void mset_close(series_set_t *ss)
 }
 
 static const struct series_set_ops mset_ops = {
-	.next = mset_next, .labels = mset_labels, .samples = mset_samples, .chunks = mset_chunks, .close = mset_close};
+	.next = mset_next, .labels = mset_labels, .samples = mset_samples, .chunks = mset_chunks, .close = mset_close,
+	.chunk_data_stable = mset_chunk_data_stable};
 
 static int merge_select(queryable_t *q, arena_t *a, const matcher_t *ms, size_t nms, int64_t mint, int64_t maxt,
 			const select_hints_t *hints, series_set_t **out, err_t *err)

@@ -748,7 +748,15 @@ static void bs_close(series_set_t *s)
 	arena_release(&bs->tmp);
 }
 
-static const struct series_set_ops block_set_ops = {bs_next, bs_labels, bs_samples, bs_chunks, NULL, bs_close};
+/* Chunk bytes point into the block's mapped chunk files, which outlive the set. */
+static bool bs_chunk_data_stable(series_set_t *s)
+{
+	(void)s;
+	return true;
+}
+
+static const struct series_set_ops block_set_ops = {bs_next,  bs_labels, bs_samples, bs_chunks,
+						    NULL,     bs_close,  bs_chunk_data_stable};
 
 static int block_select(queryable_t *q, arena_t *a, const matcher_t *ms, size_t nms, int64_t mint, int64_t maxt,
 			const select_hints_t *hints, series_set_t **out, err_t *err)
