@@ -8,6 +8,9 @@ copy (127.0.0.1, free port). For ROUNDS rounds, every query runs once on each si
               a server; engine with a pool of THREADS workers)
   Prometheus: /api/v1/query_range (CPU time from /proc/<pid>/stat, peak memory from VmHWM)
 plus `strata tools query` for the two big queries (a process per query: start-up, block open).
+PROMQL_BENCH_ONLY=big|dash runs only the big queries or only the dashboard set; PROMQL_BENCH_BASE=<an older
+promql_benchq binary> also runs it, alternating with the current one query by query (before/after figures
+from the same run; its results must match too).
 Medians over rounds. Peak memory = peak anonymous resident memory (resident minus file-backed pages,
 sampled every 1-2 ms from /proc/<pid>/statm) during the query minus its level before, for both: what
 the engine allocates, not the mmapped block pages both sides read through the page cache. Results of both sides are compared (same series, values within 1e-9).
@@ -22,6 +25,8 @@ TBIN = os.environ.get("STRATA_TEST_BIN", os.path.join(ROOT, "build/tests"))
 OUT = os.path.join(ROOT, "bench/out/promql")
 ROUNDS = int(os.environ.get("PROMQL_BENCH_ROUNDS", "3"))
 THREADS = int(os.environ.get("PROMQL_BENCH_THREADS", "2"))
+ONLY = os.environ.get("PROMQL_BENCH_ONLY", "")
+BASE = os.environ.get("PROMQL_BENCH_BASE", "")
 GEN_VERSION = "1"  # bump when promql_blockgen's output changes
 
 T0 = 1700006400           # first sample (s); the block covers one day
@@ -168,8 +173,8 @@ class Prom:
 
 class StrataBench:
     """One promql_benchq process for the whole run (blocks opened and mapped once, like a server)."""
-    def __init__(self, data, resdir):
-        self.p = subprocess.Popen([os.path.join(TBIN, "promql_benchq"), data, "-", "1", str(THREADS), "0", resdir],
+    def __init__(self, data, resdir, binary=None):
+        self.p = subprocess.Popen([binary or os.path.join(TBIN, "promql_benchq"), data, "-", "1", str(THREADS), "0", resdir],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def run(self, name, expr, start, end, step):
@@ -227,38 +232,56 @@ def main():
     data = ensure_data()
     meta = json.load(open(os.path.join(data, os.listdir(data)[0], "meta.json")))
     log(f"dataset: {meta['stats']['numSeries']} series, {meta['stats']['numSamples']} samples")
-    queries = [(n, e, BIG_START, END, BIG_STEP) for n, e in BIG] + [(n, e, D_START, END, D_STEP) for n, e in DASH]
+    big = BIG if ONLY != "dash" else []
+    dash = DASH if ONLY != "big" else []
+    queries = [(n, e, BIG_START, END, BIG_STEP) for n, e in big] + [(n, e, D_START, END, D_STEP) for n, e in dash]
     resdir = tempfile.mkdtemp(prefix="res-", dir=OUT)
+    basedir = tempfile.mkdtemp(prefix="res-base-", dir=OUT)
     prom = Prom(data)
     strata = StrataBench(data, resdir)
-    S, P, T = {}, {}, {}
+    base = StrataBench(data, basedir, BASE) if BASE else None
+    S, P, T, B = {}, {}, {}, {}
     mismatches = []
     try:
-        # stored samples of x the big queries decode: (start - 5m, end]
-        n = subprocess.run([BIN, "tools", "query", f"--data-dir={data}", f"--time={END}",
-                            f"count_over_time(x[{END - BIG_START + 300}s])"], capture_output=True, text=True,
-                           check=True).stdout
-        big_samples = sum(int(s["value"][1]) for s in json.loads(n)["result"])
-        log(f"big queries decode {big_samples} stored samples of x")
+        big_samples = 0
+        if big:
+            # stored samples of x the big queries decode: (start - 5m, end]
+            n = subprocess.run([BIN, "tools", "query", f"--data-dir={data}", f"--time={END}",
+                                f"count_over_time(x[{END - BIG_START + 300}s])"], capture_output=True, text=True,
+                               check=True).stdout
+            big_samples = sum(int(s["value"][1]) for s in json.loads(n)["result"])
+            log(f"big queries decode {big_samples} stored samples of x")
         for r in range(ROUNDS):
             log(f"--- round {r + 1}/{ROUNDS}")
             for name, expr, start, end, step in queries:
+                # alternate which of the two Strata binaries goes first
+                if base and r % 2:
+                    B.setdefault(name, []).append(base.run(name, expr, start, end, step))
                 S.setdefault(name, []).append(strata.run(name, expr, start, end, step))
+                if base and not r % 2:
+                    B.setdefault(name, []).append(base.run(name, expr, start, end, step))
                 w, c, m, d = prom.query(expr, start, end, step)
                 P.setdefault(name, []).append((w, c, m))
                 if r == 0:
                     sd = json.load(open(os.path.join(resdir, name + ".json")))
                     why = same(sd, d)
+                    if not why and base:
+                        why = same(json.load(open(os.path.join(basedir, name + ".json"))), sd)
+                        why = why and "base binary: " + why
                     if why:
                         mismatches.append(f"{name}: {why}")
                         log(f"MISMATCH {name}: {why}")
-                log(f"{name:20s} strata {S[name][-1][0]:9.1f} ms  prometheus {w:9.1f} ms")
-            for name, expr, start, end, step in queries[:len(BIG)]:
+                extra = f"  base {B[name][-1][0]:9.1f} ms" if base else ""
+                log(f"{name:20s} strata {S[name][-1][0]:9.1f} ms  prometheus {w:9.1f} ms{extra}")
+            for name, expr, start, end, step in queries[:len(big)]:
                 T.setdefault(name, []).append(tools_query(data, expr, start, end, step))
     finally:
         strata.stop()
+        if base:
+            base.stop()
         prom.stop()
         shutil.rmtree(resdir, ignore_errors=True)
+        shutil.rmtree(basedir, ignore_errors=True)
 
     med = lambda xs, i: statistics.median(x[i] for x in xs)
     log("")
@@ -268,8 +291,15 @@ def main():
         sw, pw = med(S[name], 0), med(P[name], 0)
         log(f"{name:20s} {sw:10.1f} {pw:10.1f} {sw / pw:7.3f} {med(S[name], 1):10.1f} {med(P[name], 1):10.1f}"
             f" {med(S[name], 2) / 1024:9.1f} {med(P[name], 2) / 1024:9.1f}")
+    if base:
+        log("")
+        log(f"{'query':20s} {'base ms':>10s} {'strata ms':>10s} {'base cpu':>10s} {'strata cpu':>10s}"
+            f" {'base MB':>9s} {'strata MB':>9s}")
+        for name, *_ in queries:
+            log(f"{name:20s} {med(B[name], 0):10.1f} {med(S[name], 0):10.1f} {med(B[name], 1):10.1f}"
+                f" {med(S[name], 1):10.1f} {med(B[name], 2) / 1024:9.1f} {med(S[name], 2) / 1024:9.1f}")
     log("")
-    for name, _ in BIG:
+    for name, _ in big:
         s_cpu, p_cpu = med(S[name], 1) / 1000, med(P[name], 1) / 1000
         s_rate, p_rate = big_samples / s_cpu / 1e6, big_samples / p_cpu / 1e6
         log(f"RESULT promql_{name}_strata_msamples_per_core_s {s_rate:.1f} M/s")
@@ -281,10 +311,19 @@ def main():
         log(f"RESULT promql_{name}_tools_query_maxrss {med(T[name], 2) / 1024:.0f} MB (incl. mapped chunk pages)")
         log(f"RESULT promql_{name}_strata_peak_mem {med(S[name], 2) / 1024:.1f} MB")
         log(f"RESULT promql_{name}_prometheus_peak_mem {med(P[name], 2) / 1024:.1f} MB")
-    ratios = [med(S[n], 0) / med(P[n], 0) for n, _ in DASH]
-    log(f"RESULT promql_dashboard_median_latency_ratio {statistics.median(ratios):.3f} x (target <= 0.25)")
-    log(f"RESULT promql_dashboard_strata_median_ms {statistics.median(med(S[n], 0) for n, _ in DASH):.1f} ms")
-    log(f"RESULT promql_dashboard_prometheus_median_ms {statistics.median(med(P[n], 0) for n, _ in DASH):.1f} ms")
+        if base:
+            b_cpu = med(B[name], 1) / 1000
+            log(f"RESULT promql_{name}_base_msamples_per_core_s {big_samples / b_cpu / 1e6:.1f} M/s"
+                f" (cpu {b_cpu:.2f} s vs {s_cpu:.2f} s)")
+    if dash:
+        ratios = [med(S[n], 0) / med(P[n], 0) for n, _ in dash]
+        log(f"RESULT promql_dashboard_median_latency_ratio {statistics.median(ratios):.3f} x (target <= 0.25)")
+        log(f"RESULT promql_dashboard_strata_median_ms {statistics.median(med(S[n], 0) for n, _ in dash):.1f} ms")
+        log(f"RESULT promql_dashboard_prometheus_median_ms {statistics.median(med(P[n], 0) for n, _ in dash):.1f} ms")
+        if base:
+            bratios = [med(B[n], 0) / med(P[n], 0) for n, _ in dash]
+            log(f"RESULT promql_dashboard_base_median_latency_ratio {statistics.median(bratios):.3f} x")
+            log(f"RESULT promql_dashboard_base_median_ms {statistics.median(med(B[n], 0) for n, _ in dash):.1f} ms")
     smem = [med(S[n], 2) for n, *_ in queries]
     pmem = [med(P[n], 2) for n, *_ in queries]
     log(f"RESULT promql_peak_mem_strata_max {max(smem) / 1024:.1f} MB")
