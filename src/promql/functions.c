@@ -415,6 +415,7 @@ static void rate_kernel_steps(const void *kctx, const int64_t *t, const double *
 	const rctx_t *c = kctx;
 	bool counter = c->k == F_RATE || c->k == F_INCREASE, rate = c->k == F_RATE;
 	size_t lo = 0, hi = 0, maxwin = 0, cnt = 0, last_reset = 0, work = 0;
+	bool unsorted = false; /* a sample before hi is older than the one before it (corrupt data) */
 	double rsec = (double)c->range / 1000; /* extrapolated_rate's divisor, the same value every window */
 	ro->lastwin = 0;
 	ro->stopped = false;
@@ -428,15 +429,35 @@ static void rate_kernel_steps(const void *kctx, const int64_t *t, const double *
 			int64_t rend = c->ref[i], rstart = rend - c->range;
 			if (i > 0 && rend < c->ref[i - 1])
 				lo = hi = last_reset = 0;
+			size_t hprev = hi;
 			if (counter) {
 				while (hi < n && t[hi] <= rend) {
-					if (hi > 0 && v[hi] < v[hi - 1])
-						last_reset = hi;
+					if (hi > 0) {
+						if (v[hi] < v[hi - 1])
+							last_reset = hi;
+						unsorted |= t[hi] < t[hi - 1];
+					}
 					hi++;
 				}
 			} else {
-				while (hi < n && t[hi] <= rend)
+				while (hi < n && t[hi] <= rend) {
+					if (hi > 0)
+						unsorted |= t[hi] < t[hi - 1];
 					hi++;
+				}
+			}
+			/* the trailing edge: the first sample in [lo, hi) at or after rstart. With the samples
+			 * so far in order it is found from the previous leading edge, which is a sample or two
+			 * away when windows overlap, instead of walking the whole previous window */
+			if (!unsorted && hprev > lo) {
+				if (t[hprev - 1] >= rstart) {
+					size_t j = hprev - 1;
+					while (j > lo && t[j - 1] >= rstart)
+						j--;
+					lo = j;
+				} else {
+					lo = hprev;
+				}
 			}
 			while (lo < hi && t[lo] < rstart)
 				lo++;
