@@ -33,7 +33,9 @@ static const struct {
 
 /* ------------------------------------------------------------------------------ range kernels */
 
-/* resets_known: the caller knows the window holds no counter reset (skips the scan; same result). */
+/* resets_known: the caller knows the window holds no counter reset (skips the scan; same result).
+ * rate_kernel_steps (the batched path) repeats this arithmetic two windows at a time: change both
+ * together (engine_test rate_increase_delta_bit_identical_to_reference holds it to the definition). */
 static bool extrapolated_rate(const int64_t *t, const double *v, size_t n, int64_t rstart, int64_t rend, int64_t range,
 			      bool counter, bool rate, double *out, bool no_resets)
 {
