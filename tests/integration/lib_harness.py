@@ -2,11 +2,14 @@
 
 PASS/FAIL lines are what tests/run counts: `harness = Harness("query_api")`, then `harness.result(name, ok, why)`
 or `harness.check(name, fn)` (any exception from fn is a failure carrying its message); `harness.failed` counts
-failures. Also: a free 127.0.0.1 port, and stopping a process we started (TERM, then KILL after 10 s).
+failures. Also: a free 127.0.0.1 port, waiting for a process we started to be ready, and stopping it (TERM, then
+KILL after 10 s).
 """
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 
 class Harness:
@@ -47,3 +50,25 @@ def stop(p):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def wait_until(ok, proc, what, timeout=30):
+    """Poll ok() (exceptions count as not yet) until it is true; raise if proc (None: no process) exits first
+    or after timeout seconds."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {proc.returncode}")
+        try:
+            if ok():
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready after {timeout}s")
+
+
+def wait_ready(port, proc, what, timeout=30):
+    """wait_until 127.0.0.1:port/-/ready answers 200."""
+    wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1).status == 200, proc, what,
+               timeout)

@@ -13,9 +13,9 @@ Malformed queries (the corpus's fail cases and more) must fail in both with the 
 errorType. Prints "PASS promql_format_query:<what>" / "FAIL ...: why"; one line per group, the first
 few differing queries in the reason.
 """
-import json, os, random, shutil, subprocess, sys, tempfile, time, urllib.error, urllib.parse, urllib.request
+import json, os, random, shutil, subprocess, sys, tempfile, urllib.error, urllib.parse, urllib.request
 
-from lib_harness import Harness, free_port, stop
+from lib_harness import Harness, free_port, stop, wait_ready
 from lib_promql_queries import QUERIES
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -33,19 +33,6 @@ def fmt(port, query):
             return r.status, json.load(r)
     except urllib.error.HTTPError as e:
         return e.code, json.load(e)
-
-
-def wait_ready(port, proc, what, limit=30):
-    t0 = time.time()
-    while time.time() - t0 < limit:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode}")
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1).status == 200:
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready after {limit}s")
 
 
 # ---------------------------------------------------------------- corpus

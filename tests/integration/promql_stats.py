@@ -12,9 +12,9 @@ data); data.stats.samples must agree exactly: totalQueryableSamples, totalQuerya
 ([t, n] per step) and peakSamples. Errors must be errors in both (same status and errorType).
 Prints "PASS promql_stats:<group>" / "FAIL ...: why" (the first differing queries in the reason).
 """
-import json, os, shutil, subprocess, sys, tempfile, time, urllib.error, urllib.parse, urllib.request
+import json, os, shutil, subprocess, sys, tempfile, urllib.error, urllib.parse, urllib.request
 
-from lib_harness import Harness, free_port, stop
+from lib_harness import Harness, free_port, stop, wait_ready, wait_until
 from lib_promql_queries import EXTRA, QUERIES, T0, gen
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -44,20 +44,6 @@ def samples(status, j):
     if j.get("status") != "success":
         return ("error", status, j.get("errorType"))
     return j["data"]["stats"]["samples"]
-
-
-def wait(ok, proc, what, limit=30):
-    t0 = time.time()
-    while time.time() - t0 < limit:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode}")
-        try:
-            if ok():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready after {limit}s")
 
 
 def main():
@@ -100,9 +86,8 @@ def main():
                                "--store.sd-dns-interval=1s", "--query.replica-label=cluster"],
                               stdout=qlog, stderr=subprocess.STDOUT)
         procs.append(qp)
-        wait(lambda: urllib.request.urlopen(f"http://127.0.0.1:{pport}/-/ready", timeout=1).status == 200, prom,
-             "prometheus")
-        wait(lambda: query(qh, "count(bulk_total)", {"time": T0 + 3600})[1]["data"]["result"], qp,
+        wait_ready(pport, prom, "prometheus")
+        wait_until(lambda: query(qh, "count(bulk_total)", {"time": T0 + 3600})[1]["data"]["result"], qp,
              "strata query over the store")
 
         groups = [("lib_queries", [e for e, _ in QUERIES]), ("differential_extra", [e for e, _ in EXTRA]),

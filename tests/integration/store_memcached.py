@@ -12,7 +12,7 @@ serves hits; bad cache YAML makes `strata store` exit non-zero with a message na
 Every process we start is stopped by PID on exit.
 """
 import ctypes, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.parse, urllib.request
-from lib_harness import Harness, free_port, stop
+from lib_harness import Harness, free_port, stop, wait_ready, wait_until
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
@@ -48,20 +48,6 @@ def start(args, log):
     p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     procs.append(p)
     return p
-
-
-def wait_until(fn, proc, what, timeout=20):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode}")
-        try:
-            if fn():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready after {timeout}s")
 
 
 def memcached(log):
@@ -109,8 +95,7 @@ def serve(tmp, name, objcfg, extra):
     st = start([STRATA, "store", "--objstore.config=" + objcfg, "--data-dir=" + os.path.join(tmp, "data-" + name),
                 f"--grpc-address=127.0.0.1:{sg}", f"--http-address=127.0.0.1:{sh}", "--http-grace-period=1s",
                 *extra], log)
-    wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{sh}/-/ready", timeout=1).status == 200, st,
-               "strata store " + name)
+    wait_ready(sh, st, "strata store " + name)
     qlog = open(os.path.join(tmp, f"query-{name}.log"), "w")
     qp = start([STRATA, "query", f"--endpoint=127.0.0.1:{sg}", f"--http-address=127.0.0.1:{qh}",
                 f"--grpc-address=127.0.0.1:{qg}", "--http-grace-period=1s", "--grpc-grace-period=1s",

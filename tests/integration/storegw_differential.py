@@ -16,9 +16,9 @@ sum by (job) (x)` cannot match, as in Thanos); the store still attaches it, and 
 cluster value must select nothing.
 Prints "PASS storegwdiff:<backend>:<query> <params>" / "FAIL ...: why".
 """
-import os, re, shutil, subprocess, sys, tempfile, time
+import os, re, shutil, subprocess, sys, tempfile
 
-from lib_harness import Harness
+from lib_harness import Harness, wait_ready, wait_until
 from lib_promql_queries import QUERIES, T0, compare, free_port, gen, prom_query, start_prometheus, stop
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -48,36 +48,21 @@ def result(name, why):
     harness.result(name, not why, why or "")
 
 
-def wait_http(url_ok, proc, what, timeout=30):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode}")
-        try:
-            if url_ok():
-                return
-        except Exception:  # noqa: BLE001 - not up yet
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} not ready after {timeout}s")
-
-
 def serve(tmp, backend, cfg, procs):
     """strata store over the bucket and strata query in front of it; returns the querier's HTTP port."""
-    import urllib.request
     sg, sh, qg, qh = free_port(), free_port(), free_port(), free_port()
     log = open(os.path.join(tmp, f"store-{backend}.log"), "w")
     st = subprocess.Popen([STRATA, "store", "--objstore.config=" + cfg, "--data-dir=" + os.path.join(tmp, "data-" + backend),
                            f"--grpc-address=127.0.0.1:{sg}", f"--http-address=127.0.0.1:{sh}", "--http-grace-period=1s"], stdout=log, stderr=subprocess.STDOUT)
     procs.append(st)
-    wait_http(lambda: urllib.request.urlopen(f"http://127.0.0.1:{sh}/-/ready", timeout=1).status == 200, st, "strata store")
+    wait_ready(sh, st, "strata store")
     qlog = open(os.path.join(tmp, f"query-{backend}.log"), "w")
     qp = subprocess.Popen([STRATA, "query", f"--endpoint=127.0.0.1:{sg}", f"--http-address=127.0.0.1:{qh}",
                            f"--grpc-address=127.0.0.1:{qg}", "--http-grace-period=1s", "--grpc-grace-period=1s",
                            "--store.sd-dns-interval=1s", "--query.replica-label=cluster"], stdout=qlog, stderr=subprocess.STDOUT)
     procs.append(qp)
     # ready once the querier has discovered the store and sees its data
-    wait_http(lambda: prom_query(qh, "count(http_requests_total)", {"time": T0 + 3600})["data"]["result"], qp,
+    wait_until(lambda: prom_query(qh, "count(http_requests_total)", {"time": T0 + 3600})["data"]["result"], qp,
               "strata query over the store")
     return qh
 
