@@ -963,6 +963,42 @@ TEST(proxy_dedup_supporting_store_streamed_equals_buffered)
 	}
 }
 
+/* Random replicas of seed (random_replicas's mode 1 or 2), joined into one series per label set by a wrapping
+ * store (wstore_t's join 1: chunks in mint order, with mode 1; 2: in arrival order, with mode 2's holes),
+ * deduplicate through the proxy exactly as the same replicas served separately, with and without counter
+ * adjustment. */
+static void check_joined_equals_separate(unsigned seed, int mode)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	inmem_store_t *loc = mk_store(&a, "loc", ""), *ext = mk_store(&a, "ext", "replica=c");
+	random_replicas(&a, seed, mode, loc, ext);
+	wstore_t ws = {{&ws_ops, "joined"}, inmem_store_base(loc), mode, 0};
+	proxy_store_t *pb = proxy_store_new("buffered"), *pw = proxy_store_new("joined");
+	proxy_store_add(pb, inmem_store_base(loc));
+	proxy_store_add(pb, inmem_store_base(ext));
+	proxy_store_add(pw, &ws.base);
+	proxy_store_add(pw, inmem_store_base(ext));
+	matcher_t m = M(MATCH_RE, "__name__", "m.*");
+	str_t rl = STR("replica");
+	for (int f = 0; f < 2; f++) {
+		store_series_req_t req = {.mint = 0, .maxt = 20000000, .ms = &m, .nms = 1, .replica_labels = &rl,
+					  .nreplica_labels = 1, .func = f ? "rate" : NULL};
+		const char *want = render_all(proxy_store_base(pb), &a, &req);
+		const char *got = render_all(proxy_store_base(pw), &a, &req);
+		if (strcmp(want, got) != 0) {
+			fprintf(stderr, "separate:\n%s\njoined:\n%s", want, got);
+			TEST_FAILF("seed %u func %d: joined replicas differ (both printed above)", seed, f);
+		}
+	}
+	matcher_release(&m);
+	proxy_store_free(pb);
+	proxy_store_free(pw);
+	inmem_store_free(loc);
+	inmem_store_free(ext);
+	arena_release(&a);
+}
+
 /* Overlap split: a store handing both replicas of a series over as one series (chunks of a and b
  * interleaved in time) gives the same deduplicated answer as separate replicas, because the member is
  * split into non-overlapping replica members first. (That holds while each replica's chunks overlap
@@ -970,36 +1006,8 @@ TEST(proxy_dedup_supporting_store_streamed_equals_buffered)
  * member, as in Thanos.) */
 TEST(proxy_dedup_overlap_split_of_joined_replicas)
 {
-	for (unsigned seed = 11; seed <= 14; seed++) {
-		arena_t a;
-		arena_init(&a, 0);
-		inmem_store_t *loc = mk_store(&a, "loc", ""), *ext = mk_store(&a, "ext", "replica=c");
-		random_replicas(&a, seed, 1, loc, ext);
-		wstore_t ws = {{&ws_ops, "joined"}, inmem_store_base(loc), 1, 0};
-		proxy_store_t *pb = proxy_store_new("buffered"), *pw = proxy_store_new("joined");
-		proxy_store_add(pb, inmem_store_base(loc));
-		proxy_store_add(pb, inmem_store_base(ext));
-		proxy_store_add(pw, &ws.base);
-		proxy_store_add(pw, inmem_store_base(ext));
-		matcher_t m = M(MATCH_RE, "__name__", "m.*");
-		str_t rl = STR("replica");
-		for (int f = 0; f < 2; f++) {
-			store_series_req_t req = {.mint = 0, .maxt = 20000000, .ms = &m, .nms = 1, .replica_labels = &rl,
-						  .nreplica_labels = 1, .func = f ? "rate" : NULL};
-			const char *want = render_all(proxy_store_base(pb), &a, &req);
-			const char *got = render_all(proxy_store_base(pw), &a, &req);
-			if (strcmp(want, got) != 0) {
-				fprintf(stderr, "separate:\n%s\njoined:\n%s", want, got);
-				TEST_FAILF("seed %u func %d: joined replicas differ (both printed above)", seed, f);
-			}
-		}
-		matcher_release(&m);
-		proxy_store_free(pb);
-		proxy_store_free(pw);
-		inmem_store_free(loc);
-		inmem_store_free(ext);
-		arena_release(&a);
-	}
+	for (unsigned seed = 11; seed <= 14; seed++)
+		check_joined_equals_separate(seed, 1);
 	/* by hand: one series whose chunks are a0 b0 a1 b1 (b 1 ms later, b missing [600s, 900s)): the
 	 * penalty dedup of the split sticks to a, so the answer is a's samples exactly */
 	arena_t a;
@@ -1047,36 +1055,8 @@ TEST(proxy_dedup_overlap_split_of_joined_replicas)
  * exactly as separate replicas. (Replicas over disjoint ranges would join one piece, as in Thanos.) */
 TEST(proxy_dedup_overlap_split_arrival_order_runs)
 {
-	for (unsigned seed = 21; seed <= 26; seed++) {
-		arena_t a;
-		arena_init(&a, 0);
-		inmem_store_t *loc = mk_store(&a, "loc", ""), *ext = mk_store(&a, "ext", "replica=c");
-		random_replicas(&a, seed, 2, loc, ext);
-		wstore_t ws = {{&ws_ops, "joined"}, inmem_store_base(loc), 2, 0};
-		proxy_store_t *pb = proxy_store_new("buffered"), *pw = proxy_store_new("joined");
-		proxy_store_add(pb, inmem_store_base(loc));
-		proxy_store_add(pb, inmem_store_base(ext));
-		proxy_store_add(pw, &ws.base);
-		proxy_store_add(pw, inmem_store_base(ext));
-		matcher_t m = M(MATCH_RE, "__name__", "m.*");
-		str_t rl = STR("replica");
-		for (int f = 0; f < 2; f++) {
-			store_series_req_t req = {.mint = 0, .maxt = 20000000, .ms = &m, .nms = 1, .replica_labels = &rl,
-						  .nreplica_labels = 1, .func = f ? "rate" : NULL};
-			const char *want = render_all(proxy_store_base(pb), &a, &req);
-			const char *got = render_all(proxy_store_base(pw), &a, &req);
-			if (strcmp(want, got) != 0) {
-				fprintf(stderr, "separate:\n%s\njoined:\n%s", want, got);
-				TEST_FAILF("seed %u func %d: joined replicas differ (both printed above)", seed, f);
-			}
-		}
-		matcher_release(&m);
-		proxy_store_free(pb);
-		proxy_store_free(pw);
-		inmem_store_free(loc);
-		inmem_store_free(ext);
-		arena_release(&a);
-	}
+	for (unsigned seed = 21; seed <= 26; seed++)
+		check_joined_equals_separate(seed, 2);
 }
 
 TEST_MAIN()
