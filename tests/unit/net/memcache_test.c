@@ -21,6 +21,7 @@
 #include "base/metrics.h"
 #include "net/memcache.h"
 #include "test.h"
+#include "test_memcached.h"
 
 /* ---- fake server: answers every request with a fixed reply ---- */
 
@@ -348,57 +349,10 @@ TEST(jump_hash_is_consistent)
 
 /* ---- the real memcached ---- */
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof sa;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || getsockname(fd, (struct sockaddr *)&sa, &sl))
-		abort();
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
-static pid_t start_memcached(int port)
-{
-	char p[16];
-	snprintf(p, sizeof p, "%d", port);
-	pid_t pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test, even when a CHECK bails out */
-		/* memcached refuses to run as root without -u */
-		execl("/usr/bin/memcached", "memcached", "-l", "127.0.0.1", "-p", p, "-U", "0", "-m", "16",
-		      "-t", "1", getuid() == 0 ? "-u" : (char *)NULL, "nobody", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) { /* up to 2 s for it to listen */
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in sa = {.sin_family = AF_INET,
-		                         .sin_port = htons((uint16_t)port),
-		                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-		close(fd);
-		if (ok)
-			return pid;
-		usleep(10000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	return -1;
-}
-
-static void stop_memcached(pid_t pid)
-{
-	if (pid > 0) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-	}
-}
-
 TEST(real_memcached_two_servers)
 {
-	int p1 = free_port(), p2 = free_port();
-	pid_t m1 = start_memcached(p1), m2 = start_memcached(p2);
+	int p1 = test_free_port(), p2 = test_free_port();
+	pid_t m1 = test_memcached_start(p1), m2 = test_memcached_start(p2);
 	CHECK(m1 > 0 && m2 > 0);
 	memcache_config_t cfg;
 	memcache_config_init(&cfg, "t-real");
@@ -472,7 +426,7 @@ TEST(real_memcached_two_servers)
 	/* one server dies: its keys miss, the other's still hit, nothing hangs. Servers are sorted by
 	 * address, so m1 is bucket 0 iff its address sorts first. */
 	int live = strcmp(a1, a2) < 0 ? 0 : 1;
-	stop_memcached(m2);
+	test_memcached_stop(m2);
 	m2 = -1;
 	uint64_t t0 = clock_mono_ms();
 	size_t hits = memcache_get_multi(m, keys, N, &a, vals, found);
@@ -483,8 +437,8 @@ TEST(real_memcached_two_servers)
 	memcache_wait_async(m);
 	memcache_free(m);
 	arena_release(&a);
-	stop_memcached(m1);
-	stop_memcached(m2);
+	test_memcached_stop(m1);
+	test_memcached_stop(m2);
 }
 
 TEST_MAIN()

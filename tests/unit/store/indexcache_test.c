@@ -8,15 +8,14 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/metrics.h"
 #include "net/memcache.h"
 #include "store/indexcache.h"
 #include "test.h"
+#include "test_memcached.h"
 
 static int parse(const char *yaml, indexcache_config_t *c, err_t *err)
 {
@@ -144,44 +143,6 @@ TEST(in_memory_lru)
 
 /* ---- MEMCACHED backend against the real memcached ---- */
 
-static int free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof sa;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) || getsockname(fd, (struct sockaddr *)&sa, &sl))
-		abort();
-	close(fd);
-	return ntohs(sa.sin_port);
-}
-
-static pid_t start_memcached(int port)
-{
-	char p[16];
-	snprintf(p, sizeof p, "%d", port);
-	pid_t pid = fork();
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test, even when a CHECK bails out */
-		execl("/usr/bin/memcached", "memcached", "-l", "127.0.0.1", "-p", p, "-U", "0", "-m", "16",
-		      "-t", "1", getuid() == 0 ? "-u" : (char *)NULL, "nobody", (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 200; i++) {
-		int fd = socket(AF_INET, SOCK_STREAM, 0);
-		struct sockaddr_in sa = {.sin_family = AF_INET,
-		                         .sin_port = htons((uint16_t)port),
-		                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-		int ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-		close(fd);
-		if (ok)
-			return pid;
-		usleep(10000);
-	}
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	return -1;
-}
-
 static indexcache_t *mc_cache(int port, const char *extra)
 {
 	char y[512];
@@ -207,8 +168,8 @@ static double hits_total(const char *type)
 
 TEST(memcached_backend)
 {
-	int port = free_port();
-	pid_t pid = start_memcached(port);
+	int port = test_free_port();
+	pid_t pid = test_memcached_start(port);
 	CHECK(pid > 0);
 	indexcache_t *c = mc_cache(port, "ttl: 10m\n");
 	arena_t a;
