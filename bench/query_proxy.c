@@ -2,8 +2,8 @@
  * query_proxy — latency a query pays for the querier's proxy path, against evaluating PromQL directly
  * on the store in-process. The same data (N series "bench_total{i}" of 240 samples, 15s apart, two
  * replicas replica="a"/"b") is queried three ways:
- *   direct       PromQL over the replica-a store through store/queryable.h (no proxy);
- *   proxy        PromQL over an endpoint-set snapshot (store/endpoints.h + store/proxy.h) of the
+ *   direct       PromQL over the replica-a store through query/queryable.h (no proxy);
+ *   proxy        PromQL over an endpoint-set snapshot (query/endpoints.h + store/proxy.h) of the
  *                replica-a store in-process: the cost of the proxy layer alone;
  *   grpc         as proxy, but the store is reached through the StoreAPI gRPC server and client over
  *                127.0.0.1: the cost of the network hop (encode, HTTP/2, decode);
@@ -22,10 +22,10 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "promql/engine.h"
-#include "store/endpoints.h"
+#include "query/endpoints.h"
 #include "store/grpc_server.h"
 #include "store/inmem.h"
-#include "store/queryable.h"
+#include "query/queryable.h"
 #if __has_include("store/grpc_client.h")
 #include "store/grpc_client.h"
 #define HAVE_STORE_CLIENT 1

@@ -30,7 +30,7 @@
 
 #include "base/clock.h"
 #include "objstore/config.h"
-#include "store/bucket_store.h"
+#include "storegw/bucket_store.h"
 #include "store/inmem.h"
 #include "store/proxy.h"
 #include "tsdb/block.h"

@@ -26,7 +26,7 @@
 #include "base/arena.h"
 #include "base/clock.h"
 #include "objstore/config.h"
-#include "store/bucket_store.h"
+#include "storegw/bucket_store.h"
 #include "tsdb/block.h"
 
 #define H2 (2 * 3600 * 1000ll)

@@ -18,7 +18,7 @@
 #include "base/workers.h"
 #include "promql/ast.h"
 #include "promql/engine.h"
-#include "store/queryable.h"
+#include "query/queryable.h"
 #include "tsdb/xor.h"
 
 #define API_DEFAULT_TIMEOUT_MS (2 * 60 * 1000)

@@ -1,6 +1,6 @@
 /*
  * api.h — the querier's Prometheus HTTP API v1 (reference prometheus.md §5, thanos.md §11.2) over an
- * endpoint set (store/endpoints.h):
+ * endpoint set (query/endpoints.h):
  *
  *   /api/v1/query, /api/v1/query_range       PromQL (GET, POST form), evaluated on the worker pool
  *   /api/v1/series, /api/v1/labels           (GET, POST), /api/v1/label/<name>/values (GET)
@@ -45,7 +45,7 @@
 #include <stdint.h>
 
 #include "net/http.h"
-#include "store/endpoints.h"
+#include "query/endpoints.h"
 
 typedef struct api_config {
 	endpoint_set_t *endpoints;

@@ -1,6 +1,6 @@
 /*
  * query.c — `strata query`: the querier. Flags as Thanos's (reference thanos.md §1.6). Discovers
- * StoreAPI endpoints (store/endpoints.h), serves the Prometheus HTTP API v1 (api/api.h) and the
+ * StoreAPI endpoints (query/endpoints.h), serves the Prometheus HTTP API v1 (api/api.h) and the
  * proxy as thanos.Store + thanos.info.Info on gRPC so queriers can be layered.
  *
  * Threads: the HTTP loop (main thread) with its worker pool evaluating queries; the endpoint refresh
@@ -19,7 +19,7 @@
 #include "cmd/cmd.h"
 #include "net/grpc.h"
 #include "net/http.h"
-#include "store/endpoints.h"
+#include "query/endpoints.h"
 #include "store/grpc_server.h"
 #include "store/grpc_client.h"
 

@@ -29,8 +29,8 @@
 #include "net/httpclient.h"
 #include "objstore/config.h"
 #include "store/grpc_server.h"
-#include "store/prom_store.h"
-#include "store/shipper.h"
+#include "sidecar/prom_store.h"
+#include "block/shipper.h"
 
 typedef struct sidecar {
 	/* flags */

@@ -18,10 +18,10 @@
 #include "net/grpc.h"
 #include "net/http.h"
 #include "objstore/config.h"
-#include "store/bucket_relabel.h"
-#include "store/bucket_store.h"
+#include "block/bucket_relabel.h"
+#include "storegw/bucket_store.h"
 #include "store/grpc_server.h"
-#include "store/indexcache.h"
+#include "storegw/indexcache.h"
 
 static const char summary[] = "Store node giving access to blocks in a bucket provider.";
 

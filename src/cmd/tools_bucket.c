@@ -23,7 +23,7 @@
 #include "cmd/cmd.h"
 #include "objstore/bucket.h"
 #include "objstore/config.h"
-#include "store/shipper.h"
+#include "block/shipper.h"
 #include "tsdb/chunkfile.h"
 #include "tsdb/index.h"
 #include "tsdb/meta.h"
@@ -735,7 +735,7 @@ static int cmd_verify(int argc, char **argv)
 
 /* ---- upload-blocks ---- */
 
-/* --label name="value" flags as external labels; the upload itself is store/shipper.h's (shared with
+/* --label name="value" flags as external labels; the upload itself is block/shipper.h's (shared with
  * the sidecar's shipper). */
 static int upload_block(bucket_t *b, const char *dir, const char *ulid, const strlist_t *labels, err_t *err)
 {

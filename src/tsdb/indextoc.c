@@ -1,6 +1,6 @@
 /*
  * indextoc.c — the index v2 TOC, section framing, symbol table and postings offset table, decoded
- * once for tsdb/index.c and store/indexheader.c.
+ * once for tsdb/index.c and storegw/indexheader.c.
  */
 #include "tsdb/indextoc.h"
 

@@ -1,6 +1,6 @@
 /*
  * indextoc.h — decoding of the Prometheus index v2 tables that two readers share (reference
- * prometheus.md §1.7): tsdb/index.c reads them in a whole index file, store/indexheader.c in the
+ * prometheus.md §1.7): tsdb/index.c reads them in a whole index file, storegw/indexheader.c in the
  * store gateway's index-header, which holds byte copies of the same tables. Here:
  *   - the TOC (six BE64 section references and a CRC32C, the index's last 52 bytes);
  *   - section framing (len BE32 | body | CRC32C of the body);

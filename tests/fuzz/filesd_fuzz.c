@@ -1,11 +1,11 @@
-/* filesd_fuzz — the querier's file SD parser (store/endpoints.h: endpoint_set_new reads
+/* filesd_fuzz — the querier's file SD parser (query/endpoints.h: endpoint_set_new reads
  * --endpoint.sd-files documents, JSON or YAML by extension): the first byte picks the extension. Never
  * a crash, errors carry a message; nothing is dialled. */
 #include <fcntl.h>
 #include <unistd.h>
 
 #include "fuzz_util.h"
-#include "store/endpoints.h"
+#include "query/endpoints.h"
 
 static char dir[64];
 

@@ -1,8 +1,8 @@
-/* promread_fuzz — remote-read response decoding of the sidecar's Prometheus store (store/prom_store.h,
+/* promread_fuzz — remote-read response decoding of the sidecar's Prometheus store (sidecar/prom_store.h,
  * prom_store_decode): the first byte picks STREAMED_XOR_CHUNKS frames (even) or a snappy SAMPLES
  * ReadResponse (odd); every series, chunk and sample is read. Never a crash, errors carry a message. */
 #include "fuzz_util.h"
-#include "store/prom_store.h"
+#include "sidecar/prom_store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -1,8 +1,14 @@
 #!/bin/bash
-# The layer order of ARCHITECTURE.md, enforced: a module may include only its own layer and the layers
-# below it (base <- net, model <- tsdb, promql, objstore <- store <- api <- cmd).
+# The layer order of ARCHITECTURE.md, enforced on src/: a folder may include only itself and the layers
+# below it, and component folders never include each other:
+#   base <- net, model <- tsdb, promql, objstore <- store, block
+#        <- storegw, sidecar, receive, rule, compact, query, frontend (components) <- api, ui <- cmd
+# Also: the unchecked allocators are for base/alloc.c only.
 set -u
-cd "${STRATA_ROOT:-$(dirname "$0")/../..}"
+ROOT=$(cd "${STRATA_ROOT:-$(dirname "$0")/../..}" && pwd)
+
+LOW="store block tsdb promql objstore net model base"
+COMPONENTS="storegw sidecar receive rule compact query frontend"
 declare -A allowed=(
 	[base]="base"
 	[net]="net base"
@@ -11,30 +17,45 @@ declare -A allowed=(
 	[promql]="promql model base"
 	[objstore]="objstore net base"
 	[store]="store tsdb promql objstore net model base"
-	[api]="api store tsdb promql objstore net model base"
-	[cmd]="cmd api store tsdb promql objstore net model base"
+	[block]="block tsdb objstore net model base"
+	[api]="api $COMPONENTS $LOW"
+	[ui]="ui api $COMPONENTS $LOW"
+	[cmd]="cmd ui api $COMPONENTS $LOW"
 )
-bad=0
-for layer in "${!allowed[@]}"; do
-	for f in src/"$layer"/*.[ch]; do
-		[ -f "$f" ] || continue
-		while IFS= read -r inc; do
-			dep=${inc%%/*}
-			case " ${allowed[$layer]} " in
-			*" $dep "*) ;;
-			*)
-				echo "FAIL layers:$f: includes \"$inc\" ($layer may use: ${allowed[$layer]})"
-				bad=1
-				;;
-			esac
-		done < <(sed -n 's/^#include "\([a-z_]*\/[^"]*\)".*/\1/p' "$f")
+for c in $COMPONENTS; do allowed[$c]="$c $LOW"; done
+
+# check <root>: prints one FAIL line per violation under <root>/src, returns 1 if any.
+check() {
+	local root=$1 bad=0 dir layer f inc dep hit
+	for dir in "$root"/src/*/; do
+		layer=$(basename "$dir")
+		if [ -z "${allowed[$layer]+x}" ]; then
+			echo "FAIL layers:src/$layer/ is not in the layer order (add it to layers.sh and ARCHITECTURE.md)"
+			bad=1
+			continue
+		fi
+		for f in "$dir"*.[ch]; do
+			[ -f "$f" ] || continue
+			while IFS= read -r inc; do
+				dep=${inc%%/*}
+				case " ${allowed[$layer]} " in
+				*" $dep "*) ;;
+				*)
+					echo "FAIL layers:${f#"$root"/}: includes \"$inc\" ($layer may use: ${allowed[$layer]})"
+					bad=1
+					;;
+				esac
+			done < <(sed -n 's/^#include "\([a-z_]*\/[^"]*\)".*/\1/p' "$f")
+		done
 	done
-done
-# The unchecked allocators are for base/alloc.c only.
-while IFS= read -r hit; do
-	echo "FAIL layers:unchecked allocation (use base/alloc.h): $hit"
-	bad=1
-done < <(grep -nE '(^|[^a-z_])(malloc|calloc|realloc|strdup|strndup)\(' src/*/*.c | grep -v '^src/base/alloc.c:' |
-	grep -vE '^\S+:\s*(/?\*|//)' || true)
-[ "$bad" = 0 ] && echo "PASS layers:include_order_and_checked_allocation"
-exit $bad
+	while IFS= read -r hit; do
+		echo "FAIL layers:unchecked allocation (use base/alloc.h): ${hit#"$root"/}"
+		bad=1
+	done < <(grep -nE '(^|[^a-z_])(malloc|calloc|realloc|strdup|strndup)\(' "$root"/src/*/*.c |
+		grep -v "^$root/src/base/alloc.c:" | grep -vE '^\S+:\s*(/?\*|//)' || true)
+	return $bad
+}
+
+st=0
+check "$ROOT" && echo "PASS layers:include_order_and_checked_allocation" || st=1
+exit $st

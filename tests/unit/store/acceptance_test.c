@@ -28,7 +28,7 @@
 #include "base/arena.h"
 #include "net/grpc.h"
 #include "objstore/config.h"
-#include "store/bucket_store.h"
+#include "storegw/bucket_store.h"
 #include "store/grpc_client.h"
 #include "store/grpc_server.h"
 #include "store/inmem.h"

@@ -1,7 +1,7 @@
 /*
  * shipper.c — block upload and the shipper loop step (see shipper.h).
  */
-#include "store/shipper.h"
+#include "block/shipper.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 /*
  * indexheader.c — build (range reads), persist and mmap the store gateway's index-header.
  */
-#include "store/indexheader.h"
+#include "storegw/indexheader.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -14,7 +14,7 @@
 #include "base/crc32c.h"
 #include "base/varint.h"
 #include "base/vec.h"
-#include "store/bucket_block.h"
+#include "storegw/bucket_block.h"
 #include "tsdb/index.h"
 #include "tsdb/postings.h"
 #include "tsdb/xor.h"

@@ -4,8 +4,8 @@
  * (source_labels, separator, regex; RE2 syntax, fully anchored, as Prometheus). A block is served when
  * every rule lets it through. Source labels are the block's external labels plus __block_id.
  */
-#ifndef STRATA_STORE_BUCKET_RELABEL_H
-#define STRATA_STORE_BUCKET_RELABEL_H
+#ifndef STRATA_BLOCK_BUCKET_RELABEL_H
+#define STRATA_BLOCK_BUCKET_RELABEL_H
 
 #include <stdbool.h>
 #include <stddef.h>

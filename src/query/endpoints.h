@@ -26,8 +26,8 @@
  * Threading: all functions are thread-safe. The stores made by dial must accept calls from several
  * threads at once (each query runs on its own worker; Info runs on the refresh thread).
  */
-#ifndef STRATA_STORE_ENDPOINTS_H
-#define STRATA_STORE_ENDPOINTS_H
+#ifndef STRATA_QUERY_ENDPOINTS_H
+#define STRATA_QUERY_ENDPOINTS_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -10,7 +10,7 @@
 
 #include "base/alloc.h"
 #include "objstore/fs.h"
-#include "store/shipper.h"
+#include "block/shipper.h"
 #include "test.h"
 #include "tsdb/meta.h"
 

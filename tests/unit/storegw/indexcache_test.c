@@ -13,7 +13,7 @@
 
 #include "base/metrics.h"
 #include "net/memcache.h"
-#include "store/indexcache.h"
+#include "storegw/indexcache.h"
 #include "test.h"
 #include "test_memcached.h"
 

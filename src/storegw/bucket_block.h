@@ -1,5 +1,5 @@
 /*
- * bucket_block.h — internals shared by the store gateway's files (not for use outside src/store/bucket_*.c):
+ * bucket_block.h — internals shared by the store gateway's files (not for use outside src/storegw/bucket_*.c):
  *   bucket_store.c  the store object, refcounted blocks and their lazily opened index-headers, Info;
  *   bucket_sync.c   bucket sync (list, meta.json, filters, deletion marks, parallel block loads, drops),
  *                   idle header unloading, stats;
@@ -11,17 +11,17 @@
  * arena), so a sync that drops a block never frees it under a call. hdr/last_used_ms are guarded by
  * the block's mu; the store's block list by st->mu.
  */
-#ifndef STRATA_STORE_BUCKET_BLOCK_H
-#define STRATA_STORE_BUCKET_BLOCK_H
+#ifndef STRATA_STOREGW_BUCKET_BLOCK_H
+#define STRATA_STOREGW_BUCKET_BLOCK_H
 
 #include <pthread.h>
 #include <stdatomic.h>
 
 #include "base/metrics.h"
 #include "base/workers.h"
-#include "store/bucket_store.h"
-#include "store/indexcache.h"
-#include "store/indexheader.h"
+#include "storegw/bucket_store.h"
+#include "storegw/indexcache.h"
+#include "storegw/indexheader.h"
 #include "tsdb/meta.h"
 
 typedef struct bucket_block {

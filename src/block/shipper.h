@@ -22,8 +22,8 @@
  * thanos_shipper_last_successful_upload_time (unix seconds).
  * Threading: one sync at a time per shipper (it blocks on the bucket: run it on its own thread).
  */
-#ifndef STRATA_STORE_SHIPPER_H
-#define STRATA_STORE_SHIPPER_H
+#ifndef STRATA_BLOCK_SHIPPER_H
+#define STRATA_BLOCK_SHIPPER_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /*
  * queryable.c — store_t as queryable_t (see queryable.h).
  */
-#include "store/queryable.h"
+#include "query/queryable.h"
 
 #include <string.h>
 

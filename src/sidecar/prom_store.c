@@ -1,7 +1,7 @@
 /*
  * prom_store.c — store_t over Prometheus remote read + HTTP API (see prom_store.h).
  */
-#include "store/prom_store.h"
+#include "sidecar/prom_store.h"
 
 #include <jansson.h>
 #include <pthread.h>

@@ -26,8 +26,8 @@
  * Implementation: bucket_store.c (store object, blocks, Info), bucket_sync.c (sync), bucket_read.c
  * (Series and label paths); shared internals in bucket_block.h.
  */
-#ifndef STRATA_STORE_BUCKET_STORE_H
-#define STRATA_STORE_BUCKET_STORE_H
+#ifndef STRATA_STOREGW_BUCKET_STORE_H
+#define STRATA_STOREGW_BUCKET_STORE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -16,7 +16,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/vec.h"
-#include "store/bucket_block.h"
+#include "storegw/bucket_block.h"
 
 /* ================================ sync ================================ */
 

@@ -3,7 +3,7 @@
  * index-headers, Info, and the store_t vtable (see bucket_store.h; sync in bucket_sync.c, the read
  * path in bucket_read.c, shared internals in bucket_block.h).
  */
-#include "store/bucket_store.h"
+#include "storegw/bucket_store.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +11,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/log.h"
-#include "store/bucket_block.h"
+#include "storegw/bucket_block.h"
 
 /* ================================ metrics ================================ */
 

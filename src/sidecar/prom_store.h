@@ -22,8 +22,8 @@
  * concurrently with prom_store_set_* from other threads (the mutable state is behind a mutex).
  * A series set is single-threaded and must be closed before its arena is released.
  */
-#ifndef STRATA_STORE_PROM_STORE_H
-#define STRATA_STORE_PROM_STORE_H
+#ifndef STRATA_SIDECAR_PROM_STORE_H
+#define STRATA_SIDECAR_PROM_STORE_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -2,7 +2,7 @@
  * indexcache.c — the index cache: a size-bounded LRU of postings and series bytes, or memcached
  * (see indexcache.h).
  */
-#include "store/indexcache.h"
+#include "storegw/indexcache.h"
 
 #include <pthread.h>
 #include <string.h>

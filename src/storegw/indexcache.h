@@ -22,8 +22,8 @@
  * _total_size_bytes (IN-MEMORY), and the memcached client's thanos_memcached_* {name="index-cache"}.
  * Thread-safe.
  */
-#ifndef STRATA_STORE_INDEXCACHE_H
-#define STRATA_STORE_INDEXCACHE_H
+#ifndef STRATA_STOREGW_INDEXCACHE_H
+#define STRATA_STOREGW_INDEXCACHE_H
 
 #include <stdbool.h>
 #include <stddef.h>

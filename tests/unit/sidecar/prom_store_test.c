@@ -11,7 +11,7 @@
 #include "base/varint.h"
 #include "net/http.h"
 #include "prompb_remote.pb-c.h"
-#include "store/prom_store.h"
+#include "sidecar/prom_store.h"
 #include "test.h"
 #include "tsdb/xor.h"
 

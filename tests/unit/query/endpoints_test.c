@@ -10,9 +10,9 @@
 #include "test.h"
 
 #include "base/alloc.h"
-#include "store/endpoints.h"
+#include "query/endpoints.h"
 #include "store/inmem.h"
-#include "store/queryable.h"
+#include "query/queryable.h"
 
 typedef struct dialer {
 	int dials;

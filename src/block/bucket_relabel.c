@@ -1,7 +1,7 @@
 /*
  * bucket_relabel.c — keep/drop relabel rules over block external labels (see bucket_relabel.h).
  */
-#include "store/bucket_relabel.h"
+#include "block/bucket_relabel.h"
 
 #include <string.h>
 #include <yaml.h>

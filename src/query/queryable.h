@@ -12,8 +12,8 @@
  * Lifetime: a store_queryable_t lives for one query; its arena (the query arena) holds the
  * warnings and must outlive it. Single-threaded like the store it wraps.
  */
-#ifndef STRATA_STORE_QUERYABLE_H
-#define STRATA_STORE_QUERYABLE_H
+#ifndef STRATA_QUERY_QUERYABLE_H
+#define STRATA_QUERY_QUERYABLE_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /*
  * endpoints.c — endpoint discovery, Info polling and per-query snapshots (see endpoints.h).
  */
-#include "store/endpoints.h"
+#include "query/endpoints.h"
 
 #include <arpa/inet.h>
 #include <arpa/nameser.h>

@@ -17,8 +17,8 @@
  * mmap from the nearest sample. Corrupt files are ERR_CORRUPT naming the file and offset (callers
  * rebuild). After open a header is read-only: lookups may run from many threads at once.
  */
-#ifndef STRATA_STORE_INDEXHEADER_H
-#define STRATA_STORE_INDEXHEADER_H
+#ifndef STRATA_STOREGW_INDEXHEADER_H
+#define STRATA_STOREGW_INDEXHEADER_H
 
 #include <stdbool.h>
 #include <stddef.h>
