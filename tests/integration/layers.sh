@@ -3,7 +3,8 @@
 # below it, and component folders never include each other:
 #   base <- net, model <- tsdb, promql, objstore <- store, block
 #        <- storegw, sidecar, receive, rule, compact, query, frontend (components) <- api, ui <- cmd
-# Also: the unchecked allocators are for base/alloc.c only.
+# Also: the unchecked allocators are for base/alloc.c only. A self-test first proves that a wrong
+# include and an unchecked malloc in a scratch tree are caught.
 set -u
 ROOT=$(cd "${STRATA_ROOT:-$(dirname "$0")/../..}" && pwd)
 
@@ -56,6 +57,32 @@ check() {
 	return $bad
 }
 
+# Self-test: a scratch tree with one violation of each kind must fail with exactly those lines.
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+mkdir -p "$scratch"/src/{base,tsdb,storegw,sidecar,cmd}
+printf '#include "base/alloc.h"\n#include "sidecar/prom_store.h"\n' >"$scratch/src/storegw/a.c"
+printf '#include "store/store.h"\n' >"$scratch/src/tsdb/b.c"
+printf '#include "storegw/bucket_store.h"\n#include "sidecar/prom_store.h"\n' >"$scratch/src/cmd/ok.c"
+printf 'void *f(void) { return malloc(1); }\n' >"$scratch/src/sidecar/c.c"
+out=$(check "$scratch")
 st=0
+for want in 'src/storegw/a.c: includes "sidecar/prom_store.h"' 'src/tsdb/b.c: includes "store/store.h"' \
+	'unchecked allocation (use base/alloc.h): src/sidecar/c.c:1'; do
+	case "$out" in
+	*"$want"*) ;;
+	*)
+		echo "FAIL layers:self_test: a violation was not caught: $want"
+		st=1
+		;;
+	esac
+done
+if [ "$(printf '%s\n' "$out" | grep -c '^FAIL')" != 3 ]; then
+	echo "FAIL layers:self_test: expected exactly 3 violations in the scratch tree, got:"
+	printf '%s\n' "$out"
+	st=1
+fi
+[ "$st" = 0 ] && echo "PASS layers:self_test_catches_wrong_includes"
+
 check "$ROOT" && echo "PASS layers:include_order_and_checked_allocation" || st=1
 exit $st
