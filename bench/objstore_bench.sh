@@ -14,7 +14,7 @@
 # Prints RESULT lines for bench/run. Env: OBJSTORE_BENCH_COUNT (default 3000), OBJSTORE_BENCH_UPLOAD_MIB.
 set -euo pipefail
 ROOT=${STRATA_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
-SHARED=${STRATA_SHARED:-$(cd "$ROOT/.." && pwd)/shared}
+S3_CTL=$ROOT/scripts/s3-server
 HELPER=${STRATA_BENCH_BIN:-$ROOT/build/bench}/objstore_bench
 COUNT=${OBJSTORE_BENCH_COUNT:-3000}
 UPLOAD_MIB=${OBJSTORE_BENCH_UPLOAD_MIB:-1024}
@@ -27,11 +27,11 @@ S3_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.
 S3_DATA_DIR=$TMP/s3
 export S3_PORT S3_DATA_DIR
 cleanup() {
-	"$SHARED/s3/stop-s3" --purge >/dev/null 2>&1 || true
+	"$S3_CTL" stop --purge >/dev/null 2>&1 || true
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
-S3_ENV=$("$SHARED/s3/start-s3") || { echo "objstore_bench: start-s3 failed" >&2; exit 1; }
+S3_ENV=$("$S3_CTL" start) || { echo "objstore_bench: s3-server start failed" >&2; exit 1; }
 eval "$S3_ENV"
 export S3_ENDPOINT S3_ACCESS_KEY S3_SECRET_KEY S3_BUCKET S3_REGION
 EMPTY=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855

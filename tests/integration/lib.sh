@@ -15,7 +15,6 @@ set -u
 : "${STRATA_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${STRATA_BIN:=$STRATA_ROOT/build/strata}"
 : "${STRATA_TEST_BIN:=$STRATA_ROOT/build/tests}"
-: "${STRATA_SHARED:=$(cd "$STRATA_ROOT/.." && pwd)/shared}"
 PY=${PYTHON:-/usr/bin/python3}
 TEST_NAME=$(basename "$0" .sh)
 TEST_TMP=$(mktemp -d "/tmp/strata-$TEST_NAME.XXXXXX")

@@ -1,6 +1,6 @@
 #!/bin/bash
 # objstore behavioural suite: the same tests (tests/programs/objstore_suite.c) against FILESYSTEM and a
-# real S3 server (../shared/s3/start-s3 on a free port with a private data dir), including wrong
+# real S3 server (scripts/s3-server on a free port with a private data dir), including wrong
 # credentials and the server being stopped mid-test. On S3 also two shorter passes over the upload
 # variants (S3-ramp: 40 MiB part_size, so the multipart layout ramps up 5, 10, 20, 40 MiB, with Content-MD5
 # and UNSIGNED-PAYLOAD; S3-sha256: send_content_md5 false, so parts sign their SHA-256), and a check with
@@ -8,13 +8,13 @@
 # integrity UNSIGNED-PAYLOAD relies on). Prints PASS/FAIL lines.
 set -u
 BIN=${STRATA_TEST_BIN:?}/objstore_suite
-SHARED=${STRATA_SHARED:?}
+S3_CTL=${STRATA_ROOT:?}/scripts/s3-server
 [ -x "$BIN" ] || { echo "FAIL objstore_suite: $BIN not built"; exit 1; }
 TMP=$(mktemp -d /tmp/strata-objstore-it.XXXXXX)
 S3_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export S3_PORT S3_DATA_DIR=$TMP/s3
 cleanup() {
-	S3_DATA_DIR=$TMP/s3 "$SHARED/s3/stop-s3" --purge >/dev/null 2>&1
+	S3_DATA_DIR=$TMP/s3 "$S3_CTL" stop --purge >/dev/null 2>&1
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -25,8 +25,8 @@ config:
   directory: $TMP/fs" OBJSTORE_NOBJECTS=2500 "$BIN" || fs_failed=1
 
 # S3
-if ! ENV=$("$SHARED/s3/start-s3" 2>"$TMP/start.log"); then
-	echo "FAIL objstore_suite:S3: start-s3 failed: $(tail -3 "$TMP/start.log" | tr '\n' ' ')"
+if ! ENV=$("$S3_CTL" start 2>"$TMP/start.log"); then
+	echo "FAIL objstore_suite:S3: s3-server start failed: $(tail -3 "$TMP/start.log" | tr '\n' ' ')"
 	exit 1
 fi
 eval "$ENV"
@@ -78,7 +78,7 @@ fi
 
 export OBJSTORE_BAD_CONFIG="type: S3
 config: {bucket: $S3_BUCKET, endpoint: $EP, region: $S3_REGION, access_key: $S3_ACCESS_KEY, secret_key: not-the-secret, insecure: true}"
-export OBJSTORE_STOP_CMD="S3_DATA_DIR=$TMP/s3 $SHARED/s3/stop-s3 >/dev/null 2>&1"
+export OBJSTORE_STOP_CMD="S3_DATA_DIR=$TMP/s3 $S3_CTL stop >/dev/null 2>&1"
 export OBJSTORE_NOBJECTS=2500
 # 90 MiB in 5 MiB parts: 19 parts, more than the uploader's 16 slots, so the MD5 lanes run in batches
 # and slots are reused while parts are on the wire.

@@ -5,11 +5,11 @@
 # again). Prints PASS/FAIL lines.
 set -u
 S=${STRATA_BIN:?}
-SHARED=${STRATA_SHARED:?}
+S3_CTL=${STRATA_ROOT:?}/scripts/s3-server
 TMP=$(mktemp -d /tmp/strata-tools-bucket.XXXXXX)
 S3_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export S3_PORT S3_DATA_DIR=$TMP/s3
-trap 'S3_DATA_DIR=$TMP/s3 "$SHARED/s3/stop-s3" --purge >/dev/null 2>&1; rm -rf "$TMP"' EXIT
+trap 'S3_DATA_DIR=$TMP/s3 "$S3_CTL" stop --purge >/dev/null 2>&1; rm -rf "$TMP"' EXIT
 fail=0
 check() { # name cond...
 	local n=$1
@@ -178,8 +178,8 @@ rc=$?
 check verify_reports_missing_index test $rc = 1 -a -n "$(grep "issue=missing_file block=$ULID file=index" "$TMP/verify2.out")"
 
 BACKEND=S3
-if ! ENV=$("$SHARED/s3/start-s3" 2>"$TMP/start.log"); then
-	echo "FAIL tools_bucket:S3: start-s3 failed: $(tail -3 "$TMP/start.log" | tr '\n' ' ')"
+if ! ENV=$("$S3_CTL" start 2>"$TMP/start.log"); then
+	echo "FAIL tools_bucket:S3: s3-server start failed: $(tail -3 "$TMP/start.log" | tr '\n' ' ')"
 	exit 1
 fi
 eval "$ENV"

@@ -4,7 +4,7 @@
 #   - StoreAPI over gRPC (python grpcio client): Info (external labels, min time of the oldest block),
 #     Series of the history compared sample by sample (XOR decoded in python) with Prometheus's own
 #     answer to a range-vector query, external-label matchers, LabelNames/LabelValues;
-#   - shipping to FILESYSTEM and S3 (private server from $STRATA_SHARED/s3): meta.json thanos section,
+#   - shipping to FILESYSTEM and S3 (private server from scripts/s3-server): meta.json thanos section,
 #     thanos.shipper.json, `strata tools bucket verify`, nothing deleted in Prometheus's dir;
 #   - crash safety: a partial upload (no meta.json) left by a killed sidecar, and a sidecar killed
 #     with SIGKILL while uploading to S3, are completed by the restarted sidecar exactly once;
@@ -359,8 +359,8 @@ stop_pid "${BG_PID_OF[fakeprom]}" 5
 
 # ---- S3: ship, SIGKILL mid-way, restart: every block once, all with meta.json ----
 export S3_PORT=$(free_port) S3_DATA_DIR=$TEST_TMP/s3
-if ENV=$("$STRATA_SHARED/s3/start-s3" 2>"$TEST_TMP/s3start.log"); then
-	trap 'S3_DATA_DIR=$TEST_TMP/s3 "$STRATA_SHARED/s3/stop-s3" --purge >/dev/null 2>&1; lib_cleanup' EXIT
+if ENV=$("$STRATA_ROOT/scripts/s3-server" start 2>"$TEST_TMP/s3start.log"); then
+	trap 'S3_DATA_DIR=$TEST_TMP/s3 "$STRATA_ROOT/scripts/s3-server" stop --purge >/dev/null 2>&1; lib_cleanup' EXIT
 	eval "$ENV"
 	S3_CFG="type: S3
 config:
@@ -398,7 +398,7 @@ config:
 import json; m=json.loads(open('$TEST_TMP/s3ls.json').readline())
 assert m['ulid']=='$HIST_ULID' and m['thanos']['labels']=={'cluster':'c1','replica':'0'} and m['thanos']['source']=='sidecar', m"
 else
-	fail s3_start "start-s3 failed: $(tail -3 "$TEST_TMP/s3start.log" | tr '\n' ' ')"
+	fail s3_start "s3-server start failed: $(tail -3 "$TEST_TMP/s3start.log" | tr '\n' ' ')"
 fi
 for n in sidecar sidecar2 s3 garbage; do [ -n "${BG_PID_OF[$n]:-}" ] && stop_pid "${BG_PID_OF[$n]}" 10; done
 check no_sanitizer_reports test -z "$(grep -l 'Sanitizer\|runtime error' "$TEST_TMP"/*.log)"

@@ -6,7 +6,7 @@ The PromQL differential dataset (lib_promql_queries.gen), stretched to 8h and wi
 `bulk_total` series (some starting late, some ending early), is turned into 2h blocks by promtool.
 Prometheus serves a copy of the directory; the blocks are uploaded with `strata tools bucket
 upload-blocks --label=cluster="eu1"` to a FILESYSTEM bucket and to the S3 test server
-(../shared/s3/start-s3, private port and data dir, stopped on exit), each served by `strata store` with a
+(scripts/s3-server, private port and data dir, stopped on exit), each served by `strata store` with a
 `strata query` in front (all on free 127.0.0.1 ports). Every query of lib_promql_queries.QUERIES plus
 queries over the bulk series runs at instant times just after block boundaries and as a range query
 across all blocks; answers must agree (lib_promql_queries.compare) and error cases must fail in both.
@@ -23,7 +23,7 @@ from lib_promql_queries import QUERIES, T0, compare, free_port, gen, prom_query,
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
-SHARED = os.environ.get("STRATA_SHARED", "/work/shared")
+S3_CTL = os.path.join(ROOT, "scripts", "s3-server")
 SAMPLES = 4 * 480  # 8h at 15s: the data spans five 2h block windows (T0 is 800s past a 2h boundary)
 BULK = 2000
 BOUNDARY = T0 + 6400  # first 2h boundary after T0
@@ -118,8 +118,8 @@ def main():
         run_queries("FILESYSTEM", serve(tmp, "FILESYSTEM", fscfg, procs), pport)
 
         env = dict(os.environ, S3_PORT=str(free_port()), S3_DATA_DIR=os.path.join(tmp, "s3"))
-        r = subprocess.run([os.path.join(SHARED, "s3", "start-s3")], env=env, capture_output=True, text=True)
-        s3_env = env  # stop-s3 also cleans up after a failed start
+        r = subprocess.run([S3_CTL, "start"], env=env, capture_output=True, text=True)
+        s3_env = env  # stop also cleans up after a failed start
         if r.returncode != 0:
             result("S3:start", r.stderr.strip()[-300:])
             return
@@ -133,7 +133,7 @@ def main():
         for p in reversed(procs):
             stop(p)
         if s3_env:
-            subprocess.run([os.path.join(SHARED, "s3", "stop-s3"), "--purge"], env=s3_env, capture_output=True)
+            subprocess.run([S3_CTL, "stop", "--purge"], env=s3_env, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

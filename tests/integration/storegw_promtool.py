@@ -15,7 +15,7 @@ from lib_harness import Harness, free_port
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
 STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
-SHARED = os.environ.get("STRATA_SHARED", "/work/shared")
+S3_CTL = os.path.join(ROOT, "scripts", "s3-server")
 harness = Harness("storegw_promtool")
 result, check = harness.result, harness.check
 
@@ -268,7 +268,7 @@ def main():
 
         # ---------------- S3 ----------------
         env = dict(os.environ, S3_PORT=str(free_port()), S3_DATA_DIR=os.path.join(tmp, "s3"))
-        r = subprocess.run([os.path.join(SHARED, "s3", "start-s3")], env=env, capture_output=True, text=True)
+        r = subprocess.run([S3_CTL, "start"], env=env, capture_output=True, text=True)
         if r.returncode != 0:
             result("S3:start", False, r.stderr[-300:])
             return
@@ -282,7 +282,7 @@ def main():
         for s in stores:
             s.stop()
         if s3_env:
-            subprocess.run([os.path.join(SHARED, "s3", "stop-s3"), "--purge"], env=s3_env, capture_output=True)
+            subprocess.run([S3_CTL, "stop", "--purge"], env=s3_env, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,9 +1,10 @@
 /*
  * promql_test_runner — runs Prometheus's PromQL test scripts (2.42 language) against Strata's engine.
  *
- * Usage: promql_test_runner [DIR or FILE...]   (default $STRATA_SHARED/promql-tests, else
- * /work/shared/promql-tests). Prints "PASS promqltest:<file>:<line>" or "FAIL promqltest:<file>:<line>: why"
- * for every eval statement and a per-file summary; exits 1 if anything failed.
+ * Usage: promql_test_runner [DIR or FILE.test ...]   (default: the directory $PROMQL_TESTDATA, e.g. a
+ * Prometheus v2.42.0 source tree's promql/testdata; a DIR contributes its *.test files). Prints
+ * "PASS promqltest:<file>:<line>" or "FAIL promqltest:<file>:<line>: why" for every eval statement and a
+ * per-file summary; exits 1 if anything failed or no test script was found.
  *
  * Like Prometheus's harness, every instant eval is also run as a range query over [t-1m, t+1m] with a
  * 1m step and the point at t compared (except eval_ordered), and, unless the expression calls a function
@@ -610,33 +611,53 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Appends dir/<*.test> (sorted) to paths; 0, or -1 when dir cannot be read. */
+static int add_dir(const char *dir, char **paths, size_t *np, size_t cap)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	size_t first = *np;
+	struct dirent *de;
+	while ((de = readdir(d)) && *np < cap) {
+		size_t l = strlen(de->d_name);
+		if (l > 5 && !strcmp(de->d_name + l - 5, ".test")) {
+			char p[4096];
+			snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+			paths[(*np)++] = xstrdup(p);
+		}
+	}
+	closedir(d);
+	qsort(paths + first, *np - first, sizeof paths[0], cmp_names);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	const char *shared = getenv("STRATA_SHARED");
-	char defdir[4096];
-	snprintf(defdir, sizeof defdir, "%s/promql-tests", shared && *shared ? shared : "/work/shared");
-	char *paths[256];
-	size_t np = 0;
-	if (argc > 1) {
-		for (int i = 1; i < argc && np < 256; i++)
-			paths[np++] = xstrdup(argv[i]);
-	} else {
-		DIR *d = opendir(defdir);
-		if (!d) {
-			printf("FAIL promqltest: cannot open %s\n", defdir);
+	const char *def = getenv("PROMQL_TESTDATA");
+	char *args_def[] = {argv[0], (char *)def, NULL};
+	if (argc < 2) {
+		if (!def || !*def) {
+			printf("FAIL promqltest: no test scripts (give DIR or FILE.test, or set PROMQL_TESTDATA)\n");
 			return 1;
 		}
-		struct dirent *de;
-		while ((de = readdir(d)) && np < 256) {
-			size_t l = strlen(de->d_name);
-			if (l > 5 && !strcmp(de->d_name + l - 5, ".test")) {
-				char p[4096];
-				snprintf(p, sizeof p, "%s/%s", defdir, de->d_name);
-				paths[np++] = xstrdup(p);
-			}
+		argc = 2;
+		argv = args_def;
+	}
+	char *paths[256];
+	size_t np = 0;
+	for (int i = 1; i < argc && np < 256; i++) {
+		size_t l = strlen(argv[i]);
+		if (l > 5 && !strcmp(argv[i] + l - 5, ".test"))
+			paths[np++] = xstrdup(argv[i]);
+		else if (add_dir(argv[i], paths, &np, 256)) {
+			printf("FAIL promqltest: cannot open %s\n", argv[i]);
+			return 1;
 		}
-		closedir(d);
-		qsort(paths, np, sizeof paths[0], cmp_names);
+	}
+	if (np == 0) {
+		printf("FAIL promqltest: no *.test files in %s\n", argv[1]);
+		return 1;
 	}
 	int tp = 0, tf = 0;
 	for (size_t i = 0; i < np; i++) {
