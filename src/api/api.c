@@ -34,6 +34,7 @@ struct api {
 	loop_t *loop;
 	endpoint_set_t *es;
 	strlist_t replica;
+	dedup_mode_t dedup_mode;
 	bool partial;
 	int64_t timeout_ms, lookback_ms, max_samples, eval_ms;
 	int max_conc;
@@ -346,7 +347,7 @@ static void run_query(qctx_t *q)
 		return reply_err(r, API_ERR_TIMEOUT, "query timed out in query queue", NULL, 0);
 	store_queryable_t sq;
 	store_queryable_opts_t so = {.partial_response = c.partial, .replica_labels = c.replica,
-				     .nreplica_labels = c.nreplica};
+				     .nreplica_labels = c.nreplica, .dedup_mode = api->dedup_mode};
 	store_queryable_init(&sq, query_store(api, r, &c), &r->arena, &so);
 	timed_queryable_t tq = {.base = {&timed_ops}, .inner = store_queryable_base(&sq)};
 	atomic_init(&tq.select_ns, 0);
@@ -440,7 +441,7 @@ static void run_series(qctx_t *q)
 	for (size_t i = 0; i < sel.n && rc == 0; i++) {
 		store_series_req_t req = {.mint = start, .maxt = end, .ms = sel.sets[i], .nms = sel.nsets[i],
 					  .skip_chunks = true, .abort_on_error = !c.partial, .replica_labels = c.replica,
-					  .nreplica_labels = c.nreplica, .func = "series"};
+					  .nreplica_labels = c.nreplica, .dedup_mode = q->api->dedup_mode, .func = "series"};
 		series_set_t *set;
 		if ((rc = store_series(s, &r->arena, &req, &set, &err)) < 0)
 			break;
@@ -818,6 +819,7 @@ api_t *api_new(http_server_t *srv, const api_config_t *cfg)
 	api->es = cfg->endpoints;
 	for (size_t i = 0; i < cfg->nreplica_labels; i++)
 		strlist_push(&api->replica, cfg->replica_labels[i]);
+	api->dedup_mode = cfg->dedup_mode;
 	api->partial = cfg->partial_response;
 	api->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : API_DEFAULT_TIMEOUT_MS;
 	api->lookback_ms = cfg->lookback_ms;

@@ -51,6 +51,7 @@ typedef struct api_config {
 	endpoint_set_t *endpoints;
 	const char *const *replica_labels; /* --query.replica-label */
 	size_t nreplica_labels;
+	dedup_mode_t dedup_mode;     /* --deduplication.func */
 	bool partial_response;       /* default of partial_response */
 	int64_t timeout_ms;          /* --query.timeout; 0 = 2m */
 	int64_t lookback_ms;         /* --query.lookback-delta; 0 = 5m */

@@ -21,6 +21,7 @@
 #include "net/http.h"
 #include "query/endpoints.h"
 #include "store/grpc_server.h"
+#include "store/dedup.h"
 #include "store/grpc_client.h"
 
 static const char summary[] = "Query node exposing PromQL enabled Query API with data retrieved from multiple store nodes.";
@@ -110,7 +111,7 @@ static void *grpc_loop_main(void *arg)
 int cmd_query(int argc, char **argv)
 {
 	static cmd_server_flags_t sf;
-	static char *grpc_address;
+	static char *grpc_address, *dedup_func;
 	static strlist_t endpoints, stores, sd_files, store_sd_files, replica_flags;
 	static int64_t grpc_grace_ms, timeout_ms, max_conc, lookback_ms, max_samples, eval_ms, default_step_ms,
 		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms;
@@ -134,6 +135,13 @@ int cmd_query(int argc, char **argv)
 		{"query.replica-label", FLAG_STRINGS, &replica_flags, NULL,
 		 "Labels to treat as a replica indicator along which data is deduplicated (repeatable or comma "
 		 "separated)."},
+		{"deduplication.func", FLAG_STRING, &dedup_func, "penalty",
+		 "Deduplication algorithm for merging replicas (at least one --query.replica-label must be set): "
+		 "'penalty' sticks to one replica and takes over from another exactly where it has a gap (at least "
+		 "half a scrape interval after the last sample, never doubling the sample rate); 'chain' merges the "
+		 "replicas' samples by timestamp, identical timestamps collapsed (for receiver replication and other "
+		 "replicas with identical timestamps); 'penalty-thanos' is Thanos's penalty algorithm exactly (skips "
+		 "about two intervals at a hand-over)."},
 		{"query.timeout", FLAG_DURATION, &timeout_ms, "2m", "Maximum time to process query by query node."},
 		{"query.max-concurrent", FLAG_INT, &max_conc, "20",
 		 "Maximum number of queries processed concurrently by query node; the rest wait in a queue."},
@@ -164,6 +172,12 @@ int cmd_query(int argc, char **argv)
 	free(res.pos);
 	if ((rc = cmd_server_setup_logging("strata query", &sf)))
 		return rc;
+	dedup_mode_t dedup_mode;
+	if (dedup_mode_parse(str_c(dedup_func), &dedup_mode)) {
+		fprintf(stderr, "strata query: --deduplication.func: unknown algorithm \"%s\" (penalty, chain or "
+				"penalty-thanos)\n", dedup_func);
+		return 2;
+	}
 	if (max_conc <= 0) {
 		fprintf(stderr, "strata query: --query.max-concurrent must be positive\n");
 		return 2;
@@ -217,7 +231,7 @@ int cmd_query(int argc, char **argv)
 		goto out;
 	}
 	api_config_t ac = {.endpoints = es, .replica_labels = (const char *const *)replica.v,
-			   .nreplica_labels = replica.n, .partial_response = partial, .timeout_ms = timeout_ms,
+			   .nreplica_labels = replica.n, .dedup_mode = dedup_mode, .partial_response = partial, .timeout_ms = timeout_ms,
 			   .lookback_ms = lookback_ms, .max_samples = max_samples, .default_eval_interval_ms = eval_ms,
 			   .max_concurrent = (int)max_conc, .flag_names = (const char *const *)fnames,
 			   .flag_values = (const char *const *)fvalues, .nflags = nflags};

@@ -98,6 +98,7 @@ static int q_select(queryable_t *base, arena_t *a, const matcher_t *ms, size_t n
 		.abort_on_error = !q->o.partial_response,
 		.replica_labels = q->o.replica_labels,
 		.nreplica_labels = q->o.nreplica_labels,
+		.dedup_mode = q->o.dedup_mode,
 		.func = hints ? hints->func : NULL,
 	};
 	series_set_t *in;

@@ -5,7 +5,7 @@
  * select() turns the engine's hints into a store_series_req_t: the time range, the enclosing
  * function (so the proxy's dedup applies counter adjustment under rate/increase/...), skip_chunks
  * for metadata-only selects (func "series"), plus the per-query options fixed at init: replica
- * labels (dedup) and partial response (abort_on_error = !partial_response).
+ * labels and mode (dedup) and partial response (abort_on_error = !partial_response).
  * Warnings are collected per query: from every series set when it is closed and from label
  * name/value responses; identical warnings are kept once, in arrival order.
  *
@@ -26,6 +26,7 @@ typedef struct store_queryable_opts {
 	bool partial_response;          /* false: a failing store fails the query (naming the store) */
 	const str_t *replica_labels;    /* dedup by these labels; none = no dedup */
 	size_t nreplica_labels;
+	dedup_mode_t dedup_mode;        /* --deduplication.func */
 	int64_t series_limit;           /* 0 = unlimited (per select) */
 } store_queryable_opts_t;
 

@@ -1,20 +1,49 @@
 /*
- * dedup.h — merging the sample streams of one series coming from several sources.
+ * dedup.h — merging the sample streams of one series coming from several sources (replicas).
  *
- * DEDUP_PENALTY is Thanos's penalty algorithm for HA replicas (reference thanos.md §6.4),
- * generalised from its pairwise fold to N replicas at once (identical for N = 2): every replica is
- * advanced to the first sample at or after last_t + 1 + its penalty; the earliest wins (ties go to the
- * lower index); every other replica still holding samples gets penalty 2 * (t_chosen - last_t), or
- * 5000 ms before the first sample; the chosen one's penalty is reset. So the output sticks to one
- * replica and switches only across a gap larger than about two scrape intervals.
- * With counter adjustment on (the enclosing function is rate/increase/...; store_func_is_counter),
- * switching to a replica whose value is below the last emitted one adds the difference to that
- * replica as a persistent offset, so a switch never looks like a counter reset.
- * DEDUP_CHAIN is the union of samples with identical timestamps collapsed (first source wins): the
- * same series served by several stores, e.g. over adjacent time ranges.
+ * Three modes, chosen per request by the querier (`--deduplication.func`) and per run by the
+ * compactor's offline dedup. All take N sources at once (every source ascending in time) and never
+ * emit two samples with the same timestamp.
  *
- * No allocation: the caller provides the cursor array (one per source, DEDUP_BATCH samples of
- * buffer each). seek() walks forward sample by sample so the gap logic sees every sample.
+ * DEDUP_PENALTY (`penalty`, the default): the output sticks to one replica and hands over exactly
+ * where that replica has a gap. Each source keeps its own scrape interval, step = the smaller of its
+ * last two intervals between samples (so one gap does not count as an interval). With last_t the
+ * last emitted timestamp and c its replica:
+ *   - c's next sample is taken while it is on time: t - last_t < 1.5 x c's step (or c's step is not
+ *     known yet, i.e. c has given one sample so far);
+ *   - otherwise c has a gap (or has ended): the earliest sample of another replica at or after
+ *     last_t + step / 2 that comes before c's next sample is taken, and that replica becomes c;
+ *     when there is none, c's next sample is.
+ * So with identical timestamps (receiver replication, the same blocks uploaded twice) a hand-over
+ * loses nothing: the other replica's first sample after the gap is taken and the output equals the
+ * gap-free series. With offset timestamps (two Prometheus scraping the same targets) the output
+ * never takes a sample closer than half an interval to the previous one, so it never doubles the
+ * sample rate, and loses at most the one sample of the other replica that falls in that half
+ * interval. A source's first sample, when several start, is the earliest one (ties to the lower
+ * index).
+ * DEDUP_PENALTY_THANOS (`penalty-thanos`): Thanos's penalty algorithm exactly (reference thanos.md
+ * §6.4), generalised from its pairwise fold to N replicas at once (identical for N = 2): every
+ * replica is advanced to its first sample at or after last_t + 1 + its penalty; the earliest wins
+ * (ties to the lower index); every other replica still holding samples gets penalty
+ * 2 x (t_chosen - last_t), or 5000 ms before the first sample; the chosen one's penalty is reset.
+ * A hand-over thus skips about two intervals of the other replica (rate/increase run low there, a
+ * slowly scraped gauge has no point for a while); kept for answers identical to a Thanos querier.
+ * DEDUP_CHAIN (`chain`): the union of the samples, identical timestamps collapsed (the lower index
+ * wins), as Prometheus's chained merge: exact for replicas with identical timestamps (receiver
+ * replication), the sample rate doubled for replicas with offset timestamps. Also what the proxy uses
+ * to merge one series served by several stores without dedup.
+ *
+ * Counter adjustment (counter = true: the enclosing function is rate/increase/...,
+ * store_func_is_counter; both penalty modes, never chain): when the output switches to a replica
+ * whose value is below the last emitted one, the difference is added to that replica from then on, so
+ * a switch between replicas whose counters differ slightly never looks like a counter reset. In
+ * DEDUP_PENALTY a drop the replica shows in its own samples is a real reset and is kept (its
+ * adjustment is cleared), and only finite values are adjusted; DEDUP_PENALTY_THANOS adjusts every
+ * drop at a switch, as Thanos does.
+ * Values pass through bit for bit (NaN payloads, -0) unless an adjustment applies.
+ *
+ * seek() walks forward sample by sample, so the choice of replica is the same as reading from the
+ * start. No allocation: the caller provides the cursors (one per source).
  */
 #ifndef STRATA_STORE_DEDUP_H
 #define STRATA_STORE_DEDUP_H
@@ -23,12 +52,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/arena.h"
+#include "base/str.h"
 #include "model/series.h"
 
-#define DEDUP_BATCH 64
+#define DEDUP_BATCH              64
 #define DEDUP_INITIAL_PENALTY_MS 5000
 
-typedef enum dedup_mode { DEDUP_PENALTY, DEDUP_CHAIN } dedup_mode_t;
+/* DEDUP_PENALTY is 0: a zeroed request deduplicates with the default. */
+typedef enum dedup_mode { DEDUP_PENALTY = 0, DEDUP_PENALTY_THANOS, DEDUP_CHAIN } dedup_mode_t;
 
 typedef struct dedup_cursor {
 	sample_iter_t *it;
@@ -36,8 +68,12 @@ typedef struct dedup_cursor {
 	double v[DEDUP_BATCH];
 	int pos, n;
 	bool done;
-	int64_t penalty;
-	double offset; /* counter adjustment */
+	int64_t penalty; /* DEDUP_PENALTY_THANOS */
+	double offset;   /* counter adjustment */
+	/* DEDUP_PENALTY: the samples this source went past (emitted or skipped) */
+	bool have_prev, have_pv;
+	int64_t prev_t, delta, step; /* last sample, last interval, scrape interval (0: unknown) */
+	double prev_v;               /* last non-NaN value */
 } dedup_cursor_t;
 
 typedef struct dedup_iter {
@@ -55,8 +91,20 @@ typedef struct dedup_iter {
 	double pv;
 } dedup_iter_t;
 
-/* its[0..n) are the sources (ascending time each); cursors[0..n) storage owned by the caller. */
+/* its[0..n) are the sources (ascending time each); cursors[0..n) storage owned by the caller; counter
+ * turns on counter adjustment (penalty modes). */
 void dedup_iter_init(dedup_iter_t *d, dedup_cursor_t *cursors, sample_iter_t *const *its, size_t n,
-		     dedup_mode_t mode, bool counter);
+                     dedup_mode_t mode, bool counter);
+
+/* "penalty", "penalty-thanos" or "chain" (the flag values); -1 for anything else. */
+int dedup_mode_parse(str_t name, dedup_mode_t *out);
+const char *dedup_mode_name(dedup_mode_t mode);
+
+/* A series set over sets[0..n), each sorted by labels with unique labels (e.g. one block each whose
+ * replica labels are gone): the labels of all, in order; a series in several sets is one series whose
+ * samples are deduplicated with mode/counter (chunks() -1: samples only), a series in one set passes
+ * through with its chunks. Takes ownership of the sets (closed with it); allocates from a, which must
+ * outlive it. For vertical compaction's offline dedup and anything else merging whole sets. */
+series_set_t *dedup_set_new(arena_t *a, series_set_t *const *sets, size_t n, dedup_mode_t mode, bool counter);
 
 #endif

@@ -596,7 +596,7 @@ static sample_iter_t *pset_samples(series_set_t *base)
 		return member_samples(ps, &ps->members[0], 0);
 	for (size_t i = 0; i < ps->nmembers; i++)
 		ps->its[i] = member_samples(ps, &ps->members[i], i);
-	dedup_iter_init(&ps->dd, ps->cursors, ps->its, ps->nmembers, ps->dedup ? DEDUP_PENALTY : DEDUP_CHAIN,
+	dedup_iter_init(&ps->dd, ps->cursors, ps->its, ps->nmembers, ps->dedup ? ps->req->dedup_mode : DEDUP_CHAIN,
 			ps->counter);
 	return &ps->dd.base;
 }

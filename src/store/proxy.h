@@ -6,8 +6,9 @@
  * with a min-heap keyed by labels (O(log k) per series for k stores, ties in the order the stores
  * were added); series with identical labels from several stores become one series (their chunks are
  * concatenated with identical chunks dropped, their samples chain-merged). With replica labels in the
- * request, those labels are removed and the now-identical replicas are deduplicated with the penalty
- * algorithm (store/dedup.h; counter-adjusted when req->func is a counter function).
+ * request, those labels are removed and the now-identical replicas are deduplicated with
+ * req->dedup_mode (store/dedup.h: penalty by default; counter-adjusted when req->func is a counter
+ * function).
  * Memory: a store whose Info has every replica label as an external label with one value in all its
  * label sets (so constant over its series) is streamed: its labels are stripped on the fly and one
  * series per store is held at a time, with or without dedup. Only a store without

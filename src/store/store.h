@@ -29,6 +29,7 @@
 #include "model/labels.h"
 #include "model/matcher.h"
 #include "model/series.h"
+#include "store/dedup.h"
 
 /* Function names whose input is a counter: the proxy's dedup then applies counter adjustment. */
 bool store_func_is_counter(const char *func);
@@ -42,6 +43,7 @@ typedef struct store_series_req {
 	bool abort_on_error;    /* partial response off (ABORT); otherwise failing sub-stores become warnings */
 	const str_t *replica_labels; /* dedup by these labels (proxy); 0 = no dedup */
 	size_t nreplica_labels;
+	dedup_mode_t dedup_mode;     /* how the proxy deduplicates (store/dedup.h); 0 = DEDUP_PENALTY */
 	/* SeriesRequest.without_replica_labels (thanos.md §2.5 field 14, §6.3): not a dedup request but
 	 * "drop replica_labels from every series and sort without them". A store whose info() announces
 	 * supports_without_replica_labels then returns series without those labels, sorted by the rest;

@@ -1,5 +1,6 @@
 /*
- * proxy_test.c — the in-memory store (StoreAPI semantics), penalty dedup and the proxy store.
+ * proxy_test.c — the in-memory store (StoreAPI semantics) and the proxy store (merge, dedup; the dedup
+ * iterator itself: dedup_test.c).
  */
 #include "test.h"
 
@@ -179,106 +180,6 @@ TEST(inmem_matchers_external_labels_trimming)
 	arena_release(&a);
 }
 
-/* A fixed in-memory sample iterator for dedup tests. */
-typedef struct arr_iter {
-	sample_iter_t base;
-	const int64_t *t;
-	const double *v;
-	int n, pos;
-} arr_iter_t;
-
-static int arr_next(sample_iter_t *it, int64_t *t, double *v, int cap, err_t *err)
-{
-	arr_iter_t *a = (arr_iter_t *)it;
-	int k = 0;
-	while (k < cap && a->pos < a->n) {
-		t[k] = a->t[a->pos];
-		v[k++] = a->v[a->pos++];
-	}
-	return k;
-}
-
-static int arr_seek(sample_iter_t *it, int64_t t, err_t *err)
-{
-	arr_iter_t *a = (arr_iter_t *)it;
-	while (a->pos < a->n && a->t[a->pos] < t)
-		a->pos++;
-	return 0;
-}
-
-static const struct sample_iter_ops arr_ops = {arr_next, arr_seek};
-
-TEST(dedup_penalty_fills_gaps_and_sticks_to_one_replica)
-{
-	/* A scrapes at 0,15s,..; B at +1s offset. A has a gap [60s,120s), B has a gap [150s, 200s). */
-	int64_t ta[40], tb[40];
-	double va[40], vb[40];
-	int na = 0, nb = 0;
-	for (int64_t x = 0; x <= 300000; x += 15000) {
-		if (!(x >= 60000 && x < 120000))
-			ta[na] = x, va[na++] = 1;
-		if (!(x + 1000 >= 150000 && x + 1000 < 200000))
-			tb[nb] = x + 1000, vb[nb++] = 2;
-	}
-	arr_iter_t A = {{&arr_ops}, ta, va, na, 0}, B = {{&arr_ops}, tb, vb, nb, 0};
-	sample_iter_t *its[2] = {&A.base, &B.base};
-	dedup_cursor_t cur[2];
-	dedup_iter_t d;
-	dedup_iter_init(&d, cur, its, 2, DEDUP_PENALTY, false);
-	int64_t t[64];
-	double v[64];
-	err_t err = {0};
-	int n = sample_iter_next_batch(&d.base, t, v, 64, &err);
-	/* A until its gap; B's 61s sample falls inside B's penalty (2 x 15s after 45s), so B takes over at
-	 * 76s and stays (sticky) although A is back at 120s, until B's own gap; A's 150s and 165s samples
-	 * are inside A's penalty, so A resumes at 180s. */
-	int64_t want[] = {0, 15000, 30000, 45000, 76000, 91000, 106000, 121000, 136000, 180000, 195000, 210000,
-			  225000, 240000, 255000, 270000, 285000, 300000};
-	CHECK_EQ_INT(n, (int)(sizeof want / sizeof want[0]));
-	for (int i = 0; i < n; i++)
-		CHECK_EQ_INT(t[i], want[i]);
-	CHECK_DBL(v[3], 1);
-	CHECK_DBL(v[4], 2);
-	CHECK_DBL(v[8], 2);
-	CHECK_DBL(v[9], 1);
-}
-
-TEST(dedup_counter_adjustment_never_fakes_a_reset)
-{
-	/* Replica B's counter lags A's; switching from A to B must not go backwards. */
-	int64_t ta[] = {0, 15000, 30000}, tb[] = {1000, 16000, 31000, 46000, 61000, 76000};
-	double va[] = {100, 110, 120}, vb[] = {90, 100, 110, 115, 118, 125};
-	arr_iter_t A = {{&arr_ops}, ta, va, 3, 0}, B = {{&arr_ops}, tb, vb, 6, 0};
-	sample_iter_t *its[2] = {&A.base, &B.base};
-	dedup_cursor_t cur[2];
-	dedup_iter_t d;
-	dedup_iter_init(&d, cur, its, 2, DEDUP_PENALTY, true);
-	int64_t t[16];
-	double v[16];
-	err_t err = {0};
-	int n = sample_iter_next_batch(&d.base, t, v, 16, &err);
-	/* A's three samples, then B from 61s (46s is inside B's penalty) */
-	CHECK_EQ_INT(n, 5);
-	CHECK_EQ_INT(t[3], 61000);
-	CHECK_DBL(v[2], 120);
-	CHECK_DBL(v[3], 120); /* 118 + offset 2 */
-	CHECK_DBL(v[4], 127);
-	/* without counter adjustment the raw value is used */
-	A.pos = B.pos = 0;
-	dedup_iter_init(&d, cur, its, 2, DEDUP_PENALTY, false);
-	n = sample_iter_next_batch(&d.base, t, v, 16, &err);
-	CHECK_EQ_INT(n, 5);
-	CHECK_DBL(v[3], 118);
-	/* seek walks: next batch starts at >= 31000 */
-	A.pos = B.pos = 0;
-	dedup_iter_init(&d, cur, its, 2, DEDUP_CHAIN, false);
-	CHECK_EQ_INT(sample_iter_seek(&d.base, 31000, &err), 0);
-	n = sample_iter_next_batch(&d.base, t, v, 16, &err);
-	CHECK_EQ_INT(n, 4);
-	CHECK_EQ_INT(t[0], 31000);
-	CHECK_EQ_INT(t[3], 76000);
-}
-
 TEST(proxy_merges_sorted_streams_and_selects_stores)
 {
 	arena_t a;
@@ -360,43 +261,48 @@ TEST(proxy_dedup_replicas_equals_gap_free)
 	store_series_req_t req = {.mint = 0, .maxt = 600000, .ms = &m, .nms = 1, .replica_labels = &rl,
 				  .nreplica_labels = 1, .func = "rate"};
 	err_t err = {0};
-	series_set_t *set, *rset;
-	CHECK_EQ_INT(store_series(proxy_store_base(p), &a, &req, &set, &err), 0);
-	store_series_req_t rreq = req;
-	rreq.nreplica_labels = 0;
-	CHECK_EQ_INT(store_series(inmem_store_base(ref), &a, &rreq, &rset, &err), 0);
-	CHECK_EQ_INT(series_set_next(set, &err), 1);
-	CHECK_EQ_INT(series_set_next(rset, &err), 1);
-	CHECK(labels_eq(series_set_labels(set), series_set_labels(rset)));
-	const chunk_t *cs;
-	CHECK_EQ_INT(set->ops->chunks(set, &cs), -1); /* replicas: samples only */
-	int64_t t1[100], t2[100];
-	double v1[100], v2[100];
-	int n1 = sample_iter_next_batch(series_set_samples(set), t1, v1, 100, &err);
-	int n2 = sample_iter_next_batch(series_set_samples(rset), t2, v2, 100, &err);
-	/* Every sample equals the gap-free series', except the two right after each gap, which fall into
-	 * the other replica's penalty window (Thanos semantics). */
-	CHECK_EQ_INT(n2, 41);
-	CHECK_EQ_INT(n1, 37);
-	int j = 0;
-	for (int i = 0; i < n2; i++) {
-		if (t2[i] == 120000 || t2[i] == 135000 || t2[i] == 360000 || t2[i] == 375000)
-			continue;
-		CHECK_EQ_INT(t1[j], t2[i]);
-		CHECK_DBL(v1[j], v2[i]);
-		j++;
+	/* The mode the querier asks for (--deduplication.func) is the one the proxy applies. */
+	for (int mode = 0; mode < 3; mode++) {
+		req.dedup_mode = (dedup_mode_t)mode;
+		series_set_t *set, *rset;
+		CHECK_EQ_INT(store_series(proxy_store_base(p), &a, &req, &set, &err), 0);
+		store_series_req_t rreq = req;
+		rreq.nreplica_labels = 0;
+		CHECK_EQ_INT(store_series(inmem_store_base(ref), &a, &rreq, &rset, &err), 0);
+		CHECK_EQ_INT(series_set_next(set, &err), 1);
+		CHECK_EQ_INT(series_set_next(rset, &err), 1);
+		CHECK(labels_eq(series_set_labels(set), series_set_labels(rset)));
+		const chunk_t *cs;
+		CHECK_EQ_INT(set->ops->chunks(set, &cs), -1); /* replicas: samples only */
+		int64_t t1[100], t2[100];
+		double v1[100], v2[100];
+		int n1 = sample_iter_next_batch(series_set_samples(set), t1, v1, 100, &err);
+		int n2 = sample_iter_next_batch(series_set_samples(rset), t2, v2, 100, &err);
+		/* penalty and chain: every sample equals the gap-free series'; penalty-thanos: all but the two
+		 * right after each hand-over, which fall into the other replica's penalty window */
+		bool thanos = mode == DEDUP_PENALTY_THANOS;
+		CHECK_EQ_INT(n2, 41);
+		CHECK_EQ_INT(n1, thanos ? 37 : 41);
+		int j = 0;
+		for (int i = 0; i < n2; i++) {
+			if (thanos && (t2[i] == 120000 || t2[i] == 135000 || t2[i] == 360000 || t2[i] == 375000))
+				continue;
+			CHECK_EQ_INT(t1[j], t2[i]);
+			CHECK_DBL(v1[j], v2[i]);
+			j++;
+		}
+		CHECK_EQ_INT(j, n1);
+		/* the series only replica a has comes through as is (its chunks too) */
+		CHECK_EQ_INT(series_set_next(set, &err), 1);
+		buf_t b = BUF_INIT;
+		labels_format_full(&b, series_set_labels(set));
+		CHECK_STR(b.p, "{__name__=\"c\", job=\"k\"}");
+		buf_release(&b);
+		CHECK_EQ_INT(set->ops->chunks(set, &cs), 1);
+		CHECK_EQ_INT(series_set_next(set, &err), 0);
+		series_set_close(set);
+		series_set_close(rset);
 	}
-	CHECK_EQ_INT(j, n1);
-	/* the series only replica a has comes through as is (its chunks too) */
-	CHECK_EQ_INT(series_set_next(set, &err), 1);
-	buf_t b = BUF_INIT;
-	labels_format_full(&b, series_set_labels(set));
-	CHECK_STR(b.p, "{__name__=\"c\", job=\"k\"}");
-	buf_release(&b);
-	CHECK_EQ_INT(set->ops->chunks(set, &cs), 1);
-	CHECK_EQ_INT(series_set_next(set, &err), 0);
-	series_set_close(set);
-	series_set_close(rset);
 	/* without dedup both replicas show */
 	int rc;
 	req.nreplica_labels = 0;
@@ -486,12 +392,16 @@ TEST(proxy_dedup_buffers_only_stores_whose_replica_label_varies)
 				  .nreplica_labels = 1};
 	err_t err = {0};
 	int rc;
-	/* x=1: b has 0 and 15s, c has 30..60s: after b ends, c's penalty (2 x 15s) skips its 30s and 45s
-	 * samples (Thanos semantics); x=2 from both, x=3 from b alone (its chunks pass through) */
-	CHECK_STR(run(proxy_store_base(p), &a, &req, &err, &rc), "{__name__=\"c\", x=\"1\"} n=3 c=-1 0..60000\n"
+	/* x=1: b has 0 and 15s, c has 30..60s: after b ends, c takes over at 30s (with penalty-thanos, c's
+	 * penalty of 2 x 15s would skip its 30s and 45s samples: n=3); x=2 from both, x=3 from b alone (its
+	 * chunks pass through) */
+	CHECK_STR(run(proxy_store_base(p), &a, &req, &err, &rc), "{__name__=\"c\", x=\"1\"} n=5 c=-1 0..60000\n"
 								 "{__name__=\"c\", x=\"2\"} n=5 c=-1 0..60000\n"
 								 "{__name__=\"c\", x=\"3\"} n=5 c=1 0..60000\n");
 	CHECK_EQ_INT(rc, 0);
+	req.dedup_mode = DEDUP_PENALTY_THANOS;
+	CHECK(strstr(run(proxy_store_base(p), &a, &req, &err, &rc), "{__name__=\"c\", x=\"1\"} n=3 c=-1 0..60000\n"));
+	req.dedup_mode = DEDUP_PENALTY;
 	/* a store failing mid-stream while streamed: a warning, the rest still deduplicated */
 	inmem_store_set_fail(ext, 1);
 	const char *out = run(proxy_store_base(p), &a, &req, &err, &rc);
@@ -906,7 +816,8 @@ TEST(proxy_dedup_supporting_store_streamed_equals_buffered)
 				for (int skip = 0; skip < 2; skip++) {
 					store_series_req_t req = {.mint = ranges[r][0], .maxt = ranges[r][1], .ms = &m,
 								  .nms = 1, .replica_labels = &rl, .nreplica_labels = 1,
-								  .func = funcs[f], .skip_chunks = skip};
+								  .func = funcs[f], .skip_chunks = skip,
+								  .dedup_mode = (dedup_mode_t)((seed + f + r) % 3)};
 					int calls = ws.wrl_calls;
 					const char *want = render_all(proxy_store_base(pb), &a, &req);
 					const char *got = render_all(proxy_store_base(pw), &a, &req);
@@ -914,8 +825,8 @@ TEST(proxy_dedup_supporting_store_streamed_equals_buffered)
 					CHECK(strlen(want) > 100);
 					if (strcmp(want, got) != 0) {
 						fprintf(stderr, "buffered:\n%s\nstreamed:\n%s", want, got);
-						TEST_FAILF("seed %u func %s range %d skip %d: streamed differs (above)", seed,
-							   funcs[f] ? funcs[f] : "-", r, skip);
+						TEST_FAILF("seed %u func %s range %d skip %d %s: streamed differs (above)", seed,
+							   funcs[f] ? funcs[f] : "-", r, skip, dedup_mode_name(req.dedup_mode));
 					}
 				}
 		/* no dedup: the flag is not sent, every replica shows */
@@ -983,7 +894,8 @@ static void check_joined_equals_separate(unsigned seed, int mode)
 	str_t rl = STR("replica");
 	for (int f = 0; f < 2; f++) {
 		store_series_req_t req = {.mint = 0, .maxt = 20000000, .ms = &m, .nms = 1, .replica_labels = &rl,
-					  .nreplica_labels = 1, .func = f ? "rate" : NULL};
+					  .nreplica_labels = 1, .func = f ? "rate" : NULL,
+					  .dedup_mode = (dedup_mode_t)((seed + f) % 3)};
 		const char *want = render_all(proxy_store_base(pb), &a, &req);
 		const char *got = render_all(proxy_store_base(pw), &a, &req);
 		if (strcmp(want, got) != 0) {
