@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/compress.h"
-#include "api/params.h"
-#include "api/response.h"
+#include "net/api_compress.h"
+#include "net/api_params.h"
+#include "net/api_response.h"
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/flags.h"

@@ -22,10 +22,13 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "base/alloc.h"
 #include "base/err.h"
 #include "base/flags.h"
 #include "base/log.h"
+#include "base/str.h"
 
 typedef struct cmd {
 	const char *name;
@@ -40,6 +43,7 @@ int cmd_tools_block(int argc, char **argv);
 int cmd_tools_bucket(int argc, char **argv);
 int cmd_tools_query(int argc, char **argv);
 int cmd_store(int argc, char **argv);
+int cmd_query_frontend(int argc, char **argv);
 
 /* ---- flags common to server components (Thanos names and defaults) ---- */
 
@@ -84,6 +88,37 @@ static inline int cmd_parse_flags(const char *cmdline, const char *summary, cons
 		*exit_now = 1;
 		return 0;
 	}
+	return 0;
+}
+
+/* A YAML config given inline (--x.config) or as a file (--x.config-file): *out is a heap copy (NULL when
+ * neither is set), *what names it for messages. Returns 0, or 1 after printing why the file is unreadable. */
+static inline int cmd_read_config(const char *cmdline, const char *inline_yaml, const char *file, char **out,
+				  size_t *len, const char **what)
+{
+	*out = NULL;
+	*len = 0;
+	if (inline_yaml && *inline_yaml) {
+		*out = xstrdup(inline_yaml);
+		*len = strlen(inline_yaml);
+		*what = "<inline>";
+		return 0;
+	}
+	if (!file || !*file)
+		return 0;
+	FILE *f = fopen(file, "rb");
+	if (!f) {
+		fprintf(stderr, "%s: cannot read %s\n", cmdline, file);
+		return 1;
+	}
+	buf_t b = BUF_INIT;
+	char tmp[4096];
+	size_t n;
+	while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
+		buf_append(&b, tmp, n);
+	fclose(f);
+	*out = buf_detach(&b, len);
+	*what = file;
 	return 0;
 }
 

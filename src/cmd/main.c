@@ -13,6 +13,7 @@
 /* One line per command; names are space-separated paths ("tools bucket ls"). Keep sorted. */
 static const cmd_t commands[] = {
 	{"query", "Query node exposing PromQL enabled Query API with data retrieved from multiple store nodes.", cmd_query},
+	{"query-frontend", "Query frontend: splits, aligns, caches and retries range queries in front of queriers.", cmd_query_frontend},
 	{"sidecar", "Sidecar for Prometheus server: StoreAPI over remote read, block shipping, reloader.", cmd_sidecar},
 	{"store", "Store gateway: StoreAPI over every block in an object storage bucket.", cmd_store},
 	{"tools block", "Dump, inspect and write TSDB blocks.", cmd_tools_block},

@@ -44,34 +44,6 @@ static int parse_time_or_duration(const char *flag, const char *s, int64_t *out)
 }
 
 /* Inline YAML wins over the file; returns 0 with *out NULL when neither is set. */
-static int read_config(const char *inline_yaml, const char *file, char **out, size_t *len, const char **what)
-{
-	*out = NULL;
-	*len = 0;
-	if (inline_yaml && *inline_yaml) {
-		*out = xstrdup(inline_yaml);
-		*len = strlen(inline_yaml);
-		*what = "<inline>";
-		return 0;
-	}
-	if (!file || !*file)
-		return 0;
-	FILE *f = fopen(file, "rb");
-	if (!f) {
-		fprintf(stderr, "strata store: cannot read %s\n", file);
-		return 1;
-	}
-	buf_t b = BUF_INIT;
-	char tmp[4096];
-	size_t n;
-	while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
-		buf_append(&b, tmp, n);
-	fclose(f);
-	*out = buf_detach(&b, len);
-	*what = file;
-	return 0;
-}
-
 typedef struct syncer {
 	bucket_store_t *bs;
 	http_server_t *http;
@@ -185,7 +157,7 @@ int cmd_store(int argc, char **argv)
 	size_t len;
 	const char *what = NULL;
 	bucket_relabel_t *sel = NULL;
-	if (read_config(relabel, relabel_file, &text, &len, &what))
+	if (cmd_read_config("strata store", relabel, relabel_file, &text, &len, &what))
 		return 1;
 	if (text) {
 		rc = bucket_relabel_parse(text, len, what, &sel, &err);
@@ -205,7 +177,7 @@ int cmd_store(int argc, char **argv)
 	}
 	cfg.bkt = bkt;
 	/* The index cache last: a MEMCACHED one starts threads, and the bucket store owns it from here on. */
-	if (read_config(ic_cfg, ic_cfg_file, &text, &len, &what)) {
+	if (cmd_read_config("strata store", ic_cfg, ic_cfg_file, &text, &len, &what)) {
 		bucket_free(bkt);
 		bucket_relabel_free(sel);
 		return 1;

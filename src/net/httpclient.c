@@ -5,7 +5,9 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -23,6 +25,7 @@ void httpc_resp_init(httpc_resp_t *r)
 {
 	memset(r, 0, sizeof *r);
 	buf_init(&r->body);
+	buf_init(&r->headers);
 }
 
 void httpc_resp_release(httpc_resp_t *r)
@@ -30,6 +33,27 @@ void httpc_resp_release(httpc_resp_t *r)
 	free(r->content_type);
 	r->content_type = NULL;
 	buf_release(&r->body);
+	buf_release(&r->headers);
+}
+
+bool httpc_resp_header(const httpc_resp_t *resp, const char *name, str_t *value)
+{
+	str_t all = buf_str(&resp->headers), nm = str_c(name);
+	while (all.n) {
+		const char *nl = memchr(all.p, '\n', all.n);
+		str_t line = {all.p, nl ? (size_t)(nl - all.p) : all.n};
+		all = nl ? (str_t){nl + 1, all.n - line.n - 1} : (str_t){all.p + all.n, 0};
+		if (line.n && line.p[line.n - 1] == '\r')
+			line.n--;
+		if (line.n <= nm.n || line.p[nm.n] != ':' || strncasecmp(line.p, nm.p, nm.n) != 0)
+			continue;
+		str_t v = {line.p + nm.n + 1, line.n - nm.n - 1};
+		while (v.n && (v.p[0] == ' ' || v.p[0] == '\t'))
+			v.p++, v.n--;
+		*value = v;
+		return true;
+	}
+	return false;
 }
 
 static const char *method_of(const httpc_req_t *req)
@@ -76,6 +100,7 @@ typedef struct easy_ctx {
 	struct curl_slist *hdrs;
 	char errbuf[CURL_ERROR_SIZE];
 	buf_t *body;
+	buf_t *headers;  /* NULL = not kept */
 	size_t max_body; /* 0 = unlimited */
 	bool headers_done;
 	bool done;
@@ -102,6 +127,11 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 		curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &code);
 		if (code >= 200) /* not a 1xx interim response */
 			c->headers_done = true;
+	} else if (c->headers) {
+		if (n >= 5 && memcmp(p, "HTTP/", 5) == 0)
+			buf_reset(c->headers); /* a new response (after a 1xx): keep only its lines */
+		else
+			buf_append(c->headers, p, n);
 	}
 	return n;
 }
@@ -162,25 +192,90 @@ static char *content_type_of(CURL *h)
 	return NULL;
 }
 
+/* Prepare a whole-body exchange into resp (httpc_do, httpc_do_many). */
+static int do_setup(easy_ctx_t *c, const httpc_req_t *req, httpc_resp_t *resp, err_t *err)
+{
+	buf_reset(&resp->body);
+	buf_reset(&resp->headers);
+	int rc = easy_setup(c, req, &resp->body, req->max_body ? req->max_body : HTTPC_DEFAULT_MAX_BODY, err);
+	if (rc)
+		return rc;
+	c->headers = &resp->headers;
+	if (req->timeout_ms > 0)
+		curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+	return 0;
+}
+
+static int do_finish(easy_ctx_t *c, const httpc_req_t *req, httpc_resp_t *resp, CURLcode cc, err_t *err)
+{
+	int rc = 0;
+	if (cc != CURLE_OK) {
+		rc = curl_fail(err, req, cc, c->errbuf);
+	} else {
+		curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &resp->status);
+		free(resp->content_type);
+		resp->content_type = content_type_of(c->h);
+	}
+	easy_cleanup(c);
+	return rc;
+}
+
 int httpc_do(const httpc_req_t *req, httpc_resp_t *resp, err_t *err)
 {
 	easy_ctx_t c;
-	buf_reset(&resp->body);
-	int rc = easy_setup(&c, req, &resp->body, req->max_body ? req->max_body : HTTPC_DEFAULT_MAX_BODY, err);
+	int rc = do_setup(&c, req, resp, err);
 	if (rc)
 		return rc;
-	if (req->timeout_ms > 0)
-		curl_easy_setopt(c.h, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
-	CURLcode cc = curl_easy_perform(c.h);
-	if (cc != CURLE_OK) {
-		rc = curl_fail(err, req, cc, c.errbuf);
-	} else {
-		curl_easy_getinfo(c.h, CURLINFO_RESPONSE_CODE, &resp->status);
-		free(resp->content_type);
-		resp->content_type = content_type_of(c.h);
+	return do_finish(&c, req, resp, curl_easy_perform(c.h), err);
+}
+
+void httpc_do_many(const httpc_req_t *reqs, httpc_resp_t *resps, int *rcs, err_t *errs, size_t n, int parallel)
+{
+	if (n == 0)
+		return;
+	if (n == 1) {
+		rcs[0] = httpc_do(&reqs[0], &resps[0], &errs[0]);
+		return;
 	}
-	easy_cleanup(&c);
-	return rc;
+	size_t limit = parallel > 0 && (size_t)parallel < n ? (size_t)parallel : n;
+	easy_ctx_t *cs = xcalloc(n, sizeof *cs);
+	CURLM *multi = curl_multi_init();
+	size_t next = 0, running = 0, done = 0;
+	while (done < n) {
+		while (running < limit && next < n) {
+			size_t i = next++;
+			rcs[i] = do_setup(&cs[i], &reqs[i], &resps[i], &errs[i]);
+			if (rcs[i]) {
+				done++;
+				continue;
+			}
+			curl_easy_setopt(cs[i].h, CURLOPT_PRIVATE, (void *)(uintptr_t)i);
+			curl_multi_add_handle(multi, cs[i].h);
+			running++;
+		}
+		if (!running)
+			continue;
+		int still = 0;
+		curl_multi_perform(multi, &still);
+		int left;
+		CURLMsg *msg;
+		while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			void *priv = NULL;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
+			size_t i = (size_t)(uintptr_t)priv;
+			CURLcode cc = msg->data.result;
+			curl_multi_remove_handle(multi, cs[i].h);
+			rcs[i] = do_finish(&cs[i], &reqs[i], &resps[i], cc, &errs[i]);
+			running--;
+			done++;
+		}
+		if (running && still)
+			curl_multi_poll(multi, NULL, 0, 100, NULL);
+	}
+	curl_multi_cleanup(multi);
+	free(cs);
 }
 
 /* ---- streaming ---- */

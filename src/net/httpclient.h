@@ -7,8 +7,10 @@
  *     else if (resp.status == 200) ...;
  *     httpc_resp_release(&resp);
  *
- * Two ways to get a response:
+ * Three ways to get a response:
  *   - httpc_do: the whole body into resp->body (bounded by req->max_body, default 64 MiB);
+ *   - httpc_do_many: several httpc_do exchanges at once, at most `parallel` in flight, driven by one
+ *     curl multi handle in the calling thread (no extra threads);
  *   - httpc_stream_*: the body is pulled on demand (httpc_stream_fill), so a long streamed response
  *     (remote read) never has to sit in memory at once. Bytes arrive only while the caller asks.
  *
@@ -44,12 +46,19 @@ typedef struct httpc_resp {
 	long status;        /* HTTP status code */
 	char *content_type; /* heap copy, NULL if absent */
 	buf_t body;
+	buf_t headers;      /* httpc_do/httpc_do_many: the final response's header lines "Name: value\r\n" */
 } httpc_resp_t;
 
 void httpc_resp_init(httpc_resp_t *r);
 void httpc_resp_release(httpc_resp_t *r);
 
 int httpc_do(const httpc_req_t *req, httpc_resp_t *resp, err_t *err);
+/* Run n exchanges concurrently, at most `parallel` (<= 0: all) at a time; each ends like httpc_do:
+ * rcs[i] is 0 or its negative ERR_* with errs[i] set. resps[i] must be initialised. Returns when all
+ * have finished. */
+void httpc_do_many(const httpc_req_t *reqs, httpc_resp_t *resps, int *rcs, err_t *errs, size_t n, int parallel);
+/* Value of the first response header `name` (case-insensitive) in resp->headers; false if absent. */
+bool httpc_resp_header(const httpc_resp_t *resp, const char *name, str_t *value);
 
 /* ---- pull-based streaming ---- */
 typedef struct httpc_stream httpc_stream_t;

@@ -160,6 +160,88 @@ struct memcache {
 };
 
 enum { OPN_GET, OPN_SET };
+/* ---- YAML (Thanos's memcached client config) ---- */
+
+static const char *yaml_scalar(yaml_node_t *n)
+{
+	return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static int yaml_at(err_t *err, const char *what, yaml_node_t *n, const char *msg, const char *key)
+{
+	return err_set(err, ERR_INVALID, "%s:%zu:%zu: %s%s%s", what, n ? n->start_mark.line + 1 : 1,
+	               n ? n->start_mark.column + 1 : 1, msg, key ? ": " : "", key ? key : "");
+}
+
+static const char *const breaker_keys[] = {"enabled",      "half_open_max_requests", "open_duration",
+                                           "min_requests", "consecutive_failures",   "failure_percent"};
+
+int memcache_config_parse_yaml(yaml_document_t *doc, yaml_node_t *cfg, const char *what,
+                               const char *const *skip, memcache_config_t *mc, err_t *err)
+{
+	int rc = 0;
+	for (yaml_node_pair_t *pr = cfg->data.mapping.pairs.start; pr < cfg->data.mapping.pairs.top && !rc;
+	     pr++) {
+		yaml_node_t *k = yaml_document_get_node(doc, pr->key),
+		            *v = yaml_document_get_node(doc, pr->value);
+		const char *ks = yaml_scalar(k), *vs = yaml_scalar(v);
+		bool skipped = false;
+		for (size_t i = 0; ks && skip && skip[i]; i++)
+			skipped |= strcmp(ks, skip[i]) == 0;
+		if (skipped)
+			continue;
+		if (!ks) {
+			rc = yaml_at(err, what, k, "expected a key", NULL);
+		} else if (strcmp(ks, "addresses") == 0) {
+			if (v->type != YAML_SEQUENCE_NODE)
+				rc = yaml_at(err, what, v, "addresses must be a list of host:port", NULL);
+			for (yaml_node_item_t *it = rc ? NULL : v->data.sequence.items.start;
+			     it && it < v->data.sequence.items.top && !rc; it++) {
+				yaml_node_t *a = yaml_document_get_node(doc, *it);
+				if (!yaml_scalar(a) || !*yaml_scalar(a))
+					rc = yaml_at(err, what, a, "addresses: expected host:port", NULL);
+				else
+					memcache_config_add_address(mc, yaml_scalar(a));
+			}
+		} else if (strcmp(ks, "set_async_circuit_breaker_config") == 0) {
+			if (v->type != YAML_MAPPING_NODE) {
+				rc = yaml_at(err, what, v,
+				             "set_async_circuit_breaker_config must be a mapping", NULL);
+				break;
+			}
+			for (yaml_node_pair_t *bp = v->data.mapping.pairs.start;
+			     bp < v->data.mapping.pairs.top && !rc; bp++) {
+				yaml_node_t *bk = yaml_document_get_node(doc, bp->key),
+				            *bv = yaml_document_get_node(doc, bp->value);
+				const char *bks = yaml_scalar(bk);
+				bool known = false;
+				for (size_t i = 0; bks && i < ARRAY_LEN(breaker_keys); i++)
+					known |= strcmp(bks, breaker_keys[i]) == 0;
+				if (!known)
+					rc = yaml_at(err, what, bk, "unknown key", bks ? bks : "?");
+				else if (strcmp(bks, "enabled") == 0 &&
+				         (!yaml_scalar(bv) || strcmp(yaml_scalar(bv), "false") != 0))
+					rc = yaml_at(err, what, bv,
+					             "set_async_circuit_breaker_config: only enabled: false "
+					             "is supported",
+					             NULL);
+			}
+		} else if (!vs) {
+			rc = yaml_at(err, what, v, "expected a scalar value for", ks);
+		} else {
+			err_t e2 = {0};
+			int r = memcache_config_set(mc, ks, vs, &e2);
+			if (r == ERR_NOT_FOUND)
+				rc = yaml_at(err, what, k, "unknown key", ks);
+			else if (r)
+				rc = yaml_at(err, what, v, e2.msg, NULL);
+		}
+	}
+	if (!rc && !mc->naddresses)
+		rc = yaml_at(err, what, cfg, "MEMCACHED: addresses must list at least one host:port", NULL);
+	return rc;
+}
+
 static const char *const op_names[] = {"getmulti", "set"};
 
 static void count_failure(memcache_t *m, int op, const char *reason)

@@ -47,6 +47,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <yaml.h>
 
 #include "base/arena.h"
 #include "base/err.h"
@@ -78,6 +79,13 @@ void memcache_config_add_address(memcache_config_t *c, const char *addr);
  * not a scalar and is handled by the caller). Returns ERR_NOT_FOUND for a key it does not know (the
  * caller reports it with its position) and ERR_INVALID for a bad value (message names key and value). */
 int memcache_config_set(memcache_config_t *c, const char *key, const char *value, err_t *err);
+
+/* Apply the keys of a MEMCACHED `config:` mapping node (Thanos YAML: addresses, the scalar options of
+ * memcache_config_set, set_async_circuit_breaker_config with enabled: false only, auto_discovery: false).
+ * Keys listed in skip (NULL-terminated, may be NULL) are left to the caller. At least one address is
+ * required. Errors are ERR_INVALID "<what>:<line>:<column>: <why>". */
+int memcache_config_parse_yaml(yaml_document_t *doc, yaml_node_t *cfg, const char *what,
+                               const char *const *skip, memcache_config_t *mc, err_t *err);
 
 typedef struct memcache memcache_t;
 

@@ -392,63 +392,6 @@ static int parse_inmemory(yaml_document_t *doc, yaml_node_t *cfg, const char *wh
 	return rc;
 }
 
-static const char *const breaker_keys[] = {"enabled",	   "half_open_max_requests", "open_duration",
-					   "min_requests", "consecutive_failures",   "failure_percent"};
-
-static int parse_memcached(yaml_document_t *doc, yaml_node_t *cfg, const char *what, indexcache_config_t *c,
-			   err_t *err)
-{
-	int rc = 0;
-	memcache_config_t *mc = &c->memcached;
-	for (yaml_node_pair_t *pr = cfg->data.mapping.pairs.start; pr < cfg->data.mapping.pairs.top && !rc; pr++) {
-		yaml_node_t *k = yaml_document_get_node(doc, pr->key), *v = yaml_document_get_node(doc, pr->value);
-		const char *ks = scalar(k), *vs = scalar(v);
-		if (!ks) {
-			rc = at(err, what, k, "expected a key", NULL);
-		} else if (strcmp(ks, "addresses") == 0) {
-			if (v->type != YAML_SEQUENCE_NODE)
-				rc = at(err, what, v, "addresses must be a list of host:port", NULL);
-			for (yaml_node_item_t *it = rc ? NULL : v->data.sequence.items.start;
-			     it && it < v->data.sequence.items.top && !rc; it++) {
-				yaml_node_t *a = yaml_document_get_node(doc, *it);
-				if (!scalar(a) || !*scalar(a))
-					rc = at(err, what, a, "addresses: expected host:port", NULL);
-				else
-					memcache_config_add_address(mc, scalar(a));
-			}
-		} else if (strcmp(ks, "set_async_circuit_breaker_config") == 0) {
-			if (v->type != YAML_MAPPING_NODE) {
-				rc = at(err, what, v, "set_async_circuit_breaker_config must be a mapping", NULL);
-				break;
-			}
-			for (yaml_node_pair_t *bp = v->data.mapping.pairs.start; bp < v->data.mapping.pairs.top && !rc; bp++) {
-				yaml_node_t *bk = yaml_document_get_node(doc, bp->key), *bv = yaml_document_get_node(doc, bp->value);
-				const char *bks = scalar(bk);
-				bool known = false;
-				for (size_t i = 0; bks && i < sizeof breaker_keys / sizeof *breaker_keys; i++)
-					known |= strcmp(bks, breaker_keys[i]) == 0;
-				if (!known)
-					rc = at(err, what, bk, "unknown key", bks ? bks : "?");
-				else if (strcmp(bks, "enabled") == 0 && (!scalar(bv) || strcmp(scalar(bv), "false") != 0))
-					rc = at(err, what, bv, "set_async_circuit_breaker_config: only enabled: false is supported",
-						NULL);
-			}
-		} else if (!vs) {
-			rc = at(err, what, v, "expected a scalar value for", ks);
-		} else {
-			err_t e2 = {0};
-			int r = memcache_config_set(mc, ks, vs, &e2);
-			if (r == ERR_NOT_FOUND)
-				rc = at(err, what, k, "unknown key", ks);
-			else if (r)
-				rc = at(err, what, v, e2.msg, NULL);
-		}
-	}
-	if (!rc && !mc->naddresses)
-		rc = at(err, what, cfg, "MEMCACHED: addresses must list at least one host:port", NULL);
-	return rc;
-}
-
 int indexcache_config_parse(const char *yaml, size_t len, const char *what, indexcache_config_t *c, err_t *err)
 {
 	yaml_parser_t p;
@@ -530,7 +473,7 @@ int indexcache_config_parse(const char *yaml, size_t len, const char *what, inde
 		if (empty_cfg)
 			rc = at(err, what, root, "MEMCACHED: config with addresses is required", NULL);
 		else
-			rc = parse_memcached(&doc, cfg, what, c, err);
+			rc = memcache_config_parse_yaml(&doc, cfg, what, NULL, &c->memcached, err);
 	} else {
 		rc = at(err, what, root, "unsupported index cache type (IN-MEMORY or MEMCACHED)", type);
 	}

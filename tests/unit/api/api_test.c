@@ -17,7 +17,7 @@
 #include "test.h"
 
 #include "api/api.h"
-#include "api/compress.h"
+#include "net/api_compress.h"
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "net/httpclient.h"

@@ -1,6 +1,6 @@
 #include "test.h"
 
-#include "api/response.h"
+#include "net/api_response.h"
 
 TEST(envelopes)
 {

@@ -1,6 +1,6 @@
 #include "test.h"
 
-#include "api/params.h"
+#include "net/api_params.h"
 
 TEST(times)
 {

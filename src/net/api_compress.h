@@ -1,5 +1,5 @@
 /*
- * compress.h — HTTP response compression for the API (reference prometheus.md §5.1: responses are
+ * api_compress.h — HTTP response compression for the API (reference prometheus.md §5.1: responses are
  * gzip/deflate-compressed when the client's Accept-Encoding allows it).
  *
  *     api_respond_json(r, 200, &body);   // negotiates, compresses, sets the headers, responds
@@ -18,8 +18,8 @@
  * Thread-safety: all functions are reentrant; api_respond_json may run on a worker (the HTTP layer
  * hands the body to the loop), which keeps compression CPU off the event loop for query results.
  */
-#ifndef STRATA_API_COMPRESS_H
-#define STRATA_API_COMPRESS_H
+#ifndef STRATA_NET_API_COMPRESS_H
+#define STRATA_NET_API_COMPRESS_H
 
 #include <stddef.h>
 

@@ -1,12 +1,12 @@
 /*
- * params.h — Prometheus HTTP API v1 parameter parsing (times, durations, steps), with Prometheus's
+ * api_params.h — Prometheus HTTP API v1 parameter parsing (times, durations, steps), with Prometheus's
  * exact error wording so clients (Grafana, promtool) see the same messages.
  *
  * Times are int64 ms. Accepted: float seconds ("1700000000.5", fractional part rounded to ms) or
  * RFC 3339 ("2023-11-14T22:23:20.123Z"), plus Prometheus's API min/max time strings.
  */
-#ifndef STRATA_API_PARAMS_H
-#define STRATA_API_PARAMS_H
+#ifndef STRATA_NET_API_PARAMS_H
+#define STRATA_NET_API_PARAMS_H
 
 #include <stdint.h>
 

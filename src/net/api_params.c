@@ -1,5 +1,5 @@
-/* params.c — Prometheus HTTP API parameter parsing; see params.h. */
-#include "api/params.h"
+/* api_params.c — Prometheus HTTP API parameter parsing; see api_params.h. */
+#include "net/api_params.h"
 
 #include <math.h>
 

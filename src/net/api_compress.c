@@ -1,7 +1,7 @@
 /*
- * compress.c — Accept-Encoding negotiation and gzip/deflate response bodies (see compress.h).
+ * api_compress.c — Accept-Encoding negotiation and gzip/deflate response bodies (see api_compress.h).
  */
-#include "api/compress.h"
+#include "net/api_compress.h"
 
 #include <limits.h>
 #include <stdint.h>

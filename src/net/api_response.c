@@ -1,7 +1,7 @@
-/* response.c — Prometheus API envelopes; see response.h. */
-#include "api/response.h"
+/* api_response.c — Prometheus API envelopes; see api_response.h. */
+#include "net/api_response.h"
 
-#include "api/compress.h"
+#include "net/api_compress.h"
 #include "base/fmt.h"
 
 static const struct {

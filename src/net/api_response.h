@@ -1,12 +1,12 @@
 /*
- * response.h — the Prometheus HTTP API v1 envelope:
+ * api_response.h — the Prometheus HTTP API v1 envelope:
  *   {"status":"success","data":<data>[,"warnings":[...]]}
  *   {"status":"error","errorType":"bad_data","error":"<msg>"[,"warnings":[...]]}
  * with Prometheus 2.42's HTTP status per error type (bad_data 400, execution 422, timeout 503,
  * canceled 503, internal 500, unavailable 500, not_found 404) and Content-Type application/json.
  */
-#ifndef STRATA_API_RESPONSE_H
-#define STRATA_API_RESPONSE_H
+#ifndef STRATA_NET_API_RESPONSE_H
+#define STRATA_NET_API_RESPONSE_H
 
 #include <stddef.h>
 #include <stdint.h>

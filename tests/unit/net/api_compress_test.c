@@ -6,7 +6,7 @@
 
 #include "test.h"
 
-#include "api/compress.h"
+#include "net/api_compress.h"
 #include "base/alloc.h"
 
 TEST(negotiation)

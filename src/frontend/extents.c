@@ -1,0 +1,414 @@
+/*
+ * extents.c — results-cache values (CachedResponse protobuf) and extent bookkeeping; see extents.h.
+ */
+#include "frontend/extents.h"
+
+#include <snappy-c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "anypb.pb-c.h"
+#include "base/alloc.h"
+#include "labelpb.pb-c.h"
+#include "queryrange.pb-c.h"
+
+#define URL_RANGE  "type.googleapis.com/queryrange.PrometheusResponse"
+#define URL_LABELS "type.googleapis.com/queryfrontend.ThanosLabelsResponse"
+#define URL_SERIES "type.googleapis.com/queryfrontend.ThanosSeriesResponse"
+
+void extents_hash_key(str_t key, char out[17])
+{
+	uint64_t h = 14695981039346656037ULL;
+	for (size_t i = 0; i < key.n; i++) {
+		h ^= (uint8_t)key.p[i];
+		h *= 1099511628211ULL;
+	}
+	snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* ------------------------------------------------------------------ protobuf <-> promresp */
+
+static void *pb_alloc(void *a, size_t n)
+{
+	return arena_alloc(a, n ? n : 1);
+}
+
+static void pb_free(void *a, void *p)
+{
+	(void)a, (void)p;
+}
+
+static ProtobufCBinaryData bin(str_t s)
+{
+	return (ProtobufCBinaryData){s.n, (uint8_t *)s.p};
+}
+
+static str_t from_bin(ProtobufCBinaryData b)
+{
+	return (str_t){(const char *)b.data, b.len};
+}
+
+/* Pack the response of one extent into an Any (in a). */
+static void pack_response(arena_t *a, const promresp_t *r, Thanos__Any *any)
+{
+	size_t len;
+	uint8_t *out;
+	if (r->kind == PROMRESP_MATRIX) {
+		Queryrange__PrometheusResponse pr = QUERYRANGE__PROMETHEUS_RESPONSE__INIT;
+		Queryrange__PrometheusData d = QUERYRANGE__PROMETHEUS_DATA__INIT;
+		Queryrange__PrometheusResponseStats st = QUERYRANGE__PROMETHEUS_RESPONSE_STATS__INIT;
+		Queryrange__PrometheusResponseSamplesStats ss =
+		    QUERYRANGE__PROMETHEUS_RESPONSE_SAMPLES_STATS__INIT;
+		pr.status = "success";
+		pr.data = &d;
+		d.resulttype = "matrix";
+		d.n_result = r->nseries;
+		d.result = ARENA_NEW_ARRAY(a, Queryrange__SampleStream *, r->nseries + 1);
+		for (size_t i = 0; i < r->nseries; i++) {
+			const promresp_series_t *s = &r->series[i];
+			Queryrange__SampleStream *ps = ARENA_NEW(a, Queryrange__SampleStream);
+			queryrange__sample_stream__init(ps);
+			ps->n_labels = s->ls.n;
+			ps->labels = ARENA_NEW_ARRAY(a, Queryrange__LabelPair *, s->ls.n + 1);
+			Queryrange__LabelPair *lp = ARENA_NEW_ARRAY(a, Queryrange__LabelPair, s->ls.n + 1);
+			for (size_t j = 0; j < s->ls.n; j++) {
+				queryrange__label_pair__init(&lp[j]);
+				lp[j].name = bin(s->ls.v[j].name);
+				lp[j].value = bin(s->ls.v[j].value);
+				ps->labels[j] = &lp[j];
+			}
+			ps->n_samples = s->n;
+			ps->samples = ARENA_NEW_ARRAY(a, Queryrange__Sample *, s->n + 1);
+			Queryrange__Sample *sm = ARENA_NEW_ARRAY(a, Queryrange__Sample, s->n + 1);
+			for (size_t j = 0; j < s->n; j++) {
+				queryrange__sample__init(&sm[j]);
+				sm[j].value = s->pts[j].v;
+				sm[j].timestamp_ms = s->pts[j].t;
+				ps->samples[j] = &sm[j];
+			}
+			d.result[i] = ps;
+		}
+		if (r->stats.present) {
+			d.stats = &st;
+			st.samples = &ss;
+			ss.totalqueryablesamples = r->stats.total_samples;
+			ss.peaksamples = r->stats.peak_samples;
+			ss.n_totalqueryablesamplesperstep = r->stats.nsteps;
+			ss.totalqueryablesamplesperstep =
+			    ARENA_NEW_ARRAY(a, Queryrange__PrometheusResponseQueryableSamplesStatsPerStep *,
+			                    r->stats.nsteps + 1);
+			Queryrange__PrometheusResponseQueryableSamplesStatsPerStep *ps =
+			    ARENA_NEW_ARRAY(a, Queryrange__PrometheusResponseQueryableSamplesStatsPerStep,
+			                    r->stats.nsteps + 1);
+			for (size_t j = 0; j < r->stats.nsteps; j++) {
+				queryrange__prometheus_response_queryable_samples_stats_per_step__init(
+				    &ps[j]);
+				ps[j].value = r->stats.step_n[j];
+				ps[j].timestamp_ms = r->stats.step_t[j];
+				ss.totalqueryablesamplesperstep[j] = &ps[j];
+			}
+		}
+		pr.n_warnings = r->nwarnings;
+		pr.warnings = ARENA_NEW_ARRAY(a, char *, r->nwarnings + 1);
+		for (size_t j = 0; j < r->nwarnings; j++)
+			pr.warnings[j] = arena_strndup(a, r->warnings[j].p, r->warnings[j].n);
+		len = queryrange__prometheus_response__get_packed_size(&pr);
+		out = arena_alloc(a, len + 1);
+		queryrange__prometheus_response__pack(&pr, out);
+		any->type_url = URL_RANGE;
+	} else if (r->kind == PROMRESP_LABELS) {
+		Queryrange__ThanosLabelsResponse lr = QUERYRANGE__THANOS_LABELS_RESPONSE__INIT;
+		lr.status = "success";
+		lr.n_data = r->nstrings;
+		lr.data = ARENA_NEW_ARRAY(a, char *, r->nstrings + 1);
+		for (size_t j = 0; j < r->nstrings; j++)
+			lr.data[j] = arena_strndup(a, r->strings[j].p, r->strings[j].n);
+		len = queryrange__thanos_labels_response__get_packed_size(&lr);
+		out = arena_alloc(a, len + 1);
+		queryrange__thanos_labels_response__pack(&lr, out);
+		any->type_url = URL_LABELS;
+	} else {
+		Queryrange__ThanosSeriesResponse sr = QUERYRANGE__THANOS_SERIES_RESPONSE__INIT;
+		sr.status = "success";
+		sr.n_data = r->nseries;
+		sr.data = ARENA_NEW_ARRAY(a, Thanos__LabelSet *, r->nseries + 1);
+		for (size_t i = 0; i < r->nseries; i++) {
+			const labels_t *ls = &r->series[i].ls;
+			Thanos__LabelSet *set = ARENA_NEW(a, Thanos__LabelSet);
+			thanos__label_set__init(set);
+			set->n_labels = ls->n;
+			set->labels = ARENA_NEW_ARRAY(a, Thanos__Label *, ls->n + 1);
+			Thanos__Label *l = ARENA_NEW_ARRAY(a, Thanos__Label, ls->n + 1);
+			for (size_t j = 0; j < ls->n; j++) {
+				thanos__label__init(&l[j]);
+				l[j].name = arena_strndup(a, ls->v[j].name.p, ls->v[j].name.n);
+				l[j].value = arena_strndup(a, ls->v[j].value.p, ls->v[j].value.n);
+				set->labels[j] = &l[j];
+			}
+			sr.data[i] = set;
+		}
+		len = queryrange__thanos_series_response__get_packed_size(&sr);
+		out = arena_alloc(a, len + 1);
+		queryrange__thanos_series_response__pack(&sr, out);
+		any->type_url = URL_SERIES;
+	}
+	any->value = (ProtobufCBinaryData){len, out};
+}
+
+static bool unpack_matrix(arena_t *a, ProtobufCAllocator *al, ProtobufCBinaryData v, promresp_t *r)
+{
+	Queryrange__PrometheusResponse *pr = queryrange__prometheus_response__unpack(al, v.len, v.data);
+	if (!pr || !pr->data || strcmp(pr->status, "success") != 0)
+		return false;
+	Queryrange__PrometheusData *d = pr->data;
+	r->nseries = d->n_result;
+	r->series = ARENA_NEW_ARRAY(a, promresp_series_t, d->n_result + 1);
+	for (size_t i = 0; i < d->n_result; i++) {
+		Queryrange__SampleStream *ps = d->result[i];
+		promresp_series_t *s = &r->series[i];
+		s->ls.n = ps->n_labels;
+		s->ls.v = ARENA_NEW_ARRAY(a, label_t, ps->n_labels + 1);
+		for (size_t j = 0; j < ps->n_labels; j++)
+			s->ls.v[j] = (label_t){from_bin(ps->labels[j]->name), from_bin(ps->labels[j]->value)};
+		if (labels_normalize(&s->ls))
+			return false;
+		s->n = ps->n_samples;
+		s->pts = ARENA_NEW_ARRAY(a, promresp_point_t, ps->n_samples + 1);
+		for (size_t j = 0; j < ps->n_samples; j++) {
+			s->pts[j] = (promresp_point_t){ps->samples[j]->timestamp_ms, ps->samples[j]->value};
+			if (j && s->pts[j].t <= s->pts[j - 1].t)
+				return false;
+		}
+	}
+	if (d->stats && d->stats->samples) {
+		Queryrange__PrometheusResponseSamplesStats *ss = d->stats->samples;
+		promresp_stats_t *st = &r->stats;
+		st->present = true;
+		st->per_step = ss->n_totalqueryablesamplesperstep > 0;
+		st->total_samples = ss->totalqueryablesamples;
+		st->peak_samples = ss->peaksamples;
+		st->nsteps = ss->n_totalqueryablesamplesperstep;
+		st->step_t = ARENA_NEW_ARRAY(a, int64_t, st->nsteps + 1);
+		st->step_n = ARENA_NEW_ARRAY(a, int64_t, st->nsteps + 1);
+		for (size_t j = 0; j < st->nsteps; j++) {
+			st->step_t[j] = ss->totalqueryablesamplesperstep[j]->timestamp_ms;
+			st->step_n[j] = ss->totalqueryablesamplesperstep[j]->value;
+		}
+	}
+	r->nwarnings = pr->n_warnings;
+	r->warnings = ARENA_NEW_ARRAY(a, str_t, pr->n_warnings + 1);
+	for (size_t j = 0; j < pr->n_warnings; j++)
+		r->warnings[j] = str_c(pr->warnings[j]);
+	return true;
+}
+
+static bool unpack_response(arena_t *a, promresp_kind_t kind, const Thanos__Any *any, promresp_t *r)
+{
+	ProtobufCAllocator al = {pb_alloc, pb_free, a};
+	memset(r, 0, sizeof *r);
+	r->kind = kind;
+	if (!any)
+		return false;
+	switch (kind) {
+	case PROMRESP_MATRIX:
+		return strcmp(any->type_url, URL_RANGE) == 0 && unpack_matrix(a, &al, any->value, r);
+	case PROMRESP_LABELS: {
+		if (strcmp(any->type_url, URL_LABELS) != 0)
+			return false;
+		Queryrange__ThanosLabelsResponse *lr =
+		    queryrange__thanos_labels_response__unpack(&al, any->value.len, any->value.data);
+		if (!lr || strcmp(lr->status, "success") != 0)
+			return false;
+		r->nstrings = lr->n_data;
+		r->strings = ARENA_NEW_ARRAY(a, str_t, lr->n_data + 1);
+		for (size_t i = 0; i < lr->n_data; i++)
+			r->strings[i] = str_c(lr->data[i]);
+		return true;
+	}
+	case PROMRESP_SERIES: {
+		if (strcmp(any->type_url, URL_SERIES) != 0)
+			return false;
+		Queryrange__ThanosSeriesResponse *sr =
+		    queryrange__thanos_series_response__unpack(&al, any->value.len, any->value.data);
+		if (!sr || strcmp(sr->status, "success") != 0)
+			return false;
+		r->nseries = sr->n_data;
+		r->series = ARENA_NEW_ARRAY(a, promresp_series_t, sr->n_data + 1);
+		for (size_t i = 0; i < sr->n_data; i++) {
+			labels_t *ls = &r->series[i].ls;
+			ls->n = sr->data[i]->n_labels;
+			ls->v = ARENA_NEW_ARRAY(a, label_t, ls->n + 1);
+			for (size_t j = 0; j < ls->n; j++)
+				ls->v[j] = (label_t){str_c(sr->data[i]->labels[j]->name),
+				                     str_c(sr->data[i]->labels[j]->value)};
+			if (labels_normalize(ls))
+				return false;
+		}
+		return true;
+	}
+	}
+	return false;
+}
+
+bool extents_decode(arena_t *a, promresp_kind_t kind, str_t value, str_t key, bool snappy, extents_t *out)
+{
+	memset(out, 0, sizeof *out);
+	if (snappy) {
+		size_t n;
+		if (snappy_uncompressed_length(value.p, value.n, &n) != SNAPPY_OK || n > (1u << 30))
+			return false;
+		char *raw = arena_alloc(a, n + 1);
+		if (snappy_uncompress(value.p, value.n, raw, &n) != SNAPPY_OK)
+			return false;
+		value = (str_t){raw, n};
+	}
+	ProtobufCAllocator al = {pb_alloc, pb_free, a};
+	Queryrange__CachedResponse *cr =
+	    queryrange__cached_response__unpack(&al, value.n, (const uint8_t *)value.p);
+	if (!cr || !str_eq_c(key, cr->key))
+		return false;
+	out->v = ARENA_NEW_ARRAY(a, extent_t, cr->n_extents + 1);
+	for (size_t i = 0; i < cr->n_extents; i++) {
+		Queryrange__Extent *e = cr->extents[i];
+		if (e->end < e->start || (i && e->start < cr->extents[i - 1]->start))
+			return false;
+		extent_t *x = &out->v[out->n++];
+		x->start = e->start;
+		x->end = e->end;
+		if (!unpack_response(a, kind, e->response, &x->resp))
+			return false;
+	}
+	return true;
+}
+
+void extents_encode(buf_t *out, str_t key, const extents_t *ex, bool snappy)
+{
+	arena_t a;
+	arena_init(&a, 64 * 1024);
+	Queryrange__CachedResponse cr = QUERYRANGE__CACHED_RESPONSE__INIT;
+	cr.key = arena_strndup(&a, key.p, key.n);
+	cr.n_extents = ex->n;
+	cr.extents = ARENA_NEW_ARRAY(&a, Queryrange__Extent *, ex->n + 1);
+	for (size_t i = 0; i < ex->n; i++) {
+		Queryrange__Extent *e = ARENA_NEW(&a, Queryrange__Extent);
+		queryrange__extent__init(e);
+		e->start = ex->v[i].start;
+		e->end = ex->v[i].end;
+		e->response = ARENA_NEW(&a, Thanos__Any);
+		thanos__any__init(e->response);
+		pack_response(&a, &ex->v[i].resp, e->response);
+		cr.extents[i] = e;
+	}
+	size_t len = queryrange__cached_response__get_packed_size(&cr);
+	buf_reset(out);
+	if (snappy) {
+		uint8_t *raw = arena_alloc(&a, len + 1);
+		queryrange__cached_response__pack(&cr, raw);
+		size_t clen = snappy_max_compressed_length(len);
+		char *dst = buf_extend(out, clen);
+		if (snappy_compress((const char *)raw, len, dst, &clen) != SNAPPY_OK)
+			die("snappy_compress failed");
+		buf_truncate(out, clen);
+	} else {
+		queryrange__cached_response__pack(&cr, (uint8_t *)buf_extend(out, len));
+	}
+	arena_release(&a);
+}
+
+/* ------------------------------------------------------------------ planning */
+
+static int64_t mod(int64_t x, int64_t m)
+{
+	int64_t r = x % m;
+	return r < 0 ? r + m : r;
+}
+
+static bool on_grid(const extent_t *e, int64_t start, int64_t step)
+{
+	return mod(e->start - start, step) == 0 && mod(e->end - start, step) == 0;
+}
+
+void extents_partition(arena_t *a, const extents_t *ex, int64_t start, int64_t end, int64_t step,
+                       bool need_stats, extents_plan_t *plan)
+{
+	memset(plan, 0, sizeof *plan);
+	plan->fetch = ARENA_NEW_ARRAY(a, split_piece_t, ex->n + 2);
+	plan->cached = ARENA_NEW_ARRAY(a, promresp_t, ex->n + 1);
+	bool labels = ex->n && ex->v[0].resp.kind != PROMRESP_MATRIX;
+	int64_t from = start; /* first point not answered yet */
+	for (size_t i = 0; i < ex->n && from <= end; i++) {
+		const extent_t *e = &ex->v[i];
+		if (e->end < from || e->start > end || !on_grid(e, start, step))
+			continue;
+		if (start != end && end - start > EXTENTS_MIN_MS && e->end - e->start < EXTENTS_MIN_MS)
+			continue;
+		if (need_stats && !e->resp.stats.per_step)
+			continue;
+		/* labels and series cannot be cut: only an extent inside what is still missing answers */
+		if (labels && (e->start < from || e->end > end))
+			continue;
+		if (from < e->start)
+			plan->fetch[plan->nfetch++] = (split_piece_t){from, e->start - step};
+		promresp_extract(a, &e->resp, from, end, &plan->cached[plan->ncached++]);
+		from = e->end + step;
+	}
+	if (from <= end)
+		plan->fetch[plan->nfetch++] = (split_piece_t){from, end};
+}
+
+static int extent_cmp(const void *x, const void *y)
+{
+	const extent_t *a = x, *b = y;
+	if (a->start != b->start)
+		return a->start < b->start ? -1 : 1;
+	return a->end > b->end ? -1 : a->end < b->end; /* the longer first: fewer merges */
+}
+
+void extents_merge(arena_t *a, const extents_t *ex, const extent_t *added, size_t nadded, int64_t grid_start,
+                   int64_t step, extents_t *out)
+{
+	size_t n = 0, cap = ex->n + nadded;
+	extent_t *all = ARENA_NEW_ARRAY(a, extent_t, cap + 1);
+	for (size_t i = 0; i < ex->n; i++)
+		if (on_grid(&ex->v[i], grid_start, step))
+			all[n++] = ex->v[i];
+	for (size_t i = 0; i < nadded; i++)
+		all[n++] = added[i];
+	qsort(all, n, sizeof *all, extent_cmp);
+	out->v = ARENA_NEW_ARRAY(a, extent_t, n + 1);
+	out->n = 0;
+	for (size_t i = 0; i < n; i++) {
+		extent_t *acc = out->n ? &out->v[out->n - 1] : NULL;
+		if (!acc || acc->end + step < all[i].start) {
+			out->v[out->n++] = all[i];
+			continue;
+		}
+		if (acc->end >= all[i].end)
+			continue;
+		const promresp_t *two[2] = {&acc->resp, &all[i].resp};
+		promresp_t merged;
+		promresp_merge(a, two, 2, &merged);
+		acc->resp = merged;
+		acc->end = all[i].end;
+	}
+}
+
+void extents_trim(arena_t *a, extents_t *ex, int64_t max_time, int64_t step)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < ex->n; i++) {
+		extent_t e = ex->v[i];
+		if (e.end > max_time) {
+			if (e.resp.kind != PROMRESP_MATRIX || max_time < e.start)
+				continue;
+			int64_t cut = e.start + (max_time - e.start) / step * step;
+			promresp_t part;
+			promresp_extract(a, &e.resp, e.start, cut, &part);
+			e.resp = part;
+			e.end = cut;
+		}
+		ex->v[k++] = e;
+	}
+	ex->n = k;
+}

@@ -1,0 +1,805 @@
+/*
+ * frontend.c — the query frontend's routes and middleware chains; see frontend.h.
+ */
+#include "frontend/frontend.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/duration.h"
+#include "base/fmt.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "frontend/extents.h"
+#include "frontend/promresp.h"
+#include "frontend/split.h"
+#include "net/api_compress.h"
+#include "net/api_params.h"
+#include "net/api_response.h"
+
+struct frontend {
+	frontend_config_t c;
+	http_server_t *srv;
+	pthread_t probe;
+	bool probing;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stop;
+};
+
+static metric_t *m_queries, *m_split, *m_mw_dur;
+static metric_child_t *m_downsampled;
+
+static void init_metrics(void)
+{
+	m_queries = metrics_counter("thanos_query_frontend_queries_total",
+	                            "Total queries passing through query frontend", "op");
+	static const char *const ops[] = {"query", "query_range", "label_names", "label_values", "series"};
+	for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+		metric_with(m_queries, ops[i]);
+	m_split = metrics_counter(
+	    "thanos_frontend_split_queries_total",
+	    "Total number of underlying query requests after the split by interval is applied",
+	    "tripperware");
+	m_mw_dur = metrics_histogram("cortex_frontend_query_range_duration_seconds",
+	                             "Total time spent in seconds doing query range requests.",
+	                             "method,status_code,tripperware", NULL, 0);
+	m_downsampled =
+	    metric_with(metrics_counter("thanos_frontend_downsampled_extra_queries_total",
+	                                "Total number of additional queries for downsampled data", NULL));
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static const char *bool_str(bool b)
+{
+	return b ? "true" : "false";
+}
+
+/* Go strconv.ParseBool. */
+static bool parse_bool(str_t s, bool *out)
+{
+	static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"}, *const f[] = {
+	                                                                            "0",     "f",
+	                                                                            "F",     "FALSE",
+	                                                                            "false", "False"};
+	for (size_t i = 0; i < ARRAY_LEN(t); i++) {
+		if (str_eq_c(s, t[i]))
+			return *out = true, true;
+		if (str_eq_c(s, f[i]))
+			return *out = false, true;
+	}
+	return false;
+}
+
+static void put_seconds(buf_t *b, int64_t ms)
+{
+	buf_put_json_seconds(b, ms);
+}
+
+static void add_param(buf_t *b, const char *k, str_t v)
+{
+	if (b->n)
+		buf_putc(b, '&');
+	url_escape(b, str_c(k));
+	buf_putc(b, '=');
+	url_escape(b, v);
+}
+
+static void add_param_ms(buf_t *b, const char *k, int64_t ms)
+{
+	buf_t v = BUF_INIT;
+	put_seconds(&v, ms);
+	add_param(b, k, buf_str(&v));
+	buf_release(&v);
+}
+
+static bool skipped(str_t key, const char *const *skip)
+{
+	for (size_t i = 0; skip[i]; i++)
+		if (str_eq_c(key, skip[i]))
+			return true;
+	return false;
+}
+
+/* Every parameter of r except those in skip, form-encoded into b. */
+static void pass_params(buf_t *b, const http_req_t *r, const char *const *skip)
+{
+	for (size_t i = 0; i < r->form.n; i++)
+		if (!skipped(r->form.v[i].key, skip)) {
+			if (b->n)
+				buf_putc(b, '&');
+			url_escape(b, r->form.v[i].key);
+			buf_putc(b, '=');
+			url_escape(b, r->form.v[i].val);
+		}
+}
+
+/* dedup=false, storeMatch[] or Cache-Control: no-store keep a request away from the cache. */
+static bool request_cacheable(const http_req_t *r)
+{
+	str_t v;
+	bool b;
+	if (http_req_param(r, "dedup", &v) && parse_bool(v, &b) && !b)
+		return false;
+	if (url_params_all(&r->form, "storeMatch[]", NULL, 0))
+		return false;
+	if (http_req_header(r, "Cache-Control", &v) && memmem(v.p, v.n, "no-store", 8))
+		return false;
+	return true;
+}
+
+/* A downstream answer the cache may keep: no warnings, no Cache-Control: no-store. */
+static bool response_cacheable(const ds_call_t *c, const promresp_t *p)
+{
+	str_t v;
+	if (p->nwarnings)
+		return false;
+	return !(httpc_resp_header(&c->resp, "Cache-Control", &v) && memmem(v.p, v.n, "no-store", 8));
+}
+
+static void common_headers(http_req_t *r)
+{
+	http_add_header(r, "Access-Control-Allow-Origin", "*");
+	http_add_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+	http_add_header(r, "Access-Control-Allow-Headers", "Accept, Authorization, Content-Type, Origin");
+	http_add_header(r, "Access-Control-Expose-Headers", "Date");
+}
+
+static void respond_merged(frontend_t *fe, http_req_t *r, const promresp_t *p, bool stats, bool per_step)
+{
+	buf_t b = BUF_INIT;
+	promresp_encode(&b, p, stats, per_step);
+	common_headers(r);
+	if (p->nwarnings)
+		http_add_header(r, "Cache-Control", "no-store");
+	if (fe->c.compress_responses)
+		api_respond_json(r, 200, &b);
+	else
+		http_respond_buf(r, 200, "application/json", &b);
+	buf_release(&b);
+}
+
+static void respond_error(http_req_t *r, api_error_type_t t, const char *msg)
+{
+	buf_t b = BUF_INIT;
+	api_envelope_error(&b, t, msg, NULL, 0);
+	common_headers(r);
+	http_add_header(r, "Cache-Control", "no-store");
+	http_respond_buf(r, api_error_status(t), "application/json", &b);
+	buf_release(&b);
+}
+
+static void observe(const char *mw, int status, const char *tripperware, uint64_t t0)
+{
+	char code[8];
+	snprintf(code, sizeof code, "%d", status);
+	metric_observe(metric_with(m_mw_dur, mw, code, tripperware), clock_since_s(t0));
+}
+
+static void slow_log(frontend_t *fe, http_req_t *r, uint64_t t0)
+{
+	int64_t lim = fe->c.log_queries_longer_than_ms;
+	double took = clock_since_s(t0);
+	if (lim == 0 || (lim > 0 && took * 1000 < (double)lim))
+		return;
+	str_t q = STR(""), s = STR(""), e = STR(""), st = STR("");
+	http_req_param(r, "query", &q);
+	http_req_param(r, "start", &s);
+	http_req_param(r, "end", &e);
+	http_req_param(r, "step", &st);
+	char *tt = arena_printf(&r->arena, "%.3fs", took);
+	log_info("slow query detected", "method", arena_strndup(&r->arena, r->method.p, r->method.n), "path",
+	         arena_strndup(&r->arena, r->path.p, r->path.n), "time_taken", tt, "param_query",
+	         arena_strndup(&r->arena, q.p, q.n), "param_start", arena_strndup(&r->arena, s.p, s.n),
+	         "param_end", arena_strndup(&r->arena, e.p, e.n), "param_step",
+	         arena_strndup(&r->arena, st.p, st.n));
+}
+
+/* ------------------------------------------------------------------ pieces (shared by range and labels) */
+
+typedef struct piece {
+	int64_t start, end;
+	char *key;     /* full cache key; NULL = not cached */
+	char hkey[17]; /* hashed */
+	extents_t ex;
+	extents_plan_t plan;
+	size_t call0; /* first of its downstream calls */
+	promresp_t result;
+} piece_t;
+
+/* How one chain (range or labels) runs its pieces. */
+typedef struct chain {
+	frontend_t *fe;
+	http_req_t *r;
+	promresp_kind_t kind;
+	const char *tripperware;
+	fecache_t *cache;
+	int64_t step;       /* grid (1 ms for labels) */
+	int64_t grid_start; /* a point of the grid */
+	int64_t max_cache_time;
+	int64_t max_at; /* range: latest `@` time */
+	bool need_stats;
+	int parallel, tries;
+	/* downstream call for a sub-range */
+	void (*fill)(struct chain *ch, ds_call_t *c, int64_t start, int64_t end);
+	void *arg;
+	const ds_call_t *failed; /* set when a call failed: the answer to relay */
+	ds_call_t *calls;
+	size_t ncalls;
+} chain_t;
+
+/* Run the pieces: cache lookups (one batch), downstream calls (one parallel batch), merges and cache
+ * updates. Returns 0 with *out, or -1 with ch->failed / an error already answered (returns -2). */
+static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
+{
+	http_req_t *r = ch->r;
+	arena_t *a = &r->arena;
+	frontend_t *fe = ch->fe;
+	uint64_t t_cache = clock_mono_ns();
+	/* 1. cache lookups */
+	size_t nk = 0;
+	str_t *keys = ARENA_NEW_ARRAY(a, str_t, n + 1), *vals = ARENA_NEW_ARRAY(a, str_t, n + 1);
+	bool *found = ARENA_NEW_ARRAY(a, bool, n + 1);
+	size_t *kidx = ARENA_NEW_ARRAY(a, size_t, n + 1);
+	for (size_t i = 0; i < n; i++)
+		if (pc[i].key) {
+			extents_hash_key(str_c(pc[i].key), pc[i].hkey);
+			keys[nk] = (str_t){pc[i].hkey, 16};
+			kidx[nk++] = i;
+		}
+	if (nk)
+		fecache_get_multi(ch->cache, keys, nk, a, vals, found);
+	for (size_t k = 0; k < nk; k++) {
+		piece_t *p = &pc[kidx[k]];
+		if (found[k] && !extents_decode(a, ch->kind, vals[k], str_c(p->key), fe->c.snappy, &p->ex))
+			memset(&p->ex, 0, sizeof p->ex);
+	}
+	/* 2. plan */
+	size_t ncalls = 0;
+	for (size_t i = 0; i < n; i++) {
+		piece_t *p = &pc[i];
+		if (p->key) {
+			extents_partition(a, &p->ex, p->start, p->end, ch->step, ch->need_stats, &p->plan);
+		} else {
+			p->plan.fetch = ARENA_NEW(a, split_piece_t);
+			p->plan.fetch[0] = (split_piece_t){p->start, p->end};
+			p->plan.nfetch = 1;
+		}
+		p->call0 = ncalls;
+		ncalls += p->plan.nfetch;
+	}
+	/* 3. downstream */
+	uint64_t t_retry = clock_mono_ns();
+	ds_call_t *calls = ARENA_NEW_ARRAY(a, ds_call_t, ncalls + 1);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < pc[i].plan.nfetch; j++)
+			ch->fill(ch, &calls[pc[i].call0 + j], pc[i].plan.fetch[j].start,
+			         pc[i].plan.fetch[j].end);
+	ch->calls = calls;
+	ch->ncalls = ncalls;
+	downstream_run(fe->c.downstream, r, calls, ncalls, ch->parallel, ch->tries, ch->tripperware);
+	int status = 200;
+	for (size_t i = 0; i < ncalls; i++)
+		if (!ds_call_ok(&calls[i])) {
+			ch->failed = &calls[i];
+			status = calls[i].rc ? 502 : (int)calls[i].resp.status;
+			break;
+		}
+	observe("retry", status, ch->tripperware, t_retry);
+	if (ch->failed)
+		return -1;
+	promresp_t *fetched = ARENA_NEW_ARRAY(a, promresp_t, ncalls + 1);
+	for (size_t i = 0; i < ncalls; i++) {
+		err_t err = {0};
+		if (promresp_decode(a, ch->kind, calls[i].resp.body.p, calls[i].resp.body.n, &fetched[i],
+		                    &err)) {
+			respond_error(r, API_ERR_INTERNAL,
+			              arena_printf(a, "query frontend: downstream answer: %s", err.msg));
+			return -2;
+		}
+	}
+	/* 4. merge each piece, update the cache */
+	buf_t val = BUF_INIT;
+	for (size_t i = 0; i < n; i++) {
+		piece_t *p = &pc[i];
+		size_t nin = p->plan.ncached + p->plan.nfetch;
+		const promresp_t **in = ARENA_NEW_ARRAY(a, const promresp_t *, nin + 1);
+		for (size_t j = 0; j < p->plan.ncached; j++)
+			in[j] = &p->plan.cached[j];
+		for (size_t j = 0; j < p->plan.nfetch; j++)
+			in[p->plan.ncached + j] = &fetched[p->call0 + j];
+		if (nin == 1)
+			p->result = *in[0];
+		else
+			promresp_merge(a, in, nin, &p->result);
+		if (!p->key || !p->plan.nfetch)
+			continue;
+		extent_t *added = ARENA_NEW_ARRAY(a, extent_t, p->plan.nfetch);
+		size_t nadded = 0;
+		for (size_t j = 0; j < p->plan.nfetch; j++) {
+			split_piece_t f = p->plan.fetch[j];
+			const ds_call_t *c = &calls[p->call0 + j];
+			if (!response_cacheable(c, &fetched[p->call0 + j]))
+				continue;
+			if (ch->max_at > ch->max_cache_time)
+				continue; /* `@` after the freshness limit: that data may still change */
+			added[nadded++] = (extent_t){f.start, f.end, fetched[p->call0 + j]};
+		}
+		if (!nadded)
+			continue;
+		extents_t merged;
+		extents_merge(a, &p->ex, added, nadded, ch->grid_start, ch->step, &merged);
+		extents_trim(a, &merged, ch->max_cache_time, ch->step);
+		if (!merged.n)
+			continue;
+		extents_encode(&val, str_c(p->key), &merged, fe->c.snappy);
+		fecache_put(ch->cache, (str_t){p->hkey, 16}, val.p, val.n);
+	}
+	buf_release(&val);
+	if (n == 1) {
+		*out = pc[0].result;
+	} else {
+		const promresp_t **in = ARENA_NEW_ARRAY(a, const promresp_t *, n);
+		for (size_t i = 0; i < n; i++)
+			in[i] = &pc[i].result;
+		promresp_merge(a, in, n, out);
+	}
+	if (ch->cache)
+		observe("results_cache", 200, ch->tripperware, t_cache);
+	return 0;
+}
+
+static void release_calls(chain_t *ch)
+{
+	for (size_t i = 0; i < ch->ncalls; i++)
+		ds_call_release(&ch->calls[i]);
+	ch->ncalls = 0;
+}
+
+/* ------------------------------------------------------------------ range queries */
+
+typedef struct range_req {
+	str_t query;
+	int64_t step;
+	str_t stats; /* the client's stats parameter */
+	bool partial;
+	const char *max_res; /* max_source_resolution to send ("auto", seconds) or NULL */
+	int64_t max_res_ms;
+	str_t user;
+} range_req_t;
+
+static const char *const range_skip[] = {
+    "query", "start", "end", "step", "stats", "partial_response", "max_source_resolution", NULL};
+
+static void range_fill(chain_t *ch, ds_call_t *c, int64_t start, int64_t end)
+{
+	range_req_t *q = ch->arg;
+	ds_call_init(c, "POST", STR("/api/v1/query_range"));
+	buf_t *b = &c->params;
+	add_param(b, "query", q->query);
+	add_param_ms(b, "start", start);
+	add_param_ms(b, "end", end);
+	add_param_ms(b, "step", q->step);
+	pass_params(b, ch->r, range_skip);
+	add_param(b, "partial_response", str_c(bool_str(q->partial)));
+	if (q->stats.n)
+		add_param(b, "stats", STR("all")); /* per-step counts let cached parts be cut exactly */
+	if (q->max_res)
+		add_param(b, "max_source_resolution", str_c(q->max_res));
+}
+
+static int str_t_cmp(const void *a, const void *b)
+{
+	return str_cmp(*(const str_t *)a, *(const str_t *)b);
+}
+
+/* The §7.3 key of the piece starting at start. */
+static char *range_key(frontend_t *fe, http_req_t *r, const range_req_t *q, int64_t start)
+{
+	static const int64_t res[] = {3600000, 300000, 0};
+	int ri = 0;
+	while (ri < 3 && res[ri] > q->max_res_ms)
+		ri++;
+	str_t v;
+	int64_t lookback = 0;
+	if (http_req_param(r, "lookback_delta", &v) && v.n) {
+		err_t e = {0};
+		api_parse_duration(v, &lookback, &e);
+	}
+	str_t engine = STR("");
+	http_req_param(r, "engine", &engine);
+	bool analyze = false;
+	if (http_req_param(r, "analyze", &v))
+		parse_bool(v, &analyze);
+	size_t nrl = url_params_all(&r->form, "replicaLabels[]", NULL, 0);
+	str_t *rl = ARENA_NEW_ARRAY(&r->arena, str_t, nrl + 1);
+	url_params_all(&r->form, "replicaLabels[]", rl, nrl);
+	qsort(rl, nrl, sizeof *rl, str_t_cmp);
+	buf_t rls = BUF_INIT;
+	for (size_t i = 0; i < nrl; i++) {
+		if (i)
+			buf_putc(&rls, ',');
+		buf_append_str(&rls, rl[i]);
+	}
+	int64_t iv = fe->c.split_interval_ms;
+	char *key = arena_printf(
+	    &r->arena, "fe:" STR_FMT ":" STR_FMT ":%lld:%lld:%lld:%d:-:%lld:" STR_FMT ":%s:%s:%s",
+	    STR_ARG(q->user), STR_ARG(q->query), (long long)q->step, (long long)iv, (long long)(start / iv),
+	    ri, (long long)lookback, STR_ARG(engine), bool_str(q->partial), rls.p, bool_str(analyze));
+	buf_release(&rls);
+	return key;
+}
+
+static int run_range(frontend_t *fe, chain_t *ch, range_req_t *q, int64_t start, int64_t end, bool cacheable,
+                     promresp_t *out)
+{
+	http_req_t *r = ch->r;
+	split_piece_t *sp;
+	size_t n = split_range(&r->arena, start, end, q->step, fe->c.split_interval_ms, &sp);
+	metric_add(metric_with(m_split, "query_range"), (double)n);
+	piece_t *pc = ARENA_NEW_ARRAY(&r->arena, piece_t, n);
+	for (size_t i = 0; i < n; i++) {
+		pc[i].start = sp[i].start;
+		pc[i].end = sp[i].end;
+		if (cacheable && sp[i].start <= ch->max_cache_time)
+			pc[i].key = range_key(fe, r, q, sp[i].start);
+	}
+	return run_pieces(ch, pc, n, out);
+}
+
+static void range_work(http_req_t *r, void *arg)
+{
+	frontend_t *fe = arg;
+	uint64_t t0 = clock_mono_ns();
+	str_t qs = STR(""), s = STR(""), e = STR(""), st = STR(""), v;
+	http_req_param(r, "query", &qs);
+	http_req_param(r, "start", &s);
+	http_req_param(r, "end", &e);
+	http_req_param(r, "step", &st);
+	err_t err = {0};
+	int64_t start, end, step;
+	range_req_t q = {.step = 0};
+	if (!qs.n || api_range_params(s, e, st, &start, &end, &step, &err))
+		goto proxy; /* the querier answers with its own error */
+	if (fe->c.max_query_length_ms && end - start > fe->c.max_query_length_ms) {
+		buf_t a = BUF_INIT, b = BUF_INIT;
+		duration_format(&a, end - start);
+		duration_format(&b, fe->c.max_query_length_ms);
+		respond_error(
+		    r, API_ERR_BAD_DATA,
+		    arena_printf(&r->arena,
+		                 "the query time range exceeds the limit (query length: %s, limit: %s)", a.p,
+		                 b.p));
+		buf_release(&a);
+		buf_release(&b);
+		observe("limits", 400, "query_range", t0);
+		goto done;
+	}
+	if (fe->c.align_range_with_step) {
+		start = split_align(start, step);
+		end = split_align(end, step);
+	}
+	bool changed;
+	int64_t max_at;
+	if (split_resolve_at(&r->arena, qs, start, end, &q.query, &changed, &max_at, &err))
+		goto proxy;
+	q.step = step;
+	http_req_param(r, "stats", &q.stats);
+	q.partial = fe->c.partial_response;
+	if (http_req_param(r, "partial_response", &v) && v.n && !parse_bool(v, &q.partial))
+		goto proxy;
+	q.user = downstream_tenant(fe->c.downstream, r);
+	bool auto_res = false;
+	if (http_req_param(r, "max_source_resolution", &v) && v.n) {
+		if (str_eq_c(v, "auto")) {
+			auto_res = true;
+			q.max_res_ms = step / 5;
+			q.max_res = "auto";
+		} else if (api_parse_duration(v, &q.max_res_ms, &err) || q.max_res_ms < 0) {
+			goto proxy;
+		} else {
+			q.max_res = arena_strndup(&r->arena, v.p, v.n);
+		}
+	}
+	chain_t ch = {.fe = fe,
+	              .r = r,
+	              .kind = PROMRESP_MATRIX,
+	              .tripperware = "query_range",
+	              .cache = fe->c.range_cache,
+	              .step = step,
+	              .grid_start = start,
+	              .max_cache_time = clock_now_ms() - fe->c.max_freshness_ms,
+	              .max_at = max_at,
+	              .need_stats = q.stats.n > 0,
+	              .parallel = fe->c.max_parallelism,
+	              .tries = fe->c.max_retries,
+	              .fill = range_fill,
+	              .arg = &q};
+	bool cacheable = ch.cache && fe->c.split_interval_ms > 0 && request_cacheable(r);
+	promresp_t res;
+	int rc;
+	if (!auto_res || !fe->c.request_downsampled) {
+		rc = run_range(fe, &ch, &q, start, end, cacheable, &res);
+	} else {
+		/* downsampled: where the answer starts late or is empty, ask coarser resolutions for the rest
+		 */
+		static const int64_t resolutions[] = {300000, 3600000};
+		promresp_t *parts = ARENA_NEW_ARRAY(&r->arena, promresp_t, 3);
+		size_t nparts = 0, i = 0;
+		int64_t cur = q.max_res_ms, e2 = end;
+		rc = 0;
+		while (i < ARRAY_LEN(resolutions)) {
+			if (nparts)
+				metric_inc(m_downsampled);
+			rc = run_range(fe, &ch, &q, start, e2, cacheable, &parts[nparts]);
+			if (rc)
+				break;
+			int64_t m = promresp_min_time(&parts[nparts++]);
+			for (; i < ARRAY_LEN(resolutions); i++)
+				if (cur < resolutions[i]) {
+					cur = resolutions[i];
+					q.max_res_ms = cur;
+					q.max_res = arena_printf(&r->arena, "%lld", (long long)(cur / 1000));
+					break;
+				}
+			if (m == start)
+				break;
+			if (m >= 0)
+				e2 = m - step;
+			if (start > e2)
+				break;
+			release_calls(&ch);
+		}
+		if (!rc) {
+			const promresp_t **in = ARENA_NEW_ARRAY(&r->arena, const promresp_t *, nparts);
+			for (size_t k = 0; k < nparts; k++)
+				in[k] = &parts[k];
+			promresp_merge(&r->arena, in, nparts, &res);
+		}
+	}
+	if (rc == -1)
+		downstream_respond(r, ch.failed);
+	else if (rc == 0)
+		respond_merged(fe, r, &res, q.stats.n > 0, str_eq_c(q.stats, "all"));
+	observe("step_align",
+	        rc == 0    ? 200
+	        : rc == -1 ? (int)(ch.failed->rc ? 502 : ch.failed->resp.status)
+	                   : 500,
+	        "query_range", t0);
+	release_calls(&ch);
+	goto done;
+proxy:
+	downstream_proxy(fe->c.downstream, r, fe->c.max_retries, "query_range");
+done:
+	slow_log(fe, r, t0);
+}
+
+/* ------------------------------------------------------------------ labels and series */
+
+typedef struct labels_req {
+	str_t path;
+	bool partial;
+	bool get;
+} labels_req_t;
+
+static const char *const labels_skip[] = {"start", "end", "partial_response", NULL};
+
+static void labels_fill(chain_t *ch, ds_call_t *c, int64_t start, int64_t end)
+{
+	labels_req_t *q = ch->arg;
+	ds_call_init(c, q->get ? "GET" : "POST", q->path);
+	add_param_ms(&c->params, "start", start);
+	add_param_ms(&c->params, "end", end);
+	pass_params(&c->params, ch->r, labels_skip);
+	add_param(&c->params, "partial_response", str_c(bool_str(q->partial)));
+}
+
+static void labels_work(http_req_t *r, void *arg)
+{
+	frontend_t *fe = arg;
+	uint64_t t0 = clock_mono_ns();
+	str_t s = STR(""), e = STR(""), v;
+	http_req_param(r, "start", &s);
+	http_req_param(r, "end", &e);
+	err_t err = {0};
+	int64_t now = clock_now_ms(), start, end;
+	labels_req_t q = {.path = r->path, .partial = fe->c.labels_partial_response};
+	bool series = str_eq_c(r->path, "/api/v1/series");
+	str_t name = STR("");
+	if (str_has_prefix(r->path, STR("/api/v1/label/"))) {
+		name = str_sub(r->path, 14, r->path.n - 7); /* between "label/" and "/values" */
+		q.get = true;
+	}
+	if (api_param_time(e, "end", now, &end, &err) ||
+	    api_param_time(s, "start", end - fe->c.labels_default_range_ms, &start, &err) || end < start ||
+	    (series && !url_params_all(&r->form, "match[]", NULL, 0)) ||
+	    (http_req_param(r, "partial_response", &v) && v.n && !parse_bool(v, &q.partial))) {
+		downstream_proxy(fe->c.downstream, r, fe->c.labels_max_retries, "labels");
+		slow_log(fe, r, t0);
+		return;
+	}
+	chain_t ch = {.fe = fe,
+	              .r = r,
+	              .kind = series ? PROMRESP_SERIES : PROMRESP_LABELS,
+	              .tripperware = "labels",
+	              .cache = fe->c.labels_cache,
+	              .step = 1,
+	              .grid_start = 0,
+	              .max_cache_time = now - fe->c.labels_max_freshness_ms,
+	              .max_at = INT64_MIN,
+	              .parallel = fe->c.labels_max_parallelism,
+	              .tries = fe->c.labels_max_retries,
+	              .fill = labels_fill,
+	              .arg = &q};
+	int64_t iv = fe->c.labels_split_interval_ms;
+	split_piece_t *sp;
+	size_t n = split_labels(&r->arena, start, end, iv, &sp);
+	metric_add(metric_with(m_split, "labels"), (double)n);
+	bool cacheable = ch.cache && iv > 0 && request_cacheable(r);
+	buf_t m = BUF_INIT;
+	size_t nm = url_params_all(&r->form, "match[]", NULL, 0);
+	str_t *ms = ARENA_NEW_ARRAY(&r->arena, str_t, nm + 1);
+	url_params_all(&r->form, "match[]", ms, nm);
+	buf_putc(&m, '[');
+	for (size_t i = 0; i < nm; i++) {
+		if (i)
+			buf_putc(&m, ' ');
+		buf_append_str(&m, ms[i]);
+	}
+	buf_putc(&m, ']');
+	str_t user = downstream_tenant(fe->c.downstream, r);
+	piece_t *pc = ARENA_NEW_ARRAY(&r->arena, piece_t, n);
+	for (size_t i = 0; i < n; i++) {
+		pc[i].start = sp[i].start;
+		pc[i].end = sp[i].end;
+		if (!cacheable || sp[i].start > ch.max_cache_time)
+			continue;
+		int64_t idx = sp[i].start / iv;
+		pc[i].key =
+		    series ? arena_printf(&r->arena, "fe:" STR_FMT ":%s:%lld:%lld", STR_ARG(user), m.p,
+		                          (long long)iv, (long long)idx)
+		           : arena_printf(&r->arena, "fe:" STR_FMT ":" STR_FMT ":%s:%lld:%lld", STR_ARG(user),
+		                          STR_ARG(name), m.p, (long long)iv, (long long)idx);
+	}
+	buf_release(&m);
+	promresp_t res;
+	int rc = run_pieces(&ch, pc, n, &res);
+	if (rc == -1)
+		downstream_respond(r, ch.failed);
+	else if (rc == 0)
+		respond_merged(fe, r, &res, false, false);
+	observe("split_interval", rc == 0 ? 200 : 500, "labels", t0);
+	release_calls(&ch);
+	slow_log(fe, r, t0);
+}
+
+/* ------------------------------------------------------------------ routing */
+
+static void instant_work(http_req_t *r, void *arg)
+{
+	frontend_t *fe = arg;
+	uint64_t t0 = clock_mono_ns();
+	downstream_proxy(fe->c.downstream, r, fe->c.instant_max_retries, "query");
+	slow_log(fe, r, t0);
+}
+
+static void proxy_work(http_req_t *r, void *arg)
+{
+	frontend_t *fe = arg;
+	downstream_proxy(fe->c.downstream, r, 1, "other");
+}
+
+static void h_range(http_req_t *r, void *arg)
+{
+	metric_inc(metric_with(m_queries, "query_range"));
+	http_run_on_worker(r, range_work, arg);
+}
+
+static void h_instant(http_req_t *r, void *arg)
+{
+	metric_inc(metric_with(m_queries, "query"));
+	http_run_on_worker(r, instant_work, arg);
+}
+
+static void h_labels(http_req_t *r, void *arg)
+{
+	const char *op = str_eq_c(r->path, "/api/v1/series")   ? "series"
+	                 : str_eq_c(r->path, "/api/v1/labels") ? "label_names"
+	                                                       : "label_values";
+	if (!str_eq_c(r->path, "/api/v1/series") && !str_eq_c(r->path, "/api/v1/labels") &&
+	    !str_has_suffix(r->path, STR("/values"))) {
+		http_run_on_worker(r, proxy_work, arg);
+		return;
+	}
+	metric_inc(metric_with(m_queries, op));
+	http_run_on_worker(r, labels_work, arg);
+}
+
+static void h_proxy(http_req_t *r, void *arg)
+{
+	http_run_on_worker(r, proxy_work, arg);
+}
+
+frontend_t *frontend_new(http_server_t *srv, const frontend_config_t *cfg)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, init_metrics);
+	frontend_t *fe = xcalloc(1, sizeof *fe);
+	fe->c = *cfg;
+	fe->srv = srv;
+	pthread_mutex_init(&fe->mu, NULL);
+	pthread_cond_init(&fe->cv, NULL);
+	unsigned qm = HTTP_M_GET | HTTP_M_POST;
+	http_handle(srv, qm, "/api/v1/query_range", h_range, fe);
+	http_handle(srv, qm, "/api/v1/query", h_instant, fe);
+	http_handle(srv, qm, "/api/v1/labels", h_labels, fe);
+	http_handle(srv, qm, "/api/v1/series", h_labels, fe);
+	http_handle(srv, HTTP_M_GET, "/api/v1/label/*", h_labels, fe);
+	http_handle(srv, HTTP_M_ANY, "/*", h_proxy, fe);
+	return fe;
+}
+
+/* ------------------------------------------------------------------ readiness */
+
+static void *probe_main(void *arg)
+{
+	frontend_t *fe = arg;
+	char url[1024];
+	snprintf(url, sizeof url, "%s/-/ready", downstream_url(fe->c.downstream));
+	bool ready = false;
+	pthread_mutex_lock(&fe->mu);
+	while (!fe->stop) {
+		pthread_mutex_unlock(&fe->mu);
+		httpc_req_t req = {.url = url, .timeout_ms = 5000, .connect_timeout_ms = 2000};
+		httpc_resp_t resp;
+		httpc_resp_init(&resp);
+		err_t err = {0};
+		bool ok = httpc_do(&req, &resp, &err) == 0 && resp.status == 200;
+		httpc_resp_release(&resp);
+		if (ok != ready) {
+			ready = ok;
+			http_server_set_ready(fe->srv, ok);
+			if (ok)
+				log_info("downstream is ready", "url", downstream_url(fe->c.downstream));
+			else
+				log_warn("downstream is not ready", "url", downstream_url(fe->c.downstream),
+				         "err", err.code ? err.msg : "status not 200");
+		}
+		pthread_mutex_lock(&fe->mu);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += ready ? 5 : 1;
+		if (!fe->stop)
+			pthread_cond_timedwait(&fe->cv, &fe->mu, &ts);
+	}
+	pthread_mutex_unlock(&fe->mu);
+	return NULL;
+}
+
+void frontend_start_probe(frontend_t *fe)
+{
+	if (pthread_create(&fe->probe, NULL, probe_main, fe) != 0)
+		die("query frontend: cannot start the readiness probe thread");
+	fe->probing = true;
+}
+
+void frontend_free(frontend_t *fe)
+{
+	if (!fe)
+		return;
+	if (fe->probing) {
+		pthread_mutex_lock(&fe->mu);
+		fe->stop = true;
+		pthread_cond_broadcast(&fe->cv);
+		pthread_mutex_unlock(&fe->mu);
+		pthread_join(fe->probe, NULL);
+	}
+	pthread_mutex_destroy(&fe->mu);
+	pthread_cond_destroy(&fe->cv);
+	free(fe);
+}

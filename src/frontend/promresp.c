@@ -1,0 +1,519 @@
+/*
+ * promresp.c — Prometheus API responses for the query frontend: decode (jansson), merge, cut, encode.
+ */
+#include "frontend/promresp.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/fmt.h"
+
+static const char *const timing_names[PROMRESP_TIMINGS] = {"evalTotalTime",        "resultSortTime",
+                                                           "queryPreparationTime", "innerEvalTime",
+                                                           "execQueueTime",        "execTotalTime"};
+
+/* ------------------------------------------------------------------ decode */
+
+static str_t jstr(arena_t *a, json_t *j)
+{
+	return (str_t){arena_memdup(a, json_string_value(j), json_string_length(j) + 1),
+	               json_string_length(j)};
+}
+
+/* A JSON number of seconds (integer or float) as ms. */
+static bool jtime(json_t *j, int64_t *ms)
+{
+	if (json_is_integer(j)) {
+		*ms = (int64_t)json_integer_value(j) * 1000;
+		return true;
+	}
+	if (!json_is_real(j))
+		return false;
+	double s = json_real_value(j);
+	if (!isfinite(s) || fabs(s) > 9.2e15)
+		return false;
+	*ms = llround(s * 1000.0);
+	return true;
+}
+
+static int decode_labels(arena_t *a, json_t *obj, labels_t *out, err_t *err)
+{
+	if (!json_is_object(obj))
+		return err_set(err, ERR_CORRUPT, "label set is not an object");
+	size_t n = json_object_size(obj), i = 0;
+	label_t *v = ARENA_NEW_ARRAY(a, label_t, n ? n : 1);
+	const char *k;
+	json_t *val;
+	json_object_foreach(obj, k, val)
+	{
+		if (!json_is_string(val))
+			return err_set(err, ERR_CORRUPT, "label %s: value is not a string", k);
+		v[i].name = (str_t){arena_strdup(a, k), strlen(k)};
+		v[i].value = jstr(a, val);
+		i++;
+	}
+	*out = (labels_t){v, i};
+	if (labels_normalize(out))
+		return err_set(err, ERR_CORRUPT, "invalid label set");
+	return 0;
+}
+
+static int decode_stats(arena_t *a, json_t *st, promresp_stats_t *s, err_t *err)
+{
+	memset(s, 0, sizeof *s);
+	if (!json_is_object(st))
+		return err_set(err, ERR_CORRUPT, "data.stats is not an object");
+	s->present = true;
+	json_t *tm = json_object_get(st, "timings"), *sm = json_object_get(st, "samples");
+	for (int i = 0; i < PROMRESP_TIMINGS && json_is_object(tm); i++)
+		s->timings[i] = json_number_value(json_object_get(tm, timing_names[i]));
+	if (!json_is_object(sm))
+		return 0;
+	s->total_samples = json_integer_value(json_object_get(sm, "totalQueryableSamples"));
+	s->peak_samples = json_integer_value(json_object_get(sm, "peakSamples"));
+	json_t *ps = json_object_get(sm, "totalQueryableSamplesPerStep");
+	if (!json_is_array(ps))
+		return 0;
+	s->per_step = true;
+	s->nsteps = json_array_size(ps);
+	s->step_t = ARENA_NEW_ARRAY(a, int64_t, s->nsteps + 1);
+	s->step_n = ARENA_NEW_ARRAY(a, int64_t, s->nsteps + 1);
+	for (size_t i = 0; i < s->nsteps; i++) {
+		json_t *e = json_array_get(ps, i);
+		if (!json_is_array(e) || json_array_size(e) != 2 ||
+		    !jtime(json_array_get(e, 0), &s->step_t[i]) || !json_is_integer(json_array_get(e, 1)))
+			return err_set(err, ERR_CORRUPT,
+			               "data.stats: bad totalQueryableSamplesPerStep entry %zu", i);
+		s->step_n[i] = json_integer_value(json_array_get(e, 1));
+	}
+	return 0;
+}
+
+static int decode_matrix(arena_t *a, json_t *data, promresp_t *out, err_t *err)
+{
+	json_t *rt = json_object_get(data, "resultType"), *res = json_object_get(data, "result");
+	if (!json_is_string(rt) || strcmp(json_string_value(rt), "matrix") != 0)
+		return err_set(err, ERR_CORRUPT, "resultType is %s, not matrix",
+		               json_is_string(rt) ? json_string_value(rt) : "missing");
+	if (!json_is_array(res))
+		return err_set(err, ERR_CORRUPT, "data.result is not an array");
+	out->nseries = json_array_size(res);
+	out->series = ARENA_NEW_ARRAY(a, promresp_series_t, out->nseries + 1);
+	for (size_t i = 0; i < out->nseries; i++) {
+		json_t *s = json_array_get(res, i), *vals = json_object_get(s, "values");
+		promresp_series_t *ps = &out->series[i];
+		int rc = decode_labels(a, json_object_get(s, "metric"), &ps->ls, err);
+		if (rc)
+			return rc;
+		if (json_object_get(s, "histograms"))
+			return err_set(err, ERR_CORRUPT,
+			               "native histograms are not supported by the query frontend");
+		if (!json_is_array(vals))
+			return err_set(err, ERR_CORRUPT, "series %zu: values is not an array", i);
+		ps->n = json_array_size(vals);
+		ps->pts = ARENA_NEW_ARRAY(a, promresp_point_t, ps->n + 1);
+		for (size_t j = 0; j < ps->n; j++) {
+			json_t *p = json_array_get(vals, j), *v = json_array_get(p, 1);
+			if (!json_is_array(p) || json_array_size(p) != 2 ||
+			    !jtime(json_array_get(p, 0), &ps->pts[j].t) || !json_is_string(v) ||
+			    !str_to_double((str_t){json_string_value(v), json_string_length(v)},
+			                   &ps->pts[j].v))
+				return err_set(err, ERR_CORRUPT, "series %zu: bad sample %zu", i, j);
+			if (j && ps->pts[j].t <= ps->pts[j - 1].t)
+				return err_set(err, ERR_CORRUPT, "series %zu: samples out of order", i);
+		}
+	}
+	json_t *st = json_object_get(data, "stats");
+	if (st)
+		return decode_stats(a, st, &out->stats, err);
+	return 0;
+}
+
+static int str_t_cmp(const void *x, const void *y)
+{
+	return str_cmp(*(const str_t *)x, *(const str_t *)y);
+}
+
+int promresp_decode(arena_t *a, promresp_kind_t kind, const char *body, size_t n, promresp_t *out, err_t *err)
+{
+	memset(out, 0, sizeof *out);
+	out->kind = kind;
+	json_error_t je;
+	json_t *root = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
+	if (!root)
+		return err_set(err, ERR_CORRUPT, "bad JSON at line %d column %d: %s", je.line, je.column,
+		               je.text);
+	int rc = 0;
+	json_t *status = json_object_get(root, "status"), *data = json_object_get(root, "data");
+	if (!json_is_string(status) || strcmp(json_string_value(status), "success") != 0) {
+		rc = err_set(err, ERR_CORRUPT, "status is not success");
+		goto out;
+	}
+	json_t *w = json_object_get(root, "warnings");
+	if (json_is_array(w)) {
+		out->nwarnings = json_array_size(w);
+		out->warnings = ARENA_NEW_ARRAY(a, str_t, out->nwarnings + 1);
+		for (size_t i = 0; i < out->nwarnings; i++)
+			out->warnings[i] =
+			    json_is_string(json_array_get(w, i)) ? jstr(a, json_array_get(w, i)) : STR("");
+	}
+	switch (kind) {
+	case PROMRESP_MATRIX:
+		if (!json_is_object(data))
+			rc = err_set(err, ERR_CORRUPT, "data is not an object");
+		else
+			rc = decode_matrix(a, data, out, err);
+		break;
+	case PROMRESP_LABELS:
+		if (!json_is_array(data) && !json_is_null(data)) {
+			rc = err_set(err, ERR_CORRUPT, "data is not a list");
+			break;
+		}
+		out->nstrings = json_array_size(data);
+		out->strings = ARENA_NEW_ARRAY(a, str_t, out->nstrings + 1);
+		for (size_t i = 0; i < out->nstrings && !rc; i++) {
+			if (!json_is_string(json_array_get(data, i)))
+				rc = err_set(err, ERR_CORRUPT, "data[%zu] is not a string", i);
+			else
+				out->strings[i] = jstr(a, json_array_get(data, i));
+		}
+		break;
+	case PROMRESP_SERIES:
+		if (!json_is_array(data) && !json_is_null(data)) {
+			rc = err_set(err, ERR_CORRUPT, "data is not a list");
+			break;
+		}
+		out->nseries = json_array_size(data);
+		out->series = ARENA_NEW_ARRAY(a, promresp_series_t, out->nseries + 1);
+		for (size_t i = 0; i < out->nseries && !rc; i++)
+			rc = decode_labels(a, json_array_get(data, i), &out->series[i].ls, err);
+		break;
+	}
+out:
+	json_decref(root);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ encode */
+
+static void put_labels(buf_t *b, const labels_t *ls)
+{
+	buf_putc(b, '{');
+	for (size_t i = 0; i < ls->n; i++) {
+		if (i)
+			buf_putc(b, ',');
+		buf_json_str(b, ls->v[i].name);
+		buf_putc(b, ':');
+		buf_json_str(b, ls->v[i].value);
+	}
+	buf_putc(b, '}');
+}
+
+static void put_stats(buf_t *b, const promresp_stats_t *s, bool per_step)
+{
+	buf_puts(b, ",\"stats\":{\"timings\":{");
+	for (int i = 0; i < PROMRESP_TIMINGS; i++) {
+		buf_printf(b, "%s\"%s\":", i ? "," : "", timing_names[i]);
+		buf_put_prom_value(b, s->timings[i]);
+	}
+	buf_puts(b, "},\"samples\":{");
+	if (per_step && s->per_step && s->nsteps) {
+		buf_puts(b, "\"totalQueryableSamplesPerStep\":[");
+		for (size_t i = 0; i < s->nsteps; i++) {
+			buf_puts(b, i ? ",[" : "[");
+			buf_put_json_seconds(b, s->step_t[i]);
+			buf_putc(b, ',');
+			buf_put_i64(b, s->step_n[i]);
+			buf_putc(b, ']');
+		}
+		buf_puts(b, "],");
+	}
+	buf_puts(b, "\"totalQueryableSamples\":");
+	buf_put_i64(b, s->total_samples);
+	buf_puts(b, ",\"peakSamples\":");
+	buf_put_i64(b, s->peak_samples);
+	buf_puts(b, "}}");
+}
+
+void promresp_encode(buf_t *b, const promresp_t *r, bool with_stats, bool per_step)
+{
+	buf_puts(b, "{\"status\":\"success\",\"data\":");
+	switch (r->kind) {
+	case PROMRESP_MATRIX:
+		buf_puts(b, "{\"resultType\":\"matrix\",\"result\":[");
+		for (size_t i = 0; i < r->nseries; i++) {
+			const promresp_series_t *s = &r->series[i];
+			buf_puts(b, i ? ",{\"metric\":" : "{\"metric\":");
+			put_labels(b, &s->ls);
+			buf_puts(b, ",\"values\":[");
+			for (size_t j = 0; j < s->n; j++) {
+				buf_puts(b, j ? ",[" : "[");
+				buf_put_prom_ts(b, s->pts[j].t);
+				buf_puts(b, ",\"");
+				buf_put_prom_value(b, s->pts[j].v);
+				buf_puts(b, "\"]");
+			}
+			buf_puts(b, "]}");
+		}
+		buf_putc(b, ']');
+		if (with_stats && r->stats.present)
+			put_stats(b, &r->stats, per_step);
+		buf_putc(b, '}');
+		break;
+	case PROMRESP_LABELS:
+		buf_putc(b, '[');
+		for (size_t i = 0; i < r->nstrings; i++) {
+			if (i)
+				buf_putc(b, ',');
+			buf_json_str(b, r->strings[i]);
+		}
+		buf_putc(b, ']');
+		break;
+	case PROMRESP_SERIES:
+		buf_putc(b, '[');
+		for (size_t i = 0; i < r->nseries; i++) {
+			if (i)
+				buf_putc(b, ',');
+			put_labels(b, &r->series[i].ls);
+		}
+		buf_putc(b, ']');
+		break;
+	}
+	if (r->nwarnings) {
+		buf_puts(b, ",\"warnings\":[");
+		for (size_t i = 0; i < r->nwarnings; i++) {
+			if (i)
+				buf_putc(b, ',');
+			buf_json_str(b, r->warnings[i]);
+		}
+		buf_putc(b, ']');
+	}
+	buf_putc(b, '}');
+}
+
+/* ------------------------------------------------------------------ merge */
+
+typedef struct tagged {
+	const promresp_series_t *s;
+	size_t order; /* input's rank by first timestamp */
+} tagged_t;
+
+static int tagged_cmp(const void *x, const void *y)
+{
+	const tagged_t *a = x, *b = y;
+	int c = labels_cmp(&a->s->ls, &b->s->ls);
+	if (c)
+		return c;
+	return a->order < b->order ? -1 : a->order > b->order;
+}
+
+typedef struct ranked {
+	const promresp_t *r;
+	int64_t first;
+	size_t idx;
+} ranked_t;
+
+static int ranked_cmp(const void *x, const void *y)
+{
+	const ranked_t *a = x, *b = y;
+	if (a->first != b->first)
+		return a->first < b->first ? -1 : 1;
+	return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+static void merge_series(arena_t *a, const promresp_t *const *in, size_t n, promresp_t *out)
+{
+	ranked_t *rk = xcalloc(n ? n : 1, sizeof *rk);
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++) {
+		int64_t m = promresp_min_time(in[i]);
+		rk[i] = (ranked_t){in[i], m < 0 ? INT64_MAX : m, i};
+		total += in[i]->nseries;
+	}
+	qsort(rk, n, sizeof *rk, ranked_cmp);
+	tagged_t *t = xcalloc(total ? total : 1, sizeof *t);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < rk[i].r->nseries; j++)
+			t[k++] = (tagged_t){&rk[i].r->series[j], i};
+	qsort(t, total, sizeof *t, tagged_cmp);
+	out->series = ARENA_NEW_ARRAY(a, promresp_series_t, total + 1);
+	out->nseries = 0;
+	for (size_t i = 0; i < total;) {
+		size_t j = i, npts = 0;
+		while (j < total && labels_eq(&t[j].s->ls, &t[i].s->ls))
+			npts += t[j++].s->n;
+		promresp_series_t *o = &out->series[out->nseries++];
+		o->ls = t[i].s->ls;
+		if (out->kind == PROMRESP_MATRIX) {
+			o->pts = ARENA_NEW_ARRAY(a, promresp_point_t, npts + 1);
+			for (size_t m = i; m < j; m++) {
+				const promresp_series_t *s = t[m].s;
+				size_t from = 0;
+				if (o->n) /* drop what an earlier input already has */
+					while (from < s->n && s->pts[from].t <= o->pts[o->n - 1].t)
+						from++;
+				memcpy(o->pts + o->n, s->pts + from, (s->n - from) * sizeof *s->pts);
+				o->n += s->n - from;
+			}
+		}
+		i = j;
+	}
+	free(t);
+	free(rk);
+}
+
+static void merge_stats(arena_t *a, const promresp_t *const *in, size_t n, promresp_stats_t *o)
+{
+	memset(o, 0, sizeof *o);
+	o->present = n > 0;
+	o->per_step = n > 0;
+	size_t steps = 0;
+	for (size_t i = 0; i < n; i++) {
+		const promresp_stats_t *s = &in[i]->stats;
+		o->present &= s->present;
+		o->per_step &= s->per_step;
+		for (int j = 0; j < PROMRESP_TIMINGS; j++)
+			o->timings[j] += s->timings[j];
+		o->total_samples += s->total_samples;
+		if (s->peak_samples > o->peak_samples)
+			o->peak_samples = s->peak_samples;
+		steps += s->nsteps;
+	}
+	if (!o->present) {
+		memset(o, 0, sizeof *o);
+		return;
+	}
+	if (!o->per_step)
+		return;
+	/* Concatenate the per-step lists in time order, a timestamp seen before counted once. */
+	o->step_t = ARENA_NEW_ARRAY(a, int64_t, steps + 1);
+	o->step_n = ARENA_NEW_ARRAY(a, int64_t, steps + 1);
+	ranked_t *rk = xcalloc(n, sizeof *rk);
+	for (size_t i = 0; i < n; i++)
+		rk[i] = (ranked_t){in[i], in[i]->stats.nsteps ? in[i]->stats.step_t[0] : INT64_MAX, i};
+	qsort(rk, n, sizeof *rk, ranked_cmp);
+	o->total_samples = 0;
+	for (size_t i = 0; i < n; i++) {
+		const promresp_stats_t *s = &rk[i].r->stats;
+		for (size_t j = 0; j < s->nsteps; j++) {
+			if (o->nsteps && s->step_t[j] <= o->step_t[o->nsteps - 1])
+				continue;
+			o->step_t[o->nsteps] = s->step_t[j];
+			o->step_n[o->nsteps++] = s->step_n[j];
+			o->total_samples += s->step_n[j];
+		}
+	}
+	free(rk);
+}
+
+static void merge_strings(arena_t *a, const promresp_t *const *in, size_t n, promresp_t *out)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += in[i]->nstrings;
+	out->strings = ARENA_NEW_ARRAY(a, str_t, total + 1);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < in[i]->nstrings; j++)
+			out->strings[out->nstrings++] = in[i]->strings[j];
+	qsort(out->strings, out->nstrings, sizeof *out->strings, str_t_cmp);
+	size_t k = 0;
+	for (size_t i = 0; i < out->nstrings; i++)
+		if (!k || !str_eq(out->strings[k - 1], out->strings[i]))
+			out->strings[k++] = out->strings[i];
+	out->nstrings = k;
+}
+
+void promresp_merge(arena_t *a, const promresp_t *const *in, size_t n, promresp_t *out)
+{
+	memset(out, 0, sizeof *out);
+	out->kind = n ? in[0]->kind : PROMRESP_MATRIX;
+	size_t nw = 0;
+	for (size_t i = 0; i < n; i++)
+		nw += in[i]->nwarnings;
+	out->warnings = ARENA_NEW_ARRAY(a, str_t, nw + 1);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < in[i]->nwarnings; j++) {
+			bool dup = false;
+			for (size_t k = 0; k < out->nwarnings && !dup; k++)
+				dup = str_eq(out->warnings[k], in[i]->warnings[j]);
+			if (!dup)
+				out->warnings[out->nwarnings++] = in[i]->warnings[j];
+		}
+	if (out->kind == PROMRESP_LABELS) {
+		merge_strings(a, in, n, out);
+		return;
+	}
+	merge_series(a, in, n, out);
+	if (out->kind == PROMRESP_MATRIX)
+		merge_stats(a, in, n, &out->stats);
+}
+
+/* ------------------------------------------------------------------ extract */
+
+/* First index with t >= x. */
+static size_t lower_bound(const promresp_point_t *p, size_t n, int64_t x)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (p[mid].t < x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+void promresp_extract(arena_t *a, const promresp_t *r, int64_t start, int64_t end, promresp_t *out)
+{
+	*out = *r;
+	if (r->kind != PROMRESP_MATRIX)
+		return;
+	out->series = ARENA_NEW_ARRAY(a, promresp_series_t, r->nseries + 1);
+	out->nseries = 0;
+	bool whole = true;
+	for (size_t i = 0; i < r->nseries; i++) {
+		const promresp_series_t *s = &r->series[i];
+		size_t lo = lower_bound(s->pts, s->n, start),
+		       hi = lower_bound(s->pts, s->n, end == INT64_MAX ? end : end + 1);
+		if (lo != 0 || hi != s->n)
+			whole = false;
+		if (lo >= hi)
+			continue;
+		out->series[out->nseries++] = (promresp_series_t){s->ls, s->pts + lo, hi - lo};
+	}
+	const promresp_stats_t *st = &r->stats;
+	if (!st->present)
+		return;
+	if (!st->per_step) {
+		if (!whole)
+			memset(&out->stats, 0, sizeof out->stats);
+		return;
+	}
+	size_t k = 0;
+	promresp_stats_t *o = &out->stats;
+	o->step_t = ARENA_NEW_ARRAY(a, int64_t, st->nsteps + 1);
+	o->step_n = ARENA_NEW_ARRAY(a, int64_t, st->nsteps + 1);
+	o->total_samples = 0;
+	for (size_t i = 0; i < st->nsteps; i++) {
+		if (st->step_t[i] < start || st->step_t[i] > end)
+			continue;
+		o->step_t[k] = st->step_t[i];
+		o->step_n[k++] = st->step_n[i];
+		o->total_samples += st->step_n[i];
+	}
+	o->nsteps = k;
+}
+
+int64_t promresp_min_time(const promresp_t *r)
+{
+	int64_t m = -1;
+	for (size_t i = 0; i < r->nseries; i++)
+		if (r->series[i].n && (m < 0 || r->series[i].pts[0].t < m))
+			m = r->series[i].pts[0].t;
+	return m;
+}

@@ -1,0 +1,91 @@
+/*
+ * promresp.h — the query frontend's view of a Prometheus HTTP API v1 success response: a range query's
+ * matrix, a labels / label-values list, or a series list, with its warnings and query stats; decoded
+ * from the downstream's JSON, merged across pieces, cut to a time range, and encoded back exactly as
+ * the querier prints it (prometheus.md §5.3/§5.4: values shortest round-trip, timestamps seconds with
+ * exactly three decimals when ms != 0, Go's JSON string escaping).
+ *
+ * Merging reproduces the answer the querier gives for the whole range: matrix series sorted by labels
+ * as Prometheus sorts them (labels_cmp), each series' samples in time order with a timestamp present
+ * in two pieces kept once (from the earlier piece); label names/values sorted and unique; series label
+ * sets sorted and unique; warnings kept once each in first-seen order; stats summed
+ * (totalQueryableSamples, timings, per-step entries concatenated in time order; peakSamples is the
+ * largest piece's, the one stat a split cannot reproduce).
+ *
+ * Everything is allocated in the caller's arena. Not thread-safe (arena); results are read-only.
+ */
+#ifndef STRATA_FRONTEND_PROMRESP_H
+#define STRATA_FRONTEND_PROMRESP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/arena.h"
+#include "base/err.h"
+#include "base/str.h"
+#include "model/labels.h"
+
+typedef enum promresp_kind {
+	PROMRESP_MATRIX, /* /api/v1/query_range */
+	PROMRESP_LABELS, /* /api/v1/labels, /api/v1/label/<name>/values: data is a list of strings */
+	PROMRESP_SERIES, /* /api/v1/series: data is a list of label sets */
+} promresp_kind_t;
+
+typedef struct promresp_point {
+	int64_t t; /* ms */
+	double v;
+} promresp_point_t;
+
+typedef struct promresp_series {
+	labels_t ls;
+	promresp_point_t *pts; /* MATRIX: ascending t; SERIES: none */
+	size_t n;
+} promresp_series_t;
+
+enum { PROMRESP_TIMINGS = 6 }; /* evalTotalTime ... execTotalTime, in the order the querier prints them */
+
+typedef struct promresp_stats {
+	bool present;                     /* the response carried data.stats */
+	bool per_step;                    /* ... with totalQueryableSamplesPerStep */
+	double timings[PROMRESP_TIMINGS]; /* seconds */
+	int64_t total_samples, peak_samples;
+	int64_t *step_t, *step_n; /* per-step (ms, samples), ascending t */
+	size_t nsteps;
+} promresp_stats_t;
+
+typedef struct promresp {
+	promresp_kind_t kind;
+	promresp_series_t *series; /* MATRIX, SERIES: sorted by labels, unique */
+	size_t nseries;
+	str_t *strings; /* LABELS: sorted, unique */
+	size_t nstrings;
+	str_t *warnings;
+	size_t nwarnings;
+	promresp_stats_t stats; /* MATRIX only */
+} promresp_t;
+
+/* Decode a downstream success body ({"status":"success","data":...}). ERR_CORRUPT with a message
+ * saying what is wrong for anything else (an error envelope, a resultType other than matrix, native
+ * histograms, malformed JSON). */
+int promresp_decode(arena_t *a, promresp_kind_t kind, const char *body, size_t n, promresp_t *out,
+                    err_t *err);
+
+/* The whole response envelope as the querier prints it. with_stats: add data.stats (if present in r),
+ * with per-step entries only if per_step. */
+void promresp_encode(buf_t *b, const promresp_t *r, bool with_stats, bool per_step);
+
+/* Merge responses of the same kind (any order; for a matrix a timestamp already seen for a series is
+ * dropped from later inputs in order of their first timestamp). Stats: present only if present in
+ * every input. */
+void promresp_merge(arena_t *a, const promresp_t *const *in, size_t n, promresp_t *out);
+
+/* MATRIX: the part of r within [start, end] (ms, inclusive): points outside dropped, series left with
+ * no point dropped, per-step stats cut and totals recomputed from them (stats without per-step entries
+ * become absent unless the range covers everything). LABELS/SERIES: r unchanged. */
+void promresp_extract(arena_t *a, const promresp_t *r, int64_t start, int64_t end, promresp_t *out);
+
+/* Earliest sample timestamp of a matrix, or -1 when it holds no sample. */
+int64_t promresp_min_time(const promresp_t *r);
+
+#endif

@@ -1,0 +1,150 @@
+/*
+ * split_test.c — range/labels splitting, `@` resolution, response merge/cut/encode and cache extents.
+ */
+#include <string.h>
+
+#include "frontend/extents.h"
+#include "frontend/promresp.h"
+#include "frontend/split.h"
+#include "test.h"
+
+#define H     (3600 * 1000LL)
+#define DAYMS (24 * H)
+
+TEST(range_pieces_on_grid_at_day_boundaries)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	split_piece_t *p;
+	int64_t step = 97000, start = 10 * DAYMS - 2 * H - 13000, end = 12 * DAYMS + H;
+	size_t n = split_range(&a, start, end, step, DAYMS, &p);
+	CHECK_EQ_INT(n, 4);
+	CHECK(p[0].start == start && p[n - 1].end == end);
+	for (size_t i = 0; i < n; i++) {
+		CHECK((p[i].start - start) % step == 0); /* original grid */
+		CHECK(i + 1 == n || (p[i].end - start) % step == 0);
+		CHECK(p[i].start <= p[i].end);
+		if (i) {
+			CHECK_EQ_INT(p[i].start, p[i - 1].end + step); /* nothing skipped, nothing twice */
+			CHECK(p[i].start / DAYMS == p[i - 1].end / DAYMS + 1); /* cut at midnight */
+		}
+		if (i + 1 < n)
+			CHECK(p[i].end / DAYMS == p[i].start / DAYMS &&
+			      p[i].end + step >= (p[i].end / DAYMS + 1) * DAYMS);
+	}
+	CHECK_EQ_INT(split_range(&a, 5, 5, 1000, DAYMS, &p), 1);
+	CHECK_EQ_INT(split_range(&a, 0, 10 * DAYMS, 1000, 0, &p), 1);
+	/* a boundary exactly on the grid ends the piece one step before it */
+	CHECK_EQ_INT(split_next_boundary(0, 60000, DAYMS), DAYMS - 60000);
+	arena_release(&a);
+}
+
+TEST(labels_pieces_absolute)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	split_piece_t *p;
+	size_t n = split_labels(&a, DAYMS + 5, 3 * DAYMS + 7, DAYMS, &p);
+	CHECK_EQ_INT(n, 3);
+	CHECK(p[0].start == DAYMS + 5 && p[0].end == 2 * DAYMS - 1);
+	CHECK(p[1].start == 2 * DAYMS && p[1].end == 3 * DAYMS - 1);
+	CHECK(p[2].start == 3 * DAYMS && p[2].end == 3 * DAYMS + 7);
+	arena_release(&a);
+}
+
+TEST(at_start_end_resolved)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	str_t out;
+	bool changed;
+	int64_t max_at;
+	err_t err = {0};
+	CHECK(split_resolve_at(&a, STR("rate(x[5m] @ start()) + max_over_time(y[1m:] @ end())"), 1000, 5500,
+	                       &out, &changed, &max_at, &err) == 0);
+	CHECK(changed && max_at == 5500);
+	CHECK(strstr(out.p, "@ 1.000") && strstr(out.p, "@ 5.500") && !strstr(out.p, "start()"));
+	CHECK(split_resolve_at(&a, STR("sum(up)"), 0, 1, &out, &changed, &max_at, &err) == 0);
+	CHECK(!changed && str_eq_c(out, "sum(up)") && max_at == INT64_MIN);
+	CHECK(split_resolve_at(&a, STR("sum("), 0, 1, &out, &changed, &max_at, &err) == ERR_INVALID);
+	arena_release(&a);
+}
+
+static const char *M1 = "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":["
+                        "{\"metric\":{\"a\":\"1\"},\"values\":[[1,\"1\"],[2,\"2\"]]},"
+                        "{\"metric\":{\"a\":\"2\"},\"values\":[[2.500,\"1e-07\"]]}]}}";
+static const char *M2 =
+    "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":["
+    "{\"metric\":{\"a\":\"1\",\"b\":\"x\"},\"values\":[[3,\"NaN\"]]},"
+    "{\"metric\":{\"a\":\"1\"},\"values\":[[2,\"2\"],[3,\"+Inf\"]]}]},\"warnings\":[\"w\"]}";
+
+TEST(merge_sorted_dedup_and_encode)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	promresp_t r1, r2, m;
+	err_t err = {0};
+	CHECK(promresp_decode(&a, PROMRESP_MATRIX, M1, strlen(M1), &r1, &err) == 0);
+	CHECK(promresp_decode(&a, PROMRESP_MATRIX, M2, strlen(M2), &r2, &err) == 0);
+	const promresp_t *in[] = {&r2, &r1};
+	promresp_merge(&a, in, 2, &m);
+	buf_t b = BUF_INIT;
+	promresp_encode(&b, &m, false, false);
+	CHECK_STR(b.p, "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":["
+	               "{\"metric\":{\"a\":\"1\"},\"values\":[[1,\"1\"],[2,\"2\"],[3,\"+Inf\"]]},"
+	               "{\"metric\":{\"a\":\"1\",\"b\":\"x\"},\"values\":[[3,\"NaN\"]]},"
+	               "{\"metric\":{\"a\":\"2\"},\"values\":[[2.500,\"1e-07\"]]}]},\"warnings\":[\"w\"]}");
+	promresp_t cut;
+	promresp_extract(&a, &m, 2000, 2600, &cut);
+	CHECK_EQ_INT(cut.nseries, 2);
+	buf_release(&b);
+	CHECK(promresp_decode(&a, PROMRESP_MATRIX, "{\"status\":\"error\"}", 18, &r1, &err) == ERR_CORRUPT);
+	CHECK(promresp_decode(&a, PROMRESP_MATRIX, "{\"status\":", 10, &r1, &err) == ERR_CORRUPT);
+	arena_release(&a);
+}
+
+TEST(extents_roundtrip_partition_merge_trim)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	promresp_t r;
+	err_t err = {0};
+	const char *j = "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":["
+	                "{\"metric\":{\"a\":\"1\"},\"values\":[[600,\"1\"],[1200,\"2\"],[1800,\"3\"]]}]}}";
+	CHECK(promresp_decode(&a, PROMRESP_MATRIX, j, strlen(j), &r, &err) == 0);
+	extent_t e = {600000, 1800000, r};
+	extents_t ex = {&e, 1}, back;
+	for (int snappy = 0; snappy < 2; snappy++) {
+		buf_t v = BUF_INIT;
+		extents_encode(&v, STR("fe:k"), &ex, snappy);
+		CHECK(extents_decode(&a, PROMRESP_MATRIX, buf_str(&v), STR("fe:k"), snappy, &back));
+		CHECK(back.n == 1 && back.v[0].resp.series[0].n == 3 &&
+		      back.v[0].resp.series[0].pts[2].v == 3);
+		CHECK(!extents_decode(&a, PROMRESP_MATRIX, buf_str(&v), STR("fe:other"), snappy,
+		                      &back)); /* collision */
+		buf_release(&v);
+	}
+	char h[17];
+	extents_hash_key(STR(""), h);
+	CHECK_STR(h, "cbf29ce484222325"); /* FNV-1a 64 offset basis */
+	/* request [0, 3000s] step 600s: [0,0] and [2400s, 3000s] are missing */
+	extents_plan_t plan;
+	extents_partition(&a, &ex, 0, 3000000, 600000, false, &plan);
+	CHECK_EQ_INT(plan.nfetch, 2);
+	CHECK(plan.fetch[0].start == 0 && plan.fetch[0].end == 0);
+	CHECK(plan.fetch[1].start == 2400000 && plan.fetch[1].end == 3000000);
+	CHECK_EQ_INT(plan.ncached, 1);
+	/* an extent off the request's grid is never used */
+	extents_partition(&a, &ex, 300000, 3300000, 600000, false, &plan);
+	CHECK(plan.ncached == 0 && plan.nfetch == 1);
+	/* merging adjacent extents and trimming to the freshness limit */
+	extent_t add = {2400000, 3000000, r};
+	extents_t merged;
+	extents_merge(&a, &ex, &add, 1, 0, 600000, &merged);
+	CHECK(merged.n == 1 && merged.v[0].start == 600000 && merged.v[0].end == 3000000);
+	extents_trim(&a, &merged, 1500000, 600000);
+	CHECK(merged.n == 1 && merged.v[0].end == 1200000 && merged.v[0].resp.series[0].n == 2);
+	arena_release(&a);
+}
+
+TEST_MAIN()
