@@ -1,0 +1,215 @@
+#!/usr/bin/python3
+"""Query frontend benchmark (issue 18), run by bench/frontend_bench.sh.
+
+Data: FRONTEND_BENCH_DAYS (7) days of promtool blocks, FRONTEND_BENCH_SERIES (120) counter series at
+60 s plus a classic histogram, in a FILESYSTEM bucket behind `strata store` and `strata query`; a
+`strata query-frontend` (IN-MEMORY cache, 256 MiB, default flags otherwise) in front of the querier.
+
+1. A dashboard of 12 panels over the whole span (step 600 s, like Grafana's ~1,000 points), the 12 range
+   queries sent at once, as a browser does. Rounds alternate: direct to the querier, then through a
+   freshly started frontend (cold: every piece from the querier, in parallel), then a refresh through
+   the warm frontend shifted by one step (only the new step asked downstream). Medians of the
+   dashboard's wall time; ratios direct/cold (floor 0.7: the frontend no slower than 1/0.7 of direct)
+   and warm/direct (target <= 0.05).
+2. Frontend CPU per cached response (utime+stime of the process over FRONTEND_BENCH_CACHED requests
+   answered wholly from cache), and its RSS with the 256 MiB cache full (raw-series queries at distinct
+   steps until querier_cache_memory_bytes reaches the limit).
+Prints RESULT lines.
+"""
+import concurrent.futures, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.parse, \
+    urllib.request
+
+ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), ".."))
+STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
+DAYS = int(os.environ.get("FRONTEND_BENCH_DAYS", "7"))
+SERIES = int(os.environ.get("FRONTEND_BENCH_SERIES", "120"))
+ROUNDS = int(os.environ.get("FRONTEND_BENCH_ROUNDS", "5"))
+CACHED = int(os.environ.get("FRONTEND_BENCH_CACHED", "200"))
+STEP = 600
+END = (int(time.time()) // 3600 - 2) * 3600
+START = END - DAYS * 86400
+procs = []
+PANELS = [
+    "sum(rate(bench_total[5m]))",
+    "sum by (job) (rate(bench_total[5m]))",
+    "topk(5, rate(bench_total[10m]))",
+    "avg by (instance) (rate(bench_total[5m]))",
+    "max_over_time(sum(rate(bench_total[5m]))[1h:5m])",
+    "histogram_quantile(0.99, sum by (le) (rate(lat_seconds_bucket[5m])))",
+    "histogram_quantile(0.5, sum by (le) (rate(lat_seconds_bucket[5m])))",
+    "sum(rate(lat_seconds_count[5m]))",
+    "count(bench_total) by (job)",
+    "sum(increase(bench_total[1h]))",
+    "quantile(0.9, rate(bench_total[5m]))",
+    "sum by (job) (bench_total) - sum by (job) (bench_total offset 1h)",
+]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def wait_ready(port, p, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1).status == 200:
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        if p.poll() is not None:
+            raise RuntimeError(f"{p.args[:2]} exited with {p.returncode}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{p.args[:2]} not ready")
+
+
+def start(args, log):
+    p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    procs.append(p)
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def gen(tmp):
+    om = os.path.join(tmp, "in.om")
+    with open(om, "w") as f:
+        f.write("# TYPE bench counter\n# TYPE lat_seconds histogram\n")
+        for k, t in enumerate(range(START, END, 60)):
+            for s in range(SERIES):
+                f.write(f'bench_total{{job="j{s % 6}",instance="i{s:03d}"}} {k * (1 + s % 7) + (k // 333) * (s % 3)} {t}\n')
+            c = [k * 2, k * 5, k * 7, k * 8]
+            for b, v in zip(["0.1", "0.5", "1", "+Inf"], c):
+                f.write(f'lat_seconds_bucket{{le="{b}"}} {v} {t}\n')
+            f.write(f"lat_seconds_count {c[-1]} {t}\n")
+        f.write("# EOF\n")
+    out = os.path.join(tmp, "blocks")
+    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", om, out], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.unlink(om)
+    return out
+
+
+def query(port, q, s, e, step):
+    data = urllib.parse.urlencode({"query": q, "start": s, "end": e, "step": step}).encode()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query_range", data=data, timeout=300) as r:
+        body = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"{q}: {r.status}")
+        return body
+
+
+def dashboard(port, shift=0):
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(len(PANELS)) as ex:
+        bodies = list(ex.map(lambda q: query(port, q, START + shift, END + shift, STEP), PANELS))
+    return time.perf_counter() - t0, bodies
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0
+
+
+def metric(port, name):
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(l.rsplit(" ", 1)[1]) for l in body.splitlines() if l.startswith(name + "{") or l.startswith(name + " "))
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="strata-frontend-bench.")
+    log = open(os.path.join(tmp, "procs.log"), "w")
+    try:
+        t0 = time.time()
+        blocks = gen(tmp)
+        print(f"blocks: {DAYS} days x {SERIES + 6} series in {time.time() - t0:.0f}s", flush=True)
+        bdir = os.path.join(tmp, "bucket")
+        os.makedirs(bdir)
+        cfg = f"type: FILESYSTEM\nconfig:\n  directory: {bdir}\n"
+        subprocess.run([STRATA, "tools", "bucket", "upload-blocks", "--objstore.config=" + cfg, "--path=" + blocks],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        sg, sh, qh, qg = free_port(), free_port(), free_port(), free_port()
+        st = start([STRATA, "store", "--objstore.config=" + cfg, "--data-dir=" + os.path.join(tmp, "data"),
+                    f"--grpc-address=127.0.0.1:{sg}", f"--http-address=127.0.0.1:{sh}"], log)
+        wait_ready(sh, st)
+        qp = start([STRATA, "query", f"--endpoint=127.0.0.1:{sg}", f"--http-address=127.0.0.1:{qh}",
+                    f"--grpc-address=127.0.0.1:{qg}"], log)
+        wait_ready(qh, qp)
+        fport = free_port()
+        fargs = [STRATA, "query-frontend", f"--http-address=127.0.0.1:{fport}",
+                 f"--query-frontend.downstream-url=http://127.0.0.1:{qh}", "--http-grace-period=1s",
+                 "--query-range.response-cache-config=type: IN-MEMORY\nconfig:\n  max_size: 256MiB\n"]
+        dashboard(qh)  # warm the store gateway's caches and the page cache for both paths alike
+        direct, cold, warm = [], [], []
+        fe = None
+        for r in range(ROUNDS):
+            d, want = dashboard(qh)
+            direct.append(d)
+            if fe:
+                stop(fe)
+            fe = start(fargs, log)
+            wait_ready(fport, fe)
+            c, got = dashboard(fport)
+            cold.append(c)
+            if got != want:
+                raise RuntimeError("frontend answer differs from the querier's")
+            w, _ = dashboard(fport, shift=STEP)
+            warm.append(w)
+            print(f"round {r}: direct {d * 1000:.0f} ms, cold {c * 1000:.0f} ms, warm refresh {w * 1000:.1f} ms",
+                  flush=True)
+        md, mcold, mwarm = statistics.median(direct), statistics.median(cold), statistics.median(warm)
+        print(f"RESULT frontend_dashboard_direct_ms {md * 1000:.0f} ms 12 panels x {DAYS}d, step {STEP}s, median of {ROUNDS}")
+        print(f"RESULT frontend_dashboard_cold_ms {mcold * 1000:.0f} ms through a fresh frontend")
+        print(f"RESULT frontend_dashboard_warm_ms {mwarm * 1000:.1f} ms refresh shifted by one step")
+        print(f"RESULT frontend_cold_speed_vs_direct {md / mcold:.2f} x (floor 0.7)")
+        print(f"RESULT frontend_warm_latency_vs_direct {mwarm / md:.3f} x (target <= 0.05)")
+
+        # CPU per cached response.
+        c0 = cpu_s(fe.pid)
+        t0 = time.perf_counter()
+        for i in range(CACHED):
+            query(fport, PANELS[i % len(PANELS)], START + STEP, END + STEP, STEP)
+        wall = time.perf_counter() - t0
+        cpu = cpu_s(fe.pid) - c0
+        print(f"RESULT frontend_cpu_per_cached_response_ms {cpu / CACHED * 1000:.2f} ms "
+              f"({CACHED} responses from cache, {wall / CACHED * 1000:.2f} ms wall each)")
+
+        # RSS with the cache full: raw series at distinct steps until the cache holds 256 MiB.
+        step = 60
+        t0 = time.time()
+        while metric(fport, "querier_cache_memory_bytes") < 250 * 1024 * 1024 and time.time() - t0 < 600:
+            query(fport, "bench_total", START, END, step)
+            step += 1
+        cache = metric(fport, "querier_cache_memory_bytes") / 1048576
+        print(f"RESULT frontend_rss_cache_full_mib {rss_mib(fe.pid):.0f} MiB with {cache:.0f} MiB in the IN-MEMORY cache "
+              f"({metric(fport, 'querier_cache_entries'):.0f} entries)")
+    finally:
+        for p in procs:
+            stop(p)
+        log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
