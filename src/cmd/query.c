@@ -137,8 +137,8 @@ int cmd_query(int argc, char **argv)
 		 "separated)."},
 		{"deduplication.func", FLAG_STRING, &dedup_func, "penalty",
 		 "Deduplication algorithm for merging replicas (at least one --query.replica-label must be set): "
-		 "'penalty' sticks to one replica and takes over from another exactly where it has a gap (at least "
-		 "half a scrape interval after the last sample, never doubling the sample rate); 'chain' merges the "
+		 "'penalty' sticks to one replica and takes over from another exactly where it has a gap (the other's "
+		 "first sample after the last one, nothing lost, the sample rate never doubled); 'chain' merges the "
 		 "replicas' samples by timestamp, identical timestamps collapsed (for receiver replication and other "
 		 "replicas with identical timestamps); 'penalty-thanos' is Thanos's penalty algorithm exactly (skips "
 		 "about two intervals at a hand-over)."},

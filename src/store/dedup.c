@@ -70,6 +70,13 @@ static double cursor_value(const dedup_cursor_t *c)
 	return c->offset != 0 ? v + c->offset : v;
 }
 
+/* DEDUP_PENALTY: does c's sample at pos follow its previous one without a gap (so that one says
+ * whether its counter went down)? */
+static bool cursor_unbroken(const dedup_cursor_t *c)
+{
+	return c->have_pv && c->step > 0 && c->t[c->pos] - c->prev_t < c->step + c->step / 2;
+}
+
 /* Take the sample of replica best at its pos: returns its (adjusted) value. */
 static double take(dedup_iter_t *d, size_t best)
 {
@@ -78,9 +85,9 @@ static double take(dedup_iter_t *d, size_t best)
 	bool switched = d->have_last && best != d->cur;
 	if (d->counter && d->mode == DEDUP_PENALTY && b->have_pv && raw < b->prev_v)
 		b->offset = 0; /* the replica's own counter went down: a real reset, kept as such */
-	else if (d->counter && d->mode == DEDUP_PENALTY && switched && isfinite(raw) && isfinite(d->last_v) &&
-	         cursor_value(b) < d->last_v)
-		b->offset = d->last_v - raw;
+	else if (d->counter && d->mode == DEDUP_PENALTY && switched && cursor_unbroken(b) && isfinite(raw) &&
+	         isfinite(d->last_v) && cursor_value(b) < d->last_v)
+		b->offset = d->last_v - raw; /* it did not reset: it lags the replica left */
 	double v = cursor_value(b);
 	if (d->counter && d->mode == DEDUP_PENALTY_THANOS && switched && v < d->last_v) {
 		b->offset += d->last_v - v;
@@ -98,7 +105,8 @@ static double take(dedup_iter_t *d, size_t best)
 }
 
 /* DEDUP_PENALTY (dedup.h): stay with the current replica while its next sample is on time, else take
- * the earliest sample of another one at least half an interval after the last, if it comes first. */
+ * the earliest sample of another one more than a tenth of an interval after the last, if it comes
+ * first. */
 static int next_penalty(dedup_iter_t *d, int64_t *t, double *v, err_t *err)
 {
 	size_t best = d->n;
@@ -119,7 +127,7 @@ static int next_penalty(dedup_iter_t *d, int64_t *t, double *v, err_t *err)
 		if (rc)
 			best = d->cur;
 		if (!rc || (step > 0 && lim - d->last_t >= step + step / 2)) {
-			int64_t from = d->last_t + (step / 2 > 1 ? step / 2 : 1);
+			int64_t from = d->last_t + 1 + step / DEDUP_HANDOVER_DIV;
 			for (size_t i = 0; i < d->n; i++) {
 				if (i == d->cur)
 					continue;

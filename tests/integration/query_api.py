@@ -298,7 +298,7 @@ def main():
         def dedup_close(expr):
             """Dedup of A+B vs the gap-free REF: A and B scrape at the same times, so the default penalty
             deduplication hands over at the other replica's first sample after each gap and the answer is
-            REF's exactly (the Thanos-exact mode skips ~45s there: dedup_test, proxy_test); exactly one series, without the replica label."""
+            REF's exactly (the Thanos-exact mode skips ~45s there: dedup_test, dedup_differential.py); exactly one series, without the replica label."""
             got, want = rng(expr, ab), rng(expr, ref)
             assert len(got) == len(want) == 1, (len(got), len(want))
             assert got[0]["metric"] == want[0]["metric"], (got[0]["metric"], want[0]["metric"])

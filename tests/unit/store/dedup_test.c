@@ -154,31 +154,39 @@ TEST(penalty_identical_timestamps_hand_over_exactly)
 }
 
 /* Offset timestamps (two Prometheus scraping the same target, b 7s after a), each with its own gap:
- * the output never takes a sample closer than half an interval to the previous one, and hands over at
- * the first sample of the other replica after that. */
+ * the output hands over at the other replica's first sample more than a tenth of an interval after the
+ * last one, and only there, so it gains one sample per hand-over and never doubles the rate. */
 TEST(penalty_offset_timestamps_never_double_the_rate)
 {
 	static seq_t a, b;
 	seq_init(&a);
 	seq_init(&b);
 	seq_fill(&a, 0, 600000, 15000, 1, 0, 60000, 120000);
-	seq_fill(&b, 7000, 607000, 15000, 2, 0, 202000, 300000);
+	seq_fill(&b, 7000, 592000, 15000, 2, 0, 202000, 300000);
 	seq_t *srcs[] = {&a, &b};
 	static out_t o;
 	run(&o, DEDUP_PENALTY, false, srcs, 2);
-	/* a to 45s; its next (120s) is late: b's first sample at least 7.5s after 45s is 67s (52s is 7s
-	 * after); b until its gap (187s, then 307s): a's first at least 7.5s after 187s is 195s */
+	/* a to 45s; its next (120s) is late: b from 52s; b until its gap (187s, then 307s): a from 195s */
 	int64_t want[64];
 	int n = 0;
 	for (int64_t x = 0; x <= 45000; x += 15000)
 		want[n++] = x;
-	for (int64_t x = 67000; x <= 187000; x += 15000)
+	for (int64_t x = 52000; x <= 187000; x += 15000)
 		want[n++] = x;
 	for (int64_t x = 195000; x <= 600000; x += 15000)
 		want[n++] = x;
 	check_times(&o, want, n);
+	CHECK_EQ_INT(o.n, 41 + 1); /* a gap-free replica has 41 */
 	for (int i = 1; i < o.n; i++)
-		CHECK(o.t[i] - o.t[i - 1] >= 7500);
+		CHECK(o.t[i] - o.t[i - 1] >= 7000 && o.t[i] - o.t[i - 1] <= 15000);
+	/* b only 1s after a: its copy of the scrape a gave last (within a tenth of an interval) is not
+	 * taken, its next one is */
+	seq_init(&b);
+	seq_fill(&b, 1000, 601000, 15000, 2, 0, 0, 0);
+	run(&o, DEDUP_PENALTY, false, srcs, 2);
+	CHECK_EQ_INT(o.t[3], 45000);
+	CHECK_EQ_INT(o.t[4], 61000);
+	CHECK_DBL(o.v[4], 2);
 	/* offset by more than half an interval (b 9s after a), no gaps: it stays on a all along */
 	seq_init(&b);
 	seq_fill(&b, 9000, 594000, 15000, 2, 0, 0, 0);
@@ -204,17 +212,17 @@ TEST(penalty_short_and_common_gaps)
 	seq_t *srcs[] = {&a, &b};
 	static out_t o;
 	run(&o, DEDUP_PENALTY, false, srcs, 2);
-	/* a to 75s, b from 95s (80s is 5s after 75s), and b to the end */
+	/* a to 75s, b from 80s, and b to the end */
 	CHECK_EQ_INT(o.t[5], 75000);
-	CHECK_EQ_INT(o.t[6], 95000);
+	CHECK_EQ_INT(o.t[6], 80000);
 	CHECK_DBL(o.v[6], 2);
 	CHECK_EQ_INT(o.t[o.n - 1], 305000);
-	CHECK_EQ_INT(o.n, 6 + 15);
-	/* both miss about [100s, 200s): a (in use) resumes at 210s, as b comes later (215s) */
+	CHECK_EQ_INT(o.n, 6 + 16);
+	/* both miss about [100s, 200s): a (in use) resumes at 210s, as b has nothing before (215s) */
 	seq_init(&a);
 	seq_init(&b);
 	seq_fill(&a, 0, 300000, 15000, 1, 0, 100000, 200000);
-	seq_fill(&b, 5000, 305000, 15000, 2, 0, 100000, 215000);
+	seq_fill(&b, 5000, 290000, 15000, 2, 0, 95000, 215000);
 	run(&o, DEDUP_PENALTY, false, srcs, 2);
 	for (int i = 0; i < o.n; i++)
 		CHECK_DBL(o.v[i], 1);
@@ -230,20 +238,20 @@ TEST(penalty_replicas_ending_and_single_samples)
 	seq_init(&c);
 	seq_fill(&a, 0, 100000, 10000, 1, 0, 0, 0);
 	seq_fill(&b, 0, 150000, 10000, 2, 0, 0, 0);
-	seq_fill(&c, 3000, 303000, 10000, 3, 0, 0, 0);
+	seq_fill(&c, 3000, 303000, 10000, 3, 0, 0, 150000);
 	seq_t *srcs[] = {&a, &b, &c};
 	static out_t o;
 	run(&o, DEDUP_PENALTY, false, srcs, 3);
-	/* a to 100s; b (the earliest after 105s: 110s) to its end at 150s; c from 163s to its end */
+	/* a to 100s; b (the earliest after it) to its end at 150s; c from 153s to its end */
 	CHECK_EQ_INT(o.t[10], 100000);
 	CHECK_DBL(o.v[10], 1);
 	CHECK_EQ_INT(o.t[11], 110000);
 	CHECK_DBL(o.v[11], 2);
 	CHECK_EQ_INT(o.t[15], 150000);
-	CHECK_EQ_INT(o.t[16], 163000);
+	CHECK_EQ_INT(o.t[16], 153000);
 	CHECK_DBL(o.v[16], 3);
 	CHECK_EQ_INT(o.t[o.n - 1], 303000);
-	CHECK_EQ_INT(o.n, 16 + 15);
+	CHECK_EQ_INT(o.n, 16 + 16);
 	/* a replica of one sample before the other starts: taken, then the other from its start */
 	seq_init(&a);
 	seq_init(&b);
@@ -319,6 +327,25 @@ TEST(penalty_counter_resets_at_the_hand_over)
 	run(&o, DEDUP_PENALTY_THANOS, true, srcs, 2);
 	CHECK_EQ_INT(o.t[3], 61000); /* and skips 46s, inside b's penalty */
 	CHECK_DBL(o.v[3], 120);
+	/* b has no sample before the hand-over (its data starts there): nothing says it lags, so its value
+	 * is taken as it is (what a single replica shows); Thanos's penalty adjusts */
+	seq_init(&b);
+	seq_fill(&b, 46000, 91000, 15000, 3, 10, 0, 0);
+	run(&o, DEDUP_PENALTY, true, srcs, 2);
+	CHECK_EQ_INT(o.t[3], 46000);
+	CHECK_DBL(o.v[3], 3);
+	run(&o, DEDUP_PENALTY_THANOS, true, srcs, 2);
+	CHECK_EQ_INT(o.t[3], 61000); /* 46s is inside b's penalty */
+	CHECK_DBL(o.v[3], 120);
+	/* ... and so is a replica back from a gap: b's sample before its gap (at 1s) says nothing about what
+	 * happened during it */
+	seq_add(&b, 1000, 150);
+	memmove(b.t + 1, b.t, (size_t)(b.n - 1) * sizeof b.t[0]);
+	memmove(b.v + 1, b.v, (size_t)(b.n - 1) * sizeof b.v[0]);
+	b.t[0] = 1000, b.v[0] = 1;
+	run(&o, DEDUP_PENALTY, true, srcs, 2);
+	CHECK_EQ_INT(o.t[3], 46000);
+	CHECK_DBL(o.v[3], 3);
 	/* identical timestamps and values with the reset exactly at the hand-over: the gap-free series */
 	seq_init(&a);
 	seq_init(&b);
