@@ -734,6 +734,25 @@ static void h_metadata(http_req_t *r, void *arg)
 	reply_ok(r, STR("{}"), &w, 1);
 }
 
+/* Rules and alerts: the querier has no rule sources until rulers exist (they will be reached over
+ * the Rules API); until then Prometheus's empty shapes, with its parameter check. */
+static void h_rules(http_req_t *r, void *arg)
+{
+	if (not_ready(arg, r))
+		return;
+	str_t type;
+	if (http_req_param(r, "type", &type) && type.n && !str_eq(type, STR("alert")) && !str_eq(type, STR("record")))
+		return reply_bad(r, "unsupported type: only 'alert' or 'record' are supported");
+	reply_ok(r, STR("{\"groups\":[]}"), NULL, 0);
+}
+
+static void h_alerts(http_req_t *r, void *arg)
+{
+	if (not_ready(arg, r))
+		return;
+	reply_ok(r, STR("{\"alerts\":[]}"), NULL, 0);
+}
+
 static void put_time_go(buf_t *b, int64_t ms)
 {
 	if (ms == 0) {
@@ -844,6 +863,8 @@ api_t *api_new(http_server_t *srv, const api_config_t *cfg)
 	http_handle(srv, HTTP_M_GET, "/api/v1/status/buildinfo", h_buildinfo, api);
 	http_handle(srv, HTTP_M_GET, "/api/v1/status/flags", h_flags, api);
 	http_handle(srv, HTTP_M_GET, "/api/v1/stores", h_stores, api);
+	http_handle(srv, HTTP_M_GET, "/api/v1/rules", h_rules, api);
+	http_handle(srv, HTTP_M_GET, "/api/v1/alerts", h_alerts, api);
 	http_handle(srv, HTTP_M_OPTIONS, "/api/v1/*", h_options, api);
 	return api;
 }

@@ -1,7 +1,7 @@
 /*
  * query.c — `strata query`: the querier. Flags as Thanos's (reference thanos.md §1.6). Discovers
- * StoreAPI endpoints (query/endpoints.h), serves the Prometheus HTTP API v1 (api/api.h) and the
- * proxy as thanos.Store + thanos.info.Info on gRPC so queriers can be layered.
+ * StoreAPI endpoints (query/endpoints.h), serves the Prometheus HTTP API v1 (api/api.h), the web UI
+ * (ui/ui.h: /graph, /stores, ...) and the proxy as thanos.Store + thanos.info.Info on gRPC so queriers can be layered.
  *
  * Threads: the HTTP loop (main thread) with its worker pool evaluating queries; the endpoint refresh
  * thread (DNS, file SD, Info every 5s); the gRPC server's own loop thread, because proxy calls block
@@ -23,6 +23,7 @@
 #include "store/grpc_server.h"
 #include "store/dedup.h"
 #include "store/grpc_client.h"
+#include "ui/ui.h"
 
 static const char summary[] = "Query node exposing PromQL enabled Query API with data retrieved from multiple store nodes.";
 
@@ -208,6 +209,7 @@ int cmd_query(int argc, char **argv)
 	listener_t *gl = NULL;
 	store_service_t *svc = NULL;
 	api_t *api = NULL;
+	ui_t *ui = NULL;
 	bool gthread = false;
 	pthread_t gth;
 	if (endpoint_set_new(&es, &ec, &err)) {
@@ -236,6 +238,7 @@ int cmd_query(int argc, char **argv)
 			   .max_concurrent = (int)max_conc, .flag_names = (const char *const *)fnames,
 			   .flag_values = (const char *const *)fvalues, .nflags = nflags};
 	api = api_new(http, &ac);
+	ui = ui_new(http, &(ui_config_t){.component = "query", .pages = {UI_PAGES_QUERY}});
 	grpc = grpc_server_new(gloop, NULL);
 	svc = store_grpc_register_pool(grpc, endpoint_set_proxy(es), "query", NULL);
 	if (grpc_server_listen(grpc, grpc_address, &gl, &err)) {
@@ -264,6 +267,7 @@ out:
 	listener_free(gl);
 	http_server_free(http);
 	api_free(api);
+	ui_free(ui);
 	store_grpc_service_free(svc);
 	if (grpc)
 		grpc_server_free(grpc);

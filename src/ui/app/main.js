@@ -1,0 +1,38 @@
+// Strata's web UI. One page per path; the server says which component serves it (and so which pages
+// exist) in the embedded config: {"component": "query"|"store"|"compact"|"bucket", "pages": [...],
+// "adminDisabled": bool, "version": "..."}.
+import 'uplot/dist/uPlot.min.css';
+import './style.css';
+import { render } from 'preact';
+import { html } from './util.js';
+import { QueryPage } from './query.js';
+import { StoresPage, StatusPage, FlagsPage, RulesPage, AlertsPage } from './pages.js';
+import { BlocksPage } from './blocks.js';
+
+const cfg = JSON.parse(document.getElementById('strata-config').textContent);
+
+const PAGES = {
+  graph: ['Query', () => html`<${QueryPage} />`],
+  alerts: ['Alerts', () => html`<${AlertsPage} />`],
+  rules: ['Rules', () => html`<${RulesPage} />`],
+  stores: ['Stores', () => html`<${StoresPage} />`],
+  status: ['Status', () => html`<${StatusPage} cfg=${cfg} />`],
+  flags: ['Flags', () => html`<${FlagsPage} />`],
+  blocks: ['Blocks', () => html`<${BlocksPage} view="global" cfg=${cfg} />`],
+  loaded: ['Loaded blocks', () => html`<${BlocksPage} view="loaded" cfg=${cfg} />`],
+};
+
+function App() {
+  const page = window.location.pathname.replace(/^\/+|\/+$/g, '') || cfg.pages[0];
+  const current = PAGES[page] && cfg.pages.includes(page) ? page : cfg.pages[0];
+  return html`<div>
+    <nav class="navbar">
+      <a class="brand" href=${'/' + cfg.pages[0]}>Strata <span class="component">${cfg.component}</span></a>
+      ${cfg.pages.map((p) => html`<a class=${'nav-link' + (p === current ? ' active' : '')} href=${'/' + p}>${PAGES[p][0]}</a>`)}
+      <span class="version">v${cfg.version}</span>
+    </nav>
+    <main>${PAGES[current][1]()}</main>
+  </div>`;
+}
+
+render(html`<${App} />`, document.getElementById('root'));

@@ -1,0 +1,251 @@
+// Browser steps of tests/integration/ui_browser.py (which starts the servers and passes their URLs in
+// UI_* variables). Debian's chromium, driven by playwright-core from src/ui/node_modules. Prints one
+// PASS/FAIL line per check; every page's console errors, page errors and failed requests fail it.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const { chromium } = await import(path.join(root, 'src/ui/node_modules/playwright-core/index.mjs'));
+
+const env = process.env;
+const Q = env.UI_QUERY;
+const SHOTS = env.UI_SHOTS;
+const START = +env.UI_START, END = +env.UI_END;
+let failed = 0;
+
+function result(name, ok, why = '') {
+  if (ok) console.log(`PASS ui_browser:${name}`);
+  else {
+    failed++;
+    console.log(`FAIL ui_browser:${name}: ${why}`);
+  }
+}
+
+async function check(name, fn) {
+  try {
+    await fn();
+    result(name, true);
+  } catch (e) {
+    result(name, false, String(e && e.stack ? e.stack.split('\n').slice(0, 3).join(' | ') : e));
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+function eq(a, b, what) {
+  const ja = JSON.stringify(a), jb = JSON.stringify(b);
+  if (ja !== jb) throw new Error(`${what}: got ${ja.slice(0, 400)} want ${jb.slice(0, 400)}`);
+}
+
+async function apiGet(base, p, params) {
+  const r = await fetch(`${base}${p}?${new URLSearchParams(params)}`);
+  return r.json();
+}
+
+// Prometheus UI's label formatting (the UI must show exactly this).
+function fmtLabels(m) {
+  const name = m.__name__ || '';
+  const rest = Object.keys(m).filter((k) => k !== '__name__').sort().map((k) => `${k}=${JSON.stringify(m[k])}`);
+  return rest.length || !name ? `${name}{${rest.join(', ')}}` : name;
+}
+
+const pad = (n) => String(n).padStart(2, '0');
+function fmtTime(sec) {
+  const d = new Date(sec * 1000);
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+}
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+context.setDefaultTimeout(15000);
+
+// A page whose problems (console errors, uncaught errors, failed requests, HTTP errors other than the
+// ones a step expects) are collected; done() fails the step if there were any.
+async function open(url, expectStatus = []) {
+  const page = await context.newPage();
+  const problems = [];
+  page.on('console', (m) => m.type() === 'error' && !/status of 400/.test(m.text()) && problems.push('console: ' + m.text()));
+  page.on('pageerror', (e) => problems.push('page error: ' + e.message));
+  page.on('requestfailed', (r) => !/aborted/i.test(r.failure()?.errorText || '') && problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400 && !expectStatus.includes(r.status())) problems.push(`HTTP ${r.status()}: ${r.url()}`);
+  });
+  await page.goto(url);
+  page.problems = problems;
+  return page;
+}
+
+async function done(page, shot) {
+  if (shot) await page.screenshot({ path: path.join(SHOTS, shot + '.png'), fullPage: true });
+  const p = page.problems;
+  await page.close();
+  assert(p.length === 0, p.join('; '));
+}
+
+const tableRows = (page) =>
+  page.$$eval('.result-table tr', (trs) => trs.map((tr) => [tr.querySelector('.labels').textContent, tr.querySelector('.value').textContent]));
+
+const MOMENT = END - 1200;
+
+// ---- query page: typing with completion, table equals the API
+await check('table_with_autocompletion', async () => {
+  const page = await open(`${Q}/graph`);
+  await page.click('button[data-tab="table"]');
+  await page.fill('input.moment', fmtTime(MOMENT));
+  await page.press('input.moment', 'Enter');
+  await page.click('.editor .cm-content');
+  await page.keyboard.type('ui_te');
+  const opt = page.locator('.cm-tooltip-autocomplete li', { hasText: 'ui_temp' }).first();
+  await opt.waitFor();
+  await page.waitForTimeout(200); // CodeMirror ignores Enter in the list's first 75 ms (interactionDelay)
+  await page.keyboard.press('Enter'); // accept the completion
+  const text = await page.locator('.editor .cm-content').textContent();
+  eq(text, 'ui_temp', 'editor text after completion');
+  await page.keyboard.press('Enter'); // run
+  await page.waitForSelector('.result-table tr');
+  const api = await apiGet(Q, '/api/v1/query', { query: 'ui_temp', time: MOMENT });
+  const want = api.data.result.map((s) => [fmtLabels(s.metric), s.value[1]]);
+  assert(want.length >= 5, `API returned ${want.length} series`);
+  eq(await tableRows(page), want, 'table rows');
+  const evalText = await page.textContent('.evaltime');
+  assert(evalText.includes(fmtTime(MOMENT)), `evaluation time shown: ${evalText}`);
+  await done(page, 'query-table');
+});
+
+// ---- graph: one legend entry per series, a drawn canvas, hover value at a known timestamp
+const RANGE_EXPR = 'ui_temp{cluster="ui"}';
+await check('graph_legend_canvas_hover', async () => {
+  const qs = new URLSearchParams({ 'g0.expr': RANGE_EXPR, 'g0.tab': '0', 'g0.range_input': '1h', 'g0.end_input': fmtTime(END),
+    'g0.step_input': '60' });
+  const page = await open(`${Q}/graph?${qs}`);
+  await page.waitForSelector('.legend-item');
+  const api = await apiGet(Q, '/api/v1/query_range', { query: RANGE_EXPR, start: END - 3600, end: END, step: 60 });
+  const want = api.data.result.map((s) => fmtLabels(s.metric));
+  eq(await page.$$eval('.legend-labels', (els) => els.map((e) => e.textContent)), want, 'legend entries');
+  // Not blank: many non-background pixels on the series canvas.
+  const painted = await page.$eval('.chart canvas', (c) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n;
+  });
+  assert(painted > 2000, `canvas has only ${painted} painted pixels`);
+  // Hover the middle of the plot: the tooltip names a time, a series and its value; the API agrees.
+  const box = await page.locator('.chart .u-over').boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.waitForSelector('.tooltip');
+  const tip = {
+    time: await page.textContent('.tip-time'),
+    labels: await page.textContent('.tip-labels'),
+    value: (await page.textContent('.tip-value')).replace('value: ', ''),
+  };
+  const series = api.data.result.find((s) => fmtLabels(s.metric) === tip.labels);
+  assert(series, `tooltip series ${tip.labels} not in the API answer`);
+  const point = series.values.find((v) => fmtTime(v[0]) === tip.time);
+  assert(point, `no API point at ${tip.time}`);
+  eq(tip.value, String(parseFloat(point[1])), `value at ${tip.time}`);
+  await done(page, 'query-graph');
+});
+
+// ---- dedup switch changes the number of series for HA data
+await check('dedup_switch', async () => {
+  const qs = new URLSearchParams({ 'g0.expr': 'ui_requests_total', 'g0.tab': '1', 'g0.moment_input': fmtTime(MOMENT) });
+  const page = await open(`${Q}/graph?${qs}`);
+  await page.waitForSelector('.result-table tr');
+  const on = await tableRows(page);
+  const apiOn = await apiGet(Q, '/api/v1/query', { query: 'ui_requests_total', time: MOMENT, dedup: 'true' });
+  eq(on.length, apiOn.data.result.length, 'series with dedup');
+  eq(on.length, 3, 'series with dedup');
+  await page.uncheck('input.opt-dedup');
+  await page.waitForFunction(() => document.querySelectorAll('.result-table tr').length === 6);
+  const off = await tableRows(page);
+  const apiOff = await apiGet(Q, '/api/v1/query', { query: 'ui_requests_total', time: MOMENT, dedup: 'false' });
+  eq(off, apiOff.data.result.map((s) => [fmtLabels(s.metric), s.value[1]]), 'rows without dedup');
+  assert(new URL(page.url()).searchParams.get('g0.deduplicate') === '0', 'URL carries g0.deduplicate=0');
+  await done(page, 'query-dedup-off');
+});
+
+// ---- the parser's error, shown and marked at its position
+await check('invalid_expression_error', async () => {
+  const page = await open(`${Q}/graph`, [400]);
+  await page.click('button[data-tab="table"]');
+  await page.click('.editor .cm-content');
+  await page.keyboard.type('sum(ui_temp) / on');
+  await page.keyboard.press('Escape');
+  await page.click('button.execute');
+  await page.waitForSelector('.alert.error');
+  const msg = await page.textContent('.alert.error');
+  const api = await apiGet(Q, '/api/v1/query', { query: 'sum(ui_temp) / on' });
+  assert(api.status === 'error' && api.error, 'API answers an error');
+  eq(msg, 'Error executing query: ' + api.error, 'error message');
+  await page.waitForSelector('.cm-lintRange-error');
+  await done(page, 'query-error');
+});
+
+// ---- URL state round-trips: a g0.* link opens the same panel, and the page keeps it in the URL
+await check('url_state_roundtrip', async () => {
+  const qs = new URLSearchParams({ 'g0.expr': 'sum by (sensor) (ui_temp)', 'g0.tab': '1', 'g0.moment_input': fmtTime(MOMENT),
+    'g1.expr': RANGE_EXPR, 'g1.tab': '0', 'g1.range_input': '30m', 'g1.end_input': fmtTime(END), 'g1.stacked': '1' });
+  const page = await open(`${Q}/graph?${qs}`);
+  await page.waitForSelector('.panel[data-panel="0"] .result-table tr');
+  await page.waitForSelector('.panel[data-panel="1"] .legend-item');
+  const api = await apiGet(Q, '/api/v1/query', { query: 'sum by (sensor) (ui_temp)', time: MOMENT });
+  eq(await page.$$eval('.panel[data-panel="0"] .result-table tr', (t) => t.length), api.data.result.length, 'panel 0 rows');
+  const editor = await page.textContent('.panel[data-panel="1"] .cm-content');
+  eq(editor, RANGE_EXPR, 'panel 1 expression');
+  eq(await page.inputValue('.panel[data-panel="1"] input.range'), '30m', 'panel 1 range');
+  assert(await page.isChecked('.panel[data-panel="1"] input.opt-stacked'), 'panel 1 stacked');
+  const u = new URL(page.url()).searchParams;
+  for (const [k, v] of qs) eq(u.get(k), v, 'URL ' + k);
+  // Reopening the page's own URL gives the same table.
+  const rows0 = await page.$$eval('.panel[data-panel="0"] .result-table tr', (t) => t.map((r) => r.textContent));
+  const again = await open(page.url());
+  await again.waitForSelector('.panel[data-panel="0"] .result-table tr');
+  eq(await again.$$eval('.panel[data-panel="0"] .result-table tr', (t) => t.map((r) => r.textContent)), rows0, 'rows after reopening');
+  await done(again, null);
+  await done(page, 'query-two-panels');
+});
+
+// ---- stores, status, flags, rules, alerts
+await check('stores_page', async () => {
+  const page = await open(`${Q}/stores`);
+  await page.waitForSelector('.store-row');
+  const api = await apiGet(Q, '/api/v1/stores', {});
+  const want = Object.values(api.data).flat().map((s) => [s.name, s.labelSets.map(fmtLabels).join('')]).sort();
+  const got = (await page.$$eval('.store-row', (rs) => rs.map((r) => [r.querySelector('.store-name').textContent,
+    [...r.querySelectorAll('.labelset')].map((l) => l.textContent).join('')]))).sort();
+  eq(got, want, 'stores');
+  eq(got.map((g) => g[0]), JSON.parse(env.UI_STORES).sort(), 'every endpoint listed');
+  await done(page, 'stores');
+});
+
+await check('status_flags_rules_alerts_pages', async () => {
+  let page = await open(`${Q}/status`);
+  await page.waitForSelector('.buildinfo');
+  assert((await page.textContent('.buildinfo')).includes('version'), 'build info shown');
+  await done(page, 'status');
+  page = await open(`${Q}/flags`);
+  await page.waitForSelector('table.flags');
+  assert((await page.textContent('table.flags')).includes('--query.replica-label'), 'flags shown');
+  await done(page, 'flags');
+  page = await open(`${Q}/rules`);
+  await page.waitForSelector('.rules-empty');
+  await done(page, 'rules');
+  page = await open(`${Q}/alerts`);
+  await page.waitForSelector('.alerts-empty');
+  await done(page, 'alerts');
+});
+
+if (env.UI_BUCKET_WEB) {
+  const { blockViewerChecks } = await import('./ui_blocks.mjs');
+  await blockViewerChecks({ check, assert, eq, open, done, apiGet, env });
+}
+
+await browser.close();
+process.exit(failed ? 1 : 0);

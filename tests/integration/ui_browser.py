@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""The web UI in a real browser: Debian's headless chromium driven by playwright-core (from src/ui's npm
+packages) against `strata query` over two `strata store`s.
+
+Data: promtool blocks over the last ~3h (so the editor's completion, which looks back 12h, sees them):
+  ui_temp{sensor="s0".."s4"}      gauge, value = 10*sensor + (minute of the hour % 7), every 30s;
+  ui_requests_total{instance=...} counter, scraped by two HA replicas.
+Replica A's blocks go to bucket A (external labels cluster="ui", replica="a"), replica B's to bucket B
+(replica="b"); `strata query --query.replica-label=replica` over both stores. Bucket A also gets a
+compacted (level 2) copy of the gauge data under another stream (cluster="ui-history") so the block
+viewer has two levels and two rows.
+
+The browser steps (tests/integration/ui/ui_test.mjs) print PASS/FAIL lines; screenshots of every page go
+to $STRATA_TEST_LOGDIR/screenshots (kept by tests/run). Bounded: every wait has a timeout, and the
+whole run is killed after 150 s.
+"""
+import json, os, shutil, subprocess, sys, tempfile, time, urllib.request
+from lib_harness import Harness, free_port, stop, wait_ready, wait_until
+
+ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
+STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
+harness = Harness("ui_browser")
+procs = []
+
+NOW = int(time.time())
+START = (NOW - 3 * 3600) // 60 * 60
+END = (NOW - 600) // 60 * 60
+
+
+def start(tmp, name, argv):
+    log = open(os.path.join(tmp, name + ".log"), "w")
+    p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    procs.append(p)
+    return p
+
+
+def om_blocks(tmp, name, lines_for):
+    om = os.path.join(tmp, name + ".om")
+    with open(om, "w") as f:
+        f.write("# TYPE ui_temp gauge\n# TYPE ui_requests counter\n")
+        for t in range(START, END + 1, 30):
+            for line in lines_for(t):
+                f.write(f"{line} {t}\n")
+        f.write("# EOF\n")
+    out = os.path.join(tmp, name)
+    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", om, out], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
+
+
+def temp_lines(t):
+    for s in range(5):
+        yield f'ui_temp{{sensor="s{s}"}} {10 * s + (t // 60) % 7}'
+
+
+def req_lines(offset):
+    def f(t):
+        for i in range(3):
+            yield f'ui_requests_total{{instance="10.0.0.{i}:9100"}} {(t - START) // 30 * (i + 1) + offset}'
+        yield from temp_lines(t)
+    return f
+
+
+def upload(bucket_dir, path, *labels):
+    cfg = f"type: FILESYSTEM\nconfig:\n  directory: {bucket_dir}\n"
+    subprocess.run([STRATA, "tools", "bucket", "upload-blocks", "--objstore.config=" + cfg, "--path=" + path] +
+                   [f"--label={l}" for l in labels], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return cfg
+
+
+def level2(bucket_dir):
+    """Rewrite one uploaded ui-history block's meta.json as a level-2 compaction result (what the viewer
+    colours differently); its content stays valid."""
+    for ulid in sorted(os.listdir(bucket_dir)):
+        mp = os.path.join(bucket_dir, ulid, "meta.json")
+        if not os.path.exists(mp):
+            continue
+        m = json.load(open(mp))
+        if m.get("thanos", {}).get("labels", {}).get("cluster") == "ui-history":
+            m["compaction"]["level"] = 2
+            m["compaction"]["sources"] = [m["ulid"], "01ARZ3NDEKTSV4RRFFQ69G5FAV"]
+            json.dump(m, open(mp, "w"), indent="\t")
+            return ulid
+    raise RuntimeError("no ui-history block uploaded")
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="strata-ui-browser.")
+    logdir = os.environ.get("STRATA_TEST_LOGDIR") or tmp
+    shots = os.path.join(logdir, "screenshots")
+    os.makedirs(shots, exist_ok=True)
+    out = ""
+    try:
+        ba, bb = os.path.join(tmp, "bucket-a"), os.path.join(tmp, "bucket-b")
+        os.makedirs(ba)
+        os.makedirs(bb)
+        cfg_a = upload(ba, om_blocks(tmp, "a", req_lines(0)), 'cluster="ui"', 'replica="a"')
+        upload(ba, om_blocks(tmp, "hist", temp_lines), 'cluster="ui-history"')
+        lvl2 = level2(ba)
+        cfg_b = upload(bb, om_blocks(tmp, "b", req_lines(0)), 'cluster="ui"', 'replica="b"')
+
+        stores = []
+        for name, cfg in (("a", cfg_a), ("b", cfg_b)):
+            gp, hp = free_port(), free_port()
+            p = start(tmp, "store-" + name, [STRATA, "store", "--objstore.config=" + cfg,
+                                             "--data-dir=" + os.path.join(tmp, "data-" + name),
+                                             f"--grpc-address=127.0.0.1:{gp}", f"--http-address=127.0.0.1:{hp}",
+                                             "--http-grace-period=1s"])
+            stores.append((p, gp, hp, name))
+        qport, qgrpc = free_port(), free_port()
+        q = start(tmp, "query", [STRATA, "query", f"--http-address=127.0.0.1:{qport}",
+                                 f"--grpc-address=127.0.0.1:{qgrpc}", "--query.replica-label=replica",
+                                 "--http-grace-period=1s", "--grpc-grace-period=1s"] +
+                  [f"--endpoint=127.0.0.1:{gp}" for (_, gp, _, _) in stores])
+        for p, _, hp, name in stores:
+            wait_ready(hp, p, "strata store " + name)
+        wait_ready(qport, q, "strata query")
+        # The querier sees both stores' label sets before the browser starts.
+        def stores_known():
+            d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{qport}/api/v1/stores", timeout=2))["data"]
+            return sum(1 for s in d.get("store", []) if s["labelSets"]) == 2
+        wait_until(stores_known, q, "strata query's store list")
+
+        env = dict(os.environ, UI_QUERY=f"http://127.0.0.1:{qport}",
+                   UI_STORE_WEB=f"http://127.0.0.1:{stores[0][2]}", UI_BUCKET_DIR=ba, UI_LEVEL2=lvl2,
+                   UI_STORES=json.dumps([f"127.0.0.1:{gp}" for (_, gp, _, _) in stores]),
+                   UI_START=str(START), UI_END=str(END), UI_SHOTS=shots)
+        r = subprocess.run(["node", os.path.join(ROOT, "tests", "integration", "ui", "ui_test.mjs")], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=150)
+        out = r.stdout
+        sys.stdout.write(out)
+        if r.returncode != 0 and "FAIL " not in out:
+            harness.result("driver", False, f"ui_test.mjs exited with {r.returncode}")
+        print(f"screenshots: {shots}")
+    finally:
+        for p in procs:
+            stop(p)
+        if harness.failed:
+            for f in sorted(os.listdir(tmp)):
+                if f.endswith(".log"):
+                    print(f"--- {f}:")
+                    print(open(os.path.join(tmp, f)).read()[-2000:])
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if harness.failed or "FAIL " in out else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+#!/bin/bash
+# ui_serve.sh — the embedded web UI as HTTP serves it (no browser: ui_browser.py drives the pages):
+# "/" redirects to the first page; every page is index.html with the component's config, no-cache with
+# an ETag that answers 304; the content-hashed bundle is immutable, sent gzipped as stored to clients
+# that take gzip and inflated (byte-identical to build/ui/) to those that do not; unknown assets 404;
+# HEAD works; Prometheus's /classic/graph opens the query page; the querier's /api/v1/rules and
+# /api/v1/alerts answer Prometheus's empty shapes.
+. "$(dirname "$0")/lib.sh"
+
+[ -x "$STRATA_BIN" ] || { fail setup "missing $STRATA_BIN (build first)"; finish; }
+UI_DIST=$(dirname "$STRATA_BIN")/ui
+hp=$(free_port)
+gp=$(free_port)
+start_bg query "$STRATA_BIN" query --http-address=127.0.0.1:$hp --grpc-address=127.0.0.1:$gp --http-grace-period=1s
+wait_url "http://127.0.0.1:$hp/-/ready" 20 || { fail setup "strata query not ready: $(tail -5 "$TEST_TMP/query.log")"; finish; }
+U=http://127.0.0.1:$hp
+H=$TEST_TMP/headers
+
+check root_redirects_to_graph test "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$U/")" = "302 $U/graph"
+
+page=$(curl -s -D "$H" "$U/graph")
+check page_is_html grep -qi '^content-type: text/html' "$H"
+check page_no_cache grep -qi '^cache-control: no-cache' "$H"
+check page_config grep -q '"component":"query".*"pages":\["graph","stores","rules","alerts","status","flags"\]' <<<"$page"
+etag=$(sed -n 's/^[Ee][Tt]ag: *\(.*\)\r$/\1/p' "$H")
+check page_etag_304 test "$(http_code "$U/graph" -H "If-None-Match: $etag")" = 304
+check page_other_etag_200 test "$(http_code "$U/graph" -H 'If-None-Match: "other"')" = 200
+for p in stores rules alerts status flags classic/graph; do
+	check "page_$(tr / _ <<<"$p")" test "$(http_code "$U/$p")" = 200
+done
+check head_page test "$(curl -s -o /dev/null -w '%{http_code}' -I "$U/graph")" = 200
+check block_pages_absent test "$(http_code "$U/blocks")" = 404
+
+js=$(grep -o '/static/app-[0-9a-f]*\.js' <<<"$page")
+css=$(grep -o '/static/app-[0-9a-f]*\.css' <<<"$page")
+check bundle_named test -n "$js" -a -n "$css"
+curl -s -D "$H" -H 'Accept-Encoding: gzip' -o "$TEST_TMP/app.js.gz" "$U$js"
+check bundle_gzip grep -qi '^content-encoding: gzip' "$H"
+check bundle_immutable grep -qi '^cache-control: public, max-age=31536000, immutable' "$H"
+check bundle_gzip_content cmp -s <(gzip -dc "$TEST_TMP/app.js.gz") "$UI_DIST/$(basename "$js")"
+curl -s -D "$H" -o "$TEST_TMP/app.js" "$U$js"
+check bundle_identity_inflated bash -c "! grep -qi '^content-encoding' '$H' && cmp -s '$TEST_TMP/app.js' '$UI_DIST/$(basename "$js")'"
+check css_served cmp -s <(curl -s "$U$css") "$UI_DIST/$(basename "$css")"
+jetag=$(sed -n 's/^[Ee][Tt]ag: *\(.*\)\r$/\1/p' "$H")
+check bundle_etag_304 test "$(http_code "$U$js" -H "If-None-Match: $jetag")" = 304
+check unknown_asset_404 test "$(http_code "$U/static/app-0000.js")" = 404
+
+check rules_empty test "$(curl -s "$U/api/v1/rules")" = '{"status":"success","data":{"groups":[]}}'
+check rules_bad_type test "$(http_code "$U/api/v1/rules?type=bogus")" = 400
+check alerts_empty test "$(curl -s "$U/api/v1/alerts")" = '{"status":"success","data":{"alerts":[]}}'
+finish
