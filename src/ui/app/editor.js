@@ -3,11 +3,11 @@
 // client-side linter), plus the server parser's error marked at its position.
 import { useEffect, useRef } from 'preact/hooks';
 import { EditorView, keymap, placeholder, highlightSpecialChars, drawSelection } from '@codemirror/view';
-import { EditorState, Prec } from '@codemirror/state';
+import { EditorState, Prec, StateEffect } from '@codemirror/state';
 import { defaultKeymap, history, historyKeymap, insertNewlineAndIndent } from '@codemirror/commands';
 import { autocompletion, completionKeymap, closeBrackets, closeBracketsKeymap, completionStatus } from '@codemirror/autocomplete';
 import { bracketMatching, syntaxHighlighting, HighlightStyle } from '@codemirror/language';
-import { lintKeymap, setDiagnostics } from '@codemirror/lint';
+import { lintKeymap, linter } from '@codemirror/lint';
 import { tags } from '@lezer/highlight';
 import { PromQLExtension } from '@prometheus-io/codemirror-promql';
 import { html } from './util.js';
@@ -26,6 +26,9 @@ const highlight = HighlightStyle.define([
   { tag: tags.invalid, color: 'red' },
   { tag: tags.comment, color: '#888', fontStyle: 'italic' },
 ]);
+
+// Dispatched when the querier's parse error changes, so the lint source below runs again.
+const serverErrorChanged = StateEffect.define();
 
 // One completion client for the page: the metric and label lists are cached across panels.
 let promql;
@@ -56,6 +59,7 @@ export function Editor({ value, onChange, onExecute, error }) {
   const view = useRef(null);
   const cb = useRef({});
   cb.current = { onChange, onExecute };
+  const serverError = useRef(null); // the querier's parse error for the current text
 
   useEffect(() => {
     const run = () => {
@@ -77,6 +81,15 @@ export function Editor({ value, onChange, onExecute, error }) {
           placeholder('Expression (press Shift+Enter for newlines)'),
           EditorView.lineWrapping,
           promqlExtension().asExtension(),
+          // A second lint source next to codemirror-promql's: the querier's own parse error, marked at
+          // the position it names until the text changes.
+          linter(
+            (v) => {
+              const r = serverError.current && errorRange(v.state.doc, serverError.current);
+              return r ? [{ ...r, severity: 'error', message: serverError.current, source: 'querier' }] : [];
+            },
+            { delay: 0, needsRefresh: (u) => u.transactions.some((tr) => tr.effects.some((e) => e.is(serverErrorChanged))) }
+          ),
           Prec.highest(
             keymap.of([
               // Enter runs the query unless the completion list is open (then it picks the item).
@@ -86,7 +99,9 @@ export function Editor({ value, onChange, onExecute, error }) {
           ),
           keymap.of([...closeBracketsKeymap, ...defaultKeymap, ...historyKeymap, ...completionKeymap, ...lintKeymap]),
           EditorView.updateListener.of((u) => {
-            if (u.docChanged) cb.current.onChange(u.state.doc.toString());
+            if (!u.docChanged) return;
+            serverError.current = null;
+            cb.current.onChange(u.state.doc.toString());
           }),
         ],
       }),
@@ -94,12 +109,9 @@ export function Editor({ value, onChange, onExecute, error }) {
     return () => view.current.destroy();
   }, []);
 
-  // The querier's own parse error, underlined at the position it names.
   useEffect(() => {
-    const v = view.current;
-    if (!v) return;
-    const r = error && errorRange(v.state.doc, error);
-    v.dispatch(setDiagnostics(v.state, r ? [{ ...r, severity: 'error', message: error, source: 'querier' }] : []));
+    serverError.current = error || null;
+    if (view.current) view.current.dispatch({ effects: serverErrorChanged.of(null) });
   }, [error]);
 
   return html`<div class="editor" ref=${host}></div>`;
