@@ -7,7 +7,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "api/compress.h"
+#include "net/api_compress.h"
 #include "base/alloc.h"
 #include "base/log.h"
 #include "base/str.h"
