@@ -20,6 +20,8 @@
 #include "objstore/config.h"
 #include "block/bucket_relabel.h"
 #include "storegw/bucket_store.h"
+#include "ui/blockview.h"
+#include "ui/ui.h"
 #include "store/grpc_server.h"
 #include "storegw/indexcache.h"
 
@@ -94,8 +96,14 @@ static void *sync_main(void *arg)
 	return NULL;
 }
 
+static size_t loaded_blocks(void *arg, arena_t *a, const char ***ids)
+{
+	return bucket_store_block_ids(arg, a, ids);
+}
+
 int cmd_store(int argc, char **argv)
 {
+	static bool disable_admin;
 	static cmd_server_flags_t sf;
 	static char *objcfg, *objcfg_file, *data_dir, *min_time_s, *max_time_s, *ic_cfg, *ic_cfg_file, *relabel,
 		*relabel_file, *grpc_address;
@@ -127,6 +135,8 @@ int cmd_store(int argc, char **argv)
 		{"selector.relabel-config", FLAG_STRING, &relabel, NULL, "Alternative to 'selector.relabel-config-file'."},
 		{"selector.relabel-config-file", FLAG_STRING, &relabel_file, NULL,
 		 "Path to YAML file with relabeling configuration (keep/drop) that selects blocks by external labels."},
+		{"disable-admin-operations", FLAG_BOOL, &disable_admin, "false",
+		 "Disable UI/API admin operations like marking blocks for deletion and no compaction."},
 		{"ignore-deletion-marks-delay", FLAG_DURATION, &del_delay_ms, "24h",
 		 "Duration after which blocks marked for deletion are filtered out while fetching blocks."},
 		{"store.index-header-lazy-reader-idle-timeout", FLAG_DURATION, &idle_ms, "5m",
@@ -209,6 +219,8 @@ int cmd_store(int argc, char **argv)
 	grpc_server_t *grpc = NULL;
 	listener_t *gl = NULL;
 	store_service_t *svc = NULL;
+	ui_t *ui = NULL;
+	blockview_t *bv = NULL;
 	rc = 1;
 	if (loop_new(&loop, &err)) {
 		fprintf(stderr, "strata store: %s\n", err.msg);
@@ -219,6 +231,10 @@ int cmd_store(int argc, char **argv)
 		fprintf(stderr, "strata store: %s\n", err.msg);
 		goto out_loop;
 	}
+	/* The block viewer: /blocks (the bucket) and /loaded (the blocks this gateway serves). */
+	ui = ui_new(http, &(ui_config_t){.component = "store", .pages = {UI_PAGES_BLOCKS}, .admin_disabled = disable_admin});
+	bv = blockview_new(http, &(blockview_config_t){.bkt = bkt, .admin_disabled = disable_admin,
+							.refresh_ms = sync_ms, .loaded = loaded_blocks, .loaded_arg = bs});
 	grpc = grpc_server_new(loop, NULL);
 	svc = store_grpc_register_pool(grpc, bucket_store_base(bs), "store", &(store_grpc_config_t){.series_concurrency = (int)max_conc});
 	if (grpc_server_listen(grpc, grpc_address, &gl, &err)) {
@@ -247,6 +263,8 @@ int cmd_store(int argc, char **argv)
 out_servers:
 	listener_free(gl);
 	http_server_free(http);
+	blockview_free(bv);
+	ui_free(ui);
 	store_grpc_service_free(svc);
 	grpc_server_free(grpc);
 out_loop:

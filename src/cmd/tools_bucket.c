@@ -1,5 +1,5 @@
 /*
- * tools_bucket.c — `strata tools bucket {ls,inspect,verify,upload-blocks}` (Thanos `tools bucket`).
+ * tools_bucket.c — `strata tools bucket {ls,inspect,verify,upload-blocks,web}` (Thanos `tools bucket`).
  *
  * All subcommands take --objstore.config / --objstore.config-file. Blocks are top-level "<ULID>/"
  * directories with a meta.json; directories without one are partial uploads (shown by verify only).
@@ -27,6 +27,9 @@
 #include "tsdb/chunkfile.h"
 #include "tsdb/index.h"
 #include "tsdb/meta.h"
+#include "net/http.h"
+#include "ui/blockview.h"
+#include "ui/ui.h"
 
 typedef struct bucket_flags {
 	char *config;
@@ -822,6 +825,67 @@ static int cmd_upload_blocks(int argc, char **argv)
 	return rc;
 }
 
+/* ---- web ---- */
+
+/* The bucket block viewer (ui/ui.h's /blocks page over ui/blockview.h's API) until SIGTERM. */
+static int cmd_web(int argc, char **argv)
+{
+	static bucket_flags_t bf;
+	static cmd_server_flags_t sf;
+	static int64_t refresh_ms, timeout_ms;
+	static char *label;
+	static bool disable_admin;
+	flag_def_t defs[] = {
+		CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"),
+		OBJSTORE_FLAGS(&bf),
+		{"refresh", FLAG_DURATION, &refresh_ms, "30m", "Refresh interval to download metadata from remote storage."},
+		{"timeout", FLAG_DURATION, &timeout_ms, "5m", "Timeout to download metadata from remote storage (accepted; "
+		 "the bucket's own request timeouts apply).", NULL, true},
+		{"label", FLAG_STRING, &label, "", "External block label to use as group title."},
+		{"disable-admin-operations", FLAG_BOOL, &disable_admin, "false",
+		 "Disable UI/API admin operations like marking blocks for deletion and no compaction."},
+	};
+	flags_result_t res = {0};
+	int exit_now;
+	int rc = cmd_parse_flags(argv[0], "Web interface for remote storage bucket.", defs, ARRAY_LEN(defs), argc, argv,
+				 &res, &exit_now);
+	if (exit_now)
+		return rc;
+	free(res.pos);
+	if ((rc = cmd_server_setup_logging(argv[0], &sf)))
+		return rc;
+	bucket_t *b;
+	if ((rc = open_bucket(argv[0], &bf, &b)))
+		return rc;
+	err_t err = {0};
+	loop_t *loop = NULL;
+	http_server_t *http = NULL;
+	rc = 1;
+	if (loop_new(&loop, &err) ||
+	    http_server_new(&http, loop, &(http_server_config_t){.address = sf.http_address, .component = "bucket"}, &err)) {
+		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+		goto out;
+	}
+	ui_t *ui = ui_new(http, &(ui_config_t){.component = "bucket", .pages = {UI_PAGES_BUCKET}, .admin_disabled = disable_admin});
+	blockview_t *bv = blockview_new(http, &(blockview_config_t){.bkt = b, .admin_disabled = disable_admin, .label = label,
+								  .refresh_ms = refresh_ms});
+	http_server_set_ready(http, true);
+	log_info("serving the bucket web UI", "http", sf.http_address, "bucket", bucket_name(b));
+	rc = http_server_run(http, sf.http_grace_ms, &err) ? 1 : 0;
+	if (rc)
+		log_error("server failed", "err", err.msg);
+	http_server_free(http);
+	http = NULL;
+	blockview_free(bv);
+	ui_free(ui);
+out:
+	http_server_free(http);
+	if (loop)
+		loop_free(loop);
+	bucket_free(b);
+	return rc;
+}
+
 int cmd_tools_bucket(int argc, char **argv)
 {
 	static const cmd_t subs[] = {
@@ -829,6 +893,7 @@ int cmd_tools_bucket(int argc, char **argv)
 		{"ls", "List all blocks in the bucket.", cmd_ls},
 		{"upload-blocks", "Upload blocks to a bucket.", cmd_upload_blocks},
 		{"verify", "Verify all blocks in the bucket against specified issues.", cmd_verify},
+		{"web", "Web interface for remote storage bucket.", cmd_web},
 	};
 	const char *sub = argc > 1 ? argv[1] : NULL;
 	for (size_t i = 0; sub && i < ARRAY_LEN(subs); i++) {

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The web UI in a real browser: Debian's headless chromium driven by playwright-core (from src/ui's npm
-packages) against `strata query` over two `strata store`s.
+packages) against `strata query` over two `strata store`s, and against the block viewer of
+`strata tools bucket web` (with and without --disable-admin-operations) and `strata store`.
 
 Data: promtool blocks over the last ~3h (so the editor's completion, which looks back 12h, sees them):
   ui_temp{sensor="s0".."s4"}      gauge, value = 10*sensor + (minute of the hour % 7), every 30s;
@@ -112,8 +113,16 @@ def main():
                                  f"--grpc-address=127.0.0.1:{qgrpc}", "--query.replica-label=replica",
                                  "--http-grace-period=1s", "--grpc-grace-period=1s"] +
                   [f"--endpoint=127.0.0.1:{gp}" for (_, gp, _, _) in stores])
+        webs = {}
+        for name, extra in (("web", []), ("web_ro", ["--disable-admin-operations"])):
+            wp = free_port()
+            webs[name] = (start(tmp, "bucket-" + name, [STRATA, "tools", "bucket", "web", "--objstore.config=" + cfg_a,
+                                                        f"--http-address=127.0.0.1:{wp}", "--http-grace-period=1s"]
+                                + extra), wp)
         for p, _, hp, name in stores:
             wait_ready(hp, p, "strata store " + name)
+        for name, (p, wp) in webs.items():
+            wait_ready(wp, p, "strata tools bucket " + name)
         wait_ready(qport, q, "strata query")
         # The querier sees both stores' label sets before the browser starts.
         def stores_known():
@@ -122,6 +131,8 @@ def main():
         wait_until(stores_known, q, "strata query's store list")
 
         env = dict(os.environ, UI_QUERY=f"http://127.0.0.1:{qport}",
+                   UI_BUCKET_WEB=f"http://127.0.0.1:{webs['web'][1]}",
+                   UI_BUCKET_WEB_RO=f"http://127.0.0.1:{webs['web_ro'][1]}",
                    UI_STORE_WEB=f"http://127.0.0.1:{stores[0][2]}", UI_BUCKET_DIR=ba, UI_LEVEL2=lvl2,
                    UI_STORES=json.dumps([f"127.0.0.1:{gp}" for (_, gp, _, _) in stores]),
                    UI_START=str(START), UI_END=str(END), UI_SHOTS=shots)

@@ -4,7 +4,7 @@
 # an ETag that answers 304; the content-hashed bundle is immutable, sent gzipped as stored to clients
 # that take gzip and inflated (byte-identical to build/ui/) to those that do not; unknown assets 404;
 # HEAD works; Prometheus's /classic/graph opens the query page; the querier's /api/v1/rules and
-# /api/v1/alerts answer Prometheus's empty shapes.
+# /api/v1/alerts answer Prometheus's empty shapes; `strata tools bucket web` serves the block viewer only.
 . "$(dirname "$0")/lib.sh"
 
 [ -x "$STRATA_BIN" ] || { fail setup "missing $STRATA_BIN (build first)"; finish; }
@@ -48,4 +48,25 @@ check unknown_asset_404 test "$(http_code "$U/static/app-0000.js")" = 404
 check rules_empty test "$(curl -s "$U/api/v1/rules")" = '{"status":"success","data":{"groups":[]}}'
 check rules_bad_type test "$(http_code "$U/api/v1/rules?type=bogus")" = 400
 check alerts_empty test "$(curl -s "$U/api/v1/alerts")" = '{"status":"success","data":{"alerts":[]}}'
+
+# The block viewer of `strata tools bucket web` over an empty FILESYSTEM bucket: its pages only, the
+# blocks API's empty answer, and marking's bad_data errors (ui_browser.py marks real blocks).
+mkdir -p "$TEST_TMP/bucket"
+wp=$(free_port)
+start_bg web "$STRATA_BIN" tools bucket web --objstore.config="type: FILESYSTEM
+config:
+  directory: $TEST_TMP/bucket" --http-address=127.0.0.1:$wp --http-grace-period=1s
+wait_url "http://127.0.0.1:$wp/-/ready" 20 || { fail setup "tools bucket web not ready: $(tail -5 "$TEST_TMP/web.log")"; finish; }
+W=http://127.0.0.1:$wp
+check web_root_redirects_to_blocks test "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$W/")" = "302 $W/blocks"
+check web_blocks_page grep -q '"component":"bucket".*"pages":\["blocks"\]' <(curl -s "$W/blocks")
+check web_no_query_page test "$(http_code "$W/graph")" = 404
+check web_blocks_empty grep -q '^{"status":"success","data":{"blocks":\[\],"label":"","refreshedAt":"[0-9T:.Z-]*","err":null,"markers":{}}}$' \
+	<(curl -s "$W/api/v1/blocks?view=global")
+mark() { curl -s -w ' %{http_code}' -X POST "$W/api/v1/blocks/mark" "$@"; }
+check mark_needs_id grep -q '"errorType":"bad_data","error":"ID cannot be empty"} 400' <(mark -d action=DELETION)
+check mark_bad_ulid grep -q '"error":"ULID nope is not valid"} 400' <(mark -d id=nope -d action=DELETION)
+check mark_bad_action grep -q '"error":"not supported marker SOON.*} 400' <(mark -d id=01ARZ3NDEKTSV4RRFFQ69G5FAV -d action=SOON)
+check mark_unknown_block grep -q 'is not in the bucket.*} 400' <(mark -d id=01ARZ3NDEKTSV4RRFFQ69G5FAV -d action=DELETION)
+check mark_get_405 test "$(http_code "$W/api/v1/blocks/mark")" = 405
 finish

@@ -105,23 +105,27 @@ export function BlocksPage({ view, cfg }) {
           <span>${blocks.length} blocks · ${formatTime(mint / 1000)} – ${formatTime(maxt / 1000)} UTC
             ${d.refreshedAt ? ` · refreshed ${d.refreshedAt}` : ''}</span>
           <span class="level-key">${LEVEL_COLOURS.map((c, i) => html`<span class="swatch" style=${'background:' + c}></span>${i === 5 ? 'level 6+' : 'level ' + (i + 1)} `)}</span>
-          <button onClick=${reload}>Refresh</button>
+          <button class="refresh" onClick=${() => reload({ refresh: 'true' })}>Refresh</button>
         </div>
         ${d.err && html`<div class="alert warning">${d.err}</div>`}
         <div class="timeline">
+          <div class="block-row axis"><div class="row-label">stream, resolution</div>
+            <div class="row-track">${[0, 0.25, 0.5, 0.75, 1].map((f) => html`<span class="tick" style=${`left:${f * 100}%`}>${formatTime((mint + f * span) / 1000)}</span>`)}</div>
+          </div>
           ${rows.map((r) => html`<div class="block-row">
-            <div class="row-label" title=${formatLabels(r.labels)}>${formatLabels(r.labels)} <span class="res">${resName(r.res)}</span></div>
+            <div class="row-label" title=${formatLabels(r.labels)}>${d.label && r.labels[d.label] !== undefined
+              ? `${d.label}=${r.labels[d.label]}` : formatLabels(r.labels)} <span class="res">${resName(r.res)}</span></div>
             <div class="row-track">${r.blocks.map((b) => {
               const level = (b.compaction && b.compaction.level) || 1;
               const left = ((b.minTime - mint) / span) * 100, width = Math.max(((b.maxTime - b.minTime) / span) * 100, 0.3);
               const m = (d.markers || {})[b.ulid] || {};
               return html`<div class=${'block' + (sel === b.ulid ? ' selected' : '') + (m.deletion ? ' deleted' : '')}
                 data-ulid=${b.ulid} data-level=${level} title=${`${b.ulid} level ${level}`}
-                style=${`left:${left}%;width:${width}%;background:${levelColour(level)}`} onClick=${() => setSel(b.ulid)}></div>`;
+                style=${`left:${left}%;width:${width}%;background-color:${levelColour(level)}`} onClick=${() => setSel(b.ulid)}></div>`;
             })}</div>
           </div>`)}
         </div>
-        ${selected && html`<${Detail} b=${selected} marks=${d.markers || {}} cfg=${cfg} onMarked=${reload} />`}
+        ${selected && html`<${Detail} b=${selected} marks=${d.markers || {}} cfg=${cfg} onMarked=${() => reload()} />`}
       </div>`;
     }}<//>
   </div>`;

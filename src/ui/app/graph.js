@@ -3,7 +3,7 @@
 // with the nearest series' value, and zoom by dragging across a time span.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
-import { html, colour, formatLabels, formatValue, formatTimeMs } from './util.js';
+import { html, colour, formatLabels, formatValue, formatTime, formatTimeMs } from './util.js';
 
 // The query's steps as the x axis, every series' values aligned to it (null where absent).
 export function alignSeries(result, meta) {
@@ -51,7 +51,7 @@ export function Graph({ res, meta, stacked, onZoom }) {
     const series = [{}];
     for (const i of order) {
       series.push({ label: String(i), stroke: colour(i), width: 1, spanGaps: false, points: { show: false },
-        fill: stacked ? colour(i) + '99' : undefined });
+        fill: stacked ? colour(i) : undefined });
     }
     const opts = {
       width: Math.max(host.current.clientWidth, 300),
@@ -59,7 +59,10 @@ export function Graph({ res, meta, stacked, onZoom }) {
       legend: { show: false },
       series,
       scales: { x: { time: true } },
-      axes: [{}, { size: 70, values: (u, vals) => vals.map(formatValue) }],
+      // Times in UTC, 24-hour, as the time inputs: "HH:MM" within a day, "MM-DD HH:MM" beyond.
+      axes: [{ values: (u, ts) => ts.map((t) => (xs[xs.length - 1] - xs[0] > 86400 ? formatTime(t).slice(5, 16)
+        : formatTime(t).slice(11, xs[xs.length - 1] - xs[0] < 600 ? 19 : 16))) },
+      { size: 70, values: (u, vals) => vals.map(formatValue) }],
       cursor: { drag: { x: true, y: false, setScale: false }, points: { show: false } },
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), 'Etc/UTC'),
       hooks: {

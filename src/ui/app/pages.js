@@ -5,8 +5,8 @@ import { html, api, formatLabels, formatTime } from './util.js';
 // Loads an API path once; renders loading / error / children(data).
 export function useAPI(path, params) {
   const [st, setSt] = useState({ loading: true });
-  const reload = () =>
-    api(path, params)
+  const reload = (extra) =>
+    api(path, { ...params, ...extra })
       .then((r) => setSt({ data: r.data, warnings: r.warnings || [] }))
       .catch((e) => setSt({ error: e.message }));
   useEffect(() => {
