@@ -2,8 +2,9 @@
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
 CMAKE_ARGS ?=
+PREFIX     ?= /usr/local
 
-.PHONY: all strata asan test unit demo demo-stop demo-clean bench fuzz clean deps format
+.PHONY: all strata asan test unit demo demo-stop demo-clean bench fuzz clean deps format install uninstall
 
 all strata: $(BUILD)/build.ninja
 	@ninja -C $(BUILD)
@@ -52,6 +53,13 @@ fuzz:
 	@cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSTRATA_FUZZ=ON -DCMAKE_C_COMPILER=clang >/dev/null
 	@ninja -C build-fuzz
 	@scripts/fuzz build-fuzz
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: binary, man pages, bash completion, systemd units, examples.
+install: all
+	@DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+
+uninstall:
+	@[ -f $(BUILD)/install_manifest.txt ] && xargs rm -fv <$(BUILD)/install_manifest.txt
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -216,6 +216,8 @@ int cmd_query(int argc, char **argv)
 		fprintf(stderr, "strata query: %s\n", err.msg);
 		goto out;
 	}
+	if ((rc = cmd_check_config("strata query", &sf, grpc_address, NULL)) >= 0)
+		goto out;
 	for (size_t i = 0; i < ARRAY_LEN(defs); i++) {
 		if (defs[i].hidden)
 			continue;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <dirent.h>
+#include <errno.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -367,6 +368,17 @@ int cmd_sidecar(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		return 2;
 	}
+	if (strncmp(sc.prom_url, "http://", 7) != 0 && strncmp(sc.prom_url, "https://", 8) != 0) {
+		fprintf(stderr, "%s: --prometheus.url=%s: want an http:// or https:// URL\n", argv[0],
+			sc.prom_url);
+		return 2;
+	}
+	if (sc.sf.check_config && sc.reloader_config && *sc.reloader_config &&
+	    access(sc.reloader_config, R_OK) != 0) {
+		fprintf(stderr, "%s: --reloader.config-file=%s: %s\n", argv[0], sc.reloader_config,
+			strerror(errno));
+		return 2;
+	}
 	if (sc.shipper_interval_ms <= 0)
 		sc.shipper_interval_ms = 30000;
 	if (sc.config_interval_ms <= 0)
@@ -378,6 +390,10 @@ int cmd_sidecar(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		sidecar_release(&sc);
 		return err.code == ERR_INVALID ? 2 : 1;
+	}
+	if ((rc = cmd_check_config(argv[0], &sc.sf, sc.grpc_address, NULL)) >= 0) {
+		sidecar_release(&sc);
+		return rc;
 	}
 	prom_store_config_t pcfg = {.url = sc.prom_url, .timeout_ms = 2 * 60 * 1000, .min_time = sc.min_time};
 	sc.store = prom_store_new(&pcfg);

@@ -197,7 +197,7 @@ int cmd_store(int argc, char **argv)
 		indexcache_config_init(&icc, cfg.index_cache_size, cfg.index_cache_item_size);
 		rc = indexcache_config_parse(text, len, what, &icc, &err);
 		free(text);
-		if (!rc)
+		if (!rc && !sf.check_config) /* a dry run parses it but connects to no memcached */
 			rc = indexcache_new_from_config(&cfg.index_cache, &icc, &err);
 		indexcache_config_release(&icc);
 		if (rc) {
@@ -206,6 +206,11 @@ int cmd_store(int argc, char **argv)
 			bucket_relabel_free(sel);
 			return 2;
 		}
+	}
+	if ((rc = cmd_check_config("strata store", &sf, grpc_address, NULL)) >= 0) {
+		bucket_free(bkt);
+		bucket_relabel_free(sel);
+		return rc;
 	}
 	bucket_store_t *bs;
 	if (bucket_store_new(&bs, &cfg, &err)) {

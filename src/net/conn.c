@@ -376,6 +376,22 @@ static int split_address(const char *addr, char *host, size_t hostn, char *port,
 	return 0;
 }
 
+int listener_check_address(const char *address, err_t *err)
+{
+	char host[256], port[16];
+	int rc = split_address(address, host, sizeof host, port, sizeof port, err);
+	if (rc)
+		return rc;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (gai)
+		return err_set(err, ERR_INVALID, "address \"%s\": %s", address, gai_strerror(gai));
+	freeaddrinfo(res);
+	return 0;
+}
+
 int listener_new(listener_t **out, loop_t *loop, const listener_config_t *cfg, err_t *err)
 {
 	*out = NULL;

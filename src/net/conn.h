@@ -73,6 +73,9 @@ typedef struct listener_config {
 /* Bind and listen. ERR_INVALID for a malformed address, ERR_IO for bind/listen failures
  * (message names the address). */
 int listener_new(listener_t **out, loop_t *loop, const listener_config_t *cfg, err_t *err);
+/* What listener_new checks before it binds: the address's form and that its host resolves
+ * (ERR_INVALID naming the address). Binds nothing (for configuration dry runs). */
+int listener_check_address(const char *address, err_t *err);
 /* Close every connection (running on_close) and the socket, then free. */
 void listener_free(listener_t *ls);
 /* Stop accepting (closes the listening socket); existing connections stay. */
