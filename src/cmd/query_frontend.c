@@ -213,6 +213,8 @@ int cmd_query_frontend(int argc, char **argv)
 		                "--labels.response-cache-config is set\n");
 		goto out;
 	}
+	if ((rc = cmd_check_config("strata query-frontend", &sf, NULL)) >= 0)
+		goto out;
 	rc = 1;
 	if (loop_new(&loop, &err)) {
 		fprintf(stderr, "strata query-frontend: %s\n", err.msg);

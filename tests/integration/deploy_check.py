@@ -85,6 +85,7 @@ EXAMPLE_CHECKS = {
     "store-selector": lambda f: check_config(["store", f"--objstore.config={FS_OBJSTORE}",
                                               f"--selector.relabel-config-file={f}"]),
     "endpoints": lambda f: check_config(["query", f"--endpoint.sd-files={f}"]),
+    "response-cache": lambda f: check_config(["query-frontend", f"--query-range.response-cache-config-file={f}"]),
 }
 
 
