@@ -347,10 +347,46 @@ def deploy_files_cover(cmd):
 
 
 # ---------------------------------------------------------------- container image
-def t_dockerfile_runtime_libs():
+def dpkg_owner(path):
+    """The Debian package holding path (usrmerge: also tried without /usr), or None."""
+    for p in (path, re.sub(r"^/usr/lib/", "/lib/", path), re.sub(r"^/usr/bin/", "/bin/", path)):
+        r = subprocess.run(["dpkg", "-S", p], capture_output=True, text=True)
+        if r.returncode == 0:
+            return r.stdout.split(":")[0]
+    return None
+
+
+def dockerfile_packages(stage):
+    """Packages the apt-get install of Dockerfile stage `stage` (1 = build, -1 = runtime; 0 is the header) installs."""
     with open(f"{DEPLOY}/Dockerfile") as fh:
         stages = fh.read().split("\nFROM ")
-    runtime = set(re.findall(r"[a-z0-9][a-z0-9.+-]+", stages[-1].split("install", 1)[1].split("&&")[0]))
+    line = stages[stage].split("--no-install-recommends", 1)[1].split("&&")[0]
+    return set(re.findall(r"[a-z0-9][a-z0-9.+-]+", line.replace("\\\n", " ")))
+
+
+def t_dockerfile_build_packages():
+    with open(os.path.join(ROOT, "CMakeLists.txt")) as fh:
+        cm = fh.read()
+    files = [shutil.which(p) or f"<program {p}>" for p in re.findall(r"find_program\(\w+ ([\w.+-]+) REQUIRED\)", cm)]
+    for m in re.findall(r"pkg_check_modules\(\w+ REQUIRED IMPORTED_TARGET ([\w.+-]+)\)", cm):
+        d = subprocess.run(["pkg-config", "--variable=pcfiledir", m], capture_output=True, text=True).stdout.strip()
+        files.append(f"{d}/{m}.pc")
+    for lib in re.findall(r"find_library\(\w+ ([\w.+-]+) REQUIRED\)", cm):
+        files.append(os.path.normpath(subprocess.run(["cc", f"-print-file-name=lib{lib}.so"], capture_output=True,
+                                                     text=True).stdout.strip()))
+    assert len(files) >= 10, files
+    build = dockerfile_packages(1)
+    missing = []
+    for f in files:
+        pkg = dpkg_owner(f) or dpkg_owner(os.path.realpath(f))
+        assert pkg, f"{f} (required by CMakeLists.txt) belongs to no Debian package"
+        if pkg not in build:
+            missing.append(f"{pkg} ({f})")
+    assert not missing, f"the build stage does not install: {', '.join(missing)}"
+
+
+def t_dockerfile_runtime_libs():
+    runtime = dockerfile_packages(-1)
     needed = re.findall(r"\(NEEDED\).*\[(.+)\]", subprocess.run(["readelf", "-d", STRATA], capture_output=True,
                                                                  text=True).stdout)
     ldd = dict(re.findall(r"^\s*(\S+) => (\S+)", subprocess.run(["ldd", STRATA], capture_output=True, text=True).stdout,
@@ -358,12 +394,7 @@ def t_dockerfile_runtime_libs():
     missing = []
     for lib in needed:
         real = os.path.realpath(ldd[lib])
-        pkg = None
-        for p in (real, real.replace("/usr/lib/", "/lib/", 1)):
-            r = subprocess.run(["dpkg", "-S", p], capture_output=True, text=True)
-            if r.returncode == 0:
-                pkg = r.stdout.split(":")[0]
-                break
+        pkg = dpkg_owner(real)
         assert pkg, f"{lib} ({real}) belongs to no Debian package"
         if pkg not in runtime and pkg != "libc6":
             missing.append(f"{lib} ({pkg})")
@@ -384,6 +415,7 @@ def main():
         for cmd in SERVERS:
             check(f"check_config_honoured:{cmd}", t_honours_check_config(cmd))
             deploy_files_cover(cmd)
+        check("dockerfile_build_packages", t_dockerfile_build_packages)
         check("dockerfile_runtime_libs", t_dockerfile_runtime_libs)
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
