@@ -857,6 +857,10 @@ static int cmd_web(int argc, char **argv)
 	bucket_t *b;
 	if ((rc = open_bucket(argv[0], &bf, &b)))
 		return rc;
+	if ((rc = cmd_check_config(argv[0], &sf, NULL)) >= 0) {
+		bucket_free(b);
+		return rc;
+	}
 	err_t err = {0};
 	loop_t *loop = NULL;
 	http_server_t *http = NULL;

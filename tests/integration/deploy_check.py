@@ -169,7 +169,8 @@ def t_unit(unit_path):
     def t():
         u, argv = unit_argv(unit_path)
         name = os.path.basename(unit_path)
-        assert name == "strata-" + argv[0] + ".service", f"{name} runs `strata {argv[0]}`"
+        words = [a for a in argv[:3] if not a.startswith("-")]
+        assert name == f"strata-{'-'.join(words)}.service", f"{name} runs `strata {' '.join(words)}`"
         svc = dict(u["Service"])
         for k in ("NoNewPrivileges", "ProtectSystem"):
             assert svc.get(k), f"{name}: no {k}="
