@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "base/fmt.h"
 #include "promql/engine_int.h"
+#include "promql/gosort.h"
 
 /* ------------------------------------------------------------------------------ basics */
 
@@ -182,16 +183,6 @@ double go_min(double x, double y)
 }
 
 
-static int cmp_nan_first(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-	if (isnan(x))
-		return isnan(y) ? 0 : -1;
-	if (isnan(y))
-		return 1;
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
 double quantile_sorted(double q, double *vals, size_t n)
 {
 	if (n == 0)
@@ -202,7 +193,7 @@ double quantile_sorted(double q, double *vals, size_t n)
 		return INFINITY;
 	if (isnan(q))
 		return NAN;
-	qsort(vals, n, sizeof *vals, cmp_nan_first);
+	gosort_sort(vals, NULL, n, GOSORT_VALUE_HEAP); /* 2.42 sorts a vectorByValueHeap */
 	double fn = (double)n;
 	double rank = q * (fn - 1);
 	double lo = go_max(0, floor(rank));
@@ -916,28 +907,6 @@ static void eval_binary(ev_t *ev, const promql_expr_t *e, val_t *out)
 
 /* ------------------------------------------------------------------------------ aggregations */
 
-int val_idx_cmp_desc(const void *a, const void *b)
-{
-	const val_idx_t *x = a, *y = b;
-	bool xn = isnan(x->v), yn = isnan(y->v);
-	if (xn != yn)
-		return xn ? 1 : -1;
-	if (!xn && x->v != y->v)
-		return x->v > y->v ? -1 : 1;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-int val_idx_cmp_asc(const void *a, const void *b)
-{
-	const val_idx_t *x = a, *y = b;
-	bool xn = isnan(x->v), yn = isnan(y->v);
-	if (xn != yn)
-		return xn ? 1 : -1;
-	if (!xn && x->v != y->v)
-		return x->v < y->v ? -1 : 1;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
 /* Accumulating aggregations (sum, min, max, avg, count, group, stddev, stdvar): one accumulator row
  * per group, fed series by series in input order — from a materialised vector or straight from a
  * batched range function, so e.g. sum(rate(x[5m])) never holds rate's output. */
@@ -1122,6 +1091,205 @@ static void agg_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, 
 	ev_check(ev);
 }
 
+/* Largest float64 2.42 converts to int64 (convertibleToInt64), and the smallest. */
+#define K_MAX_INT64 9223372036854774784.0
+#define K_MIN_INT64 (-9223372036854775808.0)
+
+/* topk, bottomk and quantile at every step as 2.42's aggregation() computes them: the input series in
+ * order; each group's values in a k-sized heap that a later value enters only when the heap is not full,
+ * its top is NaN or the value is strictly better than the top (topk/bottomk), or in a list (quantile);
+ * then the groups in the order first met at that step, each heap ordered by Go's sort.Sort of its
+ * reversed heap order, each list's quantile taken after Go's sort. Ties therefore keep the series
+ * Prometheus keeps, in the order it returns them. */
+static void eval_aggr_ranked(ev_t *ev, const promql_expr_t *e, const double *param, const val_t *in, val_t *out)
+{
+	promql_aggr_op_t op = e->u.aggr.op;
+	size_t n = in->n, ng = 0;
+	hmap_t gm;
+	hmap_init(&gm, 16);
+	size_t *grp = ev_alloc(ev, (n + 1) * sizeof(size_t));
+	labels_t *glabels = ev_alloc(ev, (n + 1) * sizeof(labels_t));
+	size_t *gstart = ev_zalloc(ev, (n + 2) * sizeof(size_t)); /* members per group, then offsets */
+	for (size_t s = 0; s < n; s++) {
+		labels_t g = agg_group_labels(ev, e, in->s[s].ls);
+		bool found;
+		void **slot = hmap_slot(&gm, lb_key(ev, g), &found);
+		if (!found) {
+			*slot = (void *)(uintptr_t)(ng + 1);
+			glabels[ng++] = g;
+		}
+		grp[s] = (size_t)(uintptr_t)*slot - 1;
+		gstart[grp[s] + 1]++;
+	}
+	hmap_release(&gm);
+	for (size_t g = 0; g < ng; g++)
+		gstart[g + 1] += gstart[g];
+	/* each group's heap or list lives in its own slice of hv/hi, as long as its member count */
+	double *hv = ev_alloc(ev, (n + 1) * sizeof(double));
+	size_t *hi = ev_alloc(ev, (n + 1) * sizeof(size_t));
+	size_t *hn = ev_alloc(ev, (ng + 1) * sizeof(size_t));
+	size_t *seen = ev_zalloc(ev, (ng + 1) * sizeof(size_t)); /* step + 1 the group was last met at */
+	size_t *order = ev_alloc(ev, (ng + 1) * sizeof(size_t));
+	bool ranked = op != PROMQL_AGG_QUANTILE, top = op == PROMQL_AGG_TOPK;
+	size_t nout = ranked ? n : ng; /* output index per input series (topk/bottomk) or per group */
+	size_t *oidx = ev_alloc(ev, (nout + 1) * sizeof(size_t));
+	memset(oidx, 0xff, (nout + 1) * sizeof(size_t));
+	gosort_less_t less = top ? GOSORT_VALUE_HEAP : GOSORT_REVERSE_VALUE_HEAP;
+	obuild_t *ob = ob_new(ev);
+	for (size_t i = 0; i < ev->nsteps; i++) {
+		ev_check_work(ev, n + 1);
+		int64_t k = 0;
+		if (ranked) {
+			double kf = param[i];
+			if (!(kf <= K_MAX_INT64 && kf >= K_MIN_INT64)) {
+				buf_t b = BUF_INIT;
+				buf_put_float(&b, kf, 'g'); /* Go's %v */
+				char num[64];
+				snprintf(num, sizeof num, "%s", b.p);
+				buf_release(&b);
+				ev->scr->error_type = "execution";
+				ev_fail(ev, ERR_INVALID, "Scalar value %s overflows int64", num);
+			}
+			k = (int64_t)kf;
+			if (k < 1)
+				continue;
+		}
+		size_t nord = 0;
+		for (size_t s = 0; s < n; s++) {
+			if (!in->s[s].ok[i])
+				continue;
+			size_t g = grp[s], m = hn[g];
+			double v = in->s[s].v[i], *gv = hv + gstart[g];
+			size_t *gi = hi + gstart[g];
+			if (seen[g] != i + 1) {
+				seen[g] = i + 1;
+				order[nord++] = g;
+				gv[0] = v;
+				gi[0] = s;
+				hn[g] = 1;
+			} else if (!ranked) {
+				gv[m] = v;
+				gi[m] = s;
+				hn[g]++;
+			} else if ((int64_t)m < k || (top ? gv[0] < v : gv[0] > v) || isnan(gv[0])) {
+				if ((int64_t)m == k) {
+					if (k == 1) { /* replaced in place */
+						gv[0] = v;
+						gi[0] = s;
+						continue;
+					}
+					gosort_heap_pop(gv, gi, &hn[g], less);
+				}
+				gosort_heap_push(gv, gi, &hn[g], v, s, less);
+			}
+		}
+		for (size_t r = 0; r < nord; r++) {
+			size_t g = order[r];
+			double *gv = hv + gstart[g];
+			size_t *gi = hi + gstart[g];
+			if (!ranked) {
+				if (oidx[g] == (size_t)-1)
+					oidx[g] = ob_get(ev, ob, glabels[g]);
+				ob_set(ev, ob, oidx[g], i, quantile_sorted(param[i], gv, hn[g]));
+				continue;
+			}
+			gosort_sort(gv, gi, hn[g], gosort_reverse(less));
+			for (size_t j = 0; j < hn[g]; j++) {
+				size_t s = gi[j];
+				if (oidx[s] == (size_t)-1)
+					oidx[s] = ob_get(ev, ob, in->s[s].ls);
+				ob_set(ev, ob, oidx[s], i, gv[j]);
+			}
+		}
+	}
+	ob_finish(ev, ob, out);
+}
+
+typedef struct cv_state {
+	hmap_t keys; /* output label key -> output index + 1 */
+	buf_t kb, vb;
+} cv_state_t;
+
+static void cv_cleanup(void *arg)
+{
+	cv_state_t *c = arg;
+	hmap_release(&c->keys);
+	buf_release(&c->kb);
+	buf_release(&c->vb);
+}
+
+/* count_values as 2.42 groups it: each value, formatted as FormatFloat(v, 'f', -1), is set as label vl
+ * on its series' labels, which are then grouped by the by-labels plus vl (or without the without-labels
+ * and __name__, so a vl listed there is dropped again); outputs appear in the order first met. */
+static void eval_count_values(ev_t *ev, const promql_expr_t *e, str_t vl, const val_t *in, val_t *out)
+{
+	if (!label_name_valid(vl)) {
+		ev->scr->error_type = "execution";
+		ev_fail(ev, ERR_INVALID, "invalid label name \"%.*s\"", STR_ARG(vl));
+	}
+	cv_state_t *c = ev_zalloc(ev, sizeof *c);
+	hmap_init(&c->keys, 16);
+	buf_init(&c->kb);
+	buf_init(&c->vb);
+	arena_on_release(ev->a, cv_cleanup, c);
+	size_t maxn = 0;
+	for (size_t s = 0; s < in->n; s++)
+		if (in->s[s].ls.n > maxn)
+			maxn = in->s[s].ls.n;
+	label_t *lab = ev_alloc(ev, (maxn + 1) * sizeof(label_t));
+	obuild_t *ob = ob_new(ev);
+	for (size_t i = 0; i < ev->nsteps; i++) {
+		ev_check_work(ev, in->n + 1);
+		for (size_t s = 0; s < in->n; s++) {
+			if (!in->s[s].ok[i])
+				continue;
+			buf_reset(&c->vb);
+			buf_put_float(&c->vb, in->s[s].v[i], 'f');
+			label_t val = {vl, {c->vb.p, c->vb.n}};
+			labels_t ls = in->s[s].ls, ol = {lab, 0};
+			size_t nl = 0;
+			bool placed = false;
+			for (size_t j = 0; j < ls.n; j++) { /* vl = value set on the series' labels */
+				int cmp = str_cmp(ls.v[j].name, vl);
+				if (!placed && cmp >= 0) {
+					lab[nl++] = val;
+					placed = true;
+					if (cmp == 0)
+						continue;
+				}
+				lab[nl++] = ls.v[j];
+			}
+			if (!placed)
+				lab[nl++] = val;
+			buf_reset(&c->kb);
+			for (size_t j = 0; j < nl; j++) { /* grouped */
+				if (!agg_keeps(e, lab[j].name) && (e->u.aggr.without || !str_eq(lab[j].name, vl)))
+					continue;
+				lab[ol.n++] = lab[j];
+				buf_append_str(&c->kb, lab[j].name);
+				buf_putc(&c->kb, '\xff');
+				buf_append_str(&c->kb, lab[j].value);
+				buf_putc(&c->kb, '\xfe');
+			}
+			str_t key = {c->kb.p, c->kb.n};
+			uintptr_t hit = (uintptr_t)hmap_get(&c->keys, key);
+			size_t oi;
+			if (hit) {
+				oi = hit - 1;
+			} else {
+				ol = labels_copy(ev->a, &ol); /* also copies the value out of c->vb */
+				oi = ob_get(ev, ob, ol);
+				hmap_put(&c->keys, (str_t){arena_memdup(ev->a, key.p, key.n), key.n}, (void *)(uintptr_t)(oi + 1));
+			}
+			if (ob->s[oi].ok[i])
+				ob->s[oi].v[i] += 1;
+			else
+				ob_set(ev, ob, oi, i, 1);
+		}
+	}
+	ob_finish(ev, ob, out);
+}
+
 static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 {
 	promql_aggr_op_t op = e->u.aggr.op;
@@ -1154,99 +1322,10 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 	if (e->u.aggr.param)
 		eval_expr(ev, e->u.aggr.param, &param);
 	eval_expr(ev, e->u.aggr.expr, &in);
-	size_t ns = ev->nsteps;
-	if (op == PROMQL_AGG_COUNT_VALUES && !label_name_valid(param.str)) {
-		ev->scr->error_type = "execution";
-		ev_fail(ev, ERR_INVALID, "invalid label name \"%.*s\"", STR_ARG(param.str));
-	}
-	/* Group every input series. */
-	hmap_t gm;
-	hmap_init(&gm, 16);
-	size_t *grp = ev_alloc(ev, (in.n + 1) * sizeof(size_t));
-	labels_t *glabels = ev_alloc(ev, (in.n + 1) * sizeof(labels_t));
-	size_t ng = 0;
-	for (size_t s = 0; s < in.n; s++) {
-		labels_t g = e->u.aggr.without
-				     ? lb_filter(ev, in.s[s].ls, e->u.aggr.grouping, e->u.aggr.ngrouping, false, true)
-				     : lb_filter(ev, in.s[s].ls, e->u.aggr.grouping, e->u.aggr.ngrouping, true, false);
-		str_t key = lb_key(ev, g);
-		bool found;
-		void **slot = hmap_slot(&gm, key, &found);
-		if (!found) {
-			*slot = (void *)(uintptr_t)(ng + 1);
-			glabels[ng++] = g;
-		}
-		grp[s] = (size_t)(uintptr_t)*slot - 1;
-	}
-	hmap_release(&gm);
-	obuild_t *ob = ob_new(ev);
-	if (op == PROMQL_AGG_TOPK || op == PROMQL_AGG_BOTTOMK || op == PROMQL_AGG_QUANTILE || op == PROMQL_AGG_COUNT_VALUES) {
-		/* Per step: gather the items of every group. */
-		val_idx_t *items = ev_alloc(ev, (in.n + 1) * sizeof(val_idx_t));
-		size_t *gstart = ev_alloc(ev, (ng + 2) * sizeof(size_t));
-		size_t *gfill = ev_alloc(ev, (ng + 1) * sizeof(size_t));
-		size_t *gcount = ev_alloc(ev, (ng + 1) * sizeof(size_t));
-		double *qv = ev_alloc(ev, (in.n + 1) * sizeof(double));
-		size_t *cv_idx = NULL;
-		for (size_t i = 0; i < ns; i++) {
-			ev_check(ev);
-			memset(gcount, 0, (ng + 1) * sizeof(size_t));
-			for (size_t s = 0; s < in.n; s++)
-				if (in.s[s].ok[i])
-					gcount[grp[s]]++;
-			gstart[0] = 0;
-			for (size_t g = 0; g < ng; g++) {
-				gstart[g + 1] = gstart[g] + gcount[g];
-				gfill[g] = gstart[g];
-			}
-			for (size_t s = 0; s < in.n; s++)
-				if (in.s[s].ok[i])
-					items[gfill[grp[s]]++] = (val_idx_t){in.s[s].v[i], s};
-			for (size_t g = 0; g < ng; g++) {
-				size_t n = gcount[g];
-				if (!n)
-					continue;
-				val_idx_t *it = items + gstart[g];
-				if (op == PROMQL_AGG_TOPK || op == PROMQL_AGG_BOTTOMK) {
-					double kf = param.sc[i];
-					if (!(kf <= 9.2233720368547758e18 && kf >= -9.2233720368547758e18)) {
-						ev->scr->error_type = "execution";
-						ev_fail(ev, ERR_INVALID, "Scalar value %s overflows int64", isnan(kf) ? "NaN" : "Inf");
-					}
-					int64_t k = (int64_t)kf;
-					if (k < 1)
-						continue;
-					qsort(it, n, sizeof *it, op == PROMQL_AGG_TOPK ? val_idx_cmp_desc : val_idx_cmp_asc);
-					size_t take = (uint64_t)k < n ? (size_t)k : n;
-					for (size_t j = 0; j < take; j++)
-						ob_set(ev, ob, ob_get(ev, ob, in.s[it[j].idx].ls), i, it[j].v);
-				} else if (op == PROMQL_AGG_QUANTILE) {
-					for (size_t j = 0; j < n; j++)
-						qv[j] = it[j].v;
-					ob_set(ev, ob, ob_get(ev, ob, glabels[g]), i, quantile_sorted(param.sc[i], qv, n));
-				} else {
-					/* count_values: one output per distinct value string. */
-					(void)cv_idx;
-					for (size_t j = 0; j < n; j++) {
-						buf_t b;
-						buf_init(&b);
-						buf_put_float(&b, it[j].v, 'f');
-						str_t vs = {arena_strndup(ev->a, b.p, b.n), b.n};
-						buf_release(&b);
-						labels_t ol = lb_set(ev, glabels[g], param.str, vs);
-						size_t oi = ob_get(ev, ob, ol);
-						if (ob->s[oi].ok[i])
-							ob->s[oi].v[i] += 1;
-						else
-							ob_set(ev, ob, oi, i, 1);
-					}
-				}
-			}
-		}
-		ob_finish(ev, ob, out);
-		return;
-	}
-	ev_fail(ev, ERR_INTERNAL, "aggregation %d not handled", (int)op);
+	if (op == PROMQL_AGG_COUNT_VALUES)
+		eval_count_values(ev, e, param.str, &in, out);
+	else
+		eval_aggr_ranked(ev, e, param.sc, &in, out);
 }
 
 /* ------------------------------------------------------------------------------ dispatch */

@@ -163,15 +163,6 @@ labels_t lb_drop_name(ev_t *ev, labels_t ls);
 labels_t lb_set(ev_t *ev, labels_t ls, str_t name, str_t value); /* empty value deletes */
 str_t lb_key(ev_t *ev, labels_t ls);
 
-/* A sample value and its input series index (topk/bottomk, sort/sort_desc). qsort comparators:
- * by value (NaN last in both orders), ties by index (a stable order). */
-typedef struct val_idx {
-	double v;
-	size_t idx;
-} val_idx_t;
-int val_idx_cmp_asc(const void *a, const void *b);
-int val_idx_cmp_desc(const void *a, const void *b);
-
 /* Selector plumbing (engine.c). */
 const promql_expr_t *expr_unparen(const promql_expr_t *e);
 bool ev_at_time(const ev_t *ev, const promql_mods_t *m, int64_t *at); /* false without @ */
@@ -244,6 +235,6 @@ static inline void kahan_inc(double inc, double *sum, double *c)
 		*c += (inc - t) + *sum;
 	*sum = t;
 }
-double quantile_sorted(double q, double *vals, size_t n); /* sorts vals */
+double quantile_sorted(double q, double *vals, size_t n); /* sorts vals as 2.42 does (Go sort, NaN low) */
 
 #endif

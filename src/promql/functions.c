@@ -11,6 +11,7 @@
 
 #include "base/alloc.h"
 #include "promql/engine_int.h"
+#include "promql/gosort.h"
 
 enum fkind {
 	F_RATE, F_INCREASE, F_DELTA, F_IRATE, F_IDELTA, F_DERIV, F_PREDICT_LINEAR, F_HOLT_WINTERS, F_RESETS, F_CHANGES,
@@ -846,13 +847,8 @@ typedef struct bucket {
 	double upper, count;
 } bucket_t;
 
-static int cmp_bucket(const void *a, const void *b)
-{
-	double x = ((const bucket_t *)a)->upper, y = ((const bucket_t *)b)->upper;
-	return x < y ? -1 : x > y ? 1 : 0;
-}
-
-static double bucket_quantile(double q, bucket_t *b, size_t n)
+/* 2.42's bucketQuantile over b[0..n); up, ix and sorted are scratch arrays of n. */
+static double bucket_quantile(double q, const bucket_t *in, size_t n, double *up, size_t *ix, bucket_t *b)
 {
 	if (isnan(q))
 		return NAN;
@@ -860,7 +856,13 @@ static double bucket_quantile(double q, bucket_t *b, size_t n)
 		return -INFINITY;
 	if (q > 1)
 		return INFINITY;
-	qsort(b, n, sizeof *b, cmp_bucket);
+	for (size_t i = 0; i < n; i++) { /* Go's sort.Sort by upper bound: equal (and NaN) bounds where Go leaves them */
+		up[i] = in[i].upper;
+		ix[i] = i;
+	}
+	gosort_sort(up, ix, n, GOSORT_ASC);
+	for (size_t i = 0; i < n; i++)
+		b[i] = in[ix[i]];
 	if (!(isinf(b[n - 1].upper) && b[n - 1].upper > 0))
 		return NAN;
 	/* coalesce equal bounds */
@@ -945,6 +947,9 @@ static void eval_histogram_quantile(ev_t *ev, const promql_expr_t *e, val_t *out
 	}
 	hmap_release(&gm);
 	bucket_t *bk = ev_alloc(ev, (in.n + 1) * sizeof(bucket_t));
+	bucket_t *sorted = ev_alloc(ev, (in.n + 1) * sizeof(bucket_t));
+	double *up = ev_alloc(ev, (in.n + 1) * sizeof(double));
+	size_t *ix = ev_alloc(ev, (in.n + 1) * sizeof(size_t));
 	size_t *gcount = ev_alloc(ev, (ng + 1) * sizeof(size_t));
 	size_t *gstart = ev_alloc(ev, (ng + 2) * sizeof(size_t));
 	size_t *gfill = ev_alloc(ev, (ng + 1) * sizeof(size_t));
@@ -970,7 +975,7 @@ static void eval_histogram_quantile(ev_t *ev, const promql_expr_t *e, val_t *out
 				continue;
 			if (oidx[g] == (size_t)-1)
 				oidx[g] = ob_get(ev, ob, gl[g]);
-			ob_set(ev, ob, oidx[g], i, bucket_quantile(q[i], bk + gstart[g], gcount[g]));
+			ob_set(ev, ob, oidx[g], i, bucket_quantile(q[i], bk + gstart[g], gcount[g], up, ix, sorted));
 		}
 	}
 	ob_finish(ev, ob, out);
@@ -1221,15 +1226,20 @@ void eval_call(ev_t *ev, const promql_expr_t *e, val_t *out)
 		eval_expr(ev, e->u.call.args[0], out);
 		if (ns != 1 || out->n < 2)
 			return;
-		val_idx_t *it = ev_alloc(ev, out->n * sizeof(val_idx_t));
+		/* 2.42 sorts the step's vector with Go's sort.Sort, reversing vectorByReverseValueHeap's order
+		 * (sort) or vectorByValueHeap's (sort_desc): NaN last, ties where Go leaves them */
+		double *vals = ev_alloc(ev, out->n * sizeof(double));
+		size_t *it = ev_alloc(ev, out->n * sizeof(size_t));
 		size_t n = 0;
 		for (size_t s = 0; s < out->n; s++)
-			if (out->s[s].ok[0])
-				it[n++] = (val_idx_t){out->s[s].v[0], s};
-		qsort(it, n, sizeof *it, name[4] ? val_idx_cmp_desc : val_idx_cmp_asc);
+			if (out->s[s].ok[0]) {
+				vals[n] = out->s[s].v[0];
+				it[n++] = s;
+			}
+		gosort_sort(vals, it, n, gosort_reverse(name[4] ? GOSORT_VALUE_HEAP : GOSORT_REVERSE_VALUE_HEAP));
 		vseries_t *ns2 = ev_alloc(ev, (n + 1) * sizeof(vseries_t));
 		for (size_t k = 0; k < n; k++)
-			ns2[k] = out->s[it[k].idx];
+			ns2[k] = out->s[it[k]];
 		out->s = ns2;
 		out->n = n;
 		return;
