@@ -24,6 +24,9 @@
 #define API_DEFAULT_TIMEOUT_MS (2 * 60 * 1000)
 #define API_DEFAULT_MAX_CONCURRENT 20
 #define CANCEL_POLL_MS 100
+#define FORMAT_QUERY_MAX 16777216 /* bytes of format_query output */
+#define STR_OF_(x) #x
+#define STR_OF(x) STR_OF_(x)
 
 enum qkind { Q_INSTANT, Q_RANGE, Q_SERIES, Q_LABELS, Q_VALUES };
 
@@ -37,6 +40,7 @@ struct api {
 	dedup_mode_t dedup_mode;
 	bool partial;
 	int64_t timeout_ms, lookback_ms, max_samples, eval_ms;
+	size_t max_memory;
 	int max_conc;
 	workers_t *engine_pool; /* shared by all queries: promql_opts_t.workers */
 	strlist_t flag_names, flag_values;
@@ -354,6 +358,7 @@ static void run_query(qctx_t *q)
 	promql_opts_t o = {
 		.lookback_ms = lookback,
 		.max_samples = api->max_samples,
+		.max_memory = api->max_memory,
 		.timeout_ms = left,
 		.subquery_step_ms = api->eval_ms,
 		.cancel = &q->cancel,
@@ -673,7 +678,11 @@ static void h_format_query(http_req_t *r, void *arg)
 		return reply_bad(r, err.msg);
 	}
 	buf_t s = BUF_INIT, b = BUF_INIT;
-	promql_expr_pretty(&s, e);
+	/* one level of indentation per operator: a long chain would print hundreds of megabytes */
+	if (!promql_expr_pretty_max(&s, e, FORMAT_QUERY_MAX)) {
+		buf_release(&s);
+		return reply_bad(r, "formatted query would be longer than " STR_OF(FORMAT_QUERY_MAX) " bytes");
+	}
 	buf_json_str(&b, buf_str(&s));
 	reply_ok(r, buf_str(&b), NULL, 0);
 	buf_release(&s);
@@ -843,6 +852,7 @@ api_t *api_new(http_server_t *srv, const api_config_t *cfg)
 	api->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : API_DEFAULT_TIMEOUT_MS;
 	api->lookback_ms = cfg->lookback_ms;
 	api->max_samples = cfg->max_samples;
+	api->max_memory = cfg->max_memory;
 	api->eval_ms = cfg->default_eval_interval_ms;
 	api->max_conc = cfg->max_concurrent > 0 ? cfg->max_concurrent : API_DEFAULT_MAX_CONCURRENT;
 	if (cfg->engine_threads >= 0)

@@ -57,6 +57,7 @@ typedef struct api_config {
 	int64_t timeout_ms;          /* --query.timeout; 0 = 2m */
 	int64_t lookback_ms;         /* --query.lookback-delta; 0 = 5m */
 	int64_t max_samples;         /* --query.max-samples; 0 = 50,000,000 */
+	size_t max_memory;           /* --query.max-memory: a query's memory budget; 0 = the engine's default */
 	int64_t default_eval_interval_ms; /* subquery default step; 0 = 1m */
 	int max_concurrent;          /* --query.max-concurrent; 0 = 20 */
 	int engine_threads;          /* pool decoding/evaluating series of one query in parallel: 0 = one

@@ -39,9 +39,31 @@ static void run_cleanups(arena_t *a)
 	}
 }
 
+static void budget_give_back(arena_t *a)
+{
+	if (a->budget)
+		a->budget->used -= a->budget_bytes;
+	a->budget_bytes = 0;
+}
+
+static void budget_count(arena_t *a, size_t n)
+{
+	if (a->budget) {
+		a->budget->used += n;
+		a->budget_bytes += n;
+	}
+}
+
+void arena_set_budget(arena_t *a, arena_budget_t *b)
+{
+	budget_give_back(a);
+	a->budget = b;
+}
+
 void arena_release(arena_t *a)
 {
 	run_cleanups(a);
+	budget_give_back(a);
 	arena_chunk_t *c = a->head;
 	while (c) {
 		arena_chunk_t *next = c->next;
@@ -58,6 +80,7 @@ void arena_release(arena_t *a)
 void arena_reset(arena_t *a)
 {
 	run_cleanups(a);
+	budget_give_back(a);
 	arena_chunk_t *c = a->head;
 	if (!c)
 		return;
@@ -117,6 +140,7 @@ void *arena_alloc(arena_t *a, size_t size)
 	if (size == 0)
 		size = 1;
 	a->used += size;
+	budget_count(a, size);
 	void *p = a->head ? chunk_take(a->head, size) : NULL;
 	return p ? p : arena_alloc_slow(a, size);
 }
@@ -124,6 +148,8 @@ void *arena_alloc(arena_t *a, size_t size)
 void *arena_try_alloc(arena_t *a, size_t size)
 {
 	if (a->limit && (a->used + size > a->limit || a->used + size < a->used))
+		return NULL;
+	if (a->budget && (size > a->budget->limit || a->budget->used > a->budget->limit - size))
 		return NULL;
 	return arena_alloc(a, size);
 }
@@ -149,6 +175,7 @@ void *arena_realloc(arena_t *a, void *old, size_t old_size, size_t new_size)
 	    c->size - c->off >= new_size - old_size) {
 		c->off += new_size - old_size;
 		a->used += new_size - old_size;
+		budget_count(a, new_size - old_size);
 		return old;
 	}
 	void *p = arena_alloc(a, new_size);

@@ -5,7 +5,10 @@
  * arena_release() (or recycled by arena_reset(), which keeps the first chunk). Cleanup hooks run in
  * reverse order of registration on reset/release, for resources (fds, mmaps, refcounts) whose lifetime
  * is the arena's. An optional byte limit makes allocation fail softly (arena_try_alloc returns NULL)
- * so queries can enforce a memory budget; arena_alloc itself aborts only on system OOM.
+ * so queries can enforce a memory budget; arena_alloc itself aborts only on system OOM. Several arenas
+ * (a query's, its scratch arenas) can share one byte budget (arena_budget_t): every allocation from an
+ * attached arena counts against it, arena_try_alloc fails softly past its limit, and resetting or
+ * releasing the arena gives its bytes back.
  * Not thread-safe: one arena per request/query/thread.
  */
 #ifndef STRATA_BASE_ARENA_H
@@ -17,6 +20,11 @@
 typedef struct arena_chunk arena_chunk_t;
 typedef struct arena_cleanup arena_cleanup_t;
 
+typedef struct arena_budget {
+	size_t used;  /* bytes counted by the attached arenas (and by callers' own charges) */
+	size_t limit; /* arena_try_alloc fails once used would pass it */
+} arena_budget_t;
+
 typedef struct arena {
 	arena_chunk_t *head;   /* current chunk */
 	size_t chunk_size;     /* size of the next chunk to allocate */
@@ -24,12 +32,17 @@ typedef struct arena {
 	size_t used;           /* bytes handed out */
 	size_t limit;          /* 0 = unlimited; arena_try_alloc fails past this */
 	arena_cleanup_t *cleanups;
+	arena_budget_t *budget; /* shared budget this arena counts against, or NULL */
+	size_t budget_bytes;    /* bytes counted against it (given back on reset/release/detach) */
 } arena_t;
 
 void arena_init(arena_t *a, size_t first_chunk);  /* first_chunk 0 = 4 KiB */
 void arena_release(arena_t *a);                   /* runs cleanups, frees all chunks */
 void arena_reset(arena_t *a);                     /* runs cleanups, keeps one chunk for reuse */
 void arena_set_limit(arena_t *a, size_t limit_bytes);
+/* Count this arena's allocations from now on against b (NULL detaches). Attaching or detaching gives
+ * back the bytes counted against the previous budget; what was allocated before is never counted. */
+void arena_set_budget(arena_t *a, arena_budget_t *b);
 
 void *arena_alloc(arena_t *a, size_t size);       /* 16-byte aligned, uninitialised */
 void *arena_zalloc(arena_t *a, size_t size);

@@ -115,7 +115,7 @@ int cmd_query(int argc, char **argv)
 	static char *grpc_address, *dedup_func;
 	static strlist_t endpoints, stores, sd_files, store_sd_files, replica_flags;
 	static int64_t grpc_grace_ms, timeout_ms, max_conc, lookback_ms, max_samples, eval_ms, default_step_ms,
-		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms;
+		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms, max_memory;
 	static bool partial;
 	flag_def_t defs[] = {
 		CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"),
@@ -150,6 +150,9 @@ int cmd_query(int argc, char **argv)
 		 "The maximum lookback duration for retrieving metrics during expression evaluations."},
 		{"query.max-samples", FLAG_INT, &max_samples, "50000000",
 		 "Maximum number of samples a single query can load into memory."},
+		{"query.max-memory", FLAG_BYTES, &max_memory, "0",
+		 "Memory a single query may hold at once (intermediate results, decoded samples, label values); a "
+		 "query that needs more fails with an execution error. 0 = a quarter of the machine's memory."},
 		{"query.partial-response", FLAG_BOOL, &partial, "true",
 		 "Enable partial response for queries if no partial_response param is specified. "
 		 "--no-query.partial-response for disabling."},
@@ -236,7 +239,8 @@ int cmd_query(int argc, char **argv)
 	}
 	api_config_t ac = {.endpoints = es, .replica_labels = (const char *const *)replica.v,
 			   .nreplica_labels = replica.n, .dedup_mode = dedup_mode, .partial_response = partial, .timeout_ms = timeout_ms,
-			   .lookback_ms = lookback_ms, .max_samples = max_samples, .default_eval_interval_ms = eval_ms,
+			   .lookback_ms = lookback_ms, .max_samples = max_samples, .max_memory = (size_t)max_memory,
+			   .default_eval_interval_ms = eval_ms,
 			   .max_concurrent = (int)max_conc, .flag_names = (const char *const *)fnames,
 			   .flag_values = (const char *const *)fvalues, .nflags = nflags};
 	api = api_new(http, &ac);

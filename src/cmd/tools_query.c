@@ -43,7 +43,7 @@ static bool parse_step(const char *s, int64_t *ms)
 int cmd_tools_query(int argc, char **argv)
 {
 	static char *data_dir, *time_s, *start_s, *end_s, *step_s;
-	static int64_t lookback, timeout, max_samples;
+	static int64_t lookback, timeout, max_samples, max_memory;
 	static bool stats;
 	flag_def_t defs[] = {
 		{"data-dir", FLAG_STRING, &data_dir, NULL, "Directory holding TSDB blocks (<ULID>/meta.json)."},
@@ -54,6 +54,8 @@ int cmd_tools_query(int argc, char **argv)
 		{"query.lookback-delta", FLAG_DURATION, &lookback, "5m", "Maximum lookback for instant selectors."},
 		{"query.timeout", FLAG_DURATION, &timeout, "2m", "Maximum time to evaluate the query."},
 		{"query.max-samples", FLAG_INT, &max_samples, "50000000", "Maximum samples loaded into memory at once."},
+		{"query.max-memory", FLAG_BYTES, &max_memory, "0",
+		 "Memory the query may hold at once; past it the query fails. 0 = a quarter of the machine's memory."},
 		{"stats", FLAG_BOOL, &stats, "false", "Print query statistics on stderr as Prometheus's stats=all names them: peakSamples (in memory at once) and totalQueryableSamples (read)."},
 	};
 	flags_result_t res = {0};
@@ -81,6 +83,12 @@ int cmd_tools_query(int argc, char **argv)
 			fprintf(stderr, "%s: --end must not be before --start\n", argv[0]);
 			free(res.pos);
 			return 2;
+		}
+		if (((uint64_t)end - (uint64_t)start) / (uint64_t)step > 11000) { /* the HTTP API's limit */
+			fprintf(stderr, "%s: bad_data: exceeded maximum resolution of 11,000 points per timeseries. Try "
+					"decreasing the query resolution (?step=XX)\n", argv[0]);
+			free(res.pos);
+			return 1;
 		}
 	} else if (time_s) {
 		if (!parse_time(time_s, &start)) {
@@ -138,6 +146,7 @@ int cmd_tools_query(int argc, char **argv)
 		promql_opts_t o = {.lookback_ms = lookback,
 				   .timeout_ms = timeout,
 				   .max_samples = max_samples,
+				   .max_memory = (size_t)max_memory,
 				   .workers = w,
 				   .decode_chunks = xor_decode_chunks,
 				   .stats = stats ? PROMQL_STATS_TOTAL : PROMQL_STATS_NONE};

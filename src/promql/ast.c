@@ -8,6 +8,7 @@
 #include "base/alloc.h"
 #include "base/duration.h"
 #include "base/fmt.h"
+#include "base/hmap.h"
 #include "promql/ast.h"
 
 #define S PROMQL_TYPE_SCALAR
@@ -154,6 +155,8 @@ promql_type_t promql_expr_type(const promql_expr_t *e)
 	case PROMQL_PAREN: return promql_expr_type(e->u.paren.expr);
 	case PROMQL_UNARY: return promql_expr_type(e->u.unary.expr);
 	case PROMQL_BINARY:
+		if (e->u.bin.type) /* parsed: known without walking a chain of operators */
+			return e->u.bin.type;
 		return promql_expr_type(e->u.bin.lhs) == PROMQL_TYPE_SCALAR && promql_expr_type(e->u.bin.rhs) == PROMQL_TYPE_SCALAR
 			       ? PROMQL_TYPE_SCALAR
 			       : PROMQL_TYPE_VECTOR;
@@ -279,10 +282,18 @@ static void put_subquery_suffix(buf_t *b, const promql_expr_t *e)
 	put_mods(b, &e->u.sq.mods);
 }
 
-/* String() layout. prom: exactly as Prometheus 2.42 prints (format_query); otherwise "+Inf ^ x" prints
+/* Printing context: prom = exactly as Prometheus 2.42 prints (format_query); otherwise "+Inf ^ x" prints
  * its literal as "Inf" so that the output re-parses to the same tree (Prometheus's "+Inf ^ x" is
- * +(Inf ^ x)). */
-static void fmt_expr(buf_t *b, const promql_expr_t *e, bool prom)
+ * +(Inf ^ x)). lens, when set, records every node's one-line length (node address -> bytes). */
+typedef struct fmtc {
+	bool prom;
+	imap_t *lens;
+} fmtc_t;
+
+static void fmt_expr(buf_t *b, const promql_expr_t *e, const fmtc_t *c);
+
+/* A node that is not a binary operator. */
+static void fmt_node(buf_t *b, const promql_expr_t *e, const fmtc_t *c)
 {
 	switch (e->kind) {
 	case PROMQL_NUMBER:
@@ -303,28 +314,17 @@ static void fmt_expr(buf_t *b, const promql_expr_t *e, bool prom)
 		put_mods(b, &e->u.ms.vs->u.vs.mods);
 		break;
 	case PROMQL_SUBQUERY:
-		fmt_expr(b, e->u.sq.expr, prom);
+		fmt_expr(b, e->u.sq.expr, c);
 		put_subquery_suffix(b, e);
 		break;
 	case PROMQL_PAREN:
 		buf_putc(b, '(');
-		fmt_expr(b, e->u.paren.expr, prom);
+		fmt_expr(b, e->u.paren.expr, c);
 		buf_putc(b, ')');
 		break;
 	case PROMQL_UNARY:
 		buf_puts(b, promql_op_str(e->u.unary.op));
-		fmt_expr(b, e->u.unary.expr, prom);
-		break;
-	case PROMQL_BINARY:
-		if (!prom && e->u.bin.op == PROMQL_OP_POW && e->u.bin.lhs->kind == PROMQL_NUMBER &&
-		    isinf(e->u.bin.lhs->u.number) && e->u.bin.lhs->u.number > 0)
-			buf_puts(b, "Inf");
-		else
-			fmt_expr(b, e->u.bin.lhs, prom);
-		buf_putc(b, ' ');
-		put_binop(b, e);
-		buf_putc(b, ' ');
-		fmt_expr(b, e->u.bin.rhs, prom);
+		fmt_expr(b, e->u.unary.expr, c);
 		break;
 	case PROMQL_CALL:
 		buf_puts(b, e->u.call.func->name);
@@ -332,25 +332,87 @@ static void fmt_expr(buf_t *b, const promql_expr_t *e, bool prom)
 		for (size_t i = 0; i < e->u.call.nargs; i++) {
 			if (i)
 				buf_puts(b, ", ");
-			fmt_expr(b, e->u.call.args[i], prom);
+			fmt_expr(b, e->u.call.args[i], c);
 		}
 		buf_putc(b, ')');
 		break;
 	case PROMQL_AGGR:
 		put_aggr_open(b, e);
 		if (e->u.aggr.param) {
-			fmt_expr(b, e->u.aggr.param, prom);
+			fmt_expr(b, e->u.aggr.param, c);
 			buf_puts(b, ", ");
 		}
-		fmt_expr(b, e->u.aggr.expr, prom);
+		fmt_expr(b, e->u.aggr.expr, c);
 		buf_putc(b, ')');
 		break;
+	case PROMQL_BINARY:
+		BUG_ON(1); /* fmt_expr prints binary nodes */
 	}
+}
+
+static void note_len(const fmtc_t *c, const promql_expr_t *e, size_t n)
+{
+	if (c->lens)
+		imap_put(c->lens, (uintptr_t)e, n);
+}
+
+/* A node walk that does not recurse along chains of binary operators (Prometheus parses 20,000-term
+ * chains, a tree as deep as it is long): a binary node's left spine is collected and printed from its
+ * bottom up, and its right operand, printed last, continues the loop. */
+static void fmt_expr(buf_t *b, const promql_expr_t *e, const fmtc_t *c)
+{
+	const promql_expr_t **spine = NULL, **pend = NULL;
+	size_t *pstart = NULL, nspine_cap = 0, np = 0, pcap = 0;
+	for (;;) {
+		size_t start = b->n;
+		if (e->kind != PROMQL_BINARY) {
+			fmt_node(b, e, c);
+			note_len(c, e, b->n - start);
+			break;
+		}
+		size_t n = 0;
+		for (const promql_expr_t *x = e; x->kind == PROMQL_BINARY; x = x->u.bin.lhs) {
+			if (n == nspine_cap) {
+				nspine_cap = nspine_cap ? 2 * nspine_cap : 16;
+				spine = xreallocarray(spine, nspine_cap, sizeof *spine);
+			}
+			spine[n++] = x;
+		}
+		const promql_expr_t *leaf = spine[n - 1]->u.bin.lhs;
+		if (!c->prom && spine[n - 1]->u.bin.op == PROMQL_OP_POW && leaf->kind == PROMQL_NUMBER &&
+		    isinf(leaf->u.number) && leaf->u.number > 0)
+			buf_puts(b, "Inf");
+		else
+			fmt_expr(b, leaf, c);
+		for (size_t k = n; k-- > 0;) {
+			buf_putc(b, ' ');
+			put_binop(b, spine[k]);
+			buf_putc(b, ' ');
+			if (k == 0)
+				break;
+			fmt_expr(b, spine[k]->u.bin.rhs, c);
+			note_len(c, spine[k], b->n - start);
+		}
+		if (np == pcap) { /* e's length is known once its right operand is printed */
+			pcap = pcap ? 2 * pcap : 16;
+			pend = xreallocarray(pend, pcap, sizeof *pend);
+			pstart = xreallocarray(pstart, pcap, sizeof *pstart);
+		}
+		pend[np] = e;
+		pstart[np++] = start;
+		e = e->u.bin.rhs;
+	}
+	for (size_t i = 0; i < np; i++)
+		note_len(c, pend[i], b->n - pstart[i]);
+	free(spine);
+	free(pend);
+	free(pstart);
 }
 
 void promql_expr_format(buf_t *b, const promql_expr_t *e)
 {
-	fmt_expr(b, e, false);
+	fmtc_t c = {false, NULL};
+	fmt_expr(b, e, &c);
 }
 
 /* ------------------------------------------------------------------ pretty printing (format_query) */
@@ -363,18 +425,28 @@ static void put_indent(buf_t *b, int level)
 		buf_puts(b, "  ");
 }
 
+typedef struct pretty_ctx {
+	imap_t lens;  /* one-line length of every node (one pass over the tree, not one per node) */
+	size_t max;   /* stop once the output is longer (0 = no limit) */
+	bool over;
+} pretty_ctx_t;
+
 /* Whether a node is split over lines: its one-line form (without indentation) is longer than 100
  * bytes. */
-static bool pretty_split(const promql_expr_t *e)
+static bool pretty_split(const pretty_ctx_t *pc, const promql_expr_t *e)
 {
-	buf_t t = BUF_INIT;
-	fmt_expr(&t, e, true);
-	bool split = t.n > PRETTY_MAX_LINE;
-	buf_release(&t);
-	return split;
+	uint64_t n = 0;
+	imap_get(&pc->lens, (uintptr_t)e, &n);
+	return n > PRETTY_MAX_LINE;
 }
 
-static void pretty(buf_t *b, const promql_expr_t *e, int level);
+static void put_one_line(buf_t *b, const promql_expr_t *e)
+{
+	fmtc_t c = {true, NULL};
+	fmt_expr(b, e, &c);
+}
+
+static void pretty(buf_t *b, const promql_expr_t *e, int level, pretty_ctx_t *pc);
 
 static bool is_space(char c)
 {
@@ -382,10 +454,10 @@ static bool is_space(char c)
 }
 
 /* A node's pretty form with leading and trailing white space removed (what a unary operator prefixes). */
-static void pretty_trimmed(buf_t *b, const promql_expr_t *e, int level)
+static void pretty_trimmed(buf_t *b, const promql_expr_t *e, int level, pretty_ctx_t *pc)
 {
 	buf_t t = BUF_INIT;
-	pretty(&t, e, level);
+	pretty(&t, e, level, pc);
 	size_t lo = 0, hi = t.n;
 	while (lo < hi && is_space(t.p[lo]))
 		lo++;
@@ -395,87 +467,119 @@ static void pretty_trimmed(buf_t *b, const promql_expr_t *e, int level)
 	buf_release(&t);
 }
 
-static void pretty(buf_t *b, const promql_expr_t *e, int level)
+/* Like fmt_expr, a chain of split binary nodes is walked without recursing along it: the left spine of
+ * split nodes from its bottom up, the last right operand by the loop. */
+static void pretty(buf_t *b, const promql_expr_t *e, int level, pretty_ctx_t *pc)
 {
-	switch (e->kind) {
-	case PROMQL_SUBQUERY:
-		/* Not indented when it fits on a line (Prometheus 2.42 does the same). */
-		if (!pretty_split(e)) {
-			fmt_expr(b, e, true);
-		} else {
-			pretty(b, e->u.sq.expr, level);
-			put_subquery_suffix(b, e);
+	const promql_expr_t **spine = NULL;
+	size_t cap = 0;
+	for (;;) {
+		if (pc->over || (pc->max && b->n > pc->max)) {
+			pc->over = true;
+			break;
 		}
-		return;
-	case PROMQL_UNARY:
-		put_indent(b, level);
-		buf_puts(b, promql_op_str(e->u.unary.op));
-		pretty_trimmed(b, e->u.unary.expr, level);
-		return;
-	case PROMQL_NUMBER:
-	case PROMQL_STRING:
-	case PROMQL_VECTOR_SEL:
-	case PROMQL_MATRIX_SEL:
-		put_indent(b, level);
-		fmt_expr(b, e, true);
-		return;
-	default:
-		break;
-	}
-	if (!pretty_split(e)) {
-		put_indent(b, level);
-		fmt_expr(b, e, true);
-		return;
-	}
-	switch (e->kind) {
-	case PROMQL_PAREN:
-		put_indent(b, level);
-		buf_puts(b, "(\n");
-		pretty(b, e->u.paren.expr, level + 1);
-		buf_putc(b, '\n');
-		put_indent(b, level);
-		buf_putc(b, ')');
-		break;
-	case PROMQL_BINARY:
-		pretty(b, e->u.bin.lhs, level + 1);
-		buf_putc(b, '\n');
-		put_indent(b, level);
-		put_binop(b, e);
-		buf_putc(b, '\n');
-		pretty(b, e->u.bin.rhs, level + 1);
-		break;
-	case PROMQL_CALL:
-		put_indent(b, level);
-		buf_puts(b, e->u.call.func->name);
-		buf_puts(b, "(\n");
-		for (size_t i = 0; i < e->u.call.nargs; i++) {
-			if (i)
+		if (e->kind == PROMQL_SUBQUERY) {
+			/* Not indented when it fits on a line (Prometheus 2.42 does the same). */
+			if (!pretty_split(pc, e)) {
+				put_one_line(b, e);
+			} else {
+				pretty(b, e->u.sq.expr, level, pc);
+				put_subquery_suffix(b, e);
+			}
+			break;
+		}
+		if (e->kind == PROMQL_UNARY) {
+			put_indent(b, level);
+			buf_puts(b, promql_op_str(e->u.unary.op));
+			pretty_trimmed(b, e->u.unary.expr, level, pc);
+			break;
+		}
+		if (e->kind == PROMQL_NUMBER || e->kind == PROMQL_STRING || e->kind == PROMQL_VECTOR_SEL ||
+		    e->kind == PROMQL_MATRIX_SEL || !pretty_split(pc, e)) {
+			put_indent(b, level);
+			put_one_line(b, e);
+			break;
+		}
+		switch (e->kind) {
+		case PROMQL_PAREN:
+			put_indent(b, level);
+			buf_puts(b, "(\n");
+			pretty(b, e->u.paren.expr, level + 1, pc);
+			buf_putc(b, '\n');
+			put_indent(b, level);
+			buf_putc(b, ')');
+			break;
+		case PROMQL_CALL:
+			put_indent(b, level);
+			buf_puts(b, e->u.call.func->name);
+			buf_puts(b, "(\n");
+			for (size_t i = 0; i < e->u.call.nargs; i++) {
+				if (i)
+					buf_puts(b, ",\n");
+				pretty(b, e->u.call.args[i], level + 1, pc);
+			}
+			buf_putc(b, '\n');
+			put_indent(b, level);
+			buf_putc(b, ')');
+			break;
+		case PROMQL_AGGR:
+			put_indent(b, level);
+			put_aggr_open(b, e);
+			buf_putc(b, '\n');
+			if (e->u.aggr.param) {
+				pretty(b, e->u.aggr.param, level + 1, pc);
 				buf_puts(b, ",\n");
-			pretty(b, e->u.call.args[i], level + 1);
+			}
+			pretty(b, e->u.aggr.expr, level + 1, pc);
+			buf_putc(b, '\n');
+			put_indent(b, level);
+			buf_putc(b, ')');
+			break;
+		case PROMQL_BINARY: {
+			/* lhs one level deeper, the operator line at this level, rhs one level deeper */
+			size_t n = 0;
+			for (const promql_expr_t *x = e; x->kind == PROMQL_BINARY && pretty_split(pc, x); x = x->u.bin.lhs) {
+				if (n == cap) {
+					cap = cap ? 2 * cap : 16;
+					spine = xreallocarray(spine, cap, sizeof *spine);
+				}
+				spine[n++] = x;
+			}
+			pretty(b, spine[n - 1]->u.bin.lhs, level + (int)n, pc);
+			for (size_t k = n; k-- > 0;) {
+				buf_putc(b, '\n');
+				put_indent(b, level + (int)k);
+				put_binop(b, spine[k]);
+				buf_putc(b, '\n');
+				if (k > 0)
+					pretty(b, spine[k]->u.bin.rhs, level + (int)k + 1, pc);
+			}
+			e = e->u.bin.rhs;
+			level++;
+			continue;
 		}
-		buf_putc(b, '\n');
-		put_indent(b, level);
-		buf_putc(b, ')');
-		break;
-	case PROMQL_AGGR:
-		put_indent(b, level);
-		put_aggr_open(b, e);
-		buf_putc(b, '\n');
-		if (e->u.aggr.param) {
-			pretty(b, e->u.aggr.param, level + 1);
-			buf_puts(b, ",\n");
+		default:
+			BUG_ON(1); /* leaves, unary and subqueries are handled above */
 		}
-		pretty(b, e->u.aggr.expr, level + 1);
-		buf_putc(b, '\n');
-		put_indent(b, level);
-		buf_putc(b, ')');
 		break;
-	default:
-		BUG_ON(1); /* leaves, unary and subqueries are handled above */
 	}
+	free(spine);
+}
+
+bool promql_expr_pretty_max(buf_t *b, const promql_expr_t *e, size_t max)
+{
+	pretty_ctx_t pc = {.max = max};
+	imap_init(&pc.lens, 64);
+	buf_t one = BUF_INIT;
+	fmtc_t c = {true, &pc.lens};
+	fmt_expr(&one, e, &c);
+	buf_release(&one);
+	pretty(b, e, 0, &pc);
+	imap_release(&pc.lens);
+	return !pc.over;
 }
 
 void promql_expr_pretty(buf_t *b, const promql_expr_t *e)
 {
-	pretty(b, e, 0);
+	promql_expr_pretty_max(b, e, 0);
 }

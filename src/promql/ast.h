@@ -117,6 +117,7 @@ struct promql_expr {
 			size_t nlabels;
 			str_t *include; /* group_left/right */
 			size_t ninclude;
+			promql_type_t type; /* SCALAR or VECTOR, set by the parser (NONE: computed) */
 		} bin;
 		struct {
 			const promql_func_t *func;
@@ -146,6 +147,9 @@ void promql_expr_format(buf_t *b, const promql_expr_t *e);
  * is not indented when it fits on one line. Selectors and literals are never split. The one-line forms
  * are Prometheus's String() exactly (also where promql_expr_format deviates to keep round trips). */
 void promql_expr_pretty(buf_t *b, const promql_expr_t *e);
+/* The same, stopping once b holds more than max bytes (long operator chains indent one level per
+ * operator: 20,000 terms would print 400 MB); false then (b holds a truncated form). */
+bool promql_expr_pretty_max(buf_t *b, const promql_expr_t *e, size_t max);
 const char *promql_type_name(promql_type_t t); /* "scalar", "instant vector", "range vector", "string" */
 const char *promql_op_str(promql_op_t op);
 const char *promql_aggr_str(promql_aggr_op_t op);

@@ -51,6 +51,9 @@ typedef struct rb {
 	arena_t ba;        /* per-batch labels, chunk lists and pre-decoded samples */
 	size_t bbytes;
 	size_t work;       /* estimated samples to decode in the batch */
+	arena_budget_t *budget; /* the query's: the heap arrays below are charged to it */
+	size_t charged;         /* bytes charged for them */
+	size_t decode_max;      /* largest decoded series (bytes) reserved for each task's buffers */
 	bool drop_stale;   /* range selectors drop stale markers; instant selectors need them */
 	const int64_t *wref; /* stats for a range function: window ends per step (NULL: instant selector) */
 	int64_t wrange;
@@ -60,7 +63,9 @@ typedef struct rb {
 static void rb_cleanup(void *arg)
 {
 	rb_t *b = arg;
-	for (size_t i = 0; i < b->ntasks; i++) {
+	ev_uncharge(b->budget, b->charged);
+	b->charged = 0;
+	for (size_t i = 0; b->scr && i < b->ntasks; i++) { /* scr is NULL when the charge failed */
 		free(b->scr[i].t);
 		free(b->scr[i].v);
 		free(b->scr[i].wsteps);
@@ -257,6 +262,32 @@ static void rb_flush(rb_t *b, range_sink_fn sink, void *sctx)
 	arena_reset(&b->ba);
 }
 
+/* Bytes a task's decode buffers grow to for these chunks: XOR chunks say how many samples they hold
+ * (2-byte header), other encodings are bounded by their size; 16 bytes a sample, twice for the
+ * buffers' doubling growth. */
+static size_t decode_bytes(const chunk_t *c, size_t n)
+{
+	size_t samples = 0;
+	for (size_t i = 0; i < n; i++)
+		samples += c[i].enc == CHUNK_ENC_XOR && c[i].len >= 2 ? ((size_t)c[i].data[0] << 8 | c[i].data[1])
+								      : c[i].len * 8 + 2;
+	return samples > SIZE_MAX / 64 ? SIZE_MAX : samples * 2 * (sizeof(int64_t) + sizeof(double));
+}
+
+/* Charge the budget for the tasks' decode buffers growing to hold this series. */
+static void rb_reserve_decode(rb_t *b, const chunk_t *c, size_t n)
+{
+	size_t need = decode_bytes(c, n);
+	if (need <= b->decode_max)
+		return;
+	if (need == SIZE_MAX || (need - b->decode_max) > SIZE_MAX / b->ntasks)
+		ev_fail_memory(b->ev);
+	size_t more = (need - b->decode_max) * b->ntasks;
+	ev_charge(b->ev, more);
+	b->charged += more;
+	b->decode_max = need;
+}
+
 /* Select vs over [mint, maxt] and run kfn over every series in batches, feeding sink in order. wref: a
  * range function's window ends per step (its windows are counted for stats), NULL for an instant
  * selector. */
@@ -286,7 +317,17 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 	if (b->ntasks > b->cap)
 		b->ntasks = b->cap;
 	arena_init(&b->ba, 1 << 16);
+	b->budget = &ev->scr->budget;
+	arena_set_budget(&b->ba, b->budget);
 	arena_on_release(ev->a, rb_cleanup, b);
+	/* the output arrays (cap series of ns steps), charged before they exist: a subquery of a billion
+	 * steps fails here, not in the allocator */
+	size_t row = sizeof(double) + 1 + (b->count && wref && ev->qs->per_step ? sizeof(int64_t) : 0);
+	if (ns > SIZE_MAX / row / (b->cap + b->ntasks))
+		ev_fail_memory(ev);
+	size_t bytes = b->cap * sizeof *b->items + b->ntasks * sizeof *b->scr + (b->cap + b->ntasks) * ns * row;
+	ev_charge(ev, bytes);
+	b->charged = bytes;
 	b->items = xcalloc(b->cap, sizeof *b->items);
 	b->out = xreallocarray(NULL, b->cap * ns, sizeof(double));
 	b->ok = xreallocarray(NULL, b->cap, ns);
@@ -323,6 +364,7 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 			}
 			it->chks = cc;
 			it->nchks = k;
+			rb_reserve_decode(b, cc, k);
 			b->work += 120 * k;
 		} else {
 			size_t n = ev_load_samples(ev, set, b->mint, b->maxt, drop_stale);
@@ -356,6 +398,7 @@ void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, rang
 
 /* Instant selector kernel: per step the newest sample within the lookback window, absent if stale. */
 typedef struct vs_kctx {
+	const ev_t *ev; /* polled for cancel/deadline every EV_POLL_WORK steps (subqueries have millions) */
 	const int64_t *ref;
 	size_t nsteps;
 	int64_t lookback;
@@ -368,6 +411,10 @@ static void vs_kernel(const void *kctx, const int64_t *t, const double *v, size_
 	const vs_kctx_t *c = kctx;
 	size_t j = 0, cnt = 0;
 	for (size_t i = 0; i < c->nsteps; i++) {
+		if ((i & (EV_POLL_WORK - 1)) == EV_POLL_WORK - 1 && ev_stop_requested(c->ev)) {
+			*ro = (rk_out_t){cnt, 0, 0, true};
+			return;
+		}
 		int64_t rt = c->ref[i];
 		if (i > 0 && rt < c->ref[i - 1])
 			j = 0;
@@ -399,7 +446,7 @@ void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, range_sink_fn 
 			mx = ref[i];
 	}
 	vs_kctx_t *c = ev_zalloc(ev, sizeof *c);
-	*c = (vs_kctx_t){ref, ns, ev->lookback, ts_mode};
+	*c = (vs_kctx_t){ev, ref, ns, ev->lookback, ts_mode};
 	rb_run(ev, e, mn - ev->lookback, mx, 0, NULL, NULL, false, vs_kernel, c, sink, sctx);
 }
 
@@ -413,5 +460,5 @@ void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, 
 	uint8_t *ook = ev_alloc(ev, ns);
 	memcpy(ov, v, ns * sizeof(double));
 	memcpy(ook, ok, ns);
-	c->arr[c->n++] = (vseries_t){labels_copy(ev->a, ls), ov, ook};
+	c->arr[c->n++] = (vseries_t){ev_labels_copy(ev, ls), ov, ook};
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -55,15 +56,56 @@ bool ev_stop_requested(const ev_t *ev)
 	       (ev->deadline_ms && clock_mono_ms() > (uint64_t)ev->deadline_ms);
 }
 
+void ev_fail_memory(ev_t *ev)
+{
+	ev->scr->error_type = "execution";
+	ev_fail(ev, ERR_LIMIT, "query processing would exceed the per-query memory budget of %zu bytes",
+		ev->scr->budget.limit);
+}
+
 void *ev_alloc(ev_t *ev, size_t n)
 {
 	void *p = arena_try_alloc(ev->a, n ? n : 1);
-	if (!p) {
-		ev->scr->error_type = "execution";
-		ev_fail(ev, ERR_LIMIT, "query processing would exceed the per-query memory budget of %zu bytes",
-			ev->o->max_memory);
-	}
+	if (!p)
+		ev_fail_memory(ev);
 	return p;
+}
+
+size_t ev_array_bytes(ev_t *ev, size_t n, size_t size)
+{
+	if (size && n > SIZE_MAX / size)
+		ev_fail_memory(ev);
+	return n * size;
+}
+
+void *ev_alloc_array(ev_t *ev, size_t n, size_t size)
+{
+	return ev_alloc(ev, ev_array_bytes(ev, n, size));
+}
+
+void ev_check_steps(ev_t *ev, size_t nsteps)
+{
+	if (nsteps > ev->scr->budget.limit / (sizeof(double) + 1))
+		ev_fail_memory(ev);
+}
+
+/* Fails the query unless bytes more fit the budget. */
+static void budget_check(ev_t *ev, size_t bytes)
+{
+	arena_budget_t *b = &ev->scr->budget;
+	if (bytes > b->limit || b->used > b->limit - bytes)
+		ev_fail_memory(ev);
+}
+
+void ev_charge(ev_t *ev, size_t bytes)
+{
+	budget_check(ev, bytes);
+	ev->scr->budget.used += bytes;
+}
+
+void ev_uncharge(arena_budget_t *b, size_t bytes)
+{
+	b->used -= bytes < b->used ? bytes : b->used;
 }
 
 void *ev_zalloc(ev_t *ev, size_t n)
@@ -203,6 +245,15 @@ double quantile_sorted(double q, double *vals, size_t n)
 }
 
 /* ------------------------------------------------------------------------------ labels */
+
+labels_t ev_labels_copy(ev_t *ev, const labels_t *ls)
+{
+	size_t bytes = ls->n * sizeof(label_t);
+	for (size_t i = 0; i < ls->n; i++)
+		bytes += ls->v[i].name.n + ls->v[i].value.n;
+	budget_check(ev, bytes);
+	return labels_copy(ev->a, ls);
+}
 
 labels_t lb_drop_name(ev_t *ev, labels_t ls)
 {
@@ -359,6 +410,7 @@ void ob_finish(ev_t *ev, obuild_t *ob, val_t *out)
 static void scratch_free(void *arg)
 {
 	ev_scratch_t *s = arg;
+	ev_uncharge(&s->budget, s->cap * (sizeof(int64_t) + sizeof(double)));
 	free(s->t);
 	free(s->v);
 	s->t = NULL;
@@ -377,6 +429,9 @@ size_t ev_load_samples(ev_t *ev, series_set_t *set, int64_t mint, int64_t maxt, 
 		ev_scratch_t *sc = ev->scr;
 		if (sc->cap - n < 256) {
 			size_t ncap = sc->cap ? sc->cap * 2 : 1024;
+			if (ncap > SIZE_MAX / 32)
+				ev_fail_memory(ev);
+			ev_charge(ev, (ncap - sc->cap) * (sizeof(int64_t) + sizeof(double)));
 			if (!sc->t)
 				arena_on_release(ev->a, scratch_free, sc);
 			sc->t = xreallocarray(sc->t, ncap, sizeof(int64_t));
@@ -462,12 +517,35 @@ bool ev_matrix_window(ev_t *ev, const promql_expr_t *m, int64_t *range, int64_t 
 	return true;
 }
 
+/* A selector's series set lives in an arena of its own, released when the set is closed: what the store
+ * allocated for it (decoded labels, chunk buffers) does not stay with the query once the selector's
+ * series are read (their labels are copied out). */
+static arena_t *select_arena(ev_t *ev)
+{
+	arena_t *sa = xmalloc(sizeof *sa);
+	arena_init(sa, 0);
+	arena_set_budget(sa, &ev->scr->budget);
+	ev->scr->open_arena = sa;
+	return sa;
+}
+
+static void select_arena_free(ev_scratch_t *scr)
+{
+	if (scr->open_arena) {
+		arena_release(scr->open_arena);
+		free(scr->open_arena);
+		scr->open_arena = NULL;
+	}
+}
+
 series_set_t *ev_select(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range,
 			       const char *func)
 {
 	select_hints_t h = {.start = mint, .end = maxt, .step = ev->step, .range = range, .func = func};
 	series_set_t *set = NULL;
-	if (ev->q->ops->select(ev->q, ev->a, vs->u.vs.ms, vs->u.vs.nms, mint, maxt, &h, &set, ev->err)) {
+	arena_t *sa = select_arena(ev);
+	if (ev->q->ops->select(ev->q, sa, vs->u.vs.ms, vs->u.vs.nms, mint, maxt, &h, &set, ev->err)) {
+		select_arena_free(ev->scr);
 		ev->scr->error_type = "internal";
 		ev_fail_err(ev, ev->err->code);
 	}
@@ -479,6 +557,7 @@ void ev_close_set(ev_t *ev, series_set_t *set)
 {
 	ev->scr->open_set = NULL;
 	series_set_close(set);
+	select_arena_free(ev->scr);
 }
 
 static void eval_vs(ev_t *ev, const promql_expr_t *e, val_t *out, bool ts_mode)
@@ -562,7 +641,8 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 	sub.start = start;
 	sub.end = mx;
 	sub.step = step;
-	sub.nsteps = start <= mx ? (size_t)((mx - start) / step) + 1 : 0;
+	sub.nsteps = start <= mx ? (size_t)(((uint64_t)mx - (uint64_t)start) / (uint64_t)step) + 1 : 0;
+	ev_check_steps(ev, sub.nsteps); /* e.g. up[10000d:1ms]: 8.6e11 steps, refused before any allocation */
 	sub.argrec = NULL;
 	sub.at_shift = false;
 	/* stats: 2.42 counts a top-level subquery's reads at the (one) step; a function's subquery
@@ -581,8 +661,8 @@ void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_se
 	ev->checks = sub.checks;
 	ev->work = sub.work;
 	int64_t sub_samples = ev->cur_samples - before; /* held until the function is done */
-	int64_t *t = ev_alloc(ev, (sub.nsteps ? sub.nsteps : 1) * sizeof(int64_t));
-	double *v = ev_alloc(ev, (sub.nsteps ? sub.nsteps : 1) * sizeof(double));
+	int64_t *t = ev_alloc_array(ev, sub.nsteps ? sub.nsteps : 1, sizeof(int64_t));
+	double *v = ev_alloc_array(ev, sub.nsteps ? sub.nsteps : 1, sizeof(double));
 	for (size_t s = 0; s < inner.n; s++) {
 		ev_check_work(ev, sub.nsteps);
 		size_t n = 0;
@@ -880,29 +960,192 @@ static void eval_vector_vector(ev_t *ev, const promql_expr_t *e, const val_t *lv
 	ob_finish(ev, ob, out);
 }
 
-static void eval_binary(ev_t *ev, const promql_expr_t *e, val_t *out)
+/* The operator of binary node e applied to its evaluated operands l and r. */
+static void eval_binary_op(ev_t *ev, const promql_expr_t *e, const val_t *l, const val_t *r, val_t *out)
 {
-	val_t l = {0}, r = {0};
-	eval_expr(ev, e->u.bin.lhs, &l);
-	eval_expr(ev, e->u.bin.rhs, &r);
-	if (l.type == PROMQL_TYPE_SCALAR && r.type == PROMQL_TYPE_SCALAR) {
+	if (l->type == PROMQL_TYPE_SCALAR && r->type == PROMQL_TYPE_SCALAR) {
 		out->type = PROMQL_TYPE_SCALAR;
-		out->sc = ev_alloc(ev, (ev->nsteps ? ev->nsteps : 1) * sizeof(double));
+		out->sc = ev_alloc_array(ev, ev->nsteps ? ev->nsteps : 1, sizeof(double));
 		for (size_t i = 0; i < ev->nsteps; i++) {
 			bool keep;
-			double v = binop(e->u.bin.op, l.sc[i], r.sc[i], &keep);
+			double v = binop(e->u.bin.op, l->sc[i], r->sc[i], &keep);
 			if (e->u.bin.return_bool)
 				v = keep ? 1 : 0;
 			out->sc[i] = v;
 		}
 		return;
 	}
-	if (l.type == PROMQL_TYPE_VECTOR && r.type == PROMQL_TYPE_SCALAR)
-		eval_vector_scalar(ev, e, &l, r.sc, false, out);
-	else if (l.type == PROMQL_TYPE_SCALAR && r.type == PROMQL_TYPE_VECTOR)
-		eval_vector_scalar(ev, e, &r, l.sc, true, out);
+	if (l->type == PROMQL_TYPE_VECTOR && r->type == PROMQL_TYPE_SCALAR)
+		eval_vector_scalar(ev, e, l, r->sc, false, out);
+	else if (l->type == PROMQL_TYPE_SCALAR && r->type == PROMQL_TYPE_VECTOR)
+		eval_vector_scalar(ev, e, r, l->sc, true, out);
 	else
-		eval_vector_vector(ev, e, &l, &r, out);
+		eval_vector_vector(ev, e, l, r, out);
+}
+
+/* Deep copy of a scalar or vector value into ev->a (labels included). */
+static void val_copy(ev_t *ev, val_t *dst, const val_t *src)
+{
+	size_t ns = ev->nsteps ? ev->nsteps : 1;
+	*dst = *src;
+	if (src->type == PROMQL_TYPE_SCALAR) {
+		dst->sc = ev_alloc_array(ev, ns, sizeof(double));
+		memcpy(dst->sc, src->sc, ns * sizeof(double));
+	} else if (src->type == PROMQL_TYPE_VECTOR) {
+		dst->s = ev_alloc_array(ev, src->n ? src->n : 1, sizeof(vseries_t));
+		for (size_t k = 0; k < src->n; k++) {
+			vseries_t *o = &dst->s[k];
+			const vseries_t *in = &src->s[k];
+			o->ls = ev_labels_copy(ev, &in->ls);
+			o->v = ev_alloc_array(ev, ns, sizeof(double));
+			o->ok = ev_alloc(ev, ns);
+			memcpy(o->v, in->v, ns * sizeof(double));
+			memcpy(o->ok, in->ok, ns);
+		}
+	}
+}
+
+/* Binary operators are evaluated without recursion: a chain like "up + up + ... + up" (Prometheus
+ * parses 20,000 terms) or "a ^ b ^ ... ^ z" is a tree as deep as it is long. Each binary node being
+ * evaluated is a frame on an explicit stack (heap, one per node on the current path; ev->scr->frames,
+ * so an error releases them); operands that are not binary nodes (or are step-invariant ones) are
+ * evaluated by eval_expr as before. The order of evaluation and 2.42's sample accounting are exactly
+ * those of the recursive evaluation: a frame does what eval_expr + eval_node do for a binary node.
+ *
+ * In long chains (RECYCLE_SPINE binary nodes or more down one side) every frame evaluates its operands
+ * and result in an arena of its own and copies only the result into its parent's, releasing the rest:
+ * a query that holds one small vector at a time stays that small however many operators it has. */
+#define RECYCLE_SPINE 4
+
+typedef struct bframe {
+	struct bframe *up; /* the frame below on the stack */
+	const promql_expr_t *e;
+	int state;         /* 0: evaluate lhs next, 1: rhs next, 2: both done */
+	val_t l, r;
+	val_t *out;
+	argrec_t rec;      /* the operands' point counts (2.42's rangeEval accounting) */
+	argrec_t *saved;   /* ev->argrec of the caller */
+	int64_t orig;      /* samples held when the node started */
+	arena_t *home;     /* ev->a of the caller: where *out must live */
+	bool recycle, root, tmp_live;
+	arena_t work;      /* with recycle: the node's operands, temporaries and result before the copy */
+	arena_t tmp;       /* with recycle: an operand that is not a binary node, while it is evaluated */
+} bframe_t;
+
+static void frame_push(ev_t *ev, const promql_expr_t *e, val_t *out, bool recycle, bool root)
+{
+	bframe_t *f = xcalloc(1, sizeof *f);
+	f->up = ev->scr->frames;
+	ev->scr->frames = f;
+	f->e = e;
+	f->out = out;
+	f->root = root;
+	f->recycle = recycle;
+	f->home = ev->a;
+	f->saved = ev->argrec;
+	f->orig = ev->cur_samples;
+	f->rec.depth = ev->depth;
+	ev->argrec = &f->rec;
+	if (recycle) {
+		arena_init(&f->work, 1024); /* right-assoc chains keep one per operator alive */
+		arena_set_budget(&f->work, &ev->scr->budget);
+		ev->a = &f->work;
+	}
+}
+
+/* Pop the innermost frame (its arena released); on the error path too (promql_eval). */
+static void frame_pop(ev_scratch_t *scr)
+{
+	bframe_t *f = scr->frames;
+	scr->frames = f->up;
+	if (f->tmp_live)
+		arena_release(&f->tmp);
+	if (f->recycle)
+		arena_release(&f->work);
+	free(f);
+}
+
+/* With recycle, an operand that is not a binary node is evaluated in f->tmp and only its value (and
+ * the point counts eval_expr recorded for the accounting) copied into f->work: what the operand needed
+ * on the way (batches, selector state) is released at once. A right-associative chain holds every
+ * left operand until its innermost node is done, so each should be small. */
+static void eval_operand(ev_t *ev, bframe_t *f, const promql_expr_t *c, val_t *slot)
+{
+	if (!f->recycle) {
+		eval_expr(ev, c, slot);
+		return;
+	}
+	arena_init(&f->tmp, 1024);
+	arena_set_budget(&f->tmp, &ev->scr->budget);
+	f->tmp_live = true;
+	size_t nrec = f->rec.n;
+	ev->a = &f->tmp;
+	val_t v;
+	eval_expr(ev, c, &v);
+	ev->a = &f->work;
+	val_copy(ev, slot, &v);
+	if (f->rec.n > nrec) {
+		size_t bytes = (ev->nsteps ? ev->nsteps : 1) * sizeof(int64_t);
+		int64_t *cnt = ev_alloc(ev, bytes);
+		memcpy(cnt, f->rec.cnt[f->rec.n - 1], bytes);
+		f->rec.cnt[f->rec.n - 1] = cnt;
+	}
+	arena_release(&f->tmp);
+	f->tmp_live = false;
+}
+
+/* Spine length: binary nodes straight down lhs (or rhs) from e. */
+static size_t spine(const promql_expr_t *e, bool left)
+{
+	size_t n = 0;
+	for (; e->kind == PROMQL_BINARY && n < RECYCLE_SPINE; e = left ? e->u.bin.lhs : e->u.bin.rhs)
+		n++;
+	return n;
+}
+
+static bool invariant_here(const ev_t *ev, const promql_expr_t *e);
+
+static void eval_binary_tree(ev_t *ev, const promql_expr_t *root, val_t *out)
+{
+	bool recycle = spine(root, true) >= RECYCLE_SPINE || spine(root, false) >= RECYCLE_SPINE;
+	frame_push(ev, root, out, recycle, true);
+	for (;;) {
+		bframe_t *f = ev->scr->frames;
+		if (f->state < 2) {
+			const promql_expr_t *c = f->state == 0 ? f->e->u.bin.lhs : f->e->u.bin.rhs;
+			val_t *slot = f->state == 0 ? &f->l : &f->r;
+			f->state++;
+			if (c->kind == PROMQL_BINARY && !invariant_here(ev, c)) {
+				/* eval_expr's prologue; the frame does eval_node's part */
+				ev_check(ev);
+				memset(slot, 0, sizeof *slot);
+				ev->depth++;
+				frame_push(ev, c, slot, recycle, false);
+			} else {
+				eval_operand(ev, f, c, slot);
+			}
+			continue;
+		}
+		val_t res = {0};
+		eval_binary_op(ev, f->e, &f->l, &f->r, &res);
+		ev->argrec = f->saved;
+		acct_range_eval(ev, f->orig, &f->rec, &res);
+		ev->a = f->home;
+		if (f->recycle)
+			val_copy(ev, f->out, &res);
+		else
+			*f->out = res;
+		val_t *done = f->out;
+		bool was_root = f->root;
+		frame_pop(ev->scr);
+		if (was_root)
+			return;
+		/* eval_expr's epilogue for the finished operand */
+		ev->depth--;
+		if (ev->argrec && ev->argrec->depth == ev->depth &&
+		    (done->type == PROMQL_TYPE_SCALAR || done->type == PROMQL_TYPE_VECTOR))
+			argrec_add(ev, ev->argrec, val_step_counts(ev, done));
+	}
 }
 
 /* ------------------------------------------------------------------------------ aggregations */
@@ -1376,6 +1619,8 @@ static void eval_node(ev_t *ev, const promql_expr_t *e, val_t *out)
 		return;
 	}
 	case PROMQL_BINARY:
+		eval_binary_tree(ev, e, out);
+		return;
 	case PROMQL_CALL:
 	case PROMQL_AGGR: {
 		/* 2.42's rangeEval nodes (all but the range-vector functions): record the arguments' points */
@@ -1384,9 +1629,7 @@ static void eval_node(ev_t *ev, const promql_expr_t *e, val_t *out)
 		argrec_t *saved = ev->argrec;
 		int64_t orig = ev->cur_samples;
 		ev->argrec = range_eval ? &rec : NULL;
-		if (e->kind == PROMQL_BINARY)
-			eval_binary(ev, e, out);
-		else if (e->kind == PROMQL_CALL)
+		if (e->kind == PROMQL_CALL)
 			eval_call(ev, e, out);
 		else
 			eval_aggr(ev, e, out);
@@ -1444,14 +1687,20 @@ static void eval_invariant(ev_t *ev, const promql_expr_t *e, val_t *out)
 	}
 }
 
+/* Whether eval_expr evaluates e as a step-invariant part (2.42's StepInvariantExpr wrapper). */
+static bool invariant_here(const ev_t *ev, const promql_expr_t *e)
+{
+	uint64_t mark;
+	return ev->nsteps > 1 && ev->invariant && e->kind != PROMQL_NUMBER && e->kind != PROMQL_STRING &&
+	       e->kind != PROMQL_MATRIX_SEL && e->kind != PROMQL_SUBQUERY && imap_get(ev->invariant, (uintptr_t)e, &mark);
+}
+
 void eval_expr(ev_t *ev, const promql_expr_t *e, val_t *out)
 {
 	ev_check(ev);
 	memset(out, 0, sizeof *out);
 	ev->depth++;
-	uint64_t mark;
-	if (ev->nsteps > 1 && ev->invariant && e->kind != PROMQL_NUMBER && e->kind != PROMQL_STRING &&
-	    e->kind != PROMQL_MATRIX_SEL && e->kind != PROMQL_SUBQUERY && imap_get(ev->invariant, (uintptr_t)e, &mark))
+	if (invariant_here(ev, e))
 		eval_invariant(ev, e, out);
 	else
 		eval_node(ev, e, out);
@@ -1464,10 +1713,55 @@ void eval_expr(ev_t *ev, const promql_expr_t *e, val_t *out)
 /* 2.42's PreprocessExpr: which subexpressions are step-invariant (every selector pinned with @, no
  * time-dependent function) and where it wraps them. Returns whether e is invariant. */
 static bool mark_invariant(imap_t *m, const promql_expr_t *e);
+static bool mark_invariant_binary(imap_t *m, const promql_expr_t *root);
 
 static void wrap(imap_t *m, const promql_expr_t *e)
 {
 	imap_put(m, (uintptr_t)expr_unparen(e), 1);
+}
+
+/* A binary node: invariant when both operands are, else each invariant operand is wrapped. Walked with an
+ * explicit stack (a chain of operators is a tree as deep as it is long); other operands recurse. */
+static bool mark_invariant_binary(imap_t *m, const promql_expr_t *root)
+{
+	typedef struct {
+		const promql_expr_t *e;
+		int state; /* operands done */
+		bool inv[2];
+	} mframe_t;
+	mframe_t *st = NULL;
+	size_t n = 0, cap = 0;
+	bool res = false;
+	for (const promql_expr_t *push = root;;) {
+		if (push) {
+			if (n == cap) {
+				cap = cap ? 2 * cap : 16;
+				st = xreallocarray(st, cap, sizeof *st);
+			}
+			st[n++] = (mframe_t){push, 0, {false, false}};
+			push = NULL;
+		}
+		mframe_t *f = &st[n - 1];
+		if (f->state < 2) {
+			const promql_expr_t *c = f->state ? f->e->u.bin.rhs : f->e->u.bin.lhs;
+			if (c->kind == PROMQL_BINARY)
+				push = c;
+			else
+				f->inv[f->state++] = mark_invariant(m, c);
+			continue;
+		}
+		bool l = f->inv[0], r = f->inv[1];
+		res = l && r;
+		if (!res && l)
+			wrap(m, f->e->u.bin.lhs);
+		if (!res && r)
+			wrap(m, f->e->u.bin.rhs);
+		if (--n == 0)
+			break;
+		st[n - 1].inv[st[n - 1].state++] = res;
+	}
+	free(st);
+	return res;
 }
 
 static bool mark_invariant(imap_t *m, const promql_expr_t *e)
@@ -1492,16 +1786,8 @@ static bool mark_invariant(imap_t *m, const promql_expr_t *e)
 		return mark_invariant(m, e->u.unary.expr);
 	case PROMQL_AGGR:
 		return mark_invariant(m, e->u.aggr.expr); /* 2.42 does not look at the parameter */
-	case PROMQL_BINARY: {
-		bool l = mark_invariant(m, e->u.bin.lhs), r = mark_invariant(m, e->u.bin.rhs);
-		if (l && r)
-			return true;
-		if (l)
-			wrap(m, e->u.bin.lhs);
-		if (r)
-			wrap(m, e->u.bin.rhs);
-		return false;
-	}
+	case PROMQL_BINARY:
+		return mark_invariant_binary(m, e);
 	case PROMQL_CALL: {
 		bool inv = true, arg[16] = {false};
 		for (size_t i = 0; i < ARRAY_LEN(unsafe); i++)
@@ -1538,6 +1824,16 @@ static int cmp_rseries(const void *a, const void *b)
 	return labels_cmp(&((const promql_series_t *)a)->ls, &((const promql_series_t *)b)->ls);
 }
 
+static void result_from(ev_t *ev, const val_t *vp, bool instant, promql_result_t *res);
+
+size_t promql_default_max_memory(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	size_t phys = pages > 0 && psz > 0 ? (size_t)pages * (size_t)psz : (size_t)4 << 30;
+	size_t d = phys / 4;
+	return d < ((size_t)256 << 20) ? (size_t)256 << 20 : d;
+}
+
 int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql_expr_t *e, int64_t start,
 		int64_t end, int64_t step, promql_result_t *res, err_t *err)
 {
@@ -1563,7 +1859,7 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 	ev->start = start;
 	ev->end = end;
 	ev->step = instant ? 1 : step;
-	ev->nsteps = instant ? 1 : (size_t)((end - start) / step) + 1;
+	ev->nsteps = instant ? 1 : (size_t)(((uint64_t)end - (uint64_t)start) / (uint64_t)step) + 1;
 	ev->qstart = start;
 	ev->qend = end;
 	ev->lookback = o->lookback_ms > 0 ? o->lookback_ms : PROMQL_DEFAULT_LOOKBACK_MS;
@@ -1571,28 +1867,18 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 	ev->deadline_ms = o->timeout_ms > 0 ? (int64_t)clock_mono_ms() + o->timeout_ms : 0;
 	ev->err = err;
 	ev->jmp = &jb;
-	ev->scr = ARENA_NEW(a, ev_scratch_t);
-	if (o->stats) {
-		ev->qs = ARENA_NEW(a, qstats_t);
-		if (o->stats == PROMQL_STATS_PER_STEP)
-			ev->qs->per_step = ARENA_NEW_ARRAY(a, int64_t, ev->nsteps);
-	}
-	if (!instant) {
-		imap_t *inv = ARENA_NEW(a, imap_t);
-		imap_init(inv, 16);
-		arena_on_release(a, invariant_free, inv);
-		if (mark_invariant(inv, e))
-			wrap(inv, e);
-		ev->invariant = inv;
-	}
-	size_t old_limit = a->limit;
-	if (o->max_memory)
-		arena_set_limit(a, a->used + o->max_memory);
+	ev_scratch_t *scr = ev->scr = ARENA_NEW(a, ev_scratch_t);
+	/* everything the query allocates from here on counts against its memory budget */
+	scr->budget.limit = o->max_memory ? o->max_memory : promql_default_max_memory();
+	arena_set_budget(a, &scr->budget);
 	val_t v = {0};
 	if (setjmp(jb)) {
-		if (ev->scr->open_set)
-			series_set_close(ev->scr->open_set);
-		arena_set_limit(a, old_limit);
+		if (scr->open_set)
+			series_set_close(scr->open_set);
+		select_arena_free(scr);
+		while (scr->frames)
+			frame_pop(scr);
+		arena_set_budget(a, NULL);
 		res->error_type = ev->scr->error_type ? ev->scr->error_type : "execution";
 		if (ev->scr->rc == ERR_TIMEOUT)
 			res->error_type = "timeout";
@@ -1602,8 +1888,31 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 			ev->err->code = ev->scr->rc;
 		return ev->scr->rc;
 	}
+	ev_check_steps(ev, ev->nsteps);
+	if (o->stats) {
+		ev->qs = ev_zalloc(ev, sizeof *ev->qs);
+		if (o->stats == PROMQL_STATS_PER_STEP)
+			ev->qs->per_step = ev_zalloc(ev, ev->nsteps * sizeof(int64_t));
+	}
+	if (!instant) {
+		imap_t *inv = ev_zalloc(ev, sizeof *inv);
+		imap_init(inv, 16);
+		arena_on_release(a, invariant_free, inv);
+		if (mark_invariant(inv, e))
+			wrap(inv, e);
+		ev->invariant = inv;
+	}
 	eval_expr(ev, e, &v);
-	arena_set_limit(a, old_limit);
+	result_from(ev, &v, instant, res);
+	arena_set_budget(a, NULL);
+	return 0;
+}
+
+/* The promql_result_t of the top-level value v (allocations within the budget). */
+static void result_from(ev_t *ev, const val_t *vp, bool instant, promql_result_t *res)
+{
+	val_t v = *vp;
+	int64_t start = ev->start;
 	res->samples_peak = ev->peak_samples;
 	if (ev->qs) {
 		res->samples_total = ev->qs->total;
@@ -1616,34 +1925,34 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 		if (instant) {
 			res->type = PROMQL_TYPE_SCALAR;
 			res->scalar = v.sc[0];
-			return 0;
+			return;
 		}
 		res->type = PROMQL_TYPE_MATRIX;
 		res->nseries = 1;
-		res->series = ARENA_NEW_ARRAY(a, promql_series_t, 1);
+		res->series = ev_zalloc(ev, sizeof(promql_series_t));
 		res->series[0].n = ev->nsteps;
-		res->series[0].t = ARENA_NEW_ARRAY(a, int64_t, ev->nsteps);
+		res->series[0].t = ev_alloc_array(ev, ev->nsteps, sizeof(int64_t));
 		res->series[0].v = v.sc;
 		for (size_t i = 0; i < ev->nsteps; i++)
 			res->series[0].t[i] = ev_ts(ev, i);
-		return 0;
+		return;
 	case PROMQL_TYPE_STRING:
 		res->type = PROMQL_TYPE_STRING;
 		res->string = v.str;
-		return 0;
+		return;
 	case PROMQL_TYPE_MATRIX:
 		res->type = PROMQL_TYPE_MATRIX;
 		res->nseries = v.nrs;
-		res->series = ARENA_NEW_ARRAY(a, promql_series_t, v.nrs ? v.nrs : 1);
+		res->series = ev_zalloc(ev, ev_array_bytes(ev, v.nrs ? v.nrs : 1, sizeof(promql_series_t)));
 		for (size_t i = 0; i < v.nrs; i++)
 			res->series[i] = (promql_series_t){v.rs[i].ls, v.rs[i].t, v.rs[i].v, v.rs[i].n};
 		qsort(res->series, res->nseries, sizeof *res->series, cmp_rseries);
-		return 0;
+		return;
 	case PROMQL_TYPE_VECTOR:
 	default:
 		break;
 	}
-	res->series = ARENA_NEW_ARRAY(a, promql_series_t, v.n ? v.n : 1);
+	res->series = ev_zalloc(ev, ev_array_bytes(ev, v.n ? v.n : 1, sizeof(promql_series_t)));
 	if (instant) {
 		res->type = PROMQL_TYPE_VECTOR;
 		for (size_t s = 0; s < v.n; s++) {
@@ -1652,11 +1961,11 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 			promql_series_t *o2 = &res->series[res->nseries++];
 			o2->ls = v.s[s].ls;
 			o2->n = 1;
-			o2->t = ARENA_NEW(a, int64_t);
+			o2->t = ev_alloc(ev, sizeof(int64_t));
 			o2->t[0] = start;
 			o2->v = v.s[s].v;
 		}
-		return 0;
+		return;
 	}
 	res->type = PROMQL_TYPE_MATRIX;
 	for (size_t s = 0; s < v.n; s++) {
@@ -1667,8 +1976,8 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 			continue;
 		promql_series_t *o2 = &res->series[res->nseries++];
 		o2->ls = v.s[s].ls;
-		o2->t = ARENA_NEW_ARRAY(a, int64_t, n);
-		o2->v = ARENA_NEW_ARRAY(a, double, n);
+		o2->t = ev_alloc_array(ev, n, sizeof(int64_t));
+		o2->v = ev_alloc_array(ev, n, sizeof(double));
 		for (size_t i = 0; i < ev->nsteps; i++)
 			if (v.s[s].ok[i]) {
 				o2->t[o2->n] = ev_ts(ev, i);
@@ -1676,7 +1985,6 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 			}
 	}
 	qsort(res->series, res->nseries, sizeof *res->series, cmp_rseries);
-	return 0;
 }
 
 int promql_query(const promql_opts_t *o, queryable_t *q, arena_t *a, str_t query, int64_t start, int64_t end,

@@ -11,14 +11,18 @@
  * Results are bit-identical to a sequential evaluation (series are combined in storage order).
  * Everything a query allocates lives in the arena the caller passes in (results point into it), except
  * the batch scratch (at most ~256 series: their chunk copies up to 16 MiB, 2 M output cells, one
- * decode buffer per task), which is heap memory freed with the arena and not part of max_memory.
+ * decode buffer per task), which is heap memory freed with the arena and counted in max_memory.
  *
  * Statistics: samples_peak always; with opts.stats also the samples read, counted like 2.42 does
  * (promql_result_t.samples_total), which costs a sweep over each series' windows on the workers.
  * Limits: max_samples (Prometheus's wording when exceeded; samples counted exactly as 2.42 counts
  * them, so the same queries fail, and samples_peak equals its stats=all peakSamples), a deadline
  * checked during evaluation, an optional cancel flag polled at the same points, and a memory budget
- * enforced through the arena's limit. On error the return value is negative and err/res->error_type say what happened
+ * (max_memory) that every allocation whose size comes from the query (steps x series, subquery
+ * resolution, samples in the range, label values) is checked against before it is made, so a hostile
+ * query fails with an error instead of exhausting memory. Long binary operator chains are evaluated
+ * without recursion and release their intermediate results (evaluation depth does not grow with
+ * them). On error the return value is negative and err/res->error_type say what happened
  * ("bad_data" for parse errors, "execution", "timeout", "canceled", "internal").
  * Thread-safety: a query runs on the calling thread; distinct queries may run concurrently.
  */
@@ -41,7 +45,10 @@ typedef struct promql_opts {
 	int64_t lookback_ms;     /* 0 = 5m */
 	int64_t max_samples;     /* 0 = 50,000,000 */
 	int64_t timeout_ms;      /* 0 = no deadline */
-	size_t max_memory;       /* bytes of query arena, 0 = unlimited */
+	/* Memory budget of the query: everything it holds at once (intermediate vectors, labels, decode and
+	 * batch buffers); past it the query fails with an "execution" error. 0 = a quarter of the
+	 * machine's physical memory (promql_default_max_memory). */
+	size_t max_memory;
 	int64_t subquery_step_ms; /* default subquery resolution, 0 = 1m */
 	const volatile int *cancel; /* non-zero = cancel as soon as possible; may be NULL */
 	/* Pool for parallel decoding and evaluation of independent series; NULL = calling thread only.
@@ -89,6 +96,8 @@ typedef struct promql_result {
 	int64_t *samples_per_step;
 	size_t nsteps;
 } promql_result_t;
+
+size_t promql_default_max_memory(void);
 
 /* Parse and evaluate. Instant query: start == end and step == 0. A range query must have step > 0
  * and an expression of type scalar or instant vector. */

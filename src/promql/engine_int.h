@@ -91,6 +91,9 @@ typedef struct ev_scratch {
 	int rc;
 	const char *error_type;
 	series_set_t *open_set;
+	arena_t *open_arena;     /* the open set's own arena (released once it is closed) */
+	arena_budget_t budget;   /* the query's memory: every arena it allocates from, and heap scratch */
+	struct bframe *frames;   /* binary operators being evaluated, innermost first (eval_binary_tree) */
 } ev_scratch_t;
 
 _Noreturn void ev_fail(ev_t *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -113,8 +116,22 @@ static inline void ev_check_work(ev_t *ev, size_t units)
  * so worker threads may poll it; a kernel that stops marks rk_out_t.stopped and the evaluating thread
  * then fails with the timeout/cancel error (ev_check_clock). */
 bool ev_stop_requested(const ev_t *ev);
+/* Query memory: from ev->a, counted against the query's budget; past it the query fails with the
+ * "execution" memory-budget error (never a fatal allocation failure). */
 void *ev_alloc(ev_t *ev, size_t n);
 void *ev_zalloc(ev_t *ev, size_t n);
+/* n * size bytes, the product checked for overflow (a failure like any over-budget allocation). */
+void *ev_alloc_array(ev_t *ev, size_t n, size_t size);
+size_t ev_array_bytes(ev_t *ev, size_t n, size_t size); /* n * size, or the memory error on overflow */
+/* Heap memory the query holds outside its arenas (decode buffers, batch arrays): counted against the
+ * budget before it is allocated (ev_charge fails the query past it), given back with ev_uncharge. */
+void ev_charge(ev_t *ev, size_t bytes);
+/* An evaluator of nsteps steps: every series it holds needs nsteps * 9 bytes at least. Fails the query
+ * up front when one series could not fit the budget (a subquery of a billion steps). */
+void ev_check_steps(ev_t *ev, size_t nsteps);
+void ev_uncharge(arena_budget_t *b, size_t bytes);
+/* Fail the query with the memory-budget error. */
+_Noreturn void ev_fail_memory(ev_t *ev);
 /* Growth of an arena array of elements of size sz holding n of *cap: returns a new array of twice
  * *cap (16 when 0) with the n elements copied, and sets *cap. The old array stays in the arena. */
 void *ev_grow(ev_t *ev, const void *v, size_t n, size_t *cap, size_t sz);
@@ -158,7 +175,8 @@ size_t ob_get_unique(ev_t *ev, obuild_t *ob, labels_t ls);
 void ob_set(ev_t *ev, obuild_t *ob, size_t idx, size_t step, double v);
 void ob_finish(ev_t *ev, obuild_t *ob, val_t *out);
 
-/* Labels helpers (results in the arena). */
+/* Labels helpers (results in the arena). ev_labels_copy: labels_copy into ev->a within the budget. */
+labels_t ev_labels_copy(ev_t *ev, const labels_t *ls);
 labels_t lb_drop_name(ev_t *ev, labels_t ls);
 labels_t lb_set(ev_t *ev, labels_t ls, str_t name, str_t value); /* empty value deletes */
 str_t lb_key(ev_t *ev, labels_t ls);

@@ -981,17 +981,21 @@ static void eval_histogram_quantile(ev_t *ev, const promql_expr_t *e, val_t *out
 	ob_finish(ev, ob, out);
 }
 
-/* Go regexp.Expand of template against src with PCRE2 ovector. */
-static void expand(buf_t *b, str_t tmpl, str_t src, const PCRE2_SIZE *ov, int ngroups, const pcre2_code *code)
+/* Go regexp.Expand of template against src with PCRE2 ovector, appended to b; with b NULL only the
+ * length of the result is added to *len (checked against the budget before anything is built). */
+static void expand(buf_t *b, size_t *len, str_t tmpl, str_t src, const PCRE2_SIZE *ov, int ngroups,
+		   const pcre2_code *code)
 {
+#define EMIT(p, n) (b ? buf_append(b, (p), (n)) : (void)(*len += (n)))
+#define EMIT_C(c) (b ? buf_putc(b, (c)) : (void)(*len += 1))
 	for (size_t i = 0; i < tmpl.n; i++) {
 		char c = tmpl.p[i];
 		if (c != '$' || i + 1 >= tmpl.n) {
-			buf_putc(b, c);
+			EMIT_C(c);
 			continue;
 		}
 		if (tmpl.p[i + 1] == '$') {
-			buf_putc(b, '$');
+			EMIT_C('$');
 			i++;
 			continue;
 		}
@@ -1003,7 +1007,7 @@ static void expand(buf_t *b, str_t tmpl, str_t src, const PCRE2_SIZE *ov, int ng
 			while (k < tmpl.n && (isalnum((unsigned char)tmpl.p[k]) || tmpl.p[k] == '_'))
 				k++;
 			if (k >= tmpl.n || tmpl.p[k] != '}' || k == j + 1) {
-				buf_putc(b, c);
+				EMIT_C(c);
 				continue;
 			}
 			name = (str_t){tmpl.p + j + 1, k - j - 1};
@@ -1013,7 +1017,7 @@ static void expand(buf_t *b, str_t tmpl, str_t src, const PCRE2_SIZE *ov, int ng
 			while (k < tmpl.n && (isalnum((unsigned char)tmpl.p[k]) || tmpl.p[k] == '_'))
 				k++;
 			if (k == j) {
-				buf_putc(b, c);
+				EMIT_C(c);
 				continue;
 			}
 			name = (str_t){tmpl.p + j, k - j};
@@ -1039,8 +1043,10 @@ static void expand(buf_t *b, str_t tmpl, str_t src, const PCRE2_SIZE *ov, int ng
 			}
 		}
 		if (gi >= 0 && ov[2 * gi] != PCRE2_UNSET)
-			buf_append(b, src.p + ov[2 * gi], ov[2 * gi + 1] - ov[2 * gi]);
+			EMIT(src.p + ov[2 * gi], ov[2 * gi + 1] - ov[2 * gi]);
 	}
+#undef EMIT
+#undef EMIT_C
 }
 
 static void re_cleanup(void *arg)
@@ -1105,12 +1111,16 @@ static void eval_label_replace(ev_t *ev, const promql_expr_t *e, val_t *out)
 		labels_t ol = in.s[s].ls;
 		int rc = pcre2_match(code, (PCRE2_SPTR)(sv.n ? sv.p : ""), sv.n, 0, 0, md, NULL);
 		if (rc >= 0) {
+			const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+			size_t len = 0;
+			expand(NULL, &len, repl.str, sv, ov, (int)ncap + 1, code);
+			char *p = ev_alloc(ev, len + 1); /* a huge value fails here, before it is built */
 			buf_t b;
 			buf_init(&b);
-			expand(&b, repl.str, sv, pcre2_get_ovector_pointer(md), (int)ncap + 1, code);
-			str_t res = {arena_strndup(ev->a, b.p, b.n), b.n};
+			expand(&b, NULL, repl.str, sv, ov, (int)ncap + 1, code);
+			memcpy(p, b.p, b.n);
 			buf_release(&b);
-			ol = lb_set(ev, ol, dst.str, res);
+			ol = lb_set(ev, ol, dst.str, (str_t){p, len});
 		}
 		ob_copy_points(ev, ob, ol, &in.s[s]);
 	}
@@ -1140,16 +1150,23 @@ static void eval_label_join(ev_t *ev, const promql_expr_t *e, val_t *out)
 	eval_expr(ev, e->u.call.args[0], &in);
 	obuild_t *ob = ob_new(ev);
 	for (size_t s = 0; s < in.n; s++) {
-		buf_t b;
-		buf_init(&b);
+		size_t len = 0;
 		for (size_t k = 0; k < nsrc; k++) {
-			if (k)
-				buf_append_str(&b, sep.str);
 			bool found;
-			buf_append_str(&b, labels_get(&in.s[s].ls, srcs[k], &found));
+			len += (k ? sep.str.n : 0) + labels_get(&in.s[s].ls, srcs[k], &found).n;
 		}
-		str_t res = {arena_strndup(ev->a, b.p, b.n), b.n};
-		buf_release(&b);
+		char *p = ev_alloc(ev, len + 1); /* checked before it is built */
+		str_t res = {p, len};
+		for (size_t k = 0; k < nsrc; k++) {
+			bool found;
+			str_t v = labels_get(&in.s[s].ls, srcs[k], &found);
+			if (k) {
+				memcpy(p, sep.str.p, sep.str.n);
+				p += sep.str.n;
+			}
+			memcpy(p, v.p, v.n);
+			p += v.n;
+		}
 		labels_t ol = lb_set(ev, in.s[s].ls, dst.str, res);
 		ob_copy_points(ev, ob, ol, &in.s[s]);
 	}

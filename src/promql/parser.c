@@ -764,11 +764,8 @@ static int parse_vector_selector(parser_t *p, promql_expr_t **out)
 		str_t name, value;
 		int pos;
 	} raw_m;
-	raw_m raw[64];
-	size_t nraw = 0;
-	size_t extra_cap = 0;
-	raw_m *big = NULL;
-	(void)extra_cap;
+	raw_m *raw = NULL; /* any number of matchers, as Prometheus (arena: the query's size bounds it) */
+	size_t nraw = 0, rawcap = 0;
 	if (peek(p)->type == T_LBRACE) {
 		next(p);
 		while (peek(p)->type != T_RBRACE) {
@@ -788,8 +785,11 @@ static int parse_vector_selector(parser_t *p, promql_expr_t **out)
 			if (peek(p)->type != T_STRING)
 				return unexpected(p, "label matching", "string");
 			tok_t *vt = next(p);
-			if (nraw == ARRAY_LEN(raw))
-				return perr(p, lt->pos, "too many label matchers");
+			if (nraw == rawcap) {
+				size_t ncap = rawcap ? 2 * rawcap : 8;
+				raw = arena_realloc(p->a, raw, rawcap * sizeof *raw, ncap * sizeof *raw);
+				rawcap = ncap;
+			}
 			raw[nraw++] = (raw_m){mt, tok_text(p, lt), vt->str, lt->pos};
 			if (peek(p)->type == T_COMMA)
 				next(p);
@@ -798,7 +798,6 @@ static int parse_vector_selector(parser_t *p, promql_expr_t **out)
 		}
 		next(p);
 	}
-	(void)big;
 	promql_expr_t *e = new_node(p, PROMQL_VECTOR_SEL, pos);
 	size_t total = nraw + (name.n ? 1 : 0);
 	e->u.vs.ms = arena_calloc(p->a, total ? total : 1, sizeof(matcher_t));
@@ -845,11 +844,14 @@ static int check_type(parser_t *p, const promql_expr_t *e, promql_type_t want, c
 static int parse_call(parser_t *p, const promql_func_t *f, int pos, promql_expr_t **out)
 {
 	next(p); /* '(' */
-	promql_expr_t *args[64];
-	size_t nargs = 0;
+	promql_expr_t **args = NULL; /* any number (label_join), as Prometheus */
+	size_t nargs = 0, cap = 0;
 	while (peek(p)->type != T_RPAREN) {
-		if (nargs == ARRAY_LEN(args))
-			return perr(p, peek(p)->pos, "too many arguments");
+		if (nargs == cap) {
+			size_t ncap = cap ? 2 * cap : 8;
+			args = arena_realloc(p->a, args, cap * sizeof *args, ncap * sizeof *args);
+			cap = ncap;
+		}
 		if (parse_expr(p, 0, &args[nargs]))
 			return p->rc;
 		nargs++;
@@ -865,7 +867,7 @@ static int parse_call(parser_t *p, const promql_func_t *f, int pos, promql_expr_
 	promql_expr_t *e = new_node(p, PROMQL_CALL, pos);
 	e->u.call.func = f;
 	e->u.call.nargs = nargs;
-	e->u.call.args = arena_memdup(p->a, args, (nargs ? nargs : 1) * sizeof(args[0]));
+	e->u.call.args = nargs ? args : arena_calloc(p->a, 1, sizeof *args);
 	int na = f->nargs;
 	if (f->variadic == 0) {
 		if ((size_t)na != nargs)
@@ -1192,6 +1194,114 @@ static int parse_expr(parser_t *p, int min_prec, promql_expr_t **out)
 	return rc;
 }
 
+/* The operator at the cursor (op) with its bool / on / ignoring / group_left / group_right modifiers: a
+ * new binary node without operands. */
+static int parse_binop(parser_t *p, promql_op_t op, promql_expr_t *lhs, promql_expr_t **out, tok_t **optok,
+		       bool *have_matching)
+{
+	*optok = next(p);
+	promql_expr_t *e = new_node(p, PROMQL_BINARY, lhs->pos);
+	e->u.bin.op = op;
+	e->u.bin.card = promql_op_is_set(op) ? PROMQL_CARD_MANY_TO_MANY : PROMQL_CARD_ONE_TO_ONE;
+	*have_matching = false;
+	if (tok_is_kw(p, peek(p), "bool")) {
+		next(p);
+		e->u.bin.return_bool = true;
+	}
+	if (tok_is_kw(p, peek(p), "on") || tok_is_kw(p, peek(p), "ignoring")) {
+		e->u.bin.on = tok_is_kw(p, next(p), "on");
+		*have_matching = true;
+		if (parse_label_list(p, "grouping opts", &e->u.bin.labels, &e->u.bin.nlabels))
+			return p->rc;
+		if (tok_is_kw(p, peek(p), "group_left") || tok_is_kw(p, peek(p), "group_right")) {
+			e->u.bin.card = tok_is_kw(p, next(p), "group_left") ? PROMQL_CARD_MANY_TO_ONE : PROMQL_CARD_ONE_TO_MANY;
+			if (peek(p)->type == T_LPAREN) {
+				if (parse_label_list(p, "grouping opts", &e->u.bin.include, &e->u.bin.ninclude))
+					return p->rc;
+			}
+		}
+	}
+	*out = e;
+	return 0;
+}
+
+/* Binary node e gets its operands: Prometheus's checks of operand types and modifiers, and its type. */
+static int finish_binary(parser_t *p, promql_expr_t *e, const tok_t *optok, bool have_matching, promql_expr_t *lhs,
+			 promql_expr_t *rhs)
+{
+	promql_op_t op = e->u.bin.op;
+	e->u.bin.lhs = lhs;
+	e->u.bin.rhs = rhs;
+	promql_type_t lt = promql_expr_type(lhs), rt = promql_expr_type(rhs);
+	if (e->u.bin.return_bool && !promql_op_is_comparison(op))
+		return perr(p, optok->pos, "bool modifier can only be used on comparison operators");
+	if (promql_op_is_comparison(op) && !e->u.bin.return_bool && lt == PROMQL_TYPE_SCALAR && rt == PROMQL_TYPE_SCALAR)
+		return perr(p, optok->pos, "comparisons between scalars must use BOOL modifier");
+	if (e->u.bin.on)
+		for (size_t a = 0; a < e->u.bin.nlabels; a++)
+			for (size_t b = 0; b < e->u.bin.ninclude; b++)
+				if (str_eq(e->u.bin.labels[a], e->u.bin.include[b]))
+					return perr(p, optok->pos, "label \"%.*s\" must not occur in ON and GROUP clause at once",
+						    STR_ARG(e->u.bin.labels[a]));
+	if (lt != PROMQL_TYPE_SCALAR && lt != PROMQL_TYPE_VECTOR)
+		return perr(p, lhs->pos, "binary expression must contain only scalar and instant vector types");
+	if (rt != PROMQL_TYPE_SCALAR && rt != PROMQL_TYPE_VECTOR)
+		return perr(p, rhs->pos, "binary expression must contain only scalar and instant vector types");
+	if (lt != PROMQL_TYPE_VECTOR || rt != PROMQL_TYPE_VECTOR) {
+		if (have_matching && e->u.bin.nlabels > 0)
+			return perr(p, e->pos, "vector matching only allowed between instant vectors");
+		e->u.bin.has_matching = false;
+		e->u.bin.on = false;
+		e->u.bin.nlabels = 0;
+		e->u.bin.ninclude = 0;
+		e->u.bin.card = PROMQL_CARD_ONE_TO_ONE;
+	} else {
+		e->u.bin.has_matching = true;
+		if (promql_op_is_set(op)) {
+			if (e->u.bin.card == PROMQL_CARD_ONE_TO_MANY || e->u.bin.card == PROMQL_CARD_MANY_TO_ONE)
+				return perr(p, e->pos, "no grouping allowed for \"%s\" operation", promql_op_str(op));
+		}
+	}
+	if ((lt == PROMQL_TYPE_SCALAR || rt == PROMQL_TYPE_SCALAR) && promql_op_is_set(op))
+		return perr(p, e->pos, "set operator \"%s\" not allowed in binary scalar expression", promql_op_str(op));
+	e->u.bin.type = lt == PROMQL_TYPE_SCALAR && rt == PROMQL_TYPE_SCALAR ? PROMQL_TYPE_SCALAR : PROMQL_TYPE_VECTOR;
+	return 0;
+}
+
+/* a ^ b ^ ... ^ z (right-associative: a ^ (b ^ (...))), lhs = a already parsed: the chain is read in one
+ * loop and folded from the right (checks innermost first, as nested parsing does), so its length never
+ * nests the parser. ^ binds tightest: each operand is a unary expression. */
+static int parse_pow_chain(parser_t *p, promql_expr_t *lhs, promql_expr_t **out)
+{
+	typedef struct {
+		promql_expr_t *e, *operand;
+		tok_t *optok;
+		bool have_matching;
+	} link_t;
+	link_t *l = NULL;
+	size_t n = 0, cap = 0;
+	int prec;
+	while (peek_binop(p, &prec) == PROMQL_OP_POW) {
+		if (n == cap) {
+			size_t ncap = cap ? 2 * cap : 8;
+			l = arena_realloc(p->a, l, cap * sizeof *l, ncap * sizeof *l);
+			cap = ncap;
+		}
+		link_t *k = &l[n++];
+		if (parse_binop(p, PROMQL_OP_POW, n == 1 ? lhs : l[n - 2].operand, &k->e, &k->optok, &k->have_matching) ||
+		    parse_unary(p, &k->operand))
+			return p->rc;
+	}
+	promql_expr_t *rhs = l[n - 1].operand;
+	for (size_t k = n; k-- > 0;) {
+		if (finish_binary(p, l[k].e, l[k].optok, l[k].have_matching, k ? l[k - 1].operand : lhs, rhs))
+			return p->rc;
+		rhs = l[k].e;
+	}
+	*out = rhs;
+	return 0;
+}
+
 static int parse_expr_inner(parser_t *p, int min_prec, promql_expr_t **out)
 {
 	promql_expr_t *lhs = NULL;
@@ -1202,65 +1312,18 @@ static int parse_expr_inner(parser_t *p, int min_prec, promql_expr_t **out)
 		promql_op_t op = peek_binop(p, &prec);
 		if (op == PROMQL_OP_NONE || prec < min_prec)
 			break;
-		tok_t *optok = next(p);
-		promql_expr_t *e = new_node(p, PROMQL_BINARY, lhs->pos);
-		e->u.bin.op = op;
-		e->u.bin.card = promql_op_is_set(op) ? PROMQL_CARD_MANY_TO_MANY : PROMQL_CARD_ONE_TO_ONE;
-		bool have_matching = false;
-		if (tok_is_kw(p, peek(p), "bool")) {
-			next(p);
-			e->u.bin.return_bool = true;
-		}
-		if (tok_is_kw(p, peek(p), "on") || tok_is_kw(p, peek(p), "ignoring")) {
-			e->u.bin.on = tok_is_kw(p, next(p), "on");
-			have_matching = true;
-			if (parse_label_list(p, "grouping opts", &e->u.bin.labels, &e->u.bin.nlabels))
+		if (op == PROMQL_OP_POW) {
+			if (parse_pow_chain(p, lhs, &lhs))
 				return p->rc;
-			if (tok_is_kw(p, peek(p), "group_left") || tok_is_kw(p, peek(p), "group_right")) {
-				e->u.bin.card = tok_is_kw(p, next(p), "group_left") ? PROMQL_CARD_MANY_TO_ONE : PROMQL_CARD_ONE_TO_MANY;
-				if (peek(p)->type == T_LPAREN) {
-					if (parse_label_list(p, "grouping opts", &e->u.bin.include, &e->u.bin.ninclude))
-						return p->rc;
-				}
-			}
+			continue;
 		}
-		promql_expr_t *rhs = NULL;
-		if (parse_expr(p, op == PROMQL_OP_POW ? prec : prec + 1, &rhs))
+		/* left-associative: the loop builds (a + b) + c without nesting */
+		promql_expr_t *e, *rhs = NULL;
+		tok_t *optok;
+		bool have_matching;
+		if (parse_binop(p, op, lhs, &e, &optok, &have_matching) || parse_expr(p, prec + 1, &rhs) ||
+		    finish_binary(p, e, optok, have_matching, lhs, rhs))
 			return p->rc;
-		e->u.bin.lhs = lhs;
-		e->u.bin.rhs = rhs;
-		promql_type_t lt = promql_expr_type(lhs), rt = promql_expr_type(rhs);
-		if (e->u.bin.return_bool && !promql_op_is_comparison(op))
-			return perr(p, optok->pos, "bool modifier can only be used on comparison operators");
-		if (promql_op_is_comparison(op) && !e->u.bin.return_bool && lt == PROMQL_TYPE_SCALAR && rt == PROMQL_TYPE_SCALAR)
-			return perr(p, optok->pos, "comparisons between scalars must use BOOL modifier");
-		if (e->u.bin.on)
-			for (size_t a = 0; a < e->u.bin.nlabels; a++)
-				for (size_t b = 0; b < e->u.bin.ninclude; b++)
-					if (str_eq(e->u.bin.labels[a], e->u.bin.include[b]))
-						return perr(p, optok->pos, "label \"%.*s\" must not occur in ON and GROUP clause at once",
-							    STR_ARG(e->u.bin.labels[a]));
-		if (lt != PROMQL_TYPE_SCALAR && lt != PROMQL_TYPE_VECTOR)
-			return perr(p, lhs->pos, "binary expression must contain only scalar and instant vector types");
-		if (rt != PROMQL_TYPE_SCALAR && rt != PROMQL_TYPE_VECTOR)
-			return perr(p, rhs->pos, "binary expression must contain only scalar and instant vector types");
-		if (lt != PROMQL_TYPE_VECTOR || rt != PROMQL_TYPE_VECTOR) {
-			if (have_matching && e->u.bin.nlabels > 0)
-				return perr(p, e->pos, "vector matching only allowed between instant vectors");
-			e->u.bin.has_matching = false;
-			e->u.bin.on = false;
-			e->u.bin.nlabels = 0;
-			e->u.bin.ninclude = 0;
-			e->u.bin.card = PROMQL_CARD_ONE_TO_ONE;
-		} else {
-			e->u.bin.has_matching = true;
-			if (promql_op_is_set(op)) {
-				if (e->u.bin.card == PROMQL_CARD_ONE_TO_MANY || e->u.bin.card == PROMQL_CARD_MANY_TO_ONE)
-					return perr(p, e->pos, "no grouping allowed for \"%s\" operation", promql_op_str(op));
-			}
-		}
-		if ((lt == PROMQL_TYPE_SCALAR || rt == PROMQL_TYPE_SCALAR) && promql_op_is_set(op))
-			return perr(p, e->pos, "set operator \"%s\" not allowed in binary scalar expression", promql_op_str(op));
 		lhs = e;
 	}
 	*out = lhs;

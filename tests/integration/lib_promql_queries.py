@@ -178,14 +178,15 @@ def prom_query(port, expr, params):
         return json.load(e)
 
 
-def start_prometheus(tmp, tsdb_dir, timeout=20):
-    """Prometheus 2.42 over tsdb_dir on a free 127.0.0.1 port, no scrapes; (process, port) once ready."""
+def start_prometheus(tmp, tsdb_dir, timeout=20, args=()):
+    """Prometheus 2.42 over tsdb_dir on a free 127.0.0.1 port, no scrapes (args: more flags); (process, port)
+    once ready."""
     cfg = os.path.join(tmp, "prom.yml")
     with open(cfg, "w") as f:
         f.write("global:\n  scrape_interval: 1h\n")
     port = free_port()
     proc = subprocess.Popen(["prometheus", f"--config.file={cfg}", f"--storage.tsdb.path={tsdb_dir}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=100y"],
+                             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=100y", *args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.time()
     while time.time() - t0 < timeout:

@@ -514,6 +514,99 @@ TEST(huge_windows_honour_deadline_and_cancel)
 	workers_free(w);
 }
 
+/* "t op t op ... t" with n terms (heap; free it). */
+static char *chain_of(const char *t, const char *op, int n)
+{
+	size_t tl = strlen(t), ol = strlen(op);
+	char *q = xmalloc((size_t)n * (tl + ol + 2) + 1), *p = q;
+	for (int i = 0; i < n; i++) {
+		if (i) {
+			*p++ = ' ';
+			memcpy(p, op, ol);
+			p += ol;
+			*p++ = ' ';
+		}
+		memcpy(p, t, tl);
+		p += tl;
+	}
+	*p = 0;
+	return q;
+}
+
+TEST(long_operator_chains_evaluate_in_bounded_memory)
+{
+	/* 20,000 terms: no recursion per operator (the stack would overflow) and intermediate results
+	 * released as the chain goes (each is one small vector; the budget is 8 MiB) */
+	setup();
+	promql_opts_t o = {.max_memory = 8u << 20};
+	char out[4096];
+	const char *et = NULL;
+	struct {
+		const char *t, *op, *want;
+	} cases[] = {
+		{"c", "+", "{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[300,\"4000000\"]},"
+			   "{\"metric\":{\"i\":\"b\"},\"value\":[300,\"1000000\"]}]}"},
+		{"g", "^", "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[300,\"-1\"]}]}"},
+		{"1", "+", "{\"resultType\":\"scalar\",\"result\":[300,\"20000\"]}"},
+		{"c", "and", "{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"__name__\":\"c\",\"i\":\"a\"},\"value\":[300,\"200\"]},"
+			     "{\"metric\":{\"__name__\":\"c\",\"i\":\"b\"},\"value\":[300,\"50\"]}]}"},
+	};
+	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+		char *q = chain_of(cases[i].t, cases[i].op, 20000);
+		int rc = q_json(q, 300000, &o, out, sizeof out, &et);
+		free(q);
+		if (rc || strcmp(out, cases[i].want))
+			TEST_FAILF("%s chain: rc %d %s", cases[i].op, rc, out);
+	}
+	/* as a range query, one vector of 21 steps at a time */
+	char *q = chain_of("c{i=\"a\"}", "-", 5000);
+	arena_t a;
+	arena_init(&a, 0);
+	promql_result_t r;
+	err_t err = {0};
+	CHECK(promql_query(&o, memstore_queryable(store), &a, str_c(q), 0, 300000, 15000, &r, &err) == 0);
+	free(q);
+	CHECK_EQ_INT(r.nseries, 1);
+	CHECK_EQ_INT(r.series[0].n, 21);
+	CHECK(r.series[0].v[20] == 200 - 4999 * 200.0);
+	arena_release(&a);
+}
+
+TEST(query_sized_allocations_fail_softly)
+{
+	/* steps x series beyond the budget: an execution error before anything is allocated, not a
+	 * fatal out-of-memory (the default budget is a quarter of the machine's memory) */
+	setup();
+	char out[1024];
+	const char *et = NULL;
+	const char *qs[] = {"sum_over_time(c[10000d:1ms])", "count_over_time(c[100d:1ms])", "c[10000d:1ms]",
+			    "max_over_time(rate(c[1m:1ms])[10000d:1ms])"};
+	for (size_t i = 0; i < ARRAY_LEN(qs); i++) {
+		int rc = q_json(qs[i], 300000, NULL, out, sizeof out, &et);
+		if (rc != ERR_LIMIT || strcmp(et, "execution") || !strstr(out, "memory budget"))
+			TEST_FAILF("%s: rc %d %s %s", qs[i], rc, et ? et : "", out);
+	}
+	arena_t a;
+	arena_init(&a, 0);
+	promql_result_t r;
+	err_t err = {0};
+	promql_opts_t o = {0};
+	int rc = promql_query(&o, memstore_queryable(store), &a, STR("c"), -4000000000000000000LL, 4000000000000000000LL, 1,
+			      &r, &err);
+	CHECK_EQ_INT(rc, ERR_LIMIT);
+	CHECK_STR(r.error_type, "execution");
+	/* a label_replace template expanding to a value bigger than the budget */
+	promql_opts_t om = {.max_memory = 256u << 10};
+	char *tmpl = chain_of("$1$1$1$1$1$1$1$1$1$1", "", 20000);
+	buf_t q = BUF_INIT;
+	buf_printf(&q, "label_replace(c, \"x\", \"%s\", \"i\", \"(.*)\")", tmpl);
+	free(tmpl);
+	rc = promql_query(&om, memstore_queryable(store), &a, buf_str(&q), 300000, 300000, 0, &r, &err);
+	buf_release(&q);
+	CHECK_EQ_INT(rc, ERR_LIMIT);
+	arena_release(&a);
+}
+
 TEST(range_query_shape)
 {
 	setup();

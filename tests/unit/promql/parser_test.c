@@ -235,4 +235,32 @@ TEST(types)
 	arena_release(&a);
 }
 
+TEST(long_chains_parse_print_and_pretty_without_recursion)
+{
+	/* Prometheus parses 20,000-term chains, right-associative ^ included */
+	arena_t a;
+	arena_init(&a, 0);
+	for (int pow = 0; pow < 2; pow++) {
+		buf_t q = BUF_INIT;
+		buf_puts(&q, "up");
+		for (int i = 1; i < 20000; i++)
+			buf_puts(&q, pow ? " ^ up" : " + up");
+		promql_expr_t *e;
+		err_t err = {0};
+		CHECK(promql_parse(&a, q.p, q.n, &e, &err) == 0);
+		CHECK(e->kind == PROMQL_BINARY);
+		CHECK((pow ? e->u.bin.lhs : e->u.bin.rhs)->kind == PROMQL_VECTOR_SEL); /* a ^ (b ^ ...), (a + b) + ... */
+		CHECK_EQ_INT(promql_expr_type(e), PROMQL_TYPE_VECTOR);
+		buf_t f = BUF_INIT;
+		promql_expr_format(&f, e);
+		CHECK_STR(f.p, q.p);
+		buf_t pr = BUF_INIT;
+		CHECK(!promql_expr_pretty_max(&pr, e, 1 << 20)); /* one level of indentation per operator */
+		buf_release(&pr);
+		buf_release(&f);
+		buf_release(&q);
+	}
+	arena_release(&a);
+}
+
 TEST_MAIN()
