@@ -115,6 +115,32 @@ void *ev_zalloc(ev_t *ev, size_t n)
 	return p;
 }
 
+static void hmap_cleanup(void *arg)
+{
+	hmap_release(arg);
+}
+
+static void imap_cleanup(void *arg)
+{
+	imap_release(arg);
+}
+
+hmap_t *ev_hmap(ev_t *ev, size_t expected)
+{
+	hmap_t *m = ev_zalloc(ev, sizeof *m);
+	hmap_init(m, expected);
+	arena_on_release(ev->a, hmap_cleanup, m);
+	return m;
+}
+
+imap_t *ev_imap(ev_t *ev, size_t expected)
+{
+	imap_t *m = ev_zalloc(ev, sizeof *m);
+	imap_init(m, expected);
+	arena_on_release(ev->a, imap_cleanup, m);
+	return m;
+}
+
 void *ev_grow(ev_t *ev, const void *v, size_t n, size_t *cap, size_t sz)
 {
 	size_t ncap = *cap ? *cap * 2 : 16;
@@ -797,8 +823,7 @@ static void eval_vector_scalar(ev_t *ev, const promql_expr_t *e, const val_t *ve
 /* Signature keys of every series of both sides, mapped to small integer ids. */
 static void match_sigs(ev_t *ev, const promql_expr_t *e, const val_t *l, const val_t *r, uint32_t *lsig, uint32_t *rsig, size_t *nsig)
 {
-	hmap_t m;
-	hmap_init(&m, l->n + r->n);
+	hmap_t *m = ev_hmap(ev, l->n + r->n);
 	size_t n = 0;
 	for (int side = 0; side < 2; side++) {
 		const val_t *v = side ? r : l;
@@ -807,13 +832,13 @@ static void match_sigs(ev_t *ev, const promql_expr_t *e, const val_t *l, const v
 			labels_t k = lb_filter(ev, v->s[s].ls, e->u.bin.labels, e->u.bin.nlabels, e->u.bin.on, true);
 			str_t key = lb_key(ev, k);
 			bool found;
-			void **slot = hmap_slot(&m, key, &found);
+			void **slot = hmap_slot(m, key, &found);
 			if (!found)
 				*slot = (void *)(uintptr_t)(++n);
 			out[s] = (uint32_t)((uintptr_t)*slot - 1);
 		}
 	}
-	hmap_release(&m);
+	hmap_release(m);
 	*nsig = n;
 }
 
@@ -883,8 +908,7 @@ static void eval_vector_vector(ev_t *ev, const promql_expr_t *e, const val_t *lv
 	bool swap = e->u.bin.card == PROMQL_CARD_ONE_TO_MANY;
 	const val_t *L = swap ? rv : lv, *R = swap ? lv : rv;
 	uint32_t *Ls = swap ? rsig : lsig, *Rs = swap ? lsig : rsig;
-	imap_t cache;
-	imap_init(&cache, 16);
+	imap_t *cache = ev_imap(ev, 16); /* released with the arena, also when the query fails here */
 	for (size_t i = 0; i < ns; i++) {
 		uint32_t st = (uint32_t)i + 1;
 		ev_check(ev);
@@ -908,7 +932,6 @@ static void eval_vector_vector(ev_t *ev, const promql_expr_t *e, const val_t *lv
 				char msg[ERR_MSG_MAX];
 				snprintf(msg, sizeof msg, "%s", b.p);
 				buf_release(&b);
-				imap_release(&cache);
 				ev->scr->error_type = "execution";
 				ev_fail(ev, ERR_INVALID, "found duplicate series for the match group %s", msg);
 			}
@@ -937,26 +960,24 @@ static void eval_vector_vector(ev_t *ev, const promql_expr_t *e, const val_t *lv
 			}
 			if (e->u.bin.card == PROMQL_CARD_ONE_TO_ONE) {
 				if (stamp2[sig] == st) {
-					imap_release(&cache);
-					ev->scr->error_type = "execution";
+						ev->scr->error_type = "execution";
 					ev_fail(ev, ERR_INVALID, "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
 				}
 				stamp2[sig] = st;
 			}
 			uint64_t ck = (uint64_t)s * (R->n + 1) + r, oi;
-			if (!imap_get(&cache, ck, &oi)) {
+			if (!imap_get(cache, ck, &oi)) {
 				oi = ob_get(ev, ob, result_metric(ev, e, L->s[s].ls, R->s[r].ls));
-				imap_put(&cache, ck, oi);
+				imap_put(cache, ck, oi);
 			}
 			if (ob->s[oi].ok[i] && e->u.bin.card != PROMQL_CARD_ONE_TO_ONE) {
-				imap_release(&cache);
 				ev->scr->error_type = "execution";
 				ev_fail(ev, ERR_INVALID, "multiple matches for labels: grouping labels must ensure unique matches");
 			}
 			ob_set(ev, ob, oi, i, val);
 		}
 	}
-	imap_release(&cache);
+	imap_release(cache);
 	ob_finish(ev, ob, out);
 }
 
@@ -1348,15 +1369,14 @@ static void eval_aggr_ranked(ev_t *ev, const promql_expr_t *e, const double *par
 {
 	promql_aggr_op_t op = e->u.aggr.op;
 	size_t n = in->n, ng = 0;
-	hmap_t gm;
-	hmap_init(&gm, 16);
+	hmap_t *gm = ev_hmap(ev, 16);
 	size_t *grp = ev_alloc(ev, (n + 1) * sizeof(size_t));
 	labels_t *glabels = ev_alloc(ev, (n + 1) * sizeof(labels_t));
 	size_t *gstart = ev_zalloc(ev, (n + 2) * sizeof(size_t)); /* members per group, then offsets */
 	for (size_t s = 0; s < n; s++) {
 		labels_t g = agg_group_labels(ev, e, in->s[s].ls);
 		bool found;
-		void **slot = hmap_slot(&gm, lb_key(ev, g), &found);
+		void **slot = hmap_slot(gm, lb_key(ev, g), &found);
 		if (!found) {
 			*slot = (void *)(uintptr_t)(ng + 1);
 			glabels[ng++] = g;
@@ -1364,7 +1384,7 @@ static void eval_aggr_ranked(ev_t *ev, const promql_expr_t *e, const double *par
 		grp[s] = (size_t)(uintptr_t)*slot - 1;
 		gstart[grp[s] + 1]++;
 	}
-	hmap_release(&gm);
+	hmap_release(gm);
 	for (size_t g = 0; g < ng; g++)
 		gstart[g + 1] += gstart[g];
 	/* each group's heap or list lives in its own slice of hv/hi, as long as its member count */

@@ -120,6 +120,10 @@ bool ev_stop_requested(const ev_t *ev);
  * "execution" memory-budget error (never a fatal allocation failure). */
 void *ev_alloc(ev_t *ev, size_t n);
 void *ev_zalloc(ev_t *ev, size_t n);
+/* Hash maps released with ev->a (so a query failing while it fills one leaks nothing); release early
+ * with hmap_release/imap_release when done (idempotent). */
+hmap_t *ev_hmap(ev_t *ev, size_t expected);
+imap_t *ev_imap(ev_t *ev, size_t expected);
 /* n * size bytes, the product checked for overflow (a failure like any over-budget allocation). */
 void *ev_alloc_array(ev_t *ev, size_t n, size_t size);
 size_t ev_array_bytes(ev_t *ev, size_t n, size_t size); /* n * size, or the memory error on overflow */

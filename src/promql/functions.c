@@ -916,8 +916,7 @@ static void eval_histogram_quantile(ev_t *ev, const promql_expr_t *e, val_t *out
 	val_t in;
 	eval_expr(ev, e->u.call.args[1], &in);
 	size_t ns = ev->nsteps;
-	hmap_t gm;
-	hmap_init(&gm, 16);
+	hmap_t *gm = ev_hmap(ev, 16);
 	size_t *grp = ev_alloc(ev, (in.n + 1) * sizeof(size_t));
 	double *upper = ev_alloc(ev, (in.n + 1) * sizeof(double));
 	labels_t *gl = ev_alloc(ev, (in.n + 1) * sizeof(labels_t));
@@ -938,14 +937,14 @@ static void eval_histogram_quantile(ev_t *ev, const promql_expr_t *e, val_t *out
 			if (!str_eq(g.v[j].name, drop[0]))
 				g2.v[g2.n++] = g.v[j];
 		bool f2;
-		void **slot = hmap_slot(&gm, lb_key(ev, g2), &f2);
+		void **slot = hmap_slot(gm, lb_key(ev, g2), &f2);
 		if (!f2) {
 			*slot = (void *)(uintptr_t)(ng + 1);
 			gl[ng++] = lb_drop_name(ev, g2);
 		}
 		grp[s] = (size_t)(uintptr_t)*slot - 1;
 	}
-	hmap_release(&gm);
+	hmap_release(gm);
 	bucket_t *bk = ev_alloc(ev, (in.n + 1) * sizeof(bucket_t));
 	bucket_t *sorted = ev_alloc(ev, (in.n + 1) * sizeof(bucket_t));
 	double *up = ev_alloc(ev, (in.n + 1) * sizeof(double));
