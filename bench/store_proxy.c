@@ -5,6 +5,8 @@
  *   merge, decode samples   no dedup, every sample decoded
  *   dedup, replica external penalty dedup by "replica", which is each store's external label
  *                           (Info): the stores are streamed with the label stripped on the fly
+ *   dedup ext, <func>       the same with --deduplication.func penalty-thanos / chain / penalty again
+ *                           (alternating, so the modes' cost per sample compares under the same load)
  *   dedup, replica in series the same data with "replica" as a series label and no external labels:
  *                           the proxy must collect and re-sort each store's response (the contrast)
  *   merge, 64 stores        no dedup, the series spread over 64 stores (external label zone), chunks
@@ -67,6 +69,8 @@ static void reset_peak(void)
 	}
 }
 
+static dedup_mode_t dedup_func; /* the request's dedup mode (store/dedup.h) */
+
 static void run(store_t *p, long nseries, const char *mode, const char *key, bool dedup, bool decode)
 {
 	arena_t a;
@@ -79,7 +83,7 @@ static void run(store_t *p, long nseries, const char *mode, const char *key, boo
 	}
 	str_t rl = STR("replica");
 	store_series_req_t req = {.mint = 0, .maxt = INT64_MAX, .ms = &m, .nms = 1, .replica_labels = &rl,
-				  .nreplica_labels = dedup ? 1 : 0};
+				  .nreplica_labels = dedup ? 1 : 0, .dedup_mode = dedup_func};
 	reset_peak();
 	long rss0 = status_kb("VmRSS");
 	double t0 = now_s();
@@ -305,6 +309,14 @@ static void bench(long n)
 	run(proxy_store_base(p), n, "merge, chunks only", "merge_chunks", false, false);
 	run(proxy_store_base(p), n, "merge, decode samples", "merge_decode", false, true);
 	run(proxy_store_base(p), n, "dedup, replica external", "dedup_streamed", true, true);
+	for (int round = 0; round < 2; round++) {
+		dedup_func = DEDUP_PENALTY_THANOS;
+		run(proxy_store_base(p), n, "dedup ext, penalty-thanos", "dedup_streamed_penalty_thanos", true, true);
+		dedup_func = DEDUP_CHAIN;
+		run(proxy_store_base(p), n, "dedup ext, chain", "dedup_streamed_chain", true, true);
+		dedup_func = DEDUP_PENALTY;
+		run(proxy_store_base(p), n, "dedup ext, penalty", "dedup_streamed_penalty", true, true);
+	}
 	proxy_store_free(p);
 	inmem_store_free(sa);
 	inmem_store_free(sb);
