@@ -104,6 +104,24 @@ static double take(dedup_iter_t *d, size_t best)
 	return v;
 }
 
+/* A source's interval: its step, else the interval between its next two buffered samples; 0 unknown. */
+static int64_t cursor_interval(const dedup_cursor_t *c)
+{
+	if (c->step > 0)
+		return c->step;
+	return c->pos + 1 < c->n ? c->t[c->pos + 1] - c->t[c->pos] : 0;
+}
+
+/* DEDUP_PENALTY: the interval the current replica is held to; while it has given one sample only, the
+ * interval after its next one, else another replica's. */
+static int64_t penalty_step(const dedup_iter_t *d)
+{
+	int64_t step = cursor_interval(&d->c[d->cur]);
+	for (size_t i = 0; i < d->n && step <= 0; i++)
+		step = cursor_interval(&d->c[i]);
+	return step > 0 ? step : 0;
+}
+
 /* DEDUP_PENALTY (dedup.h): stay with the current replica while its next sample is on time, else take
  * the earliest sample of another one more than a tenth of an interval after the last, if it comes
  * first. */
@@ -123,7 +141,7 @@ static int next_penalty(dedup_iter_t *d, int64_t *t, double *v, err_t *err)
 		int rc = cursor_advance(d, c, d->last_t + 1, err);
 		if (rc < 0)
 			return rc;
-		int64_t step = c->step, lim = rc ? c->t[c->pos] : INT64_MAX;
+		int64_t step = penalty_step(d), lim = rc ? c->t[c->pos] : INT64_MAX;
 		if (rc)
 			best = d->cur;
 		if (!rc || (step > 0 && lim - d->last_t >= step + step / 2)) {

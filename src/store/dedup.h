@@ -9,8 +9,9 @@
  * where that replica has a gap. Each source keeps its own scrape interval, step = the smaller of its
  * last two intervals between samples (so one gap does not count as an interval). With last_t the
  * last emitted timestamp and c its replica:
- *   - c's next sample is taken while it is on time: t - last_t < 1.5 x c's step (or c's step is not
- *     known yet, i.e. c has given one sample so far);
+ *   - c's next sample is taken while it is on time: t - last_t < 1.5 x c's step (while c has given
+ *     one sample only: the interval between its next two, else another replica's; none known: on
+ *     time);
  *   - otherwise c has a gap (or has ended): the earliest sample of another replica more than a
  *     tenth of c's step after last_t (DEDUP_HANDOVER_DIV) that comes before c's next sample is
  *     taken, and that replica becomes c; when there is none, c's next sample is.

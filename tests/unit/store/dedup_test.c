@@ -269,6 +269,27 @@ TEST(penalty_replicas_ending_and_single_samples)
 	CHECK_EQ_INT(o.n, 10);
 	for (int i = 0; i < o.n; i++)
 		CHECK_DBL(o.v[i], 2);
+	/* a stray first sample an hour before the rest of its replica: the other one, which has samples
+	 * in between, is not skipped for it (the stray replica's interval is the one after the gap) */
+	seq_init(&a);
+	seq_init(&b);
+	seq_add(&a, 0, 1);
+	seq_fill(&a, 3600000, 3660000, 15000, 1, 0, 0, 0);
+	seq_fill(&b, 1000, 3661000, 15000, 2, 0, 0, 0);
+	run(&o, DEDUP_PENALTY, false, srcs, 2);
+	CHECK_EQ_INT(o.t[0], 0);
+	CHECK_EQ_INT(o.t[1], 16000); /* b's 1s is within a tenth of an interval */
+	CHECK_EQ_INT(o.n, 1 + 244);
+	for (int i = 1; i < o.n; i++)
+		CHECK_DBL(o.v[i], 2);
+	/* ... and with a replica of one sample in that hour: the stray sample, that one, then the rest */
+	seq_init(&b);
+	seq_add(&b, 30000, 2);
+	run(&o, DEDUP_PENALTY, false, rev, 2);
+	CHECK_EQ_INT(o.n, 2 + 5);
+	CHECK_EQ_INT(o.t[0], 0);
+	CHECK_EQ_INT(o.t[1], 30000);
+	CHECK_EQ_INT(o.t[2], 3600000);
 	/* both replicas a single sample, same time: one sample, the first replica's */
 	seq_init(&a);
 	seq_init(&b);
