@@ -58,8 +58,9 @@ fuzz:
 install: all
 	@DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
+# make uninstall [DESTDIR=]: removes what the last `make install` listed in $(BUILD)/install_manifest.txt.
 uninstall:
-	@[ -f $(BUILD)/install_manifest.txt ] && xargs rm -fv <$(BUILD)/install_manifest.txt
+	@[ -f $(BUILD)/install_manifest.txt ] && sed 's|^|$(DESTDIR)|' $(BUILD)/install_manifest.txt | xargs rm -fv
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -2,7 +2,8 @@
 # `make install PREFIX=/usr DESTDIR=<tmp>`: the binary, a man page for every command of `strata --help`
 # (groups included) that `man -l` renders with every flag of the command's --help, bash completion
 # that completes subcommands, flags and flag values, the systemd units with ExecStart pointing at the
-# installed binary, and the example configuration files. Prints PASS/FAIL lines.
+# installed binary, and the example configuration files; `make uninstall` removes them all. Prints
+# PASS/FAIL lines.
 . "$(dirname "$0")/lib.sh"
 BUILD_DIR=$(dirname "$STRATA_BIN")
 D=$TEST_TMP/root
@@ -80,4 +81,7 @@ units=$(ls "$D/usr/lib/systemd/system/"strata-*.service 2>/dev/null | wc -l)
 check units_installed test "$units" -eq "$(ls "$STRATA_ROOT"/deploy/systemd/*.service | wc -l)"
 check units_point_at_installed_binary test -z "$(grep -h '^ExecStart=' "$D"/usr/lib/systemd/system/strata-*.service | grep -v '^ExecStart=/usr/bin/strata ')"
 check examples_installed test -f "$D/usr/share/doc/strata/examples/objstore.yml" -a -f "$D/usr/share/doc/strata/examples/store.env"
+
+make -C "$STRATA_ROOT" --no-print-directory uninstall BUILD="$BUILD_DIR" DESTDIR="$D" >"$TEST_TMP/uninstall.log" 2>&1
+check uninstall_removes_everything test -z "$(find "$D" -type f)"
 finish
