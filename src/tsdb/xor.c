@@ -671,3 +671,138 @@ int64_t xor_decode_chunks(const chunk_t *chunks, size_t n, int64_t mint, int64_t
 		k += (size_t)got;
 	}
 }
+
+/* ---- compact appender ---- */
+
+void xor_app_init(xor_app_t *a)
+{
+	memset(a, 0, sizeof *a);
+	a->leading = 0xff;
+}
+
+void xor_app_release(xor_app_t *a)
+{
+	free(a->p);
+	xor_app_init(a);
+}
+
+void xor_app_reset(xor_app_t *a)
+{
+	if (a->p)
+		memset(a->p, 0,
+		       (size_t)(a->nbits + 7) / 8 + 1 < a->cap ? (size_t)(a->nbits + 7) / 8 + 1 : a->cap);
+	uint8_t *p = a->p;
+	uint16_t cap = a->cap;
+	xor_app_init(a);
+	a->p = p;
+	a->cap = cap;
+}
+
+/* Room for nb more bits plus the trailing byte; grows by about a quarter, in 16-byte steps. */
+static void app_reserve(xor_app_t *a, unsigned nb)
+{
+	size_t need = (size_t)(a->nbits + nb + 7) / 8 + 1;
+	if (need <= a->cap)
+		return;
+	size_t cap = a->cap ? a->cap + a->cap / 4 : 32;
+	if (cap < need)
+		cap = need;
+	cap = (cap + 15) & ~(size_t)15;
+	BUG_ON(cap > UINT16_MAX);
+	a->p = xrealloc(a->p, cap);
+	memset(a->p + a->cap, 0, cap - a->cap);
+	a->cap = (uint16_t)cap;
+}
+
+/* Append the low nb (1..64) bits of v, MSB first. */
+static void app_put(xor_app_t *a, uint64_t v, unsigned nb)
+{
+	app_reserve(a, nb);
+	a->bytewise = nb % 8 == 0;
+	if (nb < 64)
+		v &= (1ull << nb) - 1;
+	while (nb) {
+		unsigned used = a->nbits & 7, room = 8 - used, take = nb < room ? nb : room;
+		uint8_t bits = (uint8_t)((v >> (nb - take)) & ((1u << take) - 1));
+		a->p[a->nbits >> 3] |= (uint8_t)(bits << (room - take));
+		a->nbits = (uint16_t)(a->nbits + take);
+		nb -= take;
+	}
+}
+
+static void app_value(xor_app_t *a, uint64_t vb)
+{
+	uint64_t delta = vb ^ a->v;
+	if (delta == 0) {
+		app_put(a, 0, 1);
+		return;
+	}
+	uint8_t lead = (uint8_t)__builtin_clzll(delta), trail = (uint8_t)__builtin_ctzll(delta);
+	if (lead >= 32)
+		lead = 31;
+	if (a->leading != 0xff && lead >= a->leading && trail >= a->trailing) {
+		app_put(a, 2, 2);
+		app_put(a, delta >> a->trailing, 64u - a->leading - a->trailing);
+		return;
+	}
+	a->leading = lead;
+	a->trailing = trail;
+	unsigned sig = 64u - lead - trail;
+	app_put(a, (3u << 11) | ((uint64_t)lead << 6) | (sig & 63), 13);
+	app_put(a, delta >> trail, sig);
+}
+
+void xor_app_append(xor_app_t *a, int64_t t, double v)
+{
+	uint64_t vb = f2u(v);
+	uint8_t tmp[VARINT_MAX_LEN];
+	BUG_ON(a->num >= XOR_APP_MAX_SAMPLES);
+	if (a->num == 0) {
+		app_reserve(a, 16);
+		a->nbits = 16;
+		size_t k = varint_put(tmp, t);
+		for (size_t i = 0; i < k; i++)
+			app_put(a, tmp[i], 8);
+		app_put(a, vb, 64);
+	} else if (a->num == 1) {
+		int64_t td = t - a->t;
+		size_t k = uvarint_put(tmp, (uint64_t)td);
+		for (size_t i = 0; i < k; i++)
+			app_put(a, tmp[i], 8);
+		app_value(a, vb);
+		a->tdelta = td;
+	} else {
+		int64_t td = t - a->t, dod = td - a->tdelta;
+		if (dod == 0)
+			app_put(a, 0, 1);
+		else if (dod >= -8191 && dod <= 8192)
+			app_put(a, (2u << 14) | ((uint64_t)dod & 0x3fff), 16);
+		else if (dod >= -65535 && dod <= 65536)
+			app_put(a, (6u << 17) | ((uint64_t)dod & 0x1ffff), 20);
+		else if (dod >= -524287 && dod <= 524288)
+			app_put(a, (14u << 20) | ((uint64_t)dod & 0xfffff), 24);
+		else {
+			app_put(a, 15, 4);
+			app_put(a, (uint64_t)dod, 64);
+		}
+		app_value(a, vb);
+		a->tdelta = td;
+	}
+	a->t = t;
+	a->v = vb;
+	a->num++;
+	be16_put(a->p, a->num);
+}
+
+const uint8_t *xor_app_bytes(const xor_app_t *a, size_t *len)
+{
+	if (!a->num) {
+		*len = 0;
+		return NULL;
+	}
+	size_t n = (size_t)(a->nbits + 7) / 8;
+	if (a->nbits % 8 == 0 && a->bytewise)
+		n++; /* Prometheus's bstream leaves an empty byte after a whole-byte write */
+	*len = n;
+	return a->p;
+}

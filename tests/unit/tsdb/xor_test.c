@@ -155,6 +155,72 @@ TEST(xor_random_roundtrip)
 	}
 }
 
+/* The head's compact appender writes exactly xor_enc_t's bytes after every append. */
+TEST(xor_app_matches_encoder)
+{
+	for (int round = 0; round < 200; round++) {
+		xor_enc_t e;
+		xor_app_t a;
+		xor_enc_init(&e);
+		xor_app_init(&a);
+		int n = 1 + (int)(xr() % XOR_APP_MAX_SAMPLES);
+		int64_t t = (int64_t)(xr() % 2000000000000ull) - 1000000000000ll;
+		double v = (double)(xr() % 1000);
+		for (int i = 0; i < n; i++) {
+			switch (round % 5) {
+			case 0:
+				t += 15000;
+				break;
+			case 1:
+				t += 15000 + (int64_t)(xr() % 50) - 25;
+				break;
+			case 2:
+				t += (int64_t)(xr() % 1000000000ull) + 1;
+				break;
+			case 3:
+				t += (int64_t)(xr() % 70000) + 1;
+				break;
+			default:
+				t += 1 + (int64_t)(xr() % 3);
+				break;
+			}
+			switch (xr() % 5) {
+			case 0:
+				break;
+			case 1:
+				v += (double)(xr() % 100);
+				break;
+			case 2:
+				v = (double)(int64_t)xr() / 7.0;
+				break;
+			case 3:
+				v = stale_nan();
+				break;
+			default:
+				v *= 1.0001;
+				break;
+			}
+			xor_enc_append(&e, t, v);
+			xor_app_append(&a, t, v);
+			size_t el, al;
+			const uint8_t *ep = xor_enc_bytes(&e, &el), *ap = xor_app_bytes(&a, &al);
+			if (el != al || memcmp(ep, ap, el) != 0)
+				TEST_FAILF("round %d sample %d: %zu vs %zu bytes", round, i, el, al);
+		}
+		if (round % 2) { /* reset reuses the buffer and starts clean */
+			xor_app_reset(&a);
+			xor_enc_reset(&e);
+			xor_enc_append(&e, 5, 1.0);
+			xor_app_append(&a, 5, 1.0);
+			size_t el, al;
+			const uint8_t *ep = xor_enc_bytes(&e, &el), *ap = xor_app_bytes(&a, &al);
+			CHECK(el == al && memcmp(ep, ap, el) == 0);
+		}
+		xor_enc_release(&e);
+		xor_app_release(&a);
+	}
+}
+
 TEST(xor_corrupt_header_and_window)
 {
 	xor_dec_t d;
