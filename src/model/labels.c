@@ -267,7 +267,7 @@ void labels_builder_init(labels_builder_t *b, arena_t *a, const labels_t *base)
 	b->n = 0;
 	b->cap = (base ? base->n : 0) + 4;
 	b->v = arena_alloc(a, st_mult(b->cap, sizeof(label_t)));
-	if (base) {
+	if (base && base->n) {
 		memcpy(b->v, base->v, base->n * sizeof(label_t));
 		b->n = base->n;
 	}

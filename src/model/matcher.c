@@ -498,3 +498,90 @@ void matchers_format(buf_t *b, const matcher_t *ms, size_t n)
 	}
 	buf_putc(b, '}');
 }
+
+/* ---- regexes with capture groups (relabelling) ---- */
+
+struct matcher_capre {
+	pcre2_code *code;
+	pcre2_match_context *mctx;
+	uint32_t ngroups; /* capture groups, not counting group 0 */
+};
+
+int matcher_capre_new(matcher_capre_t **out, str_t pattern, err_t *err)
+{
+	int rc = re2_validate(pattern, err);
+	if (rc)
+		return rc;
+	buf_t pat = BUF_INIT;
+	buf_puts(&pat, "(?:");
+	buf_append_str(&pat, pattern);
+	buf_puts(&pat, ")");
+	int ecode;
+	PCRE2_SIZE eoff;
+	pcre2_code *code = pcre2_compile((PCRE2_SPTR)pat.p, pat.n,
+					 PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_DOLLAR_ENDONLY | PCRE2_UTF |
+						 PCRE2_MATCH_INVALID_UTF,
+					 &ecode, &eoff, NULL);
+	buf_release(&pat);
+	if (!code) {
+		PCRE2_UCHAR msg[256];
+		pcre2_get_error_message(ecode, msg, sizeof msg);
+		return err_set(err, ERR_INVALID, "error parsing regexp: %s: `" STR_FMT "`", (const char *)msg,
+			       STR_ARG(pattern));
+	}
+	(void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
+	matcher_capre_t *re = xcalloc(1, sizeof *re);
+	re->code = code;
+	re->mctx = pcre2_match_context_create(NULL);
+	pcre2_set_match_limit(re->mctx, MATCHER_MATCH_LIMIT);
+	pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &re->ngroups);
+	*out = re;
+	return 0;
+}
+
+void matcher_capre_free(matcher_capre_t *re)
+{
+	if (!re)
+		return;
+	pcre2_code_free(re->code);
+	pcre2_match_context_free(re->mctx);
+	free(re);
+}
+
+int matcher_capre_match(const matcher_capre_t *re, str_t v, str_t *groups, int max)
+{
+	pcre2_match_data *md = pcre2_match_data_create_from_pattern(re->code, NULL);
+	buf_t fixed = BUF_INIT;
+	str_t in = v;
+	int rc = pcre2_match(re->code, (PCRE2_SPTR)(v.n ? v.p : ""), v.n, 0, 0, md, re->mctx);
+	if (rc == PCRE2_ERROR_NOMATCH && !utf8_valid(v)) {
+		utf8_repair(&fixed, v);
+		in = buf_str(&fixed);
+		rc = pcre2_match(re->code, (PCRE2_SPTR)fixed.p, fixed.n, 0, 0, md, re->mctx);
+	}
+	int n = -1;
+	if (rc >= 0) {
+		PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+		n = (int)re->ngroups + 1;
+		for (int i = 0; i < n && i < max; i++) {
+			if (ov[2 * i] == PCRE2_UNSET || in.p != v.p)
+				groups[i] = STR_NULL; /* a repaired copy does not outlive this call: groups are empty */
+			else
+				groups[i] = str_from(v.p + ov[2 * i], ov[2 * i + 1] - ov[2 * i]);
+		}
+	}
+	buf_release(&fixed);
+	pcre2_match_data_free(md);
+	return n;
+}
+
+int matcher_capre_group(const matcher_capre_t *re, str_t name)
+{
+	char buf[256];
+	if (name.n == 0 || name.n >= sizeof buf)
+		return -1;
+	memcpy(buf, name.p, name.n);
+	buf[name.n] = 0;
+	int k = pcre2_substring_number_from_name(re->code, (PCRE2_SPTR)buf);
+	return k > 0 ? k : -1;
+}

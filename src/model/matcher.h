@@ -43,4 +43,16 @@ const char *match_type_str(match_type_t t); /* "=", "!=", "=~", "!~" */
 /* {a="b", c=~"d"} form. */
 void matchers_format(buf_t *b, const matcher_t *ms, size_t n);
 
+/* Regexes with capture groups (relabelling): the same RE2 syntax checks and full anchoring as
+ * MATCH_RE matchers, always compiled with PCRE2. Immutable after new; match is thread-safe. */
+typedef struct matcher_capre matcher_capre_t;
+
+int matcher_capre_new(matcher_capre_t **out, str_t pattern, err_t *err);
+void matcher_capre_free(matcher_capre_t *re);
+/* -1 if v does not match; else the number of groups (1 + capture groups), with groups[0..min(n, max))
+ * slices of v (group 0 = all of v; an unset group is empty). */
+int matcher_capre_match(const matcher_capre_t *re, str_t v, str_t *groups, int max);
+/* Index of the named group, -1 if none. */
+int matcher_capre_group(const matcher_capre_t *re, str_t name);
+
 #endif

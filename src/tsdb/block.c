@@ -575,6 +575,10 @@ int block_writer_finish(block_writer_t *bw, const block_meta_t *meta_in, char *o
 	snprintf(m.ulid, sizeof m.ulid, "%s", bw->ulid);
 	m.mint = bw->nseries ? bw->mint : 0;
 	m.maxt = bw->nseries ? bw->maxt + 1 : 0;
+	if (bw->opts.meta_maxt > bw->opts.meta_mint) {
+		m.mint = bw->opts.meta_mint;
+		m.maxt = bw->opts.meta_maxt;
+	}
 	m.num_samples = bw->nsamples;
 	m.num_series = bw->nseries;
 	m.num_chunks = bw->nchunks;

@@ -43,6 +43,9 @@ typedef struct block_writer_opts {
 	int64_t chunk_range;   /* ms; chunk cut boundary (Prometheus head chunk range); 0 = 2h */
 	uint64_t segment_size; /* 0 = 512 MiB */
 	size_t mem_limit;      /* bytes of series and of postings held before spilling; 0 = 4 MiB */
+	/* meta.json's minTime/maxTime: when meta_maxt > meta_mint, these (a block cut from a head covers
+	 * its whole range, as Prometheus writes it) instead of the data's first sample and last + 1 */
+	int64_t meta_mint, meta_maxt;
 } block_writer_opts_t;
 
 #define BLOCK_WRITER_MEM_DEFAULT (4u << 20)

@@ -397,14 +397,20 @@ static bool family_set(head_t *h, uint32_t fam, uint8_t type, str_t unit, str_t 
 
 void head_labels_key(buf_t *scratch, const labels_t *ls, uint64_t key[2])
 {
+	size_t n = 0;
+	for (size_t i = 0; i < ls->n; i++)
+		n += ls->v[i].name.n + ls->v[i].value.n + 2;
 	buf_reset(scratch);
+	char *p = buf_extend(scratch, n), *q = p;
 	for (size_t i = 0; i < ls->n; i++) {
-		buf_append_str(scratch, ls->v[i].name);
-		buf_putc(scratch, (char)0xff);
-		buf_append_str(scratch, ls->v[i].value);
-		buf_putc(scratch, (char)0xff);
+		memcpy(q, ls->v[i].name.p, ls->v[i].name.n);
+		q += ls->v[i].name.n;
+		*q++ = (char)0xff;
+		memcpy(q, ls->v[i].value.p, ls->v[i].value.n);
+		q += ls->v[i].value.n;
+		*q++ = (char)0xff;
 	}
-	XXH128_hash_t x = XXH3_128bits(scratch->p, scratch->n);
+	XXH128_hash_t x = XXH3_128bits(p, n);
 	key[0] = x.low64;
 	key[1] = x.high64;
 }
@@ -661,7 +667,44 @@ typedef struct judge_ctx {
 	int64_t now, min_valid, hmaxt;
 } judge_ctx_t;
 
-/* Decide every sample of x against s (NULL: a new series) without changing anything. */
+enum { K_INORDER, K_SKIP, K_OOO }; /* what apply() does with a sample */
+
+/* Is the in-order sample at t stored, and with which bits? Looks in the chunk covering t (the open one
+ * or a mapped one): the rare path of a request sent again after a lost answer. */
+static bool stored_bits(head_t *h, const hseries_t *s, int64_t t, uint64_t *bits)
+{
+	xor_dec_t d;
+	size_t len;
+	const uint8_t *p = NULL;
+	if (s->app.num && t >= s->cmint) {
+		p = xor_app_bytes(&s->app, &len);
+	} else {
+		for (uint16_t i = 0; i < s->nmm && !p; i++)
+			if (t >= s->mm[i].mint && t <= s->mm[i].maxt) {
+				chunk_t c;
+				if (headchunks_get(h->hc, s->mm[i].ref, &c, NULL) != 0)
+					return false;
+				p = c.data;
+				len = c.len;
+			}
+	}
+	if (!p || xor_dec_init(&d, p, len, NULL) != 0)
+		return false;
+	int64_t ct;
+	double cv;
+	while (xor_dec_next(&d, &ct, &cv, NULL) == 1) {
+		if (ct == t) {
+			memcpy(bits, &cv, 8);
+			return true;
+		}
+		if (ct > t)
+			break;
+	}
+	return false;
+}
+
+/* Decide every sample of x against s (NULL: a new series) without changing anything; the decision
+ * per sample goes to h->app_kinds. */
 static void judge(head_t *h, const judge_ctx_t *c, head_input_t *x, hseries_t *s)
 {
 	int64_t cur = s ? head_series_maxt(s) : INT64_MIN;
@@ -669,11 +712,14 @@ static void judge(head_t *h, const judge_ctx_t *c, head_input_t *x, hseries_t *s
 	bool have_last = false, looked = false;
 	int64_t prev_t = INT64_MIN;
 	uint64_t prev_bits = 0;
+	VEC_RESERVE(&h->app_kinds, x->n);
+	uint8_t *kind = h->app_kinds.v;
 	for (size_t j = 0; j < x->n; j++) {
 		int64_t t = x->t[j];
-		uint64_t bits;
+		uint64_t bits, sb;
 		memcpy(&bits, &x->v[j], 8);
 		int verdict = HEAD_OK;
+		kind[j] = K_SKIP;
 		if (h->o.too_far_in_future > 0 && t > c->now + h->o.too_far_in_future) {
 			verdict = HEAD_TOO_FAR_IN_FUTURE;
 		} else if (j && t == prev_t) {
@@ -683,6 +729,7 @@ static void judge(head_t *h, const judge_ctx_t *c, head_input_t *x, hseries_t *s
 			cur = t;
 			last = bits;
 			have_last = true;
+			kind[j] = K_INORDER;
 		} else if (t >= c->min_valid && t == cur) {
 			if (!have_last && !looked && s) {
 				looked = true;
@@ -690,9 +737,13 @@ static void judge(head_t *h, const judge_ctx_t *c, head_input_t *x, hseries_t *s
 			}
 			if (!have_last || bits != last)
 				verdict = HEAD_DUPLICATE;
+		} else if (s && t >= c->min_valid && stored_bits(h, s, t, &sb)) {
+			if (sb != bits)
+				verdict = HEAD_DUPLICATE; /* a stored sample sent again: fine if identical */
 		} else if (h->o.ooo_window > 0 && c->hmaxt != INT64_MIN && t >= c->hmaxt - h->o.ooo_window) {
 			if (s && (ooo_has(s->ooo, t, x->v[j]) < 0 || ooo_has(s->ooo_cut, t, x->v[j]) < 0))
 				verdict = HEAD_DUPLICATE;
+			kind[j] = K_OOO;
 		} else if (h->o.ooo_window > 0) {
 			verdict = HEAD_TOO_OLD;
 		} else if (t < c->min_valid) {
@@ -710,15 +761,14 @@ static void judge(head_t *h, const judge_ctx_t *c, head_input_t *x, hseries_t *s
 	}
 }
 
-/* Apply a judged input (stripe held): the same decisions judge() made, now with effect. */
-static int apply(head_t *h, const judge_ctx_t *c, head_input_t *x, hseries_t *s, int64_t *mint, int64_t *maxt,
-                 err_t *err)
+/* Apply a judged input (stripe held): the decisions judge() left in h->app_kinds, now with effect. */
+static int apply(head_t *h, head_input_t *x, hseries_t *s, int64_t *mint, int64_t *maxt, err_t *err)
 {
+	const uint8_t *kind = h->app_kinds.v;
 	for (size_t j = 0; j < x->n; j++) {
 		int64_t t = x->t[j];
 		double v = x->v[j];
-		int64_t cur = head_series_maxt(s);
-		if (t >= c->min_valid && t > cur) {
+		if (kind[j] == K_INORDER) {
 			int rc = head_series_append(h, s, t, v, err);
 			if (rc)
 				return rc;
@@ -728,9 +778,8 @@ static int apply(head_t *h, const judge_ctx_t *c, head_input_t *x, hseries_t *s,
 			if (t > *maxt)
 				*maxt = t;
 			x->appended++;
-		} else if (t >= c->min_valid && t == cur) {
-			continue; /* the same sample again */
-		} else if (ooo_has(s->ooo_cut, t, v) == 0 && head_ooo_insert(&s->ooo, t, v)) {
+		} else if (kind[j] == K_OOO && ooo_has(s->ooo_cut, t, v) == 0 &&
+		           head_ooo_insert(&s->ooo, t, v)) {
 			VEC_PUSH(&h->app_ooo, ((walrec_sample_t){s->id, t, v}));
 			atomic_fetch_add(&h->ooo_samples, 1);
 			x->appended++;
@@ -847,6 +896,9 @@ int head_append(head_t *h, head_input_t *in, size_t n, const head_meta_input_t *
 	uint64_t appended = 0, n_oob = 0, n_ooo = 0, n_old = 0;
 	for (size_t i = 0; !rc && i < n; i++) {
 		head_input_t *x = &in[i];
+		if (i + 8 < n) /* the table is far larger than the caches: fetch slots ahead */
+			__builtin_prefetch(
+			    &h->series_tab.slots[(uint32_t)in[i + 8].key_[0] & h->series_tab.mask]);
 		if (!x->n)
 			continue;
 		hseries_t *s = head_series_lookup(h, x->key_);
@@ -876,7 +928,7 @@ int head_append(head_t *h, head_input_t *in, size_t n, const head_meta_input_t *
 		}
 		pthread_mutex_t *mu = &h->stripes[s->id % HEAD_STRIPES];
 		pthread_mutex_lock(mu);
-		rc = apply(h, &c, x, s, &mint, &maxt, err);
+		rc = apply(h, x, s, &mint, &maxt, err);
 		pthread_mutex_unlock(mu);
 		appended += x->appended;
 	}
@@ -1090,10 +1142,12 @@ int head_truncate(head_t *h, int64_t mint, err_t *err)
 	return headchunks_truncate(h->hc, min_file, err);
 }
 
-uint64_t head_ooo_swap(head_t *h, int *wbl_seg, err_t *err)
+uint64_t head_ooo_swap(head_t *h, int *wbl_seg, int64_t *mint, int64_t *maxt, err_t *err)
 {
 	pthread_mutex_lock(&h->app_mu);
 	uint64_t moved = 0;
+	*mint = INT64_MAX;
+	*maxt = INT64_MIN;
 	if (h->wbl && atomic_load(&h->ooo_samples)) {
 		pthread_rwlock_rdlock(&h->idx);
 		for (size_t i = 0; i < h->all.n; i++) {
@@ -1102,6 +1156,10 @@ uint64_t head_ooo_swap(head_t *h, int *wbl_seg, err_t *err)
 				continue;
 			pthread_mutex_t *mu = &h->stripes[s->id % HEAD_STRIPES];
 			pthread_mutex_lock(mu);
+			if (s->ooo->t[0] < *mint)
+				*mint = s->ooo->t[0];
+			if (s->ooo->t[s->ooo->n - 1] > *maxt)
+				*maxt = s->ooo->t[s->ooo->n - 1];
 			if (s->ooo_cut) { /* a previous swap not released: fold it in */
 				for (uint32_t j = 0; j < s->ooo->n; j++)
 					head_ooo_insert(&s->ooo_cut, s->ooo->t[j], s->ooo->v[j]);

@@ -14,11 +14,12 @@
  *
  * Appends (head_append) are one commit: every series is all-or-nothing and gets its own verdict
  * (out of order, duplicate timestamp with another value, out of bounds, too old, too far in the
- * future, series limit), the accepted samples become one Samples record (plus a Series record for new
- * series) in the WAL, and the call returns only once they are durable (fdatasync; concurrent commits
- * share one). Samples are visible to queries as soon as they are appended. Chunks are cut exactly as
- * Prometheus's head cuts them (120-sample target estimated at the 30th sample, 240 cap, never across
- * a chunk_range boundary), so chunks_head/ and the WAL can be handed to Prometheus 2.42.
+ * future, series limit); a sample identical to one already stored is accepted and skipped (so a
+ * request sent again after its answer was lost succeeds), the accepted samples become one Samples record
+ * (plus a Series record for new series) in the WAL, and the call returns only once they are durable
+ * (fdatasync; concurrent commits share one). Samples are visible to queries as soon as they are appended.
+ * Chunks are cut exactly as Prometheus's head cuts them (120-sample target estimated at the 30th sample, 240
+ * cap, never across a chunk_range boundary), so chunks_head/ and the WAL can be handed to Prometheus 2.42.
  * Out-of-order samples (ooo_window > 0) within the window go to a per-series sorted in-memory list
  * (16 bytes a sample; the window bounds how many), are logged to the out-of-order WAL (wbl/, same
  * format, as Prometheus 2.42 does) and are merged into queries; they are cut into blocks of their own.
@@ -151,8 +152,8 @@ int head_checkpoint(head_t *h, err_t *err);
  * queryable and starts a new out-of-order WAL segment (*wbl_seg); the cutter reads that generation
  * (head_select with HEAD_SEL_OOO_CUT), writes blocks, then head_ooo_release drops it and deletes the
  * out-of-order WAL segments before wbl_seg. Returns the number of samples swapped (0: nothing to do,
- * nothing changed). */
-uint64_t head_ooo_swap(head_t *h, int *wbl_seg, err_t *err);
+ * nothing changed, or an error in err) and their time range in *mint, *maxt. */
+uint64_t head_ooo_swap(head_t *h, int *wbl_seg, int64_t *mint, int64_t *maxt, err_t *err);
 int head_ooo_release(head_t *h, int wbl_seg, err_t *err);
 
 #endif

@@ -157,6 +157,7 @@ struct head {
 	buf_t rec_series, rec_samples, rec_meta, rec_ooo;
 	VEC(walrec_sample_t) app_samples, app_ooo;
 	VEC(walrec_meta_t) app_meta;
+	VEC(uint8_t) app_kinds; /* per sample of the input being applied */
 
 	VEC(hfamily_t) families;
 	hmap_t family_map; /* family name -> index + 1 */

@@ -3,7 +3,8 @@
  *
  * A select resolves its series (postings under idx, read) and sorts them by labels, holding the gc
  * gate shared until the set is closed; each next() copies one series' chunk list and open chunk
- * under its stripe lock. Labels point straight at the head's strings (stable under gc).
+ * under its stripe lock (the open chunk into the select's arena, so every chunk handed out stays
+ * valid until close). Labels point straight at the head's strings (stable under gc).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -80,7 +81,8 @@ static postings_t postings_for_matchers(const head_t *h, arena_t *a, const match
 	if (!have) {
 		cur.v = ARENA_NEW_ARRAY(a, uint32_t, h->all.n ? h->all.n : 1);
 		cur.n = h->all.n;
-		memcpy(cur.v, h->all.v, h->all.n * sizeof(uint32_t));
+		if (h->all.n)
+			memcpy(cur.v, h->all.v, h->all.n * sizeof(uint32_t));
 	}
 	for (size_t i = 0; i < nn && cur.n; i++)
 		if (nots[i].n)
@@ -171,6 +173,7 @@ static const struct sample_iter_ops arr_ops = {arr_next, arr_seek};
 typedef struct hset {
 	series_set_t base;
 	head_t *h;
+	arena_t *a;
 	hseries_t **v;
 	size_t n, i;
 	int64_t mint, maxt;
@@ -182,7 +185,7 @@ typedef struct hset {
 	size_t lcap;
 	VEC(hchunk_t) mm;
 	VEC(chunk_t) chunks;
-	buf_t open;
+	buf_t open; /* the open chunk, copied under the stripe lock */
 	VEC(int64_t) ot;
 	VEC(double) ov; /* out-of-order samples in range */
 	VEC(int64_t) mt;
@@ -406,6 +409,7 @@ int head_select(head_t *h, arena_t *a, const matcher_t *ms, size_t nms, int64_t 
 	hset_t *st = ARENA_NEW(a, hset_t);
 	st->base.ops = &hset_ops;
 	st->h = h;
+	st->a = a;
 	st->mint = mint;
 	st->maxt = maxt;
 	st->sources = sources;
@@ -503,7 +507,8 @@ static int q_label_names(queryable_t *q, arena_t *a, const matcher_t *ms, size_t
 	hgc_read_unlock(&h->gc);
 	*n = sort_unique(v.v, v.n);
 	*out = ARENA_NEW_ARRAY(a, str_t, *n ? *n : 1);
-	memcpy(*out, v.v, *n * sizeof(str_t));
+	if (*n)
+		memcpy(*out, v.v, *n * sizeof(str_t));
 	VEC_FREE(&v);
 	return 0;
 }
@@ -545,7 +550,8 @@ static int q_label_values(queryable_t *q, arena_t *a, str_t name, const matcher_
 	hgc_read_unlock(&h->gc);
 	*n = sort_unique(v.v, v.n);
 	*out = ARENA_NEW_ARRAY(a, str_t, *n ? *n : 1);
-	memcpy(*out, v.v, *n * sizeof(str_t));
+	if (*n)
+		memcpy(*out, v.v, *n * sizeof(str_t));
 	VEC_FREE(&v);
 	return 0;
 }

@@ -471,6 +471,7 @@ static void free_tables(head_t *h)
 	VEC_FREE(&h->app_samples);
 	VEC_FREE(&h->app_ooo);
 	VEC_FREE(&h->app_meta);
+	VEC_FREE(&h->app_kinds);
 }
 
 static void destroy(head_t *h)

@@ -8,6 +8,8 @@
  *   grpc       grpc_server serving an in-memory store -> grpc_client store (127.0.0.1, free port)
  *   proxy-dup  the proxy over inmem + bucket (every series from both: duplicates merged into one)
  *   proxy-part the proxy over grpc + an in-memory store holding parts of some series (chain merge)
+ *   tsdb       the local-TSDB store (receiver, ruler): the dataset appended to a head, then the
+ *              first 2h cut into a block, so answers come from a block and the head together
  *
  * Expectations are hand-written (series ids in the sorted order); the exact samples come from a
  * reference model of the dataset (matchers on the labels with external labels merged, samples
@@ -33,7 +35,9 @@
 #include "store/grpc_server.h"
 #include "store/inmem.h"
 #include "store/proxy.h"
+#include "store/tsdbstore.h"
 #include "tsdb/block.h"
+#include "tsdb/db.h"
 #include "tsdb/xor.h"
 
 #define H1 (3600 * 1000ll)
@@ -193,8 +197,8 @@ static void grpc_stop(grpc_env_t *e)
 	loop_free(e->loop);
 }
 
-enum { S_INMEM, S_BUCKET, S_GRPC, S_PROXY_DUP, S_PROXY_PART, NSTORES };
-static const char *const store_names[NSTORES] = {"inmem", "bucket", "grpc", "proxy-dup", "proxy-part"};
+enum { S_INMEM, S_BUCKET, S_GRPC, S_PROXY_DUP, S_PROXY_PART, S_TSDB, NSTORES };
+static const char *const store_names[NSTORES] = {"inmem", "bucket", "grpc", "proxy-dup", "proxy-part", "tsdb"};
 
 typedef struct fixture {
 	store_t *st[NSTORES];
@@ -203,7 +207,49 @@ typedef struct fixture {
 	bucket_store_t *bs;
 	grpc_env_t genv;
 	proxy_store_t *pdup, *ppart;
+	db_t *db;
+	tsdb_store_t *ts;
 } fixture_t;
+
+/* The dataset through a head, in time order (a head refuses samples over an hour older than its
+ * newest), then cut: [0, 2h) becomes a block, [2h, 4h) stays in the head. */
+static void mk_tsdb(fixture_t *f)
+{
+	char dir[400];
+	snprintf(dir, sizeof dir, "%s/tsdb", tmp);
+	err_t err = {0};
+	if (db_open(&f->db, dir, NULL, NULL, &err))
+		die("db_open: %s", err.msg);
+	arena_t a;
+	arena_init(&a, 0);
+	head_input_t in[NDS];
+	int64_t t[NDS];
+	double v[NDS];
+	for (int64_t x = 0; x < END; x += 15000) {
+		size_t n = 0;
+		for (size_t i = 0; i < NDS; i++)
+			if (x >= DS[i].from && x < DS[i].to && (x - DS[i].from) % DS[i].step == 0) {
+				t[n] = x;
+				v[n] = ds_value(i, x);
+				in[n] = (head_input_t){.ls = L(&a, DS[i].labels), .t = &t[n], .v = &v[n], .n = 1};
+				n++;
+			}
+		if (head_append(db_head(f->db), in, n, NULL, 0, &err))
+			die("append: %s", err.msg);
+		for (size_t i = 0; i < n; i++)
+			if (in[i].verdict != HEAD_OK)
+				die("append: verdict %d", in[i].verdict);
+	}
+	arena_release(&a);
+	int nb;
+	if (db_compact(f->db, false, &nb, &err) || nb != 1)
+		die("db_compact: %d blocks: %s", nb, err.msg);
+	arena_init(&a, 0);
+	labels_t ext = L(&a, "region=eu");
+	f->ts = tsdb_store_new("tsdb", f->db, &ext, "receive");
+	arena_release(&a);
+	f->st[S_TSDB] = tsdb_store_base(f->ts);
+}
 
 static void fixture_init(fixture_t *f)
 {
@@ -243,12 +289,15 @@ static void fixture_init(fixture_t *f)
 	proxy_store_add(f->ppart, f->st[S_GRPC]);
 	proxy_store_add(f->ppart, inmem_store_base(f->mem_part));
 	f->st[S_PROXY_PART] = proxy_store_base(f->ppart);
+	mk_tsdb(f);
 }
 
 static void fixture_release(fixture_t *f)
 {
 	proxy_store_free(f->pdup);
 	proxy_store_free(f->ppart);
+	tsdb_store_free(f->ts);
+	db_close(f->db, NULL);
 	store_free(f->st[S_GRPC]);
 	grpc_stop(&f->genv);
 	inmem_store_free(f->mem);

@@ -366,7 +366,10 @@ TEST(head_out_of_order_window)
 	/* swap: still visible; release: gone from the head */
 	int seg;
 	err_t err = {0};
-	CHECK_EQ_U64(head_ooo_swap(h, &seg, &err), 2);
+	int64_t omin, omax;
+	CHECK_EQ_U64(head_ooo_swap(h, &seg, &omin, &omax, &err), 2);
+	CHECK_EQ_INT(omin, hmax - 10000);
+	CHECK_EQ_INT(omax, hmax - 1000);
 	CHECK_EQ_INT(read_all(h, "i", "1", 0, INT64_MAX, ts, vs, 300, NULL), 101);
 	arena_t a;
 	arena_init(&a, 0);

@@ -1,0 +1,437 @@
+/*
+ * receive.c — `strata receive`: Prometheus remote-write ingestion into per-tenant TSDBs with a WAL,
+ * blocks uploaded to the bucket, everything served over the StoreAPI (Thanos `receive` as an
+ * ingestor; reference thanos.md §1.9, §8).
+ *
+ * Threads: the main thread runs the HTTP server (/metrics, /-/healthy, /-/ready) and takes
+ * SIGTERM/SIGINT; the remote-write server (--remote-write.address, POST /api/v1/receive, writes on its
+ * worker pool) and the gRPC server (thanos.Store, thanos.info.Info) run on loops of their own; a
+ * background thread first reopens the tenants found in --tsdb.path (replaying their WALs: not ready
+ * until then), then does the periodic work: limits reload, cutting blocks, uploading, retention.
+ * Shutdown: the HTTP server drains, the remote-write server stops taking writes and finishes the ones
+ * in flight, every head is cut into blocks and uploaded, then gRPC stops and the TSDBs close.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "cmd/cmd.h"
+#include "model/relabel.h"
+#include "net/grpc.h"
+#include "net/http.h"
+#include "objstore/config.h"
+#include "receive/handler.h"
+#include "receive/limits.h"
+#include "receive/multitsdb.h"
+#include "store/grpc_server.h"
+
+typedef struct receiver {
+	cmd_server_flags_t sf;
+	char *grpc_address, *rw_address, *tsdb_path;
+	int64_t grpc_grace_ms;
+	strlist_t label_flags;
+	int64_t retention_ms, min_block_ms, max_block_ms, tff_ms, ooo_ms, ooo_cap, housekeeping_ms,
+	    limits_reload_ms;
+	int64_t max_exemplars;
+	bool wal_compression;
+	char *objstore_config, *objstore_config_file;
+	char *tenant_header, *default_tenant, *tenant_label;
+	char *relabel_config, *relabel_config_file, *limits_config, *limits_config_file;
+	/* state */
+	bucket_t *bucket;
+	relabel_t *relabel;
+	rcv_limiter_t *limiter;
+	mtsdb_t *mt;
+	rcv_handler_t *handler;
+	http_server_t *http, *rw;
+	loop_t *rw_loop, *grpc_loop;
+	pthread_t rw_thr, grpc_thr, bg_thr;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool stopping, startup_failed;
+} receiver_t;
+
+/* --label name="value" (quotes optional). */
+static int parse_labels(const strlist_t *flags, arena_t *a, labels_t *out, err_t *err)
+{
+	labels_t ls = {ARENA_NEW_ARRAY(a, label_t, flags->n + 1), 0};
+	for (size_t i = 0; i < flags->n; i++) {
+		const char *kv = flags->v[i], *eq = strchr(kv, '=');
+		if (!eq || eq == kv)
+			return err_set(err, ERR_INVALID, "--label %s: want name=\"value\"", kv);
+		const char *v = eq + 1;
+		size_t vn = strlen(v);
+		if (vn >= 2 && v[0] == '"' && v[vn - 1] == '"') {
+			v++;
+			vn -= 2;
+		}
+		str_t name = str_from(kv, (size_t)(eq - kv));
+		if (!label_name_valid(name))
+			return err_set(err, ERR_INVALID, "--label %s: invalid label name", kv);
+		ls.v[ls.n++] = (label_t){name, str_from(v, vn)};
+	}
+	if (labels_normalize(&ls) != 0)
+		return err_set(err, ERR_INVALID, "--label: duplicate or empty label names");
+	*out = ls;
+	return 0;
+}
+
+static int read_text(const char *inline_text, const char *file, buf_t *out, const char **what, err_t *err)
+{
+	if (inline_text && *inline_text) {
+		buf_puts(out, inline_text);
+		*what = "<inline>";
+		return 0;
+	}
+	if (!file || !*file)
+		return 0;
+	FILE *f = fopen(file, "rb");
+	if (!f)
+		return err_errno(err, "read %s", file);
+	char tmp[8192];
+	size_t n;
+	while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
+		buf_append(out, tmp, n);
+	fclose(f);
+	*what = file;
+	return 0;
+}
+
+static void *loop_main(void *arg)
+{
+	loop_run(arg);
+	return NULL;
+}
+
+static bool wait_stop(receiver_t *rc, int64_t ms)
+{
+	pthread_mutex_lock(&rc->mu);
+	if (!rc->stopping) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += ms / 1000;
+		ts.tv_nsec += (ms % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&rc->cv, &rc->mu, &ts);
+	}
+	bool stop = rc->stopping;
+	pthread_mutex_unlock(&rc->mu);
+	return stop;
+}
+
+static void *bg_main(void *arg)
+{
+	receiver_t *rc = arg;
+	err_t err = {0};
+	uint64_t t0 = clock_mono_ns();
+	if (mtsdb_open_existing(rc->mt, &err) != 0) {
+		log_error("cannot open the tenants' TSDBs", "err", err.msg);
+		fprintf(stderr, "strata receive: %s\n", err.msg);
+		rc->startup_failed = true;
+		kill(getpid(), SIGTERM);
+		return NULL;
+	}
+	char secs[32], nt[32];
+	snprintf(secs, sizeof secs, "%.3f", clock_since_s(t0));
+	snprintf(nt, sizeof nt, "%zu", mtsdb_num_tenants(rc->mt));
+	log_info("receiver ready", "tenants", nt, "startup_seconds", secs);
+	rcv_handler_set_ready(rc->handler, true);
+	http_server_set_ready(rc->rw, true);
+	http_server_set_ready(rc->http, true);
+	uint64_t next_hk = clock_mono_ms() + (uint64_t)rc->housekeeping_ms, next_lim = 0;
+	while (!wait_stop(rc, 1000)) {
+		uint64_t now = clock_mono_ms();
+		if (rc->limiter && now >= next_lim) {
+			int r = rcv_limiter_reload(rc->limiter, &err);
+			if (r < 0)
+				log_error("limits config reload failed; keeping the previous one", "err",
+				          err.msg);
+			else if (r > 0)
+				log_info("limits config reloaded");
+			next_lim = now + (uint64_t)rc->limits_reload_ms;
+		}
+		if (now >= next_hk) {
+			mtsdb_housekeeping(rc->mt, false, &err);
+			next_hk = clock_mono_ms() + (uint64_t)rc->housekeeping_ms;
+		}
+		mtsdb_publish_metrics(rc->mt);
+	}
+	return NULL;
+}
+
+static void rw_stopped(http_server_t *srv, void *arg)
+{
+	(void)arg;
+	loop_stop(http_server_loop(srv));
+}
+
+static void rw_shutdown(void *arg)
+{
+	receiver_t *rc = arg;
+	http_server_shutdown(rc->rw, rc->sf.http_grace_ms, rw_stopped, rc);
+}
+
+static void receiver_release(receiver_t *rc)
+{
+	rcv_handler_free(rc->handler);
+	rcv_limiter_free(rc->limiter);
+	relabel_free(rc->relabel);
+	bucket_free(rc->bucket);
+	pthread_mutex_destroy(&rc->mu);
+	pthread_cond_destroy(&rc->cv);
+}
+
+int cmd_receive(int argc, char **argv)
+{
+	static receiver_t rc;
+	flag_def_t defs[] = {
+	    CMD_SERVER_FLAGS(&rc.sf, "0.0.0.0:10902"),
+	    {"grpc-address", FLAG_STRING, &rc.grpc_address, "0.0.0.0:10901",
+	     "Listen ip:port address for gRPC endpoints (StoreAPI)."},
+	    {"grpc-grace-period", FLAG_DURATION, &rc.grpc_grace_ms, "2m",
+	     "Time to wait after an interrupt received for GRPC Server."},
+	    {"remote-write.address", FLAG_STRING, &rc.rw_address, "0.0.0.0:19291",
+	     "Address to listen on for remote write requests."},
+	    {"tsdb.path", FLAG_STRING, &rc.tsdb_path, "./data",
+	     "Data directory of TSDB (one directory per tenant)."},
+	    {"label", FLAG_STRINGS, &rc.label_flags, NULL,
+	     "External labels to announce. This flag will be removed in the future when handling multiple "
+	     "tsdb instances is added."},
+	    {"tsdb.retention", FLAG_DURATION, &rc.retention_ms, "15d",
+	     "How long to retain raw samples on local storage. 0d - disables the retention policy (i.e. "
+	     "infinite retention)."},
+	    {"tsdb.min-block-duration", FLAG_DURATION, &rc.min_block_ms, "2h",
+	     "Min duration for local TSDB blocks.", NULL, true},
+	    {"tsdb.max-block-duration", FLAG_DURATION, &rc.max_block_ms, "2h",
+	     "Max duration for local TSDB blocks.", NULL, true},
+	    {"tsdb.wal-compression", FLAG_BOOL, &rc.wal_compression, "true", "Compress the tsdb WAL."},
+	    {"tsdb.too-far-in-future.time-window", FLAG_DURATION, &rc.tff_ms, "0s",
+	     "Configures the allowed time window for ingesting samples too far in the future. Disabled (0s) "
+	     "by default."},
+	    {"tsdb.out-of-order.time-window", FLAG_DURATION, &rc.ooo_ms, "0s",
+	     "Configures the allowed time window for ingestion of out-of-order samples. Disabled (0s) by "
+	     "default."},
+	    {"tsdb.out-of-order.cap-max", FLAG_INT, &rc.ooo_cap, "0",
+	     "Accepted for compatibility (out-of-order samples are kept uncompressed until cut)."},
+	    {"tsdb.max-exemplars", FLAG_INT, &rc.max_exemplars, "0",
+	     "Enables support for ingesting exemplars when set to a positive value; only 0 (exemplars "
+	     "dropped) is supported."},
+	    {"tsdb.housekeeping-interval", FLAG_DURATION, &rc.housekeeping_ms, "1m",
+	     "How often heads are checked for blocks to cut and blocks uploaded.", NULL, true},
+	    {"objstore.config", FLAG_STRING, &rc.objstore_config, NULL,
+	     "Alternative to 'objstore.config-file' flag (mutually exclusive). Content of YAML file that "
+	     "contains object store configuration."},
+	    {"objstore.config-file", FLAG_STRING, &rc.objstore_config_file, NULL,
+	     "Path to YAML file that contains object store configuration. Without it blocks stay local."},
+	    {"receive.tenant-header", FLAG_STRING, &rc.tenant_header, "THANOS-TENANT",
+	     "HTTP header to determine tenant for write requests."},
+	    {"receive.default-tenant-id", FLAG_STRING, &rc.default_tenant, "default-tenant",
+	     "Default tenant ID to use when none is provided via a header."},
+	    {"receive.tenant-label-name", FLAG_STRING, &rc.tenant_label, "tenant_id",
+	     "Label name through which the tenant will be announced."},
+	    {"receive.relabel-config", FLAG_STRING, &rc.relabel_config, NULL,
+	     "Alternative to 'receive.relabel-config-file' flag (mutually exclusive). Content of YAML file "
+	     "that contains relabeling configuration."},
+	    {"receive.relabel-config-file", FLAG_STRING, &rc.relabel_config_file, NULL,
+	     "Path to YAML file that contains relabeling configuration."},
+	    {"receive.limits-config", FLAG_STRING, &rc.limits_config, NULL,
+	     "Alternative to 'receive.limits-config-file' flag (mutually exclusive). Content of YAML file "
+	     "with limit configuration."},
+	    {"receive.limits-config-file", FLAG_STRING, &rc.limits_config_file, NULL,
+	     "Path to YAML file with limit configuration (hot-reloaded)."},
+	    {"receive.limits-config-reload-timer", FLAG_DURATION, &rc.limits_reload_ms, "1s",
+	     "Minimum amount of time to pass for the limit configuration to be reloaded."},
+	};
+	flags_result_t res = {0};
+	int exit_now, ret = cmd_parse_flags(
+	                  argv[0], "Accept Prometheus remote write API requests and write to local tsdb.",
+	                  defs, ARRAY_LEN(defs), argc, argv, &res, &exit_now);
+	if (exit_now)
+		return ret;
+	free(res.pos);
+	if ((ret = cmd_server_setup_logging(argv[0], &rc.sf)) != 0)
+		return ret;
+	pthread_mutex_init(&rc.mu, NULL);
+	pthread_cond_init(&rc.cv, NULL);
+	err_t err = {0};
+	arena_t a;
+	arena_init(&a, 0);
+	labels_t ext;
+	buf_t text = BUF_INIT;
+	const char *what = NULL;
+	if (parse_labels(&rc.label_flags, &a, &ext, &err) != 0)
+		goto usage;
+	if (rc.min_block_ms <= 0 || rc.max_block_ms != rc.min_block_ms) {
+		err_set(&err, ERR_INVALID,
+		        "--tsdb.min-block-duration and --tsdb.max-block-duration must be equal and positive "
+		        "(blocks are compacted in the bucket, not locally)");
+		goto usage;
+	}
+	if (rc.max_exemplars > 0) {
+		err_set(&err, ERR_INVALID, "--tsdb.max-exemplars: exemplar storage is not supported (use 0)");
+		goto usage;
+	}
+	if (rc.housekeeping_ms <= 0)
+		rc.housekeeping_ms = 60000;
+	if (rc.limits_reload_ms <= 0)
+		rc.limits_reload_ms = 1000;
+	if (!label_name_valid(str_c(rc.tenant_label))) {
+		err_set(&err, ERR_INVALID, "--receive.tenant-label-name %s: invalid label name",
+		        rc.tenant_label);
+		goto usage;
+	}
+	if (read_text(rc.relabel_config, rc.relabel_config_file, &text, &what, &err) != 0)
+		goto usage;
+	if (what && relabel_parse(text.p, text.n, what, &rc.relabel, &err) != 0)
+		goto usage;
+	if (rcv_limiter_new(&rc.limiter, rc.limits_config, rc.limits_config_file, &err) != 0)
+		goto usage;
+	if (!rc.limits_config && !rc.limits_config_file) {
+		rcv_limiter_free(rc.limiter);
+		rc.limiter = NULL;
+	}
+	if (((rc.objstore_config && *rc.objstore_config) ||
+	     (rc.objstore_config_file && *rc.objstore_config_file)) &&
+	    objstore_from_flags(rc.objstore_config, rc.objstore_config_file, &rc.bucket, &err) != 0) {
+		if (err.code == ERR_INVALID)
+			goto usage;
+		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+		receiver_release(&rc);
+		return 1;
+	}
+	if (!rc.bucket)
+		log_info("no --objstore.config-file: blocks stay on local disk");
+	buf_release(&text);
+
+	metrics_register_process("receive");
+	mtsdb_opts_t mo = {
+	    .dir = rc.tsdb_path,
+	    .db = {.block_duration = rc.min_block_ms,
+	           .head = {.ooo_window = rc.ooo_ms,
+	                    .too_far_in_future = rc.tff_ms,
+	                    .wal_compression = rc.wal_compression}},
+	    .ext = &ext,
+	    .tenant_label = rc.tenant_label,
+	    .bucket = rc.bucket,
+	    .retention_ms = rc.retention_ms,
+	};
+	rc.mt = mtsdb_new(&mo);
+	arena_release(&a);
+	rcv_handler_config_t hc = {.mt = rc.mt,
+	                           .limits = rc.limiter,
+	                           .relabel = rc.relabel,
+	                           .tenant_header = rc.tenant_header,
+	                           .default_tenant = rc.default_tenant};
+	rc.handler = rcv_handler_new(&hc);
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	loop_t *http_loop = NULL;
+	grpc_server_t *grpc = NULL;
+	store_service_t *svc = NULL;
+	listener_t *gls = NULL;
+	bool rw_started = false, grpc_started = false, bg_started = false;
+	ret = 0;
+	if (loop_new(&http_loop, &err) || loop_new(&rc.rw_loop, &err) || loop_new(&rc.grpc_loop, &err)) {
+		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+		ret = 1;
+		goto out;
+	}
+	http_server_config_t hcfg = {.address = rc.sf.http_address};
+	/* Writes block on fsync (shared by concurrent writes): more workers than cores keep group commits
+	 * full while the CPU-heavy part runs on the cores. */
+	http_server_config_t rwcfg = {
+	    .address = rc.rw_address, .worker_threads = 16, .max_body_bytes = 64u << 20};
+	if (http_server_new(&rc.http, http_loop, &hcfg, &err) != 0 ||
+	    http_server_new(&rc.rw, rc.rw_loop, &rwcfg, &err) != 0) {
+		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+		ret = 1;
+		goto out;
+	}
+	rcv_handler_register(rc.handler, rc.rw);
+	grpc = grpc_server_new(rc.grpc_loop, NULL);
+	svc = store_grpc_register_pool(grpc, mtsdb_store(rc.mt), "receive", NULL);
+	if (grpc_server_listen(grpc, rc.grpc_address, &gls, &err) != 0) {
+		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+		ret = 1;
+		goto out;
+	}
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	pthread_create(&rc.rw_thr, NULL, loop_main, rc.rw_loop);
+	rw_started = true;
+	pthread_create(&rc.grpc_thr, NULL, loop_main, rc.grpc_loop);
+	grpc_started = true;
+	pthread_create(&rc.bg_thr, NULL, bg_main, &rc);
+	bg_started = true;
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	log_info("receiver listening", "http", rc.sf.http_address, "remote_write", rc.rw_address, "grpc",
+	         rc.grpc_address, "tsdb_path", rc.tsdb_path);
+	if (http_server_run(rc.http, rc.sf.http_grace_ms, &err) != 0) {
+		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+		ret = 1;
+	}
+	log_info("receiver shutting down");
+out:
+	if (rw_started) { /* no new writes; the ones in flight finish (acknowledged = in the WAL) */
+		rcv_handler_set_ready(rc.handler, false);
+		loop_post(rc.rw_loop, rw_shutdown, &rc);
+		pthread_join(rc.rw_thr, NULL);
+	}
+	if (bg_started) {
+		pthread_mutex_lock(&rc.mu);
+		rc.stopping = true;
+		pthread_cond_signal(&rc.cv);
+		pthread_mutex_unlock(&rc.mu);
+		pthread_join(rc.bg_thr, NULL);
+	}
+	if (bg_started && !rc.startup_failed) {
+		log_info("cutting heads into blocks and uploading them before exit");
+		if (mtsdb_housekeeping(rc.mt, true, &err) != 0)
+			ret = 1;
+	}
+	if (rc.startup_failed)
+		ret = 1;
+	if (grpc_started) {
+		loop_stop(rc.grpc_loop);
+		pthread_join(rc.grpc_thr, NULL);
+	}
+	if (gls)
+		listener_free(gls);
+	store_grpc_service_free(svc);
+	if (grpc)
+		grpc_server_free(grpc);
+	if (rc.rw)
+		http_server_free(rc.rw);
+	if (rc.http)
+		http_server_free(rc.http);
+	if (rc.grpc_loop)
+		loop_free(rc.grpc_loop);
+	if (rc.rw_loop)
+		loop_free(rc.rw_loop);
+	if (http_loop)
+		loop_free(http_loop);
+	if (mtsdb_close(rc.mt, false, &err) != 0) {
+		log_error("closing TSDBs failed", "err", err.msg);
+		ret = 1;
+	}
+	receiver_release(&rc);
+	return ret;
+usage:
+	fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+	buf_release(&text);
+	arena_release(&a);
+	receiver_release(&rc);
+	return 2;
+}

@@ -1,0 +1,388 @@
+/*
+ * writereq.c — remote write 1.0 decoding: snappy, then a two-pass protobuf walk.
+ */
+#include "receive/writereq.h"
+
+#include <snappy-c.h>
+#include <string.h>
+
+#include "base/alloc.h"
+
+typedef struct cur {
+	const uint8_t *p, *end, *base;
+} cur_t;
+
+static inline bool rd_varint(cur_t *c, uint64_t *v)
+{
+	const uint8_t *p = c->p;
+	if (p < c->end && *p < 0x80) {
+		*v = *p;
+		c->p = p + 1;
+		return true;
+	}
+	uint64_t x = 0;
+	for (int s = 0; s < 64; s += 7) {
+		if (p >= c->end)
+			return false;
+		uint8_t b = *p++;
+		if (s == 63 && b > 1)
+			return false;
+		x |= (uint64_t)(b & 0x7f) << s;
+		if (b < 0x80) {
+			*v = x;
+			c->p = p;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A length-delimited field's bytes. */
+static inline bool rd_bytes(cur_t *c, cur_t *sub)
+{
+	uint64_t n;
+	if (!rd_varint(c, &n) || n > (uint64_t)(c->end - c->p))
+		return false;
+	sub->p = c->p;
+	sub->end = c->p + n;
+	sub->base = c->base;
+	c->p += n;
+	return true;
+}
+
+static bool skip(cur_t *c, unsigned wt)
+{
+	uint64_t v;
+	cur_t sub;
+	switch (wt) {
+	case 0:
+		return rd_varint(c, &v);
+	case 1:
+		if (c->end - c->p < 8)
+			return false;
+		c->p += 8;
+		return true;
+	case 2:
+		return rd_bytes(c, &sub);
+	case 5:
+		if (c->end - c->p < 4)
+			return false;
+		c->p += 4;
+		return true;
+	default:
+		return false; /* groups (3, 4) and reserved types */
+	}
+}
+
+typedef struct walk {
+	bool fill;
+	wr_request_t *r;
+	label_t *labels; /* fill: next free label slot */
+	int64_t *t;
+	double *v;
+	const char *what; /* error: what failed */
+	const uint8_t *at;
+} walk_t;
+
+static bool fail(walk_t *w, const cur_t *c, const char *what)
+{
+	w->what = what;
+	w->at = c->p;
+	return false;
+}
+
+static bool label(walk_t *w, cur_t *c, label_t *out)
+{
+	str_t name = STR_NULL, value = STR_NULL;
+	/* the usual encoding: 0a <len> name 12 <len> value, lengths under 128 */
+	const uint8_t *p = c->p;
+	if (c->end - p >= 4 && p[0] == 0x0a && p[1] < 0x80 && (size_t)(c->end - p) >= 4u + p[1] &&
+	    p[2 + p[1]] == 0x12 && p[3 + p[1]] < 0x80 && (size_t)(c->end - p) == 4u + p[1] + p[3 + p[1]]) {
+		out->name = str_from((const char *)p + 2, p[1]);
+		out->value = str_from((const char *)p + 4 + p[1], p[3 + p[1]]);
+		c->p = c->end;
+		return true;
+	}
+	while (c->p < c->end) {
+		uint64_t tag;
+		if (!rd_varint(c, &tag))
+			return fail(w, c, "bad label field tag");
+		unsigned f = (unsigned)(tag >> 3), wt = (unsigned)(tag & 7);
+		if ((f == 1 || f == 2) && wt == 2) {
+			cur_t s;
+			if (!rd_bytes(c, &s))
+				return fail(w, c, "label string runs past its message");
+			str_t x = str_from((const char *)s.p, (size_t)(s.end - s.p));
+			if (f == 1)
+				name = x;
+			else
+				value = x;
+		} else if (!skip(c, wt)) {
+			return fail(w, c, "bad field in label");
+		}
+	}
+	*out = (label_t){name, value};
+	return true;
+}
+
+static bool sample(walk_t *w, cur_t *c, int64_t *t, double *v)
+{
+	uint64_t bits = 0, ts = 0;
+	/* the usual encoding: 09 <8 bytes> 10 <varint> */
+	if (c->end - c->p >= 11 && c->p[0] == 0x09 && c->p[9] == 0x10) {
+		memcpy(&bits, c->p + 1, 8);
+		c->p += 10;
+		if (!rd_varint(c, &ts))
+			return fail(w, c, "bad sample timestamp");
+	}
+	while (c->p < c->end) {
+		uint64_t tag;
+		if (!rd_varint(c, &tag))
+			return fail(w, c, "bad sample field tag");
+		unsigned f = (unsigned)(tag >> 3), wt = (unsigned)(tag & 7);
+		if (f == 1 && wt == 1) {
+			if (c->end - c->p < 8)
+				return fail(w, c, "sample value cut short");
+			memcpy(&bits, c->p, 8);
+			c->p += 8;
+		} else if (f == 2 && wt == 0) {
+			if (!rd_varint(c, &ts))
+				return fail(w, c, "bad sample timestamp");
+		} else if (!skip(c, wt)) {
+			return fail(w, c, "bad field in sample");
+		}
+	}
+	*t = (int64_t)ts;
+	memcpy(v, &bits, 8); /* bits are little-endian on the wire, as on this host */
+	return true;
+}
+
+static bool timeseries(walk_t *w, cur_t *c, wr_series_t *s)
+{
+	uint32_t nl = 0, ns = 0;
+	while (c->p < c->end) {
+		uint64_t tag;
+		if (!rd_varint(c, &tag))
+			return fail(w, c, "bad time series field tag");
+		unsigned f = (unsigned)(tag >> 3), wt = (unsigned)(tag & 7);
+		cur_t sub;
+		if (wt == 2 && f >= 1 && f <= 4) {
+			if (!rd_bytes(c, &sub))
+				return fail(w, c, "time series field runs past its message");
+			if (f == 1) {
+				if (w->fill && !label(w, &sub, &w->labels[nl]))
+					return false;
+				nl++;
+			} else if (f == 2) {
+				if (w->fill && !sample(w, &sub, &w->t[ns], &w->v[ns]))
+					return false;
+				ns++;
+			} else if (f == 3) {
+				s->nexemplars++;
+			} else {
+				s->nhistograms++;
+			}
+		} else if (!skip(c, wt)) {
+			return fail(w, c, "bad field in time series");
+		}
+	}
+	if (w->fill) {
+		s->ls = (labels_t){w->labels, nl};
+		s->t = w->t;
+		s->v = w->v;
+		w->labels += nl;
+		w->t += ns;
+		w->v += ns;
+	}
+	s->n = ns;
+	w->r->nlabels += nl;
+	w->r->nsamples += ns;
+	w->r->nexemplars += s->nexemplars;
+	w->r->nhistograms += s->nhistograms;
+	return true;
+}
+
+static bool metadata(walk_t *w, cur_t *c, wr_meta_t *m)
+{
+	wr_meta_t x = {0};
+	while (c->p < c->end) {
+		uint64_t tag, v;
+		if (!rd_varint(c, &tag))
+			return fail(w, c, "bad metadata field tag");
+		unsigned f = (unsigned)(tag >> 3), wt = (unsigned)(tag & 7);
+		cur_t s;
+		if (f == 1 && wt == 0) {
+			if (!rd_varint(c, &v))
+				return fail(w, c, "bad metadata type");
+			x.type = v <= 7 ? (uint8_t)v : 0;
+		} else if ((f == 2 || f == 4 || f == 5) && wt == 2) {
+			if (!rd_bytes(c, &s))
+				return fail(w, c, "metadata string runs past its message");
+			str_t str = str_from((const char *)s.p, (size_t)(s.end - s.p));
+			if (f == 2)
+				x.family = str;
+			else if (f == 4)
+				x.help = str;
+			else
+				x.unit = str;
+		} else if (!skip(c, wt)) {
+			return fail(w, c, "bad field in metadata");
+		}
+	}
+	if (m)
+		*m = x;
+	return true;
+}
+
+static bool request(walk_t *w, cur_t *c)
+{
+	size_t ns = 0, nm = 0;
+	while (c->p < c->end) {
+		uint64_t tag;
+		if (!rd_varint(c, &tag))
+			return fail(w, c, "bad field tag");
+		unsigned f = (unsigned)(tag >> 3), wt = (unsigned)(tag & 7);
+		cur_t sub;
+		if ((f == 1 || f == 3) && wt == 2) {
+			if (!rd_bytes(c, &sub))
+				return fail(w, c, "field runs past the end of the request");
+			if (f == 1) {
+				wr_series_t tmp = {0};
+				if (!timeseries(w, &sub, w->fill ? &w->r->series[ns] : &tmp))
+					return false;
+				ns++;
+			} else {
+				if (!metadata(w, &sub, w->fill ? &w->r->meta[nm] : NULL))
+					return false;
+				nm++;
+			}
+		} else if (!skip(c, wt)) {
+			return fail(w, c, "bad field in the request");
+		}
+	}
+	w->r->nseries = ns;
+	w->r->nmeta = nm;
+	return true;
+}
+
+int wr_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *out, err_t *err)
+{
+	memset(out, 0, sizeof *out);
+	wr_request_t counts = {0};
+	walk_t w = {.fill = false, .r = &counts};
+	cur_t c = {p, p + n, p};
+	if (!request(&w, &c))
+		return err_set(err, ERR_INVALID, "decode remote write request: byte %zu: %s",
+		               (size_t)(w.at - p), w.what);
+	out->series = ARENA_NEW_ARRAY(a, wr_series_t, counts.nseries ? counts.nseries : 1);
+	out->meta = ARENA_NEW_ARRAY(a, wr_meta_t, counts.nmeta ? counts.nmeta : 1);
+	w = (walk_t){.fill = true, .r = out};
+	w.labels = arena_alloc(a, (counts.nlabels ? counts.nlabels : 1) * sizeof(label_t));
+	w.t = arena_alloc(a, (counts.nsamples ? counts.nsamples : 1) * sizeof(int64_t));
+	w.v = arena_alloc(a, (counts.nsamples ? counts.nsamples : 1) * sizeof(double));
+	c = (cur_t){p, p + n, p};
+	if (!request(&w, &c)) /* the first pass checked the framing only: labels and samples now */
+		return err_set(err, ERR_INVALID, "decode remote write request: byte %zu: %s",
+		               (size_t)(w.at - p), w.what);
+	return 0;
+}
+
+int wr_decode_body(arena_t *a, const void *body, size_t n, size_t max_decoded, wr_request_t *out, err_t *err)
+{
+	size_t ul;
+	if (snappy_uncompressed_length(body, n, &ul) != SNAPPY_OK)
+		return err_set(
+		    err, ERR_INVALID,
+		    "snappy decode: not a snappy block (remote write bodies use the block format)");
+	if (ul > max_decoded)
+		return err_set(err, ERR_LIMIT,
+		               "snappy decode: decompressed size %zu exceeds the limit of %zu bytes", ul,
+		               max_decoded);
+	if (ul > n * WR_SNAPPY_MAX_RATIO + 64)
+		return err_set(err, ERR_INVALID,
+		               "snappy decode: header claims %zu bytes from %zu: corrupt input", ul, n);
+	char *dst = arena_alloc(a, ul ? ul : 1);
+	size_t got = ul;
+	if (snappy_uncompress(body, n, dst, &got) != SNAPPY_OK || got != ul)
+		return err_set(err, ERR_INVALID, "snappy decode: corrupt input");
+	return wr_decode(a, (const uint8_t *)dst, ul, out, err);
+}
+
+static bool utf8_ok(str_t s)
+{
+	const uint8_t *p = (const uint8_t *)s.p, *e = p + s.n;
+	while (e - p >= 8) { /* ASCII, 8 bytes at a time */
+		uint64_t x;
+		memcpy(&x, p, 8);
+		if (x & 0x8080808080808080ull)
+			break;
+		p += 8;
+	}
+	while (p < e) {
+		uint8_t c = *p;
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		size_t k;
+		uint32_t cp;
+		if ((c & 0xe0) == 0xc0)
+			k = 1, cp = c & 0x1f;
+		else if ((c & 0xf0) == 0xe0)
+			k = 2, cp = c & 0x0f;
+		else if ((c & 0xf8) == 0xf0)
+			k = 3, cp = c & 0x07;
+		else
+			return false;
+		if ((size_t)(e - p) <= k)
+			return false;
+		for (size_t i = 1; i <= k; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		p += k + 1;
+	}
+	return true;
+}
+
+/* Bytewise order of two names; label names are short and usually differ at once, so no memcmp call. */
+static inline int name_cmp(str_t a, str_t b)
+{
+	size_t n = a.n < b.n ? a.n : b.n;
+	for (size_t i = 0; i < n; i++)
+		if (a.p[i] != b.p[i])
+			return (unsigned char)a.p[i] < (unsigned char)b.p[i] ? -1 : 1;
+	return (a.n > b.n) - (a.n < b.n);
+}
+
+int wr_check_labels(const labels_t *ls, err_t *err)
+{
+	if (!ls->n)
+		return err_set(err, ERR_INVALID, "series without labels");
+	for (size_t i = 0; i < ls->n; i++) {
+		const label_t *l = &ls->v[i];
+		if (!l->name.n)
+			return err_set(err, ERR_INVALID, "empty label name");
+		if (!l->value.n)
+			return err_set(err, ERR_INVALID, "label %.*s has an empty value", (int)l->name.n,
+			               l->name.p);
+		if (!utf8_ok(l->name) || !utf8_ok(l->value))
+			return err_set(err, ERR_INVALID, "label %.*s: invalid UTF-8",
+			               (int)(l->name.n > 100 ? 100 : l->name.n), l->name.p);
+		if (i) {
+			int c = name_cmp(ls->v[i - 1].name, l->name);
+			if (c == 0)
+				return err_set(err, ERR_INVALID, "duplicate label name %.*s", (int)l->name.n,
+				               l->name.p);
+			if (c > 0)
+				return err_set(err, ERR_INVALID, "labels are not sorted: %.*s after %.*s",
+				               (int)l->name.n, l->name.p, (int)ls->v[i - 1].name.n,
+				               ls->v[i - 1].name.p);
+		}
+	}
+	return 0;
+}
