@@ -125,6 +125,63 @@ static size_t utf8_decode(const unsigned char *p, size_t n, uint32_t *r)
 	return len;
 }
 
+bool utf8_valid(str_t s)
+{
+	const unsigned char *p = (const unsigned char *)s.p;
+	size_t i = 0;
+	while (i < s.n) {
+		if (s.n - i >= 8) { /* ASCII, 8 bytes at a time */
+			uint64_t x;
+			memcpy(&x, p + i, 8);
+			if (!(x & 0x8080808080808080ull)) {
+				i += 8;
+				continue;
+			}
+		}
+		uint32_t r;
+		size_t len = utf8_decode(p + i, s.n - i, &r);
+		if (!len)
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+/* Bytewise order of two names; label names are short and usually differ at once (no memcmp call). */
+static inline int name_cmp(str_t a, str_t b)
+{
+	size_t n = a.n < b.n ? a.n : b.n;
+	for (size_t i = 0; i < n; i++)
+		if (a.p[i] != b.p[i])
+			return (unsigned char)a.p[i] < (unsigned char)b.p[i] ? -1 : 1;
+	return (a.n > b.n) - (a.n < b.n);
+}
+
+int labels_check(const labels_t *ls, err_t *err)
+{
+	if (!ls->n)
+		return err_set(err, ERR_INVALID, "series without labels");
+	for (size_t i = 0; i < ls->n; i++) {
+		const label_t *l = &ls->v[i];
+		if (!l->name.n)
+			return err_set(err, ERR_INVALID, "empty label name");
+		if (!l->value.n)
+			return err_set(err, ERR_INVALID, "label %.*s has an empty value", (int)l->name.n, l->name.p);
+		if (!utf8_valid(l->name) || !utf8_valid(l->value))
+			return err_set(err, ERR_INVALID, "label %.*s: invalid UTF-8", (int)(l->name.n > 100 ? 100 : l->name.n),
+				       l->name.p);
+		if (i) {
+			int c = name_cmp(ls->v[i - 1].name, l->name);
+			if (c == 0)
+				return err_set(err, ERR_INVALID, "duplicate label name %.*s", (int)l->name.n, l->name.p);
+			if (c > 0)
+				return err_set(err, ERR_INVALID, "labels are not sorted: %.*s after %.*s", (int)l->name.n,
+					       l->name.p, (int)ls->v[i - 1].name.n, ls->v[i - 1].name.p);
+		}
+	}
+	return 0;
+}
+
 /* Approximation of Go's unicode.IsPrint for non-ASCII runes: everything except C1 controls, spaces
  * other than U+0020 (Zs, Zl, Zp), format characters (Cf, Unicode 13 as in Go 1.19), private use and
  * noncharacters. Unassigned code points (also not printable in Go) are not known here. */

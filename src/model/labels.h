@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "base/arena.h"
+#include "base/err.h"
 #include "base/str.h"
 
 #define LABEL_METRIC_NAME "__name__"
@@ -57,6 +58,12 @@ void labels_builder_init(labels_builder_t *b, arena_t *a, const labels_t *base);
 void labels_builder_set(labels_builder_t *b, str_t name, str_t value); /* empty value deletes */
 void labels_builder_del(labels_builder_t *b, str_t name);
 labels_t labels_builder_finish(labels_builder_t *b); /* result lives in the arena */
+
+/* Whether s is valid UTF-8 (no overlong forms, surrogates or code points above U+10FFFF). */
+bool utf8_valid(str_t s);
+/* A label set as a TSDB stores it: at least one label, names non-empty, strictly ascending (so
+ * unique), values non-empty, all valid UTF-8. 0 or ERR_INVALID saying what is wrong and where. */
+int labels_check(const labels_t *ls, err_t *err);
 
 /* Label name validity: ^[a-zA-Z_][a-zA-Z0-9_]*$ ; metric name also allows ':'. */
 bool label_name_valid(str_t s);

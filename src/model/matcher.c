@@ -386,18 +386,6 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 	return len;
 }
 
-static bool utf8_valid(str_t v)
-{
-	const unsigned char *p = (const unsigned char *)v.p;
-	for (size_t i = 0; i < v.n;) {
-		size_t l = utf8_len(p + i, v.n - i);
-		if (!l)
-			return false;
-		i += l;
-	}
-	return true;
-}
-
 static void utf8_repair(buf_t *b, str_t v)
 {
 	const unsigned char *p = (const unsigned char *)v.p;

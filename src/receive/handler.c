@@ -34,7 +34,7 @@ rcv_handler_t *rcv_handler_new(const rcv_handler_config_t *cfg)
 	h->default_tenant =
 	    xstrdup(cfg->default_tenant && *cfg->default_tenant ? cfg->default_tenant : "default-tenant");
 	if (!h->c.max_decoded)
-		h->c.max_decoded = 256u << 20;
+		h->c.max_decoded = 32u << 20;
 	pthread_mutex_init(&h->gate_mu, NULL);
 	pthread_cond_init(&h->gate_cv, NULL);
 	h->m_series = metrics_histogram("thanos_receive_write_timeseries",

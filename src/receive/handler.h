@@ -30,7 +30,7 @@ typedef struct rcv_handler_config {
 	const relabel_t *relabel; /* NULL = none */
 	const char *tenant_header;
 	const char *default_tenant;
-	size_t max_decoded; /* decompressed body limit; 0 = 256 MiB */
+	size_t max_decoded; /* decompressed body limit; 0 = 32 MiB (Prometheus sends well under 1 MiB) */
 } rcv_handler_config_t;
 
 typedef struct rcv_handler rcv_handler_t;

@@ -55,7 +55,8 @@ size_t mtsdb_num_tenants(mtsdb_t *mt);
  * error (others are logged); every tenant is visited either way. */
 int mtsdb_housekeeping(mtsdb_t *mt, bool flush, err_t *err);
 
-/* Refresh every tenant's gauges (head series, min/max time, blocks). */
+/* Every second or so: refresh every tenant's gauges (head series, min/max time, blocks) and write buffered
+ * head chunks. */
 void mtsdb_publish_metrics(mtsdb_t *mt);
 
 /* StoreAPI over all tenants (owned by mt). */

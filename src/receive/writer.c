@@ -54,20 +54,32 @@ void rcv_write(mtsdb_t *mt, str_t tenant, const wr_request_t *req, const relabel
 	res->samples = req->nsamples;
 	head_input_t *in = ARENA_NEW_ARRAY(a, head_input_t, req->nseries ? req->nseries : 1);
 	size_t n = 0;
+	bool relabelling = relabel && relabel_len(relabel);
 	for (size_t i = 0; i < req->nseries; i++) {
 		const wr_series_t *s = &req->series[i];
-		err_t e = {0};
-		if (wr_check_labels(&s->ls, &e)) {
-			note(&cls[C_LABELS], e.msg, s->ls.n ? &s->ls : NULL, 0, false);
-			continue;
-		}
 		if (s->nhistograms)
 			note(&cls[C_HIST], "native histogram samples are not supported (dropped)", &s->ls, 0,
 			     false);
 		if (!s->n)
 			continue;
-		labels_t ls = s->ls;
-		if (relabel && !relabel_apply(relabel, a, &s->ls, &ls)) {
+		if (!relabelling) {
+			/* labels are checked by the head, and only for series it does not know yet */
+			in[n++] = (head_input_t){.ls = s->ls,
+			                         .t = s->t,
+			                         .v = s->v,
+			                         .n = s->n,
+			                         .raw = s->raw,
+			                         .nraw = s->nraw,
+			                         .unchecked = true};
+			continue;
+		}
+		err_t e = {0};
+		if (labels_check(&s->ls, &e)) {
+			note(&cls[C_LABELS], e.msg, &s->ls, 0, false);
+			continue;
+		}
+		labels_t ls;
+		if (!relabel_apply(relabel, a, &s->ls, &ls)) {
 			res->dropped_series++;
 			continue;
 		}
@@ -100,6 +112,12 @@ void rcv_write(mtsdb_t *mt, str_t tenant, const wr_request_t *req, const relabel
 					     "tenant's head series limit reached: new series refused",
 					     &in[i].ls, 0, false);
 					break;
+				case HEAD_INVALID_LABELS: {
+					err_t e = {0};
+					labels_check(&in[i].ls, &e);
+					note(&cls[C_LABELS], e.msg, &in[i].ls, 0, false);
+					break;
+				}
 				default:
 					note(&cls[C_CONFLICT], head_verdict_str(in[i].verdict), &in[i].ls,
 					     in[i].bad_t, true);

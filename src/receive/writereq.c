@@ -91,10 +91,11 @@ static bool fail(walk_t *w, const cur_t *c, const char *what)
 	return false;
 }
 
-static bool label(walk_t *w, cur_t *c, label_t *out)
+/* *canonical: the label is exactly 0a <len> name 12 <len> value with one-byte lengths (what every
+ * sender writes, and head_labels_key's canonical form). */
+static bool label(walk_t *w, cur_t *c, label_t *out, bool *canonical)
 {
 	str_t name = STR_NULL, value = STR_NULL;
-	/* the usual encoding: 0a <len> name 12 <len> value, lengths under 128 */
 	const uint8_t *p = c->p;
 	if (c->end - p >= 4 && p[0] == 0x0a && p[1] < 0x80 && (size_t)(c->end - p) >= 4u + p[1] &&
 	    p[2 + p[1]] == 0x12 && p[3 + p[1]] < 0x80 && (size_t)(c->end - p) == 4u + p[1] + p[3 + p[1]]) {
@@ -103,6 +104,7 @@ static bool label(walk_t *w, cur_t *c, label_t *out)
 		c->p = c->end;
 		return true;
 	}
+	*canonical = false;
 	while (c->p < c->end) {
 		uint64_t tag;
 		if (!rd_varint(c, &tag))
@@ -160,8 +162,11 @@ static bool sample(walk_t *w, cur_t *c, int64_t *t, double *v)
 static bool timeseries(walk_t *w, cur_t *c, wr_series_t *s)
 {
 	uint32_t nl = 0, ns = 0;
+	const uint8_t *lstart = NULL, *lend = NULL; /* the label fields, when adjacent and canonical */
+	bool canonical = true;
 	while (c->p < c->end) {
 		uint64_t tag;
+		const uint8_t *fs = c->p;
 		if (!rd_varint(c, &tag))
 			return fail(w, c, "bad time series field tag");
 		unsigned f = (unsigned)(tag >> 3), wt = (unsigned)(tag & 7);
@@ -170,8 +175,17 @@ static bool timeseries(walk_t *w, cur_t *c, wr_series_t *s)
 			if (!rd_bytes(c, &sub))
 				return fail(w, c, "time series field runs past its message");
 			if (f == 1) {
-				if (w->fill && !label(w, &sub, &w->labels[nl]))
+				/* a label needs a name and a value of at least a byte each (6 bytes): checked
+				 * before anything is allocated, so arrays stay within 6x the body */
+				if (sub.end - sub.p < 6)
+					return fail(w, c, "label too short to hold a name and a value");
+				if (w->fill && !label(w, &sub, &w->labels[nl], &canonical))
 					return false;
+				if (sub.p - fs != 2 || (lstart && fs != lend))
+					canonical = false; /* a long label, or labels not side by side */
+				if (!lstart)
+					lstart = fs;
+				lend = sub.end;
 				nl++;
 			} else if (f == 2) {
 				if (w->fill && !sample(w, &sub, &w->t[ns], &w->v[ns]))
@@ -186,8 +200,14 @@ static bool timeseries(walk_t *w, cur_t *c, wr_series_t *s)
 			return fail(w, c, "bad field in time series");
 		}
 	}
+	if (!nl) /* nothing to store it under; refusing it here also bounds the series array */
+		return fail(w, c, "time series without labels");
 	if (w->fill) {
 		s->ls = (labels_t){w->labels, nl};
+		if (canonical) {
+			s->raw = lstart;
+			s->nraw = (uint32_t)(lend - lstart);
+		}
 		s->t = w->t;
 		s->v = w->v;
 		w->labels += nl;
@@ -306,83 +326,4 @@ int wr_decode_body(arena_t *a, const void *body, size_t n, size_t max_decoded, w
 	if (snappy_uncompress(body, n, dst, &got) != SNAPPY_OK || got != ul)
 		return err_set(err, ERR_INVALID, "snappy decode: corrupt input");
 	return wr_decode(a, (const uint8_t *)dst, ul, out, err);
-}
-
-static bool utf8_ok(str_t s)
-{
-	const uint8_t *p = (const uint8_t *)s.p, *e = p + s.n;
-	while (e - p >= 8) { /* ASCII, 8 bytes at a time */
-		uint64_t x;
-		memcpy(&x, p, 8);
-		if (x & 0x8080808080808080ull)
-			break;
-		p += 8;
-	}
-	while (p < e) {
-		uint8_t c = *p;
-		if (c < 0x80) {
-			p++;
-			continue;
-		}
-		size_t k;
-		uint32_t cp;
-		if ((c & 0xe0) == 0xc0)
-			k = 1, cp = c & 0x1f;
-		else if ((c & 0xf0) == 0xe0)
-			k = 2, cp = c & 0x0f;
-		else if ((c & 0xf8) == 0xf0)
-			k = 3, cp = c & 0x07;
-		else
-			return false;
-		if ((size_t)(e - p) <= k)
-			return false;
-		for (size_t i = 1; i <= k; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i] & 0x3f);
-		}
-		if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		p += k + 1;
-	}
-	return true;
-}
-
-/* Bytewise order of two names; label names are short and usually differ at once, so no memcmp call. */
-static inline int name_cmp(str_t a, str_t b)
-{
-	size_t n = a.n < b.n ? a.n : b.n;
-	for (size_t i = 0; i < n; i++)
-		if (a.p[i] != b.p[i])
-			return (unsigned char)a.p[i] < (unsigned char)b.p[i] ? -1 : 1;
-	return (a.n > b.n) - (a.n < b.n);
-}
-
-int wr_check_labels(const labels_t *ls, err_t *err)
-{
-	if (!ls->n)
-		return err_set(err, ERR_INVALID, "series without labels");
-	for (size_t i = 0; i < ls->n; i++) {
-		const label_t *l = &ls->v[i];
-		if (!l->name.n)
-			return err_set(err, ERR_INVALID, "empty label name");
-		if (!l->value.n)
-			return err_set(err, ERR_INVALID, "label %.*s has an empty value", (int)l->name.n,
-			               l->name.p);
-		if (!utf8_ok(l->name) || !utf8_ok(l->value))
-			return err_set(err, ERR_INVALID, "label %.*s: invalid UTF-8",
-			               (int)(l->name.n > 100 ? 100 : l->name.n), l->name.p);
-		if (i) {
-			int c = name_cmp(ls->v[i - 1].name, l->name);
-			if (c == 0)
-				return err_set(err, ERR_INVALID, "duplicate label name %.*s", (int)l->name.n,
-				               l->name.p);
-			if (c > 0)
-				return err_set(err, ERR_INVALID, "labels are not sorted: %.*s after %.*s",
-				               (int)l->name.n, l->name.p, (int)ls->v[i - 1].name.n,
-				               ls->v[i - 1].name.p);
-		}
-	}
-	return 0;
 }

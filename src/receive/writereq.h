@@ -7,10 +7,12 @@
  * Hostile input: the decompressed size is checked against the snappy header before anything is
  * allocated (a claim above max_decoded, or above what snappy can expand the body to, is refused);
  * every length is checked against what is left; groups and unknown wire types are errors; unknown
- * fields are skipped (proto3). Errors are ERR_INVALID saying what and at which byte.
+ * fields are skipped (proto3). The first pass also refuses a time series without labels and a label
+ * too short to hold a name and a value, so the arrays allocated stay within a small multiple of the
+ * body. Errors are ERR_INVALID saying what and at which byte.
  *
- * Validation (wr_check_series, per series, as Thanos's labelpb.ValidateLabels plus UTF-8): at least
- * one label, non-empty names and values, names strictly ascending (no duplicates), valid UTF-8.
+ * Labels are not checked here: labels_check (model/labels.h) does that, as Thanos's
+ * labelpb.ValidateLabels plus UTF-8, once per series the receiver has not seen before.
  */
 #ifndef STRATA_RECEIVE_WRITEREQ_H
 #define STRATA_RECEIVE_WRITEREQ_H
@@ -27,6 +29,10 @@
 
 typedef struct wr_series {
 	labels_t ls;
+	/* The series' label fields as sent, when they are head_labels_key's canonical form (adjacent,
+	 * 0a len 0a len name 12 len value with one-byte lengths, as senders write them); else NULL. */
+	const uint8_t *raw;
+	uint32_t nraw;
 	const int64_t *t;
 	const double *v;
 	uint32_t n;           /* samples */
@@ -51,7 +57,5 @@ typedef struct wr_request {
 int wr_decode_body(arena_t *a, const void *body, size_t n, size_t max_decoded, wr_request_t *out, err_t *err);
 /* Decode a WriteRequest protobuf (p must outlive out: strings point into it). */
 int wr_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *out, err_t *err);
-/* 0, or ERR_INVALID with the reason ("labels are not sorted: ..."). */
-int wr_check_labels(const labels_t *ls, err_t *err);
 
 #endif

@@ -64,7 +64,8 @@ void db_view(db_t *db, arena_t *a, db_view_t *out);
 int64_t db_min_time(db_t *db);
 int64_t db_max_time(db_t *db);
 size_t db_num_blocks(db_t *db);
-/* Refresh the head's gauges and prometheus_tsdb_blocks_loaded. */
+/* Refresh the head's gauges and prometheus_tsdb_blocks_loaded, write buffered head chunks (every second or
+ * so). */
 void db_publish_metrics(db_t *db);
 
 #endif

@@ -12,6 +12,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/varint.h"
 
 /* ---- open addressing (see head_int.h) ---- */
 
@@ -395,20 +396,32 @@ static bool family_set(head_t *h, uint32_t fam, uint8_t type, str_t unit, str_t 
 
 /* ---- series ---- */
 
+/* The canonical form is what a remote-write body carries for the labels of a series (protobuf Label
+ * fields: 0a len(label) 0a len(name) name 12 len(value) value, minimal varints), so a receiver can hash
+ * the bytes it was sent (head_input_t.raw) instead of building them. */
 void head_labels_key(buf_t *scratch, const labels_t *ls, uint64_t key[2])
 {
 	size_t n = 0;
-	for (size_t i = 0; i < ls->n; i++)
-		n += ls->v[i].name.n + ls->v[i].value.n + 2;
-	buf_reset(scratch);
-	char *p = buf_extend(scratch, n), *q = p;
 	for (size_t i = 0; i < ls->n; i++) {
-		memcpy(q, ls->v[i].name.p, ls->v[i].name.n);
-		q += ls->v[i].name.n;
-		*q++ = (char)0xff;
-		memcpy(q, ls->v[i].value.p, ls->v[i].value.n);
-		q += ls->v[i].value.n;
-		*q++ = (char)0xff;
+		size_t inner = 2 + uvarint_len(ls->v[i].name.n) + uvarint_len(ls->v[i].value.n) +
+		               ls->v[i].name.n + ls->v[i].value.n;
+		n += 1 + uvarint_len(inner) + inner;
+	}
+	buf_reset(scratch);
+	uint8_t *p = (uint8_t *)buf_extend(scratch, n), *q = p;
+	for (size_t i = 0; i < ls->n; i++) {
+		str_t nm = ls->v[i].name, v = ls->v[i].value;
+		size_t inner = 2 + uvarint_len(nm.n) + uvarint_len(v.n) + nm.n + v.n;
+		*q++ = 0x0a;
+		q += uvarint_put(q, inner);
+		*q++ = 0x0a;
+		q += uvarint_put(q, nm.n);
+		memcpy(q, nm.p, nm.n);
+		q += nm.n;
+		*q++ = 0x12;
+		q += uvarint_put(q, v.n);
+		memcpy(q, v.p, v.n);
+		q += v.n;
 	}
 	XXH128_hash_t x = XXH3_128bits(p, n);
 	key[0] = x.low64;
@@ -654,6 +667,8 @@ const char *head_verdict_str(head_verdict_t v)
 		return "too far in the future";
 	case HEAD_SERIES_LIMIT:
 		return "head series limit reached";
+	case HEAD_INVALID_LABELS:
+		return "invalid labels";
 	}
 	return "?";
 }
@@ -872,7 +887,13 @@ int head_append(head_t *h, head_input_t *in, size_t n, const head_meta_input_t *
 {
 	buf_t kb = BUF_INIT;
 	for (size_t i = 0; i < n; i++) {
-		head_labels_key(&kb, &in[i].ls, in[i].key_);
+		if (in[i].raw) {
+			XXH128_hash_t k = XXH3_128bits(in[i].raw, in[i].nraw);
+			in[i].key_[0] = k.low64;
+			in[i].key_[1] = k.high64;
+		} else {
+			head_labels_key(&kb, &in[i].ls, in[i].key_);
+		}
 		in[i].verdict = HEAD_OK;
 		in[i].bad_t = 0;
 		in[i].appended = 0;
@@ -902,6 +923,10 @@ int head_append(head_t *h, head_input_t *in, size_t n, const head_meta_input_t *
 		if (!x->n)
 			continue;
 		hseries_t *s = head_series_lookup(h, x->key_);
+		if (!s && x->unchecked && labels_check(&x->ls, NULL) != 0) {
+			x->verdict = HEAD_INVALID_LABELS;
+			continue;
+		}
 		judge(h, &c, x, s);
 		if (x->verdict == HEAD_OK && !s && limit && atomic_load(&h->nseries) >= limit) {
 			x->verdict = HEAD_SERIES_LIMIT;

@@ -9,8 +9,8 @@
  * string once, every distinct (name, value) pair once with its postings list — and a series holds
  * only the pair ids; its open chunk (at most 2 x 120 samples) is the only sample data in memory:
  * full chunks are written to chunks_head/ and read back through a shared mapping. A series is
- * found by a 128-bit hash of its labels (XXH3-128 over name 0xff value 0xff ...): two label sets with
- * the same 128-bit hash would be taken for one series (probability ~n^2/2^129, i.e. never).
+ * found by a 128-bit hash of its labels (XXH3-128 over their canonical form, head_labels_key): two label sets
+ * with the same 128-bit hash would be taken for one series (probability ~n^2/2^129, i.e. never).
  *
  * Appends (head_append) are one commit: every series is all-or-nothing and gets its own verdict
  * (out of order, duplicate timestamp with another value, out of bounds, too old, too far in the
@@ -80,7 +80,8 @@ typedef enum head_verdict {
 	HEAD_OUT_OF_BOUNDS, /* older than the head's minimum valid time */
 	HEAD_TOO_OLD,       /* out-of-order and older than the out-of-order window */
 	HEAD_TOO_FAR_IN_FUTURE,
-	HEAD_SERIES_LIMIT, /* new series over the head's series limit */
+	HEAD_SERIES_LIMIT,   /* new series over the head's series limit */
+	HEAD_INVALID_LABELS, /* an unchecked new series whose labels labels_check refuses */
 } head_verdict_t;
 
 const char *head_verdict_str(head_verdict_t v);
@@ -94,8 +95,21 @@ typedef struct head_input {
 	uint8_t verdict;   /* head_verdict_t */
 	int64_t bad_t;     /* timestamp of the sample that decided a rejection */
 	uint32_t appended; /* samples stored (duplicates of stored samples are not counted) */
-	uint64_t key_[2];  /* internal */
+	/* Optional: the labels already in head_labels_key's canonical form (protobuf Label fields, as a
+	 * remote-write body carries them): hashed as they are instead of being rebuilt. */
+	const uint8_t *raw;
+	size_t nraw;
+	/* The labels are not checked yet: the head checks them (labels_check) only when the series is
+	 * new, and refuses it as HEAD_INVALID_LABELS if they are wrong (a known series was checked when
+	 * it was created, and the same labels hash to it). */
+	bool unchecked;
+	uint64_t key_[2]; /* internal */
 } head_input_t;
+
+/* The 128-bit key a series is found by: XXH3-128 over the labels' canonical form, the protobuf Label
+ * fields a remote-write body carries (0a len 0a len name 12 len value, minimal varints), built in
+ * scratch. */
+void head_labels_key(buf_t *scratch, const labels_t *ls, uint64_t key[2]);
 
 /* Metric metadata for a metric family (remote write's MetricMetadata): attached to the family's
  * series (name, or name + _bucket/_count/_sum/_total/...) and logged as Metadata records. */
@@ -119,7 +133,8 @@ int64_t head_max_time(head_t *h); /* INT64_MIN when empty */
 uint64_t head_num_series(head_t *h);
 /* Minimum valid time (samples before it are out of bounds). */
 int64_t head_min_valid_time(head_t *h);
-/* Refresh the gauges (series, min/max time); the owner calls it before metrics are scraped. */
+/* Refresh the gauges (series, min/max time) and write out buffered head chunks (so a restart has
+ * less WAL to replay); the owner calls it every second or so. */
 void head_publish_metrics(head_t *h);
 /* Out-of-order samples held (both generations). */
 uint64_t head_ooo_samples(head_t *h);

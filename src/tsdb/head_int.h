@@ -213,7 +213,6 @@ void head_htab_release(htab_t *t);
 int64_t head_sym_find(const head_t *h, str_t s);
 int64_t head_pair_find(const head_t *h, uint32_t name, uint32_t value);
 hname_t *head_name_find(const head_t *h, uint32_t name_sym);
-void head_labels_key(buf_t *scratch, const labels_t *ls, uint64_t key[2]);
 hseries_t *head_series_lookup(const head_t *h, const uint64_t key[2]);
 hseries_t *head_series_create(head_t *h, const labels_t *ls, const uint64_t key[2], uint32_t id);
 int head_series_append(head_t *h, hseries_t *s, int64_t t, double v, err_t *err);

@@ -384,6 +384,14 @@ int headchunks_get(headchunks_t *hc, uint64_t ref, chunk_t *out, err_t *err)
 	return 0;
 }
 
+int headchunks_flush(headchunks_t *hc, err_t *err)
+{
+	pthread_mutex_lock(&hc->mu);
+	int rc = flush_locked(hc, err);
+	pthread_mutex_unlock(&hc->mu);
+	return rc;
+}
+
 int headchunks_cut_file(headchunks_t *hc, err_t *err)
 {
 	pthread_mutex_lock(&hc->mu);

@@ -50,6 +50,8 @@ int headchunks_write(headchunks_t *hc, uint64_t series_ref, int64_t mint, int64_
 /* The chunk at ref: out->enc, out->data (into the mapping, valid until the file is truncated away),
  * out->len. ERR_CORRUPT for a bad reference or checksum. */
 int headchunks_get(headchunks_t *hc, uint64_t ref, chunk_t *out, err_t *err);
+/* Write the buffered entries to the file (not fsynced: the WAL holds their samples anyway). */
+int headchunks_flush(headchunks_t *hc, err_t *err);
 /* Start a new file (so the older ones can be deleted once their chunks are out of the head). */
 int headchunks_cut_file(headchunks_t *hc, err_t *err);
 /* Delete the files whose number is < first_kept (never the file being written). */

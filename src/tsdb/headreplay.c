@@ -92,6 +92,9 @@ static void init_metrics(head_t *h)
 
 void head_publish_metrics(head_t *h)
 {
+	err_t err = {0};
+	if (headchunks_flush(h->hc, &err) != 0)
+		log_warn("writing head chunks failed (the WAL still has their samples)", "err", err.msg);
 	metric_set(h->m_series, (double)head_num_series(h));
 	int64_t mn = head_min_time(h), mx = head_max_time(h);
 	metric_set(h->m_min_time, mn == INT64_MAX ? 0 : (double)mn);
@@ -244,6 +247,10 @@ static int replay_series(replay_t *r, str_t rec, err_t *err)
 	uint64_t ref;
 	labels_t ls;
 	while (!rc && (rc = walrec_next_series(&it, &ref, &ls, err)) == 1) {
+		/* never hand out a ref the WAL has used, even for a series gone since: older segments may
+		 * still hold samples under it */
+		if (ref < UINT32_MAX && ref >= r->h->next_id)
+			r->h->next_id = (uint32_t)ref + 1;
 		VEC_CLEAR(&r->lbuf);
 		for (size_t i = 0; i < ls.n; i++)
 			VEC_PUSH(&r->lbuf, ls.v[i]);
@@ -278,6 +285,9 @@ static int replay_samples(replay_t *r, str_t rec, bool ooo, err_t *err)
 		rc = 0;
 		hseries_t *s = series_of(r, smp.ref);
 		if (!s) {
+			if (smp.ref < UINT32_MAX && smp.ref >= h->next_id)
+				h->next_id =
+				    (uint32_t)smp.ref + 1; /* a series gone since: its ref stays unused */
 			r->st->skipped_samples++;
 			continue;
 		}

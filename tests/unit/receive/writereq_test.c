@@ -99,7 +99,7 @@ TEST(writereq_decode_roundtrip)
 		CHECK_EQ_INT(s->n, 3);
 		CHECK_DBL(s->v[2], (double)i * 100 + 2.5);
 		CHECK_EQ_INT(s->t[0], i == 0 ? -5 : 1700000000000ll);
-		CHECK_EQ_INT(wr_check_labels(&s->ls, &err), 0);
+		CHECK_EQ_INT(labels_check(&s->ls, &err), 0);
 	}
 	arena_release(&a);
 	free(pb);
@@ -182,23 +182,23 @@ TEST(writereq_label_checks)
 {
 	label_t ok[2] = {{STR("__name__"), STR("up")}, {STR("job"), STR("x")}};
 	err_t err = {0};
-	CHECK_EQ_INT(wr_check_labels(&(labels_t){ok, 2}, &err), 0);
+	CHECK_EQ_INT(labels_check(&(labels_t){ok, 2}, &err), 0);
 	label_t unsorted[2] = {{STR("job"), STR("x")}, {STR("__name__"), STR("up")}};
-	CHECK_EQ_INT(wr_check_labels(&(labels_t){unsorted, 2}, &err), ERR_INVALID);
+	CHECK_EQ_INT(labels_check(&(labels_t){unsorted, 2}, &err), ERR_INVALID);
 	CHECK(strstr(err.msg, "not sorted") != NULL);
 	label_t dup[2] = {{STR("a"), STR("x")}, {STR("a"), STR("y")}};
-	CHECK_EQ_INT(wr_check_labels(&(labels_t){dup, 2}, &err), ERR_INVALID);
+	CHECK_EQ_INT(labels_check(&(labels_t){dup, 2}, &err), ERR_INVALID);
 	CHECK(strstr(err.msg, "duplicate") != NULL);
 	label_t empty_name[1] = {{STR(""), STR("x")}};
-	CHECK_EQ_INT(wr_check_labels(&(labels_t){empty_name, 1}, &err), ERR_INVALID);
+	CHECK_EQ_INT(labels_check(&(labels_t){empty_name, 1}, &err), ERR_INVALID);
 	label_t empty_value[1] = {{STR("a"), STR("")}};
-	CHECK_EQ_INT(wr_check_labels(&(labels_t){empty_value, 1}, &err), ERR_INVALID);
+	CHECK_EQ_INT(labels_check(&(labels_t){empty_value, 1}, &err), ERR_INVALID);
 	label_t bad_utf8[1] = {{STR("a"), STR("\xc3\x28")}};
-	CHECK_EQ_INT(wr_check_labels(&(labels_t){bad_utf8, 1}, &err), ERR_INVALID);
+	CHECK_EQ_INT(labels_check(&(labels_t){bad_utf8, 1}, &err), ERR_INVALID);
 	CHECK(strstr(err.msg, "UTF-8") != NULL);
 	label_t good_utf8[1] = {{STR("a"), STR("\xc3\xbc\xe2\x82\xac")}};
-	CHECK_EQ_INT(wr_check_labels(&(labels_t){good_utf8, 1}, &err), 0);
-	CHECK_EQ_INT(wr_check_labels(&(labels_t){NULL, 0}, &err), ERR_INVALID);
+	CHECK_EQ_INT(labels_check(&(labels_t){good_utf8, 1}, &err), 0);
+	CHECK_EQ_INT(labels_check(&(labels_t){NULL, 0}, &err), ERR_INVALID);
 }
 
 TEST_MAIN()
