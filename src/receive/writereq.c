@@ -179,10 +179,10 @@ static bool timeseries(walk_t *w, cur_t *c, wr_series_t *s)
 				 * before anything is allocated, so arrays stay within 6x the body */
 				if (sub.end - sub.p < 6)
 					return fail(w, c, "label too short to hold a name and a value");
-				if (w->fill && !label(w, &sub, &w->labels[nl], &canonical))
-					return false;
 				if (sub.p - fs != 2 || (lstart && fs != lend))
 					canonical = false; /* a long label, or labels not side by side */
+				if (w->fill && !label(w, &sub, &w->labels[nl], &canonical))
+					return false;
 				if (!lstart)
 					lstart = fs;
 				lend = sub.end;

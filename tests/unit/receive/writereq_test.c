@@ -4,6 +4,8 @@
 #include "prompb_remote.pb-c.h"
 #include "receive/writereq.h"
 #include "test.h"
+#include "tsdb/head.h"
+#include <xxhash.h>
 
 /* A WriteRequest built with protobuf-c (an independent encoder): nseries series with nl labels and
  * ns samples each, plus one metadata entry. */
@@ -97,6 +99,14 @@ TEST(writereq_decode_roundtrip)
 		snprintf(want, sizeof want, "v%zu_3", i);
 		CHECK_SLICE(s->ls.v[3].value, want);
 		CHECK_EQ_INT(s->n, 3);
+		CHECK(s->raw != NULL); /* protobuf-c writes labels canonically: the head hashes them as sent */
+		uint64_t k1[2], k2[2];
+		buf_t kb = BUF_INIT;
+		head_labels_key(&kb, &s->ls, k1);
+		buf_release(&kb);
+		XXH128_hash_t x = XXH3_128bits(s->raw, s->nraw);
+		k2[0] = x.low64, k2[1] = x.high64;
+		CHECK(k1[0] == k2[0] && k1[1] == k2[1]);
 		CHECK_DBL(s->v[2], (double)i * 100 + 2.5);
 		CHECK_EQ_INT(s->t[0], i == 0 ? -5 : 1700000000000ll);
 		CHECK_EQ_INT(labels_check(&s->ls, &err), 0);
