@@ -699,9 +699,11 @@ void xor_app_reset(xor_app_t *a)
 }
 
 /* Room for nb more bits plus the trailing byte; grows by about a quarter, in 16-byte steps. */
+/* Room for nb more bits plus 9 bytes of slack (app_put writes whole 64-bit words), grown by about a
+ * quarter in 16-byte steps. */
 static void app_reserve(xor_app_t *a, unsigned nb)
 {
-	size_t need = (size_t)(a->nbits + nb + 7) / 8 + 1;
+	size_t need = (size_t)(a->nbits + nb + 7) / 8 + 9;
 	if (need <= a->cap)
 		return;
 	size_t cap = a->cap ? a->cap + a->cap / 4 : 32;
@@ -714,20 +716,30 @@ static void app_reserve(xor_app_t *a, unsigned nb)
 	a->cap = (uint16_t)cap;
 }
 
-/* Append the low nb (1..64) bits of v, MSB first. */
+static inline void be64_store(uint8_t *q, uint64_t w)
+{
+	w = __builtin_bswap64(w);
+	memcpy(q, &w, 8);
+}
+
+/* Append the low nb (1..64) bits of v, MSB first: one or two word-sized read-modify-writes (the bits
+ * past the written ones are zero, so OR-ing is enough). */
 static void app_put(xor_app_t *a, uint64_t v, unsigned nb)
 {
 	app_reserve(a, nb);
 	a->bytewise = nb % 8 == 0;
 	if (nb < 64)
 		v &= (1ull << nb) - 1;
-	while (nb) {
-		unsigned used = a->nbits & 7, room = 8 - used, take = nb < room ? nb : room;
-		uint8_t bits = (uint8_t)((v >> (nb - take)) & ((1u << take) - 1));
-		a->p[a->nbits >> 3] |= (uint8_t)(bits << (room - take));
-		a->nbits = (uint16_t)(a->nbits + take);
-		nb -= take;
+	uint8_t *q = a->p + (a->nbits >> 3);
+	unsigned used = a->nbits & 7;
+	if (used + nb <= 64) {
+		be64_store(q, be64_load(q) | (v << (64 - used - nb)));
+	} else {
+		unsigned hi = 64 - used; /* bits that fit in this word; the other 1..7 go to the next byte */
+		be64_store(q, be64_load(q) | (v >> (nb - hi)));
+		q[8] |= (uint8_t)(v << (8 - (nb - hi)));
 	}
+	a->nbits = (uint16_t)(a->nbits + nb);
 }
 
 static void app_value(xor_app_t *a, uint64_t vb)
