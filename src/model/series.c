@@ -63,3 +63,34 @@ sample_iter_t *sample_iter_empty(void)
 {
 	return &empty_iter;
 }
+
+static int array_next(sample_iter_t *it, int64_t *t, double *v, int cap, err_t *err)
+{
+	(void)err;
+	sample_iter_array_t *a = (sample_iter_array_t *)it;
+	int k = 0;
+	while (k < cap && a->i < a->n) {
+		t[k] = a->t[a->i];
+		v[k] = a->v[a->i];
+		k++;
+		a->i++;
+	}
+	return k;
+}
+
+static int array_seek(sample_iter_t *it, int64_t t, err_t *err)
+{
+	(void)err;
+	sample_iter_array_t *a = (sample_iter_array_t *)it;
+	while (a->i < a->n && a->t[a->i] < t)
+		a->i++;
+	return 0;
+}
+
+static const struct sample_iter_ops array_ops = {array_next, array_seek};
+
+sample_iter_t *sample_iter_array_init(sample_iter_array_t *it, const int64_t *t, const double *v, size_t n)
+{
+	*it = (sample_iter_array_t){{&array_ops}, t, v, n, 0};
+	return &it->base;
+}

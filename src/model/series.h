@@ -98,6 +98,15 @@ series_set_t *series_set_empty(void);
 /* An iterator without samples (static). */
 sample_iter_t *sample_iter_empty(void);
 
+/* An iterator over arrays of samples the caller keeps alive (t ascending). */
+typedef struct sample_iter_array {
+	sample_iter_t base;
+	const int64_t *t;
+	const double *v;
+	size_t n, i;
+} sample_iter_array_t;
+sample_iter_t *sample_iter_array_init(sample_iter_array_t *it, const int64_t *t, const double *v, size_t n);
+
 /* Hints a consumer passes to select() so sources can prune or push down work. */
 typedef struct select_hints {
 	int64_t start, end; /* ms, the samples needed (incl. lookback and ranges) */

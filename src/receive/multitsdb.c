@@ -13,6 +13,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/fileio.h"
 #include "base/hmap.h"
 #include "base/log.h"
 #include "base/vec.h"
@@ -64,27 +65,9 @@ static mtsdb_tenant_t *find(mtsdb_t *mt, str_t name)
 	return t;
 }
 
-/* mkdir -p */
-static int mkdirs(const char *path, err_t *err)
-{
-	char p[4096];
-	snprintf(p, sizeof p, "%s", path);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		if (mkdir(p, 0755) != 0 && errno != EEXIST)
-			return err_errno(err, "mkdir %s", p);
-		*s = '/';
-	}
-	if (mkdir(p, 0755) != 0 && errno != EEXIST)
-		return err_errno(err, "mkdir %s", p);
-	return 0;
-}
-
 static int open_tenant(mtsdb_t *mt, str_t name, mtsdb_tenant_t **out, err_t *err)
 {
-	int rc = mkdirs(mt->dir, err);
+	int rc = fileio_mkdirs(mt->dir, err);
 	if (rc)
 		return rc;
 	mtsdb_tenant_t *t = xcalloc(1, sizeof *t);

@@ -29,38 +29,6 @@ typedef struct entry {
 	uint32_t seq; /* collection order: source order for equal labels */
 } entry_t;
 
-typedef struct arr_iter {
-	sample_iter_t base;
-	const int64_t *t;
-	const double *v;
-	size_t n, i;
-} arr_iter_t;
-
-static int arr_next(sample_iter_t *it, int64_t *t, double *v, int cap, err_t *err)
-{
-	(void)err;
-	arr_iter_t *a = (arr_iter_t *)it;
-	int k = 0;
-	while (k < cap && a->i < a->n) {
-		t[k] = a->t[a->i];
-		v[k] = a->v[a->i];
-		k++;
-		a->i++;
-	}
-	return k;
-}
-
-static int arr_seek(sample_iter_t *it, int64_t t, err_t *err)
-{
-	(void)err;
-	arr_iter_t *a = (arr_iter_t *)it;
-	while (a->i < a->n && a->t[a->i] < t)
-		a->i++;
-	return 0;
-}
-
-static const struct sample_iter_ops arr_ops = {arr_next, arr_seek};
-
 typedef struct tset {
 	series_set_t base;
 	arena_t *a;
@@ -71,7 +39,7 @@ typedef struct tset {
 	series_set_t **srcs; /* kept open: their chunk bytes are referenced */
 	size_t nsrcs;
 	xor_iter_t xit;
-	arr_iter_t ait;
+	sample_iter_array_t ait;
 } tset_t;
 
 static int set_next(series_set_t *base, err_t *err)
@@ -97,8 +65,7 @@ static sample_iter_t *set_samples(series_set_t *base)
 	if (s->skip_chunks)
 		return sample_iter_empty();
 	if (e->samples) {
-		s->ait = (arr_iter_t){{&arr_ops}, e->t, e->v, e->ns, 0};
-		return &s->ait.base;
+		return sample_iter_array_init(&s->ait, e->t, e->v, e->ns);
 	}
 	xor_iter_init(&s->xit, e->chunks, e->nchunks, s->mint, s->maxt);
 	return &s->xit.base;

@@ -15,6 +15,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/fileio.h"
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/vec.h"
@@ -58,25 +59,6 @@ static int cmp_block(const void *a, const void *b)
 	return strcmp(x->ulid, y->ulid);
 }
 
-static void rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	if (d) {
-		struct dirent *de;
-		while ((de = readdir(d)) != NULL) {
-			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-				continue;
-			char p[4096];
-			snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-			rm_rf(p);
-		}
-		closedir(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
-}
-
 /* Open <dir>/<ulid> and add it to the list (mu not held: open time, or the cutter's own thread). */
 static int add_block(db_t *db, const char *path, err_t *err)
 {
@@ -111,7 +93,7 @@ static int load_blocks(db_t *db, err_t *err)
 		char p[4096];
 		snprintf(p, sizeof p, "%s/%s", db->dir, n);
 		if (strlen(n) > ULID_LEN && !strncmp(n + ULID_LEN, ".tmp", 4)) {
-			rm_rf(p); /* a block being written or deleted when the process stopped */
+			fileio_rm_rf(p); /* a block being written or deleted when the process stopped */
 			continue;
 		}
 		if (strlen(n) != ULID_LEN || !ulid_valid(n))
@@ -367,7 +349,7 @@ int db_delete_blocks(db_t *db, int64_t before_ms, bool (*may_delete)(void *arg, 
 		snprintf(p, sizeof p, "%s/%s", db->dir, d->ulid);
 		snprintf(tmp, sizeof tmp, "%s/%s.tmp-for-deletion", db->dir, d->ulid);
 		if (rename(p, tmp) == 0)
-			rm_rf(tmp);
+			fileio_rm_rf(tmp);
 		log_info("deleted block past retention", "block", p);
 		unref(d); /* mapped files stay readable for views still holding it */
 	}

@@ -16,6 +16,7 @@
 
 #include "base/alloc.h"
 #include "base/crc32c.h"
+#include "base/fileio.h"
 #include "base/varint.h"
 #include "base/vec.h"
 
@@ -49,21 +50,6 @@ static int cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 	return (x > y) - (x < y);
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t k = write(fd, p, n);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
 }
 
 /* Walk the entries of a mapped file; returns the offset where valid entries end (== len when the
@@ -107,7 +93,7 @@ static int new_file(headchunks_t *hc, err_t *err)
 	uint8_t h[HEADCHUNKS_HEADER] = {0};
 	be32_put(h, HEADCHUNKS_MAGIC);
 	h[4] = 1;
-	if (write_all(fd, h, sizeof h) != 0) {
+	if (fileio_write_all(fd, h, sizeof h) != 0) {
 		int rc = err_errno(err, "chunks_head: write %s", path);
 		close(fd);
 		return rc;
@@ -131,7 +117,7 @@ static int flush_locked(headchunks_t *hc, err_t *err)
 	if (!hc->wn)
 		return 0;
 	hfile_t *f = &VEC_LAST(&hc->files);
-	if (write_all(f->fd, hc->wbuf, hc->wn) != 0) {
+	if (fileio_write_all(f->fd, hc->wbuf, hc->wn) != 0) {
 		char path[4096];
 		file_path(path, hc->dir, f->num);
 		return err_errno(err, "chunks_head: write %s", path);

@@ -138,38 +138,6 @@ static void sort_series(const head_t *h, hseries_t **v, size_t n)
 
 /* ---- series set ---- */
 
-typedef struct arr_iter {
-	sample_iter_t base;
-	const int64_t *t;
-	const double *v;
-	size_t n, i;
-} arr_iter_t;
-
-static int arr_next(sample_iter_t *it, int64_t *t, double *v, int cap, err_t *err)
-{
-	(void)err;
-	arr_iter_t *a = (arr_iter_t *)it;
-	int k = 0;
-	while (k < cap && a->i < a->n) {
-		t[k] = a->t[a->i];
-		v[k] = a->v[a->i];
-		k++;
-		a->i++;
-	}
-	return k;
-}
-
-static int arr_seek(sample_iter_t *it, int64_t t, err_t *err)
-{
-	(void)err;
-	arr_iter_t *a = (arr_iter_t *)it;
-	while (a->i < a->n && a->t[a->i] < t)
-		a->i++;
-	return 0;
-}
-
-static const struct sample_iter_ops arr_ops = {arr_next, arr_seek};
-
 typedef struct hset {
 	series_set_t base;
 	head_t *h;
@@ -192,7 +160,7 @@ typedef struct hset {
 	VEC(double) mv; /* merged samples (when out-of-order ones exist) */
 	bool merged;
 	xor_iter_t xit;
-	arr_iter_t ait;
+	sample_iter_array_t ait;
 	int rc;
 	err_t err;
 } hset_t;
@@ -341,8 +309,7 @@ static sample_iter_t *set_samples(series_set_t *base)
 {
 	hset_t *st = (hset_t *)base;
 	if (st->merged) {
-		st->ait = (arr_iter_t){{&arr_ops}, st->mt.v, st->mv.v, st->mt.n, 0};
-		return &st->ait.base;
+		return sample_iter_array_init(&st->ait, st->mt.v, st->mv.v, st->mt.n);
 	}
 	xor_iter_init(&st->xit, st->chunks.v, st->chunks.n, st->mint, st->maxt);
 	return &st->xit.base;

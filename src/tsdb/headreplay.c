@@ -12,6 +12,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/fileio.h"
 #include "base/log.h"
 #include "tsdb/head_int.h"
 
@@ -129,25 +130,6 @@ static int last_checkpoint(const char *dir, int *idx, char *path, err_t *err)
 	return 0;
 }
 
-static void rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	if (d) {
-		struct dirent *de;
-		while ((de = readdir(d)) != NULL) {
-			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-				continue;
-			char p[4096];
-			snprintf(p, sizeof p, "%s/%s", path, de->d_name);
-			rm_rf(p);
-		}
-		closedir(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
-}
-
 /* Delete checkpoint.N (and leftover .tmp dirs) with N < before. */
 static void delete_checkpoints(const char *dir, int before)
 {
@@ -164,7 +146,7 @@ static void delete_checkpoints(const char *dir, int before)
 		if (v < before || tmp) {
 			char p[4096];
 			snprintf(p, sizeof p, "%s/%s", dir, n);
-			rm_rf(p);
+			fileio_rm_rf(p);
 		}
 	}
 	closedir(d);
@@ -724,7 +706,7 @@ int head_checkpoint(head_t *h, err_t *err)
 	char tmp[4096], final[4096];
 	snprintf(final, sizeof final, "%s/" CHECKPOINT_PREFIX "%08d", wdir, last);
 	snprintf(tmp, sizeof tmp, "%s.tmp", final);
-	rm_rf(tmp);
+	fileio_rm_rf(tmp);
 	cpw_t c = {.h = h};
 	buf_init(&c.rec);
 	buf_init(&c.kb);
@@ -777,7 +759,7 @@ int head_checkpoint(head_t *h, err_t *err)
 	VEC_FREE(&c.lbuf);
 	imap_release(&c.refmap);
 	if (rc) {
-		rm_rf(tmp);
+		fileio_rm_rf(tmp);
 		return err_wrap(err, "checkpoint of %s", wdir);
 	}
 	/* Only now are the folded segments redundant. */

@@ -17,6 +17,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/crc32c.h"
+#include "base/fileio.h"
 #include "base/mapfile.h"
 #include "base/varint.h"
 #include "base/vec.h"
@@ -101,31 +102,6 @@ int wal_segments(const char *dir, int *first, int *last, err_t *err)
 	return rc;
 }
 
-static int fsync_dir(const char *dir, err_t *err)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return err_errno(err, "wal: open %s", dir);
-	int rc = fsync(fd) != 0 ? err_errno(err, "wal: fsync %s", dir) : 0;
-	close(fd);
-	return rc;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n) {
-		ssize_t k = write(fd, p, n);
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 /* Record a sticky failure (mu held). */
 static int fail(wal_t *w, err_t *err, const char *what)
 {
@@ -153,7 +129,7 @@ static int create_segment(wal_t *w, int seg, err_t *err)
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return err_errno(err, "wal: create %s", path);
-	int rc = fsync_dir(w->dir, err);
+	int rc = fileio_fsync_dir(w->dir, err);
 	if (rc) {
 		close(fd);
 		return rc;
@@ -174,7 +150,7 @@ static int flush_page(wal_t *w, bool clear, err_t *err)
 		w->alloc = WAL_PAGE_SIZE; /* the zeros up to the page end */
 	}
 	if (w->alloc > w->flushed) {
-		if (write_all(w->fd, w->page + w->flushed, w->alloc - w->flushed) != 0)
+		if (fileio_write_all(w->fd, w->page + w->flushed, w->alloc - w->flushed) != 0)
 			return fail(w, err, "write");
 		w->bytes += w->alloc - w->flushed;
 		w->flushed = w->alloc;
@@ -533,7 +509,7 @@ int wal_repair(const char *dir, int seg, size_t valid_end, err_t *err)
 	} else if (valid_end % WAL_PAGE_SIZE) {
 		size_t pad = WAL_PAGE_SIZE - valid_end % WAL_PAGE_SIZE;
 		uint8_t *z = xcalloc(1, pad);
-		if (lseek(fd, (off_t)valid_end, SEEK_SET) < 0 || write_all(fd, z, pad) != 0)
+		if (lseek(fd, (off_t)valid_end, SEEK_SET) < 0 || fileio_write_all(fd, z, pad) != 0)
 			rc = err_errno(err, "wal: repair: pad %s", path);
 		free(z);
 	}
@@ -550,5 +526,5 @@ int wal_repair(const char *dir, int seg, size_t valid_end, err_t *err)
 		if (unlink(path) != 0 && errno != ENOENT)
 			return err_errno(err, "wal: repair: delete %s", path);
 	}
-	return fsync_dir(dir, err);
+	return fileio_fsync_dir(dir, err);
 }
