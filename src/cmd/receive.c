@@ -309,9 +309,14 @@ int cmd_receive(int argc, char **argv)
 		receiver_release(&rc);
 		return 1;
 	}
+	buf_release(&text);
+	if ((ret = cmd_check_config("strata receive", &rc.sf, rc.grpc_address, rc.rw_address, NULL)) >= 0) {
+		arena_release(&a);
+		receiver_release(&rc);
+		return ret;
+	}
 	if (!rc.bucket)
 		log_info("no --objstore.config-file: blocks stay on local disk");
-	buf_release(&text);
 
 	metrics_register_process("receive");
 	mtsdb_opts_t mo = {
