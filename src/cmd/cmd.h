@@ -46,6 +46,7 @@ int cmd_sidecar(int argc, char **argv);
 int cmd_tools_block(int argc, char **argv);
 int cmd_tools_bucket(int argc, char **argv);
 int cmd_tools_query(int argc, char **argv);
+int cmd_tools_rules_check(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_query_frontend(int argc, char **argv);
 
