@@ -42,6 +42,7 @@ typedef struct cmd {
 /* Subcommand entry points (one per src/cmd/<name>.c) are declared here, one line each. */
 int cmd_query(int argc, char **argv);
 int cmd_receive(int argc, char **argv);
+int cmd_rule(int argc, char **argv);
 int cmd_sidecar(int argc, char **argv);
 int cmd_tools_block(int argc, char **argv);
 int cmd_tools_bucket(int argc, char **argv);

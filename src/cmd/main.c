@@ -15,6 +15,7 @@ static const cmd_t commands[] = {
 	{"query", "Query node exposing PromQL enabled Query API with data retrieved from multiple store nodes.", cmd_query},
 	{"query-frontend", "Query frontend: splits, aligns, caches and retries range queries in front of queriers.", cmd_query_frontend},
 	{"receive", "Accept Prometheus remote write API requests and write to local tsdb.", cmd_receive},
+	{"rule", "Ruler evaluating Prometheus rules against given Query nodes, exposing Store API and storing old blocks in bucket.", cmd_rule},
 	{"sidecar", "Sidecar for Prometheus server: StoreAPI over remote read, block shipping, reloader.", cmd_sidecar},
 	{"store", "Store gateway: StoreAPI over every block in an object storage bucket.", cmd_store},
 	{"tools block", "Dump, inspect and write TSDB blocks.", cmd_tools_block},
