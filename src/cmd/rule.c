@@ -341,6 +341,11 @@ int cmd_rule(int argc, char **argv)
 	free(res.pos);
 	if ((ret = cmd_server_setup_logging(argv[0], &rl.sf)) != 0)
 		return ret;
+	/* SIGHUP is taken by its thread only: blocked before any thread starts (they inherit the mask) */
+	sigset_t hup;
+	sigemptyset(&hup);
+	sigaddset(&hup, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &hup, NULL);
 	pthread_mutex_init(&rl.mu, NULL);
 	pthread_cond_init(&rl.cv, NULL);
 	arena_init(&rl.ext_arena, 0);
@@ -407,11 +412,6 @@ int cmd_rule(int argc, char **argv)
 		log_info("no --objstore.config-file: blocks stay on local disk");
 
 	metrics_register_process("rule");
-	/* SIGHUP is taken by its thread only: block it before any thread starts */
-	sigset_t hup;
-	sigemptyset(&hup);
-	sigaddset(&hup, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &hup, NULL);
 
 	head_replay_stats_t st = {0};
 	db_opts_t dbo = {.block_duration = rl.block_ms, .head = {.wal_compression = rl.wal_compression}};
