@@ -19,6 +19,7 @@
 #include "promql/ast.h"
 #include "promql/engine.h"
 #include "query/queryable.h"
+#include "store/rulesapi.h"
 #include "tsdb/xor.h"
 
 #define API_DEFAULT_TIMEOUT_MS (2 * 60 * 1000)
@@ -743,23 +744,96 @@ static void h_metadata(http_req_t *r, void *arg)
 	reply_ok(r, STR("{}"), &w, 1);
 }
 
-/* Rules and alerts: the querier has no rule sources until rulers exist (they will be reached over
- * the Rules API); until then Prometheus's empty shapes, with its parameter check. */
+/* Rules and alerts: gathered from every endpoint whose Info says it is a ruler, over the Rules gRPC
+ * API (store/rulesapi.h), replicas merged by the replica labels, on a worker (the calls block). An
+ * unreachable ruler is a warning with partial_response (the default from --query.partial-response),
+ * else the request fails. */
+typedef struct rules_req {
+	api_t *api;
+	int type;
+	bool alerts, partial;
+	const str_t *replica;
+	size_t nreplica;
+} rules_req_t;
+
+static void rules_work(http_req_t *r, void *arg)
+{
+	rules_req_t *q = arg;
+	endpoint_status_t *st;
+	size_t n = endpoint_set_status(q->api->es, &r->arena, &st);
+	rules_set_t set = {0};
+	VEC(const char *) warns = {0};
+	for (size_t i = 0; i < n; i++) {
+		if (!st[i].component || strcmp(st[i].component, "rule") != 0)
+			continue;
+		err_t err = {0};
+		if (rules_fetch(st[i].address, q->type, 30000, &r->arena, &set, &err) != 0) {
+			const char *msg = arena_printf(&r->arena, "fetching rules from %s: %s", st[i].address, err.msg);
+			if (!q->partial) {
+				free(warns.v);
+				return reply_err(r, API_ERR_INTERNAL, msg, NULL, 0);
+			}
+			VEC_PUSH(&warns, msg);
+		}
+	}
+	for (size_t i = 0; i < set.nwarnings; i++)
+		VEC_PUSH(&warns, set.warnings[i]);
+	const char **rl = ARENA_NEW_ARRAY(&r->arena, const char *, q->nreplica + 1);
+	for (size_t i = 0; i < q->nreplica; i++)
+		rl[i] = arena_strndup(&r->arena, q->replica[i].p, q->replica[i].n);
+	rules_dedup(&r->arena, &set, rl, q->nreplica);
+	buf_t b = BUF_INIT;
+	if (q->alerts)
+		rules_alerts_json(&b, set.v, set.n);
+	else
+		rules_json(&b, set.v, set.n, q->type);
+	reply_ok(r, buf_str(&b), warns.v, warns.n);
+	buf_release(&b);
+	free(warns.v);
+}
+
+static void rules_start(http_req_t *r, api_t *api, bool alerts)
+{
+	if (not_ready(api, r))
+		return;
+	rules_req_t *q = ARENA_NEW(&r->arena, rules_req_t);
+	memset(q, 0, sizeof *q);
+	q->api = api;
+	q->alerts = alerts;
+	str_t type;
+	if (!alerts && http_req_param(r, "type", &type) && type.n) {
+		if (str_eq(type, STR("alert")))
+			q->type = RULES_ALERT;
+		else if (str_eq(type, STR("record")))
+			q->type = RULES_RECORD;
+		else
+			return reply_bad(r, "unsupported type: only 'alert' or 'record' are supported");
+	}
+	err_t err = {0};
+	if (bool_param(r, "partial_response", api->partial, &q->partial, &err))
+		return reply_bad(r, err.msg);
+	size_t nrl = url_params_all(&r->form, "replicaLabels[]", NULL, 0);
+	str_t *rl = ARENA_NEW_ARRAY(&r->arena, str_t, (nrl ? nrl : 1) + api->replica.n);
+	if (nrl) {
+		url_params_all(&r->form, "replicaLabels[]", rl, nrl);
+	} else {
+		for (size_t i = 0; i < api->replica.n; i++)
+			rl[i] = str_c(api->replica.v[i]);
+		nrl = api->replica.n;
+	}
+	q->replica = rl;
+	q->nreplica = nrl;
+	http_run_on_worker(r, rules_work, q);
+}
+
 static void h_rules(http_req_t *r, void *arg)
 {
-	if (not_ready(arg, r))
-		return;
-	str_t type;
-	if (http_req_param(r, "type", &type) && type.n && !str_eq(type, STR("alert")) && !str_eq(type, STR("record")))
-		return reply_bad(r, "unsupported type: only 'alert' or 'record' are supported");
-	reply_ok(r, STR("{\"groups\":[]}"), NULL, 0);
+	rules_start(r, arg, false);
 }
 
 static void h_alerts(http_req_t *r, void *arg)
 {
-	if (not_ready(arg, r))
-		return;
-	reply_ok(r, STR("{\"alerts\":[]}"), NULL, 0);
+	rules_start(r, arg, true);
 }
 
 static void put_time_go(buf_t *b, int64_t ms)

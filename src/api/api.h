@@ -7,7 +7,8 @@
  *   /api/v1/metadata                         empty, with a warning (sources do not provide metadata yet)
  *   /api/v1/format_query                     (GET, POST)
  *   /api/v1/status/buildinfo, /status/flags, /api/v1/stores (Thanos)
- *   /api/v1/rules, /api/v1/alerts            Prometheus's empty shapes until rulers exist
+ *   /api/v1/rules, /api/v1/alerts            from the rulers among the endpoints (Rules gRPC API, replicas
+ *                                            merged by replica label; store/rulesapi.h)
  *
  * Thanos parameters: dedup (default true; dedup needs replica labels), partial_response (default
  * from the config), replicaLabels[] (overrides the configured replica labels), max_source_resolution

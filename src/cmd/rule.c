@@ -32,6 +32,8 @@
 #include "rule/manager.h"
 #include "rule/notifier.h"
 #include "rule/queryapi.h"
+#include "rule/rulesrv.h"
+#include "store/rulesapi.h"
 #include "store/grpc_server.h"
 #include "store/tsdbstore.h"
 #include "tsdb/db.h"
@@ -210,12 +212,12 @@ static void h_rules(http_req_t *r, void *arg)
 {
 	ruler_t *rl = arg;
 	str_t t;
-	int type = RULEMGR_ALL;
+	int type = RULES_ALL;
 	if (http_req_param(r, "type", &t) && t.n) {
 		if (str_eq_c(t, "alert"))
-			type = RULEMGR_ALERT;
+			type = RULES_ALERT;
 		else if (str_eq_c(t, "record"))
-			type = RULEMGR_RECORD;
+			type = RULES_RECORD;
 		else {
 			char msg[256];
 			snprintf(msg, sizeof msg, "not supported value \"%.*s\"", (int)(t.n > 100 ? 100 : t.n), t.p);
@@ -223,19 +225,29 @@ static void h_rules(http_req_t *r, void *arg)
 			return;
 		}
 	}
+	arena_t a;
+	arena_init(&a, 0);
+	rules_group_t *g;
+	size_t n = rulemgr_snapshot(rl->mgr, &a, &g);
 	buf_t b = BUF_INIT;
-	rulemgr_rules_json(rl->mgr, &b, type);
+	rules_json(&b, g, n, type);
 	api_respond_success(r, buf_str(&b), NULL, 0);
 	buf_release(&b);
+	arena_release(&a);
 }
 
 static void h_alerts(http_req_t *r, void *arg)
 {
 	ruler_t *rl = arg;
+	arena_t a;
+	arena_init(&a, 0);
+	rules_group_t *g;
+	size_t n = rulemgr_snapshot(rl->mgr, &a, &g);
 	buf_t b = BUF_INIT;
-	rulemgr_alerts_json(rl->mgr, &b);
+	rules_alerts_json(&b, g, n);
 	api_respond_success(r, buf_str(&b), NULL, 0);
 	buf_release(&b);
+	arena_release(&a);
 }
 
 static void reload_work(http_req_t *r, void *arg)
@@ -448,6 +460,7 @@ int cmd_rule(int argc, char **argv)
 	http_server_t *http = NULL;
 	grpc_server_t *grpc = NULL;
 	store_service_t *svc = NULL;
+	rulesrv_t *rsrv = NULL;
 	listener_t *gls = NULL;
 	tsdb_store_t *store = tsdb_store_new("rule", rl.db, &rl.ext, "rule");
 	pthread_t grpc_thr;
@@ -469,6 +482,7 @@ int cmd_rule(int argc, char **argv)
 	http_handle(http, HTTP_M_POST | HTTP_M_PUT, "/-/reload", h_reload, &rl);
 	grpc = grpc_server_new(grpc_loop, NULL);
 	svc = store_grpc_register_pool(grpc, tsdb_store_base(store), "rule", NULL);
+	rsrv = rulesrv_register(grpc, rl.mgr, &rl.ext);
 	if (grpc_server_listen(grpc, rl.grpc_address, &gls, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		ret = 1;
@@ -515,6 +529,7 @@ out:
 	if (gls)
 		listener_free(gls);
 	store_grpc_service_free(svc);
+	rulesrv_free(rsrv);
 	if (grpc)
 		grpc_server_free(grpc);
 	if (http)

@@ -832,6 +832,7 @@ int rulemgr_reload(rulemgr_t *m, err_t *err)
 			group_mark_stale(m, og);
 			continue;
 		}
+		pthread_mutex_lock(&og->mu); /* snapshots read the old group until the swap */
 		g->should_restore = og->should_restore;
 		g->last_eval_ms = og->last_eval_ms;
 		g->eval_s = og->eval_s;
@@ -858,6 +859,7 @@ int rulemgr_reload(rulemgr_t *m, err_t *err)
 				break;
 			}
 		}
+		pthread_mutex_unlock(&og->mu);
 	}
 	/* series of rules that vanished from a surviving group go stale too */
 	for (size_t i = 0; i < nold; i++) {
@@ -918,54 +920,11 @@ size_t rulemgr_num_groups(rulemgr_t *m)
 	return n;
 }
 
-/* ---- JSON ---- */
+/* ---- snapshots ---- */
 
-/* Go encoding/json float64. */
-static void json_float(buf_t *b, double v)
+static labels_t arena_labels(arena_t *a, const labels_t *ls)
 {
-	double av = fabs(v);
-	if (av != 0 && (av < 1e-6 || av >= 1e21)) {
-		buf_t t = BUF_INIT;
-		buf_put_float(&t, v, 'e');
-		/* Go's encoder writes e-07 as e-7 */
-		char *e = t.p ? strstr(t.p, "e-0") : NULL;
-		if (e && e[3])
-			memmove(e + 2, e + 3, strlen(e + 3) + 1), t.n--;
-		buf_append(b, t.p, t.n);
-		buf_release(&t);
-	} else {
-		buf_put_float(b, v, 'f');
-	}
-}
-
-static void json_labels(buf_t *b, const labels_t *ls)
-{
-	buf_putc(b, '{');
-	for (size_t i = 0; i < ls->n; i++) {
-		if (i)
-			buf_putc(b, ',');
-		buf_json_str(b, ls->v[i].name);
-		buf_putc(b, ':');
-		buf_json_str(b, ls->v[i].value);
-	}
-	buf_putc(b, '}');
-}
-
-/* Go's time.Time JSON (RFC 3339 with the fraction's trailing zeros dropped), "0001-01-01T00:00:00Z"
- * for zero. */
-static void json_time(buf_t *b, int64_t ms)
-{
-	buf_putc(b, '"');
-	if (!ms)
-		buf_puts(b, "0001-01-01T00:00:00Z");
-	else
-		buf_put_rfc3339_ms(b, ms);
-	buf_putc(b, '"');
-}
-
-static const char *state_str(int s)
-{
-	return s == ST_FIRING ? "firing" : s == ST_PENDING ? "pending" : "inactive";
+	return labels_copy(a, ls);
 }
 
 static int cmp_alert_ptr(const void *a, const void *b)
@@ -973,141 +932,70 @@ static int cmp_alert_ptr(const void *a, const void *b)
 	return labels_cmp(&(*(ralert_t *const *)a)->ls, &(*(ralert_t *const *)b)->ls);
 }
 
-static void json_alert(buf_t *b, const ralert_t *al)
-{
-	buf_puts(b, "{\"labels\":");
-	json_labels(b, &al->ls);
-	buf_puts(b, ",\"annotations\":");
-	json_labels(b, &al->ann);
-	buf_printf(b, ",\"state\":\"%s\",\"activeAt\":", state_str(al->state));
-	json_time(b, al->active_at);
-	buf_puts(b, ",\"value\":\"");
-	buf_put_float(b, al->value, 'e');
-	buf_puts(b, "\"}");
-}
-
-/* Active (pending or firing) alerts of r sorted by labels; caller holds g->mu. */
-static size_t active_sorted(const rrule_t *r, ralert_t **out)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < r->active.n; i++)
-		if (r->active.v[i]->state != ST_INACTIVE)
-			out[n++] = r->active.v[i];
-	qsort(out, n, sizeof *out, cmp_alert_ptr);
-	return n;
-}
-
-static void json_group(buf_t *b, rgroup_t *g, int type)
+static void snap_group(arena_t *a, rgroup_t *g, rules_group_t *out)
 {
 	pthread_mutex_lock(&g->mu);
-	buf_puts(b, "{\"name\":");
-	buf_json_str(b, g->spec->name);
-	buf_puts(b, ",\"file\":");
-	buf_json_str(b, g->spec->file);
-	buf_puts(b, ",\"rules\":[");
-	bool first = true;
+	memset(out, 0, sizeof *out);
+	out->name = str_c(arena_strndup(a, g->spec->name.p, g->spec->name.n));
+	out->file = str_c(arena_strndup(a, g->spec->file.p, g->spec->file.n));
+	out->interval_s = (double)g->interval_ms / 1000.0;
+	out->eval_s = g->eval_s;
+	out->last_eval_ms = g->last_eval_ms;
+	out->limit = g->spec->limit;
+	out->strategy = g->spec->strategy == RULE_PR_WARN ? RULES_WARN : RULES_ABORT;
+	out->rules = arena_calloc(a, g->n + 1, sizeof *out->rules);
+	out->nrules = g->n;
 	for (size_t i = 0; i < g->n; i++) {
 		rrule_t *r = &g->rules[i];
-		if ((type == RULEMGR_ALERT && !r->spec->alert) || (type == RULEMGR_RECORD && r->spec->alert))
-			continue;
-		if (!first)
-			buf_putc(b, ',');
-		first = false;
-		if (r->spec->alert) {
-			ralert_t **act = xcalloc(r->active.n + 1, sizeof *act);
-			size_t na = active_sorted(r, act);
-			int st = ST_INACTIVE;
-			for (size_t k = 0; k < na; k++)
-				if (act[k]->state > st)
-					st = act[k]->state;
-			buf_printf(b, "{\"state\":\"%s\",\"name\":", state_str(st));
-			buf_json_str(b, r->spec->name);
-			buf_puts(b, ",\"query\":");
-			buf_json_str(b, str_c(r->query));
-			buf_puts(b, ",\"duration\":");
-			json_float(b, (double)r->spec->for_ms / 1000.0);
-			buf_puts(b, ",\"keepFiringFor\":");
-			json_float(b, (double)r->spec->keep_firing_for_ms / 1000.0);
-			buf_puts(b, ",\"labels\":");
-			json_labels(b, &r->spec->labels);
-			buf_puts(b, ",\"annotations\":");
-			json_labels(b, &r->spec->annotations);
-			buf_puts(b, ",\"alerts\":[");
-			for (size_t k = 0; k < na; k++) {
-				if (k)
-					buf_putc(b, ',');
-				json_alert(b, act[k]);
-			}
-			buf_putc(b, ']');
-			free(act);
-		} else {
-			buf_puts(b, "{\"name\":");
-			buf_json_str(b, r->spec->name);
-			buf_puts(b, ",\"query\":");
-			buf_json_str(b, str_c(r->query));
-			if (r->spec->labels.n) {
-				buf_puts(b, ",\"labels\":");
-				json_labels(b, &r->spec->labels);
-			}
+		rules_rule_t *o = &out->rules[i];
+		o->alert = r->spec->alert;
+		o->name = str_c(arena_strndup(a, r->spec->name.p, r->spec->name.n));
+		o->query = str_c(arena_strdup(a, r->query));
+		o->labels = arena_labels(a, &r->spec->labels);
+		o->annotations = arena_labels(a, &r->spec->annotations);
+		o->for_s = (double)r->spec->for_ms / 1000.0;
+		o->keep_firing_for_s = (double)r->spec->keep_firing_for_ms / 1000.0;
+		o->health = r->health == H_OK ? RULES_HEALTH_OK : r->health == H_ERR ? RULES_HEALTH_ERR : RULES_HEALTH_UNKNOWN;
+		o->last_error = str_c(r->last_error ? arena_strdup(a, r->last_error) : NULL);
+		o->eval_s = r->eval_s;
+		o->last_eval_ms = r->last_eval_ms;
+		ralert_t **act = arena_calloc(a, r->active.n + 1, sizeof *act);
+		size_t na = 0;
+		for (size_t k = 0; k < r->active.n; k++)
+			if (r->active.v[k]->state != ST_INACTIVE)
+				act[na++] = r->active.v[k];
+		qsort(act, na, sizeof *act, cmp_alert_ptr);
+		o->alerts = arena_calloc(a, na + 1, sizeof *o->alerts);
+		o->nalerts = na;
+		for (size_t k = 0; k < na; k++) {
+			o->alerts[k] = (rules_alert_t){.ls = arena_labels(a, &act[k]->ls),
+			                               .ann = arena_labels(a, &act[k]->ann),
+			                               .state = act[k]->state == ST_FIRING ? RULES_FIRING : RULES_PENDING,
+			                               .active_at_ms = act[k]->active_at,
+			                               .value = act[k]->value};
+			if (o->alerts[k].state > o->state)
+				o->state = o->alerts[k].state;
 		}
-		buf_printf(b, ",\"health\":\"%s\"", r->health == H_OK ? "ok" : r->health == H_ERR ? "err" : "unknown");
-		if (r->last_error) {
-			buf_puts(b, ",\"lastError\":");
-			buf_json_str(b, str_c(r->last_error));
-		}
-		buf_puts(b, ",\"evaluationTime\":");
-		json_float(b, r->eval_s);
-		buf_puts(b, ",\"lastEvaluation\":");
-		json_time(b, r->last_eval_ms);
-		buf_printf(b, ",\"type\":\"%s\"}", r->spec->alert ? "alerting" : "recording");
 	}
-	buf_puts(b, "],\"interval\":");
-	json_float(b, (double)g->interval_ms / 1000.0);
-	buf_printf(b, ",\"limit\":%lld,\"evaluationTime\":", (long long)g->spec->limit);
-	json_float(b, g->eval_s);
-	buf_puts(b, ",\"lastEvaluation\":");
-	json_time(b, g->last_eval_ms);
-	buf_printf(b, ",\"partialResponseStrategy\":\"%s\"}", g->spec->strategy == RULE_PR_WARN ? "WARN" : "ABORT");
 	pthread_mutex_unlock(&g->mu);
 }
 
-void rulemgr_rules_json(rulemgr_t *m, buf_t *out, int type)
+static int cmp_snap(const void *x, const void *y)
 {
-	pthread_mutex_lock(&m->reload_mu); /* groups are not freed under us */
-	buf_puts(out, "{\"groups\":[");
-	for (size_t i = 0; i < m->ngroups; i++) {
-		if (i)
-			buf_putc(out, ',');
-		json_group(out, m->groups[i], type);
-	}
-	buf_puts(out, "]}");
-	pthread_mutex_unlock(&m->reload_mu);
+	const rules_group_t *a = x, *b = y;
+	int c = str_cmp(a->file, b->file);
+	return c ? c : str_cmp(a->name, b->name);
 }
 
-void rulemgr_alerts_json(rulemgr_t *m, buf_t *out)
+size_t rulemgr_snapshot(rulemgr_t *m, arena_t *a, rules_group_t **out)
 {
-	pthread_mutex_lock(&m->reload_mu);
-	buf_puts(out, "{\"alerts\":[");
-	bool first = true;
-	for (size_t i = 0; i < m->ngroups; i++) {
-		rgroup_t *g = m->groups[i];
-		pthread_mutex_lock(&g->mu);
-		for (size_t k = 0; k < g->n; k++) {
-			rrule_t *r = &g->rules[k];
-			if (!r->spec->alert)
-				continue;
-			ralert_t **act = xcalloc(r->active.n + 1, sizeof *act);
-			size_t na = active_sorted(r, act);
-			for (size_t j = 0; j < na; j++) {
-				if (!first)
-					buf_putc(out, ',');
-				first = false;
-				json_alert(out, act[j]);
-			}
-			free(act);
-		}
-		pthread_mutex_unlock(&g->mu);
-	}
-	buf_puts(out, "]}");
-	pthread_mutex_unlock(&m->reload_mu);
+	pthread_mutex_lock(&m->mu);
+	size_t n = m->ngroups;
+	rules_group_t *g = arena_calloc(a, n + 1, sizeof *g);
+	for (size_t i = 0; i < n; i++)
+		snap_group(a, m->groups[i], &g[i]);
+	pthread_mutex_unlock(&m->mu);
+	qsort(g, n, sizeof *g, cmp_snap);
+	*out = g;
+	return n;
 }

@@ -39,6 +39,7 @@
 #include "rule/notifier.h"
 #include "rule/queryapi.h"
 #include "rule/rulefile.h"
+#include "store/rulesapi.h"
 #include "tsdb/db.h"
 
 typedef struct rulemgr rulemgr_t;
@@ -59,12 +60,9 @@ void rulemgr_free(rulemgr_t *m);
 /* (Re)load the rule files; on error (every problem in err, one per line) the old rules keep running. */
 int rulemgr_reload(rulemgr_t *m, err_t *err);
 
-enum { RULEMGR_ALL = 0, RULEMGR_ALERT = 1, RULEMGR_RECORD = 2 };
-
-/* Prometheus's /api/v1/rules data ({"groups":[...]}, plus Thanos's partialResponseStrategy) and
- * /api/v1/alerts data ({"alerts":[...]}). */
-void rulemgr_rules_json(rulemgr_t *m, buf_t *out, int type);
-void rulemgr_alerts_json(rulemgr_t *m, buf_t *out);
+/* A copy of every group's state (rules, health, active alerts sorted by labels), groups sorted by
+ * file and name, in a. Never waits for a reload or an evaluation in progress. */
+size_t rulemgr_snapshot(rulemgr_t *m, arena_t *a, rules_group_t **out);
 
 size_t rulemgr_num_groups(rulemgr_t *m);
 

@@ -222,6 +222,27 @@ try:
     H.check("sighup_reloads", lambda: wait_until(
         lambda: len(get(rhttp, "/api/v1/rules")["data"]["groups"]) == 3, rp, "3 groups after SIGHUP", 20))
 
+    # ---- the querier's /api/v1/rules and /alerts over the Rules gRPC API, HA replicas merged ----
+    r1, h1, r1g = ruler(procs, tmp, [a.replace('rule_replica="r0"', 'rule_replica="r1"').replace(data, data + "-r1")
+                                   for a in rargs], name="rule-r1")
+    _, vport = querier(procs, tmp, [rgrpc, r1g], name="query-rules")
+    tgt.set('node_load1{host="a"}', 10)
+
+    def querier_rules():
+        d = get(vport, "/api/v1/rules")
+        gs = sorted((g["name"], len(g["rules"])) for g in d["data"]["groups"])
+        assert gs == [("alerts", 2), ("extra", 1), ("rec", 2)], gs
+        al = get(vport, "/api/v1/alerts")["data"]["alerts"]
+        hl = [a for a in al if a["labels"]["alertname"] == "HighLoad" and a["state"] == "firing"]
+        # one alert for both replicas: the replica label is gone, the other external label stays
+        assert len(hl) == 1 and hl[0]["labels"] == {"alertname": "HighLoad", "host": "a", "severity": "page",
+                                                    "cluster": "eu1"}, al
+        only = get(vport, "/api/v1/rules", {"type": "record"})["data"]["groups"]
+        assert all(r["type"] == "recording" for g in only for r in g["rules"]), only
+        return True
+    H.check("querier_rules_api_dedups_replicas", lambda: wait_until(querier_rules, r1, "querier rules", 30))
+    tgt.set('node_load1{host="a"}', 1)
+
     # ---- every querier down ----
     dead = free_port()
     r2, h2, _ = ruler(procs, tmp, [f"--rule-file={RULES}", f"--data-dir={tmp}/rule-dead", f"--query=127.0.0.1:{dead}",
