@@ -342,9 +342,14 @@ size_t rulefile_parse(arena_t *a, const char *file, const char *data, size_t len
 		abort();
 	yaml_parser_set_input_string(&p, (const unsigned char *)data, len);
 	if (!yaml_parser_load(&p, &doc)) {
-		/* go-yaml's numbering: scanner errors one-based, parser errors as libyaml gives them */
-		size_t line = p.problem_mark.line + (p.error == YAML_SCANNER_ERROR);
-		add_err(&c, "yaml: line %zu: %s", line, p.problem ? p.problem : "syntax error");
+		/* go-yaml's numbering: the context's line if any, else the problem's; scanner errors + 1 */
+		size_t line = p.context_mark.line ? p.context_mark.line : p.problem_mark.line;
+		if (line)
+			line += p.error == YAML_SCANNER_ERROR;
+		if (line)
+			add_err(&c, "yaml: line %zu: %s", line, p.problem ? p.problem : "syntax error");
+		else
+			add_err(&c, "yaml: %s", p.problem ? p.problem : "syntax error");
 		yaml_parser_delete(&p);
 		return c.nerr;
 	}

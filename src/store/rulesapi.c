@@ -510,7 +510,8 @@ void rules_dedup(arena_t *a, rules_set_t *set, const char *const *rl, size_t nrl
 			rules_group_t *keep = &set->v[out - 1];
 			/* merge: each rule of g either improves its twin in keep or is added */
 			rules_rule_t *m = arena_calloc(a, keep->nrules + g->nrules + 1, sizeof *m);
-			memcpy(m, keep->rules, keep->nrules * sizeof *m);
+			if (keep->nrules)
+				memcpy(m, keep->rules, keep->nrules * sizeof *m);
 			size_t nm = keep->nrules;
 			for (size_t k = 0; k < g->nrules; k++) {
 				rules_rule_t *r = &g->rules[k];
@@ -524,7 +525,8 @@ void rules_dedup(arena_t *a, rules_set_t *set, const char *const *rl, size_t nrl
 				rules_rule_t *t = &m[j];
 				/* alerts: the union by labels, the more advanced state of a pair */
 				rules_alert_t *al = arena_calloc(a, t->nalerts + r->nalerts + 1, sizeof *al);
-				memcpy(al, t->alerts, t->nalerts * sizeof *al);
+				if (t->nalerts)
+					memcpy(al, t->alerts, t->nalerts * sizeof *al);
 				size_t na = t->nalerts;
 				for (size_t q = 0; q < r->nalerts; q++) {
 					size_t z = 0;
