@@ -9,7 +9,8 @@ Data: promtool blocks over the last ~3h (so the editor's completion, which looks
 Replica A's blocks go to bucket A (external labels cluster="ui", replica="a"), replica B's to bucket B
 (replica="b"); `strata query --query.replica-label=replica` over both stores. Bucket A also gets a
 compacted (level 2) copy of the gauge data under another stream (cluster="ui-history") so the block
-viewer has two levels and two rows.
+viewer has two levels and two rows. A `strata rule` (an endpoint of the querier, querying it) evaluates a
+recording rule and two alerts, one firing, so the rules and alerts pages show what rulers serve.
 
 The browser steps (tests/integration/ui/ui_test.mjs) print PASS/FAIL lines; screenshots of every page go
 to $STRATA_TEST_LOGDIR/screenshots (kept by tests/run). Bounded: every wait has a timeout, and the
@@ -108,10 +109,10 @@ def main():
                                              f"--grpc-address=127.0.0.1:{gp}", f"--http-address=127.0.0.1:{hp}",
                                              "--http-grace-period=1s"])
             stores.append((p, gp, hp, name))
-        qport, qgrpc = free_port(), free_port()
+        qport, qgrpc, rgrpc, rhttp = free_port(), free_port(), free_port(), free_port()
         q = start(tmp, "query", [STRATA, "query", f"--http-address=127.0.0.1:{qport}",
                                  f"--grpc-address=127.0.0.1:{qgrpc}", "--query.replica-label=replica",
-                                 "--http-grace-period=1s", "--grpc-grace-period=1s"] +
+                                 "--http-grace-period=1s", "--grpc-grace-period=1s", f"--endpoint=127.0.0.1:{rgrpc}"] +
                   [f"--endpoint=127.0.0.1:{gp}" for (_, gp, _, _) in stores])
         webs = {}
         for name, extra in (("web", []), ("web_ro", ["--disable-admin-operations"])):
@@ -119,6 +120,25 @@ def main():
             webs[name] = (start(tmp, "bucket-" + name, [STRATA, "tools", "bucket", "web", "--objstore.config=" + cfg_a,
                                                         f"--http-address=127.0.0.1:{wp}", "--http-grace-period=1s"]
                                 + extra), wp)
+        rules = os.path.join(tmp, "ui.rules.yml")
+        with open(rules, "w") as f:
+            f.write("""groups:
+- name: ui-example
+  interval: 1s
+  rules:
+  - record: ruler:example:one
+    expr: vector(1)
+  - alert: UIExampleFiring
+    expr: vector(1) > 0
+    labels: {severity: info}
+    annotations: {summary: "value is {{ $value }}"}
+  - alert: UIExampleQuiet
+    expr: vector(0) > 1
+""")
+        r = start(tmp, "rule", [STRATA, "rule", f"--rule-file={rules}", f"--data-dir={tmp}/rule",
+                                f"--query=127.0.0.1:{qport}", f"--grpc-address=127.0.0.1:{rgrpc}",
+                                f"--http-address=127.0.0.1:{rhttp}", "--eval-interval=1s", '--label=ruler="ui"',
+                                "--http-grace-period=1s"])
         for p, _, hp, name in stores:
             wait_ready(hp, p, "strata store " + name)
         for name, (p, wp) in webs.items():
@@ -129,12 +149,18 @@ def main():
             d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{qport}/api/v1/stores", timeout=2))["data"]
             return sum(1 for s in d.get("store", []) if s["labelSets"]) == 2
         wait_until(stores_known, q, "strata query's store list")
+        wait_ready(rhttp, r, "strata rule")
+
+        def alert_firing():
+            d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{qport}/api/v1/alerts", timeout=5))["data"]
+            return any(a["state"] == "firing" for a in d["alerts"])
+        wait_until(alert_firing, r, "the ruler's alert firing through the querier")
 
         env = dict(os.environ, UI_QUERY=f"http://127.0.0.1:{qport}",
                    UI_BUCKET_WEB=f"http://127.0.0.1:{webs['web'][1]}",
                    UI_BUCKET_WEB_RO=f"http://127.0.0.1:{webs['web_ro'][1]}",
                    UI_STORE_WEB=f"http://127.0.0.1:{stores[0][2]}", UI_BUCKET_DIR=ba, UI_LEVEL2=lvl2,
-                   UI_STORES=json.dumps([f"127.0.0.1:{gp}" for (_, gp, _, _) in stores]),
+                   UI_STORES=json.dumps([f"127.0.0.1:{gp}" for (_, gp, _, _) in stores] + [f"127.0.0.1:{rgrpc}"]),
                    UI_START=str(START), UI_END=str(END), UI_SHOTS=shots)
         r = subprocess.run(["node", os.path.join(ROOT, "tests", "integration", "ui", "ui_test.mjs")], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=150)

@@ -77,35 +77,74 @@ export function FlagsPage() {
   </div>`;
 }
 
-const dur = (s) => (s ? `${s}s` : '');
+// Durations as Prometheus's rule pages print them (90 -> "1m30s").
+const dur = (s) => {
+  if (!s) return '';
+  let out = '';
+  for (const [u, n] of [['d', 86400], ['h', 3600], ['m', 60]]) {
+    if (s >= n) { out += Math.floor(s / n) + u; s %= n; }
+  }
+  return out + (s ? `${+s.toFixed(3)}s` : '');
+};
+const graphLink = (expr) => `/graph?g0.expr=${encodeURIComponent(expr)}&g0.tab=1`;
+const isoTime = (iso) => (!iso || iso.startsWith('0001-') ? 'never' : formatTime(Date.parse(iso) / 1000) + ' UTC');
+const secs = (s) => (s === undefined ? '' : s >= 1 ? `${s.toFixed(3)}s` : `${(s * 1000).toFixed(3)}ms`);
+const kvLines = (obj, indent) => Object.keys(obj || {}).sort().map((k) => `\n${indent}${k}: ${obj[k]}`).join('');
+
+function RuleText({ r }) {
+  const head = r.type === 'alerting' ? `alert: ${r.name}` : `record: ${r.name}`;
+  const extra = (r.type === 'alerting' && r.duration ? `\nfor: ${dur(r.duration)}` : '') +
+    (r.keepFiringFor ? `\nkeep_firing_for: ${dur(r.keepFiringFor)}` : '') +
+    (r.labels && Object.keys(r.labels).length ? `\nlabels:${kvLines(r.labels, '  ')}` : '') +
+    (r.annotations && Object.keys(r.annotations).length ? `\nannotations:${kvLines(r.annotations, '  ')}` : '');
+  return html`<pre class="rule">${head + '\nexpr: '}<a href=${graphLink(r.query)}>${r.query}</a>${extra}</pre>`;
+}
 
 export function RulesPage() {
   const [st] = useAPI('/api/v1/rules');
   return html`<div class="page"><h2>Rules</h2>
     <${Loading} st=${st}>${(d) => {
       const groups = (d && d.groups) || [];
-      if (!groups.length) return html`<div class="empty rules-empty">No rule groups: the querier has no rule sources yet (rules appear here once a ruler serves them).</div>`;
+      if (!groups.length) return html`<div class="empty rules-empty">No rule groups: no ruler among the endpoints serves any (rules appear here once one does).</div>`;
       return groups.map((g) => html`<div class="rule-group">
-        <h3>${g.name} <span class="count">${g.file} · every ${dur(g.interval)}</span></h3>
+        <h3>${g.name} <span class="count">${g.file} · every ${dur(g.interval)} · last ${isoTime(g.lastEvaluation)} took ${secs(g.evaluationTime)}${g.limit ? ` · limit ${g.limit}` : ''}</span></h3>
         <table class="data"><thead><tr><th>Rule</th><th>State</th><th>Error</th><th>Last evaluation</th><th>Evaluation time</th></tr></thead>
-        <tbody>${(g.rules || []).map((r) => html`<tr>
-          <td><pre class="rule">${r.type === 'alerting' ? `alert: ${r.name}` : `record: ${r.name}`}\nexpr: ${r.query}${
-            r.labels && Object.keys(r.labels).length ? `\nlabels: ${formatLabels(r.labels)}` : ''}</pre></td>
-          <td>${r.health}</td><td>${r.lastError || ''}</td><td>${r.lastEvaluation || ''}</td><td>${r.evaluationTime || ''}</td>
+        <tbody>${(g.rules || []).map((r) => html`<tr class=${'rule-' + r.health}>
+          <td><${RuleText} r=${r} /></td>
+          <td class=${'health health-' + r.health}>${r.health}${r.type === 'alerting' ? html`<br /><span class=${'alert-state state-' + r.state}>${r.state}</span>` : ''}</td>
+          <td class="rule-error">${r.lastError || ''}</td><td>${isoTime(r.lastEvaluation)}</td><td>${secs(r.evaluationTime)}</td>
         </tr>`)}</tbody></table></div>`);
     }}<//>
   </div>`;
 }
 
+// Prometheus's /alerts: every alerting rule with its state and active alerts, filterable by state.
 export function AlertsPage() {
-  const [st] = useAPI('/api/v1/alerts');
+  const [st] = useAPI('/api/v1/rules', { type: 'alert' });
+  const [show, setShow] = useState({ inactive: true, pending: true, firing: true });
+  const [open, setOpen] = useState({});
+  const toggle = (k) => setShow({ ...show, [k]: !show[k] });
   return html`<div class="page"><h2>Alerts</h2>
+    <div class="alert-filters">${['inactive', 'pending', 'firing'].map((k) => html`<label class=${'state-' + k}>
+      <input type="checkbox" checked=${show[k]} onChange=${() => toggle(k)} /> ${k}</label>`)}</div>
     <${Loading} st=${st}>${(d) => {
-      const alerts = (d && d.alerts) || [];
-      if (!alerts.length) return html`<div class="empty alerts-empty">No active alerts (alerts appear here once a ruler serves them).</div>`;
-      return html`<table class="data alerts"><thead><tr><th>Labels</th><th>State</th><th>Active since</th><th>Value</th></tr></thead>
-        <tbody>${alerts.map((a) => html`<tr class=${'alert-' + a.state}><td>${formatLabels(a.labels)}</td><td>${a.state}</td>
-          <td>${a.activeAt || ''}</td><td>${a.value}</td></tr>`)}</tbody></table>`;
+      const rules = ((d && d.groups) || []).flatMap((g) => (g.rules || []).map((r) => ({ ...r, group: g.name })));
+      if (!rules.length) return html`<div class="empty alerts-empty">No alerting rules: no ruler among the endpoints serves any (alerts appear here once one does).</div>`;
+      const count = (s) => rules.filter((r) => r.state === s).length;
+      return html`<div class="alert-counts">${['inactive', 'pending', 'firing'].map((s) => html`<span class=${'state-' + s}>${s} (${count(s)})</span> `)}</div>
+        ${rules.filter((r) => show[r.state]).map((r) => {
+          const key = r.group + '/' + r.name;
+          const isOpen = open[key] !== undefined ? open[key] : r.state !== 'inactive';
+          return html`<div class=${'alert-rule alert-' + r.state}>
+            <div class="alert-rule-head" onClick=${() => setOpen({ ...open, [key]: !isOpen })}>
+              ${isOpen ? '▾' : '▸'} <b>${r.name}</b> <span class="count">(${(r.alerts || []).length} active) · ${r.group}</span></div>
+            ${isOpen ? html`<${RuleText} r=${r} />
+              ${(r.alerts || []).length ? html`<table class="data alerts"><thead><tr><th>Labels</th><th>State</th><th>Active since</th><th>Value</th><th>Annotations</th></tr></thead>
+              <tbody>${r.alerts.map((a) => html`<tr class=${'alert-' + a.state}><td>${formatLabels(a.labels)}</td><td>${a.state}</td>
+                <td>${isoTime(a.activeAt)}</td><td>${a.value}</td>
+                <td class="annotations">${Object.keys(a.annotations || {}).sort().map((k) => html`<div><b>${k}</b>: ${a.annotations[k]}</div>`)}</td></tr>`)}</tbody></table>` : ''}` : ''}
+          </div>`;
+        })}`;
     }}<//>
   </div>`;
 }

@@ -234,11 +234,22 @@ await check('status_flags_rules_alerts_pages', async () => {
   await page.waitForSelector('table.flags');
   assert((await page.textContent('table.flags')).includes('--query.replica-label'), 'flags shown');
   await done(page, 'flags');
+  // the ruler's group, served through the querier's Rules API
   page = await open(`${Q}/rules`);
-  await page.waitForSelector('.rules-empty');
+  await page.waitForSelector('.rule-group');
+  const rules = await page.textContent('.rule-group');
+  for (const want of ['ui-example', 'record: ruler:example:one', 'alert: UIExampleFiring', 'expr: vector(1) > 0', 'summary: value is {{ $value }}'])
+    assert(rules.includes(want), `rules page shows ${want}: ${rules}`);
+  assert((await page.$$('.rule-ok')).length === 3, 'three healthy rules');
   await done(page, 'rules');
   page = await open(`${Q}/alerts`);
-  await page.waitForSelector('.alerts-empty');
+  await page.waitForSelector('.alert-rule.alert-firing table.alerts');
+  const firing = await page.textContent('.alert-rule.alert-firing');
+  assert(firing.includes('UIExampleFiring') && firing.includes('severity="info"') && firing.includes('value is 1'),
+    `firing alert with its labels and annotation: ${firing}`);
+  assert((await page.textContent('.alert-counts')).includes('inactive (1)'), 'the quiet rule counted inactive');
+  await page.click('.alert-filters .state-inactive input');
+  assert((await page.$$('.alert-rule.alert-inactive')).length === 0, 'inactive rules hidden by the filter');
   await done(page, 'alerts');
 });
 
