@@ -611,12 +611,14 @@ static void eval_group(rulemgr_t *m, rgroup_t *g, int64_t ts)
 			r->last_eval_ms = rwall;
 			r->eval_s = clock_since_s(r0);
 			pthread_mutex_unlock(&g->mu);
+			free(o.in.v);
 			continue;
 		}
 		if (r->spec->alert)
 			send_alerts(m, g, r, ts, &a);
 		staleness(r, &o, 0, ts);
 		commit(m, g, r, &o);
+		free(o.in.v);
 		pthread_mutex_lock(&g->mu);
 		rule_set_error(r, NULL);
 		r->last_eval_ms = rwall;
