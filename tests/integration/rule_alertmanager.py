@@ -223,8 +223,14 @@ try:
         lambda: len(get(rhttp, "/api/v1/rules")["data"]["groups"]) == 3, rp, "3 groups after SIGHUP", 20))
 
     # ---- the querier's /api/v1/rules and /alerts over the Rules gRPC API, HA replicas merged ----
-    r1, h1, r1g = ruler(procs, tmp, [a.replace('rule_replica="r0"', 'rule_replica="r1"').replace(data, data + "-r1")
-                                   for a in rargs], name="rule-r1")
+    # the second replica finds its querier and Alertmanager through the YAML configs instead of the flags
+    r1args = [a.replace('rule_replica="r0"', 'rule_replica="r1"').replace(data, data + "-r1") for a in rargs
+              if not a.startswith("--query=") and not a.startswith("--alertmanagers.url=")]
+    amhost = am["AM_URL"].split("//")[1]
+    r1args += [f"--query.config=- static_configs: ['127.0.0.1:{qport}']\n  scheme: http\n",
+               f"--alertmanagers.config=alertmanagers:\n- static_configs: ['{amhost}']\n  timeout: 5s\n"
+               "  api_version: v2\n  path_prefix: /\n"]
+    r1, h1, r1g = ruler(procs, tmp, r1args, name="rule-r1")
     _, vport = querier(procs, tmp, [rgrpc, r1g], name="query-rules")
     tgt.set('node_load1{host="a"}', 10)
 
@@ -241,6 +247,8 @@ try:
         assert all(r["type"] == "recording" for g in only for r in g["rules"]), only
         return True
     H.check("querier_rules_api_dedups_replicas", lambda: wait_until(querier_rules, r1, "querier rules", 30))
+    H.check("replica_sends_via_alertmanagers_config", lambda: wait_until(
+        lambda: metric(h1, "thanos_alert_sender_alerts_sent_total") > 0, r1, "replica's alerts sent", 20))
     tgt.set('node_load1{host="a"}', 1)
 
     # ---- every querier down ----

@@ -11,7 +11,12 @@ Prometheus's sidecar) gives the same results:
   - /api/v1/rules and /api/v1/alerts objects carry the same keys as Prometheus's.
 The ruler's results carry the sidecar's external label (prom) and its own --label; both are set aside.
 """
+import glob
+import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -103,8 +108,10 @@ try:
     _, pport = prometheus(procs, tmp, tgt.port, rule_files=[RULES], eval_interval="2s")
     _, sgrpc = sidecar(procs, tmp, pport)
     _, qport = querier(procs, tmp, [sgrpc])
+    bucket = os.path.join(tmp, "bucket")
     rp, rhttp, rgrpc = ruler(procs, tmp, [f"--rule-file={RULES}", f"--data-dir={tmp}/rule", f"--query=127.0.0.1:{qport}",
-                                          '--label=rule_replica="r1"', "--eval-interval=2s"])
+                                          '--label=rule_replica="r1"', "--eval-interval=2s",
+                                          f"--objstore.config=type: FILESYSTEM\nconfig: {{directory: {bucket}}}"])
     _, vport = querier(procs, tmp, [rgrpc], name="view")
     t_start = time.time()
 
@@ -138,6 +145,24 @@ try:
         rk = sorted(set((r["type"], k) for g in gs for r in g["rules"] for k in r if k != "lastError"))
         return gk, rk, sorted((g["name"], g["interval"], [r["name"] for r in g["rules"]]) for g in gs)
     H.result("rules_api_same_shape", keys(pport) == keys(rhttp), f"\n prometheus {keys(pport)}\n ruler      {keys(rhttp)}")
+
+    # SIGTERM: the head is cut into a block and shipped, source "ruler", the --label set as external labels
+    rp.send_signal(signal.SIGTERM)
+    H.result("graceful_sigterm", rp.wait(60) == 0, f"exit {rp.returncode}")
+    metas = glob.glob(os.path.join(bucket, "*", "meta.json"))
+
+    def shipped():
+        assert metas, "no block in the bucket"
+        m = json.load(open(metas[0]))
+        assert m["thanos"]["source"] == "ruler" and m["thanos"]["labels"] == {"rule_replica": "r1"}, m["thanos"]
+        assert m["stats"]["numSamples"] > 0, m["stats"]
+        db = os.path.join(tmp, "promtool-db")  # promtool wants a TSDB directory (with a wal/)
+        shutil.copytree(os.path.dirname(metas[0]), os.path.join(db, os.path.basename(os.path.dirname(metas[0]))))
+        os.makedirs(os.path.join(db, "wal"))
+        out = subprocess.run(["promtool", "tsdb", "dump", db],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and "cluster:eval_time:mod" in out.stdout, out.stderr[-500:]
+    H.check("block_shipped_and_readable_by_promtool", shipped)
 finally:
     procs.stop_all()
     tgt.close()
