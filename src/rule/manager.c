@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -533,11 +534,16 @@ static void restore(rulemgr_t *m, rgroup_t *g, int64_t ts)
 			for (; nm < want.n; nm++)
 				if (matcher_init(&ms[nm], MATCH_EQ, want.v[nm].name, want.v[nm].value, &err))
 					break;
-			series_set_t *ss = NULL;
+			/* the newest sample over the head and the blocks (a graceful restart cut the head into one) */
 			bool found = false;
-			int64_t lt = 0;
+			int64_t lt = INT64_MIN;
 			double lv = 0;
-			if (nm == want.n && head_select(db_head(m->o.db), &a, ms, nm, mint, ts, HEAD_SEL_ALL, &ss, &err) == 0) {
+			db_view_t view;
+			db_view(m->o.db, &a, &view);
+			for (size_t q = 0; nm == want.n && q < view.n; q++) {
+				series_set_t *ss = NULL;
+				if (view.q[q]->ops->select(view.q[q], &a, ms, nm, mint, ts, NULL, &ss, &err) != 0)
+					continue;
 				while (series_set_next(ss, &err) > 0) {
 					if (series_set_labels(ss)->n != want.n)
 						continue;
@@ -545,11 +551,12 @@ static void restore(rulemgr_t *m, rgroup_t *g, int64_t ts)
 					int64_t tb[256];
 					double vb[256];
 					int c;
-					while ((c = sample_iter_next_batch(it, tb, vb, 256, &err)) > 0) {
-						lt = tb[c - 1];
-						lv = vb[c - 1];
-						found = true;
-					}
+					while ((c = sample_iter_next_batch(it, tb, vb, 256, &err)) > 0)
+						if (tb[c - 1] > lt) {
+							lt = tb[c - 1];
+							lv = vb[c - 1];
+							found = true;
+						}
 					break;
 				}
 				series_set_close(ss);
