@@ -186,12 +186,9 @@ typedef struct common {
 	selectors_t store_match;
 } common_t;
 
-static int parse_common(api_t *api, http_req_t *r, bool range, int64_t step, common_t *c, err_t *err)
+/* replicaLabels[] if given, else --query.replica-label. */
+static size_t replica_labels(api_t *api, http_req_t *r, str_t **out)
 {
-	bool dedup;
-	memset(c, 0, sizeof *c);
-	if (bool_param(r, "dedup", true, &dedup, err) || bool_param(r, "partial_response", api->partial, &c->partial, err))
-		return err->code;
 	size_t nrl = url_params_all(&r->form, "replicaLabels[]", NULL, 0);
 	str_t *rl = ARENA_NEW_ARRAY(&r->arena, str_t, (nrl ? nrl : 1) + api->replica.n);
 	if (nrl) {
@@ -201,6 +198,18 @@ static int parse_common(api_t *api, http_req_t *r, bool range, int64_t step, com
 			rl[i] = str_c(api->replica.v[i]);
 		nrl = api->replica.n;
 	}
+	*out = rl;
+	return nrl;
+}
+
+static int parse_common(api_t *api, http_req_t *r, bool range, int64_t step, common_t *c, err_t *err)
+{
+	bool dedup;
+	memset(c, 0, sizeof *c);
+	if (bool_param(r, "dedup", true, &dedup, err) || bool_param(r, "partial_response", api->partial, &c->partial, err))
+		return err->code;
+	str_t *rl;
+	size_t nrl = replica_labels(api, r, &rl);
 	if (dedup) {
 		c->replica = rl;
 		c->nreplica = nrl;
@@ -812,17 +821,9 @@ static void rules_start(http_req_t *r, api_t *api, bool alerts)
 	err_t err = {0};
 	if (bool_param(r, "partial_response", api->partial, &q->partial, &err))
 		return reply_bad(r, err.msg);
-	size_t nrl = url_params_all(&r->form, "replicaLabels[]", NULL, 0);
-	str_t *rl = ARENA_NEW_ARRAY(&r->arena, str_t, (nrl ? nrl : 1) + api->replica.n);
-	if (nrl) {
-		url_params_all(&r->form, "replicaLabels[]", rl, nrl);
-	} else {
-		for (size_t i = 0; i < api->replica.n; i++)
-			rl[i] = str_c(api->replica.v[i]);
-		nrl = api->replica.n;
-	}
+	str_t *rl;
+	q->nreplica = replica_labels(api, r, &rl);
 	q->replica = rl;
-	q->nreplica = nrl;
 	http_run_on_worker(r, rules_work, q);
 }
 

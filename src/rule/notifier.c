@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "promql/engine.h"
 #include "net/httpclient.h"
 #include "rule/sdconfig.h"
 
@@ -272,19 +273,6 @@ size_t notifier_num_alertmanagers(notifier_t *n)
 	return c;
 }
 
-static void json_labels(buf_t *b, const labels_t *ls)
-{
-	buf_putc(b, '{');
-	for (size_t i = 0; i < ls->n; i++) {
-		if (i)
-			buf_putc(b, ',');
-		buf_json_str(b, ls->v[i].name);
-		buf_putc(b, ':');
-		buf_json_str(b, ls->v[i].value);
-	}
-	buf_putc(b, '}');
-}
-
 void notifier_send(notifier_t *n, const notifier_alert_t *alerts, size_t cnt)
 {
 	arena_t a;
@@ -312,9 +300,9 @@ void notifier_send(notifier_t *n, const notifier_alert_t *alerts, size_t cnt)
 			continue;
 		buf_t b = BUF_INIT;
 		buf_puts(&b, "{\"labels\":");
-		json_labels(&b, &ls);
+		promql_labels_json(&b, &ls);
 		buf_puts(&b, ",\"annotations\":");
-		json_labels(&b, &al->annotations);
+		promql_labels_json(&b, &al->annotations);
 		if (al->starts_at) {
 			buf_puts(&b, ",\"startsAt\":\"");
 			buf_put_rfc3339_ms(&b, al->starts_at);

@@ -10,6 +10,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/fmt.h"
+#include "promql/engine.h"
 #include "net/grpc_client.h"
 #include "rules.pb-c.h"
 
@@ -34,19 +35,6 @@ static void json_float(buf_t *b, double v)
 	}
 }
 
-static void json_labels(buf_t *b, const labels_t *ls)
-{
-	buf_putc(b, '{');
-	for (size_t i = 0; i < ls->n; i++) {
-		if (i)
-			buf_putc(b, ',');
-		buf_json_str(b, ls->v[i].name);
-		buf_putc(b, ':');
-		buf_json_str(b, ls->v[i].value);
-	}
-	buf_putc(b, '}');
-}
-
 /* Go's time.Time in JSON; the zero time for 0. */
 static void json_time(buf_t *b, int64_t ms)
 {
@@ -66,9 +54,9 @@ static const char *state_str(int s)
 static void json_alert(buf_t *b, const rules_alert_t *al)
 {
 	buf_puts(b, "{\"labels\":");
-	json_labels(b, &al->ls);
+	promql_labels_json(b, &al->ls);
 	buf_puts(b, ",\"annotations\":");
-	json_labels(b, &al->ann);
+	promql_labels_json(b, &al->ann);
 	buf_printf(b, ",\"state\":\"%s\",\"activeAt\":", state_str(al->state));
 	json_time(b, al->active_at_ms);
 	buf_puts(b, ",\"value\":\"");
@@ -88,9 +76,9 @@ static void json_rule(buf_t *b, const rules_rule_t *r)
 		buf_puts(b, ",\"keepFiringFor\":");
 		json_float(b, r->keep_firing_for_s);
 		buf_puts(b, ",\"labels\":");
-		json_labels(b, &r->labels);
+		promql_labels_json(b, &r->labels);
 		buf_puts(b, ",\"annotations\":");
-		json_labels(b, &r->annotations);
+		promql_labels_json(b, &r->annotations);
 		buf_puts(b, ",\"alerts\":[");
 		for (size_t k = 0; k < r->nalerts; k++) {
 			if (k)
@@ -105,7 +93,7 @@ static void json_rule(buf_t *b, const rules_rule_t *r)
 		buf_json_str(b, r->query);
 		if (r->labels.n) {
 			buf_puts(b, ",\"labels\":");
-			json_labels(b, &r->labels);
+			promql_labels_json(b, &r->labels);
 		}
 	}
 	buf_printf(b, ",\"health\":\"%s\"",
