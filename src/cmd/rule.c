@@ -32,6 +32,7 @@
 #include "rule/manager.h"
 #include "rule/notifier.h"
 #include "rule/queryapi.h"
+#include "rule/rulefile.h"
 #include "rule/rulesrv.h"
 #include "store/rulesapi.h"
 #include "store/grpc_server.h"
@@ -393,6 +394,10 @@ int cmd_rule(int argc, char **argv)
 	free(text);
 	text = NULL;
 	if (!qapi_num_endpoints(rl.query) && !rl.query_sd_files.n) {
+		/* a dry run reports a bad listen address first (what deploy checks look for) */
+		if (rl.sf.check_config && (listener_check_address(rl.sf.http_address, &err) ||
+		                           listener_check_address(rl.grpc_address, &err)))
+			goto usage;
 		err_set(&err, ERR_INVALID, "no --query parameter was given");
 		goto usage;
 	}
@@ -420,8 +425,30 @@ int cmd_rule(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		goto fail;
 	}
+	if (rl.sf.check_config) { /* the rule files as a start would load them */
+		arena_t ra;
+		arena_init(&ra, 0);
+		strlist_t errs = {0};
+		rule_set_t set = {0};
+		size_t nerr = rulefile_load(&ra, &rl.rule_files, true, &set, &errs);
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s: %s\n", argv[0], errs.v[i]);
+		strlist_free(&errs);
+		rule_set_release(&set);
+		arena_release(&ra);
+		if (nerr)
+			ret = 2;
+		else
+			ret = cmd_check_config("strata rule", &rl.sf, rl.grpc_address, NULL);
+		notifier_free(rl.notifier);
+		qapi_free(rl.query);
+		ruler_release(&rl);
+		return ret;
+	}
 	if (!rl.bucket)
 		log_info("no --objstore.config-file: blocks stay on local disk");
+	if (rl.notifier)
+		notifier_start(rl.notifier);
 
 	metrics_register_process("rule");
 

@@ -40,7 +40,7 @@ struct notifier {
 	size_t qhead, qlen;
 	am_t *ams;
 	size_t nams;
-	bool stopping;
+	bool stopping, started;
 	pthread_t thr;
 	metric_t *sent, *errors, *latency;
 	metric_child_t *dropped, *qdropped, *qlength;
@@ -226,9 +226,14 @@ int notifier_new(notifier_t **out, const notifier_opts_t *o, err_t *err)
 	                                          "The number of alerts that were dropped due to the queue being full.", NULL));
 	n->qlength = metric_with(metrics_gauge("thanos_alert_queue_length", "The number of alerts in the queue.", NULL));
 	resolve(n);
-	pthread_create(&n->thr, NULL, sender_main, n);
 	*out = n;
 	return 0;
+}
+
+void notifier_start(notifier_t *n)
+{
+	pthread_create(&n->thr, NULL, sender_main, n);
+	n->started = true;
 }
 
 void notifier_free(notifier_t *n)
@@ -239,7 +244,8 @@ void notifier_free(notifier_t *n)
 	n->stopping = true;
 	pthread_cond_signal(&n->cv);
 	pthread_mutex_unlock(&n->mu);
-	pthread_join(n->thr, NULL);
+	if (n->started)
+		pthread_join(n->thr, NULL);
 	for (size_t i = 0; i < n->qlen; i++)
 		free(n->q[(n->qhead + i) % QUEUE_CAP]);
 	free(n->q);

@@ -43,7 +43,10 @@ typedef struct notifier_opts {
 	const relabel_t *relabel; /* borrowed, may be NULL */
 } notifier_opts_t;
 
+/* Parses the configuration (ERR_INVALID naming what is wrong) and resolves the targets; nothing is
+ * sent before notifier_start (which starts the sender thread). */
 int notifier_new(notifier_t **out, const notifier_opts_t *o, err_t *err);
+void notifier_start(notifier_t *n);
 /* Send what is queued (for at most the send timeout), stop the thread, free. */
 void notifier_free(notifier_t *n);
 /* Queue alerts (copied). */
