@@ -393,14 +393,6 @@ int cmd_rule(int argc, char **argv)
 		goto usage;
 	free(text);
 	text = NULL;
-	if (!qapi_num_endpoints(rl.query) && !rl.query_sd_files.n) {
-		/* a dry run reports a bad listen address first (what deploy checks look for) */
-		if (rl.sf.check_config && (listener_check_address(rl.sf.http_address, &err) ||
-		                           listener_check_address(rl.grpc_address, &err)))
-			goto usage;
-		err_set(&err, ERR_INVALID, "no --query parameter was given");
-		goto usage;
-	}
 	if (cmd_read_config(argv[0], rl.am_config, rl.am_config_file, &text, &tlen, &what))
 		goto fail;
 	if (text || rl.am_urls.n) {
@@ -424,6 +416,14 @@ int cmd_rule(int argc, char **argv)
 			goto usage;
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		goto fail;
+	}
+	if (!qapi_num_endpoints(rl.query) && !rl.query_sd_files.n) {
+		/* a dry run reports a bad listen address or config first (what deploy checks look for) */
+		if (rl.sf.check_config && (listener_check_address(rl.sf.http_address, &err) ||
+		                           listener_check_address(rl.grpc_address, &err)))
+			goto usage;
+		err_set(&err, ERR_INVALID, "no --query parameter was given");
+		goto usage;
 	}
 	if (rl.sf.check_config) { /* the rule files as a start would load them */
 		arena_t ra;
