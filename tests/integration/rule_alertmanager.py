@@ -251,6 +251,35 @@ try:
         lambda: metric(h1, "thanos_alert_sender_alerts_sent_total") > 0, r1, "replica's alerts sent", 20))
     tgt.set('node_load1{host="a"}', 1)
 
+    # ---- partial_response_strategy: one store down ----
+    _, qpart = querier(procs, tmp, [sgrpc, free_port()], name="query-partial")
+    prules = os.path.join(tmp, "partial.yml")
+    with open(prules, "w") as f:
+        f.write("""groups:
+- name: abort
+  interval: 1s
+  rules:
+  - record: partial:abort
+    expr: sum(node_load1)
+- name: warn
+  interval: 1s
+  partial_response_strategy: warn
+  rules:
+  - record: partial:warn
+    expr: sum(node_load1)
+""")
+    r3, h3, _ = ruler(procs, tmp, [f"--rule-file={prules}", f"--data-dir={tmp}/rule-partial", f"--query=127.0.0.1:{qpart}",
+                                   "--eval-interval=1s"], name="rule-partial")
+
+    def partial():
+        gs = {g["name"]: g["rules"][0] for g in get(h3, "/api/v1/rules")["data"]["groups"]}
+        if gs["abort"]["health"] != "err" or gs["warn"]["health"] != "ok":
+            return False
+        assert "127.0.0.1" in gs["abort"]["lastError"], gs["abort"]
+        return metric(h3, "thanos_rule_evaluation_with_warnings_total") > 0 and \
+            metric(h3, "prometheus_rule_evaluation_failures_total") > 0
+    H.check("partial_response_warn_evaluates_abort_fails", lambda: wait_until(partial, r3, "warn ok, abort err", 30))
+
     # ---- every querier down ----
     dead = free_port()
     r2, h2, _ = ruler(procs, tmp, [f"--rule-file={RULES}", f"--data-dir={tmp}/rule-dead", f"--query=127.0.0.1:{dead}",
