@@ -11,7 +11,9 @@
  * Shutdown: the HTTP server drains, the remote-write server stops taking writes and finishes the ones
  * in flight, every head is cut into blocks and uploaded, then gRPC stops and the TSDBs close.
  */
+#include <openssl/evp.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +32,7 @@
 #include "receive/handler.h"
 #include "receive/limits.h"
 #include "receive/multitsdb.h"
+#include "receive/router.h"
 #include "store/grpc_server.h"
 
 typedef struct receiver {
@@ -44,7 +47,13 @@ typedef struct receiver {
 	char *objstore_config, *objstore_config_file;
 	char *tenant_header, *default_tenant, *tenant_label;
 	char *relabel_config, *relabel_config_file, *limits_config, *limits_config_file;
+	char *hashrings, *hashrings_file, *hashrings_algo, *local_endpoint, *replica_header, *grpc_compression;
+	int64_t hashrings_refresh_ms, replication_factor, forward_timeout_ms, forward_backoff_ms, forward_workers;
 	/* state */
+	rcv_router_t *router;
+	hashring_algo_t algo;
+	uint8_t ring_md5[16];
+	struct stat ring_st;
 	bucket_t *bucket;
 	relabel_t *relabel;
 	rcv_limiter_t *limiter;
@@ -129,6 +138,98 @@ static bool wait_stop(receiver_t *rc, int64_t ms)
 	return stop;
 }
 
+/* thanos_receive_config_hash: the first 6 bytes of the MD5 of the file as a number (as Thanos and
+ * Prometheus's config reloader expose a config's hash). */
+static double hash_metric_value(const uint8_t md5[16])
+{
+	uint64_t v = 0;
+	for (int i = 5; i >= 0; i--)
+		v = v << 8 | md5[i];
+	return (double)v;
+}
+
+static void set_all_ready(receiver_t *rc, bool ready)
+{
+	rcv_handler_set_ready(rc->handler, ready);
+	rcv_router_set_ready(rc->router, ready);
+	http_server_set_ready(rc->rw, ready);
+	http_server_set_ready(rc->http, ready);
+}
+
+/* Read and parse the hashring config (inline or file); *md5 gets its hash. */
+static int hashrings_load(receiver_t *rc, hashrings_t **out, uint8_t md5[16], err_t *err)
+{
+	buf_t text = BUF_INIT;
+	const char *what = NULL;
+	int r = read_text(rc->hashrings, rc->hashrings_file, &text, &what, err);
+	if (!r) {
+		unsigned int ml = 16;
+		EVP_Digest(text.p ? text.p : "", text.n, md5, &ml, EVP_md5(), NULL);
+		r = hashrings_parse(text.p ? text.p : "", text.n, what, rc->algo, (uint64_t)rc->replication_factor,
+		                    out, err);
+	}
+	buf_release(&text);
+	return r;
+}
+
+static metric_t *m_cfg_hash, *m_cfg_ok, *m_cfg_ok_ts, *m_ring_changes, *m_ring_errors;
+
+static void hashrings_metrics(receiver_t *rc, bool ok)
+{
+	metric_set(metric_with(m_cfg_ok), ok ? 1 : 0);
+	if (ok) {
+		metric_set(metric_with(m_cfg_hash), hash_metric_value(rc->ring_md5));
+		metric_set(metric_with(m_cfg_ok_ts), (double)clock_now_ms() / 1000.0);
+	}
+}
+
+/* The file changed (or the refresh interval passed): if its content differs, switch rings the way
+ * Thanos does: not ready, running writes finish, every head is cut into blocks and shipped, the new
+ * rings take over, ready again. A file that does not parse keeps the old rings. */
+static void hashrings_watch(receiver_t *rc, bool force)
+{
+	struct stat st;
+	if (stat(rc->hashrings_file, &st) != 0)
+		memset(&st, 0, sizeof st);
+	bool touched = st.st_mtim.tv_sec != rc->ring_st.st_mtim.tv_sec ||
+	               st.st_mtim.tv_nsec != rc->ring_st.st_mtim.tv_nsec || st.st_size != rc->ring_st.st_size ||
+	               st.st_ino != rc->ring_st.st_ino;
+	if (!touched && !force)
+		return;
+	rc->ring_st = st;
+	uint8_t md5[16];
+	hashrings_t *h = NULL;
+	err_t err = {0};
+	if (hashrings_load(rc, &h, md5, &err) != 0) {
+		if (touched) {
+			log_error("hashring config reload failed; keeping the previous hashrings", "err", err.msg);
+			metric_inc(metric_with(m_ring_errors));
+			metric_set(metric_with(m_cfg_ok), 0);
+		}
+		return;
+	}
+	if (!memcmp(md5, rc->ring_md5, 16)) {
+		hashrings_free(h);
+		return;
+	}
+	log_info("hashring config changed: flushing the heads before taking writes again", "file",
+	         rc->hashrings_file);
+	uint64_t t0 = clock_mono_ns();
+	set_all_ready(rc, false);
+	rcv_handler_wait_idle(rc->handler);
+	rcv_router_wait_idle(rc->router);
+	if (mtsdb_housekeeping(rc->mt, true, &err) != 0)
+		log_error("flushing the heads for the hashring change failed (continuing)", "err", err.msg);
+	rcv_router_set_hashrings(rc->router, h);
+	memcpy(rc->ring_md5, md5, 16);
+	metric_inc(metric_with(m_ring_changes));
+	hashrings_metrics(rc, true);
+	set_all_ready(rc, true);
+	char secs[32];
+	snprintf(secs, sizeof secs, "%.3f", clock_since_s(t0));
+	log_info("hashring config applied", "mode", rcv_router_mode(rc->router), "switch_seconds", secs);
+}
+
 static void *bg_main(void *arg)
 {
 	receiver_t *rc = arg;
@@ -149,6 +250,7 @@ static void *bg_main(void *arg)
 	http_server_set_ready(rc->rw, true);
 	http_server_set_ready(rc->http, true);
 	uint64_t next_hk = clock_mono_ms() + (uint64_t)rc->housekeeping_ms, next_lim = 0;
+	uint64_t next_ring = clock_mono_ms() + (uint64_t)rc->hashrings_refresh_ms;
 	while (!wait_stop(rc, 1000)) {
 		uint64_t now = clock_mono_ms();
 		if (rc->limiter && now >= next_lim) {
@@ -160,6 +262,10 @@ static void *bg_main(void *arg)
 				log_info("limits config reloaded");
 			next_lim = now + (uint64_t)rc->limits_reload_ms;
 		}
+		if (rc->hashrings_file && *rc->hashrings_file)
+			hashrings_watch(rc, now >= next_ring);
+		if (now >= next_ring)
+			next_ring = now + (uint64_t)rc->hashrings_refresh_ms;
 		if (now >= next_hk) {
 			mtsdb_housekeeping(rc->mt, false, &err);
 			next_hk = clock_mono_ms() + (uint64_t)rc->housekeeping_ms;
@@ -184,6 +290,7 @@ static void rw_shutdown(void *arg)
 static void receiver_release(receiver_t *rc)
 {
 	rcv_handler_free(rc->handler);
+	rcv_router_free(rc->router);
 	rcv_limiter_free(rc->limiter);
 	relabel_free(rc->relabel);
 	bucket_free(rc->bucket);
@@ -251,6 +358,37 @@ int cmd_receive(int argc, char **argv)
 	     "Path to YAML file with limit configuration (hot-reloaded)."},
 	    {"receive.limits-config-reload-timer", FLAG_DURATION, &rc.limits_reload_ms, "1s",
 	     "Minimum amount of time to pass for the limit configuration to be reloaded."},
+	    {"receive.hashrings-file", FLAG_STRING, &rc.hashrings_file, NULL,
+	     "Path to file that contains the hashring configuration. A watcher is initialized to watch "
+	     "changes and update the hashring dynamically."},
+	    {"receive.hashrings", FLAG_STRING, &rc.hashrings, NULL,
+	     "Alternative to 'receive.hashrings-file' flag (lower priority). Content of file that contains "
+	     "the hashring configuration."},
+	    {"receive.hashrings-file-refresh-interval", FLAG_DURATION, &rc.hashrings_refresh_ms, "5m",
+	     "Refresh interval to re-read the hashring configuration file (the file is also checked for "
+	     "changes every second)."},
+	    {"receive.hashrings-algorithm", FLAG_ENUM, &rc.hashrings_algo, "hashmod",
+	     "The algorithm used when distributing series in the hashrings. Must be one of hashmod, ketama. "
+	     "Will be overwritten by the tenant-specific algorithm in the hashring config.",
+	     "hashmod|ketama"},
+	    {"receive.local-endpoint", FLAG_STRING, &rc.local_endpoint, NULL,
+	     "Endpoint of local receive node. Used to identify the local node in the hashring configuration. "
+	     "If it's empty AND hashring configuration was provided, it means that receive will run in "
+	     "RoutingOnly mode."},
+	    {"receive.replica-header", FLAG_STRING, &rc.replica_header, "THANOS-REPLICA",
+	     "HTTP header specifying the replica number of a write request."},
+	    {"receive.replication-factor", FLAG_INT, &rc.replication_factor, "1",
+	     "How many times to replicate incoming write requests."},
+	    {"receive.grpc-compression", FLAG_ENUM, &rc.grpc_compression, "snappy",
+	     "Compression algorithm to use for gRPC requests to other receivers. Must be one of: snappy, "
+	     "none",
+	     "snappy|none"},
+	    {"receive.forward.async-workers", FLAG_INT, &rc.forward_workers, "5",
+	     "Number of concurrent workers processing forwarding of remote-write requests (per peer)."},
+	    {"receive-forward-timeout", FLAG_DURATION, &rc.forward_timeout_ms, "5s",
+	     "Timeout for each forward request.", NULL, true},
+	    {"receive-forward-max-backoff", FLAG_DURATION, &rc.forward_backoff_ms, "5s",
+	     "Maximum backoff for each forward fan-out request.", NULL, true},
 	};
 	flags_result_t res = {0};
 	int exit_now, ret = cmd_parse_flags(
@@ -277,6 +415,13 @@ int cmd_receive(int argc, char **argv)
 		        "(blocks are compacted in the bucket, not locally)");
 		goto usage;
 	}
+	if (rc.replication_factor < 1) {
+		err_set(&err, ERR_INVALID, "--receive.replication-factor must be at least 1");
+		goto usage;
+	}
+	if (rc.hashrings_refresh_ms <= 0)
+		rc.hashrings_refresh_ms = 300000;
+	rc.algo = (hashring_algo_t)hashring_algo_parse(rc.hashrings_algo);
 	if (rc.max_exemplars > 0) {
 		err_set(&err, ERR_INVALID, "--tsdb.max-exemplars: exemplar storage is not supported (use 0)");
 		goto usage;
@@ -332,7 +477,46 @@ int cmd_receive(int argc, char **argv)
 	};
 	rc.mt = mtsdb_new(&mo);
 	arena_release(&a);
+	hashrings_t *rings = NULL;
+	if (((rc.hashrings && *rc.hashrings) || (rc.hashrings_file && *rc.hashrings_file))) {
+		if (rc.hashrings_file && *rc.hashrings_file)
+			rc.hashrings = NULL; /* the file wins */
+		stat(rc.hashrings_file ? rc.hashrings_file : "", &rc.ring_st);
+		if (hashrings_load(&rc, &rings, rc.ring_md5, &err) != 0) {
+			mtsdb_close(rc.mt, false, NULL);
+			goto usage;
+		}
+	}
+	m_cfg_hash = metrics_gauge("thanos_receive_config_hash", "Hash of the currently loaded hashring configuration.",
+	                           "");
+	m_cfg_ok = metrics_gauge("thanos_receive_config_last_reload_successful",
+	                         "Whether the last hashring configuration reload attempt was successful.", "");
+	m_cfg_ok_ts = metrics_gauge("thanos_receive_config_last_reload_success_timestamp_seconds",
+	                            "Timestamp of the last successful hashring configuration reload.", "");
+	m_ring_changes = metrics_counter("thanos_receive_hashrings_file_changes_total",
+	                                 "The number of times the hashrings configuration file has changed.", "");
+	m_ring_errors = metrics_counter("thanos_receive_hashrings_file_errors_total",
+	                                "The number of errors reading or parsing the hashrings configuration file.",
+	                                "");
+	rcv_router_config_t rcfg = {
+	    .mt = rc.mt,
+	    .limits = rc.limiter,
+	    .relabel = rc.relabel,
+	    .local_endpoint = rc.local_endpoint,
+	    .replication_factor = (uint64_t)rc.replication_factor,
+	    .forward_timeout_ms = rc.forward_timeout_ms,
+	    .peers = {.compress = !strcmp(rc.grpc_compression, "snappy"),
+	              .max_backoff_ms = rc.forward_backoff_ms,
+	              .workers_per_peer = (int)rc.forward_workers},
+	};
+	rc.router = rcv_router_new(&rcfg);
+	if (rings) {
+		rcv_router_set_hashrings(rc.router, rings);
+		hashrings_metrics(&rc, true);
+	}
 	rcv_handler_config_t hc = {.mt = rc.mt,
+	                           .router = rc.router,
+	                           .replica_header = rc.replica_header,
 	                           .limits = rc.limiter,
 	                           .relabel = rc.relabel,
 	                           .tenant_header = rc.tenant_header,
@@ -366,8 +550,10 @@ int cmd_receive(int argc, char **argv)
 		goto out;
 	}
 	rcv_handler_register(rc.handler, rc.rw);
-	grpc = grpc_server_new(rc.grpc_loop, NULL);
+	grpc_server_config_t gcfg = {.max_recv_msg = 64u << 20}; /* forwarded writes */
+	grpc = grpc_server_new(rc.grpc_loop, &gcfg);
 	svc = store_grpc_register_pool(grpc, mtsdb_store(rc.mt), "receive", NULL);
+	rcv_router_register_grpc(rc.router, grpc);
 	if (grpc_server_listen(grpc, rc.grpc_address, &gls, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		ret = 1;
@@ -382,7 +568,7 @@ int cmd_receive(int argc, char **argv)
 	bg_started = true;
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	log_info("receiver listening", "http", rc.sf.http_address, "remote_write", rc.rw_address, "grpc",
-	         rc.grpc_address, "tsdb_path", rc.tsdb_path);
+	         rc.grpc_address, "tsdb_path", rc.tsdb_path, "mode", rcv_router_mode(rc.router));
 	if (http_server_run(rc.http, rc.sf.http_grace_ms, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		ret = 1;
@@ -394,6 +580,8 @@ out:
 		loop_post(rc.rw_loop, rw_shutdown, &rc);
 		pthread_join(rc.rw_thr, NULL);
 	}
+	if (rc.router) /* peers' writes in flight end (answered Unavailable) while gRPC still runs */
+		rcv_router_stop(rc.router);
 	if (bg_started) {
 		pthread_mutex_lock(&rc.mu);
 		rc.stopping = true;

@@ -15,7 +15,7 @@
 
 struct rcv_handler {
 	rcv_handler_config_t c;
-	char *tenant_header, *default_tenant;
+	char *tenant_header, *default_tenant, *replica_header;
 	atomic_bool ready;
 	pthread_mutex_t gate_mu;
 	pthread_cond_t gate_cv;
@@ -33,6 +33,8 @@ rcv_handler_t *rcv_handler_new(const rcv_handler_config_t *cfg)
 	    xstrdup(cfg->tenant_header && *cfg->tenant_header ? cfg->tenant_header : "THANOS-TENANT");
 	h->default_tenant =
 	    xstrdup(cfg->default_tenant && *cfg->default_tenant ? cfg->default_tenant : "default-tenant");
+	h->replica_header = xstrdup(cfg->replica_header && *cfg->replica_header ? cfg->replica_header
+	                                                                          : "THANOS-REPLICA");
 	if (!h->c.max_decoded)
 		h->c.max_decoded = 32u << 20;
 	pthread_mutex_init(&h->gate_mu, NULL);
@@ -58,6 +60,7 @@ void rcv_handler_free(rcv_handler_t *h)
 	pthread_cond_destroy(&h->gate_cv);
 	free(h->tenant_header);
 	free(h->default_tenant);
+	free(h->replica_header);
 	free(h);
 }
 
@@ -69,6 +72,7 @@ void rcv_handler_set_ready(rcv_handler_t *h, bool ready)
 typedef struct job {
 	rcv_handler_t *h;
 	str_t tenant;
+	uint64_t replica;
 	rcv_tenant_limits_t lim;
 } job_t;
 
@@ -86,7 +90,15 @@ static void gate_leave(rcv_handler_t *h)
 {
 	pthread_mutex_lock(&h->gate_mu);
 	h->inflight--;
-	pthread_cond_signal(&h->gate_cv);
+	pthread_cond_broadcast(&h->gate_cv);
+	pthread_mutex_unlock(&h->gate_mu);
+}
+
+void rcv_handler_wait_idle(rcv_handler_t *h)
+{
+	pthread_mutex_lock(&h->gate_mu);
+	while (h->inflight > 0)
+		pthread_cond_wait(&h->gate_cv, &h->gate_mu);
 	pthread_mutex_unlock(&h->gate_mu);
 }
 
@@ -106,8 +118,10 @@ static void work(http_req_t *r, void *arg)
 	gate_enter(h);
 	wr_request_t req;
 	err_t err = {0};
-	int rc = wr_decode_body(&r->arena, r->body.p, r->body.n, h->c.max_decoded, &req, &err);
-	if (rc) {
+	int rc = 0;
+	if (!atomic_load(&h->ready)) /* switching hashrings or stopping since the request came in */
+		http_error(r, 503, "receiver is not ready");
+	else if ((rc = wr_decode_body(&r->arena, r->body.p, r->body.n, h->c.max_decoded, &req, &err)) != 0) {
 		int code = rc == ERR_LIMIT ? 413 : 400;
 		observe(h, code, tenant, 0, 0);
 		http_error(r, code, "%s", err.msg);
@@ -122,7 +136,10 @@ static void work(http_req_t *r, void *arg)
 	} else {
 		rcv_write_result_t res;
 		rcv_write_result_init(&res);
-		rcv_write(h->c.mt, j->tenant, &req, h->c.relabel, j->lim.head_series, &r->arena, &res);
+		if (h->c.router)
+			rcv_router_write(h->c.router, j->tenant, &req, j->replica, true, &r->arena, &res);
+		else
+			rcv_write(h->c.mt, j->tenant, &req, h->c.relabel, j->lim.head_series, &r->arena, &res);
 		if (res.limited_series)
 			metric_inc(metric_with(h->m_limited, tenant));
 		observe(h, res.status, tenant, req.nseries, req.nsamples);
@@ -168,8 +185,17 @@ static void handle(http_req_t *r, void *arg)
 		           (int)(tenant.n > 100 ? 100 : tenant.n), tenant.p);
 		return;
 	}
+	str_t rep;
+	uint64_t replica = 0;
+	if (http_req_header(r, h->replica_header, &rep) && str_trim(rep).n &&
+	    !str_to_u64(str_trim(rep), &replica)) {
+		http_error(r, 400, "bad %s header \"%.*s\": want a replica number", h->replica_header,
+		           (int)(rep.n > 50 ? 50 : rep.n), rep.p);
+		return;
+	}
 	job_t *j = ARENA_NEW(&r->arena, job_t);
 	j->h = h;
+	j->replica = replica;
 	j->tenant = str_from(arena_strndup(&r->arena, tenant.p, tenant.n), tenant.n);
 	if (h->c.limits)
 		rcv_limiter_get(h->c.limits, j->tenant, &j->lim);

@@ -7,7 +7,9 @@
  * thread: the max_concurrency gate (excess requests wait), snappy + protobuf decoding (400; a
  * decompressed size over the limit is 413), series and samples limits (413), relabelling, and the
  * write (receive/writer.h gives the status). Success is 200 with an empty body; errors are text.
- * Remote write 2.0 requests get 415 (not supported).
+ * Remote write 2.0 requests get 415 (not supported). With a router, the write goes through it
+ * (router.h: placement, forwarding, quorum), with the replica number from --receive.replica-header
+ * (a non-negative integer, else 400).
  *
  * Metrics: thanos_receive_write_timeseries and thanos_receive_write_samples (histograms of series and
  * samples per request, by code and tenant), thanos_receive_head_series_limited_requests_total{tenant};
@@ -23,6 +25,7 @@
 #include "net/http.h"
 #include "receive/limits.h"
 #include "receive/multitsdb.h"
+#include "receive/router.h"
 
 typedef struct rcv_handler_config {
 	mtsdb_t *mt;
@@ -31,6 +34,8 @@ typedef struct rcv_handler_config {
 	const char *tenant_header;
 	const char *default_tenant;
 	size_t max_decoded; /* decompressed body limit; 0 = 32 MiB (Prometheus sends well under 1 MiB) */
+	rcv_router_t *router;       /* writes go through it (hashring routing); NULL = rcv_write here */
+	const char *replica_header; /* e.g. THANOS-REPLICA: the request is that replica (router.h) */
 } rcv_handler_config_t;
 
 typedef struct rcv_handler rcv_handler_t;
@@ -40,5 +45,7 @@ void rcv_handler_free(rcv_handler_t *h);
 /* Register POST /api/v1/receive on srv (whose worker pool runs the writes). */
 void rcv_handler_register(rcv_handler_t *h, http_server_t *srv);
 void rcv_handler_set_ready(rcv_handler_t *h, bool ready);
+/* Wait until no write is running (after set_ready false: new ones get 503). */
+void rcv_handler_wait_idle(rcv_handler_t *h);
 
 #endif

@@ -487,6 +487,11 @@ size_t hashring_len(const hashring_t *r)
 	return r->n;
 }
 
+size_t hashring_num_tenants(const hashring_t *r)
+{
+	return r->ntenants;
+}
+
 const char *hashring_address(const hashring_t *r, size_t i)
 {
 	return i < r->n ? r->addr[i] : NULL;

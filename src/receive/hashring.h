@@ -67,6 +67,7 @@ void hashring_free(hashring_t *r);
 const char *hashring_name(const hashring_t *r);
 hashring_algo_t hashring_algo(const hashring_t *r);
 size_t hashring_len(const hashring_t *r);
+size_t hashring_num_tenants(const hashring_t *r);
 /* Endpoint i's address (hashmod: in address order; ketama: in file order). */
 const char *hashring_address(const hashring_t *r, size_t i);
 /* The ring's external_labels (sorted; empty if none). */

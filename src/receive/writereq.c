@@ -267,8 +267,10 @@ static bool request(walk_t *w, cur_t *c)
 			if (!rd_bytes(c, &sub))
 				return fail(w, c, "field runs past the end of the request");
 			if (f == 1) {
-				wr_series_t tmp = {0};
-				if (!timeseries(w, &sub, w->fill ? &w->r->series[ns] : &tmp))
+				wr_series_t tmp = {0}, *s = w->fill ? &w->r->series[ns] : &tmp;
+				s->msg = sub.p;
+				s->nmsg = (uint32_t)(sub.end - sub.p);
+				if (!timeseries(w, &sub, s))
 					return false;
 				ns++;
 			} else {

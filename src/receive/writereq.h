@@ -33,6 +33,9 @@ typedef struct wr_series {
 	 * 0a len 0a len name 12 len value with one-byte lengths, as senders write them); else NULL. */
 	const uint8_t *raw;
 	uint32_t nraw;
+	/* The whole TimeSeries message as sent (what a router forwards unchanged). */
+	const uint8_t *msg;
+	uint32_t nmsg;
 	const int64_t *t;
 	const double *v;
 	uint32_t n;           /* samples */

@@ -1,0 +1,244 @@
+/*
+ * peers.c — forwarding to other receivers over gRPC, with per-peer workers and backoff.
+ */
+#include "receive/peers.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/arena.h"
+#include "base/clock.h"
+#include "base/hmap.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/vec.h"
+#include "base/workers.h"
+#include "net/grpc_client.h"
+
+#define REMOTE_WRITE_PATH "/thanos.WriteableStore/RemoteWrite"
+#define BACKOFF_MIN_MS 100
+
+struct peer {
+	peers_t *ps;
+	char *address;
+	grpc_channel_t *ch; /* NULL if the address is malformed (every send fails) */
+	char *bad_address;
+	workers_t *workers;
+	pthread_mutex_t mu;
+	uint64_t backoff_until; /* clock_mono_ms */
+	int64_t backoff_ms;
+	metric_child_t *m_dur;
+};
+
+struct peers {
+	peers_config_t c;
+	pthread_mutex_t mu;
+	hmap_t by_addr;
+	VEC(peer_t *) all;
+	metric_t *m_requests, *m_dur;
+};
+
+static const double dur_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+
+peers_t *peers_new(const peers_config_t *cfg)
+{
+	peers_t *ps = xcalloc(1, sizeof *ps);
+	ps->c = *cfg;
+	if (ps->c.max_backoff_ms <= 0)
+		ps->c.max_backoff_ms = 5000;
+	if (ps->c.workers_per_peer <= 0)
+		ps->c.workers_per_peer = 5;
+	pthread_mutex_init(&ps->mu, NULL);
+	hmap_init(&ps->by_addr, 0);
+	ps->m_requests = metrics_counter("thanos_receive_forward_requests_total",
+	                                 "The number of forward requests.", "result");
+	ps->m_dur = metrics_histogram("thanos_receive_forward_request_duration_seconds",
+	                              "Duration of forward requests to each peer (RemoteWrite calls).", "endpoint",
+	                              dur_buckets, ARRAY_LEN(dur_buckets));
+	return ps;
+}
+
+void peers_free(peers_t *ps)
+{
+	if (!ps)
+		return;
+	for (size_t i = 0; i < ps->all.n; i++) {
+		peer_t *p = ps->all.v[i];
+		workers_free(p->workers);
+		if (p->ch)
+			grpc_channel_free(p->ch);
+		pthread_mutex_destroy(&p->mu);
+		free(p->address);
+		free(p->bad_address);
+		free(p);
+	}
+	VEC_FREE(&ps->all);
+	hmap_release(&ps->by_addr);
+	pthread_mutex_destroy(&ps->mu);
+	free(ps);
+}
+
+peer_t *peers_get(peers_t *ps, const char *address)
+{
+	pthread_mutex_lock(&ps->mu);
+	peer_t *p = hmap_get(&ps->by_addr, str_c(address));
+	if (!p) {
+		p = xcalloc(1, sizeof *p);
+		p->ps = ps;
+		p->address = xstrdup(address);
+		pthread_mutex_init(&p->mu, NULL);
+		grpc_channel_config_t cc = {.compress = ps->c.compress,
+		                            .backoff_initial_ms = BACKOFF_MIN_MS,
+		                            .backoff_max_ms = ps->c.max_backoff_ms};
+		err_t err = {0};
+		if (grpc_channel_new(&p->ch, NULL, address, &cc, &err) != 0) {
+			p->ch = NULL;
+			p->bad_address = xstrdup(err.msg);
+			log_error("hashring endpoint cannot be used", "endpoint", address, "err", err.msg);
+		}
+		p->workers = workers_new(ps->c.workers_per_peer);
+		p->m_dur = metric_with(ps->m_dur, address);
+		VEC_PUSH(&ps->all, p);
+		hmap_put(&ps->by_addr, str_c(p->address), p);
+	}
+	pthread_mutex_unlock(&ps->mu);
+	return p;
+}
+
+const char *peer_address(const peer_t *p)
+{
+	return p->address;
+}
+
+typedef struct send_job {
+	peer_t *p;
+	buf_t body;
+	uint64_t deadline;
+	peer_done_fn done;
+	void *arg;
+} send_job_t;
+
+/* The outcome of a failed call, from the client's error (grpc_client.h: "grpc <target><method>:
+ * <StatusName>: <message>"). */
+static peer_outcome_t outcome_of(const err_t *e)
+{
+	switch (e->code) {
+	case ERR_UNAVAILABLE:
+	case ERR_TIMEOUT:
+	case ERR_CANCELED:
+	case ERR_TRANSIENT:
+	case ERR_IO:
+		return PEER_UNAVAILABLE;
+	case ERR_INVALID:
+		return PEER_INVALID;
+	case ERR_LIMIT:
+		return PEER_LIMIT;
+	default:
+		return strstr(e->msg, REMOTE_WRITE_PATH ": AlreadyExists: ") ? PEER_CONFLICT : PEER_OTHER;
+	}
+}
+
+static void send_work(void *arg)
+{
+	send_job_t *j = arg;
+	peer_t *p = j->p;
+	uint64_t now = clock_mono_ms();
+	peer_outcome_t o = PEER_OK;
+	err_t err = {0};
+	pthread_mutex_lock(&p->mu);
+	uint64_t until = p->backoff_until;
+	pthread_mutex_unlock(&p->mu);
+	if (!p->ch) {
+		o = PEER_OTHER;
+		err_set(&err, ERR_INVALID, "%s", p->bad_address);
+	} else if (now >= j->deadline) {
+		o = PEER_UNAVAILABLE;
+		err_set(&err, ERR_TIMEOUT, "forward to %s: the forward timeout passed while queued", p->address);
+	} else if (now < until) {
+		o = PEER_UNAVAILABLE;
+		err_set(&err, ERR_UNAVAILABLE, "forward to %s: peer unavailable (backing off for %llu ms more)",
+		        p->address, (unsigned long long)(until - now));
+	} else {
+		arena_t a;
+		arena_init(&a, 0);
+		uint8_t *resp;
+		size_t rn;
+		uint64_t t0 = clock_mono_ns();
+		int rc = grpc_channel_unary(p->ch, REMOTE_WRITE_PATH, j->body.p, j->body.n,
+		                            (int64_t)(j->deadline - now), &a, &resp, &rn, &err);
+		metric_observe(p->m_dur, clock_since_s(t0));
+		arena_release(&a);
+		if (rc) {
+			o = outcome_of(&err);
+			if (rc == ERR_CORRUPT)
+				o = PEER_OTHER;
+		}
+		pthread_mutex_lock(&p->mu);
+		if (o == PEER_UNAVAILABLE) {
+			p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : BACKOFF_MIN_MS;
+			if (p->backoff_ms > p->ps->c.max_backoff_ms)
+				p->backoff_ms = p->ps->c.max_backoff_ms;
+			p->backoff_until = clock_mono_ms() + (uint64_t)p->backoff_ms;
+		} else {
+			p->backoff_ms = 0;
+			p->backoff_until = 0;
+		}
+		pthread_mutex_unlock(&p->mu);
+	}
+	metric_inc(metric_with(p->ps->m_requests, o == PEER_OK ? "success" : "error"));
+	j->done(j->arg, o, o == PEER_OK ? NULL : err.msg);
+	buf_release(&j->body);
+	free(j);
+}
+
+void peer_send(peer_t *p, buf_t *body, uint64_t deadline_ms, peer_done_fn done, void *arg)
+{
+	send_job_t *j = xcalloc(1, sizeof *j);
+	j->p = p;
+	j->body = *body;
+	buf_init(body);
+	j->deadline = deadline_ms;
+	j->done = done;
+	j->arg = arg;
+	workers_submit(p->workers, send_work, j);
+}
+
+peer_outcome_t peer_outcome_from_http(int status)
+{
+	switch (status) {
+	case 200:
+		return PEER_OK;
+	case 409:
+		return PEER_CONFLICT;
+	case 400:
+	case 413:
+		return PEER_INVALID;
+	case 429:
+		return PEER_LIMIT;
+	case 503:
+		return PEER_NOT_READY;
+	default:
+		return PEER_OTHER;
+	}
+}
+
+int peer_outcome_http(peer_outcome_t o)
+{
+	static const int http[PEER_NOUTCOMES] = {200, 503, 503, 409, 400, 429, 500};
+	return http[o];
+}
+
+int peer_outcome_grpc(peer_outcome_t o)
+{
+	static const int g[PEER_NOUTCOMES] = {GRPC_OK,
+	                                      GRPC_UNAVAILABLE,
+	                                      GRPC_UNAVAILABLE,
+	                                      GRPC_STATUS_ALREADY_EXISTS,
+	                                      GRPC_INVALID_ARGUMENT,
+	                                      GRPC_RESOURCE_EXHAUSTED,
+	                                      GRPC_INTERNAL};
+	return g[o];
+}

@@ -1,0 +1,702 @@
+/*
+ * router.c — placement, forwarding and quorum for one write; the RemoteWrite gRPC service.
+ */
+#include "receive/router.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "base/workers.h"
+
+typedef struct rings_ref {
+	hashrings_t *h;
+	int refs;
+} rings_ref_t;
+
+struct rcv_router {
+	rcv_router_config_t c;
+	char *local;
+	peers_t *peers;
+	workers_t *grpc_workers;
+	pthread_mutex_t mu; /* rings, idle */
+	pthread_cond_t idle_cv;
+	rings_ref_t *rings;
+	int64_t inflight; /* RemoteWrite calls being written */
+	atomic_bool ready;
+	bool stopped; /* mu */
+	metric_t *m_repl, *m_nodes, *m_tenants;
+};
+
+/* ---- encoding ---- */
+
+static void put_varint(buf_t *b, uint64_t v)
+{
+	uint8_t tmp[10];
+	size_t n = 0;
+	while (v >= 0x80) {
+		tmp[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	tmp[n++] = (uint8_t)v;
+	buf_append(b, tmp, n);
+}
+
+static size_t varint_len(uint64_t v)
+{
+	size_t n = 1;
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+static void put_bytes(buf_t *b, unsigned field, const void *p, size_t n)
+{
+	put_varint(b, (uint64_t)field << 3 | 2);
+	put_varint(b, n);
+	buf_append(b, p, n);
+}
+
+/* A TimeSeries from labels and samples (relabelled series have no bytes to forward). */
+static void encode_series(buf_t *b, const wr_series_t *s)
+{
+	size_t len = 0;
+	for (size_t i = 0; i < s->ls.n; i++) {
+		size_t nl = s->ls.v[i].name.n, vl = s->ls.v[i].value.n;
+		size_t l = 1 + varint_len(nl) + nl + 1 + varint_len(vl) + vl;
+		len += 1 + varint_len(l) + l;
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		size_t l = 9 + 1 + varint_len((uint64_t)s->t[i]);
+		len += 1 + varint_len(l) + l;
+	}
+	put_varint(b, 1 << 3 | 2);
+	put_varint(b, len);
+	for (size_t i = 0; i < s->ls.n; i++) {
+		size_t nl = s->ls.v[i].name.n, vl = s->ls.v[i].value.n;
+		put_varint(b, 1 << 3 | 2);
+		put_varint(b, 1 + varint_len(nl) + nl + 1 + varint_len(vl) + vl);
+		put_bytes(b, 1, s->ls.v[i].name.p, nl);
+		put_bytes(b, 2, s->ls.v[i].value.p, vl);
+	}
+	for (size_t i = 0; i < s->n; i++) {
+		put_varint(b, 2 << 3 | 2);
+		put_varint(b, 9 + 1 + varint_len((uint64_t)s->t[i]));
+		uint8_t d[9] = {1 << 3 | 1};
+		memcpy(d + 1, &s->v[i], 8);
+		buf_append(b, d, 9);
+		put_varint(b, 2 << 3 | 0);
+		put_varint(b, (uint64_t)s->t[i]);
+	}
+}
+
+void rcv_router_encode(buf_t *out, const wr_series_t *const *series, size_t n, str_t tenant, uint64_t replica)
+{
+	size_t need = 32 + tenant.n;
+	for (size_t i = 0; i < n; i++)
+		need += series[i]->msg ? series[i]->nmsg + 6 : 64 + series[i]->n * 20;
+	buf_reserve(out, need);
+	for (size_t i = 0; i < n; i++) {
+		if (series[i]->msg)
+			put_bytes(out, 1, series[i]->msg, series[i]->nmsg);
+		else
+			encode_series(out, series[i]);
+	}
+	if (tenant.n)
+		put_bytes(out, 2, tenant.p, tenant.n);
+	if (replica) {
+		put_varint(out, 3 << 3 | 0);
+		put_varint(out, replica);
+	}
+}
+
+int rcv_router_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *req, str_t *tenant, uint64_t *replica,
+                      err_t *err)
+{
+	*tenant = STR_NULL;
+	*replica = 0;
+	/* tenant (2) and replica (3) first; wr_decode takes the series (1) and skips the rest */
+	const uint8_t *q = p, *end = p + n;
+	while (q < end) {
+		uint64_t tag = 0, v = 0;
+		int s = 0;
+		for (;; s += 7) {
+			if (q >= end || s > 63)
+				return err_set(err, ERR_INVALID, "decode WriteRequest: byte %zu: bad varint",
+				               (size_t)(q - p));
+			tag |= (uint64_t)(*q & 0x7f) << s;
+			if (*q++ < 0x80)
+				break;
+		}
+		unsigned f = (unsigned)(tag >> 3), wt = (unsigned)(tag & 7);
+		if (wt == 0 || wt == 2) {
+			for (s = 0;; s += 7) {
+				if (q >= end || s > 63)
+					return err_set(err, ERR_INVALID, "decode WriteRequest: byte %zu: bad varint",
+					               (size_t)(q - p));
+				v |= (uint64_t)(*q & 0x7f) << s;
+				if (*q++ < 0x80)
+					break;
+			}
+			if (wt == 2) {
+				if (v > (uint64_t)(end - q))
+					return err_set(err, ERR_INVALID,
+					               "decode WriteRequest: byte %zu: field %u runs past the end",
+					               (size_t)(q - p), f);
+				if (f == 2)
+					*tenant = str_from((const char *)q, (size_t)v);
+				q += v;
+			} else if (f == 3) {
+				*replica = v;
+			}
+		} else if (wt == 1 || wt == 5) {
+			size_t k = wt == 1 ? 8 : 4;
+			if ((size_t)(end - q) < k)
+				return err_set(err, ERR_INVALID, "decode WriteRequest: byte %zu: truncated",
+				               (size_t)(q - p));
+			q += k;
+		} else {
+			return err_set(err, ERR_INVALID, "decode WriteRequest: byte %zu: bad wire type %u",
+			               (size_t)(q - p), wt);
+		}
+	}
+	if ((int64_t)*replica < 0)
+		return err_set(err, ERR_INVALID, "decode WriteRequest: negative replica");
+	return wr_decode(a, p, n, req, err);
+}
+
+/* ---- rings ---- */
+
+static rings_ref_t *rings_get(rcv_router_t *r)
+{
+	pthread_mutex_lock(&r->mu);
+	rings_ref_t *ref = r->rings;
+	if (ref)
+		ref->refs++;
+	pthread_mutex_unlock(&r->mu);
+	return ref;
+}
+
+static void rings_put(rcv_router_t *r, rings_ref_t *ref)
+{
+	if (!ref)
+		return;
+	pthread_mutex_lock(&r->mu);
+	bool last = --ref->refs == 0;
+	pthread_mutex_unlock(&r->mu);
+	if (last) {
+		hashrings_free(ref->h);
+		free(ref);
+	}
+}
+
+void rcv_router_set_hashrings(rcv_router_t *r, hashrings_t *h)
+{
+	rings_ref_t *ref = NULL;
+	if (h) {
+		ref = xcalloc(1, sizeof *ref);
+		ref->h = h;
+		ref->refs = 1;
+		for (size_t i = 0; i < hashrings_count(h); i++) {
+			const hashring_t *ring = hashrings_at(h, i);
+			metric_set(metric_with(r->m_nodes, hashring_name(ring)), (double)hashring_len(ring));
+			metric_set(metric_with(r->m_tenants, hashring_name(ring)), (double)hashring_num_tenants(ring));
+		}
+		if (r->local && !hashrings_has_endpoint(h, r->local))
+			log_warn("--receive.local-endpoint is in no hashring: this receiver stores nothing",
+			         "local_endpoint", r->local);
+	}
+	pthread_mutex_lock(&r->mu);
+	rings_ref_t *old = r->rings;
+	r->rings = ref;
+	pthread_mutex_unlock(&r->mu);
+	rings_put(r, old);
+}
+
+const char *rcv_router_mode(rcv_router_t *r)
+{
+	pthread_mutex_lock(&r->mu);
+	bool rings = r->rings != NULL;
+	pthread_mutex_unlock(&r->mu);
+	return !rings ? "ingestor" : r->local ? "router-ingestor" : "router";
+}
+
+void rcv_router_set_ready(rcv_router_t *r, bool ready)
+{
+	atomic_store(&r->ready, ready);
+}
+
+void rcv_router_wait_idle(rcv_router_t *r)
+{
+	pthread_mutex_lock(&r->mu);
+	while (r->inflight > 0)
+		pthread_cond_wait(&r->idle_cv, &r->mu);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* ---- one write ---- */
+
+/* What every forward of one write shares; freed by the last of the caller and its forwards. */
+typedef struct wstate {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int refs;
+	size_t nseries, undecided, pending;
+	unsigned quorum, fail_at;
+	uint8_t *succ, *fails;      /* fails: nseries * PEER_NOUTCOMES */
+	uint8_t *decided;           /* 0, 1 written, 2 failed */
+	uint8_t *cause;             /* of a failed series */
+	buf_t first[PEER_NOUTCOMES]; /* first message per outcome */
+} wstate_t;
+
+typedef struct fwd {
+	wstate_t *ws;
+	uint32_t *idx;
+	size_t n;
+	char *what; /* "endpoint replica n" for messages */
+} fwd_t;
+
+static void ws_put(wstate_t *ws)
+{
+	pthread_mutex_lock(&ws->mu);
+	bool last = --ws->refs == 0;
+	pthread_mutex_unlock(&ws->mu);
+	if (!last)
+		return;
+	pthread_mutex_destroy(&ws->mu);
+	pthread_cond_destroy(&ws->cv);
+	free(ws->succ);
+	free(ws->fails);
+	free(ws->decided);
+	free(ws->cause);
+	for (int i = 0; i < PEER_NOUTCOMES; i++)
+		buf_release(&ws->first[i]);
+	free(ws);
+}
+
+/* Record a batch's outcome for its series (ws->mu held). */
+static void ws_record(wstate_t *ws, const uint32_t *idx, size_t n, peer_outcome_t o, const char *what,
+                      const char *msg)
+{
+	if (o != PEER_OK && !ws->first[o].n && msg) {
+		if (what)
+			buf_printf(&ws->first[o], "%s: ", what);
+		buf_puts(&ws->first[o], msg);
+	}
+	for (size_t k = 0; k < n; k++) {
+		size_t i = idx ? idx[k] : k;
+		if (ws->decided[i])
+			continue;
+		if (o == PEER_OK) {
+			if (++ws->succ[i] >= ws->quorum) {
+				ws->decided[i] = 1;
+				ws->undecided--;
+			}
+			continue;
+		}
+		uint8_t *f = &ws->fails[i * PEER_NOUTCOMES];
+		f[o]++;
+		unsigned total = 0;
+		for (int c = 1; c < PEER_NOUTCOMES; c++)
+			total += f[c];
+		if (total < ws->fail_at)
+			continue;
+		ws->decided[i] = 2;
+		ws->undecided--;
+		ws->cause[i] = PEER_UNAVAILABLE; /* mixed causes: retryable */
+		for (int c = 1; c < PEER_NOUTCOMES; c++)
+			if (f[c] >= ws->quorum)
+				ws->cause[i] = (uint8_t)c;
+	}
+}
+
+static void fwd_done(void *arg, peer_outcome_t o, const char *msg)
+{
+	fwd_t *f = arg;
+	wstate_t *ws = f->ws;
+	pthread_mutex_lock(&ws->mu);
+	ws_record(ws, f->idx, f->n, o, f->what, msg);
+	ws->pending--;
+	pthread_cond_broadcast(&ws->cv);
+	pthread_mutex_unlock(&ws->mu);
+	free(f->idx);
+	free(f->what);
+	free(f);
+	ws_put(ws);
+}
+
+/* Preference among failed series' causes: retryable first. */
+static const peer_outcome_t cause_order[] = {PEER_UNAVAILABLE, PEER_NOT_READY, PEER_OTHER,
+                                             PEER_LIMIT,       PEER_CONFLICT,  PEER_INVALID};
+static const char *const cause_name[PEER_NOUTCOMES] = {"ok",       "unavailable", "not ready",   "conflict",
+                                                       "invalid",  "over limit",  "other error"};
+
+static void fail_all(rcv_write_result_t *res, int status, const char *msg)
+{
+	res->status = status;
+	buf_reset(&res->msg);
+	buf_puts(&res->msg, msg);
+	buf_putc(&res->msg, '\n');
+}
+
+/* Relabel (HTTP requests) into a request of copies without forwardable bytes. */
+static const wr_request_t *relabelled(rcv_router_t *r, const wr_request_t *req, arena_t *a, rcv_write_result_t *res)
+{
+	wr_request_t *out = ARENA_NEW(a, wr_request_t);
+	*out = *req;
+	out->series = ARENA_NEW_ARRAY(a, wr_series_t, req->nseries ? req->nseries : 1);
+	out->nseries = 0;
+	for (size_t i = 0; i < req->nseries; i++) {
+		const wr_series_t *s = &req->series[i];
+		err_t e = {0};
+		labels_t ls = s->ls;
+		if (labels_check(&s->ls, &e) == 0 && !relabel_apply(r->c.relabel, a, &s->ls, &ls)) {
+			res->dropped_series++;
+			continue;
+		}
+		wr_series_t *d = &out->series[out->nseries++];
+		*d = *s;
+		d->ls = ls;
+		d->raw = NULL;
+		d->msg = NULL;
+	}
+	return out;
+}
+
+static int64_t head_limit(rcv_router_t *r, str_t tenant)
+{
+	if (!r->c.limits)
+		return 0;
+	rcv_tenant_limits_t lim;
+	rcv_limiter_get(r->c.limits, tenant, &lim);
+	return lim.head_series;
+}
+
+void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, uint64_t replica, bool from_http,
+                      arena_t *a, rcv_write_result_t *res)
+{
+	rings_ref_t *ref = rings_get(r);
+	const relabel_t *rl = from_http ? r->c.relabel : NULL;
+	if (!ref) { /* ingestor only */
+		rcv_write(r->c.mt, tenant, req, rl, head_limit(r, tenant), a, res);
+		return;
+	}
+	res->series = req->nseries;
+	res->samples = req->nsamples;
+	if (rl && relabel_len(rl))
+		req = relabelled(r, req, a, res);
+	err_t err = {0};
+	const hashring_t *ring = hashrings_for_tenant(ref->h, tenant, &err);
+	uint64_t rf = r->c.replication_factor;
+	if (!ring) {
+		fail_all(res, 500, err.msg);
+		rings_put(r, ref);
+		return;
+	}
+	if (!r->local)
+		replica = 0;
+	if (replica > rf) {
+		char m[128];
+		snprintf(m, sizeof m, "bad replica %llu: the replication factor is %llu", (unsigned long long)replica,
+		         (unsigned long long)rf);
+		fail_all(res, 400, m);
+		rings_put(r, ref);
+		return;
+	}
+	size_t ne = hashring_len(ring), nrep = replica ? 1 : (size_t)rf, ns = req->nseries;
+	size_t local = SIZE_MAX;
+	for (size_t e = 0; r->local && e < ne; e++)
+		if (!strcmp(hashring_address(ring, e), r->local))
+			local = e;
+	/* placement: endpoint of (series, replica); batch sizes per (endpoint, replica) */
+	uint32_t *place = ARENA_NEW_ARRAY(a, uint32_t, ns * nrep + 1);
+	size_t *cnt = ARENA_NEW_ARRAY(a, size_t, ne * nrep + 1);
+	memset(cnt, 0, (ne * nrep + 1) * sizeof *cnt);
+	size_t nlocal = 0;
+	for (size_t i = 0; i < ns; i++) {
+		uint64_t h = hashring_series_hash(tenant, &req->series[i].ls);
+		for (size_t k = 0; k < nrep; k++) {
+			size_t e;
+			if (hashring_get_n(ring, h, replica ? replica - 1 : k, &e, &err) != 0) {
+				fail_all(res, 500, err.msg);
+				rings_put(r, ref);
+				return;
+			}
+			place[i * nrep + k] = (uint32_t)e;
+			if (e == local)
+				nlocal++;
+			else
+				cnt[e * nrep + k]++;
+		}
+	}
+	/* quorum state */
+	wstate_t *ws = xcalloc(1, sizeof *ws);
+	pthread_mutex_init(&ws->mu, NULL);
+	pthread_cond_init(&ws->cv, NULL);
+	ws->refs = 1;
+	ws->nseries = ws->undecided = ns;
+	ws->quorum = replica ? 1 : (rf == 2 ? 1 : (unsigned)(rf / 2 + 1));
+	ws->fail_at = (unsigned)nrep - ws->quorum + 1;
+	ws->succ = xcalloc(ns + 1, 1);
+	ws->fails = xcalloc(ns * PEER_NOUTCOMES + 1, 1);
+	ws->decided = xcalloc(ns + 1, 1);
+	ws->cause = xcalloc(ns + 1, 1);
+	for (int i = 0; i < PEER_NOUTCOMES; i++)
+		buf_init(&ws->first[i]);
+	/* remote batches: encoded here (the request's memory is not used once this returns) */
+	uint64_t deadline = clock_mono_ms() + (uint64_t)r->c.forward_timeout_ms;
+	const wr_series_t **batch = ARENA_NEW_ARRAY(a, const wr_series_t *, ns + 1);
+	for (size_t e = 0; e < ne; e++) {
+		if (e == local)
+			continue;
+		for (size_t k = 0; k < nrep; k++) {
+			size_t n = cnt[e * nrep + k];
+			if (!n)
+				continue;
+			fwd_t *f = xcalloc(1, sizeof *f);
+			f->ws = ws;
+			f->idx = xmalloc(n * sizeof *f->idx);
+			for (size_t i = 0; i < ns; i++)
+				if (place[i * nrep + k] == e) {
+					batch[f->n] = &req->series[i];
+					f->idx[f->n++] = (uint32_t)i;
+				}
+			uint64_t rep = replica ? replica : k + 1;
+			size_t wl = strlen(hashring_address(ring, e)) + 32;
+			f->what = xmalloc(wl);
+			snprintf(f->what, wl, "forward to %s (replica %llu)", hashring_address(ring, e),
+			         (unsigned long long)rep);
+			buf_t body = BUF_INIT;
+			rcv_router_encode(&body, batch, f->n, tenant, rep);
+			pthread_mutex_lock(&ws->mu);
+			ws->refs++;
+			ws->pending++;
+			pthread_mutex_unlock(&ws->mu);
+			peer_send(peers_get(r->peers, hashring_address(ring, e)), &body, deadline, fwd_done, f);
+		}
+	}
+	rings_put(r, ref);
+	/* the local share, meanwhile */
+	if (nlocal) {
+		wr_request_t lreq = *req;
+		lreq.series = ARENA_NEW_ARRAY(a, wr_series_t, nlocal);
+		uint32_t *lidx = ARENA_NEW_ARRAY(a, uint32_t, nlocal);
+		lreq.nseries = 0;
+		lreq.nsamples = 0;
+		for (size_t i = 0; i < ns; i++)
+			for (size_t k = 0; k < nrep; k++)
+				if (place[i * nrep + k] == local) {
+					lidx[lreq.nseries] = (uint32_t)i;
+					lreq.nsamples += req->series[i].n;
+					lreq.series[lreq.nseries++] = req->series[i];
+				}
+		rcv_write_result_t lr;
+		rcv_write_result_init(&lr);
+		rcv_write(r->c.mt, tenant, &lreq, NULL, head_limit(r, tenant), a, &lr);
+		res->appended = lr.appended;
+		res->limited_series = lr.limited_series;
+		if (lr.msg.n && lr.msg.p[lr.msg.n - 1] == '\n')
+			lr.msg.n--;
+		if (lr.msg.p)
+			lr.msg.p[lr.msg.n] = 0;
+		pthread_mutex_lock(&ws->mu);
+		ws_record(ws, lidx, lreq.nseries, peer_outcome_from_http(lr.status), "local write",
+		          lr.msg.n ? lr.msg.p : "failed");
+		pthread_mutex_unlock(&ws->mu);
+		rcv_write_result_release(&lr);
+	}
+	/* wait for the quorum of every series (forwards end by their deadline) */
+	pthread_mutex_lock(&ws->mu);
+	while (ws->undecided && ws->pending)
+		pthread_cond_wait(&ws->cv, &ws->mu);
+	size_t failed[PEER_NOUTCOMES] = {0}, nfailed = 0;
+	for (size_t i = 0; i < ns; i++) {
+		if (ws->decided[i] == 1)
+			continue;
+		/* undecided with nothing pending cannot happen; count it as unavailable */
+		peer_outcome_t c = ws->decided[i] == 2 ? (peer_outcome_t)ws->cause[i] : PEER_UNAVAILABLE;
+		failed[c]++;
+		nfailed++;
+	}
+	res->status = 200;
+	buf_reset(&res->msg);
+	if (nfailed) {
+		for (size_t j = 0; j < ARRAY_LEN(cause_order); j++)
+			if (failed[cause_order[j]]) {
+				res->status = peer_outcome_http(cause_order[j]);
+				break;
+			}
+		buf_printf(&res->msg, "%zu of %zu series not written to a quorum of %u replicas:", nfailed, ns,
+		           ws->quorum);
+		for (size_t j = 0; j < ARRAY_LEN(cause_order); j++)
+			if (failed[cause_order[j]])
+				buf_printf(&res->msg, " %zu %s", failed[cause_order[j]], cause_name[cause_order[j]]);
+		buf_putc(&res->msg, '\n');
+		for (int c = 1; c < PEER_NOUTCOMES; c++)
+			if (ws->first[c].n) {
+				buf_append(&res->msg, ws->first[c].p, ws->first[c].n);
+				buf_putc(&res->msg, '\n');
+			}
+		res->rejected_series = nfailed;
+	}
+	pthread_mutex_unlock(&ws->mu);
+	if (nrep > 1)
+		metric_inc(metric_with(r->m_repl, nfailed ? "error" : "success"));
+	ws_put(ws);
+}
+
+/* ---- the RemoteWrite service ---- */
+
+typedef struct rw_job {
+	rcv_router_t *r;
+	grpc_call_t *call;
+	str_t msg;
+	int status;
+	char *message;
+} rw_job_t;
+
+static void rw_deliver(grpc_call_t *call, void *arg)
+{
+	rw_job_t *j = arg;
+	grpc_call_finish(call, j->status, j->message);
+	grpc_call_release(call);
+	free(j->message);
+	free(j);
+}
+
+static void rw_dropped(grpc_call_t *call, void *arg)
+{
+	rw_job_t *j = arg;
+	grpc_call_release(call);
+	free(j->message);
+	free(j);
+}
+
+static void rw_work(void *arg)
+{
+	rw_job_t *j = arg;
+	rcv_router_t *r = j->r;
+	pthread_mutex_lock(&r->mu);
+	r->inflight++;
+	pthread_mutex_unlock(&r->mu);
+	arena_t *a = grpc_call_arena(j->call);
+	if (!atomic_load(&r->ready)) {
+		j->status = GRPC_UNAVAILABLE;
+		j->message = xstrdup("receiver is not ready");
+	} else {
+		wr_request_t req;
+		str_t tenant;
+		uint64_t replica;
+		err_t err = {0};
+		if (rcv_router_decode(a, (const uint8_t *)j->msg.p, j->msg.n, &req, &tenant, &replica, &err) != 0) {
+			j->status = GRPC_INVALID_ARGUMENT;
+			j->message = xstrdup(err.msg);
+		} else if (!tenant.n || !mtsdb_tenant_valid(tenant)) {
+			j->status = GRPC_INVALID_ARGUMENT;
+			j->message = xstrdup(tenant.n ? "invalid tenant" : "WriteRequest without a tenant");
+		} else {
+			rcv_write_result_t res;
+			rcv_write_result_init(&res);
+			rcv_router_write(r, tenant, &req, replica, false, a, &res);
+			j->status = peer_outcome_grpc(peer_outcome_from_http(res.status));
+			if (res.status != 200) {
+				if (res.msg.n && res.msg.p[res.msg.n - 1] == '\n')
+					res.msg.n--;
+				j->message = xstrndup(res.msg.p ? res.msg.p : "", res.msg.n);
+			}
+			rcv_write_result_release(&res);
+		}
+	}
+	pthread_mutex_lock(&r->mu);
+	if (--r->inflight == 0)
+		pthread_cond_broadcast(&r->idle_cv);
+	pthread_mutex_unlock(&r->mu);
+	grpc_call_post(j->call, rw_deliver, rw_dropped, j);
+}
+
+static void rw_handle(grpc_call_t *call, str_t msg, void *arg)
+{
+	rcv_router_t *r = arg;
+	pthread_mutex_lock(&r->mu);
+	if (r->stopped) {
+		pthread_mutex_unlock(&r->mu);
+		grpc_call_finish(call, GRPC_UNAVAILABLE, "receiver is shutting down");
+		return;
+	}
+	rw_job_t *j = xcalloc(1, sizeof *j);
+	j->r = r;
+	j->call = call;
+	j->msg = msg;
+	grpc_call_hold(call);
+	workers_submit(r->grpc_workers, rw_work, j);
+	pthread_mutex_unlock(&r->mu);
+}
+
+void rcv_router_stop(rcv_router_t *r)
+{
+	atomic_store(&r->ready, false);
+	pthread_mutex_lock(&r->mu);
+	r->stopped = true;
+	workers_t *w = r->grpc_workers;
+	r->grpc_workers = NULL;
+	pthread_mutex_unlock(&r->mu);
+	workers_free(w); /* the jobs queued run (answering Unavailable) and post to the live loop */
+}
+
+void rcv_router_register_grpc(rcv_router_t *r, grpc_server_t *srv)
+{
+	grpc_server_register(srv, "/thanos.WriteableStore/RemoteWrite", rw_handle, r);
+}
+
+/* ---- life cycle ---- */
+
+rcv_router_t *rcv_router_new(const rcv_router_config_t *cfg)
+{
+	rcv_router_t *r = xcalloc(1, sizeof *r);
+	r->c = *cfg;
+	if (r->c.replication_factor == 0)
+		r->c.replication_factor = 1;
+	if (r->c.forward_timeout_ms <= 0)
+		r->c.forward_timeout_ms = 5000;
+	if (r->c.grpc_workers <= 0)
+		r->c.grpc_workers = 8;
+	r->local = cfg->local_endpoint && *cfg->local_endpoint ? xstrdup(cfg->local_endpoint) : NULL;
+	r->c.local_endpoint = r->local;
+	r->peers = peers_new(&cfg->peers);
+	r->grpc_workers = workers_new(r->c.grpc_workers);
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->idle_cv, NULL);
+	atomic_store(&r->ready, true);
+	r->m_repl = metrics_counter("thanos_receive_replications_total",
+	                            "The number of replication operations done by the receiver. The success of "
+	                            "replication is fulfilled when a quorum is met.",
+	                            "result");
+	metric_set(metric_with(metrics_gauge("thanos_receive_replication_factor",
+	                                     "The replication factor of the receiver.", "")),
+	           (double)r->c.replication_factor);
+	r->m_nodes = metrics_gauge("thanos_receive_hashring_nodes", "The number of nodes per hashring.", "name");
+	r->m_tenants =
+	    metrics_gauge("thanos_receive_hashring_tenants", "The number of tenants per hashring.", "name");
+	return r;
+}
+
+void rcv_router_free(rcv_router_t *r)
+{
+	if (!r)
+		return;
+	workers_free(r->grpc_workers);
+	peers_free(r->peers);
+	rings_put(r, r->rings);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->idle_cv);
+	free(r->local);
+	free(r);
+}
