@@ -5,7 +5,8 @@
  *   receive_loadgen write --url=http://127.0.0.1:19291/api/v1/receive [--tenant=T] [--series=N]
  *       [--labels=8] [--batch=2000] [--rounds=R] [--start=MS] [--interval=15000] [--concurrency=C]
  *       [--ack-log=FILE] [--duration=SECONDS] [--retry]
- *   receive_loadgen verify --grpc=127.0.0.1:10901 --ack-log=FILE [--series=N] [--batch=2000]
+ *   receive_loadgen verify --grpc=127.0.0.1:10901[,...] --ack-log=FILE [--series=N] [--batch=2000]
+ *       [--min-copies=K]
  *       [--start=MS] [--interval=15000] [--tenant=T]
  *
  * write: series i has 8 labels (__name__, cluster, env, instance, job, namespace, pod=pod-<i>, zone);
@@ -18,7 +19,9 @@
  * acknowledged request appends "round batch" to the ack log. At the end it prints one line:
  *   loadgen: requests=... samples=... failed=... wall_s=... cpu_s=... samples_per_s=...
  * verify: reads the series back over the StoreAPI and checks every acknowledged sample is there with
- * its value and no timestamp appears twice; prints "verify: ok acked=... stored=..." or the first
+ * its value and no timestamp appears twice; with several StoreAPI addresses (replicas of a
+ * hashring), each one is read on its own and every acknowledged sample must be on at least
+ * --min-copies of them (default 1: on one); prints "verify: ok acked=... stored=..." or the first
  * problems, exit status 1.
  * Without arguments (as bench/run starts every bench program) it measures its own cost of building
  * and compressing requests, with no network: one RESULT line.
@@ -55,10 +58,11 @@ typedef struct cfg {
 	const char *ack_log, *grpc;
 	double duration;
 	bool retry;
+	long min_copies;
 } cfg_t;
 
 static cfg_t C = {
-    .series = 10000, .labels = 8, .batch = 2000, .rounds = 10, .interval = 15000, .concurrency = 4};
+    .series = 10000, .labels = 8, .batch = 2000, .rounds = 10, .interval = 15000, .concurrency = 4, .min_copies = 1};
 
 static double value_of(long i, long r)
 {
@@ -357,6 +361,78 @@ static int run_write(void)
 
 /* ---- verify ---- */
 
+/* Read one StoreAPI's copy: seen[i * rounds + r] counts the samples of series i at round r. */
+static int verify_one(const char *grpc, long rounds, uint8_t *seen, long *stored, long *nseries, long *problems)
+{
+	store_grpc_client_config_t cc = {.timeout_ms = 300000};
+	store_t *st;
+	err_t err = {0};
+	if (store_grpc_client_new(&st, grpc, &cc, &err)) {
+		fprintf(stderr, "verify: %s\n", err.msg);
+		return 1;
+	}
+	arena_t a;
+	arena_init(&a, 1 << 20);
+	matcher_t ms[2];
+	matcher_init(&ms[0], MATCH_RE, STR("__name__"), STR("rw_metric_.*"), &err);
+	size_t nms = 1;
+	if (C.tenant)
+		matcher_init(&ms[nms++], MATCH_EQ, STR("tenant_id"), str_c(C.tenant), &err);
+	store_series_req_t req = {.mint = C.start,
+	                          .maxt = C.start + (rounds + 1) * C.interval,
+	                          .ms = ms,
+	                          .nms = nms,
+	                          .abort_on_error = true};
+	series_set_t *set;
+	int rc = store_series(st, &a, &req, &set, &err);
+	while (!rc && (rc = series_set_next(set, &err)) == 1) {
+		rc = 0;
+		bool found;
+		str_t pod = labels_get(series_set_labels(set), STR("pod"), &found);
+		long i = found && pod.n > 4 ? strtol(pod.p + 4, NULL, 10) : -1;
+		if (i < 0 || i >= C.series)
+			continue;
+		(*nseries)++;
+		sample_iter_t *it = series_set_samples(set);
+		int64_t ts[512];
+		double vs[512];
+		int k;
+		while ((k = sample_iter_next_batch(it, ts, vs, 512, &err)) > 0)
+			for (int j = 0; j < k; j++) {
+				(*stored)++;
+				long rr = (long)((ts[j] - C.start) / C.interval);
+				if ((ts[j] - C.start) % C.interval || rr < 0 || rr >= rounds) {
+					if (rr >= rounds && (ts[j] - C.start) % C.interval == 0)
+						continue; /* stored but never acknowledged: allowed */
+					if ((*problems)++ < 10)
+						fprintf(stderr,
+						        "verify: series %ld: unexpected timestamp %lld\n", i,
+						        (long long)ts[j]);
+					continue;
+				}
+				if (seen[i * rounds + rr]++ && (*problems)++ < 10)
+					fprintf(stderr, "verify: series %ld round %ld: stored twice\n", i,
+					        rr);
+				if (vs[j] != value_of(i, rr) && (*problems)++ < 10)
+					fprintf(stderr, "verify: series %ld round %ld: value %g, want %g\n",
+					        i, rr, vs[j], value_of(i, rr));
+			}
+		if (k < 0)
+			rc = k;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "verify: %s: %s\n", grpc, err.msg);
+		return 1;
+	}
+	series_set_close(set);
+	for (size_t i = 0; i < nms; i++)
+		matcher_release(&ms[i]);
+	arena_release(&a);
+	store_free(st);
+	return 0;
+}
+
+
 static int run_verify(void)
 {
 	long nb = (C.series + C.batch - 1) / C.batch;
@@ -381,86 +457,36 @@ static int run_verify(void)
 		for (long i = acks.v[k + 1] * C.batch; i < (acks.v[k + 1] + 1) * C.batch && i < C.series; i++)
 			acked[i * rounds + acks.v[k]] = 1;
 	(void)nb;
-	store_grpc_client_config_t cc = {.timeout_ms = 300000};
-	store_t *st;
-	err_t err = {0};
-	if (store_grpc_client_new(&st, C.grpc, &cc, &err)) {
-		fprintf(stderr, "verify: %s\n", err.msg);
-		return 1;
-	}
-	arena_t a;
-	arena_init(&a, 1 << 20);
-	matcher_t ms[2];
-	matcher_init(&ms[0], MATCH_RE, STR("__name__"), STR("rw_metric_.*"), &err);
-	size_t nms = 1;
-	if (C.tenant)
-		matcher_init(&ms[nms++], MATCH_EQ, STR("tenant_id"), str_c(C.tenant), &err);
-	store_series_req_t req = {.mint = C.start,
-	                          .maxt = C.start + (rounds + 1) * C.interval,
-	                          .ms = ms,
-	                          .nms = nms,
-	                          .abort_on_error = true};
-	series_set_t *set;
-	int rc = store_series(st, &a, &req, &set, &err);
-	long stored = 0, acked_n = 0, problems = 0, nseries = 0;
 	uint8_t *seen = xcalloc((size_t)(C.series * (rounds ? rounds : 1)), 1);
-	while (!rc && (rc = series_set_next(set, &err)) == 1) {
-		rc = 0;
-		bool found;
-		str_t pod = labels_get(series_set_labels(set), STR("pod"), &found);
-		long i = found && pod.n > 4 ? strtol(pod.p + 4, NULL, 10) : -1;
-		if (i < 0 || i >= C.series)
-			continue;
-		nseries++;
-		sample_iter_t *it = series_set_samples(set);
-		int64_t ts[512];
-		double vs[512];
-		int k;
-		while ((k = sample_iter_next_batch(it, ts, vs, 512, &err)) > 0)
-			for (int j = 0; j < k; j++) {
-				stored++;
-				long rr = (long)((ts[j] - C.start) / C.interval);
-				if ((ts[j] - C.start) % C.interval || rr < 0 || rr >= rounds) {
-					if (rr >= rounds && (ts[j] - C.start) % C.interval == 0)
-						continue; /* stored but never acknowledged: allowed */
-					if (problems++ < 10)
-						fprintf(stderr,
-						        "verify: series %ld: unexpected timestamp %lld\n", i,
-						        (long long)ts[j]);
-					continue;
-				}
-				if (seen[i * rounds + rr]++ && problems++ < 10)
-					fprintf(stderr, "verify: series %ld round %ld: stored twice\n", i,
-					        rr);
-				if (vs[j] != value_of(i, rr) && problems++ < 10)
-					fprintf(stderr, "verify: series %ld round %ld: value %g, want %g\n",
-					        i, rr, vs[j], value_of(i, rr));
-			}
-		if (k < 0)
-			rc = k;
+	uint8_t *copies = xcalloc((size_t)(C.series * (rounds ? rounds : 1)), 1);
+	long stored = 0, acked_n = 0, problems = 0, nseries = 0;
+	char *addrs = xstrdup(C.grpc), *save = NULL;
+	for (char *addr = strtok_r(addrs, ",", &save); addr; addr = strtok_r(NULL, ",", &save)) {
+		memset(seen, 0, (size_t)(C.series * (rounds ? rounds : 1)));
+		if (verify_one(addr, rounds, seen, &stored, &nseries, &problems) != 0) {
+			free(addrs);
+			return 1;
+		}
+		for (long k = 0; k < C.series * rounds; k++)
+			copies[k] += seen[k] ? 1 : 0;
 	}
-	if (rc < 0) {
-		fprintf(stderr, "verify: %s\n", err.msg);
-		return 1;
-	}
-	series_set_close(set);
+	free(addrs);
 	for (long i = 0; i < C.series; i++)
 		for (long rr = 0; rr < rounds; rr++) {
 			if (!acked[i * rounds + rr])
 				continue;
 			acked_n++;
-			if (!seen[i * rounds + rr] && problems++ < 10)
-				fprintf(stderr, "verify: series %ld round %ld: acknowledged but missing\n", i,
-				        rr);
+			if (copies[i * rounds + rr] < C.min_copies && problems++ < 10)
+				fprintf(stderr,
+				        "verify: series %ld round %ld: acknowledged but on %d of the %ld copies "
+				        "wanted\n",
+				        i, rr, copies[i * rounds + rr], C.min_copies);
 		}
 	printf("verify: %s acked=%ld stored=%ld series=%ld problems=%ld\n", problems ? "FAILED" : "ok",
 	       acked_n, stored, nseries, problems);
-	for (size_t i = 0; i < nms; i++)
-		matcher_release(&ms[i]);
-	arena_release(&a);
-	store_free(st);
 	free(acked);
 	free(seen);
+	free(copies);
 	VEC_FREE(&acks);
 	return problems ? 1 : 0;
 }
@@ -533,6 +559,8 @@ int main(int argc, char **argv)
 			C.duration = atof(v);
 		else if (opt(argv[i], "--grpc", &v))
 			C.grpc = v;
+		else if (opt(argv[i], "--min-copies", &v))
+			C.min_copies = atol(v);
 		else if (!strcmp(argv[i], "--retry"))
 			C.retry = true;
 		else {

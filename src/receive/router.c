@@ -504,9 +504,7 @@ void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, ui
 		res->appended = lr.appended;
 		res->limited_series = lr.limited_series;
 		if (lr.msg.n && lr.msg.p[lr.msg.n - 1] == '\n')
-			lr.msg.n--;
-		if (lr.msg.p)
-			lr.msg.p[lr.msg.n] = 0;
+			buf_truncate(&lr.msg, lr.msg.n - 1);
 		pthread_mutex_lock(&ws->mu);
 		ws_record(ws, lidx, lreq.nseries, peer_outcome_from_http(lr.status), "local write",
 		          lr.msg.n ? lr.msg.p : "failed");
@@ -566,6 +564,8 @@ typedef struct rw_job {
 static void rw_deliver(grpc_call_t *call, void *arg)
 {
 	rw_job_t *j = arg;
+	if (j->status == GRPC_OK)
+		grpc_call_send(call, "", 0); /* WriteResponse{} */
 	grpc_call_finish(call, j->status, j->message);
 	grpc_call_release(call);
 	free(j->message);
