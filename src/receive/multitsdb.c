@@ -216,7 +216,7 @@ int mtsdb_housekeeping(mtsdb_t *mt, bool flush, err_t *err)
 {
 	pthread_rwlock_rdlock(&mt->mu);
 	size_t n = mt->tenants.n;
-	mtsdb_tenant_t **ts = xmemdup(mt->tenants.v, (n ? n : 1) * sizeof *ts);
+	mtsdb_tenant_t **ts = n ? xmemdup(mt->tenants.v, n * sizeof *ts) : NULL; /* no tenants yet: v is NULL */
 	pthread_rwlock_unlock(&mt->mu);
 	int first = 0;
 	for (size_t i = 0; i < n; i++) {
