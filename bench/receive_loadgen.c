@@ -17,7 +17,8 @@
  * acknowledged), so a sender never causes out-of-order samples itself. With --retry a failed request
  * (connection refused or reset, 5xx, 429) is retried until it succeeds, as Prometheus does. Each
  * acknowledged request appends "round batch" to the ack log. At the end it prints one line:
- *   loadgen: requests=... samples=... failed=... wall_s=... cpu_s=... samples_per_s=...
+ *   loadgen: requests=... samples=... failed=... wall_s=... cpu_s=... samples_per_s=... p50_ms=... p99_ms=...
+ * (latency of acknowledged requests, first attempt to acknowledgement)
  * verify: reads the series back over the StoreAPI and checks every acknowledged sample is there with
  * its value and no timestamp appears twice; with several StoreAPI addresses (replicas of a
  * hashring), each one is read on its own and every acknowledged sample must be on at least
@@ -228,6 +229,7 @@ static struct {
 	long nbatches;
 	FILE *ack;
 	atomic_long requests, failed, samples;
+	VEC(double) lat_ms; /* acknowledged requests' latency (mu) */
 	volatile int stop;
 	uint64_t deadline_ns;
 } W;
@@ -267,6 +269,7 @@ static void *writer(void *arg)
 		}
 		snappy_compress(req.p, req.n, z, &cl);
 		int status;
+		uint64_t sent = clock_mono_ns();
 		for (;;) {
 			status = post(&fd, z, cl, &resp);
 			atomic_fetch_add(&W.requests, 1);
@@ -292,6 +295,7 @@ static void *writer(void *arg)
 		pthread_mutex_lock(&W.mu);
 		W.acked[b] = r;
 		if (status >= 200 && status < 300) {
+			VEC_PUSH(&W.lat_ms, (double)(clock_mono_ns() - sent) / 1e6);
 			atomic_fetch_add(&W.samples, (long)(req.n ? C.batch : 0));
 			if (W.ack) {
 				fprintf(W.ack, "%ld %ld\n", r, b);
@@ -322,6 +326,12 @@ static double cpu_seconds(void)
 	       ru.ru_stime.tv_usec / 1e6;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
 static int run_write(void)
 {
 	W.nbatches = (C.series + C.batch - 1) / C.batch;
@@ -348,10 +358,14 @@ static int run_write(void)
 		pthread_join(th[i], NULL);
 	double wall = clock_since_s(t0), cpu = cpu_seconds() - c0;
 	long samples = atomic_load(&W.samples);
+	qsort(W.lat_ms.v, W.lat_ms.n, sizeof(double), cmp_double);
+	double p50 = W.lat_ms.n ? W.lat_ms.v[W.lat_ms.n / 2] : 0,
+	       p99 = W.lat_ms.n ? W.lat_ms.v[W.lat_ms.n * 99 / 100] : 0;
 	printf("loadgen: requests=%ld samples=%ld failed=%ld wall_s=%.3f cpu_s=%.3f samples_per_s=%.0f "
-	       "loadgen_samples_per_cpu_s=%.0f\n",
+	       "loadgen_samples_per_cpu_s=%.0f p50_ms=%.2f p99_ms=%.2f\n",
 	       atomic_load(&W.requests), samples, atomic_load(&W.failed), wall, cpu,
-	       samples / (wall > 0 ? wall : 1), samples / (cpu > 0 ? cpu : 1));
+	       samples / (wall > 0 ? wall : 1), samples / (cpu > 0 ? cpu : 1), p50, p99);
+	VEC_FREE(&W.lat_ms);
 	if (W.ack)
 		fclose(W.ack);
 	free(th);

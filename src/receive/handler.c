@@ -121,7 +121,8 @@ static void work(http_req_t *r, void *arg)
 	int rc = 0;
 	if (!atomic_load(&h->ready)) /* switching hashrings or stopping since the request came in */
 		http_error(r, 503, "receiver is not ready");
-	else if ((rc = wr_decode_body(&r->arena, r->body.p, r->body.n, h->c.max_decoded, &req, &err)) != 0) {
+	else if ((rc = wr_decode_body_ex(&r->arena, r->body.p, r->body.n, h->c.max_decoded,
+	                                 h->c.router && rcv_router_forwards_only(h->c.router), &req, &err)) != 0) {
 		int code = rc == ERR_LIMIT ? 413 : 400;
 		observe(h, code, tenant, 0, 0);
 		http_error(r, code, "%s", err.msg);

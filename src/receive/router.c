@@ -221,6 +221,14 @@ void rcv_router_set_hashrings(rcv_router_t *r, hashrings_t *h)
 	rings_put(r, old);
 }
 
+bool rcv_router_forwards_only(rcv_router_t *r)
+{
+	pthread_mutex_lock(&r->mu);
+	bool rings = r->rings != NULL;
+	pthread_mutex_unlock(&r->mu);
+	return rings && !r->local && !(r->c.relabel && relabel_len(r->c.relabel));
+}
+
 const char *rcv_router_mode(rcv_router_t *r)
 {
 	pthread_mutex_lock(&r->mu);

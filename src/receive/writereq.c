@@ -76,6 +76,7 @@ static bool skip(cur_t *c, unsigned wt)
 
 typedef struct walk {
 	bool fill;
+	bool labels_only; /* fill: samples counted, not decoded */
 	wr_request_t *r;
 	label_t *labels; /* fill: next free label slot */
 	int64_t *t;
@@ -188,7 +189,7 @@ static bool timeseries(walk_t *w, cur_t *c, wr_series_t *s)
 				lend = sub.end;
 				nl++;
 			} else if (f == 2) {
-				if (w->fill && !sample(w, &sub, &w->t[ns], &w->v[ns]))
+				if (w->fill && !w->labels_only && !sample(w, &sub, &w->t[ns], &w->v[ns]))
 					return false;
 				ns++;
 			} else if (f == 3) {
@@ -208,11 +209,13 @@ static bool timeseries(walk_t *w, cur_t *c, wr_series_t *s)
 			s->raw = lstart;
 			s->nraw = (uint32_t)(lend - lstart);
 		}
-		s->t = w->t;
-		s->v = w->v;
+		if (!w->labels_only) {
+			s->t = w->t;
+			s->v = w->v;
+			w->t += ns;
+			w->v += ns;
+		}
 		w->labels += nl;
-		w->t += ns;
-		w->v += ns;
 	}
 	s->n = ns;
 	w->r->nlabels += nl;
@@ -287,7 +290,7 @@ static bool request(walk_t *w, cur_t *c)
 	return true;
 }
 
-int wr_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *out, err_t *err)
+static int decode(arena_t *a, const uint8_t *p, size_t n, bool labels_only, wr_request_t *out, err_t *err)
 {
 	memset(out, 0, sizeof *out);
 	wr_request_t counts = {0};
@@ -298,10 +301,12 @@ int wr_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *out, err_t *
 		               (size_t)(w.at - p), w.what);
 	out->series = ARENA_NEW_ARRAY(a, wr_series_t, counts.nseries ? counts.nseries : 1);
 	out->meta = ARENA_NEW_ARRAY(a, wr_meta_t, counts.nmeta ? counts.nmeta : 1);
-	w = (walk_t){.fill = true, .r = out};
+	w = (walk_t){.fill = true, .labels_only = labels_only, .r = out};
 	w.labels = arena_alloc(a, (counts.nlabels ? counts.nlabels : 1) * sizeof(label_t));
-	w.t = arena_alloc(a, (counts.nsamples ? counts.nsamples : 1) * sizeof(int64_t));
-	w.v = arena_alloc(a, (counts.nsamples ? counts.nsamples : 1) * sizeof(double));
+	if (!labels_only) {
+		w.t = arena_alloc(a, (counts.nsamples ? counts.nsamples : 1) * sizeof(int64_t));
+		w.v = arena_alloc(a, (counts.nsamples ? counts.nsamples : 1) * sizeof(double));
+	}
 	c = (cur_t){p, p + n, p};
 	if (!request(&w, &c)) /* the first pass checked the framing only: labels and samples now */
 		return err_set(err, ERR_INVALID, "decode remote write request: byte %zu: %s",
@@ -309,7 +314,13 @@ int wr_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *out, err_t *
 	return 0;
 }
 
-int wr_decode_body(arena_t *a, const void *body, size_t n, size_t max_decoded, wr_request_t *out, err_t *err)
+int wr_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *out, err_t *err)
+{
+	return decode(a, p, n, false, out, err);
+}
+
+int wr_decode_body_ex(arena_t *a, const void *body, size_t n, size_t max_decoded, bool labels_only, wr_request_t *out,
+                      err_t *err)
 {
 	size_t ul;
 	if (snappy_uncompressed_length(body, n, &ul) != SNAPPY_OK)
@@ -327,5 +338,10 @@ int wr_decode_body(arena_t *a, const void *body, size_t n, size_t max_decoded, w
 	size_t got = ul;
 	if (snappy_uncompress(body, n, dst, &got) != SNAPPY_OK || got != ul)
 		return err_set(err, ERR_INVALID, "snappy decode: corrupt input");
-	return wr_decode(a, (const uint8_t *)dst, ul, out, err);
+	return decode(a, (const uint8_t *)dst, ul, labels_only, out, err);
+}
+
+int wr_decode_body(arena_t *a, const void *body, size_t n, size_t max_decoded, wr_request_t *out, err_t *err)
+{
+	return wr_decode_body_ex(a, body, n, max_decoded, false, out, err);
 }
