@@ -33,8 +33,8 @@ rcv_handler_t *rcv_handler_new(const rcv_handler_config_t *cfg)
 	    xstrdup(cfg->tenant_header && *cfg->tenant_header ? cfg->tenant_header : "THANOS-TENANT");
 	h->default_tenant =
 	    xstrdup(cfg->default_tenant && *cfg->default_tenant ? cfg->default_tenant : "default-tenant");
-	h->replica_header = xstrdup(cfg->replica_header && *cfg->replica_header ? cfg->replica_header
-	                                                                          : "THANOS-REPLICA");
+	h->replica_header =
+	    xstrdup(cfg->replica_header && *cfg->replica_header ? cfg->replica_header : "THANOS-REPLICA");
 	if (!h->c.max_decoded)
 		h->c.max_decoded = 32u << 20;
 	pthread_mutex_init(&h->gate_mu, NULL);
@@ -122,7 +122,8 @@ static void work(http_req_t *r, void *arg)
 	if (!atomic_load(&h->ready)) /* switching hashrings or stopping since the request came in */
 		http_error(r, 503, "receiver is not ready");
 	else if ((rc = wr_decode_body_ex(&r->arena, r->body.p, r->body.n, h->c.max_decoded,
-	                                 h->c.router && rcv_router_forwards_only(h->c.router), &req, &err)) != 0) {
+	                                 h->c.router && rcv_router_forwards_only(h->c.router), &req, &err)) !=
+	         0) {
 		int code = rc == ERR_LIMIT ? 413 : 400;
 		observe(h, code, tenant, 0, 0);
 		http_error(r, code, "%s", err.msg);
@@ -140,7 +141,8 @@ static void work(http_req_t *r, void *arg)
 		if (h->c.router)
 			rcv_router_write(h->c.router, j->tenant, &req, j->replica, true, &r->arena, &res);
 		else
-			rcv_write(h->c.mt, j->tenant, &req, h->c.relabel, j->lim.head_series, &r->arena, &res);
+			rcv_write(h->c.mt, j->tenant, &req, h->c.relabel, j->lim.head_series, &r->arena,
+			          &res);
 		if (res.limited_series)
 			metric_inc(metric_with(h->m_limited, tenant));
 		observe(h, res.status, tenant, req.nseries, req.nsamples);

@@ -33,8 +33,8 @@ typedef struct rcv_handler_config {
 	const relabel_t *relabel; /* NULL = none */
 	const char *tenant_header;
 	const char *default_tenant;
-	size_t max_decoded; /* decompressed body limit; 0 = 32 MiB (Prometheus sends well under 1 MiB) */
-	rcv_router_t *router;       /* writes go through it (hashring routing); NULL = rcv_write here */
+	size_t max_decoded;   /* decompressed body limit; 0 = 32 MiB (Prometheus sends well under 1 MiB) */
+	rcv_router_t *router; /* writes go through it (hashring routing); NULL = rcv_write here */
 	const char *replica_header; /* e.g. THANOS-REPLICA: the request is that replica (router.h) */
 } rcv_handler_config_t;
 

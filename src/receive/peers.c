@@ -19,7 +19,7 @@
 #include "net/grpc_client.h"
 
 #define REMOTE_WRITE_PATH "/thanos.WriteableStore/RemoteWrite"
-#define BACKOFF_MIN_MS 100
+#define BACKOFF_MIN_MS    100
 
 struct peer {
 	peers_t *ps;
@@ -56,8 +56,8 @@ peers_t *peers_new(const peers_config_t *cfg)
 	ps->m_requests = metrics_counter("thanos_receive_forward_requests_total",
 	                                 "The number of forward requests.", "result");
 	ps->m_dur = metrics_histogram("thanos_receive_forward_request_duration_seconds",
-	                              "Duration of forward requests to each peer (RemoteWrite calls).", "endpoint",
-	                              dur_buckets, ARRAY_LEN(dur_buckets));
+	                              "Duration of forward requests to each peer (RemoteWrite calls).",
+	                              "endpoint", dur_buckets, ARRAY_LEN(dur_buckets));
 	return ps;
 }
 
@@ -156,11 +156,13 @@ static void send_work(void *arg)
 		err_set(&err, ERR_INVALID, "%s", p->bad_address);
 	} else if (now >= j->deadline) {
 		o = PEER_UNAVAILABLE;
-		err_set(&err, ERR_TIMEOUT, "forward to %s: the forward timeout passed while queued", p->address);
+		err_set(&err, ERR_TIMEOUT, "forward to %s: the forward timeout passed while queued",
+		        p->address);
 	} else if (now < until) {
 		o = PEER_UNAVAILABLE;
-		err_set(&err, ERR_UNAVAILABLE, "forward to %s: peer unavailable (backing off for %llu ms more)",
-		        p->address, (unsigned long long)(until - now));
+		err_set(&err, ERR_UNAVAILABLE,
+		        "forward to %s: peer unavailable (backing off for %llu ms more)", p->address,
+		        (unsigned long long)(until - now));
 	} else {
 		arena_t a;
 		arena_init(&a, 0);

@@ -118,8 +118,8 @@ void rcv_router_encode(buf_t *out, const wr_series_t *const *series, size_t n, s
 	}
 }
 
-int rcv_router_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *req, str_t *tenant, uint64_t *replica,
-                      err_t *err)
+int rcv_router_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *req, str_t *tenant,
+                      uint64_t *replica, err_t *err)
 {
 	*tenant = STR_NULL;
 	*replica = 0;
@@ -140,7 +140,8 @@ int rcv_router_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *req,
 		if (wt == 0 || wt == 2) {
 			for (s = 0;; s += 7) {
 				if (q >= end || s > 63)
-					return err_set(err, ERR_INVALID, "decode WriteRequest: byte %zu: bad varint",
+					return err_set(err, ERR_INVALID,
+					               "decode WriteRequest: byte %zu: bad varint",
 					               (size_t)(q - p));
 				v |= (uint64_t)(*q & 0x7f) << s;
 				if (*q++ < 0x80)
@@ -148,9 +149,10 @@ int rcv_router_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *req,
 			}
 			if (wt == 2) {
 				if (v > (uint64_t)(end - q))
-					return err_set(err, ERR_INVALID,
-					               "decode WriteRequest: byte %zu: field %u runs past the end",
-					               (size_t)(q - p), f);
+					return err_set(
+					    err, ERR_INVALID,
+					    "decode WriteRequest: byte %zu: field %u runs past the end",
+					    (size_t)(q - p), f);
 				if (f == 2)
 					*tenant = str_from((const char *)q, (size_t)v);
 				q += v;
@@ -208,7 +210,8 @@ void rcv_router_set_hashrings(rcv_router_t *r, hashrings_t *h)
 		for (size_t i = 0; i < hashrings_count(h); i++) {
 			const hashring_t *ring = hashrings_at(h, i);
 			metric_set(metric_with(r->m_nodes, hashring_name(ring)), (double)hashring_len(ring));
-			metric_set(metric_with(r->m_tenants, hashring_name(ring)), (double)hashring_num_tenants(ring));
+			metric_set(metric_with(r->m_tenants, hashring_name(ring)),
+			           (double)hashring_num_tenants(ring));
 		}
 		if (r->local && !hashrings_has_endpoint(h, r->local))
 			log_warn("--receive.local-endpoint is in no hashring: this receiver stores nothing",
@@ -259,9 +262,9 @@ typedef struct wstate {
 	int refs;
 	size_t nseries, undecided, pending;
 	unsigned quorum, fail_at;
-	uint8_t *succ, *fails;      /* fails: nseries * PEER_NOUTCOMES */
-	uint8_t *decided;           /* 0, 1 written, 2 failed */
-	uint8_t *cause;             /* of a failed series */
+	uint8_t *succ, *fails;       /* fails: nseries * PEER_NOUTCOMES */
+	uint8_t *decided;            /* 0, 1 written, 2 failed */
+	uint8_t *cause;              /* of a failed series */
 	buf_t first[PEER_NOUTCOMES]; /* first message per outcome */
 } wstate_t;
 
@@ -344,8 +347,8 @@ static void fwd_done(void *arg, peer_outcome_t o, const char *msg)
 /* Preference among failed series' causes: retryable first. */
 static const peer_outcome_t cause_order[] = {PEER_UNAVAILABLE, PEER_NOT_READY, PEER_OTHER,
                                              PEER_LIMIT,       PEER_CONFLICT,  PEER_INVALID};
-static const char *const cause_name[PEER_NOUTCOMES] = {"ok",       "unavailable", "not ready",   "conflict",
-                                                       "invalid",  "over limit",  "other error"};
+static const char *const cause_name[PEER_NOUTCOMES] = {"ok",      "unavailable", "not ready",  "conflict",
+                                                       "invalid", "over limit",  "other error"};
 
 static void fail_all(rcv_write_result_t *res, int status, const char *msg)
 {
@@ -356,7 +359,8 @@ static void fail_all(rcv_write_result_t *res, int status, const char *msg)
 }
 
 /* Relabel (HTTP requests) into a request of copies without forwardable bytes. */
-static const wr_request_t *relabelled(rcv_router_t *r, const wr_request_t *req, arena_t *a, rcv_write_result_t *res)
+static const wr_request_t *relabelled(rcv_router_t *r, const wr_request_t *req, arena_t *a,
+                                      rcv_write_result_t *res)
 {
 	wr_request_t *out = ARENA_NEW(a, wr_request_t);
 	*out = *req;
@@ -388,8 +392,8 @@ static int64_t head_limit(rcv_router_t *r, str_t tenant)
 	return lim.head_series;
 }
 
-void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, uint64_t replica, bool from_http,
-                      arena_t *a, rcv_write_result_t *res)
+void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, uint64_t replica,
+                      bool from_http, arena_t *a, rcv_write_result_t *res)
 {
 	rings_ref_t *ref = rings_get(r);
 	const relabel_t *rl = from_http ? r->c.relabel : NULL;
@@ -413,8 +417,8 @@ void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, ui
 		replica = 0;
 	if (replica > rf) {
 		char m[128];
-		snprintf(m, sizeof m, "bad replica %llu: the replication factor is %llu", (unsigned long long)replica,
-		         (unsigned long long)rf);
+		snprintf(m, sizeof m, "bad replica %llu: the replication factor is %llu",
+		         (unsigned long long)replica, (unsigned long long)rf);
 		fail_all(res, 400, m);
 		rings_put(r, ref);
 		return;
@@ -488,7 +492,8 @@ void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, ui
 			ws->refs++;
 			ws->pending++;
 			pthread_mutex_unlock(&ws->mu);
-			peer_send(peers_get(r->peers, hashring_address(ring, e)), &body, deadline, fwd_done, f);
+			peer_send(peers_get(r->peers, hashring_address(ring, e)), &body, deadline, fwd_done,
+			          f);
 		}
 	}
 	rings_put(r, ref);
@@ -540,11 +545,12 @@ void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, ui
 				res->status = peer_outcome_http(cause_order[j]);
 				break;
 			}
-		buf_printf(&res->msg, "%zu of %zu series not written to a quorum of %u replicas:", nfailed, ns,
-		           ws->quorum);
+		buf_printf(&res->msg, "%zu of %zu series not written to a quorum of %u replicas:", nfailed,
+		           ns, ws->quorum);
 		for (size_t j = 0; j < ARRAY_LEN(cause_order); j++)
 			if (failed[cause_order[j]])
-				buf_printf(&res->msg, " %zu %s", failed[cause_order[j]], cause_name[cause_order[j]]);
+				buf_printf(&res->msg, " %zu %s", failed[cause_order[j]],
+				           cause_name[cause_order[j]]);
 		buf_putc(&res->msg, '\n');
 		for (int c = 1; c < PEER_NOUTCOMES; c++)
 			if (ws->first[c].n) {
@@ -604,7 +610,8 @@ static void rw_work(void *arg)
 		str_t tenant;
 		uint64_t replica;
 		err_t err = {0};
-		if (rcv_router_decode(a, (const uint8_t *)j->msg.p, j->msg.n, &req, &tenant, &replica, &err) != 0) {
+		if (rcv_router_decode(a, (const uint8_t *)j->msg.p, j->msg.n, &req, &tenant, &replica,
+		                      &err) != 0) {
 			j->status = GRPC_INVALID_ARGUMENT;
 			j->message = xstrdup(err.msg);
 		} else if (!tenant.n || !mtsdb_tenant_valid(tenant)) {
@@ -683,14 +690,16 @@ rcv_router_t *rcv_router_new(const rcv_router_config_t *cfg)
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->idle_cv, NULL);
 	atomic_store(&r->ready, true);
-	r->m_repl = metrics_counter("thanos_receive_replications_total",
-	                            "The number of replication operations done by the receiver. The success of "
-	                            "replication is fulfilled when a quorum is met.",
-	                            "result");
+	r->m_repl =
+	    metrics_counter("thanos_receive_replications_total",
+	                    "The number of replication operations done by the receiver. The success of "
+	                    "replication is fulfilled when a quorum is met.",
+	                    "result");
 	metric_set(metric_with(metrics_gauge("thanos_receive_replication_factor",
 	                                     "The replication factor of the receiver.", "")),
 	           (double)r->c.replication_factor);
-	r->m_nodes = metrics_gauge("thanos_receive_hashring_nodes", "The number of nodes per hashring.", "name");
+	r->m_nodes =
+	    metrics_gauge("thanos_receive_hashring_nodes", "The number of nodes per hashring.", "name");
 	r->m_tenants =
 	    metrics_gauge("thanos_receive_hashring_tenants", "The number of tenants per hashring.", "name");
 	return r;

@@ -86,17 +86,18 @@ void rcv_router_wait_idle(rcv_router_t *r);
 /* Write req for tenant as described above; replica 0 = fresh, r > 0 = that replica only.
  * from_http: relabel first (requests from peers were relabelled by the receiver they came to).
  * Allocates from a; res gets the status and message. */
-void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, uint64_t replica, bool from_http,
-                      arena_t *a, rcv_write_result_t *res);
+void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, uint64_t replica,
+                      bool from_http, arena_t *a, rcv_write_result_t *res);
 
 /* Serve /thanos.WriteableStore/RemoteWrite on srv. */
 void rcv_router_register_grpc(rcv_router_t *r, grpc_server_t *srv);
 
 /* Encode a thanos.WriteRequest of the given series (their bytes as sent when s->msg is set), tenant
  * and replica (0 = not sent) into out. */
-void rcv_router_encode(buf_t *out, const wr_series_t *const *series, size_t n, str_t tenant, uint64_t replica);
+void rcv_router_encode(buf_t *out, const wr_series_t *const *series, size_t n, str_t tenant,
+                       uint64_t replica);
 /* Decode one: the series into req (pointing into p), the tenant and the replica. */
-int rcv_router_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *req, str_t *tenant, uint64_t *replica,
-                      err_t *err);
+int rcv_router_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *req, str_t *tenant,
+                      uint64_t *replica, err_t *err);
 
 #endif

@@ -319,8 +319,8 @@ int wr_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *out, err_t *
 	return decode(a, p, n, false, out, err);
 }
 
-int wr_decode_body_ex(arena_t *a, const void *body, size_t n, size_t max_decoded, bool labels_only, wr_request_t *out,
-                      err_t *err)
+int wr_decode_body_ex(arena_t *a, const void *body, size_t n, size_t max_decoded, bool labels_only,
+                      wr_request_t *out, err_t *err)
 {
 	size_t ul;
 	if (snappy_uncompressed_length(body, n, &ul) != SNAPPY_OK)

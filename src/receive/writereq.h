@@ -61,8 +61,8 @@ typedef struct wr_request {
 int wr_decode_body(arena_t *a, const void *body, size_t n, size_t max_decoded, wr_request_t *out, err_t *err);
 /* The same; with labels_only the samples are counted but not decoded (t and v stay NULL): what a
  * router that stores nothing needs, since it forwards each series' bytes as they came. */
-int wr_decode_body_ex(arena_t *a, const void *body, size_t n, size_t max_decoded, bool labels_only, wr_request_t *out,
-                      err_t *err);
+int wr_decode_body_ex(arena_t *a, const void *body, size_t n, size_t max_decoded, bool labels_only,
+                      wr_request_t *out, err_t *err);
 /* Decode a WriteRequest protobuf (p must outlive out: strings point into it). */
 int wr_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *out, err_t *err);
 
