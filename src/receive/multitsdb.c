@@ -39,6 +39,8 @@ struct mtsdb {
 	str_t tenant_label;
 	bucket_t *bucket;
 	int64_t retention;
+	mtsdb_tenant_labels_fn tenant_labels;
+	void *tenant_labels_arg;
 	pthread_rwlock_t mu; /* tenants */
 	pthread_mutex_t create_mu;
 	VEC(mtsdb_tenant_t *) tenants;
@@ -92,6 +94,8 @@ static int open_tenant(mtsdb_t *mt, str_t name, mtsdb_tenant_t **out, err_t *err
 	arena_init(&t->arena, 0);
 	labels_builder_t b;
 	labels_builder_init(&b, &t->arena, &mt->ext);
+	if (mt->tenant_labels)
+		mt->tenant_labels(mt->tenant_labels_arg, name, &b);
 	labels_builder_set(&b, mt->tenant_label, str_from(arena_strdup(&t->arena, t->name), strlen(t->name)));
 	t->ext = labels_builder_finish(&b);
 	t->store = tsdb_store_new(t->name, t->db, &t->ext, "receive");
@@ -216,7 +220,8 @@ int mtsdb_housekeeping(mtsdb_t *mt, bool flush, err_t *err)
 {
 	pthread_rwlock_rdlock(&mt->mu);
 	size_t n = mt->tenants.n;
-	mtsdb_tenant_t **ts = n ? xmemdup(mt->tenants.v, n * sizeof *ts) : NULL; /* no tenants yet: v is NULL */
+	mtsdb_tenant_t **ts =
+	    n ? xmemdup(mt->tenants.v, n * sizeof *ts) : NULL; /* no tenants yet: v is NULL */
 	pthread_rwlock_unlock(&mt->mu);
 	int first = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -337,6 +342,12 @@ mtsdb_t *mtsdb_new(const mtsdb_opts_t *o)
 	pthread_mutex_init(&mt->create_mu, NULL);
 	hmap_init(&mt->by_name, 0);
 	return mt;
+}
+
+void mtsdb_set_tenant_labels(mtsdb_t *mt, mtsdb_tenant_labels_fn fn, void *arg)
+{
+	mt->tenant_labels = fn;
+	mt->tenant_labels_arg = arg;
 }
 
 int mtsdb_close(mtsdb_t *mt, bool flush, err_t *err)

@@ -37,6 +37,10 @@ typedef struct mtsdb_opts {
 
 /* Everything in opts is copied (the bucket is borrowed). */
 mtsdb_t *mtsdb_new(const mtsdb_opts_t *opts);
+/* More external labels for a tenant (its hashring's external_labels), asked once when its TSDB opens:
+ * fn sets them on b (strings copied into b's arena); the tenant label is set after them. */
+typedef void (*mtsdb_tenant_labels_fn)(void *arg, str_t tenant, labels_builder_t *b);
+void mtsdb_set_tenant_labels(mtsdb_t *mt, mtsdb_tenant_labels_fn fn, void *arg);
 /* Open every tenant directory already in dir (replaying WALs); logs each replay. */
 int mtsdb_open_existing(mtsdb_t *mt, err_t *err);
 /* Cut and upload everything (flush), then close every tenant; frees mt. */

@@ -224,6 +224,21 @@ void rcv_router_set_hashrings(rcv_router_t *r, hashrings_t *h)
 	rings_put(r, old);
 }
 
+void rcv_router_tenant_labels(void *arg, str_t tenant, labels_builder_t *b)
+{
+	rcv_router_t *r = arg;
+	rings_ref_t *ref = rings_get(r);
+	const hashring_t *ring = ref ? hashrings_for_tenant(ref->h, tenant, NULL) : NULL;
+	const labels_t *ext = ring ? hashring_external_labels(ring) : NULL;
+	for (size_t i = 0; ext && i < ext->n; i++)
+		labels_builder_set(
+		    b,
+		    str_from(arena_strndup(b->arena, ext->v[i].name.p, ext->v[i].name.n), ext->v[i].name.n),
+		    str_from(arena_strndup(b->arena, ext->v[i].value.p, ext->v[i].value.n),
+		             ext->v[i].value.n));
+	rings_put(r, ref);
+}
+
 bool rcv_router_forwards_only(rcv_router_t *r)
 {
 	pthread_mutex_lock(&r->mu);

@@ -70,6 +70,8 @@ void rcv_router_free(rcv_router_t *r);
  * runs (rcv_router_set_ready false, rcv_router_wait_idle), but a write that still holds the old ones
  * keeps them alive until it ends. */
 void rcv_router_set_hashrings(rcv_router_t *r, hashrings_t *h);
+/* mtsdb_tenant_labels_fn (arg = the router): the external_labels of the tenant's hashring. */
+void rcv_router_tenant_labels(void *r, str_t tenant, labels_builder_t *b);
 /* Router only and nothing to relabel: requests need their labels decoded, not their samples. */
 bool rcv_router_forwards_only(rcv_router_t *r);
 /* "router-ingestor", "router", "ingestor". */

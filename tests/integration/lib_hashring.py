@@ -26,7 +26,7 @@ def write_ring(path, rings):
     os.replace(tmp, path)
 
 
-def cluster(tmp, n, algo="ketama", rf=3, extra=(), router_only=False, ring_nodes=None):
+def cluster(tmp, n, algo="ketama", rf=3, extra=(), router_only=False, ring_nodes=None, ext=None):
     """n receivers (each --label receive_replica="rI"); the ring file lists ring_nodes of them (default
     all). With router_only, one more receiver without --receive.local-endpoint is returned first.
     Returns (ring_file, [Receiver...]) not started."""
@@ -39,7 +39,10 @@ def cluster(tmp, n, algo="ketama", rf=3, extra=(), router_only=False, ring_nodes
                   "--receive.hashrings-file-refresh-interval=1s", "--receive-forward-timeout=2s"] + list(extra)
         nodes.append(r)
     eps = [f"127.0.0.1:{r.grpc}" for r in nodes[:ring_nodes or n]]
-    write_ring(ring, [(algo, eps)])
+    doc = {"hashring": "default", "algorithm": algo, "endpoints": eps}
+    if ext:
+        doc["external_labels"] = ext
+    write_ring(ring, [doc])
     if router_only:
         r = Receiver(tmp, tsdb=os.path.join(tmp, "tsdb-router"), name="router")
         r.args = [f"--receive.hashrings-file={ring}", f"--receive.replication-factor={rf}",

@@ -3,7 +3,7 @@
 - Router only: a receiver without --receive.local-endpoint in front of two ingestors, hashmod,
   replication factor 1: 100k series each land on exactly one ingestor (the two hold 100k together and
   every acknowledged sample is on one of them), the split is within a few % of even, and the router
-  itself stores nothing.
+  itself stores nothing; the ingestors' series carry the hashring's external_labels.
 - Hashring file edited to add a fourth receiver while writes run, once with ketama and once with
   hashmod (replication factor 1): each receiver goes not ready, flushes its heads into blocks and
   takes writes again; placement changes; no acknowledged sample is lost; ketama moves at most ~1/4 of
@@ -45,7 +45,7 @@ def owners(nodes, sel='{__name__=~"rw_metric_.*",tenant_id="load"}'):
 
 # ---- router only, hashmod, RF 1, 100k series ----
 tmp = tempfile.mkdtemp(prefix="strata-hashring-router-")
-ring, nodes = cluster(tmp, 2, algo="hashmod", rf=1, router_only=True)
+ring, nodes = cluster(tmp, 2, algo="hashmod", rf=1, router_only=True, ext={"ring": "edge"})
 router, ingestors = nodes[0], nodes[1:]
 try:
     for n in nodes:
@@ -71,6 +71,8 @@ try:
                       f"--series={SERIES}", "--batch=2000", f"--start={start}", "--interval=15000",
                       "--tenant=load", "--min-copies=1")
     H.result("every_acknowledged_sample_stored", rc == 0, out)
+    lines = ingestors[0].series('{__name__="rw_metric_0",tenant_id="load"}')
+    H.result("hashring_external_labels", lines and all('ring="edge"' in ln for ln in lines), lines[:2])
     H.result("router_stores_nothing", not os.path.exists(os.path.join(router.tsdb, "load")) and
              re.search(r"mode=router$", router.log_text(), re.M), "the router has a TSDB for the tenant or wrong mode")
 finally:
