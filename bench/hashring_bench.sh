@@ -4,7 +4,7 @@
 # the series, then ROUNDS-1 measured rounds):
 #   router     samples per CPU-second of a router-only receiver forwarding to two ingestors (hashmod,
 #              replication factor 1) vs an ingestor written to directly; floor: the router costs
-#              <= 0.5x an ingestor's CPU per sample;
+#              <= 0.5x an ingestor's CPU per sample; once more with --receive.grpc-compression=none;
 #   rf3        three local router+ingestors (ketama), replication factor 3 vs 1: CPU per sample summed
 #              over the three processes, and p50/p99 write latency seen by the load generator.
 # Sizes: SERIES (default 50000), ROUNDS (default 11), CONCURRENCY (default 8). CPU is utime+stime from
@@ -91,6 +91,20 @@ ingestors=$(per_sample "$CPU")
 echo "router: $SAMPLES samples in $c_router CPU-s (its ingestors: $CPU CPU-s)"
 stop_all
 
+# ---- the same router without gRPC compression ----
+G1=$(port) G2=$(port)
+ring "$TMP/ring2n.json" hashmod "$G1" "$G2"
+GRPCPORT=$G1 start ing1n --receive.hashrings-file="$TMP/ring2n.json" --receive.local-endpoint=127.0.0.1:$G1
+GRPCPORT=$G2 start ing2n --receive.hashrings-file="$TMP/ring2n.json" --receive.local-endpoint=127.0.0.1:$G2
+start routern --receive.hashrings-file="$TMP/ring2n.json" --receive.grpc-compression=none
+c_r0=$(cpu_s "$PID_routern")
+measure "$URL_routern" "$PID_ing1n" "$PID_ing2n"
+c_r1=$(cpu_s "$PID_routern")
+c_routern=$(echo "$c_r1 - $c_r0" | bc)
+routern=$(per_sample "$c_routern")
+echo "router, --receive.grpc-compression=none: $SAMPLES samples in $c_routern CPU-s"
+stop_all
+
 # ---- three nodes, RF 3 vs RF 1 ----
 for rf in 1 3; do
 	G1=$(port) G2=$(port) G3=$(port)
@@ -112,6 +126,7 @@ rf3=$(per_sample "$rf3_cpu")
 printf 'RESULT hashring_direct_ingest %.0f samples/cpu-s one ingestor written directly\n' "$direct"
 printf 'RESULT hashring_router_forward %.0f samples/cpu-s router-only forwarding to two ingestors\n' "$router"
 printf 'RESULT hashring_router_cost_ratio %.2f x router/ingestor CPU per sample (floor <= 0.5)\n' "$(echo "$direct / $router" | bc -l)"
+printf 'RESULT hashring_router_cost_ratio_uncompressed %.2f x router/ingestor CPU per sample, --receive.grpc-compression=none\n' "$(echo "$direct / $routern" | bc -l)"
 printf 'RESULT hashring_ingestors_behind_router %.0f samples/cpu-s the two ingestors together\n' "$ingestors"
 printf 'RESULT hashring_rf3_vs_rf1_cpu %.2f x CPU per sample over three nodes, RF 3 / RF 1\n' "$(echo "$rf1 / $rf3" | bc -l)"
 printf 'RESULT hashring_rf1_p99 %s ms write latency (p50 %s ms), three nodes RF 1\n' "$rf1_p99" "$rf1_p50"
