@@ -456,7 +456,16 @@ int cmd_receive(int argc, char **argv)
 		return 1;
 	}
 	buf_release(&text);
+	hashrings_t *rings = NULL;
+	if (((rc.hashrings && *rc.hashrings) || (rc.hashrings_file && *rc.hashrings_file))) {
+		if (rc.hashrings_file && *rc.hashrings_file)
+			rc.hashrings = NULL; /* the file wins */
+		stat(rc.hashrings_file ? rc.hashrings_file : "", &rc.ring_st);
+		if (hashrings_load(&rc, &rings, rc.ring_md5, &err) != 0)
+			goto usage;
+	}
 	if ((ret = cmd_check_config("strata receive", &rc.sf, rc.grpc_address, rc.rw_address, NULL)) >= 0) {
+		hashrings_free(rings);
 		arena_release(&a);
 		receiver_release(&rc);
 		return ret;
@@ -483,16 +492,6 @@ int cmd_receive(int argc, char **argv)
 	};
 	rc.mt = mtsdb_new(&mo);
 	arena_release(&a);
-	hashrings_t *rings = NULL;
-	if (((rc.hashrings && *rc.hashrings) || (rc.hashrings_file && *rc.hashrings_file))) {
-		if (rc.hashrings_file && *rc.hashrings_file)
-			rc.hashrings = NULL; /* the file wins */
-		stat(rc.hashrings_file ? rc.hashrings_file : "", &rc.ring_st);
-		if (hashrings_load(&rc, &rings, rc.ring_md5, &err) != 0) {
-			mtsdb_close(rc.mt, false, NULL);
-			goto usage;
-		}
-	}
 	m_cfg_hash = metrics_gauge("thanos_receive_config_hash", "Hash of the currently loaded hashring configuration.",
 	                           "");
 	m_cfg_ok = metrics_gauge("thanos_receive_config_last_reload_successful",
