@@ -76,34 +76,30 @@ direct=$(per_sample "$CPU")
 echo "direct ingestor: $SAMPLES samples in $CPU CPU-s"
 stop_all
 
-# ---- router only in front of two ingestors ----
-G1=$(port) G2=$(port)
-ring "$TMP/ring2.json" hashmod "$G1" "$G2"
-GRPCPORT=$G1 start ing1 --receive.hashrings-file="$TMP/ring2.json" --receive.local-endpoint=127.0.0.1:$G1
-GRPCPORT=$G2 start ing2 --receive.hashrings-file="$TMP/ring2.json" --receive.local-endpoint=127.0.0.1:$G2
-start router --receive.hashrings-file="$TMP/ring2.json"
-c_r0=$(cpu_s "$PID_router")
-measure "$URL_router" "$PID_ing1" "$PID_ing2"
-c_r1=$(cpu_s "$PID_router")
-c_router=$(echo "$c_r1 - $c_r0" | bc)
-router=$(per_sample "$c_router")
-ingestors=$(per_sample "$CPU")
-echo "router: $SAMPLES samples in $c_router CPU-s (its ingestors: $CPU CPU-s)"
-stop_all
-
-# ---- the same router without gRPC compression ----
-G1=$(port) G2=$(port)
-ring "$TMP/ring2n.json" hashmod "$G1" "$G2"
-GRPCPORT=$G1 start ing1n --receive.hashrings-file="$TMP/ring2n.json" --receive.local-endpoint=127.0.0.1:$G1
-GRPCPORT=$G2 start ing2n --receive.hashrings-file="$TMP/ring2n.json" --receive.local-endpoint=127.0.0.1:$G2
-start routern --receive.hashrings-file="$TMP/ring2n.json" --receive.grpc-compression=none
-c_r0=$(cpu_s "$PID_routern")
-measure "$URL_routern" "$PID_ing1n" "$PID_ing2n"
-c_r1=$(cpu_s "$PID_routern")
-c_routern=$(echo "$c_r1 - $c_r0" | bc)
-routern=$(per_sample "$c_routern")
-echo "router, --receive.grpc-compression=none: $SAMPLES samples in $c_routern CPU-s"
-stop_all
+# router_run SUFFIX [router flags...]: a router only in front of two ingestors (hashmod, RF 1); sets
+# ROUTER (the router's samples per CPU-second) and INGESTORS (the two ingestors')
+router_run() {
+	local x=$1
+	shift
+	local g1=$(port) g2=$(port)
+	ring "$TMP/ring2$x.json" hashmod "$g1" "$g2"
+	GRPCPORT=$g1 start "ing1$x" --receive.hashrings-file="$TMP/ring2$x.json" --receive.local-endpoint=127.0.0.1:$g1
+	GRPCPORT=$g2 start "ing2$x" --receive.hashrings-file="$TMP/ring2$x.json" --receive.local-endpoint=127.0.0.1:$g2
+	start "router$x" --receive.hashrings-file="$TMP/ring2$x.json" "$@"
+	eval "local rp=\$PID_router$x url=\$URL_router$x i1=\$PID_ing1$x i2=\$PID_ing2$x"
+	local c0 c1
+	c0=$(cpu_s "$rp")
+	measure "$url" "$i1" "$i2"
+	c1=$(cpu_s "$rp")
+	ROUTER=$(per_sample "$(echo "$c1 - $c0" | bc)")
+	INGESTORS=$(per_sample "$CPU")
+	echo "router $*: $SAMPLES samples in $(echo "$c1 - $c0" | bc) CPU-s (its ingestors: $CPU CPU-s)"
+	stop_all
+}
+router_run ""
+router=$ROUTER ingestors=$INGESTORS
+router_run n --receive.grpc-compression=none
+routern=$ROUTER
 
 # ---- three nodes, RF 3 vs RF 1 ----
 for rf in 1 3; do
