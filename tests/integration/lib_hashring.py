@@ -26,7 +26,7 @@ def write_ring(path, rings):
     os.replace(tmp, path)
 
 
-def cluster(tmp, n, algo="ketama", rf=3, extra=(), router_only=False, ring_nodes=None, ext=None):
+def cluster(tmp, n, algo="ketama", rf=3, extra=(), router_only=False, ring_nodes=None, ext=None, timeout="5s"):
     """n receivers (each --label receive_replica="rI"); the ring file lists ring_nodes of them (default
     all). With router_only, one more receiver without --receive.local-endpoint is returned first.
     Returns (ring_file, [Receiver...]) not started."""
@@ -36,7 +36,7 @@ def cluster(tmp, n, algo="ketama", rf=3, extra=(), router_only=False, ring_nodes
         r = Receiver(tmp, tsdb=os.path.join(tmp, f"tsdb{i}"), name=f"receive{i}")
         r.args = [f"--receive.hashrings-file={ring}", f"--receive.local-endpoint=127.0.0.1:{r.grpc}",
                   f"--receive.replication-factor={rf}", f'--label=receive_replica="r{i}"',
-                  "--receive.hashrings-file-refresh-interval=1s", "--receive-forward-timeout=2s"] + list(extra)
+                  "--receive.hashrings-file-refresh-interval=1s", f"--receive-forward-timeout={timeout}"] + list(extra)
         nodes.append(r)
     eps = [f"127.0.0.1:{r.grpc}" for r in nodes[:ring_nodes or n]]
     doc = {"hashring": "default", "algorithm": algo, "endpoints": eps}
@@ -46,7 +46,7 @@ def cluster(tmp, n, algo="ketama", rf=3, extra=(), router_only=False, ring_nodes
     if router_only:
         r = Receiver(tmp, tsdb=os.path.join(tmp, "tsdb-router"), name="router")
         r.args = [f"--receive.hashrings-file={ring}", f"--receive.replication-factor={rf}",
-                  "--receive.hashrings-file-refresh-interval=1s", "--receive-forward-timeout=2s"] + list(extra)
+                  "--receive.hashrings-file-refresh-interval=1s", f"--receive-forward-timeout={timeout}"] + list(extra)
         nodes.insert(0, r)
     return ring, nodes
 

@@ -53,8 +53,9 @@ try:
     ack = os.path.join(tmp, "ack.log")
     start = (int(time.time()) - 600) * 1000
     rc, out = loadgen("write", f"--url={router.url}", "--tenant=load", f"--series={SERIES}", "--batch=2000",
-                      "--rounds=2", f"--start={start}", "--interval=15000", "--concurrency=4", f"--ack-log={ack}")
-    H.result("router_writes", rc == 0 and "failed=0" in out, out)
+                      "--rounds=2", f"--start={start}", "--interval=15000", "--concurrency=4", "--retry",
+                      f"--ack-log={ack}")
+    H.result("router_writes", rc == 0 and f"samples={2 * SERIES}" in out, out)
     print(f"info: through the router: {out.strip()}")
     def heads_now():
         return [metric_value(n.metrics(), "prometheus_tsdb_head_series", tenant="load") for n in ingestors]
@@ -107,6 +108,12 @@ for algo in ("ketama", "hashmod"):
         out, _ = lg.communicate(timeout=60)
         H.result(f"{algo}_writes_ran", lg.returncode == 0, out)
         print(f"info: {algo}: {out.strip()}")
+        # one more round for every series, newer than everything: where each series lives now
+        with open(ack) as f:
+            last = max(int(line.split()[0]) for line in f if line.strip())
+        rc, out = loadgen("write", f"--url={nodes[0].url}", "--tenant=load", f"--series={N2}", "--batch=500",
+                          "--rounds=1", f"--start={start + (last + 5) * 1000}", "--interval=1000", "--retry")
+        H.result(f"{algo}_final_round", rc == 0 and f"samples={N2}" in out, out)
         m = nodes[0].metrics()
         H.result(f"{algo}_config_hash_changed", metric_value(m, "thanos_receive_config_hash") not in (0, hash0) and
                  metric_value(m, "thanos_receive_hashrings_file_changes_total") == 1, "config hash metrics")

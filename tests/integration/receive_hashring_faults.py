@@ -91,7 +91,7 @@ try:
 
     # ---- hanging peers ----
     hang1, hang2 = HangingPeer(), HangingPeer()
-    ring, nodes = cluster(tmp, 2, algo="ketama", rf=3)
+    ring, nodes = cluster(tmp, 2, algo="ketama", rf=3, timeout="2s")
     eps = [f"127.0.0.1:{n.grpc}" for n in nodes]
     write_ring(ring, [("ketama", eps + [f"127.0.0.1:{hang1.port}"])])
     for n in nodes:
