@@ -38,14 +38,15 @@ struct rcv_router {
 
 static void put_varint(buf_t *b, uint64_t v)
 {
-	uint8_t tmp[10];
-	size_t n = 0;
+	buf_reserve(b, 10);
+	uint8_t *p = (uint8_t *)b->p + b->n, *p0 = p;
 	while (v >= 0x80) {
-		tmp[n++] = (uint8_t)(v | 0x80);
+		*p++ = (uint8_t)(v | 0x80);
 		v >>= 7;
 	}
-	tmp[n++] = (uint8_t)v;
-	buf_append(b, tmp, n);
+	*p++ = (uint8_t)v;
+	b->n += (size_t)(p - p0);
+	b->p[b->n] = 0;
 }
 
 static size_t varint_len(uint64_t v)
@@ -62,7 +63,7 @@ static void put_bytes(buf_t *b, unsigned field, const void *p, size_t n)
 {
 	put_varint(b, (uint64_t)field << 3 | 2);
 	put_varint(b, n);
-	buf_append(b, p, n);
+	memcpy(buf_extend(b, n), p, n);
 }
 
 /* A TimeSeries from labels and samples (relabelled series have no bytes to forward). */
