@@ -416,8 +416,8 @@ int cmd_receive(int argc, char **argv)
 		        "(blocks are compacted in the bucket, not locally)");
 		goto usage;
 	}
-	if (rc.replication_factor < 1) {
-		err_set(&err, ERR_INVALID, "--receive.replication-factor must be at least 1");
+	if (rc.replication_factor < 1 || rc.replication_factor > 255) {
+		err_set(&err, ERR_INVALID, "--receive.replication-factor must be between 1 and 255");
 		goto usage;
 	}
 	if (rc.hashrings_refresh_ms <= 0)
