@@ -108,7 +108,7 @@ int cmd_store(int argc, char **argv)
 	static char *objcfg, *objcfg_file, *data_dir, *min_time_s, *max_time_s, *ic_cfg, *ic_cfg_file, *relabel,
 		*relabel_file, *grpc_address;
 	static int64_t sync_ms, ic_size, chunk_pool, sample_limit, touched_limit, bytes_limit, max_conc, sync_conc,
-		del_delay_ms, idle_ms;
+		del_delay_ms, idle_ms, consistency_ms, meta_conc;
 	flag_def_t defs[] = {
 		CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"),
 		{"grpc-address", FLAG_STRING, &grpc_address, "0.0.0.0:10901", "Listen ip:port address for gRPC endpoints (StoreAPI)."},
@@ -139,6 +139,10 @@ int cmd_store(int argc, char **argv)
 		 "Disable UI/API admin operations like marking blocks for deletion and no compaction."},
 		{"ignore-deletion-marks-delay", FLAG_DURATION, &del_delay_ms, "24h",
 		 "Duration after which blocks marked for deletion are filtered out while fetching blocks."},
+		{"consistency-delay", FLAG_DURATION, &consistency_ms, "0s",
+		 "Minimum age of all blocks before they are being read (blocks made by the compactor are read at once)."},
+		{"block-meta-fetch-concurrency", FLAG_INT, &meta_conc, "32",
+		 "Number of goroutines to use when fetching block metadata from object storage."},
 		{"store.index-header-lazy-reader-idle-timeout", FLAG_DURATION, &idle_ms, "5m",
 		 "Unmap an index-header after it was idle for this long (0 disables).", NULL, true},
 	};
@@ -154,7 +158,8 @@ int cmd_store(int argc, char **argv)
 				     .series_sample_limit = sample_limit, .series_touched_limit = touched_limit,
 				     .bytes_limit = bytes_limit, .chunk_pool_size = chunk_pool,
 				     .series_max_concurrency = (int)max_conc, .block_sync_concurrency = (int)sync_conc,
-				     .ignore_deletion_marks_delay_ms = del_delay_ms, .header_idle_timeout_ms = idle_ms};
+				     .ignore_deletion_marks_delay_ms = del_delay_ms, .header_idle_timeout_ms = idle_ms,
+				     .consistency_delay_ms = consistency_ms, .block_meta_fetch_concurrency = (int)meta_conc};
 	if (parse_time_or_duration("min-time", min_time_s, &cfg.min_time) ||
 	    parse_time_or_duration("max-time", max_time_s, &cfg.max_time))
 		return 2;

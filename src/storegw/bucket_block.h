@@ -1,7 +1,7 @@
 /*
  * bucket_block.h — internals shared by the store gateway's files (not for use outside src/storegw/bucket_*.c):
  *   bucket_store.c  the store object, refcounted blocks and their lazily opened index-headers, Info;
- *   bucket_sync.c   bucket sync (list, meta.json, filters, deletion marks, parallel block loads, drops),
+ *   bucket_sync.c   bucket sync (the block/ meta fetcher and its filters, parallel block loads, drops),
  *                   idle header unloading, stats;
  *   bucket_read.c   the read path: postings, series entries and chunks by merged range reads, the
  *                   lazily fetched series set, limits, label names/values.
@@ -19,6 +19,7 @@
 
 #include "base/metrics.h"
 #include "base/workers.h"
+#include "block/fetcher.h"
 #include "storegw/bucket_store.h"
 #include "storegw/indexcache.h"
 #include "storegw/indexheader.h"
@@ -49,6 +50,7 @@ struct bucket_store {
 	bucket_block_t **blocks;
 	size_t nblocks;
 	pthread_mutex_t sync_mu;
+	block_fetcher_t *fetcher; /* meta.json files cached under data_dir */
 	bool synced_once;
 	atomic_int open_sets;
 	atomic_llong pool_used;
@@ -59,7 +61,7 @@ struct bucket_store {
 
 /* Thanos-named metrics, registered once by bucket_store_new. */
 typedef struct bucket_metrics {
-	metric_t *loads, *load_fail, *drops, *syncs, *sync_fail, *synced, *fetched, *fetched_bytes, *dropped,
+	metric_t *loads, *load_fail, *drops, *fetched, *fetched_bytes, *dropped,
 		*get_all, *blocks_queried, *result_series, *hdr_load, *hdr_unload, *loaded;
 } bucket_metrics_t;
 extern bucket_metrics_t bucket_metrics;

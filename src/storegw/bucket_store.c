@@ -25,10 +25,6 @@ static void init_metrics(void)
 				      "Total number of failed remote block loading attempts.", NULL);
 	bucket_metrics.drops = metrics_counter("thanos_bucket_store_block_drops_total", "Total number of local blocks that were dropped.",
 				  NULL);
-	bucket_metrics.syncs = metrics_counter("thanos_blocks_meta_syncs_total", "Total blocks metadata synchronization attempts.", NULL);
-	bucket_metrics.sync_fail = metrics_counter("thanos_blocks_meta_sync_failures_total",
-				      "Total blocks metadata synchronization failures.", NULL);
-	bucket_metrics.synced = metrics_gauge("thanos_blocks_meta_synced", "Number of block metadata synced.", "state");
 	bucket_metrics.fetched = metrics_counter("thanos_bucket_store_series_data_fetched_total",
 				    "Items (postings lists, series entries, chunks) fetched from the bucket.", "data_type");
 	bucket_metrics.fetched_bytes = metrics_counter("thanos_bucket_store_series_data_size_fetched_bytes_total",
@@ -194,6 +190,8 @@ int bucket_store_new(bucket_store_t **out, const bucket_store_config_t *cfg, err
 	st->cache = cfg->index_cache ? cfg->index_cache : indexcache_new(cfg->index_cache_size, cfg->index_cache_item_size);
 	pthread_mutex_init(&st->mu, NULL);
 	pthread_mutex_init(&st->sync_mu, NULL);
+	st->fetcher = block_fetcher_new(&(block_fetcher_config_t){.bkt = cfg->bkt, .cache_dir = st->data_dir,
+								 .concurrency = cfg->block_meta_fetch_concurrency});
 	if (bucket_store_read_lanes(st) > 1)
 		st->pool = workers_new(bucket_store_read_lanes(st) - 1);
 	*out = st;
@@ -214,6 +212,7 @@ void bucket_store_free(bucket_store_t *st)
 		bucket_block_unref(st->blocks[i]);
 	free(st->blocks);
 	indexcache_free(st->cache);
+	block_fetcher_free(st->fetcher);
 	pthread_mutex_destroy(&st->mu);
 	pthread_mutex_destroy(&st->sync_mu);
 	free(st->data_dir);

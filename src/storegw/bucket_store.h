@@ -1,7 +1,7 @@
 /*
  * bucket_store.h — the store gateway: a store_t over every block in a bucket (reference thanos.md
- * §1.5, §3.5, §6.6). Blocks are found by bucket_store_sync (list, meta.json, filters, deletion
- * marks); each gets a local index-header under data_dir/<ULID>/ (built from range reads, reused across
+ * §1.5, §3.5, §6.6). Blocks are found by bucket_store_sync (block/fetcher.h: list, meta.json, filters,
+ * deletion marks); each gets a local index-header under data_dir/<ULID>/ (built from range reads, reused across
  * restarts, mmapped lazily on first use and unmapped when idle). A Series call resolves matchers to
  * postings with merged range reads of the remote index, fetches the series entries the same way,
  * then fetches only the chunks overlapping the request — lazily, in batches of series, with parallel
@@ -58,6 +58,8 @@ typedef struct bucket_store_config {
 	int read_concurrency;           /* blocks a Series call reads at once (threads of the store's read
 					 * pool, shared by all calls; each call's own thread reads too); 0 = 4 */
 	int64_t ignore_deletion_marks_delay_ms;
+	int64_t consistency_delay_ms;   /* blocks younger than this are not served yet (compactor-made ones are) */
+	int block_meta_fetch_concurrency; /* block directories listed / metas read at once at sync; 0 = 32 */
 	int64_t header_idle_timeout_ms; /* unmap headers unused this long; 0 = never */
 	bucket_store_select_fn select;  /* NULL = every block */
 	void *select_arg;

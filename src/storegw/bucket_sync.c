@@ -1,11 +1,11 @@
 /*
- * bucket_sync.c — the store gateway's bucket sync: list block directories, read new meta.json files,
- * apply time/label filters and deletion marks, load new blocks in parallel (index-header built or
- * reused under data_dir), swap the block list and drop gone blocks (references keep calls in flight
- * safe); plus idle index-header unloading and stats (see bucket_store.h, bucket_block.h).
+ * bucket_sync.c — the store gateway's bucket sync: the shared meta fetcher (block/fetcher.h: list,
+ * meta.json, markers) with the time, label, consistency-delay and deletion-mark filters, then new
+ * blocks loaded in parallel (index-header built or reused under data_dir), the block list swapped
+ * and gone blocks dropped (references keep calls in flight safe); plus idle index-header unloading
+ * and stats (see bucket_store.h, bucket_block.h).
  */
 #include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,20 +19,6 @@
 #include "storegw/bucket_block.h"
 
 /* ================================ sync ================================ */
-
-static int collect_ulids(void *arg, const char *name)
-{
-	VEC(char *) *ids = arg;
-	size_t n = strlen(name);
-	if (n != ULID_LEN + 1 || name[ULID_LEN] != '/')
-		return 0;
-	char id[ULID_LEN + 1];
-	memcpy(id, name, ULID_LEN);
-	id[ULID_LEN] = 0;
-	if (ulid_valid(id))
-		VEC_PUSH(ids, xstrdup(id));
-	return 0;
-}
 
 int bucket_mkdir_p(const char *path, err_t *err)
 {
@@ -65,36 +51,6 @@ static void rm_block_dir(const char *dir)
 	snprintf(path, sizeof path, "%s/meta.json", dir);
 	unlink(path);
 	rmdir(dir);
-}
-
-/* Deletion mark: *marked_ms = deletion time in ms, or -1 when there is none. */
-static int read_deletion_mark(bucket_t *bkt, const char *ulid, int64_t *marked_ms, err_t *err)
-{
-	char name[64];
-	snprintf(name, sizeof name, "%s/deletion-mark.json", ulid);
-	buf_t d = BUF_INIT;
-	*marked_ms = -1;
-	int rc = bucket_get(bkt, name, &d, err);
-	if (rc == ERR_NOT_FOUND) {
-		buf_release(&d);
-		err_clear(err);
-		return 0;
-	}
-	if (rc) {
-		buf_release(&d);
-		return rc;
-	}
-	json_error_t je;
-	json_t *j = json_loadb(d.p, d.n, 0, &je);
-	buf_release(&d);
-	json_t *t = j ? json_object_get(j, "deletion_time") : NULL;
-	if (!j || !json_is_integer(t)) {
-		json_decref(j);
-		return err_set(err, ERR_CORRUPT, "%s: malformed deletion mark (need integer deletion_time)", name);
-	}
-	*marked_ms = (int64_t)json_integer_value(t) * 1000;
-	json_decref(j);
-	return 0;
 }
 
 typedef struct load_job {
@@ -205,61 +161,28 @@ static int block_cmp_id(const void *a, const void *b)
 	return strcmp((*(bucket_block_t *const *)a)->ulid, (*(bucket_block_t *const *)b)->ulid);
 }
 
-/* Meta from the local cache (data_dir/<id>/meta.json) or the bucket (then cached). 1 = partial. */
-static int fetch_meta(bucket_store_t *st, const char *id, block_meta_t *m, err_t *err)
-{
-	char dir[4096];
-	snprintf(dir, sizeof dir, "%s/%s", st->data_dir, id);
-	if (meta_read(m, dir, err) == 0 && strcmp(m->ulid, id) == 0)
-		return 0;
-	meta_release(m);
-	memset(m, 0, sizeof *m);
-	err_clear(err);
-	char name[64];
-	snprintf(name, sizeof name, "%s/meta.json", id);
-	buf_t d = BUF_INIT;
-	int rc = bucket_get(st->cfg.bkt, name, &d, err);
-	if (rc == ERR_NOT_FOUND) {
-		buf_release(&d);
-		return 1;
-	}
-	if (!rc)
-		rc = meta_parse(m, d.p, d.n, name, err);
-	if (!rc && strcmp(m->ulid, id) != 0)
-		rc = err_set(err, ERR_CORRUPT, "%s: ulid %s does not match its directory", name, m->ulid);
-	if (!rc && bucket_mkdir_p(dir, NULL) == 0) {
-		char path[4200], tmp[4200];
-		snprintf(path, sizeof path, "%s/meta.json", dir);
-		snprintf(tmp, sizeof tmp, "%s/meta.json.tmp", dir);
-		FILE *f = fopen(tmp, "w");
-		if (f) {
-			bool ok = fwrite(d.p, 1, d.n, f) == d.n;
-			ok = fclose(f) == 0 && ok;
-			if (!ok || rename(tmp, path) != 0)
-				unlink(tmp);
-		}
-	}
-	buf_release(&d);
-	return rc;
-}
-
-enum { ST_LOADED, ST_PARTIAL, ST_FAILED, ST_MARKED, ST_TIME, ST_LABEL, ST_DOWNSAMPLED, ST_N };
-static const char *const state_names[ST_N] = {"loaded", "partial", "failed", "marked-for-deletion",
-					      "time-excluded", "label-excluded", "downsampled-excluded"};
-
 int bucket_store_sync(bucket_store_t *st, err_t *err)
 {
 	pthread_mutex_lock(&st->sync_mu);
-	metric_inc(metric_with(bucket_metrics.syncs));
-	VEC(char *) ids = {0};
-	int rc = bucket_iter(st->cfg.bkt, "", 0, collect_ulids, &ids, err);
+	fetch_list_t l;
+	int rc = block_fetcher_fetch(st->fetcher, &l, err);
 	if (rc) {
-		metric_inc(metric_with(bucket_metrics.sync_fail));
-		for (size_t i = 0; i < ids.n; i++)
-			free(ids.v[i]);
-		VEC_FREE(&ids);
 		pthread_mutex_unlock(&st->sync_mu);
 		return err_wrap(err, "bucket store sync");
+	}
+	fetch_filter_time(&l, st->cfg.min_time, st->cfg.max_time);
+	if (st->cfg.select)
+		fetch_filter_labels(&l, st->cfg.select, st->cfg.select_arg);
+	int64_t now = clock_now_ms();
+	fetch_filter_consistency(&l, st->cfg.consistency_delay_ms, now);
+	fetch_filter_deleted(&l, st->cfg.ignore_deletion_marks_delay_ms, now);
+	for (size_t i = 0; i < l.n;) {
+		if (l.v[i].meta.resolution != 0) {
+			log_info("downsampled block not served (raw resolution only)", "block", l.v[i].ulid);
+			fetch_list_drop(&l, i, FETCH_RESOLUTION);
+		} else {
+			i++;
+		}
 	}
 	/* Current set (only this thread changes it). */
 	pthread_mutex_lock(&st->mu);
@@ -267,78 +190,25 @@ int bucket_store_sync(bucket_store_t *st, err_t *err)
 	bucket_block_t **cur = xmemdup(st->blocks ? (void *)st->blocks : (void *)"", ncur * sizeof *cur + 1);
 	pthread_mutex_unlock(&st->mu);
 
-	size_t counts[ST_N] = {0};
 	VEC(bucket_block_t *) keep = {0};
 	VEC(load_job_t) jobs = {0};
-	int64_t now = clock_now_ms();
-	for (size_t i = 0; i < ids.n; i++) {
-		const char *id = ids.v[i];
-		err_t e = {0};
-		int64_t marked;
-		bucket_block_t *old = find_block(cur, ncur, id);
-		if (read_deletion_mark(st->cfg.bkt, id, &marked, &e))
-			log_warn("reading deletion mark failed", "block", id, "err", e.msg);
-		if (marked >= 0 && now - marked >= st->cfg.ignore_deletion_marks_delay_ms) {
-			counts[ST_MARKED]++;
-			continue;
-		}
+	for (size_t i = 0; i < l.n; i++) {
+		fetched_block_t *fb = &l.v[i];
+		bucket_block_t *old = find_block(cur, ncur, fb->ulid);
 		if (old) {
 			VEC_PUSH(&keep, old);
-			counts[ST_LOADED]++;
-			continue;
-		}
-		block_meta_t m = {0};
-		int mr = fetch_meta(st, id, &m, &e);
-		if (mr == 1) {
-			log_debug("block without meta.json ignored (partial upload)", "block", id);
-			counts[ST_PARTIAL]++;
-			continue;
-		}
-		if (mr) {
-			log_warn("block meta.json unreadable, block ignored", "block", id, "err", e.msg);
-			meta_release(&m);
-			counts[ST_FAILED]++;
-			continue;
-		}
-		if (m.maxt < st->cfg.min_time || m.mint > st->cfg.max_time) {
-			meta_release(&m);
-			counts[ST_TIME]++;
-			continue;
-		}
-		if (m.resolution != 0) {
-			log_info("downsampled block not served (raw resolution only)", "block", id);
-			meta_release(&m);
-			counts[ST_DOWNSAMPLED]++;
 			continue;
 		}
 		bucket_block_t *b = xcalloc(1, sizeof *b);
 		atomic_init(&b->refs, 1);
 		b->st = st;
-		memcpy(b->ulid, id, sizeof b->ulid);
-		b->meta = m;
+		memcpy(b->ulid, fb->ulid, sizeof b->ulid);
 		arena_init(&b->arena, 1024);
 		pthread_mutex_init(&b->mu, NULL);
-		labels_t ext = {ARENA_NEW_ARRAY(&b->arena, label_t, m.nlabels + 1), 0};
-		for (size_t k = 0; k < m.nlabels; k++)
-			ext.v[ext.n++] = (label_t){str_c(m.labels[2 * k]), str_c(m.labels[2 * k + 1])};
-		labels_normalize(&ext);
-		b->ext = ext;
-		if (st->cfg.select) {
-			arena_t ta;
-			arena_init(&ta, 0);
-			labels_builder_t lb;
-			labels_builder_init(&lb, &ta, &ext);
-			labels_builder_set(&lb, STR("__block_id"), str_c(b->ulid));
-			labels_t with_id = labels_builder_finish(&lb);
-			bool sel = st->cfg.select(st->cfg.select_arg, &with_id);
-			arena_release(&ta);
-			if (!sel) {
-				counts[ST_LABEL]++;
-				bucket_block_unref(b);
-				continue;
-			}
-		}
-		b->dir = arena_printf(&b->arena, "%s/%s", st->data_dir, id);
+		b->ext = fetched_block_labels(fb, &b->arena); /* views of the meta's strings, moved below */
+		b->meta = fb->meta;
+		memset(&fb->meta, 0, sizeof fb->meta);
+		b->dir = arena_printf(&b->arena, "%s/%s", st->data_dir, b->ulid);
 		b->hdr_path = arena_printf(&b->arena, "%s/%s", b->dir, INDEXHEADER_FILE);
 		build_segments(b);
 		load_job_t *j = VEC_ADD(&jobs);
@@ -352,12 +222,12 @@ int bucket_store_sync(bucket_store_t *st, err_t *err)
 			metric_inc(metric_with(bucket_metrics.load_fail));
 			atomic_fetch_add(&st->load_failures, 1);
 			log_error("loading block failed; it is not served", "block", j->b->ulid, "err", j->err.msg);
-			counts[ST_FAILED]++;
+			l.counts[FETCH_LOADED]--;
+			l.counts[FETCH_FAILED]++;
 			bucket_block_unref(j->b);
 			continue;
 		}
 		VEC_PUSH(&keep, j->b);
-		counts[ST_LOADED]++;
 	}
 	VEC_FREE(&jobs);
 	if (keep.n > 1)
@@ -379,11 +249,8 @@ int bucket_store_sync(bucket_store_t *st, err_t *err)
 	}
 	free(oldv);
 	free(cur);
-	for (int s = 0; s < ST_N; s++)
-		metric_set(metric_with(bucket_metrics.synced, state_names[s]), (double)counts[s]);
-	for (size_t i = 0; i < ids.n; i++)
-		free(ids.v[i]);
-	VEC_FREE(&ids);
+	fetch_list_publish(&l);
+	fetch_list_release(&l);
 	st->synced_once = true;
 	metric_set(metric_with(bucket_metrics.loaded), (double)keep.n);
 	pthread_mutex_unlock(&st->sync_mu);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/alloc.h"
+#include "base/clock.h"
 #include "base/crc32c.h"
 #include "base/varint.h"
 
@@ -88,7 +89,48 @@ void meta_release(block_meta_t *m)
 	for (size_t i = 0; i < m->nfiles; i++)
 		free(m->files[i].rel_path);
 	free(m->files);
+	free(m->rewrites);
+	free(m->extensions);
 	memset(m, 0, sizeof *m);
+}
+
+static char **dup_strs(char *const *v, size_t n)
+{
+	if (!n)
+		return NULL;
+	char **out = xcalloc(n, sizeof *out);
+	for (size_t i = 0; i < n; i++)
+		out[i] = xstrdup(v[i]);
+	return out;
+}
+
+void meta_copy(block_meta_t *dst, const block_meta_t *src)
+{
+	*dst = *src;
+	dst->sources = src->nsources ? xmemdup(src->sources, src->nsources * sizeof *src->sources) : NULL;
+	dst->parents = src->nparents ? xmemdup(src->parents, src->nparents * sizeof *src->parents) : NULL;
+	dst->labels = dup_strs(src->labels, 2 * src->nlabels);
+	dst->source = src->source ? xstrdup(src->source) : NULL;
+	dst->segment_files = dup_strs(src->segment_files, src->nsegment_files);
+	dst->files = src->nfiles ? xcalloc(src->nfiles, sizeof *dst->files) : NULL;
+	for (size_t i = 0; i < src->nfiles; i++)
+		dst->files[i] = (meta_file_t){xstrdup(src->files[i].rel_path), src->files[i].size_bytes};
+	dst->rewrites = src->rewrites ? xstrdup(src->rewrites) : NULL;
+	dst->extensions = src->extensions ? xstrdup(src->extensions) : NULL;
+}
+
+bool meta_sources_subset(const block_meta_t *a, const block_meta_t *b)
+{
+	if (!a->nsources)
+		return false;
+	for (size_t i = 0; i < a->nsources; i++) {
+		bool found = false;
+		for (size_t k = 0; k < b->nsources && !found; k++)
+			found = strcmp(a->sources[i], b->sources[k]) == 0;
+		if (!found)
+			return false;
+	}
+	return true;
 }
 
 void meta_add_source(block_meta_t *m, const char *ulid)
@@ -191,6 +233,8 @@ int meta_parse(block_meta_t *m, const char *json, size_t len, const char *what, 
 			if (json_is_string(e) && ulid_valid(json_string_value(e)))
 				meta_add_source(m, json_string_value(e));
 		}
+		m->deletable = json_is_true(json_object_get(c, "deletable"));
+		m->failed = json_is_true(json_object_get(c, "failed"));
 		json_t *par = json_object_get(c, "parents");
 		json_array_foreach(par, i, e)
 		{
@@ -242,6 +286,21 @@ int meta_parse(block_meta_t *m, const char *json, size_t len, const char *what, 
 			f->size_bytes = 0;
 			get_i64(e, "size_bytes", &f->size_bytes, false, what, NULL);
 		}
+		json_t *is = json_object_get(th, "index_stats");
+		if (json_is_object(is)) {
+			get_i64(is, "series_max_size", &m->series_max_size, false, what, NULL);
+			get_i64(is, "chunk_max_size", &m->chunk_max_size, false, what, NULL);
+		}
+		json_t *rw = json_object_get(th, "rewrites");
+		if (json_is_array(rw) && json_array_size(rw))
+			m->rewrites = json_dumps(rw, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_t *ex = json_object_get(th, "extensions");
+		if (ex && !json_is_null(ex))
+			m->extensions = json_dumps(ex, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+		json_t *ut = json_object_get(th, "upload_time");
+		int64_t ums;
+		if (json_is_string(ut) && rfc3339_parse_ms(str_c(json_string_value(ut)), &ums))
+			m->upload_time_ms = ums;
 	}
 out:
 	json_decref(root);
@@ -305,6 +364,58 @@ static void close_at(buf_t *b, int depth, char c)
 	buf_putc(b, c);
 }
 
+/* A jansson value in Go's MarshalIndent layout at depth (keys in their stored order). */
+static void put_json(buf_t *b, json_t *v, int depth)
+{
+	if (json_is_object(v)) {
+		if (!json_object_size(v)) {
+			buf_puts(b, "{}");
+			return;
+		}
+		bool f = true;
+		const char *k;
+		json_t *x;
+		buf_putc(b, '{');
+		json_object_foreach(v, k, x)
+		{
+			key(b, depth + 1, k, &f);
+			put_json(b, x, depth + 1);
+		}
+		close_at(b, depth, '}');
+	} else if (json_is_array(v)) {
+		if (!json_array_size(v)) {
+			buf_puts(b, "[]");
+			return;
+		}
+		size_t i;
+		json_t *x;
+		buf_putc(b, '[');
+		json_array_foreach(v, i, x)
+		{
+			elem(b, depth + 1, i);
+			put_json(b, x, depth + 1);
+		}
+		close_at(b, depth, ']');
+	} else if (json_is_string(v)) {
+		buf_json_str(b, str_from(json_string_value(v), json_string_length(v)));
+	} else {
+		char *t = json_dumps(v, JSON_ENCODE_ANY);
+		buf_puts(b, t ? t : "null");
+		free(t);
+	}
+}
+
+/* "k": <text re-laid out>, for JSON kept verbatim (rewrites, extensions). */
+static void put_raw_json(buf_t *b, int depth, const char *k, const char *text, bool *first)
+{
+	json_t *v = json_loads(text, JSON_DECODE_ANY, NULL);
+	if (!v)
+		return;
+	key(b, depth, k, first);
+	put_json(b, v, depth);
+	json_decref(v);
+}
+
 void meta_format(buf_t *b, const block_meta_t *m)
 {
 	bool f0 = true;
@@ -346,6 +457,10 @@ void meta_format(buf_t *b, const block_meta_t *m)
 			}
 			close_at(b, 2, ']');
 		}
+		if (m->deletable) {
+			key(b, 2, "deletable", &f);
+			buf_puts(b, "true");
+		}
 		if (m->nparents) {
 			key(b, 2, "parents", &f);
 			buf_putc(b, '[');
@@ -362,6 +477,10 @@ void meta_format(buf_t *b, const block_meta_t *m)
 				close_at(b, 3, '}');
 			}
 			close_at(b, 2, ']');
+		}
+		if (m->failed) {
+			key(b, 2, "failed", &f);
+			buf_puts(b, "true");
 		}
 		close_at(b, 1, '}');
 	}
@@ -414,6 +533,30 @@ void meta_format(buf_t *b, const block_meta_t *m)
 				close_at(b, 3, '}');
 			}
 			close_at(b, 2, ']');
+		}
+		if (m->rewrites)
+			put_raw_json(b, 2, "rewrites", m->rewrites, &f);
+		if (m->series_max_size || m->chunk_max_size) {
+			key(b, 2, "index_stats", &f);
+			bool fi = true;
+			buf_putc(b, '{');
+			if (m->series_max_size) {
+				key(b, 3, "series_max_size", &fi);
+				buf_put_i64(b, m->series_max_size);
+			}
+			if (m->chunk_max_size) {
+				key(b, 3, "chunk_max_size", &fi);
+				buf_put_i64(b, m->chunk_max_size);
+			}
+			close_at(b, 2, '}');
+		}
+		if (m->extensions)
+			put_raw_json(b, 2, "extensions", m->extensions, &f);
+		if (m->upload_time_ms) {
+			key(b, 2, "upload_time", &f);
+			buf_putc(b, '"');
+			buf_put_rfc3339_ms(b, m->upload_time_ms);
+			buf_putc(b, '"');
 		}
 		close_at(b, 1, '}');
 	}

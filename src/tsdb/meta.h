@@ -36,6 +36,8 @@ typedef struct block_meta {
 	size_t nsources;
 	block_parent_t *parents;
 	size_t nparents;
+	bool deletable; /* compaction produced an empty block */
+	bool failed;    /* compaction.failed: the planner leaves such blocks alone */
 	/* thanos section */
 	bool has_thanos;
 	char **labels; /* name, value, name, value ... (sorted by name) */
@@ -46,6 +48,10 @@ typedef struct block_meta {
 	size_t nsegment_files;
 	meta_file_t *files;
 	size_t nfiles;
+	int64_t series_max_size, chunk_max_size; /* thanos.index_stats (bytes); 0 = omitted */
+	char *rewrites;         /* thanos.rewrites as JSON text (an array), NULL = none; kept verbatim */
+	char *extensions;       /* thanos.extensions as JSON text, NULL = none; kept verbatim */
+	int64_t upload_time_ms; /* thanos.upload_time (RFC 3339 in the file); 0 = omitted */
 } block_meta_t;
 
 void meta_release(block_meta_t *m);
@@ -55,6 +61,10 @@ void meta_format(buf_t *b, const block_meta_t *m);
 int meta_write(const block_meta_t *m, const char *block_dir, err_t *err);
 void meta_add_source(block_meta_t *m, const char *ulid);
 void meta_set_label(block_meta_t *m, const char *name, const char *value);
+/* Deep copy of src into dst (dst's old content is not released). */
+void meta_copy(block_meta_t *dst, const block_meta_t *src);
+/* Is every source of a also a source of b? (False when a has none.) */
+bool meta_sources_subset(const block_meta_t *a, const block_meta_t *b);
 
 /* New ULID for time ms (crypto-random entropy). out has ULID_LEN + 1 bytes. */
 void ulid_new(char *out, int64_t ms);

@@ -186,4 +186,38 @@ TEST(tombstones_read_and_errors)
 	tu_rm_rf(dir);
 }
 
+TEST(meta_thanos_extensions_roundtrip_and_copy)
+{
+	const char *in = "{\"ulid\":\"01ARZ3NDEKTSV4RRFFQ69G5FAV\",\"minTime\":0,\"maxTime\":10,\"version\":1,"
+			 "\"compaction\":{\"level\":3,\"sources\":[\"01ARZ3NDEKTSV4RRFFQ69G5FA1\"],\"deletable\":true,\"failed\":true},"
+			 "\"thanos\":{\"labels\":{\"a\":\"b\"},\"downsample\":{\"resolution\":0},\"source\":\"compactor\","
+			 "\"rewrites\":[{\"sources\":[\"01ARZ3NDEKTSV4RRFFQ69G5FA1\"],\"deletions_applied\":[{\"matchers\":\"{a=\\\"b\\\"}\","
+			 "\"intervals\":[{\"mint\":1,\"maxt\":2}]}]}],"
+			 "\"index_stats\":{\"series_max_size\":123,\"chunk_max_size\":45},\"extensions\":{\"k\":[1,true]},"
+			 "\"upload_time\":\"2024-01-02T03:04:05.678Z\"}}";
+	block_meta_t m, c, p;
+	err_t err = {0};
+	CHECK_EQ_INT(meta_parse(&m, in, strlen(in), "t", &err), 0);
+	CHECK(m.deletable && m.failed);
+	CHECK_EQ_INT(m.series_max_size, 123);
+	CHECK_EQ_INT(m.chunk_max_size, 45);
+	CHECK_EQ_INT(m.upload_time_ms, 1704164645678);
+	CHECK(m.rewrites && strstr(m.rewrites, "deletions_applied"));
+	meta_copy(&c, &m);
+	meta_release(&m);
+	buf_t b = BUF_INIT;
+	meta_format(&b, &c);
+	CHECK(strstr(b.p, "\t\t\"deletable\": true,\n") != NULL);
+	CHECK(strstr(b.p, "\"index_stats\": {\n\t\t\t\"series_max_size\": 123,\n\t\t\t\"chunk_max_size\": 45\n\t\t}") != NULL);
+	CHECK(strstr(b.p, "\"rewrites\": [\n\t\t\t{\n\t\t\t\t\"sources\": [") != NULL);
+	CHECK(strstr(b.p, "\"upload_time\": \"2024-01-02T03:04:05.678Z\"") != NULL);
+	CHECK_EQ_INT(meta_parse(&p, b.p, b.n, "t2", &err), 0);
+	CHECK(p.deletable && p.failed && p.series_max_size == 123 && p.upload_time_ms == 1704164645678);
+	CHECK(p.extensions && strstr(p.extensions, "true"));
+	CHECK(meta_sources_subset(&p, &c));
+	meta_release(&p);
+	meta_release(&c);
+	buf_release(&b);
+}
+
 TEST_MAIN()
