@@ -76,6 +76,7 @@ struct block_writer {
 	VEC(uint64_t) refs;
 	int64_t mint, maxt;
 	uint64_t nseries, nsamples, nchunks;
+	uint64_t max_chunk, max_series; /* index_stats */
 };
 
 static void path_join(char *out, size_t n, const char *a, const char *b)
@@ -286,6 +287,9 @@ static int spill_run(block_writer_t *bw, err_t *err)
 	return 0;
 }
 
+static int add_record(block_writer_t *bw, const labels_t *ls, const chunk_t *chks, size_t n, uint64_t nsamples,
+		      err_t *err);
+
 int block_writer_add_series(block_writer_t *bw, const labels_t *ls, const int64_t *t, const double *v, size_t n,
 			    err_t *err)
 {
@@ -320,14 +324,38 @@ int block_writer_add_series(block_writer_t *bw, const labels_t *ls, const int64_
 	}
 	finish_chunk(bw, cmint, cmaxt);
 	VEC_RESERVE(&bw->chunks, bw->pending.n);
-	VEC_RESERVE(&bw->refs, bw->pending.n);
 	for (size_t i = 0; i < bw->pending.n; i++) {
 		pending_chunk_t *pc = &bw->pending.v[i];
 		bw->chunks.v[i] = (chunk_t){pc->mint, pc->maxt, CHUNK_ENC_XOR, (const uint8_t *)bw->data.p + pc->off, pc->len};
 	}
-	int rc = chunkfile_writer_write(&bw->cw, bw->chunks.v, bw->pending.n, bw->refs.v, err);
+	return add_record(bw, ls, bw->chunks.v, bw->pending.n, n, err);
+}
+
+int block_writer_add_chunks(block_writer_t *bw, const labels_t *ls, const chunk_t *chks, size_t n, uint64_t nsamples,
+			    err_t *err)
+{
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (chks[i].mint > chks[i].maxt || (i && chks[i].mint <= chks[i - 1].maxt))
+			return err_set(err, ERR_INVALID, "block writer: chunk %zu [%lld, %lld] out of order", i,
+				       (long long)chks[i].mint, (long long)chks[i].maxt);
+	return add_record(bw, ls, chks, n, nsamples, err);
+}
+
+/* Writes a series' chunks (n > 0) and records the series. */
+static int add_record(block_writer_t *bw, const labels_t *ls, const chunk_t *chks, size_t n, uint64_t nsamples,
+		      err_t *err)
+{
+	VEC_RESERVE(&bw->refs, n);
+	int rc = chunkfile_writer_write(&bw->cw, chks, n, bw->refs.v, err);
 	if (rc)
 		return rc;
+	for (size_t i = 0; i < n; i++) {
+		uint64_t rec = (uint64_t)uvarint_len(chks[i].len) + 1 + chks[i].len + 4;
+		if (rec > bw->max_chunk)
+			bw->max_chunk = rec;
+	}
 	VEC_RESERVE(&bw->series, bw->series.n + 1);
 	series_rec_t *s = &bw->series.v[bw->series.n++];
 	s->ls.n = ls->n;
@@ -340,17 +368,17 @@ int block_writer_add_series(block_writer_t *bw, const labels_t *ls, const int64_
 	if (bw->series.n > 1 && bw->run_sorted && labels_cmp(&s[-1].ls, &s->ls) > 0)
 		bw->run_sorted = false;
 	s->meta_off = bw->metas.n;
-	s->nmeta = bw->pending.n;
-	VEC_RESERVE(&bw->metas, bw->metas.n + bw->pending.n);
-	for (size_t i = 0; i < bw->pending.n; i++)
-		bw->metas.v[bw->metas.n++] = (chunk_meta_t){bw->pending.v[i].mint, bw->pending.v[i].maxt, bw->refs.v[i]};
-	if (t[0] < bw->mint)
-		bw->mint = t[0];
-	if (t[n - 1] > bw->maxt)
-		bw->maxt = t[n - 1];
+	s->nmeta = n;
+	VEC_RESERVE(&bw->metas, bw->metas.n + n);
+	for (size_t i = 0; i < n; i++)
+		bw->metas.v[bw->metas.n++] = (chunk_meta_t){chks[i].mint, chks[i].maxt, bw->refs.v[i]};
+	if (chks[0].mint < bw->mint)
+		bw->mint = chks[0].mint;
+	if (chks[n - 1].maxt > bw->maxt)
+		bw->maxt = chks[n - 1].maxt;
 	bw->nseries++;
-	bw->nsamples += n;
-	bw->nchunks += bw->pending.n;
+	bw->nsamples += nsamples;
+	bw->nchunks += n;
 	if (run_bytes(bw) >= bw->opts.mem_limit)
 		return spill_run(bw, err);
 	return 0;
@@ -553,6 +581,7 @@ static int write_index(block_writer_t *bw, err_t *err)
 		rc = index_writer_add_symbols(iw, syms, bw->syms.n, err);
 		if (!rc)
 			rc = merge_runs(bw, bw->runs.v, bw->runs.n, true, iw, err);
+		bw->max_series = index_writer_max_series_size(iw);
 		if (rc)
 			index_writer_abort(iw);
 		else
@@ -579,6 +608,8 @@ int block_writer_finish(block_writer_t *bw, const block_meta_t *meta_in, char *o
 		m.mint = bw->opts.meta_mint;
 		m.maxt = bw->opts.meta_maxt;
 	}
+	m.series_max_size = (int64_t)bw->max_series;
+	m.chunk_max_size = (int64_t)bw->max_chunk;
 	m.num_samples = bw->nsamples;
 	m.num_series = bw->nseries;
 	m.num_chunks = bw->nchunks;

@@ -7,7 +7,8 @@
  * (120-sample target estimated at the 30th sample, 240 cap, never across a chunk_range-aligned
  * boundary) and streams them to chunks/. Series may come in any order but sorted input gives chunk
  * files byte-identical to Prometheus'. block_writer_finish writes index, meta.json, tombstones,
- * fsyncs and renames to <parent>/<ULID>/.
+ * fsyncs and renames to <parent>/<ULID>/. meta.json's thanos.index_stats get the largest series entry
+ * and chunk record written.
  * Memory is independent of the number of samples and series: one series' chunks while it is
  * encoded, the distinct label names and values (the index's symbol table), and at most mem_limit
  * bytes of series (labels + chunk metas); beyond that they are sorted and spilled as a run to an
@@ -53,6 +54,11 @@ typedef struct block_writer_opts {
 int block_writer_new(block_writer_t **bw, const char *parent_dir, const block_writer_opts_t *opts, err_t *err);
 /* Samples must have strictly increasing timestamps; n may be 0 (series skipped). */
 int block_writer_add_series(block_writer_t *bw, const labels_t *ls, const int64_t *t, const double *v, size_t n,
+			    err_t *err);
+/* A series whose chunks are already encoded (sorted by mint, not overlapping): the records are
+ * copied to chunks/ as they are (compaction passes chunks through this way). nsamples is the
+ * series' sample count for meta.json's stats. */
+int block_writer_add_chunks(block_writer_t *bw, const labels_t *ls, const chunk_t *chks, size_t n, uint64_t nsamples,
 			    err_t *err);
 /* Writes the block. meta_in (may be NULL) supplies the thanos section and compaction info; ulid, times,
  * stats are computed. On success out_dir (if not NULL, >= 4096 bytes) gets the final path. Frees bw. */

@@ -77,6 +77,7 @@ struct index_writer {
 	VEC(run_t) runs;
 	VEC(pair_key_t) order; /* scratch: the pairs of a run, sorted */
 	VEC(uint64_t) keys; /* scratch: the series' (name<<32|value) symbol pairs */
+	uint64_t max_series; /* largest series entry written (bytes, length and CRC included) */
 };
 
 static int w_flush(index_writer_t *w, err_t *err)
@@ -321,6 +322,8 @@ int index_writer_add_series(index_writer_t *w, const labels_t *ls, const chunk_m
 	be32_put(crc, crc32c(0, b->p, b->n));
 	if ((rc = w_write(w, hdr, hl, err)) || (rc = w_write(w, b->p, b->n, err)) || (rc = w_write(w, crc, 4, err)))
 		return rc;
+	if (hl + b->n + 4 > w->max_series)
+		w->max_series = hl + b->n + 4;
 	/* postings: only after the series is written, so a failed series leaves none behind */
 	for (size_t i = 0; i < ls->n; i++) {
 		uint64_t key = w->keys.v[i], idx;
@@ -623,6 +626,11 @@ int index_writer_close(index_writer_t *w, err_t *err)
 	return rc;
 }
 
+uint64_t index_writer_max_series_size(const index_writer_t *w)
+{
+	return w->max_series;
+}
+
 /* ================================ reader ================================ */
 
 static int rcorrupt(const index_reader_t *r, err_t *err, uint64_t off, const char *fmt, ...)
@@ -903,6 +911,43 @@ int index_reader_postings_for_matchers(index_reader_t *r, arena_t *a, const matc
 		}
 	}
 	*out = have_neg ? postings_subtract(a, acc, neg) : acc;
+	return 0;
+}
+
+int index_reader_next_series(index_reader_t *r, uint32_t *id, err_t *err)
+{
+	int rc = index_reader_load(r, err);
+	if (rc)
+		return rc;
+	/* The series section ends where the next present section starts. */
+	uint64_t end = r->len;
+	uint64_t next_sections[] = {r->toc_label_indices, r->toc_postings, r->toc_label_offsets, r->toc_postings_offsets};
+	for (size_t i = 0; i < 4; i++)
+		if (next_sections[i] > r->toc_series && next_sections[i] < end)
+			end = next_sections[i];
+	uint64_t off;
+	if (*id == 0) {
+		if (!r->toc_series) {
+			*id = 0;
+			return 0;
+		}
+		off = (r->toc_series + 15) / 16 * 16; /* the TOC may point at the padding before it */
+	} else {
+		uint64_t cur = (uint64_t)*id * 16, blen;
+		if (cur < r->toc_series || cur >= end)
+			return RCORRUPT(r, cur, "series %u: not in the series section", *id);
+		int k = uvarint_get(r->p + cur, r->p + end, &blen);
+		if (k <= 0 || blen + 4 > end - cur - (uint64_t)k)
+			return RCORRUPT(r, cur, "series %u: length runs past the series section", *id);
+		off = (cur + (uint64_t)k + blen + 4 + 15) / 16 * 16;
+	}
+	if (off >= end) {
+		*id = 0;
+		return 0;
+	}
+	if (off / 16 > UINT32_MAX)
+		return RCORRUPT(r, off, "series section beyond 64 GiB");
+	*id = (uint32_t)(off / 16);
 	return 0;
 }
 

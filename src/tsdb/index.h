@@ -51,6 +51,8 @@ int index_writer_add_series(index_writer_t *w, const labels_t *ls, const chunk_m
 void index_writer_set_mem_limit(index_writer_t *w, size_t bytes);
 /* Runs spilled to the temp file so far (for tests and benchmarks). */
 size_t index_writer_spilled_runs(const index_writer_t *w);
+/* Largest series entry written so far (bytes), for meta.json's thanos.index_stats. */
+uint64_t index_writer_max_series_size(const index_writer_t *w);
 int index_writer_close(index_writer_t *w, err_t *err); /* frees w */
 void index_writer_abort(index_writer_t *w);           /* frees w, leaves the partial file */
 
@@ -82,6 +84,10 @@ int index_reader_postings_for_matchers(index_reader_t *r, arena_t *a, const matc
 /* Series id (offset/16): labels (pointing into the mmap) and chunk metas (arena). */
 int index_reader_series(index_reader_t *r, arena_t *a, uint32_t id, labels_t *ls, chunk_meta_t **chks, size_t *nchks,
 			err_t *err);
+/* Walk the series section in file order, which is label order: *id = 0 gives the first series,
+ * otherwise the one after *id; *id = 0 on return means there are no more. Series entries are
+ * checked only as far as their length; index_reader_series checks the rest. */
+int index_reader_next_series(index_reader_t *r, uint32_t *id, err_t *err);
 /* Sorted label names (excluding ""), of series matching ms (all names when n == 0). */
 int index_reader_label_names(index_reader_t *r, arena_t *a, const matcher_t *ms, size_t n, str_t **out, size_t *nout,
 			     err_t *err);
