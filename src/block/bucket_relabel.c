@@ -3,14 +3,20 @@
  */
 #include "block/bucket_relabel.h"
 
+#include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
 #include "base/alloc.h"
 #include "model/matcher.h"
 
+enum action { ACT_KEEP, ACT_DROP, ACT_HASHMOD };
+
 typedef struct rule {
-	bool keep;
+	enum action action;
+	char *target;     /* hashmod */
+	uint64_t modulus; /* hashmod */
 	char **src;
 	size_t nsrc;
 	char *sep;
@@ -39,6 +45,7 @@ static void rule_release(rule_t *r)
 		free(r->src[i]);
 	free(r->src);
 	free(r->sep);
+	free(r->target);
 	matcher_release(&r->re);
 }
 
@@ -70,17 +77,33 @@ static int parse_rule(yaml_document_t *doc, yaml_node_t *n, const char *what, ru
 				r->src = xreallocarray(r->src, r->nsrc + 1, sizeof *r->src);
 				r->src[r->nsrc++] = xstrdup(s);
 			}
-		} else if (strcmp(ks, "target_label") == 0 || strcmp(ks, "replacement") == 0 ||
-			   strcmp(ks, "modulus") == 0) {
+		} else if (strcmp(ks, "target_label") == 0 && scalar(v)) {
+			free(r->target);
+			r->target = xstrdup(scalar(v));
+		} else if (strcmp(ks, "modulus") == 0 && scalar(v)) {
+			char *end;
+			unsigned long long m = strtoull(scalar(v), &end, 10);
+			if (*end || m == 0)
+				return at(err, what, v, "modulus must be a positive integer", scalar(v));
+			r->modulus = m;
+		} else if (strcmp(ks, "replacement") == 0) {
 			/* meaningful only for actions we reject below */
 		} else {
 			return at(err, what, k, "unknown or malformed key", ks);
 		}
 	}
-	if (strcmp(action, "keep") == 0)
-		r->keep = true;
-	else if (strcmp(action, "drop") != 0)
-		return at(err, what, action_node, "unsupported relabel action for block selection (keep, drop)", action);
+	if (strcmp(action, "keep") == 0) {
+		r->action = ACT_KEEP;
+	} else if (strcmp(action, "drop") == 0) {
+		r->action = ACT_DROP;
+	} else if (strcmp(action, "hashmod") == 0) {
+		r->action = ACT_HASHMOD;
+		if (!r->target || !*r->target || !r->modulus)
+			return at(err, what, action_node, "hashmod needs target_label and modulus", NULL);
+	} else {
+		return at(err, what, action_node, "unsupported relabel action for block selection (keep, drop, hashmod)",
+			  action);
+	}
 	err_t e2 = {0};
 	if (matcher_init(&r->re, MATCH_RE, STR("regex"), str_c(regex), &e2))
 		return at(err, what, n, "bad regex", e2.msg);
@@ -135,10 +158,26 @@ void bucket_relabel_free(bucket_relabel_t *r)
 	free(r);
 }
 
+/* Prometheus hashmod: the last 8 bytes of md5(value) as a big-endian integer, modulo m. */
+static uint64_t hashmod(str_t v, uint64_t m)
+{
+	unsigned char d[EVP_MAX_MD_SIZE];
+	unsigned int dn = 0;
+	if (!EVP_Digest(v.p ? v.p : "", v.n, d, &dn, EVP_md5(), NULL) || dn != 16)
+		die("relabel: md5 failed");
+	uint64_t s = 0;
+	for (int i = 8; i < 16; i++)
+		s = (s << 8) | d[i];
+	return s % m;
+}
+
 bool bucket_relabel_keep(void *arg, const labels_t *ls)
 {
 	bucket_relabel_t *r = arg;
 	buf_t b = BUF_INIT;
+	arena_t a;
+	arena_init(&a, 256);
+	labels_t cur = *ls; /* hashmod rules add their target label for the rules after them */
 	bool keep = true;
 	for (size_t i = 0; i < r->n && keep; i++) {
 		rule_t *ru = &r->v[i];
@@ -147,11 +186,20 @@ bool bucket_relabel_keep(void *arg, const labels_t *ls)
 			if (k)
 				buf_puts(&b, ru->sep);
 			bool found;
-			buf_append_str(&b, labels_get(ls, str_c(ru->src[k]), &found));
+			buf_append_str(&b, labels_get(&cur, str_c(ru->src[k]), &found));
+		}
+		if (ru->action == ACT_HASHMOD) {
+			labels_builder_t lb;
+			labels_builder_init(&lb, &a, &cur);
+			labels_builder_set(&lb, str_c(ru->target),
+					   str_c(arena_printf(&a, "%llu", (unsigned long long)hashmod(buf_str(&b), ru->modulus))));
+			cur = labels_builder_finish(&lb);
+			continue;
 		}
 		bool m = matcher_matches(&ru->re, buf_str(&b));
-		keep = ru->keep ? m : !m;
+		keep = ru->action == ACT_KEEP ? m : !m;
 	}
+	arena_release(&a);
 	buf_release(&b);
 	return keep;
 }

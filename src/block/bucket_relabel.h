@@ -1,8 +1,10 @@
 /*
  * bucket_relabel.h — block selection by external labels (--selector.relabel-config): a Prometheus
- * relabel_config list restricted to the actions that select blocks, `keep` and `drop`
- * (source_labels, separator, regex; RE2 syntax, fully anchored, as Prometheus). A block is served when
- * every rule lets it through. Source labels are the block's external labels plus __block_id.
+ * relabel_config list restricted to the actions that select blocks: `keep` and `drop`
+ * (source_labels, separator, regex; RE2 syntax, fully anchored, as Prometheus) and `hashmod`
+ * (target_label, modulus: md5 of the joined source values, as Prometheus, so blocks can be sharded
+ * over several compactors or store gateways with hashmod + keep). A block is selected when every rule
+ * lets it through. Source labels are the block's external labels plus __block_id.
  */
 #ifndef STRATA_BLOCK_BUCKET_RELABEL_H
 #define STRATA_BLOCK_BUCKET_RELABEL_H

@@ -274,35 +274,9 @@ static int read_meta(block_fetcher_t *f, const char *id, block_meta_t *m, err_t 
 	return rc;
 }
 
-static void run_job(void *arg, size_t i)
+static void read_markers(block_fetcher_t *f, job_t *j)
 {
-	job_t *j = &((job_t *)arg)[i];
 	known_t *k = j->k;
-	block_fetcher_t *f = j->f;
-	char dir[64];
-	snprintf(dir, sizeof dir, "%s/", k->ulid);
-	j->state = FETCH_LOADED;
-	int rc = bucket_iter(f->cfg.bkt, dir, 0, list_block, j, &j->err);
-	if (rc) {
-		j->state = FETCH_FAILED;
-		return;
-	}
-	if (!j->has_meta_obj) {
-		j->state = FETCH_PARTIAL;
-		return;
-	}
-	if (!k->have_meta) {
-		rc = read_meta(f, k->ulid, &k->meta, &j->err);
-		if (rc == ERR_NOT_FOUND) { /* deleted since the listing */
-			j->state = FETCH_PARTIAL;
-			return;
-		}
-		if (rc) {
-			j->state = rc == ERR_CORRUPT ? FETCH_CORRUPT : FETCH_FAILED;
-			return;
-		}
-		k->have_meta = true;
-	}
 	for (int m = 0; m < MARKER_N; m++) {
 		if (!j->has_mark[m]) {
 			k->have_mark[m] = false;
@@ -320,8 +294,8 @@ static void run_job(void *arg, size_t i)
 		if (mr == ERR_NOT_FOUND)
 			continue;
 		if (mr) {
-			log_warn("unreadable marker ignored", "block", k->ulid, "marker",
-			         marker_file((marker_kind_t)m), "err", e2.msg);
+			log_warn("unreadable marker ignored", "block", k->ulid, "marker", marker_file((marker_kind_t)m), "err",
+				 e2.msg);
 			continue;
 		}
 		k->have_mark[m] = true;
@@ -331,6 +305,39 @@ static void run_job(void *arg, size_t i)
 			k->no_compact_reason = mk.reason ? xstrdup(mk.reason) : NULL;
 		}
 		marker_release(&mk);
+	}
+}
+
+static void run_job(void *arg, size_t i)
+{
+	job_t *j = &((job_t *)arg)[i];
+	known_t *k = j->k;
+	block_fetcher_t *f = j->f;
+	char dir[64];
+	snprintf(dir, sizeof dir, "%s/", k->ulid);
+	j->state = FETCH_LOADED;
+	int rc = bucket_iter(f->cfg.bkt, dir, 0, list_block, j, &j->err);
+	if (rc) {
+		j->state = FETCH_FAILED;
+		return;
+	}
+	/* Markers of partial blocks too: a deletion mark there is a deletion that stopped half-way. */
+	read_markers(f, j);
+	if (!j->has_meta_obj) {
+		j->state = FETCH_PARTIAL;
+		return;
+	}
+	if (!k->have_meta) {
+		rc = read_meta(f, k->ulid, &k->meta, &j->err);
+		if (rc == ERR_NOT_FOUND) { /* deleted since the listing */
+			j->state = FETCH_PARTIAL;
+			return;
+		}
+		if (rc) {
+			j->state = rc == ERR_CORRUPT ? FETCH_CORRUPT : FETCH_FAILED;
+			return;
+		}
+		k->have_meta = true;
 	}
 }
 

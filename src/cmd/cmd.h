@@ -50,6 +50,7 @@ int cmd_tools_query(int argc, char **argv);
 int cmd_tools_rules_check(int argc, char **argv);
 int cmd_store(int argc, char **argv);
 int cmd_query_frontend(int argc, char **argv);
+int cmd_compact(int argc, char **argv);
 
 /* ---- flags common to server components (Thanos names and defaults) ---- */
 
@@ -131,6 +132,11 @@ static inline int cmd_read_config(const char *cmdline, const char *inline_yaml, 
 	*what = file;
 	return 0;
 }
+
+/* Thanos TimeOrDuration (--min-time/--max-time): RFC 3339, or a duration relative to now ("-2w",
+ * "1d"); the flags' defaults 0000-01-01T00:00:00Z / 9999-12-31T23:59:59Z are INT64_MIN / INT64_MAX.
+ * ERR_INVALID naming the flag. (cmd_util.c) */
+int cmd_time_or_duration(const char *flag, const char *s, int64_t *out, err_t *err);
 
 /* Apply --log.level / --log.format. Returns 0, or 2 after printing the error. */
 static inline int cmd_server_setup_logging(const char *cmdline, const cmd_server_flags_t *sf)

@@ -12,6 +12,7 @@
 
 /* One line per command; names are space-separated paths ("tools bucket ls"). Keep sorted. */
 static const cmd_t commands[] = {
+	{"compact", "Continuously compacts blocks in an object store bucket.", cmd_compact},
 	{"query", "Query node exposing PromQL enabled Query API with data retrieved from multiple store nodes.", cmd_query},
 	{"query-frontend", "Query frontend: splits, aligns, caches and retries range queries in front of queriers.", cmd_query_frontend},
 	{"receive", "Accept Prometheus remote write API requests and write to local tsdb.", cmd_receive},

@@ -63,24 +63,6 @@ typedef struct sidecar {
 	metric_child_t *m_up, *m_heartbeat, *m_reloads, *m_reload_fails;
 } sidecar_t;
 
-/* ---- --min-time: RFC 3339 or a (negative) duration relative to now ---- */
-
-static int parse_time_or_duration(const char *s, int64_t *out, err_t *err)
-{
-	if (!strcmp(s, "0000-01-01T00:00:00Z")) {
-		*out = INT64_MIN;
-		return 0;
-	}
-	if (rfc3339_parse_ms(str_c(s), out))
-		return 0;
-	bool neg = s[0] == '-';
-	int64_t d;
-	if (duration_parse(str_c(neg ? s + 1 : s), &d, err) != 0)
-		return err_set(err, ERR_INVALID, "--min-time \"%s\": want an RFC 3339 time or a duration like -2d", s);
-	*out = clock_now_ms() + (neg ? -d : d);
-	return 0;
-}
-
 /* ---- reloader: hash of the config file and every file in the rule dirs ---- */
 
 static uint64_t hash_file(uint64_t h, const char *path)
@@ -364,7 +346,7 @@ int cmd_sidecar(int argc, char **argv)
 	if ((rc = cmd_server_setup_logging(argv[0], &sc.sf)) != 0)
 		return rc;
 	err_t err = {0};
-	if (parse_time_or_duration(sc.min_time_s, &sc.min_time, &err) != 0) {
+	if (cmd_time_or_duration("min-time", sc.min_time_s, &sc.min_time, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		return 2;
 	}

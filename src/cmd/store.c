@@ -27,25 +27,6 @@
 
 static const char summary[] = "Store node giving access to blocks in a bucket provider.";
 
-/* Thanos TimeOrDuration: RFC 3339, or a duration relative to now ("-2w", "1d"). */
-static int parse_time_or_duration(const char *flag, const char *s, int64_t *out)
-{
-	int64_t ms;
-	if (rfc3339_parse_ms(str_c(s), &ms)) {
-		*out = ms;
-		return 0;
-	}
-	bool neg = s[0] == '-';
-	err_t err = {0};
-	if (duration_parse(str_c(s + neg), &ms, &err)) {
-		fprintf(stderr, "strata store: --%s: %s is neither an RFC 3339 time nor a duration\n", flag, s);
-		return 2;
-	}
-	*out = clock_now_ms() + (neg ? -ms : ms);
-	return 0;
-}
-
-/* Inline YAML wins over the file; returns 0 with *out NULL when neither is set. */
 typedef struct syncer {
 	bucket_store_t *bs;
 	http_server_t *http;
@@ -160,14 +141,16 @@ int cmd_store(int argc, char **argv)
 				     .series_max_concurrency = (int)max_conc, .block_sync_concurrency = (int)sync_conc,
 				     .ignore_deletion_marks_delay_ms = del_delay_ms, .header_idle_timeout_ms = idle_ms,
 				     .consistency_delay_ms = consistency_ms, .block_meta_fetch_concurrency = (int)meta_conc};
-	if (parse_time_or_duration("min-time", min_time_s, &cfg.min_time) ||
-	    parse_time_or_duration("max-time", max_time_s, &cfg.max_time))
+	err_t err = {0};
+	if (cmd_time_or_duration("min-time", min_time_s, &cfg.min_time, &err) ||
+	    cmd_time_or_duration("max-time", max_time_s, &cfg.max_time, &err)) {
+		fprintf(stderr, "strata store: %s\n", err.msg);
 		return 2;
+	}
 	if (cfg.min_time > cfg.max_time) {
 		fprintf(stderr, "strata store: --min-time is after --max-time\n");
 		return 2;
 	}
-	err_t err = {0};
 	char *text;
 	size_t len;
 	const char *what = NULL;

@@ -80,9 +80,6 @@ const char *bucket_block_segment_name(bucket_block_t *b, arena_t *a, uint32_t po
 int bucket_store_read_lanes(const bucket_store_t *st);
 size_t bucket_store_acquire_blocks(bucket_store_t *st, arena_t *a, int64_t mint, int64_t maxt, bucket_block_t ***out);
 
-/* ---- bucket_sync.c ---- */
-/* mkdir -p; ERR_IO naming the path. */
-int bucket_mkdir_p(const char *path, err_t *err);
 
 /* ---- bucket_read.c: the store_t operations ---- */
 int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err);

@@ -10,6 +10,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/fsutil.h"
 #include "base/log.h"
 #include "storegw/bucket_block.h"
 
@@ -174,7 +175,7 @@ int bucket_store_new(bucket_store_t **out, const bucket_store_config_t *cfg, err
 		indexcache_free(cfg->index_cache);
 		return err_set(err, ERR_INVALID, "bucket store: a bucket and a data directory are required");
 	}
-	int rc = bucket_mkdir_p(cfg->data_dir, err);
+	int rc = fsutil_mkdir_p(cfg->data_dir, err);
 	if (rc) {
 		indexcache_free(cfg->index_cache);
 		return err_wrap(err, "bucket store: data dir");

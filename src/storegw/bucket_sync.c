@@ -14,32 +14,12 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/fsutil.h"
 #include "base/log.h"
 #include "base/vec.h"
 #include "storegw/bucket_block.h"
 
 /* ================================ sync ================================ */
-
-int bucket_mkdir_p(const char *path, err_t *err)
-{
-	char *p = xstrdup(path);
-	for (char *s = p + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = 0;
-		if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-			int rc = err_errno(err, "mkdir %s", p);
-			free(p);
-			return rc;
-		}
-		*s = '/';
-	}
-	int rc = 0;
-	if (mkdir(p, 0755) != 0 && errno != EEXIST)
-		rc = err_errno(err, "mkdir %s", p);
-	free(p);
-	return rc;
-}
 
 static void rm_block_dir(const char *dir)
 {
@@ -85,7 +65,7 @@ static void load_one(void *arg)
 	bucket_block_t *b = j->b;
 	err_t *err = &j->err;
 	metric_inc(metric_with(bucket_metrics.loads));
-	if ((j->rc = bucket_mkdir_p(b->dir, err)))
+	if ((j->rc = fsutil_mkdir_p(b->dir, err)))
 		return;
 	struct stat sb;
 	if (stat(b->hdr_path, &sb) == 0 && sb.st_size > 0)

@@ -14,6 +14,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/fsutil.h"
 #include "base/hmap.h"
 #include "base/varint.h"
 #include "base/vec.h"
@@ -152,31 +153,12 @@ static void free_writer(block_writer_t *bw)
 	free(bw);
 }
 
-static void rm_rf(const char *path)
-{
-	DIR *d = opendir(path);
-	if (d) {
-		struct dirent *de;
-		while ((de = readdir(d))) {
-			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-				continue;
-			char p[4096];
-			path_join(p, sizeof p, path, de->d_name);
-			rm_rf(p);
-		}
-		closedir(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
-}
-
 void block_writer_abort(block_writer_t *bw)
 {
 	if (!bw)
 		return;
 	chunkfile_writer_abort(&bw->cw);
-	rm_rf(bw->tmpdir);
+	fsutil_rm_rf(bw->tmpdir, NULL);
 	free_writer(bw);
 }
 
@@ -639,7 +621,7 @@ int block_writer_finish(block_writer_t *bw, const block_meta_t *meta_in, char *o
 	free_writer(bw);
 	return rc;
 fail:
-	rm_rf(bw->tmpdir);
+	fsutil_rm_rf(bw->tmpdir, NULL);
 	free_writer(bw);
 	return rc;
 }

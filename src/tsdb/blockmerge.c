@@ -469,8 +469,9 @@ static int merge_series(ctx_t *x, const labels_t *ls, err_t *err)
 	x->res->series++;
 	x->res->samples += x->nsamples;
 	x->res->chunks += x->out.n;
-	if (x->opts->progress && x->opts->progress_every && x->res->series % x->opts->progress_every == 0)
-		x->opts->progress(x->opts->progress_arg, x->res->series);
+	if (x->opts->progress && x->opts->progress_every && x->res->series % x->opts->progress_every == 0 &&
+	    !x->opts->progress(x->opts->progress_arg, x->res->series))
+		return err_set(err, ERR_CANCELED, "compaction stopped after %llu series", (unsigned long long)x->res->series);
 	return 0;
 }
 

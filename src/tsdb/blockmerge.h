@@ -56,8 +56,9 @@ typedef struct blockmerge_opts {
 	blockmerge_deletions_fn deletions; /* NULL: none beyond the inputs' tombstones */
 	void *deletions_arg;
 	block_writer_opts_t writer; /* mint/maxt 0: the union of the inputs' ranges */
-	/* Called every `progress_every` series written (0 = never). */
-	void (*progress)(void *arg, uint64_t series);
+	/* Called every `progress_every` series written (0 = never); returning false stops the merge
+	 * with ERR_CANCELED (nothing is left behind). */
+	bool (*progress)(void *arg, uint64_t series);
 	void *progress_arg;
 	uint64_t progress_every;
 } blockmerge_opts_t;
