@@ -564,6 +564,13 @@ static int xor_iter_next_batch(sample_iter_t *base, int64_t *t, double *v, int c
 		if (k == 0) {
 			it->active = false;
 			it->ci++;
+			/* Chunks of a series may overlap (blocks overlapping in time, e.g. a compacted block and
+			 * its sources until they are deleted): the next chunk starts after the last sample
+			 * given, as Thanos's chunk series iterator does, so nothing is given twice. */
+			if (n > 0 && t[n - 1] >= it->mint)
+				it->mint = t[n - 1] + 1;
+			else if (it->have_last && it->last >= it->mint)
+				it->mint = it->last + 1;
 			continue;
 		}
 		if (t[n] < it->mint) {
@@ -580,6 +587,10 @@ static int xor_iter_next_batch(sample_iter_t *base, int64_t *t, double *v, int c
 			it->done = true;
 		}
 		n += k;
+	}
+	if (n > 0) {
+		it->have_last = true;
+		it->last = t[n - 1];
 	}
 	return n;
 }

@@ -7,7 +7,9 @@
  * chunk with bounds checks: corrupt data yields ERR_CORRUPT naming the bit offset, never a read past
  * the end. xor_iter_t is a sample_iter_t over a list of chunks (sorted by mint), trimmed to
  * [mint, maxt]; its seek(t) goes to the first sample at or after both t and mint (never backwards),
- * skipping whole chunks by their maxt without decoding them.
+ * skipping whole chunks by their maxt without decoding them. Overlapping chunks (a series read from
+ * blocks that overlap in time) give each timestamp once: a chunk continues after the last sample of
+ * the chunks before it (the first chunk with a timestamp wins), as Thanos's querier does.
  * Stale NaN markers (and every other NaN payload) round-trip bit-exactly.
  */
 #ifndef STRATA_TSDB_XOR_H
@@ -114,6 +116,8 @@ typedef struct xor_iter {
 	bool have_pending; /* a decoded sample (pt, pv) not yet returned */
 	int64_t pt;
 	double pv;
+	bool have_last; /* the last sample returned (later chunks start after it) */
+	int64_t last;
 } xor_iter_t;
 
 /* Iterate the samples of chunks[0..n) within [mint, maxt]. The chunks array and the data must

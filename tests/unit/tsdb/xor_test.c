@@ -347,6 +347,40 @@ TEST(xor_iter_trim_and_seek)
 		xor_enc_release(&e[i]);
 }
 
+TEST(xor_iter_overlapping_chunks_once)
+{
+	/* A compacted block's chunk and its sources' chunks in one series: [0, 2390] and the same data
+	 * again in two chunks [0, 1190], [1200, 2390], plus a chunk going on after them. */
+	xor_enc_t e[4];
+	chunk_t c[4];
+	make_chunk(&e[0], &c[0], 0, 240, 10);
+	make_chunk(&e[1], &c[1], 0, 120, 10);
+	make_chunk(&e[2], &c[2], 1200, 120, 10);
+	make_chunk(&e[3], &c[3], 2000, 100, 10); /* 2000..2990: overlaps, then goes on */
+	for (int cap = 1; cap <= 512; cap *= 8) {
+		xor_iter_t it;
+		xor_iter_init(&it, c, 4, INT64_MIN, INT64_MAX);
+		int64_t t[512], prev = -1;
+		double v[512];
+		int total = 0, n;
+		while ((n = sample_iter_next_batch(&it.base, t, v, cap, NULL)) > 0)
+			for (int i = 0; i < n; i++, total++) {
+				CHECK(t[i] > prev);
+				CHECK_EQ_INT(t[i], (int64_t)total * 10);
+				prev = t[i];
+			}
+		CHECK_EQ_INT(total, 300);
+	}
+	int64_t *t = NULL;
+	double *v = NULL;
+	size_t cap = 0;
+	CHECK_EQ_INT(xor_decode_chunks(c, 4, 100, 2500, &t, &v, &cap, NULL), 241);
+	free(t);
+	free(v);
+	for (int i = 0; i < 4; i++)
+		xor_enc_release(&e[i]);
+}
+
 /* ---- a bit-at-a-time reference decoder, written straight from the format table (reference
  * prometheus.md §1.5), to hold the fast decoder to on valid, truncated and corrupted chunks ---- */
 
