@@ -351,6 +351,7 @@ static int compact_one(group_t *g, const size_t *idx, size_t k, bool vertical, c
 	if (!rc && !mr.empty) {
 		const char *slash = strrchr(mr.dir, '/');
 		snprintf(ulid, sizeof ulid, "%s", slash ? slash + 1 : mr.dir);
+		log_info("uploading compacted block", "group", g->key, "block", ulid);
 		block_upload_opts_t uo = {.source = "compactor", .keep_source = true};
 		rc = shipper_upload_block(env->bkt, outdir, ulid, &uo, err);
 	}

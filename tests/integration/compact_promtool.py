@@ -51,6 +51,7 @@ def dump(dirpath):
     os.makedirs(wal, exist_ok=True)  # promtool dump opens the WAL too
     r = subprocess.run(["promtool", "tsdb", "dump", dirpath], check=True, capture_output=True, text=True)
     os.rmdir(wal)
+    shutil.rmtree(os.path.join(dirpath, "chunks_head"), ignore_errors=True)
     return sorted(l for l in r.stdout.splitlines() if l.startswith("{"))
 
 
