@@ -1,5 +1,7 @@
 /*
- * tools_bucket.c — `strata tools bucket {ls,inspect,verify,upload-blocks,web}` (Thanos `tools bucket`).
+ * tools_bucket.c — `strata tools bucket {ls,inspect,verify,upload-blocks,web,mark,cleanup,retention,
+ * rewrite}` (Thanos `tools bucket`); mark, cleanup, retention and rewrite are thin over compact/ (the
+ * compactor's own code).
  *
  * All subcommands take --objstore.config / --objstore.config-file. Blocks are top-level "<ULID>/"
  * directories with a meta.json; directories without one are partial uploads (shown by verify only).
@@ -23,7 +25,11 @@
 #include "cmd/cmd.h"
 #include "objstore/bucket.h"
 #include "objstore/config.h"
+#include "block/fetcher.h"
+#include "block/marker.h"
 #include "block/shipper.h"
+#include "compact/cleanup.h"
+#include "compact/rewrite.h"
 #include "tsdb/chunkfile.h"
 #include "tsdb/index.h"
 #include "tsdb/meta.h"
@@ -890,11 +896,248 @@ out:
 	return rc;
 }
 
+/* ---- mark ---- */
+
+static int cmd_mark(int argc, char **argv)
+{
+	static bucket_flags_t bf;
+	static strlist_t ids;
+	static char *marker, *details;
+	static bool remove;
+	flag_def_t defs[] = {
+		OBJSTORE_FLAGS(&bf),
+		{"id", FLAG_STRINGS, &ids, NULL, "ID (ULID) of the blocks to be marked (repeated)."},
+		{"marker", FLAG_ENUM, &marker, "", "Marker to be put.", "|deletion-mark.json|no-compact-mark.json|no-downsample-mark.json"},
+		{"details", FLAG_STRING, &details, "", "Human readable details to be put into marker."},
+		{"remove", FLAG_BOOL, &remove, "false", "Remove the marker."},
+	};
+	flags_result_t res = {0};
+	int exit_now, rc = cmd_parse_flags(argv[0], "Mark block for deletion or no-compact in a safe way.", defs,
+					   ARRAY_LEN(defs), argc, argv, &res, &exit_now);
+	if (exit_now)
+		return rc;
+	free(res.pos);
+	if (!ids.n || !*marker) {
+		fprintf(stderr, "%s: --id and --marker are required\n", argv[0]);
+		return 2;
+	}
+	if (!remove && !*details) {
+		fprintf(stderr, "%s: --details is required when adding a marker\n", argv[0]);
+		return 2;
+	}
+	for (size_t i = 0; i < ids.n; i++)
+		if (!ulid_valid(ids.v[i])) {
+			fprintf(stderr, "%s: --id \"%s\" is not a block ULID\n", argv[0], ids.v[i]);
+			return 2;
+		}
+	bucket_t *b;
+	if ((rc = open_bucket(argv[0], &bf, &b)) != 0)
+		return rc;
+	marker_kind_t kind = (marker_kind_t)marker_kind_of(marker);
+	for (size_t i = 0; rc == 0 && i < ids.n; i++) {
+		err_t err = {0};
+		char name[64];
+		bool exists = false;
+		snprintf(name, sizeof name, "%s/meta.json", ids.v[i]);
+		if (!remove && (bucket_exists(b, name, &exists, &err) || !exists)) {
+			fprintf(stderr, "%s: block %s: %s\n", argv[0], ids.v[i], err.msg[0] ? err.msg : "no such block");
+			rc = 1;
+			break;
+		}
+		bool created = false;
+		int mrc = remove ? marker_remove(b, ids.v[i], kind, &err)
+				 : marker_write(b, ids.v[i], kind, MARKER_REASON_MANUAL, details, &created, &err);
+		if (mrc) {
+			fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+			rc = 1;
+		} else if (remove) {
+			printf("removed %s from block %s\n", marker, ids.v[i]);
+		} else {
+			printf("%s %s on block %s\n", created ? "put" : "kept the existing", marker, ids.v[i]);
+		}
+	}
+	bucket_free(b);
+	return rc;
+}
+
+/* ---- cleanup, retention ---- */
+
+/* Fetch with the filters the compactor applies before cleanup and retention (no label sharding). */
+static int fetch_for_lifecycle(const char *cmdline, bucket_t *b, int64_t consistency_ms, fetch_list_t *l)
+{
+	block_fetcher_t *f = block_fetcher_new(&(block_fetcher_config_t){.bkt = b});
+	err_t err = {0};
+	int rc = block_fetcher_fetch(f, l, &err);
+	block_fetcher_free(f);
+	if (rc) {
+		fprintf(stderr, "%s: %s\n", cmdline, err.msg);
+		return 1;
+	}
+	int64_t now = clock_now_ms();
+	fetch_filter_consistency(l, consistency_ms, now);
+	fetch_filter_deleted(l, 0, now);
+	return 0;
+}
+
+static int cmd_cleanup(int argc, char **argv)
+{
+	static bucket_flags_t bf;
+	static int64_t delete_ms, consistency_ms, sync_conc;
+	flag_def_t defs[] = {
+		OBJSTORE_FLAGS(&bf),
+		{"delete-delay", FLAG_DURATION, &delete_ms, "48h",
+		 "Time before a block marked for deletion is deleted from bucket (0s: at once)."},
+		{"consistency-delay", FLAG_DURATION, &consistency_ms, "30m",
+		 "Minimum age of fresh (non-compacted) blocks before they are being processed."},
+		{"block-sync-concurrency", FLAG_INT, &sync_conc, "20", "Number of goroutines to use when syncing block metadata."},
+	};
+	flags_result_t res = {0};
+	int exit_now, rc = cmd_parse_flags(argv[0], "Cleans up all blocks marked for deletion.", defs, ARRAY_LEN(defs),
+					   argc, argv, &res, &exit_now);
+	if (exit_now)
+		return rc;
+	free(res.pos);
+	bucket_t *b;
+	if ((rc = open_bucket(argv[0], &bf, &b)) != 0)
+		return rc;
+	fetch_list_t l;
+	if ((rc = fetch_for_lifecycle(argv[0], b, consistency_ms, &l)) == 0) {
+		err_t e1 = {0}, e2 = {0};
+		size_t deleted = 0, partial = 0;
+		int64_t now = clock_now_ms();
+		int r1 = cleanup_deleted(b, &l, delete_ms, now, &deleted, &e1);
+		int r2 = cleanup_partial(b, &l, now, &partial, &e2);
+		printf("deleted %zu blocks marked for deletion, %zu partial uploads\n", deleted, partial);
+		if (r1 || r2) {
+			fprintf(stderr, "%s: %s\n", argv[0], r1 ? e1.msg : e2.msg);
+			rc = 1;
+		}
+		fetch_list_release(&l);
+	}
+	bucket_free(b);
+	return rc;
+}
+
+static int cmd_retention(int argc, char **argv)
+{
+	static bucket_flags_t bf;
+	static int64_t ret[3], consistency_ms;
+	flag_def_t defs[] = {
+		OBJSTORE_FLAGS(&bf),
+		{"retention.resolution-raw", FLAG_DURATION, &ret[0], "0d",
+		 "How long to retain raw samples in bucket. 0d: forever."},
+		{"retention.resolution-5m", FLAG_DURATION, &ret[1], "0d", "How long to retain samples of resolution 5m. 0d: forever."},
+		{"retention.resolution-1h", FLAG_DURATION, &ret[2], "0d", "How long to retain samples of resolution 1h. 0d: forever."},
+		{"consistency-delay", FLAG_DURATION, &consistency_ms, "30m",
+		 "Minimum age of fresh (non-compacted) blocks before they are being processed."},
+	};
+	flags_result_t res = {0};
+	int exit_now, rc = cmd_parse_flags(argv[0],
+					   "Retention applies retention policies on the given bucket (marks blocks for "
+					   "deletion; do not run it next to a compactor of the same streams).",
+					   defs, ARRAY_LEN(defs), argc, argv, &res, &exit_now);
+	if (exit_now)
+		return rc;
+	free(res.pos);
+	bucket_t *b;
+	if ((rc = open_bucket(argv[0], &bf, &b)) != 0)
+		return rc;
+	fetch_list_t l;
+	if ((rc = fetch_for_lifecycle(argv[0], b, consistency_ms, &l)) == 0) {
+		err_t err = {0};
+		size_t marked = 0;
+		if (cleanup_retention(b, &l, ret, clock_now_ms(), &marked, &err)) {
+			fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+			rc = 1;
+		}
+		printf("marked %zu blocks past retention for deletion\n", marked);
+		fetch_list_release(&l);
+	}
+	bucket_free(b);
+	return rc;
+}
+
+/* ---- rewrite ---- */
+
+static int cmd_rewrite(int argc, char **argv)
+{
+	static bucket_flags_t bf;
+	static strlist_t ids;
+	static char *tmp_dir, *del_cfg, *del_cfg_file;
+	static bool dry_run, delete_blocks;
+	flag_def_t defs[] = {
+		OBJSTORE_FLAGS(&bf),
+		{"id", FLAG_STRINGS, &ids, NULL, "ID (ULID) of the blocks for rewrite (repeated)."},
+		{"tmp.dir", FLAG_STRING, &tmp_dir, "/tmp/thanos-rewrite", "Working directory for temporary files."},
+		{"dry-run", FLAG_BOOL, &dry_run, "true",
+		 "Prints the series changes instead of doing them (--no-dry-run to rewrite)."},
+		{"delete-blocks", FLAG_BOOL, &delete_blocks, "true",
+		 "Mark the original blocks for deletion after they were rewritten (non dry-run mode only)."},
+		{"rewrite.to-delete-config", FLAG_STRING, &del_cfg, NULL,
+		 "Alternative to 'rewrite.to-delete-config-file': YAML list of deletion requests (matchers, intervals, request_id)."},
+		{"rewrite.to-delete-config-file", FLAG_STRING, &del_cfg_file, NULL, "Path to YAML file with the deletion requests."},
+	};
+	flags_result_t res = {0};
+	int exit_now, rc = cmd_parse_flags(argv[0], "Rewrite chosen blocks in the bucket, while deleting series.", defs,
+					   ARRAY_LEN(defs), argc, argv, &res, &exit_now);
+	if (exit_now)
+		return rc;
+	free(res.pos);
+	if (!ids.n) {
+		fprintf(stderr, "%s: at least one --id is required\n", argv[0]);
+		return 2;
+	}
+	for (size_t i = 0; i < ids.n; i++)
+		if (!ulid_valid(ids.v[i])) {
+			fprintf(stderr, "%s: --id \"%s\" is not a block ULID\n", argv[0], ids.v[i]);
+			return 2;
+		}
+	err_t err = {0};
+	char *text;
+	size_t len;
+	const char *what = NULL;
+	if (cmd_read_config(del_cfg, del_cfg_file, &text, &len, &what, &err)) {
+		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+		return 2;
+	}
+	if (!text) {
+		fprintf(stderr, "%s: --rewrite.to-delete-config or --rewrite.to-delete-config-file is required\n", argv[0]);
+		return 2;
+	}
+	rewrite_config_t cfg;
+	rc = rewrite_config_parse(text, len, what, &cfg, &err);
+	free(text);
+	if (rc) {
+		fprintf(stderr, "%s: --rewrite.to-delete-config: %s\n", argv[0], err.msg);
+		return 2;
+	}
+	bucket_t *b;
+	if ((rc = open_bucket(argv[0], &bf, &b)) != 0) {
+		rewrite_config_release(&cfg);
+		return rc;
+	}
+	rewrite_opts_t o = {.tmp_dir = tmp_dir, .dry_run = dry_run, .mark_old = delete_blocks, .out = stdout};
+	for (size_t i = 0; rc == 0 && i < ids.n; i++) {
+		rewrite_result_t rr;
+		if (rewrite_block(b, ids.v[i], &cfg, &o, &rr, &err)) {
+			fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+			rc = 1;
+		}
+	}
+	rewrite_config_release(&cfg);
+	bucket_free(b);
+	return rc;
+}
+
 int cmd_tools_bucket(int argc, char **argv)
 {
 	static const cmd_t subs[] = {
+		{"cleanup", "Cleans up all blocks marked for deletion.", cmd_cleanup},
 		{"inspect", "Inspect all blocks in the bucket in detailed, table-like way.", cmd_inspect},
 		{"ls", "List all blocks in the bucket.", cmd_ls},
+		{"mark", "Mark block for deletion or no-compact in a safe way.", cmd_mark},
+		{"retention", "Retention applies retention policies on the given bucket.", cmd_retention},
+		{"rewrite", "Rewrite chosen blocks in the bucket, while deleting series.", cmd_rewrite},
 		{"upload-blocks", "Upload blocks to a bucket.", cmd_upload_blocks},
 		{"verify", "Verify all blocks in the bucket against specified issues.", cmd_verify},
 		{"web", "Web interface for remote storage bucket.", cmd_web},

@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/vec.h"
 #include "block/shipper.h"
+#include "compact/blockio.h"
 #include "compact/cmetrics.h"
 #include "compact/planner.h"
 #include "store/dedup.h"
@@ -139,41 +140,10 @@ typedef struct dl_job {
 	err_t err;
 } dl_job_t;
 
-static int collect_objects(void *arg, const char *name)
-{
-	VEC(char *) *v = arg;
-	VEC_PUSH(v, xstrdup(name));
-	return 0;
-}
-
 static void download_one(void *arg, size_t i)
 {
 	dl_job_t *j = &((dl_job_t *)arg)[i];
-	VEC(char *) objs = {0};
-	char prefix[64];
-	snprintf(prefix, sizeof prefix, "%s/", j->ulid);
-	j->rc = bucket_iter(j->bkt, prefix, BUCKET_ITER_RECURSIVE, collect_objects, &objs, &j->err);
-	if (!j->rc)
-		j->rc = fsutil_mkdir_p(j->dir, &j->err);
-	char chunks[4200];
-	snprintf(chunks, sizeof chunks, "%s/chunks", j->dir);
-	if (!j->rc)
-		j->rc = fsutil_mkdir_p(chunks, &j->err);
-	for (size_t k = 0; !j->rc && k < objs.n; k++) {
-		const char *rel = objs.v[k] + strlen(prefix);
-		if (marker_kind_of(rel) >= 0)
-			continue;
-		if (strncmp(rel, "chunks/", 7) != 0 && strchr(rel, '/'))
-			continue; /* nothing of a block lives in other sub-directories */
-		char path[4400];
-		snprintf(path, sizeof path, "%s/%s", j->dir, rel);
-		j->rc = bucket_download(j->bkt, objs.v[k], path, &j->err);
-	}
-	if (!j->rc && objs.n == 0)
-		j->rc = err_set(&j->err, ERR_NOT_FOUND, "block %s is gone from the bucket", j->ulid);
-	for (size_t k = 0; k < objs.n; k++)
-		free(objs.v[k]);
-	VEC_FREE(&objs);
+	j->rc = blockio_download(j->bkt, j->ulid, j->dir, &j->err);
 }
 
 /* Dedup of overlapping samples through store/dedup.h, so the querier's algorithm (and its
