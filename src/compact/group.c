@@ -167,10 +167,25 @@ static sample_iter_t *dedup_merge(blockmerge_merger_t *m, sample_iter_t *const *
 	return &d->it.base;
 }
 
+/* The merge's progress callback: stops it when asked to, and logs a progress line every 30s of a
+ * long compaction. */
+typedef struct progress {
+	atomic_bool *stop;
+	const char *group;
+	uint64_t last_ns;
+} progress_t;
+
 static bool keep_going(void *arg, uint64_t series)
 {
-	(void)series;
-	return !atomic_load((atomic_bool *)arg);
+	progress_t *p = arg;
+	uint64_t now = clock_mono_ns();
+	if (now - p->last_ns >= 30ull * 1000000000) {
+		p->last_ns = now;
+		char n[32];
+		snprintf(n, sizeof n, "%llu", (unsigned long long)series);
+		log_info("compaction in progress", "group", p->group, "series_written", n);
+	}
+	return !atomic_load(p->stop);
 }
 
 static int source_cmp(const void *a, const void *b)
