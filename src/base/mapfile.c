@@ -39,3 +39,11 @@ void mapfile_unmap(const uint8_t *p, size_t len)
 	if (p)
 		munmap((void *)p, len);
 }
+
+void mapfile_release(const uint8_t *p, size_t from, size_t to)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+	size_t a = (from + pg - 1) / pg * pg, b = to / pg * pg;
+	if (p && b > a)
+		madvise((void *)(p + a), b - a, MADV_DONTNEED);
+}

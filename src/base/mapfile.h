@@ -31,5 +31,9 @@ int mapfile_map(const char *path, size_t min_len, const uint8_t **p, size_t *len
 
 /* Unmap what mapfile_map returned; p == NULL is a no-op. */
 void mapfile_unmap(const uint8_t *p, size_t len);
+/* Drop the resident pages of [from, to) of a mapping (whole pages inside the range only): memory a
+ * sequential reader is done with stops counting in its RSS; the bytes come back from the file if
+ * they are read again. */
+void mapfile_release(const uint8_t *p, size_t from, size_t to);
 
 #endif

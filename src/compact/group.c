@@ -301,10 +301,9 @@ static int compact_one(group_t *g, const size_t *idx, size_t k, bool vertical, c
 	if (!rc) {
 		output_meta(g, idx, k, &m);
 		dedup_merger_t dm = {.base = {dedup_merge}, .mode = (dedup_mode_t)env->dedup_mode};
-		blockmerge_opts_t o = {.merger = &dm.base,
-		                       .progress = keep_going,
-		                       .progress_arg = env->stop,
-		                       .progress_every = 1024};
+		progress_t pg = {env->stop, g->key, clock_mono_ns()};
+		blockmerge_opts_t o = {
+		    .merger = &dm.base, .progress = keep_going, .progress_arg = &pg, .progress_every = 1024};
 		rc = blockmerge_run(in, k, outdir, &m, &o, &mr, err);
 		free(dm.cur);
 		if (rc && mr.bad_input >= 0)

@@ -11,6 +11,7 @@
 
 #include "base/alloc.h"
 #include "base/arena.h"
+#include "base/mapfile.h"
 #include "base/varint.h"
 #include "base/vec.h"
 #include "tsdb/xor.h"
@@ -145,10 +146,22 @@ static sample_iter_t *chain_merge(blockmerge_merger_t *m, sample_iter_t *const *
 
 /* ---- the merge ---- */
 
+/* Input bytes are read once, in file order: what lies behind the current series (its index entry,
+ * its chunks) is dropped from the process's resident memory every RELEASE_STEP bytes, so RSS does not
+ * grow with the inputs' size. (Out-of-order chunk layouts just read such pages again.) */
+#define RELEASE_STEP (1u << 20)
+
+/* How far behind the reader an input's mapped bytes were released. */
+struct released {
+	uint64_t index;    /* index file offset */
+	uint64_t seg, off; /* chunk segment, offset in it */
+};
+
 typedef struct src {
 	block_t *b;
 	uint32_t id; /* current series; 0 = exhausted */
-	arena_t a;   /* its labels and chunk metas */
+	struct released rel;
+	arena_t a; /* its labels and chunk metas */
 	labels_t ls;
 	chunk_meta_t *cm;
 	size_t ncm;
@@ -198,6 +211,9 @@ static int bad(ctx_t *x, size_t src, err_t *err)
 	return err_wrap(err, "compaction input %s", x->in[src]->dir);
 }
 
+static void release_behind(const block_t *b, struct released *r, uint32_t id, const chunk_meta_t *cm,
+                           size_t ncm);
+
 static int src_advance(ctx_t *x, size_t i, err_t *err)
 {
 	src_t *s = &x->srcs[i];
@@ -209,6 +225,7 @@ static int src_advance(ctx_t *x, size_t i, err_t *err)
 	arena_reset(&s->a);
 	if ((rc = index_reader_series(&s->b->ix, &s->a, s->id, &s->ls, &s->cm, &s->ncm, err)))
 		return bad(x, i, err);
+	release_behind(s->b, &s->rel, s->id, s->cm, s->ncm);
 	return 0;
 }
 
@@ -471,8 +488,36 @@ static int merge_series(ctx_t *x, const labels_t *ls, err_t *err)
 	x->res->chunks += x->out.n;
 	if (x->opts->progress && x->opts->progress_every && x->res->series % x->opts->progress_every == 0 &&
 	    !x->opts->progress(x->opts->progress_arg, x->res->series))
-		return err_set(err, ERR_CANCELED, "compaction stopped after %llu series", (unsigned long long)x->res->series);
+		return err_set(err, ERR_CANCELED, "compaction stopped after %llu series",
+		               (unsigned long long)x->res->series);
 	return 0;
+}
+
+static void release_behind(const block_t *b, struct released *r, uint32_t id, const chunk_meta_t *cm,
+                           size_t ncm)
+{
+	uint64_t off = (uint64_t)id * 16;
+	if (!r->index)
+		r->index = b->ix.toc_series;
+	if (off >= r->index + RELEASE_STEP && off <= b->ix.len) {
+		mapfile_release(b->ix.p, r->index, off);
+		r->index = off;
+	}
+	if (!ncm)
+		return;
+	uint64_t seg = cm[0].ref >> 32, pos = cm[0].ref & 0xffffffffu;
+	if (seg >= b->cf.nseg)
+		return;
+	while (r->seg < seg) { /* segments behind: all of them */
+		const chunkfile_seg_t *sg = &b->cf.seg[r->seg];
+		mapfile_release(sg->p, r->off, sg->len);
+		r->seg++;
+		r->off = 0;
+	}
+	if (pos >= r->off + RELEASE_STEP && pos <= b->cf.seg[seg].len) {
+		mapfile_release(b->cf.seg[seg].p, r->off, pos);
+		r->off = pos;
+	}
 }
 
 static void ctx_release(ctx_t *x)
@@ -596,6 +641,7 @@ int blockmerge_verify(const char *dir, err_t *err)
 	uint64_t nseries = 0, nchunks = 0, nsamples = 0;
 	uint32_t id = 0;
 	buf_t lb = BUF_INIT;
+	struct released rel = {0};
 	for (;;) {
 		if ((rc = index_reader_next_series(&b->ix, &id, err)))
 			break;
@@ -608,6 +654,7 @@ int blockmerge_verify(const char *dir, err_t *err)
 		size_t nc;
 		if ((rc = index_reader_series(&b->ix, sa, id, &ls, &cm, &nc, err)))
 			break;
+		release_behind(b, &rel, id, cm, nc);
 		buf_reset(&lb);
 		labels_format_full(&lb, &ls);
 		for (size_t i = 1; i < ls.n && !rc; i++)
