@@ -128,8 +128,10 @@ int cmd_compact(int argc, char **argv)
 	     "Label to treat as a replica indicator of blocks that can be deduplicated (repeated). Enables "
 	     "vertical compaction of replicas."},
 	    {"deduplication.func", FLAG_STRING, &dedup_func, "",
-	     "Deduplication of overlapping samples: \"\" (one-to-one: identical timestamps merged) or "
-	     "\"penalty\" (the querier's algorithm, for HA Prometheus pairs)."},
+	     "Deduplication of overlapping samples: \"\" (one-to-one: identical timestamps merged, for "
+	     "receive "
+	     "replicas), \"penalty\" (the querier's algorithm, for HA Prometheus pairs), \"penalty-thanos\" "
+	     "(Thanos's exactly) or \"chain\"."},
 	    {"compact.enable-vertical-compaction", FLAG_BOOL, &vertical, "true",
 	     "Merge overlapping blocks of a stream (--no-compact.enable-vertical-compaction: report and "
 	     "leave them alone).",

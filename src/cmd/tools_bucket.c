@@ -1096,10 +1096,8 @@ static int cmd_rewrite(int argc, char **argv)
 	char *text;
 	size_t len;
 	const char *what = NULL;
-	if (cmd_read_config(del_cfg, del_cfg_file, &text, &len, &what, &err)) {
-		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+	if (cmd_read_config(argv[0], del_cfg, del_cfg_file, &text, &len, &what))
 		return 2;
-	}
 	if (!text) {
 		fprintf(stderr, "%s: --rewrite.to-delete-config or --rewrite.to-delete-config-file is required\n", argv[0]);
 		return 2;

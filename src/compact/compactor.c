@@ -37,15 +37,12 @@ struct compactor {
 int compactor_new(compactor_t **out, const compactor_config_t *cfg, err_t *err)
 {
 	*out = NULL;
-	int mode;
+	dedup_mode_t mode = DEDUP_CHAIN; /* "": one-to-one, identical timestamps collapsed */
 	const char *f = cfg->dedup_func ? cfg->dedup_func : "";
-	if (!*f)
-		mode = DEDUP_CHAIN; /* one-to-one: identical timestamps collapsed */
-	else if (!strcmp(f, "penalty"))
-		mode = DEDUP_PENALTY;
-	else
-		return err_set(err, ERR_INVALID,
-		               "--deduplication.func: unknown \"%s\" (want \"\" or penalty)", f);
+	if (*f && dedup_mode_parse(str_c(f), &mode))
+		return err_set(
+		    err, ERR_INVALID,
+		    "--deduplication.func: unknown \"%s\" (want \"\", penalty, penalty-thanos or chain)", f);
 	int level = cfg->max_level ? cfg->max_level : PLANNER_MAX_LEVEL;
 	if (level < 1 || level > PLANNER_MAX_LEVEL)
 		return err_set(err, ERR_INVALID, "--debug.max-compaction-level: %d is not in [1, %d]", level,
@@ -55,7 +52,7 @@ int compactor_new(compactor_t **out, const compactor_config_t *cfg, err_t *err)
 	cmetrics_init();
 	compactor_t *c = xcalloc(1, sizeof *c);
 	c->cfg = *cfg;
-	c->dedup_mode = mode;
+	c->dedup_mode = (int)mode;
 	c->nranges = (size_t)level;
 	c->data_dir = xstrdup(cfg->data_dir);
 	size_t n = strlen(c->data_dir) + 32;

@@ -68,7 +68,7 @@ typedef struct compactor_config {
 	int64_t retention_ms[COMPACTOR_RES_N]; /* 0 = keep forever */
 	char *const *replica_labels;           /* --deduplication.replica-label */
 	size_t nreplica_labels;
-	const char *dedup_func; /* "" one-to-one, "penalty" (store/dedup.h modes) */
+	const char *dedup_func; /* "" one-to-one, or a store/dedup.h mode: penalty, penalty-thanos, chain */
 	bool vertical;          /* merge overlapping blocks of a stream */
 	int concurrency;        /* groups compacted at once; 0 = 1 */
 	int fetch_concurrency;  /* blocks downloaded at once; 0 = 1 */
