@@ -16,6 +16,7 @@
 #include "base/clock.h"
 #include "base/fsutil.h"
 #include "base/hmap.h"
+#include "base/mapfile.h"
 #include "base/varint.h"
 #include "base/vec.h"
 #include "tsdb/spill.h"
@@ -863,4 +864,57 @@ void block_close(block_t *b)
 	meta_release(&b->meta);
 	free(b->dir);
 	free(b);
+}
+
+/* ================================ walk ================================ */
+
+#define RELEASE_STEP (1u << 20) /* drop resident input pages once this far behind */
+
+void block_walk_init(block_walk_t *w, block_t *b)
+{
+	memset(w, 0, sizeof *w);
+	w->b = b;
+	arena_init(&w->a, 0);
+}
+
+void block_walk_release(block_walk_t *w)
+{
+	arena_release(&w->a);
+}
+
+static void release_behind(block_walk_t *w)
+{
+	const block_t *b = w->b;
+	uint64_t off = (uint64_t)w->id * 16;
+	if (!w->rel_index)
+		w->rel_index = b->ix.toc_series;
+	if (off >= w->rel_index + RELEASE_STEP && off <= b->ix.len) {
+		mapfile_release(b->ix.p, w->rel_index, off);
+		w->rel_index = off;
+	}
+	if (!w->ncm)
+		return;
+	uint64_t seg = w->cm[0].ref >> 32, pos = w->cm[0].ref & 0xffffffffu;
+	if (seg >= b->cf.nseg)
+		return;
+	for (; w->rel_seg < seg; w->rel_seg++, w->rel_off = 0) /* segments behind: all of them */
+		mapfile_release(b->cf.seg[w->rel_seg].p, w->rel_off, b->cf.seg[w->rel_seg].len);
+	if (pos >= w->rel_off + RELEASE_STEP && pos <= b->cf.seg[seg].len) {
+		mapfile_release(b->cf.seg[seg].p, w->rel_off, pos);
+		w->rel_off = pos;
+	}
+}
+
+int block_walk_next(block_walk_t *w, err_t *err)
+{
+	int rc = index_reader_next_series(&w->b->ix, &w->id, err);
+	if (rc)
+		return err_wrap(err, "block %s", w->b->dir);
+	if (!w->id)
+		return 0;
+	arena_reset(&w->a);
+	if ((rc = index_reader_series(&w->b->ix, &w->a, w->id, &w->ls, &w->cm, &w->ncm, err)))
+		return err_wrap(err, "block %s", w->b->dir);
+	release_behind(w);
+	return 1;
 }

@@ -79,4 +79,23 @@ typedef struct block {
 int block_open(block_t **b, const char *dir, err_t *err);
 void block_close(block_t *b);
 
+/* A block's series in file order (= label order), one at a time with its chunk metas, for readers of
+ * whole blocks (compaction, downsampling, checks). The mapped index and chunk bytes behind the walk
+ * are dropped from the process's resident memory as it goes, so RSS stays flat in block size (pages
+ * read again, e.g. chunks laid out out of order, simply come back from the file). */
+typedef struct block_walk {
+	block_t *b;
+	uint32_t id;        /* current series (index series ID); 0 before the first and after the last */
+	labels_t ls;        /* current series: valid until the next call */
+	chunk_meta_t *cm;
+	size_t ncm;
+	arena_t a;
+	uint64_t rel_index, rel_seg, rel_off; /* released up to: index offset; chunk segment and offset */
+} block_walk_t;
+
+void block_walk_init(block_walk_t *w, block_t *b);
+/* 1: the next series is current; 0: no more; <0: error naming the block (a corrupt entry). */
+int block_walk_next(block_walk_t *w, err_t *err);
+void block_walk_release(block_walk_t *w);
+
 #endif

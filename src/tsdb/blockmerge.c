@@ -146,26 +146,7 @@ static sample_iter_t *chain_merge(blockmerge_merger_t *m, sample_iter_t *const *
 
 /* ---- the merge ---- */
 
-/* Input bytes are read once, in file order: what lies behind the current series (its index entry,
- * its chunks) is dropped from the process's resident memory every RELEASE_STEP bytes, so RSS does not
- * grow with the inputs' size. (Out-of-order chunk layouts just read such pages again.) */
-#define RELEASE_STEP (1u << 20)
-
-/* How far behind the reader an input's mapped bytes were released. */
-struct released {
-	uint64_t index;    /* index file offset */
-	uint64_t seg, off; /* chunk segment, offset in it */
-};
-
-typedef struct src {
-	block_t *b;
-	uint32_t id; /* current series; 0 = exhausted */
-	struct released rel;
-	arena_t a; /* its labels and chunk metas */
-	labels_t ls;
-	chunk_meta_t *cm;
-	size_t ncm;
-} src_t;
+typedef block_walk_t src_t; /* id 0: exhausted */
 
 /* One input chunk of the current series. */
 typedef struct item {
@@ -211,22 +192,9 @@ static int bad(ctx_t *x, size_t src, err_t *err)
 	return err_wrap(err, "compaction input %s", x->in[src]->dir);
 }
 
-static void release_behind(const block_t *b, struct released *r, uint32_t id, const chunk_meta_t *cm,
-                           size_t ncm);
-
 static int src_advance(ctx_t *x, size_t i, err_t *err)
 {
-	src_t *s = &x->srcs[i];
-	int rc = index_reader_next_series(&s->b->ix, &s->id, err);
-	if (rc)
-		return bad(x, i, err);
-	if (!s->id)
-		return 0;
-	arena_reset(&s->a);
-	if ((rc = index_reader_series(&s->b->ix, &s->a, s->id, &s->ls, &s->cm, &s->ncm, err)))
-		return bad(x, i, err);
-	release_behind(s->b, &s->rel, s->id, s->cm, s->ncm);
-	return 0;
+	return block_walk_next(&x->srcs[i], err) < 0 ? bad(x, i, err) : 0;
 }
 
 static uint64_t chunk_samples(const chunk_t *c)
@@ -493,37 +461,10 @@ static int merge_series(ctx_t *x, const labels_t *ls, err_t *err)
 	return 0;
 }
 
-static void release_behind(const block_t *b, struct released *r, uint32_t id, const chunk_meta_t *cm,
-                           size_t ncm)
-{
-	uint64_t off = (uint64_t)id * 16;
-	if (!r->index)
-		r->index = b->ix.toc_series;
-	if (off >= r->index + RELEASE_STEP && off <= b->ix.len) {
-		mapfile_release(b->ix.p, r->index, off);
-		r->index = off;
-	}
-	if (!ncm)
-		return;
-	uint64_t seg = cm[0].ref >> 32, pos = cm[0].ref & 0xffffffffu;
-	if (seg >= b->cf.nseg)
-		return;
-	while (r->seg < seg) { /* segments behind: all of them */
-		const chunkfile_seg_t *sg = &b->cf.seg[r->seg];
-		mapfile_release(sg->p, r->off, sg->len);
-		r->seg++;
-		r->off = 0;
-	}
-	if (pos >= r->off + RELEASE_STEP && pos <= b->cf.seg[seg].len) {
-		mapfile_release(b->cf.seg[seg].p, r->off, pos);
-		r->off = pos;
-	}
-}
-
 static void ctx_release(ctx_t *x)
 {
 	for (size_t i = 0; i < x->n; i++)
-		arena_release(&x->srcs[i].a);
+		block_walk_release(&x->srcs[i]);
 	free(x->srcs);
 	VEC_FREE(&x->group);
 	VEC_FREE(&x->items);
@@ -565,8 +506,7 @@ int blockmerge_run(block_t *const *in, size_t n, const char *parent_dir, const b
 	}
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
-		x.srcs[i].b = in[i];
-		arena_init(&x.srcs[i].a, 0);
+		block_walk_init(&x.srcs[i], in[i]);
 	}
 	for (size_t i = 0; !rc && i < n; i++)
 		rc = src_advance(&x, i, err);
@@ -634,27 +574,22 @@ int blockmerge_verify(const char *dir, err_t *err)
 	int rc = block_open(&b, dir, err);
 	if (rc)
 		return err_wrap(err, "verify block %s", dir);
-	arena_t a[2];
-	arena_init(&a[0], 0);
-	arena_init(&a[1], 0);
+	arena_t pa; /* the previous series' labels */
+	arena_init(&pa, 0);
 	labels_t prev = {0};
 	uint64_t nseries = 0, nchunks = 0, nsamples = 0;
-	uint32_t id = 0;
 	buf_t lb = BUF_INIT;
-	struct released rel = {0};
+	block_walk_t w;
+	block_walk_init(&w, b);
 	for (;;) {
-		if ((rc = index_reader_next_series(&b->ix, &id, err)))
+		int more = block_walk_next(&w, err);
+		if (more <= 0) {
+			rc = more;
 			break;
-		if (!id)
-			break;
-		arena_t *sa = &a[nseries % 2];
-		arena_reset(sa);
-		labels_t ls;
-		chunk_meta_t *cm;
-		size_t nc;
-		if ((rc = index_reader_series(&b->ix, sa, id, &ls, &cm, &nc, err)))
-			break;
-		release_behind(b, &rel, id, cm, nc);
+		}
+		labels_t ls = w.ls;
+		const chunk_meta_t *cm = w.cm;
+		size_t nc = w.ncm;
 		buf_reset(&lb);
 		labels_format_full(&lb, &ls);
 		for (size_t i = 1; i < ls.n && !rc; i++)
@@ -679,7 +614,8 @@ int blockmerge_verify(const char *dir, err_t *err)
 		}
 		if (rc)
 			break;
-		prev = ls;
+		arena_reset(&pa);
+		prev = labels_copy(&pa, &ls);
 		nseries++;
 		nchunks += nc;
 	}
@@ -692,8 +628,8 @@ int blockmerge_verify(const char *dir, err_t *err)
 		rc = vfail(err, dir, "meta.json says %llu samples, the chunks hold %llu",
 		           (unsigned long long)b->meta.num_samples, (unsigned long long)nsamples);
 	buf_release(&lb);
-	arena_release(&a[0]);
-	arena_release(&a[1]);
+	arena_release(&pa);
+	block_walk_release(&w);
 	block_close(b);
 	return rc;
 }
