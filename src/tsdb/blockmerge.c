@@ -14,6 +14,7 @@
 #include "base/mapfile.h"
 #include "base/varint.h"
 #include "base/vec.h"
+#include "tsdb/aggr.h"
 #include "tsdb/xor.h"
 
 #define REENCODE_SAMPLES XOR_SAMPLES_PER_CHUNK
@@ -203,6 +204,8 @@ static uint64_t chunk_samples(const chunk_t *c)
 	     c->enc == CHUNK_ENC_FLOAT_HISTOGRAM) &&
 	    c->len >= 2)
 		return ((uint64_t)c->data[0] << 8) | c->data[1];
+	if (c->enc == CHUNK_ENC_AGGR)
+		return aggr_chunk_num_samples(c->data, c->len);
 	return 0;
 }
 
