@@ -200,7 +200,9 @@ int cmd_compact(int argc, char **argv)
 	                          .fetch_concurrency = (int)fetch_conc,
 	                          .meta_fetch_concurrency = (int)meta_conc,
 	                          .max_level = (int)max_level,
-	                          .max_index_size = max_index};
+	                          .max_index_size = max_index,
+	                          .downsampling_disable = ds_disable,
+	                          .downsample_concurrency = (int)ds_conc};
 	err_t err = {0};
 	if (cmd_time_or_duration("min-time", min_time_s, &cfg.min_time, &err) ||
 	    cmd_time_or_duration("max-time", max_time_s, &cfg.max_time, &err)) {

@@ -20,7 +20,7 @@ static const cmd_t commands[] = {
 	{"sidecar", "Sidecar for Prometheus server: StoreAPI over remote read, block shipping, reloader.", cmd_sidecar},
 	{"store", "Store gateway: StoreAPI over every block in an object storage bucket.", cmd_store},
 	{"tools block", "Dump, inspect and write TSDB blocks.", cmd_tools_block},
-	{"tools bucket", "Bucket tools: ls, inspect, verify, upload-blocks, mark, cleanup, retention, rewrite.", cmd_tools_bucket},
+	{"tools bucket", "Bucket tools: ls, inspect, verify, upload-blocks, mark, cleanup, retention, rewrite, downsample.", cmd_tools_bucket},
 	{"tools rules-check", "Check if the rule files are valid or not (as promtool check rules, plus partial_response_strategy).", cmd_tools_rules_check},
 	{"tools query", "Evaluate a PromQL expression over the blocks in a local directory.", cmd_tools_query},
 	{NULL, NULL, NULL},

@@ -3,6 +3,8 @@
  *
  * dump prints every sample as `promtool tsdb dump` does ({labels} value ts_ms, value in Go %g),
  * series merged across the blocks of a directory (overlapping blocks deduplicated by timestamp);
+ * downsampled blocks (aggregate chunks) follow, each after a `# block <dir> resolution <r>` line, one
+ * line per aggregate sample: {labels} <count|sum|min|max|counter> value ts_ms;
  * inspect prints meta, counts and label cardinality; write turns OpenMetrics text (timestamps in
  * seconds, `# EOF`) into blocks like `promtool tsdb create-blocks-from openmetrics`: one block per
  * --max-block-duration window, chunks cut with a chunk range of twice that (as promtool does).
@@ -17,12 +19,14 @@
 #include <sys/stat.h>
 
 #include "base/alloc.h"
+#include "base/duration.h"
 #include "base/fmt.h"
 #include "base/hmap.h"
 #include "base/vec.h"
 #include "cmd/cmd.h"
 #include "model/selector.h"
 #include "promql/merge.h"
+#include "tsdb/aggr.h"
 #include "tsdb/block.h"
 
 
@@ -61,6 +65,67 @@ static int list_blocks(const char *dir, strlist_t *out)
 	if (out->n > 1)
 		qsort(out->v, out->n, sizeof(char *), cmp_cstr);
 	return 0;
+}
+
+/* The aggregate samples of a downsampled block's series matching ms within [mint, maxt]. */
+static int dump_aggregates(block_t *b, const matcher_t *ms, size_t nms, int64_t mint, int64_t maxt, buf_t *out,
+			   err_t *err)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	series_set_t *ss;
+	int rc = b->q.ops->select(&b->q, &a, ms, nms, mint, maxt, NULL, &ss, err);
+	if (rc) {
+		arena_release(&a);
+		return rc;
+	}
+	buf_printf(out, "# block %s resolution ", b->dir);
+	duration_format(out, b->meta.resolution);
+	buf_putc(out, '\n');
+	buf_t lb = BUF_INIT;
+	while (!rc && (rc = series_set_next(ss, err)) > 0) {
+		rc = 0;
+		buf_reset(&lb);
+		labels_format_full(&lb, series_set_labels(ss));
+		const chunk_t *chks = NULL;
+		int nc = ss->ops->chunks ? ss->ops->chunks(ss, &chks) : -1;
+		for (int k = 0; k < nc && !rc; k++) {
+			chunk_t subs[AGGR_N];
+			if (chks[k].enc != CHUNK_ENC_AGGR) {
+				rc = err_set(err, ERR_CORRUPT, "block %s: series %s: chunk %d has encoding %u, not aggregates", b->dir,
+					     lb.p, k, chks[k].enc);
+				break;
+			}
+			if ((rc = aggr_chunk_split(chks[k].data, chks[k].len, subs, err)))
+				break;
+			for (int g = 0; g < AGGR_N && !rc; g++) {
+				if (!subs[g].len)
+					continue;
+				xor_dec_t d;
+				int64_t t;
+				double v;
+				if ((rc = xor_dec_init(&d, subs[g].data, subs[g].len, err)))
+					break;
+				while ((rc = xor_dec_next(&d, &t, &v, err)) == 1) {
+					if (t < mint || t > maxt)
+						continue;
+					buf_printf(out, "%s %s ", lb.p, aggr_type_name((aggr_type_t)g));
+					buf_put_float(out, v, 'g');
+					buf_putc(out, ' ');
+					buf_put_i64(out, t);
+					buf_putc(out, '\n');
+				}
+			}
+		}
+		if (out->n > (1 << 20)) {
+			fwrite(out->p, 1, out->n, stdout);
+			buf_reset(out);
+		}
+	}
+	buf_release(&lb);
+	series_set_close(ss);
+	arena_release(&a);
+	return rc < 0 ? rc : 0;
 }
 
 static int dump(int argc, char **argv)
@@ -103,12 +168,20 @@ static int dump(int argc, char **argv)
 	queryable_t **qs = xcalloc(blocks.n ? blocks.n : 1, sizeof *qs);
 	size_t nb = 0;
 	rc = 0;
+	block_t **ds = xcalloc(blocks.n ? blocks.n : 1, sizeof *ds); /* downsampled ones */
+	size_t nds = 0;
 	for (size_t bi = 0; bi < blocks.n; bi++) {
-		if (block_open(&bl[nb], blocks.v[bi], &err)) {
+		block_t *b;
+		if (block_open(&b, blocks.v[bi], &err)) {
 			fprintf(stderr, "strata tools block dump: %s\n", err.msg);
 			rc = 1;
 			break;
 		}
+		if (b->meta.resolution) {
+			ds[nds++] = b;
+			continue;
+		}
+		bl[nb] = b;
 		qs[nb] = &bl[nb]->q;
 		nb++;
 	}
@@ -159,6 +232,11 @@ static int dump(int argc, char **argv)
 		}
 		series_set_close(ss);
 	}
+	for (size_t i = 0; i < nds && !rc; i++)
+		if (dump_aggregates(ds[i], ms, nms, mint, maxt, &out, &err)) {
+			fprintf(stderr, "strata tools block dump: %s\n", err.msg);
+			rc = 1;
+		}
 	fwrite(out.p, 1, out.n, stdout);
 	buf_release(&out);
 	arena_release(&a);
@@ -166,6 +244,9 @@ static int dump(int argc, char **argv)
 		promql_merge_free(m);
 	for (size_t i = 0; i < nb; i++)
 		block_close(bl[i]);
+	for (size_t i = 0; i < nds; i++)
+		block_close(ds[i]);
+	free(ds);
 	free(bl);
 	free(qs);
 	strlist_free(&blocks);
@@ -232,6 +313,8 @@ static int inspect(int argc, char **argv)
 						chunk_t c;
 						if (chunkfile_reader_get(&b->cf, cm[k].ref, &c, &err))
 							rc = 1;
+						else if (c.enc == CHUNK_ENC_AGGR)
+							samples += aggr_chunk_num_samples(c.data, c.len);
 						else if (c.len >= 2)
 							samples += (uint64_t)((c.data[0] << 8) | c.data[1]);
 					}

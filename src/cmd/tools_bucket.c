@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -29,6 +30,8 @@
 #include "block/marker.h"
 #include "block/shipper.h"
 #include "compact/cleanup.h"
+#include "compact/downsampler.h"
+#include "tsdb/downsample.h"
 #include "compact/rewrite.h"
 #include "tsdb/chunkfile.h"
 #include "tsdb/index.h"
@@ -1057,6 +1060,76 @@ static int cmd_retention(int argc, char **argv)
 	return rc;
 }
 
+/* ---- downsample ---- */
+
+static int downsample_once(const char *cmdline, bucket_t *b, block_fetcher_t *f, const downsampler_env_t *env)
+{
+	static const int64_t res[2] = {DOWNSAMPLE_RES_5M, DOWNSAMPLE_RES_1H};
+	int rc = 0;
+	for (int i = 0; i < 2 && !rc; i++) {
+		fetch_list_t l;
+		err_t err = {0};
+		if (block_fetcher_fetch(f, &l, &err)) {
+			fprintf(stderr, "%s: %s\n", cmdline, err.msg);
+			return 1;
+		}
+		fetch_filter_deleted(&l, 0, clock_now_ms());
+		fetch_filter_duplicates(&l);
+		size_t done = 0;
+		if (downsampler_pass(env, &l, res[i], &done, &err)) {
+			fprintf(stderr, "%s: %s\n", cmdline, err.msg);
+			rc = 1;
+		}
+		printf("downsampled %zu blocks to %s\n", done, i ? "1h" : "5m");
+		fetch_list_release(&l);
+	}
+	(void)b;
+	return rc;
+}
+
+static int cmd_downsample(int argc, char **argv)
+{
+	static bucket_flags_t bf;
+	static char *data_dir;
+	static int64_t wait_ms, conc;
+	flag_def_t defs[] = {
+		OBJSTORE_FLAGS(&bf),
+		{"data-dir", FLAG_STRING, &data_dir, "./data", "Data directory in which to cache blocks and process downsamplings."},
+		{"downsample.concurrency", FLAG_INT, &conc, "1", "Number of goroutines to use when downsampling blocks."},
+		{"wait-interval", FLAG_DURATION, &wait_ms, "5m",
+		 "Wait interval between downsample runs (0s: one run, then exit with its status)."},
+	};
+	flags_result_t res = {0};
+	int exit_now, rc = cmd_parse_flags(argv[0], "Continuously downsamples blocks in an object store bucket.", defs,
+					   ARRAY_LEN(defs), argc, argv, &res, &exit_now);
+	if (exit_now)
+		return rc;
+	free(res.pos);
+	if (conc < 1) {
+		fprintf(stderr, "%s: --downsample.concurrency must be at least 1\n", argv[0]);
+		return 2;
+	}
+	bucket_t *b;
+	if ((rc = open_bucket(argv[0], &bf, &b)) != 0)
+		return rc;
+	char work[4096];
+	snprintf(work, sizeof work, "%s/downsample", data_dir);
+	block_fetcher_t *f = block_fetcher_new(&(block_fetcher_config_t){.bkt = b});
+	workers_t *pool = conc > 1 ? workers_new((int)conc - 1) : NULL;
+	downsampler_env_t env = {.bkt = b, .work_dir = work, .pool = pool};
+	for (;;) {
+		rc = downsample_once(argv[0], b, f, &env);
+		if (wait_ms <= 0)
+			break;
+		struct timespec ts = {wait_ms / 1000, (wait_ms % 1000) * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	workers_free(pool);
+	block_fetcher_free(f);
+	bucket_free(b);
+	return rc;
+}
+
 /* ---- rewrite ---- */
 
 static int cmd_rewrite(int argc, char **argv)
@@ -1131,6 +1204,7 @@ int cmd_tools_bucket(int argc, char **argv)
 {
 	static const cmd_t subs[] = {
 		{"cleanup", "Cleans up all blocks marked for deletion.", cmd_cleanup},
+		{"downsample", "Continuously downsamples blocks in an object store bucket.", cmd_downsample},
 		{"inspect", "Inspect all blocks in the bucket in detailed, table-like way.", cmd_inspect},
 		{"ls", "List all blocks in the bucket.", cmd_ls},
 		{"mark", "Mark block for deletion or no-compact in a safe way.", cmd_mark},

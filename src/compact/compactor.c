@@ -17,18 +17,20 @@
 #include "block/fetcher.h"
 #include "compact/cleanup.h"
 #include "compact/cmetrics.h"
+#include "compact/downsampler.h"
+#include "tsdb/downsample.h"
 #include "compact/group.h"
 #include "compact/planner.h"
 #include "store/dedup.h"
 
 struct compactor {
 	compactor_config_t cfg;
-	char *data_dir, *work_dir, *meta_dir;
+	char *data_dir, *work_dir, *meta_dir, *ds_dir;
 	char **replica;
 	int dedup_mode;
 	size_t nranges;
 	block_fetcher_t *fetcher;
-	workers_t *group_pool, *download_pool;
+	workers_t *group_pool, *download_pool, *ds_pool;
 	atomic_bool stop;
 	pthread_mutex_t mu; /* stats */
 	compactor_stats_t stats;
@@ -60,6 +62,8 @@ int compactor_new(compactor_t **out, const compactor_config_t *cfg, err_t *err)
 	snprintf(c->work_dir, n, "%s/compact", c->data_dir);
 	c->meta_dir = xmalloc(n);
 	snprintf(c->meta_dir, n, "%s/meta-syncer", c->data_dir);
+	c->ds_dir = xmalloc(n);
+	snprintf(c->ds_dir, n, "%s/downsample", c->data_dir);
 	c->replica = xcalloc(cfg->nreplica_labels + 1, sizeof *c->replica);
 	for (size_t i = 0; i < cfg->nreplica_labels; i++)
 		c->replica[i] = xstrdup(cfg->replica_labels[i]);
@@ -79,6 +83,8 @@ int compactor_new(compactor_t **out, const compactor_config_t *cfg, err_t *err)
 		c->group_pool = workers_new(cfg->concurrency - 1);
 	if (cfg->fetch_concurrency > 1)
 		c->download_pool = workers_new(cfg->fetch_concurrency - 1);
+	if (cfg->downsample_concurrency > 1)
+		c->ds_pool = workers_new(cfg->downsample_concurrency - 1);
 	atomic_init(&c->stop, false);
 	pthread_mutex_init(&c->mu, NULL);
 	*out = c;
@@ -92,12 +98,14 @@ void compactor_free(compactor_t *c)
 	block_fetcher_free(c->fetcher);
 	workers_free(c->group_pool);
 	workers_free(c->download_pool);
+	workers_free(c->ds_pool);
 	for (size_t i = 0; i < c->cfg.nreplica_labels; i++)
 		free(c->replica[i]);
 	free(c->replica);
 	free(c->data_dir);
 	free(c->work_dir);
 	free(c->meta_dir);
+	free(c->ds_dir);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }
@@ -125,6 +133,7 @@ static void add_stats(compactor_t *c, const compactor_stats_t *d)
 	c->stats.deleted += d->deleted;
 	c->stats.partial_deleted += d->partial_deleted;
 	c->stats.skipped += d->skipped;
+	c->stats.downsampled += d->downsampled;
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -246,7 +255,32 @@ static int compact_groups(compactor_t *c, const fetch_list_t *l, compactor_stats
 	return rc;
 }
 
-/* Steps 4-5 on a fresh view of the bucket. */
+/* Step 4: a pass raw -> 5m, then 5m -> 1h, each on a fresh view of the bucket. */
+static int downsample(compactor_t *c, compactor_stats_t *st, err_t *err)
+{
+	static const int64_t res[2] = {DOWNSAMPLE_RES_5M, DOWNSAMPLE_RES_1H};
+	downsampler_env_t env = {
+	    .bkt = c->cfg.bkt, .work_dir = c->ds_dir, .pool = c->ds_pool, .stop = &c->stop};
+	int first = 0;
+	for (int i = 0; i < 2 && !atomic_load(&c->stop); i++) {
+		fetch_list_t l;
+		int rc = sync_blocks(c, &l, err);
+		if (rc)
+			return rc;
+		size_t n = 0;
+		err_t e = {0};
+		if ((rc = downsampler_pass(&env, &l, res[i], &n, &e)) != 0 && !first) {
+			first = rc;
+			*err = e;
+		}
+		st->downsampled += n;
+		fetch_list_release(&l);
+	}
+	fsutil_rm_rf(c->ds_dir, NULL);
+	return first;
+}
+
+/* Steps 5-6 on a fresh view of the bucket. */
 static int retention_and_cleanup(compactor_t *c, bool retention, compactor_stats_t *st, err_t *err)
 {
 	fetch_list_t l;
@@ -308,6 +342,11 @@ int compactor_run(compactor_t *c, err_t *err)
 	fetch_list_release(&l);
 	if (rc && !first)
 		first = rc, *err = e;
+	if (!rc && !c->cfg.downsampling_disable && !atomic_load(&c->stop)) {
+		rc = downsample(c, &st, &e);
+		if (rc && !first)
+			first = rc, *err = e;
+	}
 	if (!atomic_load(&c->stop)) {
 		/* Retention only after a clean compaction (a failed one may still hold blocks it needs);
 		 * cleanup always. */
@@ -321,6 +360,8 @@ int compactor_run(compactor_t *c, err_t *err)
 	double secs = clock_since_s(t0);
 	metric_observe(metric_with(cmetrics.iteration_duration), secs);
 	char a[32], b[32], d[32], f[32], g[32], h[32];
+	char ds[32];
+	snprintf(ds, sizeof ds, "%zu", st.downsampled);
 	snprintf(a, sizeof a, "%zu", st.compactions);
 	snprintf(b, sizeof b, "%zu", st.marked_no_compact);
 	snprintf(d, sizeof d, "%zu", st.deleted + st.partial_deleted);

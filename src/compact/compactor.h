@@ -13,9 +13,11 @@
  *      them (tsdb/blockmerge.h: streaming; overlapping blocks merged vertically with the configured
  *      deduplication, store/dedup.h), verifies the output, uploads it (meta.json last) and only then
  *      marks the inputs for deletion;
- *   4. retention per resolution (only when every compaction succeeded): blocks whose maxTime is
- *      older than the retention are marked for deletion;
- *   5. cleanup: blocks marked for deletion longer than delete_delay ago are deleted (meta.json first),
+ *   4. downsampling (compact/downsampler.h), unless disabled: a pass raw -> 5m, a fresh sync, a pass
+ *      5m -> 1h;
+ *   5. retention per resolution (only when compaction and downsampling succeeded): blocks whose
+ *      maxTime is older than the retention are marked for deletion;
+ *   6. cleanup: blocks marked for deletion longer than delete_delay ago are deleted (meta.json first),
  *      and partial uploads (no meta.json) older than 48h.
  * A crash at any point leaves a bucket that reads as before: an upload without meta.json is
  * invisible; an uploaded output whose inputs are not marked yet makes them duplicates, which the next
@@ -78,6 +80,8 @@ typedef struct compactor_config {
 	bool (*select)(void *arg, const labels_t *ext); /* --selector.relabel-config; NULL = all */
 	void *select_arg;
 	int64_t max_index_size; /* bytes: plans whose inputs' indexes reach 85% of it are split; 0 = 64 GiB */
+	bool downsampling_disable;
+	int downsample_concurrency; /* blocks downsampled at once; 0 = 1 */
 } compactor_config_t;
 
 typedef struct compactor compactor_t;
@@ -88,7 +92,7 @@ void compactor_free(compactor_t *c);
 /* One iteration (see above). 0 when every step succeeded; otherwise the first error (the steps
  * after a failed one that do not depend on it still run). */
 int compactor_run(compactor_t *c, err_t *err);
-/* Cleanup alone (step 5, without retention): what `--compact.cleanup-interval` runs between
+/* Cleanup alone (step 6, without retention): what `--compact.cleanup-interval` runs between
  * iterations. Not concurrently with compactor_run. */
 int compactor_cleanup(compactor_t *c, err_t *err);
 /* Thread-safe: make the running (or next) iteration stop at its next safe point. */
@@ -96,7 +100,7 @@ void compactor_stop(compactor_t *c);
 
 typedef struct compactor_stats {
 	size_t compactions, vertical, marked_no_compact, marked_deletion, gc, deleted, partial_deleted;
-	size_t skipped;
+	size_t skipped, downsampled;
 } compactor_stats_t;
 /* Totals since compactor_new. */
 void compactor_stats(compactor_t *c, compactor_stats_t *out);
