@@ -42,6 +42,8 @@ struct api {
 	bool partial;
 	int64_t timeout_ms, lookback_ms, max_samples, eval_ms;
 	size_t max_memory;
+	bool auto_downsampling, dynamic_lookback;
+	int64_t instant_max_res;
 	int max_conc;
 	workers_t *engine_pool; /* shared by all queries: promql_opts_t.workers */
 	strlist_t flag_names, flag_values;
@@ -184,6 +186,7 @@ typedef struct common {
 	const str_t *replica;
 	size_t nreplica;
 	selectors_t store_match;
+	int64_t max_res; /* max_source_resolution (ms); 0 = raw only */
 } common_t;
 
 /* replicaLabels[] if given, else --query.replica-label. */
@@ -215,15 +218,16 @@ static int parse_common(api_t *api, http_req_t *r, bool range, int64_t step, com
 		c->nreplica = nrl;
 	}
 	str_t msr;
-	if (http_req_param(r, "max_source_resolution", &msr) && msr.n && !str_eq_c(msr, "auto")) {
-		int64_t ms;
-		if (api_parse_duration(msr, &ms, err))
+	bool given = http_req_param(r, "max_source_resolution", &msr) && msr.n;
+	if (given && !str_eq_c(msr, "auto")) {
+		if (api_parse_duration(msr, &c->max_res, err))
 			return err_wrap(err, "'max_source_resolution' parameter");
-		if (ms < 0)
+		if (c->max_res < 0)
 			return err_set(err, ERR_INVALID,
 				       "negative 'max_source_resolution' is not accepted. Try a positive integer");
+	} else if (given || api->auto_downsampling) {
+		c->max_res = range ? step / 5 : api->instant_max_res;
 	}
-	(void)range, (void)step;
 	if (parse_selectors(r, "storeMatch[]", &c->store_match, err))
 		return err->code;
 	return 0;
@@ -329,7 +333,7 @@ static void run_query(qctx_t *q)
 			timeout = t;
 	}
 	int64_t lookback = api->lookback_ms;
-	str_t lbs;
+	str_t lbs = {0};
 	if (http_req_param(r, "lookback_delta", &lbs) && lbs.n) {
 		if (api_parse_duration(lbs, &lookback, &err)) {
 			err_wrap(&err, "invalid parameter \"lookback_delta\"");
@@ -339,6 +343,13 @@ static void run_query(qctx_t *q)
 	common_t c;
 	if (parse_common(api, r, q->kind == Q_RANGE, step, &c, &err))
 		return reply_bad(r, err.msg);
+	if (!lbs.n && api->dynamic_lookback) {
+		/* Dynamic lookback: at least the resolution level the query may read (thanos.md §4.5). */
+		int64_t level = c.max_res >= 3600000 ? 3600000 : c.max_res >= 300000 ? 300000 : 0;
+		int64_t base = lookback > 0 ? lookback : 300000;
+		if (level > base)
+			lookback = level;
+	}
 	promql_expr_t *expr;
 	if (promql_parse(&r->arena, qs.p, qs.n, &expr, &err)) {
 		/* Prometheus 2.42 names the parameter for instant queries only */
@@ -361,7 +372,8 @@ static void run_query(qctx_t *q)
 		return reply_err(r, API_ERR_TIMEOUT, "query timed out in query queue", NULL, 0);
 	store_queryable_t sq;
 	store_queryable_opts_t so = {.partial_response = c.partial, .replica_labels = c.replica,
-				     .nreplica_labels = c.nreplica, .dedup_mode = api->dedup_mode};
+				     .nreplica_labels = c.nreplica, .dedup_mode = api->dedup_mode,
+				     .max_source_resolution = c.max_res};
 	store_queryable_init(&sq, query_store(api, r, &c), &r->arena, &so);
 	timed_queryable_t tq = {.base = {&timed_ops}, .inner = store_queryable_base(&sq)};
 	atomic_init(&tq.select_ns, 0);
@@ -926,6 +938,9 @@ api_t *api_new(http_server_t *srv, const api_config_t *cfg)
 	api->partial = cfg->partial_response;
 	api->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : API_DEFAULT_TIMEOUT_MS;
 	api->lookback_ms = cfg->lookback_ms;
+	api->auto_downsampling = cfg->auto_downsampling;
+	api->dynamic_lookback = cfg->dynamic_lookback;
+	api->instant_max_res = cfg->instant_max_source_resolution;
 	api->max_samples = cfg->max_samples;
 	api->max_memory = cfg->max_memory;
 	api->eval_ms = cfg->default_eval_interval_ms;

@@ -12,7 +12,10 @@
  *
  * Thanos parameters: dedup (default true; dedup needs replica labels), partial_response (default
  * from the config), replicaLabels[] (overrides the configured replica labels), max_source_resolution
- * (validated, no effect until downsampled data exists), storeMatch[] (selectors over __address__).
+ * (auto = step / 5 for range queries, the configured instant default otherwise; 0s, 5m, 1h or any
+ * duration; negative -> 400; absent: step / 5 with auto_downsampling, else raw only: the coarsest
+ * downsampled data the stores may answer from, thanos.md §4.5; with dynamic lookback the lookback
+ * delta grows to the resolution level it allows, 5m or 1h), storeMatch[] (selectors over __address__).
  * Booleans are Go ParseBool values; bad values get Thanos's "'<param>' parameter: ..." errors.
  *
  * query/query_range with a non-empty `stats` parameter add Prometheus 2.42's data.stats (same field
@@ -57,6 +60,9 @@ typedef struct api_config {
 	bool partial_response;       /* default of partial_response */
 	int64_t timeout_ms;          /* --query.timeout; 0 = 2m */
 	int64_t lookback_ms;         /* --query.lookback-delta; 0 = 5m */
+	bool auto_downsampling;      /* --query.auto-downsampling */
+	int64_t instant_max_source_resolution; /* --query.instant.default.max_source_resolution */
+	bool dynamic_lookback;       /* --query.dynamic-lookback-delta */
 	int64_t max_samples;         /* --query.max-samples; 0 = 50,000,000 */
 	size_t max_memory;           /* --query.max-memory: a query's memory budget; 0 = the engine's default */
 	int64_t default_eval_interval_ms; /* subquery default step; 0 = 1m */

@@ -115,8 +115,8 @@ int cmd_query(int argc, char **argv)
 	static char *grpc_address, *dedup_func;
 	static strlist_t endpoints, stores, sd_files, store_sd_files, replica_flags;
 	static int64_t grpc_grace_ms, timeout_ms, max_conc, lookback_ms, max_samples, eval_ms, default_step_ms,
-		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms, max_memory;
-	static bool partial;
+		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms, max_memory, instant_res_ms;
+	static bool partial, auto_ds, dyn_lookback;
 	flag_def_t defs[] = {
 		CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"),
 		{"grpc-address", FLAG_STRING, &grpc_address, "0.0.0.0:10901",
@@ -162,6 +162,13 @@ int cmd_query(int argc, char **argv)
 		 "Set default step for range queries (used by the UI; the API requires step)."},
 		{"query.metadata.default-time-range", FLAG_DURATION, &meta_range_ms, "0s",
 		 "Accepted for compatibility; labels and series default to all time.", NULL, true},
+		{"query.auto-downsampling", FLAG_BOOL, &auto_ds, "false",
+		 "Enable automatic adjustment (step / 5) to what source of data should be used in store gateways if no "
+		 "max_source_resolution param is specified."},
+		{"query.instant.default.max_source_resolution", FLAG_DURATION, &instant_res_ms, "0s",
+		 "Default max_source_resolution for instant queries (with max_source_resolution=auto).", NULL, true},
+		{"query.dynamic-lookback-delta", FLAG_BOOL, &dyn_lookback, "true",
+		 "Raise the lookback delta to the downsampling resolution a query may read (5m, 1h).", NULL, true},
 	};
 	flags_result_t res = {0};
 	int exit_now;
@@ -241,6 +248,8 @@ int cmd_query(int argc, char **argv)
 			   .nreplica_labels = replica.n, .dedup_mode = dedup_mode, .partial_response = partial, .timeout_ms = timeout_ms,
 			   .lookback_ms = lookback_ms, .max_samples = max_samples, .max_memory = (size_t)max_memory,
 			   .default_eval_interval_ms = eval_ms,
+			   .auto_downsampling = auto_ds, .instant_max_source_resolution = instant_res_ms,
+			   .dynamic_lookback = dyn_lookback,
 			   .max_concurrent = (int)max_conc, .flag_names = (const char *const *)fnames,
 			   .flag_values = (const char *const *)fvalues, .nflags = nflags};
 	api = api_new(http, &ac);

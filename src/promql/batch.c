@@ -430,8 +430,9 @@ static void vs_kernel(const void *kctx, const int64_t *t, const double *v, size_
 	*ro = (rk_out_t){cnt, 0, 0};
 }
 
-/* Evaluate instant selector e into sink (series with at least one point, in storage order). */
-void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, range_sink_fn sink, void *sctx)
+/* Evaluate instant selector e into sink (series with at least one point, in storage order); func is
+ * the enclosing aggregation for the select hints (NULL if none). */
+void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, const char *func, range_sink_fn sink, void *sctx)
 {
 	size_t ns = ev->nsteps;
 	if (ns == 0)
@@ -447,7 +448,7 @@ void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, range_sink_fn 
 	}
 	vs_kctx_t *c = ev_zalloc(ev, sizeof *c);
 	*c = (vs_kctx_t){ev, ref, ns, ev->lookback, ts_mode};
-	rb_run(ev, e, mn - ev->lookback, mx, 0, NULL, NULL, false, vs_kernel, c, sink, sctx);
+	rb_run(ev, e, mn - ev->lookback, mx, 0, NULL, func, false, vs_kernel, c, sink, sctx);
 }
 
 void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts)

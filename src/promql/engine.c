@@ -589,7 +589,7 @@ void ev_close_set(ev_t *ev, series_set_t *set)
 static void eval_vs(ev_t *ev, const promql_expr_t *e, val_t *out, bool ts_mode)
 {
 	vs_collect_t c = {0};
-	eval_vs_into(ev, e, ts_mode, vs_collect_sink, &c);
+	eval_vs_into(ev, e, ts_mode, NULL, vs_collect_sink, &c);
 	out->type = PROMQL_TYPE_VECTOR;
 	out->s = c.arr;
 	out->n = c.n;
@@ -1565,7 +1565,7 @@ static void eval_aggr(ev_t *ev, const promql_expr_t *e, val_t *out)
 			/* the input never materialises; its per-step counts stand in for it in the accounting */
 			st->in_cnt = ev_zalloc(ev, (ev->nsteps ? ev->nsteps : 1) * sizeof(int64_t));
 			if (inner->kind == PROMQL_VECTOR_SEL)
-				eval_vs_into(ev, inner, false, agg_sink, st);
+				eval_vs_into(ev, inner, false, promql_aggr_str(op), agg_sink, st); /* hints: Prometheus's Func */
 			else
 				eval_range_call_streamed(ev, inner, true, agg_sink, st);
 			if (ev->argrec && ev->argrec->depth == ev->depth)

@@ -220,7 +220,8 @@ typedef void (*range_sink_fn)(ev_t *ev, void *sctx, const labels_t *ls, const do
 			      size_t npts);
 /* Instant selector e into sink (series with a point, in storage order); ts_mode: values are the
  * samples' timestamps in seconds (timestamp()). */
-void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, range_sink_fn sink, void *sctx);
+void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, const char *func, range_sink_fn sink,
+		  void *sctx);
 /* A sink collecting into a vector (sctx: vs_collect_t, zero-initialised). */
 typedef struct vs_collect {
 	vseries_t *arr;

@@ -101,6 +101,14 @@ static int q_select(queryable_t *base, arena_t *a, const matcher_t *ms, size_t n
 		.dedup_mode = q->o.dedup_mode,
 		.func = hints ? hints->func : NULL,
 	};
+	int64_t res = q->o.max_source_resolution;
+	if (res > 0 && hints && hints->range > 0 && store_func_needs_two_samples(hints->func) &&
+	    hints->range / 2 < res)
+		res = hints->range / 2;
+	if (res > 0) {
+		req.max_resolution = res;
+		req.aggregates = store_aggregates_for_func(req.func);
+	}
 	series_set_t *in;
 	int rc = store_series(q->store, a, &req, &in, err);
 	if (rc < 0)

@@ -6,6 +6,9 @@
  * function (so the proxy's dedup applies counter adjustment under rate/increase/...), skip_chunks
  * for metadata-only selects (func "series"), plus the per-query options fixed at init: replica
  * labels and mode (dedup) and partial response (abort_on_error = !partial_response).
+ * Downsampled data (thanos.md §4.4, §4.5): with max_source_resolution > 0 the request carries it as
+ * max_resolution, capped at range / 2 for functions that need two samples in their range (rate,
+ * increase, deriv, ...), and the aggregates the enclosing function reads (store_aggregates_for_func).
  * Warnings are collected per query: from every series set when it is closed and from label
  * name/value responses; identical warnings are kept once, in arrival order.
  *
@@ -28,6 +31,7 @@ typedef struct store_queryable_opts {
 	size_t nreplica_labels;
 	dedup_mode_t dedup_mode;        /* --deduplication.func */
 	int64_t series_limit;           /* 0 = unlimited (per select) */
+	int64_t max_source_resolution; /* ms: downsampled data up to this resolution may be read; 0 = raw only */
 } store_queryable_opts_t;
 
 typedef struct store_queryable {

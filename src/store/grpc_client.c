@@ -62,6 +62,9 @@ typedef struct remote_set {
 	err_t end_err;
 	size_t frames;
 	xor_iter_t xit;
+	aggr_iter_t ait;  /* series with aggregate chunks (downsampled) */
+	bool aggr;        /* the current series has some: ait, else xit */
+	aggr_view_t view; /* the request's aggregates */
 	const char **warnings;
 	size_t nwarnings, capwarnings;
 } remote_set_t;
@@ -97,13 +100,61 @@ static int chunk_enc(int type)
 	}
 }
 
+static void push_chunk(arena_t *a, rseries_t *out, chunk_t c)
+{
+	if (out->n == out->cap) {
+		size_t cap = out->cap ? 2 * out->cap : 4;
+		out->chunks =
+		    arena_realloc(a, out->chunks, out->cap * sizeof *out->chunks, cap * sizeof *out->chunks);
+		out->cap = cap;
+	}
+	out->chunks[out->n++] = c;
+}
+
+/* A downsampled AggrChunk (aggregates, no raw) as one aggregate chunk (encoding 0xFF) holding the
+ * aggregates that came; nothing when none did. */
+static int add_aggr_chunk(remote_set_t *rs, arena_t *a, rseries_t *out, const Thanos__AggrChunk *ac,
+                          err_t *err)
+{
+	const Thanos__Chunk *in[AGGR_N] = {ac->count, ac->sum, ac->min, ac->max, ac->counter};
+	chunk_t subs[AGGR_N] = {0};
+	bool any = false;
+	for (int i = 0; i < AGGR_N; i++) {
+		if (!in[i] || !in[i]->data.len)
+			continue;
+		int enc = chunk_enc(in[i]->type);
+		if (enc < 0)
+			return err_set(err, ERR_CORRUPT,
+			               "store %s: Series: frame %zu: %s aggregate: unknown chunk encoding %d",
+			               rs->gs->name, rs->frames, aggr_type_name(i), (int)in[i]->type);
+		subs[i] = (chunk_t){0, 0, (uint8_t)enc, in[i]->data.data, in[i]->data.len};
+		any = true;
+	}
+	if (!any)
+		return 0;
+	if (ac->min_time > ac->max_time)
+		return err_set(err, ERR_CORRUPT,
+		               "store %s: Series: frame %zu: chunk min_time %lld > max_time %lld",
+		               rs->gs->name, rs->frames, (long long)ac->min_time, (long long)ac->max_time);
+	buf_t b = BUF_INIT;
+	aggr_chunk_join(&b, subs);
+	push_chunk(a, out,
+	           (chunk_t){ac->min_time, ac->max_time, CHUNK_ENC_AGGR, arena_memdup(a, b.p, b.n), b.n});
+	buf_release(&b);
+	return 0;
+}
+
 /* Append s's chunks to out (copied into a). */
 static int add_chunks(remote_set_t *rs, arena_t *a, rseries_t *out, const Thanos__Series *s, err_t *err)
 {
 	for (size_t i = 0; i < s->n_chunks; i++) {
 		const Thanos__AggrChunk *ac = s->chunks[i];
-		if (!ac->raw)
-			continue; /* downsampled aggregates only: not requested */
+		if (!ac->raw) {
+			int rc = add_aggr_chunk(rs, a, out, ac, err);
+			if (rc)
+				return rc;
+			continue;
+		}
 		int enc = chunk_enc(ac->raw->type);
 		if (enc < 0)
 			return err_set(err, ERR_CORRUPT, "store %s: Series: frame %zu: unknown chunk encoding %d", rs->gs->name,
@@ -274,7 +325,11 @@ static int rs_next(series_set_t *s, err_t *err)
 		}
 		rs->cur.chunks[j] = x;
 	}
-	xor_iter_init(&rs->xit, rs->cur.chunks, rs->cur.n, rs->mint, rs->maxt);
+	rs->aggr = aggr_chunks_any(rs->cur.chunks, rs->cur.n);
+	if (rs->aggr)
+		aggr_iter_init(&rs->ait, rs->cur.chunks, rs->cur.n, rs->mint, rs->maxt, rs->view);
+	else
+		xor_iter_init(&rs->xit, rs->cur.chunks, rs->cur.n, rs->mint, rs->maxt);
 	return 1;
 }
 
@@ -285,7 +340,8 @@ static const labels_t *rs_labels(series_set_t *s)
 
 static sample_iter_t *rs_samples(series_set_t *s)
 {
-	return &((remote_set_t *)s)->xit.base;
+	remote_set_t *rs = (remote_set_t *)s;
+	return rs->aggr ? &rs->ait.base : &rs->xit.base;
 }
 
 static int rs_chunks(series_set_t *s, const chunk_t **out)
@@ -355,6 +411,15 @@ static int gs_series(store_t *s, arena_t *a, const store_series_req_t *req, seri
 			r.without_replica_labels[i] =
 				arena_strndup(a, req->replica_labels[i].p, req->replica_labels[i].n);
 	}
+	Thanos__Aggr aggr[AGGR_N];
+	if (req->max_resolution > 0) {
+		r.max_resolution_window = req->max_resolution;
+		unsigned want = req->aggregates ? req->aggregates : 1u << AGGR_COUNT | 1u << AGGR_SUM;
+		for (int i = 0; i < AGGR_N; i++)
+			if (want & 1u << i)
+				aggr[r.n_aggregates++] = (Thanos__Aggr)(THANOS__AGGR__COUNT + i);
+		r.aggregates = aggr;
+	}
 	Thanos__QueryHints qh = THANOS__QUERY_HINTS__INIT;
 	Thanos__Func fn = THANOS__FUNC__INIT;
 	if (req->func) {
@@ -371,6 +436,7 @@ static int gs_series(store_t *s, arena_t *a, const store_series_req_t *req, seri
 	rs->a = a;
 	rs->mint = req->mint;
 	rs->maxt = req->maxt;
+	rs->view = store_aggr_view(req->aggregates);
 	rs->arrival_order = r.n_without_replica_labels > 0;
 	arena_init(&rs->msg, 16 * 1024);
 	arena_init(&rs->ar[0], 16 * 1024);

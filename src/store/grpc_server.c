@@ -53,7 +53,8 @@ static size_t sink_size(const sink_t *k)
 typedef struct series_stream {
 	series_set_t *set;
 	bool skip_chunks;
-	arena_t scratch; /* one series' message */
+	unsigned aggregates; /* filled into AggrChunks from aggregate (0xFF) chunks: bits 1 << AGGR_* */
+	arena_t scratch;     /* one series' message */
 	xor_enc_t enc;
 } series_stream_t;
 
@@ -123,6 +124,39 @@ static Thanos__AggrChunk *make_chunk(arena_t *a, int64_t mint, int64_t maxt, uin
 	return ac;
 }
 
+/* An aggregate chunk (encoding 0xFF) as an AggrChunk with the requested aggregates (thanos.md §2.3);
+ * NULL with err set when one of them is not in the chunk. */
+static Thanos__AggrChunk *make_aggr_chunk(arena_t *a, const chunk_t *c, unsigned aggregates, err_t *err)
+{
+	chunk_t subs[AGGR_N];
+	if (aggr_chunk_split(c->data, c->len, subs, err))
+		return NULL;
+	Thanos__AggrChunk *ac = ARENA_NEW(a, Thanos__AggrChunk);
+	thanos__aggr_chunk__init(ac);
+	ac->min_time = c->mint;
+	ac->max_time = c->maxt;
+	Thanos__Chunk **dst[AGGR_N] = {&ac->count, &ac->sum, &ac->min, &ac->max, &ac->counter};
+	for (int i = 0; i < AGGR_N; i++) {
+		if (!(aggregates & 1u << i))
+			continue;
+		if (!subs[i].len) {
+			err_set(err, ERR_CORRUPT, "aggregate %s does not exist in the chunk [%lld, %lld]",
+			        aggr_type_name(i), (long long)c->mint, (long long)c->maxt);
+			return NULL;
+		}
+		Thanos__Chunk *ch = ARENA_NEW(a, Thanos__Chunk);
+		thanos__chunk__init(ch);
+		ch->type = subs[i].enc == CHUNK_ENC_HISTOGRAM ? THANOS__CHUNK__ENCODING__HISTOGRAM
+		           : subs[i].enc == CHUNK_ENC_FLOAT_HISTOGRAM
+		               ? THANOS__CHUNK__ENCODING__FLOAT_HISTOGRAM
+		               : THANOS__CHUNK__ENCODING__XOR;
+		ch->data.data = (uint8_t *)subs[i].data;
+		ch->data.len = subs[i].len;
+		*dst[i] = ch;
+	}
+	return ac;
+}
+
 /* Encode the current series' samples into XOR chunks of <= 120 samples (scratch arena). */
 static int encode_samples(series_stream_t *st, Thanos__Series *s, err_t *err)
 {
@@ -188,8 +222,14 @@ static int send_series(sink_t *k, series_stream_t *st, err_t *err)
 		if (n >= 0) {
 			s->n_chunks = (size_t)n;
 			s->chunks = ARENA_NEW_ARRAY(a, Thanos__AggrChunk *, n ? (size_t)n : 1);
-			for (int i = 0; i < n; i++)
-				s->chunks[i] = make_chunk(a, cs[i].mint, cs[i].maxt, cs[i].enc, cs[i].data, cs[i].len);
+			for (int i = 0; i < n; i++) {
+				if (cs[i].enc != CHUNK_ENC_AGGR) {
+					s->chunks[i] = make_chunk(a, cs[i].mint, cs[i].maxt, cs[i].enc, cs[i].data, cs[i].len);
+					continue;
+				}
+				if (!(s->chunks[i] = make_aggr_chunk(a, &cs[i], st->aggregates, err)))
+					return err->code;
+			}
 		} else {
 			int rc = encode_samples(st, s, err);
 			if (rc < 0)
@@ -294,6 +334,11 @@ static bool series_open(store_t *store, grpc_call_t *call, str_t msg, series_str
 		sr.nreplica_labels = req->n_without_replica_labels;
 		sr.without_replica_labels = true;
 	}
+	sr.max_resolution = req->max_resolution_window > 0 ? req->max_resolution_window : 0;
+	for (size_t i = 0; i < req->n_aggregates; i++)
+		if (req->aggregates[i] >= THANOS__AGGR__COUNT && req->aggregates[i] <= THANOS__AGGR__COUNTER)
+			sr.aggregates |= 1u << (req->aggregates[i] - THANOS__AGGR__COUNT);
+	st->aggregates = sr.aggregates ? sr.aggregates : 1u << AGGR_COUNT | 1u << AGGR_SUM;
 	st->skip_chunks = req->skip_chunks;
 	rc = store_series(store, a, &sr, &st->set, &err);
 	if (rc < 0) {

@@ -75,6 +75,7 @@ typedef struct proxy_set {
 	chunk_t *chunks; /* concatenated chunks when several members have them */
 	size_t capchunks;
 	xor_iter_t *xits;
+	aggr_iter_t *aits; /* members holding aggregate chunks (downsampled data) */
 	sample_iter_t **its;
 	dedup_cursor_t *cursors;
 	size_t capits;
@@ -570,6 +571,7 @@ static void ensure_its(proxy_set_t *ps, size_t n)
 		return;
 	size_t cap = n < 8 ? 8 : 2 * n;
 	ps->xits = ARENA_NEW_ARRAY(ps->a, xor_iter_t, cap);
+	ps->aits = ARENA_NEW_ARRAY(ps->a, aggr_iter_t, cap);
 	ps->its = ARENA_NEW_ARRAY(ps->a, sample_iter_t *, cap);
 	ps->cursors = ARENA_NEW_ARRAY(ps->a, dedup_cursor_t, cap);
 	ps->capits = cap;
@@ -579,8 +581,14 @@ static sample_iter_t *member_samples(proxy_set_t *ps, const member_t *m, size_t 
 {
 	if (m->src)
 		return series_set_samples(m->src);
-	xor_iter_init(&ps->xits[i], m->chunks, (size_t)(m->nchunks > 0 ? m->nchunks : 0), ps->req->mint,
-		      ps->req->maxt);
+	size_t n = (size_t)(m->nchunks > 0 ? m->nchunks : 0);
+	if (aggr_chunks_any(m->chunks, n)) {
+		/* downsampled: the aggregates the request asked for (store.h) */
+		aggr_iter_init(&ps->aits[i], m->chunks, n, ps->req->mint, ps->req->maxt,
+			       store_aggr_view(ps->req->aggregates));
+		return &ps->aits[i].base;
+	}
+	xor_iter_init(&ps->xits[i], m->chunks, n, ps->req->mint, ps->req->maxt);
 	return &ps->xits[i].base;
 }
 
@@ -620,6 +628,10 @@ static int pset_chunks(series_set_t *base, const chunk_t **out)
 		*out = NULL;
 		return 0;
 	}
+	/* Aggregate chunks are read through the request's view: samples only. */
+	for (size_t i = 0; i < ps->nmembers; i++)
+		if (ps->members[i].nchunks > 0 && aggr_chunks_any(ps->members[i].chunks, (size_t)ps->members[i].nchunks))
+			return -1;
 	if (ps->nmembers == 1 || ps->wrl_out) {
 		*out = ps->members[ps->emit].chunks;
 		return ps->members[ps->emit].nchunks;

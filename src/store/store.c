@@ -18,6 +18,46 @@ bool store_func_is_counter(const char *func)
 	return false;
 }
 
+unsigned store_aggregates_for_func(const char *func)
+{
+	unsigned avg = 1u << AGGR_COUNT | 1u << AGGR_SUM;
+	if (!func)
+		return avg;
+	if (store_func_is_counter(func))
+		return 1u << AGGR_COUNTER;
+	if (!strcmp(func, "min") || !strncmp(func, "min_", 4))
+		return 1u << AGGR_MIN;
+	if (!strcmp(func, "max") || !strncmp(func, "max_", 4))
+		return 1u << AGGR_MAX;
+	if (!strcmp(func, "count") || !strncmp(func, "count_", 6))
+		return 1u << AGGR_COUNT;
+	if (!strcmp(func, "sum_over_time"))
+		return 1u << AGGR_SUM;
+	return avg;
+}
+
+aggr_view_t store_aggr_view(unsigned aggregates)
+{
+	static const aggr_type_t one[] = {AGGR_COUNT, AGGR_SUM, AGGR_MIN, AGGR_MAX, AGGR_COUNTER};
+	for (size_t i = 0; i < sizeof one / sizeof one[0]; i++)
+		if (aggregates == 1u << one[i])
+			return (aggr_view_t)one[i];
+	return AGGR_VIEW_AVG;
+}
+
+bool store_func_needs_two_samples(const char *func)
+{
+	static const char *const two[] = {"rate",           "irate",        "increase",
+	                                  "delta",          "idelta",       "deriv",
+	                                  "predict_linear", "holt_winters", "double_exponential_smoothing"};
+	if (!func)
+		return false;
+	for (size_t i = 0; i < sizeof two / sizeof two[0]; i++)
+		if (!strcmp(func, two[i]))
+			return true;
+	return false;
+}
+
 bool store_match_external(arena_t *a, const labels_t *ext, const matcher_t *ms, size_t nms, const matcher_t **rest,
 			  size_t *nrest)
 {

@@ -30,9 +30,19 @@
 #include "model/matcher.h"
 #include "model/series.h"
 #include "store/dedup.h"
+#include "tsdb/aggr.h"
 
 /* Function names whose input is a counter: the proxy's dedup then applies counter adjustment. */
 bool store_func_is_counter(const char *func);
+
+/* Downsampled data (reference thanos.md §4.4): the aggregates (bits 1 << AGGR_*) a querier asks for
+ * when the selector sits in func: min/min_* MIN, max/max_* MAX, count/count_* COUNT, sum_over_time
+ * SUM, rate/increase/irate/resets/xrate/xincrease COUNTER, anything else COUNT and SUM (average). */
+unsigned store_aggregates_for_func(const char *func);
+/* The view that reads those aggregates (COUNT|SUM: average; one of them: itself). */
+aggr_view_t store_aggr_view(unsigned aggregates);
+/* Functions that need two samples in their range: the resolution used is capped at range / 2. */
+bool store_func_needs_two_samples(const char *func);
 
 typedef struct store_series_req {
 	int64_t mint, maxt;     /* inclusive, ms */
@@ -53,6 +63,13 @@ typedef struct store_series_req {
 	 * without this flag). Stores without support ignore the flag and the replica labels. */
 	bool without_replica_labels;
 	const char *func;       /* enclosing PromQL function (hint), NULL if none */
+	/* SeriesRequest.max_resolution_window and .aggregates (thanos.md §2.3, §4.5): the coarsest
+	 * downsampling resolution (ms) the caller accepts (0: raw data only), and which aggregates of
+	 * aggregate chunks it wants (bits 1 << AGGR_*; 0: count and sum). A store with downsampled data
+	 * picks blocks coarsest first and fills gaps with finer ones; its series then carry aggregate
+	 * chunks (encoding 0xFF) beside raw ones, which readers see through store_aggr_view(). */
+	int64_t max_resolution;
+	unsigned aggregates;
 } store_series_req_t;
 
 typedef struct store_label_req {

@@ -510,6 +510,8 @@ typedef struct bs_set {
 	int64_t pool_held;
 	oseries_t *cur;
 	xor_iter_t it;
+	aggr_iter_t ait; /* a series with aggregate chunks (downsampled blocks) */
+	aggr_view_t view;
 	bool counted;    /* holds an open_sets slot */
 } bs_set_t;
 
@@ -719,6 +721,10 @@ static sample_iter_t *set_samples(series_set_t *base)
 	bs_set_t *s = (bs_set_t *)base;
 	if (s->skip_chunks)
 		return sample_iter_empty();
+	if (aggr_chunks_any(s->cur->chunks, s->cur->nrefs)) {
+		aggr_iter_init(&s->ait, s->cur->chunks, s->cur->nrefs, s->mint, s->maxt, s->view);
+		return &s->ait.base;
+	}
 	xor_iter_init(&s->it, s->cur->chunks, s->cur->nrefs, s->mint, s->maxt);
 	return &s->it.base;
 }
@@ -1043,6 +1049,78 @@ static int series_block(call_t *c, lane_t *l, bucket_block_t *b, const void *arg
 	return block_series(c, &l->keep, b, arg, &l->out, touched);
 }
 
+/* ---- resolution choice (thanos.md §4.5, Thanos's getFor) ---- */
+
+static const int64_t resolutions[] = {3600000, 300000, 0}; /* coarse to fine */
+
+static int block_mint_cmp(const void *a, const void *b)
+{
+	const bucket_block_t *x = *(bucket_block_t *const *)a, *y = *(bucket_block_t *const *)b;
+	return x->meta.mint < y->meta.mint ? -1 : x->meta.mint > y->meta.mint;
+}
+
+/* Blocks of v[0..n) (one stream, sorted by mint) to read for [mint, maxt], starting at resolution
+ * index ri: that resolution's blocks, and the gaps before, between and after them filled with finer
+ * ones. used[] (parallel to v) keeps a finer block that fills gaps on both sides of a coarser one
+ * from being taken twice. */
+static void get_for(bucket_block_t **v, bool *used, size_t n, int64_t mint, int64_t maxt, size_t ri,
+                    bucket_block_t **out, size_t *nout)
+{
+	if (mint > maxt || ri >= sizeof resolutions / sizeof *resolutions)
+		return;
+	int64_t start = mint;
+	for (size_t i = 0; i < n; i++) {
+		bucket_block_t *b = v[i];
+		if (b->meta.resolution != resolutions[ri] || b->meta.maxt <= mint)
+			continue;
+		if (b->meta.mint > maxt)
+			break;
+		get_for(v, used, n, start, b->meta.mint - 1, ri + 1, out, nout);
+		if (!used[i]) {
+			used[i] = true;
+			out[(*nout)++] = b;
+		}
+		if (b->meta.maxt > start)
+			start = b->meta.maxt;
+	}
+	get_for(v, used, n, start, maxt, ri + 1, out, nout);
+}
+
+/* The blocks a request for [mint, maxt] at max_res reads: per stream (external labels), the coarsest
+ * resolution not above max_res first, gaps filled with finer data. Keeps blocks[0..n) referenced
+ * (the call's arena holds them); returns the new count, blocks reordered in place. */
+static size_t select_resolution(arena_t *a, bucket_block_t **blocks, size_t n, int64_t mint, int64_t maxt,
+                                int64_t max_res)
+{
+	bool any = false;
+	for (size_t i = 0; i < n && !any; i++)
+		any = blocks[i]->meta.resolution != 0;
+	if (!any)
+		return n; /* raw data only: nothing to choose */
+	size_t ri = 0;
+	while (ri + 1 < sizeof resolutions / sizeof *resolutions && resolutions[ri] > max_res)
+		ri++;
+	bucket_block_t **sorted = arena_memdup(a, blocks, n * sizeof *blocks);
+	qsort(sorted, n, sizeof *sorted, block_mint_cmp);
+	bool *done = ARENA_NEW_ARRAY(a, bool, n);
+	bool *used = ARENA_NEW_ARRAY(a, bool, n);
+	bucket_block_t **group = ARENA_NEW_ARRAY(a, bucket_block_t *, n);
+	size_t nout = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (done[i])
+			continue;
+		size_t ng = 0;
+		for (size_t k = i; k < n; k++)
+			if (!done[k] && labels_eq(&sorted[k]->ext, &sorted[i]->ext)) {
+				done[k] = true;
+				used[ng] = false;
+				group[ng++] = sorted[k];
+			}
+		get_for(group, used, ng, mint, maxt, ri, blocks + nout, &nout);
+	}
+	return nout;
+}
+
 int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
 {
 	bucket_store_t *st = (bucket_store_t *)base;
@@ -1061,12 +1139,14 @@ int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req,
 	s->skip_chunks = req->skip_chunks;
 	s->mint = req->mint;
 	s->maxt = req->maxt;
+	s->view = store_aggr_view(req->aggregates);
 	arena_init(&s->batch, 64 * 1024);
 	arena_on_release(a, set_cleanup, s);
 	s->c = (call_t){st, a, &s->bytes, err};
 
 	bucket_block_t **blocks;
 	size_t nb = bucket_store_acquire_blocks(st, a, req->mint, req->maxt, &blocks);
+	nb = select_resolution(a, blocks, nb, req->mint, req->maxt, req->max_resolution);
 	lane_t *lanes = NULL;
 	size_t nlanes = 0;
 	int rc = scan_blocks(st, a, series_block, req, true, blocks, nb, &s->bytes, &lanes, &nlanes, err);

@@ -8,8 +8,10 @@
  * range GETs — so memory per call is the series metadata plus one batch of chunk bytes.
  *
  * Blocks are reference-counted: a sync that drops a block never disturbs a call in flight (the call's
- * arena holds references until it is released). Only raw-resolution blocks are served (Series has no
- * resolution hints yet); downsampled blocks are skipped at sync with a log line.
+ * arena holds references until it is released). Downsampled blocks (5m, 1h) are served too: a Series
+ * call reads, per stream of blocks (external labels), the coarsest resolution not above its
+ * max_resolution first and fills the gaps with finer blocks (Thanos's getFor, thanos.md §4.5); their
+ * aggregate chunks (0xFF) go out as they are (the gRPC server fills the requested aggregates).
  *
  * Threading: bucket_store_sync and bucket_store_unload_idle may run on one background thread while
  * the store_t operations run on another (each call then uses blocking bucket I/O on its thread).

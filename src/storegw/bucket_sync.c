@@ -156,14 +156,6 @@ int bucket_store_sync(bucket_store_t *st, err_t *err)
 	int64_t now = clock_now_ms();
 	fetch_filter_consistency(&l, st->cfg.consistency_delay_ms, now);
 	fetch_filter_deleted(&l, st->cfg.ignore_deletion_marks_delay_ms, now);
-	for (size_t i = 0; i < l.n;) {
-		if (l.v[i].meta.resolution != 0) {
-			log_info("downsampled block not served (raw resolution only)", "block", l.v[i].ulid);
-			fetch_list_drop(&l, i, FETCH_RESOLUTION);
-		} else {
-			i++;
-		}
-	}
 	/* Current set (only this thread changes it). */
 	pthread_mutex_lock(&st->mu);
 	size_t ncur = st->nblocks;

@@ -212,9 +212,17 @@ static int open_chunk(aggr_iter_t *it, err_t *err)
 	return 0;
 }
 
+/* A count point never stands for more raw samples than this (a corrupt count stays bounded). */
+#define COUNT_EXPAND_MAX (24 * 3600 * 1000ull)
+
 /* The next sample of the view before trimming: 1, 0 at the end, <0 on error. */
 static int next_raw(aggr_iter_t *it, int64_t *t, double *v, err_t *err)
 {
+	if (it->exp_left) {
+		*t = it->exp_end - (int64_t)--it->exp_left;
+		*v = 1;
+		return 1;
+	}
 	for (;;) {
 		if (!it->open) {
 			int rc = open_chunk(it, err);
@@ -242,7 +250,17 @@ static int next_raw(aggr_iter_t *it, int64_t *t, double *v, err_t *err)
 				return err_set(err, ERR_CORRUPT,
 				               "chunk %zu: sum and count timestamps not aligned", it->ci);
 			*v = *v / cnt;
-		} else if (c->enc == CHUNK_ENC_XOR && it->view == AGGR_VIEW_COUNT) {
+		} else if (it->view == AGGR_VIEW_COUNT) {
+			if (c->enc == CHUNK_ENC_AGGR) {
+				/* c raw samples: c unit samples ending at the window point */
+				double cnt = *v;
+				if (!(cnt >= 1))
+					continue;
+				it->exp_left = cnt > COUNT_EXPAND_MAX ? COUNT_EXPAND_MAX : (uint64_t)cnt;
+				it->exp_end = *t;
+				*t = it->exp_end - (int64_t)it->exp_left + 1;
+				it->exp_left--;
+			}
 			*v = 1; /* a raw sample counts once */
 		}
 		return 1;

@@ -10,7 +10,11 @@
  *
  * Reading (§4.4): aggr_iter_t is a sample iterator over a series' chunks (sorted by mint) where each
  * chunk is either raw (XOR: used as it is) or aggregated (0xFF: the view's aggregate is read):
- *   AGGR_VIEW_COUNT/SUM/MIN/MAX  that sub-chunk's samples;
+ *   AGGR_VIEW_SUM/MIN/MAX        that sub-chunk's samples;
+ *   AGGR_VIEW_COUNT              the raw samples counted: a count point c at window end w stands for
+ *                                c unit samples (value 1) at w-c+1 .. w (inside its window), a raw
+ *                                sample for one; so count_over_time over whole windows counts the raw
+ *                                samples (Thanos counts the aggregate points instead);
  *   AGGR_VIEW_COUNTER            the counter sub-chunks through the apply-counter-resets logic: the
  *                                first sample starts the total; a later timestamp adds the delta
  *                                (or the whole value after a drop: a reset); a sample at the same
@@ -99,6 +103,8 @@ typedef struct aggr_iter {
 	bool open;
 	xor_dec_t dec[2]; /* the chunk's sub-chunk(s) being read: [0] the view's, [1] count for AVG */
 	aggr_counter_t ctr;
+	int64_t exp_end; /* AGGR_VIEW_COUNT: unit samples still to give, ending at exp_end */
+	uint64_t exp_left;
 	bool have_last;
 	int64_t last; /* last timestamp given: later chunks continue after it */
 } aggr_iter_t;

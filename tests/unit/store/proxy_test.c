@@ -971,4 +971,26 @@ TEST(proxy_dedup_overlap_split_arrival_order_runs)
 		check_joined_equals_separate(seed, 2);
 }
 
+/* Downsampled reads (thanos.md §4.4, §4.5): which aggregates a function's selector asks for, the view
+ * that reads them, and which functions cap the resolution at range / 2. */
+TEST(store_aggregates_for_functions)
+{
+	unsigned avg = 1u << AGGR_COUNT | 1u << AGGR_SUM;
+	CHECK(store_aggregates_for_func(NULL) == avg);
+	CHECK(store_aggregates_for_func("avg_over_time") == avg);
+	CHECK(store_aggregates_for_func("rate") == 1u << AGGR_COUNTER);
+	CHECK(store_aggregates_for_func("increase") == 1u << AGGR_COUNTER);
+	CHECK(store_aggregates_for_func("min_over_time") == 1u << AGGR_MIN);
+	CHECK(store_aggregates_for_func("max") == 1u << AGGR_MAX);
+	CHECK(store_aggregates_for_func("count_over_time") == 1u << AGGR_COUNT);
+	CHECK(store_aggregates_for_func("sum_over_time") == 1u << AGGR_SUM);
+	CHECK(store_aggregates_for_func("sum") == avg);
+	CHECK(store_aggr_view(avg) == AGGR_VIEW_AVG);
+	CHECK(store_aggr_view(0) == AGGR_VIEW_AVG);
+	CHECK(store_aggr_view(1u << AGGR_MAX) == AGGR_VIEW_MAX);
+	CHECK(store_aggr_view(1u << AGGR_COUNTER) == AGGR_VIEW_COUNTER);
+	CHECK(store_func_needs_two_samples("rate") && store_func_needs_two_samples("deriv"));
+	CHECK(!store_func_needs_two_samples("max_over_time") && !store_func_needs_two_samples(NULL));
+}
+
 TEST_MAIN()

@@ -131,8 +131,11 @@ TEST(views)
 	int64_t ts[16];
 	double vs[16];
 	err_t err = {0};
-	CHECK_EQ_INT(read_all(&c, 1, AGGR_VIEW_COUNT, ts, vs, 16, &err), 2);
-	CHECK(ts[0] == 299999 && vs[0] == 5 && ts[1] == 599999 && vs[1] == 4);
+	/* count: 5 then 4 unit samples ending at the window points */
+	CHECK_EQ_INT(read_all(&c, 1, AGGR_VIEW_COUNT, ts, vs, 16, &err), 9);
+	CHECK(ts[0] == 299995 && ts[4] == 299999 && ts[5] == 599996 && ts[8] == 599999);
+	for (int i = 0; i < 9; i++)
+		CHECK_DBL(vs[i], 1);
 	CHECK_EQ_INT(read_all(&c, 1, AGGR_VIEW_SUM, ts, vs, 16, &err), 2);
 	CHECK(vs[0] == 10 && vs[1] == 20);
 	CHECK_EQ_INT(read_all(&c, 1, AGGR_VIEW_MIN, ts, vs, 16, &err), 2);
@@ -207,9 +210,9 @@ TEST(counter_resets_across_chunks_and_raw_chunks)
 		CHECK_EQ_INT(ts[i], wt[i]);
 		CHECK_DBL(vs[i], wv[i]);
 	}
-	/* the count view counts a raw sample once */
-	CHECK_EQ_INT(read_all(c, 3, AGGR_VIEW_COUNT, ts, vs, 16, &err), 5);
-	CHECK(vs[0] == 5 && vs[1] == 5 && vs[2] == 1 && vs[3] == 1 && vs[4] == 1);
+	/* the count view: 5 + 5 unit samples for the aggregates, one per raw sample */
+	CHECK_EQ_INT(read_all(c, 3, AGGR_VIEW_COUNT, ts, vs, 16, &err), 13);
+	CHECK(ts[9] == 1199999 && ts[10] == 1200000 && vs[12] == 1);
 	CHECK(aggr_chunks_any(c, 3) && !aggr_chunks_any(&c[2], 1));
 	xor_enc_release(&e);
 	buf_release(&b1);
