@@ -167,6 +167,18 @@ static sample_iter_t *dedup_merge(blockmerge_merger_t *m, sample_iter_t *const *
 	return &d->it.base;
 }
 
+/* Equal external labels as in the blocks' own meta.json (replica labels included, where the group's
+ * metas have them dropped): blocks of one stream, e.g. one replica's. */
+static bool same_labels(const block_meta_t *a, const block_meta_t *b)
+{
+	if (a->nlabels != b->nlabels)
+		return false;
+	for (size_t i = 0; i < 2 * a->nlabels; i++)
+		if (strcmp(a->labels[i], b->labels[i]))
+			return false;
+	return true;
+}
+
 /* The merge's progress callback: stops it when asked to, and logs a progress line every 30s of a
  * long compaction. */
 typedef struct progress {
@@ -302,10 +314,23 @@ static int compact_one(group_t *g, const size_t *idx, size_t k, bool vertical, c
 		output_meta(g, idx, k, &m);
 		dedup_merger_t dm = {.base = {dedup_merge}, .mode = (dedup_mode_t)env->dedup_mode};
 		progress_t pg = {env->stop, g->key, clock_mono_ns()};
-		blockmerge_opts_t o = {
-		    .merger = &dm.base, .progress = keep_going, .progress_arg = &pg, .progress_every = 1024};
+		size_t *streams = xcalloc(k, sizeof *streams);
+		for (size_t i = 0; i < k; i++) {
+			streams[i] = i;
+			for (size_t j = 0; j < i; j++)
+				if (same_labels(&in[i]->meta, &in[j]->meta)) {
+					streams[i] = streams[j];
+					break;
+				}
+		}
+		blockmerge_opts_t o = {.merger = &dm.base,
+		                       .streams = streams,
+		                       .progress = keep_going,
+		                       .progress_arg = &pg,
+		                       .progress_every = 1024};
 		rc = blockmerge_run(in, k, outdir, &m, &o, &mr, err);
 		free(dm.cur);
+		free(streams);
 		if (rc && mr.bad_input >= 0)
 			bad = mr.bad_input;
 	}

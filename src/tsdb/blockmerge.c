@@ -22,14 +22,6 @@
 
 /* ---- sample iterators used by the merge ---- */
 
-/* Skips samples inside deleted intervals (sorted by mint, inclusive bounds). */
-typedef struct del_iter {
-	sample_iter_t base;
-	sample_iter_t *in;
-	const tomb_interval_t *iv;
-	size_t n;
-} del_iter_t;
-
 static bool is_deleted(const tomb_interval_t *iv, size_t n, int64_t t)
 {
 	for (size_t i = 0; i < n && iv[i].mint <= t; i++)
@@ -37,29 +29,6 @@ static bool is_deleted(const tomb_interval_t *iv, size_t n, int64_t t)
 			return true;
 	return false;
 }
-
-static int del_next_batch(sample_iter_t *base, int64_t *t, double *v, int cap, err_t *err)
-{
-	del_iter_t *d = (del_iter_t *)base;
-	for (;;) {
-		int k = sample_iter_next_batch(d->in, t, v, cap, err);
-		if (k <= 0)
-			return k;
-		int w = 0;
-		for (int i = 0; i < k; i++)
-			if (!is_deleted(d->iv, d->n, t[i]))
-				t[w] = t[i], v[w] = v[i], w++;
-		if (w > 0)
-			return w;
-	}
-}
-
-static int del_seek(sample_iter_t *base, int64_t t, err_t *err)
-{
-	return sample_iter_seek(((del_iter_t *)base)->in, t, err);
-}
-
-static const struct sample_iter_ops del_ops = {del_next_batch, del_seek};
 
 /* The one-to-one merge: all samples in time order, one per timestamp (the first input's). */
 typedef struct chain_cursor {
@@ -179,12 +148,14 @@ typedef struct ctx {
 	VEC(size_t) del_off;      /* start of each group member's deletions in del, and the end */
 	buf_t enc;                /* re-encoded chunk bytes of the current series */
 	xor_enc_t xe;
-	xor_iter_t *xits;
-	del_iter_t *dits;
+	struct lane_iter *lits;
 	sample_iter_t **its;
 	chunk_t *lane_chunks;
+	size_t *lane_members; /* group member of each lane chunk (whose deletions apply) */
 	size_t cap_lanes, cap_lane_chunks;
 	uint64_t nsamples; /* of the current series */
+	int64_t out_maxt;  /* the output block's maxTime (exclusive) */
+	bool whole;        /* the current series is merged as a whole (whole_series) */
 } ctx_t;
 
 static int bad(ctx_t *x, size_t src, err_t *err)
@@ -277,6 +248,97 @@ static size_t member_of(ctx_t *x, size_t src)
 	return 0;
 }
 
+/* One lane of a run: chunks that follow each other in time (one input's, or one stream's across
+ * its inputs), read chunk by chunk with each chunk's own input's deletions skipped. */
+typedef struct lane_iter {
+	sample_iter_t base;
+	ctx_t *x;
+	const chunk_t *c;
+	const size_t *member;
+	size_t n, i;
+	bool open;
+	xor_iter_t xit;
+	const tomb_interval_t *iv;
+	size_t niv;
+	size_t failed; /* 1 + the group member whose chunk failed to decode, 0 */
+	/* The lane's data runs to the output's end: after its last sample the merger sees one more at
+	 * tail_t (the output's maxTime, where no real sample can be), so a dedup takes the block's end
+	 * for what it is, not for the end of this replica's data (it would hand over to the other
+	 * replica's last samples of the block, which the next block's merge then hands back). The
+	 * output never gets it. INT64_MIN: none. */
+	int64_t tail_t;
+	double last_v;
+	bool any;
+} lane_iter_t;
+
+static void lane_open(lane_iter_t *l)
+{
+	xor_iter_init(&l->xit, &l->c[l->i], 1, INT64_MIN, INT64_MAX);
+	l->iv = deletions_of(l->x, l->member[l->i], &l->niv);
+	l->open = true;
+}
+
+static int lane_next_batch(sample_iter_t *base, int64_t *t, double *v, int cap, err_t *err)
+{
+	lane_iter_t *l = (lane_iter_t *)base;
+	for (;;) {
+		if (!l->open) {
+			if (l->i >= l->n) {
+				if (l->tail_t == INT64_MIN || !l->any || cap < 1)
+					return 0;
+				t[0] = l->tail_t, v[0] = l->last_v;
+				l->tail_t = INT64_MIN;
+				return 1;
+			}
+			lane_open(l);
+		}
+		int k = sample_iter_next_batch(&l->xit.base, t, v, cap, err);
+		if (k < 0) {
+			l->failed = l->member[l->i] + 1;
+			return k;
+		}
+		if (k == 0) {
+			l->open = false;
+			l->i++;
+			continue;
+		}
+		int w = 0;
+		for (int i = 0; i < k; i++)
+			if (!is_deleted(l->iv, l->niv, t[i]))
+				t[w] = t[i], v[w] = v[i], w++;
+		if (w > 0) {
+			l->any = true;
+			l->last_v = v[w - 1];
+			return w;
+		}
+	}
+}
+
+static int lane_seek(sample_iter_t *base, int64_t t, err_t *err)
+{
+	lane_iter_t *l = (lane_iter_t *)base;
+	while (l->i < l->n && l->c[l->i].maxt < t) {
+		l->i++;
+		l->open = false;
+	}
+	if (l->i >= l->n) {
+		if (l->tail_t < t)
+			l->tail_t = INT64_MIN;
+		return 0;
+	}
+	if (!l->open)
+		lane_open(l);
+	return sample_iter_seek(&l->xit.base, t, err);
+}
+
+static const struct sample_iter_ops lane_ops = {lane_next_batch, lane_seek};
+
+/* The stream input src belongs to (opts.streams), or src itself. */
+static size_t stream_of(ctx_t *x, size_t src)
+{
+	return x->opts->streams ? x->opts->streams[src] : src;
+}
+
 static void finish_encoded(ctx_t *x, int64_t mint, int64_t maxt)
 {
 	size_t len;
@@ -294,7 +356,8 @@ static void finish_encoded(ctx_t *x, int64_t mint, int64_t maxt)
 /* Decode items[from, to) (one run), merge, re-encode. */
 static int reencode_run(ctx_t *x, size_t from, size_t to, err_t *err)
 {
-	/* Lanes: per input, its chunks of the run in time order, a new lane where one overlaps the last. */
+	/* Lanes: per input (per stream with opts.streams), its chunks of the run in time order, a new
+	 * lane where one overlaps the last. */
 	size_t nlanes = 0, nitems = to - from;
 	int64_t *lane_end = xcalloc(nitems, sizeof *lane_end);
 	size_t *lane_src = xcalloc(nitems, sizeof *lane_src);
@@ -310,7 +373,8 @@ static int reencode_run(ctx_t *x, size_t from, size_t to, err_t *err)
 			return bad(x, it->src, err);
 		}
 		size_t l = 0;
-		while (l < nlanes && !(lane_src[l] == it->src && lane_end[l] < it->c.mint))
+		while (l < nlanes &&
+		       !(stream_of(x, lane_src[l]) == stream_of(x, it->src) && lane_end[l] < it->c.mint))
 			l++;
 		if (l == nlanes) {
 			lane_src[nlanes] = it->src;
@@ -321,26 +385,36 @@ static int reencode_run(ctx_t *x, size_t from, size_t to, err_t *err)
 	}
 	if (nlanes > x->cap_lanes) {
 		x->cap_lanes = nlanes;
-		x->xits = xreallocarray(x->xits, nlanes, sizeof *x->xits);
-		x->dits = xreallocarray(x->dits, nlanes, sizeof *x->dits);
+		x->lits = xreallocarray(x->lits, nlanes, sizeof *x->lits);
 		x->its = xreallocarray(x->its, nlanes, sizeof *x->its);
 	}
 	if (nitems > x->cap_lane_chunks) {
 		x->cap_lane_chunks = nitems;
 		x->lane_chunks = xreallocarray(x->lane_chunks, nitems, sizeof *x->lane_chunks);
+		x->lane_members = xreallocarray(x->lane_members, nitems, sizeof *x->lane_members);
 	}
 	/* Chunks grouped by lane (stable: in time order within a lane). */
 	size_t k = 0;
 	for (size_t l = 0; l < nlanes; l++) {
 		size_t first = k;
 		for (size_t i = from; i < to; i++)
-			if (x->items.v[i].lane == l)
+			if (x->items.v[i].lane == l) {
+				x->lane_members[k] = member_of(x, x->items.v[i].src);
 				x->lane_chunks[k++] = x->items.v[i].c;
-		xor_iter_init(&x->xits[l], x->lane_chunks + first, k - first, INT64_MIN, INT64_MAX);
-		size_t nd;
-		const tomb_interval_t *d = deletions_of(x, member_of(x, lane_src[l]), &nd);
-		x->dits[l] = (del_iter_t){{&del_ops}, &x->xits[l].base, d, nd};
-		x->its[l] = &x->dits[l].base;
+			}
+		/* With a caller's merger (dedup), a lane reaching the output's end continues there; merged
+		 * as a whole series, every stream's data ends with the merge's inputs (a stream missing the
+		 * last blocks shows a gap up to the tail, which the merger fills from another one). */
+		bool to_end =
+		    x->opts->merger && k > first &&
+		    (x->whole || x->in[x->group.v[x->lane_members[k - 1]]]->meta.maxt == x->out_maxt);
+		x->lits[l] = (lane_iter_t){.base = {&lane_ops},
+		                           .x = x,
+		                           .c = x->lane_chunks + first,
+		                           .member = x->lane_members + first,
+		                           .n = k - first,
+		                           .tail_t = to_end ? x->out_maxt : INT64_MIN};
+		x->its[l] = &x->lits[l].base;
 	}
 	free(lane_end);
 	sample_iter_t *m = nlanes == 1 ? x->its[0] : x->merger->merge(x->merger, x->its, nlanes);
@@ -354,6 +428,8 @@ static int reencode_run(ctx_t *x, size_t from, size_t to, err_t *err)
 			if (t[i] <= last && open)
 				continue; /* a merger must not go back in time; keep the output strictly
 				             ascending */
+			if (t[i] >= x->out_maxt && x->opts->merger)
+				continue; /* a lane's tail (lane_iter_t) */
 			if (open && xor_enc_count(&x->xe) >= REENCODE_SAMPLES) {
 				finish_encoded(x, cmint, cmaxt);
 				open = false;
@@ -369,6 +445,9 @@ static int reencode_run(ctx_t *x, size_t from, size_t to, err_t *err)
 	if (rc < 0) {
 		/* A decode error: the chunk's input is at fault (the first lane's when it is unclear). */
 		size_t src = lane_src[0];
+		for (size_t l = 0; l < nlanes; l++)
+			if (x->lits[l].failed)
+				src = x->group.v[x->lits[l].failed - 1];
 		free(lane_src);
 		xor_enc_reset(&x->xe);
 		return bad(x, src, err);
@@ -377,6 +456,21 @@ static int reencode_run(ctx_t *x, size_t from, size_t to, err_t *err)
 	if (open)
 		finish_encoded(x, cmint, cmaxt);
 	return 0;
+}
+
+/* With opts.streams: a series of several streams (replicas), all XOR, is merged as a whole, so the
+ * merger follows one stream across block boundaries instead of starting over at every gap between
+ * runs (where a dedup would hand over to the other replica's last samples of the block). */
+static bool whole_series(ctx_t *x)
+{
+	bool several = false;
+	for (size_t i = 0; i < x->items.n; i++) {
+		if (x->items.v[i].c.enc != CHUNK_ENC_XOR)
+			return false;
+		if (stream_of(x, x->items.v[i].src) != stream_of(x, x->items.v[0].src))
+			several = true;
+	}
+	return several;
 }
 
 /* Merge and write the series the group holds. */
@@ -420,7 +514,13 @@ static int merge_series(ctx_t *x, const labels_t *ls, err_t *err)
 	}
 	if (x->items.n > 1)
 		qsort(x->items.v, x->items.n, sizeof *x->items.v, item_cmp);
-	for (size_t i = 0; i < x->items.n;) {
+	bool whole = x->whole = x->opts->streams && whole_series(x);
+	if (whole) {
+		int rc = reencode_run(x, 0, x->items.n, err);
+		if (rc)
+			return rc;
+	}
+	for (size_t i = 0; !whole && i < x->items.n;) {
 		size_t j = i + 1;
 		int64_t end = x->items.v[i].c.maxt;
 		while (j < x->items.n && x->items.v[j].c.mint <= end) {
@@ -477,8 +577,8 @@ static void ctx_release(ctx_t *x)
 	VEC_FREE(&x->del_off);
 	buf_release(&x->enc);
 	xor_enc_release(&x->xe);
-	free(x->xits);
-	free(x->dits);
+	free(x->lits);
+	free(x->lane_members);
 	free(x->its);
 	free(x->lane_chunks);
 }
@@ -507,6 +607,7 @@ int blockmerge_run(block_t *const *in, size_t n, const char *parent_dir, const b
 				wo.meta_maxt = in[i]->meta.maxt;
 		}
 	}
+	x.out_maxt = wo.maxt;
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
 		block_walk_init(&x.srcs[i], in[i]);

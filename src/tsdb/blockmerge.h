@@ -54,6 +54,11 @@ typedef size_t (*blockmerge_deletions_fn)(void *arg, const labels_t *ls, const t
 typedef struct blockmerge_opts {
 	blockmerge_merger_t *merger;       /* NULL: one-to-one */
 	blockmerge_deletions_fn deletions; /* NULL: none beyond the inputs' tombstones */
+	/* Per input, its stream (e.g. one replica's blocks, which follow each other in time): a stream's
+	 * chunks are one lane of a run, and a series found in several streams is merged as a whole
+	 * (all XOR), so the merger (dedup) sees each replica as one sample stream across block
+	 * boundaries. NULL: every input is its own lane, runs are overlapping chunks only. */
+	const size_t *streams;
 	void *deletions_arg;
 	block_writer_opts_t writer; /* mint/maxt 0: the union of the inputs' ranges */
 	/* Called every `progress_every` series written (0 = never); returning false stops the merge

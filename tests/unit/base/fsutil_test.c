@@ -40,7 +40,7 @@ TEST(mkdir_p_makes_parents_and_accepts_existing)
 	CHECK_EQ_INT(fsutil_mkdir_p(p, &err), 0);
 	CHECK(is_dir(p));
 	CHECK_EQ_INT(fsutil_mkdir_p(p, &err), 0); /* again: fine */
-	snprintf(p, sizeof p, "%s/a/b/c/", dir);   /* trailing slash */
+	snprintf(p, sizeof p, "%s/a/b/c/", dir);  /* trailing slash */
 	CHECK_EQ_INT(fsutil_mkdir_p(p, &err), 0);
 	/* a file in the way is an error naming the path */
 	snprintf(p, sizeof p, "%s/f", dir);
