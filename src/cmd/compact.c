@@ -236,6 +236,17 @@ int cmd_compact(int argc, char **argv)
 		return 2;
 	}
 	cfg.bkt = bkt;
+	if (compactor_check_config(&cfg, &err)) {
+		fprintf(stderr, "strata compact: %s\n", err.msg);
+		bucket_free(bkt);
+		bucket_relabel_free(sel);
+		return 2;
+	}
+	if ((rc = cmd_check_config("strata compact", &sf, NULL)) >= 0) {
+		bucket_free(bkt);
+		bucket_relabel_free(sel);
+		return rc;
+	}
 	compactor_t *c;
 	if (compactor_new(&c, &cfg, &err)) {
 		fprintf(stderr, "strata compact: %s\n", err.msg);

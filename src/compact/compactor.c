@@ -36,21 +36,38 @@ struct compactor {
 	compactor_stats_t stats;
 };
 
-int compactor_new(compactor_t **out, const compactor_config_t *cfg, err_t *err)
+/* The configuration's checks; the dedup mode and the number of level ranges on success. */
+static int check_config(const compactor_config_t *cfg, dedup_mode_t *mode, int *level, err_t *err)
 {
-	*out = NULL;
-	dedup_mode_t mode = DEDUP_CHAIN; /* "": one-to-one, identical timestamps collapsed */
+	*mode = DEDUP_CHAIN; /* "": one-to-one, identical timestamps collapsed */
 	const char *f = cfg->dedup_func ? cfg->dedup_func : "";
-	if (*f && dedup_mode_parse(str_c(f), &mode))
+	if (*f && dedup_mode_parse(str_c(f), mode))
 		return err_set(
 		    err, ERR_INVALID,
 		    "--deduplication.func: unknown \"%s\" (want \"\", penalty, penalty-thanos or chain)", f);
-	int level = cfg->max_level ? cfg->max_level : PLANNER_MAX_LEVEL;
-	if (level < 1 || level > PLANNER_MAX_LEVEL)
-		return err_set(err, ERR_INVALID, "--debug.max-compaction-level: %d is not in [1, %d]", level,
+	*level = cfg->max_level ? cfg->max_level : PLANNER_MAX_LEVEL;
+	if (*level < 1 || *level > PLANNER_MAX_LEVEL)
+		return err_set(err, ERR_INVALID, "--debug.max-compaction-level: %d is not in [1, %d]", *level,
 		               PLANNER_MAX_LEVEL);
 	if (!cfg->bkt || !cfg->data_dir || !*cfg->data_dir)
 		return err_set(err, ERR_INVALID, "compactor: a bucket and a data directory are required");
+	return 0;
+}
+
+int compactor_check_config(const compactor_config_t *cfg, err_t *err)
+{
+	dedup_mode_t mode;
+	int level;
+	return check_config(cfg, &mode, &level, err);
+}
+
+int compactor_new(compactor_t **out, const compactor_config_t *cfg, err_t *err)
+{
+	*out = NULL;
+	dedup_mode_t mode;
+	int level;
+	if (check_config(cfg, &mode, &level, err))
+		return err->code;
 	cmetrics_init();
 	compactor_t *c = xcalloc(1, sizeof *c);
 	c->cfg = *cfg;

@@ -88,6 +88,9 @@ typedef struct compactor compactor_t;
 
 /* Validates the config (dedup_func, max_level): ERR_INVALID naming the flag. Strings are copied. */
 int compactor_new(compactor_t **out, const compactor_config_t *cfg, err_t *err);
+/* compactor_new's checks of cfg without its effects (no directory, no thread): ERR_INVALID naming the
+ * flag, or 0 (`strata compact --check-config`). */
+int compactor_check_config(const compactor_config_t *cfg, err_t *err);
 void compactor_free(compactor_t *c);
 /* One iteration (see above). 0 when every step succeeded; otherwise the first error (the steps
  * after a failed one that do not depend on it still run). */
