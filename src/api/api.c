@@ -274,12 +274,10 @@ static int timed_label_values(queryable_t *q, arena_t *a, str_t name, const matc
 
 static const struct queryable_ops timed_ops = {timed_select, timed_label_names, timed_label_values};
 
-/* Append ,"stats":{...} inside the data object promql_result_json wrote into b. */
-static void add_stats(buf_t *b, const qctx_t *q, uint64_t eval_ns, uint64_t select_ns, const promql_result_t *res,
-		      int64_t start, int64_t step)
+/* Append ,"stats":{...} to the data object promql_result_json_open left open in b. */
+static void add_stats(buf_t *b, const qctx_t *q, uint64_t eval_ns, uint64_t select_ns,
+                      const promql_result_t *res, int64_t start, int64_t step)
 {
-	BUG_ON(b->n == 0 || b->p[b->n - 1] != '}');
-	buf_truncate(b, b->n - 1);
 	uint64_t queue_ns = q->start_ns - q->arrival_ns;
 	if (select_ns > eval_ns)
 		select_ns = eval_ns;
@@ -297,7 +295,11 @@ static void add_stats(buf_t *b, const qctx_t *q, uint64_t eval_ns, uint64_t sele
 	}
 	buf_puts(b, ",\"stats\":");
 	api_query_stats_json(b, &st);
-	buf_putc(b, '}');
+}
+
+static bool out_flush(void *arg)
+{
+	return api_json_out_flush(arg);
 }
 
 static void run_query(qctx_t *q)
@@ -362,8 +364,9 @@ static void run_query(qctx_t *q)
 		if (ty != PROMQL_TYPE_SCALAR && ty != PROMQL_TYPE_VECTOR) {
 			/* Prometheus 2.42 reports this one without the parameter prefix. */
 			err_set(&err, ERR_INVALID,
-				"invalid expression type \"%s\" for range query, must be Scalar or instant Vector",
-				ty == PROMQL_TYPE_MATRIX ? "range vector" : promql_type_name(ty));
+			        "invalid expression type \"%s\" for range query, must be Scalar or instant "
+			        "Vector",
+			        ty == PROMQL_TYPE_MATRIX ? "range vector" : promql_type_name(ty));
 			return reply_bad(r, err.msg);
 		}
 	}
@@ -398,12 +401,20 @@ static void run_query(qctx_t *q)
 	size_t nw = store_queryable_warnings(&sq, &w);
 	if (rc < 0)
 		return reply_err(r, type_from_name(res.error_type, rc), err.msg, w, nw);
-	buf_t b = BUF_INIT;
-	promql_result_json(&b, &res);
+	/* The envelope of reply_ok, written as the result is formatted and sent in parts when large. */
+	common_headers(r);
+	if (nw)
+		http_add_header(r, "Cache-Control", "no-store");
+	api_json_out_t out;
+	api_json_out_init(&out, r, 200);
+	buf_puts(&out.b, "{\"status\":\"success\",\"data\":");
+	promql_result_json_open(&out.b, &res, out_flush, &out);
 	if (o.stats)
-		add_stats(&b, q, eval_ns, atomic_load(&tq.select_ns), &res, start, step);
-	reply_ok(r, buf_str(&b), w, nw);
-	buf_release(&b);
+		add_stats(&out.b, q, eval_ns, atomic_load(&tq.select_ns), &res, start, step);
+	buf_putc(&out.b, '}');
+	api_envelope_warnings(&out.b, w, nw);
+	buf_putc(&out.b, '}');
+	api_json_out_end(&out);
 }
 
 /* ------------------------------------------------------------------ metadata */
@@ -716,9 +727,10 @@ static void h_buildinfo(http_req_t *r, void *arg)
 	if (not_ready(arg, r))
 		return;
 	reply_ok(r,
-		 STR("{\"version\":\"" STRATA_VERSION "\",\"revision\":\"unknown\",\"branch\":\"unknown\","
-		     "\"buildUser\":\"unknown\",\"buildDate\":\"unknown\",\"goVersion\":\"none (strata is C11)\"}"),
-		 NULL, 0);
+	         STR("{\"version\":\"" STRATA_VERSION "\",\"revision\":\"unknown\",\"branch\":\"unknown\","
+	             "\"buildUser\":\"unknown\",\"buildDate\":\"unknown\",\"goVersion\":\"none (strata is "
+	             "C11)\"}"),
+	         NULL, 0);
 }
 
 static void h_flags(http_req_t *r, void *arg)

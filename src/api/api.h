@@ -28,7 +28,9 @@
  * 0: sorting happens inside the evaluation and is counted in innerEvalTime.
  *
  * Bodies of 1 KiB and more are gzip- or deflate-compressed as the request's Accept-Encoding allows
- * (api/compress.h), on the worker that built them.
+ * (api/compress.h), on the worker that built them. Query results are formatted series by series and,
+ * past 64 KiB, sent as they are produced (chunked, compressed per part; api_json_out_t), so a large
+ * matrix's JSON never exists whole in memory and a slow reader holds back the worker, not memory.
  *
  * Every response uses Prometheus's envelope, error types and status codes (api/response.h); errors
  * and responses with warnings carry Cache-Control: no-store; CORS headers are set on every API

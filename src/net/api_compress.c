@@ -155,3 +155,90 @@ void api_respond_json(http_req_t *r, int status, buf_t *body)
 	}
 	http_respond_buf(r, status, "application/json", body);
 }
+
+/* ---- streamed JSON responses ---- */
+
+void api_json_out_init(api_json_out_t *o, http_req_t *r, int status)
+{
+	memset(o, 0, sizeof *o);
+	o->r = r;
+	o->status = status;
+	buf_init(&o->b);
+	buf_init(&o->zb);
+}
+
+/* Compress (when streaming compressed) and send what o->b holds; finish ends the zlib stream. */
+static void send_part(api_json_out_t *o, bool finish)
+{
+	if (!o->z) {
+		http_stream_write(o->r, o->b.p, o->b.n);
+		buf_reset(&o->b);
+		return;
+	}
+	z_stream *zs = o->z;
+	zs->next_in = (Bytef *)o->b.p;
+	zs->avail_in = (uInt)o->b.n;
+	int rc;
+	do {
+		buf_reserve(&o->zb, 64 * 1024);
+		zs->next_out = (Bytef *)o->zb.p + o->zb.n;
+		zs->avail_out = (uInt)(o->zb.cap - o->zb.n - 1);
+		uInt room = zs->avail_out;
+		rc = deflate(zs, finish ? Z_FINISH : Z_NO_FLUSH);
+		o->zb.n += room - zs->avail_out;
+	} while (finish ? rc == Z_OK : (zs->avail_out == 0 && rc == Z_OK));
+	if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
+		log_error("response compression failed mid-stream", "handler", o->r->handler, "err",
+		          zs->msg ? zs->msg : "deflate");
+	buf_reset(&o->b);
+	if (o->zb.n)
+		http_stream_write(o->r, o->zb.p, o->zb.n);
+	buf_reset(&o->zb);
+}
+
+bool api_json_out_flush(api_json_out_t *o)
+{
+	if (o->b.n < API_STREAM_MIN_BYTES)
+		return !o->streaming || !http_stream_gone(o->r);
+	if (!o->streaming) {
+		o->streaming = true;
+		http_add_header(o->r, "Vary", "Accept-Encoding");
+		str_t ae;
+		if (http_req_header(o->r, "Accept-Encoding", &ae))
+			o->enc = api_encoding_negotiate(ae);
+		if (o->enc != API_ENC_IDENTITY) {
+			z_stream *zs = xcalloc(1, sizeof *zs);
+			zs->zalloc = z_alloc;
+			zs->zfree = z_free;
+			if (deflateInit2(zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
+			                 o->enc == API_ENC_GZIP ? 15 + 16 : 15, 8,
+			                 Z_DEFAULT_STRATEGY) == Z_OK) {
+				o->z = zs;
+				http_add_header(o->r, "Content-Encoding", api_encoding_name(o->enc));
+			} else {
+				log_error("response compression failed, sending it uncompressed", "handler",
+				          o->r->handler);
+				free(zs);
+			}
+		}
+		http_stream_begin(o->r, o->status, "application/json");
+	}
+	send_part(o, false);
+	return !http_stream_gone(o->r);
+}
+
+void api_json_out_end(api_json_out_t *o)
+{
+	if (!o->streaming) {
+		api_respond_json(o->r, o->status, &o->b);
+	} else {
+		send_part(o, true);
+		if (o->z) {
+			deflateEnd(o->z);
+			free(o->z);
+		}
+		http_stream_end(o->r);
+	}
+	buf_release(&o->b);
+	buf_release(&o->zb);
+}

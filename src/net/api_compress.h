@@ -50,4 +50,35 @@ int api_compress(api_encoding_t e, const void *in, size_t n, buf_t *out, err_t *
  * fails the body goes out uncompressed (logged). */
 void api_respond_json(http_req_t *r, int status, buf_t *body);
 
+/* A JSON response sent as it is produced (query results of any size, with bounded memory):
+ *
+ *     api_json_out_t o;
+ *     api_json_out_init(&o, r, 200);
+ *     ... append JSON to o.b; call api_json_out_flush(&o) now and then (cheap below the threshold) ...
+ *     api_json_out_end(&o);
+ *
+ * A response that ends below API_STREAM_MIN_BYTES goes out exactly as api_respond_json sends it
+ * (Content-Length, compressed when accepted). Past it, the headers go out and from then on every
+ * API_STREAM_MIN_BYTES produced are compressed (one gzip/deflate stream, when accepted) and sent as
+ * one chunk of a chunked response (http_stream_*; allowed on a worker, where a client that reads slowly
+ * blocks the producer). Go's net/http does the same for Prometheus: bodies beyond its buffer go out
+ * chunked. api_json_out_flush returns false once the client has gone: the producer may stop then (the
+ * rest is discarded anyway). Add headers before the first flush. */
+#define API_STREAM_MIN_BYTES (64 * 1024)
+
+typedef struct api_json_out {
+	http_req_t *r;
+	buf_t b; /* JSON produced and not sent yet */
+	int status;
+	bool streaming;
+	api_encoding_t enc;
+	void *z;  /* zlib stream while streaming compressed */
+	buf_t zb; /* compressed bytes of one chunk */
+} api_json_out_t;
+
+void api_json_out_init(api_json_out_t *o, http_req_t *r, int status);
+bool api_json_out_flush(api_json_out_t *o);
+/* Sends the rest and ends the response; releases o. */
+void api_json_out_end(api_json_out_t *o);
+
 #endif

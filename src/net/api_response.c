@@ -37,7 +37,7 @@ api_error_type_t api_error_type_for(int code)
 	}
 }
 
-static void put_warnings(buf_t *out, const char *const *w, size_t n)
+void api_envelope_warnings(buf_t *out, const char *const *w, size_t n)
 {
 	if (!n)
 		return;
@@ -57,7 +57,7 @@ void api_envelope_success(buf_t *out, str_t data_json, const char *const *warnin
 		buf_puts(out, ",\"data\":");
 		buf_append_str(out, data_json);
 	}
-	put_warnings(out, warnings, nwarnings);
+	api_envelope_warnings(out, warnings, nwarnings);
 	buf_putc(out, '}');
 }
 
@@ -68,7 +68,7 @@ void api_envelope_error(buf_t *out, api_error_type_t t, const char *msg, const c
 	buf_json_str(out, str_c(types[t].name));
 	buf_puts(out, ",\"error\":");
 	buf_json_str(out, str_c(msg));
-	put_warnings(out, warnings, nwarnings);
+	api_envelope_warnings(out, warnings, nwarnings);
 	buf_putc(out, '}');
 }
 

@@ -35,6 +35,8 @@ api_error_type_t api_error_type_for(int err_code);
 void api_envelope_success(buf_t *out, str_t data_json, const char *const *warnings, size_t nwarnings);
 void api_envelope_error(buf_t *out, api_error_type_t t, const char *msg, const char *const *warnings,
 			size_t nwarnings);
+/* The envelope's ,"warnings":[...] member (nothing when n is 0), for callers writing it piece by piece. */
+void api_envelope_warnings(buf_t *out, const char *const *w, size_t n);
 
 /* The "stats" member of a query's data (Prometheus 2.42's stats.BuiltinStats, shown when the request's
  * stats parameter is non-empty), field names and order as Prometheus encodes them:

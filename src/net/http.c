@@ -6,6 +6,7 @@
 #include "net/http.h"
 
 #include <http_parser.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -51,6 +52,15 @@ struct http_req_priv {
 	buf_t w_body;
 	void (*work)(http_req_t *r, void *arg);
 	void *work_arg;
+	/* streaming from the worker: w_stream is the worker's (set at its http_stream_begin, read by
+	 * worker_done after the work returned); the counters and w_gone are shared under w_mu */
+	bool w_stream;
+	pthread_mutex_t w_mu;
+	pthread_cond_t w_cv;
+	size_t w_posted;       /* bytes the worker handed to the loop */
+	size_t w_sent;         /* of those, bytes the loop has written to the socket */
+	size_t w_loop_written; /* loop thread: bytes of posted parts it queued on the connection */
+	bool w_gone;           /* the connection went away: the worker's writes are dropped */
 	/* server's list of dispatched requests (freed at server free if never completed) */
 	http_req_t *prev, *next;
 };
@@ -111,6 +121,8 @@ static http_req_t *req_new(http_conn_t *hc)
 	buf_init(&p->body);
 	buf_init(&p->extra_headers);
 	buf_init(&p->w_body);
+	pthread_mutex_init(&p->w_mu, NULL);
+	pthread_cond_init(&p->w_cv, NULL);
 	p->req = r;
 	p->hc = hc;
 	r->priv = p;
@@ -134,6 +146,8 @@ static void req_free(http_req_t *r)
 	buf_release(&p->body);
 	buf_release(&p->extra_headers);
 	buf_release(&p->w_body);
+	pthread_mutex_destroy(&p->w_mu);
+	pthread_cond_destroy(&p->w_cv);
 	arena_release(&r->arena);
 	free(r);
 }
@@ -283,10 +297,10 @@ void http_add_header(http_req_t *r, const char *name, const char *value)
 	buf_puts(&p->extra_headers, "\r\n");
 }
 
-void http_stream_begin(http_req_t *r, int status, const char *ctype)
+static void stream_begin_now(http_req_t *r, int status, const char *ctype)
 {
 	http_req_priv_t *p = r->priv;
-	BUG_ON(p->responded || p->on_worker);
+	BUG_ON(p->responded);
 	p->responded = true;
 	p->streaming = true;
 	p->status = status;
@@ -298,7 +312,7 @@ void http_stream_begin(http_req_t *r, int status, const char *ctype)
 		conn_flush(p->hc->c);
 }
 
-void http_stream_write(http_req_t *r, const void *data, size_t n)
+static void stream_write_now(http_req_t *r, const void *data, size_t n)
 {
 	http_req_priv_t *p = r->priv;
 	BUG_ON(!p->streaming || p->finished);
@@ -318,7 +332,7 @@ void http_stream_write(http_req_t *r, const void *data, size_t n)
 		conn_flush(c);
 }
 
-void http_stream_end(http_req_t *r)
+static void stream_end_now(http_req_t *r)
 {
 	http_req_priv_t *p = r->priv;
 	BUG_ON(!p->streaming);
@@ -326,6 +340,112 @@ void http_stream_end(http_req_t *r)
 		conn_write(p->hc->c, "0\r\n\r\n", 5);
 	observe(r);
 	finish(r);
+}
+
+/* ---- streaming from a worker: parts are posted to the loop, the worker waits while more than
+ * HTTP_WORKER_STREAM_AHEAD bytes are not yet written to the socket ---- */
+
+#define HTTP_WORKER_STREAM_AHEAD (1u << 20)
+
+typedef struct stream_post {
+	http_req_t *r;
+	int status;
+	const char *ctype; /* begin only (request arena) */
+	size_t n;          /* write: n bytes follow */
+	char data[];
+} stream_post_t;
+
+/* Loop thread: everything queued so far has left (or the connection is gone): let the worker go on. */
+static void stream_ack(http_req_t *r)
+{
+	http_req_priv_t *p = r->priv;
+	pthread_mutex_lock(&p->w_mu);
+	if (!p->hc)
+		p->w_gone = true;
+	else if (conn_pending_out(p->hc->c) == 0)
+		p->w_sent = p->w_loop_written;
+	pthread_cond_broadcast(&p->w_cv);
+	pthread_mutex_unlock(&p->w_mu);
+}
+
+static void stream_begin_post(void *arg)
+{
+	stream_post_t *sp = arg;
+	stream_begin_now(sp->r, sp->status, sp->ctype);
+	free(sp);
+}
+
+static void stream_write_post(void *arg)
+{
+	stream_post_t *sp = arg;
+	http_req_t *r = sp->r;
+	stream_write_now(r, sp->data, sp->n);
+	r->priv->w_loop_written += sp->n;
+	free(sp);
+	stream_ack(r);
+}
+
+void http_stream_begin(http_req_t *r, int status, const char *ctype)
+{
+	http_req_priv_t *p = r->priv;
+	if (p->on_worker) {
+		BUG_ON(p->w_stream || p->w_set);
+		p->w_stream = true;
+		stream_post_t *sp = xcalloc(1, sizeof *sp);
+		sp->r = r;
+		sp->status = status;
+		sp->ctype = ctype ? arena_strdup(&r->arena, ctype) : NULL;
+		loop_post(r->server->loop, stream_begin_post, sp);
+		return;
+	}
+	stream_begin_now(r, status, ctype);
+}
+
+void http_stream_write(http_req_t *r, const void *data, size_t n)
+{
+	http_req_priv_t *p = r->priv;
+	if (!p->on_worker) {
+		stream_write_now(r, data, n);
+		return;
+	}
+	BUG_ON(!p->w_stream);
+	if (n == 0)
+		return;
+	pthread_mutex_lock(&p->w_mu);
+	while (!p->w_gone && p->w_posted - p->w_sent > HTTP_WORKER_STREAM_AHEAD)
+		pthread_cond_wait(&p->w_cv, &p->w_mu);
+	bool gone = p->w_gone;
+	if (!gone)
+		p->w_posted += n;
+	pthread_mutex_unlock(&p->w_mu);
+	if (gone)
+		return;
+	stream_post_t *sp = xmalloc(st_add(sizeof *sp, n));
+	sp->r = r;
+	sp->n = n;
+	memcpy(sp->data, data, n);
+	loop_post(r->server->loop, stream_write_post, sp);
+}
+
+void http_stream_end(http_req_t *r)
+{
+	http_req_priv_t *p = r->priv;
+	if (p->on_worker) {
+		BUG_ON(!p->w_stream);
+		return; /* worker_done ends it once the work function has returned */
+	}
+	stream_end_now(r);
+}
+
+bool http_stream_gone(http_req_t *r)
+{
+	http_req_priv_t *p = r->priv;
+	if (!p->on_worker)
+		return !http_req_connected(r);
+	pthread_mutex_lock(&p->w_mu);
+	bool gone = p->w_gone;
+	pthread_mutex_unlock(&p->w_mu);
+	return gone;
 }
 
 size_t http_stream_pending(const http_req_t *r)
@@ -350,6 +470,10 @@ static void worker_done(void *arg)
 	http_req_t *r = arg;
 	http_req_priv_t *p = r->priv;
 	p->on_worker = false;
+	if (p->w_stream) {
+		stream_end_now(r);
+		return;
+	}
 	if (!p->w_set) {
 		log_error("handler did not respond", "handler", r->handler);
 		http_error(r, 500, "internal error: handler did not respond");
@@ -768,6 +892,7 @@ static void http1_on_close(conn_t *c)
 	}
 	if (hc->active) {
 		hc->active->priv->hc = NULL; /* the handler still owns it; its response is discarded */
+		stream_ack(hc->active);      /* a worker streaming into it stops waiting */
 		hc->active = NULL;
 	}
 	if (hc->srv->draining)
@@ -775,11 +900,19 @@ static void http1_on_close(conn_t *c)
 	loop_post(c->loop, hc_free_post, hc);
 }
 
+static void http1_on_drained(conn_t *c)
+{
+	http_conn_t *hc = c->proto_data;
+	if (hc->active && hc->active->priv->on_worker)
+		stream_ack(hc->active);
+}
+
 static const conn_proto_t http1_proto = {
-	.name = "http/1.1",
-	.on_data = http1_on_data,
-	.on_timeout = http1_on_timeout,
-	.on_close = http1_on_close,
+    .name = "http/1.1",
+    .on_data = http1_on_data,
+    .on_drained = http1_on_drained,
+    .on_timeout = http1_on_timeout,
+    .on_close = http1_on_close,
 };
 
 static void on_accept(listener_t *ls, conn_t *c, void *arg)

@@ -136,13 +136,19 @@ void http_respond_buf(http_req_t *r, int status, const char *content_type, buf_t
 /* text/plain error (or any short text) response: msg followed by "\n". */
 void http_error(http_req_t *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-/* Streaming (loop thread only): begin, write any number of parts, end. Each write is sent as one
- * chunk as soon as the socket allows; http_stream_pending tells how much is still queued so a
- * producer can wait (e.g. on a timer) instead of buffering without bound. */
+/* Streaming: begin, write any number of parts, end. Each write is sent as one chunk as soon as the
+ * socket allows (HTTP/1.0 clients: the body ends with the connection). On the loop thread,
+ * http_stream_pending tells how much is still queued so a producer can wait (e.g. on a timer) instead of
+ * buffering without bound. From a work function (http_run_on_worker) the same calls post each part to
+ * the loop, and http_stream_write blocks while more than 1 MiB of earlier parts has not reached the
+ * socket yet (a slow reader slows the producer; memory stays bounded); once the client is gone writes
+ * are dropped and http_stream_gone turns true, so the producer can stop. There the stream ends when
+ * the work function returns (http_stream_end only marks it). Add headers before beginning. */
 void http_stream_begin(http_req_t *r, int status, const char *content_type);
 void http_stream_write(http_req_t *r, const void *p, size_t n);
 void http_stream_end(http_req_t *r);
 size_t http_stream_pending(const http_req_t *r);
+bool http_stream_gone(http_req_t *r);
 /* Whether the client is still connected (a streaming producer stops early when false). */
 bool http_req_connected(const http_req_t *r);
 /* Whether the client has shut down its sending side (EOF: a full close or a half-close) while this
@@ -153,7 +159,7 @@ bool http_req_peer_eof(const http_req_t *r);
 
 /* Run work(r, arg) on the server's worker pool, then send its response from the loop thread. The
  * work function may read r and allocate from r->arena, and must respond with http_respond,
- * http_respond_buf or http_error (streaming is loop-only); if it does not, the client gets a 500.
+ * http_respond_buf, http_error or a stream (see above); if it does not, the client gets a 500.
  * The calling handler must not touch r after this call. Without a pool (worker_threads < 0) work
  * runs inline. */
 void http_run_on_worker(http_req_t *r, void (*work)(http_req_t *r, void *arg), void *arg);

@@ -110,6 +110,10 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 /* Append the Prometheus HTTP API "data" object for a result:
  * {"resultType":"vector","result":[...]} with Prometheus's number and timestamp formatting. */
 void promql_result_json(buf_t *b, const promql_result_t *res);
+/* The same without the data object's closing '}' (a caller may add members such as "stats"), calling
+ * flush(arg) after each series of a vector or matrix so a caller can send what b holds so far; a flush
+ * returning false stops the writing (the client is gone). */
+void promql_result_json_open(buf_t *b, const promql_result_t *res, bool (*flush)(void *arg), void *arg);
 /* Append a label set as the API prints one: {"__name__":"up","job":"x"} (labels in the set's order,
  * names and values JSON-escaped). Used for result metrics and by the series / stores endpoints. */
 void promql_labels_json(buf_t *b, const labels_t *ls);

@@ -1,6 +1,8 @@
 /*
  * result_json.c — a query result as the Prometheus HTTP API "data" object.
  */
+#include <string.h>
+
 #include "base/fmt.h"
 #include "promql/engine.h"
 
@@ -24,16 +26,23 @@ static void put_metric(buf_t *b, const labels_t *ls)
 	buf_putc(b, ',');
 }
 
+/* [<t>,"<v>"] written straight into the buffer: a matrix is mostly this. */
 static void put_point(buf_t *b, int64_t t, double v)
 {
-	buf_putc(b, '[');
-	buf_put_prom_ts(b, t);
-	buf_puts(b, ",\"");
-	buf_put_prom_value(b, v);
-	buf_puts(b, "\"]");
+	buf_reserve(b, FMT_PROM_TS_MAX + FMT_PROM_VALUE_MAX + 8);
+	char *p = b->p + b->n;
+	*p++ = '[';
+	p += fmt_prom_ts(p, t);
+	memcpy(p, ",\"", 2);
+	p += 2;
+	p += fmt_prom_value(p, v);
+	memcpy(p, "\"]", 2);
+	p += 2;
+	*p = 0;
+	b->n = (size_t)(p - b->p);
 }
 
-void promql_result_json(buf_t *b, const promql_result_t *res)
+void promql_result_json_open(buf_t *b, const promql_result_t *res, bool (*flush)(void *arg), void *arg)
 {
 	switch (res->type) {
 	case PROMQL_TYPE_SCALAR:
@@ -41,14 +50,14 @@ void promql_result_json(buf_t *b, const promql_result_t *res)
 		buf_put_json_seconds(b, res->ts);
 		buf_puts(b, ",\"");
 		buf_put_float(b, res->scalar, 'f');
-		buf_puts(b, "\"]}");
+		buf_puts(b, "\"]");
 		return;
 	case PROMQL_TYPE_STRING:
 		buf_puts(b, "{\"resultType\":\"string\",\"result\":[");
 		buf_put_json_seconds(b, res->ts);
 		buf_putc(b, ',');
 		buf_json_str(b, res->string);
-		buf_puts(b, "]}");
+		buf_putc(b, ']');
 		return;
 	case PROMQL_TYPE_VECTOR:
 		buf_puts(b, "{\"resultType\":\"vector\",\"result\":[");
@@ -59,8 +68,10 @@ void promql_result_json(buf_t *b, const promql_result_t *res)
 			buf_puts(b, "\"value\":");
 			put_point(b, res->series[i].t[0], res->series[i].v[0]);
 			buf_putc(b, '}');
+			if (flush && !flush(arg))
+				return;
 		}
-		buf_puts(b, "]}");
+		buf_putc(b, ']');
 		return;
 	default:
 		buf_puts(b, "{\"resultType\":\"matrix\",\"result\":[");
@@ -75,8 +86,16 @@ void promql_result_json(buf_t *b, const promql_result_t *res)
 				put_point(b, res->series[i].t[j], res->series[i].v[j]);
 			}
 			buf_puts(b, "]}");
+			if (flush && !flush(arg))
+				return;
 		}
-		buf_puts(b, "]}");
+		buf_putc(b, ']');
 		return;
 	}
+}
+
+void promql_result_json(buf_t *b, const promql_result_t *res)
+{
+	promql_result_json_open(b, res, NULL, NULL);
+	buf_putc(b, '}');
 }

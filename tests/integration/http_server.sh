@@ -47,10 +47,11 @@ pid=${BG_PID_OF[srv]}
 check healthy_ok test "$(curl -s -m 5 "$base/-/healthy")" = OK
 
 # Python drives everything that needs raw sockets or precise timing.
-"$PY" - "$port" <<'PYEOF'
+"$PY" - "$port" "$pid" <<'PYEOF'
 import http.client, socket, sys, threading, time
 
 PORT = int(sys.argv[1])
+SRV_PID = int(sys.argv[2])
 failed = 0
 
 def result(name, ok, why=""):
@@ -182,7 +183,50 @@ r = c.getresponse()
 body = r.read().decode()
 result("streamed_chunked_response", r.status == 200 and r.getheader("Transfer-Encoding") == "chunked"
        and body == "line 0\nline 1\nline 2\nline 3\n", repr(body))
+# Streamed from a worker: every part, in order, chunked, with the worker's header; then the connection
+# still serves the next request.
+c.request("GET", "/wstream?n=300&size=10000")
+r = c.getresponse()
+body = r.read()
+parts = body.split(b"\n")[:-1]
+result("worker_stream_complete", r.status == 200 and r.getheader("Transfer-Encoding") == "chunked"
+       and r.getheader("X-Made-By") == "worker" and len(parts) == 300
+       and all(p.startswith(b"%d:" % i) and len(p) == 9999 for i, p in enumerate(parts)), "%d parts" % len(parts))
+c.request("GET", "/fast")
+r = c.getresponse()
+result("worker_stream_keepalive", r.read() == b"fast\n")
 c.close()
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+def made():
+    c2 = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
+    c2.request("GET", "/wstream_made")
+    v = int(c2.getresponse().read())
+    c2.close()
+    return v
+
+# A client that stops reading: the worker waits instead of queueing 400 MB (RSS stays within a few MiB
+# of what it was; without back-pressure it would grow by the whole response); after the client goes
+# away, the worker stops producing.
+s = socket.create_connection(("127.0.0.1", PORT))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+before = rss_kib(SRV_PID)
+s.sendall(b"GET /wstream?n=40000&size=10000 HTTP/1.1\r\nHost: x\r\n\r\n")
+time.sleep(1.5)
+grown = rss_kib(SRV_PID) - before
+s.close()
+deadline = time.time() + 10
+while made() < 0 and time.time() < deadline:
+    time.sleep(0.05)
+m = made()
+result("worker_stream_backpressure_bounded", grown < 16 * 1024, "RSS grew by %d KiB while the client did not read" % grown)
+result("worker_stream_stops_when_client_gone", 0 <= m < 40000, "made %d of 40000 parts" % m)
 
 # HTTP/1.0 without keep-alive: answered, then closed.
 out, closed = raw(b"GET /fast HTTP/1.0\r\n\r\n")

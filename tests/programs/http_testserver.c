@@ -8,9 +8,13 @@
  *   GET  /slow?ms=N               responds "slow\n" after N ms (loop timer; the loop stays free)
  *   GET  /work?n=N&sleep_ms=M     on the worker pool: sums N square roots, sleeps M ms, returns the sum
  *   GET  /stream?n=N&ms=M         chunked: N lines, one every M ms
+ *   GET  /wstream?n=N&size=S      streamed from a worker: N parts of S bytes ("<part number>:" then dots,
+ *                                 then "\n"), stopping early when the client goes away
+ *   GET  /wstream_made            how many parts the last /wstream produced before it returned
  *   GET  /inflight                number of requests being handled right now
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +114,39 @@ static void h_stream(http_req_t *r, void *arg)
 	loop_add_timer(http_req_loop(r), 0, stream_tick, s);
 }
 
+static atomic_llong wstream_made;
+
+static void wstream_work(http_req_t *r, void *arg)
+{
+	int64_t n = param_int(r, "n", 10), size = param_int(r, "size", 1000);
+	char *part = xmalloc((size_t)size + 32);
+	http_add_header(r, "X-Made-By", "worker");
+	http_stream_begin(r, 200, "text/plain; charset=utf-8");
+	int64_t i = 0;
+	for (; i < n && !http_stream_gone(r); i++) {
+		int k = snprintf(part, 32, "%lld:", (long long)i);
+		memset(part + k, '.', (size_t)(size - k - 1));
+		part[size - 1] = '\n';
+		http_stream_write(r, part, (size_t)size);
+	}
+	atomic_store(&wstream_made, i);
+	http_stream_end(r);
+	free(part);
+}
+
+static void h_wstream(http_req_t *r, void *arg)
+{
+	atomic_store(&wstream_made, -1);
+	http_run_on_worker(r, wstream_work, NULL);
+}
+
+static void h_wstream_made(http_req_t *r, void *arg)
+{
+	char s[32];
+	int n = snprintf(s, sizeof s, "%lld\n", (long long)atomic_load(&wstream_made));
+	http_respond(r, 200, "text/plain; charset=utf-8", s, (size_t)n);
+}
+
 static void h_inflight(http_req_t *r, void *arg)
 {
 	char s[32];
@@ -179,6 +216,8 @@ int main(int argc, char **argv)
 	http_handle(srv, HTTP_M_GET, "/slow", h_slow, NULL);
 	http_handle(srv, HTTP_M_GET, "/work", h_work, NULL);
 	http_handle(srv, HTTP_M_GET, "/stream", h_stream, NULL);
+	http_handle(srv, HTTP_M_GET, "/wstream", h_wstream, NULL);
+	http_handle(srv, HTTP_M_GET, "/wstream_made", h_wstream_made, NULL);
 	http_handle(srv, HTTP_M_GET, "/inflight", h_inflight, NULL);
 	if (ready_after > 0)
 		loop_add_timer(loop, ready_after, become_ready, srv);
