@@ -159,7 +159,7 @@ static uint64_t shortest(double v, int *e10)
 		if (m >= -22) {
 			uint64_t x = (uint64_t)(y + 0.5);
 			double back = m >= 0 ? (double)x / pow10_exact[m] : (double)x * pow10_exact[-m];
-			if (back == a && x) {
+			if (back == a) {
 				*e10 = -m;
 				return strip_zeros(x, e10);
 			}
