@@ -541,6 +541,191 @@ static void rate_kernel_steps(const void *kctx, const int64_t *t, const double *
 	ro->maxwin = maxwin;
 }
 
+/* min/max/sum/avg/stddev/stdvar_over_time over every step of one series.
+ *
+ * min and max: a sliding-window extremum (a deque of the indices of non-NaN samples whose values do
+ * not increase, for max, from the front), so each sample is looked at a constant number of times
+ * instead of once per window holding it. What range_kernel returns is the earliest sample with the
+ * extreme value among the window's non-NaN ones (it replaces only on a strict > or <, so -0 and 0
+ * keep the first), NaN when all are NaN: the deque keeps equal values and its front is exactly that.
+ *
+ * sum, avg, stddev, stdvar: their arithmetic is sequential within a window (Kahan sums, avg's
+ * incremental mean), so windows cannot reuse each other's sums without changing results. Instead four
+ * windows run side by side, two 2-lane vectors of the same IEEE operations in the same order as
+ * range_kernel, branches as selects: per window operation for operation the same, so bit-identical;
+ * the division and addition chains of the four overlap instead of one waiting for the next. avg's
+ * special case for an infinite running mean cannot arise when every sample is NaN or |v| <= 1e307
+ * (the mean stays within the samples' range); series with others take range_kernel's path. */
+#define OT_BIG 1e307
+
+typedef struct ot_win {
+	size_t lo, w, step;
+} ot_win_t;
+
+static inline rk_v2d ot_abs(rk_v2d x)
+{
+	return (rk_v2d)((rk_v2i)x & (rk_v2i){INT64_MAX, INT64_MAX});
+}
+
+/* kahan_inc on two lanes, updating only those in m (all of them when !masked). */
+static inline void ot_kahan(bool masked, rk_v2i m, rk_v2d inc, rk_v2d *sum, rk_v2d *c)
+{
+	rk_v2d t = *sum + inc;
+	rk_v2d d = rk_sel(ot_abs(*sum) >= ot_abs(inc), (*sum - t) + inc, (inc - t) + *sum);
+	*c = masked ? rk_sel(m, *c + d, *c) : *c + d;
+	*sum = masked ? rk_sel(m, t, *sum) : t;
+}
+
+/* One step of kind k for the lanes in m: cnt is the sample's 1-based position, x its value. */
+static inline void ot_lane_step(enum fkind k, bool masked, rk_v2i m, rk_v2d cnt, rk_v2d x, rk_v2d *a, rk_v2d *ca,
+				rk_v2d *b, rk_v2d *cb)
+{
+	if (k == F_SUM_OT) {
+		ot_kahan(masked, m, x, a, ca);
+	} else if (k == F_AVG_OT) {
+		ot_kahan(masked, m, x / cnt - *a / cnt, a, ca);
+	} else { /* stddev, stdvar: a, ca = mean; b, cb = aux */
+		rk_v2d delta = x - (*a + *ca);
+		ot_kahan(masked, m, delta / cnt, a, ca);
+		ot_kahan(masked, m, delta * (x - (*a + *ca)), b, cb);
+	}
+}
+
+/* Samples [from, to) of four windows into the lanes' states; all four lanes hold a sample at every
+ * position below the shortest window, so that stretch runs without masks (no selects in the chains). */
+static inline void ot_run4(enum fkind k, const double *v, const size_t *lo, const size_t *w, size_t from, size_t to,
+			   bool masked, rk_v2d *st)
+{
+	rk_v2i all = {-1, -1}, m0 = all, m1 = all;
+	for (size_t i = from; i < to; i++) {
+		double n = (double)(i + 1);
+		rk_v2d cnt = {n, n};
+		size_t i0 = i, i1 = i, i2 = i, i3 = i;
+		if (masked) {
+			m0 = (rk_v2i){-(int64_t)(i < w[0]), -(int64_t)(i < w[1])};
+			m1 = (rk_v2i){-(int64_t)(i < w[2]), -(int64_t)(i < w[3])};
+			i0 = i < w[0] ? i : 0, i1 = i < w[1] ? i : 0, i2 = i < w[2] ? i : 0, i3 = i < w[3] ? i : 0;
+		}
+		rk_v2d x0 = {v[lo[0] + i0], v[lo[1] + i1]}, x1 = {v[lo[2] + i2], v[lo[3] + i3]};
+		ot_lane_step(k, masked, m0, cnt, x0, &st[0], &st[1], &st[2], &st[3]);
+		ot_lane_step(k, masked, m1, cnt, x1, &st[4], &st[5], &st[6], &st[7]);
+	}
+}
+
+/* The results of up to four windows (ws[0..nw)) into out[ws[i].step]. */
+static void ot_windows4(enum fkind k, const double *v, const ot_win_t *ws, size_t nw, double *out)
+{
+	size_t lo[4], w[4], wmax = 0, wmin = SIZE_MAX;
+	for (size_t j = 0; j < 4; j++) {
+		lo[j] = j < nw ? ws[j].lo : ws[0].lo;
+		w[j] = j < nw ? ws[j].w : 0;
+		wmax = w[j] > wmax ? w[j] : wmax;
+		wmin = w[j] < wmin ? w[j] : wmin;
+	}
+	/* st: lanes 0-1 then 2-3, each a, ca, b, cb (sum or mean and its compensation; stddev's aux) */
+	rk_v2d st[8];
+	memset(st, 0, sizeof st);
+	switch (k) { /* one copy of the loops per kind, the kind's branches folded away */
+	case F_SUM_OT:
+		ot_run4(F_SUM_OT, v, lo, w, 0, wmin, false, st);
+		ot_run4(F_SUM_OT, v, lo, w, wmin, wmax, true, st);
+		break;
+	case F_AVG_OT:
+		ot_run4(F_AVG_OT, v, lo, w, 0, wmin, false, st);
+		ot_run4(F_AVG_OT, v, lo, w, wmin, wmax, true, st);
+		break;
+	default:
+		ot_run4(F_STDVAR_OT, v, lo, w, 0, wmin, false, st);
+		ot_run4(F_STDVAR_OT, v, lo, w, wmin, wmax, true, st);
+		break;
+	}
+	for (size_t j = 0; j < nw; j++) {
+		const rk_v2d *l = st + (j / 2) * 4;
+		double a = l[0][j % 2], ca = l[1][j % 2], b = l[2][j % 2], cb = l[3][j % 2], r;
+		if (k == F_SUM_OT || k == F_AVG_OT) {
+			r = isinf(a) ? a : a + ca;
+		} else {
+			double var = (b + cb) / (double)w[j];
+			r = k == F_STDDEV_OT ? sqrt(var) : var;
+		}
+		out[ws[j].step] = r;
+	}
+}
+
+static bool ot_kind(enum fkind k)
+{
+	return k == F_MIN_OT || k == F_MAX_OT || k == F_SUM_OT || k == F_AVG_OT || k == F_STDDEV_OT ||
+	       k == F_STDVAR_OT;
+}
+
+static void overtime_kernel_steps(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
+				  uint8_t *ok, rk_out_t *ro)
+{
+	const rctx_t *c = kctx;
+	bool minmax = c->k == F_MIN_OT || c->k == F_MAX_OT, is_max = c->k == F_MAX_OT;
+	if (c->k == F_AVG_OT)
+		for (size_t i = 0; i < n; i++)
+			if (fabs(v[i]) > OT_BIG) /* an infinity, or a mean that might overflow: range_kernel */
+				return range_kernel_steps(kctx, t, v, n, out, ok, ro);
+	/* max: indices of non-NaN samples in the window, values non-increasing from dq[dh] (min: non-decreasing) */
+	uint32_t dq_local[512], *dq = n <= 512 ? dq_local : minmax ? xmalloc(n * sizeof *dq) : NULL;
+	size_t dh = 0, dt = 0;
+	size_t lo = 0, hi = 0, maxwin = 0, cnt = 0, work = 0;
+	ot_win_t ws[4];
+	size_t nw = 0;
+	ro->lastwin = 0;
+	ro->stopped = false;
+	for (size_t i = 0; i < c->nsteps; i++) {
+		int64_t rend = c->ref[i], rstart = rend - c->range;
+		if (i > 0 && rend < c->ref[i - 1])
+			lo = hi = dh = dt = 0;
+		while (hi < n && t[hi] <= rend) {
+			if (minmax && !isnan(v[hi])) {
+				while (dt > dh && (is_max ? v[dq[dt - 1]] < v[hi] : v[dq[dt - 1]] > v[hi]))
+					dt--;
+				dq[dt++] = (uint32_t)hi;
+			}
+			hi++;
+		}
+		while (lo < hi && t[lo] < rstart)
+			lo++;
+		size_t win = hi - lo;
+		if (win > maxwin)
+			maxwin = win;
+		ro->lastwin = win;
+		work += win + 1;
+		if (work >= EV_POLL_WORK) { /* huge windows: a series alone can take long */
+			work = 0;
+			if (c->poll && ev_stop_requested(c->poll)) {
+				memset(ok + i, 0, c->nsteps - i);
+				ro->stopped = true;
+				break;
+			}
+		}
+		ok[i] = win > 0;
+		if (!win)
+			continue;
+		cnt++;
+		if (minmax) {
+			while (dt > dh && dq[dh] < lo)
+				dh++;
+			out[i] = dt > dh ? v[dq[dh]] : NAN;
+			continue;
+		}
+		ws[nw++] = (ot_win_t){lo, win, i};
+		if (nw == 4) {
+			ot_windows4(c->k, v, ws, nw, out);
+			nw = 0;
+		}
+	}
+	if (nw)
+		ot_windows4(c->k, v, ws, nw, out);
+	if (dq != dq_local)
+		free(dq);
+	ro->npts = cnt;
+	ro->maxwin = maxwin;
+}
+
 static void range_sink_ob(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts)
 {
 	rctx_t *c = sctx;
@@ -601,7 +786,9 @@ static void run_batched(ev_t *ev, const promql_expr_t *e, enum fkind k, const pr
 	c->tstep = ev->step;
 	c->poll = ev;
 	ev->at_shift = k == F_PREDICT_LINEAR;
-	range_kernel_fn kfn = k == F_RATE || k == F_INCREASE || k == F_DELTA ? rate_kernel_steps : range_kernel_steps;
+	range_kernel_fn kfn = k == F_RATE || k == F_INCREASE || k == F_DELTA ? rate_kernel_steps
+			      : ot_kind(k)						     ? overtime_kernel_steps
+											     : range_kernel_steps;
 	eval_range_batched(ev, m, c->fname, kfn, c, sink, sctx, &c->range, c->ref);
 	ev->at_shift = false;
 }

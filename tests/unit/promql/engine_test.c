@@ -444,6 +444,157 @@ TEST(rate_increase_delta_bit_identical_to_reference)
 		TEST_FAILF("%s", why);
 }
 
+/* Prometheus 2.42's kahanSumInc and the *_over_time functions over one window, written from their definitions
+ * (the oracle for the engine's sliding-extremum and 4-window kernels). f: 0 min, 1 max, 2 sum, 3 avg,
+ * 4 stddev, 5 stdvar. */
+static void ref_kahan(double inc, double *sum, double *c)
+{
+	double t = *sum + inc;
+	if (fabs(*sum) >= fabs(inc))
+		*c += (*sum - t) + inc;
+	else
+		*c += (inc - t) + *sum;
+	*sum = t;
+}
+
+static bool ref_over_time(int f, const double *v, size_t n, double *out)
+{
+	if (n == 0)
+		return false;
+	double a = 0, ca = 0, b = 0, cb = 0, cnt = 0;
+	switch (f) {
+	case 0:
+	case 1:
+		a = v[0];
+		for (size_t i = 1; i < n; i++)
+			if ((f == 1 ? v[i] > a : v[i] < a) || isnan(a))
+				a = v[i];
+		*out = a;
+		return true;
+	case 2:
+		for (size_t i = 0; i < n; i++)
+			ref_kahan(v[i], &a, &ca);
+		*out = isinf(a) ? a : a + ca;
+		return true;
+	case 3:
+		for (size_t i = 0; i < n; i++) {
+			cnt++;
+			if (isinf(a)) {
+				if (isinf(v[i]) && (a > 0) == (v[i] > 0))
+					continue;
+				if (!isinf(v[i]) && !isnan(v[i]))
+					continue;
+			}
+			ref_kahan(v[i] / cnt - a / cnt, &a, &ca);
+		}
+		*out = isinf(a) ? a : a + ca;
+		return true;
+	default:
+		for (size_t i = 0; i < n; i++) {
+			cnt++;
+			double delta = v[i] - (a + ca);
+			ref_kahan(delta / cnt, &a, &ca);
+			ref_kahan(delta * (v[i] - (a + ca)), &b, &cb);
+		}
+		*out = f == 4 ? sqrt((b + cb) / cnt) : (b + cb) / cnt;
+		return true;
+	}
+}
+
+TEST(over_time_bit_identical_to_reference)
+{
+	/* Jittered and sparse series (windows of 0, 1 and many samples), NaN runs, ±Inf, -0/0 and equal
+	 * values (which extreme is returned), values near DBL_MAX (avg's overflow path), plateaus, a
+	 * series whose first samples are NaN; 203 steps so groups of four windows end part-filled. */
+	setup();
+	enum { NS = 10, NPT = 700 };
+	static int64_t ts[NS][NPT];
+	static double vs[NS][NPT];
+	uint64_t seed = 99;
+	char name[16];
+	for (int s = 0; s < NS; s++) {
+		snprintf(name, sizeof name, "o%02d", s);
+		double v = s * 11.25 - 40;
+		int64_t t = s * 913;
+		for (int i = 0; i < NPT; i++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			uint32_t r = (uint32_t)(seed >> 33);
+			t += 4000 + (int64_t)(r % 9000);
+			if (s == 2 && i % 40 < 15)
+				t += 45000;
+			v += ((double)(r % 2001) - 1000) * 0.013;
+			double sv = v;
+			if (s == 1)
+				sv = (r % 3 == 0) ? -0.0 : (r % 3 == 1) ? 0.0 : (double)(r % 4); /* ties */
+			if (s == 3 && (i % 60 < 7 || r % 31 == 0))
+				sv = NAN;
+			if (s == 4 && r % 53 == 0)
+				sv = r % 2 ? INFINITY : -INFINITY;
+			if (s == 5)
+				sv = (r % 2 ? 1.5e308 : 1.7e308) * (r % 5 == 0 ? -1 : 1);
+			if (s == 6)
+				sv = (double)(i / 25); /* plateaus */
+			if (s == 7 && i < 30)
+				sv = NAN;
+			if (s == 8)
+				sv = v * 1e15 + (double)(r % 7) * 1e-3;
+			add("ot", "s", name, t, sv);
+			ts[s][i] = t, vs[s][i] = sv;
+		}
+	}
+	static const char *const fn[] = {"min_over_time", "max_over_time", "sum_over_time",
+					 "avg_over_time", "stddev_over_time", "stdvar_over_time"};
+	static const int64_t ranges[] = {10000, 60000, 600000};
+	int64_t start = 20000, step = 19000, nsteps = 203;
+	char why[512] = "";
+	for (size_t f = 0; f < ARRAY_LEN(fn) && !why[0]; f++)
+		for (size_t ri = 0; ri < ARRAY_LEN(ranges) && !why[0]; ri++) {
+			char expr[64];
+			snprintf(expr, sizeof expr, "%s(ot[%llds])", fn[f], (long long)(ranges[ri] / 1000));
+			arena_t a;
+			arena_init(&a, 0);
+			promql_result_t r;
+			err_t err = {0};
+			promql_opts_t o = {0};
+			int rc = promql_query(&o, memstore_queryable(store), &a, str_c(expr), start,
+					      start + (nsteps - 1) * step, step, &r, &err);
+			size_t checked = 0;
+			if (rc)
+				snprintf(why, sizeof why, "%s: %s", expr, err.msg);
+			for (size_t k = 0; !why[0] && k < r.nseries; k++) {
+				bool found = false;
+				str_t sv = labels_get(&r.series[k].ls, STR("s"), &found);
+				int s = (sv.p[1] - '0') * 10 + (sv.p[2] - '0');
+				size_t j = 0;
+				for (int64_t i = 0; i < nsteps && !why[0]; i++) {
+					int64_t rend = start + i * step, rstart = rend - ranges[ri];
+					size_t lo = 0, hi;
+					while (lo < NPT && ts[s][lo] < rstart)
+						lo++;
+					for (hi = lo; hi < NPT && ts[s][hi] <= rend; hi++)
+						;
+					double want;
+					bool has = ref_over_time((int)f, vs[s] + lo, hi - lo, &want);
+					bool got = j < r.series[k].n && r.series[k].t[j] == rend;
+					if (has != got)
+						snprintf(why, sizeof why, "%s s=%d step %lld: point %s, reference %s", expr, s,
+							 (long long)i, got ? "present" : "absent", has ? "present" : "absent");
+					else if (got && memcmp(&want, &r.series[k].v[j], sizeof want) &&
+						 !(isnan(want) && isnan(r.series[k].v[j])))
+						snprintf(why, sizeof why, "%s s=%d step %lld: %.17g, reference %.17g", expr, s,
+							 (long long)i, r.series[k].v[j], want);
+					if (got)
+						j++, checked++;
+				}
+			}
+			if (!why[0] && (r.nseries != (size_t)NS || checked < 1000))
+				snprintf(why, sizeof why, "%s: %zu series, %zu points checked", expr, r.nseries, checked);
+			arena_release(&a);
+		}
+	if (why[0])
+		TEST_FAILF("%s", why);
+}
+
 /* A query that must stop: its rc, error and how long it ran. cancel_after_ms >= 0 sets the cancel flag
  * from another thread after that long. */
 typedef struct stopq {
