@@ -2,10 +2,15 @@
 #include "base/alloc.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 _Noreturn void die(const char *fmt, ...)
 {
@@ -23,6 +28,35 @@ _Noreturn void die(const char *fmt, ...)
 	w = write(2, msg, (size_t)n);
 	(void)w;
 	abort();
+}
+
+static atomic_bool trim_on;
+static atomic_size_t freed_since_trim;
+
+void alloc_tune_server(void)
+{
+#ifdef __GLIBC__
+	if (!getenv("MALLOC_ARENA_MAX"))
+		mallopt(M_ARENA_MAX, ALLOC_SERVER_ARENAS);
+	if (!getenv("MALLOC_MMAP_THRESHOLD_"))
+		mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	atomic_store(&trim_on, true);
+#endif
+}
+
+void alloc_note_freed(size_t n)
+{
+#ifdef __GLIBC__
+	if (!atomic_load_explicit(&trim_on, memory_order_relaxed))
+		return;
+	size_t was = atomic_fetch_add(&freed_since_trim, n);
+	if (was + n >= ALLOC_TRIM_BYTES && was < ALLOC_TRIM_BYTES) {
+		atomic_store(&freed_since_trim, 0);
+		malloc_trim(0);
+	}
+#else
+	(void)n;
+#endif
 }
 
 size_t st_mult(size_t a, size_t b)

@@ -27,6 +27,19 @@ size_t st_add(size_t a, size_t b);
 /* Growth policy for arrays: returns a capacity >= need (at least doubling). */
 size_t alloc_grow_cap(size_t cap, size_t need);
 
+/* The allocator set up for a long-running server (glibc malloc; no-op elsewhere), once at start before
+ * threads: ALLOC_SERVER_ARENAS malloc arenas instead of 8 per core (each pool thread would otherwise grow
+ * its own, and what one frees the others never reuse), and a fixed 256 KiB mmap threshold, so large
+ * blocks (query arena chunks, response buffers) are unmapped when freed instead of the threshold
+ * drifting up to 32 MiB and the heap keeping them. Memory freed from many small blocks goes back through
+ * alloc_note_freed. MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ in the environment still win. */
+#define ALLOC_SERVER_ARENAS 2
+void alloc_tune_server(void);
+/* n bytes of request/query memory were just freed: past ALLOC_TRIM_BYTES since the last time, give the
+ * heap's free pages back to the system (malloc_trim) on this thread. Thread-safe; cheap otherwise. */
+#define ALLOC_TRIM_BYTES (8u << 20)
+void alloc_note_freed(size_t n);
+
 /* Abort with a formatted message on stderr (for broken invariants and OOM). */
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -64,6 +64,8 @@ void arena_release(arena_t *a)
 {
 	run_cleanups(a);
 	budget_give_back(a);
+	if (a->allocated >= 64 * 1024)
+		alloc_note_freed(a->allocated);
 	arena_chunk_t *c = a->head;
 	while (c) {
 		arena_chunk_t *next = c->next;
@@ -93,6 +95,8 @@ void arena_reset(arena_t *a)
 	}
 	c->next = NULL;
 	c->off = 0;
+	if (a->allocated - c->size >= 64 * 1024)
+		alloc_note_freed(a->allocated - c->size);
 	a->allocated = c->size;
 	a->used = 0;
 }

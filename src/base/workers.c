@@ -1,10 +1,12 @@
-/* workers.c — fixed-size thread pool with a FIFO job queue; see workers.h. */
+/* workers.c — a thread pool of up to n threads, started as jobs need them, with a FIFO job queue; see
+ * workers.h. */
 #include "base/workers.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -15,25 +17,47 @@ typedef struct job {
 	void *arg;
 } job_t;
 
+enum { SLOT_FREE, SLOT_RUNNING, SLOT_EXITED };
+
 struct workers {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	job_t *head, *tail;
 	size_t queued;
 	bool stopping;
-	int n;
+	int n;       /* most threads at once */
+	int alive;   /* threads started and not exited */
+	int idle;    /* of those, waiting for a job */
+	int idle_exit_ms;
 	pthread_t *threads;
+	unsigned char *slot; /* SLOT_* per threads[i] */
 };
+
+typedef struct start {
+	workers_t *w;
+	int i;
+} start_t;
 
 static void *worker_main(void *arg)
 {
-	workers_t *w = arg;
+	start_t st = *(start_t *)arg;
+	free(arg);
+	workers_t *w = st.w;
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
-		while (!w->head && !w->stopping)
-			pthread_cond_wait(&w->cv, &w->mu);
+		bool timed_out = false;
+		while (!w->head && !w->stopping && !timed_out) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			long ns = ts.tv_nsec + (long)(w->idle_exit_ms % 1000) * 1000000L;
+			ts.tv_sec += w->idle_exit_ms / 1000 + ns / 1000000000L;
+			ts.tv_nsec = ns % 1000000000L;
+			w->idle++;
+			timed_out = pthread_cond_timedwait(&w->cv, &w->mu, &ts) != 0;
+			w->idle--;
+		}
 		if (!w->head)
-			break;
+			break; /* stopping, or idle for a while: a new one starts when needed */
 		job_t *j = w->head;
 		w->head = j->next;
 		if (!w->head)
@@ -44,8 +68,27 @@ static void *worker_main(void *arg)
 		free(j);
 		pthread_mutex_lock(&w->mu);
 	}
+	w->alive--;
+	w->slot[st.i] = SLOT_EXITED;
+	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	return NULL;
+}
+
+/* Under w->mu: start one more thread (joining an exited one's slot first). */
+static void spawn(workers_t *w)
+{
+	int i = 0;
+	while (w->slot[i] == SLOT_RUNNING)
+		i++;
+	if (w->slot[i] == SLOT_EXITED)
+		pthread_join(w->threads[i], NULL); /* it has returned already: no wait */
+	start_t *st = xmalloc(sizeof *st);
+	*st = (start_t){w, i};
+	if (pthread_create(&w->threads[i], NULL, worker_main, st))
+		die("workers: cannot create thread");
+	w->slot[i] = SLOT_RUNNING;
+	w->alive++;
 }
 
 workers_t *workers_new(int nthreads)
@@ -58,10 +101,9 @@ workers_t *workers_new(int nthreads)
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
 	w->n = nthreads;
+	w->idle_exit_ms = WORKERS_IDLE_EXIT_S * 1000;
 	w->threads = xcalloc((size_t)nthreads, sizeof *w->threads);
-	for (int i = 0; i < nthreads; i++)
-		if (pthread_create(&w->threads[i], NULL, worker_main, w))
-			die("workers: cannot create thread");
+	w->slot = xcalloc((size_t)nthreads, 1);
 	return w;
 }
 
@@ -72,12 +114,16 @@ void workers_free(workers_t *w)
 	pthread_mutex_lock(&w->mu);
 	w->stopping = true;
 	pthread_cond_broadcast(&w->cv);
+	while (w->alive > 0)
+		pthread_cond_wait(&w->cv, &w->mu);
 	pthread_mutex_unlock(&w->mu);
 	for (int i = 0; i < w->n; i++)
-		pthread_join(w->threads[i], NULL);
+		if (w->slot[i] == SLOT_EXITED)
+			pthread_join(w->threads[i], NULL);
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
 	free(w->threads);
+	free(w->slot);
 	free(w);
 }
 
@@ -94,8 +140,26 @@ void workers_submit(workers_t *w, void (*fn)(void *), void *arg)
 		w->head = j;
 	w->tail = j;
 	w->queued++;
+	/* More jobs waiting than idle threads to take them: another thread, up to n. */
+	if (w->queued > (size_t)w->idle && w->alive < w->n)
+		spawn(w);
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
+}
+
+void workers_set_idle_exit_ms(workers_t *w, int ms)
+{
+	pthread_mutex_lock(&w->mu);
+	w->idle_exit_ms = ms > 0 ? ms : 1;
+	pthread_mutex_unlock(&w->mu);
+}
+
+int workers_alive(workers_t *w)
+{
+	pthread_mutex_lock(&w->mu);
+	int n = w->alive;
+	pthread_mutex_unlock(&w->mu);
+	return n;
 }
 
 int workers_count(const workers_t *w)

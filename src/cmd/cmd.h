@@ -138,9 +138,11 @@ static inline int cmd_read_config(const char *cmdline, const char *inline_yaml, 
  * ERR_INVALID naming the flag. (cmd_util.c) */
 int cmd_time_or_duration(const char *flag, const char *s, int64_t *out, err_t *err);
 
-/* Apply --log.level / --log.format. Returns 0, or 2 after printing the error. */
+/* What every server component does first: the allocator set up for a long-running process
+ * (alloc_tune_server), then --log.level / --log.format. Returns 0, or 2 after printing the error. */
 static inline int cmd_server_setup_logging(const char *cmdline, const cmd_server_flags_t *sf)
 {
+	alloc_tune_server();
 	err_t err = {0};
 	if (log_setup(sf->log_level, sf->log_format, &err)) {
 		fprintf(stderr, "%s: %s\n", cmdline, err.msg);

@@ -26,7 +26,7 @@
 #define CHUNK_EST 2048                  /* bytes read per chunk when its end is unknown: a 120-sample XOR
 					 * chunk is ~0.2-1.5 KiB; longer ones are re-read exactly in one batch */
 #define BATCH_SERIES 1024
-#define BATCH_BYTES (8u << 20)
+#define BATCH_BYTES (2u << 20)
 #define FETCH_CONCURRENCY 16
 
 /* ================================ per-call context ================================ */

@@ -40,4 +40,40 @@ TEST(parallel_for_covers_every_index_once)
 	workers_free(w);
 }
 
+static atomic_int gate, entered;
+
+static void wait_gate(void *arg)
+{
+	atomic_fetch_add(&entered, 1);
+	while (!atomic_load(&gate))
+		usleep(1000);
+}
+
+TEST(threads_start_on_demand_and_exit_when_idle)
+{
+	workers_t *w = workers_new(4);
+	workers_set_idle_exit_ms(w, 50);
+	CHECK_EQ_INT(workers_alive(w), 0); /* nothing submitted: no thread */
+	atomic_store(&gate, 0);
+	atomic_store(&entered, 0);
+	/* six blocking jobs: four threads (the most), each job started without waiting for another */
+	for (int i = 0; i < 6; i++)
+		workers_submit(w, wait_gate, NULL);
+	for (int i = 0; i < 2000 && atomic_load(&entered) < 4; i++)
+		usleep(1000);
+	CHECK_EQ_INT(atomic_load(&entered), 4);
+	CHECK_EQ_INT(workers_alive(w), 4);
+	atomic_store(&gate, 1);
+	for (int i = 0; i < 2000 && workers_alive(w) > 0; i++)
+		usleep(1000);
+	CHECK_EQ_INT(atomic_load(&entered), 6);
+	CHECK_EQ_INT(workers_alive(w), 0); /* idle past 50 ms: gone */
+	/* and new ones start again */
+	atomic_store(&counter, 0);
+	for (int i = 0; i < 100; i++)
+		workers_submit(w, bump, (void *)(intptr_t)1);
+	workers_free(w);
+	CHECK_EQ_INT(atomic_load(&counter), 100);
+}
+
 TEST_MAIN()
