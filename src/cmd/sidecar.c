@@ -172,6 +172,23 @@ static void ship(sidecar_t *sc)
 	arena_release(&a);
 }
 
+/* Prometheus's lowest timestamp, what Info announces as the sidecar's min time (so queries for older
+ * ranges skip it): the oldest of its blocks (and of those the shipper uploaded) and of its head, whose
+ * min time Prometheus reports from the first sample on, so the sidecar need not wait ~2h for a block.
+ * INT64_MIN when unknown: no sample anywhere yet, or Prometheus did not answer and there is no block. */
+static int64_t data_min_time(sidecar_t *sc)
+{
+	int64_t blocks = shipper_min_time(sc->shipper, sc->tsdb_path), head;
+	err_t err = {0};
+	if (prom_api_head_min_time(sc->prom_url, sc->config_timeout_ms, &head, &err) != 0) {
+		log_warn("cannot read Prometheus's head min time; Info uses its blocks only", "err", err.msg);
+		return blocks;
+	}
+	if (head == INT64_MAX)
+		return blocks;
+	return blocks == INT64_MIN || head < blocks ? head : blocks;
+}
+
 static void *bg_main(void *arg)
 {
 	sidecar_t *sc = arg;
@@ -204,8 +221,10 @@ static void *bg_main(void *arg)
 			next_mint = 0;
 		}
 		if (now >= next_mint) {
-			prom_store_set_data_min_time(sc->store, shipper_min_time(sc->shipper, sc->tsdb_path));
-			next_mint = now + 30000;
+			int64_t mint = data_min_time(sc);
+			prom_store_set_data_min_time(sc->store, mint);
+			/* until Prometheus holds a sample, look again soon: Info says "all time" meanwhile */
+			next_mint = now + (mint == INT64_MIN ? 5000 : 30000);
 		}
 		if ((sc->reloader_config || sc->reloader_rule_dirs.n) && now >= next_reload) {
 			uint64_t h = reloader_hash(sc);
@@ -425,7 +444,7 @@ int cmd_sidecar(int argc, char **argv)
 		log_info("no --objstore.config-file: blocks are not uploaded, the sidecar only serves queries");
 	}
 	arena_release(&a);
-	prom_store_set_data_min_time(sc.store, shipper_min_time(sc.shipper, sc.tsdb_path));
+	prom_store_set_data_min_time(sc.store, data_min_time(&sc));
 	sc.reload_hash = reloader_hash(&sc);
 
 	/* SIGTERM/SIGINT are for the HTTP loop on this thread: the threads started below block them. */

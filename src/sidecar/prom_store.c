@@ -880,6 +880,23 @@ int prom_api_external_labels(const char *url, int64_t timeout_ms, arena_t *a, la
 	return rc;
 }
 
+int prom_api_head_min_time(const char *url, int64_t timeout_ms, int64_t *mint, err_t *err)
+{
+	char u[1024];
+	snprintf(u, sizeof u, "%s/api/v1/status/tsdb", url);
+	json_t *data = NULL;
+	int rc = api_get_data(u, timeout_ms, &data, err);
+	if (rc)
+		return rc;
+	json_t *v = json_object_get(json_object_get(data, "headStats"), "minTime");
+	if (!json_is_integer(v))
+		rc = err_set(err, ERR_CORRUPT, "GET %s: data.headStats.minTime is not an integer", u);
+	else
+		*mint = (int64_t)json_integer_value(v);
+	json_decref(data);
+	return rc;
+}
+
 int prom_api_flag(const char *url, int64_t timeout_ms, const char *name, arena_t *a, const char **out, err_t *err)
 {
 	char u[1024];

@@ -16,7 +16,8 @@
  * External labels are attached to every series (external value wins) and matchers on external label
  * names are evaluated against them first (store_match_external); a request whose matchers are all
  * on external labels is ERR_INVALID, as in Thanos. Requests are clamped to min_time (--min-time).
- * Info reports the external labels and [max(min_time, oldest block), +inf).
+ * Info reports the external labels and [max(min_time, the data's lower bound), +inf), the bound being
+ * what the sidecar last set (prom_store_set_data_min_time: Prometheus's lowest timestamp).
  *
  * Threading: series/label calls block on HTTP (run them where blocking is acceptable) and may run
  * concurrently with prom_store_set_* from other threads (the mutable state is behind a mutex).
@@ -48,7 +49,7 @@ void prom_store_free(prom_store_t *s);
 void prom_store_set_external_labels(prom_store_t *s, const labels_t *ext);
 /* Copy of the current external labels into a. Thread-safe. */
 labels_t prom_store_external_labels(prom_store_t *s, arena_t *a);
-/* Lower bound of the data Prometheus holds (oldest block's minTime, or the bucket's). Thread-safe. */
+/* Lower bound of the data Prometheus holds (its lowest timestamp); INT64_MIN = unknown. Thread-safe. */
 void prom_store_set_data_min_time(prom_store_t *s, int64_t mint);
 
 /* Decode a remote-read response body held in memory (tests, fuzzing): streamed = STREAMED_XOR_CHUNKS
@@ -67,6 +68,9 @@ int prom_api_ready(const char *url, int64_t timeout_ms, err_t *err);
 int prom_api_external_labels(const char *url, int64_t timeout_ms, arena_t *a, labels_t *out, err_t *err);
 /* Parse the external labels out of a Prometheus configuration YAML (what the above uses). */
 int prom_config_external_labels(const char *yaml, size_t len, arena_t *a, labels_t *out, err_t *err);
+/* The oldest sample in Prometheus's head block, from GET <url>/api/v1/status/tsdb (headStats.minTime):
+ * INT64_MAX while the head holds no sample. Errors name the URL. */
+int prom_api_head_min_time(const char *url, int64_t timeout_ms, int64_t *mint, err_t *err);
 /* Value of one flag from GET <url>/api/v1/status/flags (arena string); ERR_NOT_FOUND if absent. */
 int prom_api_flag(const char *url, int64_t timeout_ms, const char *name, arena_t *a, const char **out,
 		  err_t *err);

@@ -258,6 +258,26 @@ check prometheus_up_metric test "$(metric $SC thanos_sidecar_prometheus_up)" = 1
 client $GP info >"$TEST_TMP/info.json" 2>&1
 check info_labels_and_time jq_py "$TEST_TMP/info.json" \
 	"d['type']=='sidecar' and d['labels']==[[['cluster','c1'],['replica','0']]] and d['min_time']==$BASE*1000 and d['max_time']==2**63-1"
+
+# ---- Info min time from Prometheus's head: a Prometheus with no block yet (only what it scraped) ----
+P2=$(free_port) G2=$(free_port) H2=$(free_port)
+mkdir -p "$TEST_TMP/prom2"
+sed "s/127.0.0.1:$PP/127.0.0.1:$P2/" "$TEST_TMP/prometheus.yml" >"$TEST_TMP/prometheus2.yml"
+start_bg prometheus2 prometheus --config.file="$TEST_TMP/prometheus2.yml" --storage.tsdb.path="$TEST_TMP/prom2" \
+	--web.listen-address=127.0.0.1:$P2 --log.level=warn
+wait_url "http://127.0.0.1:$P2/-/ready" 60 || fail prometheus2_start "Prometheus did not become ready"
+head_min() { curl -s -m 5 "http://127.0.0.1:$P2/api/v1/status/tsdb" | "$PY" -c "import json,sys; print(json.load(sys.stdin)['data']['headStats']['minTime'])"; }
+for i in $(seq 1 100); do [ "$(head_min)" != 9223372036854775807 ] && break; sleep 0.2; done
+start_bg sidecar2 "$S" sidecar --prometheus.url=http://127.0.0.1:$P2 --tsdb.path="$TEST_TMP/prom2" --grpc-address=127.0.0.1:$G2 \
+	--http-address=127.0.0.1:$H2 --prometheus.get_config_interval=1s
+wait_url "http://127.0.0.1:$H2/-/ready" 30 || fail sidecar2_ready "sidecar not ready: $(tail -3 "$TEST_TMP/sidecar2.log")"
+HM=$(head_min)
+client $G2 info >"$TEST_TMP/info2.json" 2>&1
+check info_min_time_from_prometheus_head jq_py "$TEST_TMP/info2.json" \
+	"d['type']=='sidecar' and d['min_time']==$HM and $HM < 2**63-1 and d['max_time']==2**63-1"
+stop_pid "${BG_PID_OF[sidecar2]}" 10
+stop_pid "${BG_PID_OF[prometheus2]}" 10
+
 START_MS=$((BASE * 1000)) END_MS=$(( (BASE + 299 * 15) * 1000 ))
 client $GP series "__name__=hist_metric" $START_MS $END_MS >"$TEST_TMP/series.json" 2>&1
 curl -s -m 10 "$PROM/api/v1/query" --data-urlencode "query=hist_metric[75m]" --data-urlencode "time=$((BASE + 299 * 15))" \
