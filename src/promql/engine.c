@@ -368,7 +368,7 @@ static void ob_cleanup(void *arg)
 	memset(&ob->map, 0, sizeof ob->map);
 }
 
-static size_t ob_add(ev_t *ev, obuild_t *ob, labels_t ls, void **slot);
+static size_t ob_add(ev_t *ev, obuild_t *ob, labels_t ls, void **slot, bool bare);
 
 obuild_t *ob_new(ev_t *ev)
 {
@@ -385,7 +385,7 @@ size_t ob_get(ev_t *ev, obuild_t *ob, labels_t ls)
 	void **slot = hmap_slot(&ob->map, key, &found);
 	if (found)
 		return (size_t)(uintptr_t)*slot - 1;
-	return ob_add(ev, ob, ls, slot);
+	return ob_add(ev, ob, ls, slot, false);
 }
 
 size_t ob_get_unique(ev_t *ev, obuild_t *ob, labels_t ls)
@@ -397,19 +397,30 @@ size_t ob_get_unique(ev_t *ev, obuild_t *ob, labels_t ls)
 		ev->scr->error_type = "execution";
 		ev_fail(ev, ERR_INVALID, "vector cannot contain metrics with the same labelset");
 	}
-	return ob_add(ev, ob, ls, slot);
+	return ob_add(ev, ob, ls, slot, false);
 }
 
-static size_t ob_add(ev_t *ev, obuild_t *ob, labels_t ls, void **slot)
+/* bare: no value arrays (the caller sets s->v and s->ok before ob_finish) */
+static size_t ob_add(ev_t *ev, obuild_t *ob, labels_t ls, void **slot, bool bare)
 {
 	if (ob->n == ob->cap)
 		ob->s = ev_grow(ev, ob->s, ob->n, &ob->cap, sizeof *ob->s);
 	*slot = (void *)(uintptr_t)(ob->n + 1);
 	vseries_t *s = &ob->s[ob->n];
 	s->ls = ls;
-	s->v = ev_alloc(ev, ev->nsteps * sizeof(double));
-	s->ok = ev_zalloc(ev, ev->nsteps);
+	s->v = bare ? NULL : ev_alloc(ev, ev->nsteps * sizeof(double));
+	s->ok = bare ? NULL : ev_zalloc(ev, ev->nsteps);
 	return ob->n++;
+}
+
+size_t ob_get_bare(ev_t *ev, obuild_t *ob, labels_t ls)
+{
+	str_t key = lb_key(ev, ls);
+	bool found;
+	void **slot = hmap_slot(&ob->map, key, &found);
+	if (found)
+		return (size_t)(uintptr_t)*slot - 1;
+	return ob_add(ev, ob, ls, slot, true);
 }
 
 void ob_set(ev_t *ev, obuild_t *ob, size_t idx, size_t step, double v)
@@ -1261,7 +1272,8 @@ static void agg_add(ev_t *ev, aggst_t *st, labels_t ls, bool drop_name, const do
 		agrp_t *g = &st->g[st->ng];
 		g->ls = labels_copy(ev->a, &gl);
 		g->A = ev_zalloc(ev, (ns ? ns : 1) * sizeof(double));
-		g->A2 = ev_zalloc(ev, (ns ? ns : 1) * sizeof(double));
+		g->A2 = op == PROMQL_AGG_STDDEV || op == PROMQL_AGG_STDVAR ? ev_zalloc(ev, (ns ? ns : 1) * sizeof(double))
+									   : NULL;
 		g->C = ev_zalloc(ev, (ns ? ns : 1) * sizeof(double));
 		g->oidx = (size_t)-1;
 		*slot = (void *)(uintptr_t)(++st->ng);
@@ -1318,7 +1330,7 @@ static void agg_add(ev_t *ev, aggst_t *st, labels_t ls, bool drop_name, const do
 		}
 	}
 	if (any && g->oidx == (size_t)-1)
-		g->oidx = ob_get(ev, st->ob, g->ls);
+		g->oidx = ob_get_bare(ev, st->ob, g->ls); /* its values become A's at agg_finish */
 }
 
 static void agg_finish(ev_t *ev, aggst_t *st, val_t *out)
@@ -1329,6 +1341,8 @@ static void agg_finish(ev_t *ev, aggst_t *st, val_t *out)
 		if (g->oidx == (size_t)-1)
 			continue;
 		vseries_t *os = &st->ob->s[g->oidx];
+		os->v = g->A; /* the output is computed in place: one array less per group */
+		os->ok = ev_zalloc(ev, ev->nsteps ? ev->nsteps : 1);
 		for (size_t i = 0; i < ev->nsteps; i++) {
 			if (g->C[i] == 0)
 				continue;
@@ -1988,6 +2002,9 @@ static void result_from(ev_t *ev, const val_t *vp, bool instant, promql_result_t
 		return;
 	}
 	res->type = PROMQL_TYPE_MATRIX;
+	/* Series with a point at every step (most, for dashboards) keep their step array of values (no copy)
+	 * and share one array of the step timestamps; the others get arrays of their points. */
+	int64_t *all_ts = NULL;
 	for (size_t s = 0; s < v.n; s++) {
 		size_t n = 0;
 		for (size_t i = 0; i < ev->nsteps; i++)
@@ -1996,12 +2013,23 @@ static void result_from(ev_t *ev, const val_t *vp, bool instant, promql_result_t
 			continue;
 		promql_series_t *o2 = &res->series[res->nseries++];
 		o2->ls = v.s[s].ls;
+		o2->n = n;
+		if (n == ev->nsteps) {
+			o2->v = v.s[s].v;
+			if (!all_ts) {
+				all_ts = ev_alloc_array(ev, ev->nsteps, sizeof(int64_t));
+				for (size_t i = 0; i < ev->nsteps; i++)
+					all_ts[i] = ev_ts(ev, i);
+			}
+			o2->t = all_ts;
+			continue;
+		}
 		o2->t = ev_alloc_array(ev, n, sizeof(int64_t));
 		o2->v = ev_alloc_array(ev, n, sizeof(double));
-		for (size_t i = 0; i < ev->nsteps; i++)
+		for (size_t i = 0, j = 0; i < ev->nsteps; i++)
 			if (v.s[s].ok[i]) {
-				o2->t[o2->n] = ev_ts(ev, i);
-				o2->v[o2->n++] = v.s[s].v[i];
+				o2->t[j] = ev_ts(ev, i);
+				o2->v[j++] = v.s[s].v[i];
 			}
 	}
 	qsort(res->series, res->nseries, sizeof *res->series, cmp_rseries);

@@ -69,6 +69,7 @@ typedef struct promql_opts {
 
 enum { PROMQL_STATS_NONE = 0, PROMQL_STATS_TOTAL = 1, PROMQL_STATS_PER_STEP = 2 };
 
+/* A result series; t and v are read-only (in a matrix, series with a point at every step share t). */
 typedef struct promql_series {
 	labels_t ls;
 	int64_t *t; /* ms */

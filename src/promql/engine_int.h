@@ -173,6 +173,8 @@ typedef struct obuild {
 
 obuild_t *ob_new(ev_t *ev);
 size_t ob_get(ev_t *ev, obuild_t *ob, labels_t ls); /* ls must live in the arena */
+/* ob_get without value arrays for a new series: the caller sets its v and ok before ob_finish. */
+size_t ob_get_bare(ev_t *ev, obuild_t *ob, labels_t ls);
 /* A new series; an existing equal label set is the "same labelset" execution error (2.42 checks the
  * whole matrix of a range-vector function or unary minus, not step by step). */
 size_t ob_get_unique(ev_t *ev, obuild_t *ob, labels_t ls);
