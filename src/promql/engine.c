@@ -1868,6 +1868,29 @@ size_t promql_default_max_memory(void)
 	return d < ((size_t)256 << 20) ? (size_t)256 << 20 : d;
 }
 
+static int cmp_ptr(const void *x, const void *y)
+{
+	uintptr_t a = (uintptr_t) * (const double *const *)x, b = (uintptr_t) * (const double *const *)y;
+	return a < b ? -1 : a > b;
+}
+
+/* How many of the sorted pointers vs[0..n) equal p. */
+static size_t ptr_count(const double **vs, size_t n, const double *p)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if ((uintptr_t)vs[mid] < (uintptr_t)p)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	size_t k = 0;
+	while (lo + k < n && vs[lo + k] == p)
+		k++;
+	return k;
+}
+
 int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql_expr_t *e, int64_t start,
 		int64_t end, int64_t step, promql_result_t *res, err_t *err)
 {
@@ -2002,8 +2025,13 @@ static void result_from(ev_t *ev, const val_t *vp, bool instant, promql_result_t
 		return;
 	}
 	res->type = PROMQL_TYPE_MATRIX;
-	/* Series with a point at every step (most, for dashboards) keep their step array of values (no copy)
-	 * and share one array of the step timestamps; the others get arrays of their points. */
+	/* No copy of the values: each series' points are compacted in place in its step array (series with a
+	 * point at every step, most on dashboards, share one array of the step timestamps). A step array two
+	 * series share (should an operator ever pass one on twice) is copied instead. */
+	const double **vs = ev_alloc_array(ev, v.n ? v.n : 1, sizeof *vs);
+	for (size_t s = 0; s < v.n; s++)
+		vs[s] = v.s[s].v;
+	qsort(vs, v.n, sizeof *vs, cmp_ptr);
 	int64_t *all_ts = NULL;
 	for (size_t s = 0; s < v.n; s++) {
 		size_t n = 0;
@@ -2014,6 +2042,7 @@ static void result_from(ev_t *ev, const val_t *vp, bool instant, promql_result_t
 		promql_series_t *o2 = &res->series[res->nseries++];
 		o2->ls = v.s[s].ls;
 		o2->n = n;
+		bool shared = ptr_count(vs, v.n, v.s[s].v) > 1;
 		if (n == ev->nsteps) {
 			o2->v = v.s[s].v;
 			if (!all_ts) {
@@ -2025,11 +2054,11 @@ static void result_from(ev_t *ev, const val_t *vp, bool instant, promql_result_t
 			continue;
 		}
 		o2->t = ev_alloc_array(ev, n, sizeof(int64_t));
-		o2->v = ev_alloc_array(ev, n, sizeof(double));
+		o2->v = shared ? ev_alloc_array(ev, n, sizeof(double)) : v.s[s].v;
 		for (size_t i = 0, j = 0; i < ev->nsteps; i++)
 			if (v.s[s].ok[i]) {
 				o2->t[j] = ev_ts(ev, i);
-				o2->v[j++] = v.s[s].v[i];
+				o2->v[j++] = v.s[s].v[i]; /* j <= i: in place, nothing is read after it is overwritten */
 			}
 	}
 	qsort(res->series, res->nseries, sizeof *res->series, cmp_rseries);
