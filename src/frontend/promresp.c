@@ -27,7 +27,10 @@ static str_t jstr(arena_t *a, json_t *j)
 static bool jtime(json_t *j, int64_t *ms)
 {
 	if (json_is_integer(j)) {
-		*ms = (int64_t)json_integer_value(j) * 1000;
+		json_int_t v = json_integer_value(j);
+		if (v > 9200000000000000LL || v < -9200000000000000LL)
+			return false;
+		*ms = (int64_t)v * 1000;
 		return true;
 	}
 	if (!json_is_real(j))
