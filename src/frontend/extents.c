@@ -10,6 +10,7 @@
 
 #include "anypb.pb-c.h"
 #include "base/alloc.h"
+#include "base/varint.h"
 #include "labelpb.pb-c.h"
 #include "queryrange.pb-c.h"
 
@@ -42,11 +43,6 @@ static void pb_free(void *a, void *p)
 static ProtobufCBinaryData bin(str_t s)
 {
 	return (ProtobufCBinaryData){s.n, (uint8_t *)s.p};
-}
-
-static str_t from_bin(ProtobufCBinaryData b)
-{
-	return (str_t){(const char *)b.data, b.len};
 }
 
 /* Pack the response of one extent into an Any (in a). */
@@ -156,51 +152,187 @@ static void pack_response(arena_t *a, const promresp_t *r, Thanos__Any *any)
 	any->value = (ProtobufCBinaryData){len, out};
 }
 
-static bool unpack_matrix(arena_t *a, ProtobufCAllocator *al, ProtobufCBinaryData v, promresp_t *r)
+/* A PrometheusResponse read straight off the wire (the warm path's hot loop: protobuf-c would allocate
+ * one message per sample). Unknown fields are skipped as protobuf requires. */
+typedef struct pbr {
+	const uint8_t *p, *end;
+} pbr_t;
+
+static bool pb_varint(pbr_t *r, uint64_t *v)
 {
-	Queryrange__PrometheusResponse *pr = queryrange__prometheus_response__unpack(al, v.len, v.data);
-	if (!pr || !pr->data || strcmp(pr->status, "success") != 0)
+	int n = uvarint_get(r->p, r->end, v);
+	if (n <= 0)
 		return false;
-	Queryrange__PrometheusData *d = pr->data;
-	r->nseries = d->n_result;
-	r->series = ARENA_NEW_ARRAY(a, promresp_series_t, d->n_result + 1);
-	for (size_t i = 0; i < d->n_result; i++) {
-		Queryrange__SampleStream *ps = d->result[i];
-		promresp_series_t *s = &r->series[i];
-		s->ls.n = ps->n_labels;
-		s->ls.v = ARENA_NEW_ARRAY(a, label_t, ps->n_labels + 1);
-		for (size_t j = 0; j < ps->n_labels; j++)
-			s->ls.v[j] = (label_t){from_bin(ps->labels[j]->name), from_bin(ps->labels[j]->value)};
-		if (labels_normalize(&s->ls))
+	r->p += n;
+	return true;
+}
+
+/* Next field: its number and wire type; for wire type 2 *sub is the payload. */
+static bool pb_field(pbr_t *r, uint32_t *field, int *wt, pbr_t *sub, uint64_t *val)
+{
+	uint64_t tag;
+	if (!pb_varint(r, &tag) || (tag >> 3) == 0 || (tag >> 3) > UINT32_MAX)
+		return false;
+	*field = (uint32_t)(tag >> 3);
+	*wt = (int)(tag & 7);
+	switch (*wt) {
+	case 0: return pb_varint(r, val);
+	case 1:
+		if (r->end - r->p < 8)
 			return false;
-		s->n = ps->n_samples;
-		s->pts = ARENA_NEW_ARRAY(a, promresp_point_t, ps->n_samples + 1);
-		for (size_t j = 0; j < ps->n_samples; j++) {
-			s->pts[j] = (promresp_point_t){ps->samples[j]->timestamp_ms, ps->samples[j]->value};
-			if (j && s->pts[j].t <= s->pts[j - 1].t)
+		memcpy(val, r->p, 8); /* little-endian hosts only (x86-64, arm64) */
+		r->p += 8;
+		return true;
+	case 5:
+		if (r->end - r->p < 4)
+			return false;
+		*val = (uint64_t)r->p[0] | (uint64_t)r->p[1] << 8 | (uint64_t)r->p[2] << 16 | (uint64_t)r->p[3] << 24;
+		r->p += 4;
+		return true;
+	case 2: {
+		uint64_t n;
+		if (!pb_varint(r, &n) || n > (uint64_t)(r->end - r->p))
+			return false;
+		*sub = (pbr_t){r->p, r->p + n};
+		r->p += n;
+		return true;
+	}
+	default: return false;
+	}
+}
+
+static str_t pb_str(pbr_t s)
+{
+	return (str_t){(const char *)s.p, (size_t)(s.end - s.p)};
+}
+
+/* Count the occurrences of a length-delimited field (to size arrays before filling them). */
+static size_t pb_count(pbr_t r, uint32_t want)
+{
+	uint32_t f;
+	int wt;
+	pbr_t sub;
+	uint64_t v;
+	size_t n = 0;
+	while (r.p < r.end && pb_field(&r, &f, &wt, &sub, &v))
+		n += f == want && wt == 2;
+	return n;
+}
+
+static bool unpack_stream(arena_t *a, pbr_t r, promresp_series_t *s)
+{
+	size_t nl = pb_count(r, 1), np = pb_count(r, 2);
+	s->ls.v = ARENA_NEW_ARRAY(a, label_t, nl + 1);
+	s->pts = ARENA_NEW_ARRAY(a, promresp_point_t, np + 1);
+	uint32_t f, f2;
+	int wt, wt2;
+	pbr_t sub, x;
+	uint64_t v, v2;
+	while (r.p < r.end) {
+		if (!pb_field(&r, &f, &wt, &sub, &v))
+			return false;
+		if (wt != 2 || (f != 1 && f != 2))
+			continue;
+		if (f == 1) {
+			label_t *l = &s->ls.v[s->ls.n++];
+			*l = (label_t){STR(""), STR("")};
+			while (sub.p < sub.end) {
+				if (!pb_field(&sub, &f2, &wt2, &x, &v2))
+					return false;
+				if (wt2 == 2 && f2 == 1)
+					l->name = pb_str(x);
+				else if (wt2 == 2 && f2 == 2)
+					l->value = pb_str(x);
+			}
+		} else {
+			promresp_point_t *pt = &s->pts[s->n++];
+			*pt = (promresp_point_t){0, 0};
+			while (sub.p < sub.end) {
+				if (!pb_field(&sub, &f2, &wt2, &x, &v2))
+					return false;
+				if (f2 == 1 && wt2 == 1)
+					memcpy(&pt->v, &v2, 8);
+				else if (f2 == 2 && wt2 == 0)
+					pt->t = (int64_t)v2;
+			}
+			if (s->n > 1 && pt->t <= pt[-1].t)
 				return false;
 		}
 	}
-	if (d->stats && d->stats->samples) {
-		Queryrange__PrometheusResponseSamplesStats *ss = d->stats->samples;
-		promresp_stats_t *st = &r->stats;
+	return labels_normalize(&s->ls) == 0;
+}
+
+static bool unpack_stats(arena_t *a, pbr_t r, promresp_stats_t *st)
+{
+	uint32_t f, f2, f3;
+	int wt, wt2, wt3;
+	pbr_t sub, x, y;
+	uint64_t v, v2, v3;
+	while (r.p < r.end) { /* PrometheusResponseStats{samples = 1} */
+		if (!pb_field(&r, &f, &wt, &sub, &v))
+			return false;
+		if (f != 1 || wt != 2)
+			continue;
 		st->present = true;
-		st->per_step = ss->n_totalqueryablesamplesperstep > 0;
-		st->total_samples = ss->totalqueryablesamples;
-		st->peak_samples = ss->peaksamples;
-		st->nsteps = ss->n_totalqueryablesamplesperstep;
-		st->step_t = ARENA_NEW_ARRAY(a, int64_t, st->nsteps + 1);
-		st->step_n = ARENA_NEW_ARRAY(a, int64_t, st->nsteps + 1);
-		for (size_t j = 0; j < st->nsteps; j++) {
-			st->step_t[j] = ss->totalqueryablesamplesperstep[j]->timestamp_ms;
-			st->step_n[j] = ss->totalqueryablesamplesperstep[j]->value;
+		size_t n = pb_count(sub, 2);
+		st->step_t = ARENA_NEW_ARRAY(a, int64_t, n + 1);
+		st->step_n = ARENA_NEW_ARRAY(a, int64_t, n + 1);
+		while (sub.p < sub.end) {
+			if (!pb_field(&sub, &f2, &wt2, &x, &v2))
+				return false;
+			if (f2 == 1 && wt2 == 0)
+				st->total_samples = (int64_t)v2;
+			else if (f2 == 1000 && wt2 == 0)
+				st->peak_samples = (int64_t)v2;
+			else if (f2 == 2 && wt2 == 2) {
+				int64_t *t = &st->step_t[st->nsteps], *c = &st->step_n[st->nsteps++];
+				*t = *c = 0;
+				while (x.p < x.end) {
+					if (!pb_field(&x, &f3, &wt3, &y, &v3))
+						return false;
+					if (f3 == 1 && wt3 == 0)
+						*c = (int64_t)v3;
+					else if (f3 == 2 && wt3 == 0)
+						*t = (int64_t)v3;
+				}
+			}
+		}
+		st->per_step = st->nsteps > 0;
+	}
+	return true;
+}
+
+static bool unpack_matrix(arena_t *a, ProtobufCBinaryData bytes, promresp_t *r)
+{
+	pbr_t rd = {bytes.data, bytes.data + bytes.len}, sub, x;
+	uint32_t f, f2;
+	int wt, wt2;
+	uint64_t v, v2;
+	bool success = false, data = false;
+	r->warnings = ARENA_NEW_ARRAY(a, str_t, pb_count(rd, 6) + 1);
+	while (rd.p < rd.end) {
+		if (!pb_field(&rd, &f, &wt, &sub, &v))
+			return false;
+		if (wt != 2)
+			continue;
+		if (f == 1)
+			success = str_eq_c(pb_str(sub), "success");
+		else if (f == 6)
+			r->warnings[r->nwarnings++] = pb_str(sub);
+		else if (f == 2) {
+			data = true;
+			r->series = ARENA_NEW_ARRAY(a, promresp_series_t, pb_count(sub, 2) + 1);
+			while (sub.p < sub.end) {
+				if (!pb_field(&sub, &f2, &wt2, &x, &v2))
+					return false;
+				if (wt2 == 2 && f2 == 2 && !unpack_stream(a, x, &r->series[r->nseries++]))
+					return false;
+				if (wt2 == 2 && f2 == 3 && !unpack_stats(a, x, &r->stats))
+					return false;
+			}
 		}
 	}
-	r->nwarnings = pr->n_warnings;
-	r->warnings = ARENA_NEW_ARRAY(a, str_t, pr->n_warnings + 1);
-	for (size_t j = 0; j < pr->n_warnings; j++)
-		r->warnings[j] = str_c(pr->warnings[j]);
-	return true;
+	return success && data;
 }
 
 static bool unpack_response(arena_t *a, promresp_kind_t kind, const Thanos__Any *any, promresp_t *r)
@@ -212,7 +344,7 @@ static bool unpack_response(arena_t *a, promresp_kind_t kind, const Thanos__Any 
 		return false;
 	switch (kind) {
 	case PROMRESP_MATRIX:
-		return strcmp(any->type_url, URL_RANGE) == 0 && unpack_matrix(a, &al, any->value, r);
+		return strcmp(any->type_url, URL_RANGE) == 0 && unpack_matrix(a, any->value, r);
 	case PROMRESP_LABELS: {
 		if (strcmp(any->type_url, URL_LABELS) != 0)
 			return false;

@@ -250,7 +250,7 @@ def main():
             frontend("plain", qurl, "--no-query-range.align-range-with-step"),
             frontend("mem", f"http://127.0.0.1:{pmem.port}", mem_cache,
                      "--labels.response-cache-config=type: IN-MEMORY\nconfig:\n  max_size_items: 1000\n",
-                     "--cache-compression-type=snappy"),
+                     "--cache-compression-type=snappy", "--query-frontend.log-queries-longer-than=-1ms"),
             frontend("mc", f"http://127.0.0.1:{pmc.port}",
                      f"--query-range.response-cache-config=type: MEMCACHED\nconfig:\n  addresses: [127.0.0.1:{mc_port}]\n"
                      "  timeout: 200ms\n"),
@@ -281,6 +281,20 @@ def main():
         result("mem_shifted_refresh_equals_querier", c1 == 200 and b1 == b2, f"{c1}/{c2}")
         result("mem_shifted_refresh_asks_only_new_step", pmem.ranges == [(want_end, want_end)], f"{pmem.ranges}")
         run_set(mem, qh, "mem_stats", stats=True)
+        # Another tenant has a cache of its own; the same tenant again hits it.
+        params = {"query": q, "start": str(s), "end": str(e), "step": str(st)}
+        for tenant, want in (("team-b", True), ("team-b", False)):
+            pmem.reset()
+            c2, b2 = get(mem, "/api/v1/query_range", params, headers={"THANOS-TENANT": tenant})
+            result(f"tenant_{tenant}_{'cold' if want else 'warm'}", c2 == 200 and (pmem.count > 0) == want,
+                   f"{c2}, {pmem.count} downstream requests")
+        # Cache-Control: no-store keeps a request away from the cache.
+        pmem.reset()
+        c2, b2 = get(mem, "/api/v1/query_range", params, headers={"Cache-Control": "no-store"})
+        result("no_store_bypasses_cache", c2 == 200 and pmem.count > 0, f"{pmem.count} downstream requests")
+        log.flush()
+        with open(log.name) as f:
+            result("slow_query_logged", 'msg="slow query detected"' in f.read(), "no slow query line")
 
         # Labels and series (twice: the second time from the labels cache).
         def meta_checks(tag):
