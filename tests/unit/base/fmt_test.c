@@ -335,6 +335,41 @@ TEST(layouts_equal_reference)
 	buf_release(&want);
 }
 
+/* Values in the fast path's range ([1e-7, 1e15): rates, ratios, counters): every answer round-trips and
+ * no shorter digit string does (rounding the digits one place shorter never gives the value back). */
+TEST(shortest_in_fast_range)
+{
+	uint64_t x = 0x9E3779B97F4A7C15ULL;
+	char d[24], s[48];
+	for (int i = 0; i < 200000; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		double v;
+		switch (i % 4) {
+		case 0: v = (double)(x % 100000) / (double)(1 + (x >> 20) % 997); break;
+		case 1: v = (double)(x % 1000000) / 1000.0; break;
+		case 2: v = ldexp((double)(x >> 11), -53) * pow(10, (double)((x >> 3) % 22) - 7); break;
+		default: v = (double)(x % 10000) * 0.1; break;
+		}
+		if (v == 0)
+			continue;
+		int dp, nd = float_shortest_digits(v, d, &dp);
+		snprintf(s, sizeof s, "0.%.*se%d", nd, d, dp);
+		CHECK(strtod(s, NULL) == v);
+		if (nd > 1) {
+			snprintf(s, sizeof s, "%.*e", nd - 2, v); /* the nearest decimal one digit shorter */
+			CHECK(strtod(s, NULL) != v);
+		}
+	}
+	CHECK_STR(f(0.3, 'f'), "0.3");
+	CHECK_STR(f(1.0 / 60, 'f'), "0.016666666666666666");
+	CHECK_STR(f(999999999999999.0, 'f'), "999999999999999");
+	CHECK_STR(f(1e15, 'f'), "1000000000000000");
+	CHECK_STR(f(1e-7, 'e'), "1e-07");
+	CHECK_STR(f(123456.789, 'f'), "123456.789");
+}
+
 TEST(timestamps)
 {
 	CHECK_STR(ts(1700000600000), "1700000600");
