@@ -189,13 +189,21 @@ def main():
         print(f"RESULT frontend_warm_latency_vs_direct {mwarm / md:.3f} x (refresh shifted by a step; target <= 0.05)")
         print(f"RESULT frontend_repeat_latency_vs_direct {mhit / md:.3f} x (all from cache; target <= 0.05)")
 
-        # CPU per cached response.
+        # CPU per cached response (FRONTEND_BENCH_PERF=<file>: recorded with perf for profiling).
+        perf = None
+        if os.environ.get("FRONTEND_BENCH_PERF"):
+            perf = subprocess.Popen(["perf", "record", "-g", "-o", os.environ["FRONTEND_BENCH_PERF"], "-p", str(fe.pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
         c0 = cpu_s(fe.pid)
         t0 = time.perf_counter()
         for i in range(CACHED):
             query(fport, PANELS[i % len(PANELS)], START + STEP, END + STEP, STEP)
         wall = time.perf_counter() - t0
         cpu = cpu_s(fe.pid) - c0
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
         print(f"RESULT frontend_cpu_per_cached_response_ms {cpu / CACHED * 1000:.2f} ms "
               f"({CACHED} responses from cache, {wall / CACHED * 1000:.2f} ms wall each)")
 

@@ -335,18 +335,17 @@ static bool unpack_matrix(arena_t *a, ProtobufCBinaryData bytes, promresp_t *r)
 	return success && data;
 }
 
-static bool unpack_response(arena_t *a, promresp_kind_t kind, const Thanos__Any *any, promresp_t *r)
+static bool unpack_response(arena_t *a, promresp_kind_t kind, str_t type_url, pbr_t value, promresp_t *r)
 {
 	ProtobufCAllocator al = {pb_alloc, pb_free, a};
 	memset(r, 0, sizeof *r);
 	r->kind = kind;
-	if (!any)
-		return false;
+	Thanos__Any anyv = {.type_url = "", .value = {(size_t)(value.end - value.p), (uint8_t *)value.p}}, *any = &anyv;
 	switch (kind) {
 	case PROMRESP_MATRIX:
-		return strcmp(any->type_url, URL_RANGE) == 0 && unpack_matrix(a, any->value, r);
+		return str_eq_c(type_url, URL_RANGE) && unpack_matrix(a, any->value, r);
 	case PROMRESP_LABELS: {
-		if (strcmp(any->type_url, URL_LABELS) != 0)
+		if (!str_eq_c(type_url, URL_LABELS))
 			return false;
 		Queryrange__ThanosLabelsResponse *lr =
 		    queryrange__thanos_labels_response__unpack(&al, any->value.len, any->value.data);
@@ -359,7 +358,7 @@ static bool unpack_response(arena_t *a, promresp_kind_t kind, const Thanos__Any 
 		return true;
 	}
 	case PROMRESP_SERIES: {
-		if (strcmp(any->type_url, URL_SERIES) != 0)
+		if (!str_eq_c(type_url, URL_SERIES))
 			return false;
 		Queryrange__ThanosSeriesResponse *sr =
 		    queryrange__thanos_series_response__unpack(&al, any->value.len, any->value.data);
@@ -395,23 +394,57 @@ bool extents_decode(arena_t *a, promresp_kind_t kind, str_t value, str_t key, bo
 			return false;
 		value = (str_t){raw, n};
 	}
-	ProtobufCAllocator al = {pb_alloc, pb_free, a};
-	Queryrange__CachedResponse *cr =
-	    queryrange__cached_response__unpack(&al, value.n, (const uint8_t *)value.p);
-	if (!cr || !str_eq_c(key, cr->key))
-		return false;
-	out->v = ARENA_NEW_ARRAY(a, extent_t, cr->n_extents + 1);
-	for (size_t i = 0; i < cr->n_extents; i++) {
-		Queryrange__Extent *e = cr->extents[i];
-		if (e->end < e->start || (i && e->start < cr->extents[i - 1]->start))
+	/* CachedResponse{key = 1, extents = 2: Extent{start = 1, end = 2, trace_id = 4, response = 5: Any{type_url = 1,
+	 * value = 2}}}, read off the wire without copies. */
+	pbr_t rd = {(const uint8_t *)value.p, (const uint8_t *)value.p + value.n}, sub, x, y;
+	uint32_t f, f2, f3;
+	int wt, wt2, wt3;
+	uint64_t v, v2, v3;
+	bool key_ok = false;
+	out->v = ARENA_NEW_ARRAY(a, extent_t, pb_count(rd, 2) + 1);
+	while (rd.p < rd.end) {
+		if (!pb_field(&rd, &f, &wt, &sub, &v))
 			return false;
-		extent_t *x = &out->v[out->n++];
-		x->start = e->start;
-		x->end = e->end;
-		if (!unpack_response(a, kind, e->response, &x->resp))
+		if (wt != 2)
+			continue;
+		if (f == 1) {
+			key_ok = str_eq(pb_str(sub), key);
+			continue;
+		}
+		if (f != 2)
+			continue;
+		extent_t *e = &out->v[out->n++];
+		str_t url = STR("");
+		pbr_t val = {NULL, NULL};
+		bool have = false;
+		e->start = e->end = 0;
+		while (sub.p < sub.end) {
+			if (!pb_field(&sub, &f2, &wt2, &x, &v2))
+				return false;
+			if (f2 == 1 && wt2 == 0)
+				e->start = (int64_t)v2;
+			else if (f2 == 2 && wt2 == 0)
+				e->end = (int64_t)v2;
+			else if (f2 == 5 && wt2 == 2) {
+				have = true;
+				while (x.p < x.end) {
+					if (!pb_field(&x, &f3, &wt3, &y, &v3))
+						return false;
+					if (f3 == 1 && wt3 == 2)
+						url = pb_str(y);
+					else if (f3 == 2 && wt3 == 2)
+						val = y;
+				}
+			}
+		}
+		if (!have || e->end < e->start || (out->n > 1 && e->start < e[-1].start))
+			return false;
+		if (!val.p)
+			val = (pbr_t){(const uint8_t *)"", (const uint8_t *)""};
+		if (!unpack_response(a, kind, url, val, &e->resp))
 			return false;
 	}
-	return true;
+	return key_ok;
 }
 
 void extents_encode(buf_t *out, str_t key, const extents_t *ex, bool snappy)

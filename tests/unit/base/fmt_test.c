@@ -346,11 +346,16 @@ TEST(shortest_in_fast_range)
 		x ^= x >> 7;
 		x ^= x << 17;
 		double v;
-		switch (i % 4) {
+		switch (i % 5) {
 		case 0: v = (double)(x % 100000) / (double)(1 + (x >> 20) % 997); break;
 		case 1: v = (double)(x % 1000000) / 1000.0; break;
 		case 2: v = ldexp((double)(x >> 11), -53) * pow(10, (double)((x >> 3) % 22) - 7); break;
-		default: v = (double)(x % 10000) * 0.1; break;
+		case 3: v = (double)(x % 10000) * 0.1; break;
+		default: /* a few ulps around a power of ten */
+			v = pow(10, (double)((x >> 5) % 22) - 6);
+			for (int k = (int)(x % 7) - 3; k; k += k > 0 ? -1 : 1)
+				v = nextafter(v, k > 0 ? INFINITY : 0);
+			break;
 		}
 		if (v == 0)
 			continue;
@@ -361,8 +366,18 @@ TEST(shortest_in_fast_range)
 			snprintf(s, sizeof s, "%.*e", nd - 2, v); /* the nearest decimal one digit shorter */
 			CHECK(strtod(s, NULL) != v);
 		}
+		/* and of that length the nearest one: the correctly rounded decimal */
+		snprintf(s, sizeof s, "%.*e", nd - 1, v);
+		char want[24];
+		int nw = 0;
+		for (const char *q = s; *q && *q != 'e'; q++)
+			if (*q != '.')
+				want[nw++] = *q;
+		CHECK(nw == nd && memcmp(want, d, (size_t)nd) == 0);
 	}
 	CHECK_STR(f(0.3, 'f'), "0.3");
+	CHECK_STR(f(0.09999999999999999, 'f'), "0.09999999999999999");
+	CHECK_STR(f(0.9999999999999999, 'f'), "0.9999999999999999");
 	CHECK_STR(f(1.0 / 60, 'f'), "0.016666666666666666");
 	CHECK_STR(f(999999999999999.0, 'f'), "999999999999999");
 	CHECK_STR(f(1e15, 'f'), "1000000000000000");
