@@ -176,7 +176,8 @@ static bool pb_field(pbr_t *r, uint32_t *field, int *wt, pbr_t *sub, uint64_t *v
 	*field = (uint32_t)(tag >> 3);
 	*wt = (int)(tag & 7);
 	switch (*wt) {
-	case 0: return pb_varint(r, val);
+	case 0:
+		return pb_varint(r, val);
 	case 1:
 		if (r->end - r->p < 8)
 			return false;
@@ -186,7 +187,8 @@ static bool pb_field(pbr_t *r, uint32_t *field, int *wt, pbr_t *sub, uint64_t *v
 	case 5:
 		if (r->end - r->p < 4)
 			return false;
-		*val = (uint64_t)r->p[0] | (uint64_t)r->p[1] << 8 | (uint64_t)r->p[2] << 16 | (uint64_t)r->p[3] << 24;
+		*val = (uint64_t)r->p[0] | (uint64_t)r->p[1] << 8 | (uint64_t)r->p[2] << 16 |
+		       (uint64_t)r->p[3] << 24;
 		r->p += 4;
 		return true;
 	case 2: {
@@ -197,7 +199,8 @@ static bool pb_field(pbr_t *r, uint32_t *field, int *wt, pbr_t *sub, uint64_t *v
 		r->p += n;
 		return true;
 	}
-	default: return false;
+	default:
+		return false;
 	}
 }
 
@@ -340,7 +343,8 @@ static bool unpack_response(arena_t *a, promresp_kind_t kind, str_t type_url, pb
 	ProtobufCAllocator al = {pb_alloc, pb_free, a};
 	memset(r, 0, sizeof *r);
 	r->kind = kind;
-	Thanos__Any anyv = {.type_url = "", .value = {(size_t)(value.end - value.p), (uint8_t *)value.p}}, *any = &anyv;
+	Thanos__Any anyv = {.type_url = "", .value = {(size_t)(value.end - value.p), (uint8_t *)value.p}},
+	            *any = &anyv;
 	switch (kind) {
 	case PROMRESP_MATRIX:
 		return str_eq_c(type_url, URL_RANGE) && unpack_matrix(a, any->value, r);
@@ -394,8 +398,8 @@ bool extents_decode(arena_t *a, promresp_kind_t kind, str_t value, str_t key, bo
 			return false;
 		value = (str_t){raw, n};
 	}
-	/* CachedResponse{key = 1, extents = 2: Extent{start = 1, end = 2, trace_id = 4, response = 5: Any{type_url = 1,
-	 * value = 2}}}, read off the wire without copies. */
+	/* CachedResponse{key = 1, extents = 2: Extent{start = 1, end = 2, trace_id = 4, response = 5:
+	 * Any{type_url = 1, value = 2}}}, read off the wire without copies. */
 	pbr_t rd = {(const uint8_t *)value.p, (const uint8_t *)value.p + value.n}, sub, x, y;
 	uint32_t f, f2, f3;
 	int wt, wt2, wt3;

@@ -28,7 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		extents_t ex;
 		if (extents_decode(&a, kind, (str_t){p, n}, STR("fe:key"), sel & 8, &ex)) {
 			extents_plan_t plan;
-			extents_partition(&a, &ex, 0, 1000000, kind == PROMRESP_MATRIX ? 1000 : 1, false, &plan);
+			extents_partition(&a, &ex, 0, 1000000, kind == PROMRESP_MATRIX ? 1000 : 1, false,
+			                  &plan);
 			buf_t b = BUF_INIT;
 			extents_encode(&b, STR("fe:key"), &ex, false);
 			buf_release(&b);

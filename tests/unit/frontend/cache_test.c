@@ -26,9 +26,13 @@ TEST(config_errors_name_line_and_column)
 {
 	fecache_config_t c;
 	err_t err = {0};
-	const char *bad[] = {"type: REDIS\nconfig: {}\n", "type: IN-MEMORY\nconfig:\n  max_size: lots\n",
-			     "type: IN-MEMORY\nconfig:\n  bogus: 1\n", "type: MEMCACHED\nconfig:\n  timeout: 1s\n",
-			     "type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  expiration: soon\n", "[", "config: {}\n"};
+	const char *bad[] = {"type: REDIS\nconfig: {}\n",
+	                     "type: IN-MEMORY\nconfig:\n  max_size: lots\n",
+	                     "type: IN-MEMORY\nconfig:\n  bogus: 1\n",
+	                     "type: MEMCACHED\nconfig:\n  timeout: 1s\n",
+	                     "type: MEMCACHED\nconfig:\n  addresses: [a:1]\n  expiration: soon\n",
+	                     "[",
+	                     "config: {}\n"};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		fecache_config_init(&c);
 		err = (err_t){0};
@@ -54,7 +58,7 @@ TEST(inmemory_lru_items_bytes_validity)
 	str_t keys[] = {STR("a")}, vals[3];
 	bool found[3];
 	CHECK(fecache_get_multi(c, keys, 1, &a, vals, found) == 1); /* a is now the most recent */
-	fecache_put(c, STR("c"), "3", 1);                         /* evicts b */
+	fecache_put(c, STR("c"), "3", 1);                           /* evicts b */
 	str_t k3[] = {STR("a"), STR("b"), STR("c")};
 	CHECK(fecache_get_multi(c, k3, 3, &a, vals, found) == 2);
 	CHECK(found[0] && !found[1] && found[2] && str_eq_c(vals[2], "3"));
@@ -82,8 +86,10 @@ TEST(memcached_and_dead_memcached)
 	pid_t pid = test_memcached_start(port);
 	CHECK(pid > 0);
 	char yaml[256];
-	snprintf(yaml, sizeof yaml, "type: MEMCACHED\nconfig:\n  addresses: [127.0.0.1:%d]\n  timeout: 200ms\n  expiration: 1h\n",
-		 port);
+	snprintf(
+	    yaml, sizeof yaml,
+	    "type: MEMCACHED\nconfig:\n  addresses: [127.0.0.1:%d]\n  timeout: 200ms\n  expiration: 1h\n",
+	    port);
 	err_t err = {0};
 	fecache_t *c = parse_new(yaml, &err);
 	CHECK(c != NULL);
@@ -97,7 +103,7 @@ TEST(memcached_and_dead_memcached)
 	CHECK(found[0] && str_eq_c(vals[0], "value") && !found[1]);
 	test_memcached_stop(pid);
 	CHECK(fecache_get_multi(c, keys, 2, &a, vals, found) == 0); /* a dead server is a miss */
-	fecache_put(c, STR("0123456789abcdef"), "v", 1);          /* and a set never fails */
+	fecache_put(c, STR("0123456789abcdef"), "v", 1);            /* and a set never fails */
 	fecache_free(c);
 	arena_release(&a);
 }
@@ -107,10 +113,11 @@ TEST(tripper_config)
 	downstream_config_t c = {0};
 	err_t err = {0};
 	const char *ok = "idle_conn_timeout: 90s\nresponse_header_timeout: 30s\ntls_handshake_timeout: 5s\n"
-			 "max_idle_conns: 100\nmax_idle_conns_per_host: 100\nmax_conns_per_host: 0\n";
+	                 "max_idle_conns: 100\nmax_idle_conns_per_host: 100\nmax_conns_per_host: 0\n";
 	CHECK(downstream_tripper_parse(ok, strlen(ok), "t", &c, &err) == 0);
 	CHECK(c.timeout_ms == 30000 && c.connect_timeout_ms == 5000);
-	CHECK(downstream_tripper_parse("bogus: 1\n", 9, "t", &c, &err) == ERR_INVALID && strstr(err.msg, "bogus"));
+	CHECK(downstream_tripper_parse("bogus: 1\n", 9, "t", &c, &err) == ERR_INVALID &&
+	      strstr(err.msg, "bogus"));
 	CHECK(downstream_tripper_parse("max_idle_conns: -1\n", 19, "t", &c, &err) == ERR_INVALID);
 	downstream_t *d;
 	downstream_config_t bad = {.url = "localhost:9090"};
