@@ -325,6 +325,8 @@ static size_t mem_get_multi(fecache_t *c, const str_t *keys, size_t n, arena_t *
 
 static void mem_put(fecache_t *c, str_t key, const void *val, size_t n)
 {
+	if (c->max_bytes && key.n + n + ENTRY_OVERHEAD > c->max_bytes)
+		return; /* larger than the whole cache */
 	entry_t *e = xmalloc(sizeof *e + key.n + n);
 	e->klen = key.n;
 	e->vlen = n;
@@ -332,10 +334,6 @@ static void mem_put(fecache_t *c, str_t key, const void *val, size_t n)
 	memcpy(e->data, key.p, key.n);
 	memcpy(e->data + key.n, val, n);
 	size_t cost = entry_cost(e);
-	if (c->max_bytes && cost > c->max_bytes) {
-		free(e);
-		return;
-	}
 	pthread_mutex_lock(&c->mu);
 	entry_t *old = hmap_get(&c->map, key);
 	if (old)

@@ -3,6 +3,7 @@
  */
 #include "frontend/frontend.h"
 
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,6 +232,7 @@ typedef struct chain {
 	const ds_call_t *failed; /* set when a call failed: the answer to relay */
 	ds_call_t *calls;
 	size_t ncalls;
+	size_t bytes; /* downstream bodies decoded */
 } chain_t;
 
 /* Run the pieces: cache lookups (one batch), downstream calls (one parallel batch), merges and cache
@@ -296,6 +298,7 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 	promresp_t *fetched = ARENA_NEW_ARRAY(a, promresp_t, ncalls + 1);
 	for (size_t i = 0; i < ncalls; i++) {
 		err_t err = {0};
+		ch->bytes += calls[i].resp.body.n;
 		if (promresp_decode(a, ch->kind, calls[i].resp.body.p, calls[i].resp.body.n, &fetched[i],
 		                    &err)) {
 			respond_error(r, API_ERR_INTERNAL,
@@ -354,11 +357,19 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 	return 0;
 }
 
+/* Large answers leave the heap fragmented by the JSON decoder's many small blocks; hand the free
+ * memory back to the system after them so the process's size follows its cache, not its peaks. */
+#define TRIM_AFTER_BYTES (4u << 20)
+
 static void release_calls(chain_t *ch)
 {
 	for (size_t i = 0; i < ch->ncalls; i++)
 		ds_call_release(&ch->calls[i]);
 	ch->ncalls = 0;
+	if (ch->bytes > TRIM_AFTER_BYTES) {
+		malloc_trim(0);
+		ch->bytes = 0;
+	}
 }
 
 /* ------------------------------------------------------------------ range queries */

@@ -66,9 +66,9 @@ TEST(inmemory_lru_items_bytes_validity)
 	fecache_free(c);
 
 	c = parse_new("type: IN-MEMORY\nconfig:\n  max_size: 1KB\n  validity: 1s\n", &err);
-	char big[600] = {0};
-	fecache_put(c, STR("x"), big, sizeof big);
-	fecache_put(c, STR("y"), big, sizeof big); /* 2 x (600 + overhead) > 1000: x goes */
+	static char big[2000];
+	fecache_put(c, STR("x"), big, 600);
+	fecache_put(c, STR("y"), big, 600); /* 2 x (600 + overhead) > 1000: x goes */
 	CHECK(fecache_bytes(c) <= 1000 && fecache_items(c) == 1);
 	fecache_put(c, STR("z"), big, 2000); /* larger than the whole cache: not stored */
 	CHECK_EQ_INT(fecache_items(c), 1);
