@@ -3,7 +3,6 @@
  * caches (frontend/cache.h), the downstream (frontend/downstream.h) and the routes (frontend/frontend.h)
  * on one HTTP server whose worker pool runs the requests.
  */
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,9 +146,6 @@ int cmd_query_frontend(int argc, char **argv)
 	free(res.pos);
 	if ((rc = cmd_server_setup_logging("strata query-frontend", &sf)))
 		return rc;
-	/* Blocks of 1 MiB and more (request arenas holding large answers) are mapped and unmapped, never
-	 * kept in the heap after a peak (glibc would otherwise raise this threshold as they are freed). */
-	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	int64_t slow_ms = 0;
 	err_t err = {0};
 	bool neg = slow_s[0] == '-';

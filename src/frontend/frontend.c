@@ -3,7 +3,6 @@
  */
 #include "frontend/frontend.h"
 
-#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,19 +356,16 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 	return 0;
 }
 
-/* Large answers leave the heap fragmented by the JSON decoder's many small blocks; hand the free
- * memory back to the system after them so the process's size follows its cache, not its peaks. */
-#define TRIM_AFTER_BYTES (4u << 20)
-
+/* The downstream bodies are freed here, and what jansson decoded them into (many small malloc blocks,
+ * not the request arena) has been: both count towards the process's heap trim (alloc_note_freed), as
+ * arenas do, so the frontend's size follows its cache, not its peaks. */
 static void release_calls(chain_t *ch)
 {
 	for (size_t i = 0; i < ch->ncalls; i++)
 		ds_call_release(&ch->calls[i]);
 	ch->ncalls = 0;
-	if (ch->bytes > TRIM_AFTER_BYTES) {
-		malloc_trim(0);
-		ch->bytes = 0;
-	}
+	alloc_note_freed(ch->bytes);
+	ch->bytes = 0;
 }
 
 /* ------------------------------------------------------------------ range queries */

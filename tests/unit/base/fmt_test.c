@@ -335,9 +335,10 @@ TEST(layouts_equal_reference)
 	buf_release(&want);
 }
 
-/* Values in the fast path's range ([1e-7, 1e15): rates, ratios, counters): every answer round-trips and
- * no shorter digit string does (rounding the digits one place shorter never gives the value back). */
-TEST(shortest_in_fast_range)
+/* Values as queries produce them (rates, ratios, counters, ulps around powers of ten): every answer
+ * round-trips, no shorter digit string does (rounding one place shorter never gives the value back),
+ * and of its length it is the correctly rounded decimal. */
+TEST(shortest_query_values)
 {
 	uint64_t x = 0x9E3779B97F4A7C15ULL;
 	char d[24], s[48];
@@ -347,10 +348,18 @@ TEST(shortest_in_fast_range)
 		x ^= x << 17;
 		double v;
 		switch (i % 5) {
-		case 0: v = (double)(x % 100000) / (double)(1 + (x >> 20) % 997); break;
-		case 1: v = (double)(x % 1000000) / 1000.0; break;
-		case 2: v = ldexp((double)(x >> 11), -53) * pow(10, (double)((x >> 3) % 22) - 7); break;
-		case 3: v = (double)(x % 10000) * 0.1; break;
+		case 0:
+			v = (double)(x % 100000) / (double)(1 + (x >> 20) % 997);
+			break;
+		case 1:
+			v = (double)(x % 1000000) / 1000.0;
+			break;
+		case 2:
+			v = ldexp((double)(x >> 11), -53) * pow(10, (double)((x >> 3) % 22) - 7);
+			break;
+		case 3:
+			v = (double)(x % 10000) * 0.1;
+			break;
 		default: /* a few ulps around a power of ten */
 			v = pow(10, (double)((x >> 5) % 22) - 6);
 			for (int k = (int)(x % 7) - 3; k; k += k > 0 ? -1 : 1)
