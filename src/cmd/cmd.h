@@ -32,6 +32,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "net/conn.h"
+#include "net/webconfig.h"
 
 typedef struct cmd {
 	const char *name;
@@ -60,6 +61,7 @@ typedef struct cmd_server_flags {
 	char *log_level;
 	char *log_format;
 	bool check_config;
+	char *http_config; /* web configuration file (net/webconfig.h) */
 } cmd_server_flags_t;
 
 /* Expand inside a flag_def_t array: flag_def_t defs[] = { CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"), ... }; */
@@ -72,7 +74,9 @@ typedef struct cmd_server_flags {
 	{"log.format", FLAG_ENUM, &(sf)->log_format, "logfmt", "Log format to use.", "logfmt|json"},   \
 	{"check-config", FLAG_BOOL, &(sf)->check_config, "false",                                        \
 	 "Dry run: parse the flags and every configuration file they name, check the listen "            \
-	 "addresses, then exit (0, or non-zero with the error) without starting anything."}
+	 "addresses, then exit (0, or non-zero with the error) without starting anything."},           \
+	{"http.config", FLAG_STRING, &(sf)->http_config, "",                                             \
+	 "Path to the configuration file that can enable TLS or authentication for all HTTP endpoints."}
 
 /* Parse a subcommand's flags: prints usage and returns 0 with *exit_now set for --help; prints
  * "strata <cmd>: <message naming the flag>" and returns 2 (with *exit_now set) for bad flags;
@@ -163,8 +167,8 @@ static inline int cmd_server_setup_logging(const char *cmdline, const cmd_server
  *     }
  *
  * Without --check-config: returns -1 (carry on). With it: checks --http-address and the given
- * addresses (form, host resolves; nothing is bound), then prints "<cmd>: configuration OK" and
- * returns 0, or prints the bad address and returns 2. */
+ * addresses (form, host resolves; nothing is bound) and loads --http.config (certificates
+ * included), then prints "<cmd>: configuration OK" and returns 0, or prints the error and returns 2. */
 static inline int cmd_check_config(const char *cmdline, const cmd_server_flags_t *sf, ...)
 {
 	if (!sf->check_config)
@@ -176,6 +180,9 @@ static inline int cmd_check_config(const char *cmdline, const cmd_server_flags_t
 	for (const char *a; !rc && (a = va_arg(ap, const char *));)
 		rc = listener_check_address(a, &err);
 	va_end(ap);
+	webcfg_t *web = NULL;
+	if (!rc && sf->http_config && *sf->http_config && !(rc = webcfg_new(&web, sf->http_config, &err)))
+		webcfg_free(web);
 	if (rc) {
 		fprintf(stderr, "%s: %s\n", cmdline, err.msg);
 		return 2;

@@ -239,7 +239,7 @@ int cmd_query(int argc, char **argv)
 		fprintf(stderr, "strata query: %s\n", err.msg);
 		goto out;
 	}
-	http_server_config_t hc = {.address = sf.http_address, .component = "query"};
+	http_server_config_t hc = {.address = sf.http_address, .component = "query", .web_config_file = sf.http_config};
 	if (http_server_new(&http, loop, &hc, &err)) {
 		fprintf(stderr, "strata query: %s\n", err.msg);
 		goto out;

@@ -464,7 +464,7 @@ int cmd_sidecar(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	http_server_config_t hcfg = {.address = sc.sf.http_address};
+	http_server_config_t hcfg = {.address = sc.sf.http_address, .web_config_file = sc.sf.http_config};
 	if (http_server_new(&http, http_loop, &hcfg, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		rc = 1;

@@ -219,7 +219,7 @@ int cmd_store(int argc, char **argv)
 		fprintf(stderr, "strata store: %s\n", err.msg);
 		goto out_store;
 	}
-	http_server_config_t hc = {.address = sf.http_address, .component = "store"};
+	http_server_config_t hc = {.address = sf.http_address, .component = "store", .web_config_file = sf.http_config};
 	if (http_server_new(&http, loop, &hc, &err)) {
 		fprintf(stderr, "strata store: %s\n", err.msg);
 		goto out_loop;

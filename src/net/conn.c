@@ -15,9 +15,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "net/tls.h"
 
 #define READ_CHUNK 16384
 #define READ_BUDGET (256 * 1024) /* per readiness event, for fairness between connections */
@@ -30,7 +34,11 @@ struct listener {
 	int64_t write_timeout_ms;
 	int max_conns;
 	size_t nconns;
-	conn_t *conns;
+	size_t nhandshaking;
+	conn_t *conns, *tail; /* newest first */
+	struct ssl_st *(*tls_new_ssl)(void *arg);
+	void *tls_arg;
+	int64_t handshake_timeout_ms;
 	uint64_t sweep_timer;
 	uint64_t retry_timer;
 	void (*on_accept)(listener_t *ls, conn_t *c, void *arg);
@@ -53,16 +61,27 @@ void conn_close(conn_t *c)
 	if (c->proto && c->proto->on_close)
 		c->proto->on_close(c);
 	c->proto = NULL;
+	listener_t *ls = c->listener;
+	if (c->ssl) {
+		if (c->handshaking)
+			ls->nhandshaking--;
+		else if (!c->peer_eof)
+			SSL_shutdown(c->ssl); /* best effort close_notify; never waits */
+		ERR_clear_error();
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+	}
 	loop_del_fd(c->loop, c->fd);
 	close(c->fd);
 	c->fd = -1;
-	listener_t *ls = c->listener;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
 		ls->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	else
+		ls->tail = c->prev;
 	c->prev = c->next = NULL;
 	ls->nconns--;
 	loop_post(c->loop, conn_free_post, c);
@@ -100,22 +119,105 @@ static void update_events(conn_t *c)
 {
 	if (c->closed)
 		return;
+	if (c->handshaking) {
+		loop_set_events(c->loop, c->fd, c->tls_want_write ? LOOP_WRITE : LOOP_READ);
+		return;
+	}
 	int ev = 0;
 	size_t unconsumed = c->in.n - c->in_off;
 	size_t max = c->in_max ? c->in_max : (1u << 20);
 	if (!c->peer_eof && !c->read_paused && !c->close_after_flush && unconsumed <= max)
 		ev |= LOOP_READ;
-	if (conn_pending_out(c) > 0)
+	if (conn_pending_out(c) > 0 || c->tls_want_write)
 		ev |= LOOP_WRITE;
 	loop_set_events(c->loop, c->fd, ev);
+}
+
+/* ---- the transport: plain socket or TLS ---- */
+
+/* Like recv(2): > 0 bytes, 0 at EOF (a TLS close_notify or an unclean close), -1 with errno (EAGAIN). */
+static ssize_t transport_recv(conn_t *c, void *p, size_t n)
+{
+	if (!c->ssl)
+		return recv(c->fd, p, n, 0);
+	ERR_clear_error();
+	int r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_READ: errno = EAGAIN; return -1;
+	case SSL_ERROR_WANT_WRITE: c->tls_want_write = true; errno = EAGAIN; return -1;
+	case SSL_ERROR_ZERO_RETURN: return 0;
+	case SSL_ERROR_SYSCALL:
+		if (errno == 0)
+			return 0;
+		return -1;
+	default: {
+		char why[256];
+		tls_errors(why, sizeof why);
+		log_debug("TLS read failed", "peer", c->peer, "err", why);
+		errno = EPROTO;
+		return -1;
+	}
+	}
+}
+
+/* Like send(2) without SIGPIPE. */
+static ssize_t transport_send(conn_t *c, const void *p, size_t n)
+{
+	if (!c->ssl)
+		return send(c->fd, p, n, MSG_NOSIGNAL);
+	ERR_clear_error();
+	int w = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (w > 0)
+		return w;
+	switch (SSL_get_error(c->ssl, w)) {
+	case SSL_ERROR_WANT_WRITE:
+	case SSL_ERROR_WANT_READ: errno = EAGAIN; return -1;
+	case SSL_ERROR_SYSCALL:
+		if (errno == 0)
+			errno = EPIPE;
+		return -1;
+	default: ERR_clear_error(); errno = EPIPE; return -1;
+	}
+}
+
+/* One step of the server-side handshake; on success the protocol starts seeing data. */
+static void handshake(conn_t *c)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->handshaking = false;
+		c->tls_want_write = false;
+		c->hs_deadline = 0;
+		c->listener->nhandshaking--;
+		return;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+		return;
+	}
+	char why[256];
+	if (e == SSL_ERROR_SYSCALL && !ERR_peek_error())
+		snprintf(why, sizeof why, "%s", errno ? strerror(errno) : "connection closed during the handshake");
+	else
+		tls_errors(why, sizeof why);
+	log_debug("TLS handshake failed", "peer", c->peer, "err", why);
+	conn_close(c);
 }
 
 void conn_flush(conn_t *c)
 {
 	if (c->closed)
 		return;
+	if (c->handshaking) { /* queued output waits for the handshake */
+		update_events(c);
+		return;
+	}
 	while (c->out_off < c->out.n) {
-		ssize_t w = send(c->fd, c->out.p + c->out_off, c->out.n - c->out_off, MSG_NOSIGNAL);
+		ssize_t w = transport_send(c, c->out.p + c->out_off, c->out.n - c->out_off);
 		if (w > 0) {
 			c->out_off += (size_t)w;
 			continue;
@@ -176,6 +278,19 @@ static void conn_on_event(loop_t *l, int fd, int events, void *arg)
 {
 	conn_t *c = arg;
 	c->in_callback = true;
+	if (c->handshaking) {
+		handshake(c);
+		if (c->closed)
+			goto out;
+		if (c->handshaking) {
+			update_events(c);
+			goto out;
+		}
+		events = LOOP_READ | LOOP_WRITE; /* done: send what the protocol queued, read what came along */
+	} else if (c->tls_want_write && (events & LOOP_WRITE)) {
+		c->tls_want_write = false; /* the read that needed the socket writable goes on */
+		events |= LOOP_READ;
+	}
 	if (events & LOOP_WRITE) {
 		conn_flush(c);
 		if (c->closed)
@@ -188,7 +303,8 @@ static void conn_on_event(loop_t *l, int fd, int events, void *arg)
 	if (events & LOOP_READ) {
 		size_t got = 0;
 		bool eof = false;
-		while (got < READ_BUDGET) {
+		/* TLS: decrypted bytes OpenSSL holds are invisible to epoll, so a record is always read to its end */
+		while (got < READ_BUDGET || (c->ssl && SSL_pending(c->ssl) > 0)) {
 			if (c->in_off > 0 && c->in_off == c->in.n) {
 				buf_reset(&c->in);
 				c->in_off = 0;
@@ -200,12 +316,12 @@ static void conn_on_event(loop_t *l, int fd, int events, void *arg)
 				c->in_off = 0;
 			}
 			buf_reserve(&c->in, READ_CHUNK);
-			ssize_t r = recv(fd, c->in.p + c->in.n, c->in.cap - c->in.n - 1, 0);
+			ssize_t r = transport_recv(c, c->in.p + c->in.n, c->in.cap - c->in.n - 1);
 			if (r > 0) {
 				c->in.n += (size_t)r;
 				c->in.p[c->in.n] = 0;
 				got += (size_t)r;
-				if ((size_t)r < READ_CHUNK)
+				if ((size_t)r < READ_CHUNK && !c->ssl)
 					break;
 				continue;
 			}
@@ -244,6 +360,11 @@ static int64_t sweep(loop_t *l, uint64_t id, void *arg)
 	conn_t *next;
 	for (conn_t *c = ls->conns; c; c = next) {
 		next = c->next;
+		if (c->handshaking && now >= c->hs_deadline) {
+			log_debug("closing connection: TLS handshake timed out", "peer", c->peer);
+			conn_close(c);
+			continue;
+		}
 		if (c->stall_since && now - c->stall_since > (uint64_t)ls->write_timeout_ms) {
 			log_debug("closing connection: peer is not reading", "peer", c->peer);
 			conn_close(c);
@@ -309,13 +430,38 @@ static int conn_register(listener_t *ls, int fd, const char *peer, err_t *err)
 		free(c);
 		return rc;
 	}
+	if (ls->tls_new_ssl) {
+		c->ssl = ls->tls_new_ssl(ls->tls_arg);
+		SSL_set_fd(c->ssl, fd);
+		SSL_set_accept_state(c->ssl);
+		c->handshaking = true;
+		c->hs_deadline = clock_mono_ms() + (uint64_t)ls->handshake_timeout_ms;
+		ls->nhandshaking++;
+	}
 	c->next = ls->conns;
 	if (ls->conns)
 		ls->conns->prev = c;
+	else
+		ls->tail = c;
 	ls->conns = c;
 	ls->nconns++;
 	ls->on_accept(ls, c, ls->arg);
 	return 0;
+}
+
+/* Full listener: make room by closing the oldest connection still in its TLS handshake (a flood of
+ * half-open connections then only displaces itself). */
+static bool evict_handshaking(listener_t *ls)
+{
+	if (!ls->nhandshaking)
+		return false;
+	for (conn_t *c = ls->tail; c; c = c->prev)
+		if (c->handshaking) {
+			log_debug("connection limit reached: closing the oldest TLS handshake", "peer", c->peer);
+			conn_close(c);
+			return true;
+		}
+	return false;
 }
 
 static void on_accept(loop_t *l, int fd, int events, void *arg)
@@ -337,7 +483,7 @@ static void on_accept(loop_t *l, int fd, int events, void *arg)
 			}
 			return;
 		}
-		if (ls->nconns >= (size_t)ls->max_conns) {
+		if (ls->nconns >= (size_t)ls->max_conns && !evict_handshaking(ls)) {
 			close(cfd);
 			continue;
 		}
@@ -441,6 +587,9 @@ int listener_new(listener_t **out, loop_t *loop, const listener_config_t *cfg, e
 	ls->max_conns = cfg->max_conns > 0 ? cfg->max_conns : 10000;
 	ls->on_accept = cfg->on_accept;
 	ls->arg = cfg->arg;
+	ls->tls_new_ssl = cfg->tls_new_ssl;
+	ls->tls_arg = cfg->tls_arg;
+	ls->handshake_timeout_ms = cfg->handshake_timeout_ms > 0 ? cfg->handshake_timeout_ms : 10000;
 	rc = loop_add_fd(loop, fd, LOOP_READ, on_accept, ls, err);
 	if (rc) {
 		close(fd);
@@ -479,6 +628,11 @@ void listener_free(listener_t *ls)
 int listener_port(const listener_t *ls)
 {
 	return ls->port;
+}
+
+size_t listener_handshaking(const listener_t *ls)
+{
+	return ls->nhandshaking;
 }
 
 size_t listener_conn_count(const listener_t *ls)

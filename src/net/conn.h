@@ -12,6 +12,13 @@
  * HTTP/1 proto seeing the "PRI * HTTP/2.0" preface / an h2c Upgrade) calls conn_set_proto with an
  * HTTP/2 protocol on the same listener, loop, buffers, deadlines and shutdown handling.
  *
+ * TLS: a listener configured with tls_new_ssl wraps every connection in an OpenSSL session (net/tls.h
+ * makes the contexts). The handshake runs non-blocking on the loop before the protocol sees a byte;
+ * it must finish within handshake_timeout_ms (slow or silent peers are closed), and when the listener
+ * is full a new connection evicts the oldest one still handshaking, so half-open connections cannot
+ * lock clients out. Output queued meanwhile (an HTTP/2 preface) is sent once it completes. A failed
+ * handshake (no or untrusted client certificate, plaintext on a TLS port) just closes that connection.
+ *
  * Output is queued with conn_write and sent by conn_flush (called automatically after on_data;
  * protocols call it after writing from other callbacks). A peer that stops reading for longer than
  * the listener's write_timeout_ms is disconnected. Closed connections are freed from a loop post, so
@@ -58,6 +65,10 @@ struct conn {
 	bool closed;
 	bool close_after_flush;
 	bool in_callback;
+	struct ssl_st *ssl;   /* TLS session, NULL for plaintext */
+	bool handshaking;     /* TLS handshake still running: the protocol sees nothing yet */
+	bool tls_want_write;  /* OpenSSL needs the socket writable before it can go on */
+	uint64_t hs_deadline; /* mono ms by which the handshake must be done */
 	char peer[64]; /* "ip:port" */
 	conn_t *prev, *next;
 };
@@ -68,6 +79,10 @@ typedef struct listener_config {
 	int max_conns;             /* 0 = 10000; beyond it new connections are closed at once */
 	void (*on_accept)(listener_t *ls, conn_t *c, void *arg);
 	void *arg;
+	/* TLS: when set, called for each new connection for its SSL (e.g. tls_server_new_ssl). */
+	struct ssl_st *(*tls_new_ssl)(void *arg);
+	void *tls_arg;
+	int64_t handshake_timeout_ms; /* 0 = 10s */
 } listener_config_t;
 
 /* Bind and listen. ERR_INVALID for a malformed address, ERR_IO for bind/listen failures
@@ -89,6 +104,9 @@ conn_t *listener_first(listener_t *ls);
  * accepted: made non-blocking, counted, handed to on_accept. Not subject to max_conns. Takes fd over:
  * on failure (ERR_IO, message names peer) it is closed. peer may be NULL ("unknown"). */
 int listener_adopt(listener_t *ls, int fd, const char *peer, err_t *err);
+
+/* Connections still in their TLS handshake. */
+size_t listener_handshaking(const listener_t *ls);
 
 void conn_set_proto(conn_t *c, const conn_proto_t *proto, void *data);
 /* Drop n bytes from the front of the unconsumed input. */

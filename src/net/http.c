@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/workers.h"
+#include "net/webconfig.h"
 
 typedef struct http_conn http_conn_t;
 
@@ -44,6 +45,7 @@ struct http_req_priv {
 	bool responded; /* response started (complete or stream begun) */
 	bool streaming, chunked;
 	bool finished;
+	webcfg_auth_t *auth; /* basic auth check running on the web config's bcrypt thread */
 	/* worker hand-off */
 	bool on_worker;
 	bool w_set;
@@ -85,6 +87,8 @@ struct http_server {
 	router_t router;
 	workers_t *workers;
 	http_server_config_t cfg;
+	webcfg_t *web; /* --http.config: TLS, basic auth, headers; NULL = none */
+	bool freeing;
 	atomic_bool ready;
 	size_t inflight;
 	http_req_t *reqs;
@@ -148,6 +152,8 @@ static void req_free(http_req_t *r)
 	buf_release(&p->w_body);
 	pthread_mutex_destroy(&p->w_mu);
 	pthread_cond_destroy(&p->w_cv);
+	if (p->auth)
+		webcfg_auth_release(p->auth);
 	arena_release(&r->arena);
 	free(r);
 }
@@ -458,6 +464,11 @@ bool http_req_connected(const http_req_t *r)
 	return r->priv->hc != NULL && !r->priv->hc->closed;
 }
 
+bool http_server_tls(const http_server_t *srv)
+{
+	return srv->web && webcfg_tls(srv->web);
+}
+
 bool http_req_peer_eof(const http_req_t *r)
 {
 	return r->priv->hc != NULL && r->priv->hc->c->peer_eof;
@@ -714,6 +725,37 @@ static bool is_form(const http_req_t *r)
 	       (ct.n == sizeof form - 1 || ct.p[sizeof form - 1] == ';' || ct.p[sizeof form - 1] == ' ');
 }
 
+static void route(http_req_t *r);
+
+static void unauthorized(http_req_t *r)
+{
+	str_t peer = STR("unknown");
+	if (r->priv->hc)
+		peer = str_c(r->priv->hc->c->peer);
+	log_debug("basic auth failed", "peer", peer.p, "user", r->priv->auth ? webcfg_auth_user(r->priv->auth) : "");
+	http_add_header(r, "WWW-Authenticate", "Basic");
+	http_error(r, 401, "Unauthorized");
+}
+
+/* On the loop, after the bcrypt thread has checked the password. */
+static void auth_done(void *arg)
+{
+	http_req_t *r = arg;
+	http_req_priv_t *p = r->priv;
+	if (r->server->freeing || !p->hc)
+		http_error(r, 503, "server shutting down"); /* discarded: nobody is listening */
+	else if (p->auth->ok)
+		route(r);
+	else
+		unauthorized(r);
+}
+
+static void auth_checked(void *arg)
+{
+	http_req_t *r = arg;
+	loop_post(r->server->loop, auth_done, r);
+}
+
 static void dispatch(http_conn_t *hc)
 {
 	http_server_t *srv = hc->srv;
@@ -730,7 +772,29 @@ static void dispatch(http_conn_t *hc)
 		srv->reqs->priv->prev = r;
 	srv->reqs = r;
 	srv->inflight++;
+	if (srv->web) {
+		webcfg_append_headers(srv->web, &p->extra_headers);
+		if (webcfg_auth_required(srv->web)) {
+			str_t h;
+			p->auth = ARENA_NEW(&r->arena, webcfg_auth_t);
+			int a = webcfg_auth_begin(srv->web, http_req_header(r, "Authorization", &h) ? &h : NULL, p->auth);
+			if (a == WEBCFG_AUTH_PENDING) {
+				webcfg_auth_run(srv->web, p->auth, auth_checked, r);
+				return;
+			}
+			if (a != WEBCFG_AUTH_OK) {
+				unauthorized(r);
+				return;
+			}
+		}
+	}
+	route(r);
+}
 
+static void route(http_req_t *r)
+{
+	http_server_t *srv = r->server;
+	http_req_priv_t *p = r->priv;
 	err_t err = {0};
 	struct http_parser_url u;
 	http_parser_url_init(&u);
@@ -979,6 +1043,14 @@ int http_server_new(http_server_t **out, loop_t *loop, const http_server_config_
 	srv->m_duration = metrics_histogram("http_request_duration_seconds",
 					    "Tracks the latencies for HTTP requests.", "handler", NULL, 0);
 	srv->other_duration = metric_with(srv->m_duration, "other");
+	if (cfg->web_config_file && *cfg->web_config_file) {
+		int rc = webcfg_new(&srv->web, cfg->web_config_file, err);
+		if (rc) {
+			router_release(&srv->router);
+			free(srv);
+			return rc;
+		}
+	}
 	if (cfg->component)
 		metrics_register_process(cfg->component);
 	listener_config_t lc = {
@@ -987,9 +1059,13 @@ int http_server_new(http_server_t **out, loop_t *loop, const http_server_config_
 		.max_conns = cfg->max_conns,
 		.on_accept = on_accept,
 		.arg = srv,
+		.tls_new_ssl = srv->web && webcfg_tls(srv->web) ? webcfg_new_ssl : NULL,
+		.tls_arg = srv->web,
+		.handshake_timeout_ms = cfg->handshake_timeout_ms,
 	};
 	int rc = listener_new(&srv->listener, loop, &lc, err);
 	if (rc) {
+		webcfg_free(srv->web);
 		router_release(&srv->router);
 		free(srv);
 		return rc;
@@ -1007,10 +1083,12 @@ void http_server_free(http_server_t *srv)
 {
 	if (!srv)
 		return;
+	srv->freeing = true;
 	if (srv->grace_timer)
 		loop_del_timer(srv->loop, srv->grace_timer);
 	listener_free(srv->listener); /* orphans in-flight requests */
 	workers_free(srv->workers);   /* waits for running jobs; their completions are posted */
+	webcfg_free(srv->web);        /* waits for password checks; their completions are posted */
 	while (loop_run_posts(srv->loop))
 		;
 	/* Requests whose handlers never responded (e.g. waiting on a timer that will not fire now). */

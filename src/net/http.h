@@ -88,9 +88,14 @@ typedef struct http_server_config {
 	int64_t write_timeout_ms;   /* 0 = 60s: a peer not reading our response for this long is dropped */
 	int worker_threads;         /* pool for http_run_on_worker: 0 = number of CPUs, < 0 = no pool */
 	int max_conns;              /* 0 = 10000 */
+	const char *web_config_file; /* --http.config: TLS, basic auth, headers (net/webconfig.h); NULL = none */
+	int64_t handshake_timeout_ms; /* 0 = 10s: a TLS handshake must finish in this */
 } http_server_config_t;
 
-/* Listen and register the built-in endpoints. Errors name the address. */
+/* Listen and register the built-in endpoints. Errors name the address, or the web configuration file
+ * and what is wrong with it. With a web configuration every request (built-in endpoints included)
+ * needs the configured basic auth credentials (else 401 with WWW-Authenticate: Basic) and gets its
+ * headers; with its tls_server_config the listener speaks HTTPS only. */
 int http_server_new(http_server_t **out, loop_t *loop, const http_server_config_t *cfg, err_t *err);
 /* Close everything, wait for running worker jobs, free their requests, free the server. */
 void http_server_free(http_server_t *srv);
@@ -98,6 +103,8 @@ void http_server_free(http_server_t *srv);
 void http_handle(http_server_t *srv, unsigned methods, const char *pattern, http_handler_fn fn, void *arg);
 void http_server_set_ready(http_server_t *srv, bool ready); /* thread-safe */
 int http_server_port(const http_server_t *srv);
+/* Whether the server speaks HTTPS. */
+bool http_server_tls(const http_server_t *srv);
 loop_t *http_server_loop(const http_server_t *srv);
 /* Serve an already-connected stream socket (socketpair end, inherited fd) like an accepted one;
  * takes fd over (closed on failure). See listener_adopt. */
