@@ -779,7 +779,8 @@ static void dispatch(http_conn_t *hc)
 			p->auth = ARENA_NEW(&r->arena, webcfg_auth_t);
 			int a = webcfg_auth_begin(srv->web, http_req_header(r, "Authorization", &h) ? &h : NULL, p->auth);
 			if (a == WEBCFG_AUTH_PENDING) {
-				webcfg_auth_run(srv->web, p->auth, auth_checked, r);
+				if (webcfg_auth_run(srv->web, p->auth, auth_checked, r))
+					http_error(r, 503, "too many logins waiting to be checked");
 				return;
 			}
 			if (a != WEBCFG_AUTH_OK) {

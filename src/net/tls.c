@@ -31,6 +31,9 @@ void tls_errors(char *out, size_t n)
 		 */
 		const char *r = strrchr(one, ':');
 		r = r ? r + 1 : one;
+		/* the library's category ("system lib") says nothing; a repeated reason once is enough */
+		if (!strcmp(r, "system lib") || (off && strstr(out, r)))
+			continue;
 		if (off < n)
 			off += (size_t)snprintf(out + off, n - off, "%s%s", off ? "; " : "", r);
 	}

@@ -24,6 +24,7 @@
 
 #define RELOAD_CHECK_MS 1000
 #define CACHE_SLOTS     256
+#define MAX_PENDING     256 /* distinct credentials waiting for a bcrypt; beyond: 503 */
 /* Checked against when the user is unknown, so that costs as much as a wrong password. */
 #define DUMMY_HASH "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DUmpZ/VcEd00UAV/LDeSi"
 
@@ -39,6 +40,7 @@ typedef struct wconf {
 	char **sans;
 	size_t nsans;
 	buf_t ciphers, groups;
+	char what[512]; /* "web config <path>", names the file in TLS errors */
 	kv_t *users;
 	size_t nusers;
 	kv_t *headers;
@@ -60,6 +62,8 @@ struct webcfg {
 	uint64_t next_check;
 	cache_slot_t cache[CACHE_SLOTS];
 	workers_t *bcrypt; /* one thread: checks run one at a time */
+	struct auth_job *pending; /* queued or running checks, one per distinct credential */
+	size_t npending;
 };
 
 static void wconf_free(wconf_t *c)
@@ -385,7 +389,8 @@ static int parse_file(const char *path, wconf_t **out, struct stat *st, err_t *e
 	c->o.nallowed_sans = c->nsans;
 	c->o.ciphers = c->ciphers.n ? c->ciphers.p : NULL;
 	c->o.groups = c->groups.n ? c->groups.p : NULL;
-	c->o.what = path;
+	snprintf(c->what, sizeof c->what, "web config %s", path);
+	c->o.what = c->what;
 	if (c->nsans && c->o.client_auth != TLS_CLIENT_AUTH_REQUIRE_ANY &&
 	    c->o.client_auth != TLS_CLIENT_AUTH_REQUIRE_AND_VERIFY) {
 		wconf_free(c);
@@ -581,16 +586,26 @@ int webcfg_auth_begin(webcfg_t *w, const str_t *authorization, webcfg_auth_t *a)
 	return rc;
 }
 
-typedef struct auth_job {
-	webcfg_t *w;
+/* One bcrypt for every request carrying the same credentials (a client opening many connections at
+ * once costs one check, not one per connection). */
+typedef struct auth_waiter {
 	webcfg_auth_t *a;
 	void (*done)(void *arg);
 	void *arg;
+	struct auth_waiter *next;
+} auth_waiter_t;
+
+typedef struct auth_job {
+	webcfg_t *w;
+	webcfg_auth_t *a; /* the first waiter's: user, hash and password */
+	auth_waiter_t *waiters;
+	struct auth_job *next;
 } auth_job_t;
 
 static void auth_main(void *arg)
 {
 	auth_job_t *j = arg;
+	webcfg_t *w = j->w;
 	webcfg_auth_t *a = j->a;
 	struct crypt_data *cd = xcalloc(1, sizeof *cd);
 	const char *out = crypt_r(a->pass, a->hash, cd);
@@ -598,22 +613,55 @@ static void auth_main(void *arg)
 	bool match = out && out[0] != '*' && strlen(out) == hl && CRYPTO_memcmp(out, a->hash, hl) == 0;
 	OPENSSL_cleanse(cd, sizeof *cd);
 	free(cd);
-	a->ok = match && a->known_user;
-	pthread_mutex_lock(&j->w->mu);
-	cache_slot_t *s = &j->w->cache[a->key[0]];
+	pthread_mutex_lock(&w->mu);
+	cache_slot_t *s = &w->cache[a->key[0]];
 	memcpy(s->key, a->key, sizeof s->key);
 	s->used = true;
 	s->ok = match;
-	pthread_mutex_unlock(&j->w->mu);
-	j->done(j->arg);
+	for (auth_job_t **pp = &w->pending; *pp; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	w->npending--;
+	auth_waiter_t *ws = j->waiters;
+	pthread_mutex_unlock(&w->mu);
 	free(j);
+	while (ws) {
+		auth_waiter_t *next = ws->next;
+		ws->a->ok = match && ws->a->known_user;
+		ws->done(ws->arg);
+		free(ws);
+		ws = next;
+	}
 }
 
-void webcfg_auth_run(webcfg_t *w, webcfg_auth_t *a, void (*done)(void *arg), void *arg)
+int webcfg_auth_run(webcfg_t *w, webcfg_auth_t *a, void (*done)(void *arg), void *arg)
 {
-	auth_job_t *j = xmalloc(sizeof *j);
-	*j = (auth_job_t){w, a, done, arg};
+	auth_waiter_t *wt = xmalloc(sizeof *wt);
+	*wt = (auth_waiter_t){a, done, arg, NULL};
+	pthread_mutex_lock(&w->mu);
+	auth_job_t *j = w->pending;
+	while (j && CRYPTO_memcmp(j->a->key, a->key, sizeof a->key) != 0)
+		j = j->next;
+	if (j) {
+		wt->next = j->waiters;
+		j->waiters = wt;
+		pthread_mutex_unlock(&w->mu);
+		return 0;
+	}
+	if (w->npending >= MAX_PENDING) {
+		pthread_mutex_unlock(&w->mu);
+		free(wt);
+		return ERR_LIMIT;
+	}
+	j = xmalloc(sizeof *j);
+	*j = (auth_job_t){w, a, wt, w->pending};
+	w->pending = j;
+	w->npending++;
+	pthread_mutex_unlock(&w->mu);
 	workers_submit(w->bcrypt, auth_main, j);
+	return 0;
 }
 
 void webcfg_auth_release(webcfg_auth_t *a)

@@ -60,9 +60,11 @@ typedef struct webcfg_auth {
 enum { WEBCFG_AUTH_DENIED = 0, WEBCFG_AUTH_OK = 1, WEBCFG_AUTH_PENDING = 2 };
 /* Check an Authorization header value (absent: authorization = NULL). DENIED or OK when the answer is
  * known (cached, or no credentials), PENDING when a bcrypt is needed: then call webcfg_auth_run with a
- * function that receives a->ok on the module's thread, and webcfg_auth_release afterwards. */
+ * function that receives a->ok on the module's thread, and webcfg_auth_release afterwards. Checks of
+ * the same credentials share one bcrypt; ERR_LIMIT (done is not called) when 256 distinct ones are
+ * already waiting (answer 503: a flood of guesses must not queue without bound). */
 int webcfg_auth_begin(webcfg_t *w, const str_t *authorization, webcfg_auth_t *a);
-void webcfg_auth_run(webcfg_t *w, webcfg_auth_t *a, void (*done)(void *arg), void *arg);
+int webcfg_auth_run(webcfg_t *w, webcfg_auth_t *a, void (*done)(void *arg), void *arg);
 void webcfg_auth_release(webcfg_auth_t *a);
 /* The user name of a credential check (for logs), "" if none. */
 static inline const char *webcfg_auth_user(const webcfg_auth_t *a)

@@ -105,6 +105,33 @@ try:
     h.result("bad_web_config_refused", r.returncode != 0 and "bad.yml:4:21" in r.stderr and "Sometimes" in r.stderr,
              f"rc={r.returncode} stderr={r.stderr!r}")
 
+    def check_config_every_server():
+        # every server command takes --http.config; --check-config loads it with its certificates
+        mism = os.path.join(certs, "mismatch.yml")
+        with open(mism, "w") as f:
+            f.write("tls_server_config:\n  cert_file: server.crt\n  key_file: client.key\n")
+        fs = os.path.join(tmp, "fs.yml")
+        with open(fs, "w") as f:
+            f.write(f"type: FILESYSTEM\nconfig: {{directory: {tmp}/bucket}}\n")
+        for cmd in ("query", "store", "sidecar", "query-frontend", "tools bucket web"):
+            help_text = subprocess.run([STRATA, *cmd.split(), "--help"], capture_output=True, text=True).stdout
+            assert "--http.config=" in help_text, f"strata {cmd} has no --http.config"
+            base = [STRATA, *cmd.split(), "--http-address=127.0.0.1:0", "--check-config"]
+            if "--grpc-address=" in help_text:
+                base.append("--grpc-address=127.0.0.1:0")
+            if "--objstore.config-file=" in help_text:
+                base.append(f"--objstore.config-file={fs}")
+            if "--query-frontend.downstream-url=" in help_text:
+                base.append("--query-frontend.downstream-url=http://127.0.0.1:1")
+            r = subprocess.run(base + [f"--http.config={web}"], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0 and "configuration OK" in r.stdout, (cmd, r.returncode, r.stdout, r.stderr)
+            r = subprocess.run(base + [f"--http.config={mism}"], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 2 and "mismatch.yml" in r.stderr and "key values mismatch" in r.stderr, \
+                (cmd, r.returncode, r.stderr)
+            r = subprocess.run(base + [f"--http.config={tmp}/absent.yml"], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 2 and "absent.yml" in r.stderr, (cmd, r.returncode, r.stderr)
+    h.check("check_config_every_server", check_config_every_server)
+
     port = free_port()
     log_path = os.path.join(tmp, "query.log")
     logf = open(log_path, "w")

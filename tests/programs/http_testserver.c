@@ -203,6 +203,7 @@ int main(int argc, char **argv)
 		.read_timeout_ms = read_timeout,
 		.idle_timeout_ms = idle_timeout,
 		.worker_threads = (int)workers,
+		.web_config_file = sf.http_config,
 	};
 	http_server_t *srv;
 	if (http_server_new(&srv, loop, &cfg, &err)) {
