@@ -1,7 +1,9 @@
 /*
  * store_grpc — StoreAPI Series streaming over gRPC: the generic server (store/grpc_server.h) over an
  * in-memory store in a child process, the client store (store/grpc_client.h) in this one.
- * Usage: store_grpc [series] (default 100000; 240 samples = 2 XOR chunks each).
+ * Usage: store_grpc [series [certdir]] (default 100000; 240 samples = 2 XOR chunks each). With certdir
+ * (ca.crt, server.crt/.key, client.crt/.key, as tests/integration/lib_tls.py makes them) both ends
+ * speak mutual TLS and the results are named store_grpc_mtls_* (bench/tls_grpc_bench.sh compares).
  *
  * Reports (RESULT lines):
  *   - direct: iterating the in-memory store's series set in-process (chunks touched), the baseline;
@@ -132,11 +134,13 @@ static double latency_us(store_t *s)
 	return v[150];
 }
 
+static const char *pfx = "store_grpc";
+
 static void report(const char *name, stats_t st)
 {
-	printf("RESULT store_grpc_%s_series %.0f series/s (%ld series in %.2fs)\n", name, st.series / st.secs, st.series,
+	printf("RESULT %s_%s_series %.0f series/s (%ld series in %.2fs)\n", pfx, name, st.series / st.secs, st.series,
 	       st.secs);
-	printf("RESULT store_grpc_%s_chunks %.0f chunks/s\n", name, st.chunks / st.secs);
+	printf("RESULT %s_%s_chunks %.0f chunks/s\n", pfx, name, st.chunks / st.secs);
 	fflush(stdout);
 }
 
@@ -148,6 +152,14 @@ static void on_signal(loop_t *l, int signo, void *arg)
 int main(int argc, char **argv)
 {
 	long n = argc > 1 ? strtol(argv[1], NULL, 10) : 100000;
+	const char *certs = argc > 2 ? argv[2] : NULL;
+	char f[5][512];
+	if (certs) {
+		pfx = "store_grpc_mtls";
+		const char *names[5] = {"ca.crt", "server.crt", "server.key", "client.crt", "client.key"};
+		for (int i = 0; i < 5; i++)
+			snprintf(f[i], sizeof f[i], "%s/%s", certs, names[i]);
+	}
 	int pfd[2];
 	if (pipe(pfd) != 0)
 		return 1;
@@ -164,7 +176,17 @@ int main(int argc, char **argv)
 		grpc_server_t *srv2 = grpc_server_new(loop, NULL);
 		store_service_t *svc2 = store_grpc_register(srv2, inmem_store_base(small), "store");
 		listener_t *ls, *ls2;
-		if (grpc_server_listen(srv, "127.0.0.1:0", &ls, &err) || grpc_server_listen(srv2, "127.0.0.1:0", &ls2, &err))
+		tls_server_t *tls = NULL;
+		if (certs && tls_server_new(&tls,
+		                            &(tls_server_opts_t){.cert_file = f[1], .key_file = f[2], .client_ca_file = f[0],
+		                                                 .client_auth = TLS_CLIENT_AUTH_REQUIRE_AND_VERIFY,
+		                                                 .alpn = "h2"},
+		                            &err)) {
+			fprintf(stderr, "%s\n", err.msg);
+			_exit(1);
+		}
+		if (grpc_server_listen_tls(srv, "127.0.0.1:0", tls, &ls, &err) ||
+		    grpc_server_listen_tls(srv2, "127.0.0.1:0", tls, &ls2, &err))
 			_exit(1);
 		int port[2] = {listener_port(ls), listener_port(ls2)};
 		if (write(pfd[1], port, sizeof port) != sizeof port)
@@ -177,6 +199,7 @@ int main(int argc, char **argv)
 		store_grpc_service_free(svc2);
 		grpc_server_free(srv);
 		grpc_server_free(srv2);
+		tls_server_free(tls);
 		inmem_store_free(small);
 		loop_free(loop);
 		inmem_store_free(s);
@@ -194,6 +217,12 @@ int main(int argc, char **argv)
 	store_t *client, *client2;
 	err_t err = {0};
 	store_grpc_client_config_t cfg = {.timeout_ms = 600000};
+	if (certs && tls_client_new(&cfg.tls,
+	                            &(tls_client_opts_t){.ca_file = f[0], .cert_file = f[3], .key_file = f[4], .alpn = "h2"},
+	                            &err)) {
+		fprintf(stderr, "%s\n", err.msg);
+		return 1;
+	}
 	if (store_grpc_client_new(&client, addr, &cfg, &err) || store_grpc_client_new(&client2, addr2, &cfg, &err)) {
 		fprintf(stderr, "%s\n", err.msg);
 		return 1;
@@ -208,21 +237,24 @@ int main(int argc, char **argv)
 	proxy_store_t *p = proxy_store_new("proxy");
 	proxy_store_add(p, client);
 	report("proxy_grpc", run(proxy_store_base(p), NULL, false, 0));
-	printf("RESULT store_grpc_client_peak_rss_10pct %ld KiB\n", rss_10);
-	printf("RESULT store_grpc_client_peak_rss_all %ld KiB\n", rss_all);
+	printf("RESULT %s_client_peak_rss_10pct %ld KiB\n", pfx, rss_10);
+	printf("RESULT %s_client_peak_rss_all %ld KiB\n", pfx, rss_all);
 	/* latency on a 100-series store, so matching does not dominate */
 	proxy_store_t *p2 = proxy_store_new("proxy");
 	proxy_store_add(p2, client2);
-	printf("RESULT store_grpc_latency_grpc %.0f us (one series of 100, median)\n", latency_us(client2));
-	printf("RESULT store_grpc_latency_proxy_grpc %.0f us (one series of 100, median)\n",
+	printf("RESULT %s_latency_grpc %.0f us (one series of 100, median)\n", pfx, latency_us(client2));
+	printf("RESULT %s_latency_proxy_grpc %.0f us (one series of 100, median)\n", pfx,
 	       latency_us(proxy_store_base(p2)));
 	fflush(stdout);
 	proxy_store_free(p);
 	proxy_store_free(p2);
 	store_free(client2);
 	store_free(client);
+	tls_client_free(cfg.tls);
 	kill(pid, SIGTERM);
 	waitpid(pid, NULL, 0);
+	if (certs)
+		return 0; /* the in-process baseline does not depend on the wire */
 	/* the in-process baseline (after the child is gone: the machine has 2 cores) */
 	inmem_store_t *s = build_store(n);
 	report("direct", run(inmem_store_base(s), NULL, false, 0));

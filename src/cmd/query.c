@@ -17,6 +17,7 @@
 #include "base/alloc.h"
 #include "base/duration.h"
 #include "cmd/cmd.h"
+#include "cmd/grpc_tls.h"
 #include "net/grpc.h"
 #include "net/http.h"
 #include "query/endpoints.h"
@@ -27,11 +28,16 @@
 
 static const char summary[] = "Query node exposing PromQL enabled Query API with data retrieved from multiple store nodes.";
 
+typedef struct dial_opts {
+	int64_t info_timeout_ms;
+	tls_client_t *tls; /* --grpc-client-tls-*; NULL: plaintext */
+} dial_opts_t;
+
 /* Remote endpoints: a StoreAPI client per address. */
 static store_t *dial_remote(const char *address, void *arg, err_t *err)
 {
-	const int64_t *info_timeout = arg;
-	store_grpc_client_config_t cfg = {.info_timeout_ms = *info_timeout};
+	const dial_opts_t *o = arg;
+	store_grpc_client_config_t cfg = {.info_timeout_ms = o->info_timeout_ms, .tls = o->tls};
 	store_t *s;
 	if (store_grpc_client_new(&s, address, &cfg, err))
 		return NULL;
@@ -112,6 +118,8 @@ static void *grpc_loop_main(void *arg)
 int cmd_query(int argc, char **argv)
 {
 	static cmd_server_flags_t sf;
+	static cmd_grpc_server_tls_t gst;
+	static cmd_grpc_client_tls_t gct;
 	static char *grpc_address, *dedup_func;
 	static strlist_t endpoints, stores, sd_files, store_sd_files, replica_flags;
 	static int64_t grpc_grace_ms, timeout_ms, max_conc, lookback_ms, max_samples, eval_ms, default_step_ms,
@@ -121,6 +129,8 @@ int cmd_query(int argc, char **argv)
 		CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"),
 		{"grpc-address", FLAG_STRING, &grpc_address, "0.0.0.0:10901",
 		 "Listen ip:port address for gRPC endpoints (StoreAPI: the proxy over all endpoints)."},
+		CMD_GRPC_SERVER_TLS_FLAGS(&gst),
+		CMD_GRPC_CLIENT_TLS_FLAGS(&gct),
 		{"grpc-grace-period", FLAG_DURATION, &grpc_grace_ms, "2m", "Time to wait after an interrupt received for GRPC Server."},
 		{"endpoint", FLAG_STRINGS, &endpoints, NULL,
 		 "Addresses of statically configured StoreAPI endpoints (repeatable). The scheme may be prefixed with "
@@ -206,9 +216,11 @@ int cmd_query(int argc, char **argv)
 
 	err_t err = {0};
 	endpoint_set_t *es = NULL;
+	tls_server_t *server_tls = NULL;
+	dial_opts_t dial = {.info_timeout_ms = info_timeout_ms};
 	endpoint_set_config_t ec = {.specs = (const char *const *)specs.v, .nspecs = specs.n,
 				    .sd_files = (const char *const *)files.v, .nsd_files = files.n,
-				    .dial = dial_remote, .dial_arg = &info_timeout_ms,
+				    .dial = dial_remote, .dial_arg = &dial,
 				    .sd_interval_ms = sd_interval_ms, .dns_interval_ms = dns_interval_ms};
 	rc = 2;
 	char **fnames = xcalloc(ARRAY_LEN(defs), sizeof *fnames), **fvalues = xcalloc(ARRAY_LEN(defs), sizeof *fvalues);
@@ -222,6 +234,9 @@ int cmd_query(int argc, char **argv)
 	ui_t *ui = NULL;
 	bool gthread = false;
 	pthread_t gth;
+	if (cmd_grpc_server_tls_new("strata query", &gst, &server_tls) ||
+	    cmd_grpc_client_tls_new("strata query", &gct, &dial.tls))
+		goto out;
 	if (endpoint_set_new(&es, &ec, &err)) {
 		fprintf(stderr, "strata query: %s\n", err.msg);
 		goto out;
@@ -256,7 +271,7 @@ int cmd_query(int argc, char **argv)
 	ui = ui_new(http, &(ui_config_t){.component = "query", .pages = {UI_PAGES_QUERY}});
 	grpc = grpc_server_new(gloop, NULL);
 	svc = store_grpc_register_pool(grpc, endpoint_set_proxy(es), "query", NULL);
-	if (grpc_server_listen(grpc, grpc_address, &gl, &err)) {
+	if (grpc_server_listen_tls(grpc, grpc_address, server_tls, &gl, &err)) {
 		fprintf(stderr, "strata query: %s\n", err.msg);
 		goto out;
 	}
@@ -269,7 +284,8 @@ int cmd_query(int argc, char **argv)
 	}
 	ready_check_t ready = {.es = es, .http = http, .api = api};
 	loop_add_timer(loop, 0, check_ready, &ready);
-	log_info("starting query node", "http", sf.http_address, "grpc", grpc_address);
+	log_info("starting query node", "http", sf.http_address, "grpc", grpc_address, "grpc_tls",
+		 server_tls ? "on" : "off", "grpc_client_tls", dial.tls ? "on" : "off");
 	rc = http_server_run(http, sf.http_grace_ms, &err) ? 1 : 0;
 	if (rc)
 		log_error("server failed", "err", err.msg);
@@ -287,6 +303,8 @@ out:
 	if (grpc)
 		grpc_server_free(grpc);
 	endpoint_set_free(es);
+	tls_client_free(dial.tls);
+	tls_server_free(server_tls);
 	if (gloop)
 		loop_free(gloop);
 	if (loop)

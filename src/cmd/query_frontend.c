@@ -220,9 +220,10 @@ int cmd_query_frontend(int argc, char **argv)
 		fprintf(stderr, "strata query-frontend: %s\n", err.msg);
 		goto out;
 	}
-	http_server_config_t hc = {
-	    .address = sf.http_address, .component = "query-frontend", .worker_threads = FRONTEND_WORKERS,
-	    .web_config_file = sf.http_config};
+	http_server_config_t hc = {.address = sf.http_address,
+	                           .component = "query-frontend",
+	                           .worker_threads = FRONTEND_WORKERS,
+	                           .web_config_file = sf.http_config};
 	if (http_server_new(&http, loop, &hc, &err)) {
 		fprintf(stderr, "strata query-frontend: %s\n", err.msg);
 		goto out;

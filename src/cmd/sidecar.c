@@ -25,8 +25,10 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "cmd/cmd.h"
+#include "cmd/grpc_tls.h"
 #include "net/grpc.h"
 #include "net/http.h"
+#include "net/httpcfg.h"
 #include "net/httpclient.h"
 #include "objstore/config.h"
 #include "store/grpc_server.h"
@@ -37,8 +39,10 @@ typedef struct sidecar {
 	/* flags */
 	cmd_server_flags_t sf;
 	char *grpc_address;
+	cmd_grpc_server_tls_t grpc_tls_flags;
 	int64_t grpc_grace_ms;
 	char *prom_url;
+	char *prom_http_client, *prom_http_client_file;
 	int64_t ready_timeout_ms, config_interval_ms, config_timeout_ms;
 	char *tsdb_path;
 	char *objstore_config, *objstore_config_file;
@@ -49,6 +53,8 @@ typedef struct sidecar {
 	strlist_t reloader_rule_dirs;
 	int64_t reloader_watch_ms, reloader_retry_ms;
 	/* state */
+	tls_server_t *grpc_tls; /* NULL: plaintext */
+	httpcfg_t *prom_http;   /* --prometheus.http-client: auth and TLS towards Prometheus */
 	int64_t min_time;
 	bucket_t *bucket;
 	shipper_t *shipper;
@@ -117,7 +123,7 @@ static int prometheus_reload(const sidecar_t *sc, err_t *err)
 	snprintf(url, sizeof url, "%s/-/reload", sc->prom_url);
 	httpc_resp_t resp;
 	httpc_resp_init(&resp);
-	httpc_req_t req = {.method = "POST", .url = url, .timeout_ms = 30000};
+	httpc_req_t req = {.method = "POST", .url = url, .timeout_ms = 30000, .cfg = sc->prom_http};
 	int rc = httpc_do(&req, &resp, err);
 	if (rc == 0 && resp.status != 200) {
 		str_t b = str_trim(buf_str(&resp.body));
@@ -142,7 +148,7 @@ static void refresh_external_labels(sidecar_t *sc)
 	arena_init(&a, 0);
 	labels_t ls;
 	err_t err = {0};
-	if (prom_api_external_labels(sc->prom_url, sc->config_timeout_ms, &a, &ls, &err) != 0) {
+	if (prom_api_external_labels(sc->prom_url, sc->prom_http, sc->config_timeout_ms, &a, &ls, &err) != 0) {
 		metric_set(sc->m_up, 0);
 		log_warn("cannot read Prometheus external labels", "err", err.msg);
 	} else {
@@ -180,7 +186,7 @@ static int64_t data_min_time(sidecar_t *sc)
 {
 	int64_t blocks = shipper_min_time(sc->shipper, sc->tsdb_path), head;
 	err_t err = {0};
-	if (prom_api_head_min_time(sc->prom_url, sc->config_timeout_ms, &head, &err) != 0) {
+	if (prom_api_head_min_time(sc->prom_url, sc->prom_http, sc->config_timeout_ms, &head, &err) != 0) {
 		log_warn("cannot read Prometheus's head min time; Info uses its blocks only", "err", err.msg);
 		return blocks;
 	}
@@ -263,8 +269,8 @@ static int wait_for_prometheus(sidecar_t *sc, arena_t *a, labels_t *ext)
 	err_t err = {0};
 	int64_t attempt_timeout = 5000;
 	for (int i = 0;; i++) {
-		if (prom_api_ready(sc->prom_url, attempt_timeout, &err) == 0 &&
-		    prom_api_external_labels(sc->prom_url, sc->config_timeout_ms, a, ext, &err) == 0)
+		if (prom_api_ready(sc->prom_url, sc->prom_http, attempt_timeout, &err) == 0 &&
+		    prom_api_external_labels(sc->prom_url, sc->prom_http, sc->config_timeout_ms, a, ext, &err) == 0)
 			return 0;
 		if (clock_mono_ms() - start >= (uint64_t)sc->ready_timeout_ms)
 			break;
@@ -288,8 +294,8 @@ static int check_block_durations(sidecar_t *sc)
 	const char *mn = NULL, *mx = NULL;
 	err_t err = {0};
 	int rc = 0;
-	if (prom_api_flag(sc->prom_url, sc->config_timeout_ms, "storage.tsdb.min-block-duration", &a, &mn, &err) ||
-	    prom_api_flag(sc->prom_url, sc->config_timeout_ms, "storage.tsdb.max-block-duration", &a, &mx, &err)) {
+	if (prom_api_flag(sc->prom_url, sc->prom_http, sc->config_timeout_ms, "storage.tsdb.min-block-duration", &a, &mn, &err) ||
+	    prom_api_flag(sc->prom_url, sc->prom_http, sc->config_timeout_ms, "storage.tsdb.max-block-duration", &a, &mx, &err)) {
 		fprintf(stderr, "strata sidecar: cannot check Prometheus block durations: %s\n", err.msg);
 		rc = 1;
 	} else {
@@ -315,6 +321,8 @@ static void sidecar_release(sidecar_t *sc)
 	shipper_free(sc->shipper);
 	bucket_free(sc->bucket);
 	prom_store_free(sc->store);
+	tls_server_free(sc->grpc_tls);
+	httpcfg_free(sc->prom_http);
 	pthread_mutex_destroy(&sc->mu);
 	pthread_cond_destroy(&sc->cv);
 }
@@ -326,10 +334,17 @@ int cmd_sidecar(int argc, char **argv)
 		CMD_SERVER_FLAGS(&sc.sf, "0.0.0.0:10902"),
 		{"grpc-address", FLAG_STRING, &sc.grpc_address, "0.0.0.0:10901",
 		 "Listen ip:port address for gRPC endpoints (StoreAPI)."},
+		CMD_GRPC_SERVER_TLS_FLAGS(&sc.grpc_tls_flags),
 		{"grpc-grace-period", FLAG_DURATION, &sc.grpc_grace_ms, "2m",
 		 "Time to wait after an interrupt received for GRPC Server."},
 		{"prometheus.url", FLAG_STRING, &sc.prom_url, "http://localhost:9090",
 		 "URL at which to reach Prometheus's API."},
+		{"prometheus.http-client", FLAG_STRING, &sc.prom_http_client, NULL,
+		 "Alternative to 'prometheus.http-client-file' flag (mutually exclusive). Content of YAML file "
+		 "which contains the HTTP client configuration (basic_auth, bearer_token, tls_config) for talking "
+		 "to Prometheus."},
+		{"prometheus.http-client-file", FLAG_STRING, &sc.prom_http_client_file, NULL,
+		 "Path to YAML file that contains the HTTP client configuration for talking to Prometheus."},
 		{"prometheus.ready_timeout", FLAG_DURATION, &sc.ready_timeout_ms, "10m",
 		 "Maximum time to wait for the Prometheus instance to start up."},
 		{"prometheus.get_config_interval", FLAG_DURATION, &sc.config_interval_ms, "30s",
@@ -386,17 +401,37 @@ int cmd_sidecar(int argc, char **argv)
 		sc.config_interval_ms = 30000;
 	pthread_mutex_init(&sc.mu, NULL);
 	pthread_cond_init(&sc.cv, NULL);
+	char *text;
+	size_t len;
+	const char *what = NULL;
+	if (cmd_read_config(argv[0], sc.prom_http_client, sc.prom_http_client_file, &text, &len, &what)) {
+		sidecar_release(&sc);
+		return 2;
+	}
+	if (text) {
+		char name[600];
+		snprintf(name, sizeof name, "--prometheus.http-client %s", what);
+		rc = httpcfg_parse(text, len, name, &sc.prom_http, &err);
+		free(text);
+		if (rc) {
+			fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+			sidecar_release(&sc);
+			return 2;
+		}
+	}
 	bool shipping = (sc.objstore_config && *sc.objstore_config) || (sc.objstore_config_file && *sc.objstore_config_file);
 	if (shipping && objstore_from_flags(sc.objstore_config, sc.objstore_config_file, &sc.bucket, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		sidecar_release(&sc);
 		return err.code == ERR_INVALID ? 2 : 1;
 	}
-	if ((rc = cmd_check_config(argv[0], &sc.sf, sc.grpc_address, NULL)) >= 0) {
+	if ((rc = cmd_grpc_server_tls_new(argv[0], &sc.grpc_tls_flags, &sc.grpc_tls)) > 0 ||
+	    (rc = cmd_check_config(argv[0], &sc.sf, sc.grpc_address, NULL)) >= 0) {
 		sidecar_release(&sc);
 		return rc;
 	}
-	prom_store_config_t pcfg = {.url = sc.prom_url, .timeout_ms = 2 * 60 * 1000, .min_time = sc.min_time};
+	prom_store_config_t pcfg = {
+	    .url = sc.prom_url, .timeout_ms = 2 * 60 * 1000, .min_time = sc.min_time, .http = sc.prom_http};
 	sc.store = prom_store_new(&pcfg);
 	metrics_register_process("sidecar");
 	sc.m_up = metric_with(metrics_gauge("thanos_sidecar_prometheus_up",
@@ -472,7 +507,7 @@ int cmd_sidecar(int argc, char **argv)
 	}
 	grpc = grpc_server_new(sc.grpc_loop, NULL);
 	svc = store_grpc_register_pool(grpc, prom_store_base(sc.store), "sidecar", NULL);
-	if (grpc_server_listen(grpc, sc.grpc_address, &gls, &err) != 0) {
+	if (grpc_server_listen_tls(grpc, sc.grpc_address, sc.grpc_tls, &gls, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		rc = 1;
 		goto out;
@@ -483,7 +518,8 @@ int cmd_sidecar(int argc, char **argv)
 	pthread_create(&sc.bg_thr, NULL, bg_main, &sc);
 	bg_started = true;
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-	log_info("sidecar listening", "http", sc.sf.http_address, "grpc", sc.grpc_address);
+	log_info("sidecar listening", "http", sc.sf.http_address, "grpc", sc.grpc_address, "grpc_tls",
+		 sc.grpc_tls ? "on" : "off");
 	http_server_set_ready(http, true);
 	if (http_server_run(http, sc.sf.http_grace_ms, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);

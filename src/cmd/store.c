@@ -15,6 +15,7 @@
 #include "base/duration.h"
 #include "base/metrics.h"
 #include "cmd/cmd.h"
+#include "cmd/grpc_tls.h"
 #include "net/grpc.h"
 #include "net/http.h"
 #include "objstore/config.h"
@@ -86,6 +87,7 @@ int cmd_store(int argc, char **argv)
 {
 	static bool disable_admin;
 	static cmd_server_flags_t sf;
+	static cmd_grpc_server_tls_t gt;
 	static char *objcfg, *objcfg_file, *data_dir, *min_time_s, *max_time_s, *ic_cfg, *ic_cfg_file, *relabel,
 		*relabel_file, *grpc_address;
 	static int64_t sync_ms, ic_size, chunk_pool, sample_limit, touched_limit, bytes_limit, max_conc, sync_conc,
@@ -93,6 +95,7 @@ int cmd_store(int argc, char **argv)
 	flag_def_t defs[] = {
 		CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"),
 		{"grpc-address", FLAG_STRING, &grpc_address, "0.0.0.0:10901", "Listen ip:port address for gRPC endpoints (StoreAPI)."},
+		CMD_GRPC_SERVER_TLS_FLAGS(&gt),
 		{"objstore.config", FLAG_STRING, &objcfg, NULL, "Alternative to 'objstore.config-file': object store configuration in YAML."},
 		{"objstore.config-file", FLAG_STRING, &objcfg_file, NULL, "Path to YAML file that contains object store configuration."},
 		{"data-dir", FLAG_STRING, &data_dir, "./data", "Local data directory used for caching purposes (index-header, meta.json)."},
@@ -195,7 +198,10 @@ int cmd_store(int argc, char **argv)
 			return 2;
 		}
 	}
-	if ((rc = cmd_check_config("strata store", &sf, grpc_address, NULL)) >= 0) {
+	tls_server_t *gtls = NULL;
+	if ((rc = cmd_grpc_server_tls_new("strata store", &gt, &gtls)) > 0 ||
+	    (rc = cmd_check_config("strata store", &sf, grpc_address, NULL)) >= 0) {
+		tls_server_free(gtls);
 		bucket_free(bkt);
 		bucket_relabel_free(sel);
 		return rc;
@@ -203,6 +209,7 @@ int cmd_store(int argc, char **argv)
 	bucket_store_t *bs;
 	if (bucket_store_new(&bs, &cfg, &err)) {
 		fprintf(stderr, "strata store: %s\n", err.msg);
+		tls_server_free(gtls);
 		bucket_free(bkt);
 		bucket_relabel_free(sel);
 		return 1;
@@ -230,11 +237,11 @@ int cmd_store(int argc, char **argv)
 							.refresh_ms = sync_ms, .loaded = loaded_blocks, .loaded_arg = bs});
 	grpc = grpc_server_new(loop, NULL);
 	svc = store_grpc_register_pool(grpc, bucket_store_base(bs), "store", &(store_grpc_config_t){.series_concurrency = (int)max_conc});
-	if (grpc_server_listen(grpc, grpc_address, &gl, &err)) {
+	if (grpc_server_listen_tls(grpc, grpc_address, gtls, &gl, &err)) {
 		fprintf(stderr, "strata store: %s\n", err.msg);
 		goto out_servers;
 	}
-	log_info("starting store gateway", "grpc", grpc_address, "http", sf.http_address, "bucket", bucket_name(bkt),
+	log_info("starting store gateway", "grpc", grpc_address, "grpc_tls", gtls ? "on" : "off", "http", sf.http_address, "bucket", bucket_name(bkt),
 		 "data_dir", data_dir);
 	syncer_t sy = {.bs = bs, .http = http, .interval_ms = sync_ms > 0 ? sync_ms : 900000};
 	pthread_mutex_init(&sy.mu, NULL);
@@ -266,5 +273,6 @@ out_store:
 	bucket_store_free(bs);
 	bucket_free(bkt);
 	bucket_relabel_free(sel);
+	tls_server_free(gtls);
 	return rc;
 }

@@ -875,7 +875,11 @@ static int cmd_web(int argc, char **argv)
 	http_server_t *http = NULL;
 	rc = 1;
 	if (loop_new(&loop, &err) ||
-	    http_server_new(&http, loop, &(http_server_config_t){.address = sf.http_address, .component = "bucket", .web_config_file = sf.http_config}, &err)) {
+	    http_server_new(&http, loop,
+	                    &(http_server_config_t){.address = sf.http_address,
+	                                            .component = "bucket",
+	                                            .web_config_file = sf.http_config},
+	                    &err)) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		goto out;
 	}

@@ -145,9 +145,15 @@ static ssize_t transport_recv(conn_t *c, void *p, size_t n)
 	if (r > 0)
 		return r;
 	switch (SSL_get_error(c->ssl, r)) {
-	case SSL_ERROR_WANT_READ: errno = EAGAIN; return -1;
-	case SSL_ERROR_WANT_WRITE: c->tls_want_write = true; errno = EAGAIN; return -1;
-	case SSL_ERROR_ZERO_RETURN: return 0;
+	case SSL_ERROR_WANT_READ:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		c->tls_want_write = true;
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
 	case SSL_ERROR_SYSCALL:
 		if (errno == 0)
 			return 0;
@@ -173,12 +179,17 @@ static ssize_t transport_send(conn_t *c, const void *p, size_t n)
 		return w;
 	switch (SSL_get_error(c->ssl, w)) {
 	case SSL_ERROR_WANT_WRITE:
-	case SSL_ERROR_WANT_READ: errno = EAGAIN; return -1;
+	case SSL_ERROR_WANT_READ:
+		errno = EAGAIN;
+		return -1;
 	case SSL_ERROR_SYSCALL:
 		if (errno == 0)
 			errno = EPIPE;
 		return -1;
-	default: ERR_clear_error(); errno = EPIPE; return -1;
+	default:
+		ERR_clear_error();
+		errno = EPIPE;
+		return -1;
 	}
 }
 
@@ -201,7 +212,8 @@ static void handshake(conn_t *c)
 	}
 	char why[256];
 	if (e == SSL_ERROR_SYSCALL && !ERR_peek_error())
-		snprintf(why, sizeof why, "%s", errno ? strerror(errno) : "connection closed during the handshake");
+		snprintf(why, sizeof why, "%s",
+		         errno ? strerror(errno) : "connection closed during the handshake");
 	else
 		tls_errors(why, sizeof why);
 	log_debug("TLS handshake failed", "peer", c->peer, "err", why);
@@ -286,7 +298,8 @@ static void conn_on_event(loop_t *l, int fd, int events, void *arg)
 			update_events(c);
 			goto out;
 		}
-		events = LOOP_READ | LOOP_WRITE; /* done: send what the protocol queued, read what came along */
+		events =
+		    LOOP_READ | LOOP_WRITE; /* done: send what the protocol queued, read what came along */
 	} else if (c->tls_want_write && (events & LOOP_WRITE)) {
 		c->tls_want_write = false; /* the read that needed the socket writable goes on */
 		events |= LOOP_READ;
@@ -303,7 +316,8 @@ static void conn_on_event(loop_t *l, int fd, int events, void *arg)
 	if (events & LOOP_READ) {
 		size_t got = 0;
 		bool eof = false;
-		/* TLS: decrypted bytes OpenSSL holds are invisible to epoll, so a record is always read to its end */
+		/* TLS: decrypted bytes OpenSSL holds are invisible to epoll, so a record is always read to
+		 * its end */
 		while (got < READ_BUDGET || (c->ssl && SSL_pending(c->ssl) > 0)) {
 			if (c->in_off > 0 && c->in_off == c->in.n) {
 				buf_reset(&c->in);
@@ -457,7 +471,8 @@ static bool evict_handshaking(listener_t *ls)
 		return false;
 	for (conn_t *c = ls->tail; c; c = c->prev)
 		if (c->handshaking) {
-			log_debug("connection limit reached: closing the oldest TLS handshake", "peer", c->peer);
+			log_debug("connection limit reached: closing the oldest TLS handshake", "peer",
+			          c->peer);
 			conn_close(c);
 			return true;
 		}

@@ -768,7 +768,21 @@ void grpc_server_register(grpc_server_t *s, const char *path, grpc_handler_fn fn
 
 int grpc_server_listen(grpc_server_t *s, const char *address, listener_t **out, err_t *err)
 {
-	listener_config_t cfg = {.address = address, .on_accept = grpc_server_on_accept, .arg = s};
+	return grpc_server_listen_tls(s, address, NULL, out, err);
+}
+
+static SSL *new_ssl(void *arg)
+{
+	return tls_server_new_ssl(arg);
+}
+
+int grpc_server_listen_tls(grpc_server_t *s, const char *address, tls_server_t *tls, listener_t **out, err_t *err)
+{
+	listener_config_t cfg = {.address = address,
+	                         .on_accept = grpc_server_on_accept,
+	                         .arg = s,
+	                         .tls_new_ssl = tls ? new_ssl : NULL,
+	                         .tls_arg = tls};
 	return listener_new(out, s->loop, &cfg, err);
 }
 

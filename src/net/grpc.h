@@ -26,7 +26,7 @@
  * and Thanos's "snappy" compressor) are decompressed (within the max request size); other encodings
  * get UNIMPLEMENTED. Responses are snappy-compressed when the request was, or when the server is
  * configured with compress and the client's grpc-accept-encoding lists snappy.
- * TLS is the listener's concern (a later seam): this module only sees bytes through conn_t.
+ * TLS is the listener's concern (grpc_server_listen_tls, net/conn.h): this module only sees bytes.
  */
 #ifndef STRATA_NET_GRPC_H
 #define STRATA_NET_GRPC_H
@@ -40,6 +40,7 @@
 #include "base/str.h"
 #include "net/conn.h"
 #include "net/loop.h"
+#include "net/tls.h"
 
 /* gRPC status codes. */
 enum {
@@ -88,6 +89,9 @@ void grpc_server_register(grpc_server_t *s, const char *path, grpc_handler_fn fn
 void grpc_server_on_accept(listener_t *ls, conn_t *c, void *arg);
 /* Convenience: a listener on address serving this server. */
 int grpc_server_listen(grpc_server_t *s, const char *address, listener_t **out, err_t *err);
+/* The same over TLS when tls is not NULL (net/tls.h: made with alpn "h2"; borrowed, must outlive the
+ * listener; its certificates are re-read when they change). */
+int grpc_server_listen_tls(grpc_server_t *s, const char *address, tls_server_t *tls, listener_t **out, err_t *err);
 
 arena_t *grpc_call_arena(grpc_call_t *call);
 const char *grpc_call_path(const grpc_call_t *call);

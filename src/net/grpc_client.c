@@ -16,6 +16,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
 #include <nghttp2/nghttp2.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #include "base/alloc.h"
 #include "base/hmap.h"
 #include "base/log.h"
+#include "net/tls.h"
 
 #define CONN_OUT_HIGH (256u * 1024)
 #define STREAM_WINDOW (1u << 20)
@@ -83,6 +85,9 @@ struct grpc_stream {
 struct h2c {
 	grpc_channel_t *ch;
 	int fd;
+	SSL *ssl;            /* TLS session (channel with tls), NULL for h2c */
+	bool handshaking;    /* TCP connected, TLS handshake running */
+	bool tls_want_write; /* OpenSSL needs the socket writable to go on reading */
 	nghttp2_session *s;
 	bool ready, goaway, dead;
 	char reason[256];
@@ -107,6 +112,7 @@ struct grpc_channel {
 	int64_t connect_timeout_ms, backoff_initial_ms, backoff_max_ms, keepalive_ms, keepalive_timeout_ms;
 	size_t stream_buffer;
 	bool compress;
+	tls_client_t *tls; /* borrowed; NULL = plaintext */
 	pthread_mutex_t mu;
 	uint64_t connects;
 	/* loop side */
@@ -120,6 +126,7 @@ struct grpc_channel {
 };
 
 static void h2c_after(h2c_t *c);
+static void h2c_ready(h2c_t *c);
 static void h2c_fail(h2c_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ---- references and the consumer-visible end ---- */
@@ -472,6 +479,8 @@ static void h2c_destroy(h2c_t *c)
 		loop_del_fd(ch->loop, c->fd);
 		close(c->fd);
 	}
+	if (c->ssl)
+		SSL_free(c->ssl); /* no close_notify: the peer sees the TCP close either way */
 	if (c->s)
 		nghttp2_session_del(c->s);
 	buf_release(&c->out);
@@ -480,6 +489,83 @@ static void h2c_destroy(h2c_t *c)
 }
 
 static void channel_connect(grpc_channel_t *ch);
+
+/* ---- the transport: plain socket or TLS ---- */
+
+/* Like send(2): > 0 written, -1 with errno (EAGAIN: try when writable). */
+static ssize_t transport_send(h2c_t *c, const void *p, size_t n)
+{
+	if (!c->ssl)
+		return send(c->fd, p, n, MSG_NOSIGNAL);
+	ERR_clear_error();
+	int w = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (w > 0)
+		return w;
+	int e = SSL_get_error(c->ssl, w);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e != SSL_ERROR_SYSCALL || !errno)
+		errno = EPIPE;
+	ERR_clear_error();
+	return -1;
+}
+
+/* Like recv(2): > 0 bytes, 0 at EOF, -1 with errno (EAGAIN; EPROTO with the reason in why). */
+static ssize_t transport_recv(h2c_t *c, void *p, size_t n, char *why, size_t whyn)
+{
+	if (!c->ssl)
+		return recv(c->fd, p, n, 0);
+	ERR_clear_error();
+	int r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(c->ssl, r)) {
+	case SSL_ERROR_WANT_WRITE:
+		c->tls_want_write = true;
+		/* fall through */
+	case SSL_ERROR_WANT_READ:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (!ERR_peek_error())
+			return errno ? -1 : 0;
+		/* fall through */
+	default:
+		tls_errors(why, whyn);
+		errno = EPROTO;
+		return -1;
+	}
+}
+
+/* One step of the client handshake (the connection timer bounds it); ready when it completes. */
+static void tls_handshake(h2c_t *c)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->handshaking = false;
+		h2c_ready(c);
+		return;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		loop_set_events(c->ch->loop, c->fd, e == SSL_ERROR_WANT_WRITE ? LOOP_WRITE : LOOP_READ);
+		return;
+	}
+	char why[512];
+	long v = SSL_get_verify_result(c->ssl);
+	if (v != X509_V_OK)
+		snprintf(why, sizeof why, "certificate verify failed: %s", X509_verify_cert_error_string(v));
+	else if (e == SSL_ERROR_SYSCALL && !ERR_peek_error())
+		snprintf(why, sizeof why, "%s", errno ? strerror(errno) : "connection closed by the server");
+	else
+		tls_errors(why, sizeof why);
+	h2c_fail(c, "TLS handshake with %s: %s", c->ch->target, why);
+}
 
 /* Push nghttp2's output into the socket; tear down a dead or finished connection. */
 static void h2c_after(h2c_t *c)
@@ -498,7 +584,7 @@ static void h2c_after(h2c_t *c)
 			buf_append(&c->out, d, (size_t)n);
 		}
 		while (!c->dead && c->out_off < c->out.n) {
-			ssize_t w = send(c->fd, c->out.p + c->out_off, c->out.n - c->out_off, MSG_NOSIGNAL);
+			ssize_t w = transport_send(c, c->out.p + c->out_off, c->out.n - c->out_off);
 			if (w > 0)
 				c->out_off += (size_t)w;
 			else if (w < 0 && errno == EINTR)
@@ -522,7 +608,8 @@ static void h2c_after(h2c_t *c)
 		if (!c->dead && c->goaway && c->nactive == 0 && c->out_off == c->out.n)
 			h2c_fail(c, "closed after GOAWAY");
 		if (!c->dead)
-			loop_set_events(ch->loop, c->fd, LOOP_READ | (c->out_off < c->out.n ? LOOP_WRITE : 0));
+			loop_set_events(ch->loop, c->fd,
+			                LOOP_READ | (c->out_off < c->out.n || c->tls_want_write ? LOOP_WRITE : 0));
 	}
 	if (c->dead) {
 		bool was_current_ready = c->ready;
@@ -541,7 +628,7 @@ static void h2c_submit(h2c_t *c, grpc_stream_t *st)
 	size_t n = 0;
 #define H(k, v) nva[n++] = (nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), NGHTTP2_NV_FLAG_NONE}
 	H(":method", "POST");
-	H(":scheme", "http");
+	H(":scheme", ch->tls ? "https" : "http");
 	H(":path", st->path);
 	H(":authority", ch->target);
 	H("content-type", "application/grpc");
@@ -647,6 +734,11 @@ static void h2c_on_event(loop_t *l, int fd, int events, void *arg)
 {
 	h2c_t *c = arg;
 	(void)l;
+	if (c->handshaking) {
+		tls_handshake(c);
+		h2c_after(c);
+		return;
+	}
 	if (!c->ready) {
 		int e = 0;
 		socklen_t el = sizeof e;
@@ -657,15 +749,31 @@ static void h2c_on_event(loop_t *l, int fd, int events, void *arg)
 			h2c_after(c);
 			return;
 		}
-		h2c_ready(c);
+		if (c->ch->tls) {
+			int one = 1; /* the handshake's flights must not wait for delayed ACKs */
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+			c->ssl = tls_client_new_ssl(c->ch->tls, c->ch->host[0] ? c->ch->host : "localhost");
+			SSL_set_fd(c->ssl, fd);
+			SSL_set_connect_state(c->ssl);
+			c->handshaking = true;
+			tls_handshake(c);
+		} else {
+			h2c_ready(c);
+		}
 		h2c_after(c);
 		return;
+	}
+	if (c->tls_want_write && (events & LOOP_WRITE)) {
+		c->tls_want_write = false; /* the read that needed the socket writable goes on */
+		events |= LOOP_READ;
 	}
 	if (events & LOOP_READ) {
 		uint8_t buf[65536];
 		size_t got = 0;
-		while (!c->dead && got < READ_BUDGET) {
-			ssize_t r = recv(fd, buf, sizeof buf, 0);
+		char why[256] = "";
+		/* TLS: decrypted bytes OpenSSL holds are invisible to epoll, so they are always taken */
+		while (!c->dead && (got < READ_BUDGET || (c->ssl && SSL_pending(c->ssl) > 0))) {
+			ssize_t r = transport_recv(c, buf, sizeof buf, why, sizeof why);
 			if (r > 0) {
 				got += (size_t)r;
 				ssize_t n = nghttp2_session_mem_recv(c->s, buf, (size_t)r);
@@ -677,6 +785,8 @@ static void h2c_on_event(loop_t *l, int fd, int events, void *arg)
 				h2c_fail(c, "connection closed by the server");
 			else if (errno == EINTR)
 				continue;
+			else if (errno == EPROTO)
+				h2c_fail(c, "TLS: %s", why);
 			else if (errno != EAGAIN && errno != EWOULDBLOCK)
 				h2c_fail(c, "recv: %s", strerror(errno));
 			break;
@@ -1006,6 +1116,7 @@ int grpc_channel_new(grpc_channel_t **out, loop_t *loop, const char *target, con
 	ch->keepalive_timeout_ms = cfg->keepalive_timeout_ms > 0 ? cfg->keepalive_timeout_ms : 5000;
 	ch->stream_buffer = cfg->stream_buffer ? cfg->stream_buffer : 256u * 1024;
 	ch->compress = cfg->compress;
+	ch->tls = cfg->tls;
 	pthread_mutex_init(&ch->mu, NULL);
 	if (loop) {
 		ch->loop = loop;

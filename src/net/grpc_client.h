@@ -43,7 +43,10 @@
  *   - Errors: status != OK → grpc_err_from_status(status) with the message
  *     "grpc <target><method>: <StatusName>: <grpc-message>". A malformed response (bad framing, bad
  *     snappy, HTTP status != 200, missing grpc-status, stream reset) is an error, never a crash.
- * TLS is a later seam: the transport is a plain socket today.
+ *   - TLS: with cfg.tls the connection is TLS (ALPN h2, the server's certificate checked against the
+ *     tls_client_t's CA and name, a client certificate for mutual TLS); the handshake runs on the
+ *     loop within connect_timeout_ms, and its failure ("TLS handshake with <target>: certificate
+ *     verify failed: ...") fails the calls and backs off like a failed connect.
  * Name resolution uses getaddrinfo on the loop thread (numeric addresses do not block).
  */
 #ifndef STRATA_NET_GRPC_CLIENT_H
@@ -70,6 +73,7 @@ typedef struct grpc_channel_config {
 	int64_t keepalive_timeout_ms; /* 0 = 5000 */
 	size_t stream_buffer;         /* 0 = 256 KiB (see flow control above) */
 	bool compress;                /* send requests with grpc-encoding: snappy */
+	struct tls_client *tls;       /* TLS (net/tls.h; borrowed, outlives the channel); NULL = h2c */
 } grpc_channel_config_t;
 
 /* target is "host:port" or "[v6]:port" (copied). loop NULL = a private loop thread. ERR_INVALID for a

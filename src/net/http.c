@@ -732,7 +732,8 @@ static void unauthorized(http_req_t *r)
 	str_t peer = STR("unknown");
 	if (r->priv->hc)
 		peer = str_c(r->priv->hc->c->peer);
-	log_debug("basic auth failed", "peer", peer.p, "user", r->priv->auth ? webcfg_auth_user(r->priv->auth) : "");
+	log_debug("basic auth failed", "peer", peer.p, "user",
+	          r->priv->auth ? webcfg_auth_user(r->priv->auth) : "");
 	http_add_header(r, "WWW-Authenticate", "Basic");
 	http_error(r, 401, "Unauthorized");
 }
@@ -777,7 +778,8 @@ static void dispatch(http_conn_t *hc)
 		if (webcfg_auth_required(srv->web)) {
 			str_t h;
 			p->auth = ARENA_NEW(&r->arena, webcfg_auth_t);
-			int a = webcfg_auth_begin(srv->web, http_req_header(r, "Authorization", &h) ? &h : NULL, p->auth);
+			int a = webcfg_auth_begin(
+			    srv->web, http_req_header(r, "Authorization", &h) ? &h : NULL, p->auth);
 			if (a == WEBCFG_AUTH_PENDING) {
 				if (webcfg_auth_run(srv->web, p->auth, auth_checked, r))
 					http_error(r, 503, "too many logins waiting to be checked");
@@ -1055,14 +1057,14 @@ int http_server_new(http_server_t **out, loop_t *loop, const http_server_config_
 	if (cfg->component)
 		metrics_register_process(cfg->component);
 	listener_config_t lc = {
-		.address = cfg->address,
-		.write_timeout_ms = cfg->write_timeout_ms,
-		.max_conns = cfg->max_conns,
-		.on_accept = on_accept,
-		.arg = srv,
-		.tls_new_ssl = srv->web && webcfg_tls(srv->web) ? webcfg_new_ssl : NULL,
-		.tls_arg = srv->web,
-		.handshake_timeout_ms = cfg->handshake_timeout_ms,
+	    .address = cfg->address,
+	    .write_timeout_ms = cfg->write_timeout_ms,
+	    .max_conns = cfg->max_conns,
+	    .on_accept = on_accept,
+	    .arg = srv,
+	    .tls_new_ssl = srv->web && webcfg_tls(srv->web) ? webcfg_new_ssl : NULL,
+	    .tls_arg = srv->web,
+	    .handshake_timeout_ms = cfg->handshake_timeout_ms,
 	};
 	int rc = listener_new(&srv->listener, loop, &lc, err);
 	if (rc) {

@@ -88,7 +88,8 @@ typedef struct http_server_config {
 	int64_t write_timeout_ms;   /* 0 = 60s: a peer not reading our response for this long is dropped */
 	int worker_threads;         /* pool for http_run_on_worker: 0 = number of CPUs, < 0 = no pool */
 	int max_conns;              /* 0 = 10000 */
-	const char *web_config_file; /* --http.config: TLS, basic auth, headers (net/webconfig.h); NULL = none */
+	const char
+	    *web_config_file; /* --http.config: TLS, basic auth, headers (net/webconfig.h); NULL = none */
 	int64_t handshake_timeout_ms; /* 0 = 10s: a TLS handshake must finish in this */
 } http_server_config_t;
 

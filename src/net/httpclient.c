@@ -11,6 +11,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "net/httpcfg.h"
 
 #define HTTPC_DEFAULT_MAX_BODY (64u * 1024 * 1024)
 
@@ -98,6 +99,7 @@ static int curl_fail(err_t *err, const httpc_req_t *req, CURLcode cc, const char
 typedef struct easy_ctx {
 	CURL *h;
 	struct curl_slist *hdrs;
+	struct curl_slist *connect_to; /* tls_config.server_name (net/httpcfg.h) */
 	char errbuf[CURL_ERROR_SIZE];
 	buf_t *body;
 	buf_t *headers;  /* NULL = not kept */
@@ -136,6 +138,8 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
+static void easy_cleanup(easy_ctx_t *c);
+
 static int easy_setup(easy_ctx_t *c, const httpc_req_t *req, buf_t *body, size_t max_body, err_t *err)
 {
 	pthread_once(&httpc_once, httpc_global_init);
@@ -171,6 +175,10 @@ static int easy_setup(easy_ctx_t *c, const httpc_req_t *req, buf_t *body, size_t
 	c->hdrs = curl_slist_append(NULL, "Expect:"); /* no 100-continue round trip */
 	for (size_t i = 0; i < req->nheaders; i++)
 		c->hdrs = curl_slist_append(c->hdrs, req->headers[i]);
+	if (httpcfg_apply(req->cfg, h, req->url, &c->hdrs, &c->connect_to, err)) {
+		easy_cleanup(c);
+		return err_wrap(err, "%s %s", method_of(req), req->url);
+	}
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->hdrs);
 	return 0;
 }
@@ -180,8 +188,10 @@ static void easy_cleanup(easy_ctx_t *c)
 	if (c->h)
 		curl_easy_cleanup(c->h);
 	curl_slist_free_all(c->hdrs);
+	curl_slist_free_all(c->connect_to);
 	c->h = NULL;
 	c->hdrs = NULL;
+	c->connect_to = NULL;
 }
 
 static char *content_type_of(CURL *h)

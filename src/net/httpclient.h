@@ -40,6 +40,7 @@ typedef struct httpc_req {
 	int64_t timeout_ms;          /* whole exchange; 0 = none (streams: idle timeout instead) */
 	int64_t connect_timeout_ms;  /* 0 = 10s */
 	size_t max_body;             /* httpc_do only: 0 = 64 MiB */
+	const struct httpcfg *cfg;   /* auth, TLS, proxy (net/httpcfg.h); NULL = none */
 } httpc_req_t;
 
 typedef struct httpc_resp {

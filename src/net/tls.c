@@ -548,29 +548,30 @@ int tls_client_new(tls_client_t **out, const tls_client_opts_t *o, err_t *err)
 {
 	tls_init_once();
 	*out = NULL;
+	const char *what = o->what ? o->what : "tls";
 	if (!o->cert_file != !o->key_file)
-		return err_set(err, ERR_INVALID,
-		               "tls: a client certificate needs both cert_file and key_file");
+		return err_set(err, ERR_INVALID, "%s: a client certificate needs both cert_file and key_file",
+		               what);
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 	if (!ctx)
 		die("tls: out of memory");
-	int rc = set_versions(ctx, "tls", o->min_version, 0, err);
+	int rc = set_versions(ctx, what, o->min_version, 0, err);
 	if (!rc && o->ca_file)
-		rc = load_ca(ctx, "tls", o->ca_file, NULL, err);
+		rc = load_ca(ctx, what, o->ca_file, NULL, err);
 	else if (!rc && SSL_CTX_set_default_verify_paths(ctx) != 1)
 		ERR_clear_error(); /* no system CAs: verification will say so */
 	if (!rc && o->cert_file)
-		rc = load_cert_key(ctx, "tls", o->cert_file, o->key_file, NULL, NULL, err);
+		rc = load_cert_key(ctx, what, o->cert_file, o->key_file, NULL, NULL, err);
 	if (!rc && o->alpn) {
 		unsigned char wire[64];
 		size_t n = strlen(o->alpn);
 		if (n == 0 || n >= sizeof wire - 1)
-			rc = err_set(err, ERR_INVALID, "tls: bad ALPN protocol");
+			rc = err_set(err, ERR_INVALID, "%s: bad ALPN protocol", what);
 		else {
 			wire[0] = (unsigned char)n;
 			memcpy(wire + 1, o->alpn, n);
 			if (SSL_CTX_set_alpn_protos(ctx, wire, (unsigned)n + 1) != 0)
-				rc = ssl_err(err, "tls", "ALPN%s", NULL);
+				rc = ssl_err(err, what, "ALPN%s", NULL);
 		}
 	}
 	if (rc) {

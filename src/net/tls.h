@@ -73,6 +73,7 @@ typedef struct tls_client_opts {
 	bool insecure_skip_verify;
 	int min_version;  /* 0 = TLS 1.2 */
 	const char *alpn; /* "h2" for gRPC; NULL = none */
+	const char *what; /* names the configuration in messages ("gRPC client TLS"); NULL = "tls" */
 } tls_client_opts_t;
 
 typedef struct tls_client tls_client_t;

@@ -61,7 +61,7 @@ struct webcfg {
 	struct stat st;
 	uint64_t next_check;
 	cache_slot_t cache[CACHE_SLOTS];
-	workers_t *bcrypt; /* one thread: checks run one at a time */
+	workers_t *bcrypt;        /* one thread: checks run one at a time */
 	struct auth_job *pending; /* queued or running checks, one per distinct credential */
 	size_t npending;
 };

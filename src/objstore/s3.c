@@ -36,6 +36,7 @@ typedef struct s3_bucket {
 	bucket_t base;
 	char *base_url;    /* "http://127.0.0.1:9000" (no trailing '/') */
 	char *host;        /* Host header value, signed */
+	struct curl_slist *connect_to; /* tls_config.server_name: the URL names it, this maps it to host */
 	char *path_prefix; /* "/<bucket>" (path style) or "" (virtual-hosted) */
 	char *access_key, *secret_key, *session_token, *region;
 	char *ca_file, *cert_file, *key_file;
@@ -393,6 +394,11 @@ static void call_setup(s3_bucket_t *s, s3_call_t *c)
 	if (!c->content_type)
 		c->hdrs = curl_slist_append(c->hdrs, "Content-Type:");
 	c->hdrs = curl_slist_append(c->hdrs, "Accept:");
+	if (s->connect_to) { /* the URL names server_name (checked in the certificate, sent as SNI) */
+		char hh[600];
+		snprintf(hh, sizeof hh, "Host: %s", s->host);
+		c->hdrs = curl_slist_append(c->hdrs, hh);
+	}
 
 	buf_t url = BUF_INIT;
 	buf_puts(&url, s->base_url);
@@ -423,6 +429,7 @@ static void call_setup(s3_bucket_t *s, s3_call_t *c)
 			curl_easy_setopt(h, CURLOPT_SSLCERT, s->cert_file);
 		if (s->key_file)
 			curl_easy_setopt(h, CURLOPT_SSLKEY, s->key_file);
+		curl_easy_setopt(h, CURLOPT_CONNECT_TO, s->connect_to);
 	}
 	if (strcmp(c->method, "HEAD") == 0) {
 		curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -1400,6 +1407,7 @@ static void s3_free(bucket_t *b)
 	VEC_FREE(&s->multi_pool);
 	VEC_FREE(&s->easy_pool);
 	pthread_mutex_destroy(&s->mu);
+	curl_slist_free_all(s->connect_to);
 	if (s->secret_key)
 		memset(s->secret_key, 0, strlen(s->secret_key));
 	char *strs[] = {s->base_url, s->host, s->path_prefix, s->access_key, s->secret_key, s->session_token,
@@ -1514,7 +1522,21 @@ int s3_bucket_new(const s3_config_t *c, bucket_t **out, err_t *err)
 		buf_printf(&hb, "%s.", c->bucket);
 	buf_append(&hb, ep, epn);
 	s->host = buf_detach(&hb, NULL);
-	buf_printf(&hb, "%s://%s", https ? "https" : "http", s->host);
+	if (https && c->server_name && *c->server_name) {
+		/* Go's tls_config.server_name: the certificate must name it and SNI carries it, while the
+		 * connection goes to the endpoint and Host stays the endpoint (it is signed). libcurl checks
+		 * the URL's host, so the URL names server_name and CONNECT_TO sends it to the endpoint. */
+		const char *colon = strrchr(s->host, ':');
+		bool has_port = colon && !strchr(colon, ']');
+		const char *port = has_port ? colon + 1 : "443";
+		int hn = has_port ? (int)(colon - s->host) : (int)strlen(s->host);
+		buf_printf(&hb, "%s:%s:%.*s:%s", c->server_name, port, hn, s->host, port);
+		s->connect_to = curl_slist_append(NULL, hb.p);
+		buf_reset(&hb);
+		buf_printf(&hb, "https://%s:%s", c->server_name, port);
+	} else {
+		buf_printf(&hb, "%s://%s", https ? "https" : "http", s->host);
+	}
 	s->base_url = buf_detach(&hb, NULL);
 	if (virt) {
 		s->path_prefix = xstrdup("");

@@ -13,6 +13,7 @@
 #include "base/alloc.h"
 #include "base/crc32c.h"
 #include "base/varint.h"
+#include "net/httpcfg.h"
 #include "net/httpclient.h"
 #include "net/url.h"
 #include "prompb_remote.pb-c.h"
@@ -28,6 +29,7 @@ struct prom_store {
 	char *url;
 	int64_t timeout_ms;
 	int64_t min_time;
+	const httpcfg_t *http;
 	pthread_mutex_t mu; /* guards ext_arena, ext, data_mint */
 	arena_t ext_arena;
 	labels_t ext;
@@ -515,7 +517,8 @@ static int prom_series(store_t *base, arena_t *a, const store_series_req_t *req,
 				 .nheaders = 3,
 				 .body = set->body.p,
 				 .body_len = set->body.n,
-				 .timeout_ms = st->timeout_ms};
+				 .timeout_ms = st->timeout_ms,
+				 .cfg = st->http};
 	int rc = httpc_stream_open(&set->stream, &set->req, err);
 	if (rc) {
 		set_close(&set->base);
@@ -612,11 +615,11 @@ static bool api_time(buf_t *b, const char *key, int64_t ms)
 }
 
 /* GET a Prometheus API URL and return its "data" (a new jansson reference). */
-static int api_get_data(const char *url, int64_t timeout_ms, json_t **data, err_t *err)
+static int api_get_data(const char *url, const httpcfg_t *hc, int64_t timeout_ms, json_t **data, err_t *err)
 {
 	httpc_resp_t resp;
 	httpc_resp_init(&resp);
-	httpc_req_t req = {.url = url, .timeout_ms = timeout_ms > 0 ? timeout_ms : PROM_DEFAULT_TIMEOUT_MS};
+	httpc_req_t req = {.url = url, .timeout_ms = timeout_ms > 0 ? timeout_ms : PROM_DEFAULT_TIMEOUT_MS, .cfg = hc};
 	int rc = httpc_do(&req, &resp, err);
 	if (rc) {
 		httpc_resp_release(&resp);
@@ -683,7 +686,7 @@ static int prom_labels_call(prom_store_t *st, arena_t *a, const store_label_req_
 		buf_release(&sel);
 	}
 	json_t *data = NULL;
-	int rc = api_get_data(url.p, st->timeout_ms, &data, err);
+	int rc = api_get_data(url.p, st->http, st->timeout_ms, &data, err);
 	if (rc == 0 && !json_is_array(data))
 		rc = err_set(err, ERR_CORRUPT, "GET %s: \"data\" is not an array", url.p);
 	if (rc == 0) {
@@ -766,6 +769,7 @@ prom_store_t *prom_store_new(const prom_store_config_t *cfg)
 	s->base.name = s->url;
 	s->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : PROM_DEFAULT_TIMEOUT_MS;
 	s->min_time = cfg->min_time;
+	s->http = cfg->http;
 	s->data_mint = INT64_MIN;
 	pthread_mutex_init(&s->mu, NULL);
 	arena_init(&s->ext_arena, 0);
@@ -789,13 +793,13 @@ void prom_store_free(prom_store_t *s)
 
 /* ---- Prometheus HTTP API helpers ---- */
 
-int prom_api_ready(const char *url, int64_t timeout_ms, err_t *err)
+int prom_api_ready(const char *url, const httpcfg_t *hc, int64_t timeout_ms, err_t *err)
 {
 	char u[1024];
 	snprintf(u, sizeof u, "%s/-/ready", url);
 	httpc_resp_t resp;
 	httpc_resp_init(&resp);
-	httpc_req_t req = {.url = u, .timeout_ms = timeout_ms > 0 ? timeout_ms : PROM_DEFAULT_TIMEOUT_MS};
+	httpc_req_t req = {.url = u, .timeout_ms = timeout_ms > 0 ? timeout_ms : PROM_DEFAULT_TIMEOUT_MS, .cfg = hc};
 	int rc = httpc_do(&req, &resp, err);
 	if (rc == 0 && resp.status != 200) {
 		str_t b = str_trim(buf_str(&resp.body));
@@ -863,12 +867,13 @@ int prom_config_external_labels(const char *yaml, size_t len, arena_t *a, labels
 	return rc;
 }
 
-int prom_api_external_labels(const char *url, int64_t timeout_ms, arena_t *a, labels_t *out, err_t *err)
+int prom_api_external_labels(const char *url, const httpcfg_t *hc, int64_t timeout_ms, arena_t *a, labels_t *out,
+                             err_t *err)
 {
 	char u[1024];
 	snprintf(u, sizeof u, "%s/api/v1/status/config", url);
 	json_t *data = NULL;
-	int rc = api_get_data(u, timeout_ms, &data, err);
+	int rc = api_get_data(u, hc, timeout_ms, &data, err);
 	if (rc)
 		return rc;
 	json_t *y = json_object_get(data, "yaml");
@@ -880,12 +885,12 @@ int prom_api_external_labels(const char *url, int64_t timeout_ms, arena_t *a, la
 	return rc;
 }
 
-int prom_api_head_min_time(const char *url, int64_t timeout_ms, int64_t *mint, err_t *err)
+int prom_api_head_min_time(const char *url, const httpcfg_t *hc, int64_t timeout_ms, int64_t *mint, err_t *err)
 {
 	char u[1024];
 	snprintf(u, sizeof u, "%s/api/v1/status/tsdb", url);
 	json_t *data = NULL;
-	int rc = api_get_data(u, timeout_ms, &data, err);
+	int rc = api_get_data(u, hc, timeout_ms, &data, err);
 	if (rc)
 		return rc;
 	json_t *v = json_object_get(json_object_get(data, "headStats"), "minTime");
@@ -897,12 +902,13 @@ int prom_api_head_min_time(const char *url, int64_t timeout_ms, int64_t *mint, e
 	return rc;
 }
 
-int prom_api_flag(const char *url, int64_t timeout_ms, const char *name, arena_t *a, const char **out, err_t *err)
+int prom_api_flag(const char *url, const httpcfg_t *hc, int64_t timeout_ms, const char *name, arena_t *a,
+                  const char **out, err_t *err)
 {
 	char u[1024];
 	snprintf(u, sizeof u, "%s/api/v1/status/flags", url);
 	json_t *data = NULL;
-	int rc = api_get_data(u, timeout_ms, &data, err);
+	int rc = api_get_data(u, hc, timeout_ms, &data, err);
 	if (rc)
 		return rc;
 	json_t *v = json_object_get(data, name);

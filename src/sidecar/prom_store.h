@@ -40,6 +40,7 @@ typedef struct prom_store_config {
 	const char *url;    /* Prometheus base URL, e.g. "http://127.0.0.1:9090" (copied) */
 	int64_t timeout_ms; /* label API calls: whole call; remote read: max silence; 0 = 2m */
 	int64_t min_time;   /* serve only data at or after this (ms); INT64_MIN = everything */
+	const struct httpcfg *http; /* --prometheus.http-client: auth, TLS (borrowed); NULL = none */
 } prom_store_config_t;
 
 prom_store_t *prom_store_new(const prom_store_config_t *cfg);
@@ -62,17 +63,18 @@ int prom_store_decode(arena_t *a, const void *body, size_t n, bool streamed, con
 /* ---- Prometheus HTTP API helpers (blocking; thread-safe) ---- */
 
 /* GET <url>/-/ready: 0 if 200, ERR_UNAVAILABLE (down or not ready, with the reason) otherwise. */
-int prom_api_ready(const char *url, int64_t timeout_ms, err_t *err);
+int prom_api_ready(const char *url, const struct httpcfg *hc, int64_t timeout_ms, err_t *err);
 /* External labels from GET <url>/api/v1/status/config (global.external_labels of its YAML), sorted,
  * allocated in a. Errors name the URL and what was wrong with the answer. */
-int prom_api_external_labels(const char *url, int64_t timeout_ms, arena_t *a, labels_t *out, err_t *err);
+int prom_api_external_labels(const char *url, const struct httpcfg *hc, int64_t timeout_ms, arena_t *a,
+                             labels_t *out, err_t *err);
 /* Parse the external labels out of a Prometheus configuration YAML (what the above uses). */
 int prom_config_external_labels(const char *yaml, size_t len, arena_t *a, labels_t *out, err_t *err);
 /* The oldest sample in Prometheus's head block, from GET <url>/api/v1/status/tsdb (headStats.minTime):
  * INT64_MAX while the head holds no sample. Errors name the URL. */
-int prom_api_head_min_time(const char *url, int64_t timeout_ms, int64_t *mint, err_t *err);
+int prom_api_head_min_time(const char *url, const struct httpcfg *hc, int64_t timeout_ms, int64_t *mint, err_t *err);
 /* Value of one flag from GET <url>/api/v1/status/flags (arena string); ERR_NOT_FOUND if absent. */
-int prom_api_flag(const char *url, int64_t timeout_ms, const char *name, arena_t *a, const char **out,
-		  err_t *err);
+int prom_api_flag(const char *url, const struct httpcfg *hc, int64_t timeout_ms, const char *name, arena_t *a,
+                  const char **out, err_t *err);
 
 #endif

@@ -615,6 +615,7 @@ int store_grpc_client_new(store_t **out, const char *address, const store_grpc_c
 		.max_recv_msg = cfg->max_recv_msg,
 		.compress = cfg->compress,
 		.backoff_max_ms = cfg->backoff_max_ms,
+		.tls = cfg->tls,
 	};
 	grpc_channel_t *ch;
 	int rc = grpc_channel_new(&ch, cfg->loop, address, &cc, err);

@@ -52,6 +52,7 @@ typedef struct store_grpc_client_config {
 	size_t max_recv_msg;     /* 0 = the channel's default (256 MiB) */
 	loop_t *loop;            /* NULL = a private loop thread */
 	int64_t backoff_max_ms;  /* 0 = the channel's default (10s) */
+	struct tls_client *tls;  /* TLS to the endpoint (net/tls.h; borrowed, outlives the store); NULL = h2c */
 } store_grpc_client_config_t;
 
 /* address "host:port" (copied; also the store's name). cfg may be NULL. ERR_INVALID for a malformed

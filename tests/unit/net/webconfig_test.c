@@ -95,9 +95,10 @@ static int check(webcfg_t *w, const char *user_pass)
 TEST(basic_auth)
 {
 	char text[512];
-	snprintf(text, sizeof text,
-	         "basic_auth_users:\n  alice: %s\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n",
-	         hash_of("right"));
+	snprintf(
+	    text, sizeof text,
+	    "basic_auth_users:\n  alice: %s\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+	    hash_of("right"));
 	webcfg_t *w;
 	err_t err = {0};
 	CHECK(webcfg_new(&w, write_file("auth.yml", text), &err) == 0);

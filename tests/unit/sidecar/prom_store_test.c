@@ -436,7 +436,7 @@ TEST(prometheus_down_is_unavailable)
 	result_t r;
 	run_series(s, NULL, NULL, &r);
 	err_t err = {0};
-	int rc2 = prom_api_ready(url, 1000, &err);
+	int rc2 = prom_api_ready(url, NULL, 1000, &err);
 	prom_store_free(s);
 	CHECK_EQ_INT(r.rc, ERR_UNAVAILABLE);
 	CHECK(strstr(r.err.msg, url) != NULL);
@@ -528,12 +528,12 @@ TEST(external_labels_and_flags_from_prometheus)
 	arena_init(&a, 0);
 	labels_t ls = {0};
 	err_t err = {0};
-	int rc = prom_api_external_labels(f.url, 5000, &a, &ls, &err);
+	int rc = prom_api_external_labels(f.url, NULL, 5000, &a, &ls, &err);
 	const char *minb = NULL, *maxb = NULL, *none = NULL;
-	int rc2 = prom_api_flag(f.url, 5000, "storage.tsdb.min-block-duration", &a, &minb, &err);
-	int rc3 = prom_api_flag(f.url, 5000, "storage.tsdb.max-block-duration", &a, &maxb, &err);
-	int rc4 = prom_api_flag(f.url, 5000, "nope", &a, &none, &err);
-	int rc5 = prom_api_ready(f.url, 5000, &err);
+	int rc2 = prom_api_flag(f.url, NULL, 5000, "storage.tsdb.min-block-duration", &a, &minb, &err);
+	int rc3 = prom_api_flag(f.url, NULL, 5000, "storage.tsdb.max-block-duration", &a, &maxb, &err);
+	int rc4 = prom_api_flag(f.url, NULL, 5000, "nope", &a, &none, &err);
+	int rc5 = prom_api_ready(f.url, NULL, 5000, &err);
 	fake_stop(&f);
 	labels_t empty = {0}, bad = {0};
 	const char *y1 = "global:\n  scrape_interval: 1m\nscrape_configs: []\n";
