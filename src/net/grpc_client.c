@@ -88,6 +88,7 @@ struct h2c {
 	SSL *ssl;            /* TLS session (channel with tls), NULL for h2c */
 	bool handshaking;    /* TCP connected, TLS handshake running */
 	bool tls_want_write; /* OpenSSL needs the socket writable to go on reading */
+	bool heard;          /* the server has sent something since the handshake */
 	nghttp2_session *s;
 	bool ready, goaway, dead;
 	char reason[256];
@@ -541,6 +542,14 @@ static ssize_t transport_recv(h2c_t *c, void *p, size_t n, char *why, size_t why
 	}
 }
 
+/* TLS 1.3 servers check the client certificate after the client has finished its handshake: a
+ * connection cut before the server said anything is most likely that refusal. */
+static const char *refused_hint(const h2c_t *c)
+{
+	return c->ssl && !c->heard ? " (right after the TLS handshake: is our client certificate accepted by the server?)"
+	                           : "";
+}
+
 /* One step of the client handshake (the connection timer bounds it); ready when it completes. */
 static void tls_handshake(h2c_t *c)
 {
@@ -592,7 +601,7 @@ static void h2c_after(h2c_t *c)
 			else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				break;
 			else
-				h2c_fail(c, "send: %s", strerror(errno));
+				h2c_fail(c, "send: %s%s", strerror(errno), refused_hint(c));
 		}
 		if (c->out_off == c->out.n) {
 			buf_reset(&c->out);
@@ -776,19 +785,20 @@ static void h2c_on_event(loop_t *l, int fd, int events, void *arg)
 			ssize_t r = transport_recv(c, buf, sizeof buf, why, sizeof why);
 			if (r > 0) {
 				got += (size_t)r;
+				c->heard = true;
 				ssize_t n = nghttp2_session_mem_recv(c->s, buf, (size_t)r);
 				if (n < 0)
 					h2c_fail(c, "bad http2 from server: %s", nghttp2_strerror((int)n));
 				continue;
 			}
 			if (r == 0)
-				h2c_fail(c, "connection closed by the server");
+				h2c_fail(c, "connection closed by the server%s", refused_hint(c));
 			else if (errno == EINTR)
 				continue;
 			else if (errno == EPROTO)
 				h2c_fail(c, "TLS: %s", why);
 			else if (errno != EAGAIN && errno != EWOULDBLOCK)
-				h2c_fail(c, "recv: %s", strerror(errno));
+				h2c_fail(c, "recv: %s%s", strerror(errno), refused_hint(c));
 			break;
 		}
 	}
