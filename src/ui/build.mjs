@@ -1,6 +1,8 @@
-// Bundles app/ with esbuild into one minified script and one stylesheet, names them by content hash,
-// and writes them (gzipped, with ETags) as a C source that src/ui/ui.c serves: `node build.mjs <out.c>
-// [<dist dir>]`. The dist dir (default ./dist) gets the plain files for inspection and the bench.
+// Bundles app/ with esbuild into minified ES modules — the app, and the expression editor (CodeMirror,
+// app/cm_editor.js) as a chunk of its own that the page fetches after its first paint — and one
+// stylesheet, all named by content hash, and writes them (gzipped, with ETags) as a C source that
+// src/ui/ui.c serves: `node build.mjs <out.c> [<dist dir>]`. The dist dir (default ./dist) gets the
+// plain files for inspection and the bench, and meta.json (esbuild's metafile: what each byte is).
 import * as esbuild from 'esbuild';
 import { createHash } from 'node:crypto';
 import { gzipSync, constants } from 'node:zlib';
@@ -16,32 +18,40 @@ if (!outC) {
   process.exit(2);
 }
 
+// codemirror-promql's completion cache needs three methods of lru-cache: app/lru.js has them.
+const aliases = {
+  name: 'aliases',
+  setup(b) {
+    b.onResolve({ filter: /^lru-cache$/ }, () => ({ path: path.join(here, 'app', 'lru.js') }));
+  },
+};
+
+const out = path.join(here, 'out');
 const res = await esbuild.build({
-  entryPoints: [path.join(here, 'app', 'main.js')],
+  entryPoints: { app: path.join(here, 'app', 'main.js') },
   bundle: true,
+  splitting: true,
   minify: true,
-  format: 'iife',
+  format: 'esm',
   target: ['chrome100', 'firefox100', 'safari15'],
   legalComments: 'none',
+  entryNames: '[name]-[hash]',
+  chunkNames: '[name]-[hash]',
+  plugins: [aliases],
+  metafile: true,
   write: false,
-  outdir: 'out',
+  outdir: out,
   logLevel: 'warning',
 });
 
 const hash = (b) => createHash('sha256').update(b).digest('hex').slice(0, 16);
-const files = {};
-for (const f of res.outputFiles) files[path.extname(f.path)] = Buffer.from(f.contents);
-const js = files['.js'], css = files['.css'];
-const jsName = `/static/app-${hash(js)}.js`, cssName = `/static/app-${hash(css)}.css`;
-const index = Buffer.from(
-  fs.readFileSync(path.join(here, 'app', 'index.html'), 'utf8').replace('__JS__', jsName).replace('__CSS__', cssName));
-
+const type = { '.js': 'application/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' };
 // name, content type, bytes, template (index.html: served raw after ui.c fills in __STRATA_CONFIG__)
-const assets = [
-  ['/index.html', 'text/html; charset=utf-8', index, true],
-  [jsName, 'application/javascript; charset=utf-8', js, false],
-  [cssName, 'text/css; charset=utf-8', css, false],
-];
+const statics = res.outputFiles.map((f) => ['/static/' + path.relative(out, f.path), type[path.extname(f.path)], Buffer.from(f.contents), false]);
+const entry = (ext) => statics.find(([name]) => name.startsWith('/static/app-') && name.endsWith(ext))[0];
+const index = Buffer.from(fs.readFileSync(path.join(here, 'app', 'index.html'), 'utf8')
+  .replace('__JS__', entry('.js')).replace('__CSS__', entry('.css')));
+const assets = [['/index.html', 'text/html; charset=utf-8', index, true], ...statics];
 
 fs.mkdirSync(dist, { recursive: true });
 for (const [name, , body] of assets) fs.writeFileSync(path.join(dist, path.basename(name)), body);
@@ -64,5 +74,7 @@ c += `};\nconst size_t ui_nassets = ${assets.length};\n`;
 fs.mkdirSync(path.dirname(outC), { recursive: true });
 fs.writeFileSync(outC + '.tmp', c);
 fs.renameSync(outC + '.tmp', outC);
-fs.writeFileSync(path.join(dist, 'sizes.json'), JSON.stringify({ js: js.length, css: css.length, gzip: gzTotal }) + '\n');
-console.log(`ui bundle: ${js.length + css.length} bytes, ${gzTotal} gzip`);
+fs.writeFileSync(path.join(dist, 'meta.json'), JSON.stringify(res.metafile));
+const raw = statics.reduce((n, a) => n + a[2].length, 0);
+fs.writeFileSync(path.join(dist, 'sizes.json'), JSON.stringify({ raw, gzip: gzTotal, files: statics.map((a) => a[0]) }) + '\n');
+console.log(`ui bundle: ${statics.length} files, ${raw} bytes, ${gzTotal} gzip`);

@@ -31,8 +31,8 @@ done
 check head_page test "$(curl -s -o /dev/null -w '%{http_code}' -I "$U/graph")" = 200
 check block_pages_absent test "$(http_code "$U/blocks")" = 404
 
-js=$(grep -o '/static/app-[0-9a-f]*\.js' <<<"$page")
-css=$(grep -o '/static/app-[0-9a-f]*\.css' <<<"$page")
+js=$(grep -o '/static/app-[0-9A-Za-z]*\.js' <<<"$page")
+css=$(grep -o '/static/app-[0-9A-Za-z]*\.css' <<<"$page")
 check bundle_named test -n "$js" -a -n "$css"
 curl -s -D "$H" -H 'Accept-Encoding: gzip' -o "$TEST_TMP/app.js.gz" "$U$js"
 check bundle_gzip grep -qi '^content-encoding: gzip' "$H"
@@ -43,6 +43,12 @@ check bundle_identity_inflated bash -c "! grep -qi '^content-encoding' '$H' && c
 check css_served cmp -s <(curl -s "$U$css") "$UI_DIST/$(basename "$css")"
 jetag=$(sed -n 's/^[Ee][Tt]ag: *\(.*\)\r$/\1/p' "$H")
 check bundle_etag_304 test "$(http_code "$U$js" -H "If-None-Match: $jetag")" = 304
+# Every module the app imports (the editor chunk, fetched after the first paint, and the shared one).
+chunks=$(grep -o '[a-z_]*-[0-9A-Z]*\.js' "$TEST_TMP/app.js" | sort -u)
+check editor_chunk_imported grep -q '^cm_editor-' <<<"$chunks"
+for c in $chunks; do
+	check "chunk_${c%%-*}_served" cmp -s <(curl -s --compressed "$U/static/$c") "$UI_DIST/$c"
+done
 check unknown_asset_404 test "$(http_code "$U/static/app-0000.js")" = 404
 
 check rules_empty test "$(curl -s "$U/api/v1/rules")" = '{"status":"success","data":{"groups":[]}}'

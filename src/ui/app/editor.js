@@ -1,118 +1,58 @@
-// The PromQL expression editor: CodeMirror 6 with @prometheus-io/codemirror-promql (highlighting,
-// completion of functions, metric names, label names and values from this server's own API, and the
-// client-side linter), plus the server parser's error marked at its position.
-import { useEffect, useRef } from 'preact/hooks';
-import { EditorView, keymap, placeholder, highlightSpecialChars, drawSelection } from '@codemirror/view';
-import { EditorState, Prec, StateEffect } from '@codemirror/state';
-import { defaultKeymap, history, historyKeymap, insertNewlineAndIndent } from '@codemirror/commands';
-import { autocompletion, completionKeymap, closeBrackets, closeBracketsKeymap, completionStatus } from '@codemirror/autocomplete';
-import { bracketMatching, syntaxHighlighting, HighlightStyle } from '@codemirror/language';
-import { lintKeymap, linter } from '@codemirror/lint';
-import { tags } from '@lezer/highlight';
-import { PromQLExtension } from '@prometheus-io/codemirror-promql';
+// The expression editor as the page first shows it: a plain text area that takes input and runs the
+// query at once. The CodeMirror editor (cm_editor.js: CodeMirror 6 and codemirror-promql, three quarters
+// of the UI's bytes) is a chunk of its own, fetched once the page has loaded and painted; it then
+// replaces the text area, keeping the text, the cursor and the focus.
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { html } from './util.js';
 
-const highlight = HighlightStyle.define([
-  { tag: tags.number, color: '#09885a' },
-  { tag: tags.string, color: '#a31515' },
-  { tag: tags.keyword, color: '#008080', fontWeight: 'bold' },
-  { tag: tags.function(tags.variableName), color: '#008080' },
-  { tag: tags.labelName, color: '#800000' },
-  { tag: tags.operator, color: '#af00db' },
-  { tag: tags.modifier, color: '#af00db' },
-  { tag: tags.paren, color: '#555' },
-  { tag: tags.squareBracket, color: '#555' },
-  { tag: tags.brace, color: '#555' },
-  { tag: tags.invalid, color: 'red' },
-  { tag: tags.comment, color: '#888', fontStyle: 'italic' },
-]);
+let chunk; // the one fetch of the editor chunk, shared by every panel
 
-// Dispatched when the querier's parse error changes, so the lint source below runs again.
-const serverErrorChanged = StateEffect.define();
-
-// One completion client for the page: the metric and label lists are cached across panels.
-let promql;
-function promqlExtension() {
-  if (!promql) {
-    promql = new PromQLExtension().setComplete({
-      remote: { url: window.location.origin, httpMethod: 'GET', cache: { maxAge: 5 * 60 * 1000 } },
+function loadCodeEditor() {
+  if (!chunk) {
+    chunk = new Promise((resolve) => {
+      const go = () => setTimeout(() => resolve(import('./cm_editor.js')), 0);
+      if (document.readyState === 'complete') go();
+      else window.addEventListener('load', go, { once: true });
     });
   }
-  return promql;
-}
-
-// 'invalid parameter "query": 1:12: parse error: ...' (line:column of the querier's parser) to a
-// document offset range.
-export function errorRange(doc, message) {
-  const m = /(?:^|: )(\d+):(\d+): parse error/.exec(message || '');
-  if (!m) return null;
-  const line = +m[1], col = +m[2];
-  if (line < 1 || line > doc.lines) return null;
-  const l = doc.line(line);
-  // Past the end ("unexpected end of input"): the line's last character.
-  const from = Math.max(Math.min(l.from + Math.max(col - 1, 0), l.to - 1), l.from);
-  return { from, to: Math.min(from + 1, l.to) };
+  return chunk;
 }
 
 export function Editor({ value, onChange, onExecute, error }) {
-  const host = useRef(null);
-  const view = useRef(null);
-  const cb = useRef({});
-  cb.current = { onChange, onExecute };
-  const serverError = useRef(null); // the querier's parse error for the current text
+  const [mod, setMod] = useState(null);
+  const text = useRef(value);
+  const area = useRef(null);
+  const handoff = useRef({});
 
   useEffect(() => {
-    const run = () => {
-      cb.current.onExecute(view.current.state.doc.toString());
-      return true;
-    };
-    view.current = new EditorView({
-      parent: host.current,
-      state: EditorState.create({
-        doc: value,
-        extensions: [
-          highlightSpecialChars(),
-          history(),
-          drawSelection(),
-          bracketMatching(),
-          closeBrackets(),
-          autocompletion(),
-          syntaxHighlighting(highlight),
-          placeholder('Expression (press Shift+Enter for newlines)'),
-          EditorView.lineWrapping,
-          promqlExtension().asExtension(),
-          // A second lint source next to codemirror-promql's: the querier's own parse error, marked at
-          // the position it names until the text changes.
-          linter(
-            (v) => {
-              const r = serverError.current && errorRange(v.state.doc, serverError.current);
-              return r ? [{ ...r, severity: 'error', message: serverError.current, source: 'querier' }] : [];
-            },
-            { delay: 0, needsRefresh: (u) => u.transactions.some((tr) => tr.effects.some((e) => e.is(serverErrorChanged))) }
-          ),
-          Prec.highest(
-            keymap.of([
-              // Enter runs the query unless the completion list is open (then it picks the item).
-              { key: 'Enter', run: (v) => (completionStatus(v.state) === 'active' ? false : run()) },
-              { key: 'Shift-Enter', run: insertNewlineAndIndent },
-            ])
-          ),
-          keymap.of([...closeBracketsKeymap, ...defaultKeymap, ...historyKeymap, ...completionKeymap, ...lintKeymap]),
-          EditorView.updateListener.of((u) => {
-            if (!u.docChanged) return;
-            serverError.current = null;
-            cb.current.onChange(u.state.doc.toString());
-          }),
-        ],
-      }),
-    });
-    return () => view.current.destroy();
+    let live = true;
+    loadCodeEditor().then(
+      (m) => {
+        if (!live) return;
+        const a = area.current;
+        handoff.current = a ? { focus: document.activeElement === a, selection: a.selectionStart } : {};
+        setMod(m);
+      },
+      () => {} // the chunk could not be fetched: the text area stays
+    );
+    return () => (live = false);
   }, []);
 
-  useEffect(() => {
-    serverError.current = error || null;
-    if (view.current) view.current.dispatch({ effects: serverErrorChanged.of(null) });
-  }, [error]);
-
-  return html`<div class="editor" ref=${host}></div>`;
+  const change = (v) => {
+    text.current = v;
+    onChange(v);
+  };
+  if (mod) {
+    return html`<${mod.CodeEditor} value=${text.current} error=${error} onChange=${change} onExecute=${onExecute}
+      focus=${handoff.current.focus} selection=${handoff.current.selection} />`;
+  }
+  return html`<div class="editor"><textarea class="editor-plain" rows="1" spellcheck="false" ref=${area}
+    placeholder="Expression (press Shift+Enter for newlines)" value=${text.current}
+    onInput=${(e) => change(e.target.value)}
+    onKeyDown=${(e) => {
+      if (e.key === 'Enter' && !e.shiftKey) {
+        e.preventDefault();
+        onExecute(e.target.value);
+      }
+    }}></textarea></div>`;
 }
