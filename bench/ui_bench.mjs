@@ -60,7 +60,7 @@ async function bundle(ui) {
   await page.goto(UIS[ui].empty, { waitUntil: 'networkidle' });
   const early = new Set(await page.evaluate(() => {
     const load = performance.getEntriesByType('navigation')[0].loadEventStart;
-    return [location.href, ...performance.getEntriesByType('resource').filter((e) => e.startTime < load).map((e) => e.name)];
+    return [performance.getEntriesByType('navigation')[0].name, ...performance.getEntriesByType('resource').filter((e) => e.startTime < load).map((e) => e.name)];
   }));
   const bs = await Promise.all(bodies.map(async ([url, b]) => [url, await b]));
   await page.context().close();

@@ -120,7 +120,7 @@ int cmd_query(int argc, char **argv)
 	static cmd_server_flags_t sf;
 	static cmd_grpc_server_tls_t gst;
 	static cmd_grpc_client_tls_t gct;
-	static char *grpc_address, *dedup_func;
+	static char *grpc_address, *dedup_func, *route_prefix, *external_prefix;
 	static strlist_t endpoints, stores, sd_files, store_sd_files, replica_flags;
 	static int64_t grpc_grace_ms, timeout_ms, max_conc, lookback_ms, max_samples, eval_ms, default_step_ms,
 		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms, max_memory, instant_res_ms;
@@ -179,6 +179,13 @@ int cmd_query(int argc, char **argv)
 		 "Default max_source_resolution for instant queries (with max_source_resolution=auto).", NULL, true},
 		{"query.dynamic-lookback-delta", FLAG_BOOL, &dyn_lookback, "true",
 		 "Raise the lookback delta to the downsampling resolution a query may read (5m, 1h).", NULL, true},
+		{"web.route-prefix", FLAG_STRING, &route_prefix, "",
+		 "Prefix for API and UI endpoints (/metrics and /-/ probes stay at the root). This allows the UI to be "
+		 "served on a sub-path. Defaults to the value of --web.external-prefix."},
+		{"web.external-prefix", FLAG_STRING, &external_prefix, "",
+		 "Static prefix for all HTML links and redirect URLs in the UI query web interface. Actual endpoints are "
+		 "still served on / or the web.route-prefix. This allows the UI to be served behind a reverse proxy that "
+		 "strips a URL sub-path."},
 	};
 	flags_result_t res = {0};
 	int exit_now;
@@ -203,6 +210,17 @@ int cmd_query(int argc, char **argv)
 		fprintf(stderr, "strata query: --query.max-concurrent must be positive\n");
 		return 2;
 	}
+	if (!*route_prefix)
+		route_prefix = external_prefix;
+	err_t err = {0};
+	char *link_prefix = NULL, *routes = NULL;
+	if (ui_link_prefix(external_prefix, route_prefix, &link_prefix, &err) ||
+	    ui_link_prefix("", route_prefix, &routes, &err)) {
+		fprintf(stderr, "strata query: %s\n", err.msg);
+		free(routes);
+		return 2;
+	}
+	free(routes);
 	strlist_t specs = {0}, files = {0}, replica = {0};
 	for (size_t i = 0; i < endpoints.n; i++)
 		strlist_push(&specs, endpoints.v[i]);
@@ -214,7 +232,6 @@ int cmd_query(int argc, char **argv)
 		strlist_push(&files, store_sd_files.v[i]);
 	split_commas(&replica_flags, &replica);
 
-	err_t err = {0};
 	endpoint_set_t *es = NULL;
 	tls_server_t *server_tls = NULL;
 	dial_opts_t dial = {.info_timeout_ms = info_timeout_ms};
@@ -241,6 +258,11 @@ int cmd_query(int argc, char **argv)
 		fprintf(stderr, "strata query: %s\n", err.msg);
 		goto out;
 	}
+	if (strcmp(route_prefix, external_prefix) != 0 && *external_prefix)
+		log_warn(
+		    "different values for --web.route-prefix and --web.external-prefix: the web UI works "
+		    "only behind a reverse proxy that maps one to the other",
+		    "route_prefix", route_prefix, "external_prefix", external_prefix);
 	if ((rc = cmd_check_config("strata query", &sf, grpc_address, NULL)) >= 0)
 		goto out;
 	for (size_t i = 0; i < ARRAY_LEN(defs); i++) {
@@ -255,7 +277,8 @@ int cmd_query(int argc, char **argv)
 		goto out;
 	}
 	http_server_config_t hc = {.address = sf.http_address, .component = "query", .web_config_file = sf.http_config};
-	if (http_server_new(&http, loop, &hc, &err)) {
+	if (http_server_new(&http, loop, &hc, &err) ||
+	    http_server_set_route_prefix(http, route_prefix, &err)) {
 		fprintf(stderr, "strata query: %s\n", err.msg);
 		goto out;
 	}
@@ -268,7 +291,8 @@ int cmd_query(int argc, char **argv)
 			   .max_concurrent = (int)max_conc, .flag_names = (const char *const *)fnames,
 			   .flag_values = (const char *const *)fvalues, .nflags = nflags};
 	api = api_new(http, &ac);
-	ui = ui_new(http, &(ui_config_t){.component = "query", .pages = {UI_PAGES_QUERY}});
+	ui = ui_new(http,
+	            &(ui_config_t){.component = "query", .pages = {UI_PAGES_QUERY}, .prefix = link_prefix});
 	grpc = grpc_server_new(gloop, NULL);
 	svc = store_grpc_register_pool(grpc, endpoint_set_proxy(es), "query", NULL);
 	if (grpc_server_listen_tls(grpc, grpc_address, server_tls, &gl, &err)) {
@@ -315,6 +339,7 @@ out:
 	}
 	free(fnames);
 	free(fvalues);
+	free(link_prefix);
 	strlist_free(&specs);
 	strlist_free(&files);
 	strlist_free(&replica);

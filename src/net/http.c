@@ -25,7 +25,8 @@ typedef struct http_conn http_conn_t;
 typedef struct http_route {
 	http_handler_fn fn;
 	void *arg;
-	const char *pattern;
+	const char *pattern; /* as registered, without the route prefix */
+	size_t strip;        /* bytes of route prefix taken off r->path before fn runs */
 	metric_child_t *duration;
 } http_route_t;
 
@@ -95,6 +96,7 @@ struct http_server {
 	metric_t *m_requests;
 	metric_t *m_duration;
 	metric_child_t *other_duration;
+	char *route_prefix; /* "/thanos" or NULL (http_server_set_route_prefix) */
 	/* shutdown */
 	bool draining;
 	bool done_called;
@@ -845,6 +847,8 @@ static void route(http_req_t *r)
 	http_route_t *route = rt->data;
 	r->handler = route->pattern;
 	p->route = route;
+	r->path.p += route->strip;
+	r->path.n -= route->strip;
 	route->fn(r, route->arg);
 }
 
@@ -1001,14 +1005,57 @@ static void on_accept(listener_t *ls, conn_t *c, void *arg)
 
 /* ---- server ---- */
 
-void http_handle(http_server_t *srv, unsigned methods, const char *pattern, http_handler_fn fn, void *arg)
+static void route_add(http_server_t *srv, unsigned methods, const char *pattern, http_handler_fn fn,
+                      void *arg, const char *prefix)
 {
 	http_route_t *route = xcalloc(1, sizeof *route);
 	route->fn = fn;
 	route->arg = arg;
 	route->pattern = xstrdup(pattern);
 	route->duration = metric_with(srv->m_duration, pattern);
-	router_add(&srv->router, methods, pattern, route);
+	buf_t full = BUF_INIT;
+	buf_printf(&full, "%s%s", prefix, pattern);
+	route->strip = strlen(prefix);
+	router_add(&srv->router, methods, full.p, route);
+	buf_release(&full);
+}
+
+void http_handle(http_server_t *srv, unsigned methods, const char *pattern, http_handler_fn fn, void *arg)
+{
+	route_add(srv, methods, pattern, fn, arg, srv->route_prefix ? srv->route_prefix : "");
+}
+
+/* "/" and the bare prefix lead to the prefix with a slash (where a UI registers its "/"). */
+static void route_prefix_redirect(http_req_t *r, void *arg)
+{
+	http_server_t *srv = arg;
+	buf_t loc = BUF_INIT;
+	buf_printf(&loc, "%s/", srv->route_prefix);
+	http_add_header(r, "Location", loc.p);
+	buf_release(&loc);
+	http_respond(r, 302, "text/html; charset=utf-8", "", 0);
+}
+
+int http_server_set_route_prefix(http_server_t *srv, const char *prefix, err_t *err)
+{
+	size_t n = strlen(prefix);
+	while (n && prefix[n - 1] == '/')
+		n--;
+	if (!n)
+		return 0; /* "" or "/": the root */
+	if (prefix[0] != '/')
+		return err_set(err, ERR_INVALID, "route prefix %s must start with '/'", prefix);
+	for (size_t i = 0; i < n; i++)
+		if (prefix[i] == '*' || prefix[i] == '?' || prefix[i] == '#' || prefix[i] == '%' ||
+		    (unsigned char)prefix[i] <= ' ')
+			return err_set(err, ERR_INVALID, "route prefix %s: '%c' is not allowed in it", prefix,
+			               prefix[i]);
+	free(srv->route_prefix);
+	srv->route_prefix = xstrndup(prefix, n);
+	unsigned get = HTTP_M_GET | HTTP_M_HEAD;
+	route_add(srv, get, "/", route_prefix_redirect, srv, "");
+	route_add(srv, get, srv->route_prefix, route_prefix_redirect, srv, "");
+	return 0;
 }
 
 int http_server_new(http_server_t **out, loop_t *loop, const http_server_config_t *cfg, err_t *err)
@@ -1103,6 +1150,7 @@ void http_server_free(http_server_t *srv)
 		free(route);
 	}
 	router_release(&srv->router);
+	free(srv->route_prefix);
 	free(srv);
 }
 

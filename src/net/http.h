@@ -102,6 +102,12 @@ int http_server_new(http_server_t **out, loop_t *loop, const http_server_config_
 void http_server_free(http_server_t *srv);
 /* Register a handler. pattern: exact "/-/reload" or prefix "/api/v1/" + "*". methods: HTTP_M_* mask. */
 void http_handle(http_server_t *srv, unsigned methods, const char *pattern, http_handler_fn fn, void *arg);
+/* --web.route-prefix: handlers registered after this call are served under prefix ("/thanos"; a
+ * trailing '/' is dropped, "" or "/" is the root): the route matches prefix + pattern and the handler
+ * sees r->path without the prefix (r->target keeps it). "/" and the bare prefix redirect (302) to
+ * prefix + "/". The built-in /metrics, /-/healthy and /-/ready stay at the root, as Thanos has them.
+ * Errors: a prefix not starting with '/', or holding '*', '?', '#', '%' or blanks. */
+int http_server_set_route_prefix(http_server_t *srv, const char *prefix, err_t *err);
 void http_server_set_ready(http_server_t *srv, bool ready); /* thread-safe */
 int http_server_port(const http_server_t *srv);
 /* Whether the server speaks HTTPS. */

@@ -118,6 +118,8 @@ static void config_json(buf_t *b, const ui_config_t *cfg)
 {
 	buf_puts(b, "{\"component\":");
 	buf_json_str(b, str_c(cfg->component));
+	buf_puts(b, ",\"prefix\":");
+	buf_json_str(b, str_c(cfg->prefix ? cfg->prefix : ""));
 	buf_puts(b, ",\"version\":\"" STRATA_VERSION "\",\"adminDisabled\":");
 	buf_puts(b, cfg->admin_disabled ? "true" : "false");
 	buf_puts(b, ",\"pages\":[");
@@ -127,6 +129,24 @@ static void config_json(buf_t *b, const ui_config_t *cfg)
 		buf_json_str(b, str_c(cfg->pages[i]));
 	}
 	buf_puts(b, "]}");
+}
+
+int ui_link_prefix(const char *external_prefix, const char *route_prefix, char **out, err_t *err)
+{
+	*out = NULL;
+	const char *flag = *external_prefix ? "--web.external-prefix" : "--web.route-prefix";
+	const char *prefix = *external_prefix ? external_prefix : route_prefix;
+	size_t n = strlen(prefix);
+	while (n && prefix[n - 1] == '/')
+		n--;
+	if (n && prefix[0] != '/')
+		return err_set(err, ERR_INVALID, "%s %s must start with '/'", flag, prefix);
+	for (size_t i = 0; i < n; i++)
+		if (strchr("\"'<>&\\?#%*", prefix[i]) || (unsigned char)prefix[i] <= ' ')
+			return err_set(err, ERR_INVALID, "%s %s: '%c' is not allowed in it", flag, prefix,
+			               prefix[i]);
+	*out = xstrndup(prefix, n);
+	return 0;
 }
 
 ui_t *ui_new(http_server_t *srv, const ui_config_t *cfg)
@@ -145,22 +165,30 @@ ui_t *ui_new(http_server_t *srv, const ui_config_t *cfg)
 	if (!index)
 		die("ui: the embedded bundle has no index.html");
 
-	/* index.html with the config in place of its placeholder; '<' is written as \u003c so no value can
-	 * close the <script> element that holds the JSON. */
-	static const char ph[] = "__STRATA_CONFIG__";
-	const char *tpl = (const char *)index->data, *at = strstr(tpl, ph);
-	if (!at)
+	/* index.html with the config and the link prefix in place of their placeholders; '<' in the JSON
+	 * is written as \u003c so no value can close the <script> element that holds it (the prefix has
+	 * no characters HTML or JSON would need escaped: ui_prefix_check). */
+	const char *tpl = (const char *)index->data;
+	if (!strstr(tpl, "__STRATA_CONFIG__"))
 		die("ui: index.html has no config placeholder");
 	buf_t js = BUF_INIT;
 	config_json(&js, cfg);
-	buf_append(&ui->index_raw, tpl, (size_t)(at - tpl));
-	for (size_t i = 0; i < js.n; i++) {
-		if (js.p[i] == '<')
-			buf_puts(&ui->index_raw, "\\u003c");
-		else
-			buf_putc(&ui->index_raw, js.p[i]);
+	for (const char *p = tpl; *p;) {
+		if (strncmp(p, "__STRATA_CONFIG__", 17) == 0) {
+			for (size_t i = 0; i < js.n; i++) {
+				if (js.p[i] == '<')
+					buf_puts(&ui->index_raw, "\\u003c");
+				else
+					buf_putc(&ui->index_raw, js.p[i]);
+			}
+			p += 17;
+		} else if (strncmp(p, "__PREFIX__", 10) == 0) {
+			buf_puts(&ui->index_raw, cfg->prefix ? cfg->prefix : "");
+			p += 10;
+		} else {
+			buf_putc(&ui->index_raw, *p++);
+		}
 	}
-	buf_puts(&ui->index_raw, at + strlen(ph));
 	buf_release(&js);
 	err_t err = {0};
 	if (api_compress(API_ENC_GZIP, ui->index_raw.p, ui->index_raw.n, &ui->index_gz, &err))
@@ -170,7 +198,7 @@ ui_t *ui_new(http_server_t *srv, const ui_config_t *cfg)
 	if (!cfg->pages[0])
 		die("ui: no pages configured");
 	buf_t home = BUF_INIT;
-	buf_printf(&home, "/%s", cfg->pages[0]);
+	buf_printf(&home, "%s/%s", cfg->prefix ? cfg->prefix : "", cfg->pages[0]);
 	ui->home = buf_detach(&home, NULL);
 
 	unsigned get = HTTP_M_GET | HTTP_M_HEAD;

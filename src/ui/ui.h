@@ -10,8 +10,9 @@
  * Pages (each serves the same index.html; the app picks the page from the path): the query UI's
  * /graph, /stores, /status, /flags, /rules, /alerts (plus Prometheus's /classic/graph and /new/graph
  * aliases, so its links still open), and the block viewer's /blocks and /loaded. "/" redirects to the
- * first page. index.html carries the UI's config (component, pages, version, whether marking blocks is
- * disabled) as embedded JSON, filled in once at ui_new.
+ * first page. index.html carries the UI's config (component, pages, link prefix, version, whether
+ * marking blocks is disabled) as embedded JSON, filled in once at ui_new. Under a route prefix
+ * (http_server_set_route_prefix before ui_new) every path above is under it.
  *
  * Caching: static assets have content-hashed names and are served with "Cache-Control: public,
  * max-age=31536000, immutable"; index.html with "Cache-Control: no-cache" and an ETag. Every asset
@@ -48,10 +49,18 @@ typedef struct ui_config {
 	const char *component; /* "query", "store", "compact", "bucket" (shown in the navbar) */
 	const char *pages[8];  /* NULL-terminated; the first is where "/" leads */
 	bool admin_disabled;   /* --disable-admin-operations: the viewer hides marking */
+	const char
+	    *prefix; /* links, assets and API calls: "" or "/thanos" (--web.external-prefix, else
+	              * --web.route-prefix; no trailing '/'); routes follow the server's route prefix */
 } ui_config_t;
 
 typedef struct ui ui_t;
 
+/* The prefix of the UI's links (ui_config_t.prefix) from the flags, as Thanos takes them: the external
+ * prefix (for a reverse proxy that strips it) if set, else the route prefix; trailing '/' dropped.
+ * *out: malloc'd ("" for none). Errors: not starting with '/', or a quote, <, >, &, backslash, ?, #,
+ * %, * or blank in it. */
+int ui_link_prefix(const char *external_prefix, const char *route_prefix, char **out, err_t *err);
 ui_t *ui_new(http_server_t *srv, const ui_config_t *cfg);
 void ui_free(ui_t *ui); /* NULL ok; after the server is freed */
 

@@ -114,6 +114,13 @@ def main():
                                  f"--grpc-address=127.0.0.1:{qgrpc}", "--query.replica-label=replica",
                                  "--http-grace-period=1s", "--grpc-grace-period=1s", f"--endpoint=127.0.0.1:{rgrpc}"] +
                   [f"--endpoint=127.0.0.1:{gp}" for (_, gp, _, _) in stores])
+        # The same querier under --web.route-prefix (the UI's links, assets and API calls carry it).
+        pport = free_port()
+        qp = start(tmp, "query-prefix", [STRATA, "query", f"--http-address=127.0.0.1:{pport}",
+                                         f"--grpc-address=127.0.0.1:{free_port()}", "--query.replica-label=replica",
+                                         "--web.route-prefix=/strata", "--http-grace-period=1s",
+                                         "--grpc-grace-period=1s"] +
+                   [f"--endpoint=127.0.0.1:{gp}" for (_, gp, _, _) in stores])
         webs = {}
         for name, extra in (("web", []), ("web_ro", ["--disable-admin-operations"])):
             wp = free_port()
@@ -144,11 +151,13 @@ def main():
         for name, (p, wp) in webs.items():
             wait_ready(wp, p, "strata tools bucket " + name)
         wait_ready(qport, q, "strata query")
-        # The querier sees both stores' label sets before the browser starts.
-        def stores_known():
-            d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{qport}/api/v1/stores", timeout=2))["data"]
+        wait_ready(pport, qp, "strata query --web.route-prefix")
+        # The queriers see both stores' label sets before the browser starts.
+        def stores_known(base):
+            d = json.load(urllib.request.urlopen(base + "/api/v1/stores", timeout=2))["data"]
             return sum(1 for s in d.get("store", []) if s["labelSets"]) == 2
-        wait_until(stores_known, q, "strata query's store list")
+        wait_until(lambda: stores_known(f"http://127.0.0.1:{qport}"), q, "strata query's store list")
+        wait_until(lambda: stores_known(f"http://127.0.0.1:{pport}/strata"), qp, "the prefixed querier's store list")
         wait_ready(rhttp, r, "strata rule")
 
         def alert_firing():
@@ -156,7 +165,7 @@ def main():
             return any(a["state"] == "firing" for a in d["alerts"])
         wait_until(alert_firing, r, "the ruler's alert firing through the querier")
 
-        env = dict(os.environ, UI_QUERY=f"http://127.0.0.1:{qport}",
+        env = dict(os.environ, UI_QUERY=f"http://127.0.0.1:{qport}", UI_QUERY_PREFIX_HOST=f"http://127.0.0.1:{pport}",
                    UI_BUCKET_WEB=f"http://127.0.0.1:{webs['web'][1]}",
                    UI_BUCKET_WEB_RO=f"http://127.0.0.1:{webs['web_ro'][1]}",
                    UI_STORE_WEB=f"http://127.0.0.1:{stores[0][2]}", UI_BUCKET_DIR=ba, UI_LEVEL2=lvl2,

@@ -55,6 +55,47 @@ check rules_empty test "$(curl -s "$U/api/v1/rules")" = '{"status":"success","da
 check rules_bad_type test "$(http_code "$U/api/v1/rules?type=bogus")" = 400
 check alerts_empty test "$(curl -s "$U/api/v1/alerts")" = '{"status":"success","data":{"alerts":[]}}'
 
+# --web.route-prefix: the UI, its assets and the API under the prefix, "/" and the bare prefix
+# redirected into it, /metrics and the probes at the root (as in Thanos); --web.external-prefix alone
+# (a reverse proxy strips it): served at the root, links under the prefix.
+rp=$(free_port)
+start_bg query_prefix "$STRATA_BIN" query --http-address=127.0.0.1:$rp --grpc-address=127.0.0.1:$(free_port) \
+	--http-grace-period=1s --web.route-prefix=/thanos/
+wait_url "http://127.0.0.1:$rp/-/ready" 20 || { fail setup "prefixed query not ready: $(tail -5 "$TEST_TMP/query_prefix.log")"; finish; }
+R=http://127.0.0.1:$rp
+check prefix_root_redirect test "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$R/")" = "302 $R/thanos/"
+check prefix_bare_redirect test "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$R/thanos")" = "302 $R/thanos/"
+check prefix_home_redirect test "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$R/thanos/")" = "302 $R/thanos/graph"
+ppage=$(curl -s "$R/thanos/graph")
+check prefix_page_config grep -q '"component":"query","prefix":"/thanos"' <<<"$ppage"
+pjs=$(grep -o '/thanos/static/app-[0-9A-Za-z]*\.js' <<<"$ppage")
+pcss=$(grep -o '/thanos/static/app-[0-9A-Za-z]*\.css' <<<"$ppage")
+check prefix_assets_linked test -n "$pjs" -a -n "$pcss"
+check prefix_js_served cmp -s <(curl -s --compressed "$R$pjs") "$UI_DIST/$(basename "$pjs")"
+check prefix_css_served cmp -s <(curl -s --compressed "$R$pcss") "$UI_DIST/$(basename "$pcss")"
+check prefix_api grep -q '^{"status":"success","data":\[' <(curl -s "$R/thanos/api/v1/labels")
+check prefix_api_label_values grep -q '^{"status":"success","data":\[' <(curl -s "$R/thanos/api/v1/label/job/values")
+for p in graph stores static/$(basename "$pjs") api/v1/labels; do
+	check "prefix_unprefixed_${p%%/*}_404" test "$(http_code "$R/$p")" = 404
+done
+check prefix_probes_at_root test "$(http_code "$R/-/ready") $(http_code "$R/-/healthy") $(http_code "$R/metrics")" = "200 200 200"
+check prefix_metrics_handler grep -q 'http_requests_total{code="200",handler="/api/v1/labels",method="get"}' <(curl -s "$R/metrics")
+
+ep=$(free_port)
+start_bg query_external "$STRATA_BIN" query --http-address=127.0.0.1:$ep --grpc-address=127.0.0.1:$(free_port) \
+	--http-grace-period=1s --web.external-prefix=/proxy/ --web.route-prefix=/
+wait_url "http://127.0.0.1:$ep/-/ready" 20 || { fail setup "external-prefix query not ready"; finish; }
+E=http://127.0.0.1:$ep
+epage=$(curl -s "$E/graph")
+check external_links_prefixed grep -q '"prefix":"/proxy".*src="/proxy/static/app-' <<<"$(tr -d '\n' <<<"$epage")"
+check external_assets_at_root test "$(http_code "$E$(grep -o '/static/app-[0-9A-Za-z]*\.js' <<<"$epage")")" = 200
+check external_home_redirect test "$(curl -s -o /dev/null -w '%{redirect_url}' "$E/")" = "$E/proxy/graph"
+check external_api_at_root test "$(http_code "$E/api/v1/labels")" = 200
+check bad_route_prefix grep -q "web.route-prefix thanos must start with '/'" \
+	<("$STRATA_BIN" query --web.route-prefix=thanos --check-config 2>&1)
+check bad_external_prefix grep -q "web.external-prefix /a<b: '<' is not allowed" \
+	<("$STRATA_BIN" query --web.external-prefix='/a<b' --check-config 2>&1)
+
 # The block viewer of `strata tools bucket web` over an empty FILESYSTEM bucket: its pages only, the
 # blocks API's empty answer, and marking's bad_data errors (ui_browser.py marks real blocks).
 mkdir -p "$TEST_TMP/bucket"

@@ -11,7 +11,7 @@ import { bracketMatching, syntaxHighlighting, HighlightStyle } from '@codemirror
 import { lintKeymap, linter } from '@codemirror/lint';
 import { tags } from '@lezer/highlight';
 import { PromQLExtension } from '@prometheus-io/codemirror-promql';
-import { html } from './util.js';
+import { html, prefix } from './util.js';
 
 const highlight = HighlightStyle.define([
   { tag: tags.number, color: '#09885a' },
@@ -36,7 +36,7 @@ let promql;
 function promqlExtension() {
   if (!promql) {
     promql = new PromQLExtension().setComplete({
-      remote: { url: window.location.origin, httpMethod: 'GET', cache: { maxAge: 5 * 60 * 1000 } },
+      remote: { url: window.location.origin + prefix, httpMethod: 'GET', cache: { maxAge: 5 * 60 * 1000 } },
     });
   }
   return promql;

@@ -1,7 +1,7 @@
 // The expression editor as the page first shows it: a plain text area that takes input and runs the
 // query at once. The CodeMirror editor (cm_editor.js: CodeMirror 6 and codemirror-promql, three quarters
-// of the UI's bytes) is a chunk of its own, fetched once the page has loaded and painted; it then
-// replaces the text area, keeping the text, the cursor and the focus.
+// of the UI's bytes) is a chunk of its own, fetched once the page has loaded and the main thread is
+// idle; it then replaces the text area, keeping the text, the cursor and the focus.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html } from './util.js';
 
@@ -10,7 +10,10 @@ let chunk; // the one fetch of the editor chunk, shared by every panel
 function loadCodeEditor() {
   if (!chunk) {
     chunk = new Promise((resolve) => {
-      const go = () => setTimeout(() => resolve(import('./cm_editor.js')), 0);
+      // After the load event, when the main thread is idle (a query the URL opened is waiting on the
+      // network, not being drawn).
+      const idle = window.requestIdleCallback || ((f) => setTimeout(f, 0));
+      const go = () => idle(() => resolve(import('./cm_editor.js')), { timeout: 2000 });
       if (document.readyState === 'complete') go();
       else window.addEventListener('load', go, { once: true });
     });

@@ -4,12 +4,10 @@
 import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import { render } from 'preact';
-import { html } from './util.js';
+import { html, cfg, prefix } from './util.js';
 import { QueryPage } from './query.js';
 import { StoresPage, StatusPage, FlagsPage, RulesPage, AlertsPage } from './pages.js';
 import { BlocksPage } from './blocks.js';
-
-const cfg = JSON.parse(document.getElementById('strata-config').textContent);
 
 const PAGES = {
   graph: ['Query', () => html`<${QueryPage} />`],
@@ -23,12 +21,13 @@ const PAGES = {
 };
 
 function App() {
-  const page = window.location.pathname.replace(/^\/+|\/+$/g, '') || cfg.pages[0];
+  const path = window.location.pathname;
+  const page = (path.startsWith(prefix + '/') ? path.slice(prefix.length) : path).replace(/^\/+|\/+$/g, '') || cfg.pages[0];
   const current = PAGES[page] && cfg.pages.includes(page) ? page : cfg.pages[0];
   return html`<div>
     <nav class="navbar">
-      <a class="brand" href=${'/' + cfg.pages[0]}>Strata <span class="component">${cfg.component}</span></a>
-      ${cfg.pages.map((p) => html`<a class=${'nav-link' + (p === current ? ' active' : '')} href=${'/' + p}>${PAGES[p][0]}</a>`)}
+      <a class="brand" href=${prefix + '/' + cfg.pages[0]}>Strata <span class="component">${cfg.component}</span></a>
+      ${cfg.pages.map((p) => html`<a class=${'nav-link' + (p === current ? ' active' : '')} href=${prefix + '/' + p}>${PAGES[p][0]}</a>`)}
       <span class="version">v${cfg.version}</span>
     </nav>
     <main>${PAGES[current][1]()}</main>

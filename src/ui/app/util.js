@@ -4,6 +4,11 @@ import htm from 'htm';
 
 export const html = htm.bind(h);
 
+// The server's config for this page (ui.c): component, pages, prefix, version, adminDisabled.
+export const cfg = JSON.parse(document.getElementById('strata-config').textContent);
+// Links and API calls go under the server's --web.external-prefix / --web.route-prefix ("" or "/x").
+export const prefix = cfg.prefix || '';
+
 const UNITS = { y: 365 * 86400, w: 7 * 86400, d: 86400, h: 3600, m: 60, s: 1, ms: 0.001 };
 
 // Prometheus durations ("1h30m", "90d", "500ms") to seconds; null if invalid.
@@ -74,7 +79,7 @@ export function formatLabels(metric) {
 export async function api(path, params, opts = {}) {
   const qs = params ? new URLSearchParams(params).toString() : '';
   const init = { method: opts.method || 'GET', signal: opts.signal, headers: {} };
-  let url = path;
+  let url = prefix + path;
   if (init.method === 'POST') {
     init.body = qs;
     init.headers['Content-Type'] = 'application/x-www-form-urlencoded';

@@ -118,6 +118,42 @@ await check('table_with_autocompletion', async () => {
   await done(page, 'query-table');
 });
 
+// ---- the editor chunk (CodeMirror) comes after the page's load event; until it does, the plain text
+// area takes the expression and runs it, and CodeMirror then takes over the text and the focus
+await check('query_before_editor_chunk', async () => {
+  const CHUNK = /\/static\/cm_editor-[^/]*\.js$/;
+  let release;
+  const gate = new Promise((r) => (release = r));
+  await context.route(CHUNK, async (route) => {
+    await gate;
+    await route.continue();
+  });
+  try {
+    const page = await open(`${Q}/graph`);
+    await page.click('button[data-tab="table"]');
+    await page.fill('input.moment', fmtTime(MOMENT));
+    await page.press('input.moment', 'Enter');
+    await page.click('.editor textarea.editor-plain');
+    await page.keyboard.type('ui_temp');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('.result-table tr');
+    const api = await apiGet(Q, '/api/v1/query', { query: 'ui_temp', time: MOMENT });
+    eq(await tableRows(page), api.data.result.map((s) => [fmtLabels(s.metric), s.value[1]]), 'table rows');
+    assert((await page.$('.cm-content')) === null, 'CodeMirror is there although its chunk is held back');
+    release();
+    await page.waitForSelector('.editor .cm-content');
+    eq(await page.textContent('.editor .cm-content'), 'ui_temp', 'CodeMirror takes over the text');
+    assert(await page.evaluate(() => !!document.activeElement.closest('.cm-editor')), 'CodeMirror takes over the focus');
+    const [loadEnd, chunkStart] = await page.evaluate(() => [performance.getEntriesByType('navigation')[0].loadEventEnd,
+      performance.getEntriesByType('resource').find((e) => /cm_editor-/.test(e.name))?.startTime]);
+    assert(chunkStart >= loadEnd, `editor chunk requested at ${chunkStart} ms, before the load event (${loadEnd} ms)`);
+    await done(page, null);
+  } finally {
+    release();
+    await context.unroute(CHUNK);
+  }
+});
+
 // ---- graph: one legend entry per series, a drawn canvas, hover value at a known timestamp
 const RANGE_EXPR = 'ui_temp{cluster="ui"}';
 await check('graph_legend_canvas_hover', async () => {
@@ -251,6 +287,31 @@ await check('status_flags_rules_alerts_pages', async () => {
   await page.click('.alert-filters .state-inactive input');
   assert((await page.$$('.alert-rule.alert-inactive')).length === 0, 'inactive rules hidden by the filter');
   await done(page, 'alerts');
+});
+
+// ---- under --web.route-prefix=/strata: "/" leads to /strata/graph, completion and the query use the
+// prefixed API, the navigation links carry the prefix (any unprefixed request would fail the step: 404)
+await check('route_prefix', async () => {
+  const H = env.UI_QUERY_PREFIX_HOST, P = H + '/strata';
+  const page = await open(`${H}/`);
+  eq(new URL(page.url()).pathname, '/strata/graph', 'where / leads');
+  await page.click('button[data-tab="table"]');
+  await page.fill('input.moment', fmtTime(MOMENT));
+  await page.press('input.moment', 'Enter');
+  await page.click('.editor .cm-content');
+  await page.keyboard.type('ui_te');
+  await page.locator('.cm-tooltip-autocomplete li', { hasText: 'ui_temp' }).first().waitFor();
+  await page.waitForTimeout(200);
+  await page.keyboard.press('Enter');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('.result-table tr');
+  const api = await apiGet(P, '/api/v1/query', { query: 'ui_temp', time: MOMENT });
+  eq(await tableRows(page), api.data.result.map((s) => [fmtLabels(s.metric), s.value[1]]), 'table rows');
+  eq(await page.getAttribute('a.nav-link:has-text("Stores")', 'href'), '/strata/stores', 'Stores link');
+  await page.click('a.nav-link:has-text("Stores")');
+  await page.waitForSelector('.store-row');
+  eq(new URL(page.url()).pathname, '/strata/stores', 'Stores page URL');
+  await done(page, 'route-prefix');
 });
 
 if (env.UI_BUCKET_WEB) {
