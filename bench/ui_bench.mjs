@@ -57,7 +57,8 @@ async function bundle(ui) {
     const t = r.request().resourceType();
     if (t === 'script' || t === 'stylesheet' || t === 'document') bodies.push([r.url(), r.body().catch(() => Buffer.alloc(0))]);
   });
-  await page.goto(UIS[ui].empty, { waitUntil: 'networkidle' });
+  await page.goto(UIS[ui].empty, { waitUntil: 'load' });
+  await page.waitForLoadState('networkidle');
   const early = new Set(await page.evaluate(() => {
     const load = performance.getEntriesByType('navigation')[0].loadEventStart;
     return [performance.getEntriesByType('navigation')[0].name, ...performance.getEntriesByType('resource').filter((e) => e.startTime < load).map((e) => e.name)];

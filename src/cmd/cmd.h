@@ -78,6 +78,17 @@ typedef struct cmd_server_flags {
 	{"http.config", FLAG_STRING, &(sf)->http_config, "",                                             \
 	 "Path to the configuration file that can enable TLS or authentication for all HTTP endpoints."}
 
+/* --web.route-prefix and --web.external-prefix (char * destinations), for commands serving the web
+ * UI; ui_web_prefixes turns them into the server's route prefix and the UI's link prefix. */
+#define CMD_WEB_PREFIX_FLAGS(route_prefix, external_prefix)                                              \
+	{"web.route-prefix", FLAG_STRING, (route_prefix), "",                                            \
+	 "Prefix for API and UI endpoints (/metrics and /-/ probes stay at the root). This allows the UI " \
+	 "to be served on a sub-path. Defaults to the value of --web.external-prefix."},                  \
+	{"web.external-prefix", FLAG_STRING, (external_prefix), "",                                      \
+	 "Static prefix for all HTML links and redirect URLs in the web UI. Actual endpoints are still "  \
+	 "served on / or the web.route-prefix. This allows the UI to be served behind a reverse proxy "   \
+	 "that strips a URL sub-path."}
+
 /* Parse a subcommand's flags: prints usage and returns 0 with *exit_now set for --help; prints
  * "strata <cmd>: <message naming the flag>" and returns 2 (with *exit_now set) for bad flags;
  * otherwise 0, and the caller frees res->pos when done with the positional arguments. */

@@ -179,13 +179,7 @@ int cmd_query(int argc, char **argv)
 		 "Default max_source_resolution for instant queries (with max_source_resolution=auto).", NULL, true},
 		{"query.dynamic-lookback-delta", FLAG_BOOL, &dyn_lookback, "true",
 		 "Raise the lookback delta to the downsampling resolution a query may read (5m, 1h).", NULL, true},
-		{"web.route-prefix", FLAG_STRING, &route_prefix, "",
-		 "Prefix for API and UI endpoints (/metrics and /-/ probes stay at the root). This allows the UI to be "
-		 "served on a sub-path. Defaults to the value of --web.external-prefix."},
-		{"web.external-prefix", FLAG_STRING, &external_prefix, "",
-		 "Static prefix for all HTML links and redirect URLs in the UI query web interface. Actual endpoints are "
-		 "still served on / or the web.route-prefix. This allows the UI to be served behind a reverse proxy that "
-		 "strips a URL sub-path."},
+		CMD_WEB_PREFIX_FLAGS(&route_prefix, &external_prefix),
 	};
 	flags_result_t res = {0};
 	int exit_now;
@@ -210,17 +204,12 @@ int cmd_query(int argc, char **argv)
 		fprintf(stderr, "strata query: --query.max-concurrent must be positive\n");
 		return 2;
 	}
-	if (!*route_prefix)
-		route_prefix = external_prefix;
 	err_t err = {0};
-	char *link_prefix = NULL, *routes = NULL;
-	if (ui_link_prefix(external_prefix, route_prefix, &link_prefix, &err) ||
-	    ui_link_prefix("", route_prefix, &routes, &err)) {
+	char *routes = NULL, *link_prefix = NULL;
+	if (ui_web_prefixes(external_prefix, route_prefix, &routes, &link_prefix, &err)) {
 		fprintf(stderr, "strata query: %s\n", err.msg);
-		free(routes);
 		return 2;
 	}
-	free(routes);
 	strlist_t specs = {0}, files = {0}, replica = {0};
 	for (size_t i = 0; i < endpoints.n; i++)
 		strlist_push(&specs, endpoints.v[i]);
@@ -258,11 +247,6 @@ int cmd_query(int argc, char **argv)
 		fprintf(stderr, "strata query: %s\n", err.msg);
 		goto out;
 	}
-	if (strcmp(route_prefix, external_prefix) != 0 && *external_prefix)
-		log_warn(
-		    "different values for --web.route-prefix and --web.external-prefix: the web UI works "
-		    "only behind a reverse proxy that maps one to the other",
-		    "route_prefix", route_prefix, "external_prefix", external_prefix);
 	if ((rc = cmd_check_config("strata query", &sf, grpc_address, NULL)) >= 0)
 		goto out;
 	for (size_t i = 0; i < ARRAY_LEN(defs); i++) {
@@ -278,7 +262,7 @@ int cmd_query(int argc, char **argv)
 	}
 	http_server_config_t hc = {.address = sf.http_address, .component = "query", .web_config_file = sf.http_config};
 	if (http_server_new(&http, loop, &hc, &err) ||
-	    http_server_set_route_prefix(http, route_prefix, &err)) {
+	    http_server_set_route_prefix(http, routes, &err)) {
 		fprintf(stderr, "strata query: %s\n", err.msg);
 		goto out;
 	}
@@ -339,6 +323,7 @@ out:
 	}
 	free(fnames);
 	free(fvalues);
+	free(routes);
 	free(link_prefix);
 	strlist_free(&specs);
 	strlist_free(&files);

@@ -842,11 +842,12 @@ static int cmd_web(int argc, char **argv)
 	static bucket_flags_t bf;
 	static cmd_server_flags_t sf;
 	static int64_t refresh_ms, timeout_ms;
-	static char *label;
+	static char *label, *route_prefix, *external_prefix;
 	static bool disable_admin;
 	flag_def_t defs[] = {
 		CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"),
 		OBJSTORE_FLAGS(&bf),
+		CMD_WEB_PREFIX_FLAGS(&route_prefix, &external_prefix),
 		{"refresh", FLAG_DURATION, &refresh_ms, "30m", "Refresh interval to download metadata from remote storage."},
 		{"timeout", FLAG_DURATION, &timeout_ms, "5m", "Timeout to download metadata from remote storage (accepted; "
 		 "the bucket's own request timeouts apply).", NULL, true},
@@ -863,27 +864,30 @@ static int cmd_web(int argc, char **argv)
 	free(res.pos);
 	if ((rc = cmd_server_setup_logging(argv[0], &sf)))
 		return rc;
-	bucket_t *b;
-	if ((rc = open_bucket(argv[0], &bf, &b)))
-		return rc;
-	if ((rc = cmd_check_config(argv[0], &sf, NULL)) >= 0) {
-		bucket_free(b);
-		return rc;
-	}
 	err_t err = {0};
+	char *routes, *link_prefix;
+	if (ui_web_prefixes(external_prefix, route_prefix, &routes, &link_prefix, &err)) {
+		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
+		return 2;
+	}
+	bucket_t *b = NULL;
 	loop_t *loop = NULL;
 	http_server_t *http = NULL;
+	if ((rc = open_bucket(argv[0], &bf, &b)) || (rc = cmd_check_config(argv[0], &sf, NULL)) >= 0)
+		goto out;
 	rc = 1;
 	if (loop_new(&loop, &err) ||
 	    http_server_new(&http, loop,
 	                    &(http_server_config_t){.address = sf.http_address,
 	                                            .component = "bucket",
 	                                            .web_config_file = sf.http_config},
-	                    &err)) {
+	                    &err) ||
+	    http_server_set_route_prefix(http, routes, &err)) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		goto out;
 	}
-	ui_t *ui = ui_new(http, &(ui_config_t){.component = "bucket", .pages = {UI_PAGES_BUCKET}, .admin_disabled = disable_admin});
+	ui_t *ui = ui_new(http, &(ui_config_t){.component = "bucket", .pages = {UI_PAGES_BUCKET}, .admin_disabled = disable_admin,
+					       .prefix = link_prefix});
 	blockview_t *bv = blockview_new(http, &(blockview_config_t){.bkt = b, .admin_disabled = disable_admin, .label = label,
 								  .refresh_ms = refresh_ms});
 	http_server_set_ready(http, true);
@@ -900,6 +904,8 @@ out:
 	if (loop)
 		loop_free(loop);
 	bucket_free(b);
+	free(routes);
+	free(link_prefix);
 	return rc;
 }
 

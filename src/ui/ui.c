@@ -131,11 +131,9 @@ static void config_json(buf_t *b, const ui_config_t *cfg)
 	buf_puts(b, "]}");
 }
 
-int ui_link_prefix(const char *external_prefix, const char *route_prefix, char **out, err_t *err)
+/* prefix without trailing '/' into *out (malloc'd), or an error naming flag. */
+static int prefix_check(const char *flag, const char *prefix, char **out, err_t *err)
 {
-	*out = NULL;
-	const char *flag = *external_prefix ? "--web.external-prefix" : "--web.route-prefix";
-	const char *prefix = *external_prefix ? external_prefix : route_prefix;
 	size_t n = strlen(prefix);
 	while (n && prefix[n - 1] == '/')
 		n--;
@@ -143,9 +141,30 @@ int ui_link_prefix(const char *external_prefix, const char *route_prefix, char *
 		return err_set(err, ERR_INVALID, "%s %s must start with '/'", flag, prefix);
 	for (size_t i = 0; i < n; i++)
 		if (strchr("\"'<>&\\?#%*", prefix[i]) || (unsigned char)prefix[i] <= ' ')
-			return err_set(err, ERR_INVALID, "%s %s: '%c' is not allowed in it", flag, prefix,
-			               prefix[i]);
+			return err_set(err, ERR_INVALID, "%s %s: '%c' is not allowed in it", flag, prefix, prefix[i]);
 	*out = xstrndup(prefix, n);
+	return 0;
+}
+
+int ui_web_prefixes(const char *external_prefix, const char *route_prefix, char **route_out, char **link_out,
+		    err_t *err)
+{
+	*route_out = *link_out = NULL;
+	if (prefix_check("--web.external-prefix", external_prefix, link_out, err))
+		return ERR_INVALID;
+	if (prefix_check("--web.route-prefix", *route_prefix ? route_prefix : *link_out, route_out, err)) {
+		free(*link_out);
+		*link_out = NULL;
+		return ERR_INVALID;
+	}
+	if (!**link_out) {
+		free(*link_out);
+		*link_out = xstrdup(*route_out);
+	} else if (strcmp(*link_out, *route_out) != 0) {
+		log_warn("different values for --web.route-prefix and --web.external-prefix: the web UI works only "
+			 "behind a reverse proxy that maps one to the other",
+			 "route_prefix", *route_out, "external_prefix", *link_out);
+	}
 	return 0;
 }
 

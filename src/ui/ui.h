@@ -56,11 +56,14 @@ typedef struct ui_config {
 
 typedef struct ui ui_t;
 
-/* The prefix of the UI's links (ui_config_t.prefix) from the flags, as Thanos takes them: the external
- * prefix (for a reverse proxy that strips it) if set, else the route prefix; trailing '/' dropped.
- * *out: malloc'd ("" for none). Errors: not starting with '/', or a quote, <, >, &, backslash, ?, #,
- * %, * or blank in it. */
-int ui_link_prefix(const char *external_prefix, const char *route_prefix, char **out, err_t *err);
+/* --web.external-prefix and --web.route-prefix as Thanos takes them, each with any trailing '/'
+ * dropped (malloc'd, "" for none): *route_out (for http_server_set_route_prefix) is the route prefix,
+ * by default the external one; *link_out (ui_config_t.prefix: links, assets, API calls) is the
+ * external prefix (a reverse proxy strips it), by default the route prefix. Logs a warning when the
+ * two differ. Errors name the flag: not starting with '/', or a quote, <, >, &, backslash, ?, #, %, *
+ * or blank in it. */
+int ui_web_prefixes(const char *external_prefix, const char *route_prefix, char **route_out, char **link_out,
+		    err_t *err);
 ui_t *ui_new(http_server_t *srv, const ui_config_t *cfg);
 void ui_free(ui_t *ui); /* NULL ok; after the server is freed */
 

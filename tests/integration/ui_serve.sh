@@ -116,4 +116,18 @@ check mark_bad_ulid grep -q '"error":"ULID nope is not valid"} 400' <(mark -d id
 check mark_bad_action grep -q '"error":"not supported marker SOON.*} 400' <(mark -d id=01ARZ3NDEKTSV4RRFFQ69G5FAV -d action=SOON)
 check mark_unknown_block grep -q 'is not in the bucket.*} 400' <(mark -d id=01ARZ3NDEKTSV4RRFFQ69G5FAV -d action=DELETION)
 check mark_get_405 test "$(http_code "$W/api/v1/blocks/mark")" = 405
+
+# The block viewer under --web.route-prefix: page, assets and its API under the prefix.
+bp=$(free_port)
+start_bg web_prefix "$STRATA_BIN" tools bucket web --objstore.config="type: FILESYSTEM
+config:
+  directory: $TEST_TMP/bucket" --http-address=127.0.0.1:$bp --http-grace-period=1s --web.route-prefix=/bkt
+wait_url "http://127.0.0.1:$bp/-/ready" 20 || { fail setup "prefixed bucket web not ready"; finish; }
+B=http://127.0.0.1:$bp/bkt
+check web_prefix_home_redirect test "$(curl -s -o /dev/null -w '%{redirect_url}' "$B/")" = "$B/blocks"
+bpage=$(curl -s "$B/blocks")
+check web_prefix_page grep -q '"component":"bucket","prefix":"/bkt"' <<<"$bpage"
+check web_prefix_js test "$(http_code "$B$(grep -o '/static/app-[0-9A-Za-z]*\.js' <<<"$bpage")")" = 200
+check web_prefix_blocks_api grep -q '^{"status":"success","data":{"blocks":\[\]' <(curl -s "$B/api/v1/blocks?view=global")
+check web_prefix_mark_api grep -q 'ID cannot be empty"} 400' <(curl -s -w ' %{http_code}' -X POST "$B/api/v1/blocks/mark" -d action=DELETION)
 finish

@@ -1,21 +1,33 @@
 // The expression editor as the page first shows it: a plain text area that takes input and runs the
 // query at once. The CodeMirror editor (cm_editor.js: CodeMirror 6 and codemirror-promql, three quarters
-// of the UI's bytes) is a chunk of its own, fetched once the page has loaded and the main thread is
-// idle; it then replaces the text area, keeping the text, the cursor and the focus.
+// of the UI's bytes) is a chunk of its own, fetched once the page has loaded, the queries it opened
+// with have answered and the main thread is idle; it then replaces the text area, keeping the text,
+// the cursor and the focus.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { html } from './util.js';
 
 let chunk; // the one fetch of the editor chunk, shared by every panel
+let busy = 0; // queries in flight (a graph the URL opened must not wait for the editor)
+let quiet = []; // resolvers waiting for busy to drop to 0
+
+// Around every query: the editor chunk is fetched only while none is in flight.
+export function queryStarted() {
+  busy++;
+}
+export function queryDone() {
+  if (--busy === 0) quiet.splice(0).forEach((f) => f());
+}
 
 function loadCodeEditor() {
   if (!chunk) {
     chunk = new Promise((resolve) => {
-      // After the load event, when the main thread is idle (a query the URL opened is waiting on the
-      // network, not being drawn).
+      // After the load event, with no query in flight, when the main thread is idle (what a query's
+      // answer made it draw is drawn).
       const idle = window.requestIdleCallback || ((f) => setTimeout(f, 0));
       const go = () => idle(() => resolve(import('./cm_editor.js')), { timeout: 2000 });
-      if (document.readyState === 'complete') go();
-      else window.addEventListener('load', go, { once: true });
+      const ready = () => (busy ? quiet.push(go) : go());
+      if (document.readyState === 'complete') ready();
+      else window.addEventListener('load', ready, { once: true });
     });
   }
   return chunk;

@@ -3,7 +3,7 @@
 // Thanos's (g0.deduplicate, g0.partial_response, g0.max_source_resolution), so alert links open here.
 import { useState, useRef, useEffect } from 'preact/hooks';
 import { html, api, parseDuration, formatDuration, parseTime, formatTime, formatLabels, formatValue } from './util.js';
-import { Editor } from './editor.js';
+import { Editor, queryStarted, queryDone } from './editor.js';
 import { Graph } from './graph.js';
 
 const DEFAULTS = { expr: '', tab: 0, range_input: '1h', end_input: '', moment_input: '', step_input: '', stacked: 0,
@@ -91,6 +91,7 @@ function Panel({ opts, set, remove, canRemove, idx }) {
       meta = { time: t };
     }
     setState((s) => ({ ...s, loading: true }));
+    queryStarted();
     try {
       const res = await api(path, params, { signal: ctl.signal, method: 'POST' });
       const ms = performance.now() - t0;
@@ -100,6 +101,8 @@ function Panel({ opts, set, remove, canRemove, idx }) {
     } catch (e) {
       if (e.name === 'AbortError') return;
       setState({ loading: false, error: e.message, res: null, warnings: [], stats: null });
+    } finally {
+      queryDone();
     }
   };
 
