@@ -25,7 +25,8 @@ function loadCodeEditor() {
       // answer made it draw is drawn).
       const idle = window.requestIdleCallback || ((f) => setTimeout(f, 0));
       const go = () => idle(() => resolve(import('./cm_editor.js')), { timeout: 2000 });
-      const ready = () => (busy ? quiet.push(go) : go());
+      // A frame after the load event the panels' first effects (the queries a URL opens with) have run.
+      const ready = () => requestAnimationFrame(() => setTimeout(() => (busy ? quiet.push(go) : go()), 0));
       if (document.readyState === 'complete') ready();
       else window.addEventListener('load', ready, { once: true });
     });
