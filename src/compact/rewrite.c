@@ -272,7 +272,7 @@ int rewrite_block(bucket_t *b, const char *ulid, const rewrite_config_t *cfg, co
 	buf_init(&d.lb);
 	blockmerge_opts_t bo = {.deletions = deletions,
 	                        .deletions_arg = &d,
-	                        .writer = {.mint = in->meta.mint, .maxt = in->meta.maxt}};
+	                        .writer = {.meta_mint = in->meta.mint, .meta_maxt = in->meta.maxt}};
 	blockmerge_result_t mr;
 	rc = blockmerge_run(&in, 1, out_dir, &m, &bo, &mr, err);
 	res->series_matched = d.matched;

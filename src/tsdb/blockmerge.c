@@ -607,7 +607,7 @@ int blockmerge_run(block_t *const *in, size_t n, const char *parent_dir, const b
 				wo.meta_maxt = in[i]->meta.maxt;
 		}
 	}
-	x.out_maxt = wo.maxt;
+	x.out_maxt = wo.meta_maxt;
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
 		block_walk_init(&x.srcs[i], in[i]);

@@ -329,7 +329,7 @@ int downsample_block(block_t *in, const char *parent_dir, int64_t res, const blo
 	if (in_res >= res)
 		return err_set(err, ERR_INVALID, "block %s: resolution %lld is not below %lld", in->dir,
 		               (long long)in_res, (long long)res);
-	block_writer_opts_t wo = {.mint = in->meta.mint, .maxt = in->meta.maxt};
+	block_writer_opts_t wo = {.meta_mint = in->meta.mint, .meta_maxt = in->meta.maxt};
 	block_writer_t *bw;
 	int rc = block_writer_new(&bw, parent_dir, &wo, err);
 	if (rc)
