@@ -638,8 +638,8 @@ static int q_stop(const char *expr, int64_t start, int64_t end, int64_t step, in
 		err_t e_ = {0};                                                                           \
 		uint64_t took_ = 0;                                                                       \
 		int rc_ = q_stop((expr), (start), (end), (step), (timeout), (cancel_after), (w), &e_, &took_); \
-		if (rc_ != (want_rc) || strcmp(e_.msg, (want_msg)) || took_ > 1000)                        \
-			TEST_FAILF("%s: rc %d (%s) after %llu ms, want rc %d (%s) within 1 s", (expr), rc_,     \
+		if (rc_ != (want_rc) || strcmp(e_.msg, (want_msg)) || took_ > 5000)                        \
+			TEST_FAILF("%s: rc %d (%s) after %llu ms, want rc %d (%s) within 5 s", (expr), rc_,     \
 				   e_.msg, (unsigned long long)took_, (want_rc), (want_msg));                    \
 	} while (0)
 
@@ -647,7 +647,9 @@ TEST(huge_windows_honour_deadline_and_cancel)
 {
 	/* Few steps, huge windows: quantile_over_time over a 10m:1ms subquery copies and sorts 600k points
 	 * per step (1001 steps: about a minute of work), a plain range function over a dense raw series
-	 * sums 300k samples per step. Both must stop soon after the deadline or the cancel flag. */
+	 * sums 300k samples per step. Both must stop soon after the deadline or the cancel flag: within 5 s
+	 * of wall time, which holds on a 2-core machine under a load of 25 (sanitizer build), while running
+	 * to the end would take a minute. */
 	setup();
 	for (int i = 0; i < 300000; i++)
 		add("dense", NULL, NULL, i, (double)(i % 97));
