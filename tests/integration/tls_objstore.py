@@ -120,7 +120,7 @@ try:
             with urllib.request.urlopen(u, timeout=10) as resp:
                 res = json.load(resp)["data"]["result"]
             return len(res) == 1 and res[0]["value"][1] == "59"
-        wait_until(answered, st, "the store gateway serving the block from S3 over HTTPS", timeout=60)
+        wait_until(answered, st, "the store gateway serving the block from S3 over HTTPS", timeout=150)
         stop(q)
         stop(st)
         # without the CA the gateway cannot read the bucket: it says why and never turns ready
