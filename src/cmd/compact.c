@@ -3,7 +3,9 @@
  * /metrics, /-/healthy and /-/ready over HTTP while a thread runs compaction iterations
  * (compact/compactor.h): once (the exit code says whether it succeeded) or, with --wait, every
  * --wait-interval, with a cleanup of deletion-marked blocks every --compact.cleanup-interval in
- * between. SIGTERM stops the running iteration at its next safe point.
+ * between. SIGTERM stops the running iteration at its next safe point. Unless --web.disable, the
+ * same port serves the block viewer (as Thanos's compactor): /blocks (the bucket, refreshed every
+ * --block-viewer.global.sync-block-interval) and /loaded (the blocks the last iteration worked on).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,6 +22,8 @@
 #include "compact/compactor.h"
 #include "net/http.h"
 #include "objstore/config.h"
+#include "ui/blockview.h"
+#include "ui/ui.h"
 
 static const char summary[] =
     "Continuously compacts blocks in an object store bucket: compaction levels, vertical compaction "
@@ -91,14 +95,21 @@ static void *run_main(void *arg)
 	return NULL;
 }
 
+static size_t loaded_blocks(void *arg, arena_t *a, const char ***ids)
+{
+	return compactor_block_ids(arg, a, ids);
+}
+
 int cmd_compact(int argc, char **argv)
 {
 	static cmd_server_flags_t sf;
 	static char *objcfg, *objcfg_file, *data_dir, *min_time_s, *max_time_s, *relabel, *relabel_file,
-	    *dedup_func;
-	static int64_t consistency_ms, ret_raw, ret_5m, ret_1h, wait_ms, delete_ms, conc, fetch_conc,
-	    meta_conc, max_level, max_index, cleanup_ms, progress_ms, files_conc, ds_conc;
-	static bool wait, vertical, halt_on_error, skip_ooo, accept_malformed, ds_disable;
+	    *dedup_func, *web_label, *route_prefix, *external_prefix;
+	static int64_t viewer_sync_ms, viewer_timeout_ms, consistency_ms, ret_raw, ret_5m, ret_1h, wait_ms,
+	    delete_ms, conc, fetch_conc, meta_conc, max_level, max_index, cleanup_ms, progress_ms, files_conc,
+	    ds_conc;
+	static bool web_disable, disable_admin, wait, vertical, halt_on_error, skip_ooo, accept_malformed,
+	    ds_disable;
 	static strlist_t replica;
 	flag_def_t defs[] = {
 	    CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"),
@@ -174,6 +185,20 @@ int cmd_compact(int argc, char **argv)
 	     NULL, true},
 	    {"debug.accept-malformed-index", FLAG_BOOL, &accept_malformed, "false",
 	     "Accepted for Thanos compatibility.", NULL, true},
+	    {"web.disable", FLAG_BOOL, &web_disable, "false",
+	     "Disable Block Viewer UI (/blocks, /loaded and /api/v1/blocks)."},
+	    CMD_WEB_PREFIX_FLAGS(&route_prefix, &external_prefix),
+	    {"bucket-web-label", FLAG_STRING, &web_label, "",
+	     "External block label to use as group title in the bucket web UI."},
+	    {"disable-admin-operations", FLAG_BOOL, &disable_admin, "false",
+	     "Disable UI/API admin operations like marking blocks for deletion and no compaction."},
+	    {"block-viewer.global.sync-block-interval", FLAG_DURATION, &viewer_sync_ms, "1m",
+	     "Repeat interval for syncing the blocks between local and remote view for /global Block "
+	     "Viewer UI."},
+	    {"block-viewer.global.sync-block-timeout", FLAG_DURATION, &viewer_timeout_ms, "5m",
+	     "Maximum time for syncing the blocks between local and remote view for /global Block Viewer "
+	     "UI (accepted; the bucket's own request timeouts apply).",
+	     NULL, true},
 	};
 	/* Thanos's short -w for --wait. */
 	for (int i = 1; i < argc; i++)
@@ -242,14 +267,21 @@ int cmd_compact(int argc, char **argv)
 		bucket_relabel_free(sel);
 		return 2;
 	}
-	if ((rc = cmd_check_config("strata compact", &sf, NULL)) >= 0) {
+	char *routes = NULL, *link_prefix = NULL;
+	if (ui_web_prefixes(external_prefix, route_prefix, &routes, &link_prefix, &err))
+		fprintf(stderr, "strata compact: %s\n", err.msg);
+	if (!routes || (rc = cmd_check_config("strata compact", &sf, NULL)) >= 0) {
+		free(routes);
+		free(link_prefix);
 		bucket_free(bkt);
 		bucket_relabel_free(sel);
-		return rc;
+		return routes ? rc : 2;
 	}
 	compactor_t *c;
 	if (compactor_new(&c, &cfg, &err)) {
 		fprintf(stderr, "strata compact: %s\n", err.msg);
+		free(routes);
+		free(link_prefix);
 		bucket_free(bkt);
 		bucket_relabel_free(sel);
 		return err.code == ERR_INVALID ? 2 : 1;
@@ -257,15 +289,33 @@ int cmd_compact(int argc, char **argv)
 	metrics_register_process("compact");
 	loop_t *loop;
 	http_server_t *http = NULL;
+	ui_t *ui = NULL;
+	blockview_t *bv = NULL;
 	rc = 1;
 	if (loop_new(&loop, &err)) {
 		fprintf(stderr, "strata compact: %s\n", err.msg);
 		goto out;
 	}
-	http_server_config_t hc = {.address = sf.http_address, .component = "compact", .worker_threads = -1};
-	if (http_server_new(&http, loop, &hc, &err)) {
+	http_server_config_t hc = {.address = sf.http_address,
+	                           .component = "compact",
+	                           .worker_threads = -1,
+	                           .web_config_file = sf.http_config};
+	if (http_server_new(&http, loop, &hc, &err) ||
+	    (!web_disable && http_server_set_route_prefix(http, routes, &err))) {
 		fprintf(stderr, "strata compact: %s\n", err.msg);
 		goto out_loop;
+	}
+	if (!web_disable) {
+		ui = ui_new(http, &(ui_config_t){.component = "compact",
+		                                 .pages = {UI_PAGES_BLOCKS},
+		                                 .admin_disabled = disable_admin,
+		                                 .prefix = link_prefix});
+		bv = blockview_new(http, &(blockview_config_t){.bkt = bkt,
+		                                               .admin_disabled = disable_admin,
+		                                               .label = web_label,
+		                                               .refresh_ms = viewer_sync_ms,
+		                                               .loaded = loaded_blocks,
+		                                               .loaded_arg = c});
 	}
 	log_info("starting compact node", "http", sf.http_address, "bucket", bucket_name(bkt), "data_dir",
 	         data_dir, "wait", wait ? "true" : "false");
@@ -294,11 +344,15 @@ int cmd_compact(int argc, char **argv)
 	pthread_mutex_destroy(&r.mu);
 	rc = srv ? 1 : wait ? 0 : r.rc ? 1 : 0;
 	log_info("compact node stopped", "exit_code", rc ? "1" : "0");
-	http_server_free(http);
 out_loop:
+	http_server_free(http);
+	blockview_free(bv);
+	ui_free(ui);
 	loop_free(loop);
 out:
 	compactor_free(c);
+	free(routes);
+	free(link_prefix);
 	bucket_free(bkt);
 	bucket_relabel_free(sel);
 	return rc;

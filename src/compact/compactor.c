@@ -32,8 +32,10 @@ struct compactor {
 	block_fetcher_t *fetcher;
 	workers_t *group_pool, *download_pool, *ds_pool;
 	atomic_bool stop;
-	pthread_mutex_t mu; /* stats */
+	pthread_mutex_t mu; /* stats, ids */
 	compactor_stats_t stats;
+	char (*ids)[ULID_LEN + 1]; /* the last main sync's selection (compactor_block_ids) */
+	size_t nids;
 };
 
 /* The configuration's checks; the dedup mode and the number of level ranges on success. */
@@ -124,6 +126,7 @@ void compactor_free(compactor_t *c)
 	free(c->meta_dir);
 	free(c->ds_dir);
 	pthread_mutex_destroy(&c->mu);
+	free(c->ids);
 	free(c);
 }
 
@@ -136,6 +139,30 @@ void compactor_stats(compactor_t *c, compactor_stats_t *out)
 {
 	pthread_mutex_lock(&c->mu);
 	*out = c->stats;
+	pthread_mutex_unlock(&c->mu);
+}
+
+size_t compactor_block_ids(compactor_t *c, arena_t *a, const char ***ids)
+{
+	pthread_mutex_lock(&c->mu);
+	const char **v = arena_calloc(a, c->nids + 1, sizeof *v);
+	for (size_t i = 0; i < c->nids; i++)
+		v[i] = arena_strdup(a, c->ids[i]);
+	size_t n = c->nids;
+	pthread_mutex_unlock(&c->mu);
+	*ids = v;
+	return n;
+}
+
+static void set_ids(compactor_t *c, const fetch_list_t *l)
+{
+	char(*ids)[ULID_LEN + 1] = xcalloc(l->n + 1, sizeof *ids);
+	for (size_t i = 0; i < l->n; i++)
+		snprintf(ids[i], sizeof ids[i], "%s", l->v[i].ulid);
+	pthread_mutex_lock(&c->mu);
+	free(c->ids);
+	c->ids = ids;
+	c->nids = l->n;
 	pthread_mutex_unlock(&c->mu);
 }
 
@@ -169,6 +196,7 @@ static int sync_blocks(compactor_t *c, fetch_list_t *l, err_t *err)
 	fetch_filter_deleted(l, 0, now);
 	fetch_filter_duplicates(l);
 	fetch_list_publish(l);
+	set_ids(c, l);
 	return 0;
 }
 

@@ -52,6 +52,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/arena.h"
 #include "base/err.h"
 #include "model/labels.h"
 #include "objstore/bucket.h"
@@ -98,6 +99,10 @@ int compactor_run(compactor_t *c, err_t *err);
 /* Cleanup alone (step 6, without retention): what `--compact.cleanup-interval` runs between
  * iterations. Not concurrently with compactor_run. */
 int compactor_cleanup(compactor_t *c, err_t *err);
+/* Thread-safe: the ULIDs of the blocks the latest meta sync selected (after the time, selector,
+ * consistency-delay, deletion-mark and duplicate filters; an iteration's last sync is after its
+ * retention marks), allocated in a: the block viewer's "loaded" view. 0 before the first sync. */
+size_t compactor_block_ids(compactor_t *c, arena_t *a, const char ***ids);
 /* Thread-safe: make the running (or next) iteration stop at its next safe point. */
 void compactor_stop(compactor_t *c);
 

@@ -9,7 +9,8 @@ Then: the bucket holds exactly the two 8h blocks of the full 8h ranges and the l
 (the newest is never compacted, and the last range is not full), with level 2, the union of their
 sources and source "compactor"; `promtool tsdb dump` of the bucket equals the dump of the input
 blocks; `promtool tsdb analyze` reads every block; the same queries answer identically through the
-store gateway. Finally a Prometheus 2.42 started on the compacted FILESYSTEM blocks answers the
+store gateway; the compactor's port serves the block viewer (/blocks; global and loaded views =
+the live blocks). Finally a Prometheus 2.42 started on the compacted FILESYSTEM blocks answers the
 queries as `strata query` does.
 """
 import json, os, shutil, subprocess, sys, tempfile, time, urllib.parse, urllib.request
@@ -156,6 +157,13 @@ def run_backend(tmp, name, cfg, blocks, base, expect_dump):
                str(m))
         check(f"{name}:healthy_ready", lambda: [urllib.request.urlopen(f"http://127.0.0.1:{hp}/-/{e}", timeout=2)
                                                 for e in ("healthy", "ready")])
+        # The block viewer on the compactor's port (as Thanos's): /blocks, /loaded, the blocks API.
+        page = urllib.request.urlopen(f"http://127.0.0.1:{hp}/blocks", timeout=5).read().decode()
+        result(f"{name}:block_viewer_page", '"component":"compact"' in page and '"blocks","loaded"' in page,
+               page[:200])
+        viewer = {v: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{hp}/api/v1/blocks?view={v}&refresh=true",
+                                                       timeout=10).read())["data"]["blocks"]
+                  for v in ("global", "loaded")}
         c.p.terminate()
         rc = c.p.wait(20)
         c.log.close()
@@ -178,6 +186,9 @@ def run_backend(tmp, name, cfg, blocks, base, expect_dump):
                                                            m["thanos"]["labels"] == {"cluster": "eu1"} and
                                                            m["thanos"].get("index_stats") for m in compacted),
            json.dumps(compacted[0]["thanos"]) if compacted else "no compacted block")
+    if name == "FILESYSTEM":
+        ids = {v: sorted(b["ulid"] for b in bl) for v, bl in viewer.items()}
+        result(f"{name}:block_viewer_global_loaded", ids["global"] == ids["loaded"] == sorted(live), str(ids))
     result(f"{name}:nothing_marked_left", len(os.listdir(mirror)) == len(live),
            f"{len(os.listdir(mirror))} entries, {len(live)} live blocks")
     got = dump(mirror)
