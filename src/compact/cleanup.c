@@ -5,6 +5,8 @@
 
 #include <stdio.h>
 
+#include "base/err.h"
+
 #include "base/duration.h"
 #include "base/log.h"
 #include "compact/cmetrics.h"
@@ -99,6 +101,35 @@ int cleanup_deleted(bucket_t *b, const fetch_list_t *l, int64_t delete_delay_ms,
 	return first;
 }
 
+typedef struct newest {
+	bucket_t *b;
+	int64_t ms;
+	err_t *err;
+} newest_t;
+
+static int newest_object(void *arg, const char *name)
+{
+	newest_t *n = arg;
+	bucket_attrs_t a;
+	int rc = bucket_attributes(n->b, name, &a, n->err);
+	if (rc == ERR_NOT_FOUND) /* deleted meanwhile */
+		return 0;
+	if (!rc && a.last_modified_ms > n->ms)
+		n->ms = a.last_modified_ms;
+	return rc;
+}
+
+/* The last-modified time of the newest object of block ulid (-1 when it holds none). */
+static int newest_object_ms(bucket_t *b, const char *ulid, int64_t *ms, err_t *err)
+{
+	char dir[64];
+	snprintf(dir, sizeof dir, "%s/", ulid);
+	newest_t n = {b, -1, err};
+	int rc = bucket_iter(b, dir, BUCKET_ITER_RECURSIVE, newest_object, &n, err);
+	*ms = n.ms;
+	return rc;
+}
+
 int cleanup_partial(bucket_t *b, const fetch_list_t *l, int64_t now_ms, size_t *deleted, err_t *err)
 {
 	cmetrics_init();
@@ -111,6 +142,25 @@ int cleanup_partial(bucket_t *b, const fetch_list_t *l, int64_t now_ms, size_t *
 		bool marked = fb->mark_ms[MARKER_DELETION] >= 0;
 		if (!marked && now_ms - ulid_time(fb->ulid) <= COMPACTOR_PARTIAL_UPLOAD_AGE_MS)
 			continue;
+		if (!marked) {
+			/* An old ULID is not an old upload: a sidecar catching up after days of downtime
+			 * uploads blocks cut long ago, meta.json last. The age is that of the newest
+			 * object, so an upload in progress is never deleted under its uploader. */
+			int64_t newest;
+			err_t e = {0};
+			int rc = newest_object_ms(b, fb->ulid, &newest, &e);
+			if (rc) {
+				log_error("reading a partial upload's objects failed", "block", fb->ulid,
+				          "err", e.msg);
+				if (!first) {
+					first = rc;
+					*err = e;
+				}
+				continue;
+			}
+			if (newest < 0 || now_ms - newest <= COMPACTOR_PARTIAL_UPLOAD_AGE_MS)
+				continue;
+		}
 		metric_inc(metric_with(cmetrics.partial_deletions));
 		if (delete_one(b, fb->ulid, marked ? "deletion in progress" : "partial upload older than 48h",
 		               &first, err) == 0)

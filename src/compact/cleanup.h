@@ -7,7 +7,8 @@
  * cleanup_deleted deletes (meta.json first, the deletion mark last: block/marker.h) every block whose
  * deletion mark is at least delete_delay old, among the list's selected blocks and the ones the
  * deletion-mark filter set aside (not those other filters set aside: a shard deletes only its own);
- * cleanup_partial deletes partial uploads (no meta.json) whose ULID is older than
+ * cleanup_partial deletes partial uploads (no meta.json) whose ULID and newest object (last-modified
+ * time: an old block being uploaded now is not an aborted upload) are both older than
  * COMPACTOR_PARTIAL_UPLOAD_AGE_MS, or that carry a deletion mark (a deletion that stopped half-way). Each
  * counts what it did (thanos_compact_* metrics, cmetrics.h) and logs every block; a block that fails is
  * counted and logged and the others still go; the first error is returned.

@@ -8,7 +8,8 @@ never halts:  stream a has a block with a corrupted chunk, stream b one with a t
               running (--wait) with thanos_compact_halted 0 and the marks counted; SIGTERM exits 0.
 retention:    --retention.resolution-raw marks the blocks whose maxTime is older (and only those) while
               --delete-delay=1h keeps them; a run with --delete-delay=0s deletes them; a partial upload
-              (no meta.json) older than 48h is deleted, a fresh one is not.
+              (no meta.json) older than 48h is deleted, a fresh one is not, nor an old block (ULID
+              3 days old) whose upload is in progress (its objects are fresh).
 consistency:  a stream uploaded just now is left alone with --consistency-delay=30m, compacted with 0s.
 tools:        `tools bucket mark` puts and removes markers; `tools bucket retention` marks and
               `tools bucket cleanup` deletes; `tools bucket rewrite` prints the series it would change in
@@ -154,11 +155,15 @@ def main():
         now = int(time.time())
         ret = now - (base + 9 * H)  # blocks ending before base+9h are past it
         before = {s: stream(bdir, s) for s in "abc"}
-        old_partial, new_partial = ulid((now - 49 * H) * 1000), ulid(now * 1000)
-        for u in (old_partial, new_partial):
+        # old_partial: an upload aborted 49h ago; uploading: a block cut 3 days ago whose upload is in
+        # progress (objects written now, meta.json not yet); new_partial: a fresh one.
+        old_partial, uploading, new_partial = ulid((now - 49 * H) * 1000), ulid((now - 72 * H) * 1000), ulid(now * 1000)
+        for u in (old_partial, uploading, new_partial):
             os.makedirs(os.path.join(bdir, u, "chunks"))
-            open(os.path.join(bdir, u, "chunks", "000001"), "w").write("partial")
-            open(os.path.join(bdir, u, "index"), "w").write("partial")
+            for f in ("chunks/000001", "index"):
+                open(os.path.join(bdir, u, f), "w").write("partial")
+                if u == old_partial:
+                    os.utime(os.path.join(bdir, u, f), (now - 49 * H, now - 49 * H))
         rc = compact("--consistency-delay=0s", "--delete-delay=1h", f"--retention.resolution-raw={ret}s")
         marked = sorted(d for d in os.listdir(bdir) if os.path.exists(os.path.join(bdir, d, "deletion-mark.json")) and
                         os.path.exists(os.path.join(bdir, d, "meta.json")))
@@ -170,10 +175,13 @@ def main():
                "a marked block was deleted before its delay")
         result("partial:old_deleted_fresh_kept", not os.path.exists(os.path.join(bdir, old_partial)) and
                os.path.exists(os.path.join(bdir, new_partial)), "partial uploads handled wrongly")
+        result("partial:old_block_uploading_kept", os.path.exists(os.path.join(bdir, uploading, "index")),
+               "an upload in progress of an old block was deleted")
         rc = compact("--consistency-delay=0s", "--delete-delay=0s")
         result("retention:deleted_after_delay", rc == 0 and not any(os.path.exists(os.path.join(bdir, u)) for u in marked),
                f"exit {rc}; left: {[u for u in marked if os.path.exists(os.path.join(bdir, u))]}")
         shutil.rmtree(os.path.join(bdir, new_partial))
+        shutil.rmtree(os.path.join(bdir, uploading))
 
         # ---- consistency delay ----
         d = add_stream(bdir, blocks, "d")
