@@ -71,6 +71,44 @@ TEST(split_join_layout)
 	aggr_builder_release(&ab);
 }
 
+/* The bytes Thanos's EncodeAggrChunk writes for one window point (t 299999: count 5, sum 10, min 1,
+ * max 3, counter 100), worked out by hand from thanos.md §4.2 and Prometheus's XOR chunk format:
+ * per aggregate uvarint 14 (the sub-chunk's length, without its encoding byte), 0x01 (XOR), then the
+ * XOR chunk: 2-byte sample count, varint(t) zig-zagged (599998: be cf 24), the float's 8 bytes and
+ * the empty byte Prometheus's bit stream always ends on after whole bytes were written. */
+TEST(golden_bytes_thanos_encoding)
+{
+	static const uint8_t want[] = {
+	    0x0e, 0x01, 0x00, 0x01, 0xbe, 0xcf, 0x24, 0x40, 0x14, 0, 0, 0, 0, 0, 0, 0,
+	    0x0e, 0x01, 0x00, 0x01, 0xbe, 0xcf, 0x24, 0x40, 0x24, 0, 0, 0, 0, 0, 0, 0,
+	    0x0e, 0x01, 0x00, 0x01, 0xbe, 0xcf, 0x24, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0,
+	    0x0e, 0x01, 0x00, 0x01, 0xbe, 0xcf, 0x24, 0x40, 0x08, 0, 0, 0, 0, 0, 0, 0,
+	    0x0e, 0x01, 0x00, 0x01, 0xbe, 0xcf, 0x24, 0x40, 0x59, 0, 0, 0, 0, 0, 0, 0};
+	aggr_builder_t ab;
+	aggr_builder_init(&ab);
+	aggr_builder_add(&ab, 299999, 5, 10, 1, 3, 100);
+	buf_t b = BUF_INIT, j = BUF_INIT;
+	aggr_builder_encode(&ab, &b);
+	bool same = b.n == sizeof want && memcmp(b.p, want, sizeof want) == 0;
+	/* Only the max aggregate: four zero lengths around its entry. */
+	chunk_t subs[AGGR_N] = {0}, only[AGGR_N] = {0};
+	err_t err = {0};
+	int rc = aggr_chunk_split((const uint8_t *)b.p, b.n, subs, &err);
+	only[AGGR_MAX] = subs[AGGR_MAX];
+	if (!rc)
+		aggr_chunk_join(&j, only);
+	bool max_only =
+	    j.n == 3 + 16 + 1 && !memcmp(j.p, "\0\0\0", 3) && !memcmp(j.p + 3, want + 48, 16) && j.p[19] == 0;
+	size_t n = b.n;
+	buf_release(&j);
+	buf_release(&b);
+	aggr_builder_release(&ab);
+	CHECK_EQ_INT(n, sizeof want);
+	CHECK(same);
+	CHECK_EQ_INT(rc, 0);
+	CHECK(max_only);
+}
+
 TEST(corrupt_chunks_error_never_crash)
 {
 	aggr_builder_t ab;
