@@ -19,10 +19,14 @@ Auto resolution (--query.auto-downsampling): a 30-day range query at a 1h step r
 (step / 5 = 12m), at a 6h step the 1h blocks: fewer chunks fetched by the store gateway than raw, and
 the last two days (raw data only) are filled from raw blocks with the same answers as raw.
 
+kill -9 of up to three compactors, each soon after it starts downsampling (the same blocks in another bucket): every block
+with a meta.json is complete, and a second run leaves the layout (resolutions, ranges, sources) of the
+uninterrupted run: nothing downsampled twice.
+
 A corrupt aggregate chunk (unknown sub-encoding, CRC fixed up): the query from that block fails with
 the reason, the store gateway keeps serving raw data, nothing crashes.
 """
-import json, math, os, shutil, subprocess, sys, tempfile, time, urllib.parse, urllib.request
+import json, math, os, random, shutil, subprocess, sys, tempfile, time, urllib.parse, urllib.request
 from lib_harness import Harness, free_port, stop, wait_ready, wait_until
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -116,6 +120,8 @@ def main():
         cfg = f"type: FILESYSTEM\nconfig:\n  directory: {bdir}\n"
         subprocess.run([STRATA, "tools", "bucket", "upload-blocks", "--objstore.config=" + cfg, "--path=" + blocks,
                         '--label=cluster="ds"'], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        crash_bdir = os.path.join(tmp, "bucket-crash")  # the same blocks for the kill -9 part below
+        shutil.copytree(bdir, crash_bdir)
         t0 = time.time()
         log = open(os.path.join(tmp, "compact.log"), "w")
         rc = subprocess.run([STRATA, "compact", "--objstore.config=" + cfg, "--data-dir=" + os.path.join(tmp, "data"),
@@ -249,6 +255,41 @@ def main():
         r = ask(qp, {**rng, "query": f"max_over_time(g[{W}])", "max_source_resolution": "0s"})
         result("store_serves_raw_after_corrupt_chunk", st.poll() is None and r.get("status") == "success" and
                r["data"]["result"], json.dumps(r)[:200])
+
+        # ---- kill -9 while downsampling: nothing half-written visible, the next run converges ----
+        ccfg = f"type: FILESYSTEM\nconfig:\n  directory: {crash_bdir}\n"
+        args = [STRATA, "compact", "--objstore.config=" + ccfg, "--data-dir=" + os.path.join(tmp, "data-crash"),
+                "--consistency-delay=0s", "--delete-delay=0s", f"--http-address=127.0.0.1:{free_port()}"]
+        half, phases = [], []
+        for k in range(3):  # each run killed soon after it starts a downsampling, until none is left
+            klog = os.path.join(tmp, f"compact-killed{k}.log")
+            p = subprocess.Popen(args, stdout=open(klog, "w"), stderr=subprocess.STDOUT)
+            procs.append(p)
+            wait_until(lambda: "downsampling block" in open(klog).read() or p.poll() is not None, None,
+                       "downsampling", 240)
+            if p.poll() is not None:
+                break
+            time.sleep(random.uniform(0, 0.25))
+            p.kill()
+            p.wait()
+            lines = [l for l in open(klog).read().splitlines() if "msg=" in l]
+            phases.append(lines[-1].split("msg=")[1].split('"')[1] if lines else "?")
+            for d in os.listdir(crash_bdir):
+                mp = os.path.join(crash_bdir, d, "meta.json")
+                if len(d) == 26 and os.path.exists(mp):
+                    for f in json.load(open(mp))["thanos"].get("files", []):
+                        fp = os.path.join(crash_bdir, d, f["rel_path"])
+                        if f["rel_path"] != "meta.json" and \
+                                (not os.path.exists(fp) or os.path.getsize(fp) != f["size_bytes"]):
+                            half.append(f"{d}/{f['rel_path']}")
+        print(f"# killed after: {phases}")
+        result("killed_while_downsampling_no_half_block", phases and not half, f"{phases}; {half[:5]}")
+        rc = subprocess.run(args, stdout=open(os.path.join(tmp, "compact-rerun.log"), "w"),
+                            stderr=subprocess.STDOUT).returncode
+        layout = lambda mm: sorted((m["thanos"]["downsample"]["resolution"], m["minTime"], m["maxTime"], srcs(m))
+                                   for m in mm)
+        result("killed_while_downsampling_rerun_converges", rc == 0 and layout(metas(crash_bdir)) == layout(ms),
+               f"exit {rc}; {layout(metas(crash_bdir))} vs {layout(ms)}")
     finally:
         for p in procs:
             stop(p)
