@@ -6,6 +6,8 @@ groups evaluated every 30s, each `sum by (i) (bench_value{shard="k"})` (every ru
 series and writes as many): Prometheus evaluates them on its own TSDB; `strata rule` sends each to a
 `strata query` over that Prometheus's sidecar (remote read), stores the results in its head + WAL.
 
+RULE_BENCH_PERF=<dir>: `perf record -g` of the ruler and the querier over one round after the warm-up.
+
 Reported after 3 warm-up rounds, over ROUNDS rounds: the time a round of every group takes (the sum of
 prometheus_rule_group_last_duration_seconds over the groups, which both export; groups run in parallel,
 so the max is also given), the ratio ruler / Prometheus, and the ruler's RSS.
@@ -26,6 +28,7 @@ BIN = os.environ.get("STRATA_BIN", "build/strata")
 RULES = int(os.environ.get("RULE_BENCH_RULES", "1000"))
 SERIES = int(os.environ.get("RULE_BENCH_SERIES", "100000"))
 ROUNDS = int(os.environ.get("RULE_BENCH_ROUNDS", "4"))
+PERF = os.environ.get("RULE_BENCH_PERF")  # a directory: `perf record -g` of the ruler and the querier, one round
 GROUPS = 10
 PER = max(1, SERIES // RULES)
 
@@ -118,6 +121,14 @@ scrape_configs: [{{job_name: bench, static_configs: [{{targets: ['127.0.0.1:{tpo
     wait_ready(rh, r, "rule", 120)
     print(f"{RULES} rules in {GROUPS} groups over {RULES * PER} series; warming up 3 rounds (90s)", flush=True)
     time.sleep(95)
+    if PERF:
+        os.makedirs(PERF, exist_ok=True)
+        perf = [subprocess.Popen(["perf", "record", "-g", "-o", os.path.join(PERF, f"{n}.perf.data"), "-p",
+                                  str(pr.pid), "--", "sleep", "30"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for n, pr in (("rule", r), ("query", q))]
+        for pp in perf:
+            pp.wait()
+        print(f"perf data of one round in {PERF}/rule.perf.data and {PERF}/query.perf.data", flush=True)
     ps, rs, pm, rm, rss = [], [], [], [], []
     for _ in range(ROUNDS):
         pd, rd = group_durations(pport), group_durations(rh)

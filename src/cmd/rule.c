@@ -49,7 +49,7 @@ typedef struct ruler {
 	char *am_config, *am_config_file;
 	int64_t am_timeout_ms;
 	char *alert_query_url, *relabel_config, *relabel_config_file;
-	int64_t eval_interval_ms, resend_delay_ms, outage_tol_ms, grace_ms;
+	int64_t eval_interval_ms, resend_delay_ms, outage_tol_ms, grace_ms, max_concurrent_evals;
 	int64_t block_ms, retention_ms;
 	bool wal_compression;
 	char *objstore_config, *objstore_config_file;
@@ -290,6 +290,10 @@ int cmd_rule(int argc, char **argv)
 	    {"rule-file", FLAG_STRINGS, &rl.rule_files, NULL,
 	     "Rule files that should be used by rule manager. Can be in glob format (repeated). Default rules/"},
 	    {"eval-interval", FLAG_DURATION, &rl.eval_interval_ms, "1m", "The default evaluation interval to use."},
+	    {"rules.max-concurrent-evals", FLAG_INT, &rl.max_concurrent_evals, "4",
+	     "Rules of a group evaluated at the same time, among those that neither read a series another rule of "
+	     "the group writes nor write one it reads (results are those of evaluating in order). 1 evaluates "
+	     "every rule after the previous one, as Prometheus 2.42 does."},
 	    {"data-dir", FLAG_STRING, &rl.data_dir, "data/", "data directory"},
 	    {"label", FLAG_STRINGS, &rl.labels, NULL,
 	     "Labels to be applied to all generated metrics (repeated). Similar to external labels for Prometheus, "
@@ -370,6 +374,10 @@ int cmd_rule(int argc, char **argv)
 		strlist_push(&rl.rule_files, "rules/");
 	if (parse_labels(&rl.labels, &rl.ext_arena, &rl.ext, &err) != 0)
 		goto usage;
+	if (rl.max_concurrent_evals < 1 || rl.max_concurrent_evals > 256) {
+		err_set(&err, ERR_INVALID, "--rules.max-concurrent-evals must be between 1 and 256");
+		goto usage;
+	}
 	if (rl.eval_interval_ms <= 0 || rl.block_ms <= 0) {
 		err_set(&err, ERR_INVALID, "--eval-interval and --tsdb.block-duration must be positive");
 		goto usage;
@@ -474,7 +482,8 @@ int cmd_rule(int argc, char **argv)
 	                     .resend_delay_ms = rl.resend_delay_ms,
 	                     .outage_tolerance_ms = rl.outage_tol_ms,
 	                     .grace_period_ms = rl.grace_ms,
-	                     .query_url = rl.alert_query_url};
+	                     .query_url = rl.alert_query_url,
+	                     .max_concurrent_evals = (int)rl.max_concurrent_evals};
 	rl.mgr = rulemgr_new(&mo);
 	if (rulemgr_reload(rl.mgr, &err) != 0) {
 		fprintf(stderr, "%s: loading rules: %s\n", argv[0], err.msg);

@@ -127,25 +127,12 @@ static int top_pair(parse_t *p, const char *key, yaml_node_t *v)
 	return 1;
 }
 
-int httpcfg_parse(const char *yaml, size_t len, const char *what, httpcfg_t **out, err_t *err)
+/* Parse the mapping at node of doc into a new configuration and check it. */
+static int parse_node(yaml_document_t *doc, yaml_node_t *node, const char *what, httpcfg_t **out, err_t *err)
 {
-	*out = NULL;
-	yaml_parser_t yp;
-	yaml_document_t doc;
-	if (!yaml_parser_initialize(&yp))
-		die("httpcfg: yaml_parser_initialize failed");
-	yaml_parser_set_input_string(&yp, (const unsigned char *)yaml, len);
-	if (!yaml_parser_load(&yp, &doc)) {
-		int rc =
-		    err_set(err, ERR_INVALID, "%s:%lu:%lu: %s", what, (unsigned long)yp.problem_mark.line + 1,
-		            (unsigned long)yp.problem_mark.column + 1, yp.problem ? yp.problem : "bad YAML");
-		yaml_parser_delete(&yp);
-		return rc;
-	}
 	httpcfg_t *c = xcalloc(1, sizeof *c);
-	parse_t p = {.doc = &doc, .what = what, .c = c, .err = err};
-	yaml_node_t *root = yaml_document_get_root_node(&doc);
-	int rc = root ? each_pair(&p, root, NULL, top_pair) : 0;
+	parse_t p = {.doc = doc, .what = what, .c = c, .err = err};
+	int rc = node ? each_pair(&p, node, NULL, top_pair) : 0;
 	if (!rc && (c->username || c->password || c->password_file) &&
 	    (c->bearer_token || c->bearer_token_file))
 		rc = err_set(err, ERR_INVALID,
@@ -166,14 +153,39 @@ int httpcfg_parse(const char *yaml, size_t len, const char *what, httpcfg_t **ou
 		if (f)
 			fclose(f);
 	}
-	yaml_document_delete(&doc);
-	yaml_parser_delete(&yp);
 	if (rc) {
 		httpcfg_free(c);
 		return rc;
 	}
 	*out = c;
 	return 0;
+}
+
+int httpcfg_parse(const char *yaml, size_t len, const char *what, httpcfg_t **out, err_t *err)
+{
+	*out = NULL;
+	yaml_parser_t yp;
+	yaml_document_t doc;
+	if (!yaml_parser_initialize(&yp))
+		die("httpcfg: yaml_parser_initialize failed");
+	yaml_parser_set_input_string(&yp, (const unsigned char *)yaml, len);
+	if (!yaml_parser_load(&yp, &doc)) {
+		int rc =
+		    err_set(err, ERR_INVALID, "%s:%lu:%lu: %s", what, (unsigned long)yp.problem_mark.line + 1,
+		            (unsigned long)yp.problem_mark.column + 1, yp.problem ? yp.problem : "bad YAML");
+		yaml_parser_delete(&yp);
+		return rc;
+	}
+	int rc = parse_node(&doc, yaml_document_get_root_node(&doc), what, out, err);
+	yaml_document_delete(&doc);
+	yaml_parser_delete(&yp);
+	return rc;
+}
+
+int httpcfg_parse_node(void *doc, void *node, const char *what, httpcfg_t **out, err_t *err)
+{
+	*out = NULL;
+	return parse_node(doc, node, what, out, err);
 }
 
 void httpcfg_free(httpcfg_t *c)

@@ -36,6 +36,9 @@ typedef struct httpcfg {
 
 /* ERR_INVALID naming what:line:col and the key. An empty document gives an empty configuration. */
 int httpcfg_parse(const char *yaml, size_t len, const char *what, httpcfg_t **out, err_t *err);
+/* The same from a node of a document already parsed (yaml_document_t *, yaml_node_t *): an http_config
+ * block inside a larger YAML file (--query.config, --alertmanagers.config). */
+int httpcfg_parse_node(void *doc, void *node, const char *what, httpcfg_t **out, err_t *err);
 void httpcfg_free(httpcfg_t *c);
 
 /* Applied by net/httpclient to each request: options on the curl handle h, headers appended to

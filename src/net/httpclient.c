@@ -22,6 +22,60 @@ static void httpc_global_init(void)
 	curl_global_init(CURL_GLOBAL_ALL);
 }
 
+/* ---- connection pools: idle curl handles, each keeping its connections open (a handle is used by
+ * one thread at a time; libcurl's shared connection cache is not thread-safe, known bug 11.11) ---- */
+
+#define POOL_MAX_IDLE 64
+
+struct httpc_pool {
+	pthread_mutex_t mu;
+	CURL *idle[POOL_MAX_IDLE];
+	size_t n;
+};
+
+httpc_pool_t *httpc_pool_new(void)
+{
+	httpc_pool_t *p = xcalloc(1, sizeof *p);
+	pthread_mutex_init(&p->mu, NULL);
+	return p;
+}
+
+void httpc_pool_free(httpc_pool_t *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		curl_easy_cleanup(p->idle[i]);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+/* An idle handle (reset: no options, its connections and DNS cache kept) or a new one. */
+static CURL *pool_take(httpc_pool_t *p)
+{
+	CURL *h = NULL;
+	pthread_mutex_lock(&p->mu);
+	if (p->n)
+		h = p->idle[--p->n];
+	pthread_mutex_unlock(&p->mu);
+	if (!h)
+		return curl_easy_init();
+	curl_easy_reset(h);
+	return h;
+}
+
+static void pool_give(httpc_pool_t *p, CURL *h)
+{
+	pthread_mutex_lock(&p->mu);
+	if (p->n < POOL_MAX_IDLE) {
+		p->idle[p->n++] = h;
+		h = NULL;
+	}
+	pthread_mutex_unlock(&p->mu);
+	if (h)
+		curl_easy_cleanup(h);
+}
+
 void httpc_resp_init(httpc_resp_t *r)
 {
 	memset(r, 0, sizeof *r);
@@ -98,6 +152,7 @@ static int curl_fail(err_t *err, const httpc_req_t *req, CURLcode cc, const char
 
 typedef struct easy_ctx {
 	CURL *h;
+	httpc_pool_t *pool; /* h came from it and goes back (httpc_do only) */
 	struct curl_slist *hdrs;
 	struct curl_slist *connect_to; /* tls_config.server_name (net/httpcfg.h) */
 	char errbuf[CURL_ERROR_SIZE];
@@ -140,11 +195,13 @@ static size_t on_header(char *p, size_t size, size_t nmemb, void *arg)
 
 static void easy_cleanup(easy_ctx_t *c);
 
-static int easy_setup(easy_ctx_t *c, const httpc_req_t *req, buf_t *body, size_t max_body, err_t *err)
+static int easy_setup(easy_ctx_t *c, const httpc_req_t *req, httpc_pool_t *pool, buf_t *body, size_t max_body,
+                      err_t *err)
 {
 	pthread_once(&httpc_once, httpc_global_init);
 	memset(c, 0, sizeof *c);
-	c->h = curl_easy_init();
+	c->pool = pool;
+	c->h = pool ? pool_take(pool) : curl_easy_init();
 	if (!c->h)
 		return err_set(err, ERR_INTERNAL, "%s %s: curl_easy_init failed", method_of(req), req->url);
 	c->body = body;
@@ -185,7 +242,9 @@ static int easy_setup(easy_ctx_t *c, const httpc_req_t *req, buf_t *body, size_t
 
 static void easy_cleanup(easy_ctx_t *c)
 {
-	if (c->h)
+	if (c->h && c->pool)
+		pool_give(c->pool, c->h);
+	else if (c->h)
 		curl_easy_cleanup(c->h);
 	curl_slist_free_all(c->hdrs);
 	curl_slist_free_all(c->connect_to);
@@ -203,11 +262,11 @@ static char *content_type_of(CURL *h)
 }
 
 /* Prepare a whole-body exchange into resp (httpc_do, httpc_do_many). */
-static int do_setup(easy_ctx_t *c, const httpc_req_t *req, httpc_resp_t *resp, err_t *err)
+static int do_setup(easy_ctx_t *c, const httpc_req_t *req, httpc_pool_t *pool, httpc_resp_t *resp, err_t *err)
 {
 	buf_reset(&resp->body);
 	buf_reset(&resp->headers);
-	int rc = easy_setup(c, req, &resp->body, req->max_body ? req->max_body : HTTPC_DEFAULT_MAX_BODY, err);
+	int rc = easy_setup(c, req, pool, &resp->body, req->max_body ? req->max_body : HTTPC_DEFAULT_MAX_BODY, err);
 	if (rc)
 		return rc;
 	c->headers = &resp->headers;
@@ -233,7 +292,7 @@ static int do_finish(easy_ctx_t *c, const httpc_req_t *req, httpc_resp_t *resp, 
 int httpc_do(const httpc_req_t *req, httpc_resp_t *resp, err_t *err)
 {
 	easy_ctx_t c;
-	int rc = do_setup(&c, req, resp, err);
+	int rc = do_setup(&c, req, req->pool, resp, err);
 	if (rc)
 		return rc;
 	return do_finish(&c, req, resp, curl_easy_perform(c.h), err);
@@ -254,7 +313,7 @@ void httpc_do_many(const httpc_req_t *reqs, httpc_resp_t *resps, int *rcs, err_t
 	while (done < n) {
 		while (running < limit && next < n) {
 			size_t i = next++;
-			rcs[i] = do_setup(&cs[i], &reqs[i], &resps[i], &errs[i]);
+			rcs[i] = do_setup(&cs[i], &reqs[i], NULL, &resps[i], &errs[i]);
 			if (rcs[i]) {
 				done++;
 				continue;
@@ -334,7 +393,7 @@ int httpc_stream_open(httpc_stream_t **out, const httpc_req_t *req, err_t *err)
 	buf_init(&s->data);
 	s->req = req;
 	*out = NULL;
-	int rc = easy_setup(&s->c, req, &s->data, 0, err);
+	int rc = easy_setup(&s->c, req, NULL, &s->data, 0, err);
 	if (rc) {
 		free(s);
 		return rc;

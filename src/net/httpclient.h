@@ -19,6 +19,12 @@
  * reset), ERR_TIMEOUT (connect/total timeout), ERR_LIMIT (body over max_body), ERR_INVALID (bad URL).
  * Thread-safe: every call uses its own curl handle, so any number of threads may call concurrently.
  * Calls block; never use them on an event-loop thread that has other work.
+ *
+ * Keep-alive: without a pool each request opens (and closes) its own connection. httpc_do requests
+ * naming the same httpc_pool_t leave their connection open in the pool when done and reuse an idle one
+ * to the same host (a client sending many small requests to one server, e.g. the ruler's queries,
+ * saves a TCP (and TLS) handshake per request); httpc_do_many and streams ignore the pool. A pool is
+ * thread-safe and keeps at most 64 idle handles; free it after its last request.
  */
 #ifndef STRATA_NET_HTTPCLIENT_H
 #define STRATA_NET_HTTPCLIENT_H
@@ -41,6 +47,7 @@ typedef struct httpc_req {
 	int64_t connect_timeout_ms;  /* 0 = 10s */
 	size_t max_body;             /* httpc_do only: 0 = 64 MiB */
 	const struct httpcfg *cfg;   /* auth, TLS, proxy (net/httpcfg.h); NULL = none */
+	struct httpc_pool *pool;     /* httpc_do: keep-alive connections (below); NULL = a new connection */
 } httpc_req_t;
 
 typedef struct httpc_resp {
@@ -49,6 +56,10 @@ typedef struct httpc_resp {
 	buf_t body;
 	buf_t headers;      /* httpc_do/httpc_do_many: the final response's header lines "Name: value\r\n" */
 } httpc_resp_t;
+
+typedef struct httpc_pool httpc_pool_t;
+httpc_pool_t *httpc_pool_new(void);
+void httpc_pool_free(httpc_pool_t *p); /* NULL ok; closes the idle connections */
 
 void httpc_resp_init(httpc_resp_t *r);
 void httpc_resp_release(httpc_resp_t *r);

@@ -23,6 +23,7 @@
 #include "base/vec.h"
 #include "model/matcher.h"
 #include "promql/ast.h"
+#include "rule/ruledeps.h"
 #include "rule/tmpl.h"
 #include "tsdb/head.h"
 #include "tsdb/xor.h"
@@ -96,6 +97,8 @@ struct rgroup {
 	int64_t interval_ms;
 	rrule_t *rules;
 	size_t n;
+	ruledeps_t *deps; /* which rules may run at the same time */
+	size_t workers;   /* rules evaluated at once: min(--rules.max-concurrent-evals, rules) or 1 */
 	pthread_mutex_t mu;
 	int64_t last_eval_ms;
 	double eval_s;
@@ -158,6 +161,7 @@ static void group_free(rgroup_t *g)
 		rule_release(&g->rules[i]);
 	free(g->rules);
 	free(g->key);
+	ruledeps_free(g->deps);
 	pthread_mutex_destroy(&g->mu);
 	pthread_mutex_destroy(&g->run_mu);
 	pthread_cond_destroy(&g->run_cv);
@@ -199,6 +203,11 @@ static rgroup_t *group_new(rulemgr_t *m, const group_spec_t *gs)
 		}
 		arena_release(&a);
 		r->restored = m->restored;
+	}
+	g->workers = 1;
+	if (m->o.max_concurrent_evals > 1 && g->n > 1) {
+		g->deps = ruledeps_new(gs->rules, g->n);
+		g->workers = (size_t)m->o.max_concurrent_evals < g->n ? (size_t)m->o.max_concurrent_evals : g->n;
 	}
 	pthread_mutex_init(&g->mu, NULL);
 	pthread_mutex_init(&g->run_mu, NULL);
@@ -583,6 +592,84 @@ static void restore(rulemgr_t *m, rgroup_t *g, int64_t ts)
 	arena_release(&a);
 }
 
+/* One rule of an evaluation of g at ts, with its own arena (rules of a group may run at once). */
+static void eval_rule(rulemgr_t *m, rgroup_t *g, rrule_t *r, int64_t ts, const char *gname)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	const char *strategy = g->spec->strategy == RULE_PR_WARN ? "warn" : "abort";
+	int64_t rwall = clock_now_ms();
+	uint64_t r0 = clock_mono_ns();
+	metric_inc(metric_with(m->m_evals, strategy));
+	qapi_result_t res;
+	err_t err = {0};
+	outs_t o = {.a = &a};
+	int rc = qapi_query(m->o.query, &a, str_c(r->query), ts, g->spec->strategy == RULE_PR_WARN, &res, &err);
+	if (rc == 0 && res.nwarnings) {
+		metric_inc(metric_with(m->m_warnings, strategy));
+		log_warn("rule evaluation returned warnings", "group", gname, "rule", r->name, "warning", res.warnings[0]);
+	}
+	if (rc == 0)
+		rc = r->spec->alert ? eval_alerting(m, g, r, &res, &a, &o, ts, &err)
+		                    : eval_recording(g, r, &res, &a, &o, ts, &err);
+	if (rc != 0) {
+		metric_inc(metric_with(m->m_failures, strategy));
+		log_warn("rule evaluation failed", "group", gname, "rule", r->name, "err", err.msg);
+	} else {
+		if (r->spec->alert)
+			send_alerts(m, g, r, ts, &a);
+		staleness(r, &o, 0, ts);
+		commit(m, g, r, &o);
+	}
+	free(o.in.v);
+	pthread_mutex_lock(&g->mu);
+	rule_set_error(r, rc ? err.msg : NULL);
+	r->last_eval_ms = rwall;
+	r->eval_s = clock_since_s(r0);
+	pthread_mutex_unlock(&g->mu);
+	arena_release(&a);
+}
+
+/* An evaluation's rules, taken in order by up to --rules.max-concurrent-evals workers; a rule waits
+ * until every earlier rule it conflicts with (ruledeps.h) has finished. The lowest unfinished rule
+ * never waits, so the workers cannot deadlock. */
+typedef struct evalrun {
+	rulemgr_t *m;
+	rgroup_t *g;
+	int64_t ts;
+	const char *gname;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t next;
+	bool *done;
+} evalrun_t;
+
+static bool must_wait(const evalrun_t *er, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (!er->done[j] && ruledeps_conflict(er->g->deps, i, j))
+			return true;
+	return false;
+}
+
+static void *eval_worker(void *arg)
+{
+	evalrun_t *er = arg;
+	pthread_mutex_lock(&er->mu);
+	while (er->next < er->g->n) {
+		size_t i = er->next++;
+		while (must_wait(er, i))
+			pthread_cond_wait(&er->cv, &er->mu);
+		pthread_mutex_unlock(&er->mu);
+		eval_rule(er->m, er->g, &er->g->rules[i], er->ts, er->gname);
+		pthread_mutex_lock(&er->mu);
+		er->done[i] = true;
+		pthread_cond_broadcast(&er->cv);
+	}
+	pthread_mutex_unlock(&er->mu);
+	return NULL;
+}
+
 static void eval_group(rulemgr_t *m, rgroup_t *g, int64_t ts)
 {
 	arena_t a;
@@ -592,45 +679,24 @@ static void eval_group(rulemgr_t *m, rgroup_t *g, int64_t ts)
 	const char *gname = arena_strndup(&a, g->spec->name.p, g->spec->name.n);
 	const char *gfile = arena_strndup(&a, g->spec->file.p, g->spec->file.n);
 	char *gkey = arena_printf(&a, "%s;%s", gfile, gname);
-	const char *strategy = g->spec->strategy == RULE_PR_WARN ? "warn" : "abort";
-	for (size_t i = 0; i < g->n; i++) {
-		rrule_t *r = &g->rules[i];
-		int64_t rwall = clock_now_ms();
-		uint64_t r0 = clock_mono_ns();
-		metric_inc(metric_with(m->m_evals, strategy));
-		qapi_result_t res;
-		err_t err = {0};
-		outs_t o = {.a = &a};
-		int rc = qapi_query(m->o.query, &a, str_c(r->query), ts, g->spec->strategy == RULE_PR_WARN, &res, &err);
-		if (rc == 0 && res.nwarnings) {
-			metric_inc(metric_with(m->m_warnings, strategy));
-			log_warn("rule evaluation returned warnings", "group", gname, "rule", r->name, "warning",
-			         res.warnings[0]);
-		}
-		if (rc == 0)
-			rc = r->spec->alert ? eval_alerting(m, g, r, &res, &a, &o, ts, &err)
-			                    : eval_recording(g, r, &res, &a, &o, ts, &err);
-		if (rc != 0) {
-			metric_inc(metric_with(m->m_failures, strategy));
-			log_warn("rule evaluation failed", "group", gname, "rule", r->name, "err", err.msg);
-			pthread_mutex_lock(&g->mu);
-			rule_set_error(r, err.msg);
-			r->last_eval_ms = rwall;
-			r->eval_s = clock_since_s(r0);
-			pthread_mutex_unlock(&g->mu);
-			free(o.in.v);
-			continue;
-		}
-		if (r->spec->alert)
-			send_alerts(m, g, r, ts, &a);
-		staleness(r, &o, 0, ts);
-		commit(m, g, r, &o);
-		free(o.in.v);
-		pthread_mutex_lock(&g->mu);
-		rule_set_error(r, NULL);
-		r->last_eval_ms = rwall;
-		r->eval_s = clock_since_s(r0);
-		pthread_mutex_unlock(&g->mu);
+	size_t workers = g->workers;
+	if (workers <= 1) {
+		for (size_t i = 0; i < g->n; i++)
+			eval_rule(m, g, &g->rules[i], ts, gname);
+	} else {
+		evalrun_t er = {.m = m, .g = g, .ts = ts, .gname = gname, .done = arena_calloc(&a, g->n + 1, sizeof(bool))};
+		pthread_mutex_init(&er.mu, NULL);
+		pthread_cond_init(&er.cv, NULL);
+		pthread_t *thr = arena_calloc(&a, workers, sizeof *thr);
+		size_t started = 0;
+		for (size_t k = 1; k < workers; k++)
+			if (pthread_create(&thr[started], NULL, eval_worker, &er) == 0)
+				started++;
+		eval_worker(&er); /* this thread is a worker too */
+		for (size_t k = 0; k < started; k++)
+			pthread_join(thr[k], NULL);
+		pthread_mutex_destroy(&er.mu);
+		pthread_cond_destroy(&er.cv);
 	}
 	double secs = clock_since_s(g0);
 	pthread_mutex_lock(&g->mu);

@@ -9,6 +9,9 @@
  *   - rules run in order, each an instant query at the group's timestamp through the querier
  *     (queryapi.h; partial_response per the group's strategy: abort = false, warn = true with
  *     warnings counted); a recording rule's samples are appended before the next rule runs;
+ *     rules that neither read what another rule of the group writes nor write what it reads
+ *     (ruledeps.h) run at the same time, up to max_concurrent_evals of them, which gives the
+ *     results of the sequential order;
  *   - recording rules: __name__ replaced, rule labels set; a result with two equal label sets or
  *     more series than the group's limit is an error;
  *   - alerting rules: the pending -> firing -> inactive state machine with for and keep_firing_for,
@@ -52,6 +55,7 @@ typedef struct rulemgr_opts {
 	const strlist_t *files; /* --rule-file globs (copied) */
 	int64_t eval_interval_ms, resend_delay_ms, outage_tolerance_ms, grace_period_ms;
 	const char *query_url; /* --alert.query-url: generatorURL base and $externalURL */
+	int max_concurrent_evals; /* rules of a group evaluated at once when independent; <= 1: in order */
 } rulemgr_opts_t;
 
 rulemgr_t *rulemgr_new(const rulemgr_opts_t *o);

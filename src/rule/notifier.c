@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "promql/engine.h"
+#include "net/httpcfg.h"
 #include "net/httpclient.h"
 #include "rule/sdconfig.h"
 
@@ -23,7 +24,7 @@
 
 typedef struct am {
 	char *url; /* .../api/v2/alerts */
-	char *auth;
+	const httpcfg_t *http; /* its group's http_config (borrowed from groups), may be NULL */
 	int64_t timeout_ms;
 } am_t;
 
@@ -62,7 +63,7 @@ static void resolve(notifier_t *n)
 			size_t ln = strlen(urls.v[j]) + 32;
 			ams[nams].url = xmalloc(ln);
 			snprintf(ams[nams].url, ln, "%s/api/v2/alerts", urls.v[j]);
-			ams[nams].auth = n->groups[i].auth_header ? xstrdup(n->groups[i].auth_header) : NULL;
+			ams[nams].http = n->groups[i].http;
 			ams[nams].timeout_ms = n->groups[i].timeout_ms > 0 ? n->groups[i].timeout_ms : n->timeout_ms;
 			nams++;
 		}
@@ -74,10 +75,8 @@ static void resolve(notifier_t *n)
 	n->ams = ams;
 	n->nams = nams;
 	pthread_mutex_unlock(&n->mu);
-	for (size_t i = 0; i < nold; i++) {
+	for (size_t i = 0; i < nold; i++)
 		free(old[i].url);
-		free(old[i].auth);
-	}
 	free(old);
 }
 
@@ -96,7 +95,7 @@ static void send_batch(notifier_t *n, char **items, size_t cnt)
 	am_t *ams = xcalloc(nams + 1, sizeof *ams);
 	for (size_t i = 0; i < nams; i++) {
 		ams[i].url = xstrdup(n->ams[i].url);
-		ams[i].auth = n->ams[i].auth ? xstrdup(n->ams[i].auth) : NULL;
+		ams[i].http = n->ams[i].http;
 		ams[i].timeout_ms = n->ams[i].timeout_ms;
 	}
 	pthread_mutex_unlock(&n->mu);
@@ -104,14 +103,13 @@ static void send_batch(notifier_t *n, char **items, size_t cnt)
 	httpc_resp_t *resps = xcalloc(nams + 1, sizeof *resps);
 	int *rcs = xcalloc(nams + 1, sizeof *rcs);
 	err_t *errs = xcalloc(nams + 1, sizeof *errs);
-	const char *(*hdrs)[2] = xcalloc(nams + 1, sizeof *hdrs);
+	const char *hdr[] = {"Content-Type: application/json"};
 	for (size_t i = 0; i < nams; i++) {
-		hdrs[i][0] = "Content-Type: application/json";
-		hdrs[i][1] = ams[i].auth;
 		reqs[i] = (httpc_req_t){.method = "POST",
 		                        .url = ams[i].url,
-		                        .headers = hdrs[i],
-		                        .nheaders = ams[i].auth ? 2 : 1,
+		                        .headers = hdr,
+		                        .nheaders = 1,
+		                        .cfg = ams[i].http,
 		                        .body = body.p,
 		                        .body_len = body.n,
 		                        .timeout_ms = ams[i].timeout_ms,
@@ -138,7 +136,6 @@ static void send_batch(notifier_t *n, char **items, size_t cnt)
 		}
 		httpc_resp_release(&resps[i]);
 		free(ams[i].url);
-		free(ams[i].auth);
 	}
 	if (!ok) {
 		metric_add(n->dropped, (double)cnt);
@@ -151,7 +148,6 @@ static void send_batch(notifier_t *n, char **items, size_t cnt)
 	free(resps);
 	free(rcs);
 	free(errs);
-	free(hdrs);
 	buf_release(&body);
 }
 
@@ -249,10 +245,8 @@ void notifier_free(notifier_t *n)
 	for (size_t i = 0; i < n->qlen; i++)
 		free(n->q[(n->qhead + i) % QUEUE_CAP]);
 	free(n->q);
-	for (size_t i = 0; i < n->nams; i++) {
+	for (size_t i = 0; i < n->nams; i++)
 		free(n->ams[i].url);
-		free(n->ams[i].auth);
-	}
 	free(n->ams);
 	for (size_t i = 0; i < n->ext.n; i++) {
 		free((char *)n->ext.v[i].name.p);

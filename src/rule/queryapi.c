@@ -22,23 +22,32 @@ struct qapi {
 	size_t ngroups;
 	char *method;
 	int64_t timeout_ms;
+	httpc_pool_t *pool; /* keep-alive connections to the queriers */
 	pthread_mutex_t mu;
-	strlist_t urls; /* current endpoints (guarded by mu) */
+	strlist_t urls;  /* current endpoints (guarded by mu) */
+	size_t *group;   /* urls.v[i] belongs to groups[group[i]] (its http_config and timeout) */
 	atomic_uint next;
 };
 
 static void resolve(qapi_t *q)
 {
 	strlist_t urls = {0};
+	size_t *group = NULL;
 	for (size_t i = 0; i < q->ngroups; i++) {
 		err_t err = {0};
+		size_t before = urls.n;
 		if (sdcfg_resolve(&q->groups[i], &urls, &err))
 			log_warn("query endpoint discovery: a file SD file is unreadable; its targets are skipped", "err",
 			         err.msg);
+		group = xreallocarray(group, urls.n + 1, sizeof *group);
+		for (size_t j = before; j < urls.n; j++)
+			group[j] = i;
 	}
 	pthread_mutex_lock(&q->mu);
 	strlist_free(&q->urls);
+	free(q->group);
 	q->urls = urls;
+	q->group = group;
 	pthread_mutex_unlock(&q->mu);
 }
 
@@ -48,6 +57,7 @@ int qapi_new(qapi_t **out, const qapi_opts_t *o, err_t *err)
 	pthread_mutex_init(&q->mu, NULL);
 	q->method = xstrdup(o->method && *o->method ? o->method : "POST");
 	q->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 120000;
+	q->pool = httpc_pool_new();
 	if (o->config && *o->config &&
 	    sdcfg_parse(o->config, strlen(o->config), o->config_what ? o->config_what : "--query.config", false,
 	                &q->groups, &q->ngroups, err) != 0) {
@@ -83,6 +93,8 @@ void qapi_free(qapi_t *q)
 		return;
 	sdcfg_free(q->groups, q->ngroups);
 	strlist_free(&q->urls);
+	free(q->group);
+	httpc_pool_free(q->pool);
 	free(q->method);
 	pthread_mutex_destroy(&q->mu);
 	free(q);
@@ -204,11 +216,16 @@ int qapi_query(qapi_t *q, arena_t *a, str_t expr, int64_t ts_ms, bool partial_re
 	memset(out, 0, sizeof *out);
 	pthread_mutex_lock(&q->mu);
 	strlist_t urls = {0};
-	for (size_t i = 0; i < q->urls.n; i++)
+	size_t *group = xcalloc(q->urls.n + 1, sizeof *group);
+	for (size_t i = 0; i < q->urls.n; i++) {
 		strlist_push(&urls, q->urls.v[i]);
+		group[i] = q->group[i];
+	}
 	pthread_mutex_unlock(&q->mu);
-	if (!urls.n)
+	if (!urls.n) {
+		free(group);
 		return err_set(err, ERR_UNAVAILABLE, "no query API endpoint configured or discovered");
+	}
 	buf_t form = BUF_INIT;
 	buf_puts(&form, "query=");
 	url_escape(&form, expr);
@@ -218,7 +235,9 @@ int qapi_query(qapi_t *q, arena_t *a, str_t expr, int64_t ts_ms, bool partial_re
 	int rc = ERR_UNAVAILABLE;
 	bool post = strcmp(q->method, "GET") != 0;
 	for (size_t k = 0; k < urls.n; k++) {
-		const char *base = urls.v[(start + k) % urls.n];
+		size_t e = (start + k) % urls.n;
+		const char *base = urls.v[e];
+		const sdcfg_group_t *g = &q->groups[group[e]];
 		buf_t url = BUF_INIT;
 		buf_printf(&url, "%s/api/v1/query", base);
 		if (!post)
@@ -230,8 +249,10 @@ int qapi_query(qapi_t *q, arena_t *a, str_t expr, int64_t ts_ms, bool partial_re
 		                   .nheaders = post ? 1 : 0,
 		                   .body = post ? form.p : NULL,
 		                   .body_len = post ? form.n : 0,
-		                   .timeout_ms = q->timeout_ms,
-		                   .connect_timeout_ms = 5000};
+		                   .timeout_ms = g->timeout_ms > 0 ? g->timeout_ms : q->timeout_ms,
+		                   .connect_timeout_ms = 5000,
+		                   .cfg = g->http,
+		                   .pool = q->pool};
 		httpc_resp_t resp;
 		httpc_resp_init(&resp);
 		int r = httpc_do(&req, &resp, err);
@@ -247,5 +268,6 @@ int qapi_query(qapi_t *q, arena_t *a, str_t expr, int64_t ts_ms, bool partial_re
 	}
 	buf_release(&form);
 	strlist_free(&urls);
+	free(group);
 	return rc;
 }

@@ -4,7 +4,6 @@
 #include "rule/sdconfig.h"
 
 #include <glob.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include "base/alloc.h"
 #include "base/duration.h"
 #include "base/str.h"
+#include "net/httpcfg.h"
 
 static const char *scalar(yaml_node_t *n)
 {
@@ -54,86 +54,6 @@ static int strings_of(yaml_document_t *d, yaml_node_t *v, strlist_t *out, const 
 	return 0;
 }
 
-static char *auth_basic(const char *user, const char *pass)
-{
-	buf_t in = BUF_INIT;
-	buf_printf(&in, "%s:%s", user, pass ? pass : "");
-	size_t n = 4 * ((in.n + 2) / 3) + 1;
-	unsigned char *o = xmalloc(n);
-	EVP_EncodeBlock(o, (const unsigned char *)in.p, (int)in.n);
-	char *h = xmalloc(n + 32);
-	snprintf(h, n + 32, "Authorization: Basic %s", o);
-	free(o);
-	buf_release(&in);
-	return h;
-}
-
-static char *file_first_line(const char *path)
-{
-	size_t n;
-	char *s = read_file(path, &n);
-	if (!s)
-		return NULL;
-	while (n && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' '))
-		s[--n] = 0;
-	return s;
-}
-
-static int parse_http_config(yaml_document_t *d, yaml_node_t *v, sdcfg_group_t *g, const char *what, err_t *err)
-{
-	if (v->type != YAML_MAPPING_NODE)
-		return bad(err, what, v, "http_config must be a mapping", NULL);
-	for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
-		yaml_node_t *k = yaml_document_get_node(d, p->key), *val = yaml_document_get_node(d, p->value);
-		const char *ks = scalar(k);
-		if (!ks)
-			return bad(err, what, k, "bad key", NULL);
-		if (!strcmp(ks, "basic_auth")) {
-			const char *user = NULL, *pass = NULL;
-			char *pf = NULL;
-			if (val->type != YAML_MAPPING_NODE)
-				return bad(err, what, val, "basic_auth must be a mapping", NULL);
-			for (yaml_node_pair_t *q = val->data.mapping.pairs.start; q < val->data.mapping.pairs.top; q++) {
-				const char *bk = scalar(yaml_document_get_node(d, q->key)),
-				           *bv = scalar(yaml_document_get_node(d, q->value));
-				if (!bk || !bv)
-					return bad(err, what, val, "basic_auth: expected strings", NULL);
-				if (!strcmp(bk, "username"))
-					user = bv;
-				else if (!strcmp(bk, "password"))
-					pass = bv;
-				else if (!strcmp(bk, "password_file")) {
-					free(pf);
-					pf = file_first_line(bv);
-					if (!pf)
-						return err_set(err, ERR_INVALID, "%s: cannot read password_file %s", what, bv);
-				} else
-					return bad(err, what, val, "basic_auth: unknown field ", bk);
-			}
-			free(g->auth_header);
-			g->auth_header = auth_basic(user ? user : "", pf ? pf : pass);
-			free(pf);
-		} else if (!strcmp(ks, "bearer_token") || !strcmp(ks, "bearer_token_file")) {
-			const char *s = scalar(val);
-			if (!s)
-				return bad(err, what, val, "expected a string for ", ks);
-			char *tok = !strcmp(ks, "bearer_token") ? xstrdup(s) : file_first_line(s);
-			if (!tok)
-				return err_set(err, ERR_INVALID, "%s: cannot read bearer_token_file %s", what, s);
-			free(g->auth_header);
-			size_t n = strlen(tok) + 32;
-			g->auth_header = xmalloc(n);
-			snprintf(g->auth_header, n, "Authorization: Bearer %s", tok);
-			free(tok);
-		} else if (!strcmp(ks, "tls_config") || !strcmp(ks, "proxy_url")) {
-			/* accepted; TLS to queriers/Alertmanagers follows the system's trust store */
-		} else {
-			return bad(err, what, k, "http_config: unknown field ", ks);
-		}
-	}
-	return 0;
-}
-
 static int parse_group(yaml_document_t *d, yaml_node_t *n, sdcfg_group_t *g, const char *what, err_t *err)
 {
 	memset(g, 0, sizeof *g);
@@ -169,7 +89,8 @@ static int parse_group(yaml_document_t *d, yaml_node_t *n, sdcfg_group_t *g, con
 				}
 			}
 		} else if (!strcmp(ks, "http_config")) {
-			if (parse_http_config(d, v, g, what, err))
+			httpcfg_free(g->http);
+			if (httpcfg_parse_node(d, v, what, &g->http, err))
 				return ERR_INVALID;
 		} else if (!vs) {
 			return bad(err, what, v, "expected a string for ", ks);
@@ -262,7 +183,7 @@ void sdcfg_free(sdcfg_group_t *g, size_t n)
 		free(g[i].scheme);
 		free(g[i].path_prefix);
 		free(g[i].api_version);
-		free(g[i].auth_header);
+		httpcfg_free(g[i].http);
 		strlist_free(&g[i].statics);
 		strlist_free(&g[i].sd_files);
 	}

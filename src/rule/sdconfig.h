@@ -2,7 +2,7 @@
  * sdconfig.h — the endpoint groups of Thanos's --query.config and --alertmanagers.config YAML
  * (reference thanos.md §9): each group has static_configs (host:port strings), file_sd_configs
  * ({files: [globs], refresh_interval}), scheme, path_prefix, timeout, api_version and http_config
- * (basic_auth username/password/password_file, bearer_token, bearer_token_file). Targets resolve
+ * (net/httpcfg.h: basic_auth, bearer_token[_file], tls_config, proxy_url). Targets resolve
  * to base URLs "scheme://host:port/prefix"; file SD files are Prometheus's (YAML or JSON lists of
  * {targets: [...], labels: {...}}).
  */
@@ -19,7 +19,7 @@ typedef struct sdcfg_group {
 	char *scheme, *path_prefix, *api_version;
 	strlist_t statics, sd_files;
 	int64_t timeout_ms; /* 0: the caller's default */
-	char *auth_header;  /* "Authorization: Basic ..." / "Authorization: Bearer ..." or NULL */
+	struct httpcfg *http; /* http_config (net/httpcfg.h), NULL if none */
 } sdcfg_group_t;
 
 /* yaml: for alertmanagers the document is {alertmanagers: [group...]}, for queries [group...].
