@@ -130,6 +130,8 @@ scrape_configs: [{{job_name: bench, static_configs: [{{targets: ['127.0.0.1:{tpo
             pp.wait()
         print(f"perf data of one round in {PERF}/rule.perf.data and {PERF}/query.perf.data", flush=True)
     ps, rs, pm, rm, rss = [], [], [], [], []
+    fs0 = (metric(rh, "prometheus_tsdb_wal_fsync_duration_seconds_sum"),
+           metric(rh, "prometheus_tsdb_wal_fsync_duration_seconds_count"))
     for _ in range(ROUNDS):
         pd, rd = group_durations(pport), group_durations(rh)
         ps.append(sum(pd.values()))
@@ -141,11 +143,14 @@ scrape_configs: [{{job_name: bench, static_configs: [{{targets: ['127.0.0.1:{tpo
               f"ruler rss {rss[-1] / 2**20:.1f} MiB", flush=True)
         time.sleep(30)
     failures = metric(rh, "prometheus_rule_evaluation_failures_total")
+    fsyncs = metric(rh, "prometheus_tsdb_wal_fsync_duration_seconds_count") - fs0[1]
+    fsync_s = metric(rh, "prometheus_tsdb_wal_fsync_duration_seconds_sum") - fs0[0]
     med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     print(f"RESULT rule_round_prometheus {med(ps):.3f} s sum of group durations, {RULES} rules over {RULES * PER} series")
     print(f"RESULT rule_round_ruler {med(rs):.3f} s same rules through strata query + sidecar")
     print(f"RESULT rule_round_ratio {med(rs) / med(ps):.1f} x ruler/Prometheus (max group: {med(rm) / med(pm):.1f}x)")
     print(f"RESULT rule_ruler_rss {max(rss) / 2**20:.1f} MiB ({failures:.0f} evaluation failures)")
+    print(f"ruler WAL: {fsyncs:.0f} fsyncs taking {fsync_s:.1f}s over the measured rounds", flush=True)
     return 0
 
 

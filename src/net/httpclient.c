@@ -282,6 +282,9 @@ static int do_finish(easy_ctx_t *c, const httpc_req_t *req, httpc_resp_t *resp, 
 		rc = curl_fail(err, req, cc, c->errbuf);
 	} else {
 		curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &resp->status);
+		long connects = 0;
+		curl_easy_getinfo(c->h, CURLINFO_NUM_CONNECTS, &connects);
+		resp->reused = connects == 0;
 		free(resp->content_type);
 		resp->content_type = content_type_of(c->h);
 	}

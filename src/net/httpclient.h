@@ -55,6 +55,7 @@ typedef struct httpc_resp {
 	char *content_type; /* heap copy, NULL if absent */
 	buf_t body;
 	buf_t headers;      /* httpc_do/httpc_do_many: the final response's header lines "Name: value\r\n" */
+	bool reused;        /* httpc_do: sent over a connection kept open from an earlier request (no connect) */
 } httpc_resp_t;
 
 typedef struct httpc_pool httpc_pool_t;

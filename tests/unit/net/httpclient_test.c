@@ -264,4 +264,50 @@ TEST(bad_url_is_invalid)
 	CHECK(strstr(err.msg, "ftp://127.0.0.1:1/x") != NULL);
 }
 
+typedef struct pooled {
+	const char *url;
+	httpc_pool_t *pool;
+	int reused;
+} pooled_t;
+
+static void *pooled_gets(void *arg)
+{
+	pooled_t *p = arg;
+	for (int i = 0; i < 10; i++) {
+		httpc_req_t req = {.url = p->url, .timeout_ms = 10000, .pool = p->pool};
+		httpc_resp_t resp;
+		httpc_resp_init(&resp);
+		err_t err = {0};
+		if (httpc_do(&req, &resp, &err) == 0 && resp.status == 200 && resp.body.n == 5)
+			p->reused += resp.reused;
+		else
+			p->reused = -1000;
+		httpc_resp_release(&resp);
+	}
+	return NULL;
+}
+
+TEST(pool_keeps_connections_alive)
+{
+	srv_t s;
+	srv_start(&s);
+	char url[128];
+	snprintf(url, sizeof url, "%s/hello", s.base);
+	/* without a pool every request connects */
+	pooled_t none = {url, NULL, 0};
+	pooled_gets(&none);
+	CHECK(none.reused == 0);
+	/* with one, shared by three threads: each thread's later requests find an idle connection */
+	httpc_pool_t *pool = httpc_pool_new();
+	pooled_t p[3] = {{url, pool, 0}, {url, pool, 0}, {url, pool, 0}};
+	pthread_t thr[3];
+	for (int i = 0; i < 3; i++)
+		pthread_create(&thr[i], NULL, pooled_gets, &p[i]);
+	for (int i = 0; i < 3; i++)
+		pthread_join(thr[i], NULL);
+	CHECK(p[0].reused + p[1].reused + p[2].reused >= 27);
+	httpc_pool_free(pool);
+	srv_stop(&s);
+}
+
 TEST_MAIN()
