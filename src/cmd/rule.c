@@ -461,7 +461,10 @@ int cmd_rule(int argc, char **argv)
 	metrics_register_process("rule");
 
 	head_replay_stats_t st = {0};
-	db_opts_t dbo = {.block_duration = rl.block_ms, .head = {.wal_compression = rl.wal_compression}};
+	/* the WAL is written through on every append but not fsynced, as Prometheus's ruler does: a kill -9
+	 * loses no result, an evaluation never waits for the disk */
+	db_opts_t dbo = {.block_duration = rl.block_ms,
+	                 .head = {.wal_compression = rl.wal_compression, .wal_no_sync = true}};
 	if (db_open(&rl.db, rl.data_dir, &dbo, &st, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		goto fail;

@@ -997,6 +997,13 @@ int head_append(head_t *h, head_input_t *in, size_t n, const head_meta_input_t *
 		metric_add(h->m_ooo_rejected, (double)n_ooo);
 	if (n_old)
 		metric_add(h->m_too_old, (double)n_old);
+	if (h->o.wal_no_sync) {
+		if (!rc && seq)
+			rc = wal_flush(h->wal, err);
+		if (!rc && oseq)
+			rc = wal_flush(h->wbl, err);
+		return rc;
+	}
 	if (!rc && seq)
 		rc = wal_sync(h->wal, seq, err);
 	if (!rc && oseq)

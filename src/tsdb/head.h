@@ -50,6 +50,9 @@ typedef struct head_opts {
 	                               accepted; 0 = none */
 	int64_t too_far_in_future;  /* ms: samples newer than now + this are rejected; 0 = no check */
 	bool wal_compression;       /* snappy WAL records (Prometheus's default) */
+	bool wal_no_sync;           /* appends return once their WAL records are written, not fsynced (as
+	                               Prometheus's own head): a process crash loses nothing, a machine crash
+	                               may lose the last ones; for data nobody was promised (the ruler's) */
 	uint64_t wal_segment_size;  /* 0 = 128 MiB */
 	const char *metrics_tenant; /* tenant label value for the head's metrics; NULL = no tenant label */
 } head_opts_t;

@@ -335,6 +335,21 @@ int wal_sync(wal_t *w, uint64_t seq, err_t *err)
 	return rc;
 }
 
+int wal_flush(wal_t *w, err_t *err)
+{
+	pthread_mutex_lock(&w->sync_mu); /* closing fds are closed under it (a wal_sync may be using one) */
+	pthread_mutex_lock(&w->mu);
+	int rc = w->sticky ? sticky(w, err) : 0;
+	if (!rc && w->alloc > w->flushed)
+		rc = flush_page(w, false, err);
+	for (size_t i = 0; i < w->closing.n; i++)
+		close(w->closing.v[i]);
+	VEC_CLEAR(&w->closing);
+	pthread_mutex_unlock(&w->mu);
+	pthread_mutex_unlock(&w->sync_mu);
+	return rc;
+}
+
 int wal_next_segment(wal_t *w, int *seg, err_t *err)
 {
 	pthread_mutex_lock(&w->mu);

@@ -64,6 +64,9 @@ const char *wal_dir(const wal_t *w);
 int wal_log(wal_t *w, const str_t *recs, size_t n, uint64_t *seq, err_t *err);
 /* Make every record logged up to ticket seq durable. Thread-safe (group commit). */
 int wal_sync(wal_t *w, uint64_t seq, err_t *err);
+/* Hand every record logged so far to the kernel (the partial page written, no fdatasync): a crash of
+ * the process loses none of them, a crash of the machine may. Thread-safe. */
+int wal_flush(wal_t *w, err_t *err);
 /* Close the current segment (padded, fsynced) and start the next one; *seg (may be NULL) gets its
  * index. Thread-safe. */
 int wal_next_segment(wal_t *w, int *seg, err_t *err);

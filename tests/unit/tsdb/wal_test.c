@@ -101,6 +101,33 @@ TEST(wal_roundtrip_pages_and_compression)
 	}
 }
 
+/* wal_flush: every record logged is in the segment file while the WAL is still open (what a kill -9
+ * leaves), across segment rollovers (whose fds it closes), without any wal_sync. */
+TEST(wal_flush_writes_through_without_sync)
+{
+	char dir[4096];
+	tu_tmpdir(dir);
+	wal_t *w;
+	err_t err = {0};
+	wal_opts_t o = {.segment_size = 3 * WAL_PAGE_SIZE};
+	CHECK_EQ_INT(wal_open(&w, dir, &o, &err), 0);
+	for (int i = 0; i < 8; i++) {
+		size_t len = rec_len(i);
+		uint8_t *p = xmalloc(len);
+		rec_fill(p, len, i);
+		str_t r = {(const char *)p, len};
+		CHECK_EQ_INT(wal_log(w, &r, 1, NULL, &err), 0);
+		CHECK_EQ_INT(wal_flush(w, &err), 0);
+		free(p);
+		int cs;
+		size_t ve;
+		CHECK_EQ_INT(read_all(dir, &cs, &ve), i + 1);
+		CHECK_EQ_INT(cs, -1);
+	}
+	CHECK_EQ_INT(wal_close(w, &err), 0);
+	tu_rm_rf(dir);
+}
+
 TEST(wal_fragment_bytes_like_prometheus)
 {
 	char dir[4096];
