@@ -6,6 +6,7 @@ groups evaluated every 30s, each `sum by (i) (bench_value{shard="k"})` (every ru
 series and writes as many): Prometheus evaluates them on its own TSDB; `strata rule` sends each to a
 `strata query` over that Prometheus's sidecar (remote read), stores the results in its head + WAL.
 
+RULE_BENCH_RULE_ARGS: more `strata rule` flags (e.g. --rules.max-concurrent-evals=1).
 RULE_BENCH_PERF=<dir>: `perf record -g` of the ruler and the querier over one round after the warm-up.
 
 Reported after 3 warm-up rounds, over ROUNDS rounds: the time a round of every group takes (the sum of
@@ -28,6 +29,7 @@ BIN = os.environ.get("STRATA_BIN", "build/strata")
 RULES = int(os.environ.get("RULE_BENCH_RULES", "1000"))
 SERIES = int(os.environ.get("RULE_BENCH_SERIES", "100000"))
 ROUNDS = int(os.environ.get("RULE_BENCH_ROUNDS", "4"))
+RULE_ARGS = os.environ.get("RULE_BENCH_RULE_ARGS", "").split()  # extra `strata rule` flags
 PERF = os.environ.get("RULE_BENCH_PERF")  # a directory: `perf record -g` of the ruler and the querier, one round
 GROUPS = 10
 PER = max(1, SERIES // RULES)
@@ -117,7 +119,7 @@ scrape_configs: [{{job_name: bench, static_configs: [{{targets: ['127.0.0.1:{tpo
     rh = free_port()
     r = start("rule", [BIN, "rule", f"--rule-file={rules}", f"--data-dir={tmp}/rule", f"--query=127.0.0.1:{qh}",
                        f"--http-address=127.0.0.1:{rh}", f"--grpc-address=127.0.0.1:{free_port()}",
-                       '--label=ruler="bench"'])
+                       '--label=ruler="bench"'] + RULE_ARGS)
     wait_ready(rh, r, "rule", 120)
     print(f"{RULES} rules in {GROUPS} groups over {RULES * PER} series; warming up 3 rounds (90s)", flush=True)
     time.sleep(95)
@@ -148,7 +150,8 @@ scrape_configs: [{{job_name: bench, static_configs: [{{targets: ['127.0.0.1:{tpo
     med = lambda v: sorted(v)[len(v) // 2]  # noqa: E731
     print(f"RESULT rule_round_prometheus {med(ps):.3f} s sum of group durations, {RULES} rules over {RULES * PER} series")
     print(f"RESULT rule_round_ruler {med(rs):.3f} s same rules through strata query + sidecar")
-    print(f"RESULT rule_round_ratio {med(rs) / med(ps):.1f} x ruler/Prometheus (max group: {med(rm) / med(pm):.1f}x)")
+    print(f"RESULT rule_round_ratio {med(rs) / med(ps):.1f} x ruler/Prometheus (max group: {med(rm) / med(pm):.1f}x; "
+          f"per round: {', '.join(f'{r / p:.1f}' for r, p in zip(rs, ps))})")
     print(f"RESULT rule_ruler_rss {max(rss) / 2**20:.1f} MiB ({failures:.0f} evaluation failures)")
     print(f"ruler WAL: {fsyncs:.0f} fsyncs taking {fsync_s:.1f}s over the measured rounds", flush=True)
     return 0

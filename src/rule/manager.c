@@ -640,13 +640,14 @@ typedef struct evalrun {
 	const char *gname;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	size_t next;
+	size_t next; /* the next rule to start */
+	size_t low;  /* every rule before it has finished */
 	bool *done;
 } evalrun_t;
 
 static bool must_wait(const evalrun_t *er, size_t i)
 {
-	for (size_t j = 0; j < i; j++)
+	for (size_t j = er->low; j < i; j++)
 		if (!er->done[j] && ruledeps_conflict(er->g->deps, i, j))
 			return true;
 	return false;
@@ -664,6 +665,8 @@ static void *eval_worker(void *arg)
 		eval_rule(er->m, er->g, &er->g->rules[i], er->ts, er->gname);
 		pthread_mutex_lock(&er->mu);
 		er->done[i] = true;
+		while (er->low < er->g->n && er->done[er->low])
+			er->low++;
 		pthread_cond_broadcast(&er->cv);
 	}
 	pthread_mutex_unlock(&er->mu);

@@ -169,16 +169,3 @@ bool ruledeps_conflict(const ruledeps_t *d, size_t i, size_t j)
 		return true;
 	return reads_writes(d, a, b) || reads_writes(d, b, a);
 }
-
-size_t ruledeps_independent(const ruledeps_t *d)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < d->n; i++) {
-		bool free_ = true;
-		for (size_t j = 0; j < d->n && free_; j++)
-			if (j != i && ruledeps_conflict(d, i, j))
-				free_ = false;
-		n += free_;
-	}
-	return n;
-}

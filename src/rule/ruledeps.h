@@ -33,7 +33,5 @@ typedef struct ruledeps ruledeps_t;
 ruledeps_t *ruledeps_new(const rule_spec_t *rules, size_t n);
 void ruledeps_free(ruledeps_t *d); /* NULL ok */
 bool ruledeps_conflict(const ruledeps_t *d, size_t i, size_t j);
-/* How many rules conflict with no other rule of the group (for logs and tests). */
-size_t ruledeps_independent(const ruledeps_t *d);
 
 #endif
