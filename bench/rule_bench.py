@@ -7,6 +7,8 @@ series and writes as many): Prometheus evaluates them on its own TSDB; `strata r
 `strata query` over that Prometheus's sidecar (remote read), stores the results in its head + WAL.
 
 RULE_BENCH_RULE_ARGS: more `strata rule` flags (e.g. --rules.max-concurrent-evals=1).
+RULE_BENCH_COMPARE: a second querier + ruler alongside, over the same sidecar, from another strata binary (a path)
+or this one with other ruler flags ("flags:--rules.max-concurrent-evals=1"); their round times side by side.
 RULE_BENCH_PERF=<dir>: `perf record -g` of the ruler and the querier over one round after the warm-up.
 
 Reported after 3 warm-up rounds, over ROUNDS rounds: the time a round of every group takes (the sum of
@@ -30,6 +32,9 @@ RULES = int(os.environ.get("RULE_BENCH_RULES", "1000"))
 SERIES = int(os.environ.get("RULE_BENCH_SERIES", "100000"))
 ROUNDS = int(os.environ.get("RULE_BENCH_ROUNDS", "4"))
 RULE_ARGS = os.environ.get("RULE_BENCH_RULE_ARGS", "").split()  # extra `strata rule` flags
+# another strata binary (an older build) or "flags:--x=y ..." (this binary, other ruler flags): a second querier
+# and ruler run alongside the first over the same sidecar, so both see the same load
+COMPARE = os.environ.get("RULE_BENCH_COMPARE")
 PERF = os.environ.get("RULE_BENCH_PERF")  # a directory: `perf record -g` of the ruler and the querier, one round
 GROUPS = 10
 PER = max(1, SERIES // RULES)
@@ -121,6 +126,19 @@ scrape_configs: [{{job_name: bench, static_configs: [{{targets: ['127.0.0.1:{tpo
                        f"--http-address=127.0.0.1:{rh}", f"--grpc-address=127.0.0.1:{free_port()}",
                        '--label=ruler="bench"'] + RULE_ARGS)
     wait_ready(rh, r, "rule", 120)
+    ch = None
+    if COMPARE:
+        cbin, cargs = (BIN, COMPARE[6:].split()) if COMPARE.startswith("flags:") else (COMPARE, [])
+        cq = free_port()
+        q2 = start("query2", [cbin, "query", f"--http-address=127.0.0.1:{cq}", f"--grpc-address=127.0.0.1:{free_port()}",
+                              f"--endpoint=127.0.0.1:{sg}"])
+        wait_ready(cq, q2, "query2", 120)
+        ch = free_port()
+        r2 = start("rule2", [cbin, "rule", f"--rule-file={rules}", f"--data-dir={tmp}/rule2", f"--query=127.0.0.1:{cq}",
+                             f"--http-address=127.0.0.1:{ch}", f"--grpc-address=127.0.0.1:{free_port()}",
+                             '--label=ruler="compare"'] + cargs)
+        wait_ready(ch, r2, "rule2", 120)
+        print(f"comparing with {COMPARE} (its own querier over the same sidecar)", flush=True)
     print(f"{RULES} rules in {GROUPS} groups over {RULES * PER} series; warming up 3 rounds (90s)", flush=True)
     time.sleep(95)
     if PERF:
@@ -131,7 +149,7 @@ scrape_configs: [{{job_name: bench, static_configs: [{{targets: ['127.0.0.1:{tpo
         for pp in perf:
             pp.wait()
         print(f"perf data of one round in {PERF}/rule.perf.data and {PERF}/query.perf.data", flush=True)
-    ps, rs, pm, rm, rss = [], [], [], [], []
+    ps, rs, pm, rm, rss, cs = [], [], [], [], [], []
     fs0 = (metric(rh, "prometheus_tsdb_wal_fsync_duration_seconds_sum"),
            metric(rh, "prometheus_tsdb_wal_fsync_duration_seconds_count"))
     for _ in range(ROUNDS):
@@ -141,8 +159,10 @@ scrape_configs: [{{job_name: bench, static_configs: [{{targets: ['127.0.0.1:{tpo
         pm.append(max(pd.values() or [0]))
         rm.append(max(rd.values() or [0]))
         rss.append(metric(rh, "process_resident_memory_bytes"))
+        if ch:
+            cs.append(sum(group_durations(ch).values()))
         print(f"round: prometheus sum {ps[-1]:.3f}s max {pm[-1]:.3f}s; ruler sum {rs[-1]:.3f}s max {rm[-1]:.3f}s; "
-              f"ruler rss {rss[-1] / 2**20:.1f} MiB", flush=True)
+              f"ruler rss {rss[-1] / 2**20:.1f} MiB" + (f"; compared ruler sum {cs[-1]:.3f}s" if ch else ""), flush=True)
         time.sleep(30)
     failures = metric(rh, "prometheus_rule_evaluation_failures_total")
     fsyncs = metric(rh, "prometheus_tsdb_wal_fsync_duration_seconds_count") - fs0[1]
@@ -153,6 +173,9 @@ scrape_configs: [{{job_name: bench, static_configs: [{{targets: ['127.0.0.1:{tpo
     print(f"RESULT rule_round_ratio {med(rs) / med(ps):.1f} x ruler/Prometheus (max group: {med(rm) / med(pm):.1f}x; "
           f"per round: {', '.join(f'{r / p:.1f}' for r, p in zip(rs, ps))})")
     print(f"RESULT rule_ruler_rss {max(rss) / 2**20:.1f} MiB ({failures:.0f} evaluation failures)")
+    if ch:
+        print(f"RESULT rule_round_compared {med(cs):.3f} s, {med(cs) / med(ps):.1f} x Prometheus; this ruler / compared: "
+              f"{med(rs) / med(cs):.2f} (per round: {', '.join(f'{r / c:.2f}' for r, c in zip(rs, cs))})")
     print(f"ruler WAL: {fsyncs:.0f} fsyncs taking {fsync_s:.1f}s over the measured rounds", flush=True)
     return 0
 
