@@ -24,6 +24,7 @@
 #include "base/metrics.h"
 #include "block/shipper.h"
 #include "cmd/cmd.h"
+#include "cmd/grpc_tls.h"
 #include "model/relabel.h"
 #include "net/api_response.h"
 #include "net/grpc.h"
@@ -41,6 +42,8 @@
 
 typedef struct ruler {
 	cmd_server_flags_t sf;
+	cmd_grpc_server_tls_t gt;
+	tls_server_t *gtls; /* NULL: plaintext gRPC */
 	char *grpc_address, *data_dir;
 	int64_t grpc_grace_ms;
 	strlist_t rule_files, labels, queries, query_sd_files, am_urls, label_drop;
@@ -271,6 +274,7 @@ static void h_reload(http_req_t *r, void *arg)
 
 static void ruler_release(ruler_t *rl)
 {
+	tls_server_free(rl->gtls);
 	relabel_free(rl->relabel);
 	bucket_free(rl->bucket);
 	arena_release(&rl->ext_arena);
@@ -287,6 +291,7 @@ int cmd_rule(int argc, char **argv)
 	     "Listen ip:port address for gRPC endpoints (StoreAPI)."},
 	    {"grpc-grace-period", FLAG_DURATION, &rl.grpc_grace_ms, "2m",
 	     "Time to wait after an interrupt received for GRPC Server."},
+	    CMD_GRPC_SERVER_TLS_FLAGS(&rl.gt),
 	    {"rule-file", FLAG_STRINGS, &rl.rule_files, NULL,
 	     "Rule files that should be used by rule manager. Can be in glob format (repeated). Default rules/"},
 	    {"eval-interval", FLAG_DURATION, &rl.eval_interval_ms, "1m", "The default evaluation interval to use."},
@@ -425,6 +430,12 @@ int cmd_rule(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		goto fail;
 	}
+	if ((ret = cmd_grpc_server_tls_new(argv[0], &rl.gt, &rl.gtls)) != 0) {
+		notifier_free(rl.notifier);
+		qapi_free(rl.query);
+		ruler_release(&rl);
+		return ret;
+	}
 	if (!qapi_num_endpoints(rl.query) && !rl.query_sd_files.n) {
 		/* a dry run reports a bad listen address or config first (what deploy checks look for) */
 		if (rl.sf.check_config && (listener_check_address(rl.sf.http_address, &err) ||
@@ -522,7 +533,7 @@ int cmd_rule(int argc, char **argv)
 	grpc = grpc_server_new(grpc_loop, NULL);
 	svc = store_grpc_register_pool(grpc, tsdb_store_base(store), "rule", NULL);
 	rsrv = rulesrv_register(grpc, rl.mgr, &rl.ext);
-	if (grpc_server_listen(grpc, rl.grpc_address, &gls, &err) != 0) {
+	if (grpc_server_listen_tls(grpc, rl.grpc_address, rl.gtls, &gls, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		ret = 1;
 		goto out;
@@ -539,7 +550,8 @@ int cmd_rule(int argc, char **argv)
 	bg_started = true;
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	http_server_set_ready(http, true);
-	log_info("ruler listening", "http", rl.sf.http_address, "grpc", rl.grpc_address, "data_dir", rl.data_dir);
+	log_info("ruler listening", "http", rl.sf.http_address, "grpc", rl.grpc_address, "grpc_tls", rl.gtls ? "on" : "off",
+	         "data_dir", rl.data_dir);
 	if (http_server_run(http, rl.sf.http_grace_ms, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		ret = 1;

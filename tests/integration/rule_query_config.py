@@ -7,7 +7,7 @@ independent ones run at the same time (--rules.max-concurrent-evals, default 4):
   - keep-alive: after about a hundred queries the ruler has opened only a few connections to the querier
     (counted in /proc/net/tcp, where closed connections linger in TIME_WAIT);
   - a group mixing chained rules (each reading the series the one before it records, through the querier,
-    which has the ruler as a StoreAPI endpoint) and independent ones: every chained sample equals its own
+    which has the ruler as a StoreAPI endpoint, over gRPC with TLS: --grpc-server-tls-*) and independent ones: every chained sample equals its own
     evaluation timestamp, i.e. each rule saw the earlier rule's result of the same evaluation, as in
     Prometheus's sequential order, while the independent rules ran alongside.
 No Prometheus needed: the rules read only what the ruler records.
@@ -85,9 +85,12 @@ def sockets_of(port):
 try:
     rgrpc, qport = free_port(), free_port()
     q = procs.start("query", [BIN, "query", f"--http-address=127.0.0.1:{qport}", f"--grpc-address=127.0.0.1:{free_port()}",
-                              f"--http.config={tmp}/web.yml", f"--endpoint=127.0.0.1:{rgrpc}"])
+                              f"--http.config={tmp}/web.yml", f"--endpoint=127.0.0.1:{rgrpc}",
+                              "--grpc-client-tls-secure", f"--grpc-client-tls-ca={certs}/ca.crt",
+                              "--grpc-client-server-name=localhost"])
     rp, rhttp, _ = ruler(procs, tmp, [f"--rule-file={RULES}", f"--data-dir={tmp}/rule", f"--query.config={qconfig(tmp + '/good.pw')}",
-                                      "--eval-interval=1s"], grpc_port=rgrpc)
+                                      "--eval-interval=1s", f"--grpc-server-tls-cert={certs}/server.crt",
+                                      f"--grpc-server-tls-key={certs}/server.key"], grpc_port=rgrpc)
     bp, bhttp, _ = ruler(procs, tmp, [f"--rule-file={RULES}", f"--data-dir={tmp}/bad", f"--query.config={qconfig(tmp + '/bad.pw')}",
                                       "--eval-interval=1s"], name="bad")
 
