@@ -12,6 +12,14 @@ compacted (level 2) copy of the gauge data under another stream (cluster="ui-his
 viewer has two levels and two rows. A `strata rule` (an endpoint of the querier, querying it) evaluates a
 recording rule and two alerts, one firing, so the rules and alerts pages show what rulers serve.
 
+Downsampled data: bucket D holds one raw block of 42h (ui_ds{sensor}, one sample a minute alternating
+0/100, so 5m averages differ from raw values), served by a third `strata store`. `strata compact --wait`
+over bucket D downsamples it to 5m and serves the block viewer (/blocks) of bucket D; the query page's
+max_source_resolution choice then gives the raw or the 5m answer, each equal to the API's.
+
+A second querier under --web.route-prefix also has an endpoint nobody listens on: its answers carry a
+partial-response warning, which the query page shows (and an error without partial response).
+
 The browser steps (tests/integration/ui/ui_test.mjs) print PASS/FAIL lines; screenshots of every page go
 to $STRATA_TEST_LOGDIR/screenshots (kept by tests/run). Bounded: every wait has a timeout, and the
 whole run is killed after 150 s.
@@ -86,6 +94,31 @@ def level2(bucket_dir):
     raise RuntimeError("no ui-history block uploaded")
 
 
+def ds_block(tmp, bucket_dir):
+    """One raw block of 42h (a 48h-aligned window, so downsampling to 5m applies: span >= 40h)."""
+    w = ((NOW - 42 * 3600) // (48 * 3600)) * 48 * 3600
+    om = os.path.join(tmp, "ds.om")
+    with open(om, "w") as f:
+        f.write("# TYPE ui_ds gauge\n")
+        for t in range(w, w + 42 * 3600, 60):
+            for s in range(2):
+                f.write(f'ui_ds{{sensor="d{s}"}} {100 * (((t // 60) + s) % 2)} {t}\n')
+        f.write("# EOF\n")
+    out = os.path.join(tmp, "ds")
+    subprocess.run([STRATA, "tools", "block", "write", "--max-block-duration=48h", "--quiet", om, out], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return upload(bucket_dir, out, 'cluster="ui-ds"'), w
+
+
+def resolutions(bucket_dir):
+    out = []
+    for ulid in sorted(os.listdir(bucket_dir)):
+        mp = os.path.join(bucket_dir, ulid, "meta.json")
+        if os.path.exists(mp):
+            out.append(json.load(open(mp))["thanos"]["downsample"]["resolution"])
+    return sorted(out)
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="strata-ui-browser.")
     logdir = os.environ.get("STRATA_TEST_LOGDIR") or tmp
@@ -100,15 +133,24 @@ def main():
         upload(ba, om_blocks(tmp, "hist", temp_lines), 'cluster="ui-history"')
         lvl2 = level2(ba)
         cfg_b = upload(bb, om_blocks(tmp, "b", req_lines(0)), 'cluster="ui"', 'replica="b"')
+        bd = os.path.join(tmp, "bucket-d")
+        os.makedirs(bd)
+        cfg_d, ds_start = ds_block(tmp, bd)
 
         stores = []
-        for name, cfg in (("a", cfg_a), ("b", cfg_b)):
+        for name, cfg, sync in (("a", cfg_a, "15m"), ("b", cfg_b, "15m"), ("d", cfg_d, "1s")):
             gp, hp = free_port(), free_port()
             p = start(tmp, "store-" + name, [STRATA, "store", "--objstore.config=" + cfg,
                                              "--data-dir=" + os.path.join(tmp, "data-" + name),
                                              f"--grpc-address=127.0.0.1:{gp}", f"--http-address=127.0.0.1:{hp}",
-                                             "--http-grace-period=1s"])
+                                             "--http-grace-period=1s", "--sync-block-duration=" + sync])
             stores.append((p, gp, hp, name))
+        # The compactor downsamples bucket D's raw block (it is fresh: no consistency delay) and serves
+        # bucket D's block viewer.
+        cport = free_port()
+        comp = start(tmp, "compact", [STRATA, "compact", "--wait", "--wait-interval=1h", "--consistency-delay=0s",
+                                      "--objstore.config=" + cfg_d, "--data-dir=" + os.path.join(tmp, "compact"),
+                                      f"--http-address=127.0.0.1:{cport}", "--http-grace-period=1s"])
         qport, qgrpc, rgrpc, rhttp = free_port(), free_port(), free_port(), free_port()
         q = start(tmp, "query", [STRATA, "query", f"--http-address=127.0.0.1:{qport}",
                                  f"--grpc-address=127.0.0.1:{qgrpc}", "--query.replica-label=replica",
@@ -119,7 +161,7 @@ def main():
         qp = start(tmp, "query-prefix", [STRATA, "query", f"--http-address=127.0.0.1:{pport}",
                                          f"--grpc-address=127.0.0.1:{free_port()}", "--query.replica-label=replica",
                                          "--web.route-prefix=/strata", "--http-grace-period=1s",
-                                         "--grpc-grace-period=1s"] +
+                                         "--grpc-grace-period=1s", f"--endpoint=127.0.0.1:{free_port()}"] +
                    [f"--endpoint=127.0.0.1:{gp}" for (_, gp, _, _) in stores])
         webs = {}
         for name, extra in (("web", []), ("web_ro", ["--disable-admin-operations"])):
@@ -155,7 +197,7 @@ def main():
         # The queriers see both stores' label sets before the browser starts.
         def stores_known(base):
             d = json.load(urllib.request.urlopen(base + "/api/v1/stores", timeout=2))["data"]
-            return sum(1 for s in d.get("store", []) if s["labelSets"]) == 2
+            return sum(1 for s in d.get("store", []) if s["labelSets"]) == 3
         wait_until(lambda: stores_known(f"http://127.0.0.1:{qport}"), q, "strata query's store list")
         wait_until(lambda: stores_known(f"http://127.0.0.1:{pport}/strata"), qp, "the prefixed querier's store list")
         wait_ready(rhttp, r, "strata rule")
@@ -164,11 +206,20 @@ def main():
             d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{qport}/api/v1/alerts", timeout=5))["data"]
             return any(a["state"] == "firing" for a in d["alerts"])
         wait_until(alert_firing, r, "the ruler's alert firing through the querier")
+        # The compactor has made the 5m block and store D has loaded it.
+        wait_ready(cport, comp, "strata compact")
+        wait_until(lambda: resolutions(bd) == [0, 300000], comp, "strata compact's downsampling", 60)
+        def loaded_5m():
+            u = f"http://127.0.0.1:{stores[2][2]}/api/v1/blocks?view=loaded&refresh=true"
+            d = json.load(urllib.request.urlopen(u, timeout=5))["data"]["blocks"]
+            return sorted(b["thanos"]["downsample"]["resolution"] for b in d) == [0, 300000]
+        wait_until(loaded_5m, stores[2][0], "store D loading the 5m block", 30)
 
         env = dict(os.environ, UI_QUERY=f"http://127.0.0.1:{qport}", UI_QUERY_PREFIX_HOST=f"http://127.0.0.1:{pport}",
                    UI_BUCKET_WEB=f"http://127.0.0.1:{webs['web'][1]}",
                    UI_BUCKET_WEB_RO=f"http://127.0.0.1:{webs['web_ro'][1]}",
                    UI_STORE_WEB=f"http://127.0.0.1:{stores[0][2]}", UI_BUCKET_DIR=ba, UI_LEVEL2=lvl2,
+                   UI_COMPACT_WEB=f"http://127.0.0.1:{cport}", UI_DS_BUCKET_DIR=bd, UI_DS_START=str(ds_start),
                    UI_STORES=json.dumps([f"127.0.0.1:{gp}" for (_, gp, _, _) in stores] + [f"127.0.0.1:{rgrpc}"]),
                    UI_START=str(START), UI_END=str(END), UI_SHOTS=shots)
         r = subprocess.run(["node", os.path.join(ROOT, "tests", "integration", "ui", "ui_test.mjs")], env=env,

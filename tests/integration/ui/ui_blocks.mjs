@@ -1,6 +1,7 @@
 // Block viewer steps of ui_test.mjs: `strata tools bucket web` over bucket A (every block, levels,
 // rows, meta on click, marking for deletion writes deletion-mark.json), the same with
-// --disable-admin-operations (no marking in the page, the API refuses), and `strata store`'s /loaded.
+// --disable-admin-operations (no marking in the page, the API refuses), `strata compact`'s /blocks over
+// the bucket it downsampled (a row per resolution), and `strata store`'s /loaded.
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -69,6 +70,27 @@ export async function blockViewerChecks({ check, assert, eq, open, done, apiGet,
     eq([r.status, body.status, body.errorType], [400, 'error', 'bad_data'], 'refused');
     assert(!fs.existsSync(path.join(DIR, target, 'no-compact-mark.json')), 'no marker written');
     await done(page, 'blocks-admin-disabled');
+  });
+
+  // `strata compact` serves the viewer of the bucket it compacts: the raw block and the 5m block it made.
+  await check('compact_block_viewer_downsampled', async () => {
+    const C = env.UI_COMPACT_WEB, D = env.UI_DS_BUCKET_DIR;
+    const page = await open(`${C}/blocks`);
+    await page.waitForSelector('.block');
+    const dirs = fs.readdirSync(D).filter((d) => /^[0-9A-HJKMNP-TV-Z]{26}$/.test(d)).sort();
+    eq((await shown(page)).map((g) => g[0]).sort(), dirs, 'blocks shown');
+    eq(await page.$$eval('.block-row:not(.axis) .row-label', (ls) => ls.map((l) => l.textContent.trim())),
+      ['{cluster="ui-ds"} raw', '{cluster="ui-ds"} 5m'], 'a row per resolution');
+    eq(await page.textContent('.brand .component'), 'compact', 'component');
+    const api = await apiGet(C, '/api/v1/blocks', { view: 'global' });
+    const ds = api.data.blocks.find((b) => b.thanos.downsample.resolution === 300000);
+    await page.click(`.block[data-ulid="${ds.ulid}"]`);
+    await page.waitForSelector(`.block-detail[data-ulid="${ds.ulid}"]`);
+    eq(await page.textContent('.block-detail .resolution'), '5m', 'resolution');
+    eq(await page.textContent('.block-detail .source'), ds.thanos.source, 'source');
+    eq(await page.textContent('.block-detail .num-samples'), String(ds.stats.numSamples), 'samples');
+    eq(await page.$$eval('.mark-deletion, .mark-no-compaction', (b) => b.length), 2, 'mark buttons');
+    await done(page, 'compact-blocks');
   });
 
   await check('store_loaded_blocks', async () => {

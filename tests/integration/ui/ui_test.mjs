@@ -70,7 +70,8 @@ context.setDefaultTimeout(15000);
 async function open(url, expectStatus = []) {
   const page = await context.newPage();
   const problems = [];
-  page.on('console', (m) => m.type() === 'error' && !/status of 400/.test(m.text()) && problems.push('console: ' + m.text()));
+  page.on('console', (m) => m.type() === 'error' && !expectStatus.some((c) => m.text().includes(`status of ${c}`)) &&
+    problems.push('console: ' + m.text()));
   page.on('pageerror', (e) => problems.push('page error: ' + e.message));
   page.on('requestfailed', (r) => !/aborted/i.test(r.failure()?.errorText || '') && problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`));
   page.on('response', (r) => {
@@ -246,6 +247,49 @@ await check('url_state_roundtrip', async () => {
   eq(await again.$$eval('.panel[data-panel="0"] .result-table tr', (t) => t.map((r) => r.textContent)), rows0, 'rows after reopening');
   await done(again, null);
   await done(page, 'query-two-panels');
+});
+
+// ---- max_source_resolution against downsampled data: bucket D's raw block (0/100 alternating every
+// minute) and the 5m block strata compact made of it give different answers; the page shows each as the
+// API gives it and keeps the choice in the URL
+await check('max_source_resolution_downsampled', async () => {
+  const T = +env.UI_DS_START + 30 * 3600 + 150;
+  const rows = (res) => apiGet(Q, '/api/v1/query', { query: 'ui_ds', time: T, max_source_resolution: res })
+    .then((a) => a.data.result.map((s) => [fmtLabels(s.metric), s.value[1]]));
+  const raw = await rows('0s'), ds = await rows('5m');
+  eq(raw.length, 2, 'raw series');
+  assert(JSON.stringify(raw) !== JSON.stringify(ds), `5m answer equals raw: ${JSON.stringify(ds)}`);
+  const qs = new URLSearchParams({ 'g0.expr': 'ui_ds', 'g0.tab': '1', 'g0.moment_input': fmtTime(T), 'g0.max_source_resolution': '0s' });
+  const page = await open(`${Q}/graph?${qs}`);
+  await page.waitForSelector('.result-table tr');
+  eq(await tableRows(page), raw, 'rows, only raw data');
+  await page.selectOption('select.opt-resolution', '5m');
+  await page.waitForFunction((want) => [...document.querySelectorAll('.result-table .value')].map((v) => v.textContent).join() === want,
+    ds.map((r) => r[1]).join());
+  eq(await tableRows(page), ds, 'rows, max 5m downsampling');
+  eq(new URL(page.url()).searchParams.get('g0.max_source_resolution'), '5m', 'URL g0.max_source_resolution');
+  await done(page, 'query-downsampled');
+});
+
+// ---- warnings: the prefixed querier has an endpoint nobody listens on; with partial response the
+// answer carries a warning naming it (shown above the rows), without it the query fails
+await check('partial_response_warning', async () => {
+  const P = env.UI_QUERY_PREFIX_HOST + '/strata';
+  const qs = new URLSearchParams({ 'g0.expr': 'ui_temp', 'g0.tab': '1', 'g0.moment_input': fmtTime(MOMENT) });
+  const page = await open(`${P}/graph?${qs}`, [500, 503]);
+  await page.waitForSelector('.result-table tr');
+  const api = await apiGet(P, '/api/v1/query', { query: 'ui_temp', time: MOMENT });
+  assert(api.warnings && api.warnings.length === 1, `API warnings: ${JSON.stringify(api.warnings)}`);
+  await page.waitForSelector('.alert.warning');
+  eq(await page.$$eval('.alert.warning', (w) => w.map((x) => x.textContent)), api.warnings.map((w) => 'Warning: ' + w), 'warnings shown');
+  eq(await tableRows(page), api.data.result.map((s) => [fmtLabels(s.metric), s.value[1]]), 'rows next to the warning');
+  await page.uncheck('input.opt-partial');
+  await page.waitForSelector('.alert.error');
+  const strict = await apiGet(P, '/api/v1/query', { query: 'ui_temp', time: MOMENT, partial_response: 'false' });
+  eq(strict.status, 'error', 'without partial response');
+  eq(await page.textContent('.alert.error'), 'Error executing query: ' + strict.error, 'error shown');
+  eq(await page.$$('.alert.warning').then((w) => w.length), 0, 'no warning with the error');
+  await done(page, 'query-warning');
 });
 
 // ---- stores, status, flags, rules, alerts
