@@ -8,8 +8,10 @@ Data: UI_BENCH_SERIES gauges (default 1000) x UI_BENCH_POINTS samples 15 s apart
 graph asks for exactly those steps (step 15 s), so each UI draws series x points.
 
 Per UI, median of UI_BENCH_ROUNDS (default 5):
-  bundle     bytes of every script and stylesheet the graph page loads, each gzip -9 (as served
-             compressed; Strata's are stored so), plus the HTML;
+  bundle     bytes of the HTML and every script and stylesheet, each gzip -9 (as served compressed;
+             Strata's are stored so): "initial", what the empty graph page requests before its load
+             event (what it needs to take a query); "all", what a one-series graph opened from a URL
+             loads until it is drawn, the editor is in and the network is idle (every chunk);
   load       navigation start -> load event of the empty graph page;
   first      navigation start -> the graph of the query drawn (URL state opens it): page load + query +
              render, what a user waits for after clicking an alert link;

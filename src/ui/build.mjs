@@ -1,8 +1,9 @@
-// Bundles app/ with esbuild into minified ES modules — the app, and the expression editor (CodeMirror,
-// app/cm_editor.js) as a chunk of its own that the page fetches after its first paint — and one
-// stylesheet, all named by content hash, and writes them (gzipped, with ETags) as a C source that
-// src/ui/ui.c serves: `node build.mjs <out.c> [<dist dir>]`. The dist dir (default ./dist) gets the
-// plain files for inspection and the bench, and meta.json (esbuild's metafile: what each byte is).
+// Bundles app/ with esbuild into minified ES modules — the app, and as chunks of their own the expression
+// editor (CodeMirror, app/cm_editor.js: fetched after the load event) and uPlot (fetched with the first
+// range query) — and one stylesheet, all named by content hash, and writes them (gzipped, with ETags)
+// as a C source that src/ui/ui.c serves: `node build.mjs <out.c> [<dist dir>]`. The dist dir (default
+// ./dist) gets the plain files for inspection and the bench, and meta.json (esbuild's metafile: what
+// each byte is).
 import * as esbuild from 'esbuild';
 import { createHash } from 'node:crypto';
 import { gzipSync, constants } from 'node:zlib';
@@ -54,6 +55,7 @@ const index = Buffer.from(fs.readFileSync(path.join(here, 'app', 'index.html'), 
 const assets = [['/index.html', 'text/html; charset=utf-8', index, true], ...statics];
 
 fs.mkdirSync(dist, { recursive: true });
+for (const f of fs.readdirSync(dist)) if (/\.(js|css|html)$/.test(f)) fs.unlinkSync(path.join(dist, f)); // an earlier build's
 for (const [name, , body] of assets) fs.writeFileSync(path.join(dist, path.basename(name)), body);
 
 const cBytes = (b) => {

@@ -1,9 +1,13 @@
 // The Graph tab: a uPlot chart of a range query's matrix (one line per series, stacked optionally),
 // a legend with each series' labels (click: show only that series, again: all), a hover tooltip
-// with the nearest series' value, and zoom by dragging across a time span.
+// with the nearest series' value, and zoom by dragging across a time span. uPlot is a chunk of its
+// own: pages without a graph never fetch it, and a range query fetches it while the query runs
+// (loadUPlot).
 import { useEffect, useRef, useState } from 'preact/hooks';
-import uPlot from 'uplot';
 import { html, colour, formatLabels, formatValue, formatTime, formatTimeMs } from './util.js';
+
+let uplot; // the one fetch of the uPlot chunk
+export const loadUPlot = () => (uplot ||= import('uplot').then((m) => m.default));
 
 // The query's steps as the x axis, every series' values aligned to it (null where absent).
 export function alignSeries(result, meta) {
@@ -37,6 +41,7 @@ export function Graph({ res, meta, stacked, onZoom }) {
   const plot = useRef(null);
   const [tip, setTip] = useState(null);
   const [only, setOnly] = useState(-1);
+  const [failed, setFailed] = useState(null);
   const result = res.data.resultType === 'matrix' ? res.data.result : [];
   const aligned = useRef(null);
   const zoomRef = useRef(onZoom);
@@ -44,6 +49,19 @@ export function Graph({ res, meta, stacked, onZoom }) {
 
   useEffect(() => {
     setOnly(-1);
+    let live = true;
+    const onResize = () => plot.current && plot.current.setSize({ width: Math.max(host.current.clientWidth, 300), height: 400 });
+    loadUPlot().then((uPlot) => live && draw(uPlot), (e) => live && setFailed(`The chart library could not be loaded: ${e.message}`));
+    window.addEventListener('resize', onResize);
+    return () => {
+      live = false;
+      window.removeEventListener('resize', onResize);
+      if (plot.current) plot.current.destroy();
+      plot.current = null;
+    };
+  }, [res, stacked]);
+
+  const draw = (uPlot) => {
     const { xs, ys } = (aligned.current = alignSeries(result, meta));
     const drawn = stacked ? stack(ys) : ys;
     // Stacked: the tallest (cumulative) band is drawn first so every series stays visible.
@@ -91,14 +109,7 @@ export function Graph({ res, meta, stacked, onZoom }) {
       },
     };
     plot.current = new uPlot(opts, [xs, ...order.map((i) => drawn[i])], host.current);
-    const onResize = () => plot.current.setSize({ width: Math.max(host.current.clientWidth, 300), height: 400 });
-    window.addEventListener('resize', onResize);
-    return () => {
-      window.removeEventListener('resize', onResize);
-      plot.current.destroy();
-      plot.current = null;
-    };
-  }, [res, stacked]);
+  };
 
   const toggle = (i) => {
     const u = plot.current;
@@ -114,6 +125,7 @@ export function Graph({ res, meta, stacked, onZoom }) {
     return html`<div class="alert warning">The graph needs a range vector result; this query returned a ${res.data.resultType}.</div>`;
   }
   return html`<div class="graph">
+    ${failed && html`<div class="alert error">${failed}</div>`}
     <div class="chart-wrap">
       <div class="chart" ref=${host}></div>
       ${tip && html`<div class="tooltip" style=${`left:${tip.left + 60}px;top:${tip.top + 10}px`}>

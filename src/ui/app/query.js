@@ -4,7 +4,7 @@
 import { useState, useRef, useEffect } from 'preact/hooks';
 import { html, api, parseDuration, formatDuration, parseTime, formatTime, formatLabels, formatValue } from './util.js';
 import { Editor, queryStarted, queryDone } from './editor.js';
-import { Graph } from './graph.js';
+import { Graph, loadUPlot } from './graph.js';
 
 const DEFAULTS = { expr: '', tab: 0, range_input: '1h', end_input: '', moment_input: '', step_input: '', stacked: 0,
   deduplicate: 1, partial_response: 1, max_source_resolution: 'auto' };
@@ -78,6 +78,7 @@ function Panel({ opts, set, remove, canRemove, idx }) {
     const now = Date.now() / 1000;
     let params, path, meta;
     if (o.tab === 0) {
+      loadUPlot(); // fetched while the query runs
       const range = parseDuration(o.range_input) || 3600;
       const end = parseTime(o.end_input) ?? now;
       const step = parseDuration(o.step_input) || parseFloat(o.step_input) || Math.max(Math.floor(range / 250), 1);
@@ -91,7 +92,10 @@ function Panel({ opts, set, remove, canRemove, idx }) {
       meta = { time: t };
     }
     setState((s) => ({ ...s, loading: true }));
-    queryStarted();
+    if (!inFlight.current) {
+      inFlight.current = true;
+      queryStarted();
+    }
     try {
       const res = await api(path, params, { signal: ctl.signal, method: 'POST' });
       const ms = performance.now() - t0;
@@ -101,10 +105,21 @@ function Panel({ opts, set, remove, canRemove, idx }) {
     } catch (e) {
       if (e.name === 'AbortError') return;
       setState({ loading: false, error: e.message, res: null, warnings: [], stats: null });
-    } finally {
+    }
+  };
+  // A query counts as in flight (editor.js fetches its chunk only when none is) until its answer is
+  // on the page: this runs after the commit, with the graph's own effects.
+  const inFlight = useRef(false);
+  const settle = () => {
+    if (inFlight.current) {
+      inFlight.current = false;
       queryDone();
     }
   };
+  useEffect(() => {
+    if (!state.loading) settle();
+  }, [state]);
+  useEffect(() => settle, []);
 
   // Run once on load when the URL carried an expression (alert links), and on every tab/option change.
   const first = useRef(true);

@@ -302,6 +302,9 @@ await check('stores_page', async () => {
     [...r.querySelectorAll('.labelset')].map((l) => l.textContent).join('')]))).sort();
   eq(got, want, 'stores');
   eq(got.map((g) => g[0]), JSON.parse(env.UI_STORES).sort(), 'every endpoint listed');
+  // A page without a graph never fetches the chart chunk (nor, with no query, anything but the editor).
+  const fetched = await page.evaluate(() => performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname));
+  assert(!fetched.some((p) => /uPlot/.test(p)), `the stores page fetched the chart chunk: ${fetched}`);
   await done(page, 'stores');
 });
 
