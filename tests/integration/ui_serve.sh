@@ -4,7 +4,8 @@
 # an ETag that answers 304; the content-hashed bundle is immutable, sent gzipped as stored to clients
 # that take gzip and inflated (byte-identical to build/ui/) to those that do not; unknown assets 404;
 # HEAD works; Prometheus's /classic/graph opens the query page; the querier's /api/v1/rules and
-# /api/v1/alerts answer Prometheus's empty shapes; `strata tools bucket web` serves the block viewer only.
+# /api/v1/alerts answer Prometheus's empty shapes; `strata tools bucket web` and `strata compact` serve
+# the block viewer only (compact's also under a route prefix, with admin operations off, or not at all).
 . "$(dirname "$0")/lib.sh"
 
 [ -x "$STRATA_BIN" ] || { fail setup "missing $STRATA_BIN (build first)"; finish; }
@@ -132,4 +133,32 @@ check web_prefix_page grep -q '"component":"bucket","prefix":"/bkt"' <<<"$bpage"
 check web_prefix_js test "$(http_code "$B$(grep -o '/static/app-[0-9A-Za-z]*\.js' <<<"$bpage")")" = 200
 check web_prefix_blocks_api grep -q '^{"status":"success","data":{"blocks":\[\]' <(curl -s "$B/api/v1/blocks?view=global")
 check web_prefix_mark_api grep -q 'ID cannot be empty"} 400' <(curl -s -w ' %{http_code}' -X POST "$B/api/v1/blocks/mark" -d action=DELETION)
+
+# `strata compact --wait` serves the viewer of the bucket it compacts (under a route prefix here, with
+# admin operations disabled); --web.disable leaves only /metrics and the probes.
+compact() { # name port flags...
+	local name=$1 port=$2
+	shift 2
+	start_bg "$name" "$STRATA_BIN" compact --wait --objstore.config="type: FILESYSTEM
+config:
+  directory: $TEST_TMP/bucket" --data-dir="$TEST_TMP/$name" --http-address=127.0.0.1:$port --http-grace-period=1s "$@"
+	wait_url "http://127.0.0.1:$port/-/ready" 20 || fail setup "strata compact ($name) not ready: $(tail -5 "$TEST_TMP/$name.log")"
+}
+cp=$(free_port)
+compact compact $cp --web.route-prefix=/c --disable-admin-operations --bucket-web-label=cluster
+C=http://127.0.0.1:$cp/c
+check compact_home_redirect test "$(curl -s -o /dev/null -w '%{redirect_url}' "$C/")" = "$C/blocks"
+check compact_blocks_page grep -q '"component":"compact","prefix":"/c".*"adminDisabled":true,"pages":\["blocks"\]' <(curl -s "$C/blocks")
+check compact_blocks_api grep -q '^{"status":"success","data":{"blocks":\[\],"label":"cluster"' <(curl -s "$C/api/v1/blocks?view=global")
+check compact_mark_refused grep -q '"errorType":"bad_data".*} 400' <(curl -s -w ' %{http_code}' -X POST "$C/api/v1/blocks/mark" \
+	-d id=01ARZ3NDEKTSV4RRFFQ69G5FAV -d action=DELETION)
+check compact_metrics_at_root test "$(http_code "http://127.0.0.1:$cp/metrics")" = 200
+dp=$(free_port)
+compact compact_noweb $dp --web.disable
+check compact_web_disabled test "$(http_code "http://127.0.0.1:$dp/blocks") $(http_code "http://127.0.0.1:$dp/api/v1/blocks")" = "404 404"
+check compact_web_disabled_metrics test "$(http_code "http://127.0.0.1:$dp/metrics")" = 200
+check compact_bad_route_prefix grep -q "web.route-prefix c must start with '/'" \
+	<("$STRATA_BIN" compact --web.route-prefix=c --objstore.config="type: FILESYSTEM
+config:
+  directory: $TEST_TMP/bucket" --check-config 2>&1)
 finish
