@@ -194,7 +194,7 @@ def main():
             wait_ready(wp, p, "strata tools bucket " + name)
         wait_ready(qport, q, "strata query")
         wait_ready(pport, qp, "strata query --web.route-prefix")
-        # The queriers see both stores' label sets before the browser starts.
+        # The queriers see every store's label sets before the browser starts.
         def stores_known(base):
             d = json.load(urllib.request.urlopen(base + "/api/v1/stores", timeout=2))["data"]
             return sum(1 for s in d.get("store", []) if s["labelSets"]) == 3
