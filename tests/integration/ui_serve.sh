@@ -148,7 +148,7 @@ cp=$(free_port)
 compact compact $cp --web.route-prefix=/c --disable-admin-operations --bucket-web-label=cluster
 C=http://127.0.0.1:$cp/c
 check compact_home_redirect test "$(curl -s -o /dev/null -w '%{redirect_url}' "$C/")" = "$C/blocks"
-check compact_blocks_page grep -q '"component":"compact","prefix":"/c".*"adminDisabled":true,"pages":\["blocks"\]' <(curl -s "$C/blocks")
+check compact_blocks_page grep -q '"component":"compact","prefix":"/c".*"adminDisabled":true,"pages":\["blocks","loaded"\]' <(curl -s "$C/blocks")
 check compact_blocks_api grep -q '^{"status":"success","data":{"blocks":\[\],"label":"cluster"' <(curl -s "$C/api/v1/blocks?view=global")
 check compact_mark_refused grep -q '"errorType":"bad_data".*} 400' <(curl -s -w ' %{http_code}' -X POST "$C/api/v1/blocks/mark" \
 	-d id=01ARZ3NDEKTSV4RRFFQ69G5FAV -d action=DELETION)
