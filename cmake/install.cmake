@@ -18,7 +18,7 @@ install(DIRECTORY ${CMAKE_BINARY_DIR}/doc/man1 DESTINATION ${CMAKE_INSTALL_MANDI
 install(FILES ${CMAKE_BINARY_DIR}/doc/bash-completion/strata
 	DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions)
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/deploy/examples/ ${CMAKE_SOURCE_DIR}/deploy/systemd/
-	DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples FILES_MATCHING PATTERN "*.yml" PATTERN "*.env")
+	DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples FILES_MATCHING PATTERN "*.yml" PATTERN "*.json" PATTERN "*.env")
 # Units: ExecStart names the binary where it is installed (the files in deploy/ say /usr/local/bin).
 file(GLOB STRATA_UNITS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/deploy/systemd/*.service)
 install(FILES ${STRATA_UNITS} DESTINATION lib/systemd/system)

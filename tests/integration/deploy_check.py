@@ -2,7 +2,9 @@
 """Deployment files (deploy/) checked against the binary they deploy.
 
 - Every YAML file parses; every example configuration file passes the parser of the component that
-  reads it (`strata <command> --check-config` with that file).
+  reads it (`strata <command> --check-config` with that file); the example rules also pass
+  `promtool check rules`, and the Prometheus and Alertmanager configurations of the Kubernetes
+  manifests pass `promtool check config` and `amtool check-config`.
 - systemd units: ExecStart is expanded as systemd would (EnvironmentFile from deploy/systemd/*.env,
   LoadCredential's %d, /etc/strata/<file> read from deploy/examples/<file>) and run with
   --check-config, so a renamed flag or a broken example fails here; `systemd-analyze verify` accepts
@@ -13,10 +15,10 @@
   container declares the ports of its listen flags; requests are set; every Service selects a
   workload and names ports its pods declare; kustomization.yaml lists every manifest.
 - Every server command honours --check-config (it exits instead of serving; listen addresses and
-  configuration errors are reported). One with no systemd unit or no Kubernetes workload yet is a
-  SKIP line naming what is missing.
+  configuration errors are reported) and has a systemd unit and a Kubernetes workload (a missing one
+  fails, naming it).
 - The Dockerfile's runtime packages provide every library the binary links.
-Prints "PASS deploy_check:<name>" / "FAIL deploy_check:<name>: why" / "SKIP deploy_check:<name>: why".
+Prints "PASS deploy_check:<name>" / "FAIL deploy_check:<name>: why".
 """
 import glob, os, re, shlex, shutil, subprocess, sys, tempfile
 
@@ -28,7 +30,7 @@ STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
 DEPLOY = os.path.join(ROOT, "deploy")
 EXAMPLES = os.path.join(DEPLOY, "examples")
 harness = Harness("deploy_check")
-result, check = harness.result, harness.check
+check = harness.check
 TMP = tempfile.mkdtemp(prefix="strata-deploy-check.")
 FS_OBJSTORE = f"type: FILESYSTEM\nconfig: {{directory: {TMP}/bucket}}"
 
@@ -89,11 +91,29 @@ EXAMPLE_CHECKS = {
 }
 
 
+def check_rules(f):
+    check_config(["rule", "--query=127.0.0.1:9090", f"--rule-file={f}"])
+    peer(["promtool", "check", "rules", f])
+
+
+def peer(argv):
+    """A Prometheus tool (installed by scripts/deps) must accept the file."""
+    assert shutil.which(argv[0]), f"{argv[0]} not found (scripts/deps installs it)"
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"{' '.join(argv)}: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-400:]}"
+
+
+EXAMPLE_CHECKS["rules"] = check_rules
+EXAMPLE_CHECKS["hashrings"] = lambda f: check_config(
+    ["receive", f"--receive.hashrings-file={f}", "--receive.local-endpoint=receive-a.example.com:10910"])
+
+
 def t_examples():
-    files = sorted(glob.glob(f"{EXAMPLES}/*.yml"))
+    files = sorted(glob.glob(f"{EXAMPLES}/**/*.yml", recursive=True) + glob.glob(f"{EXAMPLES}/**/*.json", recursive=True))
     assert files, "no examples"
     for f in files:
-        kind = next((k for k in EXAMPLE_CHECKS if os.path.basename(f).startswith(k)), None)
+        rel = os.path.relpath(f, EXAMPLES)
+        kind = next((k for k in EXAMPLE_CHECKS if rel.startswith(k)), None)
         assert kind, f"{f}: no check knows which component reads it (add it to EXAMPLE_CHECKS)"
         EXAMPLE_CHECKS[kind](f)
 
@@ -132,12 +152,14 @@ def env_file(path):
 
 
 def etc_strata(path):
-    """/etc/strata/<file> as deployed: the example of the same name."""
-    f = os.path.join(EXAMPLES, os.path.basename(path))
-    if not os.path.exists(f):
-        f = os.path.join(DEPLOY, "systemd", os.path.basename(path))
-    assert os.path.exists(f), f"{path} has no example in deploy/examples or deploy/systemd"
-    return f
+    """/etc/strata/<path> as deployed: the example at the same path under deploy/examples (a glob such
+    as rules/*.yml must match files there), else of the same name in deploy/examples or deploy/systemd."""
+    rel = path[len("/etc/strata/"):] if path.startswith("/etc/strata/") else os.path.basename(path)
+    for d in (EXAMPLES, os.path.join(DEPLOY, "systemd")):
+        for f in (os.path.join(d, rel), os.path.join(d, os.path.basename(path))):
+            if glob.glob(f):
+                return f
+    raise AssertionError(f"{path} has no example in deploy/examples or deploy/systemd")
 
 
 def unit_argv(unit_path):
@@ -295,6 +317,22 @@ def t_k8s_services():
             by_name("Service", w["spec"]["serviceName"])
 
 
+def t_k8s_peer_configs():
+    """The Prometheus and Alertmanager configurations the manifests mount, checked by their own tools; the
+    rules ConfigMap is the example rule file."""
+    d = os.path.join(TMP, "peers")
+    os.makedirs(d, exist_ok=True)
+    for cm, key, argv in (("prometheus", "prometheus.yml", ["promtool", "check", "config"]),
+                          ("alertmanager", "alertmanager.yml", ["amtool", "check-config"])):
+        f = os.path.join(d, key)
+        with open(f, "w") as fh:
+            fh.write(by_name("ConfigMap", cm)["data"][key])
+        peer(argv + [f])
+    with open(os.path.join(EXAMPLES, "rules", "strata.yml")) as fh:
+        assert by_name("ConfigMap", "strata-rules")["data"]["strata.yml"] == fh.read(), \
+            "ConfigMap strata-rules (kubernetes/rule.yaml) differs from examples/rules/strata.yml"
+
+
 def t_kustomization():
     with open(f"{DEPLOY}/kubernetes/kustomization.yaml") as fh:
         k = yaml.safe_load(fh)
@@ -334,17 +372,15 @@ def t_honours_check_config(cmd):
     return t
 
 
-def deploy_files_cover(cmd):
-    """A server command without deploy files is reported (SKIP: visible on tests/run's final line, without
-    blocking the engineer who lands a new component); one with files has them checked above."""
-    unit = os.path.join(DEPLOY, "systemd", f"strata-{cmd.replace(' ', '-')}.service")
-    missing = [] if os.path.exists(unit) else [f"systemd unit {os.path.relpath(unit, ROOT)}"]
-    if not any(c["args"][:len(cmd.split())] == cmd.split() for _, _, c in strata_containers()):
-        missing.append("Kubernetes workload (deploy/kubernetes)")
-    if missing:
-        print(f"SKIP deploy_check:deploy_files:{cmd}: `strata {cmd}` has no {' and no '.join(missing)} yet")
-    else:
-        result(f"deploy_files:{cmd}", True)
+def t_deploy_files_cover(cmd):
+    """Every server command has a systemd unit and a Kubernetes workload (checked above)."""
+    def t():
+        unit = os.path.join(DEPLOY, "systemd", f"strata-{cmd.replace(' ', '-')}.service")
+        missing = [] if os.path.exists(unit) else [f"systemd unit {os.path.relpath(unit, ROOT)}"]
+        if not any(c["args"][:len(cmd.split())] == cmd.split() for _, _, c in strata_containers()):
+            missing.append("Kubernetes workload (deploy/kubernetes)")
+        assert not missing, f"`strata {cmd}` has no {' and no '.join(missing)}"
+    return t
 
 
 # ---------------------------------------------------------------- container image
@@ -413,9 +449,10 @@ def main():
             check(f"kubernetes:{f}:{w['metadata']['name']}:{c['name']}", t_k8s_container(f, w, c))
         check("kubernetes:services", t_k8s_services)
         check("kubernetes:kustomization", t_kustomization)
+        check("kubernetes:peer_configs", t_k8s_peer_configs)
         for cmd in SERVERS:
             check(f"check_config_honoured:{cmd}", t_honours_check_config(cmd))
-            deploy_files_cover(cmd)
+            check(f"deploy_files:{cmd}", t_deploy_files_cover(cmd))
         check("dockerfile_build_packages", t_dockerfile_build_packages)
         check("dockerfile_runtime_libs", t_dockerfile_runtime_libs)
     finally:

@@ -72,6 +72,9 @@ completes flags "strata store --objstore.c" --objstore.config= --objstore.config
 completes bool_flags "strata query --no-query.p" --no-query.partial-response
 completes enum_after_equals "strata store --log.level=" debug info warn error
 completes enum_after_space "strata query --log.format " logfmt json
+completes receive_flags "strata receive --receive.rep" --receive.replica-header= --receive.replication-factor=
+completes rule_flags "strata rule --alertmanagers." --alertmanagers.url= --alertmanagers.config-file=
+completes compact_flags "strata compact --deduplication." --deduplication.replica-label= --deduplication.func=
 check completion_narrows test "$(complete_line "strata st")" = store
 mkdir -p "$TEST_TMP/cfgdir" && touch "$TEST_TMP/cfgdir/objstore.yml"
 completes file_values "strata store --objstore.config-file=$TEST_TMP/cfgdir/obj" "$TEST_TMP/cfgdir/objstore.yml"
@@ -81,6 +84,12 @@ units=$(ls "$D/usr/lib/systemd/system/"strata-*.service 2>/dev/null | wc -l)
 check units_installed test "$units" -eq "$(ls "$STRATA_ROOT"/deploy/systemd/*.service | wc -l)"
 check units_point_at_installed_binary test -z "$(grep -h '^ExecStart=' "$D"/usr/lib/systemd/system/strata-*.service | grep -v '^ExecStart=/usr/bin/strata ')"
 check examples_installed test -f "$D/usr/share/doc/strata/examples/objstore.yml" -a -f "$D/usr/share/doc/strata/examples/store.env"
+missing=()
+for f in $(cd "$STRATA_ROOT/deploy" && ls examples/*.yml examples/*.json examples/*/*.yml systemd/*.env); do
+	[ -f "$D/usr/share/doc/strata/examples/${f#*/}" ] || missing+=("${f#*/}")
+done
+check examples_installed_all test "${#missing[@]}" -eq 0
+[ "${#missing[@]}" -eq 0 ] || echo "not installed under share/doc/strata/examples: ${missing[*]}"
 
 make -C "$STRATA_ROOT" --no-print-directory uninstall BUILD="$BUILD_DIR" DESTDIR="$D" >"$TEST_TMP/uninstall.log" 2>&1
 check uninstall_removes_everything test -z "$(find "$D" -type f)"
