@@ -20,7 +20,7 @@
 - The Dockerfile's runtime packages provide every library the binary links.
 Prints "PASS deploy_check:<name>" / "FAIL deploy_check:<name>: why".
 """
-import glob, os, re, shlex, shutil, subprocess, sys, tempfile
+import glob, json, os, re, shlex, shutil, subprocess, sys, tempfile
 
 import yaml
 from lib_harness import Harness
@@ -92,7 +92,7 @@ EXAMPLE_CHECKS = {
 
 
 def check_rules(f):
-    check_config(["rule", "--query=127.0.0.1:9090", f"--rule-file={f}"])
+    check_config(["rule", "--query=127.0.0.1:9090", "--alertmanagers.url=http://127.0.0.1:9093", f"--rule-file={f}"])
     peer(["promtool", "check", "rules", f])
 
 
@@ -333,6 +333,56 @@ def t_k8s_peer_configs():
             "ConfigMap strata-rules (kubernetes/rule.yaml) differs from examples/rules/strata.yml"
 
 
+def flag_values(args, flag):
+    return [a.split("=", 1)[1] for a in args if a.startswith(f"--{flag}=")]
+
+
+def t_k8s_receive_ring():
+    """The receivers' hashring lists every pod of the StatefulSet by its stable DNS name, each pod names
+    itself the same way, and every receiver and router routes with the same ring, algorithm and
+    replication factor (which the ring can hold)."""
+    sts = by_name("StatefulSet", "strata-receive")
+    ns, svc, n = sts["metadata"]["namespace"], sts["spec"]["serviceName"], sts["spec"]["replicas"]
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    grpc = listen_port(c["args"], "grpc-address")
+    want = [f"{sts['metadata']['name']}-{i}.{svc}.{ns}.svc.cluster.local:{grpc}" for i in range(n)]
+    cm = by_name("ConfigMap", "strata-receive-hashring")
+    rings = json.loads(cm["data"]["hashrings.json"])
+    assert sorted(e for r in rings for e in r["endpoints"]) == want, f"hashring {rings} != the pods {want}"
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c.get("env", [])}
+    assert flag_values(c["args"], "receive.local-endpoint") == [f"$(NAME).{svc}.{ns}.svc.cluster.local:{grpc}"] \
+        and env.get("NAME") == "metadata.name", "--receive.local-endpoint is not the pod's name in the hashring"
+    routing = set()
+    for _, w, rc in strata_containers():
+        if rc["args"][0] == "receive":
+            vols = {v["name"]: v for v in w["spec"]["template"]["spec"].get("volumes", [])}
+            ring_cms = {vols[m["name"]]["configMap"]["name"] for m in rc.get("volumeMounts", [])
+                        if "configMap" in vols.get(m["name"], {})}
+            routing.add((tuple(ring_cms), tuple(flag_values(rc["args"], "receive.hashrings-algorithm")),
+                         tuple(flag_values(rc["args"], "receive.replication-factor"))))
+    assert len(routing) == 1, f"receivers and routers route differently: {routing}"
+    rf = int(next(iter(routing))[2][0])
+    assert n >= rf, f"{n} receivers cannot hold replication factor {rf}"
+
+
+def t_k8s_query_sees_all():
+    """The queriers ask every StoreAPI workload (through its headless Service's SRV records) and
+    deduplicate on every replica label a workload sets from its pod name."""
+    q = next(c for _, _, c in strata_containers() if c["args"][0] == "query")
+    eps, replicas = flag_values(q["args"], "endpoint"), set(flag_values(q["args"], "query.replica-label"))
+    for _, w, c in strata_containers():
+        router = c["args"][0] == "receive" and not flag_values(c["args"], "receive.local-endpoint")
+        if c["args"][0] not in ("sidecar", "store", "receive", "rule") or router:
+            continue  # a receive router stores no data
+        svc, ns = w["spec"].get("serviceName"), w["metadata"]["namespace"]
+        assert f"dnssrv+_grpc._tcp.{svc}.{ns}.svc.cluster.local" in eps, \
+            f"the queriers do not ask {w['metadata']['name']} (--endpoint=dnssrv+_grpc._tcp.{svc}...)"
+        for lab in flag_values(c["args"], "label"):
+            name, _, val = lab.partition("=")
+            if "$(NAME)" in val:
+                assert name in replicas, f"the queriers do not deduplicate on {name} ({w['metadata']['name']})"
+
+
 def t_kustomization():
     with open(f"{DEPLOY}/kubernetes/kustomization.yaml") as fh:
         k = yaml.safe_load(fh)
@@ -450,6 +500,8 @@ def main():
         check("kubernetes:services", t_k8s_services)
         check("kubernetes:kustomization", t_kustomization)
         check("kubernetes:peer_configs", t_k8s_peer_configs)
+        check("kubernetes:receive_hashring", t_k8s_receive_ring)
+        check("kubernetes:query_sees_all", t_k8s_query_sees_all)
         for cmd in SERVERS:
             check(f"check_config_honoured:{cmd}", t_honours_check_config(cmd))
             check(f"deploy_files:{cmd}", t_deploy_files_cover(cmd))
