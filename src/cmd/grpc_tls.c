@@ -12,27 +12,29 @@ static const char *or_null(const char *s)
 
 int cmd_grpc_server_tls_new(const char *cmdline, const cmd_grpc_server_tls_t *t, tls_server_t **out)
 {
+	return cmd_tls_server_new(cmdline, "--grpc-server-tls", "h2", "gRPC server TLS", t, out);
+}
+
+int cmd_tls_server_new(const char *cmdline, const char *flag, const char *alpn, const char *what,
+                       const cmd_grpc_server_tls_t *t, tls_server_t **out)
+{
 	*out = NULL;
 	const char *cert = or_null(t->cert), *key = or_null(t->key), *ca = or_null(t->client_ca);
 	err_t err = {0};
 	int min = 0;
 	if (!cert && !key) {
 		if (ca) {
-			fprintf(stderr,
-			        "%s: --grpc-server-tls-client-ca needs --grpc-server-tls-cert and "
-			        "--grpc-server-tls-key\n",
-			        cmdline);
+			fprintf(stderr, "%s: %s-client-ca needs %s-cert and %s-key\n", cmdline, flag, flag, flag);
 			return 2;
 		}
 		return 0;
 	}
 	if (!cert || !key) {
-		fprintf(stderr, "%s: --grpc-server-tls-cert and --grpc-server-tls-key go together\n",
-		        cmdline);
+		fprintf(stderr, "%s: %s-cert and %s-key go together\n", cmdline, flag, flag);
 		return 2;
 	}
 	if (or_null(t->min_version) && tls_version_parse(t->min_version, &min, &err)) {
-		fprintf(stderr, "%s: --grpc-server-tls-min-version: %s\n", cmdline, err.msg);
+		fprintf(stderr, "%s: %s-min-version: %s\n", cmdline, flag, err.msg);
 		return 2;
 	}
 	tls_server_opts_t o = {
@@ -41,8 +43,8 @@ int cmd_grpc_server_tls_new(const char *cmdline, const cmd_grpc_server_tls_t *t,
 	    .client_ca_file = ca,
 	    .client_auth = ca ? TLS_CLIENT_AUTH_REQUIRE_AND_VERIFY : TLS_CLIENT_AUTH_NONE,
 	    .min_version = min,
-	    .alpn = "h2",
-	    .what = "gRPC server TLS",
+	    .alpn = alpn,
+	    .what = what,
 	};
 	if (tls_server_new(out, &o, &err)) {
 		fprintf(stderr, "%s: %s\n", cmdline, err.msg);
@@ -52,6 +54,11 @@ int cmd_grpc_server_tls_new(const char *cmdline, const cmd_grpc_server_tls_t *t,
 }
 
 int cmd_grpc_client_tls_new(const char *cmdline, const cmd_grpc_client_tls_t *t, tls_client_t **out)
+{
+	return cmd_tls_client_new(cmdline, "gRPC client TLS", t, out);
+}
+
+int cmd_tls_client_new(const char *cmdline, const char *what, const cmd_grpc_client_tls_t *t, tls_client_t **out)
 {
 	*out = NULL;
 	if (!t->secure)
@@ -63,7 +70,7 @@ int cmd_grpc_client_tls_new(const char *cmdline, const cmd_grpc_client_tls_t *t,
 	    .server_name = or_null(t->server_name),
 	    .insecure_skip_verify = t->skip_verify,
 	    .alpn = "h2",
-	    .what = "gRPC client TLS",
+	    .what = what,
 	};
 	err_t err = {0};
 	if (tls_client_new(out, &o, &err)) {

@@ -9,7 +9,11 @@
  * The certificate, key and CA files are re-read when they change (net/tls.h), so rotating them needs no
  * restart. ALPN "h2".
  *
- * Clients (querier -> endpoints):
+ * The receiver's remote-write listener takes the same four as --remote-write.server-tls-* (HTTPS,
+ * no ALPN), its forwarding to peers (gRPC) the client ones as --remote-write.client-tls-* and
+ * --remote-write.client-server-name (CMD_RW_*_TLS_FLAGS).
+ *
+ * Clients (querier -> endpoints, ruler -> --grpc-query-endpoint):
  *     --grpc-client-tls-secure, --grpc-client-tls-skip-verify, --grpc-client-tls-cert,
  *     --grpc-client-tls-key, --grpc-client-tls-ca, --grpc-client-server-name
  * TLS is on with --grpc-client-tls-secure; the server's certificate is checked against the CA file
@@ -68,10 +72,47 @@ typedef struct cmd_grpc_client_tls {
 		    "https://tools.ietf.org/html/rfc4366#section-3.1"                                        \
 	}
 
+#define CMD_RW_SERVER_TLS_FLAGS(t)                                                                           \
+	{"remote-write.server-tls-cert", FLAG_STRING, &(t)->cert, "",                                        \
+	 "TLS Certificate for HTTP server, leave blank to disable TLS."},                                    \
+	    {"remote-write.server-tls-key", FLAG_STRING, &(t)->key, "",                                      \
+	     "TLS Key for the HTTP server, leave blank to disable TLS."},                                    \
+	    {"remote-write.server-tls-client-ca", FLAG_STRING, &(t)->client_ca, "",                          \
+	     "TLS CA to verify clients against. If no client CA is specified, there is no client "           \
+	     "verification on server side. (tls.NoClientCert)"},                                             \
+	{                                                                                                    \
+		"remote-write.server-tls-min-version", FLAG_STRING, &(t)->min_version, "1.3",                \
+		    "TLS version for the remote-write server, leave blank to default to TLS 1.3, allow "     \
+		    "values: [\"1.0\", \"1.1\", \"1.2\", \"1.3\"]"                                            \
+	}
+
+#define CMD_RW_CLIENT_TLS_FLAGS(t)                                                                           \
+	{"remote-write.client-tls-secure", FLAG_BOOL, &(t)->secure, "false",                                 \
+	 "Use TLS when talking to the other receivers."},                                                    \
+	    {"remote-write.client-tls-skip-verify", FLAG_BOOL, &(t)->skip_verify, "false",                   \
+	     "Disable TLS certificate verification when talking to the other receivers i.e self signed, "    \
+	     "signed by fake CA."},                                                                          \
+	    {"remote-write.client-tls-cert", FLAG_STRING, &(t)->cert, "",                                    \
+	     "TLS Certificates to use to identify this client to the server."},                              \
+	    {"remote-write.client-tls-key", FLAG_STRING, &(t)->key, "",                                      \
+	     "TLS Key for the client's certificate."},                                                       \
+	    {"remote-write.client-tls-ca", FLAG_STRING, &(t)->ca, "",                                        \
+	     "TLS CA Certificates to use to verify servers."},                                               \
+	{                                                                                                    \
+		"remote-write.client-server-name", FLAG_STRING, &(t)->server_name, "",                       \
+		    "Server name to verify the hostname on the returned TLS certificates. See "              \
+		    "https://tools.ietf.org/html/rfc4366#section-3.1"                                        \
+	}
+
 /* *out = NULL without a certificate (plaintext). On a bad flag or file: prints "<cmdline>: <why>" and
  * returns 2. */
 int cmd_grpc_server_tls_new(const char *cmdline, const cmd_grpc_server_tls_t *t, tls_server_t **out);
 /* *out = NULL without --grpc-client-tls-secure. Errors as above. */
 int cmd_grpc_client_tls_new(const char *cmdline, const cmd_grpc_client_tls_t *t, tls_client_t **out);
+/* The same for other flag families: flag is the prefix messages name ("--remote-write.server-tls"),
+ * alpn the protocol a server selects (NULL: none), what names the configuration in errors. */
+int cmd_tls_server_new(const char *cmdline, const char *flag, const char *alpn, const char *what,
+                       const cmd_grpc_server_tls_t *t, tls_server_t **out);
+int cmd_tls_client_new(const char *cmdline, const char *what, const cmd_grpc_client_tls_t *t, tls_client_t **out);
 
 #endif

@@ -13,6 +13,7 @@
 #include "frontend/downstream.h"
 #include "frontend/frontend.h"
 #include "net/http.h"
+#include "net/httpcfg.h"
 
 static const char summary[] =
     "Query frontend command implements a service deployed in front of queriers to improve "
@@ -187,6 +188,7 @@ int cmd_query_frontend(int argc, char **argv)
 		int prc = downstream_tripper_parse(text, len, what, &dc, &err);
 		free(text);
 		if (prc) {
+			httpcfg_free(dc.tls);
 			fprintf(stderr,
 			        "strata query-frontend: --query-frontend.downstream-tripper-config: %s\n",
 			        err.msg);

@@ -26,6 +26,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "cmd/cmd.h"
+#include "cmd/grpc_tls.h"
 #include "model/relabel.h"
 #include "net/grpc.h"
 #include "net/http.h"
@@ -50,7 +51,12 @@ typedef struct receiver {
 	char *relabel_config, *relabel_config_file, *limits_config, *limits_config_file;
 	char *hashrings, *hashrings_file, *hashrings_algo, *local_endpoint, *replica_header, *grpc_compression;
 	int64_t hashrings_refresh_ms, replication_factor, forward_timeout_ms, forward_backoff_ms, forward_workers;
+	char *tenant_cert_field;
+	cmd_grpc_server_tls_t grpc_tls_flags, rw_tls_flags;
+	cmd_grpc_client_tls_t rw_client_tls_flags;
 	/* state */
+	tls_server_t *grpc_tls, *rw_tls; /* NULL: plaintext */
+	tls_client_t *peer_tls;           /* forwarding to peers; NULL: h2c */
 	rcv_router_t *router;
 	hashring_algo_t algo;
 	uint8_t ring_md5[16];
@@ -295,6 +301,9 @@ static void receiver_release(receiver_t *rc)
 	rcv_limiter_free(rc->limiter);
 	relabel_free(rc->relabel);
 	bucket_free(rc->bucket);
+	tls_server_free(rc->grpc_tls);
+	tls_server_free(rc->rw_tls);
+	tls_client_free(rc->peer_tls);
 	pthread_mutex_destroy(&rc->mu);
 	pthread_cond_destroy(&rc->cv);
 }
@@ -308,8 +317,11 @@ int cmd_receive(int argc, char **argv)
 	     "Listen ip:port address for gRPC endpoints (StoreAPI)."},
 	    {"grpc-grace-period", FLAG_DURATION, &rc.grpc_grace_ms, "2m",
 	     "Time to wait after an interrupt received for GRPC Server."},
+	    CMD_GRPC_SERVER_TLS_FLAGS(&rc.grpc_tls_flags),
 	    {"remote-write.address", FLAG_STRING, &rc.rw_address, "0.0.0.0:19291",
 	     "Address to listen on for remote write requests."},
+	    CMD_RW_SERVER_TLS_FLAGS(&rc.rw_tls_flags),
+	    CMD_RW_CLIENT_TLS_FLAGS(&rc.rw_client_tls_flags),
 	    {"tsdb.path", FLAG_STRING, &rc.tsdb_path, "./data",
 	     "Data directory of TSDB (one directory per tenant)."},
 	    {"label", FLAG_STRINGS, &rc.label_flags, NULL,
@@ -343,6 +355,10 @@ int cmd_receive(int argc, char **argv)
 	     "Path to YAML file that contains object store configuration. Without it blocks stay local."},
 	    {"receive.tenant-header", FLAG_STRING, &rc.tenant_header, "THANOS-TENANT",
 	     "HTTP header to determine tenant for write requests."},
+	    {"receive.tenant-certificate-field", FLAG_STRING, &rc.tenant_cert_field, "",
+	     "Set the certificate field to be used to determine tenant from the client certificate. "
+	     "Possible values are: organization, organizationalUnit, commonName. This setting will cause "
+	     "the receive.tenant-header flag value to be ignored."},
 	    {"receive.default-tenant-id", FLAG_STRING, &rc.default_tenant, "default-tenant",
 	     "Default tenant ID to use when none is provided via a header."},
 	    {"receive.tenant-label-name", FLAG_STRING, &rc.tenant_label, "tenant_id",
@@ -436,6 +452,29 @@ int cmd_receive(int argc, char **argv)
 		        rc.tenant_label);
 		goto usage;
 	}
+	if (!tls_subject_field_valid(rc.tenant_cert_field)) {
+		err_set(&err, ERR_INVALID,
+		        "--receive.tenant-certificate-field %s: want organization, organizationalUnit or "
+		        "commonName",
+		        rc.tenant_cert_field);
+		goto usage;
+	}
+	if (*rc.tenant_cert_field && !*rc.rw_tls_flags.client_ca) {
+		err_set(&err, ERR_INVALID,
+		        "--receive.tenant-certificate-field needs client certificates: set "
+		        "--remote-write.server-tls-cert, --remote-write.server-tls-key and "
+		        "--remote-write.server-tls-client-ca");
+		goto usage;
+	}
+	if ((ret = cmd_grpc_server_tls_new(argv[0], &rc.grpc_tls_flags, &rc.grpc_tls)) != 0 ||
+	    (ret = cmd_tls_server_new(argv[0], "--remote-write.server-tls", NULL, "remote-write server TLS",
+	                              &rc.rw_tls_flags, &rc.rw_tls)) != 0 ||
+	    (ret = cmd_tls_client_new(argv[0], "remote-write client TLS", &rc.rw_client_tls_flags,
+	                              &rc.peer_tls)) != 0) {
+		arena_release(&a);
+		receiver_release(&rc);
+		return ret;
+	}
 	if (read_text(rc.relabel_config, rc.relabel_config_file, &text, &what, &err) != 0)
 		goto usage;
 	if (what && relabel_parse(text.p, text.n, what, &rc.relabel, &err) != 0)
@@ -512,7 +551,8 @@ int cmd_receive(int argc, char **argv)
 	    .forward_timeout_ms = rc.forward_timeout_ms,
 	    .peers = {.compress = !strcmp(rc.grpc_compression, "snappy"),
 	              .max_backoff_ms = rc.forward_backoff_ms,
-	              .workers_per_peer = (int)rc.forward_workers},
+	              .workers_per_peer = (int)rc.forward_workers,
+	              .tls = rc.peer_tls},
 	};
 	rc.router = rcv_router_new(&rcfg);
 	mtsdb_set_tenant_labels(rc.mt, rcv_router_tenant_labels, rc.router);
@@ -526,7 +566,8 @@ int cmd_receive(int argc, char **argv)
 	                           .limits = rc.limiter,
 	                           .relabel = rc.relabel,
 	                           .tenant_header = rc.tenant_header,
-	                           .default_tenant = rc.default_tenant};
+	                           .default_tenant = rc.default_tenant,
+	                           .tenant_cert_field = rc.tenant_cert_field};
 	rc.handler = rcv_handler_new(&hc);
 
 	sigset_t set;
@@ -544,11 +585,11 @@ int cmd_receive(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
-	http_server_config_t hcfg = {.address = rc.sf.http_address};
+	http_server_config_t hcfg = {.address = rc.sf.http_address, .web_config_file = rc.sf.http_config};
 	/* Writes block on fsync (shared by concurrent writes): more workers than cores keep group commits
 	 * full while the CPU-heavy part runs on the cores. */
 	http_server_config_t rwcfg = {
-	    .address = rc.rw_address, .worker_threads = 16, .max_body_bytes = 64u << 20};
+	    .address = rc.rw_address, .worker_threads = 16, .max_body_bytes = 64u << 20, .tls = rc.rw_tls};
 	if (http_server_new(&rc.http, http_loop, &hcfg, &err) != 0 ||
 	    http_server_new(&rc.rw, rc.rw_loop, &rwcfg, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
@@ -560,7 +601,7 @@ int cmd_receive(int argc, char **argv)
 	grpc = grpc_server_new(rc.grpc_loop, &gcfg);
 	svc = store_grpc_register_pool(grpc, mtsdb_store(rc.mt), "receive", NULL);
 	rcv_router_register_grpc(rc.router, grpc);
-	if (grpc_server_listen(grpc, rc.grpc_address, &gls, &err) != 0) {
+	if (grpc_server_listen_tls(grpc, rc.grpc_address, rc.grpc_tls, &gls, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		ret = 1;
 		goto out;
@@ -574,7 +615,9 @@ int cmd_receive(int argc, char **argv)
 	bg_started = true;
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	log_info("receiver listening", "http", rc.sf.http_address, "remote_write", rc.rw_address, "grpc",
-	         rc.grpc_address, "tsdb_path", rc.tsdb_path, "mode", rcv_router_mode(rc.router));
+	         rc.grpc_address, "tsdb_path", rc.tsdb_path, "mode", rcv_router_mode(rc.router),
+	         "remote_write_tls", rc.rw_tls ? "on" : "off", "grpc_tls", rc.grpc_tls ? "on" : "off",
+	         "forward_tls", rc.peer_tls ? "on" : "off");
 	if (http_server_run(rc.http, rc.sf.http_grace_ms, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		ret = 1;

@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "net/api_response.h"
+#include "net/httpcfg.h"
 
 struct downstream {
 	char *url; /* without a trailing '/' */
@@ -23,6 +24,7 @@ struct downstream {
 	char **tenant;
 	size_t ntenant;
 	int64_t timeout_ms, connect_timeout_ms;
+	httpcfg_t *tls; /* tls_config or NULL */
 };
 
 static metric_t *m_retries;
@@ -39,9 +41,11 @@ static void init_metrics(void)
 int downstream_new(downstream_t **out, const downstream_config_t *c, err_t *err)
 {
 	*out = NULL;
-	if (!c->url || (strncmp(c->url, "http://", 7) != 0 && strncmp(c->url, "https://", 8) != 0))
+	if (!c->url || (strncmp(c->url, "http://", 7) != 0 && strncmp(c->url, "https://", 8) != 0)) {
+		httpcfg_free(c->tls);
 		return err_set(err, ERR_INVALID, "downstream URL %s: expected http:// or https://",
 		               c->url ? c->url : "\"\"");
+	}
 	pthread_once(&once, init_metrics);
 	downstream_t *d = xcalloc(1, sizeof *d);
 	d->url = xstrdup(c->url);
@@ -58,6 +62,7 @@ int downstream_new(downstream_t **out, const downstream_config_t *c, err_t *err)
 		d->tenant[i] = xstrdup(c->tenant_headers[i]);
 	d->timeout_ms = c->timeout_ms ? c->timeout_ms : 2 * 60 * 1000;
 	d->connect_timeout_ms = c->connect_timeout_ms;
+	d->tls = c->tls;
 	*out = d;
 	return 0;
 }
@@ -94,7 +99,11 @@ int downstream_tripper_parse(const char *yaml, size_t len, const char *what, dow
 		            *v = yaml_document_get_node(&doc, pr->value);
 		const char *ks = k->type == YAML_SCALAR_NODE ? (const char *)k->data.scalar.value : "?";
 		const char *vs = v->type == YAML_SCALAR_NODE ? (const char *)v->data.scalar.value : NULL;
-		bool known = false;
+		bool known = !strcmp(ks, "tls_config");
+		if (known) {
+			httpcfg_free(c->tls);
+			rc = httpcfg_parse_tls_node(&doc, v, what, &c->tls, err);
+		}
 		for (size_t i = 0; i < ARRAY_LEN(durations) && !known && !rc; i++) {
 			if (strcmp(ks, durations[i]) != 0)
 				continue;
@@ -140,6 +149,7 @@ void downstream_free(downstream_t *d)
 	free(d->fwd);
 	free(d->tenant);
 	free(d->url);
+	httpcfg_free(d->tls);
 	free(d);
 }
 
@@ -245,6 +255,7 @@ static void run_calls(downstream_t *d, http_req_t *r, ds_call_t *calls, size_t n
 		                        .body_len = get ? 0 : c->params.n,
 		                        .timeout_ms = d->timeout_ms,
 		                        .connect_timeout_ms = d->connect_timeout_ms,
+		                        .cfg = d->tls,
 		                        .max_body = 1u << 30};
 		idx[i] = i;
 		c->tries = 0;

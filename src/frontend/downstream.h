@@ -34,12 +34,16 @@ typedef struct downstream_config {
 	size_t ntenant_headers;
 	int64_t timeout_ms;         /* whole exchange; 0 = 2m */
 	int64_t connect_timeout_ms; /* 0 = 10s */
+	struct httpcfg *tls;        /* the tripper config's tls_config (net/httpcfg.h) or NULL; downstream_new
+	                               takes it over (also on failure), downstream_free frees it */
 } downstream_config_t;
 
 /* Thanos's --query-frontend.downstream-tripper-config YAML into c: response_header_timeout bounds each
  * exchange (default 2m), tls_handshake_timeout the connection set-up (10s); idle_conn_timeout,
  * expect_continue_timeout, max_idle_conns, max_idle_conns_per_host and max_conns_per_host are checked
- * and accepted (every downstream request has a connection of its own). Unknown keys are errors. */
+ * and accepted (every downstream request has a connection of its own); tls_config {ca_file,
+ * cert_file, key_file, server_name, insecure_skip_verify} is used for an https:// downstream URL
+ * (c->tls). Unknown keys are errors. */
 int downstream_tripper_parse(const char *yaml, size_t len, const char *what, downstream_config_t *c,
                              err_t *err);
 

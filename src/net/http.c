@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/workers.h"
+#include "net/tls.h"
 #include "net/webconfig.h"
 
 typedef struct http_conn http_conn_t;
@@ -468,7 +469,19 @@ bool http_req_connected(const http_req_t *r)
 
 bool http_server_tls(const http_server_t *srv)
 {
-	return srv->web && webcfg_tls(srv->web);
+	return srv->cfg.tls || (srv->web && webcfg_tls(srv->web));
+}
+
+static SSL *flags_tls_new_ssl(void *arg)
+{
+	return tls_server_new_ssl(arg);
+}
+
+int http_req_tls_subject(const http_req_t *r, const char *field, buf_t *out, err_t *err)
+{
+	if (!r->priv->hc || !r->priv->hc->c->ssl)
+		return err_set(err, ERR_NOT_FOUND, "could not get required certificate (not a TLS connection)");
+	return tls_peer_subject_field(r->priv->hc->c->ssl, field, out, err);
 }
 
 bool http_req_peer_eof(const http_req_t *r)
@@ -1095,7 +1108,11 @@ int http_server_new(http_server_t **out, loop_t *loop, const http_server_config_
 	srv->other_duration = metric_with(srv->m_duration, "other");
 	if (cfg->web_config_file && *cfg->web_config_file) {
 		int rc = webcfg_new(&srv->web, cfg->web_config_file, err);
+		if (!rc && cfg->tls && webcfg_tls(srv->web))
+			rc = err_set(err, ERR_INVALID, "%s: tls_server_config cannot be used on this listener "
+			             "(its TLS comes from flags)", cfg->web_config_file);
 		if (rc) {
+			webcfg_free(srv->web);
 			router_release(&srv->router);
 			free(srv);
 			return rc;
@@ -1109,8 +1126,10 @@ int http_server_new(http_server_t **out, loop_t *loop, const http_server_config_
 	    .max_conns = cfg->max_conns,
 	    .on_accept = on_accept,
 	    .arg = srv,
-	    .tls_new_ssl = srv->web && webcfg_tls(srv->web) ? webcfg_new_ssl : NULL,
-	    .tls_arg = srv->web,
+	    .tls_new_ssl = cfg->tls                           ? flags_tls_new_ssl
+	                   : srv->web && webcfg_tls(srv->web) ? webcfg_new_ssl
+	                                                      : NULL,
+	    .tls_arg = cfg->tls ? (void *)cfg->tls : srv->web,
 	    .handshake_timeout_ms = cfg->handshake_timeout_ms,
 	};
 	int rc = listener_new(&srv->listener, loop, &lc, err);

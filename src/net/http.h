@@ -91,6 +91,9 @@ typedef struct http_server_config {
 	const char
 	    *web_config_file; /* --http.config: TLS, basic auth, headers (net/webconfig.h); NULL = none */
 	int64_t handshake_timeout_ms; /* 0 = 10s: a TLS handshake must finish in this */
+	struct tls_server *tls; /* TLS from flags (net/tls.h; borrowed, outlives the server), e.g. the
+	                           receiver's --remote-write.server-tls-*; exclusive with the web
+	                           configuration's tls_server_config. NULL = per web_config_file */
 } http_server_config_t;
 
 /* Listen and register the built-in endpoints. Errors name the address, or the web configuration file
@@ -134,6 +137,11 @@ int http_server_run(http_server_t *srv, int64_t grace_ms, err_t *err);
 
 /* Case-insensitive header lookup (first occurrence); false if absent. */
 bool http_req_header(const http_req_t *r, const char *name, str_t *value);
+/* A subject field of the client certificate the TLS handshake verified (net/tls.h
+ * tls_peer_subject_field: "organization", "organizationalUnit", "commonName"), appended to out.
+ * ERR_NOT_FOUND naming what is missing (plaintext connection, no certificate, no such field). Loop
+ * thread only (in the handler, before http_run_on_worker). */
+int http_req_tls_subject(const http_req_t *r, const char *field, buf_t *out, err_t *err);
 /* First value of a form/query parameter (r->form: query then body). */
 bool http_req_param(const http_req_t *r, const char *key, str_t *value);
 loop_t *http_req_loop(const http_req_t *r);

@@ -127,12 +127,16 @@ static int top_pair(parse_t *p, const char *key, yaml_node_t *v)
 	return 1;
 }
 
-/* Parse the mapping at node of doc into a new configuration and check it. */
-static int parse_node(yaml_document_t *doc, yaml_node_t *node, const char *what, httpcfg_t **out, err_t *err)
+/* Parse the mapping at node of doc (an http_config, or with tls_only just a tls_config) into a new
+ * configuration and check it. */
+static int parse_node(yaml_document_t *doc, yaml_node_t *node, const char *what, bool tls_only, httpcfg_t **out,
+                      err_t *err)
 {
 	httpcfg_t *c = xcalloc(1, sizeof *c);
 	parse_t p = {.doc = doc, .what = what, .c = c, .err = err};
-	int rc = node ? each_pair(&p, node, NULL, top_pair) : 0;
+	int rc = !node     ? 0
+	         : tls_only ? each_pair(&p, node, "tls_config", tls_pair)
+	                    : each_pair(&p, node, NULL, top_pair);
 	if (!rc && (c->username || c->password || c->password_file) &&
 	    (c->bearer_token || c->bearer_token_file))
 		rc = err_set(err, ERR_INVALID,
@@ -176,7 +180,7 @@ int httpcfg_parse(const char *yaml, size_t len, const char *what, httpcfg_t **ou
 		yaml_parser_delete(&yp);
 		return rc;
 	}
-	int rc = parse_node(&doc, yaml_document_get_root_node(&doc), what, out, err);
+	int rc = parse_node(&doc, yaml_document_get_root_node(&doc), what, false, out, err);
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&yp);
 	return rc;
@@ -185,7 +189,13 @@ int httpcfg_parse(const char *yaml, size_t len, const char *what, httpcfg_t **ou
 int httpcfg_parse_node(void *doc, void *node, const char *what, httpcfg_t **out, err_t *err)
 {
 	*out = NULL;
-	return parse_node(doc, node, what, out, err);
+	return parse_node(doc, node, what, false, out, err);
+}
+
+int httpcfg_parse_tls_node(void *doc, void *node, const char *what, httpcfg_t **out, err_t *err)
+{
+	*out = NULL;
+	return parse_node(doc, node, what, true, out, err);
 }
 
 void httpcfg_free(httpcfg_t *c)

@@ -39,6 +39,9 @@ int httpcfg_parse(const char *yaml, size_t len, const char *what, httpcfg_t **ou
 /* The same from a node of a document already parsed (yaml_document_t *, yaml_node_t *): an http_config
  * block inside a larger YAML file (--query.config, --alertmanagers.config). */
 int httpcfg_parse_node(void *doc, void *node, const char *what, httpcfg_t **out, err_t *err);
+/* Just a tls_config mapping (ca_file, cert_file, key_file, server_name, insecure_skip_verify), as in
+ * --query-frontend.downstream-tripper-config. */
+int httpcfg_parse_tls_node(void *doc, void *node, const char *what, httpcfg_t **out, err_t *err);
 void httpcfg_free(httpcfg_t *c);
 
 /* Applied by net/httpclient to each request: options on the curl handle h, headers appended to

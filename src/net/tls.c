@@ -625,3 +625,41 @@ SSL *tls_client_new_ssl(tls_client_t *t, const char *host)
 	}
 	return ssl;
 }
+
+static int subject_nid(const char *field)
+{
+	if (!strcmp(field, "organization"))
+		return NID_organizationName;
+	if (!strcmp(field, "organizationalUnit"))
+		return NID_organizationalUnitName;
+	if (!strcmp(field, "commonName"))
+		return NID_commonName;
+	return NID_undef;
+}
+
+bool tls_subject_field_valid(const char *field)
+{
+	return !field || !*field || subject_nid(field) != NID_undef;
+}
+
+int tls_peer_subject_field(SSL *ssl, const char *field, buf_t *out, err_t *err)
+{
+	int nid = subject_nid(field);
+	if (nid == NID_undef)
+		return err_set(err, ERR_INVALID, "tls client cert field %s is not supported", field);
+	/* Only a certificate the handshake verified names a tenant (RequestClientCert takes any). */
+	X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+	if (!cert || SSL_get_verify_result(ssl) != X509_V_OK)
+		return err_set(err, ERR_NOT_FOUND, "could not get required certificate");
+	X509_NAME *name = X509_get_subject_name(cert);
+	int i = name ? X509_NAME_get_index_by_NID(name, nid, -1) : -1;
+	unsigned char *utf8 = NULL;
+	int n = i >= 0 ? ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i))) : -1;
+	if (n <= 0) {
+		OPENSSL_free(utf8);
+		return err_set(err, ERR_NOT_FOUND, "could not get %s field from client cert", field);
+	}
+	buf_append(out, utf8, (size_t)n);
+	OPENSSL_free(utf8);
+	return 0;
+}

@@ -97,6 +97,15 @@ int tls_cipher_from_go(const char *go_name, buf_t *out, err_t *err);
 /* Go's curve names ("CurveP256", "X25519") -> OpenSSL group names appended to out. ERR_INVALID. */
 int tls_group_from_go(const char *go_name, buf_t *out, err_t *err);
 
+/* The verified client certificate's subject field of a server-side session (Thanos's
+ * --receive.tenant-certificate-field / --query.tenant-certificate-field): field is "organization",
+ * "organizationalUnit" or "commonName"; the first such entry (UTF-8) goes to out. ERR_NOT_FOUND when
+ * the peer sent no certificate or it has no such field (the message says which), ERR_INVALID for an
+ * unknown field name. */
+int tls_peer_subject_field(SSL *ssl, const char *field, buf_t *out, err_t *err);
+/* Whether field names a subject field tls_peer_subject_field knows ("" counts: none). */
+bool tls_subject_field_valid(const char *field);
+
 /* The last OpenSSL error(s) of this thread as text (cleared), for messages. */
 void tls_errors(char *out, size_t n);
 

@@ -15,7 +15,7 @@
 
 struct rcv_handler {
 	rcv_handler_config_t c;
-	char *tenant_header, *default_tenant, *replica_header;
+	char *tenant_header, *default_tenant, *replica_header, *tenant_cert_field;
 	atomic_bool ready;
 	pthread_mutex_t gate_mu;
 	pthread_cond_t gate_cv;
@@ -35,6 +35,8 @@ rcv_handler_t *rcv_handler_new(const rcv_handler_config_t *cfg)
 	    xstrdup(cfg->default_tenant && *cfg->default_tenant ? cfg->default_tenant : "default-tenant");
 	h->replica_header =
 	    xstrdup(cfg->replica_header && *cfg->replica_header ? cfg->replica_header : "THANOS-REPLICA");
+	h->tenant_cert_field =
+	    cfg->tenant_cert_field && *cfg->tenant_cert_field ? xstrdup(cfg->tenant_cert_field) : NULL;
 	if (!h->c.max_decoded)
 		h->c.max_decoded = 32u << 20;
 	pthread_mutex_init(&h->gate_mu, NULL);
@@ -61,6 +63,7 @@ void rcv_handler_free(rcv_handler_t *h)
 	free(h->tenant_header);
 	free(h->default_tenant);
 	free(h->replica_header);
+	free(h->tenant_cert_field);
 	free(h);
 }
 
@@ -176,11 +179,24 @@ static void handle(http_req_t *r, void *arg)
 		return;
 	}
 	str_t tenant;
-	if (!http_req_header(r, h->tenant_header, &tenant) && !http_req_header(r, "THANOS-TENANT", &tenant))
-		tenant = str_c(h->default_tenant);
-	tenant = str_trim(tenant);
-	if (!tenant.n)
-		tenant = str_c(h->default_tenant);
+	if (h->tenant_cert_field) { /* hard tenancy: no certificate field, no write */
+		buf_t b = BUF_INIT;
+		err_t err = {0};
+		int rc = http_req_tls_subject(r, h->tenant_cert_field, &b, &err);
+		tenant = str_from(arena_strndup(&r->arena, b.p, b.n), b.n);
+		buf_release(&b);
+		if (rc) {
+			http_error(r, 400, "%s", err.msg);
+			return;
+		}
+	} else {
+		if (!http_req_header(r, h->tenant_header, &tenant) &&
+		    !http_req_header(r, "THANOS-TENANT", &tenant))
+			tenant = str_c(h->default_tenant);
+		tenant = str_trim(tenant);
+		if (!tenant.n)
+			tenant = str_c(h->default_tenant);
+	}
 	if (!mtsdb_tenant_valid(tenant)) {
 		http_error(r, 400,
 		           "invalid tenant \"%.*s\": tenant names must be usable as a directory name (no "

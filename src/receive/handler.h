@@ -3,7 +3,9 @@
  *
  * Per request, in Thanos's order (reference thanos.md §8.2): readiness (503), tenant from
  * --receive.tenant-header (else the literal THANOS-TENANT header, else --receive.default-tenant-id;
- * a name that is not a valid directory name is 400), request size limit (413), then on a worker
+ * with --receive.tenant-certificate-field the verified client certificate's organization,
+ * organizationalUnit or commonName instead, a request without one being 400 as in Thanos; a name
+ * that is not a valid directory name is 400), request size limit (413), then on a worker
  * thread: the max_concurrency gate (excess requests wait), snappy + protobuf decoding (400; a
  * decompressed size over the limit is 413), series and samples limits (413), relabelling, and the
  * write (receive/writer.h gives the status). Success is 200 with an empty body; errors are text.
@@ -36,6 +38,8 @@ typedef struct rcv_handler_config {
 	size_t max_decoded;   /* decompressed body limit; 0 = 32 MiB (Prometheus sends well under 1 MiB) */
 	rcv_router_t *router; /* writes go through it (hashring routing); NULL = rcv_write here */
 	const char *replica_header; /* e.g. THANOS-REPLICA: the request is that replica (router.h) */
+	const char *tenant_cert_field; /* organization|organizationalUnit|commonName: the tenant is that
+	                                  field of the client certificate (headers ignored); NULL = off */
 } rcv_handler_config_t;
 
 typedef struct rcv_handler rcv_handler_t;

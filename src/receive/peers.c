@@ -92,7 +92,8 @@ peer_t *peers_get(peers_t *ps, const char *address)
 		pthread_mutex_init(&p->mu, NULL);
 		grpc_channel_config_t cc = {.compress = ps->c.compress,
 		                            .backoff_initial_ms = BACKOFF_MIN_MS,
-		                            .backoff_max_ms = ps->c.max_backoff_ms};
+		                            .backoff_max_ms = ps->c.max_backoff_ms,
+		                            .tls = ps->c.tls};
 		err_t err = {0};
 		if (grpc_channel_new(&p->ch, NULL, address, &cc, &err) != 0) {
 			p->ch = NULL;

@@ -44,6 +44,7 @@ typedef struct peers_config {
 	bool compress;          /* snappy */
 	int64_t max_backoff_ms; /* 0 = 5000 */
 	int workers_per_peer;   /* 0 = 5 */
+	struct tls_client *tls; /* --remote-write.client-tls-* (borrowed, outlives ps); NULL = h2c */
 } peers_config_t;
 
 peers_t *peers_new(const peers_config_t *cfg);

@@ -7,7 +7,9 @@ make_certs(dir) writes, under dir:
   client.crt/.key               CN=strata-client, SAN DNS:client.strata.test (clientAuth)
   untrusted-ca.crt/.key         another CA nobody trusts
   untrusted-client.crt/.key     a client certificate from the untrusted CA
-and returns dir. bcrypt_hash(password) gives a $2y$ hash (libxcrypt through Python's crypt module).
+and returns dir. client_cert(dir, name, subject) adds a client certificate from the test CA with a subject of
+its own ("/O=team-a/OU=ops/CN=prom-a": tenants from certificates). bcrypt_hash(password) gives a $2y$ hash
+(libxcrypt through Python's crypt module).
 """
 import os
 import subprocess
@@ -28,9 +30,9 @@ def _ca(name, cn, cwd):
          "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=cwd)
 
 
-def _leaf(name, cn, ca, ext, cwd):
+def _leaf(name, cn, ca, ext, cwd, subject=None):
     _key(name, cwd)
-    _run("req", "-new", "-key", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=cwd)
+    _run("req", "-new", "-key", name + ".key", "-out", name + ".csr", "-subj", subject or "/CN=" + cn, cwd=cwd)
     with open(os.path.join(cwd, name + ".ext"), "w") as f:
         f.write(ext)
     _run("x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key", "-CAcreateserial",
@@ -50,6 +52,11 @@ def make_certs(d):
     _ca("untrusted-ca", "someone-else", d)
     _leaf("untrusted-client", "strata-client", "untrusted-ca", CLIENT_EXT, d)
     return d
+
+
+def client_cert(d, name, subject):
+    _leaf(name, None, "ca", CLIENT_EXT, d, subject=subject)
+    return os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
 
 
 def subject_cn(pem_der_or_path):
