@@ -158,6 +158,11 @@ const char *downstream_url(const downstream_t *d)
 	return d->url;
 }
 
+const struct httpcfg *downstream_httpcfg(const downstream_t *d)
+{
+	return d->tls;
+}
+
 str_t downstream_tenant(const downstream_t *d, const http_req_t *r)
 {
 	str_t v;

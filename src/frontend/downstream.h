@@ -53,6 +53,8 @@ typedef struct downstream downstream_t;
 int downstream_new(downstream_t **out, const downstream_config_t *c, err_t *err);
 void downstream_free(downstream_t *d);
 const char *downstream_url(const downstream_t *d);
+/* The tls_config requests to the downstream use (NULL: none). */
+const struct httpcfg *downstream_httpcfg(const downstream_t *d);
 
 /* The tenant named by the incoming request's tenant header, or "anonymous". */
 str_t downstream_tenant(const downstream_t *d, const http_req_t *r);

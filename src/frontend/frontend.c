@@ -762,11 +762,17 @@ static void *probe_main(void *arg)
 	pthread_mutex_lock(&fe->mu);
 	while (!fe->stop) {
 		pthread_mutex_unlock(&fe->mu);
-		httpc_req_t req = {.url = url, .timeout_ms = 5000, .connect_timeout_ms = 2000};
+		httpc_req_t req = {.url = url,
+		                   .timeout_ms = 5000,
+		                   .connect_timeout_ms = 2000,
+		                   .cfg = downstream_httpcfg(fe->c.downstream)};
 		httpc_resp_t resp;
 		httpc_resp_init(&resp);
 		err_t err = {0};
-		bool ok = httpc_do(&req, &resp, &err) == 0 && resp.status == 200;
+		/* A querier behind basic auth answers the probe 401: it is up, and the clients' requests carry
+		 * their credentials (--query-frontend.forward-header=Authorization). */
+		bool ok = httpc_do(&req, &resp, &err) == 0 &&
+		          (resp.status == 200 || resp.status == 401 || resp.status == 403);
 		httpc_resp_release(&resp);
 		if (ok != ready) {
 			ready = ok;

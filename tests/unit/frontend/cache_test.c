@@ -8,6 +8,7 @@
 
 #include "frontend/cache.h"
 #include "frontend/downstream.h"
+#include "net/httpcfg.h"
 #include "test.h"
 #include "test_memcached.h"
 
@@ -119,6 +120,18 @@ TEST(tripper_config)
 	CHECK(downstream_tripper_parse("bogus: 1\n", 9, "t", &c, &err) == ERR_INVALID &&
 	      strstr(err.msg, "bogus"));
 	CHECK(downstream_tripper_parse("max_idle_conns: -1\n", 19, "t", &c, &err) == ERR_INVALID);
+	/* tls_config: parsed into c.tls; unknown keys and missing files are errors naming them */
+	const char *tls = "tls_config:\n  insecure_skip_verify: true\n  server_name: querier.example\n";
+	CHECK(downstream_tripper_parse(tls, strlen(tls), "t", &c, &err) == 0);
+	CHECK(c.tls && c.tls->insecure_skip_verify && !strcmp(c.tls->server_name, "querier.example"));
+	const char *tls_bad = "tls_config:\n  ca_file: /nonexistent/ca.crt\n";
+	CHECK(downstream_tripper_parse(tls_bad, strlen(tls_bad), "t", &c, &err) != 0 &&
+	      strstr(err.msg, "/nonexistent/ca.crt"));
+	const char *tls_unknown = "tls_config:\n  cipher: x\n";
+	CHECK(downstream_tripper_parse(tls_unknown, strlen(tls_unknown), "t", &c, &err) == ERR_INVALID &&
+	      strstr(err.msg, "cipher"));
+	httpcfg_free(c.tls);
+	c.tls = NULL;
 	downstream_t *d;
 	downstream_config_t bad = {.url = "localhost:9090"};
 	CHECK(downstream_new(&d, &bad, &err) == ERR_INVALID);
