@@ -17,6 +17,7 @@
 #include "base/alloc.h"
 #include "base/duration.h"
 #include "cmd/cmd.h"
+#include "cmd/endpoint_config.h"
 #include "cmd/grpc_tls.h"
 #include "net/grpc.h"
 #include "net/http.h"
@@ -31,6 +32,7 @@ static const char summary[] = "Query node exposing PromQL enabled Query API with
 typedef struct dial_opts {
 	int64_t info_timeout_ms;
 	tls_client_t *tls; /* --grpc-client-tls-*; NULL: plaintext */
+	const cmd_endpoint_config_t *sd; /* --endpoint.sd-config: per-endpoint and default client configs */
 } dial_opts_t;
 
 /* Remote endpoints: a StoreAPI client per address. */
@@ -38,6 +40,11 @@ static store_t *dial_remote(const char *address, void *arg, err_t *err)
 {
 	const dial_opts_t *o = arg;
 	store_grpc_client_config_t cfg = {.info_timeout_ms = o->info_timeout_ms, .tls = o->tls};
+	const cmd_endpoint_client_t *c = cmd_endpoint_client_for(o->sd, address);
+	if (c) {
+		cfg.tls = c->tls;
+		cfg.compress = c->compress;
+	}
 	store_t *s;
 	if (store_grpc_client_new(&s, address, &cfg, err))
 		return NULL;
@@ -120,7 +127,7 @@ int cmd_query(int argc, char **argv)
 	static cmd_server_flags_t sf;
 	static cmd_grpc_server_tls_t gst;
 	static cmd_grpc_client_tls_t gct;
-	static char *grpc_address, *dedup_func, *route_prefix, *external_prefix;
+	static char *grpc_address, *dedup_func, *route_prefix, *external_prefix, *sd_config, *sd_config_file;
 	static strlist_t endpoints, stores, sd_files, store_sd_files, replica_flags;
 	static int64_t grpc_grace_ms, timeout_ms, max_conc, lookback_ms, max_samples, eval_ms, default_step_ms,
 		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms, max_memory, instant_res_ms;
@@ -136,6 +143,12 @@ int cmd_query(int argc, char **argv)
 		 "Addresses of statically configured StoreAPI endpoints (repeatable). The scheme may be prefixed with "
 		 "'dns+' or 'dnssrv+' to detect endpoints through respective DNS lookups."},
 		{"store", FLAG_STRINGS, &stores, NULL, "Deprecated alias of --endpoint.", NULL, true},
+		{"endpoint.sd-config", FLAG_STRING, &sd_config, NULL,
+		 "Alternative to 'endpoint.sd-config-file' flag (mutually exclusive). Content of Config File with "
+		 "endpoint definitions (addresses, default_client_config and per-endpoint client_config with "
+		 "tls_config)."},
+		{"endpoint.sd-config-file", FLAG_STRING, &sd_config_file, NULL,
+		 "Path to Config File with endpoint definitions (read at start)."},
 		{"endpoint.sd-files", FLAG_STRINGS, &sd_files, NULL,
 		 "Path to files (globs allowed) that contain addresses of endpoints in Prometheus file_sd format "
 		 "(JSON or YAML). Re-read on change."},
@@ -220,10 +233,26 @@ int cmd_query(int argc, char **argv)
 	for (size_t i = 0; i < store_sd_files.n; i++)
 		strlist_push(&files, store_sd_files.v[i]);
 	split_commas(&replica_flags, &replica);
+	static cmd_endpoint_config_t sdc;
+	char *sd_text = NULL;
+	size_t sd_len = 0;
+	const char *sd_what = NULL;
+	if (cmd_read_config("strata query", sd_config, sd_config_file, &sd_text, &sd_len, &sd_what))
+		return 2;
+	if (sd_text) {
+		int prc = cmd_endpoint_config_parse(sd_text, sd_len, sd_what, &sdc, &err);
+		free(sd_text);
+		if (prc) {
+			fprintf(stderr, "strata query: --endpoint.sd-config: %s\n", err.msg);
+			return 2;
+		}
+		for (size_t i = 0; i < sdc.n; i++)
+			strlist_push(&specs, sdc.v[i].address);
+	}
 
 	endpoint_set_t *es = NULL;
 	tls_server_t *server_tls = NULL;
-	dial_opts_t dial = {.info_timeout_ms = info_timeout_ms};
+	dial_opts_t dial = {.info_timeout_ms = info_timeout_ms, .sd = &sdc};
 	endpoint_set_config_t ec = {.specs = (const char *const *)specs.v, .nspecs = specs.n,
 				    .sd_files = (const char *const *)files.v, .nsd_files = files.n,
 				    .dial = dial_remote, .dial_arg = &dial,
@@ -312,6 +341,7 @@ out:
 		grpc_server_free(grpc);
 	endpoint_set_free(es);
 	tls_client_free(dial.tls);
+	cmd_endpoint_config_release(&sdc);
 	tls_server_free(server_tls);
 	if (gloop)
 		loop_free(gloop);

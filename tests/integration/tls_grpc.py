@@ -14,6 +14,9 @@ certificates, and a client certificate from a CA nobody trusts.
   in /api/v1/stores; --grpc-client-tls-skip-verify still gets through with the right certificate
 - python3-grpcio with ssl_channel_credentials (client certificate) calls Info and Series; without a
   client certificate the call fails UNAVAILABLE
+- --endpoint.sd-config: default_client_config and per-endpoint client_config (tls_config, server_name) in one
+  querier; an endpoint whose own config has no client certificate is refused while the others answer;
+  bad configs (group: true, a DNS endpoint with its own client_config, a missing file, a typo) exit 2
 - the server certificate replaced on disk: new connections get it without a restart
 - bad flags/files: a clear error and exit 2, also under --check-config
 """
@@ -157,6 +160,45 @@ scrape_configs:
                    "a querier over a querier over mTLS", timeout=40)
         stop(q2)
     h.check("querier_over_querier_mtls", layered)
+
+    def endpoint_sd_config():
+        # default_client_config (mTLS) for the store gateway, the sidecar's own client_config (mTLS,
+        # server_name checked), and the first querier's own client_config without a client certificate:
+        # refused by its mTLS server while the others answer
+        cfg = f"""default_client_config:
+  tls_config: {{ca_file: {C('ca.crt')}, cert_file: {C('client.crt')}, key_file: {C('client.key')}}}
+endpoints:
+  - address: 127.0.0.1:{store_grpc}
+  - address: 127.0.0.1:{side_grpc}
+    strict: true
+    client_config:
+      tls_config: {{ca_file: {C('ca.crt')}, cert_file: {C('client.crt')}, key_file: {C('client.key')}}}
+      server_name: localhost
+      compression: snappy
+  - address: 127.0.0.1:{q1_grpc}
+    client_config:
+      tls_config: {{enabled: true, ca_file: {C('ca.crt')}}}
+"""
+        q3, q3_http, _ = querier("query-sd-config", [], [f"--endpoint.sd-config={cfg}"])
+        try:
+            def ok():
+                st = stores(q3_http)
+                return (len(st) == 3 and not st[f"127.0.0.1:{store_grpc}"] and not st[f"127.0.0.1:{side_grpc}"]
+                        and st[f"127.0.0.1:{q1_grpc}"])
+            wait_until(ok, q3, "per-endpoint TLS from --endpoint.sd-config", timeout=60)
+            assert len(query(q3_http, "tls_block_metric")) == 1 and len(query(q3_http, 'up{job="prometheus"}')) == 1
+        finally:
+            stop(q3)
+        for bad, want in (("endpoints: [{address: 'dns+localhost:1', client_config: {tls_config: {enabled: true}}}]",
+                           "default_client_config"),
+                          ("endpoints: [{address: '127.0.0.1:1', group: true}]", "group"),
+                          ("endpoints: [{address: '127.0.0.1:1', client_config: {tls_config: {ca_file: /nonexistent.crt}}}]",
+                           "/nonexistent.crt"),
+                          ("endpoints: [{adress: '127.0.0.1:1'}]", "adress")):
+            r = subprocess.run([STRATA, "query", f"--endpoint.sd-config={bad}", "--check-config"], capture_output=True,
+                               text=True, timeout=30)
+            assert r.returncode == 2 and want in r.stderr, (bad, r.returncode, r.stderr)
+    h.check("endpoint_sd_config_per_endpoint_tls", endpoint_sd_config)
 
     def sidecar_refused_by_prometheus():
         # a wrong password, then no CA: the sidecar says why and never turns ready
