@@ -5,6 +5,7 @@
  *   receive_loadgen write --url=http://127.0.0.1:19291/api/v1/receive [--tenant=T] [--series=N]
  *       [--labels=8] [--batch=2000] [--rounds=R] [--start=MS] [--interval=15000] [--concurrency=C]
  *       [--ack-log=FILE] [--duration=SECONDS] [--retry]
+ *       [--tls-ca=FILE [--tls-cert=FILE --tls-key=FILE]]   with an https:// URL (mutual TLS with a cert)
  *   receive_loadgen verify --grpc=127.0.0.1:10901[,...] --ack-log=FILE [--series=N] [--batch=2000]
  *       [--min-copies=K]
  *       [--start=MS] [--interval=15000] [--tenant=T]
@@ -49,6 +50,7 @@
 #include "base/str.h"
 #include "base/vec.h"
 #include "model/matcher.h"
+#include "net/tls.h"
 #include "store/grpc_client.h"
 
 typedef struct cfg {
@@ -60,6 +62,8 @@ typedef struct cfg {
 	double duration;
 	bool retry;
 	long min_copies;
+	const char *tls_ca, *tls_cert, *tls_key;
+	tls_client_t *tls; /* https:// URL; NULL: plain HTTP */
 } cfg_t;
 
 static cfg_t C = {
@@ -142,6 +146,21 @@ static void encode_request(buf_t *out, buf_t *ts, buf_t *lb, long r, long b)
 
 /* ---- HTTP ---- */
 
+typedef struct hconn {
+	int fd; /* -1: not connected */
+	SSL *ssl;
+} hconn_t;
+
+static void hclose(hconn_t *c)
+{
+	if (c->ssl)
+		SSL_free(c->ssl);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->ssl = NULL;
+	c->fd = -1;
+}
+
 static int dial(void)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
@@ -160,10 +179,46 @@ static int dial(void)
 	return fd;
 }
 
-static int write_all(int fd, const char *p, size_t n)
+static int hconnect(hconn_t *c)
+{
+	if ((c->fd = dial()) < 0)
+		return -1;
+	if (C.tls) {
+		c->ssl = tls_client_new_ssl(C.tls, C.host);
+		SSL_set_fd(c->ssl, c->fd);
+		if (SSL_connect(c->ssl) != 1) {
+			char why[256];
+			tls_errors(why, sizeof why);
+			fprintf(stderr, "receive_loadgen: TLS handshake: %s\n", why);
+			hclose(c);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static ssize_t hsend(hconn_t *c, const char *p, size_t n)
+{
+	if (c->ssl) {
+		int k = SSL_write(c->ssl, p, (int)n);
+		return k > 0 ? k : -1;
+	}
+	return send(c->fd, p, n, MSG_NOSIGNAL);
+}
+
+static ssize_t hrecv(hconn_t *c, char *p, size_t n)
+{
+	if (c->ssl) {
+		int k = SSL_read(c->ssl, p, (int)n);
+		return k > 0 ? k : 0;
+	}
+	return recv(c->fd, p, n, 0);
+}
+
+static int write_all(hconn_t *c, const char *p, size_t n)
 {
 	while (n) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+		ssize_t k = hsend(c, p, n);
 		if (k <= 0) {
 			if (k < 0 && errno == EINTR)
 				continue;
@@ -176,9 +231,9 @@ static int write_all(int fd, const char *p, size_t n)
 }
 
 /* POST body; returns the status code, or -1 on a connection error (fd closed). */
-static int post(int *fd, const char *body, size_t n, buf_t *resp)
+static int post(hconn_t *c, const char *body, size_t n, buf_t *resp)
 {
-	if (*fd < 0 && (*fd = dial()) < 0)
+	if (c->fd < 0 && hconnect(c) < 0)
 		return -1;
 	char hdr[1024];
 	int hn = snprintf(hdr, sizeof hdr,
@@ -187,13 +242,13 @@ static int post(int *fd, const char *body, size_t n, buf_t *resp)
 	                  "User-Agent: strata-receive-loadgen\r\n%s%s%sContent-Length: %zu\r\n\r\n",
 	                  C.path, C.host, C.port, C.tenant ? "THANOS-TENANT: " : "", C.tenant ? C.tenant : "",
 	                  C.tenant ? "\r\n" : "", n);
-	if (write_all(*fd, hdr, (size_t)hn) || write_all(*fd, body, n))
+	if (write_all(c, hdr, (size_t)hn) || write_all(c, body, n))
 		goto broken;
 	buf_reset(resp);
 	size_t hend = 0;
 	for (;;) {
 		char tmp[4096];
-		ssize_t k = recv(*fd, tmp, sizeof tmp, 0);
+		ssize_t k = hrecv(c, tmp, sizeof tmp);
 		if (k <= 0) {
 			if (k < 0 && errno == EINTR)
 				continue;
@@ -214,8 +269,7 @@ static int post(int *fd, const char *body, size_t n, buf_t *resp)
 	int status = atoi(resp->p + 9);
 	return status;
 broken:
-	close(*fd);
-	*fd = -1;
+	hclose(c);
 	return -1;
 }
 
@@ -246,7 +300,7 @@ static void *writer(void *arg)
 	buf_t req = BUF_INIT, ts = BUF_INIT, lb = BUF_INIT, resp = BUF_INIT;
 	char *z = NULL;
 	size_t zcap = 0;
-	int fd = -1;
+	hconn_t conn = {.fd = -1};
 	for (;;) {
 		pthread_mutex_lock(&W.mu);
 		long item = W.next;
@@ -271,7 +325,7 @@ static void *writer(void *arg)
 		int status;
 		uint64_t sent = clock_mono_ns();
 		for (;;) {
-			status = post(&fd, z, cl, &resp);
+			status = post(&conn, z, cl, &resp);
 			atomic_fetch_add(&W.requests, 1);
 			if (status >= 200 && status < 300)
 				break;
@@ -308,8 +362,7 @@ static void *writer(void *arg)
 	pthread_mutex_lock(&W.mu);
 	pthread_cond_broadcast(&W.cv);
 	pthread_mutex_unlock(&W.mu);
-	if (fd >= 0)
-		close(fd);
+	hclose(&conn);
 	free(z);
 	buf_release(&req);
 	buf_release(&ts);
@@ -577,6 +630,12 @@ int main(int argc, char **argv)
 			C.min_copies = atol(v);
 		else if (!strcmp(argv[i], "--retry"))
 			C.retry = true;
+		else if (opt(argv[i], "--tls-ca", &v))
+			C.tls_ca = v;
+		else if (opt(argv[i], "--tls-cert", &v))
+			C.tls_cert = v;
+		else if (opt(argv[i], "--tls-key", &v))
+			C.tls_key = v;
 		else {
 			fprintf(stderr, "receive_loadgen: unknown option %s\n", argv[i]);
 			return 2;
@@ -591,11 +650,22 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!strcmp(argv[1], "write")) {
-		if (sscanf(url, "http://%255[^:/]:%15[0-9]%255s", C.host, C.port, C.path) != 3) {
-			fprintf(stderr, "receive_loadgen: --url must look like http://host:port/path\n");
+		bool https = !strncmp(url, "https://", 8);
+		if (sscanf(url + (https ? 8 : 7), "%255[^:/]:%15[0-9]%255s", C.host, C.port, C.path) != 3 ||
+		    (!https && strncmp(url, "http://", 7))) {
+			fprintf(stderr, "receive_loadgen: --url must look like http[s]://host:port/path\n");
 			return 2;
 		}
-		return run_write();
+		err_t err = {0};
+		tls_client_opts_t o = {.ca_file = C.tls_ca, .cert_file = C.tls_cert, .key_file = C.tls_key};
+		if (https && tls_client_new(&C.tls, &o, &err)) {
+			fprintf(stderr, "receive_loadgen: %s\n", err.msg);
+			return 2;
+		}
+		signal(SIGPIPE, SIG_IGN); /* SSL_write to a peer that went away */
+		int rc = run_write();
+		tls_client_free(C.tls);
+		return rc;
 	}
 	if (!strcmp(argv[1], "verify")) {
 		if (!C.grpc || !C.ack_log) {
