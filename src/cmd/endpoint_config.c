@@ -37,15 +37,15 @@ static int boolean(parse_t *p, yaml_node_t *v, const char *key, bool *out)
 }
 
 /* A mapping pair: key node, its string ("?" if not a scalar) and the value node. */
-static void pair_at(parse_t *p, yaml_node_pair_t *pr, yaml_node_t **k, const char **ks,
-                    yaml_node_t **v)
+static void pair_at(parse_t *p, yaml_node_pair_t *pr, yaml_node_t **k, const char **ks, yaml_node_t **v)
 {
-		*k = yaml_document_get_node(p->doc, pr->key);
+	*k = yaml_document_get_node(p->doc, pr->key);
 	*v = yaml_document_get_node(p->doc, pr->value);
 	*ks = scalar(*k) ? scalar(*k) : "?";
 }
 
-#define FOR_PAIRS(map, pr) for (yaml_node_pair_t *pr = (map)->data.mapping.pairs.start; pr < (map)->data.mapping.pairs.top; pr++)
+#define FOR_PAIRS(map, pr)                                                                                   \
+	for (yaml_node_pair_t *pr = (map)->data.mapping.pairs.start; pr < (map)->data.mapping.pairs.top; pr++)
 
 static bool is_mapping(yaml_node_t *n)
 {
@@ -162,7 +162,8 @@ static int parse_endpoint(parse_t *p, yaml_node_t *m, cmd_endpoint_t *e)
 		} else if (!strcmp(ks, "group")) {
 			if (!(rc = boolean(p, v, ks, &b)) && b)
 				rc = bad(p, v,
-				         "endpoint groups (one round-robin endpoint over a DNS name) are not supported; "
+				         "endpoint groups (one round-robin endpoint over a DNS name) are not "
+				         "supported; "
 				         "list the endpoint without group: every resolved address is queried",
 				         ks);
 		} else if (!strcmp(ks, "service_config")) {
@@ -198,8 +199,9 @@ int cmd_endpoint_config_parse(const char *yaml, size_t len, const char *what, cm
 		die("endpoint config: yaml_parser_initialize failed");
 	yaml_parser_set_input_string(&yp, (const unsigned char *)yaml, len);
 	if (!yaml_parser_load(&yp, &doc)) {
-		int rc = err_set(err, ERR_INVALID, "%s:%lu: %s", what, (unsigned long)yp.problem_mark.line + 1,
-		                 yp.problem ? yp.problem : "bad YAML");
+		int rc =
+		    err_set(err, ERR_INVALID, "%s:%lu: %s", what, (unsigned long)yp.problem_mark.line + 1,
+		            yp.problem ? yp.problem : "bad YAML");
 		yaml_parser_delete(&yp);
 		return rc;
 	}
@@ -224,11 +226,13 @@ int cmd_endpoint_config_parse(const char *yaml, size_t len, const char *what, cm
 					rc = bad(&p, v, "want a list", ks);
 					break;
 				}
-				size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+				size_t n =
+				    (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
 				out->v = xcalloc(n + 1, sizeof *out->v);
 				for (yaml_node_item_t *it = v->data.sequence.items.start;
 				     !rc && it < v->data.sequence.items.top; it++)
-					rc = parse_endpoint(&p, yaml_document_get_node(&doc, *it), &out->v[out->n++]);
+					rc = parse_endpoint(&p, yaml_document_get_node(&doc, *it),
+					                    &out->v[out->n++]);
 			} else {
 				rc = bad(&p, k, "unknown key", ks);
 			}

@@ -24,7 +24,8 @@ int cmd_tls_server_new(const char *cmdline, const char *flag, const char *alpn, 
 	int min = 0;
 	if (!cert && !key) {
 		if (ca) {
-			fprintf(stderr, "%s: %s-client-ca needs %s-cert and %s-key\n", cmdline, flag, flag, flag);
+			fprintf(stderr, "%s: %s-client-ca needs %s-cert and %s-key\n", cmdline, flag, flag,
+			        flag);
 			return 2;
 		}
 		return 0;
@@ -58,7 +59,8 @@ int cmd_grpc_client_tls_new(const char *cmdline, const cmd_grpc_client_tls_t *t,
 	return cmd_tls_client_new(cmdline, "gRPC client TLS", t, out);
 }
 
-int cmd_tls_client_new(const char *cmdline, const char *what, const cmd_grpc_client_tls_t *t, tls_client_t **out)
+int cmd_tls_client_new(const char *cmdline, const char *what, const cmd_grpc_client_tls_t *t,
+                       tls_client_t **out)
 {
 	*out = NULL;
 	if (!t->secure)

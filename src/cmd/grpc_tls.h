@@ -83,7 +83,7 @@ typedef struct cmd_grpc_client_tls {
 	{                                                                                                    \
 		"remote-write.server-tls-min-version", FLAG_STRING, &(t)->min_version, "1.3",                \
 		    "TLS version for the remote-write server, leave blank to default to TLS 1.3, allow "     \
-		    "values: [\"1.0\", \"1.1\", \"1.2\", \"1.3\"]"                                            \
+		    "values: [\"1.0\", \"1.1\", \"1.2\", \"1.3\"]"                                           \
 	}
 
 #define CMD_RW_CLIENT_TLS_FLAGS(t)                                                                           \
@@ -113,6 +113,7 @@ int cmd_grpc_client_tls_new(const char *cmdline, const cmd_grpc_client_tls_t *t,
  * alpn the protocol a server selects (NULL: none), what names the configuration in errors. */
 int cmd_tls_server_new(const char *cmdline, const char *flag, const char *alpn, const char *what,
                        const cmd_grpc_server_tls_t *t, tls_server_t **out);
-int cmd_tls_client_new(const char *cmdline, const char *what, const cmd_grpc_client_tls_t *t, tls_client_t **out);
+int cmd_tls_client_new(const char *cmdline, const char *what, const cmd_grpc_client_tls_t *t,
+                       tls_client_t **out);
 
 #endif

@@ -56,7 +56,7 @@ typedef struct receiver {
 	cmd_grpc_client_tls_t rw_client_tls_flags;
 	/* state */
 	tls_server_t *grpc_tls, *rw_tls; /* NULL: plaintext */
-	tls_client_t *peer_tls;           /* forwarding to peers; NULL: h2c */
+	tls_client_t *peer_tls;          /* forwarding to peers; NULL: h2c */
 	rcv_router_t *router;
 	hashring_algo_t algo;
 	uint8_t ring_md5[16];

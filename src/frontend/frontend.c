@@ -769,8 +769,8 @@ static void *probe_main(void *arg)
 		httpc_resp_t resp;
 		httpc_resp_init(&resp);
 		err_t err = {0};
-		/* A querier behind basic auth answers the probe 401: it is up, and the clients' requests carry
-		 * their credentials (--query-frontend.forward-header=Authorization). */
+		/* A querier behind basic auth answers the probe 401: it is up, and the clients' requests
+		 * carry their credentials (--query-frontend.forward-header=Authorization). */
 		bool ok = httpc_do(&req, &resp, &err) == 0 &&
 		          (resp.status == 200 || resp.status == 401 || resp.status == 403);
 		httpc_resp_release(&resp);

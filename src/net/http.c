@@ -480,7 +480,8 @@ static SSL *flags_tls_new_ssl(void *arg)
 int http_req_tls_subject(const http_req_t *r, const char *field, buf_t *out, err_t *err)
 {
 	if (!r->priv->hc || !r->priv->hc->c->ssl)
-		return err_set(err, ERR_NOT_FOUND, "could not get required certificate (not a TLS connection)");
+		return err_set(err, ERR_NOT_FOUND,
+		               "could not get required certificate (not a TLS connection)");
 	return tls_peer_subject_field(r->priv->hc->c->ssl, field, out, err);
 }
 
@@ -1109,8 +1110,10 @@ int http_server_new(http_server_t **out, loop_t *loop, const http_server_config_
 	if (cfg->web_config_file && *cfg->web_config_file) {
 		int rc = webcfg_new(&srv->web, cfg->web_config_file, err);
 		if (!rc && cfg->tls && webcfg_tls(srv->web))
-			rc = err_set(err, ERR_INVALID, "%s: tls_server_config cannot be used on this listener "
-			             "(its TLS comes from flags)", cfg->web_config_file);
+			rc = err_set(err, ERR_INVALID,
+			             "%s: tls_server_config cannot be used on this listener "
+			             "(its TLS comes from flags)",
+			             cfg->web_config_file);
 		if (rc) {
 			webcfg_free(srv->web);
 			router_release(&srv->router);

@@ -91,9 +91,9 @@ typedef struct http_server_config {
 	const char
 	    *web_config_file; /* --http.config: TLS, basic auth, headers (net/webconfig.h); NULL = none */
 	int64_t handshake_timeout_ms; /* 0 = 10s: a TLS handshake must finish in this */
-	struct tls_server *tls; /* TLS from flags (net/tls.h; borrowed, outlives the server), e.g. the
-	                           receiver's --remote-write.server-tls-*; exclusive with the web
-	                           configuration's tls_server_config. NULL = per web_config_file */
+	struct tls_server *tls;       /* TLS from flags (net/tls.h; borrowed, outlives the server), e.g. the
+	                                 receiver's --remote-write.server-tls-*; exclusive with the web
+	                                 configuration's tls_server_config. NULL = per web_config_file */
 } http_server_config_t;
 
 /* Listen and register the built-in endpoints. Errors name the address, or the web configuration file

@@ -654,7 +654,8 @@ int tls_peer_subject_field(SSL *ssl, const char *field, buf_t *out, err_t *err)
 	X509_NAME *name = X509_get_subject_name(cert);
 	int i = name ? X509_NAME_get_index_by_NID(name, nid, -1) : -1;
 	unsigned char *utf8 = NULL;
-	int n = i >= 0 ? ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i))) : -1;
+	int n =
+	    i >= 0 ? ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i))) : -1;
 	if (n <= 0) {
 		OPENSSL_free(utf8);
 		return err_set(err, ERR_NOT_FOUND, "could not get %s field from client cert", field);
