@@ -6,11 +6,11 @@
 # sends them; --tls-* for the HTTPS one), BENCH_ROUNDS rounds, medians. Every run writes a tenant of
 # its own (fresh series, the same work each time). Reports the receiver's CPU-seconds per million
 # samples and the loadgen's samples/s, each as mtls/plain.
-# Knobs: BENCH_ROUNDS (3), SERIES (20000), ROUNDS (5 samples per series per run), CONCURRENCY (4).
+# Knobs: BENCH_ROUNDS (3), SERIES (40000), ROUNDS (5 samples per series per run), CONCURRENCY (4).
 . "$(dirname "$0")/../tests/integration/lib.sh"
 
 BR=${BENCH_ROUNDS:-3}
-N=${SERIES:-20000}
+N=${SERIES:-40000}
 R=${ROUNDS:-5}
 CC=${CONCURRENCY:-4}
 LG=${STRATA_BENCH_BIN:-$STRATA_ROOT/build/bench}/receive_loadgen
@@ -47,7 +47,7 @@ for ((i = 1; i <= BR; i++)); do
 		samples=$(sed -n 's/.*samples=\([0-9]*\).*/\1/p' <<<"$out")
 		failed=$(sed -n 's/.*failed=\([0-9]*\).*/\1/p' <<<"$out")
 		[ "$failed" = 0 ] || { echo "loadgen ($mode): $failed requests failed"; exit 1; }
-		CPU[$mode]+="$("$PY" -c "print(($c1 - $c0) / $samples * 1e6)") "
+		CPU[$mode]+="$("$PY" -c "print('%.3f' % (($c1 - $c0) / $samples * 1e6))") "
 		RATE[$mode]+="$(sed -n 's/.*samples_per_s=\([0-9.]*\).*/\1/p' <<<"$out") "
 	done
 done
