@@ -109,7 +109,7 @@ def https(port, path, cert=None, auth=AUTH, data=None, headers=None, timeout=15,
         return e.code, e.read().decode()
 
 
-def ready(port, p, what, cert=None, auth=AUTH, scheme="https", timeout=60):
+def ready(port, p, what, cert=None, auth=AUTH, scheme="https", timeout=120):
     wait_until(lambda: https(port, "/-/ready", cert=cert, auth=auth, scheme=scheme, timeout=2)[0] == 200, p, what,
                timeout)
 
@@ -206,7 +206,7 @@ remote_write:
 
     def prom_writes_with_mtls():
         wait_until(lambda: query(q_http, 'up{job="prometheus",tenant_id="team-a"}'), prom,
-                   "Prometheus's samples under tenant team-a", 90)
+                   "Prometheus's samples under tenant team-a", 150)
         other = query(q_http, 'count by (tenant_id) ({job="prometheus"})')
         tenants = sorted(s["metric"].get("tenant_id", "") for s in other)
         if tenants != ["team-a"]:
@@ -322,7 +322,7 @@ remote_write:
             st, body = https(r_http, "/api/v1/rules")
             rs = [r for g in json.loads(body)["data"]["groups"] for r in g["rules"] if r["name"] == "tls:up:count"]
             return st == 200 and rs and rs[0]["health"] == "ok" and rs[0].get("lastEvaluation", "").startswith("2")
-        wait_until(ok, ruler, "the recording rule evaluated through the HTTPS querier", 60)
+        wait_until(ok, ruler, "the recording rule evaluated through the HTTPS querier", 120)
         # its result, read back from the ruler's StoreAPI over mTLS by a querier
         q2 = free_port()
         p = start("query-rule", [STRATA, "query", f"--http-address=127.0.0.1:{q2}",
@@ -331,7 +331,7 @@ remote_write:
         try:
             ready(q2, p, "query over the ruler", auth=None, scheme="http")
             wait_until(lambda: https(q2, "/api/v1/query?query=tls:up:count", auth=None, scheme="http")[1].count(
-                '"ruler":"r1"') == 1, p, "tls:up:count in the ruler's StoreAPI", 60)
+                '"ruler":"r1"') == 1, p, "tls:up:count in the ruler's StoreAPI", 120)
         finally:
             stop(p)
     h.check("rule -> query over HTTPS (client certificate + basic auth), results on its StoreAPI over mTLS",
@@ -341,7 +341,7 @@ remote_write:
         def fired():
             st, body = https(am_port, "/api/v2/alerts")
             return st == 200 and any(a["labels"].get("alertname") == "TLSAlwaysFiring" for a in json.loads(body))
-        wait_until(fired, ruler, "TLSAlwaysFiring in the TLS Alertmanager", 60)
+        wait_until(fired, ruler, "TLSAlwaysFiring in the TLS Alertmanager", 120)
     h.check("rule -> Alertmanager over HTTPS with basic auth (password_file)", ruler_alerts_over_https)
 
     def frontend_tls_downstream():
