@@ -615,9 +615,9 @@ int cmd_receive(int argc, char **argv)
 	bg_started = true;
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	log_info("receiver listening", "http", rc.sf.http_address, "remote_write", rc.rw_address, "grpc",
-	         rc.grpc_address, "tsdb_path", rc.tsdb_path, "mode", rcv_router_mode(rc.router),
-	         "remote_write_tls", rc.rw_tls ? "on" : "off", "grpc_tls", rc.grpc_tls ? "on" : "off",
-	         "forward_tls", rc.peer_tls ? "on" : "off");
+	         rc.grpc_address, "tsdb_path", rc.tsdb_path, "remote_write_tls", rc.rw_tls ? "on" : "off",
+	         "grpc_tls", rc.grpc_tls ? "on" : "off", "forward_tls", rc.peer_tls ? "on" : "off", "mode",
+	         rcv_router_mode(rc.router));
 	if (http_server_run(rc.http, rc.sf.http_grace_ms, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		ret = 1;
