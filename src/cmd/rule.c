@@ -521,7 +521,8 @@ int cmd_rule(int argc, char **argv)
 		ret = 1;
 		goto out;
 	}
-	http_server_config_t hcfg = {.address = rl.sf.http_address, .worker_threads = 2};
+	http_server_config_t hcfg = {
+	    .address = rl.sf.http_address, .worker_threads = 2, .web_config_file = rl.sf.http_config};
 	if (http_server_new(&http, http_loop, &hcfg, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);
 		ret = 1;
