@@ -8,7 +8,9 @@ run that was never interrupted.
 Each round starts the compactor (one-shot, --delete-delay=0s so its cleanup is exercised too) and
 kills it in each phase in turn: up to 3 ms after the n-th log line that starts downloading
 and merging, uploading, marking sources or deleting blocks, or at a random moment of the time an
-uninterrupted run takes; the phase it was in (its last log line) is recorded and the test asks that
+uninterrupted run takes. In the rounds aimed at a phase, an LD_PRELOAD shim (built here with cc) makes
+every unlink, rmdir and rename take 5 ms longer, so a fast machine cannot finish a phase between the
+log line and the kill (the random-moment rounds run at full speed); the phase it was in (its last log line) is recorded and the test asks that
 kills landed in every phase. When a round's compactor got to the end, the bucket is reset to the 12 blocks so
 later rounds kill mid-work again (except before the final run). ROUNDS (default 20) and SERIES
 (default 300) size it for bench-like runs.
@@ -86,6 +88,31 @@ PHASES = (("compacting blocks", "download/merge"), ("uploading compacted block",
           ("marked block", "marking"), ("deleted block", "deleting"), ("compaction iteration done", "done"))
 
 
+SLOW_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <time.h>
+static void slow(void) { struct timespec t = {0, 5000000}; nanosleep(&t, 0); }
+#define SLOW(ret, name, params, args) \
+	ret name params { static ret(*f) params; if (!f) f = (ret(*) params)dlsym(RTLD_NEXT, #name); slow(); return f args; }
+SLOW(int, unlink, (const char *p), (p))
+SLOW(int, unlinkat, (int d, const char *p, int fl), (d, p, fl))
+SLOW(int, rmdir, (const char *p), (p))
+SLOW(int, rename, (const char *a, const char *b), (a, b))
+SLOW(int, renameat, (int da, const char *a, int db, const char *b), (da, a, db, b))
+"""
+
+
+def slow_shim(tmp):
+    """A shared object that slows the compactor's file-system changes (see the module's docstring)."""
+    src, so = os.path.join(tmp, "slow.c"), os.path.join(tmp, "slow.so")
+    with open(src, "w") as f:
+        f.write(SLOW_C)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", so, src, "-ldl"], check=True)
+    return so
+
+
 def phase(logf):
     last = "start"
     for line in open(logf, errors="replace"):
@@ -147,13 +174,17 @@ def main():
                    q, "store discovered")
         original = answers(qp, base)
 
+        shim = slow_shim(tmp)
         rng = random.Random(os.environ.get("SEED", str(int(time.time()))))
         phases, mismatches, resets = {}, [], 0
         for r in range(ROUNDS):
             logf = os.path.join(tmp, f"compact-{r}.log")
             with open(logf, "w") as lf:
-                c = subprocess.Popen(compact_args(bdir, "crash"), stdout=lf, stderr=subprocess.STDOUT)
                 pick = r % len(PHASES)  # every phase targeted in turn
+                env = dict(os.environ)
+                if pick < len(PHASES) - 1:
+                    env["LD_PRELOAD"] = shim
+                c = subprocess.Popen(compact_args(bdir, "crash"), stdout=lf, stderr=subprocess.STDOUT, env=env)
                 if pick == len(PHASES) - 1:
                     time.sleep(rng.uniform(0, full * 1.1))
                 else:

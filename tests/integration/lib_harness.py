@@ -33,12 +33,20 @@ class Harness:
             self.result(name, False, f"{type(e).__name__}: {e}")
 
 
+_handed_out = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A port free now and not handed out before by this process: tests that reserve several ports before
+    starting anything would otherwise get the same one twice (the kernel may reuse a just-closed port)."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        if p not in _handed_out:
+            _handed_out.add(p)
+            return p
 
 
 def stop(p):
