@@ -7,7 +7,8 @@
  * /metrics, probes) and takes SIGTERM/SIGINT; a signal thread takes SIGHUP (reload); the gRPC server
  * (thanos.Store, thanos.info.Info) runs on its own loop; the rules manager runs a thread per group;
  * the notifier has its sender thread; a background thread cuts head blocks, ships them, applies
- * retention and refreshes file SD every --query.sd-interval.
+ * retention, refreshes file SD every --query.sd-interval and re-resolves --grpc-query-endpoint DNS names
+ * every --query.sd-dns-interval.
  * Shutdown: HTTP drains, groups stop (an evaluation in progress finishes), the notifier sends what is
  * queued, the head is cut and shipped, gRPC stops, the TSDB closes.
  */
@@ -44,6 +45,10 @@ typedef struct ruler {
 	cmd_server_flags_t sf;
 	cmd_grpc_server_tls_t gt;
 	tls_server_t *gtls; /* NULL: plaintext gRPC */
+	cmd_grpc_client_tls_t gct;
+	tls_client_t *gctls; /* --grpc-client-tls-*, for --grpc-query-endpoint; NULL: plaintext */
+	strlist_t grpc_queries;
+	int64_t query_dns_interval_ms;
 	char *grpc_address, *data_dir;
 	int64_t grpc_grace_ms;
 	strlist_t rule_files, labels, queries, query_sd_files, am_urls, label_drop;
@@ -163,6 +168,7 @@ static void *bg_main(void *arg)
 {
 	ruler_t *rl = arg;
 	uint64_t next_hk = clock_mono_ms() + 60000, next_sd = clock_mono_ms() + (uint64_t)rl->query_sd_interval_ms;
+	uint64_t next_dns = clock_mono_ms() + (uint64_t)rl->query_dns_interval_ms;
 	while (!wait_stop(rl, 1000)) {
 		uint64_t now = clock_mono_ms();
 		err_t err = {0};
@@ -176,6 +182,10 @@ static void *bg_main(void *arg)
 			if (rl->notifier)
 				notifier_refresh(rl->notifier);
 			next_sd = clock_mono_ms() + (uint64_t)rl->query_sd_interval_ms;
+		}
+		if (now >= next_dns) {
+			qapi_refresh_dns(rl->query);
+			next_dns = clock_mono_ms() + (uint64_t)rl->query_dns_interval_ms;
 		}
 		db_publish_metrics(rl->db);
 	}
@@ -275,6 +285,7 @@ static void h_reload(http_req_t *r, void *arg)
 static void ruler_release(ruler_t *rl)
 {
 	tls_server_free(rl->gtls);
+	tls_client_free(rl->gctls);
 	relabel_free(rl->relabel);
 	bucket_free(rl->bucket);
 	arena_release(&rl->ext_arena);
@@ -292,6 +303,13 @@ int cmd_rule(int argc, char **argv)
 	    {"grpc-grace-period", FLAG_DURATION, &rl.grpc_grace_ms, "2m",
 	     "Time to wait after an interrupt received for GRPC Server."},
 	    CMD_GRPC_SERVER_TLS_FLAGS(&rl.gt),
+	    CMD_GRPC_CLIENT_TLS_FLAGS(&rl.gct),
+	    {"grpc-query-endpoint", FLAG_STRINGS, &rl.grpc_queries, NULL,
+	     "Addresses of Thanos gRPC query API servers (repeatable), queried with thanos.Query/Query. The scheme "
+	     "may be prefixed with 'dns+' or 'dnssrv+' to detect endpoints through respective DNS lookups. Together "
+	     "with the HTTP ones one HA group: HTTP endpoints are tried first."},
+	    {"query.sd-dns-interval", FLAG_DURATION, &rl.query_dns_interval_ms, "30s",
+	     "Interval between DNS resolutions of --grpc-query-endpoint names."},
 	    {"rule-file", FLAG_STRINGS, &rl.rule_files, NULL,
 	     "Rule files that should be used by rule manager. Can be in glob format (repeated). Default rules/"},
 	    {"eval-interval", FLAG_DURATION, &rl.eval_interval_ms, "1m", "The default evaluation interval to use."},
@@ -389,19 +407,27 @@ int cmd_rule(int argc, char **argv)
 	}
 	if (rl.query_sd_interval_ms <= 0)
 		rl.query_sd_interval_ms = 300000;
+	if (rl.query_dns_interval_ms <= 0)
+		rl.query_dns_interval_ms = 30000;
 	if (cmd_read_config(argv[0], rl.relabel_config, rl.relabel_config_file, &text, &tlen, &what))
 		goto fail;
 	if (text && relabel_parse(text, tlen, what, &rl.relabel, &err) != 0)
 		goto usage;
 	free(text);
 	text = NULL;
+	if ((ret = cmd_grpc_client_tls_new(argv[0], &rl.gct, &rl.gctls)) != 0) {
+		ruler_release(&rl);
+		return ret;
+	}
 	if (cmd_read_config(argv[0], rl.query_config, rl.query_config_file, &text, &tlen, &what))
 		goto fail;
 	qapi_opts_t qo = {.addrs = &rl.queries,
 	                  .config = text,
 	                  .config_what = what,
 	                  .sd_files = &rl.query_sd_files,
-	                  .method = rl.query_method};
+	                  .method = rl.query_method,
+	                  .grpc_addrs = &rl.grpc_queries,
+	                  .grpc_tls = rl.gctls};
 	if (qapi_new(&rl.query, &qo, &err) != 0)
 		goto usage;
 	free(text);
@@ -436,7 +462,7 @@ int cmd_rule(int argc, char **argv)
 		ruler_release(&rl);
 		return ret;
 	}
-	if (!qapi_num_endpoints(rl.query) && !rl.query_sd_files.n) {
+	if (!qapi_num_endpoints(rl.query) && !rl.query_sd_files.n && !rl.grpc_queries.n) {
 		/* a dry run reports a bad listen address or config first (what deploy checks look for) */
 		if (rl.sf.check_config && (listener_check_address(rl.sf.http_address, &err) ||
 		                           listener_check_address(rl.grpc_address, &err)))
@@ -552,6 +578,7 @@ int cmd_rule(int argc, char **argv)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 	http_server_set_ready(http, true);
 	log_info("ruler listening", "http", rl.sf.http_address, "grpc", rl.grpc_address, "grpc_tls", rl.gtls ? "on" : "off",
+	         "grpc_client_tls", rl.gctls ? "on" : "off",
 	         "data_dir", rl.data_dir);
 	if (http_server_run(http, rl.sf.http_grace_ms, &err) != 0) {
 		fprintf(stderr, "%s: %s\n", argv[0], err.msg);

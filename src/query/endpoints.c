@@ -3,13 +3,9 @@
  */
 #include "query/endpoints.h"
 
-#include <arpa/inet.h>
-#include <arpa/nameser.h>
 #include <errno.h>
 #include <glob.h>
-#include <netdb.h>
 #include <pthread.h>
-#include <resolv.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +20,7 @@
 #include "base/hmap.h"
 #include "base/log.h"
 #include "base/vec.h"
+#include "net/dnsname.h"
 #include "store/proxy.h"
 
 /* ------------------------------------------------------------------ endpoints (refcounted) */
@@ -216,90 +213,14 @@ static void push_unique(strlist_t *l, const char *s)
 	strlist_push(l, s);
 }
 
-/* A/AAAA records of host, formatted with port. */
-static int resolve_host(const char *host, const char *port, strlist_t *out, err_t *err)
-{
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
-	int rc = getaddrinfo(host, NULL, &hints, &res);
-	if (rc)
-		return err_set(err, ERR_UNAVAILABLE, "lookup %s: %s", host, gai_strerror(rc));
-	for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-		char ip[INET6_ADDRSTRLEN], addr[INET6_ADDRSTRLEN + 16];
-		if (ai->ai_family == AF_INET) {
-			inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, ip, sizeof ip);
-			snprintf(addr, sizeof addr, "%s:%s", ip, port);
-		} else if (ai->ai_family == AF_INET6) {
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, ip, sizeof ip);
-			snprintf(addr, sizeof addr, "[%s]:%s", ip, port);
-		} else {
-			continue;
-		}
-		push_unique(out, addr);
-	}
-	freeaddrinfo(res);
-	return 0;
-}
-
-static uint16_t get16(const unsigned char *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
-
-/* SRV records of name: targets resolved (or, noa, used as is) with the SRV port. */
-static int resolve_srv(const char *name, bool noa, strlist_t *out, err_t *err)
-{
-	unsigned char ans[8192];
-	int len = res_query(name, 1 /* C_IN */, 33 /* T_SRV */, ans, sizeof ans);
-	if (len < 0)
-		return err_set(err, ERR_UNAVAILABLE, "lookup SRV %s: %s", name, hstrerror(h_errno));
-	if (len < 12)
-		return err_set(err, ERR_UNAVAILABLE, "lookup SRV %s: short DNS answer (%d bytes)", name, len);
-	const unsigned char *end = ans + len, *p = ans + 12;
-	int qd = get16(ans + 4), an = get16(ans + 6);
-	char dname[NS_MAXDNAME];
-	for (int i = 0; i < qd; i++) {
-		int n = dn_expand(ans, end, p, dname, sizeof dname);
-		if (n < 0 || p + n + 4 > end)
-			return err_set(err, ERR_UNAVAILABLE, "lookup SRV %s: malformed DNS answer", name);
-		p += n + 4;
-	}
-	for (int i = 0; i < an; i++) {
-		int n = dn_expand(ans, end, p, dname, sizeof dname);
-		if (n < 0 || p + n + 10 > end)
-			return err_set(err, ERR_UNAVAILABLE, "lookup SRV %s: malformed DNS answer", name);
-		p += n;
-		int type = get16(p), rdlen = get16(p + 8);
-		p += 10;
-		if (p + rdlen > end)
-			return err_set(err, ERR_UNAVAILABLE, "lookup SRV %s: malformed DNS answer", name);
-		if (type == 33 && rdlen > 6) {
-			char target[NS_MAXDNAME], port[8];
-			snprintf(port, sizeof port, "%u", get16(p + 4));
-			if (dn_expand(ans, end, p + 6, target, sizeof target) < 0)
-				return err_set(err, ERR_UNAVAILABLE, "lookup SRV %s: malformed SRV record", name);
-			if (noa) {
-				char addr[NS_MAXDNAME + 8];
-				snprintf(addr, sizeof addr, "%s:%s", target, port);
-				push_unique(out, addr);
-			} else {
-				int rc = resolve_host(target, port, out, err);
-				if (rc)
-					return rc;
-			}
-		}
-		p += rdlen;
-	}
-	return 0;
-}
-
 static void spec_resolve(spec_t *s, const char *raw, int64_t now, int64_t interval)
 {
 	if (s->kind == SPEC_PLAIN || (s->resolved_at && now - s->resolved_at < interval))
 		return;
 	strlist_t l = {0};
 	err_t err = {0};
-	int rc = s->kind == SPEC_DNS ? resolve_host(s->name, s->port, &l, &err)
-				     : resolve_srv(s->name, s->kind == SPEC_DNSSRVNOA, &l, &err);
+	int rc = s->kind == SPEC_DNS ? dnsname_resolve_host(s->name, s->port, &l, &err)
+				     : dnsname_resolve_srv(s->name, s->kind == SPEC_DNSSRVNOA, &l, &err);
 	s->resolved_at = now;
 	if (rc) {
 		log_warn("endpoint lookup failed; keeping previous addresses", "endpoint", raw, "err", err.msg);

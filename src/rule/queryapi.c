@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "net/httpclient.h"
 #include "net/url.h"
+#include "rule/grpcquery.h"
 #include "rule/sdconfig.h"
 
 struct qapi {
@@ -27,6 +28,7 @@ struct qapi {
 	strlist_t urls;  /* current endpoints (guarded by mu) */
 	size_t *group;   /* urls.v[i] belongs to groups[group[i]] (its http_config and timeout) */
 	atomic_uint next;
+	gquery_t *grpc; /* --grpc-query-endpoint, NULL if none */
 };
 
 static void resolve(qapi_t *q)
@@ -82,6 +84,10 @@ int qapi_new(qapi_t **out, const qapi_opts_t *o, err_t *err)
 		for (size_t i = 0; i < o->sd_files->n; i++)
 			strlist_push(&g->sd_files, o->sd_files->v[i]);
 	}
+	if (o->grpc_addrs && o->grpc_addrs->n && gquery_new(&q->grpc, o->grpc_addrs, o->grpc_tls, err) != 0) {
+		qapi_free(q);
+		return ERR_INVALID;
+	}
 	resolve(q);
 	*out = q;
 	return 0;
@@ -91,6 +97,7 @@ void qapi_free(qapi_t *q)
 {
 	if (!q)
 		return;
+	gquery_free(q->grpc);
 	sdcfg_free(q->groups, q->ngroups);
 	strlist_free(&q->urls);
 	free(q->group);
@@ -103,6 +110,13 @@ void qapi_free(qapi_t *q)
 void qapi_refresh(qapi_t *q)
 {
 	resolve(q);
+	qapi_refresh_dns(q);
+}
+
+void qapi_refresh_dns(qapi_t *q)
+{
+	if (q->grpc)
+		gquery_refresh(q->grpc);
 }
 
 size_t qapi_num_endpoints(qapi_t *q)
@@ -110,7 +124,7 @@ size_t qapi_num_endpoints(qapi_t *q)
 	pthread_mutex_lock(&q->mu);
 	size_t n = q->urls.n;
 	pthread_mutex_unlock(&q->mu);
-	return n;
+	return n + (q->grpc ? gquery_num_endpoints(q->grpc) : 0);
 }
 
 static bool parse_value(json_t *pair, double *v)
@@ -222,7 +236,7 @@ int qapi_query(qapi_t *q, arena_t *a, str_t expr, int64_t ts_ms, bool partial_re
 		group[i] = q->group[i];
 	}
 	pthread_mutex_unlock(&q->mu);
-	if (!urls.n) {
+	if (!urls.n && !q->grpc) {
 		free(group);
 		return err_set(err, ERR_UNAVAILABLE, "no query API endpoint configured or discovered");
 	}
@@ -267,6 +281,14 @@ int qapi_query(qapi_t *q, arena_t *a, str_t expr, int64_t ts_ms, bool partial_re
 			break;
 	}
 	buf_release(&form);
+	if (rc == ERR_UNAVAILABLE && q->grpc) {
+		/* every HTTP endpoint failed (or there are none): the gRPC ones */
+		bool final;
+		rc = gquery_query(q->grpc, a, expr, ts_ms, partial_response, q->timeout_ms, &out->v, &out->n,
+		                  &out->warnings, &out->nwarnings, &final, err);
+		if (rc && !final && urls.n)
+			err_wrap(err, "every query endpoint failed; the last");
+	}
 	strlist_free(&urls);
 	free(group);
 	return rc;

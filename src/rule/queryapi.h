@@ -7,7 +7,10 @@
  *
  * Endpoints come from --query (host:port or URL, repeatable), --query.config[-file] (YAML list of
  * {static_configs, file_sd_configs, scheme, path_prefix}) and --query.sd-files (Prometheus file SD:
- * YAML or JSON lists of {targets: [...]}), the files reread by qapi_refresh.
+ * YAML or JSON lists of {targets: [...]}), the files reread by qapi_refresh; and from
+ * --grpc-query-endpoint (rule/grpcquery.h: thanos.Query/Query over gRPC, DNS names re-resolved by
+ * qapi_refresh). All of them are one HA group, HTTP preferred over gRPC: the HTTP endpoints are
+ * tried first (round robin), then the gRPC ones (round robin); failure only when every one failed.
  * Thread-safe: any number of concurrent queries; refresh from one thread.
  */
 #ifndef STRATA_RULE_QUERYAPI_H
@@ -21,6 +24,7 @@
 #include "base/flags.h"
 #include "rule/tmpl.h"
 
+struct tls_client;
 typedef struct qapi qapi_t;
 
 typedef struct qapi_opts {
@@ -30,6 +34,8 @@ typedef struct qapi_opts {
 	const strlist_t *sd_files; /* --query.sd-files globs */
 	const char *method;        /* "POST" (default) or "GET" */
 	int64_t timeout_ms;        /* per query; 0 = 2m */
+	const strlist_t *grpc_addrs;   /* --grpc-query-endpoint, may be NULL */
+	struct tls_client *grpc_tls;   /* --grpc-client-tls-* (borrowed), NULL = plaintext */
 } qapi_opts_t;
 
 /* ERR_INVALID for a bad config or address (message names it). */
@@ -37,6 +43,8 @@ int qapi_new(qapi_t **out, const qapi_opts_t *o, err_t *err);
 void qapi_free(qapi_t *q);
 /* Reread the SD files (a bad file keeps its previous targets and is logged). */
 void qapi_refresh(qapi_t *q);
+/* Re-resolve the gRPC endpoints' DNS names (blocks on lookups). */
+void qapi_refresh_dns(qapi_t *q);
 size_t qapi_num_endpoints(qapi_t *q);
 
 typedef struct qapi_result {

@@ -460,6 +460,9 @@ static void run_info(store_t *store, const char *component, grpc_call_t *call, s
 	Thanos__Info__RulesInfo ri = THANOS__INFO__RULES_INFO__INIT;
 	if (!strcmp(resp.componenttype, "rule")) /* a ruler serves thanos.Rules too */
 		resp.rules = &ri;
+	Thanos__Info__QueryAPIInfo qi = THANOS__INFO__QUERY_APIINFO__INIT;
+	if (!strcmp(resp.componenttype, "query")) /* a querier serves thanos.Query too (query/querysrv.h) */
+		resp.query = &qi;
 	Thanos__Info__StoreInfo si = THANOS__INFO__STORE_INFO__INIT;
 	si.min_time = info.mint;
 	si.max_time = info.maxt;
