@@ -1,8 +1,8 @@
 /*
  * query.c — `strata query`: the querier. Flags as Thanos's (reference thanos.md §1.6). Discovers
  * StoreAPI endpoints (query/endpoints.h), serves the Prometheus HTTP API v1 (api/api.h), the web UI
- * (ui/ui.h: /graph, /stores, ...) and the proxy as thanos.Store + thanos.info.Info on gRPC so queriers can be layered,
- * and the Query API as thanos.Query (query/querysrv.h) for rulers with --grpc-query-endpoint.
+ * (ui/ui.h: /graph, /stores, ...) and the proxy as thanos.Store + thanos.info.Info on gRPC so queriers can be
+ * layered, and the Query API as thanos.Query (query/querysrv.h) for rulers with --grpc-query-endpoint.
  *
  * Threads: the HTTP loop (main thread) with its worker pool evaluating queries; the endpoint refresh
  * thread (DNS, file SD, Info every 5s); the gRPC server's own loop thread, because proxy calls block
@@ -311,11 +311,17 @@ int cmd_query(int argc, char **argv)
 	            &(ui_config_t){.component = "query", .pages = {UI_PAGES_QUERY}, .prefix = link_prefix});
 	grpc = grpc_server_new(gloop, NULL);
 	svc = store_grpc_register_pool(grpc, endpoint_set_proxy(es), "query", NULL);
-	querysrv_config_t qc = {.endpoints = es, .replica_labels = (const char *const *)replica.v,
-				.nreplica_labels = replica.n, .dedup_mode = dedup_mode, .timeout_ms = timeout_ms,
-				.lookback_ms = lookback_ms, .dynamic_lookback = dyn_lookback, .max_samples = max_samples,
-				.max_memory = (size_t)max_memory, .default_eval_interval_ms = eval_ms,
-				.max_concurrent = (int)max_conc};
+	querysrv_config_t qc = {.endpoints = es,
+	                        .replica_labels = (const char *const *)replica.v,
+	                        .nreplica_labels = replica.n,
+	                        .dedup_mode = dedup_mode,
+	                        .timeout_ms = timeout_ms,
+	                        .lookback_ms = lookback_ms,
+	                        .dynamic_lookback = dyn_lookback,
+	                        .max_samples = max_samples,
+	                        .max_memory = (size_t)max_memory,
+	                        .default_eval_interval_ms = eval_ms,
+	                        .max_concurrent = (int)max_conc};
 	qsrv = querysrv_register(grpc, &qc);
 	if (grpc_server_listen_tls(grpc, grpc_address, server_tls, &gl, &err)) {
 		fprintf(stderr, "strata query: %s\n", err.msg);

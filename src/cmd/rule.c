@@ -305,9 +305,9 @@ int cmd_rule(int argc, char **argv)
 	    CMD_GRPC_SERVER_TLS_FLAGS(&rl.gt),
 	    CMD_GRPC_CLIENT_TLS_FLAGS(&rl.gct),
 	    {"grpc-query-endpoint", FLAG_STRINGS, &rl.grpc_queries, NULL,
-	     "Addresses of Thanos gRPC query API servers (repeatable), queried with thanos.Query/Query. The scheme "
-	     "may be prefixed with 'dns+' or 'dnssrv+' to detect endpoints through respective DNS lookups. Together "
-	     "with the HTTP ones one HA group: HTTP endpoints are tried first."},
+	     "Addresses of Thanos gRPC query API servers (repeatable), queried with thanos.Query/Query. The "
+	     "scheme may be prefixed with 'dns+' or 'dnssrv+' to detect endpoints through respective DNS "
+	     "lookups. Together with the HTTP ones one HA group: HTTP endpoints are tried first."},
 	    {"query.sd-dns-interval", FLAG_DURATION, &rl.query_dns_interval_ms, "30s",
 	     "Interval between DNS resolutions of --grpc-query-endpoint names."},
 	    {"rule-file", FLAG_STRINGS, &rl.rule_files, NULL,

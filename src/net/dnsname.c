@@ -82,7 +82,8 @@ int dnsname_resolve_srv(const char *name, bool noa, strlist_t *out, err_t *err)
 			char target[NS_MAXDNAME], port[8];
 			snprintf(port, sizeof port, "%u", get16(p + 4));
 			if (dn_expand(ans, end, p + 6, target, sizeof target) < 0)
-				return err_set(err, ERR_UNAVAILABLE, "lookup SRV %s: malformed SRV record", name);
+				return err_set(err, ERR_UNAVAILABLE, "lookup SRV %s: malformed SRV record",
+				               name);
 			if (noa) {
 				char addr[NS_MAXDNAME + 8];
 				snprintf(addr, sizeof addr, "%s:%s", target, port);
@@ -98,14 +99,14 @@ int dnsname_resolve_srv(const char *name, bool noa, strlist_t *out, err_t *err)
 	return 0;
 }
 
-
 int dnsname_parse(const char *raw, dnsname_t *d, err_t *err)
 {
 	memset(d, 0, sizeof *d);
 	static const struct {
 		const char *prefix;
 		dnsname_kind_t kind;
-	} prefixes[] = {{"dns+", DNSNAME_DNS}, {"dnssrv+", DNSNAME_DNSSRV}, {"dnssrvnoa+", DNSNAME_DNSSRVNOA}};
+	} prefixes[] = {
+	    {"dns+", DNSNAME_DNS}, {"dnssrv+", DNSNAME_DNSSRV}, {"dnssrvnoa+", DNSNAME_DNSSRVNOA}};
 	const char *rest = raw;
 	d->kind = DNSNAME_PLAIN;
 	for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
@@ -114,7 +115,8 @@ int dnsname_parse(const char *raw, dnsname_t *d, err_t *err)
 			rest = raw + strlen(prefixes[i].prefix);
 		}
 	if (d->kind == DNSNAME_PLAIN && strchr(raw, '+'))
-		return err_set(err, ERR_INVALID, "%s: unknown lookup prefix (want dns+, dnssrv+ or dnssrvnoa+)", raw);
+		return err_set(err, ERR_INVALID,
+		               "%s: unknown lookup prefix (want dns+, dnssrv+ or dnssrvnoa+)", raw);
 	if (!*rest)
 		return err_set(err, ERR_INVALID, "%s: empty address", raw);
 	if (d->kind == DNSNAME_DNSSRV || d->kind == DNSNAME_DNSSRVNOA) {
@@ -147,10 +149,15 @@ void dnsname_release(dnsname_t *d)
 int dnsname_resolve(const dnsname_t *d, strlist_t *out, err_t *err)
 {
 	switch (d->kind) {
-	case DNSNAME_PLAIN: push_unique(out, d->name); return 0;
-	case DNSNAME_DNS: return dnsname_resolve_host(d->name, d->port, out, err);
-	case DNSNAME_DNSSRV: return dnsname_resolve_srv(d->name, false, out, err);
-	case DNSNAME_DNSSRVNOA: return dnsname_resolve_srv(d->name, true, out, err);
+	case DNSNAME_PLAIN:
+		push_unique(out, d->name);
+		return 0;
+	case DNSNAME_DNS:
+		return dnsname_resolve_host(d->name, d->port, out, err);
+	case DNSNAME_DNSSRV:
+		return dnsname_resolve_srv(d->name, false, out, err);
+	case DNSNAME_DNSSRVNOA:
+		return dnsname_resolve_srv(d->name, true, out, err);
 	}
 	return err_set(err, ERR_INVALID, "unknown address kind");
 }

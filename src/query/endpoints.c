@@ -520,7 +520,8 @@ void endpoint_set_refresh(endpoint_set_t *es)
 	for (size_t i = 0; i < es->sdfiles.n; i++)
 		for (size_t j = 0; j < es->sdfiles.v[i]->targets.n; j++)
 			use_spec(es, es->sdfiles.v[i]->targets.v[j], &want, now);
-	qsort(want.v, want.n, sizeof *want.v, addr_cmp);
+	if (want.n) /* qsort(NULL, 0) is undefined */
+		qsort(want.v, want.n, sizeof *want.v, addr_cmp);
 
 	/* Reconcile: keep existing endpoints, add new ones, drop vanished ones. */
 	pthread_mutex_lock(&es->mu);
@@ -543,7 +544,8 @@ void endpoint_set_refresh(endpoint_set_t *es)
 			VEC_PUSH(&gone, es->eps.v[i]);
 	VEC_FREE(&es->eps);
 	es->eps.v = next.v, es->eps.n = next.n, es->eps.cap = next.cap;
-	qsort(es->eps.v, es->eps.n, sizeof *es->eps.v, ep_cmp);
+	if (es->eps.n)
+		qsort(es->eps.v, es->eps.n, sizeof *es->eps.v, ep_cmp);
 	/* Our own references for the Info round (the set may change under a concurrent free). */
 	endpoint_t **round = xcalloc(es->eps.n ? es->eps.n : 1, sizeof *round);
 	size_t nround = es->eps.n;

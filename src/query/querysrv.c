@@ -17,7 +17,7 @@
 #include "querypb.pb-c.h"
 #include "tsdb/xor.h"
 
-#define QUERYSRV_DEFAULT_TIMEOUT_MS (2 * 60 * 1000)
+#define QUERYSRV_DEFAULT_TIMEOUT_MS     (2 * 60 * 1000)
 #define QUERYSRV_DEFAULT_MAX_CONCURRENT 20
 
 struct querysrv {
@@ -134,7 +134,8 @@ static int decode_common(job_t *j, arena_t *a, const common_req_t *c, err_t *err
 		for (size_t k = 0; k < sm->n_labelmatchers; k++) {
 			Thanos__LabelMatcher *m = sm->labelmatchers[k];
 			if ((unsigned)m->type > 3)
-				return err_set(err, ERR_INVALID, "storeMatchers: unknown matcher type %d", (int)m->type);
+				return err_set(err, ERR_INVALID, "storeMatchers: unknown matcher type %d",
+				               (int)m->type);
 			if (matcher_init(&ms[k], (match_type_t)m->type, str_c(m->name), str_c(m->value), err))
 				return err_wrap(err, "storeMatchers");
 			arena_on_release(a, release_matcher, &ms[k]);
@@ -153,36 +154,58 @@ static int decode(job_t *j, str_t msg, err_t *err)
 		Thanos__QueryRequest *r = thanos__query_request__unpack(&al, msg.n, (const uint8_t *)msg.p);
 		if (!r)
 			return err_set(err, ERR_INVALID, "malformed QueryRequest");
-		common_req_t c = {r->query, r->timeout_seconds, r->max_resolution_seconds, r->lookback_delta_seconds,
-				  r->response_batch_size, r->replica_labels, r->n_replica_labels, r->storematchers,
-				  r->n_storematchers, r->enablededup, r->enablepartialresponse, r->shard_info,
-				  r->queryplan};
+		common_req_t c = {r->query,
+		                  r->timeout_seconds,
+		                  r->max_resolution_seconds,
+		                  r->lookback_delta_seconds,
+		                  r->response_batch_size,
+		                  r->replica_labels,
+		                  r->n_replica_labels,
+		                  r->storematchers,
+		                  r->n_storematchers,
+		                  r->enablededup,
+		                  r->enablepartialresponse,
+		                  r->shard_info,
+		                  r->queryplan};
 		if (r->time_seconds > INT64_MAX / 1000 || r->time_seconds < INT64_MIN / 1000)
 			return err_set(err, ERR_INVALID, "time_seconds out of range");
 		j->start = j->end = r->time_seconds * 1000;
 		return decode_common(j, a, &c, err);
 	}
-	Thanos__QueryRangeRequest *r = thanos__query_range_request__unpack(&al, msg.n, (const uint8_t *)msg.p);
+	Thanos__QueryRangeRequest *r =
+	    thanos__query_range_request__unpack(&al, msg.n, (const uint8_t *)msg.p);
 	if (!r)
 		return err_set(err, ERR_INVALID, "malformed QueryRangeRequest");
-	common_req_t c = {r->query, r->timeout_seconds, r->max_resolution_seconds, r->lookback_delta_seconds,
-			  r->response_batch_size, r->replica_labels, r->n_replica_labels, r->storematchers,
-			  r->n_storematchers, r->enablededup, r->enablepartialresponse, r->shard_info, r->queryplan};
+	common_req_t c = {r->query,
+	                  r->timeout_seconds,
+	                  r->max_resolution_seconds,
+	                  r->lookback_delta_seconds,
+	                  r->response_batch_size,
+	                  r->replica_labels,
+	                  r->n_replica_labels,
+	                  r->storematchers,
+	                  r->n_storematchers,
+	                  r->enablededup,
+	                  r->enablepartialresponse,
+	                  r->shard_info,
+	                  r->queryplan};
 	const int64_t lim = INT64_MAX / 1000;
 	if (r->start_time_seconds > lim || r->start_time_seconds < -lim || r->end_time_seconds > lim ||
 	    r->end_time_seconds < -lim || r->interval_seconds > lim)
 		return err_set(err, ERR_INVALID, "start, end or interval out of range");
 	if (r->interval_seconds <= 0)
-		return err_set(err, ERR_INVALID,
-			       "zero or negative query resolution step widths are not accepted. Try a positive "
-			       "integer");
+		return err_set(
+		    err, ERR_INVALID,
+		    "zero or negative query resolution step widths are not accepted. Try a positive "
+		    "integer");
 	if (r->end_time_seconds < r->start_time_seconds)
 		return err_set(err, ERR_INVALID, "end timestamp must not be before start time");
 	/* Prometheus's limit on points per series (11,000), as /api/v1/query_range */
 	if ((r->end_time_seconds - r->start_time_seconds) / r->interval_seconds > 11000)
-		return err_set(err, ERR_INVALID,
-			       "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the "
-			       "query resolution (?step=XX)");
+		return err_set(
+		    err, ERR_INVALID,
+		    "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the "
+		    "query resolution (?step=XX)");
 	j->start = r->start_time_seconds * 1000;
 	j->end = r->end_time_seconds * 1000;
 	j->step = r->interval_seconds * 1000;
@@ -202,7 +225,7 @@ static void emit(job_t *j, bool compress, const Thanos__QueryResponse *m, arena_
 }
 
 static Prometheus__TimeSeries *series_msg(arena_t *a, const labels_t *ls, const int64_t *t, const double *v,
-					  size_t n)
+                                          size_t n)
 {
 	Prometheus__TimeSeries *ts = ARENA_NEW(a, Prometheus__TimeSeries);
 	prometheus__time_series__init(ts);
@@ -312,12 +335,14 @@ static void evaluate(job_t *j)
 		return fail(j, GRPC_INVALID_ARGUMENT, err.msg);
 	promql_type_t ty = promql_expr_type(expr);
 	if (j->range && ty != PROMQL_TYPE_SCALAR && ty != PROMQL_TYPE_VECTOR) {
-		err_set(&err, ERR_INVALID, "invalid expression type \"%s\" for range query, must be Scalar or instant Vector",
-			ty == PROMQL_TYPE_MATRIX ? "range vector" : promql_type_name(ty));
+		err_set(&err, ERR_INVALID,
+		        "invalid expression type \"%s\" for range query, must be Scalar or instant Vector",
+		        ty == PROMQL_TYPE_MATRIX ? "range vector" : promql_type_name(ty));
 		return fail(j, GRPC_INVALID_ARGUMENT, err.msg);
 	}
 	if (ty == PROMQL_TYPE_STRING)
-		return fail(j, GRPC_INVALID_ARGUMENT, "string results are not supported by the gRPC Query API");
+		return fail(j, GRPC_INVALID_ARGUMENT,
+		            "string results are not supported by the gRPC Query API");
 	int64_t lookback = j->lookback_ms > 0 ? j->lookback_ms : s->lookback_ms;
 	if (!j->lookback_ms && s->dynamic_lookback) {
 		/* as the HTTP API: at least the resolution level the query may read (thanos.md §4.5) */
@@ -331,22 +356,22 @@ static void evaluate(job_t *j)
 		return fail(j, GRPC_DEADLINE_EXCEEDED, "query timed out in query queue");
 	store_queryable_t sq;
 	store_queryable_opts_t so = {.partial_response = j->partial,
-				     .replica_labels = j->dedup ? j->replica : NULL,
-				     .nreplica_labels = j->dedup ? j->nreplica : 0,
-				     .dedup_mode = s->dedup_mode,
-				     .max_source_resolution = j->max_res};
+	                             .replica_labels = j->dedup ? j->replica : NULL,
+	                             .nreplica_labels = j->dedup ? j->nreplica : 0,
+	                             .dedup_mode = s->dedup_mode,
+	                             .max_source_resolution = j->max_res};
 	store_t *st = endpoint_set_store(s->es, a, j->sets, j->nsets, j->nstore);
 	store_queryable_init(&sq, st, a, &so);
 	promql_opts_t o = {
-		.lookback_ms = lookback,
-		.max_samples = s->max_samples,
-		.max_memory = s->max_memory,
-		.timeout_ms = left,
-		.subquery_step_ms = s->eval_ms,
-		.cancel = &j->cancel,
-		.workers = s->engine_pool,
-		.decode_chunks = xor_decode_chunks,
-		.stats = PROMQL_STATS_TOTAL,
+	    .lookback_ms = lookback,
+	    .max_samples = s->max_samples,
+	    .max_memory = s->max_memory,
+	    .timeout_ms = left,
+	    .subquery_step_ms = s->eval_ms,
+	    .cancel = &j->cancel,
+	    .workers = s->engine_pool,
+	    .decode_chunks = xor_decode_chunks,
+	    .stats = PROMQL_STATS_TOTAL,
 	};
 	promql_result_t res;
 	int rc = promql_eval(&o, store_queryable_base(&sq), a, expr, j->start, j->end, j->step, &res, &err);
@@ -420,8 +445,9 @@ static void handle(grpc_call_t *call, str_t msg, bool range, querysrv_t *s)
 	buf_init(&j->out);
 	err_t err = {0};
 	if (decode(j, msg, &err)) {
-		grpc_call_finish(call, err.code == ERR_UNAVAILABLE ? GRPC_UNIMPLEMENTED : grpc_status_from_err(err.code),
-				 err.msg);
+		grpc_call_finish(
+		    call, err.code == ERR_UNAVAILABLE ? GRPC_UNIMPLEMENTED : grpc_status_from_err(err.code),
+		    err.msg);
 		buf_release(&j->out);
 		free(j);
 		return;
@@ -456,7 +482,8 @@ querysrv_t *querysrv_register(grpc_server_t *srv, const querysrv_config_t *cfg)
 	s->max_samples = cfg->max_samples;
 	s->max_memory = cfg->max_memory;
 	s->eval_ms = cfg->default_eval_interval_ms;
-	s->workers = workers_new(cfg->max_concurrent > 0 ? cfg->max_concurrent : QUERYSRV_DEFAULT_MAX_CONCURRENT);
+	s->workers =
+	    workers_new(cfg->max_concurrent > 0 ? cfg->max_concurrent : QUERYSRV_DEFAULT_MAX_CONCURRENT);
 	s->engine_pool = workers_new(0);
 	grpc_server_register(srv, "/thanos.Query/Query", h_query, s);
 	grpc_server_register(srv, "/thanos.Query/QueryRange", h_query_range, s);

@@ -42,14 +42,14 @@ typedef struct querysrv_config {
 	endpoint_set_t *endpoints;
 	const char *const *replica_labels; /* --query.replica-label */
 	size_t nreplica_labels;
-	dedup_mode_t dedup_mode;    /* --deduplication.func */
-	int64_t timeout_ms;         /* --query.timeout; 0 = 2m */
-	int64_t lookback_ms;        /* --query.lookback-delta; 0 = 5m */
-	bool dynamic_lookback;      /* --query.dynamic-lookback-delta */
-	int64_t max_samples;        /* 0 = 50,000,000 */
-	size_t max_memory;          /* 0 = the engine's default */
+	dedup_mode_t dedup_mode;          /* --deduplication.func */
+	int64_t timeout_ms;               /* --query.timeout; 0 = 2m */
+	int64_t lookback_ms;              /* --query.lookback-delta; 0 = 5m */
+	bool dynamic_lookback;            /* --query.dynamic-lookback-delta */
+	int64_t max_samples;              /* 0 = 50,000,000 */
+	size_t max_memory;                /* 0 = the engine's default */
 	int64_t default_eval_interval_ms; /* subquery default step; 0 = 1m */
-	int max_concurrent;         /* queries evaluating at once; 0 = 20 */
+	int max_concurrent;               /* queries evaluating at once; 0 = 20 */
 } querysrv_config_t;
 
 typedef struct querysrv querysrv_t;

@@ -27,7 +27,7 @@ struct gquery {
 	gname_t *names;
 	size_t nnames;
 	pthread_mutex_t mu;
-	strlist_t addrs; /* current endpoints (guarded by mu) */
+	strlist_t addrs;      /* current endpoints (guarded by mu) */
 	strlist_t ch_targets; /* channels made so far (guarded by mu), kept until gquery_free */
 	grpc_channel_t **ch;
 	atomic_uint next;
@@ -44,8 +44,8 @@ static void resolve(gquery_t *g)
 			strlist_free(&n->addrs);
 			n->addrs = l;
 		} else {
-			log_warn("gRPC query endpoint lookup failed; keeping previous addresses", "endpoint", n->raw, "err",
-			         err.msg);
+			log_warn("gRPC query endpoint lookup failed; keeping previous addresses", "endpoint",
+			         n->raw, "err", err.msg);
 			strlist_free(&l);
 		}
 		for (size_t k = 0; k < n->addrs.n; k++) {
@@ -171,12 +171,15 @@ static int query_one(grpc_channel_t *ch, arena_t *a, const uint8_t *req, size_t 
 		case THANOS__QUERY_RESPONSE__RESULT_WARNINGS:
 			VEC_PUSH(w, arena_strdup(a, r->warnings));
 			break;
-		case THANOS__QUERY_RESPONSE__RESULT_TIMESERIES: rc = add_series(a, r->timeseries, v, err); break;
+		case THANOS__QUERY_RESPONSE__RESULT_TIMESERIES:
+			rc = add_series(a, r->timeseries, v, err);
+			break;
 		case THANOS__QUERY_RESPONSE__RESULT_TIMESERIES_BATCH:
 			for (size_t i = 0; i < r->timeseries_batch->n_series && rc >= 0; i++)
 				rc = add_series(a, r->timeseries_batch->series[i], v, err);
 			break;
-		default: break; /* stats */
+		default:
+			break; /* stats */
 		}
 		thanos__query_response__free_unpacked(r, NULL);
 		if (rc < 0)
@@ -186,8 +189,9 @@ static int query_one(grpc_channel_t *ch, arena_t *a, const uint8_t *req, size_t 
 	return rc < 0 ? rc : 0;
 }
 
-int gquery_query(gquery_t *g, arena_t *a, str_t expr, int64_t ts_ms, bool partial_response, int64_t timeout_ms,
-                 tmpl_sample_t **v, size_t *n, char ***warnings, size_t *nwarnings, bool *final, err_t *err)
+int gquery_query(gquery_t *g, arena_t *a, str_t expr, int64_t ts_ms, bool partial_response,
+                 int64_t timeout_ms, tmpl_sample_t **v, size_t *n, char ***warnings, size_t *nwarnings,
+                 bool *final, err_t *err)
 {
 	*v = NULL;
 	*n = *nwarnings = 0;

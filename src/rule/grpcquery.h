@@ -38,7 +38,8 @@ size_t gquery_num_endpoints(gquery_t *g);
 /* An instant query at ts_ms. *v, *n: the vector (a scalar: one sample without labels), warnings in a.
  * 0, or an error: *final says whether it came from the query itself (no other endpoint would do
  * better) rather than from all endpoints failing. */
-int gquery_query(gquery_t *g, arena_t *a, str_t expr, int64_t ts_ms, bool partial_response, int64_t timeout_ms,
-                 tmpl_sample_t **v, size_t *n, char ***warnings, size_t *nwarnings, bool *final, err_t *err);
+int gquery_query(gquery_t *g, arena_t *a, str_t expr, int64_t ts_ms, bool partial_response,
+                 int64_t timeout_ms, tmpl_sample_t **v, size_t *n, char ***warnings, size_t *nwarnings,
+                 bool *final, err_t *err);
 
 #endif
