@@ -15,7 +15,8 @@
  *
  * TLS is on for a client config whose tls_config says enabled: true or names any file (as Thanos
  * infers it); a client certificate needs both cert_file and key_file. Without default_client_config
- * the --grpc-client-tls-* flags are the default. The file is read once at start.
+ * the --grpc-client-tls-* flags are the default. The querier re-reads the file when it changes
+ * (cmd/query.c: sd_reloader).
  *
  * A per-endpoint client_config applies to the addresses its spec resolves to: for "host:port" that is
  * the address itself; DNS specs (dns+, dnssrv+, ...) with a client_config of their own are refused,

@@ -9,14 +9,18 @@
  * on remote endpoints (the StoreAPI client is a blocking facade) and must not stall HTTP. Ready once
  * both listeners are up and the first endpoint refresh round has finished.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "api/api.h"
 #include "base/alloc.h"
+#include "base/clock.h"
 #include "base/duration.h"
+#include "base/log.h"
 #include "cmd/cmd.h"
 #include "cmd/endpoint_config.h"
 #include "cmd/grpc_tls.h"
@@ -34,6 +38,7 @@ static const char summary[] = "Query node exposing PromQL enabled Query API with
 typedef struct dial_opts {
 	int64_t info_timeout_ms;
 	tls_client_t *tls; /* --grpc-client-tls-*; NULL: plaintext */
+	pthread_mutex_t mu; /* guards sd (the reloader swaps it; dials run on the refresh thread) */
 	const cmd_endpoint_config_t *sd; /* --endpoint.sd-config: per-endpoint and default client configs */
 } dial_opts_t;
 
@@ -42,11 +47,13 @@ static store_t *dial_remote(const char *address, void *arg, err_t *err)
 {
 	const dial_opts_t *o = arg;
 	store_grpc_client_config_t cfg = {.info_timeout_ms = o->info_timeout_ms, .tls = o->tls};
+	pthread_mutex_lock((pthread_mutex_t *)&o->mu);
 	const cmd_endpoint_client_t *c = cmd_endpoint_client_for(o->sd, address);
-	if (c) {
+	if (c) { /* its TLS context lives until exit (every loaded config is kept) */
 		cfg.tls = c->tls;
 		cfg.compress = c->compress;
 	}
+	pthread_mutex_unlock((pthread_mutex_t *)&o->mu);
 	store_t *s;
 	if (store_grpc_client_new(&s, address, &cfg, err))
 		return NULL;
@@ -100,6 +107,110 @@ static char *flag_value(const flag_def_t *d)
 	return s ? s : xstrdup("");
 }
 
+/* --endpoint.sd-config-file re-read when it changes (checked every second) and every
+ * --endpoint.sd-config-reload-interval, as Thanos does: the new endpoint list replaces the old one at the
+ * next refresh round and new dials take the new client configs. A bad file is logged and the previous
+ * configuration stays. Every loaded configuration is kept until exit, since the stores dialled with it
+ * borrow its TLS contexts; an address kept with a changed client_config keeps its connection (and
+ * so its old TLS settings) until it leaves the list. Runs on the main loop. */
+typedef struct sd_reloader {
+	const char *path;
+	int64_t interval_ms;
+	uint64_t next_ms;
+	struct stat st;
+	char *text; /* the content last seen */
+	size_t len;
+	dial_opts_t *dial;
+	endpoint_set_t *es;
+	const strlist_t *static_specs; /* --endpoint, --store */
+	cmd_endpoint_config_t **all;
+	size_t nall;
+} sd_reloader_t;
+
+static bool stat_changed(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino != b->st_ino || a->st_size != b->st_size || a->st_mtim.tv_sec != b->st_mtim.tv_sec ||
+	       a->st_mtim.tv_nsec != b->st_mtim.tv_nsec;
+}
+
+static void sd_reload(sd_reloader_t *r)
+{
+	FILE *f = fopen(r->path, "rb");
+	if (!f) {
+		log_error("re-reading --endpoint.sd-config-file failed; keeping the previous endpoints",
+		          "file", r->path, "err", strerror(errno));
+		return;
+	}
+	buf_t b = BUF_INIT;
+	char tmp[4096];
+	size_t n;
+	while ((n = fread(tmp, 1, sizeof tmp, f)) > 0)
+		buf_append(&b, tmp, n);
+	fclose(f);
+	size_t len;
+	char *text = buf_detach(&b, &len);
+	if (!text)
+		text = xstrdup("");
+	if (r->text && len == r->len && !memcmp(text, r->text, len)) {
+		free(text);
+		return;
+	}
+	free(r->text);
+	r->text = text;
+	r->len = len;
+	err_t err = {0};
+	cmd_endpoint_config_t *c = xcalloc(1, sizeof *c);
+	if (cmd_endpoint_config_parse(text, len, r->path, c, &err)) {
+		log_error("reloading --endpoint.sd-config-file failed; keeping the previous endpoints",
+		          "file", r->path, "err", err.msg);
+		free(c);
+		return;
+	}
+	strlist_t specs = {0};
+	for (size_t i = 0; i < r->static_specs->n; i++)
+		strlist_push(&specs, r->static_specs->v[i]);
+	for (size_t i = 0; i < c->n; i++)
+		strlist_push(&specs, c->v[i].address);
+	/* the new client configs first, so the addresses the next round dials find theirs */
+	pthread_mutex_lock(&r->dial->mu);
+	const cmd_endpoint_config_t *old = r->dial->sd;
+	r->dial->sd = c;
+	pthread_mutex_unlock(&r->dial->mu);
+	if (endpoint_set_set_specs(r->es, (const char *const *)specs.v, specs.n, &err)) {
+		log_error("reloading --endpoint.sd-config-file failed; keeping the previous endpoints",
+		          "file", r->path, "err", err.msg);
+		pthread_mutex_lock(&r->dial->mu);
+		r->dial->sd = old;
+		pthread_mutex_unlock(&r->dial->mu);
+		cmd_endpoint_config_release(c);
+		free(c);
+		strlist_free(&specs);
+		return;
+	}
+	r->all = xreallocarray(r->all, r->nall + 1, sizeof *r->all);
+	r->all[r->nall++] = c;
+	char num[24];
+	snprintf(num, sizeof num, "%zu", c->n);
+	log_info("endpoint config reloaded", "file", r->path, "endpoints", num);
+	strlist_free(&specs);
+}
+
+static int64_t sd_reload_tick(loop_t *l, uint64_t id, void *arg)
+{
+	(void)l, (void)id;
+	sd_reloader_t *r = arg;
+	struct stat st;
+	uint64_t now = clock_mono_ms();
+	bool changed = stat(r->path, &st) == 0 && stat_changed(&st, &r->st);
+	if (changed)
+		r->st = st;
+	if (changed || now >= r->next_ms) {
+		r->next_ms = now + (uint64_t)r->interval_ms;
+		sd_reload(r);
+	}
+	return 1000;
+}
+
 typedef struct ready_check {
 	endpoint_set_t *es;
 	http_server_t *http;
@@ -131,6 +242,7 @@ int cmd_query(int argc, char **argv)
 	static cmd_grpc_client_tls_t gct;
 	static char *grpc_address, *dedup_func, *route_prefix, *external_prefix, *sd_config, *sd_config_file;
 	static strlist_t endpoints, stores, sd_files, store_sd_files, replica_flags;
+	static int64_t sd_reload_ms;
 	static int64_t grpc_grace_ms, timeout_ms, max_conc, lookback_ms, max_samples, eval_ms, default_step_ms,
 		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms, max_memory, instant_res_ms;
 	static bool partial, auto_ds, dyn_lookback;
@@ -150,7 +262,11 @@ int cmd_query(int argc, char **argv)
 		 "endpoint definitions (addresses, default_client_config and per-endpoint client_config with "
 		 "tls_config)."},
 		{"endpoint.sd-config-file", FLAG_STRING, &sd_config_file, NULL,
-		 "Path to Config File with endpoint definitions (read at start)."},
+		 "Path to Config File with endpoint definitions. Re-read when it changes and every "
+		 "--endpoint.sd-config-reload-interval."},
+		{"endpoint.sd-config-reload-interval", FLAG_DURATION, &sd_reload_ms, "5m",
+		 "Interval between re-reads of --endpoint.sd-config-file (changes are also picked up within a "
+		 "second)."},
 		{"endpoint.sd-files", FLAG_STRINGS, &sd_files, NULL,
 		 "Path to files (globs allowed) that contain addresses of endpoints in Prometheus file_sd format "
 		 "(JSON or YAML). Re-read on change."},
@@ -235,26 +351,46 @@ int cmd_query(int argc, char **argv)
 	for (size_t i = 0; i < store_sd_files.n; i++)
 		strlist_push(&files, store_sd_files.v[i]);
 	split_commas(&replica_flags, &replica);
-	static cmd_endpoint_config_t sdc;
+	cmd_endpoint_config_t *sdc = xcalloc(1, sizeof *sdc);
+	strlist_t static_specs = {0};
+	for (size_t i = 0; i < specs.n; i++)
+		strlist_push(&static_specs, specs.v[i]);
+	sd_reloader_t reloader = {.path = sd_config_file, .interval_ms = sd_reload_ms > 0 ? sd_reload_ms : 300000,
+	                          .static_specs = &static_specs};
 	char *sd_text = NULL;
 	size_t sd_len = 0;
 	const char *sd_what = NULL;
-	if (cmd_read_config("strata query", sd_config, sd_config_file, &sd_text, &sd_len, &sd_what))
+	if (cmd_read_config("strata query", sd_config, sd_config_file, &sd_text, &sd_len, &sd_what)) {
+		free(sdc);
+		strlist_free(&static_specs);
 		return 2;
+	}
 	if (sd_text) {
-		int prc = cmd_endpoint_config_parse(sd_text, sd_len, sd_what, &sdc, &err);
-		free(sd_text);
+		int prc = cmd_endpoint_config_parse(sd_text, sd_len, sd_what, sdc, &err);
 		if (prc) {
 			fprintf(stderr, "strata query: --endpoint.sd-config: %s\n", err.msg);
+			free(sd_text);
+			free(sdc);
+			strlist_free(&static_specs);
 			return 2;
 		}
-		for (size_t i = 0; i < sdc.n; i++)
-			strlist_push(&specs, sdc.v[i].address);
+		for (size_t i = 0; i < sdc->n; i++)
+			strlist_push(&specs, sdc->v[i].address);
+		if (sd_config_file && *sd_config_file && !(sd_config && *sd_config)) {
+			reloader.text = sd_text; /* the reloader compares against what was applied */
+			reloader.len = sd_len;
+			stat(sd_config_file, &reloader.st);
+			sd_text = NULL;
+		}
+		free(sd_text);
 	}
+	reloader.all = xcalloc(1, sizeof *reloader.all);
+	reloader.all[reloader.nall++] = sdc;
 
 	endpoint_set_t *es = NULL;
 	tls_server_t *server_tls = NULL;
-	dial_opts_t dial = {.info_timeout_ms = info_timeout_ms, .sd = &sdc};
+	dial_opts_t dial = {.info_timeout_ms = info_timeout_ms, .sd = sdc};
+	pthread_mutex_init(&dial.mu, NULL);
 	endpoint_set_config_t ec = {.specs = (const char *const *)specs.v, .nspecs = specs.n,
 				    .sd_files = (const char *const *)files.v, .nsd_files = files.n,
 				    .dial = dial_remote, .dial_arg = &dial,
@@ -336,6 +472,12 @@ int cmd_query(int argc, char **argv)
 	}
 	ready_check_t ready = {.es = es, .http = http, .api = api};
 	loop_add_timer(loop, 0, check_ready, &ready);
+	if (reloader.text) {
+		reloader.dial = &dial;
+		reloader.es = es;
+		reloader.next_ms = clock_mono_ms() + (uint64_t)reloader.interval_ms;
+		loop_add_timer(loop, 1000, sd_reload_tick, &reloader);
+	}
 	log_info("starting query node", "http", sf.http_address, "grpc", grpc_address, "grpc_tls",
 		 server_tls ? "on" : "off", "grpc_client_tls", dial.tls ? "on" : "off");
 	rc = http_server_run(http, sf.http_grace_ms, &err) ? 1 : 0;
@@ -357,7 +499,14 @@ out:
 		grpc_server_free(grpc);
 	endpoint_set_free(es);
 	tls_client_free(dial.tls);
-	cmd_endpoint_config_release(&sdc);
+	for (size_t i = 0; i < reloader.nall; i++) {
+		cmd_endpoint_config_release(reloader.all[i]);
+		free(reloader.all[i]);
+	}
+	free(reloader.all);
+	free(reloader.text);
+	strlist_free(&static_specs);
+	pthread_mutex_destroy(&dial.mu);
 	tls_server_free(server_tls);
 	if (gloop)
 		loop_free(gloop);

@@ -765,6 +765,25 @@ size_t endpoint_set_status(endpoint_set_t *es, arena_t *a, endpoint_status_t **o
 
 /* ------------------------------------------------------------------ lifecycle */
 
+int endpoint_set_set_specs(endpoint_set_t *es, const char *const *specs, size_t n, err_t *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		spec_t sp;
+		if (spec_parse(specs[i], &sp, err))
+			return err->code;
+		spec_release(&sp);
+	}
+	strlist_t l = {0};
+	for (size_t i = 0; i < n; i++)
+		strlist_push(&l, specs[i]);
+	pthread_mutex_lock(&es->refresh_mu);
+	strlist_free(&es->specs);
+	es->specs = l;
+	pthread_mutex_unlock(&es->refresh_mu);
+	return 0;
+}
+
+
 int endpoint_set_new(endpoint_set_t **out, const endpoint_set_config_t *cfg, err_t *err)
 {
 	BUG_ON(!cfg->dial);

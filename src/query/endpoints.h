@@ -71,6 +71,9 @@ int endpoint_set_new(endpoint_set_t **out, const endpoint_set_config_t *cfg, err
  * when those are released; release them first). */
 void endpoint_set_free(endpoint_set_t *es);
 
+/* Replace the static specs (validated first: ERR_INVALID naming a bad one, nothing changed); the next
+ * refresh round dials the new addresses and drops the vanished ones. Thread-safe. */
+int endpoint_set_set_specs(endpoint_set_t *es, const char *const *specs, size_t n, err_t *err);
 /* One refresh round on the calling thread: re-read changed SD files, re-resolve DNS when due, dial
  * new addresses, drop vanished ones, Info every endpoint. */
 void endpoint_set_refresh(endpoint_set_t *es);

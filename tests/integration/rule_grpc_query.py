@@ -16,6 +16,8 @@ a client certificate (--grpc-server-tls-cert/-key/-client-ca).
   (HTTP preferred); the HTTP querier stopped, the same ruler records Q's answer over gRPC; a ruler whose first
   gRPC endpoint is dead evaluates through the second
 - bad --grpc-query-endpoint values: exit 2 with a message
+- a querier's --endpoint.sd-config-file replaced on disk: the new endpoints (with the new file's client TLS)
+  replace the old ones without a restart; a broken file is logged and the previous endpoints stay
 """
 import json
 import math
@@ -271,6 +273,39 @@ try:
         assert all(h == "ok" for h, _ in rules_health(ha_http).values()), rules_health(ha_http)
         assert all(h == "ok" for h, _ in rules_health(pref_http).values()), rules_health(pref_http)
     H.check("ha_group_http_preferred_then_grpc", ha_group)
+
+    def stores(port):
+        """address -> lastError ("" when healthy)"""
+        out = {}
+        for group in get(port, "/api/v1/stores")["data"].values():
+            for st in group:
+                out[st["name"]] = st.get("lastError") or ""
+        return out
+
+    def sd_config_reloaded():
+        sd = os.path.join(tmp, "endpoints.yml")
+        with open(sd, "w") as f:
+            f.write(f"endpoints:\n  - address: 127.0.0.1:{r1_grpc}\n")
+        sq, sq_http, _ = querier("sdq", [], [f"--endpoint.sd-config-file={sd}"])
+        wait_until(lambda: stores(sq_http) == {f"127.0.0.1:{r1_grpc}": ""}, sq, "sdq sees r1", 30)
+        # replaced: Q over mutual TLS with the certificates the new file names
+        with open(sd + ".tmp", "w") as f:
+            f.write(f"""default_client_config:
+  tls_config: {{ca_file: {C('ca.crt')}, cert_file: {C('client.crt')}, key_file: {C('client.key')}}}
+endpoints:
+  - address: {Q}
+""")
+        os.replace(sd + ".tmp", sd)
+        wait_until(lambda: stores(sq_http) == {Q: ""}, sq, "sdq sees only Q, healthy over mTLS", 30)
+        got = get(sq_http, "/api/v1/query", {"query": "grpcq_load"})["data"]["result"]
+        assert len(got) == 2, got
+        # a broken file: logged, the previous endpoints stay
+        with open(sd, "w") as f:
+            f.write("endpoints: [ {address: \n")
+        wait_until(lambda: "reloading --endpoint.sd-config-file failed" in open(os.path.join(tmp, "sdq.log")).read(),
+                   sq, "the bad file logged", 15)
+        assert stores(sq_http) == {Q: ""} and sq.poll() is None
+    H.check("querier_endpoint_sd_config_file_reloaded", sd_config_reloaded)
 
     def bad_flags():
         for v, want in (("bogus+x:1", "unknown lookup prefix"), ("127.0.0.1", "missing port"),
