@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "anypb.pb-c.h"
 #include "base/alloc.h"
@@ -580,4 +581,73 @@ void extents_trim(arena_t *a, extents_t *ex, int64_t max_time, int64_t step)
 		ex->v[k++] = e;
 	}
 	ex->n = k;
+}
+
+/* ------------------------------------------------------------------ ready answers */
+
+extents_fp_t extents_fingerprint(const void *value, size_t n)
+{
+	return (extents_fp_t){n, XXH3_64bits(value, n)};
+}
+
+static void put_u32(buf_t *b, uint32_t v)
+{
+	uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+	buf_append(b, x, 4);
+}
+
+static void put_u64(buf_t *b, uint64_t v)
+{
+	put_u32(b, (uint32_t)v);
+	put_u32(b, (uint32_t)(v >> 32));
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+void extents_json_encode(buf_t *out, str_t jkey, const extents_fp_t *fp, size_t n, const void *body,
+                         size_t blen)
+{
+	buf_reset(out);
+	buf_append(out, "SFJ1", 4);
+	put_u32(out, (uint32_t)jkey.n);
+	buf_append(out, jkey.p, jkey.n);
+	put_u32(out, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		put_u64(out, fp[i].len);
+		put_u64(out, fp[i].hash);
+	}
+	buf_append(out, body, blen);
+}
+
+bool extents_json_decode(str_t value, str_t jkey, const extents_fp_t *fp, size_t n, str_t *body)
+{
+	const uint8_t *p = (const uint8_t *)value.p, *end = p + value.n;
+	if (value.n < 8 || memcmp(p, "SFJ1", 4) != 0)
+		return false;
+	uint32_t klen = get_u32(p + 4);
+	p += 8;
+	if ((size_t)(end - p) < (size_t)klen + 4 || klen != jkey.n || memcmp(p, jkey.p, klen) != 0)
+		return false;
+	p += klen;
+	if (get_u32(p) != n)
+		return false;
+	p += 4;
+	if ((size_t)(end - p) < n * 16)
+		return false;
+	for (size_t i = 0; i < n; i++, p += 16)
+		if (get_u64(p) != fp[i].len || get_u64(p + 8) != fp[i].hash)
+			return false;
+	*body = (str_t){(const char *)p, (size_t)(end - p)};
+	return true;
 }

@@ -31,6 +31,8 @@ struct frontend {
 	bool stop;
 };
 
+typedef struct chain chain_t;
+
 static metric_t *m_queries, *m_split, *m_mw_dur;
 static metric_child_t *m_downsampled;
 
@@ -150,10 +152,16 @@ static void common_headers(http_req_t *r)
 	http_add_header(r, "Access-Control-Expose-Headers", "Date");
 }
 
-static void respond_merged(frontend_t *fe, http_req_t *r, const promresp_t *p, bool stats, bool per_step)
+static void keep_ready(const chain_t *ch, const buf_t *body);
+
+/* ch (may be NULL): keep the body as the ready answer when run_pieces found it may be. */
+static void respond_merged(frontend_t *fe, http_req_t *r, const promresp_t *p, bool stats, bool per_step,
+                           const chain_t *ch)
 {
 	buf_t b = BUF_INIT;
 	promresp_encode(&b, p, stats, per_step);
+	if (ch && !p->nwarnings)
+		keep_ready(ch, &b);
 	common_headers(r);
 	if (p->nwarnings)
 		http_add_header(r, "Cache-Control", "no-store");
@@ -162,6 +170,18 @@ static void respond_merged(frontend_t *fe, http_req_t *r, const promresp_t *p, b
 	else
 		http_respond_buf(r, 200, "application/json", &b);
 	buf_release(&b);
+}
+
+static void respond_ready(frontend_t *fe, http_req_t *r, str_t body)
+{
+	common_headers(r);
+	if (fe->c.compress_responses) {
+		buf_t b = BUF_INIT;
+		buf_append_str(&b, body);
+		api_respond_json(r, 200, &b);
+	} else {
+		http_respond(r, 200, "application/json", body.p, body.n);
+	}
 }
 
 static void respond_error(http_req_t *r, api_error_type_t t, const char *msg)
@@ -213,7 +233,7 @@ typedef struct piece {
 } piece_t;
 
 /* How one chain (range or labels) runs its pieces. */
-typedef struct chain {
+struct chain {
 	frontend_t *fe;
 	http_req_t *r;
 	promresp_kind_t kind;
@@ -229,32 +249,80 @@ typedef struct chain {
 	void (*fill)(struct chain *ch, ds_call_t *c, int64_t start, int64_t end);
 	void *arg;
 	const ds_call_t *failed; /* set when a call failed: the answer to relay */
+	size_t npieces;
+	bool want_json; /* keep/use ready answers (range queries not split by resolution) */
 	ds_call_t *calls;
 	size_t ncalls;
 	size_t bytes; /* downstream bodies decoded */
-} chain_t;
+	/* ready answers (extents.h; range queries): jkey NULL = none kept for this request */
+	char *jkey;
+	char jhkey[17];
+	extents_fp_t *fp; /* each piece's cached value as the answer leaves it */
+	bool json_ok;     /* every point of the answer came from the cache or went into it */
+	str_t json;       /* the ready answer found (run_pieces returned 1) */
+};
+
+/* Keep an answer's body as the ready answer when run_pieces found every point of it cached. */
+static void keep_ready(const chain_t *ch, const buf_t *body)
+{
+	if (!ch->jkey || !ch->json_ok)
+		return;
+	buf_t v = BUF_INIT;
+	extents_json_encode(&v, str_c(ch->jkey), ch->fp, ch->npieces, body->p, body->n);
+	fecache_put(ch->cache, (str_t){ch->jhkey, 16}, v.p, v.n);
+	buf_release(&v);
+}
+
+/* Whether one extent of ex holds the whole of [start, end]. */
+static bool extents_cover(const extents_t *ex, int64_t start, int64_t end)
+{
+	for (size_t i = 0; i < ex->n; i++)
+		if (ex->v[i].start <= start && ex->v[i].end >= end)
+			return true;
+	return false;
+}
 
 /* Run the pieces: cache lookups (one batch), downstream calls (one parallel batch), merges and cache
- * updates. Returns 0 with *out, or -1 with ch->failed / an error already answered (returns -2). */
+ * updates. Returns 0 with *out, 1 with ch->json (a ready answer whose pieces' extents are unchanged;
+ * nothing decoded), or -1 with ch->failed / an error already answered (returns -2). */
 static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 {
 	http_req_t *r = ch->r;
 	arena_t *a = &r->arena;
 	frontend_t *fe = ch->fe;
 	uint64_t t_cache = clock_mono_ns();
+	ch->npieces = n;
 	/* 1. cache lookups */
 	size_t nk = 0;
-	str_t *keys = ARENA_NEW_ARRAY(a, str_t, n + 1), *vals = ARENA_NEW_ARRAY(a, str_t, n + 1);
-	bool *found = ARENA_NEW_ARRAY(a, bool, n + 1);
-	size_t *kidx = ARENA_NEW_ARRAY(a, size_t, n + 1);
+	str_t *keys = ARENA_NEW_ARRAY(a, str_t, n + 2), *vals = ARENA_NEW_ARRAY(a, str_t, n + 2);
+	bool *found = ARENA_NEW_ARRAY(a, bool, n + 2);
+	size_t *kidx = ARENA_NEW_ARRAY(a, size_t, n + 2);
 	for (size_t i = 0; i < n; i++)
 		if (pc[i].key) {
 			extents_hash_key(str_c(pc[i].key), pc[i].hkey);
 			keys[nk] = (str_t){pc[i].hkey, 16};
 			kidx[nk++] = i;
 		}
+	/* a ready answer only when every piece is cached under a key (kidx[i] == i then) */
+	bool json = ch->jkey && nk == n && n > 0;
+	ch->json_ok = json;
+	if (json) {
+		ch->fp = ARENA_NEW_ARRAY(a, extents_fp_t, n);
+		extents_hash_key(str_c(ch->jkey), ch->jhkey);
+		keys[nk] = (str_t){ch->jhkey, 16};
+	}
 	if (nk)
-		fecache_get_multi(ch->cache, keys, nk, a, vals, found);
+		fecache_get_multi(ch->cache, keys, nk + json, a, vals, found);
+	if (json && found[nk]) {
+		bool all = true;
+		for (size_t k = 0; k < nk && all; k++)
+			if ((all = found[k]))
+				ch->fp[k] = extents_fingerprint(vals[k].p, vals[k].n);
+		if (all && extents_json_decode(vals[nk], str_c(ch->jkey), ch->fp, n, &ch->json)) {
+			observe("results_cache", 200, ch->tripperware, t_cache);
+			return 1;
+		}
+	}
 	for (size_t k = 0; k < nk; k++) {
 		piece_t *p = &pc[kidx[k]];
 		if (found[k] && !extents_decode(a, ch->kind, vals[k], str_c(p->key), fe->c.snappy, &p->ex))
@@ -319,8 +387,11 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 			p->result = *in[0];
 		else
 			promresp_merge(a, in, nin, &p->result);
+		if (ch->json_ok && !p->plan.nfetch)
+			ch->fp[i] = extents_fingerprint(vals[i].p, vals[i].n);
 		if (!p->key || !p->plan.nfetch)
 			continue;
+		bool put = false;
 		extent_t *added = ARENA_NEW_ARRAY(a, extent_t, p->plan.nfetch);
 		size_t nadded = 0;
 		for (size_t j = 0; j < p->plan.nfetch; j++) {
@@ -332,15 +403,22 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 				continue; /* `@` after the freshness limit: that data may still change */
 			added[nadded++] = (extent_t){f.start, f.end, fetched[p->call0 + j]};
 		}
-		if (!nadded)
-			continue;
-		extents_t merged;
-		extents_merge(a, &p->ex, added, nadded, ch->grid_start, ch->step, &merged);
-		extents_trim(a, &merged, ch->max_cache_time, ch->step);
-		if (!merged.n)
-			continue;
-		extents_encode(&val, str_c(p->key), &merged, fe->c.snappy);
-		fecache_put(ch->cache, (str_t){p->hkey, 16}, val.p, val.n);
+		if (nadded) {
+			extents_t merged;
+			extents_merge(a, &p->ex, added, nadded, ch->grid_start, ch->step, &merged);
+			extents_trim(a, &merged, ch->max_cache_time, ch->step);
+			if (merged.n) {
+				extents_encode(&val, str_c(p->key), &merged, fe->c.snappy);
+				fecache_put(ch->cache, (str_t){p->hkey, 16}, val.p, val.n);
+				/* the answer is ready for next time only if all of this piece is now cached
+				 */
+				put = nadded == p->plan.nfetch && extents_cover(&merged, p->start, p->end);
+				if (put && ch->json_ok)
+					ch->fp[i] = extents_fingerprint(val.p, val.n);
+			}
+		}
+		if (!put)
+			ch->json_ok = false;
 	}
 	buf_release(&val);
 	if (n == 1) {
@@ -456,6 +534,17 @@ static int run_range(frontend_t *fe, chain_t *ch, range_req_t *q, int64_t start,
 		if (cacheable && sp[i].start <= ch->max_cache_time)
 			pc[i].key = range_key(fe, r, q, sp[i].start);
 	}
+	if (ch->want_json) { /* the ready answer's key names everything the body depends on */
+		buf_t k = BUF_INIT;
+		buf_printf(&k, "fe-json:%lld:%lld:%lld:" STR_FMT, (long long)start, (long long)end,
+		           (long long)q->step, STR_ARG(q->stats));
+		for (size_t i = 0; i < n && pc[i].key; i++) {
+			buf_putc(&k, '\n');
+			buf_puts(&k, pc[i].key);
+		}
+		ch->jkey = arena_strndup(&r->arena, k.p, k.n);
+		buf_release(&k);
+	}
 	return run_pieces(ch, pc, n, out);
 }
 
@@ -531,6 +620,7 @@ static void range_work(http_req_t *r, void *arg)
 	promresp_t res;
 	int rc;
 	if (!auto_res || !fe->c.request_downsampled) {
+		ch.want_json = cacheable;
 		rc = run_range(fe, &ch, &q, start, end, cacheable, &res);
 	} else {
 		/* downsampled: where the answer starts late or is empty, ask coarser resolutions for the rest
@@ -572,11 +662,13 @@ static void range_work(http_req_t *r, void *arg)
 	if (rc == -1)
 		downstream_respond(r, ch.failed);
 	else if (rc == 0)
-		respond_merged(fe, r, &res, q.stats.n > 0, str_eq_c(q.stats, "all"));
+		respond_merged(fe, r, &res, q.stats.n > 0, str_eq_c(q.stats, "all"), &ch);
+	else if (rc == 1)
+		respond_ready(fe, r, ch.json);
 	observe("step_align",
-	        rc == 0    ? 200
-	        : rc == -1 ? (int)(ch.failed->rc ? 502 : ch.failed->resp.status)
-	                   : 500,
+	        rc == 0 || rc == 1 ? 200
+	        : rc == -1         ? (int)(ch.failed->rc ? 502 : ch.failed->resp.status)
+	                           : 500,
 	        "query_range", t0);
 	release_calls(&ch);
 	goto done;
@@ -679,7 +771,7 @@ static void labels_work(http_req_t *r, void *arg)
 	if (rc == -1)
 		downstream_respond(r, ch.failed);
 	else if (rc == 0)
-		respond_merged(fe, r, &res, false, false);
+		respond_merged(fe, r, &res, false, false, NULL);
 	observe("split_interval", rc == 0 ? 200 : 500, "labels", t0);
 	release_calls(&ch);
 	slow_log(fe, r, t0);
