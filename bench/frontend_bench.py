@@ -9,7 +9,8 @@ Data: FRONTEND_BENCH_DAYS (7) days of promtool blocks, FRONTEND_BENCH_SERIES (12
    queries sent at once, as a browser does. Rounds alternate: direct to the querier, then through a
    freshly started frontend (cold: every piece from the querier, in parallel), then a refresh through
    the warm frontend shifted by one step (only the new step asked downstream), then that refresh
-   again (everything from cache). Medians of the dashboard's wall time; ratios direct/cold (floor
+   again (everything from cache). Every cold, warm and repeated answer is checked byte for byte against
+   the querier's answer for the same range. Medians of the dashboard's wall time; ratios direct/cold (floor
    0.7: the frontend no slower than 1/0.7 of direct) and warm/direct (target <= 0.05).
 2. Frontend CPU per cached response (utime+stime of the process over FRONTEND_BENCH_CACHED requests
    answered wholly from cache), and its RSS with the 256 MiB cache full (raw-series queries at distinct
@@ -174,10 +175,15 @@ def main():
             cold.append(c)
             if got != want:
                 raise RuntimeError("frontend answer differs from the querier's")
-            w, _ = dashboard(fport, shift=STEP)
+            w, got_w = dashboard(fport, shift=STEP)
             warm.append(w)
-            h, _ = dashboard(fport, shift=STEP)
+            h, got_h = dashboard(fport, shift=STEP)
             hit.append(h)
+            _, want_w = dashboard(qh, shift=STEP)  # untimed: the shifted refresh asked of the querier
+            if got_w != want_w:
+                raise RuntimeError("frontend's warm refresh differs from the querier's")
+            if got_h != want_w:
+                raise RuntimeError("frontend's repeated refresh differs from the querier's")
             print(f"round {r}: direct {d * 1000:.0f} ms, cold {c * 1000:.0f} ms, warm refresh {w * 1000:.1f} ms, "
                   f"repeat {h * 1000:.1f} ms", flush=True)
         md, mcold, mwarm, mhit = (statistics.median(x) for x in (direct, cold, warm, hit))

@@ -651,3 +651,64 @@ bool extents_json_decode(str_t value, str_t jkey, const extents_fp_t *fp, size_t
 	*body = (str_t){(const char *)p, (size_t)(end - p)};
 	return true;
 }
+
+void extents_frag_encode(buf_t *out, const promresp_frag_t *f)
+{
+	buf_reset(out);
+	put_u32(out, (uint32_t)f->n);
+	for (size_t i = 0; i < f->n; i++) {
+		const promresp_frag_series_t *s = &f->s[i];
+		put_u32(out, (uint32_t)s->ls.n);
+		for (size_t j = 0; j < s->ls.n; j++) {
+			put_u32(out, (uint32_t)s->ls.v[j].name.n);
+			buf_append_str(out, s->ls.v[j].name);
+			put_u32(out, (uint32_t)s->ls.v[j].value.n);
+			buf_append_str(out, s->ls.v[j].value);
+		}
+		put_u32(out, (uint32_t)s->pts.n);
+		buf_append_str(out, s->pts);
+	}
+}
+
+static bool frag_str(const uint8_t **p, const uint8_t *end, str_t *out)
+{
+	if (end - *p < 4)
+		return false;
+	uint32_t n = get_u32(*p);
+	*p += 4;
+	if ((size_t)(end - *p) < n)
+		return false;
+	*out = (str_t){(const char *)*p, n};
+	*p += n;
+	return true;
+}
+
+bool extents_frag_decode(arena_t *a, str_t bytes, promresp_frag_t *out)
+{
+	const uint8_t *p = (const uint8_t *)bytes.p, *end = p + bytes.n;
+	if (bytes.n < 4)
+		return false;
+	uint32_t n = get_u32(p);
+	p += 4;
+	if (n > bytes.n / 8) /* every series takes at least 8 bytes */
+		return false;
+	out->s = ARENA_NEW_ARRAY(a, promresp_frag_series_t, n + 1);
+	out->n = n;
+	for (uint32_t i = 0; i < n; i++) {
+		promresp_frag_series_t *s = &out->s[i];
+		if (end - p < 4)
+			return false;
+		uint32_t nl = get_u32(p);
+		p += 4;
+		if (nl > (size_t)(end - p) / 8)
+			return false;
+		s->ls.n = nl;
+		s->ls.v = ARENA_NEW_ARRAY(a, label_t, nl + 1);
+		for (uint32_t j = 0; j < nl; j++)
+			if (!frag_str(&p, end, &s->ls.v[j].name) || !frag_str(&p, end, &s->ls.v[j].value))
+				return false;
+		if (!frag_str(&p, end, &s->pts))
+			return false;
+	}
+	return p == end;
+}

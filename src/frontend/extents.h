@@ -88,4 +88,12 @@ void extents_json_encode(buf_t *out, str_t jkey, const extents_fp_t *fp, size_t 
 /* The body stored for jkey, if the value is for jkey and its fingerprints are exactly fp[0..n). */
 bool extents_json_decode(str_t value, str_t jkey, const extents_fp_t *fp, size_t n, str_t *body);
 
+/* One piece's ready series (promresp_frag_t), kept the same way with n = 1 under a "fe-frag:" key of
+ * the piece's range and cache key, so a range sharing whole pieces with an earlier one (a dashboard
+ * refresh shifted by a step) renders only its first and last piece. Bytes: u32 number of series; per
+ * series u32 number of labels, each u32 length + name, u32 length + value; u32 length + points text.
+ * extents_frag_decode points into bytes; false if they are malformed. */
+void extents_frag_encode(buf_t *out, const promresp_frag_t *f);
+bool extents_frag_decode(arena_t *a, str_t bytes, promresp_frag_t *out);
+
 #endif

@@ -154,21 +154,27 @@ static void common_headers(http_req_t *r)
 
 static void keep_ready(const chain_t *ch, const buf_t *body);
 
+/* Answer with an encoded body (taken over); ch (may be NULL) keeps it as the ready answer. */
+static void respond_body(frontend_t *fe, http_req_t *r, buf_t *b, size_t nwarnings, const chain_t *ch)
+{
+	if (ch && !nwarnings)
+		keep_ready(ch, b);
+	common_headers(r);
+	if (nwarnings)
+		http_add_header(r, "Cache-Control", "no-store");
+	if (fe->c.compress_responses)
+		api_respond_json(r, 200, b);
+	else
+		http_respond_buf(r, 200, "application/json", b);
+}
+
 /* ch (may be NULL): keep the body as the ready answer when run_pieces found it may be. */
 static void respond_merged(frontend_t *fe, http_req_t *r, const promresp_t *p, bool stats, bool per_step,
                            const chain_t *ch)
 {
 	buf_t b = BUF_INIT;
 	promresp_encode(&b, p, stats, per_step);
-	if (ch && !p->nwarnings)
-		keep_ready(ch, &b);
-	common_headers(r);
-	if (p->nwarnings)
-		http_add_header(r, "Cache-Control", "no-store");
-	if (fe->c.compress_responses)
-		api_respond_json(r, 200, &b);
-	else
-		http_respond_buf(r, 200, "application/json", &b);
+	respond_body(fe, r, &b, p->nwarnings, ch);
 	buf_release(&b);
 }
 
@@ -230,6 +236,11 @@ typedef struct piece {
 	extents_plan_t plan;
 	size_t call0; /* first of its downstream calls */
 	promresp_t result;
+	char *fkey;     /* its ready series' key (chain's frag) */
+	char fhkey[17]; /* hashed */
+	bool frag_hit;  /* ready series found for its exact range: nothing decoded */
+	bool whole;     /* all of it is in the cache after this request */
+	promresp_frag_t frag;
 } piece_t;
 
 /* How one chain (range or labels) runs its pieces. */
@@ -250,7 +261,10 @@ struct chain {
 	void *arg;
 	const ds_call_t *failed; /* set when a call failed: the answer to relay */
 	size_t npieces;
-	bool want_json; /* keep/use ready answers (range queries not split by resolution) */
+	bool want_json;   /* keep/use ready answers (range queries not split by resolution) */
+	bool frag;        /* ... and each piece's ready series (no stats asked) */
+	buf_t body;       /* the answer assembled from ready series (run_pieces returned 2) */
+	size_t nwarnings; /* ... with that many warnings */
 	ds_call_t *calls;
 	size_t ncalls;
 	size_t bytes; /* downstream bodies decoded */
@@ -284,7 +298,9 @@ static bool extents_cover(const extents_t *ex, int64_t start, int64_t end)
 
 /* Run the pieces: cache lookups (one batch), downstream calls (one parallel batch), merges and cache
  * updates. Returns 0 with *out, 1 with ch->json (a ready answer whose pieces' extents are unchanged;
- * nothing decoded), or -1 with ch->failed / an error already answered (returns -2). */
+ * nothing decoded), 2 with ch->body (ch->frag: the answer assembled from each piece's ready series,
+ * pieces without them made from their extents), or -1 with ch->failed / an error already answered
+ * (returns -2). */
 static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 {
 	http_req_t *r = ch->r;
@@ -294,8 +310,8 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 	ch->npieces = n;
 	/* 1. cache lookups */
 	size_t nk = 0;
-	str_t *keys = ARENA_NEW_ARRAY(a, str_t, n + 2), *vals = ARENA_NEW_ARRAY(a, str_t, n + 2);
-	bool *found = ARENA_NEW_ARRAY(a, bool, n + 2);
+	str_t *keys = ARENA_NEW_ARRAY(a, str_t, 2 * n + 2), *vals = ARENA_NEW_ARRAY(a, str_t, 2 * n + 2);
+	bool *found = ARENA_NEW_ARRAY(a, bool, 2 * n + 2);
 	size_t *kidx = ARENA_NEW_ARRAY(a, size_t, n + 2);
 	for (size_t i = 0; i < n; i++)
 		if (pc[i].key) {
@@ -304,35 +320,54 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 			kidx[nk++] = i;
 		}
 	/* a ready answer only when every piece is cached under a key (kidx[i] == i then) */
-	bool json = ch->jkey && nk == n && n > 0;
+	bool json = ch->jkey && nk == n && n > 0, frag = json && ch->frag;
 	ch->json_ok = json;
+	size_t nget = nk;
 	if (json) {
 		ch->fp = ARENA_NEW_ARRAY(a, extents_fp_t, n);
 		extents_hash_key(str_c(ch->jkey), ch->jhkey);
-		keys[nk] = (str_t){ch->jhkey, 16};
+		keys[nget++] = (str_t){ch->jhkey, 16};
 	}
-	if (nk)
-		fecache_get_multi(ch->cache, keys, nk + json, a, vals, found);
-	if (json && found[nk]) {
+	for (size_t i = 0; frag && i < n; i++) {
+		extents_hash_key(str_c(pc[i].fkey), pc[i].fhkey);
+		keys[nget++] = (str_t){pc[i].fhkey, 16};
+	}
+	if (nget)
+		fecache_get_multi(ch->cache, keys, nget, a, vals, found);
+	if (json) {
 		bool all = true;
-		for (size_t k = 0; k < nk && all; k++)
-			if ((all = found[k]))
+		for (size_t k = 0; k < nk; k++)
+			if (found[k])
 				ch->fp[k] = extents_fingerprint(vals[k].p, vals[k].n);
-		if (all && extents_json_decode(vals[nk], str_c(ch->jkey), ch->fp, n, &ch->json)) {
+			else
+				all = false;
+		if (all && found[nk] &&
+		    extents_json_decode(vals[nk], str_c(ch->jkey), ch->fp, n, &ch->json)) {
 			observe("results_cache", 200, ch->tripperware, t_cache);
 			return 1;
+		}
+		for (size_t i = 0; frag && i < n; i++) {
+			str_t body;
+			size_t k = nk + 1 + i;
+			pc[i].frag_hit =
+			    found[i] && found[k] &&
+			    extents_json_decode(vals[k], str_c(pc[i].fkey), &ch->fp[i], 1, &body) &&
+			    extents_frag_decode(a, body, &pc[i].frag);
 		}
 	}
 	for (size_t k = 0; k < nk; k++) {
 		piece_t *p = &pc[kidx[k]];
-		if (found[k] && !extents_decode(a, ch->kind, vals[k], str_c(p->key), fe->c.snappy, &p->ex))
+		if (found[k] && !p->frag_hit &&
+		    !extents_decode(a, ch->kind, vals[k], str_c(p->key), fe->c.snappy, &p->ex))
 			memset(&p->ex, 0, sizeof p->ex);
 	}
 	/* 2. plan */
 	size_t ncalls = 0;
 	for (size_t i = 0; i < n; i++) {
 		piece_t *p = &pc[i];
-		if (p->key) {
+		if (p->frag_hit) {
+			memset(&p->plan, 0, sizeof p->plan);
+		} else if (p->key) {
 			extents_partition(a, &p->ex, p->start, p->end, ch->step, ch->need_stats, &p->plan);
 		} else {
 			p->plan.fetch = ARENA_NEW(a, split_piece_t);
@@ -377,6 +412,10 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 	buf_t val = BUF_INIT;
 	for (size_t i = 0; i < n; i++) {
 		piece_t *p = &pc[i];
+		if (p->frag_hit) {
+			p->whole = true;
+			continue;
+		}
 		size_t nin = p->plan.ncached + p->plan.nfetch;
 		const promresp_t **in = ARENA_NEW_ARRAY(a, const promresp_t *, nin + 1);
 		for (size_t j = 0; j < p->plan.ncached; j++)
@@ -387,8 +426,7 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 			p->result = *in[0];
 		else
 			promresp_merge(a, in, nin, &p->result);
-		if (ch->json_ok && !p->plan.nfetch)
-			ch->fp[i] = extents_fingerprint(vals[i].p, vals[i].n);
+		p->whole = p->key && !p->plan.nfetch;
 		if (!p->key || !p->plan.nfetch)
 			continue;
 		bool put = false;
@@ -419,6 +457,37 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 		}
 		if (!put)
 			ch->json_ok = false;
+		p->whole = put;
+	}
+	if (frag) { /* each piece's ready series (kept for pieces wholly cached), then the answer */
+		buf_t fv = BUF_INIT;
+		const promresp_frag_t **f = ARENA_NEW_ARRAY(a, const promresp_frag_t *, n);
+		size_t nw = 0;
+		for (size_t i = 0; i < n; i++)
+			nw += pc[i].frag_hit ? 0 : pc[i].result.nwarnings;
+		str_t *w = ARENA_NEW_ARRAY(a, str_t, nw + 1);
+		nw = 0;
+		for (size_t i = 0; i < n; i++) {
+			piece_t *p = &pc[i];
+			f[i] = &p->frag;
+			if (p->frag_hit)
+				continue;
+			for (size_t j = 0; j < p->result.nwarnings; j++)
+				w[nw++] = p->result.warnings[j];
+			promresp_frag_make(a, &p->result, &p->frag);
+			if (!p->whole || p->result.nwarnings)
+				continue;
+			extents_frag_encode(&fv, &p->frag);
+			extents_json_encode(&val, str_c(p->fkey), &ch->fp[i], 1, fv.p, fv.n);
+			fecache_put(ch->cache, (str_t){p->fhkey, 16}, val.p, val.n);
+		}
+		buf_release(&fv);
+		buf_release(&val);
+		buf_reset(&ch->body);
+		promresp_frag_encode(&ch->body, f, n, w, nw);
+		ch->nwarnings = nw;
+		observe("results_cache", 200, ch->tripperware, t_cache);
+		return 2;
 	}
 	buf_release(&val);
 	if (n == 1) {
@@ -544,6 +613,10 @@ static int run_range(frontend_t *fe, chain_t *ch, range_req_t *q, int64_t start,
 		}
 		ch->jkey = arena_strndup(&r->arena, k.p, k.n);
 		buf_release(&k);
+		ch->frag = !q->stats.n;
+		for (size_t i = 0; ch->frag && i < n && pc[i].key; i++)
+			pc[i].fkey = arena_printf(&r->arena, "fe-frag:%lld:%lld:%s", (long long)pc[i].start,
+			                          (long long)pc[i].end, pc[i].key);
 	}
 	return run_pieces(ch, pc, n, out);
 }
@@ -602,7 +675,8 @@ static void range_work(http_req_t *r, void *arg)
 			q.max_res = arena_strndup(&r->arena, v.p, v.n);
 		}
 	}
-	chain_t ch = {.fe = fe,
+	chain_t ch = {.body = BUF_INIT,
+	              .fe = fe,
 	              .r = r,
 	              .kind = PROMRESP_MATRIX,
 	              .tripperware = "query_range",
@@ -665,10 +739,13 @@ static void range_work(http_req_t *r, void *arg)
 		respond_merged(fe, r, &res, q.stats.n > 0, str_eq_c(q.stats, "all"), &ch);
 	else if (rc == 1)
 		respond_ready(fe, r, ch.json);
+	else if (rc == 2)
+		respond_body(fe, r, &ch.body, ch.nwarnings, &ch);
+	buf_release(&ch.body);
 	observe("step_align",
-	        rc == 0 || rc == 1 ? 200
-	        : rc == -1         ? (int)(ch.failed->rc ? 502 : ch.failed->resp.status)
-	                           : 500,
+	        rc >= 0    ? 200
+	        : rc == -1 ? (int)(ch.failed->rc ? 502 : ch.failed->resp.status)
+	                   : 500,
 	        "query_range", t0);
 	release_calls(&ch);
 	goto done;
@@ -722,7 +799,8 @@ static void labels_work(http_req_t *r, void *arg)
 		slow_log(fe, r, t0);
 		return;
 	}
-	chain_t ch = {.fe = fe,
+	chain_t ch = {.body = BUF_INIT,
+	              .fe = fe,
 	              .r = r,
 	              .kind = series ? PROMRESP_SERIES : PROMRESP_LABELS,
 	              .tripperware = "labels",

@@ -241,6 +241,17 @@ static void put_stats(buf_t *b, const promresp_stats_t *s, bool per_step)
 	buf_puts(b, "}}");
 }
 
+static void put_points(buf_t *b, const promresp_series_t *s)
+{
+	for (size_t j = 0; j < s->n; j++) {
+		buf_puts(b, j ? ",[" : "[");
+		buf_put_prom_ts(b, s->pts[j].t);
+		buf_puts(b, ",\"");
+		buf_put_prom_value(b, s->pts[j].v);
+		buf_puts(b, "\"]");
+	}
+}
+
 void promresp_encode(buf_t *b, const promresp_t *r, bool with_stats, bool per_step)
 {
 	buf_puts(b, "{\"status\":\"success\",\"data\":");
@@ -252,13 +263,7 @@ void promresp_encode(buf_t *b, const promresp_t *r, bool with_stats, bool per_st
 			buf_puts(b, i ? ",{\"metric\":" : "{\"metric\":");
 			put_labels(b, &s->ls);
 			buf_puts(b, ",\"values\":[");
-			for (size_t j = 0; j < s->n; j++) {
-				buf_puts(b, j ? ",[" : "[");
-				buf_put_prom_ts(b, s->pts[j].t);
-				buf_puts(b, ",\"");
-				buf_put_prom_value(b, s->pts[j].v);
-				buf_puts(b, "\"]");
-			}
+			put_points(b, s);
 			buf_puts(b, "]}");
 		}
 		buf_putc(b, ']');
@@ -295,6 +300,88 @@ void promresp_encode(buf_t *b, const promresp_t *r, bool with_stats, bool per_st
 		buf_putc(b, ']');
 	}
 	buf_putc(b, '}');
+}
+
+void promresp_frag_make(arena_t *a, const promresp_t *r, promresp_frag_t *out)
+{
+	buf_t b = BUF_INIT;
+	size_t *off = ARENA_NEW_ARRAY(a, size_t, r->nseries + 1);
+	for (size_t i = 0; i < r->nseries; i++) {
+		off[i] = b.n;
+		put_points(&b, &r->series[i]);
+	}
+	off[r->nseries] = b.n;
+	char *text = arena_memdup(a, b.p ? b.p : "", b.n + 1);
+	buf_release(&b);
+	out->n = r->nseries;
+	out->s = ARENA_NEW_ARRAY(a, promresp_frag_series_t, r->nseries + 1);
+	for (size_t i = 0; i < r->nseries; i++)
+		out->s[i] = (promresp_frag_series_t){r->series[i].ls, {text + off[i], off[i + 1] - off[i]}};
+}
+
+typedef struct frag_ref {
+	const promresp_frag_series_t *s;
+	size_t order;
+} frag_ref_t;
+
+static int frag_ref_cmp(const void *x, const void *y)
+{
+	const frag_ref_t *a = x, *b = y;
+	int c = labels_cmp(&a->s->ls, &b->s->ls);
+	if (c)
+		return c;
+	return a->order < b->order ? -1 : a->order > b->order;
+}
+
+void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, const str_t *warnings,
+                          size_t nwarnings)
+{
+	size_t total = 0, bytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		total += f[i]->n;
+		for (size_t j = 0; j < f[i]->n; j++)
+			bytes += f[i]->s[j].pts.n + 1;
+	}
+	frag_ref_t *t = xcalloc(total ? total : 1, sizeof *t);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < f[i]->n; j++)
+			t[k++] = (frag_ref_t){&f[i]->s[j], i};
+	qsort(t, total, sizeof *t, frag_ref_cmp);
+	buf_reserve(b, bytes + total * 64 + 128);
+	buf_puts(b, "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[");
+	for (size_t i = 0; i < total;) {
+		buf_puts(b, i ? ",{\"metric\":" : "{\"metric\":");
+		put_labels(b, &t[i].s->ls);
+		buf_puts(b, ",\"values\":[");
+		bool any = false;
+		size_t j = i;
+		for (; j < total && labels_eq(&t[j].s->ls, &t[i].s->ls); j++) {
+			if (!t[j].s->pts.n)
+				continue;
+			if (any)
+				buf_putc(b, ',');
+			buf_append_str(b, t[j].s->pts);
+			any = true;
+		}
+		buf_puts(b, "]}");
+		i = j;
+	}
+	buf_puts(b, "]}");
+	size_t nw = 0;
+	for (size_t i = 0; i < nwarnings; i++) {
+		bool dup = false;
+		for (size_t m = 0; m < i && !dup; m++)
+			dup = str_eq(warnings[m], warnings[i]);
+		if (dup)
+			continue;
+		buf_puts(b, nw++ ? "," : ",\"warnings\":[");
+		buf_json_str(b, warnings[i]);
+	}
+	if (nw)
+		buf_putc(b, ']');
+	buf_putc(b, '}');
+	free(t);
 }
 
 /* ------------------------------------------------------------------ merge */

@@ -85,6 +85,25 @@ void promresp_merge(arena_t *a, const promresp_t *const *in, size_t n, promresp_
  * become absent unless the range covers everything). LABELS/SERIES: r unchanged. */
 void promresp_extract(arena_t *a, const promresp_t *r, int64_t start, int64_t end, promresp_t *out);
 
+/* A matrix answer's series as ready JSON: per series its labels and its points exactly as
+ * promresp_encode prints them ([t,"v"],[t,"v"]...). The fragments of pieces that split a range in
+ * time order assemble into the answer promresp_encode gives for their merge (without stats). */
+typedef struct promresp_frag_series {
+	labels_t ls;
+	str_t pts;
+} promresp_frag_series_t;
+
+typedef struct promresp_frag {
+	promresp_frag_series_t *s; /* sorted by labels, unique */
+	size_t n;
+} promresp_frag_t;
+
+void promresp_frag_make(arena_t *a, const promresp_t *r, promresp_frag_t *out);
+/* The answer for frags of disjoint time ranges in time order (each sorted by labels), with
+ * warnings (kept once each, in order). */
+void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, const str_t *warnings,
+                          size_t nwarnings);
+
 /* Earliest sample timestamp of a matrix, or -1 when it holds no sample. */
 int64_t promresp_min_time(const promresp_t *r);
 

@@ -12,8 +12,10 @@ Checks:
   - a set of range queries (aggregations, rate, topk, subqueries, @ start()/end(), offset,
     histogram_quantile; ranges crossing day boundaries with odd steps such as 97s) answered through each
     frontend is byte for byte the querier's answer; stats=all give the same data and sample counts;
-  - the second run comes wholly from cache (hit counters grow, the proxy sees no request); a refresh
-    shifted by one step asks the downstream only for the new step;
+  - the second run comes wholly from cache (hit counters grow, the proxy sees no request), and so does
+    the third (answers kept ready next to the extents); a refresh shifted by one step asks the downstream
+    only for the new step, and equals the querier again when repeated, shifted once more (whole days
+    from their ready series) or extended past the cached end (the new steps are in the answer);
   - retries: 503 for the first two requests is retried into the right answer; always 503 returns the
     downstream's error; a 400 is returned at once, not retried;
   - labels, label values and series through the frontend equal the querier's (and again from cache);
@@ -271,6 +273,10 @@ def main():
         hits = metric(mem, "cortex_cache_hits", 'tripperware="query_range"') - hits0
         result("mem_warm_no_downstream_requests", pmem.count == 0, f"{pmem.count} downstream requests")
         result("mem_warm_hits_counted", hits >= len(QUERIES), f"hits grew by {hits}")
+        # Third run: every answer was kept ready (its body next to its pieces' extents): still the querier's.
+        pmem.reset()
+        run_set(mem, qh, "mem_ready")
+        result("mem_ready_no_downstream_requests", pmem.count == 0, f"{pmem.count} downstream requests")
         # A dashboard refresh shifted by one step asks only for the new step.
         q, s, e, st = QUERIES[0]
         pmem.reset()
@@ -280,6 +286,28 @@ def main():
         c2, b2 = get(mem, "/api/v1/query_range", params)
         result("mem_shifted_refresh_equals_querier", c1 == 200 and b1 == b2, f"{c1}/{c2}")
         result("mem_shifted_refresh_asks_only_new_step", pmem.ranges == [(want_end, want_end)], f"{pmem.ranges}")
+        pmem.reset()
+        c2, b3 = get(mem, "/api/v1/query_range", params)
+        result("mem_shifted_repeat_equals_querier", c2 == 200 and b3 == b1 and pmem.count == 0,
+               f"{c2}, {pmem.count} downstream requests")
+
+        def shifted(k, extra_end=0):
+            """The query shifted by k steps (end by k + extra_end): the frontend's answer equals the querier's,
+            and only the steps after the cached extents' end are asked downstream."""
+            p = {"query": q, "start": str(s + k * st), "end": str(e + (k + extra_end) * st), "step": str(st)}
+            a_start, a_end = s + k * st - (s + k * st) % st, e + (k + extra_end) * st - (e + (k + extra_end) * st) % st
+            pmem.reset()
+            c1, b1 = get(qh, "/api/v1/query_range", dict(p, start=str(a_start), end=str(a_end)))
+            c2, b2 = get(mem, "/api/v1/query_range", p)
+            return c1 == 200 and c2 == 200 and b1 == b2, pmem.ranges, a_end
+        # Shifted once more: the whole days in between come from their ready series, only the new step is asked.
+        ok, ranges, a_end = shifted(2)
+        result("mem_shifted_twice_equals_querier", ok)
+        result("mem_shifted_twice_asks_only_new_step", ranges == [(a_end, a_end)], f"{ranges}")
+        # The same start with the end two steps further than anything cached: the new steps are in the answer.
+        ok, ranges, a_end = shifted(2, extra_end=2)
+        result("mem_extended_end_equals_querier", ok)
+        result("mem_extended_end_asks_only_new_steps", ranges == [(a_end - st, a_end)], f"{ranges}")
         run_set(mem, qh, "mem_stats", stats=True)
         # Another tenant has a cache of its own; the same tenant again hits it.
         params = {"query": q, "start": str(s), "end": str(e), "step": str(st)}
@@ -340,6 +368,9 @@ def main():
         hits = metric(mc, "cortex_cache_hits", 'name="frontend.memcache"') - hits0
         result("memcached_warm_from_cache", pmc.count == 0 and hits >= len(QUERIES),
                f"{pmc.count} downstream requests, {hits} hits")
+        pmc.reset()
+        run_set(mc, qh, "memcached_ready")
+        result("memcached_ready_from_cache", pmc.count == 0, f"{pmc.count} downstream requests")
         stop(memcached)
         run_set(mc, qh, "memcached_killed")
 
