@@ -168,4 +168,43 @@ TEST(ready_answer_only_while_every_piece_is_unchanged)
 	buf_release(&v);
 }
 
+TEST(ready_series_assemble_into_the_merged_answer)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	err_t err = {0};
+	const char *j1 = "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":["
+	                 "{\"metric\":{\"a\":\"1\"},\"values\":[[600,\"1\"],[1200,\"2.5\"]]},"
+	                 "{\"metric\":{\"a\":\"3\",\"b\":\"\\u00e9\\\"\"},\"values\":[[600,\"NaN\"]]}]}}";
+	const char *j2 = "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":["
+	                 "{\"metric\":{\"a\":\"0\"},\"values\":[[1800,\"-1e-07\"]]},"
+	                 "{\"metric\":{\"a\":\"3\",\"b\":\"\\u00e9\\\"\"},\"values\":[[1800.5,\"+Inf\"]]}]},"
+	                 "\"warnings\":[\"w1\",\"w1\"]}";
+	promresp_t r[2], merged;
+	CHECK(promresp_decode(&a, PROMRESP_MATRIX, j1, strlen(j1), &r[0], &err) == 0);
+	CHECK(promresp_decode(&a, PROMRESP_MATRIX, j2, strlen(j2), &r[1], &err) == 0);
+	const promresp_t *in[2] = {&r[0], &r[1]};
+	promresp_merge(&a, in, 2, &merged);
+	buf_t want = BUF_INIT, got = BUF_INIT, bytes[2] = {BUF_INIT, BUF_INIT};
+	promresp_encode(&want, &merged, false, false);
+	/* each piece's series through their cache bytes and back */
+	promresp_frag_t f[2], back[2];
+	const promresp_frag_t *fp[2] = {&back[0], &back[1]};
+	for (int i = 0; i < 2; i++) {
+		promresp_frag_make(&a, &r[i], &f[i]);
+		extents_frag_encode(&bytes[i], &f[i]);
+		CHECK(extents_frag_decode(&a, buf_str(&bytes[i]), &back[i]));
+		promresp_frag_t junk;
+		for (size_t cut = 0; cut < bytes[i].n; cut++) /* truncated: never read past the end */
+			CHECK(!extents_frag_decode(&a, (str_t){bytes[i].p, cut}, &junk));
+	}
+	promresp_frag_encode(&got, fp, 2, r[1].warnings, r[1].nwarnings);
+	CHECK_STR(got.p, want.p);
+	buf_release(&want);
+	buf_release(&got);
+	buf_release(&bytes[0]);
+	buf_release(&bytes[1]);
+	arena_release(&a);
+}
+
 TEST_MAIN()
