@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
+#include <xxhash.h>
 #include <yaml.h>
 
 #include "base/alloc.h"
@@ -21,7 +22,8 @@ typedef struct entry {
 	struct entry *prev, *next; /* LRU list, most recent first */
 	int64_t added_ms;
 	size_t klen, vlen;
-	char data[]; /* key then value */
+	uint64_t hash; /* of the value (fecache_fingerprint) */
+	char data[];   /* key then value */
 } entry_t;
 
 struct fecache {
@@ -298,7 +300,9 @@ static void publish(fecache_t *c)
 	metric_set(c->m_bytes, (double)c->bytes);
 }
 
-static size_t mem_get_multi(fecache_t *c, const str_t *keys, size_t n, arena_t *a, str_t *vals, bool *found)
+/* peek (may be NULL): for i with peek[i] only fps[i], no copy. */
+static size_t mem_get_multi(fecache_t *c, const str_t *keys, size_t n, arena_t *a, str_t *vals, bool *found,
+                            const bool *peek, fecache_fp_t *fps)
 {
 	size_t hits = 0;
 	int64_t now = c->validity_ms ? clock_now_ms() : 0;
@@ -314,7 +318,12 @@ static size_t mem_get_multi(fecache_t *c, const str_t *keys, size_t n, arena_t *
 		}
 		unlink_entry(c, e);
 		push_front(c, e);
-		vals[i] = (str_t){arena_memdup(a, e->data + e->klen, e->vlen), e->vlen};
+		if (fps)
+			fps[i] = (fecache_fp_t){e->vlen, e->hash};
+		if (peek && peek[i])
+			vals[i] = (str_t){NULL, 0};
+		else
+			vals[i] = (str_t){arena_memdup(a, e->data + e->klen, e->vlen), e->vlen};
 		found[i] = true;
 		hits++;
 	}
@@ -333,6 +342,7 @@ static void mem_put(fecache_t *c, str_t key, const void *val, size_t n)
 	e->added_ms = clock_now_ms();
 	memcpy(e->data, key.p, key.n);
 	memcpy(e->data + key.n, val, n);
+	e->hash = fecache_fingerprint(val, n).hash;
 	size_t cost = entry_cost(e);
 	pthread_mutex_lock(&c->mu);
 	entry_t *old = hmap_get(&c->map, key);
@@ -354,17 +364,48 @@ static void mem_put(fecache_t *c, str_t key, const void *val, size_t n)
 
 /* ------------------------------------------------------------------ API */
 
-size_t fecache_get_multi(fecache_t *c, const str_t *keys, size_t n, arena_t *a, str_t *vals, bool *found)
+fecache_fp_t fecache_fingerprint(const void *p, size_t n)
+{
+	return (fecache_fp_t){n, XXH3_64bits(p, n)};
+}
+
+static size_t get_multi(fecache_t *c, const str_t *keys, size_t n, arena_t *a, str_t *vals, bool *found,
+                        const bool *peek, fecache_fp_t *fps, bool count)
 {
 	if (!n)
 		return 0;
 	uint64_t t0 = clock_mono_ns();
-	size_t hits = c->mc ? memcache_get_multi(c->mc, keys, n, a, vals, found)
-	                    : mem_get_multi(c, keys, n, a, vals, found);
-	metric_observe(c->dur_fetch, clock_since_s(t0));
-	metric_add(c->fetched, (double)n);
-	metric_add(c->hits, (double)hits);
+	size_t hits;
+	if (c->mc) {
+		hits = memcache_get_multi(c->mc, keys, n, a, vals, found);
+		for (size_t i = 0; fps && i < n; i++)
+			if (found[i])
+				fps[i] = fecache_fingerprint(vals[i].p, vals[i].n);
+	} else {
+		hits = mem_get_multi(c, keys, n, a, vals, found, peek, fps);
+	}
+	if (count) {
+		metric_observe(c->dur_fetch, clock_since_s(t0));
+		metric_add(c->fetched, (double)n);
+		metric_add(c->hits, (double)hits);
+	}
 	return hits;
+}
+
+size_t fecache_get_multi(fecache_t *c, const str_t *keys, size_t n, arena_t *a, str_t *vals, bool *found)
+{
+	return get_multi(c, keys, n, a, vals, found, NULL, NULL, true);
+}
+
+size_t fecache_get_multi_fp(fecache_t *c, const str_t *keys, size_t n, const bool *peek, arena_t *a,
+                            str_t *vals, bool *found, fecache_fp_t *fps)
+{
+	return get_multi(c, keys, n, a, vals, found, peek, fps, true);
+}
+
+size_t fecache_get_values(fecache_t *c, const str_t *keys, size_t n, arena_t *a, str_t *vals, bool *found)
+{
+	return get_multi(c, keys, n, a, vals, found, NULL, NULL, false);
 }
 
 void fecache_put(fecache_t *c, str_t key, const void *val, size_t n)

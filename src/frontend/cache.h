@@ -56,6 +56,20 @@ void fecache_free(fecache_t *c); /* NULL ok; waits for queued memcached sets */
 
 /* found[i]/vals[i] (copied into a) for each key; returns the number of hits. */
 size_t fecache_get_multi(fecache_t *c, const str_t *keys, size_t n, arena_t *a, str_t *vals, bool *found);
+
+/* A value's fingerprint: its length and XXH3-64. */
+typedef struct fecache_fp {
+	uint64_t len, hash;
+} fecache_fp_t;
+fecache_fp_t fecache_fingerprint(const void *p, size_t n);
+/* fecache_get_multi plus each found value's fingerprint in fps[i]; for i with peek[i] the IN-MEMORY
+ * cache gives only the fingerprint (kept with the entry: nothing copied, vals[i].p NULL). MEMCACHED
+ * values always arrive whole (vals[i] set). */
+size_t fecache_get_multi_fp(fecache_t *c, const str_t *keys, size_t n, const bool *peek, arena_t *a,
+                            str_t *vals, bool *found, fecache_fp_t *fps);
+/* The values of keys peeked at just before, not counted again in the metrics. A value may have
+ * changed since: callers fingerprint what they get. */
+size_t fecache_get_values(fecache_t *c, const str_t *keys, size_t n, arena_t *a, str_t *vals, bool *found);
 void fecache_put(fecache_t *c, str_t key, const void *val, size_t n);
 /* Wait for queued sets (MEMCACHED; tests and shutdown). */
 void fecache_flush(fecache_t *c);

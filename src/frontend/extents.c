@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #include "anypb.pb-c.h"
 #include "base/alloc.h"
@@ -584,11 +583,6 @@ void extents_trim(arena_t *a, extents_t *ex, int64_t max_time, int64_t step)
 }
 
 /* ------------------------------------------------------------------ ready answers */
-
-extents_fp_t extents_fingerprint(const void *value, size_t n)
-{
-	return (extents_fp_t){n, XXH3_64bits(value, n)};
-}
 
 static void put_u32(buf_t *b, uint32_t v)
 {

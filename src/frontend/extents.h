@@ -28,6 +28,7 @@
 
 #include "base/arena.h"
 #include "base/str.h"
+#include "frontend/cache.h"
 #include "frontend/promresp.h"
 #include "frontend/split.h"
 
@@ -78,11 +79,7 @@ void extents_trim(arena_t *a, extents_t *ex, int64_t max_time, int64_t step);
  * merge, a put from another frontend on a shared memcached, an eviction or expiry) makes it a miss,
  * and the answer is computed again from the extents. Value: "SFJ1", u32 key length, key, u32 number
  * of pieces, per piece u64 length and u64 hash (little-endian), then the body. */
-typedef struct extents_fp {
-	uint64_t len, hash;
-} extents_fp_t;
-
-extents_fp_t extents_fingerprint(const void *value, size_t n);
+typedef fecache_fp_t extents_fp_t; /* fecache_fingerprint of the value */
 void extents_json_encode(buf_t *out, str_t jkey, const extents_fp_t *fp, size_t n, const void *body,
                          size_t blen);
 /* The body stored for jkey, if the value is for jkey and its fingerprints are exactly fp[0..n). */

@@ -279,7 +279,7 @@ struct chain {
 /* Keep an answer's body as the ready answer when run_pieces found every point of it cached. */
 static void keep_ready(const chain_t *ch, const buf_t *body)
 {
-	if (!ch->jkey || !ch->json_ok)
+	if (!ch->jkey || !ch->json_ok || ch->frag)
 		return;
 	buf_t v = BUF_INIT;
 	extents_json_encode(&v, str_c(ch->jkey), ch->fp, ch->npieces, body->p, body->n);
@@ -322,9 +322,12 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 	/* a ready answer only when every piece is cached under a key (kidx[i] == i then) */
 	bool json = ch->jkey && nk == n && n > 0, frag = json && ch->frag;
 	ch->json_ok = json;
+	/* with ready series the whole answer is not kept too: assembling it costs no more than copying */
+	bool whole = json && !frag;
 	size_t nget = nk;
-	if (json) {
+	if (json)
 		ch->fp = ARENA_NEW_ARRAY(a, extents_fp_t, n);
+	if (whole) {
 		extents_hash_key(str_c(ch->jkey), ch->jhkey);
 		keys[nget++] = (str_t){ch->jhkey, 16};
 	}
@@ -332,27 +335,50 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 		extents_hash_key(str_c(pc[i].fkey), pc[i].fhkey);
 		keys[nget++] = (str_t){pc[i].fhkey, 16};
 	}
+	/* the pieces' extents: first only their fingerprints (IN-MEMORY copies nothing), their values
+	 * below for the pieces that are not answered by ready data */
+	bool *peek = ARENA_NEW_ARRAY(a, bool, nget + 1);
+	extents_fp_t *fps = ARENA_NEW_ARRAY(a, extents_fp_t, nget + 1);
+	for (size_t k = 0; k < nk; k++)
+		peek[k] = json;
 	if (nget)
-		fecache_get_multi(ch->cache, keys, nget, a, vals, found);
+		fecache_get_multi_fp(ch->cache, keys, nget, peek, a, vals, found, fps);
 	if (json) {
 		bool all = true;
 		for (size_t k = 0; k < nk; k++)
 			if (found[k])
-				ch->fp[k] = extents_fingerprint(vals[k].p, vals[k].n);
+				ch->fp[k] = fps[k];
 			else
 				all = false;
-		if (all && found[nk] &&
+		if (whole && all && found[nk] &&
 		    extents_json_decode(vals[nk], str_c(ch->jkey), ch->fp, n, &ch->json)) {
 			observe("results_cache", 200, ch->tripperware, t_cache);
 			return 1;
 		}
 		for (size_t i = 0; frag && i < n; i++) {
 			str_t body;
-			size_t k = nk + 1 + i;
+			size_t k = nk + i;
 			pc[i].frag_hit =
 			    found[i] && found[k] &&
 			    extents_json_decode(vals[k], str_c(pc[i].fkey), &ch->fp[i], 1, &body) &&
 			    extents_frag_decode(a, body, &pc[i].frag);
+		}
+		size_t nv = 0;
+		str_t *vk = ARENA_NEW_ARRAY(a, str_t, nk + 1), *vv = ARENA_NEW_ARRAY(a, str_t, nk + 1);
+		bool *vf = ARENA_NEW_ARRAY(a, bool, nk + 1);
+		for (size_t k = 0; k < nk; k++)
+			if (found[k] && !vals[k].p && !pc[k].frag_hit)
+				vk[nv++] = keys[k];
+		if (nv)
+			fecache_get_values(ch->cache, vk, nv, a, vv, vf);
+		for (size_t k = 0, m = 0; k < nk; k++) {
+			if (!found[k] || vals[k].p || pc[k].frag_hit)
+				continue;
+			/* evicted or replaced since the peek: what is decoded is what gets fingerprinted */
+			found[k] = vf[m];
+			vals[k] = vv[m++];
+			if (found[k])
+				ch->fp[k] = fecache_fingerprint(vals[k].p, vals[k].n);
 		}
 	}
 	for (size_t k = 0; k < nk; k++) {
@@ -452,7 +478,7 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 				 */
 				put = nadded == p->plan.nfetch && extents_cover(&merged, p->start, p->end);
 				if (put && ch->json_ok)
-					ch->fp[i] = extents_fingerprint(val.p, val.n);
+					ch->fp[i] = fecache_fingerprint(val.p, val.n);
 			}
 		}
 		if (!put)

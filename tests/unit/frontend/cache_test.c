@@ -64,6 +64,18 @@ TEST(inmemory_lru_items_bytes_validity)
 	CHECK(fecache_get_multi(c, k3, 3, &a, vals, found) == 2);
 	CHECK(found[0] && !found[1] && found[2] && str_eq_c(vals[2], "3"));
 	CHECK_EQ_INT(fecache_items(c), 2);
+	/* fingerprints: peeked values are not copied; either way the fingerprint is the value's */
+	bool peek[3] = {true, true, false};
+	fecache_fp_t fps[3];
+	CHECK(fecache_get_multi_fp(c, k3, 3, peek, &a, vals, found, fps) == 2);
+	CHECK(found[0] && vals[0].p == NULL && fps[0].len == 1 &&
+	      fps[0].hash == fecache_fingerprint("1", 1).hash);
+	CHECK(found[2] && str_eq_c(vals[2], "3") && fps[2].hash == fecache_fingerprint("3", 1).hash);
+	CHECK(fps[0].hash != fps[2].hash);
+	CHECK(fecache_get_values(c, k3, 1, &a, vals, found) == 1 && str_eq_c(vals[0], "1"));
+	fecache_put(c, STR("a"), "4", 1); /* replaced: another fingerprint */
+	CHECK(fecache_get_multi_fp(c, k3, 1, peek, &a, vals, found, fps) == 1 &&
+	      fps[0].hash == fecache_fingerprint("4", 1).hash);
 	fecache_free(c);
 
 	c = parse_new("type: IN-MEMORY\nconfig:\n  max_size: 1KB\n  validity: 1s\n", &err);
@@ -102,6 +114,11 @@ TEST(memcached_and_dead_memcached)
 	bool found[2];
 	CHECK(fecache_get_multi(c, keys, 2, &a, vals, found) == 1);
 	CHECK(found[0] && str_eq_c(vals[0], "value") && !found[1]);
+	bool peek[2] = {true, true}; /* memcached values always arrive, fingerprinted */
+	fecache_fp_t fps[2];
+	CHECK(fecache_get_multi_fp(c, keys, 2, peek, &a, vals, found, fps) == 1);
+	CHECK(found[0] && str_eq_c(vals[0], "value") && fps[0].len == 5 &&
+	      fps[0].hash == fecache_fingerprint("value", 5).hash);
 	test_memcached_stop(pid);
 	CHECK(fecache_get_multi(c, keys, 2, &a, vals, found) == 0); /* a dead server is a miss */
 	fecache_put(c, STR("0123456789abcdef"), "v", 1);            /* and a set never fails */

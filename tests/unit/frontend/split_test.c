@@ -150,7 +150,7 @@ TEST(extents_roundtrip_partition_merge_trim)
 TEST(ready_answer_only_while_every_piece_is_unchanged)
 {
 	const char *v1 = "extents of piece 1", *v2 = "extents of piece 2";
-	extents_fp_t fp[2] = {extents_fingerprint(v1, strlen(v1)), extents_fingerprint(v2, strlen(v2))};
+	extents_fp_t fp[2] = {fecache_fingerprint(v1, strlen(v1)), fecache_fingerprint(v2, strlen(v2))};
 	buf_t v = BUF_INIT;
 	extents_json_encode(&v, STR("fe-json:k"), fp, 2, "{\"body\":1}", 10);
 	str_t body;
@@ -158,7 +158,7 @@ TEST(ready_answer_only_while_every_piece_is_unchanged)
 	CHECK(str_eq_c(body, "{\"body\":1}"));
 	CHECK(!extents_json_decode(buf_str(&v), STR("fe-json:x"), fp, 2, &body)); /* hash collision */
 	CHECK(!extents_json_decode(buf_str(&v), STR("fe-json:k"), fp, 1, &body)); /* other pieces */
-	extents_fp_t changed[2] = {fp[0], extents_fingerprint("extents of piece 2+", 19)};
+	extents_fp_t changed[2] = {fp[0], fecache_fingerprint("extents of piece 2+", 19)};
 	CHECK(!extents_json_decode(buf_str(&v), STR("fe-json:k"), changed, 2, &body));
 	changed[1] = (extents_fp_t){fp[1].len, fp[1].hash ^ 1}; /* same length, other bytes */
 	CHECK(!extents_json_decode(buf_str(&v), STR("fe-json:k"), changed, 2, &body));
