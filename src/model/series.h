@@ -21,8 +21,14 @@
 #include "model/labels.h"
 #include "model/matcher.h"
 
-/* Chunk encodings (Prometheus chunkenc numbering). */
-enum chunk_encoding { CHUNK_ENC_NONE = 0, CHUNK_ENC_XOR = 1, CHUNK_ENC_HISTOGRAM = 2, CHUNK_ENC_FLOAT_HISTOGRAM = 3 };
+/* Chunk encodings (Prometheus chunkenc numbering; 0xFF: Thanos's aggregate chunk, tsdb/aggr.h). */
+enum chunk_encoding {
+	CHUNK_ENC_NONE = 0,
+	CHUNK_ENC_XOR = 1,
+	CHUNK_ENC_HISTOGRAM = 2,
+	CHUNK_ENC_FLOAT_HISTOGRAM = 3,
+	CHUNK_ENC_AGGR = 0xFF
+};
 
 typedef struct chunk {
 	int64_t mint, maxt; /* inclusive, ms */

@@ -4,8 +4,10 @@
 #include "tsdb/aggr.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
+#include "base/alloc.h"
 #include "base/varint.h"
 
 static const char *const names[AGGR_N] = {"count", "sum", "min", "max", "counter"};
@@ -184,7 +186,9 @@ static int open_chunk(aggr_iter_t *it, err_t *err)
 			chunk_t subs[AGGR_N];
 			if ((rc = aggr_chunk_split(c->data, c->len, subs, err)))
 				return err_wrap(err, "chunk %zu", it->ci);
-			aggr_type_t want = it->view == AGGR_VIEW_AVG ? AGGR_SUM : (aggr_type_t)it->view;
+			aggr_type_t want = it->view == AGGR_VIEW_AVG             ? AGGR_SUM
+			                   : it->view == AGGR_VIEW_COUNT_WEIGHTS ? AGGR_COUNT
+			                                                         : (aggr_type_t)it->view;
 			for (int k = 0; k < (it->view == AGGR_VIEW_AVG ? 2 : 1); k++) {
 				aggr_type_t a = k ? AGGR_COUNT : want;
 				if (!subs[a].len)
@@ -206,6 +210,7 @@ static int open_chunk(aggr_iter_t *it, err_t *err)
 		if (rc)
 			return err_wrap(err, "chunk %zu", it->ci);
 		it->open = true;
+		it->raw = c->enc == CHUNK_ENC_XOR;
 		return 0;
 	}
 	it->ci = it->n;
@@ -215,14 +220,18 @@ static int open_chunk(aggr_iter_t *it, err_t *err)
 /* A count point never stands for more raw samples than this (a corrupt count stays bounded). */
 #define COUNT_EXPAND_MAX (24 * 3600 * 1000ull)
 
-/* The next sample of the view before trimming: 1, 0 at the end, <0 on error. */
-static int next_raw(aggr_iter_t *it, int64_t *t, double *v, err_t *err)
+static inline bool is_stale(double v)
 {
-	if (it->exp_left) {
-		*t = it->exp_end - (int64_t)--it->exp_left;
-		*v = 1;
-		return 1;
-	}
+	uint64_t b;
+	memcpy(&b, &v, 8);
+	return b == STALE_NAN_BITS;
+}
+
+/* Decode the next samples of the open chunk (opening the next one as needed) into the buffer, the
+ * view applied per sample where it needs no state (average, raw samples of the count views): 1 = some,
+ * 0 at the end, <0 on error. */
+static int refill(aggr_iter_t *it, err_t *err)
+{
 	for (;;) {
 		if (!it->open) {
 			int rc = open_chunk(it, err);
@@ -231,38 +240,34 @@ static int next_raw(aggr_iter_t *it, int64_t *t, double *v, err_t *err)
 			if (!it->open)
 				return 0;
 		}
-		const chunk_t *c = &it->chunks[it->ci];
-		int rc = xor_dec_next(&it->dec[0], t, v, err);
-		if (rc < 0)
+		int k = xor_dec_batch(&it->dec[0], it->bt, it->bv, AGGR_ITER_BUF, err);
+		if (k < 0)
 			return err_wrap(err, "chunk %zu", it->ci);
-		if (rc == 0) {
+		if (k == 0) {
 			it->open = false;
 			it->ci++;
 			continue;
 		}
-		if (c->enc == CHUNK_ENC_AGGR && it->view == AGGR_VIEW_AVG) {
-			int64_t tc;
-			double cnt;
-			int r2 = xor_dec_next(&it->dec[1], &tc, &cnt, err);
-			if (r2 < 0)
+		if (it->raw) {
+			if (it->view == AGGR_VIEW_COUNT || it->view == AGGR_VIEW_COUNT_WEIGHTS)
+				for (int i = 0; i < k; i++)
+					if (!is_stale(it->bv[i]))
+						it->bv[i] = 1; /* a raw sample counts once */
+		} else if (it->view == AGGR_VIEW_AVG) {
+			int64_t tc[AGGR_ITER_BUF];
+			double cnt[AGGR_ITER_BUF];
+			int k2 = xor_dec_batch(&it->dec[1], tc, cnt, k, err);
+			if (k2 < 0)
 				return err_wrap(err, "chunk %zu: count aggregate", it->ci);
-			if (r2 == 0 || tc != *t)
+			if (k2 != k || memcmp(tc, it->bt, (size_t)k * sizeof *tc) != 0)
 				return err_set(err, ERR_CORRUPT,
 				               "chunk %zu: sum and count timestamps not aligned", it->ci);
-			*v = *v / cnt;
-		} else if (it->view == AGGR_VIEW_COUNT) {
-			if (c->enc == CHUNK_ENC_AGGR) {
-				/* c raw samples: c unit samples ending at the window point */
-				double cnt = *v;
-				if (!(cnt >= 1))
-					continue;
-				it->exp_left = cnt > COUNT_EXPAND_MAX ? COUNT_EXPAND_MAX : (uint64_t)cnt;
-				it->exp_end = *t;
-				*t = it->exp_end - (int64_t)it->exp_left + 1;
-				it->exp_left--;
-			}
-			*v = 1; /* a raw sample counts once */
+			for (int i = 0; i < k; i++)
+				it->bv[i] /= cnt[i];
 		}
+		it->bn = k;
+		it->bpos = 0;
+		it->braw = it->raw;
 		return 1;
 	}
 }
@@ -274,22 +279,50 @@ static int aggr_next_batch(sample_iter_t *base, int64_t *t, double *v, int cap, 
 	while (n < cap) {
 		int64_t ts;
 		double val;
-		int rc = next_raw(it, &ts, &val, err);
-		if (rc < 0)
-			return rc;
-		if (rc == 0)
-			break;
-		if (it->view == AGGR_VIEW_COUNTER) {
-			if (!aggr_counter_add(&it->ctr, ts, val))
-				continue;
-			ts = it->ctr.last_t;
-			val = it->ctr.total_v;
+		if (it->exp_left) {
+			ts = it->exp_end - (int64_t)--it->exp_left;
+			val = 1;
+		} else {
+			if (it->bpos == it->bn) {
+				int rc = refill(it, err);
+				if (rc < 0)
+					return rc;
+				if (rc == 0)
+					break;
+			}
+			ts = it->bt[it->bpos];
+			val = it->bv[it->bpos++];
+			if (!it->braw &&
+			    (it->view == AGGR_VIEW_COUNT || it->view == AGGR_VIEW_COUNT_WEIGHTS)) {
+				/* a window's count c: c raw samples */
+				if (!(val >= 1))
+					continue;
+				uint64_t c =
+				    val > (double)COUNT_EXPAND_MAX ? COUNT_EXPAND_MAX : (uint64_t)val;
+				if (it->view == AGGR_VIEW_COUNT_WEIGHTS) {
+					val = (double)c; /* one sample of weight c at the window's end */
+				} else {
+					/* c unit samples ending at the window point */
+					it->exp_left = c;
+					it->exp_end = ts;
+					ts = it->exp_end - (int64_t)it->exp_left + 1;
+					it->exp_left--;
+					val = 1;
+				}
+			} else if (it->view == AGGR_VIEW_COUNTER) {
+				if (!aggr_counter_add(&it->ctr, ts, val))
+					continue;
+				ts = it->ctr.last_t;
+				val = it->ctr.total_v;
+			}
 		}
 		if (ts < it->mint || (it->have_last && ts <= it->last))
 			continue;
 		if (ts > it->maxt) {
 			it->ci = it->n; /* done */
 			it->open = false;
+			it->exp_left = 0;
+			it->bpos = it->bn = 0;
 			break;
 		}
 		it->have_last = true;
@@ -315,11 +348,34 @@ static const struct sample_iter_ops aggr_ops = {aggr_next_batch, aggr_seek};
 void aggr_iter_init(aggr_iter_t *it, const chunk_t *chunks, size_t n, int64_t mint, int64_t maxt,
                     aggr_view_t view)
 {
-	memset(it, 0, sizeof *it);
+	/* the sample buffer is left uninitialised: bpos == bn == 0 */
+	memset(it, 0, offsetof(aggr_iter_t, bt));
 	it->base.ops = &aggr_ops;
 	it->chunks = chunks;
 	it->n = n;
 	it->mint = mint;
 	it->maxt = maxt;
 	it->view = view;
+}
+
+int64_t aggr_decode_chunks(const chunk_t *chunks, size_t n, int64_t mint, int64_t maxt, aggr_view_t view,
+                           int64_t **t, double **v, size_t *cap, err_t *err)
+{
+	aggr_iter_t it;
+	aggr_iter_init(&it, chunks, n, mint, maxt, view);
+	size_t k = 0;
+	for (;;) {
+		if (*cap - k < 256) {
+			size_t nc = *cap ? *cap * 2 : 4096;
+			*t = xreallocarray(*t, nc, sizeof(int64_t));
+			*v = xreallocarray(*v, nc, sizeof(double));
+			*cap = nc;
+		}
+		int got = sample_iter_next_batch(&it.base, *t + k, *v + k, (int)(*cap - k), err);
+		if (got < 0)
+			return got;
+		if (got == 0)
+			return (int64_t)k;
+		k += (size_t)got;
+	}
 }

@@ -15,6 +15,11 @@
  *                                c unit samples (value 1) at w-c+1 .. w (inside its window), a raw
  *                                sample for one; so count_over_time over whole windows counts the raw
  *                                samples (Thanos counts the aggregate points instead);
+ *   AGGR_VIEW_COUNT_WEIGHTS      the same counts without the expansion: one sample per count point,
+ *                                at w with value c, and value 1 per raw sample; a reader that sums
+ *                                the values of a window (the engine's count_over_time over such a
+ *                                series) gets AGGR_VIEW_COUNT's count while decoding c times fewer
+ *                                samples;
  *   AGGR_VIEW_COUNTER            the counter sub-chunks through the apply-counter-resets logic: the
  *                                first sample starts the total; a later timestamp adds the delta
  *                                (or the whole value after a drop: a reset); a sample at the same
@@ -24,9 +29,10 @@
  *   AGGR_VIEW_AVG                sum / count per timestamp (ERR_CORRUPT "sum and count timestamps
  *                                not aligned" when they differ).
  * Raw chunks interleave with aggregated ones (a finer resolution filling a gap): both pass through
- * the view (raw samples as they are; the counter view also runs raw samples through its total, so a
- * reset at the border is applied). Every error names the chunk and what is wrong (bad lengths,
- * unknown sub-encodings, a missing aggregate): a corrupt chunk never crashes or reads past its end.
+ * the view (raw samples as they are, 1 in the count views except stale markers, which stay markers; the
+ * counter view also runs raw samples through its total, so a reset at the border is applied). Every error
+ * names the chunk and what is wrong (bad lengths, unknown sub-encodings, a missing aggregate): a corrupt
+ * chunk never crashes or reads past its end.
  */
 #ifndef STRATA_TSDB_AGGR_H
 #define STRATA_TSDB_AGGR_H
@@ -39,8 +45,6 @@
 #include "base/str.h"
 #include "model/series.h"
 #include "tsdb/xor.h"
-
-#define CHUNK_ENC_AGGR 0xFF
 
 typedef enum aggr_type { AGGR_COUNT, AGGR_SUM, AGGR_MIN, AGGR_MAX, AGGR_COUNTER, AGGR_N } aggr_type_t;
 
@@ -80,6 +84,7 @@ typedef enum aggr_view {
 	AGGR_VIEW_MAX = AGGR_MAX,
 	AGGR_VIEW_COUNTER = AGGR_COUNTER,
 	AGGR_VIEW_AVG,
+	AGGR_VIEW_COUNT_WEIGHTS,
 } aggr_view_t;
 
 /* Apply-counter-resets state (shared by the reader and the 5m -> 1h downsampling). */
@@ -94,6 +99,8 @@ typedef struct aggr_counter {
  * true last value (same timestamp) or was skipped (NaN, back in time). */
 int aggr_counter_add(aggr_counter_t *c, int64_t t, double v);
 
+#define AGGR_ITER_BUF 128
+
 typedef struct aggr_iter {
 	sample_iter_t base;
 	const chunk_t *chunks;
@@ -107,12 +114,23 @@ typedef struct aggr_iter {
 	uint64_t exp_left;
 	bool have_last;
 	int64_t last; /* last timestamp given: later chunks continue after it */
+	bool raw;     /* the open chunk is raw XOR */
+	bool braw;    /* the buffer's samples came from a raw chunk */
+	int bpos, bn; /* decoded samples bt/bv[bpos..bn) not given yet (sub-chunks decode in batches) */
+	int64_t bt[AGGR_ITER_BUF]; /* last: aggr_iter_init leaves the buffer uninitialised */
+	double bv[AGGR_ITER_BUF];
 } aggr_iter_t;
 
 /* Iterate chunks[0..n) (raw XOR or 0xFF) within [mint, maxt] through view. The chunks must outlive the
  * iterator. */
 void aggr_iter_init(aggr_iter_t *it, const chunk_t *chunks, size_t n, int64_t mint, int64_t maxt,
                     aggr_view_t view);
+
+/* Decode chunks[0..n) (raw XOR or 0xFF) within [mint, maxt] through view into the growable heap arrays
+ * *t / *v (capacity *cap, grown with xreallocarray; the caller owns and frees them). Returns the sample
+ * count or <0 with err filled. Thread-safe (the PromQL engine's decoder for downsampled series). */
+int64_t aggr_decode_chunks(const chunk_t *chunks, size_t n, int64_t mint, int64_t maxt, aggr_view_t view,
+                           int64_t **t, double **v, size_t *cap, err_t *err);
 
 /* Does any chunk of chunks[0..n) have the aggregate encoding? */
 bool aggr_chunks_any(const chunk_t *chunks, size_t n);

@@ -1,6 +1,6 @@
 /*
  * aggr_fuzz — libFuzzer target for the aggregate chunk (0xFF) decoder and its views.
- * Input: 1 byte view (mod 6), then the chunk data. Splits it, then reads it through the view (alone
+ * Input: 1 byte view (mod 7), then the chunk data. Splits it, then reads it through the view (alone
  * and twice in a row, as consecutive chunks of one series): errors must carry a message, output
  * timestamps must ascend, nothing may read past the input.
  */
@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 1)
 		return 0;
-	aggr_view_t view = (aggr_view_t)(data[0] % 6);
+	aggr_view_t view = (aggr_view_t)(data[0] % 7);
 	size_t n = size - 1;
 	uint8_t *p = xmalloc(n ? n : 1); /* an exact-size copy: ASan sees any read past the end */
 	memcpy(p, data + 1, n);

@@ -4,6 +4,7 @@
  * average, apply-counter-resets across chunks, raw chunks interleaved).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -140,7 +141,7 @@ TEST(corrupt_chunks_error_never_crash)
 	for (size_t n = 0; n < c.len; n++) {
 		chunk_t tc = c;
 		tc.len = n;
-		for (aggr_view_t v = AGGR_VIEW_COUNT; v <= AGGR_VIEW_AVG; v++)
+		for (aggr_view_t v = AGGR_VIEW_COUNT; v <= AGGR_VIEW_COUNT_WEIGHTS; v++)
 			CHECK(read_all(&tc, 1, v, ts, vs, 64, &err) <= 64);
 	}
 	for (size_t i = 0; i < c.len; i++)
@@ -149,7 +150,7 @@ TEST(corrupt_chunks_error_never_crash)
 			m[i] ^= (uint8_t)(1 << bit);
 			chunk_t mc = c;
 			mc.data = m;
-			for (aggr_view_t v = AGGR_VIEW_COUNT; v <= AGGR_VIEW_AVG; v++)
+			for (aggr_view_t v = AGGR_VIEW_COUNT; v <= AGGR_VIEW_COUNT_WEIGHTS; v++)
 				CHECK(read_all(&mc, 1, v, ts, vs, 64, &err) <= 64);
 			free(m);
 		}
@@ -174,6 +175,9 @@ TEST(views)
 	CHECK(ts[0] == 299995 && ts[4] == 299999 && ts[5] == 599996 && ts[8] == 599999);
 	for (int i = 0; i < 9; i++)
 		CHECK_DBL(vs[i], 1);
+	/* count weights: the same counts, one sample per window point */
+	CHECK_EQ_INT(read_all(&c, 1, AGGR_VIEW_COUNT_WEIGHTS, ts, vs, 16, &err), 2);
+	CHECK(ts[0] == 299999 && vs[0] == 5 && ts[1] == 599999 && vs[1] == 4);
 	CHECK_EQ_INT(read_all(&c, 1, AGGR_VIEW_SUM, ts, vs, 16, &err), 2);
 	CHECK(vs[0] == 10 && vs[1] == 20);
 	CHECK_EQ_INT(read_all(&c, 1, AGGR_VIEW_MIN, ts, vs, 16, &err), 2);
@@ -251,12 +255,91 @@ TEST(counter_resets_across_chunks_and_raw_chunks)
 	/* the count view: 5 + 5 unit samples for the aggregates, one per raw sample */
 	CHECK_EQ_INT(read_all(c, 3, AGGR_VIEW_COUNT, ts, vs, 16, &err), 13);
 	CHECK(ts[9] == 1199999 && ts[10] == 1200000 && vs[12] == 1);
+	/* count weights: 5, 5, then 1 per raw sample */
+	CHECK_EQ_INT(read_all(c, 3, AGGR_VIEW_COUNT_WEIGHTS, ts, vs, 16, &err), 5);
+	CHECK(ts[0] == 599999 && vs[0] == 5 && ts[1] == 1199999 && vs[1] == 5);
+	CHECK(ts[2] == 1200000 && vs[2] == 1 && ts[4] == 1320000 && vs[4] == 1);
 	CHECK(aggr_chunks_any(c, 3) && !aggr_chunks_any(&c[2], 1));
 	xor_enc_release(&e);
 	buf_release(&b1);
 	buf_release(&b2);
 	aggr_builder_release(&ab);
 	aggr_builder_release(&ab2);
+}
+
+/* Chunks longer than the iterator's decode buffer, views against the points written, trimming in the
+ * middle of a buffer, and stale markers of raw chunks (they stay markers in the count views). */
+TEST(long_chunks_and_stale_raw_samples)
+{
+	enum { N = 333 };
+	aggr_builder_t ab;
+	aggr_builder_init(&ab);
+	buf_t b = BUF_INIT;
+	static int64_t t[N];
+	static double p[N][5];
+	for (int i = 0; i < N; i++) {
+		t[i] = 299999 + (int64_t)i * 300000;
+		p[i][0] = 1 + i % 20;
+		p[i][1] = i * 3.5;
+		p[i][2] = -i;
+		p[i][3] = i * 2;
+		p[i][4] = i * 10.0;
+	}
+	chunk_t c;
+	make(&b, &ab, t, p, N, 0, 0, N * 10.0 - 10, &c);
+	static int64_t ts[N * 21];
+	static double vs[N * 21];
+	err_t err = {0};
+	CHECK_EQ_INT(read_all(&c, 1, AGGR_VIEW_AVG, ts, vs, N * 21, &err), N);
+	for (int i = 0; i < N; i++)
+		CHECK(ts[i] == t[i] && vs[i] == p[i][1] / p[i][0]);
+	CHECK_EQ_INT(read_all(&c, 1, AGGR_VIEW_MIN, ts, vs, N * 21, &err), N);
+	CHECK(vs[N - 1] == -(N - 1) && ts[200] == t[200]);
+	int64_t total = 0;
+	for (int i = 0; i < N; i++)
+		total += (int64_t)p[i][0];
+	CHECK_EQ_INT(read_all(&c, 1, AGGR_VIEW_COUNT, ts, vs, N * 21, &err), (int)total);
+	CHECK_EQ_INT(read_all(&c, 1, AGGR_VIEW_COUNT_WEIGHTS, ts, vs, N * 21, &err), N);
+	double wsum = 0;
+	for (int i = 0; i < N; i++)
+		wsum += vs[i];
+	CHECK_DBL(wsum, (double)total);
+	CHECK_EQ_INT(read_all(&c, 1, AGGR_VIEW_COUNTER, ts, vs, N * 21, &err), N + 1);
+	CHECK(ts[N] == t[N - 1] && vs[N] == (N - 1) * 10.0);
+	/* trimmed to [t[150], t[250]], in small batches */
+	aggr_iter_t it;
+	aggr_iter_init(&it, &c, 1, t[150], t[250], AGGR_VIEW_SUM);
+	int got = 0, k;
+	while ((k = sample_iter_next_batch(&it.base, ts + got, vs + got, 7, &err)) > 0)
+		got += k;
+	CHECK_EQ_INT(got, 101);
+	CHECK(ts[0] == t[150] && vs[100] == p[250][1]);
+	/* a raw chunk with a stale marker: kept as the marker in the count views */
+	xor_enc_t e;
+	xor_enc_init(&e);
+	xor_enc_append(&e, 1000, 42);
+	xor_enc_append(&e, 2000, stale_nan());
+	xor_enc_append(&e, 3000, 7);
+	size_t rl;
+	chunk_t rc = {1000, 3000, CHUNK_ENC_XOR, xor_enc_bytes(&e, &rl), 0};
+	rc.len = rl;
+	for (aggr_view_t v = AGGR_VIEW_COUNT; v <= AGGR_VIEW_COUNT_WEIGHTS; v += AGGR_VIEW_COUNT_WEIGHTS) {
+		CHECK_EQ_INT(read_all(&rc, 1, v, ts, vs, 16, &err), 3);
+		CHECK(vs[0] == 1 && value_is_stale_nan(vs[1]) && vs[2] == 1);
+	}
+	/* aggr_decode_chunks: the iterator's samples into growable arrays */
+	int64_t *dt = NULL;
+	double *dv = NULL;
+	size_t cap = 0;
+	CHECK_EQ_INT(
+	    (int)aggr_decode_chunks(&c, 1, INT64_MIN, INT64_MAX, AGGR_VIEW_COUNT, &dt, &dv, &cap, &err),
+	    (int)total);
+	CHECK(cap >= (size_t)total && dt[total - 1] == t[N - 1] && dv[0] == 1);
+	free(dt);
+	free(dv);
+	xor_enc_release(&e);
+	buf_release(&b);
+	aggr_builder_release(&ab);
 }
 
 TEST_MAIN()
