@@ -389,6 +389,7 @@ static void run_query(qctx_t *q)
 		.cancel = &q->cancel,
 		.workers = api->engine_pool,
 		.decode_chunks = xor_decode_chunks,
+		.decode_aggr_chunks = store_queryable_decode_aggr,
 	};
 	str_t stats;
 	if (http_req_param(r, "stats", &stats) && stats.n)

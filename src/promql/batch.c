@@ -18,6 +18,7 @@ typedef struct rb_item {
 	labels_t ls;
 	const chunk_t *chks;
 	size_t nchks;
+	bool aggr; /* chks include downsampled aggregate chunks: decoded by opts->decode_aggr_chunks */
 	const int64_t *t;
 	const double *v;
 	size_t n;
@@ -41,6 +42,8 @@ typedef struct rb {
 	const promql_opts_t *o;
 	range_kernel_fn kfn;
 	const void *kctx;
+	range_kernel_fn kfn_weights; /* for aggregate series decoded with count weights (count_over_time) */
+	const char *func;            /* the select hint: which aggregate view decodes aggregate chunks */
 	int64_t mint, maxt;
 	rb_item_t *items;
 	size_t n, cap;
@@ -163,9 +166,14 @@ static void rb_task(void *arg, size_t ti)
 		const int64_t *t = it->t;
 		const double *v = it->v;
 		size_t n = it->n;
+		range_kernel_fn kfn = it->aggr && b->kfn_weights ? b->kfn_weights : b->kfn;
 		if (it->chks) {
-			int64_t got = b->o->decode_chunks(it->chks, it->nchks, b->mint, b->maxt, &sc->t, &sc->v, &sc->cap,
-							  &sc->err);
+			int64_t got = it->aggr
+			                  ? b->o->decode_aggr_chunks(it->chks, it->nchks, b->mint, b->maxt,
+			                                             b->func, b->kfn_weights != NULL, &sc->t,
+			                                             &sc->v, &sc->cap, &sc->err)
+			                  : b->o->decode_chunks(it->chks, it->nchks, b->mint, b->maxt, &sc->t,
+			                                        &sc->v, &sc->cap, &sc->err);
 			if (got < 0) {
 				sc->rc = (int)got;
 				sc->bad = i;
@@ -175,7 +183,7 @@ static void rb_task(void *arg, size_t ti)
 			t = sc->t;
 			v = sc->v;
 		}
-		b->kfn(b->kctx, t, v, n, b->out + i * ns, b->ok + i * ns, &it->ro);
+		kfn(b->kctx, t, v, n, b->out + i * ns, b->ok + i * ns, &it->ro);
 		if (b->count && b->wref)
 			rb_count_windows(b, sc, t, n);
 		if (it->ro.stopped) {
@@ -288,17 +296,30 @@ static void rb_reserve_decode(rb_t *b, const chunk_t *c, size_t n)
 	b->decode_max = need;
 }
 
+/* Does a chunk list hold downsampled aggregate chunks? */
+static bool rb_any_aggr(const chunk_t *c, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (c[i].enc == CHUNK_ENC_AGGR)
+			return true;
+	return false;
+}
+
 /* Select vs over [mint, maxt] and run kfn over every series in batches, feeding sink in order. wref: a
  * range function's window ends per step (its windows are counted for stats), NULL for an instant
- * selector. */
-static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range, const int64_t *wref,
-		   const char *func, bool drop_stale, range_kernel_fn kfn, const void *kctx, range_sink_fn sink, void *sctx)
+ * selector. kfn_weights (optional): the kernel for series with aggregate chunks, which are then decoded
+ * with count weights (see promql_opts_t.decode_aggr_chunks). */
+static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range,
+                   const int64_t *wref, const char *func, bool drop_stale, range_kernel_fn kfn,
+                   range_kernel_fn kfn_weights, const void *kctx, range_sink_fn sink, void *sctx)
 {
 	size_t ns = ev->nsteps;
 	rb_t *b = ev_zalloc(ev, sizeof *b);
 	b->ev = ev;
 	b->o = ev->o;
 	b->kfn = kfn;
+	b->kfn_weights = kfn_weights;
+	b->func = func;
 	b->kctx = kctx;
 	b->mint = mint;
 	b->maxt = maxt;
@@ -345,6 +366,11 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 		memset(it, 0, sizeof *it);
 		const chunk_t *chks;
 		int nc = chunked ? set->ops->chunks(set, &chks) : -1;
+		/* downsampled data: decoded on the workers too when the caller can read aggregate chunks,
+		 * otherwise through the set's sample iterator (which applies the aggregate view) */
+		it->aggr = nc > 0 && rb_any_aggr(chks, nc);
+		if (it->aggr && !ev->o->decode_aggr_chunks)
+			nc = -1, it->aggr = false;
 		if (nc >= 0) {
 			/* the series set's pointers are only valid until its next next(): the batch keeps
 			 * its own copy of the chunks overlapping the range (and of their bytes, unless the
@@ -384,8 +410,9 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 	ev_close_set(ev, set);
 }
 
-void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, range_kernel_fn kfn, const void *kctx,
-			range_sink_fn sink, void *sctx, int64_t *range, int64_t *ref)
+void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, range_kernel_fn kfn,
+                        range_kernel_fn kfn_weights, const void *kctx, range_sink_fn sink, void *sctx,
+                        int64_t *range, int64_t *ref)
 {
 	m = expr_unparen(m);
 	if (m->kind != PROMQL_MATRIX_SEL)
@@ -393,7 +420,7 @@ void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, rang
 	int64_t mint, maxt;
 	if (!ev_matrix_window(ev, m, range, ref, &mint, &maxt))
 		return;
-	rb_run(ev, m->u.ms.vs, mint, maxt, *range, ref, func, true, kfn, kctx, sink, sctx);
+	rb_run(ev, m->u.ms.vs, mint, maxt, *range, ref, func, true, kfn, kfn_weights, kctx, sink, sctx);
 }
 
 /* Instant selector kernel: per step the newest sample within the lookback window, absent if stale. */
@@ -448,7 +475,7 @@ void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, const char *fu
 	}
 	vs_kctx_t *c = ev_zalloc(ev, sizeof *c);
 	*c = (vs_kctx_t){ev, ref, ns, ev->lookback, ts_mode};
-	rb_run(ev, e, mn - ev->lookback, mx, 0, NULL, func, false, vs_kernel, c, sink, sctx);
+	rb_run(ev, e, mn - ev->lookback, mx, 0, NULL, func, false, vs_kernel, NULL, c, sink, sctx);
 }
 
 void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts)

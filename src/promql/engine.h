@@ -61,6 +61,17 @@ typedef struct promql_opts {
 	 * thread decodes through the series set's sample iterator. */
 	int64_t (*decode_chunks)(const chunk_t *chks, size_t n, int64_t mint, int64_t maxt, int64_t **t, double **v,
 				 size_t *cap, err_t *err);
+	/* Optional, with decode_chunks: the same for a series whose chunks include downsampled aggregate
+	 * chunks (CHUNK_ENC_AGGR, beside raw ones), read through the aggregate view that func (the
+	 * selector's enclosing function, as the select hints name it) reads, the view a store would use
+	 * for its sample iterator. count_weights (count_over_time): the count view's samples are weights,
+	 * one per window point with the window's count as value and 1 per raw sample (stale markers stay
+	 * markers), which the engine sums instead of counting samples; the true count without expanding
+	 * a window's count into that many samples. Without it such series are decoded through the series
+	 * set's sample iterator on the evaluating thread. */
+	int64_t (*decode_aggr_chunks)(const chunk_t *chks, size_t n, int64_t mint, int64_t maxt,
+	                              const char *func, bool count_weights, int64_t **t, double **v,
+	                              size_t *cap, err_t *err);
 	/* Count the samples the query reads as Prometheus 2.42's stats do (totalQueryableSamples):
 	 * PROMQL_STATS_TOTAL the total, PROMQL_STATS_PER_STEP also per step (stats=all with 2.42's
 	 * promql-per-step-stats). 0 = not counted (no cost). */

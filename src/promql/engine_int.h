@@ -230,8 +230,11 @@ typedef struct vs_collect {
 	size_t n, cap;
 } vs_collect_t;
 void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts);
-void eval_range_batched(ev_t *ev, const promql_expr_t *ms, const char *func, range_kernel_fn kfn, const void *kctx,
-			range_sink_fn sink, void *sctx, int64_t *range, int64_t *ref);
+/* kfn_weights (optional): the kernel for downsampled series, whose aggregate chunks are then decoded with
+ * count weights (promql_opts_t.decode_aggr_chunks; count_over_time sums them). */
+void eval_range_batched(ev_t *ev, const promql_expr_t *ms, const char *func, range_kernel_fn kfn,
+                        range_kernel_fn kfn_weights, const void *kctx, range_sink_fn sink, void *sctx,
+                        int64_t *range, int64_t *ref);
 /* If call is a range function that the batched path can evaluate (thread-safe kernel, plain matrix
  * selector argument; with need_unique_names also one that cannot produce two equal output label sets),
  * evaluate it into sink and return true; otherwise return false without doing anything. */

@@ -773,6 +773,17 @@ static const promql_expr_t *batchable_arg(const promql_expr_t *e, enum fkind *k)
 	return m->kind == PROMQL_MATRIX_SEL ? m : NULL;
 }
 
+/* count_over_time of a downsampled series decoded with count weights (promql_opts_t.decode_aggr_chunks):
+ * every sample stands for as many raw samples as its value says, so a window's count is the sum of its
+ * values (exact: integers far below 2^53). */
+static void count_weights_kernel_steps(const void *kctx, const int64_t *t, const double *v, size_t n,
+                                       double *out, uint8_t *ok, rk_out_t *ro)
+{
+	rctx_t c = *(const rctx_t *)kctx;
+	c.k = F_SUM_OT;
+	overtime_kernel_steps(&c, t, v, n, out, ok, ro);
+}
+
 static void run_batched(ev_t *ev, const promql_expr_t *e, enum fkind k, const promql_expr_t *m, rctx_t *c,
 			range_sink_fn sink, void *sctx)
 {
@@ -789,7 +800,8 @@ static void run_batched(ev_t *ev, const promql_expr_t *e, enum fkind k, const pr
 	range_kernel_fn kfn = k == F_RATE || k == F_INCREASE || k == F_DELTA ? rate_kernel_steps
 			      : ot_kind(k)						     ? overtime_kernel_steps
 											     : range_kernel_steps;
-	eval_range_batched(ev, m, c->fname, kfn, c, sink, sctx, &c->range, c->ref);
+	eval_range_batched(ev, m, c->fname, kfn, k == F_COUNT_OT ? count_weights_kernel_steps : NULL, c, sink,
+	                   sctx, &c->range, c->ref);
 	ev->at_shift = false;
 }
 

@@ -161,6 +161,16 @@ static const struct queryable_ops q_ops = {
 	.label_values = q_label_values,
 };
 
+int64_t store_queryable_decode_aggr(const chunk_t *chks, size_t n, int64_t mint, int64_t maxt,
+                                    const char *func, bool count_weights, int64_t **t, double **v,
+                                    size_t *cap, err_t *err)
+{
+	aggr_view_t view = store_aggr_view(store_aggregates_for_func(func));
+	if (count_weights && view == AGGR_VIEW_COUNT)
+		view = AGGR_VIEW_COUNT_WEIGHTS;
+	return aggr_decode_chunks(chks, n, mint, maxt, view, t, v, cap, err);
+}
+
 void store_queryable_init(store_queryable_t *q, store_t *s, arena_t *a, const store_queryable_opts_t *o)
 {
 	memset(q, 0, sizeof *q);

@@ -43,6 +43,13 @@ typedef struct store_queryable {
 	size_t nwarnings, capwarnings;
 } store_queryable_t;
 
+/* promql_opts_t.decode_aggr_chunks for what a store_queryable_t reads: aggregate chunks through the view
+ * the stores' sample iterators use for func (store_aggr_view(store_aggregates_for_func(func))), the
+ * count view with count weights when asked (count_over_time). Thread-safe. */
+int64_t store_queryable_decode_aggr(const chunk_t *chks, size_t n, int64_t mint, int64_t maxt,
+                                    const char *func, bool count_weights, int64_t **t, double **v,
+                                    size_t *cap, err_t *err);
+
 /* o is copied (replica_labels must stay valid for the query). */
 void store_queryable_init(store_queryable_t *q, store_t *s, arena_t *a, const store_queryable_opts_t *o);
 static inline queryable_t *store_queryable_base(store_queryable_t *q)

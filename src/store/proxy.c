@@ -628,14 +628,17 @@ static int pset_chunks(series_set_t *base, const chunk_t **out)
 		*out = NULL;
 		return 0;
 	}
-	/* Aggregate chunks are read through the request's view: samples only. */
-	for (size_t i = 0; i < ps->nmembers; i++)
-		if (ps->members[i].nchunks > 0 && aggr_chunks_any(ps->members[i].chunks, (size_t)ps->members[i].nchunks))
-			return -1;
+	/* One member's chunks go out as they are, aggregate (downsampled) ones included: the consumer reads
+	 * them through the request's view (the engine's decode_aggr_chunks, a StoreAPI client). */
 	if (ps->nmembers == 1 || ps->wrl_out) {
 		*out = ps->members[ps->emit].chunks;
 		return ps->members[ps->emit].nchunks;
 	}
+	/* Several members with aggregate chunks merge through the view's samples only. */
+	for (size_t i = 0; i < ps->nmembers; i++)
+		if (ps->members[i].nchunks > 0 &&
+		    aggr_chunks_any(ps->members[i].chunks, (size_t)ps->members[i].nchunks))
+			return -1;
 	/* Replicas must go through the dedup iterator; so must sources without encoded chunks. */
 	if (ps->dedup)
 		return -1;
