@@ -371,6 +371,7 @@ static void evaluate(job_t *j)
 	    .cancel = &j->cancel,
 	    .workers = s->engine_pool,
 	    .decode_chunks = xor_decode_chunks,
+	    .decode_aggr_chunks = store_queryable_decode_aggr,
 	    .stats = PROMQL_STATS_TOTAL,
 	};
 	promql_result_t res;
