@@ -1,0 +1,224 @@
+/*
+ * queryable_test — downsampled data through store_queryable_t and the engine: a series of 5m aggregate
+ * chunks followed by raw chunks (a finer resolution filling the gap) evaluated with the engine decoding
+ * chunks on its own (promql_opts_t.decode_aggr_chunks = store_queryable_decode_aggr; count_over_time
+ * sums count weights) must answer exactly as through the store's sample iterators (the aggregate views,
+ * count_over_time over expanded unit samples), on the workers too, and count_over_time must be the raw
+ * sample count.
+ */
+#include <string.h>
+
+#include "test.h"
+
+#include "base/alloc.h"
+#include "promql/engine.h"
+#include "query/queryable.h"
+#include "tsdb/aggr.h"
+#include "tsdb/xor.h"
+
+#define R 300000      /* 5m */
+#define SCRAPE 15000  /* raw samples every 15 s */
+#define HOURS_AGGR 4  /* [0, 4h) as 5m aggregates, then raw */
+#define HOURS_ALL 7
+
+static double raw_value(int64_t t)
+{
+	int64_t i = t / SCRAPE;
+	return (double)((i * 7) % 1000) + (i % 3) * 0.25; /* a counter with resets every ~143 samples */
+}
+
+typedef struct fake {
+	store_t base;
+	chunk_t chunks[64];
+	size_t n;
+	buf_t bufs[64];
+	int series_calls;
+	unsigned last_aggregates;
+} fake_t;
+
+typedef struct fset {
+	series_set_t base;
+	fake_t *f;
+	int pos;
+	aggr_iter_t it;
+	aggr_view_t view;
+	labels_t ls;
+	int64_t mint, maxt;
+} fset_t;
+
+static int fs_next(series_set_t *s, err_t *err)
+{
+	(void)err;
+	return ((fset_t *)s)->pos++ == 0;
+}
+
+static const labels_t *fs_labels(series_set_t *s)
+{
+	return &((fset_t *)s)->ls;
+}
+
+static sample_iter_t *fs_samples(series_set_t *s)
+{
+	fset_t *fs = (fset_t *)s;
+	aggr_iter_init(&fs->it, fs->f->chunks, fs->f->n, fs->mint, fs->maxt, fs->view);
+	return &fs->it.base;
+}
+
+static int fs_chunks(series_set_t *s, const chunk_t **out)
+{
+	fset_t *fs = (fset_t *)s;
+	*out = fs->f->chunks;
+	return (int)fs->f->n;
+}
+
+static void fs_close(series_set_t *s)
+{
+	(void)s;
+}
+
+static const struct series_set_ops fs_ops = {
+    .next = fs_next, .labels = fs_labels, .samples = fs_samples, .chunks = fs_chunks, .close = fs_close};
+
+static int fake_series(store_t *s, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
+{
+	(void)err;
+	fake_t *f = (fake_t *)s;
+	f->series_calls++;
+	f->last_aggregates = req->aggregates;
+	fset_t *fs = ARENA_NEW(a, fset_t);
+	fs->base.ops = &fs_ops;
+	fs->f = f;
+	fs->view = store_aggr_view(req->aggregates);
+	fs->mint = req->mint;
+	fs->maxt = req->maxt;
+	label_t *l = ARENA_NEW(a, label_t);
+	l[0] = (label_t){STR(LABEL_METRIC_NAME), STR("x")};
+	fs->ls = (labels_t){l, 1};
+	*out = &fs->base;
+	return 0;
+}
+
+static const struct store_ops fake_ops = {.series = fake_series};
+
+/* The data: 5m windows of the raw samples in [0, HOURS_AGGR h) as aggregate chunks (one per hour, with
+ * the counter's raw first / last framing), the raw samples after that as XOR chunks of 120. */
+static void fake_build(fake_t *f)
+{
+	memset(f, 0, sizeof *f);
+	for (size_t i = 0; i < ARRAY_LEN(f->bufs); i++)
+		f->bufs[i] = (buf_t)BUF_INIT;
+	f->base.ops = &fake_ops;
+	f->base.name = "fake";
+	aggr_builder_t ab;
+	aggr_builder_init(&ab);
+	double total = 0, last = 0;
+	bool have = false;
+	for (int h = 0; h < HOURS_AGGR; h++) {
+		aggr_builder_reset(&ab);
+		int64_t h0 = (int64_t)h * 3600000, first_t = h0;
+		aggr_builder_append(&ab, AGGR_COUNTER, first_t, raw_value(first_t));
+		for (int64_t w0 = h0; w0 < h0 + 3600000; w0 += R) {
+			double cnt = 0, sum = 0, mn = 0, mx = 0;
+			for (int64_t t = w0; t < w0 + R; t += SCRAPE) {
+				double v = raw_value(t);
+				if (!have)
+					total = v, have = true;
+				else
+					total += v >= last ? v - last : v;
+				last = v;
+				mn = cnt ? (v < mn ? v : mn) : v;
+				mx = cnt ? (v > mx ? v : mx) : v;
+				cnt++;
+				sum += v;
+			}
+			aggr_builder_add(&ab, w0 + R - 1, cnt, sum, mn, mx, total);
+		}
+		aggr_builder_append(&ab, AGGR_COUNTER, h0 + 3600000 - 1, last);
+		aggr_builder_encode(&ab, &f->bufs[f->n]);
+		f->chunks[f->n] = (chunk_t){ab.mint < first_t ? ab.mint : first_t, ab.maxt, CHUNK_ENC_AGGR,
+		                            (const uint8_t *)f->bufs[f->n].p, f->bufs[f->n].n};
+		f->n++;
+	}
+	aggr_builder_release(&ab);
+	xor_enc_t e;
+	xor_enc_init(&e);
+	int64_t t = (int64_t)HOURS_AGGR * 3600000, end = (int64_t)HOURS_ALL * 3600000;
+	while (t < end) {
+		xor_enc_reset(&e);
+		int64_t c0 = t;
+		for (int i = 0; i < 120 && t < end; i++, t += SCRAPE)
+			xor_enc_append(&e, t, raw_value(t));
+		size_t len;
+		const uint8_t *p = xor_enc_bytes(&e, &len);
+		buf_append(&f->bufs[f->n], p, len);
+		f->chunks[f->n] = (chunk_t){c0, t - SCRAPE, CHUNK_ENC_XOR, (const uint8_t *)f->bufs[f->n].p, len};
+		f->n++;
+	}
+	xor_enc_release(&e);
+}
+
+static void fake_release(fake_t *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		buf_release(&f->bufs[i]);
+}
+
+/* A range query (1h step) over the fake store with 5m data allowed, as JSON; "error: ..." on failure. */
+static void run(fake_t *f, const char *q, const promql_opts_t *o, buf_t *out)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	store_queryable_t sq;
+	store_queryable_opts_t so = {.max_source_resolution = 720000};
+	store_queryable_init(&sq, &f->base, &a, &so);
+	promql_result_t r;
+	err_t err = {0};
+	buf_reset(out);
+	if (promql_query(o, store_queryable_base(&sq), &a, str_c(q), 3600000, (int64_t)HOURS_ALL * 3600000,
+	                 3600000, &r, &err))
+		buf_printf(out, "error: %s", err.msg);
+	else
+		promql_result_json(out, &r);
+	arena_release(&a);
+}
+
+TEST(engine_decode_equals_store_views)
+{
+	static fake_t f;
+	fake_build(&f);
+	promql_opts_t iter = {0}; /* no decoders: samples through the store's aggregate views */
+	promql_opts_t dec = {.decode_chunks = xor_decode_chunks,
+	                     .decode_aggr_chunks = store_queryable_decode_aggr};
+	workers_t *w = workers_new(2);
+	promql_opts_t par = dec;
+	par.workers = w;
+	static const char *const qs[] = {
+	    "count_over_time(x[1h])", "count_over_time(x[30m])", "sum_over_time(x[1h])", "max_over_time(x[1h])",
+	    "min_over_time(x[1h])",   "rate(x[1h])",             "increase(x[2h])",      "x",
+	    "avg(x)",                 "count(x)",                "avg_over_time(x[1h])", "sum(count_over_time(x[1h]))"};
+	buf_t a = BUF_INIT, b = BUF_INIT, c = BUF_INIT;
+	for (size_t i = 0; i < ARRAY_LEN(qs); i++) {
+		run(&f, qs[i], &iter, &a);
+		run(&f, qs[i], &dec, &b);
+		run(&f, qs[i], &par, &c);
+		if (a.n < 40 || strncmp(a.p, "error", 5) == 0)
+			TEST_FAILF("%s: unexpected result %.200s", qs[i], a.p);
+		if (a.n != b.n || memcmp(a.p, b.p, a.n) != 0)
+			TEST_FAILF("%s: engine decode differs from the store's views:\n%s\n%s", qs[i], a.p, b.p);
+		if (b.n != c.n || memcmp(b.p, c.p, b.n) != 0)
+			TEST_FAILF("%s: parallel decode differs", qs[i]);
+	}
+	/* count_over_time is the raw sample count: 240 samples an hour in the aggregated hours (the
+	 * window [t-1h, t] holds 12 window points of 20), 241 where raw samples are at both ends */
+	run(&f, "count_over_time(x[1h])", &dec, &b);
+	CHECK(strstr(b.p, "[7200,\"240\"]") != NULL);
+	CHECK(strstr(b.p, "[21600,\"241\"]") != NULL);
+	CHECK(f.last_aggregates == 1u << AGGR_COUNT);
+	buf_release(&a);
+	buf_release(&b);
+	buf_release(&c);
+	workers_free(w);
+	fake_release(&f);
+}
+
+TEST_MAIN()
