@@ -360,6 +360,7 @@ static int decode_series(call_t *c, bucket_block_t *b, const indexheader_t *h, u
 		}
 	}
 #undef SBAD
+	index_chunk_metas_order(cm, (size_t)nc);
 	out->chks = cm;
 	out->nchks = (size_t)nc;
 	return 0;

@@ -1025,11 +1025,28 @@ int index_reader_series(index_reader_t *r, arena_t *a, uint32_t id, labels_t *ls
 			c[i].ref = c[i - 1].ref + (uint64_t)dref;
 		}
 	}
+	index_chunk_metas_order(c, (size_t)nc);
 	*chks = c;
 	*nchks = (size_t)nc;
 	return 0;
 bad:
 	return RCORRUPT(r, off, "series %u: malformed chunk metadata", id);
+}
+
+void index_chunk_metas_order(chunk_meta_t *c, size_t n)
+{
+	size_t i = 1;
+	while (i < n && c[i].mint > c[i - 1].maxt)
+		i++;
+	for (; i < n; i++) { /* insertion sort from the first step back: rare, and n is small */
+		chunk_meta_t x = c[i];
+		size_t j = i;
+		while (j > 0 && (c[j - 1].mint > x.mint || (c[j - 1].mint == x.mint && c[j - 1].maxt > x.maxt))) {
+			c[j] = c[j - 1];
+			j--;
+		}
+		c[j] = x;
+	}
 }
 
 static int str_cmp_q(const void *a, const void *b)

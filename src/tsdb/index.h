@@ -41,6 +41,11 @@ typedef struct chunk_meta {
 	uint64_t ref;
 } chunk_meta_t;
 
+/* Puts a series' chunk metas in time order (by mint, then maxt) if they are not. Prometheus's format can list
+ * them out of order (the mint delta is an unsigned varint of a wrapped difference) and some old writers did;
+ * every reader here wants them in order, so both index decoders call this. */
+void index_chunk_metas_order(chunk_meta_t *c, size_t n);
+
 typedef struct index_writer index_writer_t;
 
 int index_writer_open(index_writer_t **w, const char *path, err_t *err);

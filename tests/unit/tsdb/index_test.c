@@ -642,4 +642,18 @@ TEST(index_missing_file)
 	CHECK(strstr(err.msg, "/nonexistent/strata/index") != NULL);
 }
 
+TEST(index_chunk_metas_put_in_time_order)
+{
+	chunk_meta_t sorted[] = {{0, 9, 1}, {10, 19, 2}, {20, 29, 3}};
+	index_chunk_metas_order(sorted, 3);
+	CHECK_EQ_INT(sorted[0].ref, 1);
+	CHECK_EQ_INT(sorted[2].ref, 3);
+	chunk_meta_t ooo[] = {{10, 19, 2}, {0, 9, 1}, {30, 39, 4}, {20, 29, 3}, {20, 25, 5}};
+	index_chunk_metas_order(ooo, 5);
+	const uint64_t want[] = {1, 2, 5, 3, 4};
+	for (size_t i = 0; i < 5; i++)
+		CHECK_EQ_INT(ooo[i].ref, want[i]);
+	index_chunk_metas_order(ooo, 0);
+}
+
 TEST_MAIN()
