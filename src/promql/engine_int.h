@@ -11,6 +11,7 @@
 
 #include <math.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "base/hmap.h"
@@ -263,6 +264,8 @@ static inline void kahan_inc(double inc, double *sum, double *c)
 		*c += (inc - t) + *sum;
 	*sum = t;
 }
+/* deriv / predict_linear's vector code: -1 detect on first use, 0 baseline (SSE2), 1 AVX2 (tests set it) */
+extern atomic_int promql_simd_avx2;
 double quantile_sorted(double q, double *vals, size_t n); /* sorts vals as 2.42 does (Go sort, NaN low) */
 
 #endif

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <pcre2.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -726,6 +727,182 @@ static void overtime_kernel_steps(const void *kctx, const int64_t *t, const doub
 	ro->maxwin = maxwin;
 }
 
+/* deriv and predict_linear over every step of one series. linreg's four Kahan sums (x, y, x*y, x*x)
+ * are sequential within a window and the offsets x = (t - icept) / 1e3 differ from window to window
+ * (scrape jitter), so windows cannot share work. As for sum_over_time, four windows run side by side
+ * in 4-lane vectors instead, operation for operation linreg's (x's division included, branches as
+ * selects): bit-identical, with the four windows' dependency chains overlapping. The vector code is
+ * compiled twice, for AVX2 (one register a quantity) and for the baseline (two), and chosen at run
+ * time. A window whose values are all equal takes linreg's constant-y answer without any sums; it is
+ * found from the newest j with v[j] != v[j-1] (NaN compares unequal, as linreg's v[i] != v[0] does). */
+atomic_int promql_simd_avx2 = -1;
+
+typedef double lr_v4d __attribute__((vector_size(32)));
+typedef int64_t lr_v4i __attribute__((vector_size(32)));
+
+typedef struct lr_win {
+	size_t lo, w, step;
+	int64_t icept;
+} lr_win_t;
+
+/* kahan_inc on four lanes, updating only those in m (all of them when !masked). Macros, not
+ * functions: 32-byte vector arguments would have a different ABI with and without AVX. */
+#define LR_ABS(x)       ((lr_v4d)((lr_v4i)(x) & (lr_v4i){INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX}))
+#define LR_SEL(m, a, b) ((lr_v4d)(((m) & (lr_v4i)(a)) | (~(m) & (lr_v4i)(b))))
+#define LR_KAHAN(masked, m, inc_, sum, c)                                                                    \
+	do {                                                                                                 \
+		lr_v4d inc = (inc_), t_ = (sum) + inc;                                                       \
+		lr_v4d d_ = LR_SEL(LR_ABS(sum) >= LR_ABS(inc), ((sum)-t_) + inc, (inc - t_) + (sum));        \
+		(c) = (masked) ? LR_SEL(m, (c) + d_, (c)) : (c) + d_;                                        \
+		(sum) = (masked) ? LR_SEL(m, t_, (sum)) : t_;                                                \
+	} while (0)
+
+/* Samples [from, to) of four windows into st (sx, cx, sy, cy, sxy, cxy, sx2, cx2); all four windows
+ * hold a sample at every position below the shortest, so that stretch runs without masks. */
+static inline __attribute__((always_inline)) void lr_run4(const int64_t *t, const double *v, const size_t *lo,
+                                                          const size_t *w, const int64_t *ic, size_t from,
+                                                          size_t to, bool masked, lr_v4d *st)
+{
+	const lr_v4d k1e3 = {1e3, 1e3, 1e3, 1e3};
+	lr_v4i m = {-1, -1, -1, -1};
+	lr_v4d sx = st[0], cx = st[1], sy = st[2], cy = st[3], sxy = st[4], cxy = st[5], sx2 = st[6],
+	       cx2 = st[7];
+	for (size_t i = from; i < to; i++) {
+		size_t i0 = i, i1 = i, i2 = i, i3 = i;
+		if (masked) {
+			m = (lr_v4i){-(int64_t)(i < w[0]), -(int64_t)(i < w[1]), -(int64_t)(i < w[2]),
+			             -(int64_t)(i < w[3])};
+			i0 = i < w[0] ? i : 0, i1 = i < w[1] ? i : 0, i2 = i < w[2] ? i : 0,
+			i3 = i < w[3] ? i : 0;
+		}
+		lr_v4d x = {(double)(t[lo[0] + i0] - ic[0]), (double)(t[lo[1] + i1] - ic[1]),
+		            (double)(t[lo[2] + i2] - ic[2]), (double)(t[lo[3] + i3] - ic[3])};
+		lr_v4d y = {v[lo[0] + i0], v[lo[1] + i1], v[lo[2] + i2], v[lo[3] + i3]};
+		x /= k1e3;
+		LR_KAHAN(masked, m, x, sx, cx);
+		LR_KAHAN(masked, m, y, sy, cy);
+		LR_KAHAN(masked, m, x * y, sxy, cxy);
+		LR_KAHAN(masked, m, x * x, sx2, cx2);
+	}
+	st[0] = sx, st[1] = cx, st[2] = sy, st[3] = cy, st[4] = sxy, st[5] = cxy, st[6] = sx2, st[7] = cx2;
+}
+
+static inline __attribute__((always_inline)) void lr_sums4(const int64_t *t, const double *v,
+                                                           const size_t *lo, const size_t *w,
+                                                           const int64_t *ic, size_t wmin, size_t wmax,
+                                                           lr_v4d *st)
+{
+	lr_run4(t, v, lo, w, ic, 0, wmin, false, st);
+	lr_run4(t, v, lo, w, ic, wmin, wmax, true, st);
+}
+
+__attribute__((target("avx2"))) static void lr_sums4_avx2(const int64_t *t, const double *v, const size_t *lo,
+                                                          const size_t *w, const int64_t *ic, size_t wmin,
+                                                          size_t wmax, lr_v4d *st)
+{
+	lr_sums4(t, v, lo, w, ic, wmin, wmax, st);
+}
+
+static void lr_sums4_base(const int64_t *t, const double *v, const size_t *lo, const size_t *w,
+                          const int64_t *ic, size_t wmin, size_t wmax, lr_v4d *st)
+{
+	lr_sums4(t, v, lo, w, ic, wmin, wmax, st);
+}
+
+/* The results of up to four windows (ws[0..nw), none with constant values) into out[ws[i].step]. */
+static void lr_windows4(const rctx_t *c, const int64_t *t, const double *v, const lr_win_t *ws, size_t nw,
+                        double *out)
+{
+	int avx2 = atomic_load_explicit(&promql_simd_avx2, memory_order_relaxed);
+	if (avx2 < 0) { /* every thread that gets here stores the same value */
+		avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+		atomic_store_explicit(&promql_simd_avx2, avx2, memory_order_relaxed);
+	}
+	size_t lo[4], w[4], wmax = 0, wmin = SIZE_MAX;
+	int64_t ic[4];
+	for (size_t j = 0; j < 4; j++) {
+		lo[j] = j < nw ? ws[j].lo : ws[0].lo;
+		w[j] = j < nw ? ws[j].w : 0;
+		ic[j] = j < nw ? ws[j].icept : ws[0].icept;
+		wmax = w[j] > wmax ? w[j] : wmax;
+		wmin = w[j] < wmin ? w[j] : wmin;
+	}
+	lr_v4d st[8];
+	memset(st, 0, sizeof st);
+	if (avx2)
+		lr_sums4_avx2(t, v, lo, w, ic, wmin, wmax, st);
+	else
+		lr_sums4_base(t, v, lo, w, ic, wmin, wmax, st);
+	for (size_t j = 0; j < nw; j++) {
+		double sx = st[0][j] + st[1][j], sy = st[2][j] + st[3][j], sxy = st[4][j] + st[5][j],
+		       sx2 = st[6][j] + st[7][j], cn = (double)w[j];
+		double cov = sxy - sx * sy / cn;
+		double var = sx2 - sx * sx / cn;
+		double slope = cov / var;
+		if (c->k == F_DERIV) {
+			out[ws[j].step] = slope;
+		} else {
+			double intercept = sy / cn - slope * sx / cn;
+			out[ws[j].step] = slope * c->p1[ws[j].step] + intercept;
+		}
+	}
+}
+
+static void linreg_kernel_steps(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
+                                uint8_t *ok, rk_out_t *ro)
+{
+	const rctx_t *c = kctx;
+	size_t lo = 0, hi = 0, maxwin = 0, cnt = 0, work = 0, last_change = 0;
+	lr_win_t ws[4];
+	size_t nw = 0;
+	ro->lastwin = 0;
+	ro->stopped = false;
+	for (size_t i = 0; i < c->nsteps; i++) {
+		int64_t rend = c->ref[i], rstart = rend - c->range;
+		if (i > 0 && rend < c->ref[i - 1])
+			lo = hi = last_change = 0;
+		while (hi < n && t[hi] <= rend) {
+			if (hi > 0 && !(v[hi] == v[hi - 1]))
+				last_change = hi;
+			hi++;
+		}
+		while (lo < hi && t[lo] < rstart)
+			lo++;
+		size_t win = hi - lo;
+		if (win > maxwin)
+			maxwin = win;
+		ro->lastwin = win;
+		work += win + 1;
+		if (work >= EV_POLL_WORK) { /* huge windows: a series alone can take long */
+			work = 0;
+			if (c->poll && ev_stop_requested(c->poll)) {
+				memset(ok + i, 0, c->nsteps - i);
+				ro->stopped = true;
+				break;
+			}
+		}
+		ok[i] = win >= 2;
+		if (win < 2)
+			continue;
+		cnt++;
+		if (last_change <= lo) { /* constant values: linreg's early answer */
+			double s = isinf(v[lo]) ? NAN : 0, b = isinf(v[lo]) ? NAN : v[lo];
+			out[i] = c->k == F_DERIV ? s : s * c->p1[i] + b;
+			continue;
+		}
+		int64_t icept = c->k == F_DERIV ? t[lo] : c->tstart + (int64_t)i * c->tstep;
+		ws[nw++] = (lr_win_t){lo, win, i, icept};
+		if (nw == 4) {
+			lr_windows4(c, t, v, ws, nw, out);
+			nw = 0;
+		}
+	}
+	if (nw)
+		lr_windows4(c, t, v, ws, nw, out);
+	ro->npts = cnt;
+	ro->maxwin = maxwin;
+}
+
 static void range_sink_ob(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts)
 {
 	rctx_t *c = sctx;
@@ -799,6 +976,7 @@ static void run_batched(ev_t *ev, const promql_expr_t *e, enum fkind k, const pr
 	ev->at_shift = k == F_PREDICT_LINEAR;
 	range_kernel_fn kfn = k == F_RATE || k == F_INCREASE || k == F_DELTA ? rate_kernel_steps
 			      : ot_kind(k)						     ? overtime_kernel_steps
+			      : k == F_DERIV || k == F_PREDICT_LINEAR			     ? linreg_kernel_steps
 											     : range_kernel_steps;
 	eval_range_batched(ev, m, c->fname, kfn, k == F_COUNT_OT ? count_weights_kernel_steps : NULL, c, sink,
 	                   sctx, &c->range, c->ref);

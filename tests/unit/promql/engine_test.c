@@ -9,6 +9,7 @@
 #include "base/workers.h"
 #include "model/memstore.h"
 #include "promql/engine.h"
+#include "promql/engine_int.h" /* promql_simd_avx2 */
 
 static memstore_t *store;
 
@@ -591,6 +592,146 @@ TEST(over_time_bit_identical_to_reference)
 				snprintf(why, sizeof why, "%s: %zu series, %zu points checked", expr, r.nseries, checked);
 			arena_release(&a);
 		}
+	if (why[0])
+		TEST_FAILF("%s", why);
+}
+
+/* Prometheus 2.42's linearRegression over one window, written from its definition (the oracle for the
+ * engine's 4-window deriv / predict_linear kernel). */
+static void ref_linreg(const int64_t *t, const double *v, size_t n, int64_t icept, double *slope,
+                       double *intercept)
+{
+	double cn = 0, sx = 0, cx = 0, sy = 0, cy = 0, sxy = 0, cxy = 0, sx2 = 0, cx2 = 0;
+	bool consty = true;
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && v[i] != v[0])
+			consty = false;
+		cn += 1;
+		double x = (double)(t[i] - icept) / 1e3;
+		ref_kahan(x, &sx, &cx);
+		ref_kahan(v[i], &sy, &cy);
+		ref_kahan(x * v[i], &sxy, &cxy);
+		ref_kahan(x * x, &sx2, &cx2);
+	}
+	if (consty) {
+		*slope = isinf(v[0]) ? NAN : 0;
+		*intercept = isinf(v[0]) ? NAN : v[0];
+		return;
+	}
+	sx += cx, sy += cy, sxy += cxy, sx2 += cx2;
+	double cov = sxy - sx * sy / cn, var = sx2 - sx * sx / cn;
+	*slope = cov / var;
+	*intercept = sy / cn - *slope * sx / cn;
+}
+
+TEST(deriv_predict_linear_bit_identical_to_reference)
+{
+	/* Jittered and sparse series (windows of 0, 1, 2 and many samples), plateaus (constant windows,
+	 * constant ±Inf), NaN, -0/0 runs, large values, a regular series (windows with the same time
+	 * offsets, whose x values the kernel reuses) with one late scrape; 203 steps so groups of four
+	 * windows end part-filled. Every point is compared bit for bit. */
+	setup();
+	enum { NS = 9, NPT = 700 };
+	static int64_t ts[NS][NPT];
+	static double vs[NS][NPT];
+	uint64_t seed = 4242;
+	char name[16];
+	for (int s = 0; s < NS; s++) {
+		snprintf(name, sizeof name, "l%02d", s);
+		double v = s * 7.5 - 20;
+		int64_t t = s * 611;
+		for (int i = 0; i < NPT; i++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			uint32_t r = (uint32_t)(seed >> 33);
+			t += s == 8 ? 17000
+			            : 3000 + (int64_t)(r % 11000); /* s8: regular, the step's interval */
+			if (s == 2 && i % 40 < 15)
+				t += 50000;
+			if (s == 8 && i == 350)
+				t += 1; /* one late scrape: the offsets change for a while */
+			v += ((double)(r % 2001) - 1000) * 0.017;
+			double sv = v;
+			if (s == 1)
+				sv = (double)(i / 30); /* plateaus: constant windows */
+			if (s == 3 && r % 29 == 0)
+				sv = NAN;
+			if (s == 4)
+				sv = i / 50 % 2 ? INFINITY : (double)(r % 3); /* constant +Inf stretches */
+			if (s == 5)
+				sv = (r % 2) ? -0.0 : 0.0;
+			if (s == 6)
+				sv = v * 1e12 + (double)(r % 5);
+			if (s == 7)
+				sv = (double)(r % 4); /* integers, many repeats */
+			add("lr", "s", name, t, sv);
+			ts[s][i] = t, vs[s][i] = sv;
+		}
+	}
+	static const int64_t ranges[] = {45000, 120000, 900000};
+	int64_t start = 20000, step = 17000, nsteps = 203;
+	char why[512] = "";
+	/* f: deriv, predict_linear with the AVX2 code where the machine has it, then both with the baseline
+	 */
+	for (int f = 0; f < 4 && !why[0]; f++)
+		for (size_t ri = 0; ri < ARRAY_LEN(ranges) && !why[0]; ri++) {
+			char expr[64];
+			atomic_store(&promql_simd_avx2, f < 2 ? -1 : 0);
+			if (f % 2 == 0)
+				snprintf(expr, sizeof expr, "deriv(lr[%llds])",
+				         (long long)(ranges[ri] / 1000));
+			else
+				snprintf(expr, sizeof expr, "predict_linear(lr[%llds], 3600)",
+				         (long long)(ranges[ri] / 1000));
+			arena_t a;
+			arena_init(&a, 0);
+			promql_result_t r;
+			err_t err = {0};
+			promql_opts_t o = {0};
+			int rc = promql_query(&o, memstore_queryable(store), &a, str_c(expr), start,
+			                      start + (nsteps - 1) * step, step, &r, &err);
+			size_t checked = 0;
+			if (rc)
+				snprintf(why, sizeof why, "%s: %s", expr, err.msg);
+			for (size_t k = 0; !why[0] && k < r.nseries; k++) {
+				bool found = false;
+				str_t sv = labels_get(&r.series[k].ls, STR("s"), &found);
+				int s = (sv.p[1] - '0') * 10 + (sv.p[2] - '0');
+				size_t j = 0;
+				for (int64_t i = 0; i < nsteps && !why[0]; i++) {
+					int64_t rend = start + i * step, rstart = rend - ranges[ri];
+					size_t lo = 0, hi;
+					while (lo < NPT && ts[s][lo] < rstart)
+						lo++;
+					for (hi = lo; hi < NPT && ts[s][hi] <= rend; hi++)
+						;
+					double want = 0, sl, ic;
+					bool has = hi - lo >= 2;
+					if (has) {
+						ref_linreg(ts[s] + lo, vs[s] + lo, hi - lo,
+						           f % 2 == 0 ? ts[s][lo] : rend, &sl, &ic);
+						want = f % 2 == 0 ? sl : sl * 3600 + ic;
+					}
+					bool got = j < r.series[k].n && r.series[k].t[j] == rend;
+					if (has != got)
+						snprintf(why, sizeof why,
+						         "%s s=%d step %lld: point %s, reference %s", expr, s,
+						         (long long)i, got ? "present" : "absent",
+						         has ? "present" : "absent");
+					else if (got && memcmp(&want, &r.series[k].v[j], sizeof want) &&
+					         !(isnan(want) && isnan(r.series[k].v[j])))
+						snprintf(why, sizeof why,
+						         "%s s=%d step %lld: %.17g, reference %.17g", expr, s,
+						         (long long)i, r.series[k].v[j], want);
+					if (got)
+						j++, checked++;
+				}
+			}
+			if (!why[0] && (r.nseries != (size_t)NS || checked < 1000))
+				snprintf(why, sizeof why, "%s: %zu series, %zu points checked", expr,
+				         r.nseries, checked);
+			arena_release(&a);
+		}
+	atomic_store(&promql_simd_avx2, -1);
 	if (why[0])
 		TEST_FAILF("%s", why);
 }
