@@ -882,6 +882,22 @@ void head_series_set_meta(head_t *h, hseries_t *s, uint8_t type, str_t unit, str
 	family_set(h, fam, type, unit, help);
 }
 
+enum { PF_SLOT = 16, PF_SERIES = 8, PF_CHUNK = 4 };
+
+/* Find an input's series (app_mu held) and start fetching it; NULL if it does not exist (yet). */
+static inline hseries_t *prefetch_series(const head_t *h, const head_input_t *x)
+{
+	if (!x->n)
+		return NULL;
+	hseries_t *s = head_series_lookup(h, x->key_);
+	if (s) {
+		__builtin_prefetch(s, 1);
+		__builtin_prefetch((const char *)s + 64, 1);
+		__builtin_prefetch((const char *)s + sizeof *s - 1, 1);
+	}
+	return s;
+}
+
 int head_append(head_t *h, head_input_t *in, size_t n, const head_meta_input_t *meta, size_t nmeta,
                 err_t *err)
 {
@@ -915,14 +931,29 @@ int head_append(head_t *h, head_input_t *in, size_t n, const head_meta_input_t *
 	int64_t mint = INT64_MAX, maxt = INT64_MIN;
 	int rc = 0;
 	uint64_t appended = 0, n_oob = 0, n_ooo = 0, n_old = 0;
+	/* The series table, the series and their open chunks are far larger than the caches, and a
+	 * request touches each series once: a three-stage pipeline fetches the table slot PF_SLOT
+	 * inputs ahead, the series PF_SERIES ahead (found then, remembered in app_ser) and the chunk's
+	 * tail PF_CHUNK ahead, so the misses overlap instead of stalling one after the other. A NULL
+	 * remembered is looked up again (an earlier input of this request may have created it). */
+	VEC_RESERVE(&h->app_ser, n);
+	hseries_t **ser = h->app_ser.v;
+	for (size_t j = 0; j < n && j < PF_SLOT; j++)
+		__builtin_prefetch(&h->series_tab.slots[(uint32_t)in[j].key_[0] & h->series_tab.mask]);
+	for (size_t j = 0; j < n && j < PF_SERIES; j++)
+		ser[j] = prefetch_series(h, &in[j]);
 	for (size_t i = 0; !rc && i < n; i++) {
 		head_input_t *x = &in[i];
-		if (i + 8 < n) /* the table is far larger than the caches: fetch slots ahead */
+		if (i + PF_SLOT < n)
 			__builtin_prefetch(
-			    &h->series_tab.slots[(uint32_t)in[i + 8].key_[0] & h->series_tab.mask]);
+			    &h->series_tab.slots[(uint32_t)in[i + PF_SLOT].key_[0] & h->series_tab.mask]);
+		if (i + PF_SERIES < n)
+			ser[i + PF_SERIES] = prefetch_series(h, &in[i + PF_SERIES]);
+		if (i + PF_CHUNK < n && ser[i + PF_CHUNK] && ser[i + PF_CHUNK]->app.p)
+			__builtin_prefetch(ser[i + PF_CHUNK]->app.p + (ser[i + PF_CHUNK]->app.nbits >> 3), 1);
 		if (!x->n)
 			continue;
-		hseries_t *s = head_series_lookup(h, x->key_);
+		hseries_t *s = ser[i] ? ser[i] : head_series_lookup(h, x->key_);
 		if (!s && x->unchecked && labels_check(&x->ls, NULL) != 0) {
 			x->verdict = HEAD_INVALID_LABELS;
 			continue;

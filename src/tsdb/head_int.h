@@ -157,7 +157,8 @@ struct head {
 	buf_t rec_series, rec_samples, rec_meta, rec_ooo;
 	VEC(walrec_sample_t) app_samples, app_ooo;
 	VEC(walrec_meta_t) app_meta;
-	VEC(uint8_t) app_kinds; /* per sample of the input being applied */
+	VEC(uint8_t) app_kinds;   /* per sample of the input being applied */
+	VEC(hseries_t *) app_ser; /* per input of a commit: its series, found ahead (head_append) */
 
 	VEC(hfamily_t) families;
 	hmap_t family_map; /* family name -> index + 1 */

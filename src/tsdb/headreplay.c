@@ -464,6 +464,7 @@ static void free_tables(head_t *h)
 	VEC_FREE(&h->app_ooo);
 	VEC_FREE(&h->app_meta);
 	VEC_FREE(&h->app_kinds);
+	VEC_FREE(&h->app_ser);
 }
 
 static void destroy(head_t *h)
