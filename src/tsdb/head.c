@@ -928,6 +928,7 @@ int head_append(head_t *h, head_input_t *in, size_t n, const head_meta_input_t *
 	walrec_series_begin(&h->rec_series);
 	size_t nnew = 0;
 	bool idx_w = false;
+	pthread_mutex_t *held = NULL; /* the stripe of the last series applied, kept for the next */
 	int64_t mint = INT64_MAX, maxt = INT64_MIN;
 	int rc = 0;
 	uint64_t appended = 0, n_oob = 0, n_ooo = 0, n_old = 0;
@@ -973,6 +974,10 @@ int head_append(head_t *h, head_input_t *in, size_t n, const head_meta_input_t *
 			continue;
 		}
 		if (!s) {
+			if (held) { /* lock order: idx before a stripe */
+				pthread_mutex_unlock(held);
+				held = NULL;
+			}
 			if (!idx_w) {
 				pthread_rwlock_wrlock(&h->idx);
 				idx_w = true;
@@ -982,12 +987,18 @@ int head_append(head_t *h, head_input_t *in, size_t n, const head_meta_input_t *
 			nnew++;
 			meta_for_new(h, s);
 		}
-		pthread_mutex_t *mu = &h->stripes[s->id % HEAD_STRIPES];
-		pthread_mutex_lock(mu);
+		pthread_mutex_t *mu = head_stripe(h, s->id);
+		if (mu != held) {
+			if (held)
+				pthread_mutex_unlock(held);
+			pthread_mutex_lock(mu);
+			held = mu;
+		}
 		rc = apply(h, x, s, &mint, &maxt, err);
-		pthread_mutex_unlock(mu);
 		appended += x->appended;
 	}
+	if (held)
+		pthread_mutex_unlock(held);
 	if (idx_w)
 		pthread_rwlock_unlock(&h->idx);
 	update_range(h, mint, maxt);
@@ -1217,7 +1228,7 @@ uint64_t head_ooo_swap(head_t *h, int *wbl_seg, int64_t *mint, int64_t *maxt, er
 			hseries_t *s = head_series_at(h, h->all.v[i]);
 			if (!s->ooo)
 				continue;
-			pthread_mutex_t *mu = &h->stripes[s->id % HEAD_STRIPES];
+			pthread_mutex_t *mu = head_stripe(h, s->id);
 			pthread_mutex_lock(mu);
 			if (s->ooo->t[0] < *mint)
 				*mint = s->ooo->t[0];

@@ -10,7 +10,7 @@
  *                     every series' non-chunk fields
  *   idx     (rwlock)  the id -> series pages, strings, label pairs and their postings, names;
  *                     written (under app_mu) when series are created or removed
- *   stripe  (mutex)   stripes[id % HEAD_STRIPES]: a series' chunks (open chunk, mapped chunk list,
+ *   stripe  (mutex)   head_stripe(h, id): a series' chunks (open chunk, mapped chunk list,
  *                     out-of-order lists)
  * Appenders are the only writers of the index, and they hold app_mu, so a commit reads the index
  * without idx; readers hold idx (read) while they resolve postings and series pointers.
@@ -33,9 +33,12 @@
 #include "tsdb/walrec.h"
 #include "tsdb/xor.h"
 
-#define HEAD_STRIPES   256
-#define HEAD_PAGE_BITS 12
-#define HEAD_PAGE_SIZE (1u << HEAD_PAGE_BITS)
+#define HEAD_STRIPES 256
+/* Runs of 2^HEAD_STRIPE_RUN consecutive ids share a stripe: a commit, whose series mostly come in id
+ * order (a sender's batches keep their order), takes a stripe once per run instead of once per series. */
+#define HEAD_STRIPE_RUN 4
+#define HEAD_PAGE_BITS  12
+#define HEAD_PAGE_SIZE  (1u << HEAD_PAGE_BITS)
 
 /* Paged vector: elements never move; the page directory is replaced (the old one kept until
  * pvec_release) when it grows, so readers index it without a lock. Writers are serialised. */
@@ -206,6 +209,11 @@ static inline hseries_t *head_series_at(const head_t *h, uint32_t id)
 	if (pg >= h->pages.n || !h->pages.v[pg])
 		return NULL;
 	return h->pages.v[pg][id & (HEAD_PAGE_SIZE - 1)];
+}
+
+static inline pthread_mutex_t *head_stripe(head_t *h, uint32_t id)
+{
+	return &h->stripes[(id >> HEAD_STRIPE_RUN) % HEAD_STRIPES];
 }
 
 /* head.c */

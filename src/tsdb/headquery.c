@@ -236,7 +236,7 @@ static int load(hset_t *st, hseries_t *s, err_t *err)
 	VEC_CLEAR(&st->ov);
 	buf_reset(&st->open);
 	int64_t omint = 0, omaxt = 0;
-	pthread_mutex_t *mu = &h->stripes[s->id % HEAD_STRIPES];
+	pthread_mutex_t *mu = head_stripe(h, s->id);
 	pthread_mutex_lock(mu);
 	if (st->sources & HEAD_SEL_INORDER) {
 		for (uint16_t i = 0; i < s->nmm; i++)
