@@ -541,7 +541,9 @@ static int cwant_cmp(const void *a, const void *b)
 	return x->off < y->off ? -1 : x->off > y->off;
 }
 
-/* Parse a chunk record at p[0..avail): 1 = needs *need bytes. */
+/* Parse a chunk record at p[0..avail): 1 = needs *need bytes. Its CRC32C (over the encoding byte and
+ * the data, stored right after them) is checked when its series is returned (chunk_crc_ok): then the
+ * bytes are still in the cache for the consumer, not evicted by the rest of a batch of megabytes. */
 static int frame_chunk(bs_set_t *s, const cwant_t *w, const uint8_t *p, int64_t avail, chunk_t *out, int64_t *need)
 {
 	uint64_t len;
@@ -555,8 +557,6 @@ static int frame_chunk(bs_set_t *s, const cwant_t *w, const uint8_t *p, int64_t 
 	*need = k + 1 + (int64_t)len + 4;
 	if (*need > avail)
 		return 1;
-	if (crc32c(0, p + k, (size_t)len + 1) != be32_get(p + k + 1 + len))
-		return -2;
 	out->enc = p[k];
 	out->data = p + k + 1;
 	out->len = (size_t)len;
@@ -572,8 +572,18 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 	size_t from = s->pos, to = from, nchunks = 0;
 	int64_t est = 0;
 	while (to < s->n && (to == from || (to - from < BATCH_SERIES && est < (int64_t)BATCH_BYTES))) {
-		for (size_t k = 0; k < s->v[to].nrefs; k++)
-			est += 200; /* typical XOR chunk; only for batch sizing */
+		/* only for batch sizing: a chunk followed by the series' next one in the same segment spans
+		 * the distance to it (aggregate chunks of downsampled blocks are ~10x an XOR chunk), others
+		 * a typical XOR chunk */
+		const cref_t *r = s->v[to].refs;
+		for (size_t k = 0; k < s->v[to].nrefs; k++) {
+			int64_t d = k + 1 < s->v[to].nrefs && r[k + 1].b == r[k].b &&
+			                    r[k + 1].m.ref >> 32 == r[k].m.ref >> 32
+			                ? (int64_t)(r[k + 1].m.ref & 0xffffffffu) -
+			                      (int64_t)(r[k].m.ref & 0xffffffffu)
+			                : 0;
+			est += d > 0 && d <= CHUNK_EST ? d : 200;
+		}
 		nchunks += s->v[to].nrefs;
 		to++;
 	}
@@ -680,11 +690,10 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 				continue;
 			}
 			if (f)
-				return err_set(err, ERR_CORRUPT, "block %s: %s: offset %lld: %s", w[i].b->ulid, seg,
-					       (long long)w[i].off,
-					       f == -2 ? "chunk: bad CRC32C"
-					       : f == 1 ? "chunk runs past the end of the segment"
-							: "chunk: bad length");
+				return err_set(err, ERR_CORRUPT, "block %s: %s: offset %lld: %s",
+				               w[i].b->ulid, seg, (long long)w[i].off,
+				               f == 1 ? "chunk runs past the end of the segment"
+				                      : "chunk: bad length");
 			cref_t *cr = &s->v[w[i].si].refs[w[i].ci];
 			ch->mint = cr->m.mint;
 			ch->maxt = cr->m.maxt;
@@ -694,6 +703,12 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 	metric_add(metric_with(bucket_metrics.fetched_bytes, "chunks"), (double)total);
 	s->bend = to;
 	return 0;
+}
+
+/* A chunk framed by frame_chunk: its CRC32C covers the encoding byte before the data and the data. */
+static bool chunk_crc_ok(const chunk_t *c)
+{
+	return crc32c(0, c->data - 1, c->len + 1) == be32_get(c->data + c->len);
 }
 
 static int set_next(series_set_t *base, err_t *err)
@@ -708,7 +723,16 @@ static int set_next(series_set_t *base, err_t *err)
 		if (rc)
 			return rc;
 	}
-	s->cur = &s->v[s->pos++];
+	oseries_t *o = &s->v[s->pos++];
+	for (size_t k = 0; !s->skip_chunks && k < o->nrefs; k++)
+		if (!chunk_crc_ok(&o->chunks[k])) {
+			cref_t *r = &o->refs[k];
+			return err_set(err, ERR_CORRUPT, "block %s: %s: offset %lld: chunk: bad CRC32C",
+			               r->b->ulid,
+			               bucket_block_segment_name(r->b, &s->batch, (uint32_t)(r->m.ref >> 32)),
+			               (long long)(r->m.ref & 0xffffffffu));
+		}
+	s->cur = o;
 	return 1;
 }
 

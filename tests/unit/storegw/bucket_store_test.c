@@ -746,6 +746,25 @@ TEST(parallel_block_reads_equal_sequential_and_long_entries)
 	result_t ok = run(bucket_store_base(par), seven, 1, 10 * H2, 16 * H2, false);
 	CHECK_EQ_INT(ok.rc, 0);
 	CHECK_EQ_INT(ok.series, 2);
+	/* A flipped byte in the middle of the long series' chunk data: its chunk's CRC32C fails the call,
+	 * naming the block, the segment and the chunk's offset (checked as the series is returned) */
+	char cpath[512];
+	snprintf(cpath, sizeof cpath, "%s/%s/chunks/000001", bdir, lng);
+	int fd = open(cpath, O_RDWR);
+	struct stat st;
+	BUG_ON(fd < 0 || fstat(fd, &st) != 0);
+	uint8_t byte;
+	BUG_ON(pread(fd, &byte, 1, st.st_size / 2) != 1);
+	byte ^= 0x10;
+	BUG_ON(pwrite(fd, &byte, 1, st.st_size / 2) != 1);
+	close(fd);
+	result_t c1r = run(bucket_store_base(seq), lg, 1, 0, INT64_MAX, false);
+	result_t c4r = run(bucket_store_base(par), lg, 1, 0, INT64_MAX, false);
+	CHECK_EQ_INT(c1r.rc, ERR_CORRUPT);
+	CHECK(same_result(&c1r, &c4r));
+	if (!strstr(c4r.err, lng) || !strstr(c4r.err, "chunks/000001: offset") ||
+	    !strstr(c4r.err, "chunk: bad CRC32C"))
+		TEST_FAILF("%s", c4r.err);
 
 	bucket_store_free(seq);
 	bucket_store_free(par);
