@@ -9,8 +9,8 @@ a client certificate (--grpc-server-tls-cert/-key/-client-ca).
   (vector and scalar results) and an alert; its results, read back through a querier over its StoreAPI, are
   the right values; the alert fires for the right series
 - python3-grpcio with the client certificate: thanos.Query/Query and /QueryRange answer what /api/v1/query and
-  /api/v1/query_range answer (labels, timestamps, values), also with response_batch_size; Info announces the
-  Query API; without a client certificate the call is refused (UNAVAILABLE); a parse error is INVALID_ARGUMENT
+  /api/v1/query_range answer (labels, timestamps, values), also with response_batch_size and storeMatchers
+  (as storeMatch[]); Info announces the Query API; a sharded query is UNIMPLEMENTED; without a client certificate the call is refused (UNAVAILABLE); a parse error is INVALID_ARGUMENT
 - a ruler without a client certificate cannot evaluate (its rules report the error) and Q keeps serving others
 - one HA group: a ruler with an HTTP querier (no stores: answers 0) and Q over gRPC records the HTTP answer
   (HTTP preferred); the HTTP querier stopped, the same ruler records Q's answer over gRPC; a ruler whose first
@@ -123,6 +123,8 @@ try:
     sys.path.insert(0, gen)
     import info_pb2
     import querypb_pb2 as qpb
+    import storepb_rpc_pb2 as rpc
+    import storepb_types_pb2 as types
 
     _, pport = prometheus(procs, tmp, tgt.port)
     _, side_grpc = sidecar(procs, tmp, pport)
@@ -213,6 +215,21 @@ try:
             data = get(q_http, "/api/v1/query_range", {"query": expr, "start": t - 20, "end": t, "step": 5})["data"]
             want = http_points(data["result"])
             assert same(got, want) and sum(len(v) for v in got.values()) >= 1, f"{expr}: grpc {got}, http {want}"
+        # storeMatchers select endpoints by __address__, as storeMatch[] does
+        for addr, n in ((f"127.0.0.1:{side_grpc}", 2), ("127.0.0.1:1", 0)):
+            m = types.LabelMatcher(type=types.LabelMatcher.EQ, name="__address__", value=addr)
+            got, _ = grpc_points(query(qpb.QueryRequest(query="grpcq_load", time_seconds=t, storeMatchers=[
+                qpb.StoreMatchers(labelMatchers=[m])]), timeout=20))
+            want = http_points(get(q_http, "/api/v1/query", {"query": "grpcq_load", "time": str(t),
+                                                             "storeMatch[]": f'{{__address__="{addr}"}}'})[
+                "data"]["result"])
+            assert same(got, want) and len(got) == n, f"storeMatchers {addr}: grpc {got}, http {want}"
+        try:
+            list(query(qpb.QueryRequest(query="1", time_seconds=t, shard_info=rpc.ShardInfo(total_shards=2)),
+                       timeout=10))
+            raise AssertionError("a sharded query was answered")
+        except grpc.RpcError as e:
+            assert e.code() == grpc.StatusCode.UNIMPLEMENTED, e
         try:
             list(query(qpb.QueryRequest(query="sum(", time_seconds=t), timeout=10))
             raise AssertionError("a parse error was answered")
@@ -297,8 +314,8 @@ endpoints:
 """)
         os.replace(sd + ".tmp", sd)
         wait_until(lambda: stores(sq_http) == {Q: ""}, sq, "sdq sees only Q, healthy over mTLS", 30)
-        got = get(sq_http, "/api/v1/query", {"query": "grpcq_load"})["data"]["result"]
-        assert len(got) == 2, got
+        wait_until(lambda: len(get(sq_http, "/api/v1/query", {"query": "grpcq_load"})["data"]["result"]) == 2, sq,
+                   "grpcq_load through Q", 15)
         # a broken file: logged, the previous endpoints stay
         with open(sd, "w") as f:
             f.write("endpoints: [ {address: \n")
