@@ -46,6 +46,7 @@ typedef struct job {
 	int64_t lookback_ms;      /* 0 = the default */
 	int64_t max_res;          /* ms */
 	bool dedup, partial;
+	bool unimplemented; /* decode: a request this server cannot serve (UNIMPLEMENTED) */
 	const str_t *replica;
 	size_t nreplica;
 	const matcher_t **sets; /* storeMatchers */
@@ -90,10 +91,14 @@ typedef struct common_req {
 
 static int decode_common(job_t *j, arena_t *a, const common_req_t *c, err_t *err)
 {
-	if ((!c->query || !*c->query) && c->plan)
-		return err_set(err, ERR_UNAVAILABLE, "query plans are not supported: send the query string");
-	if (c->shard && c->shard->total_shards > 1)
-		return err_set(err, ERR_UNAVAILABLE, "sharded queries (shard_info) are not supported");
+	if ((!c->query || !*c->query) && c->plan) {
+		j->unimplemented = true;
+		return err_set(err, ERR_INVALID, "query plans are not supported: send the query string");
+	}
+	if (c->shard && c->shard->total_shards > 1) {
+		j->unimplemented = true;
+		return err_set(err, ERR_INVALID, "sharded queries (shard_info) are not supported");
+	}
 	if (c->timeout_s < 0 || c->max_res_s < 0 || c->lookback_s < 0)
 		return err_set(err, ERR_INVALID, "negative timeout, max_resolution or lookback_delta");
 	j->query = str_c(c->query ? c->query : "");
@@ -446,9 +451,8 @@ static void handle(grpc_call_t *call, str_t msg, bool range, querysrv_t *s)
 	buf_init(&j->out);
 	err_t err = {0};
 	if (decode(j, msg, &err)) {
-		grpc_call_finish(
-		    call, err.code == ERR_UNAVAILABLE ? GRPC_UNIMPLEMENTED : grpc_status_from_err(err.code),
-		    err.msg);
+		grpc_call_finish(call, j->unimplemented ? GRPC_UNIMPLEMENTED : grpc_status_from_err(err.code),
+		                 err.msg);
 		buf_release(&j->out);
 		free(j);
 		return;
