@@ -5,7 +5,9 @@
 #            series x 8 labels, requests of 2,000 samples (snappy), after a first round that creates
 #            the series (measured separately);
 #   memory   RSS per active series after every series got ROUNDS samples at 15s (ROUNDS=480 is 2h);
-#   restart  WAL replay after kill -9: seconds until /-/ready, Strata's logged replay time.
+#   restart  WAL replay after kill -9: seconds until /-/ready, Strata's logged replay time, and the
+#            CPU-seconds the process used until ready (wall time on a loaded box mostly measures how
+#            much of the CPU a process gets: Prometheus replays on many goroutines, Strata on fewer).
 # Sizes: SERIES (default 100000), ROUNDS (default 40), CONCURRENCY (default 8). The issue's full
 # setting is SERIES=1000000 ROUNDS=480 (Prometheus then needs about an hour of CPU on 2 cores).
 # Results: RESULT lines for bench/run. Check `uptime` first: other load skews CPU-second figures less
@@ -76,6 +78,7 @@ run() { # name start_fn
 	t0=$(date +%s.%N)
 	$2 "$TMP/$name"
 	eval "${name}_restart=\$(echo \"$(date +%s.%N) - $t0\" | bc -l)"
+	eval "${name}_restart_cpu=$(cpu_s "$PID")" # CPU of the whole start, replay included
 	kill -9 "$PID"
 	wait "$PID" 2>/dev/null
 }
@@ -93,4 +96,7 @@ printf 'RESULT receive_bytes_per_series_prometheus %.0f bytes RSS after %s sampl
 printf 'RESULT receive_memory_ratio %.2f x strata/prometheus RSS per series\n' "$(echo "$strata_bps / $prom_bps" | bc -l)"
 printf 'RESULT receive_restart_strata %.2f s to ready after kill -9 (WAL replay %s s)\n' "$strata_restart" "$replay"
 printf 'RESULT receive_restart_prometheus %.2f s to ready after kill -9\n' "$prom_restart"
+printf 'RESULT receive_restart_cpu_strata %.2f CPU-s to ready after kill -9\n' "$strata_restart_cpu"
+printf 'RESULT receive_restart_cpu_prometheus %.2f CPU-s to ready after kill -9\n' "$prom_restart_cpu"
+printf 'RESULT receive_restart_cpu_ratio %.2f x strata/prometheus CPU-seconds to ready\n' "$(echo "$strata_restart_cpu / $prom_restart_cpu" | bc -l)"
 printf 'RESULT receive_loadgen %s\n' "$(grep -o 'loadgen_samples_per_cpu_s=[0-9]*' "$TMP/strata.lg1")"

@@ -52,7 +52,8 @@ static void htab_raw_put(htab_t *t, uint64_t slot)
 
 static void htab_put(htab_t *t, uint32_t hash, uint32_t id)
 {
-	if ((uint64_t)(t->n + 1) * 2 > (uint64_t)t->mask + 1) {
+	/* grown past 3/4 full: 8-byte slots then cost 11-21 bytes per entry (16-32 at 1/2) */
+	if ((uint64_t)(t->n + 1) * 4 > ((uint64_t)t->mask + 1) * 3) {
 		htab_t nt;
 		head_htab_init(&nt, (t->mask + 1) * 2);
 		for (uint32_t i = 0; i <= t->mask; i++)

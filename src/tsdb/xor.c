@@ -709,18 +709,18 @@ void xor_app_reset(xor_app_t *a)
 	a->cap = cap;
 }
 
-/* Room for nb more bits plus the trailing byte; grows by about a quarter, in 16-byte steps. */
-/* Room for nb more bits plus 9 bytes of slack (app_put writes whole 64-bit words), grown by about a
- * quarter in 16-byte steps. */
+/* Room for nb more bits plus 9 bytes of slack (app_put writes whole 64-bit words), grown by about an
+ * eighth to sizes of 16k + 8 bytes (what a malloc chunk of 16(k + 1) bytes holds): an open chunk of
+ * 120 samples takes ~230 bytes, and a million series pay for every byte of slack. */
 static void app_reserve(xor_app_t *a, unsigned nb)
 {
 	size_t need = (size_t)(a->nbits + nb + 7) / 8 + 9;
 	if (need <= a->cap)
 		return;
-	size_t cap = a->cap ? a->cap + a->cap / 4 : 32;
+	size_t cap = a->cap ? a->cap + a->cap / 8 : 40;
 	if (cap < need)
 		cap = need;
-	cap = (cap + 15) & ~(size_t)15;
+	cap = ((cap + 8 + 15) & ~(size_t)15) - 8;
 	BUG_ON(cap > UINT16_MAX);
 	a->p = xrealloc(a->p, cap);
 	memset(a->p + a->cap, 0, cap - a->cap);
