@@ -261,10 +261,13 @@ struct chain {
 	void *arg;
 	const ds_call_t *failed; /* set when a call failed: the answer to relay */
 	size_t npieces;
-	bool want_json;   /* keep/use ready answers (range queries not split by resolution) */
-	bool frag;        /* ... and each piece's ready series (no stats asked) */
-	buf_t body;       /* the answer assembled from ready series (run_pieces returned 2) */
-	size_t nwarnings; /* ... with that many warnings */
+	bool want_json; /* keep/use ready answers (range queries not split by resolution) */
+	bool frag;      /* ... and each piece's ready series (no stats asked) */
+	/* run_pieces returned 2: the answer is these pieces' ready series, with these warnings */
+	const promresp_frag_t **frags;
+	size_t nfrags;
+	str_t *warn;
+	size_t nwarn;
 	ds_call_t *calls;
 	size_t ncalls;
 	size_t bytes; /* downstream bodies decoded */
@@ -275,6 +278,52 @@ struct chain {
 	bool json_ok;     /* every point of the answer came from the cache or went into it */
 	str_t json;       /* the ready answer found (run_pieces returned 1) */
 };
+
+typedef struct frag_out {
+	http_req_t *r;
+	bool z; /* compressed as accepted: api_json_out (o.b is the buffer) */
+	api_json_out_t o;
+	buf_t b;        /* otherwise */
+	bool streaming; /* ... chunked once it passed PROMRESP_FLUSH_BYTES */
+} frag_out_t;
+
+static void frag_flush(void *arg)
+{
+	frag_out_t *x = arg;
+	if (x->z) {
+		api_json_out_flush(&x->o);
+		return;
+	}
+	if (!x->streaming)
+		http_stream_begin(x->r, 200, "application/json");
+	x->streaming = true;
+	http_stream_write(x->r, x->b.p, x->b.n);
+	buf_reset(&x->b);
+}
+
+/* An answer assembled from ready series, sent as it is produced (a large one goes out chunked, as the
+ * querier sends it): no buffer of its size. */
+static void respond_frags(frontend_t *fe, http_req_t *r, const chain_t *ch)
+{
+	common_headers(r);
+	if (ch->nwarn)
+		http_add_header(r, "Cache-Control", "no-store");
+	frag_out_t x = {.r = r, .z = fe->c.compress_responses, .b = BUF_INIT};
+	if (x.z) {
+		api_json_out_init(&x.o, r, 200);
+		promresp_frag_encode(&x.o.b, ch->frags, ch->nfrags, ch->warn, ch->nwarn, frag_flush, &x);
+		api_json_out_end(&x.o);
+		return;
+	}
+	promresp_frag_encode(&x.b, ch->frags, ch->nfrags, ch->warn, ch->nwarn, frag_flush, &x);
+	if (x.streaming) {
+		http_stream_write(r, x.b.p, x.b.n);
+		http_stream_end(r);
+	} else {
+		http_respond_buf(r, 200, "application/json", &x.b);
+	}
+	buf_release(&x.b);
+}
 
 /* Keep an answer's body as the ready answer when run_pieces found every point of it cached. */
 static void keep_ready(const chain_t *ch, const buf_t *body)
@@ -509,9 +558,10 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 		}
 		buf_release(&fv);
 		buf_release(&val);
-		buf_reset(&ch->body);
-		promresp_frag_encode(&ch->body, f, n, w, nw);
-		ch->nwarnings = nw;
+		ch->frags = f;
+		ch->nfrags = n;
+		ch->warn = w;
+		ch->nwarn = nw;
 		observe("results_cache", 200, ch->tripperware, t_cache);
 		return 2;
 	}
@@ -701,8 +751,7 @@ static void range_work(http_req_t *r, void *arg)
 			q.max_res = arena_strndup(&r->arena, v.p, v.n);
 		}
 	}
-	chain_t ch = {.body = BUF_INIT,
-	              .fe = fe,
+	chain_t ch = {.fe = fe,
 	              .r = r,
 	              .kind = PROMRESP_MATRIX,
 	              .tripperware = "query_range",
@@ -766,8 +815,7 @@ static void range_work(http_req_t *r, void *arg)
 	else if (rc == 1)
 		respond_ready(fe, r, ch.json);
 	else if (rc == 2)
-		respond_body(fe, r, &ch.body, ch.nwarnings, &ch);
-	buf_release(&ch.body);
+		respond_frags(fe, r, &ch);
 	observe("step_align",
 	        rc >= 0    ? 200
 	        : rc == -1 ? (int)(ch.failed->rc ? 502 : ch.failed->resp.status)
@@ -825,8 +873,7 @@ static void labels_work(http_req_t *r, void *arg)
 		slow_log(fe, r, t0);
 		return;
 	}
-	chain_t ch = {.body = BUF_INIT,
-	              .fe = fe,
+	chain_t ch = {.fe = fe,
 	              .r = r,
 	              .kind = series ? PROMRESP_SERIES : PROMRESP_LABELS,
 	              .tripperware = "labels",

@@ -334,7 +334,7 @@ static int frag_ref_cmp(const void *x, const void *y)
 }
 
 void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, const str_t *warnings,
-                          size_t nwarnings)
+                          size_t nwarnings, void (*flush)(void *arg), void *arg)
 {
 	size_t total = 0, bytes = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -348,7 +348,8 @@ void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, c
 		for (size_t j = 0; j < f[i]->n; j++)
 			t[k++] = (frag_ref_t){&f[i]->s[j], i};
 	qsort(t, total, sizeof *t, frag_ref_cmp);
-	buf_reserve(b, bytes + total * 64 + 128);
+	if (!flush)
+		buf_reserve(b, bytes + total * 64 + 128);
 	buf_puts(b, "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[");
 	for (size_t i = 0; i < total;) {
 		buf_puts(b, i ? ",{\"metric\":" : "{\"metric\":");
@@ -366,6 +367,8 @@ void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, c
 		}
 		buf_puts(b, "]}");
 		i = j;
+		if (flush && b->n >= PROMRESP_FLUSH_BYTES)
+			flush(arg);
 	}
 	buf_puts(b, "]}");
 	size_t nw = 0;

@@ -100,9 +100,11 @@ typedef struct promresp_frag {
 
 void promresp_frag_make(arena_t *a, const promresp_t *r, promresp_frag_t *out);
 /* The answer for frags of disjoint time ranges in time order (each sorted by labels), with
- * warnings (kept once each, in order). */
+ * warnings (kept once each, in order). flush (may be NULL) is called with arg whenever b holds
+ * PROMRESP_FLUSH_BYTES or more (it sends and empties b), so a large answer needs no buffer of its size. */
+#define PROMRESP_FLUSH_BYTES (256 * 1024)
 void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, const str_t *warnings,
-                          size_t nwarnings);
+                          size_t nwarnings, void (*flush)(void *arg), void *arg);
 
 /* Earliest sample timestamp of a matrix, or -1 when it holds no sample. */
 int64_t promresp_min_time(const promresp_t *r);

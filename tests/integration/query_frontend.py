@@ -308,6 +308,16 @@ def main():
         ok, ranges, a_end = shifted(2, extra_end=2)
         result("mem_extended_end_equals_querier", ok)
         result("mem_extended_end_asks_only_new_steps", ranges == [(a_end - st, a_end)], f"{ranges}")
+        # A large answer (raw series, ~600 kB): assembled from ready series it goes out chunked as it is made.
+        big = {"query": "req_total", "start": str(START + 61), "end": str(END - 61), "step": "61"}
+        big_direct = dict(big, start=str((START + 61) - (START + 61) % 61), end=str((END - 61) - (END - 61) % 61))
+        c1, b1 = get(qh, "/api/v1/query_range", big_direct)
+        c2, b2 = get(mem, "/api/v1/query_range", big)
+        pmem.reset()
+        c3, b3 = get(mem, "/api/v1/query_range", big)
+        result("mem_large_answer_equals_querier", c1 == c2 == c3 == 200 and len(b1) > 400000 and b1 == b2 == b3,
+               f"{c1}/{c2}/{c3}, {len(b1)}/{len(b2)}/{len(b3)} bytes")
+        result("mem_large_answer_from_cache", pmem.count == 0, f"{pmem.count} downstream requests")
         run_set(mem, qh, "mem_stats", stats=True)
         # Another tenant has a cache of its own; the same tenant again hits it.
         params = {"query": q, "start": str(s), "end": str(e), "step": str(st)}

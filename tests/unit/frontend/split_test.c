@@ -198,7 +198,7 @@ TEST(ready_series_assemble_into_the_merged_answer)
 		for (size_t cut = 0; cut < bytes[i].n; cut++) /* truncated: never read past the end */
 			CHECK(!extents_frag_decode(&a, (str_t){bytes[i].p, cut}, &junk));
 	}
-	promresp_frag_encode(&got, fp, 2, r[1].warnings, r[1].nwarnings);
+	promresp_frag_encode(&got, fp, 2, r[1].warnings, r[1].nwarnings, NULL, NULL);
 	CHECK_STR(got.p, want.p);
 	buf_release(&want);
 	buf_release(&got);
