@@ -391,7 +391,8 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 	for (size_t k = 0; k < nk; k++)
 		peek[k] = json;
 	if (nget)
-		fecache_get_multi_fp(ch->cache, keys, nget, peek, a, vals, found, fps);
+		fecache_get_multi_fp(ch->cache, keys, nget, json ? peek : NULL, a, vals, found,
+		                     json ? fps : NULL);
 	if (json) {
 		bool all = true;
 		for (size_t k = 0; k < nk; k++)
@@ -526,7 +527,7 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 				/* the answer is ready for next time only if all of this piece is now cached
 				 */
 				put = nadded == p->plan.nfetch && extents_cover(&merged, p->start, p->end);
-				if (put && ch->json_ok)
+				if (put && json) /* what the piece's ready series will be checked against */
 					ch->fp[i] = fecache_fingerprint(val.p, val.n);
 			}
 		}
