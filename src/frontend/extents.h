@@ -71,14 +71,14 @@ void extents_merge(arena_t *a, const extents_t *ex, const extent_t *added, size_
 /* Keep nothing after max_time (see above); drops extents left empty. */
 void extents_trim(arena_t *a, extents_t *ex, int64_t max_time, int64_t step);
 
-/* Ready answers. A range query whose every point came from the cache or went into it is also kept as
- * the JSON body it was answered with, under its own key (extents_hash_key of a "fe-json:" key naming
- * every piece's cache key, start, end, step and the stats parameter), together with the fingerprint
- * (length and XXH3-64) of each piece's cached value as it was when the body was made. The body is
- * used only while every piece's value is still byte for byte the same: any change to an extent (a
- * merge, a put from another frontend on a shared memcached, an eviction or expiry) makes it a miss,
- * and the answer is computed again from the extents. Value: "SFJ1", u32 key length, key, u32 number
- * of pieces, per piece u64 length and u64 hash (little-endian), then the body. */
+/* Ready answers. A range query with stats (which has no ready series, below) whose every point came
+ * from the cache or went into it is also kept as the JSON body it was answered with, under its own key
+ * (extents_hash_key of a "fe-json:" key naming every piece's cache key, start, end, step and the stats
+ * parameter), together with the fingerprint (length and XXH3-64) of each piece's cached value as it was when
+ * the body was made. The body is used only while every piece's value is still byte for byte the same: any
+ * change to an extent (a merge, a put from another frontend on a shared memcached, an eviction or expiry)
+ * makes it a miss, and the answer is computed again from the extents. Value: "SFJ1", u32 key length, key, u32
+ * number of pieces, per piece u64 length and u64 hash (little-endian), then the body. */
 typedef fecache_fp_t extents_fp_t; /* fecache_fingerprint of the value */
 void extents_json_encode(buf_t *out, str_t jkey, const extents_fp_t *fp, size_t n, const void *body,
                          size_t blen);
