@@ -63,6 +63,10 @@ typedef struct rb {
 	bool count;          /* ev->qs is set: count samples read */
 } rb_t;
 
+/* Series per batch: enough for every task of the pool to have several, few enough that a batch's
+ * output arrays (this many series x steps) stay small next to the rest of a query's memory. */
+#define RB_MAX_SERIES 64
+
 static void rb_cleanup(void *arg)
 {
 	rb_t *b = arg;
@@ -327,10 +331,10 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 	b->wref = wref;
 	b->wrange = range;
 	b->count = ev->qs != NULL;
-	/* a batch holds at most ~2M output cells and 256 series */
+	/* a batch holds at most ~2M output cells and RB_MAX_SERIES series */
 	b->cap = (size_t)(2u << 20) / ns;
-	if (b->cap > 256)
-		b->cap = 256;
+	if (b->cap > RB_MAX_SERIES)
+		b->cap = RB_MAX_SERIES;
 	if (b->cap < 1)
 		b->cap = 1;
 	int nw = ev->o->workers ? workers_count(ev->o->workers) + 1 : 1;
