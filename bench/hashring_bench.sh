@@ -8,7 +8,8 @@
 #   rf3        three local router+ingestors (ketama), replication factor 3 vs 1: CPU per sample summed
 #              over the three processes, and p50/p99 write latency seen by the load generator.
 # Sizes: SERIES (default 50000), ROUNDS (default 11), CONCURRENCY (default 8). CPU is utime+stime from
-# /proc of each receiver. Check `uptime` first.
+# /proc of each receiver. Check `uptime` first. HASHRING_BENCH_ONLY=router runs the direct and router
+# parts only; HASHRING_BENCH_PERF=<file> records the router's measured rounds with perf (HASHRING_BENCH_PERF_ARGS, default -g).
 set -u
 S=${STRATA_BIN:?}
 LG=${STRATA_BENCH_BIN:-$(dirname "$S")/bench}/receive_loadgen
@@ -87,10 +88,16 @@ router_run() {
 	GRPCPORT=$g2 start "ing2$x" --receive.hashrings-file="$TMP/ring2$x.json" --receive.local-endpoint=127.0.0.1:$g2
 	start "router$x" --receive.hashrings-file="$TMP/ring2$x.json" "$@"
 	eval "local rp=\$PID_router$x url=\$URL_router$x i1=\$PID_ing1$x i2=\$PID_ing2$x"
-	local c0 c1
+	local c0 c1 perfpid=
 	c0=$(cpu_s "$rp")
+	if [ -n "${HASHRING_BENCH_PERF:-}" ] && [ -z "$x" ]; then
+		perf record ${HASHRING_BENCH_PERF_ARGS:--g} -o "$HASHRING_BENCH_PERF" -p "$rp" >/dev/null 2>&1 &
+		perfpid=$!
+		sleep 0.5
+	fi
 	measure "$url" "$i1" "$i2"
 	c1=$(cpu_s "$rp")
+	[ -n "$perfpid" ] && { kill -INT "$perfpid"; wait "$perfpid"; }
 	ROUTER=$(per_sample "$(echo "$c1 - $c0" | bc)")
 	INGESTORS=$(per_sample "$CPU")
 	echo "router $*: $SAMPLES samples in $(echo "$c1 - $c0" | bc) CPU-s (its ingestors: $CPU CPU-s)"
@@ -100,6 +107,14 @@ router_run ""
 router=$ROUTER ingestors=$INGESTORS
 router_run n --receive.grpc-compression=none
 routern=$ROUTER
+
+if [ "${HASHRING_BENCH_ONLY:-}" = router ]; then
+	printf 'RESULT hashring_direct_ingest %.0f samples/cpu-s one ingestor written directly\n' "$direct"
+	printf 'RESULT hashring_router_forward %.0f samples/cpu-s router-only forwarding to two ingestors\n' "$router"
+	printf 'RESULT hashring_router_cost_ratio %.2f x router/ingestor CPU per sample (floor <= 0.5)\n' "$(echo "$direct / $router" | bc -l)"
+	printf 'RESULT hashring_router_cost_ratio_uncompressed %.2f x router/ingestor CPU per sample, --receive.grpc-compression=none\n' "$(echo "$direct / $routern" | bc -l)"
+	exit 0
+fi
 
 # ---- three nodes, RF 3 vs RF 1 ----
 for rf in 1 3; do

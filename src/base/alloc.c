@@ -44,6 +44,11 @@ void alloc_tune_server(void)
 #endif
 }
 
+void alloc_keep_heap(void)
+{
+	atomic_store(&trim_on, false);
+}
+
 void alloc_note_freed(size_t n)
 {
 #ifdef __GLIBC__

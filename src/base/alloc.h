@@ -39,6 +39,9 @@ void alloc_tune_server(void);
  * heap's free pages back to the system (malloc_trim) on this thread. Thread-safe; cheap otherwise. */
 #define ALLOC_TRIM_BYTES (8u << 20)
 void alloc_note_freed(size_t n);
+/* No trimming from now on: for a process whose requests reuse the same few MiB all the time (a
+ * receiver), giving them back only to fault them in again on the next request costs CPU. */
+void alloc_keep_heap(void);
 
 /* Abort with a formatted message on stderr (for broken invariants and OOM). */
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -826,7 +826,6 @@ const char *grpc_status_name(int status)
 
 /* ---- snappy framing format ---- */
 
-#define SNAPPY_BLOCK 65536
 static const uint8_t snappy_stream_id[10] = {0xff, 6, 0, 0, 's', 'N', 'a', 'P', 'p', 'Y'};
 
 static uint32_t snappy_mask(uint32_t crc)
@@ -844,32 +843,40 @@ static void put_le32(uint8_t *p, uint32_t v)
 	p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24);
 }
 
+void grpc_snappy_stream_id(buf_t *out)
+{
+	buf_append(out, snappy_stream_id, sizeof snappy_stream_id);
+}
+
+void grpc_snappy_chunk(buf_t *out, const void *p, size_t bn)
+{
+	size_t maxc = snappy_max_compressed_length(bn);
+	size_t at = out->n;
+	uint8_t *h = (uint8_t *)buf_extend(out, 8 + maxc);
+	size_t clen = maxc;
+	uint32_t crc = snappy_mask(crc32c(0, p, bn));
+	if (snappy_compress(p, bn, (char *)h + 8, &clen) == SNAPPY_OK && clen < bn - bn / 8) {
+		h[0] = 0x00;
+		put_le24(h + 1, 4 + clen);
+		put_le32(h + 4, crc);
+		buf_truncate(out, at + 8 + clen);
+	} else {
+		h[0] = 0x01;
+		put_le24(h + 1, 4 + bn);
+		put_le32(h + 4, crc);
+		memcpy(h + 8, p, bn);
+		buf_truncate(out, at + 8 + bn);
+	}
+}
+
 void grpc_snappy_encode(buf_t *out, const void *p, size_t n)
 {
 	const char *in = p;
 	if (n == 0)
 		return;
-	buf_append(out, snappy_stream_id, sizeof snappy_stream_id);
-	size_t maxc = snappy_max_compressed_length(SNAPPY_BLOCK);
-	for (size_t off = 0; off < n; off += SNAPPY_BLOCK) {
-		size_t bn = n - off < SNAPPY_BLOCK ? n - off : SNAPPY_BLOCK;
-		size_t at = out->n;
-		uint8_t *h = (uint8_t *)buf_extend(out, 8 + maxc);
-		size_t clen = maxc;
-		uint32_t crc = snappy_mask(crc32c(0, in + off, bn));
-		if (snappy_compress(in + off, bn, (char *)h + 8, &clen) == SNAPPY_OK && clen < bn - bn / 8) {
-			h[0] = 0x00;
-			put_le24(h + 1, 4 + clen);
-			put_le32(h + 4, crc);
-			buf_truncate(out, at + 8 + clen);
-		} else {
-			h[0] = 0x01;
-			put_le24(h + 1, 4 + bn);
-			put_le32(h + 4, crc);
-			memcpy(h + 8, in + off, bn);
-			buf_truncate(out, at + 8 + bn);
-		}
-	}
+	grpc_snappy_stream_id(out);
+	for (size_t off = 0; off < n; off += GRPC_SNAPPY_CHUNK)
+		grpc_snappy_chunk(out, in + off, n - off < GRPC_SNAPPY_CHUNK ? n - off : GRPC_SNAPPY_CHUNK);
 }
 
 int grpc_snappy_decode(buf_t *out, const void *p, size_t n, size_t max, err_t *err)
@@ -900,7 +907,7 @@ int grpc_snappy_decode(buf_t *out, const void *p, size_t n, size_t max, err_t *e
 			size_t ulen = len - 4;
 			if (type == 0x00 && snappy_uncompressed_length((const char *)body + 4, len - 4, &ulen) != SNAPPY_OK)
 				return err_set(err, ERR_CORRUPT, "snappy frame: offset %zu: bad compressed chunk", off);
-			if (ulen > SNAPPY_BLOCK)
+			if (ulen > GRPC_SNAPPY_CHUNK)
 				return err_set(err, ERR_CORRUPT, "snappy frame: offset %zu: chunk of %zu uncompressed bytes",
 					       off, ulen);
 			if (out->n - start + ulen > max)

@@ -144,6 +144,11 @@ const char *grpc_status_name(int status);
  * input encodes to nothing. encode appends to out. decode appends to out; ERR_CORRUPT naming the
  * offset for bad chunk types, lengths or checksums, ERR_LIMIT if the output would exceed max. */
 void grpc_snappy_encode(buf_t *out, const void *p, size_t n);
+/* The same in pieces, for callers that compress as they produce (no copy of the whole message):
+ * the stream identifier, then chunks of 1..GRPC_SNAPPY_CHUNK bytes each. */
+#define GRPC_SNAPPY_CHUNK 65536
+void grpc_snappy_stream_id(buf_t *out);
+void grpc_snappy_chunk(buf_t *out, const void *p, size_t n);
 int grpc_snappy_decode(buf_t *out, const void *p, size_t n, size_t max, err_t *err);
 
 #endif

@@ -929,8 +929,7 @@ static void post_resume(void *arg)
 
 /* ---- consumer API ---- */
 
-grpc_stream_t *grpc_channel_call(grpc_channel_t *ch, const char *path, const void *req, size_t len,
-				 int64_t timeout_ms)
+static grpc_stream_t *stream_new(grpc_channel_t *ch, const char *path, int64_t timeout_ms)
 {
 	grpc_stream_t *st = xcalloc(1, sizeof *st);
 	st->ch = ch;
@@ -945,6 +944,13 @@ grpc_stream_t *grpc_channel_call(grpc_channel_t *ch, const char *path, const voi
 	buf_init(&st->plain);
 	buf_init(&st->req);
 	buf_init(&st->partial);
+	return st;
+}
+
+grpc_stream_t *grpc_channel_call(grpc_channel_t *ch, const char *path, const void *req, size_t len,
+				 int64_t timeout_ms)
+{
+	grpc_stream_t *st = stream_new(ch, path, timeout_ms);
 	uint8_t *h = (uint8_t *)buf_extend(&st->req, 5);
 	if (ch->compress)
 		grpc_snappy_encode(&st->req, req, len);
@@ -956,6 +962,20 @@ grpc_stream_t *grpc_channel_call(grpc_channel_t *ch, const char *path, const voi
 	h[1] = (uint8_t)(n >> 24), h[2] = (uint8_t)(n >> 16), h[3] = (uint8_t)(n >> 8), h[4] = (uint8_t)n;
 	loop_post(ch->loop, post_start, st);
 	return st;
+}
+
+grpc_stream_t *grpc_channel_call_framed(grpc_channel_t *ch, const char *path, buf_t *msg, int64_t timeout_ms)
+{
+	grpc_stream_t *st = stream_new(ch, path, timeout_ms);
+	st->req = *msg;
+	buf_init(msg);
+	loop_post(ch->loop, post_start, st);
+	return st;
+}
+
+bool grpc_channel_compresses(const grpc_channel_t *ch)
+{
+	return ch->compress;
 }
 
 int grpc_stream_recv_timed(grpc_stream_t *st, const uint8_t **msg, size_t *len, int64_t wait_ms, err_t *err)

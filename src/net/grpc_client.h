@@ -90,6 +90,12 @@ uint64_t grpc_channel_connects(grpc_channel_t *ch);
  * Never fails here; failures surface through grpc_stream_recv. */
 grpc_stream_t *grpc_channel_call(grpc_channel_t *ch, const char *path, const void *req, size_t len,
 				 int64_t timeout_ms);
+/* The same with the request as it goes on the wire: the 5-byte gRPC prefix (flag 1 = snappy-framed,
+ * only on a channel that compresses; big-endian length) and the message, taken without a copy (msg
+ * is left empty). */
+grpc_stream_t *grpc_channel_call_framed(grpc_channel_t *ch, const char *path, buf_t *msg, int64_t timeout_ms);
+/* cfg.compress: requests go out with grpc-encoding snappy. */
+bool grpc_channel_compresses(const grpc_channel_t *ch);
 /* Next response message: 1 = *msg and *len set (valid until the next recv or free), 0 = the call ended
  * with OK, < 0 = error (err filled). After 0 or an error, further calls return the same result. */
 int grpc_stream_recv(grpc_stream_t *st, const uint8_t **msg, size_t *len, err_t *err);

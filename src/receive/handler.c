@@ -179,11 +179,21 @@ static void work(http_req_t *r, void *arg)
 	wr_request_t req;
 	err_t err = {0};
 	int rc = 0;
-	if (!atomic_load(&h->ready)) /* switching hashrings or stopping since the request came in */
+	if (!atomic_load(&h->ready)) { /* switching hashrings or stopping since the request came in */
 		http_error(r, 503, "receiver is not ready");
-	else if ((rc = wr_decode_body_ex(a, r->body.p, r->body.n, h->c.max_decoded,
-	                                 h->c.router && rcv_router_forwards_only(h->c.router), &req, &err)) !=
-	         0) {
+	} else if (h->c.router && rcv_router_forwards_only(h->c.router)) {
+		/* router only: one pass from the body to the peers */
+		rcv_write_result_t res;
+		rcv_write_result_init(&res);
+		rcv_router_forward_body(h->c.router, j->tenant, r->body.p, r->body.n, h->c.max_decoded,
+		                        j->lim.series, j->lim.samples, a, &res);
+		observe(h, res.status, tenant, res.series, res.samples);
+		if (res.status == 200)
+			http_respond(r, 200, NULL, "", 0);
+		else
+			http_respond(r, res.status, "text/plain; charset=utf-8", res.msg.p, res.msg.n);
+		rcv_write_result_release(&res);
+	} else if ((rc = wr_decode_body(a, r->body.p, r->body.n, h->c.max_decoded, &req, &err)) != 0) {
 		int code = rc == ERR_LIMIT ? 413 : 400;
 		observe(h, code, tenant, 0, 0);
 		http_error(r, code, "%s", err.msg);

@@ -114,13 +114,27 @@ const char *peer_address(const peer_t *p)
 	return p->address;
 }
 
+bool peer_compresses(const peer_t *p)
+{
+	return p->ps->c.compress;
+}
+
 typedef struct send_job {
 	peer_t *p;
 	buf_t body;
+	bool framed;
 	uint64_t deadline;
 	peer_done_fn done;
 	void *arg;
 } send_job_t;
+
+struct peer_call {
+	peer_t *p;
+	grpc_stream_t *st; /* NULL: failed before the call (o, err) */
+	peer_outcome_t o;
+	err_t err;
+	uint64_t t0;
+};
 
 /* The outcome of a failed call, from the client's error (grpc_client.h: "grpc <target><method>:
  * <StatusName>: <message>"). */
@@ -142,42 +156,57 @@ static peer_outcome_t outcome_of(const err_t *e)
 	}
 }
 
-static void send_work(void *arg)
+/* body is taken. */
+static peer_call_t *call_start(peer_t *p, buf_t *body, bool framed, uint64_t deadline)
 {
-	send_job_t *j = arg;
-	peer_t *p = j->p;
+	peer_call_t *c = xcalloc(1, sizeof *c);
+	c->p = p;
 	uint64_t now = clock_mono_ms();
-	peer_outcome_t o = PEER_OK;
-	err_t err = {0};
 	pthread_mutex_lock(&p->mu);
 	uint64_t until = p->backoff_until;
 	pthread_mutex_unlock(&p->mu);
 	if (!p->ch) {
-		o = PEER_OTHER;
-		err_set(&err, ERR_INVALID, "%s", p->bad_address);
-	} else if (now >= j->deadline) {
-		o = PEER_UNAVAILABLE;
-		err_set(&err, ERR_TIMEOUT, "forward to %s: the forward timeout passed while queued",
+		c->o = PEER_OTHER;
+		err_set(&c->err, ERR_INVALID, "%s", p->bad_address);
+	} else if (now >= deadline) {
+		c->o = PEER_UNAVAILABLE;
+		err_set(&c->err, ERR_TIMEOUT, "forward to %s: the forward timeout passed while queued",
 		        p->address);
 	} else if (now < until) {
-		o = PEER_UNAVAILABLE;
-		err_set(&err, ERR_UNAVAILABLE,
+		c->o = PEER_UNAVAILABLE;
+		err_set(&c->err, ERR_UNAVAILABLE,
 		        "forward to %s: peer unavailable (backing off for %llu ms more)", p->address,
 		        (unsigned long long)(until - now));
 	} else {
-		arena_t a;
-		arena_init(&a, 0);
-		uint8_t *resp;
-		size_t rn;
-		uint64_t t0 = clock_mono_ns();
-		int rc = grpc_channel_unary(p->ch, REMOTE_WRITE_PATH, j->body.p, j->body.n,
-		                            (int64_t)(j->deadline - now), &a, &resp, &rn, &err);
-		metric_observe(p->m_dur, clock_since_s(t0));
-		arena_release(&a);
-		if (rc) {
-			o = outcome_of(&err);
-			if (rc == ERR_CORRUPT)
-				o = PEER_OTHER;
+		c->t0 = clock_mono_ns();
+		c->st = framed ? grpc_channel_call_framed(p->ch, REMOTE_WRITE_PATH, body,
+		                                          (int64_t)(deadline - now))
+		               : grpc_channel_call(p->ch, REMOTE_WRITE_PATH, body->p, body->n,
+		                                   (int64_t)(deadline - now));
+	}
+	buf_release(body);
+	return c;
+}
+
+/* Frees c; err gets the message of a failure. */
+static peer_outcome_t call_wait(peer_call_t *c, err_t *err)
+{
+	peer_t *p = c->p;
+	peer_outcome_t o = c->o;
+	if (c->st) {
+		const uint8_t *m;
+		size_t n;
+		int got = 0, rc;
+		while ((rc = grpc_stream_recv(c->st, &m, &n, &c->err)) == 1)
+			got++;
+		grpc_stream_free(c->st);
+		metric_observe(p->m_dur, clock_since_s(c->t0));
+		if (rc < 0)
+			o = outcome_of(&c->err);
+		else if (got != 1) {
+			o = PEER_OTHER;
+			err_set(&c->err, ERR_CORRUPT, "grpc %s%s: unary call answered with %d messages",
+			        p->address, REMOTE_WRITE_PATH, got);
 		}
 		pthread_mutex_lock(&p->mu);
 		if (o == PEER_UNAVAILABLE) {
@@ -192,21 +221,55 @@ static void send_work(void *arg)
 		pthread_mutex_unlock(&p->mu);
 	}
 	metric_inc(metric_with(p->ps->m_requests, o == PEER_OK ? "success" : "error"));
+	*err = c->err;
+	free(c);
+	return o;
+}
+
+static void send_work(void *arg)
+{
+	send_job_t *j = arg;
+	err_t err = {0};
+	peer_outcome_t o = call_wait(call_start(j->p, &j->body, j->framed, j->deadline), &err);
 	j->done(j->arg, o, o == PEER_OK ? NULL : err.msg);
-	buf_release(&j->body);
 	free(j);
 }
 
-void peer_send(peer_t *p, buf_t *body, uint64_t deadline_ms, peer_done_fn done, void *arg)
+static void send(peer_t *p, buf_t *body, bool framed, uint64_t deadline_ms, peer_done_fn done, void *arg)
 {
 	send_job_t *j = xcalloc(1, sizeof *j);
 	j->p = p;
 	j->body = *body;
+	j->framed = framed;
 	buf_init(body);
 	j->deadline = deadline_ms;
 	j->done = done;
 	j->arg = arg;
 	workers_submit(p->workers, send_work, j);
+}
+
+void peer_send(peer_t *p, buf_t *body, uint64_t deadline_ms, peer_done_fn done, void *arg)
+{
+	send(p, body, false, deadline_ms, done, arg);
+}
+
+void peer_send_framed(peer_t *p, buf_t *msg, uint64_t deadline_ms, peer_done_fn done, void *arg)
+{
+	send(p, msg, true, deadline_ms, done, arg);
+}
+
+peer_call_t *peer_call_start(peer_t *p, buf_t *msg, uint64_t deadline_ms)
+{
+	return call_start(p, msg, true, deadline_ms);
+}
+
+peer_outcome_t peer_call_wait(peer_call_t *c, buf_t *msg)
+{
+	err_t err = {0};
+	peer_outcome_t o = call_wait(c, &err);
+	if (o != PEER_OK && msg)
+		buf_puts(msg, err.msg);
+	return o;
 }
 
 peer_outcome_t peer_outcome_from_http(int status)

@@ -60,6 +60,18 @@ typedef void (*peer_done_fn)(void *arg, peer_outcome_t outcome, const char *msg)
  * (clock_mono_ms()); done runs exactly once. */
 void peer_send(peer_t *p, buf_t *body, uint64_t deadline_ms, peer_done_fn done, void *arg);
 
+/* Requests framed by the caller (the 5-byte gRPC prefix, flag 1 and a snappy-framed body exactly when
+ * peer_compresses), taken without a copy. */
+bool peer_compresses(const peer_t *p);
+void peer_send_framed(peer_t *p, buf_t *msg, uint64_t deadline_ms, peer_done_fn done, void *arg);
+/* A send made from the calling thread, without the hand-off to the peer's workers: for a write that
+ * waits for every one of its forwards anyway (replication factor 1). Start them all, then wait for
+ * each: wait returns the outcome (backoff, metrics and messages as above; msg, if not NULL, gets the
+ * error message) and frees c. */
+typedef struct peer_call peer_call_t;
+peer_call_t *peer_call_start(peer_t *p, buf_t *msg, uint64_t deadline_ms);
+peer_outcome_t peer_call_wait(peer_call_t *c, buf_t *msg);
+
 /* The outcome a write's HTTP status stands for (200 -> PEER_OK, 409 -> PEER_CONFLICT, ...). */
 peer_outcome_t peer_outcome_from_http(int status);
 /* And back: the HTTP status and the gRPC status of an outcome (reference §8.5). */

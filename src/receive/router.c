@@ -14,6 +14,9 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "base/workers.h"
+#include "net/grpc.h"
+
+#include <xxhash.h>
 
 typedef struct rings_ref {
 	hashrings_t *h;
@@ -399,6 +402,69 @@ static const wr_request_t *relabelled(rcv_router_t *r, const wr_request_t *req, 
 	return out;
 }
 
+/* Wait for the quorum of every series (forwards end by their deadline), then the answer. Drops the
+ * caller's reference to ws. */
+static void ws_finish(rcv_router_t *r, wstate_t *ws, size_t nrep, rcv_write_result_t *res)
+{
+	size_t ns = ws->nseries;
+	pthread_mutex_lock(&ws->mu);
+	while (ws->undecided && ws->pending)
+		pthread_cond_wait(&ws->cv, &ws->mu);
+	size_t failed[PEER_NOUTCOMES] = {0}, nfailed = 0;
+	for (size_t i = 0; i < ns; i++) {
+		if (ws->decided[i] == 1)
+			continue;
+		/* undecided with nothing pending cannot happen; count it as unavailable */
+		peer_outcome_t c = ws->decided[i] == 2 ? (peer_outcome_t)ws->cause[i] : PEER_UNAVAILABLE;
+		failed[c]++;
+		nfailed++;
+	}
+	res->status = 200;
+	buf_reset(&res->msg);
+	if (nfailed) {
+		for (size_t j = 0; j < ARRAY_LEN(cause_order); j++)
+			if (failed[cause_order[j]]) {
+				res->status = peer_outcome_http(cause_order[j]);
+				break;
+			}
+		buf_printf(&res->msg, "%zu of %zu series not written to a quorum of %u replicas:", nfailed,
+		           ns, ws->quorum);
+		for (size_t j = 0; j < ARRAY_LEN(cause_order); j++)
+			if (failed[cause_order[j]])
+				buf_printf(&res->msg, " %zu %s", failed[cause_order[j]],
+				           cause_name[cause_order[j]]);
+		buf_putc(&res->msg, '\n');
+		for (int c = 1; c < PEER_NOUTCOMES; c++)
+			if (ws->first[c].n) {
+				buf_append(&res->msg, ws->first[c].p, ws->first[c].n);
+				buf_putc(&res->msg, '\n');
+			}
+		res->rejected_series = nfailed;
+	}
+	pthread_mutex_unlock(&ws->mu);
+	if (nrep > 1)
+		metric_inc(metric_with(r->m_repl, nfailed ? "error" : "success"));
+	ws_put(ws);
+}
+
+static wstate_t *ws_new(size_t ns, unsigned quorum, size_t nrep)
+{
+	wstate_t *ws = xcalloc(1, sizeof *ws);
+	pthread_mutex_init(&ws->mu, NULL);
+	pthread_cond_init(&ws->cv, NULL);
+	ws->refs = 1;
+	ws->nseries = ws->undecided = ns;
+	ws->quorum = quorum;
+	ws->fail_at = (unsigned)nrep - ws->quorum + 1;
+	ws->succ = xcalloc(ns + 1, 1);
+	ws->fails = xcalloc(ns * PEER_NOUTCOMES + 1, 1);
+	ws->decided = xcalloc(ns + 1, 1);
+	ws->cause = xcalloc(ns + 1, 1);
+	for (int i = 0; i < PEER_NOUTCOMES; i++)
+		buf_init(&ws->first[i]);
+	return ws;
+}
+
 static int64_t head_limit(rcv_router_t *r, str_t tenant)
 {
 	if (!r->c.limits)
@@ -466,19 +532,7 @@ void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, ui
 		}
 	}
 	/* quorum state */
-	wstate_t *ws = xcalloc(1, sizeof *ws);
-	pthread_mutex_init(&ws->mu, NULL);
-	pthread_cond_init(&ws->cv, NULL);
-	ws->refs = 1;
-	ws->nseries = ws->undecided = ns;
-	ws->quorum = replica ? 1 : (rf == 2 ? 1 : (unsigned)(rf / 2 + 1));
-	ws->fail_at = (unsigned)nrep - ws->quorum + 1;
-	ws->succ = xcalloc(ns + 1, 1);
-	ws->fails = xcalloc(ns * PEER_NOUTCOMES + 1, 1);
-	ws->decided = xcalloc(ns + 1, 1);
-	ws->cause = xcalloc(ns + 1, 1);
-	for (int i = 0; i < PEER_NOUTCOMES; i++)
-		buf_init(&ws->first[i]);
+	wstate_t *ws = ws_new(ns, replica ? 1 : (rf == 2 ? 1 : (unsigned)(rf / 2 + 1)), nrep);
 	/* remote batches: encoded here (the request's memory is not used once this returns) */
 	uint64_t deadline = clock_mono_ms() + (uint64_t)r->c.forward_timeout_ms;
 	const wr_series_t **batch = ARENA_NEW_ARRAY(a, const wr_series_t *, ns + 1);
@@ -540,45 +594,366 @@ void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, ui
 		pthread_mutex_unlock(&ws->mu);
 		rcv_write_result_release(&lr);
 	}
-	/* wait for the quorum of every series (forwards end by their deadline) */
-	pthread_mutex_lock(&ws->mu);
-	while (ws->undecided && ws->pending)
-		pthread_cond_wait(&ws->cv, &ws->mu);
-	size_t failed[PEER_NOUTCOMES] = {0}, nfailed = 0;
-	for (size_t i = 0; i < ns; i++) {
-		if (ws->decided[i] == 1)
-			continue;
-		/* undecided with nothing pending cannot happen; count it as unavailable */
-		peer_outcome_t c = ws->decided[i] == 2 ? (peer_outcome_t)ws->cause[i] : PEER_UNAVAILABLE;
-		failed[c]++;
-		nfailed++;
+	ws_finish(r, ws, nrep, res);
+}
+
+/* ---- router only: one pass from the request body to the peers' messages ---- */
+
+/* The message for one (endpoint, replica): a thanos.WriteRequest framed for gRPC as it will go on
+ * the wire (5-byte prefix, then the protobuf, or with compression the snappy frames of it, each chunk
+ * compressed as soon as it is full, while its bytes are still in cache). */
+typedef struct dest {
+	peer_t *peer;
+	bool compress;
+	buf_t out;
+	buf_t stage;   /* compressing: the bytes not yet in a chunk (< GRPC_SNAPPY_CHUNK) */
+	uint32_t *idx; /* the series in it (arena) */
+	size_t n, cap;
+	uint64_t rep;
+	const char *addr;
+} dest_t;
+
+static void dest_put(dest_t *d, const void *p, size_t n)
+{
+	if (!d->compress) {
+		memcpy(buf_extend(&d->out, n), p, n);
+		return;
 	}
-	res->status = 200;
-	buf_reset(&res->msg);
-	if (nfailed) {
-		for (size_t j = 0; j < ARRAY_LEN(cause_order); j++)
-			if (failed[cause_order[j]]) {
-				res->status = peer_outcome_http(cause_order[j]);
-				break;
-			}
-		buf_printf(&res->msg, "%zu of %zu series not written to a quorum of %u replicas:", nfailed,
-		           ns, ws->quorum);
-		for (size_t j = 0; j < ARRAY_LEN(cause_order); j++)
-			if (failed[cause_order[j]])
-				buf_printf(&res->msg, " %zu %s", failed[cause_order[j]],
-				           cause_name[cause_order[j]]);
-		buf_putc(&res->msg, '\n');
-		for (int c = 1; c < PEER_NOUTCOMES; c++)
-			if (ws->first[c].n) {
-				buf_append(&res->msg, ws->first[c].p, ws->first[c].n);
-				buf_putc(&res->msg, '\n');
-			}
-		res->rejected_series = nfailed;
+	const uint8_t *q = p;
+	while (n) {
+		size_t room = GRPC_SNAPPY_CHUNK - d->stage.n, k = n < room ? n : room;
+		memcpy(buf_extend(&d->stage, k), q, k);
+		q += k;
+		n -= k;
+		if (d->stage.n == GRPC_SNAPPY_CHUNK) {
+			grpc_snappy_chunk(&d->out, d->stage.p, d->stage.n);
+			buf_reset(&d->stage);
+		}
 	}
-	pthread_mutex_unlock(&ws->mu);
-	if (nrep > 1)
-		metric_inc(metric_with(r->m_repl, nfailed ? "error" : "success"));
-	ws_put(ws);
+}
+
+static void dest_put_varint(dest_t *d, uint64_t v)
+{
+	uint8_t b[10];
+	size_t n = 0;
+	while (v >= 0x80) {
+		b[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	b[n++] = (uint8_t)v;
+	dest_put(d, b, n);
+}
+
+/* The tenant and replica fields, the last chunk, the prefix. */
+static void dest_close(dest_t *d, str_t tenant)
+{
+	if (tenant.n) {
+		dest_put_varint(d, 2 << 3 | 2);
+		dest_put_varint(d, tenant.n);
+		dest_put(d, tenant.p, tenant.n);
+	}
+	dest_put_varint(d, 3 << 3 | 0);
+	dest_put_varint(d, d->rep);
+	if (d->compress && d->stage.n)
+		grpc_snappy_chunk(&d->out, d->stage.p, d->stage.n);
+	buf_release(&d->stage);
+	uint8_t *h = (uint8_t *)d->out.p;
+	size_t n = d->out.n - 5;
+	h[0] = d->compress ? 1 : 0;
+	h[1] = (uint8_t)(n >> 24), h[2] = (uint8_t)(n >> 16), h[3] = (uint8_t)(n >> 8), h[4] = (uint8_t)n;
+}
+
+typedef struct fcur {
+	const uint8_t *p, *end;
+} fcur_t;
+
+static inline bool f_varint(fcur_t *c, uint64_t *v)
+{
+	const uint8_t *p = c->p;
+	if (p < c->end && *p < 0x80) {
+		*v = *p;
+		c->p = p + 1;
+		return true;
+	}
+	uint64_t x = 0;
+	for (int s = 0; s < 64 && p < c->end; s += 7) {
+		uint8_t b = *p++;
+		x |= (uint64_t)(b & 0x7f) << s;
+		if (b < 0x80) {
+			*v = x;
+			c->p = p;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Skip a field of wire type wt; a length-delimited one's bytes in [*s, *e). */
+static inline bool f_skip(fcur_t *c, unsigned wt, const uint8_t **s, const uint8_t **e)
+{
+	uint64_t v;
+	switch (wt) {
+	case 0:
+		return f_varint(c, &v);
+	case 1:
+	case 5:
+		if ((size_t)(c->end - c->p) < (wt == 1 ? 8u : 4u))
+			return false;
+		c->p += wt == 1 ? 8 : 4;
+		return true;
+	case 2:
+		if (!f_varint(c, &v) || v > (uint64_t)(c->end - c->p))
+			return false;
+		*s = c->p;
+		*e = c->p + v;
+		c->p += v;
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* name 0xff value 0xff of one Label message into key. */
+static bool f_label(const uint8_t *p, const uint8_t *end, buf_t *key)
+{
+	size_t n = (size_t)(end - p);
+	if (n >= 4 && p[0] == 0x0a && p[1] < 0x80 && n >= 4u + p[1] && p[2 + p[1]] == 0x12 &&
+	    p[3 + p[1]] < 0x80 && n == 4u + p[1] + p[3 + p[1]]) { /* what every sender writes */
+		size_t nl = p[1], vl = p[3 + nl];
+		char *w = buf_extend(key, nl + vl + 2);
+		memcpy(w, p + 2, nl);
+		w[nl] = (char)0xff;
+		memcpy(w + nl + 1, p + 4 + nl, vl);
+		w[nl + 1 + vl] = (char)0xff;
+		return true;
+	}
+	fcur_t c = {p, end};
+	const uint8_t *name = NULL, *ne = NULL, *value = NULL, *ve = NULL;
+	while (c.p < c.end) {
+		uint64_t tag;
+		const uint8_t *s = NULL, *e = NULL;
+		if (!f_varint(&c, &tag) || !f_skip(&c, (unsigned)(tag & 7), &s, &e))
+			return false;
+		if ((tag >> 3) == 1 && (tag & 7) == 2)
+			name = s, ne = e;
+		else if ((tag >> 3) == 2 && (tag & 7) == 2)
+			value = s, ve = e;
+	}
+	buf_append(key, name, (size_t)(ne - name));
+	buf_putc(key, (char)0xff);
+	buf_append(key, value, (size_t)(ve - value));
+	buf_putc(key, (char)0xff);
+	return true;
+}
+
+/* Append the series' labels (name 0xff value 0xff each, in wire order) to key and count its samples:
+ * NULL, or what is wrong with it. */
+static const char *series_key(const uint8_t *ms, const uint8_t *me, buf_t *key, size_t *nsamples)
+{
+	fcur_t sc = {ms, me};
+	size_t nl = 0;
+	while (sc.p < sc.end) {
+		const uint8_t *fs = NULL, *fe = NULL;
+		uint64_t tag;
+		if (!f_varint(&sc, &tag) || !f_skip(&sc, (unsigned)(tag & 7), &fs, &fe))
+			return "bad field in time series";
+		if (tag == (1 << 3 | 2)) {
+			if (fe - fs < 6)
+				return "label too short to hold a name and a value";
+			if (!f_label(fs, fe, key))
+				return "bad field in label";
+			nl++;
+		} else if (tag == (2 << 3 | 2)) {
+			(*nsamples)++;
+		}
+	}
+	return nl ? NULL : "time series without labels";
+}
+
+int rcv_router_wire_hash(str_t tenant, const uint8_t *msg, size_t n, uint64_t *hash, size_t *nsamples,
+                         err_t *err)
+{
+	buf_t key = BUF_INIT;
+	buf_append(&key, tenant.p, tenant.n);
+	buf_putc(&key, (char)0xff);
+	*nsamples = 0;
+	const char *what = series_key(msg, msg + n, &key, nsamples);
+	if (!what)
+		*hash = XXH64(key.p, key.n, 0);
+	buf_release(&key);
+	return what ? err_set(err, ERR_INVALID, "%s", what) : 0;
+}
+
+static dest_t *dest_get(rcv_router_t *r, const hashring_t *ring, dest_t **dests, size_t e, size_t k,
+                        size_t nrep, size_t body_n, size_t ne, arena_t *a)
+{
+	dest_t *d = dests[e * nrep + k];
+	if (d)
+		return d;
+	d = dests[e * nrep + k] = arena_zalloc(a, sizeof *d);
+	d->addr = hashring_address(ring, e);
+	d->peer = peers_get(r->peers, d->addr);
+	d->compress = peer_compresses(d->peer);
+	d->rep = k + 1;
+	buf_init(&d->out);
+	buf_init(&d->stage);
+	size_t share = body_n / (ne ? ne : 1) + body_n / 8 + 256;
+	buf_reserve(&d->out, d->compress ? share / 2 + 64 : share);
+	buf_extend(&d->out, 5);
+	if (d->compress) {
+		buf_reserve(&d->stage, GRPC_SNAPPY_CHUNK);
+		grpc_snappy_stream_id(&d->out);
+	}
+	return d;
+}
+
+static void dest_add(dest_t *d, uint32_t i, arena_t *a)
+{
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 256;
+		d->idx = arena_realloc(a, d->idx, d->cap * sizeof *d->idx, cap * sizeof *d->idx);
+		d->cap = cap;
+	}
+	d->idx[d->n++] = i;
+}
+
+void rcv_router_forward_body(rcv_router_t *r, str_t tenant, const void *body, size_t body_n,
+                             size_t max_decoded, int64_t max_series, int64_t max_samples, arena_t *a,
+                             rcv_write_result_t *res)
+{
+	const uint8_t *p;
+	size_t n;
+	err_t err = {0};
+	int rc = wr_uncompress_body(a, body, body_n, max_decoded, &p, &n, &err);
+	if (rc) {
+		fail_all(res, rc == ERR_LIMIT ? 413 : 400, err.msg);
+		return;
+	}
+	rings_ref_t *ref = rings_get(r);
+	const hashring_t *ring = ref ? hashrings_for_tenant(ref->h, tenant, &err) : NULL;
+	if (!ring) {
+		fail_all(res, 500, ref ? err.msg : "no hashrings");
+		rings_put(r, ref);
+		return;
+	}
+	size_t ne = hashring_len(ring), nrep = (size_t)r->c.replication_factor;
+	dest_t **dests = arena_zalloc(a, (ne * nrep + 1) * sizeof *dests);
+	buf_t key = BUF_INIT;
+	buf_append(&key, tenant.p, tenant.n);
+	buf_putc(&key, (char)0xff);
+	fcur_t c = {p, p + n};
+	size_t ns = 0, nsamples = 0;
+	const char *what = NULL;
+	while (c.p < c.end) {
+		const uint8_t *ts = c.p, *ms = NULL, *me = NULL;
+		uint64_t tag;
+		if (!f_varint(&c, &tag)) {
+			what = "bad field tag";
+			break;
+		}
+		if (!f_skip(&c, (unsigned)(tag & 7), &ms, &me)) {
+			what = "field runs past the end of the request";
+			break;
+		}
+		if (tag != (1 << 3 | 2))
+			continue; /* metadata and unknown fields are not forwarded */
+		/* a TimeSeries: hash its labels, count its samples */
+		buf_truncate(&key, tenant.n + 1);
+		size_t nsm = 0;
+		if ((what = series_key(ms, me, &key, &nsm)) != NULL)
+			break;
+		nsamples += nsm;
+		uint64_t h = XXH64(key.p, key.n, 0);
+		for (size_t k = 0; k < nrep; k++) {
+			size_t e;
+			if (hashring_get_n(ring, h, k, &e, &err) != 0) {
+				buf_release(&key);
+				for (size_t i = 0; i < ne * nrep; i++)
+					if (dests[i])
+						buf_release(&dests[i]->out), buf_release(&dests[i]->stage);
+				fail_all(res, 500, err.msg);
+				rings_put(r, ref);
+				return;
+			}
+			dest_t *d = dest_get(r, ring, dests, e, k, nrep, n, ne, a);
+			dest_put(d, ts, (size_t)(me - ts));
+			dest_add(d, (uint32_t)ns, a);
+		}
+		ns++;
+	}
+	buf_release(&key);
+	res->series = ns;
+	res->samples = nsamples;
+	int status = 0;
+	char m[160];
+	if (what) {
+		snprintf(m, sizeof m, "decode remote write request: byte %zu: %s", (size_t)(c.p - p), what);
+		status = 400, res->series = res->samples = 0;
+	} else if (max_series > 0 && (int64_t)ns > max_series) {
+		snprintf(m, sizeof m, "request has %zu series, over the tenant's limit of %lld", ns,
+		         (long long)max_series);
+		status = 413;
+	} else if (max_samples > 0 && (int64_t)nsamples > max_samples) {
+		snprintf(m, sizeof m, "request has %zu samples, over the tenant's limit of %lld", nsamples,
+		         (long long)max_samples);
+		status = 413;
+	}
+	if (status) {
+		for (size_t i = 0; i < ne * nrep; i++)
+			if (dests[i])
+				buf_release(&dests[i]->out), buf_release(&dests[i]->stage);
+		fail_all(res, status, m);
+		rings_put(r, ref);
+		return;
+	}
+	uint64_t rf = r->c.replication_factor;
+	wstate_t *ws = ws_new(ns, rf == 2 ? 1 : (unsigned)(rf / 2 + 1), nrep);
+	uint64_t deadline = clock_mono_ms() + (uint64_t)r->c.forward_timeout_ms;
+	if (nrep == 1) {
+		/* every forward must succeed: start them all from here, then wait for each */
+		peer_call_t **calls = arena_zalloc(a, (ne + 1) * sizeof *calls);
+		for (size_t e = 0; e < ne; e++)
+			if (dests[e]) {
+				dest_close(dests[e], tenant);
+				calls[e] = peer_call_start(dests[e]->peer, &dests[e]->out, deadline);
+			}
+		buf_t msg = BUF_INIT;
+		for (size_t e = 0; e < ne; e++) {
+			if (!calls[e])
+				continue;
+			buf_reset(&msg);
+			peer_outcome_t o = peer_call_wait(calls[e], &msg);
+			char w[300];
+			snprintf(w, sizeof w, "forward to %s (replica 1)", dests[e]->addr);
+			pthread_mutex_lock(&ws->mu);
+			ws_record(ws, dests[e]->idx, dests[e]->n, o, w, msg.n ? msg.p : "failed");
+			pthread_mutex_unlock(&ws->mu);
+		}
+		buf_release(&msg);
+	} else {
+		for (size_t i = 0; i < ne * nrep; i++) {
+			dest_t *d = dests[i];
+			if (!d)
+				continue;
+			dest_close(d, tenant);
+			fwd_t *f = xcalloc(1, sizeof *f);
+			f->ws = ws;
+			f->n = d->n;
+			f->idx = xmalloc(d->n * sizeof *f->idx);
+			memcpy(f->idx, d->idx, d->n * sizeof *f->idx);
+			size_t wl = strlen(d->addr) + 32;
+			f->what = xmalloc(wl);
+			snprintf(f->what, wl, "forward to %s (replica %llu)", d->addr,
+			         (unsigned long long)d->rep);
+			pthread_mutex_lock(&ws->mu);
+			ws->refs++;
+			ws->pending++;
+			pthread_mutex_unlock(&ws->mu);
+			peer_send_framed(d->peer, &d->out, deadline, fwd_done, f);
+		}
+	}
+	rings_put(r, ref);
+	ws_finish(r, ws, nrep, res);
 }
 
 /* ---- the RemoteWrite service ---- */

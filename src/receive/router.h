@@ -91,6 +91,23 @@ void rcv_router_wait_idle(rcv_router_t *r);
 void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, uint64_t replica,
                       bool from_http, arena_t *a, rcv_write_result_t *res);
 
+/* Router only (rcv_router_forwards_only): the same write as rcv_router_write straight from a remote
+ * write body (snappy block), in one pass over its protobuf: each TimeSeries' labels are hashed from
+ * the wire (no label arrays) and its bytes appended to the message of each (endpoint, replica) it goes
+ * to, compressed chunk by chunk as it fills up when the peers compress, and framed for gRPC so the
+ * client sends it without a copy. With replication factor 1 the forwards are made from the calling
+ * thread (every one of them must succeed anyway). Refuses (res->status 400/413, the message saying
+ * why) a body that does not decode, and one over max_series or max_samples (> 0). res->series and
+ * res->samples: the request's counts (0 if it does not decode). */
+void rcv_router_forward_body(rcv_router_t *r, str_t tenant, const void *body, size_t body_n,
+                             size_t max_decoded, int64_t max_series, int64_t max_samples, arena_t *a,
+                             rcv_write_result_t *res);
+
+/* What rcv_router_forward_body places one TimeSeries message by: hashring_series_hash of its labels
+ * read off the wire (in the order sent), and its number of samples. ERR_INVALID for what it refuses. */
+int rcv_router_wire_hash(str_t tenant, const uint8_t *msg, size_t n, uint64_t *hash, size_t *nsamples,
+                         err_t *err);
+
 /* Serve /thanos.WriteableStore/RemoteWrite on srv. */
 void rcv_router_register_grpc(rcv_router_t *r, grpc_server_t *srv);
 

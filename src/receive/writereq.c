@@ -319,8 +319,8 @@ int wr_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *out, err_t *
 	return decode(a, p, n, false, out, err);
 }
 
-int wr_decode_body_ex(arena_t *a, const void *body, size_t n, size_t max_decoded, bool labels_only,
-                      wr_request_t *out, err_t *err)
+int wr_uncompress_body(arena_t *a, const void *body, size_t n, size_t max_decoded, const uint8_t **out,
+                       size_t *out_n, err_t *err)
 {
 	size_t ul;
 	if (snappy_uncompressed_length(body, n, &ul) != SNAPPY_OK)
@@ -338,7 +338,20 @@ int wr_decode_body_ex(arena_t *a, const void *body, size_t n, size_t max_decoded
 	size_t got = ul;
 	if (snappy_uncompress(body, n, dst, &got) != SNAPPY_OK || got != ul)
 		return err_set(err, ERR_INVALID, "snappy decode: corrupt input");
-	return decode(a, (const uint8_t *)dst, ul, labels_only, out, err);
+	*out = (const uint8_t *)dst;
+	*out_n = ul;
+	return 0;
+}
+
+int wr_decode_body_ex(arena_t *a, const void *body, size_t n, size_t max_decoded, bool labels_only,
+                      wr_request_t *out, err_t *err)
+{
+	const uint8_t *p;
+	size_t ul;
+	int rc = wr_uncompress_body(a, body, n, max_decoded, &p, &ul, err);
+	if (rc)
+		return rc;
+	return decode(a, p, ul, labels_only, out, err);
 }
 
 int wr_decode_body(arena_t *a, const void *body, size_t n, size_t max_decoded, wr_request_t *out, err_t *err)

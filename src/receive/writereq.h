@@ -63,6 +63,9 @@ int wr_decode_body(arena_t *a, const void *body, size_t n, size_t max_decoded, w
  * router that stores nothing needs, since it forwards each series' bytes as they came. */
 int wr_decode_body_ex(arena_t *a, const void *body, size_t n, size_t max_decoded, bool labels_only,
                       wr_request_t *out, err_t *err);
+/* Only the snappy block: the decompressed bytes in a (same checks and errors as wr_decode_body). */
+int wr_uncompress_body(arena_t *a, const void *body, size_t n, size_t max_decoded, const uint8_t **out,
+                       size_t *out_n, err_t *err);
 /* Decode a WriteRequest protobuf (p must outlive out: strings point into it). */
 int wr_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *out, err_t *err);
 

@@ -65,6 +65,10 @@ try:
         pass
     heads = heads_now()
     H.result("each_series_once", sum(heads) == SERIES, f"head series {heads}, want {SERIES} in total")
+    # the router hashes labels off the wire, the ingestors from decoded labels: had they disagreed on
+    # a series' place, an ingestor would have forwarded it on
+    fwd = [metric_value(n.metrics(), "thanos_receive_forward_requests_total") for n in ingestors]
+    H.result("router_and_ingestors_agree_on_placement", fwd == [0, 0], f"ingestors forwarded {fwd} batches")
     share = [h / SERIES for h in heads]
     print(f"info: hashmod split over two ingestors: {heads} ({share[0]:.3f} / {share[1]:.3f})")
     H.result("split_even", all(abs(s - 0.5) < 0.02 for s in share), f"split {share}")

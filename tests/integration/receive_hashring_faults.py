@@ -91,10 +91,11 @@ try:
 
     # ---- hanging peers ----
     hang1, hang2 = HangingPeer(), HangingPeer()
-    ring, nodes = cluster(tmp, 2, algo="ketama", rf=3, timeout="2s")
+    ring, nodes = cluster(tmp, 2, algo="ketama", rf=3, timeout="2s", router_only=True)
+    router, nodes = nodes[0], nodes[1:]
     eps = [f"127.0.0.1:{n.grpc}" for n in nodes]
     write_ring(ring, [("ketama", eps + [f"127.0.0.1:{hang1.port}"])])
-    for n in nodes:
+    for n in nodes + [router]:
         n.start()
         started.append(n)
     st, msg = remote_write(nodes[0].grpc, write_request("t", [([("__name__", "g"), ("a", "1")], [(now, 1.0)])], 4))
@@ -113,6 +114,42 @@ try:
              "(forward timeout 2s)")
     lines = nodes[1].series('{__name__="h"}')
     H.result("other_replica_has_the_writes", len(lines) == 100, f"{len(lines)} series on the second node")
+    # the same through a router-only receiver (its own one-pass forwarding path)
+    times, codes = [], []
+    for k in range(6):
+        body = rw_body([([("__name__", "hr"), ("i", str(i))], [(now + k * 1000, 1.0)]) for i in range(100)])
+        t0 = time.time()
+        st, txt = router.post(body)
+        times.append(time.time() - t0)
+        codes.append(st)
+    print(f"info: router only, one hanging peer of three, RF 3: statuses {codes}, seconds "
+          f"{[round(t, 3) for t in times]}")
+    H.result("router_only_one_hanging_peer_quorum_succeeds", all(c == 200 for c in codes), codes)
+    H.result("router_only_one_hanging_peer_does_not_slow_writes", max(times) < 1.5, f"slowest {max(times):.3f}s")
+    lines = [n.series('{__name__="hr"}') for n in nodes]
+    H.result("router_only_both_live_replicas_have_the_writes", [len(x) for x in lines] == [100, 100],
+             [len(x) for x in lines])
+    # replication factor 1 (forwards made from the HTTP worker itself): the share of the hanging peer
+    # fails with 503 within the forward timeout; the other share is stored
+    ing = Receiver(tmp, tsdb=os.path.join(tmp, "tsdb-ingestor"), name="ingestor")  # no hashring: ingestor only
+    ing.start()
+    started.append(ing)
+    ring1 = os.path.join(tmp, "ring-rf1.json")
+    write_ring(ring1, [("hashmod", [f"127.0.0.1:{ing.grpc}", f"127.0.0.1:{hang2.port}"])])
+    r1 = Receiver(tmp, tsdb=os.path.join(tmp, "tsdb-router1"), name="router1")
+    r1.args = [f"--receive.hashrings-file={ring1}", "--receive.replication-factor=1",
+               "--receive-forward-timeout=2s"]
+    r1.start()
+    started.append(r1)
+    body = rw_body([([("__name__", "h1"), ("i", str(i))], [(now, 1.0)]) for i in range(100)])
+    t0 = time.time()
+    st, txt = r1.post(body)
+    dt = time.time() - t0
+    print(f"info: router only, RF 1, one hanging peer of two: {st} in {dt:.3f}s: {txt.strip()[:200]}")
+    H.result("router_only_rf1_hanging_peer_fails_503", st == 503 and "not written" in txt, f"{st} {txt}")
+    H.result("router_only_rf1_hanging_peer_bounded_by_timeout", dt < 2 + 1.5, f"{dt:.3f}s")
+    n1 = len(ing.series('{__name__="h1"}'))
+    H.result("router_only_rf1_live_share_stored", 20 < n1 < 80, f"{n1} of 100 series on the live peer")
 
     write_ring(ring, [("ketama", eps[:1] + [f"127.0.0.1:{hang1.port}", f"127.0.0.1:{hang2.port}"])])
     wait_until(lambda: "hashring config applied" in nodes[0].log_text(), nodes[0].proc, "hashring switch", 20)
