@@ -9,7 +9,8 @@
 #              over the three processes, and p50/p99 write latency seen by the load generator.
 # Sizes: SERIES (default 50000), ROUNDS (default 11), CONCURRENCY (default 8). CPU is utime+stime from
 # /proc of each receiver. Check `uptime` first. HASHRING_BENCH_ONLY=router runs the direct and router
-# parts only; HASHRING_BENCH_PERF=<file> records the router's measured rounds with perf (HASHRING_BENCH_PERF_ARGS, default -g).
+# parts only; HASHRING_BENCH_PERF=<file> records the router's measured rounds with perf (HASHRING_BENCH_PERF_ARGS, default -g;
+# HASHRING_BENCH_PERF_RUN=n: the uncompressed run instead).
 set -u
 S=${STRATA_BIN:?}
 LG=${STRATA_BENCH_BIN:-$(dirname "$S")/bench}/receive_loadgen
@@ -90,7 +91,7 @@ router_run() {
 	eval "local rp=\$PID_router$x url=\$URL_router$x i1=\$PID_ing1$x i2=\$PID_ing2$x"
 	local c0 c1 perfpid=
 	c0=$(cpu_s "$rp")
-	if [ -n "${HASHRING_BENCH_PERF:-}" ] && [ -z "$x" ]; then
+	if [ -n "${HASHRING_BENCH_PERF:-}" ] && [ "$x" = "${HASHRING_BENCH_PERF_RUN:-}" ]; then
 		perf record ${HASHRING_BENCH_PERF_ARGS:--g} -o "$HASHRING_BENCH_PERF" -p "$rp" >/dev/null 2>&1 &
 		perfpid=$!
 		sleep 0.5

@@ -65,7 +65,8 @@ struct grpc_stream {
 	/* loop side */
 	char *path;
 	buf_t req; /* framed request */
-	size_t req_off;
+	size_t req_off;  /* handed to nghttp2 (req_read) */
+	size_t req_sent; /* copied into the connection's output (send_data) */
 	int64_t timeout_ms;
 	uint64_t timer;
 	h2c_t *conn;
@@ -239,11 +240,32 @@ static ssize_t req_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len
 	if (!st) /* the call ended before its request was sent */
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	size_t n = st->req.n - st->req_off < length ? st->req.n - st->req_off : length;
-	memcpy(buf, st->req.p + st->req_off, n);
+	(void)buf; /* copied once, by send_data, straight into the connection's output */
+	*flags |= NGHTTP2_DATA_FLAG_NO_COPY;
 	st->req_off += n;
 	if (st->req_off == st->req.n)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
+}
+
+/* A DATA frame of the request (req_read said how long): its header and bytes into the output. */
+static int send_data(nghttp2_session *s, nghttp2_frame *f, const uint8_t *framehd, size_t length,
+		     nghttp2_data_source *src, void *ud)
+{
+	h2c_t *c = ud;
+	grpc_stream_t *st = find_stream(c, f->hd.stream_id);
+	(void)s, (void)src;
+	if (!st || st->req_sent + length > st->req.n)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
+	size_t pad = f->data.padlen;
+	buf_append(&c->out, framehd, 9);
+	if (pad)
+		buf_putc(&c->out, (char)(pad - 1));
+	buf_append(&c->out, st->req.p + st->req_sent, length);
+	st->req_sent += length;
+	if (pad > 1)
+		memset(buf_extend(&c->out, pad - 1), 0, pad - 1);
+	return 0;
 }
 
 /* Return received bytes to the flow-control windows unless the consumer is behind. */
@@ -711,6 +733,7 @@ static void h2c_ready(h2c_t *c)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+	nghttp2_session_callbacks_set_send_data_callback(cb, send_data);
 	nghttp2_option *opt;
 	if (nghttp2_option_new(&opt) != 0)
 		die("nghttp2: out of memory");

@@ -713,36 +713,60 @@ static inline bool f_skip(fcur_t *c, unsigned wt, const uint8_t **s, const uint8
 	}
 }
 
-/* name 0xff value 0xff of one Label message into key. */
-static bool f_label(const uint8_t *p, const uint8_t *end, buf_t *key)
+/* Copy n bytes with at most two fixed-size moves for the short strings labels are made of (the
+ * compiler's inline memcpy of a variable length, rep movsq, took most of the time of hashing). */
+static inline void copy_short(char *d, const uint8_t *s, size_t n)
+{
+	if (n >= 16) {
+		if (n > 32) {
+			memcpy(d, s, n);
+			return;
+		}
+		memcpy(d, s, 16);
+		memcpy(d + n - 16, s + n - 16, 16);
+	} else if (n >= 8) {
+		memcpy(d, s, 8);
+		memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		memcpy(d, s, 4);
+		memcpy(d + n - 4, s + n - 4, 4);
+	} else if (n) {
+		d[0] = (char)s[0];
+		d[n / 2] = (char)s[n / 2];
+		d[n - 1] = (char)s[n - 1];
+	}
+}
+
+/* name 0xff value 0xff of one Label message at *w (room for end - p bytes: a label's name and value
+ * and two separators never take more than the message). */
+static bool f_label(const uint8_t *p, const uint8_t *end, char **w)
 {
 	size_t n = (size_t)(end - p);
+	const uint8_t *name = NULL, *value = NULL;
+	size_t nl = 0, vl = 0;
 	if (n >= 4 && p[0] == 0x0a && p[1] < 0x80 && n >= 4u + p[1] && p[2 + p[1]] == 0x12 &&
 	    p[3 + p[1]] < 0x80 && n == 4u + p[1] + p[3 + p[1]]) { /* what every sender writes */
-		size_t nl = p[1], vl = p[3 + nl];
-		char *w = buf_extend(key, nl + vl + 2);
-		memcpy(w, p + 2, nl);
-		w[nl] = (char)0xff;
-		memcpy(w + nl + 1, p + 4 + nl, vl);
-		w[nl + 1 + vl] = (char)0xff;
-		return true;
+		nl = p[1], vl = p[3 + nl];
+		name = p + 2, value = p + 4 + nl;
+	} else {
+		fcur_t c = {p, end};
+		while (c.p < c.end) {
+			uint64_t tag;
+			const uint8_t *s = NULL, *e = NULL;
+			if (!f_varint(&c, &tag) || !f_skip(&c, (unsigned)(tag & 7), &s, &e))
+				return false;
+			if (tag == (1 << 3 | 2))
+				name = s, nl = (size_t)(e - s);
+			else if (tag == (2 << 3 | 2))
+				value = s, vl = (size_t)(e - s);
+		}
 	}
-	fcur_t c = {p, end};
-	const uint8_t *name = NULL, *ne = NULL, *value = NULL, *ve = NULL;
-	while (c.p < c.end) {
-		uint64_t tag;
-		const uint8_t *s = NULL, *e = NULL;
-		if (!f_varint(&c, &tag) || !f_skip(&c, (unsigned)(tag & 7), &s, &e))
-			return false;
-		if ((tag >> 3) == 1 && (tag & 7) == 2)
-			name = s, ne = e;
-		else if ((tag >> 3) == 2 && (tag & 7) == 2)
-			value = s, ve = e;
-	}
-	buf_append(key, name, (size_t)(ne - name));
-	buf_putc(key, (char)0xff);
-	buf_append(key, value, (size_t)(ve - value));
-	buf_putc(key, (char)0xff);
+	char *d = *w;
+	copy_short(d, name, nl);
+	d[nl] = (char)0xff;
+	copy_short(d + nl + 1, value, vl);
+	d[nl + 1 + vl] = (char)0xff;
+	*w = d + nl + vl + 2;
 	return true;
 }
 
@@ -751,7 +775,9 @@ static bool f_label(const uint8_t *p, const uint8_t *end, buf_t *key)
 static const char *series_key(const uint8_t *ms, const uint8_t *me, buf_t *key, size_t *nsamples)
 {
 	fcur_t sc = {ms, me};
-	size_t nl = 0;
+	size_t nl = 0, at = key->n;
+	buf_reserve(key, (size_t)(me - ms));
+	char *w = key->p + at;
 	while (sc.p < sc.end) {
 		const uint8_t *fs = NULL, *fe = NULL;
 		uint64_t tag;
@@ -760,13 +786,14 @@ static const char *series_key(const uint8_t *ms, const uint8_t *me, buf_t *key, 
 		if (tag == (1 << 3 | 2)) {
 			if (fe - fs < 6)
 				return "label too short to hold a name and a value";
-			if (!f_label(fs, fe, key))
+			if (!f_label(fs, fe, &w))
 				return "bad field in label";
 			nl++;
 		} else if (tag == (2 << 3 | 2)) {
 			(*nsamples)++;
 		}
 	}
+	key->n = (size_t)(w - key->p);
 	return nl ? NULL : "time series without labels";
 }
 
