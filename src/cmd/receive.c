@@ -50,6 +50,7 @@ typedef struct receiver {
 	char *tenant_header, *default_tenant, *tenant_label;
 	char *relabel_config, *relabel_config_file, *limits_config, *limits_config_file;
 	char *hashrings, *hashrings_file, *hashrings_algo, *local_endpoint, *replica_header, *grpc_compression;
+	char *replication_protocol;
 	int64_t hashrings_refresh_ms, replication_factor, forward_timeout_ms, forward_backoff_ms, forward_workers;
 	char *tenant_cert_field;
 	cmd_grpc_server_tls_t grpc_tls_flags, rw_tls_flags;
@@ -400,6 +401,11 @@ int cmd_receive(int argc, char **argv)
 	     "Compression algorithm to use for gRPC requests to other receivers. Must be one of: snappy, "
 	     "none",
 	     "snappy|none"},
+	    {"receive.replication-protocol", FLAG_ENUM, &rc.replication_protocol, "protobuf",
+	     "The protocol to use for replicating remote-write requests. One of protobuf, capnproto "
+	     "(capnproto is accepted for Thanos manifests and replicates with protobuf over gRPC: every "
+	     "Thanos receiver serves that too).",
+	     "protobuf|capnproto"},
 	    {"receive.forward.async-workers", FLAG_INT, &rc.forward_workers, "5",
 	     "Number of concurrent workers processing forwarding of remote-write requests (per peer)."},
 	    {"receive-forward-timeout", FLAG_DURATION, &rc.forward_timeout_ms, "5s",
@@ -556,6 +562,9 @@ int cmd_receive(int argc, char **argv)
 	              .workers_per_peer = (int)rc.forward_workers,
 	              .tls = rc.peer_tls},
 	};
+	if (!strcmp(rc.replication_protocol, "capnproto"))
+		log_warn("Cap'n Proto replication is not implemented: replicating with protobuf over gRPC",
+		         "flag", "--receive.replication-protocol=capnproto");
 	rc.router = rcv_router_new(&rcfg);
 	mtsdb_set_tenant_labels(rc.mt, rcv_router_tenant_labels, rc.router);
 	if (rings) {

@@ -35,6 +35,8 @@ struct peer {
 
 struct peers {
 	peers_config_t c;
+	loop_t *loop; /* every peer's connection (one thread for all: fewer wake-ups per write) */
+	pthread_t loop_thread;
 	pthread_mutex_t mu;
 	hmap_t by_addr;
 	VEC(peer_t *) all;
@@ -42,6 +44,17 @@ struct peers {
 };
 
 static const double dur_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+
+static void *loop_main(void *arg)
+{
+	loop_run(arg);
+	return NULL;
+}
+
+static void loop_quit(void *arg)
+{
+	loop_stop(arg);
+}
 
 peers_t *peers_new(const peers_config_t *cfg)
 {
@@ -53,6 +66,11 @@ peers_t *peers_new(const peers_config_t *cfg)
 		ps->c.workers_per_peer = 5;
 	pthread_mutex_init(&ps->mu, NULL);
 	hmap_init(&ps->by_addr, 0);
+	err_t err = {0};
+	if (loop_new(&ps->loop, &err) != 0)
+		die("peers: %s", err.msg);
+	if (pthread_create(&ps->loop_thread, NULL, loop_main, ps->loop) != 0)
+		die("peers: cannot start the forwarding loop thread");
 	ps->m_requests = metrics_counter("thanos_receive_forward_requests_total",
 	                                 "The number of forward requests.", "result");
 	ps->m_dur = metrics_histogram("thanos_receive_forward_request_duration_seconds",
@@ -65,9 +83,12 @@ void peers_free(peers_t *ps)
 {
 	if (!ps)
 		return;
+	for (size_t i = 0; i < ps->all.n; i++)
+		workers_free(ps->all.v[i]->workers); /* their sends end (by their deadlines at worst) */
+	loop_post(ps->loop, loop_quit, ps->loop);
+	pthread_join(ps->loop_thread, NULL);
 	for (size_t i = 0; i < ps->all.n; i++) {
 		peer_t *p = ps->all.v[i];
-		workers_free(p->workers);
 		if (p->ch)
 			grpc_channel_free(p->ch);
 		pthread_mutex_destroy(&p->mu);
@@ -76,6 +97,7 @@ void peers_free(peers_t *ps)
 		free(p);
 	}
 	VEC_FREE(&ps->all);
+	loop_free(ps->loop);
 	hmap_release(&ps->by_addr);
 	pthread_mutex_destroy(&ps->mu);
 	free(ps);
@@ -95,7 +117,7 @@ peer_t *peers_get(peers_t *ps, const char *address)
 		                            .backoff_max_ms = ps->c.max_backoff_ms,
 		                            .tls = ps->c.tls};
 		err_t err = {0};
-		if (grpc_channel_new(&p->ch, NULL, address, &cc, &err) != 0) {
+		if (grpc_channel_new(&p->ch, ps->loop, address, &cc, &err) != 0) {
 			p->ch = NULL;
 			p->bad_address = xstrdup(err.msg);
 			log_error("hashring endpoint cannot be used", "endpoint", address, "err", err.msg);
