@@ -10,7 +10,8 @@
 # Sizes: SERIES (default 50000), ROUNDS (default 11), CONCURRENCY (default 8). CPU is utime+stime from
 # /proc of each receiver. Check `uptime` first. HASHRING_BENCH_ONLY=router runs the direct and router
 # parts only; HASHRING_BENCH_PERF=<file> records the router's measured rounds with perf (HASHRING_BENCH_PERF_ARGS, default -g;
-# HASHRING_BENCH_PERF_RUN=n: the uncompressed run instead).
+# HASHRING_BENCH_PERF_RUN=n: the uncompressed run instead; HASHRING_BENCH_PERF_PROC=ingestor: the first
+# ingestor behind the router instead).
 set -u
 S=${STRATA_BIN:?}
 LG=${STRATA_BENCH_BIN:-$(dirname "$S")/bench}/receive_loadgen
@@ -92,7 +93,9 @@ router_run() {
 	local c0 c1 perfpid=
 	c0=$(cpu_s "$rp")
 	if [ -n "${HASHRING_BENCH_PERF:-}" ] && [ "$x" = "${HASHRING_BENCH_PERF_RUN:-}" ]; then
-		perf record ${HASHRING_BENCH_PERF_ARGS:--g} -o "$HASHRING_BENCH_PERF" -p "$rp" >/dev/null 2>&1 &
+		local target=$rp
+		[ "${HASHRING_BENCH_PERF_PROC:-}" = ingestor ] && target=$i1
+		perf record ${HASHRING_BENCH_PERF_ARGS:--g} -o "$HASHRING_BENCH_PERF" -p "$target" >/dev/null 2>&1 &
 		perfpid=$!
 		sleep 0.5
 	fi

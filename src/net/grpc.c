@@ -459,6 +459,8 @@ static int64_t parse_timeout(const uint8_t *v, size_t n)
 	}
 }
 
+static size_t snappy_framed_len(const void *p, size_t n);
+
 /* The request is complete: validate, dispatch. */
 static void call_dispatch(grpc_call_t *call)
 {
@@ -515,6 +517,9 @@ static void call_dispatch(grpc_call_t *call)
 	if (p[0] == 1) {
 		buf_t plain = BUF_INIT;
 		err_t err = {0};
+		size_t total = snappy_framed_len(msg.p, msg.n);
+		if (total && total <= srv->max_recv)
+			buf_reserve(&plain, total); /* decoded in place: no regrowth, no copy into the arena */
 		int rc = grpc_snappy_decode(&plain, msg.p, msg.n, srv->max_recv, &err);
 		if (rc) {
 			buf_release(&plain);
@@ -522,8 +527,10 @@ static void call_dispatch(grpc_call_t *call)
 					 arena_printf(&call->arena, "request: snappy: %s", err.msg));
 			return;
 		}
-		msg = (str_t){arena_memdup(&call->arena, plain.p, plain.n ? plain.n : 1), plain.n};
-		buf_release(&plain);
+		if (!plain.p)
+			buf_reserve(&plain, 1);
+		msg = (str_t){plain.p, plain.n};
+		arena_on_release(&call->arena, free, plain.p); /* lives as long as the call's arena */
 	}
 	m->fn(call, msg, m->arg);
 }
@@ -581,6 +588,15 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
 	if (call->too_large || call->req.n + len > hc->srv->max_recv + 5) {
 		call->too_large = true;
 		return 0;
+	}
+	if (call->req.n < 5 && call->req.n + len >= 5) { /* the message's length: room for all of it */
+		uint8_t h[5];
+		size_t have = call->req.n;
+		memcpy(h, call->req.p, have);
+		memcpy(h + have, data, 5 - have);
+		size_t mlen = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
+		if (mlen <= hc->srv->max_recv && mlen <= (16u << 20)) /* bigger ones grow as they come */
+			buf_reserve(&call->req, 5 + mlen - have);
 	}
 	buf_append(&call->req, data, len);
 	return 0;
@@ -877,6 +893,32 @@ void grpc_snappy_encode(buf_t *out, const void *p, size_t n)
 	grpc_snappy_stream_id(out);
 	for (size_t off = 0; off < n; off += GRPC_SNAPPY_CHUNK)
 		grpc_snappy_chunk(out, in + off, n - off < GRPC_SNAPPY_CHUNK ? n - off : GRPC_SNAPPY_CHUNK);
+}
+
+/* The uncompressed length of a snappy-framed stream from its chunk headers; 0 if it does not parse
+ * (grpc_snappy_decode says why). */
+static size_t snappy_framed_len(const void *p, size_t n)
+{
+	const uint8_t *in = p;
+	size_t off = 0, total = 0;
+	while (off + 4 <= n) {
+		uint8_t type = in[off];
+		size_t len = (size_t)in[off + 1] | (size_t)in[off + 2] << 8 | (size_t)in[off + 3] << 16, ulen;
+		if (len > n - off - 4)
+			return 0;
+		if (type == 0x00) {
+			if (len < 4 || snappy_uncompressed_length((const char *)in + off + 8, len - 4, &ulen) != SNAPPY_OK ||
+			    ulen > GRPC_SNAPPY_CHUNK || ulen > (len - 4) * 24 + 64)
+				return 0; /* a lie: no room reserved for it */
+			total += ulen;
+		} else if (type == 0x01) {
+			if (len < 4)
+				return 0;
+			total += len - 4;
+		}
+		off += 4 + len;
+	}
+	return total;
 }
 
 int grpc_snappy_decode(buf_t *out, const void *p, size_t n, size_t max, err_t *err)
