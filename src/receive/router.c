@@ -102,26 +102,6 @@ static void encode_series(buf_t *b, const wr_series_t *s)
 	}
 }
 
-void rcv_router_encode(buf_t *out, const wr_series_t *const *series, size_t n, str_t tenant, uint64_t replica)
-{
-	size_t need = 32 + tenant.n;
-	for (size_t i = 0; i < n; i++)
-		need += series[i]->msg ? series[i]->nmsg + 6 : 64 + series[i]->n * 20;
-	buf_reserve(out, need);
-	for (size_t i = 0; i < n; i++) {
-		if (series[i]->msg)
-			put_bytes(out, 1, series[i]->msg, series[i]->nmsg);
-		else
-			encode_series(out, series[i]);
-	}
-	if (tenant.n)
-		put_bytes(out, 2, tenant.p, tenant.n);
-	if (replica) {
-		put_varint(out, 3 << 3 | 0);
-		put_varint(out, replica);
-	}
-}
-
 int rcv_router_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *req, str_t *tenant,
                       uint64_t *replica, err_t *err)
 {
@@ -474,130 +454,7 @@ static int64_t head_limit(rcv_router_t *r, str_t tenant)
 	return lim.head_series;
 }
 
-void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, uint64_t replica,
-                      bool from_http, arena_t *a, rcv_write_result_t *res)
-{
-	rings_ref_t *ref = rings_get(r);
-	const relabel_t *rl = from_http ? r->c.relabel : NULL;
-	if (!ref) { /* ingestor only */
-		rcv_write(r->c.mt, tenant, req, rl, head_limit(r, tenant), a, res);
-		return;
-	}
-	res->series = req->nseries;
-	res->samples = req->nsamples;
-	if (rl && relabel_len(rl))
-		req = relabelled(r, req, a, res);
-	err_t err = {0};
-	const hashring_t *ring = hashrings_for_tenant(ref->h, tenant, &err);
-	uint64_t rf = r->c.replication_factor;
-	if (!ring) {
-		fail_all(res, 500, err.msg);
-		rings_put(r, ref);
-		return;
-	}
-	if (!r->local)
-		replica = 0;
-	if (replica > rf) {
-		char m[128];
-		snprintf(m, sizeof m, "bad replica %llu: the replication factor is %llu",
-		         (unsigned long long)replica, (unsigned long long)rf);
-		fail_all(res, 400, m);
-		rings_put(r, ref);
-		return;
-	}
-	size_t ne = hashring_len(ring), nrep = replica ? 1 : (size_t)rf, ns = req->nseries;
-	size_t local = SIZE_MAX;
-	for (size_t e = 0; r->local && e < ne; e++)
-		if (!strcmp(hashring_address(ring, e), r->local))
-			local = e;
-	/* placement: endpoint of (series, replica); batch sizes per (endpoint, replica) */
-	uint32_t *place = ARENA_NEW_ARRAY(a, uint32_t, ns * nrep + 1);
-	size_t *cnt = ARENA_NEW_ARRAY(a, size_t, ne * nrep + 1);
-	memset(cnt, 0, (ne * nrep + 1) * sizeof *cnt);
-	size_t nlocal = 0;
-	for (size_t i = 0; i < ns; i++) {
-		uint64_t h = hashring_series_hash(tenant, &req->series[i].ls);
-		for (size_t k = 0; k < nrep; k++) {
-			size_t e;
-			if (hashring_get_n(ring, h, replica ? replica - 1 : k, &e, &err) != 0) {
-				fail_all(res, 500, err.msg);
-				rings_put(r, ref);
-				return;
-			}
-			place[i * nrep + k] = (uint32_t)e;
-			if (e == local)
-				nlocal++;
-			else
-				cnt[e * nrep + k]++;
-		}
-	}
-	/* quorum state */
-	wstate_t *ws = ws_new(ns, replica ? 1 : (rf == 2 ? 1 : (unsigned)(rf / 2 + 1)), nrep);
-	/* remote batches: encoded here (the request's memory is not used once this returns) */
-	uint64_t deadline = clock_mono_ms() + (uint64_t)r->c.forward_timeout_ms;
-	const wr_series_t **batch = ARENA_NEW_ARRAY(a, const wr_series_t *, ns + 1);
-	for (size_t e = 0; e < ne; e++) {
-		if (e == local)
-			continue;
-		for (size_t k = 0; k < nrep; k++) {
-			size_t n = cnt[e * nrep + k];
-			if (!n)
-				continue;
-			fwd_t *f = xcalloc(1, sizeof *f);
-			f->ws = ws;
-			f->idx = xmalloc(n * sizeof *f->idx);
-			for (size_t i = 0; i < ns; i++)
-				if (place[i * nrep + k] == e) {
-					batch[f->n] = &req->series[i];
-					f->idx[f->n++] = (uint32_t)i;
-				}
-			uint64_t rep = replica ? replica : k + 1;
-			size_t wl = strlen(hashring_address(ring, e)) + 32;
-			f->what = xmalloc(wl);
-			snprintf(f->what, wl, "forward to %s (replica %llu)", hashring_address(ring, e),
-			         (unsigned long long)rep);
-			buf_t body = BUF_INIT;
-			rcv_router_encode(&body, batch, f->n, tenant, rep);
-			pthread_mutex_lock(&ws->mu);
-			ws->refs++;
-			ws->pending++;
-			pthread_mutex_unlock(&ws->mu);
-			peer_send(peers_get(r->peers, hashring_address(ring, e)), &body, deadline, fwd_done,
-			          f);
-		}
-	}
-	rings_put(r, ref);
-	/* the local share, meanwhile */
-	if (nlocal) {
-		wr_request_t lreq = *req;
-		lreq.series = ARENA_NEW_ARRAY(a, wr_series_t, nlocal);
-		uint32_t *lidx = ARENA_NEW_ARRAY(a, uint32_t, nlocal);
-		lreq.nseries = 0;
-		lreq.nsamples = 0;
-		for (size_t i = 0; i < ns; i++)
-			for (size_t k = 0; k < nrep; k++)
-				if (place[i * nrep + k] == local) {
-					lidx[lreq.nseries] = (uint32_t)i;
-					lreq.nsamples += req->series[i].n;
-					lreq.series[lreq.nseries++] = req->series[i];
-				}
-		rcv_write_result_t lr;
-		rcv_write_result_init(&lr);
-		rcv_write(r->c.mt, tenant, &lreq, NULL, head_limit(r, tenant), a, &lr);
-		res->appended = lr.appended;
-		res->limited_series = lr.limited_series;
-		if (lr.msg.n && lr.msg.p[lr.msg.n - 1] == '\n')
-			buf_truncate(&lr.msg, lr.msg.n - 1);
-		pthread_mutex_lock(&ws->mu);
-		ws_record(ws, lidx, lreq.nseries, peer_outcome_from_http(lr.status), "local write",
-		          lr.msg.n ? lr.msg.p : "failed");
-		pthread_mutex_unlock(&ws->mu);
-		rcv_write_result_release(&lr);
-	}
-	ws_finish(r, ws, nrep, res);
-}
-
-/* ---- router only: one pass from the request body to the peers' messages ---- */
+/* ---- forwarded messages ---- */
 
 /* The message for one (endpoint, replica): a thanos.WriteRequest framed for gRPC as it will go on
  * the wire (5-byte prefix, then the protobuf, or with compression the snappy frames of it, each chunk
@@ -652,8 +509,10 @@ static void dest_close(dest_t *d, str_t tenant)
 		dest_put_varint(d, tenant.n);
 		dest_put(d, tenant.p, tenant.n);
 	}
-	dest_put_varint(d, 3 << 3 | 0);
-	dest_put_varint(d, d->rep);
+	if (d->rep) {
+		dest_put_varint(d, 3 << 3 | 0);
+		dest_put_varint(d, d->rep);
+	}
 	if (d->compress && d->stage.n)
 		grpc_snappy_chunk(&d->out, d->stage.p, d->stage.n);
 	buf_release(&d->stage);
@@ -818,8 +677,8 @@ static dest_t *dest_get(rcv_router_t *r, const hashring_t *ring, dest_t **dests,
 	if (d)
 		return d;
 	d = dests[e * nrep + k] = arena_zalloc(a, sizeof *d);
-	d->addr = hashring_address(ring, e);
-	d->peer = peers_get(r->peers, d->addr);
+	d->peer = peers_get(r->peers, hashring_address(ring, e));
+	d->addr = peer_address(d->peer); /* outlives the rings (a write may wait after letting them go) */
 	d->compress = peer_compresses(d->peer);
 	d->rep = k + 1;
 	buf_init(&d->out);
@@ -842,6 +701,215 @@ static void dest_add(dest_t *d, uint32_t i, arena_t *a)
 		d->cap = cap;
 	}
 	d->idx[d->n++] = i;
+}
+
+/* One TimeSeries into d: its bytes as sent, or encoded (relabelled copies have none). */
+static void dest_series(dest_t *d, const wr_series_t *s, buf_t *scratch)
+{
+	if (s->msg) {
+		dest_put_varint(d, 1 << 3 | 2);
+		dest_put_varint(d, s->nmsg);
+		dest_put(d, s->msg, s->nmsg);
+	} else {
+		buf_reset(scratch);
+		encode_series(scratch, s);
+		dest_put(d, scratch->p, scratch->n);
+	}
+}
+
+void rcv_router_encode_framed(buf_t *out, bool compress, const wr_series_t *const *series, size_t n,
+                              str_t tenant, uint64_t replica)
+{
+	dest_t d = {.compress = compress, .rep = replica};
+	buf_t scratch = BUF_INIT;
+	buf_init(&d.out);
+	buf_init(&d.stage);
+	buf_extend(&d.out, 5);
+	if (compress)
+		grpc_snappy_stream_id(&d.out);
+	for (size_t i = 0; i < n; i++)
+		dest_series(&d, series[i], &scratch);
+	dest_close(&d, tenant);
+	buf_release(&scratch);
+	buf_append(out, d.out.p, d.out.n);
+	buf_release(&d.out);
+}
+
+void rcv_router_encode(buf_t *out, const wr_series_t *const *series, size_t n, str_t tenant, uint64_t replica)
+{
+	buf_t f = BUF_INIT;
+	rcv_router_encode_framed(&f, false, series, n, tenant, replica);
+	buf_append(out, f.p + 5, f.n - 5);
+	buf_release(&f);
+}
+
+/* Close every message and send it: direct (replication factor 1: every forward must succeed anyway)
+ * as calls from this thread, returned in calls for dests_wait; else through the peers' workers
+ * (fwd_done records the outcomes), so that the write can return at quorum. */
+static void dests_start(wstate_t *ws, dest_t **dests, size_t nd, bool direct, str_t tenant, uint64_t deadline,
+                        peer_call_t **calls)
+{
+	for (size_t i = 0; i < nd; i++) {
+		dest_t *d = dests[i];
+		if (!d)
+			continue;
+		dest_close(d, tenant);
+		if (direct) {
+			calls[i] = peer_call_start(d->peer, &d->out, deadline);
+			continue;
+		}
+		fwd_t *f = xcalloc(1, sizeof *f);
+		f->ws = ws;
+		f->n = d->n;
+		f->idx = xmalloc((d->n ? d->n : 1) * sizeof *f->idx);
+		memcpy(f->idx, d->idx, d->n * sizeof *f->idx);
+		size_t wl = strlen(d->addr) + 32;
+		f->what = xmalloc(wl);
+		snprintf(f->what, wl, "forward to %s (replica %llu)", d->addr, (unsigned long long)d->rep);
+		pthread_mutex_lock(&ws->mu);
+		ws->refs++;
+		ws->pending++;
+		pthread_mutex_unlock(&ws->mu);
+		peer_send_framed(d->peer, &d->out, deadline, fwd_done, f);
+	}
+}
+
+static void dests_wait(wstate_t *ws, dest_t **dests, size_t nd, peer_call_t **calls)
+{
+	buf_t msg = BUF_INIT;
+	for (size_t i = 0; i < nd; i++) {
+		if (!calls[i])
+			continue;
+		buf_reset(&msg);
+		peer_outcome_t o = peer_call_wait(calls[i], &msg);
+		char w[300];
+		snprintf(w, sizeof w, "forward to %s (replica %llu)", dests[i]->addr,
+		         (unsigned long long)dests[i]->rep);
+		pthread_mutex_lock(&ws->mu);
+		ws_record(ws, dests[i]->idx, dests[i]->n, o, w, msg.n ? msg.p : "failed");
+		pthread_mutex_unlock(&ws->mu);
+	}
+	buf_release(&msg);
+}
+
+static void dests_drop(dest_t **dests, size_t nd)
+{
+	for (size_t i = 0; i < nd; i++)
+		if (dests[i]) {
+			buf_release(&dests[i]->out);
+			buf_release(&dests[i]->stage);
+		}
+}
+
+void rcv_router_write(rcv_router_t *r, str_t tenant, const wr_request_t *req, uint64_t replica,
+                      bool from_http, arena_t *a, rcv_write_result_t *res)
+{
+	rings_ref_t *ref = rings_get(r);
+	const relabel_t *rl = from_http ? r->c.relabel : NULL;
+	if (!ref) { /* ingestor only */
+		rcv_write(r->c.mt, tenant, req, rl, head_limit(r, tenant), a, res);
+		return;
+	}
+	res->series = req->nseries;
+	res->samples = req->nsamples;
+	if (rl && relabel_len(rl))
+		req = relabelled(r, req, a, res);
+	err_t err = {0};
+	const hashring_t *ring = hashrings_for_tenant(ref->h, tenant, &err);
+	uint64_t rf = r->c.replication_factor;
+	if (!ring) {
+		fail_all(res, 500, err.msg);
+		rings_put(r, ref);
+		return;
+	}
+	if (!r->local)
+		replica = 0;
+	if (replica > rf) {
+		char m[128];
+		snprintf(m, sizeof m, "bad replica %llu: the replication factor is %llu",
+		         (unsigned long long)replica, (unsigned long long)rf);
+		fail_all(res, 400, m);
+		rings_put(r, ref);
+		return;
+	}
+	size_t ne = hashring_len(ring), nrep = replica ? 1 : (size_t)rf, ns = req->nseries;
+	size_t local = SIZE_MAX;
+	for (size_t e = 0; r->local && e < ne; e++)
+		if (!strcmp(hashring_address(ring, e), r->local))
+			local = e;
+	/* placement: endpoint of (series, replica) */
+	uint32_t *place = ARENA_NEW_ARRAY(a, uint32_t, ns * nrep + 1);
+	size_t nlocal = 0;
+	for (size_t i = 0; i < ns; i++) {
+		uint64_t h = hashring_series_hash(tenant, &req->series[i].ls);
+		for (size_t k = 0; k < nrep; k++) {
+			size_t e;
+			if (hashring_get_n(ring, h, replica ? replica - 1 : k, &e, &err) != 0) {
+				fail_all(res, 500, err.msg);
+				rings_put(r, ref);
+				return;
+			}
+			place[i * nrep + k] = (uint32_t)e;
+			if (e == local)
+				nlocal++;
+		}
+	}
+	/* quorum state */
+	wstate_t *ws = ws_new(ns, replica ? 1 : (rf == 2 ? 1 : (unsigned)(rf / 2 + 1)), nrep);
+	/* remote messages: encoded here (the request's memory is not used once this returns) */
+	uint64_t deadline = clock_mono_ms() + (uint64_t)r->c.forward_timeout_ms;
+	size_t bytes = 0;
+	for (size_t i = 0; i < ns; i++)
+		bytes += req->series[i].msg ? req->series[i].nmsg + 6 : 256;
+	dest_t **dests = arena_zalloc(a, (ne * nrep + 1) * sizeof *dests);
+	peer_call_t **calls = arena_zalloc(a, (ne * nrep + 1) * sizeof *calls);
+	buf_t scratch = BUF_INIT;
+	for (size_t i = 0; i < ns; i++) {
+		const wr_series_t *s = &req->series[i];
+		for (size_t k = 0; k < nrep; k++) {
+			size_t e = place[i * nrep + k];
+			if (e == local)
+				continue;
+			dest_t *d = dest_get(r, ring, dests, e, k, nrep, bytes, ne, a);
+			d->rep = replica ? replica : k + 1;
+			dest_series(d, s, &scratch);
+			dest_add(d, (uint32_t)i, a);
+		}
+	}
+	buf_release(&scratch);
+	bool direct = nrep == 1;
+	dests_start(ws, dests, ne * nrep, direct, tenant, deadline, calls);
+	rings_put(r, ref);
+	/* the local share, meanwhile */
+	if (nlocal) {
+		wr_request_t lreq = *req;
+		lreq.series = ARENA_NEW_ARRAY(a, wr_series_t, nlocal);
+		uint32_t *lidx = ARENA_NEW_ARRAY(a, uint32_t, nlocal);
+		lreq.nseries = 0;
+		lreq.nsamples = 0;
+		for (size_t i = 0; i < ns; i++)
+			for (size_t k = 0; k < nrep; k++)
+				if (place[i * nrep + k] == local) {
+					lidx[lreq.nseries] = (uint32_t)i;
+					lreq.nsamples += req->series[i].n;
+					lreq.series[lreq.nseries++] = req->series[i];
+				}
+		rcv_write_result_t lr;
+		rcv_write_result_init(&lr);
+		rcv_write(r->c.mt, tenant, &lreq, NULL, head_limit(r, tenant), a, &lr);
+		res->appended = lr.appended;
+		res->limited_series = lr.limited_series;
+		if (lr.msg.n && lr.msg.p[lr.msg.n - 1] == '\n')
+			buf_truncate(&lr.msg, lr.msg.n - 1);
+		pthread_mutex_lock(&ws->mu);
+		ws_record(ws, lidx, lreq.nseries, peer_outcome_from_http(lr.status), "local write",
+		          lr.msg.n ? lr.msg.p : "failed");
+		pthread_mutex_unlock(&ws->mu);
+		rcv_write_result_release(&lr);
+	}
+	if (direct)
+		dests_wait(ws, dests, ne * nrep, calls);
+	ws_finish(r, ws, nrep, res);
 }
 
 void rcv_router_forward_body(rcv_router_t *r, str_t tenant, const void *body, size_t body_n,
@@ -895,9 +963,7 @@ void rcv_router_forward_body(rcv_router_t *r, str_t tenant, const void *body, si
 			size_t e;
 			if (hashring_get_n(ring, h, k, &e, &err) != 0) {
 				buf_release(&key);
-				for (size_t i = 0; i < ne * nrep; i++)
-					if (dests[i])
-						buf_release(&dests[i]->out), buf_release(&dests[i]->stage);
+				dests_drop(dests, ne * nrep);
 				fail_all(res, 500, err.msg);
 				rings_put(r, ref);
 				return;
@@ -926,9 +992,7 @@ void rcv_router_forward_body(rcv_router_t *r, str_t tenant, const void *body, si
 		status = 413;
 	}
 	if (status) {
-		for (size_t i = 0; i < ne * nrep; i++)
-			if (dests[i])
-				buf_release(&dests[i]->out), buf_release(&dests[i]->stage);
+		dests_drop(dests, ne * nrep);
 		fail_all(res, status, m);
 		rings_put(r, ref);
 		return;
@@ -936,49 +1000,9 @@ void rcv_router_forward_body(rcv_router_t *r, str_t tenant, const void *body, si
 	uint64_t rf = r->c.replication_factor;
 	wstate_t *ws = ws_new(ns, rf == 2 ? 1 : (unsigned)(rf / 2 + 1), nrep);
 	uint64_t deadline = clock_mono_ms() + (uint64_t)r->c.forward_timeout_ms;
-	if (nrep == 1) {
-		/* every forward must succeed: start them all from here, then wait for each */
-		peer_call_t **calls = arena_zalloc(a, (ne + 1) * sizeof *calls);
-		for (size_t e = 0; e < ne; e++)
-			if (dests[e]) {
-				dest_close(dests[e], tenant);
-				calls[e] = peer_call_start(dests[e]->peer, &dests[e]->out, deadline);
-			}
-		buf_t msg = BUF_INIT;
-		for (size_t e = 0; e < ne; e++) {
-			if (!calls[e])
-				continue;
-			buf_reset(&msg);
-			peer_outcome_t o = peer_call_wait(calls[e], &msg);
-			char w[300];
-			snprintf(w, sizeof w, "forward to %s (replica 1)", dests[e]->addr);
-			pthread_mutex_lock(&ws->mu);
-			ws_record(ws, dests[e]->idx, dests[e]->n, o, w, msg.n ? msg.p : "failed");
-			pthread_mutex_unlock(&ws->mu);
-		}
-		buf_release(&msg);
-	} else {
-		for (size_t i = 0; i < ne * nrep; i++) {
-			dest_t *d = dests[i];
-			if (!d)
-				continue;
-			dest_close(d, tenant);
-			fwd_t *f = xcalloc(1, sizeof *f);
-			f->ws = ws;
-			f->n = d->n;
-			f->idx = xmalloc(d->n * sizeof *f->idx);
-			memcpy(f->idx, d->idx, d->n * sizeof *f->idx);
-			size_t wl = strlen(d->addr) + 32;
-			f->what = xmalloc(wl);
-			snprintf(f->what, wl, "forward to %s (replica %llu)", d->addr,
-			         (unsigned long long)d->rep);
-			pthread_mutex_lock(&ws->mu);
-			ws->refs++;
-			ws->pending++;
-			pthread_mutex_unlock(&ws->mu);
-			peer_send_framed(d->peer, &d->out, deadline, fwd_done, f);
-		}
-	}
+	peer_call_t **calls = arena_zalloc(a, (ne * nrep + 1) * sizeof *calls);
+	dests_start(ws, dests, ne * nrep, nrep == 1, tenant, deadline, calls);
+	dests_wait(ws, dests, ne * nrep, calls);
 	rings_put(r, ref);
 	ws_finish(r, ws, nrep, res);
 }

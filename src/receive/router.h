@@ -115,6 +115,10 @@ void rcv_router_register_grpc(rcv_router_t *r, grpc_server_t *srv);
  * and replica (0 = not sent) into out. */
 void rcv_router_encode(buf_t *out, const wr_series_t *const *series, size_t n, str_t tenant,
                        uint64_t replica);
+/* The same as a gRPC message as the router sends it: the 5-byte prefix, then the protobuf, or with
+ * compress its snappy framing (compressed 64 KiB chunk by chunk as the message is built). */
+void rcv_router_encode_framed(buf_t *out, bool compress, const wr_series_t *const *series, size_t n,
+                              str_t tenant, uint64_t replica);
 /* Decode one: the series into req (pointing into p), the tenant and the replica. */
 int rcv_router_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *req, str_t *tenant,
                       uint64_t *replica, err_t *err);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "net/grpc.h"
 #include "receive/router.h"
 #include "prompb_remote.pb-c.h"
 #include "storepb_write.pb-c.h"
@@ -78,6 +79,48 @@ TEST(encode_as_sent_and_reencoded)
 	check_forwarded((const uint8_t *)out.p, out.n, "t", 3);
 	buf_release(&raw);
 	buf_release(&out);
+	arena_release(&a);
+}
+
+/* The gRPC message as sent, plain and snappy-framed (many series: several 64 KiB chunks). */
+TEST(encode_framed_plain_and_snappy)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	wr_request_t req;
+	buf_t raw = BUF_INIT, out = BUF_INIT, plain = BUF_INIT;
+	two_series(&a, &req, &raw);
+	enum { N = 3001 }; /* ~150 KiB */
+	const wr_series_t **ss = arena_alloc(&a, N * sizeof *ss);
+	for (size_t i = 0; i < N; i++)
+		ss[i] = &req.series[i % 2];
+	for (int compress = 0; compress <= 1; compress++) {
+		buf_reset(&out);
+		buf_reset(&plain);
+		rcv_router_encode_framed(&out, compress, ss, N, STR("team-b"), 1);
+		const uint8_t *h = (const uint8_t *)out.p;
+		CHECK_EQ_INT(h[0], compress);
+		CHECK_EQ_INT((size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4], out.n - 5);
+		if (compress) {
+			err_t err = {0};
+			CHECK_EQ_INT(grpc_snappy_decode(&plain, h + 5, out.n - 5, 1u << 24, &err), 0);
+			CHECK(out.n < plain.n / 2); /* it did compress */
+		} else {
+			buf_append(&plain, h + 5, out.n - 5);
+		}
+		Thanos__WriteRequest *w =
+		    thanos__write_request__unpack(NULL, plain.n, (const uint8_t *)plain.p);
+		CHECK(w != NULL);
+		CHECK(!strcmp(w->tenant, "team-b"));
+		CHECK_EQ_INT(w->replica, 1);
+		CHECK_EQ_INT(w->n_timeseries, N);
+		CHECK(!strcmp(w->timeseries[N - 1]->labels[1]->value, "node"));
+		CHECK(w->timeseries[N - 2]->samples[0]->timestamp == 1700000000000);
+		thanos__write_request__free_unpacked(w, NULL);
+	}
+	buf_release(&raw);
+	buf_release(&out);
+	buf_release(&plain);
 	arena_release(&a);
 }
 
