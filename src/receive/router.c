@@ -107,56 +107,14 @@ int rcv_router_decode(arena_t *a, const uint8_t *p, size_t n, wr_request_t *req,
 {
 	*tenant = STR_NULL;
 	*replica = 0;
-	/* tenant (2) and replica (3) first; wr_decode takes the series (1) and skips the rest */
-	const uint8_t *q = p, *end = p + n;
-	while (q < end) {
-		uint64_t tag = 0, v = 0;
-		int s = 0;
-		for (;; s += 7) {
-			if (q >= end || s > 63)
-				return err_set(err, ERR_INVALID, "decode WriteRequest: byte %zu: bad varint",
-				               (size_t)(q - p));
-			tag |= (uint64_t)(*q & 0x7f) << s;
-			if (*q++ < 0x80)
-				break;
-		}
-		unsigned f = (unsigned)(tag >> 3), wt = (unsigned)(tag & 7);
-		if (wt == 0 || wt == 2) {
-			for (s = 0;; s += 7) {
-				if (q >= end || s > 63)
-					return err_set(err, ERR_INVALID,
-					               "decode WriteRequest: byte %zu: bad varint",
-					               (size_t)(q - p));
-				v |= (uint64_t)(*q & 0x7f) << s;
-				if (*q++ < 0x80)
-					break;
-			}
-			if (wt == 2) {
-				if (v > (uint64_t)(end - q))
-					return err_set(
-					    err, ERR_INVALID,
-					    "decode WriteRequest: byte %zu: field %u runs past the end",
-					    (size_t)(q - p), f);
-				if (f == 2)
-					*tenant = str_from((const char *)q, (size_t)v);
-				q += v;
-			} else if (f == 3) {
-				*replica = v;
-			}
-		} else if (wt == 1 || wt == 5) {
-			size_t k = wt == 1 ? 8 : 4;
-			if ((size_t)(end - q) < k)
-				return err_set(err, ERR_INVALID, "decode WriteRequest: byte %zu: truncated",
-				               (size_t)(q - p));
-			q += k;
-		} else {
-			return err_set(err, ERR_INVALID, "decode WriteRequest: byte %zu: bad wire type %u",
-			               (size_t)(q - p), wt);
-		}
-	}
-	if ((int64_t)*replica < 0)
+	int rc = wr_decode(a, p, n, req, err); /* takes the tenant (2) and replica (3) as it goes */
+	if (rc)
+		return rc;
+	if ((int64_t)req->replica < 0)
 		return err_set(err, ERR_INVALID, "decode WriteRequest: negative replica");
-	return wr_decode(a, p, n, req, err);
+	*tenant = req->tenant;
+	*replica = req->replica;
+	return 0;
 }
 
 /* ---- rings ---- */

@@ -281,6 +281,13 @@ static bool request(walk_t *w, cur_t *c)
 					return false;
 				nm++;
 			}
+		} else if (f == 2 && wt == 2) { /* thanos.WriteRequest.tenant */
+			if (!rd_bytes(c, &sub))
+				return fail(w, c, "field runs past the end of the request");
+			w->r->tenant = str_from((const char *)sub.p, (size_t)(sub.end - sub.p));
+		} else if (f == 3 && wt == 0) { /* thanos.WriteRequest.replica */
+			if (!rd_varint(c, &w->r->replica))
+				return fail(w, c, "bad replica");
 		} else if (!skip(c, wt)) {
 			return fail(w, c, "bad field in the request");
 		}

@@ -55,6 +55,9 @@ typedef struct wr_request {
 	wr_meta_t *meta;
 	size_t nmeta;
 	size_t nsamples, nlabels, nhistograms, nexemplars;
+	/* thanos.WriteRequest (gRPC RemoteWrite between receivers) adds tenant = 2, replica = 3. */
+	str_t tenant;
+	uint64_t replica;
 } wr_request_t;
 
 /* Decompress (snappy block) and decode. ERR_LIMIT when the decompressed size exceeds max_decoded. */
