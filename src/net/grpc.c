@@ -527,7 +527,7 @@ static void call_dispatch(grpc_call_t *call)
 					 arena_printf(&call->arena, "request: snappy: %s", err.msg));
 			return;
 		}
-		if (!plain.p)
+		if (!plain.cap) /* an empty message: still a block of its own to free */
 			buf_reserve(&plain, 1);
 		msg = (str_t){plain.p, plain.n};
 		arena_on_release(&call->arena, free, plain.p); /* lives as long as the call's arena */
