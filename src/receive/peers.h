@@ -3,9 +3,9 @@
  * (reference thanos.md §2.1, §8.2).
  *
  * One peer per endpoint address, created on first use and kept for the life of the process: a gRPC
- * channel (one HTTP/2 connection, snappy-compressed requests with --receive.grpc-compression=snappy)
- * and a few worker threads of its own (--receive.forward.async-workers), so a peer that hangs only
- * ever holds up its own queue. A send runs on one of them: it fails at once with Unavailable while
+ * channel (one HTTP/2 connection, snappy-compressed requests with --receive.grpc-compression=snappy;
+ * the connections of all peers run on one loop thread of the peers_t) and a few worker threads of its
+ * own (--receive.forward.async-workers), so a peer that hangs only ever holds up its own queue. A send runs on one of them: it fails at once with Unavailable while
  * the peer is in backoff, with DeadlineExceeded if its deadline passed while it waited in the queue,
  * and otherwise makes the call with what is left of the deadline (the forward timeout). A failure
  * that says the peer is down or slow (Unavailable, DeadlineExceeded, connection errors) puts the peer
