@@ -1,9 +1,30 @@
 /*
- * series.c — the empty series set.
+ * series.c — the empty series set, draining a sample iterator.
  */
 #include "model/series.h"
 
 #include <stddef.h>
+
+#include "base/alloc.h"
+
+int64_t sample_iter_drain(sample_iter_t *it, int64_t **t, double **v, size_t *cap, err_t *err)
+{
+	size_t k = 0;
+	for (;;) {
+		if (*cap - k < 256) {
+			size_t nc = *cap ? *cap * 2 : 4096;
+			*t = xreallocarray(*t, nc, sizeof(int64_t));
+			*v = xreallocarray(*v, nc, sizeof(double));
+			*cap = nc;
+		}
+		int got = sample_iter_next_batch(it, *t + k, *v + k, (int)(*cap - k), err);
+		if (got < 0)
+			return got;
+		if (got == 0)
+			return (int64_t)k;
+		k += (size_t)got;
+	}
+}
 
 static int empty_next(series_set_t *s, err_t *err)
 {

@@ -58,6 +58,9 @@ static inline int sample_iter_seek(sample_iter_t *it, int64_t t, err_t *err)
 {
 	return it->ops->seek(it, t, err);
 }
+/* Decodes every remaining sample of it into the arrays at t and v (grown by doubling; cap holds their
+ * capacity); returns the count or <0 on error. */
+int64_t sample_iter_drain(sample_iter_t *it, int64_t **t, double **v, size_t *cap, err_t *err);
 
 typedef struct series_set series_set_t;
 struct series_set_ops {

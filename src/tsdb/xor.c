@@ -666,21 +666,7 @@ int64_t xor_decode_chunks(const chunk_t *chunks, size_t n, int64_t mint, int64_t
 {
 	xor_iter_t it;
 	xor_iter_init(&it, chunks, n, mint, maxt);
-	size_t k = 0;
-	for (;;) {
-		if (*cap - k < 256) {
-			size_t nc = *cap ? *cap * 2 : 4096;
-			*t = xreallocarray(*t, nc, sizeof(int64_t));
-			*v = xreallocarray(*v, nc, sizeof(double));
-			*cap = nc;
-		}
-		int got = sample_iter_next_batch(&it.base, *t + k, *v + k, (int)(*cap - k), err);
-		if (got < 0)
-			return got;
-		if (got == 0)
-			return (int64_t)k;
-		k += (size_t)got;
-	}
+	return sample_iter_drain(&it.base, t, v, cap, err);
 }
 
 /* ---- compact appender ---- */
