@@ -19,7 +19,11 @@ def queries():
     import query_limits
     out += [q[0] for q in query_limits.QUERIES]
     tests = os.environ.get("PROMQL_TESTDATA", os.path.join(here, "..", "..", "..", "shared", "promql-tests"))
-    for f in sorted(glob.glob(os.path.join(tests, "*.test"))):
+    scripts = sorted(glob.glob(os.path.join(tests, "*.test")))
+    if not scripts:
+        print(f"promql_eval_fuzz seeds: no Prometheus PromQL test scripts in {tests} (set PROMQL_TESTDATA to a "
+              "Prometheus v2.42.0 source's promql/testdata to add theirs); seeding from Strata's own query sets")
+    for f in scripts:
         for line in open(f, encoding="utf-8"):
             m = re.match(r"\s*eval(?:_fail|_ordered)?\s+instant\s+at\s+\S+\s+(.*)$", line)
             if m:
