@@ -23,6 +23,8 @@ typedef struct entry {
 	int64_t added_ms;
 	size_t klen, vlen;
 	uint64_t hash; /* of the value (fecache_fingerprint) */
+	size_t lent;   /* requests holding the value (c->mu) */
+	bool gone;     /* out of the cache (evicted, replaced, expired): freed when no longer lent */
 	char data[];   /* key then value */
 } entry_t;
 
@@ -33,6 +35,7 @@ struct fecache {
 	hmap_t map;
 	entry_t *head, *tail;
 	size_t bytes, items, max_bytes, max_items;
+	size_t leases; /* gets whose lent entries are not given back yet */
 	int64_t validity_ms;
 	/* MEMCACHED */
 	memcache_t *mc;
@@ -244,6 +247,7 @@ void fecache_free(fecache_t *c)
 		memcache_wait_async(c->mc);
 		memcache_free(c->mc);
 	} else {
+		BUG_ON(c->leases); /* an arena with lent values outlived the cache */
 		for (entry_t *e = c->head, *nx; e; e = nx) {
 			nx = e->next;
 			free(e);
@@ -255,6 +259,27 @@ void fecache_free(fecache_t *c)
 }
 
 /* ------------------------------------------------------------------ IN-MEMORY */
+
+/* The entries one get lent to a request, given back when its arena goes. */
+typedef struct lease {
+	fecache_t *c;
+	size_t n;
+	entry_t *e[];
+} lease_t;
+
+static void lease_end(void *arg)
+{
+	lease_t *l = arg;
+	fecache_t *c = l->c;
+	pthread_mutex_lock(&c->mu);
+	for (size_t i = 0; i < l->n; i++) {
+		entry_t *e = l->e[i];
+		if (--e->lent == 0 && e->gone)
+			free(e);
+	}
+	c->leases--;
+	pthread_mutex_unlock(&c->mu);
+}
 
 static size_t entry_cost(const entry_t *e)
 {
@@ -291,7 +316,10 @@ static void remove_entry(fecache_t *c, entry_t *e)
 	hmap_del(&c->map, (str_t){e->data, e->klen});
 	c->bytes -= entry_cost(e);
 	c->items--;
-	free(e);
+	if (e->lent)
+		e->gone = true; /* the last lease frees it */
+	else
+		free(e);
 }
 
 static void publish(fecache_t *c)
@@ -300,12 +328,16 @@ static void publish(fecache_t *c)
 	metric_set(c->m_bytes, (double)c->bytes);
 }
 
-/* peek (may be NULL): for i with peek[i] only fps[i], no copy. */
+/* peek (may be NULL): for i with peek[i] only fps[i]. Values are lent: vals[i] points into the entry,
+ * which stays (even once out of the cache) until a is released or reset. */
 static size_t mem_get_multi(fecache_t *c, const str_t *keys, size_t n, arena_t *a, str_t *vals, bool *found,
                             const bool *peek, fecache_fp_t *fps)
 {
 	size_t hits = 0;
 	int64_t now = c->validity_ms ? clock_now_ms() : 0;
+	lease_t *l = arena_alloc(a, sizeof *l + n * sizeof(entry_t *));
+	l->c = c;
+	l->n = 0;
 	pthread_mutex_lock(&c->mu);
 	for (size_t i = 0; i < n; i++) {
 		entry_t *e = hmap_get(&c->map, keys[i]);
@@ -320,15 +352,22 @@ static size_t mem_get_multi(fecache_t *c, const str_t *keys, size_t n, arena_t *
 		push_front(c, e);
 		if (fps)
 			fps[i] = (fecache_fp_t){e->vlen, e->hash};
-		if (peek && peek[i])
+		if (peek && peek[i]) {
 			vals[i] = (str_t){NULL, 0};
-		else
-			vals[i] = (str_t){arena_memdup(a, e->data + e->klen, e->vlen), e->vlen};
+		} else {
+			vals[i] = (str_t){e->data + e->klen, e->vlen};
+			e->lent++;
+			l->e[l->n++] = e;
+		}
 		found[i] = true;
 		hits++;
 	}
+	if (l->n)
+		c->leases++;
 	publish(c);
 	pthread_mutex_unlock(&c->mu);
+	if (l->n)
+		arena_on_release(a, lease_end, l);
 	return hits;
 }
 
@@ -343,6 +382,8 @@ static void mem_put(fecache_t *c, str_t key, const void *val, size_t n)
 	memcpy(e->data, key.p, key.n);
 	memcpy(e->data + key.n, val, n);
 	e->hash = fecache_fingerprint(val, n).hash;
+	e->lent = 0;
+	e->gone = false;
 	size_t cost = entry_cost(e);
 	pthread_mutex_lock(&c->mu);
 	entry_t *old = hmap_get(&c->map, key);

@@ -54,7 +54,10 @@ typedef struct fecache fecache_t;
 int fecache_new(fecache_t **out, const fecache_config_t *c, const char *tripperware, err_t *err);
 void fecache_free(fecache_t *c); /* NULL ok; waits for queued memcached sets */
 
-/* found[i]/vals[i] (copied into a) for each key; returns the number of hits. */
+/* found[i]/vals[i] for each key; returns the number of hits. Values are valid until a is released or
+ * reset: MEMCACHED's are read into a, IN-MEMORY lends its own (nothing copied; an entry evicted or
+ * replaced meanwhile is freed when the last arena holding it goes). Every such arena must be released
+ * before fecache_free. */
 size_t fecache_get_multi(fecache_t *c, const str_t *keys, size_t n, arena_t *a, str_t *vals, bool *found);
 
 /* A value's fingerprint: its length and XXH3-64. */

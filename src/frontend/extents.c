@@ -613,6 +613,12 @@ void extents_json_encode(buf_t *out, str_t jkey, const extents_fp_t *fp, size_t 
                          size_t blen)
 {
 	buf_reset(out);
+	extents_json_head(out, jkey, fp, n);
+	buf_append(out, body, blen);
+}
+
+void extents_json_head(buf_t *out, str_t jkey, const extents_fp_t *fp, size_t n)
+{
 	buf_append(out, "SFJ1", 4);
 	put_u32(out, (uint32_t)jkey.n);
 	buf_append(out, jkey.p, jkey.n);
@@ -621,7 +627,6 @@ void extents_json_encode(buf_t *out, str_t jkey, const extents_fp_t *fp, size_t 
 		put_u64(out, fp[i].len);
 		put_u64(out, fp[i].hash);
 	}
-	buf_append(out, body, blen);
 }
 
 bool extents_json_decode(str_t value, str_t jkey, const extents_fp_t *fp, size_t n, str_t *body)
@@ -646,9 +651,17 @@ bool extents_json_decode(str_t value, str_t jkey, const extents_fp_t *fp, size_t
 	return true;
 }
 
-void extents_frag_encode(buf_t *out, const promresp_frag_t *f)
+void extents_frag_encode(buf_t *out, const promresp_frag_t *f, int64_t start, int64_t end)
 {
-	buf_reset(out);
+	size_t bytes = 32;
+	for (size_t i = 0; i < f->n; i++) {
+		bytes += f->s[i].pts.n + 8;
+		for (size_t j = 0; j < f->s[i].ls.n; j++)
+			bytes += f->s[i].ls.v[j].name.n + f->s[i].ls.v[j].value.n + 8;
+	}
+	buf_reserve(out, out->n + bytes);
+	put_u64(out, (uint64_t)start);
+	put_u64(out, (uint64_t)end);
 	put_u32(out, (uint32_t)f->n);
 	for (size_t i = 0; i < f->n; i++) {
 		const promresp_frag_series_t *s = &f->s[i];
@@ -677,13 +690,15 @@ static bool frag_str(const uint8_t **p, const uint8_t *end, str_t *out)
 	return true;
 }
 
-bool extents_frag_decode(arena_t *a, str_t bytes, promresp_frag_t *out)
+bool extents_frag_decode(arena_t *a, str_t bytes, promresp_frag_t *out, int64_t *start, int64_t *end_ms)
 {
 	const uint8_t *p = (const uint8_t *)bytes.p, *end = p + bytes.n;
-	if (bytes.n < 4)
+	if (bytes.n < 20)
 		return false;
-	uint32_t n = get_u32(p);
-	p += 4;
+	*start = (int64_t)get_u64(p);
+	*end_ms = (int64_t)get_u64(p + 8);
+	uint32_t n = get_u32(p + 16);
+	p += 20;
 	if (n > bytes.n / 8) /* every series takes at least 8 bytes */
 		return false;
 	out->s = ARENA_NEW_ARRAY(a, promresp_frag_series_t, n + 1);

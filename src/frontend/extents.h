@@ -82,15 +82,19 @@ void extents_trim(arena_t *a, extents_t *ex, int64_t max_time, int64_t step);
 typedef fecache_fp_t extents_fp_t; /* fecache_fingerprint of the value */
 void extents_json_encode(buf_t *out, str_t jkey, const extents_fp_t *fp, size_t n, const void *body,
                          size_t blen);
+/* Only the part before the body, appended to out (the body is then appended by the caller). */
+void extents_json_head(buf_t *out, str_t jkey, const extents_fp_t *fp, size_t n);
 /* The body stored for jkey, if the value is for jkey and its fingerprints are exactly fp[0..n). */
 bool extents_json_decode(str_t value, str_t jkey, const extents_fp_t *fp, size_t n, str_t *body);
 
-/* One piece's ready series (promresp_frag_t), kept the same way with n = 1 under a "fe-frag:" key of
- * the piece's range and cache key, so a range sharing whole pieces with an earlier one (a dashboard
- * refresh shifted by a step) renders only its first and last piece. Bytes: u32 number of series; per
- * series u32 number of labels, each u32 length + name, u32 length + value; u32 length + points text.
- * extents_frag_decode points into bytes; false if they are malformed. */
-void extents_frag_encode(buf_t *out, const promresp_frag_t *f);
-bool extents_frag_decode(arena_t *a, str_t bytes, promresp_frag_t *out);
+/* One piece's ready series (promresp_frag_t) for the range [start, end] they were made for, kept the
+ * same way with n = 1 under an "fe-frag2:" key of the piece's cache key, so a range sharing whole
+ * pieces with an earlier one (a dashboard refresh shifted by a step) renders only its last piece: a
+ * piece within [start, end] on the same grid is the ready series cut (promresp_frag_cut). Bytes: i64
+ * start, i64 end; u32 number of series; per series u32 number of labels, each u32 length + name, u32
+ * length + value; u32 length + points text, appended to out. extents_frag_decode points into bytes;
+ * false if they are malformed. */
+void extents_frag_encode(buf_t *out, const promresp_frag_t *f, int64_t start, int64_t end);
+bool extents_frag_decode(arena_t *a, str_t bytes, promresp_frag_t *out, int64_t *start, int64_t *end);
 
 #endif

@@ -238,7 +238,7 @@ typedef struct piece {
 	promresp_t result;
 	char *fkey;     /* its ready series' key (chain's frag) */
 	char fhkey[17]; /* hashed */
-	bool frag_hit;  /* ready series found for its exact range: nothing decoded */
+	bool frag_hit;  /* ready series found for a range holding its own: nothing decoded */
 	bool whole;     /* all of it is in the cache after this request */
 	promresp_frag_t frag;
 } piece_t;
@@ -408,10 +408,15 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 		for (size_t i = 0; frag && i < n; i++) {
 			str_t body;
 			size_t k = nk + i;
+			int64_t fs, fe_ms;
+			/* made for a range holding this piece's, on its grid: cut to the piece */
 			pc[i].frag_hit =
 			    found[i] && found[k] &&
 			    extents_json_decode(vals[k], str_c(pc[i].fkey), &ch->fp[i], 1, &body) &&
-			    extents_frag_decode(a, body, &pc[i].frag);
+			    extents_frag_decode(a, body, &pc[i].frag, &fs, &fe_ms) && fs <= pc[i].start &&
+			    pc[i].end <= fe_ms && (pc[i].start - fs) % ch->step == 0 &&
+			    ((fs == pc[i].start && fe_ms == pc[i].end) ||
+			     promresp_frag_cut(&pc[i].frag, pc[i].start, pc[i].end));
 		}
 		size_t nv = 0;
 		str_t *vk = ARENA_NEW_ARRAY(a, str_t, nk + 1), *vv = ARENA_NEW_ARRAY(a, str_t, nk + 1);
@@ -536,7 +541,6 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 		p->whole = put;
 	}
 	if (frag) { /* each piece's ready series (kept for pieces wholly cached), then the answer */
-		buf_t fv = BUF_INIT;
 		const promresp_frag_t **f = ARENA_NEW_ARRAY(a, const promresp_frag_t *, n);
 		size_t nw = 0;
 		for (size_t i = 0; i < n; i++)
@@ -553,11 +557,11 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 			promresp_frag_make(a, &p->result, &p->frag);
 			if (!p->whole || p->result.nwarnings)
 				continue;
-			extents_frag_encode(&fv, &p->frag);
-			extents_json_encode(&val, str_c(p->fkey), &ch->fp[i], 1, fv.p, fv.n);
+			buf_reset(&val);
+			extents_json_head(&val, str_c(p->fkey), &ch->fp[i], 1);
+			extents_frag_encode(&val, &p->frag, p->start, p->end);
 			fecache_put(ch->cache, (str_t){p->fhkey, 16}, val.p, val.n);
 		}
-		buf_release(&fv);
 		buf_release(&val);
 		ch->frags = f;
 		ch->nfrags = n;
@@ -692,8 +696,7 @@ static int run_range(frontend_t *fe, chain_t *ch, range_req_t *q, int64_t start,
 		buf_release(&k);
 		ch->frag = !q->stats.n;
 		for (size_t i = 0; ch->frag && i < n && pc[i].key; i++)
-			pc[i].fkey = arena_printf(&r->arena, "fe-frag:%lld:%lld:%s", (long long)pc[i].start,
-			                          (long long)pc[i].end, pc[i].key);
+			pc[i].fkey = arena_printf(&r->arena, "fe-frag2:%s", pc[i].key);
 	}
 	return run_pieces(ch, pc, n, out);
 }

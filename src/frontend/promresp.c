@@ -319,6 +319,67 @@ void promresp_frag_make(arena_t *a, const promresp_t *r, promresp_frag_t *out)
 		out->s[i] = (promresp_frag_series_t){r->series[i].ls, {text + off[i], off[i + 1] - off[i]}};
 }
 
+/* The timestamp of the point text at p ("[<seconds>[.mmm],..."), in ms; NULL if malformed. */
+static const char *point_ts(const char *p, const char *end, int64_t *ms)
+{
+	if (p >= end || *p++ != '[')
+		return NULL;
+	bool neg = p < end && *p == '-';
+	p += neg;
+	uint64_t v = 0;
+	int nd = 0;
+	for (; p < end && *p >= '0' && *p <= '9' && nd < 16; p++, nd++)
+		v = v * 10 + (uint64_t)(*p - '0');
+	if (!nd)
+		return NULL;
+	v *= 1000;
+	if (p < end && *p == '.') {
+		if (end - p < 4 || p[1] < '0' || p[1] > '9' || p[2] < '0' || p[2] > '9' || p[3] < '0' ||
+		    p[3] > '9')
+			return NULL;
+		v += (uint64_t)(p[1] - '0') * 100 + (uint64_t)(p[2] - '0') * 10 + (uint64_t)(p[3] - '0');
+		p += 4;
+	}
+	if (p >= end || *p != ',')
+		return NULL;
+	*ms = neg ? -(int64_t)v : (int64_t)v;
+	return p;
+}
+
+bool promresp_frag_cut(promresp_frag_t *f, int64_t start, int64_t end)
+{
+	for (size_t i = 0; i < f->n; i++) {
+		const char *p = f->s[i].pts.p, *e = p + f->s[i].pts.n;
+		int64_t t;
+		/* from the front: whole points "[t,\"v\"]" and the comma after each (values hold no ']') */
+		while (p < e) {
+			if (!point_ts(p, e, &t))
+				return false;
+			if (t >= start)
+				break;
+			const char *q = memchr(p, ']', (size_t)(e - p));
+			if (!q)
+				return false;
+			p = q + 1;
+			if (p < e && *p++ != ',')
+				return false;
+		}
+		/* from the back: the last point starts at the last '[' */
+		while (p < e) {
+			const char *q = memrchr(p, '[', (size_t)(e - p));
+			if (!q || !point_ts(q, e, &t))
+				return false;
+			if (t <= end)
+				break;
+			e = q > p ? q - 1 : q; /* and the comma before it */
+			if (q > p && *e != ',')
+				return false;
+		}
+		f->s[i].pts = (str_t){p, (size_t)(e - p)};
+	}
+	return true;
+}
+
 typedef struct frag_ref {
 	const promresp_frag_series_t *s;
 	size_t order;
@@ -351,18 +412,25 @@ void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, c
 	if (!flush)
 		buf_reserve(b, bytes + total * 64 + 128);
 	buf_puts(b, "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[");
+	size_t nout = 0;
 	for (size_t i = 0; i < total;) {
-		buf_puts(b, i ? ",{\"metric\":" : "{\"metric\":");
+		size_t j = i, npts = 0;
+		for (; j < total && labels_eq(&t[j].s->ls, &t[i].s->ls); j++)
+			npts += t[j].s->pts.n;
+		if (!npts) { /* cut away in every fragment: not in the answer */
+			i = j;
+			continue;
+		}
+		buf_puts(b, nout++ ? ",{\"metric\":" : "{\"metric\":");
 		put_labels(b, &t[i].s->ls);
 		buf_puts(b, ",\"values\":[");
 		bool any = false;
-		size_t j = i;
-		for (; j < total && labels_eq(&t[j].s->ls, &t[i].s->ls); j++) {
-			if (!t[j].s->pts.n)
+		for (size_t m = i; m < j; m++) {
+			if (!t[m].s->pts.n)
 				continue;
 			if (any)
 				buf_putc(b, ',');
-			buf_append_str(b, t[j].s->pts);
+			buf_append_str(b, t[m].s->pts);
 			any = true;
 		}
 		buf_puts(b, "]}");

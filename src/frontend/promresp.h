@@ -99,6 +99,10 @@ typedef struct promresp_frag {
 } promresp_frag_t;
 
 void promresp_frag_make(arena_t *a, const promresp_t *r, promresp_frag_t *out);
+/* Cut f's points to [start, end] (ms) in place (the texts get shorter, nothing is copied): points
+ * before start and after end dropped, a series may be left with none (promresp_frag_encode leaves out
+ * a series with no point in any fragment). false: a points text is not as promresp_frag_make writes it. */
+bool promresp_frag_cut(promresp_frag_t *f, int64_t start, int64_t end);
 /* The answer for frags of disjoint time ranges in time order (each sorted by labels), with
  * warnings (kept once each, in order). flush (may be NULL) is called with arg whenever b holds
  * PROMRESP_FLUSH_BYTES or more (it sends and empties b), so a large answer needs no buffer of its size. */

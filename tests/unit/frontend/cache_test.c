@@ -76,6 +76,17 @@ TEST(inmemory_lru_items_bytes_validity)
 	fecache_put(c, STR("a"), "4", 1); /* replaced: another fingerprint */
 	CHECK(fecache_get_multi_fp(c, k3, 1, peek, &a, vals, found, fps) == 1 &&
 	      fps[0].hash == fecache_fingerprint("4", 1).hash);
+	/* values are lent, not copied: one replaced or evicted meanwhile stays readable until the arena
+	 * that got it goes */
+	str_t kb[] = {STR("c")};
+	CHECK(fecache_get_multi(c, kb, 1, &a, vals, found) == 1 && str_eq_c(vals[0], "3"));
+	const char *lent = vals[0].p;
+	fecache_put(c, STR("c"), "5", 1);
+	fecache_put(c, STR("d"), "6", 1);
+	fecache_put(c, STR("e"), "7", 1); /* evicts the new c too */
+	CHECK(lent[0] == '3' && fecache_items(c) == 2);
+	CHECK(fecache_get_multi(c, kb, 1, &a, vals, found) == 0);
+	arena_reset(&a); /* gives the old c back: freed (ASan would report a leak or a double free) */
 	fecache_free(c);
 
 	c = parse_new("type: IN-MEMORY\nconfig:\n  max_size: 1KB\n  validity: 1s\n", &err);
@@ -89,8 +100,8 @@ TEST(inmemory_lru_items_bytes_validity)
 	CHECK(fecache_get_multi(c, ky, 1, &a, vals, found) == 1);
 	usleep(1100 * 1000);
 	CHECK(fecache_get_multi(c, ky, 1, &a, vals, found) == 0); /* past validity */
-	fecache_free(c);
 	arena_release(&a);
+	fecache_free(c);
 }
 
 TEST(memcached_and_dead_memcached)

@@ -192,14 +192,41 @@ TEST(ready_series_assemble_into_the_merged_answer)
 	const promresp_frag_t *fp[2] = {&back[0], &back[1]};
 	for (int i = 0; i < 2; i++) {
 		promresp_frag_make(&a, &r[i], &f[i]);
-		extents_frag_encode(&bytes[i], &f[i]);
-		CHECK(extents_frag_decode(&a, buf_str(&bytes[i]), &back[i]));
+		extents_frag_encode(&bytes[i], &f[i], 600 * i, 1000 + 900 * i);
+		int64_t s, e;
+		CHECK(extents_frag_decode(&a, buf_str(&bytes[i]), &back[i], &s, &e));
+		CHECK(s == 600 * i && e == 1000 + 900 * i);
 		promresp_frag_t junk;
 		for (size_t cut = 0; cut < bytes[i].n; cut++) /* truncated: never read past the end */
-			CHECK(!extents_frag_decode(&a, (str_t){bytes[i].p, cut}, &junk));
+			CHECK(!extents_frag_decode(&a, (str_t){bytes[i].p, cut}, &junk, &s, &e));
 	}
 	promresp_frag_encode(&got, fp, 2, r[1].warnings, r[1].nwarnings, NULL, NULL);
 	CHECK_STR(got.p, want.p);
+	/* ready series cut to a part of their range are that part's answer; a series left with no point
+	 * is not in it */
+	const int64_t cuts[][2] = {{1200e3, 1800e3},   {600e3, 1200e3}, {600e3, 1800e3}, {601e3, 1799e3},
+	                           {1800e3, 1800.5e3}, {-5, 599e3},     {1900e3, 2000e3}, {0, 2000e3}};
+	for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+		promresp_frag_t m;
+		promresp_t part;
+		promresp_frag_make(&a, &merged, &m);
+		CHECK(promresp_frag_cut(&m, cuts[i][0], cuts[i][1]));
+		promresp_extract(&a, &merged, cuts[i][0], cuts[i][1], &part);
+		part.nwarnings = 0;
+		buf_reset(&want);
+		buf_reset(&got);
+		promresp_encode(&want, &part, false, false);
+		const promresp_frag_t *one = &m;
+		promresp_frag_encode(&got, &one, 1, NULL, 0, NULL, NULL);
+		CHECK_STR(got.p, want.p);
+	}
+	/* points text not as promresp_frag_make writes it: refused, never read past its end */
+	const char *bad[] = {"[", "[12", "[12\"1\"]", "x", "[1.5,\"1\"]", "[1,\"1\"];[2,\"2\"]", "[-,\"1\"]"};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		promresp_frag_series_t fs = {.pts = str_c(bad[i])};
+		promresp_frag_t m = {&fs, 1};
+		CHECK(!promresp_frag_cut(&m, 1500, 1500));
+	}
 	buf_release(&want);
 	buf_release(&got);
 	buf_release(&bytes[0]);
