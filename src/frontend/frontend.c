@@ -284,8 +284,18 @@ typedef struct frag_out {
 	bool z; /* compressed as accepted: api_json_out (o.b is the buffer) */
 	api_json_out_t o;
 	buf_t b;        /* otherwise */
-	bool streaming; /* ... chunked once it passed PROMRESP_FLUSH_BYTES */
+	bool streaming; /* ... chunked once it passed API_STREAM_MIN_BYTES, as the querier does */
 } frag_out_t;
+
+/* Parts of at most PROMRESP_FLUSH_BYTES: each one the server copies stays below malloc's mmap threshold
+ * (reused heap memory rather than fresh pages faulted in and unmapped again). */
+static void frag_write(frag_out_t *x)
+{
+	for (size_t off = 0; off < x->b.n; off += PROMRESP_FLUSH_BYTES)
+		http_stream_write(x->r, x->b.p + off,
+		                  x->b.n - off < PROMRESP_FLUSH_BYTES ? x->b.n - off : PROMRESP_FLUSH_BYTES);
+	buf_reset(&x->b);
+}
 
 static void frag_flush(void *arg)
 {
@@ -294,11 +304,13 @@ static void frag_flush(void *arg)
 		api_json_out_flush(&x->o);
 		return;
 	}
-	if (!x->streaming)
+	if (!x->streaming) {
+		if (x->b.n < API_STREAM_MIN_BYTES)
+			return; /* a small answer goes out whole, with its length */
 		http_stream_begin(x->r, 200, "application/json");
-	x->streaming = true;
-	http_stream_write(x->r, x->b.p, x->b.n);
-	buf_reset(&x->b);
+		x->streaming = true;
+	}
+	frag_write(x);
 }
 
 /* An answer assembled from ready series, sent as it is produced (a large one goes out chunked, as the
@@ -317,7 +329,7 @@ static void respond_frags(frontend_t *fe, http_req_t *r, const chain_t *ch)
 	}
 	promresp_frag_encode(&x.b, ch->frags, ch->nfrags, ch->warn, ch->nwarn, frag_flush, &x);
 	if (x.streaming) {
-		http_stream_write(r, x.b.p, x.b.n);
+		frag_write(&x);
 		http_stream_end(r);
 	} else {
 		http_respond_buf(r, 200, "application/json", &x.b);

@@ -106,7 +106,7 @@ bool promresp_frag_cut(promresp_frag_t *f, int64_t start, int64_t end);
 /* The answer for frags of disjoint time ranges in time order (each sorted by labels), with
  * warnings (kept once each, in order). flush (may be NULL) is called with arg whenever b holds
  * PROMRESP_FLUSH_BYTES or more (it sends and empties b), so a large answer needs no buffer of its size. */
-#define PROMRESP_FLUSH_BYTES (256 * 1024)
+#define PROMRESP_FLUSH_BYTES (64 * 1024)
 void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, const str_t *warnings,
                           size_t nwarnings, void (*flush)(void *arg), void *arg);
 
