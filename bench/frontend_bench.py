@@ -6,7 +6,9 @@ Data: FRONTEND_BENCH_DAYS (7) days of promtool blocks, FRONTEND_BENCH_SERIES (12
 `strata query-frontend` (IN-MEMORY cache, 256 MiB, default flags otherwise) in front of the querier.
 
 1. A dashboard of 12 panels over the whole span (step 600 s, like Grafana's ~1,000 points), the 12 range
-   queries sent at once, as a browser does. Rounds alternate: direct to the querier, then through a
+   queries sent at once, as a browser does: 12 client threads that live for the whole run, each keeping
+   its HTTP/1.1 connection to each server open between refreshes (browsers and Grafana's data source proxy
+   keep connections alive), the same client for the querier and the frontend. Rounds alternate: direct to the querier, then through a
    freshly started frontend (cold: every piece from the querier, in parallel), then a refresh through
    the warm frontend shifted by one step (only the new step asked downstream), then that refresh
    again (everything from cache). Every cold, warm and repeated answer is checked byte for byte against
@@ -17,8 +19,8 @@ Data: FRONTEND_BENCH_DAYS (7) days of promtool blocks, FRONTEND_BENCH_SERIES (12
    steps until querier_cache_memory_bytes reaches the limit).
 Prints RESULT lines.
 """
-import concurrent.futures, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.parse, \
-    urllib.request
+import concurrent.futures, http.client, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, \
+    time, urllib.parse, urllib.request
 
 ROOT = os.environ.get("STRATA_ROOT", os.path.join(os.path.dirname(__file__), ".."))
 STRATA = os.environ.get("STRATA_BIN", os.path.join(ROOT, "build", "strata"))
@@ -103,19 +105,36 @@ def gen(tmp):
     return out
 
 
+# Keep-alive connections, one per client thread and server (a restarted server gets new ones: generation).
+client = threading.local()
+generation = {}
+
+
 def query(port, q, s, e, step):
-    data = urllib.parse.urlencode({"query": q, "start": s, "end": e, "step": step}).encode()
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query_range", data=data, timeout=300) as r:
-        body = r.read()
-        if r.status != 200:
-            raise RuntimeError(f"{q}: {r.status}")
-        return body
+    conns = client.__dict__.setdefault("conns", {})
+    key = (port, generation.get(port, 0))
+    c = conns.get(key)
+    if c is None:
+        c = conns[key] = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    data = urllib.parse.urlencode({"query": q, "start": s, "end": e, "step": step})
+    c.request("POST", "/api/v1/query_range", body=data,
+              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = c.getresponse()
+    body = r.read()
+    if r.status != 200:
+        raise RuntimeError(f"{q}: {r.status}")
+    if r.will_close:
+        c.close()
+        del conns[key]
+    return body
+
+
+pool = concurrent.futures.ThreadPoolExecutor(len(PANELS))
 
 
 def dashboard(port, shift=0):
     t0 = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(len(PANELS)) as ex:
-        bodies = list(ex.map(lambda q: query(port, q, START + shift, END + shift, STEP), PANELS))
+    bodies = list(pool.map(lambda q: query(port, q, START + shift, END + shift, STEP), PANELS))
     return time.perf_counter() - t0, bodies
 
 
@@ -169,6 +188,7 @@ def main():
             direct.append(d)
             if fe:
                 stop(fe)
+            generation[fport] = r  # the new frontend: new connections
             fe = start(fargs, log)
             wait_ready(fport, fe)
             c, got = dashboard(fport)
