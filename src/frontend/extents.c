@@ -651,30 +651,88 @@ bool extents_json_decode(str_t value, str_t jkey, const extents_fp_t *fp, size_t
 	return true;
 }
 
+typedef struct frag_ref {
+	const promresp_frag_series_t *s;
+	size_t order;
+} frag_ref_t;
+
+static int frag_ref_cmp(const void *x, const void *y)
+{
+	const frag_ref_t *a = x, *b = y;
+	int c = labels_cmp(&a->s->ls, &b->s->ls);
+	if (c)
+		return c;
+	return a->order < b->order ? -1 : a->order > b->order;
+}
+
 void extents_frag_encode(buf_t *out, const promresp_frag_t *f, int64_t start, int64_t end)
 {
-	size_t bytes = 32;
-	for (size_t i = 0; i < f->n; i++) {
-		bytes += f->s[i].pts.n + 8;
-		for (size_t j = 0; j < f->s[i].ls.n; j++)
-			bytes += f->s[i].ls.v[j].name.n + f->s[i].ls.v[j].value.n + 8;
-	}
+	extents_frag_encode_join(out, &f, 1, start, end);
+}
+
+void extents_frag_encode_join(buf_t *out, const promresp_frag_t *const *f, size_t n, int64_t start,
+                              int64_t end)
+{
+	size_t bytes = 32, total = 0;
+	for (size_t k = 0; k < n; k++)
+		for (size_t i = 0; i < f[k]->n; i++) {
+			total++;
+			bytes += f[k]->s[i].pts.n + 9;
+			for (size_t j = 0; j < f[k]->s[i].ls.n; j++)
+				bytes += f[k]->s[i].ls.v[j].name.n + f[k]->s[i].ls.v[j].value.n + 8;
+		}
+	frag_ref_t *t = xcalloc(total ? total : 1, sizeof *t);
+	size_t m = 0;
+	for (size_t k = 0; k < n; k++)
+		for (size_t i = 0; i < f[k]->n; i++)
+			t[m++] = (frag_ref_t){&f[k]->s[i], k};
+	if (n > 1)
+		qsort(t, total, sizeof *t, frag_ref_cmp);
 	buf_reserve(out, out->n + bytes);
 	put_u64(out, (uint64_t)start);
 	put_u64(out, (uint64_t)end);
-	put_u32(out, (uint32_t)f->n);
-	for (size_t i = 0; i < f->n; i++) {
-		const promresp_frag_series_t *s = &f->s[i];
-		put_u32(out, (uint32_t)s->ls.n);
-		for (size_t j = 0; j < s->ls.n; j++) {
-			put_u32(out, (uint32_t)s->ls.v[j].name.n);
-			buf_append_str(out, s->ls.v[j].name);
-			put_u32(out, (uint32_t)s->ls.v[j].value.n);
-			buf_append_str(out, s->ls.v[j].value);
+	size_t count_at = out->n, count = 0;
+	put_u32(out, 0);
+	for (size_t i = 0; i < total;) {
+		size_t j = i + 1, npts = 0;
+		while (n > 1 && j < total && labels_eq(&t[j].s->ls, &t[i].s->ls))
+			j++;
+		for (size_t k = i; k < j; k++)
+			npts += t[k].s->pts.n;
+		if (!npts) { /* no point in any fragment: not in the answer */
+			i = j;
+			continue;
 		}
-		put_u32(out, (uint32_t)s->pts.n);
-		buf_append_str(out, s->pts);
+		const labels_t *ls = &t[i].s->ls;
+		count++;
+		put_u32(out, (uint32_t)ls->n);
+		for (size_t l = 0; l < ls->n; l++) {
+			put_u32(out, (uint32_t)ls->v[l].name.n);
+			buf_append_str(out, ls->v[l].name);
+			put_u32(out, (uint32_t)ls->v[l].value.n);
+			buf_append_str(out, ls->v[l].value);
+		}
+		size_t len_at = out->n, len = 0;
+		put_u32(out, 0);
+		for (size_t k = i; k < j; k++) {
+			if (!t[k].s->pts.n)
+				continue;
+			if (len) {
+				buf_putc(out, ',');
+				len++;
+			}
+			buf_append_str(out, t[k].s->pts);
+			len += t[k].s->pts.n;
+		}
+		uint8_t *lp = (uint8_t *)out->p + len_at;
+		lp[0] = (uint8_t)len, lp[1] = (uint8_t)(len >> 8), lp[2] = (uint8_t)(len >> 16),
+		lp[3] = (uint8_t)(len >> 24);
+		i = j;
 	}
+	uint8_t *cp = (uint8_t *)out->p + count_at;
+	cp[0] = (uint8_t)count, cp[1] = (uint8_t)(count >> 8), cp[2] = (uint8_t)(count >> 16),
+	cp[3] = (uint8_t)(count >> 24);
+	free(t);
 }
 
 static bool frag_str(const uint8_t **p, const uint8_t *end, str_t *out)

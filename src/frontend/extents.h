@@ -95,6 +95,11 @@ bool extents_json_decode(str_t value, str_t jkey, const extents_fp_t *fp, size_t
  * length + value; u32 length + points text, appended to out. extents_frag_decode points into bytes;
  * false if they are malformed. */
 void extents_frag_encode(buf_t *out, const promresp_frag_t *f, int64_t start, int64_t end);
+/* The same for the ready series of n fragments of disjoint time ranges in time order, joined (as
+ * promresp_frag_encode assembles them): what extents_frag_encode gives for the ready series of their
+ * merge. A series with no point in any of them is left out. */
+void extents_frag_encode_join(buf_t *out, const promresp_frag_t *const *f, size_t n, int64_t start,
+                              int64_t end);
 bool extents_frag_decode(arena_t *a, str_t bytes, promresp_frag_t *out, int64_t *start, int64_t *end);
 
 #endif

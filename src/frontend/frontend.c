@@ -241,6 +241,11 @@ typedef struct piece {
 	bool frag_hit;  /* ready series found for a range holding its own: nothing decoded */
 	bool whole;     /* all of it is in the cache after this request */
 	promresp_frag_t frag;
+	/* ready series found for [start, frag_end] only (a refresh's last piece, its extents unchanged
+	 * since): only the points after frag_end are rendered (tail) */
+	bool frag_head;
+	int64_t frag_end;
+	promresp_frag_t tail;
 } piece_t;
 
 /* How one chain (range or labels) runs its pieces. */
@@ -421,14 +426,20 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 			str_t body;
 			size_t k = nk + i;
 			int64_t fs, fe_ms;
-			/* made for a range holding this piece's, on its grid: cut to the piece */
-			pc[i].frag_hit =
-			    found[i] && found[k] &&
-			    extents_json_decode(vals[k], str_c(pc[i].fkey), &ch->fp[i], 1, &body) &&
-			    extents_frag_decode(a, body, &pc[i].frag, &fs, &fe_ms) && fs <= pc[i].start &&
-			    pc[i].end <= fe_ms && (pc[i].start - fs) % ch->step == 0 &&
-			    ((fs == pc[i].start && fe_ms == pc[i].end) ||
-			     promresp_frag_cut(&pc[i].frag, pc[i].start, pc[i].end));
+			piece_t *p = &pc[i];
+			/* made from the piece's extents as they are for a range on its grid holding its
+			 * start: cut to the piece; when it ends before the piece, the rest comes later */
+			if (!found[i] || !found[k] ||
+			    !extents_json_decode(vals[k], str_c(p->fkey), &ch->fp[i], 1, &body) ||
+			    !extents_frag_decode(a, body, &p->frag, &fs, &fe_ms) || fs > p->start ||
+			    fe_ms < p->start || (p->start - fs) % ch->step != 0)
+				continue;
+			int64_t to = fe_ms < p->end ? fe_ms : p->end;
+			if ((fs != p->start || fe_ms != to) && !promresp_frag_cut(&p->frag, p->start, to))
+				continue;
+			p->frag_hit = to == p->end;
+			p->frag_head = !p->frag_hit;
+			p->frag_end = to;
 		}
 		size_t nv = 0;
 		str_t *vk = ARENA_NEW_ARRAY(a, str_t, nk + 1), *vv = ARENA_NEW_ARRAY(a, str_t, nk + 1);
@@ -444,8 +455,11 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 			/* evicted or replaced since the peek: what is decoded is what gets fingerprinted */
 			found[k] = vf[m];
 			vals[k] = vv[m++];
+			extents_fp_t was = ch->fp[k];
 			if (found[k])
 				ch->fp[k] = fecache_fingerprint(vals[k].p, vals[k].n);
+			if (!found[k] || ch->fp[k].len != was.len || ch->fp[k].hash != was.hash)
+				pc[k].frag_head = false; /* its ready head was made from what was there before */
 		}
 	}
 	for (size_t k = 0; k < nk; k++) {
@@ -553,30 +567,38 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 		p->whole = put;
 	}
 	if (frag) { /* each piece's ready series (kept for pieces wholly cached), then the answer */
-		const promresp_frag_t **f = ARENA_NEW_ARRAY(a, const promresp_frag_t *, n);
-		size_t nw = 0;
+		const promresp_frag_t **f = ARENA_NEW_ARRAY(a, const promresp_frag_t *, 2 * n);
+		size_t nw = 0, nf = 0;
 		for (size_t i = 0; i < n; i++)
 			nw += pc[i].frag_hit ? 0 : pc[i].result.nwarnings;
 		str_t *w = ARENA_NEW_ARRAY(a, str_t, nw + 1);
 		nw = 0;
 		for (size_t i = 0; i < n; i++) {
 			piece_t *p = &pc[i];
-			f[i] = &p->frag;
+			f[nf++] = &p->frag;
 			if (p->frag_hit)
 				continue;
 			for (size_t j = 0; j < p->result.nwarnings; j++)
 				w[nw++] = p->result.warnings[j];
-			promresp_frag_make(a, &p->result, &p->frag);
+			if (p->frag_head) { /* the ready head, then the points after it */
+				promresp_t tail;
+				promresp_extract(a, &p->result, p->frag_end + 1, p->end, &tail);
+				promresp_frag_make(a, &tail, &p->tail);
+				f[nf++] = &p->tail;
+			} else {
+				promresp_frag_make(a, &p->result, &p->frag);
+			}
 			if (!p->whole || p->result.nwarnings)
 				continue;
 			buf_reset(&val);
 			extents_json_head(&val, str_c(p->fkey), &ch->fp[i], 1);
-			extents_frag_encode(&val, &p->frag, p->start, p->end);
+			extents_frag_encode_join(&val, &f[nf - 1 - p->frag_head], 1 + p->frag_head, p->start,
+			                         p->end);
 			fecache_put(ch->cache, (str_t){p->fhkey, 16}, val.p, val.n);
 		}
 		buf_release(&val);
 		ch->frags = f;
-		ch->nfrags = n;
+		ch->nfrags = nf;
 		ch->warn = w;
 		ch->nwarn = nw;
 		observe("results_cache", 200, ch->tripperware, t_cache);

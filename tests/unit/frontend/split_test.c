@@ -202,6 +202,20 @@ TEST(ready_series_assemble_into_the_merged_answer)
 	}
 	promresp_frag_encode(&got, fp, 2, r[1].warnings, r[1].nwarnings, NULL, NULL);
 	CHECK_STR(got.p, want.p);
+	/* the two pieces' ready series joined into one value: those of the merge */
+	{
+		buf_t j = BUF_INIT, m = BUF_INIT;
+		const promresp_frag_t *two[2] = {&f[0], &f[1]};
+		promresp_frag_t fm, back1;
+		extents_frag_encode_join(&j, two, 2, 600e3, 1800.5e3);
+		promresp_frag_make(&a, &merged, &fm);
+		extents_frag_encode(&m, &fm, 600e3, 1800.5e3);
+		CHECK(j.n == m.n && memcmp(j.p, m.p, j.n) == 0);
+		int64_t s, e;
+		CHECK(extents_frag_decode(&a, buf_str(&j), &back1, &s, &e) && back1.n == 3);
+		buf_release(&j);
+		buf_release(&m);
+	}
 	/* ready series cut to a part of their range are that part's answer; a series left with no point
 	 * is not in it */
 	const int64_t cuts[][2] = {{1200e3, 1800e3},   {600e3, 1200e3}, {600e3, 1800e3}, {601e3, 1799e3},
