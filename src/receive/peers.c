@@ -17,6 +17,7 @@
 #include "base/vec.h"
 #include "base/workers.h"
 #include "net/grpc_client.h"
+#include "net/grpc_pool.h"
 
 #define REMOTE_WRITE_PATH "/thanos.WriteableStore/RemoteWrite"
 #define BACKOFF_MIN_MS    100
@@ -25,6 +26,7 @@ struct peer {
 	peers_t *ps;
 	char *address;
 	grpc_channel_t *ch; /* NULL if the address is malformed (every send fails) */
+	grpc_pool_t *pool;  /* the calls made from the caller's thread (peer_call_start) */
 	char *bad_address;
 	workers_t *workers;
 	pthread_mutex_t mu;
@@ -91,6 +93,7 @@ void peers_free(peers_t *ps)
 		peer_t *p = ps->all.v[i];
 		if (p->ch)
 			grpc_channel_free(p->ch);
+		grpc_pool_free(p->pool);
 		pthread_mutex_destroy(&p->mu);
 		free(p->address);
 		free(p->bad_address);
@@ -117,7 +120,11 @@ peer_t *peers_get(peers_t *ps, const char *address)
 		                            .backoff_max_ms = ps->c.max_backoff_ms,
 		                            .tls = ps->c.tls};
 		err_t err = {0};
-		if (grpc_channel_new(&p->ch, ps->loop, address, &cc, &err) != 0) {
+		grpc_pool_config_t pc = {.compress = ps->c.compress, .tls = ps->c.tls};
+		if (grpc_channel_new(&p->ch, ps->loop, address, &cc, &err) != 0 ||
+		    grpc_pool_new(&p->pool, address, &pc, &err) != 0) {
+			if (p->ch)
+				grpc_channel_free(p->ch);
 			p->ch = NULL;
 			p->bad_address = xstrdup(err.msg);
 			log_error("hashring endpoint cannot be used", "endpoint", address, "err", err.msg);
@@ -152,7 +159,8 @@ typedef struct send_job {
 
 struct peer_call {
 	peer_t *p;
-	grpc_stream_t *st; /* NULL: failed before the call (o, err) */
+	grpc_stream_t *st;    /* on the channel, or */
+	grpc_pool_call_t *pc; /* from the caller's thread; neither: failed before the call (o, err) */
 	peer_outcome_t o;
 	err_t err;
 	uint64_t t0;
@@ -179,7 +187,7 @@ static peer_outcome_t outcome_of(const err_t *e)
 }
 
 /* body is taken. */
-static peer_call_t *call_start(peer_t *p, buf_t *body, bool framed, uint64_t deadline)
+static peer_call_t *call_start(peer_t *p, buf_t *body, bool framed, bool direct, uint64_t deadline)
 {
 	peer_call_t *c = xcalloc(1, sizeof *c);
 	c->p = p;
@@ -201,10 +209,13 @@ static peer_call_t *call_start(peer_t *p, buf_t *body, bool framed, uint64_t dea
 		        (unsigned long long)(until - now));
 	} else {
 		c->t0 = clock_mono_ns();
-		c->st = framed ? grpc_channel_call_framed(p->ch, REMOTE_WRITE_PATH, body,
-		                                          (int64_t)(deadline - now))
-		               : grpc_channel_call(p->ch, REMOTE_WRITE_PATH, body->p, body->n,
-		                                   (int64_t)(deadline - now));
+		if (direct)
+			c->pc = grpc_pool_call_start(p->pool, REMOTE_WRITE_PATH, body, deadline);
+		else
+			c->st = framed ? grpc_channel_call_framed(p->ch, REMOTE_WRITE_PATH, body,
+			                                          (int64_t)(deadline - now))
+			               : grpc_channel_call(p->ch, REMOTE_WRITE_PATH, body->p, body->n,
+			                                   (int64_t)(deadline - now));
 	}
 	buf_release(body);
 	return c;
@@ -215,13 +226,17 @@ static peer_outcome_t call_wait(peer_call_t *c, err_t *err)
 {
 	peer_t *p = c->p;
 	peer_outcome_t o = c->o;
-	if (c->st) {
+	if (c->st || c->pc) {
 		const uint8_t *m;
 		size_t n;
 		int got = 0, rc;
-		while ((rc = grpc_stream_recv(c->st, &m, &n, &c->err)) == 1)
-			got++;
-		grpc_stream_free(c->st);
+		if (c->pc) {
+			rc = grpc_pool_call_end(c->pc, &got, &c->err);
+		} else {
+			while ((rc = grpc_stream_recv(c->st, &m, &n, &c->err)) == 1)
+				got++;
+			grpc_stream_free(c->st);
+		}
 		metric_observe(p->m_dur, clock_since_s(c->t0));
 		if (rc < 0)
 			o = outcome_of(&c->err);
@@ -252,7 +267,7 @@ static void send_work(void *arg)
 {
 	send_job_t *j = arg;
 	err_t err = {0};
-	peer_outcome_t o = call_wait(call_start(j->p, &j->body, j->framed, j->deadline), &err);
+	peer_outcome_t o = call_wait(call_start(j->p, &j->body, j->framed, false, j->deadline), &err);
 	j->done(j->arg, o, o == PEER_OK ? NULL : err.msg);
 	free(j);
 }
@@ -282,7 +297,19 @@ void peer_send_framed(peer_t *p, buf_t *msg, uint64_t deadline_ms, peer_done_fn 
 
 peer_call_t *peer_call_start(peer_t *p, buf_t *msg, uint64_t deadline_ms)
 {
-	return call_start(p, msg, true, deadline_ms);
+	return call_start(p, msg, true, true, deadline_ms);
+}
+
+void peer_calls_run(peer_call_t **calls, size_t n)
+{
+	grpc_pool_call_t *v[64], **pcs = n <= 64 ? v : xmalloc(n * sizeof *pcs);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (calls[i] && calls[i]->pc)
+			pcs[k++] = calls[i]->pc;
+	grpc_pool_run(pcs, k);
+	if (pcs != v)
+		free(pcs);
 }
 
 peer_outcome_t peer_call_wait(peer_call_t *c, buf_t *msg)

@@ -70,6 +70,9 @@ void peer_send_framed(peer_t *p, buf_t *msg, uint64_t deadline_ms, peer_done_fn 
  * error message) and frees c. */
 typedef struct peer_call peer_call_t;
 peer_call_t *peer_call_start(peer_t *p, buf_t *msg, uint64_t deadline_ms);
+/* Send the started calls and wait until each has its answer or passed its deadline (they run on this
+ * thread, on connections of the peers' own, net/grpc_pool.h: no hand-off to the forwarding loop). */
+void peer_calls_run(peer_call_t **calls, size_t n);
 peer_outcome_t peer_call_wait(peer_call_t *c, buf_t *msg);
 
 /* The outcome a write's HTTP status stands for (200 -> PEER_OK, 409 -> PEER_CONFLICT, ...). */

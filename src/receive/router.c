@@ -735,6 +735,7 @@ static void dests_start(wstate_t *ws, dest_t **dests, size_t nd, bool direct, st
 static void dests_wait(wstate_t *ws, dest_t **dests, size_t nd, peer_call_t **calls)
 {
 	buf_t msg = BUF_INIT;
+	peer_calls_run(calls, nd);
 	for (size_t i = 0; i < nd; i++) {
 		if (!calls[i])
 			continue;

@@ -18,6 +18,8 @@
 
 #include "net/grpc.h"
 #include "net/grpc_client.h"
+#include "net/grpc_pool.h"
+#include "base/clock.h"
 #include "base/crc32c.h"
 
 typedef struct client {
@@ -886,6 +888,94 @@ TEST(client_survives_a_non_grpc_peer)
 	srv_stop_thread(&e);
 	listener_free(ls);
 	loop_free(l);
+}
+
+/* ---- grpc_pool: calls from the calling thread ---- */
+
+static grpc_pool_call_t *pool_call(grpc_pool_t *p, const char *path, const char *msg, bool snappy, int64_t timeout_ms)
+{
+	buf_t b = BUF_INIT;
+	buf_extend(&b, 5);
+	if (snappy)
+		grpc_snappy_encode(&b, msg, strlen(msg));
+	else
+		buf_puts(&b, msg);
+	uint8_t *h = (uint8_t *)b.p;
+	size_t n = b.n - 5;
+	h[0] = snappy;
+	h[1] = (uint8_t)(n >> 24), h[2] = (uint8_t)(n >> 16), h[3] = (uint8_t)(n >> 8), h[4] = (uint8_t)n;
+	return grpc_pool_call_start(p, path, &b, clock_mono_ms() + (uint64_t)timeout_ms);
+}
+
+static void pool_case(bool snappy)
+{
+	srv_env_t e;
+	srv_start(&e, false);
+	char target[64];
+	snprintf(target, sizeof target, "127.0.0.1:%d", e.port);
+	grpc_pool_t *p;
+	err_t err = {0};
+	grpc_pool_config_t cfg = {.compress = snappy};
+	CHECK_EQ_INT(grpc_pool_new(&p, target, &cfg, &err), 0);
+	/* two at once, then two more on the same connections */
+	for (int round = 0; round < 2; round++) {
+		grpc_pool_call_t *c[2] = {pool_call(p, "/t.S/Echo", "a", snappy, 5000),
+		                          pool_call(p, "/t.S/Echo", "bb", snappy, 5000)};
+		grpc_pool_run(c, 2);
+		for (int i = 0; i < 2; i++) {
+			int nm = -1;
+			volatile int rc = grpc_pool_call_end(c[i], &nm, &err);
+			CHECK_EQ_INT(rc, 0);
+			CHECK_EQ_INT(nm, 1);
+		}
+		CHECK_EQ_INT(grpc_pool_connects(p), 2);
+	}
+	/* a status and its message */
+	grpc_pool_call_t *c = pool_call(p, "/t.S/Fail", "x", snappy, 5000);
+	grpc_pool_run(&c, 1);
+	int nm;
+	volatile int rc = grpc_pool_call_end(c, &nm, &err);
+	CHECK_EQ_INT(rc, grpc_err_from_status(GRPC_NOT_FOUND));
+	CHECK(strstr(err.msg, "/t.S/Fail: NotFound: no such thing: 100% gone") != NULL);
+	/* a call that is never answered ends at its deadline */
+	uint64_t t0 = clock_mono_ms();
+	c = pool_call(p, "/t.S/Hang", "x", snappy, 300);
+	grpc_pool_run(&c, 1);
+	rc = grpc_pool_call_end(c, &nm, &err);
+	uint64_t took = clock_mono_ms() - t0;
+	CHECK(rc == ERR_TIMEOUT);
+	CHECK(took >= 290 && took < 3000);
+	/* the server drops the idle connections: the next calls go again on new ones, unharmed */
+	loop_post(e.loop, post_stop_listening, &e);
+	usleep(100000);
+	loop_post(e.loop, post_listen_again, &e);
+	usleep(100000);
+	uint64_t before = grpc_pool_connects(p);
+	grpc_pool_call_t *c2[2] = {pool_call(p, "/t.S/Echo", "a", snappy, 5000),
+	                           pool_call(p, "/t.S/Echo", "b", snappy, 5000)};
+	grpc_pool_run(c2, 2);
+	for (int i = 0; i < 2; i++) {
+		rc = grpc_pool_call_end(c2[i], &nm, &err);
+		CHECK_EQ_INT(rc, 0);
+		CHECK_EQ_INT(nm, 1);
+	}
+	CHECK(grpc_pool_connects(p) > before);
+	/* nothing listens: Unavailable, saying so */
+	loop_post(e.loop, post_stop_listening, &e);
+	usleep(100000);
+	c = pool_call(p, "/t.S/Echo", "a", snappy, 5000);
+	grpc_pool_run(&c, 1);
+	rc = grpc_pool_call_end(c, &nm, &err);
+	CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+	CHECK(strstr(err.msg, "connect") != NULL);
+	grpc_pool_free(p);
+	srv_free(&e);
+}
+
+TEST(pool_calls_reuse_statuses_deadline_reconnect)
+{
+	pool_case(false);
+	pool_case(true);
 }
 
 TEST_MAIN()
