@@ -25,6 +25,7 @@ struct downstream {
 	size_t ntenant;
 	int64_t timeout_ms, connect_timeout_ms;
 	httpcfg_t *tls; /* tls_config or NULL */
+	httpc_pool_t *pool; /* keep-alive connections for single calls (a refresh's one new step) */
 };
 
 static metric_t *m_retries;
@@ -63,6 +64,7 @@ int downstream_new(downstream_t **out, const downstream_config_t *c, err_t *err)
 	d->timeout_ms = c->timeout_ms ? c->timeout_ms : 2 * 60 * 1000;
 	d->connect_timeout_ms = c->connect_timeout_ms;
 	d->tls = c->tls;
+	d->pool = httpc_pool_new();
 	*out = d;
 	return 0;
 }
@@ -149,6 +151,7 @@ void downstream_free(downstream_t *d)
 	free(d->fwd);
 	free(d->tenant);
 	free(d->url);
+	httpc_pool_free(d->pool);
 	httpcfg_free(d->tls);
 	free(d);
 }
@@ -272,7 +275,12 @@ static void run_calls(downstream_t *d, http_req_t *r, ds_call_t *calls, size_t n
 			httpc_resp_init(&resps[k]);
 			errs[k] = (err_t){0};
 		}
-		httpc_do_many(rq, resps, rcs, errs, todo, parallel);
+		if (todo == 1) { /* over a kept-alive connection: no connect per refreshed panel */
+			rq[0].pool = d->pool;
+			rcs[0] = httpc_do(&rq[0], &resps[0], &errs[0]);
+		} else {
+			httpc_do_many(rq, resps, rcs, errs, todo, parallel);
+		}
 		size_t left = 0;
 		for (size_t k = 0; k < todo; k++) {
 			ds_call_t *c = &calls[idx[k]];

@@ -3,7 +3,7 @@
  * retry middleware (reference thanos.md §7.2) and the plain proxy for every other path.
  *
  * downstream_run sends a batch of calls at once (at most `parallel` in flight, one curl multi handle in
- * the calling thread) and retries each call that failed on the network or answered 5xx, up to
+ * the calling thread; a batch of one goes over a connection kept open from an earlier one) and retries each call that failed on the network or answered 5xx, up to
  * max_tries attempts in all (Thanos's --query-range.max-retries-per-request); a 4xx is an answer, never
  * retried. cortex_query_frontend_retries{tripperware} observes the attempts each call took.
  *
