@@ -40,80 +40,12 @@ static void pb_free(void *a, void *p)
 	(void)a, (void)p;
 }
 
-static ProtobufCBinaryData bin(str_t s)
-{
-	return (ProtobufCBinaryData){s.n, (uint8_t *)s.p};
-}
-
-/* Pack the response of one extent into an Any (in a). */
+/* Pack a labels or series response of one extent into an Any (in a); matrices: mx_write below. */
 static void pack_response(arena_t *a, const promresp_t *r, Thanos__Any *any)
 {
 	size_t len;
 	uint8_t *out;
-	if (r->kind == PROMRESP_MATRIX) {
-		Queryrange__PrometheusResponse pr = QUERYRANGE__PROMETHEUS_RESPONSE__INIT;
-		Queryrange__PrometheusData d = QUERYRANGE__PROMETHEUS_DATA__INIT;
-		Queryrange__PrometheusResponseStats st = QUERYRANGE__PROMETHEUS_RESPONSE_STATS__INIT;
-		Queryrange__PrometheusResponseSamplesStats ss =
-		    QUERYRANGE__PROMETHEUS_RESPONSE_SAMPLES_STATS__INIT;
-		pr.status = "success";
-		pr.data = &d;
-		d.resulttype = "matrix";
-		d.n_result = r->nseries;
-		d.result = ARENA_NEW_ARRAY(a, Queryrange__SampleStream *, r->nseries + 1);
-		for (size_t i = 0; i < r->nseries; i++) {
-			const promresp_series_t *s = &r->series[i];
-			Queryrange__SampleStream *ps = ARENA_NEW(a, Queryrange__SampleStream);
-			queryrange__sample_stream__init(ps);
-			ps->n_labels = s->ls.n;
-			ps->labels = ARENA_NEW_ARRAY(a, Queryrange__LabelPair *, s->ls.n + 1);
-			Queryrange__LabelPair *lp = ARENA_NEW_ARRAY(a, Queryrange__LabelPair, s->ls.n + 1);
-			for (size_t j = 0; j < s->ls.n; j++) {
-				queryrange__label_pair__init(&lp[j]);
-				lp[j].name = bin(s->ls.v[j].name);
-				lp[j].value = bin(s->ls.v[j].value);
-				ps->labels[j] = &lp[j];
-			}
-			ps->n_samples = s->n;
-			ps->samples = ARENA_NEW_ARRAY(a, Queryrange__Sample *, s->n + 1);
-			Queryrange__Sample *sm = ARENA_NEW_ARRAY(a, Queryrange__Sample, s->n + 1);
-			for (size_t j = 0; j < s->n; j++) {
-				queryrange__sample__init(&sm[j]);
-				sm[j].value = s->pts[j].v;
-				sm[j].timestamp_ms = s->pts[j].t;
-				ps->samples[j] = &sm[j];
-			}
-			d.result[i] = ps;
-		}
-		if (r->stats.present) {
-			d.stats = &st;
-			st.samples = &ss;
-			ss.totalqueryablesamples = r->stats.total_samples;
-			ss.peaksamples = r->stats.peak_samples;
-			ss.n_totalqueryablesamplesperstep = r->stats.nsteps;
-			ss.totalqueryablesamplesperstep =
-			    ARENA_NEW_ARRAY(a, Queryrange__PrometheusResponseQueryableSamplesStatsPerStep *,
-			                    r->stats.nsteps + 1);
-			Queryrange__PrometheusResponseQueryableSamplesStatsPerStep *ps =
-			    ARENA_NEW_ARRAY(a, Queryrange__PrometheusResponseQueryableSamplesStatsPerStep,
-			                    r->stats.nsteps + 1);
-			for (size_t j = 0; j < r->stats.nsteps; j++) {
-				queryrange__prometheus_response_queryable_samples_stats_per_step__init(
-				    &ps[j]);
-				ps[j].value = r->stats.step_n[j];
-				ps[j].timestamp_ms = r->stats.step_t[j];
-				ss.totalqueryablesamplesperstep[j] = &ps[j];
-			}
-		}
-		pr.n_warnings = r->nwarnings;
-		pr.warnings = ARENA_NEW_ARRAY(a, char *, r->nwarnings + 1);
-		for (size_t j = 0; j < r->nwarnings; j++)
-			pr.warnings[j] = arena_strndup(a, r->warnings[j].p, r->warnings[j].n);
-		len = queryrange__prometheus_response__get_packed_size(&pr);
-		out = arena_alloc(a, len + 1);
-		queryrange__prometheus_response__pack(&pr, out);
-		any->type_url = URL_RANGE;
-	} else if (r->kind == PROMRESP_LABELS) {
+	if (r->kind == PROMRESP_LABELS) {
 		Queryrange__ThanosLabelsResponse lr = QUERYRANGE__THANOS_LABELS_RESPONSE__INIT;
 		lr.status = "success";
 		lr.n_data = r->nstrings;
@@ -451,36 +383,203 @@ bool extents_decode(arena_t *a, promresp_kind_t kind, str_t value, str_t key, bo
 	return key_ok;
 }
 
+/* A matrix extent's PrometheusResponse written straight to bytes (the warm path re-encodes a piece's
+ * extents on every refresh: protobuf-c would need a message struct per sample). Fields in number order
+ * and proto3 defaults left out, as protobuf-c packs them; a sample's value is left out only when its bits
+ * are all zero (so -0 stays -0). */
+typedef struct mx_size {
+	size_t *series; /* each SampleStream */
+	size_t *labels; /* each series' first label's index in lp */
+	size_t *lp;     /* each LabelPair */
+	size_t stats;   /* PrometheusResponseSamplesStats (0: none) */
+	size_t data, resp;
+} mx_size_t;
+
+static size_t fld(size_t n) /* a length-delimited field with a one-byte tag */
+{
+	return 1 + uvarint_len(n) + n;
+}
+
+static size_t sample_size(const promresp_point_t *pt)
+{
+	uint64_t bits;
+	memcpy(&bits, &pt->v, 8);
+	return (bits ? 9 : 0) + (pt->t ? 1 + uvarint_len((uint64_t)pt->t) : 0);
+}
+
+static size_t step_size(int64_t t, int64_t n)
+{
+	return (n ? 1 + uvarint_len((uint64_t)n) : 0) + (t ? 1 + uvarint_len((uint64_t)t) : 0);
+}
+
+static void mx_measure(arena_t *a, const promresp_t *r, mx_size_t *z)
+{
+	size_t nl = 0;
+	for (size_t i = 0; i < r->nseries; i++)
+		nl += r->series[i].ls.n;
+	z->series = ARENA_NEW_ARRAY(a, size_t, r->nseries + 1);
+	z->labels = ARENA_NEW_ARRAY(a, size_t, r->nseries + 1);
+	z->lp = ARENA_NEW_ARRAY(a, size_t, nl + 1);
+	z->data = fld(6); /* ResultType "matrix" */
+	nl = 0;
+	for (size_t i = 0; i < r->nseries; i++) {
+		const promresp_series_t *s = &r->series[i];
+		size_t n = 0;
+		z->labels[i] = nl;
+		for (size_t j = 0; j < s->ls.n; j++, nl++) {
+			size_t name = s->ls.v[j].name.n, value = s->ls.v[j].value.n;
+			z->lp[nl] = (name ? fld(name) : 0) + (value ? fld(value) : 0);
+			n += fld(z->lp[nl]);
+		}
+		for (size_t j = 0; j < s->n; j++)
+			n += fld(sample_size(&s->pts[j]));
+		z->series[i] = n;
+		z->data += fld(n);
+	}
+	z->stats = 0;
+	if (r->stats.present) {
+		const promresp_stats_t *st = &r->stats;
+		size_t n = st->total_samples ? 1 + uvarint_len((uint64_t)st->total_samples) : 0;
+		for (size_t j = 0; j < st->nsteps; j++)
+			n += fld(step_size(st->step_t[j], st->step_n[j]));
+		if (st->peak_samples) /* field 1000: a two-byte tag */
+			n += 2 + uvarint_len((uint64_t)st->peak_samples);
+		z->stats = n;
+		z->data += fld(fld(n)); /* stats{samples{...}} */
+	}
+	z->resp = fld(7) + fld(z->data); /* Status "success", Data */
+	for (size_t j = 0; j < r->nwarnings; j++)
+		z->resp += fld(r->warnings[j].n);
+}
+
+typedef struct pbw {
+	uint8_t *p;
+} pbw_t;
+
+static void w_varint(pbw_t *w, uint64_t v)
+{
+	w->p += uvarint_put(w->p, v);
+}
+
+static void w_len(pbw_t *w, uint32_t field, size_t n) /* tag and length of a length-delimited field */
+{
+	w_varint(w, (uint64_t)field << 3 | 2);
+	w_varint(w, n);
+}
+
+static void w_bytes(pbw_t *w, uint32_t field, const void *p, size_t n)
+{
+	w_len(w, field, n);
+	memcpy(w->p, p, n);
+	w->p += n;
+}
+
+static void w_int(pbw_t *w, uint32_t field, int64_t v) /* proto3: 0 left out */
+{
+	if (!v)
+		return;
+	w_varint(w, (uint64_t)field << 3);
+	w_varint(w, (uint64_t)v);
+}
+
+static void mx_write(pbw_t *w, const promresp_t *r, const mx_size_t *z)
+{
+	w_bytes(w, 1, "success", 7);
+	w_len(w, 2, z->data);
+	w_bytes(w, 1, "matrix", 6);
+	for (size_t i = 0; i < r->nseries; i++) {
+		const promresp_series_t *s = &r->series[i];
+		w_len(w, 2, z->series[i]);
+		for (size_t j = 0; j < s->ls.n; j++) {
+			const label_t *l = &s->ls.v[j];
+			w_len(w, 1, z->lp[z->labels[i] + j]);
+			if (l->name.n)
+				w_bytes(w, 1, l->name.p, l->name.n);
+			if (l->value.n)
+				w_bytes(w, 2, l->value.p, l->value.n);
+		}
+		for (size_t j = 0; j < s->n; j++) {
+			const promresp_point_t *pt = &s->pts[j];
+			uint64_t bits;
+			memcpy(&bits, &pt->v, 8);
+			w_len(w, 2, sample_size(pt));
+			if (bits) {
+				*w->p++ = 1 << 3 | 1;
+				memcpy(w->p, &bits, 8); /* little-endian hosts only (x86-64, arm64) */
+				w->p += 8;
+			}
+			w_int(w, 2, pt->t);
+		}
+	}
+	if (r->stats.present) {
+		const promresp_stats_t *st = &r->stats;
+		w_len(w, 3, fld(z->stats));
+		w_len(w, 1, z->stats);
+		w_int(w, 1, st->total_samples);
+		for (size_t j = 0; j < st->nsteps; j++) {
+			w_len(w, 2, step_size(st->step_t[j], st->step_n[j]));
+			w_int(w, 1, st->step_n[j]);
+			w_int(w, 2, st->step_t[j]);
+		}
+		w_int(w, 1000, st->peak_samples);
+	}
+	for (size_t j = 0; j < r->nwarnings; j++)
+		w_bytes(w, 6, r->warnings[j].p, r->warnings[j].n);
+}
+
 void extents_encode(buf_t *out, str_t key, const extents_t *ex, bool snappy)
 {
 	arena_t a;
 	arena_init(&a, 64 * 1024);
-	Queryrange__CachedResponse cr = QUERYRANGE__CACHED_RESPONSE__INIT;
-	cr.key = arena_strndup(&a, key.p, key.n);
-	cr.n_extents = ex->n;
-	cr.extents = ARENA_NEW_ARRAY(&a, Queryrange__Extent *, ex->n + 1);
+	/* CachedResponse{key = 1, extents = 2: Extent{start = 1, end = 2, response = 5: Any{type_url = 1,
+	 * value = 2}}}: sizes first, then everything written in one pass */
+	mx_size_t *mz = ARENA_NEW_ARRAY(&a, mx_size_t, ex->n + 1);
+	Thanos__Any *other = ARENA_NEW_ARRAY(&a, Thanos__Any, ex->n + 1);
+	size_t *any = ARENA_NEW_ARRAY(&a, size_t, ex->n + 1), *ext = ARENA_NEW_ARRAY(&a, size_t, ex->n + 1);
+	size_t len = key.n ? fld(key.n) : 0;
 	for (size_t i = 0; i < ex->n; i++) {
-		Queryrange__Extent *e = ARENA_NEW(&a, Queryrange__Extent);
-		queryrange__extent__init(e);
-		e->start = ex->v[i].start;
-		e->end = ex->v[i].end;
-		e->response = ARENA_NEW(&a, Thanos__Any);
-		thanos__any__init(e->response);
-		pack_response(&a, &ex->v[i].resp, e->response);
-		cr.extents[i] = e;
+		const extent_t *e = &ex->v[i];
+		if (e->resp.kind == PROMRESP_MATRIX) {
+			mx_measure(&a, &e->resp, &mz[i]);
+			any[i] = fld(strlen(URL_RANGE)) + fld(mz[i].resp);
+		} else {
+			thanos__any__init(&other[i]);
+			pack_response(&a, &e->resp, &other[i]);
+			any[i] = fld(strlen(other[i].type_url)) + (other[i].value.len ? fld(other[i].value.len) : 0);
+		}
+		ext[i] = (e->start ? 1 + uvarint_len((uint64_t)e->start) : 0) +
+		         (e->end ? 1 + uvarint_len((uint64_t)e->end) : 0) + fld(any[i]);
+		len += fld(ext[i]);
 	}
-	size_t len = queryrange__cached_response__get_packed_size(&cr);
+	uint8_t *raw = snappy ? arena_alloc(&a, len + 1) : NULL;
 	buf_reset(out);
+	pbw_t w = {snappy ? raw : (uint8_t *)buf_extend(out, len)};
+	const uint8_t *begin = w.p;
+	if (key.n)
+		w_bytes(&w, 1, key.p, key.n);
+	for (size_t i = 0; i < ex->n; i++) {
+		const extent_t *e = &ex->v[i];
+		w_len(&w, 2, ext[i]);
+		w_int(&w, 1, e->start);
+		w_int(&w, 2, e->end);
+		w_len(&w, 5, any[i]);
+		if (e->resp.kind == PROMRESP_MATRIX) {
+			w_bytes(&w, 1, URL_RANGE, strlen(URL_RANGE));
+			w_len(&w, 2, mz[i].resp);
+			mx_write(&w, &e->resp, &mz[i]);
+		} else {
+			w_bytes(&w, 1, other[i].type_url, strlen(other[i].type_url));
+			if (other[i].value.len)
+				w_bytes(&w, 2, other[i].value.data, other[i].value.len);
+		}
+	}
+	BUG_ON((size_t)(w.p - begin) != len);
 	if (snappy) {
-		uint8_t *raw = arena_alloc(&a, len + 1);
-		queryrange__cached_response__pack(&cr, raw);
 		size_t clen = snappy_max_compressed_length(len);
 		char *dst = buf_extend(out, clen);
 		if (snappy_compress((const char *)raw, len, dst, &clen) != SNAPPY_OK)
 			die("snappy_compress failed");
 		buf_truncate(out, clen);
-	} else {
-		queryrange__cached_response__pack(&cr, (uint8_t *)buf_extend(out, len));
 	}
 	arena_release(&a);
 }

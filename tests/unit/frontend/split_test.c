@@ -1,11 +1,14 @@
 /*
  * split_test.c — range/labels splitting, `@` resolution, response merge/cut/encode and cache extents.
  */
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "frontend/extents.h"
 #include "frontend/promresp.h"
 #include "frontend/split.h"
+#include "queryrange.pb-c.h"
 #include "test.h"
 
 #define H     (3600 * 1000LL)
@@ -144,6 +147,49 @@ TEST(extents_roundtrip_partition_merge_trim)
 	CHECK(merged.n == 1 && merged.v[0].start == 600000 && merged.v[0].end == 3000000);
 	extents_trim(&a, &merged, 1500000, 600000);
 	CHECK(merged.n == 1 && merged.v[0].end == 1200000 && merged.v[0].resp.series[0].n == 2);
+	arena_release(&a);
+}
+
+/* The matrix encoder writes what protobuf-c would pack (protobuf-c reads it and packs it back to the
+ * same bytes), except that a -0 value keeps its sign. */
+TEST(extents_encode_is_protobuf)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	label_t l1[] = {{STR("__name__"), STR("up")}, {STR("job"), STR("")}}, l2[] = {{STR("x"), STR("")}};
+	promresp_point_t p1[] = {{-1500, 1.5}, {0, 0}, {600000, -2e300}, {1200000, 1.0 / 0.0}},
+	                 p2[] = {{600000, 7}, {1u << 31, 0.1}};
+	promresp_series_t series[] = {{{l1, 2}, p1, 4}, {{l2, 1}, p2, 2}};
+	int64_t st[] = {0, 600000, 1200000}, sn[] = {3, 0, 300};
+	str_t warn[] = {STR("w1"), STR("")};
+	promresp_t r = {.kind = PROMRESP_MATRIX, .series = series, .nseries = 2, .warnings = warn, .nwarnings = 2};
+	r.stats = (promresp_stats_t){.present = true, .per_step = true, .total_samples = 303,
+	                             .peak_samples = 70000, .step_t = st, .step_n = sn, .nsteps = 3};
+	promresp_t bare = {.kind = PROMRESP_MATRIX, .series = series, .nseries = 1};
+	extent_t e[] = {{0, 1200000, r}, {1800000, 1800000, bare}, {2400000, 2400000, bare}};
+	extents_t ex = {e, 3}, back;
+	buf_t v = BUF_INIT;
+	extents_encode(&v, STR("fe:k"), &ex, false);
+	Queryrange__CachedResponse *cr = queryrange__cached_response__unpack(NULL, v.n, (uint8_t *)v.p);
+	CHECK(cr != NULL && cr->n_extents == 3);
+	size_t n = queryrange__cached_response__get_packed_size(cr);
+	uint8_t *again = malloc(n);
+	queryrange__cached_response__pack(cr, again);
+	CHECK(n == v.n && memcmp(again, v.p, n) == 0);
+	free(again);
+	queryrange__cached_response__free_unpacked(cr, NULL);
+	CHECK(extents_decode(&a, PROMRESP_MATRIX, buf_str(&v), STR("fe:k"), false, &back) && back.n == 3);
+	const promresp_t *b = &back.v[0].resp;
+	CHECK(b->nseries == 2 && b->series[0].n == 4 && b->series[0].ls.n == 1 && b->series[1].ls.n == 0 && b->series[0].pts[0].t == -1500 &&
+	      b->series[0].pts[2].v == -2e300 && b->series[1].pts[1].t == 1u << 31);
+	CHECK(b->stats.present && b->stats.nsteps == 3 && b->stats.step_n[2] == 300 &&
+	      b->stats.peak_samples == 70000 && b->nwarnings == 2 && str_eq_c(b->warnings[0], "w1"));
+	/* -0 stays -0 */
+	p1[1].v = -0.0;
+	extents_encode(&v, STR("fe:k"), &ex, true);
+	CHECK(extents_decode(&a, PROMRESP_MATRIX, buf_str(&v), STR("fe:k"), true, &back));
+	CHECK(back.v[0].resp.series[0].pts[1].v == 0 && signbit(back.v[0].resp.series[0].pts[1].v));
+	buf_release(&v);
 	arena_release(&a);
 }
 
