@@ -120,7 +120,8 @@ peer_t *peers_get(peers_t *ps, const char *address)
 		                            .backoff_max_ms = ps->c.max_backoff_ms,
 		                            .tls = ps->c.tls};
 		err_t err = {0};
-		grpc_pool_config_t pc = {.compress = ps->c.compress, .tls = ps->c.tls};
+		/* idle connections: as many as writes forward at once (16 HTTP + 8 gRPC workers) */
+		grpc_pool_config_t pc = {.compress = ps->c.compress, .tls = ps->c.tls, .max_idle = 32};
 		if (grpc_channel_new(&p->ch, ps->loop, address, &cc, &err) != 0 ||
 		    grpc_pool_new(&p->pool, address, &pc, &err) != 0) {
 			if (p->ch)

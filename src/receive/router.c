@@ -16,6 +16,7 @@
 #include "base/workers.h"
 #include "net/grpc.h"
 
+#define XXH_INLINE_ALL /* the series hash inlined: XXH64 of a ~150-byte key is mostly call and setup */
 #include <xxhash.h>
 
 typedef struct rings_ref {
