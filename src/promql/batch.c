@@ -42,8 +42,8 @@ typedef struct rb {
 	const promql_opts_t *o;
 	range_kernel_fn kfn;
 	const void *kctx;
-	range_kernel_fn kfn_weights; /* for aggregate series decoded with count weights (count_over_time) */
-	const char *func;            /* the select hint: which aggregate view decodes aggregate chunks */
+	rb_aggr_t aggr;   /* how series with aggregate chunks are read (zero: like raw ones) */
+	const char *func; /* the select hint: which aggregate view decodes aggregate chunks */
 	int64_t mint, maxt;
 	rb_item_t *items;
 	size_t n, cap;
@@ -170,20 +170,28 @@ static void rb_task(void *arg, size_t ti)
 		const int64_t *t = it->t;
 		const double *v = it->v;
 		size_t n = it->n;
-		range_kernel_fn kfn = it->aggr && b->kfn_weights ? b->kfn_weights : b->kfn;
+		range_kernel_fn kfn = it->aggr && b->aggr.kfn ? b->aggr.kfn : b->kfn;
 		if (it->chks) {
-			int64_t got = it->aggr
-			                  ? b->o->decode_aggr_chunks(it->chks, it->nchks, b->mint, b->maxt,
-			                                             b->func, b->kfn_weights != NULL, &sc->t,
-			                                             &sc->v, &sc->cap, &sc->err)
-			                  : b->o->decode_chunks(it->chks, it->nchks, b->mint, b->maxt, &sc->t,
-			                                        &sc->v, &sc->cap, &sc->err);
+			bool lead = it->aggr && b->aggr.lead;
+			int64_t got = it->aggr ? b->o->decode_aggr_chunks(it->chks, it->nchks,
+			                                                  lead ? INT64_MIN : b->mint, b->maxt,
+			                                                  b->func, b->aggr.count_weights,
+			                                                  &sc->t, &sc->v, &sc->cap, &sc->err)
+			                       : b->o->decode_chunks(it->chks, it->nchks, b->mint, b->maxt,
+			                                             &sc->t, &sc->v, &sc->cap, &sc->err);
 			if (got < 0) {
 				sc->rc = (int)got;
 				sc->bad = i;
 				return;
 			}
-			n = rb_trim(sc->t, sc->v, (size_t)got, b->mint, b->maxt, b->drop_stale);
+			int64_t mint = b->mint;
+			if (lead) /* the last point before the range stays (decoded samples are in order) */
+				for (int64_t j = got - 1; j >= 0; j--)
+					if (sc->t[j] < b->mint) {
+						mint = sc->t[j];
+						break;
+					}
+			n = rb_trim(sc->t, sc->v, (size_t)got, mint, b->maxt, b->drop_stale);
 			t = sc->t;
 			v = sc->v;
 		}
@@ -311,18 +319,18 @@ static bool rb_any_aggr(const chunk_t *c, int n)
 
 /* Select vs over [mint, maxt] and run kfn over every series in batches, feeding sink in order. wref: a
  * range function's window ends per step (its windows are counted for stats), NULL for an instant
- * selector. kfn_weights (optional): the kernel for series with aggregate chunks, which are then decoded
- * with count weights (see promql_opts_t.decode_aggr_chunks). */
+ * selector. aggr (optional): how series with aggregate chunks are read (rb_aggr_t). */
 static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range,
                    const int64_t *wref, const char *func, bool drop_stale, range_kernel_fn kfn,
-                   range_kernel_fn kfn_weights, const void *kctx, range_sink_fn sink, void *sctx)
+                   const rb_aggr_t *aggr, const void *kctx, range_sink_fn sink, void *sctx)
 {
 	size_t ns = ev->nsteps;
 	rb_t *b = ev_zalloc(ev, sizeof *b);
 	b->ev = ev;
 	b->o = ev->o;
 	b->kfn = kfn;
-	b->kfn_weights = kfn_weights;
+	if (aggr)
+		b->aggr = *aggr;
 	b->func = func;
 	b->kctx = kctx;
 	b->mint = mint;
@@ -381,8 +389,15 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 			 * set keeps those until it is closed, which is after the last flush) */
 			chunk_t *cc = arena_alloc(&b->ba, ((size_t)nc + 1) * sizeof(chunk_t));
 			size_t k = 0;
+			/* with aggr.lead also the chunk(s) ending last before the range (its last point) */
+			int64_t from = b->mint;
+			if (it->aggr && b->aggr.lead)
+				for (int j = 0; j < nc; j++)
+					if (chks[j].maxt < b->mint &&
+					    (from == b->mint || chks[j].maxt > from))
+						from = chks[j].maxt;
 			for (int j = 0; j < nc; j++) {
-				if (chks[j].maxt < b->mint || chks[j].mint > b->maxt)
+				if (chks[j].maxt < from || chks[j].mint > b->maxt)
 					continue;
 				cc[k] = chks[j];
 				if (!stable) {
@@ -415,7 +430,7 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 }
 
 void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, range_kernel_fn kfn,
-                        range_kernel_fn kfn_weights, const void *kctx, range_sink_fn sink, void *sctx,
+                        const rb_aggr_t *aggr, const void *kctx, range_sink_fn sink, void *sctx,
                         int64_t *range, int64_t *ref)
 {
 	m = expr_unparen(m);
@@ -424,7 +439,7 @@ void eval_range_batched(ev_t *ev, const promql_expr_t *m, const char *func, rang
 	int64_t mint, maxt;
 	if (!ev_matrix_window(ev, m, range, ref, &mint, &maxt))
 		return;
-	rb_run(ev, m->u.ms.vs, mint, maxt, *range, ref, func, true, kfn, kfn_weights, kctx, sink, sctx);
+	rb_run(ev, m->u.ms.vs, mint, maxt, *range, ref, func, true, kfn, aggr, kctx, sink, sctx);
 }
 
 /* Instant selector kernel: per step the newest sample within the lookback window, absent if stale. */

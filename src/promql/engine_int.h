@@ -231,10 +231,17 @@ typedef struct vs_collect {
 	size_t n, cap;
 } vs_collect_t;
 void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts);
-/* kfn_weights (optional): the kernel for downsampled series, whose aggregate chunks are then decoded with
- * count weights (promql_opts_t.decode_aggr_chunks; count_over_time sums them). */
+/* How a range function reads downsampled series (with aggregate chunks, decoded through
+ * promql_opts_t.decode_aggr_chunks); NULL or zero: like raw series. */
+typedef struct rb_aggr {
+	range_kernel_fn kfn; /* the kernel for such series (NULL: the raw one) */
+	bool count_weights;  /* the count view decoded with count weights (count_over_time sums them) */
+	/* keep the series' last point before the selected range too (the kernel sees it before the first
+	 * window's samples): rate/increase read the counter at the range start from it */
+	bool lead;
+} rb_aggr_t;
 void eval_range_batched(ev_t *ev, const promql_expr_t *ms, const char *func, range_kernel_fn kfn,
-                        range_kernel_fn kfn_weights, const void *kctx, range_sink_fn sink, void *sctx,
+                        const rb_aggr_t *aggr, const void *kctx, range_sink_fn sink, void *sctx,
                         int64_t *range, int64_t *ref);
 /* If call is a range function that the batched path can evaluate (thread-safe kernel, plain matrix
  * selector argument; with need_unique_names also one that cannot produce two equal output label sets),

@@ -542,6 +542,93 @@ static void rate_kernel_steps(const void *kctx, const int64_t *t, const double *
 	ro->maxwin = maxwin;
 }
 
+/* rate / increase of a downsampled series, read through the counter view (thanos.md §4.4: a monotonic
+ * counter, one point per aggregate window stamped at the window's end, 1 ms before the next window
+ * starts; a chunk's last one at its last raw sample). The first point inside a range is the counter at
+ * the end of the range's first window, up to one resolution step after the range start: Prometheus's
+ * extrapolation from it (what Thanos answers) stretches 54-55 minutes of a [1h] range over 5m data to
+ * 60 and misses what the counter did in that window (a burst, a reset). The point before the range
+ * (the previous window's end; the batch keeps it, rb_aggr_t.lead) holds the counter where the range
+ * starts. So the counter at the range start is interpolated between that point and the first inside
+ * (at a range start on a window boundary: the point's value, 1 ms away), and the increase runs from it
+ * as from a sample at the range start, with Prometheus's extrapolation at the end only. Used when the
+ * point before is no further from the first inside than 1.1 times the average spacing inside (the
+ * series has no gap there: Prometheus's own threshold; the first or last step inside when larger);
+ * otherwise, and when a point sits at the range start, the window is computed as Prometheus computes
+ * raw data. Raw series never come here. */
+static bool lead_rate(const int64_t *t, const double *v, size_t lo, size_t hi, int64_t rstart, int64_t rend,
+                      int64_t range, bool rate, double *out)
+{
+	size_t w = hi - lo;
+	if (w < 2 || lo == 0 || t[lo] <= rstart || t[lo - 1] >= rstart || v[lo] < v[lo - 1])
+		return false;
+	/* the spacing inside: the average, or the first or last step when larger (a chunk's last point sits
+	 * at its last raw sample and the next chunk's first at its first raw sample: two points close
+	 * together) */
+	double space = (double)(t[hi - 1] - t[lo]) / (double)(w - 1);
+	if ((double)(t[lo + 1] - t[lo]) > space)
+		space = (double)(t[lo + 1] - t[lo]);
+	if ((double)(t[hi - 1] - t[hi - 2]) > space)
+		space = (double)(t[hi - 1] - t[hi - 2]);
+	double gap = (double)(t[lo] - t[lo - 1]);
+	if (!(gap <= space * 1.1))
+		return false;
+	double v0 = v[lo - 1] + (v[lo] - v[lo - 1]) * ((double)(rstart - t[lo - 1]) / gap);
+	double result = v[hi - 1] - v0, prev = v0;
+	for (size_t j = lo; j < hi; j++) { /* the counter view is monotonic; a drop is a reset all the same */
+		if (v[j] < prev)
+			result += prev;
+		prev = v[j];
+	}
+	double sampled = (double)(t[hi - 1] - rstart) / 1000;
+	double to_end = (double)(rend - t[hi - 1]) / 1000;
+	double avg = sampled / (double)w; /* w + 1 samples with the one at the range start */
+	double ext = sampled + (to_end < avg * 1.1 ? to_end : avg / 2);
+	double factor = ext / sampled;
+	if (rate)
+		factor /= (double)range / 1000;
+	*out = result * factor;
+	return true;
+}
+
+static void rate_aggr_kernel_steps(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
+                                   uint8_t *ok, rk_out_t *ro)
+{
+	const rctx_t *c = kctx;
+	bool rate = c->k == F_RATE;
+	size_t lo = 0, hi = 0, maxwin = 0, cnt = 0, work = 0;
+	ro->lastwin = 0;
+	ro->stopped = false;
+	for (size_t i = 0; i < c->nsteps; i++) {
+		int64_t rend = c->ref[i], rstart = rend - c->range;
+		if (i > 0 && rend < c->ref[i - 1])
+			lo = hi = 0;
+		while (hi < n && t[hi] <= rend)
+			hi++;
+		while (lo < hi && t[lo] < rstart)
+			lo++;
+		size_t w = hi - lo;
+		if (w > maxwin)
+			maxwin = w;
+		ro->lastwin = w;
+		work += w + 1;
+		if (work >= EV_POLL_WORK) {
+			work = 0;
+			if (c->poll && ev_stop_requested(c->poll)) {
+				memset(ok + i, 0, c->nsteps - i);
+				ro->stopped = true;
+				break;
+			}
+		}
+		ok[i] =
+		    lead_rate(t, v, lo, hi, rstart, rend, c->range, rate, &out[i]) ||
+		    extrapolated_rate(t + lo, v + lo, w, rstart, rend, c->range, true, rate, &out[i], false);
+		cnt += ok[i];
+	}
+	ro->npts = cnt;
+	ro->maxwin = maxwin;
+}
+
 /* min/max/sum/avg/stddev/stdvar_over_time over every step of one series.
  *
  * min and max: a sliding-window extremum (a deque of the indices of non-NaN samples whose values do
@@ -978,8 +1065,12 @@ static void run_batched(ev_t *ev, const promql_expr_t *e, enum fkind k, const pr
 			      : ot_kind(k)						     ? overtime_kernel_steps
 			      : k == F_DERIV || k == F_PREDICT_LINEAR			     ? linreg_kernel_steps
 											     : range_kernel_steps;
-	eval_range_batched(ev, m, c->fname, kfn, k == F_COUNT_OT ? count_weights_kernel_steps : NULL, c, sink,
-	                   sctx, &c->range, c->ref);
+	static const rb_aggr_t count_aggr = {count_weights_kernel_steps, true, false};
+	static const rb_aggr_t counter_aggr = {rate_aggr_kernel_steps, false, true};
+	const rb_aggr_t *aggr = k == F_COUNT_OT                  ? &count_aggr
+	                        : k == F_RATE || k == F_INCREASE ? &counter_aggr
+	                                                         : NULL;
+	eval_range_batched(ev, m, c->fname, kfn, aggr, c, sink, sctx, &c->range, c->ref);
 	ev->at_shift = false;
 }
 

@@ -3,6 +3,7 @@
  */
 #include "query/queryable.h"
 
+#include <stdint.h>
 #include <string.h>
 
 typedef struct wset {
@@ -108,6 +109,12 @@ static int q_select(queryable_t *base, arena_t *a, const matcher_t *ms, size_t n
 	if (res > 0) {
 		req.max_resolution = res;
 		req.aggregates = store_aggregates_for_func(req.func);
+		/* rate/increase over downsampled data read the counter at the range start from the aggregate
+		 * point before it (promql's rb_aggr_t.lead): at most one resolution step earlier */
+		if (hints && hints->range > 0 && req.func &&
+		    (!strcmp(req.func, "rate") || !strcmp(req.func, "increase")) &&
+		    req.mint >= INT64_MIN + res)
+			req.mint -= res;
 	}
 	series_set_t *in;
 	int rc = store_series(q->store, a, &req, &in, err);
