@@ -10,6 +10,8 @@
 #            much of the CPU a process gets: Prometheus replays on many goroutines, Strata on fewer).
 # Sizes: SERIES (default 100000), ROUNDS (default 40), CONCURRENCY (default 8). The issue's full
 # setting is SERIES=1000000 ROUNDS=480 (Prometheus then needs about an hour of CPU on 2 cores).
+# STRATA_ONLY=1 runs only the receiver (Prometheus at 1M x 480 needs an hour of CPU: compare it at a
+# smaller scale), SKIP_RESTART=1 skips the kill -9 / replay part.
 # Results: RESULT lines for bench/run. Check `uptime` first: other load skews CPU-second figures less
 # than wall-clock ones, but it still does.
 set -u
@@ -66,11 +68,19 @@ run() { # name start_fn
 	c2=$(cpu_s "$PID")
 	local rss
 	rss=$(rss_kb "$PID")
+	grep -E 'VmHWM|RssAnon|RssFile' "/proc/$PID/status" | tr -s ' \t' ' ' | tr '\n' ' '
+	echo
 	local samples=$((N * (R - 1)))
 	eval "${name}_create=\$(echo \"$N / ($c1 - $c0 + 0.001)\" | bc -l)"
 	eval "${name}_ingest=\$(echo \"$samples / ($c2 - $c1 + 0.001)\" | bc -l)"
 	eval "${name}_bps=\$(echo \"$rss * 1024 / $N\" | bc -l)"
 	echo "$name: create ${N} series: $(echo "$c1 - $c0" | bc) CPU-s; ingest $samples samples: $(echo "$c2 - $c1" | bc) CPU-s; RSS ${rss} KiB"
+	if [ -n "${SKIP_RESTART:-}" ]; then
+		eval "${name}_restart=0 ${name}_restart_cpu=0"
+		kill -9 "$PID"
+		wait "$PID" 2>/dev/null
+		return
+	fi
 	# restart: kill -9, time until ready
 	kill -9 "$PID"
 	wait "$PID" 2>/dev/null
@@ -85,6 +95,14 @@ run() { # name start_fn
 
 echo "load: $N series x 8 labels, $R rounds of one 15s sample, requests of 2000 samples, $C connections ($(uptime))"
 run strata start_strata
+if [ -n "${STRATA_ONLY:-}" ]; then
+	replay=$(grep -o 'wal_replay_seconds=[0-9.]*' "$TMP/strata.log" | tail -1 | cut -d= -f2)
+	printf 'RESULT receive_ingest_strata %.0f samples/cpu-s %s series\n' "$strata_ingest" "$N"
+	printf 'RESULT receive_bytes_per_series_strata %.0f bytes RSS after %s samples each\n' "$strata_bps" "$R"
+	[ -z "${SKIP_RESTART:-}" ] && printf 'RESULT receive_restart_strata %.2f s to ready after kill -9 (WAL replay %s s, %.2f CPU-s)\n' "$strata_restart" "$replay" "$strata_restart_cpu"
+	printf 'RESULT receive_loadgen %s\n' "$(grep -o 'loadgen_samples_per_cpu_s=[0-9]*' "$TMP/strata.lg1")"
+	exit 0
+fi
 run prom start_prom
 replay=$(grep -o 'wal_replay_seconds=[0-9.]*' "$TMP/strata.log" | tail -1 | cut -d= -f2)
 printf 'RESULT receive_ingest_strata %.0f samples/cpu-s %s series\n' "$strata_ingest" "$N"

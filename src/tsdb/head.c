@@ -222,8 +222,8 @@ static uint32_t sym_intern(head_t *h, str_t s)
 		id = (uint32_t)pvec_push(&h->syms);
 	}
 	hsym_t *y = head_sym(h, id);
-	y->p = xmemdup(s.n ? s.p : "", s.n + 1);
-	y->p[s.n] = 0;
+	y->p = hslab_alloc(&h->slab, s.n + 1);
+	memcpy(y->p, s.p, s.n);
 	y->len = (uint32_t)s.n;
 	y->refs = 0;
 	htab_put(&h->sym_tab, str_hash32(s), id);
@@ -237,7 +237,7 @@ static void sym_unref(head_t *h, uint32_t id)
 	if (--y->refs)
 		return;
 	htab_del(&h->sym_tab, str_hash32(str_from(y->p, y->len)), id);
-	free(y->p);
+	hslab_free(&h->slab, y->p, (size_t)y->len + 1);
 	y->p = NULL;
 	y->len = 0;
 	VEC_PUSH(&h->free_syms, id);
@@ -454,7 +454,7 @@ hseries_t *head_series_create(head_t *h, const labels_t *ls, const uint64_t key[
 	if (id >= h->next_id)
 		h->next_id = id + 1;
 	BUG_ON(ls->n > UINT16_MAX);
-	hseries_t *s = xcalloc(1, sizeof *s + ls->n * sizeof(uint32_t));
+	hseries_t *s = hslab_alloc(&h->slab, head_series_size(ls->n));
 	s->key[0] = key[0];
 	s->key[1] = key[1];
 	s->id = id;
@@ -497,6 +497,15 @@ hseries_t *head_series_create(head_t *h, const labels_t *ls, const uint64_t key[
 	return s;
 }
 
+void head_series_free(head_t *h, hseries_t *s)
+{
+	xor_app_release(&s->app, &h->slab);
+	hslab_free(&h->slab, s->mm, s->nmm * sizeof(hchunk_t));
+	head_ooo_drop(s, false);
+	head_ooo_drop(s, true);
+	hslab_free(&h->slab, s, head_series_size(s->nlabels));
+}
+
 str_t head_series_metric_name(const head_t *h, const hseries_t *s)
 {
 	for (uint16_t i = 0; i < s->nlabels; i++) {
@@ -532,11 +541,8 @@ static int series_mmap_open_chunk(head_t *h, hseries_t *s, err_t *err)
 	int rc = headchunks_write(h->hc, s->id, s->cmint, s->app.t, CHUNK_ENC_XOR, p, len, &ref, err);
 	if (rc)
 		return rc;
-	if (s->nmm == s->capmm) {
-		BUG_ON(s->capmm >= UINT16_MAX / 2);
-		s->capmm = s->capmm ? (uint16_t)(s->capmm * 2) : 4;
-		s->mm = xreallocarray(s->mm, s->capmm, sizeof(hchunk_t));
-	}
+	BUG_ON(s->nmm >= UINT16_MAX / 2);
+	s->mm = hslab_resize(&h->slab, s->mm, s->nmm * sizeof(hchunk_t), (s->nmm + 1u) * sizeof(hchunk_t));
 	s->mm[s->nmm++] = (hchunk_t){s->cmint, s->app.t, ref};
 	metric_inc(h->m_chunks_created);
 	return 0;
@@ -548,19 +554,25 @@ int head_series_append(head_t *h, hseries_t *s, int64_t t, double v, err_t *err)
 	if (s->app.num) {
 		int num = s->app.num;
 		if (num == XOR_SAMPLES_PER_CHUNK / 4)
-			s->next_at = chunk_end_time(s->cmint, s->app.t, s->next_at);
-		if (t >= s->next_at || num >= 2 * XOR_SAMPLES_PER_CHUNK) {
+			s->next_off =
+			    (uint32_t)(chunk_end_time(s->cmint, s->app.t, s->cmint + s->next_off) - s->cmint);
+		if (t - s->cmint >= s->next_off || num >= 2 * XOR_SAMPLES_PER_CHUNK) {
 			int rc = series_mmap_open_chunk(h, s, err);
 			if (rc)
 				return rc;
-			xor_app_reset(&s->app);
+			/* its bytes are on disk; the next chunk's buffer starts small */
+			xor_app_release(&s->app, &h->slab);
 		}
 	}
 	if (!s->app.num) {
 		s->cmint = t;
-		s->next_at = range_for_ts(t, h->o.chunk_range);
+		/* a chunk also ends before its span reaches what xor_app_t holds (only a chunk range over
+		 * 24 days gets there) */
+		int64_t off = range_for_ts(t, h->o.chunk_range) - t;
+		s->next_off =
+		    off > (int64_t)XOR_APP_MAX_DELTA ? (uint32_t)XOR_APP_MAX_DELTA + 1 : (uint32_t)off;
 	}
-	xor_app_append(&s->app, t, v);
+	xor_app_append(&s->app, &h->slab, t, v);
 	return 0;
 }
 
@@ -618,9 +630,11 @@ static int ooo_has(const hooo_t *o, int64_t t, double v)
 	return memcmp(&o->v[i], &v, 8) == 0 ? 1 : -1;
 }
 
-/* Insert (stripe held); false if the timestamp is already held. */
-bool head_ooo_insert(hooo_t **op, int64_t t, double v)
+bool head_ooo_insert(hseries_t *s, bool cut, int64_t t, double v)
 {
+	if (!s->ooo)
+		s->ooo = xcalloc(1, sizeof *s->ooo);
+	hooo_t **op = cut ? &s->ooo->cut : &s->ooo->cur;
 	hooo_t *o = *op;
 	if (!o)
 		o = *op = xcalloc(1, sizeof *o);
@@ -640,13 +654,26 @@ bool head_ooo_insert(hooo_t **op, int64_t t, double v)
 	return true;
 }
 
-void head_ooo_free(hooo_t *o)
+static void ooo_free(hooo_t *o)
 {
 	if (!o)
 		return;
 	free(o->t);
 	free(o->v);
 	free(o);
+}
+
+void head_ooo_drop(hseries_t *s, bool cut)
+{
+	if (!s->ooo)
+		return;
+	hooo_t **op = cut ? &s->ooo->cut : &s->ooo->cur;
+	ooo_free(*op);
+	*op = NULL;
+	if (!s->ooo->cur && !s->ooo->cut) {
+		free(s->ooo);
+		s->ooo = NULL;
+	}
 }
 
 /* ---- commits ---- */
@@ -757,7 +784,8 @@ static void judge(head_t *h, const judge_ctx_t *c, head_input_t *x, hseries_t *s
 			if (sb != bits)
 				verdict = HEAD_DUPLICATE; /* a stored sample sent again: fine if identical */
 		} else if (h->o.ooo_window > 0 && c->hmaxt != INT64_MIN && t >= c->hmaxt - h->o.ooo_window) {
-			if (s && (ooo_has(s->ooo, t, x->v[j]) < 0 || ooo_has(s->ooo_cut, t, x->v[j]) < 0))
+			if (s && (ooo_has(head_ooo_cur(s), t, x->v[j]) < 0 ||
+			          ooo_has(head_ooo_cut(s), t, x->v[j]) < 0))
 				verdict = HEAD_DUPLICATE;
 			kind[j] = K_OOO;
 		} else if (h->o.ooo_window > 0) {
@@ -794,8 +822,8 @@ static int apply(head_t *h, head_input_t *x, hseries_t *s, int64_t *mint, int64_
 			if (t > *maxt)
 				*maxt = t;
 			x->appended++;
-		} else if (kind[j] == K_OOO && ooo_has(s->ooo_cut, t, v) == 0 &&
-		           head_ooo_insert(&s->ooo, t, v)) {
+		} else if (kind[j] == K_OOO && ooo_has(head_ooo_cut(s), t, v) == 0 &&
+		           head_ooo_insert(s, false, t, v)) {
 			VEC_PUSH(&h->app_ooo, ((walrec_sample_t){s->id, t, v}));
 			atomic_fetch_add(&h->ooo_samples, 1);
 			x->appended++;
@@ -1111,11 +1139,7 @@ static void remove_series(head_t *h, const uint64_t *dead, size_t ndead)
 			bit_set(dirty, s->pairs[k]);
 		htab_del(&h->series_tab, (uint32_t)s->key[0], id);
 		series_put(h, id, NULL);
-		xor_app_release(&s->app);
-		free(s->mm);
-		head_ooo_free(s->ooo);
-		head_ooo_free(s->ooo_cut);
-		free(s);
+		head_series_free(h, s);
 	}
 	h->all.n = keep;
 	uint64_t *dirty_names = xcalloc(h->syms.n / 64 + 1, sizeof(uint64_t));
@@ -1179,15 +1203,13 @@ int head_truncate(head_t *h, int64_t mint, err_t *err)
 			k++;
 		if (k) {
 			memmove(s->mm, s->mm + k, (size_t)(s->nmm - k) * sizeof(hchunk_t));
+			s->mm = hslab_resize(&h->slab, s->mm, s->nmm * sizeof(hchunk_t),
+			                     (size_t)(s->nmm - k) * sizeof(hchunk_t));
 			s->nmm = (uint16_t)(s->nmm - k);
 		}
-		if (!s->nmm && s->capmm) {
-			free(s->mm);
-			s->mm = NULL;
-			s->capmm = 0;
-		}
 		if (s->app.num && s->app.t < mint)
-			xor_app_release(&s->app); /* an idle series' last chunk: gone, and its buffer too */
+			xor_app_release(&s->app,
+			                &h->slab); /* an idle series' last chunk: gone, and its buffer too */
 		if (s->nmm) {
 			uint32_t f = (uint32_t)(s->mm[0].ref >> 32);
 			if (f < min_file)
@@ -1197,7 +1219,7 @@ int head_truncate(head_t *h, int64_t mint, err_t *err)
 		} else if (s->app.num && s->cmint < new_min) {
 			new_min = s->cmint;
 		}
-		if (!s->nmm && !s->app.num && !s->ooo && !s->ooo_cut) {
+		if (!s->nmm && !s->app.num && !s->ooo) {
 			bit_set(dead, s->id);
 			ndead++;
 		}
@@ -1227,24 +1249,24 @@ uint64_t head_ooo_swap(head_t *h, int *wbl_seg, int64_t *mint, int64_t *maxt, er
 		pthread_rwlock_rdlock(&h->idx);
 		for (size_t i = 0; i < h->all.n; i++) {
 			hseries_t *s = head_series_at(h, h->all.v[i]);
-			if (!s->ooo)
+			hooo_t *o = head_ooo_cur(s);
+			if (!o)
 				continue;
 			pthread_mutex_t *mu = head_stripe(h, s->id);
 			pthread_mutex_lock(mu);
-			if (s->ooo->t[0] < *mint)
-				*mint = s->ooo->t[0];
-			if (s->ooo->t[s->ooo->n - 1] > *maxt)
-				*maxt = s->ooo->t[s->ooo->n - 1];
-			if (s->ooo_cut) { /* a previous swap not released: fold it in */
-				for (uint32_t j = 0; j < s->ooo->n; j++)
-					head_ooo_insert(&s->ooo_cut, s->ooo->t[j], s->ooo->v[j]);
-				moved += s->ooo->n;
-				head_ooo_free(s->ooo);
+			if (o->t[0] < *mint)
+				*mint = o->t[0];
+			if (o->t[o->n - 1] > *maxt)
+				*maxt = o->t[o->n - 1];
+			moved += o->n;
+			if (s->ooo->cut) { /* a previous swap not released: fold it in */
+				for (uint32_t j = 0; j < o->n; j++)
+					head_ooo_insert(s, true, o->t[j], o->v[j]);
+				head_ooo_drop(s, false);
 			} else {
-				s->ooo_cut = s->ooo;
-				moved += s->ooo->n;
+				s->ooo->cut = o;
+				s->ooo->cur = NULL;
 			}
-			s->ooo = NULL;
 			pthread_mutex_unlock(mu);
 		}
 		pthread_rwlock_unlock(&h->idx);
@@ -1262,11 +1284,11 @@ int head_ooo_release(head_t *h, int wbl_seg, err_t *err)
 	uint64_t freed = 0;
 	for (size_t i = 0; i < h->all.n; i++) {
 		hseries_t *s = head_series_at(h, h->all.v[i]);
-		if (!s->ooo_cut)
+		const hooo_t *o = head_ooo_cut(s);
+		if (!o)
 			continue;
-		freed += s->ooo_cut->n;
-		head_ooo_free(s->ooo_cut);
-		s->ooo_cut = NULL;
+		freed += o->n;
+		head_ooo_drop(s, true);
 	}
 	atomic_fetch_sub(&h->ooo_samples, freed);
 	pthread_mutex_unlock(&h->app_mu);

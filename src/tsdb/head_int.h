@@ -29,6 +29,7 @@
 #include "base/vec.h"
 #include "tsdb/head.h"
 #include "tsdb/headchunks.h"
+#include "tsdb/hslab.h"
 #include "tsdb/wal.h"
 #include "tsdb/walrec.h"
 #include "tsdb/xor.h"
@@ -90,19 +91,45 @@ typedef struct hooo {
 	double *v;
 } hooo_t;
 
+/* Both generations of a series' out-of-order samples (allocated with the first, freed with the last). */
+typedef struct hooo_pair {
+	hooo_t *cur, *cut;
+} hooo_pair_t;
+
+/* A series, its open chunk's bytes, its mapped-chunk list and the label strings come from the head's
+ * slab (hslab.h): a million of each, so no malloc header and no growth slack (the list holds exactly
+ * nmm entries, the open chunk's buffer grows in 16-byte steps and goes back when the chunk is cut). */
 typedef struct hseries {
-	uint64_t key[2]; /* XXH3-128 of the labels */
-	uint32_t id;     /* series ref in the WAL and chunks_head */
-	uint32_t family; /* metadata family index + 1, 0 = none */
-	int64_t cmint;   /* open chunk's first timestamp */
-	int64_t next_at; /* cut the open chunk at this timestamp */
-	xor_app_t app;   /* open chunk */
-	hchunk_t *mm;    /* full chunks, ascending */
-	uint16_t nmm, capmm;
+	uint64_t key[2];   /* XXH3-128 of the labels */
+	int64_t cmint;     /* open chunk's first timestamp */
+	xor_app_t app;     /* open chunk */
+	hchunk_t *mm;      /* full chunks, ascending, nmm of them */
+	hooo_pair_t *ooo;  /* out-of-order samples; NULL = none */
+	uint32_t id;       /* series ref in the WAL and chunks_head */
+	uint32_t family;   /* metadata family index + 1, 0 = none */
+	uint32_t next_off; /* cut the open chunk at cmint + next_off */
+	uint16_t nmm;
 	uint16_t nlabels;
-	hooo_t *ooo, *ooo_cut;
 	uint32_t pairs[]; /* label pair ids, sorted by label name */
 } hseries_t;
+
+_Static_assert(sizeof(hseries_t) == 96, "a series with 8 labels takes one 128-byte slab slot");
+
+/* The series' out-of-order lists: the current one and the one being cut (head_ooo_swap); NULL = none. */
+static inline hooo_t *head_ooo_cur(const hseries_t *s)
+{
+	return s->ooo ? s->ooo->cur : NULL;
+}
+
+static inline hooo_t *head_ooo_cut(const hseries_t *s)
+{
+	return s->ooo ? s->ooo->cut : NULL;
+}
+
+static inline size_t head_series_size(size_t nlabels)
+{
+	return sizeof(hseries_t) + nlabels * sizeof(uint32_t);
+}
 
 /* Open addressing over 64-bit slots: (hash32 << 32) | (id + 1); 0 = empty. The home slot is hash32 &
  * mask, so entries move on deletion without looking at what they point to. */
@@ -112,7 +139,7 @@ typedef struct htab {
 } htab_t;
 
 typedef struct hsym {
-	char *p; /* NUL-terminated heap copy */
+	char *p; /* NUL-terminated copy (len + 1 bytes from the slab) */
 	uint32_t len;
 	uint32_t refs; /* label pairs using it (as name or value) */
 } hsym_t;
@@ -153,6 +180,7 @@ struct head {
 	pthread_mutex_t app_mu;
 	pthread_rwlock_t idx;
 	pthread_mutex_t stripes[HEAD_STRIPES];
+	hslab_t slab; /* series, open-chunk bytes, mapped-chunk lists, strings (its own lock) */
 	/* app_mu */
 	htab_t series_tab;
 	uint32_t next_id;
@@ -224,12 +252,17 @@ int64_t head_pair_find(const head_t *h, uint32_t name, uint32_t value);
 hname_t *head_name_find(const head_t *h, uint32_t name_sym);
 hseries_t *head_series_lookup(const head_t *h, const uint64_t key[2]);
 hseries_t *head_series_create(head_t *h, const labels_t *ls, const uint64_t key[2], uint32_t id);
+/* Free a series' memory (its chunks, out-of-order lists and itself; nothing else is touched). */
+void head_series_free(head_t *h, hseries_t *s);
 int head_series_append(head_t *h, hseries_t *s, int64_t t, double v, err_t *err);
 int64_t head_series_maxt(const hseries_t *s);
 str_t head_series_metric_name(const head_t *h, const hseries_t *s);
 void head_series_set_meta(head_t *h, hseries_t *s, uint8_t type, str_t unit, str_t help);
-bool head_ooo_insert(hooo_t **op, int64_t t, double v);
-void head_ooo_free(hooo_t *o);
+/* Insert into the series' current (cut: being cut) out-of-order list (stripe held); false if the
+ * timestamp is already held there. */
+bool head_ooo_insert(hseries_t *s, bool cut, int64_t t, double v);
+/* Free the series' current or cut out-of-order list (stripe held). */
+void head_ooo_drop(hseries_t *s, bool cut);
 void head_update_range(head_t *h, int64_t mint, int64_t maxt);
 /* headquery.c */
 extern const struct queryable_ops head_queryable_ops;

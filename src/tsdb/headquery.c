@@ -251,9 +251,9 @@ static int load(hset_t *st, hseries_t *s, err_t *err)
 		}
 	}
 	if (st->sources & HEAD_SEL_OOO)
-		ooo_copy(st, s->ooo);
+		ooo_copy(st, head_ooo_cur(s));
 	if (st->sources & HEAD_SEL_OOO_CUT)
-		ooo_copy(st, s->ooo_cut);
+		ooo_copy(st, head_ooo_cut(s));
 	pthread_mutex_unlock(mu);
 	for (size_t i = 0; i < st->mm.n; i++) {
 		chunk_t c = {.mint = st->mm.v[i].mint, .maxt = st->mm.v[i].maxt};

@@ -213,8 +213,9 @@ static void attach_mmapped(replay_t *r, hseries_t *s, uint64_t ref)
 			v->v[k++] = v->v[i];
 	if (k > UINT16_MAX / 2)
 		k = UINT16_MAX / 2;
-	s->mm = xmemdup(v->v, k * sizeof(hchunk_t));
-	s->nmm = s->capmm = (uint16_t)k;
+	s->mm = hslab_alloc(&r->h->slab, k * sizeof(hchunk_t));
+	memcpy(s->mm, v->v, k * sizeof(hchunk_t));
+	s->nmm = (uint16_t)k;
 	if (s->mm[0].mint < r->mint)
 		r->mint = s->mm[0].mint;
 	if (s->mm[k - 1].maxt > r->maxt)
@@ -274,7 +275,7 @@ static int replay_samples(replay_t *r, str_t rec, bool ooo, err_t *err)
 			continue;
 		}
 		if (ooo) {
-			if (head_ooo_insert(&s->ooo, smp.t, smp.v)) {
+			if (head_ooo_insert(s, false, smp.t, smp.v)) {
 				atomic_fetch_add(&h->ooo_samples, 1);
 				r->st->samples++;
 			}
@@ -420,19 +421,17 @@ static void free_tables(head_t *h)
 		hseries_t *s = head_series_at(h, h->all.v[i]);
 		if (!s)
 			continue;
-		xor_app_release(&s->app);
-		free(s->mm);
-		head_ooo_free(s->ooo);
-		head_ooo_free(s->ooo_cut);
-		free(s);
+		head_series_free(h, s);
 	}
 	for (size_t i = 0; i < h->pages.n; i++)
 		free(h->pages.v[i]);
 	VEC_FREE(&h->pages);
 	VEC_FREE(&h->page_counts);
 	VEC_FREE(&h->all);
-	for (size_t i = 0; i < h->syms.n; i++)
-		free(head_sym(h, (uint32_t)i)->p);
+	for (size_t i = 0; i < h->syms.n; i++) {
+		hsym_t *y = head_sym(h, (uint32_t)i);
+		hslab_free(&h->slab, y->p, (size_t)y->len + 1);
+	}
 	pvec_release(&h->syms);
 	for (size_t i = 0; i < h->pairs.n; i++) {
 		hpair_t *p = head_pair(h, (uint32_t)i);
@@ -470,6 +469,7 @@ static void free_tables(head_t *h)
 static void destroy(head_t *h)
 {
 	free_tables(h);
+	hslab_release(&h->slab);
 	hgc_destroy(&h->gc);
 	pthread_mutex_destroy(&h->app_mu);
 	pthread_rwlock_destroy(&h->idx);
@@ -497,6 +497,7 @@ int head_open(head_t **out, const char *dir, const head_opts_t *opts, int64_t mi
 		h->o.chunk_range = 2 * 3600 * 1000;
 	if (h->o.metrics_tenant)
 		h->o.metrics_tenant = xstrdup(h->o.metrics_tenant);
+	hslab_init(&h->slab);
 	hgc_init(&h->gc);
 	pthread_mutex_init(&h->app_mu, NULL);
 	pthread_rwlock_init(&h->idx, NULL);

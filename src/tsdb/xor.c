@@ -8,6 +8,7 @@
 
 #include "base/alloc.h"
 #include "base/varint.h"
+#include "tsdb/hslab.h"
 
 bool value_is_stale_nan(double v)
 {
@@ -677,9 +678,12 @@ void xor_app_init(xor_app_t *a)
 	a->leading = 0xff;
 }
 
-void xor_app_release(xor_app_t *a)
+void xor_app_release(xor_app_t *a, hslab_t *slab)
 {
-	free(a->p);
+	if (slab)
+		hslab_free(slab, a->p, a->cap);
+	else
+		free(a->p);
 	xor_app_init(a);
 }
 
@@ -695,21 +699,29 @@ void xor_app_reset(xor_app_t *a)
 	a->cap = cap;
 }
 
-/* Room for nb more bits plus 9 bytes of slack (app_put writes whole 64-bit words), grown by about an
- * eighth to sizes of 16k + 8 bytes (what a malloc chunk of 16(k + 1) bytes holds): an open chunk of
- * 120 samples takes ~230 bytes, and a million series pay for every byte of slack. */
-static void app_reserve(xor_app_t *a, unsigned nb)
+/* Room for nb more bits plus 9 bytes of slack (app_put writes whole 64-bit words). From a slab: the
+ * next 16-byte size (a million series pay for every byte of slack, and a cut chunk's buffer goes back);
+ * from the heap: grown by about an eighth to sizes of 16k + 8 bytes (what a malloc chunk of 16(k + 1)
+ * bytes holds). */
+static void app_reserve(xor_app_t *a, hslab_t *slab, unsigned nb)
 {
 	size_t need = (size_t)(a->nbits + nb + 7) / 8 + 9;
 	if (need <= a->cap)
 		return;
-	size_t cap = a->cap ? a->cap + a->cap / 8 : 40;
-	if (cap < need)
-		cap = need;
-	cap = ((cap + 8 + 15) & ~(size_t)15) - 8;
-	BUG_ON(cap > UINT16_MAX);
-	a->p = xrealloc(a->p, cap);
-	memset(a->p + a->cap, 0, cap - a->cap);
+	size_t cap;
+	if (slab) {
+		cap = hslab_round(need);
+		BUG_ON(cap > UINT16_MAX);
+		a->p = hslab_resize(slab, a->p, a->cap, cap);
+	} else {
+		cap = a->cap ? a->cap + a->cap / 8 : 40;
+		if (cap < need)
+			cap = need;
+		cap = ((cap + 8 + 15) & ~(size_t)15) - 8;
+		BUG_ON(cap > UINT16_MAX);
+		a->p = xrealloc(a->p, cap);
+		memset(a->p + a->cap, 0, cap - a->cap);
+	}
 	a->cap = (uint16_t)cap;
 }
 
@@ -721,9 +733,9 @@ static inline void be64_store(uint8_t *q, uint64_t w)
 
 /* Append the low nb (1..64) bits of v, MSB first: one or two word-sized read-modify-writes (the bits
  * past the written ones are zero, so OR-ing is enough). */
-static void app_put(xor_app_t *a, uint64_t v, unsigned nb)
+static void app_put(xor_app_t *a, hslab_t *slab, uint64_t v, unsigned nb)
 {
-	app_reserve(a, nb);
+	app_reserve(a, slab, nb);
 	a->bytewise = nb % 8 == 0;
 	if (nb < 64)
 		v &= (1ull << nb) - 1;
@@ -739,63 +751,64 @@ static void app_put(xor_app_t *a, uint64_t v, unsigned nb)
 	a->nbits = (uint16_t)(a->nbits + nb);
 }
 
-static void app_value(xor_app_t *a, uint64_t vb)
+static void app_value(xor_app_t *a, hslab_t *slab, uint64_t vb)
 {
 	uint64_t delta = vb ^ a->v;
 	if (delta == 0) {
-		app_put(a, 0, 1);
+		app_put(a, slab, 0, 1);
 		return;
 	}
 	uint8_t lead = (uint8_t)__builtin_clzll(delta), trail = (uint8_t)__builtin_ctzll(delta);
 	if (lead >= 32)
 		lead = 31;
 	if (a->leading != 0xff && lead >= a->leading && trail >= a->trailing) {
-		app_put(a, 2, 2);
-		app_put(a, delta >> a->trailing, 64u - a->leading - a->trailing);
+		app_put(a, slab, 2, 2);
+		app_put(a, slab, delta >> a->trailing, 64u - a->leading - a->trailing);
 		return;
 	}
 	a->leading = lead;
 	a->trailing = trail;
 	unsigned sig = 64u - lead - trail;
-	app_put(a, (3u << 11) | ((uint64_t)lead << 6) | (sig & 63), 13);
-	app_put(a, delta >> trail, sig);
+	app_put(a, slab, (3u << 11) | ((uint64_t)lead << 6) | (sig & 63), 13);
+	app_put(a, slab, delta >> trail, sig);
 }
 
-void xor_app_append(xor_app_t *a, int64_t t, double v)
+void xor_app_append(xor_app_t *a, hslab_t *slab, int64_t t, double v)
 {
 	uint64_t vb = f2u(v);
 	uint8_t tmp[VARINT_MAX_LEN];
 	BUG_ON(a->num >= XOR_APP_MAX_SAMPLES);
+	BUG_ON(a->num && t - a->t > XOR_APP_MAX_DELTA);
 	if (a->num == 0) {
-		app_reserve(a, 16);
+		app_reserve(a, slab, 16);
 		a->nbits = 16;
 		size_t k = varint_put(tmp, t);
 		for (size_t i = 0; i < k; i++)
-			app_put(a, tmp[i], 8);
-		app_put(a, vb, 64);
+			app_put(a, slab, tmp[i], 8);
+		app_put(a, slab, vb, 64);
 	} else if (a->num == 1) {
 		int64_t td = t - a->t;
 		size_t k = uvarint_put(tmp, (uint64_t)td);
 		for (size_t i = 0; i < k; i++)
-			app_put(a, tmp[i], 8);
-		app_value(a, vb);
-		a->tdelta = td;
+			app_put(a, slab, tmp[i], 8);
+		app_value(a, slab, vb);
+		a->tdelta = (int32_t)td;
 	} else {
 		int64_t td = t - a->t, dod = td - a->tdelta;
 		if (dod == 0)
-			app_put(a, 0, 1);
+			app_put(a, slab, 0, 1);
 		else if (dod >= -8191 && dod <= 8192)
-			app_put(a, (2u << 14) | ((uint64_t)dod & 0x3fff), 16);
+			app_put(a, slab, (2u << 14) | ((uint64_t)dod & 0x3fff), 16);
 		else if (dod >= -65535 && dod <= 65536)
-			app_put(a, (6u << 17) | ((uint64_t)dod & 0x1ffff), 20);
+			app_put(a, slab, (6u << 17) | ((uint64_t)dod & 0x1ffff), 20);
 		else if (dod >= -524287 && dod <= 524288)
-			app_put(a, (14u << 20) | ((uint64_t)dod & 0xfffff), 24);
+			app_put(a, slab, (14u << 20) | ((uint64_t)dod & 0xfffff), 24);
 		else {
-			app_put(a, 15, 4);
-			app_put(a, (uint64_t)dod, 64);
+			app_put(a, slab, 15, 4);
+			app_put(a, slab, (uint64_t)dod, 64);
 		}
-		app_value(a, vb);
-		a->tdelta = td;
+		app_value(a, slab, vb);
+		a->tdelta = (int32_t)td;
 	}
 	a->t = t;
 	a->v = vb;

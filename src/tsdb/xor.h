@@ -55,30 +55,37 @@ static inline uint16_t xor_enc_count(const xor_enc_t *e)
 
 /*
  * xor_app_t: the same encoding with a compact state for long-lived open chunks (the head keeps one
- * per series): bits are written straight into a heap buffer the appender owns (grown in small steps,
- * reused across xor_app_reset), 48 bytes of state instead of xor_enc_t's 80. Produces exactly
- * xor_enc_t's bytes (Prometheus's, including the empty trailing byte after a byte-aligned write).
+ * per series): bits are written straight into a buffer the appender owns, 40 bytes of state instead of
+ * xor_enc_t's 80. The buffer comes from the head's slab (hslab.h) in 16-byte steps, or from the heap
+ * (slab NULL: grown by about an eighth). Produces exactly xor_enc_t's bytes (Prometheus's, including the
+ * empty trailing byte after a byte-aligned write). Consecutive timestamps must be less than 2^31 ms
+ * apart (the head cuts a chunk before its span reaches that).
  */
 typedef struct xor_app {
 	uint8_t *p;      /* chunk bytes; bytes past the written bits are zero */
+	int64_t t;
+	uint64_t v;
+	int32_t tdelta;
 	uint16_t cap;    /* bytes allocated */
 	uint16_t nbits;  /* bits written, header included */
 	uint16_t num;    /* samples */
 	uint8_t leading; /* 0xff = no value window yet */
 	uint8_t trailing;
 	uint8_t bytewise; /* the last write was whole bytes */
-	int64_t t, tdelta;
-	uint64_t v;
 } xor_app_t;
 
 /* Most samples an appender chunk may hold (the head's hard cap: 2 x 120); nbits then stays < 2^16. */
 #define XOR_APP_MAX_SAMPLES (2 * XOR_SAMPLES_PER_CHUNK)
+/* Largest gap between consecutive timestamps of one appender chunk. */
+#define XOR_APP_MAX_DELTA INT32_MAX
 
+struct hslab;
+/* slab: where the buffer comes from (NULL = the heap); the same one on every call for an appender. */
 void xor_app_init(xor_app_t *a); /* empty, nothing allocated */
-void xor_app_release(xor_app_t *a);
+void xor_app_release(xor_app_t *a, struct hslab *slab); /* empty, buffer freed */
 void xor_app_reset(xor_app_t *a); /* empty chunk, keeps the buffer */
 /* Append (strictly increasing timestamps are the caller's job; at most XOR_APP_MAX_SAMPLES). */
-void xor_app_append(xor_app_t *a, int64_t t, double v);
+void xor_app_append(xor_app_t *a, struct hslab *slab, int64_t t, double v);
 /* The chunk bytes (valid until the next append/reset/release); NULL with *len 0 when empty. */
 const uint8_t *xor_app_bytes(const xor_app_t *a, size_t *len);
 

@@ -5,6 +5,7 @@
 #include "base/alloc.h"
 #include "base/err.h"
 #include "test.h"
+#include "tsdb/hslab.h"
 #include "tsdb/xor.h"
 
 static uint64_t bits_of(double v)
@@ -158,7 +159,10 @@ TEST(xor_random_roundtrip)
 /* The head's compact appender writes exactly xor_enc_t's bytes after every append. */
 TEST(xor_app_matches_encoder)
 {
+	hslab_t slab;
+	hslab_init(&slab);
 	for (int round = 0; round < 200; round++) {
+		hslab_t *sl = round % 3 ? NULL : &slab; /* heap or slab buffers: the same bytes */
 		xor_enc_t e;
 		xor_app_t a;
 		xor_enc_init(&e);
@@ -201,7 +205,7 @@ TEST(xor_app_matches_encoder)
 				break;
 			}
 			xor_enc_append(&e, t, v);
-			xor_app_append(&a, t, v);
+			xor_app_append(&a, sl, t, v);
 			size_t el, al;
 			const uint8_t *ep = xor_enc_bytes(&e, &el), *ap = xor_app_bytes(&a, &al);
 			if (el != al || memcmp(ep, ap, el) != 0)
@@ -211,14 +215,16 @@ TEST(xor_app_matches_encoder)
 			xor_app_reset(&a);
 			xor_enc_reset(&e);
 			xor_enc_append(&e, 5, 1.0);
-			xor_app_append(&a, 5, 1.0);
+			xor_app_append(&a, sl, 5, 1.0);
 			size_t el, al;
 			const uint8_t *ep = xor_enc_bytes(&e, &el), *ap = xor_app_bytes(&a, &al);
 			CHECK(el == al && memcmp(ep, ap, el) == 0);
 		}
 		xor_enc_release(&e);
-		xor_app_release(&a);
+		xor_app_release(&a, sl);
 	}
+	CHECK_EQ_INT(hslab_bytes(&slab), 0);
+	hslab_release(&slab);
 }
 
 TEST(xor_corrupt_header_and_window)
