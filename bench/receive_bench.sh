@@ -33,6 +33,10 @@ wait_url() { for _ in $(seq 1 6000); do [ "$(curl -s -o /dev/null -w '%{http_cod
 cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 START=$(( ($(date +%s) - R * 15 - 60) * 1000 / 15000 * 15000 ))
+# Where the last round falls in the 2h chunk range decides how full the open chunks are when RSS is
+# read. ALIGN_2H=1 starts at a 2h boundary: 480 rounds then end with every open chunk at 120 samples
+# (3 full chunks mapped), the fullest a steady head gets; the same every run.
+[ -n "${ALIGN_2H:-}" ] && START=$(( START / 7200000 * 7200000 ))
 
 start_strata() { # dir -> pid, ports in SP (remote write), SH (http)
 	SP=$(port) SH=$(port)
@@ -93,7 +97,7 @@ run() { # name start_fn
 	wait "$PID" 2>/dev/null
 }
 
-echo "load: $N series x 8 labels, $R rounds of one 15s sample, requests of 2000 samples, $C connections ($(uptime))"
+echo "load: $N series x 8 labels, $R rounds of one 15s sample from $START (2h phase $(( START % 7200000 / 15000 )) rounds), requests of 2000 samples, $C connections ($(uptime))"
 run strata start_strata
 if [ -n "${STRATA_ONLY:-}" ]; then
 	replay=$(grep -o 'wal_replay_seconds=[0-9.]*' "$TMP/strata.log" | tail -1 | cut -d= -f2)

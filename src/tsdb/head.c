@@ -500,7 +500,7 @@ hseries_t *head_series_create(head_t *h, const labels_t *ls, const uint64_t key[
 void head_series_free(head_t *h, hseries_t *s)
 {
 	xor_app_release(&s->app, &h->slab);
-	hslab_free(&h->slab, s->mm, s->nmm * sizeof(hchunk_t));
+	hslab_free(&h->slab, s->mm, head_mm_bytes(s->nmm));
 	head_ooo_drop(s, false);
 	head_ooo_drop(s, true);
 	hslab_free(&h->slab, s, head_series_size(s->nlabels));
@@ -530,6 +530,81 @@ static int64_t chunk_end_time(int64_t start, int64_t cur, int64_t max)
 	return start + (max - start) / n;
 }
 
+/* ---- full-chunk lists (see hmm_t) ---- */
+
+/* Switch s's list to hchunk_t entries. */
+static void mm_widen(head_t *h, hseries_t *s)
+{
+	unsigned n = head_mm_count(s);
+	hchunk_t *w = n ? hslab_alloc(&h->slab, n * sizeof(hchunk_t)) : NULL;
+	for (unsigned i = 0; i < n; i++)
+		w[i] = head_mm_at(s, i);
+	hslab_free(&h->slab, s->mm, head_mm_bytes(s->nmm));
+	s->mm = w;
+	s->nmm = (uint16_t)(n | HEAD_MM_WIDE);
+}
+
+/* Can (mint, maxt) be an hmm_t entry against cmint? */
+static inline bool mm_fits(int64_t cmint, int64_t mint, int64_t maxt)
+{
+	return mint <= cmint && (uint64_t)(cmint - mint) <= UINT32_MAX && maxt >= mint &&
+	       (uint64_t)(maxt - mint) <= UINT32_MAX;
+}
+
+void head_mm_push(head_t *h, hseries_t *s, int64_t mint, int64_t maxt, uint64_t ref)
+{
+	unsigned n = head_mm_count(s);
+	BUG_ON(n >= UINT16_MAX / 2);
+	if (!(s->nmm & HEAD_MM_WIDE) && !mm_fits(s->cmint, mint, maxt))
+		mm_widen(h, s);
+	uint16_t nn = (uint16_t)((n + 1) | (s->nmm & HEAD_MM_WIDE));
+	s->mm = hslab_resize(&h->slab, s->mm, head_mm_bytes(s->nmm), head_mm_bytes(nn));
+	if (s->nmm & HEAD_MM_WIDE)
+		((hchunk_t *)s->mm)[n] = (hchunk_t){mint, maxt, ref};
+	else
+		((hmm_t *)s->mm)[n] = (hmm_t){ref, (uint32_t)(s->cmint - mint), (uint32_t)(maxt - mint)};
+	s->nmm = nn;
+}
+
+void head_mm_set_cmint(head_t *h, hseries_t *s, int64_t cmint)
+{
+	unsigned n = head_mm_count(s);
+	if (n && !(s->nmm & HEAD_MM_WIDE) && cmint != s->cmint) {
+		hmm_t *e = s->mm;
+		int64_t first = s->cmint - (int64_t)e[0].back, last = s->cmint - (int64_t)e[n - 1].back;
+		if (!mm_fits(cmint, first, first) || last > cmint) { /* the entries lie between these two */
+			mm_widen(h, s);
+		} else {
+			int64_t d = cmint - s->cmint;
+			for (unsigned i = 0; i < n; i++)
+				e[i].back = (uint32_t)((int64_t)e[i].back + d);
+		}
+	}
+	s->cmint = cmint;
+}
+
+void head_mm_drop_front(head_t *h, hseries_t *s, unsigned k)
+{
+	unsigned n = head_mm_count(s);
+	BUG_ON(k > n);
+	size_t esz = s->nmm & HEAD_MM_WIDE ? sizeof(hchunk_t) : sizeof(hmm_t);
+	memmove(s->mm, (uint8_t *)s->mm + k * esz, (n - k) * esz);
+	uint16_t nn = (uint16_t)((n - k) | (s->nmm & HEAD_MM_WIDE));
+	if (nn == HEAD_MM_WIDE)
+		nn = 0; /* empty: compact again */
+	s->mm = hslab_resize(&h->slab, s->mm, head_mm_bytes(s->nmm), (n - k) * esz);
+	s->nmm = nn;
+}
+
+void head_mm_set(head_t *h, hseries_t *s, const hchunk_t *v, unsigned n)
+{
+	BUG_ON(head_mm_count(s) || n >= UINT16_MAX / 2);
+	if (!s->app.num && n)
+		s->cmint = v[n - 1].mint; /* no open chunk: entries count back from the newest */
+	for (unsigned i = 0; i < n; i++)
+		head_mm_push(h, s, v[i].mint, v[i].maxt, v[i].ref);
+}
+
 /* Write the open chunk to chunks_head/ and remember it (stripe held). */
 static int series_mmap_open_chunk(head_t *h, hseries_t *s, err_t *err)
 {
@@ -541,9 +616,7 @@ static int series_mmap_open_chunk(head_t *h, hseries_t *s, err_t *err)
 	int rc = headchunks_write(h->hc, s->id, s->cmint, s->app.t, CHUNK_ENC_XOR, p, len, &ref, err);
 	if (rc)
 		return rc;
-	BUG_ON(s->nmm >= UINT16_MAX / 2);
-	s->mm = hslab_resize(&h->slab, s->mm, s->nmm * sizeof(hchunk_t), (s->nmm + 1u) * sizeof(hchunk_t));
-	s->mm[s->nmm++] = (hchunk_t){s->cmint, s->app.t, ref};
+	head_mm_push(h, s, s->cmint, s->app.t, ref);
 	metric_inc(h->m_chunks_created);
 	return 0;
 }
@@ -565,7 +638,7 @@ int head_series_append(head_t *h, hseries_t *s, int64_t t, double v, err_t *err)
 		}
 	}
 	if (!s->app.num) {
-		s->cmint = t;
+		head_mm_set_cmint(h, s, t);
 		/* a chunk also ends before its span reaches what xor_app_t holds (only a chunk range over
 		 * 24 days gets there) */
 		int64_t off = range_for_ts(t, h->o.chunk_range) - t;
@@ -580,7 +653,8 @@ int64_t head_series_maxt(const hseries_t *s)
 {
 	if (s->app.num)
 		return s->app.t;
-	return s->nmm ? s->mm[s->nmm - 1].maxt : INT64_MIN;
+	unsigned n = head_mm_count(s);
+	return n ? head_mm_at(s, n - 1).maxt : INT64_MIN;
 }
 
 /* Bits of the series' newest in-order value (stripe held); false if it has none or it is unreadable. */
@@ -590,11 +664,13 @@ static bool series_last_bits(head_t *h, const hseries_t *s, uint64_t *bits)
 		*bits = s->app.v;
 		return true;
 	}
-	if (!s->nmm)
+	unsigned n = head_mm_count(s);
+	if (!n)
 		return false;
 	chunk_t c;
 	xor_dec_t d;
-	if (headchunks_get(h->hc, s->mm[s->nmm - 1].ref, &c, NULL) || xor_dec_init(&d, c.data, c.len, NULL))
+	if (headchunks_get(h->hc, head_mm_at(s, n - 1).ref, &c, NULL) ||
+	    xor_dec_init(&d, c.data, c.len, NULL))
 		return false;
 	int64_t t;
 	double v;
@@ -722,14 +798,16 @@ static bool stored_bits(head_t *h, const hseries_t *s, int64_t t, uint64_t *bits
 	if (s->app.num && t >= s->cmint) {
 		p = xor_app_bytes(&s->app, &len);
 	} else {
-		for (uint16_t i = 0; i < s->nmm && !p; i++)
-			if (t >= s->mm[i].mint && t <= s->mm[i].maxt) {
+		for (unsigned i = 0; i < head_mm_count(s) && !p; i++) {
+			hchunk_t m = head_mm_at(s, i);
+			if (t >= m.mint && t <= m.maxt) {
 				chunk_t c;
-				if (headchunks_get(h->hc, s->mm[i].ref, &c, NULL) != 0)
+				if (headchunks_get(h->hc, m.ref, &c, NULL) != 0)
 					return false;
 				p = c.data;
 				len = c.len;
 			}
+		}
 	}
 	if (!p || xor_dec_init(&d, p, len, NULL) != 0)
 		return false;
@@ -1198,28 +1276,26 @@ int head_truncate(head_t *h, int64_t mint, err_t *err)
 	int64_t new_min = INT64_MAX;
 	for (size_t i = 0; i < h->all.n; i++) {
 		hseries_t *s = head_series_at(h, h->all.v[i]);
-		uint16_t k = 0;
-		while (k < s->nmm && s->mm[k].maxt < mint)
+		unsigned k = 0, nmm = head_mm_count(s);
+		while (k < nmm && head_mm_at(s, k).maxt < mint)
 			k++;
-		if (k) {
-			memmove(s->mm, s->mm + k, (size_t)(s->nmm - k) * sizeof(hchunk_t));
-			s->mm = hslab_resize(&h->slab, s->mm, s->nmm * sizeof(hchunk_t),
-			                     (size_t)(s->nmm - k) * sizeof(hchunk_t));
-			s->nmm = (uint16_t)(s->nmm - k);
-		}
+		if (k)
+			head_mm_drop_front(h, s, k);
+		nmm = head_mm_count(s);
 		if (s->app.num && s->app.t < mint)
 			xor_app_release(&s->app,
 			                &h->slab); /* an idle series' last chunk: gone, and its buffer too */
-		if (s->nmm) {
-			uint32_t f = (uint32_t)(s->mm[0].ref >> 32);
+		if (nmm) {
+			hchunk_t m0 = head_mm_at(s, 0);
+			uint32_t f = (uint32_t)(m0.ref >> 32);
 			if (f < min_file)
 				min_file = f;
-			if (s->mm[0].mint < new_min)
-				new_min = s->mm[0].mint;
+			if (m0.mint < new_min)
+				new_min = m0.mint;
 		} else if (s->app.num && s->cmint < new_min) {
 			new_min = s->cmint;
 		}
-		if (!s->nmm && !s->app.num && !s->ooo) {
+		if (!nmm && !s->app.num && !s->ooo) {
 			bit_set(dead, s->id);
 			ndead++;
 		}

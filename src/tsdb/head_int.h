@@ -78,11 +78,22 @@ void hgc_read_unlock(hgc_t *g);
 void hgc_write_lock(hgc_t *g);
 void hgc_write_unlock(hgc_t *g);
 
-/* A full chunk in chunks_head/. */
+/* A full chunk in chunks_head/ (as head_mm_at gives it). */
 typedef struct hchunk {
 	int64_t mint, maxt;
 	uint64_t ref;
 } hchunk_t;
+
+/* How a series keeps the list: 16-byte entries with times relative to its cmint (mint = cmint - back,
+ * maxt = mint + dur; rewritten when cmint moves), or hchunk_t entries (HEAD_MM_WIDE in nmm) once an
+ * offset does not fit in 32 bits (chunks of one series 49 days apart in the head: not in a head that
+ * is cut every few hours, but possible). */
+typedef struct hmm {
+	uint64_t ref;
+	uint32_t back, dur;
+} hmm_t;
+
+#define HEAD_MM_WIDE 0x8000u
 
 /* Out-of-order samples of a series, sorted by time, unique timestamps. */
 typedef struct hooo {
@@ -103,12 +114,12 @@ typedef struct hseries {
 	uint64_t key[2];   /* XXH3-128 of the labels */
 	int64_t cmint;     /* open chunk's first timestamp */
 	xor_app_t app;     /* open chunk */
-	hchunk_t *mm;      /* full chunks, ascending, nmm of them */
+	void *mm;          /* full chunks, ascending (hmm_t or hchunk_t, see above) */
 	hooo_pair_t *ooo;  /* out-of-order samples; NULL = none */
 	uint32_t id;       /* series ref in the WAL and chunks_head */
 	uint32_t family;   /* metadata family index + 1, 0 = none */
 	uint32_t next_off; /* cut the open chunk at cmint + next_off */
-	uint16_t nmm;
+	uint16_t nmm;      /* full chunks | HEAD_MM_WIDE */
 	uint16_t nlabels;
 	uint32_t pairs[]; /* label pair ids, sorted by label name */
 } hseries_t;
@@ -124,6 +135,27 @@ static inline hooo_t *head_ooo_cur(const hseries_t *s)
 static inline hooo_t *head_ooo_cut(const hseries_t *s)
 {
 	return s->ooo ? s->ooo->cut : NULL;
+}
+
+static inline unsigned head_mm_count(const hseries_t *s)
+{
+	return s->nmm & ~HEAD_MM_WIDE;
+}
+
+/* Bytes of a list of nmm (with its HEAD_MM_WIDE flag) entries. */
+static inline size_t head_mm_bytes(uint16_t nmm)
+{
+	return (size_t)(nmm & ~HEAD_MM_WIDE) * (nmm & HEAD_MM_WIDE ? sizeof(hchunk_t) : sizeof(hmm_t));
+}
+
+/* The i-th full chunk of s (stripe held, or app_mu by the writer). */
+static inline hchunk_t head_mm_at(const hseries_t *s, unsigned i)
+{
+	if (s->nmm & HEAD_MM_WIDE)
+		return ((const hchunk_t *)s->mm)[i];
+	const hmm_t *e = (const hmm_t *)s->mm + i;
+	int64_t mint = s->cmint - (int64_t)e->back;
+	return (hchunk_t){mint, mint + (int64_t)e->dur, e->ref};
 }
 
 static inline size_t head_series_size(size_t nlabels)
@@ -252,6 +284,12 @@ int64_t head_pair_find(const head_t *h, uint32_t name, uint32_t value);
 hname_t *head_name_find(const head_t *h, uint32_t name_sym);
 hseries_t *head_series_lookup(const head_t *h, const uint64_t key[2]);
 hseries_t *head_series_create(head_t *h, const labels_t *ls, const uint64_t key[2], uint32_t id);
+/* Full-chunk list changes (stripe held): add one after the others; move s->cmint (the entries follow);
+ * drop the first k; set the list of a series that has none (replay). */
+void head_mm_push(head_t *h, hseries_t *s, int64_t mint, int64_t maxt, uint64_t ref);
+void head_mm_set_cmint(head_t *h, hseries_t *s, int64_t cmint);
+void head_mm_drop_front(head_t *h, hseries_t *s, unsigned k);
+void head_mm_set(head_t *h, hseries_t *s, const hchunk_t *v, unsigned n);
 /* Free a series' memory (its chunks, out-of-order lists and itself; nothing else is touched). */
 void head_series_free(head_t *h, hseries_t *s);
 int head_series_append(head_t *h, hseries_t *s, int64_t t, double v, err_t *err);

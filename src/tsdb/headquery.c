@@ -239,9 +239,11 @@ static int load(hset_t *st, hseries_t *s, err_t *err)
 	pthread_mutex_t *mu = head_stripe(h, s->id);
 	pthread_mutex_lock(mu);
 	if (st->sources & HEAD_SEL_INORDER) {
-		for (uint16_t i = 0; i < s->nmm; i++)
-			if (s->mm[i].maxt >= st->mint && s->mm[i].mint <= st->maxt)
-				VEC_PUSH(&st->mm, s->mm[i]);
+		for (unsigned i = 0; i < head_mm_count(s); i++) {
+			hchunk_t m = head_mm_at(s, i);
+			if (m.maxt >= st->mint && m.mint <= st->maxt)
+				VEC_PUSH(&st->mm, m);
+		}
 		if (s->app.num && s->app.t >= st->mint && s->cmint <= st->maxt) {
 			size_t len;
 			const uint8_t *p = xor_app_bytes(&s->app, &len);

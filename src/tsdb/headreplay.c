@@ -200,7 +200,7 @@ static int cmp_hchunk(const void *a, const void *b)
 static void attach_mmapped(replay_t *r, hseries_t *s, uint64_t ref)
 {
 	uint64_t ix;
-	if (s->nmm || !imap_get(&r->mm_index, ref, &ix))
+	if (head_mm_count(s) || !imap_get(&r->mm_index, ref, &ix))
 		return;
 	VEC(hchunk_t) *v = (void *)&r->mm.v[ix];
 	if (!v->n)
@@ -213,13 +213,11 @@ static void attach_mmapped(replay_t *r, hseries_t *s, uint64_t ref)
 			v->v[k++] = v->v[i];
 	if (k > UINT16_MAX / 2)
 		k = UINT16_MAX / 2;
-	s->mm = hslab_alloc(&r->h->slab, k * sizeof(hchunk_t));
-	memcpy(s->mm, v->v, k * sizeof(hchunk_t));
-	s->nmm = (uint16_t)k;
-	if (s->mm[0].mint < r->mint)
-		r->mint = s->mm[0].mint;
-	if (s->mm[k - 1].maxt > r->maxt)
-		r->maxt = s->mm[k - 1].maxt;
+	head_mm_set(r->h, s, v->v, (unsigned)k);
+	if (v->v[0].mint < r->mint)
+		r->mint = v->v[0].mint;
+	if (v->v[k - 1].maxt > r->maxt)
+		r->maxt = v->v[k - 1].maxt;
 	VEC_FREE(v);
 }
 

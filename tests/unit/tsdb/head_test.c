@@ -333,6 +333,76 @@ TEST(head_truncate_gc_and_checkpoint)
 	tu_rm_rf(dir);
 }
 
+/* Full-chunk lists: compact entries count back from the open chunk's start and are rewritten when it
+ * moves; a series whose chunks lie more than 49 days apart switches to wide entries. Chunks also end
+ * before their span reaches 2^31 ms when the chunk range is longer than that. Every sample comes back,
+ * before and after a restart and a truncation. */
+TEST(head_chunk_lists_compact_and_wide)
+{
+	char dir[4096];
+	tu_tmpdir(dir);
+	const int64_t day = 24 * 3600 * 1000ll;
+	head_opts_t o = {.chunk_range = 60 * day};
+	head_t *h = open_head(dir, &o);
+	enum { N = 1200 };
+	static int64_t want[2][N];
+	/* series 0: 15 s apart (compact: ~10 chunks); series 1: runs of 200 samples 51 days apart (wide) */
+	for (int k = 0; k < N; k++) {
+		want[0][k] = 1000000 + k * 15000ll;
+		want[1][k] = 1000000 + (k / 200) * 51 * day + (k % 200) * 15000ll;
+	}
+	/* series 2: one sample every 30 days under a 60-day chunk range: each chunk holds one. All in
+	 * time order (the head refuses samples older than its max time - chunk range / 2). */
+	int k0 = 0, k1 = 0, k2 = 0;
+	while (k0 < N || k1 < N || k2 < 4) {
+		int64_t t0 = k0 < N ? want[0][k0] : INT64_MAX, t1 = k1 < N ? want[1][k1] : INT64_MAX,
+		        t2 = k2 < 4 ? 1000000 + k2 * 30 * day + 1 : INT64_MAX;
+		if (t0 <= t1 && t0 <= t2) {
+			CHECK_EQ_INT(put1(h, "m", 0, t0, k0), HEAD_OK);
+			k0++;
+		} else if (t1 <= t2) {
+			CHECK_EQ_INT(put1(h, "m", 1, t1, k1), HEAD_OK);
+			k1++;
+		} else {
+			CHECK_EQ_INT(put1(h, "m", 2, t2, k2), HEAD_OK);
+			k2++;
+		}
+	}
+	int64_t *ts = xmalloc(N * sizeof(int64_t));
+	double *vs = xmalloc(N * sizeof(double));
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 2; i++) {
+			char iv[8];
+			snprintf(iv, sizeof iv, "%d", i);
+			CHECK_EQ_INT(read_all(h, "i", iv, 0, INT64_MAX, ts, vs, N, NULL), N);
+			for (int k = 0; k < N; k++)
+				if (ts[k] != want[i][k] || vs[k] != k)
+					TEST_FAILF("round %d series %d sample %d: %lld %g", round, i, k, (long long)ts[k],
+					           vs[k]);
+			/* a window inside the series' third run of chunks */
+			CHECK_EQ_INT(read_all(h, "i", iv, want[i][500], want[i][520], ts, vs, N, NULL), 21);
+			CHECK_EQ_INT(ts[0], want[i][500]);
+		}
+		CHECK_EQ_INT(read_all(h, "i", "2", 0, INT64_MAX, ts, vs, N, NULL), 4);
+		CHECK_EQ_INT(ts[3], 1000000 + 90 * day + 1);
+		/* a stored sample sent again is found in its chunk */
+		CHECK_EQ_INT(put1(h, "m", 1, want[1][N - 150], N - 150), HEAD_OK);
+		CHECK_EQ_INT(put1(h, "m", 1, want[1][N - 150], 1), HEAD_DUPLICATE);
+		close_head(h);
+		h = open_head(dir, &o);
+	}
+	err_t err = {0};
+	CHECK_EQ_INT(head_truncate(h, want[1][800], &err), 0);
+	CHECK_EQ_INT(read_all(h, "i", "1", 0, INT64_MAX, ts, vs, N, NULL), N - 800);
+	CHECK_EQ_INT(ts[0], want[1][800]);
+	CHECK_EQ_INT(put1(h, "m", 1, want[1][N - 1] + 15000, 7), HEAD_OK);
+	CHECK_EQ_INT(read_all(h, "i", "1", 0, INT64_MAX, ts, vs, N, NULL), N - 799);
+	close_head(h);
+	free(ts);
+	free(vs);
+	tu_rm_rf(dir);
+}
+
 TEST(head_out_of_order_window)
 {
 	char dir[4096];
