@@ -503,6 +503,15 @@ static void h_big(grpc_call_t *call, str_t msg, void *arg)
 	grpc_call_finish(call, GRPC_OK, NULL);
 }
 
+/* Size: one reply, the request's length in decimal. */
+static void h_size(grpc_call_t *call, str_t msg, void *arg)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof buf, "%zu", msg.n);
+	grpc_call_send(call, buf, (size_t)n);
+	grpc_call_finish(call, GRPC_OK, NULL);
+}
+
 static void h_hang2(grpc_call_t *call, str_t msg, void *arg)
 {
 	srv_env_t *e = arg;
@@ -538,6 +547,7 @@ static void srv_start(srv_env_t *e, bool compress)
 	grpc_server_register(e->srv, "/t.S/Fail", h_fail, NULL);
 	grpc_server_register(e->srv, "/t.S/Big", h_big, NULL);
 	grpc_server_register(e->srv, "/t.S/Hang", h_hang2, e);
+	grpc_server_register(e->srv, "/t.S/Size", h_size, NULL);
 	srv_listen(e, "127.0.0.1:0");
 	pthread_create(&e->th, NULL, srv_thread, e);
 }
@@ -930,11 +940,22 @@ static void pool_case(bool snappy)
 		}
 		CHECK_EQ_INT(grpc_pool_connects(p), 2);
 	}
-	/* a status and its message */
-	grpc_pool_call_t *c = pool_call(p, "/t.S/Fail", "x", snappy, 5000);
+	/* a request far over the HTTP/2 windows (64 KiB until the server's updates come) */
+	char *big = malloc(3u << 20);
+	for (size_t i = 0; i < (3u << 20) - 1; i++)
+		big[i] = (char)('a' + (i * 7 + i / 1000) % 26);
+	big[(3u << 20) - 1] = 0;
+	grpc_pool_call_t *c = pool_call(p, "/t.S/Size", big, snappy, 10000);
+	free(big);
 	grpc_pool_run(&c, 1);
 	int nm;
 	volatile int rc = grpc_pool_call_end(c, &nm, &err);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(nm, 1);
+	/* a status and its message */
+	c = pool_call(p, "/t.S/Fail", "x", snappy, 5000);
+	grpc_pool_run(&c, 1);
+	rc = grpc_pool_call_end(c, &nm, &err);
 	CHECK_EQ_INT(rc, grpc_err_from_status(GRPC_NOT_FOUND));
 	CHECK(strstr(err.msg, "/t.S/Fail: NotFound: no such thing: 100% gone") != NULL);
 	/* a call that is never answered ends at its deadline */
