@@ -185,12 +185,11 @@ static void rb_task(void *arg, size_t ti)
 				return;
 			}
 			int64_t mint = b->mint;
-			if (lead) /* the last point before the range stays (decoded samples are in order) */
-				for (int64_t j = got - 1; j >= 0; j--)
-					if (sc->t[j] < b->mint) {
-						mint = sc->t[j];
-						break;
-					}
+			if (lead) /* the last two points before the range stay (decoded samples are in order)
+			           */
+				for (int64_t j = got - 1, k = 0; j >= 0 && k < 2; j--)
+					if (sc->t[j] < b->mint)
+						mint = sc->t[j], k++;
 			n = rb_trim(sc->t, sc->v, (size_t)got, mint, b->maxt, b->drop_stale);
 			t = sc->t;
 			v = sc->v;

@@ -236,8 +236,8 @@ void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, 
 typedef struct rb_aggr {
 	range_kernel_fn kfn; /* the kernel for such series (NULL: the raw one) */
 	bool count_weights;  /* the count view decoded with count weights (count_over_time sums them) */
-	/* keep the series' last point before the selected range too (the kernel sees it before the first
-	 * window's samples): rate/increase read the counter at the range start from it */
+	/* keep the series' last two points before the selected range too (the kernel sees them before the
+	 * first window's samples): rate/increase read the counter at the range start from the last one */
 	bool lead;
 } rb_aggr_t;
 void eval_range_batched(ev_t *ev, const promql_expr_t *ms, const char *func, range_kernel_fn kfn,

@@ -552,24 +552,26 @@ static void rate_kernel_steps(const void *kctx, const int64_t *t, const double *
  * starts. So the counter at the range start is interpolated between that point and the first inside
  * (at a range start on a window boundary: the point's value, 1 ms away), and the increase runs from it
  * as from a sample at the range start, with Prometheus's extrapolation at the end only. Used when the
- * point before is no further from the first inside than 1.1 times the average spacing inside (the
- * series has no gap there: Prometheus's own threshold; the first or last step inside when larger);
- * otherwise, and when a point sits at the range start, the window is computed as Prometheus computes
- * raw data. Raw series never come here. */
+ * point before is no further from the first inside than 1.1 times the series' spacing there (no gap:
+ * Prometheus's own threshold; see lead_rate); otherwise, and when a point sits at the range start, the
+ * window is computed as Prometheus computes raw data. Raw series never come here. */
 static bool lead_rate(const int64_t *t, const double *v, size_t lo, size_t hi, int64_t rstart, int64_t rend,
                       int64_t range, bool rate, double *out)
 {
 	size_t w = hi - lo;
 	if (w < 2 || lo == 0 || t[lo] <= rstart || t[lo - 1] >= rstart || v[lo] < v[lo - 1])
 		return false;
-	/* the spacing inside: the average, or the first or last step when larger (a chunk's last point sits
-	 * at its last raw sample and the next chunk's first at its first raw sample: two points close
-	 * together) */
+	/* the series' spacing around the range start: inside the average, or the first or last step when
+	 * larger (a chunk's last point sits at its last raw sample and the next chunk's first at its first
+	 * raw sample: two points close together); before it the step to the point before, when larger (1h
+	 * points before finer data filling a gap after them) */
 	double space = (double)(t[hi - 1] - t[lo]) / (double)(w - 1);
 	if ((double)(t[lo + 1] - t[lo]) > space)
 		space = (double)(t[lo + 1] - t[lo]);
 	if ((double)(t[hi - 1] - t[hi - 2]) > space)
 		space = (double)(t[hi - 1] - t[hi - 2]);
+	if (lo >= 2 && (double)(t[lo - 1] - t[lo - 2]) > space)
+		space = (double)(t[lo - 1] - t[lo - 2]);
 	double gap = (double)(t[lo] - t[lo - 1]);
 	if (!(gap <= space * 1.1))
 		return false;
