@@ -185,8 +185,7 @@ static void rb_task(void *arg, size_t ti)
 				return;
 			}
 			int64_t mint = b->mint;
-			if (lead) /* the last two points before the range stay (decoded samples are in order)
-			           */
+			if (lead) /* the last two points before the range stay (samples are in order) */
 				for (int64_t j = got - 1, k = 0; j >= 0 && k < 2; j--)
 					if (sc->t[j] < b->mint)
 						mint = sc->t[j], k++;

@@ -303,4 +303,30 @@ TEST(rate_reads_counter_at_range_start_from_point_before)
 	fake_release(&f);
 }
 
+/* A hole before the range: without the aggregates of [1h, 2h), the point before the window
+ * [1h50m, 2h50m] is the one at 1h - 1ms, an hour before the first inside (2h): not adjacent, so the
+ * answer is Prometheus's extrapolation from the points inside, as the store views give it. One hour
+ * later the point before (2h50m - 1ms) is adjacent again and the answers differ. */
+TEST(rate_ignores_point_before_a_hole)
+{
+	static fake_t f;
+	fake_build(&f);
+	buf_t hole = f.bufs[1];
+	memmove(&f.chunks[1], &f.chunks[2], (f.n - 2) * sizeof f.chunks[0]);
+	memmove(&f.bufs[1], &f.bufs[2], (f.n - 2) * sizeof f.bufs[0]);
+	f.bufs[f.n - 1] = hole; /* released with the rest */
+	f.n--;
+	promql_opts_t iter = {0};
+	promql_opts_t dec = {.decode_chunks = xor_decode_chunks,
+	                     .decode_aggr_chunks = store_queryable_decode_aggr};
+	const char *q = "increase(x[1h] offset 10m)";
+	double a = query_at(&f, q, &iter, 3 * 3600000), b = query_at(&f, q, &dec, 3 * 3600000);
+	if (!(a == b))
+		TEST_FAILF("after the hole: %.17g, the store views' %.17g", b, a);
+	a = query_at(&f, q, &iter, 4 * 3600000), b = query_at(&f, q, &dec, 4 * 3600000);
+	if (!(fabs(a - b) > 1e-6 * fabs(a)))
+		TEST_FAILF("an hour later the point before counts: %.17g vs %.17g", b, a);
+	fake_release(&f);
+}
+
 TEST_MAIN()
