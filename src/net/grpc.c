@@ -59,7 +59,8 @@ struct grpc_call {
 	bool compress;      /* responses are snappy-compressed */
 	bool staged;        /* a reserved message sits in stage, not yet compressed into out */
 	buf_t stage;
-	bool responded;     /* response HEADERS submitted */
+	bool dispatched;    /* the request went to its handler (or was refused) */
+	bool responded;     /* response HEADERS submitted (with the first message or the status) */
 	bool finished;      /* status decided; trailers go out when out is drained */
 	bool deferred;      /* data provider returned DEFERRED */
 	atomic_bool cancelled; /* read by worker threads (grpc_call_cancelled) */
@@ -264,14 +265,25 @@ static void call_commit(grpc_call_t *call)
 	buf_reset(&call->stage);
 }
 
-/* Let nghttp2 pull again (from outside its callbacks) and push frames out. */
+static void call_respond_headers(grpc_call_t *call, const char *http_status);
+
+/* Let nghttp2 pull again (from outside its callbacks) and push frames out. The response HEADERS are
+ * submitted here, with the first message or the status, not when the request is dispatched: a unary
+ * answer then leaves in one write (HEADERS, DATA, trailers) and the client wakes up once for it, not
+ * once for early headers and again for the answer. */
 static void call_resume(grpc_call_t *call)
 {
 	h2_conn_t *hc = call->hc;
-	if (!hc || !call->responded || !call->deferred)
+	if (!hc || !call->dispatched)
 		return;
-	call->deferred = false;
-	nghttp2_session_resume_data(hc->session, call->stream_id);
+	if (!call->responded) {
+		call_respond_headers(call, "200");
+	} else {
+		if (!call->deferred)
+			return;
+		call->deferred = false;
+		nghttp2_session_resume_data(hc->session, call->stream_id);
+	}
 	if (!hc->in_nghttp2)
 		h2_pump(hc);
 }
@@ -302,6 +314,20 @@ void grpc_call_send(grpc_call_t *call, const void *msg, size_t len)
 	uint8_t *p = grpc_call_reserve(call, len);
 	if (len)
 		memcpy(p, msg, len);
+}
+
+void grpc_call_reply(grpc_call_t *call, const void *msg, size_t len)
+{
+	h2_conn_t *hc = call->hc;
+	if (!hc || call->finished)
+		return;
+	bool was = hc->in_nghttp2;
+	hc->in_nghttp2 = true; /* no write between the message and the status */
+	grpc_call_send(call, msg, len);
+	grpc_call_finish(call, GRPC_OK, NULL);
+	hc->in_nghttp2 = was;
+	if (!was)
+		h2_pump(hc); /* may free the connection: not touched after */
 }
 
 void grpc_call_send_framed(grpc_call_t *call, const void *p, size_t n)
@@ -467,13 +493,14 @@ static void call_dispatch(grpc_call_t *call)
 	grpc_server_t *srv = call->hc->srv;
 	if (!call->grpc_ct) {
 		nghttp2_nv nva[1] = {NV(":status", "415")};
+		call->dispatched = true;
 		call->responded = true;
 		call->finished = true;
 		nghttp2_submit_response(call->hc->session, call->stream_id, nva, 1, NULL);
 		return;
 	}
 	call->compress = call->req_snappy || (srv->compress && call->accepts_snappy);
-	call_respond_headers(call, "200");
+	call->dispatched = true; /* HEADERS with the first message or the status (call_resume) */
 	if (call->timeout_ms >= 0) {
 		call->deadline = loop_now_ms(srv->loop) + (uint64_t)call->timeout_ms;
 		call->timer = loop_add_timer(srv->loop, call->timeout_ms, call_deadline_fired, call);
@@ -609,7 +636,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 	    !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
 		return 0;
 	grpc_call_t *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-	if (call && !call->responded)
+	if (call && !call->dispatched)
 		call_dispatch(call);
 	return 0;
 }
@@ -747,6 +774,9 @@ void grpc_server_on_accept(listener_t *ls, conn_t *c, void *arg)
 		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1u << 20},
 	};
 	nghttp2_submit_settings(hc->session, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
+	/* The connection's window (streams have their 1 MiB each): data is taken as it comes, so this only
+	 * spares the client a WINDOW_UPDATE (and a wake-up) every 32 KiB of requests. */
+	nghttp2_session_set_local_window_size(hc->session, NGHTTP2_FLAG_NONE, 0, 16u << 20);
 	conn_set_proto(c, &h2_proto, hc);
 	h2_pump(hc);
 }

@@ -103,6 +103,9 @@ bool grpc_call_cancelled(const grpc_call_t *call);
 size_t grpc_call_pending(const grpc_call_t *call);
 /* Queue one message (framed here). Ignored after finish/cancel. */
 void grpc_call_send(grpc_call_t *call, const void *msg, size_t len);
+/* A unary call's answer: one message, then status OK, in one write with the response headers
+ * (loop thread). */
+void grpc_call_reply(grpc_call_t *call, const void *msg, size_t len);
 /* Reserve a framed message of len bytes and return where to write its body (valid until the next
  * send/reserve): lets protobuf-c pack straight into the output. */
 uint8_t *grpc_call_reserve(grpc_call_t *call, size_t len);

@@ -981,8 +981,9 @@ static void rw_deliver(grpc_call_t *call, void *arg)
 {
 	rw_job_t *j = arg;
 	if (j->status == GRPC_OK)
-		grpc_call_send(call, "", 0); /* WriteResponse{} */
-	grpc_call_finish(call, j->status, j->message);
+		grpc_call_reply(call, "", 0); /* WriteResponse{} and OK, in one write */
+	else
+		grpc_call_finish(call, j->status, j->message);
 	grpc_call_release(call);
 	free(j->message);
 	free(j);
