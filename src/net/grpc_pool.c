@@ -738,9 +738,13 @@ void grpc_pool_run(grpc_pool_call_t **calls, size_t n)
 			if (!pf[k].revents)
 				continue;
 			pconn_t *c = calls[which[k]]->c;
-			if (c->tls_want_write && (pf[k].revents & POLLOUT))
-				c->tls_want_write = false;
-			if (pf[k].revents & (POLLIN | POLLERR | POLLHUP))
+			bool rd = (pf[k].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
+			if (c->tls_want_write && (pf[k].revents & POLLOUT)) {
+				c->tls_want_write =
+				    false; /* the read that needed the socket writable goes on */
+				rd = true;
+			}
+			if (rd)
 				pconn_read(c);
 		}
 	}
