@@ -153,6 +153,7 @@ static void common_headers(http_req_t *r)
 }
 
 static void keep_ready(const chain_t *ch, const buf_t *body);
+static void update_pieces(chain_t *ch);
 
 /* Answer with an encoded body (taken over); ch (may be NULL) keeps it as the ready answer. */
 static void respond_body(frontend_t *fe, http_req_t *r, buf_t *b, size_t nwarnings, const chain_t *ch)
@@ -282,6 +283,10 @@ struct chain {
 	extents_fp_t *fp; /* each piece's cached value as the answer leaves it */
 	bool json_ok;     /* every point of the answer came from the cache or went into it */
 	str_t json;       /* the ready answer found (run_pieces returned 1) */
+	/* run_pieces' pieces and decoded downstream answers, for update_pieces */
+	piece_t *pc;
+	const promresp_t *fetched;
+	uint64_t t_cache;
 };
 
 typedef struct frag_out {
@@ -515,14 +520,11 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 			return -2;
 		}
 	}
-	/* 4. merge each piece, update the cache */
-	buf_t val = BUF_INIT;
+	/* 4. merge each piece */
 	for (size_t i = 0; i < n; i++) {
 		piece_t *p = &pc[i];
-		if (p->frag_hit) {
-			p->whole = true;
+		if (p->frag_hit)
 			continue;
-		}
 		size_t nin = p->plan.ncached + p->plan.nfetch;
 		const promresp_t **in = ARENA_NEW_ARRAY(a, const promresp_t *, nin + 1);
 		for (size_t j = 0; j < p->plan.ncached; j++)
@@ -533,40 +535,10 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 			p->result = *in[0];
 		else
 			promresp_merge(a, in, nin, &p->result);
-		p->whole = p->key && !p->plan.nfetch;
-		if (!p->key || !p->plan.nfetch)
-			continue;
-		bool put = false;
-		extent_t *added = ARENA_NEW_ARRAY(a, extent_t, p->plan.nfetch);
-		size_t nadded = 0;
-		for (size_t j = 0; j < p->plan.nfetch; j++) {
-			split_piece_t f = p->plan.fetch[j];
-			const ds_call_t *c = &calls[p->call0 + j];
-			if (!response_cacheable(c, &fetched[p->call0 + j]))
-				continue;
-			if (ch->max_at > ch->max_cache_time)
-				continue; /* `@` after the freshness limit: that data may still change */
-			added[nadded++] = (extent_t){f.start, f.end, fetched[p->call0 + j]};
-		}
-		if (nadded) {
-			extents_t merged;
-			extents_merge(a, &p->ex, added, nadded, ch->grid_start, ch->step, &merged);
-			extents_trim(a, &merged, ch->max_cache_time, ch->step);
-			if (merged.n) {
-				extents_encode(&val, str_c(p->key), &merged, fe->c.snappy);
-				fecache_put(ch->cache, (str_t){p->hkey, 16}, val.p, val.n);
-				/* the answer is ready for next time only if all of this piece is now cached
-				 */
-				put = nadded == p->plan.nfetch && extents_cover(&merged, p->start, p->end);
-				if (put && json) /* what the piece's ready series will be checked against */
-					ch->fp[i] = fecache_fingerprint(val.p, val.n);
-			}
-		}
-		if (!put)
-			ch->json_ok = false;
-		p->whole = put;
 	}
-	if (frag) { /* each piece's ready series (kept for pieces wholly cached), then the answer */
+	ch->pc = pc;
+	ch->fetched = fetched;
+	if (frag) { /* the answer from each piece's ready series; the cache is updated once it is sent */
 		const promresp_frag_t **f = ARENA_NEW_ARRAY(a, const promresp_frag_t *, 2 * n);
 		size_t nw = 0, nf = 0;
 		for (size_t i = 0; i < n; i++)
@@ -588,23 +560,15 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 			} else {
 				promresp_frag_make(a, &p->result, &p->frag);
 			}
-			if (!p->whole || p->result.nwarnings)
-				continue;
-			buf_reset(&val);
-			extents_json_head(&val, str_c(p->fkey), &ch->fp[i], 1);
-			extents_frag_encode_join(&val, &f[nf - 1 - p->frag_head], 1 + p->frag_head, p->start,
-			                         p->end);
-			fecache_put(ch->cache, (str_t){p->fhkey, 16}, val.p, val.n);
 		}
-		buf_release(&val);
 		ch->frags = f;
 		ch->nfrags = nf;
 		ch->warn = w;
 		ch->nwarn = nw;
-		observe("results_cache", 200, ch->tripperware, t_cache);
+		ch->t_cache = t_cache;
 		return 2;
 	}
-	buf_release(&val);
+	update_pieces(ch);
 	if (n == 1) {
 		*out = pc[0].result;
 	} else {
@@ -616,6 +580,71 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 	if (ch->cache)
 		observe("results_cache", 200, ch->tripperware, t_cache);
 	return 0;
+}
+
+/* After run_pieces: the cache updated with what was fetched (extents merged and put), and with ready series
+ * each piece now wholly cached (ch->frag). An answer made of ready series is sent first (its bytes go out
+ * while this runs; it ends when the request's work returns, so the next request sees the cache updated). */
+static void update_pieces(chain_t *ch)
+{
+	arena_t *a = &ch->r->arena;
+	piece_t *pc = ch->pc;
+	size_t n = ch->npieces;
+	const promresp_t *fetched = ch->fetched;
+	bool json = ch->fp != NULL;
+	buf_t val = BUF_INIT;
+	for (size_t i = 0; i < n; i++) {
+		piece_t *p = &pc[i];
+		if (p->frag_hit) {
+			p->whole = true;
+			continue;
+		}
+		p->whole = p->key && !p->plan.nfetch;
+		if (!p->key || !p->plan.nfetch)
+			continue;
+		bool put = false;
+		extent_t *added = ARENA_NEW_ARRAY(a, extent_t, p->plan.nfetch);
+		size_t nadded = 0;
+		for (size_t j = 0; j < p->plan.nfetch; j++) {
+			split_piece_t f = p->plan.fetch[j];
+			const ds_call_t *c = &ch->calls[p->call0 + j];
+			if (!response_cacheable(c, &fetched[p->call0 + j]))
+				continue;
+			if (ch->max_at > ch->max_cache_time)
+				continue; /* `@` after the freshness limit: that data may still change */
+			added[nadded++] = (extent_t){f.start, f.end, fetched[p->call0 + j]};
+		}
+		if (nadded) {
+			extents_t merged;
+			extents_merge(a, &p->ex, added, nadded, ch->grid_start, ch->step, &merged);
+			extents_trim(a, &merged, ch->max_cache_time, ch->step);
+			if (merged.n) {
+				extents_encode(&val, str_c(p->key), &merged, ch->fe->c.snappy);
+				fecache_put(ch->cache, (str_t){p->hkey, 16}, val.p, val.n);
+				/* the answer is ready for next time only if all of this piece is now cached
+				 */
+				put = nadded == p->plan.nfetch && extents_cover(&merged, p->start, p->end);
+				if (put && json) /* what the piece's ready series will be checked against */
+					ch->fp[i] = fecache_fingerprint(val.p, val.n);
+			}
+		}
+		if (!put)
+			ch->json_ok = false;
+		p->whole = put;
+	}
+	for (size_t i = 0; ch->frag && ch->frags && i < n; i++) { /* ready series of pieces wholly cached */
+		piece_t *p = &pc[i];
+		if (p->frag_hit || !p->whole || p->result.nwarnings)
+			continue;
+		const promresp_frag_t *parts[2] = {&p->frag, &p->tail};
+		buf_reset(&val);
+		extents_json_head(&val, str_c(p->fkey), &ch->fp[i], 1);
+		extents_frag_encode_join(&val, parts, 1 + p->frag_head, p->start, p->end);
+		fecache_put(ch->cache, (str_t){p->fhkey, 16}, val.p, val.n);
+	}
+	buf_release(&val);
+	if (ch->frags)
+		observe("results_cache", 200, ch->tripperware, ch->t_cache);
 }
 
 /* The downstream bodies are freed here, and what jansson decoded them into (many small malloc blocks,
@@ -852,8 +881,10 @@ static void range_work(http_req_t *r, void *arg)
 		respond_merged(fe, r, &res, q.stats.n > 0, str_eq_c(q.stats, "all"), &ch);
 	else if (rc == 1)
 		respond_ready(fe, r, ch.json);
-	else if (rc == 2)
+	else if (rc == 2) {
 		respond_frags(fe, r, &ch);
+		update_pieces(&ch);
+	}
 	observe("step_align",
 	        rc >= 0    ? 200
 	        : rc == -1 ? (int)(ch.failed->rc ? 502 : ch.failed->resp.status)
