@@ -268,7 +268,11 @@ static void send_work(void *arg)
 {
 	send_job_t *j = arg;
 	err_t err = {0};
-	peer_outcome_t o = call_wait(call_start(j->p, &j->body, j->framed, false, j->deadline), &err);
+	/* framed (the router's): on the peer's pooled connections, driven by this worker itself */
+	peer_call_t *c = call_start(j->p, &j->body, j->framed, j->framed, j->deadline);
+	if (c->pc)
+		grpc_pool_run(&c->pc, 1);
+	peer_outcome_t o = call_wait(c, &err);
 	j->done(j->arg, o, o == PEER_OK ? NULL : err.msg);
 	free(j);
 }

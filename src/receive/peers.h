@@ -7,7 +7,9 @@
  * the connections of all peers run on one loop thread of the peers_t) and a few worker threads of its
  * own (--receive.forward.async-workers), so a peer that hangs only ever holds up its own queue. A send runs on one of them: it fails at once with Unavailable while
  * the peer is in backoff, with DeadlineExceeded if its deadline passed while it waited in the queue,
- * and otherwise makes the call with what is left of the deadline (the forward timeout). A failure
+ * and otherwise makes the call with what is left of the deadline (the forward timeout): a framed send (the
+ * router's) on the peer's pooled connections driven by that worker itself (net/grpc_pool.h), others on the
+ * channel. A failure
  * that says the peer is down or slow (Unavailable, DeadlineExceeded, connection errors) puts the peer
  * in backoff: 100 ms doubling per consecutive failure up to max_backoff, reset by a success.
  *
