@@ -175,16 +175,29 @@ size_t workers_queued(workers_t *w)
 	return q;
 }
 
+/* A parallel for. Heap-allocated and reference-counted (the caller + one per helper job) so that the
+ * caller returns as soon as every item is done: a helper that has not been scheduled by then (the
+ * caller ran all items itself, common on a busy machine) finds nothing to claim later and only drops
+ * its reference, instead of the caller sleeping until it gets a core. */
 typedef struct pfor {
 	void (*fn)(void *, size_t);
-	void *arg;
+	void *arg; /* the caller's: touched only for claimed items, all done before the caller returns */
 	size_t n;
 	atomic_size_t next;
 	atomic_size_t done;
+	atomic_int refs;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	atomic_int helpers_left;
 } pfor_t;
+
+static void pfor_unref(pfor_t *p)
+{
+	if (atomic_fetch_sub(&p->refs, 1) == 1) {
+		pthread_mutex_destroy(&p->mu);
+		pthread_cond_destroy(&p->cv);
+		free(p);
+	}
+}
 
 static void pfor_run(pfor_t *p)
 {
@@ -193,7 +206,11 @@ static void pfor_run(pfor_t *p)
 		if (i >= p->n)
 			break;
 		p->fn(p->arg, i);
-		atomic_fetch_add(&p->done, 1);
+		if (atomic_fetch_add(&p->done, 1) + 1 == p->n) {
+			pthread_mutex_lock(&p->mu);
+			pthread_cond_signal(&p->cv);
+			pthread_mutex_unlock(&p->mu);
+		}
 	}
 }
 
@@ -201,10 +218,7 @@ static void pfor_helper(void *arg)
 {
 	pfor_t *p = arg;
 	pfor_run(p);
-	pthread_mutex_lock(&p->mu);
-	atomic_fetch_sub(&p->helpers_left, 1);
-	pthread_cond_signal(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	pfor_unref(p);
 }
 
 void workers_parallel_for(workers_t *w, size_t n, void (*fn)(void *, size_t), void *arg)
@@ -216,21 +230,23 @@ void workers_parallel_for(workers_t *w, size_t n, void (*fn)(void *, size_t), vo
 			fn(arg, i);
 		return;
 	}
-	pfor_t p = {.fn = fn, .arg = arg, .n = n};
-	atomic_init(&p.next, 0);
-	atomic_init(&p.done, 0);
-	pthread_mutex_init(&p.mu, NULL);
-	pthread_cond_init(&p.cv, NULL);
+	pfor_t *p = xmalloc(sizeof *p);
+	p->fn = fn, p->arg = arg, p->n = n;
+	atomic_init(&p->next, 0);
+	atomic_init(&p->done, 0);
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
 	int helpers = w->n < (int)(n - 1) ? w->n : (int)(n - 1);
-	atomic_init(&p.helpers_left, helpers);
+	atomic_init(&p->refs, 1 + helpers);
 	for (int i = 0; i < helpers; i++)
-		workers_submit(w, pfor_helper, &p);
-	pfor_run(&p);
-	/* Wait for the helpers to leave (they reference p on our stack). */
-	pthread_mutex_lock(&p.mu);
-	while (atomic_load(&p.helpers_left) > 0)
-		pthread_cond_wait(&p.cv, &p.mu);
-	pthread_mutex_unlock(&p.mu);
-	pthread_mutex_destroy(&p.mu);
-	pthread_cond_destroy(&p.cv);
+		workers_submit(w, pfor_helper, p);
+	pfor_run(p);
+	/* Wait for the items the helpers claimed (not for the helpers themselves). */
+	if (atomic_load(&p->done) < n) {
+		pthread_mutex_lock(&p->mu);
+		while (atomic_load(&p->done) < n)
+			pthread_cond_wait(&p->cv, &p->mu);
+		pthread_mutex_unlock(&p->mu);
+	}
+	pfor_unref(p);
 }
