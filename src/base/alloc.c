@@ -40,6 +40,8 @@ void alloc_tune_server(void)
 		mallopt(M_ARENA_MAX, ALLOC_SERVER_ARENAS);
 	if (!getenv("MALLOC_MMAP_THRESHOLD_"))
 		mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+	if (!getenv("MALLOC_TRIM_THRESHOLD_"))
+		mallopt(M_TRIM_THRESHOLD, ALLOC_SERVER_KEEP_TOP);
 	atomic_store(&trim_on, true);
 #endif
 }

@@ -31,9 +31,14 @@ size_t alloc_grow_cap(size_t cap, size_t need);
  * threads: ALLOC_SERVER_ARENAS malloc arenas instead of 8 per core (each pool thread would otherwise grow
  * its own, and what one frees the others never reuse), and a fixed 256 KiB mmap threshold, so large
  * blocks (query arena chunks, response buffers) are unmapped when freed instead of the threshold
- * drifting up to 32 MiB and the heap keeping them. Memory freed from many small blocks goes back through
- * alloc_note_freed. MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ in the environment still win. */
-#define ALLOC_SERVER_ARENAS 2
+ * drifting up to 32 MiB and the heap keeping them. Up to ALLOC_SERVER_KEEP_TOP free bytes stay at the
+ * top of each heap (glibc's default trims past 128 KiB once the mmap threshold is fixed: every small
+ * query gave its decode buffers back on free and faulted them in again, ~200 fresh pages a query, a
+ * fifth of a small query's CPU); memory freed from many small blocks still goes back through
+ * alloc_note_freed. MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the
+ * environment still win. */
+#define ALLOC_SERVER_ARENAS   2
+#define ALLOC_SERVER_KEEP_TOP (4u << 20)
 void alloc_tune_server(void);
 /* n bytes of request/query memory were just freed: past ALLOC_TRIM_BYTES since the last time, give the
  * heap's free pages back to the system (malloc_trim) on this thread. Thread-safe; cheap otherwise. */

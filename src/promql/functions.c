@@ -640,8 +640,8 @@ static void rate_aggr_kernel_steps(const void *kctx, const int64_t *t, const dou
  * keep the first), NaN when all are NaN: the deque keeps equal values and its front is exactly that.
  *
  * sum, avg, stddev, stdvar: their arithmetic is sequential within a window (Kahan sums, avg's
- * incremental mean), so windows cannot reuse each other's sums without changing results. Instead four
- * windows run side by side, two 2-lane vectors of the same IEEE operations in the same order as
+ * incremental mean), so windows cannot reuse each other's sums without changing results. Instead eight
+ * windows (stddev, stdvar: four) run side by side, 2-lane vectors of the same IEEE operations in the same order as
  * range_kernel, branches as selects: per window operation for operation the same, so bit-identical;
  * the division and addition chains of the four overlap instead of one waiting for the next. avg's
  * special case for an infinite running mean cannot arise when every sample is NaN or |v| <= 1e307
@@ -681,52 +681,64 @@ static inline void ot_lane_step(enum fkind k, bool masked, rk_v2i m, rk_v2d cnt,
 	}
 }
 
-/* Samples [from, to) of four windows into the lanes' states; all four lanes hold a sample at every
+/* Samples [from, to) of nl (4 or 8) windows into the lanes' states; all lanes hold a sample at every
  * position below the shortest window, so that stretch runs without masks (no selects in the chains). */
-static inline void ot_run4(enum fkind k, const double *v, const size_t *lo, const size_t *w, size_t from, size_t to,
-			   bool masked, rk_v2d *st)
+static inline void ot_run(enum fkind k, size_t nl, const double *v, const size_t *lo, const size_t *w, size_t from,
+			  size_t to, bool masked, rk_v2d *st)
 {
-	rk_v2i all = {-1, -1}, m0 = all, m1 = all;
+	rk_v2i all = {-1, -1};
 	for (size_t i = from; i < to; i++) {
 		double n = (double)(i + 1);
 		rk_v2d cnt = {n, n};
-		size_t i0 = i, i1 = i, i2 = i, i3 = i;
-		if (masked) {
-			m0 = (rk_v2i){-(int64_t)(i < w[0]), -(int64_t)(i < w[1])};
-			m1 = (rk_v2i){-(int64_t)(i < w[2]), -(int64_t)(i < w[3])};
-			i0 = i < w[0] ? i : 0, i1 = i < w[1] ? i : 0, i2 = i < w[2] ? i : 0, i3 = i < w[3] ? i : 0;
+#pragma GCC unroll 4
+		for (size_t g = 0; g < nl / 2; g++) {
+			rk_v2i m = all;
+			size_t ia = i, ib = i;
+			if (masked) {
+				m = (rk_v2i){-(int64_t)(i < w[2 * g]), -(int64_t)(i < w[2 * g + 1])};
+				ia = i < w[2 * g] ? i : 0, ib = i < w[2 * g + 1] ? i : 0;
+			}
+			rk_v2d x = {v[lo[2 * g] + ia], v[lo[2 * g + 1] + ib]};
+			ot_lane_step(k, masked, m, cnt, x, &st[4 * g], &st[4 * g + 1], &st[4 * g + 2], &st[4 * g + 3]);
 		}
-		rk_v2d x0 = {v[lo[0] + i0], v[lo[1] + i1]}, x1 = {v[lo[2] + i2], v[lo[3] + i3]};
-		ot_lane_step(k, masked, m0, cnt, x0, &st[0], &st[1], &st[2], &st[3]);
-		ot_lane_step(k, masked, m1, cnt, x1, &st[4], &st[5], &st[6], &st[7]);
 	}
 }
 
-/* The results of up to four windows (ws[0..nw)) into out[ws[i].step]. */
-static void ot_windows4(enum fkind k, const double *v, const ot_win_t *ws, size_t nw, double *out)
+/* Windows side by side: sum and avg carry two quantities a lane (8 windows = 16 vector registers of
+ * state would not fit with stddev's four), so they run 8 windows, stddev and stdvar 4. avg's chain
+ * (a division and a Kahan step) is long: 8 windows in flight keep the divider busy instead of waiting. */
+#define OT_MAX_WINDOWS 8
+
+static size_t ot_lanes(enum fkind k)
 {
-	size_t lo[4], w[4], wmax = 0, wmin = SIZE_MAX;
-	for (size_t j = 0; j < 4; j++) {
+	return k == F_SUM_OT || k == F_AVG_OT ? 8 : 4;
+}
+
+/* The results of up to ot_lanes(k) windows (ws[0..nw)) into out[ws[i].step]. */
+static void ot_windows(enum fkind k, const double *v, const ot_win_t *ws, size_t nw, double *out)
+{
+	size_t lo[OT_MAX_WINDOWS], w[OT_MAX_WINDOWS], wmax = 0, wmin = SIZE_MAX, nl = ot_lanes(k);
+	for (size_t j = 0; j < nl; j++) {
 		lo[j] = j < nw ? ws[j].lo : ws[0].lo;
 		w[j] = j < nw ? ws[j].w : 0;
 		wmax = w[j] > wmax ? w[j] : wmax;
 		wmin = w[j] < wmin ? w[j] : wmin;
 	}
-	/* st: lanes 0-1 then 2-3, each a, ca, b, cb (sum or mean and its compensation; stddev's aux) */
-	rk_v2d st[8];
+	/* st: lanes 0-1, 2-3, ..., each a, ca, b, cb (sum or mean and its compensation; stddev's aux) */
+	rk_v2d st[OT_MAX_WINDOWS * 2];
 	memset(st, 0, sizeof st);
 	switch (k) { /* one copy of the loops per kind, the kind's branches folded away */
 	case F_SUM_OT:
-		ot_run4(F_SUM_OT, v, lo, w, 0, wmin, false, st);
-		ot_run4(F_SUM_OT, v, lo, w, wmin, wmax, true, st);
+		ot_run(F_SUM_OT, 8, v, lo, w, 0, wmin, false, st);
+		ot_run(F_SUM_OT, 8, v, lo, w, wmin, wmax, true, st);
 		break;
 	case F_AVG_OT:
-		ot_run4(F_AVG_OT, v, lo, w, 0, wmin, false, st);
-		ot_run4(F_AVG_OT, v, lo, w, wmin, wmax, true, st);
+		ot_run(F_AVG_OT, 8, v, lo, w, 0, wmin, false, st);
+		ot_run(F_AVG_OT, 8, v, lo, w, wmin, wmax, true, st);
 		break;
 	default:
-		ot_run4(F_STDVAR_OT, v, lo, w, 0, wmin, false, st);
-		ot_run4(F_STDVAR_OT, v, lo, w, wmin, wmax, true, st);
+		ot_run(F_STDVAR_OT, 4, v, lo, w, 0, wmin, false, st);
+		ot_run(F_STDVAR_OT, 4, v, lo, w, wmin, wmax, true, st);
 		break;
 	}
 	for (size_t j = 0; j < nw; j++) {
@@ -761,8 +773,8 @@ static void overtime_kernel_steps(const void *kctx, const int64_t *t, const doub
 	uint32_t dq_local[512], *dq = n <= 512 ? dq_local : minmax ? xmalloc(n * sizeof *dq) : NULL;
 	size_t dh = 0, dt = 0;
 	size_t lo = 0, hi = 0, maxwin = 0, cnt = 0, work = 0;
-	ot_win_t ws[4];
-	size_t nw = 0;
+	ot_win_t ws[OT_MAX_WINDOWS];
+	size_t nw = 0, nl = ot_lanes(c->k);
 	ro->lastwin = 0;
 	ro->stopped = false;
 	for (size_t i = 0; i < c->nsteps; i++) {
@@ -803,13 +815,13 @@ static void overtime_kernel_steps(const void *kctx, const int64_t *t, const doub
 			continue;
 		}
 		ws[nw++] = (ot_win_t){lo, win, i};
-		if (nw == 4) {
-			ot_windows4(c->k, v, ws, nw, out);
+		if (nw == nl) {
+			ot_windows(c->k, v, ws, nw, out);
 			nw = 0;
 		}
 	}
 	if (nw)
-		ot_windows4(c->k, v, ws, nw, out);
+		ot_windows(c->k, v, ws, nw, out);
 	if (dq != dq_local)
 		free(dq);
 	ro->npts = cnt;
