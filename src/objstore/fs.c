@@ -258,7 +258,7 @@ static int fs_open_ref(bucket_t *b, const char *name, struct stat *stp, fd_ent_t
 }
 
 static int fs_get(bucket_t *b, const char *name, int64_t off, int64_t len, bucket_sink_fn sink, void *arg,
-		  err_t *err)
+                  err_t *err)
 {
 	fs_bucket_t *fb = FB(b);
 	struct stat st;
@@ -309,8 +309,9 @@ static int fs_read_range(bucket_t *b, bucket_range_t *r)
 	if (rc)
 		return rc;
 	if (r->off >= st.st_size) {
-		rc = err_set(&r->err, ERR_INVALID, "objstore: %s: range start %lld is beyond the object's size %lld",
-			     r->name, (long long)r->off, (long long)st.st_size);
+		rc = err_set(&r->err, ERR_INVALID,
+		             "objstore: %s: range start %lld is beyond the object's size %lld", r->name,
+		             (long long)r->off, (long long)st.st_size);
 		goto out;
 	}
 	int64_t end = r->off + r->len > st.st_size ? st.st_size : r->off + r->len;
@@ -319,7 +320,8 @@ static int fs_read_range(bucket_t *b, bucket_range_t *r)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			rc = err_errno(&r->err, "objstore: %s: read at offset %lld", r->name, (long long)(r->off + r->got));
+			rc = err_errno(&r->err, "objstore: %s: read at offset %lld", r->name,
+			               (long long)(r->off + r->got));
 			goto out;
 		}
 		if (n == 0)
@@ -568,14 +570,14 @@ static void fs_free(bucket_t *b)
 }
 
 static const bucket_ops_t fs_ops = {
-	.type = "FILESYSTEM",
-	.get = fs_get,
-	.put = fs_put,
-	.attrs = fs_attrs,
-	.del = fs_del,
-	.iter = fs_iter,
-	.get_ranges = fs_get_ranges, /* small batches inline, large ones threaded */
-	.free = fs_free,
+    .type = "FILESYSTEM",
+    .get = fs_get,
+    .put = fs_put,
+    .attrs = fs_attrs,
+    .del = fs_del,
+    .iter = fs_iter,
+    .get_ranges = fs_get_ranges, /* small batches inline, large ones threaded */
+    .free = fs_free,
 };
 
 int fs_bucket_new(const char *dir, bucket_t **out, err_t *err)

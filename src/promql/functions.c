@@ -641,8 +641,8 @@ static void rate_aggr_kernel_steps(const void *kctx, const int64_t *t, const dou
  *
  * sum, avg, stddev, stdvar: their arithmetic is sequential within a window (Kahan sums, avg's
  * incremental mean), so windows cannot reuse each other's sums without changing results. Instead eight
- * windows (stddev, stdvar: four) run side by side, 2-lane vectors of the same IEEE operations in the same order as
- * range_kernel, branches as selects: per window operation for operation the same, so bit-identical;
+ * windows (stddev, stdvar: four) run side by side, 2-lane vectors of the same IEEE operations in the same
+ * order as range_kernel, branches as selects: per window operation for operation the same, so bit-identical;
  * the division and addition chains of the four overlap instead of one waiting for the next. avg's
  * special case for an infinite running mean cannot arise when every sample is NaN or |v| <= 1e307
  * (the mean stays within the samples' range); series with others take range_kernel's path. */
@@ -683,8 +683,8 @@ static inline void ot_lane_step(enum fkind k, bool masked, rk_v2i m, rk_v2d cnt,
 
 /* Samples [from, to) of nl (4 or 8) windows into the lanes' states; all lanes hold a sample at every
  * position below the shortest window, so that stretch runs without masks (no selects in the chains). */
-static inline void ot_run(enum fkind k, size_t nl, const double *v, const size_t *lo, const size_t *w, size_t from,
-			  size_t to, bool masked, rk_v2d *st)
+static inline void ot_run(enum fkind k, size_t nl, const double *v, const size_t *lo, const size_t *w,
+                          size_t from, size_t to, bool masked, rk_v2d *st)
 {
 	rk_v2i all = {-1, -1};
 	for (size_t i = from; i < to; i++) {
@@ -699,7 +699,8 @@ static inline void ot_run(enum fkind k, size_t nl, const double *v, const size_t
 				ia = i < w[2 * g] ? i : 0, ib = i < w[2 * g + 1] ? i : 0;
 			}
 			rk_v2d x = {v[lo[2 * g] + ia], v[lo[2 * g + 1] + ib]};
-			ot_lane_step(k, masked, m, cnt, x, &st[4 * g], &st[4 * g + 1], &st[4 * g + 2], &st[4 * g + 3]);
+			ot_lane_step(k, masked, m, cnt, x, &st[4 * g], &st[4 * g + 1], &st[4 * g + 2],
+			             &st[4 * g + 3]);
 		}
 	}
 }
