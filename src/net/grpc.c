@@ -366,12 +366,34 @@ void grpc_call_finish(grpc_call_t *call, int status, const char *message)
 	call_resume(call);
 }
 
+void grpc_call_finish_framed(grpc_call_t *call, const void *p, size_t n, int status, const char *message)
+{
+	if (call->finished || !call->hc)
+		return;
+	if (n && !grpc_call_cancelled(call)) {
+		call_commit(call);
+		if (call->out_off > 0 && call->out_off == call->out.n) {
+			buf_reset(&call->out);
+			call->out_off = 0;
+		}
+		buf_append(&call->out, p, n);
+	}
+	grpc_call_finish(call, status, message); /* one resume: HEADERS (if not yet), DATA and trailers */
+}
+
 void grpc_call_set_producer(grpc_call_t *call, grpc_produce_fn produce, grpc_done_fn done, void *arg)
 {
 	call->produce = produce;
 	call->done = done;
 	call->parg = arg;
 	call_resume(call);
+}
+
+void grpc_call_set_producer_idle(grpc_call_t *call, grpc_produce_fn produce, grpc_done_fn done, void *arg)
+{
+	call->produce = produce;
+	call->done = done;
+	call->parg = arg;
 }
 
 /* grpc-message is percent-encoded: bytes outside 0x20..0x7e and '%'. */

@@ -114,6 +114,12 @@ uint8_t *grpc_call_reserve(grpc_call_t *call, size_t len);
  * complete the stream at once and free the call: do not touch it afterwards. */
 void grpc_call_finish(grpc_call_t *call, int status, const char *message);
 void grpc_call_set_producer(grpc_call_t *call, grpc_produce_fn produce, grpc_done_fn done, void *arg);
+/* The same without starting the response: for a producer that only asks a worker for more once output
+ * has gone out (the response HEADERS then leave with the worker's first messages). */
+void grpc_call_set_producer_idle(grpc_call_t *call, grpc_produce_fn produce, grpc_done_fn done, void *arg);
+/* Queue framed messages (as grpc_call_send_framed) and end the call with a status, pushed out together
+ * (one write for a response that is complete). Same rules as grpc_call_finish. */
+void grpc_call_finish_framed(grpc_call_t *call, const void *p, size_t n, int status, const char *message);
 
 /* Keep the call's memory (struct, arena, request) past the end of its stream; every hold needs one
  * grpc_call_release. hold: loop thread, or any thread that already owns a hold. release: any thread;

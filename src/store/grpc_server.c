@@ -677,15 +677,18 @@ static void job_deliver(grpc_call_t *call, void *arg)
 	job_t *j = arg;
 	/* Sending pumps the connection, which may call job_produce: busy stays set until the batch is
 	 * out of j->out, so that cannot start a second worker on the job. */
-	grpc_call_send_framed(call, j->out.p, j->out.n);
-	j->busy = false;
 	if (j->closed) {
-		/* finishing may end the stream and run done at once: detach the job first */
-		grpc_call_set_producer(call, NULL, NULL, NULL);
-		finish_result(call, &j->res);
+		/* the last batch and the status in one write; finishing may end the stream and run done
+		 * at once: detach the job first */
+		grpc_call_set_producer_idle(call, NULL, NULL, NULL);
+		j->busy = false;
+		grpc_call_finish_framed(call, j->out.p, j->out.n, j->res.status,
+		                        j->res.err.msg[0] ? j->res.err.msg : NULL);
 		job_end(j, true);
 		return;
 	}
+	grpc_call_send_framed(call, j->out.p, j->out.n);
+	j->busy = false;
 	if (grpc_call_pending(call) < GRPC_OUT_LOW)
 		job_submit(j);
 }
@@ -742,7 +745,7 @@ static void pool_handle(grpc_call_t *call, str_t msg, void *arg)
 	j->msg = msg;
 	buf_init(&j->out);
 	grpc_call_hold(call);
-	grpc_call_set_producer(call, job_produce, job_done, j);
+	grpc_call_set_producer_idle(call, job_produce, job_done, j);
 	p->njobs++;
 	struct cls *c = &p->cls[j->cls];
 	if (c->running < c->slots) {
