@@ -43,30 +43,44 @@ static void put_point(buf_t *b, int64_t t, double v)
 	b->n = (size_t)(p - b->p);
 }
 
-/* A matrix's series share their step timestamps: each distinct one is formatted once per answer and
- * copied after that (direct-mapped on the second; a collision only formats again). */
-#define TS_CACHE 1024
+/* A matrix's series share their step timestamps: each one is formatted once per answer and copied for
+ * the other series. The grid (first timestamp, step) is taken from the first series with two points;
+ * a timestamp off the grid (or past TS_CACHE steps) is formatted as it comes. */
+#define TS_CACHE 4096
 
 typedef struct ts_cache {
-	int64_t t[TS_CACHE];
-	uint8_t len[TS_CACHE]; /* 0 = empty */
+	int64_t t0, d;         /* d = 0: no grid yet */
+	uint8_t len[TS_CACHE]; /* 0 = not formatted yet */
 	char s[TS_CACHE][FMT_PROM_TS_MAX];
 } ts_cache_t;
 
-static void put_point_cached(buf_t *b, ts_cache_t *c, int64_t t, double v)
+/* The slot of t (k: its index on the grid), or SIZE_MAX. prev/pk: the series' previous point and slot. */
+static size_t ts_slot(const ts_cache_t *c, int64_t t, int64_t prev, size_t pk)
+{
+	if (!c->d)
+		return SIZE_MAX;
+	if (pk != SIZE_MAX && t - prev == c->d)
+		return pk + 1 < TS_CACHE ? pk + 1 : SIZE_MAX;
+	if (t < c->t0 || (t - c->t0) % c->d)
+		return SIZE_MAX;
+	int64_t k = (t - c->t0) / c->d;
+	return k < TS_CACHE ? (size_t)k : SIZE_MAX;
+}
+
+static void put_point_cached(buf_t *b, ts_cache_t *c, size_t k, int64_t t, double v)
 {
 	buf_reserve(b, FMT_PROM_TS_MAX + FMT_PROM_VALUE_MAX + 8);
 	char *p = b->p + b->n;
 	*p++ = '[';
-	size_t k = (size_t)((uint64_t)t / 1000 % TS_CACHE);
-	if (c->len[k] && c->t[k] == t) {
+	if (k != SIZE_MAX && c->len[k]) {
 		memcpy(p, c->s[k], FMT_PROM_TS_MAX);
 		p += c->len[k];
 	} else {
 		size_t n = fmt_prom_ts(p, t);
-		memcpy(c->s[k], p, n);
-		c->t[k] = t;
-		c->len[k] = (uint8_t)n;
+		if (k != SIZE_MAX) {
+			memcpy(c->s[k], p, n);
+			c->len[k] = (uint8_t)n;
+		}
 		p += n;
 	}
 	memcpy(p, ",\"", 2);
@@ -111,19 +125,31 @@ void promql_result_json_open(buf_t *b, const promql_result_t *res, bool (*flush)
 		return;
 	default:
 		buf_puts(b, "{\"resultType\":\"matrix\",\"result\":[");
-		ts_cache_t *tc = res->nseries > 1 ? xcalloc(1, sizeof *tc) : NULL;
+		ts_cache_t *tc = NULL;
+		if (res->nseries > 1) { /* the strings need no clearing: len says which are set */
+			tc = xmalloc(sizeof *tc);
+			tc->t0 = tc->d = 0;
+			memset(tc->len, 0, sizeof tc->len);
+		}
 		for (size_t i = 0; i < res->nseries; i++) {
 			if (i)
 				buf_putc(b, ',');
 			put_metric(b, &res->series[i].ls);
 			buf_puts(b, "\"values\":[");
-			for (size_t j = 0; j < res->series[i].n; j++) {
+			const int64_t *ts = res->series[i].t;
+			size_t n = res->series[i].n;
+			if (tc && !tc->d && n >= 2 && ts[1] > ts[0])
+				tc->t0 = ts[0], tc->d = ts[1] - ts[0];
+			size_t k = SIZE_MAX;
+			for (size_t j = 0; j < n; j++) {
 				if (j)
 					buf_putc(b, ',');
-				if (tc)
-					put_point_cached(b, tc, res->series[i].t[j], res->series[i].v[j]);
-				else
-					put_point(b, res->series[i].t[j], res->series[i].v[j]);
+				if (tc) {
+					k = ts_slot(tc, ts[j], j ? ts[j - 1] : 0, j ? k : SIZE_MAX);
+					put_point_cached(b, tc, k, ts[j], res->series[i].v[j]);
+				} else {
+					put_point(b, ts[j], res->series[i].v[j]);
+				}
 			}
 			buf_puts(b, "]}");
 			if (flush && !flush(arg)) {
