@@ -323,7 +323,10 @@ bool extents_decode(arena_t *a, promresp_kind_t kind, str_t value, str_t key, bo
 	memset(out, 0, sizeof *out);
 	if (snappy) {
 		size_t n;
-		if (snappy_uncompressed_length(value.p, value.n, &n) != SNAPPY_OK || n > (1u << 30))
+		/* snappy expands at most ~21x (a 3-byte copy of 64 bytes): a length past that is a lie,
+		 * and would have us allocate up to the 1 GiB limit for a few bytes of input */
+		if (snappy_uncompressed_length(value.p, value.n, &n) != SNAPPY_OK || n > (1u << 30) ||
+		    n > value.n * 32 + 64)
 			return false;
 		char *raw = arena_alloc(a, n + 1);
 		if (snappy_uncompress(value.p, value.n, raw, &n) != SNAPPY_OK)

@@ -313,6 +313,8 @@ static bool jr_series(arena_t *a, jr_t *r, jr_scratch_t *x, promresp_series_t *o
 				out->ls.v[i] = (label_t){
 				    {arena_strndup(a, x->ls[i].name.p, x->ls[i].name.n), x->ls[i].name.n},
 				    {arena_strndup(a, x->ls[i].value.p, x->ls[i].value.n), x->ls[i].value.n}};
+			if (labels_normalize(&out->ls)) /* sorted, empty values dropped, as decode_labels */
+				return false;
 		} else if (str_eq_c(k, "values") && !have_values) {
 			have_values = true;
 			size_t n = 0;

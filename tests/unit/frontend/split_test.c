@@ -209,6 +209,11 @@ TEST(matrix_fast_reader_equals_jansson)
 	     "\"values\":[[-5,\"-2e-7\"]]}]},\"warnings\":[\"w1\",\"w2\"]}"},
 	    {" { \"data\" : { \"result\" : [ ] , \"resultType\" : \"matrix\" } ,\n\"status\":\"success\" } ",
 	     "{\"data\":{\"result\":[],\"resultType\":\"matri\\u0078\"},\"status\":\"success\"}"},
+	    /* labels out of order (the querier sorts them; an answer from elsewhere may not) */
+	    {"{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{\"za\":\"0\","
+	     "\"b\":\"x y\",\"m\":\"1\"},\"values\":[[180,\"+Inf\"]]}]},\"warnings\":[\"w\"]}",
+	     "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"metric\":{\"za\":\"0\","
+	     "\"b\":\"x y\",\"m\":\"1\"},\"values\":[[180,\"+Inf\"]]}]},\"warnings\":[\"\\u0077\"]}"},
 	    {"{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[],\"metric\":"
 	     "{\"__name__\":\"up\"}}]}}",
 	     "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[{\"values\":[],\"metric\":"
