@@ -375,7 +375,7 @@ static uint32_t family_intern(head_t *h, str_t name)
 	if (v)
 		return (uint32_t)(uintptr_t)v;
 	hfamily_t *f = VEC_ADD(&h->families);
-	f->name = xstrndup(name.p, name.n);
+	f->name = xstrndup(name.n ? name.p : "", name.n);
 	/* the map's keys point at family names, which never move (heap strings) */
 	hmap_put(&h->family_map, str_from(f->name, name.n), (void *)(uintptr_t)h->families.n);
 	return (uint32_t)h->families.n;
@@ -389,8 +389,9 @@ static bool family_set(head_t *h, uint32_t fam, uint8_t type, str_t unit, str_t 
 	free(f->unit);
 	free(f->help);
 	f->type = type;
-	f->unit = xstrndup(unit.p, unit.n);
-	f->help = xstrndup(help.p, help.n);
+	/* an empty unit or help may come without a pointer (str_t {NULL, 0}) */
+	f->unit = xstrndup(unit.n ? unit.p : "", unit.n);
+	f->help = xstrndup(help.n ? help.p : "", help.n);
 	f->set = true;
 	return true;
 }
