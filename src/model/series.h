@@ -79,6 +79,10 @@ struct series_set_ops {
 	 * the array) stay valid until close(), so a consumer may keep them across next() without a copy
 	 * (e.g. a block reader's mapped chunk files). */
 	bool (*chunk_data_stable)(series_set_t *s);
+	/* Optional (NULL = false): whether the current series' samples() come from downsampled aggregate
+	 * chunks (read through the request's aggregate view), e.g. several sources' aggregate chunks merged
+	 * where chunks() returns -1; a consumer may then read them as downsampled data. */
+	bool (*aggr_samples)(series_set_t *s);
 };
 struct series_set {
 	const struct series_set_ops *ops;
@@ -95,6 +99,10 @@ static inline const labels_t *series_set_labels(series_set_t *s)
 static inline sample_iter_t *series_set_samples(series_set_t *s)
 {
 	return s->ops->samples(s);
+}
+static inline bool series_set_aggr_samples(series_set_t *s)
+{
+	return s->ops->aggr_samples && s->ops->aggr_samples(s);
 }
 static inline void series_set_close(series_set_t *s)
 {

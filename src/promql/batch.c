@@ -18,7 +18,8 @@ typedef struct rb_item {
 	labels_t ls;
 	const chunk_t *chks;
 	size_t nchks;
-	bool aggr; /* chks include downsampled aggregate chunks: decoded by opts->decode_aggr_chunks */
+	bool aggr; /* downsampled: chks include aggregate chunks (decoded by opts->decode_aggr_chunks), or
+	            * t/v are merged aggregate samples with the points before the range (rb_aggr_t.lead) */
 	const int64_t *t;
 	const double *v;
 	size_t n;
@@ -410,9 +411,22 @@ static void rb_run(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 			rb_reserve_decode(b, cc, k);
 			b->work += 120 * k;
 		} else {
-			size_t n = ev_load_samples(ev, set, b->mint, b->maxt, drop_stale);
-			it->t = rb_dup(&b->ba, ev->scr->t, n * sizeof(int64_t));
-			it->v = rb_dup(&b->ba, ev->scr->v, n * sizeof(double));
+			/* several sources' aggregate chunks merged into samples (deduplicated replicas): with
+			 * aggr.lead read as downsampled data all the same, the last two points before the
+			 * range kept as rb_task keeps them from aggregate chunks (the request reaches back
+			 * for them) */
+			bool lead = b->aggr.lead && series_set_aggr_samples(set);
+			size_t n = ev_load_samples(ev, set, lead ? INT64_MIN : b->mint, b->maxt, drop_stale);
+			size_t from = 0;
+			if (lead) {
+				while (from < n && ev->scr->t[from] < b->mint)
+					from++;
+				from = from >= 2 ? from - 2 : 0;
+				it->aggr = true;
+			}
+			n -= from;
+			it->t = rb_dup(&b->ba, ev->scr->t + from, n * sizeof(int64_t));
+			it->v = rb_dup(&b->ba, ev->scr->v + from, n * sizeof(double));
 			it->n = n;
 			b->bbytes += 16 * n;
 			b->work += n;

@@ -53,6 +53,11 @@ static int wset_chunks(series_set_t *s, const chunk_t **out)
 	return in->ops->chunks ? in->ops->chunks(in, out) : -1;
 }
 
+static bool wset_aggr_samples(series_set_t *s)
+{
+	return series_set_aggr_samples(((wset_t *)s)->in);
+}
+
 static size_t wset_warnings(series_set_t *s, const char *const **out)
 {
 	series_set_t *in = ((wset_t *)s)->in;
@@ -83,6 +88,7 @@ static const struct series_set_ops wset_ops = {
 	.chunks = wset_chunks,
 	.warnings = wset_warnings,
 	.close = wset_close,
+	.aggr_samples = wset_aggr_samples,
 };
 
 static int q_select(queryable_t *base, arena_t *a, const matcher_t *ms, size_t nms, int64_t mint, int64_t maxt,
@@ -110,11 +116,12 @@ static int q_select(queryable_t *base, arena_t *a, const matcher_t *ms, size_t n
 		req.max_resolution = res;
 		req.aggregates = store_aggregates_for_func(req.func);
 		/* rate/increase over downsampled data read the counter at the range start from the aggregate
-		 * point before it (promql's rb_aggr_t.lead): at most one resolution step earlier */
+		 * point before it and the spacing from the one before that (promql's rb_aggr_t.lead): at most
+		 * two resolution steps earlier (merged replicas' samples start at the request's mint) */
 		if (hints && hints->range > 0 && req.func &&
 		    (!strcmp(req.func, "rate") || !strcmp(req.func, "increase")) &&
-		    req.mint >= INT64_MIN + res)
-			req.mint -= res;
+		    req.mint >= INT64_MIN + 2 * res)
+			req.mint -= 2 * res;
 	}
 	series_set_t *in;
 	int rc = store_series(q->store, a, &req, &in, err);

@@ -9,8 +9,9 @@
  * Downsampled data (thanos.md §4.4, §4.5): with max_source_resolution > 0 the request carries it as
  * max_resolution, capped at range / 2 for functions that need two samples in their range (rate,
  * increase, deriv, ...), and the aggregates the enclosing function reads (store_aggregates_for_func);
- * under rate/increase the request starts one resolution step earlier, for the aggregate point before the
- * range that the engine reads the counter at the range start from (promql's rb_aggr_t.lead).
+ * under rate/increase the request starts two resolution steps earlier, for the aggregate points before
+ * the range that the engine reads the counter at the range start from (promql's rb_aggr_t.lead; also
+ * when a merged series comes as samples: series_set_aggr_samples).
  * Warnings are collected per query: from every series set when it is closed and from label
  * name/value responses; identical warnings are kept once, in arrival order.
  *

@@ -665,6 +665,22 @@ static int pset_chunks(series_set_t *base, const chunk_t **out)
 	return (int)w;
 }
 
+/* Downsampled data: members with aggregate chunks are read through the request's view (member_samples). */
+static bool pset_aggr_samples(series_set_t *base)
+{
+	proxy_set_t *ps = (proxy_set_t *)base;
+	if (ps->req->skip_chunks)
+		return false;
+	size_t lo = ps->wrl_out ? ps->emit : 0, hi = ps->wrl_out ? ps->emit + 1 : ps->nmembers;
+	for (size_t i = lo; i < hi; i++) {
+		const member_t *m = &ps->members[i];
+		if (m->src ? series_set_aggr_samples(m->src)
+		           : m->nchunks > 0 && aggr_chunks_any(m->chunks, (size_t)m->nchunks))
+			return true;
+	}
+	return false;
+}
+
 static size_t pset_warnings(series_set_t *base, const char *const **out)
 {
 	proxy_set_t *ps = (proxy_set_t *)base;
@@ -694,6 +710,7 @@ static const struct series_set_ops proxy_set_ops = {
 	.chunks = pset_chunks,
 	.warnings = pset_warnings,
 	.close = pset_close,
+	.aggr_samples = pset_aggr_samples,
 };
 
 /* Is each replica label an external label of the store with one value in all its label sets, i.e.

@@ -24,6 +24,10 @@ on is not in the aggregates: up to one scrape's increase of the 58-60 the raw an
 1.9% on the counters, 38% at 1h resolution (49% where raw data follows) and 100% on the job's counter.
 Worst errors are printed.
 
+The same rate/increase checks through a querier deduplicating two store gateways over copies of the
+bucket that differ only in a replica label (`--query.replica-label`, dedup=true): the replicas' aggregate
+chunks are merged into samples there, read as downsampled data all the same (same tolerances).
+
 Auto resolution (--query.auto-downsampling): a 30-day range query at a 1h step reads the 5m blocks
 (step / 5 = 12m), at a 6h step the 1h blocks: fewer chunks fetched by the store gateway than raw, and
 the last two days (raw data only) are filled from raw blocks with the same answers as raw.
@@ -243,6 +247,47 @@ def main():
             worst = compare(raw_g, run("g", res), 0, bound=lambda k, t: hi[k][t] - lo[k][t])
             print(f"# {res} g: within max-min of its {win} window: {worst == 0}")
             result(f"accuracy_{res}_plain_selector_bound", worst == 0, "outside the documented bound")
+
+        # ---- HA replicas: two copies of the bucket differing only in a replica label, deduplicated ----
+        # the querier merges the two stores' aggregate chunks into samples (penalty dedup); rate/increase
+        # must read them as downsampled data all the same: the single source's tolerances
+        rports = []
+        for rep in ("a", "b"):
+            rdir = os.path.join(tmp, "bucket-" + rep)
+            shutil.copytree(bdir, rdir)
+            for m in metas(rdir):
+                m["thanos"]["labels"]["replica"] = rep
+                with open(os.path.join(rdir, m["ulid"], "meta.json"), "w") as f:
+                    json.dump(m, f)
+            rg, rh = free_port(), free_port()
+            procs.append(subprocess.Popen(
+                [STRATA, "store", f"--objstore.config=type: FILESYSTEM\nconfig:\n  directory: {rdir}\n",
+                 "--data-dir=" + os.path.join(tmp, "sd-" + rep), f"--grpc-address=127.0.0.1:{rg}",
+                 f"--http-address=127.0.0.1:{rh}", "--sync-block-duration=1s", "--http-grace-period=1s"],
+                stdout=slog, stderr=subprocess.STDOUT))
+            wait_ready(rh, procs[-1], "strata store " + rep)
+            rports.append(rg)
+        dq = free_port()
+        procs.append(subprocess.Popen([STRATA, "query", f"--http-address=127.0.0.1:{dq}",
+                                       f"--grpc-address=127.0.0.1:{free_port()}", "--http-grace-period=1s",
+                                       "--query.replica-label=replica"] +
+                                      [f"--endpoint=127.0.0.1:{p}" for p in rports],
+                                      stdout=slog, stderr=subprocess.STDOUT))
+        wait_ready(dq, procs[-1], "strata query (dedup)")
+        reps = lambda: series(ask(dq, {**whole, "query": "count by (replica) (job_runs_total)", "dedup": "false",
+                                       "max_source_resolution": "1h"}))
+        wait_until(lambda: len(reps()) == 2, procs[-1], "both replica stores discovered", 60)
+        result("dedup_two_replicas", len(reps()) == 2, str(list(reps())))
+        for res in ("5m", "1h"):
+            for qs, tol, at in checks:
+                if not qs.startswith(("rate", "increase")):
+                    continue
+                p = whole if at else rng
+                worst = compare(raw_cache[(qs, at)], series(ask(dq, {**p, "query": qs, "dedup": "true",
+                                                                     "max_source_resolution": res})), tol)
+                name = qs + (" at whole hours" if at else "")
+                print(f"# dedup {res} {name}: worst relative error {worst:.4g}")
+                result(f"dedup_accuracy_{res}_{name}", worst <= tol, f"worst relative error {worst} > {tol}")
 
         # ---- auto resolution and gap filling ----
         now = int(time.time())
