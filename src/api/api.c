@@ -499,7 +499,8 @@ static void run_series(qctx_t *q)
 	if (rc < 0) {
 		reply_err(r, API_ERR_INTERNAL, err.msg, w.v, w.n);
 	} else {
-		qsort(all.v, all.n, sizeof *all.v, labels_ptr_cmp);
+		if (all.n) /* all.v is NULL when nothing matched: qsort's pointer must not be */
+			qsort(all.v, all.n, sizeof *all.v, labels_ptr_cmp);
 		buf_t b = BUF_INIT;
 		buf_putc(&b, '[');
 		size_t k = 0;
@@ -889,7 +890,8 @@ static void h_stores(http_req_t *r, void *arg)
 	endpoint_status_t *st;
 	size_t n = endpoint_set_status(api->es, &r->arena, &st);
 	/* Grouped by the component type each endpoint's Info named, as Thanos: {"<type>": [...], ...}. */
-	qsort(st, n, sizeof *st, status_cmp);
+	if (n)
+		qsort(st, n, sizeof *st, status_cmp);
 	buf_t b = BUF_INIT;
 	buf_putc(&b, '{');
 	for (size_t i = 0; i < n; i++) {
