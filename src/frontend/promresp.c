@@ -26,7 +26,7 @@ static _Thread_local arena_t *json_arena;
 
 static void *json_arena_alloc(size_t n)
 {
-	return json_arena ? arena_alloc(json_arena, n) : malloc(n);
+	return json_arena ? arena_alloc(json_arena, n) : xmalloc(n);
 }
 
 static void json_arena_free(void *p)
