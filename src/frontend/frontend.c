@@ -297,14 +297,15 @@ typedef struct frag_out {
 	bool streaming; /* ... chunked once it passed API_STREAM_MIN_BYTES, as the querier does */
 } frag_out_t;
 
-/* Parts of at most PROMRESP_FLUSH_BYTES: each one the server copies stays below malloc's mmap threshold
- * (reused heap memory rather than fresh pages faulted in and unmapped again). */
-static void frag_write(frag_out_t *x)
+/* The part's buffer itself goes to the server (no copy) and x->b starts a new one of about the same size
+ * (parts are a little over PROMRESP_FLUSH_BYTES: below malloc's mmap threshold, reused heap memory rather
+ * than fresh pages faulted in and unmapped again, and no reallocations as it grows). */
+static void frag_write(frag_out_t *x, bool last)
 {
-	for (size_t off = 0; off < x->b.n; off += PROMRESP_FLUSH_BYTES)
-		http_stream_write(x->r, x->b.p + off,
-		                  x->b.n - off < PROMRESP_FLUSH_BYTES ? x->b.n - off : PROMRESP_FLUSH_BYTES);
-	buf_reset(&x->b);
+	size_t cap = x->b.cap < 2 * PROMRESP_FLUSH_BYTES ? x->b.cap : 2 * PROMRESP_FLUSH_BYTES;
+	http_stream_write_buf(x->r, &x->b);
+	if (!last && cap && !x->b.cap)
+		buf_reserve(&x->b, cap - 1);
 }
 
 static void frag_flush(void *arg)
@@ -320,7 +321,7 @@ static void frag_flush(void *arg)
 		http_stream_begin(x->r, 200, "application/json");
 		x->streaming = true;
 	}
-	frag_write(x);
+	frag_write(x, false);
 }
 
 /* An answer assembled from ready series, sent as it is produced (a large one goes out chunked, as the
@@ -339,7 +340,7 @@ static void respond_frags(frontend_t *fe, http_req_t *r, const chain_t *ch)
 	}
 	promresp_frag_encode(&x.b, ch->frags, ch->nfrags, ch->warn, ch->nwarn, frag_flush, &x);
 	if (x.streaming) {
-		frag_write(&x);
+		frag_write(&x, true);
 		http_stream_end(r);
 	} else {
 		http_respond_buf(r, 200, "application/json", &x.b);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -108,6 +109,37 @@ void conn_write(conn_t *c, const void *p, size_t n)
 	if (c->closed)
 		return;
 	buf_append(&c->out, p, n);
+}
+
+void conn_writev_flush(conn_t *c, const struct iovec *iov, int n)
+{
+	if (c->closed)
+		return;
+	size_t skip = 0; /* bytes of iov already sent */
+	if (!c->ssl && !c->handshaking && conn_pending_out(c) == 0) {
+		for (;;) {
+			struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+			ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+				conn_close(c); /* EPIPE, ECONNRESET: the peer is gone */
+				return;
+			}
+			skip = w > 0 ? (size_t)w : 0;
+			break;
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		size_t len = iov[i].iov_len;
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		buf_append(&c->out, (const char *)iov[i].iov_base + skip, len - skip);
+		skip = 0;
+	}
+	conn_flush(c);
 }
 
 size_t conn_pending_out(const conn_t *c)

@@ -31,6 +31,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "base/err.h"
 #include "base/str.h"
@@ -116,6 +117,10 @@ static inline str_t conn_input(const conn_t *c)
 	return (str_t){c->in.p + c->in_off, c->in.n - c->in_off};
 }
 void conn_write(conn_t *c, const void *p, size_t n);
+/* Like conn_write of each part in turn, but when no output is queued before them (and the connection is
+ * plain TCP, past any handshake) they are first sent straight from the caller's memory with one sendmsg:
+ * only what the socket does not take is copied into the output buffer. Then flushes like conn_flush. */
+void conn_writev_flush(conn_t *c, const struct iovec *iov, int n);
 /* Try to send queued output now; arms write interest if the socket is full. */
 void conn_flush(conn_t *c);
 size_t conn_pending_out(const conn_t *c);

@@ -328,17 +328,20 @@ static void stream_write_now(http_req_t *r, const void *data, size_t n)
 	if (!p->hc || n == 0 || p->head)
 		return;
 	conn_t *c = p->hc->c;
-	if (p->chunked) {
-		char sz[24];
-		int k = snprintf(sz, sizeof sz, "%zx\r\n", n);
-		conn_write(c, sz, (size_t)k);
-		conn_write(c, data, n);
-		conn_write(c, "\r\n", 2);
-	} else {
-		conn_write(c, data, n);
+	char sz[24];
+	struct iovec iov[3];
+	int k = 0;
+	if (p->chunked)
+		iov[k++] = (struct iovec){sz, (size_t)snprintf(sz, sizeof sz, "%zx\r\n", n)};
+	iov[k++] = (struct iovec){(void *)data, n};
+	if (p->chunked)
+		iov[k++] = (struct iovec){"\r\n", 2};
+	if (!p->hc->processing) { /* sent from data when nothing is queued before it */
+		conn_writev_flush(c, iov, k);
+		return;
 	}
-	if (!p->hc->processing)
-		conn_flush(c);
+	for (int i = 0; i < k; i++)
+		conn_write(c, iov[i].iov_base, iov[i].iov_len);
 }
 
 static void stream_end_now(http_req_t *r)
@@ -360,7 +363,8 @@ typedef struct stream_post {
 	http_req_t *r;
 	int status;
 	const char *ctype; /* begin only (request arena) */
-	size_t n;          /* write: n bytes follow */
+	size_t n;          /* write: n bytes follow (or are at own) */
+	char *own;         /* http_stream_write_buf: the worker's buffer, freed here */
 	char data[];
 } stream_post_t;
 
@@ -388,8 +392,9 @@ static void stream_write_post(void *arg)
 {
 	stream_post_t *sp = arg;
 	http_req_t *r = sp->r;
-	stream_write_now(r, sp->data, sp->n);
+	stream_write_now(r, sp->own ? sp->own : sp->data, sp->n);
 	r->priv->w_loop_written += sp->n;
+	free(sp->own);
 	free(sp);
 	stream_ack(r);
 }
@@ -410,6 +415,19 @@ void http_stream_begin(http_req_t *r, int status, const char *ctype)
 	stream_begin_now(r, status, ctype);
 }
 
+/* Worker: wait until the part may be posted; false once the connection is gone. */
+static bool stream_worker_admit(http_req_priv_t *p, size_t n)
+{
+	pthread_mutex_lock(&p->w_mu);
+	while (!p->w_gone && p->w_posted - p->w_sent > HTTP_WORKER_STREAM_AHEAD)
+		pthread_cond_wait(&p->w_cv, &p->w_mu);
+	bool gone = p->w_gone;
+	if (!gone)
+		p->w_posted += n;
+	pthread_mutex_unlock(&p->w_mu);
+	return !gone;
+}
+
 void http_stream_write(http_req_t *r, const void *data, size_t n)
 {
 	http_req_priv_t *p = r->priv;
@@ -418,21 +436,32 @@ void http_stream_write(http_req_t *r, const void *data, size_t n)
 		return;
 	}
 	BUG_ON(!p->w_stream);
-	if (n == 0)
-		return;
-	pthread_mutex_lock(&p->w_mu);
-	while (!p->w_gone && p->w_posted - p->w_sent > HTTP_WORKER_STREAM_AHEAD)
-		pthread_cond_wait(&p->w_cv, &p->w_mu);
-	bool gone = p->w_gone;
-	if (!gone)
-		p->w_posted += n;
-	pthread_mutex_unlock(&p->w_mu);
-	if (gone)
+	if (n == 0 || !stream_worker_admit(p, n))
 		return;
 	stream_post_t *sp = xmalloc(st_add(sizeof *sp, n));
 	sp->r = r;
 	sp->n = n;
+	sp->own = NULL;
 	memcpy(sp->data, data, n);
+	loop_post(r->server->loop, stream_write_post, sp);
+}
+
+void http_stream_write_buf(http_req_t *r, buf_t *b)
+{
+	http_req_priv_t *p = r->priv;
+	if (!p->on_worker || b->n == 0) {
+		http_stream_write(r, b->p, b->n);
+		buf_reset(b);
+		return;
+	}
+	BUG_ON(!p->w_stream);
+	if (!stream_worker_admit(p, b->n)) {
+		buf_reset(b);
+		return;
+	}
+	stream_post_t *sp = xmalloc(sizeof *sp);
+	sp->r = r;
+	sp->own = buf_detach(b, &sp->n);
 	loop_post(r->server->loop, stream_write_post, sp);
 }
 

@@ -168,6 +168,9 @@ void http_error(http_req_t *r, int status, const char *fmt, ...) __attribute__((
  * the work function returns (http_stream_end only marks it). Add headers before beginning. */
 void http_stream_begin(http_req_t *r, int status, const char *content_type);
 void http_stream_write(http_req_t *r, const void *p, size_t n);
+/* Like http_stream_write of b's bytes, leaving b empty; from a worker, b's memory itself is handed to the
+ * loop (no copy; b gets a new buffer as it grows again). */
+void http_stream_write_buf(http_req_t *r, buf_t *b);
 void http_stream_end(http_req_t *r);
 size_t http_stream_pending(const http_req_t *r);
 bool http_stream_gone(http_req_t *r);
