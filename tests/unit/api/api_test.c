@@ -418,9 +418,9 @@ TEST(timeout_and_limits)
 }
 
 /* A query that keeps a worker busy for a second or more: a quantile over 1.8M subquery points at each
- * of 201 steps, for 2 series. (The engine polls deadline and cancel flag only every 4096 steps of a
+ * of 801 steps, for 2 series. (The engine polls deadline and cancel flag only every 4096 steps of a
  * range function, so this query is not interruptible: it is only used to occupy the query slot.) */
-#define SLOW_QUERY "/api/v1/query_range?query=quantile_over_time(0.5,up%5B30m:1ms%5D)&start=0&end=200&step=1"
+#define SLOW_QUERY "/api/v1/query_range?query=quantile_over_time(0.5,up%5B30m:1ms%5D)&start=0&end=800&step=1"
 
 typedef struct bg_req {
 	pthread_t th;
