@@ -247,6 +247,10 @@ typedef struct piece {
 	bool frag_head;
 	int64_t frag_end;
 	promresp_frag_t tail;
+	/* frag_head with its extents not decoded yet (ex_val, lent by the cache): the points after
+	 * frag_end are fetched, the answer sent, and only then are the extents decoded and merged */
+	bool ex_late;
+	str_t ex_val;
 } piece_t;
 
 /* How one chain (range or labels) runs its pieces. */
@@ -368,6 +372,15 @@ static bool extents_cover(const extents_t *ex, int64_t start, int64_t end)
 	return false;
 }
 
+/* Whether every extent of ex ends by t (none holds a point after it). */
+static bool extents_end_by(const extents_t *ex, int64_t t)
+{
+	for (size_t i = 0; i < ex->n; i++)
+		if (ex->v[i].end > t)
+			return false;
+	return true;
+}
+
 /* Run the pieces: cache lookups (one batch), downstream calls (one parallel batch), merges and cache
  * updates. Returns 0 with *out, 1 with ch->json (a ready answer whose pieces' extents are unchanged;
  * nothing decoded), 2 with ch->body (ch->frag: the answer assembled from each piece's ready series,
@@ -470,8 +483,13 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 	}
 	for (size_t k = 0; k < nk; k++) {
 		piece_t *p = &pc[kidx[k]];
-		if (found[k] && !p->frag_hit &&
-		    !extents_decode(a, ch->kind, vals[k], str_c(p->key), fe->c.snappy, &p->ex))
+		/* a ready head matched these extents byte for byte: they hold [start, frag_end] */
+		p->ex_late = found[k] && p->frag_head && (p->frag_end - p->start) % ch->step == 0 &&
+		             p->frag_end + ch->step <= p->end;
+		if (p->ex_late)
+			p->ex_val = vals[k];
+		else if (found[k] && !p->frag_hit &&
+		         !extents_decode(a, ch->kind, vals[k], str_c(p->key), fe->c.snappy, &p->ex))
 			memset(&p->ex, 0, sizeof p->ex);
 	}
 	/* 2. plan */
@@ -480,6 +498,11 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 		piece_t *p = &pc[i];
 		if (p->frag_hit) {
 			memset(&p->plan, 0, sizeof p->plan);
+		} else if (p->ex_late) {
+			memset(&p->plan, 0, sizeof p->plan);
+			p->plan.fetch = ARENA_NEW(a, split_piece_t);
+			p->plan.fetch[0] = (split_piece_t){p->frag_end + ch->step, p->end};
+			p->plan.nfetch = 1;
 		} else if (p->key) {
 			extents_partition(a, &p->ex, p->start, p->end, ch->step, ch->need_stats, &p->plan);
 		} else {
@@ -532,6 +555,13 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 			in[j] = &p->plan.cached[j];
 		for (size_t j = 0; j < p->plan.nfetch; j++)
 			in[p->plan.ncached + j] = &fetched[p->call0 + j];
+		if (p->ex_late ||
+		    (frag && p->frag_head && p->plan.nfetch == 1 && extents_end_by(&p->ex, p->frag_end))) {
+			/* only its points after frag_end are rendered and they all come from the one fetch:
+			 * no merge with the cached day (the cache update merges the extents themselves) */
+			p->result = fetched[p->call0];
+			continue;
+		}
 		if (nin == 1)
 			p->result = *in[0];
 		else
@@ -615,6 +645,9 @@ static void update_pieces(chain_t *ch)
 				continue; /* `@` after the freshness limit: that data may still change */
 			added[nadded++] = (extent_t){f.start, f.end, fetched[p->call0 + j]};
 		}
+		if (nadded && p->ex_late &&
+		    !extents_decode(a, ch->kind, p->ex_val, str_c(p->key), ch->fe->c.snappy, &p->ex))
+			memset(&p->ex, 0, sizeof p->ex);
 		if (nadded) {
 			extents_t merged;
 			extents_merge(a, &p->ex, added, nadded, ch->grid_start, ch->step, &merged);
