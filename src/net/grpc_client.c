@@ -540,55 +540,6 @@ static void channel_connect(grpc_channel_t *ch);
 
 /* ---- the transport: plain socket or TLS ---- */
 
-/* Like send(2): > 0 written, -1 with errno (EAGAIN: try when writable). */
-static ssize_t transport_send(h2c_t *c, const void *p, size_t n)
-{
-	if (!c->ssl)
-		return send(c->fd, p, n, MSG_NOSIGNAL);
-	ERR_clear_error();
-	int w = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-	if (w > 0)
-		return w;
-	int e = SSL_get_error(c->ssl, w);
-	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-		errno = EAGAIN;
-		return -1;
-	}
-	if (e != SSL_ERROR_SYSCALL || !errno)
-		errno = EPIPE;
-	ERR_clear_error();
-	return -1;
-}
-
-/* Like recv(2): > 0 bytes, 0 at EOF, -1 with errno (EAGAIN; EPROTO with the reason in why). */
-static ssize_t transport_recv(h2c_t *c, void *p, size_t n, char *why, size_t whyn)
-{
-	if (!c->ssl)
-		return recv(c->fd, p, n, 0);
-	ERR_clear_error();
-	int r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-	if (r > 0)
-		return r;
-	switch (SSL_get_error(c->ssl, r)) {
-	case SSL_ERROR_WANT_WRITE:
-		c->tls_want_write = true;
-		/* fall through */
-	case SSL_ERROR_WANT_READ:
-		errno = EAGAIN;
-		return -1;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	case SSL_ERROR_SYSCALL:
-		if (!ERR_peek_error())
-			return errno ? -1 : 0;
-		/* fall through */
-	default:
-		tls_errors(why, whyn);
-		errno = EPROTO;
-		return -1;
-	}
-}
-
 /* TLS 1.3 servers check the client certificate after the client has finished its handshake: a
  * connection cut before the server said anything is most likely that refusal. */
 static const char *refused_hint(const h2c_t *c)
@@ -640,7 +591,7 @@ static void h2c_after(h2c_t *c)
 			buf_append(&c->out, d, (size_t)n);
 		}
 		while (!c->dead && c->out_off < c->out.n) {
-			ssize_t w = transport_send(c, c->out.p + c->out_off, c->out.n - c->out_off);
+			ssize_t w = tls_io_send(c->fd, c->ssl, c->out.p + c->out_off, c->out.n - c->out_off);
 			if (w > 0)
 				c->out_off += (size_t)w;
 			else if (w < 0 && errno == EINTR)
@@ -830,7 +781,7 @@ static void h2c_on_event(loop_t *l, int fd, int events, void *arg)
 		char why[256] = "";
 		/* TLS: decrypted bytes OpenSSL holds are invisible to epoll, so they are always taken */
 		while (!c->dead && (got < READ_BUDGET || (c->ssl && SSL_pending(c->ssl) > 0))) {
-			ssize_t r = transport_recv(c, buf, sizeof buf, why, sizeof why);
+			ssize_t r = tls_io_recv(c->fd, c->ssl, buf, sizeof buf, &c->tls_want_write, why, sizeof why);
 			if (r > 0) {
 				got += (size_t)r;
 				c->heard = true;

@@ -311,53 +311,6 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
 
 /* ---- transport ---- */
 
-static ssize_t transport_send(pconn_t *c, const void *p, size_t n)
-{
-	if (!c->ssl)
-		return send(c->fd, p, n, MSG_NOSIGNAL);
-	ERR_clear_error();
-	int w = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-	if (w > 0)
-		return w;
-	int e = SSL_get_error(c->ssl, w);
-	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-		errno = EAGAIN;
-		return -1;
-	}
-	if (e != SSL_ERROR_SYSCALL || !errno)
-		errno = EPIPE;
-	ERR_clear_error();
-	return -1;
-}
-
-static ssize_t transport_recv(pconn_t *c, void *p, size_t n, char *why, size_t whyn)
-{
-	if (!c->ssl)
-		return recv(c->fd, p, n, 0);
-	ERR_clear_error();
-	int r = SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-	if (r > 0)
-		return r;
-	switch (SSL_get_error(c->ssl, r)) {
-	case SSL_ERROR_WANT_WRITE:
-		c->tls_want_write = true;
-		/* fall through */
-	case SSL_ERROR_WANT_READ:
-		errno = EAGAIN;
-		return -1;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	case SSL_ERROR_SYSCALL:
-		if (!ERR_peek_error())
-			return errno ? -1 : 0;
-		/* fall through */
-	default:
-		tls_errors(why, whyn);
-		errno = EPROTO;
-		return -1;
-	}
-}
-
 /* nghttp2's output into the socket, as far as it takes it now. */
 static void pconn_flush(pconn_t *c)
 {
@@ -371,7 +324,7 @@ static void pconn_flush(pconn_t *c)
 		buf_append(&c->out, d, (size_t)n);
 	}
 	while (!c->dead && c->out_off < c->out.n) {
-		ssize_t w = transport_send(c, c->out.p + c->out_off, c->out.n - c->out_off);
+		ssize_t w = tls_io_send(c->fd, c->ssl, c->out.p + c->out_off, c->out.n - c->out_off);
 		if (w > 0)
 			c->out_off += (size_t)w;
 		else if (w < 0 && errno == EINTR)
@@ -393,7 +346,7 @@ static void pconn_read(pconn_t *c)
 	uint8_t buf[16384];
 	char why[256] = "";
 	while (!c->dead) {
-		ssize_t r = transport_recv(c, buf, sizeof buf, why, sizeof why);
+		ssize_t r = tls_io_recv(c->fd, c->ssl, buf, sizeof buf, &c->tls_want_write, why, sizeof why);
 		if (r > 0) {
 			ssize_t n = nghttp2_session_mem_recv(c->s, buf, (size_t)r);
 			if (n < 0)

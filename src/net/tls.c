@@ -4,6 +4,9 @@
 #include "net/tls.h"
 
 #include <arpa/inet.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,6 +42,53 @@ void tls_errors(char *out, size_t n)
 	}
 	if (!out[0])
 		snprintf(out, n, "unknown TLS error");
+}
+
+ssize_t tls_io_send(int fd, SSL *ssl, const void *p, size_t n)
+{
+	if (!ssl)
+		return send(fd, p, n, MSG_NOSIGNAL);
+	ERR_clear_error();
+	int w = SSL_write(ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (w > 0)
+		return w;
+	int e = SSL_get_error(ssl, w);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e != SSL_ERROR_SYSCALL || !errno)
+		errno = EPIPE;
+	ERR_clear_error();
+	return -1;
+}
+
+ssize_t tls_io_recv(int fd, SSL *ssl, void *p, size_t n, bool *want_write, char *why, size_t whyn)
+{
+	if (!ssl)
+		return recv(fd, p, n, 0);
+	ERR_clear_error();
+	int r = SSL_read(ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(ssl, r)) {
+	case SSL_ERROR_WANT_WRITE:
+		*want_write = true;
+		/* fall through */
+	case SSL_ERROR_WANT_READ:
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (!ERR_peek_error())
+			return errno ? -1 : 0;
+		/* fall through */
+	default:
+		tls_errors(why, whyn);
+		errno = EPROTO;
+		return -1;
+	}
 }
 
 static int ssl_err(err_t *err, const char *what, const char *fmt, const char *arg)

@@ -25,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h> /* ssize_t */
 
 #include <openssl/ssl.h>
 
@@ -108,5 +109,12 @@ bool tls_subject_field_valid(const char *field);
 
 /* The last OpenSSL error(s) of this thread as text (cleared), for messages. */
 void tls_errors(char *out, size_t n);
+
+/* A client connection's transport, plain (ssl NULL) or TLS, for nonblocking sockets.
+ * tls_io_send: like send(2) without SIGPIPE: > 0 written, -1 with errno (EAGAIN: try when writable).
+ * tls_io_recv: like recv(2): > 0 bytes, 0 at EOF, -1 with errno (EAGAIN; EPROTO with OpenSSL's reason
+ * in why); *want_write is set when TLS must write before it can read on (a renegotiation/key update). */
+ssize_t tls_io_send(int fd, SSL *ssl, const void *p, size_t n);
+ssize_t tls_io_recv(int fd, SSL *ssl, void *p, size_t n, bool *want_write, char *why, size_t whyn);
 
 #endif
