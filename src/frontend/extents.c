@@ -753,20 +753,6 @@ bool extents_json_decode(str_t value, str_t jkey, const extents_fp_t *fp, size_t
 	return true;
 }
 
-typedef struct frag_ref {
-	const promresp_frag_series_t *s;
-	size_t order;
-} frag_ref_t;
-
-static int frag_ref_cmp(const void *x, const void *y)
-{
-	const frag_ref_t *a = x, *b = y;
-	int c = labels_cmp(&a->s->ls, &b->s->ls);
-	if (c)
-		return c;
-	return a->order < b->order ? -1 : a->order > b->order;
-}
-
 void extents_frag_encode(buf_t *out, const promresp_frag_t *f, int64_t start, int64_t end)
 {
 	extents_frag_encode_join(out, &f, 1, start, end);
@@ -775,21 +761,14 @@ void extents_frag_encode(buf_t *out, const promresp_frag_t *f, int64_t start, in
 void extents_frag_encode_join(buf_t *out, const promresp_frag_t *const *f, size_t n, int64_t start,
                               int64_t end)
 {
-	size_t bytes = 32, total = 0;
+	size_t bytes = 32, total;
 	for (size_t k = 0; k < n; k++)
 		for (size_t i = 0; i < f[k]->n; i++) {
-			total++;
 			bytes += f[k]->s[i].pts.n + 9;
 			for (size_t j = 0; j < f[k]->s[i].ls.n; j++)
 				bytes += f[k]->s[i].ls.v[j].name.n + f[k]->s[i].ls.v[j].value.n + 8;
 		}
-	frag_ref_t *t = xcalloc(total ? total : 1, sizeof *t);
-	size_t m = 0;
-	for (size_t k = 0; k < n; k++)
-		for (size_t i = 0; i < f[k]->n; i++)
-			t[m++] = (frag_ref_t){&f[k]->s[i], k};
-	if (n > 1)
-		qsort(t, total, sizeof *t, frag_ref_cmp);
+	promresp_frag_ref_t *t = promresp_frag_refs(f, n, &total);
 	buf_reserve(out, out->n + bytes);
 	put_u64(out, (uint64_t)start);
 	put_u64(out, (uint64_t)end);

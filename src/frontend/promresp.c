@@ -696,35 +696,39 @@ bool promresp_frag_cut(promresp_frag_t *f, int64_t start, int64_t end)
 	return true;
 }
 
-typedef struct frag_ref {
-	const promresp_frag_series_t *s;
-	size_t order;
-} frag_ref_t;
-
 static int frag_ref_cmp(const void *x, const void *y)
 {
-	const frag_ref_t *a = x, *b = y;
+	const promresp_frag_ref_t *a = x, *b = y;
 	int c = labels_cmp(&a->s->ls, &b->s->ls);
 	if (c)
 		return c;
-	return a->order < b->order ? -1 : a->order > b->order;
+	return a->frag < b->frag ? -1 : a->frag > b->frag;
+}
+
+promresp_frag_ref_t *promresp_frag_refs(const promresp_frag_t *const *f, size_t n, size_t *total)
+{
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		m += f[i]->n;
+	promresp_frag_ref_t *t = xcalloc(m ? m : 1, sizeof *t);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; j < f[i]->n; j++)
+			t[k++] = (promresp_frag_ref_t){&f[i]->s[j], i};
+	if (n > 1) /* one fragment is sorted already */
+		qsort(t, m, sizeof *t, frag_ref_cmp);
+	*total = m;
+	return t;
 }
 
 void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, const str_t *warnings,
                           size_t nwarnings, void (*flush)(void *arg), void *arg)
 {
-	size_t total = 0, bytes = 0;
-	for (size_t i = 0; i < n; i++) {
-		total += f[i]->n;
-		for (size_t j = 0; j < f[i]->n; j++)
-			bytes += f[i]->s[j].pts.n + 1;
-	}
-	frag_ref_t *t = xcalloc(total ? total : 1, sizeof *t);
-	size_t k = 0;
+	size_t total, bytes = 0;
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; j < f[i]->n; j++)
-			t[k++] = (frag_ref_t){&f[i]->s[j], i};
-	qsort(t, total, sizeof *t, frag_ref_cmp);
+			bytes += f[i]->s[j].pts.n + 1;
+	promresp_frag_ref_t *t = promresp_frag_refs(f, n, &total);
 	if (!flush)
 		buf_reserve(b, bytes + total * 64 + 128);
 	buf_puts(b, "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[");

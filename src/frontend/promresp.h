@@ -99,6 +99,13 @@ typedef struct promresp_frag {
 } promresp_frag_t;
 
 void promresp_frag_make(arena_t *a, const promresp_t *r, promresp_frag_t *out);
+/* The series of n fragments in one array, sorted by labels, a label set's entries in fragment order
+ * (frag: its fragment's index); *total gets the length. xcalloc'd: the caller frees it. */
+typedef struct promresp_frag_ref {
+	const promresp_frag_series_t *s;
+	size_t frag;
+} promresp_frag_ref_t;
+promresp_frag_ref_t *promresp_frag_refs(const promresp_frag_t *const *f, size_t n, size_t *total);
 /* Cut f's points to [start, end] (ms) in place (the texts get shorter, nothing is copied): points
  * before start and after end dropped, a series may be left with none (promresp_frag_encode leaves out
  * a series with no point in any fragment). false: a points text is not as promresp_frag_make writes it. */
