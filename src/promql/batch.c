@@ -139,13 +139,7 @@ static void rb_count_windows(const rb_t *b, rb_scratch_t *sc, const int64_t *t, 
 {
 	size_t lo = 0, hi = 0, ns = b->ev->nsteps;
 	for (size_t i = 0; i < ns; i++) {
-		int64_t rend = b->wref[i], rstart = rend - b->wrange;
-		if (i > 0 && rend < b->wref[i - 1])
-			lo = hi = 0;
-		while (hi < n && t[hi] <= rend)
-			hi++;
-		while (lo < hi && t[lo] < rstart)
-			lo++;
+		range_window(t, n, b->wref, i, b->wrange, &lo, &hi);
 		sc->wtotal += (int64_t)(hi - lo);
 		if (sc->wsteps)
 			sc->wsteps[i] += (int64_t)(hi - lo);

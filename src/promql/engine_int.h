@@ -253,6 +253,19 @@ bool eval_range_call_streamed(ev_t *ev, const promql_expr_t *call, bool need_uni
 
 /* Prometheus's staleness marker (inline: checked for every decoded sample). */
 #define STALE_NAN_BITS 0x7ff0000000000002ull
+/* Moves [*lo, *hi) of t[0..n) to step i's range window [ref[i] - range, ref[i]] (both ends closed, as
+ * Prometheus 2.42 selects); a step before the previous one (@ modifiers) scans again from the start. */
+static inline void range_window(const int64_t *t, size_t n, const int64_t *ref, size_t i, int64_t range,
+                                size_t *lo, size_t *hi)
+{
+	if (i > 0 && ref[i] < ref[i - 1])
+		*lo = *hi = 0;
+	while (*hi < n && t[*hi] <= ref[i])
+		(*hi)++;
+	while (*lo < *hi && t[*lo] < ref[i] - range)
+		(*lo)++;
+}
+
 static inline bool value_is_stale(double v)
 {
 	uint64_t b;

@@ -270,13 +270,7 @@ static void range_series(ev_t *ev, void *arg, const labels_t *ls, const int64_t 
 	rctx_t *c = arg;
 	size_t idx = (size_t)-1, lo = 0, hi = 0, maxwin = 0, lastwin = 0, npts = 0;
 	for (size_t i = 0; i < ev->nsteps; i++) {
-		int64_t rend = c->ref[i], rstart = rend - c->range;
-		if (i > 0 && rend < c->ref[i - 1])
-			lo = hi = 0;
-		while (hi < n && t[hi] <= rend)
-			hi++;
-		while (lo < hi && t[lo] < rstart)
-			lo++;
+		range_window(t, n, c->ref, i, c->range, &lo, &hi);
 		/* the kernels cost O(window) per step: check by samples processed, not by steps */
 		ev_check_work(ev, hi - lo + 1);
 		if (ev->qs)
@@ -602,13 +596,8 @@ static void rate_aggr_kernel_steps(const void *kctx, const int64_t *t, const dou
 	ro->lastwin = 0;
 	ro->stopped = false;
 	for (size_t i = 0; i < c->nsteps; i++) {
+		range_window(t, n, c->ref, i, c->range, &lo, &hi);
 		int64_t rend = c->ref[i], rstart = rend - c->range;
-		if (i > 0 && rend < c->ref[i - 1])
-			lo = hi = 0;
-		while (hi < n && t[hi] <= rend)
-			hi++;
-		while (lo < hi && t[lo] < rstart)
-			lo++;
 		size_t w = hi - lo;
 		if (w > maxwin)
 			maxwin = w;
