@@ -27,22 +27,6 @@ static void put_metric(buf_t *b, const labels_t *ls)
 	buf_putc(b, ',');
 }
 
-/* [<t>,"<v>"] written straight into the buffer: a matrix is mostly this. */
-static void put_point(buf_t *b, int64_t t, double v)
-{
-	buf_reserve(b, FMT_PROM_TS_MAX + FMT_PROM_VALUE_MAX + 8);
-	char *p = b->p + b->n;
-	*p++ = '[';
-	p += fmt_prom_ts(p, t);
-	memcpy(p, ",\"", 2);
-	p += 2;
-	p += fmt_prom_value(p, v);
-	memcpy(p, "\"]", 2);
-	p += 2;
-	*p = 0;
-	b->n = (size_t)(p - b->p);
-}
-
 /* A matrix's series share their step timestamps: each one is formatted once per answer and copied for
  * the other series. The grid (first timestamp, step) is taken from the first series with two points;
  * a timestamp off the grid (or past TS_CACHE steps) is formatted as it comes. */
@@ -67,7 +51,9 @@ static size_t ts_slot(const ts_cache_t *c, int64_t t, int64_t prev, size_t pk)
 	return k < TS_CACHE ? (size_t)k : SIZE_MAX;
 }
 
-static void put_point_cached(buf_t *b, ts_cache_t *c, size_t k, int64_t t, double v)
+/* [<t>,"<v>"] written straight into the buffer (a matrix is mostly this); the timestamp from c's slot k
+ * (formatted into it the first time), or formatted here when k is SIZE_MAX (c may then be NULL). */
+static void put_point(buf_t *b, ts_cache_t *c, size_t k, int64_t t, double v)
 {
 	buf_reserve(b, FMT_PROM_TS_MAX + FMT_PROM_VALUE_MAX + 8);
 	char *p = b->p + b->n;
@@ -116,7 +102,7 @@ void promql_result_json_open(buf_t *b, const promql_result_t *res, bool (*flush)
 				buf_putc(b, ',');
 			put_metric(b, &res->series[i].ls);
 			buf_puts(b, "\"value\":");
-			put_point(b, res->series[i].t[0], res->series[i].v[0]);
+			put_point(b, NULL, SIZE_MAX, res->series[i].t[0], res->series[i].v[0]);
 			buf_putc(b, '}');
 			if (flush && !flush(arg))
 				return;
@@ -144,12 +130,9 @@ void promql_result_json_open(buf_t *b, const promql_result_t *res, bool (*flush)
 			for (size_t j = 0; j < n; j++) {
 				if (j)
 					buf_putc(b, ',');
-				if (tc) {
+				if (tc)
 					k = ts_slot(tc, ts[j], j ? ts[j - 1] : 0, j ? k : SIZE_MAX);
-					put_point_cached(b, tc, k, ts[j], res->series[i].v[j]);
-				} else {
-					put_point(b, ts[j], res->series[i].v[j]);
-				}
+				put_point(b, tc, k, ts[j], res->series[i].v[j]);
 			}
 			buf_puts(b, "]}");
 			if (flush && !flush(arg)) {
