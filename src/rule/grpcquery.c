@@ -22,16 +22,41 @@ typedef struct gname {
 	strlist_t addrs; /* last good resolution */
 } gname_t;
 
+/* One channel. refs (guarded by gquery.mu): one for the table while listed, one per query using it;
+ * whoever drops the last frees it (outside the lock). */
+typedef struct gchan {
+	char *target;
+	grpc_channel_t *ch;
+	unsigned refs;
+} gchan_t;
+
 struct gquery {
 	struct tls_client *tls;
 	gname_t *names;
 	size_t nnames;
+	gquery_resolve_fn resolve_fn; /* NULL = dnsname_resolve */
+	void *resolve_arg;
 	pthread_mutex_t mu;
-	strlist_t addrs;      /* current endpoints (guarded by mu) */
-	strlist_t ch_targets; /* channels made so far (guarded by mu), kept until gquery_free */
-	grpc_channel_t **ch;
+	strlist_t addrs; /* current endpoints (guarded by mu) */
+	gchan_t **ch;    /* channels of current endpoints (guarded by mu) */
+	size_t nch;
 	atomic_uint next;
 };
+
+static void gchan_free(gchan_t *c)
+{
+	grpc_channel_free(c->ch);
+	free(c->target);
+	free(c);
+}
+
+static bool in_list(const strlist_t *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (!strcmp(l->v[i], s))
+			return true;
+	return false;
+}
 
 static void resolve(gquery_t *g)
 {
@@ -40,7 +65,9 @@ static void resolve(gquery_t *g)
 		gname_t *n = &g->names[i];
 		strlist_t l = {0};
 		err_t err = {0};
-		if (dnsname_resolve(&n->d, &l, &err) == 0) {
+		int rc = g->resolve_fn ? g->resolve_fn(n->raw, &l, &err, g->resolve_arg)
+		                       : dnsname_resolve(&n->d, &l, &err);
+		if (rc == 0) {
 			strlist_free(&n->addrs);
 			n->addrs = l;
 		} else {
@@ -48,18 +75,37 @@ static void resolve(gquery_t *g)
 			         n->raw, "err", err.msg);
 			strlist_free(&l);
 		}
-		for (size_t k = 0; k < n->addrs.n; k++) {
-			bool dup = false;
-			for (size_t x = 0; x < all.n && !dup; x++)
-				dup = !strcmp(all.v[x], n->addrs.v[k]);
-			if (!dup)
+		for (size_t k = 0; k < n->addrs.n; k++)
+			if (!in_list(&all, n->addrs.v[k]))
 				strlist_push(&all, n->addrs.v[k]);
-		}
 	}
+	/* Channels of addresses that left the resolution leave the table; closed now unless a query
+	 * still uses them (then by its release). */
+	gchan_t **gone = NULL;
+	size_t ngone = 0;
 	pthread_mutex_lock(&g->mu);
 	strlist_free(&g->addrs);
 	g->addrs = all;
+	size_t keep = 0;
+	for (size_t i = 0; i < g->nch; i++) {
+		gchan_t *c = g->ch[i];
+		if (in_list(&g->addrs, c->target)) {
+			g->ch[keep++] = c;
+			continue;
+		}
+		if (--c->refs == 0) {
+			gone = xreallocarray(gone, ngone + 1, sizeof *gone);
+			gone[ngone++] = c;
+		}
+	}
+	g->nch = keep;
 	pthread_mutex_unlock(&g->mu);
+	for (size_t i = 0; i < ngone; i++) {
+		log_debug("gRPC query endpoint left the resolution; connection closed", "endpoint",
+		          gone[i]->target);
+		gchan_free(gone[i]);
+	}
+	free(gone);
 }
 
 int gquery_new(gquery_t **out, const strlist_t *addrs, struct tls_client *tls, err_t *err)
@@ -86,10 +132,9 @@ void gquery_free(gquery_t *g)
 {
 	if (!g)
 		return;
-	for (size_t i = 0; i < g->ch_targets.n; i++)
-		grpc_channel_free(g->ch[i]);
+	for (size_t i = 0; i < g->nch; i++)
+		gchan_free(g->ch[i]); /* no query runs any more: the table held the last reference */
 	free(g->ch);
-	strlist_free(&g->ch_targets);
 	for (size_t i = 0; i < g->nnames; i++) {
 		free(g->names[i].raw);
 		dnsname_release(&g->names[i].d);
@@ -114,23 +159,57 @@ size_t gquery_num_endpoints(gquery_t *g)
 	return n;
 }
 
-static grpc_channel_t *channel_for(gquery_t *g, const char *target, err_t *err)
+void gquery_set_resolver(gquery_t *g, gquery_resolve_fn fn, void *arg)
 {
-	grpc_channel_t *ch = NULL;
+	g->resolve_fn = fn;
+	g->resolve_arg = arg;
+}
+
+size_t gquery_num_channels(gquery_t *g)
+{
 	pthread_mutex_lock(&g->mu);
-	for (size_t i = 0; i < g->ch_targets.n && !ch; i++)
-		if (!strcmp(g->ch_targets.v[i], target))
-			ch = g->ch[i];
-	if (!ch) {
+	size_t n = g->nch;
+	pthread_mutex_unlock(&g->mu);
+	return n;
+}
+
+/* The channel for target with a reference for the caller (gchan_release), or NULL (err set). A target
+ * that left the resolution since the caller's snapshot gets a channel outside the table, closed by the
+ * release. */
+static gchan_t *channel_acquire(gquery_t *g, const char *target, err_t *err)
+{
+	gchan_t *c = NULL;
+	pthread_mutex_lock(&g->mu);
+	for (size_t i = 0; i < g->nch && !c; i++)
+		if (!strcmp(g->ch[i]->target, target))
+			c = g->ch[i];
+	if (!c) {
 		grpc_channel_config_t cfg = {.tls = g->tls};
+		grpc_channel_t *ch;
 		if (grpc_channel_new(&ch, NULL, target, &cfg, err) == 0) {
-			g->ch = xreallocarray(g->ch, g->ch_targets.n + 1, sizeof *g->ch);
-			g->ch[g->ch_targets.n] = ch;
-			strlist_push(&g->ch_targets, target);
+			c = xcalloc(1, sizeof *c);
+			c->target = xstrdup(target);
+			c->ch = ch;
+			if (in_list(&g->addrs, target)) {
+				c->refs = 1;
+				g->ch = xreallocarray(g->ch, g->nch + 1, sizeof *g->ch);
+				g->ch[g->nch++] = c;
+			}
 		}
 	}
+	if (c)
+		c->refs++;
 	pthread_mutex_unlock(&g->mu);
-	return ch;
+	return c;
+}
+
+static void channel_release(gquery_t *g, gchan_t *c)
+{
+	pthread_mutex_lock(&g->mu);
+	bool last = --c->refs == 0;
+	pthread_mutex_unlock(&g->mu);
+	if (last)
+		gchan_free(c);
 }
 
 typedef VEC(tmpl_sample_t) samplevec_t;
@@ -218,14 +297,15 @@ int gquery_query(gquery_t *g, arena_t *a, str_t expr, int64_t ts_ms, bool partia
 	int rc = ERR_UNAVAILABLE;
 	for (size_t k = 0; k < addrs.n; k++) {
 		const char *target = addrs.v[(start + k) % addrs.n];
-		grpc_channel_t *ch = channel_for(g, target, err);
-		if (!ch) {
+		gchan_t *c = channel_acquire(g, target, err);
+		if (!c) {
 			rc = err->code;
 			continue;
 		}
 		samplevec_t sv = {0};
 		strvec_t wv = {0};
-		rc = query_one(ch, a, buf, len, timeout_ms, &sv, &wv, err);
+		rc = query_one(c->ch, a, buf, len, timeout_ms, &sv, &wv, err);
+		channel_release(g, c);
 		if (rc == 0) {
 			*v = sv.n ? arena_memdup(a, sv.v, sv.n * sizeof *sv.v) : NULL;
 			*n = sv.n;

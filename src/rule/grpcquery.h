@@ -3,8 +3,9 @@
  * §9): instant queries as /thanos.Query/Query (proto/querypb.proto) on queriers, with the
  * --grpc-client-tls-* settings. Addresses are "host:port" or Thanos's DNS prefixes (net/dnsname.h:
  * dns+, dnssrv+, dnssrvnoa+), re-resolved by gquery_refresh (a failed lookup keeps the previous
- * addresses). One HTTP/2 channel per address, kept for the process's life (net/grpc_client.h:
- * reconnects with backoff).
+ * addresses). One HTTP/2 channel per address (net/grpc_client.h: reconnects with backoff), made on
+ * first use and closed when the address leaves the resolution (pods rescheduled): at once if no
+ * query uses it, else when the last query using it ends (a reference count per channel).
  *
  * A query goes to the endpoints round robin, the next one tried when one is unreachable or answers
  * UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, ...; failure only when all fail.
@@ -34,6 +35,13 @@ void gquery_free(gquery_t *g);
 /* Re-resolve DNS names (blocks on lookups). */
 void gquery_refresh(gquery_t *g);
 size_t gquery_num_endpoints(gquery_t *g);
+/* Channels open (addresses that took a query and are still resolved; for tests and metrics). */
+size_t gquery_num_channels(gquery_t *g);
+
+/* For tests: resolve every configured name (raw as given) with fn instead of DNS, from the next
+ * gquery_refresh on. fn appends addresses to out; < 0 (err set) keeps the previous addresses. */
+typedef int (*gquery_resolve_fn)(const char *raw, strlist_t *out, err_t *err, void *arg);
+void gquery_set_resolver(gquery_t *g, gquery_resolve_fn fn, void *arg);
 
 /* An instant query at ts_ms. *v, *n: the vector (a scalar: one sample without labels), warnings in a.
  * 0, or an error: *final says whether it came from the query itself (no other endpoint would do
