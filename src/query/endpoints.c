@@ -36,7 +36,8 @@ typedef struct endpoint {
 	store_info_t info;
 	int64_t last_check_ms;
 	char *last_error;
-	bool keep; /* refresh sweep mark */
+	bool keep;   /* refresh sweep mark */
+	bool redial; /* endpoint_set_redial: replace at the next round (guarded by the set's mu) */
 } endpoint_t;
 
 static void ep_ref(endpoint_t *e)
@@ -523,7 +524,24 @@ void endpoint_set_refresh(endpoint_set_t *es)
 	if (want.n) /* qsort(NULL, 0) is undefined */
 		qsort(want.v, want.n, sizeof *want.v, addr_cmp);
 
-	/* Reconcile: keep existing endpoints, add new ones, drop vanished ones. */
+	/* Endpoints to redial: their new stores are made before the swap, so no query finds one
+	 * without a store. */
+	strlist_t redial = {0};
+	pthread_mutex_lock(&es->mu);
+	for (size_t i = 0; i < es->eps.n; i++)
+		if (es->eps.v[i]->redial)
+			strlist_push(&redial, es->eps.v[i]->address);
+	pthread_mutex_unlock(&es->mu);
+	store_t **fresh = xcalloc(redial.n + 1, sizeof *fresh);
+	for (size_t i = 0; i < redial.n; i++) {
+		err_t derr = {0};
+		if (!(fresh[i] = es->cfg.dial(redial.v[i], es->cfg.dial_arg, &derr)))
+			log_warn("redialling endpoint failed; keeping its connection until the next round",
+			         "address", redial.v[i], "err", derr.msg);
+	}
+
+	/* Reconcile: keep existing endpoints, add new ones, drop vanished ones, replace redialled ones
+	 * (the old endpoint lives on in the snapshots of the queries that took it). */
 	pthread_mutex_lock(&es->mu);
 	VEC(endpoint_t *) next = {0};
 	VEC(endpoint_t *) gone = {0};
@@ -531,7 +549,25 @@ void endpoint_set_refresh(endpoint_set_t *es)
 		es->eps.v[i]->keep = false;
 	for (size_t i = 0; i < want.n; i++) {
 		endpoint_t *e = ep_find(es->eps.v, es->eps.n, want.v[i]);
-		if (e)
+		size_t r = 0;
+		while (e && e->redial && r < redial.n && (strcmp(redial.v[r], e->address) || !fresh[r]))
+			r++;
+		if (e && e->redial && r < redial.n) {
+			endpoint_t *old = e;
+			e = ep_new(old->address);
+			e->inner = fresh[r];
+			fresh[r] = NULL;
+			pthread_mutex_lock(&old->mu);
+			if (old->have_info) { /* selection goes on from the last Info until the next */
+				copy_info(&e->info_arena, &old->info, &e->info);
+				e->have_info = true;
+			}
+			e->last_check_ms = old->last_check_ms;
+			pthread_mutex_unlock(&old->mu);
+			log_info("replacing endpoint connection (client config changed)", "address", e->address);
+			old->keep = true; /* handled here: its store goes with the last query using it */
+			VEC_PUSH(&gone, old);
+		} else if (e)
 			e->keep = true;
 		else {
 			e = ep_new(want.v[i]);
@@ -540,8 +576,10 @@ void endpoint_set_refresh(endpoint_set_t *es)
 		VEC_PUSH(&next, e);
 	}
 	for (size_t i = 0; i < es->eps.n; i++)
-		if (!es->eps.v[i]->keep)
+		if (!es->eps.v[i]->keep) {
+			es->eps.v[i]->redial = false; /* vanished: logged as removed */
 			VEC_PUSH(&gone, es->eps.v[i]);
+		}
 	VEC_FREE(&es->eps);
 	es->eps.v = next.v, es->eps.n = next.n, es->eps.cap = next.cap;
 	if (es->eps.n)
@@ -555,11 +593,17 @@ void endpoint_set_refresh(endpoint_set_t *es)
 	}
 	pthread_mutex_unlock(&es->mu);
 	for (size_t i = 0; i < gone.n; i++) {
-		log_info("removing endpoint", "address", gone.v[i]->address);
+		if (!gone.v[i]->redial)
+			log_info("removing endpoint", "address", gone.v[i]->address);
 		ep_unref(gone.v[i]);
 	}
 	VEC_FREE(&gone);
 	strlist_free(&want);
+	for (size_t i = 0; i < redial.n; i++)
+		if (fresh[i])
+			store_free(fresh[i]);
+	free(fresh);
+	strlist_free(&redial);
 
 	/* Drop cached specs no longer referenced. */
 	VEC(char *) unused = {0};
@@ -586,6 +630,19 @@ void endpoint_set_refresh(endpoint_set_t *es)
 	free(round);
 	atomic_fetch_add(&es->rounds, 1);
 	pthread_mutex_unlock(&es->refresh_mu);
+}
+
+size_t endpoint_set_redial(endpoint_set_t *es, bool (*pred)(const char *address, void *arg), void *arg)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&es->mu);
+	for (size_t i = 0; i < es->eps.n; i++)
+		if (pred(es->eps.v[i]->address, arg)) {
+			es->eps.v[i]->redial = true;
+			n++;
+		}
+	pthread_mutex_unlock(&es->mu);
+	return n;
 }
 
 uint64_t endpoint_set_rounds(endpoint_set_t *es)

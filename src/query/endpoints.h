@@ -74,6 +74,12 @@ void endpoint_set_free(endpoint_set_t *es);
 /* Replace the static specs (validated first: ERR_INVALID naming a bad one, nothing changed); the next
  * refresh round dials the new addresses and drops the vanished ones. Thread-safe. */
 int endpoint_set_set_specs(endpoint_set_t *es, const char *const *specs, size_t n, err_t *err);
+/* Mark the current endpoints whose address pred accepts (called now, under the set's lock): the next
+ * refresh round dials each anew (the dial function sees the configuration of then) and replaces it
+ * with an endpoint over the new store, keeping its last Info; queries that already took the old one
+ * finish on it, and the last of them frees it. A failed dial keeps the old one until a later round.
+ * Returns how many were marked. */
+size_t endpoint_set_redial(endpoint_set_t *es, bool (*pred)(const char *address, void *arg), void *arg);
 /* One refresh round on the calling thread: re-read changed SD files, re-resolve DNS when due, dial
  * new addresses, drop vanished ones, Info every endpoint. */
 void endpoint_set_refresh(endpoint_set_t *es);

@@ -1,7 +1,8 @@
 /*
  * endpoints_test — endpoint set: spec validation, dns+ resolution (localhost), file SD (JSON and
  * YAML, globs, reload on change, bad files), Info caching and failure, snapshots with storeMatch
- * filters, and the queryable adapter's warnings over a snapshot.
+ * filters, the queryable adapter's warnings over a snapshot, and redialling an endpoint (a changed
+ * client config) while a snapshot still uses its old store.
  */
 #include <stdio.h>
 #include <string.h>
@@ -231,6 +232,95 @@ TEST(background_refresh)
 		usleep(10000);
 	CHECK(endpoint_set_rounds(es) >= 3);
 	CHECK_EQ_INT(d.dials, 1); /* dialled once, Info polled every round */
+	endpoint_set_free(es);
+}
+
+/* gen=<dial number> in the external labels: which dial a series came through. */
+static store_t *dial_gen(const char *addr, void *arg, err_t *err)
+{
+	dialer_t *d = arg;
+	d->dials++;
+	char gen[16];
+	snprintf(gen, sizeof gen, "%d", d->dials);
+	label_t el[] = {{STR("addr"), str_c(addr)}, {STR("gen"), str_c(gen)}};
+	labels_t ext = {el, 2};
+	inmem_store_t *s = inmem_store_new(addr, &ext);
+	label_t lv[] = {{STR("__name__"), STR("up")}};
+	labels_t ls = {lv, 1};
+	int64_t t[] = {1000, 2000};
+	double v[] = {1, 1};
+	inmem_store_add(s, &ls, t, v, 2, err);
+	return inmem_store_base(s);
+}
+
+static bool match_port(const char *address, void *arg)
+{
+	return strstr(address, (const char *)arg) != NULL;
+}
+
+/* The gen label of the series from the endpoint at port, through store s ("" if none). */
+static const char *gen_via(store_t *s, arena_t *a, const char *port)
+{
+	err_t err = {0};
+	store_queryable_t q;
+	store_queryable_opts_t o = {.partial_response = true};
+	store_queryable_init(&q, s, a, &o);
+	matcher_t m;
+	if (matcher_init(&m, MATCH_EQ, STR("__name__"), STR("up"), &err))
+		return "";
+	series_set_t *set;
+	int rc = store_queryable_base(&q)->ops->select(store_queryable_base(&q), a, &m, 1, 0, 5000, NULL, &set, &err);
+	matcher_release(&m);
+	if (rc)
+		return "";
+	const char *gen = "";
+	while (series_set_next(set, &err) > 0) {
+		const labels_t *ls = series_set_labels(set);
+		str_t addr = labels_get(ls, STR("addr"), NULL), g = labels_get(ls, STR("gen"), NULL);
+		if (addr.n && strstr(arena_strndup(a, addr.p, addr.n), port))
+			gen = arena_strndup(a, g.p, g.n);
+	}
+	series_set_close(set);
+	return gen;
+}
+
+TEST(redial_replaces_store)
+{
+	dialer_t d = {0};
+	err_t err = {0};
+	endpoint_set_t *es;
+	const char *specs[] = {"127.0.0.1:19002", "127.0.0.1:19003"};
+	endpoint_set_config_t c = {.specs = specs, .nspecs = 2, .dial = dial_gen, .dial_arg = &d};
+	CHECK(endpoint_set_new(&es, &c, &err) == 0);
+	endpoint_set_refresh(es);
+	CHECK_EQ_INT(d.dials, 2);
+	arena_t old, a;
+	arena_init(&old, 0);
+	arena_init(&a, 0);
+	store_t *before = endpoint_set_store(es, &old, NULL, NULL, 0); /* a query in flight */
+	CHECK_STR(gen_via(before, &old, ":19002"), "1");
+
+	CHECK_EQ_INT(endpoint_set_redial(es, match_port, ":19002"), 1);
+	endpoint_set_refresh(es);
+	CHECK_EQ_INT(d.dials, 3); /* only the marked one */
+	store_t *after = endpoint_set_store(es, &a, NULL, NULL, 0);
+	CHECK_STR(gen_via(after, &a, ":19002"), "3");
+	CHECK_STR(gen_via(after, &a, ":19003"), "2");
+	/* the query that took the old store finishes on it (ASan: not freed under it) */
+	CHECK_STR(gen_via(before, &old, ":19002"), "1");
+	/* the new endpoint kept its Info: status shows it with the new store's labels, healthy */
+	endpoint_status_t *st;
+	size_t n = status(es, &a, &st);
+	CHECK_EQ_INT(n, 2);
+	CHECK(st[0].last_error == NULL && st[0].nlabel_sets == 1);
+	CHECK(labels_get(&st[0].label_sets[0], STR("gen"), NULL).n == 1 &&
+	      labels_get(&st[0].label_sets[0], STR("gen"), NULL).p[0] == '3');
+	arena_release(&old); /* releases the old endpoint: its store is freed now */
+	/* marked once, replaced once */
+	endpoint_set_refresh(es);
+	CHECK_EQ_INT(d.dials, 3);
+	CHECK_EQ_INT(endpoint_set_redial(es, match_port, ":1999"), 0);
+	arena_release(&a);
 	endpoint_set_free(es);
 }
 
