@@ -284,8 +284,11 @@ static inline void kahan_inc(double inc, double *sum, double *c)
 		*c += (inc - t) + *sum;
 	*sum = t;
 }
-/* deriv / predict_linear's vector code: -1 detect on first use, 0 baseline (SSE2), 1 AVX2 (tests set it) */
-extern atomic_int promql_simd_avx2;
+/* The range kernels' vector code (deriv, predict_linear, *_over_time): -1 detect on first use, or one of
+ * PROMQL_SIMD_* (tests set it to run each variant); promql_simd() reads it, detecting when -1. */
+enum { PROMQL_SIMD_BASE, PROMQL_SIMD_AVX2, PROMQL_SIMD_AVX512 };
+extern atomic_int promql_simd_level;
+int promql_simd(void);
 double quantile_sorted(double q, double *vals, size_t n); /* sorts vals as 2.42 does (Go sort, NaN low) */
 
 #endif

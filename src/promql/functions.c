@@ -641,67 +641,123 @@ typedef struct ot_win {
 	size_t lo, w, step;
 } ot_win_t;
 
-static inline rk_v2d ot_abs(rk_v2d x)
+/* The machine's vector width for the window kernels: SIMD_BASE (SSE2), SIMD_AVX2 or SIMD_AVX512. */
+int promql_simd(void)
 {
-	return (rk_v2d)((rk_v2i)x & (rk_v2i){INT64_MAX, INT64_MAX});
-}
-
-/* kahan_inc on two lanes, updating only those in m (all of them when !masked). */
-static inline void ot_kahan(bool masked, rk_v2i m, rk_v2d inc, rk_v2d *sum, rk_v2d *c)
-{
-	rk_v2d t = *sum + inc;
-	rk_v2d d = rk_sel(ot_abs(*sum) >= ot_abs(inc), (*sum - t) + inc, (inc - t) + *sum);
-	*c = masked ? rk_sel(m, *c + d, *c) : *c + d;
-	*sum = masked ? rk_sel(m, t, *sum) : t;
-}
-
-/* One step of kind k for the lanes in m: cnt is the sample's 1-based position, x its value. */
-static inline void ot_lane_step(enum fkind k, bool masked, rk_v2i m, rk_v2d cnt, rk_v2d x, rk_v2d *a, rk_v2d *ca,
-				rk_v2d *b, rk_v2d *cb)
-{
-	if (k == F_SUM_OT) {
-		ot_kahan(masked, m, x, a, ca);
-	} else if (k == F_AVG_OT) {
-		ot_kahan(masked, m, x / cnt - *a / cnt, a, ca);
-	} else { /* stddev, stdvar: a, ca = mean; b, cb = aux */
-		rk_v2d delta = x - (*a + *ca);
-		ot_kahan(masked, m, delta / cnt, a, ca);
-		ot_kahan(masked, m, delta * (x - (*a + *ca)), b, cb);
+	int l = atomic_load_explicit(&promql_simd_level, memory_order_relaxed);
+	if (l < 0) { /* every thread that gets here stores the same value */
+		l = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+		            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")
+		        ? PROMQL_SIMD_AVX512
+		    : __builtin_cpu_supports("avx2") ? PROMQL_SIMD_AVX2
+		                                     : PROMQL_SIMD_BASE;
+		atomic_store_explicit(&promql_simd_level, l, memory_order_relaxed);
 	}
+	return l;
 }
 
-/* Samples [from, to) of nl (4 or 8) windows into the lanes' states; all lanes hold a sample at every
- * position below the shortest window, so that stretch runs without masks (no selects in the chains). */
-static inline void ot_run(enum fkind k, size_t nl, const double *v, const size_t *lo, const size_t *w,
-                          size_t from, size_t to, bool masked, rk_v2d *st)
+/* 8 lanes: one AVX-512 register, two AVX2 ones, four SSE2 ones (the compiler splits the operations) */
+typedef double ot_v8d __attribute__((vector_size(64)));
+typedef int64_t ot_v8i __attribute__((vector_size(64)));
+#define OT_ABS(x)       ((ot_v8d)((ot_v8i)(x)&INT64_MAX))
+#define OT_SEL(m, a, b) ((ot_v8d)(((m) & (ot_v8i)(a)) | (~(m) & (ot_v8i)(b))))
+/* kahan_inc on eight lanes, updating only those in m (all of them when !masked). */
+#define OT_KAHAN(masked, m, inc_, sum, c)                                                                    \
+	do {                                                                                                 \
+		ot_v8d inc = (inc_), t_ = (sum) + inc;                                                       \
+		ot_v8d d_ = OT_SEL(OT_ABS(sum) >= OT_ABS(inc), ((sum)-t_) + inc, (inc - t_) + (sum));        \
+		(c) = (masked) ? OT_SEL(m, (c) + d_, (c)) : (c) + d_;                                        \
+		(sum) = (masked) ? OT_SEL(m, t_, (sum)) : t_;                                                \
+	} while (0)
+
+/* Samples [from, to) of ng groups of 8 windows into the groups' states (st[4g..4g+3]: a, ca, b, cb);
+ * all lanes hold a sample at every position below the shortest window, so that stretch runs without
+ * masks (no selects in the chains). */
+static inline __attribute__((always_inline)) void ot_run(enum fkind k, size_t ng, const double *v,
+                                                         const size_t *lo, const size_t *w, size_t from,
+                                                         size_t to, bool masked, ot_v8d *st)
 {
-	rk_v2i all = {-1, -1};
+	ot_v8i m = {-1, -1, -1, -1, -1, -1, -1, -1};
 	for (size_t i = from; i < to; i++) {
 		double n = (double)(i + 1);
-		rk_v2d cnt = {n, n};
+		ot_v8d cnt = {n, n, n, n, n, n, n, n};
 #pragma GCC unroll 4
-		for (size_t g = 0; g < nl / 2; g++) {
-			rk_v2i m = all;
-			size_t ia = i, ib = i;
-			if (masked) {
-				m = (rk_v2i){-(int64_t)(i < w[2 * g]), -(int64_t)(i < w[2 * g + 1])};
-				ia = i < w[2 * g] ? i : 0, ib = i < w[2 * g + 1] ? i : 0;
+		for (size_t g = 0; g < ng; g++) {
+			const size_t *gl = lo + 8 * g, *gw = w + 8 * g;
+			size_t ix[8];
+			for (size_t j = 0; j < 8; j++) {
+				ix[j] = i;
+				if (masked) {
+					m[j] = -(int64_t)(i < gw[j]);
+					ix[j] = i < gw[j] ? i : 0;
+				}
 			}
-			rk_v2d x = {v[lo[2 * g] + ia], v[lo[2 * g + 1] + ib]};
-			ot_lane_step(k, masked, m, cnt, x, &st[4 * g], &st[4 * g + 1], &st[4 * g + 2],
-			             &st[4 * g + 3]);
+			ot_v8d x = {v[gl[0] + ix[0]], v[gl[1] + ix[1]], v[gl[2] + ix[2]], v[gl[3] + ix[3]],
+			            v[gl[4] + ix[4]], v[gl[5] + ix[5]], v[gl[6] + ix[6]], v[gl[7] + ix[7]]};
+			ot_v8d *a = &st[4 * g], *ca = &st[4 * g + 1], *b = &st[4 * g + 2],
+			       *cb = &st[4 * g + 3];
+			if (k == F_SUM_OT) {
+				OT_KAHAN(masked, m, x, *a, *ca);
+			} else if (k == F_AVG_OT) {
+				OT_KAHAN(masked, m, x / cnt - *a / cnt, *a, *ca);
+			} else { /* stddev, stdvar: a, ca = mean; b, cb = aux */
+				ot_v8d delta = x - (*a + *ca);
+				OT_KAHAN(masked, m, delta / cnt, *a, *ca);
+				OT_KAHAN(masked, m, delta * (x - (*a + *ca)), *b, *cb);
+			}
 		}
 	}
 }
 
-/* Windows side by side: sum and avg carry two quantities a lane (8 windows = 16 vector registers of
- * state would not fit with stddev's four), so they run 8 windows, stddev and stdvar 4. avg's chain
- * (a division and a Kahan step) is long: 8 windows in flight keep the divider busy instead of waiting. */
-#define OT_MAX_WINDOWS 8
+/* Windows side by side: sum and avg 32 (four groups of 8 lanes), stddev and stdvar 16 (their state is
+ * twice as large). avg's chain (a division and a Kahan step a sample) is long and its two divisions a
+ * sample are the limit: with 32 windows in flight the divider stays busy, and an AVX-512 division does
+ * eight at once (measured 4x the throughput of the SSE2 one on this machine). */
+#define OT_MAX_WINDOWS 32
 
 static size_t ot_lanes(enum fkind k)
 {
-	return k == F_SUM_OT || k == F_AVG_OT ? 8 : 4;
+	return k == F_SUM_OT || k == F_AVG_OT ? 32 : 16;
+}
+
+static inline __attribute__((always_inline)) void ot_sums(enum fkind k, const double *v, const size_t *lo,
+                                                          const size_t *w, size_t wmin, size_t wmax,
+                                                          ot_v8d *st)
+{
+	switch (k) { /* one copy of the loops per kind, the kind's branches folded away */
+	case F_SUM_OT:
+		ot_run(F_SUM_OT, 4, v, lo, w, 0, wmin, false, st);
+		ot_run(F_SUM_OT, 4, v, lo, w, wmin, wmax, true, st);
+		break;
+	case F_AVG_OT:
+		ot_run(F_AVG_OT, 4, v, lo, w, 0, wmin, false, st);
+		ot_run(F_AVG_OT, 4, v, lo, w, wmin, wmax, true, st);
+		break;
+	default:
+		ot_run(F_STDVAR_OT, 2, v, lo, w, 0, wmin, false, st);
+		ot_run(F_STDVAR_OT, 2, v, lo, w, wmin, wmax, true, st);
+		break;
+	}
+}
+
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void
+ot_sums_avx512(enum fkind k, const double *v, const size_t *lo, const size_t *w, size_t wmin, size_t wmax,
+               ot_v8d *st)
+{
+	ot_sums(k, v, lo, w, wmin, wmax, st);
+}
+
+__attribute__((target("avx2"))) static void ot_sums_avx2(enum fkind k, const double *v, const size_t *lo,
+                                                         const size_t *w, size_t wmin, size_t wmax,
+                                                         ot_v8d *st)
+{
+	ot_sums(k, v, lo, w, wmin, wmax, st);
+}
+
+static void ot_sums_base(enum fkind k, const double *v, const size_t *lo, const size_t *w, size_t wmin,
+                         size_t wmax, ot_v8d *st)
+{
+	ot_sums(k, v, lo, w, wmin, wmax, st);
 }
 
 /* The results of up to ot_lanes(k) windows (ws[0..nw)) into out[ws[i].step]. */
@@ -714,26 +770,19 @@ static void ot_windows(enum fkind k, const double *v, const ot_win_t *ws, size_t
 		wmax = w[j] > wmax ? w[j] : wmax;
 		wmin = w[j] < wmin ? w[j] : wmin;
 	}
-	/* st: lanes 0-1, 2-3, ..., each a, ca, b, cb (sum or mean and its compensation; stddev's aux) */
-	rk_v2d st[OT_MAX_WINDOWS * 2];
+	/* st: lanes 0-7, 8-15, ..., each a, ca, b, cb (sum or mean and its compensation; stddev's aux) */
+	ot_v8d st[OT_MAX_WINDOWS / 2];
 	memset(st, 0, sizeof st);
-	switch (k) { /* one copy of the loops per kind, the kind's branches folded away */
-	case F_SUM_OT:
-		ot_run(F_SUM_OT, 8, v, lo, w, 0, wmin, false, st);
-		ot_run(F_SUM_OT, 8, v, lo, w, wmin, wmax, true, st);
-		break;
-	case F_AVG_OT:
-		ot_run(F_AVG_OT, 8, v, lo, w, 0, wmin, false, st);
-		ot_run(F_AVG_OT, 8, v, lo, w, wmin, wmax, true, st);
-		break;
-	default:
-		ot_run(F_STDVAR_OT, 4, v, lo, w, 0, wmin, false, st);
-		ot_run(F_STDVAR_OT, 4, v, lo, w, wmin, wmax, true, st);
-		break;
-	}
+	int simd = promql_simd();
+	if (simd == PROMQL_SIMD_AVX512)
+		ot_sums_avx512(k, v, lo, w, wmin, wmax, st);
+	else if (simd == PROMQL_SIMD_AVX2)
+		ot_sums_avx2(k, v, lo, w, wmin, wmax, st);
+	else
+		ot_sums_base(k, v, lo, w, wmin, wmax, st);
 	for (size_t j = 0; j < nw; j++) {
-		const rk_v2d *l = st + (j / 2) * 4;
-		double a = l[0][j % 2], ca = l[1][j % 2], b = l[2][j % 2], cb = l[3][j % 2], r;
+		const ot_v8d *l = st + (j / 8) * 4;
+		double a = l[0][j % 8], ca = l[1][j % 8], b = l[2][j % 8], cb = l[3][j % 8], r;
 		if (k == F_SUM_OT || k == F_AVG_OT) {
 			r = isinf(a) ? a : a + ca;
 		} else {
@@ -826,7 +875,7 @@ static void overtime_kernel_steps(const void *kctx, const int64_t *t, const doub
  * compiled twice, for AVX2 (one register a quantity) and for the baseline (two), and chosen at run
  * time. A window whose values are all equal takes linreg's constant-y answer without any sums; it is
  * found from the newest j with v[j] != v[j-1] (NaN compares unequal, as linreg's v[i] != v[0] does). */
-atomic_int promql_simd_avx2 = -1;
+atomic_int promql_simd_level = -1;
 
 typedef double lr_v4d __attribute__((vector_size(32)));
 typedef int64_t lr_v4i __attribute__((vector_size(32)));
@@ -904,11 +953,7 @@ static void lr_sums4_base(const int64_t *t, const double *v, const size_t *lo, c
 static void lr_windows4(const rctx_t *c, const int64_t *t, const double *v, const lr_win_t *ws, size_t nw,
                         double *out)
 {
-	int avx2 = atomic_load_explicit(&promql_simd_avx2, memory_order_relaxed);
-	if (avx2 < 0) { /* every thread that gets here stores the same value */
-		avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-		atomic_store_explicit(&promql_simd_avx2, avx2, memory_order_relaxed);
-	}
+	bool avx2 = promql_simd() >= PROMQL_SIMD_AVX2;
 	size_t lo[4], w[4], wmax = 0, wmin = SIZE_MAX;
 	int64_t ic[4];
 	for (size_t j = 0; j < 4; j++) {
