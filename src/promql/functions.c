@@ -629,10 +629,10 @@ static void rate_aggr_kernel_steps(const void *kctx, const int64_t *t, const dou
  * keep the first), NaN when all are NaN: the deque keeps equal values and its front is exactly that.
  *
  * sum, avg, stddev, stdvar: their arithmetic is sequential within a window (Kahan sums, avg's
- * incremental mean), so windows cannot reuse each other's sums without changing results. Instead eight
- * windows (stddev, stdvar: four) run side by side, 2-lane vectors of the same IEEE operations in the same
+ * incremental mean), so windows cannot reuse each other's sums without changing results. Instead 32
+ * windows (stddev, stdvar: 16) run side by side, 8-lane vectors of the same IEEE operations in the same
  * order as range_kernel, branches as selects: per window operation for operation the same, so bit-identical;
- * the division and addition chains of the four overlap instead of one waiting for the next. avg's
+ * the division and addition chains of the windows overlap instead of one waiting for the next. avg's
  * special case for an infinite running mean cannot arise when every sample is NaN or |v| <= 1e307
  * (the mean stays within the samples' range); series with others take range_kernel's path. */
 #define OT_BIG 1e307
