@@ -9,6 +9,7 @@
 #include <yaml.h>
 
 #include "base/alloc.h"
+#include "base/str.h"
 
 typedef struct parse {
 	yaml_document_t *doc;
@@ -112,6 +113,18 @@ static int parse_client(parse_t *p, yaml_node_t *m, cmd_endpoint_client_t *out)
 	if (rc)
 		return rc;
 	any = any || cert || key || ca || min || server_name;
+	/* what the connection is made with, to tell a changed client_config on a reload */
+	buf_t kb = BUF_INIT;
+	if (enabled || any)
+		buf_printf(&kb, "tls ca=%s cert=%s key=%s server_name=%s skip_verify=%d min_version=%s",
+		           ca ? ca : "", cert ? cert : "", key ? key : "", server_name ? server_name : "",
+		           skip, min ? min : "");
+	else
+		buf_puts(&kb, "plaintext");
+	buf_puts(&kb, out->compress ? " snappy" : "");
+	size_t kn;
+	free(out->key);
+	out->key = buf_detach(&kb, &kn);
 	if (!enabled && !any)
 		return 0;
 	if (!cert != !key)
@@ -250,9 +263,11 @@ void cmd_endpoint_config_release(cmd_endpoint_config_t *c)
 	for (size_t i = 0; i < c->n; i++) {
 		free(c->v[i].address);
 		tls_client_free(c->v[i].client.tls);
+		free(c->v[i].client.key);
 	}
 	free(c->v);
 	tls_client_free(c->def.tls);
+	free(c->def.key);
 	memset(c, 0, sizeof *c);
 }
 
@@ -262,4 +277,14 @@ const cmd_endpoint_client_t *cmd_endpoint_client_for(const cmd_endpoint_config_t
 		if (c->v[i].has_client && !strcmp(c->v[i].address, address))
 			return &c->v[i].client;
 	return c->has_default ? &c->def : NULL;
+}
+
+bool cmd_endpoint_client_changed(const cmd_endpoint_config_t *a, const cmd_endpoint_config_t *b,
+                                 const char *address)
+{
+	const cmd_endpoint_client_t *ca = a ? cmd_endpoint_client_for(a, address) : NULL;
+	const cmd_endpoint_client_t *cb = b ? cmd_endpoint_client_for(b, address) : NULL;
+	if (!ca || !cb)
+		return ca != cb; /* the --grpc-client-tls-* flags on one side only */
+	return strcmp(ca->key ? ca->key : "", cb->key ? cb->key : "") != 0;
 }

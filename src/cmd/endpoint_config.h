@@ -16,7 +16,7 @@
  * TLS is on for a client config whose tls_config says enabled: true or names any file (as Thanos
  * infers it); a client certificate needs both cert_file and key_file. Without default_client_config
  * the --grpc-client-tls-* flags are the default. The querier re-reads the file when it changes
- * (cmd/query.c: sd_reloader).
+ * (cmd/query.c: sd_reloader); an address whose client configuration changed is dialled anew.
  *
  * A per-endpoint client_config applies to the addresses its spec resolves to: for "host:port" that is
  * the address itself; DNS specs (dns+, dnssrv+, ...) with a client_config of their own are refused,
@@ -35,6 +35,7 @@
 typedef struct cmd_endpoint_client {
 	tls_client_t *tls; /* NULL: plaintext */
 	bool compress;     /* snappy */
+	char *key;         /* the settings as text: equal keys dial alike (a reload compares them) */
 } cmd_endpoint_client_t;
 
 typedef struct cmd_endpoint {
@@ -54,6 +55,9 @@ typedef struct cmd_endpoint_config {
 int cmd_endpoint_config_parse(const char *yaml, size_t len, const char *what, cmd_endpoint_config_t *out,
                               err_t *err);
 void cmd_endpoint_config_release(cmd_endpoint_config_t *c);
+/* Whether address would be dialled differently under b than under a (either may be NULL: no file). */
+bool cmd_endpoint_client_changed(const cmd_endpoint_config_t *a, const cmd_endpoint_config_t *b,
+                                 const char *address);
 /* The client configuration for a resolved address: its endpoint's own, else the default (NULL when
  * neither: the caller's flags apply). */
 const cmd_endpoint_client_t *cmd_endpoint_client_for(const cmd_endpoint_config_t *c, const char *address);

@@ -109,10 +109,12 @@ static char *flag_value(const flag_def_t *d)
 
 /* --endpoint.sd-config-file re-read when it changes (checked every second) and every
  * --endpoint.sd-config-reload-interval, as Thanos does: the new endpoint list replaces the old one at the
- * next refresh round and new dials take the new client configs. A bad file is logged and the previous
- * configuration stays. Every loaded configuration is kept until exit, since the stores dialled with it
- * borrow its TLS contexts; an address kept with a changed client_config keeps its connection (and
- * so its old TLS settings) until it leaves the list. Runs on the main loop. */
+ * next refresh round and new dials take the new client configs; an address kept with a changed
+ * client_config (TLS on or off, another CA, certificate, server name, compression) is dialled anew at
+ * that round, as Thanos re-dials, its old connection serving the queries that already took it (query/
+ * endpoints.h: endpoint_set_redial). A bad file is logged and the previous configuration stays. Every
+ * loaded configuration is kept until exit, since the stores dialled with it borrow its TLS contexts.
+ * Runs on the main loop. */
 typedef struct sd_reloader {
 	const char *path;
 	int64_t interval_ms;
@@ -126,6 +128,16 @@ typedef struct sd_reloader {
 	cmd_endpoint_config_t **all;
 	size_t nall;
 } sd_reloader_t;
+
+typedef struct cfg_pair {
+	const cmd_endpoint_config_t *old, *cur;
+} cfg_pair_t;
+
+static bool client_changed(const char *address, void *arg)
+{
+	const cfg_pair_t *p = arg;
+	return cmd_endpoint_client_changed(p->old, p->cur, address);
+}
 
 static bool stat_changed(const struct stat *a, const struct stat *b)
 {
@@ -187,11 +199,14 @@ static void sd_reload(sd_reloader_t *r)
 		strlist_free(&specs);
 		return;
 	}
+	cfg_pair_t pair = {old, c};
+	size_t redial = endpoint_set_redial(r->es, client_changed, &pair);
 	r->all = xreallocarray(r->all, r->nall + 1, sizeof *r->all);
 	r->all[r->nall++] = c;
-	char num[24];
+	char num[24], nredial[24];
 	snprintf(num, sizeof num, "%zu", c->n);
-	log_info("endpoint config reloaded", "file", r->path, "endpoints", num);
+	snprintf(nredial, sizeof nredial, "%zu", redial);
+	log_info("endpoint config reloaded", "file", r->path, "endpoints", num, "redial", nredial);
 	strlist_free(&specs);
 }
 

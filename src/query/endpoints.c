@@ -564,7 +564,8 @@ void endpoint_set_refresh(endpoint_set_t *es)
 			}
 			e->last_check_ms = old->last_check_ms;
 			pthread_mutex_unlock(&old->mu);
-			log_info("replacing endpoint connection (client config changed)", "address", e->address);
+			log_info("replacing endpoint connection (client config changed)", "address",
+			         e->address);
 			old->keep = true; /* handled here: its store goes with the last query using it */
 			VEC_PUSH(&gone, old);
 		} else if (e)

@@ -17,7 +17,9 @@ a client certificate (--grpc-server-tls-cert/-key/-client-ca).
   gRPC endpoint is dead evaluates through the second
 - bad --grpc-query-endpoint values: exit 2 with a message
 - a querier's --endpoint.sd-config-file replaced on disk: the new endpoints (with the new file's client TLS)
-  replace the old ones without a restart; a broken file is logged and the previous endpoints stay
+  replace the old ones without a restart; a kept address whose client_config changed is dialled anew (no
+  client certificate: Q refuses it; the certificate back: healthy; compression added while queries run: the
+  connection is replaced and no query fails); a broken file is logged and the previous endpoints stay
 """
 import json
 import math
@@ -316,6 +318,55 @@ endpoints:
         wait_until(lambda: stores(sq_http) == {Q: ""}, sq, "sdq sees only Q, healthy over mTLS", 30)
         wait_until(lambda: len(get(sq_http, "/api/v1/query", {"query": "grpcq_load"})["data"]["result"]) == 2, sq,
                    "grpcq_load through Q", 15)
+
+        def write_sd(client_config):
+            with open(sd + ".tmp", "w") as f:
+                f.write(f"endpoints:\n  - address: {Q}\n    client_config: {client_config}\n")
+            os.replace(sd + ".tmp", sd)
+
+        def replaced():
+            return open(os.path.join(tmp, "sdq.log")).read().count("replacing endpoint connection")
+
+        # Q kept, its client_config changed: no client certificate -> the new connection is refused
+        n0 = replaced()
+        write_sd(f"{{tls_config: {{ca_file: {C('ca.crt')}}}}}")
+        wait_until(lambda: stores(sq_http).get(Q, "") != "", sq, "Q redialled without a client certificate", 30)
+        assert replaced() == n0 + 1, replaced()
+        # the certificate back: healthy again over a new connection
+        mtls = f"tls_config: {{ca_file: {C('ca.crt')}, cert_file: {C('client.crt')}, key_file: {C('client.key')}}}"
+        write_sd(f"{{{mtls}}}")
+        wait_until(lambda: stores(sq_http) == {Q: ""}, sq, "Q redialled with the client certificate", 30)
+        wait_until(lambda: len(get(sq_http, "/api/v1/query", {"query": "grpcq_load"})["data"]["result"]) == 2, sq,
+                   "grpcq_load through Q again", 15)
+        # compression added while queries run: replaced, and not one query fails or warns
+        import threading
+        stop, answers, bad = threading.Event(), [], []
+
+        def load():
+            while not stop.is_set():
+                try:
+                    r = get(sq_http, "/api/v1/query", {"query": "grpcq_load"})
+                    ok = r["status"] == "success" and len(r["data"]["result"]) == 2 and not r.get("warnings")
+                    (answers if ok else bad).append(r)
+                except Exception as e:  # noqa: BLE001
+                    bad.append(repr(e))
+        th = threading.Thread(target=load)
+        th.start()
+        try:
+            n1 = replaced()
+            time.sleep(0.5)
+            write_sd(f"{{{mtls}, compression: snappy}}")
+            wait_until(lambda: replaced() == n1 + 1, sq, "Q redialled with compression", 30)
+            time.sleep(1)
+        finally:
+            stop.set()
+            th.join(30)
+        assert not bad and len(answers) > 5, (bad[:3], len(answers))
+        # the same settings written again (another file, same meaning): nothing redialled
+        n2 = replaced()
+        write_sd(f"{{compression: snappy, {mtls}}}")
+        time.sleep(7)
+        assert replaced() == n2 and stores(sq_http) == {Q: ""}, (replaced(), stores(sq_http))
         # a broken file: logged, the previous endpoints stay
         with open(sd, "w") as f:
             f.write("endpoints: [ {address: \n")

@@ -269,7 +269,8 @@ static const char *gen_via(store_t *s, arena_t *a, const char *port)
 	if (matcher_init(&m, MATCH_EQ, STR("__name__"), STR("up"), &err))
 		return "";
 	series_set_t *set;
-	int rc = store_queryable_base(&q)->ops->select(store_queryable_base(&q), a, &m, 1, 0, 5000, NULL, &set, &err);
+	int rc = store_queryable_base(&q)->ops->select(store_queryable_base(&q), a, &m, 1, 0, 5000, NULL,
+	                                               &set, &err);
 	matcher_release(&m);
 	if (rc)
 		return "";
