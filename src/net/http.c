@@ -321,19 +321,21 @@ static void stream_begin_now(http_req_t *r, int status, const char *ctype)
 		conn_flush(p->hc->c);
 }
 
-static void stream_write_now(http_req_t *r, const void *data, size_t n)
+/* The nd parts of data (n bytes in all) as one chunk. */
+static void stream_writev_now(http_req_t *r, const struct iovec *data, int nd, size_t n)
 {
 	http_req_priv_t *p = r->priv;
-	BUG_ON(!p->streaming || p->finished);
+	BUG_ON(!p->streaming || p->finished || nd > HTTP_STREAM_IOV_MAX);
 	if (!p->hc || n == 0 || p->head)
 		return;
 	conn_t *c = p->hc->c;
 	char sz[24];
-	struct iovec iov[3];
+	struct iovec iov[HTTP_STREAM_IOV_MAX + 2];
 	int k = 0;
 	if (p->chunked)
 		iov[k++] = (struct iovec){sz, (size_t)snprintf(sz, sizeof sz, "%zx\r\n", n)};
-	iov[k++] = (struct iovec){(void *)data, n};
+	for (int i = 0; i < nd; i++)
+		iov[k++] = data[i];
 	if (p->chunked)
 		iov[k++] = (struct iovec){"\r\n", 2};
 	if (!p->hc->processing) { /* sent from data when nothing is queued before it */
@@ -342,6 +344,12 @@ static void stream_write_now(http_req_t *r, const void *data, size_t n)
 	}
 	for (int i = 0; i < k; i++)
 		conn_write(c, iov[i].iov_base, iov[i].iov_len);
+}
+
+static void stream_write_now(http_req_t *r, const void *data, size_t n)
+{
+	struct iovec v = {(void *)data, n};
+	stream_writev_now(r, &v, 1, n);
 }
 
 static void stream_end_now(http_req_t *r)
@@ -365,6 +373,8 @@ typedef struct stream_post {
 	const char *ctype; /* begin only (request arena) */
 	size_t n;          /* write: n bytes follow (or are at own) */
 	char *own;         /* http_stream_write_buf: the worker's buffer, freed here */
+	struct iovec *iov; /* http_stream_writev: niov parts (xmalloc'd), their bytes the request's */
+	int niov;
 	char data[];
 } stream_post_t;
 
@@ -392,9 +402,13 @@ static void stream_write_post(void *arg)
 {
 	stream_post_t *sp = arg;
 	http_req_t *r = sp->r;
-	stream_write_now(r, sp->own ? sp->own : sp->data, sp->n);
+	if (sp->iov)
+		stream_writev_now(r, sp->iov, sp->niov, sp->n);
+	else
+		stream_write_now(r, sp->own ? sp->own : sp->data, sp->n);
 	r->priv->w_loop_written += sp->n;
 	free(sp->own);
+	free(sp->iov);
 	free(sp);
 	stream_ack(r);
 }
@@ -442,6 +456,7 @@ void http_stream_write(http_req_t *r, const void *data, size_t n)
 	sp->r = r;
 	sp->n = n;
 	sp->own = NULL;
+	sp->iov = NULL;
 	memcpy(sp->data, data, n);
 	loop_post(r->server->loop, stream_write_post, sp);
 }
@@ -461,7 +476,32 @@ void http_stream_write_buf(http_req_t *r, buf_t *b)
 	}
 	stream_post_t *sp = xmalloc(sizeof *sp);
 	sp->r = r;
+	sp->iov = NULL;
 	sp->own = buf_detach(b, &sp->n);
+	loop_post(r->server->loop, stream_write_post, sp);
+}
+
+void http_stream_writev(http_req_t *r, const struct iovec *iov, int n)
+{
+	http_req_priv_t *p = r->priv;
+	BUG_ON(n < 0 || n > HTTP_STREAM_IOV_MAX);
+	size_t total = 0;
+	for (int i = 0; i < n; i++)
+		total = st_add(total, iov[i].iov_len);
+	if (!p->on_worker) {
+		stream_writev_now(r, iov, n, total);
+		return;
+	}
+	BUG_ON(!p->w_stream);
+	if (total == 0 || !stream_worker_admit(p, total))
+		return;
+	stream_post_t *sp = xmalloc(sizeof *sp);
+	sp->r = r;
+	sp->n = total;
+	sp->own = NULL;
+	sp->iov = xmalloc(st_mult((size_t)n, sizeof *iov));
+	memcpy(sp->iov, iov, (size_t)n * sizeof *iov);
+	sp->niov = n;
 	loop_post(r->server->loop, stream_write_post, sp);
 }
 

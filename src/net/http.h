@@ -41,6 +41,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "base/arena.h"
 #include "base/err.h"
@@ -171,6 +172,12 @@ void http_stream_write(http_req_t *r, const void *p, size_t n);
 /* Like http_stream_write of b's bytes, leaving b empty; from a worker, b's memory itself is handed to the
  * loop (no copy; b gets a new buffer as it grows again). */
 void http_stream_write_buf(http_req_t *r, buf_t *b);
+/* Like http_stream_write of the bytes of iov[0..n) in order, as one chunk, without copying them on the
+ * way: the loop sends them with one sendmsg and copies only what the socket does not take. From a
+ * worker the bytes are read later, on the loop: they must stay valid and unchanged until the request
+ * ends (memory of its arena or held by it); iov itself is copied. n <= HTTP_STREAM_IOV_MAX. */
+#define HTTP_STREAM_IOV_MAX 512
+void http_stream_writev(http_req_t *r, const struct iovec *iov, int n);
 void http_stream_end(http_req_t *r);
 size_t http_stream_pending(const http_req_t *r);
 bool http_stream_gone(http_req_t *r);

@@ -81,13 +81,55 @@ static void h_stream(http_req_t *r, void *arg)
 	http_stream_end(r);
 }
 
+/* http_stream_writev: WRITEV_PARTS chunks of WRITEV_IOV parts each, the bytes in the request's arena
+ * (read by the loop after the call returned when on a worker); byte i of the body is 'a' + i % 23. */
+#define WRITEV_PARTS 40
+#define WRITEV_IOV   300
+#define WRITEV_LEN   331
+static void writev_body(http_req_t *r)
+{
+	http_stream_begin(r, 200, "application/x-writev");
+	size_t off = 0;
+	for (int k = 0; k < WRITEV_PARTS; k++) {
+		struct iovec iov[WRITEV_IOV];
+		for (int i = 0; i < WRITEV_IOV; i++) {
+			size_t n = WRITEV_LEN + (size_t)(i % 3); /* uneven lengths */
+			char *p = arena_alloc(&r->arena, n);
+			for (size_t j = 0; j < n; j++)
+				p[j] = (char)('a' + (off + j) % 23);
+			off += n;
+			iov[i] = (struct iovec){p, n};
+		}
+		http_stream_writev(r, iov, WRITEV_IOV);
+	}
+	http_stream_end(r);
+}
+
+static void writev_work(http_req_t *r, void *arg)
+{
+	(void)arg;
+	writev_body(r);
+}
+
+static void h_writev_worker(http_req_t *r, void *arg)
+{
+	(void)arg;
+	http_run_on_worker(r, writev_work, NULL);
+}
+
+static void h_writev_loop(http_req_t *r, void *arg)
+{
+	(void)arg;
+	writev_body(r);
+}
+
 static void srv_start(srv_t *s)
 {
 	err_t err = {0};
 	memset(s, 0, sizeof *s);
 	if (loop_new(&s->loop, &err))
 		TEST_FAILF("loop: %s", err.msg);
-	http_server_config_t cfg = {.address = "127.0.0.1:0", .worker_threads = -1};
+	http_server_config_t cfg = {.address = "127.0.0.1:0", .worker_threads = 2};
 	if (http_server_new(&s->http, s->loop, &cfg, &err))
 		TEST_FAILF("server: %s", err.msg);
 	http_handle(s->http, HTTP_M_GET, "/hello", h_hello, NULL);
@@ -96,6 +138,8 @@ static void srv_start(srv_t *s)
 	http_handle(s->http, HTTP_M_GET, "/slow", h_slow, NULL);
 	http_handle(s->http, HTTP_M_GET, "/big", h_big, NULL);
 	http_handle(s->http, HTTP_M_GET, "/stream", h_stream, NULL);
+	http_handle(s->http, HTTP_M_GET, "/writev-worker", h_writev_worker, NULL);
+	http_handle(s->http, HTTP_M_GET, "/writev-loop", h_writev_loop, NULL);
 	snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", http_server_port(s->http));
 	pthread_create(&s->thr, NULL, srv_main, s);
 }
@@ -250,6 +294,40 @@ TEST(stream_pulls_on_demand)
 	CHECK(!memcmp(all.p, "part00;part01;", 14));
 	CHECK(!memcmp(all.p + 49 * 7, "part49;", 7));
 	buf_release(&all);
+}
+
+/* Parts by reference, from a worker (several MiB: the worker waits for the socket, the loop copies only
+ * what the socket does not take) and from the loop thread: the body is every part's bytes in order. */
+TEST(stream_writev_parts_by_reference)
+{
+	srv_t s;
+	srv_start(&s);
+	const char *paths[2] = {"/writev-worker", "/writev-loop"};
+	size_t want = 0;
+	for (int i = 0; i < WRITEV_IOV; i++)
+		want += WRITEV_LEN + (size_t)(i % 3);
+	want *= WRITEV_PARTS;
+	for (int k = 0; k < 2; k++) {
+		char url[128];
+		snprintf(url, sizeof url, "%s%s", s.base, paths[k]);
+		httpc_resp_t resp;
+		httpc_resp_init(&resp);
+		err_t err = {0};
+		httpc_req_t req = {.url = url, .timeout_ms = 20000};
+		int rc = httpc_do(&req, &resp, &err);
+		size_t bad = resp.body.n;
+		for (size_t i = 0; i < resp.body.n; i++)
+			if (resp.body.p[i] != (char)('a' + i % 23)) {
+				bad = i;
+				break;
+			}
+		CHECK_EQ_INT(rc, 0);
+		CHECK_EQ_INT((int)resp.status, 200);
+		CHECK_EQ_INT((long long)resp.body.n, (long long)want);
+		CHECK_EQ_INT((long long)bad, (long long)resp.body.n);
+		httpc_resp_release(&resp);
+	}
+	srv_stop(&s);
 }
 
 TEST(bad_url_is_invalid)
