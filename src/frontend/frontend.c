@@ -328,13 +328,41 @@ static void frag_flush(void *arg)
 	frag_write(x, false);
 }
 
+static void frag_writev(void *arg, const struct iovec *iov, int n)
+{
+	http_stream_writev(arg, iov, n);
+}
+
+/* Bytes of an answer made of ready series per chunk when sent by reference. */
+#ifndef FRONTEND_REF_PART
+#define FRONTEND_REF_PART (256 * 1024)
+#endif
+
 /* An answer assembled from ready series, sent as it is produced (a large one goes out chunked, as the
- * querier sends it): no buffer of its size. */
+ * querier sends it): no buffer of its size. A large uncompressed one is sent from where the series'
+ * points texts are (lent cache entries, the request's arena: both stay until the request ends), only
+ * the labels and punctuation between them written out. */
 static void respond_frags(frontend_t *fe, http_req_t *r, const chain_t *ch)
 {
 	common_headers(r);
 	if (ch->nwarn)
 		http_add_header(r, "Cache-Control", "no-store");
+	size_t pts = 0;
+	for (size_t i = 0; i < ch->nfrags; i++)
+		for (size_t j = 0; j < ch->frags[i]->n; j++)
+			pts += ch->frags[i]->s[j].pts.n;
+	if (!fe->c.compress_responses && pts >= API_STREAM_MIN_BYTES) {
+		/* as large as that, the answer would have gone out chunked anyway */
+		http_stream_begin(r, 200, "application/json");
+		promresp_iov_sink_t o = {.a = &r->arena,
+		                         .part = FRONTEND_REF_PART,
+		                         .max_iov = HTTP_STREAM_IOV_MAX,
+		                         .write = frag_writev,
+		                         .arg = r};
+		promresp_frag_encode_iov(ch->frags, ch->nfrags, ch->warn, ch->nwarn, &o);
+		http_stream_end(r);
+		return;
+	}
 	frag_out_t x = {.r = r, .z = fe->c.compress_responses, .b = BUF_INIT};
 	if (x.z) {
 		api_json_out_init(&x.o, r, 200);

@@ -721,15 +721,92 @@ promresp_frag_ref_t *promresp_frag_refs(const promresp_frag_t *const *f, size_t 
 	return t;
 }
 
-void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, const str_t *warnings,
-                          size_t nwarnings, void (*flush)(void *arg), void *arg)
+/* Where promresp_frag_encode's text goes: all of it into b (o NULL), or (promresp_frag_encode_iov) the
+ * points texts referenced in place and the text between them in b, written out as iovecs. */
+typedef struct fenc_seg {
+	const char *p; /* NULL: off is an offset into b */
+	size_t off, n;
+} fenc_seg_t;
+
+typedef struct fenc {
+	buf_t *b;
+	void (*flush)(void *arg);
+	void *arg;
+	const promresp_iov_sink_t *o;
+	fenc_seg_t *seg;
+	size_t nseg, cap, mark, refbytes;
+	struct iovec *iov;
+} fenc_t;
+
+static void fenc_push(fenc_t *e, const char *p, size_t off, size_t n)
 {
+	if (e->nseg == e->cap) {
+		e->cap = e->cap ? 2 * e->cap : 64;
+		e->seg = xrealloc(e->seg, st_mult(e->cap, sizeof *e->seg));
+	}
+	e->seg[e->nseg++] = (fenc_seg_t){p, off, n};
+}
+
+static void fenc_close_text(fenc_t *e)
+{
+	if (e->b->n > e->mark)
+		fenc_push(e, NULL, e->mark, e->b->n - e->mark);
+	e->mark = e->b->n;
+}
+
+/* iov mode: what is gathered goes out (the text copied into the arena first, b emptied). */
+static void fenc_write(fenc_t *e)
+{
+	fenc_close_text(e);
+	if (!e->nseg)
+		return;
+	char *text = NULL;
+	if (e->b->n) {
+		text = arena_alloc(e->o->a, e->b->n);
+		memcpy(text, e->b->p, e->b->n);
+	}
+	for (size_t i = 0; i < e->nseg; i++)
+		e->iov[i] =
+		    (struct iovec){(void *)(e->seg[i].p ? e->seg[i].p : text + e->seg[i].off), e->seg[i].n};
+	e->o->write(e->o->arg, e->iov, (int)e->nseg);
+	buf_reset(e->b);
+	e->nseg = e->mark = e->refbytes = 0;
+}
+
+static void fenc_ref(fenc_t *e, str_t s)
+{
+	if (!e->o) {
+		buf_append_str(e->b, s);
+		return;
+	}
+	if (e->nseg + 3 > (size_t)e->o->max_iov) /* the text before, s, and the text after (at a write) */
+		fenc_write(e);
+	fenc_close_text(e);
+	fenc_push(e, s.p, 0, s.n);
+	e->refbytes += s.n;
+}
+
+/* After a series: send what has gathered once it is a part's worth. */
+static void fenc_series_end(fenc_t *e)
+{
+	if (e->o) {
+		if (e->b->n + e->refbytes >= e->o->part)
+			fenc_write(e);
+	} else if (e->flush && e->b->n >= PROMRESP_FLUSH_BYTES) {
+		e->flush(e->arg);
+	}
+}
+
+static void frag_encode(fenc_t *e, const promresp_frag_t *const *f, size_t n, const str_t *warnings,
+                        size_t nwarnings)
+{
+	buf_t *b = e->b;
 	size_t total, bytes = 0;
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; j < f[i]->n; j++)
 			bytes += f[i]->s[j].pts.n + 1;
 	promresp_frag_ref_t *t = promresp_frag_refs(f, n, &total);
-	if (!flush)
+	if (!e->flush && !e->o)
 		buf_reserve(b, bytes + total * 64 + 128);
 	buf_puts(b, "{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[");
 	size_t nout = 0;
@@ -750,13 +827,12 @@ void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, c
 				continue;
 			if (any)
 				buf_putc(b, ',');
-			buf_append_str(b, t[m].s->pts);
+			fenc_ref(e, t[m].s->pts);
 			any = true;
 		}
 		buf_puts(b, "]}");
 		i = j;
-		if (flush && b->n >= PROMRESP_FLUSH_BYTES)
-			flush(arg);
+		fenc_series_end(e);
 	}
 	buf_puts(b, "]}");
 	size_t nw = 0;
@@ -773,6 +849,27 @@ void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, c
 		buf_putc(b, ']');
 	buf_putc(b, '}');
 	free(t);
+}
+
+void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, const str_t *warnings,
+                          size_t nwarnings, void (*flush)(void *arg), void *arg)
+{
+	fenc_t e = {.b = b, .flush = flush, .arg = arg};
+	frag_encode(&e, f, n, warnings, nwarnings);
+}
+
+void promresp_frag_encode_iov(const promresp_frag_t *const *f, size_t n, const str_t *warnings,
+                              size_t nwarnings, const promresp_iov_sink_t *o)
+{
+	BUG_ON(o->max_iov < 3);
+	buf_t b = BUF_INIT;
+	fenc_t e = {.b = &b, .o = o};
+	e.iov = xmalloc(st_mult((size_t)o->max_iov, sizeof *e.iov));
+	frag_encode(&e, f, n, warnings, nwarnings);
+	fenc_write(&e);
+	free(e.iov);
+	free(e.seg);
+	buf_release(&b);
 }
 
 /* ------------------------------------------------------------------ merge */

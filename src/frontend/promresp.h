@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "base/arena.h"
 #include "base/err.h"
@@ -116,6 +117,19 @@ bool promresp_frag_cut(promresp_frag_t *f, int64_t start, int64_t end);
 #define PROMRESP_FLUSH_BYTES (64 * 1024)
 void promresp_frag_encode(buf_t *b, const promresp_frag_t *const *f, size_t n, const str_t *warnings,
                           size_t nwarnings, void (*flush)(void *arg), void *arg);
+/* The same answer written as iovecs (write is called with at most max_iov of them, about every part
+ * bytes): the fragments' points texts are referenced where they are (they must stay valid as long as
+ * what write does with them needs them), the text around them (labels, punctuation, warnings) is
+ * copied into a first. */
+typedef struct promresp_iov_sink {
+	arena_t *a;
+	size_t part;
+	int max_iov; /* >= 3 */
+	void (*write)(void *arg, const struct iovec *iov, int n);
+	void *arg;
+} promresp_iov_sink_t;
+void promresp_frag_encode_iov(const promresp_frag_t *const *f, size_t n, const str_t *warnings,
+                              size_t nwarnings, const promresp_iov_sink_t *o);
 
 /* Earliest sample timestamp of a matrix, or -1 when it holds no sample. */
 int64_t promresp_min_time(const promresp_t *r);

@@ -280,6 +280,22 @@ TEST(ready_answer_only_while_every_piece_is_unchanged)
 	buf_release(&v);
 }
 
+/* promresp_frag_encode_iov's writes, concatenated (over: a write with more than max iovecs). */
+typedef struct iov_cat {
+	buf_t b;
+	int max, writes;
+	bool over;
+} iov_cat_t;
+
+static void iov_cat(void *arg, const struct iovec *iov, int n)
+{
+	iov_cat_t *c = arg;
+	c->over |= n > c->max || n < 1;
+	c->writes++;
+	for (int i = 0; i < n; i++)
+		buf_append(&c->b, iov[i].iov_base, iov[i].iov_len);
+}
+
 TEST(ready_series_assemble_into_the_merged_answer)
 {
 	arena_t a;
@@ -314,6 +330,19 @@ TEST(ready_series_assemble_into_the_merged_answer)
 	}
 	promresp_frag_encode(&got, fp, 2, r[1].warnings, r[1].nwarnings, NULL, NULL);
 	CHECK_STR(got.p, want.p);
+	/* the same answer as iovecs (points texts referenced, at most max_iov a write): the same bytes */
+	for (int max_iov = 3; max_iov <= 9; max_iov++)
+		for (size_t part = 1; part <= 4096; part *= 8) {
+			iov_cat_t cat = {.b = BUF_INIT, .max = max_iov};
+			promresp_iov_sink_t o = {
+			    .a = &a, .part = part, .max_iov = max_iov, .write = iov_cat, .arg = &cat};
+			promresp_frag_encode_iov(fp, 2, r[1].warnings, r[1].nwarnings, &o);
+			buf_putc(&cat.b, 0);
+			CHECK_STR(cat.b.p, want.p);
+			CHECK(!cat.over);
+			CHECK(part > want.n || cat.writes > 1);
+			buf_release(&cat.b);
+		}
 	/* the two pieces' ready series joined into one value: those of the merge */
 	{
 		buf_t j = BUF_INIT, m = BUF_INIT;
