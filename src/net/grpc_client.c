@@ -64,6 +64,7 @@ struct grpc_stream {
 	err_t user_err;
 	/* loop side */
 	char *path;
+	char *md_key, *md_value; /* one request metadata pair (grpc_channel_call_md), NULL = none */
 	buf_t req; /* framed request */
 	size_t req_off;  /* handed to nghttp2 (req_read) */
 	size_t req_sent; /* copied into the connection's output (send_data) */
@@ -147,6 +148,8 @@ static void stream_destroy(grpc_stream_t *st)
 	buf_release(&st->req);
 	buf_release(&st->partial);
 	free(st->path);
+	free(st->md_key);
+	free(st->md_value);
 	free(st->status_msg);
 	pthread_cond_destroy(&st->cv);
 	free(st);
@@ -631,7 +634,7 @@ static void h2c_submit(h2c_t *c, grpc_stream_t *st)
 {
 	grpc_channel_t *ch = c->ch;
 	char timeout[32];
-	nghttp2_nv nva[10];
+	nghttp2_nv nva[11];
 	size_t n = 0;
 #define H(k, v) nva[n++] = (nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), NGHTTP2_NV_FLAG_NONE}
 	H(":method", "POST");
@@ -644,6 +647,8 @@ static void h2c_submit(h2c_t *c, grpc_stream_t *st)
 	H("grpc-accept-encoding", "snappy");
 	if (ch->compress)
 		H("grpc-encoding", "snappy");
+	if (st->md_key)
+		H(st->md_key, st->md_value);
 	if (st->timeout_ms > 0) {
 		uint64_t now = loop_now_ms(ch->loop);
 		uint64_t due = loop_timer_due(ch->loop, st->timer);
@@ -950,7 +955,17 @@ static grpc_stream_t *stream_new(grpc_channel_t *ch, const char *path, int64_t t
 grpc_stream_t *grpc_channel_call(grpc_channel_t *ch, const char *path, const void *req, size_t len,
 				 int64_t timeout_ms)
 {
+	return grpc_channel_call_md(ch, path, req, len, timeout_ms, NULL, NULL);
+}
+
+grpc_stream_t *grpc_channel_call_md(grpc_channel_t *ch, const char *path, const void *req, size_t len,
+				    int64_t timeout_ms, const char *md_key, const char *md_value)
+{
 	grpc_stream_t *st = stream_new(ch, path, timeout_ms);
+	if (md_key) {
+		st->md_key = xstrdup(md_key);
+		st->md_value = xstrdup(md_value ? md_value : "");
+	}
 	uint8_t *h = (uint8_t *)buf_extend(&st->req, 5);
 	if (ch->compress)
 		grpc_snappy_encode(&st->req, req, len);
@@ -1089,7 +1104,14 @@ size_t grpc_stream_buffered(grpc_stream_t *st)
 int grpc_channel_unary(grpc_channel_t *ch, const char *path, const void *req, size_t len, int64_t timeout_ms,
 		       arena_t *a, uint8_t **resp, size_t *resp_len, err_t *err)
 {
-	grpc_stream_t *st = grpc_channel_call(ch, path, req, len, timeout_ms);
+	return grpc_channel_unary_md(ch, path, req, len, timeout_ms, NULL, NULL, a, resp, resp_len, err);
+}
+
+int grpc_channel_unary_md(grpc_channel_t *ch, const char *path, const void *req, size_t len, int64_t timeout_ms,
+			  const char *md_key, const char *md_value, arena_t *a, uint8_t **resp, size_t *resp_len,
+			  err_t *err)
+{
+	grpc_stream_t *st = grpc_channel_call_md(ch, path, req, len, timeout_ms, md_key, md_value);
 	const uint8_t *m;
 	size_t n;
 	int got = 0, rc;

@@ -90,6 +90,10 @@ uint64_t grpc_channel_connects(grpc_channel_t *ch);
  * Never fails here; failures surface through grpc_stream_recv. */
 grpc_stream_t *grpc_channel_call(grpc_channel_t *ch, const char *path, const void *req, size_t len,
 				 int64_t timeout_ms);
+/* The same with one request metadata pair, sent as a header: md_key in lower case (e.g. "thanos-tenant"),
+ * md_value printable ASCII; both copied. md_key NULL = none. */
+grpc_stream_t *grpc_channel_call_md(grpc_channel_t *ch, const char *path, const void *req, size_t len,
+				    int64_t timeout_ms, const char *md_key, const char *md_value);
 /* The same with the request as it goes on the wire: the 5-byte gRPC prefix (flag 1 = snappy-framed,
  * only on a channel that compresses; big-endian length) and the message, taken without a copy (msg
  * is left empty). */
@@ -112,5 +116,9 @@ size_t grpc_stream_buffered(grpc_stream_t *st);
  * ERR_CORRUPT if the server sent no message or more than one. */
 int grpc_channel_unary(grpc_channel_t *ch, const char *path, const void *req, size_t len, int64_t timeout_ms,
 		       arena_t *a, uint8_t **resp, size_t *resp_len, err_t *err);
+/* The same with one metadata pair (as grpc_channel_call_md). */
+int grpc_channel_unary_md(grpc_channel_t *ch, const char *path, const void *req, size_t len, int64_t timeout_ms,
+			  const char *md_key, const char *md_value, arena_t *a, uint8_t **resp, size_t *resp_len,
+			  err_t *err);
 
 #endif

@@ -441,7 +441,8 @@ static int gs_series(store_t *s, arena_t *a, const store_series_req_t *req, seri
 	arena_init(&rs->msg, 16 * 1024);
 	arena_init(&rs->ar[0], 16 * 1024);
 	arena_init(&rs->ar[1], 16 * 1024);
-	rs->st = grpc_channel_call(gs->ch, "/thanos.Store/Series", buf, len, gs->timeout_ms);
+	rs->st = grpc_channel_call_md(gs->ch, "/thanos.Store/Series", buf, len, gs->timeout_ms,
+				      req->tenant ? GRPC_TENANT_METADATA : NULL, req->tenant);
 	/* The call runs from here on; the first next() waits for its first frame. Failures (unreachable,
 	 * refused) surface there, so calls to several stores proceed in parallel. */
 	*out = &rs->base;
@@ -468,9 +469,10 @@ int store_grpc_decode_series(arena_t *a, const str_t *msgs, size_t n, int64_t mi
 }
 
 static int unary(grpc_store_t *gs, const char *what, const char *path, const void *req, size_t len,
-		 int64_t timeout_ms, arena_t *a, uint8_t **resp, size_t *rlen, err_t *err)
+		 int64_t timeout_ms, const char *tenant, arena_t *a, uint8_t **resp, size_t *rlen, err_t *err)
 {
-	int rc = grpc_channel_unary(gs->ch, path, req, len, timeout_ms, a, resp, rlen, err);
+	int rc = grpc_channel_unary_md(gs->ch, path, req, len, timeout_ms, tenant ? GRPC_TENANT_METADATA : NULL, tenant,
+				       a, resp, rlen, err);
 	if (rc < 0)
 		err_wrap(err, "store %s: %s", gs->name, what);
 	return rc;
@@ -515,7 +517,8 @@ static int gs_labels(store_t *s, arena_t *a, const store_label_req_t *req, store
 		len = thanos__label_names_request__get_packed_size(&r);
 		buf = arena_alloc(a, len ? len : 1);
 		thanos__label_names_request__pack(&r, buf);
-		int rc = unary(gs, "LabelNames", "/thanos.Store/LabelNames", buf, len, gs->timeout_ms, a, &resp, &rlen, err);
+		int rc = unary(gs, "LabelNames", "/thanos.Store/LabelNames", buf, len, gs->timeout_ms, req->tenant, a, &resp,
+			       &rlen, err);
 		if (rc < 0)
 			return rc;
 		Thanos__LabelNamesResponse *p = thanos__label_names_response__unpack(&al, rlen, resp);
@@ -533,7 +536,8 @@ static int gs_labels(store_t *s, arena_t *a, const store_label_req_t *req, store
 	len = thanos__label_values_request__get_packed_size(&r);
 	buf = arena_alloc(a, len ? len : 1);
 	thanos__label_values_request__pack(&r, buf);
-	int rc = unary(gs, "LabelValues", "/thanos.Store/LabelValues", buf, len, gs->timeout_ms, a, &resp, &rlen, err);
+	int rc = unary(gs, "LabelValues", "/thanos.Store/LabelValues", buf, len, gs->timeout_ms, req->tenant, a, &resp,
+			       &rlen, err);
 	if (rc < 0)
 		return rc;
 	Thanos__LabelValuesResponse *p = thanos__label_values_response__unpack(&al, rlen, resp);
@@ -558,7 +562,7 @@ static int gs_info(store_t *s, arena_t *a, store_info_t *out, err_t *err)
 	grpc_store_t *gs = (grpc_store_t *)s;
 	uint8_t *resp;
 	size_t rlen;
-	int rc = unary(gs, "Info", "/thanos.info.Info/Info", "", 0, gs->info_timeout_ms, a, &resp, &rlen, err);
+	int rc = unary(gs, "Info", "/thanos.info.Info/Info", "", 0, gs->info_timeout_ms, NULL, a, &resp, &rlen, err);
 	if (rc < 0)
 		return rc;
 	ProtobufCAllocator al = {pb_alloc, pb_free, a};

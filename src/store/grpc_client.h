@@ -37,6 +37,9 @@
  * independent HTTP/2 stream on the shared connection); a returned series set belongs to the calling
  * thread. The client's I/O runs on cfg.loop if given (calls must then never be made on that loop's
  * thread: they block), else on a private loop thread owned by the store. Calls block the caller.
+ *
+ * A request's tenant (store_series_req_t/store_label_req_t .tenant) goes out as the gRPC metadata
+ * "thanos-tenant" (Thanos's key, reference thanos.md §2.7).
  */
 #ifndef STRATA_STORE_GRPC_CLIENT_H
 #define STRATA_STORE_GRPC_CLIENT_H
@@ -44,6 +47,8 @@
 #include "net/grpc_client.h"
 #include "net/loop.h"
 #include "store/store.h"
+
+#define GRPC_TENANT_METADATA "thanos-tenant"
 
 typedef struct store_grpc_client_config {
 	int64_t timeout_ms;      /* per Series/LabelNames/LabelValues call (incl. reading the stream); 0 = 120s */

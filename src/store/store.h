@@ -70,6 +70,8 @@ typedef struct store_series_req {
 	 * chunks (encoding 0xFF) beside raw ones, which readers see through store_aggr_view(). */
 	int64_t max_resolution;
 	unsigned aggregates;
+	const char *tenant; /* the querier's tenant (query/tenancy.h), sent as gRPC metadata thanos-tenant;
+	                       NULL = none */
 } store_series_req_t;
 
 typedef struct store_label_req {
@@ -79,6 +81,7 @@ typedef struct store_label_req {
 	str_t name;             /* label_values only */
 	int64_t limit;          /* 0 = unlimited */
 	bool abort_on_error;
+	const char *tenant; /* as store_series_req_t's */
 } store_label_req_t;
 
 /* Sorted unique strings plus warnings (partial response). */
