@@ -29,6 +29,8 @@ trap cleanup EXIT
 port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_url() { for _ in $(seq 1 600); do [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0; sleep 0.1; done; return 1; }
 cpu_s() { awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$1/stat"; }
+# ctx_sw PID: context switches (voluntary and not) summed over the process's threads, then the most of one thread
+ctx_sw() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^voluntary_ctxt/{v=$2} /^nonvoluntary_ctxt/{t=v+$2; s+=t; if (t>m) m=t} END{print s+0, m+0}'; }
 START=$(( ($(date +%s) - R * 15 - 60) * 1000 / 15000 * 15000 ))
 
 # start NAME [flags...]: a receiver; sets PID_<NAME>, GRPC_<NAME>, URL_<NAME>
@@ -90,8 +92,9 @@ router_run() {
 	GRPCPORT=$g2 start "ing2$x" --receive.hashrings-file="$TMP/ring2$x.json" --receive.local-endpoint=127.0.0.1:$g2
 	start "router$x" --receive.hashrings-file="$TMP/ring2$x.json" "$@"
 	eval "local rp=\$PID_router$x url=\$URL_router$x i1=\$PID_ing1$x i2=\$PID_ing2$x"
-	local c0 c1 perfpid=
+	local c0 c1 perfpid= s0 s1
 	c0=$(cpu_s "$rp")
+	s0=$(ctx_sw "$rp")
 	if [ -n "${HASHRING_BENCH_PERF:-}" ] && [ "$x" = "${HASHRING_BENCH_PERF_RUN:-}" ]; then
 		local target=$rp
 		[ "${HASHRING_BENCH_PERF_PROC:-}" = ingestor ] && target=$i1
@@ -101,10 +104,14 @@ router_run() {
 	fi
 	measure "$url" "$i1" "$i2"
 	c1=$(cpu_s "$rp")
+	s1=$(ctx_sw "$rp")
 	[ -n "$perfpid" ] && { kill -INT "$perfpid"; wait "$perfpid"; }
 	ROUTER=$(per_sample "$(echo "$c1 - $c0" | bc)")
 	INGESTORS=$(per_sample "$CPU")
 	echo "router $*: $SAMPLES samples in $(echo "$c1 - $c0" | bc) CPU-s (its ingestors: $CPU CPU-s)"
+	local reqs=$((SAMPLES / 2000))
+	echo "$s0 $s1" | awk -v q=$reqs '{printf "  router context switches per request: %.2f (the busiest thread, the HTTP loop: %.2f)\n", ($3 - $1) / q, ($4 - $2) / q}'
+
 	stop_all
 }
 router_run ""
