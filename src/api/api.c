@@ -19,6 +19,7 @@
 #include "promql/ast.h"
 #include "promql/engine.h"
 #include "query/queryable.h"
+#include "query/tenancy.h"
 #include "store/rulesapi.h"
 #include "tsdb/xor.h"
 
@@ -47,6 +48,8 @@ struct api {
 	int max_conc;
 	workers_t *engine_pool; /* shared by all queries: promql_opts_t.workers */
 	strlist_t flag_names, flag_values;
+	char *tenant_header, *default_tenant, *tenant_label, *tenant_cert_field; /* tenancy (api.h) */
+	bool enforce_tenancy;
 	atomic_bool ready;
 	size_t running;           /* loop thread */
 	VEC(qctx_t *) queue;      /* FIFO from qhead */
@@ -64,6 +67,7 @@ struct qctx {
 	volatile int cancel;
 	atomic_int done;
 	uint64_t timer;
+	str_t tenant; /* in the request's arena (taken on the loop thread: the certificate is there) */
 };
 
 /* ------------------------------------------------------------------ responses */
@@ -233,9 +237,14 @@ static int parse_common(api_t *api, http_req_t *r, bool range, int64_t step, com
 	return 0;
 }
 
-static store_t *query_store(api_t *api, http_req_t *r, const common_t *c)
+/* The stores for a request: the endpoint set's proxy seen through the request's tenant. */
+static store_t *query_store(qctx_t *q, const common_t *c)
 {
-	return endpoint_set_store(api->es, &r->arena, c->store_match.sets, c->store_match.nsets, c->store_match.n);
+	api_t *api = q->api;
+	http_req_t *r = q->r;
+	store_t *s = endpoint_set_store(api->es, &r->arena, c->store_match.sets, c->store_match.nsets,
+	                                c->store_match.n);
+	return tenancy_store(&r->arena, s, str_c(api->tenant_label), q->tenant, api->enforce_tenancy);
 }
 
 /* ------------------------------------------------------------------ PromQL */
@@ -377,7 +386,7 @@ static void run_query(qctx_t *q)
 	store_queryable_opts_t so = {.partial_response = c.partial, .replica_labels = c.replica,
 				     .nreplica_labels = c.nreplica, .dedup_mode = api->dedup_mode,
 				     .max_source_resolution = c.max_res};
-	store_queryable_init(&sq, query_store(api, r, &c), &r->arena, &so);
+	store_queryable_init(&sq, query_store(q, &c), &r->arena, &so);
 	timed_queryable_t tq = {.base = {&timed_ops}, .inner = store_queryable_base(&sq)};
 	atomic_init(&tq.select_ns, 0);
 	promql_opts_t o = {
@@ -459,7 +468,7 @@ static store_t *metadata_call(qctx_t *q, int64_t *start, int64_t *end, selectors
 		reply_bad(r, err.msg);
 		return NULL;
 	}
-	return query_store(q->api, r, c);
+	return query_store(q, c);
 }
 
 static void run_series(qctx_t *q)
@@ -638,11 +647,47 @@ static bool not_ready(api_t *api, http_req_t *r)
 	return true;
 }
 
+/* The request's tenant, as Thanos's querier takes it: the tenant header (or THANOS-TENANT), else the
+ * default tenant; with a certificate field, that field of the verified client certificate instead (no
+ * such field: refused). false after answering 400. Loop thread. */
+static bool request_tenant(api_t *api, http_req_t *r, str_t *out)
+{
+	str_t t = {0};
+	if (api->tenant_cert_field) {
+		buf_t b = BUF_INIT;
+		err_t err = {0};
+		int rc = http_req_tls_subject(r, api->tenant_cert_field, &b, &err);
+		if (rc == 0)
+			t = str_from(arena_strndup(&r->arena, b.p ? b.p : "", b.n), b.n);
+		buf_release(&b);
+		if (rc) {
+			reply_bad(r, arena_printf(&r->arena, "tenant from client certificate: %s", err.msg));
+			return false;
+		}
+	} else {
+		if (!http_req_header(r, api->tenant_header, &t) && !http_req_header(r, "THANOS-TENANT", &t))
+			t = str_c(api->default_tenant);
+		t = str_trim(t);
+		if (!t.n)
+			t = str_c(api->default_tenant);
+	}
+	if (!tenancy_tenant_valid(t)) {
+		reply_bad(r, arena_printf(&r->arena, "tenant name not valid: \"%.*s\"", STR_ARG(t)));
+		return false;
+	}
+	*out = t;
+	return true;
+}
+
 static void submit(api_t *api, http_req_t *r, enum qkind kind)
 {
 	if (not_ready(api, r))
 		return;
+	str_t tenant;
+	if (!request_tenant(api, r, &tenant))
+		return;
 	qctx_t *q = xcalloc(1, sizeof *q);
+	q->tenant = tenant;
 	q->api = api;
 	q->r = r;
 	q->kind = kind;
@@ -966,6 +1011,15 @@ api_t *api_new(http_server_t *srv, const api_config_t *cfg)
 		strlist_push(&api->flag_names, cfg->flag_names[i]);
 		strlist_push(&api->flag_values, cfg->flag_values[i]);
 	}
+	api->tenant_header =
+	    xstrdup(cfg->tenant_header && *cfg->tenant_header ? cfg->tenant_header : "THANOS-TENANT");
+	api->default_tenant =
+	    xstrdup(cfg->default_tenant && *cfg->default_tenant ? cfg->default_tenant : "default-tenant");
+	api->tenant_label =
+	    xstrdup(cfg->tenant_label && *cfg->tenant_label ? cfg->tenant_label : "tenant_id");
+	api->tenant_cert_field =
+	    cfg->tenant_cert_field && *cfg->tenant_cert_field ? xstrdup(cfg->tenant_cert_field) : NULL;
+	api->enforce_tenancy = cfg->enforce_tenancy;
 	atomic_init(&api->ready, false);
 	const unsigned gp = HTTP_M_GET | HTTP_M_POST;
 	http_handle(srv, gp, "/api/v1/query", h_query, api);
@@ -995,6 +1049,10 @@ void api_free(api_t *api)
 	strlist_free(&api->replica);
 	strlist_free(&api->flag_names);
 	strlist_free(&api->flag_values);
+	free(api->tenant_header);
+	free(api->default_tenant);
+	free(api->tenant_label);
+	free(api->tenant_cert_field);
 	free(api);
 }
 

@@ -32,6 +32,13 @@
  * past 64 KiB, sent as they are produced (chunked, compressed per part; api_json_out_t), so a large
  * matrix's JSON never exists whole in memory and a slow reader holds back the worker, not memory.
  *
+ * Tenancy: every query, series, labels and label values request has a tenant: the tenant header's value
+ * (THANOS-TENANT also accepted), the default tenant without one, or with a certificate field that field
+ * of the client certificate the HTTPS listener verified (the header is then ignored; a connection
+ * without it gets 400), as Thanos takes it; names with path separators, "." and ".." get 400. Its
+ * store requests carry it (query/tenancy.h: gRPC metadata thanos-tenant); with enforce_tenancy every
+ * one of them also gets the matcher <tenant_label>="<tenant>", so a tenant reads only its own series.
+ *
  * Every response uses Prometheus's envelope, error types and status codes (api/response.h); errors
  * and responses with warnings carry Cache-Control: no-store; CORS headers are set on every API
  * response and OPTIONS is answered. Until api_set_ready(true), API routes answer a plain-text 503.
@@ -71,6 +78,12 @@ typedef struct api_config {
 	int max_concurrent;          /* --query.max-concurrent; 0 = 20 */
 	int engine_threads;          /* pool decoding/evaluating series of one query in parallel: 0 = one
 				      * per CPU, < 0 = none (each query on its own worker thread only) */
+	/* Tenancy (thanos.md §1.6, §6.7), NULL/"" = the default: */
+	const char *tenant_header;     /* --query.tenant-header: THANOS-TENANT */
+	const char *default_tenant;    /* --query.default-tenant-id: default-tenant */
+	const char *tenant_label;      /* --query.tenant-label-name: tenant_id */
+	const char *tenant_cert_field; /* --query.tenant-certificate-field: none */
+	bool enforce_tenancy;          /* --query.enforce-tenancy */
 	const char *const *flag_names; /* /api/v1/status/flags */
 	const char *const *flag_values;
 	size_t nflags;

@@ -25,7 +25,9 @@
 #include "cmd/endpoint_config.h"
 #include "cmd/grpc_tls.h"
 #include "net/grpc.h"
+#include "model/labels.h"
 #include "net/http.h"
+#include "net/tls.h"
 #include "query/endpoints.h"
 #include "query/querysrv.h"
 #include "store/grpc_server.h"
@@ -260,7 +262,8 @@ int cmd_query(int argc, char **argv)
 	static int64_t sd_reload_ms;
 	static int64_t grpc_grace_ms, timeout_ms, max_conc, lookback_ms, max_samples, eval_ms, default_step_ms,
 		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms, max_memory, instant_res_ms;
-	static bool partial, auto_ds, dyn_lookback;
+	static bool partial, auto_ds, dyn_lookback, enforce_tenancy;
+	static char *tenant_header, *default_tenant, *tenant_label, *tenant_cert_field;
 	flag_def_t defs[] = {
 		CMD_SERVER_FLAGS(&sf, "0.0.0.0:10902"),
 		{"grpc-address", FLAG_STRING, &grpc_address, "0.0.0.0:10901",
@@ -325,6 +328,19 @@ int cmd_query(int argc, char **argv)
 		 "Default max_source_resolution for instant queries (with max_source_resolution=auto).", NULL, true},
 		{"query.dynamic-lookback-delta", FLAG_BOOL, &dyn_lookback, "true",
 		 "Raise the lookback delta to the downsampling resolution a query may read (5m, 1h).", NULL, true},
+		{"query.tenant-header", FLAG_STRING, &tenant_header, "THANOS-TENANT",
+		 "HTTP header to determine tenant."},
+		{"query.default-tenant-id", FLAG_STRING, &default_tenant, "default-tenant",
+		 "Default tenant ID to use if tenant header is not present."},
+		{"query.tenant-label-name", FLAG_STRING, &tenant_label, "tenant_id",
+		 "Label name to use when enforcing tenancy (if --query.enforce-tenancy is enabled)."},
+		{"query.enforce-tenancy", FLAG_BOOL, &enforce_tenancy, "false",
+		 "Enforce tenancy on Query APIs. Responses are returned only if the label value of the configured "
+		 "tenant-label-name and the value of the tenant header matches."},
+		{"query.tenant-certificate-field", FLAG_STRING, &tenant_cert_field, "",
+		 "Use TLS client's certificate field to determine tenant for read requests. Must be one of "
+		 "organization, organizationalUnit or commonName. This setting will cause the query.tenant-header "
+		 "flag value to be ignored."},
 		CMD_WEB_PREFIX_FLAGS(&route_prefix, &external_prefix),
 	};
 	flags_result_t res = {0};
@@ -344,6 +360,21 @@ int cmd_query(int argc, char **argv)
 	if (dedup_mode_parse(str_c(dedup_func), &dedup_mode)) {
 		fprintf(stderr, "strata query: --deduplication.func: unknown algorithm \"%s\" (penalty, chain or "
 				"penalty-thanos)\n", dedup_func);
+		return 2;
+	}
+	if (!label_name_valid(str_c(tenant_label))) {
+		fprintf(stderr, "strata query: --query.tenant-label-name %s: invalid label name\n", tenant_label);
+		return 2;
+	}
+	if (!tls_subject_field_valid(tenant_cert_field)) {
+		fprintf(stderr,
+		        "strata query: --query.tenant-certificate-field %s: want organization, organizationalUnit or "
+		        "commonName\n",
+		        tenant_cert_field);
+		return 2;
+	}
+	if (!*tenant_header || !*default_tenant) {
+		fprintf(stderr, "strata query: --query.tenant-header and --query.default-tenant-id must not be empty\n");
 		return 2;
 	}
 	if (max_conc <= 0) {
@@ -455,7 +486,10 @@ int cmd_query(int argc, char **argv)
 			   .default_eval_interval_ms = eval_ms,
 			   .auto_downsampling = auto_ds, .instant_max_source_resolution = instant_res_ms,
 			   .dynamic_lookback = dyn_lookback,
-			   .max_concurrent = (int)max_conc, .flag_names = (const char *const *)fnames,
+			   .max_concurrent = (int)max_conc,
+			   .tenant_header = tenant_header, .default_tenant = default_tenant, .tenant_label = tenant_label,
+			   .tenant_cert_field = tenant_cert_field, .enforce_tenancy = enforce_tenancy,
+			   .flag_names = (const char *const *)fnames,
 			   .flag_values = (const char *const *)fvalues, .nflags = nflags};
 	api = api_new(http, &ac);
 	ui = ui_new(http,
