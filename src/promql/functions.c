@@ -390,21 +390,117 @@ static void range_kernel_steps(const void *kctx, const int64_t *t, const double 
 	ro->maxwin = maxwin;
 }
 
+/* The machine's vector width for the window kernels: SIMD_BASE (SSE2), SIMD_AVX2 or SIMD_AVX512. */
+int promql_simd(void)
+{
+	int l = atomic_load_explicit(&promql_simd_level, memory_order_relaxed);
+	if (l < 0) { /* every thread that gets here stores the same value */
+		l = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+		            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")
+		        ? PROMQL_SIMD_AVX512
+		    : __builtin_cpu_supports("avx2") ? PROMQL_SIMD_AVX2
+		                                     : PROMQL_SIMD_BASE;
+		atomic_store_explicit(&promql_simd_level, l, memory_order_relaxed);
+	}
+	return l;
+}
+
+/* 8 lanes: one AVX-512 register, two AVX2 ones, four SSE2 ones (the compiler splits the operations) */
+typedef double ot_v8d __attribute__((vector_size(64)));
+typedef int64_t ot_v8i __attribute__((vector_size(64)));
+#define OT_ABS(x)       ((ot_v8d)((ot_v8i)(x)&INT64_MAX))
+#define OT_SEL(m, a, b) ((ot_v8d)(((m) & (ot_v8i)(a)) | (~(m) & (ot_v8i)(b))))
+/* kahan_inc on eight lanes, updating only those in m (all of them when !masked). */
+#define OT_KAHAN(masked, m, inc_, sum, c)                                                                    \
+	do {                                                                                                 \
+		ot_v8d inc = (inc_), t_ = (sum) + inc;                                                       \
+		ot_v8d d_ = OT_SEL(OT_ABS(sum) >= OT_ABS(inc), ((sum)-t_) + inc, (inc - t_) + (sum));        \
+		(c) = (masked) ? OT_SEL(m, (c) + d_, (c)) : (c) + d_;                                        \
+		(sum) = (masked) ? OT_SEL(m, t_, (sum)) : t_;                                                \
+	} while (0)
+
 /* rate / increase / delta over every step of one series, in two phases per block of RK_BLOCK steps:
  * first the sliding window (indices only), then extrapolated_rate's arithmetic for the block's
- * windows side by side in 2-lane vectors. The arithmetic is extrapolated_rate's, operation for
- * operation (same divisions, same order, selects instead of branches), so results are bit-identical;
+ * windows side by side in 8-lane vectors (AVX-512 where the CPU has it). The arithmetic is
+ * extrapolated_rate's, operation for operation (same divisions, same order, selects instead of
+ * branches; avg / 2 as avg * 0.5, the same correctly rounded value), so results are bit-identical;
  * what changes is that the windows' division chains no longer wait for each other (one window's
- * chain is ~7 dependent divisions and a compare) and each division instruction serves two windows.
+ * chain is ~7 dependent divisions and a compare) and each division instruction serves eight windows.
  * Resets: a window holds one iff the newest reset j (v[j] < v[j-1]) at or before its last sample
  * has j > lo, so only the window's leading edge looks at values. */
 #define RK_BLOCK 64
-typedef double rk_v2d __attribute__((vector_size(16)));
-typedef int64_t rk_v2i __attribute__((vector_size(16)));
 
-static inline rk_v2d rk_sel(rk_v2i m, rk_v2d a, rk_v2d b)
+typedef struct rk_lanes {
+	/* per block, the windows with >= 2 samples ("lanes"), padded to a multiple of 8 */
+	double st[RK_BLOCK + 8], en[RK_BLOCK + 8], sm[RK_BLOCK + 8], n1[RK_BLOCK + 8], v0[RK_BLOCK + 8],
+	    res[RK_BLOCK + 8], out[RK_BLOCK + 8];
+	size_t idx[RK_BLOCK + 8];
+} rk_lanes_t;
+
+static inline __attribute__((always_inline)) void rk_math(rk_lanes_t *l, size_t nl, bool counter, bool rate,
+                                                          double rsec)
 {
-	return (rk_v2d)((m & (rk_v2i)a) | (~m & (rk_v2i)b));
+	for (size_t k = 0; k < nl; k += 8) {
+		ot_v8d st, en, sm, n1, v0, res;
+		memcpy(&st, l->st + k, sizeof st);
+		memcpy(&en, l->en + k, sizeof en);
+		memcpy(&sm, l->sm + k, sizeof sm);
+		memcpy(&n1, l->n1 + k, sizeof n1);
+		memcpy(&v0, l->v0 + k, sizeof v0);
+		memcpy(&res, l->res + k, sizeof res);
+		ot_v8d to_start = st / 1000.0, to_end = en / 1000.0, sampled = sm / 1000.0;
+		ot_v8d avg = sampled / n1;
+		if (counter) {
+			ot_v8d to_zero = sampled * (v0 / res);
+			ot_v8i zm = (res > 0.0) & (v0 >= 0.0) & (to_zero < to_start);
+			to_start = OT_SEL(zm, to_zero, to_start);
+		}
+		ot_v8d thr = avg * 1.1, half = avg * 0.5;
+		ot_v8d ext = sampled;
+		ext += OT_SEL(to_start < thr, to_start, half);
+		ext += OT_SEL(to_end < thr, to_end, half);
+		ot_v8d factor = ext / sampled;
+		if (rate)
+			factor /= rsec;
+		ot_v8d o = res * factor;
+		memcpy(l->out + k, &o, sizeof o);
+	}
+}
+
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void
+rk_math_avx512(rk_lanes_t *l, size_t nl, bool counter, bool rate, double rsec)
+{
+	rk_math(l, nl, counter, rate, rsec);
+}
+
+__attribute__((target("avx2"))) static void rk_math_avx2(rk_lanes_t *l, size_t nl, bool counter, bool rate,
+                                                         double rsec)
+{
+	rk_math(l, nl, counter, rate, rsec);
+}
+
+static void rk_math_base(rk_lanes_t *l, size_t nl, bool counter, bool rate, double rsec)
+{
+	rk_math(l, nl, counter, rate, rsec);
+}
+
+/* The first index at or after h (below n) whose timestamp is above x (at or above x when lt), for
+ * timestamps in order: where the one-by-one scan stops. A window edge moves a sample or two a step, by
+ * a count that scrape jitter makes unpredictable: four compares counted instead of a branch each. */
+static inline size_t rk_edge(const int64_t *t, size_t h, size_t n, int64_t x, bool lt)
+{
+	while (h + 4 <= n) {
+		size_t k = lt ? (size_t)(t[h] < x) + (size_t)(t[h + 1] < x) + (size_t)(t[h + 2] < x) +
+		                    (size_t)(t[h + 3] < x)
+		              : (size_t)(t[h] <= x) + (size_t)(t[h + 1] <= x) + (size_t)(t[h + 2] <= x) +
+		                    (size_t)(t[h + 3] <= x);
+		h += k;
+		if (k < 4)
+			return h;
+	}
+	while (h < n && (lt ? t[h] < x : t[h] <= x))
+		h++;
+	return h;
 }
 
 static void rate_kernel_steps(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
@@ -413,51 +509,40 @@ static void rate_kernel_steps(const void *kctx, const int64_t *t, const double *
 	const rctx_t *c = kctx;
 	bool counter = c->k == F_RATE || c->k == F_INCREASE, rate = c->k == F_RATE;
 	size_t lo = 0, hi = 0, maxwin = 0, cnt = 0, last_reset = 0, work = 0;
-	bool unsorted = false; /* a sample before hi is older than the one before it (corrupt data) */
 	double rsec = (double)c->range / 1000; /* extrapolated_rate's divisor, the same value every window */
+	int simd = promql_simd();
+	rk_lanes_t l;
 	ro->lastwin = 0;
 	ro->stopped = false;
-	/* per block, the windows with >= 2 samples ("lanes"), padded to an even count */
-	double a_st[RK_BLOCK + 1], a_en[RK_BLOCK + 1], a_sm[RK_BLOCK + 1], a_n1[RK_BLOCK + 1], a_v0[RK_BLOCK + 1],
-		a_res[RK_BLOCK + 1];
-	size_t a_idx[RK_BLOCK + 1];
+	/* timestamps in order (always, but for corrupt data) and, for counters, no reset anywhere (most
+	 * series): the edges move by counting (rk_edge) and no window needs to look at values */
+	bool sorted = true, resets = false;
+	for (size_t j = 1; j < n; j++) {
+		sorted &= t[j] >= t[j - 1];
+		resets |= v[j] < v[j - 1];
+	}
+	bool fast = sorted && !(counter && resets);
 	for (size_t b0 = 0; b0 < c->nsteps; b0 += RK_BLOCK) {
 		size_t b1 = b0 + RK_BLOCK < c->nsteps ? b0 + RK_BLOCK : c->nsteps, nl = 0;
 		for (size_t i = b0; i < b1; i++) {
 			int64_t rend = c->ref[i], rstart = rend - c->range;
 			if (i > 0 && rend < c->ref[i - 1])
 				lo = hi = last_reset = 0;
-			size_t hprev = hi;
-			if (counter) {
+			if (fast) {
+				hi = rk_edge(t, hi, n, rend, false);
+				lo = rk_edge(t, lo, hi, rstart, true);
+			} else if (counter) {
 				while (hi < n && t[hi] <= rend) {
-					if (hi > 0) {
-						if (v[hi] < v[hi - 1])
-							last_reset = hi;
-						unsorted |= t[hi] < t[hi - 1];
-					}
+					if (hi > 0 && v[hi] < v[hi - 1])
+						last_reset = hi;
 					hi++;
 				}
 			} else {
-				while (hi < n && t[hi] <= rend) {
-					if (hi > 0)
-						unsorted |= t[hi] < t[hi - 1];
+				while (hi < n && t[hi] <= rend)
 					hi++;
-				}
 			}
-			/* the trailing edge: the first sample in [lo, hi) at or after rstart. With the samples
-			 * so far in order it is found from the previous leading edge, which is a sample or two
-			 * away when windows overlap, instead of walking the whole previous window */
-			if (!unsorted && hprev > lo) {
-				if (t[hprev - 1] >= rstart) {
-					size_t j = hprev - 1;
-					while (j > lo && t[j - 1] >= rstart)
-						j--;
-					lo = j;
-				} else {
-					lo = hprev;
-				}
-			}
-			while (lo < hi && t[lo] < rstart)
+			/* the trailing edge moves forward: every sample is passed once by each edge */
+			while (!fast && lo < hi && t[lo] < rstart)
 				lo++;
 			size_t w = hi - lo;
 			if (w > maxwin)
@@ -485,47 +570,30 @@ static void rate_kernel_steps(const void *kctx, const int64_t *t, const double *
 					prev = v[j];
 				}
 			}
-			a_idx[nl] = i;
-			a_st[nl] = (double)(t[lo] - rstart);
-			a_en[nl] = (double)(rend - t[hi - 1]);
-			a_sm[nl] = (double)(t[hi - 1] - t[lo]);
-			a_n1[nl] = (double)(w - 1);
-			a_v0[nl] = v[lo];
-			a_res[nl] = result;
+			l.idx[nl] = i;
+			l.st[nl] = (double)(t[lo] - rstart);
+			l.en[nl] = (double)(rend - t[hi - 1]);
+			l.sm[nl] = (double)(t[hi - 1] - t[lo]);
+			l.n1[nl] = (double)(w - 1);
+			l.v0[nl] = v[lo];
+			l.res[nl] = result;
 			nl++;
 		}
-		if (nl & 1) { /* pad with a copy of lane 0 (computed, never stored) */
-			a_st[nl] = a_st[0], a_en[nl] = a_en[0], a_sm[nl] = a_sm[0], a_n1[nl] = a_n1[0];
-			a_v0[nl] = a_v0[0], a_res[nl] = a_res[0];
-		}
-		const rk_v2d k1000 = {1000, 1000}, k11 = {1.1, 1.1}, k2 = {2, 2}, kr = {rsec, rsec}, zero = {0, 0};
-		const rk_v2i kcounter = {-(int64_t)counter, -(int64_t)counter};
-		for (size_t k = 0; k < nl; k += 2) {
-			rk_v2d st, en, sm, n1, v0, res, o;
-			memcpy(&st, a_st + k, 16);
-			memcpy(&en, a_en + k, 16);
-			memcpy(&sm, a_sm + k, 16);
-			memcpy(&n1, a_n1 + k, 16);
-			memcpy(&v0, a_v0 + k, 16);
-			memcpy(&res, a_res + k, 16);
-			rk_v2d to_start = st / k1000, to_end = en / k1000, sampled = sm / k1000;
-			rk_v2d avg = sampled / n1;
-			rk_v2d to_zero = sampled * (v0 / res);
-			rk_v2i zm = kcounter & (res > zero) & (v0 >= zero) & (to_zero < to_start);
-			to_start = rk_sel(zm, to_zero, to_start);
-			rk_v2d thr = avg * k11, half = avg / k2;
-			rk_v2d ext = sampled;
-			ext += rk_sel(to_start < thr, to_start, half);
-			ext += rk_sel(to_end < thr, to_end, half);
-			rk_v2d factor = ext / sampled;
-			if (rate)
-				factor /= kr;
-			o = res * factor;
-			out[a_idx[k]] = o[0];
-			ok[a_idx[k]] = 1;
-			if (k + 1 < nl) {
-				out[a_idx[k + 1]] = o[1];
-				ok[a_idx[k + 1]] = 1;
+		if (nl) {
+			for (size_t k = nl; k % 8;
+			     k++) { /* pad with copies of lane 0 (computed, never stored) */
+				l.st[k] = l.st[0], l.en[k] = l.en[0], l.sm[k] = l.sm[0], l.n1[k] = l.n1[0];
+				l.v0[k] = l.v0[0], l.res[k] = l.res[0];
+			}
+			if (simd == PROMQL_SIMD_AVX512)
+				rk_math_avx512(&l, nl, counter, rate, rsec);
+			else if (simd == PROMQL_SIMD_AVX2)
+				rk_math_avx2(&l, nl, counter, rate, rsec);
+			else
+				rk_math_base(&l, nl, counter, rate, rsec);
+			for (size_t k = 0; k < nl; k++) {
+				out[l.idx[k]] = l.out[k];
+				ok[l.idx[k]] = 1;
 			}
 		}
 		cnt += nl;
@@ -640,35 +708,6 @@ static void rate_aggr_kernel_steps(const void *kctx, const int64_t *t, const dou
 typedef struct ot_win {
 	size_t lo, w, step;
 } ot_win_t;
-
-/* The machine's vector width for the window kernels: SIMD_BASE (SSE2), SIMD_AVX2 or SIMD_AVX512. */
-int promql_simd(void)
-{
-	int l = atomic_load_explicit(&promql_simd_level, memory_order_relaxed);
-	if (l < 0) { /* every thread that gets here stores the same value */
-		l = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-		            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")
-		        ? PROMQL_SIMD_AVX512
-		    : __builtin_cpu_supports("avx2") ? PROMQL_SIMD_AVX2
-		                                     : PROMQL_SIMD_BASE;
-		atomic_store_explicit(&promql_simd_level, l, memory_order_relaxed);
-	}
-	return l;
-}
-
-/* 8 lanes: one AVX-512 register, two AVX2 ones, four SSE2 ones (the compiler splits the operations) */
-typedef double ot_v8d __attribute__((vector_size(64)));
-typedef int64_t ot_v8i __attribute__((vector_size(64)));
-#define OT_ABS(x)       ((ot_v8d)((ot_v8i)(x)&INT64_MAX))
-#define OT_SEL(m, a, b) ((ot_v8d)(((m) & (ot_v8i)(a)) | (~(m) & (ot_v8i)(b))))
-/* kahan_inc on eight lanes, updating only those in m (all of them when !masked). */
-#define OT_KAHAN(masked, m, inc_, sum, c)                                                                    \
-	do {                                                                                                 \
-		ot_v8d inc = (inc_), t_ = (sum) + inc;                                                       \
-		ot_v8d d_ = OT_SEL(OT_ABS(sum) >= OT_ABS(inc), ((sum)-t_) + inc, (inc - t_) + (sum));        \
-		(c) = (masked) ? OT_SEL(m, (c) + d_, (c)) : (c) + d_;                                        \
-		(sum) = (masked) ? OT_SEL(m, t_, (sum)) : t_;                                                \
-	} while (0)
 
 /* Samples [from, to) of ng groups of 8 windows into the groups' states (st[4g..4g+3]: a, ca, b, cb);
  * all lanes hold a sample at every position below the shortest window, so that stretch runs without

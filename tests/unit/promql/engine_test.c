@@ -391,56 +391,75 @@ TEST(rate_increase_delta_bit_identical_to_reference)
 	static const int64_t ranges[] = {20000, 60000, 300000};
 	int64_t start = 30000, step = 23000, nsteps = 203;
 	char why[512] = "";
-	for (size_t f = 0; f < ARRAY_LEN(fn) && !why[0]; f++)
-		for (size_t ri = 0; ri < ARRAY_LEN(ranges) && !why[0]; ri++) {
-			char expr[64];
-			snprintf(expr, sizeof expr, "%s(rc[%llds])", fn[f], (long long)(ranges[ri] / 1000));
-			arena_t a;
-			arena_init(&a, 0);
-			promql_result_t r;
-			err_t err = {0};
-			promql_opts_t o = {0};
-			int rc = promql_query(&o, memstore_queryable(store), &a, str_c(expr), start,
-					      start + (nsteps - 1) * step, step, &r, &err);
-			size_t checked = 0;
-			if (rc)
-				snprintf(why, sizeof why, "%s: %s", expr, err.msg);
-			for (size_t k = 0; !why[0] && k < r.nseries; k++) {
-				bool found = false;
-				str_t sv = labels_get(&r.series[k].ls, STR("s"), &found);
-				if (!found || sv.n != 3) {
-					snprintf(why, sizeof why, "%s: unexpected series", expr);
-					break;
+	/* every vector variant the machine can run: the detected one, then the narrower ones */
+	atomic_store(&promql_simd_level, -1);
+	int best = promql_simd();
+	for (int level = best; level >= PROMQL_SIMD_BASE && !why[0]; level--) {
+		atomic_store(&promql_simd_level, level);
+		for (size_t f = 0; f < ARRAY_LEN(fn) && !why[0]; f++)
+			for (size_t ri = 0; ri < ARRAY_LEN(ranges) && !why[0]; ri++) {
+				char expr[64];
+				snprintf(expr, sizeof expr, "%s(rc[%llds])", fn[f],
+				         (long long)(ranges[ri] / 1000));
+				arena_t a;
+				arena_init(&a, 0);
+				promql_result_t r;
+				err_t err = {0};
+				promql_opts_t o = {0};
+				int rc = promql_query(&o, memstore_queryable(store), &a, str_c(expr), start,
+				                      start + (nsteps - 1) * step, step, &r, &err);
+				size_t checked = 0;
+				if (rc)
+					snprintf(why, sizeof why, "%s: %s", expr, err.msg);
+				for (size_t k = 0; !why[0] && k < r.nseries; k++) {
+					bool found = false;
+					str_t sv = labels_get(&r.series[k].ls, STR("s"), &found);
+					if (!found || sv.n != 3) {
+						snprintf(why, sizeof why, "%s: unexpected series", expr);
+						break;
+					}
+					int s = (sv.p[1] - '0') * 10 + (sv.p[2] - '0');
+					size_t j = 0;
+					for (int64_t i = 0; i < nsteps && !why[0]; i++) {
+						int64_t rend = start + i * step, rstart = rend - ranges[ri];
+						size_t lo = 0, hi = 0;
+						while (lo < nv[s] && ts[s][lo] < rstart)
+							lo++;
+						hi = lo;
+						while (hi < nv[s] && ts[s][hi] <= rend)
+							hi++;
+						double want;
+						bool has =
+						    ref_extrapolated(ts[s] + lo, vs[s] + lo, hi - lo, rstart,
+						                     rend, ranges[ri], f < 2, f == 0, &want);
+						bool got = j < r.series[k].n && r.series[k].t[j] == rend;
+						if (has != got)
+							snprintf(why, sizeof why,
+							         "%s s=%d step %lld: point %s, reference %s",
+							         expr, s, (long long)i,
+							         got ? "present" : "absent",
+							         has ? "present" : "absent");
+						else if (got &&
+						         memcmp(&want, &r.series[k].v[j], sizeof want) &&
+						         !(isnan(want) && isnan(r.series[k].v[j])))
+							snprintf(why, sizeof why,
+							         "%s s=%d step %lld: %.17g, reference %.17g",
+							         expr, s, (long long)i, r.series[k].v[j],
+							         want);
+						if (got)
+							j++, checked++;
+					}
 				}
-				int s = (sv.p[1] - '0') * 10 + (sv.p[2] - '0');
-				size_t j = 0;
-				for (int64_t i = 0; i < nsteps && !why[0]; i++) {
-					int64_t rend = start + i * step, rstart = rend - ranges[ri];
-					size_t lo = 0, hi = 0;
-					while (lo < nv[s] && ts[s][lo] < rstart)
-						lo++;
-					hi = lo;
-					while (hi < nv[s] && ts[s][hi] <= rend)
-						hi++;
-					double want;
-					bool has = ref_extrapolated(ts[s] + lo, vs[s] + lo, hi - lo, rstart, rend, ranges[ri], f < 2,
-								    f == 0, &want);
-					bool got = j < r.series[k].n && r.series[k].t[j] == rend;
-					if (has != got)
-						snprintf(why, sizeof why, "%s s=%d step %lld: point %s, reference %s", expr, s,
-							 (long long)i, got ? "present" : "absent", has ? "present" : "absent");
-					else if (got && memcmp(&want, &r.series[k].v[j], sizeof want) &&
-						 !(isnan(want) && isnan(r.series[k].v[j])))
-						snprintf(why, sizeof why, "%s s=%d step %lld: %.17g, reference %.17g", expr, s,
-							 (long long)i, r.series[k].v[j], want);
-					if (got)
-						j++, checked++;
-				}
+				if (!why[0] && (r.nseries != (size_t)NS || checked < 1000))
+					snprintf(why, sizeof why, "%s: %zu series, %zu points checked", expr,
+					         r.nseries, checked);
+				if (why[0])
+					snprintf(why + strlen(why), sizeof why - strlen(why),
+					         " (simd level %d)", promql_simd());
+				arena_release(&a);
 			}
-			if (!why[0] && (r.nseries != (size_t)NS || checked < 1000))
-				snprintf(why, sizeof why, "%s: %zu series, %zu points checked", expr, r.nseries, checked);
-			arena_release(&a);
-		}
+	}
+	atomic_store(&promql_simd_level, -1);
 	if (why[0])
 		TEST_FAILF("%s", why);
 }
