@@ -27,7 +27,7 @@ const UIS = {
     one: `${E.BENCH_STRATA}/graph?` + new URLSearchParams({ 'g0.expr': ONE, 'g0.tab': '0', 'g0.range_input': `${(END - START)}s`,
       'g0.end_input': utc(END, true), 'g0.step_input': String(STEP) }),
     drawn: (n) => document.querySelectorAll('.legend-item').length === n && !!document.querySelector('.chart canvas'),
-    complete: () => !!document.querySelector('.editor .cm-content'), // the editor chunk is in
+    complete: () => !!document.querySelector('.editor .pce-textarea'), // the editor chunk is in
   },
   prometheus: {
     empty: `${E.BENCH_PROM}/classic/graph`,

@@ -1,5 +1,5 @@
 // Bundles app/ with esbuild into minified ES modules — the app, and as chunks of their own the expression
-// editor (CodeMirror, app/cm_editor.js: fetched after the load event) and uPlot (fetched with the first
+// editor (prism-code-editor and lezer-promql, app/code_editor.js: fetched after the load event) and uPlot (fetched with the first
 // range query) — and one stylesheet, all named by content hash, and writes them (gzipped, with ETags)
 // as a C source that src/ui/ui.c serves: `node build.mjs <out.c> [<dist dir>]`. The dist dir (default
 // ./dist) gets the plain files for inspection and the bench, and meta.json (esbuild's metafile: what
@@ -19,11 +19,16 @@ if (!outC) {
   process.exit(2);
 }
 
-// codemirror-promql's completion cache needs three methods of lru-cache: app/lru.js has them.
-const aliases = {
-  name: 'aliases',
+// `import css from './x.css?inline'`: the stylesheet (its @imports resolved, minified) as a string, for
+// a chunk that brings its own styles (the editor's) instead of adding them to the page's stylesheet.
+const inlineCss = {
+  name: 'inline-css',
   setup(b) {
-    b.onResolve({ filter: /^lru-cache$/ }, () => ({ path: path.join(here, 'app', 'lru.js') }));
+    b.onResolve({ filter: /\.css\?inline$/ }, (a) => ({ path: path.join(a.resolveDir, a.path.slice(0, -7)), namespace: 'inline-css' }));
+    b.onLoad({ filter: /.*/, namespace: 'inline-css' }, async (a) => {
+      const r = await esbuild.build({ entryPoints: [a.path], bundle: true, minify: true, write: false, logLevel: 'warning' });
+      return { contents: r.outputFiles[0].text.trim(), loader: 'text' };
+    });
   },
 };
 
@@ -38,7 +43,7 @@ const res = await esbuild.build({
   legalComments: 'none',
   entryNames: '[name]-[hash]',
   chunkNames: '[name]-[hash]',
-  plugins: [aliases],
+  plugins: [inlineCss],
   metafile: true,
   write: false,
   outdir: out,

@@ -47,7 +47,7 @@ check bundle_etag_304 test "$(http_code "$U$js" -H "If-None-Match: $jetag")" = 3
 # Every module the app imports (the editor chunk, fetched after the first paint, the chart's, fetched
 # with the first range query, and the shared one).
 chunks=$(grep -o '[A-Za-z_.]*-[0-9A-Z]*\.js' "$TEST_TMP/app.js" | sort -u)
-check editor_chunk_imported grep -q '^cm_editor-' <<<"$chunks"
+check editor_chunk_imported grep -q '^code_editor-' <<<"$chunks"
 check chart_chunk_imported grep -q '^uPlot\.esm-' <<<"$chunks"
 for c in $chunks; do
 	check "chunk_${c%%-*}_served" cmp -s <(curl -s --compressed "$U/static/$c") "$UI_DIST/$c"

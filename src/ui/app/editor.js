@@ -1,6 +1,6 @@
 // The expression editor as the page first shows it: a plain text area that takes input and runs the
-// query at once. The CodeMirror editor (cm_editor.js: CodeMirror 6 and codemirror-promql, three quarters
-// of the UI's bytes) is a chunk of its own, fetched once the page has loaded, the queries it opened
+// query at once. The PromQL editor (code_editor.js: prism-code-editor, lezer-promql and the completion
+// sources) is a chunk of its own, fetched once the page has loaded, the queries it opened
 // with have answered and the main thread is idle; it then replaces the text area, keeping the text,
 // the cursor and the focus.
 import { useEffect, useRef, useState } from 'preact/hooks';
@@ -24,7 +24,7 @@ function loadCodeEditor() {
       // After the load event, with no query in flight, when the main thread is idle (what a query's
       // answer made it draw is drawn).
       const idle = window.requestIdleCallback || ((f) => setTimeout(f, 0));
-      const go = () => idle(() => resolve(import('./cm_editor.js')), { timeout: 2000 });
+      const go = () => idle(() => resolve(import('./code_editor.js')), { timeout: 2000 });
       // A frame after the load event the panels' first effects (the queries a URL opens with) have run.
       const ready = () => requestAnimationFrame(() => setTimeout(() => (busy ? quiet.push(go) : go()), 0));
       if (document.readyState === 'complete') ready();

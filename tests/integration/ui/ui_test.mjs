@@ -93,6 +93,7 @@ const tableRows = (page) =>
   page.$$eval('.result-table tr', (trs) => trs.map((tr) => [tr.querySelector('.labels').textContent, tr.querySelector('.value').textContent]));
 
 const MOMENT = END - 1200;
+const EDITOR = '.editor textarea.pce-textarea'; // the expression editor's text area (code_editor.js)
 
 // ---- query page: typing with completion, table equals the API
 await check('table_with_autocompletion', async () => {
@@ -100,14 +101,12 @@ await check('table_with_autocompletion', async () => {
   await page.click('button[data-tab="table"]');
   await page.fill('input.moment', fmtTime(MOMENT));
   await page.press('input.moment', 'Enter');
-  await page.click('.editor .cm-content');
+  await page.click(EDITOR);
   await page.keyboard.type('ui_te');
-  const opt = page.locator('.cm-tooltip-autocomplete li', { hasText: 'ui_temp' }).first();
+  const opt = page.locator('.pce-ac-tooltip li', { hasText: 'ui_temp' }).first();
   await opt.waitFor();
-  await page.waitForTimeout(200); // CodeMirror ignores Enter in the list's first 75 ms (interactionDelay)
   await page.keyboard.press('Enter'); // accept the completion
-  const text = await page.locator('.editor .cm-content').textContent();
-  eq(text, 'ui_temp', 'editor text after completion');
+  eq(await page.inputValue(EDITOR), 'ui_temp', 'editor text after completion');
   await page.keyboard.press('Enter'); // run
   await page.waitForSelector('.result-table tr');
   const api = await apiGet(Q, '/api/v1/query', { query: 'ui_temp', time: MOMENT });
@@ -119,10 +118,10 @@ await check('table_with_autocompletion', async () => {
   await done(page, 'query-table');
 });
 
-// ---- the editor chunk (CodeMirror) comes after the page's load event; until it does, the plain text
-// area takes the expression and runs it, and CodeMirror then takes over the text and the focus
+// ---- the editor chunk comes after the page's load event; until it does, the plain text area takes the
+// expression and runs it, and the editor then takes over the text, the cursor and the focus
 await check('query_before_editor_chunk', async () => {
-  const CHUNK = /\/static\/cm_editor-[^/]*\.js$/;
+  const CHUNK = /\/static\/code_editor-[^/]*\.js$/;
   let release;
   const gate = new Promise((r) => (release = r));
   await context.route(CHUNK, async (route) => {
@@ -140,19 +139,59 @@ await check('query_before_editor_chunk', async () => {
     await page.waitForSelector('.result-table tr');
     const api = await apiGet(Q, '/api/v1/query', { query: 'ui_temp', time: MOMENT });
     eq(await tableRows(page), api.data.result.map((s) => [fmtLabels(s.metric), s.value[1]]), 'table rows');
-    assert((await page.$('.cm-content')) === null, 'CodeMirror is there although its chunk is held back');
+    assert((await page.$(EDITOR)) === null, 'the editor is there although its chunk is held back');
     release();
-    await page.waitForSelector('.editor .cm-content');
-    eq(await page.textContent('.editor .cm-content'), 'ui_temp', 'CodeMirror takes over the text');
-    assert(await page.evaluate(() => !!document.activeElement.closest('.cm-editor')), 'CodeMirror takes over the focus');
+    await page.waitForSelector(EDITOR);
+    eq(await page.inputValue(EDITOR), 'ui_temp', 'the editor takes over the text');
+    assert(await page.evaluate(() => !!document.activeElement.closest('.prism-code-editor')), 'the editor takes over the focus');
+    eq(await page.$eval(EDITOR, (t) => t.selectionStart), 'ui_temp'.length, 'the editor takes over the cursor');
     const [loadEnd, chunkStart] = await page.evaluate(() => [performance.getEntriesByType('navigation')[0].loadEventEnd,
-      performance.getEntriesByType('resource').find((e) => /cm_editor-/.test(e.name))?.startTime]);
+      performance.getEntriesByType('resource').find((e) => /code_editor-/.test(e.name))?.startTime]);
     assert(chunkStart >= loadEnd, `editor chunk requested at ${chunkStart} ms, before the load event (${loadEnd} ms)`);
     await done(page, null);
   } finally {
     release();
     await context.unroute(CHUNK);
   }
+});
+
+// ---- the editor: label name and value completion from the API, bracket closing, Shift+Enter, undo
+await check('editor_label_completion_keys', async () => {
+  const page = await open(`${Q}/graph`);
+  await page.click('button[data-tab="table"]');
+  await page.fill('input.moment', fmtTime(MOMENT));
+  await page.press('input.moment', 'Enter');
+  await page.click(EDITOR);
+  await page.keyboard.type('ui_temp{clu');
+  await page.locator('.pce-ac-tooltip li', { hasText: 'cluster' }).first().waitFor();
+  await page.keyboard.press('Enter');
+  eq(await page.inputValue(EDITOR), 'ui_temp{cluster}', 'label name completed, brace closed');
+  await page.keyboard.type('=');
+  const api = await apiGet(Q, '/api/v1/label/cluster/values', { 'match[]': 'ui_temp' });
+  const want = api.data.map((v) => JSON.stringify(v)).sort();
+  await page.locator('.pce-ac-tooltip li').first().waitFor();
+  // (the list's 13 rows are reused: those past aria-setsize hold an earlier list's items)
+  const got = await page.$$eval('.pce-ac-tooltip li', (ls) => ls.slice(0, +ls[0].getAttribute('aria-setsize'))
+    .map((l) => l.querySelector('.pce-ac-label').textContent));
+  assert(got.length > 0 && got.every((g) => want.includes(g)), `offered ${got}, the API's values ${want}`);
+  assert(got.includes('"ui"'), `"ui" offered: ${got}`);
+  await page.keyboard.press('ArrowDown'); // keyboard navigation of the list
+  await page.keyboard.press('ArrowUp');
+  while ((await page.getAttribute('.pce-ac-tooltip li[aria-selected]', 'aria-posinset')) !== String(got.indexOf('"ui"')))
+    await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('Enter');
+  eq(await page.inputValue(EDITOR), 'ui_temp{cluster="ui"}', 'label value completed');
+  await page.keyboard.press('End');
+  await page.keyboard.press('Shift+Enter');
+  await page.keyboard.type('> 0');
+  eq(await page.inputValue(EDITOR), 'ui_temp{cluster="ui"}\n> 0', 'Shift+Enter inserts a newline');
+  await page.keyboard.press('Control+z');
+  assert(!(await page.inputValue(EDITOR)).endsWith('> 0'), 'Ctrl+Z undoes');
+  await page.keyboard.press('Control+Shift+z');
+  eq(await page.inputValue(EDITOR), 'ui_temp{cluster="ui"}\n> 0', 'Ctrl+Shift+Z redoes');
+  await page.keyboard.press('Enter'); // runs, multi-line
+  await page.waitForSelector('.result-table tr');
+  await done(page, 'query-editor');
 });
 
 // ---- graph: one legend entry per series, a drawn canvas, hover value at a known timestamp
@@ -212,7 +251,7 @@ await check('dedup_switch', async () => {
 await check('invalid_expression_error', async () => {
   const page = await open(`${Q}/graph`, [400]);
   await page.click('button[data-tab="table"]');
-  await page.click('.editor .cm-content');
+  await page.click(EDITOR);
   await page.keyboard.type('sum(ui_temp) / on');
   await page.keyboard.press('Escape');
   await page.click('button.execute');
@@ -221,7 +260,19 @@ await check('invalid_expression_error', async () => {
   const api = await apiGet(Q, '/api/v1/query', { query: 'sum(ui_temp) / on' });
   assert(api.status === 'error' && api.error, 'API answers an error');
   eq(msg, 'Error executing query: ' + api.error, 'error message');
-  await page.waitForSelector('.cm-lintRange-error');
+  // the querier's error is marked at the column it names
+  const col = +/1:(\d+): parse error/.exec(api.error)[1];
+  const text = 'sum(ui_temp) / on';
+  eq(await page.textContent('.editor .lint-error'), text[Math.min(col, text.length) - 1], `marked character (column ${col})`);
+  // a syntax error is marked as it is typed, before any query runs (lezer-promql in the page)
+  await page.fill(EDITOR, '');
+  await page.click(EDITOR);
+  await page.keyboard.type('ui_temp +');
+  await page.keyboard.press('Escape');
+  await page.waitForSelector('.editor .lint-error');
+  eq(await page.textContent('.editor .lint-error'), '+', 'syntax error marked where the text stops being PromQL');
+  await page.keyboard.type(' 1');
+  await page.waitForSelector('.editor .lint-error', { state: 'detached' });
   await done(page, 'query-error');
 });
 
@@ -234,7 +285,7 @@ await check('url_state_roundtrip', async () => {
   await page.waitForSelector('.panel[data-panel="1"] .legend-item');
   const api = await apiGet(Q, '/api/v1/query', { query: 'sum by (sensor) (ui_temp)', time: MOMENT });
   eq(await page.$$eval('.panel[data-panel="0"] .result-table tr', (t) => t.length), api.data.result.length, 'panel 0 rows');
-  const editor = await page.textContent('.panel[data-panel="1"] .cm-content');
+  const editor = await page.inputValue(`.panel[data-panel="1"] ${EDITOR}`);
   eq(editor, RANGE_EXPR, 'panel 1 expression');
   eq(await page.inputValue('.panel[data-panel="1"] input.range'), '30m', 'panel 1 range');
   assert(await page.isChecked('.panel[data-panel="1"] input.opt-stacked'), 'panel 1 stacked');
@@ -348,10 +399,9 @@ await check('route_prefix', async () => {
   await page.click('button[data-tab="table"]');
   await page.fill('input.moment', fmtTime(MOMENT));
   await page.press('input.moment', 'Enter');
-  await page.click('.editor .cm-content');
+  await page.click(EDITOR);
   await page.keyboard.type('ui_te');
-  await page.locator('.cm-tooltip-autocomplete li', { hasText: 'ui_temp' }).first().waitFor();
-  await page.waitForTimeout(200);
+  await page.locator('.pce-ac-tooltip li', { hasText: 'ui_temp' }).first().waitFor();
   await page.keyboard.press('Enter');
   await page.keyboard.press('Enter');
   await page.waitForSelector('.result-table tr');
