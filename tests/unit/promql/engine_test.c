@@ -707,12 +707,13 @@ TEST(deriv_predict_linear_bit_identical_to_reference)
 	static const int64_t ranges[] = {45000, 120000, 900000};
 	int64_t start = 20000, step = 17000, nsteps = 203;
 	char why[512] = "";
-	/* f: deriv, predict_linear with the AVX2 code where the machine has it, then both with the baseline
-	 */
-	for (int f = 0; f < 4 && !why[0]; f++)
+	/* f: deriv, predict_linear with every vector variant the machine can run, widest first */
+	atomic_store(&promql_simd_level, -1);
+	int best = promql_simd();
+	for (int f = 0; f < 2 * (best + 1) && !why[0]; f++)
 		for (size_t ri = 0; ri < ARRAY_LEN(ranges) && !why[0]; ri++) {
 			char expr[64];
-			atomic_store(&promql_simd_level, f < 2 ? -1 : PROMQL_SIMD_BASE);
+			atomic_store(&promql_simd_level, best - f / 2);
 			if (f % 2 == 0)
 				snprintf(expr, sizeof expr, "deriv(lr[%llds])",
 				         (long long)(ranges[ri] / 1000));
@@ -766,6 +767,9 @@ TEST(deriv_predict_linear_bit_identical_to_reference)
 			if (!why[0] && (r.nseries != (size_t)NS || checked < 1000))
 				snprintf(why, sizeof why, "%s: %zu series, %zu points checked", expr,
 				         r.nseries, checked);
+			if (why[0])
+				snprintf(why + strlen(why), sizeof why - strlen(why), " (simd level %d)",
+				         promql_simd());
 			arena_release(&a);
 		}
 	atomic_store(&promql_simd_level, -1);
