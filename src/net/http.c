@@ -59,6 +59,7 @@ struct http_req_priv {
 	/* streaming from the worker: w_stream is the worker's (set at its http_stream_begin, read by
 	 * worker_done after the work returned); the counters and w_gone are shared under w_mu */
 	bool w_stream;
+	bool body_ended; /* loop thread: the stream's end is written (the request may still be running) */
 	pthread_mutex_t w_mu;
 	pthread_cond_t w_cv;
 	size_t w_posted;       /* bytes the worker handed to the loop */
@@ -325,7 +326,7 @@ static void stream_begin_now(http_req_t *r, int status, const char *ctype)
 static void stream_writev_now(http_req_t *r, const struct iovec *data, int nd, size_t n)
 {
 	http_req_priv_t *p = r->priv;
-	BUG_ON(!p->streaming || p->finished || nd > HTTP_STREAM_IOV_MAX);
+	BUG_ON(!p->streaming || p->finished || p->body_ended || nd > HTTP_STREAM_IOV_MAX);
 	if (!p->hc || n == 0 || p->head)
 		return;
 	conn_t *c = p->hc->c;
@@ -352,12 +353,24 @@ static void stream_write_now(http_req_t *r, const void *data, size_t n)
 	stream_writev_now(r, &v, 1, n);
 }
 
-static void stream_end_now(http_req_t *r)
+/* The end of the body (chunked: the last chunk), once. */
+static void stream_end_body(http_req_t *r)
 {
 	http_req_priv_t *p = r->priv;
 	BUG_ON(!p->streaming);
-	if (p->hc && p->chunked && !p->head)
+	if (p->body_ended)
+		return;
+	p->body_ended = true;
+	if (p->hc && p->chunked && !p->head) {
 		conn_write(p->hc->c, "0\r\n\r\n", 5);
+		if (!p->hc->processing)
+			conn_flush(p->hc->c);
+	}
+}
+
+static void stream_end_now(http_req_t *r)
+{
+	stream_end_body(r);
 	observe(r);
 	finish(r);
 }
@@ -505,12 +518,20 @@ void http_stream_writev(http_req_t *r, const struct iovec *iov, int n)
 	loop_post(r->server->loop, stream_write_post, sp);
 }
 
+static void stream_end_body_post(void *arg)
+{
+	stream_end_body(arg);
+}
+
 void http_stream_end(http_req_t *r)
 {
 	http_req_priv_t *p = r->priv;
 	if (p->on_worker) {
 		BUG_ON(!p->w_stream);
-		return; /* worker_done ends it once the work function has returned */
+		/* the client gets the end after the parts posted before it; the request itself ends
+		 * (worker_done) once the work function has returned */
+		loop_post(r->server->loop, stream_end_body_post, r);
+		return;
 	}
 	stream_end_now(r);
 }

@@ -165,8 +165,10 @@ void http_error(http_req_t *r, int status, const char *fmt, ...) __attribute__((
  * buffering without bound. From a work function (http_run_on_worker) the same calls post each part to
  * the loop, and http_stream_write blocks while more than 1 MiB of earlier parts has not reached the
  * socket yet (a slow reader slows the producer; memory stays bounded); once the client is gone writes
- * are dropped and http_stream_gone turns true, so the producer can stop. There the stream ends when
- * the work function returns (http_stream_end only marks it). Add headers before beginning. */
+ * are dropped and http_stream_gone turns true, so the producer can stop. There http_stream_end sends
+ * the end of the body after the parts before it (the client has the whole answer; nothing may be written
+ * after it) and the request ends when the work function returns (without http_stream_end, the body
+ * ends then too). Add headers before beginning. */
 void http_stream_begin(http_req_t *r, int status, const char *content_type);
 void http_stream_write(http_req_t *r, const void *p, size_t n);
 /* Like http_stream_write of b's bytes, leaving b empty; from a worker, b's memory itself is handed to the

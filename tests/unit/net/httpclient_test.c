@@ -3,6 +3,7 @@
  */
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -123,6 +124,34 @@ static void h_writev_loop(http_req_t *r, void *arg)
 	writev_body(r);
 }
 
+/* A worker that ends its stream and then goes on (a cache update after the answer): the client has the
+ * whole answer while the work function still runs (it waits for the test to open the gate). */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_open;
+
+static void end_early_work(http_req_t *r, void *arg)
+{
+	(void)arg;
+	http_stream_begin(r, 200, "text/plain");
+	http_stream_write(r, "whole ", 6);
+	http_stream_write(r, "answer", 6);
+	http_stream_end(r);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 10;
+	pthread_mutex_lock(&gate_mu);
+	while (!gate_open && pthread_cond_timedwait(&gate_cv, &gate_mu, &until) == 0)
+		;
+	pthread_mutex_unlock(&gate_mu);
+}
+
+static void h_end_early(http_req_t *r, void *arg)
+{
+	(void)arg;
+	http_run_on_worker(r, end_early_work, NULL);
+}
+
 static void srv_start(srv_t *s)
 {
 	err_t err = {0};
@@ -140,6 +169,7 @@ static void srv_start(srv_t *s)
 	http_handle(s->http, HTTP_M_GET, "/stream", h_stream, NULL);
 	http_handle(s->http, HTTP_M_GET, "/writev-worker", h_writev_worker, NULL);
 	http_handle(s->http, HTTP_M_GET, "/writev-loop", h_writev_loop, NULL);
+	http_handle(s->http, HTTP_M_GET, "/end-early", h_end_early, NULL);
 	snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", http_server_port(s->http));
 	pthread_create(&s->thr, NULL, srv_main, s);
 }
@@ -327,6 +357,36 @@ TEST(stream_writev_parts_by_reference)
 		CHECK_EQ_INT((long long)bad, (long long)resp.body.n);
 		httpc_resp_release(&resp);
 	}
+	srv_stop(&s);
+}
+
+TEST(stream_end_from_worker_reaches_client_before_work_returns)
+{
+	srv_t s;
+	srv_start(&s);
+	char url[128];
+	snprintf(url, sizeof url, "%s/end-early", s.base);
+	httpc_resp_t resp;
+	httpc_resp_init(&resp);
+	err_t err = {0};
+	httpc_req_t req = {.url = url, .timeout_ms = 20000};
+	pthread_mutex_lock(&gate_mu);
+	gate_open = false;
+	pthread_mutex_unlock(&gate_mu);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int rc = httpc_do(&req, &resp, &err);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	pthread_mutex_lock(&gate_mu);
+	gate_open = true;
+	pthread_cond_broadcast(&gate_cv);
+	pthread_mutex_unlock(&gate_mu);
+	double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT((int)resp.status, 200);
+	CHECK(resp.body.n == 12 && memcmp(resp.body.p, "whole answer", 12) == 0);
+	CHECK(secs < 5); /* not held until the worker's 10 s wait ends */
+	httpc_resp_release(&resp);
 	srv_stop(&s);
 }
 
