@@ -29,6 +29,13 @@ struct frontend {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool stop;
+	/* cache keys (hashed) whose update is running after its answer went out: a request that reads
+	 * one of them waits for the update first, so a client that has its answer and asks again sees
+	 * the cache as that answer left it (the request ends after the update, as before) */
+	pthread_mutex_t upd_mu;
+	pthread_cond_t upd_cv;
+	char (*upd)[16];
+	size_t nupd, capupd;
 };
 
 typedef struct chain chain_t;
@@ -409,6 +416,66 @@ static bool extents_end_by(const extents_t *ex, int64_t t)
 	return true;
 }
 
+/* ------------------------------------------------------------------ updates after the answer */
+
+static bool upd_pending(const frontend_t *fe, const str_t *keys, size_t n)
+{
+	for (size_t i = 0; i < fe->nupd; i++)
+		for (size_t k = 0; k < n; k++)
+			if (keys[k].n == 16 && memcmp(fe->upd[i], keys[k].p, 16) == 0)
+				return true;
+	return false;
+}
+
+/* Before reading keys: wait while an update of any of them runs. */
+static void upd_wait(frontend_t *fe, const str_t *keys, size_t n)
+{
+	pthread_mutex_lock(&fe->upd_mu);
+	while (fe->nupd && upd_pending(fe, keys, n))
+		pthread_cond_wait(&fe->upd_cv, &fe->upd_mu);
+	pthread_mutex_unlock(&fe->upd_mu);
+}
+
+/* The keys update_pieces may put (each piece not answered wholly by its ready series: its extents
+ * and its ready series), registered before the answer ends; upd_done removes them. */
+static void upd_begin(frontend_t *fe, const chain_t *ch, const piece_t *pc, size_t n)
+{
+	pthread_mutex_lock(&fe->upd_mu);
+	for (size_t i = 0; i < n; i++) {
+		if (pc[i].frag_hit || !pc[i].key)
+			continue;
+		if (fe->nupd + 2 > fe->capupd) {
+			fe->capupd = fe->capupd ? 2 * fe->capupd : 16;
+			fe->upd = xrealloc(fe->upd, st_mult(fe->capupd, sizeof *fe->upd));
+		}
+		memcpy(fe->upd[fe->nupd++], pc[i].hkey, 16);
+		if (ch->frag)
+			memcpy(fe->upd[fe->nupd++], pc[i].fhkey, 16);
+	}
+	pthread_mutex_unlock(&fe->upd_mu);
+}
+
+static void upd_done(frontend_t *fe, const chain_t *ch, const piece_t *pc, size_t n)
+{
+	pthread_mutex_lock(&fe->upd_mu);
+	for (size_t i = 0; i < n; i++) {
+		if (pc[i].frag_hit || !pc[i].key)
+			continue;
+		for (int k = 0; k < 1 + ch->frag; k++) {
+			const char *key = k ? pc[i].fhkey : pc[i].hkey;
+			for (size_t j = 0; j < fe->nupd; j++)
+				if (memcmp(fe->upd[j], key, 16) == 0) { /* one registration of it */
+					memmove(fe->upd[j], fe->upd[j + 1],
+					        (fe->nupd - j - 1) * sizeof *fe->upd);
+					fe->nupd--;
+					break;
+				}
+		}
+	}
+	pthread_cond_broadcast(&fe->upd_cv);
+	pthread_mutex_unlock(&fe->upd_mu);
+}
+
 /* Run the pieces: cache lookups (one batch), downstream calls (one parallel batch), merges and cache
  * updates. Returns 0 with *out, 1 with ch->json (a ready answer whose pieces' extents are unchanged;
  * nothing decoded), 2 with ch->body (ch->frag: the answer assembled from each piece's ready series,
@@ -450,6 +517,7 @@ static int run_pieces(chain_t *ch, piece_t *pc, size_t n, promresp_t *out)
 	}
 	/* the pieces' extents: first only their fingerprints (IN-MEMORY copies nothing), their values
 	 * below for the pieces that are not answered by ready data */
+	upd_wait(fe, keys, nget);
 	bool *peek = ARENA_NEW_ARRAY(a, bool, nget + 1);
 	extents_fp_t *fps = ARENA_NEW_ARRAY(a, extents_fp_t, nget + 1);
 	for (size_t k = 0; k < nk; k++)
@@ -943,9 +1011,11 @@ static void range_work(http_req_t *r, void *arg)
 		respond_merged(fe, r, &res, q.stats.n > 0, str_eq_c(q.stats, "all"), &ch);
 	else if (rc == 1)
 		respond_ready(fe, r, ch.json);
-	else if (rc == 2) {
+	else if (rc == 2) { /* the answer ends before the update (upd_begin: the next one sees it) */
+		upd_begin(fe, &ch, ch.pc, ch.npieces);
 		respond_frags(fe, r, &ch);
 		update_pieces(&ch);
+		upd_done(fe, &ch, ch.pc, ch.npieces);
 	}
 	observe("step_align",
 	        rc >= 0    ? 200
@@ -1115,6 +1185,8 @@ frontend_t *frontend_new(http_server_t *srv, const frontend_config_t *cfg)
 	fe->srv = srv;
 	pthread_mutex_init(&fe->mu, NULL);
 	pthread_cond_init(&fe->cv, NULL);
+	pthread_mutex_init(&fe->upd_mu, NULL);
+	pthread_cond_init(&fe->upd_cv, NULL);
 	unsigned qm = HTTP_M_GET | HTTP_M_POST;
 	http_handle(srv, qm, "/api/v1/query_range", h_range, fe);
 	http_handle(srv, qm, "/api/v1/query", h_instant, fe);
@@ -1188,5 +1260,8 @@ void frontend_free(frontend_t *fe)
 	}
 	pthread_mutex_destroy(&fe->mu);
 	pthread_cond_destroy(&fe->cv);
+	pthread_mutex_destroy(&fe->upd_mu);
+	pthread_cond_destroy(&fe->upd_cv);
+	free(fe->upd);
 	free(fe);
 }
