@@ -47,8 +47,8 @@ typedef struct rseries {
 
 typedef struct val {
 	promql_type_t type;
-	double *sc;    /* SCALAR: per step */
-	vseries_t *s;  /* VECTOR */
+	double *sc;   /* SCALAR: per step */
+	vseries_t *s; /* VECTOR */
 	size_t n;
 	str_t str;     /* STRING */
 	rseries_t *rs; /* MATRIX (top-level only) */
@@ -69,16 +69,16 @@ typedef struct ev {
 	const promql_opts_t *o;
 	int64_t start, end, step; /* this evaluator's range */
 	size_t nsteps;
-	int64_t qstart, qend;     /* top-level query range for @ start()/end() */
+	int64_t qstart, qend; /* top-level query range for @ start()/end() */
 	int64_t lookback, max_samples, deadline_ms;
 	int64_t cur_samples, peak_samples;
 	uint64_t checks;
-	uint64_t work;             /* units of work since the clock was last read (ev_check_work) */
-	int depth;                 /* eval_expr nesting */
-	argrec_t *argrec;          /* argument recorder of the rangeEval-like node being evaluated */
-	const imap_t *invariant;   /* step-invariant subexpressions (node address -> 1), as 2.42 wraps them */
-	qstats_t *qs;              /* samples read; NULL = not counted */
-	bool at_shift;             /* evaluating predict_linear's range argument (see ref_times) */
+	uint64_t work;           /* units of work since the clock was last read (ev_check_work) */
+	int depth;               /* eval_expr nesting */
+	argrec_t *argrec;        /* argument recorder of the rangeEval-like node being evaluated */
+	const imap_t *invariant; /* step-invariant subexpressions (node address -> 1), as 2.42 wraps them */
+	qstats_t *qs;            /* samples read; NULL = not counted */
+	bool at_shift;           /* evaluating predict_linear's range argument (see ref_times) */
 	err_t *err;
 	jmp_buf *jmp;
 	struct ev_scratch *scr; /* shared with sub-evaluators; heap arrays freed by an arena hook */
@@ -92,9 +92,9 @@ typedef struct ev_scratch {
 	int rc;
 	const char *error_type;
 	series_set_t *open_set;
-	arena_t *open_arena;     /* the open set's own arena (released once it is closed) */
-	arena_budget_t budget;   /* the query's memory: every arena it allocates from, and heap scratch */
-	struct bframe *frames;   /* binary operators being evaluated, innermost first (eval_binary_tree) */
+	arena_t *open_arena;   /* the open set's own arena (released once it is closed) */
+	arena_budget_t budget; /* the query's memory: every arena it allocates from, and heap scratch */
+	struct bframe *frames; /* binary operators being evaluated, innermost first (eval_binary_tree) */
 } ev_scratch_t;
 
 _Noreturn void ev_fail(ev_t *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -191,12 +191,14 @@ str_t lb_key(ev_t *ev, labels_t ls);
 /* Selector plumbing (engine.c). */
 const promql_expr_t *expr_unparen(const promql_expr_t *e);
 bool ev_at_time(const ev_t *ev, const promql_mods_t *m, int64_t *at); /* false without @ */
-void ev_ref_times(ev_t *ev, const promql_mods_t *m, int64_t *ref);  /* window end per step */
+void ev_ref_times(ev_t *ev, const promql_mods_t *m, int64_t *ref);    /* window end per step */
 /* Matrix selector m (unparenthesised): sets *range, the per-step window ends ref[] and the
  * [*mint, *maxt] to select for all windows (with @ under at_shift only around T, as 2.42 does).
  * Returns false when the query has no steps: nothing to select, mint/maxt unset. */
-bool ev_matrix_window(ev_t *ev, const promql_expr_t *m, int64_t *range, int64_t *ref, int64_t *mint, int64_t *maxt);
-series_set_t *ev_select(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range, const char *func);
+bool ev_matrix_window(ev_t *ev, const promql_expr_t *m, int64_t *range, int64_t *ref, int64_t *mint,
+                      int64_t *maxt);
+series_set_t *ev_select(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range,
+                        const char *func);
 void ev_close_set(ev_t *ev, series_set_t *set);
 /* The current series' samples in [mint, maxt] into ev->scr->t/v (valid until the next call). */
 size_t ev_load_samples(ev_t *ev, series_set_t *set, int64_t mint, int64_t maxt, bool drop_stale);
@@ -207,10 +209,12 @@ void eval_call(ev_t *ev, const promql_expr_t *e, val_t *out);
 /* Range-vector argument streaming: calls fn for every series of the matrix expression m (a matrix
  * selector or a subquery), with its samples (stale markers removed) and per-step window reference
  * times ref[i] (window = [ref[i] - range, ref[i]]). */
-typedef void (*range_series_fn)(ev_t *ev, void *ctx, const labels_t *ls, const int64_t *t, const double *v, size_t n);
+typedef void (*range_series_fn)(ev_t *ev, void *ctx, const labels_t *ls, const int64_t *t, const double *v,
+                                size_t n);
 void eval_range_arg(ev_t *ev, const promql_expr_t *m, const char *func, range_series_fn fn, void *ctx,
-		    int64_t *range, int64_t *ref);
-void eval_vector_selector_ts(ev_t *ev, const promql_expr_t *vs, val_t *out); /* values = sample timestamps (s) */
+                    int64_t *range, int64_t *ref);
+void eval_vector_selector_ts(ev_t *ev, const promql_expr_t *vs,
+                             val_t *out); /* values = sample timestamps (s) */
 
 /* Batched (and, with opts->workers, parallel) evaluation of a range function over a matrix selector.
  * The kernel computes one series' per-step outputs from its samples (stale markers removed); it runs
@@ -218,19 +222,20 @@ void eval_vector_selector_ts(ev_t *ev, const promql_expr_t *vs, val_t *out); /* 
  * a value and the window sizes (for sample accounting).
  * The sink is then called on the evaluating thread in series order for series with npts > 0. */
 typedef void (*range_kernel_fn)(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
-				uint8_t *ok, rk_out_t *ro);
+                                uint8_t *ok, rk_out_t *ro);
 typedef void (*range_sink_fn)(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok,
-			      size_t npts);
+                              size_t npts);
 /* Instant selector e into sink (series with a point, in storage order); ts_mode: values are the
  * samples' timestamps in seconds (timestamp()). */
 void eval_vs_into(ev_t *ev, const promql_expr_t *e, bool ts_mode, const char *func, range_sink_fn sink,
-		  void *sctx);
+                  void *sctx);
 /* A sink collecting into a vector (sctx: vs_collect_t, zero-initialised). */
 typedef struct vs_collect {
 	vseries_t *arr;
 	size_t n, cap;
 } vs_collect_t;
-void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok, size_t npts);
+void vs_collect_sink(ev_t *ev, void *sctx, const labels_t *ls, const double *v, const uint8_t *ok,
+                     size_t npts);
 /* How a range function reads downsampled series (with aggregate chunks, decoded through
  * promql_opts_t.decode_aggr_chunks); NULL or zero: like raw series. */
 typedef struct rb_aggr {
@@ -249,7 +254,7 @@ void eval_range_batched(ev_t *ev, const promql_expr_t *ms, const char *func, ran
 bool range_call_streamable(const promql_expr_t *call, bool need_unique_names);
 bool is_range_function(const promql_expr_t *call); /* a call taking a range vector */
 bool eval_range_call_streamed(ev_t *ev, const promql_expr_t *call, bool need_unique_names, range_sink_fn sink,
-			      void *sctx);
+                              void *sctx);
 
 /* Prometheus's staleness marker (inline: checked for every decoded sample). */
 #define STALE_NAN_BITS 0x7ff0000000000002ull

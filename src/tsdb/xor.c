@@ -200,7 +200,7 @@ const uint8_t *xor_enc_bytes(xor_enc_t *e, size_t *len)
  * after them that the data did not end early.
  */
 #define XOR_SAMPLE_MAX_READ 32
-#define XOR_TAIL_BUF 64
+#define XOR_TAIL_BUF        64
 /* the tail copy holds at most XOR_SAMPLE_MAX_READ bytes, and a sample starting at its end reads 20 */
 _Static_assert(XOR_TAIL_BUF >= XOR_SAMPLE_MAX_READ + 20, "xor tail buffer too small");
 
@@ -263,13 +263,13 @@ static inline uint64_t read_bits(xor_dec_t *d, int n)
 static int dec_corrupt(const xor_dec_t *d, unsigned sample, uint64_t pos, err_t *err)
 {
 	return err_set(err, ERR_CORRUPT, "xor chunk: sample %u of %u: data ends at bit %llu of %zu", sample,
-		       d->total, (unsigned long long)pos, d->len * 8);
+	               d->total, (unsigned long long)pos, d->len * 8);
 }
 
 static int bad_window(uint64_t pos, unsigned lead, unsigned sig, err_t *err)
 {
 	return err_set(err, ERR_CORRUPT, "xor chunk: bit %llu: leading %u + significant %u bits > 64",
-		       (unsigned long long)pos, lead, sig);
+	               (unsigned long long)pos, lead, sig);
 }
 
 /* Decoder state in registers while a batch runs. */
@@ -298,8 +298,8 @@ typedef struct dstate {
  * free) makes every sample wait for its load: measured 1.5-2x slower with bench/tsdb_bench.
  */
 static inline __attribute__((always_inline)) int dec_run(const uint8_t *b, uint64_t stop, dstate_t *st,
-							   int64_t *ot, double *ov, int cap, uint64_t pos_base,
-							   err_t *err)
+                                                         int64_t *ot, double *ov, int cap, uint64_t pos_base,
+                                                         err_t *err)
 {
 	uint64_t pos = st->pos, v = st->v;
 	int64_t t = st->t, td = st->td;
@@ -309,8 +309,8 @@ static inline __attribute__((always_inline)) int dec_run(const uint8_t *b, uint6
 		uint64_t w = ld57(b, pos);
 		unsigned c; /* bits of w consumed */
 		if (!(w >> 62)) {
-			/* '0' '0' pairs: dod 0 and value unchanged (constant series). Up to 28 pairs come from
-			 * the 57 valid bits; the run is cut where a sample would start after stop. */
+			/* '0' '0' pairs: dod 0 and value unchanged (constant series). Up to 28 pairs come
+			 * from the 57 valid bits; the run is cut where a sample would start after stop. */
 			unsigned run = (unsigned)__builtin_clzll(w | 0x80) / 2;
 			uint64_t room = (stop - pos) / 2 + 1;
 			if (run > room)
@@ -416,7 +416,8 @@ static int dec_head(xor_dec_t *d, int64_t *t, double *v, err_t *err)
 		int64_t t0;
 		int k = varint_get(d->p + off, d->p + d->len, &t0);
 		if (k <= 0)
-			return err_set(err, ERR_CORRUPT, "xor chunk: byte %zu: bad first timestamp varint", off);
+			return err_set(err, ERR_CORRUPT, "xor chunk: byte %zu: bad first timestamp varint",
+			               off);
 		d->pos += (uint64_t)k * 8;
 		d->t = t0;
 		d->v = read_bits(d, 64);
@@ -426,7 +427,8 @@ static int dec_head(xor_dec_t *d, int64_t *t, double *v, err_t *err)
 			return err_set(err, ERR_CORRUPT, "xor chunk: misaligned second timestamp");
 		int k = uvarint_get(d->p + off, d->p + d->len, &td);
 		if (k <= 0)
-			return err_set(err, ERR_CORRUPT, "xor chunk: byte %zu: bad timestamp delta uvarint", off);
+			return err_set(err, ERR_CORRUPT, "xor chunk: byte %zu: bad timestamp delta uvarint",
+			               off);
 		d->pos += (uint64_t)k * 8;
 		d->tdelta = (int64_t)td;
 		d->t = (int64_t)((uint64_t)d->t + td);
@@ -461,7 +463,8 @@ int xor_dec_batch(xor_dec_t *d, int64_t *ts, double *vs, int cap, err_t *err)
 	int k = 0;
 	/* fast region: samples that start XOR_SAMPLE_MAX_READ bytes or more before the end */
 	if (d->len >= XOR_SAMPLE_MAX_READ) {
-		k = dec_run(d->p, (uint64_t)(d->len - XOR_SAMPLE_MAX_READ) * 8, &s, ts + n, vs + n, left, 0, err);
+		k = dec_run(d->p, (uint64_t)(d->len - XOR_SAMPLE_MAX_READ) * 8, &s, ts + n, vs + n, left, 0,
+		            err);
 		if (k < 0)
 			return k;
 	}
@@ -514,8 +517,8 @@ static int iter_open_next_chunk(xor_iter_t *it, err_t *err)
 			break;
 		}
 		if (c->enc != CHUNK_ENC_XOR)
-			return err_set(err, ERR_INVALID, "chunk %zu: unsupported chunk encoding %u (only XOR)", it->ci,
-				       c->enc);
+			return err_set(err, ERR_INVALID,
+			               "chunk %zu: unsupported chunk encoding %u (only XOR)", it->ci, c->enc);
 		int rc = xor_dec_init(&it->dec, c->data, c->len, err);
 		if (rc)
 			return rc;
@@ -565,9 +568,9 @@ static int xor_iter_next_batch(sample_iter_t *base, int64_t *t, double *v, int c
 		if (k == 0) {
 			it->active = false;
 			it->ci++;
-			/* Chunks of a series may overlap (blocks overlapping in time, e.g. a compacted block and
-			 * its sources until they are deleted): the next chunk starts after the last sample
-			 * given, as Thanos's chunk series iterator does, so nothing is given twice. */
+			/* Chunks of a series may overlap (blocks overlapping in time, e.g. a compacted block
+			 * and its sources until they are deleted): the next chunk starts after the last
+			 * sample given, as Thanos's chunk series iterator does, so nothing is given twice. */
 			if (n > 0 && t[n - 1] >= it->mint)
 				it->mint = t[n - 1] + 1;
 			else if (it->have_last && it->last >= it->mint)
@@ -662,8 +665,8 @@ void xor_iter_init(xor_iter_t *it, const chunk_t *chunks, size_t n, int64_t mint
 	it->maxt = maxt;
 }
 
-int64_t xor_decode_chunks(const chunk_t *chunks, size_t n, int64_t mint, int64_t maxt, int64_t **t, double **v,
-			  size_t *cap, err_t *err)
+int64_t xor_decode_chunks(const chunk_t *chunks, size_t n, int64_t mint, int64_t maxt, int64_t **t,
+                          double **v, size_t *cap, err_t *err)
 {
 	xor_iter_t it;
 	xor_iter_init(&it, chunks, n, mint, maxt);
