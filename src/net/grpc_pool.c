@@ -60,7 +60,8 @@ struct grpc_pool_call {
 	grpc_pool_t *p;
 	pconn_t *c;
 	char *path;
-	buf_t req; /* framed request */
+	char *md_key, *md_val; /* one metadata pair sent with the request (stream calls), or NULL */
+	buf_t req;             /* framed request */
 	size_t req_off, req_sent;
 	uint64_t deadline;
 	int64_t timeout_ms;
@@ -74,6 +75,12 @@ struct grpc_pool_call {
 	uint8_t hdr[5]; /* response framing: the prefix being read, then the rest of its message */
 	size_t hdr_n, left;
 	int nmsgs;
+	bool stream;      /* grpc_pool_stream_start: the response's messages are kept for recv */
+	buf_t in;         /* stream: framed response bytes received and not yet taken */
+	size_t in_off;    /* stream: where the next message's prefix starts in in */
+	buf_t plain;      /* stream: the last message taken, decompressed */
+	int taken;        /* stream: messages recv returned (only the nmsgs checked ones are) */
+	bool undecodable; /* stream: a message failed to decompress (the call's error) */
 };
 
 /* ---- ending ---- */
@@ -225,6 +232,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
 	if (!call)
 		return 0;
 	call->heard = true;
+	if (call->stream)
+		buf_append(&call->in, data, len);
 	while (len) {
 		if (call->hdr_n < 5) {
 			size_t k = 5 - call->hdr_n < len ? 5 - call->hdr_n : len;
@@ -480,8 +489,12 @@ static pconn_t *pconn_open(grpc_pool_t *p, uint64_t deadline, char *why, size_t 
 	pthread_once(&g_cb_once, cb_init);
 	if (nghttp2_session_client_new(&c->s, g_cb, c) != 0)
 		die("nghttp2: out of memory");
-	nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
-	nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, 1);
+	nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+	                               {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)p->c.stream_window}};
+	nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, iv, p->c.stream_window ? 2 : 1);
+	if (p->c.stream_window)
+		nghttp2_session_set_local_window_size(c->s, NGHTTP2_FLAG_NONE, 0,
+		                                      (int32_t)p->c.stream_window);
 	return c;
 }
 
@@ -490,7 +503,7 @@ static void pconn_submit(pconn_t *c, grpc_pool_call_t *call)
 {
 	grpc_pool_t *p = c->p;
 	char timeout[32];
-	nghttp2_nv nva[10];
+	nghttp2_nv nva[12];
 	size_t n = 0;
 #define H(k, v)                                                                                              \
 	nva[n++] = (nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), NGHTTP2_NV_FLAG_NONE}
@@ -511,6 +524,8 @@ static void pconn_submit(pconn_t *c, grpc_pool_call_t *call)
 	else
 		snprintf(timeout, sizeof timeout, "%lldS", left / 1000 + 1);
 	H("grpc-timeout", timeout);
+	if (call->md_key)
+		H(call->md_key, call->md_val);
 #undef H
 	call->c = c;
 	c->call = call;
@@ -633,22 +648,73 @@ uint64_t grpc_pool_connects(grpc_pool_t *p)
 	return n;
 }
 
-grpc_pool_call_t *grpc_pool_call_start(grpc_pool_t *p, const char *path, buf_t *msg, uint64_t deadline_ms)
+static grpc_pool_call_t *call_new(grpc_pool_t *p, const char *path, buf_t *msg, uint64_t deadline_ms)
 {
 	grpc_pool_call_t *call = xcalloc(1, sizeof *call);
 	call->p = p;
+	buf_init(&call->in);
+	buf_init(&call->plain);
 	call->path = xstrdup(path);
 	call->req = *msg;
 	buf_init(msg);
 	call->deadline = deadline_ms;
+	return call;
+}
+
+/* Past its deadline already, or on a connection with its request submitted. */
+static void call_begin(grpc_pool_call_t *call)
+{
 	uint64_t now = clock_mono_ms();
-	call->timeout_ms = deadline_ms > now ? (int64_t)(deadline_ms - now) : 0;
-	if (now >= deadline_ms)
+	call->timeout_ms = call->deadline > now ? (int64_t)(call->deadline - now) : 0;
+	if (now >= call->deadline)
 		call_fail(call, GRPC_DEADLINE_EXCEEDED, "deadline of %lld ms exceeded",
 		          (long long)call->timeout_ms);
 	else
 		call_attach(call);
+}
+
+grpc_pool_call_t *grpc_pool_call_start(grpc_pool_t *p, const char *path, buf_t *msg, uint64_t deadline_ms)
+{
+	grpc_pool_call_t *call = call_new(p, path, msg, deadline_ms);
+	call_begin(call);
 	return call;
+}
+
+/* Before a poll: the call's output flushed, a lost connection re-made, its deadline enforced; then
+ * *pf set to what to wait for. false: the call has ended (nothing to wait for). */
+static bool call_prepare(grpc_pool_call_t *call, uint64_t now, struct pollfd *pf)
+{
+	if (!call || call->ended)
+		return false;
+	if (call->c && !call->c->dead)
+		pconn_flush(call->c);
+	while (!call->ended && call->c && (call->c->dead || call->refused))
+		call_lost(call); /* (flushes on the next round) */
+	if (call->ended)
+		return false;
+	if (now >= call->deadline) {
+		call->c->goaway = true; /* the stream is still open there: close it */
+		call_fail(call, GRPC_DEADLINE_EXCEEDED, "deadline of %lld ms exceeded",
+		          (long long)call->timeout_ms);
+		return false;
+	}
+	pconn_t *c = call->c;
+	*pf = (struct pollfd){.fd = c->fd,
+	                      .events = POLLIN | (c->out_off < c->out.n || c->tls_want_write ? POLLOUT : 0)};
+	return true;
+}
+
+/* After the poll: what the socket has, through nghttp2. */
+static void call_ready(grpc_pool_call_t *call, short revents)
+{
+	pconn_t *c = call->c;
+	bool rd = (revents & (POLLIN | POLLERR | POLLHUP)) != 0;
+	if (c->tls_want_write && (revents & POLLOUT)) {
+		c->tls_want_write = false; /* the read that needed the socket writable goes on */
+		rd = true;
+	}
+	if (rd)
+		pconn_read(c);
 }
 
 void grpc_pool_run(grpc_pool_call_t **calls, size_t n)
@@ -659,50 +725,103 @@ void grpc_pool_run(grpc_pool_call_t **calls, size_t n)
 		uint64_t now = clock_mono_ms(), wake = UINT64_MAX;
 		size_t nf = 0;
 		for (size_t i = 0; i < n; i++) {
-			grpc_pool_call_t *call = calls[i];
-			if (!call || call->ended)
+			if (!call_prepare(calls[i], now, &pf[nf]))
 				continue;
-			if (call->c && !call->c->dead)
-				pconn_flush(call->c);
-			while (!call->ended && call->c && (call->c->dead || call->refused))
-				call_lost(call); /* (flushes on the next round) */
-			if (call->ended)
-				continue;
-			if (now >= call->deadline) {
-				call->c->goaway = true; /* the stream is still open there: close it */
-				call_fail(call, GRPC_DEADLINE_EXCEEDED, "deadline of %lld ms exceeded",
-				          (long long)call->timeout_ms);
-				continue;
-			}
-			pconn_t *c = call->c;
-			pf[nf] = (struct pollfd){
-			    .fd = c->fd,
-			    .events = POLLIN | (c->out_off < c->out.n || c->tls_want_write ? POLLOUT : 0)};
 			which[nf++] = i;
-			if (call->deadline < wake)
-				wake = call->deadline;
+			if (calls[i]->deadline < wake)
+				wake = calls[i]->deadline;
 		}
 		if (!nf)
 			break;
 		int r = poll(pf, nf, (int)(wake - now > 60000 ? 60000 : wake - now));
 		if (r <= 0)
 			continue;
-		for (size_t k = 0; k < nf; k++) {
-			if (!pf[k].revents)
-				continue;
-			pconn_t *c = calls[which[k]]->c;
-			bool rd = (pf[k].revents & (POLLIN | POLLERR | POLLHUP)) != 0;
-			if (c->tls_want_write && (pf[k].revents & POLLOUT)) {
-				c->tls_want_write =
-				    false; /* the read that needed the socket writable goes on */
-				rd = true;
-			}
-			if (rd)
-				pconn_read(c);
-		}
+		for (size_t k = 0; k < nf; k++)
+			if (pf[k].revents)
+				call_ready(calls[which[k]], pf[k].revents);
 	}
 	free(pf);
 	free(which);
+}
+
+grpc_pool_call_t *grpc_pool_stream_start(grpc_pool_t *p, const char *path, buf_t *msg, uint64_t deadline_ms,
+                                         const char *md_key, const char *md_val)
+{
+	grpc_pool_call_t *call = call_new(p, path, msg, deadline_ms);
+	call->stream = true;
+	if (md_key && md_val) {
+		call->md_key = xstrdup(md_key);
+		call->md_val = xstrdup(md_val);
+	}
+	call_begin(call);
+	struct pollfd pf;
+	call_prepare(call, clock_mono_ms(), &pf); /* the request goes out now */
+	return call;
+}
+
+/* The next complete message in call->in that on_data_chunk has checked, if any. */
+static bool stream_take(grpc_pool_call_t *call, const uint8_t **msg, size_t *len, err_t *err, int *rc)
+{
+	if (call->taken >= call->nmsgs || call->undecodable)
+		return false;
+	const uint8_t *h = (const uint8_t *)call->in.p + call->in_off;
+	size_t mlen = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
+	call->taken++;
+	call->in_off += 5 + mlen;
+	*rc = 1;
+	if (h[0] != 1) {
+		*msg = h + 5;
+		*len = mlen;
+		return true;
+	}
+	buf_reset(&call->plain);
+	err_t derr = {0};
+	int drc = grpc_snappy_decode(&call->plain, h + 5, mlen, call->p->c.max_recv_msg, &derr);
+	if (drc) {
+		call_fail(call, GRPC_INTERNAL, "response: %s", derr.msg);
+		if (call->c)
+			call->c->goaway = true; /* the stream may still be open there */
+		if (err)
+			*err = call->err;
+		*rc = drc == ERR_LIMIT ? ERR_LIMIT : ERR_CORRUPT;
+		if (err)
+			err->code = *rc;
+		call->err.code = *rc;
+		call->undecodable = true; /* nothing more comes out */
+		return true;
+	}
+	*msg = (const uint8_t *)call->plain.p;
+	*len = call->plain.n;
+	return true;
+}
+
+int grpc_pool_stream_recv(grpc_pool_call_t *call, const uint8_t **msg, size_t *len, err_t *err)
+{
+	int rc;
+	for (;;) {
+		if (stream_take(call, msg, len, err, &rc))
+			return rc;
+		if (call->in_off) { /* every message taken: the partial one to the front */
+			size_t rest = call->in.n - call->in_off;
+			memmove(call->in.p, call->in.p + call->in_off, rest);
+			call->in.n = rest;
+			call->in_off = 0;
+		}
+		struct pollfd pf;
+		uint64_t now = clock_mono_ms();
+		if (!call_prepare(call, now, &pf))
+			break;
+		int r = poll(&pf, 1, (int)(call->deadline - now > 60000 ? 60000 : call->deadline - now));
+		if (r > 0)
+			call_ready(call, pf.revents);
+		if (call->c && !call->c->dead)
+			pconn_flush(call->c); /* the window for what was read: the server goes on meanwhile */
+	}
+	if (stream_take(call, msg, len, err, &rc)) /* checked before it ended */
+		return rc;
+	if (call->err.code && err)
+		*err = call->err;
+	return call->err.code;
 }
 
 int grpc_pool_call_end(grpc_pool_call_t *call, int *nmsgs, err_t *err)
@@ -734,7 +853,11 @@ int grpc_pool_call_end(grpc_pool_call_t *call, int *nmsgs, err_t *err)
 	if (rc && err)
 		*err = call->err;
 	buf_release(&call->req);
+	buf_release(&call->in);
+	buf_release(&call->plain);
 	free(call->status_msg);
+	free(call->md_key);
+	free(call->md_val);
 	free(call->path);
 	free(call);
 	return rc;

@@ -42,6 +42,7 @@ typedef struct grpc_pool_config {
 	size_t max_idle;            /* connections kept between calls; 0 = 16 */
 	size_t max_recv_msg;        /* 0 = 4 MiB */
 	struct tls_client *tls;     /* borrowed, outlives the pool; NULL = h2c */
+	size_t stream_window;       /* HTTP/2 receive window (stream and connection); 0 = 65535 */
 } grpc_pool_config_t;
 
 /* target "host:port" or "[v6]:port"; ERR_INVALID if malformed. Nothing connects yet. */
@@ -60,5 +61,20 @@ void grpc_pool_run(grpc_pool_call_t **calls, size_t n);
 /* The outcome (0 = OK, < 0 with err filled); *nmsgs: response messages received. Frees the call and
  * gives its connection back to the pool when it can carry another. */
 int grpc_pool_call_end(grpc_pool_call_t *c, int *nmsgs, err_t *err);
+
+/* Server streaming, run by the calling thread without a poll loop of its own: the call starts as
+ * above and its request goes out at once (so calls to several targets proceed in parallel); recv then
+ * reads the socket only while no checked response message is buffered, and returns the window for
+ * what it read at once: the server goes on producing while the consumer works, and a consumer that
+ * stops reading stops the server by flow control (buffered: at most twice the receive window, one
+ * half in the socket, + one message). Response
+ * messages are kept (snappy ones decompressed, max_recv_msg each). grpc_pool_call_end before the end
+ * cancels the call (its connection is closed). */
+/* md_key/md_val: one metadata pair sent with the request (e.g. thanos-tenant), or NULL. */
+grpc_pool_call_t *grpc_pool_stream_start(grpc_pool_t *p, const char *path, buf_t *msg, uint64_t deadline_ms,
+                                         const char *md_key, const char *md_val);
+/* Next response message: 1 = *msg and *len set (valid until the next recv or end), 0 = ended OK, < 0 =
+ * error (err filled); after 0 or an error the same again. */
+int grpc_pool_stream_recv(grpc_pool_call_t *c, const uint8_t **msg, size_t *len, err_t *err);
 
 #endif

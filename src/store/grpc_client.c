@@ -13,15 +13,19 @@
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/clock.h"
 #include "info.pb-c.h"
+#include "net/grpc_pool.h"
 #include "storepb_rpc.pb-c.h"
 #include "tsdb/xor.h"
 
 typedef struct grpc_store {
 	store_t base;
 	grpc_channel_t *ch;
+	grpc_pool_t *pool; /* Series calls, run by the calling thread (see series() in grpc_client.h) */
 	char *name;
 	int64_t timeout_ms, info_timeout_ms;
+	bool compress;
 } grpc_store_t;
 
 static void *pb_alloc(void *data, size_t size)
@@ -46,6 +50,7 @@ typedef struct remote_set {
 	grpc_store_t *gs;
 	arena_t *a; /* the caller's: warnings */
 	grpc_stream_t *st;
+	grpc_pool_call_t *pc; /* instead of st: the call on a pooled connection */
 	const str_t *mem; /* instead of st: messages in memory (store_grpc_decode_series) */
 	size_t nmem, mem_i;
 	int64_t mint, maxt;
@@ -209,7 +214,9 @@ static int read_series(remote_set_t *rs, arena_t *a, rseries_t *out, err_t *err)
 		const uint8_t *m = NULL;
 		size_t len = 0;
 		int rc;
-		if (rs->st) {
+		if (rs->pc) {
+			rc = grpc_pool_stream_recv(rs->pc, &m, &len, &rs->end_err);
+		} else if (rs->st) {
 			rc = grpc_stream_recv(rs->st, &m, &len, &rs->end_err);
 		} else if ((rc = rs->mem_i < rs->nmem) != 0) {
 			m = (const uint8_t *)rs->mem[rs->mem_i].p;
@@ -363,6 +370,9 @@ static void rs_close(series_set_t *s)
 	remote_set_t *rs = (remote_set_t *)s;
 	grpc_stream_free(rs->st);
 	rs->st = NULL;
+	if (rs->pc)
+		grpc_pool_call_end(rs->pc, NULL, NULL); /* cancels an unfinished call */
+	rs->pc = NULL;
 	arena_release(&rs->msg);
 	arena_release(&rs->ar[0]);
 	arena_release(&rs->ar[1]);
@@ -441,8 +451,18 @@ static int gs_series(store_t *s, arena_t *a, const store_series_req_t *req, seri
 	arena_init(&rs->msg, 16 * 1024);
 	arena_init(&rs->ar[0], 16 * 1024);
 	arena_init(&rs->ar[1], 16 * 1024);
-	rs->st = grpc_channel_call_md(gs->ch, "/thanos.Store/Series", buf, len, gs->timeout_ms,
-				      req->tenant ? GRPC_TENANT_METADATA : NULL, req->tenant);
+	if (gs->pool) {
+		buf_t framed;
+		buf_init(&framed);
+		grpc_frame_append(&framed, gs->compress, buf, len);
+		rs->pc = grpc_pool_stream_start(gs->pool, "/thanos.Store/Series", &framed,
+		                                clock_mono_ms() + (uint64_t)gs->timeout_ms,
+		                                req->tenant ? GRPC_TENANT_METADATA : NULL, req->tenant);
+		buf_release(&framed);
+	} else {
+		rs->st = grpc_channel_call_md(gs->ch, "/thanos.Store/Series", buf, len, gs->timeout_ms,
+		                              req->tenant ? GRPC_TENANT_METADATA : NULL, req->tenant);
+	}
 	/* The call runs from here on; the first next() waits for its first frame. Failures (unreachable,
 	 * refused) surface there, so calls to several stores proceed in parallel. */
 	*out = &rs->base;
@@ -597,6 +617,7 @@ static void gs_free(store_t *s)
 {
 	grpc_store_t *gs = (grpc_store_t *)s;
 	grpc_channel_free(gs->ch);
+	grpc_pool_free(gs->pool);
 	free(gs->name);
 	free(gs);
 }
@@ -627,6 +648,21 @@ int store_grpc_client_new(store_t **out, const char *address, const store_grpc_c
 		return err_wrap(err, "store %s", address);
 	grpc_store_t *gs = xcalloc(1, sizeof *gs);
 	gs->ch = ch;
+	gs->compress = cfg->compress;
+	if (!cfg->channel_series) {
+		grpc_pool_config_t pc = {
+		    .compress = cfg->compress,
+		    .max_recv_msg = cfg->max_recv_msg ? cfg->max_recv_msg : 256u << 20,
+		    .max_idle = 8,
+		    .tls = cfg->tls,
+		    .stream_window = 256u << 10,
+		};
+		if (grpc_pool_new(&gs->pool, address, &pc, err)) {
+			grpc_channel_free(ch);
+			free(gs);
+			return err_wrap(err, "store %s", address);
+		}
+	}
 	gs->name = xstrdup(address);
 	gs->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 120000;
 	gs->info_timeout_ms = cfg->info_timeout_ms > 0 ? cfg->info_timeout_ms : 5000;
@@ -639,4 +675,10 @@ int store_grpc_client_new(store_t **out, const char *address, const store_grpc_c
 grpc_channel_t *store_grpc_client_channel(store_t *s)
 {
 	return ((grpc_store_t *)s)->ch;
+}
+
+uint64_t store_grpc_client_connects(store_t *s)
+{
+	grpc_store_t *gs = (grpc_store_t *)s;
+	return grpc_channel_connects(gs->ch) + (gs->pool ? grpc_pool_connects(gs->pool) : 0);
 }

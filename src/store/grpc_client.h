@@ -33,10 +33,16 @@
  * message. Never a crash. The connection is made on first use and re-made with backoff
  * (net/grpc_client.h); an unreachable endpoint fails calls with ERR_UNAVAILABLE.
  *
- * Threading: the store is thread-safe — any number of threads may call it at once (each call is an
- * independent HTTP/2 stream on the shared connection); a returned series set belongs to the calling
- * thread. The client's I/O runs on cfg.loop if given (calls must then never be made on that loop's
- * thread: they block), else on a private loop thread owned by the store. Calls block the caller.
+ * Threading: the store is thread-safe — any number of threads may call it at once; a returned series
+ * set belongs to the calling thread. Series calls run on the thread that reads the set, each on a
+ * connection of its own taken from a pool (net/grpc_pool.h: no hand-off to a loop thread and back per
+ * message, which for a small answer was most of its latency); the set's next() reads the socket only
+ * when it has no frame left, so a busy consumer stops the server by flow control (256 KiB window). Such
+ * a call to an unreachable endpoint tries to connect each time (bounded by 5 s) instead of failing
+ * fast during the channel's backoff. With cfg.channel_series, and for the unary calls always, the
+ * calls are streams on one shared connection whose I/O runs on cfg.loop if given (calls must then
+ * never be made on that loop's thread: they block), else on a private loop thread owned by the store.
+ * Calls block the caller.
  *
  * A request's tenant (store_series_req_t/store_label_req_t .tenant) goes out as the gRPC metadata
  * "thanos-tenant" (Thanos's key, reference thanos.md §2.7).
@@ -58,6 +64,7 @@ typedef struct store_grpc_client_config {
 	loop_t *loop;            /* NULL = a private loop thread */
 	int64_t backoff_max_ms;  /* 0 = the channel's default (10s) */
 	struct tls_client *tls;  /* TLS to the endpoint (net/tls.h; borrowed, outlives the store); NULL = h2c */
+	bool channel_series;     /* Series on the shared channel too, not pooled connections (Threading) */
 } store_grpc_client_config_t;
 
 /* address "host:port" (copied; also the store's name). cfg may be NULL. ERR_INVALID for a malformed
@@ -65,6 +72,8 @@ typedef struct store_grpc_client_config {
 int store_grpc_client_new(store_t **out, const char *address, const store_grpc_client_config_t *cfg, err_t *err);
 /* The channel under the store (e.g. for tests: connection counts). */
 grpc_channel_t *store_grpc_client_channel(store_t *s);
+/* Connections made so far: the channel's and the Series pool's. */
+uint64_t store_grpc_client_connects(store_t *s);
 
 /* The Series response decoding of series() over SeriesResponse messages already received (unframed,
  * uncompressed; msgs must outlive the set), for tests and fuzzing: same merging, ordering checks,

@@ -902,7 +902,8 @@ TEST(client_survives_a_non_grpc_peer)
 
 /* ---- grpc_pool: calls from the calling thread ---- */
 
-static grpc_pool_call_t *pool_call(grpc_pool_t *p, const char *path, const char *msg, bool snappy, int64_t timeout_ms)
+static grpc_pool_call_t *pool_call_as(grpc_pool_t *p, const char *path, const char *msg, bool snappy,
+                                      int64_t timeout_ms, bool stream)
 {
 	buf_t b = BUF_INIT;
 	buf_extend(&b, 5);
@@ -914,7 +915,13 @@ static grpc_pool_call_t *pool_call(grpc_pool_t *p, const char *path, const char 
 	size_t n = b.n - 5;
 	h[0] = snappy;
 	h[1] = (uint8_t)(n >> 24), h[2] = (uint8_t)(n >> 16), h[3] = (uint8_t)(n >> 8), h[4] = (uint8_t)n;
-	return grpc_pool_call_start(p, path, &b, clock_mono_ms() + (uint64_t)timeout_ms);
+	uint64_t deadline = clock_mono_ms() + (uint64_t)timeout_ms;
+	return stream ? grpc_pool_stream_start(p, path, &b, deadline, NULL, NULL) : grpc_pool_call_start(p, path, &b, deadline);
+}
+
+static grpc_pool_call_t *pool_call(grpc_pool_t *p, const char *path, const char *msg, bool snappy, int64_t timeout_ms)
+{
+	return pool_call_as(p, path, msg, snappy, timeout_ms, false);
 }
 
 static void pool_case(bool snappy)
@@ -997,6 +1004,82 @@ TEST(pool_calls_reuse_statuses_deadline_reconnect)
 {
 	pool_case(false);
 	pool_case(true);
+}
+
+/* Server streaming on pooled connections, read by the calling thread. */
+static void pool_stream_case(bool compress)
+{
+	srv_env_t e;
+	srv_start(&e, compress);
+	char target[64];
+	snprintf(target, sizeof target, "127.0.0.1:%d", e.port);
+	grpc_pool_t *p;
+	err_t err = {0};
+	grpc_pool_config_t cfg = {.compress = compress, .stream_window = 256u << 10};
+	CHECK_EQ_INT(grpc_pool_new(&p, target, &cfg, &err), 0);
+	/* every message, in order, then OK; twice on the same connection */
+	atomic_store(&e.limit, 3000);
+	for (int round = 0; round < 2; round++) {
+		grpc_pool_call_t *c = pool_call_as(p, "/t.S/Count", "100", compress, 10000, true);
+		const uint8_t *m;
+		size_t len;
+		int rc, n = 0;
+		bool ordered = true;
+		while ((rc = grpc_pool_stream_recv(c, &m, &len, &err)) == 1) {
+			char want[16];
+			snprintf(want, sizeof want, "%08d", n++);
+			ordered = ordered && len == 100 && memcmp(m, want, 8) == 0;
+		}
+		CHECK_EQ_INT(rc, 0);
+		CHECK_EQ_INT(n, 3000);
+		CHECK(ordered);
+		CHECK_EQ_INT(grpc_pool_stream_recv(c, &m, &len, &err), 0);
+		CHECK_EQ_INT(grpc_pool_call_end(c, NULL, &err), 0);
+	}
+	CHECK_EQ_INT(grpc_pool_connects(p), 1);
+	/* a consumer that stops reading stops the server (the window, plus what the server buffers) */
+	atomic_store(&e.limit, 0);
+	atomic_store(&e.produced, 0);
+	grpc_pool_call_t *c = pool_call_as(p, "/t.S/Count", "8192", compress, 10000, true);
+	const uint8_t *m;
+	size_t len;
+	CHECK_EQ_INT(grpc_pool_stream_recv(c, &m, &len, &err), 1);
+	usleep(300000);
+	size_t p1 = atomic_load(&e.produced);
+	usleep(200000);
+	CHECK_EQ_INT(atomic_load(&e.produced), p1);
+	if (!compress) /* (compressed, the window holds many more messages) */
+		CHECK(p1 <= 2 * (256u << 10) + GRPC_OUT_HIGH + 3 * 8192);
+	for (int i = 0; i < 100000 && atomic_load(&e.produced) == p1; i++) /* reading lets it go on */
+		CHECK_EQ_INT(grpc_pool_stream_recv(c, &m, &len, &err), 1);
+	CHECK(atomic_load(&e.produced) > p1);
+	/* ending it early cancels it on the server */
+	int done0 = atomic_load(&e.done);
+	grpc_pool_call_end(c, NULL, &err);
+	for (int i = 0; i < 200 && atomic_load(&e.done) == done0; i++)
+		usleep(10000);
+	CHECK_EQ_INT(atomic_load(&e.done), done0 + 1);
+	/* the deadline ends a stream that stalls */
+	uint64_t t0 = clock_mono_ms();
+	c = pool_call_as(p, "/t.S/Hang", "x", compress, 300, true);
+	volatile int rc = grpc_pool_stream_recv(c, &m, &len, &err);
+	CHECK(rc == ERR_TIMEOUT);
+	CHECK(clock_mono_ms() - t0 >= 290);
+	grpc_pool_call_end(c, NULL, &err);
+	/* a status */
+	c = pool_call_as(p, "/t.S/Fail", "x", compress, 5000, true);
+	rc = grpc_pool_stream_recv(c, &m, &len, &err);
+	CHECK_EQ_INT(rc, grpc_err_from_status(GRPC_NOT_FOUND));
+	CHECK(strstr(err.msg, "NotFound: no such thing") != NULL);
+	grpc_pool_call_end(c, NULL, &err);
+	grpc_pool_free(p);
+	srv_free(&e);
+}
+
+TEST(pool_stream_order_flow_control_cancel_deadline)
+{
+	pool_stream_case(false);
+	pool_stream_case(true);
 }
 
 TEST_MAIN()

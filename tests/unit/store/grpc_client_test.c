@@ -177,14 +177,20 @@ static void env_stop(env_t *e)
 		inmem_store_free(e->mem);
 }
 
-static store_t *client(env_t *e, int64_t timeout_ms)
+static store_t *client_mode(env_t *e, int64_t timeout_ms, bool channel_series)
 {
-	store_grpc_client_config_t cfg = {.timeout_ms = timeout_ms, .backoff_max_ms = 100};
+	store_grpc_client_config_t cfg = {
+	    .timeout_ms = timeout_ms, .backoff_max_ms = 100, .channel_series = channel_series};
 	store_t *s;
 	err_t err = {0};
 	if (store_grpc_client_new(&s, e->addr, &cfg, &err))
 		TEST_FAILF("client: %s", err.msg);
 	return s;
+}
+
+static store_t *client(env_t *e, int64_t timeout_ms)
+{
+	return client_mode(e, timeout_ms, false);
 }
 
 /* One line per series: labels, chunk count, samples and their sum. */
@@ -384,11 +390,13 @@ static void post_relisten(void *arg)
 		e->ls = NULL;
 }
 
-TEST(close_midstream_server_killed_and_reconnect)
+/* Series on pooled connections (channel = false: a cancelled call closes its connection, so one
+ * more connect than on the shared channel) or on the channel. */
+static void killed_case(bool channel)
 {
 	env_t e;
 	env_start(&e, 5000, false);
-	store_t *s = client(&e, 10000);
+	store_t *s = client_mode(&e, 10000, channel);
 	arena_t a;
 	arena_init(&a, 0);
 	err_t err = {0};
@@ -429,13 +437,21 @@ TEST(close_midstream_server_killed_and_reconnect)
 	}
 	CHECK_EQ_INT(rc, 0);
 	CHECK(strstr(out.p, "instance=\"a\"") != NULL);
-	CHECK_EQ_INT(grpc_channel_connects(store_grpc_client_channel(s)), 2);
+	CHECK_EQ_INT(store_grpc_client_connects(s), channel ? 2 : 3);
+	if (channel)
+		CHECK_EQ_INT(grpc_channel_connects(store_grpc_client_channel(s)), 2);
 	buf_release(&out);
 	matcher_release(&m);
 	matcher_release(&m2);
 	arena_release(&a);
 	store_free(s);
 	env_stop(&e);
+}
+
+TEST(close_midstream_server_killed_and_reconnect)
+{
+	killed_case(false);
+	killed_case(true);
 }
 
 typedef struct worker {
@@ -468,11 +484,13 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-TEST(concurrent_callers_share_one_connection)
+/* channel: every call a stream of one shared connection; pooled: a connection per concurrent call,
+ * reused by the next (4 callers x 3 rounds). */
+static void concurrent_case(bool channel)
 {
 	env_t e;
 	env_start(&e, 500, false);
-	store_t *s = client(&e, 10000);
+	store_t *s = client_mode(&e, 10000, channel);
 	worker_t w[4] = {0};
 	pthread_t th[4];
 	for (int i = 0; i < 4; i++) {
@@ -484,9 +502,18 @@ TEST(concurrent_callers_share_one_connection)
 		CHECK_EQ_INT(w[i].rc, 0);
 		CHECK_EQ_INT(w[i].series, 3 * 502);
 	}
-	CHECK_EQ_INT(grpc_channel_connects(store_grpc_client_channel(s)), 1);
+	if (channel)
+		CHECK_EQ_INT(grpc_channel_connects(store_grpc_client_channel(s)), 1);
+	else
+		CHECK(store_grpc_client_connects(s) >= 1 && store_grpc_client_connects(s) <= 4);
 	store_free(s);
 	env_stop(&e);
+}
+
+TEST(concurrent_callers_share_one_connection)
+{
+	concurrent_case(true);
+	concurrent_case(false);
 }
 
 /* One packed SeriesResponse (series {__name__="fake", instance=inst} with one XOR chunk, or a warning). */
