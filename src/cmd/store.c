@@ -183,11 +183,13 @@ int cmd_store(int argc, char **argv)
 		bucket_relabel_free(sel);
 		return 1;
 	}
+	bool remote_cache = false; /* reads that may wait on the network, besides the bucket's */
 	if (text) {
 		indexcache_config_t icc;
 		indexcache_config_init(&icc, cfg.index_cache_size, cfg.index_cache_item_size);
 		rc = indexcache_config_parse(text, len, what, &icc, &err);
 		free(text);
+		remote_cache = icc.backend == INDEXCACHE_MEMCACHED;
 		if (!rc && !sf.check_config) /* a dry run parses it but connects to no memcached */
 			rc = indexcache_new_from_config(&cfg.index_cache, &icc, &err);
 		indexcache_config_release(&icc);
@@ -236,7 +238,10 @@ int cmd_store(int argc, char **argv)
 	bv = blockview_new(http, &(blockview_config_t){.bkt = bkt, .admin_disabled = disable_admin,
 							.refresh_ms = sync_ms, .loaded = loaded_blocks, .loaded_arg = bs});
 	grpc = grpc_server_new(loop, NULL);
-	svc = store_grpc_register_pool(grpc, bucket_store_base(bs), "store", &(store_grpc_config_t){.series_concurrency = (int)max_conc});
+	/* a local bucket's reads are file reads: a lone call's first batch is made on the loop */
+	store_grpc_config_t sgc = {.series_concurrency = (int)max_conc,
+				   .first_batch_on_loop = !remote_cache && strcmp(bucket_type(bkt), "FILESYSTEM") == 0};
+	svc = store_grpc_register_pool(grpc, bucket_store_base(bs), "store", &sgc);
 	if (grpc_server_listen_tls(grpc, grpc_address, gtls, &gl, &err)) {
 		fprintf(stderr, "strata store: %s\n", err.msg);
 		goto out_servers;

@@ -570,6 +570,7 @@ struct pool {
 	workers_t *workers;
 	loop_t *loop;
 	size_t batch;
+	bool first_on_loop; /* cfg.first_batch_on_loop */
 	size_t njobs; /* loop thread */
 	struct cls {
 		int slots, running;
@@ -627,12 +628,19 @@ static void job_submit(job_t *j)
 	workers_submit(j->svc->pool->workers, job_work, j);
 }
 
-static void job_start(job_t *j)
+/* on_loop: its first step runs here, on the loop thread (job_work posts its result back to the
+ * loop, delivered on the loop's next round as a worker's would be). */
+static void job_start(job_t *j, bool on_loop)
 {
 	struct cls *c = &j->svc->pool->cls[j->cls];
 	c->running++;
 	atomic_store(&c->nrunning, c->running);
-	job_submit(j);
+	if (!on_loop) {
+		job_submit(j);
+		return;
+	}
+	j->busy = true;
+	job_work(j);
 }
 
 static void queue_remove(struct cls *c, job_t *j)
@@ -667,7 +675,7 @@ static void job_end(job_t *j, bool had_slot)
 	if (c->head) {
 		job_t *next = c->head;
 		queue_remove(c, next);
-		job_start(next);
+		job_start(next, false);
 	}
 }
 
@@ -749,7 +757,7 @@ static void pool_handle(grpc_call_t *call, str_t msg, void *arg)
 	p->njobs++;
 	struct cls *c = &p->cls[j->cls];
 	if (c->running < c->slots) {
-		job_start(j);
+		job_start(j, p->first_on_loop && p->njobs == 1 && (j->kind == K_SERIES || j->kind == K_INFO));
 		return;
 	}
 	j->queued = true;
@@ -791,6 +799,7 @@ store_service_t *store_grpc_register_pool(grpc_server_t *srv, store_t *store, co
 	pool_t *p = xcalloc(1, sizeof *p);
 	p->loop = grpc_server_loop(srv);
 	p->batch = cfg && cfg->batch_bytes ? cfg->batch_bytes : GRPC_OUT_HIGH;
+	p->first_on_loop = cfg && cfg->first_batch_on_loop;
 	p->cls[CLS_SERIES].slots = cfg && cfg->series_concurrency > 0 ? cfg->series_concurrency : 20;
 	p->cls[CLS_LABELS].slots = cfg && cfg->label_concurrency > 0 ? cfg->label_concurrency : 4;
 	p->cls[CLS_INFO].slots = INFO_SLOTS;

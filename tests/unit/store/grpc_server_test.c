@@ -583,50 +583,54 @@ TEST(pool_answers_equal_the_store_plain_and_snappy)
 		add(mem, "load", inst, 300);
 	}
 	add(mem, "up", "a", 10);
-	env_t e;
-	store_grpc_config_t cfg = {.series_concurrency = 2, .batch_bytes = 8192};
-	env_start(&e, inmem_store_base(mem), &cfg);
-	matcher_t m;
-	err_t err = {0};
-	CHECK_EQ_INT(matcher_init(&m, MATCH_RE, STR("__name__"), STR(".+"), &err), 0);
-	store_series_req_t req = {.mint = 0, .maxt = 1000000000, .ms = &m, .nms = 1};
-	arena_t a;
-	arena_init(&a, 0);
-	buf_t want = BUF_INIT;
-	CHECK_EQ_INT(dump(inmem_store_base(mem), &a, &req, &want, &err), 0);
-	for (int compress = 0; compress < 2; compress++) {
-		store_grpc_client_config_t ccfg = {.timeout_ms = 10000, .compress = compress};
-		store_t *c;
-		CHECK_EQ_INT(store_grpc_client_new(&c, e.addr, &ccfg, &err), 0);
-		buf_t got = BUF_INIT;
-		int rc = dump(c, &a, &req, &got, &err);
-		if (rc)
-			TEST_FAILF("dump: %s", err.msg);
-		CHECK_EQ_INT(got.n, want.n);
-		CHECK(got.n == want.n && memcmp(got.p, want.p, got.n) == 0);
-		store_info_t info;
-		CHECK_EQ_INT(store_info(c, &a, &info, &err), 0);
-		CHECK_EQ_INT(info.nlabel_sets, 1);
-		store_strings_t vals;
-		store_label_req_t lr = {.mint = 0, .maxt = 1000000000, .name = STR("__name__")};
-		CHECK_EQ_INT(store_label_values(c, &a, &lr, &vals, &err), 0);
-		CHECK_EQ_INT(vals.n, 2);
-		/* a bad request is an error naming why, through the worker */
-		matcher_t bad;
-		CHECK_EQ_INT(matcher_init(&bad, MATCH_EQ, STR("region"), STR("us"), &err), 0);
-		store_series_req_t none = {.mint = 0, .maxt = 1000, .ms = &bad, .nms = 1};
-		buf_t empty = BUF_INIT;
-		CHECK_EQ_INT(dump(c, &a, &none, &empty, &err), 0);
-		CHECK_EQ_INT(empty.n, 0);
-		matcher_release(&bad);
-		buf_release(&empty);
-		buf_release(&got);
-		store_free(c);
+	/* on_loop: a lone call's first batch made on the loop thread (the rest on workers) */
+	for (int on_loop = 0; on_loop < 2; on_loop++) {
+		env_t e;
+		store_grpc_config_t cfg = {
+		    .series_concurrency = 2, .batch_bytes = 8192, .first_batch_on_loop = on_loop};
+		env_start(&e, inmem_store_base(mem), &cfg);
+		matcher_t m;
+		err_t err = {0};
+		CHECK_EQ_INT(matcher_init(&m, MATCH_RE, STR("__name__"), STR(".+"), &err), 0);
+		store_series_req_t req = {.mint = 0, .maxt = 1000000000, .ms = &m, .nms = 1};
+		arena_t a;
+		arena_init(&a, 0);
+		buf_t want = BUF_INIT;
+		CHECK_EQ_INT(dump(inmem_store_base(mem), &a, &req, &want, &err), 0);
+		for (int compress = 0; compress < 2; compress++) {
+			store_grpc_client_config_t ccfg = {.timeout_ms = 10000, .compress = compress};
+			store_t *c;
+			CHECK_EQ_INT(store_grpc_client_new(&c, e.addr, &ccfg, &err), 0);
+			buf_t got = BUF_INIT;
+			int rc = dump(c, &a, &req, &got, &err);
+			if (rc)
+				TEST_FAILF("dump: %s", err.msg);
+			CHECK_EQ_INT(got.n, want.n);
+			CHECK(got.n == want.n && memcmp(got.p, want.p, got.n) == 0);
+			store_info_t info;
+			CHECK_EQ_INT(store_info(c, &a, &info, &err), 0);
+			CHECK_EQ_INT(info.nlabel_sets, 1);
+			store_strings_t vals;
+			store_label_req_t lr = {.mint = 0, .maxt = 1000000000, .name = STR("__name__")};
+			CHECK_EQ_INT(store_label_values(c, &a, &lr, &vals, &err), 0);
+			CHECK_EQ_INT(vals.n, 2);
+			/* a bad request is an error naming why, through the worker */
+			matcher_t bad;
+			CHECK_EQ_INT(matcher_init(&bad, MATCH_EQ, STR("region"), STR("us"), &err), 0);
+			store_series_req_t none = {.mint = 0, .maxt = 1000, .ms = &bad, .nms = 1};
+			buf_t empty = BUF_INIT;
+			CHECK_EQ_INT(dump(c, &a, &none, &empty, &err), 0);
+			CHECK_EQ_INT(empty.n, 0);
+			matcher_release(&bad);
+			buf_release(&empty);
+			buf_release(&got);
+			store_free(c);
+		}
+		buf_release(&want);
+		matcher_release(&m);
+		arena_release(&a);
+		env_stop(&e);
 	}
-	buf_release(&want);
-	matcher_release(&m);
-	arena_release(&a);
-	env_stop(&e);
 	inmem_store_free(mem);
 }
 
