@@ -41,6 +41,9 @@ struct grpc_pool {
 	pconn_t *idle;     /* mu */
 	size_t nidle;      /* mu */
 	uint64_t connects; /* mu */
+	/* cfg.backoff_max_ms: after a failed connect, calls fail at once until retry_at (mu) */
+	uint64_t retry_at, backoff;
+	char last_fail[300];
 };
 
 struct pconn {
@@ -545,6 +548,35 @@ static void pconn_submit(pconn_t *c, grpc_pool_call_t *call)
 	call->id = id;
 }
 
+/* pconn_open, failing at once while backing off after a failed connect (cfg.backoff_max_ms). */
+static pconn_t *pool_connect(grpc_pool_t *p, uint64_t deadline, char *why, size_t whyn)
+{
+	if (p->c.backoff_max_ms > 0) {
+		pthread_mutex_lock(&p->mu);
+		bool wait = clock_mono_ms() < p->retry_at;
+		if (wait)
+			snprintf(why, whyn, "%s (backing off)", p->last_fail);
+		pthread_mutex_unlock(&p->mu);
+		if (wait)
+			return NULL;
+	}
+	pconn_t *c = pconn_open(p, deadline, why, whyn);
+	if (p->c.backoff_max_ms > 0) {
+		pthread_mutex_lock(&p->mu);
+		if (c) {
+			p->backoff = 0;
+		} else {
+			p->backoff = p->backoff ? 2 * p->backoff : 100;
+			if (p->backoff > (uint64_t)p->c.backoff_max_ms)
+				p->backoff = (uint64_t)p->c.backoff_max_ms;
+			p->retry_at = clock_mono_ms() + p->backoff;
+			snprintf(p->last_fail, sizeof p->last_fail, "%s", why);
+		}
+		pthread_mutex_unlock(&p->mu);
+	}
+	return c;
+}
+
 /* Give call a connection: an idle one (reused) or a new one. */
 static void call_attach(grpc_pool_call_t *call)
 {
@@ -559,7 +591,7 @@ static void call_attach(grpc_pool_call_t *call)
 	call->reused = c != NULL;
 	if (!c) {
 		char why[300] = "";
-		c = pconn_open(p, call->deadline, why, sizeof why);
+		c = pool_connect(p, call->deadline, why, sizeof why);
 		if (!c) {
 			call_fail(call, GRPC_UNAVAILABLE, "connect failed: %s", why);
 			return;
@@ -586,7 +618,7 @@ static void call_lost(grpc_pool_call_t *call)
 	}
 	call->retried = true;
 	char cw[300] = "";
-	pconn_t *n = pconn_open(call->p, call->deadline, cw, sizeof cw);
+	pconn_t *n = pool_connect(call->p, call->deadline, cw, sizeof cw);
 	if (!n) {
 		call_fail(call, GRPC_UNAVAILABLE, "connect failed: %s", cw);
 		return;

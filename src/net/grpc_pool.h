@@ -43,6 +43,8 @@ typedef struct grpc_pool_config {
 	size_t max_recv_msg;        /* 0 = 4 MiB */
 	struct tls_client *tls;     /* borrowed, outlives the pool; NULL = h2c */
 	size_t stream_window;       /* HTTP/2 receive window (stream and connection); 0 = 65535 */
+	int64_t backoff_max_ms;     /* > 0: after a failed connect, calls fail at once (Unavailable) for
+	                               100 ms, doubling per failure up to this; 0 = every call connects */
 } grpc_pool_config_t;
 
 /* target "host:port" or "[v6]:port"; ERR_INVALID if malformed. Nothing connects yet. */

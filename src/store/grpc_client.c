@@ -656,6 +656,7 @@ int store_grpc_client_new(store_t **out, const char *address, const store_grpc_c
 		    .max_idle = 8,
 		    .tls = cfg->tls,
 		    .stream_window = 256u << 10,
+		    .backoff_max_ms = cfg->backoff_max_ms > 0 ? cfg->backoff_max_ms : 10000,
 		};
 		if (grpc_pool_new(&gs->pool, address, &pc, err)) {
 			grpc_channel_free(ch);

@@ -37,9 +37,9 @@
  * set belongs to the calling thread. Series calls run on the thread that reads the set, each on a
  * connection of its own taken from a pool (net/grpc_pool.h: no hand-off to a loop thread and back per
  * message, which for a small answer was most of its latency); the set's next() reads the socket only
- * when it has no frame left, so a busy consumer stops the server by flow control (256 KiB window). Such
- * a call to an unreachable endpoint tries to connect each time (bounded by 5 s) instead of failing
- * fast during the channel's backoff. With cfg.channel_series, and for the unary calls always, the
+ * when it has no frame left, so a busy consumer stops the server by flow control (256 KiB window).
+ * After a failed connect they fail fast while the pool backs off as the channel does (100 ms doubling
+ * up to backoff_max_ms). With cfg.channel_series, and for the unary calls always, the
  * calls are streams on one shared connection whose I/O runs on cfg.loop if given (calls must then
  * never be made on that loop's thread: they block), else on a private loop thread owned by the store.
  * Calls block the caller.

@@ -1076,6 +1076,48 @@ static void pool_stream_case(bool compress)
 	srv_free(&e);
 }
 
+/* backoff_max_ms: after a failed connect the next calls fail at once, then connect again. */
+TEST(pool_backoff_after_a_failed_connect)
+{
+	srv_env_t e;
+	srv_start(&e, false);
+	char target[64];
+	snprintf(target, sizeof target, "127.0.0.1:%d", e.port);
+	grpc_pool_t *p;
+	err_t err = {0};
+	grpc_pool_config_t cfg = {.backoff_max_ms = 400};
+	CHECK_EQ_INT(grpc_pool_new(&p, target, &cfg, &err), 0);
+	loop_post(e.loop, post_stop_listening, &e);
+	usleep(100000);
+	grpc_pool_call_t *c = pool_call_as(p, "/t.S/Echo", "a", false, 5000, true);
+	const uint8_t *m;
+	size_t len;
+	volatile int rc = grpc_pool_stream_recv(c, &m, &len, &err);
+	CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+	grpc_pool_call_end(c, NULL, &err);
+	uint64_t n = grpc_pool_connects(p);
+	c = pool_call_as(p, "/t.S/Echo", "a", false, 5000, true);
+	rc = grpc_pool_stream_recv(c, &m, &len, &err);
+	CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+	CHECK(strstr(err.msg, "backing off") != NULL);
+	grpc_pool_call_end(c, NULL, &err);
+	loop_post(e.loop, post_listen_again, &e);
+	usleep(100000);
+	for (int i = 0; i < 100; i++) {
+		c = pool_call_as(p, "/t.S/Echo", "a", false, 5000, true);
+		while ((rc = grpc_pool_stream_recv(c, &m, &len, &err)) == 1)
+			;
+		grpc_pool_call_end(c, NULL, &err);
+		if (rc == 0)
+			break;
+		usleep(20000);
+	}
+	CHECK_EQ_INT(rc, 0);
+	CHECK(grpc_pool_connects(p) > n);
+	grpc_pool_free(p);
+	srv_free(&e);
+}
+
 TEST(pool_stream_order_flow_control_cancel_deadline)
 {
 	pool_stream_case(false);
