@@ -43,6 +43,7 @@ struct api {
 	bool partial;
 	int64_t timeout_ms, lookback_ms, max_samples, eval_ms;
 	size_t max_memory;
+	arena_budget_pool_t *memory_pool; /* every running query's memory counts here too (or NULL) */
 	bool auto_downsampling, dynamic_lookback;
 	int64_t instant_max_res;
 	int max_conc;
@@ -393,6 +394,7 @@ static void run_query(qctx_t *q)
 		.lookback_ms = lookback,
 		.max_samples = api->max_samples,
 		.max_memory = api->max_memory,
+		.memory_pool = api->memory_pool,
 		.timeout_ms = left,
 		.subquery_step_ms = api->eval_ms,
 		.cancel = &q->cancel,
@@ -1003,6 +1005,7 @@ api_t *api_new(http_server_t *srv, const api_config_t *cfg)
 	api->instant_max_res = cfg->instant_max_source_resolution;
 	api->max_samples = cfg->max_samples;
 	api->max_memory = cfg->max_memory;
+	api->memory_pool = cfg->memory_pool;
 	api->eval_ms = cfg->default_eval_interval_ms;
 	api->max_conc = cfg->max_concurrent > 0 ? cfg->max_concurrent : API_DEFAULT_MAX_CONCURRENT;
 	if (cfg->engine_threads >= 0)

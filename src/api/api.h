@@ -58,6 +58,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/arena.h"
 #include "net/http.h"
 #include "query/endpoints.h"
 
@@ -74,6 +75,8 @@ typedef struct api_config {
 	bool dynamic_lookback;       /* --query.dynamic-lookback-delta */
 	int64_t max_samples;         /* --query.max-samples; 0 = 50,000,000 */
 	size_t max_memory;           /* --query.max-memory: a query's memory budget; 0 = the engine's default */
+	arena_budget_pool_t *memory_pool; /* all running queries' memory together (--query.max-memory-total),
+	                                   * shared with the gRPC Query API; NULL = no such limit */
 	int64_t default_eval_interval_ms; /* subquery default step; 0 = 1m */
 	int max_concurrent;          /* --query.max-concurrent; 0 = 20 */
 	int engine_threads;          /* pool decoding/evaluating series of one query in parallel: 0 = one

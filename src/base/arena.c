@@ -2,6 +2,7 @@
 #include "base/arena.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,17 +40,45 @@ static void run_cleanups(arena_t *a)
 	}
 }
 
+int arena_budget_fits(const arena_budget_t *b, size_t n)
+{
+	if (n > b->limit || b->used > b->limit - n)
+		return 0;
+	if (b->pool) {
+		size_t used = atomic_load_explicit(&b->pool->used, memory_order_relaxed);
+		if (n > b->pool->limit || used > b->pool->limit - n)
+			return 0;
+	}
+	return 1;
+}
+
+void arena_budget_add(arena_budget_t *b, size_t n)
+{
+	b->used += n;
+	if (b->pool)
+		atomic_fetch_add_explicit(&b->pool->used, n, memory_order_relaxed);
+}
+
+void arena_budget_sub(arena_budget_t *b, size_t n)
+{
+	if (n > b->used)
+		n = b->used;
+	b->used -= n;
+	if (b->pool)
+		atomic_fetch_sub_explicit(&b->pool->used, n, memory_order_relaxed);
+}
+
 static void budget_give_back(arena_t *a)
 {
 	if (a->budget)
-		a->budget->used -= a->budget_bytes;
+		arena_budget_sub(a->budget, a->budget_bytes);
 	a->budget_bytes = 0;
 }
 
 static void budget_count(arena_t *a, size_t n)
 {
 	if (a->budget) {
-		a->budget->used += n;
+		arena_budget_add(a->budget, n);
 		a->budget_bytes += n;
 	}
 }
@@ -153,7 +182,7 @@ void *arena_try_alloc(arena_t *a, size_t size)
 {
 	if (a->limit && (a->used + size > a->limit || a->used + size < a->used))
 		return NULL;
-	if (a->budget && (size > a->budget->limit || a->budget->used > a->budget->limit - size))
+	if (a->budget && !arena_budget_fits(a->budget, size))
 		return NULL;
 	return arena_alloc(a, size);
 }

@@ -20,10 +20,24 @@
 typedef struct arena_chunk arena_chunk_t;
 typedef struct arena_cleanup arena_cleanup_t;
 
+/* A byte budget over several budgets used from different threads at once (every query a server runs):
+ * each budget attached to it counts what it counts there as well. Checked before counting, so
+ * concurrent users may pass the limit by what they allocate at the same moment. */
+typedef struct arena_budget_pool {
+	_Atomic size_t used;
+	size_t limit;
+} arena_budget_pool_t;
+
 typedef struct arena_budget {
 	size_t used;  /* bytes counted by the attached arenas (and by callers' own charges) */
 	size_t limit; /* arena_try_alloc fails once used would pass it */
+	arena_budget_pool_t *pool; /* also counted there and held to its limit, or NULL */
 } arena_budget_t;
+
+/* Whether n bytes more fit b (and its pool); counting them / giving them back (at most what is counted). */
+int arena_budget_fits(const arena_budget_t *b, size_t n);
+void arena_budget_add(arena_budget_t *b, size_t n);
+void arena_budget_sub(arena_budget_t *b, size_t n);
 
 typedef struct arena {
 	arena_chunk_t *head;   /* current chunk */

@@ -28,12 +28,16 @@
 #include "model/labels.h"
 #include "net/http.h"
 #include "net/tls.h"
+#include "promql/engine.h"
 #include "query/endpoints.h"
 #include "query/querysrv.h"
 #include "store/grpc_server.h"
 #include "store/dedup.h"
 #include "store/grpc_client.h"
 #include "ui/ui.h"
+
+#define QUERY_MAX_CONCURRENT     10000
+#define QUERY_EXTRA_HTTP_WORKERS 4 /* HTTP worker threads beyond --query.max-concurrent */
 
 static const char summary[] = "Query node exposing PromQL enabled Query API with data retrieved from multiple store nodes.";
 
@@ -261,7 +265,7 @@ int cmd_query(int argc, char **argv)
 	static strlist_t endpoints, stores, sd_files, store_sd_files, replica_flags;
 	static int64_t sd_reload_ms;
 	static int64_t grpc_grace_ms, timeout_ms, max_conc, lookback_ms, max_samples, eval_ms, default_step_ms,
-		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms, max_memory, instant_res_ms;
+		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms, max_memory, max_memory_total, instant_res_ms;
 	static bool partial, auto_ds, dyn_lookback, enforce_tenancy;
 	static char *tenant_header, *default_tenant, *tenant_label, *tenant_cert_field;
 	flag_def_t defs[] = {
@@ -312,6 +316,10 @@ int cmd_query(int argc, char **argv)
 		{"query.max-memory", FLAG_BYTES, &max_memory, "0",
 		 "Memory a single query may hold at once (intermediate results, decoded samples, label values); a "
 		 "query that needs more fails with an execution error. 0 = a quarter of the machine's memory."},
+		{"query.max-memory-total", FLAG_BYTES, &max_memory_total, "0",
+		 "Memory all concurrently running queries may hold together; a query that would pass it fails "
+		 "with an execution error. 0 = half of the machine's memory, or twice --query.max-memory if that "
+		 "is more."},
 		{"query.partial-response", FLAG_BOOL, &partial, "true",
 		 "Enable partial response for queries if no partial_response param is specified. "
 		 "--no-query.partial-response for disabling."},
@@ -377,8 +385,8 @@ int cmd_query(int argc, char **argv)
 		fprintf(stderr, "strata query: --query.tenant-header and --query.default-tenant-id must not be empty\n");
 		return 2;
 	}
-	if (max_conc <= 0) {
-		fprintf(stderr, "strata query: --query.max-concurrent must be positive\n");
+	if (max_conc <= 0 || max_conc > QUERY_MAX_CONCURRENT) {
+		fprintf(stderr, "strata query: --query.max-concurrent must be between 1 and %d\n", QUERY_MAX_CONCURRENT);
 		return 2;
 	}
 	err_t err = {0};
@@ -474,7 +482,16 @@ int cmd_query(int argc, char **argv)
 		fprintf(stderr, "strata query: %s\n", err.msg);
 		goto out;
 	}
-	http_server_config_t hc = {.address = sf.http_address, .component = "query", .web_config_file = sf.http_config};
+	/* every query of the HTTP and gRPC APIs counts its memory here too */
+	static arena_budget_pool_t memory_pool;
+	memory_pool.limit =
+	    max_memory_total ? (size_t)max_memory_total : promql_default_max_memory_total((size_t)max_memory);
+	/* a thread per query that may run (--query.max-concurrent) and a few for the other endpoints: a query
+	 * waiting on its stores holds its thread, so fewer threads would run fewer queries than the flag says */
+	http_server_config_t hc = {.address = sf.http_address,
+	                           .component = "query",
+	                           .web_config_file = sf.http_config,
+	                           .worker_threads = (int)max_conc + QUERY_EXTRA_HTTP_WORKERS};
 	if (http_server_new(&http, loop, &hc, &err) ||
 	    http_server_set_route_prefix(http, routes, &err)) {
 		fprintf(stderr, "strata query: %s\n", err.msg);
@@ -483,7 +500,7 @@ int cmd_query(int argc, char **argv)
 	api_config_t ac = {.endpoints = es, .replica_labels = (const char *const *)replica.v,
 			   .nreplica_labels = replica.n, .dedup_mode = dedup_mode, .partial_response = partial, .timeout_ms = timeout_ms,
 			   .lookback_ms = lookback_ms, .max_samples = max_samples, .max_memory = (size_t)max_memory,
-			   .default_eval_interval_ms = eval_ms,
+			   .memory_pool = &memory_pool, .default_eval_interval_ms = eval_ms,
 			   .auto_downsampling = auto_ds, .instant_max_source_resolution = instant_res_ms,
 			   .dynamic_lookback = dyn_lookback,
 			   .max_concurrent = (int)max_conc,
@@ -505,6 +522,7 @@ int cmd_query(int argc, char **argv)
 	                        .dynamic_lookback = dyn_lookback,
 	                        .max_samples = max_samples,
 	                        .max_memory = (size_t)max_memory,
+	                        .memory_pool = &memory_pool,
 	                        .default_eval_interval_ms = eval_ms,
 	                        .max_concurrent = (int)max_conc};
 	qsrv = querysrv_register(grpc, &qc);

@@ -4,6 +4,7 @@
  */
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,8 +60,16 @@ bool ev_stop_requested(const ev_t *ev)
 void ev_fail_memory(ev_t *ev)
 {
 	ev->scr->error_type = "execution";
+	/* the one with less room left is the one the allocation did not fit */
+	const arena_budget_t *b = &ev->scr->budget;
+	size_t pool_used = b->pool ? atomic_load_explicit(&b->pool->used, memory_order_relaxed) : 0;
+	if (b->pool && (pool_used >= b->pool->limit ? 0 : b->pool->limit - pool_used) <
+	                   (b->used >= b->limit ? 0 : b->limit - b->used))
+		ev_fail(ev, ERR_LIMIT,
+		        "query processing would exceed the memory budget of all running queries of %zu bytes",
+		        b->pool->limit);
 	ev_fail(ev, ERR_LIMIT, "query processing would exceed the per-query memory budget of %zu bytes",
-		ev->scr->budget.limit);
+	        b->limit);
 }
 
 void *ev_alloc(ev_t *ev, size_t n)
@@ -92,20 +101,19 @@ void ev_check_steps(ev_t *ev, size_t nsteps)
 /* Fails the query unless bytes more fit the budget. */
 static void budget_check(ev_t *ev, size_t bytes)
 {
-	arena_budget_t *b = &ev->scr->budget;
-	if (bytes > b->limit || b->used > b->limit - bytes)
+	if (!arena_budget_fits(&ev->scr->budget, bytes))
 		ev_fail_memory(ev);
 }
 
 void ev_charge(ev_t *ev, size_t bytes)
 {
 	budget_check(ev, bytes);
-	ev->scr->budget.used += bytes;
+	arena_budget_add(&ev->scr->budget, bytes);
 }
 
 void ev_uncharge(arena_budget_t *b, size_t bytes)
 {
-	b->used -= bytes < b->used ? bytes : b->used;
+	arena_budget_sub(b, bytes);
 }
 
 void *ev_zalloc(ev_t *ev, size_t n)
@@ -1868,6 +1876,12 @@ size_t promql_default_max_memory(void)
 	return d < ((size_t)256 << 20) ? (size_t)256 << 20 : d;
 }
 
+size_t promql_default_max_memory_total(size_t max_memory)
+{
+	size_t d = promql_default_max_memory();
+	return 2 * (max_memory > d ? max_memory : d);
+}
+
 static int cmp_ptr(const void *x, const void *y)
 {
 	uintptr_t a = (uintptr_t) * (const double *const *)x, b = (uintptr_t) * (const double *const *)y;
@@ -1927,6 +1941,7 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 	ev_scratch_t *scr = ev->scr = ARENA_NEW(a, ev_scratch_t);
 	/* everything the query allocates from here on counts against its memory budget */
 	scr->budget.limit = o->max_memory ? o->max_memory : promql_default_max_memory();
+	scr->budget.pool = o->memory_pool;
 	arena_set_budget(a, &scr->budget);
 	val_t v = {0};
 	if (setjmp(jb)) {

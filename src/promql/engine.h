@@ -49,6 +49,9 @@ typedef struct promql_opts {
 	 * batch buffers); past it the query fails with an "execution" error. 0 = a quarter of the
 	 * machine's physical memory (promql_default_max_memory). */
 	size_t max_memory;
+	/* Optional: the budget of every query the process runs at once, which this query's memory also
+	 * counts against (past it the query fails with the same "execution" error). */
+	arena_budget_pool_t *memory_pool;
 	int64_t subquery_step_ms; /* default subquery resolution, 0 = 1m */
 	const volatile int *cancel; /* non-zero = cancel as soon as possible; may be NULL */
 	/* Pool for parallel decoding and evaluation of independent series; NULL = calling thread only.
@@ -110,6 +113,9 @@ typedef struct promql_result {
 } promql_result_t;
 
 size_t promql_default_max_memory(void);
+/* The default budget of all queries running at once: half of physical memory, or twice the per-query
+ * budget max_memory (0 = the default) if that is more. */
+size_t promql_default_max_memory_total(size_t max_memory);
 
 /* Parse and evaluate. Instant query: start == end and step == 0. A range query must have step > 0
  * and an expression of type scalar or instant vector. */

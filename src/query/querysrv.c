@@ -27,6 +27,7 @@ struct querysrv {
 	dedup_mode_t dedup_mode;
 	int64_t timeout_ms, lookback_ms, max_samples, eval_ms;
 	size_t max_memory;
+	arena_budget_pool_t *memory_pool;
 	bool dynamic_lookback;
 	workers_t *workers;     /* one thread per concurrent query; FIFO beyond that */
 	workers_t *engine_pool; /* parallel decoding/evaluation inside a query */
@@ -371,6 +372,7 @@ static void evaluate(job_t *j)
 	    .lookback_ms = lookback,
 	    .max_samples = s->max_samples,
 	    .max_memory = s->max_memory,
+	    .memory_pool = s->memory_pool,
 	    .timeout_ms = left,
 	    .subquery_step_ms = s->eval_ms,
 	    .cancel = &j->cancel,
@@ -486,6 +488,7 @@ querysrv_t *querysrv_register(grpc_server_t *srv, const querysrv_config_t *cfg)
 	s->dynamic_lookback = cfg->dynamic_lookback;
 	s->max_samples = cfg->max_samples;
 	s->max_memory = cfg->max_memory;
+	s->memory_pool = cfg->memory_pool;
 	s->eval_ms = cfg->default_eval_interval_ms;
 	s->workers =
 	    workers_new(cfg->max_concurrent > 0 ? cfg->max_concurrent : QUERYSRV_DEFAULT_MAX_CONCURRENT);

@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/arena.h"
 #include "net/grpc.h"
 #include "query/endpoints.h"
 
@@ -48,6 +49,7 @@ typedef struct querysrv_config {
 	bool dynamic_lookback;            /* --query.dynamic-lookback-delta */
 	int64_t max_samples;              /* 0 = 50,000,000 */
 	size_t max_memory;                /* 0 = the engine's default */
+	arena_budget_pool_t *memory_pool; /* all running queries' memory together, or NULL */
 	int64_t default_eval_interval_ms; /* subquery default step; 0 = 1m */
 	int max_concurrent;               /* queries evaluating at once; 0 = 20 */
 } querysrv_config_t;

@@ -5,6 +5,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +16,8 @@
 #include <zlib.h>
 
 #include "test.h"
+
+#include <stdatomic.h>
 
 #include "api/api.h"
 #include "net/api_compress.h"
@@ -77,6 +80,7 @@ static void *run_loop(void *arg)
 }
 
 static int setup_max_conc = 2;
+static arena_budget_pool_t *setup_mem_pool; /* api_config_t.memory_pool */
 
 static void setup(void)
 {
@@ -112,7 +116,7 @@ static void setup(void)
 	const char *fn[] = {"query.timeout", "endpoint"}, *fv[] = {"2m", "mem-0:1"};
 	const char *replica[] = {"replica"};
 	api_config_t ac = {.endpoints = F.es, .replica_labels = replica, .nreplica_labels = 1, .partial_response = true,
-			   .max_concurrent = setup_max_conc, .flag_names = fn, .flag_values = fv, .nflags = 2};
+			   .max_concurrent = setup_max_conc, .memory_pool = setup_mem_pool, .flag_names = fn, .flag_values = fv, .nflags = 2};
 	F.api = api_new(F.srv, &ac);
 	snprintf(F.base, sizeof F.base, "http://127.0.0.1:%d", http_server_port(F.srv));
 	pthread_create(&F.th, NULL, run_loop, F.loop);
@@ -413,6 +417,27 @@ TEST(timeout_and_limits)
 	CHECK_EQ_INT(req("/api/v1/query?query=up&timeout=x", NULL, &b), 400);
 	CHECK_STR(b.p, "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"invalid parameter \\\"timeout\\\": "
 		       "cannot parse \\\"x\\\" to a valid duration\"}");
+	buf_release(&b);
+	teardown();
+}
+
+TEST(memory_of_all_running_queries)
+{
+	/* A budget for all running queries smaller than the per-query default: a range query holding more
+	 * than it fails as Prometheus's execution errors do, and gives its memory back (small queries
+	 * still run afterwards). */
+	arena_budget_pool_t pool = {.limit = 256 << 10};
+	setup_mem_pool = &pool;
+	setup();
+	setup_mem_pool = NULL;
+	api_set_ready(F.api, true);
+	buf_t b = BUF_INIT;
+	CHECK_EQ_INT(req("/api/v1/query_range?query=up&start=0&end=3600&step=0.4", NULL, &b), 422);
+	CHECK_STR(b.p, "{\"status\":\"error\",\"errorType\":\"execution\",\"error\":\"query processing would "
+		       "exceed the memory budget of all running queries of 262144 bytes\"}");
+	for (int i = 0; i < 20; i++)
+		CHECK_EQ_INT(req("/api/v1/query?query=count(up)&time=600", NULL, &b), 200);
+	CHECK_EQ_INT((long)atomic_load(&pool.used), 0);
 	buf_release(&b);
 	teardown();
 }

@@ -3,6 +3,8 @@
 #include "base/alloc.h"
 #include "base/arena.h"
 
+#include <stdatomic.h>
+
 TEST(alloc_alignment_and_growth)
 {
 	arena_t a;
@@ -86,6 +88,35 @@ TEST(limit_makes_try_alloc_fail_softly)
 	CHECK(arena_try_alloc(&a, 300) != NULL);
 	CHECK(arena_try_alloc(&a, SIZE_MAX) == NULL);
 	arena_release(&a);
+}
+
+TEST(budgets_share_a_pool)
+{
+	/* two queries' budgets (100 and 100 bytes) over a pool of 150: each fits alone, not both at once,
+	 * and what one gives back is room for the other */
+	arena_budget_pool_t pool = {.limit = 150};
+	arena_budget_t b1 = {.limit = 100, .pool = &pool}, b2 = {.limit = 100, .pool = &pool};
+	arena_t a1, a2;
+	arena_init(&a1, 0);
+	arena_init(&a2, 0);
+	arena_set_budget(&a1, &b1);
+	arena_set_budget(&a2, &b2);
+	CHECK(arena_try_alloc(&a1, 90) != NULL);
+	CHECK(arena_try_alloc(&a1, 20) == NULL); /* its own limit */
+	CHECK(arena_try_alloc(&a2, 70) == NULL); /* the pool's: 90 + 70 > 150 */
+	CHECK(arena_try_alloc(&a2, 60) != NULL);
+	CHECK_EQ_INT((long)atomic_load(&pool.used), 150);
+	CHECK(!arena_budget_fits(&b2, 1));
+	arena_release(&a1);
+	CHECK_EQ_INT((long)b1.used, 0);
+	CHECK_EQ_INT((long)atomic_load(&pool.used), 60);
+	CHECK(arena_try_alloc(&a2, 40) != NULL);
+	arena_budget_add(&b1, 30); /* a caller's own charge (heap scratch) */
+	CHECK_EQ_INT((long)atomic_load(&pool.used), 130);
+	arena_budget_sub(&b1, 50); /* never more than was counted */
+	CHECK_EQ_INT((long)b1.used, 0);
+	arena_release(&a2);
+	CHECK_EQ_INT((long)atomic_load(&pool.used), 0);
 }
 
 TEST(checked_size_arithmetic)
