@@ -284,10 +284,90 @@ size_t fmt_float(char *out, double v, char fmt)
 	return (size_t)(p - out);
 }
 
+/* 'e' layout of f (nd digits, decimal point position dp) at p: digits written one byte to the right, the
+ * first moved left in front of the '.'. */
+static char *put_e_digits(char *p, uint64_t f, int nd, int dp)
+{
+	put_digits(p + 1, f, nd);
+	p[0] = p[1];
+	if (nd > 1) {
+		p[1] = '.';
+		p += nd + 1;
+	} else {
+		p++;
+	}
+	int exp = dp - 1;
+	*p++ = 'e';
+	*p++ = exp < 0 ? '-' : '+';
+	if (exp < 0)
+		exp = -exp;
+	if (exp >= 100) {
+		*p++ = (char)('0' + exp / 100);
+		exp %= 100;
+	}
+	memcpy(p, digit_pairs + 2 * exp, 2);
+	return p + 2;
+}
+
+/* The same layout as fmt_float(out, v, 'e' or 'f'), built in place without a digit buffer and with
+ * fixed-size copies only (no memcpy/memmove calls of variable length): every write stays within
+ * out[0, FMT_PROM_VALUE_MAX) (the longest output, "-0.00000" and 17 digits, is 25 bytes). */
 size_t fmt_prom_value(char *out, double v)
 {
+	uint64_t bits;
+	memcpy(&bits, &v, sizeof bits);
+	uint64_t abits = bits & ~(1ULL << 63);
+	char *p = out;
+	if (abits >= 0x7ff0000000000000ULL) {
+		if (abits > 0x7ff0000000000000ULL) {
+			memcpy(p, "NaN", 3);
+			return 3;
+		}
+		memcpy(p, bits >> 63 ? "-Inf" : "+Inf", 4);
+		return 4;
+	}
+	if (bits >> 63)
+		*p++ = '-';
+	if (abits == 0) {
+		*p = '0';
+		return (size_t)(p - out) + 1;
+	}
 	double a = fabs(v);
-	return fmt_float(out, v, (v != 0 && (a < 1e-6 || a >= 1e21) && isfinite(v)) ? 'e' : 'f');
+	if (a < 9007199254740992.0) { /* an integer below 2^53 is its own digits ('f', as |v| < 1e21) */
+		int64_t i = (int64_t)a;
+		if ((double)i == a) {
+			int nd = count_digits((uint64_t)i);
+			put_digits(p, (uint64_t)i, nd);
+			return (size_t)(p - out) + (size_t)nd;
+		}
+	}
+	int e10;
+	uint64_t f = shortest(v, &e10);
+	int nd = count_digits(f), dp = nd + e10;
+	if (a < 1e-6 || a >= 1e21) {
+		p = put_e_digits(p, f, nd, dp);
+	} else if (dp <= 0) { /* |v| >= 1e-6: at most 5 zeros after the point */
+		memcpy(p, "0.00000", 7);
+		put_digits(p + 2 - dp, f, nd);
+		p += 2 - dp + nd;
+	} else if (dp >= nd) { /* at most 21 digits (|v| < 1e21) */
+		if (dp <= 19) {
+			put_digits(p, f * pow10_u64[dp - nd], dp);
+		} else {
+			put_digits(p, f, nd);
+			memset(p + nd, '0', (size_t)(dp - nd));
+		}
+		p += dp;
+	} else { /* the digits, then the fraction (at most 16 digits) moved right by one for the '.' */
+		put_digits(p, f, nd);
+		if (nd - dp <= 8)
+			memmove(p + dp + 1, p + dp, 8);
+		else /* dp <= 8 */
+			memmove(p + dp + 1, p + dp, 16);
+		p[dp] = '.';
+		p += nd + 1;
+	}
+	return (size_t)(p - out);
 }
 
 size_t fmt_prom_ts(char *out, int64_t ms)
@@ -318,7 +398,8 @@ void buf_put_float(buf_t *b, double v, char fmt)
 
 void buf_put_prom_value(buf_t *b, double v)
 {
-	buf_reserve(b, FMT_PROM_VALUE_MAX);
+	if (b->n + FMT_PROM_VALUE_MAX + 1 > b->cap) /* the call only when it has something to do */
+		buf_reserve(b, FMT_PROM_VALUE_MAX);
 	b->n += fmt_prom_value(b->p + b->n, v);
 	b->p[b->n] = 0;
 }

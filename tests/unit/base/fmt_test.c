@@ -335,6 +335,86 @@ TEST(layouts_equal_reference)
 	buf_release(&want);
 }
 
+static uint64_t pow10_of(int n)
+{
+	uint64_t p = 1;
+	while (n-- > 0)
+		p *= 10;
+	return p;
+}
+
+/* fmt_prom_value builds its layouts in place with fixed-size copies: every branch (integers below and
+ * above 2^53, 19-21 digit integers, 0.00000ddd, fractions of 8 and 9 digits either side of the copy
+ * width, 'e'), each into a heap buffer of exactly FMT_PROM_VALUE_MAX bytes (ASan: no write past it),
+ * against buf_put_float's 'e'/'f' layout of the same value. */
+TEST(prom_value_layouts_in_place)
+{
+	static const double fixed[] = {1,
+	                               -7,
+	                               9007199254740991.0,
+	                               9007199254740992.0,
+	                               9007199254740994.0,
+	                               -9223372036854775808.0,
+	                               1e18,
+	                               1.2345678901234567e18,
+	                               1e19,
+	                               1.8446744073709552e19,
+	                               1e20,
+	                               -9.999999999999999e20,
+	                               9.99e20,
+	                               1e21,
+	                               1.12345678,
+	                               1.123456789,
+	                               12345678.123456789,
+	                               123456789.12345678,
+	                               -1234567.8901234567,
+	                               0.1,
+	                               0.12345678901234567,
+	                               -0.000001234567890123456,
+	                               1e-6,
+	                               9.99999e-7,
+	                               -1.5e-6,
+	                               0.5,
+	                               1e-300,
+	                               -5e-324,
+	                               1.7976931348623157e308};
+	char *out = xmalloc(FMT_PROM_VALUE_MAX);
+	buf_t want = BUF_INIT;
+	uint64_t x = 0x243F6A8885A308D3ULL;
+	for (int i = 0; i < 300000 * SCALE; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		double v;
+		if (i < (int)ARRAY_LEN(fixed))
+			v = fixed[i];
+		else if (i % 4 == 0) /* 1 to 17 digits, point anywhere from 10^-8 to 10^22 */
+			v = (double)(x % pow10_of((int)(x >> 59) % 17 + 1) + 1) /
+			    pow(10, (double)((x >> 40) % 31) - 8);
+		else if (i % 4 == 1) /* integers of up to 2^64 */
+			v = (double)(x >> (x & 63));
+		else if (i % 4 == 2) /* query-like ratios */
+			v = (double)(x % 1000003) / (double)(1 + (x >> 32) % 997) *
+			    ((x >> 20) % 2 ? 1e-3 : 1);
+		else
+			v = from_bits(x);
+		if (x & (1ULL << 31))
+			v = -v;
+		double a = fabs(v);
+		size_t n = fmt_prom_value(out, v);
+		buf_reset(&want);
+		buf_put_float(&want, v, (v != 0 && (a < 1e-6 || a >= 1e21) && isfinite(v)) ? 'e' : 'f');
+		if (n != want.n || memcmp(out, want.p, n) != 0)
+			TEST_FAILF("%.17g: %.*s, want %s", v, (int)n, out, want.p);
+	}
+	CHECK_STR(pv(1e20), "100000000000000000000");
+	CHECK_STR(pv(-1.5e-6), "-0.0000015");
+	CHECK_STR(pv(1.123456789), "1.123456789");
+	CHECK_STR(pv(9007199254740993.0), "9007199254740992");
+	buf_release(&want);
+	free(out);
+}
+
 /* Values as queries produce them (rates, ratios, counters, ulps around powers of ten): every answer
  * round-trips, no shorter digit string does (rounding one place shorter never gives the value back),
  * and of its length it is the correctly rounded decimal. */
