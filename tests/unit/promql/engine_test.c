@@ -320,6 +320,33 @@ TEST(parallel_batches_equal_sequential)
 		TEST_FAILF("%s", why);
 }
 
+/* The engine's next point of series ser (*j) at step i (ending at rend) against the reference (has, want):
+ * the first difference goes to why; a point that is there is counted and passed. */
+static void check_point(char *why, size_t whysz, const char *expr, int s, int64_t i, int64_t rend,
+                        const promql_series_t *ser, size_t *j, bool has, double want, size_t *checked)
+{
+	bool got = *j < ser->n && ser->t[*j] == rend;
+	if (has != got)
+		snprintf(why, whysz, "%s s=%d step %lld: point %s, reference %s", expr, s, (long long)i,
+		         got ? "present" : "absent", has ? "present" : "absent");
+	else if (got && memcmp(&want, &ser->v[*j], sizeof want) && !(isnan(want) && isnan(ser->v[*j])))
+		snprintf(why, whysz, "%s s=%d step %lld: %.17g, reference %.17g", expr, s, (long long)i,
+		         ser->v[*j], want);
+	if (got)
+		++*j, ++*checked;
+}
+
+/* After one expression: a missing series or too few points checked fail too; a failure names the SIMD
+ * level the kernels ran at. */
+static void check_done(char *why, size_t whysz, const char *expr, size_t nseries, size_t want_series,
+                       size_t checked)
+{
+	if (!why[0] && (nseries != want_series || checked < 1000))
+		snprintf(why, whysz, "%s: %zu series, %zu points checked", expr, nseries, checked);
+	if (why[0])
+		snprintf(why + strlen(why), whysz - strlen(why), " (simd level %d)", promql_simd());
+}
+
 /* Prometheus 2.42's extrapolatedRate for one window of stale-free samples, written from its definition
  * (the oracle for the engine's blocked, 2-lane version of the same arithmetic). */
 static bool ref_extrapolated(const int64_t *t, const double *v, size_t n, int64_t rstart, int64_t rend, int64_t range,
@@ -432,30 +459,10 @@ TEST(rate_increase_delta_bit_identical_to_reference)
 						bool has =
 						    ref_extrapolated(ts[s] + lo, vs[s] + lo, hi - lo, rstart,
 						                     rend, ranges[ri], f < 2, f == 0, &want);
-						bool got = j < r.series[k].n && r.series[k].t[j] == rend;
-						if (has != got)
-							snprintf(why, sizeof why,
-							         "%s s=%d step %lld: point %s, reference %s",
-							         expr, s, (long long)i,
-							         got ? "present" : "absent",
-							         has ? "present" : "absent");
-						else if (got &&
-						         memcmp(&want, &r.series[k].v[j], sizeof want) &&
-						         !(isnan(want) && isnan(r.series[k].v[j])))
-							snprintf(why, sizeof why,
-							         "%s s=%d step %lld: %.17g, reference %.17g",
-							         expr, s, (long long)i, r.series[k].v[j],
-							         want);
-						if (got)
-							j++, checked++;
+						check_point(why, sizeof why, expr, s, i, rend, &r.series[k], &j, has, want, &checked);
 					}
 				}
-				if (!why[0] && (r.nseries != (size_t)NS || checked < 1000))
-					snprintf(why, sizeof why, "%s: %zu series, %zu points checked", expr,
-					         r.nseries, checked);
-				if (why[0])
-					snprintf(why + strlen(why), sizeof why - strlen(why),
-					         " (simd level %d)", promql_simd());
+				check_done(why, sizeof why, expr, r.nseries, NS, checked);
 				arena_release(&a);
 			}
 	}
@@ -601,30 +608,10 @@ TEST(over_time_bit_identical_to_reference)
 							;
 						double want;
 						bool has = ref_over_time((int)f, vs[s] + lo, hi - lo, &want);
-						bool got = j < r.series[k].n && r.series[k].t[j] == rend;
-						if (has != got)
-							snprintf(why, sizeof why,
-							         "%s s=%d step %lld: point %s, reference %s",
-							         expr, s, (long long)i,
-							         got ? "present" : "absent",
-							         has ? "present" : "absent");
-						else if (got &&
-						         memcmp(&want, &r.series[k].v[j], sizeof want) &&
-						         !(isnan(want) && isnan(r.series[k].v[j])))
-							snprintf(why, sizeof why,
-							         "%s s=%d step %lld: %.17g, reference %.17g",
-							         expr, s, (long long)i, r.series[k].v[j],
-							         want);
-						if (got)
-							j++, checked++;
+						check_point(why, sizeof why, expr, s, i, rend, &r.series[k], &j, has, want, &checked);
 					}
 				}
-				if (!why[0] && (r.nseries != (size_t)NS || checked < 1000))
-					snprintf(why, sizeof why, "%s: %zu series, %zu points checked", expr,
-					         r.nseries, checked);
-				if (why[0])
-					snprintf(why + strlen(why), sizeof why - strlen(why),
-					         " (simd level %d)", promql_simd());
+				check_done(why, sizeof why, expr, r.nseries, NS, checked);
 				arena_release(&a);
 			}
 	}
@@ -749,27 +736,10 @@ TEST(deriv_predict_linear_bit_identical_to_reference)
 						           f % 2 == 0 ? ts[s][lo] : rend, &sl, &ic);
 						want = f % 2 == 0 ? sl : sl * 3600 + ic;
 					}
-					bool got = j < r.series[k].n && r.series[k].t[j] == rend;
-					if (has != got)
-						snprintf(why, sizeof why,
-						         "%s s=%d step %lld: point %s, reference %s", expr, s,
-						         (long long)i, got ? "present" : "absent",
-						         has ? "present" : "absent");
-					else if (got && memcmp(&want, &r.series[k].v[j], sizeof want) &&
-					         !(isnan(want) && isnan(r.series[k].v[j])))
-						snprintf(why, sizeof why,
-						         "%s s=%d step %lld: %.17g, reference %.17g", expr, s,
-						         (long long)i, r.series[k].v[j], want);
-					if (got)
-						j++, checked++;
+					check_point(why, sizeof why, expr, s, i, rend, &r.series[k], &j, has, want, &checked);
 				}
 			}
-			if (!why[0] && (r.nseries != (size_t)NS || checked < 1000))
-				snprintf(why, sizeof why, "%s: %zu series, %zu points checked", expr,
-				         r.nseries, checked);
-			if (why[0])
-				snprintf(why + strlen(why), sizeof why - strlen(why), " (simd level %d)",
-				         promql_simd());
+			check_done(why, sizeof why, expr, r.nseries, NS, checked);
 			arena_release(&a);
 		}
 	atomic_store(&promql_simd_level, -1);
