@@ -34,14 +34,21 @@ static int ts_series(store_t *s, arena_t *a, const store_series_req_t *req, seri
 	return store_series(t->inner, a, &r, out, err);
 }
 
-static int ts_label_names(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out,
-                          err_t *err)
+/* req for the tenant: its name, and its matcher when enforced. */
+static store_label_req_t label_req(tenant_store_t *t, arena_t *a, const store_label_req_t *req)
 {
-	tenant_store_t *t = (tenant_store_t *)s;
 	store_label_req_t r = *req;
 	r.tenant = t->tenant;
 	if (t->enforce)
 		r.ms = with_tenant(t, a, req->ms, req->nms, &r.nms);
+	return r;
+}
+
+static int ts_label_names(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out,
+                          err_t *err)
+{
+	tenant_store_t *t = (tenant_store_t *)s;
+	store_label_req_t r = label_req(t, a, req);
 	return store_label_names(t->inner, a, &r, out, err);
 }
 
@@ -49,10 +56,7 @@ static int ts_label_values(store_t *s, arena_t *a, const store_label_req_t *req,
                            err_t *err)
 {
 	tenant_store_t *t = (tenant_store_t *)s;
-	store_label_req_t r = *req;
-	r.tenant = t->tenant;
-	if (t->enforce)
-		r.ms = with_tenant(t, a, req->ms, req->nms, &r.nms);
+	store_label_req_t r = label_req(t, a, req);
 	return store_label_values(t->inner, a, &r, out, err);
 }
 
