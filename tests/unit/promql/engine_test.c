@@ -455,11 +455,12 @@ TEST(rate_increase_delta_bit_identical_to_reference)
 						hi = lo;
 						while (hi < nv[s] && ts[s][hi] <= rend)
 							hi++;
-						double want;
+						double want = 0;
 						bool has =
 						    ref_extrapolated(ts[s] + lo, vs[s] + lo, hi - lo, rstart,
 						                     rend, ranges[ri], f < 2, f == 0, &want);
-						check_point(why, sizeof why, expr, s, i, rend, &r.series[k], &j, has, want, &checked);
+						check_point(why, sizeof why, expr, s, i, rend, &r.series[k], &j, has,
+						            want, &checked);
 					}
 				}
 				check_done(why, sizeof why, expr, r.nseries, NS, checked);
@@ -606,9 +607,10 @@ TEST(over_time_bit_identical_to_reference)
 							lo++;
 						for (hi = lo; hi < NPT && ts[s][hi] <= rend; hi++)
 							;
-						double want;
+						double want = 0;
 						bool has = ref_over_time((int)f, vs[s] + lo, hi - lo, &want);
-						check_point(why, sizeof why, expr, s, i, rend, &r.series[k], &j, has, want, &checked);
+						check_point(why, sizeof why, expr, s, i, rend, &r.series[k], &j, has,
+						            want, &checked);
 					}
 				}
 				check_done(why, sizeof why, expr, r.nseries, NS, checked);
