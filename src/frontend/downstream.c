@@ -24,7 +24,7 @@ struct downstream {
 	char **tenant;
 	size_t ntenant;
 	int64_t timeout_ms, connect_timeout_ms;
-	httpcfg_t *tls; /* tls_config or NULL */
+	httpcfg_t *tls;     /* tls_config or NULL */
 	httpc_pool_t *pool; /* keep-alive connections for single calls (a refresh's one new step) */
 };
 
@@ -309,6 +309,39 @@ static void run_calls(downstream_t *d, http_req_t *r, ds_call_t *calls, size_t n
 	free(rcs);
 	free(errs);
 	free(idx);
+}
+
+static void *warm_main(void *arg)
+{
+	downstream_t *d = arg;
+	char url[1024];
+	snprintf(url, sizeof url, "%s/-/ready", d->url);
+	httpc_req_t req = {.url = url,
+	                   .timeout_ms = 5000,
+	                   .connect_timeout_ms = d->connect_timeout_ms,
+	                   .cfg = d->tls,
+	                   .pool = d->pool};
+	httpc_resp_t resp;
+	httpc_resp_init(&resp);
+	err_t err = {0};
+	httpc_do(&req, &resp, &err); /* the connection stays in the pool when it can */
+	httpc_resp_release(&resp);
+	return NULL;
+}
+
+void downstream_warm(downstream_t *d, int n)
+{
+	if (n <= 0)
+		return;
+	pthread_t *t = xcalloc((size_t)n, sizeof *t);
+	int started = 0;
+	/* all running at once: each takes a handle of its own from the pool (a sequential call would
+	 * reuse the one before) */
+	while (started < n && pthread_create(&t[started], NULL, warm_main, d) == 0)
+		started++;
+	for (int i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	free(t);
 }
 
 void downstream_run(downstream_t *d, const http_req_t *r, ds_call_t *calls, size_t n, int parallel,

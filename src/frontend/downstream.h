@@ -3,9 +3,10 @@
  * retry middleware (reference thanos.md §7.2) and the plain proxy for every other path.
  *
  * downstream_run sends a batch of calls at once (at most `parallel` in flight, one curl multi handle in
- * the calling thread; a batch of one goes over a connection kept open from an earlier one) and retries each call that failed on the network or answered 5xx, up to
- * max_tries attempts in all (Thanos's --query-range.max-retries-per-request); a 4xx is an answer, never
- * retried. cortex_query_frontend_retries{tripperware} observes the attempts each call took.
+ * the calling thread; a batch of one goes over a connection kept open from an earlier one) and retries each
+ * call that failed on the network or answered 5xx, up to max_tries attempts in all (Thanos's
+ * --query-range.max-retries-per-request); a 4xx is an answer, never retried.
+ * cortex_query_frontend_retries{tripperware} observes the attempts each call took.
  *
  * Headers: sub-requests carry the incoming request's --query-frontend.forward-header headers and the
  * tenant header; downstream_proxy forwards every end-to-end header both ways (hop-by-hop headers such
@@ -55,6 +56,13 @@ void downstream_free(downstream_t *d);
 const char *downstream_url(const downstream_t *d);
 /* The tls_config requests to the downstream use (NULL: none). */
 const struct httpcfg *downstream_httpcfg(const downstream_t *d);
+
+/* Open up to n keep-alive connections to the downstream for the single calls (n concurrent pooled GETs
+ * of /-/ready, one thread each, joined before returning; failures are ignored). Without it, the first
+ * dashboard refresh after a start connects once per panel (the first load's batches use their own
+ * connections, closed when the batch ends), where later refreshes reuse the pool's: measured ~1.7 ms of
+ * a ~8 ms bench refresh (bench/README.md, query frontend). */
+void downstream_warm(downstream_t *d, int n);
 
 /* The tenant named by the incoming request's tenant header, or "anonymous". */
 str_t downstream_tenant(const downstream_t *d, const http_req_t *r);

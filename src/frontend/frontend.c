@@ -1239,6 +1239,13 @@ static void *probe_main(void *arg)
 		httpc_resp_release(&resp);
 		if (ok != ready) {
 			ready = ok;
+			/* the refreshes' single calls then reuse connections from the start, as they do
+			 * once a refresh has run (one per piece a query runs at once) */
+			if (ok)
+				downstream_warm(fe->c.downstream,
+				                fe->c.max_parallelism > 0 && fe->c.max_parallelism < 32
+				                    ? fe->c.max_parallelism
+				                    : 32);
 			http_server_set_ready(fe->srv, ok);
 			if (ok)
 				log_info("downstream is ready", "url", downstream_url(fe->c.downstream));
