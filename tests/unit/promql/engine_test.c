@@ -320,6 +320,32 @@ TEST(parallel_batches_equal_sequential)
 		TEST_FAILF("%s", why);
 }
 
+/* expr as a range query over the test's memstore into r (from a, which the caller releases); an error
+ * goes to why. */
+static void run_expr(const char *expr, int64_t start, int64_t step, int64_t nsteps, arena_t *a,
+                     promql_result_t *r, char *why, size_t whysz)
+{
+	arena_init(a, 0);
+	err_t err = {0};
+	promql_opts_t o = {0};
+	*r = (promql_result_t){0};
+	if (promql_query(&o, memstore_queryable(store), a, str_c(expr), start, start + (nsteps - 1) * step,
+	                 step, r, &err))
+		snprintf(why, whysz, "%s: %s", expr, err.msg);
+}
+
+/* The number nn of a result series labelled s="<letter>nn", or -1 with why filled. */
+static int series_no(const promql_series_t *ser, const char *expr, char *why, size_t whysz)
+{
+	bool found = false;
+	str_t sv = labels_get(&ser->ls, STR("s"), &found);
+	if (!found || sv.n != 3) {
+		snprintf(why, whysz, "%s: unexpected series", expr);
+		return -1;
+	}
+	return (sv.p[1] - '0') * 10 + (sv.p[2] - '0');
+}
+
 /* The engine's next point of series ser (*j) at step i (ending at rend) against the reference (has, want):
  * the first difference goes to why; a point that is there is counted and passed. */
 static void check_point(char *why, size_t whysz, const char *expr, int s, int64_t i, int64_t rend,
@@ -429,23 +455,13 @@ TEST(rate_increase_delta_bit_identical_to_reference)
 				snprintf(expr, sizeof expr, "%s(rc[%llds])", fn[f],
 				         (long long)(ranges[ri] / 1000));
 				arena_t a;
-				arena_init(&a, 0);
 				promql_result_t r;
-				err_t err = {0};
-				promql_opts_t o = {0};
-				int rc = promql_query(&o, memstore_queryable(store), &a, str_c(expr), start,
-				                      start + (nsteps - 1) * step, step, &r, &err);
+				run_expr(expr, start, step, nsteps, &a, &r, why, sizeof why);
 				size_t checked = 0;
-				if (rc)
-					snprintf(why, sizeof why, "%s: %s", expr, err.msg);
 				for (size_t k = 0; !why[0] && k < r.nseries; k++) {
-					bool found = false;
-					str_t sv = labels_get(&r.series[k].ls, STR("s"), &found);
-					if (!found || sv.n != 3) {
-						snprintf(why, sizeof why, "%s: unexpected series", expr);
+					int s = series_no(&r.series[k], expr, why, sizeof why);
+					if (s < 0)
 						break;
-					}
-					int s = (sv.p[1] - '0') * 10 + (sv.p[2] - '0');
 					size_t j = 0;
 					for (int64_t i = 0; i < nsteps && !why[0]; i++) {
 						int64_t rend = start + i * step, rstart = rend - ranges[ri];
@@ -586,19 +602,13 @@ TEST(over_time_bit_identical_to_reference)
 				snprintf(expr, sizeof expr, "%s(ot[%llds])", fn[f],
 				         (long long)(ranges[ri] / 1000));
 				arena_t a;
-				arena_init(&a, 0);
 				promql_result_t r;
-				err_t err = {0};
-				promql_opts_t o = {0};
-				int rc = promql_query(&o, memstore_queryable(store), &a, str_c(expr), start,
-				                      start + (nsteps - 1) * step, step, &r, &err);
+				run_expr(expr, start, step, nsteps, &a, &r, why, sizeof why);
 				size_t checked = 0;
-				if (rc)
-					snprintf(why, sizeof why, "%s: %s", expr, err.msg);
 				for (size_t k = 0; !why[0] && k < r.nseries; k++) {
-					bool found = false;
-					str_t sv = labels_get(&r.series[k].ls, STR("s"), &found);
-					int s = (sv.p[1] - '0') * 10 + (sv.p[2] - '0');
+					int s = series_no(&r.series[k], expr, why, sizeof why);
+					if (s < 0)
+						break;
 					size_t j = 0;
 					for (int64_t i = 0; i < nsteps && !why[0]; i++) {
 						int64_t rend = start + i * step, rstart = rend - ranges[ri];
@@ -710,19 +720,13 @@ TEST(deriv_predict_linear_bit_identical_to_reference)
 				snprintf(expr, sizeof expr, "predict_linear(lr[%llds], 3600)",
 				         (long long)(ranges[ri] / 1000));
 			arena_t a;
-			arena_init(&a, 0);
 			promql_result_t r;
-			err_t err = {0};
-			promql_opts_t o = {0};
-			int rc = promql_query(&o, memstore_queryable(store), &a, str_c(expr), start,
-			                      start + (nsteps - 1) * step, step, &r, &err);
+			run_expr(expr, start, step, nsteps, &a, &r, why, sizeof why);
 			size_t checked = 0;
-			if (rc)
-				snprintf(why, sizeof why, "%s: %s", expr, err.msg);
 			for (size_t k = 0; !why[0] && k < r.nseries; k++) {
-				bool found = false;
-				str_t sv = labels_get(&r.series[k].ls, STR("s"), &found);
-				int s = (sv.p[1] - '0') * 10 + (sv.p[2] - '0');
+				int s = series_no(&r.series[k], expr, why, sizeof why);
+				if (s < 0)
+					break;
 				size_t j = 0;
 				for (int64_t i = 0; i < nsteps && !why[0]; i++) {
 					int64_t rend = start + i * step, rstart = rend - ranges[ri];
