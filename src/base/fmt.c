@@ -212,15 +212,9 @@ int float_shortest_digits(double v, char *d, int *dp)
 	return nd;
 }
 
-static char *put_e(char *p, const char *d, int nd, int dp)
+/* "e+05", "e-123": the exponent part of the 'e' layout. */
+static char *put_exp(char *p, int exp)
 {
-	*p++ = d[0];
-	if (nd > 1) {
-		*p++ = '.';
-		memcpy(p, d + 1, (size_t)nd - 1);
-		p += nd - 1;
-	}
-	int exp = dp - 1;
 	*p++ = 'e';
 	*p++ = exp < 0 ? '-' : '+';
 	if (exp < 0)
@@ -231,6 +225,17 @@ static char *put_e(char *p, const char *d, int nd, int dp)
 	}
 	memcpy(p, digit_pairs + 2 * exp, 2);
 	return p + 2;
+}
+
+static char *put_e(char *p, const char *d, int nd, int dp)
+{
+	*p++ = d[0];
+	if (nd > 1) {
+		*p++ = '.';
+		memcpy(p, d + 1, (size_t)nd - 1);
+		p += nd - 1;
+	}
+	return put_exp(p, dp - 1);
 }
 
 static char *put_f(char *p, const char *d, int nd, int dp)
@@ -296,17 +301,7 @@ static char *put_e_digits(char *p, uint64_t f, int nd, int dp)
 	} else {
 		p++;
 	}
-	int exp = dp - 1;
-	*p++ = 'e';
-	*p++ = exp < 0 ? '-' : '+';
-	if (exp < 0)
-		exp = -exp;
-	if (exp >= 100) {
-		*p++ = (char)('0' + exp / 100);
-		exp %= 100;
-	}
-	memcpy(p, digit_pairs + 2 * exp, 2);
-	return p + 2;
+	return put_exp(p, dp - 1);
 }
 
 /* The same layout as fmt_float(out, v, 'e' or 'f'), built in place without a digit buffer and with
