@@ -902,6 +902,18 @@ TEST(client_survives_a_non_grpc_peer)
 
 /* ---- grpc_pool: calls from the calling thread ---- */
 
+/* A test server (compressing its answers or not) and a pool of connections to it. */
+static grpc_pool_t *pool_start(srv_env_t *e, bool srv_compress, const grpc_pool_config_t *cfg)
+{
+	srv_start(e, srv_compress);
+	char target[64];
+	snprintf(target, sizeof target, "127.0.0.1:%d", e->port);
+	grpc_pool_t *p = NULL;
+	err_t err = {0};
+	CHECK_EQ_INT(grpc_pool_new(&p, target, cfg, &err), 0);
+	return p;
+}
+
 static grpc_pool_call_t *pool_call_as(grpc_pool_t *p, const char *path, const char *msg, bool snappy,
                                       int64_t timeout_ms, bool stream)
 {
@@ -927,13 +939,8 @@ static grpc_pool_call_t *pool_call(grpc_pool_t *p, const char *path, const char 
 static void pool_case(bool snappy)
 {
 	srv_env_t e;
-	srv_start(&e, false);
-	char target[64];
-	snprintf(target, sizeof target, "127.0.0.1:%d", e.port);
-	grpc_pool_t *p;
+	grpc_pool_t *p = pool_start(&e, false, &(grpc_pool_config_t){.compress = snappy});
 	err_t err = {0};
-	grpc_pool_config_t cfg = {.compress = snappy};
-	CHECK_EQ_INT(grpc_pool_new(&p, target, &cfg, &err), 0);
 	/* two at once, then two more on the same connections */
 	for (int round = 0; round < 2; round++) {
 		grpc_pool_call_t *c[2] = {pool_call(p, "/t.S/Echo", "a", snappy, 5000),
@@ -1010,13 +1017,8 @@ TEST(pool_calls_reuse_statuses_deadline_reconnect)
 static void pool_stream_case(bool compress)
 {
 	srv_env_t e;
-	srv_start(&e, compress);
-	char target[64];
-	snprintf(target, sizeof target, "127.0.0.1:%d", e.port);
-	grpc_pool_t *p;
+	grpc_pool_t *p = pool_start(&e, compress, &(grpc_pool_config_t){.compress = compress, .stream_window = 256u << 10});
 	err_t err = {0};
-	grpc_pool_config_t cfg = {.compress = compress, .stream_window = 256u << 10};
-	CHECK_EQ_INT(grpc_pool_new(&p, target, &cfg, &err), 0);
 	/* every message, in order, then OK; twice on the same connection */
 	atomic_store(&e.limit, 3000);
 	for (int round = 0; round < 2; round++) {
@@ -1080,13 +1082,8 @@ static void pool_stream_case(bool compress)
 TEST(pool_backoff_after_a_failed_connect)
 {
 	srv_env_t e;
-	srv_start(&e, false);
-	char target[64];
-	snprintf(target, sizeof target, "127.0.0.1:%d", e.port);
-	grpc_pool_t *p;
+	grpc_pool_t *p = pool_start(&e, false, &(grpc_pool_config_t){.backoff_max_ms = 400});
 	err_t err = {0};
-	grpc_pool_config_t cfg = {.backoff_max_ms = 400};
-	CHECK_EQ_INT(grpc_pool_new(&p, target, &cfg, &err), 0);
 	loop_post(e.loop, post_stop_listening, &e);
 	usleep(100000);
 	grpc_pool_call_t *c = pool_call_as(p, "/t.S/Echo", "a", false, 5000, true);
