@@ -509,8 +509,13 @@ int cmd_query(int argc, char **argv)
 			   .flag_names = (const char *const *)fnames,
 			   .flag_values = (const char *const *)fvalues, .nflags = nflags};
 	api = api_new(http, &ac);
-	ui = ui_new(http,
-	            &(ui_config_t){.component = "query", .pages = {UI_PAGES_QUERY}, .prefix = link_prefix});
+	/* The UI's tenant field: where the header decides the tenant and the tenant decides what is seen. */
+	bool tenant_field = enforce_tenancy && !*tenant_cert_field;
+	ui = ui_new(http, &(ui_config_t){.component = "query",
+	                                 .pages = {UI_PAGES_QUERY},
+	                                 .prefix = link_prefix,
+	                                 .tenant_header = tenant_field ? tenant_header : NULL,
+	                                 .default_tenant = default_tenant});
 	grpc = grpc_server_new(gloop, NULL);
 	svc = store_grpc_register_pool(grpc, endpoint_set_proxy(es), "query", NULL);
 	querysrv_config_t qc = {.endpoints = es,

@@ -128,7 +128,15 @@ static void config_json(buf_t *b, const ui_config_t *cfg)
 			buf_putc(b, ',');
 		buf_json_str(b, str_c(cfg->pages[i]));
 	}
-	buf_puts(b, "]}");
+	buf_putc(b, ']');
+	if (cfg->tenant_header) {
+		buf_puts(b, ",\"tenancy\":{\"header\":");
+		buf_json_str(b, str_c(cfg->tenant_header));
+		buf_puts(b, ",\"defaultTenant\":");
+		buf_json_str(b, str_c(cfg->default_tenant ? cfg->default_tenant : ""));
+		buf_putc(b, '}');
+	}
+	buf_putc(b, '}');
 }
 
 /* prefix without trailing '/' into *out (malloc'd), or an error naming flag. */

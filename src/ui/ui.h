@@ -11,7 +11,8 @@
  * /graph, /stores, /status, /flags, /rules, /alerts (plus Prometheus's /classic/graph and /new/graph
  * aliases, so its links still open), and the block viewer's /blocks and /loaded. "/" redirects to the
  * first page. index.html carries the UI's config (component, pages, link prefix, version, whether
- * marking blocks is disabled) as embedded JSON, filled in once at ui_new. Under a route prefix
+ * marking blocks is disabled, the tenant header when the UI asks for a tenant) as embedded JSON, filled
+ * in once at ui_new. Under a route prefix
  * (http_server_set_route_prefix before ui_new) every path above is under it.
  *
  * Caching: static assets have content-hashed names and are served with "Cache-Control: public,
@@ -52,6 +53,10 @@ typedef struct ui_config {
 	const char
 	    *prefix; /* links, assets and API calls: "" or "/thanos" (--web.external-prefix, else
 	              * --web.route-prefix; no trailing '/'); routes follow the server's route prefix */
+	/* A querier with --query.enforce-tenancy (and the tenant from the header, not a client certificate):
+	 * its --query.tenant-header and --query.default-tenant-id. The UI then has a tenant field, sent in
+	 * that header with every API call. NULL: no field. */
+	const char *tenant_header, *default_tenant;
 } ui_config_t;
 
 typedef struct ui ui_t;

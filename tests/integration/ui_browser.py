@@ -20,6 +20,12 @@ max_source_resolution choice then gives the raw or the 5m answer, each equal to 
 A second querier under --web.route-prefix also has an endpoint nobody listens on: its answers carry a
 partial-response warning, which the query page shows (and an error without partial response).
 
+Tenancy: bucket T holds three tenants' blocks (external label tenant_id="team-a", "team-b",
+"default-tenant"; ui_tenant_up{job} with other jobs per tenant, and ui_only_team_a / ui_only_team_b),
+served by a fourth `strata store`; a third querier over it runs with --query.enforce-tenancy and
+--query.tenant-header=X-Scope-OrgID, so its UI has a tenant field whose tenant every API call sends in
+that header.
+
 The browser steps (tests/integration/ui/ui_test.mjs) print PASS/FAIL lines; screenshots of every page go
 to $STRATA_TEST_LOGDIR/screenshots (kept by tests/run). Bounded: every wait has a timeout, and the
 whole run is killed after 150 s.
@@ -69,6 +75,22 @@ def req_lines(offset):
             yield f'ui_requests_total{{instance="10.0.0.{i}:9100"}} {(t - START) // 30 * (i + 1) + offset}'
         yield from temp_lines(t)
     return f
+
+
+def tenant_blocks(tmp, tenant, jobs):
+    om = os.path.join(tmp, tenant + ".om")
+    with open(om, "w") as f:
+        f.write("# TYPE ui_tenant_up gauge\n")
+        for t in range(START, END + 1, 60):
+            for i, job in enumerate(jobs):
+                f.write(f'ui_tenant_up{{job="{job}"}} {i + 1} {t}\n')
+            if tenant.startswith("team-"):
+                f.write(f'ui_only_{tenant.replace("-", "_")} 1 {t}\n')
+        f.write("# EOF\n")
+    out = os.path.join(tmp, tenant)
+    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", om, out], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
 
 
 def upload(bucket_dir, path, *labels):
@@ -136,9 +158,13 @@ def main():
         bd = os.path.join(tmp, "bucket-d")
         os.makedirs(bd)
         cfg_d, ds_start = ds_block(tmp, bd)
+        bt = os.path.join(tmp, "bucket-t")
+        os.makedirs(bt)
+        for tenant, jobs in (("team-a", ["a1", "a2"]), ("team-b", ["b1"]), ("default-tenant", ["d1"])):
+            cfg_t = upload(bt, tenant_blocks(tmp, tenant, jobs), f'tenant_id="{tenant}"')
 
         stores = []
-        for name, cfg, sync in (("a", cfg_a, "15m"), ("b", cfg_b, "15m"), ("d", cfg_d, "1s")):
+        for name, cfg, sync in (("a", cfg_a, "15m"), ("b", cfg_b, "15m"), ("d", cfg_d, "1s"), ("t", cfg_t, "15m")):
             gp, hp = free_port(), free_port()
             p = start(tmp, "store-" + name, [STRATA, "store", "--objstore.config=" + cfg,
                                              "--data-dir=" + os.path.join(tmp, "data-" + name),
@@ -155,14 +181,20 @@ def main():
         q = start(tmp, "query", [STRATA, "query", f"--http-address=127.0.0.1:{qport}",
                                  f"--grpc-address=127.0.0.1:{qgrpc}", "--query.replica-label=replica",
                                  "--http-grace-period=1s", "--grpc-grace-period=1s", f"--endpoint=127.0.0.1:{rgrpc}"] +
-                  [f"--endpoint=127.0.0.1:{gp}" for (_, gp, _, _) in stores])
+                  [f"--endpoint=127.0.0.1:{gp}" for (_, gp, _, n) in stores if n != "t"])
+        # A querier that enforces tenancy, over the tenants' store.
+        tport = free_port()
+        qt = start(tmp, "query-tenancy", [STRATA, "query", f"--http-address=127.0.0.1:{tport}",
+                                          f"--grpc-address=127.0.0.1:{free_port()}", "--query.enforce-tenancy",
+                                          "--query.tenant-header=X-Scope-OrgID", "--http-grace-period=1s",
+                                          "--grpc-grace-period=1s", f"--endpoint=127.0.0.1:{stores[3][1]}"])
         # The same querier under --web.route-prefix (the UI's links, assets and API calls carry it).
         pport = free_port()
         qp = start(tmp, "query-prefix", [STRATA, "query", f"--http-address=127.0.0.1:{pport}",
                                          f"--grpc-address=127.0.0.1:{free_port()}", "--query.replica-label=replica",
                                          "--web.route-prefix=/strata", "--http-grace-period=1s",
                                          "--grpc-grace-period=1s", f"--endpoint=127.0.0.1:{free_port()}"] +
-                   [f"--endpoint=127.0.0.1:{gp}" for (_, gp, _, _) in stores])
+                   [f"--endpoint=127.0.0.1:{gp}" for (_, gp, _, n) in stores if n != "t"])
         webs = {}
         for name, extra in (("web", []), ("web_ro", ["--disable-admin-operations"])):
             wp = free_port()
@@ -194,12 +226,17 @@ def main():
             wait_ready(wp, p, "strata tools bucket " + name)
         wait_ready(qport, q, "strata query")
         wait_ready(pport, qp, "strata query --web.route-prefix")
+        wait_ready(tport, qt, "strata query --query.enforce-tenancy")
         # The queriers see every store's label sets before the browser starts.
         def stores_known(base):
             d = json.load(urllib.request.urlopen(base + "/api/v1/stores", timeout=2))["data"]
             return sum(1 for s in d.get("store", []) if s["labelSets"]) == 3
         wait_until(lambda: stores_known(f"http://127.0.0.1:{qport}"), q, "strata query's store list")
         wait_until(lambda: stores_known(f"http://127.0.0.1:{pport}/strata"), qp, "the prefixed querier's store list")
+        def tenants_known():
+            d = json.load(urllib.request.urlopen(f"http://127.0.0.1:{tport}/api/v1/stores", timeout=2))["data"]
+            return sum(len(s["labelSets"]) for s in d.get("store", [])) == 3
+        wait_until(tenants_known, qt, "the tenancy querier's store list")
         wait_ready(rhttp, r, "strata rule")
 
         def alert_firing():
@@ -220,7 +257,9 @@ def main():
                    UI_BUCKET_WEB_RO=f"http://127.0.0.1:{webs['web_ro'][1]}",
                    UI_STORE_WEB=f"http://127.0.0.1:{stores[0][2]}", UI_BUCKET_DIR=ba, UI_LEVEL2=lvl2,
                    UI_COMPACT_WEB=f"http://127.0.0.1:{cport}", UI_DS_BUCKET_DIR=bd, UI_DS_START=str(ds_start),
-                   UI_STORES=json.dumps([f"127.0.0.1:{gp}" for (_, gp, _, _) in stores] + [f"127.0.0.1:{rgrpc}"]),
+                   UI_STORES=json.dumps([f"127.0.0.1:{gp}" for (_, gp, _, n) in stores if n != "t"] +
+                                        [f"127.0.0.1:{rgrpc}"]),
+                   UI_QUERY_TENANCY=f"http://127.0.0.1:{tport}",
                    UI_START=str(START), UI_END=str(END), UI_SHOTS=shots)
         r = subprocess.run(["node", os.path.join(ROOT, "tests", "integration", "ui", "ui_test.mjs")], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=150)

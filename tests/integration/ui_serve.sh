@@ -94,6 +94,23 @@ check external_links_prefixed grep -q '"prefix":"/proxy".*src="/proxy/static/app
 check external_assets_at_root test "$(http_code "$E$(grep -o '/static/app-[0-9A-Za-z]*\.js' <<<"$epage")")" = 200
 check external_home_redirect test "$(curl -s -o /dev/null -w '%{redirect_url}' "$E/")" = "$E/proxy/graph"
 check external_api_at_root test "$(http_code "$E/api/v1/labels")" = 200
+
+# Tenancy: with --query.enforce-tenancy the page's config names the tenant header and the default tenant
+# (the UI's tenant field); not without it, nor when a client certificate names the tenant.
+check page_config_no_tenancy test -z "$(grep -o tenancy <<<"$page")"
+tp=$(free_port)
+start_bg query_tenancy "$STRATA_BIN" query --http-address=127.0.0.1:$tp --grpc-address=127.0.0.1:$(free_port) \
+	--http-grace-period=1s --query.enforce-tenancy --query.tenant-header=X-Scope-OrgID --query.default-tenant-id=team-x
+cp=$(free_port)
+start_bg query_tenancy_cert "$STRATA_BIN" query --http-address=127.0.0.1:$cp --grpc-address=127.0.0.1:$(free_port) \
+	--http-grace-period=1s --query.enforce-tenancy --query.tenant-certificate-field=organization
+wait_url "http://127.0.0.1:$tp/-/ready" 20 || { fail setup "tenancy query not ready"; finish; }
+wait_url "http://127.0.0.1:$cp/-/ready" 20 || { fail setup "certificate tenancy query not ready"; finish; }
+check tenancy_page_config grep -q '"tenancy":{"header":"X-Scope-OrgID","defaultTenant":"team-x"}' \
+	<(curl -s "http://127.0.0.1:$tp/graph")
+cpage=$(curl -s "http://127.0.0.1:$cp/graph")
+check tenancy_cert_page_config test -n "$(grep -o '"component":"query"' <<<"$cpage")" -a -z "$(grep -o tenancy <<<"$cpage")"
+
 check bad_route_prefix grep -q "web.route-prefix thanos must start with '/'" \
 	<("$STRATA_BIN" query --web.route-prefix=thanos --check-config 2>&1)
 check bad_external_prefix grep -q "web.external-prefix /a<b: '<' is not allowed" \

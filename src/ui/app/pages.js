@@ -1,17 +1,18 @@
 // Stores, Status (build info), Flags, Rules and Alerts pages of `strata query`.
 import { useEffect, useState } from 'preact/hooks';
-import { html, api, formatLabels, formatTime } from './util.js';
+import { html, api, useTenant, formatLabels, formatTime } from './util.js';
 
-// Loads an API path once; renders loading / error / children(data).
+// Loads an API path once, and again as another tenant; renders loading / error / children(data).
 export function useAPI(path, params) {
   const [st, setSt] = useState({ loading: true });
+  const tenant = useTenant();
   const reload = (extra) =>
     api(path, { ...params, ...extra })
       .then((r) => setSt({ data: r.data, warnings: r.warnings || [] }))
       .catch((e) => setSt({ error: e.message }));
   useEffect(() => {
     reload();
-  }, [path]);
+  }, [path, tenant]);
   return [st, reload];
 }
 

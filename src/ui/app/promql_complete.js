@@ -7,8 +7,8 @@
 //   elsewhere, on a word                                      metric names, functions, aggregations, keywords
 // Metric names, label names and values come from this server's own API (series of the last 12 hours, each
 // list cached for five minutes); when a list arrives after the source was asked, the editor is asked to
-// complete again.
-import { prefix } from './util.js';
+// complete again. They are the tenant's (util.js): asked with its header, cached per tenant.
+import { prefix, tenantHeaders } from './util.js';
 
 // The querier's functions (src/promql/ast.c) with their argument types: v instant vector, m range vector,
 // s scalar, t string; a trailing ? marks optional arguments.
@@ -35,7 +35,7 @@ const STATIC = [
 ];
 const DURATIONS = ['1m', '5m', '10m', '30m', '1h', '6h', '12h', '1d', '1w', '30d', '1y'].map((d) => ({ label: d, icon: 'unit' }));
 
-// The API's lists: url -> { at, list } once answered, { at, wait } while asked.
+// The API's lists: tenant + url -> { at, list } once answered, { at, wait } while asked.
 const cache = new Map();
 const MAX_AGE = 5 * 60 * 1000;
 
@@ -47,13 +47,15 @@ function apiList(path, params, editor) {
   const now = Date.now();
   const start = Math.floor(now / 1000 / 300) * 300 - LOOKBACK;
   const url = prefix + path + '?' + new URLSearchParams({ ...params, start });
-  let e = cache.get(url);
+  const headers = tenantHeaders();
+  const key = JSON.stringify(headers) + url;
+  let e = cache.get(key);
   if (e && now - e.at > MAX_AGE) e = null;
   if (e?.list) return e.list;
   if (!e) {
     e = { at: now, wait: [] };
-    cache.set(url, e);
-    fetch(url)
+    cache.set(key, e);
+    fetch(url, { headers })
       .then((r) => r.json())
       .then((j) => (e.list = j.status === 'success' && Array.isArray(j.data) ? j.data : []))
       .catch(() => (e.list = []))

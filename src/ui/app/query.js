@@ -2,7 +2,7 @@
 // (g0.expr, g0.tab, g0.range_input, g0.end_input, g0.moment_input, g0.step_input, g0.stacked) and
 // Thanos's (g0.deduplicate, g0.partial_response, g0.max_source_resolution), so alert links open here.
 import { useState, useRef, useEffect } from 'preact/hooks';
-import { html, api, parseDuration, formatDuration, parseTime, formatTime, formatLabels, formatValue } from './util.js';
+import { html, api, useTenant, parseDuration, formatDuration, parseTime, formatTime, formatLabels, formatValue } from './util.js';
 import { Editor, queryStarted, queryDone } from './editor.js';
 import { Graph, loadUPlot } from './graph.js';
 
@@ -67,6 +67,7 @@ function Panel({ opts, set, remove, canRemove, idx }) {
   const [state, setState] = useState({ loading: false, error: null, res: null, warnings: [], stats: null });
   const abort = useRef(null);
   const exprRef = useRef(opts.expr);
+  const tenant = useTenant();
 
   const execute = async (expr = exprRef.current, o = opts) => {
     if (!expr.trim()) return;
@@ -121,7 +122,8 @@ function Panel({ opts, set, remove, canRemove, idx }) {
   }, [state]);
   useEffect(() => settle, []);
 
-  // Run once on load when the URL carried an expression (alert links), and on every tab/option change.
+  // Run once on load when the URL carried an expression (alert links), and on every tab/option or tenant
+  // change.
   const first = useRef(true);
   useEffect(() => {
     if (first.current) {
@@ -131,7 +133,7 @@ function Panel({ opts, set, remove, canRemove, idx }) {
     }
     if (exprRef.current) execute(exprRef.current, opts);
   }, [opts.tab, opts.range_input, opts.end_input, opts.moment_input, opts.step_input, opts.deduplicate,
-    opts.partial_response, opts.max_source_resolution]);
+    opts.partial_response, opts.max_source_resolution, tenant]);
 
   const update = (patch) => set({ ...opts, ...patch });
   const stepRange = (dir) => {

@@ -1,13 +1,47 @@
 // Small helpers shared by the pages: durations, times, label formatting, the API client.
 import { h } from 'preact';
+import { useEffect, useState } from 'preact/hooks';
 import htm from 'htm';
 
 export const html = htm.bind(h);
 
-// The server's config for this page (ui.c): component, pages, prefix, version, adminDisabled.
+// The server's config for this page (ui.c): component, pages, prefix, version, adminDisabled, and on a
+// querier with --query.enforce-tenancy tenancy: {header, defaultTenant}.
 export const cfg = JSON.parse(document.getElementById('strata-config').textContent);
 // Links and API calls go under the server's --web.external-prefix / --web.route-prefix ("" or "/x").
 export const prefix = cfg.prefix || '';
+
+// The tenant the user gave (navbar field, shown when the querier enforces tenancy), kept in localStorage:
+// every API call sends it in the querier's tenant header; none ("") leaves the querier's default tenant.
+const TENANT_KEY = 'strata.tenant';
+const store = (f) => {
+  try {
+    return f(window.localStorage);
+  } catch (e) {
+    return null; // storage disabled: the tenant lasts until the page is left
+  }
+};
+let tenant = (cfg.tenancy && store((s) => s.getItem(TENANT_KEY))) || '';
+const tenantSubs = new Set();
+
+export const tenantHeaders = () => (tenant ? { [cfg.tenancy.header]: tenant } : {});
+
+export function setTenant(t) {
+  tenant = t.trim();
+  store((s) => (tenant ? s.setItem(TENANT_KEY, tenant) : s.removeItem(TENANT_KEY)));
+  tenantSubs.forEach((f) => f(tenant));
+}
+
+// The tenant, re-rendering the caller when it changes.
+export function useTenant() {
+  const [t, set] = useState(tenant);
+  useEffect(() => {
+    tenantSubs.add(set);
+    set(tenant);
+    return () => tenantSubs.delete(set);
+  }, []);
+  return t;
+}
 
 const UNITS = { y: 365 * 86400, w: 7 * 86400, d: 86400, h: 3600, m: 60, s: 1, ms: 0.001 };
 
@@ -74,11 +108,11 @@ export function formatLabels(metric) {
   return rest.length || !name ? `${name}{${rest.join(', ')}}` : name;
 }
 
-// GET/POST an API path; resolves to the envelope ({status, data, warnings}) or throws an Error whose
+// GET/POST an API path (with the tenant header); resolves to the envelope ({status, data, warnings}) or throws an Error whose
 // message is the API's error (errorType: error), as Prometheus's UI shows it.
 export async function api(path, params, opts = {}) {
   const qs = params ? new URLSearchParams(params).toString() : '';
-  const init = { method: opts.method || 'GET', signal: opts.signal, headers: {} };
+  const init = { method: opts.method || 'GET', signal: opts.signal, headers: tenantHeaders() };
   let url = prefix + path;
   if (init.method === 'POST') {
     init.body = qs;

@@ -34,13 +34,19 @@ function assert(cond, msg) {
   if (!cond) throw new Error(msg);
 }
 
+// Polls cond (a function of this process's state) until it holds, or throws after 15 s.
+async function wait(cond) {
+  for (const t0 = Date.now(); !cond(); await new Promise((r) => setTimeout(r, 50)))
+    if (Date.now() - t0 > 15000) throw new Error(`timed out waiting for ${cond}`);
+}
+
 function eq(a, b, what) {
   const ja = JSON.stringify(a), jb = JSON.stringify(b);
   if (ja !== jb) throw new Error(`${what}: got ${ja.slice(0, 400)} want ${jb.slice(0, 400)}`);
 }
 
-async function apiGet(base, p, params) {
-  const r = await fetch(`${base}${p}?${new URLSearchParams(params)}`);
+async function apiGet(base, p, params, headers = {}) {
+  const r = await fetch(`${base}${p}?${new URLSearchParams(params)}`, { headers });
   return r.json();
 }
 
@@ -412,6 +418,116 @@ await check('route_prefix', async () => {
   await page.waitForSelector('.store-row');
   eq(new URL(page.url()).pathname, '/strata/stores', 'Stores page URL');
   await done(page, 'route-prefix');
+});
+
+// ---- tenancy: a querier with --query.enforce-tenancy and --query.tenant-header=X-Scope-OrgID over three
+// tenants' blocks. The navbar's tenant field (empty: the default tenant, its placeholder) is sent in that
+// header with every API call — queries, completion lists, the other pages — so the page shows only that
+// tenant's series and completes only its names and values; it is kept across reloads, and a change
+// re-runs the panel's query. A querier without enforcement has no field.
+await check('tenant_field', async () => {
+  const T = env.UI_QUERY_TENANCY;
+  const HDR = 'x-scope-orgid';
+  const sent = []; // [path, tenant header or null] of every API request to the tenancy querier
+  const onReq = (r) => {
+    const u = new URL(r.url());
+    if (u.origin === T && u.pathname.startsWith('/api/')) sent.push([u.pathname, r.headers()[HDR] ?? null]);
+  };
+  context.on('request', onReq);
+  try {
+    const rowsAs = async (tenant) => {
+      const a = await apiGet(T, '/api/v1/query', { query: 'ui_tenant_up', time: MOMENT }, tenant ? { 'X-Scope-OrgID': tenant } : {});
+      return a.data.result.map((s) => [fmtLabels(s.metric), s.value[1]]);
+    };
+    const want = { '': await rowsAs(''), 'team-a': await rowsAs('team-a'), 'team-b': await rowsAs('team-b') };
+    const jobs = (rows) => rows.map((r) => /job="(\w+)"/.exec(r[0])?.[1]).sort();
+    eq(jobs(want['']), ['d1'], 'API, default tenant');
+    eq(jobs(want['team-a']), ['a1', 'a2'], 'API, team-a');
+    eq(jobs(want['team-b']), ['b1'], 'API, team-b');
+    const showing = (page, rows) => page.waitForFunction((w) => JSON.stringify([...document.querySelectorAll('.result-table tr')]
+      .map((tr) => [tr.querySelector('.labels').textContent, tr.querySelector('.value').textContent])) === w, JSON.stringify(rows));
+    // what the completion list offers for text typed into an emptied editor, once it offers `expect`
+    // (the API's list arrives after the text is typed; the list is then completed again)
+    const offered = async (page, text, expect) => {
+      await page.fill(EDITOR, '');
+      await page.click(EDITOR);
+      await page.keyboard.type(text);
+      const list = () => {
+        const ls = [...document.querySelectorAll('.pce-ac-tooltip li')];
+        return ls.slice(0, +(ls[0]?.getAttribute('aria-setsize') || 0)).map((l) => l.querySelector('.pce-ac-label').textContent);
+      };
+      await page.waitForFunction(`(${list})().includes(${JSON.stringify(expect)})`);
+      const got = await page.evaluate(list);
+      await page.keyboard.press('Escape');
+      return got;
+    };
+    const setTenant = async (page, t) => {
+      await page.fill('input.tenant-input', t);
+      await page.press('input.tenant-input', 'Enter');
+    };
+
+    const qs = new URLSearchParams({ 'g0.expr': 'ui_tenant_up', 'g0.tab': '1', 'g0.moment_input': fmtTime(MOMENT) });
+    let page = await open(`${T}/graph?${qs}`);
+    eq(await page.getAttribute('input.tenant-input', 'placeholder'), 'default-tenant', 'placeholder');
+    eq(await page.inputValue('input.tenant-input'), '', 'no tenant given yet');
+    await showing(page, want['']);
+    assert(sent.length && sent.every(([, h]) => h === null), `a tenant header sent before one was given: ${JSON.stringify(sent)}`);
+
+    // team-a: its rows, then (after a reload: kept) its metric names and label values
+    await setTenant(page, 'team-a');
+    await showing(page, want['team-a']);
+    await page.reload();
+    eq(await page.inputValue('input.tenant-input'), 'team-a', 'tenant after a reload');
+    await showing(page, want['team-a']);
+    await page.waitForSelector(EDITOR);
+    let names = await offered(page, 'ui_only', 'ui_only_team_a');
+    assert(names.includes('ui_only_team_a') && !names.includes('ui_only_team_b'), `team-a's metric names: ${names}`);
+    let values = await offered(page, 'ui_tenant_up{job="', 'a1');
+    eq(values.sort(), ['a1', 'a2'], "team-a's job values");
+    const mark = sent.length;
+
+    // team-b on the same page: the editor's text re-runs as team-b, the completion lists are team-b's
+    await page.fill(EDITOR, 'ui_tenant_up');
+    await setTenant(page, 'team-b');
+    await showing(page, want['team-b']);
+    names = await offered(page, 'ui_only', 'ui_only_team_b');
+    assert(names.includes('ui_only_team_b') && !names.includes('ui_only_team_a'), `team-b's metric names: ${names}`);
+    values = await offered(page, 'ui_tenant_up{job="', 'b1');
+    eq(values, ['b1'], "team-b's job values");
+    const asB = sent.slice(mark);
+    for (const p of ['/api/v1/query', '/api/v1/label/__name__/values', '/api/v1/label/job/values'])
+      assert(asB.some(([q]) => q === p), `no ${p} request as team-b: ${JSON.stringify(asB)}`);
+    assert(asB.every(([, h]) => h === 'team-b'), `requests after choosing team-b: ${JSON.stringify(asB)}`);
+    assert(sent.slice(0, mark).filter(([, h]) => h !== null).every(([, h]) => h === 'team-a'), 'requests as team-a');
+    await done(page, 'query-tenant');
+
+    // the other pages call the API as the tenant too
+    const before = sent.length;
+    page = await open(`${T}/stores`);
+    await page.waitForSelector('.store-row');
+    eq(await page.inputValue('input.tenant-input'), 'team-b', 'tenant on the stores page');
+    const stores = () => sent.slice(before).filter(([p]) => p === '/api/v1/stores').map(([, h]) => h);
+    eq(stores(), ['team-b'], 'stores page requests');
+    await setTenant(page, 'team-a'); // asks again as team-a
+    await page.waitForFunction(() => document.querySelectorAll('.store-row').length > 0);
+    await wait(() => stores().length === 2);
+    eq(stores(), ['team-b', 'team-a'], 'stores page requests after choosing team-a');
+    // emptied: the default tenant again, no header, and nothing kept
+    await page.goto(`${T}/graph?${qs}`);
+    await showing(page, want['team-a']);
+    await setTenant(page, '');
+    await showing(page, want['']);
+    eq(await page.evaluate(() => localStorage.getItem('strata.tenant')), null, 'stored tenant once emptied');
+    await done(page, null);
+
+    // no enforcement, no field
+    page = await open(`${Q}/graph`);
+    await page.waitForSelector('nav.navbar');
+    eq(await page.$$('input.tenant-input').then((l) => l.length), 0, 'tenant fields without --query.enforce-tenancy');
+    await done(page, null);
+  } finally {
+    context.off('request', onReq);
+  }
 });
 
 if (env.UI_BUCKET_WEB) {
