@@ -558,6 +558,9 @@ struct job {
 	job_t *prev, *next;
 	/* set by the loop before submitting: stop and release (the call is gone) */
 	bool abandon;
+	/* loop thread: its steps run on the loop (first_batch_on_loop, started while no other call ran);
+	 * cleared for good once another call comes */
+	bool on_loop;
 	/* worker */
 	bool started, closed; /* closed: nothing open any more, result final */
 	series_stream_t st;
@@ -628,19 +631,30 @@ static void job_submit(job_t *j)
 	workers_submit(j->svc->pool->workers, job_work, j);
 }
 
-/* on_loop: its first step runs here, on the loop thread (job_work posts its result back to the
- * loop, delivered on the loop's next round as a worker's would be). */
+/* The job's next step: on the loop thread while it is the only call (job_work posts its result back
+ * to the loop, delivered on the loop's next round as a worker's would be), else on a worker. A lone
+ * call's answer is thus made batch by batch between the loop's rounds, without two thread switches
+ * per batch; the loop still serves other connections between batches, and a call that arrives
+ * meanwhile sends both to the workers. */
+static void job_step(job_t *j)
+{
+	if (j->on_loop && j->svc->pool->njobs == 1) {
+		BUG_ON(j->busy);
+		j->busy = true;
+		job_work(j);
+		return;
+	}
+	j->on_loop = false;
+	job_submit(j);
+}
+
 static void job_start(job_t *j, bool on_loop)
 {
 	struct cls *c = &j->svc->pool->cls[j->cls];
 	c->running++;
 	atomic_store(&c->nrunning, c->running);
-	if (!on_loop) {
-		job_submit(j);
-		return;
-	}
-	j->busy = true;
-	job_work(j);
+	j->on_loop = on_loop;
+	job_step(j);
 }
 
 static void queue_remove(struct cls *c, job_t *j)
@@ -698,7 +712,7 @@ static void job_deliver(grpc_call_t *call, void *arg)
 	grpc_call_send_framed(call, j->out.p, j->out.n);
 	j->busy = false;
 	if (grpc_call_pending(call) < GRPC_OUT_LOW)
-		job_submit(j);
+		job_step(j);
 }
 
 /* Loop thread, the call ended while the worker ran: release, or let the worker close the stream. */
@@ -721,7 +735,7 @@ static void job_produce(grpc_call_t *call, void *arg)
 	job_t *j = arg;
 	(void)call;
 	if (!j->queued && !j->busy && !j->closed)
-		job_submit(j);
+		job_step(j);
 }
 
 /* The call ended (peer reset, deadline, connection gone) before the job did. */

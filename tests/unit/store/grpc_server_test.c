@@ -5,6 +5,7 @@
  * Covers: slow Series calls running in parallel while Info answers, FIFO queueing above the limit,
  * cancelled and expired queued calls leaving the queue, flow-control back-pressure bounding what the
  * worker produces, a client vanishing while a worker is inside the store (ASan: no use-after-free),
+ * a lone call made on the loop thread batch after batch until another call comes (first_batch_on_loop),
  * and pool-mode answers equal to the in-memory store's own (plain and snappy).
  */
 #include "test.h"
@@ -44,6 +45,8 @@ typedef struct tstore {
 	size_t payload;
 	atomic_long produced;
 	atomic_int sets_open, sets_closed;
+	pthread_t loop_th;             /* set by tests that count where series are made */
+	atomic_long on_loop, off_loop; /* ts_next calls on / off the loop thread */
 } tstore_t;
 
 typedef struct tset {
@@ -68,6 +71,8 @@ static int ts_next(series_set_t *s, err_t *err)
 	snprintf(t->num, sizeof t->num, "%08d", t->i++);
 	t->lv[1].value = str_c(t->num);
 	atomic_fetch_add(&t->st->produced, 1);
+	atomic_fetch_add(pthread_equal(pthread_self(), t->st->loop_th) ? &t->st->on_loop : &t->st->off_loop,
+	                 1);
 	return 1;
 }
 
@@ -526,6 +531,47 @@ TEST(client_gone_while_the_worker_is_inside_the_store)
 	grpc_stream_free(s);
 	env_stop(&e);
 	CHECK_EQ_INT(atomic_load(&st.sets_open), atomic_load(&st.sets_closed));
+	ts_release(&st);
+}
+
+/* first_batch_on_loop: a lone call is made on the loop thread batch after batch (no worker wake-up
+ * per batch); once another call comes, the rest of it goes to the workers. */
+TEST(lone_call_is_made_on_the_loop_until_another_comes)
+{
+	tstore_t st;
+	ts_init(&st, 200, 0, 1000);
+	env_t e;
+	store_grpc_config_t cfg = {.series_concurrency = 4, .batch_bytes = 8192, .first_batch_on_loop = true};
+	env_start(&e, &st.base, &cfg);
+	st.loop_th = e.th;
+	err_t err = {0};
+	grpc_stream_t *a = series_call(&e, "x", 10000);
+	CHECK_EQ_INT(drain(a, &err), 200); /* ~25 batches */
+	grpc_stream_free(a);
+	CHECK_EQ_INT(atomic_load(&st.on_loop), 200);
+	CHECK_EQ_INT(atomic_load(&st.off_loop), 0);
+	WAIT_FOR(stats(&e).series_running == 0);
+
+	/* a slow lone call (1 ms per series, ~50 batches), then a second call while it runs */
+	st.nseries = 400;
+	st.delay_ms = 1;
+	atomic_store(&st.on_loop, 0);
+	atomic_store(&st.produced, 0);
+	a = series_call(&e, "x", 20000);
+	WAIT_FOR(atomic_load(&st.produced) >= 40);
+	grpc_stream_t *b = series_call(&e, "gate", 20000);
+	CHECK(ts_wait_inside(&st, 1)); /* on a worker: the loop is not blocked by the gate */
+	CHECK_EQ_INT(drain(a, &err), 400);
+	grpc_stream_free(a);
+	CHECK(atomic_load(&st.on_loop) >= 40);
+	CHECK(atomic_load(&st.off_loop) > 0); /* the rest of the first call went to a worker */
+	CHECK(atomic_load(&st.on_loop) < 400);
+	ts_open_gate(&st);
+	CHECK_EQ_INT(drain(b, &err), 400);
+	grpc_stream_free(b);
+	WAIT_FOR(stats(&e).series_running == 0);
+	env_stop(&e);
+	CHECK_EQ_INT(atomic_load(&st.sets_closed), 3);
 	ts_release(&st);
 }
 
