@@ -55,6 +55,7 @@ struct bucket_store {
 	atomic_int open_sets;
 	atomic_llong pool_used;
 	workers_t *pool; /* read pool of Series and label calls (read_concurrency - 1 threads) */
+	bool local_reads; /* FILESYSTEM bucket, no remote index cache: reads never wait on the network */
 	atomic_size_t header_builds, load_failures;
 };
 

@@ -910,6 +910,9 @@ static int block_series(call_t *c, arena_t *keep, bucket_block_t *b, const store
  * result to its own vectors: Series' series (kept in the lane's arena until the call ends; chunks are
  * fetched later, lazily and batched across blocks, by fetch_batch), or a label call's strings (which
  * point into the block's index-header or external labels, both alive while the call holds the block).
+ * With local reads (a FILESYSTEM bucket, no remote index cache) the caller starts alone and wakes
+ * helpers only when its first blocks show the rest is worth it (HELPER_MIN_NS); remote reads start
+ * every lane at once.
  * The caller waits only for blocks claimed by helpers, never for helpers to start: a helper that
  * runs late (pool busy with other calls) finds nothing left and only drops its reference to the
  * scan, which is therefore on the heap and freed by whoever leaves it last. A helper touches the
@@ -943,6 +946,9 @@ typedef struct scan {
 	lane_t *lanes;
 	atomic_llong *bytes;
 	atomic_llong touched;
+	/* the caller's thread only: helpers not started yet (local reads) and when the scan began */
+	size_t deferred;
+	uint64_t t0;
 } scan_t;
 
 static void scan_unref(scan_t *sc)
@@ -981,10 +987,48 @@ static void scan_finish(scan_t *sc, int rc)
 	pthread_mutex_unlock(&sc->mu);
 }
 
-/* Read blocks until none is left; lane li (or a fresh one on the first claim when li == SIZE_MAX). */
+static void scan_helper(void *arg);
+
+/* Start n helpers (the caller's thread, before it waits). */
+static void scan_start_helpers(scan_t *sc, size_t n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&sc->mu);
+	sc->refs += (int)n;
+	pthread_mutex_unlock(&sc->mu);
+	for (size_t i = 0; i < n; i++)
+		workers_submit(sc->st->pool, scan_helper, sc);
+}
+
+/* Local reads: helpers start only once the caller's blocks so far say the rest would take it at least
+ * this long alone. A small call (a few blocks of page-cache reads, tens of microseconds each) then
+ * wakes no thread, which mostly found nothing left to read and cost the call two context switches. */
+#define HELPER_MIN_NS (500 * 1000)
+
+/* The caller finished its done-th block: start the deferred helpers if the rest looks slow enough. */
+static void scan_maybe_help(scan_t *sc, size_t done)
+{
+	pthread_mutex_lock(&sc->mu);
+	size_t left = sc->stop ? 0 : sc->nb - sc->next;
+	pthread_mutex_unlock(&sc->mu);
+	if (!left) {
+		sc->deferred = 0;
+		return;
+	}
+	uint64_t spent = clock_mono_ns() - sc->t0;
+	if (spent / done * left < HELPER_MIN_NS)
+		return;
+	size_t n = sc->deferred < left ? sc->deferred : left;
+	sc->deferred = 0;
+	scan_start_helpers(sc, n);
+}
+
+/* Read blocks until none is left; lane li (or a fresh one on the first claim when li == SIZE_MAX).
+ * Lane 0 is the caller's. */
 static void scan_run(scan_t *sc, size_t li)
 {
-	size_t i;
+	size_t i, done = 0;
 	while ((i = scan_claim(sc)) != SIZE_MAX) {
 		if (li == SIZE_MAX)
 			li = atomic_fetch_add(&sc->lanes_used, 1);
@@ -999,6 +1043,8 @@ static void scan_run(scan_t *sc, size_t li)
 		scan_finish(sc, rc);
 		if (rc)
 			break;
+		if (li == 0 && sc->deferred)
+			scan_maybe_help(sc, ++done);
 	}
 }
 
@@ -1042,12 +1088,16 @@ static int scan_blocks(bucket_store_t *st, arena_t *a, scan_fn fn, const void *a
 	scan_t *sc = xcalloc(1, sizeof *sc);
 	pthread_mutex_init(&sc->mu, NULL);
 	pthread_cond_init(&sc->cv, NULL);
-	sc->refs = 1 + (int)helpers;
+	sc->refs = 1;
 	atomic_init(&sc->lanes_used, 1); /* lane 0 is the caller's */
 	sc->st = st, sc->fn = fn, sc->arg = arg, sc->blocks = blocks, sc->nb = nb, sc->lanes = lanes, sc->bytes = bytes;
 	atomic_init(&sc->touched, 0);
-	for (size_t i = 0; i < helpers; i++)
-		workers_submit(st->pool, scan_helper, sc);
+	if (st->local_reads) {
+		sc->deferred = helpers;
+		sc->t0 = clock_mono_ns();
+	} else {
+		scan_start_helpers(sc, helpers); /* a remote read waits a round trip: all lanes at once */
+	}
 	scan_run(sc, 0);
 	pthread_mutex_lock(&sc->mu);
 	while (sc->inflight)

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -193,6 +194,9 @@ int bucket_store_new(bucket_store_t **out, const bucket_store_config_t *cfg, err
 	pthread_mutex_init(&st->sync_mu, NULL);
 	st->fetcher = block_fetcher_new(&(block_fetcher_config_t){.bkt = cfg->bkt, .cache_dir = st->data_dir,
 								 .concurrency = cfg->block_meta_fetch_concurrency});
+	const char *type = bucket_type(cfg->bkt);
+	st->local_reads = type && strcmp(type, "FILESYSTEM") == 0 && !indexcache_remote(st->cache) &&
+	                  !cfg->read_lanes_eager;
 	if (bucket_store_read_lanes(st) > 1)
 		st->pool = workers_new(bucket_store_read_lanes(st) - 1);
 	*out = st;

@@ -59,6 +59,9 @@ typedef struct bucket_store_config {
 	int block_sync_concurrency;     /* parallel block loads at sync; 0 = 20 */
 	int read_concurrency;           /* blocks a Series call reads at once (threads of the store's read
 					 * pool, shared by all calls; each call's own thread reads too); 0 = 4 */
+	bool read_lanes_eager;          /* start every read lane of a call at once even when reads are local
+	                                 * (FILESYSTEM bucket, no remote index cache), where by default the
+	                                 * caller starts alone and wakes helpers only for slow calls (tests) */
 	int64_t ignore_deletion_marks_delay_ms;
 	int64_t consistency_delay_ms;   /* blocks younger than this are not served yet (compactor-made ones are) */
 	int block_meta_fetch_concurrency; /* block directories listed / metas read at once at sync; 0 = 32 */

@@ -75,6 +75,11 @@ indexcache_t *indexcache_new(size_t max_size, size_t max_item_size)
 	return c;
 }
 
+bool indexcache_remote(const indexcache_t *c)
+{
+	return c && c->mc;
+}
+
 static bool enabled(const indexcache_t *c, indexcache_item_t type)
 {
 	return c && (c->enabled & (1u << type)) && (c->mc || c->max_size);

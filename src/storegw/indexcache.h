@@ -84,6 +84,8 @@ void indexcache_put(indexcache_t *c, const char *block, indexcache_item_t type, 
 /* Drop every entry of a block (when it is unloaded). */
 void indexcache_drop_block(indexcache_t *c, const char *block);
 
+/* Whether lookups go over the network (MEMCACHED): they may then block for a round trip. */
+bool indexcache_remote(const indexcache_t *c);
 /* IN-MEMORY occupancy (0 for MEMCACHED). */
 size_t indexcache_bytes(indexcache_t *c);
 size_t indexcache_items(indexcache_t *c);

@@ -702,8 +702,11 @@ TEST(parallel_block_reads_equal_sequential_and_long_entries)
 
 	bucket_t *b = open_bucket();
 	bucket_store_config_t c1 = {.min_time = INT64_MIN, .max_time = INT64_MAX, .read_concurrency = 1};
-	bucket_store_config_t c4 = {.min_time = INT64_MIN, .max_time = INT64_MAX, .read_concurrency = 4};
-	bucket_store_t *seq = new_store(b, &c1), *par = new_store(b, &c4);
+	bucket_store_config_t c4 = {
+	    .min_time = INT64_MIN, .max_time = INT64_MAX, .read_concurrency = 4, .read_lanes_eager = true};
+	/* local reads by default: helpers join only when the caller's first blocks were slow */
+	bucket_store_config_t cl = {.min_time = INT64_MIN, .max_time = INT64_MAX, .read_concurrency = 4};
+	bucket_store_t *seq = new_store(b, &c1), *par = new_store(b, &c4), *lazy = new_store(b, &cl);
 	bucket_store_stats_t stats;
 	bucket_store_stats(par, &stats);
 	CHECK_EQ_INT(stats.blocks, 18);
@@ -722,6 +725,8 @@ TEST(parallel_block_reads_equal_sequential_and_long_entries)
 		CHECK_EQ_INT(want[i].rc, 0);
 		CHECK(same_result(&want[i], &got));
 		CHECK(got.sorted);
+		got = run(bucket_store_base(lazy), qs[i].m, qs[i].nm, qs[i].mint, qs[i].maxt, false);
+		CHECK(same_result(&want[i], &got));
 	}
 	/* up: 100 series, each one series over all 16 blocks */
 	CHECK_EQ_INT(want[0].series, 100);
@@ -742,6 +747,8 @@ TEST(parallel_block_reads_equal_sequential_and_long_entries)
 	CHECK_EQ_INT(e1.rc, ERR_CORRUPT);
 	CHECK(same_result(&e1, &e4));
 	CHECK(strstr(e4.err, ids[3]) && strstr(e4.err, "CRC32C"));
+	result_t el = run(bucket_store_base(lazy), seven, 1, 0, INT64_MAX, false);
+	CHECK(same_result(&e1, &el));
 	/* blocks that are fine keep answering */
 	result_t ok = run(bucket_store_base(par), seven, 1, 10 * H2, 16 * H2, false);
 	CHECK_EQ_INT(ok.rc, 0);
@@ -768,6 +775,7 @@ TEST(parallel_block_reads_equal_sequential_and_long_entries)
 
 	bucket_store_free(seq);
 	bucket_store_free(par);
+	bucket_store_free(lazy);
 	bucket_free(b);
 	own_dir_remove(own);
 }
@@ -854,7 +862,8 @@ TEST(label_calls_parallel_equal_sequential)
 		write_label_block(i, ids[i]);
 	bucket_t *b = open_bucket();
 	bucket_store_config_t c1 = {.min_time = INT64_MIN, .max_time = INT64_MAX, .read_concurrency = 1};
-	bucket_store_config_t c4 = {.min_time = INT64_MIN, .max_time = INT64_MAX, .read_concurrency = 4};
+	bucket_store_config_t c4 = {
+	    .min_time = INT64_MIN, .max_time = INT64_MAX, .read_concurrency = 4, .read_lanes_eager = true};
 	bucket_store_t *seq = new_store(b, &c1), *par = new_store(b, &c4);
 
 	const char *down[] = {"__name__=down"}, *j2[] = {"job=j2"}, *up[] = {"__name__=up"}, *us[] = {"region=us"},
