@@ -5,6 +5,7 @@
  */
 #include "net/http.h"
 
+#include <errno.h>
 #include <http_parser.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -66,6 +68,18 @@ struct http_req_priv {
 	size_t w_sent;         /* of those, bytes the loop has written to the socket */
 	size_t w_loop_written; /* loop thread: bytes of posted parts it queued on the connection */
 	bool w_gone;           /* the connection went away: the worker's writes are dropped */
+	/* direct answers: on a plain TCP connection with nothing queued at hand-off, the worker writes its
+	 * answer to the socket itself (no post to the loop and no wake-up of it per answer or part).
+	 * w_direct is fixed at hand-off; the socket w_fd is used only under w_mu while !w_gone (the loop
+	 * sets w_gone, under w_mu, before it closes the socket). What the socket does not take at once
+	 * is posted to the loop as raw bytes and from then on (w_posted_mode) everything goes through
+	 * the loop as without w_direct, so the order stays. */
+	bool w_direct;
+	int w_fd;
+	bool w_direct_resp; /* worker: the answer (or the stream's head) was begun directly */
+	bool w_posted_mode; /* worker: direct writing stopped after a partial send */
+	bool w_failed;      /* a direct send failed: the connection closes after the request */
+	buf_t w_head;       /* worker, direct stream: the head, sent with the first part */
 	/* server's list of dispatched requests (freed at server free if never completed) */
 	http_req_t *prev, *next;
 };
@@ -100,7 +114,7 @@ struct http_server {
 	metric_child_t *other_duration;
 	char *route_prefix; /* "/thanos" or NULL (http_server_set_route_prefix) */
 	/* shutdown */
-	bool draining;
+	atomic_bool draining; /* read by workers writing their answers (format_head) */
 	bool done_called;
 	uint64_t grace_timer;
 	void (*done)(http_server_t *srv, void *arg);
@@ -129,6 +143,7 @@ static http_req_t *req_new(http_conn_t *hc)
 	buf_init(&p->body);
 	buf_init(&p->extra_headers);
 	buf_init(&p->w_body);
+	buf_init(&p->w_head);
 	pthread_mutex_init(&p->w_mu, NULL);
 	pthread_cond_init(&p->w_cv, NULL);
 	p->req = r;
@@ -154,6 +169,7 @@ static void req_free(http_req_t *r)
 	buf_release(&p->body);
 	buf_release(&p->extra_headers);
 	buf_release(&p->w_body);
+	buf_release(&p->w_head);
 	pthread_mutex_destroy(&p->w_mu);
 	pthread_cond_destroy(&p->w_cv);
 	if (p->auth)
@@ -166,30 +182,37 @@ static void req_free(http_req_t *r)
 
 static void process_input(http_conn_t *hc);
 
+/* The status line and headers, appended to out. A server that is draining answers with
+ * "Connection: close" (p->keep_alive turns false). Any thread that owns the response. */
+static void format_head(http_req_t *r, int status, const char *ctype, const char *length_or_te, buf_t *out)
+{
+	http_req_priv_t *p = r->priv;
+	if (atomic_load_explicit(&r->server->draining, memory_order_relaxed))
+		p->keep_alive = false;
+	buf_printf(out, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
+	if (ctype) {
+		buf_puts(out, "Content-Type: ");
+		buf_puts(out, ctype);
+		buf_puts(out, "\r\n");
+	}
+	buf_puts(out, length_or_te);
+	buf_append(out, p->extra_headers.p, p->extra_headers.n);
+	if (!p->keep_alive)
+		buf_puts(out, "Connection: close\r\n");
+	else if (r->http_minor == 0)
+		buf_puts(out, "Connection: keep-alive\r\n");
+	buf_puts(out, "\r\n");
+}
+
 static void write_head(http_req_t *r, int status, const char *ctype, const char *length_or_te)
 {
 	http_req_priv_t *p = r->priv;
-	http_conn_t *hc = p->hc;
-	if (!hc)
+	if (!p->hc)
 		return;
-	conn_t *c = hc->c;
-	if (hc->srv->draining)
-		p->keep_alive = false;
-	char line[128];
-	int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, http_status_text(status));
-	conn_write(c, line, (size_t)n);
-	if (ctype) {
-		conn_write(c, "Content-Type: ", 14);
-		conn_write(c, ctype, strlen(ctype));
-		conn_write(c, "\r\n", 2);
-	}
-	conn_write(c, length_or_te, strlen(length_or_te));
-	conn_write(c, p->extra_headers.p, p->extra_headers.n);
-	if (!p->keep_alive)
-		conn_write(c, "Connection: close\r\n", 19);
-	else if (r->http_minor == 0)
-		conn_write(c, "Connection: keep-alive\r\n", 24);
-	conn_write(c, "\r\n", 2);
+	buf_t h = BUF_INIT;
+	format_head(r, status, ctype, length_or_te, &h);
+	conn_write(p->hc->c, h.p, h.n);
+	buf_release(&h);
 }
 
 static void finish(http_req_t *r)
@@ -254,9 +277,24 @@ static void respond_now(http_req_t *r, int status, const char *ctype, const void
 	finish(r);
 }
 
+static void direct_respond(http_req_t *r, int status, const char *ctype, const void *body, size_t n);
+static void direct_stream_begin(http_req_t *r, int status, const char *ctype);
+static void direct_stream_part(http_req_t *r, const struct iovec *data, int nd, size_t n);
+static void direct_stream_end(http_req_t *r);
+
+/* Worker: whether this request's answer still goes straight to the socket. */
+static bool direct_now(const http_req_priv_t *p)
+{
+	return p->w_direct && !p->w_posted_mode;
+}
+
 void http_respond(http_req_t *r, int status, const char *ctype, const void *body, size_t n)
 {
 	http_req_priv_t *p = r->priv;
+	if (p->on_worker && direct_now(p)) {
+		direct_respond(r, status, ctype, body, n);
+		return;
+	}
 	if (p->on_worker) {
 		BUG_ON(p->w_set);
 		p->w_set = true;
@@ -271,6 +309,11 @@ void http_respond(http_req_t *r, int status, const char *ctype, const void *body
 void http_respond_buf(http_req_t *r, int status, const char *ctype, buf_t *body)
 {
 	http_req_priv_t *p = r->priv;
+	if (p->on_worker && direct_now(p)) {
+		direct_respond(r, status, ctype, body->p, body->n);
+		buf_release(body);
+		return;
+	}
 	if (p->on_worker) {
 		BUG_ON(p->w_set);
 		p->w_set = true;
@@ -426,9 +469,164 @@ static void stream_write_post(void *arg)
 	stream_ack(r);
 }
 
+/* ---- direct answers from a worker (w_direct) ---- */
+
+/* Loop: bytes a worker could not send directly, queued as they are (already framed). */
+static void raw_write_post(void *arg)
+{
+	stream_post_t *sp = arg;
+	http_req_t *r = sp->r;
+	http_req_priv_t *p = r->priv;
+	if (p->hc) {
+		conn_write(p->hc->c, sp->own, sp->n);
+		conn_flush(p->hc->c);
+	}
+	p->w_loop_written += sp->n;
+	free(sp->own);
+	free(sp);
+	stream_ack(r);
+}
+
+/* Worker: send iov[0..n) (total bytes) on the socket now. What the socket does not take is posted to
+ * the loop, and from then on every write goes through the loop (w_posted_mode). Dropped once the
+ * connection is gone; a failed send marks it gone and has it closed after the request. */
+static void direct_send(http_req_t *r, const struct iovec *iov, int n, size_t total)
+{
+	http_req_priv_t *p = r->priv;
+	if (total == 0)
+		return;
+	pthread_mutex_lock(&p->w_mu);
+	if (p->w_gone) {
+		pthread_mutex_unlock(&p->w_mu);
+		return;
+	}
+	ssize_t w;
+	do {
+		struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+		w = sendmsg(p->w_fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	} while (w < 0 && errno == EINTR);
+	if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { /* EPIPE, ECONNRESET: the peer is gone */
+		p->w_gone = true;
+		p->w_failed = true;
+		pthread_mutex_unlock(&p->w_mu);
+		return;
+	}
+	size_t skip = w > 0 ? (size_t)w : 0;
+	if (skip == total) {
+		pthread_mutex_unlock(&p->w_mu);
+		return;
+	}
+	size_t rest = total - skip;
+	p->w_posted_mode = true;
+	p->w_posted += rest;
+	pthread_mutex_unlock(&p->w_mu);
+	stream_post_t *sp = xmalloc(sizeof *sp);
+	sp->r = r;
+	sp->n = rest;
+	sp->iov = NULL;
+	sp->own = xmalloc(rest);
+	size_t at = 0;
+	for (int i = 0; i < n; i++) {
+		size_t len = iov[i].iov_len;
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		memcpy(sp->own + at, (const char *)iov[i].iov_base + skip, len - skip);
+		at += len - skip;
+		skip = 0;
+	}
+	loop_post(r->server->loop, raw_write_post, sp);
+}
+
+static void direct_respond(http_req_t *r, int status, const char *ctype, const void *body, size_t n)
+{
+	http_req_priv_t *p = r->priv;
+	BUG_ON(p->w_set || p->w_stream || p->w_direct_resp);
+	p->w_direct_resp = true;
+	p->responded = true;
+	p->status = status;
+	char len[48];
+	snprintf(len, sizeof len, "Content-Length: %zu\r\n", n);
+	buf_t h = BUF_INIT;
+	format_head(r, status, ctype, len, &h);
+	struct iovec iov[2] = {{h.p, h.n}, {(void *)body, p->head ? 0 : n}};
+	direct_send(r, iov, 2, h.n + iov[1].iov_len);
+	buf_release(&h);
+}
+
+/* The head waits in w_head to go out with the first part (one send, one segment). */
+static void direct_stream_begin(http_req_t *r, int status, const char *ctype)
+{
+	http_req_priv_t *p = r->priv;
+	BUG_ON(p->w_stream || p->w_set || p->w_direct_resp);
+	p->w_stream = true;
+	p->w_direct_resp = true;
+	p->responded = true;
+	p->streaming = true;
+	p->status = status;
+	p->chunked = r->http_minor >= 1;
+	if (!p->chunked)
+		p->keep_alive = false; /* HTTP/1.0: the body ends when the connection does */
+	format_head(r, status, ctype, p->chunked ? "Transfer-Encoding: chunked\r\n" : "", &p->w_head);
+}
+
+/* The nd parts of data (n bytes in all) as one chunk, after the head if it has not gone yet. */
+static void direct_stream_part(http_req_t *r, const struct iovec *data, int nd, size_t n)
+{
+	http_req_priv_t *p = r->priv;
+	BUG_ON(p->body_ended || nd > HTTP_STREAM_IOV_MAX);
+	if (n == 0 || p->head)
+		return;
+	char sz[24];
+	struct iovec iov[HTTP_STREAM_IOV_MAX + 3];
+	int k = 0;
+	size_t total = n;
+	if (p->w_head.n) {
+		iov[k++] = (struct iovec){p->w_head.p, p->w_head.n};
+		total += p->w_head.n;
+	}
+	if (p->chunked) {
+		iov[k] = (struct iovec){sz, (size_t)snprintf(sz, sizeof sz, "%zx\r\n", n)};
+		total += iov[k++].iov_len + 2;
+	}
+	for (int i = 0; i < nd; i++)
+		iov[k++] = data[i];
+	if (p->chunked)
+		iov[k++] = (struct iovec){"\r\n", 2};
+	direct_send(r, iov, k, total);
+	buf_release(&p->w_head);
+}
+
+/* The end of the body (chunked: the last chunk), after the head if it has not gone yet; once. */
+static void direct_stream_end(http_req_t *r)
+{
+	http_req_priv_t *p = r->priv;
+	if (p->body_ended)
+		return;
+	p->body_ended = true;
+	struct iovec iov[2];
+	int k = 0;
+	size_t total = 0;
+	if (p->w_head.n) {
+		iov[k++] = (struct iovec){p->w_head.p, p->w_head.n};
+		total += p->w_head.n;
+	}
+	if (p->chunked && !p->head) {
+		iov[k++] = (struct iovec){"0\r\n\r\n", 5};
+		total += 5;
+	}
+	direct_send(r, iov, k, total);
+	buf_release(&p->w_head);
+}
+
 void http_stream_begin(http_req_t *r, int status, const char *ctype)
 {
 	http_req_priv_t *p = r->priv;
+	if (p->on_worker && direct_now(p)) {
+		direct_stream_begin(r, status, ctype);
+		return;
+	}
 	if (p->on_worker) {
 		BUG_ON(p->w_stream || p->w_set);
 		p->w_stream = true;
@@ -463,6 +661,11 @@ void http_stream_write(http_req_t *r, const void *data, size_t n)
 		return;
 	}
 	BUG_ON(!p->w_stream);
+	if (direct_now(p)) {
+		struct iovec v = {(void *)data, n};
+		direct_stream_part(r, &v, 1, n);
+		return;
+	}
 	if (n == 0 || !stream_worker_admit(p, n))
 		return;
 	stream_post_t *sp = xmalloc(st_add(sizeof *sp, n));
@@ -483,6 +686,12 @@ void http_stream_write_buf(http_req_t *r, buf_t *b)
 		return;
 	}
 	BUG_ON(!p->w_stream);
+	if (direct_now(p)) { /* sent (or copied) now: b keeps its memory for the next part */
+		struct iovec v = {b->p, b->n};
+		direct_stream_part(r, &v, 1, b->n);
+		buf_reset(b);
+		return;
+	}
 	if (!stream_worker_admit(p, b->n)) {
 		buf_reset(b);
 		return;
@@ -506,6 +715,10 @@ void http_stream_writev(http_req_t *r, const struct iovec *iov, int n)
 		return;
 	}
 	BUG_ON(!p->w_stream);
+	if (direct_now(p)) {
+		direct_stream_part(r, iov, n, total);
+		return;
+	}
 	if (total == 0 || !stream_worker_admit(p, total))
 		return;
 	stream_post_t *sp = xmalloc(sizeof *sp);
@@ -526,6 +739,11 @@ static void stream_end_body_post(void *arg)
 void http_stream_end(http_req_t *r)
 {
 	http_req_priv_t *p = r->priv;
+	if (p->on_worker && direct_now(p)) {
+		BUG_ON(!p->w_stream);
+		direct_stream_end(r);
+		return;
+	}
 	if (p->on_worker) {
 		BUG_ON(!p->w_stream);
 		/* the client gets the end after the parts posted before it; the request itself ends
@@ -587,8 +805,15 @@ static void worker_done(void *arg)
 	http_req_t *r = arg;
 	http_req_priv_t *p = r->priv;
 	p->on_worker = false;
+	if (p->w_failed)
+		p->keep_alive = false;
 	if (p->w_stream) {
 		stream_end_now(r);
+		return;
+	}
+	if (p->w_direct_resp) { /* written by the worker (what the socket did not take is queued) */
+		observe(r);
+		finish(r);
 		return;
 	}
 	if (!p->w_set) {
@@ -607,6 +832,8 @@ static void worker_main(void *arg)
 	http_req_t *r = arg;
 	http_req_priv_t *p = r->priv;
 	p->work(r, p->work_arg);
+	if (p->w_stream && direct_now(p))
+		direct_stream_end(r); /* the body ends with the work function */
 	loop_post(r->server->loop, worker_done, r);
 }
 
@@ -618,6 +845,13 @@ void http_run_on_worker(http_req_t *r, void (*work)(http_req_t *r, void *arg), v
 	p->work = work;
 	p->work_arg = arg;
 	if (r->server->workers) {
+		/* Direct answers need the socket to be ours alone meanwhile: plain TCP (an SSL object is
+		 * not shared with the loop's reads) and nothing queued before the answer. */
+		http_conn_t *hc = p->hc;
+		if (hc && !hc->closed && !hc->c->ssl && !hc->c->handshaking && conn_pending_out(hc->c) == 0) {
+			p->w_direct = true;
+			p->w_fd = hc->c->fd;
+		}
 		workers_submit(r->server->workers, worker_main, r);
 	} else {
 		work(r, arg);

@@ -16,7 +16,8 @@
  * keep-alive connection is closed after idle_timeout_ms.
  *
  * Requests: each http_req_t owns an arena that every request-scoped allocation should use; it is
- * released once the response has been fully queued (after the handler's last call). A handler must
+ * released once the response has been fully queued (after the handler's last call; for an answer a
+ * worker wrote to the socket itself, on the loop just after the client may have it). A handler must
  * respond exactly once (http_respond* / http_error or a complete stream), either before returning
  * or later from the loop thread (timer, I/O completion), or from a worker via http_run_on_worker.
  * If the client disconnects first the response is simply discarded; the request stays valid until
@@ -162,8 +163,9 @@ void http_error(http_req_t *r, int status, const char *fmt, ...) __attribute__((
 /* Streaming: begin, write any number of parts, end. Each write is sent as one chunk as soon as the
  * socket allows (HTTP/1.0 clients: the body ends with the connection). On the loop thread,
  * http_stream_pending tells how much is still queued so a producer can wait (e.g. on a timer) instead of
- * buffering without bound. From a work function (http_run_on_worker) the same calls post each part to
- * the loop, and http_stream_write blocks while more than 1 MiB of earlier parts has not reached the
+ * buffering without bound. From a work function (http_run_on_worker) the same calls send each part
+ * straight to the socket while it takes them (the head waits for the first part or the end, to go in
+ * the same send), else post it to the loop, and http_stream_write blocks while more than 1 MiB of earlier parts has not reached the
  * socket yet (a slow reader slows the producer; memory stays bounded); once the client is gone writes
  * are dropped and http_stream_gone turns true, so the producer can stop. There http_stream_end sends
  * the end of the body after the parts before it (the client has the whole answer; nothing may be written
@@ -171,8 +173,9 @@ void http_error(http_req_t *r, int status, const char *fmt, ...) __attribute__((
  * ends then too). Add headers before beginning. */
 void http_stream_begin(http_req_t *r, int status, const char *content_type);
 void http_stream_write(http_req_t *r, const void *p, size_t n);
-/* Like http_stream_write of b's bytes, leaving b empty; from a worker, b's memory itself is handed to the
- * loop (no copy; b gets a new buffer as it grows again). */
+/* Like http_stream_write of b's bytes, leaving b empty; from a worker whose part goes through the loop,
+ * b's memory itself is handed to the loop (no copy; b gets a new buffer as it grows again), else b
+ * keeps it. */
 void http_stream_write_buf(http_req_t *r, buf_t *b);
 /* Like http_stream_write of the bytes of iov[0..n) in order, as one chunk, without copying them on the
  * way: the loop sends them with one sendmsg and copies only what the socket does not take. From a
@@ -191,11 +194,14 @@ bool http_req_connected(const http_req_t *r);
  * (it cancels the request's context on EOF; Prometheus's queries stop then). */
 bool http_req_peer_eof(const http_req_t *r);
 
-/* Run work(r, arg) on the server's worker pool, then send its response from the loop thread. The
- * work function may read r and allocate from r->arena, and must respond with http_respond,
- * http_respond_buf, http_error or a stream (see above); if it does not, the client gets a 500.
- * The calling handler must not touch r after this call. Without a pool (worker_threads < 0) work
- * runs inline. */
+/* Run work(r, arg) on the server's worker pool. The work function may read r and allocate from
+ * r->arena, and must respond with http_respond, http_respond_buf, http_error or a stream (see above);
+ * if it does not, the client gets a 500. On a plain TCP connection with nothing queued at the hand-off
+ * the worker writes its answer (a stream's parts too) to the socket itself, without a wake-up of the
+ * loop per answer or part; what the socket does not take at once, and everything after it, goes
+ * through the loop as on a TLS connection. The request ends on the loop after the work function
+ * returns. The calling handler must not touch r after this call. Without a pool
+ * (worker_threads < 0) work runs inline. */
 void http_run_on_worker(http_req_t *r, void (*work)(http_req_t *r, void *arg), void *arg);
 
 const char *http_status_text(int status);

@@ -452,6 +452,13 @@ int loop_run_once(loop_t *l, int timeout_ms)
 	}
 	l->now = clock_mono_ms();
 	int ran = 0;
+	/* Posts that came in while we slept run before the events: a worker that answered a client
+	 * itself posts the rest of the request's work, and the client's next request (or a request to
+	 * /metrics) must find it done. */
+	if (have_posts || n > 0) {
+		if (run_posts(l))
+			ran++;
+	}
 	for (int i = 0; i < n; i++) {
 		int fd = evs[i].data.fd;
 		if (fd == l->evfd) {
