@@ -12,6 +12,7 @@
 #include "base/alloc.h"
 #include "base/workers.h"
 #include "info.pb-c.h"
+#include "store/seriesenc.h"
 #include "storepb_rpc.pb-c.h"
 #include "tsdb/xor.h"
 
@@ -205,17 +206,9 @@ static int send_series(sink_t *k, series_stream_t *st, err_t *err)
 	arena_t *a = &st->scratch;
 	arena_reset(a);
 	const labels_t *ls = series_set_labels(st->set);
+	/* only the chunks go into the struct: the message is written by seriesenc straight from ls */
 	Thanos__Series *s = ARENA_NEW(a, Thanos__Series);
 	thanos__series__init(s);
-	s->n_labels = ls->n;
-	s->labels = ARENA_NEW_ARRAY(a, Thanos__Label *, ls->n ? ls->n : 1);
-	Thanos__Label *lv = ARENA_NEW_ARRAY(a, Thanos__Label, ls->n ? ls->n : 1);
-	for (size_t i = 0; i < ls->n; i++) {
-		thanos__label__init(&lv[i]);
-		lv[i].name = arena_strndup(a, ls->v[i].name.p, ls->v[i].name.n);
-		lv[i].value = arena_strndup(a, ls->v[i].value.p, ls->v[i].value.n);
-		s->labels[i] = &lv[i];
-	}
 	if (!st->skip_chunks) {
 		const chunk_t *cs;
 		int n = st->set->ops->chunks ? st->set->ops->chunks(st->set, &cs) : -1;
@@ -236,11 +229,8 @@ static int send_series(sink_t *k, series_stream_t *st, err_t *err)
 				return rc;
 		}
 	}
-	Thanos__SeriesResponse resp = THANOS__SERIES_RESPONSE__INIT;
-	resp.result_case = THANOS__SERIES_RESPONSE__RESULT_SERIES;
-	resp.series = s;
-	size_t len = thanos__series_response__get_packed_size(&resp);
-	thanos__series_response__pack(&resp, sink_reserve(k, len));
+	size_t len = seriesenc_size(ls, s->chunks, s->n_chunks);
+	seriesenc_write(sink_reserve(k, len), ls, s->chunks, s->n_chunks);
 	sink_commit(k);
 	return 0;
 }
