@@ -42,6 +42,7 @@ typedef struct call {
 	 * names_only, or the names and only the value of *only_name. Neither: all of them. */
 	bool names_only;
 	const str_t *only_name;
+	struct symcache *syms; /* fetch_series: the block's symbols looked up so far */
 } call_t;
 
 static int charge(call_t *c, int64_t n, const char *what)
@@ -297,6 +298,46 @@ static int block_postings(call_t *c, bucket_block_t *b, const indexheader_t *h, 
 
 /* ================================ series entries ================================ */
 
+/* Symbols a call has looked up in one block, direct-mapped by reference: the series of a block share
+ * most of their symbols (every label name, most values), and a lookup in the index-header walks up
+ * to 31 strings from the last sampled one. */
+#define SYMCACHE_MAX 1024
+typedef struct symcache {
+	uint32_t mask;
+	uint32_t *ref; /* UINT32_MAX: empty */
+	str_t *s;
+} symcache_t;
+
+static symcache_t *symcache_new(arena_t *a, uint32_t nsymbols)
+{
+	uint32_t n = 16;
+	while (n < nsymbols && n < SYMCACHE_MAX)
+		n *= 2;
+	symcache_t *sc = ARENA_NEW(a, symcache_t);
+	sc->mask = n - 1;
+	sc->ref = arena_alloc(a, n * sizeof *sc->ref);
+	memset(sc->ref, 0xff, n * sizeof *sc->ref);
+	sc->s = arena_alloc(a, n * sizeof *sc->s);
+	return sc;
+}
+
+/* Symbol ref (< nsymbols, checked by the caller). */
+static str_t block_symbol(const call_t *c, const indexheader_t *h, uint32_t ref)
+{
+	str_t v;
+	symcache_t *sc = c->syms;
+	if (!sc) {
+		indexheader_symbol(h, ref, &v, NULL);
+		return v;
+	}
+	uint32_t k = ref & sc->mask;
+	if (sc->ref[k] != ref) {
+		indexheader_symbol(h, ref, &sc->s[k], NULL);
+		sc->ref[k] = ref;
+	}
+	return sc->s[k];
+}
+
 typedef struct sentry {
 	labels_t ls;
 	chunk_meta_t *chks;
@@ -328,10 +369,10 @@ static int decode_series(call_t *c, bucket_block_t *b, const indexheader_t *h, u
 		if (ns >= indexheader_nsymbols(h) || vs >= indexheader_nsymbols(h))
 			return SBAD("symbol reference out of range");
 		label_t *l = &out->ls.v[i];
-		indexheader_symbol(h, (uint32_t)ns, &l->name, NULL);
+		l->name = block_symbol(c, h, (uint32_t)ns);
 		l->value = STR_NULL;
 		if (!c->names_only && (!c->only_name || str_eq(l->name, *c->only_name)))
-			indexheader_symbol(h, (uint32_t)vs, &l->value, NULL);
+			l->value = block_symbol(c, h, (uint32_t)vs);
 	}
 	uint64_t nc;
 	if ((k = uvarint_get(p, be, &nc)) <= 0 || nc > bl)
@@ -390,8 +431,12 @@ static int frame_series(call_t *c, bucket_block_t *b, uint32_t id, const uint8_t
 	return 0;
 }
 
-static int fetch_series(call_t *c, bucket_block_t *b, const indexheader_t *h, postings_t ids, sentry_t *out)
+/* Series entries of ids in block b into out[] (labels resolved through a cache of the block's
+ * symbols when there are enough entries to share them). */
+static int fetch_series(call_t *cp, bucket_block_t *b, const indexheader_t *h, postings_t ids, sentry_t *out)
 {
+	call_t cc = *cp, *c = &cc;
+	c->syms = ids.n >= 8 ? symcache_new(c->a, indexheader_nsymbols(h)) : NULL;
 	want_t *w = ARENA_NEW_ARRAY(c->a, want_t, ids.n + 1);
 	str_t *ck = ARENA_NEW_ARRAY(c->a, str_t, ids.n + 1), *cv = ARENA_NEW_ARRAY(c->a, str_t, ids.n + 1);
 	bool *hit = ARENA_NEW_ARRAY(c->a, bool, ids.n + 1);
