@@ -401,6 +401,7 @@ static void run_query(qctx_t *q)
 		.workers = api->engine_pool,
 		.decode_chunks = xor_decode_chunks,
 		.decode_aggr_chunks = store_queryable_decode_aggr,
+		.select_ahead = PROMQL_DEFAULT_SELECT_AHEAD, /* the store queryable's select() is thread-safe */
 	};
 	str_t stats;
 	if (http_req_param(r, "stats", &stats) && stats.n)

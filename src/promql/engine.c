@@ -3,6 +3,7 @@
  * aggregations, output building and limits. Functions live in functions.c.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -581,6 +582,268 @@ static void select_arena_free(ev_scratch_t *scr)
 		free(scr->open_arena);
 		scr->open_arena = NULL;
 	}
+	ev_uncharge(&scr->budget, scr->open_charge);
+	scr->open_charge = 0;
+}
+
+static bool agg_accumulating(promql_aggr_op_t op);
+
+/* ---- selects started ahead (promql_opts_t.select_ahead) ----
+ * A planned select: its selector, the arguments the evaluation is predicted to select it with, and, once
+ * started, the result of the select() a pool job made. The job and the evaluator each hold a reference;
+ * state goes QUEUED -> RUNNING -> DONE (the job) or QUEUED -> DROPPED (the evaluator took it back before
+ * it ran). The set and its arena belong to the evaluator once DONE. */
+enum { PF_PLANNED, PF_QUEUED, PF_RUNNING, PF_DONE, PF_DROPPED };
+
+typedef struct prefetch {
+	const promql_expr_t *vs;
+	queryable_t *q;
+	int64_t mint, maxt;
+	select_hints_t h;
+	arena_t *sa;
+	arena_budget_t budget; /* counts against the query's memory pool while the job runs */
+	series_set_t *set;
+	err_t err;
+	int rc;
+	_Atomic int state;
+	_Atomic int refs;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+} prefetch_t;
+
+static void pf_unref(prefetch_t *p)
+{
+	if (atomic_fetch_sub(&p->refs, 1) != 1)
+		return;
+	if (p->sa) { /* never taken: the set was closed by the evaluator, only the memory is left */
+		arena_release(p->sa);
+		free(p->sa);
+	}
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	free(p);
+}
+
+static void pf_job(void *arg)
+{
+	prefetch_t *p = arg;
+	int st = PF_QUEUED;
+	if (atomic_compare_exchange_strong(&p->state, &st, PF_RUNNING)) {
+		p->rc = p->q->ops->select(p->q, p->sa, p->vs->u.vs.ms, p->vs->u.vs.nms, p->mint, p->maxt,
+		                          &p->h, &p->set, &p->err);
+		pthread_mutex_lock(&p->mu);
+		atomic_store(&p->state, PF_DONE);
+		pthread_cond_signal(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+	}
+	pf_unref(p);
+}
+
+/* Start planned selects until opts.select_ahead of them are running. */
+static void pf_start(ev_scratch_t *scr, const promql_opts_t *o)
+{
+	while (scr->pf_next < scr->npf && scr->pf_running < (size_t)o->select_ahead) {
+		prefetch_t *p = scr->pf[scr->pf_next++];
+		if (!p) /* taken back before it started */
+			continue;
+		atomic_store(&p->state, PF_QUEUED);
+		atomic_fetch_add(&p->refs, 1);
+		scr->pf_running++;
+		workers_submit(o->workers, pf_job, p);
+	}
+}
+
+/* Take p back from the pool: the select is dropped if it has not started, else waited for. Returns
+ * whether p holds a select() result. */
+static bool pf_settle(prefetch_t *p)
+{
+	int st = PF_QUEUED;
+	if (atomic_compare_exchange_strong(&p->state, &st, PF_DROPPED))
+		return false;
+	if (st == PF_PLANNED)
+		return false;
+	pthread_mutex_lock(&p->mu);
+	while (atomic_load(&p->state) != PF_DONE)
+		pthread_cond_wait(&p->cv, &p->mu);
+	pthread_mutex_unlock(&p->mu);
+	return true;
+}
+
+/* Every select started ahead and not taken: waited for, closed and freed (query end, or its failure). */
+static void pf_release(ev_scratch_t *scr)
+{
+	for (size_t i = 0; i < scr->npf; i++) {
+		prefetch_t *p = scr->pf[i];
+		if (!p)
+			continue;
+		scr->pf[i] = NULL;
+		if (pf_settle(p) && p->rc == 0)
+			series_set_close(p->set);
+		pf_unref(p);
+	}
+	free(scr->pf);
+	scr->pf = NULL;
+	scr->npf = scr->pf_next = scr->pf_running = 0;
+}
+
+/* The select started ahead for vs with exactly these arguments, taken over (0), or none (-1: select
+ * now). A select() that failed ahead fails here with its error. */
+static int pf_take(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, const select_hints_t *h,
+                   series_set_t **out)
+{
+	ev_scratch_t *scr = ev->scr;
+	size_t i = 0;
+	while (i < scr->npf && (!scr->pf[i] || scr->pf[i]->vs != vs))
+		i++;
+	if (i == scr->npf)
+		return -1;
+	prefetch_t *p = scr->pf[i];
+	scr->pf[i] = NULL;
+	bool started = i < scr->pf_next;
+	bool have = pf_settle(p);
+	if (started)
+		scr->pf_running--;
+	bool same = have && p->mint == mint && p->maxt == maxt && p->h.step == h->step &&
+	            p->h.range == h->range &&
+	            (p->h.func == h->func || (p->h.func && h->func && !strcmp(p->h.func, h->func)));
+	if (have && !same && p->rc == 0)
+		series_set_close(p->set);
+	if (!same) {
+		pf_unref(p);
+		pf_start(scr, ev->o);
+		return -1;
+	}
+	/* the arena becomes the query's open select arena; what it allocated so far is charged now */
+	arena_t *sa = p->sa;
+	p->sa = NULL;
+	size_t used = p->budget.used;
+	arena_set_budget(sa, &scr->budget);
+	scr->open_arena = sa;
+	int rc = p->rc;
+	*out = p->set;
+	if (rc < 0)
+		*ev->err = p->err;
+	pf_unref(p);
+	pf_start(scr, ev->o);
+	if (rc < 0) {
+		select_arena_free(scr);
+		ev->scr->error_type = "internal";
+		ev_fail_err(ev, ev->err->code);
+	}
+	scr->open_set = *out;
+	ev_charge(ev, used);
+	scr->open_charge = used;
+	return 0;
+}
+
+/* Plan the selects of e (before it is evaluated): every vector selector outside subqueries and without
+ * @, after the first, with the arguments its evaluation by ev is predicted to select it with (see
+ * eval_vs_into, eval_aggr and the range functions: an instant selector's hint names the accumulating
+ * aggregation right around it, a matrix selector's the function it is an argument of). */
+#define PF_MAX 64
+static void pf_plan(ev_t *ev, const promql_expr_t *e)
+{
+	const promql_opts_t *o = ev->o;
+	if (o->select_ahead <= 0 || !o->workers || ev->nsteps == 0)
+		return;
+	typedef struct {
+		const promql_expr_t *e;
+		const char *vfunc, *mfunc; /* the hint an instant / a matrix selector right here gets */
+	} pframe_t;
+	pframe_t *st = NULL;
+	size_t n = 0, cap = 0, seen = 0;
+	prefetch_t **pf = NULL;
+	size_t npf = 0;
+	int64_t *ref = NULL;
+#define PF_PUSH(x, vf, mf)                                                                                   \
+	do {                                                                                                 \
+		if (n == cap) {                                                                              \
+			cap = cap ? 2 * cap : 16;                                                            \
+			st = xreallocarray(st, cap, sizeof *st);                                             \
+		}                                                                                            \
+		st[n++] = (pframe_t){(x), (vf), (mf)};                                                       \
+	} while (0)
+	PF_PUSH(e, NULL, NULL);
+	while (n > 0 && npf < PF_MAX) {
+		pframe_t f = st[--n];
+		const promql_expr_t *x = f.e;
+		switch (x->kind) {
+		case PROMQL_PAREN:
+			PF_PUSH(x->u.paren.expr, f.vfunc, f.mfunc);
+			continue;
+		case PROMQL_UNARY:
+			PF_PUSH(x->u.unary.expr, NULL, NULL);
+			continue;
+		case PROMQL_BINARY: /* lhs first */
+			PF_PUSH(x->u.bin.rhs, NULL, NULL);
+			PF_PUSH(x->u.bin.lhs, NULL, NULL);
+			continue;
+		case PROMQL_CALL:
+			for (size_t i = x->u.call.nargs; i-- > 0;)
+				PF_PUSH(x->u.call.args[i], NULL, x->u.call.func->name);
+			continue;
+		case PROMQL_AGGR:
+			PF_PUSH(x->u.aggr.expr,
+			        agg_accumulating(x->u.aggr.op) ? promql_aggr_str(x->u.aggr.op) : NULL, NULL);
+			if (x->u.aggr.param)
+				PF_PUSH(x->u.aggr.param, NULL, NULL);
+			continue;
+		case PROMQL_VECTOR_SEL:
+		case PROMQL_MATRIX_SEL:
+			break;
+		default: /* numbers, strings; subqueries are evaluated with steps of their own */
+			continue;
+		}
+		bool matrix = x->kind == PROMQL_MATRIX_SEL;
+		const promql_expr_t *vs = matrix ? x->u.ms.vs : x;
+		if (vs->u.vs.mods.at_kind != PROMQL_AT_NONE || seen++ == 0)
+			continue; /* the first is selected at once by the evaluation itself */
+		if (!ref)
+			ref = xreallocarray(NULL, ev->nsteps, sizeof *ref);
+		prefetch_t *p = xcalloc(1, sizeof *p);
+		p->vs = vs;
+		p->q = ev->q;
+		if (matrix) {
+			int64_t range;
+			ev_matrix_window(ev, x, &range, ref, &p->mint, &p->maxt);
+			p->h.range = range;
+			p->h.func = f.mfunc; /* NULL: a top-level matrix */
+		} else {
+			ev_ref_times(ev, &vs->u.vs.mods, ref);
+			int64_t mn = ref[0], mx = ref[0];
+			for (size_t i = 1; i < ev->nsteps; i++) {
+				mn = ref[i] < mn ? ref[i] : mn;
+				mx = ref[i] > mx ? ref[i] : mx;
+			}
+			p->mint = mn - ev->lookback;
+			p->maxt = mx;
+			p->h.func =
+			    f.vfunc; /* only an accumulating aggregation right around it names itself */
+		}
+		p->h.start = p->mint;
+		p->h.end = p->maxt;
+		p->h.step = ev->step;
+		p->sa = xmalloc(sizeof *p->sa);
+		arena_init(p->sa, 0);
+		p->budget.limit = ev->scr->budget.limit;
+		p->budget.pool = o->memory_pool;
+		arena_set_budget(p->sa, &p->budget);
+		atomic_init(&p->state, PF_PLANNED);
+		atomic_init(&p->refs, 1);
+		pthread_mutex_init(&p->mu, NULL);
+		pthread_cond_init(&p->cv, NULL);
+		pf = xreallocarray(pf, npf + 1, sizeof *pf);
+		pf[npf++] = p;
+	}
+#undef PF_PUSH
+	free(st);
+	free(ref);
+	if (!npf)
+		return;
+	ev_scratch_t *scr = ev->scr;
+	scr->pf = pf;
+	scr->npf = npf;
+	pf_start(scr, o);
 }
 
 series_set_t *ev_select(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt, int64_t range,
@@ -588,6 +851,8 @@ series_set_t *ev_select(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t
 {
 	select_hints_t h = {.start = mint, .end = maxt, .step = ev->step, .range = range, .func = func};
 	series_set_t *set = NULL;
+	if (ev->scr->npf && pf_take(ev, vs, mint, maxt, &h, &set) == 0)
+		return set;
 	arena_t *sa = select_arena(ev);
 	if (ev->q->ops->select(ev->q, sa, vs->u.vs.ms, vs->u.vs.nms, mint, maxt, &h, &set, ev->err)) {
 		select_arena_free(ev->scr);
@@ -1948,6 +2213,7 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 		if (scr->open_set)
 			series_set_close(scr->open_set);
 		select_arena_free(scr);
+		pf_release(scr);
 		while (scr->frames)
 			frame_pop(scr);
 		arena_set_budget(a, NULL);
@@ -1974,7 +2240,9 @@ int promql_eval(const promql_opts_t *o, queryable_t *q, arena_t *a, const promql
 			wrap(inv, e);
 		ev->invariant = inv;
 	}
+	pf_plan(ev, e);
 	eval_expr(ev, e, &v);
+	pf_release(scr); /* selects planned but never made (a selector not evaluated) */
 	result_from(ev, &v, instant, res);
 	arena_set_budget(a, NULL);
 	return 0;

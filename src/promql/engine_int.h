@@ -95,6 +95,10 @@ typedef struct ev_scratch {
 	arena_t *open_arena;   /* the open set's own arena (released once it is closed) */
 	arena_budget_t budget; /* the query's memory: every arena it allocates from, and heap scratch */
 	struct bframe *frames; /* binary operators being evaluated, innermost first (eval_binary_tree) */
+	size_t open_charge;    /* bytes a select started ahead allocated before it was taken: charged */
+	struct prefetch **pf;  /* selects started ahead (engine.c, opts.select_ahead), in evaluation order */
+	size_t npf, pf_next;   /* how many; the next to start */
+	size_t pf_running;     /* started and not yet taken or dropped */
 } ev_scratch_t;
 
 _Noreturn void ev_fail(ev_t *ev, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

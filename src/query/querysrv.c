@@ -380,6 +380,7 @@ static void evaluate(job_t *j)
 	    .decode_chunks = xor_decode_chunks,
 	    .decode_aggr_chunks = store_queryable_decode_aggr,
 	    .stats = PROMQL_STATS_TOTAL,
+	    .select_ahead = PROMQL_DEFAULT_SELECT_AHEAD,
 	};
 	promql_result_t res;
 	int rc = promql_eval(&o, store_queryable_base(&sq), a, expr, j->start, j->end, j->step, &res, &err);

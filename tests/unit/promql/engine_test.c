@@ -68,6 +68,157 @@ static int q_json(const char *expr, int64_t t, const promql_opts_t *o, char *out
 			TEST_FAILF("%s: got %s (rc %d) want %s", (expr), got_, rc_, (want));            \
 	} while (0)
 
+/* A queryable over the test's memstore that logs every select (its arguments, and whether it ran on
+ * another thread than the test's) and fails selects of the metric "down" as an unreachable store. */
+typedef struct logq {
+	queryable_t base;
+	pthread_mutex_t mu;
+	pthread_t main;
+	buf_t log;      /* one line per select */
+	int off_thread; /* selects made on a pool thread */
+} logq_t;
+
+static int logq_select(queryable_t *q, arena_t *a, const matcher_t *ms, size_t nms, int64_t mint,
+                       int64_t maxt, const select_hints_t *h, series_set_t **out, err_t *err)
+{
+	logq_t *l = (logq_t *)q;
+	pthread_mutex_lock(&l->mu);
+	for (size_t i = 0; i < nms; i++)
+		buf_printf(&l->log, "%.*s%d%.*s ", (int)ms[i].name.n, ms[i].name.p, (int)ms[i].type,
+		           (int)ms[i].value.n, ms[i].value.p);
+	buf_printf(&l->log, "[%lld, %lld] step %lld range %lld func %s\n", (long long)mint, (long long)maxt,
+	           (long long)h->step, (long long)h->range, h->func ? h->func : "-");
+	bool main = pthread_equal(pthread_self(), l->main);
+	l->off_thread += !main;
+	pthread_mutex_unlock(&l->mu);
+	if (main) /* as a store's round trip: the selects started ahead get going meanwhile */
+		nanosleep(&(struct timespec){0, 5000000}, NULL);
+	for (size_t i = 0; i < nms; i++)
+		if (str_eq_c(ms[i].value, "down"))
+			return err_set(err, ERR_UNAVAILABLE, "store s1: unreachable");
+	queryable_t *in = memstore_queryable(store);
+	return in->ops->select(in, a, ms, nms, mint, maxt, h, out, err);
+}
+
+static const struct queryable_ops logq_ops = {.select = logq_select};
+
+/* The selects a run made, as sorted lines (the order differs when they are started ahead). */
+static void sorted_lines(const buf_t *in, buf_t *out)
+{
+	size_t n = 0;
+	char **v = NULL;
+	char *copy = xstrdup(in->n ? in->p : "");
+	for (char *save = NULL, *t = strtok_r(copy, "\n", &save); t; t = strtok_r(NULL, "\n", &save)) {
+		v = xreallocarray(v, n + 1, sizeof *v);
+		v[n++] = t;
+	}
+	for (size_t i = 1; i < n; i++)
+		for (size_t j = i; j > 0 && strcmp(v[j - 1], v[j]) > 0; j--) {
+			char *x = v[j];
+			v[j] = v[j - 1];
+			v[j - 1] = x;
+		}
+	buf_reset(out);
+	for (size_t i = 0; i < n; i++)
+		buf_printf(out, "%s\n", v[i]);
+	free(v);
+	free(copy);
+}
+
+TEST(selects_ahead_same_results_selects_and_errors)
+{
+	setup();
+	workers_t *w = workers_new(2);
+	logq_t lq = {.base = {&logq_ops}, .main = pthread_self()};
+	pthread_mutex_init(&lq.mu, NULL);
+	buf_init(&lq.log);
+	promql_opts_t seq = {.workers = w}, ahead = {.workers = w, .select_ahead = 2};
+	/* predicted exactly (the same selects are made), then mispredicted or unplanned ones (subqueries, @,
+	 * selectors never evaluated): the results must be the same all the same */
+	static const char *const exact[] = {
+	    "c / g",
+	    "sum(rate(c[1m])) / sum(rate(c[2m]))",
+	    "sum by (i) (c) + count by (i) ((c))",
+	    "topk(1, c) + c",
+	    "timestamp(c) * on() group_left abs(g)",
+	    "(c) - on() group_left() (sum((c)))",
+	    "rate(c[1m]) / on() group_left() (g + g offset 1m)",
+	    "c + c offset 1m - c",
+	    "absent(nope) or g",
+	    "-g + c > -1000",
+	    "histogram_quantile(0.5, sum by (le) (rate(c[1m]))) or vector(1) + g"};
+	static const char *const other[] = {
+	    "max_over_time(c[5m:30s]) + c + g",    "c @ 100 + g + c offset 1m",       "g and g @ end() + c",
+	    "predict_linear(c[2m] @ 120, 60) + g", "sum_over_time((g + c)[2m:]) / c", "scalar(g) * c + c"};
+	const char *why = NULL;
+	char q[256];
+	buf_t a = BUF_INIT, b = BUF_INIT, la = BUF_INIT, lb = BUF_INIT;
+	q[0] = 0;
+	for (size_t i = 0; i < ARRAY_LEN(exact) + ARRAY_LEN(other) && !why; i++) {
+		const char *e = i < ARRAY_LEN(exact) ? exact[i] : other[i - ARRAY_LEN(exact)];
+		arena_t ar;
+		for (int k = 0; k < 2; k++) {
+			buf_reset(&lq.log);
+			arena_init(&ar, 0);
+			promql_result_t r;
+			err_t err = {0};
+			buf_t *out = k ? &b : &a;
+			buf_reset(out);
+			if (promql_query(k ? &ahead : &seq, &lq.base, &ar, str_c(e), 0, 300000, 15000, &r,
+			                 &err))
+				buf_printf(out, "error %s: %s", r.error_type, err.msg);
+			else
+				promql_result_json(out, &r);
+			arena_release(&ar);
+			sorted_lines(&lq.log, k ? &lb : &la);
+		}
+		snprintf(q, sizeof q, "%s", e);
+		if (a.n < 20 || !strncmp(a.p, "error", 5))
+			why = "unexpected result";
+		else if (a.n != b.n || memcmp(a.p, b.p, a.n))
+			why = "result differs with selects ahead";
+		else if (i < ARRAY_LEN(exact) && (la.n != lb.n || memcmp(la.p, lb.p, la.n)))
+			why = "other selects with selects ahead";
+	}
+	if (!why && lq.off_thread == 0)
+		why = "no select was made ahead on the pool", q[0] = 0;
+	/* a failing select fails the query alike wherever it comes, on the pool or not */
+	static const char *const fails[] = {"g + down", "down + g", "c + g * down",
+	                                    "sum(rate(down[1m])) + c / g"};
+	for (size_t i = 0; i < ARRAY_LEN(fails) && !why; i++) {
+		for (int k = 0; k < 2; k++) {
+			arena_t ar;
+			arena_init(&ar, 0);
+			promql_result_t r;
+			err_t err = {0};
+			buf_t *out = k ? &b : &a;
+			buf_reset(out);
+			int rc = promql_query(k ? &ahead : &seq, &lq.base, &ar, str_c(fails[i]), 0, 300000,
+			                      15000, &r, &err);
+			buf_printf(out, "rc %d %s: %s", rc, r.error_type ? r.error_type : "-", err.msg);
+			arena_release(&ar);
+		}
+		snprintf(q, sizeof q, "%s", fails[i]);
+		if (strstr(a.p, "internal: store s1: unreachable") == NULL)
+			why = "unexpected error";
+		else if (strcmp(a.p, b.p))
+			why = "error differs with selects ahead";
+	}
+	workers_free(w);
+	static char msg[1500];
+	if (why)
+		snprintf(msg, sizeof msg, "%s: %s\nsequential: %.300s\n     ahead: %.300s\n%.300s%.300s", q,
+		         why, a.p, b.p, la.p, lb.p);
+	buf_release(&a);
+	buf_release(&b);
+	buf_release(&la);
+	buf_release(&lb);
+	buf_release(&lq.log);
+	pthread_mutex_destroy(&lq.mu);
+	if (why)
+		TEST_FAILF("%s", msg);
+}
+
 TEST(rate_with_reset_and_extrapolation)
 {
 	setup();
