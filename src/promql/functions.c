@@ -408,16 +408,22 @@ int promql_simd(void)
 /* 8 lanes: one AVX-512 register, two AVX2 ones, four SSE2 ones (the compiler splits the operations) */
 typedef double ot_v8d __attribute__((vector_size(64)));
 typedef int64_t ot_v8i __attribute__((vector_size(64)));
-#define OT_ABS(x)       ((ot_v8d)((ot_v8i)(x)&INT64_MAX))
-#define OT_SEL(m, a, b) ((ot_v8d)(((m) & (ot_v8i)(a)) | (~(m) & (ot_v8i)(b))))
-/* kahan_inc on eight lanes, updating only those in m (all of them when !masked). */
-#define OT_KAHAN(masked, m, inc_, sum, c)                                                                    \
+/* kahan_inc on the lanes of a vector of doubles of type V (VI: the same lanes as int64), updating only
+ * those in the lane mask m (all of them when !masked): the 8-lane kernels below (ot_v8d) and the 4-lane
+ * ones of deriv and predict_linear (lr_v4d). Macros, not functions: vector arguments have a different
+ * ABI with and without AVX. */
+#define VK_ABS(V, VI, x)       ((V)((VI)(x)&INT64_MAX))
+#define VK_SEL(V, VI, m, a, b) ((V)(((m) & (VI)(a)) | (~(m) & (VI)(b))))
+#define VK_KAHAN(V, VI, masked, m, inc_, sum, c)                                                             \
 	do {                                                                                                 \
-		ot_v8d inc = (inc_), t_ = (sum) + inc;                                                       \
-		ot_v8d d_ = OT_SEL(OT_ABS(sum) >= OT_ABS(inc), ((sum)-t_) + inc, (inc - t_) + (sum));        \
-		(c) = (masked) ? OT_SEL(m, (c) + d_, (c)) : (c) + d_;                                        \
-		(sum) = (masked) ? OT_SEL(m, t_, (sum)) : t_;                                                \
+		V inc = (inc_), t_ = (sum) + inc;                                                            \
+		V d_ = VK_SEL(V, VI, VK_ABS(V, VI, sum) >= VK_ABS(V, VI, inc), ((sum)-t_) + inc,             \
+		              (inc - t_) + (sum));                                                           \
+		(c) = (masked) ? VK_SEL(V, VI, m, (c) + d_, (c)) : (c) + d_;                                 \
+		(sum) = (masked) ? VK_SEL(V, VI, m, t_, (sum)) : t_;                                         \
 	} while (0)
+#define OT_SEL(m, a, b)                  VK_SEL(ot_v8d, ot_v8i, m, a, b)
+#define OT_KAHAN(masked, m, inc, sum, c) VK_KAHAN(ot_v8d, ot_v8i, masked, m, inc, sum, c)
 
 /* rate / increase / delta over every step of one series, in two phases per block of RK_BLOCK steps:
  * first the sliding window (indices only), then extrapolated_rate's arithmetic for the block's
@@ -924,17 +930,7 @@ typedef struct lr_win {
 	int64_t icept;
 } lr_win_t;
 
-/* kahan_inc on four lanes, updating only those in m (all of them when !masked). Macros, not
- * functions: 32-byte vector arguments would have a different ABI with and without AVX. */
-#define LR_ABS(x)       ((lr_v4d)((lr_v4i)(x) & (lr_v4i){INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX}))
-#define LR_SEL(m, a, b) ((lr_v4d)(((m) & (lr_v4i)(a)) | (~(m) & (lr_v4i)(b))))
-#define LR_KAHAN(masked, m, inc_, sum, c)                                                                    \
-	do {                                                                                                 \
-		lr_v4d inc = (inc_), t_ = (sum) + inc;                                                       \
-		lr_v4d d_ = LR_SEL(LR_ABS(sum) >= LR_ABS(inc), ((sum)-t_) + inc, (inc - t_) + (sum));        \
-		(c) = (masked) ? LR_SEL(m, (c) + d_, (c)) : (c) + d_;                                        \
-		(sum) = (masked) ? LR_SEL(m, t_, (sum)) : t_;                                                \
-	} while (0)
+#define LR_KAHAN(masked, m, inc, sum, c) VK_KAHAN(lr_v4d, lr_v4i, masked, m, inc, sum, c)
 
 /* Samples [from, to) of four windows into st (sx, cx, sy, cy, sxy, cxy, sx2, cx2); all four windows
  * hold a sample at every position below the shortest, so that stretch runs without masks. */
@@ -990,16 +986,6 @@ static void lr_sums4_base(const int64_t *t, const double *v, const size_t *lo, c
 
 /* lr_run4's stretch on eight windows in 8-lane vectors (AVX-512 only: the eight sums would not fit
  * the 16 AVX2 registers twice over). */
-#define LR8_ABS(x)       ((ot_v8d)((ot_v8i)(x)&INT64_MAX))
-#define LR8_SEL(m, a, b) ((ot_v8d)(((m) & (ot_v8i)(a)) | (~(m) & (ot_v8i)(b))))
-#define LR8_KAHAN(masked, m, inc_, sum, c)                                                                   \
-	do {                                                                                                 \
-		ot_v8d inc = (inc_), t_ = (sum) + inc;                                                       \
-		ot_v8d d_ = LR8_SEL(LR8_ABS(sum) >= LR8_ABS(inc), ((sum)-t_) + inc, (inc - t_) + (sum));     \
-		(c) = (masked) ? LR8_SEL(m, (c) + d_, (c)) : (c) + d_;                                       \
-		(sum) = (masked) ? LR8_SEL(m, t_, (sum)) : t_;                                               \
-	} while (0)
-
 static inline __attribute__((always_inline)) void lr_run8(const int64_t *t, const double *v, const size_t *lo,
                                                           const size_t *w, const int64_t *ic, size_t from,
                                                           size_t to, bool masked, ot_v8d *st)
@@ -1023,10 +1009,10 @@ static inline __attribute__((always_inline)) void lr_run8(const int64_t *t, cons
 		ot_v8d y = {v[lo[0] + ix[0]], v[lo[1] + ix[1]], v[lo[2] + ix[2]], v[lo[3] + ix[3]],
 		            v[lo[4] + ix[4]], v[lo[5] + ix[5]], v[lo[6] + ix[6]], v[lo[7] + ix[7]]};
 		x /= 1e3;
-		LR8_KAHAN(masked, m, x, sx, cx);
-		LR8_KAHAN(masked, m, y, sy, cy);
-		LR8_KAHAN(masked, m, x * y, sxy, cxy);
-		LR8_KAHAN(masked, m, x * x, sx2, cx2);
+		OT_KAHAN(masked, m, x, sx, cx);
+		OT_KAHAN(masked, m, y, sy, cy);
+		OT_KAHAN(masked, m, x * y, sxy, cxy);
+		OT_KAHAN(masked, m, x * x, sx2, cx2);
 	}
 	st[0] = sx, st[1] = cx, st[2] = sy, st[3] = cy, st[4] = sxy, st[5] = cxy, st[6] = sx2, st[7] = cx2;
 }
