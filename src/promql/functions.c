@@ -410,15 +410,17 @@ typedef double ot_v8d __attribute__((vector_size(64)));
 typedef int64_t ot_v8i __attribute__((vector_size(64)));
 /* kahan_inc on the lanes of a vector of doubles of type V (VI: the same lanes as int64), updating only
  * those in the lane mask m (all of them when !masked): the 8-lane kernels below (ot_v8d) and the 4-lane
- * ones of deriv and predict_linear (lr_v4d). Macros, not functions: vector arguments have a different
- * ABI with and without AVX. */
+ * ones of deriv and predict_linear (lr_v4d). kahan_inc's Neumaier branch takes the rounding error of
+ * sum + inc from whichever is larger; TwoSum's five operations here give the same exact error without
+ * the compare and select (so every finite result is bit-identical; once a sum overflows or meets ±Inf
+ * the result is NaN or ±Inf either way). Macros, not functions: vector arguments have a different ABI
+ * with and without AVX. */
 #define VK_ABS(V, VI, x)       ((V)((VI)(x)&INT64_MAX))
 #define VK_SEL(V, VI, m, a, b) ((V)(((m) & (VI)(a)) | (~(m) & (VI)(b))))
 #define VK_KAHAN(V, VI, masked, m, inc_, sum, c)                                                             \
 	do {                                                                                                 \
 		V inc = (inc_), t_ = (sum) + inc;                                                            \
-		V d_ = VK_SEL(V, VI, VK_ABS(V, VI, sum) >= VK_ABS(V, VI, inc), ((sum)-t_) + inc,             \
-		              (inc - t_) + (sum));                                                           \
+		V b_ = t_ - (sum), d_ = ((sum) - (t_ - b_)) + (inc - b_);                                    \
 		(c) = (masked) ? VK_SEL(V, VI, m, (c) + d_, (c)) : (c) + d_;                                 \
 		(sum) = (masked) ? VK_SEL(V, VI, m, t_, (sum)) : t_;                                         \
 	} while (0)

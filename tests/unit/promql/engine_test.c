@@ -815,10 +815,11 @@ TEST(deriv_predict_linear_bit_identical_to_reference)
 {
 	/* Jittered and sparse series (windows of 0, 1, 2 and many samples), plateaus (constant windows,
 	 * constant ±Inf), NaN, -0/0 runs, large values, a regular series (windows with the same time
-	 * offsets, whose x values the kernel reuses) with one late scrape; 203 steps so groups of four
+	 * offsets, whose x values the kernel reuses) with one late scrape, values whose sums overflow, ±Inf
+	 * among finite values; 203 steps so groups of four
 	 * windows end part-filled. Every point is compared bit for bit. */
 	setup();
-	enum { NS = 9, NPT = 700 };
+	enum { NS = 11, NPT = 700 };
 	static int64_t ts[NS][NPT];
 	static double vs[NS][NPT];
 	uint64_t seed = 4242;
@@ -850,6 +851,10 @@ TEST(deriv_predict_linear_bit_identical_to_reference)
 				sv = v * 1e12 + (double)(r % 5);
 			if (s == 7)
 				sv = (double)(r % 4); /* integers, many repeats */
+			if (s == 9) /* sums that overflow (the vector Kahan step's error term past DBL_MAX) */
+				sv = (r % 2 ? 1.5e308 : 1.7e308) * (r % 5 == 0 ? -1 : 1);
+			if (s == 10 && r % 13 == 0) /* ±Inf among finite values */
+				sv = r % 2 ? INFINITY : -INFINITY;
 			add("lr", "s", name, t, sv);
 			ts[s][i] = t, vs[s][i] = sv;
 		}
