@@ -23,6 +23,7 @@
 #define SERIES_MERGE_GAP (64 * 1024)
 #define SERIES_EST 4096                 /* bytes read per series entry when its end is unknown */
 #define CHUNK_MERGE_GAP (16 * 1024)
+#define RANGE_MAX          (128 * 1024) /* bytes of one chunk range read: its buffer stays on the heap */
 #define CHUNK_EST 2048                  /* bytes read per chunk when its end is unknown: a 120-sample XOR
 					 * chunk is ~0.2-1.5 KiB; longer ones are re-read exactly in one batch */
 #define BATCH_SERIES 1024
@@ -542,6 +543,11 @@ typedef struct oseries {
 	chunk_t *chunks; /* filled per batch */
 } oseries_t;
 
+typedef struct piece {
+	uint8_t *p;
+	size_t cap;
+} piece_t;
+
 typedef struct bs_set {
 	series_set_t base;
 	bucket_store_t *st;
@@ -552,7 +558,14 @@ typedef struct bs_set {
 	size_t bend;     /* series [pos, bend) have chunks fetched */
 	bool skip_chunks;
 	int64_t mint, maxt;
-	arena_t batch;   /* chunk bytes of the current batch */
+	arena_t batch; /* the current batch's bookkeeping (and re-read chunks) */
+	/* The current batch's per-chunk arrays (meta) and chunk bytes (one piece per range read, at most
+	 * RANGE_MAX bytes): reused by all the call's batches (call_buf), below malloc's mmap threshold, so
+	 * their pages are faulted in once, not once per batch or per call. */
+	uint8_t *meta;
+	size_t meta_cap;
+	piece_t *pieces;
+	size_t npieces;
 	int64_t pool_held;
 	oseries_t *cur;
 	xor_iter_t it;
@@ -609,6 +622,26 @@ static int frame_chunk(bs_set_t *s, const cwant_t *w, const uint8_t *p, int64_t 
 	return 0;
 }
 
+/* *p with room for n bytes (contents not kept). Below malloc's mmap threshold (base/alloc.h: 256 KiB)
+ * the buffer comes from the heap, whose pages earlier calls faulted in already; above it, it gets room
+ * to grow, as mapped pages left untouched cost nothing, so a later, somewhat larger batch does not map
+ * and fault in a fresh buffer. */
+#define CALL_BUF_HEAP (192u << 10)
+static void *call_buf(uint8_t **p, size_t *cap, size_t n)
+{
+	if (n > *cap) {
+		free(*p);
+		if (n < CALL_BUF_HEAP)
+			*cap = (n + 4095) & ~(size_t)4095;
+		else
+			*cap = (n + n / 2 + (1u << 20) - 1) & ~(size_t)((1u << 20) - 1);
+		*p = xmalloc(*cap);
+	}
+	return *p;
+}
+
+#define ALIGN16(n) (((n) + 15) & ~(size_t)15)
+
 /* Fetch the chunks of series [pos, ...) up to the batch bounds. */
 static int fetch_batch(bs_set_t *s, err_t *err)
 {
@@ -632,10 +665,24 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 		nchunks += s->v[to].nrefs;
 		to++;
 	}
-	cwant_t *w = ARENA_NEW_ARRAY(&s->batch, cwant_t, nchunks + 1);
+	/* the per-chunk arrays: w, rof, again_w, again_need, then every series' chunk_t array */
+	size_t nc1 = nchunks + 1;
+	size_t mbytes = ALIGN16(nc1 * sizeof(cwant_t)) + 3 * ALIGN16(nc1 * sizeof(size_t)) +
+	                (to - from) * sizeof(chunk_t) + nchunks * sizeof(chunk_t);
+	uint8_t *mp = call_buf(&s->meta, &s->meta_cap, mbytes);
+	cwant_t *w = (cwant_t *)mp;
+	mp += ALIGN16(nc1 * sizeof(cwant_t));
+	size_t *rof = (size_t *)mp;
+	mp += ALIGN16(nc1 * sizeof(size_t));
+	size_t *again_w = (size_t *)mp;
+	mp += ALIGN16(nc1 * sizeof(size_t));
+	int64_t *again_need = (int64_t *)mp;
+	mp += ALIGN16(nc1 * sizeof(int64_t));
 	size_t nw = 0;
 	for (size_t i = from; i < to; i++) {
-		s->v[i].chunks = ARENA_NEW_ARRAY(&s->batch, chunk_t, s->v[i].nrefs + 1);
+		s->v[i].chunks = (chunk_t *)mp;
+		mp += (s->v[i].nrefs + 1) * sizeof(chunk_t);
+		memset(s->v[i].chunks, 0, (s->v[i].nrefs + 1) * sizeof(chunk_t));
 		for (size_t k = 0; k < s->v[i].nrefs; k++) {
 			cref_t *r = &s->v[i].refs[k];
 			w[nw++] = (cwant_t){r->b, (uint32_t)(r->m.ref >> 32), (int64_t)(r->m.ref & 0xffffffffu), 0, i, k};
@@ -648,16 +695,18 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 		    w[i + 1].off < w[i].end)
 			w[i].end = w[i + 1].off;
 	}
-	/* Merge into ranges per (block, segment): counted first, as a bucket_range_t holds an err_t (~1 KiB). */
-	size_t *rof = ARENA_NEW_ARRAY(&s->batch, size_t, nw + 1);
+	/* Merge into ranges per (block, segment): counted first, as a bucket_range_t holds an err_t (~1 KiB).
+	 */
 	size_t nr = 0;
-	int64_t lend = 0;
+	int64_t lend = 0, lstart = 0;
 	for (size_t i = 0; i < nw; i++) {
-		if (nr && w[i - 1].b == w[i].b && w[i - 1].seg == w[i].seg && w[i].off <= lend + CHUNK_MERGE_GAP) {
+		if (nr && w[i - 1].b == w[i].b && w[i - 1].seg == w[i].seg &&
+		    w[i].off <= lend + CHUNK_MERGE_GAP && w[i].end - lstart <= RANGE_MAX) {
 			if (w[i].end > lend)
 				lend = w[i].end;
 		} else {
 			nr++;
+			lstart = w[i].off;
 			lend = w[i].end;
 		}
 		rof[i] = nr - 1;
@@ -688,15 +737,18 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 				       (long long)used, (long long)s->st->cfg.chunk_pool_size);
 		}
 	}
+	if (nr > s->npieces) {
+		s->pieces = xreallocarray(s->pieces, nr, sizeof *s->pieces);
+		memset(s->pieces + s->npieces, 0, (nr - s->npieces) * sizeof *s->pieces);
+		s->npieces = nr;
+	}
 	for (size_t i = 0; i < nr; i++)
-		r[i].dst = arena_alloc(&s->batch, (size_t)r[i].len + 1);
+		r[i].dst = call_buf(&s->pieces[i].p, &s->pieces[i].cap, (size_t)r[i].len + 1);
 	if (nr && (rc = bucket_get_ranges(s->st->cfg.bkt, r, nr, FETCH_CONCURRENCY, err)))
 		return err_wrap(err, "fetching chunks");
 	/* Chunks longer than estimated are re-read exactly, all in one batch after the first pass.
 	 * Their ranges are allocated only then (a bucket_range_t holds an err_t, ~1 KiB). */
 	bucket_range_t *again = NULL;
-	size_t *again_w = ARENA_NEW_ARRAY(&s->batch, size_t, nw + 1);
-	int64_t *again_need = ARENA_NEW_ARRAY(&s->batch, int64_t, nw + 1);
 	size_t nagain = 0;
 	int64_t again_bytes = 0;
 	for (int pass = 0; pass < 2; pass++) {
@@ -815,6 +867,14 @@ static void set_close(series_set_t *base)
 	bs_set_t *s = (bs_set_t *)base;
 	pool_release(s);
 	arena_release(&s->batch);
+	free(s->meta);
+	s->meta = NULL;
+	s->meta_cap = 0;
+	for (size_t i = 0; i < s->npieces; i++)
+		free(s->pieces[i].p);
+	free(s->pieces);
+	s->pieces = NULL;
+	s->npieces = 0;
 	if (s->counted) {
 		atomic_fetch_sub(&s->st->open_sets, 1);
 		s->counted = false;
