@@ -44,6 +44,14 @@ void alloc_tune_server(void);
  * heap's free pages back to the system (malloc_trim) on this thread. Thread-safe; cheap otherwise. */
 #define ALLOC_TRIM_BYTES (8u << 20)
 void alloc_note_freed(size_t n);
+/* Called every ~100 ms by a server's event loop (net/conn.c's sweep) with the monotonic time in ms:
+ * once nothing has been freed for ALLOC_TRIM_IDLE_MS and at least ALLOC_TRIM_IDLE_BYTES were freed
+ * since the last trim, trim now, so that a process that went idle after a burst gives back what the
+ * ALLOC_TRIM_BYTES steps left (the trim costs nothing then: no request faults the pages in again
+ * meanwhile). Thread-safe. */
+#define ALLOC_TRIM_IDLE_BYTES (1u << 20)
+#define ALLOC_TRIM_IDLE_MS    1000
+void alloc_idle_tick(uint64_t now_ms);
 /* No trimming from now on: for a process whose requests reuse the same few MiB all the time (a
  * receiver), giving them back only to fault them in again on the next request costs CPU. */
 void alloc_keep_heap(void);

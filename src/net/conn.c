@@ -426,6 +426,7 @@ static int64_t sweep(loop_t *l, uint64_t id, void *arg)
 				conn_flush(c);
 		}
 	}
+	alloc_idle_tick(now); /* the heap's free pages go back once the process is idle */
 	(void)l;
 	(void)id;
 	return SWEEP_MS;
