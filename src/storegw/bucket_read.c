@@ -912,6 +912,61 @@ static int oseries_cmp(const void *a, const void *b)
 
 typedef VEC(oseries_t) ovec_t;
 
+static bool run_sorted(const oseries_t *v, size_t n)
+{
+	for (size_t i = 1; i < n; i++)
+		if (oseries_cmp(&v[i - 1], &v[i]) > 0)
+			return false;
+	return true;
+}
+
+/* Sort v[0..n) by oseries_cmp. runs[0..nruns) are where the blocks' series start (ascending, the first
+ * 0): a block's series come in the order of its index, which is label order unless external or
+ * replica labels moved them, so a check of each run and a merge of the runs replace the full sort. */
+static void sort_series(oseries_t *v, size_t n, const size_t *runs, size_t nruns)
+{
+	if (n < 2)
+		return;
+	bool sorted = nruns > 0 && runs[0] == 0;
+	for (size_t r = 0; r < nruns && sorted; r++)
+		sorted = run_sorted(v + runs[r], (r + 1 < nruns ? runs[r + 1] : n) - runs[r]);
+	if (!sorted) {
+		qsort(v, n, sizeof *v, oseries_cmp);
+		return;
+	}
+	if (nruns < 2)
+		return;
+	/* bottom-up: merge neighbouring runs, halving their number per round */
+	size_t *b = xmalloc((nruns + 1) * sizeof *b);
+	memcpy(b, runs, nruns * sizeof *b);
+	b[nruns] = n;
+	size_t nb = nruns;
+	oseries_t *src = v, *dst = xmalloc(n * sizeof *v), *tmp = dst;
+	while (nb > 1) {
+		size_t w = 0;
+		for (size_t r = 0; r < nb; r += 2) {
+			size_t lo = b[r], mid = b[r + 1], hi = r + 2 <= nb ? b[r + 2] : mid;
+			size_t i = lo, j = mid, o = lo;
+			while (i < mid && j < hi)
+				dst[o++] = oseries_cmp(&src[j], &src[i]) < 0 ? src[j++] : src[i++];
+			while (i < mid)
+				dst[o++] = src[i++];
+			while (j < hi)
+				dst[o++] = src[j++];
+			b[w++] = lo;
+		}
+		b[w] = n;
+		nb = w;
+		oseries_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != v)
+		memcpy(v, src, n * sizeof *v);
+	free(tmp);
+	free(b);
+}
+
 /* Postings of a block for the request's matchers (external labels applied); *skip when the block
  * cannot match. */
 static int block_ids(call_t *c, bucket_block_t *b, const matcher_t *ms, size_t nms, const indexheader_t **hp,
@@ -1030,6 +1085,7 @@ typedef struct lane {
 	int rc;
 	size_t failed_block;
 	ovec_t out;    /* Series */
+	VEC(size_t) runs; /* Series: where each block's series start in out */
 	strvec_t strs; /* label calls: the blocks' names or values */
 } lane_t;
 
@@ -1166,6 +1222,7 @@ static void lane_release(void *arg)
 	arena_release(&l->keep);
 	arena_release(&l->scratch);
 	VEC_FREE(&l->out);
+	VEC_FREE(&l->runs);
 	VEC_FREE(&l->strs);
 }
 
@@ -1226,6 +1283,7 @@ static int scan_blocks(bucket_store_t *st, arena_t *a, scan_fn fn, const void *a
 
 static int series_block(call_t *c, lane_t *l, bucket_block_t *b, const void *arg, atomic_llong *touched)
 {
+	VEC_PUSH(&l->runs, l->out.n);
 	return block_series(c, &l->keep, b, arg, &l->out, touched);
 }
 
@@ -1335,14 +1393,20 @@ int bucket_read_series(store_t *base, arena_t *a, const store_series_req_t *req,
 		return rc;
 	}
 	ovec_t all = {0};
+	VEC(size_t) runs = {0};
 	for (size_t i = 0; i < nlanes; i++) {
 		lane_t *l = &lanes[i];
+		for (size_t k = 0; k < l->runs.n; k++)
+			if (l->runs.v[k] < l->out.n &&
+			    (k + 1 == l->runs.n || l->runs.v[k + 1] > l->runs.v[k]))
+				VEC_PUSH(&runs, all.n + l->runs.v[k]); /* non-empty runs only */
 		for (size_t k = 0; k < l->out.n; k++)
 			VEC_PUSH(&all, l->out.v[k]);
 		VEC_FREE(&l->out);
+		VEC_FREE(&l->runs);
 	}
-	if (all.n > 1)
-		qsort(all.v, all.n, sizeof *all.v, oseries_cmp);
+	sort_series(all.v, all.n, runs.v, runs.n);
+	VEC_FREE(&runs);
 	/* Same labels from several blocks (consecutive time ranges): one series, chunks in time order.
 	 * Without replica labels, only blocks of one replica (equal rkey) merge: the replicas of a series
 	 * stay separate consecutive series for the caller's dedup. */
