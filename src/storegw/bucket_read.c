@@ -27,6 +27,7 @@
 #define CHUNK_EST 2048                  /* bytes read per chunk when its end is unknown: a 120-sample XOR
 					 * chunk is ~0.2-1.5 KiB; longer ones are re-read exactly in one batch */
 #define BATCH_SERIES 1024
+#define BATCH_GROUPS      64 /* blocks per batch whose chunks are placed by block, not sorted */
 #define BATCH_BYTES (2u << 20)
 #define FETCH_CONCURRENCY 16
 
@@ -678,17 +679,74 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 	mp += ALIGN16(nc1 * sizeof(size_t));
 	int64_t *again_need = (int64_t *)mp;
 	mp += ALIGN16(nc1 * sizeof(int64_t));
-	size_t nw = 0;
+	/* w in (block, segment, offset) order. A block's chunks, taken in series (label) order, are in
+	 * segment order already (its index lists series in label order and they were written so): the
+	 * chunks are placed by block, and only a block whose chunks are not is sorted. */
+	bucket_block_t *gb[BATCH_GROUPS];
+	size_t gn[BATCH_GROUPS], ng = 0, last = 0;
+	for (size_t i = from; i < to && ng <= BATCH_GROUPS; i++)
+		for (size_t k = 0; k < s->v[i].nrefs; k++) {
+			bucket_block_t *b = s->v[i].refs[k].b;
+			if (ng && gb[last] == b) {
+				gn[last]++;
+				continue;
+			}
+			for (last = 0; last < ng && gb[last] != b; last++)
+				;
+			if (last == ng) {
+				if (ng == BATCH_GROUPS) {
+					ng++; /* too many blocks: one sort of everything */
+					break;
+				}
+				gb[ng] = b, gn[ng++] = 0;
+			}
+			gn[last]++;
+		}
+	size_t gstart[BATCH_GROUPS + 1], gnext[BATCH_GROUPS];
+	bool grouped = ng <= BATCH_GROUPS;
+	if (grouped) { /* groups in block address order, as cwant_cmp orders them */
+		for (size_t i = 1; i < ng; i++)
+			for (size_t j = i; j > 0 && gb[j - 1] > gb[j]; j--) {
+				bucket_block_t *tb = gb[j];
+				size_t tn = gn[j];
+				gb[j] = gb[j - 1], gn[j] = gn[j - 1];
+				gb[j - 1] = tb, gn[j - 1] = tn;
+			}
+		gstart[0] = 0;
+		for (size_t g = 0; g < ng; g++)
+			gnext[g] = gstart[g], gstart[g + 1] = gstart[g] + gn[g];
+	}
+	size_t nw = 0, g = 0;
 	for (size_t i = from; i < to; i++) {
 		s->v[i].chunks = (chunk_t *)mp;
 		mp += (s->v[i].nrefs + 1) * sizeof(chunk_t);
 		memset(s->v[i].chunks, 0, (s->v[i].nrefs + 1) * sizeof(chunk_t));
 		for (size_t k = 0; k < s->v[i].nrefs; k++) {
 			cref_t *r = &s->v[i].refs[k];
-			w[nw++] = (cwant_t){r->b, (uint32_t)(r->m.ref >> 32), (int64_t)(r->m.ref & 0xffffffffu), 0, i, k};
+			size_t at = nw;
+			if (grouped) {
+				if (gb[g] != r->b)
+					for (g = 0; gb[g] != r->b; g++)
+						;
+				at = gnext[g]++;
+			}
+			uint32_t seg = (uint32_t)(r->m.ref >> 32);
+			w[at] = (cwant_t){r->b, seg, (int64_t)(r->m.ref & 0xffffffffu), 0, i, k};
+			nw++;
 		}
 	}
-	qsort(w, nw, sizeof *w, cwant_cmp);
+	if (!grouped) {
+		qsort(w, nw, sizeof *w, cwant_cmp);
+	} else {
+		for (size_t k = 0; k < ng; k++) {
+			cwant_t *gw = w + gstart[k];
+			for (size_t i = 1; i < gn[k]; i++)
+				if (cwant_cmp(&gw[i - 1], &gw[i]) > 0) {
+					qsort(gw, gn[k], sizeof *gw, cwant_cmp);
+					break;
+				}
+		}
+	}
 	for (size_t i = 0; i < nw; i++) {
 		w[i].end = w[i].off + CHUNK_EST;
 		if (i + 1 < nw && w[i + 1].b == w[i].b && w[i + 1].seg == w[i].seg && w[i + 1].off > w[i].off &&
