@@ -597,8 +597,7 @@ static void work(http_req_t *r, void *arg)
 	case Q_LABELS: run_labels(q, STR("")); break;
 	case Q_VALUES: run_labels(q, values_name(r)); break;
 	}
-	atomic_store(&q->done, 1);
-	loop_post(q->api->loop, q_finished, q);
+	atomic_store(&q->done, 1); /* q_finished follows on the loop (http_run_on_worker_then) */
 }
 
 static int64_t cancel_poll(loop_t *l, uint64_t id, void *arg)
@@ -621,7 +620,7 @@ static void start(qctx_t *q)
 		q->api->running++;
 		q->timer = loop_add_timer(q->api->loop, CANCEL_POLL_MS, cancel_poll, q);
 	}
-	http_run_on_worker(q->r, work, q);
+	http_run_on_worker_then(q->r, work, q_finished, q);
 }
 
 static void q_finished(void *arg)

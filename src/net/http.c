@@ -58,6 +58,7 @@ struct http_req_priv {
 	buf_t w_body;
 	void (*work)(http_req_t *r, void *arg);
 	void *work_arg;
+	void (*work_done)(void *arg); /* http_run_on_worker_then: on the loop once work has returned */
 	/* streaming from the worker: w_stream is the worker's (set at its http_stream_begin, read by
 	 * worker_done after the work returned); the counters and w_gone are shared under w_mu */
 	bool w_stream;
@@ -805,6 +806,8 @@ static void worker_done(void *arg)
 	http_req_t *r = arg;
 	http_req_priv_t *p = r->priv;
 	p->on_worker = false;
+	if (p->work_done)
+		p->work_done(p->work_arg);
 	if (p->w_failed)
 		p->keep_alive = false;
 	if (p->w_stream) {
@@ -837,13 +840,15 @@ static void worker_main(void *arg)
 	loop_post(r->server->loop, worker_done, r);
 }
 
-void http_run_on_worker(http_req_t *r, void (*work)(http_req_t *r, void *arg), void *arg)
+void http_run_on_worker_then(http_req_t *r, void (*work)(http_req_t *r, void *arg), void (*done)(void *arg),
+                             void *arg)
 {
 	http_req_priv_t *p = r->priv;
 	BUG_ON(p->responded || p->on_worker);
 	p->on_worker = true;
 	p->work = work;
 	p->work_arg = arg;
+	p->work_done = done;
 	if (r->server->workers) {
 		/* Direct answers need the socket to be ours alone meanwhile: plain TCP (an SSL object is
 		 * not shared with the loop's reads) and nothing queued before the answer. */
@@ -855,8 +860,17 @@ void http_run_on_worker(http_req_t *r, void (*work)(http_req_t *r, void *arg), v
 		workers_submit(r->server->workers, worker_main, r);
 	} else {
 		work(r, arg);
+		if (done) { /* later, as from a worker: the caller may still be setting up */
+			p->work_done = NULL;
+			loop_post(r->server->loop, done, arg);
+		}
 		worker_done(r);
 	}
+}
+
+void http_run_on_worker(http_req_t *r, void (*work)(http_req_t *r, void *arg), void *arg)
+{
+	http_run_on_worker_then(r, work, NULL, arg);
 }
 
 /* ---- request accessors ---- */

@@ -203,6 +203,11 @@ bool http_req_peer_eof(const http_req_t *r);
  * returns. The calling handler must not touch r after this call. Without a pool
  * (worker_threads < 0) work runs inline. */
 void http_run_on_worker(http_req_t *r, void (*work)(http_req_t *r, void *arg), void *arg);
+/* Like http_run_on_worker, and done(arg) runs on the loop once work has returned, just before the
+ * request ends: the caller's own completion (a query's slot, its timer) in the one post per request,
+ * instead of a post of its own waking the loop a second time. Without a pool, done is posted. */
+void http_run_on_worker_then(http_req_t *r, void (*work)(http_req_t *r, void *arg), void (*done)(void *arg),
+                             void *arg);
 
 const char *http_status_text(int status);
 
