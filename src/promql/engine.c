@@ -639,9 +639,23 @@ static void pf_job(void *arg)
 	pf_unref(p);
 }
 
+/* The selects started ahead run on a pool of their own, shared by all queries: they wait on stores and
+ * must not hold the threads of opts.workers, which decode and evaluate. Its threads start when selects
+ * come and exit when idle (base/workers.h); a select still queued when its query needs it is run by the
+ * query itself, so a busy pool delays nothing. */
+#define PF_THREADS 16
+static workers_t *pf_pool;
+static pthread_once_t pf_pool_once = PTHREAD_ONCE_INIT;
+
+static void pf_pool_init(void)
+{
+	pf_pool = workers_new(PF_THREADS);
+}
+
 /* Start planned selects until opts.select_ahead of them are running. */
 static void pf_start(ev_scratch_t *scr, const promql_opts_t *o)
 {
+	pthread_once(&pf_pool_once, pf_pool_init);
 	while (scr->pf_next < scr->npf && scr->pf_running < (size_t)o->select_ahead) {
 		prefetch_t *p = scr->pf[scr->pf_next++];
 		if (!p) /* taken back before it started */
@@ -649,7 +663,7 @@ static void pf_start(ev_scratch_t *scr, const promql_opts_t *o)
 		atomic_store(&p->state, PF_QUEUED);
 		atomic_fetch_add(&p->refs, 1);
 		scr->pf_running++;
-		workers_submit(o->workers, pf_job, p);
+		workers_submit(pf_pool, pf_job, p);
 	}
 }
 
@@ -744,7 +758,7 @@ static int pf_take(ev_t *ev, const promql_expr_t *vs, int64_t mint, int64_t maxt
 static void pf_plan(ev_t *ev, const promql_expr_t *e)
 {
 	const promql_opts_t *o = ev->o;
-	if (o->select_ahead <= 0 || !o->workers || ev->nsteps == 0)
+	if (o->select_ahead <= 0 || ev->nsteps == 0)
 		return;
 	typedef struct {
 		const promql_expr_t *e;

@@ -24,8 +24,8 @@
  * without recursion and release their intermediate results (evaluation depth does not grow with
  * them). On error the return value is negative and err/res->error_type say what happened
  * ("bad_data" for parse errors, "execution", "timeout", "canceled", "internal").
- * Thread-safety: a query runs on the calling thread (with opts.workers, batches of series and, with
- * opts.select_ahead, selects also on the pool); distinct queries may run concurrently.
+ * Thread-safety: a query runs on the calling thread (with opts.workers, batches of series also on that
+ * pool; with opts.select_ahead, selects on a pool of the engine's); distinct queries may run concurrently.
  */
 #ifndef STRATA_PROMQL_ENGINE_H
 #define STRATA_PROMQL_ENGINE_H
@@ -41,8 +41,8 @@
 #define PROMQL_DEFAULT_LOOKBACK_MS (5 * 60 * 1000)
 #define PROMQL_DEFAULT_MAX_SAMPLES 50000000
 #define PROMQL_DEFAULT_SUBQUERY_STEP_MS (60 * 1000)
-#define PROMQL_DEFAULT_SELECT_AHEAD                                                                          \
-	4 /* promql_opts_t.select_ahead of the querier (Thanos's max-concurrent-select) */
+/* promql_opts_t.select_ahead of the querier's APIs (as Thanos's --query.max-concurrent-select) */
+#define PROMQL_DEFAULT_SELECT_AHEAD 4
 
 typedef struct promql_opts {
 	int64_t lookback_ms;     /* 0 = 5m */
@@ -82,9 +82,10 @@ typedef struct promql_opts {
 	 * PROMQL_STATS_TOTAL the total, PROMQL_STATS_PER_STEP also per step (stats=all with 2.42's
 	 * promql-per-step-stats). 0 = not counted (no cost). */
 	int stats;
-	/* Selects started ahead (Prometheus's populateSeries, Thanos's asynchronous Select): with workers,
-	 * the selectors after the first (in evaluation order, outside subqueries, without @) have their
-	 * select() called on the pool, at most this many at once, so the stores work on the next selector's
+	/* Selects started ahead (Prometheus's populateSeries, Thanos's asynchronous Select): the selectors
+	 * after the first (in evaluation order, outside subqueries, without @) have their select() called on
+	 * a pool of the engine's own (not workers: these wait on stores), at most this many of the query at
+	 * once, so the stores work on the next selector's
 	 * series while the current one is read and evaluated. Each is the very select() the evaluation would
 	 * make (same arguments; a selector evaluated differently than predicted is selected again and the
 	 * early one closed), so results, warnings and errors are the same; a select still queued when the
