@@ -1,33 +1,29 @@
 /* fmt.c — Go-compatible float formatting; see fmt.h.
  *
- * Shortest round-trip digits, without snprintf/strtod, in three steps (fastest first):
+ * Shortest round-trip digits, without snprintf/strtod:
  *  1. Integers below 2^53: their own digits (every other decimal of at most as many digits is an integer
  *     too, at least 1 away, outside the rounding interval of half an ulp <= 0.5).
- *  2. Decimals of at most 15 significant digits: |v| scaled by an exact power of ten (10^0..10^22) to 15
- *     digits and rounded to an integer x, checked by computing x / 10^m (or x * 10^m) back: both operands
- *     are exact doubles, so the one IEEE operation is correctly rounded, i.e. exactly what parsing the
- *     decimal gives. A decimal of <= 15 digits that round-trips is the only one in the rounding interval
- *     (such decimals are more than 4 ulps apart for normal doubles), so it is the shortest.
- *  3. Everything else: Schubfach (R. Giulietti, "The Schubfach way to render doubles", 2020): v's rounding
- *     interval scaled by 10^-k (k = floor(log10 of the interval's width)) with a 126-bit approximation of
- *     10^-k (fmt_pow10.h), computed with a sticky bit so that membership tests are exact. Of the
- *     multiples of 10^(k+1) at most one lies in the interval; if one does it is the shortest answer;
- *     otherwise the multiple of 10^k in the interval closest to v, ties to even.
+ *  2. Everything else: Dragonbox (J. Jeon, "Dragonbox: A New Floating-Point Binary-to-Decimal Conversion
+ *     Algorithm", 2020). v's rounding interval is scaled by 10^k (a 128-bit approximation of it,
+ *     fmt_pow10.h) so that its width delta lies in [100, 1000): of the multiples of 1000 at most one lies
+ *     in the interval, and if one does it is the shortest answer; otherwise the multiple of 100 closest to
+ *     v, ties to even. One 64x128-bit product (the interval's upper end) decides nearly every value; the
+ *     exact comparisons at the boundaries take one more. A power of two (the interval below is half as
+ *     wide) has its own short case.
  * That is the shortest decimal that parses back to v and, among those, the one closest to v, which is
  * what Go's strconv (Ryu) picks. tests/unit/base/fmt_test.c checks millions of doubles against the
  * snprintf/strtod formatter this replaced; they differ only on 46 powers of two, where that one tried just
  * the correctly rounded 16-digit decimal, which lies below v where the interval is half as wide, and fell
  * back to 17 digits, while another 16-digit decimal above v parses back to v: Go prints that one
- * (2^-24 = 5.960464477539063e-08; checked with Prometheus 2.42's promtool). bench/fmt_bench.c measures it. */
+ * (2^-24 = 5.960464477539063e-08; checked with Prometheus 2.42's promtool). bench/fmt_bench.c measures it.
+ * (Before: Schubfach, three 64x126-bit products per value, behind a check whether a <= 15-digit decimal
+ * round-trips, which fails for ~90% of what queries compute.) */
 #include "base/fmt.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "base/fmt_pow10.h"
-
-static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
-                                       1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 static const uint64_t pow10_u64[20] = {1ULL,
                                        10ULL,
@@ -72,50 +68,33 @@ static inline int flog2_pow10(int e)
 	return (int)(((int64_t)e * 913124641741LL) >> 38);
 }
 
-/* floor(g * cp / 2^127) with bit 0 set when the discarded part is not zero ("round to odd");
- * g = {g >> 63, g & (2^63 - 1)}. */
-static inline uint64_t rop(const uint64_t g[2], uint64_t cp)
+typedef struct u128_pair {
+	uint64_t hi, lo;
+} u128_pair_t;
+
+/* The upper 128 bits of the 192-bit product x * phi. */
+static inline u128_pair_t mul_upper(uint64_t x, const uint64_t phi[2])
 {
-	unsigned __int128 x = (unsigned __int128)g[1] * cp;
-	unsigned __int128 y = (unsigned __int128)g[0] * cp;
-	uint64_t z = ((uint64_t)y >> 1) + (uint64_t)(x >> 64);
-	uint64_t hi = (uint64_t)(y >> 64) + (z >> 63);
-	const uint64_t m63 = (1ULL << 63) - 1;
-	return hi | (((z & m63) + m63) >> 63);
+	unsigned __int128 h = (unsigned __int128)x * phi[0];
+	h += (uint64_t)(((unsigned __int128)x * phi[1]) >> 64);
+	return (u128_pair_t){(uint64_t)(h >> 64), (uint64_t)h};
 }
 
-/* v = c * 2^q (c < 2^53, not 0): the decimal f * 10^*e10 picked as described at the top. f < 10^17. */
-static uint64_t schubfach(uint64_t c, int q, int *e10)
+/* x * 2^q * 10^k's integer part's lowest bit (*integer: the fractional part is 0), from the lower 128
+ * bits of x * phi, the binary point beta bits below their top. */
+static inline bool mul_parity(uint64_t x, const uint64_t phi[2], int beta, bool *integer)
 {
-	uint64_t out = c & 1; /* odd c: the interval's ends do not round to v */
-	uint64_t cb = c << 2, cbr = cb + 2, cbl;
-	int k;
-	if (c != 1ULL << 52 || q == -1074) {
-		cbl = cb - 2;
-		k = flog10_pow2(q);
-	} else { /* a power of two: the interval below is half as wide */
-		cbl = cb - 1;
-		k = flog10_3q_pow2(q);
-	}
-	int h = q + flog2_pow10(-k) + 2;
-	const uint64_t *g = fmt_pow10_g[k - FMT_POW10_KMIN];
-	uint64_t vb = rop(g, cb << h), vbl = rop(g, cbl << h), vbr = rop(g, cbr << h);
-	uint64_t s = vb >> 2; /* floor(v / 10^k) */
-	*e10 = k;
-	uint64_t sp10 = s / 10 * 10, tp10 = sp10 + 10;
-	bool upin = vbl + out <= sp10 << 2, wpin = (tp10 << 2) + out <= vbr;
-	if (upin != wpin)
-		return upin ? sp10 : tp10;
-	uint64_t t = s + 1;
-	bool uin = vbl + out <= s << 2, win = (t << 2) + out <= vbr;
-	if (uin != win)
-		return uin ? s : t;
-	uint64_t mid = (s + t) << 1;
-	return vb < mid || (vb == mid && (s & 1) == 0) ? s : t;
+	unsigned __int128 l = (unsigned __int128)x * phi[1];
+	uint64_t hi = x * phi[0] + (uint64_t)(l >> 64), lo = (uint64_t)l;
+	*integer = ((hi << beta) | (lo >> (64 - beta))) == 0;
+	return (hi >> (64 - beta)) & 1;
 }
 
+/* f without its trailing zeros, *e10 counting them; most values of 16-17 digits have none. */
 static inline uint64_t strip_zeros(uint64_t f, int *e10)
 {
+	if (f % 10)
+		return f;
 	while (f % 100000000 == 0) {
 		f /= 100000000;
 		*e10 += 8;
@@ -135,6 +114,71 @@ static inline uint64_t strip_zeros(uint64_t f, int *e10)
 	return f;
 }
 
+/* v = c * 2^q (c < 2^53, not 0): the decimal f * 10^*e10 picked as described at the top, f < 10^17
+ * without trailing zeros. */
+static uint64_t dragonbox(uint64_t c, int q, int *e10)
+{
+	bool even = (c & 1) == 0; /* the interval's ends round to v (to even) */
+	if (c == 1ULL << 52 && q != -1074) {
+		/* A power of two: the interval below v is half as wide as above, [v - 2^(q-2), v + 2^(q-1)].
+		 * Its ends and centre scaled by 10^k (so that the centre is 2^52 * [4/3, 40/3)) from phi's
+		 * top half; c is even, so both ends are in. */
+		int k = -flog10_3q_pow2(q), beta = q + flog2_pow10(k);
+		uint64_t ph = fmt_pow10_phi[k - FMT_POW10_KMIN][0];
+		uint64_t xi = (ph - (ph >> 54)) >> (11 - beta), zi = (ph + (ph >> 53)) >> (11 - beta);
+		if (q < 2 || q > 3) /* the left end is not an integer (scripts/gen_fmt_pow10.py) */
+			xi++;
+		uint64_t s = zi / 10;
+		if (s * 10 >= xi) {
+			*e10 = 1 - k;
+			return strip_zeros(s, e10);
+		}
+		s = ((ph >> (10 - beta)) + 1) / 2; /* the centre rounded half up */
+		*e10 = -k;
+		if ((s & 1) && q == -77) /* the centre is a half-integer only there: to even */
+			s--;
+		else if (s < xi)
+			s++;
+		return s;
+	}
+	/* The interval [v - 2^(q-1), v + 2^(q-1)] scaled by 10^k so that its width delta is in [100, 1000):
+	 * zi = its upper end, rounded down. */
+	int k = 2 - flog10_pow2(q), beta = q + flog2_pow10(k);
+	const uint64_t *phi = fmt_pow10_phi[k - FMT_POW10_KMIN];
+	uint32_t delta = (uint32_t)(phi[0] >> (63 - beta));
+	u128_pair_t z = mul_upper(((c << 1) | 1) << beta, phi);
+	uint64_t s = z.hi / 1000;
+	uint32_t r = (uint32_t)(z.hi - s * 1000);
+	if (r == 0 && z.lo == 0 && !even) { /* s * 1000 is the upper end, which is out */
+		s--;
+		r = 1000;
+	}
+	/* s * 1000, the largest multiple of 1000 not above the upper end: at most one multiple of 1000 fits
+	 * in the interval, and if it does it is the shortest decimal. */
+	bool big = r < delta;
+	if (r == delta) { /* s * 1000 is the lower end rounded down or up: the parity of the latter says */
+		bool integer, odd = mul_parity((c << 1) - 1, phi, beta, &integer);
+		big = odd || (integer && even);
+	}
+	/* Otherwise the multiple of 100 closest to v, ties to even; from the distance of the upper end to the
+	 * centre (delta / 2) in steps of 100, exact unless the centre lies on such a multiple's boundary. It
+	 * is not a multiple of 1000 (that would have been found above). Both are computed and one picked
+	 * without a branch: which one it is is a coin toss for values of 16-17 digits. */
+	uint32_t dist = r - delta / 2 + 50;
+	bool approx_odd = ((dist ^ 50) & 1) != 0, exact = dist % 100 == 0;
+	uint64_t sc = s * 10 + dist / 100;
+	if (exact) {
+		bool integer, odd = mul_parity(c << 1, phi, beta, &integer);
+		if (odd != approx_odd)
+			sc--;
+		else if ((sc & 1) && integer)
+			sc--;
+	}
+	uint64_t m = (uint64_t)0 - big;
+	*e10 = 2 - k + big;
+	return strip_zeros((s & m) | (sc & ~m), e10);
+}
+
 /* |v| (finite, not zero) = f * 10^e10 exactly as its shortest decimal, f without trailing zeros. */
 static uint64_t shortest(double v, int *e10)
 {
@@ -149,23 +193,7 @@ static uint64_t shortest(double v, int *e10)
 	*e10 = 0;
 	if (q <= 0 && q > -53 && (c & ((1ULL << -q) - 1)) == 0) /* an integer below 2^53 */
 		return strip_zeros(c >> -q, e10);
-	int k = flog10_pow2(q + 52); /* floor(log10 |v|) is k or k + 1 */
-	if (k >= -8 && k <= 36) {
-		double a = fabs(v);
-		int m = 14 - k;
-		double y = m >= 0 ? a * pow10_exact[m] : a / pow10_exact[-m];
-		if (y >= 1e15 && --m >= -22)
-			y = m >= 0 ? a * pow10_exact[m] : a / pow10_exact[-m];
-		if (m >= -22) {
-			uint64_t x = (uint64_t)(y + 0.5);
-			double back = m >= 0 ? (double)x / pow10_exact[m] : (double)x * pow10_exact[-m];
-			if (back == a) {
-				*e10 = -m;
-				return strip_zeros(x, e10);
-			}
-		}
-	}
-	return strip_zeros(schubfach(c, q, e10), e10);
+	return dragonbox(c, q, e10);
 }
 
 static inline int count_digits(uint64_t f)
@@ -200,6 +228,24 @@ static inline void put_digits(char *d, uint64_t f, int nd)
 	} else {
 		*--p = (char)('0' + x);
 	}
+}
+
+/* The 8 digits of x < 10^8, leading zeros included, as ASCII in one word (first digit in the lowest byte:
+ * stored as is, it reads left to right). */
+static inline uint64_t digits8(uint32_t x)
+{
+	uint32_t a = x / 10000, b = x % 10000;
+	uint16_t p0, p1, p2, p3;
+	memcpy(&p0, digit_pairs + 2 * (a / 100), 2);
+	memcpy(&p1, digit_pairs + 2 * (a % 100), 2);
+	memcpy(&p2, digit_pairs + 2 * (b / 100), 2);
+	memcpy(&p3, digit_pairs + 2 * (b % 100), 2);
+	return p0 | (uint64_t)p1 << 16 | (uint64_t)p2 << 32 | (uint64_t)p3 << 48;
+}
+
+static inline void store8(char *p, uint64_t w)
+{
+	memcpy(p, &w, 8);
 }
 
 int float_shortest_digits(double v, char *d, int *dp)
@@ -339,7 +385,33 @@ size_t fmt_prom_value(char *out, double v)
 	int e10;
 	uint64_t f = shortest(v, &e10);
 	int nd = count_digits(f), dp = nd + e10;
-	if (a < 1e-6 || a >= 1e21) {
+	if (nd >= 16 && dp <= 7 && a >= 1e-6) {
+		/* The common case (a ratio, rate or mean: 16 or 17 digits, below 10^7) without a branch on
+		 * the digits: the 17 digits of f (a leading 0 when nd is 16) as t, then the words w1 and w2
+		 * of 8 each; s0 s1 s2 the digits left-aligned (s2 the 17th, if any); whole-word stores, the
+		 * bytes past the end zeros or digits, all within FMT_PROM_VALUE_MAX. */
+		uint64_t hi = f / 100000000, t = hi / 100000000;
+		uint64_t w1 = digits8((uint32_t)(hi - t * 100000000)),
+		         w2 = digits8((uint32_t)(f - hi * 100000000));
+		uint64_t m = (uint64_t)0 - (uint64_t)(nd - 16); /* all ones when nd is 17 */
+		uint64_t s0 = ((('0' + t) | w1 << 8) & m) | (w1 & ~m);
+		uint64_t s1 = ((w1 >> 56 | w2 << 8) & m) | (w2 & ~m);
+		uint64_t s2 = (w2 >> 56) & m;
+		if (dp <= 0) { /* |v| >= 1e-6: at most 5 zeros after the point */
+			memcpy(p, "0.000000", 8);
+			p += 2 - dp;
+			store8(p, s0);
+			store8(p + 8, s1);
+			p[16] = (char)s2;
+			p += nd;
+		} else { /* the point inserted after dp digits into the first word */
+			uint64_t lo = (1ULL << 8 * dp) - 1;
+			store8(p, (s0 & lo) | (uint64_t)'.' << 8 * dp | (s0 << 8 & ~lo << 8));
+			store8(p + 8, s0 >> 56 | s1 << 8);
+			store8(p + 16, s1 >> 56 | s2 << 8);
+			p += nd + 1;
+		}
+	} else if (a < 1e-6 || a >= 1e21) {
 		p = put_e_digits(p, f, nd, dp);
 	} else if (dp <= 0) { /* |v| >= 1e-6: at most 5 zeros after the point */
 		memcpy(p, "0.00000", 7);

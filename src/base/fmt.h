@@ -4,7 +4,7 @@
  * buf_put_float(b, v, 'f'|'e'|'g') is strconv.FormatFloat(v, fmt, -1, 64): the shortest decimal that
  * round-trips, in Go's layout ("1e-07", "1e+21", "0.30000000000000004", "NaN", "+Inf", "-Inf", "-0").
  * Go's 'g' with shortest precision uses exponent form when exp < -4 || exp >= 6 ("1e+06", "123456").
- * No snprintf/strtod: integer and short-decimal fast paths, then Schubfach (see fmt.c); ~20-40 ns a value
+ * No snprintf/strtod: an integer fast path, then Dragonbox (see fmt.c); ~7-35 ns a value
  * (bench/fmt_bench.c).
  */
 #ifndef STRATA_BASE_FMT_H

@@ -344,9 +344,10 @@ static uint64_t pow10_of(int n)
 }
 
 /* fmt_prom_value builds its layouts in place with fixed-size copies: every branch (integers below and
- * above 2^53, 19-21 digit integers, 0.00000ddd, fractions of 8 and 9 digits either side of the copy
- * width, 'e'), each into a heap buffer of exactly FMT_PROM_VALUE_MAX bytes (ASan: no write past it),
- * against buf_put_float's 'e'/'f' layout of the same value. */
+ * above 2^53, 19-21 digit integers, 0.00000ddd, 16-17 digits below 10^7 with the point inserted into a
+ * word at every position, other fractions of 8 and 9 digits either side of the copy width, 'e'), each
+ * into a heap buffer of exactly FMT_PROM_VALUE_MAX bytes (ASan: no write past it), against
+ * buf_put_float's 'e'/'f' layout of the same value. */
 TEST(prom_value_layouts_in_place)
 {
 	static const double fixed[] = {1,
@@ -393,9 +394,12 @@ TEST(prom_value_layouts_in_place)
 			    pow(10, (double)((x >> 40) % 31) - 8);
 		else if (i % 4 == 1) /* integers of up to 2^64 */
 			v = (double)(x >> (x & 63));
-		else if (i % 4 == 2) /* query-like ratios */
+		else if (i % 4 == 2 && i % 8 == 2) /* query-like ratios */
 			v = (double)(x % 1000003) / (double)(1 + (x >> 32) % 997) *
 			    ((x >> 20) % 2 ? 1e-3 : 1);
+		else if (i % 4 ==
+		         2) /* 16-17 digits from 10^-6 to 10^8 (the branch-free layouts, and around) */
+			v = ldexp((double)(x >> 11), -53) * pow(10, (double)((x >> 3) % 14) - 5);
 		else
 			v = from_bits(x);
 		if (x & (1ULL << 31))
@@ -411,6 +415,15 @@ TEST(prom_value_layouts_in_place)
 	CHECK_STR(pv(-1.5e-6), "-0.0000015");
 	CHECK_STR(pv(1.123456789), "1.123456789");
 	CHECK_STR(pv(9007199254740993.0), "9007199254740992");
+	/* 16 and 17 digits, the point before them or after 1 to 7 of them */
+	CHECK_STR(pv(2.0 / 3 * 1e6), "666666.6666666666");
+	CHECK_STR(pv(1.0 / 7), "0.14285714285714285");
+	CHECK_STR(pv(-1.0 / 7 * 1e-5), "-0.0000014285714285714286");
+	CHECK_STR(pv(12.345678901234567), "12.345678901234567");
+	CHECK_STR(pv(-1234567.8901234567), "-1234567.8901234567");
+	CHECK_STR(pv(9999999.999999998), "9999999.999999998");
+	CHECK_STR(pv(0.1 + 0.7), "0.7999999999999999");
+	CHECK_STR(pv(2.0 / 3 * 1e-6), "6.666666666666666e-07");
 	buf_release(&want);
 	free(out);
 }
