@@ -787,30 +787,69 @@ static int proxy_series(store_t *base, arena_t *a, const store_series_req_t *req
 	sub[0].without_replica_labels = false;
 	sub[1] = sub[0];
 	sub[1].without_replica_labels = strip; /* for stores that support it */
+	/* Every selected store's call starts first, and only then is each one's first answer waited for (or,
+	 * for a store whose replica labels vary, its whole answer read), store by store: the stores work at
+	 * the same time instead of each starting after the previous one's first frame. A store that fails to
+	 * start is dealt with in its turn (warning, or the call's error), so what comes out (series,
+	 * warnings, which store's error) is as if they had started one after the other; under abort, no
+	 * store after a failed one is started. */
+	typedef struct start {
+		store_t *s;
+		stream_t *st; /* NULL: not selected, or failed before its call (err) */
+		int rc;
+		err_t err;
+		bool constant, wrl;
+	} start_t;
+	start_t *sv = ARENA_NEW_ARRAY(a, start_t, p->n ? p->n : 1);
+	size_t nsv = 0;
 	for (size_t i = 0; i < p->n; i++) {
-		bool sel, constant, wrl;
-		int rc = select_store(ps, p->stores[i], req->mint, req->maxt, req->ms, req->nms, &sel, &constant, &wrl,
-				      err);
-		if (rc < 0)
-			goto fail;
+		start_t *x = &sv[nsv++];
+		memset(x, 0, sizeof *x);
+		x->s = p->stores[i];
+		bool sel;
+		store_info_t info;
+		x->rc = store_info(x->s, ps->a, &info, &x->err);
+		if (x->rc < 0) {
+			if (ps->abort)
+				break;
+			continue;
+		}
+		if (info.mint > req->maxt || info.maxt < req->mint)
+			continue;
+		sel = store_labelsets_compatible(info.label_sets, info.nlabel_sets, req->ms, req->nms);
 		if (!sel)
 			continue;
-		stream_t *st = &ps->streams[ps->nstreams++];
-		st->store = p->stores[i];
-		wrl = wrl && strip;
-		rc = store_series(st->store, a, &sub[wrl], &st->set, err);
-		if (rc < 0) {
+		x->constant = req->nreplica_labels &&
+		              replicas_constant(&info, req->replica_labels, req->nreplica_labels);
+		x->wrl = info.supports_without_replica_labels && strip;
+		stream_t *st = x->st = &ps->streams[ps->nstreams++];
+		st->store = x->s;
+		x->rc = store_series(st->store, a, &sub[x->wrl], &st->set, &x->err);
+		if (x->rc < 0) {
 			st->set = NULL;
-			if ((rc = store_failed(ps, st, rc, err)) < 0)
+			if (ps->abort)
+				break;
+		}
+	}
+	for (size_t k = 0; k < nsv; k++) {
+		start_t *x = &sv[k];
+		stream_t *st = x->st;
+		int rc;
+		if (x->rc < 0) { /* Info or the call failed */
+			*err = x->err;
+			stream_t tmp = {.store = x->s};
+			if ((rc = store_failed(ps, st ? st : &tmp, x->rc, err)) < 0)
 				goto fail;
 			continue;
 		}
-		if (wrl) {
+		if (!st)
+			continue;
+		if (x->wrl) {
 			/* sorted without the replica labels by the store, replicas as consecutive series;
 			 * strip still removes any it left (and checks the order) */
 			st->strip = st->wrl = true;
 			ps->have_wrl = true;
-		} else if (strip && constant) {
+		} else if (strip && x->constant) {
 			st->strip = true;
 		} else if (strip) {
 			st->buffered = true;

@@ -2,7 +2,9 @@
  * proxy.h — the proxy store: one store_t over N stores (reference thanos.md §6.2–§6.5).
  *
  * series(): asks every store's info() and fans out only to stores whose time range overlaps the
- * request and whose external label sets are compatible with the matchers; merges the sorted streams
+ * request and whose external label sets are compatible with the matchers, starting every such store's
+ * call before waiting for any answer (a remote store works while the others are waited for; failures
+ * still come out in store order, as below); merges the sorted streams
  * with a min-heap keyed by labels (O(log k) per series for k stores, ties in the order the stores
  * were added); series with identical labels from several stores become one series (their chunks are
  * concatenated with identical chunks dropped, their samples chain-merged). With replica labels in the

@@ -6,9 +6,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/alloc.h"
 #include "base/arena.h"
+#include "base/clock.h"
 #include "store/dedup.h"
 #include "store/inmem.h"
 #include "store/proxy.h"
@@ -364,6 +366,158 @@ TEST(proxy_partial_response_warns_or_aborts)
 	matcher_release(&m);
 	proxy_store_free(p);
 	for (int i = 0; i < 3; i++)
+		inmem_store_free(s[i]);
+	arena_release(&a);
+}
+
+/* A store over another whose answers are ready delay_ms after its Series call started (as a remote
+ * store's, which works while its caller does something else), or whose Info fails. */
+typedef struct slow_store {
+	store_t base;
+	store_t *in;
+	int64_t delay_ms;
+	bool fail_info;
+} slow_store_t;
+
+typedef struct slow_set {
+	series_set_t base;
+	series_set_t *in;
+	uint64_t ready_ms;
+} slow_set_t;
+
+static int slow_next(series_set_t *s, err_t *err)
+{
+	slow_set_t *x = (slow_set_t *)s;
+	uint64_t now = clock_mono_ms();
+	if (now < x->ready_ms)
+		nanosleep(&(struct timespec){0, (long)(x->ready_ms - now) * 1000000L}, NULL);
+	return series_set_next(x->in, err);
+}
+static const labels_t *slow_labels(series_set_t *s)
+{
+	return series_set_labels(((slow_set_t *)s)->in);
+}
+static sample_iter_t *slow_samples(series_set_t *s)
+{
+	return series_set_samples(((slow_set_t *)s)->in);
+}
+static int slow_chunks(series_set_t *s, const chunk_t **out)
+{
+	series_set_t *in = ((slow_set_t *)s)->in;
+	return in->ops->chunks ? in->ops->chunks(in, out) : -1;
+}
+static size_t slow_warnings(series_set_t *s, const char *const **out)
+{
+	series_set_t *in = ((slow_set_t *)s)->in;
+	*out = NULL;
+	return in->ops->warnings ? in->ops->warnings(in, out) : 0;
+}
+static void slow_close(series_set_t *s)
+{
+	series_set_close(((slow_set_t *)s)->in);
+}
+static const struct series_set_ops slow_set_ops = {.next = slow_next,
+                                                   .labels = slow_labels,
+                                                   .samples = slow_samples,
+                                                   .chunks = slow_chunks,
+                                                   .warnings = slow_warnings,
+                                                   .close = slow_close};
+
+static int slow_series(store_t *s, arena_t *a, const store_series_req_t *req, series_set_t **out, err_t *err)
+{
+	slow_store_t *x = (slow_store_t *)s;
+	slow_set_t *set = ARENA_NEW(a, slow_set_t);
+	set->base.ops = &slow_set_ops;
+	set->ready_ms = clock_mono_ms() + (uint64_t)x->delay_ms;
+	int rc = store_series(x->in, a, req, &set->in, err);
+	*out = &set->base;
+	return rc;
+}
+static int slow_label_names(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out,
+                            err_t *err)
+{
+	return store_label_names(((slow_store_t *)s)->in, a, req, out, err);
+}
+static int slow_label_values(store_t *s, arena_t *a, const store_label_req_t *req, store_strings_t *out,
+                             err_t *err)
+{
+	return store_label_values(((slow_store_t *)s)->in, a, req, out, err);
+}
+static int slow_info(store_t *s, arena_t *a, store_info_t *out, err_t *err)
+{
+	slow_store_t *x = (slow_store_t *)s;
+	if (x->fail_info)
+		return err_set(err, ERR_UNAVAILABLE, "store %s: no Info received yet", s->name);
+	return store_info(x->in, a, out, err);
+}
+static void slow_free(store_t *s)
+{
+	(void)s;
+}
+static const struct store_ops slow_ops = {.series = slow_series,
+                                          .label_names = slow_label_names,
+                                          .label_values = slow_label_values,
+                                          .info = slow_info,
+                                          .free = slow_free};
+
+TEST(proxy_starts_every_store_before_waiting_for_one)
+{
+	arena_t a;
+	arena_init(&a, 0);
+	enum { N = 4 };
+	inmem_store_t *s[N];
+	slow_store_t w[N];
+	const char *names[N] = {"s0", "s1", "s2", "s3"};
+	proxy_store_t *p = proxy_store_new("p");
+	for (int i = 0; i < N; i++) {
+		char ext[16];
+		snprintf(ext, sizeof ext, "zone=%d", i);
+		s[i] = mk_store(&a, names[i], ext);
+		add_series(&a, s[i], "__name__=up,job=a", 0, 30000, 15000, 0, 0);
+		add_series(&a, s[i], "__name__=up,job=b", 0, 30000, 15000, 0, 0);
+		w[i] = (slow_store_t){{&slow_ops, names[i]}, inmem_store_base(s[i]), 200, false};
+		proxy_store_add(p, &w[i].base);
+	}
+	matcher_t m = M(MATCH_EQ, "__name__", "up");
+	store_series_req_t req = {.mint = 0, .maxt = 30000, .ms = &m, .nms = 1};
+	err_t err = {0};
+	int rc;
+	/* four stores answering 200 ms after their call: 800 ms one after the other, ~200 ms at once */
+	uint64_t t0 = clock_mono_ms();
+	const char *out = run(proxy_store_base(p), &a, &req, &err, &rc);
+	uint64_t took = clock_mono_ms() - t0;
+	CHECK_EQ_INT(rc, 0);
+	CHECK(strstr(out, "job=\"b\", zone=\"3\"} n=3") != NULL);
+	if (took >= 600)
+		TEST_FAILF("the stores' calls took %llu ms: not started together", (unsigned long long)took);
+	/* failures come out as if the stores had started one after the other: warnings in store order
+	 * (s1's Info, s2's call, s3's stream), under abort the first store's in that order */
+	for (int i = 0; i < N; i++)
+		w[i].delay_ms = 0;
+	w[1].fail_info = true;
+	inmem_store_set_fail(s[2], 0);
+	inmem_store_set_fail(s[3], 1);
+	out = run(proxy_store_base(p), &a, &req, &err, &rc);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_STR(out, "{__name__=\"up\", job=\"a\", zone=\"0\"} n=3 c=1 0..30000\n"
+	               "{__name__=\"up\", job=\"a\", zone=\"3\"} n=3 c=1 0..30000\n"
+	               "{__name__=\"up\", job=\"b\", zone=\"0\"} n=3 c=1 0..30000\n"
+	               "W:store s1: no Info received yet\n"
+	               "W:store s2: injected failure\n"
+	               "W:store s3: injected failure after 1 series\n");
+	req.abort_on_error = true;
+	err_clear(&err);
+	run(proxy_store_base(p), &a, &req, &err, &rc);
+	CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+	CHECK(strstr(err.msg, "store s1: no Info") != NULL);
+	w[1].fail_info = false;
+	err_clear(&err);
+	run(proxy_store_base(p), &a, &req, &err, &rc);
+	CHECK_EQ_INT(rc, ERR_UNAVAILABLE);
+	CHECK(strstr(err.msg, "store s2") != NULL);
+	matcher_release(&m);
+	proxy_store_free(p);
+	for (int i = 0; i < N; i++)
 		inmem_store_free(s[i]);
 	arena_release(&a);
 }
