@@ -23,7 +23,6 @@
 #define SERIES_MERGE_GAP (64 * 1024)
 #define SERIES_EST 4096                 /* bytes read per series entry when its end is unknown */
 #define CHUNK_MERGE_GAP (16 * 1024)
-#define RANGE_MAX          (128 * 1024) /* bytes of one chunk range read: its buffer stays on the heap */
 #define CHUNK_EST 2048                  /* bytes read per chunk when its end is unknown: a 120-sample XOR
 					 * chunk is ~0.2-1.5 KiB; longer ones are re-read exactly in one batch */
 #define BATCH_SERIES 1024
@@ -544,11 +543,6 @@ typedef struct oseries {
 	chunk_t *chunks; /* filled per batch */
 } oseries_t;
 
-typedef struct piece {
-	uint8_t *p;
-	size_t cap;
-} piece_t;
-
 typedef struct bs_set {
 	series_set_t base;
 	bucket_store_t *st;
@@ -560,13 +554,11 @@ typedef struct bs_set {
 	bool skip_chunks;
 	int64_t mint, maxt;
 	arena_t batch; /* the current batch's bookkeeping (and re-read chunks) */
-	/* The current batch's per-chunk arrays (meta) and chunk bytes (one piece per range read, at most
-	 * RANGE_MAX bytes): reused by all the call's batches (call_buf), below malloc's mmap threshold, so
-	 * their pages are faulted in once, not once per batch or per call. */
-	uint8_t *meta;
-	size_t meta_cap;
-	piece_t *pieces;
-	size_t npieces;
+	/* The current batch's per-chunk arrays (meta) and chunk bytes (data): one buffer each, reused by
+	 * the call's later batches (call_buf), so that a call of many batches faults their pages in once,
+	 * not once per batch. */
+	uint8_t *meta, *data;
+	size_t meta_cap, data_cap;
 	int64_t pool_held;
 	oseries_t *cur;
 	xor_iter_t it;
@@ -753,18 +745,16 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 		    w[i + 1].off < w[i].end)
 			w[i].end = w[i + 1].off;
 	}
-	/* Merge into ranges per (block, segment): counted first, as a bucket_range_t holds an err_t (~1 KiB).
-	 */
+	/* Merge into ranges per (block, segment): counted first, as a bucket_range_t holds an err_t. */
 	size_t nr = 0;
-	int64_t lend = 0, lstart = 0;
+	int64_t lend = 0;
 	for (size_t i = 0; i < nw; i++) {
 		if (nr && w[i - 1].b == w[i].b && w[i - 1].seg == w[i].seg &&
-		    w[i].off <= lend + CHUNK_MERGE_GAP && w[i].end - lstart <= RANGE_MAX) {
+		    w[i].off <= lend + CHUNK_MERGE_GAP) {
 			if (w[i].end > lend)
 				lend = w[i].end;
 		} else {
 			nr++;
-			lstart = w[i].off;
 			lend = w[i].end;
 		}
 		rof[i] = nr - 1;
@@ -795,13 +785,14 @@ static int fetch_batch(bs_set_t *s, err_t *err)
 				       (long long)used, (long long)s->st->cfg.chunk_pool_size);
 		}
 	}
-	if (nr > s->npieces) {
-		s->pieces = xreallocarray(s->pieces, nr, sizeof *s->pieces);
-		memset(s->pieces + s->npieces, 0, (nr - s->npieces) * sizeof *s->pieces);
-		s->npieces = nr;
-	}
+	size_t bytes = 0;
 	for (size_t i = 0; i < nr; i++)
-		r[i].dst = call_buf(&s->pieces[i].p, &s->pieces[i].cap, (size_t)r[i].len + 1);
+		bytes += (size_t)r[i].len + 1;
+	uint8_t *dp = call_buf(&s->data, &s->data_cap, bytes);
+	for (size_t i = 0; i < nr; i++) {
+		r[i].dst = (char *)dp;
+		dp += (size_t)r[i].len + 1;
+	}
 	if (nr && (rc = bucket_get_ranges(s->st->cfg.bkt, r, nr, FETCH_CONCURRENCY, err)))
 		return err_wrap(err, "fetching chunks");
 	/* Chunks longer than estimated are re-read exactly, all in one batch after the first pass.
@@ -926,13 +917,9 @@ static void set_close(series_set_t *base)
 	pool_release(s);
 	arena_release(&s->batch);
 	free(s->meta);
-	s->meta = NULL;
-	s->meta_cap = 0;
-	for (size_t i = 0; i < s->npieces; i++)
-		free(s->pieces[i].p);
-	free(s->pieces);
-	s->pieces = NULL;
-	s->npieces = 0;
+	free(s->data);
+	s->meta = s->data = NULL;
+	s->meta_cap = s->data_cap = 0;
 	if (s->counted) {
 		atomic_fetch_sub(&s->st->open_sets, 1);
 		s->counted = false;
