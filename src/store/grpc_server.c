@@ -230,7 +230,7 @@ static int send_series(sink_t *k, series_stream_t *st, err_t *err)
 		}
 	}
 	size_t len = seriesenc_size(ls, s->chunks, s->n_chunks);
-	seriesenc_write(sink_reserve(k, len), ls, s->chunks, s->n_chunks);
+	seriesenc_write(sink_reserve(k, len), len, ls, s->chunks, s->n_chunks);
 	sink_commit(k);
 	return 0;
 }

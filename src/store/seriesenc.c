@@ -10,12 +10,7 @@
 
 static inline size_t vlen(uint64_t v)
 {
-	size_t n = 1;
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
+	return ((size_t)(63 - __builtin_clzll(v | 1)) * 9 + 73) / 64; /* 7 bits a byte, at least one */
 }
 
 static inline uint8_t *vput(uint8_t *p, uint64_t v)
@@ -109,10 +104,16 @@ size_t seriesenc_size(const labels_t *ls, Thanos__AggrChunk *const *cs, size_t n
 	return lenfield(series_body(ls, cs, n));
 }
 
-uint8_t *seriesenc_write(uint8_t *p, const labels_t *ls, Thanos__AggrChunk *const *cs, size_t n)
+uint8_t *seriesenc_write(uint8_t *p, size_t len, const labels_t *ls, Thanos__AggrChunk *const *cs, size_t n)
 {
+	size_t body = 0; /* len = 1 + vlen(body) + body */
+	for (size_t k = 1; k <= 10 && k + 1 <= len; k++)
+		if (vlen(len - 1 - k) == k) {
+			body = len - 1 - k;
+			break;
+		}
 	*p++ = TAG(1, 2); /* SeriesResponse.series */
-	p = vput(p, series_body(ls, cs, n));
+	p = vput(p, body);
 	for (size_t i = 0; i < ls->n; i++) {
 		const label_t *l = &ls->v[i];
 		*p++ = TAG(1, 2); /* Series.labels */

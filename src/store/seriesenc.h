@@ -22,7 +22,7 @@
 
 /* Encoded length of the SeriesResponse carrying labels ls and chunks cs[0..n). */
 size_t seriesenc_size(const labels_t *ls, Thanos__AggrChunk *const *cs, size_t n);
-/* Write it to p (seriesenc_size bytes); returns the end. */
-uint8_t *seriesenc_write(uint8_t *p, const labels_t *ls, Thanos__AggrChunk *const *cs, size_t n);
+/* Write it to p: len is what seriesenc_size returned for the same series; returns p + len. */
+uint8_t *seriesenc_write(uint8_t *p, size_t len, const labels_t *ls, Thanos__AggrChunk *const *cs, size_t n);
 
 #endif

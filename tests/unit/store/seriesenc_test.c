@@ -150,7 +150,7 @@ static bool same_as_protobuf_c(const msg_t *m)
 	}
 	uint8_t *a = malloc(want + 1), *b = malloc(got + 1);
 	thanos__series_response__pack(&r, a);
-	uint8_t *end = seriesenc_write(b, &m->ls, m->cs, m->nc);
+	uint8_t *end = seriesenc_write(b, got, &m->ls, m->cs, m->nc);
 	bool ok = (size_t)(end - b) == got && memcmp(a, b, got) == 0;
 	if (!ok)
 		for (size_t i = 0; i < got; i++)
