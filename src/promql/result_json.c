@@ -51,24 +51,31 @@ static size_t ts_slot(const ts_cache_t *c, int64_t t, int64_t prev, size_t pk)
 	return k < TS_CACHE ? (size_t)k : SIZE_MAX;
 }
 
-/* [<t>,"<v>"] written straight into the buffer (a matrix is mostly this); the timestamp from c's slot k
- * (formatted into it the first time), or formatted here when k is SIZE_MAX (c may then be NULL). */
-static void put_point(buf_t *b, ts_cache_t *c, size_t k, int64_t t, double v)
+/* The timestamp t at p, from c's slot k (formatted into it the first time), or formatted here when k is
+ * SIZE_MAX (c may then be NULL); returns the end. */
+static char *put_ts(ts_cache_t *c, size_t k, int64_t t, char *p)
 {
-	buf_reserve(b, FMT_PROM_TS_MAX + FMT_PROM_VALUE_MAX + 8);
-	char *p = b->p + b->n;
-	*p++ = '[';
 	if (k != SIZE_MAX && c->len[k]) {
 		memcpy(p, c->s[k], FMT_PROM_TS_MAX);
-		p += c->len[k];
-	} else {
-		size_t n = fmt_prom_ts(p, t);
-		if (k != SIZE_MAX) {
-			memcpy(c->s[k], p, n);
-			c->len[k] = (uint8_t)n;
-		}
-		p += n;
+		return p + c->len[k];
 	}
+	size_t n = fmt_prom_ts(p, t);
+	if (k != SIZE_MAX) {
+		memcpy(c->s[k], p, n);
+		c->len[k] = (uint8_t)n;
+	}
+	return p + n;
+}
+
+#define POINT_MAX (FMT_PROM_TS_MAX + FMT_PROM_VALUE_MAX + 8) /* ,[<t>,"<v>"] */
+
+/* [<t>,"<v>"] written straight into the buffer (a vector's sample). */
+static void put_point(buf_t *b, int64_t t, double v)
+{
+	buf_reserve(b, POINT_MAX);
+	char *p = b->p + b->n;
+	*p++ = '[';
+	p = put_ts(NULL, SIZE_MAX, t, p);
 	memcpy(p, ",\"", 2);
 	p += 2;
 	p += fmt_prom_value(p, v);
@@ -76,6 +83,46 @@ static void put_point(buf_t *b, ts_cache_t *c, size_t k, int64_t t, double v)
 	p += 2;
 	*p = 0;
 	b->n = (size_t)(p - b->p);
+}
+
+/* A matrix series' points, [<t>,"<v>"] separated by commas, written straight into the buffer (a matrix
+ * is mostly this): the buffer grown only when short, the step timestamps from c (may be NULL), and a
+ * value with the same bits as the point before (a flat gauge, a constant, a counter that did not move)
+ * copied from that point's text instead of formatted again. */
+static void put_points(buf_t *b, ts_cache_t *c, const int64_t *ts, const double *vs, size_t n)
+{
+	size_t k = SIZE_MAX, prev_off = SIZE_MAX, prev_len = 0;
+	uint64_t prev_bits = 0;
+	for (size_t j = 0; j < n; j++) {
+		if (b->n + POINT_MAX + 1 > b->cap)
+			buf_reserve(b, POINT_MAX);
+		char *p = b->p + b->n;
+		if (j)
+			*p++ = ',';
+		*p++ = '[';
+		if (c)
+			k = ts_slot(c, ts[j], j ? ts[j - 1] : 0, j ? k : SIZE_MAX);
+		p = put_ts(c, k, ts[j], p);
+		memcpy(p, ",\"", 2);
+		p += 2;
+		uint64_t bits;
+		memcpy(&bits, &vs[j], sizeof bits);
+		if (bits == prev_bits && prev_off != SIZE_MAX) {
+			char text[FMT_PROM_VALUE_MAX]; /* the previous point's, possibly closer than its size
+			                                */
+			memcpy(text, b->p + prev_off, sizeof text);
+			memcpy(p, text, sizeof text);
+		} else {
+			prev_len = fmt_prom_value(p, vs[j]);
+			prev_bits = bits;
+		}
+		prev_off = (size_t)(p - b->p);
+		p += prev_len;
+		memcpy(p, "\"]", 2);
+		b->n = (size_t)(p + 2 - b->p);
+	}
+	if (n)
+		b->p[b->n] = 0;
 }
 
 void promql_result_json_open(buf_t *b, const promql_result_t *res, bool (*flush)(void *arg), void *arg)
@@ -102,7 +149,7 @@ void promql_result_json_open(buf_t *b, const promql_result_t *res, bool (*flush)
 				buf_putc(b, ',');
 			put_metric(b, &res->series[i].ls);
 			buf_puts(b, "\"value\":");
-			put_point(b, NULL, SIZE_MAX, res->series[i].t[0], res->series[i].v[0]);
+			put_point(b, res->series[i].t[0], res->series[i].v[0]);
 			buf_putc(b, '}');
 			if (flush && !flush(arg))
 				return;
@@ -126,14 +173,7 @@ void promql_result_json_open(buf_t *b, const promql_result_t *res, bool (*flush)
 			size_t n = res->series[i].n;
 			if (tc && !tc->d && n >= 2 && ts[1] > ts[0])
 				tc->t0 = ts[0], tc->d = ts[1] - ts[0];
-			size_t k = SIZE_MAX;
-			for (size_t j = 0; j < n; j++) {
-				if (j)
-					buf_putc(b, ',');
-				if (tc)
-					k = ts_slot(tc, ts[j], j ? ts[j - 1] : 0, j ? k : SIZE_MAX);
-				put_point(b, tc, k, ts[j], res->series[i].v[j]);
-			}
+			put_points(b, tc, ts, res->series[i].v, n);
 			buf_puts(b, "]}");
 			if (flush && !flush(arg)) {
 				free(tc);

@@ -6,6 +6,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/fmt.h"
 #include "base/workers.h"
 #include "model/memstore.h"
 #include "promql/engine.h"
@@ -38,7 +39,8 @@ static void setup(void)
 }
 
 /* Instant query returning the JSON data object. */
-static int q_json(const char *expr, int64_t t, const promql_opts_t *o, char *out, size_t n, const char **etype)
+static int q_json(const char *expr, int64_t t, const promql_opts_t *o, char *out, size_t n,
+                  const char **etype)
 {
 	arena_t a;
 	arena_init(&a, 0);
@@ -60,12 +62,12 @@ static int q_json(const char *expr, int64_t t, const promql_opts_t *o, char *out
 	return rc;
 }
 
-#define CHECK_Q(expr, t, want)                                                                           \
-	do {                                                                                             \
-		char got_[4096];                                                                         \
-		int rc_ = q_json((expr), (t), NULL, got_, sizeof got_, NULL);                            \
-		if (rc_ || strcmp(got_, (want)))                                                         \
-			TEST_FAILF("%s: got %s (rc %d) want %s", (expr), got_, rc_, (want));            \
+#define CHECK_Q(expr, t, want)                                                                               \
+	do {                                                                                                 \
+		char got_[4096];                                                                             \
+		int rc_ = q_json((expr), (t), NULL, got_, sizeof got_, NULL);                                \
+		if (rc_ || strcmp(got_, (want)))                                                             \
+			TEST_FAILF("%s: got %s (rc %d) want %s", (expr), got_, rc_, (want));                 \
 	} while (0)
 
 /* A queryable over the test's memstore that logs every select (its arguments, and whether it ran on
@@ -224,12 +226,14 @@ TEST(rate_with_reset_and_extrapolation)
 	setup();
 	/* a: 10 per 15s -> 0.666.. per second; window [240s, 300s] holds samples at 240..300 */
 	CHECK_Q("rate(c{i=\"a\"}[1m])", 300000,
-		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[300,\"0.6666666666666666\"]}]}");
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[300,\"0."
+	        "6666666666666666\"]}]}");
 	/* b resets at 150s: increase over [120s,180s] = (45 - 40) + 45 ... counter-corrected */
 	CHECK_Q("increase(c{i=\"b\"}[1m])", 180000,
-		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"b\"},\"value\":[180,\"15\"]}]}");
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"b\"},\"value\":[180,\"15\"]}]}");
 	CHECK_Q("resets(c[5m])", 300000,
-		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[300,\"0\"]},{\"metric\":{\"i\":\"b\"},\"value\":[300,\"1\"]}]}");
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[300,\"0\"]},{"
+	        "\"metric\":{\"i\":\"b\"},\"value\":[300,\"1\"]}]}");
 	/* a single sample in the window: no rate */
 	CHECK_Q("rate(c{i=\"a\"}[10s])", 300000, "{\"resultType\":\"vector\",\"result\":[]}");
 }
@@ -241,25 +245,36 @@ TEST(scalar_and_string_results)
 	CHECK_Q("\"hi\"", 2000, "{\"resultType\":\"string\",\"result\":[2,\"hi\"]}");
 	CHECK_Q("scalar(g)", 30000, "{\"resultType\":\"scalar\",\"result\":[30,\"-1\"]}");
 	CHECK_Q("scalar(c)", 30000, "{\"resultType\":\"scalar\",\"result\":[30,\"NaN\"]}");
-	CHECK_Q("vector(1e21)", 1, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0.001,\"1e+21\"]}]}");
+	CHECK_Q("vector(1e21)", 1,
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0.001,\"1e+21\"]}]}");
 }
 
 TEST(math_edge_cases)
 {
 	setup();
-	CHECK_Q("sgn(g)", 15000, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[15,\"1\"]}]}");
+	CHECK_Q("sgn(g)", 15000,
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[15,\"1\"]}]}");
 	CHECK_Q("clamp(g, 2, 1)", 15000, "{\"resultType\":\"vector\",\"result\":[]}");
-	CHECK_Q("clamp_min(g, 0)", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"0\"]}]}");
-	CHECK_Q("sqrt(g)", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"NaN\"]}]}");
-	CHECK_Q("ln(g - g)", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"-Inf\"]}]}");
-	CHECK_Q("round(vector(2.5))", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"3\"]}]}");
-	CHECK_Q("round(vector(-2.5))", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"-2\"]}]}");
-	CHECK_Q("vector(1) % 0", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"NaN\"]}]}");
-	CHECK_Q("vector(-1) / 0", 0, "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"-Inf\"]}]}");
-	CHECK_Q("days_in_month(vector(951782400))", 0,
-		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"29\"]}]}"); /* Feb 2000 */
-	CHECK_Q("day_of_week(vector(-86400))", 0,
-		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"3\"]}]}"); /* 1969-12-31 */
+	CHECK_Q("clamp_min(g, 0)", 0,
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"0\"]}]}");
+	CHECK_Q("sqrt(g)", 0,
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"NaN\"]}]}");
+	CHECK_Q("ln(g - g)", 0,
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"-Inf\"]}]}");
+	CHECK_Q("round(vector(2.5))", 0,
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"3\"]}]}");
+	CHECK_Q("round(vector(-2.5))", 0,
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"-2\"]}]}");
+	CHECK_Q("vector(1) % 0", 0,
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"NaN\"]}]}");
+	CHECK_Q("vector(-1) / 0", 0,
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"-Inf\"]}]}");
+	CHECK_Q(
+	    "days_in_month(vector(951782400))", 0,
+	    "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"29\"]}]}"); /* Feb 2000 */
+	CHECK_Q(
+	    "day_of_week(vector(-86400))", 0,
+	    "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"3\"]}]}"); /* 1969-12-31 */
 }
 
 TEST(histogram_quantile_edges)
@@ -275,13 +290,13 @@ TEST(histogram_quantile_edges)
 		memstore_add(store, &ls, 0, cnt[k]);
 	}
 	CHECK_Q("histogram_quantile(0.5, h_bucket)", 0,
-		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"0.1\"]}]}");
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"0.1\"]}]}");
 	CHECK_Q("histogram_quantile(0.75, h_bucket)", 0,
-		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"1\"]}]}");
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"1\"]}]}");
 	CHECK_Q("histogram_quantile(-1, h_bucket)", 0,
-		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"-Inf\"]}]}");
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"-Inf\"]}]}");
 	CHECK_Q("histogram_quantile(NaN, h_bucket)", 0,
-		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"NaN\"]}]}");
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[0,\"NaN\"]}]}");
 }
 
 TEST(label_functions_validate)
@@ -297,9 +312,11 @@ TEST(label_functions_validate)
 	CHECK(q_json("label_join(g, \"a\", \",\", \"b-c\")", 0, NULL, out, sizeof out, &et) != 0);
 	CHECK_STR(out, "invalid source label name in label_join(): b-c");
 	CHECK_Q("label_replace(g, \"dst\", \"<$1$$>${1}\", \"__name__\", \"(.)\")", 0,
-		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"__name__\":\"g\",\"dst\":\"\\u003cg$\\u003eg\"},\"value\":[0,\"-1\"]}]}");
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"__name__\":\"g\",\"dst\":\"\\u003cg$"
+	        "\\u003eg\"},\"value\":[0,\"-1\"]}]}");
 	/* dropping the name makes two series collide */
-	CHECK(q_json("c{i=\"a\"} * 1 or label_replace(c{i=\"a\"}, \"__name__\", \"\", \"\", \"\")", 0, NULL, out, sizeof out, &et) == 0);
+	CHECK(q_json("c{i=\"a\"} * 1 or label_replace(c{i=\"a\"}, \"__name__\", \"\", \"\", \"\")", 0, NULL,
+	             out, sizeof out, &et) == 0);
 	CHECK(q_json("label_replace(c, \"i\", \"same\", \"\", \"\")", 0, NULL, out, sizeof out, &et) != 0);
 	CHECK_STR(out, "vector cannot contain metrics with the same labelset");
 }
@@ -310,23 +327,30 @@ TEST(matching_errors)
 	char out[1024];
 	const char *et = NULL;
 	CHECK(q_json("c + on() g", 0, NULL, out, sizeof out, &et) != 0);
-	CHECK_STR(out, "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+	CHECK_STR(
+	    out,
+	    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
 	CHECK(q_json("g + on() c", 0, NULL, out, sizeof out, &et) != 0);
 	/* label sets as 2.42's Labels.String(): every label (the name too) as name="strconv.Quote(value)" */
-	CHECK_STR(out, "found duplicate series for the match group {} on the right hand-side of the operation: "
-		       "[{__name__=\"c\", i=\"b\"}, {__name__=\"c\", i=\"a\"}];many-to-many matching not allowed: "
-		       "matching labels must be unique on one side");
+	CHECK_STR(out,
+	          "found duplicate series for the match group {} on the right hand-side of the operation: "
+	          "[{__name__=\"c\", i=\"b\"}, {__name__=\"c\", i=\"a\"}];many-to-many matching not allowed: "
+	          "matching labels must be unique on one side");
 	add("d", "i", "x\"y\n", 0, 1);
 	add("e", "i", "x\"y\n", 0, 2);
 	CHECK(q_json("c + on(i) {__name__=~\"d|e\"}", 0, NULL, out, sizeof out, &et) != 0);
-	CHECK_STR(out, "found duplicate series for the match group {i=\"x\\\"y\\n\"} on the right hand-side of the "
-		       "operation: [{__name__=\"e\", i=\"x\\\"y\\n\"}, {__name__=\"d\", i=\"x\\\"y\\n\"}];many-to-many "
-		       "matching not allowed: matching labels must be unique on one side");
+	CHECK_STR(
+	    out,
+	    "found duplicate series for the match group {i=\"x\\\"y\\n\"} on the right hand-side of the "
+	    "operation: [{__name__=\"e\", i=\"x\\\"y\\n\"}, {__name__=\"d\", i=\"x\\\"y\\n\"}];many-to-many "
+	    "matching not allowed: matching labels must be unique on one side");
 	CHECK_STR(et, "execution");
 	CHECK(q_json("{__name__=~\"d|e\"} + on(i) group_right c", 0, NULL, out, sizeof out, &et) != 0);
-	CHECK(strstr(out, "found duplicate series for the match group {i=\"x\\\"y\\n\"} on the left hand-side of the operation: [{__name__=\"e\"") == out);
+	CHECK(strstr(out, "found duplicate series for the match group {i=\"x\\\"y\\n\"} on the left "
+	                  "hand-side of the operation: [{__name__=\"e\"") == out);
 	CHECK_Q("c * on() group_left g", 0,
-		"{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[0,\"-0\"]},{\"metric\":{\"i\":\"b\"},\"value\":[0,\"-0\"]}]}");
+	        "{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[0,\"-0\"]},{"
+	        "\"metric\":{\"i\":\"b\"},\"value\":[0,\"-0\"]}]}");
 }
 
 TEST(limits_samples_timeout_cancel_memory)
@@ -358,7 +382,8 @@ TEST(limits_samples_timeout_cancel_memory)
 	for (int i = 0; i < 200 && rc == 0; i++) {
 		while (clock_mono_ms() == spin)
 			;
-		rc = promql_query(&ot, memstore_queryable(store), &a, STR("max_over_time(c[10m:1ms])"), 0, 600000, 60000, &r, &err);
+		rc = promql_query(&ot, memstore_queryable(store), &a, STR("max_over_time(c[10m:1ms])"), 0,
+		                  600000, 60000, &r, &err);
 		arena_reset(&a);
 	}
 	arena_release(&a);
@@ -404,10 +429,22 @@ TEST(max_samples_accounting_as_2_42)
 	CHECK_EQ_INT(q_range_peak("sum(c @ 150)", 0, &peak), 0);
 	CHECK_EQ_INT(peak, 11);
 	/* The limit fails exactly above the peak, for every kind of node. */
-	static const char *const qs[] = {"c", "sum(c)", "sum(rate(c[1m]))", "rate(c[1m])", "c + on(i) c", "-c",
-					 "topk(1, c)", "max_over_time(c[2m:30s])", "abs(c) * 2", "sum by (i) (c @ 150)",
-					 "count_values(\"v\", c)", "histogram_quantile(0.5, c)", "absent_over_time(c[1m])",
-					 "timestamp(c)", "predict_linear(c[1m], 60)", "quantile_over_time(0.5, c[1m])"};
+	static const char *const qs[] = {"c",
+	                                 "sum(c)",
+	                                 "sum(rate(c[1m]))",
+	                                 "rate(c[1m])",
+	                                 "c + on(i) c",
+	                                 "-c",
+	                                 "topk(1, c)",
+	                                 "max_over_time(c[2m:30s])",
+	                                 "abs(c) * 2",
+	                                 "sum by (i) (c @ 150)",
+	                                 "count_values(\"v\", c)",
+	                                 "histogram_quantile(0.5, c)",
+	                                 "absent_over_time(c[1m])",
+	                                 "timestamp(c)",
+	                                 "predict_linear(c[1m], 60)",
+	                                 "quantile_over_time(0.5, c[1m])"};
 	for (size_t i = 0; i < ARRAY_LEN(qs); i++) {
 		int64_t p = 0;
 		if (q_range_peak(qs[i], 0, &p) != 0)
@@ -415,7 +452,8 @@ TEST(max_samples_accounting_as_2_42)
 		if (q_range_peak(qs[i], p, NULL) != 0)
 			TEST_FAILF("%s failed at max-samples = its peak %lld", qs[i], (long long)p);
 		if (p > 1 && q_range_peak(qs[i], p - 1, NULL) != ERR_LIMIT)
-			TEST_FAILF("%s did not fail at max-samples = peak - 1 (%lld)", qs[i], (long long)(p - 1));
+			TEST_FAILF("%s did not fail at max-samples = peak - 1 (%lld)", qs[i],
+			           (long long)(p - 1));
 	}
 }
 
@@ -452,9 +490,15 @@ TEST(parallel_batches_equal_sequential)
 	workers_t *w = workers_new(2);
 	promql_opts_t seq = {0}, par = {.workers = w};
 	buf_t a = BUF_INIT, b = BUF_INIT;
-	static const char *const qs[] = {"sum(rate(big[5m]))", "rate(big[1m])", "sum by (s) (increase(big[2m]))",
-					 "count(big)", "big", "max_over_time(big[10m])", "avg(deriv(big[5m]))",
-					 "predict_linear(big[5m], 60)", "timestamp(big)"};
+	static const char *const qs[] = {"sum(rate(big[5m]))",
+	                                 "rate(big[1m])",
+	                                 "sum by (s) (increase(big[2m]))",
+	                                 "count(big)",
+	                                 "big",
+	                                 "max_over_time(big[10m])",
+	                                 "avg(deriv(big[5m]))",
+	                                 "predict_linear(big[5m], 60)",
+	                                 "timestamp(big)"};
 	char why[256] = "";
 	for (size_t i = 0; i < ARRAY_LEN(qs) && !why[0]; i++) {
 		q_range_json(qs[i], &seq, &a);
@@ -526,8 +570,8 @@ static void check_done(char *why, size_t whysz, const char *expr, size_t nseries
 
 /* Prometheus 2.42's extrapolatedRate for one window of stale-free samples, written from its definition
  * (the oracle for the engine's blocked, 2-lane version of the same arithmetic). */
-static bool ref_extrapolated(const int64_t *t, const double *v, size_t n, int64_t rstart, int64_t rend, int64_t range,
-			     bool counter, bool rate, double *out)
+static bool ref_extrapolated(const int64_t *t, const double *v, size_t n, int64_t rstart, int64_t rend,
+                             int64_t range, bool counter, bool rate, double *out)
 {
 	if (n < 2)
 		return false;
@@ -585,7 +629,10 @@ TEST(rate_increase_delta_bit_identical_to_reference)
 			add("rc", "s", name, t, sv);
 			ts[s][nv[s]] = t, vs[s][nv[s]] = sv, nv[s]++;
 			if (s == 9 && i % 100 == 50) {
-				union { uint64_t b; double d; } st = {0x7ff0000000000002ull};
+				union {
+					uint64_t b;
+					double d;
+				} st = {0x7ff0000000000002ull};
 				add("rc", "s", name, t + 1, st.d); /* a stale marker: dropped from windows */
 				t += 1;
 			}
@@ -626,8 +673,8 @@ TEST(rate_increase_delta_bit_identical_to_reference)
 						bool has =
 						    ref_extrapolated(ts[s] + lo, vs[s] + lo, hi - lo, rstart,
 						                     rend, ranges[ri], f < 2, f == 0, &want);
-						check_point(why, sizeof why, expr, s, i, rend, &r.series[k], &j, has,
-						            want, &checked);
+						check_point(why, sizeof why, expr, s, i, rend, &r.series[k],
+						            &j, has, want, &checked);
 					}
 				}
 				check_done(why, sizeof why, expr, r.nseries, NS, checked);
@@ -737,8 +784,8 @@ TEST(over_time_bit_identical_to_reference)
 			ts[s][i] = t, vs[s][i] = sv;
 		}
 	}
-	static const char *const fn[] = {"min_over_time", "max_over_time", "sum_over_time",
-					 "avg_over_time", "stddev_over_time", "stdvar_over_time"};
+	static const char *const fn[] = {"min_over_time", "max_over_time",    "sum_over_time",
+	                                 "avg_over_time", "stddev_over_time", "stdvar_over_time"};
 	static const int64_t ranges[] = {10000, 60000, 600000};
 	int64_t start = 20000, step = 19000, nsteps = 203;
 	char why[512] = "";
@@ -770,8 +817,8 @@ TEST(over_time_bit_identical_to_reference)
 							;
 						double want = 0;
 						bool has = ref_over_time((int)f, vs[s] + lo, hi - lo, &want);
-						check_point(why, sizeof why, expr, s, i, rend, &r.series[k], &j, has,
-						            want, &checked);
+						check_point(why, sizeof why, expr, s, i, rend, &r.series[k],
+						            &j, has, want, &checked);
 					}
 				}
 				check_done(why, sizeof why, expr, r.nseries, NS, checked);
@@ -898,7 +945,8 @@ TEST(deriv_predict_linear_bit_identical_to_reference)
 						           f % 2 == 0 ? ts[s][lo] : rend, &sl, &ic);
 						want = f % 2 == 0 ? sl : sl * 3600 + ic;
 					}
-					check_point(why, sizeof why, expr, s, i, rend, &r.series[k], &j, has, want, &checked);
+					check_point(why, sizeof why, expr, s, i, rend, &r.series[k], &j, has,
+					            want, &checked);
 				}
 			}
 			check_done(why, sizeof why, expr, r.nseries, NS, checked);
@@ -926,7 +974,7 @@ static void *cancel_later(void *arg)
 }
 
 static int q_stop(const char *expr, int64_t start, int64_t end, int64_t step, int64_t timeout_ms,
-		  int64_t cancel_after_ms, workers_t *w, err_t *err, uint64_t *took_ms)
+                  int64_t cancel_after_ms, workers_t *w, err_t *err, uint64_t *took_ms)
 {
 	stopq_t s = {0, cancel_after_ms};
 	promql_opts_t o = {.timeout_ms = timeout_ms, .workers = w};
@@ -947,14 +995,15 @@ static int q_stop(const char *expr, int64_t start, int64_t end, int64_t step, in
 	return rc;
 }
 
-#define CHECK_STOPS(expr, start, end, step, timeout, cancel_after, w, want_rc, want_msg)                    \
-	do {                                                                                              \
-		err_t e_ = {0};                                                                           \
-		uint64_t took_ = 0;                                                                       \
-		int rc_ = q_stop((expr), (start), (end), (step), (timeout), (cancel_after), (w), &e_, &took_); \
-		if (rc_ != (want_rc) || strcmp(e_.msg, (want_msg)) || took_ > 5000)                        \
-			TEST_FAILF("%s: rc %d (%s) after %llu ms, want rc %d (%s) within 5 s", (expr), rc_,     \
-				   e_.msg, (unsigned long long)took_, (want_rc), (want_msg));                    \
+#define CHECK_STOPS(expr, start, end, step, timeout, cancel_after, w, want_rc, want_msg)                     \
+	do {                                                                                                 \
+		err_t e_ = {0};                                                                              \
+		uint64_t took_ = 0;                                                                          \
+		int rc_ =                                                                                    \
+		    q_stop((expr), (start), (end), (step), (timeout), (cancel_after), (w), &e_, &took_);     \
+		if (rc_ != (want_rc) || strcmp(e_.msg, (want_msg)) || took_ > 5000)                          \
+			TEST_FAILF("%s: rc %d (%s) after %llu ms, want rc %d (%s) within 5 s", (expr), rc_,  \
+			           e_.msg, (unsigned long long)took_, (want_rc), (want_msg));                \
 	} while (0)
 
 TEST(huge_windows_honour_deadline_and_cancel)
@@ -967,7 +1016,8 @@ TEST(huge_windows_honour_deadline_and_cancel)
 	setup();
 	for (int i = 0; i < 300000; i++)
 		add("dense", NULL, NULL, i, (double)(i % 97));
-	const char *tmo = "query timed out in query execution", *cnl = "query was canceled in query execution";
+	const char *tmo = "query timed out in query execution",
+	           *cnl = "query was canceled in query execution";
 	const char *sq = "quantile_over_time(0.5, c{i=\"a\"}[10m:1ms])";
 	CHECK_STOPS(sq, 0, 1000000, 1000, 200, -1, NULL, ERR_TIMEOUT, tmo);
 	CHECK_STOPS(sq, 0, 1000000, 1000, 0, 200, NULL, ERR_CANCELED, cnl);
@@ -1011,12 +1061,15 @@ TEST(long_operator_chains_evaluate_in_bounded_memory)
 	struct {
 		const char *t, *op, *want;
 	} cases[] = {
-		{"c", "+", "{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[300,\"4000000\"]},"
-			   "{\"metric\":{\"i\":\"b\"},\"value\":[300,\"1000000\"]}]}"},
-		{"g", "^", "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[300,\"-1\"]}]}"},
-		{"1", "+", "{\"resultType\":\"scalar\",\"result\":[300,\"20000\"]}"},
-		{"c", "and", "{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"__name__\":\"c\",\"i\":\"a\"},\"value\":[300,\"200\"]},"
-			     "{\"metric\":{\"__name__\":\"c\",\"i\":\"b\"},\"value\":[300,\"50\"]}]}"},
+	    {"c", "+",
+	     "{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"i\":\"a\"},\"value\":[300,\"4000000\"]},"
+	     "{\"metric\":{\"i\":\"b\"},\"value\":[300,\"1000000\"]}]}"},
+	    {"g", "^", "{\"resultType\":\"vector\",\"result\":[{\"metric\":{},\"value\":[300,\"-1\"]}]}"},
+	    {"1", "+", "{\"resultType\":\"scalar\",\"result\":[300,\"20000\"]}"},
+	    {"c", "and",
+	     "{\"resultType\":\"vector\",\"result\":[{\"metric\":{\"__name__\":\"c\",\"i\":\"a\"},\"value\":["
+	     "300,\"200\"]},"
+	     "{\"metric\":{\"__name__\":\"c\",\"i\":\"b\"},\"value\":[300,\"50\"]}]}"},
 	};
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		char *q = chain_of(cases[i].t, cases[i].op, 20000);
@@ -1047,7 +1100,7 @@ TEST(query_sized_allocations_fail_softly)
 	char out[1024];
 	const char *et = NULL;
 	const char *qs[] = {"sum_over_time(c[10000d:1ms])", "count_over_time(c[100d:1ms])", "c[10000d:1ms]",
-			    "max_over_time(rate(c[1m:1ms])[10000d:1ms])"};
+	                    "max_over_time(rate(c[1m:1ms])[10000d:1ms])"};
 	for (size_t i = 0; i < ARRAY_LEN(qs); i++) {
 		int rc = q_json(qs[i], 300000, NULL, out, sizeof out, &et);
 		if (rc != ERR_LIMIT || strcmp(et, "execution") || !strstr(out, "memory budget"))
@@ -1058,8 +1111,8 @@ TEST(query_sized_allocations_fail_softly)
 	promql_result_t r;
 	err_t err = {0};
 	promql_opts_t o = {0};
-	int rc = promql_query(&o, memstore_queryable(store), &a, STR("c"), -4000000000000000000LL, 4000000000000000000LL, 1,
-			      &r, &err);
+	int rc = promql_query(&o, memstore_queryable(store), &a, STR("c"), -4000000000000000000LL,
+	                      4000000000000000000LL, 1, &r, &err);
 	CHECK_EQ_INT(rc, ERR_LIMIT);
 	CHECK_STR(r.error_type, "execution");
 	/* a label_replace template expanding to a value bigger than the budget */
@@ -1085,9 +1138,11 @@ TEST(range_query_shape)
 	CHECK(promql_query(&o, memstore_queryable(store), &a, STR("1"), 0, 60000, 30000, &r, &err) == 0);
 	buf_t b = BUF_INIT;
 	promql_result_json(&b, &r);
-	CHECK_STR(b.p, "{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},\"values\":[[0,\"1\"],[30,\"1\"],[60,\"1\"]]}]}");
+	CHECK_STR(b.p, "{\"resultType\":\"matrix\",\"result\":[{\"metric\":{},\"values\":[[0,\"1\"],[30,"
+	               "\"1\"],[60,\"1\"]]}]}");
 	buf_reset(&b);
-	CHECK(promql_query(&o, memstore_queryable(store), &a, STR("foo[5m]"), 0, 60000, 30000, &r, &err) != 0);
+	CHECK(promql_query(&o, memstore_queryable(store), &a, STR("foo[5m]"), 0, 60000, 30000, &r, &err) !=
+	      0);
 	CHECK_STR(r.error_type, "bad_data");
 	/* staleness: a stale marker hides the series from the next step on */
 	uint64_t bits = 0x7ff0000000000002ull;
@@ -1097,11 +1152,60 @@ TEST(range_query_shape)
 	add("s", NULL, NULL, 20000, stale);
 	CHECK(promql_query(&o, memstore_queryable(store), &a, STR("s"), 0, 40000, 10000, &r, &err) == 0);
 	promql_result_json(&b, &r);
-	CHECK_STR(b.p, "{\"resultType\":\"matrix\",\"result\":[{\"metric\":{\"__name__\":\"s\"},\"values\":[[0,\"1\"],[10,\"1\"]]}]}");
+	CHECK_STR(b.p, "{\"resultType\":\"matrix\",\"result\":[{\"metric\":{\"__name__\":\"s\"},\"values\":[["
+	               "0,\"1\"],[10,\"1\"]]}]}");
 	buf_release(&b);
 	arena_release(&a);
 	memstore_free(store);
 	store = NULL;
+}
+
+/* A matrix's points as the plain formatters write them, whatever runs of equal values (copied from the
+ * point before) and timestamps (on the step grid or off it) the series have; long enough that the
+ * buffer grows within a run of copies. */
+TEST(result_json_matrix_points)
+{
+	enum { NS = 3, NP = 3000 };
+	static const double vals[] = {0.1 + 0.2, 0.1 + 0.2, 7,        7,        7,         -0.0,    0.0,
+	                              0.0,       -0.0,      NAN,      NAN,      1e-7,      1e-7,    1.0 / 3,
+	                              2.0 / 3,   2.0 / 3,   INFINITY, INFINITY, -INFINITY, 123456.5};
+	promql_series_t series[NS];
+	int64_t ts[NS][NP];
+	double vs[NS][NP];
+	uint64_t x = 0x243F6A8885A308D3ULL;
+	for (int i = 0; i < NS; i++) {
+		for (int j = 0; j < NP; j++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			ts[i][j] = 1700000000000LL + 30000LL * j + (i == 2 && j % 7 == 3 ? 500 : 0);
+			/* series 0: long runs; 1: the list above in order; 2: runs of random length */
+			vs[i][j] = i == 0   ? (double)(j / 1000) / 3
+			           : i == 1 ? vals[j % ARRAY_LEN(vals)]
+			                    : (x % 3 ? vs[i][j ? j - 1 : 0] : (double)(x % 1000) / 7);
+		}
+		series[i] = (promql_series_t){.t = ts[i], .v = vs[i], .n = NP};
+	}
+	promql_result_t res = {.type = PROMQL_TYPE_MATRIX, .series = series, .nseries = NS};
+	buf_t got = BUF_INIT, want = BUF_INIT;
+	promql_result_json(&got, &res);
+	buf_puts(&want, "{\"resultType\":\"matrix\",\"result\":[");
+	for (int i = 0; i < NS; i++) {
+		buf_puts(&want, i ? ",{\"metric\":{},\"values\":[" : "{\"metric\":{},\"values\":[");
+		for (int j = 0; j < NP; j++) {
+			buf_puts(&want, j ? ",[" : "[");
+			buf_put_prom_ts(&want, ts[i][j]);
+			buf_puts(&want, ",\"");
+			buf_put_prom_value(&want, vs[i][j]);
+			buf_puts(&want, "\"]");
+		}
+		buf_puts(&want, "]}");
+	}
+	buf_puts(&want, "]}");
+	CHECK_EQ_INT((int64_t)got.n, (int64_t)want.n);
+	CHECK(strcmp(got.p, want.p) == 0);
+	buf_release(&got);
+	buf_release(&want);
 }
 
 TEST_MAIN()
