@@ -41,8 +41,11 @@
 #define PROMQL_DEFAULT_LOOKBACK_MS (5 * 60 * 1000)
 #define PROMQL_DEFAULT_MAX_SAMPLES 50000000
 #define PROMQL_DEFAULT_SUBQUERY_STEP_MS (60 * 1000)
-/* promql_opts_t.select_ahead of the querier's APIs (as Thanos's --query.max-concurrent-select) */
-#define PROMQL_DEFAULT_SELECT_AHEAD 4
+/* promql_opts_t.select_ahead of the querier's APIs. 0, measured (bench/README.md, "selects ahead"): on the
+ * two-core dashboard bench a store serving a query's two selects at once peaked 3 MiB higher (7 threads
+ * instead of 4) and answered the two-selector queries no faster; 4 would be Thanos's
+ * --query.max-concurrent-select, for stores across a network. */
+#define PROMQL_DEFAULT_SELECT_AHEAD 0
 
 typedef struct promql_opts {
 	int64_t lookback_ms;     /* 0 = 5m */
