@@ -60,7 +60,7 @@ struct loop {
 };
 
 /* Signal delivery: the handler only records the signal and writes to the eventfd. */
-static loop_t *volatile sig_loop;
+static _Atomic(loop_t *) sig_loop; /* read by every loop (drain_wakeups) and the handler */
 static volatile sig_atomic_t sig_pending_term, sig_pending_int;
 
 static void sig_handler(int signo)
