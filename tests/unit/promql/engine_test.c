@@ -743,6 +743,76 @@ static bool ref_over_time(int f, const double *v, size_t n, double *out)
 	}
 }
 
+TEST(instant_selector_equal_to_reference)
+{
+	/* The lookback scan (four stretches of steps side by side when the steps are in order): jittered,
+	 * sparse (gaps past the lookback) and dense series, stale markers, a series whose samples all come
+	 * after some steps; 67, 203 and 1,000 steps (stretches that do not divide evenly), and timestamp().
+	 */
+	setup();
+	enum { NS = 6, NPT = 900 };
+	static int64_t ts[NS][NPT];
+	static double vs[NS][NPT];
+	uint64_t seed = 777;
+	char name[16];
+	for (int s = 0; s < NS; s++) {
+		snprintf(name, sizeof name, "i%02d", s);
+		int64_t t = s == 5 ? 900000 : s * 700;
+		for (int i = 0; i < NPT; i++) {
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			uint32_t r = (uint32_t)(seed >> 33);
+			t += s == 0   ? 15000 + (int64_t)(r % 5)
+			     : s == 1 ? 1000 + (int64_t)(r % 3000)
+			              : 4000 + (int64_t)(r % 30000);
+			if (s == 2 && i % 50 == 0)
+				t += 400000; /* a gap past the lookback */
+			double v = (double)(r % 1000) / 7;
+			if (s == 3 && r % 11 == 0) {
+				uint64_t b = 0x7ff0000000000002ull;
+				memcpy(&v, &b, 8); /* a stale marker */
+			}
+			add("inst", "s", name, t, v);
+			ts[s][i] = t, vs[s][i] = v;
+		}
+	}
+	static const int64_t nsteps[] = {67, 203, 1000};
+	static const char *const exprs[] = {"inst", "timestamp(inst)"};
+	char why[512] = "";
+	for (size_t e = 0; e < ARRAY_LEN(exprs) && !why[0]; e++)
+		for (size_t k = 0; k < ARRAY_LEN(nsteps) && !why[0]; k++) {
+			int64_t start = 10000, step = 13000000 / nsteps[k];
+			arena_t a;
+			promql_result_t r;
+			run_expr(exprs[e], start, step, nsteps[k], &a, &r, why, sizeof why);
+			size_t checked = 0;
+			for (size_t q = 0; !why[0] && q < r.nseries; q++) {
+				int s = series_no(&r.series[q], exprs[e], why, sizeof why);
+				if (s < 0)
+					break;
+				size_t j = 0, at = 0;
+				for (int64_t i = 0; i < nsteps[k] && !why[0]; i++) {
+					int64_t rt = start + i * step;
+					while (at < NPT && ts[s][at] <= rt)
+						at++;
+					double v = at ? vs[s][at - 1] : 0;
+					uint64_t b;
+					memcpy(&b, &v, 8);
+					bool has = at > 0 && ts[s][at - 1] >= rt - 300000 &&
+					           b != 0x7ff0000000000002ull;
+					double want = e ? (double)ts[s][at ? at - 1 : 0] / 1000.0 : v;
+					check_point(why, sizeof why, exprs[e], s, i, rt, &r.series[q], &j,
+					            has, want, &checked);
+				}
+			}
+			if (!why[0] && checked < (size_t)nsteps[k])
+				snprintf(why, sizeof why, "%s: %zu series, %zu points checked", exprs[e],
+				         r.nseries, checked);
+			arena_release(&a);
+		}
+	if (why[0])
+		TEST_FAILF("%s", why);
+}
+
 TEST(over_time_bit_identical_to_reference)
 {
 	/* Jittered and sparse series (windows of 0, 1 and many samples), NaN runs, ±Inf, -0/0 and equal
