@@ -259,6 +259,7 @@ int cmd_query_frontend(int argc, char **argv)
 		log_error("server failed", "err", err.msg);
 	log_info("query frontend stopped");
 out:
+	frontend_stop_probe(fe); /* it sets the server's readiness */
 	http_server_free(http);
 	frontend_free(fe);
 	fecache_free(rcache);

@@ -1271,17 +1271,23 @@ void frontend_start_probe(frontend_t *fe)
 	fe->probing = true;
 }
 
+void frontend_stop_probe(frontend_t *fe)
+{
+	if (!fe || !fe->probing)
+		return;
+	pthread_mutex_lock(&fe->mu);
+	fe->stop = true;
+	pthread_cond_broadcast(&fe->cv);
+	pthread_mutex_unlock(&fe->mu);
+	pthread_join(fe->probe, NULL);
+	fe->probing = false;
+}
+
 void frontend_free(frontend_t *fe)
 {
 	if (!fe)
 		return;
-	if (fe->probing) {
-		pthread_mutex_lock(&fe->mu);
-		fe->stop = true;
-		pthread_cond_broadcast(&fe->cv);
-		pthread_mutex_unlock(&fe->mu);
-		pthread_join(fe->probe, NULL);
-	}
+	frontend_stop_probe(fe);
 	pthread_mutex_destroy(&fe->mu);
 	pthread_cond_destroy(&fe->cv);
 	pthread_mutex_destroy(&fe->upd_mu);

@@ -76,7 +76,10 @@ frontend_t *frontend_new(http_server_t *srv, const frontend_config_t *cfg);
 /* Start probing the downstream's /-/ready every second (1s while not ready, 5s once ready) and set
  * the server's readiness from it. */
 void frontend_start_probe(frontend_t *fe);
-/* Stops the probe; call after the server is freed. */
+/* Stops the probe and waits for it (it sets the server's readiness): call before the server is freed.
+ * Idempotent. */
+void frontend_stop_probe(frontend_t *fe);
+/* Stops the probe if still running; call after the server is freed. */
 void frontend_free(frontend_t *fe);
 
 #endif
