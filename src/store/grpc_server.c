@@ -467,6 +467,7 @@ static void run_info(store_t *store, const char *component, grpc_call_t *call, s
 /* ---- the service ---- */
 
 enum { K_SERIES, K_LABEL_NAMES, K_LABEL_VALUES, K_INFO, NKINDS };
+#define LOOP_CALLS 2 /* first_batch_on_loop: calls made on the loop at once */
 enum { CLS_SERIES, CLS_LABELS, CLS_INFO, NCLS };
 #define INFO_SLOTS 2
 
@@ -548,9 +549,10 @@ struct job {
 	job_t *prev, *next;
 	/* set by the loop before submitting: stop and release (the call is gone) */
 	bool abandon;
-	/* loop thread: its steps run on the loop (first_batch_on_loop, started while no other call ran);
-	 * cleared for good once another call comes */
+	/* loop thread: its steps run on the loop (first_batch_on_loop, started while at most one other
+	 * call ran, on the loop); cleared for good once there are more calls */
 	bool on_loop;
+	bool started_counted; /* job_start ran (nworker counts it while !on_loop) */
 	/* worker */
 	bool started, closed; /* closed: nothing open any more, result final */
 	series_stream_t st;
@@ -565,6 +567,7 @@ struct pool {
 	size_t batch;
 	bool first_on_loop; /* cfg.first_batch_on_loop */
 	size_t njobs; /* loop thread */
+	size_t nworker; /* loop thread: jobs started that are not on the loop */
 	struct cls {
 		int slots, running;
 		job_t *head, *tail;
@@ -621,20 +624,24 @@ static void job_submit(job_t *j)
 	workers_submit(j->svc->pool->workers, job_work, j);
 }
 
-/* The job's next step: on the loop thread while it is the only call (job_work posts its result back
- * to the loop, delivered on the loop's next round as a worker's would be), else on a worker. A lone
- * call's answer is thus made batch by batch between the loop's rounds, without two thread switches
- * per batch; the loop still serves other connections between batches, and a call that arrives
- * meanwhile sends both to the workers. */
+/* The job's next step: on the loop thread while there are at most LOOP_CALLS calls and none is on a
+ * worker (job_work posts its result back to the loop, delivered on the loop's next round as a
+ * worker's would be), else on a worker. A lone call's answer (or two calls', interleaved) is thus
+ * made batch by batch between the loop's rounds, without two thread switches per batch; the loop
+ * still serves other connections between batches, and a further call sends all to the workers. */
 static void job_step(job_t *j)
 {
-	if (j->on_loop && j->svc->pool->njobs == 1) {
+	pool_t *p = j->svc->pool;
+	if (j->on_loop && p->njobs <= LOOP_CALLS && !p->nworker) {
 		BUG_ON(j->busy);
 		j->busy = true;
 		job_work(j);
 		return;
 	}
-	j->on_loop = false;
+	if (j->on_loop) {
+		j->on_loop = false;
+		p->nworker++;
+	}
 	job_submit(j);
 }
 
@@ -644,6 +651,9 @@ static void job_start(job_t *j, bool on_loop)
 	c->running++;
 	atomic_store(&c->nrunning, c->running);
 	j->on_loop = on_loop;
+	j->started_counted = true;
+	if (!on_loop)
+		j->svc->pool->nworker++;
 	job_step(j);
 }
 
@@ -668,6 +678,8 @@ static void job_end(job_t *j, bool had_slot)
 {
 	pool_t *p = j->svc->pool;
 	struct cls *c = &p->cls[j->cls];
+	if (j->started_counted && !j->on_loop)
+		p->nworker--;
 	grpc_call_release(j->call);
 	buf_release(&j->out);
 	free(j);
@@ -761,7 +773,8 @@ static void pool_handle(grpc_call_t *call, str_t msg, void *arg)
 	p->njobs++;
 	struct cls *c = &p->cls[j->cls];
 	if (c->running < c->slots) {
-		job_start(j, p->first_on_loop && p->njobs == 1 && (j->kind == K_SERIES || j->kind == K_INFO));
+		job_start(j, p->first_on_loop && p->njobs <= LOOP_CALLS && !p->nworker &&
+		                 (j->kind == K_SERIES || j->kind == K_INFO));
 		return;
 	}
 	j->queued = true;

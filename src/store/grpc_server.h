@@ -45,10 +45,11 @@ typedef struct store_grpc_config {
 	int series_concurrency; /* Series calls running at once, the rest queue (FIFO); 0 = 20 */
 	int label_concurrency;  /* LabelNames/LabelValues running at once; 0 = 4 */
 	size_t batch_bytes;     /* encoded bytes a worker hands to the loop at a time; 0 = GRPC_OUT_HIGH */
-	/* A Series or Info call that arrives while no other call runs has its batches made on the loop
-	 * thread, one per loop round, for as long as it stays the only call (no hand-off to a worker
-	 * and back per batch); once another call comes, both go on workers. Only for stores whose reads
-	 * do not block for long (local files): each batch holds up the loop meanwhile. */
+	/* A Series or Info call that arrives while no other call runs, or while one other runs on the
+	 * loop, has its batches made on the loop thread, one per loop round, for as long as there are at
+	 * most two calls (no hand-off to a worker and back per batch; a query's two selectors often make
+	 * two calls at once); once a third comes, all go on workers. Only for stores whose reads do not
+	 * block for long (local files): each batch holds up the loop meanwhile. */
 	bool first_batch_on_loop;
 } store_grpc_config_t;
 

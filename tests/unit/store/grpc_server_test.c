@@ -5,7 +5,7 @@
  * Covers: slow Series calls running in parallel while Info answers, FIFO queueing above the limit,
  * cancelled and expired queued calls leaving the queue, flow-control back-pressure bounding what the
  * worker produces, a client vanishing while a worker is inside the store (ASan: no use-after-free),
- * a lone call made on the loop thread batch after batch until another call comes (first_batch_on_loop),
+ * lone calls (up to two) made on the loop thread batch after batch until a third comes (first_batch_on_loop),
  * and pool-mode answers equal to the in-memory store's own (plain and snappy).
  */
 #include "test.h"
@@ -534,9 +534,9 @@ TEST(client_gone_while_the_worker_is_inside_the_store)
 	ts_release(&st);
 }
 
-/* first_batch_on_loop: a lone call is made on the loop thread batch after batch (no worker wake-up
- * per batch); once another call comes, the rest of it goes to the workers. */
-TEST(lone_call_is_made_on_the_loop_until_another_comes)
+/* first_batch_on_loop: a lone call (or two at once) is made on the loop thread batch after batch (no
+ * worker wake-up per batch); once a third call comes, the rest of them goes to the workers. */
+TEST(lone_calls_are_made_on_the_loop_until_a_third_comes)
 {
 	tstore_t st;
 	ts_init(&st, 200, 0, 1000);
@@ -552,26 +552,31 @@ TEST(lone_call_is_made_on_the_loop_until_another_comes)
 	CHECK_EQ_INT(atomic_load(&st.off_loop), 0);
 	WAIT_FOR(stats(&e).series_running == 0);
 
-	/* a slow lone call (1 ms per series, ~50 batches), then a second call while it runs */
+	/* two slow calls (1 ms per series, ~50 batches each) on the loop, then a third while they run */
 	st.nseries = 400;
 	st.delay_ms = 1;
 	atomic_store(&st.on_loop, 0);
 	atomic_store(&st.produced, 0);
-	a = series_call(&e, "x", 20000);
+	a = series_call(&e, "x", 30000);
 	WAIT_FOR(atomic_load(&st.produced) >= 40);
-	grpc_stream_t *b = series_call(&e, "gate", 20000);
+	grpc_stream_t *b = series_call(&e, "x", 30000);
+	WAIT_FOR(atomic_load(&st.produced) >= 100);
+	CHECK_EQ_INT(atomic_load(&st.off_loop), 0);
+	grpc_stream_t *c = series_call(&e, "gate", 30000);
 	CHECK(ts_wait_inside(&st, 1)); /* on a worker: the loop is not blocked by the gate */
 	CHECK_EQ_INT(drain(a, &err), 400);
-	grpc_stream_free(a);
-	CHECK(atomic_load(&st.on_loop) >= 40);
-	CHECK(atomic_load(&st.off_loop) > 0); /* the rest of the first call went to a worker */
-	CHECK(atomic_load(&st.on_loop) < 400);
-	ts_open_gate(&st);
 	CHECK_EQ_INT(drain(b, &err), 400);
+	grpc_stream_free(a);
 	grpc_stream_free(b);
+	CHECK(atomic_load(&st.on_loop) >= 100);
+	CHECK(atomic_load(&st.off_loop) > 0); /* the rest of the first two went to workers */
+	CHECK(atomic_load(&st.on_loop) < 800);
+	ts_open_gate(&st);
+	CHECK_EQ_INT(drain(c, &err), 400);
+	grpc_stream_free(c);
 	WAIT_FOR(stats(&e).series_running == 0);
 	env_stop(&e);
-	CHECK_EQ_INT(atomic_load(&st.sets_closed), 3);
+	CHECK_EQ_INT(atomic_load(&st.sets_closed), 4);
 	ts_release(&st);
 }
 
