@@ -511,6 +511,56 @@ static inline size_t rk_edge(const int64_t *t, size_t h, size_t n, int64_t x, bo
 	return h;
 }
 
+/* Whether t is in order and whether v ever decreases (a counter reset), 8 samples a step in vectors (the
+ * compiler at -O2 leaves the scalar loop scalar: ~15% of the rate kernel); compiled three times like the
+ * window kernels. */
+static inline __attribute__((always_inline)) void rk_check(const int64_t *t, const double *v, size_t n,
+                                                           bool *sorted, bool *resets)
+{
+	ot_v8i bad = {0}, down = {0};
+	size_t j = 1;
+	for (; j + 8 <= n; j += 8) {
+		ot_v8i a, b;
+		ot_v8d x, y;
+		memcpy(&a, t + j, sizeof a);
+		memcpy(&b, t + j - 1, sizeof b);
+		memcpy(&x, v + j, sizeof x);
+		memcpy(&y, v + j - 1, sizeof y);
+		bad |= a < b;
+		down |= x < y;
+	}
+	bool s = true, r = false;
+	for (size_t k = 0; k < 8; k++)
+		s &= !bad[k], r |= down[k] != 0;
+	for (; j < n; j++) {
+		s &= t[j] >= t[j - 1];
+		r |= v[j] < v[j - 1];
+	}
+	*sorted = s, *resets = r;
+}
+
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void
+rk_check_avx512(const int64_t *t, const double *v, size_t n, bool *sorted, bool *resets)
+{
+	rk_check(t, v, n, sorted, resets);
+}
+
+__attribute__((target("avx2"))) static void rk_check_avx2(const int64_t *t, const double *v, size_t n,
+                                                          bool *sorted, bool *resets)
+{
+	rk_check(t, v, n, sorted, resets);
+}
+
+static void rk_check_base(const int64_t *t, const double *v, size_t n, bool *sorted, bool *resets)
+{
+	bool s = true, r = false;
+	for (size_t j = 1; j < n; j++) {
+		s &= t[j] >= t[j - 1];
+		r |= v[j] < v[j - 1];
+	}
+	*sorted = s, *resets = r;
+}
+
 static void rate_kernel_steps(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
 			      uint8_t *ok, rk_out_t *ro)
 {
@@ -524,11 +574,13 @@ static void rate_kernel_steps(const void *kctx, const int64_t *t, const double *
 	ro->stopped = false;
 	/* timestamps in order (always, but for corrupt data) and, for counters, no reset anywhere (most
 	 * series): the edges move by counting (rk_edge) and no window needs to look at values */
-	bool sorted = true, resets = false;
-	for (size_t j = 1; j < n; j++) {
-		sorted &= t[j] >= t[j - 1];
-		resets |= v[j] < v[j - 1];
-	}
+	bool sorted, resets;
+	if (simd == PROMQL_SIMD_AVX512)
+		rk_check_avx512(t, v, n, &sorted, &resets);
+	else if (simd == PROMQL_SIMD_AVX2)
+		rk_check_avx2(t, v, n, &sorted, &resets);
+	else
+		rk_check_base(t, v, n, &sorted, &resets);
 	bool fast = sorted && !(counter && resets);
 	for (size_t b0 = 0; b0 < c->nsteps; b0 += RK_BLOCK) {
 		size_t b1 = b0 + RK_BLOCK < c->nsteps ? b0 + RK_BLOCK : c->nsteps, nl = 0;
