@@ -373,19 +373,22 @@ size_t fmt_prom_value(char *out, double v)
 		*p = '0';
 		return (size_t)(p - out) + 1;
 	}
-	double a = fabs(v);
-	if (a < 9007199254740992.0) { /* an integer below 2^53 is its own digits ('f', as |v| < 1e21) */
-		int64_t i = (int64_t)a;
-		if ((double)i == a) {
-			int nd = count_digits((uint64_t)i);
-			put_digits(p, (uint64_t)i, nd);
-			return (size_t)(p - out) + (size_t)nd;
-		}
+	uint64_t c = abits & ((1ULL << 52) - 1);
+	int q = -1074;
+	if (abits >> 52) {
+		c |= 1ULL << 52;
+		q = (int)(abits >> 52) - 1075;
+	}
+	if (q <= 0 && q > -53 && (c & ((1ULL << -q) - 1)) == 0) { /* an integer below 2^53: its digits */
+		uint64_t i = c >> -q;
+		int nd = count_digits(i);
+		put_digits(p, i, nd);
+		return (size_t)(p - out) + (size_t)nd;
 	}
 	int e10;
-	uint64_t f = shortest(v, &e10);
+	uint64_t f = dragonbox(c, q, &e10);
 	int nd = count_digits(f), dp = nd + e10;
-	if (nd >= 16 && dp <= 7 && a >= 1e-6) {
+	if (nd >= 16 && dp <= 7 && dp > -6) {
 		/* The common case (a ratio, rate or mean: 16 or 17 digits, below 10^7) without a branch on
 		 * the digits: the 17 digits of f (a leading 0 when nd is 16) as t, then the words w1 and w2
 		 * of 8 each; s0 s1 s2 the digits left-aligned (s2 the 17th, if any); whole-word stores, the
@@ -411,7 +414,8 @@ size_t fmt_prom_value(char *out, double v)
 			store8(p + 16, s1 >> 56 | s2 << 8);
 			p += nd + 1;
 		}
-	} else if (a < 1e-6 || a >= 1e21) {
+	} else if (dp < -5 ||
+	           dp >= 22) { /* |v| < 1e-6 or >= 1e21: v's shortest decimal is in [10^(dp-1), 10^dp) */
 		p = put_e_digits(p, f, nd, dp);
 	} else if (dp <= 0) { /* |v| >= 1e-6: at most 5 zeros after the point */
 		memcpy(p, "0.00000", 7);
