@@ -47,6 +47,7 @@ struct api {
 	bool auto_downsampling, dynamic_lookback;
 	int64_t instant_max_res;
 	int max_conc;
+	int select_ahead; /* promql_opts_t.select_ahead (--query.max-concurrent-select - 1) */
 	workers_t *engine_pool; /* shared by all queries: promql_opts_t.workers */
 	strlist_t flag_names, flag_values;
 	char *tenant_header, *default_tenant, *tenant_label, *tenant_cert_field; /* tenancy (api.h) */
@@ -401,7 +402,7 @@ static void run_query(qctx_t *q)
 		.workers = api->engine_pool,
 		.decode_chunks = xor_decode_chunks,
 		.decode_aggr_chunks = store_queryable_decode_aggr,
-		.select_ahead = PROMQL_DEFAULT_SELECT_AHEAD, /* the store queryable's select() is thread-safe */
+		.select_ahead = api->select_ahead, /* the store queryable's select() is thread-safe */
 	};
 	str_t stats;
 	if (http_req_param(r, "stats", &stats) && stats.n)
@@ -1008,6 +1009,7 @@ api_t *api_new(http_server_t *srv, const api_config_t *cfg)
 	api->memory_pool = cfg->memory_pool;
 	api->eval_ms = cfg->default_eval_interval_ms;
 	api->max_conc = cfg->max_concurrent > 0 ? cfg->max_concurrent : API_DEFAULT_MAX_CONCURRENT;
+	api->select_ahead = promql_select_ahead(cfg->max_concurrent_select);
 	if (cfg->engine_threads >= 0)
 		api->engine_pool = workers_new(cfg->engine_threads);
 	for (size_t i = 0; i < cfg->nflags; i++) {

@@ -265,7 +265,8 @@ int cmd_query(int argc, char **argv)
 	static strlist_t endpoints, stores, sd_files, store_sd_files, replica_flags;
 	static int64_t sd_reload_ms;
 	static int64_t grpc_grace_ms, timeout_ms, max_conc, lookback_ms, max_samples, eval_ms, default_step_ms,
-		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms, max_memory, max_memory_total, instant_res_ms;
+		sd_interval_ms, dns_interval_ms, info_timeout_ms, meta_range_ms, max_memory, max_memory_total, instant_res_ms,
+		max_conc_select;
 	static bool partial, auto_ds, dyn_lookback, enforce_tenancy;
 	static char *tenant_header, *default_tenant, *tenant_label, *tenant_cert_field;
 	flag_def_t defs[] = {
@@ -309,6 +310,9 @@ int cmd_query(int argc, char **argv)
 		{"query.timeout", FLAG_DURATION, &timeout_ms, "2m", "Maximum time to process query by query node."},
 		{"query.max-concurrent", FLAG_INT, &max_conc, "20",
 		 "Maximum number of queries processed concurrently by query node; the rest wait in a queue."},
+		{"query.max-concurrent-select", FLAG_INT, &max_conc_select, "4",
+		 "The maximum number of select requests made concurrently per a query: the selectors after the one "
+		 "being evaluated have their Series calls started ahead, so stores work on them meanwhile."},
 		{"query.lookback-delta", FLAG_DURATION, &lookback_ms, "5m",
 		 "The maximum lookback duration for retrieving metrics during expression evaluations."},
 		{"query.max-samples", FLAG_INT, &max_samples, "50000000",
@@ -503,7 +507,7 @@ int cmd_query(int argc, char **argv)
 			   .memory_pool = &memory_pool, .default_eval_interval_ms = eval_ms,
 			   .auto_downsampling = auto_ds, .instant_max_source_resolution = instant_res_ms,
 			   .dynamic_lookback = dyn_lookback,
-			   .max_concurrent = (int)max_conc,
+			   .max_concurrent = (int)max_conc, .max_concurrent_select = (int)max_conc_select,
 			   .tenant_header = tenant_header, .default_tenant = default_tenant, .tenant_label = tenant_label,
 			   .tenant_cert_field = tenant_cert_field, .enforce_tenancy = enforce_tenancy,
 			   .flag_names = (const char *const *)fnames,
@@ -529,7 +533,8 @@ int cmd_query(int argc, char **argv)
 	                        .max_memory = (size_t)max_memory,
 	                        .memory_pool = &memory_pool,
 	                        .default_eval_interval_ms = eval_ms,
-	                        .max_concurrent = (int)max_conc};
+	                        .max_concurrent = (int)max_conc,
+	                        .max_concurrent_select = (int)max_conc_select};
 	qsrv = querysrv_register(grpc, &qc);
 	if (grpc_server_listen_tls(grpc, grpc_address, server_tls, &gl, &err)) {
 		fprintf(stderr, "strata query: %s\n", err.msg);

@@ -41,11 +41,9 @@
 #define PROMQL_DEFAULT_LOOKBACK_MS (5 * 60 * 1000)
 #define PROMQL_DEFAULT_MAX_SAMPLES 50000000
 #define PROMQL_DEFAULT_SUBQUERY_STEP_MS (60 * 1000)
-/* promql_opts_t.select_ahead of the querier's APIs. 0, measured (bench/README.md, "selects ahead"): on the
- * two-core dashboard bench a store serving a query's two selects at once peaked 3 MiB higher (7 threads
- * instead of 4) and answered the two-selector queries no faster; 4 would be Thanos's
- * --query.max-concurrent-select, for stores across a network. */
-#define PROMQL_DEFAULT_SELECT_AHEAD 0
+/* Thanos's --query.max-concurrent-select default: selects of one query running at once, the one being
+ * evaluated and promql_opts_t.select_ahead = this - 1 started ahead (bench/README.md, "selects ahead"). */
+#define PROMQL_DEFAULT_MAX_CONCURRENT_SELECT 4
 
 typedef struct promql_opts {
 	int64_t lookback_ms;     /* 0 = 5m */
@@ -128,6 +126,12 @@ typedef struct promql_result {
 	int64_t *samples_per_step;
 	size_t nsteps;
 } promql_result_t;
+
+/* promql_opts_t.select_ahead for a --query.max-concurrent-select of n (0 = the default). */
+static inline int promql_select_ahead(int n)
+{
+	return (n > 0 ? n : PROMQL_DEFAULT_MAX_CONCURRENT_SELECT) - 1;
+}
 
 size_t promql_default_max_memory(void);
 /* The default budget of all queries running at once: half of physical memory, or twice the per-query

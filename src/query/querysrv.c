@@ -29,6 +29,7 @@ struct querysrv {
 	size_t max_memory;
 	arena_budget_pool_t *memory_pool;
 	bool dynamic_lookback;
+	int select_ahead;       /* promql_opts_t.select_ahead (--query.max-concurrent-select - 1) */
 	workers_t *workers;     /* one thread per concurrent query; FIFO beyond that */
 	workers_t *engine_pool; /* parallel decoding/evaluation inside a query */
 	size_t njobs;           /* loop thread */
@@ -380,7 +381,7 @@ static void evaluate(job_t *j)
 	    .decode_chunks = xor_decode_chunks,
 	    .decode_aggr_chunks = store_queryable_decode_aggr,
 	    .stats = PROMQL_STATS_TOTAL,
-	    .select_ahead = PROMQL_DEFAULT_SELECT_AHEAD,
+	    .select_ahead = s->select_ahead,
 	};
 	promql_result_t res;
 	int rc = promql_eval(&o, store_queryable_base(&sq), a, expr, j->start, j->end, j->step, &res, &err);
@@ -491,6 +492,7 @@ querysrv_t *querysrv_register(grpc_server_t *srv, const querysrv_config_t *cfg)
 	s->max_memory = cfg->max_memory;
 	s->memory_pool = cfg->memory_pool;
 	s->eval_ms = cfg->default_eval_interval_ms;
+	s->select_ahead = promql_select_ahead(cfg->max_concurrent_select);
 	s->workers =
 	    workers_new(cfg->max_concurrent > 0 ? cfg->max_concurrent : QUERYSRV_DEFAULT_MAX_CONCURRENT);
 	s->engine_pool = workers_new(0);
