@@ -351,9 +351,10 @@ void http_add_header(http_req_t *r, const char *name, const char *value)
 	buf_puts(&p->extra_headers, "\r\n");
 }
 
-static void stream_begin_now(http_req_t *r, int status, const char *ctype)
+/* A streamed answer's state; returns the head's framing header (chunked, or none: the body ends with
+ * the connection). */
+static const char *stream_state(http_req_priv_t *p, const http_req_t *r, int status)
 {
-	http_req_priv_t *p = r->priv;
 	BUG_ON(p->responded);
 	p->responded = true;
 	p->streaming = true;
@@ -361,7 +362,13 @@ static void stream_begin_now(http_req_t *r, int status, const char *ctype)
 	p->chunked = r->http_minor >= 1;
 	if (!p->chunked)
 		p->keep_alive = false; /* HTTP/1.0: the body ends when the connection does */
-	write_head(r, status, ctype, p->chunked ? "Transfer-Encoding: chunked\r\n" : "");
+	return p->chunked ? "Transfer-Encoding: chunked\r\n" : "";
+}
+
+static void stream_begin_now(http_req_t *r, int status, const char *ctype)
+{
+	http_req_priv_t *p = r->priv;
+	write_head(r, status, ctype, stream_state(p, r, status));
 	if (p->hc)
 		conn_flush(p->hc->c);
 }
@@ -563,13 +570,7 @@ static void direct_stream_begin(http_req_t *r, int status, const char *ctype)
 	BUG_ON(p->w_stream || p->w_set || p->w_direct_resp);
 	p->w_stream = true;
 	p->w_direct_resp = true;
-	p->responded = true;
-	p->streaming = true;
-	p->status = status;
-	p->chunked = r->http_minor >= 1;
-	if (!p->chunked)
-		p->keep_alive = false; /* HTTP/1.0: the body ends when the connection does */
-	format_head(r, status, ctype, p->chunked ? "Transfer-Encoding: chunked\r\n" : "", &p->w_head);
+	format_head(r, status, ctype, stream_state(p, r, status), &p->w_head);
 }
 
 /* The nd parts of data (n bytes in all) as one chunk, after the head if it has not gone yet. */
