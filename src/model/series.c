@@ -115,3 +115,16 @@ sample_iter_t *sample_iter_array_init(sample_iter_array_t *it, const int64_t *t,
 	*it = (sample_iter_array_t){{&array_ops}, t, v, n, 0};
 	return &it->base;
 }
+
+size_t samples_upper_bound(const int64_t *t, size_t n, int64_t x)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (t[mid] <= x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}

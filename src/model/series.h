@@ -50,6 +50,9 @@ struct sample_iter {
 	const struct sample_iter_ops *ops;
 };
 
+/* The first index in the sorted timestamps t[0..n) with t[i] > x (n if none): how many are <= x. */
+size_t samples_upper_bound(const int64_t *t, size_t n, int64_t x);
+
 static inline int sample_iter_next_batch(sample_iter_t *it, int64_t *t, double *v, int cap, err_t *err)
 {
 	return it->ops->next_batch(it, t, v, cap, err);

@@ -475,20 +475,6 @@ static inline size_t vs_step(const vs_kctx_t *c, const int64_t *t, const double 
 	return j;
 }
 
-/* The samples before x (a lower bound of it in t[0, n)). */
-static size_t vs_before(const int64_t *t, size_t n, int64_t x)
-{
-	size_t lo = 0, hi = n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (t[mid] <= x)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 static void vs_kernel(const void *kctx, const int64_t *t, const double *v, size_t n, double *out, uint8_t *ok,
 		      rk_out_t *ro)
 {
@@ -498,8 +484,8 @@ static void vs_kernel(const void *kctx, const int64_t *t, const double *v, size_
 	 * search, so four scans' dependency chains (a load and a compare per sample) overlap */
 	if (c->ordered && ns >= 64 && ns < EV_POLL_WORK) {
 		size_t q = ns / 4, i1 = q, i2 = 2 * q, i3 = 3 * q;
-		size_t j1 = vs_before(t, n, c->ref[i1 - 1]), j2 = vs_before(t, n, c->ref[i2 - 1]),
-		       j3 = vs_before(t, n, c->ref[i3 - 1]);
+		size_t j1 = samples_upper_bound(t, n, c->ref[i1 - 1]), j2 = samples_upper_bound(t, n, c->ref[i2 - 1]),
+		       j3 = samples_upper_bound(t, n, c->ref[i3 - 1]);
 		for (size_t i0 = 0; i0 < q; i0++, i1++, i2++, i3++) {
 			j = vs_step(c, t, v, n, j, i0, out, ok, &cnt);
 			j1 = vs_step(c, t, v, n, j1, i1, out, ok, &cnt);

@@ -529,19 +529,6 @@ static int iter_open_next_chunk(xor_iter_t *it, err_t *err)
 	return 0;
 }
 
-/* First index in t[0..n) with t[i] > x (n if none). */
-static int upper_bound(const int64_t *t, int n, int64_t x)
-{
-	int lo = 0, hi = n;
-	while (lo < hi) {
-		int mid = lo + (hi - lo) / 2;
-		if (t[mid] <= x)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
 
 static int xor_iter_next_batch(sample_iter_t *base, int64_t *t, double *v, int cap, err_t *err)
 {
@@ -579,7 +566,7 @@ static int xor_iter_next_batch(sample_iter_t *base, int64_t *t, double *v, int c
 		}
 		if (t[n] < it->mint) {
 			/* only in the chunk the range (or a seek) starts in */
-			int skip = upper_bound(t + n, k, it->mint - 1);
+			int skip = (int)samples_upper_bound(t + n, (size_t)k, it->mint - 1);
 			memmove(t + n, t + n + skip, (size_t)(k - skip) * sizeof *t);
 			memmove(v + n, v + n + skip, (size_t)(k - skip) * sizeof *v);
 			k -= skip;
@@ -587,7 +574,7 @@ static int xor_iter_next_batch(sample_iter_t *base, int64_t *t, double *v, int c
 				continue;
 		}
 		if (t[n + k - 1] > it->maxt) {
-			k = upper_bound(t + n, k, it->maxt);
+			k = (int)samples_upper_bound(t + n, (size_t)k, it->maxt);
 			it->done = true;
 		}
 		n += k;
