@@ -19,6 +19,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* xorshift64: the tests' reproducible pseudo-random numbers (*s seeded non-zero). */
+static inline uint64_t test_xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
 typedef struct test_case {
 	const char *name;
 	void (*fn)(void);

@@ -46,10 +46,7 @@ static void md5_ref(const void *p, size_t n, char out[33])
 static uint64_t rng = 0x9e3779b97f4a7c15u;
 static uint64_t next_rand(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
+	return test_xorshift(&rng);
 }
 
 TEST(rfc1321_suite_every_kernel)

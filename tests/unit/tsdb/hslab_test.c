@@ -8,10 +8,7 @@
 static uint64_t rs = 88172645463325252ull;
 static uint64_t xr(void)
 {
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return rs;
+	return test_xorshift(&rs);
 }
 
 typedef struct obj {

@@ -46,10 +46,7 @@ TEST(xor_hand_vector)
 static uint64_t rng = 88172645463325252ull;
 static uint64_t xr(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
+	return test_xorshift(&rng);
 }
 
 static void roundtrip(const int64_t *ts, const double *vs, int n)
