@@ -1074,6 +1074,23 @@ lr_sums8_avx512(const int64_t *t, const double *v, const size_t *lo, const size_
 	lr_run8(t, v, lo, w, ic, wmin, wmax, true, st);
 }
 
+/* linreg's slope and intercept of the eight windows from their sums (lr_sums8_avx512's st), lane by lane
+ * the scalar code's operations in its order: no transposition, eight divisions at once. */
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void
+lr_fit8_avx512(const ot_v8d *st, const size_t *w, double *slope_out, double *icpt_out)
+{
+	ot_v8i wi;
+	memcpy(&wi, w, sizeof wi);
+	ot_v8d sx = st[0] + st[1], sy = st[2] + st[3], sxy = st[4] + st[5], sx2 = st[6] + st[7],
+	       cn = __builtin_convertvector(wi, ot_v8d); /* window lengths < 2^63 */
+	ot_v8d cov = sxy - sx * sy / cn;
+	ot_v8d var = sx2 - sx * sx / cn;
+	ot_v8d slope = cov / var;
+	ot_v8d icpt = sy / cn - slope * sx / cn;
+	memcpy(slope_out, &slope, sizeof slope);
+	memcpy(icpt_out, &icpt, sizeof icpt);
+}
+
 /* The results of up to eight windows (ws[0..nw), none with constant values) into out[ws[i].step]: one
  * group of eight with AVX-512, two of four otherwise. */
 static void lr_windows(const rctx_t *c, const int64_t *t, const double *v, const lr_win_t *ws, size_t nw,
@@ -1097,9 +1114,11 @@ static void lr_windows(const rctx_t *c, const int64_t *t, const double *v, const
 		ot_v8d st[8];
 		memset(st, 0, sizeof st);
 		lr_sums8_avx512(t, v, lo, w, ic, wmin, wmax, st);
+		double slope[8], icpt[8];
+		lr_fit8_avx512(st, w, slope, icpt);
 		for (size_t j = 0; j < nw; j++)
-			for (size_t q = 0; q < 8; q++)
-				sums[j][q] = st[q][j];
+			out[ws[j].step] = c->k == F_DERIV ? slope[j] : slope[j] * c->p1[ws[j].step] + icpt[j];
+		return;
 	} else {
 		for (size_t g = 0; g < nw; g += 4) {
 			size_t wmax = 0, wmin = SIZE_MAX;
