@@ -1011,26 +1011,46 @@ static inline __attribute__((always_inline)) void lr_run4(const int64_t *t, cons
 	st[0] = sx, st[1] = cx, st[2] = sy, st[3] = cy, st[4] = sxy, st[5] = cxy, st[6] = sx2, st[7] = cx2;
 }
 
-static inline __attribute__((always_inline)) void lr_sums4(const int64_t *t, const double *v,
-                                                           const size_t *lo, const size_t *w,
-                                                           const int64_t *ic, size_t wmin, size_t wmax,
-                                                           lr_v4d *st)
+/* linreg's slope and intercept of N windows from their sums st (sx, cx, sy, cy, sxy, cxy, sx2, cx2; V:
+ * N-lane vectors of doubles, VI: of int64) and lengths w: lane by lane the scalar code's operations in its
+ * order, with no transposition of the sums and N divisions at once. */
+#define LR_FIT(V, VI, st, w, slope_out, icpt_out)                                                            \
+	do {                                                                                                 \
+		VI wi_;                                                                                      \
+		memcpy(&wi_, (w), sizeof wi_);                                                               \
+		V sx_ = (st)[0] + (st)[1], sy_ = (st)[2] + (st)[3], sxy_ = (st)[4] + (st)[5],                \
+		  sx2_ = (st)[6] + (st)[7], cn_ = __builtin_convertvector(wi_, V); /* lengths < 2^63 */       \
+		V cov_ = sxy_ - sx_ * sy_ / cn_;                                                             \
+		V var_ = sx2_ - sx_ * sx_ / cn_;                                                             \
+		V slope_ = cov_ / var_;                                                                      \
+		V icpt_ = sy_ / cn_ - slope_ * sx_ / cn_;                                                    \
+		memcpy((slope_out), &slope_, sizeof slope_);                                                 \
+		memcpy((icpt_out), &icpt_, sizeof icpt_);                                                    \
+	} while (0)
+
+/* Four windows' sums, then their slopes and intercepts into slope[0..4), icpt[0..4). */
+static inline __attribute__((always_inline)) void lr_fit4(const int64_t *t, const double *v, const size_t *lo,
+                                                          const size_t *w, const int64_t *ic, size_t wmin,
+                                                          size_t wmax, double *slope, double *icpt)
 {
+	lr_v4d st[8];
+	memset(st, 0, sizeof st);
 	lr_run4(t, v, lo, w, ic, 0, wmin, false, st);
 	lr_run4(t, v, lo, w, ic, wmin, wmax, true, st);
+	LR_FIT(lr_v4d, lr_v4i, st, w, slope, icpt);
 }
 
-__attribute__((target("avx2"))) static void lr_sums4_avx2(const int64_t *t, const double *v, const size_t *lo,
-                                                          const size_t *w, const int64_t *ic, size_t wmin,
-                                                          size_t wmax, lr_v4d *st)
+__attribute__((target("avx2"))) static void lr_fit4_avx2(const int64_t *t, const double *v, const size_t *lo,
+                                                         const size_t *w, const int64_t *ic, size_t wmin,
+                                                         size_t wmax, double *slope, double *icpt)
 {
-	lr_sums4(t, v, lo, w, ic, wmin, wmax, st);
+	lr_fit4(t, v, lo, w, ic, wmin, wmax, slope, icpt);
 }
 
-static void lr_sums4_base(const int64_t *t, const double *v, const size_t *lo, const size_t *w,
-                          const int64_t *ic, size_t wmin, size_t wmax, lr_v4d *st)
+static void lr_fit4_base(const int64_t *t, const double *v, const size_t *lo, const size_t *w,
+                         const int64_t *ic, size_t wmin, size_t wmax, double *slope, double *icpt)
 {
-	lr_sums4(t, v, lo, w, ic, wmin, wmax, st);
+	lr_fit4(t, v, lo, w, ic, wmin, wmax, slope, icpt);
 }
 
 /* lr_run4's stretch on eight windows in 8-lane vectors (AVX-512 only: the eight sums would not fit
@@ -1066,29 +1086,16 @@ static inline __attribute__((always_inline)) void lr_run8(const int64_t *t, cons
 	st[0] = sx, st[1] = cx, st[2] = sy, st[3] = cy, st[4] = sxy, st[5] = cxy, st[6] = sx2, st[7] = cx2;
 }
 
+/* Eight windows' sums (lr_run8), then their slopes and intercepts into slope[0..8), icpt[0..8). */
 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void
-lr_sums8_avx512(const int64_t *t, const double *v, const size_t *lo, const size_t *w, const int64_t *ic,
-                size_t wmin, size_t wmax, ot_v8d *st)
+lr_fit8_avx512(const int64_t *t, const double *v, const size_t *lo, const size_t *w, const int64_t *ic,
+               size_t wmin, size_t wmax, double *slope, double *icpt)
 {
+	ot_v8d st[8];
+	memset(st, 0, sizeof st);
 	lr_run8(t, v, lo, w, ic, 0, wmin, false, st);
 	lr_run8(t, v, lo, w, ic, wmin, wmax, true, st);
-}
-
-/* linreg's slope and intercept of the eight windows from their sums (lr_sums8_avx512's st), lane by lane
- * the scalar code's operations in its order: no transposition, eight divisions at once. */
-__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void
-lr_fit8_avx512(const ot_v8d *st, const size_t *w, double *slope_out, double *icpt_out)
-{
-	ot_v8i wi;
-	memcpy(&wi, w, sizeof wi);
-	ot_v8d sx = st[0] + st[1], sy = st[2] + st[3], sxy = st[4] + st[5], sx2 = st[6] + st[7],
-	       cn = __builtin_convertvector(wi, ot_v8d); /* window lengths < 2^63 */
-	ot_v8d cov = sxy - sx * sy / cn;
-	ot_v8d var = sx2 - sx * sx / cn;
-	ot_v8d slope = cov / var;
-	ot_v8d icpt = sy / cn - slope * sx / cn;
-	memcpy(slope_out, &slope, sizeof slope);
-	memcpy(icpt_out, &icpt, sizeof icpt);
+	LR_FIT(ot_v8d, ot_v8i, st, w, slope, icpt);
 }
 
 /* The results of up to eight windows (ws[0..nw), none with constant values) into out[ws[i].step]: one
@@ -1099,58 +1106,27 @@ static void lr_windows(const rctx_t *c, const int64_t *t, const double *v, const
 	int simd = promql_simd();
 	size_t lo[8], w[8];
 	int64_t ic[8];
-	double sums[8][8]; /* per window: sx, cx, sy, cy, sxy, cxy, sx2, cx2 */
+	double slope[8], icpt[8];
 	for (size_t j = 0; j < 8; j++) {
 		lo[j] = j < nw ? ws[j].lo : ws[0].lo;
 		w[j] = j < nw ? ws[j].w : 0;
 		ic[j] = j < nw ? ws[j].icept : ws[0].icept;
 	}
-	if (simd == PROMQL_SIMD_AVX512) {
+	for (size_t g = 0, gn = simd == PROMQL_SIMD_AVX512 ? 8 : 4; g < nw; g += gn) {
 		size_t wmax = 0, wmin = SIZE_MAX;
-		for (size_t j = 0; j < 8; j++) {
+		for (size_t j = g; j < g + gn; j++) {
 			wmax = w[j] > wmax ? w[j] : wmax;
 			wmin = w[j] < wmin ? w[j] : wmin;
 		}
-		ot_v8d st[8];
-		memset(st, 0, sizeof st);
-		lr_sums8_avx512(t, v, lo, w, ic, wmin, wmax, st);
-		double slope[8], icpt[8];
-		lr_fit8_avx512(st, w, slope, icpt);
-		for (size_t j = 0; j < nw; j++)
-			out[ws[j].step] = c->k == F_DERIV ? slope[j] : slope[j] * c->p1[ws[j].step] + icpt[j];
-		return;
-	} else {
-		for (size_t g = 0; g < nw; g += 4) {
-			size_t wmax = 0, wmin = SIZE_MAX;
-			for (size_t j = g; j < g + 4; j++) {
-				wmax = w[j] > wmax ? w[j] : wmax;
-				wmin = w[j] < wmin ? w[j] : wmin;
-			}
-			lr_v4d st[8];
-			memset(st, 0, sizeof st);
-			if (simd == PROMQL_SIMD_AVX2)
-				lr_sums4_avx2(t, v, lo + g, w + g, ic + g, wmin, wmax, st);
-			else
-				lr_sums4_base(t, v, lo + g, w + g, ic + g, wmin, wmax, st);
-			for (size_t j = g; j < g + 4 && j < nw; j++)
-				for (size_t q = 0; q < 8; q++)
-					sums[j][q] = st[q][j - g];
-		}
+		if (simd == PROMQL_SIMD_AVX512)
+			lr_fit8_avx512(t, v, lo, w, ic, wmin, wmax, slope, icpt);
+		else if (simd == PROMQL_SIMD_AVX2)
+			lr_fit4_avx2(t, v, lo + g, w + g, ic + g, wmin, wmax, slope + g, icpt + g);
+		else
+			lr_fit4_base(t, v, lo + g, w + g, ic + g, wmin, wmax, slope + g, icpt + g);
 	}
-	for (size_t j = 0; j < nw; j++) {
-		const double *q = sums[j];
-		double sx = q[0] + q[1], sy = q[2] + q[3], sxy = q[4] + q[5], sx2 = q[6] + q[7],
-		       cn = (double)w[j];
-		double cov = sxy - sx * sy / cn;
-		double var = sx2 - sx * sx / cn;
-		double slope = cov / var;
-		if (c->k == F_DERIV) {
-			out[ws[j].step] = slope;
-		} else {
-			double intercept = sy / cn - slope * sx / cn;
-			out[ws[j].step] = slope * c->p1[ws[j].step] + intercept;
-		}
-	}
+	for (size_t j = 0; j < nw; j++)
+		out[ws[j].step] = c->k == F_DERIV ? slope[j] : slope[j] * c->p1[ws[j].step] + icpt[j];
 }
 
 static void linreg_kernel_steps(const void *kctx, const int64_t *t, const double *v, size_t n, double *out,
