@@ -915,11 +915,70 @@ __attribute__((target("avx2"))) static void ot_sums_avx2(enum fkind k, const dou
 			memcpy((double *)&st[4 * (g / 2) + q] + 4 * (g % 2), &s4[4 * g + q], sizeof s4[0]);
 }
 
+/* The baseline (SSE2): ot_run on 2-lane vectors (one xmm each), four times the groups. */
+typedef double ot_v2d __attribute__((vector_size(16)));
+typedef int64_t ot_v2i __attribute__((vector_size(16)));
+
+static inline __attribute__((always_inline)) void ot_run2(enum fkind k, size_t ng, const double *v,
+                                                          const size_t *lo, const size_t *w, size_t from,
+                                                          size_t to, bool masked, ot_v2d *st)
+{
+	ot_v2i m = {-1, -1};
+	for (size_t i = from; i < to; i++) {
+		double n = (double)(i + 1);
+		ot_v2d cnt = {n, n};
+#pragma GCC unroll 16
+		for (size_t g = 0; g < ng; g++) {
+			const size_t *gl = lo + 2 * g, *gw = w + 2 * g;
+			size_t ix[2];
+			if (masked)
+				m = (ot_v2i){-(int64_t)(i < gw[0]), -(int64_t)(i < gw[1])};
+			for (size_t j = 0; j < 2; j++)
+				ix[j] = !masked || i < gw[j] ? i : 0;
+			ot_v2d x = {v[gl[0] + ix[0]], v[gl[1] + ix[1]]};
+			ot_v2d *a = &st[4 * g], *ca = &st[4 * g + 1], *b = &st[4 * g + 2],
+			       *cb = &st[4 * g + 3];
+			if (k == F_SUM_OT) {
+				VK_KAHAN(ot_v2d, ot_v2i, masked, m, x, *a, *ca);
+			} else if (k == F_AVG_OT) {
+				VK_KAHAN(ot_v2d, ot_v2i, masked, m, x / cnt - *a / cnt, *a, *ca);
+			} else {
+				ot_v2d delta = x - (*a + *ca);
+				VK_KAHAN(ot_v2d, ot_v2i, masked, m, delta / cnt, *a, *ca);
+				VK_KAHAN(ot_v2d, ot_v2i, masked, m, delta * (x - (*a + *ca)), *b, *cb);
+			}
+		}
+	}
+}
+
 static void ot_sums_base(enum fkind k, const double *v, const size_t *lo, const size_t *w, size_t wmin,
                          size_t wmax, ot_v8d *st)
 {
-	ot_sums(k, v, lo, w, wmin, wmax, st);
+	ot_v2d s2[2 * OT_MAX_WINDOWS];
+	memset(s2, 0, sizeof s2);
+	size_t ng = 0;
+	switch (k) {
+	case F_SUM_OT:
+		ot_run2(F_SUM_OT, 16, v, lo, w, 0, wmin, false, s2);
+		ot_run2(F_SUM_OT, 16, v, lo, w, wmin, wmax, true, s2);
+		ng = 16;
+		break;
+	case F_AVG_OT:
+		ot_run2(F_AVG_OT, 16, v, lo, w, 0, wmin, false, s2);
+		ot_run2(F_AVG_OT, 16, v, lo, w, wmin, wmax, true, s2);
+		ng = 16;
+		break;
+	default:
+		ot_run2(F_STDVAR_OT, 8, v, lo, w, 0, wmin, false, s2);
+		ot_run2(F_STDVAR_OT, 8, v, lo, w, wmin, wmax, true, s2);
+		ng = 8;
+		break;
+	}
+	for (size_t g = 0; g < ng; g++)
+		for (size_t q = 0; q < 4; q++)
+			memcpy((double *)&st[4 * (g / 4) + q] + 2 * (g % 4), &s2[4 * g + q], sizeof s2[0]);
 }
+
 
 /* The results of up to ot_lanes(k) windows (ws[0..nw)) into out[ws[i].step]. */
 static void ot_windows(enum fkind k, const double *v, const ot_win_t *ws, size_t nw, double *out)
@@ -934,9 +993,9 @@ static void ot_windows(enum fkind k, const double *v, const ot_win_t *ws, size_t
 	/* st: lanes 0-7, 8-15, ..., each a, ca, b, cb (sum or mean and its compensation; stddev's aux) */
 	ot_v8d st[OT_MAX_WINDOWS / 2];
 	memset(st, 0, sizeof st);
-	/* AVX2 runs 4-lane vectors (ot_run4): compiled for AVX2, ot_run's 8-lane ones went through the
-	 * stack in pieces and ran slower than the SSE2 variant (in-process CPU, dashboard data:
-	 * sum_over_time 119 ms vs 79; with ot_run4 18). */
+	/* AVX2 runs 4-lane vectors (ot_run4), SSE2 2-lane ones (ot_run2): vectors wider than the
+	 * registers go through the stack in pieces (in-process CPU, dashboard data, sum_over_time: AVX2
+	 * 119 ms with ot_run's 8 lanes, 18 with 4; SSE2 79 with 8, 25 with 2). */
 	int simd = promql_simd();
 	if (simd == PROMQL_SIMD_AVX512)
 		ot_sums_avx512(k, v, lo, w, wmin, wmax, st);
