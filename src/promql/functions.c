@@ -1148,7 +1148,7 @@ static inline __attribute__((always_inline)) void lr_run4(const int64_t *t, cons
 		VI wi_;                                                                                      \
 		memcpy(&wi_, (w), sizeof wi_);                                                               \
 		V sx_ = (st)[0] + (st)[1], sy_ = (st)[2] + (st)[3], sxy_ = (st)[4] + (st)[5],                \
-		  sx2_ = (st)[6] + (st)[7], cn_ = __builtin_convertvector(wi_, V); /* lengths < 2^63 */       \
+		  sx2_ = (st)[6] + (st)[7], cn_ = __builtin_convertvector(wi_, V); /* lengths < 2^63 */      \
 		V cov_ = sxy_ - sx_ * sy_ / cn_;                                                             \
 		V var_ = sx2_ - sx_ * sx_ / cn_;                                                             \
 		V slope_ = cov_ / var_;                                                                      \
@@ -1176,10 +1176,44 @@ __attribute__((target("avx2"))) static void lr_fit4_avx2(const int64_t *t, const
 	lr_fit4(t, v, lo, w, ic, wmin, wmax, slope, icpt);
 }
 
+/* The baseline (SSE2): the four windows as two groups of 2-lane vectors (one xmm each; 4-lane vectors
+ * wider than the registers go through the stack in pieces, as for *_over_time). */
 static void lr_fit4_base(const int64_t *t, const double *v, const size_t *lo, const size_t *w,
                          const int64_t *ic, size_t wmin, size_t wmax, double *slope, double *icpt)
 {
-	lr_fit4(t, v, lo, w, ic, wmin, wmax, slope, icpt);
+	ot_v2d st[2][8];
+	memset(st, 0, sizeof st);
+	for (int pass = 0; pass < 2; pass++) {
+		size_t from = pass ? wmin : 0, to = pass ? wmax : wmin;
+		bool masked = pass;
+		ot_v2i m0 = {-1, -1}, m1 = {-1, -1};
+		for (size_t i = from; i < to; i++) {
+			size_t ix[4];
+			if (masked) {
+				m0 = (ot_v2i){-(int64_t)(i < w[0]), -(int64_t)(i < w[1])};
+				m1 = (ot_v2i){-(int64_t)(i < w[2]), -(int64_t)(i < w[3])};
+			}
+			for (size_t j = 0; j < 4; j++)
+				ix[j] = !masked || i < w[j] ? i : 0;
+			ot_v2d x0 = {(double)(t[lo[0] + ix[0]] - ic[0]), (double)(t[lo[1] + ix[1]] - ic[1])};
+			ot_v2d x1 = {(double)(t[lo[2] + ix[2]] - ic[2]), (double)(t[lo[3] + ix[3]] - ic[3])};
+			ot_v2d y0 = {v[lo[0] + ix[0]], v[lo[1] + ix[1]]},
+			       y1 = {v[lo[2] + ix[2]], v[lo[3] + ix[3]]};
+			x0 /= 1e3;
+			x1 /= 1e3;
+			ot_v2d *s0 = st[0], *s1 = st[1];
+			VK_KAHAN(ot_v2d, ot_v2i, masked, m0, x0, s0[0], s0[1]);
+			VK_KAHAN(ot_v2d, ot_v2i, masked, m1, x1, s1[0], s1[1]);
+			VK_KAHAN(ot_v2d, ot_v2i, masked, m0, y0, s0[2], s0[3]);
+			VK_KAHAN(ot_v2d, ot_v2i, masked, m1, y1, s1[2], s1[3]);
+			VK_KAHAN(ot_v2d, ot_v2i, masked, m0, x0 * y0, s0[4], s0[5]);
+			VK_KAHAN(ot_v2d, ot_v2i, masked, m1, x1 * y1, s1[4], s1[5]);
+			VK_KAHAN(ot_v2d, ot_v2i, masked, m0, x0 * x0, s0[6], s0[7]);
+			VK_KAHAN(ot_v2d, ot_v2i, masked, m1, x1 * x1, s1[6], s1[7]);
+		}
+	}
+	LR_FIT(ot_v2d, ot_v2i, st[0], w, slope, icpt);
+	LR_FIT(ot_v2d, ot_v2i, st[1], w + 2, slope + 2, icpt + 2);
 }
 
 /* lr_run4's stretch on eight windows in 8-lane vectors (AVX-512 only: the eight sums would not fit
