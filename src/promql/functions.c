@@ -408,6 +408,11 @@ int promql_simd(void)
 /* 8 lanes: one AVX-512 register, two AVX2 ones, four SSE2 ones (the compiler splits the operations) */
 typedef double ot_v8d __attribute__((vector_size(64)));
 typedef int64_t ot_v8i __attribute__((vector_size(64)));
+/* 4 and 2 lanes: one AVX2 register, one SSE2 register (the AVX2 and SSE2 variants' width) */
+typedef double ot_v4d __attribute__((vector_size(32)));
+typedef int64_t ot_v4i __attribute__((vector_size(32)));
+typedef double ot_v2d __attribute__((vector_size(16)));
+typedef int64_t ot_v2i __attribute__((vector_size(16)));
 /* kahan_inc on the lanes of a vector of doubles of type V (VI: the same lanes as int64), updating only
  * those in the lane mask m (all of them when !masked): the 8-lane kernels below (ot_v8d) and the 4-lane
  * ones of deriv and predict_linear (lr_v4d). kahan_inc's Neumaier branch takes the rounding error of
@@ -475,6 +480,68 @@ static inline __attribute__((always_inline)) void rk_math(rk_lanes_t *l, size_t 
 	}
 }
 
+/* rk_math at the AVX2 (4 lanes) and SSE2 (2 lanes) register width: 8-lane vectors wider than the
+ * registers are lowered through the stack (see ot_run4). */
+static inline __attribute__((always_inline)) void rk_math4(rk_lanes_t *l, size_t nl, bool counter, bool rate,
+                                                          double rsec)
+{
+	for (size_t k = 0; k < nl; k += 4) {
+		ot_v4d st, en, sm, n1, v0, res;
+		memcpy(&st, l->st + k, sizeof st);
+		memcpy(&en, l->en + k, sizeof en);
+		memcpy(&sm, l->sm + k, sizeof sm);
+		memcpy(&n1, l->n1 + k, sizeof n1);
+		memcpy(&v0, l->v0 + k, sizeof v0);
+		memcpy(&res, l->res + k, sizeof res);
+		ot_v4d to_start = st / 1000.0, to_end = en / 1000.0, sampled = sm / 1000.0;
+		ot_v4d avg = sampled / n1;
+		if (counter) {
+			ot_v4d to_zero = sampled * (v0 / res);
+			ot_v4i zm = (res > 0.0) & (v0 >= 0.0) & (to_zero < to_start);
+			to_start = VK_SEL(ot_v4d, ot_v4i, zm, to_zero, to_start);
+		}
+		ot_v4d thr = avg * 1.1, half = avg * 0.5;
+		ot_v4d ext = sampled;
+		ext += VK_SEL(ot_v4d, ot_v4i, to_start < thr, to_start, half);
+		ext += VK_SEL(ot_v4d, ot_v4i, to_end < thr, to_end, half);
+		ot_v4d factor = ext / sampled;
+		if (rate)
+			factor /= rsec;
+		ot_v4d o = res * factor;
+		memcpy(l->out + k, &o, sizeof o);
+	}
+}
+
+static inline __attribute__((always_inline)) void rk_math2(rk_lanes_t *l, size_t nl, bool counter, bool rate,
+                                                          double rsec)
+{
+	for (size_t k = 0; k < nl; k += 2) {
+		ot_v2d st, en, sm, n1, v0, res;
+		memcpy(&st, l->st + k, sizeof st);
+		memcpy(&en, l->en + k, sizeof en);
+		memcpy(&sm, l->sm + k, sizeof sm);
+		memcpy(&n1, l->n1 + k, sizeof n1);
+		memcpy(&v0, l->v0 + k, sizeof v0);
+		memcpy(&res, l->res + k, sizeof res);
+		ot_v2d to_start = st / 1000.0, to_end = en / 1000.0, sampled = sm / 1000.0;
+		ot_v2d avg = sampled / n1;
+		if (counter) {
+			ot_v2d to_zero = sampled * (v0 / res);
+			ot_v2i zm = (res > 0.0) & (v0 >= 0.0) & (to_zero < to_start);
+			to_start = VK_SEL(ot_v2d, ot_v2i, zm, to_zero, to_start);
+		}
+		ot_v2d thr = avg * 1.1, half = avg * 0.5;
+		ot_v2d ext = sampled;
+		ext += VK_SEL(ot_v2d, ot_v2i, to_start < thr, to_start, half);
+		ext += VK_SEL(ot_v2d, ot_v2i, to_end < thr, to_end, half);
+		ot_v2d factor = ext / sampled;
+		if (rate)
+			factor /= rsec;
+		ot_v2d o = res * factor;
+		memcpy(l->out + k, &o, sizeof o);
+	}
+}
+
 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void
 rk_math_avx512(rk_lanes_t *l, size_t nl, bool counter, bool rate, double rsec)
 {
@@ -484,12 +551,12 @@ rk_math_avx512(rk_lanes_t *l, size_t nl, bool counter, bool rate, double rsec)
 __attribute__((target("avx2"))) static void rk_math_avx2(rk_lanes_t *l, size_t nl, bool counter, bool rate,
                                                          double rsec)
 {
-	rk_math(l, nl, counter, rate, rsec);
+	rk_math4(l, nl, counter, rate, rsec);
 }
 
 static void rk_math_base(rk_lanes_t *l, size_t nl, bool counter, bool rate, double rsec)
 {
-	rk_math(l, nl, counter, rate, rsec);
+	rk_math2(l, nl, counter, rate, rsec);
 }
 
 /* The first index at or after h (below n) whose timestamp is above x (at or above x when lt), for
@@ -848,8 +915,6 @@ ot_sums_avx512(enum fkind k, const double *v, const size_t *lo, const size_t *w,
 
 /* AVX2: ot_run on 4-lane vectors (one ymm each), twice as many groups; the states come back in ot_run's
  * 8-lane layout. */
-typedef double ot_v4d __attribute__((vector_size(32)));
-typedef int64_t ot_v4i __attribute__((vector_size(32)));
 
 static inline __attribute__((always_inline)) void ot_run4(enum fkind k, size_t ng, const double *v,
                                                           const size_t *lo, const size_t *w, size_t from,
@@ -916,8 +981,6 @@ __attribute__((target("avx2"))) static void ot_sums_avx2(enum fkind k, const dou
 }
 
 /* The baseline (SSE2): ot_run on 2-lane vectors (one xmm each), four times the groups. */
-typedef double ot_v2d __attribute__((vector_size(16)));
-typedef int64_t ot_v2i __attribute__((vector_size(16)));
 
 static inline __attribute__((always_inline)) void ot_run2(enum fkind k, size_t ng, const double *v,
                                                           const size_t *lo, const size_t *w, size_t from,
