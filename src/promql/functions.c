@@ -606,6 +606,32 @@ static inline __attribute__((always_inline)) void rk_check(const int64_t *t, con
 	*sorted = s, *resets = r;
 }
 
+/* rk_check at the AVX2 register width (as rk_math4) */
+static inline __attribute__((always_inline)) void rk_check4(const int64_t *t, const double *v, size_t n,
+                                                           bool *sorted, bool *resets)
+{
+	ot_v4i bad = {0}, down = {0};
+	size_t j = 1;
+	for (; j + 4 <= n; j += 4) {
+		ot_v4i a, b;
+		ot_v4d x, y;
+		memcpy(&a, t + j, sizeof a);
+		memcpy(&b, t + j - 1, sizeof b);
+		memcpy(&x, v + j, sizeof x);
+		memcpy(&y, v + j - 1, sizeof y);
+		bad |= a < b;
+		down |= x < y;
+	}
+	bool s = true, r = false;
+	for (size_t k = 0; k < 4; k++)
+		s &= !bad[k], r |= down[k] != 0;
+	for (; j < n; j++) {
+		s &= t[j] >= t[j - 1];
+		r |= v[j] < v[j - 1];
+	}
+	*sorted = s, *resets = r;
+}
+
 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void
 rk_check_avx512(const int64_t *t, const double *v, size_t n, bool *sorted, bool *resets)
 {
@@ -615,7 +641,7 @@ rk_check_avx512(const int64_t *t, const double *v, size_t n, bool *sorted, bool 
 __attribute__((target("avx2"))) static void rk_check_avx2(const int64_t *t, const double *v, size_t n,
                                                           bool *sorted, bool *resets)
 {
-	rk_check(t, v, n, sorted, resets);
+	rk_check4(t, v, n, sorted, resets);
 }
 
 static void rk_check_base(const int64_t *t, const double *v, size_t n, bool *sorted, bool *resets)
