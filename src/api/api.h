@@ -79,7 +79,7 @@ typedef struct api_config {
 	                                   * shared with the gRPC Query API; NULL = no such limit */
 	int64_t default_eval_interval_ms; /* subquery default step; 0 = 1m */
 	int max_concurrent;          /* --query.max-concurrent; 0 = 20 */
-	int max_concurrent_select;   /* --query.max-concurrent-select; 0 = 4, 1 = no select started ahead */
+	int max_concurrent_select;   /* --query.max-concurrent-select; 0 = 1: no select started ahead */
 	int engine_threads;          /* pool decoding/evaluating series of one query in parallel: 0 = one
 				      * per CPU, < 0 = none (each query on its own worker thread only) */
 	/* Tenancy (thanos.md §1.6, §6.7), NULL/"" = the default: */

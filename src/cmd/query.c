@@ -310,9 +310,11 @@ int cmd_query(int argc, char **argv)
 		{"query.timeout", FLAG_DURATION, &timeout_ms, "2m", "Maximum time to process query by query node."},
 		{"query.max-concurrent", FLAG_INT, &max_conc, "20",
 		 "Maximum number of queries processed concurrently by query node; the rest wait in a queue."},
-		{"query.max-concurrent-select", FLAG_INT, &max_conc_select, "4",
-		 "The maximum number of select requests made concurrently per a query: the selectors after the one "
-		 "being evaluated have their Series calls started ahead, so stores work on them meanwhile."},
+		{"query.max-concurrent-select", FLAG_INT, &max_conc_select, "1",
+		 "The maximum number of select requests made concurrently per a query: above 1, the selectors after "
+		 "the one being evaluated have their Series calls started ahead, so stores work on them meanwhile "
+		 "(Thanos's default is 4; worth it with stores across a network, where a query's selects would "
+		 "otherwise wait one round trip each)."},
 		{"query.lookback-delta", FLAG_DURATION, &lookback_ms, "5m",
 		 "The maximum lookback duration for retrieving metrics during expression evaluations."},
 		{"query.max-samples", FLAG_INT, &max_samples, "50000000",

@@ -41,9 +41,11 @@
 #define PROMQL_DEFAULT_LOOKBACK_MS (5 * 60 * 1000)
 #define PROMQL_DEFAULT_MAX_SAMPLES 50000000
 #define PROMQL_DEFAULT_SUBQUERY_STEP_MS (60 * 1000)
-/* Thanos's --query.max-concurrent-select default: selects of one query running at once, the one being
- * evaluated and promql_opts_t.select_ahead = this - 1 started ahead (bench/README.md, "selects ahead"). */
-#define PROMQL_DEFAULT_MAX_CONCURRENT_SELECT 4
+/* --query.max-concurrent-select: selects of one query running at once, the one being evaluated and
+ * promql_opts_t.select_ahead = this - 1 started ahead. 1, where Thanos's default is 4: on the loopback
+ * dashboard bench 4 was no faster and the querier's peak RSS rose by ~3 MiB in 2 of 8 runs, past issue
+ * 24's floor once (bench/README.md, "selects ahead"); 4 pays off with stores across a network. */
+#define PROMQL_DEFAULT_MAX_CONCURRENT_SELECT 1
 
 typedef struct promql_opts {
 	int64_t lookback_ms;     /* 0 = 5m */

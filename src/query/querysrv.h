@@ -52,7 +52,7 @@ typedef struct querysrv_config {
 	arena_budget_pool_t *memory_pool; /* all running queries' memory together, or NULL */
 	int64_t default_eval_interval_ms; /* subquery default step; 0 = 1m */
 	int max_concurrent;               /* queries evaluating at once; 0 = 20 */
-	int max_concurrent_select;        /* selects of one query at once; 0 = 4, 1 = none ahead */
+	int max_concurrent_select;        /* selects of one query at once; 0 = 1: none ahead */
 } querysrv_config_t;
 
 typedef struct querysrv querysrv_t;
