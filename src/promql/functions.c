@@ -450,97 +450,41 @@ typedef struct rk_lanes {
 	size_t idx[RK_BLOCK + 8];
 } rk_lanes_t;
 
-static inline __attribute__((always_inline)) void rk_math(rk_lanes_t *l, size_t nl, bool counter, bool rate,
-                                                          double rsec)
-{
-	for (size_t k = 0; k < nl; k += 8) {
-		ot_v8d st, en, sm, n1, v0, res;
-		memcpy(&st, l->st + k, sizeof st);
-		memcpy(&en, l->en + k, sizeof en);
-		memcpy(&sm, l->sm + k, sizeof sm);
-		memcpy(&n1, l->n1 + k, sizeof n1);
-		memcpy(&v0, l->v0 + k, sizeof v0);
-		memcpy(&res, l->res + k, sizeof res);
-		ot_v8d to_start = st / 1000.0, to_end = en / 1000.0, sampled = sm / 1000.0;
-		ot_v8d avg = sampled / n1;
-		if (counter) {
-			ot_v8d to_zero = sampled * (v0 / res);
-			ot_v8i zm = (res > 0.0) & (v0 >= 0.0) & (to_zero < to_start);
-			to_start = OT_SEL(zm, to_zero, to_start);
-		}
-		ot_v8d thr = avg * 1.1, half = avg * 0.5;
-		ot_v8d ext = sampled;
-		ext += OT_SEL(to_start < thr, to_start, half);
-		ext += OT_SEL(to_end < thr, to_end, half);
-		ot_v8d factor = ext / sampled;
-		if (rate)
-			factor /= rsec;
-		ot_v8d o = res * factor;
-		memcpy(l->out + k, &o, sizeof o);
+/* rk_math over W-lane vectors VD (masks VI): 8 lanes for AVX-512, the register width for AVX2 (4) and
+ * SSE2 (2), where 8-lane vectors wider than the registers are lowered through the stack (see ot_run4). */
+#define RK_MATH(NAME, VD, VI, W)                                                                         \
+	static inline __attribute__((always_inline)) void NAME(rk_lanes_t *l, size_t nl, bool counter,   \
+	                                                       bool rate, double rsec)                   \
+	{                                                                                                \
+		for (size_t k = 0; k < nl; k += W) {                                                     \
+			VD st, en, sm, n1, v0, res;                                                      \
+			memcpy(&st, l->st + k, sizeof st);                                               \
+			memcpy(&en, l->en + k, sizeof en);                                               \
+			memcpy(&sm, l->sm + k, sizeof sm);                                               \
+			memcpy(&n1, l->n1 + k, sizeof n1);                                               \
+			memcpy(&v0, l->v0 + k, sizeof v0);                                               \
+			memcpy(&res, l->res + k, sizeof res);                                            \
+			VD to_start = st / 1000.0, to_end = en / 1000.0, sampled = sm / 1000.0;          \
+			VD avg = sampled / n1;                                                           \
+			if (counter) {                                                                   \
+				VD to_zero = sampled * (v0 / res);                                       \
+				VI zm = (res > 0.0) & (v0 >= 0.0) & (to_zero < to_start);                \
+				to_start = VK_SEL(VD, VI, zm, to_zero, to_start);                        \
+			}                                                                                \
+			VD thr = avg * 1.1, half = avg * 0.5;                                            \
+			VD ext = sampled;                                                                \
+			ext += VK_SEL(VD, VI, to_start < thr, to_start, half);                           \
+			ext += VK_SEL(VD, VI, to_end < thr, to_end, half);                               \
+			VD factor = ext / sampled;                                                       \
+			if (rate)                                                                        \
+				factor /= rsec;                                                          \
+			VD o = res * factor;                                                             \
+			memcpy(l->out + k, &o, sizeof o);                                                \
+		}                                                                                        \
 	}
-}
-
-/* rk_math at the AVX2 (4 lanes) and SSE2 (2 lanes) register width: 8-lane vectors wider than the
- * registers are lowered through the stack (see ot_run4). */
-static inline __attribute__((always_inline)) void rk_math4(rk_lanes_t *l, size_t nl, bool counter, bool rate,
-                                                          double rsec)
-{
-	for (size_t k = 0; k < nl; k += 4) {
-		ot_v4d st, en, sm, n1, v0, res;
-		memcpy(&st, l->st + k, sizeof st);
-		memcpy(&en, l->en + k, sizeof en);
-		memcpy(&sm, l->sm + k, sizeof sm);
-		memcpy(&n1, l->n1 + k, sizeof n1);
-		memcpy(&v0, l->v0 + k, sizeof v0);
-		memcpy(&res, l->res + k, sizeof res);
-		ot_v4d to_start = st / 1000.0, to_end = en / 1000.0, sampled = sm / 1000.0;
-		ot_v4d avg = sampled / n1;
-		if (counter) {
-			ot_v4d to_zero = sampled * (v0 / res);
-			ot_v4i zm = (res > 0.0) & (v0 >= 0.0) & (to_zero < to_start);
-			to_start = VK_SEL(ot_v4d, ot_v4i, zm, to_zero, to_start);
-		}
-		ot_v4d thr = avg * 1.1, half = avg * 0.5;
-		ot_v4d ext = sampled;
-		ext += VK_SEL(ot_v4d, ot_v4i, to_start < thr, to_start, half);
-		ext += VK_SEL(ot_v4d, ot_v4i, to_end < thr, to_end, half);
-		ot_v4d factor = ext / sampled;
-		if (rate)
-			factor /= rsec;
-		ot_v4d o = res * factor;
-		memcpy(l->out + k, &o, sizeof o);
-	}
-}
-
-static inline __attribute__((always_inline)) void rk_math2(rk_lanes_t *l, size_t nl, bool counter, bool rate,
-                                                          double rsec)
-{
-	for (size_t k = 0; k < nl; k += 2) {
-		ot_v2d st, en, sm, n1, v0, res;
-		memcpy(&st, l->st + k, sizeof st);
-		memcpy(&en, l->en + k, sizeof en);
-		memcpy(&sm, l->sm + k, sizeof sm);
-		memcpy(&n1, l->n1 + k, sizeof n1);
-		memcpy(&v0, l->v0 + k, sizeof v0);
-		memcpy(&res, l->res + k, sizeof res);
-		ot_v2d to_start = st / 1000.0, to_end = en / 1000.0, sampled = sm / 1000.0;
-		ot_v2d avg = sampled / n1;
-		if (counter) {
-			ot_v2d to_zero = sampled * (v0 / res);
-			ot_v2i zm = (res > 0.0) & (v0 >= 0.0) & (to_zero < to_start);
-			to_start = VK_SEL(ot_v2d, ot_v2i, zm, to_zero, to_start);
-		}
-		ot_v2d thr = avg * 1.1, half = avg * 0.5;
-		ot_v2d ext = sampled;
-		ext += VK_SEL(ot_v2d, ot_v2i, to_start < thr, to_start, half);
-		ext += VK_SEL(ot_v2d, ot_v2i, to_end < thr, to_end, half);
-		ot_v2d factor = ext / sampled;
-		if (rate)
-			factor /= rsec;
-		ot_v2d o = res * factor;
-		memcpy(l->out + k, &o, sizeof o);
-	}
-}
+RK_MATH(rk_math, ot_v8d, ot_v8i, 8)
+RK_MATH(rk_math4, ot_v4d, ot_v4i, 4)
+RK_MATH(rk_math2, ot_v2d, ot_v2i, 2)
 
 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void
 rk_math_avx512(rk_lanes_t *l, size_t nl, bool counter, bool rate, double rsec)
