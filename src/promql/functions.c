@@ -921,34 +921,39 @@ static inline __attribute__((always_inline)) void ot_run4(enum fkind k, size_t n
 	}
 }
 
-__attribute__((target("avx2"))) static void ot_sums_avx2(enum fkind k, const double *v, const size_t *lo,
-                                                         const size_t *w, size_t wmin, size_t wmax,
-                                                         ot_v8d *st)
-{
-	ot_v4d s4[OT_MAX_WINDOWS];
-	memset(s4, 0, sizeof s4);
-	size_t ng = 0;
-	switch (k) {
-	case F_SUM_OT:
-		ot_run4(F_SUM_OT, 8, v, lo, w, 0, wmin, false, s4);
-		ot_run4(F_SUM_OT, 8, v, lo, w, wmin, wmax, true, s4);
-		ng = 8;
-		break;
-	case F_AVG_OT:
-		ot_run4(F_AVG_OT, 8, v, lo, w, 0, wmin, false, s4);
-		ot_run4(F_AVG_OT, 8, v, lo, w, wmin, wmax, true, s4);
-		ng = 8;
-		break;
-	default:
-		ot_run4(F_STDVAR_OT, 4, v, lo, w, 0, wmin, false, s4);
-		ot_run4(F_STDVAR_OT, 4, v, lo, w, wmin, wmax, true, s4);
-		ng = 4;
-		break;
+/* ot_sums by RUN over W-lane vectors VD (ot_run4, ot_run2): 8 / W groups of W lanes for each 8-lane group
+ * of ot_run, whose layout the states are copied back into (state q of a group at st[4 * group + q]). */
+#define OT_SUMS(ATTR, NAME, RUN, VD, W)                                                                  \
+	ATTR static void NAME(enum fkind k, const double *v, const size_t *lo, const size_t *w,          \
+	                      size_t wmin, size_t wmax, ot_v8d *st)                                      \
+	{                                                                                                \
+		enum { PER8 = 8 / (W) };                                                                 \
+		VD sw[PER8 / 2 * OT_MAX_WINDOWS];                                                        \
+		memset(sw, 0, sizeof sw);                                                                \
+		size_t ng = 0;                                                                           \
+		switch (k) {                                                                             \
+		case F_SUM_OT:                                                                           \
+			RUN(F_SUM_OT, 4 * PER8, v, lo, w, 0, wmin, false, sw);                           \
+			RUN(F_SUM_OT, 4 * PER8, v, lo, w, wmin, wmax, true, sw);                         \
+			ng = 4 * PER8;                                                                   \
+			break;                                                                           \
+		case F_AVG_OT:                                                                           \
+			RUN(F_AVG_OT, 4 * PER8, v, lo, w, 0, wmin, false, sw);                           \
+			RUN(F_AVG_OT, 4 * PER8, v, lo, w, wmin, wmax, true, sw);                         \
+			ng = 4 * PER8;                                                                   \
+			break;                                                                           \
+		default:                                                                                 \
+			RUN(F_STDVAR_OT, 2 * PER8, v, lo, w, 0, wmin, false, sw);                        \
+			RUN(F_STDVAR_OT, 2 * PER8, v, lo, w, wmin, wmax, true, sw);                      \
+			ng = 2 * PER8;                                                                   \
+			break;                                                                           \
+		}                                                                                        \
+		for (size_t g = 0; g < ng; g++)                                                          \
+			for (size_t q = 0; q < 4; q++)                                                   \
+				memcpy((double *)&st[4 * (g / PER8) + q] + (W) * (g % PER8),             \
+				       &sw[4 * g + q], sizeof sw[0]);                                    \
 	}
-	for (size_t g = 0; g < ng; g++)
-		for (size_t q = 0; q < 4; q++)
-			memcpy((double *)&st[4 * (g / 2) + q] + 4 * (g % 2), &s4[4 * g + q], sizeof s4[0]);
-}
+OT_SUMS(__attribute__((target("avx2"))), ot_sums_avx2, ot_run4, ot_v4d, 4)
 
 /* The baseline (SSE2): ot_run on 2-lane vectors (one xmm each), four times the groups. */
 
@@ -984,34 +989,7 @@ static inline __attribute__((always_inline)) void ot_run2(enum fkind k, size_t n
 	}
 }
 
-static void ot_sums_base(enum fkind k, const double *v, const size_t *lo, const size_t *w, size_t wmin,
-                         size_t wmax, ot_v8d *st)
-{
-	ot_v2d s2[2 * OT_MAX_WINDOWS];
-	memset(s2, 0, sizeof s2);
-	size_t ng = 0;
-	switch (k) {
-	case F_SUM_OT:
-		ot_run2(F_SUM_OT, 16, v, lo, w, 0, wmin, false, s2);
-		ot_run2(F_SUM_OT, 16, v, lo, w, wmin, wmax, true, s2);
-		ng = 16;
-		break;
-	case F_AVG_OT:
-		ot_run2(F_AVG_OT, 16, v, lo, w, 0, wmin, false, s2);
-		ot_run2(F_AVG_OT, 16, v, lo, w, wmin, wmax, true, s2);
-		ng = 16;
-		break;
-	default:
-		ot_run2(F_STDVAR_OT, 8, v, lo, w, 0, wmin, false, s2);
-		ot_run2(F_STDVAR_OT, 8, v, lo, w, wmin, wmax, true, s2);
-		ng = 8;
-		break;
-	}
-	for (size_t g = 0; g < ng; g++)
-		for (size_t q = 0; q < 4; q++)
-			memcpy((double *)&st[4 * (g / 4) + q] + 2 * (g % 4), &s2[4 * g + q], sizeof s2[0]);
-}
-
+OT_SUMS(, ot_sums_base, ot_run2, ot_v2d, 2)
 
 /* The results of up to ot_lanes(k) windows (ws[0..nw)) into out[ws[i].step]. */
 static void ot_windows(enum fkind k, const double *v, const ot_win_t *ws, size_t nw, double *out)
