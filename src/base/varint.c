@@ -1,31 +1,10 @@
 /* varint.c — Go-compatible varints; see varint.h. */
 #include "base/varint.h"
 
-size_t uvarint_put(uint8_t *out, uint64_t v)
-{
-	size_t i = 0;
-	while (v >= 0x80) {
-		out[i++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	out[i++] = (uint8_t)v;
-	return i;
-}
-
 size_t varint_put(uint8_t *out, int64_t v)
 {
 	uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
 	return uvarint_put(out, u);
-}
-
-size_t uvarint_len(uint64_t v)
-{
-	size_t n = 1;
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
 }
 
 int uvarint_get(const uint8_t *p, const uint8_t *end, uint64_t *v)
@@ -59,8 +38,9 @@ int varint_get(const uint8_t *p, const uint8_t *end, int64_t *v)
 
 void buf_put_uvarint(buf_t *b, uint64_t v)
 {
-	uint8_t tmp[VARINT_MAX_LEN];
-	buf_append(b, tmp, uvarint_put(tmp, v));
+	buf_reserve(b, VARINT_MAX_LEN);
+	b->n += uvarint_put((uint8_t *)b->p + b->n, v);
+	b->p[b->n] = 0;
 }
 
 void buf_put_varint(buf_t *b, int64_t v)

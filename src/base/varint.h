@@ -15,9 +15,23 @@
 
 #define VARINT_MAX_LEN 10
 
-size_t uvarint_put(uint8_t *out, uint64_t v); /* out has >= 10 bytes; returns length */
+/* out has >= uvarint_len(v) (at most 10) bytes; returns that length. */
+static inline size_t uvarint_put(uint8_t *out, uint64_t v)
+{
+	size_t i = 0;
+	while (v >= 0x80) {
+		out[i++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[i++] = (uint8_t)v;
+	return i;
+}
 size_t varint_put(uint8_t *out, int64_t v);
-size_t uvarint_len(uint64_t v);
+/* 7 bits a byte, at least one; without a loop (the SeriesResponse encoder sizes every field). */
+static inline size_t uvarint_len(uint64_t v)
+{
+	return ((size_t)(63 - __builtin_clzll(v | 1)) * 9 + 73) / 64;
+}
 int uvarint_get(const uint8_t *p, const uint8_t *end, uint64_t *v);
 int varint_get(const uint8_t *p, const uint8_t *end, int64_t *v);
 void buf_put_uvarint(buf_t *b, uint64_t v);

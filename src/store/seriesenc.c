@@ -5,34 +5,27 @@
 
 #include <string.h>
 
+#include "base/varint.h"
+
 /* Wire types: 0 varint, 2 length-delimited; every field number here is below 16 (one tag byte). */
 #define TAG(field, wt) ((uint8_t)((field) << 3 | (wt)))
 
-static inline size_t vlen(uint64_t v)
-{
-	return ((size_t)(63 - __builtin_clzll(v | 1)) * 9 + 73) / 64; /* 7 bits a byte, at least one */
-}
-
+/* The varint v at p; returns the byte after it. */
 static inline uint8_t *vput(uint8_t *p, uint64_t v)
 {
-	while (v >= 0x80) {
-		*p++ = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	*p++ = (uint8_t)v;
-	return p;
+	return p + uvarint_put(p, v);
 }
 
 /* A length-delimited field of a body of n bytes: tag, length, body. */
 static inline size_t lenfield(size_t n)
 {
-	return 1 + vlen(n) + n;
+	return 1 + uvarint_len(n) + n;
 }
 
 /* A varint scalar: left out when zero. */
 static inline size_t varfield(uint64_t v)
 {
-	return v ? 1 + vlen(v) : 0;
+	return v ? 1 + uvarint_len(v) : 0;
 }
 
 static inline uint8_t *put_bytes(uint8_t *p, uint8_t tag, const void *s, size_t n)
@@ -106,9 +99,9 @@ size_t seriesenc_size(const labels_t *ls, Thanos__AggrChunk *const *cs, size_t n
 
 uint8_t *seriesenc_write(uint8_t *p, size_t len, const labels_t *ls, Thanos__AggrChunk *const *cs, size_t n)
 {
-	size_t body = 0; /* len = 1 + vlen(body) + body */
+	size_t body = 0; /* len = 1 + uvarint_len(body) + body */
 	for (size_t k = 1; k <= 10 && k + 1 <= len; k++)
-		if (vlen(len - 1 - k) == k) {
+		if (uvarint_len(len - 1 - k) == k) {
 			body = len - 1 - k;
 			break;
 		}
