@@ -13,6 +13,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "base/varint.h"
 #include "base/workers.h"
 #include "net/grpc.h"
 
@@ -40,33 +41,10 @@ struct rcv_router {
 
 /* ---- encoding ---- */
 
-static void put_varint(buf_t *b, uint64_t v)
-{
-	buf_reserve(b, 10);
-	uint8_t *p = (uint8_t *)b->p + b->n, *p0 = p;
-	while (v >= 0x80) {
-		*p++ = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	*p++ = (uint8_t)v;
-	b->n += (size_t)(p - p0);
-	b->p[b->n] = 0;
-}
-
-static size_t varint_len(uint64_t v)
-{
-	size_t n = 1;
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
-}
-
 static void put_bytes(buf_t *b, unsigned field, const void *p, size_t n)
 {
-	put_varint(b, (uint64_t)field << 3 | 2);
-	put_varint(b, n);
+	buf_put_uvarint(b, (uint64_t)field << 3 | 2);
+	buf_put_uvarint(b, n);
 	memcpy(buf_extend(b, n), p, n);
 }
 
@@ -76,30 +54,30 @@ static void encode_series(buf_t *b, const wr_series_t *s)
 	size_t len = 0;
 	for (size_t i = 0; i < s->ls.n; i++) {
 		size_t nl = s->ls.v[i].name.n, vl = s->ls.v[i].value.n;
-		size_t l = 1 + varint_len(nl) + nl + 1 + varint_len(vl) + vl;
-		len += 1 + varint_len(l) + l;
+		size_t l = 1 + uvarint_len(nl) + nl + 1 + uvarint_len(vl) + vl;
+		len += 1 + uvarint_len(l) + l;
 	}
 	for (size_t i = 0; i < s->n; i++) {
-		size_t l = 9 + 1 + varint_len((uint64_t)s->t[i]);
-		len += 1 + varint_len(l) + l;
+		size_t l = 9 + 1 + uvarint_len((uint64_t)s->t[i]);
+		len += 1 + uvarint_len(l) + l;
 	}
-	put_varint(b, 1 << 3 | 2);
-	put_varint(b, len);
+	buf_put_uvarint(b, 1 << 3 | 2);
+	buf_put_uvarint(b, len);
 	for (size_t i = 0; i < s->ls.n; i++) {
 		size_t nl = s->ls.v[i].name.n, vl = s->ls.v[i].value.n;
-		put_varint(b, 1 << 3 | 2);
-		put_varint(b, 1 + varint_len(nl) + nl + 1 + varint_len(vl) + vl);
+		buf_put_uvarint(b, 1 << 3 | 2);
+		buf_put_uvarint(b, 1 + uvarint_len(nl) + nl + 1 + uvarint_len(vl) + vl);
 		put_bytes(b, 1, s->ls.v[i].name.p, nl);
 		put_bytes(b, 2, s->ls.v[i].value.p, vl);
 	}
 	for (size_t i = 0; i < s->n; i++) {
-		put_varint(b, 2 << 3 | 2);
-		put_varint(b, 9 + 1 + varint_len((uint64_t)s->t[i]));
+		buf_put_uvarint(b, 2 << 3 | 2);
+		buf_put_uvarint(b, 9 + 1 + uvarint_len((uint64_t)s->t[i]));
 		uint8_t d[9] = {1 << 3 | 1};
 		memcpy(d + 1, &s->v[i], 8);
 		buf_append(b, d, 9);
-		put_varint(b, 2 << 3 | 0);
-		put_varint(b, (uint64_t)s->t[i]);
+		buf_put_uvarint(b, 2 << 3 | 0);
+		buf_put_uvarint(b, (uint64_t)s->t[i]);
 	}
 }
 
@@ -450,14 +428,8 @@ static void dest_put(dest_t *d, const void *p, size_t n)
 
 static void dest_put_varint(dest_t *d, uint64_t v)
 {
-	uint8_t b[10];
-	size_t n = 0;
-	while (v >= 0x80) {
-		b[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	b[n++] = (uint8_t)v;
-	dest_put(d, b, n);
+	uint8_t b[VARINT_MAX_LEN];
+	dest_put(d, b, uvarint_put(b, v));
 }
 
 /* The tenant and replica fields, the last chunk, the prefix. */
