@@ -33,10 +33,9 @@ _Noreturn void die(const char *fmt, ...)
 
 static atomic_bool trim_on;
 static atomic_size_t freed_since_trim;
-static atomic_size_t free_calls; /* alloc_note_freed calls so far */
 static pthread_mutex_t tick_mu = PTHREAD_MUTEX_INITIALIZER;
-static size_t tick_seen_calls;    /* under tick_mu */
-static uint64_t tick_quiet_since; /* under tick_mu: mono ms since free_calls last changed */
+static size_t tick_seen_freed;    /* under tick_mu: freed_since_trim at the last tick */
+static uint64_t tick_quiet_since; /* under tick_mu: mono ms since freed_since_trim last changed */
 
 void alloc_tune_server(void)
 {
@@ -61,7 +60,6 @@ void alloc_note_freed(size_t n)
 #ifdef __GLIBC__
 	if (!atomic_load_explicit(&trim_on, memory_order_relaxed))
 		return;
-	atomic_fetch_add_explicit(&free_calls, 1, memory_order_relaxed);
 	size_t was = atomic_fetch_add(&freed_since_trim, n);
 	if (was + n >= ALLOC_TRIM_BYTES && was < ALLOC_TRIM_BYTES) {
 		atomic_store(&freed_since_trim, 0);
@@ -79,13 +77,13 @@ void alloc_idle_tick(uint64_t now)
 		return;
 	if (pthread_mutex_trylock(&tick_mu))
 		return; /* another loop's tick is at it */
-	size_t calls = atomic_load_explicit(&free_calls, memory_order_relaxed);
-	if (calls != tick_seen_calls) {
-		tick_seen_calls = calls;
+	size_t freed = atomic_load(&freed_since_trim);
+	if (freed != tick_seen_freed) { /* something was freed (or trimmed) since the last tick */
+		tick_seen_freed = freed;
 		tick_quiet_since = now;
-	} else if (now - tick_quiet_since >= ALLOC_TRIM_IDLE_MS &&
-	           atomic_load(&freed_since_trim) >= ALLOC_TRIM_IDLE_BYTES) {
+	} else if (now - tick_quiet_since >= ALLOC_TRIM_IDLE_MS && freed >= ALLOC_TRIM_IDLE_BYTES) {
 		atomic_store(&freed_since_trim, 0);
+		tick_seen_freed = 0;
 		malloc_trim(0);
 	}
 	pthread_mutex_unlock(&tick_mu);
