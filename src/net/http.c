@@ -374,6 +374,20 @@ static void stream_begin_now(http_req_t *r, int status, const char *ctype)
 }
 
 /* The nd parts of data (n bytes in all) as one chunk. */
+/* The nd parts of data (n bytes in all) as the body carries them (chunked: size line, data, CRLF), into
+ * iov from index k (sz holds the size line); returns the new count. */
+static int body_iov(const http_req_priv_t *p, struct iovec *iov, int k, char sz[24], const struct iovec *data,
+                    int nd, size_t n)
+{
+	if (p->chunked)
+		iov[k++] = (struct iovec){sz, (size_t)snprintf(sz, 24, "%zx\r\n", n)};
+	for (int i = 0; i < nd; i++)
+		iov[k++] = data[i];
+	if (p->chunked)
+		iov[k++] = (struct iovec){"\r\n", 2};
+	return k;
+}
+
 static void stream_writev_now(http_req_t *r, const struct iovec *data, int nd, size_t n)
 {
 	http_req_priv_t *p = r->priv;
@@ -383,13 +397,7 @@ static void stream_writev_now(http_req_t *r, const struct iovec *data, int nd, s
 	conn_t *c = p->hc->c;
 	char sz[24];
 	struct iovec iov[HTTP_STREAM_IOV_MAX + 2];
-	int k = 0;
-	if (p->chunked)
-		iov[k++] = (struct iovec){sz, (size_t)snprintf(sz, sizeof sz, "%zx\r\n", n)};
-	for (int i = 0; i < nd; i++)
-		iov[k++] = data[i];
-	if (p->chunked)
-		iov[k++] = (struct iovec){"\r\n", 2};
+	int k = body_iov(p, iov, 0, sz, data, nd, n);
 	if (!p->hc->processing) { /* sent from data when nothing is queued before it */
 		conn_writev_flush(c, iov, k);
 		return;
@@ -588,14 +596,10 @@ static void direct_stream_part(http_req_t *r, const struct iovec *data, int nd, 
 		iov[k++] = (struct iovec){p->w_head.p, p->w_head.n};
 		total += p->w_head.n;
 	}
-	if (p->chunked) {
-		iov[k] = (struct iovec){sz, (size_t)snprintf(sz, sizeof sz, "%zx\r\n", n)};
-		total += iov[k++].iov_len + 2;
-	}
-	for (int i = 0; i < nd; i++)
-		iov[k++] = data[i];
-	if (p->chunked)
-		iov[k++] = (struct iovec){"\r\n", 2};
+	int kb = k;
+	k = body_iov(p, iov, k, sz, data, nd, n);
+	if (p->chunked) /* the size line and the CRLF around the nd parts */
+		total += iov[kb].iov_len + iov[k - 1].iov_len;
 	direct_send(r, iov, k, total);
 	buf_release(&p->w_head);
 }
